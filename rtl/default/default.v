@@ -4878,50 +4878,50 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire \$1 ;
   wire [11:0] \$10 ;
   wire [11:0] \$11 ;
-  wire \$12 ;
+  wire [11:0] \$12 ;
   wire \$13 ;
   wire \$14 ;
-  wire [11:0] \$15 ;
+  wire \$15 ;
   wire \$16 ;
-  wire \$17 ;
-  wire [11:0] \$18 ;
-  wire [11:0] \$19 ;
+  wire [11:0] \$17 ;
+  wire \$18 ;
+  wire \$19 ;
   wire [596:0] \$2 ;
   wire [11:0] \$20 ;
   wire [11:0] \$21 ;
   wire [11:0] \$22 ;
-  wire \$23 ;
-  wire [63:0] \$24 ;
-  wire [63:0] \$25 ;
-  wire [63:0] \$26 ;
+  wire [11:0] \$23 ;
+  wire [11:0] \$24 ;
+  wire [11:0] \$25 ;
+  wire \$26 ;
   wire [63:0] \$27 ;
   wire [63:0] \$28 ;
-  wire \$29 ;
+  wire [63:0] \$29 ;
   wire \$3 ;
-  wire \$30 ;
-  wire [1:0] \$31 ;
+  wire [63:0] \$30 ;
+  wire [63:0] \$31 ;
   wire [63:0] \$32 ;
-  wire [63:0] \$33 ;
-  wire [31:0] \$34 ;
-  wire [63:0] \$35 ;
+  wire \$33 ;
+  wire \$34 ;
+  wire [1:0] \$35 ;
   wire [63:0] \$36 ;
-  wire [31:0] \$37 ;
-  wire [63:0] \$38 ;
+  wire [63:0] \$37 ;
+  wire [31:0] \$38 ;
   wire [63:0] \$39 ;
   wire [596:0] \$4 ;
-  wire [31:0] \$40 ;
-  wire [63:0] \$41 ;
+  wire [63:0] \$40 ;
+  wire [31:0] \$41 ;
   wire [63:0] \$42 ;
-  wire [31:0] \$43 ;
-  wire \$44 ;
-  wire \$45 ;
-  wire \$46 ;
-  wire \$47 ;
-  wire [7:0] \$48 ;
-  wire [7:0] \$49 ;
+  wire [63:0] \$43 ;
+  wire [31:0] \$44 ;
+  wire [63:0] \$45 ;
+  wire [63:0] \$46 ;
+  wire [31:0] \$47 ;
+  wire \$48 ;
+  wire \$49 ;
   wire \$5 ;
-  wire [7:0] \$50 ;
-  wire [7:0] \$51 ;
+  wire \$50 ;
+  wire \$51 ;
   wire [7:0] \$52 ;
   wire [7:0] \$53 ;
   wire [7:0] \$54 ;
@@ -4939,60 +4939,64 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [7:0] \$65 ;
   wire [7:0] \$66 ;
   wire [7:0] \$67 ;
-  wire [7:0] \$68 ;
-  wire [7:0] \$69 ;
+  wire [22:0] \$68 ;
+  wire [31:0] \$69 ;
   wire \$7 ;
   wire [7:0] \$70 ;
   wire [7:0] \$71 ;
-  wire [22:0] \$72 ;
-  wire [31:0] \$73 ;
+  wire [7:0] \$72 ;
+  wire [7:0] \$73 ;
+  wire [7:0] \$74 ;
+  wire [7:0] \$75 ;
+  wire [7:0] \$76 ;
+  wire [7:0] \$77 ;
   wire [596:0] \$8 ;
   wire [11:0] \$9 ;
   wire [12:0] \$signature__addr ;
-  wire [12:0] \$signature__addr$344 ;
-  wire [11:0] \$signature__addr$350 ;
-  wire [9:0] \$signature__addr$356 ;
-  wire [9:0] \$signature__addr$362 ;
-  wire [6:0] \$signature__addr$368 ;
-  wire [12:0] \$signature__addr$374 ;
-  wire [12:0] \$signature__addr$380 ;
-  wire [9:0] \$signature__addr$386 ;
-  wire [9:0] \$signature__addr$392 ;
-  wire [6:0] \$signature__addr$398 ;
-  wire [11:0] \$signature__addr$466 ;
-  wire [11:0] \$signature__addr$472 ;
-  wire [9:0] \$signature__addr$478 ;
-  wire [9:0] \$signature__addr$484 ;
+  wire [12:0] \$signature__addr$367 ;
+  wire [11:0] \$signature__addr$373 ;
+  wire [9:0] \$signature__addr$379 ;
+  wire [9:0] \$signature__addr$385 ;
+  wire [6:0] \$signature__addr$391 ;
+  wire [12:0] \$signature__addr$397 ;
+  wire [12:0] \$signature__addr$403 ;
+  wire [9:0] \$signature__addr$409 ;
+  wire [9:0] \$signature__addr$415 ;
+  wire [6:0] \$signature__addr$421 ;
+  wire [11:0] \$signature__addr$492 ;
+  wire [11:0] \$signature__addr$498 ;
+  wire [9:0] \$signature__addr$504 ;
+  wire [9:0] \$signature__addr$510 ;
   wire [63:0] \$signature__data ;
-  wire [415:0] \$signature__data$347 ;
-  wire [63:0] \$signature__data$353 ;
-  wire [63:0] \$signature__data$359 ;
-  wire [767:0] \$signature__data$365 ;
-  wire [95:0] \$signature__data$371 ;
-  wire [63:0] \$signature__data$377 ;
-  wire [415:0] \$signature__data$382 ;
-  wire [63:0] \$signature__data$388 ;
-  wire [767:0] \$signature__data$394 ;
-  wire [95:0] \$signature__data$400 ;
-  wire [63:0] \$signature__data$469 ;
-  wire [63:0] \$signature__data$474 ;
-  wire [63:0] \$signature__data$481 ;
-  wire [63:0] \$signature__data$486 ;
+  wire [479:0] \$signature__data$370 ;
+  wire [63:0] \$signature__data$376 ;
+  wire [63:0] \$signature__data$382 ;
+  wire [767:0] \$signature__data$388 ;
+  wire [95:0] \$signature__data$394 ;
+  wire [63:0] \$signature__data$400 ;
+  wire [479:0] \$signature__data$405 ;
+  wire [63:0] \$signature__data$411 ;
+  wire [767:0] \$signature__data$417 ;
+  wire [95:0] \$signature__data$423 ;
+  wire [63:0] \$signature__data$495 ;
+  wire [63:0] \$signature__data$500 ;
+  wire [63:0] \$signature__data$507 ;
+  wire [63:0] \$signature__data$512 ;
   wire \$signature__en ;
-  wire \$signature__en$348 ;
-  wire \$signature__en$354 ;
-  wire \$signature__en$360 ;
-  wire \$signature__en$366 ;
-  wire \$signature__en$372 ;
-  wire \$signature__en$378 ;
-  wire [12:0] \$signature__en$384 ;
-  wire [1:0] \$signature__en$390 ;
-  wire [23:0] \$signature__en$396 ;
-  wire [2:0] \$signature__en$402 ;
-  wire \$signature__en$470 ;
-  wire \$signature__en$476 ;
-  wire \$signature__en$482 ;
-  wire \$signature__en$488 ;
+  wire \$signature__en$371 ;
+  wire \$signature__en$377 ;
+  wire \$signature__en$383 ;
+  wire \$signature__en$389 ;
+  wire \$signature__en$395 ;
+  wire \$signature__en$401 ;
+  wire [14:0] \$signature__en$407 ;
+  wire [1:0] \$signature__en$413 ;
+  wire [23:0] \$signature__en$419 ;
+  wire [2:0] \$signature__en$425 ;
+  wire \$signature__en$496 ;
+  wire \$signature__en$502 ;
+  wire \$signature__en$508 ;
+  wire \$signature__en$514 ;
   wire [11:0] a_rd__addr;
   wire [63:0] a_rd__data;
   wire a_rd__en;
@@ -5009,117 +5013,138 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [63:0] act_rd__3__data;
   wire act_rd__3__en;
   wire [11:0] act_rd__addr;
+  wire [11:0] \act_rd__addr$215 ;
   wire [63:0] act_rd__data;
+  wire [63:0] \act_rd__data$231 ;
   wire act_rd__en;
+  wire \act_rd__en$222 ;
   wire [11:0] act_w__addr;
-  wire [11:0] \act_w__addr$412 ;
-  wire [11:0] \act_w__addr$413 ;
-  wire [11:0] \act_w__addr$414 ;
-  wire [11:0] \act_w__addr$415 ;
-  wire [11:0] \act_w__addr$416 ;
+  wire [11:0] \act_w__addr$436 ;
+  wire [11:0] \act_w__addr$437 ;
+  wire [11:0] \act_w__addr$438 ;
+  wire [11:0] \act_w__addr$439 ;
+  wire [11:0] \act_w__addr$440 ;
+  wire [11:0] \act_w__addr$441 ;
   wire [63:0] act_w__data;
-  wire [63:0] \act_w__data$420 ;
-  wire [63:0] \act_w__data$421 ;
-  wire [63:0] \act_w__data$422 ;
-  wire [63:0] \act_w__data$423 ;
-  wire [63:0] \act_w__data$424 ;
+  wire [63:0] \act_w__data$445 ;
+  wire [63:0] \act_w__data$446 ;
+  wire [63:0] \act_w__data$447 ;
+  wire [63:0] \act_w__data$448 ;
+  wire [63:0] \act_w__data$449 ;
+  wire [63:0] \act_w__data$450 ;
   wire act_w__en;
-  wire \act_w__en$407 ;
-  wire \act_w__en$408 ;
-  wire \act_w__en$409 ;
-  wire \act_w__en$410 ;
-  wire \act_w__en$427 ;
+  wire \act_w__en$430 ;
+  wire \act_w__en$431 ;
+  wire \act_w__en$432 ;
+  wire \act_w__en$433 ;
+  wire \act_w__en$434 ;
+  wire \act_w__en$453 ;
   wire [11:0] amem_port__addr;
   wire [63:0] amem_port__data;
   wire [1:0] amem_port__en;
   wire [11:0] amem_r__addr;
-  wire [11:0] \amem_r__addr$467 ;
+  wire [11:0] \amem_r__addr$493 ;
   wire [63:0] amem_r__data;
-  wire [63:0] \amem_r__data$468 ;
+  wire [63:0] \amem_r__data$494 ;
   wire amem_r__en;
-  wire \amem_r__en$471 ;
+  wire \amem_r__en$497 ;
   wire [11:0] amem_w__addr;
-  wire [11:0] \amem_w__addr$473 ;
+  wire [11:0] \amem_w__addr$499 ;
   wire [63:0] amem_w__data;
-  wire [63:0] \amem_w__data$475 ;
+  wire [63:0] \amem_w__data$501 ;
   wire [1:0] amem_w__en;
-  wire \amem_w__en$477 ;
+  wire \amem_w__en$503 ;
   wire [11:0] arc_rd__addr;
   wire [63:0] arc_rd__data;
   wire arc_rd__en;
-  wire [403:0] args;
-  wire [191:0] \args$269 ;
-  wire [9:0] \args$269.act_max ;
-  wire [9:0] \args$269.act_min ;
-  wire [8:0] \args$269.cw ;
-  wire [3:0] \args$269.dh ;
-  wire [3:0] \args$269.dw ;
-  wire [11:0] \args$269.in_base ;
-  wire [8:0] \args$269.in_h ;
-  wire [8:0] \args$269.in_w ;
-  wire [8:0] \args$269.kh ;
-  wire [8:0] \args$269.kw ;
+  wire [444:0] args;
+  wire [191:0] \args$285 ;
+  wire [9:0] \args$285.act_max ;
+  wire [9:0] \args$285.act_min ;
+  wire [8:0] \args$285.cw ;
+  wire [3:0] \args$285.dh ;
+  wire [3:0] \args$285.dw ;
+  wire [11:0] \args$285.in_base ;
+  wire [8:0] \args$285.in_h ;
+  wire [8:0] \args$285.in_w ;
+  wire [8:0] \args$285.kh ;
+  wire [8:0] \args$285.kw ;
   (* enum_base_type = "PoolMode" *)
   (* enum_value_0 = "MAX" *)
   (* enum_value_1 = "AVG" *)
-  wire \args$269.mode ;
-  wire [31:0] \args$269.mult ;
-  wire [8:0] \args$269.oh ;
-  wire [11:0] \args$269.out_base ;
-  wire [8:0] \args$269.ow ;
-  wire [3:0] \args$269.pl ;
-  wire [3:0] \args$269.pt ;
-  wire \args$269.round_even ;
-  wire [3:0] \args$269.sh ;
-  wire [5:0] \args$269.shift ;
-  wire [3:0] \args$269.sw ;
-  wire \args$269.x_signed ;
-  wire [9:0] \args$269.zp_in ;
-  wire [9:0] \args$269.zp_out ;
-  wire [260:0] \args$276 ;
-  wire [11:0] \args$276.a_base ;
-  wire [8:0] \args$276.a_stride ;
-  wire [9:0] \args$276.act_max ;
-  wire [9:0] \args$276.act_min ;
-  wire [11:0] \args$276.b_base ;
-  wire [8:0] \args$276.b_stride ;
-  wire [8:0] \args$276.cw ;
-  wire \args$276.has_b ;
-  wire [4:0] \args$276.ls ;
-  wire [31:0] \args$276.mult_a ;
-  wire [31:0] \args$276.mult_b ;
-  wire [31:0] \args$276.mult_o ;
-  wire [15:0] \args$276.npos ;
-  wire [11:0] \args$276.out_base ;
-  wire [8:0] \args$276.out_stride ;
-  wire \args$276.rq_in ;
-  wire \args$276.rq_out ;
-  wire [5:0] \args$276.shift_a ;
-  wire [5:0] \args$276.shift_b ;
-  wire [5:0] \args$276.shift_o ;
-  wire \args$276.x_signed ;
-  wire [9:0] \args$276.zp_a ;
-  wire [9:0] \args$276.zp_b ;
-  wire [9:0] \args$276.zp_out ;
-  wire [92:0] \args$284 ;
-  wire [11:0] \args$284.dst ;
-  wire [1:0] \args$284.macro ;
-  wire [2:0] \args$284.page ;
-  wire [63:0] \args$284.rows ;
-  wire [11:0] \args$284.src ;
-  wire [48:0] \args$291 ;
-  wire [11:0] \args$291.arcs ;
-  wire [12:0] \args$291.count ;
-  wire [11:0] \args$291.new ;
-  wire [11:0] \args$291.old ;
-  wire [95:0] \args$298 ;
-  wire \args$298.flush ;
-  wire [1:0] \args$298.macro ;
-  wire [2:0] \args$298.page ;
-  wire [63:0] \args$298.rows ;
-  wire [1:0] \args$298.slices_m1 ;
-  wire [11:0] \args$298.x ;
-  wire [11:0] \args$298.y ;
+  wire \args$285.mode ;
+  wire [31:0] \args$285.mult ;
+  wire [8:0] \args$285.oh ;
+  wire [11:0] \args$285.out_base ;
+  wire [8:0] \args$285.ow ;
+  wire [3:0] \args$285.pl ;
+  wire [3:0] \args$285.pt ;
+  wire \args$285.round_even ;
+  wire [3:0] \args$285.sh ;
+  wire [5:0] \args$285.shift ;
+  wire [3:0] \args$285.sw ;
+  wire \args$285.x_signed ;
+  wire [9:0] \args$285.zp_in ;
+  wire [9:0] \args$285.zp_out ;
+  wire [260:0] \args$292 ;
+  wire [11:0] \args$292.a_base ;
+  wire [8:0] \args$292.a_stride ;
+  wire [9:0] \args$292.act_max ;
+  wire [9:0] \args$292.act_min ;
+  wire [11:0] \args$292.b_base ;
+  wire [8:0] \args$292.b_stride ;
+  wire [8:0] \args$292.cw ;
+  wire \args$292.has_b ;
+  wire [4:0] \args$292.ls ;
+  wire [31:0] \args$292.mult_a ;
+  wire [31:0] \args$292.mult_b ;
+  wire [31:0] \args$292.mult_o ;
+  wire [15:0] \args$292.npos ;
+  wire [11:0] \args$292.out_base ;
+  wire [8:0] \args$292.out_stride ;
+  wire \args$292.rq_in ;
+  wire \args$292.rq_out ;
+  wire [5:0] \args$292.shift_a ;
+  wire [5:0] \args$292.shift_b ;
+  wire [5:0] \args$292.shift_o ;
+  wire \args$292.x_signed ;
+  wire [9:0] \args$292.zp_a ;
+  wire [9:0] \args$292.zp_b ;
+  wire [9:0] \args$292.zp_out ;
+  wire [92:0] \args$300 ;
+  wire [11:0] \args$300.dst ;
+  wire [1:0] \args$300.macro ;
+  wire [2:0] \args$300.page ;
+  wire [63:0] \args$300.rows ;
+  wire [11:0] \args$300.src ;
+  wire [48:0] \args$307 ;
+  wire [11:0] \args$307.arcs ;
+  wire [12:0] \args$307.count ;
+  wire [11:0] \args$307.new ;
+  wire [11:0] \args$307.old ;
+  wire [95:0] \args$314 ;
+  wire \args$314.flush ;
+  wire [1:0] \args$314.macro ;
+  wire [2:0] \args$314.page ;
+  wire [63:0] \args$314.rows ;
+  wire [1:0] \args$314.slices_m1 ;
+  wire [11:0] \args$314.x ;
+  wire [11:0] \args$314.y ;
+  wire [126:0] \args$321 ;
+  wire [9:0] \args$321.act_max ;
+  wire [9:0] \args$321.act_min ;
+  wire [11:0] \args$321.channels ;
+  wire [8:0] \args$321.cw ;
+  wire [5:0] \args$321.frac ;
+  wire [11:0] \args$321.in_base ;
+  wire [15:0] \args$321.npos ;
+  wire [11:0] \args$321.out_base ;
+  wire [4:0] \args$321.shift ;
+  wire [3:0] \args$321.size ;
+  wire [9:0] \args$321.table_base ;
+  wire \args$321.x_signed ;
+  wire [9:0] \args$321.zp_in ;
+  wire [9:0] \args$321.zp_out ;
   wire [2:0] \args.ab_m1 ;
   wire [9:0] \args.act_max ;
   wire [9:0] \args.act_min ;
@@ -5130,6 +5155,11 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [6:0] \args.desc_base ;
   wire [3:0] \args.dh ;
   wire [3:0] \args.dw ;
+  wire \args.epi ;
+  wire [9:0] \args.epi_base ;
+  wire [9:0] \args.epi_max ;
+  wire [9:0] \args.epi_min ;
+  wire [9:0] \args.epi_zp_out ;
   wire [7:0] \args.groups ;
   wire [13:0] \args.img_bstep ;
   wire [13:0] \args.img_delta ;
@@ -5170,150 +5200,151 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [9:0] \args.zp_out ;
   output [31:0] axi__araddr;
   wire [31:0] axi__araddr;
-  wire [31:0] \axi__araddr$428 ;
+  wire [31:0] \axi__araddr$454 ;
   output [1:0] axi__arburst;
   wire [1:0] axi__arburst;
-  wire [1:0] \axi__arburst$429 ;
+  wire [1:0] \axi__arburst$455 ;
   output [3:0] axi__arcache;
   wire [3:0] axi__arcache;
-  wire [3:0] \axi__arcache$430 ;
+  wire [3:0] \axi__arcache$456 ;
   output axi__arid;
   wire axi__arid;
-  wire \axi__arid$431 ;
+  wire \axi__arid$457 ;
   output [7:0] axi__arlen;
   wire [7:0] axi__arlen;
-  wire [7:0] \axi__arlen$432 ;
+  wire [7:0] \axi__arlen$458 ;
   output axi__arlock;
   wire axi__arlock;
-  wire \axi__arlock$433 ;
+  wire \axi__arlock$459 ;
   output [2:0] axi__arprot;
   wire [2:0] axi__arprot;
-  wire [2:0] \axi__arprot$434 ;
+  wire [2:0] \axi__arprot$460 ;
   output [3:0] axi__arqos;
   wire [3:0] axi__arqos;
-  wire [3:0] \axi__arqos$435 ;
+  wire [3:0] \axi__arqos$461 ;
   input axi__arready;
   wire axi__arready;
-  wire \axi__arready$436 ;
+  wire \axi__arready$462 ;
   output [2:0] axi__arsize;
   wire [2:0] axi__arsize;
-  wire [2:0] \axi__arsize$437 ;
+  wire [2:0] \axi__arsize$463 ;
   output axi__arvalid;
   wire axi__arvalid;
-  wire \axi__arvalid$438 ;
+  wire \axi__arvalid$464 ;
   output [31:0] axi__awaddr;
   wire [31:0] axi__awaddr;
-  wire [31:0] \axi__awaddr$439 ;
+  wire [31:0] \axi__awaddr$465 ;
   output [1:0] axi__awburst;
   wire [1:0] axi__awburst;
-  wire [1:0] \axi__awburst$440 ;
+  wire [1:0] \axi__awburst$466 ;
   output [3:0] axi__awcache;
   wire [3:0] axi__awcache;
-  wire [3:0] \axi__awcache$441 ;
+  wire [3:0] \axi__awcache$467 ;
   output axi__awid;
   wire axi__awid;
-  wire \axi__awid$442 ;
+  wire \axi__awid$468 ;
   output [7:0] axi__awlen;
   wire [7:0] axi__awlen;
-  wire [7:0] \axi__awlen$443 ;
+  wire [7:0] \axi__awlen$469 ;
   output axi__awlock;
   wire axi__awlock;
-  wire \axi__awlock$444 ;
+  wire \axi__awlock$470 ;
   output [2:0] axi__awprot;
   wire [2:0] axi__awprot;
-  wire [2:0] \axi__awprot$445 ;
+  wire [2:0] \axi__awprot$471 ;
   output [3:0] axi__awqos;
   wire [3:0] axi__awqos;
-  wire [3:0] \axi__awqos$446 ;
+  wire [3:0] \axi__awqos$472 ;
   input axi__awready;
   wire axi__awready;
-  wire \axi__awready$447 ;
+  wire \axi__awready$473 ;
   output [2:0] axi__awsize;
   wire [2:0] axi__awsize;
-  wire [2:0] \axi__awsize$448 ;
+  wire [2:0] \axi__awsize$474 ;
   output axi__awvalid;
   wire axi__awvalid;
-  wire \axi__awvalid$449 ;
+  wire \axi__awvalid$475 ;
   input axi__bid;
   wire axi__bid;
-  wire \axi__bid$450 ;
+  wire \axi__bid$476 ;
   output axi__bready;
   wire axi__bready;
-  wire \axi__bready$451 ;
+  wire \axi__bready$477 ;
   input [1:0] axi__bresp;
   wire [1:0] axi__bresp;
-  wire [1:0] \axi__bresp$452 ;
+  wire [1:0] \axi__bresp$478 ;
   input axi__bvalid;
   wire axi__bvalid;
-  wire \axi__bvalid$453 ;
+  wire \axi__bvalid$479 ;
   input [63:0] axi__rdata;
   wire [63:0] axi__rdata;
-  wire [63:0] \axi__rdata$454 ;
+  wire [63:0] \axi__rdata$480 ;
   input axi__rid;
   wire axi__rid;
-  wire \axi__rid$455 ;
+  wire \axi__rid$481 ;
   input axi__rlast;
   wire axi__rlast;
-  wire \axi__rlast$456 ;
+  wire \axi__rlast$482 ;
   output axi__rready;
   wire axi__rready;
-  wire \axi__rready$457 ;
+  wire \axi__rready$483 ;
   input [1:0] axi__rresp;
   wire [1:0] axi__rresp;
-  wire [1:0] \axi__rresp$458 ;
+  wire [1:0] \axi__rresp$484 ;
   input axi__rvalid;
   wire axi__rvalid;
-  wire \axi__rvalid$459 ;
+  wire \axi__rvalid$485 ;
   output [63:0] axi__wdata;
   wire [63:0] axi__wdata;
-  wire [63:0] \axi__wdata$460 ;
+  wire [63:0] \axi__wdata$486 ;
   output axi__wlast;
   wire axi__wlast;
-  wire \axi__wlast$461 ;
+  wire \axi__wlast$487 ;
   input axi__wready;
   wire axi__wready;
-  wire \axi__wready$462 ;
+  wire \axi__wready$488 ;
   output [7:0] axi__wstrb;
   wire [7:0] axi__wstrb;
-  wire [7:0] \axi__wstrb$463 ;
+  wire [7:0] \axi__wstrb$489 ;
   output axi__wvalid;
   wire axi__wvalid;
-  wire \axi__wvalid$464 ;
+  wire \axi__wvalid$490 ;
   wire [11:0] b_rd__addr;
   wire [63:0] b_rd__data;
   wire b_rd__en;
   output busy;
   wire busy;
-  wire \busy$204 ;
-  wire \busy$205 ;
-  wire \busy$264 ;
-  wire \busy$279 ;
-  wire \busy$316 ;
-  wire \busy$318 ;
-  wire \busy$333 ;
+  wire \busy$210 ;
+  wire \busy$211 ;
+  wire \busy$212 ;
+  wire \busy$280 ;
+  wire \busy$295 ;
+  wire \busy$339 ;
+  wire \busy$341 ;
+  wire \busy$356 ;
   wire \busy$52 ;
   wire \busy$53 ;
   input clk;
   wire clk;
   wire [38:0] cmd__payload;
-  wire [97:0] \cmd__payload$309 ;
-  wire [11:0] \cmd__payload$309.addr ;
-  wire [19:0] \cmd__payload$309.ext ;
-  wire [19:0] \cmd__payload$309.ext_stride ;
-  wire [15:0] \cmd__payload$309.len ;
-  wire [15:0] \cmd__payload$309.rows ;
-  wire \cmd__payload$309.store ;
-  wire [11:0] \cmd__payload$309.stride ;
-  wire \cmd__payload$309.wmem ;
+  wire [97:0] \cmd__payload$332 ;
+  wire [11:0] \cmd__payload$332.addr ;
+  wire [19:0] \cmd__payload$332.ext ;
+  wire [19:0] \cmd__payload$332.ext_stride ;
+  wire [15:0] \cmd__payload$332.len ;
+  wire [15:0] \cmd__payload$332.rows ;
+  wire \cmd__payload$332.store ;
+  wire [11:0] \cmd__payload$332.stride ;
+  wire \cmd__payload$332.wmem ;
   wire [15:0] \cmd__payload.count ;
   wire [3:0] \cmd__payload.mask ;
   wire [2:0] \cmd__payload.page ;
   wire [5:0] \cmd__payload.row0 ;
   wire [9:0] \cmd__payload.src ;
   wire cmd__ready;
-  wire \cmd__ready$312 ;
+  wire \cmd__ready$335 ;
   wire cmd__valid;
-  wire \cmd__valid$313 ;
+  wire \cmd__valid$336 ;
   wire [503:0] ctrl__report;
   wire [31:0] \ctrl__report.cycles ;
   wire [31:0] \ctrl__report.load_cycles ;
@@ -5402,13 +5433,14 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [2:0] dmem_w__en;
   output done;
   wire done;
-  wire \done$266 ;
-  wire \done$273 ;
-  wire \done$281 ;
-  wire \done$288 ;
-  wire \done$295 ;
-  wire \done$302 ;
-  wire \done$334 ;
+  wire \done$282 ;
+  wire \done$289 ;
+  wire \done$297 ;
+  wire \done$304 ;
+  wire \done$311 ;
+  wire \done$318 ;
+  wire \done$325 ;
+  wire \done$357 ;
   wire [11:0] dst_rd__addr;
   wire [63:0] dst_rd__data;
   wire dst_rd__en;
@@ -5449,7 +5481,25 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire engines__graph__busy;
   wire engines__graph__done;
   wire engines__graph__start;
-  wire [403:0] engines__mac__args;
+  wire [126:0] engines__lrn__args;
+  wire [9:0] \engines__lrn__args.act_max ;
+  wire [9:0] \engines__lrn__args.act_min ;
+  wire [11:0] \engines__lrn__args.channels ;
+  wire [8:0] \engines__lrn__args.cw ;
+  wire [5:0] \engines__lrn__args.frac ;
+  wire [11:0] \engines__lrn__args.in_base ;
+  wire [15:0] \engines__lrn__args.npos ;
+  wire [11:0] \engines__lrn__args.out_base ;
+  wire [4:0] \engines__lrn__args.shift ;
+  wire [3:0] \engines__lrn__args.size ;
+  wire [9:0] \engines__lrn__args.table_base ;
+  wire \engines__lrn__args.x_signed ;
+  wire [9:0] \engines__lrn__args.zp_in ;
+  wire [9:0] \engines__lrn__args.zp_out ;
+  wire engines__lrn__busy;
+  wire engines__lrn__done;
+  wire engines__lrn__start;
+  wire [444:0] engines__mac__args;
   wire [2:0] \engines__mac__args.ab_m1 ;
   wire [9:0] \engines__mac__args.act_max ;
   wire [9:0] \engines__mac__args.act_min ;
@@ -5460,6 +5510,11 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [6:0] \engines__mac__args.desc_base ;
   wire [3:0] \engines__mac__args.dh ;
   wire [3:0] \engines__mac__args.dw ;
+  wire \engines__mac__args.epi ;
+  wire [9:0] \engines__mac__args.epi_base ;
+  wire [9:0] \engines__mac__args.epi_max ;
+  wire [9:0] \engines__mac__args.epi_min ;
+  wire [9:0] \engines__mac__args.epi_zp_out ;
   wire [7:0] \engines__mac__args.groups ;
   wire [13:0] \engines__mac__args.img_bstep ;
   wire [13:0] \engines__mac__args.img_delta ;
@@ -5551,10 +5606,61 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire engines__spmv__busy;
   wire engines__spmv__done;
   wire engines__spmv__start;
+  wire [9:0] epi_rd__addr;
+  wire [767:0] epi_rd__data;
+  wire [95:0] \epi_rd__data[0] ;
+  wire [15:0] \epi_rd__data[0]._pad ;
+  wire [31:0] \epi_rd__data[0].bias ;
+  wire [31:0] \epi_rd__data[0].mult ;
+  wire [7:0] \epi_rd__data[0].shift ;
+  wire [7:0] \epi_rd__data[0].w ;
+  wire [95:0] \epi_rd__data[1] ;
+  wire [15:0] \epi_rd__data[1]._pad ;
+  wire [31:0] \epi_rd__data[1].bias ;
+  wire [31:0] \epi_rd__data[1].mult ;
+  wire [7:0] \epi_rd__data[1].shift ;
+  wire [7:0] \epi_rd__data[1].w ;
+  wire [95:0] \epi_rd__data[2] ;
+  wire [15:0] \epi_rd__data[2]._pad ;
+  wire [31:0] \epi_rd__data[2].bias ;
+  wire [31:0] \epi_rd__data[2].mult ;
+  wire [7:0] \epi_rd__data[2].shift ;
+  wire [7:0] \epi_rd__data[2].w ;
+  wire [95:0] \epi_rd__data[3] ;
+  wire [15:0] \epi_rd__data[3]._pad ;
+  wire [31:0] \epi_rd__data[3].bias ;
+  wire [31:0] \epi_rd__data[3].mult ;
+  wire [7:0] \epi_rd__data[3].shift ;
+  wire [7:0] \epi_rd__data[3].w ;
+  wire [95:0] \epi_rd__data[4] ;
+  wire [15:0] \epi_rd__data[4]._pad ;
+  wire [31:0] \epi_rd__data[4].bias ;
+  wire [31:0] \epi_rd__data[4].mult ;
+  wire [7:0] \epi_rd__data[4].shift ;
+  wire [7:0] \epi_rd__data[4].w ;
+  wire [95:0] \epi_rd__data[5] ;
+  wire [15:0] \epi_rd__data[5]._pad ;
+  wire [31:0] \epi_rd__data[5].bias ;
+  wire [31:0] \epi_rd__data[5].mult ;
+  wire [7:0] \epi_rd__data[5].shift ;
+  wire [7:0] \epi_rd__data[5].w ;
+  wire [95:0] \epi_rd__data[6] ;
+  wire [15:0] \epi_rd__data[6]._pad ;
+  wire [31:0] \epi_rd__data[6].bias ;
+  wire [31:0] \epi_rd__data[6].mult ;
+  wire [7:0] \epi_rd__data[6].shift ;
+  wire [7:0] \epi_rd__data[6].w ;
+  wire [95:0] \epi_rd__data[7] ;
+  wire [15:0] \epi_rd__data[7]._pad ;
+  wire [31:0] \epi_rd__data[7].bias ;
+  wire [31:0] \epi_rd__data[7].mult ;
+  wire [7:0] \epi_rd__data[7].shift ;
+  wire [7:0] \epi_rd__data[7].w ;
+  wire epi_rd__en;
   output error;
   wire error;
-  wire \error$335 ;
-  wire \error$465 ;
+  wire \error$358 ;
+  wire \error$491 ;
   wire [503:0] host__report;
   wire [31:0] \host__report.cycles ;
   wire [31:0] \host__report.load_cycles ;
@@ -5586,11 +5692,11 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire host__start;
   wire [15:0] host__start_pc;
   wire [12:0] imem_r__addr;
-  wire [415:0] imem_r__data;
+  wire [479:0] imem_r__data;
   wire imem_r__en;
   wire [12:0] imem_rd__addr;
-  wire [407:0] imem_rd__data;
-  wire [403:0] \imem_rd__data.args ;
+  wire [448:0] imem_rd__data;
+  wire [444:0] \imem_rd__data.args ;
   wire [97:0] \imem_rd__data.args.dma ;
   wire [11:0] \imem_rd__data.args.dma.addr ;
   wire [19:0] \imem_rd__data.args.dma.ext ;
@@ -5650,7 +5756,22 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [2:0] \imem_rd__data.args.load.page ;
   wire [5:0] \imem_rd__data.args.load.row0 ;
   wire [9:0] \imem_rd__data.args.load.src ;
-  wire [403:0] \imem_rd__data.args.mac ;
+  wire [126:0] \imem_rd__data.args.lrn ;
+  wire [9:0] \imem_rd__data.args.lrn.act_max ;
+  wire [9:0] \imem_rd__data.args.lrn.act_min ;
+  wire [11:0] \imem_rd__data.args.lrn.channels ;
+  wire [8:0] \imem_rd__data.args.lrn.cw ;
+  wire [5:0] \imem_rd__data.args.lrn.frac ;
+  wire [11:0] \imem_rd__data.args.lrn.in_base ;
+  wire [15:0] \imem_rd__data.args.lrn.npos ;
+  wire [11:0] \imem_rd__data.args.lrn.out_base ;
+  wire [4:0] \imem_rd__data.args.lrn.shift ;
+  wire [3:0] \imem_rd__data.args.lrn.size ;
+  wire [9:0] \imem_rd__data.args.lrn.table_base ;
+  wire \imem_rd__data.args.lrn.x_signed ;
+  wire [9:0] \imem_rd__data.args.lrn.zp_in ;
+  wire [9:0] \imem_rd__data.args.lrn.zp_out ;
+  wire [444:0] \imem_rd__data.args.mac ;
   wire [2:0] \imem_rd__data.args.mac.ab_m1 ;
   wire [9:0] \imem_rd__data.args.mac.act_max ;
   wire [9:0] \imem_rd__data.args.mac.act_min ;
@@ -5661,6 +5782,11 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [6:0] \imem_rd__data.args.mac.desc_base ;
   wire [3:0] \imem_rd__data.args.mac.dh ;
   wire [3:0] \imem_rd__data.args.mac.dw ;
+  wire \imem_rd__data.args.mac.epi ;
+  wire [9:0] \imem_rd__data.args.mac.epi_base ;
+  wire [9:0] \imem_rd__data.args.mac.epi_max ;
+  wire [9:0] \imem_rd__data.args.mac.epi_min ;
+  wire [9:0] \imem_rd__data.args.mac.epi_zp_out ;
   wire [7:0] \imem_rd__data.args.mac.groups ;
   wire [13:0] \imem_rd__data.args.mac.img_bstep ;
   wire [13:0] \imem_rd__data.args.mac.img_delta ;
@@ -5739,11 +5865,12 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   (* enum_value_1000 = "GBFS" *)
   (* enum_value_1001 = "GRELAX" *)
   (* enum_value_1010 = "GSPMV" *)
+  (* enum_value_1011 = "LRN" *)
   wire [3:0] \imem_rd__data.op ;
   wire imem_rd__en;
   wire [12:0] imem_w__addr;
-  wire [415:0] imem_w__data;
-  wire [12:0] imem_w__en;
+  wire [479:0] imem_w__data;
+  wire [14:0] imem_w__en;
   wire [38:0] load__payload;
   wire [15:0] \load__payload.count ;
   wire [3:0] \load__payload.mask ;
@@ -7446,48 +7573,95 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire \op__3__valid$164 ;
   wire \op__3__valid$165 ;
   wire [9:0] param_rd__addr;
+  wire [9:0] \param_rd__addr$234 ;
   wire [767:0] param_rd__data;
+  wire [767:0] \param_rd__data$235 ;
+  wire [63:0] \param_rd__data$235[0] ;
+  wire [31:0] \param_rd__data$235[0].dg ;
+  wire [31:0] \param_rd__data$235[0].g ;
+  wire [63:0] \param_rd__data$235[10] ;
+  wire [31:0] \param_rd__data$235[10].dg ;
+  wire [31:0] \param_rd__data$235[10].g ;
+  wire [63:0] \param_rd__data$235[11] ;
+  wire [31:0] \param_rd__data$235[11].dg ;
+  wire [31:0] \param_rd__data$235[11].g ;
+  wire [63:0] \param_rd__data$235[1] ;
+  wire [31:0] \param_rd__data$235[1].dg ;
+  wire [31:0] \param_rd__data$235[1].g ;
+  wire [63:0] \param_rd__data$235[2] ;
+  wire [31:0] \param_rd__data$235[2].dg ;
+  wire [31:0] \param_rd__data$235[2].g ;
+  wire [63:0] \param_rd__data$235[3] ;
+  wire [31:0] \param_rd__data$235[3].dg ;
+  wire [31:0] \param_rd__data$235[3].g ;
+  wire [63:0] \param_rd__data$235[4] ;
+  wire [31:0] \param_rd__data$235[4].dg ;
+  wire [31:0] \param_rd__data$235[4].g ;
+  wire [63:0] \param_rd__data$235[5] ;
+  wire [31:0] \param_rd__data$235[5].dg ;
+  wire [31:0] \param_rd__data$235[5].g ;
+  wire [63:0] \param_rd__data$235[6] ;
+  wire [31:0] \param_rd__data$235[6].dg ;
+  wire [31:0] \param_rd__data$235[6].g ;
+  wire [63:0] \param_rd__data$235[7] ;
+  wire [31:0] \param_rd__data$235[7].dg ;
+  wire [31:0] \param_rd__data$235[7].g ;
+  wire [63:0] \param_rd__data$235[8] ;
+  wire [31:0] \param_rd__data$235[8].dg ;
+  wire [31:0] \param_rd__data$235[8].g ;
+  wire [63:0] \param_rd__data$235[9] ;
+  wire [31:0] \param_rd__data$235[9].dg ;
+  wire [31:0] \param_rd__data$235[9].g ;
   wire [95:0] \param_rd__data[0] ;
-  wire [23:0] \param_rd__data[0]._pad ;
+  wire [15:0] \param_rd__data[0]._pad ;
   wire [31:0] \param_rd__data[0].bias ;
   wire [31:0] \param_rd__data[0].mult ;
   wire [7:0] \param_rd__data[0].shift ;
+  wire [7:0] \param_rd__data[0].w ;
   wire [95:0] \param_rd__data[1] ;
-  wire [23:0] \param_rd__data[1]._pad ;
+  wire [15:0] \param_rd__data[1]._pad ;
   wire [31:0] \param_rd__data[1].bias ;
   wire [31:0] \param_rd__data[1].mult ;
   wire [7:0] \param_rd__data[1].shift ;
+  wire [7:0] \param_rd__data[1].w ;
   wire [95:0] \param_rd__data[2] ;
-  wire [23:0] \param_rd__data[2]._pad ;
+  wire [15:0] \param_rd__data[2]._pad ;
   wire [31:0] \param_rd__data[2].bias ;
   wire [31:0] \param_rd__data[2].mult ;
   wire [7:0] \param_rd__data[2].shift ;
+  wire [7:0] \param_rd__data[2].w ;
   wire [95:0] \param_rd__data[3] ;
-  wire [23:0] \param_rd__data[3]._pad ;
+  wire [15:0] \param_rd__data[3]._pad ;
   wire [31:0] \param_rd__data[3].bias ;
   wire [31:0] \param_rd__data[3].mult ;
   wire [7:0] \param_rd__data[3].shift ;
+  wire [7:0] \param_rd__data[3].w ;
   wire [95:0] \param_rd__data[4] ;
-  wire [23:0] \param_rd__data[4]._pad ;
+  wire [15:0] \param_rd__data[4]._pad ;
   wire [31:0] \param_rd__data[4].bias ;
   wire [31:0] \param_rd__data[4].mult ;
   wire [7:0] \param_rd__data[4].shift ;
+  wire [7:0] \param_rd__data[4].w ;
   wire [95:0] \param_rd__data[5] ;
-  wire [23:0] \param_rd__data[5]._pad ;
+  wire [15:0] \param_rd__data[5]._pad ;
   wire [31:0] \param_rd__data[5].bias ;
   wire [31:0] \param_rd__data[5].mult ;
   wire [7:0] \param_rd__data[5].shift ;
+  wire [7:0] \param_rd__data[5].w ;
   wire [95:0] \param_rd__data[6] ;
-  wire [23:0] \param_rd__data[6]._pad ;
+  wire [15:0] \param_rd__data[6]._pad ;
   wire [31:0] \param_rd__data[6].bias ;
   wire [31:0] \param_rd__data[6].mult ;
   wire [7:0] \param_rd__data[6].shift ;
+  wire [7:0] \param_rd__data[6].w ;
   wire [95:0] \param_rd__data[7] ;
-  wire [23:0] \param_rd__data[7]._pad ;
+  wire [15:0] \param_rd__data[7]._pad ;
   wire [31:0] \param_rd__data[7].bias ;
   wire [31:0] \param_rd__data[7].mult ;
   wire [7:0] \param_rd__data[7].shift ;
+  wire [7:0] \param_rd__data[7].w ;
   wire param_rd__en;
+  wire \param_rd__en$238 ;
   wire [9:0] pmem_r__addr;
   wire [767:0] pmem_r__data;
   wire pmem_r__en;
@@ -7502,11 +7676,13 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [11:0] \port__addr$187 ;
   wire [6:0] \port__addr$193 ;
   wire [9:0] \port__addr$197 ;
-  wire [11:0] \port__addr$203 ;
-  wire [11:0] \port__addr$223 ;
-  wire [11:0] \port__addr$235 ;
-  wire [9:0] \port__addr$241 ;
-  wire [12:0] \port__addr$247 ;
+  wire [9:0] \port__addr$203 ;
+  wire [11:0] \port__addr$209 ;
+  wire [9:0] \port__addr$233 ;
+  wire [11:0] \port__addr$239 ;
+  wire [11:0] \port__addr$251 ;
+  wire [9:0] \port__addr$257 ;
+  wire [12:0] \port__addr$263 ;
   wire [6:0] \port__addr$88 ;
   wire [63:0] port__data;
   wire [63:0] \port__data$120 ;
@@ -7516,22 +7692,26 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [63:0] \port__data$190 ;
   wire [95:0] \port__data$196 ;
   wire [767:0] \port__data$200 ;
-  wire [63:0] \port__data$218 ;
-  wire [63:0] \port__data$232 ;
-  wire [63:0] \port__data$238 ;
-  wire [63:0] \port__data$244 ;
-  wire [415:0] \port__data$250 ;
+  wire [767:0] \port__data$206 ;
+  wire [63:0] \port__data$227 ;
+  wire [767:0] \port__data$236 ;
+  wire [63:0] \port__data$248 ;
+  wire [63:0] \port__data$254 ;
+  wire [63:0] \port__data$260 ;
+  wire [479:0] \port__data$266 ;
   wire [95:0] \port__data$91 ;
   wire port__en;
   wire \port__en$121 ;
   wire \port__en$156 ;
   wire \port__en$191 ;
   wire \port__en$201 ;
-  wire \port__en$211 ;
-  wire \port__en$227 ;
-  wire \port__en$239 ;
-  wire \port__en$245 ;
-  wire \port__en$251 ;
+  wire \port__en$207 ;
+  wire \port__en$219 ;
+  wire \port__en$237 ;
+  wire \port__en$243 ;
+  wire \port__en$255 ;
+  wire \port__en$261 ;
+  wire \port__en$267 ;
   wire [11:0] rd__addr;
   wire [63:0] rd__data;
   wire rd__en;
@@ -8077,11 +8257,12 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [63:0] src_rd__data;
   wire src_rd__en;
   wire start;
-  wire \start$267 ;
-  wire \start$274 ;
-  wire \start$282 ;
-  wire \start$289 ;
-  wire \start$296 ;
+  wire \start$283 ;
+  wire \start$290 ;
+  wire \start$298 ;
+  wire \start$305 ;
+  wire \start$312 ;
+  wire \start$319 ;
   wire [12:0] trace_r__addr;
   wire [63:0] trace_r__data;
   wire trace_r__en;
@@ -8093,46 +8274,46 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [15:0] \trace_w__data.pc ;
   wire trace_w__en;
   wire [3:0] unit_en;
-  wire [3:0] \unit_en$321 ;
+  wire [3:0] \unit_en$344 ;
   wire [9:0] w_rd__addr;
   wire [63:0] w_rd__data;
   wire w_rd__en;
   output wb__ack;
   wire wb__ack;
-  wire \wb__ack$336 ;
+  wire \wb__ack$359 ;
   input [19:0] wb__adr;
   wire [19:0] wb__adr;
-  wire [19:0] \wb__adr$337 ;
+  wire [19:0] \wb__adr$360 ;
   input wb__cyc;
   wire wb__cyc;
-  wire \wb__cyc$338 ;
+  wire \wb__cyc$361 ;
   output [31:0] wb__dat_r;
   wire [31:0] wb__dat_r;
-  wire [31:0] \wb__dat_r$339 ;
+  wire [31:0] \wb__dat_r$362 ;
   input [31:0] wb__dat_w;
   wire [31:0] wb__dat_w;
-  wire [31:0] \wb__dat_w$340 ;
+  wire [31:0] \wb__dat_w$363 ;
   input [3:0] wb__sel;
   wire [3:0] wb__sel;
-  wire [3:0] \wb__sel$341 ;
+  wire [3:0] \wb__sel$364 ;
   input wb__stb;
   wire wb__stb;
-  wire \wb__stb$342 ;
+  wire \wb__stb$365 ;
   input wb__we;
   wire wb__we;
-  wire \wb__we$343 ;
+  wire \wb__we$366 ;
   wire [9:0] wmem_r__addr;
-  wire [9:0] \wmem_r__addr$479 ;
+  wire [9:0] \wmem_r__addr$505 ;
   wire [63:0] wmem_r__data;
-  wire [63:0] \wmem_r__data$480 ;
+  wire [63:0] \wmem_r__data$506 ;
   wire wmem_r__en;
-  wire \wmem_r__en$483 ;
+  wire \wmem_r__en$509 ;
   wire [9:0] wmem_w__addr;
-  wire [9:0] \wmem_w__addr$485 ;
+  wire [9:0] \wmem_w__addr$511 ;
   wire [63:0] wmem_w__data;
-  wire [63:0] \wmem_w__data$487 ;
+  wire [63:0] \wmem_w__data$513 ;
   wire [1:0] wmem_w__en;
-  wire \wmem_w__en$489 ;
+  wire \wmem_w__en$515 ;
   reg [63:0] amem [4095:0];
   always @(posedge clk) begin
     if (amem_port__en[0])
@@ -8141,8 +8322,8 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
       amem[amem_port__addr][63:32] <= amem_port__data[63:32];
   end
   always @(posedge clk) begin
-    if (\$signature__en$476 )
-      amem[\$signature__addr$466 ] <= axi__rdata;
+    if (\$signature__en$502 )
+      amem[\$signature__addr$492 ] <= axi__rdata;
   end
   reg [63:0] _0_;
   reg [63:0] _1_;
@@ -8166,12 +8347,12 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     if (\port__en$191 ) begin
       _3_ <= amem[\port__addr$187 ];
     end
-    _4_ <= amem[\port__addr$203 ];
-    _5_ <= amem[\port__addr$223 ];
-    _6_ <= amem[\port__addr$235 ];
-    _7_ <= amem[\$signature__addr$350 ];
-    if (\$signature__en$470 ) begin
-      _8_ <= amem[\$signature__addr$466 ];
+    _4_ <= amem[\port__addr$209 ];
+    _5_ <= amem[\port__addr$239 ];
+    _6_ <= amem[\port__addr$251 ];
+    _7_ <= amem[\$signature__addr$373 ];
+    if (\$signature__en$496 ) begin
+      _8_ <= amem[\$signature__addr$492 ];
     end
   end
   assign act_rd__0__data = _0_;
@@ -8182,173 +8363,187 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign dst_rd__data = _5_;
   assign arc_rd__data = _6_;
   assign amem_r__data = _7_;
-  assign \amem_r__data$468  = _8_;
+  assign \amem_r__data$494  = _8_;
   reg [95:0] dmem [127:0];
   always @(posedge clk) begin
-    if (\$signature__en$402 [0])
-      dmem[\$signature__addr$368 ][31:0] <= wb__dat_w;
-    if (\$signature__en$402 [1])
-      dmem[\$signature__addr$368 ][63:32] <= wb__dat_w;
-    if (\$signature__en$402 [2])
-      dmem[\$signature__addr$368 ][95:64] <= wb__dat_w;
+    if (\$signature__en$425 [0])
+      dmem[\$signature__addr$391 ][31:0] <= wb__dat_w;
+    if (\$signature__en$425 [1])
+      dmem[\$signature__addr$391 ][63:32] <= wb__dat_w;
+    if (\$signature__en$425 [2])
+      dmem[\$signature__addr$391 ][95:64] <= wb__dat_w;
   end
   reg [95:0] _9_;
   always @(posedge clk) begin
-    _9_ <= dmem[\$signature__addr$368 ];
+    _9_ <= dmem[\$signature__addr$391 ];
   end
+  assign dmem_r__data = _9_;
   assign \port__data$91  = dmem[\port__addr$88 ];
   assign \port__data$126  = dmem[\port__addr$123 ];
   assign \port__data$161  = dmem[\port__addr$158 ];
   assign \port__data$196  = dmem[\port__addr$193 ];
-  assign dmem_r__data = _9_;
-  reg [415:0] imem [8191:0];
+  reg [479:0] imem [8191:0];
   always @(posedge clk) begin
-    if (\$signature__en$384 [0])
-      imem[\$signature__addr$344 ][31:0] <= wb__dat_w;
-    if (\$signature__en$384 [1])
-      imem[\$signature__addr$344 ][63:32] <= wb__dat_w;
-    if (\$signature__en$384 [2])
-      imem[\$signature__addr$344 ][95:64] <= wb__dat_w;
-    if (\$signature__en$384 [3])
-      imem[\$signature__addr$344 ][127:96] <= wb__dat_w;
-    if (\$signature__en$384 [4])
-      imem[\$signature__addr$344 ][159:128] <= wb__dat_w;
-    if (\$signature__en$384 [5])
-      imem[\$signature__addr$344 ][191:160] <= wb__dat_w;
-    if (\$signature__en$384 [6])
-      imem[\$signature__addr$344 ][223:192] <= wb__dat_w;
-    if (\$signature__en$384 [7])
-      imem[\$signature__addr$344 ][255:224] <= wb__dat_w;
-    if (\$signature__en$384 [8])
-      imem[\$signature__addr$344 ][287:256] <= wb__dat_w;
-    if (\$signature__en$384 [9])
-      imem[\$signature__addr$344 ][319:288] <= wb__dat_w;
-    if (\$signature__en$384 [10])
-      imem[\$signature__addr$344 ][351:320] <= wb__dat_w;
-    if (\$signature__en$384 [11])
-      imem[\$signature__addr$344 ][383:352] <= wb__dat_w;
-    if (\$signature__en$384 [12])
-      imem[\$signature__addr$344 ][415:384] <= wb__dat_w;
+    if (\$signature__en$407 [0])
+      imem[\$signature__addr$367 ][31:0] <= wb__dat_w;
+    if (\$signature__en$407 [1])
+      imem[\$signature__addr$367 ][63:32] <= wb__dat_w;
+    if (\$signature__en$407 [2])
+      imem[\$signature__addr$367 ][95:64] <= wb__dat_w;
+    if (\$signature__en$407 [3])
+      imem[\$signature__addr$367 ][127:96] <= wb__dat_w;
+    if (\$signature__en$407 [4])
+      imem[\$signature__addr$367 ][159:128] <= wb__dat_w;
+    if (\$signature__en$407 [5])
+      imem[\$signature__addr$367 ][191:160] <= wb__dat_w;
+    if (\$signature__en$407 [6])
+      imem[\$signature__addr$367 ][223:192] <= wb__dat_w;
+    if (\$signature__en$407 [7])
+      imem[\$signature__addr$367 ][255:224] <= wb__dat_w;
+    if (\$signature__en$407 [8])
+      imem[\$signature__addr$367 ][287:256] <= wb__dat_w;
+    if (\$signature__en$407 [9])
+      imem[\$signature__addr$367 ][319:288] <= wb__dat_w;
+    if (\$signature__en$407 [10])
+      imem[\$signature__addr$367 ][351:320] <= wb__dat_w;
+    if (\$signature__en$407 [11])
+      imem[\$signature__addr$367 ][383:352] <= wb__dat_w;
+    if (\$signature__en$407 [12])
+      imem[\$signature__addr$367 ][415:384] <= wb__dat_w;
+    if (\$signature__en$407 [13])
+      imem[\$signature__addr$367 ][447:416] <= wb__dat_w;
+    if (\$signature__en$407 [14])
+      imem[\$signature__addr$367 ][479:448] <= wb__dat_w;
   end
-  reg [415:0] _10_;
-  reg [415:0] _11_;
+  reg [479:0] _10_;
+  reg [479:0] _11_;
   always @(posedge clk) begin
-    _10_ <= imem[\port__addr$247 ];
-    _11_ <= imem[\$signature__addr$344 ];
+    _10_ <= imem[\port__addr$263 ];
+    _11_ <= imem[\$signature__addr$367 ];
   end
-  assign \port__data$250  = _10_;
+  assign \port__data$266  = _10_;
   assign imem_r__data = _11_;
   reg [767:0] pmem [1023:0];
   always @(posedge clk) begin
-    if (\$signature__en$396 [0])
-      pmem[\$signature__addr$362 ][31:0] <= wb__dat_w;
-    if (\$signature__en$396 [1])
-      pmem[\$signature__addr$362 ][63:32] <= wb__dat_w;
-    if (\$signature__en$396 [2])
-      pmem[\$signature__addr$362 ][95:64] <= wb__dat_w;
-    if (\$signature__en$396 [3])
-      pmem[\$signature__addr$362 ][127:96] <= wb__dat_w;
-    if (\$signature__en$396 [4])
-      pmem[\$signature__addr$362 ][159:128] <= wb__dat_w;
-    if (\$signature__en$396 [5])
-      pmem[\$signature__addr$362 ][191:160] <= wb__dat_w;
-    if (\$signature__en$396 [6])
-      pmem[\$signature__addr$362 ][223:192] <= wb__dat_w;
-    if (\$signature__en$396 [7])
-      pmem[\$signature__addr$362 ][255:224] <= wb__dat_w;
-    if (\$signature__en$396 [8])
-      pmem[\$signature__addr$362 ][287:256] <= wb__dat_w;
-    if (\$signature__en$396 [9])
-      pmem[\$signature__addr$362 ][319:288] <= wb__dat_w;
-    if (\$signature__en$396 [10])
-      pmem[\$signature__addr$362 ][351:320] <= wb__dat_w;
-    if (\$signature__en$396 [11])
-      pmem[\$signature__addr$362 ][383:352] <= wb__dat_w;
-    if (\$signature__en$396 [12])
-      pmem[\$signature__addr$362 ][415:384] <= wb__dat_w;
-    if (\$signature__en$396 [13])
-      pmem[\$signature__addr$362 ][447:416] <= wb__dat_w;
-    if (\$signature__en$396 [14])
-      pmem[\$signature__addr$362 ][479:448] <= wb__dat_w;
-    if (\$signature__en$396 [15])
-      pmem[\$signature__addr$362 ][511:480] <= wb__dat_w;
-    if (\$signature__en$396 [16])
-      pmem[\$signature__addr$362 ][543:512] <= wb__dat_w;
-    if (\$signature__en$396 [17])
-      pmem[\$signature__addr$362 ][575:544] <= wb__dat_w;
-    if (\$signature__en$396 [18])
-      pmem[\$signature__addr$362 ][607:576] <= wb__dat_w;
-    if (\$signature__en$396 [19])
-      pmem[\$signature__addr$362 ][639:608] <= wb__dat_w;
-    if (\$signature__en$396 [20])
-      pmem[\$signature__addr$362 ][671:640] <= wb__dat_w;
-    if (\$signature__en$396 [21])
-      pmem[\$signature__addr$362 ][703:672] <= wb__dat_w;
-    if (\$signature__en$396 [22])
-      pmem[\$signature__addr$362 ][735:704] <= wb__dat_w;
-    if (\$signature__en$396 [23])
-      pmem[\$signature__addr$362 ][767:736] <= wb__dat_w;
+    if (\$signature__en$419 [0])
+      pmem[\$signature__addr$385 ][31:0] <= wb__dat_w;
+    if (\$signature__en$419 [1])
+      pmem[\$signature__addr$385 ][63:32] <= wb__dat_w;
+    if (\$signature__en$419 [2])
+      pmem[\$signature__addr$385 ][95:64] <= wb__dat_w;
+    if (\$signature__en$419 [3])
+      pmem[\$signature__addr$385 ][127:96] <= wb__dat_w;
+    if (\$signature__en$419 [4])
+      pmem[\$signature__addr$385 ][159:128] <= wb__dat_w;
+    if (\$signature__en$419 [5])
+      pmem[\$signature__addr$385 ][191:160] <= wb__dat_w;
+    if (\$signature__en$419 [6])
+      pmem[\$signature__addr$385 ][223:192] <= wb__dat_w;
+    if (\$signature__en$419 [7])
+      pmem[\$signature__addr$385 ][255:224] <= wb__dat_w;
+    if (\$signature__en$419 [8])
+      pmem[\$signature__addr$385 ][287:256] <= wb__dat_w;
+    if (\$signature__en$419 [9])
+      pmem[\$signature__addr$385 ][319:288] <= wb__dat_w;
+    if (\$signature__en$419 [10])
+      pmem[\$signature__addr$385 ][351:320] <= wb__dat_w;
+    if (\$signature__en$419 [11])
+      pmem[\$signature__addr$385 ][383:352] <= wb__dat_w;
+    if (\$signature__en$419 [12])
+      pmem[\$signature__addr$385 ][415:384] <= wb__dat_w;
+    if (\$signature__en$419 [13])
+      pmem[\$signature__addr$385 ][447:416] <= wb__dat_w;
+    if (\$signature__en$419 [14])
+      pmem[\$signature__addr$385 ][479:448] <= wb__dat_w;
+    if (\$signature__en$419 [15])
+      pmem[\$signature__addr$385 ][511:480] <= wb__dat_w;
+    if (\$signature__en$419 [16])
+      pmem[\$signature__addr$385 ][543:512] <= wb__dat_w;
+    if (\$signature__en$419 [17])
+      pmem[\$signature__addr$385 ][575:544] <= wb__dat_w;
+    if (\$signature__en$419 [18])
+      pmem[\$signature__addr$385 ][607:576] <= wb__dat_w;
+    if (\$signature__en$419 [19])
+      pmem[\$signature__addr$385 ][639:608] <= wb__dat_w;
+    if (\$signature__en$419 [20])
+      pmem[\$signature__addr$385 ][671:640] <= wb__dat_w;
+    if (\$signature__en$419 [21])
+      pmem[\$signature__addr$385 ][703:672] <= wb__dat_w;
+    if (\$signature__en$419 [22])
+      pmem[\$signature__addr$385 ][735:704] <= wb__dat_w;
+    if (\$signature__en$419 [23])
+      pmem[\$signature__addr$385 ][767:736] <= wb__dat_w;
   end
   reg [767:0] _12_;
   reg [767:0] _13_;
+  reg [767:0] _14_;
+  reg [767:0] _15_;
   always @(posedge clk) begin
     _12_ <= pmem[\port__addr$197 ];
-    _13_ <= pmem[\$signature__addr$362 ];
+    _13_ <= pmem[\port__addr$203 ];
+    _14_ <= pmem[\port__addr$233 ];
+    _15_ <= pmem[\$signature__addr$385 ];
   end
   assign param_rd__data = _12_;
-  assign pmem_r__data = _13_;
+  assign epi_rd__data = _13_;
+  assign \param_rd__data$235  = _14_;
+  assign pmem_r__data = _15_;
   reg [63:0] trace [8191:0];
   always @(posedge clk) begin
     if (\$signature__en )
       trace[\$signature__addr ] <= \$signature__data ;
   end
-  reg [63:0] _14_;
+  reg [63:0] _16_;
   always @(posedge clk) begin
-    _14_ <= trace[\$signature__addr$374 ];
+    _16_ <= trace[\$signature__addr$397 ];
   end
-  assign trace_r__data = _14_;
+  assign trace_r__data = _16_;
   reg [63:0] wmem [1023:0];
   always @(posedge clk) begin
-    if (\$signature__en$390 [0])
-      wmem[\$signature__addr$356 ][31:0] <= wb__dat_w;
-    if (\$signature__en$390 [1])
-      wmem[\$signature__addr$356 ][63:32] <= wb__dat_w;
+    if (\$signature__en$413 [0])
+      wmem[\$signature__addr$379 ][31:0] <= wb__dat_w;
+    if (\$signature__en$413 [1])
+      wmem[\$signature__addr$379 ][63:32] <= wb__dat_w;
   end
   always @(posedge clk) begin
-    if (\$signature__en$488 )
-      wmem[\$signature__addr$466 [9:0]] <= axi__rdata;
+    if (\$signature__en$514 )
+      wmem[\$signature__addr$492 [9:0]] <= axi__rdata;
   end
-  reg [63:0] _15_;
-  reg [63:0] _16_;
   reg [63:0] _17_;
+  reg [63:0] _18_;
+  reg [63:0] _19_;
   always @(posedge clk) begin
-    _15_ <= wmem[\port__addr$241 ];
-    _16_ <= wmem[\$signature__addr$356 ];
-    if (\$signature__en$482 ) begin
-      _17_ <= wmem[\$signature__addr$466 [9:0]];
+    _17_ <= wmem[\port__addr$257 ];
+    _18_ <= wmem[\$signature__addr$379 ];
+    if (\$signature__en$508 ) begin
+      _19_ <= wmem[\$signature__addr$492 [9:0]];
     end
   end
-  assign macro0__mem_wdata = _15_;
-  assign wmem_r__data = _16_;
-  assign \wmem_r__data$480  = _17_;
-  assign \$17  = | amem_w__en;
-  assign \$18  = \act_w__en$410  ? \act_w__addr$412  : act_w__addr;
-  assign \$19  = engines__graph__done ? args[92:81] : \$18 ;
-  assign \$20  = \act_w__en$408  ? \act_w__addr$414  : \$19 ;
-  assign \$21  = \act_w__en$407  ? \act_w__addr$415  : \$20 ;
-  assign \$22  = act_w__en ? \act_w__addr$416  : \$21 ;
-  assign amem_port__addr = \$17  ? \$signature__addr$350  : \$22 ;
-  assign \$23  = | amem_w__en;
-  assign \$24  = \act_w__en$410  ? { 32'h00000000, \$73  } : act_w__data;
-  assign \$25  = engines__graph__done ? \act_w__data$421  : \$24 ;
-  assign \$26  = \act_w__en$408  ? { \$71 , \$70 , \$69 , \$68 , \$67 , \$66 , \$65 , \$64  } : \$25 ;
-  assign \$27  = \act_w__en$407  ? { \$63 , \$62 , \$61 , \$60 , \$59 , \$58 , \$57 , \$56  } : \$26 ;
-  assign \$28  = act_w__en ? { \$55 , \$54 , \$53 , \$52 , \$51 , \$50 , \$49 , \$48  } : \$27 ;
-  assign amem_port__data = \$23  ? { wb__dat_w, wb__dat_w } : \$28 ;
-  assign \$29  = | amem_w__en;
-  assign \$30  = | { \act_w__en$427 , \act_w__en$410 , engines__graph__done, \act_w__en$408 , \act_w__en$407 , act_w__en };
-  assign \$31  = \$30  ? 2'h3 : 2'h0;
-  assign amem_port__en = \$29  ? amem_w__en : \$31 ;
+  assign macro0__mem_wdata = _17_;
+  assign wmem_r__data = _18_;
+  assign \wmem_r__data$506  = _19_;
+  assign \$17  = \busy$210  ? new_rd__addr : b_rd__addr;
+  assign \port__addr$239  = \busy$52  ? args[92:81] : \$17 ;
+  assign \$19  = | amem_w__en;
+  assign \$20  = \act_w__en$434  ? \act_w__addr$436  : act_w__addr;
+  assign \$21  = \act_w__en$433  ? \act_w__addr$437  : \$20 ;
+  assign \$22  = engines__graph__done ? args[92:81] : \$21 ;
+  assign \$23  = \act_w__en$431  ? \act_w__addr$439  : \$22 ;
+  assign \$24  = \act_w__en$430  ? \act_w__addr$440  : \$23 ;
+  assign \$25  = act_w__en ? \act_w__addr$441  : \$24 ;
+  assign amem_port__addr = \$19  ? \$signature__addr$373  : \$25 ;
+  assign \$26  = | amem_w__en;
+  assign \$27  = \act_w__en$434  ? \act_w__data$445  : { \$77 , \$76 , \$75 , \$74 , \$73 , \$72 , \$71 , \$70  };
+  assign \$28  = \act_w__en$433  ? { 32'h00000000, \$69  } : \$27 ;
+  assign \$29  = engines__graph__done ? \act_w__data$447  : \$28 ;
+  assign \$30  = \act_w__en$431  ? { \$67 , \$66 , \$65 , \$64 , \$63 , \$62 , \$61 , \$60  } : \$29 ;
+  assign \$31  = \act_w__en$430  ? { \$59 , \$58 , \$57 , \$56 , \$55 , \$54 , \$53 , \$52  } : \$30 ;
+  assign \$32  = act_w__en ? \act_w__data$450  : \$31 ;
+  assign amem_port__data = \$26  ? { wb__dat_w, wb__dat_w } : \$32 ;
+  assign \$33  = | amem_w__en;
+  assign \$34  = | { \act_w__en$453 , \act_w__en$434 , \act_w__en$433 , engines__graph__done, \act_w__en$431 , \act_w__en$430 , act_w__en };
+  assign \$35  = \$34  ? 2'h3 : 2'h0;
+  assign amem_port__en = \$33  ? amem_w__en : \$35 ;
   assign \$1  = \busy$53  ? \op__0__valid$55  : op__0__valid;
   assign macro0__op__valid = \busy$52  ? \op__0__valid$56  : \$1 ;
   assign \$2  = \busy$53  ? \op__0__payload$59  : op__0__payload;
@@ -8365,61 +8560,62 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign macro3__op__valid = \busy$52  ? \op__3__valid$165  : \$7 ;
   assign \$8  = \busy$53  ? \op__3__payload$168  : op__3__payload;
   assign macro3__op__payload = \busy$52  ? \op__3__payload$169  : \$8 ;
-  assign \$9  = \busy$205  ? act_rd__addr : a_rd__addr;
-  assign \$10  = \busy$53  ? rd__addr : \$9 ;
-  assign \$11  = \busy$204  ? old_rd__addr : \$10 ;
-  assign \port__addr$203  = \busy$52  ? args[80:69] : \$11 ;
-  assign \$15  = \busy$204  ? new_rd__addr : b_rd__addr;
-  assign \port__addr$223  = \busy$52  ? args[92:81] : \$15 ;
+  assign \$9  = \busy$212  ? act_rd__addr : a_rd__addr;
+  assign \$10  = \busy$211  ? \act_rd__addr$215  : \$9 ;
+  assign \$11  = \busy$53  ? rd__addr : \$10 ;
+  assign \$12  = \busy$210  ? old_rd__addr : \$11 ;
+  assign \port__addr$209  = \busy$52  ? args[80:69] : \$12 ;
   \default_fabric.ctrl  ctrl (
     .busy(busy),
     .clk(clk),
     .dma__ready(dma__ready),
-    .dma__valid(\cmd__valid$313 ),
+    .dma__valid(\cmd__valid$336 ),
     .dma_busy(dma_busy),
     .done(done),
     .engines__ew__done(engines__ew__done),
-    .engines__ew__start(\start$274 ),
+    .engines__ew__start(\start$290 ),
     .engines__graph__done(engines__graph__done),
-    .engines__graph__start(\start$282 ),
+    .engines__graph__start(\start$298 ),
+    .engines__lrn__done(engines__lrn__done),
+    .engines__lrn__start(\start$319 ),
     .engines__mac__args(args),
     .engines__mac__done(engines__mac__done),
     .engines__mac__start(start),
     .engines__pool__done(engines__pool__done),
-    .engines__pool__start(\start$267 ),
+    .engines__pool__start(\start$283 ),
     .engines__relax__done(engines__relax__done),
-    .engines__relax__start(\start$289 ),
+    .engines__relax__start(\start$305 ),
     .engines__spmv__done(engines__spmv__done),
-    .engines__spmv__start(\start$296 ),
+    .engines__spmv__start(\start$312 ),
     .entry(\$signature__data ),
     .error(error),
     .host__report(ctrl__report),
     .host__start_pc(host__start_pc),
-    .imem_rd__addr(\port__addr$247 ),
-    .imem_rd__data(\port__data$250 [407:0]),
+    .imem_rd__addr(\port__addr$263 ),
+    .imem_rd__data(\port__data$266 [448:0]),
     .load__ready(load__ready),
     .load__valid(cmd__valid),
     .loader_busy(loader_busy),
     .macro_we(mem_we),
-    .\port$83$1577 (macro0__busy),
-    .\port$84$1577 (macro1__busy),
-    .\port$85$1577 (macro2__busy),
-    .\port$86$1577 (macro3__busy),
-    .\port$87$0 (\$44 ),
-    .\port$88$0 (\$45 ),
-    .\port$89$0 (\$46 ),
-    .\port$90$0 (\$47 ),
+    .\port$89$1577 (macro0__busy),
+    .\port$90$1577 (macro1__busy),
+    .\port$91$1577 (macro2__busy),
+    .\port$92$1577 (macro3__busy),
+    .\port$93$0 (\$48 ),
+    .\port$94$0 (\$49 ),
+    .\port$95$0 (\$50 ),
+    .\port$96$0 (\$51 ),
     .rst(rst),
     .start(host__start),
     .trace_w__addr(\$signature__addr ),
     .trace_w__en(\$signature__en )
   );
   \default_fabric.dma  dma (
-    .amem_r__addr(\$signature__addr$466 ),
-    .amem_r__data(\amem_r__data$468 ),
-    .amem_r__en(\$signature__en$470 ),
+    .amem_r__addr(\$signature__addr$492 ),
+    .amem_r__data(\amem_r__data$494 ),
+    .amem_r__en(\$signature__en$496 ),
     .amem_w__data(axi__rdata),
-    .amem_w__en(\$signature__en$476 ),
+    .amem_w__en(\$signature__en$502 ),
     .axi__arlen(axi__arlen),
     .axi__arready(axi__arready),
     .axi__arvalid(axi__arvalid),
@@ -8441,39 +8637,39 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .clk(clk),
     .cmd__ready(dma__ready),
     .error(dma_error),
-    .\port$2173$0 (\$72 ),
+    .\port$2322$0 (\$68 ),
     .rd_data(axi__wdata),
     .rst(rst),
     .w_data(args[97:0]),
-    .w_en(\cmd__valid$313 ),
-    .wmem_r__data(\wmem_r__data$480 ),
-    .wmem_r__en(\$signature__en$482 ),
-    .wmem_w__en(\$signature__en$488 )
+    .w_en(\cmd__valid$336 ),
+    .wmem_r__data(\wmem_r__data$506 ),
+    .wmem_r__en(\$signature__en$508 ),
+    .wmem_w__en(\$signature__en$514 )
   );
   \default_fabric.ew  ew (
     .a_rd__addr(a_rd__addr),
     .a_rd__data(src_rd__data),
-    .act_w__addr(\act_w__addr$414 ),
-    .act_w__en(\act_w__en$408 ),
+    .act_w__addr(\act_w__addr$439 ),
+    .act_w__en(\act_w__en$431 ),
     .args(args[260:0]),
     .b_rd__addr(b_rd__addr),
     .b_rd__data(dst_rd__data),
     .busy(engines__ew__busy),
     .clk(clk),
     .done(engines__ew__done),
-    .\port$1749$0 (\$64 ),
-    .\port$1755$0 (\$65 ),
-    .\port$1761$0 (\$66 ),
-    .\port$1767$0 (\$67 ),
-    .\port$1773$0 (\$68 ),
-    .\port$1779$0 (\$69 ),
-    .\port$1785$0 (\$70 ),
-    .\port$1791$0 (\$71 ),
+    .\port$1898$0 (\$60 ),
+    .\port$1904$0 (\$61 ),
+    .\port$1910$0 (\$62 ),
+    .\port$1916$0 (\$63 ),
+    .\port$1922$0 (\$64 ),
+    .\port$1928$0 (\$65 ),
+    .\port$1934$0 (\$66 ),
+    .\port$1940$0 (\$67 ),
     .rst(rst),
-    .start(\start$274 )
+    .start(\start$290 )
   );
   \default_fabric.graph  graph (
-    .act_w__data(\act_w__data$421 ),
+    .act_w__data(\act_w__data$447 ),
     .args(args[92:0]),
     .busy(\busy$52 ),
     .clk(clk),
@@ -8501,10 +8697,10 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .res_valid__3(res_valid__3),
     .rst(rst),
     .src_rd__data(src_rd__data),
-    .start(\start$282 )
+    .start(\start$298 )
   );
   \default_fabric.host  host (
-    .amem_r__addr(\$signature__addr$350 ),
+    .amem_r__addr(\$signature__addr$373 ),
     .amem_r__data(amem_r__data),
     .amem_w__en(amem_w__en),
     .clk(clk),
@@ -8512,17 +8708,17 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .ctrl__start(host__start),
     .ctrl__start_pc(host__start_pc),
     .dat(wb__dat_r),
-    .dmem_r__addr(\$signature__addr$368 ),
+    .dmem_r__addr(\$signature__addr$391 ),
     .dmem_r__data(dmem_r__data),
-    .dmem_w__en(\$signature__en$402 ),
-    .imem_r__addr(\$signature__addr$344 ),
+    .dmem_w__en(\$signature__en$425 ),
+    .imem_r__addr(\$signature__addr$367 ),
     .imem_r__data(imem_r__data),
-    .imem_w__en(\$signature__en$384 ),
-    .pmem_r__addr(\$signature__addr$362 ),
+    .imem_w__en(\$signature__en$407 ),
+    .pmem_r__addr(\$signature__addr$385 ),
     .pmem_r__data(pmem_r__data),
-    .pmem_w__en(\$signature__en$396 ),
+    .pmem_w__en(\$signature__en$419 ),
     .rst(rst),
-    .trace_r__addr(\$signature__addr$374 ),
+    .trace_r__addr(\$signature__addr$397 ),
     .trace_r__data(trace_r__data),
     .wb__ack(wb__ack),
     .wb__adr(wb__adr),
@@ -8531,9 +8727,9 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .wb__sel(wb__sel),
     .wb__stb(wb__stb),
     .wb__we(wb__we),
-    .wmem_r__addr(\$signature__addr$356 ),
+    .wmem_r__addr(\$signature__addr$379 ),
     .wmem_r__data(wmem_r__data),
-    .wmem_w__en(\$signature__en$390 )
+    .wmem_w__en(\$signature__en$413 )
   );
   \default_fabric.loader  loader (
     .busy(loader_busy),
@@ -8546,7 +8742,29 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .rst(rst),
     .w_data(args[38:0]),
     .w_en(cmd__valid),
-    .w_rd__addr(\port__addr$241 )
+    .w_rd__addr(\port__addr$257 )
+  );
+  \default_fabric.lrn  lrn (
+    .act_rd__addr(\act_rd__addr$215 ),
+    .act_rd__data(src_rd__data),
+    .act_w__addr(act_w__addr),
+    .act_w__en(\act_w__en$453 ),
+    .args(args[126:0]),
+    .busy(\busy$211 ),
+    .clk(clk),
+    .done(engines__lrn__done),
+    .param_rd__addr(\port__addr$233 ),
+    .param_rd__data(\param_rd__data$235 ),
+    .\port$4831$0 (\$70 ),
+    .\port$4833$0 (\$71 ),
+    .\port$4835$0 (\$72 ),
+    .\port$4837$0 (\$73 ),
+    .\port$4839$0 (\$74 ),
+    .\port$4841$0 (\$75 ),
+    .\port$4843$0 (\$76 ),
+    .\port$4845$0 (\$77 ),
+    .rst(rst),
+    .start(\start$319 )
   );
   \default_fabric.mac  mac (
     .act_rd__0__addr(port__addr),
@@ -8561,7 +8779,8 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .\act_rd__data$15 (act_rd__1__data),
     .\act_rd__data$26 (act_rd__2__data),
     .\act_rd__data$37 (act_rd__3__data),
-    .act_w__addr(\act_w__addr$416 ),
+    .act_w__addr(\act_w__addr$441 ),
+    .act_w__data(\act_w__data$450 ),
     .act_w__en(act_w__en),
     .args(args),
     .busy(engines__mac__busy),
@@ -8574,6 +8793,8 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .\desc_rd__data$21 (\port__data$126 [76:0]),
     .\desc_rd__data$32 (\port__data$161 [76:0]),
     .\desc_rd__data$43 (\port__data$196 [76:0]),
+    .epi_rd__addr(\port__addr$203 ),
+    .epi_rd__data(epi_rd__data),
     .finished(engines__mac__done),
     .op__0__payload(op__0__payload),
     .op__0__ready(op__0__ready),
@@ -8589,18 +8810,10 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .op__3__valid(op__3__valid),
     .param_rd__addr(\port__addr$197 ),
     .param_rd__data(param_rd__data),
-    .\port$428$0 (\$48 ),
-    .\port$433$0 (\$49 ),
-    .\port$438$0 (\$50 ),
-    .\port$443$0 (\$51 ),
-    .\port$448$0 (\$52 ),
-    .\port$453$0 (\$53 ),
-    .\port$458$0 (\$54 ),
-    .\port$463$0 (\$55 ),
-    .\port$87$0 (\$44 ),
-    .\port$88$0 (\$45 ),
-    .\port$89$0 (\$46 ),
-    .\port$90$0 (\$47 ),
+    .\port$93$0 (\$48 ),
+    .\port$94$0 (\$49 ),
+    .\port$95$0 (\$50 ),
+    .\port$96$0 (\$51 ),
     .res_valid__0(res_valid__0),
     .res_valid__1(res_valid__1),
     .res_valid__2(res_valid__2),
@@ -8616,7 +8829,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .busy(macro0__busy),
     .clk(clk),
     .mem_page(macro0__mem_page),
-    .mem_rdata(\$32 ),
+    .mem_rdata(\$36 ),
     .mem_re(1'h0),
     .mem_row(macro0__mem_row),
     .mem_wdata(macro0__mem_wdata),
@@ -8624,8 +8837,8 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .op__payload(macro0__op__payload),
     .op__ready(op__0__ready),
     .op__valid(macro0__op__valid),
-    .res_bits(\$33 ),
-    .res_pop(\$34 ),
+    .res_bits(\$37 ),
+    .res_pop(\$38 ),
     .res_total(res_total__0),
     .res_valid(res_valid__0),
     .res_y(res_y__0),
@@ -8635,7 +8848,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .busy(macro1__busy),
     .clk(clk),
     .mem_page(macro0__mem_page),
-    .mem_rdata(\$35 ),
+    .mem_rdata(\$39 ),
     .mem_re(1'h0),
     .mem_row(macro0__mem_row),
     .mem_wdata(macro0__mem_wdata),
@@ -8643,8 +8856,8 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .op__payload(macro1__op__payload),
     .op__ready(op__1__ready),
     .op__valid(macro1__op__valid),
-    .res_bits(\$36 ),
-    .res_pop(\$37 ),
+    .res_bits(\$40 ),
+    .res_pop(\$41 ),
     .res_total(res_total__1),
     .res_valid(res_valid__1),
     .res_y(res_y__1),
@@ -8654,7 +8867,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .busy(macro2__busy),
     .clk(clk),
     .mem_page(macro0__mem_page),
-    .mem_rdata(\$38 ),
+    .mem_rdata(\$42 ),
     .mem_re(1'h0),
     .mem_row(macro0__mem_row),
     .mem_wdata(macro0__mem_wdata),
@@ -8662,8 +8875,8 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .op__payload(macro2__op__payload),
     .op__ready(op__2__ready),
     .op__valid(macro2__op__valid),
-    .res_bits(\$39 ),
-    .res_pop(\$40 ),
+    .res_bits(\$43 ),
+    .res_pop(\$44 ),
     .res_total(res_total__2),
     .res_valid(res_valid__2),
     .res_y(res_y__2),
@@ -8673,7 +8886,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .busy(macro3__busy),
     .clk(clk),
     .mem_page(macro0__mem_page),
-    .mem_rdata(\$41 ),
+    .mem_rdata(\$45 ),
     .mem_re(1'h0),
     .mem_row(macro0__mem_row),
     .mem_wdata(macro0__mem_wdata),
@@ -8681,8 +8894,8 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .op__payload(macro3__op__payload),
     .op__ready(op__3__ready),
     .op__valid(macro3__op__valid),
-    .res_bits(\$42 ),
-    .res_pop(\$43 ),
+    .res_bits(\$46 ),
+    .res_pop(\$47 ),
     .res_total(res_total__3),
     .res_valid(res_valid__3),
     .res_y(res_y__3),
@@ -8691,44 +8904,44 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   \default_fabric.pool  pool (
     .act_rd__addr(act_rd__addr),
     .act_rd__data(src_rd__data),
-    .act_w__addr(\act_w__addr$415 ),
-    .act_w__en(\act_w__en$407 ),
+    .act_w__addr(\act_w__addr$440 ),
+    .act_w__en(\act_w__en$430 ),
     .args(args[191:0]),
-    .busy(\busy$205 ),
+    .busy(\busy$212 ),
     .clk(clk),
     .done(engines__pool__done),
-    .\port$1575$0 (\$56 ),
-    .\port$1576$0 (\$57 ),
-    .\port$1577$0 (\$58 ),
-    .\port$1578$0 (\$59 ),
-    .\port$1579$0 (\$60 ),
-    .\port$1580$0 (\$61 ),
-    .\port$1581$0 (\$62 ),
-    .\port$1582$0 (\$63 ),
+    .\port$1724$0 (\$52 ),
+    .\port$1725$0 (\$53 ),
+    .\port$1726$0 (\$54 ),
+    .\port$1727$0 (\$55 ),
+    .\port$1728$0 (\$56 ),
+    .\port$1729$0 (\$57 ),
+    .\port$1730$0 (\$58 ),
+    .\port$1731$0 (\$59 ),
     .rst(rst),
-    .start(\start$267 )
+    .start(\start$283 )
   );
   \default_fabric.relax  relax (
-    .act_w__addr(\act_w__addr$412 ),
-    .act_w__en(\act_w__en$410 ),
-    .arc_rd__addr(\port__addr$235 ),
+    .act_w__addr(\act_w__addr$437 ),
+    .act_w__en(\act_w__en$433 ),
+    .arc_rd__addr(\port__addr$251 ),
     .arc_rd__data(arc_rd__data),
     .args(args[48:0]),
-    .busy(\busy$204 ),
+    .busy(\busy$210 ),
     .clk(clk),
     .finish(engines__relax__done),
     .new_rd__addr(new_rd__addr),
     .new_rd__data(dst_rd__data),
     .old_rd__addr(old_rd__addr),
     .old_rd__data(src_rd__data),
-    .\port$2634$0 (\$73 ),
+    .\port$2783$0 (\$69 ),
     .rst(rst),
-    .start(\start$289 )
+    .start(\start$305 )
   );
   \default_fabric.spmv  spmv (
-    .act_w__addr(act_w__addr),
-    .act_w__data(act_w__data),
-    .act_w__en(\act_w__en$427 ),
+    .act_w__addr(\act_w__addr$436 ),
+    .act_w__data(\act_w__data$445 ),
+    .act_w__en(\act_w__en$434 ),
     .args(args[95:0]),
     .busy(\busy$53 ),
     .clk(clk),
@@ -8756,7 +8969,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .res_y__2(res_y__2),
     .res_y__3(res_y__3),
     .rst(rst),
-    .start(\start$296 )
+    .start(\start$312 )
   );
   assign macro0__op__ready = op__0__ready;
   assign \op__0__ready$63  = op__0__ready;
@@ -8834,206 +9047,221 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \port__data$200  = param_rd__data;
   assign \port__en$201  = 1'h1;
   assign param_rd__en = 1'h1;
+  assign epi_rd__addr = \port__addr$203 ;
+  assign \port__data$206  = epi_rd__data;
+  assign \port__en$207  = 1'h1;
+  assign epi_rd__en = 1'h1;
   assign src_rd__addr = args[80:69];
   assign a_rd__en = 1'h1;
   assign act_rd__en = 1'h1;
+  assign \act_rd__en$222  = 1'h1;
   assign rd__en = 1'h1;
   assign old_rd__en = 1'h1;
   assign src_rd__en = 1'h1;
-  assign \port__data$218  = src_rd__data;
+  assign \port__data$227  = src_rd__data;
   assign old_rd__data = src_rd__data;
   assign rd__data = src_rd__data;
   assign act_rd__data = src_rd__data;
+  assign \act_rd__data$231  = src_rd__data;
   assign a_rd__data = src_rd__data;
+  assign \param_rd__addr$234  = \port__addr$233 ;
+  assign \port__data$236  = \param_rd__data$235 ;
+  assign \port__en$237  = 1'h1;
+  assign \param_rd__en$238  = 1'h1;
   assign dst_rd__addr = args[92:81];
   assign b_rd__en = 1'h1;
   assign new_rd__en = 1'h1;
   assign dst_rd__en = 1'h1;
-  assign \port__data$232  = dst_rd__data;
+  assign \port__data$248  = dst_rd__data;
   assign new_rd__data = dst_rd__data;
   assign b_rd__data = dst_rd__data;
-  assign arc_rd__addr = \port__addr$235 ;
-  assign \port__data$238  = arc_rd__data;
-  assign \port__en$239  = 1'h1;
+  assign arc_rd__addr = \port__addr$251 ;
+  assign \port__data$254  = arc_rd__data;
+  assign \port__en$255  = 1'h1;
   assign arc_rd__en = 1'h1;
-  assign w_rd__addr = \port__addr$241 ;
+  assign w_rd__addr = \port__addr$257 ;
   assign w_rd__data = macro0__mem_wdata;
-  assign \port__data$244  = macro0__mem_wdata;
-  assign \port__en$245  = 1'h1;
+  assign \port__data$260  = macro0__mem_wdata;
+  assign \port__en$261  = 1'h1;
   assign w_rd__en = 1'h1;
-  assign imem_rd__addr = \port__addr$247 ;
-  assign imem_rd__data = \port__data$250 [407:0];
-  assign \port__en$251  = 1'h1;
+  assign imem_rd__addr = \port__addr$263 ;
+  assign imem_rd__data = \port__data$266 [448:0];
+  assign \port__en$267  = 1'h1;
   assign imem_rd__en = 1'h1;
   assign trace_w__addr = \$signature__addr ;
   assign trace_w__data = \$signature__data ;
   assign trace_w__en = \$signature__en ;
   assign engines__mac__start = start;
   assign engines__mac__args = args;
-  assign \busy$264  = engines__mac__busy;
-  assign \done$266  = engines__mac__done;
-  assign engines__pool__start = \start$267 ;
-  assign \args$269  = args[191:0];
+  assign \busy$280  = engines__mac__busy;
+  assign \done$282  = engines__mac__done;
+  assign engines__pool__start = \start$283 ;
+  assign \args$285  = args[191:0];
   assign engines__pool__args = args[191:0];
-  assign engines__pool__busy = \busy$205 ;
-  assign \done$273  = engines__pool__done;
-  assign engines__ew__start = \start$274 ;
-  assign \args$276  = args[260:0];
+  assign engines__pool__busy = \busy$212 ;
+  assign \done$289  = engines__pool__done;
+  assign engines__ew__start = \start$290 ;
+  assign \args$292  = args[260:0];
   assign engines__ew__args = args[260:0];
-  assign \busy$279  = engines__ew__busy;
-  assign \done$281  = engines__ew__done;
-  assign engines__graph__start = \start$282 ;
-  assign \args$284  = args[92:0];
+  assign \busy$295  = engines__ew__busy;
+  assign \done$297  = engines__ew__done;
+  assign engines__graph__start = \start$298 ;
+  assign \args$300  = args[92:0];
   assign engines__graph__args = args[92:0];
   assign engines__graph__busy = \busy$52 ;
-  assign \done$288  = engines__graph__done;
-  assign engines__relax__start = \start$289 ;
-  assign \args$291  = args[48:0];
+  assign \done$304  = engines__graph__done;
+  assign engines__relax__start = \start$305 ;
+  assign \args$307  = args[48:0];
   assign engines__relax__args = args[48:0];
-  assign engines__relax__busy = \busy$204 ;
-  assign \done$295  = engines__relax__done;
-  assign engines__spmv__start = \start$296 ;
-  assign \args$298  = args[95:0];
+  assign engines__relax__busy = \busy$210 ;
+  assign \done$311  = engines__relax__done;
+  assign engines__spmv__start = \start$312 ;
+  assign \args$314  = args[95:0];
   assign engines__spmv__args = args[95:0];
   assign engines__spmv__busy = \busy$53 ;
-  assign \done$302  = engines__spmv__done;
+  assign \done$318  = engines__spmv__done;
+  assign engines__lrn__start = \start$319 ;
+  assign \args$321  = args[126:0];
+  assign engines__lrn__args = args[126:0];
+  assign engines__lrn__busy = \busy$211 ;
+  assign \done$325  = engines__lrn__done;
   assign cmd__payload = args[38:0];
   assign load__payload = args[38:0];
   assign cmd__ready = load__ready;
   assign load__valid = cmd__valid;
-  assign \cmd__payload$309  = args[97:0];
+  assign \cmd__payload$332  = args[97:0];
   assign dma__payload = args[97:0];
-  assign \cmd__ready$312  = dma__ready;
-  assign dma__valid = \cmd__valid$313 ;
-  assign \busy$316  = dma_busy;
-  assign \busy$318  = loader_busy;
+  assign \cmd__ready$335  = dma__ready;
+  assign dma__valid = \cmd__valid$336 ;
+  assign \busy$339  = dma_busy;
+  assign \busy$341  = loader_busy;
   assign macro_we = mem_we;
-  assign unit_en = { \$47 , \$46 , \$45 , \$44  };
-  assign \unit_en$321  = { \$47 , \$46 , \$45 , \$44  };
+  assign unit_en = { \$51 , \$50 , \$49 , \$48  };
+  assign \unit_en$344  = { \$51 , \$50 , \$49 , \$48  };
   assign macro_busy = { macro3__busy, macro2__busy, macro1__busy, macro0__busy };
   assign host__report = ctrl__report;
   assign ctrl__start = host__start;
   assign ctrl__start_pc = host__start_pc;
-  assign \busy$333  = busy;
-  assign \done$334  = done;
-  assign \error$335  = error;
-  assign \wb__ack$336  = wb__ack;
-  assign \wb__adr$337  = wb__adr;
-  assign \wb__cyc$338  = wb__cyc;
-  assign \wb__dat_r$339  = wb__dat_r;
-  assign \wb__dat_w$340  = wb__dat_w;
-  assign \wb__sel$341  = wb__sel;
-  assign \wb__stb$342  = wb__stb;
-  assign \wb__we$343  = wb__we;
-  assign imem_r__addr = \$signature__addr$344 ;
-  assign \$signature__data$347  = imem_r__data;
-  assign \$signature__en$348  = 1'h1;
+  assign \busy$356  = busy;
+  assign \done$357  = done;
+  assign \error$358  = error;
+  assign \wb__ack$359  = wb__ack;
+  assign \wb__adr$360  = wb__adr;
+  assign \wb__cyc$361  = wb__cyc;
+  assign \wb__dat_r$362  = wb__dat_r;
+  assign \wb__dat_w$363  = wb__dat_w;
+  assign \wb__sel$364  = wb__sel;
+  assign \wb__stb$365  = wb__stb;
+  assign \wb__we$366  = wb__we;
+  assign imem_r__addr = \$signature__addr$367 ;
+  assign \$signature__data$370  = imem_r__data;
+  assign \$signature__en$371  = 1'h1;
   assign imem_r__en = 1'h1;
-  assign amem_r__addr = \$signature__addr$350 ;
-  assign \$signature__data$353  = amem_r__data;
-  assign \$signature__en$354  = 1'h1;
+  assign amem_r__addr = \$signature__addr$373 ;
+  assign \$signature__data$376  = amem_r__data;
+  assign \$signature__en$377  = 1'h1;
   assign amem_r__en = 1'h1;
-  assign wmem_r__addr = \$signature__addr$356 ;
-  assign \$signature__data$359  = wmem_r__data;
-  assign \$signature__en$360  = 1'h1;
+  assign wmem_r__addr = \$signature__addr$379 ;
+  assign \$signature__data$382  = wmem_r__data;
+  assign \$signature__en$383  = 1'h1;
   assign wmem_r__en = 1'h1;
-  assign pmem_r__addr = \$signature__addr$362 ;
-  assign \$signature__data$365  = pmem_r__data;
-  assign \$signature__en$366  = 1'h1;
+  assign pmem_r__addr = \$signature__addr$385 ;
+  assign \$signature__data$388  = pmem_r__data;
+  assign \$signature__en$389  = 1'h1;
   assign pmem_r__en = 1'h1;
-  assign dmem_r__addr = \$signature__addr$368 ;
-  assign \$signature__data$371  = dmem_r__data;
-  assign \$signature__en$372  = 1'h1;
+  assign dmem_r__addr = \$signature__addr$391 ;
+  assign \$signature__data$394  = dmem_r__data;
+  assign \$signature__en$395  = 1'h1;
   assign dmem_r__en = 1'h1;
-  assign trace_r__addr = \$signature__addr$374 ;
-  assign \$signature__data$377  = trace_r__data;
-  assign \$signature__en$378  = 1'h1;
+  assign trace_r__addr = \$signature__addr$397 ;
+  assign \$signature__data$400  = trace_r__data;
+  assign \$signature__en$401  = 1'h1;
   assign trace_r__en = 1'h1;
-  assign \$signature__addr$380  = \$signature__addr$344 ;
-  assign imem_w__addr = \$signature__addr$344 ;
-  assign \$signature__data$382  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
-  assign imem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
-  assign imem_w__en = \$signature__en$384 ;
-  assign \$signature__addr$386  = \$signature__addr$356 ;
-  assign wmem_w__addr = \$signature__addr$356 ;
-  assign \$signature__data$388  = { wb__dat_w, wb__dat_w };
+  assign \$signature__addr$403  = \$signature__addr$367 ;
+  assign imem_w__addr = \$signature__addr$367 ;
+  assign \$signature__data$405  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
+  assign imem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
+  assign imem_w__en = \$signature__en$407 ;
+  assign \$signature__addr$409  = \$signature__addr$379 ;
+  assign wmem_w__addr = \$signature__addr$379 ;
+  assign \$signature__data$411  = { wb__dat_w, wb__dat_w };
   assign wmem_w__data = { wb__dat_w, wb__dat_w };
-  assign wmem_w__en = \$signature__en$390 ;
-  assign \$signature__addr$392  = \$signature__addr$362 ;
-  assign pmem_w__addr = \$signature__addr$362 ;
-  assign \$signature__data$394  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
+  assign wmem_w__en = \$signature__en$413 ;
+  assign \$signature__addr$415  = \$signature__addr$385 ;
+  assign pmem_w__addr = \$signature__addr$385 ;
+  assign \$signature__data$417  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
   assign pmem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
-  assign pmem_w__en = \$signature__en$396 ;
-  assign \$signature__addr$398  = \$signature__addr$368 ;
-  assign dmem_w__addr = \$signature__addr$368 ;
-  assign \$signature__data$400  = { wb__dat_w, wb__dat_w, wb__dat_w };
+  assign pmem_w__en = \$signature__en$419 ;
+  assign \$signature__addr$421  = \$signature__addr$391 ;
+  assign dmem_w__addr = \$signature__addr$391 ;
+  assign \$signature__data$423  = { wb__dat_w, wb__dat_w, wb__dat_w };
   assign dmem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w };
-  assign dmem_w__en = \$signature__en$402 ;
-  assign \act_w__en$409  = engines__graph__done;
-  assign \act_w__addr$413  = args[92:81];
-  assign amem_w__addr = \$signature__addr$350 ;
-  assign \act_w__data$420  = { 32'h00000000, \$73  };
-  assign \act_w__data$422  = { \$71 , \$70 , \$69 , \$68 , \$67 , \$66 , \$65 , \$64  };
-  assign \act_w__data$423  = { \$63 , \$62 , \$61 , \$60 , \$59 , \$58 , \$57 , \$56  };
-  assign \act_w__data$424  = { \$55 , \$54 , \$53 , \$52 , \$51 , \$50 , \$49 , \$48  };
+  assign dmem_w__en = \$signature__en$425 ;
+  assign \act_w__en$432  = engines__graph__done;
+  assign \act_w__addr$438  = args[92:81];
+  assign amem_w__addr = \$signature__addr$373 ;
+  assign act_w__data = { \$77 , \$76 , \$75 , \$74 , \$73 , \$72 , \$71 , \$70  };
+  assign \act_w__data$446  = { 32'h00000000, \$69  };
+  assign \act_w__data$448  = { \$67 , \$66 , \$65 , \$64 , \$63 , \$62 , \$61 , \$60  };
+  assign \act_w__data$449  = { \$59 , \$58 , \$57 , \$56 , \$55 , \$54 , \$53 , \$52  };
   assign amem_w__data = { wb__dat_w, wb__dat_w };
-  assign \axi__araddr$428  = { 9'h000, \$72  };
-  assign \axi__arburst$429  = 2'h1;
-  assign \axi__arcache$430  = 4'h3;
-  assign \axi__arid$431  = 1'h0;
-  assign \axi__arlen$432  = axi__arlen;
-  assign \axi__arlock$433  = 1'h0;
-  assign \axi__arprot$434  = 3'h0;
-  assign \axi__arqos$435  = 4'h0;
-  assign \axi__arready$436  = axi__arready;
-  assign \axi__arsize$437  = 3'h3;
-  assign \axi__arvalid$438  = axi__arvalid;
-  assign \axi__awaddr$439  = { 9'h000, \$72  };
-  assign \axi__awburst$440  = 2'h1;
-  assign \axi__awcache$441  = 4'h3;
-  assign \axi__awid$442  = 1'h0;
-  assign \axi__awlen$443  = axi__awlen;
-  assign \axi__awlock$444  = 1'h0;
-  assign \axi__awprot$445  = 3'h0;
-  assign \axi__awqos$446  = 4'h0;
-  assign \axi__awready$447  = axi__awready;
-  assign \axi__awsize$448  = 3'h3;
-  assign \axi__awvalid$449  = axi__awvalid;
-  assign \axi__bid$450  = axi__bid;
-  assign \axi__bready$451  = axi__bready;
-  assign \axi__bresp$452  = axi__bresp;
-  assign \axi__bvalid$453  = axi__bvalid;
-  assign \axi__rdata$454  = axi__rdata;
-  assign \axi__rid$455  = axi__rid;
-  assign \axi__rlast$456  = axi__rlast;
-  assign \axi__rready$457  = axi__rready;
-  assign \axi__rresp$458  = axi__rresp;
-  assign \axi__rvalid$459  = axi__rvalid;
-  assign \axi__wdata$460  = axi__wdata;
-  assign \axi__wlast$461  = axi__wlast;
-  assign \axi__wready$462  = axi__wready;
-  assign \axi__wstrb$463  = 8'hff;
-  assign \axi__wvalid$464  = axi__wvalid;
-  assign \error$465  = dma_error;
-  assign \amem_r__addr$467  = \$signature__addr$466 ;
-  assign \$signature__data$469  = \amem_r__data$468 ;
-  assign \amem_r__en$471  = \$signature__en$470 ;
-  assign \$signature__addr$472  = \$signature__addr$466 ;
-  assign \amem_w__addr$473  = \$signature__addr$466 ;
-  assign \$signature__data$474  = axi__rdata;
-  assign \amem_w__data$475  = axi__rdata;
-  assign \amem_w__en$477  = \$signature__en$476 ;
-  assign \$signature__addr$478  = \$signature__addr$466 [9:0];
-  assign \wmem_r__addr$479  = \$signature__addr$466 [9:0];
-  assign \$signature__data$481  = \wmem_r__data$480 ;
-  assign \wmem_r__en$483  = \$signature__en$482 ;
-  assign \$signature__addr$484  = \$signature__addr$466 [9:0];
-  assign \wmem_w__addr$485  = \$signature__addr$466 [9:0];
-  assign \$signature__data$486  = axi__rdata;
-  assign \wmem_w__data$487  = axi__rdata;
-  assign \wmem_w__en$489  = \$signature__en$488 ;
+  assign \axi__araddr$454  = { 9'h000, \$68  };
+  assign \axi__arburst$455  = 2'h1;
+  assign \axi__arcache$456  = 4'h3;
+  assign \axi__arid$457  = 1'h0;
+  assign \axi__arlen$458  = axi__arlen;
+  assign \axi__arlock$459  = 1'h0;
+  assign \axi__arprot$460  = 3'h0;
+  assign \axi__arqos$461  = 4'h0;
+  assign \axi__arready$462  = axi__arready;
+  assign \axi__arsize$463  = 3'h3;
+  assign \axi__arvalid$464  = axi__arvalid;
+  assign \axi__awaddr$465  = { 9'h000, \$68  };
+  assign \axi__awburst$466  = 2'h1;
+  assign \axi__awcache$467  = 4'h3;
+  assign \axi__awid$468  = 1'h0;
+  assign \axi__awlen$469  = axi__awlen;
+  assign \axi__awlock$470  = 1'h0;
+  assign \axi__awprot$471  = 3'h0;
+  assign \axi__awqos$472  = 4'h0;
+  assign \axi__awready$473  = axi__awready;
+  assign \axi__awsize$474  = 3'h3;
+  assign \axi__awvalid$475  = axi__awvalid;
+  assign \axi__bid$476  = axi__bid;
+  assign \axi__bready$477  = axi__bready;
+  assign \axi__bresp$478  = axi__bresp;
+  assign \axi__bvalid$479  = axi__bvalid;
+  assign \axi__rdata$480  = axi__rdata;
+  assign \axi__rid$481  = axi__rid;
+  assign \axi__rlast$482  = axi__rlast;
+  assign \axi__rready$483  = axi__rready;
+  assign \axi__rresp$484  = axi__rresp;
+  assign \axi__rvalid$485  = axi__rvalid;
+  assign \axi__wdata$486  = axi__wdata;
+  assign \axi__wlast$487  = axi__wlast;
+  assign \axi__wready$488  = axi__wready;
+  assign \axi__wstrb$489  = 8'hff;
+  assign \axi__wvalid$490  = axi__wvalid;
+  assign \error$491  = dma_error;
+  assign \amem_r__addr$493  = \$signature__addr$492 ;
+  assign \$signature__data$495  = \amem_r__data$494 ;
+  assign \amem_r__en$497  = \$signature__en$496 ;
+  assign \$signature__addr$498  = \$signature__addr$492 ;
+  assign \amem_w__addr$499  = \$signature__addr$492 ;
+  assign \$signature__data$500  = axi__rdata;
+  assign \amem_w__data$501  = axi__rdata;
+  assign \amem_w__en$503  = \$signature__en$502 ;
+  assign \$signature__addr$504  = \$signature__addr$492 [9:0];
+  assign \wmem_r__addr$505  = \$signature__addr$492 [9:0];
+  assign \$signature__data$507  = \wmem_r__data$506 ;
+  assign \wmem_r__en$509  = \$signature__en$508 ;
+  assign \$signature__addr$510  = \$signature__addr$492 [9:0];
+  assign \wmem_w__addr$511  = \$signature__addr$492 [9:0];
+  assign \$signature__data$512  = axi__rdata;
+  assign \wmem_w__data$513  = axi__rdata;
+  assign \wmem_w__en$515  = \$signature__en$514 ;
   assign axi__awid = 1'h0;
-  assign axi__awaddr = { 9'h000, \$72  };
+  assign axi__awaddr = { 9'h000, \$68  };
   assign axi__awsize = 3'h3;
   assign axi__awburst = 2'h1;
   assign axi__awlock = 1'h0;
@@ -9042,7 +9270,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign axi__awqos = 4'h0;
   assign axi__wstrb = 8'hff;
   assign axi__arid = 1'h0;
-  assign axi__araddr = { 9'h000, \$72  };
+  assign axi__araddr = { 9'h000, \$68  };
   assign axi__arsize = 3'h3;
   assign axi__arburst = 2'h1;
   assign axi__arlock = 1'h0;
@@ -11049,177 +11277,289 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \param_rd__data[0].bias  = param_rd__data[31:0];
   assign \param_rd__data[0].mult  = param_rd__data[63:32];
   assign \param_rd__data[0].shift  = param_rd__data[71:64];
-  assign \param_rd__data[0]._pad  = param_rd__data[95:72];
+  assign \param_rd__data[0].w  = param_rd__data[79:72];
+  assign \param_rd__data[0]._pad  = param_rd__data[95:80];
   assign \param_rd__data[1]  = param_rd__data[191:96];
   assign \param_rd__data[1].bias  = param_rd__data[127:96];
   assign \param_rd__data[1].mult  = param_rd__data[159:128];
   assign \param_rd__data[1].shift  = param_rd__data[167:160];
-  assign \param_rd__data[1]._pad  = param_rd__data[191:168];
+  assign \param_rd__data[1].w  = param_rd__data[175:168];
+  assign \param_rd__data[1]._pad  = param_rd__data[191:176];
   assign \param_rd__data[2]  = param_rd__data[287:192];
   assign \param_rd__data[2].bias  = param_rd__data[223:192];
   assign \param_rd__data[2].mult  = param_rd__data[255:224];
   assign \param_rd__data[2].shift  = param_rd__data[263:256];
-  assign \param_rd__data[2]._pad  = param_rd__data[287:264];
+  assign \param_rd__data[2].w  = param_rd__data[271:264];
+  assign \param_rd__data[2]._pad  = param_rd__data[287:272];
   assign \param_rd__data[3]  = param_rd__data[383:288];
   assign \param_rd__data[3].bias  = param_rd__data[319:288];
   assign \param_rd__data[3].mult  = param_rd__data[351:320];
   assign \param_rd__data[3].shift  = param_rd__data[359:352];
-  assign \param_rd__data[3]._pad  = param_rd__data[383:360];
+  assign \param_rd__data[3].w  = param_rd__data[367:360];
+  assign \param_rd__data[3]._pad  = param_rd__data[383:368];
   assign \param_rd__data[4]  = param_rd__data[479:384];
   assign \param_rd__data[4].bias  = param_rd__data[415:384];
   assign \param_rd__data[4].mult  = param_rd__data[447:416];
   assign \param_rd__data[4].shift  = param_rd__data[455:448];
-  assign \param_rd__data[4]._pad  = param_rd__data[479:456];
+  assign \param_rd__data[4].w  = param_rd__data[463:456];
+  assign \param_rd__data[4]._pad  = param_rd__data[479:464];
   assign \param_rd__data[5]  = param_rd__data[575:480];
   assign \param_rd__data[5].bias  = param_rd__data[511:480];
   assign \param_rd__data[5].mult  = param_rd__data[543:512];
   assign \param_rd__data[5].shift  = param_rd__data[551:544];
-  assign \param_rd__data[5]._pad  = param_rd__data[575:552];
+  assign \param_rd__data[5].w  = param_rd__data[559:552];
+  assign \param_rd__data[5]._pad  = param_rd__data[575:560];
   assign \param_rd__data[6]  = param_rd__data[671:576];
   assign \param_rd__data[6].bias  = param_rd__data[607:576];
   assign \param_rd__data[6].mult  = param_rd__data[639:608];
   assign \param_rd__data[6].shift  = param_rd__data[647:640];
-  assign \param_rd__data[6]._pad  = param_rd__data[671:648];
+  assign \param_rd__data[6].w  = param_rd__data[655:648];
+  assign \param_rd__data[6]._pad  = param_rd__data[671:656];
   assign \param_rd__data[7]  = param_rd__data[767:672];
   assign \param_rd__data[7].bias  = param_rd__data[703:672];
   assign \param_rd__data[7].mult  = param_rd__data[735:704];
   assign \param_rd__data[7].shift  = param_rd__data[743:736];
-  assign \param_rd__data[7]._pad  = param_rd__data[767:744];
-  assign \imem_rd__data.op  = \port__data$250 [3:0];
-  assign \imem_rd__data.args  = \port__data$250 [407:4];
-  assign \imem_rd__data.args.load  = \port__data$250 [42:4];
-  assign \imem_rd__data.args.load.src  = \port__data$250 [13:4];
-  assign \imem_rd__data.args.load.count  = \port__data$250 [29:14];
-  assign \imem_rd__data.args.load.mask  = \port__data$250 [33:30];
-  assign \imem_rd__data.args.load.page  = \port__data$250 [36:34];
-  assign \imem_rd__data.args.load.row0  = \port__data$250 [42:37];
-  assign \imem_rd__data.args.mac  = \port__data$250 [407:4];
-  assign \imem_rd__data.args.mac.in_h  = \port__data$250 [12:4];
-  assign \imem_rd__data.args.mac.in_w  = \port__data$250 [21:13];
-  assign \imem_rd__data.args.mac.in_cw  = \port__data$250 [30:22];
-  assign \imem_rd__data.args.mac.cin  = \port__data$250 [42:31];
-  assign \imem_rd__data.args.mac.kh  = \port__data$250 [51:43];
-  assign \imem_rd__data.args.mac.kw  = \port__data$250 [60:52];
-  assign \imem_rd__data.args.mac.dh  = \port__data$250 [64:61];
-  assign \imem_rd__data.args.mac.dw  = \port__data$250 [68:65];
-  assign \imem_rd__data.args.mac.sh  = \port__data$250 [72:69];
-  assign \imem_rd__data.args.mac.sw  = \port__data$250 [76:73];
-  assign \imem_rd__data.args.mac.pt  = \port__data$250 [80:77];
-  assign \imem_rd__data.args.mac.pl  = \port__data$250 [84:81];
-  assign \imem_rd__data.args.mac.ow  = \port__data$250 [93:85];
-  assign \imem_rd__data.args.mac.oh  = \port__data$250 [102:94];
-  assign \imem_rd__data.args.mac.npos  = \port__data$250 [118:103];
-  assign \imem_rd__data.args.mac.pos0  = \port__data$250 [132:119];
-  assign \imem_rd__data.args.mac.kx_inc  = \port__data$250 [146:133];
-  assign \imem_rd__data.args.mac.ky_inc  = \port__data$250 [160:147];
-  assign \imem_rd__data.args.mac.pos_ux  = \port__data$250 [174:161];
-  assign \imem_rd__data.args.mac.pos_wrap  = \port__data$250 [188:175];
-  assign \imem_rd__data.args.mac.pos_bstep  = \port__data$250 [202:189];
-  assign \imem_rd__data.args.mac.bq  = \port__data$250 [211:203];
-  assign \imem_rd__data.args.mac.br  = \port__data$250 [220:212];
-  assign \imem_rd__data.args.mac.img_delta  = \port__data$250 [234:221];
-  assign \imem_rd__data.args.mac.img_bstep  = \port__data$250 [248:235];
-  assign \imem_rd__data.args.mac.desc_base  = \port__data$250 [255:249];
-  assign \imem_rd__data.args.mac.kt  = \port__data$250 [264:256];
-  assign \imem_rd__data.args.mac.nt  = \port__data$250 [273:265];
-  assign \imem_rd__data.args.mac.kr  = \port__data$250 [282:274];
-  assign \imem_rd__data.args.mac.nr  = \port__data$250 [291:283];
-  assign \imem_rd__data.args.mac.b  = \port__data$250 [298:292];
-  assign \imem_rd__data.args.mac.ki  = \port__data$250 [305:299];
-  assign \imem_rd__data.args.mac.no  = \port__data$250 [312:306];
-  assign \imem_rd__data.args.mac.groups  = \port__data$250 [320:313];
-  assign \imem_rd__data.args.mac.role_base  = \port__data$250 [327:321];
-  assign \imem_rd__data.args.mac.page_base  = \port__data$250 [330:328];
-  assign \imem_rd__data.args.mac.out_base  = \port__data$250 [342:331];
-  assign \imem_rd__data.args.mac.out_cw  = \port__data$250 [351:343];
-  assign \imem_rd__data.args.mac.param_base  = \port__data$250 [361:352];
-  assign \imem_rd__data.args.mac.zp_in  = \port__data$250 [369:362];
-  assign \imem_rd__data.args.mac.zp_out  = \port__data$250 [379:370];
-  assign \imem_rd__data.args.mac.act_min  = \port__data$250 [389:380];
-  assign \imem_rd__data.args.mac.act_max  = \port__data$250 [399:390];
-  assign \imem_rd__data.args.mac.ab_m1  = \port__data$250 [402:400];
-  assign \imem_rd__data.args.mac.wb_log2  = \port__data$250 [404:403];
-  assign \imem_rd__data.args.mac.x_signed  = \port__data$250 [405];
-  assign \imem_rd__data.args.mac.w_signed  = \port__data$250 [406];
-  assign \imem_rd__data.args.mac.rowpack  = \port__data$250 [407];
-  assign \imem_rd__data.args.pool  = \port__data$250 [195:4];
-  assign \imem_rd__data.args.pool.mode  = \port__data$250 [4];
-  assign \imem_rd__data.args.pool.x_signed  = \port__data$250 [5];
-  assign \imem_rd__data.args.pool.in_base  = \port__data$250 [17:6];
-  assign \imem_rd__data.args.pool.in_h  = \port__data$250 [26:18];
-  assign \imem_rd__data.args.pool.in_w  = \port__data$250 [35:27];
-  assign \imem_rd__data.args.pool.cw  = \port__data$250 [44:36];
-  assign \imem_rd__data.args.pool.kh  = \port__data$250 [53:45];
-  assign \imem_rd__data.args.pool.kw  = \port__data$250 [62:54];
-  assign \imem_rd__data.args.pool.sh  = \port__data$250 [66:63];
-  assign \imem_rd__data.args.pool.sw  = \port__data$250 [70:67];
-  assign \imem_rd__data.args.pool.dh  = \port__data$250 [74:71];
-  assign \imem_rd__data.args.pool.dw  = \port__data$250 [78:75];
-  assign \imem_rd__data.args.pool.pt  = \port__data$250 [82:79];
-  assign \imem_rd__data.args.pool.pl  = \port__data$250 [86:83];
-  assign \imem_rd__data.args.pool.oh  = \port__data$250 [95:87];
-  assign \imem_rd__data.args.pool.ow  = \port__data$250 [104:96];
-  assign \imem_rd__data.args.pool.out_base  = \port__data$250 [116:105];
-  assign \imem_rd__data.args.pool.zp_in  = \port__data$250 [126:117];
-  assign \imem_rd__data.args.pool.mult  = \port__data$250 [158:127];
-  assign \imem_rd__data.args.pool.shift  = \port__data$250 [164:159];
-  assign \imem_rd__data.args.pool.zp_out  = \port__data$250 [174:165];
-  assign \imem_rd__data.args.pool.act_min  = \port__data$250 [184:175];
-  assign \imem_rd__data.args.pool.act_max  = \port__data$250 [194:185];
-  assign \imem_rd__data.args.pool.round_even  = \port__data$250 [195];
-  assign \imem_rd__data.args.ew  = \port__data$250 [264:4];
-  assign \imem_rd__data.args.ew.a_base  = \port__data$250 [15:4];
-  assign \imem_rd__data.args.ew.b_base  = \port__data$250 [27:16];
-  assign \imem_rd__data.args.ew.out_base  = \port__data$250 [39:28];
-  assign \imem_rd__data.args.ew.npos  = \port__data$250 [55:40];
-  assign \imem_rd__data.args.ew.cw  = \port__data$250 [64:56];
-  assign \imem_rd__data.args.ew.a_stride  = \port__data$250 [73:65];
-  assign \imem_rd__data.args.ew.b_stride  = \port__data$250 [82:74];
-  assign \imem_rd__data.args.ew.out_stride  = \port__data$250 [91:83];
-  assign \imem_rd__data.args.ew.x_signed  = \port__data$250 [92];
-  assign \imem_rd__data.args.ew.has_b  = \port__data$250 [93];
-  assign \imem_rd__data.args.ew.rq_in  = \port__data$250 [94];
-  assign \imem_rd__data.args.ew.rq_out  = \port__data$250 [95];
-  assign \imem_rd__data.args.ew.ls  = \port__data$250 [100:96];
-  assign \imem_rd__data.args.ew.zp_a  = \port__data$250 [110:101];
-  assign \imem_rd__data.args.ew.zp_b  = \port__data$250 [120:111];
-  assign \imem_rd__data.args.ew.mult_a  = \port__data$250 [152:121];
-  assign \imem_rd__data.args.ew.shift_a  = \port__data$250 [158:153];
-  assign \imem_rd__data.args.ew.mult_b  = \port__data$250 [190:159];
-  assign \imem_rd__data.args.ew.shift_b  = \port__data$250 [196:191];
-  assign \imem_rd__data.args.ew.mult_o  = \port__data$250 [228:197];
-  assign \imem_rd__data.args.ew.shift_o  = \port__data$250 [234:229];
-  assign \imem_rd__data.args.ew.zp_out  = \port__data$250 [244:235];
-  assign \imem_rd__data.args.ew.act_min  = \port__data$250 [254:245];
-  assign \imem_rd__data.args.ew.act_max  = \port__data$250 [264:255];
-  assign \imem_rd__data.args.dma  = \port__data$250 [101:4];
-  assign \imem_rd__data.args.dma.store  = \port__data$250 [4];
-  assign \imem_rd__data.args.dma.wmem  = \port__data$250 [5];
-  assign \imem_rd__data.args.dma.ext  = \port__data$250 [25:6];
-  assign \imem_rd__data.args.dma.addr  = \port__data$250 [37:26];
-  assign \imem_rd__data.args.dma.rows  = \port__data$250 [53:38];
-  assign \imem_rd__data.args.dma.len  = \port__data$250 [69:54];
-  assign \imem_rd__data.args.dma.ext_stride  = \port__data$250 [89:70];
-  assign \imem_rd__data.args.dma.stride  = \port__data$250 [101:90];
-  assign \imem_rd__data.args.gbfs  = \port__data$250 [96:4];
-  assign \imem_rd__data.args.gbfs.macro  = \port__data$250 [5:4];
-  assign \imem_rd__data.args.gbfs.page  = \port__data$250 [8:6];
-  assign \imem_rd__data.args.gbfs.rows  = \port__data$250 [72:9];
-  assign \imem_rd__data.args.gbfs.src  = \port__data$250 [84:73];
-  assign \imem_rd__data.args.gbfs.dst  = \port__data$250 [96:85];
-  assign \imem_rd__data.args.grelax  = \port__data$250 [52:4];
-  assign \imem_rd__data.args.grelax.arcs  = \port__data$250 [15:4];
-  assign \imem_rd__data.args.grelax.count  = \port__data$250 [28:16];
-  assign \imem_rd__data.args.grelax.old  = \port__data$250 [40:29];
-  assign \imem_rd__data.args.grelax.new  = \port__data$250 [52:41];
-  assign \imem_rd__data.args.gspmv  = \port__data$250 [99:4];
-  assign \imem_rd__data.args.gspmv.macro  = \port__data$250 [5:4];
-  assign \imem_rd__data.args.gspmv.page  = \port__data$250 [8:6];
-  assign \imem_rd__data.args.gspmv.x  = \port__data$250 [20:9];
-  assign \imem_rd__data.args.gspmv.y  = \port__data$250 [32:21];
-  assign \imem_rd__data.args.gspmv.rows  = \port__data$250 [96:33];
-  assign \imem_rd__data.args.gspmv.slices_m1  = \port__data$250 [98:97];
-  assign \imem_rd__data.args.gspmv.flush  = \port__data$250 [99];
+  assign \param_rd__data[7].w  = param_rd__data[751:744];
+  assign \param_rd__data[7]._pad  = param_rd__data[767:752];
+  assign \epi_rd__data[0]  = epi_rd__data[95:0];
+  assign \epi_rd__data[0].bias  = epi_rd__data[31:0];
+  assign \epi_rd__data[0].mult  = epi_rd__data[63:32];
+  assign \epi_rd__data[0].shift  = epi_rd__data[71:64];
+  assign \epi_rd__data[0].w  = epi_rd__data[79:72];
+  assign \epi_rd__data[0]._pad  = epi_rd__data[95:80];
+  assign \epi_rd__data[1]  = epi_rd__data[191:96];
+  assign \epi_rd__data[1].bias  = epi_rd__data[127:96];
+  assign \epi_rd__data[1].mult  = epi_rd__data[159:128];
+  assign \epi_rd__data[1].shift  = epi_rd__data[167:160];
+  assign \epi_rd__data[1].w  = epi_rd__data[175:168];
+  assign \epi_rd__data[1]._pad  = epi_rd__data[191:176];
+  assign \epi_rd__data[2]  = epi_rd__data[287:192];
+  assign \epi_rd__data[2].bias  = epi_rd__data[223:192];
+  assign \epi_rd__data[2].mult  = epi_rd__data[255:224];
+  assign \epi_rd__data[2].shift  = epi_rd__data[263:256];
+  assign \epi_rd__data[2].w  = epi_rd__data[271:264];
+  assign \epi_rd__data[2]._pad  = epi_rd__data[287:272];
+  assign \epi_rd__data[3]  = epi_rd__data[383:288];
+  assign \epi_rd__data[3].bias  = epi_rd__data[319:288];
+  assign \epi_rd__data[3].mult  = epi_rd__data[351:320];
+  assign \epi_rd__data[3].shift  = epi_rd__data[359:352];
+  assign \epi_rd__data[3].w  = epi_rd__data[367:360];
+  assign \epi_rd__data[3]._pad  = epi_rd__data[383:368];
+  assign \epi_rd__data[4]  = epi_rd__data[479:384];
+  assign \epi_rd__data[4].bias  = epi_rd__data[415:384];
+  assign \epi_rd__data[4].mult  = epi_rd__data[447:416];
+  assign \epi_rd__data[4].shift  = epi_rd__data[455:448];
+  assign \epi_rd__data[4].w  = epi_rd__data[463:456];
+  assign \epi_rd__data[4]._pad  = epi_rd__data[479:464];
+  assign \epi_rd__data[5]  = epi_rd__data[575:480];
+  assign \epi_rd__data[5].bias  = epi_rd__data[511:480];
+  assign \epi_rd__data[5].mult  = epi_rd__data[543:512];
+  assign \epi_rd__data[5].shift  = epi_rd__data[551:544];
+  assign \epi_rd__data[5].w  = epi_rd__data[559:552];
+  assign \epi_rd__data[5]._pad  = epi_rd__data[575:560];
+  assign \epi_rd__data[6]  = epi_rd__data[671:576];
+  assign \epi_rd__data[6].bias  = epi_rd__data[607:576];
+  assign \epi_rd__data[6].mult  = epi_rd__data[639:608];
+  assign \epi_rd__data[6].shift  = epi_rd__data[647:640];
+  assign \epi_rd__data[6].w  = epi_rd__data[655:648];
+  assign \epi_rd__data[6]._pad  = epi_rd__data[671:656];
+  assign \epi_rd__data[7]  = epi_rd__data[767:672];
+  assign \epi_rd__data[7].bias  = epi_rd__data[703:672];
+  assign \epi_rd__data[7].mult  = epi_rd__data[735:704];
+  assign \epi_rd__data[7].shift  = epi_rd__data[743:736];
+  assign \epi_rd__data[7].w  = epi_rd__data[751:744];
+  assign \epi_rd__data[7]._pad  = epi_rd__data[767:752];
+  assign \param_rd__data$235[0]  = \param_rd__data$235 [63:0];
+  assign \param_rd__data$235[0].g  = \param_rd__data$235 [31:0];
+  assign \param_rd__data$235[0].dg  = \param_rd__data$235 [63:32];
+  assign \param_rd__data$235[1]  = \param_rd__data$235 [127:64];
+  assign \param_rd__data$235[1].g  = \param_rd__data$235 [95:64];
+  assign \param_rd__data$235[1].dg  = \param_rd__data$235 [127:96];
+  assign \param_rd__data$235[2]  = \param_rd__data$235 [191:128];
+  assign \param_rd__data$235[2].g  = \param_rd__data$235 [159:128];
+  assign \param_rd__data$235[2].dg  = \param_rd__data$235 [191:160];
+  assign \param_rd__data$235[3]  = \param_rd__data$235 [255:192];
+  assign \param_rd__data$235[3].g  = \param_rd__data$235 [223:192];
+  assign \param_rd__data$235[3].dg  = \param_rd__data$235 [255:224];
+  assign \param_rd__data$235[4]  = \param_rd__data$235 [319:256];
+  assign \param_rd__data$235[4].g  = \param_rd__data$235 [287:256];
+  assign \param_rd__data$235[4].dg  = \param_rd__data$235 [319:288];
+  assign \param_rd__data$235[5]  = \param_rd__data$235 [383:320];
+  assign \param_rd__data$235[5].g  = \param_rd__data$235 [351:320];
+  assign \param_rd__data$235[5].dg  = \param_rd__data$235 [383:352];
+  assign \param_rd__data$235[6]  = \param_rd__data$235 [447:384];
+  assign \param_rd__data$235[6].g  = \param_rd__data$235 [415:384];
+  assign \param_rd__data$235[6].dg  = \param_rd__data$235 [447:416];
+  assign \param_rd__data$235[7]  = \param_rd__data$235 [511:448];
+  assign \param_rd__data$235[7].g  = \param_rd__data$235 [479:448];
+  assign \param_rd__data$235[7].dg  = \param_rd__data$235 [511:480];
+  assign \param_rd__data$235[8]  = \param_rd__data$235 [575:512];
+  assign \param_rd__data$235[8].g  = \param_rd__data$235 [543:512];
+  assign \param_rd__data$235[8].dg  = \param_rd__data$235 [575:544];
+  assign \param_rd__data$235[9]  = \param_rd__data$235 [639:576];
+  assign \param_rd__data$235[9].g  = \param_rd__data$235 [607:576];
+  assign \param_rd__data$235[9].dg  = \param_rd__data$235 [639:608];
+  assign \param_rd__data$235[10]  = \param_rd__data$235 [703:640];
+  assign \param_rd__data$235[10].g  = \param_rd__data$235 [671:640];
+  assign \param_rd__data$235[10].dg  = \param_rd__data$235 [703:672];
+  assign \param_rd__data$235[11]  = \param_rd__data$235 [767:704];
+  assign \param_rd__data$235[11].g  = \param_rd__data$235 [735:704];
+  assign \param_rd__data$235[11].dg  = \param_rd__data$235 [767:736];
+  assign \imem_rd__data.op  = \port__data$266 [3:0];
+  assign \imem_rd__data.args  = \port__data$266 [448:4];
+  assign \imem_rd__data.args.load  = \port__data$266 [42:4];
+  assign \imem_rd__data.args.load.src  = \port__data$266 [13:4];
+  assign \imem_rd__data.args.load.count  = \port__data$266 [29:14];
+  assign \imem_rd__data.args.load.mask  = \port__data$266 [33:30];
+  assign \imem_rd__data.args.load.page  = \port__data$266 [36:34];
+  assign \imem_rd__data.args.load.row0  = \port__data$266 [42:37];
+  assign \imem_rd__data.args.mac  = \port__data$266 [448:4];
+  assign \imem_rd__data.args.mac.in_h  = \port__data$266 [12:4];
+  assign \imem_rd__data.args.mac.in_w  = \port__data$266 [21:13];
+  assign \imem_rd__data.args.mac.in_cw  = \port__data$266 [30:22];
+  assign \imem_rd__data.args.mac.cin  = \port__data$266 [42:31];
+  assign \imem_rd__data.args.mac.kh  = \port__data$266 [51:43];
+  assign \imem_rd__data.args.mac.kw  = \port__data$266 [60:52];
+  assign \imem_rd__data.args.mac.dh  = \port__data$266 [64:61];
+  assign \imem_rd__data.args.mac.dw  = \port__data$266 [68:65];
+  assign \imem_rd__data.args.mac.sh  = \port__data$266 [72:69];
+  assign \imem_rd__data.args.mac.sw  = \port__data$266 [76:73];
+  assign \imem_rd__data.args.mac.pt  = \port__data$266 [80:77];
+  assign \imem_rd__data.args.mac.pl  = \port__data$266 [84:81];
+  assign \imem_rd__data.args.mac.ow  = \port__data$266 [93:85];
+  assign \imem_rd__data.args.mac.oh  = \port__data$266 [102:94];
+  assign \imem_rd__data.args.mac.npos  = \port__data$266 [118:103];
+  assign \imem_rd__data.args.mac.pos0  = \port__data$266 [132:119];
+  assign \imem_rd__data.args.mac.kx_inc  = \port__data$266 [146:133];
+  assign \imem_rd__data.args.mac.ky_inc  = \port__data$266 [160:147];
+  assign \imem_rd__data.args.mac.pos_ux  = \port__data$266 [174:161];
+  assign \imem_rd__data.args.mac.pos_wrap  = \port__data$266 [188:175];
+  assign \imem_rd__data.args.mac.pos_bstep  = \port__data$266 [202:189];
+  assign \imem_rd__data.args.mac.bq  = \port__data$266 [211:203];
+  assign \imem_rd__data.args.mac.br  = \port__data$266 [220:212];
+  assign \imem_rd__data.args.mac.img_delta  = \port__data$266 [234:221];
+  assign \imem_rd__data.args.mac.img_bstep  = \port__data$266 [248:235];
+  assign \imem_rd__data.args.mac.desc_base  = \port__data$266 [255:249];
+  assign \imem_rd__data.args.mac.kt  = \port__data$266 [264:256];
+  assign \imem_rd__data.args.mac.nt  = \port__data$266 [273:265];
+  assign \imem_rd__data.args.mac.kr  = \port__data$266 [282:274];
+  assign \imem_rd__data.args.mac.nr  = \port__data$266 [291:283];
+  assign \imem_rd__data.args.mac.b  = \port__data$266 [298:292];
+  assign \imem_rd__data.args.mac.ki  = \port__data$266 [305:299];
+  assign \imem_rd__data.args.mac.no  = \port__data$266 [312:306];
+  assign \imem_rd__data.args.mac.groups  = \port__data$266 [320:313];
+  assign \imem_rd__data.args.mac.role_base  = \port__data$266 [327:321];
+  assign \imem_rd__data.args.mac.page_base  = \port__data$266 [330:328];
+  assign \imem_rd__data.args.mac.out_base  = \port__data$266 [342:331];
+  assign \imem_rd__data.args.mac.out_cw  = \port__data$266 [351:343];
+  assign \imem_rd__data.args.mac.param_base  = \port__data$266 [361:352];
+  assign \imem_rd__data.args.mac.zp_in  = \port__data$266 [369:362];
+  assign \imem_rd__data.args.mac.zp_out  = \port__data$266 [379:370];
+  assign \imem_rd__data.args.mac.act_min  = \port__data$266 [389:380];
+  assign \imem_rd__data.args.mac.act_max  = \port__data$266 [399:390];
+  assign \imem_rd__data.args.mac.ab_m1  = \port__data$266 [402:400];
+  assign \imem_rd__data.args.mac.wb_log2  = \port__data$266 [404:403];
+  assign \imem_rd__data.args.mac.x_signed  = \port__data$266 [405];
+  assign \imem_rd__data.args.mac.w_signed  = \port__data$266 [406];
+  assign \imem_rd__data.args.mac.rowpack  = \port__data$266 [407];
+  assign \imem_rd__data.args.mac.epi  = \port__data$266 [408];
+  assign \imem_rd__data.args.mac.epi_base  = \port__data$266 [418:409];
+  assign \imem_rd__data.args.mac.epi_zp_out  = \port__data$266 [428:419];
+  assign \imem_rd__data.args.mac.epi_min  = \port__data$266 [438:429];
+  assign \imem_rd__data.args.mac.epi_max  = \port__data$266 [448:439];
+  assign \imem_rd__data.args.pool  = \port__data$266 [195:4];
+  assign \imem_rd__data.args.pool.mode  = \port__data$266 [4];
+  assign \imem_rd__data.args.pool.x_signed  = \port__data$266 [5];
+  assign \imem_rd__data.args.pool.in_base  = \port__data$266 [17:6];
+  assign \imem_rd__data.args.pool.in_h  = \port__data$266 [26:18];
+  assign \imem_rd__data.args.pool.in_w  = \port__data$266 [35:27];
+  assign \imem_rd__data.args.pool.cw  = \port__data$266 [44:36];
+  assign \imem_rd__data.args.pool.kh  = \port__data$266 [53:45];
+  assign \imem_rd__data.args.pool.kw  = \port__data$266 [62:54];
+  assign \imem_rd__data.args.pool.sh  = \port__data$266 [66:63];
+  assign \imem_rd__data.args.pool.sw  = \port__data$266 [70:67];
+  assign \imem_rd__data.args.pool.dh  = \port__data$266 [74:71];
+  assign \imem_rd__data.args.pool.dw  = \port__data$266 [78:75];
+  assign \imem_rd__data.args.pool.pt  = \port__data$266 [82:79];
+  assign \imem_rd__data.args.pool.pl  = \port__data$266 [86:83];
+  assign \imem_rd__data.args.pool.oh  = \port__data$266 [95:87];
+  assign \imem_rd__data.args.pool.ow  = \port__data$266 [104:96];
+  assign \imem_rd__data.args.pool.out_base  = \port__data$266 [116:105];
+  assign \imem_rd__data.args.pool.zp_in  = \port__data$266 [126:117];
+  assign \imem_rd__data.args.pool.mult  = \port__data$266 [158:127];
+  assign \imem_rd__data.args.pool.shift  = \port__data$266 [164:159];
+  assign \imem_rd__data.args.pool.zp_out  = \port__data$266 [174:165];
+  assign \imem_rd__data.args.pool.act_min  = \port__data$266 [184:175];
+  assign \imem_rd__data.args.pool.act_max  = \port__data$266 [194:185];
+  assign \imem_rd__data.args.pool.round_even  = \port__data$266 [195];
+  assign \imem_rd__data.args.ew  = \port__data$266 [264:4];
+  assign \imem_rd__data.args.ew.a_base  = \port__data$266 [15:4];
+  assign \imem_rd__data.args.ew.b_base  = \port__data$266 [27:16];
+  assign \imem_rd__data.args.ew.out_base  = \port__data$266 [39:28];
+  assign \imem_rd__data.args.ew.npos  = \port__data$266 [55:40];
+  assign \imem_rd__data.args.ew.cw  = \port__data$266 [64:56];
+  assign \imem_rd__data.args.ew.a_stride  = \port__data$266 [73:65];
+  assign \imem_rd__data.args.ew.b_stride  = \port__data$266 [82:74];
+  assign \imem_rd__data.args.ew.out_stride  = \port__data$266 [91:83];
+  assign \imem_rd__data.args.ew.x_signed  = \port__data$266 [92];
+  assign \imem_rd__data.args.ew.has_b  = \port__data$266 [93];
+  assign \imem_rd__data.args.ew.rq_in  = \port__data$266 [94];
+  assign \imem_rd__data.args.ew.rq_out  = \port__data$266 [95];
+  assign \imem_rd__data.args.ew.ls  = \port__data$266 [100:96];
+  assign \imem_rd__data.args.ew.zp_a  = \port__data$266 [110:101];
+  assign \imem_rd__data.args.ew.zp_b  = \port__data$266 [120:111];
+  assign \imem_rd__data.args.ew.mult_a  = \port__data$266 [152:121];
+  assign \imem_rd__data.args.ew.shift_a  = \port__data$266 [158:153];
+  assign \imem_rd__data.args.ew.mult_b  = \port__data$266 [190:159];
+  assign \imem_rd__data.args.ew.shift_b  = \port__data$266 [196:191];
+  assign \imem_rd__data.args.ew.mult_o  = \port__data$266 [228:197];
+  assign \imem_rd__data.args.ew.shift_o  = \port__data$266 [234:229];
+  assign \imem_rd__data.args.ew.zp_out  = \port__data$266 [244:235];
+  assign \imem_rd__data.args.ew.act_min  = \port__data$266 [254:245];
+  assign \imem_rd__data.args.ew.act_max  = \port__data$266 [264:255];
+  assign \imem_rd__data.args.dma  = \port__data$266 [101:4];
+  assign \imem_rd__data.args.dma.store  = \port__data$266 [4];
+  assign \imem_rd__data.args.dma.wmem  = \port__data$266 [5];
+  assign \imem_rd__data.args.dma.ext  = \port__data$266 [25:6];
+  assign \imem_rd__data.args.dma.addr  = \port__data$266 [37:26];
+  assign \imem_rd__data.args.dma.rows  = \port__data$266 [53:38];
+  assign \imem_rd__data.args.dma.len  = \port__data$266 [69:54];
+  assign \imem_rd__data.args.dma.ext_stride  = \port__data$266 [89:70];
+  assign \imem_rd__data.args.dma.stride  = \port__data$266 [101:90];
+  assign \imem_rd__data.args.gbfs  = \port__data$266 [96:4];
+  assign \imem_rd__data.args.gbfs.macro  = \port__data$266 [5:4];
+  assign \imem_rd__data.args.gbfs.page  = \port__data$266 [8:6];
+  assign \imem_rd__data.args.gbfs.rows  = \port__data$266 [72:9];
+  assign \imem_rd__data.args.gbfs.src  = \port__data$266 [84:73];
+  assign \imem_rd__data.args.gbfs.dst  = \port__data$266 [96:85];
+  assign \imem_rd__data.args.grelax  = \port__data$266 [52:4];
+  assign \imem_rd__data.args.grelax.arcs  = \port__data$266 [15:4];
+  assign \imem_rd__data.args.grelax.count  = \port__data$266 [28:16];
+  assign \imem_rd__data.args.grelax.old  = \port__data$266 [40:29];
+  assign \imem_rd__data.args.grelax.new  = \port__data$266 [52:41];
+  assign \imem_rd__data.args.gspmv  = \port__data$266 [99:4];
+  assign \imem_rd__data.args.gspmv.macro  = \port__data$266 [5:4];
+  assign \imem_rd__data.args.gspmv.page  = \port__data$266 [8:6];
+  assign \imem_rd__data.args.gspmv.x  = \port__data$266 [20:9];
+  assign \imem_rd__data.args.gspmv.y  = \port__data$266 [32:21];
+  assign \imem_rd__data.args.gspmv.rows  = \port__data$266 [96:33];
+  assign \imem_rd__data.args.gspmv.slices_m1  = \port__data$266 [98:97];
+  assign \imem_rd__data.args.gspmv.flush  = \port__data$266 [99];
+  assign \imem_rd__data.args.lrn  = \port__data$266 [130:4];
+  assign \imem_rd__data.args.lrn.in_base  = \port__data$266 [15:4];
+  assign \imem_rd__data.args.lrn.out_base  = \port__data$266 [27:16];
+  assign \imem_rd__data.args.lrn.npos  = \port__data$266 [43:28];
+  assign \imem_rd__data.args.lrn.cw  = \port__data$266 [52:44];
+  assign \imem_rd__data.args.lrn.channels  = \port__data$266 [64:53];
+  assign \imem_rd__data.args.lrn.size  = \port__data$266 [68:65];
+  assign \imem_rd__data.args.lrn.x_signed  = \port__data$266 [69];
+  assign \imem_rd__data.args.lrn.zp_in  = \port__data$266 [79:70];
+  assign \imem_rd__data.args.lrn.zp_out  = \port__data$266 [89:80];
+  assign \imem_rd__data.args.lrn.act_min  = \port__data$266 [99:90];
+  assign \imem_rd__data.args.lrn.act_max  = \port__data$266 [109:100];
+  assign \imem_rd__data.args.lrn.table_base  = \port__data$266 [119:110];
+  assign \imem_rd__data.args.lrn.shift  = \port__data$266 [124:120];
+  assign \imem_rd__data.args.lrn.frac  = \port__data$266 [130:125];
   assign \trace_w__data.cycle  = \$signature__data [31:0];
   assign \trace_w__data.pc  = \$signature__data [47:32];
   assign \trace_w__data.op  = \$signature__data [51:48];
@@ -11272,6 +11612,11 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \args.x_signed  = args[401];
   assign \args.w_signed  = args[402];
   assign \args.rowpack  = args[403];
+  assign \args.epi  = args[404];
+  assign \args.epi_base  = args[414:405];
+  assign \args.epi_zp_out  = args[424:415];
+  assign \args.epi_min  = args[434:425];
+  assign \args.epi_max  = args[444:435];
   assign \engines__mac__args.in_h  = args[8:0];
   assign \engines__mac__args.in_w  = args[17:9];
   assign \engines__mac__args.in_cw  = args[26:18];
@@ -11320,30 +11665,35 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \engines__mac__args.x_signed  = args[401];
   assign \engines__mac__args.w_signed  = args[402];
   assign \engines__mac__args.rowpack  = args[403];
-  assign \args$269.mode  = args[0];
-  assign \args$269.x_signed  = args[1];
-  assign \args$269.in_base  = args[13:2];
-  assign \args$269.in_h  = args[22:14];
-  assign \args$269.in_w  = args[31:23];
-  assign \args$269.cw  = args[40:32];
-  assign \args$269.kh  = args[49:41];
-  assign \args$269.kw  = args[58:50];
-  assign \args$269.sh  = args[62:59];
-  assign \args$269.sw  = args[66:63];
-  assign \args$269.dh  = args[70:67];
-  assign \args$269.dw  = args[74:71];
-  assign \args$269.pt  = args[78:75];
-  assign \args$269.pl  = args[82:79];
-  assign \args$269.oh  = args[91:83];
-  assign \args$269.ow  = args[100:92];
-  assign \args$269.out_base  = args[112:101];
-  assign \args$269.zp_in  = args[122:113];
-  assign \args$269.mult  = args[154:123];
-  assign \args$269.shift  = args[160:155];
-  assign \args$269.zp_out  = args[170:161];
-  assign \args$269.act_min  = args[180:171];
-  assign \args$269.act_max  = args[190:181];
-  assign \args$269.round_even  = args[191];
+  assign \engines__mac__args.epi  = args[404];
+  assign \engines__mac__args.epi_base  = args[414:405];
+  assign \engines__mac__args.epi_zp_out  = args[424:415];
+  assign \engines__mac__args.epi_min  = args[434:425];
+  assign \engines__mac__args.epi_max  = args[444:435];
+  assign \args$285.mode  = args[0];
+  assign \args$285.x_signed  = args[1];
+  assign \args$285.in_base  = args[13:2];
+  assign \args$285.in_h  = args[22:14];
+  assign \args$285.in_w  = args[31:23];
+  assign \args$285.cw  = args[40:32];
+  assign \args$285.kh  = args[49:41];
+  assign \args$285.kw  = args[58:50];
+  assign \args$285.sh  = args[62:59];
+  assign \args$285.sw  = args[66:63];
+  assign \args$285.dh  = args[70:67];
+  assign \args$285.dw  = args[74:71];
+  assign \args$285.pt  = args[78:75];
+  assign \args$285.pl  = args[82:79];
+  assign \args$285.oh  = args[91:83];
+  assign \args$285.ow  = args[100:92];
+  assign \args$285.out_base  = args[112:101];
+  assign \args$285.zp_in  = args[122:113];
+  assign \args$285.mult  = args[154:123];
+  assign \args$285.shift  = args[160:155];
+  assign \args$285.zp_out  = args[170:161];
+  assign \args$285.act_min  = args[180:171];
+  assign \args$285.act_max  = args[190:181];
+  assign \args$285.round_even  = args[191];
   assign \engines__pool__args.mode  = args[0];
   assign \engines__pool__args.x_signed  = args[1];
   assign \engines__pool__args.in_base  = args[13:2];
@@ -11368,30 +11718,30 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \engines__pool__args.act_min  = args[180:171];
   assign \engines__pool__args.act_max  = args[190:181];
   assign \engines__pool__args.round_even  = args[191];
-  assign \args$276.a_base  = args[11:0];
-  assign \args$276.b_base  = args[23:12];
-  assign \args$276.out_base  = args[35:24];
-  assign \args$276.npos  = args[51:36];
-  assign \args$276.cw  = args[60:52];
-  assign \args$276.a_stride  = args[69:61];
-  assign \args$276.b_stride  = args[78:70];
-  assign \args$276.out_stride  = args[87:79];
-  assign \args$276.x_signed  = args[88];
-  assign \args$276.has_b  = args[89];
-  assign \args$276.rq_in  = args[90];
-  assign \args$276.rq_out  = args[91];
-  assign \args$276.ls  = args[96:92];
-  assign \args$276.zp_a  = args[106:97];
-  assign \args$276.zp_b  = args[116:107];
-  assign \args$276.mult_a  = args[148:117];
-  assign \args$276.shift_a  = args[154:149];
-  assign \args$276.mult_b  = args[186:155];
-  assign \args$276.shift_b  = args[192:187];
-  assign \args$276.mult_o  = args[224:193];
-  assign \args$276.shift_o  = args[230:225];
-  assign \args$276.zp_out  = args[240:231];
-  assign \args$276.act_min  = args[250:241];
-  assign \args$276.act_max  = args[260:251];
+  assign \args$292.a_base  = args[11:0];
+  assign \args$292.b_base  = args[23:12];
+  assign \args$292.out_base  = args[35:24];
+  assign \args$292.npos  = args[51:36];
+  assign \args$292.cw  = args[60:52];
+  assign \args$292.a_stride  = args[69:61];
+  assign \args$292.b_stride  = args[78:70];
+  assign \args$292.out_stride  = args[87:79];
+  assign \args$292.x_signed  = args[88];
+  assign \args$292.has_b  = args[89];
+  assign \args$292.rq_in  = args[90];
+  assign \args$292.rq_out  = args[91];
+  assign \args$292.ls  = args[96:92];
+  assign \args$292.zp_a  = args[106:97];
+  assign \args$292.zp_b  = args[116:107];
+  assign \args$292.mult_a  = args[148:117];
+  assign \args$292.shift_a  = args[154:149];
+  assign \args$292.mult_b  = args[186:155];
+  assign \args$292.shift_b  = args[192:187];
+  assign \args$292.mult_o  = args[224:193];
+  assign \args$292.shift_o  = args[230:225];
+  assign \args$292.zp_out  = args[240:231];
+  assign \args$292.act_min  = args[250:241];
+  assign \args$292.act_max  = args[260:251];
   assign \engines__ew__args.a_base  = args[11:0];
   assign \engines__ew__args.b_base  = args[23:12];
   assign \engines__ew__args.out_base  = args[35:24];
@@ -11416,31 +11766,31 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \engines__ew__args.zp_out  = args[240:231];
   assign \engines__ew__args.act_min  = args[250:241];
   assign \engines__ew__args.act_max  = args[260:251];
-  assign \args$284.macro  = args[1:0];
-  assign \args$284.page  = args[4:2];
-  assign \args$284.rows  = args[68:5];
-  assign \args$284.src  = args[80:69];
-  assign \args$284.dst  = args[92:81];
+  assign \args$300.macro  = args[1:0];
+  assign \args$300.page  = args[4:2];
+  assign \args$300.rows  = args[68:5];
+  assign \args$300.src  = args[80:69];
+  assign \args$300.dst  = args[92:81];
   assign \engines__graph__args.macro  = args[1:0];
   assign \engines__graph__args.page  = args[4:2];
   assign \engines__graph__args.rows  = args[68:5];
   assign \engines__graph__args.src  = args[80:69];
   assign \engines__graph__args.dst  = args[92:81];
-  assign \args$291.arcs  = args[11:0];
-  assign \args$291.count  = args[24:12];
-  assign \args$291.old  = args[36:25];
-  assign \args$291.new  = args[48:37];
+  assign \args$307.arcs  = args[11:0];
+  assign \args$307.count  = args[24:12];
+  assign \args$307.old  = args[36:25];
+  assign \args$307.new  = args[48:37];
   assign \engines__relax__args.arcs  = args[11:0];
   assign \engines__relax__args.count  = args[24:12];
   assign \engines__relax__args.old  = args[36:25];
   assign \engines__relax__args.new  = args[48:37];
-  assign \args$298.macro  = args[1:0];
-  assign \args$298.page  = args[4:2];
-  assign \args$298.x  = args[16:5];
-  assign \args$298.y  = args[28:17];
-  assign \args$298.rows  = args[92:29];
-  assign \args$298.slices_m1  = args[94:93];
-  assign \args$298.flush  = args[95];
+  assign \args$314.macro  = args[1:0];
+  assign \args$314.page  = args[4:2];
+  assign \args$314.x  = args[16:5];
+  assign \args$314.y  = args[28:17];
+  assign \args$314.rows  = args[92:29];
+  assign \args$314.slices_m1  = args[94:93];
+  assign \args$314.flush  = args[95];
   assign \engines__spmv__args.macro  = args[1:0];
   assign \engines__spmv__args.page  = args[4:2];
   assign \engines__spmv__args.x  = args[16:5];
@@ -11448,6 +11798,34 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \engines__spmv__args.rows  = args[92:29];
   assign \engines__spmv__args.slices_m1  = args[94:93];
   assign \engines__spmv__args.flush  = args[95];
+  assign \args$321.in_base  = args[11:0];
+  assign \args$321.out_base  = args[23:12];
+  assign \args$321.npos  = args[39:24];
+  assign \args$321.cw  = args[48:40];
+  assign \args$321.channels  = args[60:49];
+  assign \args$321.size  = args[64:61];
+  assign \args$321.x_signed  = args[65];
+  assign \args$321.zp_in  = args[75:66];
+  assign \args$321.zp_out  = args[85:76];
+  assign \args$321.act_min  = args[95:86];
+  assign \args$321.act_max  = args[105:96];
+  assign \args$321.table_base  = args[115:106];
+  assign \args$321.shift  = args[120:116];
+  assign \args$321.frac  = args[126:121];
+  assign \engines__lrn__args.in_base  = args[11:0];
+  assign \engines__lrn__args.out_base  = args[23:12];
+  assign \engines__lrn__args.npos  = args[39:24];
+  assign \engines__lrn__args.cw  = args[48:40];
+  assign \engines__lrn__args.channels  = args[60:49];
+  assign \engines__lrn__args.size  = args[64:61];
+  assign \engines__lrn__args.x_signed  = args[65];
+  assign \engines__lrn__args.zp_in  = args[75:66];
+  assign \engines__lrn__args.zp_out  = args[85:76];
+  assign \engines__lrn__args.act_min  = args[95:86];
+  assign \engines__lrn__args.act_max  = args[105:96];
+  assign \engines__lrn__args.table_base  = args[115:106];
+  assign \engines__lrn__args.shift  = args[120:116];
+  assign \engines__lrn__args.frac  = args[126:121];
   assign \cmd__payload.src  = args[9:0];
   assign \cmd__payload.count  = args[25:10];
   assign \cmd__payload.mask  = args[29:26];
@@ -11458,14 +11836,14 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \load__payload.mask  = args[29:26];
   assign \load__payload.page  = args[32:30];
   assign \load__payload.row0  = args[38:33];
-  assign \cmd__payload$309.store  = args[0];
-  assign \cmd__payload$309.wmem  = args[1];
-  assign \cmd__payload$309.ext  = args[21:2];
-  assign \cmd__payload$309.addr  = args[33:22];
-  assign \cmd__payload$309.rows  = args[49:34];
-  assign \cmd__payload$309.len  = args[65:50];
-  assign \cmd__payload$309.ext_stride  = args[85:66];
-  assign \cmd__payload$309.stride  = args[97:86];
+  assign \cmd__payload$332.store  = args[0];
+  assign \cmd__payload$332.wmem  = args[1];
+  assign \cmd__payload$332.ext  = args[21:2];
+  assign \cmd__payload$332.addr  = args[33:22];
+  assign \cmd__payload$332.rows  = args[49:34];
+  assign \cmd__payload$332.len  = args[65:50];
+  assign \cmd__payload$332.ext_stride  = args[85:66];
+  assign \cmd__payload$332.stride  = args[97:86];
   assign \dma__payload.store  = args[0];
   assign \dma__payload.wmem  = args[1];
   assign \dma__payload.ext  = args[21:2];
@@ -11528,17 +11906,19 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \host__report.macros[3].busy  = ctrl__report[439:408];
   assign \host__report.macros[3].stall  = ctrl__report[471:440];
   assign \host__report.macros[3].wload  = ctrl__report[503:472];
-  assign \$12  = 1'h1;
-  assign \$13  = \$12 ;
+  assign \$13  = 1'h1;
   assign \$14  = \$13 ;
-  assign \port__en$211  = \$14 ;
-  assign \$16  = 1'h1;
-  assign \port__en$227  = \$16 ;
+  assign \$15  = \$14 ;
+  assign \$16  = \$15 ;
+  assign \port__en$219  = \$16 ;
+  assign \$18  = 1'h1;
+  assign \port__en$243  = \$18 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \default_fabric.ctrl (rst, imem_rd__data, \port$83$1577 , \port$84$1577 , \port$85$1577 , \port$86$1577 , \port$87$0 , \port$88$0 , \port$89$0 , \port$90$0 , engines__mac__done, engines__pool__done, engines__ew__done, macro_we, loader_busy, load__ready, dma_busy, dma__ready, engines__graph__done, engines__relax__done, engines__spmv__done
-, imem_rd__addr, trace_w__en, host__report, entry, load__valid, engines__mac__start, engines__pool__start, engines__ew__start, dma__valid, engines__graph__start, engines__relax__start, engines__spmv__start, trace_w__addr, busy, done, error, engines__mac__args, start, host__start_pc, clk);
+module \default_fabric.ctrl (rst, imem_rd__data, \port$89$1577 , \port$90$1577 , \port$91$1577 , \port$92$1577 , \port$93$0 , \port$94$0 , \port$95$0 , \port$96$0 , engines__mac__done, engines__pool__done, engines__ew__done, macro_we, loader_busy, load__ready, dma_busy, dma__ready, engines__graph__done, engines__relax__done, engines__spmv__done
+, engines__lrn__done, imem_rd__addr, trace_w__en, host__report, entry, load__valid, engines__mac__start, engines__pool__start, engines__ew__start, dma__valid, engines__graph__start, engines__relax__start, engines__spmv__start, engines__lrn__start, trace_w__addr, busy, done, error, engines__mac__args, start, host__start_pc
+, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
   wire [16:0] \$1 ;
   wire \$10 ;
@@ -11603,16 +11983,16 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$83$1577 , \port$84$1577 ,
   reg \$64 ;
   reg \$65 ;
   reg [2:0] \$66 ;
-  reg [407:0] \$67 ;
+  reg [448:0] \$67 ;
   wire \$7 ;
   wire \$8 ;
   wire \$9 ;
   (* init = 1'h0 *)
   wire \$signal ;
   (* init = 1'h0 *)
-  wire \$signal$18 ;
-  reg [31:0] \$signal$30  = 32'd0;
-  reg [31:0] \$signal$31  = 32'd0;
+  wire \$signal$19 ;
+  reg [31:0] \$signal$32  = 32'd0;
+  reg [31:0] \$signal$33  = 32'd0;
   output busy;
   reg busy = 1'h0;
   input clk;
@@ -11691,8 +12071,27 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$83$1577 , \port$84$1577 ,
   wire engines__graph__done;
   output engines__graph__start;
   reg engines__graph__start;
-  output [403:0] engines__mac__args;
-  wire [403:0] engines__mac__args;
+  wire [126:0] engines__lrn__args;
+  wire [9:0] \engines__lrn__args.act_max ;
+  wire [9:0] \engines__lrn__args.act_min ;
+  wire [11:0] \engines__lrn__args.channels ;
+  wire [8:0] \engines__lrn__args.cw ;
+  wire [5:0] \engines__lrn__args.frac ;
+  wire [11:0] \engines__lrn__args.in_base ;
+  wire [15:0] \engines__lrn__args.npos ;
+  wire [11:0] \engines__lrn__args.out_base ;
+  wire [4:0] \engines__lrn__args.shift ;
+  wire [3:0] \engines__lrn__args.size ;
+  wire [9:0] \engines__lrn__args.table_base ;
+  wire \engines__lrn__args.x_signed ;
+  wire [9:0] \engines__lrn__args.zp_in ;
+  wire [9:0] \engines__lrn__args.zp_out ;
+  input engines__lrn__done;
+  wire engines__lrn__done;
+  output engines__lrn__start;
+  reg engines__lrn__start;
+  output [444:0] engines__mac__args;
+  wire [444:0] engines__mac__args;
   wire [2:0] \engines__mac__args.ab_m1 ;
   wire [9:0] \engines__mac__args.act_max ;
   wire [9:0] \engines__mac__args.act_min ;
@@ -11703,6 +12102,11 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$83$1577 , \port$84$1577 ,
   wire [6:0] \engines__mac__args.desc_base ;
   wire [3:0] \engines__mac__args.dh ;
   wire [3:0] \engines__mac__args.dw ;
+  wire \engines__mac__args.epi ;
+  wire [9:0] \engines__mac__args.epi_base ;
+  wire [9:0] \engines__mac__args.epi_max ;
+  wire [9:0] \engines__mac__args.epi_min ;
+  wire [9:0] \engines__mac__args.epi_zp_out ;
   wire [7:0] \engines__mac__args.groups ;
   wire [13:0] \engines__mac__args.img_bstep ;
   wire [13:0] \engines__mac__args.img_delta ;
@@ -11807,7 +12211,7 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$83$1577 , \port$84$1577 ,
   output error;
   reg error = 1'h0;
   (* init = 1'h0 *)
-  wire \error$20 ;
+  wire \error$21 ;
   output [503:0] host__report;
   wire [503:0] host__report;
   wire [31:0] \host__report.cycles ;
@@ -11842,9 +12246,9 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$83$1577 , \port$84$1577 ,
   wire [15:0] host__start_pc;
   output [12:0] imem_rd__addr;
   wire [12:0] imem_rd__addr;
-  input [407:0] imem_rd__data;
-  wire [407:0] imem_rd__data;
-  wire [403:0] \imem_rd__data.args ;
+  input [448:0] imem_rd__data;
+  wire [448:0] imem_rd__data;
+  wire [444:0] \imem_rd__data.args ;
   wire [97:0] \imem_rd__data.args.dma ;
   wire [11:0] \imem_rd__data.args.dma.addr ;
   wire [19:0] \imem_rd__data.args.dma.ext ;
@@ -11904,7 +12308,22 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$83$1577 , \port$84$1577 ,
   wire [2:0] \imem_rd__data.args.load.page ;
   wire [5:0] \imem_rd__data.args.load.row0 ;
   wire [9:0] \imem_rd__data.args.load.src ;
-  wire [403:0] \imem_rd__data.args.mac ;
+  wire [126:0] \imem_rd__data.args.lrn ;
+  wire [9:0] \imem_rd__data.args.lrn.act_max ;
+  wire [9:0] \imem_rd__data.args.lrn.act_min ;
+  wire [11:0] \imem_rd__data.args.lrn.channels ;
+  wire [8:0] \imem_rd__data.args.lrn.cw ;
+  wire [5:0] \imem_rd__data.args.lrn.frac ;
+  wire [11:0] \imem_rd__data.args.lrn.in_base ;
+  wire [15:0] \imem_rd__data.args.lrn.npos ;
+  wire [11:0] \imem_rd__data.args.lrn.out_base ;
+  wire [4:0] \imem_rd__data.args.lrn.shift ;
+  wire [3:0] \imem_rd__data.args.lrn.size ;
+  wire [9:0] \imem_rd__data.args.lrn.table_base ;
+  wire \imem_rd__data.args.lrn.x_signed ;
+  wire [9:0] \imem_rd__data.args.lrn.zp_in ;
+  wire [9:0] \imem_rd__data.args.lrn.zp_out ;
+  wire [444:0] \imem_rd__data.args.mac ;
   wire [2:0] \imem_rd__data.args.mac.ab_m1 ;
   wire [9:0] \imem_rd__data.args.mac.act_max ;
   wire [9:0] \imem_rd__data.args.mac.act_min ;
@@ -11915,6 +12334,11 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$83$1577 , \port$84$1577 ,
   wire [6:0] \imem_rd__data.args.mac.desc_base ;
   wire [3:0] \imem_rd__data.args.mac.dh ;
   wire [3:0] \imem_rd__data.args.mac.dw ;
+  wire \imem_rd__data.args.mac.epi ;
+  wire [9:0] \imem_rd__data.args.mac.epi_base ;
+  wire [9:0] \imem_rd__data.args.mac.epi_max ;
+  wire [9:0] \imem_rd__data.args.mac.epi_min ;
+  wire [9:0] \imem_rd__data.args.mac.epi_zp_out ;
   wire [7:0] \imem_rd__data.args.mac.groups ;
   wire [13:0] \imem_rd__data.args.mac.img_bstep ;
   wire [13:0] \imem_rd__data.args.mac.img_delta ;
@@ -11993,11 +12417,12 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$83$1577 , \port$84$1577 ,
   (* enum_value_1000 = "GBFS" *)
   (* enum_value_1001 = "GRELAX" *)
   (* enum_value_1010 = "GSPMV" *)
+  (* enum_value_1011 = "LRN" *)
   wire [3:0] \imem_rd__data.op ;
   wire imem_rd__en;
   reg in_exec;
-  reg [407:0] ir = 408'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-  wire [403:0] \ir.args ;
+  reg [448:0] ir = 449'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  wire [444:0] \ir.args ;
   wire [97:0] \ir.args.dma ;
   wire [11:0] \ir.args.dma.addr ;
   wire [19:0] \ir.args.dma.ext ;
@@ -12057,7 +12482,22 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$83$1577 , \port$84$1577 ,
   wire [2:0] \ir.args.load.page ;
   wire [5:0] \ir.args.load.row0 ;
   wire [9:0] \ir.args.load.src ;
-  wire [403:0] \ir.args.mac ;
+  wire [126:0] \ir.args.lrn ;
+  wire [9:0] \ir.args.lrn.act_max ;
+  wire [9:0] \ir.args.lrn.act_min ;
+  wire [11:0] \ir.args.lrn.channels ;
+  wire [8:0] \ir.args.lrn.cw ;
+  wire [5:0] \ir.args.lrn.frac ;
+  wire [11:0] \ir.args.lrn.in_base ;
+  wire [15:0] \ir.args.lrn.npos ;
+  wire [11:0] \ir.args.lrn.out_base ;
+  wire [4:0] \ir.args.lrn.shift ;
+  wire [3:0] \ir.args.lrn.size ;
+  wire [9:0] \ir.args.lrn.table_base ;
+  wire \ir.args.lrn.x_signed ;
+  wire [9:0] \ir.args.lrn.zp_in ;
+  wire [9:0] \ir.args.lrn.zp_out ;
+  wire [444:0] \ir.args.mac ;
   wire [2:0] \ir.args.mac.ab_m1 ;
   wire [9:0] \ir.args.mac.act_max ;
   wire [9:0] \ir.args.mac.act_min ;
@@ -12068,6 +12508,11 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$83$1577 , \port$84$1577 ,
   wire [6:0] \ir.args.mac.desc_base ;
   wire [3:0] \ir.args.mac.dh ;
   wire [3:0] \ir.args.mac.dw ;
+  wire \ir.args.mac.epi ;
+  wire [9:0] \ir.args.mac.epi_base ;
+  wire [9:0] \ir.args.mac.epi_max ;
+  wire [9:0] \ir.args.mac.epi_min ;
+  wire [9:0] \ir.args.mac.epi_zp_out ;
   wire [7:0] \ir.args.mac.groups ;
   wire [13:0] \ir.args.mac.img_bstep ;
   wire [13:0] \ir.args.mac.img_delta ;
@@ -12146,6 +12591,7 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$83$1577 , \port$84$1577 ,
   (* enum_value_1000 = "GBFS" *)
   (* enum_value_1001 = "GRELAX" *)
   (* enum_value_1010 = "GSPMV" *)
+  (* enum_value_1011 = "LRN" *)
   wire [3:0] \ir.op ;
   wire [38:0] load__payload;
   wire [15:0] \load__payload.count ;
@@ -12164,22 +12610,22 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$83$1577 , \port$84$1577 ,
   wire [3:0] macro_we;
   reg [15:0] pc = 16'h0000;
   reg pf_valid = 1'h0;
-  input \port$83$1577 ;
-  wire \port$83$1577 ;
-  input \port$84$1577 ;
-  wire \port$84$1577 ;
-  input \port$85$1577 ;
-  wire \port$85$1577 ;
-  input \port$86$1577 ;
-  wire \port$86$1577 ;
-  input \port$87$0 ;
-  wire \port$87$0 ;
-  input \port$88$0 ;
-  wire \port$88$0 ;
-  input \port$89$0 ;
-  wire \port$89$0 ;
-  input \port$90$0 ;
-  wire \port$90$0 ;
+  input \port$89$1577 ;
+  wire \port$89$1577 ;
+  input \port$90$1577 ;
+  wire \port$90$1577 ;
+  input \port$91$1577 ;
+  wire \port$91$1577 ;
+  input \port$92$1577 ;
+  wire \port$92$1577 ;
+  input \port$93$0 ;
+  wire \port$93$0 ;
+  input \port$94$0 ;
+  wire \port$94$0 ;
+  input \port$95$0 ;
+  wire \port$95$0 ;
+  input \port$96$0 ;
+  wire \port$96$0 ;
   reg retire;
   input rst;
   wire rst;
@@ -12197,24 +12643,24 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$83$1577 , \port$84$1577 ,
   wire trace_w__en;
   wire [3:0] unit_en;
   assign \$31  = counters1[31:0] + 1'h1;
-  assign \$32  = ~ \port$84$1577 ;
-  assign \$33  = \port$88$0  & \$32 ;
+  assign \$32  = ~ \port$90$1577 ;
+  assign \$33  = \port$94$0  & \$32 ;
   assign \$34  = counters1[63:32] + 1'h1;
   assign \$35  = counters1[95:64] + 1'h1;
   assign \$36  = ~ busy;
   assign \$37  = start & \$36 ;
-  assign \$38  = busy & \port$85$1577 ;
+  assign \$38  = busy & \port$91$1577 ;
   assign \$39  = counters2[31:0] + 1'h1;
-  assign \$40  = ~ \port$85$1577 ;
-  assign \$41  = \port$89$0  & \$40 ;
+  assign \$40  = ~ \port$91$1577 ;
+  assign \$41  = \port$95$0  & \$40 ;
   assign \$42  = counters2[63:32] + 1'h1;
   assign \$43  = counters2[95:64] + 1'h1;
   assign \$44  = ~ busy;
   assign \$45  = start & \$44 ;
-  assign \$46  = busy & \port$86$1577 ;
+  assign \$46  = busy & \port$92$1577 ;
   assign \$47  = counters3[31:0] + 1'h1;
-  assign \$48  = ~ \port$86$1577 ;
-  assign \$49  = \port$90$0  & \$48 ;
+  assign \$48  = ~ \port$92$1577 ;
+  assign \$49  = \port$96$0  & \$48 ;
   assign \$50  = counters3[63:32] + 1'h1;
   assign \$51  = counters3[95:64] + 1'h1;
   assign \$52  = ~ loader_busy;
@@ -12226,9 +12672,9 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$83$1577 , \port$84$1577 ,
   always @(posedge clk)
     trace_n <= \$56 ;
   always @(posedge clk)
-    \$signal$30  <= \$57 ;
+    \$signal$32  <= \$57 ;
   always @(posedge clk)
-    \$signal$31  <= \$58 ;
+    \$signal$33  <= \$58 ;
   always @(posedge clk)
     counters0 <= \$59 ;
   always @(posedge clk)
@@ -12249,7 +12695,7 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$83$1577 , \port$84$1577 ,
     ir <= \$67 ;
   assign \$1  = pc + 1'h1;
   assign \$2  = in_exec ? \$1  : { 1'h0, pc };
-  assign engine_done = | { engines__spmv__done, engines__relax__done, engines__graph__done, engines__ew__done, engines__pool__done, engines__mac__done };
+  assign engine_done = | { engines__lrn__done, engines__spmv__done, engines__relax__done, engines__graph__done, engines__ew__done, engines__pool__done, engines__mac__done };
   assign \$3  = trace_n < 14'h2000;
   assign trace_w__en = retire & \$3 ;
   assign \$4  = ~ loader_busy;
@@ -12263,22 +12709,22 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$83$1577 , \port$84$1577 ,
   assign \$12  = ~ retire;
   assign \$13  = in_exec & \$12 ;
   assign \$14  = trace_n + 1'h1;
-  assign \$15  = \$signal$30  + 1'h1;
+  assign \$15  = \$signal$32  + 1'h1;
   assign \$16  = | macro_we;
-  assign \$17  = \$signal$31  + 1'h1;
+  assign \$17  = \$signal$33  + 1'h1;
   assign \$18  = ~ busy;
   assign \$19  = start & \$18 ;
   assign \$20  = ~ busy;
   assign \$21  = start & \$20 ;
-  assign \$22  = busy & \port$83$1577 ;
+  assign \$22  = busy & \port$89$1577 ;
   assign \$23  = counters0[31:0] + 1'h1;
-  assign \$24  = ~ \port$83$1577 ;
-  assign \$25  = \port$87$0  & \$24 ;
+  assign \$24  = ~ \port$89$1577 ;
+  assign \$25  = \port$93$0  & \$24 ;
   assign \$26  = counters0[63:32] + 1'h1;
   assign \$27  = counters0[95:64] + 1'h1;
   assign \$28  = ~ busy;
   assign \$29  = start & \$28 ;
-  assign \$30  = busy & \port$84$1577 ;
+  assign \$30  = busy & \port$90$1577 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     in_exec = 1'h0;
@@ -12568,6 +13014,45 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$83$1577 , \port$84$1577 ,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    engines__lrn__start = 1'h0;
+    casez (ctrl_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          casez (ir[3:0])
+            4'h0:
+                /* empty */;
+            4'h1:
+                /* empty */;
+            4'h2:
+                /* empty */;
+            4'h3:
+                /* empty */;
+            4'h4:
+                /* empty */;
+            4'h5:
+                /* empty */;
+            4'h6:
+                /* empty */;
+            4'h7:
+                /* empty */;
+            4'h8:
+                /* empty */;
+            4'h9:
+                /* empty */;
+            4'ha:
+                /* empty */;
+            4'hb:
+                engines__lrn__start = 1'h1;
+          endcase
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$54  = pc;
     if (retire) begin
       \$54  = \$11 [15:0];
@@ -12613,7 +13098,7 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$83$1577 , \port$84$1577 ,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$57  = \$signal$30 ;
+    \$57  = \$signal$32 ;
     if (busy) begin
       \$57  = \$15 [31:0];
     end
@@ -12626,7 +13111,7 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$83$1577 , \port$84$1577 ,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$58  = \$signal$31 ;
+    \$58  = \$signal$33 ;
     if (\$16 ) begin
       \$58  = \$17 [31:0];
     end
@@ -12766,6 +13251,8 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$83$1577 , \port$84$1577 ,
                 /* empty */;
             4'ha:
                 /* empty */;
+            4'hb:
+                /* empty */;
             default:
                 \$63  = 1'h0;
           endcase
@@ -12832,6 +13319,8 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$83$1577 , \port$84$1577 ,
             4'h9:
                 /* empty */;
             4'ha:
+                /* empty */;
+            4'hb:
                 /* empty */;
             default:
                 \$65  = 1'h1;
@@ -12906,6 +13395,8 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$83$1577 , \port$84$1577 ,
                 \$66  = 3'h4;
             4'ha:
                 \$66  = 3'h4;
+            4'hb:
+                \$66  = 3'h4;
             default:
                 \$66  = 3'h0;
           endcase
@@ -12976,7 +13467,7 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$83$1577 , \port$84$1577 ,
           end
     endcase
     if (rst) begin
-      \$67  = 408'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$67  = 449'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   assign imem_rd__en = 1'h1;
@@ -12985,18 +13476,19 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$83$1577 , \port$84$1577 ,
   assign engines__graph__args = ir[96:4];
   assign engines__relax__args = ir[52:4];
   assign engines__spmv__args = ir[99:4];
+  assign engines__lrn__args = ir[130:4];
   assign load__payload = ir[42:4];
   assign dma__payload = ir[101:4];
   assign host__start = start;
   assign \$signal  = busy;
-  assign \$signal$18  = done;
-  assign \error$20  = error;
+  assign \$signal$19  = done;
+  assign \error$21  = error;
   assign trace_w__data = entry;
-  assign macro_busy = { \port$86$1577 , \port$85$1577 , \port$84$1577 , \port$83$1577  };
-  assign unit_en = { \port$90$0 , \port$89$0 , \port$88$0 , \port$87$0  };
+  assign macro_busy = { \port$92$1577 , \port$91$1577 , \port$90$1577 , \port$89$1577  };
+  assign unit_en = { \port$96$0 , \port$95$0 , \port$94$0 , \port$93$0  };
   assign imem_rd__addr = \$2 [12:0];
   assign trace_w__addr = trace_n[12:0];
-  assign engines__mac__args = ir[407:4];
+  assign engines__mac__args = ir[448:4];
   assign \engines__mac__args.in_h  = ir[12:4];
   assign \engines__mac__args.in_w  = ir[21:13];
   assign \engines__mac__args.in_cw  = ir[30:22];
@@ -13045,15 +13537,20 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$83$1577 , \port$84$1577 ,
   assign \engines__mac__args.x_signed  = ir[405];
   assign \engines__mac__args.w_signed  = ir[406];
   assign \engines__mac__args.rowpack  = ir[407];
+  assign \engines__mac__args.epi  = ir[408];
+  assign \engines__mac__args.epi_base  = ir[418:409];
+  assign \engines__mac__args.epi_zp_out  = ir[428:419];
+  assign \engines__mac__args.epi_min  = ir[438:429];
+  assign \engines__mac__args.epi_max  = ir[448:439];
   assign \ir.op  = ir[3:0];
-  assign \ir.args  = ir[407:4];
+  assign \ir.args  = ir[448:4];
   assign \ir.args.load  = ir[42:4];
   assign \ir.args.load.src  = ir[13:4];
   assign \ir.args.load.count  = ir[29:14];
   assign \ir.args.load.mask  = ir[33:30];
   assign \ir.args.load.page  = ir[36:34];
   assign \ir.args.load.row0  = ir[42:37];
-  assign \ir.args.mac  = ir[407:4];
+  assign \ir.args.mac  = ir[448:4];
   assign \ir.args.mac.in_h  = ir[12:4];
   assign \ir.args.mac.in_w  = ir[21:13];
   assign \ir.args.mac.in_cw  = ir[30:22];
@@ -13102,6 +13599,11 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$83$1577 , \port$84$1577 ,
   assign \ir.args.mac.x_signed  = ir[405];
   assign \ir.args.mac.w_signed  = ir[406];
   assign \ir.args.mac.rowpack  = ir[407];
+  assign \ir.args.mac.epi  = ir[408];
+  assign \ir.args.mac.epi_base  = ir[418:409];
+  assign \ir.args.mac.epi_zp_out  = ir[428:419];
+  assign \ir.args.mac.epi_min  = ir[438:429];
+  assign \ir.args.mac.epi_max  = ir[448:439];
   assign \ir.args.pool  = ir[195:4];
   assign \ir.args.pool.mode  = ir[4];
   assign \ir.args.pool.x_signed  = ir[5];
@@ -13180,6 +13682,21 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$83$1577 , \port$84$1577 ,
   assign \ir.args.gspmv.rows  = ir[96:33];
   assign \ir.args.gspmv.slices_m1  = ir[98:97];
   assign \ir.args.gspmv.flush  = ir[99];
+  assign \ir.args.lrn  = ir[130:4];
+  assign \ir.args.lrn.in_base  = ir[15:4];
+  assign \ir.args.lrn.out_base  = ir[27:16];
+  assign \ir.args.lrn.npos  = ir[43:28];
+  assign \ir.args.lrn.cw  = ir[52:44];
+  assign \ir.args.lrn.channels  = ir[64:53];
+  assign \ir.args.lrn.size  = ir[68:65];
+  assign \ir.args.lrn.x_signed  = ir[69];
+  assign \ir.args.lrn.zp_in  = ir[79:70];
+  assign \ir.args.lrn.zp_out  = ir[89:80];
+  assign \ir.args.lrn.act_min  = ir[99:90];
+  assign \ir.args.lrn.act_max  = ir[109:100];
+  assign \ir.args.lrn.table_base  = ir[119:110];
+  assign \ir.args.lrn.shift  = ir[124:120];
+  assign \ir.args.lrn.frac  = ir[130:125];
   assign \engines__pool__args.mode  = ir[4];
   assign \engines__pool__args.x_signed  = ir[5];
   assign \engines__pool__args.in_base  = ir[17:6];
@@ -13244,6 +13761,20 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$83$1577 , \port$84$1577 ,
   assign \engines__spmv__args.rows  = ir[96:33];
   assign \engines__spmv__args.slices_m1  = ir[98:97];
   assign \engines__spmv__args.flush  = ir[99];
+  assign \engines__lrn__args.in_base  = ir[15:4];
+  assign \engines__lrn__args.out_base  = ir[27:16];
+  assign \engines__lrn__args.npos  = ir[43:28];
+  assign \engines__lrn__args.cw  = ir[52:44];
+  assign \engines__lrn__args.channels  = ir[64:53];
+  assign \engines__lrn__args.size  = ir[68:65];
+  assign \engines__lrn__args.x_signed  = ir[69];
+  assign \engines__lrn__args.zp_in  = ir[79:70];
+  assign \engines__lrn__args.zp_out  = ir[89:80];
+  assign \engines__lrn__args.act_min  = ir[99:90];
+  assign \engines__lrn__args.act_max  = ir[109:100];
+  assign \engines__lrn__args.table_base  = ir[119:110];
+  assign \engines__lrn__args.shift  = ir[124:120];
+  assign \engines__lrn__args.frac  = ir[130:125];
   assign \load__payload.src  = ir[13:4];
   assign \load__payload.count  = ir[29:14];
   assign \load__payload.mask  = ir[33:30];
@@ -13305,14 +13836,14 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$83$1577 , \port$84$1577 ,
   assign \counters3.stall  = counters3[63:32];
   assign \counters3.wload  = counters3[95:64];
   assign \imem_rd__data.op  = imem_rd__data[3:0];
-  assign \imem_rd__data.args  = imem_rd__data[407:4];
+  assign \imem_rd__data.args  = imem_rd__data[448:4];
   assign \imem_rd__data.args.load  = imem_rd__data[42:4];
   assign \imem_rd__data.args.load.src  = imem_rd__data[13:4];
   assign \imem_rd__data.args.load.count  = imem_rd__data[29:14];
   assign \imem_rd__data.args.load.mask  = imem_rd__data[33:30];
   assign \imem_rd__data.args.load.page  = imem_rd__data[36:34];
   assign \imem_rd__data.args.load.row0  = imem_rd__data[42:37];
-  assign \imem_rd__data.args.mac  = imem_rd__data[407:4];
+  assign \imem_rd__data.args.mac  = imem_rd__data[448:4];
   assign \imem_rd__data.args.mac.in_h  = imem_rd__data[12:4];
   assign \imem_rd__data.args.mac.in_w  = imem_rd__data[21:13];
   assign \imem_rd__data.args.mac.in_cw  = imem_rd__data[30:22];
@@ -13361,6 +13892,11 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$83$1577 , \port$84$1577 ,
   assign \imem_rd__data.args.mac.x_signed  = imem_rd__data[405];
   assign \imem_rd__data.args.mac.w_signed  = imem_rd__data[406];
   assign \imem_rd__data.args.mac.rowpack  = imem_rd__data[407];
+  assign \imem_rd__data.args.mac.epi  = imem_rd__data[408];
+  assign \imem_rd__data.args.mac.epi_base  = imem_rd__data[418:409];
+  assign \imem_rd__data.args.mac.epi_zp_out  = imem_rd__data[428:419];
+  assign \imem_rd__data.args.mac.epi_min  = imem_rd__data[438:429];
+  assign \imem_rd__data.args.mac.epi_max  = imem_rd__data[448:439];
   assign \imem_rd__data.args.pool  = imem_rd__data[195:4];
   assign \imem_rd__data.args.pool.mode  = imem_rd__data[4];
   assign \imem_rd__data.args.pool.x_signed  = imem_rd__data[5];
@@ -13439,17 +13975,32 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$83$1577 , \port$84$1577 ,
   assign \imem_rd__data.args.gspmv.rows  = imem_rd__data[96:33];
   assign \imem_rd__data.args.gspmv.slices_m1  = imem_rd__data[98:97];
   assign \imem_rd__data.args.gspmv.flush  = imem_rd__data[99];
+  assign \imem_rd__data.args.lrn  = imem_rd__data[130:4];
+  assign \imem_rd__data.args.lrn.in_base  = imem_rd__data[15:4];
+  assign \imem_rd__data.args.lrn.out_base  = imem_rd__data[27:16];
+  assign \imem_rd__data.args.lrn.npos  = imem_rd__data[43:28];
+  assign \imem_rd__data.args.lrn.cw  = imem_rd__data[52:44];
+  assign \imem_rd__data.args.lrn.channels  = imem_rd__data[64:53];
+  assign \imem_rd__data.args.lrn.size  = imem_rd__data[68:65];
+  assign \imem_rd__data.args.lrn.x_signed  = imem_rd__data[69];
+  assign \imem_rd__data.args.lrn.zp_in  = imem_rd__data[79:70];
+  assign \imem_rd__data.args.lrn.zp_out  = imem_rd__data[89:80];
+  assign \imem_rd__data.args.lrn.act_min  = imem_rd__data[99:90];
+  assign \imem_rd__data.args.lrn.act_max  = imem_rd__data[109:100];
+  assign \imem_rd__data.args.lrn.table_base  = imem_rd__data[119:110];
+  assign \imem_rd__data.args.lrn.shift  = imem_rd__data[124:120];
+  assign \imem_rd__data.args.lrn.frac  = imem_rd__data[130:125];
   assign entry[51:48] = ir[3:0];
   assign entry[47:32] = pc;
-  assign entry[31:0] = \$signal$30 ;
+  assign entry[31:0] = \$signal$32 ;
   assign entry[63:52] = 12'h000;
   assign host__report[503:408] = counters3;
   assign host__report[407:312] = counters2;
   assign host__report[311:216] = counters1;
   assign host__report[215:120] = counters0;
   assign host__report[119:88] = trace_n;
-  assign host__report[87:56] = \$signal$31 ;
-  assign host__report[55:24] = \$signal$30 ;
+  assign host__report[87:56] = \$signal$33 ;
+  assign host__report[55:24] = \$signal$32 ;
   assign host__report[23:20] = ir[3:0];
   assign host__report[19:4] = pc;
   assign host__report[3] = loader_busy;
@@ -13459,7 +14010,7 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$83$1577 , \port$84$1577 ,
 endmodule
 
 (* generator = "Amaranth" *)
-module \default_fabric.dma (axi__wready, axi__bid, axi__bresp, axi__bvalid, axi__arready, axi__rid, amem_w__data, axi__rresp, axi__rvalid, clk, rst, amem_r__data, wmem_r__data, \port$2173$0 , axi__awlen, axi__arlen, axi__wlast, rd_data, amem_r__en, wmem_r__en, amem_w__en
+module \default_fabric.dma (axi__wready, axi__bid, axi__bresp, axi__bvalid, axi__arready, axi__rid, amem_w__data, axi__rresp, axi__rvalid, clk, rst, amem_r__data, wmem_r__data, \port$2322$0 , axi__awlen, axi__arlen, axi__wlast, rd_data, amem_r__en, wmem_r__en, amem_w__en
 , wmem_w__en, busy, cmd__ready, axi__awvalid, axi__arvalid, axi__wvalid, axi__rready, axi__bready, error, amem_r__addr, w_en, w_data, axi__awready);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire [10:0] \$1 ;
@@ -13653,8 +14204,8 @@ module \default_fabric.dma (axi__wready, axi__bid, axi__bresp, axi__bvalid, axi_
   reg [8:0] issued = 9'h000;
   reg [15:0] length = 16'h0000;
   wire [8:0] n;
-  output [22:0] \port$2173$0 ;
-  wire [22:0] \port$2173$0 ;
+  output [22:0] \port$2322$0 ;
+  wire [22:0] \port$2322$0 ;
   wire [97:0] r_data;
   reg r_en;
   reg r_hs;
@@ -14372,7 +14923,7 @@ module \default_fabric.dma (axi__wready, axi__bid, axi__bresp, axi__bvalid, axi_
   assign wmem_w__data = amem_w__data;
   assign axi__wdata = rd_data;
   assign \error$46  = error;
-  assign \port$2173$0  = \$8 ;
+  assign \port$2322$0  = \$8 ;
   assign axi__awlen = \$9 [7:0];
   assign axi__arlen = \$10 [7:0];
   assign \cmd__payload.store  = w_data[0];
@@ -14519,7 +15070,7 @@ module \default_fabric.dma.queue (rst, w_rdy, r_rdy, r_data, r_en, w_en, w_port_
 endmodule
 
 (* generator = "Amaranth" *)
-module \default_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \port$1749$0 , \port$1755$0 , \port$1761$0 , \port$1767$0 , \port$1773$0 , \port$1779$0 , \port$1785$0 , \port$1791$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
+module \default_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \port$1898$0 , \port$1904$0 , \port$1910$0 , \port$1916$0 , \port$1922$0 , \port$1928$0 , \port$1934$0 , \port$1940$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [24:0] \$1 ;
   wire [8:0] \$10 ;
@@ -14884,22 +15435,22 @@ module \default_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, 
   reg [31:0] ob3_6 = 32'd0;
   reg [31:0] ob3_7 = 32'd0;
   reg [15:0] p = 16'h0000;
-  output [7:0] \port$1749$0 ;
-  wire [7:0] \port$1749$0 ;
-  output [7:0] \port$1755$0 ;
-  wire [7:0] \port$1755$0 ;
-  output [7:0] \port$1761$0 ;
-  wire [7:0] \port$1761$0 ;
-  output [7:0] \port$1767$0 ;
-  wire [7:0] \port$1767$0 ;
-  output [7:0] \port$1773$0 ;
-  wire [7:0] \port$1773$0 ;
-  output [7:0] \port$1779$0 ;
-  wire [7:0] \port$1779$0 ;
-  output [7:0] \port$1785$0 ;
-  wire [7:0] \port$1785$0 ;
-  output [7:0] \port$1791$0 ;
-  wire [7:0] \port$1791$0 ;
+  output [7:0] \port$1898$0 ;
+  wire [7:0] \port$1898$0 ;
+  output [7:0] \port$1904$0 ;
+  wire [7:0] \port$1904$0 ;
+  output [7:0] \port$1910$0 ;
+  wire [7:0] \port$1910$0 ;
+  output [7:0] \port$1916$0 ;
+  wire [7:0] \port$1916$0 ;
+  output [7:0] \port$1922$0 ;
+  wire [7:0] \port$1922$0 ;
+  output [7:0] \port$1928$0 ;
+  wire [7:0] \port$1928$0 ;
+  output [7:0] \port$1934$0 ;
+  wire [7:0] \port$1934$0 ;
+  output [7:0] \port$1940$0 ;
+  wire [7:0] \port$1940$0 ;
   input rst;
   wire rst;
   (* init = 1'h0 *)
@@ -15612,14 +16163,14 @@ module \default_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, 
   assign act_w__data = { \$78 [7:0], \$73 [7:0], \$68 [7:0], \$63 [7:0], \$58 [7:0], \$53 [7:0], \$48 [7:0], \$43 [7:0] };
   assign a_rd__addr = \$3 [11:0];
   assign b_rd__addr = \$6 [11:0];
-  assign \port$1749$0  = \$43 [7:0];
-  assign \port$1755$0  = \$48 [7:0];
-  assign \port$1761$0  = \$53 [7:0];
-  assign \port$1767$0  = \$58 [7:0];
-  assign \port$1773$0  = \$63 [7:0];
-  assign \port$1779$0  = \$68 [7:0];
-  assign \port$1785$0  = \$73 [7:0];
-  assign \port$1791$0  = \$78 [7:0];
+  assign \port$1898$0  = \$43 [7:0];
+  assign \port$1904$0  = \$48 [7:0];
+  assign \port$1910$0  = \$53 [7:0];
+  assign \port$1916$0  = \$58 [7:0];
+  assign \port$1922$0  = \$63 [7:0];
+  assign \port$1928$0  = \$68 [7:0];
+  assign \port$1934$0  = \$73 [7:0];
+  assign \port$1940$0  = \$78 [7:0];
   assign \args.a_base  = args[11:0];
   assign \args.b_base  = args[23:12];
   assign \args.out_base  = args[35:24];
@@ -18775,8 +19326,8 @@ module \default_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, 
   wire \$13 ;
   wire \$14 ;
   wire \$15 ;
-  wire [27:0] \$16 ;
-  wire [27:0] \$17 ;
+  wire [29:0] \$16 ;
+  wire [29:0] \$17 ;
   wire \$18 ;
   wire \$19 ;
   wire \$2 ;
@@ -18899,14 +19450,14 @@ module \default_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, 
   wire [16:0] imem_hword;
   output [12:0] imem_r__addr;
   wire [12:0] imem_r__addr;
-  input [415:0] imem_r__data;
-  wire [415:0] imem_r__data;
+  input [479:0] imem_r__data;
+  wire [479:0] imem_r__data;
   wire imem_r__en;
   reg [3:0] imem_rsl = 4'h0;
   wire [12:0] imem_w__addr;
-  wire [415:0] imem_w__data;
-  output [12:0] imem_w__en;
-  wire [12:0] imem_w__en;
+  wire [479:0] imem_w__data;
+  output [14:0] imem_w__en;
+  wire [14:0] imem_w__en;
   wire [16:0] off;
   wire [4:0] pmem_hslice;
   wire [16:0] pmem_hword;
@@ -19031,7 +19582,7 @@ module \default_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, 
   assign \$14  = ~ ctrl__report[0];
   assign \$15  = \$13  & \$14 ;
   assign \$16  = 1'h1 << wb__adr[3:0];
-  assign \$17  = \$15  ? \$16  : 28'h0000000;
+  assign \$17  = \$15  ? \$16  : 30'h00000000;
   assign \$18  = wb__adr[19:17] == 2'h2;
   assign \$19  = wr & \$18 ;
   assign \$20  = ~ ctrl__report[0];
@@ -19224,7 +19775,7 @@ module \default_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, 
   assign imem_hslice = wb__adr[3:0];
   assign imem_r__en = 1'h1;
   assign imem_w__addr = imem_hword[12:0];
-  assign imem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
+  assign imem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
   assign amem_hslice = wb__adr[0];
   assign amem_r__en = 1'h1;
   assign amem_w__addr = amem_hword[11:0];
@@ -19245,7 +19796,7 @@ module \default_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, 
   assign trace_r__en = 1'h1;
   assign wb__dat_r = dat;
   assign imem_r__addr = imem_hword[12:0];
-  assign imem_w__en = \$17 [12:0];
+  assign imem_w__en = \$17 [14:0];
   assign amem_r__addr = amem_hword[11:0];
   assign amem_w__en = \$23 [1:0];
   assign wmem_r__addr = wmem_hword[9:0];
@@ -19684,10 +20235,1513 @@ module \default_fabric.loader.queue (rst, w_rdy, r_rdy, r_data, r_en, w_en, w_po
 endmodule
 
 (* generator = "Amaranth" *)
-module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$26 , \act_rd__data$37 , param_rd__data, desc_rd__data, \desc_rd__data$21 , \desc_rd__data$32 , \desc_rd__data$43 , op__0__ready, res_valid__0, res_y__0, op__1__ready, res_valid__1, res_y__1, op__2__ready, res_valid__2, res_y__2, op__3__ready, res_valid__3
-, res_y__3, \port$87$0 , \port$88$0 , \port$89$0 , \port$90$0 , op__0__valid, op__1__valid, op__2__valid, op__3__valid, param_rd__addr, \port$428$0 , \port$433$0 , \port$438$0 , \port$443$0 , \port$448$0 , \port$453$0 , \port$458$0 , \port$463$0 , finished, desc_rd__0__addr, act_rd__0__en
-, desc_rd__1__addr, act_rd__1__en, desc_rd__2__addr, act_rd__2__en, desc_rd__3__addr, act_rd__3__en, op__0__payload, op__1__payload, op__2__payload, op__3__payload, act_w__addr, busy, act_rd__0__addr, act_rd__1__addr, act_rd__2__addr, act_rd__3__addr, act_w__en, start, args, clk);
+module \default_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, param_rd__addr, act_w__en, \port$4831$0 , \port$4833$0 , \port$4835$0 , \port$4837$0 , \port$4839$0 , \port$4841$0 , \port$4843$0 , \port$4845$0 , done, busy, act_w__addr, start, args, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
+  wire [12:0] \$1 ;
+  wire [9:0] \$10 ;
+  wire [7:0] \$100 ;
+  wire \$101 ;
+  wire [7:0] \$102 ;
+  wire \$103 ;
+  wire \$104 ;
+  wire \$105 ;
+  wire \$106 ;
+  wire \$107 ;
+  wire \$108 ;
+  wire \$109 ;
+  wire \$11 ;
+  wire \$110 ;
+  wire \$111 ;
+  wire \$112 ;
+  wire [13:0] \$113 ;
+  wire [3:0] \$114 ;
+  wire \$115 ;
+  wire [9:0] \$116 ;
+  wire [16:0] \$117 ;
+  wire [12:0] \$118 ;
+  wire [16:0] \$119 ;
+  wire \$12 ;
+  wire \$120 ;
+  wire \$121 ;
+  wire \$122 ;
+  wire \$123 ;
+  wire [13:0] \$124 ;
+  wire [13:0] \$125 ;
+  wire \$126 ;
+  wire [12:0] \$127 ;
+  wire \$128 ;
+  wire \$129 ;
+  wire [9:0] \$13 ;
+  wire [12:0] \$130 ;
+  wire [13:0] \$131 ;
+  wire [14:0] \$132 ;
+  wire [31:0] \$133 ;
+  wire [32:0] \$134 ;
+  wire [32:0] \$135 ;
+  wire [19:0] \$136 ;
+  wire [54:0] \$137 ;
+  wire \$138 ;
+  wire \$139 ;
+  wire \$14 ;
+  wire \$140 ;
+  wire \$141 ;
+  wire \$142 ;
+  wire \$143 ;
+  wire \$144 ;
+  wire \$145 ;
+  wire \$146 ;
+  reg [12:0] \$147 ;
+  reg [2:0] \$148 ;
+  reg [8:0] \$149 ;
+  wire \$15 ;
+  reg [15:0] \$150 ;
+  reg [11:0] \$151 ;
+  reg \$152 ;
+  reg \$153 ;
+  reg \$154 ;
+  reg [2:0] \$155 ;
+  reg [12:0] \$156 ;
+  reg [11:0] \$157 ;
+  reg [9:0] \$158 ;
+  reg [9:0] \$159 ;
+  wire [9:0] \$16 ;
+  reg [9:0] \$160 ;
+  reg [9:0] \$161 ;
+  reg [9:0] \$162 ;
+  reg [9:0] \$163 ;
+  reg [9:0] \$164 ;
+  reg [9:0] \$165 ;
+  reg [9:0] \$166 ;
+  reg [9:0] \$167 ;
+  reg [9:0] \$168 ;
+  reg [9:0] \$169 ;
+  wire \$17 ;
+  reg [9:0] \$170 ;
+  reg [9:0] \$171 ;
+  reg [9:0] \$172 ;
+  reg [19:0] \$173 ;
+  reg \$174 ;
+  reg [9:0] \$175 ;
+  reg [19:0] \$176 ;
+  reg [2:0] \$177 ;
+  reg \$178 ;
+  reg [11:0] \$179 ;
+  wire \$18 ;
+  reg \$180 ;
+  reg [9:0] \$181 ;
+  reg \$182 ;
+  reg [2:0] \$183 ;
+  reg [11:0] \$184 ;
+  reg [19:0] \$185 ;
+  reg [3:0] \$186 ;
+  reg \$187 ;
+  reg [9:0] \$188 ;
+  reg \$189 ;
+  wire [9:0] \$19 ;
+  reg [2:0] \$190 ;
+  reg [11:0] \$191 ;
+  reg [33:0] \$192 ;
+  reg \$193 ;
+  reg \$194 ;
+  reg [2:0] \$195 ;
+  reg [11:0] \$196 ;
+  reg [9:0] \$197 ;
+  reg [7:0] \$198 ;
+  reg [7:0] \$199 ;
+  wire [13:0] \$2 ;
+  wire \$20 ;
+  reg [7:0] \$200 ;
+  reg [7:0] \$201 ;
+  reg [7:0] \$202 ;
+  reg [7:0] \$203 ;
+  reg [7:0] \$204 ;
+  reg [7:0] \$205 ;
+  reg \$206 ;
+  wire \$21 ;
+  wire [9:0] \$22 ;
+  wire \$23 ;
+  wire \$24 ;
+  wire [9:0] \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire [19:0] \$277 ;
+  wire \$279 ;
+  wire [9:0] \$28 ;
+  wire \$29 ;
+  wire [12:0] \$3 ;
+  wire \$30 ;
+  wire [9:0] \$31 ;
+  wire \$32 ;
+  wire \$33 ;
+  wire [9:0] \$34 ;
+  wire [13:0] \$342 ;
+  wire \$344 ;
+  wire [13:0] \$347 ;
+  wire \$349 ;
+  wire \$35 ;
+  wire [13:0] \$357 ;
+  wire \$359 ;
+  wire \$36 ;
+  wire [19:0] \$366 ;
+  wire \$368 ;
+  wire [9:0] \$37 ;
+  wire \$38 ;
+  wire \$39 ;
+  wire [13:0] \$4 ;
+  wire [9:0] \$40 ;
+  wire \$41 ;
+  wire \$42 ;
+  wire [9:0] \$43 ;
+  wire \$44 ;
+  wire \$45 ;
+  wire [9:0] \$46 ;
+  wire \$47 ;
+  wire \$48 ;
+  wire [9:0] \$49 ;
+  wire [8:0] \$5 ;
+  wire \$50 ;
+  wire \$51 ;
+  wire [9:0] \$52 ;
+  wire \$53 ;
+  wire \$54 ;
+  wire \$55 ;
+  wire \$56 ;
+  wire \$57 ;
+  wire \$58 ;
+  wire \$59 ;
+  wire [10:0] \$6 ;
+  wire \$60 ;
+  wire \$61 ;
+  wire [19:0] \$62 ;
+  wire [19:0] \$63 ;
+  wire [21:0] \$64 ;
+  wire [19:0] \$65 ;
+  wire [22:0] \$66 ;
+  wire [19:0] \$67 ;
+  wire [20:0] \$68 ;
+  wire [51:0] \$69 ;
+  wire [10:0] \$7 ;
+  wire [31:0] \$70 ;
+  wire [31:0] \$71 ;
+  wire [52:0] \$72 ;
+  wire [52:0] \$73 ;
+  wire [43:0] \$74 ;
+  wire [63:0] \$75 ;
+  wire [63:0] \$76 ;
+  wire [65:0] \$77 ;
+  wire \$78 ;
+  wire \$79 ;
+  wire \$8 ;
+  wire [65:0] \$80 ;
+  wire [65:0] \$81 ;
+  wire [34:0] \$82 ;
+  wire \$83 ;
+  wire \$84 ;
+  wire [10:0] \$85 ;
+  wire [10:0] \$86 ;
+  wire \$87 ;
+  wire [7:0] \$88 ;
+  wire \$89 ;
+  wire \$9 ;
+  wire [7:0] \$90 ;
+  wire \$91 ;
+  wire [7:0] \$92 ;
+  wire \$93 ;
+  wire [7:0] \$94 ;
+  wire \$95 ;
+  wire [7:0] \$96 ;
+  wire \$97 ;
+  wire [7:0] \$98 ;
+  wire \$99 ;
+  reg [2:0] \$like  = 3'h0;
+  reg [2:0] \$like$59  = 3'h0;
+  reg [2:0] \$like$87  = 3'h0;
+  reg [2:0] \$like$90  = 3'h0;
+  reg [8:0] \$signal  = 9'h000;
+  reg [9:0] \$signal$16 ;
+  reg [31:0] \$signal$42 ;
+  reg [9:0] \$signal$48  = 10'h000;
+  reg \$signal$54  = 1'h0;
+  (* init = 12'h000 *)
+  wire [11:0] \$signal$57 ;
+  reg \$signal$70  = 1'h0;
+  reg \$signal$71  = 1'h0;
+  reg \$signal$72  = 1'h0;
+  reg \$signal$73  = 1'h0;
+  reg \$signal$75  = 1'h0;
+  reg [2:0] \$signal$78  = 3'h0;
+  reg [15:0] \$signal$79  = 16'h0000;
+  reg [9:0] \$signal$81  = 10'h000;
+  reg [2:0] \$signal$82  = 3'h0;
+  reg [9:0] \$signal$85  = 10'h000;
+  reg [12:0] \$signal$9  = 13'h0000;
+  output [11:0] act_rd__addr;
+  wire [11:0] act_rd__addr;
+  input [63:0] act_rd__data;
+  wire [63:0] act_rd__data;
+  wire act_rd__en;
+  output [11:0] act_w__addr;
+  reg [11:0] act_w__addr = 12'h000;
+  wire [63:0] act_w__data;
+  output act_w__en;
+  wire act_w__en;
+  input [126:0] args;
+  wire [126:0] args;
+  wire [9:0] \args.act_max ;
+  wire [9:0] \args.act_min ;
+  wire [11:0] \args.channels ;
+  wire [8:0] \args.cw ;
+  wire [5:0] \args.frac ;
+  wire [11:0] \args.in_base ;
+  wire [15:0] \args.npos ;
+  wire [11:0] \args.out_base ;
+  wire [4:0] \args.shift ;
+  wire [3:0] \args.size ;
+  wire [9:0] \args.table_base ;
+  wire \args.x_signed ;
+  wire [9:0] \args.zp_in ;
+  wire [9:0] \args.zp_out ;
+  reg b_feed = 1'h0;
+  reg [12:0] b_j = 13'h0000;
+  reg [11:0] b_pix = 12'h000;
+  reg [7:0] buf0 = 8'h00;
+  reg [7:0] buf1 = 8'h00;
+  reg [7:0] buf2 = 8'h00;
+  reg [7:0] buf3 = 8'h00;
+  reg [7:0] buf4 = 8'h00;
+  reg [7:0] buf5 = 8'h00;
+  reg [7:0] buf6 = 8'h00;
+  reg [7:0] buf7 = 8'h00;
+  output busy;
+  reg busy = 1'h0;
+  wire [13:0] c;
+  reg [11:0] c_addr = 12'h000;
+  reg c_last = 1'h0;
+  reg [19:0] c_s = 20'h00000;
+  reg [9:0] centre;
+  input clk;
+  wire clk;
+  reg [11:0] d_addr = 12'h000;
+  reg [19:0] d_f = 20'h00000;
+  wire [9:0] d_in;
+  reg d_last = 1'h0;
+  reg [3:0] d_slot = 4'h0;
+  reg [31:0] dg;
+  reg [9:0] dl0 = 10'h000;
+  reg [9:0] dl1 = 10'h000;
+  reg [9:0] dl10 = 10'h000;
+  reg [9:0] dl11 = 10'h000;
+  reg [9:0] dl12 = 10'h000;
+  reg [9:0] dl13 = 10'h000;
+  reg [9:0] dl14 = 10'h000;
+  reg [9:0] dl2 = 10'h000;
+  reg [9:0] dl3 = 10'h000;
+  reg [9:0] dl4 = 10'h000;
+  reg [9:0] dl5 = 10'h000;
+  reg [9:0] dl6 = 10'h000;
+  reg [9:0] dl7 = 10'h000;
+  reg [9:0] dl8 = 10'h000;
+  reg [9:0] dl9 = 10'h000;
+  output done;
+  wire done;
+  reg [11:0] e_addr = 12'h000;
+  reg [33:0] e_g = 34'h000000000;
+  reg e_last = 1'h0;
+  reg [9:0] f_code = 10'h000;
+  reg f_last = 1'h0;
+  wire finished;
+  wire [3:0] hi;
+  wire [19:0] k;
+  wire last_j;
+  wire [9:0] lrn_code;
+  wire [33:0] lrn_code_sum;
+  output [9:0] param_rd__addr;
+  wire [9:0] param_rd__addr;
+  input [767:0] param_rd__data;
+  wire [767:0] param_rd__data;
+  wire [63:0] \param_rd__data[0] ;
+  wire [31:0] \param_rd__data[0].dg ;
+  wire [31:0] \param_rd__data[0].g ;
+  wire [63:0] \param_rd__data[10] ;
+  wire [31:0] \param_rd__data[10].dg ;
+  wire [31:0] \param_rd__data[10].g ;
+  wire [63:0] \param_rd__data[11] ;
+  wire [31:0] \param_rd__data[11].dg ;
+  wire [31:0] \param_rd__data[11].g ;
+  wire [63:0] \param_rd__data[1] ;
+  wire [31:0] \param_rd__data[1].dg ;
+  wire [31:0] \param_rd__data[1].g ;
+  wire [63:0] \param_rd__data[2] ;
+  wire [31:0] \param_rd__data[2].dg ;
+  wire [31:0] \param_rd__data[2].g ;
+  wire [63:0] \param_rd__data[3] ;
+  wire [31:0] \param_rd__data[3].dg ;
+  wire [31:0] \param_rd__data[3].g ;
+  wire [63:0] \param_rd__data[4] ;
+  wire [31:0] \param_rd__data[4].dg ;
+  wire [31:0] \param_rd__data[4].g ;
+  wire [63:0] \param_rd__data[5] ;
+  wire [31:0] \param_rd__data[5].dg ;
+  wire [31:0] \param_rd__data[5].g ;
+  wire [63:0] \param_rd__data[6] ;
+  wire [31:0] \param_rd__data[6].dg ;
+  wire [31:0] \param_rd__data[6].g ;
+  wire [63:0] \param_rd__data[7] ;
+  wire [31:0] \param_rd__data[7].dg ;
+  wire [31:0] \param_rd__data[7].g ;
+  wire [63:0] \param_rd__data[8] ;
+  wire [31:0] \param_rd__data[8].dg ;
+  wire [31:0] \param_rd__data[8].g ;
+  wire [63:0] \param_rd__data[9] ;
+  wire [31:0] \param_rd__data[9].dg ;
+  wire [31:0] \param_rd__data[9].g ;
+  wire param_rd__en;
+  reg [11:0] pix = 12'h000;
+  output [7:0] \port$4831$0 ;
+  wire [7:0] \port$4831$0 ;
+  output [7:0] \port$4833$0 ;
+  wire [7:0] \port$4833$0 ;
+  output [7:0] \port$4835$0 ;
+  wire [7:0] \port$4835$0 ;
+  output [7:0] \port$4837$0 ;
+  wire [7:0] \port$4837$0 ;
+  output [7:0] \port$4839$0 ;
+  wire [7:0] \port$4839$0 ;
+  output [7:0] \port$4841$0 ;
+  wire [7:0] \port$4841$0 ;
+  output [7:0] \port$4843$0 ;
+  wire [7:0] \port$4843$0 ;
+  output [7:0] \port$4845$0 ;
+  wire [7:0] \port$4845$0 ;
+  wire [65:0] prod;
+  reg [7:0] raw;
+  input rst;
+  wire rst;
+  (* init = 1'h0 *)
+  wire running;
+  wire [21:0] s_new;
+  reg [19:0] s_run = 20'h00000;
+  input start;
+  wire start;
+  wire [53:0] step;
+  wire [9:0] x;
+  wire [33:0] y;
+  assign \$1  = args[11:0] + pix;
+  assign \$2  = \$1  + \$signal ;
+  assign \$3  = args[60:49] + hi;
+  assign \$4  = \$3  - 1'h1;
+  assign last_j = \$signal$9  == \$4 ;
+  assign \$5  = args[65] ? { raw[7], raw } : { 1'h0, raw };
+  assign \$6  = $signed(\$5 ) - $signed(args[75:66]);
+  assign \$7  = b_feed ? \$6  : 11'h000;
+  assign \$8  = args[64:61] == 1'h1;
+  assign \$9  = b_j >= 1'h1;
+  assign \$10  = \$9  ? dl0 : 10'h000;
+  assign \$11  = args[64:61] == 2'h2;
+  assign \$12  = b_j >= 2'h2;
+  assign \$13  = \$12  ? dl1 : 10'h000;
+  assign \$14  = args[64:61] == 2'h3;
+  assign \$15  = b_j >= 2'h3;
+  assign \$16  = \$15  ? dl2 : 10'h000;
+  assign \$17  = args[64:61] == 3'h4;
+  assign \$18  = b_j >= 3'h4;
+  assign \$19  = \$18  ? dl3 : 10'h000;
+  assign \$20  = args[64:61] == 3'h5;
+  assign \$21  = b_j >= 3'h5;
+  assign \$22  = \$21  ? dl4 : 10'h000;
+  assign \$23  = args[64:61] == 3'h6;
+  assign \$24  = b_j >= 3'h6;
+  assign \$25  = \$24  ? dl5 : 10'h000;
+  assign \$26  = args[64:61] == 3'h7;
+  assign \$27  = b_j >= 3'h7;
+  assign \$28  = \$27  ? dl6 : 10'h000;
+  assign \$29  = args[64:61] == 4'h8;
+  assign \$30  = b_j >= 4'h8;
+  assign \$31  = \$30  ? dl7 : 10'h000;
+  assign \$32  = args[64:61] == 4'h9;
+  assign \$33  = b_j >= 4'h9;
+  assign \$34  = \$33  ? dl8 : 10'h000;
+  assign \$35  = args[64:61] == 4'ha;
+  assign \$36  = b_j >= 4'ha;
+  assign \$37  = \$36  ? dl9 : 10'h000;
+  assign \$38  = args[64:61] == 4'hb;
+  assign \$39  = b_j >= 4'hb;
+  assign \$40  = \$39  ? dl10 : 10'h000;
+  assign \$41  = args[64:61] == 4'hc;
+  assign \$42  = b_j >= 4'hc;
+  assign \$43  = \$42  ? dl11 : 10'h000;
+  assign \$44  = args[64:61] == 4'hd;
+  assign \$45  = b_j >= 4'hd;
+  assign \$46  = \$45  ? dl12 : 10'h000;
+  assign \$47  = args[64:61] == 4'he;
+  assign \$48  = b_j >= 4'he;
+  assign \$49  = \$48  ? dl13 : 10'h000;
+  assign \$50  = args[64:61] == 4'hf;
+  assign \$51  = b_j >= 4'hf;
+  assign \$52  = \$51  ? dl14 : 10'h000;
+  assign \$53  = ! hi;
+  assign \$54  = hi == 1'h1;
+  assign \$55  = hi == 2'h2;
+  assign \$56  = hi == 2'h3;
+  assign \$57  = hi == 3'h4;
+  assign \$58  = hi == 3'h5;
+  assign \$59  = hi == 3'h6;
+  assign \$60  = hi == 3'h7;
+  assign \$61  = ! b_j;
+  assign \$62  = \$61  ? 20'h00000 : s_run;
+  assign \$63  = $signed(\$7 [9:0]) * $signed(\$7 [9:0]);
+  assign \$64  = $signed({ 1'h0, \$62  }) + $signed(\$63 );
+  assign \$65  = $signed(\$signal$16 ) * $signed(\$signal$16 );
+  assign \$66  = $signed(\$64 ) - $signed(\$65 );
+  assign c = b_j - hi;
+  assign k = c_s >> args[120:116];
+  assign \$277  = k / 4'hc;
+  assign \$68  = args[115:106] + \$67 ;
+  assign \$69  = $signed(dg) * $signed({ 1'h0, d_f });
+  assign \$70  = 1'h1 << args[120:116];
+  assign \$72  = $signed(\$69 ) + $signed({ 1'h0, \$71  });
+  assign \$73  = $signed(\$72 ) >>> args[120:116];
+  assign \$74  = $signed(\$signal$48 ) * $signed(e_g);
+  assign \$75  = 1'h1 << args[126:121];
+  assign \$77  = $signed(\$74 ) + $signed({ 1'h0, \$76  });
+  assign prod = $signed(\$77 ) >>> args[126:121];
+  assign \$78  = $signed(prod) > $signed(33'h080000000);
+  assign \$79  = $signed(prod) < $signed(32'd2147483648);
+  assign \$80  = \$79  ? 66'h3ffffffff80000000 : prod;
+  assign \$81  = \$78  ? 66'h00000000080000000 : \$80 ;
+  assign \$82  = $signed(\$81 [33:0]) + $signed(args[85:76]);
+  assign \$83  = $signed(\$82 [33:0]) < $signed(args[95:86]);
+  assign \$84  = $signed(\$82 [33:0]) > $signed(args[105:96]);
+  assign \$85  = \$84  ? { args[105], args[105:96] } : { 1'h0, \$82 [9:0] };
+  assign \$86  = \$83  ? { args[95], args[95:86] } : \$85 ;
+  assign act_w__en = \$signal$54  & f_last;
+  assign \$87  = ! \$like$59 ;
+  assign \$88  = \$87  ? f_code[7:0] : buf0;
+  assign \$89  = \$like$59  == 1'h1;
+  assign \$90  = \$89  ? f_code[7:0] : buf1;
+  assign \$91  = \$like$59  == 2'h2;
+  assign \$92  = \$91  ? f_code[7:0] : buf2;
+  assign \$93  = \$like$59  == 2'h3;
+  assign \$94  = \$93  ? f_code[7:0] : buf3;
+  assign \$95  = \$like$59  == 3'h4;
+  assign \$96  = \$95  ? f_code[7:0] : buf4;
+  assign \$97  = \$like$59  == 3'h5;
+  assign \$98  = \$97  ? f_code[7:0] : buf5;
+  assign \$99  = \$like$59  == 3'h6;
+  assign \$100  = \$99  ? f_code[7:0] : buf6;
+  assign \$101  = \$like$59  == 3'h7;
+  assign \$102  = \$101  ? f_code[7:0] : buf7;
+  assign \$103  = ~ busy;
+  assign \$104  = ~ \$signal$70 ;
+  assign \$105  = \$103  & \$104 ;
+  assign \$106  = ~ \$signal$71 ;
+  assign \$107  = \$105  & \$106 ;
+  assign \$108  = ~ \$signal$72 ;
+  assign \$109  = \$107  & \$108 ;
+  assign \$110  = ~ \$signal$73 ;
+  assign \$111  = \$109  & \$110 ;
+  assign \$112  = ~ \$signal$54 ;
+  assign finished = \$111  & \$112 ;
+  assign done = \$signal$75  & finished;
+  assign \$113  = \$signal$9  + 1'h1;
+  assign \$114  = \$signal$78  + 1'h1;
+  assign \$115  = \$signal$78  == 3'h7;
+  assign \$116  = \$signal  + 1'h1;
+  assign \$117  = \$signal$79  + 1'h1;
+  assign \$118  = pix + args[48:40];
+  assign \$119  = args[39:24] - 1'h1;
+  assign \$120  = \$signal$79  == \$119 ;
+  assign \$121  = \$signal$9  < args[60:49];
+  assign \$122  = $signed(c) >= $signed(1'h0);
+  assign \$123  = \$signal$70  & \$122 ;
+  wire [13:0] _0_ = $signed(c) % $signed(5'h08);
+  assign \$342  = (c[13] == 1'h0) || _0_ == 0 ? $signed(_0_) : $signed(5'h08) + $signed(_0_);
+  wire [13:0] _1_ = $signed(c) % $signed(5'h08);
+  assign \$347  = (c[13] == 1'h0) || _1_ == 0 ? $signed(_1_) : $signed(5'h08) + $signed(_1_);
+  assign \$126  = \$125 [3:0] == 3'h7;
+  assign \$127  = args[60:49] - 1'h1;
+  assign \$128  = $signed(c) == $signed(\$127 );
+  assign \$129  = \$126  | \$128 ;
+  assign \$130  = args[23:12] + b_pix;
+  wire [14:0] _2_, _3_, _4_;
+  assign _2_ = $signed(c);
+  assign _3_ = $signed(5'h08);
+  assign _4_ = (c[13] == 1'h0) || c == 0 ? _2_ : $signed(_2_ - (1'h0 ? _3_ + 1 : _3_ - 1));
+  assign \$357  = $signed(_4_) / $signed(_3_);
+  assign \$132  = $signed({ 1'h0, \$130  }) + $signed(\$131 );
+  assign \$133  = 1'h1 << args[120:116];
+  assign \$134  = \$133  - 1'h1;
+  assign \$135  = { 13'h0000, c_s } & \$134 ;
+  assign \$366  = k % 4'hc;
+  assign \$137  = $signed(\$signal$42 ) + $signed(\$73 );
+  assign \$138  = ! \$like$59 ;
+  assign \$139  = \$like$59  == 1'h1;
+  assign \$140  = \$like$59  == 2'h2;
+  assign \$141  = \$like$59  == 2'h3;
+  assign \$142  = \$like$59  == 3'h4;
+  assign \$143  = \$like$59  == 3'h5;
+  assign \$144  = \$like$59  == 3'h6;
+  assign \$145  = \$like$59  == 3'h7;
+  assign \$146  = \$signal$75  & finished;
+  always @(posedge clk)
+    \$signal$9  <= \$147 ;
+  always @(posedge clk)
+    \$signal$78  <= \$148 ;
+  always @(posedge clk)
+    \$signal  <= \$149 ;
+  always @(posedge clk)
+    \$signal$79  <= \$150 ;
+  always @(posedge clk)
+    pix <= \$151 ;
+  always @(posedge clk)
+    busy <= \$152 ;
+  always @(posedge clk)
+    \$signal$70  <= \$153 ;
+  always @(posedge clk)
+    b_feed <= \$154 ;
+  always @(posedge clk)
+    \$like  <= \$155 ;
+  always @(posedge clk)
+    b_j <= \$156 ;
+  always @(posedge clk)
+    b_pix <= \$157 ;
+  always @(posedge clk)
+    dl0 <= \$158 ;
+  always @(posedge clk)
+    dl1 <= \$159 ;
+  always @(posedge clk)
+    dl2 <= \$160 ;
+  always @(posedge clk)
+    dl3 <= \$161 ;
+  always @(posedge clk)
+    dl4 <= \$162 ;
+  always @(posedge clk)
+    dl5 <= \$163 ;
+  always @(posedge clk)
+    dl6 <= \$164 ;
+  always @(posedge clk)
+    dl7 <= \$165 ;
+  always @(posedge clk)
+    dl8 <= \$166 ;
+  always @(posedge clk)
+    dl9 <= \$167 ;
+  always @(posedge clk)
+    dl10 <= \$168 ;
+  always @(posedge clk)
+    dl11 <= \$169 ;
+  always @(posedge clk)
+    dl12 <= \$170 ;
+  always @(posedge clk)
+    dl13 <= \$171 ;
+  always @(posedge clk)
+    dl14 <= \$172 ;
+  always @(posedge clk)
+    s_run <= \$173 ;
+  always @(posedge clk)
+    \$signal$71  <= \$174 ;
+  always @(posedge clk)
+    \$signal$81  <= \$175 ;
+  always @(posedge clk)
+    c_s <= \$176 ;
+  always @(posedge clk)
+    \$signal$82  <= \$177 ;
+  always @(posedge clk)
+    c_last <= \$178 ;
+  always @(posedge clk)
+    c_addr <= \$179 ;
+  always @(posedge clk)
+    \$signal$72  <= \$180 ;
+  always @(posedge clk)
+    \$signal$85  <= \$181 ;
+  always @(posedge clk)
+    d_last <= \$182 ;
+  always @(posedge clk)
+    \$like$87  <= \$183 ;
+  always @(posedge clk)
+    d_addr <= \$184 ;
+  always @(posedge clk)
+    d_f <= \$185 ;
+  always @(posedge clk)
+    d_slot <= \$186 ;
+  always @(posedge clk)
+    \$signal$73  <= \$187 ;
+  always @(posedge clk)
+    \$signal$48  <= \$188 ;
+  always @(posedge clk)
+    e_last <= \$189 ;
+  always @(posedge clk)
+    \$like$90  <= \$190 ;
+  always @(posedge clk)
+    e_addr <= \$191 ;
+  always @(posedge clk)
+    e_g <= \$192 ;
+  always @(posedge clk)
+    \$signal$54  <= \$193 ;
+  always @(posedge clk)
+    f_last <= \$194 ;
+  always @(posedge clk)
+    \$like$59  <= \$195 ;
+  always @(posedge clk)
+    act_w__addr <= \$196 ;
+  always @(posedge clk)
+    f_code <= \$197 ;
+  always @(posedge clk)
+    buf0 <= \$198 ;
+  always @(posedge clk)
+    buf1 <= \$199 ;
+  always @(posedge clk)
+    buf2 <= \$200 ;
+  always @(posedge clk)
+    buf3 <= \$201 ;
+  always @(posedge clk)
+    buf4 <= \$202 ;
+  always @(posedge clk)
+    buf5 <= \$203 ;
+  always @(posedge clk)
+    buf6 <= \$204 ;
+  always @(posedge clk)
+    buf7 <= \$205 ;
+  always @(posedge clk)
+    \$signal$75  <= \$206 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$like )
+      3'h0:
+          raw = act_rd__data[7:0];
+      3'h1:
+          raw = act_rd__data[15:8];
+      3'h2:
+          raw = act_rd__data[23:16];
+      3'h3:
+          raw = act_rd__data[31:24];
+      3'h4:
+          raw = act_rd__data[39:32];
+      3'h5:
+          raw = act_rd__data[47:40];
+      3'h6:
+          raw = act_rd__data[55:48];
+      3'h7:
+          raw = act_rd__data[63:56];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$signal$16  = 10'h000;
+    if (\$8 ) begin
+      \$signal$16  = \$10 ;
+    end
+    if (\$11 ) begin
+      \$signal$16  = \$13 ;
+    end
+    if (\$14 ) begin
+      \$signal$16  = \$16 ;
+    end
+    if (\$17 ) begin
+      \$signal$16  = \$19 ;
+    end
+    if (\$20 ) begin
+      \$signal$16  = \$22 ;
+    end
+    if (\$23 ) begin
+      \$signal$16  = \$25 ;
+    end
+    if (\$26 ) begin
+      \$signal$16  = \$28 ;
+    end
+    if (\$29 ) begin
+      \$signal$16  = \$31 ;
+    end
+    if (\$32 ) begin
+      \$signal$16  = \$34 ;
+    end
+    if (\$35 ) begin
+      \$signal$16  = \$37 ;
+    end
+    if (\$38 ) begin
+      \$signal$16  = \$40 ;
+    end
+    if (\$41 ) begin
+      \$signal$16  = \$43 ;
+    end
+    if (\$44 ) begin
+      \$signal$16  = \$46 ;
+    end
+    if (\$47 ) begin
+      \$signal$16  = \$49 ;
+    end
+    if (\$50 ) begin
+      \$signal$16  = \$52 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    centre = 10'h000;
+    if (\$53 ) begin
+      centre = \$7 [9:0];
+    end
+    if (\$54 ) begin
+      centre = dl0;
+    end
+    if (\$55 ) begin
+      centre = dl1;
+    end
+    if (\$56 ) begin
+      centre = dl2;
+    end
+    if (\$57 ) begin
+      centre = dl3;
+    end
+    if (\$58 ) begin
+      centre = dl4;
+    end
+    if (\$59 ) begin
+      centre = dl5;
+    end
+    if (\$60 ) begin
+      centre = dl6;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$signal$42  = 32'd0;
+    casez (d_slot)
+      4'h0:
+          \$signal$42  = param_rd__data[31:0];
+      4'h1:
+          \$signal$42  = param_rd__data[95:64];
+      4'h2:
+          \$signal$42  = param_rd__data[159:128];
+      4'h3:
+          \$signal$42  = param_rd__data[223:192];
+      4'h4:
+          \$signal$42  = param_rd__data[287:256];
+      4'h5:
+          \$signal$42  = param_rd__data[351:320];
+      4'h6:
+          \$signal$42  = param_rd__data[415:384];
+      4'h7:
+          \$signal$42  = param_rd__data[479:448];
+      4'h8:
+          \$signal$42  = param_rd__data[543:512];
+      4'h9:
+          \$signal$42  = param_rd__data[607:576];
+      4'ha:
+          \$signal$42  = param_rd__data[671:640];
+      4'hb:
+          \$signal$42  = param_rd__data[735:704];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    dg = 32'd0;
+    casez (d_slot)
+      4'h0:
+          dg = param_rd__data[63:32];
+      4'h1:
+          dg = param_rd__data[127:96];
+      4'h2:
+          dg = param_rd__data[191:160];
+      4'h3:
+          dg = param_rd__data[255:224];
+      4'h4:
+          dg = param_rd__data[319:288];
+      4'h5:
+          dg = param_rd__data[383:352];
+      4'h6:
+          dg = param_rd__data[447:416];
+      4'h7:
+          dg = param_rd__data[511:480];
+      4'h8:
+          dg = param_rd__data[575:544];
+      4'h9:
+          dg = param_rd__data[639:608];
+      4'ha:
+          dg = param_rd__data[703:672];
+      4'hb:
+          dg = param_rd__data[767:736];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$147  = \$signal$9 ;
+    if (busy) begin
+      \$147  = \$113 [12:0];
+      if (last_j) begin
+        \$147  = 13'h0000;
+      end
+    end
+    if (start) begin
+      \$147  = 13'h0000;
+    end
+    if (rst) begin
+      \$147  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$148  = \$signal$78 ;
+    if (busy) begin
+      \$148  = \$114 [2:0];
+      if (\$115 ) begin
+        \$148  = 3'h0;
+      end
+      if (last_j) begin
+        \$148  = 3'h0;
+      end
+    end
+    if (start) begin
+      \$148  = 3'h0;
+    end
+    if (rst) begin
+      \$148  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$149  = \$signal ;
+    if (busy) begin
+      if (\$115 ) begin
+        \$149  = \$116 [8:0];
+      end
+      if (last_j) begin
+        \$149  = 9'h000;
+      end
+    end
+    if (start) begin
+      \$149  = 9'h000;
+    end
+    if (rst) begin
+      \$149  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$150  = \$signal$79 ;
+    if (busy) begin
+      if (last_j) begin
+        \$150  = \$117 [15:0];
+      end
+    end
+    if (start) begin
+      \$150  = 16'h0000;
+    end
+    if (rst) begin
+      \$150  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$151  = pix;
+    if (busy) begin
+      if (last_j) begin
+        \$151  = \$118 [11:0];
+      end
+    end
+    if (start) begin
+      \$151  = 12'h000;
+    end
+    if (rst) begin
+      \$151  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$152  = busy;
+    if (busy) begin
+      if (last_j) begin
+        if (\$120 ) begin
+          \$152  = 1'h0;
+        end
+      end
+    end
+    if (start) begin
+      \$152  = 1'h1;
+    end
+    if (rst) begin
+      \$152  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$153  = busy;
+    if (rst) begin
+      \$153  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$154  = \$121 ;
+    if (rst) begin
+      \$154  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$155  = \$signal$78 ;
+    if (rst) begin
+      \$155  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$156  = \$signal$9 ;
+    if (rst) begin
+      \$156  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$157  = pix;
+    if (rst) begin
+      \$157  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$158  = dl0;
+    if (\$signal$70 ) begin
+      \$158  = \$7 [9:0];
+    end
+    if (rst) begin
+      \$158  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$159  = dl1;
+    if (\$signal$70 ) begin
+      \$159  = dl0;
+    end
+    if (rst) begin
+      \$159  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$160  = dl2;
+    if (\$signal$70 ) begin
+      \$160  = dl1;
+    end
+    if (rst) begin
+      \$160  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$161  = dl3;
+    if (\$signal$70 ) begin
+      \$161  = dl2;
+    end
+    if (rst) begin
+      \$161  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$162  = dl4;
+    if (\$signal$70 ) begin
+      \$162  = dl3;
+    end
+    if (rst) begin
+      \$162  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$163  = dl5;
+    if (\$signal$70 ) begin
+      \$163  = dl4;
+    end
+    if (rst) begin
+      \$163  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$164  = dl6;
+    if (\$signal$70 ) begin
+      \$164  = dl5;
+    end
+    if (rst) begin
+      \$164  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$165  = dl7;
+    if (\$signal$70 ) begin
+      \$165  = dl6;
+    end
+    if (rst) begin
+      \$165  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$166  = dl8;
+    if (\$signal$70 ) begin
+      \$166  = dl7;
+    end
+    if (rst) begin
+      \$166  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$167  = dl9;
+    if (\$signal$70 ) begin
+      \$167  = dl8;
+    end
+    if (rst) begin
+      \$167  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$168  = dl10;
+    if (\$signal$70 ) begin
+      \$168  = dl9;
+    end
+    if (rst) begin
+      \$168  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$169  = dl11;
+    if (\$signal$70 ) begin
+      \$169  = dl10;
+    end
+    if (rst) begin
+      \$169  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$170  = dl12;
+    if (\$signal$70 ) begin
+      \$170  = dl11;
+    end
+    if (rst) begin
+      \$170  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$171  = dl13;
+    if (\$signal$70 ) begin
+      \$171  = dl12;
+    end
+    if (rst) begin
+      \$171  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$172  = dl14;
+    if (\$signal$70 ) begin
+      \$172  = dl13;
+    end
+    if (rst) begin
+      \$172  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$173  = s_run;
+    if (\$signal$70 ) begin
+      \$173  = \$66 [19:0];
+    end
+    if (rst) begin
+      \$173  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$174  = \$123 ;
+    if (rst) begin
+      \$174  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$175  = centre;
+    if (rst) begin
+      \$175  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$176  = \$66 [19:0];
+    if (rst) begin
+      \$176  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$177  = \$124 [2:0];
+    if (rst) begin
+      \$177  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$178  = \$129 ;
+    if (rst) begin
+      \$178  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$179  = \$132 [11:0];
+    if (rst) begin
+      \$179  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$180  = \$signal$71 ;
+    if (rst) begin
+      \$180  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$181  = \$signal$81 ;
+    if (rst) begin
+      \$181  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$182  = c_last;
+    if (rst) begin
+      \$182  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$183  = \$signal$82 ;
+    if (rst) begin
+      \$183  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$184  = c_addr;
+    if (rst) begin
+      \$184  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$185  = \$135 [19:0];
+    if (rst) begin
+      \$185  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$186  = \$136 [3:0];
+    if (rst) begin
+      \$186  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$187  = \$signal$72 ;
+    if (rst) begin
+      \$187  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$188  = \$signal$85 ;
+    if (rst) begin
+      \$188  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$189  = d_last;
+    if (rst) begin
+      \$189  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$190  = \$like$87 ;
+    if (rst) begin
+      \$190  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$191  = d_addr;
+    if (rst) begin
+      \$191  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$192  = \$137 [33:0];
+    if (rst) begin
+      \$192  = 34'h000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$193  = \$signal$73 ;
+    if (rst) begin
+      \$193  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$194  = e_last;
+    if (rst) begin
+      \$194  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$195  = \$like$90 ;
+    if (rst) begin
+      \$195  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$196  = e_addr;
+    if (rst) begin
+      \$196  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$197  = \$86 [9:0];
+    if (rst) begin
+      \$197  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$198  = buf0;
+    if (\$signal$54 ) begin
+      if (f_last) begin
+        \$198  = 8'h00;
+      end else if (\$138 ) begin
+        \$198  = f_code[7:0];
+      end
+    end
+    if (rst) begin
+      \$198  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$199  = buf1;
+    if (\$signal$54 ) begin
+      if (f_last) begin
+        \$199  = 8'h00;
+      end else if (\$139 ) begin
+        \$199  = f_code[7:0];
+      end
+    end
+    if (rst) begin
+      \$199  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$200  = buf2;
+    if (\$signal$54 ) begin
+      if (f_last) begin
+        \$200  = 8'h00;
+      end else if (\$140 ) begin
+        \$200  = f_code[7:0];
+      end
+    end
+    if (rst) begin
+      \$200  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$201  = buf3;
+    if (\$signal$54 ) begin
+      if (f_last) begin
+        \$201  = 8'h00;
+      end else if (\$141 ) begin
+        \$201  = f_code[7:0];
+      end
+    end
+    if (rst) begin
+      \$201  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$202  = buf4;
+    if (\$signal$54 ) begin
+      if (f_last) begin
+        \$202  = 8'h00;
+      end else if (\$142 ) begin
+        \$202  = f_code[7:0];
+      end
+    end
+    if (rst) begin
+      \$202  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$203  = buf5;
+    if (\$signal$54 ) begin
+      if (f_last) begin
+        \$203  = 8'h00;
+      end else if (\$143 ) begin
+        \$203  = f_code[7:0];
+      end
+    end
+    if (rst) begin
+      \$203  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$204  = buf6;
+    if (\$signal$54 ) begin
+      if (f_last) begin
+        \$204  = 8'h00;
+      end else if (\$144 ) begin
+        \$204  = f_code[7:0];
+      end
+    end
+    if (rst) begin
+      \$204  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$205  = buf7;
+    if (\$signal$54 ) begin
+      if (f_last) begin
+        \$205  = 8'h00;
+      end else if (\$145 ) begin
+        \$205  = f_code[7:0];
+      end
+    end
+    if (rst) begin
+      \$205  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$206  = \$signal$75 ;
+    if (start) begin
+      \$206  = 1'h1;
+    end
+    if (\$146 ) begin
+      \$206  = 1'h0;
+    end
+    if (rst) begin
+      \$206  = 1'h0;
+    end
+  end
+  assign running = busy;
+  assign act_rd__en = 1'h1;
+  assign x = { \$5 [8], \$5  };
+  assign d_in = \$7 [9:0];
+  assign s_new = \$66 [21:0];
+  assign param_rd__en = 1'h1;
+  assign step = { \$73 [52], \$73  };
+  assign y = \$81 [33:0];
+  assign lrn_code_sum = \$82 [33:0];
+  assign lrn_code = \$86 [9:0];
+  assign \$signal$57  = act_w__addr;
+  assign act_w__data = { \$102 , \$100 , \$98 , \$96 , \$94 , \$92 , \$90 , \$88  };
+  assign act_rd__addr = \$2 [11:0];
+  assign param_rd__addr = \$68 [9:0];
+  assign \port$4831$0  = \$88 ;
+  assign \port$4833$0  = \$90 ;
+  assign \port$4835$0  = \$92 ;
+  assign \port$4837$0  = \$94 ;
+  assign \port$4839$0  = \$96 ;
+  assign \port$4841$0  = \$98 ;
+  assign \port$4843$0  = \$100 ;
+  assign \port$4845$0  = \$102 ;
+  assign \args.in_base  = args[11:0];
+  assign \args.out_base  = args[23:12];
+  assign \args.npos  = args[39:24];
+  assign \args.cw  = args[48:40];
+  assign \args.channels  = args[60:49];
+  assign \args.size  = args[64:61];
+  assign \args.x_signed  = args[65];
+  assign \args.zp_in  = args[75:66];
+  assign \args.zp_out  = args[85:76];
+  assign \args.act_min  = args[95:86];
+  assign \args.act_max  = args[105:96];
+  assign \args.table_base  = args[115:106];
+  assign \args.shift  = args[120:116];
+  assign \args.frac  = args[126:121];
+  assign \param_rd__data[0]  = param_rd__data[63:0];
+  assign \param_rd__data[0].g  = param_rd__data[31:0];
+  assign \param_rd__data[0].dg  = param_rd__data[63:32];
+  assign \param_rd__data[1]  = param_rd__data[127:64];
+  assign \param_rd__data[1].g  = param_rd__data[95:64];
+  assign \param_rd__data[1].dg  = param_rd__data[127:96];
+  assign \param_rd__data[2]  = param_rd__data[191:128];
+  assign \param_rd__data[2].g  = param_rd__data[159:128];
+  assign \param_rd__data[2].dg  = param_rd__data[191:160];
+  assign \param_rd__data[3]  = param_rd__data[255:192];
+  assign \param_rd__data[3].g  = param_rd__data[223:192];
+  assign \param_rd__data[3].dg  = param_rd__data[255:224];
+  assign \param_rd__data[4]  = param_rd__data[319:256];
+  assign \param_rd__data[4].g  = param_rd__data[287:256];
+  assign \param_rd__data[4].dg  = param_rd__data[319:288];
+  assign \param_rd__data[5]  = param_rd__data[383:320];
+  assign \param_rd__data[5].g  = param_rd__data[351:320];
+  assign \param_rd__data[5].dg  = param_rd__data[383:352];
+  assign \param_rd__data[6]  = param_rd__data[447:384];
+  assign \param_rd__data[6].g  = param_rd__data[415:384];
+  assign \param_rd__data[6].dg  = param_rd__data[447:416];
+  assign \param_rd__data[7]  = param_rd__data[511:448];
+  assign \param_rd__data[7].g  = param_rd__data[479:448];
+  assign \param_rd__data[7].dg  = param_rd__data[511:480];
+  assign \param_rd__data[8]  = param_rd__data[575:512];
+  assign \param_rd__data[8].g  = param_rd__data[543:512];
+  assign \param_rd__data[8].dg  = param_rd__data[575:544];
+  assign \param_rd__data[9]  = param_rd__data[639:576];
+  assign \param_rd__data[9].g  = param_rd__data[607:576];
+  assign \param_rd__data[9].dg  = param_rd__data[639:608];
+  assign \param_rd__data[10]  = param_rd__data[703:640];
+  assign \param_rd__data[10].g  = param_rd__data[671:640];
+  assign \param_rd__data[10].dg  = param_rd__data[703:672];
+  assign \param_rd__data[11]  = param_rd__data[767:704];
+  assign \param_rd__data[11].g  = param_rd__data[735:704];
+  assign \param_rd__data[11].dg  = param_rd__data[767:736];
+  assign hi = { 1'h0, args[64:62] };
+  assign \$279  = 1'h1;
+  assign \$67  = \$277 ;
+  assign \$71  = { 1'h0, \$70 [31:1] };
+  assign \$76  = { 1'h0, \$75 [63:1] };
+  assign \$344  = 1'h1;
+  assign \$124  = \$342 ;
+  assign \$349  = 1'h1;
+  assign \$125  = \$347 ;
+  assign \$359  = 1'h1;
+  assign \$131  = \$357 ;
+  assign \$368  = 1'h1;
+  assign \$136  = \$366 ;
+endmodule
+
+(* generator = "Amaranth" *)
+module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$26 , \act_rd__data$37 , param_rd__data, epi_rd__data, desc_rd__data, \desc_rd__data$21 , \desc_rd__data$32 , \desc_rd__data$43 , op__0__ready, res_valid__0, res_y__0, op__1__ready, res_valid__1, res_y__1, op__2__ready, res_valid__2, res_y__2, op__3__ready
+, res_valid__3, res_y__3, \port$93$0 , \port$94$0 , \port$95$0 , \port$96$0 , op__0__valid, op__1__valid, op__2__valid, op__3__valid, param_rd__addr, epi_rd__addr, finished, desc_rd__0__addr, act_rd__0__en, desc_rd__1__addr, act_rd__1__en, desc_rd__2__addr, act_rd__2__en, desc_rd__3__addr, act_rd__3__en
+, op__0__payload, op__1__payload, op__2__payload, op__3__payload, act_w__en, act_w__addr, act_w__data, busy, act_rd__0__addr, act_rd__1__addr, act_rd__2__addr, act_rd__3__addr, start, args, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [32:0] \$100 ;
@@ -19920,200 +21974,261 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire \$305 ;
   wire [10:0] \$306 ;
   wire [10:0] \$307 ;
-  wire \$308 ;
-  wire \$309 ;
+  wire [10:0] \$308 ;
+  wire [17:0] \$309 ;
   wire [8:0] \$31 ;
-  wire \$310 ;
-  wire \$311 ;
-  wire \$312 ;
-  wire \$313 ;
-  wire \$314 ;
-  wire \$315 ;
-  wire \$316 ;
-  wire \$317 ;
-  wire \$318 ;
-  wire \$319 ;
+  wire [32:0] \$310 ;
+  wire [17:0] \$311 ;
+  wire [32:0] \$312 ;
+  wire [17:0] \$313 ;
+  wire [32:0] \$314 ;
+  wire [17:0] \$315 ;
+  wire [32:0] \$316 ;
+  wire [17:0] \$317 ;
+  wire [32:0] \$318 ;
+  wire [17:0] \$319 ;
   wire \$32 ;
-  wire \$320 ;
-  wire [8:0] \$321 ;
-  wire \$322 ;
-  wire \$323 ;
-  wire \$324 ;
-  wire [8:0] \$325 ;
+  wire [32:0] \$320 ;
+  wire [17:0] \$321 ;
+  wire [32:0] \$322 ;
+  wire [17:0] \$323 ;
+  wire [32:0] \$324 ;
+  wire [32:0] \$325 ;
   wire \$326 ;
   wire \$327 ;
-  wire \$328 ;
-  wire [8:0] \$329 ;
+  wire [10:0] \$328 ;
+  wire [10:0] \$329 ;
   wire \$33 ;
-  wire \$330 ;
+  wire [32:0] \$330 ;
   wire \$331 ;
   wire \$332 ;
-  wire [8:0] \$333 ;
-  wire \$334 ;
-  wire \$335 ;
+  wire [10:0] \$333 ;
+  wire [10:0] \$334 ;
+  wire [32:0] \$335 ;
   wire \$336 ;
-  wire [9:0] \$337 ;
-  wire \$338 ;
-  wire [9:0] \$339 ;
+  wire \$337 ;
+  wire [10:0] \$338 ;
+  wire [10:0] \$339 ;
   wire [8:0] \$34 ;
-  wire \$340 ;
-  wire [16:0] \$341 ;
-  wire [16:0] \$342 ;
-  wire \$343 ;
-  wire [8:0] \$344 ;
-  wire [8:0] \$345 ;
-  wire [8:0] \$346 ;
-  wire [8:0] \$347 ;
-  wire \$348 ;
-  wire \$349 ;
+  wire [32:0] \$340 ;
+  wire \$341 ;
+  wire \$342 ;
+  wire [10:0] \$343 ;
+  wire [10:0] \$344 ;
+  wire [32:0] \$345 ;
+  wire \$346 ;
+  wire \$347 ;
+  wire [10:0] \$348 ;
+  wire [10:0] \$349 ;
   wire \$35 ;
-  wire [8:0] \$350 ;
-  wire [9:0] \$351 ;
+  wire [32:0] \$350 ;
+  wire \$351 ;
   wire \$352 ;
-  wire [9:0] \$353 ;
-  wire \$354 ;
-  wire \$355 ;
-  wire [3:0] \$356 ;
-  wire [3:0] \$357 ;
-  wire [9:0] \$358 ;
-  wire \$359 ;
+  wire [10:0] \$353 ;
+  wire [10:0] \$354 ;
+  wire [32:0] \$355 ;
+  wire \$356 ;
+  wire \$357 ;
+  wire [10:0] \$358 ;
+  wire [10:0] \$359 ;
   wire \$36 ;
-  wire [9:0] \$360 ;
+  wire [32:0] \$360 ;
   wire \$361 ;
-  wire [16:0] \$362 ;
-  wire [16:0] \$363 ;
-  wire \$364 ;
-  wire [8:0] \$365 ;
-  wire [8:0] \$366 ;
-  wire [8:0] \$367 ;
-  wire [8:0] \$368 ;
+  wire \$362 ;
+  wire [10:0] \$363 ;
+  wire [10:0] \$364 ;
+  wire \$365 ;
+  wire \$366 ;
+  wire \$367 ;
+  wire \$368 ;
   wire \$369 ;
   wire [8:0] \$37 ;
   wire \$370 ;
   wire \$371 ;
   wire \$372 ;
-  wire [8:0] \$373 ;
-  wire [7:0] \$374 ;
+  wire \$373 ;
+  wire \$374 ;
   wire \$375 ;
-  wire [8:0] \$376 ;
-  wire [8:0] \$377 ;
+  wire \$376 ;
+  wire \$377 ;
   wire \$378 ;
   wire \$379 ;
   wire \$38 ;
-  wire \$380 ;
+  wire [8:0] \$380 ;
   wire \$381 ;
-  wire [24:0] \$382 ;
-  wire [25:0] \$383 ;
-  wire [26:0] \$384 ;
+  wire \$382 ;
+  wire \$383 ;
+  wire [8:0] \$384 ;
   wire \$385 ;
   wire \$386 ;
-  wire [8:0] \$387 ;
-  wire \$388 ;
-  wire [8:0] \$389 ;
+  wire \$387 ;
+  wire [8:0] \$388 ;
+  wire \$389 ;
   wire [16:0] \$39 ;
-  reg [7:0] \$390 ;
-  reg [7:0] \$391 ;
-  reg [7:0] \$392 ;
-  reg [7:0] \$393 ;
-  reg [15:0] \$394 ;
-  reg \$395 ;
-  reg [7:0] \$396 ;
-  reg [2:0] \$397 ;
-  reg [7:0] \$398 ;
-  reg [7:0] \$399 ;
+  wire \$390 ;
+  wire \$391 ;
+  wire [8:0] \$392 ;
+  wire \$393 ;
+  wire \$394 ;
+  wire \$395 ;
+  wire [9:0] \$396 ;
+  wire \$397 ;
+  wire [9:0] \$398 ;
+  wire \$399 ;
   wire \$4 ;
   wire \$40 ;
-  reg [7:0] \$400 ;
-  reg [7:0] \$401 ;
-  reg [15:0] \$402 ;
-  reg \$403 ;
-  reg [31:0] \$404 ;
-  reg [31:0] \$405 ;
-  reg [31:0] \$406 ;
-  reg [31:0] \$407 ;
-  reg [31:0] \$408 ;
-  reg [31:0] \$409 ;
+  wire [16:0] \$400 ;
+  wire [16:0] \$401 ;
+  wire \$402 ;
+  wire [8:0] \$403 ;
+  wire [8:0] \$404 ;
+  wire [8:0] \$405 ;
+  wire [8:0] \$406 ;
+  wire \$407 ;
+  wire \$408 ;
+  wire [8:0] \$409 ;
   wire \$41 ;
-  reg [31:0] \$410 ;
-  reg [31:0] \$411 ;
-  reg [31:0] \$412 ;
-  reg [31:0] \$413 ;
-  reg [31:0] \$414 ;
-  reg [31:0] \$415 ;
-  reg [31:0] \$416 ;
-  reg [31:0] \$417 ;
-  reg [31:0] \$418 ;
-  reg [31:0] \$419 ;
+  wire [9:0] \$410 ;
+  wire \$411 ;
+  wire [9:0] \$412 ;
+  wire \$413 ;
+  wire \$414 ;
+  wire [3:0] \$415 ;
+  wire [3:0] \$416 ;
+  wire [9:0] \$417 ;
+  wire \$418 ;
+  wire [9:0] \$419 ;
   wire [8:0] \$42 ;
-  reg [31:0] \$420 ;
-  reg [31:0] \$421 ;
-  reg [31:0] \$422 ;
-  reg [31:0] \$423 ;
-  reg [31:0] \$424 ;
-  reg [31:0] \$425 ;
-  reg [31:0] \$426 ;
-  reg [31:0] \$427 ;
-  reg [31:0] \$428 ;
-  reg [31:0] \$429 ;
+  wire \$420 ;
+  wire [16:0] \$421 ;
+  wire [16:0] \$422 ;
+  wire \$423 ;
+  wire [8:0] \$424 ;
+  wire [8:0] \$425 ;
+  wire [8:0] \$426 ;
+  wire [8:0] \$427 ;
+  wire \$428 ;
+  wire \$429 ;
   wire \$43 ;
-  reg [31:0] \$430 ;
-  reg [31:0] \$431 ;
-  reg [31:0] \$432 ;
-  reg [31:0] \$433 ;
-  reg [31:0] \$434 ;
-  reg [31:0] \$435 ;
-  reg [31:0] \$436 ;
-  reg [31:0] \$437 ;
-  reg [31:0] \$438 ;
-  reg [31:0] \$439 ;
+  wire \$430 ;
+  wire \$431 ;
+  wire [8:0] \$432 ;
+  wire [7:0] \$433 ;
+  wire \$434 ;
+  wire [8:0] \$435 ;
+  wire [8:0] \$436 ;
+  wire \$437 ;
+  wire \$438 ;
+  wire \$439 ;
   wire \$44 ;
-  reg [31:0] \$440 ;
-  reg [31:0] \$441 ;
-  reg [31:0] \$442 ;
-  reg [31:0] \$443 ;
-  reg [31:0] \$444 ;
-  reg [31:0] \$445 ;
-  reg [31:0] \$446 ;
-  reg [31:0] \$447 ;
-  reg [31:0] \$448 ;
-  reg [31:0] \$449 ;
+  wire \$440 ;
+  wire [24:0] \$441 ;
+  wire [25:0] \$442 ;
+  wire [26:0] \$443 ;
+  wire \$444 ;
+  wire \$445 ;
+  wire \$446 ;
+  wire [8:0] \$447 ;
+  wire \$448 ;
+  wire [8:0] \$449 ;
   wire [8:0] \$45 ;
-  reg [31:0] \$450 ;
-  reg [31:0] \$451 ;
-  reg [31:0] \$452 ;
-  reg [31:0] \$453 ;
-  reg [31:0] \$454 ;
-  reg [31:0] \$455 ;
-  reg [31:0] \$456 ;
-  reg [31:0] \$457 ;
-  reg [31:0] \$458 ;
-  reg [31:0] \$459 ;
+  reg [7:0] \$450 ;
+  reg [7:0] \$451 ;
+  reg [7:0] \$452 ;
+  reg [7:0] \$453 ;
+  reg [15:0] \$454 ;
+  reg \$455 ;
+  reg [7:0] \$456 ;
+  reg [2:0] \$457 ;
+  reg [7:0] \$458 ;
+  reg [7:0] \$459 ;
   wire \$46 ;
-  reg [31:0] \$460 ;
-  reg [31:0] \$461 ;
-  reg [31:0] \$462 ;
-  reg [31:0] \$463 ;
+  reg [7:0] \$460 ;
+  reg [7:0] \$461 ;
+  reg [15:0] \$462 ;
+  reg \$463 ;
   reg [31:0] \$464 ;
   reg [31:0] \$465 ;
   reg [31:0] \$466 ;
   reg [31:0] \$467 ;
-  reg [7:0] \$468 ;
-  reg [7:0] \$469 ;
+  reg [31:0] \$468 ;
+  reg [31:0] \$469 ;
   wire \$47 ;
-  reg [7:0] \$470 ;
-  reg [15:0] \$471 ;
-  reg [7:0] \$472 ;
-  reg \$473 ;
-  reg \$474 ;
-  reg \$475 ;
-  reg [7:0] \$476 ;
+  reg [31:0] \$470 ;
+  reg [31:0] \$471 ;
+  reg [31:0] \$472 ;
+  reg [31:0] \$473 ;
+  reg [31:0] \$474 ;
+  reg [31:0] \$475 ;
+  reg [31:0] \$476 ;
+  reg [31:0] \$477 ;
+  reg [31:0] \$478 ;
+  reg [31:0] \$479 ;
   wire \$48 ;
+  reg [31:0] \$480 ;
+  reg [31:0] \$481 ;
+  reg [31:0] \$482 ;
+  reg [31:0] \$483 ;
+  reg [31:0] \$484 ;
+  reg [31:0] \$485 ;
+  reg [31:0] \$486 ;
+  reg [31:0] \$487 ;
+  reg [31:0] \$488 ;
+  reg [31:0] \$489 ;
   wire [16:0] \$49 ;
+  reg [31:0] \$490 ;
+  reg [31:0] \$491 ;
+  reg [31:0] \$492 ;
+  reg [31:0] \$493 ;
+  reg [31:0] \$494 ;
+  reg [31:0] \$495 ;
+  reg [31:0] \$496 ;
+  reg [31:0] \$497 ;
+  reg [31:0] \$498 ;
+  reg [31:0] \$499 ;
   wire \$5 ;
   wire \$50 ;
+  reg [31:0] \$500 ;
+  reg [31:0] \$501 ;
+  reg [31:0] \$502 ;
+  reg [31:0] \$503 ;
+  reg [31:0] \$504 ;
+  reg [31:0] \$505 ;
+  reg [31:0] \$506 ;
+  reg [31:0] \$507 ;
+  reg [31:0] \$508 ;
+  reg [31:0] \$509 ;
   wire \$51 ;
+  reg [31:0] \$510 ;
+  reg [31:0] \$511 ;
+  reg [31:0] \$512 ;
+  reg [31:0] \$513 ;
+  reg [31:0] \$514 ;
+  reg [31:0] \$515 ;
+  reg [31:0] \$516 ;
+  reg [31:0] \$517 ;
+  reg [31:0] \$518 ;
+  reg [31:0] \$519 ;
   wire [8:0] \$52 ;
+  reg [31:0] \$520 ;
+  reg [31:0] \$521 ;
+  reg [31:0] \$522 ;
+  reg [31:0] \$523 ;
+  reg [31:0] \$524 ;
+  reg [31:0] \$525 ;
+  reg [31:0] \$526 ;
+  reg [31:0] \$527 ;
+  reg [7:0] \$528 ;
+  reg [7:0] \$529 ;
   wire \$53 ;
+  reg [7:0] \$530 ;
+  reg [15:0] \$531 ;
+  reg [7:0] \$532 ;
+  reg \$533 ;
+  reg \$534 ;
+  reg \$535 ;
+  reg \$536 ;
+  reg [7:0] \$537 ;
   wire \$54 ;
   wire [8:0] \$55 ;
   wire \$56 ;
@@ -20233,20 +22348,25 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire \act_rd__en$29 ;
   wire \act_rd__en$40 ;
   output [11:0] act_w__addr;
-  reg [11:0] act_w__addr = 12'h000;
-  wire [63:0] act_w__data;
+  reg [11:0] act_w__addr;
+  output [63:0] act_w__data;
+  reg [63:0] act_w__data;
   output act_w__en;
-  wire act_w__en;
+  reg act_w__en;
   reg [11:0] addr_pipe0 = 12'h000;
   reg [11:0] addr_pipe1 = 12'h000;
   reg [11:0] addr_pipe2 = 12'h000;
-  (* init = 12'h000 *)
-  wire [11:0] addr_pipe3;
+  reg [11:0] addr_pipe3 = 12'h000;
+  reg [11:0] addr_pipe4 = 12'h000;
+  reg [11:0] addr_pipe5 = 12'h000;
+  reg [11:0] addr_pipe6 = 12'h000;
+  reg [11:0] addr_pipe7 = 12'h000;
+  reg [11:0] addr_pipe8 = 12'h000;
   wire all_idle;
   wire any_stall;
-  input [403:0] args;
-  wire [403:0] args;
-  wire [403:0] \args$1 ;
+  input [444:0] args;
+  wire [444:0] args;
+  wire [444:0] \args$1 ;
   wire [2:0] \args$1.ab_m1 ;
   wire [9:0] \args$1.act_max ;
   wire [9:0] \args$1.act_min ;
@@ -20257,6 +22377,11 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire [6:0] \args$1.desc_base ;
   wire [3:0] \args$1.dh ;
   wire [3:0] \args$1.dw ;
+  wire \args$1.epi ;
+  wire [9:0] \args$1.epi_base ;
+  wire [9:0] \args$1.epi_max ;
+  wire [9:0] \args$1.epi_min ;
+  wire [9:0] \args$1.epi_zp_out ;
   wire [7:0] \args$1.groups ;
   wire [13:0] \args$1.img_bstep ;
   wire [13:0] \args$1.img_delta ;
@@ -20295,7 +22420,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire \args$1.x_signed ;
   wire [7:0] \args$1.zp_in ;
   wire [9:0] \args$1.zp_out ;
-  wire [403:0] \args$12 ;
+  wire [444:0] \args$12 ;
   wire [2:0] \args$12.ab_m1 ;
   wire [9:0] \args$12.act_max ;
   wire [9:0] \args$12.act_min ;
@@ -20306,6 +22431,11 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire [6:0] \args$12.desc_base ;
   wire [3:0] \args$12.dh ;
   wire [3:0] \args$12.dw ;
+  wire \args$12.epi ;
+  wire [9:0] \args$12.epi_base ;
+  wire [9:0] \args$12.epi_max ;
+  wire [9:0] \args$12.epi_min ;
+  wire [9:0] \args$12.epi_zp_out ;
   wire [7:0] \args$12.groups ;
   wire [13:0] \args$12.img_bstep ;
   wire [13:0] \args$12.img_delta ;
@@ -20344,7 +22474,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire \args$12.x_signed ;
   wire [7:0] \args$12.zp_in ;
   wire [9:0] \args$12.zp_out ;
-  wire [403:0] \args$23 ;
+  wire [444:0] \args$23 ;
   wire [2:0] \args$23.ab_m1 ;
   wire [9:0] \args$23.act_max ;
   wire [9:0] \args$23.act_min ;
@@ -20355,6 +22485,11 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire [6:0] \args$23.desc_base ;
   wire [3:0] \args$23.dh ;
   wire [3:0] \args$23.dw ;
+  wire \args$23.epi ;
+  wire [9:0] \args$23.epi_base ;
+  wire [9:0] \args$23.epi_max ;
+  wire [9:0] \args$23.epi_min ;
+  wire [9:0] \args$23.epi_zp_out ;
   wire [7:0] \args$23.groups ;
   wire [13:0] \args$23.img_bstep ;
   wire [13:0] \args$23.img_delta ;
@@ -20393,7 +22528,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire \args$23.x_signed ;
   wire [7:0] \args$23.zp_in ;
   wire [9:0] \args$23.zp_out ;
-  wire [403:0] \args$34 ;
+  wire [444:0] \args$34 ;
   wire [2:0] \args$34.ab_m1 ;
   wire [9:0] \args$34.act_max ;
   wire [9:0] \args$34.act_min ;
@@ -20404,6 +22539,11 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire [6:0] \args$34.desc_base ;
   wire [3:0] \args$34.dh ;
   wire [3:0] \args$34.dw ;
+  wire \args$34.epi ;
+  wire [9:0] \args$34.epi_base ;
+  wire [9:0] \args$34.epi_max ;
+  wire [9:0] \args$34.epi_min ;
+  wire [9:0] \args$34.epi_zp_out ;
   wire [7:0] \args$34.groups ;
   wire [13:0] \args$34.img_bstep ;
   wire [13:0] \args$34.img_delta ;
@@ -20452,6 +22592,11 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire [6:0] \args.desc_base ;
   wire [3:0] \args.dh ;
   wire [3:0] \args.dw ;
+  wire \args.epi ;
+  wire [9:0] \args.epi_base ;
+  wire [9:0] \args.epi_max ;
+  wire [9:0] \args.epi_min ;
+  wire [9:0] \args.epi_zp_out ;
   wire [7:0] \args.groups ;
   wire [13:0] \args.img_bstep ;
   wire [13:0] \args.img_delta ;
@@ -20496,7 +22641,8 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire [6:0] \bi$121 ;
   output busy;
   reg busy = 1'h0;
-  wire \busy$400 ;
+  wire \busy$444 ;
+  wire \busy$445 ;
   input clk;
   wire clk;
   wire [9:0] code0;
@@ -20596,10 +22742,97 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire [8:0] \desc_rd__data.ky0 ;
   wire [13:0] \desc_rd__data.off0 ;
   wire done;
+  wire [31:0] e_acc0;
+  wire [31:0] e_acc1;
+  wire [31:0] e_acc2;
+  wire [31:0] e_acc3;
+  wire [31:0] e_acc4;
+  wire [31:0] e_acc5;
+  wire [31:0] e_acc6;
+  wire [31:0] e_acc7;
+  wire [9:0] e_code0;
+  wire [33:0] e_code0_sum;
+  wire [9:0] e_code1;
+  wire [33:0] e_code1_sum;
+  wire [9:0] e_code2;
+  wire [33:0] e_code2_sum;
+  wire [9:0] e_code3;
+  wire [33:0] e_code3_sum;
+  wire [9:0] e_code4;
+  wire [33:0] e_code4_sum;
+  wire [9:0] e_code5;
+  wire [33:0] e_code5_sum;
+  wire [9:0] e_code6;
+  wire [33:0] e_code6_sum;
+  wire [9:0] e_code7;
+  wire [33:0] e_code7_sum;
+  reg [9:0] e_q0 = 10'h000;
+  reg [9:0] e_q1 = 10'h000;
+  reg [9:0] e_q2 = 10'h000;
+  reg [9:0] e_q3 = 10'h000;
+  reg [9:0] e_q4 = 10'h000;
+  reg [9:0] e_q5 = 10'h000;
+  reg [9:0] e_q6 = 10'h000;
+  reg [9:0] e_q7 = 10'h000;
+  (* init = 1'h0 *)
+  wire e_valid;
   wire en;
   wire \en$49 ;
   wire \en$50 ;
   wire \en$51 ;
+  output [9:0] epi_rd__addr;
+  wire [9:0] epi_rd__addr;
+  input [767:0] epi_rd__data;
+  wire [767:0] epi_rd__data;
+  wire [95:0] \epi_rd__data[0] ;
+  wire [15:0] \epi_rd__data[0]._pad ;
+  wire [31:0] \epi_rd__data[0].bias ;
+  wire [31:0] \epi_rd__data[0].mult ;
+  wire [7:0] \epi_rd__data[0].shift ;
+  wire [7:0] \epi_rd__data[0].w ;
+  wire [95:0] \epi_rd__data[1] ;
+  wire [15:0] \epi_rd__data[1]._pad ;
+  wire [31:0] \epi_rd__data[1].bias ;
+  wire [31:0] \epi_rd__data[1].mult ;
+  wire [7:0] \epi_rd__data[1].shift ;
+  wire [7:0] \epi_rd__data[1].w ;
+  wire [95:0] \epi_rd__data[2] ;
+  wire [15:0] \epi_rd__data[2]._pad ;
+  wire [31:0] \epi_rd__data[2].bias ;
+  wire [31:0] \epi_rd__data[2].mult ;
+  wire [7:0] \epi_rd__data[2].shift ;
+  wire [7:0] \epi_rd__data[2].w ;
+  wire [95:0] \epi_rd__data[3] ;
+  wire [15:0] \epi_rd__data[3]._pad ;
+  wire [31:0] \epi_rd__data[3].bias ;
+  wire [31:0] \epi_rd__data[3].mult ;
+  wire [7:0] \epi_rd__data[3].shift ;
+  wire [7:0] \epi_rd__data[3].w ;
+  wire [95:0] \epi_rd__data[4] ;
+  wire [15:0] \epi_rd__data[4]._pad ;
+  wire [31:0] \epi_rd__data[4].bias ;
+  wire [31:0] \epi_rd__data[4].mult ;
+  wire [7:0] \epi_rd__data[4].shift ;
+  wire [7:0] \epi_rd__data[4].w ;
+  wire [95:0] \epi_rd__data[5] ;
+  wire [15:0] \epi_rd__data[5]._pad ;
+  wire [31:0] \epi_rd__data[5].bias ;
+  wire [31:0] \epi_rd__data[5].mult ;
+  wire [7:0] \epi_rd__data[5].shift ;
+  wire [7:0] \epi_rd__data[5].w ;
+  wire [95:0] \epi_rd__data[6] ;
+  wire [15:0] \epi_rd__data[6]._pad ;
+  wire [31:0] \epi_rd__data[6].bias ;
+  wire [31:0] \epi_rd__data[6].mult ;
+  wire [7:0] \epi_rd__data[6].shift ;
+  wire [7:0] \epi_rd__data[6].w ;
+  wire [95:0] \epi_rd__data[7] ;
+  wire [15:0] \epi_rd__data[7]._pad ;
+  wire [31:0] \epi_rd__data[7].bias ;
+  wire [31:0] \epi_rd__data[7].mult ;
+  wire [7:0] \epi_rd__data[7].shift ;
+  wire [7:0] \epi_rd__data[7].w ;
+  wire epi_rd__en;
   wire [31:0] ext0_0;
   wire [31:0] ext0_1;
   wire [31:0] ext0_2;
@@ -20707,6 +22940,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   reg [15:0] i_p0 = 16'h0000;
   reg [2:0] i_page = 3'h0;
   reg i_valid = 1'h0;
+  reg \i_valid$397  = 1'h0;
   wire idle_next;
   wire \idle_next$54 ;
   wire \idle_next$55 ;
@@ -20717,6 +22951,15 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire [6:0] \kk$88 ;
   wire [6:0] \kk$96 ;
   wire [255:0] mult;
+  wire [255:0] \mult$403 ;
+  wire [31:0] \mult$403[0] ;
+  wire [31:0] \mult$403[1] ;
+  wire [31:0] \mult$403[2] ;
+  wire [31:0] \mult$403[3] ;
+  wire [31:0] \mult$403[4] ;
+  wire [31:0] \mult$403[5] ;
+  wire [31:0] \mult$403[6] ;
+  wire [31:0] \mult$403[7] ;
   wire [31:0] \mult[0] ;
   wire [31:0] \mult[1] ;
   wire [31:0] \mult[2] ;
@@ -20725,6 +22968,10 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire [31:0] \mult[5] ;
   wire [31:0] \mult[6] ;
   wire [31:0] \mult[7] ;
+  reg [7:0] n_pipe0 = 8'h00;
+  reg [7:0] n_pipe1 = 8'h00;
+  reg [7:0] n_pipe2 = 8'h00;
+  reg [7:0] n_pipe3 = 8'h00;
   wire [31:0] new0_0;
   wire [31:0] new0_1;
   wire [31:0] new0_2;
@@ -20762,6 +23009,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire [6:0] \nn$89 ;
   wire [6:0] \nn$97 ;
   wire o_valid;
+  wire \o_valid$441 ;
   output [596:0] op__0__payload;
   wire [596:0] op__0__payload;
   wire [2:0] \op__0__payload.ab_m1 ;
@@ -21127,88 +23375,81 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   input [767:0] param_rd__data;
   wire [767:0] param_rd__data;
   wire [95:0] \param_rd__data[0] ;
-  wire [23:0] \param_rd__data[0]._pad ;
+  wire [15:0] \param_rd__data[0]._pad ;
   wire [31:0] \param_rd__data[0].bias ;
   wire [31:0] \param_rd__data[0].mult ;
   wire [7:0] \param_rd__data[0].shift ;
+  wire [7:0] \param_rd__data[0].w ;
   wire [95:0] \param_rd__data[1] ;
-  wire [23:0] \param_rd__data[1]._pad ;
+  wire [15:0] \param_rd__data[1]._pad ;
   wire [31:0] \param_rd__data[1].bias ;
   wire [31:0] \param_rd__data[1].mult ;
   wire [7:0] \param_rd__data[1].shift ;
+  wire [7:0] \param_rd__data[1].w ;
   wire [95:0] \param_rd__data[2] ;
-  wire [23:0] \param_rd__data[2]._pad ;
+  wire [15:0] \param_rd__data[2]._pad ;
   wire [31:0] \param_rd__data[2].bias ;
   wire [31:0] \param_rd__data[2].mult ;
   wire [7:0] \param_rd__data[2].shift ;
+  wire [7:0] \param_rd__data[2].w ;
   wire [95:0] \param_rd__data[3] ;
-  wire [23:0] \param_rd__data[3]._pad ;
+  wire [15:0] \param_rd__data[3]._pad ;
   wire [31:0] \param_rd__data[3].bias ;
   wire [31:0] \param_rd__data[3].mult ;
   wire [7:0] \param_rd__data[3].shift ;
+  wire [7:0] \param_rd__data[3].w ;
   wire [95:0] \param_rd__data[4] ;
-  wire [23:0] \param_rd__data[4]._pad ;
+  wire [15:0] \param_rd__data[4]._pad ;
   wire [31:0] \param_rd__data[4].bias ;
   wire [31:0] \param_rd__data[4].mult ;
   wire [7:0] \param_rd__data[4].shift ;
+  wire [7:0] \param_rd__data[4].w ;
   wire [95:0] \param_rd__data[5] ;
-  wire [23:0] \param_rd__data[5]._pad ;
+  wire [15:0] \param_rd__data[5]._pad ;
   wire [31:0] \param_rd__data[5].bias ;
   wire [31:0] \param_rd__data[5].mult ;
   wire [7:0] \param_rd__data[5].shift ;
+  wire [7:0] \param_rd__data[5].w ;
   wire [95:0] \param_rd__data[6] ;
-  wire [23:0] \param_rd__data[6]._pad ;
+  wire [15:0] \param_rd__data[6]._pad ;
   wire [31:0] \param_rd__data[6].bias ;
   wire [31:0] \param_rd__data[6].mult ;
   wire [7:0] \param_rd__data[6].shift ;
+  wire [7:0] \param_rd__data[6].w ;
   wire [95:0] \param_rd__data[7] ;
-  wire [23:0] \param_rd__data[7]._pad ;
+  wire [15:0] \param_rd__data[7]._pad ;
   wire [31:0] \param_rd__data[7].bias ;
   wire [31:0] \param_rd__data[7].mult ;
   wire [7:0] \param_rd__data[7].shift ;
+  wire [7:0] \param_rd__data[7].w ;
   wire param_rd__en;
-  output [7:0] \port$428$0 ;
-  wire [7:0] \port$428$0 ;
-  output [7:0] \port$433$0 ;
-  wire [7:0] \port$433$0 ;
-  output [7:0] \port$438$0 ;
-  wire [7:0] \port$438$0 ;
-  output [7:0] \port$443$0 ;
-  wire [7:0] \port$443$0 ;
-  output [7:0] \port$448$0 ;
-  wire [7:0] \port$448$0 ;
-  output [7:0] \port$453$0 ;
-  wire [7:0] \port$453$0 ;
-  output [7:0] \port$458$0 ;
-  wire [7:0] \port$458$0 ;
-  output [7:0] \port$463$0 ;
-  wire [7:0] \port$463$0 ;
-  output \port$87$0 ;
-  wire \port$87$0 ;
-  output \port$88$0 ;
-  wire \port$88$0 ;
-  output \port$89$0 ;
-  wire \port$89$0 ;
-  output \port$90$0 ;
-  wire \port$90$0 ;
+  output \port$93$0 ;
+  wire \port$93$0 ;
+  output \port$94$0 ;
+  wire \port$94$0 ;
+  output \port$95$0 ;
+  wire \port$95$0 ;
+  output \port$96$0 ;
+  wire \port$96$0 ;
   wire pos_bstep;
   wire \pos_bstep$101 ;
   wire \pos_bstep$85 ;
   wire \pos_bstep$93 ;
   wire pos_init;
-  wire \pos_init$406 ;
-  wire \pos_init$407 ;
-  wire \pos_init$408 ;
+  wire \pos_init$451 ;
+  wire \pos_init$452 ;
+  wire \pos_init$453 ;
   wire pos_step;
-  wire \pos_step$411 ;
-  wire \pos_step$412 ;
-  wire \pos_step$413 ;
+  wire \pos_step$456 ;
+  wire \pos_step$457 ;
+  wire \pos_step$458 ;
   wire pos_valid;
   wire \pos_valid$79 ;
   wire \pos_valid$87 ;
   wire \pos_valid$95 ;
   wire post_busy;
   reg [11:0] q0_addr = 12'h000;
+  reg [7:0] q0_n = 8'h00;
   reg [31:0] q0_sum0 = 32'd0;
   reg [31:0] q0_sum1 = 32'd0;
   reg [31:0] q0_sum2 = 32'd0;
@@ -21543,6 +23784,15 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   reg setup = 1'h0;
   reg [7:0] setup_cnt = 8'h00;
   wire [63:0] shift;
+  wire [63:0] \shift$404 ;
+  wire [7:0] \shift$404[0] ;
+  wire [7:0] \shift$404[1] ;
+  wire [7:0] \shift$404[2] ;
+  wire [7:0] \shift$404[3] ;
+  wire [7:0] \shift$404[4] ;
+  wire [7:0] \shift$404[5] ;
+  wire [7:0] \shift$404[6] ;
+  wire [7:0] \shift$404[7] ;
   wire [7:0] \shift[0] ;
   wire [7:0] \shift[1] ;
   wire [7:0] \shift[2] ;
@@ -21820,6 +24070,15 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire [31:0] \x$365[5] ;
   wire [31:0] \x$365[6] ;
   wire [31:0] \x$365[7] ;
+  wire [255:0] \x$402 ;
+  wire [31:0] \x$402[0] ;
+  wire [31:0] \x$402[1] ;
+  wire [31:0] \x$402[2] ;
+  wire [31:0] \x$402[3] ;
+  wire [31:0] \x$402[4] ;
+  wire [31:0] \x$402[5] ;
+  wire [31:0] \x$402[6] ;
+  wire [31:0] \x$402[7] ;
   wire [7:0] \x[0] ;
   wire [7:0] \x[10] ;
   wire [7:0] \x[11] ;
@@ -21885,6 +24144,15 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire [7:0] \x[8] ;
   wire [7:0] \x[9] ;
   wire [255:0] y;
+  wire [255:0] \y$420 ;
+  wire [31:0] \y$420[0] ;
+  wire [31:0] \y$420[1] ;
+  wire [31:0] \y$420[2] ;
+  wire [31:0] \y$420[3] ;
+  wire [31:0] \y$420[4] ;
+  wire [31:0] \y$420[5] ;
+  wire [31:0] \y$420[6] ;
+  wire [31:0] \y$420[7] ;
   wire [31:0] \y[0] ;
   wire [31:0] \y[1] ;
   wire [31:0] \y[2] ;
@@ -21893,126 +24161,239 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire [31:0] \y[5] ;
   wire [31:0] \y[6] ;
   wire [31:0] \y[7] ;
+  assign \$386  = setup & \$385 ;
+  assign \$387  = \bi$111  > setup_cnt;
+  assign \pos_step$456  = \$386  & \$387 ;
+  assign \$388  = setup_cnt + 1'h1;
+  assign \$389  = \$388  < args[294:288];
+  assign \$390  = setup & \$389 ;
+  assign \$391  = \bi$116  > setup_cnt;
+  assign \pos_step$457  = \$390  & \$391 ;
+  assign \$392  = setup_cnt + 1'h1;
+  assign \$393  = \$392  < args[294:288];
+  assign \$394  = setup & \$393 ;
+  assign \$395  = \bi$121  > setup_cnt;
+  assign \pos_step$458  = \$394  & \$395 ;
+  assign \$396  = args[278:270] - 1'h1;
+  assign \$397  = g_kr == \$396 ;
+  assign \$398  = args[287:279] - 1'h1;
+  assign \$399  = g_nr == \$398 ;
+  assign \$400  = g_p0 + args[294:288];
+  assign \$401  = g_p0 + args[294:288];
+  assign \$402  = \$401  >= args[114:99];
+  assign \$403  = g_nr + 1'h1;
+  assign \$404  = g_nbase + args[308:302];
+  assign \$405  = g_kr + 1'h1;
+  assign \$406  = g_kbase + args[301:295];
+  assign \$407  = issue & \final ;
+  assign \$408  = since_final != 8'hff;
+  assign \$409  = since_final + 1'h1;
+  assign \$410  = args[278:270] - 1'h1;
+  assign \$411  = i_kr == \$410 ;
+  assign \$412  = args[287:279] - 1'h1;
+  assign \$413  = i_nr == \$412 ;
+  assign \$414  = \$411  & \$413 ;
+  assign \$415  = i_page + 1'h1;
+  assign \$416  = \$414  ? { 1'h0, args[326:324] } : \$415 ;
+  assign \$417  = args[278:270] - 1'h1;
+  assign \$418  = i_kr == \$417 ;
+  assign \$419  = args[287:279] - 1'h1;
+  assign \$420  = i_nr == \$419 ;
+  assign \$421  = i_p0 + args[294:288];
+  assign \$422  = i_p0 + args[294:288];
+  assign \$423  = \$422  >= args[114:99];
+  assign \$424  = i_nr + 1'h1;
+  assign \$425  = i_nbase + args[308:302];
+  assign \$426  = i_kr + 1'h1;
+  assign \$427  = i_kbase + args[301:295];
+  assign \$428  = res_any & tag[1];
+  assign \$429  = res_any & tag[1];
+  assign \$430  = ~ \$429 ;
+  assign \$431  = ser_on & \$430 ;
+  assign \$432  = ser_cnt - 1'h1;
+  assign \$433  = args[308:302] - 1'h1;
+  assign \$434  = $signed({ 1'h0, g_nn }) == $signed(\$433 );
+  assign \$435  = g_bi + 1'h1;
+  assign \$436  = g_nn + 1'h1;
+  assign \$437  = \$257 [15:0] < args[114:99];
+  assign \$438  = ser_on & \$437 ;
+  assign \$439  = \$258 [7:0] < args[269:261];
+  assign \$440  = \$438  & \$439 ;
+  assign \$441  = \$257 [15:0] * args[347:339];
+  assign \$442  = args[338:327] + \$441 ;
+  assign \$443  = \$442  + \$258 [7:0];
+  assign \$444  = \o_valid$441  & args[404];
+  assign \$445  = ~ busy;
+  assign \$446  = start & \$445 ;
+  assign \$447  = setup_cnt + 1'h1;
+  assign \$448  = \$447  < args[294:288];
+  assign \$449  = setup_cnt + 1'h1;
   always @(posedge clk)
-    ser0_4 <= \$413 ;
+    g_kr <= \$450 ;
   always @(posedge clk)
-    acc0_5 <= \$414 ;
+    g_kbase <= \$451 ;
   always @(posedge clk)
-    ser0_5 <= \$415 ;
+    g_nr <= \$452 ;
   always @(posedge clk)
-    acc0_6 <= \$416 ;
+    g_nbase <= \$453 ;
   always @(posedge clk)
-    ser0_6 <= \$417 ;
+    g_p0 <= \$454 ;
   always @(posedge clk)
-    acc0_7 <= \$418 ;
+    g_done <= \$455 ;
   always @(posedge clk)
-    ser0_7 <= \$419 ;
+    since_final <= \$456 ;
   always @(posedge clk)
-    acc1_0 <= \$420 ;
+    i_page <= \$457 ;
   always @(posedge clk)
-    ser1_0 <= \$421 ;
+    i_kr <= \$458 ;
   always @(posedge clk)
-    acc1_1 <= \$422 ;
+    i_kbase <= \$459 ;
   always @(posedge clk)
-    ser1_1 <= \$423 ;
+    i_nr <= \$460 ;
   always @(posedge clk)
-    acc1_2 <= \$424 ;
+    i_nbase <= \$461 ;
   always @(posedge clk)
-    ser1_2 <= \$425 ;
+    i_p0 <= \$462 ;
   always @(posedge clk)
-    acc1_3 <= \$426 ;
+    i_done <= \$463 ;
   always @(posedge clk)
-    ser1_3 <= \$427 ;
+    acc0_0 <= \$464 ;
   always @(posedge clk)
-    acc1_4 <= \$428 ;
+    ser0_0 <= \$465 ;
   always @(posedge clk)
-    ser1_4 <= \$429 ;
+    acc0_1 <= \$466 ;
   always @(posedge clk)
-    acc1_5 <= \$430 ;
+    ser0_1 <= \$467 ;
   always @(posedge clk)
-    ser1_5 <= \$431 ;
+    acc0_2 <= \$468 ;
   always @(posedge clk)
-    acc1_6 <= \$432 ;
+    ser0_2 <= \$469 ;
   always @(posedge clk)
-    ser1_6 <= \$433 ;
+    acc0_3 <= \$470 ;
   always @(posedge clk)
-    acc1_7 <= \$434 ;
+    ser0_3 <= \$471 ;
   always @(posedge clk)
-    ser1_7 <= \$435 ;
+    acc0_4 <= \$472 ;
   always @(posedge clk)
-    acc2_0 <= \$436 ;
+    ser0_4 <= \$473 ;
   always @(posedge clk)
-    ser2_0 <= \$437 ;
+    acc0_5 <= \$474 ;
   always @(posedge clk)
-    acc2_1 <= \$438 ;
+    ser0_5 <= \$475 ;
   always @(posedge clk)
-    ser2_1 <= \$439 ;
+    acc0_6 <= \$476 ;
   always @(posedge clk)
-    acc2_2 <= \$440 ;
+    ser0_6 <= \$477 ;
   always @(posedge clk)
-    ser2_2 <= \$441 ;
+    acc0_7 <= \$478 ;
   always @(posedge clk)
-    acc2_3 <= \$442 ;
+    ser0_7 <= \$479 ;
   always @(posedge clk)
-    ser2_3 <= \$443 ;
+    acc1_0 <= \$480 ;
   always @(posedge clk)
-    acc2_4 <= \$444 ;
+    ser1_0 <= \$481 ;
   always @(posedge clk)
-    ser2_4 <= \$445 ;
+    acc1_1 <= \$482 ;
   always @(posedge clk)
-    acc2_5 <= \$446 ;
+    ser1_1 <= \$483 ;
   always @(posedge clk)
-    ser2_5 <= \$447 ;
+    acc1_2 <= \$484 ;
   always @(posedge clk)
-    acc2_6 <= \$448 ;
+    ser1_2 <= \$485 ;
   always @(posedge clk)
-    ser2_6 <= \$449 ;
+    acc1_3 <= \$486 ;
   always @(posedge clk)
-    acc2_7 <= \$450 ;
+    ser1_3 <= \$487 ;
   always @(posedge clk)
-    ser2_7 <= \$451 ;
+    acc1_4 <= \$488 ;
   always @(posedge clk)
-    acc3_0 <= \$452 ;
+    ser1_4 <= \$489 ;
   always @(posedge clk)
-    ser3_0 <= \$453 ;
+    acc1_5 <= \$490 ;
   always @(posedge clk)
-    acc3_1 <= \$454 ;
+    ser1_5 <= \$491 ;
   always @(posedge clk)
-    ser3_1 <= \$455 ;
+    acc1_6 <= \$492 ;
   always @(posedge clk)
-    acc3_2 <= \$456 ;
+    ser1_6 <= \$493 ;
   always @(posedge clk)
-    ser3_2 <= \$457 ;
+    acc1_7 <= \$494 ;
   always @(posedge clk)
-    acc3_3 <= \$458 ;
+    ser1_7 <= \$495 ;
   always @(posedge clk)
-    ser3_3 <= \$459 ;
+    acc2_0 <= \$496 ;
   always @(posedge clk)
-    acc3_4 <= \$460 ;
+    ser2_0 <= \$497 ;
   always @(posedge clk)
-    ser3_4 <= \$461 ;
+    acc2_1 <= \$498 ;
   always @(posedge clk)
-    acc3_5 <= \$462 ;
+    ser2_1 <= \$499 ;
   always @(posedge clk)
-    ser3_5 <= \$463 ;
+    acc2_2 <= \$500 ;
   always @(posedge clk)
-    acc3_6 <= \$464 ;
+    ser2_2 <= \$501 ;
   always @(posedge clk)
-    ser3_6 <= \$465 ;
+    acc2_3 <= \$502 ;
   always @(posedge clk)
-    acc3_7 <= \$466 ;
+    ser2_3 <= \$503 ;
   always @(posedge clk)
-    ser3_7 <= \$467 ;
+    acc2_4 <= \$504 ;
   always @(posedge clk)
-    ser_cnt <= \$468 ;
+    ser2_4 <= \$505 ;
   always @(posedge clk)
-    g_bi <= \$469 ;
+    acc2_5 <= \$506 ;
   always @(posedge clk)
-    g_nn <= \$470 ;
+    ser2_5 <= \$507 ;
   always @(posedge clk)
-    ser_p0 <= \$471 ;
+    acc2_6 <= \$508 ;
   always @(posedge clk)
-    ser_n0 <= \$472 ;
+    ser2_6 <= \$509 ;
+  always @(posedge clk)
+    acc2_7 <= \$510 ;
+  always @(posedge clk)
+    ser2_7 <= \$511 ;
+  always @(posedge clk)
+    acc3_0 <= \$512 ;
+  always @(posedge clk)
+    ser3_0 <= \$513 ;
+  always @(posedge clk)
+    acc3_1 <= \$514 ;
+  always @(posedge clk)
+    ser3_1 <= \$515 ;
+  always @(posedge clk)
+    acc3_2 <= \$516 ;
+  always @(posedge clk)
+    ser3_2 <= \$517 ;
+  always @(posedge clk)
+    acc3_3 <= \$518 ;
+  always @(posedge clk)
+    ser3_3 <= \$519 ;
+  always @(posedge clk)
+    acc3_4 <= \$520 ;
+  always @(posedge clk)
+    ser3_4 <= \$521 ;
+  always @(posedge clk)
+    acc3_5 <= \$522 ;
+  always @(posedge clk)
+    ser3_5 <= \$523 ;
+  always @(posedge clk)
+    acc3_6 <= \$524 ;
+  always @(posedge clk)
+    ser3_6 <= \$525 ;
+  always @(posedge clk)
+    acc3_7 <= \$526 ;
+  always @(posedge clk)
+    ser3_7 <= \$527 ;
+  always @(posedge clk)
+    ser_cnt <= \$528 ;
+  always @(posedge clk)
+    g_bi <= \$529 ;
+  always @(posedge clk)
+    g_nn <= \$530 ;
+  always @(posedge clk)
+    ser_p0 <= \$531 ;
+  always @(posedge clk)
+    ser_n0 <= \$532 ;
   always @(posedge clk)
     q0_sum0 <= \$235 [31:0];
   always @(posedge clk)
@@ -22030,9 +24411,11 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   always @(posedge clk)
     q0_sum7 <= \$256 [31:0];
   always @(posedge clk)
-    i_valid <= \$473 ;
+    i_valid <= \$533 ;
   always @(posedge clk)
-    q0_addr <= \$384 [11:0];
+    q0_addr <= \$443 [11:0];
+  always @(posedge clk)
+    q0_n <= \$258 [7:0];
   always @(posedge clk)
     addr_pipe0 <= q0_addr;
   always @(posedge clk)
@@ -22040,13 +24423,49 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   always @(posedge clk)
     addr_pipe2 <= addr_pipe1;
   always @(posedge clk)
-    act_w__addr <= addr_pipe2;
+    addr_pipe3 <= addr_pipe2;
   always @(posedge clk)
-    busy <= \$474 ;
+    addr_pipe4 <= addr_pipe3;
   always @(posedge clk)
-    setup <= \$475 ;
+    addr_pipe5 <= addr_pipe4;
   always @(posedge clk)
-    setup_cnt <= \$476 ;
+    addr_pipe6 <= addr_pipe5;
+  always @(posedge clk)
+    addr_pipe7 <= addr_pipe6;
+  always @(posedge clk)
+    addr_pipe8 <= addr_pipe7;
+  always @(posedge clk)
+    n_pipe0 <= q0_n;
+  always @(posedge clk)
+    n_pipe1 <= n_pipe0;
+  always @(posedge clk)
+    n_pipe2 <= n_pipe1;
+  always @(posedge clk)
+    n_pipe3 <= n_pipe2;
+  always @(posedge clk)
+    \i_valid$397  <= \$534 ;
+  always @(posedge clk)
+    e_q0 <= \$272 [9:0];
+  always @(posedge clk)
+    e_q1 <= \$277 [9:0];
+  always @(posedge clk)
+    e_q2 <= \$282 [9:0];
+  always @(posedge clk)
+    e_q3 <= \$287 [9:0];
+  always @(posedge clk)
+    e_q4 <= \$292 [9:0];
+  always @(posedge clk)
+    e_q5 <= \$297 [9:0];
+  always @(posedge clk)
+    e_q6 <= \$302 [9:0];
+  always @(posedge clk)
+    e_q7 <= \$307 [9:0];
+  always @(posedge clk)
+    busy <= \$535 ;
+  always @(posedge clk)
+    setup <= \$536 ;
+  always @(posedge clk)
+    setup_cnt <= \$537 ;
   assign \$1  = en & busy;
   assign \$2  = \en$49  & busy;
   assign \$3  = \en$50  & busy;
@@ -22424,144 +24843,102 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   assign \$305  = $signed(\$303 ) > $signed(args[395:386]);
   assign \$306  = \$305  ? { args[395], args[395:386] } : { 1'h0, \$303 [9:0] };
   assign \$307  = \$304  ? { args[385], args[385:376] } : \$306 ;
-  assign post_busy = i_valid | \busy$400 ;
-  assign \$308  = ~ setup;
-  assign \$309  = busy & \$308 ;
-  assign \$310  = \$309  & g_done;
-  assign \$311  = \$310  & i_done;
-  assign \$312  = ~ r_rdy;
-  assign \$313  = \$311  & \$312 ;
-  assign \$314  = ~ ser_on;
-  assign \$315  = \$313  & \$314 ;
-  assign \$316  = ~ post_busy;
-  assign finished = \$315  & \$316 ;
-  assign \$317  = ~ busy;
-  assign pos_init = start & \$317 ;
-  assign \$318  = ~ busy;
-  assign \pos_init$406  = start & \$318 ;
-  assign \$319  = ~ busy;
-  assign \pos_init$407  = start & \$319 ;
-  assign \$320  = ~ busy;
-  assign \pos_init$408  = start & \$320 ;
-  assign \$321  = setup_cnt + 1'h1;
-  assign \$322  = \$321  < args[294:288];
-  assign \$323  = setup & \$322 ;
-  assign \$324  = bi > setup_cnt;
-  assign pos_step = \$323  & \$324 ;
-  assign \$325  = setup_cnt + 1'h1;
-  assign \$326  = \$325  < args[294:288];
-  assign \$327  = setup & \$326 ;
-  assign \$328  = \bi$111  > setup_cnt;
-  assign \pos_step$411  = \$327  & \$328 ;
-  assign \$329  = setup_cnt + 1'h1;
-  assign \$330  = \$329  < args[294:288];
-  assign \$331  = setup & \$330 ;
-  assign \$332  = \bi$116  > setup_cnt;
-  assign \pos_step$412  = \$331  & \$332 ;
-  assign \$333  = setup_cnt + 1'h1;
-  assign \$334  = \$333  < args[294:288];
-  assign \$335  = setup & \$334 ;
-  assign \$336  = \bi$121  > setup_cnt;
-  assign \pos_step$413  = \$335  & \$336 ;
-  assign \$337  = args[278:270] - 1'h1;
-  assign \$338  = g_kr == \$337 ;
-  assign \$339  = args[287:279] - 1'h1;
-  assign \$340  = g_nr == \$339 ;
-  assign \$341  = g_p0 + args[294:288];
-  assign \$342  = g_p0 + args[294:288];
-  assign \$343  = \$342  >= args[114:99];
-  assign \$344  = g_nr + 1'h1;
-  assign \$345  = g_nbase + args[308:302];
-  assign \$346  = g_kr + 1'h1;
-  assign \$347  = g_kbase + args[301:295];
-  assign \$348  = issue & \final ;
-  assign \$349  = since_final != 8'hff;
-  assign \$350  = since_final + 1'h1;
-  assign \$351  = args[278:270] - 1'h1;
-  assign \$352  = i_kr == \$351 ;
-  assign \$353  = args[287:279] - 1'h1;
-  assign \$354  = i_nr == \$353 ;
-  assign \$355  = \$352  & \$354 ;
-  assign \$356  = i_page + 1'h1;
-  assign \$357  = \$355  ? { 1'h0, args[326:324] } : \$356 ;
-  assign \$358  = args[278:270] - 1'h1;
-  assign \$359  = i_kr == \$358 ;
-  assign \$360  = args[287:279] - 1'h1;
-  assign \$361  = i_nr == \$360 ;
-  assign \$362  = i_p0 + args[294:288];
-  assign \$363  = i_p0 + args[294:288];
-  assign \$364  = \$363  >= args[114:99];
-  assign \$365  = i_nr + 1'h1;
-  assign \$366  = i_nbase + args[308:302];
-  assign \$367  = i_kr + 1'h1;
-  assign \$368  = i_kbase + args[301:295];
-  assign \$369  = res_any & tag[1];
-  assign \$370  = res_any & tag[1];
-  assign \$371  = ~ \$370 ;
-  assign \$372  = ser_on & \$371 ;
-  assign \$373  = ser_cnt - 1'h1;
-  assign \$374  = args[308:302] - 1'h1;
-  assign \$375  = $signed({ 1'h0, g_nn }) == $signed(\$374 );
-  assign \$376  = g_bi + 1'h1;
-  assign \$377  = g_nn + 1'h1;
-  assign \$378  = \$257 [15:0] < args[114:99];
-  assign \$379  = ser_on & \$378 ;
-  assign \$380  = \$258 [7:0] < args[269:261];
-  assign \$381  = \$379  & \$380 ;
-  assign \$382  = \$257 [15:0] * args[347:339];
-  assign \$383  = args[338:327] + \$382 ;
-  assign \$384  = \$383  + \$258 [7:0];
-  assign \$385  = ~ busy;
-  assign \$386  = start & \$385 ;
-  assign \$387  = setup_cnt + 1'h1;
-  assign \$388  = \$387  < args[294:288];
-  assign \$389  = setup_cnt + 1'h1;
-  always @(posedge clk)
-    g_kr <= \$390 ;
-  always @(posedge clk)
-    g_kbase <= \$391 ;
-  always @(posedge clk)
-    g_nr <= \$392 ;
-  always @(posedge clk)
-    g_nbase <= \$393 ;
-  always @(posedge clk)
-    g_p0 <= \$394 ;
-  always @(posedge clk)
-    g_done <= \$395 ;
-  always @(posedge clk)
-    since_final <= \$396 ;
-  always @(posedge clk)
-    i_page <= \$397 ;
-  always @(posedge clk)
-    i_kr <= \$398 ;
-  always @(posedge clk)
-    i_kbase <= \$399 ;
-  always @(posedge clk)
-    i_nr <= \$400 ;
-  always @(posedge clk)
-    i_nbase <= \$401 ;
-  always @(posedge clk)
-    i_p0 <= \$402 ;
-  always @(posedge clk)
-    i_done <= \$403 ;
-  always @(posedge clk)
-    acc0_0 <= \$404 ;
-  always @(posedge clk)
-    ser0_0 <= \$405 ;
-  always @(posedge clk)
-    acc0_1 <= \$406 ;
-  always @(posedge clk)
-    ser0_1 <= \$407 ;
-  always @(posedge clk)
-    acc0_2 <= \$408 ;
-  always @(posedge clk)
-    ser0_2 <= \$409 ;
-  always @(posedge clk)
-    acc0_3 <= \$410 ;
-  always @(posedge clk)
-    ser0_3 <= \$411 ;
-  always @(posedge clk)
-    acc0_4 <= \$412 ;
+  assign \$308  = args[414:405] + n_pipe3;
+  assign \$309  = $signed(e_q0) * $signed(epi_rd__data[79:72]);
+  assign \$310  = $signed(\$309 ) + $signed(epi_rd__data[31:0]);
+  assign \$311  = $signed(e_q1) * $signed(epi_rd__data[175:168]);
+  assign \$312  = $signed(\$311 ) + $signed(epi_rd__data[127:96]);
+  assign \$313  = $signed(e_q2) * $signed(epi_rd__data[271:264]);
+  assign \$314  = $signed(\$313 ) + $signed(epi_rd__data[223:192]);
+  assign \$315  = $signed(e_q3) * $signed(epi_rd__data[367:360]);
+  assign \$316  = $signed(\$315 ) + $signed(epi_rd__data[319:288]);
+  assign \$317  = $signed(e_q4) * $signed(epi_rd__data[463:456]);
+  assign \$318  = $signed(\$317 ) + $signed(epi_rd__data[415:384]);
+  assign \$319  = $signed(e_q5) * $signed(epi_rd__data[559:552]);
+  assign \$320  = $signed(\$319 ) + $signed(epi_rd__data[511:480]);
+  assign \$321  = $signed(e_q6) * $signed(epi_rd__data[655:648]);
+  assign \$322  = $signed(\$321 ) + $signed(epi_rd__data[607:576]);
+  assign \$323  = $signed(e_q7) * $signed(epi_rd__data[751:744]);
+  assign \$324  = $signed(\$323 ) + $signed(epi_rd__data[703:672]);
+  assign \$325  = $signed(\y$420 [31:0]) + $signed(args[424:415]);
+  assign \$326  = $signed(\$325 ) < $signed(args[434:425]);
+  assign \$327  = $signed(\$325 ) > $signed(args[444:435]);
+  assign \$328  = \$327  ? { args[444], args[444:435] } : { 1'h0, \$325 [9:0] };
+  assign \$329  = \$326  ? { args[434], args[434:425] } : \$328 ;
+  assign \$330  = $signed(\y$420 [63:32]) + $signed(args[424:415]);
+  assign \$331  = $signed(\$330 ) < $signed(args[434:425]);
+  assign \$332  = $signed(\$330 ) > $signed(args[444:435]);
+  assign \$333  = \$332  ? { args[444], args[444:435] } : { 1'h0, \$330 [9:0] };
+  assign \$334  = \$331  ? { args[434], args[434:425] } : \$333 ;
+  assign \$335  = $signed(\y$420 [95:64]) + $signed(args[424:415]);
+  assign \$336  = $signed(\$335 ) < $signed(args[434:425]);
+  assign \$337  = $signed(\$335 ) > $signed(args[444:435]);
+  assign \$338  = \$337  ? { args[444], args[444:435] } : { 1'h0, \$335 [9:0] };
+  assign \$339  = \$336  ? { args[434], args[434:425] } : \$338 ;
+  assign \$340  = $signed(\y$420 [127:96]) + $signed(args[424:415]);
+  assign \$341  = $signed(\$340 ) < $signed(args[434:425]);
+  assign \$342  = $signed(\$340 ) > $signed(args[444:435]);
+  assign \$343  = \$342  ? { args[444], args[444:435] } : { 1'h0, \$340 [9:0] };
+  assign \$344  = \$341  ? { args[434], args[434:425] } : \$343 ;
+  assign \$345  = $signed(\y$420 [159:128]) + $signed(args[424:415]);
+  assign \$346  = $signed(\$345 ) < $signed(args[434:425]);
+  assign \$347  = $signed(\$345 ) > $signed(args[444:435]);
+  assign \$348  = \$347  ? { args[444], args[444:435] } : { 1'h0, \$345 [9:0] };
+  assign \$349  = \$346  ? { args[434], args[434:425] } : \$348 ;
+  assign \$350  = $signed(\y$420 [191:160]) + $signed(args[424:415]);
+  assign \$351  = $signed(\$350 ) < $signed(args[434:425]);
+  assign \$352  = $signed(\$350 ) > $signed(args[444:435]);
+  assign \$353  = \$352  ? { args[444], args[444:435] } : { 1'h0, \$350 [9:0] };
+  assign \$354  = \$351  ? { args[434], args[434:425] } : \$353 ;
+  assign \$355  = $signed(\y$420 [223:192]) + $signed(args[424:415]);
+  assign \$356  = $signed(\$355 ) < $signed(args[434:425]);
+  assign \$357  = $signed(\$355 ) > $signed(args[444:435]);
+  assign \$358  = \$357  ? { args[444], args[444:435] } : { 1'h0, \$355 [9:0] };
+  assign \$359  = \$356  ? { args[434], args[434:425] } : \$358 ;
+  assign \$360  = $signed(\y$420 [255:224]) + $signed(args[424:415]);
+  assign \$361  = $signed(\$360 ) < $signed(args[434:425]);
+  assign \$362  = $signed(\$360 ) > $signed(args[444:435]);
+  assign \$363  = \$362  ? { args[444], args[444:435] } : { 1'h0, \$360 [9:0] };
+  assign \$364  = \$361  ? { args[434], args[434:425] } : \$363 ;
+  assign \$365  = i_valid | \busy$444 ;
+  assign \$366  = \$365  | \i_valid$397 ;
+  assign post_busy = \$366  | \busy$445 ;
+  assign \$367  = ~ setup;
+  assign \$368  = busy & \$367 ;
+  assign \$369  = \$368  & g_done;
+  assign \$370  = \$369  & i_done;
+  assign \$371  = ~ r_rdy;
+  assign \$372  = \$370  & \$371 ;
+  assign \$373  = ~ ser_on;
+  assign \$374  = \$372  & \$373 ;
+  assign \$375  = ~ post_busy;
+  assign finished = \$374  & \$375 ;
+  assign \$376  = ~ busy;
+  assign pos_init = start & \$376 ;
+  assign \$377  = ~ busy;
+  assign \pos_init$451  = start & \$377 ;
+  assign \$378  = ~ busy;
+  assign \pos_init$452  = start & \$378 ;
+  assign \$379  = ~ busy;
+  assign \pos_init$453  = start & \$379 ;
+  assign \$380  = setup_cnt + 1'h1;
+  assign \$381  = \$380  < args[294:288];
+  assign \$382  = setup & \$381 ;
+  assign \$383  = bi > setup_cnt;
+  assign pos_step = \$382  & \$383 ;
+  assign \$384  = setup_cnt + 1'h1;
+  assign \$385  = \$384  < args[294:288];
+  \default_fabric.mac.epi_mbqm  epi_mbqm (
+    .busy(\busy$445 ),
+    .clk(clk),
+    .i_valid(\i_valid$397 ),
+    .mult(\mult$403 ),
+    .rst(rst),
+    .shift(\shift$404 ),
+    .v4(o_valid),
+    .x(\x$402 ),
+    .y(\y$420 )
+  );
   \default_fabric.mac.gather0  gather0 (
     .act_rd__addr(act_rd__0__addr),
     .act_rd__data(act_rd__data),
@@ -22605,8 +24982,8 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     .kk(\kk$80 ),
     .nn(\nn$81 ),
     .pos_bstep(\pos_bstep$85 ),
-    .pos_init(\pos_init$406 ),
-    .pos_step(\pos_step$411 ),
+    .pos_init(\pos_init$451 ),
+    .pos_step(\pos_step$456 ),
     .pos_valid(\pos_valid$79 ),
     .rst(rst),
     .stall(\stall$59 ),
@@ -22631,8 +25008,8 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     .kk(\kk$88 ),
     .nn(\nn$89 ),
     .pos_bstep(\pos_bstep$93 ),
-    .pos_init(\pos_init$407 ),
-    .pos_step(\pos_step$412 ),
+    .pos_init(\pos_init$452 ),
+    .pos_step(\pos_step$457 ),
     .pos_valid(\pos_valid$87 ),
     .rst(rst),
     .stall(\stall$60 ),
@@ -22657,8 +25034,8 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     .kk(\kk$96 ),
     .nn(\nn$97 ),
     .pos_bstep(\pos_bstep$101 ),
-    .pos_init(\pos_init$408 ),
-    .pos_step(\pos_step$413 ),
+    .pos_init(\pos_init$453 ),
+    .pos_step(\pos_step$458 ),
     .pos_valid(\pos_valid$95 ),
     .rst(rst),
     .stall(\stall$61 ),
@@ -22667,13 +25044,13 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     .x_rdy(\x$148 )
   );
   \default_fabric.mac.mbqm  mbqm (
-    .busy(\busy$400 ),
+    .busy(\busy$444 ),
     .clk(clk),
     .i_valid(i_valid),
     .mult(mult),
     .rst(rst),
     .shift(shift),
-    .v4(act_w__en),
+    .v4(\o_valid$441 ),
     .x(\x$365 ),
     .y(y)
   );
@@ -22688,885 +25065,919 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     .w_rdy(w_rdy)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$413  = ser0_4;
-    if (res_any) begin
-      if (tag[1]) begin
-        \$413  = \$112 [31:0];
-      end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (args[404]) begin
+      act_w__en = o_valid;
+    end else begin
+      act_w__en = \o_valid$441 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$414  = acc0_5;
-    if (res_any) begin
-      \$414  = \$116 [31:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (args[404]) begin
+      act_w__addr = addr_pipe8;
+    end else begin
+      act_w__addr = addr_pipe3;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$415  = ser0_5;
-    if (res_any) begin
-      if (tag[1]) begin
-        \$415  = \$116 [31:0];
-      end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (args[404]) begin
+      act_w__data = { \$364 [7:0], \$359 [7:0], \$354 [7:0], \$349 [7:0], \$344 [7:0], \$339 [7:0], \$334 [7:0], \$329 [7:0] };
+    end else begin
+      act_w__data = { \$307 [7:0], \$302 [7:0], \$297 [7:0], \$292 [7:0], \$287 [7:0], \$282 [7:0], \$277 [7:0], \$272 [7:0] };
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$416  = acc0_6;
-    if (res_any) begin
-      \$416  = \$120 [31:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$417  = ser0_6;
-    if (res_any) begin
-      if (tag[1]) begin
-        \$417  = \$120 [31:0];
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$418  = acc0_7;
-    if (res_any) begin
-      \$418  = \$124 [31:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$419  = ser0_7;
-    if (res_any) begin
-      if (tag[1]) begin
-        \$419  = \$124 [31:0];
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$420  = acc1_0;
-    if (res_any) begin
-      \$420  = \$128 [31:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$421  = ser1_0;
-    if (res_any) begin
-      if (tag[1]) begin
-        \$421  = \$128 [31:0];
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$422  = acc1_1;
-    if (res_any) begin
-      \$422  = \$132 [31:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$423  = ser1_1;
-    if (res_any) begin
-      if (tag[1]) begin
-        \$423  = \$132 [31:0];
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$424  = acc1_2;
-    if (res_any) begin
-      \$424  = \$136 [31:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$425  = ser1_2;
-    if (res_any) begin
-      if (tag[1]) begin
-        \$425  = \$136 [31:0];
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$426  = acc1_3;
-    if (res_any) begin
-      \$426  = \$140 [31:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$427  = ser1_3;
-    if (res_any) begin
-      if (tag[1]) begin
-        \$427  = \$140 [31:0];
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$428  = acc1_4;
-    if (res_any) begin
-      \$428  = \$144 [31:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$429  = ser1_4;
-    if (res_any) begin
-      if (tag[1]) begin
-        \$429  = \$144 [31:0];
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$430  = acc1_5;
-    if (res_any) begin
-      \$430  = \$148 [31:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$431  = ser1_5;
-    if (res_any) begin
-      if (tag[1]) begin
-        \$431  = \$148 [31:0];
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$432  = acc1_6;
-    if (res_any) begin
-      \$432  = \$152 [31:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$433  = ser1_6;
-    if (res_any) begin
-      if (tag[1]) begin
-        \$433  = \$152 [31:0];
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$434  = acc1_7;
-    if (res_any) begin
-      \$434  = \$156 [31:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$435  = ser1_7;
-    if (res_any) begin
-      if (tag[1]) begin
-        \$435  = \$156 [31:0];
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$436  = acc2_0;
-    if (res_any) begin
-      \$436  = \$160 [31:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$437  = ser2_0;
-    if (res_any) begin
-      if (tag[1]) begin
-        \$437  = \$160 [31:0];
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$438  = acc2_1;
-    if (res_any) begin
-      \$438  = \$164 [31:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$439  = ser2_1;
-    if (res_any) begin
-      if (tag[1]) begin
-        \$439  = \$164 [31:0];
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$440  = acc2_2;
-    if (res_any) begin
-      \$440  = \$168 [31:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$441  = ser2_2;
-    if (res_any) begin
-      if (tag[1]) begin
-        \$441  = \$168 [31:0];
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$442  = acc2_3;
-    if (res_any) begin
-      \$442  = \$172 [31:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$443  = ser2_3;
-    if (res_any) begin
-      if (tag[1]) begin
-        \$443  = \$172 [31:0];
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$444  = acc2_4;
-    if (res_any) begin
-      \$444  = \$176 [31:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$445  = ser2_4;
-    if (res_any) begin
-      if (tag[1]) begin
-        \$445  = \$176 [31:0];
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$446  = acc2_5;
-    if (res_any) begin
-      \$446  = \$180 [31:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$447  = ser2_5;
-    if (res_any) begin
-      if (tag[1]) begin
-        \$447  = \$180 [31:0];
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$448  = acc2_6;
-    if (res_any) begin
-      \$448  = \$184 [31:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$449  = ser2_6;
-    if (res_any) begin
-      if (tag[1]) begin
-        \$449  = \$184 [31:0];
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$450  = acc2_7;
-    if (res_any) begin
-      \$450  = \$188 [31:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$451  = ser2_7;
-    if (res_any) begin
-      if (tag[1]) begin
-        \$451  = \$188 [31:0];
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$452  = acc3_0;
-    if (res_any) begin
-      \$452  = \$192 [31:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$453  = ser3_0;
-    if (res_any) begin
-      if (tag[1]) begin
-        \$453  = \$192 [31:0];
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$454  = acc3_1;
-    if (res_any) begin
-      \$454  = \$196 [31:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$455  = ser3_1;
-    if (res_any) begin
-      if (tag[1]) begin
-        \$455  = \$196 [31:0];
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$456  = acc3_2;
-    if (res_any) begin
-      \$456  = \$200 [31:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$457  = ser3_2;
-    if (res_any) begin
-      if (tag[1]) begin
-        \$457  = \$200 [31:0];
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$458  = acc3_3;
-    if (res_any) begin
-      \$458  = \$204 [31:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$459  = ser3_3;
-    if (res_any) begin
-      if (tag[1]) begin
-        \$459  = \$204 [31:0];
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$460  = acc3_4;
-    if (res_any) begin
-      \$460  = \$208 [31:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$461  = ser3_4;
-    if (res_any) begin
-      if (tag[1]) begin
-        \$461  = \$208 [31:0];
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$462  = acc3_5;
-    if (res_any) begin
-      \$462  = \$212 [31:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$463  = ser3_5;
-    if (res_any) begin
-      if (tag[1]) begin
-        \$463  = \$212 [31:0];
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$464  = acc3_6;
-    if (res_any) begin
-      \$464  = \$216 [31:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$465  = ser3_6;
-    if (res_any) begin
-      if (tag[1]) begin
-        \$465  = \$216 [31:0];
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$466  = acc3_7;
-    if (res_any) begin
-      \$466  = \$220 [31:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$467  = ser3_7;
-    if (res_any) begin
-      if (tag[1]) begin
-        \$467  = \$220 [31:0];
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$468  = ser_cnt;
-    if (\$369 ) begin
-      \$468  = args[316:309];
-    end
-    if (\$372 ) begin
-      \$468  = \$373 [7:0];
-    end
-    if (rst) begin
-      \$468  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$469  = g_bi;
-    if (\$369 ) begin
-      \$469  = 8'h00;
-    end
-    if (\$372 ) begin
-      if (\$375 ) begin
-        \$469  = \$376 [7:0];
-      end
-    end
-    if (rst) begin
-      \$469  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$470  = g_nn;
-    if (\$369 ) begin
-      \$470  = 8'h00;
-    end
-    if (\$372 ) begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$450  = g_kr;
+    if (go) begin
       (* full_case = 32'd1 *)
-      if (\$375 ) begin
-        \$470  = 8'h00;
+      if (\$397 ) begin
+        \$450  = 8'h00;
       end else begin
-        \$470  = \$377 [7:0];
+        \$450  = \$405 [7:0];
+      end
+    end
+    if (\$446 ) begin
+      \$450  = 8'h00;
+    end
+    if (rst) begin
+      \$450  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$451  = g_kbase;
+    if (go) begin
+      (* full_case = 32'd1 *)
+      if (\$397 ) begin
+        \$451  = 8'h00;
+      end else begin
+        \$451  = \$406 [7:0];
+      end
+    end
+    if (\$446 ) begin
+      \$451  = 8'h00;
+    end
+    if (rst) begin
+      \$451  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$452  = g_nr;
+    if (go) begin
+      if (\$397 ) begin
+        (* full_case = 32'd1 *)
+        if (\$399 ) begin
+          \$452  = 8'h00;
+        end else begin
+          \$452  = \$403 [7:0];
+        end
+      end
+    end
+    if (\$446 ) begin
+      \$452  = 8'h00;
+    end
+    if (rst) begin
+      \$452  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$453  = g_nbase;
+    if (go) begin
+      if (\$397 ) begin
+        (* full_case = 32'd1 *)
+        if (\$399 ) begin
+          \$453  = 8'h00;
+        end else begin
+          \$453  = \$404 [7:0];
+        end
+      end
+    end
+    if (\$446 ) begin
+      \$453  = 8'h00;
+    end
+    if (rst) begin
+      \$453  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$454  = g_p0;
+    if (go) begin
+      if (\$397 ) begin
+        if (\$399 ) begin
+          \$454  = \$400 [15:0];
+        end
+      end
+    end
+    if (\$446 ) begin
+      \$454  = 16'h0000;
+    end
+    if (rst) begin
+      \$454  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$455  = g_done;
+    if (go) begin
+      if (\$397 ) begin
+        if (\$399 ) begin
+          if (\$402 ) begin
+            \$455  = 1'h1;
+          end
+        end
+      end
+    end
+    if (\$446 ) begin
+      \$455  = 1'h0;
+    end
+    if (rst) begin
+      \$455  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$456  = since_final;
+    if (\$407 ) begin
+      \$456  = 8'h00;
+    end else if (\$408 ) begin
+      \$456  = \$409 [7:0];
+    end
+    if (\$446 ) begin
+      \$456  = 8'hff;
+    end
+    if (rst) begin
+      \$456  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$457  = i_page;
+    if (issue) begin
+      \$457  = \$416 [2:0];
+    end
+    if (\$446 ) begin
+      \$457  = args[326:324];
+    end
+    if (rst) begin
+      \$457  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$458  = i_kr;
+    if (issue) begin
+      (* full_case = 32'd1 *)
+      if (\$418 ) begin
+        \$458  = 8'h00;
+      end else begin
+        \$458  = \$426 [7:0];
+      end
+    end
+    if (\$446 ) begin
+      \$458  = 8'h00;
+    end
+    if (rst) begin
+      \$458  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$459  = i_kbase;
+    if (issue) begin
+      (* full_case = 32'd1 *)
+      if (\$418 ) begin
+        \$459  = 8'h00;
+      end else begin
+        \$459  = \$427 [7:0];
+      end
+    end
+    if (\$446 ) begin
+      \$459  = 8'h00;
+    end
+    if (rst) begin
+      \$459  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$460  = i_nr;
+    if (issue) begin
+      if (\$418 ) begin
+        (* full_case = 32'd1 *)
+        if (\$420 ) begin
+          \$460  = 8'h00;
+        end else begin
+          \$460  = \$424 [7:0];
+        end
+      end
+    end
+    if (\$446 ) begin
+      \$460  = 8'h00;
+    end
+    if (rst) begin
+      \$460  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$461  = i_nbase;
+    if (issue) begin
+      if (\$418 ) begin
+        (* full_case = 32'd1 *)
+        if (\$420 ) begin
+          \$461  = 8'h00;
+        end else begin
+          \$461  = \$425 [7:0];
+        end
+      end
+    end
+    if (\$446 ) begin
+      \$461  = 8'h00;
+    end
+    if (rst) begin
+      \$461  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$462  = i_p0;
+    if (issue) begin
+      if (\$418 ) begin
+        if (\$420 ) begin
+          \$462  = \$421 [15:0];
+        end
+      end
+    end
+    if (\$446 ) begin
+      \$462  = 16'h0000;
+    end
+    if (rst) begin
+      \$462  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$463  = i_done;
+    if (issue) begin
+      if (\$418 ) begin
+        if (\$420 ) begin
+          if (\$423 ) begin
+            \$463  = 1'h1;
+          end
+        end
+      end
+    end
+    if (\$446 ) begin
+      \$463  = 1'h0;
+    end
+    if (rst) begin
+      \$463  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$464  = acc0_0;
+    if (res_any) begin
+      \$464  = \$96 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$465  = ser0_0;
+    if (res_any) begin
+      if (tag[1]) begin
+        \$465  = \$96 [31:0];
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$466  = acc0_1;
+    if (res_any) begin
+      \$466  = \$100 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$467  = ser0_1;
+    if (res_any) begin
+      if (tag[1]) begin
+        \$467  = \$100 [31:0];
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$468  = acc0_2;
+    if (res_any) begin
+      \$468  = \$104 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$469  = ser0_2;
+    if (res_any) begin
+      if (tag[1]) begin
+        \$469  = \$104 [31:0];
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$470  = acc0_3;
+    if (res_any) begin
+      \$470  = \$108 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$471  = ser0_3;
+    if (res_any) begin
+      if (tag[1]) begin
+        \$471  = \$108 [31:0];
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$472  = acc0_4;
+    if (res_any) begin
+      \$472  = \$112 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$473  = ser0_4;
+    if (res_any) begin
+      if (tag[1]) begin
+        \$473  = \$112 [31:0];
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$474  = acc0_5;
+    if (res_any) begin
+      \$474  = \$116 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$475  = ser0_5;
+    if (res_any) begin
+      if (tag[1]) begin
+        \$475  = \$116 [31:0];
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$476  = acc0_6;
+    if (res_any) begin
+      \$476  = \$120 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$477  = ser0_6;
+    if (res_any) begin
+      if (tag[1]) begin
+        \$477  = \$120 [31:0];
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$478  = acc0_7;
+    if (res_any) begin
+      \$478  = \$124 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$479  = ser0_7;
+    if (res_any) begin
+      if (tag[1]) begin
+        \$479  = \$124 [31:0];
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$480  = acc1_0;
+    if (res_any) begin
+      \$480  = \$128 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$481  = ser1_0;
+    if (res_any) begin
+      if (tag[1]) begin
+        \$481  = \$128 [31:0];
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$482  = acc1_1;
+    if (res_any) begin
+      \$482  = \$132 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$483  = ser1_1;
+    if (res_any) begin
+      if (tag[1]) begin
+        \$483  = \$132 [31:0];
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$484  = acc1_2;
+    if (res_any) begin
+      \$484  = \$136 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$485  = ser1_2;
+    if (res_any) begin
+      if (tag[1]) begin
+        \$485  = \$136 [31:0];
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$486  = acc1_3;
+    if (res_any) begin
+      \$486  = \$140 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$487  = ser1_3;
+    if (res_any) begin
+      if (tag[1]) begin
+        \$487  = \$140 [31:0];
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$488  = acc1_4;
+    if (res_any) begin
+      \$488  = \$144 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$489  = ser1_4;
+    if (res_any) begin
+      if (tag[1]) begin
+        \$489  = \$144 [31:0];
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$490  = acc1_5;
+    if (res_any) begin
+      \$490  = \$148 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$491  = ser1_5;
+    if (res_any) begin
+      if (tag[1]) begin
+        \$491  = \$148 [31:0];
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$492  = acc1_6;
+    if (res_any) begin
+      \$492  = \$152 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$493  = ser1_6;
+    if (res_any) begin
+      if (tag[1]) begin
+        \$493  = \$152 [31:0];
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$494  = acc1_7;
+    if (res_any) begin
+      \$494  = \$156 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$495  = ser1_7;
+    if (res_any) begin
+      if (tag[1]) begin
+        \$495  = \$156 [31:0];
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$496  = acc2_0;
+    if (res_any) begin
+      \$496  = \$160 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$497  = ser2_0;
+    if (res_any) begin
+      if (tag[1]) begin
+        \$497  = \$160 [31:0];
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$498  = acc2_1;
+    if (res_any) begin
+      \$498  = \$164 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$499  = ser2_1;
+    if (res_any) begin
+      if (tag[1]) begin
+        \$499  = \$164 [31:0];
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$500  = acc2_2;
+    if (res_any) begin
+      \$500  = \$168 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$501  = ser2_2;
+    if (res_any) begin
+      if (tag[1]) begin
+        \$501  = \$168 [31:0];
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$502  = acc2_3;
+    if (res_any) begin
+      \$502  = \$172 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$503  = ser2_3;
+    if (res_any) begin
+      if (tag[1]) begin
+        \$503  = \$172 [31:0];
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$504  = acc2_4;
+    if (res_any) begin
+      \$504  = \$176 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$505  = ser2_4;
+    if (res_any) begin
+      if (tag[1]) begin
+        \$505  = \$176 [31:0];
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$506  = acc2_5;
+    if (res_any) begin
+      \$506  = \$180 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$507  = ser2_5;
+    if (res_any) begin
+      if (tag[1]) begin
+        \$507  = \$180 [31:0];
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$508  = acc2_6;
+    if (res_any) begin
+      \$508  = \$184 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$509  = ser2_6;
+    if (res_any) begin
+      if (tag[1]) begin
+        \$509  = \$184 [31:0];
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$510  = acc2_7;
+    if (res_any) begin
+      \$510  = \$188 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$511  = ser2_7;
+    if (res_any) begin
+      if (tag[1]) begin
+        \$511  = \$188 [31:0];
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$512  = acc3_0;
+    if (res_any) begin
+      \$512  = \$192 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$513  = ser3_0;
+    if (res_any) begin
+      if (tag[1]) begin
+        \$513  = \$192 [31:0];
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$514  = acc3_1;
+    if (res_any) begin
+      \$514  = \$196 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$515  = ser3_1;
+    if (res_any) begin
+      if (tag[1]) begin
+        \$515  = \$196 [31:0];
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$516  = acc3_2;
+    if (res_any) begin
+      \$516  = \$200 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$517  = ser3_2;
+    if (res_any) begin
+      if (tag[1]) begin
+        \$517  = \$200 [31:0];
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$518  = acc3_3;
+    if (res_any) begin
+      \$518  = \$204 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$519  = ser3_3;
+    if (res_any) begin
+      if (tag[1]) begin
+        \$519  = \$204 [31:0];
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$520  = acc3_4;
+    if (res_any) begin
+      \$520  = \$208 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$521  = ser3_4;
+    if (res_any) begin
+      if (tag[1]) begin
+        \$521  = \$208 [31:0];
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$522  = acc3_5;
+    if (res_any) begin
+      \$522  = \$212 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$523  = ser3_5;
+    if (res_any) begin
+      if (tag[1]) begin
+        \$523  = \$212 [31:0];
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$524  = acc3_6;
+    if (res_any) begin
+      \$524  = \$216 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$525  = ser3_6;
+    if (res_any) begin
+      if (tag[1]) begin
+        \$525  = \$216 [31:0];
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$526  = acc3_7;
+    if (res_any) begin
+      \$526  = \$220 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$527  = ser3_7;
+    if (res_any) begin
+      if (tag[1]) begin
+        \$527  = \$220 [31:0];
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$528  = ser_cnt;
+    if (\$428 ) begin
+      \$528  = args[316:309];
+    end
+    if (\$431 ) begin
+      \$528  = \$432 [7:0];
+    end
+    if (rst) begin
+      \$528  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$529  = g_bi;
+    if (\$428 ) begin
+      \$529  = 8'h00;
+    end
+    if (\$431 ) begin
+      if (\$434 ) begin
+        \$529  = \$435 [7:0];
       end
     end
     if (rst) begin
-      \$470  = 8'h00;
+      \$529  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$471  = ser_p0;
-    if (\$369 ) begin
-      \$471  = tag[21:6];
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$530  = g_nn;
+    if (\$428 ) begin
+      \$530  = 8'h00;
+    end
+    if (\$431 ) begin
+      (* full_case = 32'd1 *)
+      if (\$434 ) begin
+        \$530  = 8'h00;
+      end else begin
+        \$530  = \$436 [7:0];
+      end
     end
     if (rst) begin
-      \$471  = 16'h0000;
+      \$530  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$472  = ser_n0;
-    if (\$369 ) begin
-      \$472  = tag[29:22];
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$531  = ser_p0;
+    if (\$428 ) begin
+      \$531  = tag[21:6];
     end
     if (rst) begin
-      \$472  = 8'h00;
+      \$531  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$473  = \$381 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$532  = ser_n0;
+    if (\$428 ) begin
+      \$532  = tag[29:22];
+    end
     if (rst) begin
-      \$473  = 1'h0;
+      \$532  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$474  = busy;
-    if (\$386 ) begin
-      \$474  = 1'h1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$533  = \$440 ;
+    if (rst) begin
+      \$533  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$534  = \$444 ;
+    if (rst) begin
+      \$534  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$535  = busy;
+    if (\$446 ) begin
+      \$535  = 1'h1;
     end
     if (finished) begin
-      \$474  = 1'h0;
+      \$535  = 1'h0;
     end
     if (rst) begin
-      \$474  = 1'h0;
+      \$535  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$475  = setup;
-    if (\$386 ) begin
-      \$475  = 1'h1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$536  = setup;
+    if (\$446 ) begin
+      \$536  = 1'h1;
     end
     if (setup) begin
       (* full_case = 32'd1 *)
-      if (\$388 ) begin
+      if (\$448 ) begin
       end else begin
-        \$475  = 1'h0;
+        \$536  = 1'h0;
       end
     end
     if (rst) begin
-      \$475  = 1'h0;
+      \$536  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$476  = setup_cnt;
-    if (\$386 ) begin
-      \$476  = 8'h00;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$537  = setup_cnt;
+    if (\$446 ) begin
+      \$537  = 8'h00;
     end
     if (setup) begin
-      if (\$388 ) begin
-        \$476  = \$389 [7:0];
+      if (\$448 ) begin
+        \$537  = \$449 [7:0];
       end
     end
     if (rst) begin
-      \$476  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$390  = g_kr;
-    if (go) begin
-      (* full_case = 32'd1 *)
-      if (\$338 ) begin
-        \$390  = 8'h00;
-      end else begin
-        \$390  = \$346 [7:0];
-      end
-    end
-    if (\$386 ) begin
-      \$390  = 8'h00;
-    end
-    if (rst) begin
-      \$390  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$391  = g_kbase;
-    if (go) begin
-      (* full_case = 32'd1 *)
-      if (\$338 ) begin
-        \$391  = 8'h00;
-      end else begin
-        \$391  = \$347 [7:0];
-      end
-    end
-    if (\$386 ) begin
-      \$391  = 8'h00;
-    end
-    if (rst) begin
-      \$391  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$392  = g_nr;
-    if (go) begin
-      if (\$338 ) begin
-        (* full_case = 32'd1 *)
-        if (\$340 ) begin
-          \$392  = 8'h00;
-        end else begin
-          \$392  = \$344 [7:0];
-        end
-      end
-    end
-    if (\$386 ) begin
-      \$392  = 8'h00;
-    end
-    if (rst) begin
-      \$392  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$393  = g_nbase;
-    if (go) begin
-      if (\$338 ) begin
-        (* full_case = 32'd1 *)
-        if (\$340 ) begin
-          \$393  = 8'h00;
-        end else begin
-          \$393  = \$345 [7:0];
-        end
-      end
-    end
-    if (\$386 ) begin
-      \$393  = 8'h00;
-    end
-    if (rst) begin
-      \$393  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$394  = g_p0;
-    if (go) begin
-      if (\$338 ) begin
-        if (\$340 ) begin
-          \$394  = \$341 [15:0];
-        end
-      end
-    end
-    if (\$386 ) begin
-      \$394  = 16'h0000;
-    end
-    if (rst) begin
-      \$394  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$395  = g_done;
-    if (go) begin
-      if (\$338 ) begin
-        if (\$340 ) begin
-          if (\$343 ) begin
-            \$395  = 1'h1;
-          end
-        end
-      end
-    end
-    if (\$386 ) begin
-      \$395  = 1'h0;
-    end
-    if (rst) begin
-      \$395  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$396  = since_final;
-    if (\$348 ) begin
-      \$396  = 8'h00;
-    end else if (\$349 ) begin
-      \$396  = \$350 [7:0];
-    end
-    if (\$386 ) begin
-      \$396  = 8'hff;
-    end
-    if (rst) begin
-      \$396  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$397  = i_page;
-    if (issue) begin
-      \$397  = \$357 [2:0];
-    end
-    if (\$386 ) begin
-      \$397  = args[326:324];
-    end
-    if (rst) begin
-      \$397  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$398  = i_kr;
-    if (issue) begin
-      (* full_case = 32'd1 *)
-      if (\$359 ) begin
-        \$398  = 8'h00;
-      end else begin
-        \$398  = \$367 [7:0];
-      end
-    end
-    if (\$386 ) begin
-      \$398  = 8'h00;
-    end
-    if (rst) begin
-      \$398  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$399  = i_kbase;
-    if (issue) begin
-      (* full_case = 32'd1 *)
-      if (\$359 ) begin
-        \$399  = 8'h00;
-      end else begin
-        \$399  = \$368 [7:0];
-      end
-    end
-    if (\$386 ) begin
-      \$399  = 8'h00;
-    end
-    if (rst) begin
-      \$399  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$400  = i_nr;
-    if (issue) begin
-      if (\$359 ) begin
-        (* full_case = 32'd1 *)
-        if (\$361 ) begin
-          \$400  = 8'h00;
-        end else begin
-          \$400  = \$365 [7:0];
-        end
-      end
-    end
-    if (\$386 ) begin
-      \$400  = 8'h00;
-    end
-    if (rst) begin
-      \$400  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$401  = i_nbase;
-    if (issue) begin
-      if (\$359 ) begin
-        (* full_case = 32'd1 *)
-        if (\$361 ) begin
-          \$401  = 8'h00;
-        end else begin
-          \$401  = \$366 [7:0];
-        end
-      end
-    end
-    if (\$386 ) begin
-      \$401  = 8'h00;
-    end
-    if (rst) begin
-      \$401  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$402  = i_p0;
-    if (issue) begin
-      if (\$359 ) begin
-        if (\$361 ) begin
-          \$402  = \$362 [15:0];
-        end
-      end
-    end
-    if (\$386 ) begin
-      \$402  = 16'h0000;
-    end
-    if (rst) begin
-      \$402  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$403  = i_done;
-    if (issue) begin
-      if (\$359 ) begin
-        if (\$361 ) begin
-          if (\$364 ) begin
-            \$403  = 1'h1;
-          end
-        end
-      end
-    end
-    if (\$386 ) begin
-      \$403  = 1'h0;
-    end
-    if (rst) begin
-      \$403  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$404  = acc0_0;
-    if (res_any) begin
-      \$404  = \$96 [31:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$405  = ser0_0;
-    if (res_any) begin
-      if (tag[1]) begin
-        \$405  = \$96 [31:0];
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$406  = acc0_1;
-    if (res_any) begin
-      \$406  = \$100 [31:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$407  = ser0_1;
-    if (res_any) begin
-      if (tag[1]) begin
-        \$407  = \$100 [31:0];
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$408  = acc0_2;
-    if (res_any) begin
-      \$408  = \$104 [31:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$409  = ser0_2;
-    if (res_any) begin
-      if (tag[1]) begin
-        \$409  = \$104 [31:0];
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$410  = acc0_3;
-    if (res_any) begin
-      \$410  = \$108 [31:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$411  = ser0_3;
-    if (res_any) begin
-      if (tag[1]) begin
-        \$411  = \$108 [31:0];
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$412  = acc0_4;
-    if (res_any) begin
-      \$412  = \$112 [31:0];
+      \$537  = 8'h00;
     end
   end
   assign \args$1  = args;
@@ -23719,23 +26130,39 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   assign code6 = \$302 [9:0];
   assign code7_sum = { \$303 [32], \$303  };
   assign code7 = \$307 [9:0];
-  assign o_valid = act_w__en;
-  assign addr_pipe3 = act_w__addr;
-  assign act_w__data = { \$307 [7:0], \$302 [7:0], \$297 [7:0], \$292 [7:0], \$287 [7:0], \$282 [7:0], \$277 [7:0], \$272 [7:0] };
+  assign epi_rd__en = 1'h1;
+  assign e_valid = \i_valid$397 ;
+  assign e_acc0 = \$310 [31:0];
+  assign e_acc1 = \$312 [31:0];
+  assign e_acc2 = \$314 [31:0];
+  assign e_acc3 = \$316 [31:0];
+  assign e_acc4 = \$318 [31:0];
+  assign e_acc5 = \$320 [31:0];
+  assign e_acc6 = \$322 [31:0];
+  assign e_acc7 = \$324 [31:0];
+  assign e_code0_sum = { \$325 [32], \$325  };
+  assign e_code0 = \$329 [9:0];
+  assign e_code1_sum = { \$330 [32], \$330  };
+  assign e_code1 = \$334 [9:0];
+  assign e_code2_sum = { \$335 [32], \$335  };
+  assign e_code2 = \$339 [9:0];
+  assign e_code3_sum = { \$340 [32], \$340  };
+  assign e_code3 = \$344 [9:0];
+  assign e_code4_sum = { \$345 [32], \$345  };
+  assign e_code4 = \$349 [9:0];
+  assign e_code5_sum = { \$350 [32], \$350  };
+  assign e_code5 = \$354 [9:0];
+  assign e_code6_sum = { \$355 [32], \$355  };
+  assign e_code6 = \$359 [9:0];
+  assign e_code7_sum = { \$360 [32], \$360  };
+  assign e_code7 = \$364 [9:0];
   assign done = finished;
-  assign \port$87$0  = \$1 ;
-  assign \port$88$0  = \$2 ;
-  assign \port$89$0  = \$3 ;
-  assign \port$90$0  = \$4 ;
+  assign \port$93$0  = \$1 ;
+  assign \port$94$0  = \$2 ;
+  assign \port$95$0  = \$3 ;
+  assign \port$96$0  = \$4 ;
   assign param_rd__addr = \$259 [9:0];
-  assign \port$428$0  = \$272 [7:0];
-  assign \port$433$0  = \$277 [7:0];
-  assign \port$438$0  = \$282 [7:0];
-  assign \port$443$0  = \$287 [7:0];
-  assign \port$448$0  = \$292 [7:0];
-  assign \port$453$0  = \$297 [7:0];
-  assign \port$458$0  = \$302 [7:0];
-  assign \port$463$0  = \$307 [7:0];
+  assign epi_rd__addr = \$308 [9:0];
   assign \args.in_h  = args[8:0];
   assign \args.in_w  = args[17:9];
   assign \args.in_cw  = args[26:18];
@@ -23784,6 +26211,11 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   assign \args.x_signed  = args[401];
   assign \args.w_signed  = args[402];
   assign \args.rowpack  = args[403];
+  assign \args.epi  = args[404];
+  assign \args.epi_base  = args[414:405];
+  assign \args.epi_zp_out  = args[424:415];
+  assign \args.epi_min  = args[434:425];
+  assign \args.epi_max  = args[444:435];
   assign \args$1.in_h  = args[8:0];
   assign \args$1.in_w  = args[17:9];
   assign \args$1.in_cw  = args[26:18];
@@ -23832,6 +26264,11 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   assign \args$1.x_signed  = args[401];
   assign \args$1.w_signed  = args[402];
   assign \args$1.rowpack  = args[403];
+  assign \args$1.epi  = args[404];
+  assign \args$1.epi_base  = args[414:405];
+  assign \args$1.epi_zp_out  = args[424:415];
+  assign \args$1.epi_min  = args[434:425];
+  assign \args$1.epi_max  = args[444:435];
   assign \desc_rd__data.ky0  = desc_rd__data[8:0];
   assign \desc_rd__data.kx0  = desc_rd__data[17:9];
   assign \desc_rd__data.dy0  = desc_rd__data[30:18];
@@ -23894,6 +26331,11 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   assign \args$12.x_signed  = args[401];
   assign \args$12.w_signed  = args[402];
   assign \args$12.rowpack  = args[403];
+  assign \args$12.epi  = args[404];
+  assign \args$12.epi_base  = args[414:405];
+  assign \args$12.epi_zp_out  = args[424:415];
+  assign \args$12.epi_min  = args[434:425];
+  assign \args$12.epi_max  = args[444:435];
   assign \desc_rd__data$21.ky0  = \desc_rd__data$21 [8:0];
   assign \desc_rd__data$21.kx0  = \desc_rd__data$21 [17:9];
   assign \desc_rd__data$21.dy0  = \desc_rd__data$21 [30:18];
@@ -23956,6 +26398,11 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   assign \args$23.x_signed  = args[401];
   assign \args$23.w_signed  = args[402];
   assign \args$23.rowpack  = args[403];
+  assign \args$23.epi  = args[404];
+  assign \args$23.epi_base  = args[414:405];
+  assign \args$23.epi_zp_out  = args[424:415];
+  assign \args$23.epi_min  = args[434:425];
+  assign \args$23.epi_max  = args[444:435];
   assign \desc_rd__data$32.ky0  = \desc_rd__data$32 [8:0];
   assign \desc_rd__data$32.kx0  = \desc_rd__data$32 [17:9];
   assign \desc_rd__data$32.dy0  = \desc_rd__data$32 [30:18];
@@ -24018,6 +26465,11 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   assign \args$34.x_signed  = args[401];
   assign \args$34.w_signed  = args[402];
   assign \args$34.rowpack  = args[403];
+  assign \args$34.epi  = args[404];
+  assign \args$34.epi_base  = args[414:405];
+  assign \args$34.epi_zp_out  = args[424:415];
+  assign \args$34.epi_min  = args[434:425];
+  assign \args$34.epi_max  = args[444:435];
   assign \desc_rd__data$43.ky0  = \desc_rd__data$43 [8:0];
   assign \desc_rd__data$43.kx0  = \desc_rd__data$43 [17:9];
   assign \desc_rd__data$43.dy0  = \desc_rd__data$43 [30:18];
@@ -24866,42 +27318,50 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   assign \param_rd__data[0].bias  = param_rd__data[31:0];
   assign \param_rd__data[0].mult  = param_rd__data[63:32];
   assign \param_rd__data[0].shift  = param_rd__data[71:64];
-  assign \param_rd__data[0]._pad  = param_rd__data[95:72];
+  assign \param_rd__data[0].w  = param_rd__data[79:72];
+  assign \param_rd__data[0]._pad  = param_rd__data[95:80];
   assign \param_rd__data[1]  = param_rd__data[191:96];
   assign \param_rd__data[1].bias  = param_rd__data[127:96];
   assign \param_rd__data[1].mult  = param_rd__data[159:128];
   assign \param_rd__data[1].shift  = param_rd__data[167:160];
-  assign \param_rd__data[1]._pad  = param_rd__data[191:168];
+  assign \param_rd__data[1].w  = param_rd__data[175:168];
+  assign \param_rd__data[1]._pad  = param_rd__data[191:176];
   assign \param_rd__data[2]  = param_rd__data[287:192];
   assign \param_rd__data[2].bias  = param_rd__data[223:192];
   assign \param_rd__data[2].mult  = param_rd__data[255:224];
   assign \param_rd__data[2].shift  = param_rd__data[263:256];
-  assign \param_rd__data[2]._pad  = param_rd__data[287:264];
+  assign \param_rd__data[2].w  = param_rd__data[271:264];
+  assign \param_rd__data[2]._pad  = param_rd__data[287:272];
   assign \param_rd__data[3]  = param_rd__data[383:288];
   assign \param_rd__data[3].bias  = param_rd__data[319:288];
   assign \param_rd__data[3].mult  = param_rd__data[351:320];
   assign \param_rd__data[3].shift  = param_rd__data[359:352];
-  assign \param_rd__data[3]._pad  = param_rd__data[383:360];
+  assign \param_rd__data[3].w  = param_rd__data[367:360];
+  assign \param_rd__data[3]._pad  = param_rd__data[383:368];
   assign \param_rd__data[4]  = param_rd__data[479:384];
   assign \param_rd__data[4].bias  = param_rd__data[415:384];
   assign \param_rd__data[4].mult  = param_rd__data[447:416];
   assign \param_rd__data[4].shift  = param_rd__data[455:448];
-  assign \param_rd__data[4]._pad  = param_rd__data[479:456];
+  assign \param_rd__data[4].w  = param_rd__data[463:456];
+  assign \param_rd__data[4]._pad  = param_rd__data[479:464];
   assign \param_rd__data[5]  = param_rd__data[575:480];
   assign \param_rd__data[5].bias  = param_rd__data[511:480];
   assign \param_rd__data[5].mult  = param_rd__data[543:512];
   assign \param_rd__data[5].shift  = param_rd__data[551:544];
-  assign \param_rd__data[5]._pad  = param_rd__data[575:552];
+  assign \param_rd__data[5].w  = param_rd__data[559:552];
+  assign \param_rd__data[5]._pad  = param_rd__data[575:560];
   assign \param_rd__data[6]  = param_rd__data[671:576];
   assign \param_rd__data[6].bias  = param_rd__data[607:576];
   assign \param_rd__data[6].mult  = param_rd__data[639:608];
   assign \param_rd__data[6].shift  = param_rd__data[647:640];
-  assign \param_rd__data[6]._pad  = param_rd__data[671:648];
+  assign \param_rd__data[6].w  = param_rd__data[655:648];
+  assign \param_rd__data[6]._pad  = param_rd__data[671:656];
   assign \param_rd__data[7]  = param_rd__data[767:672];
   assign \param_rd__data[7].bias  = param_rd__data[703:672];
   assign \param_rd__data[7].mult  = param_rd__data[735:704];
   assign \param_rd__data[7].shift  = param_rd__data[743:736];
-  assign \param_rd__data[7]._pad  = param_rd__data[767:744];
+  assign \param_rd__data[7].w  = param_rd__data[751:744];
+  assign \param_rd__data[7]._pad  = param_rd__data[767:752];
   assign \mult[0]  = mult[31:0];
   assign \mult[1]  = mult[63:32];
   assign \mult[2]  = mult[95:64];
@@ -24926,6 +27386,110 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   assign \y[5]  = y[191:160];
   assign \y[6]  = y[223:192];
   assign \y[7]  = y[255:224];
+  assign \epi_rd__data[0]  = epi_rd__data[95:0];
+  assign \epi_rd__data[0].bias  = epi_rd__data[31:0];
+  assign \epi_rd__data[0].mult  = epi_rd__data[63:32];
+  assign \epi_rd__data[0].shift  = epi_rd__data[71:64];
+  assign \epi_rd__data[0].w  = epi_rd__data[79:72];
+  assign \epi_rd__data[0]._pad  = epi_rd__data[95:80];
+  assign \epi_rd__data[1]  = epi_rd__data[191:96];
+  assign \epi_rd__data[1].bias  = epi_rd__data[127:96];
+  assign \epi_rd__data[1].mult  = epi_rd__data[159:128];
+  assign \epi_rd__data[1].shift  = epi_rd__data[167:160];
+  assign \epi_rd__data[1].w  = epi_rd__data[175:168];
+  assign \epi_rd__data[1]._pad  = epi_rd__data[191:176];
+  assign \epi_rd__data[2]  = epi_rd__data[287:192];
+  assign \epi_rd__data[2].bias  = epi_rd__data[223:192];
+  assign \epi_rd__data[2].mult  = epi_rd__data[255:224];
+  assign \epi_rd__data[2].shift  = epi_rd__data[263:256];
+  assign \epi_rd__data[2].w  = epi_rd__data[271:264];
+  assign \epi_rd__data[2]._pad  = epi_rd__data[287:272];
+  assign \epi_rd__data[3]  = epi_rd__data[383:288];
+  assign \epi_rd__data[3].bias  = epi_rd__data[319:288];
+  assign \epi_rd__data[3].mult  = epi_rd__data[351:320];
+  assign \epi_rd__data[3].shift  = epi_rd__data[359:352];
+  assign \epi_rd__data[3].w  = epi_rd__data[367:360];
+  assign \epi_rd__data[3]._pad  = epi_rd__data[383:368];
+  assign \epi_rd__data[4]  = epi_rd__data[479:384];
+  assign \epi_rd__data[4].bias  = epi_rd__data[415:384];
+  assign \epi_rd__data[4].mult  = epi_rd__data[447:416];
+  assign \epi_rd__data[4].shift  = epi_rd__data[455:448];
+  assign \epi_rd__data[4].w  = epi_rd__data[463:456];
+  assign \epi_rd__data[4]._pad  = epi_rd__data[479:464];
+  assign \epi_rd__data[5]  = epi_rd__data[575:480];
+  assign \epi_rd__data[5].bias  = epi_rd__data[511:480];
+  assign \epi_rd__data[5].mult  = epi_rd__data[543:512];
+  assign \epi_rd__data[5].shift  = epi_rd__data[551:544];
+  assign \epi_rd__data[5].w  = epi_rd__data[559:552];
+  assign \epi_rd__data[5]._pad  = epi_rd__data[575:560];
+  assign \epi_rd__data[6]  = epi_rd__data[671:576];
+  assign \epi_rd__data[6].bias  = epi_rd__data[607:576];
+  assign \epi_rd__data[6].mult  = epi_rd__data[639:608];
+  assign \epi_rd__data[6].shift  = epi_rd__data[647:640];
+  assign \epi_rd__data[6].w  = epi_rd__data[655:648];
+  assign \epi_rd__data[6]._pad  = epi_rd__data[671:656];
+  assign \epi_rd__data[7]  = epi_rd__data[767:672];
+  assign \epi_rd__data[7].bias  = epi_rd__data[703:672];
+  assign \epi_rd__data[7].mult  = epi_rd__data[735:704];
+  assign \epi_rd__data[7].shift  = epi_rd__data[743:736];
+  assign \epi_rd__data[7].w  = epi_rd__data[751:744];
+  assign \epi_rd__data[7]._pad  = epi_rd__data[767:752];
+  assign \x$402[0]  = \x$402 [31:0];
+  assign \x$402[1]  = \x$402 [63:32];
+  assign \x$402[2]  = \x$402 [95:64];
+  assign \x$402[3]  = \x$402 [127:96];
+  assign \x$402[4]  = \x$402 [159:128];
+  assign \x$402[5]  = \x$402 [191:160];
+  assign \x$402[6]  = \x$402 [223:192];
+  assign \x$402[7]  = \x$402 [255:224];
+  assign \mult$403[0]  = \mult$403 [31:0];
+  assign \mult$403[1]  = \mult$403 [63:32];
+  assign \mult$403[2]  = \mult$403 [95:64];
+  assign \mult$403[3]  = \mult$403 [127:96];
+  assign \mult$403[4]  = \mult$403 [159:128];
+  assign \mult$403[5]  = \mult$403 [191:160];
+  assign \mult$403[6]  = \mult$403 [223:192];
+  assign \mult$403[7]  = \mult$403 [255:224];
+  assign \shift$404[0]  = \shift$404 [7:0];
+  assign \shift$404[1]  = \shift$404 [15:8];
+  assign \shift$404[2]  = \shift$404 [23:16];
+  assign \shift$404[3]  = \shift$404 [31:24];
+  assign \shift$404[4]  = \shift$404 [39:32];
+  assign \shift$404[5]  = \shift$404 [47:40];
+  assign \shift$404[6]  = \shift$404 [55:48];
+  assign \shift$404[7]  = \shift$404 [63:56];
+  assign \y$420[0]  = \y$420 [31:0];
+  assign \y$420[1]  = \y$420 [63:32];
+  assign \y$420[2]  = \y$420 [95:64];
+  assign \y$420[3]  = \y$420 [127:96];
+  assign \y$420[4]  = \y$420 [159:128];
+  assign \y$420[5]  = \y$420 [191:160];
+  assign \y$420[6]  = \y$420 [223:192];
+  assign \y$420[7]  = \y$420 [255:224];
+  assign \shift$404 [63:56] = epi_rd__data[743:736];
+  assign \shift$404 [55:48] = epi_rd__data[647:640];
+  assign \shift$404 [47:40] = epi_rd__data[551:544];
+  assign \shift$404 [39:32] = epi_rd__data[455:448];
+  assign \shift$404 [31:24] = epi_rd__data[359:352];
+  assign \shift$404 [23:16] = epi_rd__data[263:256];
+  assign \shift$404 [15:8] = epi_rd__data[167:160];
+  assign \shift$404 [7:0] = epi_rd__data[71:64];
+  assign \mult$403 [255:224] = epi_rd__data[735:704];
+  assign \mult$403 [223:192] = epi_rd__data[639:608];
+  assign \mult$403 [191:160] = epi_rd__data[543:512];
+  assign \mult$403 [159:128] = epi_rd__data[447:416];
+  assign \mult$403 [127:96] = epi_rd__data[351:320];
+  assign \mult$403 [95:64] = epi_rd__data[255:224];
+  assign \mult$403 [63:32] = epi_rd__data[159:128];
+  assign \mult$403 [31:0] = epi_rd__data[63:32];
+  assign \x$402 [255:224] = \$324 [31:0];
+  assign \x$402 [223:192] = \$322 [31:0];
+  assign \x$402 [191:160] = \$320 [31:0];
+  assign \x$402 [159:128] = \$318 [31:0];
+  assign \x$402 [127:96] = \$316 [31:0];
+  assign \x$402 [95:64] = \$314 [31:0];
+  assign \x$402 [63:32] = \$312 [31:0];
+  assign \x$402 [31:0] = \$310 [31:0];
   assign shift[63:56] = param_rd__data[743:736];
   assign shift[55:48] = param_rd__data[647:640];
   assign shift[47:40] = param_rd__data[551:544];
@@ -24990,4404 +27554,8 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
 endmodule
 
 (* generator = "Amaranth" *)
-module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_active, pos_bstep, take, pos_init, pos_step, desc_rd__addr, pos_valid, idle_next, act_rd__en, stall, g_kbase, bi, kk, nn, en, act_rd__addr, x_rdy
-, full, args, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
-  wire \$1 ;
-  wire [15:0] \$10 ;
-  reg [6:0] \$100 ;
-  reg [6:0] \$101 ;
-  reg \$102 ;
-  reg [15:0] \$103 ;
-  reg [8:0] \$104 ;
-  reg [8:0] \$105 ;
-  reg [11:0] \$106 ;
-  reg [11:0] \$107 ;
-  reg [13:0] \$108 ;
-  reg \$109 ;
-  wire [13:0] \$11 ;
-  reg [11:0] \$110 ;
-  reg [6:0] \$111 ;
-  reg [8:0] \$112 ;
-  reg [8:0] \$113 ;
-  reg [13:0] \$114 ;
-  reg [13:0] \$115 ;
-  reg [13:0] \$116 ;
-  reg [13:0] \$117 ;
-  reg [13:0] \$118 ;
-  reg \$119 ;
-  wire [14:0] \$12 ;
-  reg \$120 ;
-  reg [3:0] \$121 ;
-  reg \$122 ;
-  reg \$123 ;
-  reg \$124 ;
-  reg [13:0] \$125 ;
-  reg [511:0] \$126 ;
-  reg [511:0] \$127 ;
-  reg \$128 ;
-  wire \$13 ;
-  wire [14:0] \$14 ;
-  wire [14:0] \$15 ;
-  wire [11:0] \$16 ;
-  wire [14:0] \$17 ;
-  wire [7:0] \$18 ;
-  wire [9:0] \$19 ;
-  wire [4:0] \$2 ;
-  wire \$20 ;
-  wire [9:0] \$21 ;
-  wire [14:0] \$22 ;
-  wire [14:0] \$23 ;
-  wire [14:0] \$24 ;
-  wire [9:0] \$25 ;
-  wire [14:0] \$26 ;
-  wire [14:0] \$27 ;
-  wire [14:0] \$28 ;
-  wire [12:0] \$29 ;
-  wire [4:0] \$3 ;
-  wire [14:0] \$30 ;
-  wire \$31 ;
-  wire \$32 ;
-  wire \$33 ;
-  wire \$34 ;
-  wire \$35 ;
-  wire \$36 ;
-  wire [7:0] \$37 ;
-  wire [8:0] \$38 ;
-  wire [9:0] \$39 ;
-  wire [6:0] \$4 ;
-  wire [9:0] \$40 ;
-  wire [9:0] \$41 ;
-  wire [9:0] \$42 ;
-  wire [8:0] \$43 ;
-  wire [9:0] \$44 ;
-  wire [12:0] \$45 ;
-  wire [12:0] \$46 ;
-  wire [3:0] \$47 ;
-  wire [13:0] \$48 ;
-  wire [12:0] \$49 ;
-  wire [16:0] \$5 ;
-  wire [12:0] \$50 ;
-  wire [12:0] \$51 ;
-  wire [12:0] \$52 ;
-  wire [12:0] \$53 ;
-  wire [12:0] \$54 ;
-  wire [13:0] \$55 ;
-  wire [14:0] \$56 ;
-  wire [14:0] \$57 ;
-  wire [13:0] \$58 ;
-  wire [15:0] \$59 ;
-  wire [10:0] \$6 ;
-  wire [13:0] \$60 ;
-  wire [16:0] \$61 ;
-  wire [12:0] \$62 ;
-  wire \$63 ;
-  wire \$64 ;
-  wire [11:0] \$65 ;
-  wire \$66 ;
-  wire \$67 ;
-  wire \$68 ;
-  wire \$69 ;
-  wire [10:0] \$7 ;
-  wire \$70 ;
-  wire \$71 ;
-  wire \$72 ;
-  wire \$73 ;
-  wire \$74 ;
-  wire \$75 ;
-  wire [14:0] \$76 ;
-  wire [14:0] \$77 ;
-  wire \$78 ;
-  wire [7:0] \$79 ;
-  wire [11:0] \$8 ;
-  wire \$80 ;
-  wire [7:0] \$81 ;
-  wire \$82 ;
-  wire [7:0] \$83 ;
-  wire \$84 ;
-  wire [7:0] \$85 ;
-  wire \$86 ;
-  wire [7:0] \$87 ;
-  wire \$88 ;
-  wire [7:0] \$89 ;
-  wire [11:0] \$9 ;
-  wire \$90 ;
-  wire [7:0] \$91 ;
-  wire \$92 ;
-  wire [7:0] \$93 ;
-  wire [8:0] \$94 ;
-  wire [63:0] \$95 ;
-  wire \$96 ;
-  wire \$97 ;
-  wire \$98 ;
-  reg [6:0] \$99 ;
-  output [11:0] act_rd__addr;
-  wire [11:0] act_rd__addr;
-  input [63:0] act_rd__data;
-  wire [63:0] act_rd__data;
-  output act_rd__en;
-  wire act_rd__en;
-  reg active = 1'h0;
-  reg [13:0] addr = 14'h0000;
-  input [403:0] args;
-  wire [403:0] args;
-  wire [2:0] \args.ab_m1 ;
-  wire [9:0] \args.act_max ;
-  wire [9:0] \args.act_min ;
-  wire [6:0] \args.b ;
-  wire [8:0] \args.bq ;
-  wire [8:0] \args.br ;
-  wire [11:0] \args.cin ;
-  wire [6:0] \args.desc_base ;
-  wire [3:0] \args.dh ;
-  wire [3:0] \args.dw ;
-  wire [7:0] \args.groups ;
-  wire [13:0] \args.img_bstep ;
-  wire [13:0] \args.img_delta ;
-  wire [8:0] \args.in_cw ;
-  wire [8:0] \args.in_h ;
-  wire [8:0] \args.in_w ;
-  wire [8:0] \args.kh ;
-  wire [6:0] \args.ki ;
-  wire [8:0] \args.kr ;
-  wire [8:0] \args.kt ;
-  wire [8:0] \args.kw ;
-  wire [13:0] \args.kx_inc ;
-  wire [13:0] \args.ky_inc ;
-  wire [6:0] \args.no ;
-  wire [15:0] \args.npos ;
-  wire [8:0] \args.nr ;
-  wire [8:0] \args.nt ;
-  wire [8:0] \args.oh ;
-  wire [11:0] \args.out_base ;
-  wire [8:0] \args.out_cw ;
-  wire [8:0] \args.ow ;
-  wire [2:0] \args.page_base ;
-  wire [9:0] \args.param_base ;
-  wire [3:0] \args.pl ;
-  wire [13:0] \args.pos0 ;
-  wire [13:0] \args.pos_bstep ;
-  wire [13:0] \args.pos_ux ;
-  wire [13:0] \args.pos_wrap ;
-  wire [3:0] \args.pt ;
-  wire [6:0] \args.role_base ;
-  wire \args.rowpack ;
-  wire [3:0] \args.sh ;
-  wire [3:0] \args.sw ;
-  wire \args.w_signed ;
-  wire [1:0] \args.wb_log2 ;
-  wire \args.x_signed ;
-  wire [7:0] \args.zp_in ;
-  wire [9:0] \args.zp_out ;
-  reg b_first = 1'h0;
-  reg [13:0] b_ix = 14'h0000;
-  reg b_last = 1'h0;
-  reg [3:0] b_n = 4'h0;
-  reg b_oob = 1'h0;
-  reg b_valid = 1'h0;
-  output [6:0] bi;
-  reg [6:0] bi = 7'h00;
-  (* init = 7'h00 *)
-  wire [6:0] \bi$54 ;
-  reg [11:0] c = 12'h000;
-  input clk;
-  wire clk;
-  wire [13:0] d_addr;
-  wire [12:0] d_ix;
-  wire [14:0] d_iy;
-  wire [9:0] d_ox;
-  wire [10:0] d_oy;
-  output [6:0] desc_rd__addr;
-  wire [6:0] desc_rd__addr;
-  input [76:0] desc_rd__data;
-  wire [76:0] desc_rd__data;
-  wire [11:0] \desc_rd__data.c0 ;
-  wire [12:0] \desc_rd__data.dx0 ;
-  wire [12:0] \desc_rd__data.dy0 ;
-  wire [6:0] \desc_rd__data.elems ;
-  wire [8:0] \desc_rd__data.kx0 ;
-  wire [8:0] \desc_rd__data.ky0 ;
-  wire [13:0] \desc_rd__data.off0 ;
-  output en;
-  reg en = 1'h0;
-  (* init = 1'h0 *)
-  wire \en$57 ;
-  reg first = 1'h0;
-  output full;
-  reg full = 1'h0;
-  (* init = 1'h0 *)
-  wire \full$72 ;
-  input [7:0] g_kbase;
-  wire [7:0] g_kbase;
-  input go;
-  wire go;
-  output idle_next;
-  wire idle_next;
-  wire iwrap;
-  reg [13:0] ix = 14'h0000;
-  reg [11:0] ix0 = 12'h000;
-  reg [13:0] iy = 14'h0000;
-  reg [11:0] iy0 = 12'h000;
-  output [6:0] kk;
-  reg [6:0] kk = 7'h00;
-  (* init = 7'h00 *)
-  wire [6:0] \kk$55 ;
-  reg [8:0] kx = 9'h000;
-  reg [8:0] ky = 9'h000;
-  wire last;
-  wire [11:0] lim;
-  wire [3:0] n;
-  wire [11:0] n_ch;
-  output [6:0] nn;
-  reg [6:0] nn = 7'h00;
-  (* init = 7'h00 *)
-  wire [6:0] \nn$56 ;
-  wire oob;
-  reg [8:0] ox = 9'h000;
-  reg [8:0] oy = 9'h000;
-  reg [15:0] p = 16'h0000;
-  reg [13:0] pos_addr = 14'h0000;
-  input pos_bstep;
-  wire pos_bstep;
-  input pos_init;
-  wire pos_init;
-  input pos_step;
-  wire pos_step;
-  output pos_valid;
-  wire pos_valid;
-  reg [6:0] rem = 7'h00;
-  reg [13:0] row_ix = 14'h0000;
-  input rst;
-  wire rst;
-  wire [4:0] sel;
-  reg [511:0] shifted;
-  wire [511:0] src;
-  output stall;
-  wire stall;
-  wire \stall$63 ;
-  reg [13:0] start;
-  input take;
-  wire take;
-  reg [13:0] tap0 = 14'h0000;
-  wire tap_end;
-  input tile_active;
-  wire tile_active;
-  wire [63:0] window;
-  wire [63:0] word;
-  wire wrap;
-  (* init = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 *)
-  wire [511:0] x;
-  wire [7:0] \x[0] ;
-  wire [7:0] \x[10] ;
-  wire [7:0] \x[11] ;
-  wire [7:0] \x[12] ;
-  wire [7:0] \x[13] ;
-  wire [7:0] \x[14] ;
-  wire [7:0] \x[15] ;
-  wire [7:0] \x[16] ;
-  wire [7:0] \x[17] ;
-  wire [7:0] \x[18] ;
-  wire [7:0] \x[19] ;
-  wire [7:0] \x[1] ;
-  wire [7:0] \x[20] ;
-  wire [7:0] \x[21] ;
-  wire [7:0] \x[22] ;
-  wire [7:0] \x[23] ;
-  wire [7:0] \x[24] ;
-  wire [7:0] \x[25] ;
-  wire [7:0] \x[26] ;
-  wire [7:0] \x[27] ;
-  wire [7:0] \x[28] ;
-  wire [7:0] \x[29] ;
-  wire [7:0] \x[2] ;
-  wire [7:0] \x[30] ;
-  wire [7:0] \x[31] ;
-  wire [7:0] \x[32] ;
-  wire [7:0] \x[33] ;
-  wire [7:0] \x[34] ;
-  wire [7:0] \x[35] ;
-  wire [7:0] \x[36] ;
-  wire [7:0] \x[37] ;
-  wire [7:0] \x[38] ;
-  wire [7:0] \x[39] ;
-  wire [7:0] \x[3] ;
-  wire [7:0] \x[40] ;
-  wire [7:0] \x[41] ;
-  wire [7:0] \x[42] ;
-  wire [7:0] \x[43] ;
-  wire [7:0] \x[44] ;
-  wire [7:0] \x[45] ;
-  wire [7:0] \x[46] ;
-  wire [7:0] \x[47] ;
-  wire [7:0] \x[48] ;
-  wire [7:0] \x[49] ;
-  wire [7:0] \x[4] ;
-  wire [7:0] \x[50] ;
-  wire [7:0] \x[51] ;
-  wire [7:0] \x[52] ;
-  wire [7:0] \x[53] ;
-  wire [7:0] \x[54] ;
-  wire [7:0] \x[55] ;
-  wire [7:0] \x[56] ;
-  wire [7:0] \x[57] ;
-  wire [7:0] \x[58] ;
-  wire [7:0] \x[59] ;
-  wire [7:0] \x[5] ;
-  wire [7:0] \x[60] ;
-  wire [7:0] \x[61] ;
-  wire [7:0] \x[62] ;
-  wire [7:0] \x[63] ;
-  wire [7:0] \x[6] ;
-  wire [7:0] \x[7] ;
-  wire [7:0] \x[8] ;
-  wire [7:0] \x[9] ;
-  reg [511:0] x_asm = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-  output [511:0] x_rdy;
-  reg [511:0] x_rdy = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-  assign \$1  = pos_step | pos_bstep;
-  assign \$2  = - args[76:73];
-  assign \$3  = - args[80:77];
-  assign \$4  = pos_bstep ? args[294:288] : 7'h01;
-  assign \$5  = p + \$4 ;
-  assign \$6  = d_ox - args[89:81];
-  assign \$7  = wrap ? \$6  : { 1'h0, d_ox };
-  assign \$8  = d_oy - args[98:90];
-  assign \$9  = iwrap ? \$8  : { 1'h0, d_oy };
-  assign \$10  = $signed(iy0) + $signed(d_iy);
-  assign \$11  = $signed(ix0) + $signed(\$55 [12:0]);
-  assign \$12  = $signed(pos_addr) + $signed(\$61 [13:0]);
-  assign \$13  = ~ stall;
-  assign \$14  = $signed(iy0) + $signed({ 1'h0, desc_rd__data[30:18] });
-  assign \$15  = $signed(ix0) + $signed({ 1'h0, desc_rd__data[43:31] });
-  assign \$17  = $signed(start) + $signed({ 1'h0, \$16  });
-  assign \$18  = rem - \$65 [3:0];
-  assign \$19  = args[56:48] - 1'h1;
-  assign \$20  = kx == \$19 ;
-  assign \$21  = ky + 1'h1;
-  assign \$22  = $signed(iy) + $signed({ 1'h0, args[60:57] });
-  assign \$23  = $signed(tap0) + $signed(args[156:143]);
-  assign \$24  = $signed(tap0) + $signed(args[156:143]);
-  assign \$25  = kx + 1'h1;
-  assign \$26  = $signed(ix) + $signed({ 1'h0, args[64:61] });
-  assign \$27  = $signed(tap0) + $signed(args[142:129]);
-  assign \$28  = $signed(tap0) + $signed(args[142:129]);
-  assign \$29  = c + \$65 [3:0];
-  assign \$30  = $signed(addr) + $signed(2'h1);
-  assign \$31  = ~ stall;
-  assign \$32  = ~ stall;
-  assign \$33  = b_valid & \$32 ;
-  assign \$34  = b_valid & b_last;
-  assign \$35  = ~ stall;
-  assign \$36  = \$34  & \$35 ;
-  assign \$37  = args[323:317] + 1'h0;
-  assign \$38  = args[251:245] + g_kbase;
-  assign \$39  = \$38  + kk;
-  assign \$40  = pos_init ? { 2'h0, \$37  } : \$39 ;
-  assign pos_valid = p < args[114:99];
-  assign \$41  = ox + args[216:208];
-  assign \$42  = ox + 1'h1;
-  assign d_ox = pos_bstep ? \$41  : \$42 ;
-  assign wrap = d_ox >= args[89:81];
-  assign \$43  = pos_bstep ? args[207:199] : 9'h000;
-  assign \$44  = oy + \$43 ;
-  assign d_oy = \$44  + wrap;
-  assign iwrap = d_oy >= args[98:90];
-  assign \$45  = args[207:199] * args[68:65];
-  assign \$46  = pos_bstep ? \$45  : 13'h0000;
-  assign \$47  = wrap ? args[68:65] : 4'h0;
-  assign \$48  = \$46  + \$47 ;
-  assign \$49  = args[98:90] * args[68:65];
-  assign \$50  = iwrap ? \$49  : 13'h0000;
-  assign d_iy = \$48  - \$50 ;
-  assign \$51  = args[216:208] * args[72:69];
-  assign \$52  = pos_bstep ? \$51  : { 9'h000, args[72:69] };
-  assign \$53  = args[89:81] * args[72:69];
-  assign \$54  = wrap ? \$53  : 13'h0000;
-  assign \$55  = \$52  - \$54 ;
-  assign \$56  = $signed(args[198:185]) + $signed(args[244:231]);
-  assign \$57  = pos_bstep ? \$56  : { args[170], args[170:157] };
-  assign \$58  = wrap ? args[184:171] : 14'h0000;
-  assign \$59  = $signed(\$57 ) + $signed(\$58 );
-  assign \$60  = iwrap ? args[230:217] : 14'h0000;
-  assign \$61  = $signed(\$59 ) + $signed(\$60 );
-  assign \$62  = args[38:27] - c;
-  assign \$63  = \$62 [11:0] < rem;
-  assign lim = \$63  ? \$62 [11:0] : { 5'h00, rem };
-  assign \$64  = lim < 4'h8;
-  assign \$65  = \$64  ? lim : 12'h008;
-  assign tap_end = \$65 [3:0] == \$62 [11:0];
-  assign last = \$65 [3:0] == rem;
-  assign \$66  = $signed(iy) < $signed(1'h0);
-  assign \$67  = $signed(iy) >= $signed({ 1'h0, args[8:0] });
-  assign \$68  = \$66  | \$67 ;
-  assign \$69  = ~ args[403];
-  assign \$70  = $signed(ix) < $signed(1'h0);
-  assign \$71  = $signed(ix) >= $signed({ 1'h0, args[17:9] });
-  assign \$72  = \$70  | \$71 ;
-  assign \$73  = \$69  & \$72 ;
-  assign oob = \$68  | \$73 ;
-  assign \$74  = ~ active;
-  assign idle_next = \$74  | last;
-  assign act_rd__en = ~ stall;
-  assign \$75  = ~ stall;
-  assign \$76  = $signed(pos_addr) + $signed(desc_rd__data[76:63]);
-  assign \$77  = $signed(b_ix) + $signed(5'h08);
-  assign \$78  = args[17:9] > 1'h0;
-  assign \$79  = \$78  ? act_rd__data[7:0] : args[365:358];
-  assign \$80  = args[17:9] > 1'h1;
-  assign \$81  = \$80  ? act_rd__data[15:8] : args[365:358];
-  assign \$82  = args[17:9] > 2'h2;
-  assign \$83  = \$82  ? act_rd__data[23:16] : args[365:358];
-  assign \$84  = args[17:9] > 2'h3;
-  assign \$85  = \$84  ? act_rd__data[31:24] : args[365:358];
-  assign \$86  = args[17:9] > 3'h4;
-  assign \$87  = \$86  ? act_rd__data[39:32] : args[365:358];
-  assign \$88  = args[17:9] > 3'h5;
-  assign \$89  = \$88  ? act_rd__data[47:40] : args[365:358];
-  assign \$90  = args[17:9] > 3'h6;
-  assign \$91  = \$90  ? act_rd__data[55:48] : args[365:358];
-  assign \$92  = args[17:9] > 3'h7;
-  assign \$93  = \$92  ? act_rd__data[63:56] : args[365:358];
-  assign \$94  = \$77 [4:0] * 4'h8;
-  assign window = { args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], \$93 , \$91 , \$89 , \$87 , \$85 , \$83 , \$81 , \$79 , args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358] } >> \$94 ;
-  assign \$95  = args[403] ? window : act_rd__data;
-  assign word = b_oob ? { args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358] } : \$95 ;
-  assign src = b_first ? 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 : x_asm;
-  assign \$96  = b_valid & b_last;
-  assign \$97  = \$96  & full;
-  assign \$98  = ~ take;
-  assign stall = \$97  & \$98 ;
-  always @(posedge clk)
-    bi <= \$99 ;
-  always @(posedge clk)
-    kk <= \$100 ;
-  always @(posedge clk)
-    nn <= \$101 ;
-  always @(posedge clk)
-    en <= \$102 ;
-  always @(posedge clk)
-    p <= \$103 ;
-  always @(posedge clk)
-    ox <= \$104 ;
-  always @(posedge clk)
-    oy <= \$105 ;
-  always @(posedge clk)
-    iy0 <= \$106 ;
-  always @(posedge clk)
-    ix0 <= \$107 ;
-  always @(posedge clk)
-    pos_addr <= \$108 ;
-  always @(posedge clk)
-    active <= \$109 ;
-  always @(posedge clk)
-    c <= \$110 ;
-  always @(posedge clk)
-    rem <= \$111 ;
-  always @(posedge clk)
-    ky <= \$112 ;
-  always @(posedge clk)
-    kx <= \$113 ;
-  always @(posedge clk)
-    iy <= \$114 ;
-  always @(posedge clk)
-    ix <= \$115 ;
-  always @(posedge clk)
-    row_ix <= \$116 ;
-  always @(posedge clk)
-    tap0 <= \$117 ;
-  always @(posedge clk)
-    addr <= \$118 ;
-  always @(posedge clk)
-    first <= \$119 ;
-  always @(posedge clk)
-    b_valid <= \$120 ;
-  always @(posedge clk)
-    b_n <= \$121 ;
-  always @(posedge clk)
-    b_oob <= \$122 ;
-  always @(posedge clk)
-    b_first <= \$123 ;
-  always @(posedge clk)
-    b_last <= \$124 ;
-  always @(posedge clk)
-    b_ix <= \$125 ;
-  always @(posedge clk)
-    x_rdy <= \$126 ;
-  always @(posedge clk)
-    x_asm <= \$127 ;
-  always @(posedge clk)
-    full <= \$128 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$99  = bi;
-    if (pos_init) begin
-      \$99  = desc_rd__data[6:0];
-    end
-    if (rst) begin
-      \$99  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$100  = kk;
-    if (pos_init) begin
-      \$100  = desc_rd__data[13:7];
-    end
-    if (rst) begin
-      \$100  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$101  = nn;
-    if (pos_init) begin
-      \$101  = desc_rd__data[20:14];
-    end
-    if (rst) begin
-      \$101  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$102  = en;
-    if (pos_init) begin
-      \$102  = desc_rd__data[21];
-    end
-    if (rst) begin
-      \$102  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$103  = p;
-    if (pos_init) begin
-      \$103  = 16'h0000;
-    end else if (\$1 ) begin
-      \$103  = \$5 [15:0];
-    end
-    if (rst) begin
-      \$103  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$104  = ox;
-    if (pos_init) begin
-      \$104  = 9'h000;
-    end else if (\$1 ) begin
-      \$104  = \$7 [8:0];
-    end
-    if (rst) begin
-      \$104  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$105  = oy;
-    if (pos_init) begin
-      \$105  = 9'h000;
-    end else if (\$1 ) begin
-      \$105  = \$9 [8:0];
-    end
-    if (rst) begin
-      \$105  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$106  = iy0;
-    if (pos_init) begin
-      \$106  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
-    end else if (\$1 ) begin
-      \$106  = \$10 [11:0];
-    end
-    if (rst) begin
-      \$106  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$107  = ix0;
-    if (pos_init) begin
-      \$107  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
-    end else if (\$1 ) begin
-      \$107  = \$11 [11:0];
-    end
-    if (rst) begin
-      \$107  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$108  = pos_addr;
-    if (pos_init) begin
-      \$108  = args[128:115];
-    end else if (\$1 ) begin
-      \$108  = \$12 [13:0];
-    end
-    if (rst) begin
-      \$108  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$109  = active;
-    if (\$13 ) begin
-      if (go) begin
-        \$109  = tile_active;
-      end else if (active) begin
-        if (last) begin
-          \$109  = 1'h0;
-        end
-      end
-    end
-    if (rst) begin
-      \$109  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$110  = c;
-    if (\$13 ) begin
-      if (go) begin
-        \$110  = desc_rd__data[55:44];
-      end else if (active) begin
-        (* full_case = 32'd1 *)
-        if (tap_end) begin
-          \$110  = 12'h000;
-        end else begin
-          \$110  = \$29 [11:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$110  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$111  = rem;
-    if (\$13 ) begin
-      if (go) begin
-        \$111  = desc_rd__data[62:56];
-      end else if (active) begin
-        \$111  = \$18 [6:0];
-      end
-    end
-    if (rst) begin
-      \$111  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$112  = ky;
-    if (\$13 ) begin
-      if (go) begin
-        \$112  = desc_rd__data[8:0];
-      end else if (active) begin
-        if (tap_end) begin
-          if (\$20 ) begin
-            \$112  = \$21 [8:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$112  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$113  = kx;
-    if (\$13 ) begin
-      if (go) begin
-        \$113  = desc_rd__data[17:9];
-      end else if (active) begin
-        if (tap_end) begin
-          (* full_case = 32'd1 *)
-          if (\$20 ) begin
-            \$113  = 9'h000;
-          end else begin
-            \$113  = \$25 [8:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$113  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$114  = iy;
-    if (\$13 ) begin
-      if (go) begin
-        \$114  = \$14 [13:0];
-      end else if (active) begin
-        if (tap_end) begin
-          if (\$20 ) begin
-            \$114  = \$22 [13:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$114  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$115  = ix;
-    if (\$13 ) begin
-      if (go) begin
-        \$115  = \$15 [13:0];
-      end else if (active) begin
-        if (tap_end) begin
-          (* full_case = 32'd1 *)
-          if (\$20 ) begin
-            \$115  = row_ix;
-          end else begin
-            \$115  = \$26 [13:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$115  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$116  = row_ix;
-    if (\$13 ) begin
-      if (go) begin
-        \$116  = { ix0[11], ix0[11], ix0 };
-      end
-    end
-    if (rst) begin
-      \$116  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$117  = tap0;
-    if (\$13 ) begin
-      if (go) begin
-        \$117  = start;
-      end else if (active) begin
-        if (tap_end) begin
-          (* full_case = 32'd1 *)
-          if (\$20 ) begin
-            \$117  = \$23 [13:0];
-          end else begin
-            \$117  = \$27 [13:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$117  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$118  = addr;
-    if (\$13 ) begin
-      if (go) begin
-        \$118  = \$17 [13:0];
-      end else if (active) begin
-        (* full_case = 32'd1 *)
-        if (tap_end) begin
-          (* full_case = 32'd1 *)
-          if (\$20 ) begin
-            \$118  = \$24 [13:0];
-          end else begin
-            \$118  = \$28 [13:0];
-          end
-        end else begin
-          \$118  = \$30 [13:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$118  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$119  = first;
-    if (\$13 ) begin
-      if (go) begin
-        \$119  = 1'h1;
-      end else if (active) begin
-        \$119  = 1'h0;
-      end
-    end
-    if (rst) begin
-      \$119  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$120  = b_valid;
-    if (\$31 ) begin
-      \$120  = active;
-    end
-    if (rst) begin
-      \$120  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$121  = b_n;
-    if (\$31 ) begin
-      \$121  = \$65 [3:0];
-    end
-    if (rst) begin
-      \$121  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$122  = b_oob;
-    if (\$31 ) begin
-      \$122  = oob;
-    end
-    if (rst) begin
-      \$122  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$123  = b_first;
-    if (\$31 ) begin
-      \$123  = first;
-    end
-    if (rst) begin
-      \$123  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$124  = b_last;
-    if (\$31 ) begin
-      \$124  = last;
-    end
-    if (rst) begin
-      \$124  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$125  = b_ix;
-    if (\$31 ) begin
-      \$125  = ix;
-    end
-    if (rst) begin
-      \$125  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$126  = x_rdy;
-    if (\$33 ) begin
-      if (b_last) begin
-        \$126  = shifted;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$127  = x_asm;
-    if (\$33 ) begin
-      (* full_case = 32'd1 *)
-      if (b_last) begin
-      end else begin
-        \$127  = shifted;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$128  = full;
-    if (\$36 ) begin
-      \$128  = 1'h1;
-    end else if (take) begin
-      \$128  = 1'h0;
-    end
-    if (rst) begin
-      \$128  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    start = 14'h0000;
-    if (\$75 ) begin
-      if (go) begin
-        start = \$76 [13:0];
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    casez (b_n)
-      4'h1:
-          shifted = { word[7:0], src[511:8] };
-      4'h2:
-          shifted = { word[15:0], src[511:16] };
-      4'h3:
-          shifted = { word[23:0], src[511:24] };
-      4'h4:
-          shifted = { word[31:0], src[511:32] };
-      4'h5:
-          shifted = { word[39:0], src[511:40] };
-      4'h6:
-          shifted = { word[47:0], src[511:48] };
-      4'h7:
-          shifted = { word[55:0], src[511:56] };
-      4'h8:
-          shifted = { word, src[511:64] };
-      default:
-          shifted = src;
-    endcase
-  end
-  assign d_ix = \$55 [12:0];
-  assign d_addr = \$61 [13:0];
-  assign n = \$65 [3:0];
-  assign \bi$54  = bi;
-  assign \kk$55  = kk;
-  assign \nn$56  = nn;
-  assign \en$57  = en;
-  assign n_ch = \$62 [11:0];
-  assign \stall$63  = stall;
-  assign sel = \$77 [4:0];
-  assign \full$72  = full;
-  assign x = x_rdy;
-  assign desc_rd__addr = \$40 [6:0];
-  assign act_rd__addr = addr[11:0];
-  assign \desc_rd__data.ky0  = desc_rd__data[8:0];
-  assign \desc_rd__data.kx0  = desc_rd__data[17:9];
-  assign \desc_rd__data.dy0  = desc_rd__data[30:18];
-  assign \desc_rd__data.dx0  = desc_rd__data[43:31];
-  assign \desc_rd__data.c0  = desc_rd__data[55:44];
-  assign \desc_rd__data.elems  = desc_rd__data[62:56];
-  assign \desc_rd__data.off0  = desc_rd__data[76:63];
-  assign \args.in_h  = args[8:0];
-  assign \args.in_w  = args[17:9];
-  assign \args.in_cw  = args[26:18];
-  assign \args.cin  = args[38:27];
-  assign \args.kh  = args[47:39];
-  assign \args.kw  = args[56:48];
-  assign \args.dh  = args[60:57];
-  assign \args.dw  = args[64:61];
-  assign \args.sh  = args[68:65];
-  assign \args.sw  = args[72:69];
-  assign \args.pt  = args[76:73];
-  assign \args.pl  = args[80:77];
-  assign \args.ow  = args[89:81];
-  assign \args.oh  = args[98:90];
-  assign \args.npos  = args[114:99];
-  assign \args.pos0  = args[128:115];
-  assign \args.kx_inc  = args[142:129];
-  assign \args.ky_inc  = args[156:143];
-  assign \args.pos_ux  = args[170:157];
-  assign \args.pos_wrap  = args[184:171];
-  assign \args.pos_bstep  = args[198:185];
-  assign \args.bq  = args[207:199];
-  assign \args.br  = args[216:208];
-  assign \args.img_delta  = args[230:217];
-  assign \args.img_bstep  = args[244:231];
-  assign \args.desc_base  = args[251:245];
-  assign \args.kt  = args[260:252];
-  assign \args.nt  = args[269:261];
-  assign \args.kr  = args[278:270];
-  assign \args.nr  = args[287:279];
-  assign \args.b  = args[294:288];
-  assign \args.ki  = args[301:295];
-  assign \args.no  = args[308:302];
-  assign \args.groups  = args[316:309];
-  assign \args.role_base  = args[323:317];
-  assign \args.page_base  = args[326:324];
-  assign \args.out_base  = args[338:327];
-  assign \args.out_cw  = args[347:339];
-  assign \args.param_base  = args[357:348];
-  assign \args.zp_in  = args[365:358];
-  assign \args.zp_out  = args[375:366];
-  assign \args.act_min  = args[385:376];
-  assign \args.act_max  = args[395:386];
-  assign \args.ab_m1  = args[398:396];
-  assign \args.wb_log2  = args[400:399];
-  assign \args.x_signed  = args[401];
-  assign \args.w_signed  = args[402];
-  assign \args.rowpack  = args[403];
-  assign \x[0]  = x_rdy[7:0];
-  assign \x[1]  = x_rdy[15:8];
-  assign \x[2]  = x_rdy[23:16];
-  assign \x[3]  = x_rdy[31:24];
-  assign \x[4]  = x_rdy[39:32];
-  assign \x[5]  = x_rdy[47:40];
-  assign \x[6]  = x_rdy[55:48];
-  assign \x[7]  = x_rdy[63:56];
-  assign \x[8]  = x_rdy[71:64];
-  assign \x[9]  = x_rdy[79:72];
-  assign \x[10]  = x_rdy[87:80];
-  assign \x[11]  = x_rdy[95:88];
-  assign \x[12]  = x_rdy[103:96];
-  assign \x[13]  = x_rdy[111:104];
-  assign \x[14]  = x_rdy[119:112];
-  assign \x[15]  = x_rdy[127:120];
-  assign \x[16]  = x_rdy[135:128];
-  assign \x[17]  = x_rdy[143:136];
-  assign \x[18]  = x_rdy[151:144];
-  assign \x[19]  = x_rdy[159:152];
-  assign \x[20]  = x_rdy[167:160];
-  assign \x[21]  = x_rdy[175:168];
-  assign \x[22]  = x_rdy[183:176];
-  assign \x[23]  = x_rdy[191:184];
-  assign \x[24]  = x_rdy[199:192];
-  assign \x[25]  = x_rdy[207:200];
-  assign \x[26]  = x_rdy[215:208];
-  assign \x[27]  = x_rdy[223:216];
-  assign \x[28]  = x_rdy[231:224];
-  assign \x[29]  = x_rdy[239:232];
-  assign \x[30]  = x_rdy[247:240];
-  assign \x[31]  = x_rdy[255:248];
-  assign \x[32]  = x_rdy[263:256];
-  assign \x[33]  = x_rdy[271:264];
-  assign \x[34]  = x_rdy[279:272];
-  assign \x[35]  = x_rdy[287:280];
-  assign \x[36]  = x_rdy[295:288];
-  assign \x[37]  = x_rdy[303:296];
-  assign \x[38]  = x_rdy[311:304];
-  assign \x[39]  = x_rdy[319:312];
-  assign \x[40]  = x_rdy[327:320];
-  assign \x[41]  = x_rdy[335:328];
-  assign \x[42]  = x_rdy[343:336];
-  assign \x[43]  = x_rdy[351:344];
-  assign \x[44]  = x_rdy[359:352];
-  assign \x[45]  = x_rdy[367:360];
-  assign \x[46]  = x_rdy[375:368];
-  assign \x[47]  = x_rdy[383:376];
-  assign \x[48]  = x_rdy[391:384];
-  assign \x[49]  = x_rdy[399:392];
-  assign \x[50]  = x_rdy[407:400];
-  assign \x[51]  = x_rdy[415:408];
-  assign \x[52]  = x_rdy[423:416];
-  assign \x[53]  = x_rdy[431:424];
-  assign \x[54]  = x_rdy[439:432];
-  assign \x[55]  = x_rdy[447:440];
-  assign \x[56]  = x_rdy[455:448];
-  assign \x[57]  = x_rdy[463:456];
-  assign \x[58]  = x_rdy[471:464];
-  assign \x[59]  = x_rdy[479:472];
-  assign \x[60]  = x_rdy[487:480];
-  assign \x[61]  = x_rdy[495:488];
-  assign \x[62]  = x_rdy[503:496];
-  assign \x[63]  = x_rdy[511:504];
-  assign \$16  = { 3'h0, desc_rd__data[55:47] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_active, pos_bstep, take, pos_init, pos_step, desc_rd__addr, pos_valid, idle_next, act_rd__en, stall, g_kbase, bi, kk, nn, en, act_rd__addr, x_rdy
-, full, args, clk);
+module \default_fabric.mac.epi_mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
-  wire \$1 ;
-  wire [15:0] \$10 ;
-  reg [6:0] \$100 ;
-  reg [6:0] \$101 ;
-  reg \$102 ;
-  reg [15:0] \$103 ;
-  reg [8:0] \$104 ;
-  reg [8:0] \$105 ;
-  reg [11:0] \$106 ;
-  reg [11:0] \$107 ;
-  reg [13:0] \$108 ;
-  reg \$109 ;
-  wire [13:0] \$11 ;
-  reg [11:0] \$110 ;
-  reg [6:0] \$111 ;
-  reg [8:0] \$112 ;
-  reg [8:0] \$113 ;
-  reg [13:0] \$114 ;
-  reg [13:0] \$115 ;
-  reg [13:0] \$116 ;
-  reg [13:0] \$117 ;
-  reg [13:0] \$118 ;
-  reg \$119 ;
-  wire [14:0] \$12 ;
-  reg \$120 ;
-  reg [3:0] \$121 ;
-  reg \$122 ;
-  reg \$123 ;
-  reg \$124 ;
-  reg [13:0] \$125 ;
-  reg [511:0] \$126 ;
-  reg [511:0] \$127 ;
-  reg \$128 ;
-  wire \$13 ;
-  wire [14:0] \$14 ;
-  wire [14:0] \$15 ;
-  wire [11:0] \$16 ;
-  wire [14:0] \$17 ;
-  wire [7:0] \$18 ;
-  wire [9:0] \$19 ;
-  wire [4:0] \$2 ;
-  wire \$20 ;
-  wire [9:0] \$21 ;
-  wire [14:0] \$22 ;
-  wire [14:0] \$23 ;
-  wire [14:0] \$24 ;
-  wire [9:0] \$25 ;
-  wire [14:0] \$26 ;
-  wire [14:0] \$27 ;
-  wire [14:0] \$28 ;
-  wire [12:0] \$29 ;
-  wire [4:0] \$3 ;
-  wire [14:0] \$30 ;
-  wire \$31 ;
-  wire \$32 ;
-  wire \$33 ;
-  wire \$34 ;
-  wire \$35 ;
-  wire \$36 ;
-  wire [7:0] \$37 ;
-  wire [8:0] \$38 ;
-  wire [9:0] \$39 ;
-  wire [6:0] \$4 ;
-  wire [9:0] \$40 ;
-  wire [9:0] \$41 ;
-  wire [9:0] \$42 ;
-  wire [8:0] \$43 ;
-  wire [9:0] \$44 ;
-  wire [12:0] \$45 ;
-  wire [12:0] \$46 ;
-  wire [3:0] \$47 ;
-  wire [13:0] \$48 ;
-  wire [12:0] \$49 ;
-  wire [16:0] \$5 ;
-  wire [12:0] \$50 ;
-  wire [12:0] \$51 ;
-  wire [12:0] \$52 ;
-  wire [12:0] \$53 ;
-  wire [12:0] \$54 ;
-  wire [13:0] \$55 ;
-  wire [14:0] \$56 ;
-  wire [14:0] \$57 ;
-  wire [13:0] \$58 ;
-  wire [15:0] \$59 ;
-  wire [10:0] \$6 ;
-  wire [13:0] \$60 ;
-  wire [16:0] \$61 ;
-  wire [12:0] \$62 ;
-  wire \$63 ;
-  wire \$64 ;
-  wire [11:0] \$65 ;
-  wire \$66 ;
-  wire \$67 ;
-  wire \$68 ;
-  wire \$69 ;
-  wire [10:0] \$7 ;
-  wire \$70 ;
-  wire \$71 ;
-  wire \$72 ;
-  wire \$73 ;
-  wire \$74 ;
-  wire \$75 ;
-  wire [14:0] \$76 ;
-  wire [14:0] \$77 ;
-  wire \$78 ;
-  wire [7:0] \$79 ;
-  wire [11:0] \$8 ;
-  wire \$80 ;
-  wire [7:0] \$81 ;
-  wire \$82 ;
-  wire [7:0] \$83 ;
-  wire \$84 ;
-  wire [7:0] \$85 ;
-  wire \$86 ;
-  wire [7:0] \$87 ;
-  wire \$88 ;
-  wire [7:0] \$89 ;
-  wire [11:0] \$9 ;
-  wire \$90 ;
-  wire [7:0] \$91 ;
-  wire \$92 ;
-  wire [7:0] \$93 ;
-  wire [8:0] \$94 ;
-  wire [63:0] \$95 ;
-  wire \$96 ;
-  wire \$97 ;
-  wire \$98 ;
-  reg [6:0] \$99 ;
-  output [11:0] act_rd__addr;
-  wire [11:0] act_rd__addr;
-  input [63:0] act_rd__data;
-  wire [63:0] act_rd__data;
-  output act_rd__en;
-  wire act_rd__en;
-  reg active = 1'h0;
-  reg [13:0] addr = 14'h0000;
-  input [403:0] args;
-  wire [403:0] args;
-  wire [2:0] \args.ab_m1 ;
-  wire [9:0] \args.act_max ;
-  wire [9:0] \args.act_min ;
-  wire [6:0] \args.b ;
-  wire [8:0] \args.bq ;
-  wire [8:0] \args.br ;
-  wire [11:0] \args.cin ;
-  wire [6:0] \args.desc_base ;
-  wire [3:0] \args.dh ;
-  wire [3:0] \args.dw ;
-  wire [7:0] \args.groups ;
-  wire [13:0] \args.img_bstep ;
-  wire [13:0] \args.img_delta ;
-  wire [8:0] \args.in_cw ;
-  wire [8:0] \args.in_h ;
-  wire [8:0] \args.in_w ;
-  wire [8:0] \args.kh ;
-  wire [6:0] \args.ki ;
-  wire [8:0] \args.kr ;
-  wire [8:0] \args.kt ;
-  wire [8:0] \args.kw ;
-  wire [13:0] \args.kx_inc ;
-  wire [13:0] \args.ky_inc ;
-  wire [6:0] \args.no ;
-  wire [15:0] \args.npos ;
-  wire [8:0] \args.nr ;
-  wire [8:0] \args.nt ;
-  wire [8:0] \args.oh ;
-  wire [11:0] \args.out_base ;
-  wire [8:0] \args.out_cw ;
-  wire [8:0] \args.ow ;
-  wire [2:0] \args.page_base ;
-  wire [9:0] \args.param_base ;
-  wire [3:0] \args.pl ;
-  wire [13:0] \args.pos0 ;
-  wire [13:0] \args.pos_bstep ;
-  wire [13:0] \args.pos_ux ;
-  wire [13:0] \args.pos_wrap ;
-  wire [3:0] \args.pt ;
-  wire [6:0] \args.role_base ;
-  wire \args.rowpack ;
-  wire [3:0] \args.sh ;
-  wire [3:0] \args.sw ;
-  wire \args.w_signed ;
-  wire [1:0] \args.wb_log2 ;
-  wire \args.x_signed ;
-  wire [7:0] \args.zp_in ;
-  wire [9:0] \args.zp_out ;
-  reg b_first = 1'h0;
-  reg [13:0] b_ix = 14'h0000;
-  reg b_last = 1'h0;
-  reg [3:0] b_n = 4'h0;
-  reg b_oob = 1'h0;
-  reg b_valid = 1'h0;
-  output [6:0] bi;
-  reg [6:0] bi = 7'h00;
-  (* init = 7'h00 *)
-  wire [6:0] \bi$54 ;
-  reg [11:0] c = 12'h000;
-  input clk;
-  wire clk;
-  wire [13:0] d_addr;
-  wire [12:0] d_ix;
-  wire [14:0] d_iy;
-  wire [9:0] d_ox;
-  wire [10:0] d_oy;
-  output [6:0] desc_rd__addr;
-  wire [6:0] desc_rd__addr;
-  input [76:0] desc_rd__data;
-  wire [76:0] desc_rd__data;
-  wire [11:0] \desc_rd__data.c0 ;
-  wire [12:0] \desc_rd__data.dx0 ;
-  wire [12:0] \desc_rd__data.dy0 ;
-  wire [6:0] \desc_rd__data.elems ;
-  wire [8:0] \desc_rd__data.kx0 ;
-  wire [8:0] \desc_rd__data.ky0 ;
-  wire [13:0] \desc_rd__data.off0 ;
-  output en;
-  reg en = 1'h0;
-  (* init = 1'h0 *)
-  wire \en$57 ;
-  reg first = 1'h0;
-  output full;
-  reg full = 1'h0;
-  (* init = 1'h0 *)
-  wire \full$72 ;
-  input [7:0] g_kbase;
-  wire [7:0] g_kbase;
-  input go;
-  wire go;
-  output idle_next;
-  wire idle_next;
-  wire iwrap;
-  reg [13:0] ix = 14'h0000;
-  reg [11:0] ix0 = 12'h000;
-  reg [13:0] iy = 14'h0000;
-  reg [11:0] iy0 = 12'h000;
-  output [6:0] kk;
-  reg [6:0] kk = 7'h00;
-  (* init = 7'h00 *)
-  wire [6:0] \kk$55 ;
-  reg [8:0] kx = 9'h000;
-  reg [8:0] ky = 9'h000;
-  wire last;
-  wire [11:0] lim;
-  wire [3:0] n;
-  wire [11:0] n_ch;
-  output [6:0] nn;
-  reg [6:0] nn = 7'h00;
-  (* init = 7'h00 *)
-  wire [6:0] \nn$56 ;
-  wire oob;
-  reg [8:0] ox = 9'h000;
-  reg [8:0] oy = 9'h000;
-  reg [15:0] p = 16'h0000;
-  reg [13:0] pos_addr = 14'h0000;
-  input pos_bstep;
-  wire pos_bstep;
-  input pos_init;
-  wire pos_init;
-  input pos_step;
-  wire pos_step;
-  output pos_valid;
-  wire pos_valid;
-  reg [6:0] rem = 7'h00;
-  reg [13:0] row_ix = 14'h0000;
-  input rst;
-  wire rst;
-  wire [4:0] sel;
-  reg [511:0] shifted;
-  wire [511:0] src;
-  output stall;
-  wire stall;
-  wire \stall$63 ;
-  reg [13:0] start;
-  input take;
-  wire take;
-  reg [13:0] tap0 = 14'h0000;
-  wire tap_end;
-  input tile_active;
-  wire tile_active;
-  wire [63:0] window;
-  wire [63:0] word;
-  wire wrap;
-  (* init = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 *)
-  wire [511:0] x;
-  wire [7:0] \x[0] ;
-  wire [7:0] \x[10] ;
-  wire [7:0] \x[11] ;
-  wire [7:0] \x[12] ;
-  wire [7:0] \x[13] ;
-  wire [7:0] \x[14] ;
-  wire [7:0] \x[15] ;
-  wire [7:0] \x[16] ;
-  wire [7:0] \x[17] ;
-  wire [7:0] \x[18] ;
-  wire [7:0] \x[19] ;
-  wire [7:0] \x[1] ;
-  wire [7:0] \x[20] ;
-  wire [7:0] \x[21] ;
-  wire [7:0] \x[22] ;
-  wire [7:0] \x[23] ;
-  wire [7:0] \x[24] ;
-  wire [7:0] \x[25] ;
-  wire [7:0] \x[26] ;
-  wire [7:0] \x[27] ;
-  wire [7:0] \x[28] ;
-  wire [7:0] \x[29] ;
-  wire [7:0] \x[2] ;
-  wire [7:0] \x[30] ;
-  wire [7:0] \x[31] ;
-  wire [7:0] \x[32] ;
-  wire [7:0] \x[33] ;
-  wire [7:0] \x[34] ;
-  wire [7:0] \x[35] ;
-  wire [7:0] \x[36] ;
-  wire [7:0] \x[37] ;
-  wire [7:0] \x[38] ;
-  wire [7:0] \x[39] ;
-  wire [7:0] \x[3] ;
-  wire [7:0] \x[40] ;
-  wire [7:0] \x[41] ;
-  wire [7:0] \x[42] ;
-  wire [7:0] \x[43] ;
-  wire [7:0] \x[44] ;
-  wire [7:0] \x[45] ;
-  wire [7:0] \x[46] ;
-  wire [7:0] \x[47] ;
-  wire [7:0] \x[48] ;
-  wire [7:0] \x[49] ;
-  wire [7:0] \x[4] ;
-  wire [7:0] \x[50] ;
-  wire [7:0] \x[51] ;
-  wire [7:0] \x[52] ;
-  wire [7:0] \x[53] ;
-  wire [7:0] \x[54] ;
-  wire [7:0] \x[55] ;
-  wire [7:0] \x[56] ;
-  wire [7:0] \x[57] ;
-  wire [7:0] \x[58] ;
-  wire [7:0] \x[59] ;
-  wire [7:0] \x[5] ;
-  wire [7:0] \x[60] ;
-  wire [7:0] \x[61] ;
-  wire [7:0] \x[62] ;
-  wire [7:0] \x[63] ;
-  wire [7:0] \x[6] ;
-  wire [7:0] \x[7] ;
-  wire [7:0] \x[8] ;
-  wire [7:0] \x[9] ;
-  reg [511:0] x_asm = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-  output [511:0] x_rdy;
-  reg [511:0] x_rdy = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-  assign \$1  = pos_step | pos_bstep;
-  assign \$2  = - args[76:73];
-  assign \$3  = - args[80:77];
-  assign \$4  = pos_bstep ? args[294:288] : 7'h01;
-  assign \$5  = p + \$4 ;
-  assign \$6  = d_ox - args[89:81];
-  assign \$7  = wrap ? \$6  : { 1'h0, d_ox };
-  assign \$8  = d_oy - args[98:90];
-  assign \$9  = iwrap ? \$8  : { 1'h0, d_oy };
-  assign \$10  = $signed(iy0) + $signed(d_iy);
-  assign \$11  = $signed(ix0) + $signed(\$55 [12:0]);
-  assign \$12  = $signed(pos_addr) + $signed(\$61 [13:0]);
-  assign \$13  = ~ stall;
-  assign \$14  = $signed(iy0) + $signed({ 1'h0, desc_rd__data[30:18] });
-  assign \$15  = $signed(ix0) + $signed({ 1'h0, desc_rd__data[43:31] });
-  assign \$17  = $signed(start) + $signed({ 1'h0, \$16  });
-  assign \$18  = rem - \$65 [3:0];
-  assign \$19  = args[56:48] - 1'h1;
-  assign \$20  = kx == \$19 ;
-  assign \$21  = ky + 1'h1;
-  assign \$22  = $signed(iy) + $signed({ 1'h0, args[60:57] });
-  assign \$23  = $signed(tap0) + $signed(args[156:143]);
-  assign \$24  = $signed(tap0) + $signed(args[156:143]);
-  assign \$25  = kx + 1'h1;
-  assign \$26  = $signed(ix) + $signed({ 1'h0, args[64:61] });
-  assign \$27  = $signed(tap0) + $signed(args[142:129]);
-  assign \$28  = $signed(tap0) + $signed(args[142:129]);
-  assign \$29  = c + \$65 [3:0];
-  assign \$30  = $signed(addr) + $signed(2'h1);
-  assign \$31  = ~ stall;
-  assign \$32  = ~ stall;
-  assign \$33  = b_valid & \$32 ;
-  assign \$34  = b_valid & b_last;
-  assign \$35  = ~ stall;
-  assign \$36  = \$34  & \$35 ;
-  assign \$37  = args[323:317] + 1'h1;
-  assign \$38  = args[251:245] + g_kbase;
-  assign \$39  = \$38  + kk;
-  assign \$40  = pos_init ? { 2'h0, \$37  } : \$39 ;
-  assign pos_valid = p < args[114:99];
-  assign \$41  = ox + args[216:208];
-  assign \$42  = ox + 1'h1;
-  assign d_ox = pos_bstep ? \$41  : \$42 ;
-  assign wrap = d_ox >= args[89:81];
-  assign \$43  = pos_bstep ? args[207:199] : 9'h000;
-  assign \$44  = oy + \$43 ;
-  assign d_oy = \$44  + wrap;
-  assign iwrap = d_oy >= args[98:90];
-  assign \$45  = args[207:199] * args[68:65];
-  assign \$46  = pos_bstep ? \$45  : 13'h0000;
-  assign \$47  = wrap ? args[68:65] : 4'h0;
-  assign \$48  = \$46  + \$47 ;
-  assign \$49  = args[98:90] * args[68:65];
-  assign \$50  = iwrap ? \$49  : 13'h0000;
-  assign d_iy = \$48  - \$50 ;
-  assign \$51  = args[216:208] * args[72:69];
-  assign \$52  = pos_bstep ? \$51  : { 9'h000, args[72:69] };
-  assign \$53  = args[89:81] * args[72:69];
-  assign \$54  = wrap ? \$53  : 13'h0000;
-  assign \$55  = \$52  - \$54 ;
-  assign \$56  = $signed(args[198:185]) + $signed(args[244:231]);
-  assign \$57  = pos_bstep ? \$56  : { args[170], args[170:157] };
-  assign \$58  = wrap ? args[184:171] : 14'h0000;
-  assign \$59  = $signed(\$57 ) + $signed(\$58 );
-  assign \$60  = iwrap ? args[230:217] : 14'h0000;
-  assign \$61  = $signed(\$59 ) + $signed(\$60 );
-  assign \$62  = args[38:27] - c;
-  assign \$63  = \$62 [11:0] < rem;
-  assign lim = \$63  ? \$62 [11:0] : { 5'h00, rem };
-  assign \$64  = lim < 4'h8;
-  assign \$65  = \$64  ? lim : 12'h008;
-  assign tap_end = \$65 [3:0] == \$62 [11:0];
-  assign last = \$65 [3:0] == rem;
-  assign \$66  = $signed(iy) < $signed(1'h0);
-  assign \$67  = $signed(iy) >= $signed({ 1'h0, args[8:0] });
-  assign \$68  = \$66  | \$67 ;
-  assign \$69  = ~ args[403];
-  assign \$70  = $signed(ix) < $signed(1'h0);
-  assign \$71  = $signed(ix) >= $signed({ 1'h0, args[17:9] });
-  assign \$72  = \$70  | \$71 ;
-  assign \$73  = \$69  & \$72 ;
-  assign oob = \$68  | \$73 ;
-  assign \$74  = ~ active;
-  assign idle_next = \$74  | last;
-  assign act_rd__en = ~ stall;
-  assign \$75  = ~ stall;
-  assign \$76  = $signed(pos_addr) + $signed(desc_rd__data[76:63]);
-  assign \$77  = $signed(b_ix) + $signed(5'h08);
-  assign \$78  = args[17:9] > 1'h0;
-  assign \$79  = \$78  ? act_rd__data[7:0] : args[365:358];
-  assign \$80  = args[17:9] > 1'h1;
-  assign \$81  = \$80  ? act_rd__data[15:8] : args[365:358];
-  assign \$82  = args[17:9] > 2'h2;
-  assign \$83  = \$82  ? act_rd__data[23:16] : args[365:358];
-  assign \$84  = args[17:9] > 2'h3;
-  assign \$85  = \$84  ? act_rd__data[31:24] : args[365:358];
-  assign \$86  = args[17:9] > 3'h4;
-  assign \$87  = \$86  ? act_rd__data[39:32] : args[365:358];
-  assign \$88  = args[17:9] > 3'h5;
-  assign \$89  = \$88  ? act_rd__data[47:40] : args[365:358];
-  assign \$90  = args[17:9] > 3'h6;
-  assign \$91  = \$90  ? act_rd__data[55:48] : args[365:358];
-  assign \$92  = args[17:9] > 3'h7;
-  assign \$93  = \$92  ? act_rd__data[63:56] : args[365:358];
-  assign \$94  = \$77 [4:0] * 4'h8;
-  assign window = { args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], \$93 , \$91 , \$89 , \$87 , \$85 , \$83 , \$81 , \$79 , args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358] } >> \$94 ;
-  assign \$95  = args[403] ? window : act_rd__data;
-  assign word = b_oob ? { args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358] } : \$95 ;
-  assign src = b_first ? 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 : x_asm;
-  assign \$96  = b_valid & b_last;
-  assign \$97  = \$96  & full;
-  assign \$98  = ~ take;
-  assign stall = \$97  & \$98 ;
-  always @(posedge clk)
-    bi <= \$99 ;
-  always @(posedge clk)
-    kk <= \$100 ;
-  always @(posedge clk)
-    nn <= \$101 ;
-  always @(posedge clk)
-    en <= \$102 ;
-  always @(posedge clk)
-    p <= \$103 ;
-  always @(posedge clk)
-    ox <= \$104 ;
-  always @(posedge clk)
-    oy <= \$105 ;
-  always @(posedge clk)
-    iy0 <= \$106 ;
-  always @(posedge clk)
-    ix0 <= \$107 ;
-  always @(posedge clk)
-    pos_addr <= \$108 ;
-  always @(posedge clk)
-    active <= \$109 ;
-  always @(posedge clk)
-    c <= \$110 ;
-  always @(posedge clk)
-    rem <= \$111 ;
-  always @(posedge clk)
-    ky <= \$112 ;
-  always @(posedge clk)
-    kx <= \$113 ;
-  always @(posedge clk)
-    iy <= \$114 ;
-  always @(posedge clk)
-    ix <= \$115 ;
-  always @(posedge clk)
-    row_ix <= \$116 ;
-  always @(posedge clk)
-    tap0 <= \$117 ;
-  always @(posedge clk)
-    addr <= \$118 ;
-  always @(posedge clk)
-    first <= \$119 ;
-  always @(posedge clk)
-    b_valid <= \$120 ;
-  always @(posedge clk)
-    b_n <= \$121 ;
-  always @(posedge clk)
-    b_oob <= \$122 ;
-  always @(posedge clk)
-    b_first <= \$123 ;
-  always @(posedge clk)
-    b_last <= \$124 ;
-  always @(posedge clk)
-    b_ix <= \$125 ;
-  always @(posedge clk)
-    x_rdy <= \$126 ;
-  always @(posedge clk)
-    x_asm <= \$127 ;
-  always @(posedge clk)
-    full <= \$128 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$99  = bi;
-    if (pos_init) begin
-      \$99  = desc_rd__data[6:0];
-    end
-    if (rst) begin
-      \$99  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$100  = kk;
-    if (pos_init) begin
-      \$100  = desc_rd__data[13:7];
-    end
-    if (rst) begin
-      \$100  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$101  = nn;
-    if (pos_init) begin
-      \$101  = desc_rd__data[20:14];
-    end
-    if (rst) begin
-      \$101  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$102  = en;
-    if (pos_init) begin
-      \$102  = desc_rd__data[21];
-    end
-    if (rst) begin
-      \$102  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$103  = p;
-    if (pos_init) begin
-      \$103  = 16'h0000;
-    end else if (\$1 ) begin
-      \$103  = \$5 [15:0];
-    end
-    if (rst) begin
-      \$103  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$104  = ox;
-    if (pos_init) begin
-      \$104  = 9'h000;
-    end else if (\$1 ) begin
-      \$104  = \$7 [8:0];
-    end
-    if (rst) begin
-      \$104  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$105  = oy;
-    if (pos_init) begin
-      \$105  = 9'h000;
-    end else if (\$1 ) begin
-      \$105  = \$9 [8:0];
-    end
-    if (rst) begin
-      \$105  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$106  = iy0;
-    if (pos_init) begin
-      \$106  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
-    end else if (\$1 ) begin
-      \$106  = \$10 [11:0];
-    end
-    if (rst) begin
-      \$106  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$107  = ix0;
-    if (pos_init) begin
-      \$107  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
-    end else if (\$1 ) begin
-      \$107  = \$11 [11:0];
-    end
-    if (rst) begin
-      \$107  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$108  = pos_addr;
-    if (pos_init) begin
-      \$108  = args[128:115];
-    end else if (\$1 ) begin
-      \$108  = \$12 [13:0];
-    end
-    if (rst) begin
-      \$108  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$109  = active;
-    if (\$13 ) begin
-      if (go) begin
-        \$109  = tile_active;
-      end else if (active) begin
-        if (last) begin
-          \$109  = 1'h0;
-        end
-      end
-    end
-    if (rst) begin
-      \$109  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$110  = c;
-    if (\$13 ) begin
-      if (go) begin
-        \$110  = desc_rd__data[55:44];
-      end else if (active) begin
-        (* full_case = 32'd1 *)
-        if (tap_end) begin
-          \$110  = 12'h000;
-        end else begin
-          \$110  = \$29 [11:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$110  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$111  = rem;
-    if (\$13 ) begin
-      if (go) begin
-        \$111  = desc_rd__data[62:56];
-      end else if (active) begin
-        \$111  = \$18 [6:0];
-      end
-    end
-    if (rst) begin
-      \$111  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$112  = ky;
-    if (\$13 ) begin
-      if (go) begin
-        \$112  = desc_rd__data[8:0];
-      end else if (active) begin
-        if (tap_end) begin
-          if (\$20 ) begin
-            \$112  = \$21 [8:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$112  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$113  = kx;
-    if (\$13 ) begin
-      if (go) begin
-        \$113  = desc_rd__data[17:9];
-      end else if (active) begin
-        if (tap_end) begin
-          (* full_case = 32'd1 *)
-          if (\$20 ) begin
-            \$113  = 9'h000;
-          end else begin
-            \$113  = \$25 [8:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$113  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$114  = iy;
-    if (\$13 ) begin
-      if (go) begin
-        \$114  = \$14 [13:0];
-      end else if (active) begin
-        if (tap_end) begin
-          if (\$20 ) begin
-            \$114  = \$22 [13:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$114  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$115  = ix;
-    if (\$13 ) begin
-      if (go) begin
-        \$115  = \$15 [13:0];
-      end else if (active) begin
-        if (tap_end) begin
-          (* full_case = 32'd1 *)
-          if (\$20 ) begin
-            \$115  = row_ix;
-          end else begin
-            \$115  = \$26 [13:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$115  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$116  = row_ix;
-    if (\$13 ) begin
-      if (go) begin
-        \$116  = { ix0[11], ix0[11], ix0 };
-      end
-    end
-    if (rst) begin
-      \$116  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$117  = tap0;
-    if (\$13 ) begin
-      if (go) begin
-        \$117  = start;
-      end else if (active) begin
-        if (tap_end) begin
-          (* full_case = 32'd1 *)
-          if (\$20 ) begin
-            \$117  = \$23 [13:0];
-          end else begin
-            \$117  = \$27 [13:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$117  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$118  = addr;
-    if (\$13 ) begin
-      if (go) begin
-        \$118  = \$17 [13:0];
-      end else if (active) begin
-        (* full_case = 32'd1 *)
-        if (tap_end) begin
-          (* full_case = 32'd1 *)
-          if (\$20 ) begin
-            \$118  = \$24 [13:0];
-          end else begin
-            \$118  = \$28 [13:0];
-          end
-        end else begin
-          \$118  = \$30 [13:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$118  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$119  = first;
-    if (\$13 ) begin
-      if (go) begin
-        \$119  = 1'h1;
-      end else if (active) begin
-        \$119  = 1'h0;
-      end
-    end
-    if (rst) begin
-      \$119  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$120  = b_valid;
-    if (\$31 ) begin
-      \$120  = active;
-    end
-    if (rst) begin
-      \$120  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$121  = b_n;
-    if (\$31 ) begin
-      \$121  = \$65 [3:0];
-    end
-    if (rst) begin
-      \$121  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$122  = b_oob;
-    if (\$31 ) begin
-      \$122  = oob;
-    end
-    if (rst) begin
-      \$122  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$123  = b_first;
-    if (\$31 ) begin
-      \$123  = first;
-    end
-    if (rst) begin
-      \$123  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$124  = b_last;
-    if (\$31 ) begin
-      \$124  = last;
-    end
-    if (rst) begin
-      \$124  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$125  = b_ix;
-    if (\$31 ) begin
-      \$125  = ix;
-    end
-    if (rst) begin
-      \$125  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$126  = x_rdy;
-    if (\$33 ) begin
-      if (b_last) begin
-        \$126  = shifted;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$127  = x_asm;
-    if (\$33 ) begin
-      (* full_case = 32'd1 *)
-      if (b_last) begin
-      end else begin
-        \$127  = shifted;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$128  = full;
-    if (\$36 ) begin
-      \$128  = 1'h1;
-    end else if (take) begin
-      \$128  = 1'h0;
-    end
-    if (rst) begin
-      \$128  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    start = 14'h0000;
-    if (\$75 ) begin
-      if (go) begin
-        start = \$76 [13:0];
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    (* full_case = 32'd1 *)
-    casez (b_n)
-      4'h1:
-          shifted = { word[7:0], src[511:8] };
-      4'h2:
-          shifted = { word[15:0], src[511:16] };
-      4'h3:
-          shifted = { word[23:0], src[511:24] };
-      4'h4:
-          shifted = { word[31:0], src[511:32] };
-      4'h5:
-          shifted = { word[39:0], src[511:40] };
-      4'h6:
-          shifted = { word[47:0], src[511:48] };
-      4'h7:
-          shifted = { word[55:0], src[511:56] };
-      4'h8:
-          shifted = { word, src[511:64] };
-      default:
-          shifted = src;
-    endcase
-  end
-  assign d_ix = \$55 [12:0];
-  assign d_addr = \$61 [13:0];
-  assign n = \$65 [3:0];
-  assign \bi$54  = bi;
-  assign \kk$55  = kk;
-  assign \nn$56  = nn;
-  assign \en$57  = en;
-  assign n_ch = \$62 [11:0];
-  assign \stall$63  = stall;
-  assign sel = \$77 [4:0];
-  assign \full$72  = full;
-  assign x = x_rdy;
-  assign desc_rd__addr = \$40 [6:0];
-  assign act_rd__addr = addr[11:0];
-  assign \desc_rd__data.ky0  = desc_rd__data[8:0];
-  assign \desc_rd__data.kx0  = desc_rd__data[17:9];
-  assign \desc_rd__data.dy0  = desc_rd__data[30:18];
-  assign \desc_rd__data.dx0  = desc_rd__data[43:31];
-  assign \desc_rd__data.c0  = desc_rd__data[55:44];
-  assign \desc_rd__data.elems  = desc_rd__data[62:56];
-  assign \desc_rd__data.off0  = desc_rd__data[76:63];
-  assign \args.in_h  = args[8:0];
-  assign \args.in_w  = args[17:9];
-  assign \args.in_cw  = args[26:18];
-  assign \args.cin  = args[38:27];
-  assign \args.kh  = args[47:39];
-  assign \args.kw  = args[56:48];
-  assign \args.dh  = args[60:57];
-  assign \args.dw  = args[64:61];
-  assign \args.sh  = args[68:65];
-  assign \args.sw  = args[72:69];
-  assign \args.pt  = args[76:73];
-  assign \args.pl  = args[80:77];
-  assign \args.ow  = args[89:81];
-  assign \args.oh  = args[98:90];
-  assign \args.npos  = args[114:99];
-  assign \args.pos0  = args[128:115];
-  assign \args.kx_inc  = args[142:129];
-  assign \args.ky_inc  = args[156:143];
-  assign \args.pos_ux  = args[170:157];
-  assign \args.pos_wrap  = args[184:171];
-  assign \args.pos_bstep  = args[198:185];
-  assign \args.bq  = args[207:199];
-  assign \args.br  = args[216:208];
-  assign \args.img_delta  = args[230:217];
-  assign \args.img_bstep  = args[244:231];
-  assign \args.desc_base  = args[251:245];
-  assign \args.kt  = args[260:252];
-  assign \args.nt  = args[269:261];
-  assign \args.kr  = args[278:270];
-  assign \args.nr  = args[287:279];
-  assign \args.b  = args[294:288];
-  assign \args.ki  = args[301:295];
-  assign \args.no  = args[308:302];
-  assign \args.groups  = args[316:309];
-  assign \args.role_base  = args[323:317];
-  assign \args.page_base  = args[326:324];
-  assign \args.out_base  = args[338:327];
-  assign \args.out_cw  = args[347:339];
-  assign \args.param_base  = args[357:348];
-  assign \args.zp_in  = args[365:358];
-  assign \args.zp_out  = args[375:366];
-  assign \args.act_min  = args[385:376];
-  assign \args.act_max  = args[395:386];
-  assign \args.ab_m1  = args[398:396];
-  assign \args.wb_log2  = args[400:399];
-  assign \args.x_signed  = args[401];
-  assign \args.w_signed  = args[402];
-  assign \args.rowpack  = args[403];
-  assign \x[0]  = x_rdy[7:0];
-  assign \x[1]  = x_rdy[15:8];
-  assign \x[2]  = x_rdy[23:16];
-  assign \x[3]  = x_rdy[31:24];
-  assign \x[4]  = x_rdy[39:32];
-  assign \x[5]  = x_rdy[47:40];
-  assign \x[6]  = x_rdy[55:48];
-  assign \x[7]  = x_rdy[63:56];
-  assign \x[8]  = x_rdy[71:64];
-  assign \x[9]  = x_rdy[79:72];
-  assign \x[10]  = x_rdy[87:80];
-  assign \x[11]  = x_rdy[95:88];
-  assign \x[12]  = x_rdy[103:96];
-  assign \x[13]  = x_rdy[111:104];
-  assign \x[14]  = x_rdy[119:112];
-  assign \x[15]  = x_rdy[127:120];
-  assign \x[16]  = x_rdy[135:128];
-  assign \x[17]  = x_rdy[143:136];
-  assign \x[18]  = x_rdy[151:144];
-  assign \x[19]  = x_rdy[159:152];
-  assign \x[20]  = x_rdy[167:160];
-  assign \x[21]  = x_rdy[175:168];
-  assign \x[22]  = x_rdy[183:176];
-  assign \x[23]  = x_rdy[191:184];
-  assign \x[24]  = x_rdy[199:192];
-  assign \x[25]  = x_rdy[207:200];
-  assign \x[26]  = x_rdy[215:208];
-  assign \x[27]  = x_rdy[223:216];
-  assign \x[28]  = x_rdy[231:224];
-  assign \x[29]  = x_rdy[239:232];
-  assign \x[30]  = x_rdy[247:240];
-  assign \x[31]  = x_rdy[255:248];
-  assign \x[32]  = x_rdy[263:256];
-  assign \x[33]  = x_rdy[271:264];
-  assign \x[34]  = x_rdy[279:272];
-  assign \x[35]  = x_rdy[287:280];
-  assign \x[36]  = x_rdy[295:288];
-  assign \x[37]  = x_rdy[303:296];
-  assign \x[38]  = x_rdy[311:304];
-  assign \x[39]  = x_rdy[319:312];
-  assign \x[40]  = x_rdy[327:320];
-  assign \x[41]  = x_rdy[335:328];
-  assign \x[42]  = x_rdy[343:336];
-  assign \x[43]  = x_rdy[351:344];
-  assign \x[44]  = x_rdy[359:352];
-  assign \x[45]  = x_rdy[367:360];
-  assign \x[46]  = x_rdy[375:368];
-  assign \x[47]  = x_rdy[383:376];
-  assign \x[48]  = x_rdy[391:384];
-  assign \x[49]  = x_rdy[399:392];
-  assign \x[50]  = x_rdy[407:400];
-  assign \x[51]  = x_rdy[415:408];
-  assign \x[52]  = x_rdy[423:416];
-  assign \x[53]  = x_rdy[431:424];
-  assign \x[54]  = x_rdy[439:432];
-  assign \x[55]  = x_rdy[447:440];
-  assign \x[56]  = x_rdy[455:448];
-  assign \x[57]  = x_rdy[463:456];
-  assign \x[58]  = x_rdy[471:464];
-  assign \x[59]  = x_rdy[479:472];
-  assign \x[60]  = x_rdy[487:480];
-  assign \x[61]  = x_rdy[495:488];
-  assign \x[62]  = x_rdy[503:496];
-  assign \x[63]  = x_rdy[511:504];
-  assign \$16  = { 3'h0, desc_rd__data[55:47] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_active, pos_bstep, take, pos_init, pos_step, desc_rd__addr, pos_valid, idle_next, act_rd__en, stall, g_kbase, bi, kk, nn, en, act_rd__addr, x_rdy
-, full, args, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
-  wire \$1 ;
-  wire [15:0] \$10 ;
-  reg [6:0] \$100 ;
-  reg [6:0] \$101 ;
-  reg \$102 ;
-  reg [15:0] \$103 ;
-  reg [8:0] \$104 ;
-  reg [8:0] \$105 ;
-  reg [11:0] \$106 ;
-  reg [11:0] \$107 ;
-  reg [13:0] \$108 ;
-  reg \$109 ;
-  wire [13:0] \$11 ;
-  reg [11:0] \$110 ;
-  reg [6:0] \$111 ;
-  reg [8:0] \$112 ;
-  reg [8:0] \$113 ;
-  reg [13:0] \$114 ;
-  reg [13:0] \$115 ;
-  reg [13:0] \$116 ;
-  reg [13:0] \$117 ;
-  reg [13:0] \$118 ;
-  reg \$119 ;
-  wire [14:0] \$12 ;
-  reg \$120 ;
-  reg [3:0] \$121 ;
-  reg \$122 ;
-  reg \$123 ;
-  reg \$124 ;
-  reg [13:0] \$125 ;
-  reg [511:0] \$126 ;
-  reg [511:0] \$127 ;
-  reg \$128 ;
-  wire \$13 ;
-  wire [14:0] \$14 ;
-  wire [14:0] \$15 ;
-  wire [11:0] \$16 ;
-  wire [14:0] \$17 ;
-  wire [7:0] \$18 ;
-  wire [9:0] \$19 ;
-  wire [4:0] \$2 ;
-  wire \$20 ;
-  wire [9:0] \$21 ;
-  wire [14:0] \$22 ;
-  wire [14:0] \$23 ;
-  wire [14:0] \$24 ;
-  wire [9:0] \$25 ;
-  wire [14:0] \$26 ;
-  wire [14:0] \$27 ;
-  wire [14:0] \$28 ;
-  wire [12:0] \$29 ;
-  wire [4:0] \$3 ;
-  wire [14:0] \$30 ;
-  wire \$31 ;
-  wire \$32 ;
-  wire \$33 ;
-  wire \$34 ;
-  wire \$35 ;
-  wire \$36 ;
-  wire [7:0] \$37 ;
-  wire [8:0] \$38 ;
-  wire [9:0] \$39 ;
-  wire [6:0] \$4 ;
-  wire [9:0] \$40 ;
-  wire [9:0] \$41 ;
-  wire [9:0] \$42 ;
-  wire [8:0] \$43 ;
-  wire [9:0] \$44 ;
-  wire [12:0] \$45 ;
-  wire [12:0] \$46 ;
-  wire [3:0] \$47 ;
-  wire [13:0] \$48 ;
-  wire [12:0] \$49 ;
-  wire [16:0] \$5 ;
-  wire [12:0] \$50 ;
-  wire [12:0] \$51 ;
-  wire [12:0] \$52 ;
-  wire [12:0] \$53 ;
-  wire [12:0] \$54 ;
-  wire [13:0] \$55 ;
-  wire [14:0] \$56 ;
-  wire [14:0] \$57 ;
-  wire [13:0] \$58 ;
-  wire [15:0] \$59 ;
-  wire [10:0] \$6 ;
-  wire [13:0] \$60 ;
-  wire [16:0] \$61 ;
-  wire [12:0] \$62 ;
-  wire \$63 ;
-  wire \$64 ;
-  wire [11:0] \$65 ;
-  wire \$66 ;
-  wire \$67 ;
-  wire \$68 ;
-  wire \$69 ;
-  wire [10:0] \$7 ;
-  wire \$70 ;
-  wire \$71 ;
-  wire \$72 ;
-  wire \$73 ;
-  wire \$74 ;
-  wire \$75 ;
-  wire [14:0] \$76 ;
-  wire [14:0] \$77 ;
-  wire \$78 ;
-  wire [7:0] \$79 ;
-  wire [11:0] \$8 ;
-  wire \$80 ;
-  wire [7:0] \$81 ;
-  wire \$82 ;
-  wire [7:0] \$83 ;
-  wire \$84 ;
-  wire [7:0] \$85 ;
-  wire \$86 ;
-  wire [7:0] \$87 ;
-  wire \$88 ;
-  wire [7:0] \$89 ;
-  wire [11:0] \$9 ;
-  wire \$90 ;
-  wire [7:0] \$91 ;
-  wire \$92 ;
-  wire [7:0] \$93 ;
-  wire [8:0] \$94 ;
-  wire [63:0] \$95 ;
-  wire \$96 ;
-  wire \$97 ;
-  wire \$98 ;
-  reg [6:0] \$99 ;
-  output [11:0] act_rd__addr;
-  wire [11:0] act_rd__addr;
-  input [63:0] act_rd__data;
-  wire [63:0] act_rd__data;
-  output act_rd__en;
-  wire act_rd__en;
-  reg active = 1'h0;
-  reg [13:0] addr = 14'h0000;
-  input [403:0] args;
-  wire [403:0] args;
-  wire [2:0] \args.ab_m1 ;
-  wire [9:0] \args.act_max ;
-  wire [9:0] \args.act_min ;
-  wire [6:0] \args.b ;
-  wire [8:0] \args.bq ;
-  wire [8:0] \args.br ;
-  wire [11:0] \args.cin ;
-  wire [6:0] \args.desc_base ;
-  wire [3:0] \args.dh ;
-  wire [3:0] \args.dw ;
-  wire [7:0] \args.groups ;
-  wire [13:0] \args.img_bstep ;
-  wire [13:0] \args.img_delta ;
-  wire [8:0] \args.in_cw ;
-  wire [8:0] \args.in_h ;
-  wire [8:0] \args.in_w ;
-  wire [8:0] \args.kh ;
-  wire [6:0] \args.ki ;
-  wire [8:0] \args.kr ;
-  wire [8:0] \args.kt ;
-  wire [8:0] \args.kw ;
-  wire [13:0] \args.kx_inc ;
-  wire [13:0] \args.ky_inc ;
-  wire [6:0] \args.no ;
-  wire [15:0] \args.npos ;
-  wire [8:0] \args.nr ;
-  wire [8:0] \args.nt ;
-  wire [8:0] \args.oh ;
-  wire [11:0] \args.out_base ;
-  wire [8:0] \args.out_cw ;
-  wire [8:0] \args.ow ;
-  wire [2:0] \args.page_base ;
-  wire [9:0] \args.param_base ;
-  wire [3:0] \args.pl ;
-  wire [13:0] \args.pos0 ;
-  wire [13:0] \args.pos_bstep ;
-  wire [13:0] \args.pos_ux ;
-  wire [13:0] \args.pos_wrap ;
-  wire [3:0] \args.pt ;
-  wire [6:0] \args.role_base ;
-  wire \args.rowpack ;
-  wire [3:0] \args.sh ;
-  wire [3:0] \args.sw ;
-  wire \args.w_signed ;
-  wire [1:0] \args.wb_log2 ;
-  wire \args.x_signed ;
-  wire [7:0] \args.zp_in ;
-  wire [9:0] \args.zp_out ;
-  reg b_first = 1'h0;
-  reg [13:0] b_ix = 14'h0000;
-  reg b_last = 1'h0;
-  reg [3:0] b_n = 4'h0;
-  reg b_oob = 1'h0;
-  reg b_valid = 1'h0;
-  output [6:0] bi;
-  reg [6:0] bi = 7'h00;
-  (* init = 7'h00 *)
-  wire [6:0] \bi$54 ;
-  reg [11:0] c = 12'h000;
-  input clk;
-  wire clk;
-  wire [13:0] d_addr;
-  wire [12:0] d_ix;
-  wire [14:0] d_iy;
-  wire [9:0] d_ox;
-  wire [10:0] d_oy;
-  output [6:0] desc_rd__addr;
-  wire [6:0] desc_rd__addr;
-  input [76:0] desc_rd__data;
-  wire [76:0] desc_rd__data;
-  wire [11:0] \desc_rd__data.c0 ;
-  wire [12:0] \desc_rd__data.dx0 ;
-  wire [12:0] \desc_rd__data.dy0 ;
-  wire [6:0] \desc_rd__data.elems ;
-  wire [8:0] \desc_rd__data.kx0 ;
-  wire [8:0] \desc_rd__data.ky0 ;
-  wire [13:0] \desc_rd__data.off0 ;
-  output en;
-  reg en = 1'h0;
-  (* init = 1'h0 *)
-  wire \en$57 ;
-  reg first = 1'h0;
-  output full;
-  reg full = 1'h0;
-  (* init = 1'h0 *)
-  wire \full$72 ;
-  input [7:0] g_kbase;
-  wire [7:0] g_kbase;
-  input go;
-  wire go;
-  output idle_next;
-  wire idle_next;
-  wire iwrap;
-  reg [13:0] ix = 14'h0000;
-  reg [11:0] ix0 = 12'h000;
-  reg [13:0] iy = 14'h0000;
-  reg [11:0] iy0 = 12'h000;
-  output [6:0] kk;
-  reg [6:0] kk = 7'h00;
-  (* init = 7'h00 *)
-  wire [6:0] \kk$55 ;
-  reg [8:0] kx = 9'h000;
-  reg [8:0] ky = 9'h000;
-  wire last;
-  wire [11:0] lim;
-  wire [3:0] n;
-  wire [11:0] n_ch;
-  output [6:0] nn;
-  reg [6:0] nn = 7'h00;
-  (* init = 7'h00 *)
-  wire [6:0] \nn$56 ;
-  wire oob;
-  reg [8:0] ox = 9'h000;
-  reg [8:0] oy = 9'h000;
-  reg [15:0] p = 16'h0000;
-  reg [13:0] pos_addr = 14'h0000;
-  input pos_bstep;
-  wire pos_bstep;
-  input pos_init;
-  wire pos_init;
-  input pos_step;
-  wire pos_step;
-  output pos_valid;
-  wire pos_valid;
-  reg [6:0] rem = 7'h00;
-  reg [13:0] row_ix = 14'h0000;
-  input rst;
-  wire rst;
-  wire [4:0] sel;
-  reg [511:0] shifted;
-  wire [511:0] src;
-  output stall;
-  wire stall;
-  wire \stall$63 ;
-  reg [13:0] start;
-  input take;
-  wire take;
-  reg [13:0] tap0 = 14'h0000;
-  wire tap_end;
-  input tile_active;
-  wire tile_active;
-  wire [63:0] window;
-  wire [63:0] word;
-  wire wrap;
-  (* init = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 *)
-  wire [511:0] x;
-  wire [7:0] \x[0] ;
-  wire [7:0] \x[10] ;
-  wire [7:0] \x[11] ;
-  wire [7:0] \x[12] ;
-  wire [7:0] \x[13] ;
-  wire [7:0] \x[14] ;
-  wire [7:0] \x[15] ;
-  wire [7:0] \x[16] ;
-  wire [7:0] \x[17] ;
-  wire [7:0] \x[18] ;
-  wire [7:0] \x[19] ;
-  wire [7:0] \x[1] ;
-  wire [7:0] \x[20] ;
-  wire [7:0] \x[21] ;
-  wire [7:0] \x[22] ;
-  wire [7:0] \x[23] ;
-  wire [7:0] \x[24] ;
-  wire [7:0] \x[25] ;
-  wire [7:0] \x[26] ;
-  wire [7:0] \x[27] ;
-  wire [7:0] \x[28] ;
-  wire [7:0] \x[29] ;
-  wire [7:0] \x[2] ;
-  wire [7:0] \x[30] ;
-  wire [7:0] \x[31] ;
-  wire [7:0] \x[32] ;
-  wire [7:0] \x[33] ;
-  wire [7:0] \x[34] ;
-  wire [7:0] \x[35] ;
-  wire [7:0] \x[36] ;
-  wire [7:0] \x[37] ;
-  wire [7:0] \x[38] ;
-  wire [7:0] \x[39] ;
-  wire [7:0] \x[3] ;
-  wire [7:0] \x[40] ;
-  wire [7:0] \x[41] ;
-  wire [7:0] \x[42] ;
-  wire [7:0] \x[43] ;
-  wire [7:0] \x[44] ;
-  wire [7:0] \x[45] ;
-  wire [7:0] \x[46] ;
-  wire [7:0] \x[47] ;
-  wire [7:0] \x[48] ;
-  wire [7:0] \x[49] ;
-  wire [7:0] \x[4] ;
-  wire [7:0] \x[50] ;
-  wire [7:0] \x[51] ;
-  wire [7:0] \x[52] ;
-  wire [7:0] \x[53] ;
-  wire [7:0] \x[54] ;
-  wire [7:0] \x[55] ;
-  wire [7:0] \x[56] ;
-  wire [7:0] \x[57] ;
-  wire [7:0] \x[58] ;
-  wire [7:0] \x[59] ;
-  wire [7:0] \x[5] ;
-  wire [7:0] \x[60] ;
-  wire [7:0] \x[61] ;
-  wire [7:0] \x[62] ;
-  wire [7:0] \x[63] ;
-  wire [7:0] \x[6] ;
-  wire [7:0] \x[7] ;
-  wire [7:0] \x[8] ;
-  wire [7:0] \x[9] ;
-  reg [511:0] x_asm = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-  output [511:0] x_rdy;
-  reg [511:0] x_rdy = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-  assign \$1  = pos_step | pos_bstep;
-  assign \$2  = - args[76:73];
-  assign \$3  = - args[80:77];
-  assign \$4  = pos_bstep ? args[294:288] : 7'h01;
-  assign \$5  = p + \$4 ;
-  assign \$6  = d_ox - args[89:81];
-  assign \$7  = wrap ? \$6  : { 1'h0, d_ox };
-  assign \$8  = d_oy - args[98:90];
-  assign \$9  = iwrap ? \$8  : { 1'h0, d_oy };
-  assign \$10  = $signed(iy0) + $signed(d_iy);
-  assign \$11  = $signed(ix0) + $signed(\$55 [12:0]);
-  assign \$12  = $signed(pos_addr) + $signed(\$61 [13:0]);
-  assign \$13  = ~ stall;
-  assign \$14  = $signed(iy0) + $signed({ 1'h0, desc_rd__data[30:18] });
-  assign \$15  = $signed(ix0) + $signed({ 1'h0, desc_rd__data[43:31] });
-  assign \$17  = $signed(start) + $signed({ 1'h0, \$16  });
-  assign \$18  = rem - \$65 [3:0];
-  assign \$19  = args[56:48] - 1'h1;
-  assign \$20  = kx == \$19 ;
-  assign \$21  = ky + 1'h1;
-  assign \$22  = $signed(iy) + $signed({ 1'h0, args[60:57] });
-  assign \$23  = $signed(tap0) + $signed(args[156:143]);
-  assign \$24  = $signed(tap0) + $signed(args[156:143]);
-  assign \$25  = kx + 1'h1;
-  assign \$26  = $signed(ix) + $signed({ 1'h0, args[64:61] });
-  assign \$27  = $signed(tap0) + $signed(args[142:129]);
-  assign \$28  = $signed(tap0) + $signed(args[142:129]);
-  assign \$29  = c + \$65 [3:0];
-  assign \$30  = $signed(addr) + $signed(2'h1);
-  assign \$31  = ~ stall;
-  assign \$32  = ~ stall;
-  assign \$33  = b_valid & \$32 ;
-  assign \$34  = b_valid & b_last;
-  assign \$35  = ~ stall;
-  assign \$36  = \$34  & \$35 ;
-  assign \$37  = args[323:317] + 2'h2;
-  assign \$38  = args[251:245] + g_kbase;
-  assign \$39  = \$38  + kk;
-  assign \$40  = pos_init ? { 2'h0, \$37  } : \$39 ;
-  assign pos_valid = p < args[114:99];
-  assign \$41  = ox + args[216:208];
-  assign \$42  = ox + 1'h1;
-  assign d_ox = pos_bstep ? \$41  : \$42 ;
-  assign wrap = d_ox >= args[89:81];
-  assign \$43  = pos_bstep ? args[207:199] : 9'h000;
-  assign \$44  = oy + \$43 ;
-  assign d_oy = \$44  + wrap;
-  assign iwrap = d_oy >= args[98:90];
-  assign \$45  = args[207:199] * args[68:65];
-  assign \$46  = pos_bstep ? \$45  : 13'h0000;
-  assign \$47  = wrap ? args[68:65] : 4'h0;
-  assign \$48  = \$46  + \$47 ;
-  assign \$49  = args[98:90] * args[68:65];
-  assign \$50  = iwrap ? \$49  : 13'h0000;
-  assign d_iy = \$48  - \$50 ;
-  assign \$51  = args[216:208] * args[72:69];
-  assign \$52  = pos_bstep ? \$51  : { 9'h000, args[72:69] };
-  assign \$53  = args[89:81] * args[72:69];
-  assign \$54  = wrap ? \$53  : 13'h0000;
-  assign \$55  = \$52  - \$54 ;
-  assign \$56  = $signed(args[198:185]) + $signed(args[244:231]);
-  assign \$57  = pos_bstep ? \$56  : { args[170], args[170:157] };
-  assign \$58  = wrap ? args[184:171] : 14'h0000;
-  assign \$59  = $signed(\$57 ) + $signed(\$58 );
-  assign \$60  = iwrap ? args[230:217] : 14'h0000;
-  assign \$61  = $signed(\$59 ) + $signed(\$60 );
-  assign \$62  = args[38:27] - c;
-  assign \$63  = \$62 [11:0] < rem;
-  assign lim = \$63  ? \$62 [11:0] : { 5'h00, rem };
-  assign \$64  = lim < 4'h8;
-  assign \$65  = \$64  ? lim : 12'h008;
-  assign tap_end = \$65 [3:0] == \$62 [11:0];
-  assign last = \$65 [3:0] == rem;
-  assign \$66  = $signed(iy) < $signed(1'h0);
-  assign \$67  = $signed(iy) >= $signed({ 1'h0, args[8:0] });
-  assign \$68  = \$66  | \$67 ;
-  assign \$69  = ~ args[403];
-  assign \$70  = $signed(ix) < $signed(1'h0);
-  assign \$71  = $signed(ix) >= $signed({ 1'h0, args[17:9] });
-  assign \$72  = \$70  | \$71 ;
-  assign \$73  = \$69  & \$72 ;
-  assign oob = \$68  | \$73 ;
-  assign \$74  = ~ active;
-  assign idle_next = \$74  | last;
-  assign act_rd__en = ~ stall;
-  assign \$75  = ~ stall;
-  assign \$76  = $signed(pos_addr) + $signed(desc_rd__data[76:63]);
-  assign \$77  = $signed(b_ix) + $signed(5'h08);
-  assign \$78  = args[17:9] > 1'h0;
-  assign \$79  = \$78  ? act_rd__data[7:0] : args[365:358];
-  assign \$80  = args[17:9] > 1'h1;
-  assign \$81  = \$80  ? act_rd__data[15:8] : args[365:358];
-  assign \$82  = args[17:9] > 2'h2;
-  assign \$83  = \$82  ? act_rd__data[23:16] : args[365:358];
-  assign \$84  = args[17:9] > 2'h3;
-  assign \$85  = \$84  ? act_rd__data[31:24] : args[365:358];
-  assign \$86  = args[17:9] > 3'h4;
-  assign \$87  = \$86  ? act_rd__data[39:32] : args[365:358];
-  assign \$88  = args[17:9] > 3'h5;
-  assign \$89  = \$88  ? act_rd__data[47:40] : args[365:358];
-  assign \$90  = args[17:9] > 3'h6;
-  assign \$91  = \$90  ? act_rd__data[55:48] : args[365:358];
-  assign \$92  = args[17:9] > 3'h7;
-  assign \$93  = \$92  ? act_rd__data[63:56] : args[365:358];
-  assign \$94  = \$77 [4:0] * 4'h8;
-  assign window = { args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], \$93 , \$91 , \$89 , \$87 , \$85 , \$83 , \$81 , \$79 , args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358] } >> \$94 ;
-  assign \$95  = args[403] ? window : act_rd__data;
-  assign word = b_oob ? { args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358] } : \$95 ;
-  assign src = b_first ? 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 : x_asm;
-  assign \$96  = b_valid & b_last;
-  assign \$97  = \$96  & full;
-  assign \$98  = ~ take;
-  assign stall = \$97  & \$98 ;
-  always @(posedge clk)
-    bi <= \$99 ;
-  always @(posedge clk)
-    kk <= \$100 ;
-  always @(posedge clk)
-    nn <= \$101 ;
-  always @(posedge clk)
-    en <= \$102 ;
-  always @(posedge clk)
-    p <= \$103 ;
-  always @(posedge clk)
-    ox <= \$104 ;
-  always @(posedge clk)
-    oy <= \$105 ;
-  always @(posedge clk)
-    iy0 <= \$106 ;
-  always @(posedge clk)
-    ix0 <= \$107 ;
-  always @(posedge clk)
-    pos_addr <= \$108 ;
-  always @(posedge clk)
-    active <= \$109 ;
-  always @(posedge clk)
-    c <= \$110 ;
-  always @(posedge clk)
-    rem <= \$111 ;
-  always @(posedge clk)
-    ky <= \$112 ;
-  always @(posedge clk)
-    kx <= \$113 ;
-  always @(posedge clk)
-    iy <= \$114 ;
-  always @(posedge clk)
-    ix <= \$115 ;
-  always @(posedge clk)
-    row_ix <= \$116 ;
-  always @(posedge clk)
-    tap0 <= \$117 ;
-  always @(posedge clk)
-    addr <= \$118 ;
-  always @(posedge clk)
-    first <= \$119 ;
-  always @(posedge clk)
-    b_valid <= \$120 ;
-  always @(posedge clk)
-    b_n <= \$121 ;
-  always @(posedge clk)
-    b_oob <= \$122 ;
-  always @(posedge clk)
-    b_first <= \$123 ;
-  always @(posedge clk)
-    b_last <= \$124 ;
-  always @(posedge clk)
-    b_ix <= \$125 ;
-  always @(posedge clk)
-    x_rdy <= \$126 ;
-  always @(posedge clk)
-    x_asm <= \$127 ;
-  always @(posedge clk)
-    full <= \$128 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$99  = bi;
-    if (pos_init) begin
-      \$99  = desc_rd__data[6:0];
-    end
-    if (rst) begin
-      \$99  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$100  = kk;
-    if (pos_init) begin
-      \$100  = desc_rd__data[13:7];
-    end
-    if (rst) begin
-      \$100  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$101  = nn;
-    if (pos_init) begin
-      \$101  = desc_rd__data[20:14];
-    end
-    if (rst) begin
-      \$101  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$102  = en;
-    if (pos_init) begin
-      \$102  = desc_rd__data[21];
-    end
-    if (rst) begin
-      \$102  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$103  = p;
-    if (pos_init) begin
-      \$103  = 16'h0000;
-    end else if (\$1 ) begin
-      \$103  = \$5 [15:0];
-    end
-    if (rst) begin
-      \$103  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$104  = ox;
-    if (pos_init) begin
-      \$104  = 9'h000;
-    end else if (\$1 ) begin
-      \$104  = \$7 [8:0];
-    end
-    if (rst) begin
-      \$104  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$105  = oy;
-    if (pos_init) begin
-      \$105  = 9'h000;
-    end else if (\$1 ) begin
-      \$105  = \$9 [8:0];
-    end
-    if (rst) begin
-      \$105  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$106  = iy0;
-    if (pos_init) begin
-      \$106  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
-    end else if (\$1 ) begin
-      \$106  = \$10 [11:0];
-    end
-    if (rst) begin
-      \$106  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$107  = ix0;
-    if (pos_init) begin
-      \$107  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
-    end else if (\$1 ) begin
-      \$107  = \$11 [11:0];
-    end
-    if (rst) begin
-      \$107  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$108  = pos_addr;
-    if (pos_init) begin
-      \$108  = args[128:115];
-    end else if (\$1 ) begin
-      \$108  = \$12 [13:0];
-    end
-    if (rst) begin
-      \$108  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$109  = active;
-    if (\$13 ) begin
-      if (go) begin
-        \$109  = tile_active;
-      end else if (active) begin
-        if (last) begin
-          \$109  = 1'h0;
-        end
-      end
-    end
-    if (rst) begin
-      \$109  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$110  = c;
-    if (\$13 ) begin
-      if (go) begin
-        \$110  = desc_rd__data[55:44];
-      end else if (active) begin
-        (* full_case = 32'd1 *)
-        if (tap_end) begin
-          \$110  = 12'h000;
-        end else begin
-          \$110  = \$29 [11:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$110  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$111  = rem;
-    if (\$13 ) begin
-      if (go) begin
-        \$111  = desc_rd__data[62:56];
-      end else if (active) begin
-        \$111  = \$18 [6:0];
-      end
-    end
-    if (rst) begin
-      \$111  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$112  = ky;
-    if (\$13 ) begin
-      if (go) begin
-        \$112  = desc_rd__data[8:0];
-      end else if (active) begin
-        if (tap_end) begin
-          if (\$20 ) begin
-            \$112  = \$21 [8:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$112  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$113  = kx;
-    if (\$13 ) begin
-      if (go) begin
-        \$113  = desc_rd__data[17:9];
-      end else if (active) begin
-        if (tap_end) begin
-          (* full_case = 32'd1 *)
-          if (\$20 ) begin
-            \$113  = 9'h000;
-          end else begin
-            \$113  = \$25 [8:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$113  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$114  = iy;
-    if (\$13 ) begin
-      if (go) begin
-        \$114  = \$14 [13:0];
-      end else if (active) begin
-        if (tap_end) begin
-          if (\$20 ) begin
-            \$114  = \$22 [13:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$114  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$115  = ix;
-    if (\$13 ) begin
-      if (go) begin
-        \$115  = \$15 [13:0];
-      end else if (active) begin
-        if (tap_end) begin
-          (* full_case = 32'd1 *)
-          if (\$20 ) begin
-            \$115  = row_ix;
-          end else begin
-            \$115  = \$26 [13:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$115  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$116  = row_ix;
-    if (\$13 ) begin
-      if (go) begin
-        \$116  = { ix0[11], ix0[11], ix0 };
-      end
-    end
-    if (rst) begin
-      \$116  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$117  = tap0;
-    if (\$13 ) begin
-      if (go) begin
-        \$117  = start;
-      end else if (active) begin
-        if (tap_end) begin
-          (* full_case = 32'd1 *)
-          if (\$20 ) begin
-            \$117  = \$23 [13:0];
-          end else begin
-            \$117  = \$27 [13:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$117  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$118  = addr;
-    if (\$13 ) begin
-      if (go) begin
-        \$118  = \$17 [13:0];
-      end else if (active) begin
-        (* full_case = 32'd1 *)
-        if (tap_end) begin
-          (* full_case = 32'd1 *)
-          if (\$20 ) begin
-            \$118  = \$24 [13:0];
-          end else begin
-            \$118  = \$28 [13:0];
-          end
-        end else begin
-          \$118  = \$30 [13:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$118  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$119  = first;
-    if (\$13 ) begin
-      if (go) begin
-        \$119  = 1'h1;
-      end else if (active) begin
-        \$119  = 1'h0;
-      end
-    end
-    if (rst) begin
-      \$119  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$120  = b_valid;
-    if (\$31 ) begin
-      \$120  = active;
-    end
-    if (rst) begin
-      \$120  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$121  = b_n;
-    if (\$31 ) begin
-      \$121  = \$65 [3:0];
-    end
-    if (rst) begin
-      \$121  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$122  = b_oob;
-    if (\$31 ) begin
-      \$122  = oob;
-    end
-    if (rst) begin
-      \$122  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$123  = b_first;
-    if (\$31 ) begin
-      \$123  = first;
-    end
-    if (rst) begin
-      \$123  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$124  = b_last;
-    if (\$31 ) begin
-      \$124  = last;
-    end
-    if (rst) begin
-      \$124  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$125  = b_ix;
-    if (\$31 ) begin
-      \$125  = ix;
-    end
-    if (rst) begin
-      \$125  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$126  = x_rdy;
-    if (\$33 ) begin
-      if (b_last) begin
-        \$126  = shifted;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$127  = x_asm;
-    if (\$33 ) begin
-      (* full_case = 32'd1 *)
-      if (b_last) begin
-      end else begin
-        \$127  = shifted;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$128  = full;
-    if (\$36 ) begin
-      \$128  = 1'h1;
-    end else if (take) begin
-      \$128  = 1'h0;
-    end
-    if (rst) begin
-      \$128  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    start = 14'h0000;
-    if (\$75 ) begin
-      if (go) begin
-        start = \$76 [13:0];
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    (* full_case = 32'd1 *)
-    casez (b_n)
-      4'h1:
-          shifted = { word[7:0], src[511:8] };
-      4'h2:
-          shifted = { word[15:0], src[511:16] };
-      4'h3:
-          shifted = { word[23:0], src[511:24] };
-      4'h4:
-          shifted = { word[31:0], src[511:32] };
-      4'h5:
-          shifted = { word[39:0], src[511:40] };
-      4'h6:
-          shifted = { word[47:0], src[511:48] };
-      4'h7:
-          shifted = { word[55:0], src[511:56] };
-      4'h8:
-          shifted = { word, src[511:64] };
-      default:
-          shifted = src;
-    endcase
-  end
-  assign d_ix = \$55 [12:0];
-  assign d_addr = \$61 [13:0];
-  assign n = \$65 [3:0];
-  assign \bi$54  = bi;
-  assign \kk$55  = kk;
-  assign \nn$56  = nn;
-  assign \en$57  = en;
-  assign n_ch = \$62 [11:0];
-  assign \stall$63  = stall;
-  assign sel = \$77 [4:0];
-  assign \full$72  = full;
-  assign x = x_rdy;
-  assign desc_rd__addr = \$40 [6:0];
-  assign act_rd__addr = addr[11:0];
-  assign \desc_rd__data.ky0  = desc_rd__data[8:0];
-  assign \desc_rd__data.kx0  = desc_rd__data[17:9];
-  assign \desc_rd__data.dy0  = desc_rd__data[30:18];
-  assign \desc_rd__data.dx0  = desc_rd__data[43:31];
-  assign \desc_rd__data.c0  = desc_rd__data[55:44];
-  assign \desc_rd__data.elems  = desc_rd__data[62:56];
-  assign \desc_rd__data.off0  = desc_rd__data[76:63];
-  assign \args.in_h  = args[8:0];
-  assign \args.in_w  = args[17:9];
-  assign \args.in_cw  = args[26:18];
-  assign \args.cin  = args[38:27];
-  assign \args.kh  = args[47:39];
-  assign \args.kw  = args[56:48];
-  assign \args.dh  = args[60:57];
-  assign \args.dw  = args[64:61];
-  assign \args.sh  = args[68:65];
-  assign \args.sw  = args[72:69];
-  assign \args.pt  = args[76:73];
-  assign \args.pl  = args[80:77];
-  assign \args.ow  = args[89:81];
-  assign \args.oh  = args[98:90];
-  assign \args.npos  = args[114:99];
-  assign \args.pos0  = args[128:115];
-  assign \args.kx_inc  = args[142:129];
-  assign \args.ky_inc  = args[156:143];
-  assign \args.pos_ux  = args[170:157];
-  assign \args.pos_wrap  = args[184:171];
-  assign \args.pos_bstep  = args[198:185];
-  assign \args.bq  = args[207:199];
-  assign \args.br  = args[216:208];
-  assign \args.img_delta  = args[230:217];
-  assign \args.img_bstep  = args[244:231];
-  assign \args.desc_base  = args[251:245];
-  assign \args.kt  = args[260:252];
-  assign \args.nt  = args[269:261];
-  assign \args.kr  = args[278:270];
-  assign \args.nr  = args[287:279];
-  assign \args.b  = args[294:288];
-  assign \args.ki  = args[301:295];
-  assign \args.no  = args[308:302];
-  assign \args.groups  = args[316:309];
-  assign \args.role_base  = args[323:317];
-  assign \args.page_base  = args[326:324];
-  assign \args.out_base  = args[338:327];
-  assign \args.out_cw  = args[347:339];
-  assign \args.param_base  = args[357:348];
-  assign \args.zp_in  = args[365:358];
-  assign \args.zp_out  = args[375:366];
-  assign \args.act_min  = args[385:376];
-  assign \args.act_max  = args[395:386];
-  assign \args.ab_m1  = args[398:396];
-  assign \args.wb_log2  = args[400:399];
-  assign \args.x_signed  = args[401];
-  assign \args.w_signed  = args[402];
-  assign \args.rowpack  = args[403];
-  assign \x[0]  = x_rdy[7:0];
-  assign \x[1]  = x_rdy[15:8];
-  assign \x[2]  = x_rdy[23:16];
-  assign \x[3]  = x_rdy[31:24];
-  assign \x[4]  = x_rdy[39:32];
-  assign \x[5]  = x_rdy[47:40];
-  assign \x[6]  = x_rdy[55:48];
-  assign \x[7]  = x_rdy[63:56];
-  assign \x[8]  = x_rdy[71:64];
-  assign \x[9]  = x_rdy[79:72];
-  assign \x[10]  = x_rdy[87:80];
-  assign \x[11]  = x_rdy[95:88];
-  assign \x[12]  = x_rdy[103:96];
-  assign \x[13]  = x_rdy[111:104];
-  assign \x[14]  = x_rdy[119:112];
-  assign \x[15]  = x_rdy[127:120];
-  assign \x[16]  = x_rdy[135:128];
-  assign \x[17]  = x_rdy[143:136];
-  assign \x[18]  = x_rdy[151:144];
-  assign \x[19]  = x_rdy[159:152];
-  assign \x[20]  = x_rdy[167:160];
-  assign \x[21]  = x_rdy[175:168];
-  assign \x[22]  = x_rdy[183:176];
-  assign \x[23]  = x_rdy[191:184];
-  assign \x[24]  = x_rdy[199:192];
-  assign \x[25]  = x_rdy[207:200];
-  assign \x[26]  = x_rdy[215:208];
-  assign \x[27]  = x_rdy[223:216];
-  assign \x[28]  = x_rdy[231:224];
-  assign \x[29]  = x_rdy[239:232];
-  assign \x[30]  = x_rdy[247:240];
-  assign \x[31]  = x_rdy[255:248];
-  assign \x[32]  = x_rdy[263:256];
-  assign \x[33]  = x_rdy[271:264];
-  assign \x[34]  = x_rdy[279:272];
-  assign \x[35]  = x_rdy[287:280];
-  assign \x[36]  = x_rdy[295:288];
-  assign \x[37]  = x_rdy[303:296];
-  assign \x[38]  = x_rdy[311:304];
-  assign \x[39]  = x_rdy[319:312];
-  assign \x[40]  = x_rdy[327:320];
-  assign \x[41]  = x_rdy[335:328];
-  assign \x[42]  = x_rdy[343:336];
-  assign \x[43]  = x_rdy[351:344];
-  assign \x[44]  = x_rdy[359:352];
-  assign \x[45]  = x_rdy[367:360];
-  assign \x[46]  = x_rdy[375:368];
-  assign \x[47]  = x_rdy[383:376];
-  assign \x[48]  = x_rdy[391:384];
-  assign \x[49]  = x_rdy[399:392];
-  assign \x[50]  = x_rdy[407:400];
-  assign \x[51]  = x_rdy[415:408];
-  assign \x[52]  = x_rdy[423:416];
-  assign \x[53]  = x_rdy[431:424];
-  assign \x[54]  = x_rdy[439:432];
-  assign \x[55]  = x_rdy[447:440];
-  assign \x[56]  = x_rdy[455:448];
-  assign \x[57]  = x_rdy[463:456];
-  assign \x[58]  = x_rdy[471:464];
-  assign \x[59]  = x_rdy[479:472];
-  assign \x[60]  = x_rdy[487:480];
-  assign \x[61]  = x_rdy[495:488];
-  assign \x[62]  = x_rdy[503:496];
-  assign \x[63]  = x_rdy[511:504];
-  assign \$16  = { 3'h0, desc_rd__data[55:47] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_active, pos_bstep, take, pos_init, pos_step, desc_rd__addr, pos_valid, idle_next, act_rd__en, stall, g_kbase, bi, kk, nn, en, act_rd__addr, x_rdy
-, full, args, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
-  wire \$1 ;
-  wire [15:0] \$10 ;
-  reg [6:0] \$100 ;
-  reg [6:0] \$101 ;
-  reg \$102 ;
-  reg [15:0] \$103 ;
-  reg [8:0] \$104 ;
-  reg [8:0] \$105 ;
-  reg [11:0] \$106 ;
-  reg [11:0] \$107 ;
-  reg [13:0] \$108 ;
-  reg \$109 ;
-  wire [13:0] \$11 ;
-  reg [11:0] \$110 ;
-  reg [6:0] \$111 ;
-  reg [8:0] \$112 ;
-  reg [8:0] \$113 ;
-  reg [13:0] \$114 ;
-  reg [13:0] \$115 ;
-  reg [13:0] \$116 ;
-  reg [13:0] \$117 ;
-  reg [13:0] \$118 ;
-  reg \$119 ;
-  wire [14:0] \$12 ;
-  reg \$120 ;
-  reg [3:0] \$121 ;
-  reg \$122 ;
-  reg \$123 ;
-  reg \$124 ;
-  reg [13:0] \$125 ;
-  reg [511:0] \$126 ;
-  reg [511:0] \$127 ;
-  reg \$128 ;
-  wire \$13 ;
-  wire [14:0] \$14 ;
-  wire [14:0] \$15 ;
-  wire [11:0] \$16 ;
-  wire [14:0] \$17 ;
-  wire [7:0] \$18 ;
-  wire [9:0] \$19 ;
-  wire [4:0] \$2 ;
-  wire \$20 ;
-  wire [9:0] \$21 ;
-  wire [14:0] \$22 ;
-  wire [14:0] \$23 ;
-  wire [14:0] \$24 ;
-  wire [9:0] \$25 ;
-  wire [14:0] \$26 ;
-  wire [14:0] \$27 ;
-  wire [14:0] \$28 ;
-  wire [12:0] \$29 ;
-  wire [4:0] \$3 ;
-  wire [14:0] \$30 ;
-  wire \$31 ;
-  wire \$32 ;
-  wire \$33 ;
-  wire \$34 ;
-  wire \$35 ;
-  wire \$36 ;
-  wire [7:0] \$37 ;
-  wire [8:0] \$38 ;
-  wire [9:0] \$39 ;
-  wire [6:0] \$4 ;
-  wire [9:0] \$40 ;
-  wire [9:0] \$41 ;
-  wire [9:0] \$42 ;
-  wire [8:0] \$43 ;
-  wire [9:0] \$44 ;
-  wire [12:0] \$45 ;
-  wire [12:0] \$46 ;
-  wire [3:0] \$47 ;
-  wire [13:0] \$48 ;
-  wire [12:0] \$49 ;
-  wire [16:0] \$5 ;
-  wire [12:0] \$50 ;
-  wire [12:0] \$51 ;
-  wire [12:0] \$52 ;
-  wire [12:0] \$53 ;
-  wire [12:0] \$54 ;
-  wire [13:0] \$55 ;
-  wire [14:0] \$56 ;
-  wire [14:0] \$57 ;
-  wire [13:0] \$58 ;
-  wire [15:0] \$59 ;
-  wire [10:0] \$6 ;
-  wire [13:0] \$60 ;
-  wire [16:0] \$61 ;
-  wire [12:0] \$62 ;
-  wire \$63 ;
-  wire \$64 ;
-  wire [11:0] \$65 ;
-  wire \$66 ;
-  wire \$67 ;
-  wire \$68 ;
-  wire \$69 ;
-  wire [10:0] \$7 ;
-  wire \$70 ;
-  wire \$71 ;
-  wire \$72 ;
-  wire \$73 ;
-  wire \$74 ;
-  wire \$75 ;
-  wire [14:0] \$76 ;
-  wire [14:0] \$77 ;
-  wire \$78 ;
-  wire [7:0] \$79 ;
-  wire [11:0] \$8 ;
-  wire \$80 ;
-  wire [7:0] \$81 ;
-  wire \$82 ;
-  wire [7:0] \$83 ;
-  wire \$84 ;
-  wire [7:0] \$85 ;
-  wire \$86 ;
-  wire [7:0] \$87 ;
-  wire \$88 ;
-  wire [7:0] \$89 ;
-  wire [11:0] \$9 ;
-  wire \$90 ;
-  wire [7:0] \$91 ;
-  wire \$92 ;
-  wire [7:0] \$93 ;
-  wire [8:0] \$94 ;
-  wire [63:0] \$95 ;
-  wire \$96 ;
-  wire \$97 ;
-  wire \$98 ;
-  reg [6:0] \$99 ;
-  output [11:0] act_rd__addr;
-  wire [11:0] act_rd__addr;
-  input [63:0] act_rd__data;
-  wire [63:0] act_rd__data;
-  output act_rd__en;
-  wire act_rd__en;
-  reg active = 1'h0;
-  reg [13:0] addr = 14'h0000;
-  input [403:0] args;
-  wire [403:0] args;
-  wire [2:0] \args.ab_m1 ;
-  wire [9:0] \args.act_max ;
-  wire [9:0] \args.act_min ;
-  wire [6:0] \args.b ;
-  wire [8:0] \args.bq ;
-  wire [8:0] \args.br ;
-  wire [11:0] \args.cin ;
-  wire [6:0] \args.desc_base ;
-  wire [3:0] \args.dh ;
-  wire [3:0] \args.dw ;
-  wire [7:0] \args.groups ;
-  wire [13:0] \args.img_bstep ;
-  wire [13:0] \args.img_delta ;
-  wire [8:0] \args.in_cw ;
-  wire [8:0] \args.in_h ;
-  wire [8:0] \args.in_w ;
-  wire [8:0] \args.kh ;
-  wire [6:0] \args.ki ;
-  wire [8:0] \args.kr ;
-  wire [8:0] \args.kt ;
-  wire [8:0] \args.kw ;
-  wire [13:0] \args.kx_inc ;
-  wire [13:0] \args.ky_inc ;
-  wire [6:0] \args.no ;
-  wire [15:0] \args.npos ;
-  wire [8:0] \args.nr ;
-  wire [8:0] \args.nt ;
-  wire [8:0] \args.oh ;
-  wire [11:0] \args.out_base ;
-  wire [8:0] \args.out_cw ;
-  wire [8:0] \args.ow ;
-  wire [2:0] \args.page_base ;
-  wire [9:0] \args.param_base ;
-  wire [3:0] \args.pl ;
-  wire [13:0] \args.pos0 ;
-  wire [13:0] \args.pos_bstep ;
-  wire [13:0] \args.pos_ux ;
-  wire [13:0] \args.pos_wrap ;
-  wire [3:0] \args.pt ;
-  wire [6:0] \args.role_base ;
-  wire \args.rowpack ;
-  wire [3:0] \args.sh ;
-  wire [3:0] \args.sw ;
-  wire \args.w_signed ;
-  wire [1:0] \args.wb_log2 ;
-  wire \args.x_signed ;
-  wire [7:0] \args.zp_in ;
-  wire [9:0] \args.zp_out ;
-  reg b_first = 1'h0;
-  reg [13:0] b_ix = 14'h0000;
-  reg b_last = 1'h0;
-  reg [3:0] b_n = 4'h0;
-  reg b_oob = 1'h0;
-  reg b_valid = 1'h0;
-  output [6:0] bi;
-  reg [6:0] bi = 7'h00;
-  (* init = 7'h00 *)
-  wire [6:0] \bi$54 ;
-  reg [11:0] c = 12'h000;
-  input clk;
-  wire clk;
-  wire [13:0] d_addr;
-  wire [12:0] d_ix;
-  wire [14:0] d_iy;
-  wire [9:0] d_ox;
-  wire [10:0] d_oy;
-  output [6:0] desc_rd__addr;
-  wire [6:0] desc_rd__addr;
-  input [76:0] desc_rd__data;
-  wire [76:0] desc_rd__data;
-  wire [11:0] \desc_rd__data.c0 ;
-  wire [12:0] \desc_rd__data.dx0 ;
-  wire [12:0] \desc_rd__data.dy0 ;
-  wire [6:0] \desc_rd__data.elems ;
-  wire [8:0] \desc_rd__data.kx0 ;
-  wire [8:0] \desc_rd__data.ky0 ;
-  wire [13:0] \desc_rd__data.off0 ;
-  output en;
-  reg en = 1'h0;
-  (* init = 1'h0 *)
-  wire \en$57 ;
-  reg first = 1'h0;
-  output full;
-  reg full = 1'h0;
-  (* init = 1'h0 *)
-  wire \full$72 ;
-  input [7:0] g_kbase;
-  wire [7:0] g_kbase;
-  input go;
-  wire go;
-  output idle_next;
-  wire idle_next;
-  wire iwrap;
-  reg [13:0] ix = 14'h0000;
-  reg [11:0] ix0 = 12'h000;
-  reg [13:0] iy = 14'h0000;
-  reg [11:0] iy0 = 12'h000;
-  output [6:0] kk;
-  reg [6:0] kk = 7'h00;
-  (* init = 7'h00 *)
-  wire [6:0] \kk$55 ;
-  reg [8:0] kx = 9'h000;
-  reg [8:0] ky = 9'h000;
-  wire last;
-  wire [11:0] lim;
-  wire [3:0] n;
-  wire [11:0] n_ch;
-  output [6:0] nn;
-  reg [6:0] nn = 7'h00;
-  (* init = 7'h00 *)
-  wire [6:0] \nn$56 ;
-  wire oob;
-  reg [8:0] ox = 9'h000;
-  reg [8:0] oy = 9'h000;
-  reg [15:0] p = 16'h0000;
-  reg [13:0] pos_addr = 14'h0000;
-  input pos_bstep;
-  wire pos_bstep;
-  input pos_init;
-  wire pos_init;
-  input pos_step;
-  wire pos_step;
-  output pos_valid;
-  wire pos_valid;
-  reg [6:0] rem = 7'h00;
-  reg [13:0] row_ix = 14'h0000;
-  input rst;
-  wire rst;
-  wire [4:0] sel;
-  reg [511:0] shifted;
-  wire [511:0] src;
-  output stall;
-  wire stall;
-  wire \stall$63 ;
-  reg [13:0] start;
-  input take;
-  wire take;
-  reg [13:0] tap0 = 14'h0000;
-  wire tap_end;
-  input tile_active;
-  wire tile_active;
-  wire [63:0] window;
-  wire [63:0] word;
-  wire wrap;
-  (* init = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 *)
-  wire [511:0] x;
-  wire [7:0] \x[0] ;
-  wire [7:0] \x[10] ;
-  wire [7:0] \x[11] ;
-  wire [7:0] \x[12] ;
-  wire [7:0] \x[13] ;
-  wire [7:0] \x[14] ;
-  wire [7:0] \x[15] ;
-  wire [7:0] \x[16] ;
-  wire [7:0] \x[17] ;
-  wire [7:0] \x[18] ;
-  wire [7:0] \x[19] ;
-  wire [7:0] \x[1] ;
-  wire [7:0] \x[20] ;
-  wire [7:0] \x[21] ;
-  wire [7:0] \x[22] ;
-  wire [7:0] \x[23] ;
-  wire [7:0] \x[24] ;
-  wire [7:0] \x[25] ;
-  wire [7:0] \x[26] ;
-  wire [7:0] \x[27] ;
-  wire [7:0] \x[28] ;
-  wire [7:0] \x[29] ;
-  wire [7:0] \x[2] ;
-  wire [7:0] \x[30] ;
-  wire [7:0] \x[31] ;
-  wire [7:0] \x[32] ;
-  wire [7:0] \x[33] ;
-  wire [7:0] \x[34] ;
-  wire [7:0] \x[35] ;
-  wire [7:0] \x[36] ;
-  wire [7:0] \x[37] ;
-  wire [7:0] \x[38] ;
-  wire [7:0] \x[39] ;
-  wire [7:0] \x[3] ;
-  wire [7:0] \x[40] ;
-  wire [7:0] \x[41] ;
-  wire [7:0] \x[42] ;
-  wire [7:0] \x[43] ;
-  wire [7:0] \x[44] ;
-  wire [7:0] \x[45] ;
-  wire [7:0] \x[46] ;
-  wire [7:0] \x[47] ;
-  wire [7:0] \x[48] ;
-  wire [7:0] \x[49] ;
-  wire [7:0] \x[4] ;
-  wire [7:0] \x[50] ;
-  wire [7:0] \x[51] ;
-  wire [7:0] \x[52] ;
-  wire [7:0] \x[53] ;
-  wire [7:0] \x[54] ;
-  wire [7:0] \x[55] ;
-  wire [7:0] \x[56] ;
-  wire [7:0] \x[57] ;
-  wire [7:0] \x[58] ;
-  wire [7:0] \x[59] ;
-  wire [7:0] \x[5] ;
-  wire [7:0] \x[60] ;
-  wire [7:0] \x[61] ;
-  wire [7:0] \x[62] ;
-  wire [7:0] \x[63] ;
-  wire [7:0] \x[6] ;
-  wire [7:0] \x[7] ;
-  wire [7:0] \x[8] ;
-  wire [7:0] \x[9] ;
-  reg [511:0] x_asm = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-  output [511:0] x_rdy;
-  reg [511:0] x_rdy = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-  assign \$1  = pos_step | pos_bstep;
-  assign \$2  = - args[76:73];
-  assign \$3  = - args[80:77];
-  assign \$4  = pos_bstep ? args[294:288] : 7'h01;
-  assign \$5  = p + \$4 ;
-  assign \$6  = d_ox - args[89:81];
-  assign \$7  = wrap ? \$6  : { 1'h0, d_ox };
-  assign \$8  = d_oy - args[98:90];
-  assign \$9  = iwrap ? \$8  : { 1'h0, d_oy };
-  assign \$10  = $signed(iy0) + $signed(d_iy);
-  assign \$11  = $signed(ix0) + $signed(\$55 [12:0]);
-  assign \$12  = $signed(pos_addr) + $signed(\$61 [13:0]);
-  assign \$13  = ~ stall;
-  assign \$14  = $signed(iy0) + $signed({ 1'h0, desc_rd__data[30:18] });
-  assign \$15  = $signed(ix0) + $signed({ 1'h0, desc_rd__data[43:31] });
-  assign \$17  = $signed(start) + $signed({ 1'h0, \$16  });
-  assign \$18  = rem - \$65 [3:0];
-  assign \$19  = args[56:48] - 1'h1;
-  assign \$20  = kx == \$19 ;
-  assign \$21  = ky + 1'h1;
-  assign \$22  = $signed(iy) + $signed({ 1'h0, args[60:57] });
-  assign \$23  = $signed(tap0) + $signed(args[156:143]);
-  assign \$24  = $signed(tap0) + $signed(args[156:143]);
-  assign \$25  = kx + 1'h1;
-  assign \$26  = $signed(ix) + $signed({ 1'h0, args[64:61] });
-  assign \$27  = $signed(tap0) + $signed(args[142:129]);
-  assign \$28  = $signed(tap0) + $signed(args[142:129]);
-  assign \$29  = c + \$65 [3:0];
-  assign \$30  = $signed(addr) + $signed(2'h1);
-  assign \$31  = ~ stall;
-  assign \$32  = ~ stall;
-  assign \$33  = b_valid & \$32 ;
-  assign \$34  = b_valid & b_last;
-  assign \$35  = ~ stall;
-  assign \$36  = \$34  & \$35 ;
-  assign \$37  = args[323:317] + 2'h3;
-  assign \$38  = args[251:245] + g_kbase;
-  assign \$39  = \$38  + kk;
-  assign \$40  = pos_init ? { 2'h0, \$37  } : \$39 ;
-  assign pos_valid = p < args[114:99];
-  assign \$41  = ox + args[216:208];
-  assign \$42  = ox + 1'h1;
-  assign d_ox = pos_bstep ? \$41  : \$42 ;
-  assign wrap = d_ox >= args[89:81];
-  assign \$43  = pos_bstep ? args[207:199] : 9'h000;
-  assign \$44  = oy + \$43 ;
-  assign d_oy = \$44  + wrap;
-  assign iwrap = d_oy >= args[98:90];
-  assign \$45  = args[207:199] * args[68:65];
-  assign \$46  = pos_bstep ? \$45  : 13'h0000;
-  assign \$47  = wrap ? args[68:65] : 4'h0;
-  assign \$48  = \$46  + \$47 ;
-  assign \$49  = args[98:90] * args[68:65];
-  assign \$50  = iwrap ? \$49  : 13'h0000;
-  assign d_iy = \$48  - \$50 ;
-  assign \$51  = args[216:208] * args[72:69];
-  assign \$52  = pos_bstep ? \$51  : { 9'h000, args[72:69] };
-  assign \$53  = args[89:81] * args[72:69];
-  assign \$54  = wrap ? \$53  : 13'h0000;
-  assign \$55  = \$52  - \$54 ;
-  assign \$56  = $signed(args[198:185]) + $signed(args[244:231]);
-  assign \$57  = pos_bstep ? \$56  : { args[170], args[170:157] };
-  assign \$58  = wrap ? args[184:171] : 14'h0000;
-  assign \$59  = $signed(\$57 ) + $signed(\$58 );
-  assign \$60  = iwrap ? args[230:217] : 14'h0000;
-  assign \$61  = $signed(\$59 ) + $signed(\$60 );
-  assign \$62  = args[38:27] - c;
-  assign \$63  = \$62 [11:0] < rem;
-  assign lim = \$63  ? \$62 [11:0] : { 5'h00, rem };
-  assign \$64  = lim < 4'h8;
-  assign \$65  = \$64  ? lim : 12'h008;
-  assign tap_end = \$65 [3:0] == \$62 [11:0];
-  assign last = \$65 [3:0] == rem;
-  assign \$66  = $signed(iy) < $signed(1'h0);
-  assign \$67  = $signed(iy) >= $signed({ 1'h0, args[8:0] });
-  assign \$68  = \$66  | \$67 ;
-  assign \$69  = ~ args[403];
-  assign \$70  = $signed(ix) < $signed(1'h0);
-  assign \$71  = $signed(ix) >= $signed({ 1'h0, args[17:9] });
-  assign \$72  = \$70  | \$71 ;
-  assign \$73  = \$69  & \$72 ;
-  assign oob = \$68  | \$73 ;
-  assign \$74  = ~ active;
-  assign idle_next = \$74  | last;
-  assign act_rd__en = ~ stall;
-  assign \$75  = ~ stall;
-  assign \$76  = $signed(pos_addr) + $signed(desc_rd__data[76:63]);
-  assign \$77  = $signed(b_ix) + $signed(5'h08);
-  assign \$78  = args[17:9] > 1'h0;
-  assign \$79  = \$78  ? act_rd__data[7:0] : args[365:358];
-  assign \$80  = args[17:9] > 1'h1;
-  assign \$81  = \$80  ? act_rd__data[15:8] : args[365:358];
-  assign \$82  = args[17:9] > 2'h2;
-  assign \$83  = \$82  ? act_rd__data[23:16] : args[365:358];
-  assign \$84  = args[17:9] > 2'h3;
-  assign \$85  = \$84  ? act_rd__data[31:24] : args[365:358];
-  assign \$86  = args[17:9] > 3'h4;
-  assign \$87  = \$86  ? act_rd__data[39:32] : args[365:358];
-  assign \$88  = args[17:9] > 3'h5;
-  assign \$89  = \$88  ? act_rd__data[47:40] : args[365:358];
-  assign \$90  = args[17:9] > 3'h6;
-  assign \$91  = \$90  ? act_rd__data[55:48] : args[365:358];
-  assign \$92  = args[17:9] > 3'h7;
-  assign \$93  = \$92  ? act_rd__data[63:56] : args[365:358];
-  assign \$94  = \$77 [4:0] * 4'h8;
-  assign window = { args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], \$93 , \$91 , \$89 , \$87 , \$85 , \$83 , \$81 , \$79 , args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358] } >> \$94 ;
-  assign \$95  = args[403] ? window : act_rd__data;
-  assign word = b_oob ? { args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358] } : \$95 ;
-  assign src = b_first ? 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 : x_asm;
-  assign \$96  = b_valid & b_last;
-  assign \$97  = \$96  & full;
-  assign \$98  = ~ take;
-  assign stall = \$97  & \$98 ;
-  always @(posedge clk)
-    bi <= \$99 ;
-  always @(posedge clk)
-    kk <= \$100 ;
-  always @(posedge clk)
-    nn <= \$101 ;
-  always @(posedge clk)
-    en <= \$102 ;
-  always @(posedge clk)
-    p <= \$103 ;
-  always @(posedge clk)
-    ox <= \$104 ;
-  always @(posedge clk)
-    oy <= \$105 ;
-  always @(posedge clk)
-    iy0 <= \$106 ;
-  always @(posedge clk)
-    ix0 <= \$107 ;
-  always @(posedge clk)
-    pos_addr <= \$108 ;
-  always @(posedge clk)
-    active <= \$109 ;
-  always @(posedge clk)
-    c <= \$110 ;
-  always @(posedge clk)
-    rem <= \$111 ;
-  always @(posedge clk)
-    ky <= \$112 ;
-  always @(posedge clk)
-    kx <= \$113 ;
-  always @(posedge clk)
-    iy <= \$114 ;
-  always @(posedge clk)
-    ix <= \$115 ;
-  always @(posedge clk)
-    row_ix <= \$116 ;
-  always @(posedge clk)
-    tap0 <= \$117 ;
-  always @(posedge clk)
-    addr <= \$118 ;
-  always @(posedge clk)
-    first <= \$119 ;
-  always @(posedge clk)
-    b_valid <= \$120 ;
-  always @(posedge clk)
-    b_n <= \$121 ;
-  always @(posedge clk)
-    b_oob <= \$122 ;
-  always @(posedge clk)
-    b_first <= \$123 ;
-  always @(posedge clk)
-    b_last <= \$124 ;
-  always @(posedge clk)
-    b_ix <= \$125 ;
-  always @(posedge clk)
-    x_rdy <= \$126 ;
-  always @(posedge clk)
-    x_asm <= \$127 ;
-  always @(posedge clk)
-    full <= \$128 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$99  = bi;
-    if (pos_init) begin
-      \$99  = desc_rd__data[6:0];
-    end
-    if (rst) begin
-      \$99  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$100  = kk;
-    if (pos_init) begin
-      \$100  = desc_rd__data[13:7];
-    end
-    if (rst) begin
-      \$100  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$101  = nn;
-    if (pos_init) begin
-      \$101  = desc_rd__data[20:14];
-    end
-    if (rst) begin
-      \$101  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$102  = en;
-    if (pos_init) begin
-      \$102  = desc_rd__data[21];
-    end
-    if (rst) begin
-      \$102  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$103  = p;
-    if (pos_init) begin
-      \$103  = 16'h0000;
-    end else if (\$1 ) begin
-      \$103  = \$5 [15:0];
-    end
-    if (rst) begin
-      \$103  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$104  = ox;
-    if (pos_init) begin
-      \$104  = 9'h000;
-    end else if (\$1 ) begin
-      \$104  = \$7 [8:0];
-    end
-    if (rst) begin
-      \$104  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$105  = oy;
-    if (pos_init) begin
-      \$105  = 9'h000;
-    end else if (\$1 ) begin
-      \$105  = \$9 [8:0];
-    end
-    if (rst) begin
-      \$105  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$106  = iy0;
-    if (pos_init) begin
-      \$106  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
-    end else if (\$1 ) begin
-      \$106  = \$10 [11:0];
-    end
-    if (rst) begin
-      \$106  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$107  = ix0;
-    if (pos_init) begin
-      \$107  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
-    end else if (\$1 ) begin
-      \$107  = \$11 [11:0];
-    end
-    if (rst) begin
-      \$107  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$108  = pos_addr;
-    if (pos_init) begin
-      \$108  = args[128:115];
-    end else if (\$1 ) begin
-      \$108  = \$12 [13:0];
-    end
-    if (rst) begin
-      \$108  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$109  = active;
-    if (\$13 ) begin
-      if (go) begin
-        \$109  = tile_active;
-      end else if (active) begin
-        if (last) begin
-          \$109  = 1'h0;
-        end
-      end
-    end
-    if (rst) begin
-      \$109  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$110  = c;
-    if (\$13 ) begin
-      if (go) begin
-        \$110  = desc_rd__data[55:44];
-      end else if (active) begin
-        (* full_case = 32'd1 *)
-        if (tap_end) begin
-          \$110  = 12'h000;
-        end else begin
-          \$110  = \$29 [11:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$110  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$111  = rem;
-    if (\$13 ) begin
-      if (go) begin
-        \$111  = desc_rd__data[62:56];
-      end else if (active) begin
-        \$111  = \$18 [6:0];
-      end
-    end
-    if (rst) begin
-      \$111  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$112  = ky;
-    if (\$13 ) begin
-      if (go) begin
-        \$112  = desc_rd__data[8:0];
-      end else if (active) begin
-        if (tap_end) begin
-          if (\$20 ) begin
-            \$112  = \$21 [8:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$112  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$113  = kx;
-    if (\$13 ) begin
-      if (go) begin
-        \$113  = desc_rd__data[17:9];
-      end else if (active) begin
-        if (tap_end) begin
-          (* full_case = 32'd1 *)
-          if (\$20 ) begin
-            \$113  = 9'h000;
-          end else begin
-            \$113  = \$25 [8:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$113  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$114  = iy;
-    if (\$13 ) begin
-      if (go) begin
-        \$114  = \$14 [13:0];
-      end else if (active) begin
-        if (tap_end) begin
-          if (\$20 ) begin
-            \$114  = \$22 [13:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$114  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$115  = ix;
-    if (\$13 ) begin
-      if (go) begin
-        \$115  = \$15 [13:0];
-      end else if (active) begin
-        if (tap_end) begin
-          (* full_case = 32'd1 *)
-          if (\$20 ) begin
-            \$115  = row_ix;
-          end else begin
-            \$115  = \$26 [13:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$115  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$116  = row_ix;
-    if (\$13 ) begin
-      if (go) begin
-        \$116  = { ix0[11], ix0[11], ix0 };
-      end
-    end
-    if (rst) begin
-      \$116  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$117  = tap0;
-    if (\$13 ) begin
-      if (go) begin
-        \$117  = start;
-      end else if (active) begin
-        if (tap_end) begin
-          (* full_case = 32'd1 *)
-          if (\$20 ) begin
-            \$117  = \$23 [13:0];
-          end else begin
-            \$117  = \$27 [13:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$117  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$118  = addr;
-    if (\$13 ) begin
-      if (go) begin
-        \$118  = \$17 [13:0];
-      end else if (active) begin
-        (* full_case = 32'd1 *)
-        if (tap_end) begin
-          (* full_case = 32'd1 *)
-          if (\$20 ) begin
-            \$118  = \$24 [13:0];
-          end else begin
-            \$118  = \$28 [13:0];
-          end
-        end else begin
-          \$118  = \$30 [13:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$118  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$119  = first;
-    if (\$13 ) begin
-      if (go) begin
-        \$119  = 1'h1;
-      end else if (active) begin
-        \$119  = 1'h0;
-      end
-    end
-    if (rst) begin
-      \$119  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$120  = b_valid;
-    if (\$31 ) begin
-      \$120  = active;
-    end
-    if (rst) begin
-      \$120  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$121  = b_n;
-    if (\$31 ) begin
-      \$121  = \$65 [3:0];
-    end
-    if (rst) begin
-      \$121  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$122  = b_oob;
-    if (\$31 ) begin
-      \$122  = oob;
-    end
-    if (rst) begin
-      \$122  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$123  = b_first;
-    if (\$31 ) begin
-      \$123  = first;
-    end
-    if (rst) begin
-      \$123  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$124  = b_last;
-    if (\$31 ) begin
-      \$124  = last;
-    end
-    if (rst) begin
-      \$124  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$125  = b_ix;
-    if (\$31 ) begin
-      \$125  = ix;
-    end
-    if (rst) begin
-      \$125  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$126  = x_rdy;
-    if (\$33 ) begin
-      if (b_last) begin
-        \$126  = shifted;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$127  = x_asm;
-    if (\$33 ) begin
-      (* full_case = 32'd1 *)
-      if (b_last) begin
-      end else begin
-        \$127  = shifted;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$128  = full;
-    if (\$36 ) begin
-      \$128  = 1'h1;
-    end else if (take) begin
-      \$128  = 1'h0;
-    end
-    if (rst) begin
-      \$128  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    start = 14'h0000;
-    if (\$75 ) begin
-      if (go) begin
-        start = \$76 [13:0];
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    (* full_case = 32'd1 *)
-    casez (b_n)
-      4'h1:
-          shifted = { word[7:0], src[511:8] };
-      4'h2:
-          shifted = { word[15:0], src[511:16] };
-      4'h3:
-          shifted = { word[23:0], src[511:24] };
-      4'h4:
-          shifted = { word[31:0], src[511:32] };
-      4'h5:
-          shifted = { word[39:0], src[511:40] };
-      4'h6:
-          shifted = { word[47:0], src[511:48] };
-      4'h7:
-          shifted = { word[55:0], src[511:56] };
-      4'h8:
-          shifted = { word, src[511:64] };
-      default:
-          shifted = src;
-    endcase
-  end
-  assign d_ix = \$55 [12:0];
-  assign d_addr = \$61 [13:0];
-  assign n = \$65 [3:0];
-  assign \bi$54  = bi;
-  assign \kk$55  = kk;
-  assign \nn$56  = nn;
-  assign \en$57  = en;
-  assign n_ch = \$62 [11:0];
-  assign \stall$63  = stall;
-  assign sel = \$77 [4:0];
-  assign \full$72  = full;
-  assign x = x_rdy;
-  assign desc_rd__addr = \$40 [6:0];
-  assign act_rd__addr = addr[11:0];
-  assign \desc_rd__data.ky0  = desc_rd__data[8:0];
-  assign \desc_rd__data.kx0  = desc_rd__data[17:9];
-  assign \desc_rd__data.dy0  = desc_rd__data[30:18];
-  assign \desc_rd__data.dx0  = desc_rd__data[43:31];
-  assign \desc_rd__data.c0  = desc_rd__data[55:44];
-  assign \desc_rd__data.elems  = desc_rd__data[62:56];
-  assign \desc_rd__data.off0  = desc_rd__data[76:63];
-  assign \args.in_h  = args[8:0];
-  assign \args.in_w  = args[17:9];
-  assign \args.in_cw  = args[26:18];
-  assign \args.cin  = args[38:27];
-  assign \args.kh  = args[47:39];
-  assign \args.kw  = args[56:48];
-  assign \args.dh  = args[60:57];
-  assign \args.dw  = args[64:61];
-  assign \args.sh  = args[68:65];
-  assign \args.sw  = args[72:69];
-  assign \args.pt  = args[76:73];
-  assign \args.pl  = args[80:77];
-  assign \args.ow  = args[89:81];
-  assign \args.oh  = args[98:90];
-  assign \args.npos  = args[114:99];
-  assign \args.pos0  = args[128:115];
-  assign \args.kx_inc  = args[142:129];
-  assign \args.ky_inc  = args[156:143];
-  assign \args.pos_ux  = args[170:157];
-  assign \args.pos_wrap  = args[184:171];
-  assign \args.pos_bstep  = args[198:185];
-  assign \args.bq  = args[207:199];
-  assign \args.br  = args[216:208];
-  assign \args.img_delta  = args[230:217];
-  assign \args.img_bstep  = args[244:231];
-  assign \args.desc_base  = args[251:245];
-  assign \args.kt  = args[260:252];
-  assign \args.nt  = args[269:261];
-  assign \args.kr  = args[278:270];
-  assign \args.nr  = args[287:279];
-  assign \args.b  = args[294:288];
-  assign \args.ki  = args[301:295];
-  assign \args.no  = args[308:302];
-  assign \args.groups  = args[316:309];
-  assign \args.role_base  = args[323:317];
-  assign \args.page_base  = args[326:324];
-  assign \args.out_base  = args[338:327];
-  assign \args.out_cw  = args[347:339];
-  assign \args.param_base  = args[357:348];
-  assign \args.zp_in  = args[365:358];
-  assign \args.zp_out  = args[375:366];
-  assign \args.act_min  = args[385:376];
-  assign \args.act_max  = args[395:386];
-  assign \args.ab_m1  = args[398:396];
-  assign \args.wb_log2  = args[400:399];
-  assign \args.x_signed  = args[401];
-  assign \args.w_signed  = args[402];
-  assign \args.rowpack  = args[403];
-  assign \x[0]  = x_rdy[7:0];
-  assign \x[1]  = x_rdy[15:8];
-  assign \x[2]  = x_rdy[23:16];
-  assign \x[3]  = x_rdy[31:24];
-  assign \x[4]  = x_rdy[39:32];
-  assign \x[5]  = x_rdy[47:40];
-  assign \x[6]  = x_rdy[55:48];
-  assign \x[7]  = x_rdy[63:56];
-  assign \x[8]  = x_rdy[71:64];
-  assign \x[9]  = x_rdy[79:72];
-  assign \x[10]  = x_rdy[87:80];
-  assign \x[11]  = x_rdy[95:88];
-  assign \x[12]  = x_rdy[103:96];
-  assign \x[13]  = x_rdy[111:104];
-  assign \x[14]  = x_rdy[119:112];
-  assign \x[15]  = x_rdy[127:120];
-  assign \x[16]  = x_rdy[135:128];
-  assign \x[17]  = x_rdy[143:136];
-  assign \x[18]  = x_rdy[151:144];
-  assign \x[19]  = x_rdy[159:152];
-  assign \x[20]  = x_rdy[167:160];
-  assign \x[21]  = x_rdy[175:168];
-  assign \x[22]  = x_rdy[183:176];
-  assign \x[23]  = x_rdy[191:184];
-  assign \x[24]  = x_rdy[199:192];
-  assign \x[25]  = x_rdy[207:200];
-  assign \x[26]  = x_rdy[215:208];
-  assign \x[27]  = x_rdy[223:216];
-  assign \x[28]  = x_rdy[231:224];
-  assign \x[29]  = x_rdy[239:232];
-  assign \x[30]  = x_rdy[247:240];
-  assign \x[31]  = x_rdy[255:248];
-  assign \x[32]  = x_rdy[263:256];
-  assign \x[33]  = x_rdy[271:264];
-  assign \x[34]  = x_rdy[279:272];
-  assign \x[35]  = x_rdy[287:280];
-  assign \x[36]  = x_rdy[295:288];
-  assign \x[37]  = x_rdy[303:296];
-  assign \x[38]  = x_rdy[311:304];
-  assign \x[39]  = x_rdy[319:312];
-  assign \x[40]  = x_rdy[327:320];
-  assign \x[41]  = x_rdy[335:328];
-  assign \x[42]  = x_rdy[343:336];
-  assign \x[43]  = x_rdy[351:344];
-  assign \x[44]  = x_rdy[359:352];
-  assign \x[45]  = x_rdy[367:360];
-  assign \x[46]  = x_rdy[375:368];
-  assign \x[47]  = x_rdy[383:376];
-  assign \x[48]  = x_rdy[391:384];
-  assign \x[49]  = x_rdy[399:392];
-  assign \x[50]  = x_rdy[407:400];
-  assign \x[51]  = x_rdy[415:408];
-  assign \x[52]  = x_rdy[423:416];
-  assign \x[53]  = x_rdy[431:424];
-  assign \x[54]  = x_rdy[439:432];
-  assign \x[55]  = x_rdy[447:440];
-  assign \x[56]  = x_rdy[455:448];
-  assign \x[57]  = x_rdy[463:456];
-  assign \x[58]  = x_rdy[471:464];
-  assign \x[59]  = x_rdy[479:472];
-  assign \x[60]  = x_rdy[487:480];
-  assign \x[61]  = x_rdy[495:488];
-  assign \x[62]  = x_rdy[503:496];
-  assign \x[63]  = x_rdy[511:504];
-  assign \$16  = { 3'h0, desc_rd__data[55:47] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \default_fabric.mac.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$10 ;
   wire [63:0] \$11 ;
@@ -29865,28 +28033,5022 @@ module \default_fabric.mac.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk)
   assign \$22  = $signed(shifted2) < $signed(32'd2147483648);
   assign \$23  = \$22  ? 33'h180000000 : { 1'h0, shifted2[31:0] };
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$73  = i_valid;
     if (rst) begin
       \$73  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$74  = v1;
     if (rst) begin
       \$74  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$75  = v2;
     if (rst) begin
       \$75  = 1'h0;
     end
   end
   always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$76  = v3;
+    if (rst) begin
+      \$76  = 1'h0;
+    end
+  end
+  assign half0 = \$65 [63:0];
+  assign half1 = \$66 [63:0];
+  assign half2 = \$67 [63:0];
+  assign half3 = \$68 [63:0];
+  assign half4 = \$69 [63:0];
+  assign half5 = \$70 [63:0];
+  assign half6 = \$71 [63:0];
+  assign half7 = \$72 [63:0];
+  assign o_valid = v4;
+  assign \x[0]  = x[31:0];
+  assign \x[1]  = x[63:32];
+  assign \x[2]  = x[95:64];
+  assign \x[3]  = x[127:96];
+  assign \x[4]  = x[159:128];
+  assign \x[5]  = x[191:160];
+  assign \x[6]  = x[223:192];
+  assign \x[7]  = x[255:224];
+  assign \mult[0]  = mult[31:0];
+  assign \mult[1]  = mult[63:32];
+  assign \mult[2]  = mult[95:64];
+  assign \mult[3]  = mult[127:96];
+  assign \mult[4]  = mult[159:128];
+  assign \mult[5]  = mult[191:160];
+  assign \mult[6]  = mult[223:192];
+  assign \mult[7]  = mult[255:224];
+  assign \shift[0]  = shift[7:0];
+  assign \shift[1]  = shift[15:8];
+  assign \shift[2]  = shift[23:16];
+  assign \shift[3]  = shift[31:24];
+  assign \shift[4]  = shift[39:32];
+  assign \shift[5]  = shift[47:40];
+  assign \shift[6]  = shift[55:48];
+  assign \shift[7]  = shift[63:56];
+  assign \y[0]  = y[31:0];
+  assign \y[1]  = y[63:32];
+  assign \y[2]  = y[95:64];
+  assign \y[3]  = y[127:96];
+  assign \y[4]  = y[159:128];
+  assign \y[5]  = y[191:160];
+  assign \y[6]  = y[223:192];
+  assign \y[7]  = y[255:224];
+  assign y[255:224] = y7;
+  assign y[223:192] = y6;
+  assign y[191:160] = y5;
+  assign y[159:128] = y4;
+  assign y[127:96] = y3;
+  assign y[95:64] = y2;
+  assign y[63:32] = y1;
+  assign y[31:0] = y0;
+endmodule
+
+(* generator = "Amaranth" *)
+module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_active, pos_bstep, take, pos_init, pos_step, desc_rd__addr, pos_valid, idle_next, act_rd__en, stall, g_kbase, bi, kk, nn, en, act_rd__addr, x_rdy
+, full, args, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
+  wire \$1 ;
+  wire [15:0] \$10 ;
+  reg [6:0] \$100 ;
+  reg [6:0] \$101 ;
+  reg \$102 ;
+  reg [15:0] \$103 ;
+  reg [8:0] \$104 ;
+  reg [8:0] \$105 ;
+  reg [11:0] \$106 ;
+  reg [11:0] \$107 ;
+  reg [13:0] \$108 ;
+  reg \$109 ;
+  wire [13:0] \$11 ;
+  reg [11:0] \$110 ;
+  reg [6:0] \$111 ;
+  reg [8:0] \$112 ;
+  reg [8:0] \$113 ;
+  reg [13:0] \$114 ;
+  reg [13:0] \$115 ;
+  reg [13:0] \$116 ;
+  reg [13:0] \$117 ;
+  reg [13:0] \$118 ;
+  reg \$119 ;
+  wire [14:0] \$12 ;
+  reg \$120 ;
+  reg [3:0] \$121 ;
+  reg \$122 ;
+  reg \$123 ;
+  reg \$124 ;
+  reg [13:0] \$125 ;
+  reg [511:0] \$126 ;
+  reg [511:0] \$127 ;
+  reg \$128 ;
+  wire \$13 ;
+  wire [14:0] \$14 ;
+  wire [14:0] \$15 ;
+  wire [11:0] \$16 ;
+  wire [14:0] \$17 ;
+  wire [7:0] \$18 ;
+  wire [9:0] \$19 ;
+  wire [4:0] \$2 ;
+  wire \$20 ;
+  wire [9:0] \$21 ;
+  wire [14:0] \$22 ;
+  wire [14:0] \$23 ;
+  wire [14:0] \$24 ;
+  wire [9:0] \$25 ;
+  wire [14:0] \$26 ;
+  wire [14:0] \$27 ;
+  wire [14:0] \$28 ;
+  wire [12:0] \$29 ;
+  wire [4:0] \$3 ;
+  wire [14:0] \$30 ;
+  wire \$31 ;
+  wire \$32 ;
+  wire \$33 ;
+  wire \$34 ;
+  wire \$35 ;
+  wire \$36 ;
+  wire [7:0] \$37 ;
+  wire [8:0] \$38 ;
+  wire [9:0] \$39 ;
+  wire [6:0] \$4 ;
+  wire [9:0] \$40 ;
+  wire [9:0] \$41 ;
+  wire [9:0] \$42 ;
+  wire [8:0] \$43 ;
+  wire [9:0] \$44 ;
+  wire [12:0] \$45 ;
+  wire [12:0] \$46 ;
+  wire [3:0] \$47 ;
+  wire [13:0] \$48 ;
+  wire [12:0] \$49 ;
+  wire [16:0] \$5 ;
+  wire [12:0] \$50 ;
+  wire [12:0] \$51 ;
+  wire [12:0] \$52 ;
+  wire [12:0] \$53 ;
+  wire [12:0] \$54 ;
+  wire [13:0] \$55 ;
+  wire [14:0] \$56 ;
+  wire [14:0] \$57 ;
+  wire [13:0] \$58 ;
+  wire [15:0] \$59 ;
+  wire [10:0] \$6 ;
+  wire [13:0] \$60 ;
+  wire [16:0] \$61 ;
+  wire [12:0] \$62 ;
+  wire \$63 ;
+  wire \$64 ;
+  wire [11:0] \$65 ;
+  wire \$66 ;
+  wire \$67 ;
+  wire \$68 ;
+  wire \$69 ;
+  wire [10:0] \$7 ;
+  wire \$70 ;
+  wire \$71 ;
+  wire \$72 ;
+  wire \$73 ;
+  wire \$74 ;
+  wire \$75 ;
+  wire [14:0] \$76 ;
+  wire [14:0] \$77 ;
+  wire \$78 ;
+  wire [7:0] \$79 ;
+  wire [11:0] \$8 ;
+  wire \$80 ;
+  wire [7:0] \$81 ;
+  wire \$82 ;
+  wire [7:0] \$83 ;
+  wire \$84 ;
+  wire [7:0] \$85 ;
+  wire \$86 ;
+  wire [7:0] \$87 ;
+  wire \$88 ;
+  wire [7:0] \$89 ;
+  wire [11:0] \$9 ;
+  wire \$90 ;
+  wire [7:0] \$91 ;
+  wire \$92 ;
+  wire [7:0] \$93 ;
+  wire [8:0] \$94 ;
+  wire [63:0] \$95 ;
+  wire \$96 ;
+  wire \$97 ;
+  wire \$98 ;
+  reg [6:0] \$99 ;
+  output [11:0] act_rd__addr;
+  wire [11:0] act_rd__addr;
+  input [63:0] act_rd__data;
+  wire [63:0] act_rd__data;
+  output act_rd__en;
+  wire act_rd__en;
+  reg active = 1'h0;
+  reg [13:0] addr = 14'h0000;
+  input [444:0] args;
+  wire [444:0] args;
+  wire [2:0] \args.ab_m1 ;
+  wire [9:0] \args.act_max ;
+  wire [9:0] \args.act_min ;
+  wire [6:0] \args.b ;
+  wire [8:0] \args.bq ;
+  wire [8:0] \args.br ;
+  wire [11:0] \args.cin ;
+  wire [6:0] \args.desc_base ;
+  wire [3:0] \args.dh ;
+  wire [3:0] \args.dw ;
+  wire \args.epi ;
+  wire [9:0] \args.epi_base ;
+  wire [9:0] \args.epi_max ;
+  wire [9:0] \args.epi_min ;
+  wire [9:0] \args.epi_zp_out ;
+  wire [7:0] \args.groups ;
+  wire [13:0] \args.img_bstep ;
+  wire [13:0] \args.img_delta ;
+  wire [8:0] \args.in_cw ;
+  wire [8:0] \args.in_h ;
+  wire [8:0] \args.in_w ;
+  wire [8:0] \args.kh ;
+  wire [6:0] \args.ki ;
+  wire [8:0] \args.kr ;
+  wire [8:0] \args.kt ;
+  wire [8:0] \args.kw ;
+  wire [13:0] \args.kx_inc ;
+  wire [13:0] \args.ky_inc ;
+  wire [6:0] \args.no ;
+  wire [15:0] \args.npos ;
+  wire [8:0] \args.nr ;
+  wire [8:0] \args.nt ;
+  wire [8:0] \args.oh ;
+  wire [11:0] \args.out_base ;
+  wire [8:0] \args.out_cw ;
+  wire [8:0] \args.ow ;
+  wire [2:0] \args.page_base ;
+  wire [9:0] \args.param_base ;
+  wire [3:0] \args.pl ;
+  wire [13:0] \args.pos0 ;
+  wire [13:0] \args.pos_bstep ;
+  wire [13:0] \args.pos_ux ;
+  wire [13:0] \args.pos_wrap ;
+  wire [3:0] \args.pt ;
+  wire [6:0] \args.role_base ;
+  wire \args.rowpack ;
+  wire [3:0] \args.sh ;
+  wire [3:0] \args.sw ;
+  wire \args.w_signed ;
+  wire [1:0] \args.wb_log2 ;
+  wire \args.x_signed ;
+  wire [7:0] \args.zp_in ;
+  wire [9:0] \args.zp_out ;
+  reg b_first = 1'h0;
+  reg [13:0] b_ix = 14'h0000;
+  reg b_last = 1'h0;
+  reg [3:0] b_n = 4'h0;
+  reg b_oob = 1'h0;
+  reg b_valid = 1'h0;
+  output [6:0] bi;
+  reg [6:0] bi = 7'h00;
+  (* init = 7'h00 *)
+  wire [6:0] \bi$54 ;
+  reg [11:0] c = 12'h000;
+  input clk;
+  wire clk;
+  wire [13:0] d_addr;
+  wire [12:0] d_ix;
+  wire [14:0] d_iy;
+  wire [9:0] d_ox;
+  wire [10:0] d_oy;
+  output [6:0] desc_rd__addr;
+  wire [6:0] desc_rd__addr;
+  input [76:0] desc_rd__data;
+  wire [76:0] desc_rd__data;
+  wire [11:0] \desc_rd__data.c0 ;
+  wire [12:0] \desc_rd__data.dx0 ;
+  wire [12:0] \desc_rd__data.dy0 ;
+  wire [6:0] \desc_rd__data.elems ;
+  wire [8:0] \desc_rd__data.kx0 ;
+  wire [8:0] \desc_rd__data.ky0 ;
+  wire [13:0] \desc_rd__data.off0 ;
+  output en;
+  reg en = 1'h0;
+  (* init = 1'h0 *)
+  wire \en$57 ;
+  reg first = 1'h0;
+  output full;
+  reg full = 1'h0;
+  (* init = 1'h0 *)
+  wire \full$72 ;
+  input [7:0] g_kbase;
+  wire [7:0] g_kbase;
+  input go;
+  wire go;
+  output idle_next;
+  wire idle_next;
+  wire iwrap;
+  reg [13:0] ix = 14'h0000;
+  reg [11:0] ix0 = 12'h000;
+  reg [13:0] iy = 14'h0000;
+  reg [11:0] iy0 = 12'h000;
+  output [6:0] kk;
+  reg [6:0] kk = 7'h00;
+  (* init = 7'h00 *)
+  wire [6:0] \kk$55 ;
+  reg [8:0] kx = 9'h000;
+  reg [8:0] ky = 9'h000;
+  wire last;
+  wire [11:0] lim;
+  wire [3:0] n;
+  wire [11:0] n_ch;
+  output [6:0] nn;
+  reg [6:0] nn = 7'h00;
+  (* init = 7'h00 *)
+  wire [6:0] \nn$56 ;
+  wire oob;
+  reg [8:0] ox = 9'h000;
+  reg [8:0] oy = 9'h000;
+  reg [15:0] p = 16'h0000;
+  reg [13:0] pos_addr = 14'h0000;
+  input pos_bstep;
+  wire pos_bstep;
+  input pos_init;
+  wire pos_init;
+  input pos_step;
+  wire pos_step;
+  output pos_valid;
+  wire pos_valid;
+  reg [6:0] rem = 7'h00;
+  reg [13:0] row_ix = 14'h0000;
+  input rst;
+  wire rst;
+  wire [4:0] sel;
+  reg [511:0] shifted;
+  wire [511:0] src;
+  output stall;
+  wire stall;
+  wire \stall$63 ;
+  reg [13:0] start;
+  input take;
+  wire take;
+  reg [13:0] tap0 = 14'h0000;
+  wire tap_end;
+  input tile_active;
+  wire tile_active;
+  wire [63:0] window;
+  wire [63:0] word;
+  wire wrap;
+  (* init = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 *)
+  wire [511:0] x;
+  wire [7:0] \x[0] ;
+  wire [7:0] \x[10] ;
+  wire [7:0] \x[11] ;
+  wire [7:0] \x[12] ;
+  wire [7:0] \x[13] ;
+  wire [7:0] \x[14] ;
+  wire [7:0] \x[15] ;
+  wire [7:0] \x[16] ;
+  wire [7:0] \x[17] ;
+  wire [7:0] \x[18] ;
+  wire [7:0] \x[19] ;
+  wire [7:0] \x[1] ;
+  wire [7:0] \x[20] ;
+  wire [7:0] \x[21] ;
+  wire [7:0] \x[22] ;
+  wire [7:0] \x[23] ;
+  wire [7:0] \x[24] ;
+  wire [7:0] \x[25] ;
+  wire [7:0] \x[26] ;
+  wire [7:0] \x[27] ;
+  wire [7:0] \x[28] ;
+  wire [7:0] \x[29] ;
+  wire [7:0] \x[2] ;
+  wire [7:0] \x[30] ;
+  wire [7:0] \x[31] ;
+  wire [7:0] \x[32] ;
+  wire [7:0] \x[33] ;
+  wire [7:0] \x[34] ;
+  wire [7:0] \x[35] ;
+  wire [7:0] \x[36] ;
+  wire [7:0] \x[37] ;
+  wire [7:0] \x[38] ;
+  wire [7:0] \x[39] ;
+  wire [7:0] \x[3] ;
+  wire [7:0] \x[40] ;
+  wire [7:0] \x[41] ;
+  wire [7:0] \x[42] ;
+  wire [7:0] \x[43] ;
+  wire [7:0] \x[44] ;
+  wire [7:0] \x[45] ;
+  wire [7:0] \x[46] ;
+  wire [7:0] \x[47] ;
+  wire [7:0] \x[48] ;
+  wire [7:0] \x[49] ;
+  wire [7:0] \x[4] ;
+  wire [7:0] \x[50] ;
+  wire [7:0] \x[51] ;
+  wire [7:0] \x[52] ;
+  wire [7:0] \x[53] ;
+  wire [7:0] \x[54] ;
+  wire [7:0] \x[55] ;
+  wire [7:0] \x[56] ;
+  wire [7:0] \x[57] ;
+  wire [7:0] \x[58] ;
+  wire [7:0] \x[59] ;
+  wire [7:0] \x[5] ;
+  wire [7:0] \x[60] ;
+  wire [7:0] \x[61] ;
+  wire [7:0] \x[62] ;
+  wire [7:0] \x[63] ;
+  wire [7:0] \x[6] ;
+  wire [7:0] \x[7] ;
+  wire [7:0] \x[8] ;
+  wire [7:0] \x[9] ;
+  reg [511:0] x_asm = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  output [511:0] x_rdy;
+  reg [511:0] x_rdy = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  assign \$1  = pos_step | pos_bstep;
+  assign \$2  = - args[76:73];
+  assign \$3  = - args[80:77];
+  assign \$4  = pos_bstep ? args[294:288] : 7'h01;
+  assign \$5  = p + \$4 ;
+  assign \$6  = d_ox - args[89:81];
+  assign \$7  = wrap ? \$6  : { 1'h0, d_ox };
+  assign \$8  = d_oy - args[98:90];
+  assign \$9  = iwrap ? \$8  : { 1'h0, d_oy };
+  assign \$10  = $signed(iy0) + $signed(d_iy);
+  assign \$11  = $signed(ix0) + $signed(\$55 [12:0]);
+  assign \$12  = $signed(pos_addr) + $signed(\$61 [13:0]);
+  assign \$13  = ~ stall;
+  assign \$14  = $signed(iy0) + $signed({ 1'h0, desc_rd__data[30:18] });
+  assign \$15  = $signed(ix0) + $signed({ 1'h0, desc_rd__data[43:31] });
+  assign \$17  = $signed(start) + $signed({ 1'h0, \$16  });
+  assign \$18  = rem - \$65 [3:0];
+  assign \$19  = args[56:48] - 1'h1;
+  assign \$20  = kx == \$19 ;
+  assign \$21  = ky + 1'h1;
+  assign \$22  = $signed(iy) + $signed({ 1'h0, args[60:57] });
+  assign \$23  = $signed(tap0) + $signed(args[156:143]);
+  assign \$24  = $signed(tap0) + $signed(args[156:143]);
+  assign \$25  = kx + 1'h1;
+  assign \$26  = $signed(ix) + $signed({ 1'h0, args[64:61] });
+  assign \$27  = $signed(tap0) + $signed(args[142:129]);
+  assign \$28  = $signed(tap0) + $signed(args[142:129]);
+  assign \$29  = c + \$65 [3:0];
+  assign \$30  = $signed(addr) + $signed(2'h1);
+  assign \$31  = ~ stall;
+  assign \$32  = ~ stall;
+  assign \$33  = b_valid & \$32 ;
+  assign \$34  = b_valid & b_last;
+  assign \$35  = ~ stall;
+  assign \$36  = \$34  & \$35 ;
+  assign \$37  = args[323:317] + 1'h0;
+  assign \$38  = args[251:245] + g_kbase;
+  assign \$39  = \$38  + kk;
+  assign \$40  = pos_init ? { 2'h0, \$37  } : \$39 ;
+  assign pos_valid = p < args[114:99];
+  assign \$41  = ox + args[216:208];
+  assign \$42  = ox + 1'h1;
+  assign d_ox = pos_bstep ? \$41  : \$42 ;
+  assign wrap = d_ox >= args[89:81];
+  assign \$43  = pos_bstep ? args[207:199] : 9'h000;
+  assign \$44  = oy + \$43 ;
+  assign d_oy = \$44  + wrap;
+  assign iwrap = d_oy >= args[98:90];
+  assign \$45  = args[207:199] * args[68:65];
+  assign \$46  = pos_bstep ? \$45  : 13'h0000;
+  assign \$47  = wrap ? args[68:65] : 4'h0;
+  assign \$48  = \$46  + \$47 ;
+  assign \$49  = args[98:90] * args[68:65];
+  assign \$50  = iwrap ? \$49  : 13'h0000;
+  assign d_iy = \$48  - \$50 ;
+  assign \$51  = args[216:208] * args[72:69];
+  assign \$52  = pos_bstep ? \$51  : { 9'h000, args[72:69] };
+  assign \$53  = args[89:81] * args[72:69];
+  assign \$54  = wrap ? \$53  : 13'h0000;
+  assign \$55  = \$52  - \$54 ;
+  assign \$56  = $signed(args[198:185]) + $signed(args[244:231]);
+  assign \$57  = pos_bstep ? \$56  : { args[170], args[170:157] };
+  assign \$58  = wrap ? args[184:171] : 14'h0000;
+  assign \$59  = $signed(\$57 ) + $signed(\$58 );
+  assign \$60  = iwrap ? args[230:217] : 14'h0000;
+  assign \$61  = $signed(\$59 ) + $signed(\$60 );
+  assign \$62  = args[38:27] - c;
+  assign \$63  = \$62 [11:0] < rem;
+  assign lim = \$63  ? \$62 [11:0] : { 5'h00, rem };
+  assign \$64  = lim < 4'h8;
+  assign \$65  = \$64  ? lim : 12'h008;
+  assign tap_end = \$65 [3:0] == \$62 [11:0];
+  assign last = \$65 [3:0] == rem;
+  assign \$66  = $signed(iy) < $signed(1'h0);
+  assign \$67  = $signed(iy) >= $signed({ 1'h0, args[8:0] });
+  assign \$68  = \$66  | \$67 ;
+  assign \$69  = ~ args[403];
+  assign \$70  = $signed(ix) < $signed(1'h0);
+  assign \$71  = $signed(ix) >= $signed({ 1'h0, args[17:9] });
+  assign \$72  = \$70  | \$71 ;
+  assign \$73  = \$69  & \$72 ;
+  assign oob = \$68  | \$73 ;
+  assign \$74  = ~ active;
+  assign idle_next = \$74  | last;
+  assign act_rd__en = ~ stall;
+  assign \$75  = ~ stall;
+  assign \$76  = $signed(pos_addr) + $signed(desc_rd__data[76:63]);
+  assign \$77  = $signed(b_ix) + $signed(5'h08);
+  assign \$78  = args[17:9] > 1'h0;
+  assign \$79  = \$78  ? act_rd__data[7:0] : args[365:358];
+  assign \$80  = args[17:9] > 1'h1;
+  assign \$81  = \$80  ? act_rd__data[15:8] : args[365:358];
+  assign \$82  = args[17:9] > 2'h2;
+  assign \$83  = \$82  ? act_rd__data[23:16] : args[365:358];
+  assign \$84  = args[17:9] > 2'h3;
+  assign \$85  = \$84  ? act_rd__data[31:24] : args[365:358];
+  assign \$86  = args[17:9] > 3'h4;
+  assign \$87  = \$86  ? act_rd__data[39:32] : args[365:358];
+  assign \$88  = args[17:9] > 3'h5;
+  assign \$89  = \$88  ? act_rd__data[47:40] : args[365:358];
+  assign \$90  = args[17:9] > 3'h6;
+  assign \$91  = \$90  ? act_rd__data[55:48] : args[365:358];
+  assign \$92  = args[17:9] > 3'h7;
+  assign \$93  = \$92  ? act_rd__data[63:56] : args[365:358];
+  assign \$94  = \$77 [4:0] * 4'h8;
+  assign window = { args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], \$93 , \$91 , \$89 , \$87 , \$85 , \$83 , \$81 , \$79 , args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358] } >> \$94 ;
+  assign \$95  = args[403] ? window : act_rd__data;
+  assign word = b_oob ? { args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358] } : \$95 ;
+  assign src = b_first ? 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 : x_asm;
+  assign \$96  = b_valid & b_last;
+  assign \$97  = \$96  & full;
+  assign \$98  = ~ take;
+  assign stall = \$97  & \$98 ;
+  always @(posedge clk)
+    bi <= \$99 ;
+  always @(posedge clk)
+    kk <= \$100 ;
+  always @(posedge clk)
+    nn <= \$101 ;
+  always @(posedge clk)
+    en <= \$102 ;
+  always @(posedge clk)
+    p <= \$103 ;
+  always @(posedge clk)
+    ox <= \$104 ;
+  always @(posedge clk)
+    oy <= \$105 ;
+  always @(posedge clk)
+    iy0 <= \$106 ;
+  always @(posedge clk)
+    ix0 <= \$107 ;
+  always @(posedge clk)
+    pos_addr <= \$108 ;
+  always @(posedge clk)
+    active <= \$109 ;
+  always @(posedge clk)
+    c <= \$110 ;
+  always @(posedge clk)
+    rem <= \$111 ;
+  always @(posedge clk)
+    ky <= \$112 ;
+  always @(posedge clk)
+    kx <= \$113 ;
+  always @(posedge clk)
+    iy <= \$114 ;
+  always @(posedge clk)
+    ix <= \$115 ;
+  always @(posedge clk)
+    row_ix <= \$116 ;
+  always @(posedge clk)
+    tap0 <= \$117 ;
+  always @(posedge clk)
+    addr <= \$118 ;
+  always @(posedge clk)
+    first <= \$119 ;
+  always @(posedge clk)
+    b_valid <= \$120 ;
+  always @(posedge clk)
+    b_n <= \$121 ;
+  always @(posedge clk)
+    b_oob <= \$122 ;
+  always @(posedge clk)
+    b_first <= \$123 ;
+  always @(posedge clk)
+    b_last <= \$124 ;
+  always @(posedge clk)
+    b_ix <= \$125 ;
+  always @(posedge clk)
+    x_rdy <= \$126 ;
+  always @(posedge clk)
+    x_asm <= \$127 ;
+  always @(posedge clk)
+    full <= \$128 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$99  = bi;
+    if (pos_init) begin
+      \$99  = desc_rd__data[6:0];
+    end
+    if (rst) begin
+      \$99  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$100  = kk;
+    if (pos_init) begin
+      \$100  = desc_rd__data[13:7];
+    end
+    if (rst) begin
+      \$100  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$101  = nn;
+    if (pos_init) begin
+      \$101  = desc_rd__data[20:14];
+    end
+    if (rst) begin
+      \$101  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$102  = en;
+    if (pos_init) begin
+      \$102  = desc_rd__data[21];
+    end
+    if (rst) begin
+      \$102  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$103  = p;
+    if (pos_init) begin
+      \$103  = 16'h0000;
+    end else if (\$1 ) begin
+      \$103  = \$5 [15:0];
+    end
+    if (rst) begin
+      \$103  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$104  = ox;
+    if (pos_init) begin
+      \$104  = 9'h000;
+    end else if (\$1 ) begin
+      \$104  = \$7 [8:0];
+    end
+    if (rst) begin
+      \$104  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$105  = oy;
+    if (pos_init) begin
+      \$105  = 9'h000;
+    end else if (\$1 ) begin
+      \$105  = \$9 [8:0];
+    end
+    if (rst) begin
+      \$105  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$106  = iy0;
+    if (pos_init) begin
+      \$106  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
+    end else if (\$1 ) begin
+      \$106  = \$10 [11:0];
+    end
+    if (rst) begin
+      \$106  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$107  = ix0;
+    if (pos_init) begin
+      \$107  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
+    end else if (\$1 ) begin
+      \$107  = \$11 [11:0];
+    end
+    if (rst) begin
+      \$107  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$108  = pos_addr;
+    if (pos_init) begin
+      \$108  = args[128:115];
+    end else if (\$1 ) begin
+      \$108  = \$12 [13:0];
+    end
+    if (rst) begin
+      \$108  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$109  = active;
+    if (\$13 ) begin
+      if (go) begin
+        \$109  = tile_active;
+      end else if (active) begin
+        if (last) begin
+          \$109  = 1'h0;
+        end
+      end
+    end
+    if (rst) begin
+      \$109  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$110  = c;
+    if (\$13 ) begin
+      if (go) begin
+        \$110  = desc_rd__data[55:44];
+      end else if (active) begin
+        (* full_case = 32'd1 *)
+        if (tap_end) begin
+          \$110  = 12'h000;
+        end else begin
+          \$110  = \$29 [11:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$110  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$111  = rem;
+    if (\$13 ) begin
+      if (go) begin
+        \$111  = desc_rd__data[62:56];
+      end else if (active) begin
+        \$111  = \$18 [6:0];
+      end
+    end
+    if (rst) begin
+      \$111  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$112  = ky;
+    if (\$13 ) begin
+      if (go) begin
+        \$112  = desc_rd__data[8:0];
+      end else if (active) begin
+        if (tap_end) begin
+          if (\$20 ) begin
+            \$112  = \$21 [8:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$112  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$113  = kx;
+    if (\$13 ) begin
+      if (go) begin
+        \$113  = desc_rd__data[17:9];
+      end else if (active) begin
+        if (tap_end) begin
+          (* full_case = 32'd1 *)
+          if (\$20 ) begin
+            \$113  = 9'h000;
+          end else begin
+            \$113  = \$25 [8:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$113  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$114  = iy;
+    if (\$13 ) begin
+      if (go) begin
+        \$114  = \$14 [13:0];
+      end else if (active) begin
+        if (tap_end) begin
+          if (\$20 ) begin
+            \$114  = \$22 [13:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$114  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$115  = ix;
+    if (\$13 ) begin
+      if (go) begin
+        \$115  = \$15 [13:0];
+      end else if (active) begin
+        if (tap_end) begin
+          (* full_case = 32'd1 *)
+          if (\$20 ) begin
+            \$115  = row_ix;
+          end else begin
+            \$115  = \$26 [13:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$115  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$116  = row_ix;
+    if (\$13 ) begin
+      if (go) begin
+        \$116  = { ix0[11], ix0[11], ix0 };
+      end
+    end
+    if (rst) begin
+      \$116  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$117  = tap0;
+    if (\$13 ) begin
+      if (go) begin
+        \$117  = start;
+      end else if (active) begin
+        if (tap_end) begin
+          (* full_case = 32'd1 *)
+          if (\$20 ) begin
+            \$117  = \$23 [13:0];
+          end else begin
+            \$117  = \$27 [13:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$117  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$118  = addr;
+    if (\$13 ) begin
+      if (go) begin
+        \$118  = \$17 [13:0];
+      end else if (active) begin
+        (* full_case = 32'd1 *)
+        if (tap_end) begin
+          (* full_case = 32'd1 *)
+          if (\$20 ) begin
+            \$118  = \$24 [13:0];
+          end else begin
+            \$118  = \$28 [13:0];
+          end
+        end else begin
+          \$118  = \$30 [13:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$118  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$119  = first;
+    if (\$13 ) begin
+      if (go) begin
+        \$119  = 1'h1;
+      end else if (active) begin
+        \$119  = 1'h0;
+      end
+    end
+    if (rst) begin
+      \$119  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$120  = b_valid;
+    if (\$31 ) begin
+      \$120  = active;
+    end
+    if (rst) begin
+      \$120  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$121  = b_n;
+    if (\$31 ) begin
+      \$121  = \$65 [3:0];
+    end
+    if (rst) begin
+      \$121  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$122  = b_oob;
+    if (\$31 ) begin
+      \$122  = oob;
+    end
+    if (rst) begin
+      \$122  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$123  = b_first;
+    if (\$31 ) begin
+      \$123  = first;
+    end
+    if (rst) begin
+      \$123  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$124  = b_last;
+    if (\$31 ) begin
+      \$124  = last;
+    end
+    if (rst) begin
+      \$124  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$125  = b_ix;
+    if (\$31 ) begin
+      \$125  = ix;
+    end
+    if (rst) begin
+      \$125  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$126  = x_rdy;
+    if (\$33 ) begin
+      if (b_last) begin
+        \$126  = shifted;
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$127  = x_asm;
+    if (\$33 ) begin
+      (* full_case = 32'd1 *)
+      if (b_last) begin
+      end else begin
+        \$127  = shifted;
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$128  = full;
+    if (\$36 ) begin
+      \$128  = 1'h1;
+    end else if (take) begin
+      \$128  = 1'h0;
+    end
+    if (rst) begin
+      \$128  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    start = 14'h0000;
+    if (\$75 ) begin
+      if (go) begin
+        start = \$76 [13:0];
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    (* full_case = 32'd1 *)
+    casez (b_n)
+      4'h1:
+          shifted = { word[7:0], src[511:8] };
+      4'h2:
+          shifted = { word[15:0], src[511:16] };
+      4'h3:
+          shifted = { word[23:0], src[511:24] };
+      4'h4:
+          shifted = { word[31:0], src[511:32] };
+      4'h5:
+          shifted = { word[39:0], src[511:40] };
+      4'h6:
+          shifted = { word[47:0], src[511:48] };
+      4'h7:
+          shifted = { word[55:0], src[511:56] };
+      4'h8:
+          shifted = { word, src[511:64] };
+      default:
+          shifted = src;
+    endcase
+  end
+  assign d_ix = \$55 [12:0];
+  assign d_addr = \$61 [13:0];
+  assign n = \$65 [3:0];
+  assign \bi$54  = bi;
+  assign \kk$55  = kk;
+  assign \nn$56  = nn;
+  assign \en$57  = en;
+  assign n_ch = \$62 [11:0];
+  assign \stall$63  = stall;
+  assign sel = \$77 [4:0];
+  assign \full$72  = full;
+  assign x = x_rdy;
+  assign desc_rd__addr = \$40 [6:0];
+  assign act_rd__addr = addr[11:0];
+  assign \desc_rd__data.ky0  = desc_rd__data[8:0];
+  assign \desc_rd__data.kx0  = desc_rd__data[17:9];
+  assign \desc_rd__data.dy0  = desc_rd__data[30:18];
+  assign \desc_rd__data.dx0  = desc_rd__data[43:31];
+  assign \desc_rd__data.c0  = desc_rd__data[55:44];
+  assign \desc_rd__data.elems  = desc_rd__data[62:56];
+  assign \desc_rd__data.off0  = desc_rd__data[76:63];
+  assign \args.in_h  = args[8:0];
+  assign \args.in_w  = args[17:9];
+  assign \args.in_cw  = args[26:18];
+  assign \args.cin  = args[38:27];
+  assign \args.kh  = args[47:39];
+  assign \args.kw  = args[56:48];
+  assign \args.dh  = args[60:57];
+  assign \args.dw  = args[64:61];
+  assign \args.sh  = args[68:65];
+  assign \args.sw  = args[72:69];
+  assign \args.pt  = args[76:73];
+  assign \args.pl  = args[80:77];
+  assign \args.ow  = args[89:81];
+  assign \args.oh  = args[98:90];
+  assign \args.npos  = args[114:99];
+  assign \args.pos0  = args[128:115];
+  assign \args.kx_inc  = args[142:129];
+  assign \args.ky_inc  = args[156:143];
+  assign \args.pos_ux  = args[170:157];
+  assign \args.pos_wrap  = args[184:171];
+  assign \args.pos_bstep  = args[198:185];
+  assign \args.bq  = args[207:199];
+  assign \args.br  = args[216:208];
+  assign \args.img_delta  = args[230:217];
+  assign \args.img_bstep  = args[244:231];
+  assign \args.desc_base  = args[251:245];
+  assign \args.kt  = args[260:252];
+  assign \args.nt  = args[269:261];
+  assign \args.kr  = args[278:270];
+  assign \args.nr  = args[287:279];
+  assign \args.b  = args[294:288];
+  assign \args.ki  = args[301:295];
+  assign \args.no  = args[308:302];
+  assign \args.groups  = args[316:309];
+  assign \args.role_base  = args[323:317];
+  assign \args.page_base  = args[326:324];
+  assign \args.out_base  = args[338:327];
+  assign \args.out_cw  = args[347:339];
+  assign \args.param_base  = args[357:348];
+  assign \args.zp_in  = args[365:358];
+  assign \args.zp_out  = args[375:366];
+  assign \args.act_min  = args[385:376];
+  assign \args.act_max  = args[395:386];
+  assign \args.ab_m1  = args[398:396];
+  assign \args.wb_log2  = args[400:399];
+  assign \args.x_signed  = args[401];
+  assign \args.w_signed  = args[402];
+  assign \args.rowpack  = args[403];
+  assign \args.epi  = args[404];
+  assign \args.epi_base  = args[414:405];
+  assign \args.epi_zp_out  = args[424:415];
+  assign \args.epi_min  = args[434:425];
+  assign \args.epi_max  = args[444:435];
+  assign \x[0]  = x_rdy[7:0];
+  assign \x[1]  = x_rdy[15:8];
+  assign \x[2]  = x_rdy[23:16];
+  assign \x[3]  = x_rdy[31:24];
+  assign \x[4]  = x_rdy[39:32];
+  assign \x[5]  = x_rdy[47:40];
+  assign \x[6]  = x_rdy[55:48];
+  assign \x[7]  = x_rdy[63:56];
+  assign \x[8]  = x_rdy[71:64];
+  assign \x[9]  = x_rdy[79:72];
+  assign \x[10]  = x_rdy[87:80];
+  assign \x[11]  = x_rdy[95:88];
+  assign \x[12]  = x_rdy[103:96];
+  assign \x[13]  = x_rdy[111:104];
+  assign \x[14]  = x_rdy[119:112];
+  assign \x[15]  = x_rdy[127:120];
+  assign \x[16]  = x_rdy[135:128];
+  assign \x[17]  = x_rdy[143:136];
+  assign \x[18]  = x_rdy[151:144];
+  assign \x[19]  = x_rdy[159:152];
+  assign \x[20]  = x_rdy[167:160];
+  assign \x[21]  = x_rdy[175:168];
+  assign \x[22]  = x_rdy[183:176];
+  assign \x[23]  = x_rdy[191:184];
+  assign \x[24]  = x_rdy[199:192];
+  assign \x[25]  = x_rdy[207:200];
+  assign \x[26]  = x_rdy[215:208];
+  assign \x[27]  = x_rdy[223:216];
+  assign \x[28]  = x_rdy[231:224];
+  assign \x[29]  = x_rdy[239:232];
+  assign \x[30]  = x_rdy[247:240];
+  assign \x[31]  = x_rdy[255:248];
+  assign \x[32]  = x_rdy[263:256];
+  assign \x[33]  = x_rdy[271:264];
+  assign \x[34]  = x_rdy[279:272];
+  assign \x[35]  = x_rdy[287:280];
+  assign \x[36]  = x_rdy[295:288];
+  assign \x[37]  = x_rdy[303:296];
+  assign \x[38]  = x_rdy[311:304];
+  assign \x[39]  = x_rdy[319:312];
+  assign \x[40]  = x_rdy[327:320];
+  assign \x[41]  = x_rdy[335:328];
+  assign \x[42]  = x_rdy[343:336];
+  assign \x[43]  = x_rdy[351:344];
+  assign \x[44]  = x_rdy[359:352];
+  assign \x[45]  = x_rdy[367:360];
+  assign \x[46]  = x_rdy[375:368];
+  assign \x[47]  = x_rdy[383:376];
+  assign \x[48]  = x_rdy[391:384];
+  assign \x[49]  = x_rdy[399:392];
+  assign \x[50]  = x_rdy[407:400];
+  assign \x[51]  = x_rdy[415:408];
+  assign \x[52]  = x_rdy[423:416];
+  assign \x[53]  = x_rdy[431:424];
+  assign \x[54]  = x_rdy[439:432];
+  assign \x[55]  = x_rdy[447:440];
+  assign \x[56]  = x_rdy[455:448];
+  assign \x[57]  = x_rdy[463:456];
+  assign \x[58]  = x_rdy[471:464];
+  assign \x[59]  = x_rdy[479:472];
+  assign \x[60]  = x_rdy[487:480];
+  assign \x[61]  = x_rdy[495:488];
+  assign \x[62]  = x_rdy[503:496];
+  assign \x[63]  = x_rdy[511:504];
+  assign \$16  = { 3'h0, desc_rd__data[55:47] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_active, pos_bstep, take, pos_init, pos_step, desc_rd__addr, pos_valid, idle_next, act_rd__en, stall, g_kbase, bi, kk, nn, en, act_rd__addr, x_rdy
+, full, args, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
+  wire \$1 ;
+  wire [15:0] \$10 ;
+  reg [6:0] \$100 ;
+  reg [6:0] \$101 ;
+  reg \$102 ;
+  reg [15:0] \$103 ;
+  reg [8:0] \$104 ;
+  reg [8:0] \$105 ;
+  reg [11:0] \$106 ;
+  reg [11:0] \$107 ;
+  reg [13:0] \$108 ;
+  reg \$109 ;
+  wire [13:0] \$11 ;
+  reg [11:0] \$110 ;
+  reg [6:0] \$111 ;
+  reg [8:0] \$112 ;
+  reg [8:0] \$113 ;
+  reg [13:0] \$114 ;
+  reg [13:0] \$115 ;
+  reg [13:0] \$116 ;
+  reg [13:0] \$117 ;
+  reg [13:0] \$118 ;
+  reg \$119 ;
+  wire [14:0] \$12 ;
+  reg \$120 ;
+  reg [3:0] \$121 ;
+  reg \$122 ;
+  reg \$123 ;
+  reg \$124 ;
+  reg [13:0] \$125 ;
+  reg [511:0] \$126 ;
+  reg [511:0] \$127 ;
+  reg \$128 ;
+  wire \$13 ;
+  wire [14:0] \$14 ;
+  wire [14:0] \$15 ;
+  wire [11:0] \$16 ;
+  wire [14:0] \$17 ;
+  wire [7:0] \$18 ;
+  wire [9:0] \$19 ;
+  wire [4:0] \$2 ;
+  wire \$20 ;
+  wire [9:0] \$21 ;
+  wire [14:0] \$22 ;
+  wire [14:0] \$23 ;
+  wire [14:0] \$24 ;
+  wire [9:0] \$25 ;
+  wire [14:0] \$26 ;
+  wire [14:0] \$27 ;
+  wire [14:0] \$28 ;
+  wire [12:0] \$29 ;
+  wire [4:0] \$3 ;
+  wire [14:0] \$30 ;
+  wire \$31 ;
+  wire \$32 ;
+  wire \$33 ;
+  wire \$34 ;
+  wire \$35 ;
+  wire \$36 ;
+  wire [7:0] \$37 ;
+  wire [8:0] \$38 ;
+  wire [9:0] \$39 ;
+  wire [6:0] \$4 ;
+  wire [9:0] \$40 ;
+  wire [9:0] \$41 ;
+  wire [9:0] \$42 ;
+  wire [8:0] \$43 ;
+  wire [9:0] \$44 ;
+  wire [12:0] \$45 ;
+  wire [12:0] \$46 ;
+  wire [3:0] \$47 ;
+  wire [13:0] \$48 ;
+  wire [12:0] \$49 ;
+  wire [16:0] \$5 ;
+  wire [12:0] \$50 ;
+  wire [12:0] \$51 ;
+  wire [12:0] \$52 ;
+  wire [12:0] \$53 ;
+  wire [12:0] \$54 ;
+  wire [13:0] \$55 ;
+  wire [14:0] \$56 ;
+  wire [14:0] \$57 ;
+  wire [13:0] \$58 ;
+  wire [15:0] \$59 ;
+  wire [10:0] \$6 ;
+  wire [13:0] \$60 ;
+  wire [16:0] \$61 ;
+  wire [12:0] \$62 ;
+  wire \$63 ;
+  wire \$64 ;
+  wire [11:0] \$65 ;
+  wire \$66 ;
+  wire \$67 ;
+  wire \$68 ;
+  wire \$69 ;
+  wire [10:0] \$7 ;
+  wire \$70 ;
+  wire \$71 ;
+  wire \$72 ;
+  wire \$73 ;
+  wire \$74 ;
+  wire \$75 ;
+  wire [14:0] \$76 ;
+  wire [14:0] \$77 ;
+  wire \$78 ;
+  wire [7:0] \$79 ;
+  wire [11:0] \$8 ;
+  wire \$80 ;
+  wire [7:0] \$81 ;
+  wire \$82 ;
+  wire [7:0] \$83 ;
+  wire \$84 ;
+  wire [7:0] \$85 ;
+  wire \$86 ;
+  wire [7:0] \$87 ;
+  wire \$88 ;
+  wire [7:0] \$89 ;
+  wire [11:0] \$9 ;
+  wire \$90 ;
+  wire [7:0] \$91 ;
+  wire \$92 ;
+  wire [7:0] \$93 ;
+  wire [8:0] \$94 ;
+  wire [63:0] \$95 ;
+  wire \$96 ;
+  wire \$97 ;
+  wire \$98 ;
+  reg [6:0] \$99 ;
+  output [11:0] act_rd__addr;
+  wire [11:0] act_rd__addr;
+  input [63:0] act_rd__data;
+  wire [63:0] act_rd__data;
+  output act_rd__en;
+  wire act_rd__en;
+  reg active = 1'h0;
+  reg [13:0] addr = 14'h0000;
+  input [444:0] args;
+  wire [444:0] args;
+  wire [2:0] \args.ab_m1 ;
+  wire [9:0] \args.act_max ;
+  wire [9:0] \args.act_min ;
+  wire [6:0] \args.b ;
+  wire [8:0] \args.bq ;
+  wire [8:0] \args.br ;
+  wire [11:0] \args.cin ;
+  wire [6:0] \args.desc_base ;
+  wire [3:0] \args.dh ;
+  wire [3:0] \args.dw ;
+  wire \args.epi ;
+  wire [9:0] \args.epi_base ;
+  wire [9:0] \args.epi_max ;
+  wire [9:0] \args.epi_min ;
+  wire [9:0] \args.epi_zp_out ;
+  wire [7:0] \args.groups ;
+  wire [13:0] \args.img_bstep ;
+  wire [13:0] \args.img_delta ;
+  wire [8:0] \args.in_cw ;
+  wire [8:0] \args.in_h ;
+  wire [8:0] \args.in_w ;
+  wire [8:0] \args.kh ;
+  wire [6:0] \args.ki ;
+  wire [8:0] \args.kr ;
+  wire [8:0] \args.kt ;
+  wire [8:0] \args.kw ;
+  wire [13:0] \args.kx_inc ;
+  wire [13:0] \args.ky_inc ;
+  wire [6:0] \args.no ;
+  wire [15:0] \args.npos ;
+  wire [8:0] \args.nr ;
+  wire [8:0] \args.nt ;
+  wire [8:0] \args.oh ;
+  wire [11:0] \args.out_base ;
+  wire [8:0] \args.out_cw ;
+  wire [8:0] \args.ow ;
+  wire [2:0] \args.page_base ;
+  wire [9:0] \args.param_base ;
+  wire [3:0] \args.pl ;
+  wire [13:0] \args.pos0 ;
+  wire [13:0] \args.pos_bstep ;
+  wire [13:0] \args.pos_ux ;
+  wire [13:0] \args.pos_wrap ;
+  wire [3:0] \args.pt ;
+  wire [6:0] \args.role_base ;
+  wire \args.rowpack ;
+  wire [3:0] \args.sh ;
+  wire [3:0] \args.sw ;
+  wire \args.w_signed ;
+  wire [1:0] \args.wb_log2 ;
+  wire \args.x_signed ;
+  wire [7:0] \args.zp_in ;
+  wire [9:0] \args.zp_out ;
+  reg b_first = 1'h0;
+  reg [13:0] b_ix = 14'h0000;
+  reg b_last = 1'h0;
+  reg [3:0] b_n = 4'h0;
+  reg b_oob = 1'h0;
+  reg b_valid = 1'h0;
+  output [6:0] bi;
+  reg [6:0] bi = 7'h00;
+  (* init = 7'h00 *)
+  wire [6:0] \bi$54 ;
+  reg [11:0] c = 12'h000;
+  input clk;
+  wire clk;
+  wire [13:0] d_addr;
+  wire [12:0] d_ix;
+  wire [14:0] d_iy;
+  wire [9:0] d_ox;
+  wire [10:0] d_oy;
+  output [6:0] desc_rd__addr;
+  wire [6:0] desc_rd__addr;
+  input [76:0] desc_rd__data;
+  wire [76:0] desc_rd__data;
+  wire [11:0] \desc_rd__data.c0 ;
+  wire [12:0] \desc_rd__data.dx0 ;
+  wire [12:0] \desc_rd__data.dy0 ;
+  wire [6:0] \desc_rd__data.elems ;
+  wire [8:0] \desc_rd__data.kx0 ;
+  wire [8:0] \desc_rd__data.ky0 ;
+  wire [13:0] \desc_rd__data.off0 ;
+  output en;
+  reg en = 1'h0;
+  (* init = 1'h0 *)
+  wire \en$57 ;
+  reg first = 1'h0;
+  output full;
+  reg full = 1'h0;
+  (* init = 1'h0 *)
+  wire \full$72 ;
+  input [7:0] g_kbase;
+  wire [7:0] g_kbase;
+  input go;
+  wire go;
+  output idle_next;
+  wire idle_next;
+  wire iwrap;
+  reg [13:0] ix = 14'h0000;
+  reg [11:0] ix0 = 12'h000;
+  reg [13:0] iy = 14'h0000;
+  reg [11:0] iy0 = 12'h000;
+  output [6:0] kk;
+  reg [6:0] kk = 7'h00;
+  (* init = 7'h00 *)
+  wire [6:0] \kk$55 ;
+  reg [8:0] kx = 9'h000;
+  reg [8:0] ky = 9'h000;
+  wire last;
+  wire [11:0] lim;
+  wire [3:0] n;
+  wire [11:0] n_ch;
+  output [6:0] nn;
+  reg [6:0] nn = 7'h00;
+  (* init = 7'h00 *)
+  wire [6:0] \nn$56 ;
+  wire oob;
+  reg [8:0] ox = 9'h000;
+  reg [8:0] oy = 9'h000;
+  reg [15:0] p = 16'h0000;
+  reg [13:0] pos_addr = 14'h0000;
+  input pos_bstep;
+  wire pos_bstep;
+  input pos_init;
+  wire pos_init;
+  input pos_step;
+  wire pos_step;
+  output pos_valid;
+  wire pos_valid;
+  reg [6:0] rem = 7'h00;
+  reg [13:0] row_ix = 14'h0000;
+  input rst;
+  wire rst;
+  wire [4:0] sel;
+  reg [511:0] shifted;
+  wire [511:0] src;
+  output stall;
+  wire stall;
+  wire \stall$63 ;
+  reg [13:0] start;
+  input take;
+  wire take;
+  reg [13:0] tap0 = 14'h0000;
+  wire tap_end;
+  input tile_active;
+  wire tile_active;
+  wire [63:0] window;
+  wire [63:0] word;
+  wire wrap;
+  (* init = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 *)
+  wire [511:0] x;
+  wire [7:0] \x[0] ;
+  wire [7:0] \x[10] ;
+  wire [7:0] \x[11] ;
+  wire [7:0] \x[12] ;
+  wire [7:0] \x[13] ;
+  wire [7:0] \x[14] ;
+  wire [7:0] \x[15] ;
+  wire [7:0] \x[16] ;
+  wire [7:0] \x[17] ;
+  wire [7:0] \x[18] ;
+  wire [7:0] \x[19] ;
+  wire [7:0] \x[1] ;
+  wire [7:0] \x[20] ;
+  wire [7:0] \x[21] ;
+  wire [7:0] \x[22] ;
+  wire [7:0] \x[23] ;
+  wire [7:0] \x[24] ;
+  wire [7:0] \x[25] ;
+  wire [7:0] \x[26] ;
+  wire [7:0] \x[27] ;
+  wire [7:0] \x[28] ;
+  wire [7:0] \x[29] ;
+  wire [7:0] \x[2] ;
+  wire [7:0] \x[30] ;
+  wire [7:0] \x[31] ;
+  wire [7:0] \x[32] ;
+  wire [7:0] \x[33] ;
+  wire [7:0] \x[34] ;
+  wire [7:0] \x[35] ;
+  wire [7:0] \x[36] ;
+  wire [7:0] \x[37] ;
+  wire [7:0] \x[38] ;
+  wire [7:0] \x[39] ;
+  wire [7:0] \x[3] ;
+  wire [7:0] \x[40] ;
+  wire [7:0] \x[41] ;
+  wire [7:0] \x[42] ;
+  wire [7:0] \x[43] ;
+  wire [7:0] \x[44] ;
+  wire [7:0] \x[45] ;
+  wire [7:0] \x[46] ;
+  wire [7:0] \x[47] ;
+  wire [7:0] \x[48] ;
+  wire [7:0] \x[49] ;
+  wire [7:0] \x[4] ;
+  wire [7:0] \x[50] ;
+  wire [7:0] \x[51] ;
+  wire [7:0] \x[52] ;
+  wire [7:0] \x[53] ;
+  wire [7:0] \x[54] ;
+  wire [7:0] \x[55] ;
+  wire [7:0] \x[56] ;
+  wire [7:0] \x[57] ;
+  wire [7:0] \x[58] ;
+  wire [7:0] \x[59] ;
+  wire [7:0] \x[5] ;
+  wire [7:0] \x[60] ;
+  wire [7:0] \x[61] ;
+  wire [7:0] \x[62] ;
+  wire [7:0] \x[63] ;
+  wire [7:0] \x[6] ;
+  wire [7:0] \x[7] ;
+  wire [7:0] \x[8] ;
+  wire [7:0] \x[9] ;
+  reg [511:0] x_asm = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  output [511:0] x_rdy;
+  reg [511:0] x_rdy = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  assign \$1  = pos_step | pos_bstep;
+  assign \$2  = - args[76:73];
+  assign \$3  = - args[80:77];
+  assign \$4  = pos_bstep ? args[294:288] : 7'h01;
+  assign \$5  = p + \$4 ;
+  assign \$6  = d_ox - args[89:81];
+  assign \$7  = wrap ? \$6  : { 1'h0, d_ox };
+  assign \$8  = d_oy - args[98:90];
+  assign \$9  = iwrap ? \$8  : { 1'h0, d_oy };
+  assign \$10  = $signed(iy0) + $signed(d_iy);
+  assign \$11  = $signed(ix0) + $signed(\$55 [12:0]);
+  assign \$12  = $signed(pos_addr) + $signed(\$61 [13:0]);
+  assign \$13  = ~ stall;
+  assign \$14  = $signed(iy0) + $signed({ 1'h0, desc_rd__data[30:18] });
+  assign \$15  = $signed(ix0) + $signed({ 1'h0, desc_rd__data[43:31] });
+  assign \$17  = $signed(start) + $signed({ 1'h0, \$16  });
+  assign \$18  = rem - \$65 [3:0];
+  assign \$19  = args[56:48] - 1'h1;
+  assign \$20  = kx == \$19 ;
+  assign \$21  = ky + 1'h1;
+  assign \$22  = $signed(iy) + $signed({ 1'h0, args[60:57] });
+  assign \$23  = $signed(tap0) + $signed(args[156:143]);
+  assign \$24  = $signed(tap0) + $signed(args[156:143]);
+  assign \$25  = kx + 1'h1;
+  assign \$26  = $signed(ix) + $signed({ 1'h0, args[64:61] });
+  assign \$27  = $signed(tap0) + $signed(args[142:129]);
+  assign \$28  = $signed(tap0) + $signed(args[142:129]);
+  assign \$29  = c + \$65 [3:0];
+  assign \$30  = $signed(addr) + $signed(2'h1);
+  assign \$31  = ~ stall;
+  assign \$32  = ~ stall;
+  assign \$33  = b_valid & \$32 ;
+  assign \$34  = b_valid & b_last;
+  assign \$35  = ~ stall;
+  assign \$36  = \$34  & \$35 ;
+  assign \$37  = args[323:317] + 1'h1;
+  assign \$38  = args[251:245] + g_kbase;
+  assign \$39  = \$38  + kk;
+  assign \$40  = pos_init ? { 2'h0, \$37  } : \$39 ;
+  assign pos_valid = p < args[114:99];
+  assign \$41  = ox + args[216:208];
+  assign \$42  = ox + 1'h1;
+  assign d_ox = pos_bstep ? \$41  : \$42 ;
+  assign wrap = d_ox >= args[89:81];
+  assign \$43  = pos_bstep ? args[207:199] : 9'h000;
+  assign \$44  = oy + \$43 ;
+  assign d_oy = \$44  + wrap;
+  assign iwrap = d_oy >= args[98:90];
+  assign \$45  = args[207:199] * args[68:65];
+  assign \$46  = pos_bstep ? \$45  : 13'h0000;
+  assign \$47  = wrap ? args[68:65] : 4'h0;
+  assign \$48  = \$46  + \$47 ;
+  assign \$49  = args[98:90] * args[68:65];
+  assign \$50  = iwrap ? \$49  : 13'h0000;
+  assign d_iy = \$48  - \$50 ;
+  assign \$51  = args[216:208] * args[72:69];
+  assign \$52  = pos_bstep ? \$51  : { 9'h000, args[72:69] };
+  assign \$53  = args[89:81] * args[72:69];
+  assign \$54  = wrap ? \$53  : 13'h0000;
+  assign \$55  = \$52  - \$54 ;
+  assign \$56  = $signed(args[198:185]) + $signed(args[244:231]);
+  assign \$57  = pos_bstep ? \$56  : { args[170], args[170:157] };
+  assign \$58  = wrap ? args[184:171] : 14'h0000;
+  assign \$59  = $signed(\$57 ) + $signed(\$58 );
+  assign \$60  = iwrap ? args[230:217] : 14'h0000;
+  assign \$61  = $signed(\$59 ) + $signed(\$60 );
+  assign \$62  = args[38:27] - c;
+  assign \$63  = \$62 [11:0] < rem;
+  assign lim = \$63  ? \$62 [11:0] : { 5'h00, rem };
+  assign \$64  = lim < 4'h8;
+  assign \$65  = \$64  ? lim : 12'h008;
+  assign tap_end = \$65 [3:0] == \$62 [11:0];
+  assign last = \$65 [3:0] == rem;
+  assign \$66  = $signed(iy) < $signed(1'h0);
+  assign \$67  = $signed(iy) >= $signed({ 1'h0, args[8:0] });
+  assign \$68  = \$66  | \$67 ;
+  assign \$69  = ~ args[403];
+  assign \$70  = $signed(ix) < $signed(1'h0);
+  assign \$71  = $signed(ix) >= $signed({ 1'h0, args[17:9] });
+  assign \$72  = \$70  | \$71 ;
+  assign \$73  = \$69  & \$72 ;
+  assign oob = \$68  | \$73 ;
+  assign \$74  = ~ active;
+  assign idle_next = \$74  | last;
+  assign act_rd__en = ~ stall;
+  assign \$75  = ~ stall;
+  assign \$76  = $signed(pos_addr) + $signed(desc_rd__data[76:63]);
+  assign \$77  = $signed(b_ix) + $signed(5'h08);
+  assign \$78  = args[17:9] > 1'h0;
+  assign \$79  = \$78  ? act_rd__data[7:0] : args[365:358];
+  assign \$80  = args[17:9] > 1'h1;
+  assign \$81  = \$80  ? act_rd__data[15:8] : args[365:358];
+  assign \$82  = args[17:9] > 2'h2;
+  assign \$83  = \$82  ? act_rd__data[23:16] : args[365:358];
+  assign \$84  = args[17:9] > 2'h3;
+  assign \$85  = \$84  ? act_rd__data[31:24] : args[365:358];
+  assign \$86  = args[17:9] > 3'h4;
+  assign \$87  = \$86  ? act_rd__data[39:32] : args[365:358];
+  assign \$88  = args[17:9] > 3'h5;
+  assign \$89  = \$88  ? act_rd__data[47:40] : args[365:358];
+  assign \$90  = args[17:9] > 3'h6;
+  assign \$91  = \$90  ? act_rd__data[55:48] : args[365:358];
+  assign \$92  = args[17:9] > 3'h7;
+  assign \$93  = \$92  ? act_rd__data[63:56] : args[365:358];
+  assign \$94  = \$77 [4:0] * 4'h8;
+  assign window = { args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], \$93 , \$91 , \$89 , \$87 , \$85 , \$83 , \$81 , \$79 , args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358] } >> \$94 ;
+  assign \$95  = args[403] ? window : act_rd__data;
+  assign word = b_oob ? { args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358] } : \$95 ;
+  assign src = b_first ? 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 : x_asm;
+  assign \$96  = b_valid & b_last;
+  assign \$97  = \$96  & full;
+  assign \$98  = ~ take;
+  assign stall = \$97  & \$98 ;
+  always @(posedge clk)
+    bi <= \$99 ;
+  always @(posedge clk)
+    kk <= \$100 ;
+  always @(posedge clk)
+    nn <= \$101 ;
+  always @(posedge clk)
+    en <= \$102 ;
+  always @(posedge clk)
+    p <= \$103 ;
+  always @(posedge clk)
+    ox <= \$104 ;
+  always @(posedge clk)
+    oy <= \$105 ;
+  always @(posedge clk)
+    iy0 <= \$106 ;
+  always @(posedge clk)
+    ix0 <= \$107 ;
+  always @(posedge clk)
+    pos_addr <= \$108 ;
+  always @(posedge clk)
+    active <= \$109 ;
+  always @(posedge clk)
+    c <= \$110 ;
+  always @(posedge clk)
+    rem <= \$111 ;
+  always @(posedge clk)
+    ky <= \$112 ;
+  always @(posedge clk)
+    kx <= \$113 ;
+  always @(posedge clk)
+    iy <= \$114 ;
+  always @(posedge clk)
+    ix <= \$115 ;
+  always @(posedge clk)
+    row_ix <= \$116 ;
+  always @(posedge clk)
+    tap0 <= \$117 ;
+  always @(posedge clk)
+    addr <= \$118 ;
+  always @(posedge clk)
+    first <= \$119 ;
+  always @(posedge clk)
+    b_valid <= \$120 ;
+  always @(posedge clk)
+    b_n <= \$121 ;
+  always @(posedge clk)
+    b_oob <= \$122 ;
+  always @(posedge clk)
+    b_first <= \$123 ;
+  always @(posedge clk)
+    b_last <= \$124 ;
+  always @(posedge clk)
+    b_ix <= \$125 ;
+  always @(posedge clk)
+    x_rdy <= \$126 ;
+  always @(posedge clk)
+    x_asm <= \$127 ;
+  always @(posedge clk)
+    full <= \$128 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$99  = bi;
+    if (pos_init) begin
+      \$99  = desc_rd__data[6:0];
+    end
+    if (rst) begin
+      \$99  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$100  = kk;
+    if (pos_init) begin
+      \$100  = desc_rd__data[13:7];
+    end
+    if (rst) begin
+      \$100  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$101  = nn;
+    if (pos_init) begin
+      \$101  = desc_rd__data[20:14];
+    end
+    if (rst) begin
+      \$101  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$102  = en;
+    if (pos_init) begin
+      \$102  = desc_rd__data[21];
+    end
+    if (rst) begin
+      \$102  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$103  = p;
+    if (pos_init) begin
+      \$103  = 16'h0000;
+    end else if (\$1 ) begin
+      \$103  = \$5 [15:0];
+    end
+    if (rst) begin
+      \$103  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$104  = ox;
+    if (pos_init) begin
+      \$104  = 9'h000;
+    end else if (\$1 ) begin
+      \$104  = \$7 [8:0];
+    end
+    if (rst) begin
+      \$104  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$105  = oy;
+    if (pos_init) begin
+      \$105  = 9'h000;
+    end else if (\$1 ) begin
+      \$105  = \$9 [8:0];
+    end
+    if (rst) begin
+      \$105  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$106  = iy0;
+    if (pos_init) begin
+      \$106  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
+    end else if (\$1 ) begin
+      \$106  = \$10 [11:0];
+    end
+    if (rst) begin
+      \$106  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$107  = ix0;
+    if (pos_init) begin
+      \$107  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
+    end else if (\$1 ) begin
+      \$107  = \$11 [11:0];
+    end
+    if (rst) begin
+      \$107  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$108  = pos_addr;
+    if (pos_init) begin
+      \$108  = args[128:115];
+    end else if (\$1 ) begin
+      \$108  = \$12 [13:0];
+    end
+    if (rst) begin
+      \$108  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$109  = active;
+    if (\$13 ) begin
+      if (go) begin
+        \$109  = tile_active;
+      end else if (active) begin
+        if (last) begin
+          \$109  = 1'h0;
+        end
+      end
+    end
+    if (rst) begin
+      \$109  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$110  = c;
+    if (\$13 ) begin
+      if (go) begin
+        \$110  = desc_rd__data[55:44];
+      end else if (active) begin
+        (* full_case = 32'd1 *)
+        if (tap_end) begin
+          \$110  = 12'h000;
+        end else begin
+          \$110  = \$29 [11:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$110  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$111  = rem;
+    if (\$13 ) begin
+      if (go) begin
+        \$111  = desc_rd__data[62:56];
+      end else if (active) begin
+        \$111  = \$18 [6:0];
+      end
+    end
+    if (rst) begin
+      \$111  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$112  = ky;
+    if (\$13 ) begin
+      if (go) begin
+        \$112  = desc_rd__data[8:0];
+      end else if (active) begin
+        if (tap_end) begin
+          if (\$20 ) begin
+            \$112  = \$21 [8:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$112  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$113  = kx;
+    if (\$13 ) begin
+      if (go) begin
+        \$113  = desc_rd__data[17:9];
+      end else if (active) begin
+        if (tap_end) begin
+          (* full_case = 32'd1 *)
+          if (\$20 ) begin
+            \$113  = 9'h000;
+          end else begin
+            \$113  = \$25 [8:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$113  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$114  = iy;
+    if (\$13 ) begin
+      if (go) begin
+        \$114  = \$14 [13:0];
+      end else if (active) begin
+        if (tap_end) begin
+          if (\$20 ) begin
+            \$114  = \$22 [13:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$114  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$115  = ix;
+    if (\$13 ) begin
+      if (go) begin
+        \$115  = \$15 [13:0];
+      end else if (active) begin
+        if (tap_end) begin
+          (* full_case = 32'd1 *)
+          if (\$20 ) begin
+            \$115  = row_ix;
+          end else begin
+            \$115  = \$26 [13:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$115  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$116  = row_ix;
+    if (\$13 ) begin
+      if (go) begin
+        \$116  = { ix0[11], ix0[11], ix0 };
+      end
+    end
+    if (rst) begin
+      \$116  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$117  = tap0;
+    if (\$13 ) begin
+      if (go) begin
+        \$117  = start;
+      end else if (active) begin
+        if (tap_end) begin
+          (* full_case = 32'd1 *)
+          if (\$20 ) begin
+            \$117  = \$23 [13:0];
+          end else begin
+            \$117  = \$27 [13:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$117  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$118  = addr;
+    if (\$13 ) begin
+      if (go) begin
+        \$118  = \$17 [13:0];
+      end else if (active) begin
+        (* full_case = 32'd1 *)
+        if (tap_end) begin
+          (* full_case = 32'd1 *)
+          if (\$20 ) begin
+            \$118  = \$24 [13:0];
+          end else begin
+            \$118  = \$28 [13:0];
+          end
+        end else begin
+          \$118  = \$30 [13:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$118  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$119  = first;
+    if (\$13 ) begin
+      if (go) begin
+        \$119  = 1'h1;
+      end else if (active) begin
+        \$119  = 1'h0;
+      end
+    end
+    if (rst) begin
+      \$119  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$120  = b_valid;
+    if (\$31 ) begin
+      \$120  = active;
+    end
+    if (rst) begin
+      \$120  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$121  = b_n;
+    if (\$31 ) begin
+      \$121  = \$65 [3:0];
+    end
+    if (rst) begin
+      \$121  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$122  = b_oob;
+    if (\$31 ) begin
+      \$122  = oob;
+    end
+    if (rst) begin
+      \$122  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$123  = b_first;
+    if (\$31 ) begin
+      \$123  = first;
+    end
+    if (rst) begin
+      \$123  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$124  = b_last;
+    if (\$31 ) begin
+      \$124  = last;
+    end
+    if (rst) begin
+      \$124  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$125  = b_ix;
+    if (\$31 ) begin
+      \$125  = ix;
+    end
+    if (rst) begin
+      \$125  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$126  = x_rdy;
+    if (\$33 ) begin
+      if (b_last) begin
+        \$126  = shifted;
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$127  = x_asm;
+    if (\$33 ) begin
+      (* full_case = 32'd1 *)
+      if (b_last) begin
+      end else begin
+        \$127  = shifted;
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$128  = full;
+    if (\$36 ) begin
+      \$128  = 1'h1;
+    end else if (take) begin
+      \$128  = 1'h0;
+    end
+    if (rst) begin
+      \$128  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    start = 14'h0000;
+    if (\$75 ) begin
+      if (go) begin
+        start = \$76 [13:0];
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    (* full_case = 32'd1 *)
+    casez (b_n)
+      4'h1:
+          shifted = { word[7:0], src[511:8] };
+      4'h2:
+          shifted = { word[15:0], src[511:16] };
+      4'h3:
+          shifted = { word[23:0], src[511:24] };
+      4'h4:
+          shifted = { word[31:0], src[511:32] };
+      4'h5:
+          shifted = { word[39:0], src[511:40] };
+      4'h6:
+          shifted = { word[47:0], src[511:48] };
+      4'h7:
+          shifted = { word[55:0], src[511:56] };
+      4'h8:
+          shifted = { word, src[511:64] };
+      default:
+          shifted = src;
+    endcase
+  end
+  assign d_ix = \$55 [12:0];
+  assign d_addr = \$61 [13:0];
+  assign n = \$65 [3:0];
+  assign \bi$54  = bi;
+  assign \kk$55  = kk;
+  assign \nn$56  = nn;
+  assign \en$57  = en;
+  assign n_ch = \$62 [11:0];
+  assign \stall$63  = stall;
+  assign sel = \$77 [4:0];
+  assign \full$72  = full;
+  assign x = x_rdy;
+  assign desc_rd__addr = \$40 [6:0];
+  assign act_rd__addr = addr[11:0];
+  assign \desc_rd__data.ky0  = desc_rd__data[8:0];
+  assign \desc_rd__data.kx0  = desc_rd__data[17:9];
+  assign \desc_rd__data.dy0  = desc_rd__data[30:18];
+  assign \desc_rd__data.dx0  = desc_rd__data[43:31];
+  assign \desc_rd__data.c0  = desc_rd__data[55:44];
+  assign \desc_rd__data.elems  = desc_rd__data[62:56];
+  assign \desc_rd__data.off0  = desc_rd__data[76:63];
+  assign \args.in_h  = args[8:0];
+  assign \args.in_w  = args[17:9];
+  assign \args.in_cw  = args[26:18];
+  assign \args.cin  = args[38:27];
+  assign \args.kh  = args[47:39];
+  assign \args.kw  = args[56:48];
+  assign \args.dh  = args[60:57];
+  assign \args.dw  = args[64:61];
+  assign \args.sh  = args[68:65];
+  assign \args.sw  = args[72:69];
+  assign \args.pt  = args[76:73];
+  assign \args.pl  = args[80:77];
+  assign \args.ow  = args[89:81];
+  assign \args.oh  = args[98:90];
+  assign \args.npos  = args[114:99];
+  assign \args.pos0  = args[128:115];
+  assign \args.kx_inc  = args[142:129];
+  assign \args.ky_inc  = args[156:143];
+  assign \args.pos_ux  = args[170:157];
+  assign \args.pos_wrap  = args[184:171];
+  assign \args.pos_bstep  = args[198:185];
+  assign \args.bq  = args[207:199];
+  assign \args.br  = args[216:208];
+  assign \args.img_delta  = args[230:217];
+  assign \args.img_bstep  = args[244:231];
+  assign \args.desc_base  = args[251:245];
+  assign \args.kt  = args[260:252];
+  assign \args.nt  = args[269:261];
+  assign \args.kr  = args[278:270];
+  assign \args.nr  = args[287:279];
+  assign \args.b  = args[294:288];
+  assign \args.ki  = args[301:295];
+  assign \args.no  = args[308:302];
+  assign \args.groups  = args[316:309];
+  assign \args.role_base  = args[323:317];
+  assign \args.page_base  = args[326:324];
+  assign \args.out_base  = args[338:327];
+  assign \args.out_cw  = args[347:339];
+  assign \args.param_base  = args[357:348];
+  assign \args.zp_in  = args[365:358];
+  assign \args.zp_out  = args[375:366];
+  assign \args.act_min  = args[385:376];
+  assign \args.act_max  = args[395:386];
+  assign \args.ab_m1  = args[398:396];
+  assign \args.wb_log2  = args[400:399];
+  assign \args.x_signed  = args[401];
+  assign \args.w_signed  = args[402];
+  assign \args.rowpack  = args[403];
+  assign \args.epi  = args[404];
+  assign \args.epi_base  = args[414:405];
+  assign \args.epi_zp_out  = args[424:415];
+  assign \args.epi_min  = args[434:425];
+  assign \args.epi_max  = args[444:435];
+  assign \x[0]  = x_rdy[7:0];
+  assign \x[1]  = x_rdy[15:8];
+  assign \x[2]  = x_rdy[23:16];
+  assign \x[3]  = x_rdy[31:24];
+  assign \x[4]  = x_rdy[39:32];
+  assign \x[5]  = x_rdy[47:40];
+  assign \x[6]  = x_rdy[55:48];
+  assign \x[7]  = x_rdy[63:56];
+  assign \x[8]  = x_rdy[71:64];
+  assign \x[9]  = x_rdy[79:72];
+  assign \x[10]  = x_rdy[87:80];
+  assign \x[11]  = x_rdy[95:88];
+  assign \x[12]  = x_rdy[103:96];
+  assign \x[13]  = x_rdy[111:104];
+  assign \x[14]  = x_rdy[119:112];
+  assign \x[15]  = x_rdy[127:120];
+  assign \x[16]  = x_rdy[135:128];
+  assign \x[17]  = x_rdy[143:136];
+  assign \x[18]  = x_rdy[151:144];
+  assign \x[19]  = x_rdy[159:152];
+  assign \x[20]  = x_rdy[167:160];
+  assign \x[21]  = x_rdy[175:168];
+  assign \x[22]  = x_rdy[183:176];
+  assign \x[23]  = x_rdy[191:184];
+  assign \x[24]  = x_rdy[199:192];
+  assign \x[25]  = x_rdy[207:200];
+  assign \x[26]  = x_rdy[215:208];
+  assign \x[27]  = x_rdy[223:216];
+  assign \x[28]  = x_rdy[231:224];
+  assign \x[29]  = x_rdy[239:232];
+  assign \x[30]  = x_rdy[247:240];
+  assign \x[31]  = x_rdy[255:248];
+  assign \x[32]  = x_rdy[263:256];
+  assign \x[33]  = x_rdy[271:264];
+  assign \x[34]  = x_rdy[279:272];
+  assign \x[35]  = x_rdy[287:280];
+  assign \x[36]  = x_rdy[295:288];
+  assign \x[37]  = x_rdy[303:296];
+  assign \x[38]  = x_rdy[311:304];
+  assign \x[39]  = x_rdy[319:312];
+  assign \x[40]  = x_rdy[327:320];
+  assign \x[41]  = x_rdy[335:328];
+  assign \x[42]  = x_rdy[343:336];
+  assign \x[43]  = x_rdy[351:344];
+  assign \x[44]  = x_rdy[359:352];
+  assign \x[45]  = x_rdy[367:360];
+  assign \x[46]  = x_rdy[375:368];
+  assign \x[47]  = x_rdy[383:376];
+  assign \x[48]  = x_rdy[391:384];
+  assign \x[49]  = x_rdy[399:392];
+  assign \x[50]  = x_rdy[407:400];
+  assign \x[51]  = x_rdy[415:408];
+  assign \x[52]  = x_rdy[423:416];
+  assign \x[53]  = x_rdy[431:424];
+  assign \x[54]  = x_rdy[439:432];
+  assign \x[55]  = x_rdy[447:440];
+  assign \x[56]  = x_rdy[455:448];
+  assign \x[57]  = x_rdy[463:456];
+  assign \x[58]  = x_rdy[471:464];
+  assign \x[59]  = x_rdy[479:472];
+  assign \x[60]  = x_rdy[487:480];
+  assign \x[61]  = x_rdy[495:488];
+  assign \x[62]  = x_rdy[503:496];
+  assign \x[63]  = x_rdy[511:504];
+  assign \$16  = { 3'h0, desc_rd__data[55:47] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_active, pos_bstep, take, pos_init, pos_step, desc_rd__addr, pos_valid, idle_next, act_rd__en, stall, g_kbase, bi, kk, nn, en, act_rd__addr, x_rdy
+, full, args, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
+  wire \$1 ;
+  wire [15:0] \$10 ;
+  reg [6:0] \$100 ;
+  reg [6:0] \$101 ;
+  reg \$102 ;
+  reg [15:0] \$103 ;
+  reg [8:0] \$104 ;
+  reg [8:0] \$105 ;
+  reg [11:0] \$106 ;
+  reg [11:0] \$107 ;
+  reg [13:0] \$108 ;
+  reg \$109 ;
+  wire [13:0] \$11 ;
+  reg [11:0] \$110 ;
+  reg [6:0] \$111 ;
+  reg [8:0] \$112 ;
+  reg [8:0] \$113 ;
+  reg [13:0] \$114 ;
+  reg [13:0] \$115 ;
+  reg [13:0] \$116 ;
+  reg [13:0] \$117 ;
+  reg [13:0] \$118 ;
+  reg \$119 ;
+  wire [14:0] \$12 ;
+  reg \$120 ;
+  reg [3:0] \$121 ;
+  reg \$122 ;
+  reg \$123 ;
+  reg \$124 ;
+  reg [13:0] \$125 ;
+  reg [511:0] \$126 ;
+  reg [511:0] \$127 ;
+  reg \$128 ;
+  wire \$13 ;
+  wire [14:0] \$14 ;
+  wire [14:0] \$15 ;
+  wire [11:0] \$16 ;
+  wire [14:0] \$17 ;
+  wire [7:0] \$18 ;
+  wire [9:0] \$19 ;
+  wire [4:0] \$2 ;
+  wire \$20 ;
+  wire [9:0] \$21 ;
+  wire [14:0] \$22 ;
+  wire [14:0] \$23 ;
+  wire [14:0] \$24 ;
+  wire [9:0] \$25 ;
+  wire [14:0] \$26 ;
+  wire [14:0] \$27 ;
+  wire [14:0] \$28 ;
+  wire [12:0] \$29 ;
+  wire [4:0] \$3 ;
+  wire [14:0] \$30 ;
+  wire \$31 ;
+  wire \$32 ;
+  wire \$33 ;
+  wire \$34 ;
+  wire \$35 ;
+  wire \$36 ;
+  wire [7:0] \$37 ;
+  wire [8:0] \$38 ;
+  wire [9:0] \$39 ;
+  wire [6:0] \$4 ;
+  wire [9:0] \$40 ;
+  wire [9:0] \$41 ;
+  wire [9:0] \$42 ;
+  wire [8:0] \$43 ;
+  wire [9:0] \$44 ;
+  wire [12:0] \$45 ;
+  wire [12:0] \$46 ;
+  wire [3:0] \$47 ;
+  wire [13:0] \$48 ;
+  wire [12:0] \$49 ;
+  wire [16:0] \$5 ;
+  wire [12:0] \$50 ;
+  wire [12:0] \$51 ;
+  wire [12:0] \$52 ;
+  wire [12:0] \$53 ;
+  wire [12:0] \$54 ;
+  wire [13:0] \$55 ;
+  wire [14:0] \$56 ;
+  wire [14:0] \$57 ;
+  wire [13:0] \$58 ;
+  wire [15:0] \$59 ;
+  wire [10:0] \$6 ;
+  wire [13:0] \$60 ;
+  wire [16:0] \$61 ;
+  wire [12:0] \$62 ;
+  wire \$63 ;
+  wire \$64 ;
+  wire [11:0] \$65 ;
+  wire \$66 ;
+  wire \$67 ;
+  wire \$68 ;
+  wire \$69 ;
+  wire [10:0] \$7 ;
+  wire \$70 ;
+  wire \$71 ;
+  wire \$72 ;
+  wire \$73 ;
+  wire \$74 ;
+  wire \$75 ;
+  wire [14:0] \$76 ;
+  wire [14:0] \$77 ;
+  wire \$78 ;
+  wire [7:0] \$79 ;
+  wire [11:0] \$8 ;
+  wire \$80 ;
+  wire [7:0] \$81 ;
+  wire \$82 ;
+  wire [7:0] \$83 ;
+  wire \$84 ;
+  wire [7:0] \$85 ;
+  wire \$86 ;
+  wire [7:0] \$87 ;
+  wire \$88 ;
+  wire [7:0] \$89 ;
+  wire [11:0] \$9 ;
+  wire \$90 ;
+  wire [7:0] \$91 ;
+  wire \$92 ;
+  wire [7:0] \$93 ;
+  wire [8:0] \$94 ;
+  wire [63:0] \$95 ;
+  wire \$96 ;
+  wire \$97 ;
+  wire \$98 ;
+  reg [6:0] \$99 ;
+  output [11:0] act_rd__addr;
+  wire [11:0] act_rd__addr;
+  input [63:0] act_rd__data;
+  wire [63:0] act_rd__data;
+  output act_rd__en;
+  wire act_rd__en;
+  reg active = 1'h0;
+  reg [13:0] addr = 14'h0000;
+  input [444:0] args;
+  wire [444:0] args;
+  wire [2:0] \args.ab_m1 ;
+  wire [9:0] \args.act_max ;
+  wire [9:0] \args.act_min ;
+  wire [6:0] \args.b ;
+  wire [8:0] \args.bq ;
+  wire [8:0] \args.br ;
+  wire [11:0] \args.cin ;
+  wire [6:0] \args.desc_base ;
+  wire [3:0] \args.dh ;
+  wire [3:0] \args.dw ;
+  wire \args.epi ;
+  wire [9:0] \args.epi_base ;
+  wire [9:0] \args.epi_max ;
+  wire [9:0] \args.epi_min ;
+  wire [9:0] \args.epi_zp_out ;
+  wire [7:0] \args.groups ;
+  wire [13:0] \args.img_bstep ;
+  wire [13:0] \args.img_delta ;
+  wire [8:0] \args.in_cw ;
+  wire [8:0] \args.in_h ;
+  wire [8:0] \args.in_w ;
+  wire [8:0] \args.kh ;
+  wire [6:0] \args.ki ;
+  wire [8:0] \args.kr ;
+  wire [8:0] \args.kt ;
+  wire [8:0] \args.kw ;
+  wire [13:0] \args.kx_inc ;
+  wire [13:0] \args.ky_inc ;
+  wire [6:0] \args.no ;
+  wire [15:0] \args.npos ;
+  wire [8:0] \args.nr ;
+  wire [8:0] \args.nt ;
+  wire [8:0] \args.oh ;
+  wire [11:0] \args.out_base ;
+  wire [8:0] \args.out_cw ;
+  wire [8:0] \args.ow ;
+  wire [2:0] \args.page_base ;
+  wire [9:0] \args.param_base ;
+  wire [3:0] \args.pl ;
+  wire [13:0] \args.pos0 ;
+  wire [13:0] \args.pos_bstep ;
+  wire [13:0] \args.pos_ux ;
+  wire [13:0] \args.pos_wrap ;
+  wire [3:0] \args.pt ;
+  wire [6:0] \args.role_base ;
+  wire \args.rowpack ;
+  wire [3:0] \args.sh ;
+  wire [3:0] \args.sw ;
+  wire \args.w_signed ;
+  wire [1:0] \args.wb_log2 ;
+  wire \args.x_signed ;
+  wire [7:0] \args.zp_in ;
+  wire [9:0] \args.zp_out ;
+  reg b_first = 1'h0;
+  reg [13:0] b_ix = 14'h0000;
+  reg b_last = 1'h0;
+  reg [3:0] b_n = 4'h0;
+  reg b_oob = 1'h0;
+  reg b_valid = 1'h0;
+  output [6:0] bi;
+  reg [6:0] bi = 7'h00;
+  (* init = 7'h00 *)
+  wire [6:0] \bi$54 ;
+  reg [11:0] c = 12'h000;
+  input clk;
+  wire clk;
+  wire [13:0] d_addr;
+  wire [12:0] d_ix;
+  wire [14:0] d_iy;
+  wire [9:0] d_ox;
+  wire [10:0] d_oy;
+  output [6:0] desc_rd__addr;
+  wire [6:0] desc_rd__addr;
+  input [76:0] desc_rd__data;
+  wire [76:0] desc_rd__data;
+  wire [11:0] \desc_rd__data.c0 ;
+  wire [12:0] \desc_rd__data.dx0 ;
+  wire [12:0] \desc_rd__data.dy0 ;
+  wire [6:0] \desc_rd__data.elems ;
+  wire [8:0] \desc_rd__data.kx0 ;
+  wire [8:0] \desc_rd__data.ky0 ;
+  wire [13:0] \desc_rd__data.off0 ;
+  output en;
+  reg en = 1'h0;
+  (* init = 1'h0 *)
+  wire \en$57 ;
+  reg first = 1'h0;
+  output full;
+  reg full = 1'h0;
+  (* init = 1'h0 *)
+  wire \full$72 ;
+  input [7:0] g_kbase;
+  wire [7:0] g_kbase;
+  input go;
+  wire go;
+  output idle_next;
+  wire idle_next;
+  wire iwrap;
+  reg [13:0] ix = 14'h0000;
+  reg [11:0] ix0 = 12'h000;
+  reg [13:0] iy = 14'h0000;
+  reg [11:0] iy0 = 12'h000;
+  output [6:0] kk;
+  reg [6:0] kk = 7'h00;
+  (* init = 7'h00 *)
+  wire [6:0] \kk$55 ;
+  reg [8:0] kx = 9'h000;
+  reg [8:0] ky = 9'h000;
+  wire last;
+  wire [11:0] lim;
+  wire [3:0] n;
+  wire [11:0] n_ch;
+  output [6:0] nn;
+  reg [6:0] nn = 7'h00;
+  (* init = 7'h00 *)
+  wire [6:0] \nn$56 ;
+  wire oob;
+  reg [8:0] ox = 9'h000;
+  reg [8:0] oy = 9'h000;
+  reg [15:0] p = 16'h0000;
+  reg [13:0] pos_addr = 14'h0000;
+  input pos_bstep;
+  wire pos_bstep;
+  input pos_init;
+  wire pos_init;
+  input pos_step;
+  wire pos_step;
+  output pos_valid;
+  wire pos_valid;
+  reg [6:0] rem = 7'h00;
+  reg [13:0] row_ix = 14'h0000;
+  input rst;
+  wire rst;
+  wire [4:0] sel;
+  reg [511:0] shifted;
+  wire [511:0] src;
+  output stall;
+  wire stall;
+  wire \stall$63 ;
+  reg [13:0] start;
+  input take;
+  wire take;
+  reg [13:0] tap0 = 14'h0000;
+  wire tap_end;
+  input tile_active;
+  wire tile_active;
+  wire [63:0] window;
+  wire [63:0] word;
+  wire wrap;
+  (* init = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 *)
+  wire [511:0] x;
+  wire [7:0] \x[0] ;
+  wire [7:0] \x[10] ;
+  wire [7:0] \x[11] ;
+  wire [7:0] \x[12] ;
+  wire [7:0] \x[13] ;
+  wire [7:0] \x[14] ;
+  wire [7:0] \x[15] ;
+  wire [7:0] \x[16] ;
+  wire [7:0] \x[17] ;
+  wire [7:0] \x[18] ;
+  wire [7:0] \x[19] ;
+  wire [7:0] \x[1] ;
+  wire [7:0] \x[20] ;
+  wire [7:0] \x[21] ;
+  wire [7:0] \x[22] ;
+  wire [7:0] \x[23] ;
+  wire [7:0] \x[24] ;
+  wire [7:0] \x[25] ;
+  wire [7:0] \x[26] ;
+  wire [7:0] \x[27] ;
+  wire [7:0] \x[28] ;
+  wire [7:0] \x[29] ;
+  wire [7:0] \x[2] ;
+  wire [7:0] \x[30] ;
+  wire [7:0] \x[31] ;
+  wire [7:0] \x[32] ;
+  wire [7:0] \x[33] ;
+  wire [7:0] \x[34] ;
+  wire [7:0] \x[35] ;
+  wire [7:0] \x[36] ;
+  wire [7:0] \x[37] ;
+  wire [7:0] \x[38] ;
+  wire [7:0] \x[39] ;
+  wire [7:0] \x[3] ;
+  wire [7:0] \x[40] ;
+  wire [7:0] \x[41] ;
+  wire [7:0] \x[42] ;
+  wire [7:0] \x[43] ;
+  wire [7:0] \x[44] ;
+  wire [7:0] \x[45] ;
+  wire [7:0] \x[46] ;
+  wire [7:0] \x[47] ;
+  wire [7:0] \x[48] ;
+  wire [7:0] \x[49] ;
+  wire [7:0] \x[4] ;
+  wire [7:0] \x[50] ;
+  wire [7:0] \x[51] ;
+  wire [7:0] \x[52] ;
+  wire [7:0] \x[53] ;
+  wire [7:0] \x[54] ;
+  wire [7:0] \x[55] ;
+  wire [7:0] \x[56] ;
+  wire [7:0] \x[57] ;
+  wire [7:0] \x[58] ;
+  wire [7:0] \x[59] ;
+  wire [7:0] \x[5] ;
+  wire [7:0] \x[60] ;
+  wire [7:0] \x[61] ;
+  wire [7:0] \x[62] ;
+  wire [7:0] \x[63] ;
+  wire [7:0] \x[6] ;
+  wire [7:0] \x[7] ;
+  wire [7:0] \x[8] ;
+  wire [7:0] \x[9] ;
+  reg [511:0] x_asm = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  output [511:0] x_rdy;
+  reg [511:0] x_rdy = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  assign \$1  = pos_step | pos_bstep;
+  assign \$2  = - args[76:73];
+  assign \$3  = - args[80:77];
+  assign \$4  = pos_bstep ? args[294:288] : 7'h01;
+  assign \$5  = p + \$4 ;
+  assign \$6  = d_ox - args[89:81];
+  assign \$7  = wrap ? \$6  : { 1'h0, d_ox };
+  assign \$8  = d_oy - args[98:90];
+  assign \$9  = iwrap ? \$8  : { 1'h0, d_oy };
+  assign \$10  = $signed(iy0) + $signed(d_iy);
+  assign \$11  = $signed(ix0) + $signed(\$55 [12:0]);
+  assign \$12  = $signed(pos_addr) + $signed(\$61 [13:0]);
+  assign \$13  = ~ stall;
+  assign \$14  = $signed(iy0) + $signed({ 1'h0, desc_rd__data[30:18] });
+  assign \$15  = $signed(ix0) + $signed({ 1'h0, desc_rd__data[43:31] });
+  assign \$17  = $signed(start) + $signed({ 1'h0, \$16  });
+  assign \$18  = rem - \$65 [3:0];
+  assign \$19  = args[56:48] - 1'h1;
+  assign \$20  = kx == \$19 ;
+  assign \$21  = ky + 1'h1;
+  assign \$22  = $signed(iy) + $signed({ 1'h0, args[60:57] });
+  assign \$23  = $signed(tap0) + $signed(args[156:143]);
+  assign \$24  = $signed(tap0) + $signed(args[156:143]);
+  assign \$25  = kx + 1'h1;
+  assign \$26  = $signed(ix) + $signed({ 1'h0, args[64:61] });
+  assign \$27  = $signed(tap0) + $signed(args[142:129]);
+  assign \$28  = $signed(tap0) + $signed(args[142:129]);
+  assign \$29  = c + \$65 [3:0];
+  assign \$30  = $signed(addr) + $signed(2'h1);
+  assign \$31  = ~ stall;
+  assign \$32  = ~ stall;
+  assign \$33  = b_valid & \$32 ;
+  assign \$34  = b_valid & b_last;
+  assign \$35  = ~ stall;
+  assign \$36  = \$34  & \$35 ;
+  assign \$37  = args[323:317] + 2'h2;
+  assign \$38  = args[251:245] + g_kbase;
+  assign \$39  = \$38  + kk;
+  assign \$40  = pos_init ? { 2'h0, \$37  } : \$39 ;
+  assign pos_valid = p < args[114:99];
+  assign \$41  = ox + args[216:208];
+  assign \$42  = ox + 1'h1;
+  assign d_ox = pos_bstep ? \$41  : \$42 ;
+  assign wrap = d_ox >= args[89:81];
+  assign \$43  = pos_bstep ? args[207:199] : 9'h000;
+  assign \$44  = oy + \$43 ;
+  assign d_oy = \$44  + wrap;
+  assign iwrap = d_oy >= args[98:90];
+  assign \$45  = args[207:199] * args[68:65];
+  assign \$46  = pos_bstep ? \$45  : 13'h0000;
+  assign \$47  = wrap ? args[68:65] : 4'h0;
+  assign \$48  = \$46  + \$47 ;
+  assign \$49  = args[98:90] * args[68:65];
+  assign \$50  = iwrap ? \$49  : 13'h0000;
+  assign d_iy = \$48  - \$50 ;
+  assign \$51  = args[216:208] * args[72:69];
+  assign \$52  = pos_bstep ? \$51  : { 9'h000, args[72:69] };
+  assign \$53  = args[89:81] * args[72:69];
+  assign \$54  = wrap ? \$53  : 13'h0000;
+  assign \$55  = \$52  - \$54 ;
+  assign \$56  = $signed(args[198:185]) + $signed(args[244:231]);
+  assign \$57  = pos_bstep ? \$56  : { args[170], args[170:157] };
+  assign \$58  = wrap ? args[184:171] : 14'h0000;
+  assign \$59  = $signed(\$57 ) + $signed(\$58 );
+  assign \$60  = iwrap ? args[230:217] : 14'h0000;
+  assign \$61  = $signed(\$59 ) + $signed(\$60 );
+  assign \$62  = args[38:27] - c;
+  assign \$63  = \$62 [11:0] < rem;
+  assign lim = \$63  ? \$62 [11:0] : { 5'h00, rem };
+  assign \$64  = lim < 4'h8;
+  assign \$65  = \$64  ? lim : 12'h008;
+  assign tap_end = \$65 [3:0] == \$62 [11:0];
+  assign last = \$65 [3:0] == rem;
+  assign \$66  = $signed(iy) < $signed(1'h0);
+  assign \$67  = $signed(iy) >= $signed({ 1'h0, args[8:0] });
+  assign \$68  = \$66  | \$67 ;
+  assign \$69  = ~ args[403];
+  assign \$70  = $signed(ix) < $signed(1'h0);
+  assign \$71  = $signed(ix) >= $signed({ 1'h0, args[17:9] });
+  assign \$72  = \$70  | \$71 ;
+  assign \$73  = \$69  & \$72 ;
+  assign oob = \$68  | \$73 ;
+  assign \$74  = ~ active;
+  assign idle_next = \$74  | last;
+  assign act_rd__en = ~ stall;
+  assign \$75  = ~ stall;
+  assign \$76  = $signed(pos_addr) + $signed(desc_rd__data[76:63]);
+  assign \$77  = $signed(b_ix) + $signed(5'h08);
+  assign \$78  = args[17:9] > 1'h0;
+  assign \$79  = \$78  ? act_rd__data[7:0] : args[365:358];
+  assign \$80  = args[17:9] > 1'h1;
+  assign \$81  = \$80  ? act_rd__data[15:8] : args[365:358];
+  assign \$82  = args[17:9] > 2'h2;
+  assign \$83  = \$82  ? act_rd__data[23:16] : args[365:358];
+  assign \$84  = args[17:9] > 2'h3;
+  assign \$85  = \$84  ? act_rd__data[31:24] : args[365:358];
+  assign \$86  = args[17:9] > 3'h4;
+  assign \$87  = \$86  ? act_rd__data[39:32] : args[365:358];
+  assign \$88  = args[17:9] > 3'h5;
+  assign \$89  = \$88  ? act_rd__data[47:40] : args[365:358];
+  assign \$90  = args[17:9] > 3'h6;
+  assign \$91  = \$90  ? act_rd__data[55:48] : args[365:358];
+  assign \$92  = args[17:9] > 3'h7;
+  assign \$93  = \$92  ? act_rd__data[63:56] : args[365:358];
+  assign \$94  = \$77 [4:0] * 4'h8;
+  assign window = { args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], \$93 , \$91 , \$89 , \$87 , \$85 , \$83 , \$81 , \$79 , args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358] } >> \$94 ;
+  assign \$95  = args[403] ? window : act_rd__data;
+  assign word = b_oob ? { args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358] } : \$95 ;
+  assign src = b_first ? 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 : x_asm;
+  assign \$96  = b_valid & b_last;
+  assign \$97  = \$96  & full;
+  assign \$98  = ~ take;
+  assign stall = \$97  & \$98 ;
+  always @(posedge clk)
+    bi <= \$99 ;
+  always @(posedge clk)
+    kk <= \$100 ;
+  always @(posedge clk)
+    nn <= \$101 ;
+  always @(posedge clk)
+    en <= \$102 ;
+  always @(posedge clk)
+    p <= \$103 ;
+  always @(posedge clk)
+    ox <= \$104 ;
+  always @(posedge clk)
+    oy <= \$105 ;
+  always @(posedge clk)
+    iy0 <= \$106 ;
+  always @(posedge clk)
+    ix0 <= \$107 ;
+  always @(posedge clk)
+    pos_addr <= \$108 ;
+  always @(posedge clk)
+    active <= \$109 ;
+  always @(posedge clk)
+    c <= \$110 ;
+  always @(posedge clk)
+    rem <= \$111 ;
+  always @(posedge clk)
+    ky <= \$112 ;
+  always @(posedge clk)
+    kx <= \$113 ;
+  always @(posedge clk)
+    iy <= \$114 ;
+  always @(posedge clk)
+    ix <= \$115 ;
+  always @(posedge clk)
+    row_ix <= \$116 ;
+  always @(posedge clk)
+    tap0 <= \$117 ;
+  always @(posedge clk)
+    addr <= \$118 ;
+  always @(posedge clk)
+    first <= \$119 ;
+  always @(posedge clk)
+    b_valid <= \$120 ;
+  always @(posedge clk)
+    b_n <= \$121 ;
+  always @(posedge clk)
+    b_oob <= \$122 ;
+  always @(posedge clk)
+    b_first <= \$123 ;
+  always @(posedge clk)
+    b_last <= \$124 ;
+  always @(posedge clk)
+    b_ix <= \$125 ;
+  always @(posedge clk)
+    x_rdy <= \$126 ;
+  always @(posedge clk)
+    x_asm <= \$127 ;
+  always @(posedge clk)
+    full <= \$128 ;
+  always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$99  = bi;
+    if (pos_init) begin
+      \$99  = desc_rd__data[6:0];
+    end
+    if (rst) begin
+      \$99  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$100  = kk;
+    if (pos_init) begin
+      \$100  = desc_rd__data[13:7];
+    end
+    if (rst) begin
+      \$100  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$101  = nn;
+    if (pos_init) begin
+      \$101  = desc_rd__data[20:14];
+    end
+    if (rst) begin
+      \$101  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$102  = en;
+    if (pos_init) begin
+      \$102  = desc_rd__data[21];
+    end
+    if (rst) begin
+      \$102  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$103  = p;
+    if (pos_init) begin
+      \$103  = 16'h0000;
+    end else if (\$1 ) begin
+      \$103  = \$5 [15:0];
+    end
+    if (rst) begin
+      \$103  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$104  = ox;
+    if (pos_init) begin
+      \$104  = 9'h000;
+    end else if (\$1 ) begin
+      \$104  = \$7 [8:0];
+    end
+    if (rst) begin
+      \$104  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$105  = oy;
+    if (pos_init) begin
+      \$105  = 9'h000;
+    end else if (\$1 ) begin
+      \$105  = \$9 [8:0];
+    end
+    if (rst) begin
+      \$105  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$106  = iy0;
+    if (pos_init) begin
+      \$106  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
+    end else if (\$1 ) begin
+      \$106  = \$10 [11:0];
+    end
+    if (rst) begin
+      \$106  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$107  = ix0;
+    if (pos_init) begin
+      \$107  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
+    end else if (\$1 ) begin
+      \$107  = \$11 [11:0];
+    end
+    if (rst) begin
+      \$107  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$108  = pos_addr;
+    if (pos_init) begin
+      \$108  = args[128:115];
+    end else if (\$1 ) begin
+      \$108  = \$12 [13:0];
+    end
+    if (rst) begin
+      \$108  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$109  = active;
+    if (\$13 ) begin
+      if (go) begin
+        \$109  = tile_active;
+      end else if (active) begin
+        if (last) begin
+          \$109  = 1'h0;
+        end
+      end
+    end
+    if (rst) begin
+      \$109  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$110  = c;
+    if (\$13 ) begin
+      if (go) begin
+        \$110  = desc_rd__data[55:44];
+      end else if (active) begin
+        (* full_case = 32'd1 *)
+        if (tap_end) begin
+          \$110  = 12'h000;
+        end else begin
+          \$110  = \$29 [11:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$110  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$111  = rem;
+    if (\$13 ) begin
+      if (go) begin
+        \$111  = desc_rd__data[62:56];
+      end else if (active) begin
+        \$111  = \$18 [6:0];
+      end
+    end
+    if (rst) begin
+      \$111  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$112  = ky;
+    if (\$13 ) begin
+      if (go) begin
+        \$112  = desc_rd__data[8:0];
+      end else if (active) begin
+        if (tap_end) begin
+          if (\$20 ) begin
+            \$112  = \$21 [8:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$112  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$113  = kx;
+    if (\$13 ) begin
+      if (go) begin
+        \$113  = desc_rd__data[17:9];
+      end else if (active) begin
+        if (tap_end) begin
+          (* full_case = 32'd1 *)
+          if (\$20 ) begin
+            \$113  = 9'h000;
+          end else begin
+            \$113  = \$25 [8:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$113  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$114  = iy;
+    if (\$13 ) begin
+      if (go) begin
+        \$114  = \$14 [13:0];
+      end else if (active) begin
+        if (tap_end) begin
+          if (\$20 ) begin
+            \$114  = \$22 [13:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$114  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$115  = ix;
+    if (\$13 ) begin
+      if (go) begin
+        \$115  = \$15 [13:0];
+      end else if (active) begin
+        if (tap_end) begin
+          (* full_case = 32'd1 *)
+          if (\$20 ) begin
+            \$115  = row_ix;
+          end else begin
+            \$115  = \$26 [13:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$115  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$116  = row_ix;
+    if (\$13 ) begin
+      if (go) begin
+        \$116  = { ix0[11], ix0[11], ix0 };
+      end
+    end
+    if (rst) begin
+      \$116  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$117  = tap0;
+    if (\$13 ) begin
+      if (go) begin
+        \$117  = start;
+      end else if (active) begin
+        if (tap_end) begin
+          (* full_case = 32'd1 *)
+          if (\$20 ) begin
+            \$117  = \$23 [13:0];
+          end else begin
+            \$117  = \$27 [13:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$117  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$118  = addr;
+    if (\$13 ) begin
+      if (go) begin
+        \$118  = \$17 [13:0];
+      end else if (active) begin
+        (* full_case = 32'd1 *)
+        if (tap_end) begin
+          (* full_case = 32'd1 *)
+          if (\$20 ) begin
+            \$118  = \$24 [13:0];
+          end else begin
+            \$118  = \$28 [13:0];
+          end
+        end else begin
+          \$118  = \$30 [13:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$118  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$119  = first;
+    if (\$13 ) begin
+      if (go) begin
+        \$119  = 1'h1;
+      end else if (active) begin
+        \$119  = 1'h0;
+      end
+    end
+    if (rst) begin
+      \$119  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$120  = b_valid;
+    if (\$31 ) begin
+      \$120  = active;
+    end
+    if (rst) begin
+      \$120  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$121  = b_n;
+    if (\$31 ) begin
+      \$121  = \$65 [3:0];
+    end
+    if (rst) begin
+      \$121  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$122  = b_oob;
+    if (\$31 ) begin
+      \$122  = oob;
+    end
+    if (rst) begin
+      \$122  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$123  = b_first;
+    if (\$31 ) begin
+      \$123  = first;
+    end
+    if (rst) begin
+      \$123  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$124  = b_last;
+    if (\$31 ) begin
+      \$124  = last;
+    end
+    if (rst) begin
+      \$124  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$125  = b_ix;
+    if (\$31 ) begin
+      \$125  = ix;
+    end
+    if (rst) begin
+      \$125  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$126  = x_rdy;
+    if (\$33 ) begin
+      if (b_last) begin
+        \$126  = shifted;
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$127  = x_asm;
+    if (\$33 ) begin
+      (* full_case = 32'd1 *)
+      if (b_last) begin
+      end else begin
+        \$127  = shifted;
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$128  = full;
+    if (\$36 ) begin
+      \$128  = 1'h1;
+    end else if (take) begin
+      \$128  = 1'h0;
+    end
+    if (rst) begin
+      \$128  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    start = 14'h0000;
+    if (\$75 ) begin
+      if (go) begin
+        start = \$76 [13:0];
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    (* full_case = 32'd1 *)
+    casez (b_n)
+      4'h1:
+          shifted = { word[7:0], src[511:8] };
+      4'h2:
+          shifted = { word[15:0], src[511:16] };
+      4'h3:
+          shifted = { word[23:0], src[511:24] };
+      4'h4:
+          shifted = { word[31:0], src[511:32] };
+      4'h5:
+          shifted = { word[39:0], src[511:40] };
+      4'h6:
+          shifted = { word[47:0], src[511:48] };
+      4'h7:
+          shifted = { word[55:0], src[511:56] };
+      4'h8:
+          shifted = { word, src[511:64] };
+      default:
+          shifted = src;
+    endcase
+  end
+  assign d_ix = \$55 [12:0];
+  assign d_addr = \$61 [13:0];
+  assign n = \$65 [3:0];
+  assign \bi$54  = bi;
+  assign \kk$55  = kk;
+  assign \nn$56  = nn;
+  assign \en$57  = en;
+  assign n_ch = \$62 [11:0];
+  assign \stall$63  = stall;
+  assign sel = \$77 [4:0];
+  assign \full$72  = full;
+  assign x = x_rdy;
+  assign desc_rd__addr = \$40 [6:0];
+  assign act_rd__addr = addr[11:0];
+  assign \desc_rd__data.ky0  = desc_rd__data[8:0];
+  assign \desc_rd__data.kx0  = desc_rd__data[17:9];
+  assign \desc_rd__data.dy0  = desc_rd__data[30:18];
+  assign \desc_rd__data.dx0  = desc_rd__data[43:31];
+  assign \desc_rd__data.c0  = desc_rd__data[55:44];
+  assign \desc_rd__data.elems  = desc_rd__data[62:56];
+  assign \desc_rd__data.off0  = desc_rd__data[76:63];
+  assign \args.in_h  = args[8:0];
+  assign \args.in_w  = args[17:9];
+  assign \args.in_cw  = args[26:18];
+  assign \args.cin  = args[38:27];
+  assign \args.kh  = args[47:39];
+  assign \args.kw  = args[56:48];
+  assign \args.dh  = args[60:57];
+  assign \args.dw  = args[64:61];
+  assign \args.sh  = args[68:65];
+  assign \args.sw  = args[72:69];
+  assign \args.pt  = args[76:73];
+  assign \args.pl  = args[80:77];
+  assign \args.ow  = args[89:81];
+  assign \args.oh  = args[98:90];
+  assign \args.npos  = args[114:99];
+  assign \args.pos0  = args[128:115];
+  assign \args.kx_inc  = args[142:129];
+  assign \args.ky_inc  = args[156:143];
+  assign \args.pos_ux  = args[170:157];
+  assign \args.pos_wrap  = args[184:171];
+  assign \args.pos_bstep  = args[198:185];
+  assign \args.bq  = args[207:199];
+  assign \args.br  = args[216:208];
+  assign \args.img_delta  = args[230:217];
+  assign \args.img_bstep  = args[244:231];
+  assign \args.desc_base  = args[251:245];
+  assign \args.kt  = args[260:252];
+  assign \args.nt  = args[269:261];
+  assign \args.kr  = args[278:270];
+  assign \args.nr  = args[287:279];
+  assign \args.b  = args[294:288];
+  assign \args.ki  = args[301:295];
+  assign \args.no  = args[308:302];
+  assign \args.groups  = args[316:309];
+  assign \args.role_base  = args[323:317];
+  assign \args.page_base  = args[326:324];
+  assign \args.out_base  = args[338:327];
+  assign \args.out_cw  = args[347:339];
+  assign \args.param_base  = args[357:348];
+  assign \args.zp_in  = args[365:358];
+  assign \args.zp_out  = args[375:366];
+  assign \args.act_min  = args[385:376];
+  assign \args.act_max  = args[395:386];
+  assign \args.ab_m1  = args[398:396];
+  assign \args.wb_log2  = args[400:399];
+  assign \args.x_signed  = args[401];
+  assign \args.w_signed  = args[402];
+  assign \args.rowpack  = args[403];
+  assign \args.epi  = args[404];
+  assign \args.epi_base  = args[414:405];
+  assign \args.epi_zp_out  = args[424:415];
+  assign \args.epi_min  = args[434:425];
+  assign \args.epi_max  = args[444:435];
+  assign \x[0]  = x_rdy[7:0];
+  assign \x[1]  = x_rdy[15:8];
+  assign \x[2]  = x_rdy[23:16];
+  assign \x[3]  = x_rdy[31:24];
+  assign \x[4]  = x_rdy[39:32];
+  assign \x[5]  = x_rdy[47:40];
+  assign \x[6]  = x_rdy[55:48];
+  assign \x[7]  = x_rdy[63:56];
+  assign \x[8]  = x_rdy[71:64];
+  assign \x[9]  = x_rdy[79:72];
+  assign \x[10]  = x_rdy[87:80];
+  assign \x[11]  = x_rdy[95:88];
+  assign \x[12]  = x_rdy[103:96];
+  assign \x[13]  = x_rdy[111:104];
+  assign \x[14]  = x_rdy[119:112];
+  assign \x[15]  = x_rdy[127:120];
+  assign \x[16]  = x_rdy[135:128];
+  assign \x[17]  = x_rdy[143:136];
+  assign \x[18]  = x_rdy[151:144];
+  assign \x[19]  = x_rdy[159:152];
+  assign \x[20]  = x_rdy[167:160];
+  assign \x[21]  = x_rdy[175:168];
+  assign \x[22]  = x_rdy[183:176];
+  assign \x[23]  = x_rdy[191:184];
+  assign \x[24]  = x_rdy[199:192];
+  assign \x[25]  = x_rdy[207:200];
+  assign \x[26]  = x_rdy[215:208];
+  assign \x[27]  = x_rdy[223:216];
+  assign \x[28]  = x_rdy[231:224];
+  assign \x[29]  = x_rdy[239:232];
+  assign \x[30]  = x_rdy[247:240];
+  assign \x[31]  = x_rdy[255:248];
+  assign \x[32]  = x_rdy[263:256];
+  assign \x[33]  = x_rdy[271:264];
+  assign \x[34]  = x_rdy[279:272];
+  assign \x[35]  = x_rdy[287:280];
+  assign \x[36]  = x_rdy[295:288];
+  assign \x[37]  = x_rdy[303:296];
+  assign \x[38]  = x_rdy[311:304];
+  assign \x[39]  = x_rdy[319:312];
+  assign \x[40]  = x_rdy[327:320];
+  assign \x[41]  = x_rdy[335:328];
+  assign \x[42]  = x_rdy[343:336];
+  assign \x[43]  = x_rdy[351:344];
+  assign \x[44]  = x_rdy[359:352];
+  assign \x[45]  = x_rdy[367:360];
+  assign \x[46]  = x_rdy[375:368];
+  assign \x[47]  = x_rdy[383:376];
+  assign \x[48]  = x_rdy[391:384];
+  assign \x[49]  = x_rdy[399:392];
+  assign \x[50]  = x_rdy[407:400];
+  assign \x[51]  = x_rdy[415:408];
+  assign \x[52]  = x_rdy[423:416];
+  assign \x[53]  = x_rdy[431:424];
+  assign \x[54]  = x_rdy[439:432];
+  assign \x[55]  = x_rdy[447:440];
+  assign \x[56]  = x_rdy[455:448];
+  assign \x[57]  = x_rdy[463:456];
+  assign \x[58]  = x_rdy[471:464];
+  assign \x[59]  = x_rdy[479:472];
+  assign \x[60]  = x_rdy[487:480];
+  assign \x[61]  = x_rdy[495:488];
+  assign \x[62]  = x_rdy[503:496];
+  assign \x[63]  = x_rdy[511:504];
+  assign \$16  = { 3'h0, desc_rd__data[55:47] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_active, pos_bstep, take, pos_init, pos_step, desc_rd__addr, pos_valid, idle_next, act_rd__en, stall, g_kbase, bi, kk, nn, en, act_rd__addr, x_rdy
+, full, args, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
+  wire \$1 ;
+  wire [15:0] \$10 ;
+  reg [6:0] \$100 ;
+  reg [6:0] \$101 ;
+  reg \$102 ;
+  reg [15:0] \$103 ;
+  reg [8:0] \$104 ;
+  reg [8:0] \$105 ;
+  reg [11:0] \$106 ;
+  reg [11:0] \$107 ;
+  reg [13:0] \$108 ;
+  reg \$109 ;
+  wire [13:0] \$11 ;
+  reg [11:0] \$110 ;
+  reg [6:0] \$111 ;
+  reg [8:0] \$112 ;
+  reg [8:0] \$113 ;
+  reg [13:0] \$114 ;
+  reg [13:0] \$115 ;
+  reg [13:0] \$116 ;
+  reg [13:0] \$117 ;
+  reg [13:0] \$118 ;
+  reg \$119 ;
+  wire [14:0] \$12 ;
+  reg \$120 ;
+  reg [3:0] \$121 ;
+  reg \$122 ;
+  reg \$123 ;
+  reg \$124 ;
+  reg [13:0] \$125 ;
+  reg [511:0] \$126 ;
+  reg [511:0] \$127 ;
+  reg \$128 ;
+  wire \$13 ;
+  wire [14:0] \$14 ;
+  wire [14:0] \$15 ;
+  wire [11:0] \$16 ;
+  wire [14:0] \$17 ;
+  wire [7:0] \$18 ;
+  wire [9:0] \$19 ;
+  wire [4:0] \$2 ;
+  wire \$20 ;
+  wire [9:0] \$21 ;
+  wire [14:0] \$22 ;
+  wire [14:0] \$23 ;
+  wire [14:0] \$24 ;
+  wire [9:0] \$25 ;
+  wire [14:0] \$26 ;
+  wire [14:0] \$27 ;
+  wire [14:0] \$28 ;
+  wire [12:0] \$29 ;
+  wire [4:0] \$3 ;
+  wire [14:0] \$30 ;
+  wire \$31 ;
+  wire \$32 ;
+  wire \$33 ;
+  wire \$34 ;
+  wire \$35 ;
+  wire \$36 ;
+  wire [7:0] \$37 ;
+  wire [8:0] \$38 ;
+  wire [9:0] \$39 ;
+  wire [6:0] \$4 ;
+  wire [9:0] \$40 ;
+  wire [9:0] \$41 ;
+  wire [9:0] \$42 ;
+  wire [8:0] \$43 ;
+  wire [9:0] \$44 ;
+  wire [12:0] \$45 ;
+  wire [12:0] \$46 ;
+  wire [3:0] \$47 ;
+  wire [13:0] \$48 ;
+  wire [12:0] \$49 ;
+  wire [16:0] \$5 ;
+  wire [12:0] \$50 ;
+  wire [12:0] \$51 ;
+  wire [12:0] \$52 ;
+  wire [12:0] \$53 ;
+  wire [12:0] \$54 ;
+  wire [13:0] \$55 ;
+  wire [14:0] \$56 ;
+  wire [14:0] \$57 ;
+  wire [13:0] \$58 ;
+  wire [15:0] \$59 ;
+  wire [10:0] \$6 ;
+  wire [13:0] \$60 ;
+  wire [16:0] \$61 ;
+  wire [12:0] \$62 ;
+  wire \$63 ;
+  wire \$64 ;
+  wire [11:0] \$65 ;
+  wire \$66 ;
+  wire \$67 ;
+  wire \$68 ;
+  wire \$69 ;
+  wire [10:0] \$7 ;
+  wire \$70 ;
+  wire \$71 ;
+  wire \$72 ;
+  wire \$73 ;
+  wire \$74 ;
+  wire \$75 ;
+  wire [14:0] \$76 ;
+  wire [14:0] \$77 ;
+  wire \$78 ;
+  wire [7:0] \$79 ;
+  wire [11:0] \$8 ;
+  wire \$80 ;
+  wire [7:0] \$81 ;
+  wire \$82 ;
+  wire [7:0] \$83 ;
+  wire \$84 ;
+  wire [7:0] \$85 ;
+  wire \$86 ;
+  wire [7:0] \$87 ;
+  wire \$88 ;
+  wire [7:0] \$89 ;
+  wire [11:0] \$9 ;
+  wire \$90 ;
+  wire [7:0] \$91 ;
+  wire \$92 ;
+  wire [7:0] \$93 ;
+  wire [8:0] \$94 ;
+  wire [63:0] \$95 ;
+  wire \$96 ;
+  wire \$97 ;
+  wire \$98 ;
+  reg [6:0] \$99 ;
+  output [11:0] act_rd__addr;
+  wire [11:0] act_rd__addr;
+  input [63:0] act_rd__data;
+  wire [63:0] act_rd__data;
+  output act_rd__en;
+  wire act_rd__en;
+  reg active = 1'h0;
+  reg [13:0] addr = 14'h0000;
+  input [444:0] args;
+  wire [444:0] args;
+  wire [2:0] \args.ab_m1 ;
+  wire [9:0] \args.act_max ;
+  wire [9:0] \args.act_min ;
+  wire [6:0] \args.b ;
+  wire [8:0] \args.bq ;
+  wire [8:0] \args.br ;
+  wire [11:0] \args.cin ;
+  wire [6:0] \args.desc_base ;
+  wire [3:0] \args.dh ;
+  wire [3:0] \args.dw ;
+  wire \args.epi ;
+  wire [9:0] \args.epi_base ;
+  wire [9:0] \args.epi_max ;
+  wire [9:0] \args.epi_min ;
+  wire [9:0] \args.epi_zp_out ;
+  wire [7:0] \args.groups ;
+  wire [13:0] \args.img_bstep ;
+  wire [13:0] \args.img_delta ;
+  wire [8:0] \args.in_cw ;
+  wire [8:0] \args.in_h ;
+  wire [8:0] \args.in_w ;
+  wire [8:0] \args.kh ;
+  wire [6:0] \args.ki ;
+  wire [8:0] \args.kr ;
+  wire [8:0] \args.kt ;
+  wire [8:0] \args.kw ;
+  wire [13:0] \args.kx_inc ;
+  wire [13:0] \args.ky_inc ;
+  wire [6:0] \args.no ;
+  wire [15:0] \args.npos ;
+  wire [8:0] \args.nr ;
+  wire [8:0] \args.nt ;
+  wire [8:0] \args.oh ;
+  wire [11:0] \args.out_base ;
+  wire [8:0] \args.out_cw ;
+  wire [8:0] \args.ow ;
+  wire [2:0] \args.page_base ;
+  wire [9:0] \args.param_base ;
+  wire [3:0] \args.pl ;
+  wire [13:0] \args.pos0 ;
+  wire [13:0] \args.pos_bstep ;
+  wire [13:0] \args.pos_ux ;
+  wire [13:0] \args.pos_wrap ;
+  wire [3:0] \args.pt ;
+  wire [6:0] \args.role_base ;
+  wire \args.rowpack ;
+  wire [3:0] \args.sh ;
+  wire [3:0] \args.sw ;
+  wire \args.w_signed ;
+  wire [1:0] \args.wb_log2 ;
+  wire \args.x_signed ;
+  wire [7:0] \args.zp_in ;
+  wire [9:0] \args.zp_out ;
+  reg b_first = 1'h0;
+  reg [13:0] b_ix = 14'h0000;
+  reg b_last = 1'h0;
+  reg [3:0] b_n = 4'h0;
+  reg b_oob = 1'h0;
+  reg b_valid = 1'h0;
+  output [6:0] bi;
+  reg [6:0] bi = 7'h00;
+  (* init = 7'h00 *)
+  wire [6:0] \bi$54 ;
+  reg [11:0] c = 12'h000;
+  input clk;
+  wire clk;
+  wire [13:0] d_addr;
+  wire [12:0] d_ix;
+  wire [14:0] d_iy;
+  wire [9:0] d_ox;
+  wire [10:0] d_oy;
+  output [6:0] desc_rd__addr;
+  wire [6:0] desc_rd__addr;
+  input [76:0] desc_rd__data;
+  wire [76:0] desc_rd__data;
+  wire [11:0] \desc_rd__data.c0 ;
+  wire [12:0] \desc_rd__data.dx0 ;
+  wire [12:0] \desc_rd__data.dy0 ;
+  wire [6:0] \desc_rd__data.elems ;
+  wire [8:0] \desc_rd__data.kx0 ;
+  wire [8:0] \desc_rd__data.ky0 ;
+  wire [13:0] \desc_rd__data.off0 ;
+  output en;
+  reg en = 1'h0;
+  (* init = 1'h0 *)
+  wire \en$57 ;
+  reg first = 1'h0;
+  output full;
+  reg full = 1'h0;
+  (* init = 1'h0 *)
+  wire \full$72 ;
+  input [7:0] g_kbase;
+  wire [7:0] g_kbase;
+  input go;
+  wire go;
+  output idle_next;
+  wire idle_next;
+  wire iwrap;
+  reg [13:0] ix = 14'h0000;
+  reg [11:0] ix0 = 12'h000;
+  reg [13:0] iy = 14'h0000;
+  reg [11:0] iy0 = 12'h000;
+  output [6:0] kk;
+  reg [6:0] kk = 7'h00;
+  (* init = 7'h00 *)
+  wire [6:0] \kk$55 ;
+  reg [8:0] kx = 9'h000;
+  reg [8:0] ky = 9'h000;
+  wire last;
+  wire [11:0] lim;
+  wire [3:0] n;
+  wire [11:0] n_ch;
+  output [6:0] nn;
+  reg [6:0] nn = 7'h00;
+  (* init = 7'h00 *)
+  wire [6:0] \nn$56 ;
+  wire oob;
+  reg [8:0] ox = 9'h000;
+  reg [8:0] oy = 9'h000;
+  reg [15:0] p = 16'h0000;
+  reg [13:0] pos_addr = 14'h0000;
+  input pos_bstep;
+  wire pos_bstep;
+  input pos_init;
+  wire pos_init;
+  input pos_step;
+  wire pos_step;
+  output pos_valid;
+  wire pos_valid;
+  reg [6:0] rem = 7'h00;
+  reg [13:0] row_ix = 14'h0000;
+  input rst;
+  wire rst;
+  wire [4:0] sel;
+  reg [511:0] shifted;
+  wire [511:0] src;
+  output stall;
+  wire stall;
+  wire \stall$63 ;
+  reg [13:0] start;
+  input take;
+  wire take;
+  reg [13:0] tap0 = 14'h0000;
+  wire tap_end;
+  input tile_active;
+  wire tile_active;
+  wire [63:0] window;
+  wire [63:0] word;
+  wire wrap;
+  (* init = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 *)
+  wire [511:0] x;
+  wire [7:0] \x[0] ;
+  wire [7:0] \x[10] ;
+  wire [7:0] \x[11] ;
+  wire [7:0] \x[12] ;
+  wire [7:0] \x[13] ;
+  wire [7:0] \x[14] ;
+  wire [7:0] \x[15] ;
+  wire [7:0] \x[16] ;
+  wire [7:0] \x[17] ;
+  wire [7:0] \x[18] ;
+  wire [7:0] \x[19] ;
+  wire [7:0] \x[1] ;
+  wire [7:0] \x[20] ;
+  wire [7:0] \x[21] ;
+  wire [7:0] \x[22] ;
+  wire [7:0] \x[23] ;
+  wire [7:0] \x[24] ;
+  wire [7:0] \x[25] ;
+  wire [7:0] \x[26] ;
+  wire [7:0] \x[27] ;
+  wire [7:0] \x[28] ;
+  wire [7:0] \x[29] ;
+  wire [7:0] \x[2] ;
+  wire [7:0] \x[30] ;
+  wire [7:0] \x[31] ;
+  wire [7:0] \x[32] ;
+  wire [7:0] \x[33] ;
+  wire [7:0] \x[34] ;
+  wire [7:0] \x[35] ;
+  wire [7:0] \x[36] ;
+  wire [7:0] \x[37] ;
+  wire [7:0] \x[38] ;
+  wire [7:0] \x[39] ;
+  wire [7:0] \x[3] ;
+  wire [7:0] \x[40] ;
+  wire [7:0] \x[41] ;
+  wire [7:0] \x[42] ;
+  wire [7:0] \x[43] ;
+  wire [7:0] \x[44] ;
+  wire [7:0] \x[45] ;
+  wire [7:0] \x[46] ;
+  wire [7:0] \x[47] ;
+  wire [7:0] \x[48] ;
+  wire [7:0] \x[49] ;
+  wire [7:0] \x[4] ;
+  wire [7:0] \x[50] ;
+  wire [7:0] \x[51] ;
+  wire [7:0] \x[52] ;
+  wire [7:0] \x[53] ;
+  wire [7:0] \x[54] ;
+  wire [7:0] \x[55] ;
+  wire [7:0] \x[56] ;
+  wire [7:0] \x[57] ;
+  wire [7:0] \x[58] ;
+  wire [7:0] \x[59] ;
+  wire [7:0] \x[5] ;
+  wire [7:0] \x[60] ;
+  wire [7:0] \x[61] ;
+  wire [7:0] \x[62] ;
+  wire [7:0] \x[63] ;
+  wire [7:0] \x[6] ;
+  wire [7:0] \x[7] ;
+  wire [7:0] \x[8] ;
+  wire [7:0] \x[9] ;
+  reg [511:0] x_asm = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  output [511:0] x_rdy;
+  reg [511:0] x_rdy = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  assign \$1  = pos_step | pos_bstep;
+  assign \$2  = - args[76:73];
+  assign \$3  = - args[80:77];
+  assign \$4  = pos_bstep ? args[294:288] : 7'h01;
+  assign \$5  = p + \$4 ;
+  assign \$6  = d_ox - args[89:81];
+  assign \$7  = wrap ? \$6  : { 1'h0, d_ox };
+  assign \$8  = d_oy - args[98:90];
+  assign \$9  = iwrap ? \$8  : { 1'h0, d_oy };
+  assign \$10  = $signed(iy0) + $signed(d_iy);
+  assign \$11  = $signed(ix0) + $signed(\$55 [12:0]);
+  assign \$12  = $signed(pos_addr) + $signed(\$61 [13:0]);
+  assign \$13  = ~ stall;
+  assign \$14  = $signed(iy0) + $signed({ 1'h0, desc_rd__data[30:18] });
+  assign \$15  = $signed(ix0) + $signed({ 1'h0, desc_rd__data[43:31] });
+  assign \$17  = $signed(start) + $signed({ 1'h0, \$16  });
+  assign \$18  = rem - \$65 [3:0];
+  assign \$19  = args[56:48] - 1'h1;
+  assign \$20  = kx == \$19 ;
+  assign \$21  = ky + 1'h1;
+  assign \$22  = $signed(iy) + $signed({ 1'h0, args[60:57] });
+  assign \$23  = $signed(tap0) + $signed(args[156:143]);
+  assign \$24  = $signed(tap0) + $signed(args[156:143]);
+  assign \$25  = kx + 1'h1;
+  assign \$26  = $signed(ix) + $signed({ 1'h0, args[64:61] });
+  assign \$27  = $signed(tap0) + $signed(args[142:129]);
+  assign \$28  = $signed(tap0) + $signed(args[142:129]);
+  assign \$29  = c + \$65 [3:0];
+  assign \$30  = $signed(addr) + $signed(2'h1);
+  assign \$31  = ~ stall;
+  assign \$32  = ~ stall;
+  assign \$33  = b_valid & \$32 ;
+  assign \$34  = b_valid & b_last;
+  assign \$35  = ~ stall;
+  assign \$36  = \$34  & \$35 ;
+  assign \$37  = args[323:317] + 2'h3;
+  assign \$38  = args[251:245] + g_kbase;
+  assign \$39  = \$38  + kk;
+  assign \$40  = pos_init ? { 2'h0, \$37  } : \$39 ;
+  assign pos_valid = p < args[114:99];
+  assign \$41  = ox + args[216:208];
+  assign \$42  = ox + 1'h1;
+  assign d_ox = pos_bstep ? \$41  : \$42 ;
+  assign wrap = d_ox >= args[89:81];
+  assign \$43  = pos_bstep ? args[207:199] : 9'h000;
+  assign \$44  = oy + \$43 ;
+  assign d_oy = \$44  + wrap;
+  assign iwrap = d_oy >= args[98:90];
+  assign \$45  = args[207:199] * args[68:65];
+  assign \$46  = pos_bstep ? \$45  : 13'h0000;
+  assign \$47  = wrap ? args[68:65] : 4'h0;
+  assign \$48  = \$46  + \$47 ;
+  assign \$49  = args[98:90] * args[68:65];
+  assign \$50  = iwrap ? \$49  : 13'h0000;
+  assign d_iy = \$48  - \$50 ;
+  assign \$51  = args[216:208] * args[72:69];
+  assign \$52  = pos_bstep ? \$51  : { 9'h000, args[72:69] };
+  assign \$53  = args[89:81] * args[72:69];
+  assign \$54  = wrap ? \$53  : 13'h0000;
+  assign \$55  = \$52  - \$54 ;
+  assign \$56  = $signed(args[198:185]) + $signed(args[244:231]);
+  assign \$57  = pos_bstep ? \$56  : { args[170], args[170:157] };
+  assign \$58  = wrap ? args[184:171] : 14'h0000;
+  assign \$59  = $signed(\$57 ) + $signed(\$58 );
+  assign \$60  = iwrap ? args[230:217] : 14'h0000;
+  assign \$61  = $signed(\$59 ) + $signed(\$60 );
+  assign \$62  = args[38:27] - c;
+  assign \$63  = \$62 [11:0] < rem;
+  assign lim = \$63  ? \$62 [11:0] : { 5'h00, rem };
+  assign \$64  = lim < 4'h8;
+  assign \$65  = \$64  ? lim : 12'h008;
+  assign tap_end = \$65 [3:0] == \$62 [11:0];
+  assign last = \$65 [3:0] == rem;
+  assign \$66  = $signed(iy) < $signed(1'h0);
+  assign \$67  = $signed(iy) >= $signed({ 1'h0, args[8:0] });
+  assign \$68  = \$66  | \$67 ;
+  assign \$69  = ~ args[403];
+  assign \$70  = $signed(ix) < $signed(1'h0);
+  assign \$71  = $signed(ix) >= $signed({ 1'h0, args[17:9] });
+  assign \$72  = \$70  | \$71 ;
+  assign \$73  = \$69  & \$72 ;
+  assign oob = \$68  | \$73 ;
+  assign \$74  = ~ active;
+  assign idle_next = \$74  | last;
+  assign act_rd__en = ~ stall;
+  assign \$75  = ~ stall;
+  assign \$76  = $signed(pos_addr) + $signed(desc_rd__data[76:63]);
+  assign \$77  = $signed(b_ix) + $signed(5'h08);
+  assign \$78  = args[17:9] > 1'h0;
+  assign \$79  = \$78  ? act_rd__data[7:0] : args[365:358];
+  assign \$80  = args[17:9] > 1'h1;
+  assign \$81  = \$80  ? act_rd__data[15:8] : args[365:358];
+  assign \$82  = args[17:9] > 2'h2;
+  assign \$83  = \$82  ? act_rd__data[23:16] : args[365:358];
+  assign \$84  = args[17:9] > 2'h3;
+  assign \$85  = \$84  ? act_rd__data[31:24] : args[365:358];
+  assign \$86  = args[17:9] > 3'h4;
+  assign \$87  = \$86  ? act_rd__data[39:32] : args[365:358];
+  assign \$88  = args[17:9] > 3'h5;
+  assign \$89  = \$88  ? act_rd__data[47:40] : args[365:358];
+  assign \$90  = args[17:9] > 3'h6;
+  assign \$91  = \$90  ? act_rd__data[55:48] : args[365:358];
+  assign \$92  = args[17:9] > 3'h7;
+  assign \$93  = \$92  ? act_rd__data[63:56] : args[365:358];
+  assign \$94  = \$77 [4:0] * 4'h8;
+  assign window = { args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], \$93 , \$91 , \$89 , \$87 , \$85 , \$83 , \$81 , \$79 , args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358] } >> \$94 ;
+  assign \$95  = args[403] ? window : act_rd__data;
+  assign word = b_oob ? { args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358] } : \$95 ;
+  assign src = b_first ? 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 : x_asm;
+  assign \$96  = b_valid & b_last;
+  assign \$97  = \$96  & full;
+  assign \$98  = ~ take;
+  assign stall = \$97  & \$98 ;
+  always @(posedge clk)
+    bi <= \$99 ;
+  always @(posedge clk)
+    kk <= \$100 ;
+  always @(posedge clk)
+    nn <= \$101 ;
+  always @(posedge clk)
+    en <= \$102 ;
+  always @(posedge clk)
+    p <= \$103 ;
+  always @(posedge clk)
+    ox <= \$104 ;
+  always @(posedge clk)
+    oy <= \$105 ;
+  always @(posedge clk)
+    iy0 <= \$106 ;
+  always @(posedge clk)
+    ix0 <= \$107 ;
+  always @(posedge clk)
+    pos_addr <= \$108 ;
+  always @(posedge clk)
+    active <= \$109 ;
+  always @(posedge clk)
+    c <= \$110 ;
+  always @(posedge clk)
+    rem <= \$111 ;
+  always @(posedge clk)
+    ky <= \$112 ;
+  always @(posedge clk)
+    kx <= \$113 ;
+  always @(posedge clk)
+    iy <= \$114 ;
+  always @(posedge clk)
+    ix <= \$115 ;
+  always @(posedge clk)
+    row_ix <= \$116 ;
+  always @(posedge clk)
+    tap0 <= \$117 ;
+  always @(posedge clk)
+    addr <= \$118 ;
+  always @(posedge clk)
+    first <= \$119 ;
+  always @(posedge clk)
+    b_valid <= \$120 ;
+  always @(posedge clk)
+    b_n <= \$121 ;
+  always @(posedge clk)
+    b_oob <= \$122 ;
+  always @(posedge clk)
+    b_first <= \$123 ;
+  always @(posedge clk)
+    b_last <= \$124 ;
+  always @(posedge clk)
+    b_ix <= \$125 ;
+  always @(posedge clk)
+    x_rdy <= \$126 ;
+  always @(posedge clk)
+    x_asm <= \$127 ;
+  always @(posedge clk)
+    full <= \$128 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$99  = bi;
+    if (pos_init) begin
+      \$99  = desc_rd__data[6:0];
+    end
+    if (rst) begin
+      \$99  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$100  = kk;
+    if (pos_init) begin
+      \$100  = desc_rd__data[13:7];
+    end
+    if (rst) begin
+      \$100  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$101  = nn;
+    if (pos_init) begin
+      \$101  = desc_rd__data[20:14];
+    end
+    if (rst) begin
+      \$101  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$102  = en;
+    if (pos_init) begin
+      \$102  = desc_rd__data[21];
+    end
+    if (rst) begin
+      \$102  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$103  = p;
+    if (pos_init) begin
+      \$103  = 16'h0000;
+    end else if (\$1 ) begin
+      \$103  = \$5 [15:0];
+    end
+    if (rst) begin
+      \$103  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$104  = ox;
+    if (pos_init) begin
+      \$104  = 9'h000;
+    end else if (\$1 ) begin
+      \$104  = \$7 [8:0];
+    end
+    if (rst) begin
+      \$104  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$105  = oy;
+    if (pos_init) begin
+      \$105  = 9'h000;
+    end else if (\$1 ) begin
+      \$105  = \$9 [8:0];
+    end
+    if (rst) begin
+      \$105  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$106  = iy0;
+    if (pos_init) begin
+      \$106  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
+    end else if (\$1 ) begin
+      \$106  = \$10 [11:0];
+    end
+    if (rst) begin
+      \$106  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$107  = ix0;
+    if (pos_init) begin
+      \$107  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
+    end else if (\$1 ) begin
+      \$107  = \$11 [11:0];
+    end
+    if (rst) begin
+      \$107  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$108  = pos_addr;
+    if (pos_init) begin
+      \$108  = args[128:115];
+    end else if (\$1 ) begin
+      \$108  = \$12 [13:0];
+    end
+    if (rst) begin
+      \$108  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$109  = active;
+    if (\$13 ) begin
+      if (go) begin
+        \$109  = tile_active;
+      end else if (active) begin
+        if (last) begin
+          \$109  = 1'h0;
+        end
+      end
+    end
+    if (rst) begin
+      \$109  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$110  = c;
+    if (\$13 ) begin
+      if (go) begin
+        \$110  = desc_rd__data[55:44];
+      end else if (active) begin
+        (* full_case = 32'd1 *)
+        if (tap_end) begin
+          \$110  = 12'h000;
+        end else begin
+          \$110  = \$29 [11:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$110  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$111  = rem;
+    if (\$13 ) begin
+      if (go) begin
+        \$111  = desc_rd__data[62:56];
+      end else if (active) begin
+        \$111  = \$18 [6:0];
+      end
+    end
+    if (rst) begin
+      \$111  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$112  = ky;
+    if (\$13 ) begin
+      if (go) begin
+        \$112  = desc_rd__data[8:0];
+      end else if (active) begin
+        if (tap_end) begin
+          if (\$20 ) begin
+            \$112  = \$21 [8:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$112  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$113  = kx;
+    if (\$13 ) begin
+      if (go) begin
+        \$113  = desc_rd__data[17:9];
+      end else if (active) begin
+        if (tap_end) begin
+          (* full_case = 32'd1 *)
+          if (\$20 ) begin
+            \$113  = 9'h000;
+          end else begin
+            \$113  = \$25 [8:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$113  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$114  = iy;
+    if (\$13 ) begin
+      if (go) begin
+        \$114  = \$14 [13:0];
+      end else if (active) begin
+        if (tap_end) begin
+          if (\$20 ) begin
+            \$114  = \$22 [13:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$114  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$115  = ix;
+    if (\$13 ) begin
+      if (go) begin
+        \$115  = \$15 [13:0];
+      end else if (active) begin
+        if (tap_end) begin
+          (* full_case = 32'd1 *)
+          if (\$20 ) begin
+            \$115  = row_ix;
+          end else begin
+            \$115  = \$26 [13:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$115  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$116  = row_ix;
+    if (\$13 ) begin
+      if (go) begin
+        \$116  = { ix0[11], ix0[11], ix0 };
+      end
+    end
+    if (rst) begin
+      \$116  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$117  = tap0;
+    if (\$13 ) begin
+      if (go) begin
+        \$117  = start;
+      end else if (active) begin
+        if (tap_end) begin
+          (* full_case = 32'd1 *)
+          if (\$20 ) begin
+            \$117  = \$23 [13:0];
+          end else begin
+            \$117  = \$27 [13:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$117  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$118  = addr;
+    if (\$13 ) begin
+      if (go) begin
+        \$118  = \$17 [13:0];
+      end else if (active) begin
+        (* full_case = 32'd1 *)
+        if (tap_end) begin
+          (* full_case = 32'd1 *)
+          if (\$20 ) begin
+            \$118  = \$24 [13:0];
+          end else begin
+            \$118  = \$28 [13:0];
+          end
+        end else begin
+          \$118  = \$30 [13:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$118  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$119  = first;
+    if (\$13 ) begin
+      if (go) begin
+        \$119  = 1'h1;
+      end else if (active) begin
+        \$119  = 1'h0;
+      end
+    end
+    if (rst) begin
+      \$119  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$120  = b_valid;
+    if (\$31 ) begin
+      \$120  = active;
+    end
+    if (rst) begin
+      \$120  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$121  = b_n;
+    if (\$31 ) begin
+      \$121  = \$65 [3:0];
+    end
+    if (rst) begin
+      \$121  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$122  = b_oob;
+    if (\$31 ) begin
+      \$122  = oob;
+    end
+    if (rst) begin
+      \$122  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$123  = b_first;
+    if (\$31 ) begin
+      \$123  = first;
+    end
+    if (rst) begin
+      \$123  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$124  = b_last;
+    if (\$31 ) begin
+      \$124  = last;
+    end
+    if (rst) begin
+      \$124  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$125  = b_ix;
+    if (\$31 ) begin
+      \$125  = ix;
+    end
+    if (rst) begin
+      \$125  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$126  = x_rdy;
+    if (\$33 ) begin
+      if (b_last) begin
+        \$126  = shifted;
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$127  = x_asm;
+    if (\$33 ) begin
+      (* full_case = 32'd1 *)
+      if (b_last) begin
+      end else begin
+        \$127  = shifted;
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$128  = full;
+    if (\$36 ) begin
+      \$128  = 1'h1;
+    end else if (take) begin
+      \$128  = 1'h0;
+    end
+    if (rst) begin
+      \$128  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    start = 14'h0000;
+    if (\$75 ) begin
+      if (go) begin
+        start = \$76 [13:0];
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    (* full_case = 32'd1 *)
+    casez (b_n)
+      4'h1:
+          shifted = { word[7:0], src[511:8] };
+      4'h2:
+          shifted = { word[15:0], src[511:16] };
+      4'h3:
+          shifted = { word[23:0], src[511:24] };
+      4'h4:
+          shifted = { word[31:0], src[511:32] };
+      4'h5:
+          shifted = { word[39:0], src[511:40] };
+      4'h6:
+          shifted = { word[47:0], src[511:48] };
+      4'h7:
+          shifted = { word[55:0], src[511:56] };
+      4'h8:
+          shifted = { word, src[511:64] };
+      default:
+          shifted = src;
+    endcase
+  end
+  assign d_ix = \$55 [12:0];
+  assign d_addr = \$61 [13:0];
+  assign n = \$65 [3:0];
+  assign \bi$54  = bi;
+  assign \kk$55  = kk;
+  assign \nn$56  = nn;
+  assign \en$57  = en;
+  assign n_ch = \$62 [11:0];
+  assign \stall$63  = stall;
+  assign sel = \$77 [4:0];
+  assign \full$72  = full;
+  assign x = x_rdy;
+  assign desc_rd__addr = \$40 [6:0];
+  assign act_rd__addr = addr[11:0];
+  assign \desc_rd__data.ky0  = desc_rd__data[8:0];
+  assign \desc_rd__data.kx0  = desc_rd__data[17:9];
+  assign \desc_rd__data.dy0  = desc_rd__data[30:18];
+  assign \desc_rd__data.dx0  = desc_rd__data[43:31];
+  assign \desc_rd__data.c0  = desc_rd__data[55:44];
+  assign \desc_rd__data.elems  = desc_rd__data[62:56];
+  assign \desc_rd__data.off0  = desc_rd__data[76:63];
+  assign \args.in_h  = args[8:0];
+  assign \args.in_w  = args[17:9];
+  assign \args.in_cw  = args[26:18];
+  assign \args.cin  = args[38:27];
+  assign \args.kh  = args[47:39];
+  assign \args.kw  = args[56:48];
+  assign \args.dh  = args[60:57];
+  assign \args.dw  = args[64:61];
+  assign \args.sh  = args[68:65];
+  assign \args.sw  = args[72:69];
+  assign \args.pt  = args[76:73];
+  assign \args.pl  = args[80:77];
+  assign \args.ow  = args[89:81];
+  assign \args.oh  = args[98:90];
+  assign \args.npos  = args[114:99];
+  assign \args.pos0  = args[128:115];
+  assign \args.kx_inc  = args[142:129];
+  assign \args.ky_inc  = args[156:143];
+  assign \args.pos_ux  = args[170:157];
+  assign \args.pos_wrap  = args[184:171];
+  assign \args.pos_bstep  = args[198:185];
+  assign \args.bq  = args[207:199];
+  assign \args.br  = args[216:208];
+  assign \args.img_delta  = args[230:217];
+  assign \args.img_bstep  = args[244:231];
+  assign \args.desc_base  = args[251:245];
+  assign \args.kt  = args[260:252];
+  assign \args.nt  = args[269:261];
+  assign \args.kr  = args[278:270];
+  assign \args.nr  = args[287:279];
+  assign \args.b  = args[294:288];
+  assign \args.ki  = args[301:295];
+  assign \args.no  = args[308:302];
+  assign \args.groups  = args[316:309];
+  assign \args.role_base  = args[323:317];
+  assign \args.page_base  = args[326:324];
+  assign \args.out_base  = args[338:327];
+  assign \args.out_cw  = args[347:339];
+  assign \args.param_base  = args[357:348];
+  assign \args.zp_in  = args[365:358];
+  assign \args.zp_out  = args[375:366];
+  assign \args.act_min  = args[385:376];
+  assign \args.act_max  = args[395:386];
+  assign \args.ab_m1  = args[398:396];
+  assign \args.wb_log2  = args[400:399];
+  assign \args.x_signed  = args[401];
+  assign \args.w_signed  = args[402];
+  assign \args.rowpack  = args[403];
+  assign \args.epi  = args[404];
+  assign \args.epi_base  = args[414:405];
+  assign \args.epi_zp_out  = args[424:415];
+  assign \args.epi_min  = args[434:425];
+  assign \args.epi_max  = args[444:435];
+  assign \x[0]  = x_rdy[7:0];
+  assign \x[1]  = x_rdy[15:8];
+  assign \x[2]  = x_rdy[23:16];
+  assign \x[3]  = x_rdy[31:24];
+  assign \x[4]  = x_rdy[39:32];
+  assign \x[5]  = x_rdy[47:40];
+  assign \x[6]  = x_rdy[55:48];
+  assign \x[7]  = x_rdy[63:56];
+  assign \x[8]  = x_rdy[71:64];
+  assign \x[9]  = x_rdy[79:72];
+  assign \x[10]  = x_rdy[87:80];
+  assign \x[11]  = x_rdy[95:88];
+  assign \x[12]  = x_rdy[103:96];
+  assign \x[13]  = x_rdy[111:104];
+  assign \x[14]  = x_rdy[119:112];
+  assign \x[15]  = x_rdy[127:120];
+  assign \x[16]  = x_rdy[135:128];
+  assign \x[17]  = x_rdy[143:136];
+  assign \x[18]  = x_rdy[151:144];
+  assign \x[19]  = x_rdy[159:152];
+  assign \x[20]  = x_rdy[167:160];
+  assign \x[21]  = x_rdy[175:168];
+  assign \x[22]  = x_rdy[183:176];
+  assign \x[23]  = x_rdy[191:184];
+  assign \x[24]  = x_rdy[199:192];
+  assign \x[25]  = x_rdy[207:200];
+  assign \x[26]  = x_rdy[215:208];
+  assign \x[27]  = x_rdy[223:216];
+  assign \x[28]  = x_rdy[231:224];
+  assign \x[29]  = x_rdy[239:232];
+  assign \x[30]  = x_rdy[247:240];
+  assign \x[31]  = x_rdy[255:248];
+  assign \x[32]  = x_rdy[263:256];
+  assign \x[33]  = x_rdy[271:264];
+  assign \x[34]  = x_rdy[279:272];
+  assign \x[35]  = x_rdy[287:280];
+  assign \x[36]  = x_rdy[295:288];
+  assign \x[37]  = x_rdy[303:296];
+  assign \x[38]  = x_rdy[311:304];
+  assign \x[39]  = x_rdy[319:312];
+  assign \x[40]  = x_rdy[327:320];
+  assign \x[41]  = x_rdy[335:328];
+  assign \x[42]  = x_rdy[343:336];
+  assign \x[43]  = x_rdy[351:344];
+  assign \x[44]  = x_rdy[359:352];
+  assign \x[45]  = x_rdy[367:360];
+  assign \x[46]  = x_rdy[375:368];
+  assign \x[47]  = x_rdy[383:376];
+  assign \x[48]  = x_rdy[391:384];
+  assign \x[49]  = x_rdy[399:392];
+  assign \x[50]  = x_rdy[407:400];
+  assign \x[51]  = x_rdy[415:408];
+  assign \x[52]  = x_rdy[423:416];
+  assign \x[53]  = x_rdy[431:424];
+  assign \x[54]  = x_rdy[439:432];
+  assign \x[55]  = x_rdy[447:440];
+  assign \x[56]  = x_rdy[455:448];
+  assign \x[57]  = x_rdy[463:456];
+  assign \x[58]  = x_rdy[471:464];
+  assign \x[59]  = x_rdy[479:472];
+  assign \x[60]  = x_rdy[487:480];
+  assign \x[61]  = x_rdy[495:488];
+  assign \x[62]  = x_rdy[503:496];
+  assign \x[63]  = x_rdy[511:504];
+  assign \$16  = { 3'h0, desc_rd__data[55:47] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \default_fabric.mac.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
+  wire [8:0] \$1 ;
+  wire [8:0] \$10 ;
+  wire [63:0] \$11 ;
+  wire [65:0] \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire [32:0] \$15 ;
+  wire [32:0] \$16 ;
+  wire [8:0] \$17 ;
+  wire [8:0] \$18 ;
+  wire [63:0] \$19 ;
+  wire [8:0] \$2 ;
+  wire [65:0] \$20 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire [32:0] \$23 ;
+  wire [32:0] \$24 ;
+  wire [8:0] \$25 ;
+  wire [8:0] \$26 ;
+  wire [63:0] \$27 ;
+  wire [65:0] \$28 ;
+  wire \$29 ;
+  wire [63:0] \$3 ;
+  wire \$30 ;
+  wire [32:0] \$31 ;
+  wire [32:0] \$32 ;
+  wire [8:0] \$33 ;
+  wire [8:0] \$34 ;
+  wire [63:0] \$35 ;
+  wire [65:0] \$36 ;
+  wire \$37 ;
+  wire \$38 ;
+  wire [32:0] \$39 ;
+  wire [65:0] \$4 ;
+  wire [32:0] \$40 ;
+  wire [8:0] \$41 ;
+  wire [8:0] \$42 ;
+  wire [63:0] \$43 ;
+  wire [65:0] \$44 ;
+  wire \$45 ;
+  wire \$46 ;
+  wire [32:0] \$47 ;
+  wire [32:0] \$48 ;
+  wire [8:0] \$49 ;
+  wire \$5 ;
+  wire [8:0] \$50 ;
+  wire [63:0] \$51 ;
+  wire [65:0] \$52 ;
+  wire \$53 ;
+  wire \$54 ;
+  wire [32:0] \$55 ;
+  wire [32:0] \$56 ;
+  wire [8:0] \$57 ;
+  wire [8:0] \$58 ;
+  wire [63:0] \$59 ;
+  wire \$6 ;
+  wire [65:0] \$60 ;
+  wire \$61 ;
+  wire \$62 ;
+  wire [32:0] \$63 ;
+  wire [32:0] \$64 ;
+  wire [126:0] \$65 ;
+  wire [126:0] \$66 ;
+  wire [126:0] \$67 ;
+  wire [126:0] \$68 ;
+  wire [126:0] \$69 ;
+  wire [32:0] \$7 ;
+  wire [126:0] \$70 ;
+  wire [126:0] \$71 ;
+  wire [126:0] \$72 ;
+  reg \$73 ;
+  reg \$74 ;
+  reg \$75 ;
+  reg \$76 ;
+  wire [32:0] \$8 ;
+  wire [8:0] \$9 ;
+  output busy;
+  wire busy;
+  input clk;
+  wire clk;
+  reg [5:0] h1_0 = 6'h00;
+  reg [5:0] h1_1 = 6'h00;
+  reg [5:0] h1_2 = 6'h00;
+  reg [5:0] h1_3 = 6'h00;
+  reg [5:0] h1_4 = 6'h00;
+  reg [5:0] h1_5 = 6'h00;
+  reg [5:0] h1_6 = 6'h00;
+  reg [5:0] h1_7 = 6'h00;
+  reg [5:0] h2_0 = 6'h00;
+  reg [5:0] h2_1 = 6'h00;
+  reg [5:0] h2_2 = 6'h00;
+  reg [5:0] h2_3 = 6'h00;
+  reg [5:0] h2_4 = 6'h00;
+  reg [5:0] h2_5 = 6'h00;
+  reg [5:0] h2_6 = 6'h00;
+  reg [5:0] h2_7 = 6'h00;
+  wire [63:0] half0;
+  wire [63:0] half1;
+  wire [63:0] half2;
+  wire [63:0] half3;
+  wire [63:0] half4;
+  wire [63:0] half5;
+  wire [63:0] half6;
+  wire [63:0] half7;
+  input i_valid;
+  wire i_valid;
+  reg [31:0] m1_0 = 32'd0;
+  reg [31:0] m1_1 = 32'd0;
+  reg [31:0] m1_2 = 32'd0;
+  reg [31:0] m1_3 = 32'd0;
+  reg [31:0] m1_4 = 32'd0;
+  reg [31:0] m1_5 = 32'd0;
+  reg [31:0] m1_6 = 32'd0;
+  reg [31:0] m1_7 = 32'd0;
+  input [255:0] mult;
+  wire [255:0] mult;
+  wire [31:0] \mult[0] ;
+  wire [31:0] \mult[1] ;
+  wire [31:0] \mult[2] ;
+  wire [31:0] \mult[3] ;
+  wire [31:0] \mult[4] ;
+  wire [31:0] \mult[5] ;
+  wire [31:0] \mult[6] ;
+  wire [31:0] \mult[7] ;
+  reg [64:0] nudged0 = 65'h00000000000000000;
+  reg [64:0] nudged1 = 65'h00000000000000000;
+  reg [64:0] nudged2 = 65'h00000000000000000;
+  reg [64:0] nudged3 = 65'h00000000000000000;
+  reg [64:0] nudged4 = 65'h00000000000000000;
+  reg [64:0] nudged5 = 65'h00000000000000000;
+  reg [64:0] nudged6 = 65'h00000000000000000;
+  reg [64:0] nudged7 = 65'h00000000000000000;
+  (* init = 1'h0 *)
+  wire o_valid;
+  reg [63:0] prod0 = 64'h0000000000000000;
+  reg [63:0] prod1 = 64'h0000000000000000;
+  reg [63:0] prod2 = 64'h0000000000000000;
+  reg [63:0] prod3 = 64'h0000000000000000;
+  reg [63:0] prod4 = 64'h0000000000000000;
+  reg [63:0] prod5 = 64'h0000000000000000;
+  reg [63:0] prod6 = 64'h0000000000000000;
+  reg [63:0] prod7 = 64'h0000000000000000;
+  input rst;
+  wire rst;
+  input [63:0] shift;
+  wire [63:0] shift;
+  wire [7:0] \shift[0] ;
+  wire [7:0] \shift[1] ;
+  wire [7:0] \shift[2] ;
+  wire [7:0] \shift[3] ;
+  wire [7:0] \shift[4] ;
+  wire [7:0] \shift[5] ;
+  wire [7:0] \shift[6] ;
+  wire [7:0] \shift[7] ;
+  wire [64:0] shifted0;
+  wire [64:0] shifted1;
+  wire [64:0] shifted2;
+  wire [64:0] shifted3;
+  wire [64:0] shifted4;
+  wire [64:0] shifted5;
+  wire [64:0] shifted6;
+  wire [64:0] shifted7;
+  reg [5:0] t1_0 = 6'h00;
+  reg [5:0] t1_1 = 6'h00;
+  reg [5:0] t1_2 = 6'h00;
+  reg [5:0] t1_3 = 6'h00;
+  reg [5:0] t1_4 = 6'h00;
+  reg [5:0] t1_5 = 6'h00;
+  reg [5:0] t1_6 = 6'h00;
+  reg [5:0] t1_7 = 6'h00;
+  reg [5:0] t2_0 = 6'h00;
+  reg [5:0] t2_1 = 6'h00;
+  reg [5:0] t2_2 = 6'h00;
+  reg [5:0] t2_3 = 6'h00;
+  reg [5:0] t2_4 = 6'h00;
+  reg [5:0] t2_5 = 6'h00;
+  reg [5:0] t2_6 = 6'h00;
+  reg [5:0] t2_7 = 6'h00;
+  reg [5:0] t3_0 = 6'h00;
+  reg [5:0] t3_1 = 6'h00;
+  reg [5:0] t3_2 = 6'h00;
+  reg [5:0] t3_3 = 6'h00;
+  reg [5:0] t3_4 = 6'h00;
+  reg [5:0] t3_5 = 6'h00;
+  reg [5:0] t3_6 = 6'h00;
+  reg [5:0] t3_7 = 6'h00;
+  reg v1 = 1'h0;
+  reg v2 = 1'h0;
+  reg v3 = 1'h0;
+  output v4;
+  reg v4 = 1'h0;
+  input [255:0] x;
+  wire [255:0] x;
+  reg [31:0] x1_0 = 32'd0;
+  reg [31:0] x1_1 = 32'd0;
+  reg [31:0] x1_2 = 32'd0;
+  reg [31:0] x1_3 = 32'd0;
+  reg [31:0] x1_4 = 32'd0;
+  reg [31:0] x1_5 = 32'd0;
+  reg [31:0] x1_6 = 32'd0;
+  reg [31:0] x1_7 = 32'd0;
+  wire [31:0] \x[0] ;
+  wire [31:0] \x[1] ;
+  wire [31:0] \x[2] ;
+  wire [31:0] \x[3] ;
+  wire [31:0] \x[4] ;
+  wire [31:0] \x[5] ;
+  wire [31:0] \x[6] ;
+  wire [31:0] \x[7] ;
+  output [255:0] y;
+  wire [255:0] y;
+  reg [31:0] y0 = 32'd0;
+  reg [31:0] y1 = 32'd0;
+  reg [31:0] y2 = 32'd0;
+  reg [31:0] y3 = 32'd0;
+  reg [31:0] y4 = 32'd0;
+  reg [31:0] y5 = 32'd0;
+  reg [31:0] y6 = 32'd0;
+  reg [31:0] y7 = 32'd0;
+  wire [31:0] \y[0] ;
+  wire [31:0] \y[1] ;
+  wire [31:0] \y[2] ;
+  wire [31:0] \y[3] ;
+  wire [31:0] \y[4] ;
+  wire [31:0] \y[5] ;
+  wire [31:0] \y[6] ;
+  wire [31:0] \y[7] ;
+  assign \$24  = \$21  ? 33'h07fffffff : \$23 ;
+  assign \$25  = $signed(6'h1f) - $signed(shift[31:24]);
+  assign \$26  = $signed(6'h1e) - $signed(shift[31:24]);
+  assign \$27  = $signed(x1_3) * $signed(m1_3);
+  assign \$28  = $signed(prod3) + $signed({ 1'h0, \$68 [63:0] });
+  assign \$29  = $signed(shifted3) > $signed(32'd2147483647);
+  assign \$30  = $signed(shifted3) < $signed(32'd2147483648);
+  assign \$31  = \$30  ? 33'h180000000 : { 1'h0, shifted3[31:0] };
+  assign \$32  = \$29  ? 33'h07fffffff : \$31 ;
+  assign \$33  = $signed(6'h1f) - $signed(shift[39:32]);
+  assign \$34  = $signed(6'h1e) - $signed(shift[39:32]);
+  assign \$35  = $signed(x1_4) * $signed(m1_4);
+  assign \$36  = $signed(prod4) + $signed({ 1'h0, \$69 [63:0] });
+  assign \$37  = $signed(shifted4) > $signed(32'd2147483647);
+  assign \$38  = $signed(shifted4) < $signed(32'd2147483648);
+  assign \$39  = \$38  ? 33'h180000000 : { 1'h0, shifted4[31:0] };
+  assign \$40  = \$37  ? 33'h07fffffff : \$39 ;
+  assign \$41  = $signed(6'h1f) - $signed(shift[47:40]);
+  assign \$42  = $signed(6'h1e) - $signed(shift[47:40]);
+  assign \$43  = $signed(x1_5) * $signed(m1_5);
+  assign \$44  = $signed(prod5) + $signed({ 1'h0, \$70 [63:0] });
+  assign \$45  = $signed(shifted5) > $signed(32'd2147483647);
+  assign \$46  = $signed(shifted5) < $signed(32'd2147483648);
+  assign \$47  = \$46  ? 33'h180000000 : { 1'h0, shifted5[31:0] };
+  assign \$48  = \$45  ? 33'h07fffffff : \$47 ;
+  assign \$49  = $signed(6'h1f) - $signed(shift[55:48]);
+  assign \$50  = $signed(6'h1e) - $signed(shift[55:48]);
+  assign \$51  = $signed(x1_6) * $signed(m1_6);
+  assign \$52  = $signed(prod6) + $signed({ 1'h0, \$71 [63:0] });
+  assign \$53  = $signed(shifted6) > $signed(32'd2147483647);
+  assign \$54  = $signed(shifted6) < $signed(32'd2147483648);
+  assign \$55  = \$54  ? 33'h180000000 : { 1'h0, shifted6[31:0] };
+  assign \$56  = \$53  ? 33'h07fffffff : \$55 ;
+  assign \$57  = $signed(6'h1f) - $signed(shift[63:56]);
+  assign \$58  = $signed(6'h1e) - $signed(shift[63:56]);
+  assign \$59  = $signed(x1_7) * $signed(m1_7);
+  assign \$60  = $signed(prod7) + $signed({ 1'h0, \$72 [63:0] });
+  assign \$61  = $signed(shifted7) > $signed(32'd2147483647);
+  assign \$62  = $signed(shifted7) < $signed(32'd2147483648);
+  assign \$63  = \$62  ? 33'h180000000 : { 1'h0, shifted7[31:0] };
+  assign \$64  = \$61  ? 33'h07fffffff : \$63 ;
+  assign busy = | { v4, v3, v2, v1 };
+  assign \$65  = 1'h1 << h2_0;
+  assign shifted0 = $signed(nudged0) >>> t3_0;
+  assign \$66  = 1'h1 << h2_1;
+  assign shifted1 = $signed(nudged1) >>> t3_1;
+  assign \$67  = 1'h1 << h2_2;
+  assign shifted2 = $signed(nudged2) >>> t3_2;
+  assign \$68  = 1'h1 << h2_3;
+  assign shifted3 = $signed(nudged3) >>> t3_3;
+  assign \$69  = 1'h1 << h2_4;
+  assign shifted4 = $signed(nudged4) >>> t3_4;
+  assign \$70  = 1'h1 << h2_5;
+  assign shifted5 = $signed(nudged5) >>> t3_5;
+  assign \$71  = 1'h1 << h2_6;
+  assign shifted6 = $signed(nudged6) >>> t3_6;
+  assign \$72  = 1'h1 << h2_7;
+  assign shifted7 = $signed(nudged7) >>> t3_7;
+  always @(posedge clk)
+    v1 <= \$73 ;
+  always @(posedge clk)
+    v2 <= \$74 ;
+  always @(posedge clk)
+    v3 <= \$75 ;
+  always @(posedge clk)
+    v4 <= \$76 ;
+  always @(posedge clk)
+    x1_0 <= x[31:0];
+  always @(posedge clk)
+    m1_0 <= mult[31:0];
+  always @(posedge clk)
+    t1_0 <= \$1 [5:0];
+  always @(posedge clk)
+    h1_0 <= \$2 [5:0];
+  always @(posedge clk)
+    prod0 <= \$3 ;
+  always @(posedge clk)
+    t2_0 <= t1_0;
+  always @(posedge clk)
+    h2_0 <= h1_0;
+  always @(posedge clk)
+    nudged0 <= \$4 [64:0];
+  always @(posedge clk)
+    t3_0 <= t2_0;
+  always @(posedge clk)
+    y0 <= \$8 [31:0];
+  always @(posedge clk)
+    x1_1 <= x[63:32];
+  always @(posedge clk)
+    m1_1 <= mult[63:32];
+  always @(posedge clk)
+    t1_1 <= \$9 [5:0];
+  always @(posedge clk)
+    h1_1 <= \$10 [5:0];
+  always @(posedge clk)
+    prod1 <= \$11 ;
+  always @(posedge clk)
+    t2_1 <= t1_1;
+  always @(posedge clk)
+    h2_1 <= h1_1;
+  always @(posedge clk)
+    nudged1 <= \$12 [64:0];
+  always @(posedge clk)
+    t3_1 <= t2_1;
+  always @(posedge clk)
+    y1 <= \$16 [31:0];
+  always @(posedge clk)
+    x1_2 <= x[95:64];
+  always @(posedge clk)
+    m1_2 <= mult[95:64];
+  always @(posedge clk)
+    t1_2 <= \$17 [5:0];
+  always @(posedge clk)
+    h1_2 <= \$18 [5:0];
+  always @(posedge clk)
+    prod2 <= \$19 ;
+  always @(posedge clk)
+    t2_2 <= t1_2;
+  always @(posedge clk)
+    h2_2 <= h1_2;
+  always @(posedge clk)
+    nudged2 <= \$20 [64:0];
+  always @(posedge clk)
+    t3_2 <= t2_2;
+  always @(posedge clk)
+    y2 <= \$24 [31:0];
+  always @(posedge clk)
+    x1_3 <= x[127:96];
+  always @(posedge clk)
+    m1_3 <= mult[127:96];
+  always @(posedge clk)
+    t1_3 <= \$25 [5:0];
+  always @(posedge clk)
+    h1_3 <= \$26 [5:0];
+  always @(posedge clk)
+    prod3 <= \$27 ;
+  always @(posedge clk)
+    t2_3 <= t1_3;
+  always @(posedge clk)
+    h2_3 <= h1_3;
+  always @(posedge clk)
+    nudged3 <= \$28 [64:0];
+  always @(posedge clk)
+    t3_3 <= t2_3;
+  always @(posedge clk)
+    y3 <= \$32 [31:0];
+  always @(posedge clk)
+    x1_4 <= x[159:128];
+  always @(posedge clk)
+    m1_4 <= mult[159:128];
+  always @(posedge clk)
+    t1_4 <= \$33 [5:0];
+  always @(posedge clk)
+    h1_4 <= \$34 [5:0];
+  always @(posedge clk)
+    prod4 <= \$35 ;
+  always @(posedge clk)
+    t2_4 <= t1_4;
+  always @(posedge clk)
+    h2_4 <= h1_4;
+  always @(posedge clk)
+    nudged4 <= \$36 [64:0];
+  always @(posedge clk)
+    t3_4 <= t2_4;
+  always @(posedge clk)
+    y4 <= \$40 [31:0];
+  always @(posedge clk)
+    x1_5 <= x[191:160];
+  always @(posedge clk)
+    m1_5 <= mult[191:160];
+  always @(posedge clk)
+    t1_5 <= \$41 [5:0];
+  always @(posedge clk)
+    h1_5 <= \$42 [5:0];
+  always @(posedge clk)
+    prod5 <= \$43 ;
+  always @(posedge clk)
+    t2_5 <= t1_5;
+  always @(posedge clk)
+    h2_5 <= h1_5;
+  always @(posedge clk)
+    nudged5 <= \$44 [64:0];
+  always @(posedge clk)
+    t3_5 <= t2_5;
+  always @(posedge clk)
+    y5 <= \$48 [31:0];
+  always @(posedge clk)
+    x1_6 <= x[223:192];
+  always @(posedge clk)
+    m1_6 <= mult[223:192];
+  always @(posedge clk)
+    t1_6 <= \$49 [5:0];
+  always @(posedge clk)
+    h1_6 <= \$50 [5:0];
+  always @(posedge clk)
+    prod6 <= \$51 ;
+  always @(posedge clk)
+    t2_6 <= t1_6;
+  always @(posedge clk)
+    h2_6 <= h1_6;
+  always @(posedge clk)
+    nudged6 <= \$52 [64:0];
+  always @(posedge clk)
+    t3_6 <= t2_6;
+  always @(posedge clk)
+    y6 <= \$56 [31:0];
+  always @(posedge clk)
+    x1_7 <= x[255:224];
+  always @(posedge clk)
+    m1_7 <= mult[255:224];
+  always @(posedge clk)
+    t1_7 <= \$57 [5:0];
+  always @(posedge clk)
+    h1_7 <= \$58 [5:0];
+  always @(posedge clk)
+    prod7 <= \$59 ;
+  always @(posedge clk)
+    t2_7 <= t1_7;
+  always @(posedge clk)
+    h2_7 <= h1_7;
+  always @(posedge clk)
+    nudged7 <= \$60 [64:0];
+  always @(posedge clk)
+    t3_7 <= t2_7;
+  always @(posedge clk)
+    y7 <= \$64 [31:0];
+  assign \$1  = $signed(6'h1f) - $signed(shift[7:0]);
+  assign \$2  = $signed(6'h1e) - $signed(shift[7:0]);
+  assign \$3  = $signed(x1_0) * $signed(m1_0);
+  assign \$4  = $signed(prod0) + $signed({ 1'h0, \$65 [63:0] });
+  assign \$5  = $signed(shifted0) > $signed(32'd2147483647);
+  assign \$6  = $signed(shifted0) < $signed(32'd2147483648);
+  assign \$7  = \$6  ? 33'h180000000 : { 1'h0, shifted0[31:0] };
+  assign \$8  = \$5  ? 33'h07fffffff : \$7 ;
+  assign \$9  = $signed(6'h1f) - $signed(shift[15:8]);
+  assign \$10  = $signed(6'h1e) - $signed(shift[15:8]);
+  assign \$11  = $signed(x1_1) * $signed(m1_1);
+  assign \$12  = $signed(prod1) + $signed({ 1'h0, \$66 [63:0] });
+  assign \$13  = $signed(shifted1) > $signed(32'd2147483647);
+  assign \$14  = $signed(shifted1) < $signed(32'd2147483648);
+  assign \$15  = \$14  ? 33'h180000000 : { 1'h0, shifted1[31:0] };
+  assign \$16  = \$13  ? 33'h07fffffff : \$15 ;
+  assign \$17  = $signed(6'h1f) - $signed(shift[23:16]);
+  assign \$18  = $signed(6'h1e) - $signed(shift[23:16]);
+  assign \$19  = $signed(x1_2) * $signed(m1_2);
+  assign \$20  = $signed(prod2) + $signed({ 1'h0, \$67 [63:0] });
+  assign \$21  = $signed(shifted2) > $signed(32'd2147483647);
+  assign \$22  = $signed(shifted2) < $signed(32'd2147483648);
+  assign \$23  = \$22  ? 33'h180000000 : { 1'h0, shifted2[31:0] };
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$73  = i_valid;
+    if (rst) begin
+      \$73  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$74  = v1;
+    if (rst) begin
+      \$74  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$75  = v2;
+    if (rst) begin
+      \$75  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$76  = v3;
     if (rst) begin
       \$76  = 1'h0;
@@ -29945,7 +33107,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \default_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -30023,7 +33185,7 @@ module \default_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__
   always @(posedge clk)
     level <= \$17 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$15  = w_port__addr;
     if (\$1 ) begin
       \$15  = \$2 [1:0];
@@ -30033,7 +33195,7 @@ module \default_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$16  = r_port__addr;
     if (\$3 ) begin
       \$16  = \$4 [1:0];
@@ -30043,7 +33205,7 @@ module \default_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$17  = level;
     if (\$8 ) begin
       \$17  = \$9 [2:0];
@@ -30064,8 +33226,8 @@ module \default_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__
 endmodule
 
 (* generator = "Amaranth" *)
-module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1575$0 , \port$1576$0 , \port$1577$0 , \port$1578$0 , \port$1579$0 , \port$1580$0 , \port$1581$0 , \port$1582$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
+module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1724$0 , \port$1725$0 , \port$1726$0 , \port$1727$0 , \port$1728$0 , \port$1729$0 , \port$1730$0 , \port$1731$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
   wire [12:0] \$1 ;
   wire \$10 ;
   wire [32:0] \$100 ;
@@ -30433,22 +33595,22 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1575$0 , \po
   reg pd3_5 = 1'h0;
   reg pd3_6 = 1'h0;
   reg pd3_7 = 1'h0;
-  output [7:0] \port$1575$0 ;
-  wire [7:0] \port$1575$0 ;
-  output [7:0] \port$1576$0 ;
-  wire [7:0] \port$1576$0 ;
-  output [7:0] \port$1577$0 ;
-  wire [7:0] \port$1577$0 ;
-  output [7:0] \port$1578$0 ;
-  wire [7:0] \port$1578$0 ;
-  output [7:0] \port$1579$0 ;
-  wire [7:0] \port$1579$0 ;
-  output [7:0] \port$1580$0 ;
-  wire [7:0] \port$1580$0 ;
-  output [7:0] \port$1581$0 ;
-  wire [7:0] \port$1581$0 ;
-  output [7:0] \port$1582$0 ;
-  wire [7:0] \port$1582$0 ;
+  output [7:0] \port$1724$0 ;
+  wire [7:0] \port$1724$0 ;
+  output [7:0] \port$1725$0 ;
+  wire [7:0] \port$1725$0 ;
+  output [7:0] \port$1726$0 ;
+  wire [7:0] \port$1726$0 ;
+  output [7:0] \port$1727$0 ;
+  wire [7:0] \port$1727$0 ;
+  output [7:0] \port$1728$0 ;
+  wire [7:0] \port$1728$0 ;
+  output [7:0] \port$1729$0 ;
+  wire [7:0] \port$1729$0 ;
+  output [7:0] \port$1730$0 ;
+  wire [7:0] \port$1730$0 ;
+  output [7:0] \port$1731$0 ;
+  wire [7:0] \port$1731$0 ;
   reg pt0_0 = 1'h0;
   reg pt0_1 = 1'h0;
   reg pt0_2 = 1'h0;
@@ -31100,7 +34262,7 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1575$0 , \po
     .y(y)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v0 = base0;
@@ -31111,7 +34273,7 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1575$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v1 = base1;
@@ -31122,7 +34284,7 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1575$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v2 = base2;
@@ -31133,7 +34295,7 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1575$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v3 = base3;
@@ -31144,7 +34306,7 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1575$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v4 = base4;
@@ -31155,7 +34317,7 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1575$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v5 = base5;
@@ -31166,7 +34328,7 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1575$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v6 = base6;
@@ -31177,7 +34339,7 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1575$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v7 = base7;
@@ -31188,7 +34350,7 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1575$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     tzm = 6'h20;
     if (args[154]) begin
       tzm = 6'h1f;
@@ -31288,7 +34450,7 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1575$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$192  = kx;
     if (busy) begin
       \$192  = \$176 [8:0];
@@ -31304,7 +34466,7 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1575$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$193  = ky;
     if (busy) begin
       if (last_kx) begin
@@ -31322,7 +34484,7 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1575$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$194  = w;
     if (busy) begin
       if (last_kx) begin
@@ -31342,7 +34504,7 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1575$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$195  = ox;
     if (busy) begin
       if (last_kx) begin
@@ -31364,7 +34526,7 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1575$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$196  = oy;
     if (busy) begin
       if (last_kx) begin
@@ -31385,7 +34547,7 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1575$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$197  = busy;
     if (busy) begin
       if (last_kx) begin
@@ -31408,98 +34570,98 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1575$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$198  = busy;
     if (rst) begin
       \$198  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$199  = oob;
     if (rst) begin
       \$199  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$200  = \$183 ;
     if (rst) begin
       \$200  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$201  = \$184 ;
     if (rst) begin
       \$201  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$202  = red0;
     if (\$signal$144 ) begin
       \$202  = v0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$203  = red1;
     if (\$signal$144 ) begin
       \$203  = v1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$204  = red2;
     if (\$signal$144 ) begin
       \$204  = v2;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$205  = red3;
     if (\$signal$144 ) begin
       \$205  = v3;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$206  = red4;
     if (\$signal$144 ) begin
       \$206  = v4;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$207  = red5;
     if (\$signal$144 ) begin
       \$207  = v5;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$208  = red6;
     if (\$signal$144 ) begin
       \$208  = v6;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$209  = red7;
     if (\$signal$144 ) begin
       \$209  = v7;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$210  = \$190 ;
     if (rst) begin
       \$210  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$211  = started;
     if (start) begin
       \$211  = 1'h1;
@@ -31547,14 +34709,14 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1575$0 , \po
   assign pa3 = act_w__addr;
   assign act_w__data = { \$169 [7:0], \$168 [7:0], \$167 [7:0], \$166 [7:0], \$165 [7:0], \$164 [7:0], \$163 [7:0], \$162 [7:0] };
   assign act_rd__addr = \$19 [11:0];
-  assign \port$1575$0  = \$162 [7:0];
-  assign \port$1576$0  = \$163 [7:0];
-  assign \port$1577$0  = \$164 [7:0];
-  assign \port$1578$0  = \$165 [7:0];
-  assign \port$1579$0  = \$166 [7:0];
-  assign \port$1580$0  = \$167 [7:0];
-  assign \port$1581$0  = \$168 [7:0];
-  assign \port$1582$0  = \$169 [7:0];
+  assign \port$1724$0  = \$162 [7:0];
+  assign \port$1725$0  = \$163 [7:0];
+  assign \port$1726$0  = \$164 [7:0];
+  assign \port$1727$0  = \$165 [7:0];
+  assign \port$1728$0  = \$166 [7:0];
+  assign \port$1729$0  = \$167 [7:0];
+  assign \port$1730$0  = \$168 [7:0];
+  assign \port$1731$0  = \$169 [7:0];
   assign \args.mode  = args[0];
   assign \args.x_signed  = args[1];
   assign \args.in_base  = args[13:2];
@@ -31640,7 +34802,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \default_fabric.pool.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
   wire [6:0] \$1 ;
   wire [6:0] \$10 ;
   wire [63:0] \$11 ;
@@ -32118,28 +35280,28 @@ module \default_fabric.pool.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk
   assign \$22  = $signed(shifted2) < $signed(32'd2147483648);
   assign \$23  = \$22  ? 33'h180000000 : { 1'h0, shifted2[31:0] };
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$73  = i_valid;
     if (rst) begin
       \$73  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$74  = v1;
     if (rst) begin
       \$74  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$75  = v2;
     if (rst) begin
       \$75  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$76  = v3;
     if (rst) begin
       \$76  = 1'h0;
@@ -32197,8 +35359,8 @@ module \default_fabric.pool.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk
 endmodule
 
 (* generator = "Amaranth" *)
-module \default_fabric.relax (rst, old_rd__data, new_rd__data, arc_rd__data, arc_rd__addr, old_rd__addr, new_rd__addr, \port$2634$0 , act_w__addr, finish, busy, act_w__en, start, args, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
+module \default_fabric.relax (rst, old_rd__data, new_rd__data, arc_rd__data, arc_rd__addr, old_rd__addr, new_rd__addr, \port$2783$0 , act_w__addr, finish, busy, act_w__en, start, args, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [12:0] \$11 ;
@@ -32272,8 +35434,8 @@ module \default_fabric.relax (rst, old_rd__data, new_rd__data, arc_rd__data, arc
   input [63:0] old_rd__data;
   wire [63:0] old_rd__data;
   wire old_rd__en;
-  output [31:0] \port$2634$0 ;
-  wire [31:0] \port$2634$0 ;
+  output [31:0] \port$2783$0 ;
+  wire [31:0] \port$2783$0 ;
   wire [55:0] raw;
   input rst;
   wire rst;
@@ -32327,7 +35489,7 @@ module \default_fabric.relax (rst, old_rd__data, new_rd__data, arc_rd__data, arc
   always @(posedge clk)
     fwd_val <= \$28 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$20  = running;
     if (start) begin
       \$20  = 1'h1;
@@ -32340,7 +35502,7 @@ module \default_fabric.relax (rst, old_rd__data, new_rd__data, arc_rd__data, arc
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$21  = issued;
     if (start) begin
       \$21  = { 12'h000, \$18  };
@@ -32352,49 +35514,49 @@ module \default_fabric.relax (rst, old_rd__data, new_rd__data, arc_rd__data, arc
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$22  = issue;
     if (rst) begin
       \$22  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$23  = v1;
     if (rst) begin
       \$23  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$24  = arc_rd__data[23:12];
     if (rst) begin
       \$24  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$25  = arc_rd__data[55:24];
     if (rst) begin
       \$25  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$26  = act_w__en;
     if (rst) begin
       \$26  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$27  = \$like$16 ;
     if (rst) begin
       \$27  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$28  = \$signal$23 ;
     if (rst) begin
       \$28  = 32'd0;
@@ -32410,7 +35572,7 @@ module \default_fabric.relax (rst, old_rd__data, new_rd__data, arc_rd__data, arc
   assign arc_rd__addr = \$5 [11:0];
   assign old_rd__addr = \$6 [11:0];
   assign new_rd__addr = \$7 [11:0];
-  assign \port$2634$0  = \$signal$23 ;
+  assign \port$2783$0  = \$signal$23 ;
   assign act_w__addr = \$11 [11:0];
   assign \args.arcs  = args[11:0];
   assign \args.count  = args[24:12];
@@ -32421,7 +35583,7 @@ endmodule
 (* generator = "Amaranth" *)
 module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, op__1__ready, res_valid__1, res_y__1, op__2__ready, res_valid__2, res_y__2, op__3__ready, res_valid__3, res_y__3, busy, op__0__valid, op__1__valid, op__2__valid, op__3__valid, rd__addr, act_w__addr
 , act_w__data, finish, op__0__payload, op__1__payload, op__2__payload, op__3__payload, act_w__en, start, args, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
   wire \$1 ;
   wire [7:0] \$10 ;
   wire [7:0] \$100 ;
@@ -36358,7 +39520,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
   always @(posedge clk)
     running <= \$1813 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[94:93])
       2'h0:
@@ -36372,7 +39534,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$5  = 6'h00;
     casez (issued)
       3'h0:
@@ -36388,7 +39550,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (issued[1:0])
       2'h0:
@@ -36402,7 +39564,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (issued[1:0])
       2'h0:
@@ -36416,7 +39578,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (issued[1:0])
       2'h0:
@@ -36430,7 +39592,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (issued[1:0])
       2'h0:
@@ -36444,7 +39606,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -36458,7 +39620,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (w_j)
       6'h00:
@@ -36592,7 +39754,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -36606,7 +39768,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -36620,7 +39782,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -36634,7 +39796,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -36648,7 +39810,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -36662,7 +39824,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -36676,7 +39838,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -36690,7 +39852,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -36704,7 +39866,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -36718,7 +39880,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -36732,7 +39894,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -36746,7 +39908,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -36760,7 +39922,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -36774,7 +39936,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -36788,7 +39950,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -36802,7 +39964,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -36816,7 +39978,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -36830,7 +39992,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -36844,7 +40006,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -36858,7 +40020,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -36872,7 +40034,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -36886,7 +40048,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -36900,7 +40062,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -36914,7 +40076,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -36928,7 +40090,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -36942,7 +40104,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -36956,7 +40118,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -36970,7 +40132,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -36984,7 +40146,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -36998,7 +40160,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -37012,7 +40174,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -37026,7 +40188,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -37040,7 +40202,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -37054,7 +40216,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -37068,7 +40230,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -37082,7 +40244,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -37096,7 +40258,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -37110,7 +40272,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -37124,7 +40286,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -37138,7 +40300,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -37152,7 +40314,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -37166,7 +40328,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -37180,7 +40342,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -37194,7 +40356,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -37208,7 +40370,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -37222,7 +40384,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -37236,7 +40398,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -37250,7 +40412,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -37264,7 +40426,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -37278,7 +40440,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -37292,7 +40454,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -37306,7 +40468,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -37320,7 +40482,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -37334,7 +40496,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -37348,7 +40510,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -37362,7 +40524,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -37376,7 +40538,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -37390,7 +40552,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -37404,7 +40566,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -37418,7 +40580,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -37432,7 +40594,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -37446,7 +40608,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -37460,7 +40622,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -37474,7 +40636,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -37488,7 +40650,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -37502,7 +40664,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -37516,7 +40678,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -37530,7 +40692,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -37544,7 +40706,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -37558,7 +40720,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -37572,7 +40734,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -37586,7 +40748,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -37600,7 +40762,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -37614,7 +40776,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -37628,7 +40790,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -37642,7 +40804,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -37656,7 +40818,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -37670,7 +40832,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -37684,7 +40846,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -37698,7 +40860,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -37712,7 +40874,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -37726,7 +40888,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -37740,7 +40902,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -37754,7 +40916,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -37768,7 +40930,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -37782,7 +40944,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -37796,7 +40958,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -37810,7 +40972,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -37824,7 +40986,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -37838,7 +41000,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -37852,7 +41014,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -37866,7 +41028,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -37880,7 +41042,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -37894,7 +41056,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -37908,7 +41070,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -37922,7 +41084,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -37936,7 +41098,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -37950,7 +41112,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -37964,7 +41126,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -37978,7 +41140,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -37992,7 +41154,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -38006,7 +41168,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -38020,7 +41182,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -38034,7 +41196,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -38048,7 +41210,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -38062,7 +41224,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -38076,7 +41238,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -38090,7 +41252,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -38104,7 +41266,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -38118,7 +41280,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -38132,7 +41294,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -38146,7 +41308,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -38160,7 +41322,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -38174,7 +41336,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -38188,7 +41350,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -38202,7 +41364,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -38216,7 +41378,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -38230,7 +41392,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -38244,7 +41406,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -38258,7 +41420,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -38272,7 +41434,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -38286,7 +41448,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -38300,7 +41462,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -38314,7 +41476,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -38328,7 +41490,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -38342,7 +41504,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -38356,7 +41518,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -38370,7 +41532,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -38384,7 +41546,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -38398,7 +41560,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -38412,7 +41574,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -38426,7 +41588,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -38440,7 +41602,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -38454,7 +41616,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -38468,7 +41630,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -38482,7 +41644,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -38496,7 +41658,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -38510,7 +41672,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -38524,7 +41686,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -38538,7 +41700,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -38552,7 +41714,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -38566,7 +41728,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -38580,7 +41742,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -38594,7 +41756,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -38608,7 +41770,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -38622,7 +41784,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -38636,7 +41798,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -38650,7 +41812,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -38664,7 +41826,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -38678,7 +41840,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -38692,7 +41854,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -38706,7 +41868,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -38720,7 +41882,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -38734,7 +41896,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -38748,7 +41910,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -38762,7 +41924,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -38776,7 +41938,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -38790,7 +41952,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -38804,7 +41966,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -38818,7 +41980,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -38832,7 +41994,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -38846,7 +42008,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -38860,7 +42022,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -38874,7 +42036,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -38888,7 +42050,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -38902,7 +42064,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -38916,7 +42078,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -38930,7 +42092,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -38944,7 +42106,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -38958,7 +42120,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -38972,7 +42134,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -38986,7 +42148,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -39000,7 +42162,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -39014,7 +42176,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -39028,7 +42190,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -39042,7 +42204,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -39056,7 +42218,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -39070,7 +42232,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -39084,7 +42246,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -39098,7 +42260,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -39112,7 +42274,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -39126,7 +42288,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -39140,7 +42302,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -39154,7 +42316,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -39168,7 +42330,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -39182,7 +42344,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -39196,7 +42358,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -39210,7 +42372,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -39224,7 +42386,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -39238,7 +42400,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -39252,7 +42414,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -39266,7 +42428,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -39280,7 +42442,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -39294,7 +42456,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -39308,7 +42470,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -39322,7 +42484,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -39336,7 +42498,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -39350,7 +42512,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -39364,7 +42526,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -39378,7 +42540,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -39392,7 +42554,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -39406,7 +42568,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -39420,7 +42582,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -39434,7 +42596,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -39448,7 +42610,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -39462,7 +42624,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -39476,7 +42638,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -39490,7 +42652,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -39504,7 +42666,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -39518,7 +42680,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -39532,7 +42694,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -39546,7 +42708,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -39560,7 +42722,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -39574,7 +42736,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -39588,7 +42750,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -39602,7 +42764,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -39616,7 +42778,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -39630,7 +42792,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -39644,7 +42806,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -39658,7 +42820,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -39672,7 +42834,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -39686,7 +42848,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -39700,7 +42862,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -39714,7 +42876,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -39728,7 +42890,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -39742,7 +42904,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -39756,7 +42918,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -39770,7 +42932,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -39784,7 +42946,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -39798,7 +42960,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -39812,7 +42974,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -39826,7 +42988,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -39840,7 +43002,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -39854,7 +43016,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -39868,7 +43030,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -39882,7 +43044,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -39896,7 +43058,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -39910,7 +43072,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -39924,7 +43086,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -39938,7 +43100,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -39952,7 +43114,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -39966,7 +43128,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -39980,7 +43142,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -39994,7 +43156,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40008,7 +43170,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40022,7 +43184,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -40036,7 +43198,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40050,7 +43212,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40064,7 +43226,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40078,7 +43240,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40092,7 +43254,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -40106,7 +43268,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40120,7 +43282,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40134,7 +43296,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40148,7 +43310,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40162,7 +43324,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -40176,7 +43338,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40190,7 +43352,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40204,7 +43366,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40218,7 +43380,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40232,7 +43394,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -40246,7 +43408,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40260,7 +43422,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40274,7 +43436,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40288,7 +43450,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40302,7 +43464,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -40316,7 +43478,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40330,7 +43492,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40344,7 +43506,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40358,7 +43520,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40372,7 +43534,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -40386,7 +43548,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40400,7 +43562,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40414,7 +43576,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40428,7 +43590,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40442,7 +43604,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -40456,7 +43618,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40470,7 +43632,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40484,7 +43646,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40498,7 +43660,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40512,7 +43674,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -40526,7 +43688,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40540,7 +43702,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40554,7 +43716,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40568,7 +43730,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40582,7 +43744,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -40596,7 +43758,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40610,7 +43772,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40624,7 +43786,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40638,7 +43800,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40652,7 +43814,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -40666,7 +43828,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40680,7 +43842,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40694,7 +43856,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40708,7 +43870,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40722,7 +43884,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -40736,7 +43898,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40750,7 +43912,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40764,7 +43926,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40778,7 +43940,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40792,7 +43954,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -40806,7 +43968,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40820,7 +43982,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40834,7 +43996,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40848,7 +44010,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40862,7 +44024,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -40876,7 +44038,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40890,7 +44052,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40904,7 +44066,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40918,7 +44080,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40932,7 +44094,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -40946,7 +44108,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40960,7 +44122,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40974,7 +44136,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40988,7 +44150,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -41002,7 +44164,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -41016,7 +44178,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -41030,7 +44192,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -41044,7 +44206,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -41058,7 +44220,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -41072,7 +44234,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -41086,21 +44248,21 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1708  = loading;
     if (rst) begin
       \$1708  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1709  = \$1059 [4:0];
     if (rst) begin
       \$1709  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1710  = i;
     if (start) begin
       \$1710  = 6'h01;
@@ -41112,7 +44274,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1711  = xbuf0;
     if (\$signal$135 ) begin
       casez (ld_i)
@@ -41125,7 +44287,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1712  = xbuf1;
     if (\$signal$135 ) begin
       casez (ld_i)
@@ -41140,7 +44302,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1713  = xbuf2;
     if (\$signal$135 ) begin
       casez (ld_i)
@@ -41157,7 +44319,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1714  = xbuf3;
     if (\$signal$135 ) begin
       casez (ld_i)
@@ -41176,7 +44338,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1715  = xbuf4;
     if (\$signal$135 ) begin
       casez (ld_i)
@@ -41197,7 +44359,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1716  = xbuf5;
     if (\$signal$135 ) begin
       casez (ld_i)
@@ -41220,7 +44382,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1717  = xbuf6;
     if (\$signal$135 ) begin
       casez (ld_i)
@@ -41245,7 +44407,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1718  = xbuf7;
     if (\$signal$135 ) begin
       casez (ld_i)
@@ -41272,7 +44434,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1719  = xbuf8;
     if (\$signal$135 ) begin
       casez (ld_i)
@@ -41301,7 +44463,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1720  = xbuf9;
     if (\$signal$135 ) begin
       casez (ld_i)
@@ -41332,7 +44494,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1721  = xbuf10;
     if (\$signal$135 ) begin
       casez (ld_i)
@@ -41365,7 +44527,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1722  = xbuf11;
     if (\$signal$135 ) begin
       casez (ld_i)
@@ -41400,7 +44562,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1723  = xbuf12;
     if (\$signal$135 ) begin
       casez (ld_i)
@@ -41437,7 +44599,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1724  = xbuf13;
     if (\$signal$135 ) begin
       casez (ld_i)
@@ -41476,7 +44638,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1725  = xbuf14;
     if (\$signal$135 ) begin
       casez (ld_i)
@@ -41517,7 +44679,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1726  = xbuf15;
     if (\$signal$135 ) begin
       casez (ld_i)
@@ -41560,7 +44722,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1727  = xbuf16;
     if (\$signal$135 ) begin
       casez (ld_i)
@@ -41605,7 +44767,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1728  = xbuf17;
     if (\$signal$135 ) begin
       casez (ld_i)
@@ -41652,7 +44814,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1729  = xbuf18;
     if (\$signal$135 ) begin
       casez (ld_i)
@@ -41701,7 +44863,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1730  = xbuf19;
     if (\$signal$135 ) begin
       casez (ld_i)
@@ -41752,7 +44914,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1731  = xbuf20;
     if (\$signal$135 ) begin
       casez (ld_i)
@@ -41805,7 +44967,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1732  = xbuf21;
     if (\$signal$135 ) begin
       casez (ld_i)
@@ -41860,7 +45022,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1733  = xbuf22;
     if (\$signal$135 ) begin
       casez (ld_i)
@@ -41917,7 +45079,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1734  = xbuf23;
     if (\$signal$135 ) begin
       casez (ld_i)
@@ -41976,7 +45138,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1735  = xbuf24;
     if (\$signal$135 ) begin
       casez (ld_i)
@@ -42037,7 +45199,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1736  = xbuf25;
     if (\$signal$135 ) begin
       casez (ld_i)
@@ -42100,7 +45262,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1737  = xbuf26;
     if (\$signal$135 ) begin
       casez (ld_i)
@@ -42165,7 +45327,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1738  = xbuf27;
     if (\$signal$135 ) begin
       casez (ld_i)
@@ -42232,7 +45394,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1739  = xbuf28;
     if (\$signal$135 ) begin
       casez (ld_i)
@@ -42301,7 +45463,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1740  = xbuf29;
     if (\$signal$135 ) begin
       casez (ld_i)
@@ -42372,7 +45534,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1741  = xbuf30;
     if (\$signal$135 ) begin
       casez (ld_i)
@@ -42445,7 +45607,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1742  = xbuf31;
     if (\$signal$135 ) begin
       (* full_case = 32'd1 *)
@@ -42521,7 +45683,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1743  = loaded;
     if (\$signal$135 ) begin
       \$1743  = \$1061 [5:0];
@@ -42534,7 +45696,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1744  = issued;
     if (\$1063 ) begin
       \$1744  = \$1064 [2:0];
@@ -42547,7 +45709,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1745  = got;
     if (arrive) begin
       \$1745  = \$1065 [2:0];
@@ -42560,7 +45722,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1746  = acc0;
     if (arrive) begin
       \$1746  = \$1075 [63:0];
@@ -42573,7 +45735,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1747  = acc1;
     if (arrive) begin
       \$1747  = \$1085 [63:0];
@@ -42586,7 +45748,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1748  = acc2;
     if (arrive) begin
       \$1748  = \$1095 [63:0];
@@ -42599,7 +45761,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1749  = acc3;
     if (arrive) begin
       \$1749  = \$1105 [63:0];
@@ -42612,7 +45774,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1750  = acc4;
     if (arrive) begin
       \$1750  = \$1115 [63:0];
@@ -42625,7 +45787,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1751  = acc5;
     if (arrive) begin
       \$1751  = \$1125 [63:0];
@@ -42638,7 +45800,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1752  = acc6;
     if (arrive) begin
       \$1752  = \$1135 [63:0];
@@ -42651,7 +45813,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1753  = acc7;
     if (arrive) begin
       \$1753  = \$1145 [63:0];
@@ -42664,7 +45826,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1754  = acc8;
     if (arrive) begin
       \$1754  = \$1155 [63:0];
@@ -42677,7 +45839,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1755  = acc9;
     if (arrive) begin
       \$1755  = \$1165 [63:0];
@@ -42690,7 +45852,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1756  = acc10;
     if (arrive) begin
       \$1756  = \$1175 [63:0];
@@ -42703,7 +45865,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1757  = acc11;
     if (arrive) begin
       \$1757  = \$1185 [63:0];
@@ -42716,7 +45878,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1758  = acc12;
     if (arrive) begin
       \$1758  = \$1195 [63:0];
@@ -42729,7 +45891,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1759  = acc13;
     if (arrive) begin
       \$1759  = \$1205 [63:0];
@@ -42742,7 +45904,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1760  = acc14;
     if (arrive) begin
       \$1760  = \$1215 [63:0];
@@ -42755,7 +45917,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1761  = acc15;
     if (arrive) begin
       \$1761  = \$1225 [63:0];
@@ -42768,7 +45930,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1762  = acc16;
     if (arrive) begin
       \$1762  = \$1235 [63:0];
@@ -42781,7 +45943,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1763  = acc17;
     if (arrive) begin
       \$1763  = \$1245 [63:0];
@@ -42794,7 +45956,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1764  = acc18;
     if (arrive) begin
       \$1764  = \$1255 [63:0];
@@ -42807,7 +45969,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1765  = acc19;
     if (arrive) begin
       \$1765  = \$1265 [63:0];
@@ -42820,7 +45982,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1766  = acc20;
     if (arrive) begin
       \$1766  = \$1275 [63:0];
@@ -42833,7 +45995,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1767  = acc21;
     if (arrive) begin
       \$1767  = \$1285 [63:0];
@@ -42846,7 +46008,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1768  = acc22;
     if (arrive) begin
       \$1768  = \$1295 [63:0];
@@ -42859,7 +46021,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1769  = acc23;
     if (arrive) begin
       \$1769  = \$1305 [63:0];
@@ -42872,7 +46034,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1770  = acc24;
     if (arrive) begin
       \$1770  = \$1315 [63:0];
@@ -42885,7 +46047,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1771  = acc25;
     if (arrive) begin
       \$1771  = \$1325 [63:0];
@@ -42898,7 +46060,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1772  = acc26;
     if (arrive) begin
       \$1772  = \$1335 [63:0];
@@ -42911,7 +46073,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1773  = acc27;
     if (arrive) begin
       \$1773  = \$1345 [63:0];
@@ -42924,7 +46086,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1774  = acc28;
     if (arrive) begin
       \$1774  = \$1355 [63:0];
@@ -42937,7 +46099,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1775  = acc29;
     if (arrive) begin
       \$1775  = \$1365 [63:0];
@@ -42950,7 +46112,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1776  = acc30;
     if (arrive) begin
       \$1776  = \$1375 [63:0];
@@ -42963,7 +46125,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1777  = acc31;
     if (arrive) begin
       \$1777  = \$1385 [63:0];
@@ -42976,7 +46138,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1778  = acc32;
     if (arrive) begin
       \$1778  = \$1395 [63:0];
@@ -42989,7 +46151,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1779  = acc33;
     if (arrive) begin
       \$1779  = \$1405 [63:0];
@@ -43002,7 +46164,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1780  = acc34;
     if (arrive) begin
       \$1780  = \$1415 [63:0];
@@ -43015,7 +46177,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1781  = acc35;
     if (arrive) begin
       \$1781  = \$1425 [63:0];
@@ -43028,7 +46190,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1782  = acc36;
     if (arrive) begin
       \$1782  = \$1435 [63:0];
@@ -43041,7 +46203,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1783  = acc37;
     if (arrive) begin
       \$1783  = \$1445 [63:0];
@@ -43054,7 +46216,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1784  = acc38;
     if (arrive) begin
       \$1784  = \$1455 [63:0];
@@ -43067,7 +46229,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1785  = acc39;
     if (arrive) begin
       \$1785  = \$1465 [63:0];
@@ -43080,7 +46242,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1786  = acc40;
     if (arrive) begin
       \$1786  = \$1475 [63:0];
@@ -43093,7 +46255,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1787  = acc41;
     if (arrive) begin
       \$1787  = \$1485 [63:0];
@@ -43106,7 +46268,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1788  = acc42;
     if (arrive) begin
       \$1788  = \$1495 [63:0];
@@ -43119,7 +46281,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1789  = acc43;
     if (arrive) begin
       \$1789  = \$1505 [63:0];
@@ -43132,7 +46294,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1790  = acc44;
     if (arrive) begin
       \$1790  = \$1515 [63:0];
@@ -43145,7 +46307,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1791  = acc45;
     if (arrive) begin
       \$1791  = \$1525 [63:0];
@@ -43158,7 +46320,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1792  = acc46;
     if (arrive) begin
       \$1792  = \$1535 [63:0];
@@ -43171,7 +46333,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1793  = acc47;
     if (arrive) begin
       \$1793  = \$1545 [63:0];
@@ -43184,7 +46346,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1794  = acc48;
     if (arrive) begin
       \$1794  = \$1555 [63:0];
@@ -43197,7 +46359,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1795  = acc49;
     if (arrive) begin
       \$1795  = \$1565 [63:0];
@@ -43210,7 +46372,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1796  = acc50;
     if (arrive) begin
       \$1796  = \$1575 [63:0];
@@ -43223,7 +46385,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1797  = acc51;
     if (arrive) begin
       \$1797  = \$1585 [63:0];
@@ -43236,7 +46398,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1798  = acc52;
     if (arrive) begin
       \$1798  = \$1595 [63:0];
@@ -43249,7 +46411,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1799  = acc53;
     if (arrive) begin
       \$1799  = \$1605 [63:0];
@@ -43262,7 +46424,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1800  = acc54;
     if (arrive) begin
       \$1800  = \$1615 [63:0];
@@ -43275,7 +46437,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1801  = acc55;
     if (arrive) begin
       \$1801  = \$1625 [63:0];
@@ -43288,7 +46450,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1802  = acc56;
     if (arrive) begin
       \$1802  = \$1635 [63:0];
@@ -43301,7 +46463,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1803  = acc57;
     if (arrive) begin
       \$1803  = \$1645 [63:0];
@@ -43314,7 +46476,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1804  = acc58;
     if (arrive) begin
       \$1804  = \$1655 [63:0];
@@ -43327,7 +46489,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1805  = acc59;
     if (arrive) begin
       \$1805  = \$1665 [63:0];
@@ -43340,7 +46502,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1806  = acc60;
     if (arrive) begin
       \$1806  = \$1675 [63:0];
@@ -43353,7 +46515,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1807  = acc61;
     if (arrive) begin
       \$1807  = \$1685 [63:0];
@@ -43366,7 +46528,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1808  = acc62;
     if (arrive) begin
       \$1808  = \$1695 [63:0];
@@ -43379,7 +46541,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1809  = acc63;
     if (arrive) begin
       \$1809  = \$1705 [63:0];
@@ -43392,7 +46554,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1810  = j;
     if (reading) begin
       \$1810  = \$1706 [6:0];
@@ -43405,21 +46567,21 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1811  = reading;
     if (rst) begin
       \$1811  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1812  = j[5:0];
     if (rst) begin
       \$1812  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1813  = running;
     if (start) begin
       \$1813  = 1'h1;

@@ -3767,37 +3767,37 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
 , axi__arprot, axi__arqos, axi__arvalid, axi__rready, done, busy, error, dma_error, wb__cyc);
   wire \$1 ;
   wire \$10 ;
-  wire [11:0] \$11 ;
+  wire \$11 ;
   wire \$12 ;
-  wire \$13 ;
-  wire [11:0] \$14 ;
-  wire [11:0] \$15 ;
+  wire [11:0] \$13 ;
+  wire \$14 ;
+  wire \$15 ;
   wire [11:0] \$16 ;
   wire [11:0] \$17 ;
   wire [11:0] \$18 ;
-  wire \$19 ;
+  wire [11:0] \$19 ;
   wire [340:0] \$2 ;
-  wire [63:0] \$20 ;
-  wire [63:0] \$21 ;
-  wire [63:0] \$22 ;
+  wire [11:0] \$20 ;
+  wire [11:0] \$21 ;
+  wire \$22 ;
   wire [63:0] \$23 ;
   wire [63:0] \$24 ;
-  wire \$25 ;
-  wire \$26 ;
-  wire [1:0] \$27 ;
+  wire [63:0] \$25 ;
+  wire [63:0] \$26 ;
+  wire [63:0] \$27 ;
   wire [63:0] \$28 ;
-  wire [63:0] \$29 ;
+  wire \$29 ;
   wire \$3 ;
-  wire [31:0] \$30 ;
-  wire [63:0] \$31 ;
+  wire \$30 ;
+  wire [1:0] \$31 ;
   wire [63:0] \$32 ;
-  wire [31:0] \$33 ;
-  wire \$34 ;
-  wire \$35 ;
-  wire [7:0] \$36 ;
-  wire [7:0] \$37 ;
-  wire [7:0] \$38 ;
-  wire [7:0] \$39 ;
+  wire [63:0] \$33 ;
+  wire [31:0] \$34 ;
+  wire [63:0] \$35 ;
+  wire [63:0] \$36 ;
+  wire [31:0] \$37 ;
+  wire \$38 ;
+  wire \$39 ;
   wire [340:0] \$4 ;
   wire [7:0] \$40 ;
   wire [7:0] \$41 ;
@@ -3816,61 +3816,65 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [7:0] \$53 ;
   wire [7:0] \$54 ;
   wire [7:0] \$55 ;
-  wire [7:0] \$56 ;
-  wire [7:0] \$57 ;
+  wire [22:0] \$56 ;
+  wire [31:0] \$57 ;
   wire [7:0] \$58 ;
   wire [7:0] \$59 ;
   wire [11:0] \$6 ;
-  wire [22:0] \$60 ;
-  wire [31:0] \$61 ;
+  wire [7:0] \$60 ;
+  wire [7:0] \$61 ;
+  wire [7:0] \$62 ;
+  wire [7:0] \$63 ;
+  wire [7:0] \$64 ;
+  wire [7:0] \$65 ;
   wire [11:0] \$7 ;
-  wire \$8 ;
+  wire [11:0] \$8 ;
   wire \$9 ;
   wire [9:0] \$signature__addr ;
-  wire [9:0] \$signature__addr$272 ;
-  wire [11:0] \$signature__addr$278 ;
-  wire [9:0] \$signature__addr$284 ;
-  wire [5:0] \$signature__addr$290 ;
-  wire [5:0] \$signature__addr$296 ;
-  wire [9:0] \$signature__addr$302 ;
-  wire [9:0] \$signature__addr$308 ;
-  wire [9:0] \$signature__addr$314 ;
-  wire [5:0] \$signature__addr$320 ;
-  wire [5:0] \$signature__addr$326 ;
-  wire [11:0] \$signature__addr$394 ;
-  wire [11:0] \$signature__addr$400 ;
-  wire [9:0] \$signature__addr$406 ;
-  wire [9:0] \$signature__addr$412 ;
+  wire [9:0] \$signature__addr$295 ;
+  wire [11:0] \$signature__addr$301 ;
+  wire [9:0] \$signature__addr$307 ;
+  wire [5:0] \$signature__addr$313 ;
+  wire [5:0] \$signature__addr$319 ;
+  wire [9:0] \$signature__addr$325 ;
+  wire [9:0] \$signature__addr$331 ;
+  wire [9:0] \$signature__addr$337 ;
+  wire [5:0] \$signature__addr$343 ;
+  wire [5:0] \$signature__addr$349 ;
+  wire [11:0] \$signature__addr$420 ;
+  wire [11:0] \$signature__addr$426 ;
+  wire [9:0] \$signature__addr$432 ;
+  wire [9:0] \$signature__addr$438 ;
   wire [63:0] \$signature__data ;
-  wire [415:0] \$signature__data$275 ;
-  wire [63:0] \$signature__data$281 ;
-  wire [63:0] \$signature__data$287 ;
-  wire [767:0] \$signature__data$293 ;
-  wire [95:0] \$signature__data$299 ;
-  wire [63:0] \$signature__data$305 ;
-  wire [415:0] \$signature__data$310 ;
-  wire [63:0] \$signature__data$316 ;
-  wire [767:0] \$signature__data$322 ;
-  wire [95:0] \$signature__data$328 ;
-  wire [63:0] \$signature__data$397 ;
-  wire [63:0] \$signature__data$402 ;
-  wire [63:0] \$signature__data$409 ;
-  wire [63:0] \$signature__data$414 ;
+  wire [447:0] \$signature__data$298 ;
+  wire [63:0] \$signature__data$304 ;
+  wire [63:0] \$signature__data$310 ;
+  wire [767:0] \$signature__data$316 ;
+  wire [95:0] \$signature__data$322 ;
+  wire [63:0] \$signature__data$328 ;
+  wire [447:0] \$signature__data$333 ;
+  wire [63:0] \$signature__data$339 ;
+  wire [767:0] \$signature__data$345 ;
+  wire [95:0] \$signature__data$351 ;
+  wire [63:0] \$signature__data$423 ;
+  wire [63:0] \$signature__data$428 ;
+  wire [63:0] \$signature__data$435 ;
+  wire [63:0] \$signature__data$440 ;
   wire \$signature__en ;
-  wire \$signature__en$276 ;
-  wire \$signature__en$282 ;
-  wire \$signature__en$288 ;
-  wire \$signature__en$294 ;
-  wire \$signature__en$300 ;
-  wire \$signature__en$306 ;
-  wire [12:0] \$signature__en$312 ;
-  wire [1:0] \$signature__en$318 ;
-  wire [23:0] \$signature__en$324 ;
-  wire [2:0] \$signature__en$330 ;
-  wire \$signature__en$398 ;
-  wire \$signature__en$404 ;
-  wire \$signature__en$410 ;
-  wire \$signature__en$416 ;
+  wire \$signature__en$299 ;
+  wire \$signature__en$305 ;
+  wire \$signature__en$311 ;
+  wire \$signature__en$317 ;
+  wire \$signature__en$323 ;
+  wire \$signature__en$329 ;
+  wire [13:0] \$signature__en$335 ;
+  wire [1:0] \$signature__en$341 ;
+  wire [23:0] \$signature__en$347 ;
+  wire [2:0] \$signature__en$353 ;
+  wire \$signature__en$424 ;
+  wire \$signature__en$430 ;
+  wire \$signature__en$436 ;
+  wire \$signature__en$442 ;
   wire [11:0] a_rd__addr;
   wire [63:0] a_rd__data;
   wire a_rd__en;
@@ -3881,117 +3885,138 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [63:0] act_rd__1__data;
   wire act_rd__1__en;
   wire [11:0] act_rd__addr;
+  wire [11:0] \act_rd__addr$145 ;
   wire [63:0] act_rd__data;
+  wire [63:0] \act_rd__data$161 ;
   wire act_rd__en;
+  wire \act_rd__en$152 ;
   wire [11:0] act_w__addr;
-  wire [11:0] \act_w__addr$340 ;
-  wire [11:0] \act_w__addr$341 ;
-  wire [11:0] \act_w__addr$342 ;
-  wire [11:0] \act_w__addr$343 ;
-  wire [11:0] \act_w__addr$344 ;
+  wire [11:0] \act_w__addr$364 ;
+  wire [11:0] \act_w__addr$365 ;
+  wire [11:0] \act_w__addr$366 ;
+  wire [11:0] \act_w__addr$367 ;
+  wire [11:0] \act_w__addr$368 ;
+  wire [11:0] \act_w__addr$369 ;
   wire [63:0] act_w__data;
-  wire [63:0] \act_w__data$348 ;
-  wire [63:0] \act_w__data$349 ;
-  wire [63:0] \act_w__data$350 ;
-  wire [63:0] \act_w__data$351 ;
-  wire [63:0] \act_w__data$352 ;
+  wire [63:0] \act_w__data$373 ;
+  wire [63:0] \act_w__data$374 ;
+  wire [63:0] \act_w__data$375 ;
+  wire [63:0] \act_w__data$376 ;
+  wire [63:0] \act_w__data$377 ;
+  wire [63:0] \act_w__data$378 ;
   wire act_w__en;
-  wire \act_w__en$335 ;
-  wire \act_w__en$336 ;
-  wire \act_w__en$337 ;
-  wire \act_w__en$338 ;
-  wire \act_w__en$355 ;
+  wire \act_w__en$358 ;
+  wire \act_w__en$359 ;
+  wire \act_w__en$360 ;
+  wire \act_w__en$361 ;
+  wire \act_w__en$362 ;
+  wire \act_w__en$381 ;
   wire [11:0] amem_port__addr;
   wire [63:0] amem_port__data;
   wire [1:0] amem_port__en;
   wire [11:0] amem_r__addr;
-  wire [11:0] \amem_r__addr$395 ;
+  wire [11:0] \amem_r__addr$421 ;
   wire [63:0] amem_r__data;
-  wire [63:0] \amem_r__data$396 ;
+  wire [63:0] \amem_r__data$422 ;
   wire amem_r__en;
-  wire \amem_r__en$399 ;
+  wire \amem_r__en$425 ;
   wire [11:0] amem_w__addr;
-  wire [11:0] \amem_w__addr$401 ;
+  wire [11:0] \amem_w__addr$427 ;
   wire [63:0] amem_w__data;
-  wire [63:0] \amem_w__data$403 ;
+  wire [63:0] \amem_w__data$429 ;
   wire [1:0] amem_w__en;
-  wire \amem_w__en$405 ;
+  wire \amem_w__en$431 ;
   wire [11:0] arc_rd__addr;
   wire [63:0] arc_rd__data;
   wire arc_rd__en;
-  wire [398:0] args;
-  wire [191:0] \args$199 ;
-  wire [9:0] \args$199.act_max ;
-  wire [9:0] \args$199.act_min ;
-  wire [8:0] \args$199.cw ;
-  wire [3:0] \args$199.dh ;
-  wire [3:0] \args$199.dw ;
-  wire [11:0] \args$199.in_base ;
-  wire [8:0] \args$199.in_h ;
-  wire [8:0] \args$199.in_w ;
-  wire [8:0] \args$199.kh ;
-  wire [8:0] \args$199.kw ;
+  wire [435:0] args;
+  wire [191:0] \args$215 ;
+  wire [9:0] \args$215.act_max ;
+  wire [9:0] \args$215.act_min ;
+  wire [8:0] \args$215.cw ;
+  wire [3:0] \args$215.dh ;
+  wire [3:0] \args$215.dw ;
+  wire [11:0] \args$215.in_base ;
+  wire [8:0] \args$215.in_h ;
+  wire [8:0] \args$215.in_w ;
+  wire [8:0] \args$215.kh ;
+  wire [8:0] \args$215.kw ;
   (* enum_base_type = "PoolMode" *)
   (* enum_value_0 = "MAX" *)
   (* enum_value_1 = "AVG" *)
-  wire \args$199.mode ;
-  wire [31:0] \args$199.mult ;
-  wire [8:0] \args$199.oh ;
-  wire [11:0] \args$199.out_base ;
-  wire [8:0] \args$199.ow ;
-  wire [3:0] \args$199.pl ;
-  wire [3:0] \args$199.pt ;
-  wire \args$199.round_even ;
-  wire [3:0] \args$199.sh ;
-  wire [5:0] \args$199.shift ;
-  wire [3:0] \args$199.sw ;
-  wire \args$199.x_signed ;
-  wire [9:0] \args$199.zp_in ;
-  wire [9:0] \args$199.zp_out ;
-  wire [260:0] \args$206 ;
-  wire [11:0] \args$206.a_base ;
-  wire [8:0] \args$206.a_stride ;
-  wire [9:0] \args$206.act_max ;
-  wire [9:0] \args$206.act_min ;
-  wire [11:0] \args$206.b_base ;
-  wire [8:0] \args$206.b_stride ;
-  wire [8:0] \args$206.cw ;
-  wire \args$206.has_b ;
-  wire [4:0] \args$206.ls ;
-  wire [31:0] \args$206.mult_a ;
-  wire [31:0] \args$206.mult_b ;
-  wire [31:0] \args$206.mult_o ;
-  wire [15:0] \args$206.npos ;
-  wire [11:0] \args$206.out_base ;
-  wire [8:0] \args$206.out_stride ;
-  wire \args$206.rq_in ;
-  wire \args$206.rq_out ;
-  wire [5:0] \args$206.shift_a ;
-  wire [5:0] \args$206.shift_b ;
-  wire [5:0] \args$206.shift_o ;
-  wire \args$206.x_signed ;
-  wire [9:0] \args$206.zp_a ;
-  wire [9:0] \args$206.zp_b ;
-  wire [9:0] \args$206.zp_out ;
-  wire [60:0] \args$214 ;
-  wire [11:0] \args$214.dst ;
-  wire \args$214.macro ;
-  wire [3:0] \args$214.page ;
-  wire [31:0] \args$214.rows ;
-  wire [11:0] \args$214.src ;
-  wire [48:0] \args$221 ;
-  wire [11:0] \args$221.arcs ;
-  wire [12:0] \args$221.count ;
-  wire [11:0] \args$221.new ;
-  wire [11:0] \args$221.old ;
-  wire [63:0] \args$228 ;
-  wire \args$228.flush ;
-  wire \args$228.macro ;
-  wire [3:0] \args$228.page ;
-  wire [31:0] \args$228.rows ;
-  wire [1:0] \args$228.slices_m1 ;
-  wire [11:0] \args$228.x ;
-  wire [11:0] \args$228.y ;
+  wire \args$215.mode ;
+  wire [31:0] \args$215.mult ;
+  wire [8:0] \args$215.oh ;
+  wire [11:0] \args$215.out_base ;
+  wire [8:0] \args$215.ow ;
+  wire [3:0] \args$215.pl ;
+  wire [3:0] \args$215.pt ;
+  wire \args$215.round_even ;
+  wire [3:0] \args$215.sh ;
+  wire [5:0] \args$215.shift ;
+  wire [3:0] \args$215.sw ;
+  wire \args$215.x_signed ;
+  wire [9:0] \args$215.zp_in ;
+  wire [9:0] \args$215.zp_out ;
+  wire [260:0] \args$222 ;
+  wire [11:0] \args$222.a_base ;
+  wire [8:0] \args$222.a_stride ;
+  wire [9:0] \args$222.act_max ;
+  wire [9:0] \args$222.act_min ;
+  wire [11:0] \args$222.b_base ;
+  wire [8:0] \args$222.b_stride ;
+  wire [8:0] \args$222.cw ;
+  wire \args$222.has_b ;
+  wire [4:0] \args$222.ls ;
+  wire [31:0] \args$222.mult_a ;
+  wire [31:0] \args$222.mult_b ;
+  wire [31:0] \args$222.mult_o ;
+  wire [15:0] \args$222.npos ;
+  wire [11:0] \args$222.out_base ;
+  wire [8:0] \args$222.out_stride ;
+  wire \args$222.rq_in ;
+  wire \args$222.rq_out ;
+  wire [5:0] \args$222.shift_a ;
+  wire [5:0] \args$222.shift_b ;
+  wire [5:0] \args$222.shift_o ;
+  wire \args$222.x_signed ;
+  wire [9:0] \args$222.zp_a ;
+  wire [9:0] \args$222.zp_b ;
+  wire [9:0] \args$222.zp_out ;
+  wire [60:0] \args$230 ;
+  wire [11:0] \args$230.dst ;
+  wire \args$230.macro ;
+  wire [3:0] \args$230.page ;
+  wire [31:0] \args$230.rows ;
+  wire [11:0] \args$230.src ;
+  wire [48:0] \args$237 ;
+  wire [11:0] \args$237.arcs ;
+  wire [12:0] \args$237.count ;
+  wire [11:0] \args$237.new ;
+  wire [11:0] \args$237.old ;
+  wire [63:0] \args$244 ;
+  wire \args$244.flush ;
+  wire \args$244.macro ;
+  wire [3:0] \args$244.page ;
+  wire [31:0] \args$244.rows ;
+  wire [1:0] \args$244.slices_m1 ;
+  wire [11:0] \args$244.x ;
+  wire [11:0] \args$244.y ;
+  wire [122:0] \args$251 ;
+  wire [9:0] \args$251.act_max ;
+  wire [9:0] \args$251.act_min ;
+  wire [11:0] \args$251.channels ;
+  wire [8:0] \args$251.cw ;
+  wire [5:0] \args$251.frac ;
+  wire [11:0] \args$251.in_base ;
+  wire [15:0] \args$251.npos ;
+  wire [11:0] \args$251.out_base ;
+  wire [4:0] \args$251.shift ;
+  wire [3:0] \args$251.size ;
+  wire [5:0] \args$251.table_base ;
+  wire \args$251.x_signed ;
+  wire [9:0] \args$251.zp_in ;
+  wire [9:0] \args$251.zp_out ;
   wire [2:0] \args.ab_m1 ;
   wire [9:0] \args.act_max ;
   wire [9:0] \args.act_min ;
@@ -4002,6 +4027,11 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [5:0] \args.desc_base ;
   wire [3:0] \args.dh ;
   wire [3:0] \args.dw ;
+  wire \args.epi ;
+  wire [5:0] \args.epi_base ;
+  wire [9:0] \args.epi_max ;
+  wire [9:0] \args.epi_min ;
+  wire [9:0] \args.epi_zp_out ;
   wire [7:0] \args.groups ;
   wire [13:0] \args.img_bstep ;
   wire [13:0] \args.img_delta ;
@@ -4042,150 +4072,151 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [9:0] \args.zp_out ;
   output [31:0] axi__araddr;
   wire [31:0] axi__araddr;
-  wire [31:0] \axi__araddr$356 ;
+  wire [31:0] \axi__araddr$382 ;
   output [1:0] axi__arburst;
   wire [1:0] axi__arburst;
-  wire [1:0] \axi__arburst$357 ;
+  wire [1:0] \axi__arburst$383 ;
   output [3:0] axi__arcache;
   wire [3:0] axi__arcache;
-  wire [3:0] \axi__arcache$358 ;
+  wire [3:0] \axi__arcache$384 ;
   output axi__arid;
   wire axi__arid;
-  wire \axi__arid$359 ;
+  wire \axi__arid$385 ;
   output [7:0] axi__arlen;
   wire [7:0] axi__arlen;
-  wire [7:0] \axi__arlen$360 ;
+  wire [7:0] \axi__arlen$386 ;
   output axi__arlock;
   wire axi__arlock;
-  wire \axi__arlock$361 ;
+  wire \axi__arlock$387 ;
   output [2:0] axi__arprot;
   wire [2:0] axi__arprot;
-  wire [2:0] \axi__arprot$362 ;
+  wire [2:0] \axi__arprot$388 ;
   output [3:0] axi__arqos;
   wire [3:0] axi__arqos;
-  wire [3:0] \axi__arqos$363 ;
+  wire [3:0] \axi__arqos$389 ;
   input axi__arready;
   wire axi__arready;
-  wire \axi__arready$364 ;
+  wire \axi__arready$390 ;
   output [2:0] axi__arsize;
   wire [2:0] axi__arsize;
-  wire [2:0] \axi__arsize$365 ;
+  wire [2:0] \axi__arsize$391 ;
   output axi__arvalid;
   wire axi__arvalid;
-  wire \axi__arvalid$366 ;
+  wire \axi__arvalid$392 ;
   output [31:0] axi__awaddr;
   wire [31:0] axi__awaddr;
-  wire [31:0] \axi__awaddr$367 ;
+  wire [31:0] \axi__awaddr$393 ;
   output [1:0] axi__awburst;
   wire [1:0] axi__awburst;
-  wire [1:0] \axi__awburst$368 ;
+  wire [1:0] \axi__awburst$394 ;
   output [3:0] axi__awcache;
   wire [3:0] axi__awcache;
-  wire [3:0] \axi__awcache$369 ;
+  wire [3:0] \axi__awcache$395 ;
   output axi__awid;
   wire axi__awid;
-  wire \axi__awid$370 ;
+  wire \axi__awid$396 ;
   output [7:0] axi__awlen;
   wire [7:0] axi__awlen;
-  wire [7:0] \axi__awlen$371 ;
+  wire [7:0] \axi__awlen$397 ;
   output axi__awlock;
   wire axi__awlock;
-  wire \axi__awlock$372 ;
+  wire \axi__awlock$398 ;
   output [2:0] axi__awprot;
   wire [2:0] axi__awprot;
-  wire [2:0] \axi__awprot$373 ;
+  wire [2:0] \axi__awprot$399 ;
   output [3:0] axi__awqos;
   wire [3:0] axi__awqos;
-  wire [3:0] \axi__awqos$374 ;
+  wire [3:0] \axi__awqos$400 ;
   input axi__awready;
   wire axi__awready;
-  wire \axi__awready$375 ;
+  wire \axi__awready$401 ;
   output [2:0] axi__awsize;
   wire [2:0] axi__awsize;
-  wire [2:0] \axi__awsize$376 ;
+  wire [2:0] \axi__awsize$402 ;
   output axi__awvalid;
   wire axi__awvalid;
-  wire \axi__awvalid$377 ;
+  wire \axi__awvalid$403 ;
   input axi__bid;
   wire axi__bid;
-  wire \axi__bid$378 ;
+  wire \axi__bid$404 ;
   output axi__bready;
   wire axi__bready;
-  wire \axi__bready$379 ;
+  wire \axi__bready$405 ;
   input [1:0] axi__bresp;
   wire [1:0] axi__bresp;
-  wire [1:0] \axi__bresp$380 ;
+  wire [1:0] \axi__bresp$406 ;
   input axi__bvalid;
   wire axi__bvalid;
-  wire \axi__bvalid$381 ;
+  wire \axi__bvalid$407 ;
   input [63:0] axi__rdata;
   wire [63:0] axi__rdata;
-  wire [63:0] \axi__rdata$382 ;
+  wire [63:0] \axi__rdata$408 ;
   input axi__rid;
   wire axi__rid;
-  wire \axi__rid$383 ;
+  wire \axi__rid$409 ;
   input axi__rlast;
   wire axi__rlast;
-  wire \axi__rlast$384 ;
+  wire \axi__rlast$410 ;
   output axi__rready;
   wire axi__rready;
-  wire \axi__rready$385 ;
+  wire \axi__rready$411 ;
   input [1:0] axi__rresp;
   wire [1:0] axi__rresp;
-  wire [1:0] \axi__rresp$386 ;
+  wire [1:0] \axi__rresp$412 ;
   input axi__rvalid;
   wire axi__rvalid;
-  wire \axi__rvalid$387 ;
+  wire \axi__rvalid$413 ;
   output [63:0] axi__wdata;
   wire [63:0] axi__wdata;
-  wire [63:0] \axi__wdata$388 ;
+  wire [63:0] \axi__wdata$414 ;
   output axi__wlast;
   wire axi__wlast;
-  wire \axi__wlast$389 ;
+  wire \axi__wlast$415 ;
   input axi__wready;
   wire axi__wready;
-  wire \axi__wready$390 ;
+  wire \axi__wready$416 ;
   output [7:0] axi__wstrb;
   wire [7:0] axi__wstrb;
-  wire [7:0] \axi__wstrb$391 ;
+  wire [7:0] \axi__wstrb$417 ;
   output axi__wvalid;
   wire axi__wvalid;
-  wire \axi__wvalid$392 ;
+  wire \axi__wvalid$418 ;
   wire [11:0] b_rd__addr;
   wire [63:0] b_rd__data;
   wire b_rd__en;
   output busy;
   wire busy;
-  wire \busy$134 ;
-  wire \busy$135 ;
-  wire \busy$194 ;
-  wire \busy$209 ;
-  wire \busy$246 ;
-  wire \busy$248 ;
-  wire \busy$261 ;
+  wire \busy$140 ;
+  wire \busy$141 ;
+  wire \busy$142 ;
+  wire \busy$210 ;
+  wire \busy$225 ;
+  wire \busy$269 ;
+  wire \busy$271 ;
+  wire \busy$284 ;
   wire \busy$52 ;
   wire \busy$53 ;
   input clk;
   wire clk;
   wire [36:0] cmd__payload;
-  wire [97:0] \cmd__payload$239 ;
-  wire [11:0] \cmd__payload$239.addr ;
-  wire [19:0] \cmd__payload$239.ext ;
-  wire [19:0] \cmd__payload$239.ext_stride ;
-  wire [15:0] \cmd__payload$239.len ;
-  wire [15:0] \cmd__payload$239.rows ;
-  wire \cmd__payload$239.store ;
-  wire [11:0] \cmd__payload$239.stride ;
-  wire \cmd__payload$239.wmem ;
+  wire [97:0] \cmd__payload$262 ;
+  wire [11:0] \cmd__payload$262.addr ;
+  wire [19:0] \cmd__payload$262.ext ;
+  wire [19:0] \cmd__payload$262.ext_stride ;
+  wire [15:0] \cmd__payload$262.len ;
+  wire [15:0] \cmd__payload$262.rows ;
+  wire \cmd__payload$262.store ;
+  wire [11:0] \cmd__payload$262.stride ;
+  wire \cmd__payload$262.wmem ;
   wire [15:0] \cmd__payload.count ;
   wire [1:0] \cmd__payload.mask ;
   wire [3:0] \cmd__payload.page ;
   wire [4:0] \cmd__payload.row0 ;
   wire [9:0] \cmd__payload.src ;
   wire cmd__ready;
-  wire \cmd__ready$242 ;
+  wire \cmd__ready$265 ;
   wire cmd__valid;
-  wire \cmd__valid$243 ;
+  wire \cmd__valid$266 ;
   wire [311:0] ctrl__report;
   wire [31:0] \ctrl__report.cycles ;
   wire [31:0] \ctrl__report.load_cycles ;
@@ -4248,13 +4279,14 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [2:0] dmem_w__en;
   output done;
   wire done;
-  wire \done$196 ;
-  wire \done$203 ;
-  wire \done$211 ;
-  wire \done$218 ;
-  wire \done$225 ;
-  wire \done$232 ;
-  wire \done$262 ;
+  wire \done$212 ;
+  wire \done$219 ;
+  wire \done$227 ;
+  wire \done$234 ;
+  wire \done$241 ;
+  wire \done$248 ;
+  wire \done$255 ;
+  wire \done$285 ;
   wire [11:0] dst_rd__addr;
   wire [63:0] dst_rd__data;
   wire dst_rd__en;
@@ -4295,7 +4327,25 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire engines__graph__busy;
   wire engines__graph__done;
   wire engines__graph__start;
-  wire [398:0] engines__mac__args;
+  wire [122:0] engines__lrn__args;
+  wire [9:0] \engines__lrn__args.act_max ;
+  wire [9:0] \engines__lrn__args.act_min ;
+  wire [11:0] \engines__lrn__args.channels ;
+  wire [8:0] \engines__lrn__args.cw ;
+  wire [5:0] \engines__lrn__args.frac ;
+  wire [11:0] \engines__lrn__args.in_base ;
+  wire [15:0] \engines__lrn__args.npos ;
+  wire [11:0] \engines__lrn__args.out_base ;
+  wire [4:0] \engines__lrn__args.shift ;
+  wire [3:0] \engines__lrn__args.size ;
+  wire [5:0] \engines__lrn__args.table_base ;
+  wire \engines__lrn__args.x_signed ;
+  wire [9:0] \engines__lrn__args.zp_in ;
+  wire [9:0] \engines__lrn__args.zp_out ;
+  wire engines__lrn__busy;
+  wire engines__lrn__done;
+  wire engines__lrn__start;
+  wire [435:0] engines__mac__args;
   wire [2:0] \engines__mac__args.ab_m1 ;
   wire [9:0] \engines__mac__args.act_max ;
   wire [9:0] \engines__mac__args.act_min ;
@@ -4306,6 +4356,11 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [5:0] \engines__mac__args.desc_base ;
   wire [3:0] \engines__mac__args.dh ;
   wire [3:0] \engines__mac__args.dw ;
+  wire \engines__mac__args.epi ;
+  wire [5:0] \engines__mac__args.epi_base ;
+  wire [9:0] \engines__mac__args.epi_max ;
+  wire [9:0] \engines__mac__args.epi_min ;
+  wire [9:0] \engines__mac__args.epi_zp_out ;
   wire [7:0] \engines__mac__args.groups ;
   wire [13:0] \engines__mac__args.img_bstep ;
   wire [13:0] \engines__mac__args.img_delta ;
@@ -4397,10 +4452,61 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire engines__spmv__busy;
   wire engines__spmv__done;
   wire engines__spmv__start;
+  wire [5:0] epi_rd__addr;
+  wire [767:0] epi_rd__data;
+  wire [95:0] \epi_rd__data[0] ;
+  wire [15:0] \epi_rd__data[0]._pad ;
+  wire [31:0] \epi_rd__data[0].bias ;
+  wire [31:0] \epi_rd__data[0].mult ;
+  wire [7:0] \epi_rd__data[0].shift ;
+  wire [7:0] \epi_rd__data[0].w ;
+  wire [95:0] \epi_rd__data[1] ;
+  wire [15:0] \epi_rd__data[1]._pad ;
+  wire [31:0] \epi_rd__data[1].bias ;
+  wire [31:0] \epi_rd__data[1].mult ;
+  wire [7:0] \epi_rd__data[1].shift ;
+  wire [7:0] \epi_rd__data[1].w ;
+  wire [95:0] \epi_rd__data[2] ;
+  wire [15:0] \epi_rd__data[2]._pad ;
+  wire [31:0] \epi_rd__data[2].bias ;
+  wire [31:0] \epi_rd__data[2].mult ;
+  wire [7:0] \epi_rd__data[2].shift ;
+  wire [7:0] \epi_rd__data[2].w ;
+  wire [95:0] \epi_rd__data[3] ;
+  wire [15:0] \epi_rd__data[3]._pad ;
+  wire [31:0] \epi_rd__data[3].bias ;
+  wire [31:0] \epi_rd__data[3].mult ;
+  wire [7:0] \epi_rd__data[3].shift ;
+  wire [7:0] \epi_rd__data[3].w ;
+  wire [95:0] \epi_rd__data[4] ;
+  wire [15:0] \epi_rd__data[4]._pad ;
+  wire [31:0] \epi_rd__data[4].bias ;
+  wire [31:0] \epi_rd__data[4].mult ;
+  wire [7:0] \epi_rd__data[4].shift ;
+  wire [7:0] \epi_rd__data[4].w ;
+  wire [95:0] \epi_rd__data[5] ;
+  wire [15:0] \epi_rd__data[5]._pad ;
+  wire [31:0] \epi_rd__data[5].bias ;
+  wire [31:0] \epi_rd__data[5].mult ;
+  wire [7:0] \epi_rd__data[5].shift ;
+  wire [7:0] \epi_rd__data[5].w ;
+  wire [95:0] \epi_rd__data[6] ;
+  wire [15:0] \epi_rd__data[6]._pad ;
+  wire [31:0] \epi_rd__data[6].bias ;
+  wire [31:0] \epi_rd__data[6].mult ;
+  wire [7:0] \epi_rd__data[6].shift ;
+  wire [7:0] \epi_rd__data[6].w ;
+  wire [95:0] \epi_rd__data[7] ;
+  wire [15:0] \epi_rd__data[7]._pad ;
+  wire [31:0] \epi_rd__data[7].bias ;
+  wire [31:0] \epi_rd__data[7].mult ;
+  wire [7:0] \epi_rd__data[7].shift ;
+  wire [7:0] \epi_rd__data[7].w ;
+  wire epi_rd__en;
   output error;
   wire error;
-  wire \error$263 ;
-  wire \error$393 ;
+  wire \error$286 ;
+  wire \error$419 ;
   wire [311:0] host__report;
   wire [31:0] \host__report.cycles ;
   wire [31:0] \host__report.load_cycles ;
@@ -4424,11 +4530,11 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire host__start;
   wire [15:0] host__start_pc;
   wire [9:0] imem_r__addr;
-  wire [415:0] imem_r__data;
+  wire [447:0] imem_r__data;
   wire imem_r__en;
   wire [9:0] imem_rd__addr;
-  wire [402:0] imem_rd__data;
-  wire [398:0] \imem_rd__data.args ;
+  wire [439:0] imem_rd__data;
+  wire [435:0] \imem_rd__data.args ;
   wire [97:0] \imem_rd__data.args.dma ;
   wire [11:0] \imem_rd__data.args.dma.addr ;
   wire [19:0] \imem_rd__data.args.dma.ext ;
@@ -4488,7 +4594,22 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [3:0] \imem_rd__data.args.load.page ;
   wire [4:0] \imem_rd__data.args.load.row0 ;
   wire [9:0] \imem_rd__data.args.load.src ;
-  wire [398:0] \imem_rd__data.args.mac ;
+  wire [122:0] \imem_rd__data.args.lrn ;
+  wire [9:0] \imem_rd__data.args.lrn.act_max ;
+  wire [9:0] \imem_rd__data.args.lrn.act_min ;
+  wire [11:0] \imem_rd__data.args.lrn.channels ;
+  wire [8:0] \imem_rd__data.args.lrn.cw ;
+  wire [5:0] \imem_rd__data.args.lrn.frac ;
+  wire [11:0] \imem_rd__data.args.lrn.in_base ;
+  wire [15:0] \imem_rd__data.args.lrn.npos ;
+  wire [11:0] \imem_rd__data.args.lrn.out_base ;
+  wire [4:0] \imem_rd__data.args.lrn.shift ;
+  wire [3:0] \imem_rd__data.args.lrn.size ;
+  wire [5:0] \imem_rd__data.args.lrn.table_base ;
+  wire \imem_rd__data.args.lrn.x_signed ;
+  wire [9:0] \imem_rd__data.args.lrn.zp_in ;
+  wire [9:0] \imem_rd__data.args.lrn.zp_out ;
+  wire [435:0] \imem_rd__data.args.mac ;
   wire [2:0] \imem_rd__data.args.mac.ab_m1 ;
   wire [9:0] \imem_rd__data.args.mac.act_max ;
   wire [9:0] \imem_rd__data.args.mac.act_min ;
@@ -4499,6 +4620,11 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [5:0] \imem_rd__data.args.mac.desc_base ;
   wire [3:0] \imem_rd__data.args.mac.dh ;
   wire [3:0] \imem_rd__data.args.mac.dw ;
+  wire \imem_rd__data.args.mac.epi ;
+  wire [5:0] \imem_rd__data.args.mac.epi_base ;
+  wire [9:0] \imem_rd__data.args.mac.epi_max ;
+  wire [9:0] \imem_rd__data.args.mac.epi_min ;
+  wire [9:0] \imem_rd__data.args.mac.epi_zp_out ;
   wire [7:0] \imem_rd__data.args.mac.groups ;
   wire [13:0] \imem_rd__data.args.mac.img_bstep ;
   wire [13:0] \imem_rd__data.args.mac.img_delta ;
@@ -4577,11 +4703,12 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   (* enum_value_1000 = "GBFS" *)
   (* enum_value_1001 = "GRELAX" *)
   (* enum_value_1010 = "GSPMV" *)
+  (* enum_value_1011 = "LRN" *)
   wire [3:0] \imem_rd__data.op ;
   wire imem_rd__en;
   wire [9:0] imem_w__addr;
-  wire [415:0] imem_w__data;
-  wire [12:0] imem_w__en;
+  wire [447:0] imem_w__data;
+  wire [13:0] imem_w__en;
   wire [36:0] load__payload;
   wire [15:0] \load__payload.count ;
   wire [1:0] \load__payload.mask ;
@@ -5188,48 +5315,95 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire \op__1__valid$94 ;
   wire \op__1__valid$95 ;
   wire [5:0] param_rd__addr;
+  wire [5:0] \param_rd__addr$164 ;
   wire [767:0] param_rd__data;
+  wire [767:0] \param_rd__data$165 ;
+  wire [63:0] \param_rd__data$165[0] ;
+  wire [31:0] \param_rd__data$165[0].dg ;
+  wire [31:0] \param_rd__data$165[0].g ;
+  wire [63:0] \param_rd__data$165[10] ;
+  wire [31:0] \param_rd__data$165[10].dg ;
+  wire [31:0] \param_rd__data$165[10].g ;
+  wire [63:0] \param_rd__data$165[11] ;
+  wire [31:0] \param_rd__data$165[11].dg ;
+  wire [31:0] \param_rd__data$165[11].g ;
+  wire [63:0] \param_rd__data$165[1] ;
+  wire [31:0] \param_rd__data$165[1].dg ;
+  wire [31:0] \param_rd__data$165[1].g ;
+  wire [63:0] \param_rd__data$165[2] ;
+  wire [31:0] \param_rd__data$165[2].dg ;
+  wire [31:0] \param_rd__data$165[2].g ;
+  wire [63:0] \param_rd__data$165[3] ;
+  wire [31:0] \param_rd__data$165[3].dg ;
+  wire [31:0] \param_rd__data$165[3].g ;
+  wire [63:0] \param_rd__data$165[4] ;
+  wire [31:0] \param_rd__data$165[4].dg ;
+  wire [31:0] \param_rd__data$165[4].g ;
+  wire [63:0] \param_rd__data$165[5] ;
+  wire [31:0] \param_rd__data$165[5].dg ;
+  wire [31:0] \param_rd__data$165[5].g ;
+  wire [63:0] \param_rd__data$165[6] ;
+  wire [31:0] \param_rd__data$165[6].dg ;
+  wire [31:0] \param_rd__data$165[6].g ;
+  wire [63:0] \param_rd__data$165[7] ;
+  wire [31:0] \param_rd__data$165[7].dg ;
+  wire [31:0] \param_rd__data$165[7].g ;
+  wire [63:0] \param_rd__data$165[8] ;
+  wire [31:0] \param_rd__data$165[8].dg ;
+  wire [31:0] \param_rd__data$165[8].g ;
+  wire [63:0] \param_rd__data$165[9] ;
+  wire [31:0] \param_rd__data$165[9].dg ;
+  wire [31:0] \param_rd__data$165[9].g ;
   wire [95:0] \param_rd__data[0] ;
-  wire [23:0] \param_rd__data[0]._pad ;
+  wire [15:0] \param_rd__data[0]._pad ;
   wire [31:0] \param_rd__data[0].bias ;
   wire [31:0] \param_rd__data[0].mult ;
   wire [7:0] \param_rd__data[0].shift ;
+  wire [7:0] \param_rd__data[0].w ;
   wire [95:0] \param_rd__data[1] ;
-  wire [23:0] \param_rd__data[1]._pad ;
+  wire [15:0] \param_rd__data[1]._pad ;
   wire [31:0] \param_rd__data[1].bias ;
   wire [31:0] \param_rd__data[1].mult ;
   wire [7:0] \param_rd__data[1].shift ;
+  wire [7:0] \param_rd__data[1].w ;
   wire [95:0] \param_rd__data[2] ;
-  wire [23:0] \param_rd__data[2]._pad ;
+  wire [15:0] \param_rd__data[2]._pad ;
   wire [31:0] \param_rd__data[2].bias ;
   wire [31:0] \param_rd__data[2].mult ;
   wire [7:0] \param_rd__data[2].shift ;
+  wire [7:0] \param_rd__data[2].w ;
   wire [95:0] \param_rd__data[3] ;
-  wire [23:0] \param_rd__data[3]._pad ;
+  wire [15:0] \param_rd__data[3]._pad ;
   wire [31:0] \param_rd__data[3].bias ;
   wire [31:0] \param_rd__data[3].mult ;
   wire [7:0] \param_rd__data[3].shift ;
+  wire [7:0] \param_rd__data[3].w ;
   wire [95:0] \param_rd__data[4] ;
-  wire [23:0] \param_rd__data[4]._pad ;
+  wire [15:0] \param_rd__data[4]._pad ;
   wire [31:0] \param_rd__data[4].bias ;
   wire [31:0] \param_rd__data[4].mult ;
   wire [7:0] \param_rd__data[4].shift ;
+  wire [7:0] \param_rd__data[4].w ;
   wire [95:0] \param_rd__data[5] ;
-  wire [23:0] \param_rd__data[5]._pad ;
+  wire [15:0] \param_rd__data[5]._pad ;
   wire [31:0] \param_rd__data[5].bias ;
   wire [31:0] \param_rd__data[5].mult ;
   wire [7:0] \param_rd__data[5].shift ;
+  wire [7:0] \param_rd__data[5].w ;
   wire [95:0] \param_rd__data[6] ;
-  wire [23:0] \param_rd__data[6]._pad ;
+  wire [15:0] \param_rd__data[6]._pad ;
   wire [31:0] \param_rd__data[6].bias ;
   wire [31:0] \param_rd__data[6].mult ;
   wire [7:0] \param_rd__data[6].shift ;
+  wire [7:0] \param_rd__data[6].w ;
   wire [95:0] \param_rd__data[7] ;
-  wire [23:0] \param_rd__data[7]._pad ;
+  wire [15:0] \param_rd__data[7]._pad ;
   wire [31:0] \param_rd__data[7].bias ;
   wire [31:0] \param_rd__data[7].mult ;
   wire [7:0] \param_rd__data[7].shift ;
+  wire [7:0] \param_rd__data[7].w ;
   wire param_rd__en;
+  wire \param_rd__en$168 ;
   wire [5:0] pmem_r__addr;
   wire [767:0] pmem_r__data;
   wire pmem_r__en;
@@ -5240,30 +5414,36 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [11:0] \port__addr$117 ;
   wire [5:0] \port__addr$123 ;
   wire [5:0] \port__addr$127 ;
-  wire [11:0] \port__addr$133 ;
-  wire [11:0] \port__addr$153 ;
-  wire [11:0] \port__addr$165 ;
-  wire [9:0] \port__addr$171 ;
-  wire [9:0] \port__addr$177 ;
+  wire [5:0] \port__addr$133 ;
+  wire [11:0] \port__addr$139 ;
+  wire [5:0] \port__addr$163 ;
+  wire [11:0] \port__addr$169 ;
+  wire [11:0] \port__addr$181 ;
+  wire [9:0] \port__addr$187 ;
+  wire [9:0] \port__addr$193 ;
   wire [5:0] \port__addr$88 ;
   wire [63:0] port__data;
   wire [63:0] \port__data$120 ;
   wire [95:0] \port__data$126 ;
   wire [767:0] \port__data$130 ;
-  wire [63:0] \port__data$148 ;
-  wire [63:0] \port__data$162 ;
-  wire [63:0] \port__data$168 ;
-  wire [63:0] \port__data$174 ;
-  wire [415:0] \port__data$180 ;
+  wire [767:0] \port__data$136 ;
+  wire [63:0] \port__data$157 ;
+  wire [767:0] \port__data$166 ;
+  wire [63:0] \port__data$178 ;
+  wire [63:0] \port__data$184 ;
+  wire [63:0] \port__data$190 ;
+  wire [447:0] \port__data$196 ;
   wire [95:0] \port__data$91 ;
   wire port__en;
   wire \port__en$121 ;
   wire \port__en$131 ;
-  wire \port__en$141 ;
-  wire \port__en$157 ;
-  wire \port__en$169 ;
-  wire \port__en$175 ;
-  wire \port__en$181 ;
+  wire \port__en$137 ;
+  wire \port__en$149 ;
+  wire \port__en$167 ;
+  wire \port__en$173 ;
+  wire \port__en$185 ;
+  wire \port__en$191 ;
+  wire \port__en$197 ;
   wire [11:0] rd__addr;
   wire [63:0] rd__data;
   wire rd__en;
@@ -5541,11 +5721,12 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [63:0] src_rd__data;
   wire src_rd__en;
   wire start;
-  wire \start$197 ;
-  wire \start$204 ;
-  wire \start$212 ;
-  wire \start$219 ;
-  wire \start$226 ;
+  wire \start$213 ;
+  wire \start$220 ;
+  wire \start$228 ;
+  wire \start$235 ;
+  wire \start$242 ;
+  wire \start$249 ;
   wire [9:0] trace_r__addr;
   wire [63:0] trace_r__data;
   wire trace_r__en;
@@ -5557,46 +5738,46 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [15:0] \trace_w__data.pc ;
   wire trace_w__en;
   wire [1:0] unit_en;
-  wire [1:0] \unit_en$251 ;
+  wire [1:0] \unit_en$274 ;
   wire [9:0] w_rd__addr;
   wire [63:0] w_rd__data;
   wire w_rd__en;
   output wb__ack;
   wire wb__ack;
-  wire \wb__ack$264 ;
+  wire \wb__ack$287 ;
   input [16:0] wb__adr;
   wire [16:0] wb__adr;
-  wire [16:0] \wb__adr$265 ;
+  wire [16:0] \wb__adr$288 ;
   input wb__cyc;
   wire wb__cyc;
-  wire \wb__cyc$266 ;
+  wire \wb__cyc$289 ;
   output [31:0] wb__dat_r;
   wire [31:0] wb__dat_r;
-  wire [31:0] \wb__dat_r$267 ;
+  wire [31:0] \wb__dat_r$290 ;
   input [31:0] wb__dat_w;
   wire [31:0] wb__dat_w;
-  wire [31:0] \wb__dat_w$268 ;
+  wire [31:0] \wb__dat_w$291 ;
   input [3:0] wb__sel;
   wire [3:0] wb__sel;
-  wire [3:0] \wb__sel$269 ;
+  wire [3:0] \wb__sel$292 ;
   input wb__stb;
   wire wb__stb;
-  wire \wb__stb$270 ;
+  wire \wb__stb$293 ;
   input wb__we;
   wire wb__we;
-  wire \wb__we$271 ;
+  wire \wb__we$294 ;
   wire [9:0] wmem_r__addr;
-  wire [9:0] \wmem_r__addr$407 ;
+  wire [9:0] \wmem_r__addr$433 ;
   wire [63:0] wmem_r__data;
-  wire [63:0] \wmem_r__data$408 ;
+  wire [63:0] \wmem_r__data$434 ;
   wire wmem_r__en;
-  wire \wmem_r__en$411 ;
+  wire \wmem_r__en$437 ;
   wire [9:0] wmem_w__addr;
-  wire [9:0] \wmem_w__addr$413 ;
+  wire [9:0] \wmem_w__addr$439 ;
   wire [63:0] wmem_w__data;
-  wire [63:0] \wmem_w__data$415 ;
+  wire [63:0] \wmem_w__data$441 ;
   wire [1:0] wmem_w__en;
-  wire \wmem_w__en$417 ;
+  wire \wmem_w__en$443 ;
   reg [63:0] amem [4095:0];
   always @(posedge clk) begin
     if (amem_port__en[0])
@@ -5605,8 +5786,8 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
       amem[amem_port__addr][63:32] <= amem_port__data[63:32];
   end
   always @(posedge clk) begin
-    if (\$signature__en$404 )
-      amem[\$signature__addr$394 ] <= axi__rdata;
+    if (\$signature__en$430 )
+      amem[\$signature__addr$420 ] <= axi__rdata;
   end
   reg [63:0] _0_;
   reg [63:0] _1_;
@@ -5622,12 +5803,12 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     if (\port__en$121 ) begin
       _1_ <= amem[\port__addr$117 ];
     end
-    _2_ <= amem[\port__addr$133 ];
-    _3_ <= amem[\port__addr$153 ];
-    _4_ <= amem[\port__addr$165 ];
-    _5_ <= amem[\$signature__addr$278 ];
-    if (\$signature__en$398 ) begin
-      _6_ <= amem[\$signature__addr$394 ];
+    _2_ <= amem[\port__addr$139 ];
+    _3_ <= amem[\port__addr$169 ];
+    _4_ <= amem[\port__addr$181 ];
+    _5_ <= amem[\$signature__addr$301 ];
+    if (\$signature__en$424 ) begin
+      _6_ <= amem[\$signature__addr$420 ];
     end
   end
   assign act_rd__0__data = _0_;
@@ -5636,153 +5817,169 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign dst_rd__data = _3_;
   assign arc_rd__data = _4_;
   assign amem_r__data = _5_;
-  assign \amem_r__data$396  = _6_;
+  assign \amem_r__data$422  = _6_;
   reg [95:0] dmem [63:0];
   always @(posedge clk) begin
-    if (\$signature__en$330 [0])
-      dmem[\$signature__addr$296 ][31:0] <= wb__dat_w;
-    if (\$signature__en$330 [1])
-      dmem[\$signature__addr$296 ][63:32] <= wb__dat_w;
-    if (\$signature__en$330 [2])
-      dmem[\$signature__addr$296 ][95:64] <= wb__dat_w;
+    if (\$signature__en$353 [0])
+      dmem[\$signature__addr$319 ][31:0] <= wb__dat_w;
+    if (\$signature__en$353 [1])
+      dmem[\$signature__addr$319 ][63:32] <= wb__dat_w;
+    if (\$signature__en$353 [2])
+      dmem[\$signature__addr$319 ][95:64] <= wb__dat_w;
   end
   reg [95:0] _7_;
   always @(posedge clk) begin
-    _7_ <= dmem[\$signature__addr$296 ];
+    _7_ <= dmem[\$signature__addr$319 ];
   end
   assign dmem_r__data = _7_;
   assign \port__data$126  = dmem[\port__addr$123 ];
   assign \port__data$91  = dmem[\port__addr$88 ];
-  reg [415:0] imem [1023:0];
+  reg [447:0] imem [1023:0];
   always @(posedge clk) begin
-    if (\$signature__en$312 [0])
-      imem[\$signature__addr$272 ][31:0] <= wb__dat_w;
-    if (\$signature__en$312 [1])
-      imem[\$signature__addr$272 ][63:32] <= wb__dat_w;
-    if (\$signature__en$312 [2])
-      imem[\$signature__addr$272 ][95:64] <= wb__dat_w;
-    if (\$signature__en$312 [3])
-      imem[\$signature__addr$272 ][127:96] <= wb__dat_w;
-    if (\$signature__en$312 [4])
-      imem[\$signature__addr$272 ][159:128] <= wb__dat_w;
-    if (\$signature__en$312 [5])
-      imem[\$signature__addr$272 ][191:160] <= wb__dat_w;
-    if (\$signature__en$312 [6])
-      imem[\$signature__addr$272 ][223:192] <= wb__dat_w;
-    if (\$signature__en$312 [7])
-      imem[\$signature__addr$272 ][255:224] <= wb__dat_w;
-    if (\$signature__en$312 [8])
-      imem[\$signature__addr$272 ][287:256] <= wb__dat_w;
-    if (\$signature__en$312 [9])
-      imem[\$signature__addr$272 ][319:288] <= wb__dat_w;
-    if (\$signature__en$312 [10])
-      imem[\$signature__addr$272 ][351:320] <= wb__dat_w;
-    if (\$signature__en$312 [11])
-      imem[\$signature__addr$272 ][383:352] <= wb__dat_w;
-    if (\$signature__en$312 [12])
-      imem[\$signature__addr$272 ][415:384] <= wb__dat_w;
+    if (\$signature__en$335 [0])
+      imem[\$signature__addr$295 ][31:0] <= wb__dat_w;
+    if (\$signature__en$335 [1])
+      imem[\$signature__addr$295 ][63:32] <= wb__dat_w;
+    if (\$signature__en$335 [2])
+      imem[\$signature__addr$295 ][95:64] <= wb__dat_w;
+    if (\$signature__en$335 [3])
+      imem[\$signature__addr$295 ][127:96] <= wb__dat_w;
+    if (\$signature__en$335 [4])
+      imem[\$signature__addr$295 ][159:128] <= wb__dat_w;
+    if (\$signature__en$335 [5])
+      imem[\$signature__addr$295 ][191:160] <= wb__dat_w;
+    if (\$signature__en$335 [6])
+      imem[\$signature__addr$295 ][223:192] <= wb__dat_w;
+    if (\$signature__en$335 [7])
+      imem[\$signature__addr$295 ][255:224] <= wb__dat_w;
+    if (\$signature__en$335 [8])
+      imem[\$signature__addr$295 ][287:256] <= wb__dat_w;
+    if (\$signature__en$335 [9])
+      imem[\$signature__addr$295 ][319:288] <= wb__dat_w;
+    if (\$signature__en$335 [10])
+      imem[\$signature__addr$295 ][351:320] <= wb__dat_w;
+    if (\$signature__en$335 [11])
+      imem[\$signature__addr$295 ][383:352] <= wb__dat_w;
+    if (\$signature__en$335 [12])
+      imem[\$signature__addr$295 ][415:384] <= wb__dat_w;
+    if (\$signature__en$335 [13])
+      imem[\$signature__addr$295 ][447:416] <= wb__dat_w;
   end
-  reg [415:0] _8_;
-  reg [415:0] _9_;
+  reg [447:0] _8_;
+  reg [447:0] _9_;
   always @(posedge clk) begin
-    _8_ <= imem[\port__addr$177 ];
-    _9_ <= imem[\$signature__addr$272 ];
+    _8_ <= imem[\port__addr$193 ];
+    _9_ <= imem[\$signature__addr$295 ];
   end
-  assign \port__data$180  = _8_;
+  assign \port__data$196  = _8_;
   assign imem_r__data = _9_;
   reg [767:0] pmem [63:0];
   always @(posedge clk) begin
-    if (\$signature__en$324 [0])
-      pmem[\$signature__addr$290 ][31:0] <= wb__dat_w;
-    if (\$signature__en$324 [1])
-      pmem[\$signature__addr$290 ][63:32] <= wb__dat_w;
-    if (\$signature__en$324 [2])
-      pmem[\$signature__addr$290 ][95:64] <= wb__dat_w;
-    if (\$signature__en$324 [3])
-      pmem[\$signature__addr$290 ][127:96] <= wb__dat_w;
-    if (\$signature__en$324 [4])
-      pmem[\$signature__addr$290 ][159:128] <= wb__dat_w;
-    if (\$signature__en$324 [5])
-      pmem[\$signature__addr$290 ][191:160] <= wb__dat_w;
-    if (\$signature__en$324 [6])
-      pmem[\$signature__addr$290 ][223:192] <= wb__dat_w;
-    if (\$signature__en$324 [7])
-      pmem[\$signature__addr$290 ][255:224] <= wb__dat_w;
-    if (\$signature__en$324 [8])
-      pmem[\$signature__addr$290 ][287:256] <= wb__dat_w;
-    if (\$signature__en$324 [9])
-      pmem[\$signature__addr$290 ][319:288] <= wb__dat_w;
-    if (\$signature__en$324 [10])
-      pmem[\$signature__addr$290 ][351:320] <= wb__dat_w;
-    if (\$signature__en$324 [11])
-      pmem[\$signature__addr$290 ][383:352] <= wb__dat_w;
-    if (\$signature__en$324 [12])
-      pmem[\$signature__addr$290 ][415:384] <= wb__dat_w;
-    if (\$signature__en$324 [13])
-      pmem[\$signature__addr$290 ][447:416] <= wb__dat_w;
-    if (\$signature__en$324 [14])
-      pmem[\$signature__addr$290 ][479:448] <= wb__dat_w;
-    if (\$signature__en$324 [15])
-      pmem[\$signature__addr$290 ][511:480] <= wb__dat_w;
-    if (\$signature__en$324 [16])
-      pmem[\$signature__addr$290 ][543:512] <= wb__dat_w;
-    if (\$signature__en$324 [17])
-      pmem[\$signature__addr$290 ][575:544] <= wb__dat_w;
-    if (\$signature__en$324 [18])
-      pmem[\$signature__addr$290 ][607:576] <= wb__dat_w;
-    if (\$signature__en$324 [19])
-      pmem[\$signature__addr$290 ][639:608] <= wb__dat_w;
-    if (\$signature__en$324 [20])
-      pmem[\$signature__addr$290 ][671:640] <= wb__dat_w;
-    if (\$signature__en$324 [21])
-      pmem[\$signature__addr$290 ][703:672] <= wb__dat_w;
-    if (\$signature__en$324 [22])
-      pmem[\$signature__addr$290 ][735:704] <= wb__dat_w;
-    if (\$signature__en$324 [23])
-      pmem[\$signature__addr$290 ][767:736] <= wb__dat_w;
+    if (\$signature__en$347 [0])
+      pmem[\$signature__addr$313 ][31:0] <= wb__dat_w;
+    if (\$signature__en$347 [1])
+      pmem[\$signature__addr$313 ][63:32] <= wb__dat_w;
+    if (\$signature__en$347 [2])
+      pmem[\$signature__addr$313 ][95:64] <= wb__dat_w;
+    if (\$signature__en$347 [3])
+      pmem[\$signature__addr$313 ][127:96] <= wb__dat_w;
+    if (\$signature__en$347 [4])
+      pmem[\$signature__addr$313 ][159:128] <= wb__dat_w;
+    if (\$signature__en$347 [5])
+      pmem[\$signature__addr$313 ][191:160] <= wb__dat_w;
+    if (\$signature__en$347 [6])
+      pmem[\$signature__addr$313 ][223:192] <= wb__dat_w;
+    if (\$signature__en$347 [7])
+      pmem[\$signature__addr$313 ][255:224] <= wb__dat_w;
+    if (\$signature__en$347 [8])
+      pmem[\$signature__addr$313 ][287:256] <= wb__dat_w;
+    if (\$signature__en$347 [9])
+      pmem[\$signature__addr$313 ][319:288] <= wb__dat_w;
+    if (\$signature__en$347 [10])
+      pmem[\$signature__addr$313 ][351:320] <= wb__dat_w;
+    if (\$signature__en$347 [11])
+      pmem[\$signature__addr$313 ][383:352] <= wb__dat_w;
+    if (\$signature__en$347 [12])
+      pmem[\$signature__addr$313 ][415:384] <= wb__dat_w;
+    if (\$signature__en$347 [13])
+      pmem[\$signature__addr$313 ][447:416] <= wb__dat_w;
+    if (\$signature__en$347 [14])
+      pmem[\$signature__addr$313 ][479:448] <= wb__dat_w;
+    if (\$signature__en$347 [15])
+      pmem[\$signature__addr$313 ][511:480] <= wb__dat_w;
+    if (\$signature__en$347 [16])
+      pmem[\$signature__addr$313 ][543:512] <= wb__dat_w;
+    if (\$signature__en$347 [17])
+      pmem[\$signature__addr$313 ][575:544] <= wb__dat_w;
+    if (\$signature__en$347 [18])
+      pmem[\$signature__addr$313 ][607:576] <= wb__dat_w;
+    if (\$signature__en$347 [19])
+      pmem[\$signature__addr$313 ][639:608] <= wb__dat_w;
+    if (\$signature__en$347 [20])
+      pmem[\$signature__addr$313 ][671:640] <= wb__dat_w;
+    if (\$signature__en$347 [21])
+      pmem[\$signature__addr$313 ][703:672] <= wb__dat_w;
+    if (\$signature__en$347 [22])
+      pmem[\$signature__addr$313 ][735:704] <= wb__dat_w;
+    if (\$signature__en$347 [23])
+      pmem[\$signature__addr$313 ][767:736] <= wb__dat_w;
   end
   reg [767:0] _10_;
   reg [767:0] _11_;
+  reg [767:0] _12_;
+  reg [767:0] _13_;
   always @(posedge clk) begin
     _10_ <= pmem[\port__addr$127 ];
-    _11_ <= pmem[\$signature__addr$290 ];
+    _11_ <= pmem[\port__addr$133 ];
+    _12_ <= pmem[\port__addr$163 ];
+    _13_ <= pmem[\$signature__addr$313 ];
   end
   assign param_rd__data = _10_;
-  assign pmem_r__data = _11_;
+  assign epi_rd__data = _11_;
+  assign \param_rd__data$165  = _12_;
+  assign pmem_r__data = _13_;
   reg [63:0] trace [1023:0];
   always @(posedge clk) begin
     if (\$signature__en )
       trace[\$signature__addr ] <= \$signature__data ;
   end
-  reg [63:0] _12_;
+  reg [63:0] _14_;
   always @(posedge clk) begin
-    _12_ <= trace[\$signature__addr$302 ];
+    _14_ <= trace[\$signature__addr$325 ];
   end
-  assign trace_r__data = _12_;
+  assign trace_r__data = _14_;
   reg [63:0] wmem [1023:0];
   always @(posedge clk) begin
-    if (\$signature__en$318 [0])
-      wmem[\$signature__addr$284 ][31:0] <= wb__dat_w;
-    if (\$signature__en$318 [1])
-      wmem[\$signature__addr$284 ][63:32] <= wb__dat_w;
+    if (\$signature__en$341 [0])
+      wmem[\$signature__addr$307 ][31:0] <= wb__dat_w;
+    if (\$signature__en$341 [1])
+      wmem[\$signature__addr$307 ][63:32] <= wb__dat_w;
   end
   always @(posedge clk) begin
-    if (\$signature__en$416 )
-      wmem[\$signature__addr$394 [9:0]] <= axi__rdata;
+    if (\$signature__en$442 )
+      wmem[\$signature__addr$420 [9:0]] <= axi__rdata;
   end
-  reg [63:0] _13_;
-  reg [63:0] _14_;
   reg [63:0] _15_;
+  reg [63:0] _16_;
+  reg [63:0] _17_;
   always @(posedge clk) begin
-    _13_ <= wmem[\port__addr$171 ];
-    _14_ <= wmem[\$signature__addr$284 ];
-    if (\$signature__en$410 ) begin
-      _15_ <= wmem[\$signature__addr$394 [9:0]];
+    _15_ <= wmem[\port__addr$187 ];
+    _16_ <= wmem[\$signature__addr$307 ];
+    if (\$signature__en$436 ) begin
+      _17_ <= wmem[\$signature__addr$420 [9:0]];
     end
   end
-  assign macro0__mem_wdata = _13_;
-  assign wmem_r__data = _14_;
-  assign \wmem_r__data$408  = _15_;
+  assign macro0__mem_wdata = _15_;
+  assign wmem_r__data = _16_;
+  assign \wmem_r__data$434  = _17_;
+  assign \$26  = \act_w__en$359  ? { \$55 , \$54 , \$53 , \$52 , \$51 , \$50 , \$49 , \$48  } : \$25 ;
+  assign \$27  = \act_w__en$358  ? { \$47 , \$46 , \$45 , \$44 , \$43 , \$42 , \$41 , \$40  } : \$26 ;
+  assign \$28  = act_w__en ? \act_w__data$378  : \$27 ;
+  assign amem_port__data = \$22  ? { wb__dat_w, wb__dat_w } : \$28 ;
+  assign \$29  = | amem_w__en;
+  assign \$30  = | { \act_w__en$381 , \act_w__en$362 , \act_w__en$361 , engines__graph__done, \act_w__en$359 , \act_w__en$358 , act_w__en };
+  assign \$31  = \$30  ? 2'h3 : 2'h0;
+  assign amem_port__en = \$29  ? amem_w__en : \$31 ;
   assign \$1  = \busy$53  ? \op__0__valid$55  : op__0__valid;
   assign macro0__op__valid = \busy$52  ? \op__0__valid$56  : \$1 ;
   assign \$2  = \busy$53  ? \op__0__payload$59  : op__0__payload;
@@ -5791,75 +5988,72 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign macro1__op__valid = \busy$52  ? \op__1__valid$95  : \$3 ;
   assign \$4  = \busy$53  ? \op__1__payload$98  : op__1__payload;
   assign macro1__op__payload = \busy$52  ? \op__1__payload$99  : \$4 ;
-  assign \$5  = \busy$135  ? act_rd__addr : a_rd__addr;
-  assign \$6  = \busy$53  ? rd__addr : \$5 ;
-  assign \$7  = \busy$134  ? old_rd__addr : \$6 ;
-  assign \port__addr$133  = \busy$52  ? args[48:37] : \$7 ;
-  assign \$11  = \busy$134  ? new_rd__addr : b_rd__addr;
-  assign \port__addr$153  = \busy$52  ? args[60:49] : \$11 ;
-  assign \$13  = | amem_w__en;
-  assign \$14  = \act_w__en$338  ? \act_w__addr$340  : act_w__addr;
-  assign \$15  = engines__graph__done ? args[60:49] : \$14 ;
-  assign \$16  = \act_w__en$336  ? \act_w__addr$342  : \$15 ;
-  assign \$17  = \act_w__en$335  ? \act_w__addr$343  : \$16 ;
-  assign \$18  = act_w__en ? \act_w__addr$344  : \$17 ;
-  assign amem_port__addr = \$13  ? \$signature__addr$278  : \$18 ;
-  assign \$19  = | amem_w__en;
-  assign \$20  = \act_w__en$338  ? { 32'h00000000, \$61  } : act_w__data;
-  assign \$21  = engines__graph__done ? \act_w__data$349  : \$20 ;
-  assign \$22  = \act_w__en$336  ? { \$59 , \$58 , \$57 , \$56 , \$55 , \$54 , \$53 , \$52  } : \$21 ;
-  assign \$23  = \act_w__en$335  ? { \$51 , \$50 , \$49 , \$48 , \$47 , \$46 , \$45 , \$44  } : \$22 ;
-  assign \$24  = act_w__en ? { \$43 , \$42 , \$41 , \$40 , \$39 , \$38 , \$37 , \$36  } : \$23 ;
-  assign amem_port__data = \$19  ? { wb__dat_w, wb__dat_w } : \$24 ;
-  assign \$25  = | amem_w__en;
-  assign \$26  = | { \act_w__en$355 , \act_w__en$338 , engines__graph__done, \act_w__en$336 , \act_w__en$335 , act_w__en };
-  assign \$27  = \$26  ? 2'h3 : 2'h0;
-  assign amem_port__en = \$25  ? amem_w__en : \$27 ;
+  assign \$5  = \busy$142  ? act_rd__addr : a_rd__addr;
+  assign \$6  = \busy$141  ? \act_rd__addr$145  : \$5 ;
+  assign \$7  = \busy$53  ? rd__addr : \$6 ;
+  assign \$8  = \busy$140  ? old_rd__addr : \$7 ;
+  assign \port__addr$139  = \busy$52  ? args[48:37] : \$8 ;
+  assign \$13  = \busy$140  ? new_rd__addr : b_rd__addr;
+  assign \port__addr$169  = \busy$52  ? args[60:49] : \$13 ;
+  assign \$15  = | amem_w__en;
+  assign \$16  = \act_w__en$362  ? \act_w__addr$364  : act_w__addr;
+  assign \$17  = \act_w__en$361  ? \act_w__addr$365  : \$16 ;
+  assign \$18  = engines__graph__done ? args[60:49] : \$17 ;
+  assign \$19  = \act_w__en$359  ? \act_w__addr$367  : \$18 ;
+  assign \$20  = \act_w__en$358  ? \act_w__addr$368  : \$19 ;
+  assign \$21  = act_w__en ? \act_w__addr$369  : \$20 ;
+  assign amem_port__addr = \$15  ? \$signature__addr$301  : \$21 ;
+  assign \$22  = | amem_w__en;
+  assign \$23  = \act_w__en$362  ? \act_w__data$373  : { \$65 , \$64 , \$63 , \$62 , \$61 , \$60 , \$59 , \$58  };
+  assign \$24  = \act_w__en$361  ? { 32'h00000000, \$57  } : \$23 ;
+  assign \$25  = engines__graph__done ? \act_w__data$375  : \$24 ;
   \isscc22_fabric.ctrl  ctrl (
     .busy(busy),
     .clk(clk),
     .dma__ready(dma__ready),
-    .dma__valid(\cmd__valid$243 ),
+    .dma__valid(\cmd__valid$266 ),
     .dma_busy(dma_busy),
     .done(done),
     .engines__ew__done(engines__ew__done),
-    .engines__ew__start(\start$204 ),
+    .engines__ew__start(\start$220 ),
     .engines__graph__done(engines__graph__done),
-    .engines__graph__start(\start$212 ),
+    .engines__graph__start(\start$228 ),
+    .engines__lrn__done(engines__lrn__done),
+    .engines__lrn__start(\start$249 ),
     .engines__mac__args(args),
     .engines__mac__done(engines__mac__done),
     .engines__mac__start(start),
     .engines__pool__done(engines__pool__done),
-    .engines__pool__start(\start$197 ),
+    .engines__pool__start(\start$213 ),
     .engines__relax__done(engines__relax__done),
-    .engines__relax__start(\start$219 ),
+    .engines__relax__start(\start$235 ),
     .engines__spmv__done(engines__spmv__done),
-    .engines__spmv__start(\start$226 ),
+    .engines__spmv__start(\start$242 ),
     .entry(\$signature__data ),
     .error(error),
     .host__report(ctrl__report),
     .host__start_pc(host__start_pc),
-    .imem_rd__addr(\port__addr$177 ),
-    .imem_rd__data(\port__data$180 [402:0]),
+    .imem_rd__addr(\port__addr$193 ),
+    .imem_rd__data(\port__data$196 [439:0]),
     .load__ready(load__ready),
     .load__valid(cmd__valid),
     .loader_busy(loader_busy),
     .macro_we(mem_we),
-    .\port$71$1513 (macro0__busy),
-    .\port$72$1513 (macro1__busy),
-    .\port$73$0 (\$34 ),
-    .\port$74$0 (\$35 ),
+    .\port$77$1513 (macro0__busy),
+    .\port$78$1513 (macro1__busy),
+    .\port$79$0 (\$38 ),
+    .\port$80$0 (\$39 ),
     .rst(rst),
     .start(host__start),
     .trace_w__addr(\$signature__addr ),
     .trace_w__en(\$signature__en )
   );
   \isscc22_fabric.dma  dma (
-    .amem_r__addr(\$signature__addr$394 ),
-    .amem_r__data(\amem_r__data$396 ),
-    .amem_r__en(\$signature__en$398 ),
+    .amem_r__addr(\$signature__addr$420 ),
+    .amem_r__data(\amem_r__data$422 ),
+    .amem_r__en(\$signature__en$424 ),
     .amem_w__data(axi__rdata),
-    .amem_w__en(\$signature__en$404 ),
+    .amem_w__en(\$signature__en$430 ),
     .axi__arlen(axi__arlen),
     .axi__arready(axi__arready),
     .axi__arvalid(axi__arvalid),
@@ -5881,39 +6075,39 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .clk(clk),
     .cmd__ready(dma__ready),
     .error(dma_error),
-    .\port$1693$0 (\$60 ),
+    .\port$1842$0 (\$56 ),
     .rd_data(axi__wdata),
     .rst(rst),
     .w_data(args[97:0]),
-    .w_en(\cmd__valid$243 ),
-    .wmem_r__data(\wmem_r__data$408 ),
-    .wmem_r__en(\$signature__en$410 ),
-    .wmem_w__en(\$signature__en$416 )
+    .w_en(\cmd__valid$266 ),
+    .wmem_r__data(\wmem_r__data$434 ),
+    .wmem_r__en(\$signature__en$436 ),
+    .wmem_w__en(\$signature__en$442 )
   );
   \isscc22_fabric.ew  ew (
     .a_rd__addr(a_rd__addr),
     .a_rd__data(src_rd__data),
-    .act_w__addr(\act_w__addr$342 ),
-    .act_w__en(\act_w__en$336 ),
+    .act_w__addr(\act_w__addr$367 ),
+    .act_w__en(\act_w__en$359 ),
     .args(args[260:0]),
     .b_rd__addr(b_rd__addr),
     .b_rd__data(dst_rd__data),
     .busy(engines__ew__busy),
     .clk(clk),
     .done(engines__ew__done),
-    .\port$1269$0 (\$52 ),
-    .\port$1275$0 (\$53 ),
-    .\port$1281$0 (\$54 ),
-    .\port$1287$0 (\$55 ),
-    .\port$1293$0 (\$56 ),
-    .\port$1299$0 (\$57 ),
-    .\port$1305$0 (\$58 ),
-    .\port$1311$0 (\$59 ),
+    .\port$1418$0 (\$48 ),
+    .\port$1424$0 (\$49 ),
+    .\port$1430$0 (\$50 ),
+    .\port$1436$0 (\$51 ),
+    .\port$1442$0 (\$52 ),
+    .\port$1448$0 (\$53 ),
+    .\port$1454$0 (\$54 ),
+    .\port$1460$0 (\$55 ),
     .rst(rst),
-    .start(\start$204 )
+    .start(\start$220 )
   );
   \isscc22_fabric.graph  graph (
-    .act_w__data(\act_w__data$349 ),
+    .act_w__data(\act_w__data$375 ),
     .args(args[60:0]),
     .busy(\busy$52 ),
     .clk(clk),
@@ -5931,10 +6125,10 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .res_valid__1(res_valid__1),
     .rst(rst),
     .src_rd__data(src_rd__data),
-    .start(\start$212 )
+    .start(\start$228 )
   );
   \isscc22_fabric.host  host (
-    .amem_r__addr(\$signature__addr$278 ),
+    .amem_r__addr(\$signature__addr$301 ),
     .amem_r__data(amem_r__data),
     .amem_w__en(amem_w__en),
     .clk(clk),
@@ -5942,17 +6136,17 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .ctrl__start(host__start),
     .ctrl__start_pc(host__start_pc),
     .dat(wb__dat_r),
-    .dmem_r__addr(\$signature__addr$296 ),
+    .dmem_r__addr(\$signature__addr$319 ),
     .dmem_r__data(dmem_r__data),
-    .dmem_w__en(\$signature__en$330 ),
-    .imem_r__addr(\$signature__addr$272 ),
+    .dmem_w__en(\$signature__en$353 ),
+    .imem_r__addr(\$signature__addr$295 ),
     .imem_r__data(imem_r__data),
-    .imem_w__en(\$signature__en$312 ),
-    .pmem_r__addr(\$signature__addr$290 ),
+    .imem_w__en(\$signature__en$335 ),
+    .pmem_r__addr(\$signature__addr$313 ),
     .pmem_r__data(pmem_r__data),
-    .pmem_w__en(\$signature__en$324 ),
+    .pmem_w__en(\$signature__en$347 ),
     .rst(rst),
-    .trace_r__addr(\$signature__addr$302 ),
+    .trace_r__addr(\$signature__addr$325 ),
     .trace_r__data(trace_r__data),
     .wb__ack(wb__ack),
     .wb__adr(wb__adr),
@@ -5961,9 +6155,9 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .wb__sel(wb__sel),
     .wb__stb(wb__stb),
     .wb__we(wb__we),
-    .wmem_r__addr(\$signature__addr$284 ),
+    .wmem_r__addr(\$signature__addr$307 ),
     .wmem_r__data(wmem_r__data),
-    .wmem_w__en(\$signature__en$318 )
+    .wmem_w__en(\$signature__en$341 )
   );
   \isscc22_fabric.loader  loader (
     .busy(loader_busy),
@@ -5976,7 +6170,29 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .rst(rst),
     .w_data(args[36:0]),
     .w_en(cmd__valid),
-    .w_rd__addr(\port__addr$171 )
+    .w_rd__addr(\port__addr$187 )
+  );
+  \isscc22_fabric.lrn  lrn (
+    .act_rd__addr(\act_rd__addr$145 ),
+    .act_rd__data(src_rd__data),
+    .act_w__addr(act_w__addr),
+    .act_w__en(\act_w__en$381 ),
+    .args(args[122:0]),
+    .busy(\busy$141 ),
+    .clk(clk),
+    .done(engines__lrn__done),
+    .param_rd__addr(\port__addr$163 ),
+    .param_rd__data(\param_rd__data$165 ),
+    .\port$3417$0 (\$58 ),
+    .\port$3419$0 (\$59 ),
+    .\port$3421$0 (\$60 ),
+    .\port$3423$0 (\$61 ),
+    .\port$3425$0 (\$62 ),
+    .\port$3427$0 (\$63 ),
+    .\port$3429$0 (\$64 ),
+    .\port$3431$0 (\$65 ),
+    .rst(rst),
+    .start(\start$249 )
   );
   \isscc22_fabric.mac  mac (
     .act_rd__0__addr(port__addr),
@@ -5985,7 +6201,8 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .act_rd__1__en(\port__en$121 ),
     .act_rd__data(act_rd__0__data),
     .\act_rd__data$15 (act_rd__1__data),
-    .act_w__addr(\act_w__addr$344 ),
+    .act_w__addr(\act_w__addr$369 ),
+    .act_w__data(\act_w__data$378 ),
     .act_w__en(act_w__en),
     .args(args),
     .busy(engines__mac__busy),
@@ -5994,6 +6211,8 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .desc_rd__1__addr(\port__addr$123 ),
     .desc_rd__data(\port__data$91 [75:0]),
     .\desc_rd__data$21 (\port__data$126 [75:0]),
+    .epi_rd__addr(\port__addr$133 ),
+    .epi_rd__data(epi_rd__data),
     .finished(engines__mac__done),
     .op__0__payload(op__0__payload),
     .op__0__ready(op__0__ready),
@@ -6003,16 +6222,8 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .op__1__valid(op__1__valid),
     .param_rd__addr(\port__addr$127 ),
     .param_rd__data(param_rd__data),
-    .\port$264$0 (\$36 ),
-    .\port$269$0 (\$37 ),
-    .\port$274$0 (\$38 ),
-    .\port$279$0 (\$39 ),
-    .\port$284$0 (\$40 ),
-    .\port$289$0 (\$41 ),
-    .\port$294$0 (\$42 ),
-    .\port$299$0 (\$43 ),
-    .\port$73$0 (\$34 ),
-    .\port$74$0 (\$35 ),
+    .\port$79$0 (\$38 ),
+    .\port$80$0 (\$39 ),
     .res_valid__0(res_valid__0),
     .res_valid__1(res_valid__1),
     .res_y__0(res_y__0),
@@ -6024,7 +6235,7 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .busy(macro0__busy),
     .clk(clk),
     .mem_page(macro0__mem_page),
-    .mem_rdata(\$28 ),
+    .mem_rdata(\$32 ),
     .mem_re(1'h0),
     .mem_row(macro0__mem_row),
     .mem_wdata(macro0__mem_wdata),
@@ -6032,8 +6243,8 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .op__payload(macro0__op__payload),
     .op__ready(op__0__ready),
     .op__valid(macro0__op__valid),
-    .res_bits(\$29 ),
-    .res_pop(\$30 ),
+    .res_bits(\$33 ),
+    .res_pop(\$34 ),
     .res_total(res_total__0),
     .res_valid(res_valid__0),
     .res_y(res_y__0),
@@ -6043,7 +6254,7 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .busy(macro1__busy),
     .clk(clk),
     .mem_page(macro0__mem_page),
-    .mem_rdata(\$31 ),
+    .mem_rdata(\$35 ),
     .mem_re(1'h0),
     .mem_row(macro0__mem_row),
     .mem_wdata(macro0__mem_wdata),
@@ -6051,8 +6262,8 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .op__payload(macro1__op__payload),
     .op__ready(op__1__ready),
     .op__valid(macro1__op__valid),
-    .res_bits(\$32 ),
-    .res_pop(\$33 ),
+    .res_bits(\$36 ),
+    .res_pop(\$37 ),
     .res_total(res_total__1),
     .res_valid(res_valid__1),
     .res_y(res_y__1),
@@ -6061,44 +6272,44 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   \isscc22_fabric.pool  pool (
     .act_rd__addr(act_rd__addr),
     .act_rd__data(src_rd__data),
-    .act_w__addr(\act_w__addr$343 ),
-    .act_w__en(\act_w__en$335 ),
+    .act_w__addr(\act_w__addr$368 ),
+    .act_w__en(\act_w__en$358 ),
     .args(args[191:0]),
-    .busy(\busy$135 ),
+    .busy(\busy$142 ),
     .clk(clk),
     .done(engines__pool__done),
-    .\port$1095$0 (\$44 ),
-    .\port$1096$0 (\$45 ),
-    .\port$1097$0 (\$46 ),
-    .\port$1098$0 (\$47 ),
-    .\port$1099$0 (\$48 ),
-    .\port$1100$0 (\$49 ),
-    .\port$1101$0 (\$50 ),
-    .\port$1102$0 (\$51 ),
+    .\port$1244$0 (\$40 ),
+    .\port$1245$0 (\$41 ),
+    .\port$1246$0 (\$42 ),
+    .\port$1247$0 (\$43 ),
+    .\port$1248$0 (\$44 ),
+    .\port$1249$0 (\$45 ),
+    .\port$1250$0 (\$46 ),
+    .\port$1251$0 (\$47 ),
     .rst(rst),
-    .start(\start$197 )
+    .start(\start$213 )
   );
   \isscc22_fabric.relax  relax (
-    .act_w__addr(\act_w__addr$340 ),
-    .act_w__en(\act_w__en$338 ),
-    .arc_rd__addr(\port__addr$165 ),
+    .act_w__addr(\act_w__addr$365 ),
+    .act_w__en(\act_w__en$361 ),
+    .arc_rd__addr(\port__addr$181 ),
     .arc_rd__data(arc_rd__data),
     .args(args[48:0]),
-    .busy(\busy$134 ),
+    .busy(\busy$140 ),
     .clk(clk),
     .finish(engines__relax__done),
     .new_rd__addr(new_rd__addr),
     .new_rd__data(dst_rd__data),
     .old_rd__addr(old_rd__addr),
     .old_rd__data(src_rd__data),
-    .\port$2016$0 (\$61 ),
+    .\port$2165$0 (\$57 ),
     .rst(rst),
-    .start(\start$219 )
+    .start(\start$235 )
   );
   \isscc22_fabric.spmv  spmv (
-    .act_w__addr(act_w__addr),
-    .act_w__data(act_w__data),
-    .act_w__en(\act_w__en$355 ),
+    .act_w__addr(\act_w__addr$364 ),
+    .act_w__data(\act_w__data$373 ),
+    .act_w__en(\act_w__en$362 ),
     .args(args[63:0]),
     .busy(\busy$53 ),
     .clk(clk),
@@ -6116,7 +6327,7 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .res_y__0(res_y__0),
     .res_y__1(res_y__1),
     .rst(rst),
-    .start(\start$226 )
+    .start(\start$242 )
   );
   assign macro0__op__ready = op__0__ready;
   assign \op__0__ready$63  = op__0__ready;
@@ -6158,206 +6369,221 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \port__data$130  = param_rd__data;
   assign \port__en$131  = 1'h1;
   assign param_rd__en = 1'h1;
+  assign epi_rd__addr = \port__addr$133 ;
+  assign \port__data$136  = epi_rd__data;
+  assign \port__en$137  = 1'h1;
+  assign epi_rd__en = 1'h1;
   assign src_rd__addr = args[48:37];
   assign a_rd__en = 1'h1;
   assign act_rd__en = 1'h1;
+  assign \act_rd__en$152  = 1'h1;
   assign rd__en = 1'h1;
   assign old_rd__en = 1'h1;
   assign src_rd__en = 1'h1;
-  assign \port__data$148  = src_rd__data;
+  assign \port__data$157  = src_rd__data;
   assign old_rd__data = src_rd__data;
   assign rd__data = src_rd__data;
   assign act_rd__data = src_rd__data;
+  assign \act_rd__data$161  = src_rd__data;
   assign a_rd__data = src_rd__data;
+  assign \param_rd__addr$164  = \port__addr$163 ;
+  assign \port__data$166  = \param_rd__data$165 ;
+  assign \port__en$167  = 1'h1;
+  assign \param_rd__en$168  = 1'h1;
   assign dst_rd__addr = args[60:49];
   assign b_rd__en = 1'h1;
   assign new_rd__en = 1'h1;
   assign dst_rd__en = 1'h1;
-  assign \port__data$162  = dst_rd__data;
+  assign \port__data$178  = dst_rd__data;
   assign new_rd__data = dst_rd__data;
   assign b_rd__data = dst_rd__data;
-  assign arc_rd__addr = \port__addr$165 ;
-  assign \port__data$168  = arc_rd__data;
-  assign \port__en$169  = 1'h1;
+  assign arc_rd__addr = \port__addr$181 ;
+  assign \port__data$184  = arc_rd__data;
+  assign \port__en$185  = 1'h1;
   assign arc_rd__en = 1'h1;
-  assign w_rd__addr = \port__addr$171 ;
+  assign w_rd__addr = \port__addr$187 ;
   assign w_rd__data = macro0__mem_wdata;
-  assign \port__data$174  = macro0__mem_wdata;
-  assign \port__en$175  = 1'h1;
+  assign \port__data$190  = macro0__mem_wdata;
+  assign \port__en$191  = 1'h1;
   assign w_rd__en = 1'h1;
-  assign imem_rd__addr = \port__addr$177 ;
-  assign imem_rd__data = \port__data$180 [402:0];
-  assign \port__en$181  = 1'h1;
+  assign imem_rd__addr = \port__addr$193 ;
+  assign imem_rd__data = \port__data$196 [439:0];
+  assign \port__en$197  = 1'h1;
   assign imem_rd__en = 1'h1;
   assign trace_w__addr = \$signature__addr ;
   assign trace_w__data = \$signature__data ;
   assign trace_w__en = \$signature__en ;
   assign engines__mac__start = start;
   assign engines__mac__args = args;
-  assign \busy$194  = engines__mac__busy;
-  assign \done$196  = engines__mac__done;
-  assign engines__pool__start = \start$197 ;
-  assign \args$199  = args[191:0];
+  assign \busy$210  = engines__mac__busy;
+  assign \done$212  = engines__mac__done;
+  assign engines__pool__start = \start$213 ;
+  assign \args$215  = args[191:0];
   assign engines__pool__args = args[191:0];
-  assign engines__pool__busy = \busy$135 ;
-  assign \done$203  = engines__pool__done;
-  assign engines__ew__start = \start$204 ;
-  assign \args$206  = args[260:0];
+  assign engines__pool__busy = \busy$142 ;
+  assign \done$219  = engines__pool__done;
+  assign engines__ew__start = \start$220 ;
+  assign \args$222  = args[260:0];
   assign engines__ew__args = args[260:0];
-  assign \busy$209  = engines__ew__busy;
-  assign \done$211  = engines__ew__done;
-  assign engines__graph__start = \start$212 ;
-  assign \args$214  = args[60:0];
+  assign \busy$225  = engines__ew__busy;
+  assign \done$227  = engines__ew__done;
+  assign engines__graph__start = \start$228 ;
+  assign \args$230  = args[60:0];
   assign engines__graph__args = args[60:0];
   assign engines__graph__busy = \busy$52 ;
-  assign \done$218  = engines__graph__done;
-  assign engines__relax__start = \start$219 ;
-  assign \args$221  = args[48:0];
+  assign \done$234  = engines__graph__done;
+  assign engines__relax__start = \start$235 ;
+  assign \args$237  = args[48:0];
   assign engines__relax__args = args[48:0];
-  assign engines__relax__busy = \busy$134 ;
-  assign \done$225  = engines__relax__done;
-  assign engines__spmv__start = \start$226 ;
-  assign \args$228  = args[63:0];
+  assign engines__relax__busy = \busy$140 ;
+  assign \done$241  = engines__relax__done;
+  assign engines__spmv__start = \start$242 ;
+  assign \args$244  = args[63:0];
   assign engines__spmv__args = args[63:0];
   assign engines__spmv__busy = \busy$53 ;
-  assign \done$232  = engines__spmv__done;
+  assign \done$248  = engines__spmv__done;
+  assign engines__lrn__start = \start$249 ;
+  assign \args$251  = args[122:0];
+  assign engines__lrn__args = args[122:0];
+  assign engines__lrn__busy = \busy$141 ;
+  assign \done$255  = engines__lrn__done;
   assign cmd__payload = args[36:0];
   assign load__payload = args[36:0];
   assign cmd__ready = load__ready;
   assign load__valid = cmd__valid;
-  assign \cmd__payload$239  = args[97:0];
+  assign \cmd__payload$262  = args[97:0];
   assign dma__payload = args[97:0];
-  assign \cmd__ready$242  = dma__ready;
-  assign dma__valid = \cmd__valid$243 ;
-  assign \busy$246  = dma_busy;
-  assign \busy$248  = loader_busy;
+  assign \cmd__ready$265  = dma__ready;
+  assign dma__valid = \cmd__valid$266 ;
+  assign \busy$269  = dma_busy;
+  assign \busy$271  = loader_busy;
   assign macro_we = mem_we;
-  assign unit_en = { \$35 , \$34  };
-  assign \unit_en$251  = { \$35 , \$34  };
+  assign unit_en = { \$39 , \$38  };
+  assign \unit_en$274  = { \$39 , \$38  };
   assign macro_busy = { macro1__busy, macro0__busy };
   assign host__report = ctrl__report;
   assign ctrl__start = host__start;
   assign ctrl__start_pc = host__start_pc;
-  assign \busy$261  = busy;
-  assign \done$262  = done;
-  assign \error$263  = error;
-  assign \wb__ack$264  = wb__ack;
-  assign \wb__adr$265  = wb__adr;
-  assign \wb__cyc$266  = wb__cyc;
-  assign \wb__dat_r$267  = wb__dat_r;
-  assign \wb__dat_w$268  = wb__dat_w;
-  assign \wb__sel$269  = wb__sel;
-  assign \wb__stb$270  = wb__stb;
-  assign \wb__we$271  = wb__we;
-  assign imem_r__addr = \$signature__addr$272 ;
-  assign \$signature__data$275  = imem_r__data;
-  assign \$signature__en$276  = 1'h1;
+  assign \busy$284  = busy;
+  assign \done$285  = done;
+  assign \error$286  = error;
+  assign \wb__ack$287  = wb__ack;
+  assign \wb__adr$288  = wb__adr;
+  assign \wb__cyc$289  = wb__cyc;
+  assign \wb__dat_r$290  = wb__dat_r;
+  assign \wb__dat_w$291  = wb__dat_w;
+  assign \wb__sel$292  = wb__sel;
+  assign \wb__stb$293  = wb__stb;
+  assign \wb__we$294  = wb__we;
+  assign imem_r__addr = \$signature__addr$295 ;
+  assign \$signature__data$298  = imem_r__data;
+  assign \$signature__en$299  = 1'h1;
   assign imem_r__en = 1'h1;
-  assign amem_r__addr = \$signature__addr$278 ;
-  assign \$signature__data$281  = amem_r__data;
-  assign \$signature__en$282  = 1'h1;
+  assign amem_r__addr = \$signature__addr$301 ;
+  assign \$signature__data$304  = amem_r__data;
+  assign \$signature__en$305  = 1'h1;
   assign amem_r__en = 1'h1;
-  assign wmem_r__addr = \$signature__addr$284 ;
-  assign \$signature__data$287  = wmem_r__data;
-  assign \$signature__en$288  = 1'h1;
+  assign wmem_r__addr = \$signature__addr$307 ;
+  assign \$signature__data$310  = wmem_r__data;
+  assign \$signature__en$311  = 1'h1;
   assign wmem_r__en = 1'h1;
-  assign pmem_r__addr = \$signature__addr$290 ;
-  assign \$signature__data$293  = pmem_r__data;
-  assign \$signature__en$294  = 1'h1;
+  assign pmem_r__addr = \$signature__addr$313 ;
+  assign \$signature__data$316  = pmem_r__data;
+  assign \$signature__en$317  = 1'h1;
   assign pmem_r__en = 1'h1;
-  assign dmem_r__addr = \$signature__addr$296 ;
-  assign \$signature__data$299  = dmem_r__data;
-  assign \$signature__en$300  = 1'h1;
+  assign dmem_r__addr = \$signature__addr$319 ;
+  assign \$signature__data$322  = dmem_r__data;
+  assign \$signature__en$323  = 1'h1;
   assign dmem_r__en = 1'h1;
-  assign trace_r__addr = \$signature__addr$302 ;
-  assign \$signature__data$305  = trace_r__data;
-  assign \$signature__en$306  = 1'h1;
+  assign trace_r__addr = \$signature__addr$325 ;
+  assign \$signature__data$328  = trace_r__data;
+  assign \$signature__en$329  = 1'h1;
   assign trace_r__en = 1'h1;
-  assign \$signature__addr$308  = \$signature__addr$272 ;
-  assign imem_w__addr = \$signature__addr$272 ;
-  assign \$signature__data$310  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
-  assign imem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
-  assign imem_w__en = \$signature__en$312 ;
-  assign \$signature__addr$314  = \$signature__addr$284 ;
-  assign wmem_w__addr = \$signature__addr$284 ;
-  assign \$signature__data$316  = { wb__dat_w, wb__dat_w };
+  assign \$signature__addr$331  = \$signature__addr$295 ;
+  assign imem_w__addr = \$signature__addr$295 ;
+  assign \$signature__data$333  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
+  assign imem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
+  assign imem_w__en = \$signature__en$335 ;
+  assign \$signature__addr$337  = \$signature__addr$307 ;
+  assign wmem_w__addr = \$signature__addr$307 ;
+  assign \$signature__data$339  = { wb__dat_w, wb__dat_w };
   assign wmem_w__data = { wb__dat_w, wb__dat_w };
-  assign wmem_w__en = \$signature__en$318 ;
-  assign \$signature__addr$320  = \$signature__addr$290 ;
-  assign pmem_w__addr = \$signature__addr$290 ;
-  assign \$signature__data$322  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
+  assign wmem_w__en = \$signature__en$341 ;
+  assign \$signature__addr$343  = \$signature__addr$313 ;
+  assign pmem_w__addr = \$signature__addr$313 ;
+  assign \$signature__data$345  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
   assign pmem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
-  assign pmem_w__en = \$signature__en$324 ;
-  assign \$signature__addr$326  = \$signature__addr$296 ;
-  assign dmem_w__addr = \$signature__addr$296 ;
-  assign \$signature__data$328  = { wb__dat_w, wb__dat_w, wb__dat_w };
+  assign pmem_w__en = \$signature__en$347 ;
+  assign \$signature__addr$349  = \$signature__addr$319 ;
+  assign dmem_w__addr = \$signature__addr$319 ;
+  assign \$signature__data$351  = { wb__dat_w, wb__dat_w, wb__dat_w };
   assign dmem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w };
-  assign dmem_w__en = \$signature__en$330 ;
-  assign \act_w__en$337  = engines__graph__done;
-  assign \act_w__addr$341  = args[60:49];
-  assign amem_w__addr = \$signature__addr$278 ;
-  assign \act_w__data$348  = { 32'h00000000, \$61  };
-  assign \act_w__data$350  = { \$59 , \$58 , \$57 , \$56 , \$55 , \$54 , \$53 , \$52  };
-  assign \act_w__data$351  = { \$51 , \$50 , \$49 , \$48 , \$47 , \$46 , \$45 , \$44  };
-  assign \act_w__data$352  = { \$43 , \$42 , \$41 , \$40 , \$39 , \$38 , \$37 , \$36  };
+  assign dmem_w__en = \$signature__en$353 ;
+  assign \act_w__en$360  = engines__graph__done;
+  assign \act_w__addr$366  = args[60:49];
+  assign amem_w__addr = \$signature__addr$301 ;
+  assign act_w__data = { \$65 , \$64 , \$63 , \$62 , \$61 , \$60 , \$59 , \$58  };
+  assign \act_w__data$374  = { 32'h00000000, \$57  };
+  assign \act_w__data$376  = { \$55 , \$54 , \$53 , \$52 , \$51 , \$50 , \$49 , \$48  };
+  assign \act_w__data$377  = { \$47 , \$46 , \$45 , \$44 , \$43 , \$42 , \$41 , \$40  };
   assign amem_w__data = { wb__dat_w, wb__dat_w };
-  assign \axi__araddr$356  = { 9'h000, \$60  };
-  assign \axi__arburst$357  = 2'h1;
-  assign \axi__arcache$358  = 4'h3;
-  assign \axi__arid$359  = 1'h0;
-  assign \axi__arlen$360  = axi__arlen;
-  assign \axi__arlock$361  = 1'h0;
-  assign \axi__arprot$362  = 3'h0;
-  assign \axi__arqos$363  = 4'h0;
-  assign \axi__arready$364  = axi__arready;
-  assign \axi__arsize$365  = 3'h3;
-  assign \axi__arvalid$366  = axi__arvalid;
-  assign \axi__awaddr$367  = { 9'h000, \$60  };
-  assign \axi__awburst$368  = 2'h1;
-  assign \axi__awcache$369  = 4'h3;
-  assign \axi__awid$370  = 1'h0;
-  assign \axi__awlen$371  = axi__awlen;
-  assign \axi__awlock$372  = 1'h0;
-  assign \axi__awprot$373  = 3'h0;
-  assign \axi__awqos$374  = 4'h0;
-  assign \axi__awready$375  = axi__awready;
-  assign \axi__awsize$376  = 3'h3;
-  assign \axi__awvalid$377  = axi__awvalid;
-  assign \axi__bid$378  = axi__bid;
-  assign \axi__bready$379  = axi__bready;
-  assign \axi__bresp$380  = axi__bresp;
-  assign \axi__bvalid$381  = axi__bvalid;
-  assign \axi__rdata$382  = axi__rdata;
-  assign \axi__rid$383  = axi__rid;
-  assign \axi__rlast$384  = axi__rlast;
-  assign \axi__rready$385  = axi__rready;
-  assign \axi__rresp$386  = axi__rresp;
-  assign \axi__rvalid$387  = axi__rvalid;
-  assign \axi__wdata$388  = axi__wdata;
-  assign \axi__wlast$389  = axi__wlast;
-  assign \axi__wready$390  = axi__wready;
-  assign \axi__wstrb$391  = 8'hff;
-  assign \axi__wvalid$392  = axi__wvalid;
-  assign \error$393  = dma_error;
-  assign \amem_r__addr$395  = \$signature__addr$394 ;
-  assign \$signature__data$397  = \amem_r__data$396 ;
-  assign \amem_r__en$399  = \$signature__en$398 ;
-  assign \$signature__addr$400  = \$signature__addr$394 ;
-  assign \amem_w__addr$401  = \$signature__addr$394 ;
-  assign \$signature__data$402  = axi__rdata;
-  assign \amem_w__data$403  = axi__rdata;
-  assign \amem_w__en$405  = \$signature__en$404 ;
-  assign \$signature__addr$406  = \$signature__addr$394 [9:0];
-  assign \wmem_r__addr$407  = \$signature__addr$394 [9:0];
-  assign \$signature__data$409  = \wmem_r__data$408 ;
-  assign \wmem_r__en$411  = \$signature__en$410 ;
-  assign \$signature__addr$412  = \$signature__addr$394 [9:0];
-  assign \wmem_w__addr$413  = \$signature__addr$394 [9:0];
-  assign \$signature__data$414  = axi__rdata;
-  assign \wmem_w__data$415  = axi__rdata;
-  assign \wmem_w__en$417  = \$signature__en$416 ;
+  assign \axi__araddr$382  = { 9'h000, \$56  };
+  assign \axi__arburst$383  = 2'h1;
+  assign \axi__arcache$384  = 4'h3;
+  assign \axi__arid$385  = 1'h0;
+  assign \axi__arlen$386  = axi__arlen;
+  assign \axi__arlock$387  = 1'h0;
+  assign \axi__arprot$388  = 3'h0;
+  assign \axi__arqos$389  = 4'h0;
+  assign \axi__arready$390  = axi__arready;
+  assign \axi__arsize$391  = 3'h3;
+  assign \axi__arvalid$392  = axi__arvalid;
+  assign \axi__awaddr$393  = { 9'h000, \$56  };
+  assign \axi__awburst$394  = 2'h1;
+  assign \axi__awcache$395  = 4'h3;
+  assign \axi__awid$396  = 1'h0;
+  assign \axi__awlen$397  = axi__awlen;
+  assign \axi__awlock$398  = 1'h0;
+  assign \axi__awprot$399  = 3'h0;
+  assign \axi__awqos$400  = 4'h0;
+  assign \axi__awready$401  = axi__awready;
+  assign \axi__awsize$402  = 3'h3;
+  assign \axi__awvalid$403  = axi__awvalid;
+  assign \axi__bid$404  = axi__bid;
+  assign \axi__bready$405  = axi__bready;
+  assign \axi__bresp$406  = axi__bresp;
+  assign \axi__bvalid$407  = axi__bvalid;
+  assign \axi__rdata$408  = axi__rdata;
+  assign \axi__rid$409  = axi__rid;
+  assign \axi__rlast$410  = axi__rlast;
+  assign \axi__rready$411  = axi__rready;
+  assign \axi__rresp$412  = axi__rresp;
+  assign \axi__rvalid$413  = axi__rvalid;
+  assign \axi__wdata$414  = axi__wdata;
+  assign \axi__wlast$415  = axi__wlast;
+  assign \axi__wready$416  = axi__wready;
+  assign \axi__wstrb$417  = 8'hff;
+  assign \axi__wvalid$418  = axi__wvalid;
+  assign \error$419  = dma_error;
+  assign \amem_r__addr$421  = \$signature__addr$420 ;
+  assign \$signature__data$423  = \amem_r__data$422 ;
+  assign \amem_r__en$425  = \$signature__en$424 ;
+  assign \$signature__addr$426  = \$signature__addr$420 ;
+  assign \amem_w__addr$427  = \$signature__addr$420 ;
+  assign \$signature__data$428  = axi__rdata;
+  assign \amem_w__data$429  = axi__rdata;
+  assign \amem_w__en$431  = \$signature__en$430 ;
+  assign \$signature__addr$432  = \$signature__addr$420 [9:0];
+  assign \wmem_r__addr$433  = \$signature__addr$420 [9:0];
+  assign \$signature__data$435  = \wmem_r__data$434 ;
+  assign \wmem_r__en$437  = \$signature__en$436 ;
+  assign \$signature__addr$438  = \$signature__addr$420 [9:0];
+  assign \wmem_w__addr$439  = \$signature__addr$420 [9:0];
+  assign \$signature__data$440  = axi__rdata;
+  assign \wmem_w__data$441  = axi__rdata;
+  assign \wmem_w__en$443  = \$signature__en$442 ;
   assign axi__awid = 1'h0;
-  assign axi__awaddr = { 9'h000, \$60  };
+  assign axi__awaddr = { 9'h000, \$56  };
   assign axi__awsize = 3'h3;
   assign axi__awburst = 2'h1;
   assign axi__awlock = 1'h0;
@@ -6366,7 +6592,7 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign axi__awqos = 4'h0;
   assign axi__wstrb = 8'hff;
   assign axi__arid = 1'h0;
-  assign axi__araddr = { 9'h000, \$60  };
+  assign axi__araddr = { 9'h000, \$56  };
   assign axi__arsize = 3'h3;
   assign axi__arburst = 2'h1;
   assign axi__arlock = 1'h0;
@@ -7119,177 +7345,289 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \param_rd__data[0].bias  = param_rd__data[31:0];
   assign \param_rd__data[0].mult  = param_rd__data[63:32];
   assign \param_rd__data[0].shift  = param_rd__data[71:64];
-  assign \param_rd__data[0]._pad  = param_rd__data[95:72];
+  assign \param_rd__data[0].w  = param_rd__data[79:72];
+  assign \param_rd__data[0]._pad  = param_rd__data[95:80];
   assign \param_rd__data[1]  = param_rd__data[191:96];
   assign \param_rd__data[1].bias  = param_rd__data[127:96];
   assign \param_rd__data[1].mult  = param_rd__data[159:128];
   assign \param_rd__data[1].shift  = param_rd__data[167:160];
-  assign \param_rd__data[1]._pad  = param_rd__data[191:168];
+  assign \param_rd__data[1].w  = param_rd__data[175:168];
+  assign \param_rd__data[1]._pad  = param_rd__data[191:176];
   assign \param_rd__data[2]  = param_rd__data[287:192];
   assign \param_rd__data[2].bias  = param_rd__data[223:192];
   assign \param_rd__data[2].mult  = param_rd__data[255:224];
   assign \param_rd__data[2].shift  = param_rd__data[263:256];
-  assign \param_rd__data[2]._pad  = param_rd__data[287:264];
+  assign \param_rd__data[2].w  = param_rd__data[271:264];
+  assign \param_rd__data[2]._pad  = param_rd__data[287:272];
   assign \param_rd__data[3]  = param_rd__data[383:288];
   assign \param_rd__data[3].bias  = param_rd__data[319:288];
   assign \param_rd__data[3].mult  = param_rd__data[351:320];
   assign \param_rd__data[3].shift  = param_rd__data[359:352];
-  assign \param_rd__data[3]._pad  = param_rd__data[383:360];
+  assign \param_rd__data[3].w  = param_rd__data[367:360];
+  assign \param_rd__data[3]._pad  = param_rd__data[383:368];
   assign \param_rd__data[4]  = param_rd__data[479:384];
   assign \param_rd__data[4].bias  = param_rd__data[415:384];
   assign \param_rd__data[4].mult  = param_rd__data[447:416];
   assign \param_rd__data[4].shift  = param_rd__data[455:448];
-  assign \param_rd__data[4]._pad  = param_rd__data[479:456];
+  assign \param_rd__data[4].w  = param_rd__data[463:456];
+  assign \param_rd__data[4]._pad  = param_rd__data[479:464];
   assign \param_rd__data[5]  = param_rd__data[575:480];
   assign \param_rd__data[5].bias  = param_rd__data[511:480];
   assign \param_rd__data[5].mult  = param_rd__data[543:512];
   assign \param_rd__data[5].shift  = param_rd__data[551:544];
-  assign \param_rd__data[5]._pad  = param_rd__data[575:552];
+  assign \param_rd__data[5].w  = param_rd__data[559:552];
+  assign \param_rd__data[5]._pad  = param_rd__data[575:560];
   assign \param_rd__data[6]  = param_rd__data[671:576];
   assign \param_rd__data[6].bias  = param_rd__data[607:576];
   assign \param_rd__data[6].mult  = param_rd__data[639:608];
   assign \param_rd__data[6].shift  = param_rd__data[647:640];
-  assign \param_rd__data[6]._pad  = param_rd__data[671:648];
+  assign \param_rd__data[6].w  = param_rd__data[655:648];
+  assign \param_rd__data[6]._pad  = param_rd__data[671:656];
   assign \param_rd__data[7]  = param_rd__data[767:672];
   assign \param_rd__data[7].bias  = param_rd__data[703:672];
   assign \param_rd__data[7].mult  = param_rd__data[735:704];
   assign \param_rd__data[7].shift  = param_rd__data[743:736];
-  assign \param_rd__data[7]._pad  = param_rd__data[767:744];
-  assign \imem_rd__data.op  = \port__data$180 [3:0];
-  assign \imem_rd__data.args  = \port__data$180 [402:4];
-  assign \imem_rd__data.args.load  = \port__data$180 [40:4];
-  assign \imem_rd__data.args.load.src  = \port__data$180 [13:4];
-  assign \imem_rd__data.args.load.count  = \port__data$180 [29:14];
-  assign \imem_rd__data.args.load.mask  = \port__data$180 [31:30];
-  assign \imem_rd__data.args.load.page  = \port__data$180 [35:32];
-  assign \imem_rd__data.args.load.row0  = \port__data$180 [40:36];
-  assign \imem_rd__data.args.mac  = \port__data$180 [402:4];
-  assign \imem_rd__data.args.mac.in_h  = \port__data$180 [12:4];
-  assign \imem_rd__data.args.mac.in_w  = \port__data$180 [21:13];
-  assign \imem_rd__data.args.mac.in_cw  = \port__data$180 [30:22];
-  assign \imem_rd__data.args.mac.cin  = \port__data$180 [42:31];
-  assign \imem_rd__data.args.mac.kh  = \port__data$180 [51:43];
-  assign \imem_rd__data.args.mac.kw  = \port__data$180 [60:52];
-  assign \imem_rd__data.args.mac.dh  = \port__data$180 [64:61];
-  assign \imem_rd__data.args.mac.dw  = \port__data$180 [68:65];
-  assign \imem_rd__data.args.mac.sh  = \port__data$180 [72:69];
-  assign \imem_rd__data.args.mac.sw  = \port__data$180 [76:73];
-  assign \imem_rd__data.args.mac.pt  = \port__data$180 [80:77];
-  assign \imem_rd__data.args.mac.pl  = \port__data$180 [84:81];
-  assign \imem_rd__data.args.mac.ow  = \port__data$180 [93:85];
-  assign \imem_rd__data.args.mac.oh  = \port__data$180 [102:94];
-  assign \imem_rd__data.args.mac.npos  = \port__data$180 [118:103];
-  assign \imem_rd__data.args.mac.pos0  = \port__data$180 [132:119];
-  assign \imem_rd__data.args.mac.kx_inc  = \port__data$180 [146:133];
-  assign \imem_rd__data.args.mac.ky_inc  = \port__data$180 [160:147];
-  assign \imem_rd__data.args.mac.pos_ux  = \port__data$180 [174:161];
-  assign \imem_rd__data.args.mac.pos_wrap  = \port__data$180 [188:175];
-  assign \imem_rd__data.args.mac.pos_bstep  = \port__data$180 [202:189];
-  assign \imem_rd__data.args.mac.bq  = \port__data$180 [211:203];
-  assign \imem_rd__data.args.mac.br  = \port__data$180 [220:212];
-  assign \imem_rd__data.args.mac.img_delta  = \port__data$180 [234:221];
-  assign \imem_rd__data.args.mac.img_bstep  = \port__data$180 [248:235];
-  assign \imem_rd__data.args.mac.desc_base  = \port__data$180 [254:249];
-  assign \imem_rd__data.args.mac.kt  = \port__data$180 [263:255];
-  assign \imem_rd__data.args.mac.nt  = \port__data$180 [272:264];
-  assign \imem_rd__data.args.mac.kr  = \port__data$180 [281:273];
-  assign \imem_rd__data.args.mac.nr  = \port__data$180 [290:282];
-  assign \imem_rd__data.args.mac.b  = \port__data$180 [297:291];
-  assign \imem_rd__data.args.mac.ki  = \port__data$180 [304:298];
-  assign \imem_rd__data.args.mac.no  = \port__data$180 [311:305];
-  assign \imem_rd__data.args.mac.groups  = \port__data$180 [319:312];
-  assign \imem_rd__data.args.mac.role_base  = \port__data$180 [325:320];
-  assign \imem_rd__data.args.mac.page_base  = \port__data$180 [329:326];
-  assign \imem_rd__data.args.mac.out_base  = \port__data$180 [341:330];
-  assign \imem_rd__data.args.mac.out_cw  = \port__data$180 [350:342];
-  assign \imem_rd__data.args.mac.param_base  = \port__data$180 [356:351];
-  assign \imem_rd__data.args.mac.zp_in  = \port__data$180 [364:357];
-  assign \imem_rd__data.args.mac.zp_out  = \port__data$180 [374:365];
-  assign \imem_rd__data.args.mac.act_min  = \port__data$180 [384:375];
-  assign \imem_rd__data.args.mac.act_max  = \port__data$180 [394:385];
-  assign \imem_rd__data.args.mac.ab_m1  = \port__data$180 [397:395];
-  assign \imem_rd__data.args.mac.wb_log2  = \port__data$180 [399:398];
-  assign \imem_rd__data.args.mac.x_signed  = \port__data$180 [400];
-  assign \imem_rd__data.args.mac.w_signed  = \port__data$180 [401];
-  assign \imem_rd__data.args.mac.rowpack  = \port__data$180 [402];
-  assign \imem_rd__data.args.pool  = \port__data$180 [195:4];
-  assign \imem_rd__data.args.pool.mode  = \port__data$180 [4];
-  assign \imem_rd__data.args.pool.x_signed  = \port__data$180 [5];
-  assign \imem_rd__data.args.pool.in_base  = \port__data$180 [17:6];
-  assign \imem_rd__data.args.pool.in_h  = \port__data$180 [26:18];
-  assign \imem_rd__data.args.pool.in_w  = \port__data$180 [35:27];
-  assign \imem_rd__data.args.pool.cw  = \port__data$180 [44:36];
-  assign \imem_rd__data.args.pool.kh  = \port__data$180 [53:45];
-  assign \imem_rd__data.args.pool.kw  = \port__data$180 [62:54];
-  assign \imem_rd__data.args.pool.sh  = \port__data$180 [66:63];
-  assign \imem_rd__data.args.pool.sw  = \port__data$180 [70:67];
-  assign \imem_rd__data.args.pool.dh  = \port__data$180 [74:71];
-  assign \imem_rd__data.args.pool.dw  = \port__data$180 [78:75];
-  assign \imem_rd__data.args.pool.pt  = \port__data$180 [82:79];
-  assign \imem_rd__data.args.pool.pl  = \port__data$180 [86:83];
-  assign \imem_rd__data.args.pool.oh  = \port__data$180 [95:87];
-  assign \imem_rd__data.args.pool.ow  = \port__data$180 [104:96];
-  assign \imem_rd__data.args.pool.out_base  = \port__data$180 [116:105];
-  assign \imem_rd__data.args.pool.zp_in  = \port__data$180 [126:117];
-  assign \imem_rd__data.args.pool.mult  = \port__data$180 [158:127];
-  assign \imem_rd__data.args.pool.shift  = \port__data$180 [164:159];
-  assign \imem_rd__data.args.pool.zp_out  = \port__data$180 [174:165];
-  assign \imem_rd__data.args.pool.act_min  = \port__data$180 [184:175];
-  assign \imem_rd__data.args.pool.act_max  = \port__data$180 [194:185];
-  assign \imem_rd__data.args.pool.round_even  = \port__data$180 [195];
-  assign \imem_rd__data.args.ew  = \port__data$180 [264:4];
-  assign \imem_rd__data.args.ew.a_base  = \port__data$180 [15:4];
-  assign \imem_rd__data.args.ew.b_base  = \port__data$180 [27:16];
-  assign \imem_rd__data.args.ew.out_base  = \port__data$180 [39:28];
-  assign \imem_rd__data.args.ew.npos  = \port__data$180 [55:40];
-  assign \imem_rd__data.args.ew.cw  = \port__data$180 [64:56];
-  assign \imem_rd__data.args.ew.a_stride  = \port__data$180 [73:65];
-  assign \imem_rd__data.args.ew.b_stride  = \port__data$180 [82:74];
-  assign \imem_rd__data.args.ew.out_stride  = \port__data$180 [91:83];
-  assign \imem_rd__data.args.ew.x_signed  = \port__data$180 [92];
-  assign \imem_rd__data.args.ew.has_b  = \port__data$180 [93];
-  assign \imem_rd__data.args.ew.rq_in  = \port__data$180 [94];
-  assign \imem_rd__data.args.ew.rq_out  = \port__data$180 [95];
-  assign \imem_rd__data.args.ew.ls  = \port__data$180 [100:96];
-  assign \imem_rd__data.args.ew.zp_a  = \port__data$180 [110:101];
-  assign \imem_rd__data.args.ew.zp_b  = \port__data$180 [120:111];
-  assign \imem_rd__data.args.ew.mult_a  = \port__data$180 [152:121];
-  assign \imem_rd__data.args.ew.shift_a  = \port__data$180 [158:153];
-  assign \imem_rd__data.args.ew.mult_b  = \port__data$180 [190:159];
-  assign \imem_rd__data.args.ew.shift_b  = \port__data$180 [196:191];
-  assign \imem_rd__data.args.ew.mult_o  = \port__data$180 [228:197];
-  assign \imem_rd__data.args.ew.shift_o  = \port__data$180 [234:229];
-  assign \imem_rd__data.args.ew.zp_out  = \port__data$180 [244:235];
-  assign \imem_rd__data.args.ew.act_min  = \port__data$180 [254:245];
-  assign \imem_rd__data.args.ew.act_max  = \port__data$180 [264:255];
-  assign \imem_rd__data.args.dma  = \port__data$180 [101:4];
-  assign \imem_rd__data.args.dma.store  = \port__data$180 [4];
-  assign \imem_rd__data.args.dma.wmem  = \port__data$180 [5];
-  assign \imem_rd__data.args.dma.ext  = \port__data$180 [25:6];
-  assign \imem_rd__data.args.dma.addr  = \port__data$180 [37:26];
-  assign \imem_rd__data.args.dma.rows  = \port__data$180 [53:38];
-  assign \imem_rd__data.args.dma.len  = \port__data$180 [69:54];
-  assign \imem_rd__data.args.dma.ext_stride  = \port__data$180 [89:70];
-  assign \imem_rd__data.args.dma.stride  = \port__data$180 [101:90];
-  assign \imem_rd__data.args.gbfs  = \port__data$180 [64:4];
-  assign \imem_rd__data.args.gbfs.macro  = \port__data$180 [4];
-  assign \imem_rd__data.args.gbfs.page  = \port__data$180 [8:5];
-  assign \imem_rd__data.args.gbfs.rows  = \port__data$180 [40:9];
-  assign \imem_rd__data.args.gbfs.src  = \port__data$180 [52:41];
-  assign \imem_rd__data.args.gbfs.dst  = \port__data$180 [64:53];
-  assign \imem_rd__data.args.grelax  = \port__data$180 [52:4];
-  assign \imem_rd__data.args.grelax.arcs  = \port__data$180 [15:4];
-  assign \imem_rd__data.args.grelax.count  = \port__data$180 [28:16];
-  assign \imem_rd__data.args.grelax.old  = \port__data$180 [40:29];
-  assign \imem_rd__data.args.grelax.new  = \port__data$180 [52:41];
-  assign \imem_rd__data.args.gspmv  = \port__data$180 [67:4];
-  assign \imem_rd__data.args.gspmv.macro  = \port__data$180 [4];
-  assign \imem_rd__data.args.gspmv.page  = \port__data$180 [8:5];
-  assign \imem_rd__data.args.gspmv.x  = \port__data$180 [20:9];
-  assign \imem_rd__data.args.gspmv.y  = \port__data$180 [32:21];
-  assign \imem_rd__data.args.gspmv.rows  = \port__data$180 [64:33];
-  assign \imem_rd__data.args.gspmv.slices_m1  = \port__data$180 [66:65];
-  assign \imem_rd__data.args.gspmv.flush  = \port__data$180 [67];
+  assign \param_rd__data[7].w  = param_rd__data[751:744];
+  assign \param_rd__data[7]._pad  = param_rd__data[767:752];
+  assign \epi_rd__data[0]  = epi_rd__data[95:0];
+  assign \epi_rd__data[0].bias  = epi_rd__data[31:0];
+  assign \epi_rd__data[0].mult  = epi_rd__data[63:32];
+  assign \epi_rd__data[0].shift  = epi_rd__data[71:64];
+  assign \epi_rd__data[0].w  = epi_rd__data[79:72];
+  assign \epi_rd__data[0]._pad  = epi_rd__data[95:80];
+  assign \epi_rd__data[1]  = epi_rd__data[191:96];
+  assign \epi_rd__data[1].bias  = epi_rd__data[127:96];
+  assign \epi_rd__data[1].mult  = epi_rd__data[159:128];
+  assign \epi_rd__data[1].shift  = epi_rd__data[167:160];
+  assign \epi_rd__data[1].w  = epi_rd__data[175:168];
+  assign \epi_rd__data[1]._pad  = epi_rd__data[191:176];
+  assign \epi_rd__data[2]  = epi_rd__data[287:192];
+  assign \epi_rd__data[2].bias  = epi_rd__data[223:192];
+  assign \epi_rd__data[2].mult  = epi_rd__data[255:224];
+  assign \epi_rd__data[2].shift  = epi_rd__data[263:256];
+  assign \epi_rd__data[2].w  = epi_rd__data[271:264];
+  assign \epi_rd__data[2]._pad  = epi_rd__data[287:272];
+  assign \epi_rd__data[3]  = epi_rd__data[383:288];
+  assign \epi_rd__data[3].bias  = epi_rd__data[319:288];
+  assign \epi_rd__data[3].mult  = epi_rd__data[351:320];
+  assign \epi_rd__data[3].shift  = epi_rd__data[359:352];
+  assign \epi_rd__data[3].w  = epi_rd__data[367:360];
+  assign \epi_rd__data[3]._pad  = epi_rd__data[383:368];
+  assign \epi_rd__data[4]  = epi_rd__data[479:384];
+  assign \epi_rd__data[4].bias  = epi_rd__data[415:384];
+  assign \epi_rd__data[4].mult  = epi_rd__data[447:416];
+  assign \epi_rd__data[4].shift  = epi_rd__data[455:448];
+  assign \epi_rd__data[4].w  = epi_rd__data[463:456];
+  assign \epi_rd__data[4]._pad  = epi_rd__data[479:464];
+  assign \epi_rd__data[5]  = epi_rd__data[575:480];
+  assign \epi_rd__data[5].bias  = epi_rd__data[511:480];
+  assign \epi_rd__data[5].mult  = epi_rd__data[543:512];
+  assign \epi_rd__data[5].shift  = epi_rd__data[551:544];
+  assign \epi_rd__data[5].w  = epi_rd__data[559:552];
+  assign \epi_rd__data[5]._pad  = epi_rd__data[575:560];
+  assign \epi_rd__data[6]  = epi_rd__data[671:576];
+  assign \epi_rd__data[6].bias  = epi_rd__data[607:576];
+  assign \epi_rd__data[6].mult  = epi_rd__data[639:608];
+  assign \epi_rd__data[6].shift  = epi_rd__data[647:640];
+  assign \epi_rd__data[6].w  = epi_rd__data[655:648];
+  assign \epi_rd__data[6]._pad  = epi_rd__data[671:656];
+  assign \epi_rd__data[7]  = epi_rd__data[767:672];
+  assign \epi_rd__data[7].bias  = epi_rd__data[703:672];
+  assign \epi_rd__data[7].mult  = epi_rd__data[735:704];
+  assign \epi_rd__data[7].shift  = epi_rd__data[743:736];
+  assign \epi_rd__data[7].w  = epi_rd__data[751:744];
+  assign \epi_rd__data[7]._pad  = epi_rd__data[767:752];
+  assign \param_rd__data$165[0]  = \param_rd__data$165 [63:0];
+  assign \param_rd__data$165[0].g  = \param_rd__data$165 [31:0];
+  assign \param_rd__data$165[0].dg  = \param_rd__data$165 [63:32];
+  assign \param_rd__data$165[1]  = \param_rd__data$165 [127:64];
+  assign \param_rd__data$165[1].g  = \param_rd__data$165 [95:64];
+  assign \param_rd__data$165[1].dg  = \param_rd__data$165 [127:96];
+  assign \param_rd__data$165[2]  = \param_rd__data$165 [191:128];
+  assign \param_rd__data$165[2].g  = \param_rd__data$165 [159:128];
+  assign \param_rd__data$165[2].dg  = \param_rd__data$165 [191:160];
+  assign \param_rd__data$165[3]  = \param_rd__data$165 [255:192];
+  assign \param_rd__data$165[3].g  = \param_rd__data$165 [223:192];
+  assign \param_rd__data$165[3].dg  = \param_rd__data$165 [255:224];
+  assign \param_rd__data$165[4]  = \param_rd__data$165 [319:256];
+  assign \param_rd__data$165[4].g  = \param_rd__data$165 [287:256];
+  assign \param_rd__data$165[4].dg  = \param_rd__data$165 [319:288];
+  assign \param_rd__data$165[5]  = \param_rd__data$165 [383:320];
+  assign \param_rd__data$165[5].g  = \param_rd__data$165 [351:320];
+  assign \param_rd__data$165[5].dg  = \param_rd__data$165 [383:352];
+  assign \param_rd__data$165[6]  = \param_rd__data$165 [447:384];
+  assign \param_rd__data$165[6].g  = \param_rd__data$165 [415:384];
+  assign \param_rd__data$165[6].dg  = \param_rd__data$165 [447:416];
+  assign \param_rd__data$165[7]  = \param_rd__data$165 [511:448];
+  assign \param_rd__data$165[7].g  = \param_rd__data$165 [479:448];
+  assign \param_rd__data$165[7].dg  = \param_rd__data$165 [511:480];
+  assign \param_rd__data$165[8]  = \param_rd__data$165 [575:512];
+  assign \param_rd__data$165[8].g  = \param_rd__data$165 [543:512];
+  assign \param_rd__data$165[8].dg  = \param_rd__data$165 [575:544];
+  assign \param_rd__data$165[9]  = \param_rd__data$165 [639:576];
+  assign \param_rd__data$165[9].g  = \param_rd__data$165 [607:576];
+  assign \param_rd__data$165[9].dg  = \param_rd__data$165 [639:608];
+  assign \param_rd__data$165[10]  = \param_rd__data$165 [703:640];
+  assign \param_rd__data$165[10].g  = \param_rd__data$165 [671:640];
+  assign \param_rd__data$165[10].dg  = \param_rd__data$165 [703:672];
+  assign \param_rd__data$165[11]  = \param_rd__data$165 [767:704];
+  assign \param_rd__data$165[11].g  = \param_rd__data$165 [735:704];
+  assign \param_rd__data$165[11].dg  = \param_rd__data$165 [767:736];
+  assign \imem_rd__data.op  = \port__data$196 [3:0];
+  assign \imem_rd__data.args  = \port__data$196 [439:4];
+  assign \imem_rd__data.args.load  = \port__data$196 [40:4];
+  assign \imem_rd__data.args.load.src  = \port__data$196 [13:4];
+  assign \imem_rd__data.args.load.count  = \port__data$196 [29:14];
+  assign \imem_rd__data.args.load.mask  = \port__data$196 [31:30];
+  assign \imem_rd__data.args.load.page  = \port__data$196 [35:32];
+  assign \imem_rd__data.args.load.row0  = \port__data$196 [40:36];
+  assign \imem_rd__data.args.mac  = \port__data$196 [439:4];
+  assign \imem_rd__data.args.mac.in_h  = \port__data$196 [12:4];
+  assign \imem_rd__data.args.mac.in_w  = \port__data$196 [21:13];
+  assign \imem_rd__data.args.mac.in_cw  = \port__data$196 [30:22];
+  assign \imem_rd__data.args.mac.cin  = \port__data$196 [42:31];
+  assign \imem_rd__data.args.mac.kh  = \port__data$196 [51:43];
+  assign \imem_rd__data.args.mac.kw  = \port__data$196 [60:52];
+  assign \imem_rd__data.args.mac.dh  = \port__data$196 [64:61];
+  assign \imem_rd__data.args.mac.dw  = \port__data$196 [68:65];
+  assign \imem_rd__data.args.mac.sh  = \port__data$196 [72:69];
+  assign \imem_rd__data.args.mac.sw  = \port__data$196 [76:73];
+  assign \imem_rd__data.args.mac.pt  = \port__data$196 [80:77];
+  assign \imem_rd__data.args.mac.pl  = \port__data$196 [84:81];
+  assign \imem_rd__data.args.mac.ow  = \port__data$196 [93:85];
+  assign \imem_rd__data.args.mac.oh  = \port__data$196 [102:94];
+  assign \imem_rd__data.args.mac.npos  = \port__data$196 [118:103];
+  assign \imem_rd__data.args.mac.pos0  = \port__data$196 [132:119];
+  assign \imem_rd__data.args.mac.kx_inc  = \port__data$196 [146:133];
+  assign \imem_rd__data.args.mac.ky_inc  = \port__data$196 [160:147];
+  assign \imem_rd__data.args.mac.pos_ux  = \port__data$196 [174:161];
+  assign \imem_rd__data.args.mac.pos_wrap  = \port__data$196 [188:175];
+  assign \imem_rd__data.args.mac.pos_bstep  = \port__data$196 [202:189];
+  assign \imem_rd__data.args.mac.bq  = \port__data$196 [211:203];
+  assign \imem_rd__data.args.mac.br  = \port__data$196 [220:212];
+  assign \imem_rd__data.args.mac.img_delta  = \port__data$196 [234:221];
+  assign \imem_rd__data.args.mac.img_bstep  = \port__data$196 [248:235];
+  assign \imem_rd__data.args.mac.desc_base  = \port__data$196 [254:249];
+  assign \imem_rd__data.args.mac.kt  = \port__data$196 [263:255];
+  assign \imem_rd__data.args.mac.nt  = \port__data$196 [272:264];
+  assign \imem_rd__data.args.mac.kr  = \port__data$196 [281:273];
+  assign \imem_rd__data.args.mac.nr  = \port__data$196 [290:282];
+  assign \imem_rd__data.args.mac.b  = \port__data$196 [297:291];
+  assign \imem_rd__data.args.mac.ki  = \port__data$196 [304:298];
+  assign \imem_rd__data.args.mac.no  = \port__data$196 [311:305];
+  assign \imem_rd__data.args.mac.groups  = \port__data$196 [319:312];
+  assign \imem_rd__data.args.mac.role_base  = \port__data$196 [325:320];
+  assign \imem_rd__data.args.mac.page_base  = \port__data$196 [329:326];
+  assign \imem_rd__data.args.mac.out_base  = \port__data$196 [341:330];
+  assign \imem_rd__data.args.mac.out_cw  = \port__data$196 [350:342];
+  assign \imem_rd__data.args.mac.param_base  = \port__data$196 [356:351];
+  assign \imem_rd__data.args.mac.zp_in  = \port__data$196 [364:357];
+  assign \imem_rd__data.args.mac.zp_out  = \port__data$196 [374:365];
+  assign \imem_rd__data.args.mac.act_min  = \port__data$196 [384:375];
+  assign \imem_rd__data.args.mac.act_max  = \port__data$196 [394:385];
+  assign \imem_rd__data.args.mac.ab_m1  = \port__data$196 [397:395];
+  assign \imem_rd__data.args.mac.wb_log2  = \port__data$196 [399:398];
+  assign \imem_rd__data.args.mac.x_signed  = \port__data$196 [400];
+  assign \imem_rd__data.args.mac.w_signed  = \port__data$196 [401];
+  assign \imem_rd__data.args.mac.rowpack  = \port__data$196 [402];
+  assign \imem_rd__data.args.mac.epi  = \port__data$196 [403];
+  assign \imem_rd__data.args.mac.epi_base  = \port__data$196 [409:404];
+  assign \imem_rd__data.args.mac.epi_zp_out  = \port__data$196 [419:410];
+  assign \imem_rd__data.args.mac.epi_min  = \port__data$196 [429:420];
+  assign \imem_rd__data.args.mac.epi_max  = \port__data$196 [439:430];
+  assign \imem_rd__data.args.pool  = \port__data$196 [195:4];
+  assign \imem_rd__data.args.pool.mode  = \port__data$196 [4];
+  assign \imem_rd__data.args.pool.x_signed  = \port__data$196 [5];
+  assign \imem_rd__data.args.pool.in_base  = \port__data$196 [17:6];
+  assign \imem_rd__data.args.pool.in_h  = \port__data$196 [26:18];
+  assign \imem_rd__data.args.pool.in_w  = \port__data$196 [35:27];
+  assign \imem_rd__data.args.pool.cw  = \port__data$196 [44:36];
+  assign \imem_rd__data.args.pool.kh  = \port__data$196 [53:45];
+  assign \imem_rd__data.args.pool.kw  = \port__data$196 [62:54];
+  assign \imem_rd__data.args.pool.sh  = \port__data$196 [66:63];
+  assign \imem_rd__data.args.pool.sw  = \port__data$196 [70:67];
+  assign \imem_rd__data.args.pool.dh  = \port__data$196 [74:71];
+  assign \imem_rd__data.args.pool.dw  = \port__data$196 [78:75];
+  assign \imem_rd__data.args.pool.pt  = \port__data$196 [82:79];
+  assign \imem_rd__data.args.pool.pl  = \port__data$196 [86:83];
+  assign \imem_rd__data.args.pool.oh  = \port__data$196 [95:87];
+  assign \imem_rd__data.args.pool.ow  = \port__data$196 [104:96];
+  assign \imem_rd__data.args.pool.out_base  = \port__data$196 [116:105];
+  assign \imem_rd__data.args.pool.zp_in  = \port__data$196 [126:117];
+  assign \imem_rd__data.args.pool.mult  = \port__data$196 [158:127];
+  assign \imem_rd__data.args.pool.shift  = \port__data$196 [164:159];
+  assign \imem_rd__data.args.pool.zp_out  = \port__data$196 [174:165];
+  assign \imem_rd__data.args.pool.act_min  = \port__data$196 [184:175];
+  assign \imem_rd__data.args.pool.act_max  = \port__data$196 [194:185];
+  assign \imem_rd__data.args.pool.round_even  = \port__data$196 [195];
+  assign \imem_rd__data.args.ew  = \port__data$196 [264:4];
+  assign \imem_rd__data.args.ew.a_base  = \port__data$196 [15:4];
+  assign \imem_rd__data.args.ew.b_base  = \port__data$196 [27:16];
+  assign \imem_rd__data.args.ew.out_base  = \port__data$196 [39:28];
+  assign \imem_rd__data.args.ew.npos  = \port__data$196 [55:40];
+  assign \imem_rd__data.args.ew.cw  = \port__data$196 [64:56];
+  assign \imem_rd__data.args.ew.a_stride  = \port__data$196 [73:65];
+  assign \imem_rd__data.args.ew.b_stride  = \port__data$196 [82:74];
+  assign \imem_rd__data.args.ew.out_stride  = \port__data$196 [91:83];
+  assign \imem_rd__data.args.ew.x_signed  = \port__data$196 [92];
+  assign \imem_rd__data.args.ew.has_b  = \port__data$196 [93];
+  assign \imem_rd__data.args.ew.rq_in  = \port__data$196 [94];
+  assign \imem_rd__data.args.ew.rq_out  = \port__data$196 [95];
+  assign \imem_rd__data.args.ew.ls  = \port__data$196 [100:96];
+  assign \imem_rd__data.args.ew.zp_a  = \port__data$196 [110:101];
+  assign \imem_rd__data.args.ew.zp_b  = \port__data$196 [120:111];
+  assign \imem_rd__data.args.ew.mult_a  = \port__data$196 [152:121];
+  assign \imem_rd__data.args.ew.shift_a  = \port__data$196 [158:153];
+  assign \imem_rd__data.args.ew.mult_b  = \port__data$196 [190:159];
+  assign \imem_rd__data.args.ew.shift_b  = \port__data$196 [196:191];
+  assign \imem_rd__data.args.ew.mult_o  = \port__data$196 [228:197];
+  assign \imem_rd__data.args.ew.shift_o  = \port__data$196 [234:229];
+  assign \imem_rd__data.args.ew.zp_out  = \port__data$196 [244:235];
+  assign \imem_rd__data.args.ew.act_min  = \port__data$196 [254:245];
+  assign \imem_rd__data.args.ew.act_max  = \port__data$196 [264:255];
+  assign \imem_rd__data.args.dma  = \port__data$196 [101:4];
+  assign \imem_rd__data.args.dma.store  = \port__data$196 [4];
+  assign \imem_rd__data.args.dma.wmem  = \port__data$196 [5];
+  assign \imem_rd__data.args.dma.ext  = \port__data$196 [25:6];
+  assign \imem_rd__data.args.dma.addr  = \port__data$196 [37:26];
+  assign \imem_rd__data.args.dma.rows  = \port__data$196 [53:38];
+  assign \imem_rd__data.args.dma.len  = \port__data$196 [69:54];
+  assign \imem_rd__data.args.dma.ext_stride  = \port__data$196 [89:70];
+  assign \imem_rd__data.args.dma.stride  = \port__data$196 [101:90];
+  assign \imem_rd__data.args.gbfs  = \port__data$196 [64:4];
+  assign \imem_rd__data.args.gbfs.macro  = \port__data$196 [4];
+  assign \imem_rd__data.args.gbfs.page  = \port__data$196 [8:5];
+  assign \imem_rd__data.args.gbfs.rows  = \port__data$196 [40:9];
+  assign \imem_rd__data.args.gbfs.src  = \port__data$196 [52:41];
+  assign \imem_rd__data.args.gbfs.dst  = \port__data$196 [64:53];
+  assign \imem_rd__data.args.grelax  = \port__data$196 [52:4];
+  assign \imem_rd__data.args.grelax.arcs  = \port__data$196 [15:4];
+  assign \imem_rd__data.args.grelax.count  = \port__data$196 [28:16];
+  assign \imem_rd__data.args.grelax.old  = \port__data$196 [40:29];
+  assign \imem_rd__data.args.grelax.new  = \port__data$196 [52:41];
+  assign \imem_rd__data.args.gspmv  = \port__data$196 [67:4];
+  assign \imem_rd__data.args.gspmv.macro  = \port__data$196 [4];
+  assign \imem_rd__data.args.gspmv.page  = \port__data$196 [8:5];
+  assign \imem_rd__data.args.gspmv.x  = \port__data$196 [20:9];
+  assign \imem_rd__data.args.gspmv.y  = \port__data$196 [32:21];
+  assign \imem_rd__data.args.gspmv.rows  = \port__data$196 [64:33];
+  assign \imem_rd__data.args.gspmv.slices_m1  = \port__data$196 [66:65];
+  assign \imem_rd__data.args.gspmv.flush  = \port__data$196 [67];
+  assign \imem_rd__data.args.lrn  = \port__data$196 [126:4];
+  assign \imem_rd__data.args.lrn.in_base  = \port__data$196 [15:4];
+  assign \imem_rd__data.args.lrn.out_base  = \port__data$196 [27:16];
+  assign \imem_rd__data.args.lrn.npos  = \port__data$196 [43:28];
+  assign \imem_rd__data.args.lrn.cw  = \port__data$196 [52:44];
+  assign \imem_rd__data.args.lrn.channels  = \port__data$196 [64:53];
+  assign \imem_rd__data.args.lrn.size  = \port__data$196 [68:65];
+  assign \imem_rd__data.args.lrn.x_signed  = \port__data$196 [69];
+  assign \imem_rd__data.args.lrn.zp_in  = \port__data$196 [79:70];
+  assign \imem_rd__data.args.lrn.zp_out  = \port__data$196 [89:80];
+  assign \imem_rd__data.args.lrn.act_min  = \port__data$196 [99:90];
+  assign \imem_rd__data.args.lrn.act_max  = \port__data$196 [109:100];
+  assign \imem_rd__data.args.lrn.table_base  = \port__data$196 [115:110];
+  assign \imem_rd__data.args.lrn.shift  = \port__data$196 [120:116];
+  assign \imem_rd__data.args.lrn.frac  = \port__data$196 [126:121];
   assign \trace_w__data.cycle  = \$signature__data [31:0];
   assign \trace_w__data.pc  = \$signature__data [47:32];
   assign \trace_w__data.op  = \$signature__data [51:48];
@@ -7342,6 +7680,11 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \args.x_signed  = args[396];
   assign \args.w_signed  = args[397];
   assign \args.rowpack  = args[398];
+  assign \args.epi  = args[399];
+  assign \args.epi_base  = args[405:400];
+  assign \args.epi_zp_out  = args[415:406];
+  assign \args.epi_min  = args[425:416];
+  assign \args.epi_max  = args[435:426];
   assign \engines__mac__args.in_h  = args[8:0];
   assign \engines__mac__args.in_w  = args[17:9];
   assign \engines__mac__args.in_cw  = args[26:18];
@@ -7390,30 +7733,35 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \engines__mac__args.x_signed  = args[396];
   assign \engines__mac__args.w_signed  = args[397];
   assign \engines__mac__args.rowpack  = args[398];
-  assign \args$199.mode  = args[0];
-  assign \args$199.x_signed  = args[1];
-  assign \args$199.in_base  = args[13:2];
-  assign \args$199.in_h  = args[22:14];
-  assign \args$199.in_w  = args[31:23];
-  assign \args$199.cw  = args[40:32];
-  assign \args$199.kh  = args[49:41];
-  assign \args$199.kw  = args[58:50];
-  assign \args$199.sh  = args[62:59];
-  assign \args$199.sw  = args[66:63];
-  assign \args$199.dh  = args[70:67];
-  assign \args$199.dw  = args[74:71];
-  assign \args$199.pt  = args[78:75];
-  assign \args$199.pl  = args[82:79];
-  assign \args$199.oh  = args[91:83];
-  assign \args$199.ow  = args[100:92];
-  assign \args$199.out_base  = args[112:101];
-  assign \args$199.zp_in  = args[122:113];
-  assign \args$199.mult  = args[154:123];
-  assign \args$199.shift  = args[160:155];
-  assign \args$199.zp_out  = args[170:161];
-  assign \args$199.act_min  = args[180:171];
-  assign \args$199.act_max  = args[190:181];
-  assign \args$199.round_even  = args[191];
+  assign \engines__mac__args.epi  = args[399];
+  assign \engines__mac__args.epi_base  = args[405:400];
+  assign \engines__mac__args.epi_zp_out  = args[415:406];
+  assign \engines__mac__args.epi_min  = args[425:416];
+  assign \engines__mac__args.epi_max  = args[435:426];
+  assign \args$215.mode  = args[0];
+  assign \args$215.x_signed  = args[1];
+  assign \args$215.in_base  = args[13:2];
+  assign \args$215.in_h  = args[22:14];
+  assign \args$215.in_w  = args[31:23];
+  assign \args$215.cw  = args[40:32];
+  assign \args$215.kh  = args[49:41];
+  assign \args$215.kw  = args[58:50];
+  assign \args$215.sh  = args[62:59];
+  assign \args$215.sw  = args[66:63];
+  assign \args$215.dh  = args[70:67];
+  assign \args$215.dw  = args[74:71];
+  assign \args$215.pt  = args[78:75];
+  assign \args$215.pl  = args[82:79];
+  assign \args$215.oh  = args[91:83];
+  assign \args$215.ow  = args[100:92];
+  assign \args$215.out_base  = args[112:101];
+  assign \args$215.zp_in  = args[122:113];
+  assign \args$215.mult  = args[154:123];
+  assign \args$215.shift  = args[160:155];
+  assign \args$215.zp_out  = args[170:161];
+  assign \args$215.act_min  = args[180:171];
+  assign \args$215.act_max  = args[190:181];
+  assign \args$215.round_even  = args[191];
   assign \engines__pool__args.mode  = args[0];
   assign \engines__pool__args.x_signed  = args[1];
   assign \engines__pool__args.in_base  = args[13:2];
@@ -7438,30 +7786,30 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \engines__pool__args.act_min  = args[180:171];
   assign \engines__pool__args.act_max  = args[190:181];
   assign \engines__pool__args.round_even  = args[191];
-  assign \args$206.a_base  = args[11:0];
-  assign \args$206.b_base  = args[23:12];
-  assign \args$206.out_base  = args[35:24];
-  assign \args$206.npos  = args[51:36];
-  assign \args$206.cw  = args[60:52];
-  assign \args$206.a_stride  = args[69:61];
-  assign \args$206.b_stride  = args[78:70];
-  assign \args$206.out_stride  = args[87:79];
-  assign \args$206.x_signed  = args[88];
-  assign \args$206.has_b  = args[89];
-  assign \args$206.rq_in  = args[90];
-  assign \args$206.rq_out  = args[91];
-  assign \args$206.ls  = args[96:92];
-  assign \args$206.zp_a  = args[106:97];
-  assign \args$206.zp_b  = args[116:107];
-  assign \args$206.mult_a  = args[148:117];
-  assign \args$206.shift_a  = args[154:149];
-  assign \args$206.mult_b  = args[186:155];
-  assign \args$206.shift_b  = args[192:187];
-  assign \args$206.mult_o  = args[224:193];
-  assign \args$206.shift_o  = args[230:225];
-  assign \args$206.zp_out  = args[240:231];
-  assign \args$206.act_min  = args[250:241];
-  assign \args$206.act_max  = args[260:251];
+  assign \args$222.a_base  = args[11:0];
+  assign \args$222.b_base  = args[23:12];
+  assign \args$222.out_base  = args[35:24];
+  assign \args$222.npos  = args[51:36];
+  assign \args$222.cw  = args[60:52];
+  assign \args$222.a_stride  = args[69:61];
+  assign \args$222.b_stride  = args[78:70];
+  assign \args$222.out_stride  = args[87:79];
+  assign \args$222.x_signed  = args[88];
+  assign \args$222.has_b  = args[89];
+  assign \args$222.rq_in  = args[90];
+  assign \args$222.rq_out  = args[91];
+  assign \args$222.ls  = args[96:92];
+  assign \args$222.zp_a  = args[106:97];
+  assign \args$222.zp_b  = args[116:107];
+  assign \args$222.mult_a  = args[148:117];
+  assign \args$222.shift_a  = args[154:149];
+  assign \args$222.mult_b  = args[186:155];
+  assign \args$222.shift_b  = args[192:187];
+  assign \args$222.mult_o  = args[224:193];
+  assign \args$222.shift_o  = args[230:225];
+  assign \args$222.zp_out  = args[240:231];
+  assign \args$222.act_min  = args[250:241];
+  assign \args$222.act_max  = args[260:251];
   assign \engines__ew__args.a_base  = args[11:0];
   assign \engines__ew__args.b_base  = args[23:12];
   assign \engines__ew__args.out_base  = args[35:24];
@@ -7486,31 +7834,31 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \engines__ew__args.zp_out  = args[240:231];
   assign \engines__ew__args.act_min  = args[250:241];
   assign \engines__ew__args.act_max  = args[260:251];
-  assign \args$214.macro  = args[0];
-  assign \args$214.page  = args[4:1];
-  assign \args$214.rows  = args[36:5];
-  assign \args$214.src  = args[48:37];
-  assign \args$214.dst  = args[60:49];
+  assign \args$230.macro  = args[0];
+  assign \args$230.page  = args[4:1];
+  assign \args$230.rows  = args[36:5];
+  assign \args$230.src  = args[48:37];
+  assign \args$230.dst  = args[60:49];
   assign \engines__graph__args.macro  = args[0];
   assign \engines__graph__args.page  = args[4:1];
   assign \engines__graph__args.rows  = args[36:5];
   assign \engines__graph__args.src  = args[48:37];
   assign \engines__graph__args.dst  = args[60:49];
-  assign \args$221.arcs  = args[11:0];
-  assign \args$221.count  = args[24:12];
-  assign \args$221.old  = args[36:25];
-  assign \args$221.new  = args[48:37];
+  assign \args$237.arcs  = args[11:0];
+  assign \args$237.count  = args[24:12];
+  assign \args$237.old  = args[36:25];
+  assign \args$237.new  = args[48:37];
   assign \engines__relax__args.arcs  = args[11:0];
   assign \engines__relax__args.count  = args[24:12];
   assign \engines__relax__args.old  = args[36:25];
   assign \engines__relax__args.new  = args[48:37];
-  assign \args$228.macro  = args[0];
-  assign \args$228.page  = args[4:1];
-  assign \args$228.x  = args[16:5];
-  assign \args$228.y  = args[28:17];
-  assign \args$228.rows  = args[60:29];
-  assign \args$228.slices_m1  = args[62:61];
-  assign \args$228.flush  = args[63];
+  assign \args$244.macro  = args[0];
+  assign \args$244.page  = args[4:1];
+  assign \args$244.x  = args[16:5];
+  assign \args$244.y  = args[28:17];
+  assign \args$244.rows  = args[60:29];
+  assign \args$244.slices_m1  = args[62:61];
+  assign \args$244.flush  = args[63];
   assign \engines__spmv__args.macro  = args[0];
   assign \engines__spmv__args.page  = args[4:1];
   assign \engines__spmv__args.x  = args[16:5];
@@ -7518,6 +7866,34 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \engines__spmv__args.rows  = args[60:29];
   assign \engines__spmv__args.slices_m1  = args[62:61];
   assign \engines__spmv__args.flush  = args[63];
+  assign \args$251.in_base  = args[11:0];
+  assign \args$251.out_base  = args[23:12];
+  assign \args$251.npos  = args[39:24];
+  assign \args$251.cw  = args[48:40];
+  assign \args$251.channels  = args[60:49];
+  assign \args$251.size  = args[64:61];
+  assign \args$251.x_signed  = args[65];
+  assign \args$251.zp_in  = args[75:66];
+  assign \args$251.zp_out  = args[85:76];
+  assign \args$251.act_min  = args[95:86];
+  assign \args$251.act_max  = args[105:96];
+  assign \args$251.table_base  = args[111:106];
+  assign \args$251.shift  = args[116:112];
+  assign \args$251.frac  = args[122:117];
+  assign \engines__lrn__args.in_base  = args[11:0];
+  assign \engines__lrn__args.out_base  = args[23:12];
+  assign \engines__lrn__args.npos  = args[39:24];
+  assign \engines__lrn__args.cw  = args[48:40];
+  assign \engines__lrn__args.channels  = args[60:49];
+  assign \engines__lrn__args.size  = args[64:61];
+  assign \engines__lrn__args.x_signed  = args[65];
+  assign \engines__lrn__args.zp_in  = args[75:66];
+  assign \engines__lrn__args.zp_out  = args[85:76];
+  assign \engines__lrn__args.act_min  = args[95:86];
+  assign \engines__lrn__args.act_max  = args[105:96];
+  assign \engines__lrn__args.table_base  = args[111:106];
+  assign \engines__lrn__args.shift  = args[116:112];
+  assign \engines__lrn__args.frac  = args[122:117];
   assign \cmd__payload.src  = args[9:0];
   assign \cmd__payload.count  = args[25:10];
   assign \cmd__payload.mask  = args[27:26];
@@ -7528,14 +7904,14 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \load__payload.mask  = args[27:26];
   assign \load__payload.page  = args[31:28];
   assign \load__payload.row0  = args[36:32];
-  assign \cmd__payload$239.store  = args[0];
-  assign \cmd__payload$239.wmem  = args[1];
-  assign \cmd__payload$239.ext  = args[21:2];
-  assign \cmd__payload$239.addr  = args[33:22];
-  assign \cmd__payload$239.rows  = args[49:34];
-  assign \cmd__payload$239.len  = args[65:50];
-  assign \cmd__payload$239.ext_stride  = args[85:66];
-  assign \cmd__payload$239.stride  = args[97:86];
+  assign \cmd__payload$262.store  = args[0];
+  assign \cmd__payload$262.wmem  = args[1];
+  assign \cmd__payload$262.ext  = args[21:2];
+  assign \cmd__payload$262.addr  = args[33:22];
+  assign \cmd__payload$262.rows  = args[49:34];
+  assign \cmd__payload$262.len  = args[65:50];
+  assign \cmd__payload$262.ext_stride  = args[85:66];
+  assign \cmd__payload$262.stride  = args[97:86];
   assign \dma__payload.store  = args[0];
   assign \dma__payload.wmem  = args[1];
   assign \dma__payload.ext  = args[21:2];
@@ -7582,17 +7958,18 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \host__report.macros[1].busy  = ctrl__report[247:216];
   assign \host__report.macros[1].stall  = ctrl__report[279:248];
   assign \host__report.macros[1].wload  = ctrl__report[311:280];
-  assign \$8  = 1'h1;
-  assign \$9  = \$8 ;
+  assign \$9  = 1'h1;
   assign \$10  = \$9 ;
-  assign \port__en$141  = \$10 ;
-  assign \$12  = 1'h1;
-  assign \port__en$157  = \$12 ;
+  assign \$11  = \$10 ;
+  assign \$12  = \$11 ;
+  assign \port__en$149  = \$12 ;
+  assign \$14  = 1'h1;
+  assign \port__en$173  = \$14 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$71$1513 , \port$72$1513 , \port$73$0 , \port$74$0 , engines__mac__done, engines__pool__done, engines__ew__done, macro_we, loader_busy, load__ready, dma_busy, dma__ready, engines__graph__done, engines__relax__done, engines__spmv__done, imem_rd__addr, trace_w__en, host__report, entry
-, load__valid, engines__mac__start, engines__pool__start, engines__ew__start, dma__valid, engines__graph__start, engines__relax__start, engines__spmv__start, trace_w__addr, busy, done, error, engines__mac__args, start, host__start_pc, clk);
+module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$77$1513 , \port$78$1513 , \port$79$0 , \port$80$0 , engines__mac__done, engines__pool__done, engines__ew__done, macro_we, loader_busy, load__ready, dma_busy, dma__ready, engines__graph__done, engines__relax__done, engines__spmv__done, engines__lrn__done, imem_rd__addr, trace_w__en, host__report
+, entry, load__valid, engines__mac__start, engines__pool__start, engines__ew__start, dma__valid, engines__graph__start, engines__relax__start, engines__spmv__start, engines__lrn__start, trace_w__addr, busy, done, error, engines__mac__args, start, host__start_pc, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
   wire [16:0] \$1 ;
   wire \$10 ;
@@ -7637,7 +8014,7 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$71$1513 , \port$72$1513 ,
   reg \$46 ;
   reg \$47 ;
   reg [2:0] \$48 ;
-  reg [402:0] \$49 ;
+  reg [439:0] \$49 ;
   wire \$5 ;
   wire \$6 ;
   wire \$7 ;
@@ -7646,9 +8023,9 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$71$1513 , \port$72$1513 ,
   (* init = 1'h0 *)
   wire \$signal ;
   (* init = 1'h0 *)
-  wire \$signal$18 ;
-  reg [31:0] \$signal$30  = 32'd0;
-  reg [31:0] \$signal$31  = 32'd0;
+  wire \$signal$19 ;
+  reg [31:0] \$signal$32  = 32'd0;
+  reg [31:0] \$signal$33  = 32'd0;
   output busy;
   reg busy = 1'h0;
   input clk;
@@ -7719,8 +8096,27 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$71$1513 , \port$72$1513 ,
   wire engines__graph__done;
   output engines__graph__start;
   reg engines__graph__start;
-  output [398:0] engines__mac__args;
-  wire [398:0] engines__mac__args;
+  wire [122:0] engines__lrn__args;
+  wire [9:0] \engines__lrn__args.act_max ;
+  wire [9:0] \engines__lrn__args.act_min ;
+  wire [11:0] \engines__lrn__args.channels ;
+  wire [8:0] \engines__lrn__args.cw ;
+  wire [5:0] \engines__lrn__args.frac ;
+  wire [11:0] \engines__lrn__args.in_base ;
+  wire [15:0] \engines__lrn__args.npos ;
+  wire [11:0] \engines__lrn__args.out_base ;
+  wire [4:0] \engines__lrn__args.shift ;
+  wire [3:0] \engines__lrn__args.size ;
+  wire [5:0] \engines__lrn__args.table_base ;
+  wire \engines__lrn__args.x_signed ;
+  wire [9:0] \engines__lrn__args.zp_in ;
+  wire [9:0] \engines__lrn__args.zp_out ;
+  input engines__lrn__done;
+  wire engines__lrn__done;
+  output engines__lrn__start;
+  reg engines__lrn__start;
+  output [435:0] engines__mac__args;
+  wire [435:0] engines__mac__args;
   wire [2:0] \engines__mac__args.ab_m1 ;
   wire [9:0] \engines__mac__args.act_max ;
   wire [9:0] \engines__mac__args.act_min ;
@@ -7731,6 +8127,11 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$71$1513 , \port$72$1513 ,
   wire [5:0] \engines__mac__args.desc_base ;
   wire [3:0] \engines__mac__args.dh ;
   wire [3:0] \engines__mac__args.dw ;
+  wire \engines__mac__args.epi ;
+  wire [5:0] \engines__mac__args.epi_base ;
+  wire [9:0] \engines__mac__args.epi_max ;
+  wire [9:0] \engines__mac__args.epi_min ;
+  wire [9:0] \engines__mac__args.epi_zp_out ;
   wire [7:0] \engines__mac__args.groups ;
   wire [13:0] \engines__mac__args.img_bstep ;
   wire [13:0] \engines__mac__args.img_delta ;
@@ -7835,7 +8236,7 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$71$1513 , \port$72$1513 ,
   output error;
   reg error = 1'h0;
   (* init = 1'h0 *)
-  wire \error$20 ;
+  wire \error$21 ;
   output [311:0] host__report;
   wire [311:0] host__report;
   wire [31:0] \host__report.cycles ;
@@ -7862,9 +8263,9 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$71$1513 , \port$72$1513 ,
   wire [15:0] host__start_pc;
   output [9:0] imem_rd__addr;
   wire [9:0] imem_rd__addr;
-  input [402:0] imem_rd__data;
-  wire [402:0] imem_rd__data;
-  wire [398:0] \imem_rd__data.args ;
+  input [439:0] imem_rd__data;
+  wire [439:0] imem_rd__data;
+  wire [435:0] \imem_rd__data.args ;
   wire [97:0] \imem_rd__data.args.dma ;
   wire [11:0] \imem_rd__data.args.dma.addr ;
   wire [19:0] \imem_rd__data.args.dma.ext ;
@@ -7924,7 +8325,22 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$71$1513 , \port$72$1513 ,
   wire [3:0] \imem_rd__data.args.load.page ;
   wire [4:0] \imem_rd__data.args.load.row0 ;
   wire [9:0] \imem_rd__data.args.load.src ;
-  wire [398:0] \imem_rd__data.args.mac ;
+  wire [122:0] \imem_rd__data.args.lrn ;
+  wire [9:0] \imem_rd__data.args.lrn.act_max ;
+  wire [9:0] \imem_rd__data.args.lrn.act_min ;
+  wire [11:0] \imem_rd__data.args.lrn.channels ;
+  wire [8:0] \imem_rd__data.args.lrn.cw ;
+  wire [5:0] \imem_rd__data.args.lrn.frac ;
+  wire [11:0] \imem_rd__data.args.lrn.in_base ;
+  wire [15:0] \imem_rd__data.args.lrn.npos ;
+  wire [11:0] \imem_rd__data.args.lrn.out_base ;
+  wire [4:0] \imem_rd__data.args.lrn.shift ;
+  wire [3:0] \imem_rd__data.args.lrn.size ;
+  wire [5:0] \imem_rd__data.args.lrn.table_base ;
+  wire \imem_rd__data.args.lrn.x_signed ;
+  wire [9:0] \imem_rd__data.args.lrn.zp_in ;
+  wire [9:0] \imem_rd__data.args.lrn.zp_out ;
+  wire [435:0] \imem_rd__data.args.mac ;
   wire [2:0] \imem_rd__data.args.mac.ab_m1 ;
   wire [9:0] \imem_rd__data.args.mac.act_max ;
   wire [9:0] \imem_rd__data.args.mac.act_min ;
@@ -7935,6 +8351,11 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$71$1513 , \port$72$1513 ,
   wire [5:0] \imem_rd__data.args.mac.desc_base ;
   wire [3:0] \imem_rd__data.args.mac.dh ;
   wire [3:0] \imem_rd__data.args.mac.dw ;
+  wire \imem_rd__data.args.mac.epi ;
+  wire [5:0] \imem_rd__data.args.mac.epi_base ;
+  wire [9:0] \imem_rd__data.args.mac.epi_max ;
+  wire [9:0] \imem_rd__data.args.mac.epi_min ;
+  wire [9:0] \imem_rd__data.args.mac.epi_zp_out ;
   wire [7:0] \imem_rd__data.args.mac.groups ;
   wire [13:0] \imem_rd__data.args.mac.img_bstep ;
   wire [13:0] \imem_rd__data.args.mac.img_delta ;
@@ -8013,11 +8434,12 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$71$1513 , \port$72$1513 ,
   (* enum_value_1000 = "GBFS" *)
   (* enum_value_1001 = "GRELAX" *)
   (* enum_value_1010 = "GSPMV" *)
+  (* enum_value_1011 = "LRN" *)
   wire [3:0] \imem_rd__data.op ;
   wire imem_rd__en;
   reg in_exec;
-  reg [402:0] ir = 403'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-  wire [398:0] \ir.args ;
+  reg [439:0] ir = 440'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  wire [435:0] \ir.args ;
   wire [97:0] \ir.args.dma ;
   wire [11:0] \ir.args.dma.addr ;
   wire [19:0] \ir.args.dma.ext ;
@@ -8077,7 +8499,22 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$71$1513 , \port$72$1513 ,
   wire [3:0] \ir.args.load.page ;
   wire [4:0] \ir.args.load.row0 ;
   wire [9:0] \ir.args.load.src ;
-  wire [398:0] \ir.args.mac ;
+  wire [122:0] \ir.args.lrn ;
+  wire [9:0] \ir.args.lrn.act_max ;
+  wire [9:0] \ir.args.lrn.act_min ;
+  wire [11:0] \ir.args.lrn.channels ;
+  wire [8:0] \ir.args.lrn.cw ;
+  wire [5:0] \ir.args.lrn.frac ;
+  wire [11:0] \ir.args.lrn.in_base ;
+  wire [15:0] \ir.args.lrn.npos ;
+  wire [11:0] \ir.args.lrn.out_base ;
+  wire [4:0] \ir.args.lrn.shift ;
+  wire [3:0] \ir.args.lrn.size ;
+  wire [5:0] \ir.args.lrn.table_base ;
+  wire \ir.args.lrn.x_signed ;
+  wire [9:0] \ir.args.lrn.zp_in ;
+  wire [9:0] \ir.args.lrn.zp_out ;
+  wire [435:0] \ir.args.mac ;
   wire [2:0] \ir.args.mac.ab_m1 ;
   wire [9:0] \ir.args.mac.act_max ;
   wire [9:0] \ir.args.mac.act_min ;
@@ -8088,6 +8525,11 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$71$1513 , \port$72$1513 ,
   wire [5:0] \ir.args.mac.desc_base ;
   wire [3:0] \ir.args.mac.dh ;
   wire [3:0] \ir.args.mac.dw ;
+  wire \ir.args.mac.epi ;
+  wire [5:0] \ir.args.mac.epi_base ;
+  wire [9:0] \ir.args.mac.epi_max ;
+  wire [9:0] \ir.args.mac.epi_min ;
+  wire [9:0] \ir.args.mac.epi_zp_out ;
   wire [7:0] \ir.args.mac.groups ;
   wire [13:0] \ir.args.mac.img_bstep ;
   wire [13:0] \ir.args.mac.img_delta ;
@@ -8166,6 +8608,7 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$71$1513 , \port$72$1513 ,
   (* enum_value_1000 = "GBFS" *)
   (* enum_value_1001 = "GRELAX" *)
   (* enum_value_1010 = "GSPMV" *)
+  (* enum_value_1011 = "LRN" *)
   wire [3:0] \ir.op ;
   wire [36:0] load__payload;
   wire [15:0] \load__payload.count ;
@@ -8184,14 +8627,14 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$71$1513 , \port$72$1513 ,
   wire [1:0] macro_we;
   reg [15:0] pc = 16'h0000;
   reg pf_valid = 1'h0;
-  input \port$71$1513 ;
-  wire \port$71$1513 ;
-  input \port$72$1513 ;
-  wire \port$72$1513 ;
-  input \port$73$0 ;
-  wire \port$73$0 ;
-  input \port$74$0 ;
-  wire \port$74$0 ;
+  input \port$77$1513 ;
+  wire \port$77$1513 ;
+  input \port$78$1513 ;
+  wire \port$78$1513 ;
+  input \port$79$0 ;
+  wire \port$79$0 ;
+  input \port$80$0 ;
+  wire \port$80$0 ;
   reg retire;
   input rst;
   wire rst;
@@ -8215,9 +8658,9 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$71$1513 , \port$72$1513 ,
   always @(posedge clk)
     trace_n <= \$40 ;
   always @(posedge clk)
-    \$signal$30  <= \$41 ;
+    \$signal$32  <= \$41 ;
   always @(posedge clk)
-    \$signal$31  <= \$42 ;
+    \$signal$33  <= \$42 ;
   always @(posedge clk)
     counters0 <= \$43 ;
   always @(posedge clk)
@@ -8234,7 +8677,7 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$71$1513 , \port$72$1513 ,
     ir <= \$49 ;
   assign \$1  = pc + 1'h1;
   assign \$2  = in_exec ? \$1  : { 1'h0, pc };
-  assign engine_done = | { engines__spmv__done, engines__relax__done, engines__graph__done, engines__ew__done, engines__pool__done, engines__mac__done };
+  assign engine_done = | { engines__lrn__done, engines__spmv__done, engines__relax__done, engines__graph__done, engines__ew__done, engines__pool__done, engines__mac__done };
   assign \$3  = trace_n < 11'h400;
   assign trace_w__en = retire & \$3 ;
   assign \$4  = ~ loader_busy;
@@ -8248,25 +8691,25 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$71$1513 , \port$72$1513 ,
   assign \$12  = ~ retire;
   assign \$13  = in_exec & \$12 ;
   assign \$14  = trace_n + 1'h1;
-  assign \$15  = \$signal$30  + 1'h1;
+  assign \$15  = \$signal$32  + 1'h1;
   assign \$16  = | macro_we;
-  assign \$17  = \$signal$31  + 1'h1;
+  assign \$17  = \$signal$33  + 1'h1;
   assign \$18  = ~ busy;
   assign \$19  = start & \$18 ;
   assign \$20  = ~ busy;
   assign \$21  = start & \$20 ;
-  assign \$22  = busy & \port$71$1513 ;
+  assign \$22  = busy & \port$77$1513 ;
   assign \$23  = counters0[31:0] + 1'h1;
-  assign \$24  = ~ \port$71$1513 ;
-  assign \$25  = \port$73$0  & \$24 ;
+  assign \$24  = ~ \port$77$1513 ;
+  assign \$25  = \port$79$0  & \$24 ;
   assign \$26  = counters0[63:32] + 1'h1;
   assign \$27  = counters0[95:64] + 1'h1;
   assign \$28  = ~ busy;
   assign \$29  = start & \$28 ;
-  assign \$30  = busy & \port$72$1513 ;
+  assign \$30  = busy & \port$78$1513 ;
   assign \$31  = counters1[31:0] + 1'h1;
-  assign \$32  = ~ \port$72$1513 ;
-  assign \$33  = \port$74$0  & \$32 ;
+  assign \$32  = ~ \port$78$1513 ;
+  assign \$33  = \port$80$0  & \$32 ;
   assign \$34  = counters1[63:32] + 1'h1;
   assign \$35  = counters1[95:64] + 1'h1;
   assign \$36  = ~ loader_busy;
@@ -8305,6 +8748,45 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$71$1513 , \port$72$1513 ,
                 /* empty */;
             4'ha:
                 engines__spmv__start = 1'h1;
+          endcase
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    engines__lrn__start = 1'h0;
+    casez (ctrl_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          casez (ir[3:0])
+            4'h0:
+                /* empty */;
+            4'h1:
+                /* empty */;
+            4'h2:
+                /* empty */;
+            4'h3:
+                /* empty */;
+            4'h4:
+                /* empty */;
+            4'h5:
+                /* empty */;
+            4'h6:
+                /* empty */;
+            4'h7:
+                /* empty */;
+            4'h8:
+                /* empty */;
+            4'h9:
+                /* empty */;
+            4'ha:
+                /* empty */;
+            4'hb:
+                engines__lrn__start = 1'h1;
           endcase
     endcase
   end
@@ -8355,7 +8837,7 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$71$1513 , \port$72$1513 ,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$41  = \$signal$30 ;
+    \$41  = \$signal$32 ;
     if (busy) begin
       \$41  = \$15 [31:0];
     end
@@ -8368,7 +8850,7 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$71$1513 , \port$72$1513 ,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$42  = \$signal$31 ;
+    \$42  = \$signal$33 ;
     if (\$16 ) begin
       \$42  = \$17 [31:0];
     end
@@ -8462,6 +8944,8 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$71$1513 , \port$72$1513 ,
                 /* empty */;
             4'ha:
                 /* empty */;
+            4'hb:
+                /* empty */;
             default:
                 \$45  = 1'h0;
           endcase
@@ -8528,6 +9012,8 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$71$1513 , \port$72$1513 ,
             4'h9:
                 /* empty */;
             4'ha:
+                /* empty */;
+            4'hb:
                 /* empty */;
             default:
                 \$47  = 1'h1;
@@ -8602,6 +9088,8 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$71$1513 , \port$72$1513 ,
                 \$48  = 3'h4;
             4'ha:
                 \$48  = 3'h4;
+            4'hb:
+                \$48  = 3'h4;
             default:
                 \$48  = 3'h0;
           endcase
@@ -8672,7 +9160,7 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$71$1513 , \port$72$1513 ,
           end
     endcase
     if (rst) begin
-      \$49  = 403'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$49  = 440'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
@@ -8931,18 +9419,19 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$71$1513 , \port$72$1513 ,
   assign engines__graph__args = ir[64:4];
   assign engines__relax__args = ir[52:4];
   assign engines__spmv__args = ir[67:4];
+  assign engines__lrn__args = ir[126:4];
   assign load__payload = ir[40:4];
   assign dma__payload = ir[101:4];
   assign host__start = start;
   assign \$signal  = busy;
-  assign \$signal$18  = done;
-  assign \error$20  = error;
+  assign \$signal$19  = done;
+  assign \error$21  = error;
   assign trace_w__data = entry;
-  assign macro_busy = { \port$72$1513 , \port$71$1513  };
-  assign unit_en = { \port$74$0 , \port$73$0  };
+  assign macro_busy = { \port$78$1513 , \port$77$1513  };
+  assign unit_en = { \port$80$0 , \port$79$0  };
   assign imem_rd__addr = \$2 [9:0];
   assign trace_w__addr = trace_n[9:0];
-  assign engines__mac__args = ir[402:4];
+  assign engines__mac__args = ir[439:4];
   assign \engines__mac__args.in_h  = ir[12:4];
   assign \engines__mac__args.in_w  = ir[21:13];
   assign \engines__mac__args.in_cw  = ir[30:22];
@@ -8991,15 +9480,20 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$71$1513 , \port$72$1513 ,
   assign \engines__mac__args.x_signed  = ir[400];
   assign \engines__mac__args.w_signed  = ir[401];
   assign \engines__mac__args.rowpack  = ir[402];
+  assign \engines__mac__args.epi  = ir[403];
+  assign \engines__mac__args.epi_base  = ir[409:404];
+  assign \engines__mac__args.epi_zp_out  = ir[419:410];
+  assign \engines__mac__args.epi_min  = ir[429:420];
+  assign \engines__mac__args.epi_max  = ir[439:430];
   assign \ir.op  = ir[3:0];
-  assign \ir.args  = ir[402:4];
+  assign \ir.args  = ir[439:4];
   assign \ir.args.load  = ir[40:4];
   assign \ir.args.load.src  = ir[13:4];
   assign \ir.args.load.count  = ir[29:14];
   assign \ir.args.load.mask  = ir[31:30];
   assign \ir.args.load.page  = ir[35:32];
   assign \ir.args.load.row0  = ir[40:36];
-  assign \ir.args.mac  = ir[402:4];
+  assign \ir.args.mac  = ir[439:4];
   assign \ir.args.mac.in_h  = ir[12:4];
   assign \ir.args.mac.in_w  = ir[21:13];
   assign \ir.args.mac.in_cw  = ir[30:22];
@@ -9048,6 +9542,11 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$71$1513 , \port$72$1513 ,
   assign \ir.args.mac.x_signed  = ir[400];
   assign \ir.args.mac.w_signed  = ir[401];
   assign \ir.args.mac.rowpack  = ir[402];
+  assign \ir.args.mac.epi  = ir[403];
+  assign \ir.args.mac.epi_base  = ir[409:404];
+  assign \ir.args.mac.epi_zp_out  = ir[419:410];
+  assign \ir.args.mac.epi_min  = ir[429:420];
+  assign \ir.args.mac.epi_max  = ir[439:430];
   assign \ir.args.pool  = ir[195:4];
   assign \ir.args.pool.mode  = ir[4];
   assign \ir.args.pool.x_signed  = ir[5];
@@ -9126,6 +9625,21 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$71$1513 , \port$72$1513 ,
   assign \ir.args.gspmv.rows  = ir[64:33];
   assign \ir.args.gspmv.slices_m1  = ir[66:65];
   assign \ir.args.gspmv.flush  = ir[67];
+  assign \ir.args.lrn  = ir[126:4];
+  assign \ir.args.lrn.in_base  = ir[15:4];
+  assign \ir.args.lrn.out_base  = ir[27:16];
+  assign \ir.args.lrn.npos  = ir[43:28];
+  assign \ir.args.lrn.cw  = ir[52:44];
+  assign \ir.args.lrn.channels  = ir[64:53];
+  assign \ir.args.lrn.size  = ir[68:65];
+  assign \ir.args.lrn.x_signed  = ir[69];
+  assign \ir.args.lrn.zp_in  = ir[79:70];
+  assign \ir.args.lrn.zp_out  = ir[89:80];
+  assign \ir.args.lrn.act_min  = ir[99:90];
+  assign \ir.args.lrn.act_max  = ir[109:100];
+  assign \ir.args.lrn.table_base  = ir[115:110];
+  assign \ir.args.lrn.shift  = ir[120:116];
+  assign \ir.args.lrn.frac  = ir[126:121];
   assign \engines__pool__args.mode  = ir[4];
   assign \engines__pool__args.x_signed  = ir[5];
   assign \engines__pool__args.in_base  = ir[17:6];
@@ -9190,6 +9704,20 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$71$1513 , \port$72$1513 ,
   assign \engines__spmv__args.rows  = ir[64:33];
   assign \engines__spmv__args.slices_m1  = ir[66:65];
   assign \engines__spmv__args.flush  = ir[67];
+  assign \engines__lrn__args.in_base  = ir[15:4];
+  assign \engines__lrn__args.out_base  = ir[27:16];
+  assign \engines__lrn__args.npos  = ir[43:28];
+  assign \engines__lrn__args.cw  = ir[52:44];
+  assign \engines__lrn__args.channels  = ir[64:53];
+  assign \engines__lrn__args.size  = ir[68:65];
+  assign \engines__lrn__args.x_signed  = ir[69];
+  assign \engines__lrn__args.zp_in  = ir[79:70];
+  assign \engines__lrn__args.zp_out  = ir[89:80];
+  assign \engines__lrn__args.act_min  = ir[99:90];
+  assign \engines__lrn__args.act_max  = ir[109:100];
+  assign \engines__lrn__args.table_base  = ir[115:110];
+  assign \engines__lrn__args.shift  = ir[120:116];
+  assign \engines__lrn__args.frac  = ir[126:121];
   assign \load__payload.src  = ir[13:4];
   assign \load__payload.count  = ir[29:14];
   assign \load__payload.mask  = ir[31:30];
@@ -9237,14 +9765,14 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$71$1513 , \port$72$1513 ,
   assign \counters1.stall  = counters1[63:32];
   assign \counters1.wload  = counters1[95:64];
   assign \imem_rd__data.op  = imem_rd__data[3:0];
-  assign \imem_rd__data.args  = imem_rd__data[402:4];
+  assign \imem_rd__data.args  = imem_rd__data[439:4];
   assign \imem_rd__data.args.load  = imem_rd__data[40:4];
   assign \imem_rd__data.args.load.src  = imem_rd__data[13:4];
   assign \imem_rd__data.args.load.count  = imem_rd__data[29:14];
   assign \imem_rd__data.args.load.mask  = imem_rd__data[31:30];
   assign \imem_rd__data.args.load.page  = imem_rd__data[35:32];
   assign \imem_rd__data.args.load.row0  = imem_rd__data[40:36];
-  assign \imem_rd__data.args.mac  = imem_rd__data[402:4];
+  assign \imem_rd__data.args.mac  = imem_rd__data[439:4];
   assign \imem_rd__data.args.mac.in_h  = imem_rd__data[12:4];
   assign \imem_rd__data.args.mac.in_w  = imem_rd__data[21:13];
   assign \imem_rd__data.args.mac.in_cw  = imem_rd__data[30:22];
@@ -9293,6 +9821,11 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$71$1513 , \port$72$1513 ,
   assign \imem_rd__data.args.mac.x_signed  = imem_rd__data[400];
   assign \imem_rd__data.args.mac.w_signed  = imem_rd__data[401];
   assign \imem_rd__data.args.mac.rowpack  = imem_rd__data[402];
+  assign \imem_rd__data.args.mac.epi  = imem_rd__data[403];
+  assign \imem_rd__data.args.mac.epi_base  = imem_rd__data[409:404];
+  assign \imem_rd__data.args.mac.epi_zp_out  = imem_rd__data[419:410];
+  assign \imem_rd__data.args.mac.epi_min  = imem_rd__data[429:420];
+  assign \imem_rd__data.args.mac.epi_max  = imem_rd__data[439:430];
   assign \imem_rd__data.args.pool  = imem_rd__data[195:4];
   assign \imem_rd__data.args.pool.mode  = imem_rd__data[4];
   assign \imem_rd__data.args.pool.x_signed  = imem_rd__data[5];
@@ -9371,15 +9904,30 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$71$1513 , \port$72$1513 ,
   assign \imem_rd__data.args.gspmv.rows  = imem_rd__data[64:33];
   assign \imem_rd__data.args.gspmv.slices_m1  = imem_rd__data[66:65];
   assign \imem_rd__data.args.gspmv.flush  = imem_rd__data[67];
+  assign \imem_rd__data.args.lrn  = imem_rd__data[126:4];
+  assign \imem_rd__data.args.lrn.in_base  = imem_rd__data[15:4];
+  assign \imem_rd__data.args.lrn.out_base  = imem_rd__data[27:16];
+  assign \imem_rd__data.args.lrn.npos  = imem_rd__data[43:28];
+  assign \imem_rd__data.args.lrn.cw  = imem_rd__data[52:44];
+  assign \imem_rd__data.args.lrn.channels  = imem_rd__data[64:53];
+  assign \imem_rd__data.args.lrn.size  = imem_rd__data[68:65];
+  assign \imem_rd__data.args.lrn.x_signed  = imem_rd__data[69];
+  assign \imem_rd__data.args.lrn.zp_in  = imem_rd__data[79:70];
+  assign \imem_rd__data.args.lrn.zp_out  = imem_rd__data[89:80];
+  assign \imem_rd__data.args.lrn.act_min  = imem_rd__data[99:90];
+  assign \imem_rd__data.args.lrn.act_max  = imem_rd__data[109:100];
+  assign \imem_rd__data.args.lrn.table_base  = imem_rd__data[115:110];
+  assign \imem_rd__data.args.lrn.shift  = imem_rd__data[120:116];
+  assign \imem_rd__data.args.lrn.frac  = imem_rd__data[126:121];
   assign entry[51:48] = ir[3:0];
   assign entry[47:32] = pc;
-  assign entry[31:0] = \$signal$30 ;
+  assign entry[31:0] = \$signal$32 ;
   assign entry[63:52] = 12'h000;
   assign host__report[311:216] = counters1;
   assign host__report[215:120] = counters0;
   assign host__report[119:88] = trace_n;
-  assign host__report[87:56] = \$signal$31 ;
-  assign host__report[55:24] = \$signal$30 ;
+  assign host__report[87:56] = \$signal$33 ;
+  assign host__report[55:24] = \$signal$32 ;
   assign host__report[23:20] = ir[3:0];
   assign host__report[19:4] = pc;
   assign host__report[3] = loader_busy;
@@ -9389,7 +9937,7 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$71$1513 , \port$72$1513 ,
 endmodule
 
 (* generator = "Amaranth" *)
-module \isscc22_fabric.dma (axi__wready, axi__bid, axi__bresp, axi__bvalid, axi__arready, axi__rid, amem_w__data, axi__rresp, axi__rvalid, clk, rst, amem_r__data, wmem_r__data, \port$1693$0 , axi__awlen, axi__arlen, axi__wlast, rd_data, amem_r__en, wmem_r__en, amem_w__en
+module \isscc22_fabric.dma (axi__wready, axi__bid, axi__bresp, axi__bvalid, axi__arready, axi__rid, amem_w__data, axi__rresp, axi__rvalid, clk, rst, amem_r__data, wmem_r__data, \port$1842$0 , axi__awlen, axi__arlen, axi__wlast, rd_data, amem_r__en, wmem_r__en, amem_w__en
 , wmem_w__en, busy, cmd__ready, axi__awvalid, axi__arvalid, axi__wvalid, axi__rready, axi__bready, error, amem_r__addr, w_en, w_data, axi__awready);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire [10:0] \$1 ;
@@ -9583,8 +10131,8 @@ module \isscc22_fabric.dma (axi__wready, axi__bid, axi__bresp, axi__bvalid, axi_
   reg [8:0] issued = 9'h000;
   reg [15:0] length = 16'h0000;
   wire [8:0] n;
-  output [22:0] \port$1693$0 ;
-  wire [22:0] \port$1693$0 ;
+  output [22:0] \port$1842$0 ;
+  wire [22:0] \port$1842$0 ;
   wire [97:0] r_data;
   reg r_en;
   reg r_hs;
@@ -10302,7 +10850,7 @@ module \isscc22_fabric.dma (axi__wready, axi__bid, axi__bresp, axi__bvalid, axi_
   assign wmem_w__data = amem_w__data;
   assign axi__wdata = rd_data;
   assign \error$46  = error;
-  assign \port$1693$0  = \$8 ;
+  assign \port$1842$0  = \$8 ;
   assign axi__awlen = \$9 [7:0];
   assign axi__arlen = \$10 [7:0];
   assign \cmd__payload.store  = w_data[0];
@@ -10449,7 +10997,7 @@ module \isscc22_fabric.dma.queue (rst, w_rdy, r_rdy, r_data, r_en, w_en, w_port_
 endmodule
 
 (* generator = "Amaranth" *)
-module \isscc22_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \port$1269$0 , \port$1275$0 , \port$1281$0 , \port$1287$0 , \port$1293$0 , \port$1299$0 , \port$1305$0 , \port$1311$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
+module \isscc22_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \port$1418$0 , \port$1424$0 , \port$1430$0 , \port$1436$0 , \port$1442$0 , \port$1448$0 , \port$1454$0 , \port$1460$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [24:0] \$1 ;
   wire [8:0] \$10 ;
@@ -10814,22 +11362,22 @@ module \isscc22_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, 
   reg [31:0] ob3_6 = 32'd0;
   reg [31:0] ob3_7 = 32'd0;
   reg [15:0] p = 16'h0000;
-  output [7:0] \port$1269$0 ;
-  wire [7:0] \port$1269$0 ;
-  output [7:0] \port$1275$0 ;
-  wire [7:0] \port$1275$0 ;
-  output [7:0] \port$1281$0 ;
-  wire [7:0] \port$1281$0 ;
-  output [7:0] \port$1287$0 ;
-  wire [7:0] \port$1287$0 ;
-  output [7:0] \port$1293$0 ;
-  wire [7:0] \port$1293$0 ;
-  output [7:0] \port$1299$0 ;
-  wire [7:0] \port$1299$0 ;
-  output [7:0] \port$1305$0 ;
-  wire [7:0] \port$1305$0 ;
-  output [7:0] \port$1311$0 ;
-  wire [7:0] \port$1311$0 ;
+  output [7:0] \port$1418$0 ;
+  wire [7:0] \port$1418$0 ;
+  output [7:0] \port$1424$0 ;
+  wire [7:0] \port$1424$0 ;
+  output [7:0] \port$1430$0 ;
+  wire [7:0] \port$1430$0 ;
+  output [7:0] \port$1436$0 ;
+  wire [7:0] \port$1436$0 ;
+  output [7:0] \port$1442$0 ;
+  wire [7:0] \port$1442$0 ;
+  output [7:0] \port$1448$0 ;
+  wire [7:0] \port$1448$0 ;
+  output [7:0] \port$1454$0 ;
+  wire [7:0] \port$1454$0 ;
+  output [7:0] \port$1460$0 ;
+  wire [7:0] \port$1460$0 ;
   input rst;
   wire rst;
   (* init = 1'h0 *)
@@ -11542,14 +12090,14 @@ module \isscc22_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, 
   assign act_w__data = { \$78 [7:0], \$73 [7:0], \$68 [7:0], \$63 [7:0], \$58 [7:0], \$53 [7:0], \$48 [7:0], \$43 [7:0] };
   assign a_rd__addr = \$3 [11:0];
   assign b_rd__addr = \$6 [11:0];
-  assign \port$1269$0  = \$43 [7:0];
-  assign \port$1275$0  = \$48 [7:0];
-  assign \port$1281$0  = \$53 [7:0];
-  assign \port$1287$0  = \$58 [7:0];
-  assign \port$1293$0  = \$63 [7:0];
-  assign \port$1299$0  = \$68 [7:0];
-  assign \port$1305$0  = \$73 [7:0];
-  assign \port$1311$0  = \$78 [7:0];
+  assign \port$1418$0  = \$43 [7:0];
+  assign \port$1424$0  = \$48 [7:0];
+  assign \port$1430$0  = \$53 [7:0];
+  assign \port$1436$0  = \$58 [7:0];
+  assign \port$1442$0  = \$63 [7:0];
+  assign \port$1448$0  = \$68 [7:0];
+  assign \port$1454$0  = \$73 [7:0];
+  assign \port$1460$0  = \$78 [7:0];
   assign \args.a_base  = args[11:0];
   assign \args.b_base  = args[23:12];
   assign \args.out_base  = args[35:24];
@@ -14016,8 +14564,8 @@ module \isscc22_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, 
   wire \$13 ;
   wire \$14 ;
   wire \$15 ;
-  wire [27:0] \$16 ;
-  wire [27:0] \$17 ;
+  wire [28:0] \$16 ;
+  wire [28:0] \$17 ;
   wire \$18 ;
   wire \$19 ;
   wire \$2 ;
@@ -14132,14 +14680,14 @@ module \isscc22_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, 
   wire [13:0] imem_hword;
   output [9:0] imem_r__addr;
   wire [9:0] imem_r__addr;
-  input [415:0] imem_r__data;
-  wire [415:0] imem_r__data;
+  input [447:0] imem_r__data;
+  wire [447:0] imem_r__data;
   wire imem_r__en;
   reg [3:0] imem_rsl = 4'h0;
   wire [9:0] imem_w__addr;
-  wire [415:0] imem_w__data;
-  output [12:0] imem_w__en;
-  wire [12:0] imem_w__en;
+  wire [447:0] imem_w__data;
+  output [13:0] imem_w__en;
+  wire [13:0] imem_w__en;
   wire [13:0] off;
   wire [4:0] pmem_hslice;
   wire [13:0] pmem_hword;
@@ -14264,7 +14812,7 @@ module \isscc22_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, 
   assign \$14  = ~ ctrl__report[0];
   assign \$15  = \$13  & \$14 ;
   assign \$16  = 1'h1 << wb__adr[3:0];
-  assign \$17  = \$15  ? \$16  : 28'h0000000;
+  assign \$17  = \$15  ? \$16  : 29'h00000000;
   assign \$18  = wb__adr[16:14] == 2'h2;
   assign \$19  = wr & \$18 ;
   assign \$20  = ~ ctrl__report[0];
@@ -14445,7 +14993,7 @@ module \isscc22_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, 
   assign imem_hslice = wb__adr[3:0];
   assign imem_r__en = 1'h1;
   assign imem_w__addr = imem_hword[9:0];
-  assign imem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
+  assign imem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
   assign amem_hslice = wb__adr[0];
   assign amem_r__en = 1'h1;
   assign amem_w__addr = amem_hword[11:0];
@@ -14466,7 +15014,7 @@ module \isscc22_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, 
   assign trace_r__en = 1'h1;
   assign wb__dat_r = dat;
   assign imem_r__addr = imem_hword[9:0];
-  assign imem_w__en = \$17 [12:0];
+  assign imem_w__en = \$17 [13:0];
   assign amem_r__addr = amem_hword[11:0];
   assign amem_w__en = \$23 [1:0];
   assign wmem_r__addr = wmem_hword[9:0];
@@ -14897,9 +15445,1512 @@ module \isscc22_fabric.loader.queue (rst, w_rdy, r_rdy, r_data, r_en, w_en, w_po
 endmodule
 
 (* generator = "Amaranth" *)
-module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, desc_rd__data, \desc_rd__data$21 , op__0__ready, res_valid__0, res_y__0, op__1__ready, res_valid__1, res_y__1, \port$73$0 , \port$74$0 , op__0__valid, op__1__valid, param_rd__addr, \port$264$0 , \port$269$0 , \port$274$0 , \port$279$0 
-, \port$284$0 , \port$289$0 , \port$294$0 , \port$299$0 , finished, desc_rd__0__addr, act_rd__0__en, desc_rd__1__addr, act_rd__1__en, op__0__payload, op__1__payload, act_w__addr, busy, act_rd__0__addr, act_rd__1__addr, act_w__en, start, args, clk);
+module \isscc22_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, param_rd__addr, act_w__en, \port$3417$0 , \port$3419$0 , \port$3421$0 , \port$3423$0 , \port$3425$0 , \port$3427$0 , \port$3429$0 , \port$3431$0 , done, busy, act_w__addr, start, args, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
+  wire [12:0] \$1 ;
+  wire [9:0] \$10 ;
+  wire [7:0] \$100 ;
+  wire \$101 ;
+  wire [7:0] \$102 ;
+  wire \$103 ;
+  wire \$104 ;
+  wire \$105 ;
+  wire \$106 ;
+  wire \$107 ;
+  wire \$108 ;
+  wire \$109 ;
+  wire \$11 ;
+  wire \$110 ;
+  wire \$111 ;
+  wire \$112 ;
+  wire [13:0] \$113 ;
+  wire [3:0] \$114 ;
+  wire \$115 ;
+  wire [9:0] \$116 ;
+  wire [16:0] \$117 ;
+  wire [12:0] \$118 ;
+  wire [16:0] \$119 ;
+  wire \$12 ;
+  wire \$120 ;
+  wire \$121 ;
+  wire \$122 ;
+  wire \$123 ;
+  wire [13:0] \$124 ;
+  wire [13:0] \$125 ;
+  wire \$126 ;
+  wire [12:0] \$127 ;
+  wire \$128 ;
+  wire \$129 ;
+  wire [9:0] \$13 ;
+  wire [12:0] \$130 ;
+  wire [13:0] \$131 ;
+  wire [14:0] \$132 ;
+  wire [31:0] \$133 ;
+  wire [32:0] \$134 ;
+  wire [32:0] \$135 ;
+  wire [19:0] \$136 ;
+  wire [54:0] \$137 ;
+  wire \$138 ;
+  wire \$139 ;
+  wire \$14 ;
+  wire \$140 ;
+  wire \$141 ;
+  wire \$142 ;
+  wire \$143 ;
+  wire \$144 ;
+  wire \$145 ;
+  wire \$146 ;
+  reg [12:0] \$147 ;
+  reg [2:0] \$148 ;
+  reg [8:0] \$149 ;
+  wire \$15 ;
+  reg [15:0] \$150 ;
+  reg [11:0] \$151 ;
+  reg \$152 ;
+  reg \$153 ;
+  reg \$154 ;
+  reg [2:0] \$155 ;
+  reg [12:0] \$156 ;
+  reg [11:0] \$157 ;
+  reg [9:0] \$158 ;
+  reg [9:0] \$159 ;
+  wire [9:0] \$16 ;
+  reg [9:0] \$160 ;
+  reg [9:0] \$161 ;
+  reg [9:0] \$162 ;
+  reg [9:0] \$163 ;
+  reg [9:0] \$164 ;
+  reg [9:0] \$165 ;
+  reg [9:0] \$166 ;
+  reg [9:0] \$167 ;
+  reg [9:0] \$168 ;
+  reg [9:0] \$169 ;
+  wire \$17 ;
+  reg [9:0] \$170 ;
+  reg [9:0] \$171 ;
+  reg [9:0] \$172 ;
+  reg [19:0] \$173 ;
+  reg \$174 ;
+  reg [9:0] \$175 ;
+  reg [19:0] \$176 ;
+  reg [2:0] \$177 ;
+  reg \$178 ;
+  reg [11:0] \$179 ;
+  wire \$18 ;
+  reg \$180 ;
+  reg [9:0] \$181 ;
+  reg \$182 ;
+  reg [2:0] \$183 ;
+  reg [11:0] \$184 ;
+  reg [19:0] \$185 ;
+  reg [3:0] \$186 ;
+  reg \$187 ;
+  reg [9:0] \$188 ;
+  reg \$189 ;
+  wire [9:0] \$19 ;
+  reg [2:0] \$190 ;
+  reg [11:0] \$191 ;
+  reg [33:0] \$192 ;
+  reg \$193 ;
+  reg \$194 ;
+  reg [2:0] \$195 ;
+  reg [11:0] \$196 ;
+  reg [9:0] \$197 ;
+  reg [7:0] \$198 ;
+  reg [7:0] \$199 ;
+  wire [13:0] \$2 ;
+  wire \$20 ;
+  reg [7:0] \$200 ;
+  reg [7:0] \$201 ;
+  reg [7:0] \$202 ;
+  reg [7:0] \$203 ;
+  reg [7:0] \$204 ;
+  reg [7:0] \$205 ;
+  reg \$206 ;
+  wire \$21 ;
+  wire [9:0] \$22 ;
+  wire \$23 ;
+  wire \$24 ;
+  wire [9:0] \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire [19:0] \$277 ;
+  wire \$279 ;
+  wire [9:0] \$28 ;
+  wire \$29 ;
+  wire [12:0] \$3 ;
+  wire \$30 ;
+  wire [9:0] \$31 ;
+  wire \$32 ;
+  wire \$33 ;
+  wire [9:0] \$34 ;
+  wire [13:0] \$342 ;
+  wire \$344 ;
+  wire [13:0] \$347 ;
+  wire \$349 ;
+  wire \$35 ;
+  wire [13:0] \$357 ;
+  wire \$359 ;
+  wire \$36 ;
+  wire [19:0] \$366 ;
+  wire \$368 ;
+  wire [9:0] \$37 ;
+  wire \$38 ;
+  wire \$39 ;
+  wire [13:0] \$4 ;
+  wire [9:0] \$40 ;
+  wire \$41 ;
+  wire \$42 ;
+  wire [9:0] \$43 ;
+  wire \$44 ;
+  wire \$45 ;
+  wire [9:0] \$46 ;
+  wire \$47 ;
+  wire \$48 ;
+  wire [9:0] \$49 ;
+  wire [8:0] \$5 ;
+  wire \$50 ;
+  wire \$51 ;
+  wire [9:0] \$52 ;
+  wire \$53 ;
+  wire \$54 ;
+  wire \$55 ;
+  wire \$56 ;
+  wire \$57 ;
+  wire \$58 ;
+  wire \$59 ;
+  wire [10:0] \$6 ;
+  wire \$60 ;
+  wire \$61 ;
+  wire [19:0] \$62 ;
+  wire [19:0] \$63 ;
+  wire [21:0] \$64 ;
+  wire [19:0] \$65 ;
+  wire [22:0] \$66 ;
+  wire [19:0] \$67 ;
+  wire [20:0] \$68 ;
+  wire [51:0] \$69 ;
+  wire [10:0] \$7 ;
+  wire [31:0] \$70 ;
+  wire [31:0] \$71 ;
+  wire [52:0] \$72 ;
+  wire [52:0] \$73 ;
+  wire [43:0] \$74 ;
+  wire [63:0] \$75 ;
+  wire [63:0] \$76 ;
+  wire [65:0] \$77 ;
+  wire \$78 ;
+  wire \$79 ;
+  wire \$8 ;
+  wire [65:0] \$80 ;
+  wire [65:0] \$81 ;
+  wire [34:0] \$82 ;
+  wire \$83 ;
+  wire \$84 ;
+  wire [10:0] \$85 ;
+  wire [10:0] \$86 ;
+  wire \$87 ;
+  wire [7:0] \$88 ;
+  wire \$89 ;
+  wire \$9 ;
+  wire [7:0] \$90 ;
+  wire \$91 ;
+  wire [7:0] \$92 ;
+  wire \$93 ;
+  wire [7:0] \$94 ;
+  wire \$95 ;
+  wire [7:0] \$96 ;
+  wire \$97 ;
+  wire [7:0] \$98 ;
+  wire \$99 ;
+  reg [2:0] \$like  = 3'h0;
+  reg [2:0] \$like$59  = 3'h0;
+  reg [2:0] \$like$87  = 3'h0;
+  reg [2:0] \$like$90  = 3'h0;
+  reg [8:0] \$signal  = 9'h000;
+  reg [9:0] \$signal$16 ;
+  reg [31:0] \$signal$42 ;
+  reg [9:0] \$signal$48  = 10'h000;
+  reg \$signal$54  = 1'h0;
+  (* init = 12'h000 *)
+  wire [11:0] \$signal$57 ;
+  reg \$signal$70  = 1'h0;
+  reg \$signal$71  = 1'h0;
+  reg \$signal$72  = 1'h0;
+  reg \$signal$73  = 1'h0;
+  reg \$signal$75  = 1'h0;
+  reg [2:0] \$signal$78  = 3'h0;
+  reg [15:0] \$signal$79  = 16'h0000;
+  reg [9:0] \$signal$81  = 10'h000;
+  reg [2:0] \$signal$82  = 3'h0;
+  reg [9:0] \$signal$85  = 10'h000;
+  reg [12:0] \$signal$9  = 13'h0000;
+  output [11:0] act_rd__addr;
+  wire [11:0] act_rd__addr;
+  input [63:0] act_rd__data;
+  wire [63:0] act_rd__data;
+  wire act_rd__en;
+  output [11:0] act_w__addr;
+  reg [11:0] act_w__addr = 12'h000;
+  wire [63:0] act_w__data;
+  output act_w__en;
+  wire act_w__en;
+  input [122:0] args;
+  wire [122:0] args;
+  wire [9:0] \args.act_max ;
+  wire [9:0] \args.act_min ;
+  wire [11:0] \args.channels ;
+  wire [8:0] \args.cw ;
+  wire [5:0] \args.frac ;
+  wire [11:0] \args.in_base ;
+  wire [15:0] \args.npos ;
+  wire [11:0] \args.out_base ;
+  wire [4:0] \args.shift ;
+  wire [3:0] \args.size ;
+  wire [5:0] \args.table_base ;
+  wire \args.x_signed ;
+  wire [9:0] \args.zp_in ;
+  wire [9:0] \args.zp_out ;
+  reg b_feed = 1'h0;
+  reg [12:0] b_j = 13'h0000;
+  reg [11:0] b_pix = 12'h000;
+  reg [7:0] buf0 = 8'h00;
+  reg [7:0] buf1 = 8'h00;
+  reg [7:0] buf2 = 8'h00;
+  reg [7:0] buf3 = 8'h00;
+  reg [7:0] buf4 = 8'h00;
+  reg [7:0] buf5 = 8'h00;
+  reg [7:0] buf6 = 8'h00;
+  reg [7:0] buf7 = 8'h00;
+  output busy;
+  reg busy = 1'h0;
+  wire [13:0] c;
+  reg [11:0] c_addr = 12'h000;
+  reg c_last = 1'h0;
+  reg [19:0] c_s = 20'h00000;
+  reg [9:0] centre;
+  input clk;
+  wire clk;
+  reg [11:0] d_addr = 12'h000;
+  reg [19:0] d_f = 20'h00000;
+  wire [9:0] d_in;
+  reg d_last = 1'h0;
+  reg [3:0] d_slot = 4'h0;
+  reg [31:0] dg;
+  reg [9:0] dl0 = 10'h000;
+  reg [9:0] dl1 = 10'h000;
+  reg [9:0] dl10 = 10'h000;
+  reg [9:0] dl11 = 10'h000;
+  reg [9:0] dl12 = 10'h000;
+  reg [9:0] dl13 = 10'h000;
+  reg [9:0] dl14 = 10'h000;
+  reg [9:0] dl2 = 10'h000;
+  reg [9:0] dl3 = 10'h000;
+  reg [9:0] dl4 = 10'h000;
+  reg [9:0] dl5 = 10'h000;
+  reg [9:0] dl6 = 10'h000;
+  reg [9:0] dl7 = 10'h000;
+  reg [9:0] dl8 = 10'h000;
+  reg [9:0] dl9 = 10'h000;
+  output done;
+  wire done;
+  reg [11:0] e_addr = 12'h000;
+  reg [33:0] e_g = 34'h000000000;
+  reg e_last = 1'h0;
+  reg [9:0] f_code = 10'h000;
+  reg f_last = 1'h0;
+  wire finished;
+  wire [3:0] hi;
+  wire [19:0] k;
+  wire last_j;
+  wire [9:0] lrn_code;
+  wire [33:0] lrn_code_sum;
+  output [5:0] param_rd__addr;
+  wire [5:0] param_rd__addr;
+  input [767:0] param_rd__data;
+  wire [767:0] param_rd__data;
+  wire [63:0] \param_rd__data[0] ;
+  wire [31:0] \param_rd__data[0].dg ;
+  wire [31:0] \param_rd__data[0].g ;
+  wire [63:0] \param_rd__data[10] ;
+  wire [31:0] \param_rd__data[10].dg ;
+  wire [31:0] \param_rd__data[10].g ;
+  wire [63:0] \param_rd__data[11] ;
+  wire [31:0] \param_rd__data[11].dg ;
+  wire [31:0] \param_rd__data[11].g ;
+  wire [63:0] \param_rd__data[1] ;
+  wire [31:0] \param_rd__data[1].dg ;
+  wire [31:0] \param_rd__data[1].g ;
+  wire [63:0] \param_rd__data[2] ;
+  wire [31:0] \param_rd__data[2].dg ;
+  wire [31:0] \param_rd__data[2].g ;
+  wire [63:0] \param_rd__data[3] ;
+  wire [31:0] \param_rd__data[3].dg ;
+  wire [31:0] \param_rd__data[3].g ;
+  wire [63:0] \param_rd__data[4] ;
+  wire [31:0] \param_rd__data[4].dg ;
+  wire [31:0] \param_rd__data[4].g ;
+  wire [63:0] \param_rd__data[5] ;
+  wire [31:0] \param_rd__data[5].dg ;
+  wire [31:0] \param_rd__data[5].g ;
+  wire [63:0] \param_rd__data[6] ;
+  wire [31:0] \param_rd__data[6].dg ;
+  wire [31:0] \param_rd__data[6].g ;
+  wire [63:0] \param_rd__data[7] ;
+  wire [31:0] \param_rd__data[7].dg ;
+  wire [31:0] \param_rd__data[7].g ;
+  wire [63:0] \param_rd__data[8] ;
+  wire [31:0] \param_rd__data[8].dg ;
+  wire [31:0] \param_rd__data[8].g ;
+  wire [63:0] \param_rd__data[9] ;
+  wire [31:0] \param_rd__data[9].dg ;
+  wire [31:0] \param_rd__data[9].g ;
+  wire param_rd__en;
+  reg [11:0] pix = 12'h000;
+  output [7:0] \port$3417$0 ;
+  wire [7:0] \port$3417$0 ;
+  output [7:0] \port$3419$0 ;
+  wire [7:0] \port$3419$0 ;
+  output [7:0] \port$3421$0 ;
+  wire [7:0] \port$3421$0 ;
+  output [7:0] \port$3423$0 ;
+  wire [7:0] \port$3423$0 ;
+  output [7:0] \port$3425$0 ;
+  wire [7:0] \port$3425$0 ;
+  output [7:0] \port$3427$0 ;
+  wire [7:0] \port$3427$0 ;
+  output [7:0] \port$3429$0 ;
+  wire [7:0] \port$3429$0 ;
+  output [7:0] \port$3431$0 ;
+  wire [7:0] \port$3431$0 ;
+  wire [65:0] prod;
+  reg [7:0] raw;
+  input rst;
+  wire rst;
+  (* init = 1'h0 *)
+  wire running;
+  wire [21:0] s_new;
+  reg [19:0] s_run = 20'h00000;
+  input start;
+  wire start;
+  wire [53:0] step;
+  wire [9:0] x;
+  wire [33:0] y;
+  assign \$1  = args[11:0] + pix;
+  assign \$2  = \$1  + \$signal ;
+  assign \$3  = args[60:49] + hi;
+  assign \$4  = \$3  - 1'h1;
+  assign last_j = \$signal$9  == \$4 ;
+  assign \$5  = args[65] ? { raw[7], raw } : { 1'h0, raw };
+  assign \$6  = $signed(\$5 ) - $signed(args[75:66]);
+  assign \$7  = b_feed ? \$6  : 11'h000;
+  assign \$8  = args[64:61] == 1'h1;
+  assign \$9  = b_j >= 1'h1;
+  assign \$10  = \$9  ? dl0 : 10'h000;
+  assign \$11  = args[64:61] == 2'h2;
+  assign \$12  = b_j >= 2'h2;
+  assign \$13  = \$12  ? dl1 : 10'h000;
+  assign \$14  = args[64:61] == 2'h3;
+  assign \$15  = b_j >= 2'h3;
+  assign \$16  = \$15  ? dl2 : 10'h000;
+  assign \$17  = args[64:61] == 3'h4;
+  assign \$18  = b_j >= 3'h4;
+  assign \$19  = \$18  ? dl3 : 10'h000;
+  assign \$20  = args[64:61] == 3'h5;
+  assign \$21  = b_j >= 3'h5;
+  assign \$22  = \$21  ? dl4 : 10'h000;
+  assign \$23  = args[64:61] == 3'h6;
+  assign \$24  = b_j >= 3'h6;
+  assign \$25  = \$24  ? dl5 : 10'h000;
+  assign \$26  = args[64:61] == 3'h7;
+  assign \$27  = b_j >= 3'h7;
+  assign \$28  = \$27  ? dl6 : 10'h000;
+  assign \$29  = args[64:61] == 4'h8;
+  assign \$30  = b_j >= 4'h8;
+  assign \$31  = \$30  ? dl7 : 10'h000;
+  assign \$32  = args[64:61] == 4'h9;
+  assign \$33  = b_j >= 4'h9;
+  assign \$34  = \$33  ? dl8 : 10'h000;
+  assign \$35  = args[64:61] == 4'ha;
+  assign \$36  = b_j >= 4'ha;
+  assign \$37  = \$36  ? dl9 : 10'h000;
+  assign \$38  = args[64:61] == 4'hb;
+  assign \$39  = b_j >= 4'hb;
+  assign \$40  = \$39  ? dl10 : 10'h000;
+  assign \$41  = args[64:61] == 4'hc;
+  assign \$42  = b_j >= 4'hc;
+  assign \$43  = \$42  ? dl11 : 10'h000;
+  assign \$44  = args[64:61] == 4'hd;
+  assign \$45  = b_j >= 4'hd;
+  assign \$46  = \$45  ? dl12 : 10'h000;
+  assign \$47  = args[64:61] == 4'he;
+  assign \$48  = b_j >= 4'he;
+  assign \$49  = \$48  ? dl13 : 10'h000;
+  assign \$50  = args[64:61] == 4'hf;
+  assign \$51  = b_j >= 4'hf;
+  assign \$52  = \$51  ? dl14 : 10'h000;
+  assign \$53  = ! hi;
+  assign \$54  = hi == 1'h1;
+  assign \$55  = hi == 2'h2;
+  assign \$56  = hi == 2'h3;
+  assign \$57  = hi == 3'h4;
+  assign \$58  = hi == 3'h5;
+  assign \$59  = hi == 3'h6;
+  assign \$60  = hi == 3'h7;
+  assign \$61  = ! b_j;
+  assign \$62  = \$61  ? 20'h00000 : s_run;
+  assign \$63  = $signed(\$7 [9:0]) * $signed(\$7 [9:0]);
+  assign \$64  = $signed({ 1'h0, \$62  }) + $signed(\$63 );
+  assign \$65  = $signed(\$signal$16 ) * $signed(\$signal$16 );
+  assign \$66  = $signed(\$64 ) - $signed(\$65 );
+  assign c = b_j - hi;
+  assign k = c_s >> args[116:112];
+  assign \$277  = k / 4'hc;
+  assign \$68  = args[111:106] + \$67 ;
+  assign \$69  = $signed(dg) * $signed({ 1'h0, d_f });
+  assign \$70  = 1'h1 << args[116:112];
+  assign \$72  = $signed(\$69 ) + $signed({ 1'h0, \$71  });
+  assign \$73  = $signed(\$72 ) >>> args[116:112];
+  assign \$74  = $signed(\$signal$48 ) * $signed(e_g);
+  assign \$75  = 1'h1 << args[122:117];
+  assign \$77  = $signed(\$74 ) + $signed({ 1'h0, \$76  });
+  assign prod = $signed(\$77 ) >>> args[122:117];
+  assign \$78  = $signed(prod) > $signed(33'h080000000);
+  assign \$79  = $signed(prod) < $signed(32'd2147483648);
+  assign \$80  = \$79  ? 66'h3ffffffff80000000 : prod;
+  assign \$81  = \$78  ? 66'h00000000080000000 : \$80 ;
+  assign \$82  = $signed(\$81 [33:0]) + $signed(args[85:76]);
+  assign \$83  = $signed(\$82 [33:0]) < $signed(args[95:86]);
+  assign \$84  = $signed(\$82 [33:0]) > $signed(args[105:96]);
+  assign \$85  = \$84  ? { args[105], args[105:96] } : { 1'h0, \$82 [9:0] };
+  assign \$86  = \$83  ? { args[95], args[95:86] } : \$85 ;
+  assign act_w__en = \$signal$54  & f_last;
+  assign \$87  = ! \$like$59 ;
+  assign \$88  = \$87  ? f_code[7:0] : buf0;
+  assign \$89  = \$like$59  == 1'h1;
+  assign \$90  = \$89  ? f_code[7:0] : buf1;
+  assign \$91  = \$like$59  == 2'h2;
+  assign \$92  = \$91  ? f_code[7:0] : buf2;
+  assign \$93  = \$like$59  == 2'h3;
+  assign \$94  = \$93  ? f_code[7:0] : buf3;
+  assign \$95  = \$like$59  == 3'h4;
+  assign \$96  = \$95  ? f_code[7:0] : buf4;
+  assign \$97  = \$like$59  == 3'h5;
+  assign \$98  = \$97  ? f_code[7:0] : buf5;
+  assign \$99  = \$like$59  == 3'h6;
+  assign \$100  = \$99  ? f_code[7:0] : buf6;
+  assign \$101  = \$like$59  == 3'h7;
+  assign \$102  = \$101  ? f_code[7:0] : buf7;
+  assign \$103  = ~ busy;
+  assign \$104  = ~ \$signal$70 ;
+  assign \$105  = \$103  & \$104 ;
+  assign \$106  = ~ \$signal$71 ;
+  assign \$107  = \$105  & \$106 ;
+  assign \$108  = ~ \$signal$72 ;
+  assign \$109  = \$107  & \$108 ;
+  assign \$110  = ~ \$signal$73 ;
+  assign \$111  = \$109  & \$110 ;
+  assign \$112  = ~ \$signal$54 ;
+  assign finished = \$111  & \$112 ;
+  assign done = \$signal$75  & finished;
+  assign \$113  = \$signal$9  + 1'h1;
+  assign \$114  = \$signal$78  + 1'h1;
+  assign \$115  = \$signal$78  == 3'h7;
+  assign \$116  = \$signal  + 1'h1;
+  assign \$117  = \$signal$79  + 1'h1;
+  assign \$118  = pix + args[48:40];
+  assign \$119  = args[39:24] - 1'h1;
+  assign \$120  = \$signal$79  == \$119 ;
+  assign \$121  = \$signal$9  < args[60:49];
+  assign \$122  = $signed(c) >= $signed(1'h0);
+  assign \$123  = \$signal$70  & \$122 ;
+  wire [13:0] _0_ = $signed(c) % $signed(5'h08);
+  assign \$342  = (c[13] == 1'h0) || _0_ == 0 ? $signed(_0_) : $signed(5'h08) + $signed(_0_);
+  wire [13:0] _1_ = $signed(c) % $signed(5'h08);
+  assign \$347  = (c[13] == 1'h0) || _1_ == 0 ? $signed(_1_) : $signed(5'h08) + $signed(_1_);
+  assign \$126  = \$125 [3:0] == 3'h7;
+  assign \$127  = args[60:49] - 1'h1;
+  assign \$128  = $signed(c) == $signed(\$127 );
+  assign \$129  = \$126  | \$128 ;
+  assign \$130  = args[23:12] + b_pix;
+  wire [14:0] _2_, _3_, _4_;
+  assign _2_ = $signed(c);
+  assign _3_ = $signed(5'h08);
+  assign _4_ = (c[13] == 1'h0) || c == 0 ? _2_ : $signed(_2_ - (1'h0 ? _3_ + 1 : _3_ - 1));
+  assign \$357  = $signed(_4_) / $signed(_3_);
+  assign \$132  = $signed({ 1'h0, \$130  }) + $signed(\$131 );
+  assign \$133  = 1'h1 << args[116:112];
+  assign \$134  = \$133  - 1'h1;
+  assign \$135  = { 13'h0000, c_s } & \$134 ;
+  assign \$366  = k % 4'hc;
+  assign \$137  = $signed(\$signal$42 ) + $signed(\$73 );
+  assign \$138  = ! \$like$59 ;
+  assign \$139  = \$like$59  == 1'h1;
+  assign \$140  = \$like$59  == 2'h2;
+  assign \$141  = \$like$59  == 2'h3;
+  assign \$142  = \$like$59  == 3'h4;
+  assign \$143  = \$like$59  == 3'h5;
+  assign \$144  = \$like$59  == 3'h6;
+  assign \$145  = \$like$59  == 3'h7;
+  assign \$146  = \$signal$75  & finished;
+  always @(posedge clk)
+    \$signal$9  <= \$147 ;
+  always @(posedge clk)
+    \$signal$78  <= \$148 ;
+  always @(posedge clk)
+    \$signal  <= \$149 ;
+  always @(posedge clk)
+    \$signal$79  <= \$150 ;
+  always @(posedge clk)
+    pix <= \$151 ;
+  always @(posedge clk)
+    busy <= \$152 ;
+  always @(posedge clk)
+    \$signal$70  <= \$153 ;
+  always @(posedge clk)
+    b_feed <= \$154 ;
+  always @(posedge clk)
+    \$like  <= \$155 ;
+  always @(posedge clk)
+    b_j <= \$156 ;
+  always @(posedge clk)
+    b_pix <= \$157 ;
+  always @(posedge clk)
+    dl0 <= \$158 ;
+  always @(posedge clk)
+    dl1 <= \$159 ;
+  always @(posedge clk)
+    dl2 <= \$160 ;
+  always @(posedge clk)
+    dl3 <= \$161 ;
+  always @(posedge clk)
+    dl4 <= \$162 ;
+  always @(posedge clk)
+    dl5 <= \$163 ;
+  always @(posedge clk)
+    dl6 <= \$164 ;
+  always @(posedge clk)
+    dl7 <= \$165 ;
+  always @(posedge clk)
+    dl8 <= \$166 ;
+  always @(posedge clk)
+    dl9 <= \$167 ;
+  always @(posedge clk)
+    dl10 <= \$168 ;
+  always @(posedge clk)
+    dl11 <= \$169 ;
+  always @(posedge clk)
+    dl12 <= \$170 ;
+  always @(posedge clk)
+    dl13 <= \$171 ;
+  always @(posedge clk)
+    dl14 <= \$172 ;
+  always @(posedge clk)
+    s_run <= \$173 ;
+  always @(posedge clk)
+    \$signal$71  <= \$174 ;
+  always @(posedge clk)
+    \$signal$81  <= \$175 ;
+  always @(posedge clk)
+    c_s <= \$176 ;
+  always @(posedge clk)
+    \$signal$82  <= \$177 ;
+  always @(posedge clk)
+    c_last <= \$178 ;
+  always @(posedge clk)
+    c_addr <= \$179 ;
+  always @(posedge clk)
+    \$signal$72  <= \$180 ;
+  always @(posedge clk)
+    \$signal$85  <= \$181 ;
+  always @(posedge clk)
+    d_last <= \$182 ;
+  always @(posedge clk)
+    \$like$87  <= \$183 ;
+  always @(posedge clk)
+    d_addr <= \$184 ;
+  always @(posedge clk)
+    d_f <= \$185 ;
+  always @(posedge clk)
+    d_slot <= \$186 ;
+  always @(posedge clk)
+    \$signal$73  <= \$187 ;
+  always @(posedge clk)
+    \$signal$48  <= \$188 ;
+  always @(posedge clk)
+    e_last <= \$189 ;
+  always @(posedge clk)
+    \$like$90  <= \$190 ;
+  always @(posedge clk)
+    e_addr <= \$191 ;
+  always @(posedge clk)
+    e_g <= \$192 ;
+  always @(posedge clk)
+    \$signal$54  <= \$193 ;
+  always @(posedge clk)
+    f_last <= \$194 ;
+  always @(posedge clk)
+    \$like$59  <= \$195 ;
+  always @(posedge clk)
+    act_w__addr <= \$196 ;
+  always @(posedge clk)
+    f_code <= \$197 ;
+  always @(posedge clk)
+    buf0 <= \$198 ;
+  always @(posedge clk)
+    buf1 <= \$199 ;
+  always @(posedge clk)
+    buf2 <= \$200 ;
+  always @(posedge clk)
+    buf3 <= \$201 ;
+  always @(posedge clk)
+    buf4 <= \$202 ;
+  always @(posedge clk)
+    buf5 <= \$203 ;
+  always @(posedge clk)
+    buf6 <= \$204 ;
+  always @(posedge clk)
+    buf7 <= \$205 ;
+  always @(posedge clk)
+    \$signal$75  <= \$206 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$like )
+      3'h0:
+          raw = act_rd__data[7:0];
+      3'h1:
+          raw = act_rd__data[15:8];
+      3'h2:
+          raw = act_rd__data[23:16];
+      3'h3:
+          raw = act_rd__data[31:24];
+      3'h4:
+          raw = act_rd__data[39:32];
+      3'h5:
+          raw = act_rd__data[47:40];
+      3'h6:
+          raw = act_rd__data[55:48];
+      3'h7:
+          raw = act_rd__data[63:56];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$signal$16  = 10'h000;
+    if (\$8 ) begin
+      \$signal$16  = \$10 ;
+    end
+    if (\$11 ) begin
+      \$signal$16  = \$13 ;
+    end
+    if (\$14 ) begin
+      \$signal$16  = \$16 ;
+    end
+    if (\$17 ) begin
+      \$signal$16  = \$19 ;
+    end
+    if (\$20 ) begin
+      \$signal$16  = \$22 ;
+    end
+    if (\$23 ) begin
+      \$signal$16  = \$25 ;
+    end
+    if (\$26 ) begin
+      \$signal$16  = \$28 ;
+    end
+    if (\$29 ) begin
+      \$signal$16  = \$31 ;
+    end
+    if (\$32 ) begin
+      \$signal$16  = \$34 ;
+    end
+    if (\$35 ) begin
+      \$signal$16  = \$37 ;
+    end
+    if (\$38 ) begin
+      \$signal$16  = \$40 ;
+    end
+    if (\$41 ) begin
+      \$signal$16  = \$43 ;
+    end
+    if (\$44 ) begin
+      \$signal$16  = \$46 ;
+    end
+    if (\$47 ) begin
+      \$signal$16  = \$49 ;
+    end
+    if (\$50 ) begin
+      \$signal$16  = \$52 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    centre = 10'h000;
+    if (\$53 ) begin
+      centre = \$7 [9:0];
+    end
+    if (\$54 ) begin
+      centre = dl0;
+    end
+    if (\$55 ) begin
+      centre = dl1;
+    end
+    if (\$56 ) begin
+      centre = dl2;
+    end
+    if (\$57 ) begin
+      centre = dl3;
+    end
+    if (\$58 ) begin
+      centre = dl4;
+    end
+    if (\$59 ) begin
+      centre = dl5;
+    end
+    if (\$60 ) begin
+      centre = dl6;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$signal$42  = 32'd0;
+    casez (d_slot)
+      4'h0:
+          \$signal$42  = param_rd__data[31:0];
+      4'h1:
+          \$signal$42  = param_rd__data[95:64];
+      4'h2:
+          \$signal$42  = param_rd__data[159:128];
+      4'h3:
+          \$signal$42  = param_rd__data[223:192];
+      4'h4:
+          \$signal$42  = param_rd__data[287:256];
+      4'h5:
+          \$signal$42  = param_rd__data[351:320];
+      4'h6:
+          \$signal$42  = param_rd__data[415:384];
+      4'h7:
+          \$signal$42  = param_rd__data[479:448];
+      4'h8:
+          \$signal$42  = param_rd__data[543:512];
+      4'h9:
+          \$signal$42  = param_rd__data[607:576];
+      4'ha:
+          \$signal$42  = param_rd__data[671:640];
+      4'hb:
+          \$signal$42  = param_rd__data[735:704];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    dg = 32'd0;
+    casez (d_slot)
+      4'h0:
+          dg = param_rd__data[63:32];
+      4'h1:
+          dg = param_rd__data[127:96];
+      4'h2:
+          dg = param_rd__data[191:160];
+      4'h3:
+          dg = param_rd__data[255:224];
+      4'h4:
+          dg = param_rd__data[319:288];
+      4'h5:
+          dg = param_rd__data[383:352];
+      4'h6:
+          dg = param_rd__data[447:416];
+      4'h7:
+          dg = param_rd__data[511:480];
+      4'h8:
+          dg = param_rd__data[575:544];
+      4'h9:
+          dg = param_rd__data[639:608];
+      4'ha:
+          dg = param_rd__data[703:672];
+      4'hb:
+          dg = param_rd__data[767:736];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$147  = \$signal$9 ;
+    if (busy) begin
+      \$147  = \$113 [12:0];
+      if (last_j) begin
+        \$147  = 13'h0000;
+      end
+    end
+    if (start) begin
+      \$147  = 13'h0000;
+    end
+    if (rst) begin
+      \$147  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$148  = \$signal$78 ;
+    if (busy) begin
+      \$148  = \$114 [2:0];
+      if (\$115 ) begin
+        \$148  = 3'h0;
+      end
+      if (last_j) begin
+        \$148  = 3'h0;
+      end
+    end
+    if (start) begin
+      \$148  = 3'h0;
+    end
+    if (rst) begin
+      \$148  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$149  = \$signal ;
+    if (busy) begin
+      if (\$115 ) begin
+        \$149  = \$116 [8:0];
+      end
+      if (last_j) begin
+        \$149  = 9'h000;
+      end
+    end
+    if (start) begin
+      \$149  = 9'h000;
+    end
+    if (rst) begin
+      \$149  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$150  = \$signal$79 ;
+    if (busy) begin
+      if (last_j) begin
+        \$150  = \$117 [15:0];
+      end
+    end
+    if (start) begin
+      \$150  = 16'h0000;
+    end
+    if (rst) begin
+      \$150  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$151  = pix;
+    if (busy) begin
+      if (last_j) begin
+        \$151  = \$118 [11:0];
+      end
+    end
+    if (start) begin
+      \$151  = 12'h000;
+    end
+    if (rst) begin
+      \$151  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$152  = busy;
+    if (busy) begin
+      if (last_j) begin
+        if (\$120 ) begin
+          \$152  = 1'h0;
+        end
+      end
+    end
+    if (start) begin
+      \$152  = 1'h1;
+    end
+    if (rst) begin
+      \$152  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$153  = busy;
+    if (rst) begin
+      \$153  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$154  = \$121 ;
+    if (rst) begin
+      \$154  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$155  = \$signal$78 ;
+    if (rst) begin
+      \$155  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$156  = \$signal$9 ;
+    if (rst) begin
+      \$156  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$157  = pix;
+    if (rst) begin
+      \$157  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$158  = dl0;
+    if (\$signal$70 ) begin
+      \$158  = \$7 [9:0];
+    end
+    if (rst) begin
+      \$158  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$159  = dl1;
+    if (\$signal$70 ) begin
+      \$159  = dl0;
+    end
+    if (rst) begin
+      \$159  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$160  = dl2;
+    if (\$signal$70 ) begin
+      \$160  = dl1;
+    end
+    if (rst) begin
+      \$160  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$161  = dl3;
+    if (\$signal$70 ) begin
+      \$161  = dl2;
+    end
+    if (rst) begin
+      \$161  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$162  = dl4;
+    if (\$signal$70 ) begin
+      \$162  = dl3;
+    end
+    if (rst) begin
+      \$162  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$163  = dl5;
+    if (\$signal$70 ) begin
+      \$163  = dl4;
+    end
+    if (rst) begin
+      \$163  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$164  = dl6;
+    if (\$signal$70 ) begin
+      \$164  = dl5;
+    end
+    if (rst) begin
+      \$164  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$165  = dl7;
+    if (\$signal$70 ) begin
+      \$165  = dl6;
+    end
+    if (rst) begin
+      \$165  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$166  = dl8;
+    if (\$signal$70 ) begin
+      \$166  = dl7;
+    end
+    if (rst) begin
+      \$166  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$167  = dl9;
+    if (\$signal$70 ) begin
+      \$167  = dl8;
+    end
+    if (rst) begin
+      \$167  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$168  = dl10;
+    if (\$signal$70 ) begin
+      \$168  = dl9;
+    end
+    if (rst) begin
+      \$168  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$169  = dl11;
+    if (\$signal$70 ) begin
+      \$169  = dl10;
+    end
+    if (rst) begin
+      \$169  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$170  = dl12;
+    if (\$signal$70 ) begin
+      \$170  = dl11;
+    end
+    if (rst) begin
+      \$170  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$171  = dl13;
+    if (\$signal$70 ) begin
+      \$171  = dl12;
+    end
+    if (rst) begin
+      \$171  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$172  = dl14;
+    if (\$signal$70 ) begin
+      \$172  = dl13;
+    end
+    if (rst) begin
+      \$172  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$173  = s_run;
+    if (\$signal$70 ) begin
+      \$173  = \$66 [19:0];
+    end
+    if (rst) begin
+      \$173  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$174  = \$123 ;
+    if (rst) begin
+      \$174  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$175  = centre;
+    if (rst) begin
+      \$175  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$176  = \$66 [19:0];
+    if (rst) begin
+      \$176  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$177  = \$124 [2:0];
+    if (rst) begin
+      \$177  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$178  = \$129 ;
+    if (rst) begin
+      \$178  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$179  = \$132 [11:0];
+    if (rst) begin
+      \$179  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$180  = \$signal$71 ;
+    if (rst) begin
+      \$180  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$181  = \$signal$81 ;
+    if (rst) begin
+      \$181  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$182  = c_last;
+    if (rst) begin
+      \$182  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$183  = \$signal$82 ;
+    if (rst) begin
+      \$183  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$184  = c_addr;
+    if (rst) begin
+      \$184  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$185  = \$135 [19:0];
+    if (rst) begin
+      \$185  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$186  = \$136 [3:0];
+    if (rst) begin
+      \$186  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$187  = \$signal$72 ;
+    if (rst) begin
+      \$187  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$188  = \$signal$85 ;
+    if (rst) begin
+      \$188  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$189  = d_last;
+    if (rst) begin
+      \$189  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$190  = \$like$87 ;
+    if (rst) begin
+      \$190  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$191  = d_addr;
+    if (rst) begin
+      \$191  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$192  = \$137 [33:0];
+    if (rst) begin
+      \$192  = 34'h000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$193  = \$signal$73 ;
+    if (rst) begin
+      \$193  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$194  = e_last;
+    if (rst) begin
+      \$194  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$195  = \$like$90 ;
+    if (rst) begin
+      \$195  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$196  = e_addr;
+    if (rst) begin
+      \$196  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$197  = \$86 [9:0];
+    if (rst) begin
+      \$197  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$198  = buf0;
+    if (\$signal$54 ) begin
+      if (f_last) begin
+        \$198  = 8'h00;
+      end else if (\$138 ) begin
+        \$198  = f_code[7:0];
+      end
+    end
+    if (rst) begin
+      \$198  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$199  = buf1;
+    if (\$signal$54 ) begin
+      if (f_last) begin
+        \$199  = 8'h00;
+      end else if (\$139 ) begin
+        \$199  = f_code[7:0];
+      end
+    end
+    if (rst) begin
+      \$199  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$200  = buf2;
+    if (\$signal$54 ) begin
+      if (f_last) begin
+        \$200  = 8'h00;
+      end else if (\$140 ) begin
+        \$200  = f_code[7:0];
+      end
+    end
+    if (rst) begin
+      \$200  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$201  = buf3;
+    if (\$signal$54 ) begin
+      if (f_last) begin
+        \$201  = 8'h00;
+      end else if (\$141 ) begin
+        \$201  = f_code[7:0];
+      end
+    end
+    if (rst) begin
+      \$201  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$202  = buf4;
+    if (\$signal$54 ) begin
+      if (f_last) begin
+        \$202  = 8'h00;
+      end else if (\$142 ) begin
+        \$202  = f_code[7:0];
+      end
+    end
+    if (rst) begin
+      \$202  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$203  = buf5;
+    if (\$signal$54 ) begin
+      if (f_last) begin
+        \$203  = 8'h00;
+      end else if (\$143 ) begin
+        \$203  = f_code[7:0];
+      end
+    end
+    if (rst) begin
+      \$203  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$204  = buf6;
+    if (\$signal$54 ) begin
+      if (f_last) begin
+        \$204  = 8'h00;
+      end else if (\$144 ) begin
+        \$204  = f_code[7:0];
+      end
+    end
+    if (rst) begin
+      \$204  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$205  = buf7;
+    if (\$signal$54 ) begin
+      if (f_last) begin
+        \$205  = 8'h00;
+      end else if (\$145 ) begin
+        \$205  = f_code[7:0];
+      end
+    end
+    if (rst) begin
+      \$205  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$206  = \$signal$75 ;
+    if (start) begin
+      \$206  = 1'h1;
+    end
+    if (\$146 ) begin
+      \$206  = 1'h0;
+    end
+    if (rst) begin
+      \$206  = 1'h0;
+    end
+  end
+  assign running = busy;
+  assign act_rd__en = 1'h1;
+  assign x = { \$5 [8], \$5  };
+  assign d_in = \$7 [9:0];
+  assign s_new = \$66 [21:0];
+  assign param_rd__en = 1'h1;
+  assign step = { \$73 [52], \$73  };
+  assign y = \$81 [33:0];
+  assign lrn_code_sum = \$82 [33:0];
+  assign lrn_code = \$86 [9:0];
+  assign \$signal$57  = act_w__addr;
+  assign act_w__data = { \$102 , \$100 , \$98 , \$96 , \$94 , \$92 , \$90 , \$88  };
+  assign act_rd__addr = \$2 [11:0];
+  assign param_rd__addr = \$68 [5:0];
+  assign \port$3417$0  = \$88 ;
+  assign \port$3419$0  = \$90 ;
+  assign \port$3421$0  = \$92 ;
+  assign \port$3423$0  = \$94 ;
+  assign \port$3425$0  = \$96 ;
+  assign \port$3427$0  = \$98 ;
+  assign \port$3429$0  = \$100 ;
+  assign \port$3431$0  = \$102 ;
+  assign \args.in_base  = args[11:0];
+  assign \args.out_base  = args[23:12];
+  assign \args.npos  = args[39:24];
+  assign \args.cw  = args[48:40];
+  assign \args.channels  = args[60:49];
+  assign \args.size  = args[64:61];
+  assign \args.x_signed  = args[65];
+  assign \args.zp_in  = args[75:66];
+  assign \args.zp_out  = args[85:76];
+  assign \args.act_min  = args[95:86];
+  assign \args.act_max  = args[105:96];
+  assign \args.table_base  = args[111:106];
+  assign \args.shift  = args[116:112];
+  assign \args.frac  = args[122:117];
+  assign \param_rd__data[0]  = param_rd__data[63:0];
+  assign \param_rd__data[0].g  = param_rd__data[31:0];
+  assign \param_rd__data[0].dg  = param_rd__data[63:32];
+  assign \param_rd__data[1]  = param_rd__data[127:64];
+  assign \param_rd__data[1].g  = param_rd__data[95:64];
+  assign \param_rd__data[1].dg  = param_rd__data[127:96];
+  assign \param_rd__data[2]  = param_rd__data[191:128];
+  assign \param_rd__data[2].g  = param_rd__data[159:128];
+  assign \param_rd__data[2].dg  = param_rd__data[191:160];
+  assign \param_rd__data[3]  = param_rd__data[255:192];
+  assign \param_rd__data[3].g  = param_rd__data[223:192];
+  assign \param_rd__data[3].dg  = param_rd__data[255:224];
+  assign \param_rd__data[4]  = param_rd__data[319:256];
+  assign \param_rd__data[4].g  = param_rd__data[287:256];
+  assign \param_rd__data[4].dg  = param_rd__data[319:288];
+  assign \param_rd__data[5]  = param_rd__data[383:320];
+  assign \param_rd__data[5].g  = param_rd__data[351:320];
+  assign \param_rd__data[5].dg  = param_rd__data[383:352];
+  assign \param_rd__data[6]  = param_rd__data[447:384];
+  assign \param_rd__data[6].g  = param_rd__data[415:384];
+  assign \param_rd__data[6].dg  = param_rd__data[447:416];
+  assign \param_rd__data[7]  = param_rd__data[511:448];
+  assign \param_rd__data[7].g  = param_rd__data[479:448];
+  assign \param_rd__data[7].dg  = param_rd__data[511:480];
+  assign \param_rd__data[8]  = param_rd__data[575:512];
+  assign \param_rd__data[8].g  = param_rd__data[543:512];
+  assign \param_rd__data[8].dg  = param_rd__data[575:544];
+  assign \param_rd__data[9]  = param_rd__data[639:576];
+  assign \param_rd__data[9].g  = param_rd__data[607:576];
+  assign \param_rd__data[9].dg  = param_rd__data[639:608];
+  assign \param_rd__data[10]  = param_rd__data[703:640];
+  assign \param_rd__data[10].g  = param_rd__data[671:640];
+  assign \param_rd__data[10].dg  = param_rd__data[703:672];
+  assign \param_rd__data[11]  = param_rd__data[767:704];
+  assign \param_rd__data[11].g  = param_rd__data[735:704];
+  assign \param_rd__data[11].dg  = param_rd__data[767:736];
+  assign hi = { 1'h0, args[64:62] };
+  assign \$279  = 1'h1;
+  assign \$67  = \$277 ;
+  assign \$71  = { 1'h0, \$70 [31:1] };
+  assign \$76  = { 1'h0, \$75 [63:1] };
+  assign \$344  = 1'h1;
+  assign \$124  = \$342 ;
+  assign \$349  = 1'h1;
+  assign \$125  = \$347 ;
+  assign \$359  = 1'h1;
+  assign \$131  = \$357 ;
+  assign \$368  = 1'h1;
+  assign \$136  = \$366 ;
+endmodule
+
+(* generator = "Amaranth" *)
+module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, epi_rd__data, desc_rd__data, \desc_rd__data$21 , op__0__ready, res_valid__0, res_y__0, op__1__ready, res_valid__1, res_y__1, \port$79$0 , \port$80$0 , op__0__valid, op__1__valid, param_rd__addr, epi_rd__addr, finished, desc_rd__0__addr
+, act_rd__0__en, desc_rd__1__addr, act_rd__1__en, op__0__payload, op__1__payload, act_w__en, act_w__addr, act_w__data, busy, act_rd__0__addr, act_rd__1__addr, start, args, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [31:0] \$100 ;
@@ -14998,154 +17049,215 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
   wire \$185 ;
   wire [10:0] \$186 ;
   wire [10:0] \$187 ;
-  wire \$188 ;
-  wire \$189 ;
+  wire [8:0] \$188 ;
+  wire [17:0] \$189 ;
   wire \$19 ;
-  wire \$190 ;
-  wire \$191 ;
-  wire \$192 ;
-  wire \$193 ;
-  wire \$194 ;
-  wire \$195 ;
-  wire \$196 ;
-  wire \$197 ;
-  wire \$198 ;
-  wire [8:0] \$199 ;
+  wire [32:0] \$190 ;
+  wire [17:0] \$191 ;
+  wire [32:0] \$192 ;
+  wire [17:0] \$193 ;
+  wire [32:0] \$194 ;
+  wire [17:0] \$195 ;
+  wire [32:0] \$196 ;
+  wire [17:0] \$197 ;
+  wire [32:0] \$198 ;
+  wire [17:0] \$199 ;
   wire \$2 ;
   wire [8:0] \$20 ;
-  wire \$200 ;
-  wire \$201 ;
-  wire \$202 ;
-  wire [8:0] \$203 ;
-  wire \$204 ;
-  wire \$205 ;
+  wire [32:0] \$200 ;
+  wire [17:0] \$201 ;
+  wire [32:0] \$202 ;
+  wire [17:0] \$203 ;
+  wire [32:0] \$204 ;
+  wire [32:0] \$205 ;
   wire \$206 ;
-  wire [9:0] \$207 ;
-  wire \$208 ;
-  wire [9:0] \$209 ;
+  wire \$207 ;
+  wire [10:0] \$208 ;
+  wire [10:0] \$209 ;
   wire \$21 ;
-  wire \$210 ;
-  wire [16:0] \$211 ;
-  wire [16:0] \$212 ;
-  wire \$213 ;
-  wire [8:0] \$214 ;
-  wire [8:0] \$215 ;
-  wire [8:0] \$216 ;
-  wire [8:0] \$217 ;
-  wire \$218 ;
-  wire \$219 ;
+  wire [32:0] \$210 ;
+  wire \$211 ;
+  wire \$212 ;
+  wire [10:0] \$213 ;
+  wire [10:0] \$214 ;
+  wire [32:0] \$215 ;
+  wire \$216 ;
+  wire \$217 ;
+  wire [10:0] \$218 ;
+  wire [10:0] \$219 ;
   wire \$22 ;
-  wire [8:0] \$220 ;
-  wire [9:0] \$221 ;
+  wire [32:0] \$220 ;
+  wire \$221 ;
   wire \$222 ;
-  wire [9:0] \$223 ;
-  wire \$224 ;
-  wire \$225 ;
-  wire [4:0] \$226 ;
-  wire [4:0] \$227 ;
-  wire [9:0] \$228 ;
-  wire \$229 ;
+  wire [10:0] \$223 ;
+  wire [10:0] \$224 ;
+  wire [32:0] \$225 ;
+  wire \$226 ;
+  wire \$227 ;
+  wire [10:0] \$228 ;
+  wire [10:0] \$229 ;
   wire [8:0] \$23 ;
-  wire [9:0] \$230 ;
+  wire [32:0] \$230 ;
   wire \$231 ;
-  wire [16:0] \$232 ;
-  wire [16:0] \$233 ;
-  wire \$234 ;
-  wire [8:0] \$235 ;
-  wire [8:0] \$236 ;
-  wire [8:0] \$237 ;
-  wire [8:0] \$238 ;
-  wire \$239 ;
+  wire \$232 ;
+  wire [10:0] \$233 ;
+  wire [10:0] \$234 ;
+  wire [32:0] \$235 ;
+  wire \$236 ;
+  wire \$237 ;
+  wire [10:0] \$238 ;
+  wire [10:0] \$239 ;
   wire \$24 ;
-  wire \$240 ;
+  wire [32:0] \$240 ;
   wire \$241 ;
   wire \$242 ;
-  wire [8:0] \$243 ;
-  wire [7:0] \$244 ;
+  wire [10:0] \$243 ;
+  wire [10:0] \$244 ;
   wire \$245 ;
-  wire [8:0] \$246 ;
-  wire [8:0] \$247 ;
+  wire \$246 ;
+  wire \$247 ;
   wire \$248 ;
   wire \$249 ;
   wire [16:0] \$25 ;
   wire \$250 ;
   wire \$251 ;
-  wire [24:0] \$252 ;
-  wire [25:0] \$253 ;
-  wire [26:0] \$254 ;
+  wire \$252 ;
+  wire \$253 ;
+  wire \$254 ;
   wire \$255 ;
   wire \$256 ;
-  wire [8:0] \$257 ;
-  wire \$258 ;
-  wire [8:0] \$259 ;
+  wire \$257 ;
+  wire [8:0] \$258 ;
+  wire \$259 ;
   wire \$26 ;
-  reg [7:0] \$260 ;
-  reg [7:0] \$261 ;
-  reg [7:0] \$262 ;
-  reg [7:0] \$263 ;
-  reg [15:0] \$264 ;
-  reg \$265 ;
-  reg [7:0] \$266 ;
-  reg [3:0] \$267 ;
-  reg [7:0] \$268 ;
-  reg [7:0] \$269 ;
+  wire \$260 ;
+  wire \$261 ;
+  wire [8:0] \$262 ;
+  wire \$263 ;
+  wire \$264 ;
+  wire \$265 ;
+  wire [9:0] \$266 ;
+  wire \$267 ;
+  wire [9:0] \$268 ;
+  wire \$269 ;
   wire \$27 ;
-  reg [7:0] \$270 ;
-  reg [7:0] \$271 ;
-  reg [15:0] \$272 ;
-  reg \$273 ;
-  reg [31:0] \$274 ;
-  reg [31:0] \$275 ;
-  reg [31:0] \$276 ;
-  reg [31:0] \$277 ;
-  reg [31:0] \$278 ;
-  reg [31:0] \$279 ;
+  wire [16:0] \$270 ;
+  wire [16:0] \$271 ;
+  wire \$272 ;
+  wire [8:0] \$273 ;
+  wire [8:0] \$274 ;
+  wire [8:0] \$275 ;
+  wire [8:0] \$276 ;
+  wire \$277 ;
+  wire \$278 ;
+  wire [8:0] \$279 ;
   wire [8:0] \$28 ;
-  reg [31:0] \$280 ;
-  reg [31:0] \$281 ;
-  reg [31:0] \$282 ;
-  reg [31:0] \$283 ;
-  reg [31:0] \$284 ;
-  reg [31:0] \$285 ;
-  reg [31:0] \$286 ;
-  reg [31:0] \$287 ;
-  reg [31:0] \$288 ;
-  reg [31:0] \$289 ;
+  wire [9:0] \$280 ;
+  wire \$281 ;
+  wire [9:0] \$282 ;
+  wire \$283 ;
+  wire \$284 ;
+  wire [4:0] \$285 ;
+  wire [4:0] \$286 ;
+  wire [9:0] \$287 ;
+  wire \$288 ;
+  wire [9:0] \$289 ;
   wire \$29 ;
-  reg [31:0] \$290 ;
-  reg [31:0] \$291 ;
-  reg [31:0] \$292 ;
-  reg [31:0] \$293 ;
-  reg [31:0] \$294 ;
-  reg [31:0] \$295 ;
-  reg [31:0] \$296 ;
-  reg [31:0] \$297 ;
-  reg [31:0] \$298 ;
-  reg [31:0] \$299 ;
+  wire \$290 ;
+  wire [16:0] \$291 ;
+  wire [16:0] \$292 ;
+  wire \$293 ;
+  wire [8:0] \$294 ;
+  wire [8:0] \$295 ;
+  wire [8:0] \$296 ;
+  wire [8:0] \$297 ;
+  wire \$298 ;
+  wire \$299 ;
   wire \$3 ;
   wire \$30 ;
-  reg [31:0] \$300 ;
-  reg [31:0] \$301 ;
-  reg [31:0] \$302 ;
-  reg [31:0] \$303 ;
-  reg [31:0] \$304 ;
-  reg [31:0] \$305 ;
-  reg [7:0] \$306 ;
-  reg [7:0] \$307 ;
-  reg [7:0] \$308 ;
-  reg [15:0] \$309 ;
+  wire \$300 ;
+  wire \$301 ;
+  wire [8:0] \$302 ;
+  wire [7:0] \$303 ;
+  wire \$304 ;
+  wire [8:0] \$305 ;
+  wire [8:0] \$306 ;
+  wire \$307 ;
+  wire \$308 ;
+  wire \$309 ;
   wire [8:0] \$31 ;
-  reg [7:0] \$310 ;
-  reg \$311 ;
-  reg \$312 ;
-  reg \$313 ;
-  reg [7:0] \$314 ;
+  wire \$310 ;
+  wire [24:0] \$311 ;
+  wire [25:0] \$312 ;
+  wire [26:0] \$313 ;
+  wire \$314 ;
+  wire \$315 ;
+  wire \$316 ;
+  wire [8:0] \$317 ;
+  wire \$318 ;
+  wire [8:0] \$319 ;
   wire \$32 ;
+  reg [7:0] \$320 ;
+  reg [7:0] \$321 ;
+  reg [7:0] \$322 ;
+  reg [7:0] \$323 ;
+  reg [15:0] \$324 ;
+  reg \$325 ;
+  reg [7:0] \$326 ;
+  reg [3:0] \$327 ;
+  reg [7:0] \$328 ;
+  reg [7:0] \$329 ;
   wire \$33 ;
+  reg [7:0] \$330 ;
+  reg [7:0] \$331 ;
+  reg [15:0] \$332 ;
+  reg \$333 ;
+  reg [31:0] \$334 ;
+  reg [31:0] \$335 ;
+  reg [31:0] \$336 ;
+  reg [31:0] \$337 ;
+  reg [31:0] \$338 ;
+  reg [31:0] \$339 ;
   wire \$34 ;
+  reg [31:0] \$340 ;
+  reg [31:0] \$341 ;
+  reg [31:0] \$342 ;
+  reg [31:0] \$343 ;
+  reg [31:0] \$344 ;
+  reg [31:0] \$345 ;
+  reg [31:0] \$346 ;
+  reg [31:0] \$347 ;
+  reg [31:0] \$348 ;
+  reg [31:0] \$349 ;
   wire [16:0] \$35 ;
+  reg [31:0] \$350 ;
+  reg [31:0] \$351 ;
+  reg [31:0] \$352 ;
+  reg [31:0] \$353 ;
+  reg [31:0] \$354 ;
+  reg [31:0] \$355 ;
+  reg [31:0] \$356 ;
+  reg [31:0] \$357 ;
+  reg [31:0] \$358 ;
+  reg [31:0] \$359 ;
   wire \$36 ;
+  reg [31:0] \$360 ;
+  reg [31:0] \$361 ;
+  reg [31:0] \$362 ;
+  reg [31:0] \$363 ;
+  reg [31:0] \$364 ;
+  reg [31:0] \$365 ;
+  reg [7:0] \$366 ;
+  reg [7:0] \$367 ;
+  reg [7:0] \$368 ;
+  reg [15:0] \$369 ;
   wire \$37 ;
+  reg [7:0] \$370 ;
+  reg \$371 ;
+  reg \$372 ;
+  reg \$373 ;
+  reg \$374 ;
+  reg [7:0] \$375 ;
   wire [8:0] \$38 ;
   wire \$39 ;
   wire \$4 ;
@@ -15249,20 +17361,25 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
   wire act_rd__en;
   wire \act_rd__en$18 ;
   output [11:0] act_w__addr;
-  reg [11:0] act_w__addr = 12'h000;
-  wire [63:0] act_w__data;
+  reg [11:0] act_w__addr;
+  output [63:0] act_w__data;
+  reg [63:0] act_w__data;
   output act_w__en;
-  wire act_w__en;
+  reg act_w__en;
   reg [11:0] addr_pipe0 = 12'h000;
   reg [11:0] addr_pipe1 = 12'h000;
   reg [11:0] addr_pipe2 = 12'h000;
-  (* init = 12'h000 *)
-  wire [11:0] addr_pipe3;
+  reg [11:0] addr_pipe3 = 12'h000;
+  reg [11:0] addr_pipe4 = 12'h000;
+  reg [11:0] addr_pipe5 = 12'h000;
+  reg [11:0] addr_pipe6 = 12'h000;
+  reg [11:0] addr_pipe7 = 12'h000;
+  reg [11:0] addr_pipe8 = 12'h000;
   wire all_idle;
   wire any_stall;
-  input [398:0] args;
-  wire [398:0] args;
-  wire [398:0] \args$1 ;
+  input [435:0] args;
+  wire [435:0] args;
+  wire [435:0] \args$1 ;
   wire [2:0] \args$1.ab_m1 ;
   wire [9:0] \args$1.act_max ;
   wire [9:0] \args$1.act_min ;
@@ -15273,6 +17390,11 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
   wire [5:0] \args$1.desc_base ;
   wire [3:0] \args$1.dh ;
   wire [3:0] \args$1.dw ;
+  wire \args$1.epi ;
+  wire [5:0] \args$1.epi_base ;
+  wire [9:0] \args$1.epi_max ;
+  wire [9:0] \args$1.epi_min ;
+  wire [9:0] \args$1.epi_zp_out ;
   wire [7:0] \args$1.groups ;
   wire [13:0] \args$1.img_bstep ;
   wire [13:0] \args$1.img_delta ;
@@ -15311,7 +17433,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
   wire \args$1.x_signed ;
   wire [7:0] \args$1.zp_in ;
   wire [9:0] \args$1.zp_out ;
-  wire [398:0] \args$12 ;
+  wire [435:0] \args$12 ;
   wire [2:0] \args$12.ab_m1 ;
   wire [9:0] \args$12.act_max ;
   wire [9:0] \args$12.act_min ;
@@ -15322,6 +17444,11 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
   wire [5:0] \args$12.desc_base ;
   wire [3:0] \args$12.dh ;
   wire [3:0] \args$12.dw ;
+  wire \args$12.epi ;
+  wire [5:0] \args$12.epi_base ;
+  wire [9:0] \args$12.epi_max ;
+  wire [9:0] \args$12.epi_min ;
+  wire [9:0] \args$12.epi_zp_out ;
   wire [7:0] \args$12.groups ;
   wire [13:0] \args$12.img_bstep ;
   wire [13:0] \args$12.img_delta ;
@@ -15370,6 +17497,11 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
   wire [5:0] \args.desc_base ;
   wire [3:0] \args.dh ;
   wire [3:0] \args.dw ;
+  wire \args.epi ;
+  wire [5:0] \args.epi_base ;
+  wire [9:0] \args.epi_max ;
+  wire [9:0] \args.epi_min ;
+  wire [9:0] \args.epi_zp_out ;
   wire [7:0] \args.groups ;
   wire [13:0] \args.img_bstep ;
   wire [13:0] \args.img_delta ;
@@ -15412,7 +17544,8 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
   wire [6:0] \bi$67 ;
   output busy;
   reg busy = 1'h0;
-  wire \busy$236 ;
+  wire \busy$280 ;
+  wire \busy$281 ;
   input clk;
   wire clk;
   wire [9:0] code0;
@@ -15472,8 +17605,95 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
   wire [8:0] \desc_rd__data.ky0 ;
   wire [13:0] \desc_rd__data.off0 ;
   wire done;
+  wire [31:0] e_acc0;
+  wire [31:0] e_acc1;
+  wire [31:0] e_acc2;
+  wire [31:0] e_acc3;
+  wire [31:0] e_acc4;
+  wire [31:0] e_acc5;
+  wire [31:0] e_acc6;
+  wire [31:0] e_acc7;
+  wire [9:0] e_code0;
+  wire [33:0] e_code0_sum;
+  wire [9:0] e_code1;
+  wire [33:0] e_code1_sum;
+  wire [9:0] e_code2;
+  wire [33:0] e_code2_sum;
+  wire [9:0] e_code3;
+  wire [33:0] e_code3_sum;
+  wire [9:0] e_code4;
+  wire [33:0] e_code4_sum;
+  wire [9:0] e_code5;
+  wire [33:0] e_code5_sum;
+  wire [9:0] e_code6;
+  wire [33:0] e_code6_sum;
+  wire [9:0] e_code7;
+  wire [33:0] e_code7_sum;
+  reg [9:0] e_q0 = 10'h000;
+  reg [9:0] e_q1 = 10'h000;
+  reg [9:0] e_q2 = 10'h000;
+  reg [9:0] e_q3 = 10'h000;
+  reg [9:0] e_q4 = 10'h000;
+  reg [9:0] e_q5 = 10'h000;
+  reg [9:0] e_q6 = 10'h000;
+  reg [9:0] e_q7 = 10'h000;
+  (* init = 1'h0 *)
+  wire e_valid;
   wire en;
   wire \en$27 ;
+  output [5:0] epi_rd__addr;
+  wire [5:0] epi_rd__addr;
+  input [767:0] epi_rd__data;
+  wire [767:0] epi_rd__data;
+  wire [95:0] \epi_rd__data[0] ;
+  wire [15:0] \epi_rd__data[0]._pad ;
+  wire [31:0] \epi_rd__data[0].bias ;
+  wire [31:0] \epi_rd__data[0].mult ;
+  wire [7:0] \epi_rd__data[0].shift ;
+  wire [7:0] \epi_rd__data[0].w ;
+  wire [95:0] \epi_rd__data[1] ;
+  wire [15:0] \epi_rd__data[1]._pad ;
+  wire [31:0] \epi_rd__data[1].bias ;
+  wire [31:0] \epi_rd__data[1].mult ;
+  wire [7:0] \epi_rd__data[1].shift ;
+  wire [7:0] \epi_rd__data[1].w ;
+  wire [95:0] \epi_rd__data[2] ;
+  wire [15:0] \epi_rd__data[2]._pad ;
+  wire [31:0] \epi_rd__data[2].bias ;
+  wire [31:0] \epi_rd__data[2].mult ;
+  wire [7:0] \epi_rd__data[2].shift ;
+  wire [7:0] \epi_rd__data[2].w ;
+  wire [95:0] \epi_rd__data[3] ;
+  wire [15:0] \epi_rd__data[3]._pad ;
+  wire [31:0] \epi_rd__data[3].bias ;
+  wire [31:0] \epi_rd__data[3].mult ;
+  wire [7:0] \epi_rd__data[3].shift ;
+  wire [7:0] \epi_rd__data[3].w ;
+  wire [95:0] \epi_rd__data[4] ;
+  wire [15:0] \epi_rd__data[4]._pad ;
+  wire [31:0] \epi_rd__data[4].bias ;
+  wire [31:0] \epi_rd__data[4].mult ;
+  wire [7:0] \epi_rd__data[4].shift ;
+  wire [7:0] \epi_rd__data[4].w ;
+  wire [95:0] \epi_rd__data[5] ;
+  wire [15:0] \epi_rd__data[5]._pad ;
+  wire [31:0] \epi_rd__data[5].bias ;
+  wire [31:0] \epi_rd__data[5].mult ;
+  wire [7:0] \epi_rd__data[5].shift ;
+  wire [7:0] \epi_rd__data[5].w ;
+  wire [95:0] \epi_rd__data[6] ;
+  wire [15:0] \epi_rd__data[6]._pad ;
+  wire [31:0] \epi_rd__data[6].bias ;
+  wire [31:0] \epi_rd__data[6].mult ;
+  wire [7:0] \epi_rd__data[6].shift ;
+  wire [7:0] \epi_rd__data[6].w ;
+  wire [95:0] \epi_rd__data[7] ;
+  wire [15:0] \epi_rd__data[7]._pad ;
+  wire [31:0] \epi_rd__data[7].bias ;
+  wire [31:0] \epi_rd__data[7].mult ;
+  wire [7:0] \epi_rd__data[7].shift ;
+  wire [7:0] \epi_rd__data[7].w ;
+  wire epi_rd__en;
   wire [31:0] ext0_0;
   wire [31:0] ext0_1;
   wire [31:0] ext0_2;
@@ -15535,12 +17755,22 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
   reg [15:0] i_p0 = 16'h0000;
   reg [3:0] i_page = 4'h0;
   reg i_valid = 1'h0;
+  reg \i_valid$233  = 1'h0;
   wire idle_next;
   wire \idle_next$30 ;
   wire issue;
   wire [6:0] kk;
   wire [6:0] \kk$52 ;
   wire [255:0] mult;
+  wire [255:0] \mult$239 ;
+  wire [31:0] \mult$239[0] ;
+  wire [31:0] \mult$239[1] ;
+  wire [31:0] \mult$239[2] ;
+  wire [31:0] \mult$239[3] ;
+  wire [31:0] \mult$239[4] ;
+  wire [31:0] \mult$239[5] ;
+  wire [31:0] \mult$239[6] ;
+  wire [31:0] \mult$239[7] ;
   wire [31:0] \mult[0] ;
   wire [31:0] \mult[1] ;
   wire [31:0] \mult[2] ;
@@ -15549,6 +17779,10 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
   wire [31:0] \mult[5] ;
   wire [31:0] \mult[6] ;
   wire [31:0] \mult[7] ;
+  reg [7:0] n_pipe0 = 8'h00;
+  reg [7:0] n_pipe1 = 8'h00;
+  reg [7:0] n_pipe2 = 8'h00;
+  reg [7:0] n_pipe3 = 8'h00;
   wire [31:0] new0_0;
   wire [31:0] new0_1;
   wire [31:0] new0_2;
@@ -15568,6 +17802,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
   wire [6:0] nn;
   wire [6:0] \nn$53 ;
   wire o_valid;
+  wire \o_valid$277 ;
   output [340:0] op__0__payload;
   wire [340:0] op__0__payload;
   wire [2:0] \op__0__payload.ab_m1 ;
@@ -15689,76 +17924,69 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
   input [767:0] param_rd__data;
   wire [767:0] param_rd__data;
   wire [95:0] \param_rd__data[0] ;
-  wire [23:0] \param_rd__data[0]._pad ;
+  wire [15:0] \param_rd__data[0]._pad ;
   wire [31:0] \param_rd__data[0].bias ;
   wire [31:0] \param_rd__data[0].mult ;
   wire [7:0] \param_rd__data[0].shift ;
+  wire [7:0] \param_rd__data[0].w ;
   wire [95:0] \param_rd__data[1] ;
-  wire [23:0] \param_rd__data[1]._pad ;
+  wire [15:0] \param_rd__data[1]._pad ;
   wire [31:0] \param_rd__data[1].bias ;
   wire [31:0] \param_rd__data[1].mult ;
   wire [7:0] \param_rd__data[1].shift ;
+  wire [7:0] \param_rd__data[1].w ;
   wire [95:0] \param_rd__data[2] ;
-  wire [23:0] \param_rd__data[2]._pad ;
+  wire [15:0] \param_rd__data[2]._pad ;
   wire [31:0] \param_rd__data[2].bias ;
   wire [31:0] \param_rd__data[2].mult ;
   wire [7:0] \param_rd__data[2].shift ;
+  wire [7:0] \param_rd__data[2].w ;
   wire [95:0] \param_rd__data[3] ;
-  wire [23:0] \param_rd__data[3]._pad ;
+  wire [15:0] \param_rd__data[3]._pad ;
   wire [31:0] \param_rd__data[3].bias ;
   wire [31:0] \param_rd__data[3].mult ;
   wire [7:0] \param_rd__data[3].shift ;
+  wire [7:0] \param_rd__data[3].w ;
   wire [95:0] \param_rd__data[4] ;
-  wire [23:0] \param_rd__data[4]._pad ;
+  wire [15:0] \param_rd__data[4]._pad ;
   wire [31:0] \param_rd__data[4].bias ;
   wire [31:0] \param_rd__data[4].mult ;
   wire [7:0] \param_rd__data[4].shift ;
+  wire [7:0] \param_rd__data[4].w ;
   wire [95:0] \param_rd__data[5] ;
-  wire [23:0] \param_rd__data[5]._pad ;
+  wire [15:0] \param_rd__data[5]._pad ;
   wire [31:0] \param_rd__data[5].bias ;
   wire [31:0] \param_rd__data[5].mult ;
   wire [7:0] \param_rd__data[5].shift ;
+  wire [7:0] \param_rd__data[5].w ;
   wire [95:0] \param_rd__data[6] ;
-  wire [23:0] \param_rd__data[6]._pad ;
+  wire [15:0] \param_rd__data[6]._pad ;
   wire [31:0] \param_rd__data[6].bias ;
   wire [31:0] \param_rd__data[6].mult ;
   wire [7:0] \param_rd__data[6].shift ;
+  wire [7:0] \param_rd__data[6].w ;
   wire [95:0] \param_rd__data[7] ;
-  wire [23:0] \param_rd__data[7]._pad ;
+  wire [15:0] \param_rd__data[7]._pad ;
   wire [31:0] \param_rd__data[7].bias ;
   wire [31:0] \param_rd__data[7].mult ;
   wire [7:0] \param_rd__data[7].shift ;
+  wire [7:0] \param_rd__data[7].w ;
   wire param_rd__en;
-  output [7:0] \port$264$0 ;
-  wire [7:0] \port$264$0 ;
-  output [7:0] \port$269$0 ;
-  wire [7:0] \port$269$0 ;
-  output [7:0] \port$274$0 ;
-  wire [7:0] \port$274$0 ;
-  output [7:0] \port$279$0 ;
-  wire [7:0] \port$279$0 ;
-  output [7:0] \port$284$0 ;
-  wire [7:0] \port$284$0 ;
-  output [7:0] \port$289$0 ;
-  wire [7:0] \port$289$0 ;
-  output [7:0] \port$294$0 ;
-  wire [7:0] \port$294$0 ;
-  output [7:0] \port$299$0 ;
-  wire [7:0] \port$299$0 ;
-  output \port$73$0 ;
-  wire \port$73$0 ;
-  output \port$74$0 ;
-  wire \port$74$0 ;
+  output \port$79$0 ;
+  wire \port$79$0 ;
+  output \port$80$0 ;
+  wire \port$80$0 ;
   wire pos_bstep;
   wire \pos_bstep$57 ;
   wire pos_init;
-  wire \pos_init$242 ;
+  wire \pos_init$287 ;
   wire pos_step;
-  wire \pos_step$245 ;
+  wire \pos_step$290 ;
   wire pos_valid;
   wire \pos_valid$51 ;
   wire post_busy;
   reg [11:0] q0_addr = 12'h000;
+  reg [7:0] q0_n = 8'h00;
   reg [31:0] q0_sum0 = 32'd0;
   reg [31:0] q0_sum1 = 32'd0;
   reg [31:0] q0_sum2 = 32'd0;
@@ -15939,6 +18167,15 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
   reg setup = 1'h0;
   reg [7:0] setup_cnt = 8'h00;
   wire [63:0] shift;
+  wire [63:0] \shift$240 ;
+  wire [7:0] \shift$240[0] ;
+  wire [7:0] \shift$240[1] ;
+  wire [7:0] \shift$240[2] ;
+  wire [7:0] \shift$240[3] ;
+  wire [7:0] \shift$240[4] ;
+  wire [7:0] \shift$240[5] ;
+  wire [7:0] \shift$240[6] ;
+  wire [7:0] \shift$240[7] ;
   wire [7:0] \shift[0] ;
   wire [7:0] \shift[1] ;
   wire [7:0] \shift[2] ;
@@ -15999,6 +18236,15 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
   wire [31:0] \x$201[5] ;
   wire [31:0] \x$201[6] ;
   wire [31:0] \x$201[7] ;
+  wire [255:0] \x$238 ;
+  wire [31:0] \x$238[0] ;
+  wire [31:0] \x$238[1] ;
+  wire [31:0] \x$238[2] ;
+  wire [31:0] \x$238[3] ;
+  wire [31:0] \x$238[4] ;
+  wire [31:0] \x$238[5] ;
+  wire [31:0] \x$238[6] ;
+  wire [31:0] \x$238[7] ;
   wire [255:0] \x$86 ;
   wire [7:0] \x$86[0] ;
   wire [7:0] \x$86[10] ;
@@ -16065,6 +18311,15 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
   wire [7:0] \x[8] ;
   wire [7:0] \x[9] ;
   wire [255:0] y;
+  wire [255:0] \y$256 ;
+  wire [31:0] \y$256[0] ;
+  wire [31:0] \y$256[1] ;
+  wire [31:0] \y$256[2] ;
+  wire [31:0] \y$256[3] ;
+  wire [31:0] \y$256[4] ;
+  wire [31:0] \y$256[5] ;
+  wire [31:0] \y$256[6] ;
+  wire [31:0] \y$256[7] ;
   wire [31:0] \y[0] ;
   wire [31:0] \y[1] ;
   wire [31:0] \y[2] ;
@@ -16300,186 +18555,246 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
   assign \$185  = $signed(\$183 ) > $signed(args[390:381]);
   assign \$186  = \$185  ? { args[390], args[390:381] } : { 1'h0, \$183 [9:0] };
   assign \$187  = \$184  ? { args[380], args[380:371] } : \$186 ;
-  assign post_busy = i_valid | \busy$236 ;
-  assign \$188  = ~ setup;
-  assign \$189  = busy & \$188 ;
-  assign \$190  = \$189  & g_done;
-  assign \$191  = \$190  & i_done;
-  assign \$192  = ~ r_rdy;
-  assign \$193  = \$191  & \$192 ;
-  assign \$194  = ~ ser_on;
-  assign \$195  = \$193  & \$194 ;
-  assign \$196  = ~ post_busy;
-  assign finished = \$195  & \$196 ;
-  assign \$197  = ~ busy;
-  assign pos_init = start & \$197 ;
-  assign \$198  = ~ busy;
-  assign \pos_init$242  = start & \$198 ;
-  assign \$199  = setup_cnt + 1'h1;
-  assign \$200  = \$199  < args[293:287];
-  assign \$201  = setup & \$200 ;
-  assign \$202  = bi > setup_cnt;
-  assign pos_step = \$201  & \$202 ;
-  assign \$203  = setup_cnt + 1'h1;
-  assign \$204  = \$203  < args[293:287];
-  assign \$205  = setup & \$204 ;
-  assign \$206  = \bi$67  > setup_cnt;
-  assign \pos_step$245  = \$205  & \$206 ;
-  assign \$207  = args[277:269] - 1'h1;
-  assign \$208  = g_kr == \$207 ;
-  assign \$209  = args[286:278] - 1'h1;
-  assign \$210  = g_nr == \$209 ;
-  assign \$211  = g_p0 + args[293:287];
-  assign \$212  = g_p0 + args[293:287];
-  assign \$213  = \$212  >= args[114:99];
-  assign \$214  = g_nr + 1'h1;
-  assign \$215  = g_nbase + args[307:301];
-  assign \$216  = g_kr + 1'h1;
-  assign \$217  = g_kbase + args[300:294];
-  assign \$218  = issue & \final ;
-  assign \$219  = since_final != 8'hff;
-  assign \$220  = since_final + 1'h1;
-  assign \$221  = args[277:269] - 1'h1;
-  assign \$222  = i_kr == \$221 ;
-  assign \$223  = args[286:278] - 1'h1;
-  assign \$224  = i_nr == \$223 ;
-  assign \$225  = \$222  & \$224 ;
-  assign \$226  = i_page + 1'h1;
-  assign \$227  = \$225  ? { 1'h0, args[325:322] } : \$226 ;
-  assign \$228  = args[277:269] - 1'h1;
-  assign \$229  = i_kr == \$228 ;
-  assign \$230  = args[286:278] - 1'h1;
-  assign \$231  = i_nr == \$230 ;
-  assign \$232  = i_p0 + args[293:287];
-  assign \$233  = i_p0 + args[293:287];
-  assign \$234  = \$233  >= args[114:99];
-  assign \$235  = i_nr + 1'h1;
-  assign \$236  = i_nbase + args[307:301];
-  assign \$237  = i_kr + 1'h1;
-  assign \$238  = i_kbase + args[300:294];
-  assign \$239  = res_any & tag[1];
-  assign \$240  = res_any & tag[1];
-  assign \$241  = ~ \$240 ;
-  assign \$242  = ser_on & \$241 ;
-  assign \$243  = ser_cnt - 1'h1;
-  assign \$244  = args[307:301] - 1'h1;
-  assign \$245  = $signed({ 1'h0, g_nn }) == $signed(\$244 );
-  assign \$246  = g_bi + 1'h1;
-  assign \$247  = g_nn + 1'h1;
-  assign \$248  = \$137 [15:0] < args[114:99];
-  assign \$249  = ser_on & \$248 ;
-  assign \$250  = \$138 [7:0] < args[268:260];
-  assign \$251  = \$249  & \$250 ;
-  assign \$252  = \$137 [15:0] * args[346:338];
-  assign \$253  = args[337:326] + \$252 ;
-  assign \$254  = \$253  + \$138 [7:0];
-  assign \$255  = ~ busy;
-  assign \$256  = start & \$255 ;
-  assign \$257  = setup_cnt + 1'h1;
-  assign \$258  = \$257  < args[293:287];
-  assign \$259  = setup_cnt + 1'h1;
+  assign \$188  = args[405:400] + n_pipe3;
+  assign \$189  = $signed(e_q0) * $signed(epi_rd__data[79:72]);
+  assign \$190  = $signed(\$189 ) + $signed(epi_rd__data[31:0]);
+  assign \$191  = $signed(e_q1) * $signed(epi_rd__data[175:168]);
+  assign \$192  = $signed(\$191 ) + $signed(epi_rd__data[127:96]);
+  assign \$193  = $signed(e_q2) * $signed(epi_rd__data[271:264]);
+  assign \$194  = $signed(\$193 ) + $signed(epi_rd__data[223:192]);
+  assign \$195  = $signed(e_q3) * $signed(epi_rd__data[367:360]);
+  assign \$196  = $signed(\$195 ) + $signed(epi_rd__data[319:288]);
+  assign \$197  = $signed(e_q4) * $signed(epi_rd__data[463:456]);
+  assign \$198  = $signed(\$197 ) + $signed(epi_rd__data[415:384]);
+  assign \$199  = $signed(e_q5) * $signed(epi_rd__data[559:552]);
+  assign \$200  = $signed(\$199 ) + $signed(epi_rd__data[511:480]);
+  assign \$201  = $signed(e_q6) * $signed(epi_rd__data[655:648]);
+  assign \$202  = $signed(\$201 ) + $signed(epi_rd__data[607:576]);
+  assign \$203  = $signed(e_q7) * $signed(epi_rd__data[751:744]);
+  assign \$204  = $signed(\$203 ) + $signed(epi_rd__data[703:672]);
+  assign \$205  = $signed(\y$256 [31:0]) + $signed(args[415:406]);
+  assign \$206  = $signed(\$205 ) < $signed(args[425:416]);
+  assign \$207  = $signed(\$205 ) > $signed(args[435:426]);
+  assign \$208  = \$207  ? { args[435], args[435:426] } : { 1'h0, \$205 [9:0] };
+  assign \$209  = \$206  ? { args[425], args[425:416] } : \$208 ;
+  assign \$210  = $signed(\y$256 [63:32]) + $signed(args[415:406]);
+  assign \$211  = $signed(\$210 ) < $signed(args[425:416]);
+  assign \$212  = $signed(\$210 ) > $signed(args[435:426]);
+  assign \$213  = \$212  ? { args[435], args[435:426] } : { 1'h0, \$210 [9:0] };
+  assign \$214  = \$211  ? { args[425], args[425:416] } : \$213 ;
+  assign \$215  = $signed(\y$256 [95:64]) + $signed(args[415:406]);
+  assign \$216  = $signed(\$215 ) < $signed(args[425:416]);
+  assign \$217  = $signed(\$215 ) > $signed(args[435:426]);
+  assign \$218  = \$217  ? { args[435], args[435:426] } : { 1'h0, \$215 [9:0] };
+  assign \$219  = \$216  ? { args[425], args[425:416] } : \$218 ;
+  assign \$220  = $signed(\y$256 [127:96]) + $signed(args[415:406]);
+  assign \$221  = $signed(\$220 ) < $signed(args[425:416]);
+  assign \$222  = $signed(\$220 ) > $signed(args[435:426]);
+  assign \$223  = \$222  ? { args[435], args[435:426] } : { 1'h0, \$220 [9:0] };
+  assign \$224  = \$221  ? { args[425], args[425:416] } : \$223 ;
+  assign \$225  = $signed(\y$256 [159:128]) + $signed(args[415:406]);
+  assign \$226  = $signed(\$225 ) < $signed(args[425:416]);
+  assign \$227  = $signed(\$225 ) > $signed(args[435:426]);
+  assign \$228  = \$227  ? { args[435], args[435:426] } : { 1'h0, \$225 [9:0] };
+  assign \$229  = \$226  ? { args[425], args[425:416] } : \$228 ;
+  assign \$230  = $signed(\y$256 [191:160]) + $signed(args[415:406]);
+  assign \$231  = $signed(\$230 ) < $signed(args[425:416]);
+  assign \$232  = $signed(\$230 ) > $signed(args[435:426]);
+  assign \$233  = \$232  ? { args[435], args[435:426] } : { 1'h0, \$230 [9:0] };
+  assign \$234  = \$231  ? { args[425], args[425:416] } : \$233 ;
+  assign \$235  = $signed(\y$256 [223:192]) + $signed(args[415:406]);
+  assign \$236  = $signed(\$235 ) < $signed(args[425:416]);
+  assign \$237  = $signed(\$235 ) > $signed(args[435:426]);
+  assign \$238  = \$237  ? { args[435], args[435:426] } : { 1'h0, \$235 [9:0] };
+  assign \$239  = \$236  ? { args[425], args[425:416] } : \$238 ;
+  assign \$240  = $signed(\y$256 [255:224]) + $signed(args[415:406]);
+  assign \$241  = $signed(\$240 ) < $signed(args[425:416]);
+  assign \$242  = $signed(\$240 ) > $signed(args[435:426]);
+  assign \$243  = \$242  ? { args[435], args[435:426] } : { 1'h0, \$240 [9:0] };
+  assign \$244  = \$241  ? { args[425], args[425:416] } : \$243 ;
+  assign \$245  = i_valid | \busy$280 ;
+  assign \$246  = \$245  | \i_valid$233 ;
+  assign post_busy = \$246  | \busy$281 ;
+  assign \$247  = ~ setup;
+  assign \$248  = busy & \$247 ;
+  assign \$249  = \$248  & g_done;
+  assign \$250  = \$249  & i_done;
+  assign \$251  = ~ r_rdy;
+  assign \$252  = \$250  & \$251 ;
+  assign \$253  = ~ ser_on;
+  assign \$254  = \$252  & \$253 ;
+  assign \$255  = ~ post_busy;
+  assign finished = \$254  & \$255 ;
+  assign \$256  = ~ busy;
+  assign pos_init = start & \$256 ;
+  assign \$257  = ~ busy;
+  assign \pos_init$287  = start & \$257 ;
+  assign \$258  = setup_cnt + 1'h1;
+  assign \$259  = \$258  < args[293:287];
+  assign \$260  = setup & \$259 ;
+  assign \$261  = bi > setup_cnt;
+  assign pos_step = \$260  & \$261 ;
+  assign \$262  = setup_cnt + 1'h1;
+  assign \$263  = \$262  < args[293:287];
+  assign \$264  = setup & \$263 ;
+  assign \$265  = \bi$67  > setup_cnt;
+  assign \pos_step$290  = \$264  & \$265 ;
+  assign \$266  = args[277:269] - 1'h1;
+  assign \$267  = g_kr == \$266 ;
+  assign \$268  = args[286:278] - 1'h1;
+  assign \$269  = g_nr == \$268 ;
+  assign \$270  = g_p0 + args[293:287];
+  assign \$271  = g_p0 + args[293:287];
+  assign \$272  = \$271  >= args[114:99];
+  assign \$273  = g_nr + 1'h1;
+  assign \$274  = g_nbase + args[307:301];
+  assign \$275  = g_kr + 1'h1;
+  assign \$276  = g_kbase + args[300:294];
+  assign \$277  = issue & \final ;
+  assign \$278  = since_final != 8'hff;
+  assign \$279  = since_final + 1'h1;
+  assign \$280  = args[277:269] - 1'h1;
+  assign \$281  = i_kr == \$280 ;
+  assign \$282  = args[286:278] - 1'h1;
+  assign \$283  = i_nr == \$282 ;
+  assign \$284  = \$281  & \$283 ;
+  assign \$285  = i_page + 1'h1;
+  assign \$286  = \$284  ? { 1'h0, args[325:322] } : \$285 ;
+  assign \$287  = args[277:269] - 1'h1;
+  assign \$288  = i_kr == \$287 ;
+  assign \$289  = args[286:278] - 1'h1;
+  assign \$290  = i_nr == \$289 ;
+  assign \$291  = i_p0 + args[293:287];
+  assign \$292  = i_p0 + args[293:287];
+  assign \$293  = \$292  >= args[114:99];
+  assign \$294  = i_nr + 1'h1;
+  assign \$295  = i_nbase + args[307:301];
+  assign \$296  = i_kr + 1'h1;
+  assign \$297  = i_kbase + args[300:294];
+  assign \$298  = res_any & tag[1];
+  assign \$299  = res_any & tag[1];
+  assign \$300  = ~ \$299 ;
+  assign \$301  = ser_on & \$300 ;
+  assign \$302  = ser_cnt - 1'h1;
+  assign \$303  = args[307:301] - 1'h1;
+  assign \$304  = $signed({ 1'h0, g_nn }) == $signed(\$303 );
+  assign \$305  = g_bi + 1'h1;
+  assign \$306  = g_nn + 1'h1;
+  assign \$307  = \$137 [15:0] < args[114:99];
+  assign \$308  = ser_on & \$307 ;
+  assign \$309  = \$138 [7:0] < args[268:260];
+  assign \$310  = \$308  & \$309 ;
+  assign \$311  = \$137 [15:0] * args[346:338];
+  assign \$312  = args[337:326] + \$311 ;
+  assign \$313  = \$312  + \$138 [7:0];
+  assign \$314  = \o_valid$277  & args[399];
+  assign \$315  = ~ busy;
+  assign \$316  = start & \$315 ;
+  assign \$317  = setup_cnt + 1'h1;
+  assign \$318  = \$317  < args[293:287];
+  assign \$319  = setup_cnt + 1'h1;
   always @(posedge clk)
-    g_kr <= \$260 ;
+    g_kr <= \$320 ;
   always @(posedge clk)
-    g_kbase <= \$261 ;
+    g_kbase <= \$321 ;
   always @(posedge clk)
-    g_nr <= \$262 ;
+    g_nr <= \$322 ;
   always @(posedge clk)
-    g_nbase <= \$263 ;
+    g_nbase <= \$323 ;
   always @(posedge clk)
-    g_p0 <= \$264 ;
+    g_p0 <= \$324 ;
   always @(posedge clk)
-    g_done <= \$265 ;
+    g_done <= \$325 ;
   always @(posedge clk)
-    since_final <= \$266 ;
+    since_final <= \$326 ;
   always @(posedge clk)
-    i_page <= \$267 ;
+    i_page <= \$327 ;
   always @(posedge clk)
-    i_kr <= \$268 ;
+    i_kr <= \$328 ;
   always @(posedge clk)
-    i_kbase <= \$269 ;
+    i_kbase <= \$329 ;
   always @(posedge clk)
-    i_nr <= \$270 ;
+    i_nr <= \$330 ;
   always @(posedge clk)
-    i_nbase <= \$271 ;
+    i_nbase <= \$331 ;
   always @(posedge clk)
-    i_p0 <= \$272 ;
+    i_p0 <= \$332 ;
   always @(posedge clk)
-    i_done <= \$273 ;
+    i_done <= \$333 ;
   always @(posedge clk)
-    acc0_0 <= \$274 ;
+    acc0_0 <= \$334 ;
   always @(posedge clk)
-    ser0_0 <= \$275 ;
+    ser0_0 <= \$335 ;
   always @(posedge clk)
-    acc0_1 <= \$276 ;
+    acc0_1 <= \$336 ;
   always @(posedge clk)
-    ser0_1 <= \$277 ;
+    ser0_1 <= \$337 ;
   always @(posedge clk)
-    acc0_2 <= \$278 ;
+    acc0_2 <= \$338 ;
   always @(posedge clk)
-    ser0_2 <= \$279 ;
+    ser0_2 <= \$339 ;
   always @(posedge clk)
-    acc0_3 <= \$280 ;
+    acc0_3 <= \$340 ;
   always @(posedge clk)
-    ser0_3 <= \$281 ;
+    ser0_3 <= \$341 ;
   always @(posedge clk)
-    acc0_4 <= \$282 ;
+    acc0_4 <= \$342 ;
   always @(posedge clk)
-    ser0_4 <= \$283 ;
+    ser0_4 <= \$343 ;
   always @(posedge clk)
-    acc0_5 <= \$284 ;
+    acc0_5 <= \$344 ;
   always @(posedge clk)
-    ser0_5 <= \$285 ;
+    ser0_5 <= \$345 ;
   always @(posedge clk)
-    acc0_6 <= \$286 ;
+    acc0_6 <= \$346 ;
   always @(posedge clk)
-    ser0_6 <= \$287 ;
+    ser0_6 <= \$347 ;
   always @(posedge clk)
-    acc0_7 <= \$288 ;
+    acc0_7 <= \$348 ;
   always @(posedge clk)
-    ser0_7 <= \$289 ;
+    ser0_7 <= \$349 ;
   always @(posedge clk)
-    acc1_0 <= \$290 ;
+    acc1_0 <= \$350 ;
   always @(posedge clk)
-    ser1_0 <= \$291 ;
+    ser1_0 <= \$351 ;
   always @(posedge clk)
-    acc1_1 <= \$292 ;
+    acc1_1 <= \$352 ;
   always @(posedge clk)
-    ser1_1 <= \$293 ;
+    ser1_1 <= \$353 ;
   always @(posedge clk)
-    acc1_2 <= \$294 ;
+    acc1_2 <= \$354 ;
   always @(posedge clk)
-    ser1_2 <= \$295 ;
+    ser1_2 <= \$355 ;
   always @(posedge clk)
-    acc1_3 <= \$296 ;
+    acc1_3 <= \$356 ;
   always @(posedge clk)
-    ser1_3 <= \$297 ;
+    ser1_3 <= \$357 ;
   always @(posedge clk)
-    acc1_4 <= \$298 ;
+    acc1_4 <= \$358 ;
   always @(posedge clk)
-    ser1_4 <= \$299 ;
+    ser1_4 <= \$359 ;
   always @(posedge clk)
-    acc1_5 <= \$300 ;
+    acc1_5 <= \$360 ;
   always @(posedge clk)
-    ser1_5 <= \$301 ;
+    ser1_5 <= \$361 ;
   always @(posedge clk)
-    acc1_6 <= \$302 ;
+    acc1_6 <= \$362 ;
   always @(posedge clk)
-    ser1_6 <= \$303 ;
+    ser1_6 <= \$363 ;
   always @(posedge clk)
-    acc1_7 <= \$304 ;
+    acc1_7 <= \$364 ;
   always @(posedge clk)
-    ser1_7 <= \$305 ;
+    ser1_7 <= \$365 ;
   always @(posedge clk)
-    ser_cnt <= \$306 ;
+    ser_cnt <= \$366 ;
   always @(posedge clk)
-    g_bi <= \$307 ;
+    g_bi <= \$367 ;
   always @(posedge clk)
-    g_nn <= \$308 ;
+    g_nn <= \$368 ;
   always @(posedge clk)
-    ser_p0 <= \$309 ;
+    ser_p0 <= \$369 ;
   always @(posedge clk)
-    ser_n0 <= \$310 ;
+    ser_n0 <= \$370 ;
   always @(posedge clk)
     q0_sum0 <= \$129 [31:0];
   always @(posedge clk)
@@ -16497,9 +18812,11 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
   always @(posedge clk)
     q0_sum7 <= \$136 [31:0];
   always @(posedge clk)
-    i_valid <= \$311 ;
+    i_valid <= \$371 ;
   always @(posedge clk)
-    q0_addr <= \$254 [11:0];
+    q0_addr <= \$313 [11:0];
+  always @(posedge clk)
+    q0_n <= \$138 [7:0];
   always @(posedge clk)
     addr_pipe0 <= q0_addr;
   always @(posedge clk)
@@ -16507,13 +18824,60 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
   always @(posedge clk)
     addr_pipe2 <= addr_pipe1;
   always @(posedge clk)
-    act_w__addr <= addr_pipe2;
+    addr_pipe3 <= addr_pipe2;
   always @(posedge clk)
-    busy <= \$312 ;
+    addr_pipe4 <= addr_pipe3;
   always @(posedge clk)
-    setup <= \$313 ;
+    addr_pipe5 <= addr_pipe4;
   always @(posedge clk)
-    setup_cnt <= \$314 ;
+    addr_pipe6 <= addr_pipe5;
+  always @(posedge clk)
+    addr_pipe7 <= addr_pipe6;
+  always @(posedge clk)
+    addr_pipe8 <= addr_pipe7;
+  always @(posedge clk)
+    n_pipe0 <= q0_n;
+  always @(posedge clk)
+    n_pipe1 <= n_pipe0;
+  always @(posedge clk)
+    n_pipe2 <= n_pipe1;
+  always @(posedge clk)
+    n_pipe3 <= n_pipe2;
+  always @(posedge clk)
+    \i_valid$233  <= \$372 ;
+  always @(posedge clk)
+    e_q0 <= \$152 [9:0];
+  always @(posedge clk)
+    e_q1 <= \$157 [9:0];
+  always @(posedge clk)
+    e_q2 <= \$162 [9:0];
+  always @(posedge clk)
+    e_q3 <= \$167 [9:0];
+  always @(posedge clk)
+    e_q4 <= \$172 [9:0];
+  always @(posedge clk)
+    e_q5 <= \$177 [9:0];
+  always @(posedge clk)
+    e_q6 <= \$182 [9:0];
+  always @(posedge clk)
+    e_q7 <= \$187 [9:0];
+  always @(posedge clk)
+    busy <= \$373 ;
+  always @(posedge clk)
+    setup <= \$374 ;
+  always @(posedge clk)
+    setup_cnt <= \$375 ;
+  \isscc22_fabric.mac.epi_mbqm  epi_mbqm (
+    .busy(\busy$281 ),
+    .clk(clk),
+    .i_valid(\i_valid$233 ),
+    .mult(\mult$239 ),
+    .rst(rst),
+    .shift(\shift$240 ),
+    .v4(o_valid),
+    .x(\x$238 ),
+    .y(\y$256 )
+  );
   \isscc22_fabric.mac.gather0  gather0 (
     .act_rd__addr(act_rd__0__addr),
     .act_rd__data(act_rd__data),
@@ -16557,8 +18921,8 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     .kk(\kk$52 ),
     .nn(\nn$53 ),
     .pos_bstep(\pos_bstep$57 ),
-    .pos_init(\pos_init$242 ),
-    .pos_step(\pos_step$245 ),
+    .pos_init(\pos_init$287 ),
+    .pos_step(\pos_step$290 ),
     .pos_valid(\pos_valid$51 ),
     .rst(rst),
     .stall(\stall$33 ),
@@ -16567,13 +18931,13 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     .x_rdy(\x$86 )
   );
   \isscc22_fabric.mac.mbqm  mbqm (
-    .busy(\busy$236 ),
+    .busy(\busy$280 ),
     .clk(clk),
     .i_valid(i_valid),
     .mult(mult),
     .rst(rst),
     .shift(shift),
-    .v4(act_w__en),
+    .v4(\o_valid$277 ),
     .x(\x$201 ),
     .y(y)
   );
@@ -16588,629 +18952,663 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     .w_rdy(w_rdy)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$260  = g_kr;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (args[399]) begin
+      act_w__en = o_valid;
+    end else begin
+      act_w__en = \o_valid$277 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (args[399]) begin
+      act_w__addr = addr_pipe8;
+    end else begin
+      act_w__addr = addr_pipe3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (args[399]) begin
+      act_w__data = { \$244 [7:0], \$239 [7:0], \$234 [7:0], \$229 [7:0], \$224 [7:0], \$219 [7:0], \$214 [7:0], \$209 [7:0] };
+    end else begin
+      act_w__data = { \$187 [7:0], \$182 [7:0], \$177 [7:0], \$172 [7:0], \$167 [7:0], \$162 [7:0], \$157 [7:0], \$152 [7:0] };
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$320  = g_kr;
     if (go) begin
       (* full_case = 32'd1 *)
-      if (\$208 ) begin
-        \$260  = 8'h00;
+      if (\$267 ) begin
+        \$320  = 8'h00;
       end else begin
-        \$260  = \$216 [7:0];
+        \$320  = \$275 [7:0];
       end
     end
-    if (\$256 ) begin
-      \$260  = 8'h00;
+    if (\$316 ) begin
+      \$320  = 8'h00;
     end
     if (rst) begin
-      \$260  = 8'h00;
+      \$320  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$261  = g_kbase;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$321  = g_kbase;
     if (go) begin
       (* full_case = 32'd1 *)
-      if (\$208 ) begin
-        \$261  = 8'h00;
+      if (\$267 ) begin
+        \$321  = 8'h00;
       end else begin
-        \$261  = \$217 [7:0];
+        \$321  = \$276 [7:0];
       end
     end
-    if (\$256 ) begin
-      \$261  = 8'h00;
+    if (\$316 ) begin
+      \$321  = 8'h00;
     end
     if (rst) begin
-      \$261  = 8'h00;
+      \$321  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$262  = g_nr;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$322  = g_nr;
     if (go) begin
-      if (\$208 ) begin
+      if (\$267 ) begin
         (* full_case = 32'd1 *)
-        if (\$210 ) begin
-          \$262  = 8'h00;
+        if (\$269 ) begin
+          \$322  = 8'h00;
         end else begin
-          \$262  = \$214 [7:0];
+          \$322  = \$273 [7:0];
         end
       end
     end
-    if (\$256 ) begin
-      \$262  = 8'h00;
+    if (\$316 ) begin
+      \$322  = 8'h00;
     end
     if (rst) begin
-      \$262  = 8'h00;
+      \$322  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$263  = g_nbase;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$323  = g_nbase;
     if (go) begin
-      if (\$208 ) begin
+      if (\$267 ) begin
         (* full_case = 32'd1 *)
-        if (\$210 ) begin
-          \$263  = 8'h00;
+        if (\$269 ) begin
+          \$323  = 8'h00;
         end else begin
-          \$263  = \$215 [7:0];
+          \$323  = \$274 [7:0];
         end
       end
     end
-    if (\$256 ) begin
-      \$263  = 8'h00;
+    if (\$316 ) begin
+      \$323  = 8'h00;
     end
     if (rst) begin
-      \$263  = 8'h00;
+      \$323  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$264  = g_p0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$324  = g_p0;
     if (go) begin
-      if (\$208 ) begin
-        if (\$210 ) begin
-          \$264  = \$211 [15:0];
+      if (\$267 ) begin
+        if (\$269 ) begin
+          \$324  = \$270 [15:0];
         end
       end
     end
-    if (\$256 ) begin
-      \$264  = 16'h0000;
+    if (\$316 ) begin
+      \$324  = 16'h0000;
     end
     if (rst) begin
-      \$264  = 16'h0000;
+      \$324  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$265  = g_done;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$325  = g_done;
     if (go) begin
-      if (\$208 ) begin
-        if (\$210 ) begin
-          if (\$213 ) begin
-            \$265  = 1'h1;
+      if (\$267 ) begin
+        if (\$269 ) begin
+          if (\$272 ) begin
+            \$325  = 1'h1;
           end
         end
       end
     end
-    if (\$256 ) begin
-      \$265  = 1'h0;
+    if (\$316 ) begin
+      \$325  = 1'h0;
     end
     if (rst) begin
-      \$265  = 1'h0;
+      \$325  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$266  = since_final;
-    if (\$218 ) begin
-      \$266  = 8'h00;
-    end else if (\$219 ) begin
-      \$266  = \$220 [7:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$326  = since_final;
+    if (\$277 ) begin
+      \$326  = 8'h00;
+    end else if (\$278 ) begin
+      \$326  = \$279 [7:0];
     end
-    if (\$256 ) begin
-      \$266  = 8'hff;
+    if (\$316 ) begin
+      \$326  = 8'hff;
     end
     if (rst) begin
-      \$266  = 8'h00;
+      \$326  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$267  = i_page;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$327  = i_page;
     if (issue) begin
-      \$267  = \$227 [3:0];
+      \$327  = \$286 [3:0];
     end
-    if (\$256 ) begin
-      \$267  = args[325:322];
+    if (\$316 ) begin
+      \$327  = args[325:322];
     end
     if (rst) begin
-      \$267  = 4'h0;
+      \$327  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$268  = i_kr;
-    if (issue) begin
-      (* full_case = 32'd1 *)
-      if (\$229 ) begin
-        \$268  = 8'h00;
-      end else begin
-        \$268  = \$237 [7:0];
-      end
-    end
-    if (\$256 ) begin
-      \$268  = 8'h00;
-    end
-    if (rst) begin
-      \$268  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$269  = i_kbase;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$328  = i_kr;
     if (issue) begin
       (* full_case = 32'd1 *)
-      if (\$229 ) begin
-        \$269  = 8'h00;
+      if (\$288 ) begin
+        \$328  = 8'h00;
       end else begin
-        \$269  = \$238 [7:0];
+        \$328  = \$296 [7:0];
       end
     end
-    if (\$256 ) begin
-      \$269  = 8'h00;
+    if (\$316 ) begin
+      \$328  = 8'h00;
     end
     if (rst) begin
-      \$269  = 8'h00;
+      \$328  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$270  = i_nr;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$329  = i_kbase;
     if (issue) begin
-      if (\$229 ) begin
+      (* full_case = 32'd1 *)
+      if (\$288 ) begin
+        \$329  = 8'h00;
+      end else begin
+        \$329  = \$297 [7:0];
+      end
+    end
+    if (\$316 ) begin
+      \$329  = 8'h00;
+    end
+    if (rst) begin
+      \$329  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$330  = i_nr;
+    if (issue) begin
+      if (\$288 ) begin
         (* full_case = 32'd1 *)
-        if (\$231 ) begin
-          \$270  = 8'h00;
+        if (\$290 ) begin
+          \$330  = 8'h00;
         end else begin
-          \$270  = \$235 [7:0];
+          \$330  = \$294 [7:0];
         end
       end
     end
-    if (\$256 ) begin
-      \$270  = 8'h00;
+    if (\$316 ) begin
+      \$330  = 8'h00;
     end
     if (rst) begin
-      \$270  = 8'h00;
+      \$330  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$271  = i_nbase;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$331  = i_nbase;
     if (issue) begin
-      if (\$229 ) begin
+      if (\$288 ) begin
         (* full_case = 32'd1 *)
-        if (\$231 ) begin
-          \$271  = 8'h00;
+        if (\$290 ) begin
+          \$331  = 8'h00;
         end else begin
-          \$271  = \$236 [7:0];
+          \$331  = \$295 [7:0];
         end
       end
     end
-    if (\$256 ) begin
-      \$271  = 8'h00;
+    if (\$316 ) begin
+      \$331  = 8'h00;
     end
     if (rst) begin
-      \$271  = 8'h00;
+      \$331  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$272  = i_p0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$332  = i_p0;
     if (issue) begin
-      if (\$229 ) begin
-        if (\$231 ) begin
-          \$272  = \$232 [15:0];
+      if (\$288 ) begin
+        if (\$290 ) begin
+          \$332  = \$291 [15:0];
         end
       end
     end
-    if (\$256 ) begin
-      \$272  = 16'h0000;
+    if (\$316 ) begin
+      \$332  = 16'h0000;
     end
     if (rst) begin
-      \$272  = 16'h0000;
+      \$332  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$273  = i_done;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$333  = i_done;
     if (issue) begin
-      if (\$229 ) begin
-        if (\$231 ) begin
-          if (\$234 ) begin
-            \$273  = 1'h1;
+      if (\$288 ) begin
+        if (\$290 ) begin
+          if (\$293 ) begin
+            \$333  = 1'h1;
           end
         end
       end
     end
-    if (\$256 ) begin
-      \$273  = 1'h0;
+    if (\$316 ) begin
+      \$333  = 1'h0;
     end
     if (rst) begin
-      \$273  = 1'h0;
+      \$333  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$274  = acc0_0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$334  = acc0_0;
     if (res_any) begin
-      \$274  = \$62 [31:0];
+      \$334  = \$62 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$275  = ser0_0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$335  = ser0_0;
     if (res_any) begin
       if (tag[1]) begin
-        \$275  = \$62 [31:0];
+        \$335  = \$62 [31:0];
       end
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$276  = acc0_1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$336  = acc0_1;
     if (res_any) begin
-      \$276  = \$66 [31:0];
+      \$336  = \$66 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$277  = ser0_1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$337  = ser0_1;
     if (res_any) begin
       if (tag[1]) begin
-        \$277  = \$66 [31:0];
+        \$337  = \$66 [31:0];
       end
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$278  = acc0_2;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$338  = acc0_2;
     if (res_any) begin
-      \$278  = \$70 [31:0];
+      \$338  = \$70 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$279  = ser0_2;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$339  = ser0_2;
     if (res_any) begin
       if (tag[1]) begin
-        \$279  = \$70 [31:0];
+        \$339  = \$70 [31:0];
       end
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$280  = acc0_3;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$340  = acc0_3;
     if (res_any) begin
-      \$280  = \$74 [31:0];
+      \$340  = \$74 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$281  = ser0_3;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$341  = ser0_3;
     if (res_any) begin
       if (tag[1]) begin
-        \$281  = \$74 [31:0];
+        \$341  = \$74 [31:0];
       end
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$282  = acc0_4;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$342  = acc0_4;
     if (res_any) begin
-      \$282  = \$78 [31:0];
+      \$342  = \$78 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$283  = ser0_4;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$343  = ser0_4;
     if (res_any) begin
       if (tag[1]) begin
-        \$283  = \$78 [31:0];
+        \$343  = \$78 [31:0];
       end
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$284  = acc0_5;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$344  = acc0_5;
     if (res_any) begin
-      \$284  = \$82 [31:0];
+      \$344  = \$82 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$285  = ser0_5;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$345  = ser0_5;
     if (res_any) begin
       if (tag[1]) begin
-        \$285  = \$82 [31:0];
+        \$345  = \$82 [31:0];
       end
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$286  = acc0_6;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$346  = acc0_6;
     if (res_any) begin
-      \$286  = \$86 [31:0];
+      \$346  = \$86 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$287  = ser0_6;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$347  = ser0_6;
     if (res_any) begin
       if (tag[1]) begin
-        \$287  = \$86 [31:0];
+        \$347  = \$86 [31:0];
       end
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$288  = acc0_7;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$348  = acc0_7;
     if (res_any) begin
-      \$288  = \$90 [31:0];
+      \$348  = \$90 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$289  = ser0_7;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$349  = ser0_7;
     if (res_any) begin
       if (tag[1]) begin
-        \$289  = \$90 [31:0];
+        \$349  = \$90 [31:0];
       end
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$290  = acc1_0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$350  = acc1_0;
     if (res_any) begin
-      \$290  = \$94 [31:0];
+      \$350  = \$94 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$291  = ser1_0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$351  = ser1_0;
     if (res_any) begin
       if (tag[1]) begin
-        \$291  = \$94 [31:0];
+        \$351  = \$94 [31:0];
       end
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$292  = acc1_1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$352  = acc1_1;
     if (res_any) begin
-      \$292  = \$98 [31:0];
+      \$352  = \$98 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$293  = ser1_1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$353  = ser1_1;
     if (res_any) begin
       if (tag[1]) begin
-        \$293  = \$98 [31:0];
+        \$353  = \$98 [31:0];
       end
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$294  = acc1_2;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$354  = acc1_2;
     if (res_any) begin
-      \$294  = \$102 [31:0];
+      \$354  = \$102 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$295  = ser1_2;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$355  = ser1_2;
     if (res_any) begin
       if (tag[1]) begin
-        \$295  = \$102 [31:0];
+        \$355  = \$102 [31:0];
       end
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$296  = acc1_3;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$356  = acc1_3;
     if (res_any) begin
-      \$296  = \$106 [31:0];
+      \$356  = \$106 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$297  = ser1_3;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$357  = ser1_3;
     if (res_any) begin
       if (tag[1]) begin
-        \$297  = \$106 [31:0];
+        \$357  = \$106 [31:0];
       end
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$298  = acc1_4;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$358  = acc1_4;
     if (res_any) begin
-      \$298  = \$110 [31:0];
+      \$358  = \$110 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$299  = ser1_4;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$359  = ser1_4;
     if (res_any) begin
       if (tag[1]) begin
-        \$299  = \$110 [31:0];
+        \$359  = \$110 [31:0];
       end
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$300  = acc1_5;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$360  = acc1_5;
     if (res_any) begin
-      \$300  = \$114 [31:0];
+      \$360  = \$114 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$301  = ser1_5;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$361  = ser1_5;
     if (res_any) begin
       if (tag[1]) begin
-        \$301  = \$114 [31:0];
+        \$361  = \$114 [31:0];
       end
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$302  = acc1_6;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$362  = acc1_6;
     if (res_any) begin
-      \$302  = \$118 [31:0];
+      \$362  = \$118 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$303  = ser1_6;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$363  = ser1_6;
     if (res_any) begin
       if (tag[1]) begin
-        \$303  = \$118 [31:0];
+        \$363  = \$118 [31:0];
       end
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$304  = acc1_7;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$364  = acc1_7;
     if (res_any) begin
-      \$304  = \$122 [31:0];
+      \$364  = \$122 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$305  = ser1_7;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$365  = ser1_7;
     if (res_any) begin
       if (tag[1]) begin
-        \$305  = \$122 [31:0];
+        \$365  = \$122 [31:0];
       end
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$306  = ser_cnt;
-    if (\$239 ) begin
-      \$306  = args[315:308];
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$366  = ser_cnt;
+    if (\$298 ) begin
+      \$366  = args[315:308];
     end
-    if (\$242 ) begin
-      \$306  = \$243 [7:0];
+    if (\$301 ) begin
+      \$366  = \$302 [7:0];
     end
     if (rst) begin
-      \$306  = 8'h00;
+      \$366  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$307  = g_bi;
-    if (\$239 ) begin
-      \$307  = 8'h00;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$367  = g_bi;
+    if (\$298 ) begin
+      \$367  = 8'h00;
     end
-    if (\$242 ) begin
-      if (\$245 ) begin
-        \$307  = \$246 [7:0];
+    if (\$301 ) begin
+      if (\$304 ) begin
+        \$367  = \$305 [7:0];
       end
     end
     if (rst) begin
-      \$307  = 8'h00;
+      \$367  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$308  = g_nn;
-    if (\$239 ) begin
-      \$308  = 8'h00;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$368  = g_nn;
+    if (\$298 ) begin
+      \$368  = 8'h00;
     end
-    if (\$242 ) begin
+    if (\$301 ) begin
       (* full_case = 32'd1 *)
-      if (\$245 ) begin
-        \$308  = 8'h00;
+      if (\$304 ) begin
+        \$368  = 8'h00;
       end else begin
-        \$308  = \$247 [7:0];
+        \$368  = \$306 [7:0];
       end
     end
     if (rst) begin
-      \$308  = 8'h00;
+      \$368  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$309  = ser_p0;
-    if (\$239 ) begin
-      \$309  = tag[19:4];
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$369  = ser_p0;
+    if (\$298 ) begin
+      \$369  = tag[19:4];
     end
     if (rst) begin
-      \$309  = 16'h0000;
+      \$369  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$310  = ser_n0;
-    if (\$239 ) begin
-      \$310  = tag[27:20];
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$370  = ser_n0;
+    if (\$298 ) begin
+      \$370  = tag[27:20];
     end
     if (rst) begin
-      \$310  = 8'h00;
+      \$370  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$311  = \$251 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$371  = \$310 ;
     if (rst) begin
-      \$311  = 1'h0;
+      \$371  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$312  = busy;
-    if (\$256 ) begin
-      \$312  = 1'h1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$372  = \$314 ;
+    if (rst) begin
+      \$372  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$373  = busy;
+    if (\$316 ) begin
+      \$373  = 1'h1;
     end
     if (finished) begin
-      \$312  = 1'h0;
+      \$373  = 1'h0;
     end
     if (rst) begin
-      \$312  = 1'h0;
+      \$373  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$313  = setup;
-    if (\$256 ) begin
-      \$313  = 1'h1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$374  = setup;
+    if (\$316 ) begin
+      \$374  = 1'h1;
     end
     if (setup) begin
       (* full_case = 32'd1 *)
-      if (\$258 ) begin
+      if (\$318 ) begin
       end else begin
-        \$313  = 1'h0;
+        \$374  = 1'h0;
       end
     end
     if (rst) begin
-      \$313  = 1'h0;
+      \$374  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$314  = setup_cnt;
-    if (\$256 ) begin
-      \$314  = 8'h00;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$375  = setup_cnt;
+    if (\$316 ) begin
+      \$375  = 8'h00;
     end
     if (setup) begin
-      if (\$258 ) begin
-        \$314  = \$259 [7:0];
+      if (\$318 ) begin
+        \$375  = \$319 [7:0];
       end
     end
     if (rst) begin
-      \$314  = 8'h00;
+      \$375  = 8'h00;
     end
   end
   assign \args$1  = args;
@@ -17297,21 +19695,37 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
   assign code6 = \$182 [9:0];
   assign code7_sum = { \$183 [32], \$183  };
   assign code7 = \$187 [9:0];
-  assign o_valid = act_w__en;
-  assign addr_pipe3 = act_w__addr;
-  assign act_w__data = { \$187 [7:0], \$182 [7:0], \$177 [7:0], \$172 [7:0], \$167 [7:0], \$162 [7:0], \$157 [7:0], \$152 [7:0] };
+  assign epi_rd__en = 1'h1;
+  assign e_valid = \i_valid$233 ;
+  assign e_acc0 = \$190 [31:0];
+  assign e_acc1 = \$192 [31:0];
+  assign e_acc2 = \$194 [31:0];
+  assign e_acc3 = \$196 [31:0];
+  assign e_acc4 = \$198 [31:0];
+  assign e_acc5 = \$200 [31:0];
+  assign e_acc6 = \$202 [31:0];
+  assign e_acc7 = \$204 [31:0];
+  assign e_code0_sum = { \$205 [32], \$205  };
+  assign e_code0 = \$209 [9:0];
+  assign e_code1_sum = { \$210 [32], \$210  };
+  assign e_code1 = \$214 [9:0];
+  assign e_code2_sum = { \$215 [32], \$215  };
+  assign e_code2 = \$219 [9:0];
+  assign e_code3_sum = { \$220 [32], \$220  };
+  assign e_code3 = \$224 [9:0];
+  assign e_code4_sum = { \$225 [32], \$225  };
+  assign e_code4 = \$229 [9:0];
+  assign e_code5_sum = { \$230 [32], \$230  };
+  assign e_code5 = \$234 [9:0];
+  assign e_code6_sum = { \$235 [32], \$235  };
+  assign e_code6 = \$239 [9:0];
+  assign e_code7_sum = { \$240 [32], \$240  };
+  assign e_code7 = \$244 [9:0];
   assign done = finished;
-  assign \port$73$0  = \$1 ;
-  assign \port$74$0  = \$2 ;
+  assign \port$79$0  = \$1 ;
+  assign \port$80$0  = \$2 ;
   assign param_rd__addr = \$139 [5:0];
-  assign \port$264$0  = \$152 [7:0];
-  assign \port$269$0  = \$157 [7:0];
-  assign \port$274$0  = \$162 [7:0];
-  assign \port$279$0  = \$167 [7:0];
-  assign \port$284$0  = \$172 [7:0];
-  assign \port$289$0  = \$177 [7:0];
-  assign \port$294$0  = \$182 [7:0];
-  assign \port$299$0  = \$187 [7:0];
+  assign epi_rd__addr = \$188 [5:0];
   assign \args.in_h  = args[8:0];
   assign \args.in_w  = args[17:9];
   assign \args.in_cw  = args[26:18];
@@ -17360,6 +19774,11 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
   assign \args.x_signed  = args[396];
   assign \args.w_signed  = args[397];
   assign \args.rowpack  = args[398];
+  assign \args.epi  = args[399];
+  assign \args.epi_base  = args[405:400];
+  assign \args.epi_zp_out  = args[415:406];
+  assign \args.epi_min  = args[425:416];
+  assign \args.epi_max  = args[435:426];
   assign \args$1.in_h  = args[8:0];
   assign \args$1.in_w  = args[17:9];
   assign \args$1.in_cw  = args[26:18];
@@ -17408,6 +19827,11 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
   assign \args$1.x_signed  = args[396];
   assign \args$1.w_signed  = args[397];
   assign \args$1.rowpack  = args[398];
+  assign \args$1.epi  = args[399];
+  assign \args$1.epi_base  = args[405:400];
+  assign \args$1.epi_zp_out  = args[415:406];
+  assign \args$1.epi_min  = args[425:416];
+  assign \args$1.epi_max  = args[435:426];
   assign \desc_rd__data.ky0  = desc_rd__data[8:0];
   assign \desc_rd__data.kx0  = desc_rd__data[17:9];
   assign \desc_rd__data.dy0  = desc_rd__data[30:18];
@@ -17470,6 +19894,11 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
   assign \args$12.x_signed  = args[396];
   assign \args$12.w_signed  = args[397];
   assign \args$12.rowpack  = args[398];
+  assign \args$12.epi  = args[399];
+  assign \args$12.epi_base  = args[405:400];
+  assign \args$12.epi_zp_out  = args[415:406];
+  assign \args$12.epi_min  = args[425:416];
+  assign \args$12.epi_max  = args[435:426];
   assign \desc_rd__data$21.ky0  = \desc_rd__data$21 [8:0];
   assign \desc_rd__data$21.kx0  = \desc_rd__data$21 [17:9];
   assign \desc_rd__data$21.dy0  = \desc_rd__data$21 [30:18];
@@ -17784,42 +20213,50 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
   assign \param_rd__data[0].bias  = param_rd__data[31:0];
   assign \param_rd__data[0].mult  = param_rd__data[63:32];
   assign \param_rd__data[0].shift  = param_rd__data[71:64];
-  assign \param_rd__data[0]._pad  = param_rd__data[95:72];
+  assign \param_rd__data[0].w  = param_rd__data[79:72];
+  assign \param_rd__data[0]._pad  = param_rd__data[95:80];
   assign \param_rd__data[1]  = param_rd__data[191:96];
   assign \param_rd__data[1].bias  = param_rd__data[127:96];
   assign \param_rd__data[1].mult  = param_rd__data[159:128];
   assign \param_rd__data[1].shift  = param_rd__data[167:160];
-  assign \param_rd__data[1]._pad  = param_rd__data[191:168];
+  assign \param_rd__data[1].w  = param_rd__data[175:168];
+  assign \param_rd__data[1]._pad  = param_rd__data[191:176];
   assign \param_rd__data[2]  = param_rd__data[287:192];
   assign \param_rd__data[2].bias  = param_rd__data[223:192];
   assign \param_rd__data[2].mult  = param_rd__data[255:224];
   assign \param_rd__data[2].shift  = param_rd__data[263:256];
-  assign \param_rd__data[2]._pad  = param_rd__data[287:264];
+  assign \param_rd__data[2].w  = param_rd__data[271:264];
+  assign \param_rd__data[2]._pad  = param_rd__data[287:272];
   assign \param_rd__data[3]  = param_rd__data[383:288];
   assign \param_rd__data[3].bias  = param_rd__data[319:288];
   assign \param_rd__data[3].mult  = param_rd__data[351:320];
   assign \param_rd__data[3].shift  = param_rd__data[359:352];
-  assign \param_rd__data[3]._pad  = param_rd__data[383:360];
+  assign \param_rd__data[3].w  = param_rd__data[367:360];
+  assign \param_rd__data[3]._pad  = param_rd__data[383:368];
   assign \param_rd__data[4]  = param_rd__data[479:384];
   assign \param_rd__data[4].bias  = param_rd__data[415:384];
   assign \param_rd__data[4].mult  = param_rd__data[447:416];
   assign \param_rd__data[4].shift  = param_rd__data[455:448];
-  assign \param_rd__data[4]._pad  = param_rd__data[479:456];
+  assign \param_rd__data[4].w  = param_rd__data[463:456];
+  assign \param_rd__data[4]._pad  = param_rd__data[479:464];
   assign \param_rd__data[5]  = param_rd__data[575:480];
   assign \param_rd__data[5].bias  = param_rd__data[511:480];
   assign \param_rd__data[5].mult  = param_rd__data[543:512];
   assign \param_rd__data[5].shift  = param_rd__data[551:544];
-  assign \param_rd__data[5]._pad  = param_rd__data[575:552];
+  assign \param_rd__data[5].w  = param_rd__data[559:552];
+  assign \param_rd__data[5]._pad  = param_rd__data[575:560];
   assign \param_rd__data[6]  = param_rd__data[671:576];
   assign \param_rd__data[6].bias  = param_rd__data[607:576];
   assign \param_rd__data[6].mult  = param_rd__data[639:608];
   assign \param_rd__data[6].shift  = param_rd__data[647:640];
-  assign \param_rd__data[6]._pad  = param_rd__data[671:648];
+  assign \param_rd__data[6].w  = param_rd__data[655:648];
+  assign \param_rd__data[6]._pad  = param_rd__data[671:656];
   assign \param_rd__data[7]  = param_rd__data[767:672];
   assign \param_rd__data[7].bias  = param_rd__data[703:672];
   assign \param_rd__data[7].mult  = param_rd__data[735:704];
   assign \param_rd__data[7].shift  = param_rd__data[743:736];
-  assign \param_rd__data[7]._pad  = param_rd__data[767:744];
+  assign \param_rd__data[7].w  = param_rd__data[751:744];
+  assign \param_rd__data[7]._pad  = param_rd__data[767:752];
   assign \mult[0]  = mult[31:0];
   assign \mult[1]  = mult[63:32];
   assign \mult[2]  = mult[95:64];
@@ -17844,6 +20281,110 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
   assign \y[5]  = y[191:160];
   assign \y[6]  = y[223:192];
   assign \y[7]  = y[255:224];
+  assign \epi_rd__data[0]  = epi_rd__data[95:0];
+  assign \epi_rd__data[0].bias  = epi_rd__data[31:0];
+  assign \epi_rd__data[0].mult  = epi_rd__data[63:32];
+  assign \epi_rd__data[0].shift  = epi_rd__data[71:64];
+  assign \epi_rd__data[0].w  = epi_rd__data[79:72];
+  assign \epi_rd__data[0]._pad  = epi_rd__data[95:80];
+  assign \epi_rd__data[1]  = epi_rd__data[191:96];
+  assign \epi_rd__data[1].bias  = epi_rd__data[127:96];
+  assign \epi_rd__data[1].mult  = epi_rd__data[159:128];
+  assign \epi_rd__data[1].shift  = epi_rd__data[167:160];
+  assign \epi_rd__data[1].w  = epi_rd__data[175:168];
+  assign \epi_rd__data[1]._pad  = epi_rd__data[191:176];
+  assign \epi_rd__data[2]  = epi_rd__data[287:192];
+  assign \epi_rd__data[2].bias  = epi_rd__data[223:192];
+  assign \epi_rd__data[2].mult  = epi_rd__data[255:224];
+  assign \epi_rd__data[2].shift  = epi_rd__data[263:256];
+  assign \epi_rd__data[2].w  = epi_rd__data[271:264];
+  assign \epi_rd__data[2]._pad  = epi_rd__data[287:272];
+  assign \epi_rd__data[3]  = epi_rd__data[383:288];
+  assign \epi_rd__data[3].bias  = epi_rd__data[319:288];
+  assign \epi_rd__data[3].mult  = epi_rd__data[351:320];
+  assign \epi_rd__data[3].shift  = epi_rd__data[359:352];
+  assign \epi_rd__data[3].w  = epi_rd__data[367:360];
+  assign \epi_rd__data[3]._pad  = epi_rd__data[383:368];
+  assign \epi_rd__data[4]  = epi_rd__data[479:384];
+  assign \epi_rd__data[4].bias  = epi_rd__data[415:384];
+  assign \epi_rd__data[4].mult  = epi_rd__data[447:416];
+  assign \epi_rd__data[4].shift  = epi_rd__data[455:448];
+  assign \epi_rd__data[4].w  = epi_rd__data[463:456];
+  assign \epi_rd__data[4]._pad  = epi_rd__data[479:464];
+  assign \epi_rd__data[5]  = epi_rd__data[575:480];
+  assign \epi_rd__data[5].bias  = epi_rd__data[511:480];
+  assign \epi_rd__data[5].mult  = epi_rd__data[543:512];
+  assign \epi_rd__data[5].shift  = epi_rd__data[551:544];
+  assign \epi_rd__data[5].w  = epi_rd__data[559:552];
+  assign \epi_rd__data[5]._pad  = epi_rd__data[575:560];
+  assign \epi_rd__data[6]  = epi_rd__data[671:576];
+  assign \epi_rd__data[6].bias  = epi_rd__data[607:576];
+  assign \epi_rd__data[6].mult  = epi_rd__data[639:608];
+  assign \epi_rd__data[6].shift  = epi_rd__data[647:640];
+  assign \epi_rd__data[6].w  = epi_rd__data[655:648];
+  assign \epi_rd__data[6]._pad  = epi_rd__data[671:656];
+  assign \epi_rd__data[7]  = epi_rd__data[767:672];
+  assign \epi_rd__data[7].bias  = epi_rd__data[703:672];
+  assign \epi_rd__data[7].mult  = epi_rd__data[735:704];
+  assign \epi_rd__data[7].shift  = epi_rd__data[743:736];
+  assign \epi_rd__data[7].w  = epi_rd__data[751:744];
+  assign \epi_rd__data[7]._pad  = epi_rd__data[767:752];
+  assign \x$238[0]  = \x$238 [31:0];
+  assign \x$238[1]  = \x$238 [63:32];
+  assign \x$238[2]  = \x$238 [95:64];
+  assign \x$238[3]  = \x$238 [127:96];
+  assign \x$238[4]  = \x$238 [159:128];
+  assign \x$238[5]  = \x$238 [191:160];
+  assign \x$238[6]  = \x$238 [223:192];
+  assign \x$238[7]  = \x$238 [255:224];
+  assign \mult$239[0]  = \mult$239 [31:0];
+  assign \mult$239[1]  = \mult$239 [63:32];
+  assign \mult$239[2]  = \mult$239 [95:64];
+  assign \mult$239[3]  = \mult$239 [127:96];
+  assign \mult$239[4]  = \mult$239 [159:128];
+  assign \mult$239[5]  = \mult$239 [191:160];
+  assign \mult$239[6]  = \mult$239 [223:192];
+  assign \mult$239[7]  = \mult$239 [255:224];
+  assign \shift$240[0]  = \shift$240 [7:0];
+  assign \shift$240[1]  = \shift$240 [15:8];
+  assign \shift$240[2]  = \shift$240 [23:16];
+  assign \shift$240[3]  = \shift$240 [31:24];
+  assign \shift$240[4]  = \shift$240 [39:32];
+  assign \shift$240[5]  = \shift$240 [47:40];
+  assign \shift$240[6]  = \shift$240 [55:48];
+  assign \shift$240[7]  = \shift$240 [63:56];
+  assign \y$256[0]  = \y$256 [31:0];
+  assign \y$256[1]  = \y$256 [63:32];
+  assign \y$256[2]  = \y$256 [95:64];
+  assign \y$256[3]  = \y$256 [127:96];
+  assign \y$256[4]  = \y$256 [159:128];
+  assign \y$256[5]  = \y$256 [191:160];
+  assign \y$256[6]  = \y$256 [223:192];
+  assign \y$256[7]  = \y$256 [255:224];
+  assign \shift$240 [63:56] = epi_rd__data[743:736];
+  assign \shift$240 [55:48] = epi_rd__data[647:640];
+  assign \shift$240 [47:40] = epi_rd__data[551:544];
+  assign \shift$240 [39:32] = epi_rd__data[455:448];
+  assign \shift$240 [31:24] = epi_rd__data[359:352];
+  assign \shift$240 [23:16] = epi_rd__data[263:256];
+  assign \shift$240 [15:8] = epi_rd__data[167:160];
+  assign \shift$240 [7:0] = epi_rd__data[71:64];
+  assign \mult$239 [255:224] = epi_rd__data[735:704];
+  assign \mult$239 [223:192] = epi_rd__data[639:608];
+  assign \mult$239 [191:160] = epi_rd__data[543:512];
+  assign \mult$239 [159:128] = epi_rd__data[447:416];
+  assign \mult$239 [127:96] = epi_rd__data[351:320];
+  assign \mult$239 [95:64] = epi_rd__data[255:224];
+  assign \mult$239 [63:32] = epi_rd__data[159:128];
+  assign \mult$239 [31:0] = epi_rd__data[63:32];
+  assign \x$238 [255:224] = \$204 [31:0];
+  assign \x$238 [223:192] = \$202 [31:0];
+  assign \x$238 [191:160] = \$200 [31:0];
+  assign \x$238 [159:128] = \$198 [31:0];
+  assign \x$238 [127:96] = \$196 [31:0];
+  assign \x$238 [95:64] = \$194 [31:0];
+  assign \x$238 [63:32] = \$192 [31:0];
+  assign \x$238 [31:0] = \$190 [31:0];
   assign shift[63:56] = param_rd__data[743:736];
   assign shift[55:48] = param_rd__data[647:640];
   assign shift[47:40] = param_rd__data[551:544];
@@ -17892,2078 +20433,8 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
 endmodule
 
 (* generator = "Amaranth" *)
-module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_active, pos_bstep, take, pos_init, pos_step, desc_rd__addr, pos_valid, idle_next, act_rd__en, stall, g_kbase, bi, kk, nn, en, act_rd__addr, x_rdy
-, full, args, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
-  wire \$1 ;
-  wire [15:0] \$10 ;
-  reg [6:0] \$100 ;
-  reg [6:0] \$101 ;
-  reg \$102 ;
-  reg [15:0] \$103 ;
-  reg [8:0] \$104 ;
-  reg [8:0] \$105 ;
-  reg [11:0] \$106 ;
-  reg [11:0] \$107 ;
-  reg [13:0] \$108 ;
-  reg \$109 ;
-  wire [13:0] \$11 ;
-  reg [11:0] \$110 ;
-  reg [5:0] \$111 ;
-  reg [8:0] \$112 ;
-  reg [8:0] \$113 ;
-  reg [13:0] \$114 ;
-  reg [13:0] \$115 ;
-  reg [13:0] \$116 ;
-  reg [13:0] \$117 ;
-  reg [13:0] \$118 ;
-  reg \$119 ;
-  wire [14:0] \$12 ;
-  reg \$120 ;
-  reg [3:0] \$121 ;
-  reg \$122 ;
-  reg \$123 ;
-  reg \$124 ;
-  reg [13:0] \$125 ;
-  reg [255:0] \$126 ;
-  reg [255:0] \$127 ;
-  reg \$128 ;
-  wire \$13 ;
-  wire [14:0] \$14 ;
-  wire [14:0] \$15 ;
-  wire [11:0] \$16 ;
-  wire [14:0] \$17 ;
-  wire [6:0] \$18 ;
-  wire [9:0] \$19 ;
-  wire [4:0] \$2 ;
-  wire \$20 ;
-  wire [9:0] \$21 ;
-  wire [14:0] \$22 ;
-  wire [14:0] \$23 ;
-  wire [14:0] \$24 ;
-  wire [9:0] \$25 ;
-  wire [14:0] \$26 ;
-  wire [14:0] \$27 ;
-  wire [14:0] \$28 ;
-  wire [12:0] \$29 ;
-  wire [4:0] \$3 ;
-  wire [14:0] \$30 ;
-  wire \$31 ;
-  wire \$32 ;
-  wire \$33 ;
-  wire \$34 ;
-  wire \$35 ;
-  wire \$36 ;
-  wire [6:0] \$37 ;
-  wire [8:0] \$38 ;
-  wire [9:0] \$39 ;
-  wire [6:0] \$4 ;
-  wire [9:0] \$40 ;
-  wire [9:0] \$41 ;
-  wire [9:0] \$42 ;
-  wire [8:0] \$43 ;
-  wire [9:0] \$44 ;
-  wire [12:0] \$45 ;
-  wire [12:0] \$46 ;
-  wire [3:0] \$47 ;
-  wire [13:0] \$48 ;
-  wire [12:0] \$49 ;
-  wire [16:0] \$5 ;
-  wire [12:0] \$50 ;
-  wire [12:0] \$51 ;
-  wire [12:0] \$52 ;
-  wire [12:0] \$53 ;
-  wire [12:0] \$54 ;
-  wire [13:0] \$55 ;
-  wire [14:0] \$56 ;
-  wire [14:0] \$57 ;
-  wire [13:0] \$58 ;
-  wire [15:0] \$59 ;
-  wire [10:0] \$6 ;
-  wire [13:0] \$60 ;
-  wire [16:0] \$61 ;
-  wire [12:0] \$62 ;
-  wire \$63 ;
-  wire \$64 ;
-  wire [11:0] \$65 ;
-  wire \$66 ;
-  wire \$67 ;
-  wire \$68 ;
-  wire \$69 ;
-  wire [10:0] \$7 ;
-  wire \$70 ;
-  wire \$71 ;
-  wire \$72 ;
-  wire \$73 ;
-  wire \$74 ;
-  wire \$75 ;
-  wire [14:0] \$76 ;
-  wire [14:0] \$77 ;
-  wire \$78 ;
-  wire [7:0] \$79 ;
-  wire [11:0] \$8 ;
-  wire \$80 ;
-  wire [7:0] \$81 ;
-  wire \$82 ;
-  wire [7:0] \$83 ;
-  wire \$84 ;
-  wire [7:0] \$85 ;
-  wire \$86 ;
-  wire [7:0] \$87 ;
-  wire \$88 ;
-  wire [7:0] \$89 ;
-  wire [11:0] \$9 ;
-  wire \$90 ;
-  wire [7:0] \$91 ;
-  wire \$92 ;
-  wire [7:0] \$93 ;
-  wire [8:0] \$94 ;
-  wire [63:0] \$95 ;
-  wire \$96 ;
-  wire \$97 ;
-  wire \$98 ;
-  reg [6:0] \$99 ;
-  output [11:0] act_rd__addr;
-  wire [11:0] act_rd__addr;
-  input [63:0] act_rd__data;
-  wire [63:0] act_rd__data;
-  output act_rd__en;
-  wire act_rd__en;
-  reg active = 1'h0;
-  reg [13:0] addr = 14'h0000;
-  input [398:0] args;
-  wire [398:0] args;
-  wire [2:0] \args.ab_m1 ;
-  wire [9:0] \args.act_max ;
-  wire [9:0] \args.act_min ;
-  wire [6:0] \args.b ;
-  wire [8:0] \args.bq ;
-  wire [8:0] \args.br ;
-  wire [11:0] \args.cin ;
-  wire [5:0] \args.desc_base ;
-  wire [3:0] \args.dh ;
-  wire [3:0] \args.dw ;
-  wire [7:0] \args.groups ;
-  wire [13:0] \args.img_bstep ;
-  wire [13:0] \args.img_delta ;
-  wire [8:0] \args.in_cw ;
-  wire [8:0] \args.in_h ;
-  wire [8:0] \args.in_w ;
-  wire [8:0] \args.kh ;
-  wire [6:0] \args.ki ;
-  wire [8:0] \args.kr ;
-  wire [8:0] \args.kt ;
-  wire [8:0] \args.kw ;
-  wire [13:0] \args.kx_inc ;
-  wire [13:0] \args.ky_inc ;
-  wire [6:0] \args.no ;
-  wire [15:0] \args.npos ;
-  wire [8:0] \args.nr ;
-  wire [8:0] \args.nt ;
-  wire [8:0] \args.oh ;
-  wire [11:0] \args.out_base ;
-  wire [8:0] \args.out_cw ;
-  wire [8:0] \args.ow ;
-  wire [3:0] \args.page_base ;
-  wire [5:0] \args.param_base ;
-  wire [3:0] \args.pl ;
-  wire [13:0] \args.pos0 ;
-  wire [13:0] \args.pos_bstep ;
-  wire [13:0] \args.pos_ux ;
-  wire [13:0] \args.pos_wrap ;
-  wire [3:0] \args.pt ;
-  wire [5:0] \args.role_base ;
-  wire \args.rowpack ;
-  wire [3:0] \args.sh ;
-  wire [3:0] \args.sw ;
-  wire \args.w_signed ;
-  wire [1:0] \args.wb_log2 ;
-  wire \args.x_signed ;
-  wire [7:0] \args.zp_in ;
-  wire [9:0] \args.zp_out ;
-  reg b_first = 1'h0;
-  reg [13:0] b_ix = 14'h0000;
-  reg b_last = 1'h0;
-  reg [3:0] b_n = 4'h0;
-  reg b_oob = 1'h0;
-  reg b_valid = 1'h0;
-  output [6:0] bi;
-  reg [6:0] bi = 7'h00;
-  (* init = 7'h00 *)
-  wire [6:0] \bi$54 ;
-  reg [11:0] c = 12'h000;
-  input clk;
-  wire clk;
-  wire [13:0] d_addr;
-  wire [12:0] d_ix;
-  wire [14:0] d_iy;
-  wire [9:0] d_ox;
-  wire [10:0] d_oy;
-  output [5:0] desc_rd__addr;
-  wire [5:0] desc_rd__addr;
-  input [75:0] desc_rd__data;
-  wire [75:0] desc_rd__data;
-  wire [11:0] \desc_rd__data.c0 ;
-  wire [12:0] \desc_rd__data.dx0 ;
-  wire [12:0] \desc_rd__data.dy0 ;
-  wire [5:0] \desc_rd__data.elems ;
-  wire [8:0] \desc_rd__data.kx0 ;
-  wire [8:0] \desc_rd__data.ky0 ;
-  wire [13:0] \desc_rd__data.off0 ;
-  output en;
-  reg en = 1'h0;
-  (* init = 1'h0 *)
-  wire \en$57 ;
-  reg first = 1'h0;
-  output full;
-  reg full = 1'h0;
-  (* init = 1'h0 *)
-  wire \full$72 ;
-  input [7:0] g_kbase;
-  wire [7:0] g_kbase;
-  input go;
-  wire go;
-  output idle_next;
-  wire idle_next;
-  wire iwrap;
-  reg [13:0] ix = 14'h0000;
-  reg [11:0] ix0 = 12'h000;
-  reg [13:0] iy = 14'h0000;
-  reg [11:0] iy0 = 12'h000;
-  output [6:0] kk;
-  reg [6:0] kk = 7'h00;
-  (* init = 7'h00 *)
-  wire [6:0] \kk$55 ;
-  reg [8:0] kx = 9'h000;
-  reg [8:0] ky = 9'h000;
-  wire last;
-  wire [11:0] lim;
-  wire [3:0] n;
-  wire [11:0] n_ch;
-  output [6:0] nn;
-  reg [6:0] nn = 7'h00;
-  (* init = 7'h00 *)
-  wire [6:0] \nn$56 ;
-  wire oob;
-  reg [8:0] ox = 9'h000;
-  reg [8:0] oy = 9'h000;
-  reg [15:0] p = 16'h0000;
-  reg [13:0] pos_addr = 14'h0000;
-  input pos_bstep;
-  wire pos_bstep;
-  input pos_init;
-  wire pos_init;
-  input pos_step;
-  wire pos_step;
-  output pos_valid;
-  wire pos_valid;
-  reg [5:0] rem = 6'h00;
-  reg [13:0] row_ix = 14'h0000;
-  input rst;
-  wire rst;
-  wire [4:0] sel;
-  reg [255:0] shifted;
-  wire [255:0] src;
-  output stall;
-  wire stall;
-  wire \stall$63 ;
-  reg [13:0] start;
-  input take;
-  wire take;
-  reg [13:0] tap0 = 14'h0000;
-  wire tap_end;
-  input tile_active;
-  wire tile_active;
-  wire [63:0] window;
-  wire [63:0] word;
-  wire wrap;
-  (* init = 256'h0000000000000000000000000000000000000000000000000000000000000000 *)
-  wire [255:0] x;
-  wire [7:0] \x[0] ;
-  wire [7:0] \x[10] ;
-  wire [7:0] \x[11] ;
-  wire [7:0] \x[12] ;
-  wire [7:0] \x[13] ;
-  wire [7:0] \x[14] ;
-  wire [7:0] \x[15] ;
-  wire [7:0] \x[16] ;
-  wire [7:0] \x[17] ;
-  wire [7:0] \x[18] ;
-  wire [7:0] \x[19] ;
-  wire [7:0] \x[1] ;
-  wire [7:0] \x[20] ;
-  wire [7:0] \x[21] ;
-  wire [7:0] \x[22] ;
-  wire [7:0] \x[23] ;
-  wire [7:0] \x[24] ;
-  wire [7:0] \x[25] ;
-  wire [7:0] \x[26] ;
-  wire [7:0] \x[27] ;
-  wire [7:0] \x[28] ;
-  wire [7:0] \x[29] ;
-  wire [7:0] \x[2] ;
-  wire [7:0] \x[30] ;
-  wire [7:0] \x[31] ;
-  wire [7:0] \x[3] ;
-  wire [7:0] \x[4] ;
-  wire [7:0] \x[5] ;
-  wire [7:0] \x[6] ;
-  wire [7:0] \x[7] ;
-  wire [7:0] \x[8] ;
-  wire [7:0] \x[9] ;
-  reg [255:0] x_asm = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-  output [255:0] x_rdy;
-  reg [255:0] x_rdy = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-  assign \$1  = pos_step | pos_bstep;
-  assign \$2  = - args[76:73];
-  assign \$3  = - args[80:77];
-  assign \$4  = pos_bstep ? args[293:287] : 7'h01;
-  assign \$5  = p + \$4 ;
-  assign \$6  = d_ox - args[89:81];
-  assign \$7  = wrap ? \$6  : { 1'h0, d_ox };
-  assign \$8  = d_oy - args[98:90];
-  assign \$9  = iwrap ? \$8  : { 1'h0, d_oy };
-  assign \$10  = $signed(iy0) + $signed(d_iy);
-  assign \$11  = $signed(ix0) + $signed(\$55 [12:0]);
-  assign \$12  = $signed(pos_addr) + $signed(\$61 [13:0]);
-  assign \$13  = ~ stall;
-  assign \$14  = $signed(iy0) + $signed({ 1'h0, desc_rd__data[30:18] });
-  assign \$15  = $signed(ix0) + $signed({ 1'h0, desc_rd__data[43:31] });
-  assign \$17  = $signed(start) + $signed({ 1'h0, \$16  });
-  assign \$18  = rem - \$65 [3:0];
-  assign \$19  = args[56:48] - 1'h1;
-  assign \$20  = kx == \$19 ;
-  assign \$21  = ky + 1'h1;
-  assign \$22  = $signed(iy) + $signed({ 1'h0, args[60:57] });
-  assign \$23  = $signed(tap0) + $signed(args[156:143]);
-  assign \$24  = $signed(tap0) + $signed(args[156:143]);
-  assign \$25  = kx + 1'h1;
-  assign \$26  = $signed(ix) + $signed({ 1'h0, args[64:61] });
-  assign \$27  = $signed(tap0) + $signed(args[142:129]);
-  assign \$28  = $signed(tap0) + $signed(args[142:129]);
-  assign \$29  = c + \$65 [3:0];
-  assign \$30  = $signed(addr) + $signed(2'h1);
-  assign \$31  = ~ stall;
-  assign \$32  = ~ stall;
-  assign \$33  = b_valid & \$32 ;
-  assign \$34  = b_valid & b_last;
-  assign \$35  = ~ stall;
-  assign \$36  = \$34  & \$35 ;
-  assign \$37  = args[321:316] + 1'h0;
-  assign \$38  = args[250:245] + g_kbase;
-  assign \$39  = \$38  + kk;
-  assign \$40  = pos_init ? { 3'h0, \$37  } : \$39 ;
-  assign pos_valid = p < args[114:99];
-  assign \$41  = ox + args[216:208];
-  assign \$42  = ox + 1'h1;
-  assign d_ox = pos_bstep ? \$41  : \$42 ;
-  assign wrap = d_ox >= args[89:81];
-  assign \$43  = pos_bstep ? args[207:199] : 9'h000;
-  assign \$44  = oy + \$43 ;
-  assign d_oy = \$44  + wrap;
-  assign iwrap = d_oy >= args[98:90];
-  assign \$45  = args[207:199] * args[68:65];
-  assign \$46  = pos_bstep ? \$45  : 13'h0000;
-  assign \$47  = wrap ? args[68:65] : 4'h0;
-  assign \$48  = \$46  + \$47 ;
-  assign \$49  = args[98:90] * args[68:65];
-  assign \$50  = iwrap ? \$49  : 13'h0000;
-  assign d_iy = \$48  - \$50 ;
-  assign \$51  = args[216:208] * args[72:69];
-  assign \$52  = pos_bstep ? \$51  : { 9'h000, args[72:69] };
-  assign \$53  = args[89:81] * args[72:69];
-  assign \$54  = wrap ? \$53  : 13'h0000;
-  assign \$55  = \$52  - \$54 ;
-  assign \$56  = $signed(args[198:185]) + $signed(args[244:231]);
-  assign \$57  = pos_bstep ? \$56  : { args[170], args[170:157] };
-  assign \$58  = wrap ? args[184:171] : 14'h0000;
-  assign \$59  = $signed(\$57 ) + $signed(\$58 );
-  assign \$60  = iwrap ? args[230:217] : 14'h0000;
-  assign \$61  = $signed(\$59 ) + $signed(\$60 );
-  assign \$62  = args[38:27] - c;
-  assign \$63  = \$62 [11:0] < rem;
-  assign lim = \$63  ? \$62 [11:0] : { 6'h00, rem };
-  assign \$64  = lim < 4'h8;
-  assign \$65  = \$64  ? lim : 12'h008;
-  assign tap_end = \$65 [3:0] == \$62 [11:0];
-  assign last = \$65 [3:0] == rem;
-  assign \$66  = $signed(iy) < $signed(1'h0);
-  assign \$67  = $signed(iy) >= $signed({ 1'h0, args[8:0] });
-  assign \$68  = \$66  | \$67 ;
-  assign \$69  = ~ args[398];
-  assign \$70  = $signed(ix) < $signed(1'h0);
-  assign \$71  = $signed(ix) >= $signed({ 1'h0, args[17:9] });
-  assign \$72  = \$70  | \$71 ;
-  assign \$73  = \$69  & \$72 ;
-  assign oob = \$68  | \$73 ;
-  assign \$74  = ~ active;
-  assign idle_next = \$74  | last;
-  assign act_rd__en = ~ stall;
-  assign \$75  = ~ stall;
-  assign \$76  = $signed(pos_addr) + $signed(desc_rd__data[75:62]);
-  assign \$77  = $signed(b_ix) + $signed(5'h08);
-  assign \$78  = args[17:9] > 1'h0;
-  assign \$79  = \$78  ? act_rd__data[7:0] : args[360:353];
-  assign \$80  = args[17:9] > 1'h1;
-  assign \$81  = \$80  ? act_rd__data[15:8] : args[360:353];
-  assign \$82  = args[17:9] > 2'h2;
-  assign \$83  = \$82  ? act_rd__data[23:16] : args[360:353];
-  assign \$84  = args[17:9] > 2'h3;
-  assign \$85  = \$84  ? act_rd__data[31:24] : args[360:353];
-  assign \$86  = args[17:9] > 3'h4;
-  assign \$87  = \$86  ? act_rd__data[39:32] : args[360:353];
-  assign \$88  = args[17:9] > 3'h5;
-  assign \$89  = \$88  ? act_rd__data[47:40] : args[360:353];
-  assign \$90  = args[17:9] > 3'h6;
-  assign \$91  = \$90  ? act_rd__data[55:48] : args[360:353];
-  assign \$92  = args[17:9] > 3'h7;
-  assign \$93  = \$92  ? act_rd__data[63:56] : args[360:353];
-  assign \$94  = \$77 [4:0] * 4'h8;
-  assign window = { args[360:353], args[360:353], args[360:353], args[360:353], args[360:353], args[360:353], args[360:353], args[360:353], \$93 , \$91 , \$89 , \$87 , \$85 , \$83 , \$81 , \$79 , args[360:353], args[360:353], args[360:353], args[360:353], args[360:353], args[360:353], args[360:353], args[360:353] } >> \$94 ;
-  assign \$95  = args[398] ? window : act_rd__data;
-  assign word = b_oob ? { args[360:353], args[360:353], args[360:353], args[360:353], args[360:353], args[360:353], args[360:353], args[360:353] } : \$95 ;
-  assign src = b_first ? 256'h0000000000000000000000000000000000000000000000000000000000000000 : x_asm;
-  assign \$96  = b_valid & b_last;
-  assign \$97  = \$96  & full;
-  assign \$98  = ~ take;
-  assign stall = \$97  & \$98 ;
-  always @(posedge clk)
-    bi <= \$99 ;
-  always @(posedge clk)
-    kk <= \$100 ;
-  always @(posedge clk)
-    nn <= \$101 ;
-  always @(posedge clk)
-    en <= \$102 ;
-  always @(posedge clk)
-    p <= \$103 ;
-  always @(posedge clk)
-    ox <= \$104 ;
-  always @(posedge clk)
-    oy <= \$105 ;
-  always @(posedge clk)
-    iy0 <= \$106 ;
-  always @(posedge clk)
-    ix0 <= \$107 ;
-  always @(posedge clk)
-    pos_addr <= \$108 ;
-  always @(posedge clk)
-    active <= \$109 ;
-  always @(posedge clk)
-    c <= \$110 ;
-  always @(posedge clk)
-    rem <= \$111 ;
-  always @(posedge clk)
-    ky <= \$112 ;
-  always @(posedge clk)
-    kx <= \$113 ;
-  always @(posedge clk)
-    iy <= \$114 ;
-  always @(posedge clk)
-    ix <= \$115 ;
-  always @(posedge clk)
-    row_ix <= \$116 ;
-  always @(posedge clk)
-    tap0 <= \$117 ;
-  always @(posedge clk)
-    addr <= \$118 ;
-  always @(posedge clk)
-    first <= \$119 ;
-  always @(posedge clk)
-    b_valid <= \$120 ;
-  always @(posedge clk)
-    b_n <= \$121 ;
-  always @(posedge clk)
-    b_oob <= \$122 ;
-  always @(posedge clk)
-    b_first <= \$123 ;
-  always @(posedge clk)
-    b_last <= \$124 ;
-  always @(posedge clk)
-    b_ix <= \$125 ;
-  always @(posedge clk)
-    x_rdy <= \$126 ;
-  always @(posedge clk)
-    x_asm <= \$127 ;
-  always @(posedge clk)
-    full <= \$128 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$99  = bi;
-    if (pos_init) begin
-      \$99  = desc_rd__data[6:0];
-    end
-    if (rst) begin
-      \$99  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$100  = kk;
-    if (pos_init) begin
-      \$100  = desc_rd__data[13:7];
-    end
-    if (rst) begin
-      \$100  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$101  = nn;
-    if (pos_init) begin
-      \$101  = desc_rd__data[20:14];
-    end
-    if (rst) begin
-      \$101  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$102  = en;
-    if (pos_init) begin
-      \$102  = desc_rd__data[21];
-    end
-    if (rst) begin
-      \$102  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$103  = p;
-    if (pos_init) begin
-      \$103  = 16'h0000;
-    end else if (\$1 ) begin
-      \$103  = \$5 [15:0];
-    end
-    if (rst) begin
-      \$103  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$104  = ox;
-    if (pos_init) begin
-      \$104  = 9'h000;
-    end else if (\$1 ) begin
-      \$104  = \$7 [8:0];
-    end
-    if (rst) begin
-      \$104  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$105  = oy;
-    if (pos_init) begin
-      \$105  = 9'h000;
-    end else if (\$1 ) begin
-      \$105  = \$9 [8:0];
-    end
-    if (rst) begin
-      \$105  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$106  = iy0;
-    if (pos_init) begin
-      \$106  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
-    end else if (\$1 ) begin
-      \$106  = \$10 [11:0];
-    end
-    if (rst) begin
-      \$106  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$107  = ix0;
-    if (pos_init) begin
-      \$107  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
-    end else if (\$1 ) begin
-      \$107  = \$11 [11:0];
-    end
-    if (rst) begin
-      \$107  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$108  = pos_addr;
-    if (pos_init) begin
-      \$108  = args[128:115];
-    end else if (\$1 ) begin
-      \$108  = \$12 [13:0];
-    end
-    if (rst) begin
-      \$108  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$109  = active;
-    if (\$13 ) begin
-      if (go) begin
-        \$109  = tile_active;
-      end else if (active) begin
-        if (last) begin
-          \$109  = 1'h0;
-        end
-      end
-    end
-    if (rst) begin
-      \$109  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$110  = c;
-    if (\$13 ) begin
-      if (go) begin
-        \$110  = desc_rd__data[55:44];
-      end else if (active) begin
-        (* full_case = 32'd1 *)
-        if (tap_end) begin
-          \$110  = 12'h000;
-        end else begin
-          \$110  = \$29 [11:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$110  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$111  = rem;
-    if (\$13 ) begin
-      if (go) begin
-        \$111  = desc_rd__data[61:56];
-      end else if (active) begin
-        \$111  = \$18 [5:0];
-      end
-    end
-    if (rst) begin
-      \$111  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$112  = ky;
-    if (\$13 ) begin
-      if (go) begin
-        \$112  = desc_rd__data[8:0];
-      end else if (active) begin
-        if (tap_end) begin
-          if (\$20 ) begin
-            \$112  = \$21 [8:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$112  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$113  = kx;
-    if (\$13 ) begin
-      if (go) begin
-        \$113  = desc_rd__data[17:9];
-      end else if (active) begin
-        if (tap_end) begin
-          (* full_case = 32'd1 *)
-          if (\$20 ) begin
-            \$113  = 9'h000;
-          end else begin
-            \$113  = \$25 [8:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$113  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$114  = iy;
-    if (\$13 ) begin
-      if (go) begin
-        \$114  = \$14 [13:0];
-      end else if (active) begin
-        if (tap_end) begin
-          if (\$20 ) begin
-            \$114  = \$22 [13:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$114  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$115  = ix;
-    if (\$13 ) begin
-      if (go) begin
-        \$115  = \$15 [13:0];
-      end else if (active) begin
-        if (tap_end) begin
-          (* full_case = 32'd1 *)
-          if (\$20 ) begin
-            \$115  = row_ix;
-          end else begin
-            \$115  = \$26 [13:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$115  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$116  = row_ix;
-    if (\$13 ) begin
-      if (go) begin
-        \$116  = { ix0[11], ix0[11], ix0 };
-      end
-    end
-    if (rst) begin
-      \$116  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$117  = tap0;
-    if (\$13 ) begin
-      if (go) begin
-        \$117  = start;
-      end else if (active) begin
-        if (tap_end) begin
-          (* full_case = 32'd1 *)
-          if (\$20 ) begin
-            \$117  = \$23 [13:0];
-          end else begin
-            \$117  = \$27 [13:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$117  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$118  = addr;
-    if (\$13 ) begin
-      if (go) begin
-        \$118  = \$17 [13:0];
-      end else if (active) begin
-        (* full_case = 32'd1 *)
-        if (tap_end) begin
-          (* full_case = 32'd1 *)
-          if (\$20 ) begin
-            \$118  = \$24 [13:0];
-          end else begin
-            \$118  = \$28 [13:0];
-          end
-        end else begin
-          \$118  = \$30 [13:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$118  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$119  = first;
-    if (\$13 ) begin
-      if (go) begin
-        \$119  = 1'h1;
-      end else if (active) begin
-        \$119  = 1'h0;
-      end
-    end
-    if (rst) begin
-      \$119  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$120  = b_valid;
-    if (\$31 ) begin
-      \$120  = active;
-    end
-    if (rst) begin
-      \$120  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$121  = b_n;
-    if (\$31 ) begin
-      \$121  = \$65 [3:0];
-    end
-    if (rst) begin
-      \$121  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$122  = b_oob;
-    if (\$31 ) begin
-      \$122  = oob;
-    end
-    if (rst) begin
-      \$122  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$123  = b_first;
-    if (\$31 ) begin
-      \$123  = first;
-    end
-    if (rst) begin
-      \$123  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$124  = b_last;
-    if (\$31 ) begin
-      \$124  = last;
-    end
-    if (rst) begin
-      \$124  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$125  = b_ix;
-    if (\$31 ) begin
-      \$125  = ix;
-    end
-    if (rst) begin
-      \$125  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$126  = x_rdy;
-    if (\$33 ) begin
-      if (b_last) begin
-        \$126  = shifted;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$127  = x_asm;
-    if (\$33 ) begin
-      (* full_case = 32'd1 *)
-      if (b_last) begin
-      end else begin
-        \$127  = shifted;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$128  = full;
-    if (\$36 ) begin
-      \$128  = 1'h1;
-    end else if (take) begin
-      \$128  = 1'h0;
-    end
-    if (rst) begin
-      \$128  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    start = 14'h0000;
-    if (\$75 ) begin
-      if (go) begin
-        start = \$76 [13:0];
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    (* full_case = 32'd1 *)
-    casez (b_n)
-      4'h1:
-          shifted = { word[7:0], src[255:8] };
-      4'h2:
-          shifted = { word[15:0], src[255:16] };
-      4'h3:
-          shifted = { word[23:0], src[255:24] };
-      4'h4:
-          shifted = { word[31:0], src[255:32] };
-      4'h5:
-          shifted = { word[39:0], src[255:40] };
-      4'h6:
-          shifted = { word[47:0], src[255:48] };
-      4'h7:
-          shifted = { word[55:0], src[255:56] };
-      4'h8:
-          shifted = { word, src[255:64] };
-      default:
-          shifted = src;
-    endcase
-  end
-  assign d_ix = \$55 [12:0];
-  assign d_addr = \$61 [13:0];
-  assign n = \$65 [3:0];
-  assign \bi$54  = bi;
-  assign \kk$55  = kk;
-  assign \nn$56  = nn;
-  assign \en$57  = en;
-  assign n_ch = \$62 [11:0];
-  assign \stall$63  = stall;
-  assign sel = \$77 [4:0];
-  assign \full$72  = full;
-  assign x = x_rdy;
-  assign desc_rd__addr = \$40 [5:0];
-  assign act_rd__addr = addr[11:0];
-  assign \desc_rd__data.ky0  = desc_rd__data[8:0];
-  assign \desc_rd__data.kx0  = desc_rd__data[17:9];
-  assign \desc_rd__data.dy0  = desc_rd__data[30:18];
-  assign \desc_rd__data.dx0  = desc_rd__data[43:31];
-  assign \desc_rd__data.c0  = desc_rd__data[55:44];
-  assign \desc_rd__data.elems  = desc_rd__data[61:56];
-  assign \desc_rd__data.off0  = desc_rd__data[75:62];
-  assign \args.in_h  = args[8:0];
-  assign \args.in_w  = args[17:9];
-  assign \args.in_cw  = args[26:18];
-  assign \args.cin  = args[38:27];
-  assign \args.kh  = args[47:39];
-  assign \args.kw  = args[56:48];
-  assign \args.dh  = args[60:57];
-  assign \args.dw  = args[64:61];
-  assign \args.sh  = args[68:65];
-  assign \args.sw  = args[72:69];
-  assign \args.pt  = args[76:73];
-  assign \args.pl  = args[80:77];
-  assign \args.ow  = args[89:81];
-  assign \args.oh  = args[98:90];
-  assign \args.npos  = args[114:99];
-  assign \args.pos0  = args[128:115];
-  assign \args.kx_inc  = args[142:129];
-  assign \args.ky_inc  = args[156:143];
-  assign \args.pos_ux  = args[170:157];
-  assign \args.pos_wrap  = args[184:171];
-  assign \args.pos_bstep  = args[198:185];
-  assign \args.bq  = args[207:199];
-  assign \args.br  = args[216:208];
-  assign \args.img_delta  = args[230:217];
-  assign \args.img_bstep  = args[244:231];
-  assign \args.desc_base  = args[250:245];
-  assign \args.kt  = args[259:251];
-  assign \args.nt  = args[268:260];
-  assign \args.kr  = args[277:269];
-  assign \args.nr  = args[286:278];
-  assign \args.b  = args[293:287];
-  assign \args.ki  = args[300:294];
-  assign \args.no  = args[307:301];
-  assign \args.groups  = args[315:308];
-  assign \args.role_base  = args[321:316];
-  assign \args.page_base  = args[325:322];
-  assign \args.out_base  = args[337:326];
-  assign \args.out_cw  = args[346:338];
-  assign \args.param_base  = args[352:347];
-  assign \args.zp_in  = args[360:353];
-  assign \args.zp_out  = args[370:361];
-  assign \args.act_min  = args[380:371];
-  assign \args.act_max  = args[390:381];
-  assign \args.ab_m1  = args[393:391];
-  assign \args.wb_log2  = args[395:394];
-  assign \args.x_signed  = args[396];
-  assign \args.w_signed  = args[397];
-  assign \args.rowpack  = args[398];
-  assign \x[0]  = x_rdy[7:0];
-  assign \x[1]  = x_rdy[15:8];
-  assign \x[2]  = x_rdy[23:16];
-  assign \x[3]  = x_rdy[31:24];
-  assign \x[4]  = x_rdy[39:32];
-  assign \x[5]  = x_rdy[47:40];
-  assign \x[6]  = x_rdy[55:48];
-  assign \x[7]  = x_rdy[63:56];
-  assign \x[8]  = x_rdy[71:64];
-  assign \x[9]  = x_rdy[79:72];
-  assign \x[10]  = x_rdy[87:80];
-  assign \x[11]  = x_rdy[95:88];
-  assign \x[12]  = x_rdy[103:96];
-  assign \x[13]  = x_rdy[111:104];
-  assign \x[14]  = x_rdy[119:112];
-  assign \x[15]  = x_rdy[127:120];
-  assign \x[16]  = x_rdy[135:128];
-  assign \x[17]  = x_rdy[143:136];
-  assign \x[18]  = x_rdy[151:144];
-  assign \x[19]  = x_rdy[159:152];
-  assign \x[20]  = x_rdy[167:160];
-  assign \x[21]  = x_rdy[175:168];
-  assign \x[22]  = x_rdy[183:176];
-  assign \x[23]  = x_rdy[191:184];
-  assign \x[24]  = x_rdy[199:192];
-  assign \x[25]  = x_rdy[207:200];
-  assign \x[26]  = x_rdy[215:208];
-  assign \x[27]  = x_rdy[223:216];
-  assign \x[28]  = x_rdy[231:224];
-  assign \x[29]  = x_rdy[239:232];
-  assign \x[30]  = x_rdy[247:240];
-  assign \x[31]  = x_rdy[255:248];
-  assign \$16  = { 3'h0, desc_rd__data[55:47] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_active, pos_bstep, take, pos_init, pos_step, desc_rd__addr, pos_valid, idle_next, act_rd__en, stall, g_kbase, bi, kk, nn, en, act_rd__addr, x_rdy
-, full, args, clk);
+module \isscc22_fabric.mac.epi_mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
-  wire \$1 ;
-  wire [15:0] \$10 ;
-  reg [6:0] \$100 ;
-  reg [6:0] \$101 ;
-  reg \$102 ;
-  reg [15:0] \$103 ;
-  reg [8:0] \$104 ;
-  reg [8:0] \$105 ;
-  reg [11:0] \$106 ;
-  reg [11:0] \$107 ;
-  reg [13:0] \$108 ;
-  reg \$109 ;
-  wire [13:0] \$11 ;
-  reg [11:0] \$110 ;
-  reg [5:0] \$111 ;
-  reg [8:0] \$112 ;
-  reg [8:0] \$113 ;
-  reg [13:0] \$114 ;
-  reg [13:0] \$115 ;
-  reg [13:0] \$116 ;
-  reg [13:0] \$117 ;
-  reg [13:0] \$118 ;
-  reg \$119 ;
-  wire [14:0] \$12 ;
-  reg \$120 ;
-  reg [3:0] \$121 ;
-  reg \$122 ;
-  reg \$123 ;
-  reg \$124 ;
-  reg [13:0] \$125 ;
-  reg [255:0] \$126 ;
-  reg [255:0] \$127 ;
-  reg \$128 ;
-  wire \$13 ;
-  wire [14:0] \$14 ;
-  wire [14:0] \$15 ;
-  wire [11:0] \$16 ;
-  wire [14:0] \$17 ;
-  wire [6:0] \$18 ;
-  wire [9:0] \$19 ;
-  wire [4:0] \$2 ;
-  wire \$20 ;
-  wire [9:0] \$21 ;
-  wire [14:0] \$22 ;
-  wire [14:0] \$23 ;
-  wire [14:0] \$24 ;
-  wire [9:0] \$25 ;
-  wire [14:0] \$26 ;
-  wire [14:0] \$27 ;
-  wire [14:0] \$28 ;
-  wire [12:0] \$29 ;
-  wire [4:0] \$3 ;
-  wire [14:0] \$30 ;
-  wire \$31 ;
-  wire \$32 ;
-  wire \$33 ;
-  wire \$34 ;
-  wire \$35 ;
-  wire \$36 ;
-  wire [6:0] \$37 ;
-  wire [8:0] \$38 ;
-  wire [9:0] \$39 ;
-  wire [6:0] \$4 ;
-  wire [9:0] \$40 ;
-  wire [9:0] \$41 ;
-  wire [9:0] \$42 ;
-  wire [8:0] \$43 ;
-  wire [9:0] \$44 ;
-  wire [12:0] \$45 ;
-  wire [12:0] \$46 ;
-  wire [3:0] \$47 ;
-  wire [13:0] \$48 ;
-  wire [12:0] \$49 ;
-  wire [16:0] \$5 ;
-  wire [12:0] \$50 ;
-  wire [12:0] \$51 ;
-  wire [12:0] \$52 ;
-  wire [12:0] \$53 ;
-  wire [12:0] \$54 ;
-  wire [13:0] \$55 ;
-  wire [14:0] \$56 ;
-  wire [14:0] \$57 ;
-  wire [13:0] \$58 ;
-  wire [15:0] \$59 ;
-  wire [10:0] \$6 ;
-  wire [13:0] \$60 ;
-  wire [16:0] \$61 ;
-  wire [12:0] \$62 ;
-  wire \$63 ;
-  wire \$64 ;
-  wire [11:0] \$65 ;
-  wire \$66 ;
-  wire \$67 ;
-  wire \$68 ;
-  wire \$69 ;
-  wire [10:0] \$7 ;
-  wire \$70 ;
-  wire \$71 ;
-  wire \$72 ;
-  wire \$73 ;
-  wire \$74 ;
-  wire \$75 ;
-  wire [14:0] \$76 ;
-  wire [14:0] \$77 ;
-  wire \$78 ;
-  wire [7:0] \$79 ;
-  wire [11:0] \$8 ;
-  wire \$80 ;
-  wire [7:0] \$81 ;
-  wire \$82 ;
-  wire [7:0] \$83 ;
-  wire \$84 ;
-  wire [7:0] \$85 ;
-  wire \$86 ;
-  wire [7:0] \$87 ;
-  wire \$88 ;
-  wire [7:0] \$89 ;
-  wire [11:0] \$9 ;
-  wire \$90 ;
-  wire [7:0] \$91 ;
-  wire \$92 ;
-  wire [7:0] \$93 ;
-  wire [8:0] \$94 ;
-  wire [63:0] \$95 ;
-  wire \$96 ;
-  wire \$97 ;
-  wire \$98 ;
-  reg [6:0] \$99 ;
-  output [11:0] act_rd__addr;
-  wire [11:0] act_rd__addr;
-  input [63:0] act_rd__data;
-  wire [63:0] act_rd__data;
-  output act_rd__en;
-  wire act_rd__en;
-  reg active = 1'h0;
-  reg [13:0] addr = 14'h0000;
-  input [398:0] args;
-  wire [398:0] args;
-  wire [2:0] \args.ab_m1 ;
-  wire [9:0] \args.act_max ;
-  wire [9:0] \args.act_min ;
-  wire [6:0] \args.b ;
-  wire [8:0] \args.bq ;
-  wire [8:0] \args.br ;
-  wire [11:0] \args.cin ;
-  wire [5:0] \args.desc_base ;
-  wire [3:0] \args.dh ;
-  wire [3:0] \args.dw ;
-  wire [7:0] \args.groups ;
-  wire [13:0] \args.img_bstep ;
-  wire [13:0] \args.img_delta ;
-  wire [8:0] \args.in_cw ;
-  wire [8:0] \args.in_h ;
-  wire [8:0] \args.in_w ;
-  wire [8:0] \args.kh ;
-  wire [6:0] \args.ki ;
-  wire [8:0] \args.kr ;
-  wire [8:0] \args.kt ;
-  wire [8:0] \args.kw ;
-  wire [13:0] \args.kx_inc ;
-  wire [13:0] \args.ky_inc ;
-  wire [6:0] \args.no ;
-  wire [15:0] \args.npos ;
-  wire [8:0] \args.nr ;
-  wire [8:0] \args.nt ;
-  wire [8:0] \args.oh ;
-  wire [11:0] \args.out_base ;
-  wire [8:0] \args.out_cw ;
-  wire [8:0] \args.ow ;
-  wire [3:0] \args.page_base ;
-  wire [5:0] \args.param_base ;
-  wire [3:0] \args.pl ;
-  wire [13:0] \args.pos0 ;
-  wire [13:0] \args.pos_bstep ;
-  wire [13:0] \args.pos_ux ;
-  wire [13:0] \args.pos_wrap ;
-  wire [3:0] \args.pt ;
-  wire [5:0] \args.role_base ;
-  wire \args.rowpack ;
-  wire [3:0] \args.sh ;
-  wire [3:0] \args.sw ;
-  wire \args.w_signed ;
-  wire [1:0] \args.wb_log2 ;
-  wire \args.x_signed ;
-  wire [7:0] \args.zp_in ;
-  wire [9:0] \args.zp_out ;
-  reg b_first = 1'h0;
-  reg [13:0] b_ix = 14'h0000;
-  reg b_last = 1'h0;
-  reg [3:0] b_n = 4'h0;
-  reg b_oob = 1'h0;
-  reg b_valid = 1'h0;
-  output [6:0] bi;
-  reg [6:0] bi = 7'h00;
-  (* init = 7'h00 *)
-  wire [6:0] \bi$54 ;
-  reg [11:0] c = 12'h000;
-  input clk;
-  wire clk;
-  wire [13:0] d_addr;
-  wire [12:0] d_ix;
-  wire [14:0] d_iy;
-  wire [9:0] d_ox;
-  wire [10:0] d_oy;
-  output [5:0] desc_rd__addr;
-  wire [5:0] desc_rd__addr;
-  input [75:0] desc_rd__data;
-  wire [75:0] desc_rd__data;
-  wire [11:0] \desc_rd__data.c0 ;
-  wire [12:0] \desc_rd__data.dx0 ;
-  wire [12:0] \desc_rd__data.dy0 ;
-  wire [5:0] \desc_rd__data.elems ;
-  wire [8:0] \desc_rd__data.kx0 ;
-  wire [8:0] \desc_rd__data.ky0 ;
-  wire [13:0] \desc_rd__data.off0 ;
-  output en;
-  reg en = 1'h0;
-  (* init = 1'h0 *)
-  wire \en$57 ;
-  reg first = 1'h0;
-  output full;
-  reg full = 1'h0;
-  (* init = 1'h0 *)
-  wire \full$72 ;
-  input [7:0] g_kbase;
-  wire [7:0] g_kbase;
-  input go;
-  wire go;
-  output idle_next;
-  wire idle_next;
-  wire iwrap;
-  reg [13:0] ix = 14'h0000;
-  reg [11:0] ix0 = 12'h000;
-  reg [13:0] iy = 14'h0000;
-  reg [11:0] iy0 = 12'h000;
-  output [6:0] kk;
-  reg [6:0] kk = 7'h00;
-  (* init = 7'h00 *)
-  wire [6:0] \kk$55 ;
-  reg [8:0] kx = 9'h000;
-  reg [8:0] ky = 9'h000;
-  wire last;
-  wire [11:0] lim;
-  wire [3:0] n;
-  wire [11:0] n_ch;
-  output [6:0] nn;
-  reg [6:0] nn = 7'h00;
-  (* init = 7'h00 *)
-  wire [6:0] \nn$56 ;
-  wire oob;
-  reg [8:0] ox = 9'h000;
-  reg [8:0] oy = 9'h000;
-  reg [15:0] p = 16'h0000;
-  reg [13:0] pos_addr = 14'h0000;
-  input pos_bstep;
-  wire pos_bstep;
-  input pos_init;
-  wire pos_init;
-  input pos_step;
-  wire pos_step;
-  output pos_valid;
-  wire pos_valid;
-  reg [5:0] rem = 6'h00;
-  reg [13:0] row_ix = 14'h0000;
-  input rst;
-  wire rst;
-  wire [4:0] sel;
-  reg [255:0] shifted;
-  wire [255:0] src;
-  output stall;
-  wire stall;
-  wire \stall$63 ;
-  reg [13:0] start;
-  input take;
-  wire take;
-  reg [13:0] tap0 = 14'h0000;
-  wire tap_end;
-  input tile_active;
-  wire tile_active;
-  wire [63:0] window;
-  wire [63:0] word;
-  wire wrap;
-  (* init = 256'h0000000000000000000000000000000000000000000000000000000000000000 *)
-  wire [255:0] x;
-  wire [7:0] \x[0] ;
-  wire [7:0] \x[10] ;
-  wire [7:0] \x[11] ;
-  wire [7:0] \x[12] ;
-  wire [7:0] \x[13] ;
-  wire [7:0] \x[14] ;
-  wire [7:0] \x[15] ;
-  wire [7:0] \x[16] ;
-  wire [7:0] \x[17] ;
-  wire [7:0] \x[18] ;
-  wire [7:0] \x[19] ;
-  wire [7:0] \x[1] ;
-  wire [7:0] \x[20] ;
-  wire [7:0] \x[21] ;
-  wire [7:0] \x[22] ;
-  wire [7:0] \x[23] ;
-  wire [7:0] \x[24] ;
-  wire [7:0] \x[25] ;
-  wire [7:0] \x[26] ;
-  wire [7:0] \x[27] ;
-  wire [7:0] \x[28] ;
-  wire [7:0] \x[29] ;
-  wire [7:0] \x[2] ;
-  wire [7:0] \x[30] ;
-  wire [7:0] \x[31] ;
-  wire [7:0] \x[3] ;
-  wire [7:0] \x[4] ;
-  wire [7:0] \x[5] ;
-  wire [7:0] \x[6] ;
-  wire [7:0] \x[7] ;
-  wire [7:0] \x[8] ;
-  wire [7:0] \x[9] ;
-  reg [255:0] x_asm = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-  output [255:0] x_rdy;
-  reg [255:0] x_rdy = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-  assign \$1  = pos_step | pos_bstep;
-  assign \$2  = - args[76:73];
-  assign \$3  = - args[80:77];
-  assign \$4  = pos_bstep ? args[293:287] : 7'h01;
-  assign \$5  = p + \$4 ;
-  assign \$6  = d_ox - args[89:81];
-  assign \$7  = wrap ? \$6  : { 1'h0, d_ox };
-  assign \$8  = d_oy - args[98:90];
-  assign \$9  = iwrap ? \$8  : { 1'h0, d_oy };
-  assign \$10  = $signed(iy0) + $signed(d_iy);
-  assign \$11  = $signed(ix0) + $signed(\$55 [12:0]);
-  assign \$12  = $signed(pos_addr) + $signed(\$61 [13:0]);
-  assign \$13  = ~ stall;
-  assign \$14  = $signed(iy0) + $signed({ 1'h0, desc_rd__data[30:18] });
-  assign \$15  = $signed(ix0) + $signed({ 1'h0, desc_rd__data[43:31] });
-  assign \$17  = $signed(start) + $signed({ 1'h0, \$16  });
-  assign \$18  = rem - \$65 [3:0];
-  assign \$19  = args[56:48] - 1'h1;
-  assign \$20  = kx == \$19 ;
-  assign \$21  = ky + 1'h1;
-  assign \$22  = $signed(iy) + $signed({ 1'h0, args[60:57] });
-  assign \$23  = $signed(tap0) + $signed(args[156:143]);
-  assign \$24  = $signed(tap0) + $signed(args[156:143]);
-  assign \$25  = kx + 1'h1;
-  assign \$26  = $signed(ix) + $signed({ 1'h0, args[64:61] });
-  assign \$27  = $signed(tap0) + $signed(args[142:129]);
-  assign \$28  = $signed(tap0) + $signed(args[142:129]);
-  assign \$29  = c + \$65 [3:0];
-  assign \$30  = $signed(addr) + $signed(2'h1);
-  assign \$31  = ~ stall;
-  assign \$32  = ~ stall;
-  assign \$33  = b_valid & \$32 ;
-  assign \$34  = b_valid & b_last;
-  assign \$35  = ~ stall;
-  assign \$36  = \$34  & \$35 ;
-  assign \$37  = args[321:316] + 1'h1;
-  assign \$38  = args[250:245] + g_kbase;
-  assign \$39  = \$38  + kk;
-  assign \$40  = pos_init ? { 3'h0, \$37  } : \$39 ;
-  assign pos_valid = p < args[114:99];
-  assign \$41  = ox + args[216:208];
-  assign \$42  = ox + 1'h1;
-  assign d_ox = pos_bstep ? \$41  : \$42 ;
-  assign wrap = d_ox >= args[89:81];
-  assign \$43  = pos_bstep ? args[207:199] : 9'h000;
-  assign \$44  = oy + \$43 ;
-  assign d_oy = \$44  + wrap;
-  assign iwrap = d_oy >= args[98:90];
-  assign \$45  = args[207:199] * args[68:65];
-  assign \$46  = pos_bstep ? \$45  : 13'h0000;
-  assign \$47  = wrap ? args[68:65] : 4'h0;
-  assign \$48  = \$46  + \$47 ;
-  assign \$49  = args[98:90] * args[68:65];
-  assign \$50  = iwrap ? \$49  : 13'h0000;
-  assign d_iy = \$48  - \$50 ;
-  assign \$51  = args[216:208] * args[72:69];
-  assign \$52  = pos_bstep ? \$51  : { 9'h000, args[72:69] };
-  assign \$53  = args[89:81] * args[72:69];
-  assign \$54  = wrap ? \$53  : 13'h0000;
-  assign \$55  = \$52  - \$54 ;
-  assign \$56  = $signed(args[198:185]) + $signed(args[244:231]);
-  assign \$57  = pos_bstep ? \$56  : { args[170], args[170:157] };
-  assign \$58  = wrap ? args[184:171] : 14'h0000;
-  assign \$59  = $signed(\$57 ) + $signed(\$58 );
-  assign \$60  = iwrap ? args[230:217] : 14'h0000;
-  assign \$61  = $signed(\$59 ) + $signed(\$60 );
-  assign \$62  = args[38:27] - c;
-  assign \$63  = \$62 [11:0] < rem;
-  assign lim = \$63  ? \$62 [11:0] : { 6'h00, rem };
-  assign \$64  = lim < 4'h8;
-  assign \$65  = \$64  ? lim : 12'h008;
-  assign tap_end = \$65 [3:0] == \$62 [11:0];
-  assign last = \$65 [3:0] == rem;
-  assign \$66  = $signed(iy) < $signed(1'h0);
-  assign \$67  = $signed(iy) >= $signed({ 1'h0, args[8:0] });
-  assign \$68  = \$66  | \$67 ;
-  assign \$69  = ~ args[398];
-  assign \$70  = $signed(ix) < $signed(1'h0);
-  assign \$71  = $signed(ix) >= $signed({ 1'h0, args[17:9] });
-  assign \$72  = \$70  | \$71 ;
-  assign \$73  = \$69  & \$72 ;
-  assign oob = \$68  | \$73 ;
-  assign \$74  = ~ active;
-  assign idle_next = \$74  | last;
-  assign act_rd__en = ~ stall;
-  assign \$75  = ~ stall;
-  assign \$76  = $signed(pos_addr) + $signed(desc_rd__data[75:62]);
-  assign \$77  = $signed(b_ix) + $signed(5'h08);
-  assign \$78  = args[17:9] > 1'h0;
-  assign \$79  = \$78  ? act_rd__data[7:0] : args[360:353];
-  assign \$80  = args[17:9] > 1'h1;
-  assign \$81  = \$80  ? act_rd__data[15:8] : args[360:353];
-  assign \$82  = args[17:9] > 2'h2;
-  assign \$83  = \$82  ? act_rd__data[23:16] : args[360:353];
-  assign \$84  = args[17:9] > 2'h3;
-  assign \$85  = \$84  ? act_rd__data[31:24] : args[360:353];
-  assign \$86  = args[17:9] > 3'h4;
-  assign \$87  = \$86  ? act_rd__data[39:32] : args[360:353];
-  assign \$88  = args[17:9] > 3'h5;
-  assign \$89  = \$88  ? act_rd__data[47:40] : args[360:353];
-  assign \$90  = args[17:9] > 3'h6;
-  assign \$91  = \$90  ? act_rd__data[55:48] : args[360:353];
-  assign \$92  = args[17:9] > 3'h7;
-  assign \$93  = \$92  ? act_rd__data[63:56] : args[360:353];
-  assign \$94  = \$77 [4:0] * 4'h8;
-  assign window = { args[360:353], args[360:353], args[360:353], args[360:353], args[360:353], args[360:353], args[360:353], args[360:353], \$93 , \$91 , \$89 , \$87 , \$85 , \$83 , \$81 , \$79 , args[360:353], args[360:353], args[360:353], args[360:353], args[360:353], args[360:353], args[360:353], args[360:353] } >> \$94 ;
-  assign \$95  = args[398] ? window : act_rd__data;
-  assign word = b_oob ? { args[360:353], args[360:353], args[360:353], args[360:353], args[360:353], args[360:353], args[360:353], args[360:353] } : \$95 ;
-  assign src = b_first ? 256'h0000000000000000000000000000000000000000000000000000000000000000 : x_asm;
-  assign \$96  = b_valid & b_last;
-  assign \$97  = \$96  & full;
-  assign \$98  = ~ take;
-  assign stall = \$97  & \$98 ;
-  always @(posedge clk)
-    bi <= \$99 ;
-  always @(posedge clk)
-    kk <= \$100 ;
-  always @(posedge clk)
-    nn <= \$101 ;
-  always @(posedge clk)
-    en <= \$102 ;
-  always @(posedge clk)
-    p <= \$103 ;
-  always @(posedge clk)
-    ox <= \$104 ;
-  always @(posedge clk)
-    oy <= \$105 ;
-  always @(posedge clk)
-    iy0 <= \$106 ;
-  always @(posedge clk)
-    ix0 <= \$107 ;
-  always @(posedge clk)
-    pos_addr <= \$108 ;
-  always @(posedge clk)
-    active <= \$109 ;
-  always @(posedge clk)
-    c <= \$110 ;
-  always @(posedge clk)
-    rem <= \$111 ;
-  always @(posedge clk)
-    ky <= \$112 ;
-  always @(posedge clk)
-    kx <= \$113 ;
-  always @(posedge clk)
-    iy <= \$114 ;
-  always @(posedge clk)
-    ix <= \$115 ;
-  always @(posedge clk)
-    row_ix <= \$116 ;
-  always @(posedge clk)
-    tap0 <= \$117 ;
-  always @(posedge clk)
-    addr <= \$118 ;
-  always @(posedge clk)
-    first <= \$119 ;
-  always @(posedge clk)
-    b_valid <= \$120 ;
-  always @(posedge clk)
-    b_n <= \$121 ;
-  always @(posedge clk)
-    b_oob <= \$122 ;
-  always @(posedge clk)
-    b_first <= \$123 ;
-  always @(posedge clk)
-    b_last <= \$124 ;
-  always @(posedge clk)
-    b_ix <= \$125 ;
-  always @(posedge clk)
-    x_rdy <= \$126 ;
-  always @(posedge clk)
-    x_asm <= \$127 ;
-  always @(posedge clk)
-    full <= \$128 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$99  = bi;
-    if (pos_init) begin
-      \$99  = desc_rd__data[6:0];
-    end
-    if (rst) begin
-      \$99  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$100  = kk;
-    if (pos_init) begin
-      \$100  = desc_rd__data[13:7];
-    end
-    if (rst) begin
-      \$100  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$101  = nn;
-    if (pos_init) begin
-      \$101  = desc_rd__data[20:14];
-    end
-    if (rst) begin
-      \$101  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$102  = en;
-    if (pos_init) begin
-      \$102  = desc_rd__data[21];
-    end
-    if (rst) begin
-      \$102  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$103  = p;
-    if (pos_init) begin
-      \$103  = 16'h0000;
-    end else if (\$1 ) begin
-      \$103  = \$5 [15:0];
-    end
-    if (rst) begin
-      \$103  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$104  = ox;
-    if (pos_init) begin
-      \$104  = 9'h000;
-    end else if (\$1 ) begin
-      \$104  = \$7 [8:0];
-    end
-    if (rst) begin
-      \$104  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$105  = oy;
-    if (pos_init) begin
-      \$105  = 9'h000;
-    end else if (\$1 ) begin
-      \$105  = \$9 [8:0];
-    end
-    if (rst) begin
-      \$105  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$106  = iy0;
-    if (pos_init) begin
-      \$106  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
-    end else if (\$1 ) begin
-      \$106  = \$10 [11:0];
-    end
-    if (rst) begin
-      \$106  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$107  = ix0;
-    if (pos_init) begin
-      \$107  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
-    end else if (\$1 ) begin
-      \$107  = \$11 [11:0];
-    end
-    if (rst) begin
-      \$107  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$108  = pos_addr;
-    if (pos_init) begin
-      \$108  = args[128:115];
-    end else if (\$1 ) begin
-      \$108  = \$12 [13:0];
-    end
-    if (rst) begin
-      \$108  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$109  = active;
-    if (\$13 ) begin
-      if (go) begin
-        \$109  = tile_active;
-      end else if (active) begin
-        if (last) begin
-          \$109  = 1'h0;
-        end
-      end
-    end
-    if (rst) begin
-      \$109  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$110  = c;
-    if (\$13 ) begin
-      if (go) begin
-        \$110  = desc_rd__data[55:44];
-      end else if (active) begin
-        (* full_case = 32'd1 *)
-        if (tap_end) begin
-          \$110  = 12'h000;
-        end else begin
-          \$110  = \$29 [11:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$110  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$111  = rem;
-    if (\$13 ) begin
-      if (go) begin
-        \$111  = desc_rd__data[61:56];
-      end else if (active) begin
-        \$111  = \$18 [5:0];
-      end
-    end
-    if (rst) begin
-      \$111  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$112  = ky;
-    if (\$13 ) begin
-      if (go) begin
-        \$112  = desc_rd__data[8:0];
-      end else if (active) begin
-        if (tap_end) begin
-          if (\$20 ) begin
-            \$112  = \$21 [8:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$112  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$113  = kx;
-    if (\$13 ) begin
-      if (go) begin
-        \$113  = desc_rd__data[17:9];
-      end else if (active) begin
-        if (tap_end) begin
-          (* full_case = 32'd1 *)
-          if (\$20 ) begin
-            \$113  = 9'h000;
-          end else begin
-            \$113  = \$25 [8:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$113  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$114  = iy;
-    if (\$13 ) begin
-      if (go) begin
-        \$114  = \$14 [13:0];
-      end else if (active) begin
-        if (tap_end) begin
-          if (\$20 ) begin
-            \$114  = \$22 [13:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$114  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$115  = ix;
-    if (\$13 ) begin
-      if (go) begin
-        \$115  = \$15 [13:0];
-      end else if (active) begin
-        if (tap_end) begin
-          (* full_case = 32'd1 *)
-          if (\$20 ) begin
-            \$115  = row_ix;
-          end else begin
-            \$115  = \$26 [13:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$115  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$116  = row_ix;
-    if (\$13 ) begin
-      if (go) begin
-        \$116  = { ix0[11], ix0[11], ix0 };
-      end
-    end
-    if (rst) begin
-      \$116  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$117  = tap0;
-    if (\$13 ) begin
-      if (go) begin
-        \$117  = start;
-      end else if (active) begin
-        if (tap_end) begin
-          (* full_case = 32'd1 *)
-          if (\$20 ) begin
-            \$117  = \$23 [13:0];
-          end else begin
-            \$117  = \$27 [13:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$117  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$118  = addr;
-    if (\$13 ) begin
-      if (go) begin
-        \$118  = \$17 [13:0];
-      end else if (active) begin
-        (* full_case = 32'd1 *)
-        if (tap_end) begin
-          (* full_case = 32'd1 *)
-          if (\$20 ) begin
-            \$118  = \$24 [13:0];
-          end else begin
-            \$118  = \$28 [13:0];
-          end
-        end else begin
-          \$118  = \$30 [13:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$118  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$119  = first;
-    if (\$13 ) begin
-      if (go) begin
-        \$119  = 1'h1;
-      end else if (active) begin
-        \$119  = 1'h0;
-      end
-    end
-    if (rst) begin
-      \$119  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$120  = b_valid;
-    if (\$31 ) begin
-      \$120  = active;
-    end
-    if (rst) begin
-      \$120  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$121  = b_n;
-    if (\$31 ) begin
-      \$121  = \$65 [3:0];
-    end
-    if (rst) begin
-      \$121  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$122  = b_oob;
-    if (\$31 ) begin
-      \$122  = oob;
-    end
-    if (rst) begin
-      \$122  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$123  = b_first;
-    if (\$31 ) begin
-      \$123  = first;
-    end
-    if (rst) begin
-      \$123  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$124  = b_last;
-    if (\$31 ) begin
-      \$124  = last;
-    end
-    if (rst) begin
-      \$124  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$125  = b_ix;
-    if (\$31 ) begin
-      \$125  = ix;
-    end
-    if (rst) begin
-      \$125  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$126  = x_rdy;
-    if (\$33 ) begin
-      if (b_last) begin
-        \$126  = shifted;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$127  = x_asm;
-    if (\$33 ) begin
-      (* full_case = 32'd1 *)
-      if (b_last) begin
-      end else begin
-        \$127  = shifted;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$128  = full;
-    if (\$36 ) begin
-      \$128  = 1'h1;
-    end else if (take) begin
-      \$128  = 1'h0;
-    end
-    if (rst) begin
-      \$128  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    start = 14'h0000;
-    if (\$75 ) begin
-      if (go) begin
-        start = \$76 [13:0];
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    (* full_case = 32'd1 *)
-    casez (b_n)
-      4'h1:
-          shifted = { word[7:0], src[255:8] };
-      4'h2:
-          shifted = { word[15:0], src[255:16] };
-      4'h3:
-          shifted = { word[23:0], src[255:24] };
-      4'h4:
-          shifted = { word[31:0], src[255:32] };
-      4'h5:
-          shifted = { word[39:0], src[255:40] };
-      4'h6:
-          shifted = { word[47:0], src[255:48] };
-      4'h7:
-          shifted = { word[55:0], src[255:56] };
-      4'h8:
-          shifted = { word, src[255:64] };
-      default:
-          shifted = src;
-    endcase
-  end
-  assign d_ix = \$55 [12:0];
-  assign d_addr = \$61 [13:0];
-  assign n = \$65 [3:0];
-  assign \bi$54  = bi;
-  assign \kk$55  = kk;
-  assign \nn$56  = nn;
-  assign \en$57  = en;
-  assign n_ch = \$62 [11:0];
-  assign \stall$63  = stall;
-  assign sel = \$77 [4:0];
-  assign \full$72  = full;
-  assign x = x_rdy;
-  assign desc_rd__addr = \$40 [5:0];
-  assign act_rd__addr = addr[11:0];
-  assign \desc_rd__data.ky0  = desc_rd__data[8:0];
-  assign \desc_rd__data.kx0  = desc_rd__data[17:9];
-  assign \desc_rd__data.dy0  = desc_rd__data[30:18];
-  assign \desc_rd__data.dx0  = desc_rd__data[43:31];
-  assign \desc_rd__data.c0  = desc_rd__data[55:44];
-  assign \desc_rd__data.elems  = desc_rd__data[61:56];
-  assign \desc_rd__data.off0  = desc_rd__data[75:62];
-  assign \args.in_h  = args[8:0];
-  assign \args.in_w  = args[17:9];
-  assign \args.in_cw  = args[26:18];
-  assign \args.cin  = args[38:27];
-  assign \args.kh  = args[47:39];
-  assign \args.kw  = args[56:48];
-  assign \args.dh  = args[60:57];
-  assign \args.dw  = args[64:61];
-  assign \args.sh  = args[68:65];
-  assign \args.sw  = args[72:69];
-  assign \args.pt  = args[76:73];
-  assign \args.pl  = args[80:77];
-  assign \args.ow  = args[89:81];
-  assign \args.oh  = args[98:90];
-  assign \args.npos  = args[114:99];
-  assign \args.pos0  = args[128:115];
-  assign \args.kx_inc  = args[142:129];
-  assign \args.ky_inc  = args[156:143];
-  assign \args.pos_ux  = args[170:157];
-  assign \args.pos_wrap  = args[184:171];
-  assign \args.pos_bstep  = args[198:185];
-  assign \args.bq  = args[207:199];
-  assign \args.br  = args[216:208];
-  assign \args.img_delta  = args[230:217];
-  assign \args.img_bstep  = args[244:231];
-  assign \args.desc_base  = args[250:245];
-  assign \args.kt  = args[259:251];
-  assign \args.nt  = args[268:260];
-  assign \args.kr  = args[277:269];
-  assign \args.nr  = args[286:278];
-  assign \args.b  = args[293:287];
-  assign \args.ki  = args[300:294];
-  assign \args.no  = args[307:301];
-  assign \args.groups  = args[315:308];
-  assign \args.role_base  = args[321:316];
-  assign \args.page_base  = args[325:322];
-  assign \args.out_base  = args[337:326];
-  assign \args.out_cw  = args[346:338];
-  assign \args.param_base  = args[352:347];
-  assign \args.zp_in  = args[360:353];
-  assign \args.zp_out  = args[370:361];
-  assign \args.act_min  = args[380:371];
-  assign \args.act_max  = args[390:381];
-  assign \args.ab_m1  = args[393:391];
-  assign \args.wb_log2  = args[395:394];
-  assign \args.x_signed  = args[396];
-  assign \args.w_signed  = args[397];
-  assign \args.rowpack  = args[398];
-  assign \x[0]  = x_rdy[7:0];
-  assign \x[1]  = x_rdy[15:8];
-  assign \x[2]  = x_rdy[23:16];
-  assign \x[3]  = x_rdy[31:24];
-  assign \x[4]  = x_rdy[39:32];
-  assign \x[5]  = x_rdy[47:40];
-  assign \x[6]  = x_rdy[55:48];
-  assign \x[7]  = x_rdy[63:56];
-  assign \x[8]  = x_rdy[71:64];
-  assign \x[9]  = x_rdy[79:72];
-  assign \x[10]  = x_rdy[87:80];
-  assign \x[11]  = x_rdy[95:88];
-  assign \x[12]  = x_rdy[103:96];
-  assign \x[13]  = x_rdy[111:104];
-  assign \x[14]  = x_rdy[119:112];
-  assign \x[15]  = x_rdy[127:120];
-  assign \x[16]  = x_rdy[135:128];
-  assign \x[17]  = x_rdy[143:136];
-  assign \x[18]  = x_rdy[151:144];
-  assign \x[19]  = x_rdy[159:152];
-  assign \x[20]  = x_rdy[167:160];
-  assign \x[21]  = x_rdy[175:168];
-  assign \x[22]  = x_rdy[183:176];
-  assign \x[23]  = x_rdy[191:184];
-  assign \x[24]  = x_rdy[199:192];
-  assign \x[25]  = x_rdy[207:200];
-  assign \x[26]  = x_rdy[215:208];
-  assign \x[27]  = x_rdy[223:216];
-  assign \x[28]  = x_rdy[231:224];
-  assign \x[29]  = x_rdy[239:232];
-  assign \x[30]  = x_rdy[247:240];
-  assign \x[31]  = x_rdy[255:248];
-  assign \$16  = { 3'h0, desc_rd__data[55:47] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \isscc22_fabric.mac.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$10 ;
   wire [63:0] \$11 ;
@@ -20441,28 +20912,2676 @@ module \isscc22_fabric.mac.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk)
   assign \$22  = $signed(shifted2) < $signed(32'd2147483648);
   assign \$23  = \$22  ? 33'h180000000 : { 1'h0, shifted2[31:0] };
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$73  = i_valid;
     if (rst) begin
       \$73  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$74  = v1;
     if (rst) begin
       \$74  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$75  = v2;
     if (rst) begin
       \$75  = 1'h0;
     end
   end
   always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$76  = v3;
+    if (rst) begin
+      \$76  = 1'h0;
+    end
+  end
+  assign half0 = \$65 [63:0];
+  assign half1 = \$66 [63:0];
+  assign half2 = \$67 [63:0];
+  assign half3 = \$68 [63:0];
+  assign half4 = \$69 [63:0];
+  assign half5 = \$70 [63:0];
+  assign half6 = \$71 [63:0];
+  assign half7 = \$72 [63:0];
+  assign o_valid = v4;
+  assign \x[0]  = x[31:0];
+  assign \x[1]  = x[63:32];
+  assign \x[2]  = x[95:64];
+  assign \x[3]  = x[127:96];
+  assign \x[4]  = x[159:128];
+  assign \x[5]  = x[191:160];
+  assign \x[6]  = x[223:192];
+  assign \x[7]  = x[255:224];
+  assign \mult[0]  = mult[31:0];
+  assign \mult[1]  = mult[63:32];
+  assign \mult[2]  = mult[95:64];
+  assign \mult[3]  = mult[127:96];
+  assign \mult[4]  = mult[159:128];
+  assign \mult[5]  = mult[191:160];
+  assign \mult[6]  = mult[223:192];
+  assign \mult[7]  = mult[255:224];
+  assign \shift[0]  = shift[7:0];
+  assign \shift[1]  = shift[15:8];
+  assign \shift[2]  = shift[23:16];
+  assign \shift[3]  = shift[31:24];
+  assign \shift[4]  = shift[39:32];
+  assign \shift[5]  = shift[47:40];
+  assign \shift[6]  = shift[55:48];
+  assign \shift[7]  = shift[63:56];
+  assign \y[0]  = y[31:0];
+  assign \y[1]  = y[63:32];
+  assign \y[2]  = y[95:64];
+  assign \y[3]  = y[127:96];
+  assign \y[4]  = y[159:128];
+  assign \y[5]  = y[191:160];
+  assign \y[6]  = y[223:192];
+  assign \y[7]  = y[255:224];
+  assign y[255:224] = y7;
+  assign y[223:192] = y6;
+  assign y[191:160] = y5;
+  assign y[159:128] = y4;
+  assign y[127:96] = y3;
+  assign y[95:64] = y2;
+  assign y[63:32] = y1;
+  assign y[31:0] = y0;
+endmodule
+
+(* generator = "Amaranth" *)
+module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_active, pos_bstep, take, pos_init, pos_step, desc_rd__addr, pos_valid, idle_next, act_rd__en, stall, g_kbase, bi, kk, nn, en, act_rd__addr, x_rdy
+, full, args, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
+  wire \$1 ;
+  wire [15:0] \$10 ;
+  reg [6:0] \$100 ;
+  reg [6:0] \$101 ;
+  reg \$102 ;
+  reg [15:0] \$103 ;
+  reg [8:0] \$104 ;
+  reg [8:0] \$105 ;
+  reg [11:0] \$106 ;
+  reg [11:0] \$107 ;
+  reg [13:0] \$108 ;
+  reg \$109 ;
+  wire [13:0] \$11 ;
+  reg [11:0] \$110 ;
+  reg [5:0] \$111 ;
+  reg [8:0] \$112 ;
+  reg [8:0] \$113 ;
+  reg [13:0] \$114 ;
+  reg [13:0] \$115 ;
+  reg [13:0] \$116 ;
+  reg [13:0] \$117 ;
+  reg [13:0] \$118 ;
+  reg \$119 ;
+  wire [14:0] \$12 ;
+  reg \$120 ;
+  reg [3:0] \$121 ;
+  reg \$122 ;
+  reg \$123 ;
+  reg \$124 ;
+  reg [13:0] \$125 ;
+  reg [255:0] \$126 ;
+  reg [255:0] \$127 ;
+  reg \$128 ;
+  wire \$13 ;
+  wire [14:0] \$14 ;
+  wire [14:0] \$15 ;
+  wire [11:0] \$16 ;
+  wire [14:0] \$17 ;
+  wire [6:0] \$18 ;
+  wire [9:0] \$19 ;
+  wire [4:0] \$2 ;
+  wire \$20 ;
+  wire [9:0] \$21 ;
+  wire [14:0] \$22 ;
+  wire [14:0] \$23 ;
+  wire [14:0] \$24 ;
+  wire [9:0] \$25 ;
+  wire [14:0] \$26 ;
+  wire [14:0] \$27 ;
+  wire [14:0] \$28 ;
+  wire [12:0] \$29 ;
+  wire [4:0] \$3 ;
+  wire [14:0] \$30 ;
+  wire \$31 ;
+  wire \$32 ;
+  wire \$33 ;
+  wire \$34 ;
+  wire \$35 ;
+  wire \$36 ;
+  wire [6:0] \$37 ;
+  wire [8:0] \$38 ;
+  wire [9:0] \$39 ;
+  wire [6:0] \$4 ;
+  wire [9:0] \$40 ;
+  wire [9:0] \$41 ;
+  wire [9:0] \$42 ;
+  wire [8:0] \$43 ;
+  wire [9:0] \$44 ;
+  wire [12:0] \$45 ;
+  wire [12:0] \$46 ;
+  wire [3:0] \$47 ;
+  wire [13:0] \$48 ;
+  wire [12:0] \$49 ;
+  wire [16:0] \$5 ;
+  wire [12:0] \$50 ;
+  wire [12:0] \$51 ;
+  wire [12:0] \$52 ;
+  wire [12:0] \$53 ;
+  wire [12:0] \$54 ;
+  wire [13:0] \$55 ;
+  wire [14:0] \$56 ;
+  wire [14:0] \$57 ;
+  wire [13:0] \$58 ;
+  wire [15:0] \$59 ;
+  wire [10:0] \$6 ;
+  wire [13:0] \$60 ;
+  wire [16:0] \$61 ;
+  wire [12:0] \$62 ;
+  wire \$63 ;
+  wire \$64 ;
+  wire [11:0] \$65 ;
+  wire \$66 ;
+  wire \$67 ;
+  wire \$68 ;
+  wire \$69 ;
+  wire [10:0] \$7 ;
+  wire \$70 ;
+  wire \$71 ;
+  wire \$72 ;
+  wire \$73 ;
+  wire \$74 ;
+  wire \$75 ;
+  wire [14:0] \$76 ;
+  wire [14:0] \$77 ;
+  wire \$78 ;
+  wire [7:0] \$79 ;
+  wire [11:0] \$8 ;
+  wire \$80 ;
+  wire [7:0] \$81 ;
+  wire \$82 ;
+  wire [7:0] \$83 ;
+  wire \$84 ;
+  wire [7:0] \$85 ;
+  wire \$86 ;
+  wire [7:0] \$87 ;
+  wire \$88 ;
+  wire [7:0] \$89 ;
+  wire [11:0] \$9 ;
+  wire \$90 ;
+  wire [7:0] \$91 ;
+  wire \$92 ;
+  wire [7:0] \$93 ;
+  wire [8:0] \$94 ;
+  wire [63:0] \$95 ;
+  wire \$96 ;
+  wire \$97 ;
+  wire \$98 ;
+  reg [6:0] \$99 ;
+  output [11:0] act_rd__addr;
+  wire [11:0] act_rd__addr;
+  input [63:0] act_rd__data;
+  wire [63:0] act_rd__data;
+  output act_rd__en;
+  wire act_rd__en;
+  reg active = 1'h0;
+  reg [13:0] addr = 14'h0000;
+  input [435:0] args;
+  wire [435:0] args;
+  wire [2:0] \args.ab_m1 ;
+  wire [9:0] \args.act_max ;
+  wire [9:0] \args.act_min ;
+  wire [6:0] \args.b ;
+  wire [8:0] \args.bq ;
+  wire [8:0] \args.br ;
+  wire [11:0] \args.cin ;
+  wire [5:0] \args.desc_base ;
+  wire [3:0] \args.dh ;
+  wire [3:0] \args.dw ;
+  wire \args.epi ;
+  wire [5:0] \args.epi_base ;
+  wire [9:0] \args.epi_max ;
+  wire [9:0] \args.epi_min ;
+  wire [9:0] \args.epi_zp_out ;
+  wire [7:0] \args.groups ;
+  wire [13:0] \args.img_bstep ;
+  wire [13:0] \args.img_delta ;
+  wire [8:0] \args.in_cw ;
+  wire [8:0] \args.in_h ;
+  wire [8:0] \args.in_w ;
+  wire [8:0] \args.kh ;
+  wire [6:0] \args.ki ;
+  wire [8:0] \args.kr ;
+  wire [8:0] \args.kt ;
+  wire [8:0] \args.kw ;
+  wire [13:0] \args.kx_inc ;
+  wire [13:0] \args.ky_inc ;
+  wire [6:0] \args.no ;
+  wire [15:0] \args.npos ;
+  wire [8:0] \args.nr ;
+  wire [8:0] \args.nt ;
+  wire [8:0] \args.oh ;
+  wire [11:0] \args.out_base ;
+  wire [8:0] \args.out_cw ;
+  wire [8:0] \args.ow ;
+  wire [3:0] \args.page_base ;
+  wire [5:0] \args.param_base ;
+  wire [3:0] \args.pl ;
+  wire [13:0] \args.pos0 ;
+  wire [13:0] \args.pos_bstep ;
+  wire [13:0] \args.pos_ux ;
+  wire [13:0] \args.pos_wrap ;
+  wire [3:0] \args.pt ;
+  wire [5:0] \args.role_base ;
+  wire \args.rowpack ;
+  wire [3:0] \args.sh ;
+  wire [3:0] \args.sw ;
+  wire \args.w_signed ;
+  wire [1:0] \args.wb_log2 ;
+  wire \args.x_signed ;
+  wire [7:0] \args.zp_in ;
+  wire [9:0] \args.zp_out ;
+  reg b_first = 1'h0;
+  reg [13:0] b_ix = 14'h0000;
+  reg b_last = 1'h0;
+  reg [3:0] b_n = 4'h0;
+  reg b_oob = 1'h0;
+  reg b_valid = 1'h0;
+  output [6:0] bi;
+  reg [6:0] bi = 7'h00;
+  (* init = 7'h00 *)
+  wire [6:0] \bi$54 ;
+  reg [11:0] c = 12'h000;
+  input clk;
+  wire clk;
+  wire [13:0] d_addr;
+  wire [12:0] d_ix;
+  wire [14:0] d_iy;
+  wire [9:0] d_ox;
+  wire [10:0] d_oy;
+  output [5:0] desc_rd__addr;
+  wire [5:0] desc_rd__addr;
+  input [75:0] desc_rd__data;
+  wire [75:0] desc_rd__data;
+  wire [11:0] \desc_rd__data.c0 ;
+  wire [12:0] \desc_rd__data.dx0 ;
+  wire [12:0] \desc_rd__data.dy0 ;
+  wire [5:0] \desc_rd__data.elems ;
+  wire [8:0] \desc_rd__data.kx0 ;
+  wire [8:0] \desc_rd__data.ky0 ;
+  wire [13:0] \desc_rd__data.off0 ;
+  output en;
+  reg en = 1'h0;
+  (* init = 1'h0 *)
+  wire \en$57 ;
+  reg first = 1'h0;
+  output full;
+  reg full = 1'h0;
+  (* init = 1'h0 *)
+  wire \full$72 ;
+  input [7:0] g_kbase;
+  wire [7:0] g_kbase;
+  input go;
+  wire go;
+  output idle_next;
+  wire idle_next;
+  wire iwrap;
+  reg [13:0] ix = 14'h0000;
+  reg [11:0] ix0 = 12'h000;
+  reg [13:0] iy = 14'h0000;
+  reg [11:0] iy0 = 12'h000;
+  output [6:0] kk;
+  reg [6:0] kk = 7'h00;
+  (* init = 7'h00 *)
+  wire [6:0] \kk$55 ;
+  reg [8:0] kx = 9'h000;
+  reg [8:0] ky = 9'h000;
+  wire last;
+  wire [11:0] lim;
+  wire [3:0] n;
+  wire [11:0] n_ch;
+  output [6:0] nn;
+  reg [6:0] nn = 7'h00;
+  (* init = 7'h00 *)
+  wire [6:0] \nn$56 ;
+  wire oob;
+  reg [8:0] ox = 9'h000;
+  reg [8:0] oy = 9'h000;
+  reg [15:0] p = 16'h0000;
+  reg [13:0] pos_addr = 14'h0000;
+  input pos_bstep;
+  wire pos_bstep;
+  input pos_init;
+  wire pos_init;
+  input pos_step;
+  wire pos_step;
+  output pos_valid;
+  wire pos_valid;
+  reg [5:0] rem = 6'h00;
+  reg [13:0] row_ix = 14'h0000;
+  input rst;
+  wire rst;
+  wire [4:0] sel;
+  reg [255:0] shifted;
+  wire [255:0] src;
+  output stall;
+  wire stall;
+  wire \stall$63 ;
+  reg [13:0] start;
+  input take;
+  wire take;
+  reg [13:0] tap0 = 14'h0000;
+  wire tap_end;
+  input tile_active;
+  wire tile_active;
+  wire [63:0] window;
+  wire [63:0] word;
+  wire wrap;
+  (* init = 256'h0000000000000000000000000000000000000000000000000000000000000000 *)
+  wire [255:0] x;
+  wire [7:0] \x[0] ;
+  wire [7:0] \x[10] ;
+  wire [7:0] \x[11] ;
+  wire [7:0] \x[12] ;
+  wire [7:0] \x[13] ;
+  wire [7:0] \x[14] ;
+  wire [7:0] \x[15] ;
+  wire [7:0] \x[16] ;
+  wire [7:0] \x[17] ;
+  wire [7:0] \x[18] ;
+  wire [7:0] \x[19] ;
+  wire [7:0] \x[1] ;
+  wire [7:0] \x[20] ;
+  wire [7:0] \x[21] ;
+  wire [7:0] \x[22] ;
+  wire [7:0] \x[23] ;
+  wire [7:0] \x[24] ;
+  wire [7:0] \x[25] ;
+  wire [7:0] \x[26] ;
+  wire [7:0] \x[27] ;
+  wire [7:0] \x[28] ;
+  wire [7:0] \x[29] ;
+  wire [7:0] \x[2] ;
+  wire [7:0] \x[30] ;
+  wire [7:0] \x[31] ;
+  wire [7:0] \x[3] ;
+  wire [7:0] \x[4] ;
+  wire [7:0] \x[5] ;
+  wire [7:0] \x[6] ;
+  wire [7:0] \x[7] ;
+  wire [7:0] \x[8] ;
+  wire [7:0] \x[9] ;
+  reg [255:0] x_asm = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+  output [255:0] x_rdy;
+  reg [255:0] x_rdy = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+  assign \$1  = pos_step | pos_bstep;
+  assign \$2  = - args[76:73];
+  assign \$3  = - args[80:77];
+  assign \$4  = pos_bstep ? args[293:287] : 7'h01;
+  assign \$5  = p + \$4 ;
+  assign \$6  = d_ox - args[89:81];
+  assign \$7  = wrap ? \$6  : { 1'h0, d_ox };
+  assign \$8  = d_oy - args[98:90];
+  assign \$9  = iwrap ? \$8  : { 1'h0, d_oy };
+  assign \$10  = $signed(iy0) + $signed(d_iy);
+  assign \$11  = $signed(ix0) + $signed(\$55 [12:0]);
+  assign \$12  = $signed(pos_addr) + $signed(\$61 [13:0]);
+  assign \$13  = ~ stall;
+  assign \$14  = $signed(iy0) + $signed({ 1'h0, desc_rd__data[30:18] });
+  assign \$15  = $signed(ix0) + $signed({ 1'h0, desc_rd__data[43:31] });
+  assign \$17  = $signed(start) + $signed({ 1'h0, \$16  });
+  assign \$18  = rem - \$65 [3:0];
+  assign \$19  = args[56:48] - 1'h1;
+  assign \$20  = kx == \$19 ;
+  assign \$21  = ky + 1'h1;
+  assign \$22  = $signed(iy) + $signed({ 1'h0, args[60:57] });
+  assign \$23  = $signed(tap0) + $signed(args[156:143]);
+  assign \$24  = $signed(tap0) + $signed(args[156:143]);
+  assign \$25  = kx + 1'h1;
+  assign \$26  = $signed(ix) + $signed({ 1'h0, args[64:61] });
+  assign \$27  = $signed(tap0) + $signed(args[142:129]);
+  assign \$28  = $signed(tap0) + $signed(args[142:129]);
+  assign \$29  = c + \$65 [3:0];
+  assign \$30  = $signed(addr) + $signed(2'h1);
+  assign \$31  = ~ stall;
+  assign \$32  = ~ stall;
+  assign \$33  = b_valid & \$32 ;
+  assign \$34  = b_valid & b_last;
+  assign \$35  = ~ stall;
+  assign \$36  = \$34  & \$35 ;
+  assign \$37  = args[321:316] + 1'h0;
+  assign \$38  = args[250:245] + g_kbase;
+  assign \$39  = \$38  + kk;
+  assign \$40  = pos_init ? { 3'h0, \$37  } : \$39 ;
+  assign pos_valid = p < args[114:99];
+  assign \$41  = ox + args[216:208];
+  assign \$42  = ox + 1'h1;
+  assign d_ox = pos_bstep ? \$41  : \$42 ;
+  assign wrap = d_ox >= args[89:81];
+  assign \$43  = pos_bstep ? args[207:199] : 9'h000;
+  assign \$44  = oy + \$43 ;
+  assign d_oy = \$44  + wrap;
+  assign iwrap = d_oy >= args[98:90];
+  assign \$45  = args[207:199] * args[68:65];
+  assign \$46  = pos_bstep ? \$45  : 13'h0000;
+  assign \$47  = wrap ? args[68:65] : 4'h0;
+  assign \$48  = \$46  + \$47 ;
+  assign \$49  = args[98:90] * args[68:65];
+  assign \$50  = iwrap ? \$49  : 13'h0000;
+  assign d_iy = \$48  - \$50 ;
+  assign \$51  = args[216:208] * args[72:69];
+  assign \$52  = pos_bstep ? \$51  : { 9'h000, args[72:69] };
+  assign \$53  = args[89:81] * args[72:69];
+  assign \$54  = wrap ? \$53  : 13'h0000;
+  assign \$55  = \$52  - \$54 ;
+  assign \$56  = $signed(args[198:185]) + $signed(args[244:231]);
+  assign \$57  = pos_bstep ? \$56  : { args[170], args[170:157] };
+  assign \$58  = wrap ? args[184:171] : 14'h0000;
+  assign \$59  = $signed(\$57 ) + $signed(\$58 );
+  assign \$60  = iwrap ? args[230:217] : 14'h0000;
+  assign \$61  = $signed(\$59 ) + $signed(\$60 );
+  assign \$62  = args[38:27] - c;
+  assign \$63  = \$62 [11:0] < rem;
+  assign lim = \$63  ? \$62 [11:0] : { 6'h00, rem };
+  assign \$64  = lim < 4'h8;
+  assign \$65  = \$64  ? lim : 12'h008;
+  assign tap_end = \$65 [3:0] == \$62 [11:0];
+  assign last = \$65 [3:0] == rem;
+  assign \$66  = $signed(iy) < $signed(1'h0);
+  assign \$67  = $signed(iy) >= $signed({ 1'h0, args[8:0] });
+  assign \$68  = \$66  | \$67 ;
+  assign \$69  = ~ args[398];
+  assign \$70  = $signed(ix) < $signed(1'h0);
+  assign \$71  = $signed(ix) >= $signed({ 1'h0, args[17:9] });
+  assign \$72  = \$70  | \$71 ;
+  assign \$73  = \$69  & \$72 ;
+  assign oob = \$68  | \$73 ;
+  assign \$74  = ~ active;
+  assign idle_next = \$74  | last;
+  assign act_rd__en = ~ stall;
+  assign \$75  = ~ stall;
+  assign \$76  = $signed(pos_addr) + $signed(desc_rd__data[75:62]);
+  assign \$77  = $signed(b_ix) + $signed(5'h08);
+  assign \$78  = args[17:9] > 1'h0;
+  assign \$79  = \$78  ? act_rd__data[7:0] : args[360:353];
+  assign \$80  = args[17:9] > 1'h1;
+  assign \$81  = \$80  ? act_rd__data[15:8] : args[360:353];
+  assign \$82  = args[17:9] > 2'h2;
+  assign \$83  = \$82  ? act_rd__data[23:16] : args[360:353];
+  assign \$84  = args[17:9] > 2'h3;
+  assign \$85  = \$84  ? act_rd__data[31:24] : args[360:353];
+  assign \$86  = args[17:9] > 3'h4;
+  assign \$87  = \$86  ? act_rd__data[39:32] : args[360:353];
+  assign \$88  = args[17:9] > 3'h5;
+  assign \$89  = \$88  ? act_rd__data[47:40] : args[360:353];
+  assign \$90  = args[17:9] > 3'h6;
+  assign \$91  = \$90  ? act_rd__data[55:48] : args[360:353];
+  assign \$92  = args[17:9] > 3'h7;
+  assign \$93  = \$92  ? act_rd__data[63:56] : args[360:353];
+  assign \$94  = \$77 [4:0] * 4'h8;
+  assign window = { args[360:353], args[360:353], args[360:353], args[360:353], args[360:353], args[360:353], args[360:353], args[360:353], \$93 , \$91 , \$89 , \$87 , \$85 , \$83 , \$81 , \$79 , args[360:353], args[360:353], args[360:353], args[360:353], args[360:353], args[360:353], args[360:353], args[360:353] } >> \$94 ;
+  assign \$95  = args[398] ? window : act_rd__data;
+  assign word = b_oob ? { args[360:353], args[360:353], args[360:353], args[360:353], args[360:353], args[360:353], args[360:353], args[360:353] } : \$95 ;
+  assign src = b_first ? 256'h0000000000000000000000000000000000000000000000000000000000000000 : x_asm;
+  assign \$96  = b_valid & b_last;
+  assign \$97  = \$96  & full;
+  assign \$98  = ~ take;
+  assign stall = \$97  & \$98 ;
+  always @(posedge clk)
+    bi <= \$99 ;
+  always @(posedge clk)
+    kk <= \$100 ;
+  always @(posedge clk)
+    nn <= \$101 ;
+  always @(posedge clk)
+    en <= \$102 ;
+  always @(posedge clk)
+    p <= \$103 ;
+  always @(posedge clk)
+    ox <= \$104 ;
+  always @(posedge clk)
+    oy <= \$105 ;
+  always @(posedge clk)
+    iy0 <= \$106 ;
+  always @(posedge clk)
+    ix0 <= \$107 ;
+  always @(posedge clk)
+    pos_addr <= \$108 ;
+  always @(posedge clk)
+    active <= \$109 ;
+  always @(posedge clk)
+    c <= \$110 ;
+  always @(posedge clk)
+    rem <= \$111 ;
+  always @(posedge clk)
+    ky <= \$112 ;
+  always @(posedge clk)
+    kx <= \$113 ;
+  always @(posedge clk)
+    iy <= \$114 ;
+  always @(posedge clk)
+    ix <= \$115 ;
+  always @(posedge clk)
+    row_ix <= \$116 ;
+  always @(posedge clk)
+    tap0 <= \$117 ;
+  always @(posedge clk)
+    addr <= \$118 ;
+  always @(posedge clk)
+    first <= \$119 ;
+  always @(posedge clk)
+    b_valid <= \$120 ;
+  always @(posedge clk)
+    b_n <= \$121 ;
+  always @(posedge clk)
+    b_oob <= \$122 ;
+  always @(posedge clk)
+    b_first <= \$123 ;
+  always @(posedge clk)
+    b_last <= \$124 ;
+  always @(posedge clk)
+    b_ix <= \$125 ;
+  always @(posedge clk)
+    x_rdy <= \$126 ;
+  always @(posedge clk)
+    x_asm <= \$127 ;
+  always @(posedge clk)
+    full <= \$128 ;
+  always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$99  = bi;
+    if (pos_init) begin
+      \$99  = desc_rd__data[6:0];
+    end
+    if (rst) begin
+      \$99  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$100  = kk;
+    if (pos_init) begin
+      \$100  = desc_rd__data[13:7];
+    end
+    if (rst) begin
+      \$100  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$101  = nn;
+    if (pos_init) begin
+      \$101  = desc_rd__data[20:14];
+    end
+    if (rst) begin
+      \$101  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$102  = en;
+    if (pos_init) begin
+      \$102  = desc_rd__data[21];
+    end
+    if (rst) begin
+      \$102  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$103  = p;
+    if (pos_init) begin
+      \$103  = 16'h0000;
+    end else if (\$1 ) begin
+      \$103  = \$5 [15:0];
+    end
+    if (rst) begin
+      \$103  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$104  = ox;
+    if (pos_init) begin
+      \$104  = 9'h000;
+    end else if (\$1 ) begin
+      \$104  = \$7 [8:0];
+    end
+    if (rst) begin
+      \$104  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$105  = oy;
+    if (pos_init) begin
+      \$105  = 9'h000;
+    end else if (\$1 ) begin
+      \$105  = \$9 [8:0];
+    end
+    if (rst) begin
+      \$105  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$106  = iy0;
+    if (pos_init) begin
+      \$106  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
+    end else if (\$1 ) begin
+      \$106  = \$10 [11:0];
+    end
+    if (rst) begin
+      \$106  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$107  = ix0;
+    if (pos_init) begin
+      \$107  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
+    end else if (\$1 ) begin
+      \$107  = \$11 [11:0];
+    end
+    if (rst) begin
+      \$107  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$108  = pos_addr;
+    if (pos_init) begin
+      \$108  = args[128:115];
+    end else if (\$1 ) begin
+      \$108  = \$12 [13:0];
+    end
+    if (rst) begin
+      \$108  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$109  = active;
+    if (\$13 ) begin
+      if (go) begin
+        \$109  = tile_active;
+      end else if (active) begin
+        if (last) begin
+          \$109  = 1'h0;
+        end
+      end
+    end
+    if (rst) begin
+      \$109  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$110  = c;
+    if (\$13 ) begin
+      if (go) begin
+        \$110  = desc_rd__data[55:44];
+      end else if (active) begin
+        (* full_case = 32'd1 *)
+        if (tap_end) begin
+          \$110  = 12'h000;
+        end else begin
+          \$110  = \$29 [11:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$110  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$111  = rem;
+    if (\$13 ) begin
+      if (go) begin
+        \$111  = desc_rd__data[61:56];
+      end else if (active) begin
+        \$111  = \$18 [5:0];
+      end
+    end
+    if (rst) begin
+      \$111  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$112  = ky;
+    if (\$13 ) begin
+      if (go) begin
+        \$112  = desc_rd__data[8:0];
+      end else if (active) begin
+        if (tap_end) begin
+          if (\$20 ) begin
+            \$112  = \$21 [8:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$112  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$113  = kx;
+    if (\$13 ) begin
+      if (go) begin
+        \$113  = desc_rd__data[17:9];
+      end else if (active) begin
+        if (tap_end) begin
+          (* full_case = 32'd1 *)
+          if (\$20 ) begin
+            \$113  = 9'h000;
+          end else begin
+            \$113  = \$25 [8:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$113  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$114  = iy;
+    if (\$13 ) begin
+      if (go) begin
+        \$114  = \$14 [13:0];
+      end else if (active) begin
+        if (tap_end) begin
+          if (\$20 ) begin
+            \$114  = \$22 [13:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$114  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$115  = ix;
+    if (\$13 ) begin
+      if (go) begin
+        \$115  = \$15 [13:0];
+      end else if (active) begin
+        if (tap_end) begin
+          (* full_case = 32'd1 *)
+          if (\$20 ) begin
+            \$115  = row_ix;
+          end else begin
+            \$115  = \$26 [13:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$115  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$116  = row_ix;
+    if (\$13 ) begin
+      if (go) begin
+        \$116  = { ix0[11], ix0[11], ix0 };
+      end
+    end
+    if (rst) begin
+      \$116  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$117  = tap0;
+    if (\$13 ) begin
+      if (go) begin
+        \$117  = start;
+      end else if (active) begin
+        if (tap_end) begin
+          (* full_case = 32'd1 *)
+          if (\$20 ) begin
+            \$117  = \$23 [13:0];
+          end else begin
+            \$117  = \$27 [13:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$117  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$118  = addr;
+    if (\$13 ) begin
+      if (go) begin
+        \$118  = \$17 [13:0];
+      end else if (active) begin
+        (* full_case = 32'd1 *)
+        if (tap_end) begin
+          (* full_case = 32'd1 *)
+          if (\$20 ) begin
+            \$118  = \$24 [13:0];
+          end else begin
+            \$118  = \$28 [13:0];
+          end
+        end else begin
+          \$118  = \$30 [13:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$118  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$119  = first;
+    if (\$13 ) begin
+      if (go) begin
+        \$119  = 1'h1;
+      end else if (active) begin
+        \$119  = 1'h0;
+      end
+    end
+    if (rst) begin
+      \$119  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$120  = b_valid;
+    if (\$31 ) begin
+      \$120  = active;
+    end
+    if (rst) begin
+      \$120  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$121  = b_n;
+    if (\$31 ) begin
+      \$121  = \$65 [3:0];
+    end
+    if (rst) begin
+      \$121  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$122  = b_oob;
+    if (\$31 ) begin
+      \$122  = oob;
+    end
+    if (rst) begin
+      \$122  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$123  = b_first;
+    if (\$31 ) begin
+      \$123  = first;
+    end
+    if (rst) begin
+      \$123  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$124  = b_last;
+    if (\$31 ) begin
+      \$124  = last;
+    end
+    if (rst) begin
+      \$124  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$125  = b_ix;
+    if (\$31 ) begin
+      \$125  = ix;
+    end
+    if (rst) begin
+      \$125  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$126  = x_rdy;
+    if (\$33 ) begin
+      if (b_last) begin
+        \$126  = shifted;
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$127  = x_asm;
+    if (\$33 ) begin
+      (* full_case = 32'd1 *)
+      if (b_last) begin
+      end else begin
+        \$127  = shifted;
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$128  = full;
+    if (\$36 ) begin
+      \$128  = 1'h1;
+    end else if (take) begin
+      \$128  = 1'h0;
+    end
+    if (rst) begin
+      \$128  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    start = 14'h0000;
+    if (\$75 ) begin
+      if (go) begin
+        start = \$76 [13:0];
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    (* full_case = 32'd1 *)
+    casez (b_n)
+      4'h1:
+          shifted = { word[7:0], src[255:8] };
+      4'h2:
+          shifted = { word[15:0], src[255:16] };
+      4'h3:
+          shifted = { word[23:0], src[255:24] };
+      4'h4:
+          shifted = { word[31:0], src[255:32] };
+      4'h5:
+          shifted = { word[39:0], src[255:40] };
+      4'h6:
+          shifted = { word[47:0], src[255:48] };
+      4'h7:
+          shifted = { word[55:0], src[255:56] };
+      4'h8:
+          shifted = { word, src[255:64] };
+      default:
+          shifted = src;
+    endcase
+  end
+  assign d_ix = \$55 [12:0];
+  assign d_addr = \$61 [13:0];
+  assign n = \$65 [3:0];
+  assign \bi$54  = bi;
+  assign \kk$55  = kk;
+  assign \nn$56  = nn;
+  assign \en$57  = en;
+  assign n_ch = \$62 [11:0];
+  assign \stall$63  = stall;
+  assign sel = \$77 [4:0];
+  assign \full$72  = full;
+  assign x = x_rdy;
+  assign desc_rd__addr = \$40 [5:0];
+  assign act_rd__addr = addr[11:0];
+  assign \desc_rd__data.ky0  = desc_rd__data[8:0];
+  assign \desc_rd__data.kx0  = desc_rd__data[17:9];
+  assign \desc_rd__data.dy0  = desc_rd__data[30:18];
+  assign \desc_rd__data.dx0  = desc_rd__data[43:31];
+  assign \desc_rd__data.c0  = desc_rd__data[55:44];
+  assign \desc_rd__data.elems  = desc_rd__data[61:56];
+  assign \desc_rd__data.off0  = desc_rd__data[75:62];
+  assign \args.in_h  = args[8:0];
+  assign \args.in_w  = args[17:9];
+  assign \args.in_cw  = args[26:18];
+  assign \args.cin  = args[38:27];
+  assign \args.kh  = args[47:39];
+  assign \args.kw  = args[56:48];
+  assign \args.dh  = args[60:57];
+  assign \args.dw  = args[64:61];
+  assign \args.sh  = args[68:65];
+  assign \args.sw  = args[72:69];
+  assign \args.pt  = args[76:73];
+  assign \args.pl  = args[80:77];
+  assign \args.ow  = args[89:81];
+  assign \args.oh  = args[98:90];
+  assign \args.npos  = args[114:99];
+  assign \args.pos0  = args[128:115];
+  assign \args.kx_inc  = args[142:129];
+  assign \args.ky_inc  = args[156:143];
+  assign \args.pos_ux  = args[170:157];
+  assign \args.pos_wrap  = args[184:171];
+  assign \args.pos_bstep  = args[198:185];
+  assign \args.bq  = args[207:199];
+  assign \args.br  = args[216:208];
+  assign \args.img_delta  = args[230:217];
+  assign \args.img_bstep  = args[244:231];
+  assign \args.desc_base  = args[250:245];
+  assign \args.kt  = args[259:251];
+  assign \args.nt  = args[268:260];
+  assign \args.kr  = args[277:269];
+  assign \args.nr  = args[286:278];
+  assign \args.b  = args[293:287];
+  assign \args.ki  = args[300:294];
+  assign \args.no  = args[307:301];
+  assign \args.groups  = args[315:308];
+  assign \args.role_base  = args[321:316];
+  assign \args.page_base  = args[325:322];
+  assign \args.out_base  = args[337:326];
+  assign \args.out_cw  = args[346:338];
+  assign \args.param_base  = args[352:347];
+  assign \args.zp_in  = args[360:353];
+  assign \args.zp_out  = args[370:361];
+  assign \args.act_min  = args[380:371];
+  assign \args.act_max  = args[390:381];
+  assign \args.ab_m1  = args[393:391];
+  assign \args.wb_log2  = args[395:394];
+  assign \args.x_signed  = args[396];
+  assign \args.w_signed  = args[397];
+  assign \args.rowpack  = args[398];
+  assign \args.epi  = args[399];
+  assign \args.epi_base  = args[405:400];
+  assign \args.epi_zp_out  = args[415:406];
+  assign \args.epi_min  = args[425:416];
+  assign \args.epi_max  = args[435:426];
+  assign \x[0]  = x_rdy[7:0];
+  assign \x[1]  = x_rdy[15:8];
+  assign \x[2]  = x_rdy[23:16];
+  assign \x[3]  = x_rdy[31:24];
+  assign \x[4]  = x_rdy[39:32];
+  assign \x[5]  = x_rdy[47:40];
+  assign \x[6]  = x_rdy[55:48];
+  assign \x[7]  = x_rdy[63:56];
+  assign \x[8]  = x_rdy[71:64];
+  assign \x[9]  = x_rdy[79:72];
+  assign \x[10]  = x_rdy[87:80];
+  assign \x[11]  = x_rdy[95:88];
+  assign \x[12]  = x_rdy[103:96];
+  assign \x[13]  = x_rdy[111:104];
+  assign \x[14]  = x_rdy[119:112];
+  assign \x[15]  = x_rdy[127:120];
+  assign \x[16]  = x_rdy[135:128];
+  assign \x[17]  = x_rdy[143:136];
+  assign \x[18]  = x_rdy[151:144];
+  assign \x[19]  = x_rdy[159:152];
+  assign \x[20]  = x_rdy[167:160];
+  assign \x[21]  = x_rdy[175:168];
+  assign \x[22]  = x_rdy[183:176];
+  assign \x[23]  = x_rdy[191:184];
+  assign \x[24]  = x_rdy[199:192];
+  assign \x[25]  = x_rdy[207:200];
+  assign \x[26]  = x_rdy[215:208];
+  assign \x[27]  = x_rdy[223:216];
+  assign \x[28]  = x_rdy[231:224];
+  assign \x[29]  = x_rdy[239:232];
+  assign \x[30]  = x_rdy[247:240];
+  assign \x[31]  = x_rdy[255:248];
+  assign \$16  = { 3'h0, desc_rd__data[55:47] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_active, pos_bstep, take, pos_init, pos_step, desc_rd__addr, pos_valid, idle_next, act_rd__en, stall, g_kbase, bi, kk, nn, en, act_rd__addr, x_rdy
+, full, args, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
+  wire \$1 ;
+  wire [15:0] \$10 ;
+  reg [6:0] \$100 ;
+  reg [6:0] \$101 ;
+  reg \$102 ;
+  reg [15:0] \$103 ;
+  reg [8:0] \$104 ;
+  reg [8:0] \$105 ;
+  reg [11:0] \$106 ;
+  reg [11:0] \$107 ;
+  reg [13:0] \$108 ;
+  reg \$109 ;
+  wire [13:0] \$11 ;
+  reg [11:0] \$110 ;
+  reg [5:0] \$111 ;
+  reg [8:0] \$112 ;
+  reg [8:0] \$113 ;
+  reg [13:0] \$114 ;
+  reg [13:0] \$115 ;
+  reg [13:0] \$116 ;
+  reg [13:0] \$117 ;
+  reg [13:0] \$118 ;
+  reg \$119 ;
+  wire [14:0] \$12 ;
+  reg \$120 ;
+  reg [3:0] \$121 ;
+  reg \$122 ;
+  reg \$123 ;
+  reg \$124 ;
+  reg [13:0] \$125 ;
+  reg [255:0] \$126 ;
+  reg [255:0] \$127 ;
+  reg \$128 ;
+  wire \$13 ;
+  wire [14:0] \$14 ;
+  wire [14:0] \$15 ;
+  wire [11:0] \$16 ;
+  wire [14:0] \$17 ;
+  wire [6:0] \$18 ;
+  wire [9:0] \$19 ;
+  wire [4:0] \$2 ;
+  wire \$20 ;
+  wire [9:0] \$21 ;
+  wire [14:0] \$22 ;
+  wire [14:0] \$23 ;
+  wire [14:0] \$24 ;
+  wire [9:0] \$25 ;
+  wire [14:0] \$26 ;
+  wire [14:0] \$27 ;
+  wire [14:0] \$28 ;
+  wire [12:0] \$29 ;
+  wire [4:0] \$3 ;
+  wire [14:0] \$30 ;
+  wire \$31 ;
+  wire \$32 ;
+  wire \$33 ;
+  wire \$34 ;
+  wire \$35 ;
+  wire \$36 ;
+  wire [6:0] \$37 ;
+  wire [8:0] \$38 ;
+  wire [9:0] \$39 ;
+  wire [6:0] \$4 ;
+  wire [9:0] \$40 ;
+  wire [9:0] \$41 ;
+  wire [9:0] \$42 ;
+  wire [8:0] \$43 ;
+  wire [9:0] \$44 ;
+  wire [12:0] \$45 ;
+  wire [12:0] \$46 ;
+  wire [3:0] \$47 ;
+  wire [13:0] \$48 ;
+  wire [12:0] \$49 ;
+  wire [16:0] \$5 ;
+  wire [12:0] \$50 ;
+  wire [12:0] \$51 ;
+  wire [12:0] \$52 ;
+  wire [12:0] \$53 ;
+  wire [12:0] \$54 ;
+  wire [13:0] \$55 ;
+  wire [14:0] \$56 ;
+  wire [14:0] \$57 ;
+  wire [13:0] \$58 ;
+  wire [15:0] \$59 ;
+  wire [10:0] \$6 ;
+  wire [13:0] \$60 ;
+  wire [16:0] \$61 ;
+  wire [12:0] \$62 ;
+  wire \$63 ;
+  wire \$64 ;
+  wire [11:0] \$65 ;
+  wire \$66 ;
+  wire \$67 ;
+  wire \$68 ;
+  wire \$69 ;
+  wire [10:0] \$7 ;
+  wire \$70 ;
+  wire \$71 ;
+  wire \$72 ;
+  wire \$73 ;
+  wire \$74 ;
+  wire \$75 ;
+  wire [14:0] \$76 ;
+  wire [14:0] \$77 ;
+  wire \$78 ;
+  wire [7:0] \$79 ;
+  wire [11:0] \$8 ;
+  wire \$80 ;
+  wire [7:0] \$81 ;
+  wire \$82 ;
+  wire [7:0] \$83 ;
+  wire \$84 ;
+  wire [7:0] \$85 ;
+  wire \$86 ;
+  wire [7:0] \$87 ;
+  wire \$88 ;
+  wire [7:0] \$89 ;
+  wire [11:0] \$9 ;
+  wire \$90 ;
+  wire [7:0] \$91 ;
+  wire \$92 ;
+  wire [7:0] \$93 ;
+  wire [8:0] \$94 ;
+  wire [63:0] \$95 ;
+  wire \$96 ;
+  wire \$97 ;
+  wire \$98 ;
+  reg [6:0] \$99 ;
+  output [11:0] act_rd__addr;
+  wire [11:0] act_rd__addr;
+  input [63:0] act_rd__data;
+  wire [63:0] act_rd__data;
+  output act_rd__en;
+  wire act_rd__en;
+  reg active = 1'h0;
+  reg [13:0] addr = 14'h0000;
+  input [435:0] args;
+  wire [435:0] args;
+  wire [2:0] \args.ab_m1 ;
+  wire [9:0] \args.act_max ;
+  wire [9:0] \args.act_min ;
+  wire [6:0] \args.b ;
+  wire [8:0] \args.bq ;
+  wire [8:0] \args.br ;
+  wire [11:0] \args.cin ;
+  wire [5:0] \args.desc_base ;
+  wire [3:0] \args.dh ;
+  wire [3:0] \args.dw ;
+  wire \args.epi ;
+  wire [5:0] \args.epi_base ;
+  wire [9:0] \args.epi_max ;
+  wire [9:0] \args.epi_min ;
+  wire [9:0] \args.epi_zp_out ;
+  wire [7:0] \args.groups ;
+  wire [13:0] \args.img_bstep ;
+  wire [13:0] \args.img_delta ;
+  wire [8:0] \args.in_cw ;
+  wire [8:0] \args.in_h ;
+  wire [8:0] \args.in_w ;
+  wire [8:0] \args.kh ;
+  wire [6:0] \args.ki ;
+  wire [8:0] \args.kr ;
+  wire [8:0] \args.kt ;
+  wire [8:0] \args.kw ;
+  wire [13:0] \args.kx_inc ;
+  wire [13:0] \args.ky_inc ;
+  wire [6:0] \args.no ;
+  wire [15:0] \args.npos ;
+  wire [8:0] \args.nr ;
+  wire [8:0] \args.nt ;
+  wire [8:0] \args.oh ;
+  wire [11:0] \args.out_base ;
+  wire [8:0] \args.out_cw ;
+  wire [8:0] \args.ow ;
+  wire [3:0] \args.page_base ;
+  wire [5:0] \args.param_base ;
+  wire [3:0] \args.pl ;
+  wire [13:0] \args.pos0 ;
+  wire [13:0] \args.pos_bstep ;
+  wire [13:0] \args.pos_ux ;
+  wire [13:0] \args.pos_wrap ;
+  wire [3:0] \args.pt ;
+  wire [5:0] \args.role_base ;
+  wire \args.rowpack ;
+  wire [3:0] \args.sh ;
+  wire [3:0] \args.sw ;
+  wire \args.w_signed ;
+  wire [1:0] \args.wb_log2 ;
+  wire \args.x_signed ;
+  wire [7:0] \args.zp_in ;
+  wire [9:0] \args.zp_out ;
+  reg b_first = 1'h0;
+  reg [13:0] b_ix = 14'h0000;
+  reg b_last = 1'h0;
+  reg [3:0] b_n = 4'h0;
+  reg b_oob = 1'h0;
+  reg b_valid = 1'h0;
+  output [6:0] bi;
+  reg [6:0] bi = 7'h00;
+  (* init = 7'h00 *)
+  wire [6:0] \bi$54 ;
+  reg [11:0] c = 12'h000;
+  input clk;
+  wire clk;
+  wire [13:0] d_addr;
+  wire [12:0] d_ix;
+  wire [14:0] d_iy;
+  wire [9:0] d_ox;
+  wire [10:0] d_oy;
+  output [5:0] desc_rd__addr;
+  wire [5:0] desc_rd__addr;
+  input [75:0] desc_rd__data;
+  wire [75:0] desc_rd__data;
+  wire [11:0] \desc_rd__data.c0 ;
+  wire [12:0] \desc_rd__data.dx0 ;
+  wire [12:0] \desc_rd__data.dy0 ;
+  wire [5:0] \desc_rd__data.elems ;
+  wire [8:0] \desc_rd__data.kx0 ;
+  wire [8:0] \desc_rd__data.ky0 ;
+  wire [13:0] \desc_rd__data.off0 ;
+  output en;
+  reg en = 1'h0;
+  (* init = 1'h0 *)
+  wire \en$57 ;
+  reg first = 1'h0;
+  output full;
+  reg full = 1'h0;
+  (* init = 1'h0 *)
+  wire \full$72 ;
+  input [7:0] g_kbase;
+  wire [7:0] g_kbase;
+  input go;
+  wire go;
+  output idle_next;
+  wire idle_next;
+  wire iwrap;
+  reg [13:0] ix = 14'h0000;
+  reg [11:0] ix0 = 12'h000;
+  reg [13:0] iy = 14'h0000;
+  reg [11:0] iy0 = 12'h000;
+  output [6:0] kk;
+  reg [6:0] kk = 7'h00;
+  (* init = 7'h00 *)
+  wire [6:0] \kk$55 ;
+  reg [8:0] kx = 9'h000;
+  reg [8:0] ky = 9'h000;
+  wire last;
+  wire [11:0] lim;
+  wire [3:0] n;
+  wire [11:0] n_ch;
+  output [6:0] nn;
+  reg [6:0] nn = 7'h00;
+  (* init = 7'h00 *)
+  wire [6:0] \nn$56 ;
+  wire oob;
+  reg [8:0] ox = 9'h000;
+  reg [8:0] oy = 9'h000;
+  reg [15:0] p = 16'h0000;
+  reg [13:0] pos_addr = 14'h0000;
+  input pos_bstep;
+  wire pos_bstep;
+  input pos_init;
+  wire pos_init;
+  input pos_step;
+  wire pos_step;
+  output pos_valid;
+  wire pos_valid;
+  reg [5:0] rem = 6'h00;
+  reg [13:0] row_ix = 14'h0000;
+  input rst;
+  wire rst;
+  wire [4:0] sel;
+  reg [255:0] shifted;
+  wire [255:0] src;
+  output stall;
+  wire stall;
+  wire \stall$63 ;
+  reg [13:0] start;
+  input take;
+  wire take;
+  reg [13:0] tap0 = 14'h0000;
+  wire tap_end;
+  input tile_active;
+  wire tile_active;
+  wire [63:0] window;
+  wire [63:0] word;
+  wire wrap;
+  (* init = 256'h0000000000000000000000000000000000000000000000000000000000000000 *)
+  wire [255:0] x;
+  wire [7:0] \x[0] ;
+  wire [7:0] \x[10] ;
+  wire [7:0] \x[11] ;
+  wire [7:0] \x[12] ;
+  wire [7:0] \x[13] ;
+  wire [7:0] \x[14] ;
+  wire [7:0] \x[15] ;
+  wire [7:0] \x[16] ;
+  wire [7:0] \x[17] ;
+  wire [7:0] \x[18] ;
+  wire [7:0] \x[19] ;
+  wire [7:0] \x[1] ;
+  wire [7:0] \x[20] ;
+  wire [7:0] \x[21] ;
+  wire [7:0] \x[22] ;
+  wire [7:0] \x[23] ;
+  wire [7:0] \x[24] ;
+  wire [7:0] \x[25] ;
+  wire [7:0] \x[26] ;
+  wire [7:0] \x[27] ;
+  wire [7:0] \x[28] ;
+  wire [7:0] \x[29] ;
+  wire [7:0] \x[2] ;
+  wire [7:0] \x[30] ;
+  wire [7:0] \x[31] ;
+  wire [7:0] \x[3] ;
+  wire [7:0] \x[4] ;
+  wire [7:0] \x[5] ;
+  wire [7:0] \x[6] ;
+  wire [7:0] \x[7] ;
+  wire [7:0] \x[8] ;
+  wire [7:0] \x[9] ;
+  reg [255:0] x_asm = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+  output [255:0] x_rdy;
+  reg [255:0] x_rdy = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+  assign \$1  = pos_step | pos_bstep;
+  assign \$2  = - args[76:73];
+  assign \$3  = - args[80:77];
+  assign \$4  = pos_bstep ? args[293:287] : 7'h01;
+  assign \$5  = p + \$4 ;
+  assign \$6  = d_ox - args[89:81];
+  assign \$7  = wrap ? \$6  : { 1'h0, d_ox };
+  assign \$8  = d_oy - args[98:90];
+  assign \$9  = iwrap ? \$8  : { 1'h0, d_oy };
+  assign \$10  = $signed(iy0) + $signed(d_iy);
+  assign \$11  = $signed(ix0) + $signed(\$55 [12:0]);
+  assign \$12  = $signed(pos_addr) + $signed(\$61 [13:0]);
+  assign \$13  = ~ stall;
+  assign \$14  = $signed(iy0) + $signed({ 1'h0, desc_rd__data[30:18] });
+  assign \$15  = $signed(ix0) + $signed({ 1'h0, desc_rd__data[43:31] });
+  assign \$17  = $signed(start) + $signed({ 1'h0, \$16  });
+  assign \$18  = rem - \$65 [3:0];
+  assign \$19  = args[56:48] - 1'h1;
+  assign \$20  = kx == \$19 ;
+  assign \$21  = ky + 1'h1;
+  assign \$22  = $signed(iy) + $signed({ 1'h0, args[60:57] });
+  assign \$23  = $signed(tap0) + $signed(args[156:143]);
+  assign \$24  = $signed(tap0) + $signed(args[156:143]);
+  assign \$25  = kx + 1'h1;
+  assign \$26  = $signed(ix) + $signed({ 1'h0, args[64:61] });
+  assign \$27  = $signed(tap0) + $signed(args[142:129]);
+  assign \$28  = $signed(tap0) + $signed(args[142:129]);
+  assign \$29  = c + \$65 [3:0];
+  assign \$30  = $signed(addr) + $signed(2'h1);
+  assign \$31  = ~ stall;
+  assign \$32  = ~ stall;
+  assign \$33  = b_valid & \$32 ;
+  assign \$34  = b_valid & b_last;
+  assign \$35  = ~ stall;
+  assign \$36  = \$34  & \$35 ;
+  assign \$37  = args[321:316] + 1'h1;
+  assign \$38  = args[250:245] + g_kbase;
+  assign \$39  = \$38  + kk;
+  assign \$40  = pos_init ? { 3'h0, \$37  } : \$39 ;
+  assign pos_valid = p < args[114:99];
+  assign \$41  = ox + args[216:208];
+  assign \$42  = ox + 1'h1;
+  assign d_ox = pos_bstep ? \$41  : \$42 ;
+  assign wrap = d_ox >= args[89:81];
+  assign \$43  = pos_bstep ? args[207:199] : 9'h000;
+  assign \$44  = oy + \$43 ;
+  assign d_oy = \$44  + wrap;
+  assign iwrap = d_oy >= args[98:90];
+  assign \$45  = args[207:199] * args[68:65];
+  assign \$46  = pos_bstep ? \$45  : 13'h0000;
+  assign \$47  = wrap ? args[68:65] : 4'h0;
+  assign \$48  = \$46  + \$47 ;
+  assign \$49  = args[98:90] * args[68:65];
+  assign \$50  = iwrap ? \$49  : 13'h0000;
+  assign d_iy = \$48  - \$50 ;
+  assign \$51  = args[216:208] * args[72:69];
+  assign \$52  = pos_bstep ? \$51  : { 9'h000, args[72:69] };
+  assign \$53  = args[89:81] * args[72:69];
+  assign \$54  = wrap ? \$53  : 13'h0000;
+  assign \$55  = \$52  - \$54 ;
+  assign \$56  = $signed(args[198:185]) + $signed(args[244:231]);
+  assign \$57  = pos_bstep ? \$56  : { args[170], args[170:157] };
+  assign \$58  = wrap ? args[184:171] : 14'h0000;
+  assign \$59  = $signed(\$57 ) + $signed(\$58 );
+  assign \$60  = iwrap ? args[230:217] : 14'h0000;
+  assign \$61  = $signed(\$59 ) + $signed(\$60 );
+  assign \$62  = args[38:27] - c;
+  assign \$63  = \$62 [11:0] < rem;
+  assign lim = \$63  ? \$62 [11:0] : { 6'h00, rem };
+  assign \$64  = lim < 4'h8;
+  assign \$65  = \$64  ? lim : 12'h008;
+  assign tap_end = \$65 [3:0] == \$62 [11:0];
+  assign last = \$65 [3:0] == rem;
+  assign \$66  = $signed(iy) < $signed(1'h0);
+  assign \$67  = $signed(iy) >= $signed({ 1'h0, args[8:0] });
+  assign \$68  = \$66  | \$67 ;
+  assign \$69  = ~ args[398];
+  assign \$70  = $signed(ix) < $signed(1'h0);
+  assign \$71  = $signed(ix) >= $signed({ 1'h0, args[17:9] });
+  assign \$72  = \$70  | \$71 ;
+  assign \$73  = \$69  & \$72 ;
+  assign oob = \$68  | \$73 ;
+  assign \$74  = ~ active;
+  assign idle_next = \$74  | last;
+  assign act_rd__en = ~ stall;
+  assign \$75  = ~ stall;
+  assign \$76  = $signed(pos_addr) + $signed(desc_rd__data[75:62]);
+  assign \$77  = $signed(b_ix) + $signed(5'h08);
+  assign \$78  = args[17:9] > 1'h0;
+  assign \$79  = \$78  ? act_rd__data[7:0] : args[360:353];
+  assign \$80  = args[17:9] > 1'h1;
+  assign \$81  = \$80  ? act_rd__data[15:8] : args[360:353];
+  assign \$82  = args[17:9] > 2'h2;
+  assign \$83  = \$82  ? act_rd__data[23:16] : args[360:353];
+  assign \$84  = args[17:9] > 2'h3;
+  assign \$85  = \$84  ? act_rd__data[31:24] : args[360:353];
+  assign \$86  = args[17:9] > 3'h4;
+  assign \$87  = \$86  ? act_rd__data[39:32] : args[360:353];
+  assign \$88  = args[17:9] > 3'h5;
+  assign \$89  = \$88  ? act_rd__data[47:40] : args[360:353];
+  assign \$90  = args[17:9] > 3'h6;
+  assign \$91  = \$90  ? act_rd__data[55:48] : args[360:353];
+  assign \$92  = args[17:9] > 3'h7;
+  assign \$93  = \$92  ? act_rd__data[63:56] : args[360:353];
+  assign \$94  = \$77 [4:0] * 4'h8;
+  assign window = { args[360:353], args[360:353], args[360:353], args[360:353], args[360:353], args[360:353], args[360:353], args[360:353], \$93 , \$91 , \$89 , \$87 , \$85 , \$83 , \$81 , \$79 , args[360:353], args[360:353], args[360:353], args[360:353], args[360:353], args[360:353], args[360:353], args[360:353] } >> \$94 ;
+  assign \$95  = args[398] ? window : act_rd__data;
+  assign word = b_oob ? { args[360:353], args[360:353], args[360:353], args[360:353], args[360:353], args[360:353], args[360:353], args[360:353] } : \$95 ;
+  assign src = b_first ? 256'h0000000000000000000000000000000000000000000000000000000000000000 : x_asm;
+  assign \$96  = b_valid & b_last;
+  assign \$97  = \$96  & full;
+  assign \$98  = ~ take;
+  assign stall = \$97  & \$98 ;
+  always @(posedge clk)
+    bi <= \$99 ;
+  always @(posedge clk)
+    kk <= \$100 ;
+  always @(posedge clk)
+    nn <= \$101 ;
+  always @(posedge clk)
+    en <= \$102 ;
+  always @(posedge clk)
+    p <= \$103 ;
+  always @(posedge clk)
+    ox <= \$104 ;
+  always @(posedge clk)
+    oy <= \$105 ;
+  always @(posedge clk)
+    iy0 <= \$106 ;
+  always @(posedge clk)
+    ix0 <= \$107 ;
+  always @(posedge clk)
+    pos_addr <= \$108 ;
+  always @(posedge clk)
+    active <= \$109 ;
+  always @(posedge clk)
+    c <= \$110 ;
+  always @(posedge clk)
+    rem <= \$111 ;
+  always @(posedge clk)
+    ky <= \$112 ;
+  always @(posedge clk)
+    kx <= \$113 ;
+  always @(posedge clk)
+    iy <= \$114 ;
+  always @(posedge clk)
+    ix <= \$115 ;
+  always @(posedge clk)
+    row_ix <= \$116 ;
+  always @(posedge clk)
+    tap0 <= \$117 ;
+  always @(posedge clk)
+    addr <= \$118 ;
+  always @(posedge clk)
+    first <= \$119 ;
+  always @(posedge clk)
+    b_valid <= \$120 ;
+  always @(posedge clk)
+    b_n <= \$121 ;
+  always @(posedge clk)
+    b_oob <= \$122 ;
+  always @(posedge clk)
+    b_first <= \$123 ;
+  always @(posedge clk)
+    b_last <= \$124 ;
+  always @(posedge clk)
+    b_ix <= \$125 ;
+  always @(posedge clk)
+    x_rdy <= \$126 ;
+  always @(posedge clk)
+    x_asm <= \$127 ;
+  always @(posedge clk)
+    full <= \$128 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$99  = bi;
+    if (pos_init) begin
+      \$99  = desc_rd__data[6:0];
+    end
+    if (rst) begin
+      \$99  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$100  = kk;
+    if (pos_init) begin
+      \$100  = desc_rd__data[13:7];
+    end
+    if (rst) begin
+      \$100  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$101  = nn;
+    if (pos_init) begin
+      \$101  = desc_rd__data[20:14];
+    end
+    if (rst) begin
+      \$101  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$102  = en;
+    if (pos_init) begin
+      \$102  = desc_rd__data[21];
+    end
+    if (rst) begin
+      \$102  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$103  = p;
+    if (pos_init) begin
+      \$103  = 16'h0000;
+    end else if (\$1 ) begin
+      \$103  = \$5 [15:0];
+    end
+    if (rst) begin
+      \$103  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$104  = ox;
+    if (pos_init) begin
+      \$104  = 9'h000;
+    end else if (\$1 ) begin
+      \$104  = \$7 [8:0];
+    end
+    if (rst) begin
+      \$104  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$105  = oy;
+    if (pos_init) begin
+      \$105  = 9'h000;
+    end else if (\$1 ) begin
+      \$105  = \$9 [8:0];
+    end
+    if (rst) begin
+      \$105  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$106  = iy0;
+    if (pos_init) begin
+      \$106  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
+    end else if (\$1 ) begin
+      \$106  = \$10 [11:0];
+    end
+    if (rst) begin
+      \$106  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$107  = ix0;
+    if (pos_init) begin
+      \$107  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
+    end else if (\$1 ) begin
+      \$107  = \$11 [11:0];
+    end
+    if (rst) begin
+      \$107  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$108  = pos_addr;
+    if (pos_init) begin
+      \$108  = args[128:115];
+    end else if (\$1 ) begin
+      \$108  = \$12 [13:0];
+    end
+    if (rst) begin
+      \$108  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$109  = active;
+    if (\$13 ) begin
+      if (go) begin
+        \$109  = tile_active;
+      end else if (active) begin
+        if (last) begin
+          \$109  = 1'h0;
+        end
+      end
+    end
+    if (rst) begin
+      \$109  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$110  = c;
+    if (\$13 ) begin
+      if (go) begin
+        \$110  = desc_rd__data[55:44];
+      end else if (active) begin
+        (* full_case = 32'd1 *)
+        if (tap_end) begin
+          \$110  = 12'h000;
+        end else begin
+          \$110  = \$29 [11:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$110  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$111  = rem;
+    if (\$13 ) begin
+      if (go) begin
+        \$111  = desc_rd__data[61:56];
+      end else if (active) begin
+        \$111  = \$18 [5:0];
+      end
+    end
+    if (rst) begin
+      \$111  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$112  = ky;
+    if (\$13 ) begin
+      if (go) begin
+        \$112  = desc_rd__data[8:0];
+      end else if (active) begin
+        if (tap_end) begin
+          if (\$20 ) begin
+            \$112  = \$21 [8:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$112  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$113  = kx;
+    if (\$13 ) begin
+      if (go) begin
+        \$113  = desc_rd__data[17:9];
+      end else if (active) begin
+        if (tap_end) begin
+          (* full_case = 32'd1 *)
+          if (\$20 ) begin
+            \$113  = 9'h000;
+          end else begin
+            \$113  = \$25 [8:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$113  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$114  = iy;
+    if (\$13 ) begin
+      if (go) begin
+        \$114  = \$14 [13:0];
+      end else if (active) begin
+        if (tap_end) begin
+          if (\$20 ) begin
+            \$114  = \$22 [13:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$114  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$115  = ix;
+    if (\$13 ) begin
+      if (go) begin
+        \$115  = \$15 [13:0];
+      end else if (active) begin
+        if (tap_end) begin
+          (* full_case = 32'd1 *)
+          if (\$20 ) begin
+            \$115  = row_ix;
+          end else begin
+            \$115  = \$26 [13:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$115  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$116  = row_ix;
+    if (\$13 ) begin
+      if (go) begin
+        \$116  = { ix0[11], ix0[11], ix0 };
+      end
+    end
+    if (rst) begin
+      \$116  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$117  = tap0;
+    if (\$13 ) begin
+      if (go) begin
+        \$117  = start;
+      end else if (active) begin
+        if (tap_end) begin
+          (* full_case = 32'd1 *)
+          if (\$20 ) begin
+            \$117  = \$23 [13:0];
+          end else begin
+            \$117  = \$27 [13:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$117  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$118  = addr;
+    if (\$13 ) begin
+      if (go) begin
+        \$118  = \$17 [13:0];
+      end else if (active) begin
+        (* full_case = 32'd1 *)
+        if (tap_end) begin
+          (* full_case = 32'd1 *)
+          if (\$20 ) begin
+            \$118  = \$24 [13:0];
+          end else begin
+            \$118  = \$28 [13:0];
+          end
+        end else begin
+          \$118  = \$30 [13:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$118  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$119  = first;
+    if (\$13 ) begin
+      if (go) begin
+        \$119  = 1'h1;
+      end else if (active) begin
+        \$119  = 1'h0;
+      end
+    end
+    if (rst) begin
+      \$119  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$120  = b_valid;
+    if (\$31 ) begin
+      \$120  = active;
+    end
+    if (rst) begin
+      \$120  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$121  = b_n;
+    if (\$31 ) begin
+      \$121  = \$65 [3:0];
+    end
+    if (rst) begin
+      \$121  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$122  = b_oob;
+    if (\$31 ) begin
+      \$122  = oob;
+    end
+    if (rst) begin
+      \$122  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$123  = b_first;
+    if (\$31 ) begin
+      \$123  = first;
+    end
+    if (rst) begin
+      \$123  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$124  = b_last;
+    if (\$31 ) begin
+      \$124  = last;
+    end
+    if (rst) begin
+      \$124  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$125  = b_ix;
+    if (\$31 ) begin
+      \$125  = ix;
+    end
+    if (rst) begin
+      \$125  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$126  = x_rdy;
+    if (\$33 ) begin
+      if (b_last) begin
+        \$126  = shifted;
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$127  = x_asm;
+    if (\$33 ) begin
+      (* full_case = 32'd1 *)
+      if (b_last) begin
+      end else begin
+        \$127  = shifted;
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$128  = full;
+    if (\$36 ) begin
+      \$128  = 1'h1;
+    end else if (take) begin
+      \$128  = 1'h0;
+    end
+    if (rst) begin
+      \$128  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    start = 14'h0000;
+    if (\$75 ) begin
+      if (go) begin
+        start = \$76 [13:0];
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    (* full_case = 32'd1 *)
+    casez (b_n)
+      4'h1:
+          shifted = { word[7:0], src[255:8] };
+      4'h2:
+          shifted = { word[15:0], src[255:16] };
+      4'h3:
+          shifted = { word[23:0], src[255:24] };
+      4'h4:
+          shifted = { word[31:0], src[255:32] };
+      4'h5:
+          shifted = { word[39:0], src[255:40] };
+      4'h6:
+          shifted = { word[47:0], src[255:48] };
+      4'h7:
+          shifted = { word[55:0], src[255:56] };
+      4'h8:
+          shifted = { word, src[255:64] };
+      default:
+          shifted = src;
+    endcase
+  end
+  assign d_ix = \$55 [12:0];
+  assign d_addr = \$61 [13:0];
+  assign n = \$65 [3:0];
+  assign \bi$54  = bi;
+  assign \kk$55  = kk;
+  assign \nn$56  = nn;
+  assign \en$57  = en;
+  assign n_ch = \$62 [11:0];
+  assign \stall$63  = stall;
+  assign sel = \$77 [4:0];
+  assign \full$72  = full;
+  assign x = x_rdy;
+  assign desc_rd__addr = \$40 [5:0];
+  assign act_rd__addr = addr[11:0];
+  assign \desc_rd__data.ky0  = desc_rd__data[8:0];
+  assign \desc_rd__data.kx0  = desc_rd__data[17:9];
+  assign \desc_rd__data.dy0  = desc_rd__data[30:18];
+  assign \desc_rd__data.dx0  = desc_rd__data[43:31];
+  assign \desc_rd__data.c0  = desc_rd__data[55:44];
+  assign \desc_rd__data.elems  = desc_rd__data[61:56];
+  assign \desc_rd__data.off0  = desc_rd__data[75:62];
+  assign \args.in_h  = args[8:0];
+  assign \args.in_w  = args[17:9];
+  assign \args.in_cw  = args[26:18];
+  assign \args.cin  = args[38:27];
+  assign \args.kh  = args[47:39];
+  assign \args.kw  = args[56:48];
+  assign \args.dh  = args[60:57];
+  assign \args.dw  = args[64:61];
+  assign \args.sh  = args[68:65];
+  assign \args.sw  = args[72:69];
+  assign \args.pt  = args[76:73];
+  assign \args.pl  = args[80:77];
+  assign \args.ow  = args[89:81];
+  assign \args.oh  = args[98:90];
+  assign \args.npos  = args[114:99];
+  assign \args.pos0  = args[128:115];
+  assign \args.kx_inc  = args[142:129];
+  assign \args.ky_inc  = args[156:143];
+  assign \args.pos_ux  = args[170:157];
+  assign \args.pos_wrap  = args[184:171];
+  assign \args.pos_bstep  = args[198:185];
+  assign \args.bq  = args[207:199];
+  assign \args.br  = args[216:208];
+  assign \args.img_delta  = args[230:217];
+  assign \args.img_bstep  = args[244:231];
+  assign \args.desc_base  = args[250:245];
+  assign \args.kt  = args[259:251];
+  assign \args.nt  = args[268:260];
+  assign \args.kr  = args[277:269];
+  assign \args.nr  = args[286:278];
+  assign \args.b  = args[293:287];
+  assign \args.ki  = args[300:294];
+  assign \args.no  = args[307:301];
+  assign \args.groups  = args[315:308];
+  assign \args.role_base  = args[321:316];
+  assign \args.page_base  = args[325:322];
+  assign \args.out_base  = args[337:326];
+  assign \args.out_cw  = args[346:338];
+  assign \args.param_base  = args[352:347];
+  assign \args.zp_in  = args[360:353];
+  assign \args.zp_out  = args[370:361];
+  assign \args.act_min  = args[380:371];
+  assign \args.act_max  = args[390:381];
+  assign \args.ab_m1  = args[393:391];
+  assign \args.wb_log2  = args[395:394];
+  assign \args.x_signed  = args[396];
+  assign \args.w_signed  = args[397];
+  assign \args.rowpack  = args[398];
+  assign \args.epi  = args[399];
+  assign \args.epi_base  = args[405:400];
+  assign \args.epi_zp_out  = args[415:406];
+  assign \args.epi_min  = args[425:416];
+  assign \args.epi_max  = args[435:426];
+  assign \x[0]  = x_rdy[7:0];
+  assign \x[1]  = x_rdy[15:8];
+  assign \x[2]  = x_rdy[23:16];
+  assign \x[3]  = x_rdy[31:24];
+  assign \x[4]  = x_rdy[39:32];
+  assign \x[5]  = x_rdy[47:40];
+  assign \x[6]  = x_rdy[55:48];
+  assign \x[7]  = x_rdy[63:56];
+  assign \x[8]  = x_rdy[71:64];
+  assign \x[9]  = x_rdy[79:72];
+  assign \x[10]  = x_rdy[87:80];
+  assign \x[11]  = x_rdy[95:88];
+  assign \x[12]  = x_rdy[103:96];
+  assign \x[13]  = x_rdy[111:104];
+  assign \x[14]  = x_rdy[119:112];
+  assign \x[15]  = x_rdy[127:120];
+  assign \x[16]  = x_rdy[135:128];
+  assign \x[17]  = x_rdy[143:136];
+  assign \x[18]  = x_rdy[151:144];
+  assign \x[19]  = x_rdy[159:152];
+  assign \x[20]  = x_rdy[167:160];
+  assign \x[21]  = x_rdy[175:168];
+  assign \x[22]  = x_rdy[183:176];
+  assign \x[23]  = x_rdy[191:184];
+  assign \x[24]  = x_rdy[199:192];
+  assign \x[25]  = x_rdy[207:200];
+  assign \x[26]  = x_rdy[215:208];
+  assign \x[27]  = x_rdy[223:216];
+  assign \x[28]  = x_rdy[231:224];
+  assign \x[29]  = x_rdy[239:232];
+  assign \x[30]  = x_rdy[247:240];
+  assign \x[31]  = x_rdy[255:248];
+  assign \$16  = { 3'h0, desc_rd__data[55:47] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \isscc22_fabric.mac.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
+  wire [8:0] \$1 ;
+  wire [8:0] \$10 ;
+  wire [63:0] \$11 ;
+  wire [65:0] \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire [32:0] \$15 ;
+  wire [32:0] \$16 ;
+  wire [8:0] \$17 ;
+  wire [8:0] \$18 ;
+  wire [63:0] \$19 ;
+  wire [8:0] \$2 ;
+  wire [65:0] \$20 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire [32:0] \$23 ;
+  wire [32:0] \$24 ;
+  wire [8:0] \$25 ;
+  wire [8:0] \$26 ;
+  wire [63:0] \$27 ;
+  wire [65:0] \$28 ;
+  wire \$29 ;
+  wire [63:0] \$3 ;
+  wire \$30 ;
+  wire [32:0] \$31 ;
+  wire [32:0] \$32 ;
+  wire [8:0] \$33 ;
+  wire [8:0] \$34 ;
+  wire [63:0] \$35 ;
+  wire [65:0] \$36 ;
+  wire \$37 ;
+  wire \$38 ;
+  wire [32:0] \$39 ;
+  wire [65:0] \$4 ;
+  wire [32:0] \$40 ;
+  wire [8:0] \$41 ;
+  wire [8:0] \$42 ;
+  wire [63:0] \$43 ;
+  wire [65:0] \$44 ;
+  wire \$45 ;
+  wire \$46 ;
+  wire [32:0] \$47 ;
+  wire [32:0] \$48 ;
+  wire [8:0] \$49 ;
+  wire \$5 ;
+  wire [8:0] \$50 ;
+  wire [63:0] \$51 ;
+  wire [65:0] \$52 ;
+  wire \$53 ;
+  wire \$54 ;
+  wire [32:0] \$55 ;
+  wire [32:0] \$56 ;
+  wire [8:0] \$57 ;
+  wire [8:0] \$58 ;
+  wire [63:0] \$59 ;
+  wire \$6 ;
+  wire [65:0] \$60 ;
+  wire \$61 ;
+  wire \$62 ;
+  wire [32:0] \$63 ;
+  wire [32:0] \$64 ;
+  wire [126:0] \$65 ;
+  wire [126:0] \$66 ;
+  wire [126:0] \$67 ;
+  wire [126:0] \$68 ;
+  wire [126:0] \$69 ;
+  wire [32:0] \$7 ;
+  wire [126:0] \$70 ;
+  wire [126:0] \$71 ;
+  wire [126:0] \$72 ;
+  reg \$73 ;
+  reg \$74 ;
+  reg \$75 ;
+  reg \$76 ;
+  wire [32:0] \$8 ;
+  wire [8:0] \$9 ;
+  output busy;
+  wire busy;
+  input clk;
+  wire clk;
+  reg [5:0] h1_0 = 6'h00;
+  reg [5:0] h1_1 = 6'h00;
+  reg [5:0] h1_2 = 6'h00;
+  reg [5:0] h1_3 = 6'h00;
+  reg [5:0] h1_4 = 6'h00;
+  reg [5:0] h1_5 = 6'h00;
+  reg [5:0] h1_6 = 6'h00;
+  reg [5:0] h1_7 = 6'h00;
+  reg [5:0] h2_0 = 6'h00;
+  reg [5:0] h2_1 = 6'h00;
+  reg [5:0] h2_2 = 6'h00;
+  reg [5:0] h2_3 = 6'h00;
+  reg [5:0] h2_4 = 6'h00;
+  reg [5:0] h2_5 = 6'h00;
+  reg [5:0] h2_6 = 6'h00;
+  reg [5:0] h2_7 = 6'h00;
+  wire [63:0] half0;
+  wire [63:0] half1;
+  wire [63:0] half2;
+  wire [63:0] half3;
+  wire [63:0] half4;
+  wire [63:0] half5;
+  wire [63:0] half6;
+  wire [63:0] half7;
+  input i_valid;
+  wire i_valid;
+  reg [31:0] m1_0 = 32'd0;
+  reg [31:0] m1_1 = 32'd0;
+  reg [31:0] m1_2 = 32'd0;
+  reg [31:0] m1_3 = 32'd0;
+  reg [31:0] m1_4 = 32'd0;
+  reg [31:0] m1_5 = 32'd0;
+  reg [31:0] m1_6 = 32'd0;
+  reg [31:0] m1_7 = 32'd0;
+  input [255:0] mult;
+  wire [255:0] mult;
+  wire [31:0] \mult[0] ;
+  wire [31:0] \mult[1] ;
+  wire [31:0] \mult[2] ;
+  wire [31:0] \mult[3] ;
+  wire [31:0] \mult[4] ;
+  wire [31:0] \mult[5] ;
+  wire [31:0] \mult[6] ;
+  wire [31:0] \mult[7] ;
+  reg [64:0] nudged0 = 65'h00000000000000000;
+  reg [64:0] nudged1 = 65'h00000000000000000;
+  reg [64:0] nudged2 = 65'h00000000000000000;
+  reg [64:0] nudged3 = 65'h00000000000000000;
+  reg [64:0] nudged4 = 65'h00000000000000000;
+  reg [64:0] nudged5 = 65'h00000000000000000;
+  reg [64:0] nudged6 = 65'h00000000000000000;
+  reg [64:0] nudged7 = 65'h00000000000000000;
+  (* init = 1'h0 *)
+  wire o_valid;
+  reg [63:0] prod0 = 64'h0000000000000000;
+  reg [63:0] prod1 = 64'h0000000000000000;
+  reg [63:0] prod2 = 64'h0000000000000000;
+  reg [63:0] prod3 = 64'h0000000000000000;
+  reg [63:0] prod4 = 64'h0000000000000000;
+  reg [63:0] prod5 = 64'h0000000000000000;
+  reg [63:0] prod6 = 64'h0000000000000000;
+  reg [63:0] prod7 = 64'h0000000000000000;
+  input rst;
+  wire rst;
+  input [63:0] shift;
+  wire [63:0] shift;
+  wire [7:0] \shift[0] ;
+  wire [7:0] \shift[1] ;
+  wire [7:0] \shift[2] ;
+  wire [7:0] \shift[3] ;
+  wire [7:0] \shift[4] ;
+  wire [7:0] \shift[5] ;
+  wire [7:0] \shift[6] ;
+  wire [7:0] \shift[7] ;
+  wire [64:0] shifted0;
+  wire [64:0] shifted1;
+  wire [64:0] shifted2;
+  wire [64:0] shifted3;
+  wire [64:0] shifted4;
+  wire [64:0] shifted5;
+  wire [64:0] shifted6;
+  wire [64:0] shifted7;
+  reg [5:0] t1_0 = 6'h00;
+  reg [5:0] t1_1 = 6'h00;
+  reg [5:0] t1_2 = 6'h00;
+  reg [5:0] t1_3 = 6'h00;
+  reg [5:0] t1_4 = 6'h00;
+  reg [5:0] t1_5 = 6'h00;
+  reg [5:0] t1_6 = 6'h00;
+  reg [5:0] t1_7 = 6'h00;
+  reg [5:0] t2_0 = 6'h00;
+  reg [5:0] t2_1 = 6'h00;
+  reg [5:0] t2_2 = 6'h00;
+  reg [5:0] t2_3 = 6'h00;
+  reg [5:0] t2_4 = 6'h00;
+  reg [5:0] t2_5 = 6'h00;
+  reg [5:0] t2_6 = 6'h00;
+  reg [5:0] t2_7 = 6'h00;
+  reg [5:0] t3_0 = 6'h00;
+  reg [5:0] t3_1 = 6'h00;
+  reg [5:0] t3_2 = 6'h00;
+  reg [5:0] t3_3 = 6'h00;
+  reg [5:0] t3_4 = 6'h00;
+  reg [5:0] t3_5 = 6'h00;
+  reg [5:0] t3_6 = 6'h00;
+  reg [5:0] t3_7 = 6'h00;
+  reg v1 = 1'h0;
+  reg v2 = 1'h0;
+  reg v3 = 1'h0;
+  output v4;
+  reg v4 = 1'h0;
+  input [255:0] x;
+  wire [255:0] x;
+  reg [31:0] x1_0 = 32'd0;
+  reg [31:0] x1_1 = 32'd0;
+  reg [31:0] x1_2 = 32'd0;
+  reg [31:0] x1_3 = 32'd0;
+  reg [31:0] x1_4 = 32'd0;
+  reg [31:0] x1_5 = 32'd0;
+  reg [31:0] x1_6 = 32'd0;
+  reg [31:0] x1_7 = 32'd0;
+  wire [31:0] \x[0] ;
+  wire [31:0] \x[1] ;
+  wire [31:0] \x[2] ;
+  wire [31:0] \x[3] ;
+  wire [31:0] \x[4] ;
+  wire [31:0] \x[5] ;
+  wire [31:0] \x[6] ;
+  wire [31:0] \x[7] ;
+  output [255:0] y;
+  wire [255:0] y;
+  reg [31:0] y0 = 32'd0;
+  reg [31:0] y1 = 32'd0;
+  reg [31:0] y2 = 32'd0;
+  reg [31:0] y3 = 32'd0;
+  reg [31:0] y4 = 32'd0;
+  reg [31:0] y5 = 32'd0;
+  reg [31:0] y6 = 32'd0;
+  reg [31:0] y7 = 32'd0;
+  wire [31:0] \y[0] ;
+  wire [31:0] \y[1] ;
+  wire [31:0] \y[2] ;
+  wire [31:0] \y[3] ;
+  wire [31:0] \y[4] ;
+  wire [31:0] \y[5] ;
+  wire [31:0] \y[6] ;
+  wire [31:0] \y[7] ;
+  assign \$24  = \$21  ? 33'h07fffffff : \$23 ;
+  assign \$25  = $signed(6'h1f) - $signed(shift[31:24]);
+  assign \$26  = $signed(6'h1e) - $signed(shift[31:24]);
+  assign \$27  = $signed(x1_3) * $signed(m1_3);
+  assign \$28  = $signed(prod3) + $signed({ 1'h0, \$68 [63:0] });
+  assign \$29  = $signed(shifted3) > $signed(32'd2147483647);
+  assign \$30  = $signed(shifted3) < $signed(32'd2147483648);
+  assign \$31  = \$30  ? 33'h180000000 : { 1'h0, shifted3[31:0] };
+  assign \$32  = \$29  ? 33'h07fffffff : \$31 ;
+  assign \$33  = $signed(6'h1f) - $signed(shift[39:32]);
+  assign \$34  = $signed(6'h1e) - $signed(shift[39:32]);
+  assign \$35  = $signed(x1_4) * $signed(m1_4);
+  assign \$36  = $signed(prod4) + $signed({ 1'h0, \$69 [63:0] });
+  assign \$37  = $signed(shifted4) > $signed(32'd2147483647);
+  assign \$38  = $signed(shifted4) < $signed(32'd2147483648);
+  assign \$39  = \$38  ? 33'h180000000 : { 1'h0, shifted4[31:0] };
+  assign \$40  = \$37  ? 33'h07fffffff : \$39 ;
+  assign \$41  = $signed(6'h1f) - $signed(shift[47:40]);
+  assign \$42  = $signed(6'h1e) - $signed(shift[47:40]);
+  assign \$43  = $signed(x1_5) * $signed(m1_5);
+  assign \$44  = $signed(prod5) + $signed({ 1'h0, \$70 [63:0] });
+  assign \$45  = $signed(shifted5) > $signed(32'd2147483647);
+  assign \$46  = $signed(shifted5) < $signed(32'd2147483648);
+  assign \$47  = \$46  ? 33'h180000000 : { 1'h0, shifted5[31:0] };
+  assign \$48  = \$45  ? 33'h07fffffff : \$47 ;
+  assign \$49  = $signed(6'h1f) - $signed(shift[55:48]);
+  assign \$50  = $signed(6'h1e) - $signed(shift[55:48]);
+  assign \$51  = $signed(x1_6) * $signed(m1_6);
+  assign \$52  = $signed(prod6) + $signed({ 1'h0, \$71 [63:0] });
+  assign \$53  = $signed(shifted6) > $signed(32'd2147483647);
+  assign \$54  = $signed(shifted6) < $signed(32'd2147483648);
+  assign \$55  = \$54  ? 33'h180000000 : { 1'h0, shifted6[31:0] };
+  assign \$56  = \$53  ? 33'h07fffffff : \$55 ;
+  assign \$57  = $signed(6'h1f) - $signed(shift[63:56]);
+  assign \$58  = $signed(6'h1e) - $signed(shift[63:56]);
+  assign \$59  = $signed(x1_7) * $signed(m1_7);
+  assign \$60  = $signed(prod7) + $signed({ 1'h0, \$72 [63:0] });
+  assign \$61  = $signed(shifted7) > $signed(32'd2147483647);
+  assign \$62  = $signed(shifted7) < $signed(32'd2147483648);
+  assign \$63  = \$62  ? 33'h180000000 : { 1'h0, shifted7[31:0] };
+  assign \$64  = \$61  ? 33'h07fffffff : \$63 ;
+  assign busy = | { v4, v3, v2, v1 };
+  assign \$65  = 1'h1 << h2_0;
+  assign shifted0 = $signed(nudged0) >>> t3_0;
+  assign \$66  = 1'h1 << h2_1;
+  assign shifted1 = $signed(nudged1) >>> t3_1;
+  assign \$67  = 1'h1 << h2_2;
+  assign shifted2 = $signed(nudged2) >>> t3_2;
+  assign \$68  = 1'h1 << h2_3;
+  assign shifted3 = $signed(nudged3) >>> t3_3;
+  assign \$69  = 1'h1 << h2_4;
+  assign shifted4 = $signed(nudged4) >>> t3_4;
+  assign \$70  = 1'h1 << h2_5;
+  assign shifted5 = $signed(nudged5) >>> t3_5;
+  assign \$71  = 1'h1 << h2_6;
+  assign shifted6 = $signed(nudged6) >>> t3_6;
+  assign \$72  = 1'h1 << h2_7;
+  assign shifted7 = $signed(nudged7) >>> t3_7;
+  always @(posedge clk)
+    v1 <= \$73 ;
+  always @(posedge clk)
+    v2 <= \$74 ;
+  always @(posedge clk)
+    v3 <= \$75 ;
+  always @(posedge clk)
+    v4 <= \$76 ;
+  always @(posedge clk)
+    x1_0 <= x[31:0];
+  always @(posedge clk)
+    m1_0 <= mult[31:0];
+  always @(posedge clk)
+    t1_0 <= \$1 [5:0];
+  always @(posedge clk)
+    h1_0 <= \$2 [5:0];
+  always @(posedge clk)
+    prod0 <= \$3 ;
+  always @(posedge clk)
+    t2_0 <= t1_0;
+  always @(posedge clk)
+    h2_0 <= h1_0;
+  always @(posedge clk)
+    nudged0 <= \$4 [64:0];
+  always @(posedge clk)
+    t3_0 <= t2_0;
+  always @(posedge clk)
+    y0 <= \$8 [31:0];
+  always @(posedge clk)
+    x1_1 <= x[63:32];
+  always @(posedge clk)
+    m1_1 <= mult[63:32];
+  always @(posedge clk)
+    t1_1 <= \$9 [5:0];
+  always @(posedge clk)
+    h1_1 <= \$10 [5:0];
+  always @(posedge clk)
+    prod1 <= \$11 ;
+  always @(posedge clk)
+    t2_1 <= t1_1;
+  always @(posedge clk)
+    h2_1 <= h1_1;
+  always @(posedge clk)
+    nudged1 <= \$12 [64:0];
+  always @(posedge clk)
+    t3_1 <= t2_1;
+  always @(posedge clk)
+    y1 <= \$16 [31:0];
+  always @(posedge clk)
+    x1_2 <= x[95:64];
+  always @(posedge clk)
+    m1_2 <= mult[95:64];
+  always @(posedge clk)
+    t1_2 <= \$17 [5:0];
+  always @(posedge clk)
+    h1_2 <= \$18 [5:0];
+  always @(posedge clk)
+    prod2 <= \$19 ;
+  always @(posedge clk)
+    t2_2 <= t1_2;
+  always @(posedge clk)
+    h2_2 <= h1_2;
+  always @(posedge clk)
+    nudged2 <= \$20 [64:0];
+  always @(posedge clk)
+    t3_2 <= t2_2;
+  always @(posedge clk)
+    y2 <= \$24 [31:0];
+  always @(posedge clk)
+    x1_3 <= x[127:96];
+  always @(posedge clk)
+    m1_3 <= mult[127:96];
+  always @(posedge clk)
+    t1_3 <= \$25 [5:0];
+  always @(posedge clk)
+    h1_3 <= \$26 [5:0];
+  always @(posedge clk)
+    prod3 <= \$27 ;
+  always @(posedge clk)
+    t2_3 <= t1_3;
+  always @(posedge clk)
+    h2_3 <= h1_3;
+  always @(posedge clk)
+    nudged3 <= \$28 [64:0];
+  always @(posedge clk)
+    t3_3 <= t2_3;
+  always @(posedge clk)
+    y3 <= \$32 [31:0];
+  always @(posedge clk)
+    x1_4 <= x[159:128];
+  always @(posedge clk)
+    m1_4 <= mult[159:128];
+  always @(posedge clk)
+    t1_4 <= \$33 [5:0];
+  always @(posedge clk)
+    h1_4 <= \$34 [5:0];
+  always @(posedge clk)
+    prod4 <= \$35 ;
+  always @(posedge clk)
+    t2_4 <= t1_4;
+  always @(posedge clk)
+    h2_4 <= h1_4;
+  always @(posedge clk)
+    nudged4 <= \$36 [64:0];
+  always @(posedge clk)
+    t3_4 <= t2_4;
+  always @(posedge clk)
+    y4 <= \$40 [31:0];
+  always @(posedge clk)
+    x1_5 <= x[191:160];
+  always @(posedge clk)
+    m1_5 <= mult[191:160];
+  always @(posedge clk)
+    t1_5 <= \$41 [5:0];
+  always @(posedge clk)
+    h1_5 <= \$42 [5:0];
+  always @(posedge clk)
+    prod5 <= \$43 ;
+  always @(posedge clk)
+    t2_5 <= t1_5;
+  always @(posedge clk)
+    h2_5 <= h1_5;
+  always @(posedge clk)
+    nudged5 <= \$44 [64:0];
+  always @(posedge clk)
+    t3_5 <= t2_5;
+  always @(posedge clk)
+    y5 <= \$48 [31:0];
+  always @(posedge clk)
+    x1_6 <= x[223:192];
+  always @(posedge clk)
+    m1_6 <= mult[223:192];
+  always @(posedge clk)
+    t1_6 <= \$49 [5:0];
+  always @(posedge clk)
+    h1_6 <= \$50 [5:0];
+  always @(posedge clk)
+    prod6 <= \$51 ;
+  always @(posedge clk)
+    t2_6 <= t1_6;
+  always @(posedge clk)
+    h2_6 <= h1_6;
+  always @(posedge clk)
+    nudged6 <= \$52 [64:0];
+  always @(posedge clk)
+    t3_6 <= t2_6;
+  always @(posedge clk)
+    y6 <= \$56 [31:0];
+  always @(posedge clk)
+    x1_7 <= x[255:224];
+  always @(posedge clk)
+    m1_7 <= mult[255:224];
+  always @(posedge clk)
+    t1_7 <= \$57 [5:0];
+  always @(posedge clk)
+    h1_7 <= \$58 [5:0];
+  always @(posedge clk)
+    prod7 <= \$59 ;
+  always @(posedge clk)
+    t2_7 <= t1_7;
+  always @(posedge clk)
+    h2_7 <= h1_7;
+  always @(posedge clk)
+    nudged7 <= \$60 [64:0];
+  always @(posedge clk)
+    t3_7 <= t2_7;
+  always @(posedge clk)
+    y7 <= \$64 [31:0];
+  assign \$1  = $signed(6'h1f) - $signed(shift[7:0]);
+  assign \$2  = $signed(6'h1e) - $signed(shift[7:0]);
+  assign \$3  = $signed(x1_0) * $signed(m1_0);
+  assign \$4  = $signed(prod0) + $signed({ 1'h0, \$65 [63:0] });
+  assign \$5  = $signed(shifted0) > $signed(32'd2147483647);
+  assign \$6  = $signed(shifted0) < $signed(32'd2147483648);
+  assign \$7  = \$6  ? 33'h180000000 : { 1'h0, shifted0[31:0] };
+  assign \$8  = \$5  ? 33'h07fffffff : \$7 ;
+  assign \$9  = $signed(6'h1f) - $signed(shift[15:8]);
+  assign \$10  = $signed(6'h1e) - $signed(shift[15:8]);
+  assign \$11  = $signed(x1_1) * $signed(m1_1);
+  assign \$12  = $signed(prod1) + $signed({ 1'h0, \$66 [63:0] });
+  assign \$13  = $signed(shifted1) > $signed(32'd2147483647);
+  assign \$14  = $signed(shifted1) < $signed(32'd2147483648);
+  assign \$15  = \$14  ? 33'h180000000 : { 1'h0, shifted1[31:0] };
+  assign \$16  = \$13  ? 33'h07fffffff : \$15 ;
+  assign \$17  = $signed(6'h1f) - $signed(shift[23:16]);
+  assign \$18  = $signed(6'h1e) - $signed(shift[23:16]);
+  assign \$19  = $signed(x1_2) * $signed(m1_2);
+  assign \$20  = $signed(prod2) + $signed({ 1'h0, \$67 [63:0] });
+  assign \$21  = $signed(shifted2) > $signed(32'd2147483647);
+  assign \$22  = $signed(shifted2) < $signed(32'd2147483648);
+  assign \$23  = \$22  ? 33'h180000000 : { 1'h0, shifted2[31:0] };
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$73  = i_valid;
+    if (rst) begin
+      \$73  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$74  = v1;
+    if (rst) begin
+      \$74  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$75  = v2;
+    if (rst) begin
+      \$75  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$76  = v3;
     if (rst) begin
       \$76  = 1'h0;
@@ -20521,7 +23640,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \isscc22_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -20599,7 +23718,7 @@ module \isscc22_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__
   always @(posedge clk)
     level <= \$17 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$15  = w_port__addr;
     if (\$1 ) begin
       \$15  = \$2 [1:0];
@@ -20609,7 +23728,7 @@ module \isscc22_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$16  = r_port__addr;
     if (\$3 ) begin
       \$16  = \$4 [1:0];
@@ -20619,7 +23738,7 @@ module \isscc22_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$17  = level;
     if (\$8 ) begin
       \$17  = \$9 [2:0];
@@ -20640,8 +23759,8 @@ module \isscc22_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__
 endmodule
 
 (* generator = "Amaranth" *)
-module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1095$0 , \port$1096$0 , \port$1097$0 , \port$1098$0 , \port$1099$0 , \port$1100$0 , \port$1101$0 , \port$1102$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
+module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1244$0 , \port$1245$0 , \port$1246$0 , \port$1247$0 , \port$1248$0 , \port$1249$0 , \port$1250$0 , \port$1251$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
   wire [12:0] \$1 ;
   wire \$10 ;
   wire [32:0] \$100 ;
@@ -21009,22 +24128,22 @@ module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1095$0 , \po
   reg pd3_5 = 1'h0;
   reg pd3_6 = 1'h0;
   reg pd3_7 = 1'h0;
-  output [7:0] \port$1095$0 ;
-  wire [7:0] \port$1095$0 ;
-  output [7:0] \port$1096$0 ;
-  wire [7:0] \port$1096$0 ;
-  output [7:0] \port$1097$0 ;
-  wire [7:0] \port$1097$0 ;
-  output [7:0] \port$1098$0 ;
-  wire [7:0] \port$1098$0 ;
-  output [7:0] \port$1099$0 ;
-  wire [7:0] \port$1099$0 ;
-  output [7:0] \port$1100$0 ;
-  wire [7:0] \port$1100$0 ;
-  output [7:0] \port$1101$0 ;
-  wire [7:0] \port$1101$0 ;
-  output [7:0] \port$1102$0 ;
-  wire [7:0] \port$1102$0 ;
+  output [7:0] \port$1244$0 ;
+  wire [7:0] \port$1244$0 ;
+  output [7:0] \port$1245$0 ;
+  wire [7:0] \port$1245$0 ;
+  output [7:0] \port$1246$0 ;
+  wire [7:0] \port$1246$0 ;
+  output [7:0] \port$1247$0 ;
+  wire [7:0] \port$1247$0 ;
+  output [7:0] \port$1248$0 ;
+  wire [7:0] \port$1248$0 ;
+  output [7:0] \port$1249$0 ;
+  wire [7:0] \port$1249$0 ;
+  output [7:0] \port$1250$0 ;
+  wire [7:0] \port$1250$0 ;
+  output [7:0] \port$1251$0 ;
+  wire [7:0] \port$1251$0 ;
   reg pt0_0 = 1'h0;
   reg pt0_1 = 1'h0;
   reg pt0_2 = 1'h0;
@@ -21676,7 +24795,7 @@ module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1095$0 , \po
     .y(y)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v0 = base0;
@@ -21687,7 +24806,7 @@ module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1095$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v1 = base1;
@@ -21698,7 +24817,7 @@ module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1095$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v2 = base2;
@@ -21709,7 +24828,7 @@ module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1095$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v3 = base3;
@@ -21720,7 +24839,7 @@ module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1095$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v4 = base4;
@@ -21731,7 +24850,7 @@ module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1095$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v5 = base5;
@@ -21742,7 +24861,7 @@ module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1095$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v6 = base6;
@@ -21753,7 +24872,7 @@ module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1095$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v7 = base7;
@@ -21764,7 +24883,7 @@ module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1095$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     tzm = 6'h20;
     if (args[154]) begin
       tzm = 6'h1f;
@@ -21864,7 +24983,7 @@ module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1095$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$192  = kx;
     if (busy) begin
       \$192  = \$176 [8:0];
@@ -21880,7 +24999,7 @@ module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1095$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$193  = ky;
     if (busy) begin
       if (last_kx) begin
@@ -21898,7 +25017,7 @@ module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1095$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$194  = w;
     if (busy) begin
       if (last_kx) begin
@@ -21918,7 +25037,7 @@ module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1095$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$195  = ox;
     if (busy) begin
       if (last_kx) begin
@@ -21940,7 +25059,7 @@ module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1095$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$196  = oy;
     if (busy) begin
       if (last_kx) begin
@@ -21961,7 +25080,7 @@ module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1095$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$197  = busy;
     if (busy) begin
       if (last_kx) begin
@@ -21984,98 +25103,98 @@ module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1095$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$198  = busy;
     if (rst) begin
       \$198  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$199  = oob;
     if (rst) begin
       \$199  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$200  = \$183 ;
     if (rst) begin
       \$200  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$201  = \$184 ;
     if (rst) begin
       \$201  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$202  = red0;
     if (\$signal$144 ) begin
       \$202  = v0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$203  = red1;
     if (\$signal$144 ) begin
       \$203  = v1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$204  = red2;
     if (\$signal$144 ) begin
       \$204  = v2;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$205  = red3;
     if (\$signal$144 ) begin
       \$205  = v3;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$206  = red4;
     if (\$signal$144 ) begin
       \$206  = v4;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$207  = red5;
     if (\$signal$144 ) begin
       \$207  = v5;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$208  = red6;
     if (\$signal$144 ) begin
       \$208  = v6;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$209  = red7;
     if (\$signal$144 ) begin
       \$209  = v7;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$210  = \$190 ;
     if (rst) begin
       \$210  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$211  = started;
     if (start) begin
       \$211  = 1'h1;
@@ -22123,14 +25242,14 @@ module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1095$0 , \po
   assign pa3 = act_w__addr;
   assign act_w__data = { \$169 [7:0], \$168 [7:0], \$167 [7:0], \$166 [7:0], \$165 [7:0], \$164 [7:0], \$163 [7:0], \$162 [7:0] };
   assign act_rd__addr = \$19 [11:0];
-  assign \port$1095$0  = \$162 [7:0];
-  assign \port$1096$0  = \$163 [7:0];
-  assign \port$1097$0  = \$164 [7:0];
-  assign \port$1098$0  = \$165 [7:0];
-  assign \port$1099$0  = \$166 [7:0];
-  assign \port$1100$0  = \$167 [7:0];
-  assign \port$1101$0  = \$168 [7:0];
-  assign \port$1102$0  = \$169 [7:0];
+  assign \port$1244$0  = \$162 [7:0];
+  assign \port$1245$0  = \$163 [7:0];
+  assign \port$1246$0  = \$164 [7:0];
+  assign \port$1247$0  = \$165 [7:0];
+  assign \port$1248$0  = \$166 [7:0];
+  assign \port$1249$0  = \$167 [7:0];
+  assign \port$1250$0  = \$168 [7:0];
+  assign \port$1251$0  = \$169 [7:0];
   assign \args.mode  = args[0];
   assign \args.x_signed  = args[1];
   assign \args.in_base  = args[13:2];
@@ -22216,7 +25335,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \isscc22_fabric.pool.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
   wire [6:0] \$1 ;
   wire [6:0] \$10 ;
   wire [63:0] \$11 ;
@@ -22694,28 +25813,28 @@ module \isscc22_fabric.pool.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk
   assign \$22  = $signed(shifted2) < $signed(32'd2147483648);
   assign \$23  = \$22  ? 33'h180000000 : { 1'h0, shifted2[31:0] };
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$73  = i_valid;
     if (rst) begin
       \$73  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$74  = v1;
     if (rst) begin
       \$74  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$75  = v2;
     if (rst) begin
       \$75  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$76  = v3;
     if (rst) begin
       \$76  = 1'h0;
@@ -22773,8 +25892,8 @@ module \isscc22_fabric.pool.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk
 endmodule
 
 (* generator = "Amaranth" *)
-module \isscc22_fabric.relax (rst, old_rd__data, new_rd__data, arc_rd__data, arc_rd__addr, old_rd__addr, new_rd__addr, \port$2016$0 , act_w__addr, finish, busy, act_w__en, start, args, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
+module \isscc22_fabric.relax (rst, old_rd__data, new_rd__data, arc_rd__data, arc_rd__addr, old_rd__addr, new_rd__addr, \port$2165$0 , act_w__addr, finish, busy, act_w__en, start, args, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [12:0] \$11 ;
@@ -22848,8 +25967,8 @@ module \isscc22_fabric.relax (rst, old_rd__data, new_rd__data, arc_rd__data, arc
   input [63:0] old_rd__data;
   wire [63:0] old_rd__data;
   wire old_rd__en;
-  output [31:0] \port$2016$0 ;
-  wire [31:0] \port$2016$0 ;
+  output [31:0] \port$2165$0 ;
+  wire [31:0] \port$2165$0 ;
   wire [55:0] raw;
   input rst;
   wire rst;
@@ -22903,7 +26022,7 @@ module \isscc22_fabric.relax (rst, old_rd__data, new_rd__data, arc_rd__data, arc
   always @(posedge clk)
     fwd_val <= \$28 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$20  = running;
     if (start) begin
       \$20  = 1'h1;
@@ -22916,7 +26035,7 @@ module \isscc22_fabric.relax (rst, old_rd__data, new_rd__data, arc_rd__data, arc
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$21  = issued;
     if (start) begin
       \$21  = { 12'h000, \$18  };
@@ -22928,49 +26047,49 @@ module \isscc22_fabric.relax (rst, old_rd__data, new_rd__data, arc_rd__data, arc
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$22  = issue;
     if (rst) begin
       \$22  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$23  = v1;
     if (rst) begin
       \$23  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$24  = arc_rd__data[23:12];
     if (rst) begin
       \$24  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$25  = arc_rd__data[55:24];
     if (rst) begin
       \$25  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$26  = act_w__en;
     if (rst) begin
       \$26  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$27  = \$like$16 ;
     if (rst) begin
       \$27  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$28  = \$signal$23 ;
     if (rst) begin
       \$28  = 32'd0;
@@ -22986,7 +26105,7 @@ module \isscc22_fabric.relax (rst, old_rd__data, new_rd__data, arc_rd__data, arc
   assign arc_rd__addr = \$5 [11:0];
   assign old_rd__addr = \$6 [11:0];
   assign new_rd__addr = \$7 [11:0];
-  assign \port$2016$0  = \$signal$23 ;
+  assign \port$2165$0  = \$signal$23 ;
   assign act_w__addr = \$11 [11:0];
   assign \args.arcs  = args[11:0];
   assign \args.count  = args[24:12];
@@ -22997,7 +26116,7 @@ endmodule
 (* generator = "Amaranth" *)
 module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, op__1__ready, res_valid__1, res_y__1, busy, op__0__valid, op__1__valid, rd__addr, act_w__addr, act_w__data, finish, op__0__payload, op__1__payload, act_w__en, start, args, clk
 );
-  reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
   wire \$1 ;
   wire [7:0] \$10 ;
   wire [7:0] \$100 ;
@@ -24945,7 +28064,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
   always @(posedge clk)
     running <= \$1025 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[62:61])
       2'h0:
@@ -24959,7 +28078,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$5  = 5'h00;
     casez (issued)
       3'h0:
@@ -24975,7 +28094,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (issued[1:0])
       2'h0:
@@ -24989,7 +28108,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (issued[1:0])
       2'h0:
@@ -25003,7 +28122,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -25013,7 +28132,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (w_j)
       6'h00:
@@ -25147,7 +28266,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -25157,7 +28276,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -25167,7 +28286,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -25177,7 +28296,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -25187,7 +28306,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -25197,7 +28316,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -25211,7 +28330,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -25221,7 +28340,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -25231,7 +28350,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -25241,7 +28360,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -25251,7 +28370,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -25265,7 +28384,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -25275,7 +28394,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -25285,7 +28404,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -25295,7 +28414,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -25305,7 +28424,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -25319,7 +28438,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -25329,7 +28448,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -25339,7 +28458,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -25349,7 +28468,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -25359,7 +28478,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -25373,7 +28492,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -25383,7 +28502,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -25393,7 +28512,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -25403,7 +28522,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -25413,7 +28532,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -25427,7 +28546,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -25437,7 +28556,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -25447,7 +28566,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -25457,7 +28576,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -25467,7 +28586,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -25481,7 +28600,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -25491,7 +28610,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -25501,7 +28620,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -25511,7 +28630,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -25521,7 +28640,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -25535,7 +28654,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -25545,7 +28664,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -25555,7 +28674,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -25565,7 +28684,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -25575,7 +28694,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -25589,7 +28708,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -25599,7 +28718,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -25609,7 +28728,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -25619,7 +28738,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -25629,7 +28748,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -25643,7 +28762,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -25653,7 +28772,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -25663,7 +28782,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -25673,7 +28792,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -25683,7 +28802,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -25697,7 +28816,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -25707,7 +28826,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -25717,7 +28836,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -25727,7 +28846,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -25737,7 +28856,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -25751,7 +28870,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -25761,7 +28880,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -25771,7 +28890,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -25781,7 +28900,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -25791,7 +28910,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -25805,7 +28924,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -25815,7 +28934,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -25825,7 +28944,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -25835,7 +28954,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -25845,7 +28964,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -25859,7 +28978,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -25869,7 +28988,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -25879,7 +28998,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -25889,7 +29008,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -25899,7 +29018,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -25913,7 +29032,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -25923,7 +29042,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -25933,7 +29052,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -25943,7 +29062,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -25953,7 +29072,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -25967,7 +29086,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -25977,7 +29096,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -25987,7 +29106,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -25997,7 +29116,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -26007,7 +29126,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -26021,7 +29140,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -26031,7 +29150,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -26041,7 +29160,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -26051,7 +29170,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -26061,7 +29180,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -26075,7 +29194,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -26085,7 +29204,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -26095,7 +29214,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -26105,7 +29224,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -26115,7 +29234,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -26129,7 +29248,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -26139,7 +29258,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -26149,7 +29268,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -26159,7 +29278,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -26169,7 +29288,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -26183,7 +29302,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -26193,7 +29312,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -26203,7 +29322,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -26213,7 +29332,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -26223,7 +29342,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -26237,7 +29356,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -26247,7 +29366,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -26257,7 +29376,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -26267,7 +29386,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -26277,7 +29396,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -26291,7 +29410,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -26301,7 +29420,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -26311,7 +29430,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -26321,7 +29440,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -26331,7 +29450,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -26345,7 +29464,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -26355,7 +29474,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -26365,7 +29484,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -26375,7 +29494,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -26385,7 +29504,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -26399,7 +29518,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -26409,7 +29528,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -26419,7 +29538,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -26429,7 +29548,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -26439,7 +29558,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -26453,7 +29572,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -26463,7 +29582,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -26473,7 +29592,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -26483,7 +29602,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -26493,7 +29612,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -26507,7 +29626,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -26517,7 +29636,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -26527,7 +29646,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -26537,7 +29656,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -26547,7 +29666,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -26561,7 +29680,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -26571,7 +29690,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -26581,7 +29700,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -26591,7 +29710,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -26601,7 +29720,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -26615,7 +29734,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -26625,7 +29744,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -26635,7 +29754,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -26645,7 +29764,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -26655,7 +29774,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -26669,7 +29788,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -26679,7 +29798,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -26689,7 +29808,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -26699,7 +29818,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -26709,7 +29828,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -26723,7 +29842,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -26733,7 +29852,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -26743,7 +29862,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -26753,7 +29872,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -26763,7 +29882,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -26777,7 +29896,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -26787,7 +29906,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -26797,7 +29916,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -26807,7 +29926,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -26817,7 +29936,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -26831,7 +29950,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -26841,7 +29960,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -26851,7 +29970,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -26861,7 +29980,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -26871,7 +29990,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -26885,7 +30004,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -26895,7 +30014,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -26905,7 +30024,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -26915,7 +30034,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -26925,7 +30044,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -26939,7 +30058,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -26949,7 +30068,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -26959,7 +30078,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -26969,7 +30088,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -26979,7 +30098,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -26993,7 +30112,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -27003,7 +30122,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -27013,7 +30132,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -27023,7 +30142,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -27033,7 +30152,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -27047,7 +30166,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -27057,7 +30176,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -27067,7 +30186,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -27077,7 +30196,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -27087,7 +30206,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -27101,7 +30220,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -27111,7 +30230,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -27121,7 +30240,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -27131,7 +30250,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -27141,7 +30260,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -27155,7 +30274,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -27165,7 +30284,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -27175,7 +30294,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -27185,7 +30304,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -27195,7 +30314,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -27209,7 +30328,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -27219,7 +30338,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -27229,7 +30348,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -27239,7 +30358,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -27249,7 +30368,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -27263,7 +30382,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -27273,7 +30392,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -27283,7 +30402,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -27293,7 +30412,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -27303,7 +30422,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -27317,7 +30436,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -27327,7 +30446,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -27337,7 +30456,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -27347,7 +30466,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -27357,7 +30476,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -27371,7 +30490,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -27381,7 +30500,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -27391,7 +30510,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -27401,7 +30520,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -27411,7 +30530,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -27425,7 +30544,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -27435,7 +30554,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -27445,7 +30564,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -27455,7 +30574,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -27465,7 +30584,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -27479,7 +30598,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -27489,7 +30608,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -27499,7 +30618,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -27509,7 +30628,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -27519,7 +30638,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -27533,7 +30652,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -27543,7 +30662,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -27553,7 +30672,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -27563,7 +30682,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -27573,7 +30692,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -27587,7 +30706,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -27597,7 +30716,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -27607,7 +30726,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -27617,7 +30736,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -27627,7 +30746,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -27641,7 +30760,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -27651,7 +30770,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -27661,7 +30780,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -27671,7 +30790,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -27681,7 +30800,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -27695,7 +30814,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -27705,7 +30824,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -27715,7 +30834,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -27725,7 +30844,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -27735,7 +30854,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -27749,7 +30868,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -27759,7 +30878,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -27769,7 +30888,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -27779,7 +30898,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -27789,7 +30908,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -27803,7 +30922,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -27813,7 +30932,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -27823,7 +30942,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -27833,7 +30952,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -27843,7 +30962,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -27857,7 +30976,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -27867,7 +30986,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -27877,7 +30996,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -27887,7 +31006,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -27897,7 +31016,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -27911,7 +31030,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -27921,7 +31040,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -27931,7 +31050,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -27941,7 +31060,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -27951,7 +31070,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -27965,7 +31084,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -27975,7 +31094,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -27985,7 +31104,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -27995,7 +31114,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28005,7 +31124,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -28019,7 +31138,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28029,7 +31148,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28039,7 +31158,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28049,7 +31168,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28059,7 +31178,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -28073,7 +31192,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28083,7 +31202,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28093,7 +31212,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28103,7 +31222,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28113,7 +31232,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -28127,7 +31246,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28137,7 +31256,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28147,7 +31266,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28157,7 +31276,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28167,7 +31286,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -28181,7 +31300,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28191,7 +31310,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28201,7 +31320,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28211,7 +31330,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28221,7 +31340,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -28235,7 +31354,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28245,7 +31364,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28255,7 +31374,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28265,7 +31384,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28275,7 +31394,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -28289,7 +31408,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28299,7 +31418,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28309,7 +31428,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28319,7 +31438,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28329,7 +31448,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -28343,7 +31462,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28353,7 +31472,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28363,7 +31482,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28373,7 +31492,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28383,7 +31502,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -28397,7 +31516,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28407,7 +31526,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28417,7 +31536,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28427,7 +31546,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28437,7 +31556,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -28451,7 +31570,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28461,7 +31580,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28471,7 +31590,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28481,7 +31600,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28491,7 +31610,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -28505,7 +31624,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28515,7 +31634,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28525,7 +31644,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28535,7 +31654,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28545,7 +31664,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -28559,7 +31678,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28569,7 +31688,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28579,7 +31698,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28589,7 +31708,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28599,7 +31718,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -28613,21 +31732,21 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$936  = loading;
     if (rst) begin
       \$936  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$937  = \$287 [3:0];
     if (rst) begin
       \$937  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$938  = i;
     if (start) begin
       \$938  = 5'h01;
@@ -28639,7 +31758,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$939  = xbuf0;
     if (\$signal$113 ) begin
       casez (ld_i)
@@ -28652,7 +31771,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$940  = xbuf1;
     if (\$signal$113 ) begin
       casez (ld_i)
@@ -28667,7 +31786,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$941  = xbuf2;
     if (\$signal$113 ) begin
       casez (ld_i)
@@ -28684,7 +31803,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$942  = xbuf3;
     if (\$signal$113 ) begin
       casez (ld_i)
@@ -28703,7 +31822,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$943  = xbuf4;
     if (\$signal$113 ) begin
       casez (ld_i)
@@ -28724,7 +31843,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$944  = xbuf5;
     if (\$signal$113 ) begin
       casez (ld_i)
@@ -28747,7 +31866,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$945  = xbuf6;
     if (\$signal$113 ) begin
       casez (ld_i)
@@ -28772,7 +31891,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$946  = xbuf7;
     if (\$signal$113 ) begin
       casez (ld_i)
@@ -28799,7 +31918,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$947  = xbuf8;
     if (\$signal$113 ) begin
       casez (ld_i)
@@ -28828,7 +31947,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$948  = xbuf9;
     if (\$signal$113 ) begin
       casez (ld_i)
@@ -28859,7 +31978,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$949  = xbuf10;
     if (\$signal$113 ) begin
       casez (ld_i)
@@ -28892,7 +32011,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$950  = xbuf11;
     if (\$signal$113 ) begin
       casez (ld_i)
@@ -28927,7 +32046,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$951  = xbuf12;
     if (\$signal$113 ) begin
       casez (ld_i)
@@ -28964,7 +32083,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$952  = xbuf13;
     if (\$signal$113 ) begin
       casez (ld_i)
@@ -29003,7 +32122,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$953  = xbuf14;
     if (\$signal$113 ) begin
       casez (ld_i)
@@ -29044,7 +32163,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$954  = xbuf15;
     if (\$signal$113 ) begin
       (* full_case = 32'd1 *)
@@ -29088,7 +32207,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$955  = loaded;
     if (\$signal$113 ) begin
       \$955  = \$289 [4:0];
@@ -29101,7 +32220,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$956  = issued;
     if (\$291 ) begin
       \$956  = \$292 [2:0];
@@ -29114,7 +32233,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$957  = got;
     if (arrive) begin
       \$957  = \$293 [2:0];
@@ -29127,7 +32246,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$958  = acc0;
     if (arrive) begin
       \$958  = \$303 [63:0];
@@ -29140,7 +32259,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$959  = acc1;
     if (arrive) begin
       \$959  = \$313 [63:0];
@@ -29153,7 +32272,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$960  = acc2;
     if (arrive) begin
       \$960  = \$323 [63:0];
@@ -29166,7 +32285,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$961  = acc3;
     if (arrive) begin
       \$961  = \$333 [63:0];
@@ -29179,7 +32298,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$962  = acc4;
     if (arrive) begin
       \$962  = \$343 [63:0];
@@ -29192,7 +32311,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$963  = acc5;
     if (arrive) begin
       \$963  = \$353 [63:0];
@@ -29205,7 +32324,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$964  = acc6;
     if (arrive) begin
       \$964  = \$363 [63:0];
@@ -29218,7 +32337,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$965  = acc7;
     if (arrive) begin
       \$965  = \$373 [63:0];
@@ -29231,7 +32350,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$966  = acc8;
     if (arrive) begin
       \$966  = \$383 [63:0];
@@ -29244,7 +32363,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$967  = acc9;
     if (arrive) begin
       \$967  = \$393 [63:0];
@@ -29257,7 +32376,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$968  = acc10;
     if (arrive) begin
       \$968  = \$403 [63:0];
@@ -29270,7 +32389,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$969  = acc11;
     if (arrive) begin
       \$969  = \$413 [63:0];
@@ -29283,7 +32402,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$970  = acc12;
     if (arrive) begin
       \$970  = \$423 [63:0];
@@ -29296,7 +32415,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$971  = acc13;
     if (arrive) begin
       \$971  = \$433 [63:0];
@@ -29309,7 +32428,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$972  = acc14;
     if (arrive) begin
       \$972  = \$443 [63:0];
@@ -29322,7 +32441,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$973  = acc15;
     if (arrive) begin
       \$973  = \$453 [63:0];
@@ -29335,7 +32454,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$974  = acc16;
     if (arrive) begin
       \$974  = \$463 [63:0];
@@ -29348,7 +32467,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$975  = acc17;
     if (arrive) begin
       \$975  = \$473 [63:0];
@@ -29361,7 +32480,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$976  = acc18;
     if (arrive) begin
       \$976  = \$483 [63:0];
@@ -29374,7 +32493,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$977  = acc19;
     if (arrive) begin
       \$977  = \$493 [63:0];
@@ -29387,7 +32506,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$978  = acc20;
     if (arrive) begin
       \$978  = \$503 [63:0];
@@ -29400,7 +32519,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$979  = acc21;
     if (arrive) begin
       \$979  = \$513 [63:0];
@@ -29413,7 +32532,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$980  = acc22;
     if (arrive) begin
       \$980  = \$523 [63:0];
@@ -29426,7 +32545,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$981  = acc23;
     if (arrive) begin
       \$981  = \$533 [63:0];
@@ -29439,7 +32558,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$982  = acc24;
     if (arrive) begin
       \$982  = \$543 [63:0];
@@ -29452,7 +32571,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$983  = acc25;
     if (arrive) begin
       \$983  = \$553 [63:0];
@@ -29465,7 +32584,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$984  = acc26;
     if (arrive) begin
       \$984  = \$563 [63:0];
@@ -29478,7 +32597,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$985  = acc27;
     if (arrive) begin
       \$985  = \$573 [63:0];
@@ -29491,7 +32610,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$986  = acc28;
     if (arrive) begin
       \$986  = \$583 [63:0];
@@ -29504,7 +32623,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$987  = acc29;
     if (arrive) begin
       \$987  = \$593 [63:0];
@@ -29517,7 +32636,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$988  = acc30;
     if (arrive) begin
       \$988  = \$603 [63:0];
@@ -29530,7 +32649,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$989  = acc31;
     if (arrive) begin
       \$989  = \$613 [63:0];
@@ -29543,7 +32662,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$990  = acc32;
     if (arrive) begin
       \$990  = \$623 [63:0];
@@ -29556,7 +32675,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$991  = acc33;
     if (arrive) begin
       \$991  = \$633 [63:0];
@@ -29569,7 +32688,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$992  = acc34;
     if (arrive) begin
       \$992  = \$643 [63:0];
@@ -29582,7 +32701,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$993  = acc35;
     if (arrive) begin
       \$993  = \$653 [63:0];
@@ -29595,7 +32714,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$994  = acc36;
     if (arrive) begin
       \$994  = \$663 [63:0];
@@ -29608,7 +32727,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$995  = acc37;
     if (arrive) begin
       \$995  = \$673 [63:0];
@@ -29621,7 +32740,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$996  = acc38;
     if (arrive) begin
       \$996  = \$683 [63:0];
@@ -29634,7 +32753,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$997  = acc39;
     if (arrive) begin
       \$997  = \$693 [63:0];
@@ -29647,7 +32766,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$998  = acc40;
     if (arrive) begin
       \$998  = \$703 [63:0];
@@ -29660,7 +32779,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$999  = acc41;
     if (arrive) begin
       \$999  = \$713 [63:0];
@@ -29673,7 +32792,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$1000  = acc42;
     if (arrive) begin
       \$1000  = \$723 [63:0];
@@ -29686,7 +32805,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$1001  = acc43;
     if (arrive) begin
       \$1001  = \$733 [63:0];
@@ -29699,7 +32818,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$1002  = acc44;
     if (arrive) begin
       \$1002  = \$743 [63:0];
@@ -29712,7 +32831,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$1003  = acc45;
     if (arrive) begin
       \$1003  = \$753 [63:0];
@@ -29725,7 +32844,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$1004  = acc46;
     if (arrive) begin
       \$1004  = \$763 [63:0];
@@ -29738,7 +32857,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$1005  = acc47;
     if (arrive) begin
       \$1005  = \$773 [63:0];
@@ -29751,7 +32870,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$1006  = acc48;
     if (arrive) begin
       \$1006  = \$783 [63:0];
@@ -29764,7 +32883,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$1007  = acc49;
     if (arrive) begin
       \$1007  = \$793 [63:0];
@@ -29777,7 +32896,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$1008  = acc50;
     if (arrive) begin
       \$1008  = \$803 [63:0];
@@ -29790,7 +32909,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$1009  = acc51;
     if (arrive) begin
       \$1009  = \$813 [63:0];
@@ -29803,7 +32922,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$1010  = acc52;
     if (arrive) begin
       \$1010  = \$823 [63:0];
@@ -29816,7 +32935,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$1011  = acc53;
     if (arrive) begin
       \$1011  = \$833 [63:0];
@@ -29829,7 +32948,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$1012  = acc54;
     if (arrive) begin
       \$1012  = \$843 [63:0];
@@ -29842,7 +32961,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$1013  = acc55;
     if (arrive) begin
       \$1013  = \$853 [63:0];
@@ -29855,7 +32974,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$1014  = acc56;
     if (arrive) begin
       \$1014  = \$863 [63:0];
@@ -29868,7 +32987,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$1015  = acc57;
     if (arrive) begin
       \$1015  = \$873 [63:0];
@@ -29881,7 +33000,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$1016  = acc58;
     if (arrive) begin
       \$1016  = \$883 [63:0];
@@ -29894,7 +33013,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$1017  = acc59;
     if (arrive) begin
       \$1017  = \$893 [63:0];
@@ -29907,7 +33026,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$1018  = acc60;
     if (arrive) begin
       \$1018  = \$903 [63:0];
@@ -29920,7 +33039,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$1019  = acc61;
     if (arrive) begin
       \$1019  = \$913 [63:0];
@@ -29933,7 +33052,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$1020  = acc62;
     if (arrive) begin
       \$1020  = \$923 [63:0];
@@ -29946,7 +33065,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$1021  = acc63;
     if (arrive) begin
       \$1021  = \$933 [63:0];
@@ -29959,7 +33078,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$1022  = j;
     if (reading) begin
       \$1022  = \$934 [6:0];
@@ -29972,21 +33091,21 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$1023  = reading;
     if (rst) begin
       \$1023  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$1024  = j[5:0];
     if (rst) begin
       \$1024  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$1025  = running;
     if (start) begin
       \$1025  = 1'h1;

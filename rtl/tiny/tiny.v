@@ -2023,89 +2023,93 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
 , axi__arprot, axi__arqos, axi__arvalid, axi__rready, done, busy, error, dma_error, wb__cyc);
   wire \$1 ;
   wire \$10 ;
-  wire [11:0] \$11 ;
+  wire \$11 ;
   wire \$12 ;
-  wire \$13 ;
-  wire [11:0] \$14 ;
-  wire [11:0] \$15 ;
+  wire [11:0] \$13 ;
+  wire \$14 ;
+  wire \$15 ;
   wire [11:0] \$16 ;
   wire [11:0] \$17 ;
   wire [11:0] \$18 ;
-  wire \$19 ;
+  wire [11:0] \$19 ;
   wire [95:0] \$2 ;
-  wire [15:0] \$20 ;
-  wire [15:0] \$21 ;
-  wire [15:0] \$22 ;
+  wire [11:0] \$20 ;
+  wire [11:0] \$21 ;
+  wire \$22 ;
   wire [15:0] \$23 ;
   wire [15:0] \$24 ;
-  wire \$25 ;
+  wire [15:0] \$25 ;
   wire [15:0] \$26 ;
   wire [15:0] \$27 ;
-  wire [7:0] \$28 ;
-  wire [15:0] \$29 ;
+  wire [15:0] \$28 ;
+  wire \$29 ;
   wire \$3 ;
   wire [15:0] \$30 ;
-  wire [7:0] \$31 ;
-  wire \$32 ;
-  wire \$33 ;
-  wire [7:0] \$34 ;
+  wire [15:0] \$31 ;
+  wire [7:0] \$32 ;
+  wire [15:0] \$33 ;
+  wire [15:0] \$34 ;
   wire [7:0] \$35 ;
-  wire [7:0] \$36 ;
-  wire [7:0] \$37 ;
+  wire \$36 ;
+  wire \$37 ;
   wire [7:0] \$38 ;
   wire [7:0] \$39 ;
   wire [95:0] \$4 ;
-  wire [20:0] \$40 ;
+  wire [7:0] \$40 ;
+  wire [7:0] \$41 ;
+  wire [20:0] \$42 ;
+  wire [7:0] \$43 ;
+  wire [7:0] \$44 ;
   wire [11:0] \$5 ;
   wire [11:0] \$6 ;
   wire [11:0] \$7 ;
-  wire \$8 ;
+  wire [11:0] \$8 ;
   wire \$9 ;
   wire [9:0] \$signature__addr ;
-  wire [9:0] \$signature__addr$272 ;
-  wire [11:0] \$signature__addr$278 ;
-  wire [9:0] \$signature__addr$284 ;
-  wire [5:0] \$signature__addr$290 ;
-  wire [5:0] \$signature__addr$296 ;
-  wire [9:0] \$signature__addr$302 ;
-  wire [9:0] \$signature__addr$308 ;
-  wire [9:0] \$signature__addr$314 ;
-  wire [5:0] \$signature__addr$320 ;
-  wire [5:0] \$signature__addr$326 ;
-  wire [11:0] \$signature__addr$394 ;
-  wire [11:0] \$signature__addr$400 ;
-  wire [9:0] \$signature__addr$406 ;
-  wire [9:0] \$signature__addr$412 ;
+  wire [9:0] \$signature__addr$295 ;
+  wire [11:0] \$signature__addr$301 ;
+  wire [9:0] \$signature__addr$307 ;
+  wire [5:0] \$signature__addr$313 ;
+  wire [5:0] \$signature__addr$319 ;
+  wire [9:0] \$signature__addr$325 ;
+  wire [9:0] \$signature__addr$331 ;
+  wire [9:0] \$signature__addr$337 ;
+  wire [5:0] \$signature__addr$343 ;
+  wire [5:0] \$signature__addr$349 ;
+  wire [11:0] \$signature__addr$420 ;
+  wire [11:0] \$signature__addr$426 ;
+  wire [9:0] \$signature__addr$432 ;
+  wire [9:0] \$signature__addr$438 ;
   wire [63:0] \$signature__data ;
-  wire [415:0] \$signature__data$275 ;
-  wire [15:0] \$signature__data$281 ;
-  wire [15:0] \$signature__data$287 ;
-  wire [191:0] \$signature__data$293 ;
-  wire [95:0] \$signature__data$299 ;
-  wire [63:0] \$signature__data$305 ;
-  wire [415:0] \$signature__data$310 ;
-  wire [15:0] \$signature__data$316 ;
-  wire [191:0] \$signature__data$322 ;
-  wire [95:0] \$signature__data$328 ;
-  wire [15:0] \$signature__data$397 ;
-  wire [15:0] \$signature__data$402 ;
-  wire [15:0] \$signature__data$409 ;
-  wire [15:0] \$signature__data$414 ;
+  wire [447:0] \$signature__data$298 ;
+  wire [15:0] \$signature__data$304 ;
+  wire [15:0] \$signature__data$310 ;
+  wire [191:0] \$signature__data$316 ;
+  wire [95:0] \$signature__data$322 ;
+  wire [63:0] \$signature__data$328 ;
+  wire [447:0] \$signature__data$333 ;
+  wire [15:0] \$signature__data$339 ;
+  wire [191:0] \$signature__data$345 ;
+  wire [95:0] \$signature__data$351 ;
+  wire [15:0] \$signature__data$423 ;
+  wire [15:0] \$signature__data$428 ;
+  wire [15:0] \$signature__data$435 ;
+  wire [15:0] \$signature__data$440 ;
   wire \$signature__en ;
-  wire \$signature__en$276 ;
-  wire \$signature__en$282 ;
-  wire \$signature__en$288 ;
-  wire \$signature__en$294 ;
-  wire \$signature__en$300 ;
-  wire \$signature__en$306 ;
-  wire [12:0] \$signature__en$312 ;
-  wire \$signature__en$318 ;
-  wire [5:0] \$signature__en$324 ;
-  wire [2:0] \$signature__en$330 ;
-  wire \$signature__en$398 ;
-  wire \$signature__en$404 ;
-  wire \$signature__en$410 ;
-  wire \$signature__en$416 ;
+  wire \$signature__en$299 ;
+  wire \$signature__en$305 ;
+  wire \$signature__en$311 ;
+  wire \$signature__en$317 ;
+  wire \$signature__en$323 ;
+  wire \$signature__en$329 ;
+  wire [13:0] \$signature__en$335 ;
+  wire \$signature__en$341 ;
+  wire [5:0] \$signature__en$347 ;
+  wire [2:0] \$signature__en$353 ;
+  wire \$signature__en$424 ;
+  wire \$signature__en$430 ;
+  wire \$signature__en$436 ;
+  wire \$signature__en$442 ;
   wire [11:0] a_rd__addr;
   wire [15:0] a_rd__data;
   wire a_rd__en;
@@ -2116,117 +2120,138 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire [15:0] act_rd__1__data;
   wire act_rd__1__en;
   wire [11:0] act_rd__addr;
+  wire [11:0] \act_rd__addr$145 ;
   wire [15:0] act_rd__data;
+  wire [15:0] \act_rd__data$161 ;
   wire act_rd__en;
+  wire \act_rd__en$152 ;
   wire [11:0] act_w__addr;
-  wire [11:0] \act_w__addr$340 ;
-  wire [11:0] \act_w__addr$341 ;
-  wire [11:0] \act_w__addr$342 ;
-  wire [11:0] \act_w__addr$343 ;
-  wire [11:0] \act_w__addr$344 ;
+  wire [11:0] \act_w__addr$364 ;
+  wire [11:0] \act_w__addr$365 ;
+  wire [11:0] \act_w__addr$366 ;
+  wire [11:0] \act_w__addr$367 ;
+  wire [11:0] \act_w__addr$368 ;
+  wire [11:0] \act_w__addr$369 ;
   wire [15:0] act_w__data;
-  wire [15:0] \act_w__data$348 ;
-  wire [15:0] \act_w__data$349 ;
-  wire [15:0] \act_w__data$350 ;
-  wire [15:0] \act_w__data$351 ;
-  wire [15:0] \act_w__data$352 ;
+  wire [15:0] \act_w__data$373 ;
+  wire [15:0] \act_w__data$374 ;
+  wire [15:0] \act_w__data$375 ;
+  wire [15:0] \act_w__data$376 ;
+  wire [15:0] \act_w__data$377 ;
+  wire [15:0] \act_w__data$378 ;
   wire act_w__en;
-  wire \act_w__en$335 ;
-  wire \act_w__en$336 ;
-  wire \act_w__en$337 ;
-  wire \act_w__en$338 ;
-  wire \act_w__en$355 ;
+  wire \act_w__en$358 ;
+  wire \act_w__en$359 ;
+  wire \act_w__en$360 ;
+  wire \act_w__en$361 ;
+  wire \act_w__en$362 ;
+  wire \act_w__en$381 ;
   wire [11:0] amem_port__addr;
   wire [15:0] amem_port__data;
   wire amem_port__en;
   wire [11:0] amem_r__addr;
-  wire [11:0] \amem_r__addr$395 ;
+  wire [11:0] \amem_r__addr$421 ;
   wire [15:0] amem_r__data;
-  wire [15:0] \amem_r__data$396 ;
+  wire [15:0] \amem_r__data$422 ;
   wire amem_r__en;
-  wire \amem_r__en$399 ;
+  wire \amem_r__en$425 ;
   wire [11:0] amem_w__addr;
-  wire [11:0] \amem_w__addr$401 ;
+  wire [11:0] \amem_w__addr$427 ;
   wire [15:0] amem_w__data;
-  wire [15:0] \amem_w__data$403 ;
+  wire [15:0] \amem_w__data$429 ;
   wire amem_w__en;
-  wire \amem_w__en$405 ;
+  wire \amem_w__en$431 ;
   wire [11:0] arc_rd__addr;
   wire [15:0] arc_rd__data;
   wire arc_rd__en;
-  wire [395:0] args;
-  wire [191:0] \args$199 ;
-  wire [9:0] \args$199.act_max ;
-  wire [9:0] \args$199.act_min ;
-  wire [8:0] \args$199.cw ;
-  wire [3:0] \args$199.dh ;
-  wire [3:0] \args$199.dw ;
-  wire [11:0] \args$199.in_base ;
-  wire [8:0] \args$199.in_h ;
-  wire [8:0] \args$199.in_w ;
-  wire [8:0] \args$199.kh ;
-  wire [8:0] \args$199.kw ;
+  wire [432:0] args;
+  wire [191:0] \args$215 ;
+  wire [9:0] \args$215.act_max ;
+  wire [9:0] \args$215.act_min ;
+  wire [8:0] \args$215.cw ;
+  wire [3:0] \args$215.dh ;
+  wire [3:0] \args$215.dw ;
+  wire [11:0] \args$215.in_base ;
+  wire [8:0] \args$215.in_h ;
+  wire [8:0] \args$215.in_w ;
+  wire [8:0] \args$215.kh ;
+  wire [8:0] \args$215.kw ;
   (* enum_base_type = "PoolMode" *)
   (* enum_value_0 = "MAX" *)
   (* enum_value_1 = "AVG" *)
-  wire \args$199.mode ;
-  wire [31:0] \args$199.mult ;
-  wire [8:0] \args$199.oh ;
-  wire [11:0] \args$199.out_base ;
-  wire [8:0] \args$199.ow ;
-  wire [3:0] \args$199.pl ;
-  wire [3:0] \args$199.pt ;
-  wire \args$199.round_even ;
-  wire [3:0] \args$199.sh ;
-  wire [5:0] \args$199.shift ;
-  wire [3:0] \args$199.sw ;
-  wire \args$199.x_signed ;
-  wire [9:0] \args$199.zp_in ;
-  wire [9:0] \args$199.zp_out ;
-  wire [260:0] \args$206 ;
-  wire [11:0] \args$206.a_base ;
-  wire [8:0] \args$206.a_stride ;
-  wire [9:0] \args$206.act_max ;
-  wire [9:0] \args$206.act_min ;
-  wire [11:0] \args$206.b_base ;
-  wire [8:0] \args$206.b_stride ;
-  wire [8:0] \args$206.cw ;
-  wire \args$206.has_b ;
-  wire [4:0] \args$206.ls ;
-  wire [31:0] \args$206.mult_a ;
-  wire [31:0] \args$206.mult_b ;
-  wire [31:0] \args$206.mult_o ;
-  wire [15:0] \args$206.npos ;
-  wire [11:0] \args$206.out_base ;
-  wire [8:0] \args$206.out_stride ;
-  wire \args$206.rq_in ;
-  wire \args$206.rq_out ;
-  wire [5:0] \args$206.shift_a ;
-  wire [5:0] \args$206.shift_b ;
-  wire [5:0] \args$206.shift_o ;
-  wire \args$206.x_signed ;
-  wire [9:0] \args$206.zp_a ;
-  wire [9:0] \args$206.zp_b ;
-  wire [9:0] \args$206.zp_out ;
-  wire [33:0] \args$214 ;
-  wire [11:0] \args$214.dst ;
-  wire \args$214.macro ;
-  wire \args$214.page ;
-  wire [7:0] \args$214.rows ;
-  wire [11:0] \args$214.src ;
-  wire [48:0] \args$221 ;
-  wire [11:0] \args$221.arcs ;
-  wire [12:0] \args$221.count ;
-  wire [11:0] \args$221.new ;
-  wire [11:0] \args$221.old ;
-  wire [36:0] \args$228 ;
-  wire \args$228.flush ;
-  wire \args$228.macro ;
-  wire \args$228.page ;
-  wire [7:0] \args$228.rows ;
-  wire [1:0] \args$228.slices_m1 ;
-  wire [11:0] \args$228.x ;
-  wire [11:0] \args$228.y ;
+  wire \args$215.mode ;
+  wire [31:0] \args$215.mult ;
+  wire [8:0] \args$215.oh ;
+  wire [11:0] \args$215.out_base ;
+  wire [8:0] \args$215.ow ;
+  wire [3:0] \args$215.pl ;
+  wire [3:0] \args$215.pt ;
+  wire \args$215.round_even ;
+  wire [3:0] \args$215.sh ;
+  wire [5:0] \args$215.shift ;
+  wire [3:0] \args$215.sw ;
+  wire \args$215.x_signed ;
+  wire [9:0] \args$215.zp_in ;
+  wire [9:0] \args$215.zp_out ;
+  wire [260:0] \args$222 ;
+  wire [11:0] \args$222.a_base ;
+  wire [8:0] \args$222.a_stride ;
+  wire [9:0] \args$222.act_max ;
+  wire [9:0] \args$222.act_min ;
+  wire [11:0] \args$222.b_base ;
+  wire [8:0] \args$222.b_stride ;
+  wire [8:0] \args$222.cw ;
+  wire \args$222.has_b ;
+  wire [4:0] \args$222.ls ;
+  wire [31:0] \args$222.mult_a ;
+  wire [31:0] \args$222.mult_b ;
+  wire [31:0] \args$222.mult_o ;
+  wire [15:0] \args$222.npos ;
+  wire [11:0] \args$222.out_base ;
+  wire [8:0] \args$222.out_stride ;
+  wire \args$222.rq_in ;
+  wire \args$222.rq_out ;
+  wire [5:0] \args$222.shift_a ;
+  wire [5:0] \args$222.shift_b ;
+  wire [5:0] \args$222.shift_o ;
+  wire \args$222.x_signed ;
+  wire [9:0] \args$222.zp_a ;
+  wire [9:0] \args$222.zp_b ;
+  wire [9:0] \args$222.zp_out ;
+  wire [33:0] \args$230 ;
+  wire [11:0] \args$230.dst ;
+  wire \args$230.macro ;
+  wire \args$230.page ;
+  wire [7:0] \args$230.rows ;
+  wire [11:0] \args$230.src ;
+  wire [48:0] \args$237 ;
+  wire [11:0] \args$237.arcs ;
+  wire [12:0] \args$237.count ;
+  wire [11:0] \args$237.new ;
+  wire [11:0] \args$237.old ;
+  wire [36:0] \args$244 ;
+  wire \args$244.flush ;
+  wire \args$244.macro ;
+  wire \args$244.page ;
+  wire [7:0] \args$244.rows ;
+  wire [1:0] \args$244.slices_m1 ;
+  wire [11:0] \args$244.x ;
+  wire [11:0] \args$244.y ;
+  wire [122:0] \args$251 ;
+  wire [9:0] \args$251.act_max ;
+  wire [9:0] \args$251.act_min ;
+  wire [11:0] \args$251.channels ;
+  wire [8:0] \args$251.cw ;
+  wire [5:0] \args$251.frac ;
+  wire [11:0] \args$251.in_base ;
+  wire [15:0] \args$251.npos ;
+  wire [11:0] \args$251.out_base ;
+  wire [4:0] \args$251.shift ;
+  wire [3:0] \args$251.size ;
+  wire [5:0] \args$251.table_base ;
+  wire \args$251.x_signed ;
+  wire [9:0] \args$251.zp_in ;
+  wire [9:0] \args$251.zp_out ;
   wire [2:0] \args.ab_m1 ;
   wire [9:0] \args.act_max ;
   wire [9:0] \args.act_min ;
@@ -2237,6 +2262,11 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire [5:0] \args.desc_base ;
   wire [3:0] \args.dh ;
   wire [3:0] \args.dw ;
+  wire \args.epi ;
+  wire [5:0] \args.epi_base ;
+  wire [9:0] \args.epi_max ;
+  wire [9:0] \args.epi_min ;
+  wire [9:0] \args.epi_zp_out ;
   wire [7:0] \args.groups ;
   wire [13:0] \args.img_bstep ;
   wire [13:0] \args.img_delta ;
@@ -2277,150 +2307,151 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire [9:0] \args.zp_out ;
   output [31:0] axi__araddr;
   wire [31:0] axi__araddr;
-  wire [31:0] \axi__araddr$356 ;
+  wire [31:0] \axi__araddr$382 ;
   output [1:0] axi__arburst;
   wire [1:0] axi__arburst;
-  wire [1:0] \axi__arburst$357 ;
+  wire [1:0] \axi__arburst$383 ;
   output [3:0] axi__arcache;
   wire [3:0] axi__arcache;
-  wire [3:0] \axi__arcache$358 ;
+  wire [3:0] \axi__arcache$384 ;
   output axi__arid;
   wire axi__arid;
-  wire \axi__arid$359 ;
+  wire \axi__arid$385 ;
   output [7:0] axi__arlen;
   wire [7:0] axi__arlen;
-  wire [7:0] \axi__arlen$360 ;
+  wire [7:0] \axi__arlen$386 ;
   output axi__arlock;
   wire axi__arlock;
-  wire \axi__arlock$361 ;
+  wire \axi__arlock$387 ;
   output [2:0] axi__arprot;
   wire [2:0] axi__arprot;
-  wire [2:0] \axi__arprot$362 ;
+  wire [2:0] \axi__arprot$388 ;
   output [3:0] axi__arqos;
   wire [3:0] axi__arqos;
-  wire [3:0] \axi__arqos$363 ;
+  wire [3:0] \axi__arqos$389 ;
   input axi__arready;
   wire axi__arready;
-  wire \axi__arready$364 ;
+  wire \axi__arready$390 ;
   output [2:0] axi__arsize;
   wire [2:0] axi__arsize;
-  wire [2:0] \axi__arsize$365 ;
+  wire [2:0] \axi__arsize$391 ;
   output axi__arvalid;
   wire axi__arvalid;
-  wire \axi__arvalid$366 ;
+  wire \axi__arvalid$392 ;
   output [31:0] axi__awaddr;
   wire [31:0] axi__awaddr;
-  wire [31:0] \axi__awaddr$367 ;
+  wire [31:0] \axi__awaddr$393 ;
   output [1:0] axi__awburst;
   wire [1:0] axi__awburst;
-  wire [1:0] \axi__awburst$368 ;
+  wire [1:0] \axi__awburst$394 ;
   output [3:0] axi__awcache;
   wire [3:0] axi__awcache;
-  wire [3:0] \axi__awcache$369 ;
+  wire [3:0] \axi__awcache$395 ;
   output axi__awid;
   wire axi__awid;
-  wire \axi__awid$370 ;
+  wire \axi__awid$396 ;
   output [7:0] axi__awlen;
   wire [7:0] axi__awlen;
-  wire [7:0] \axi__awlen$371 ;
+  wire [7:0] \axi__awlen$397 ;
   output axi__awlock;
   wire axi__awlock;
-  wire \axi__awlock$372 ;
+  wire \axi__awlock$398 ;
   output [2:0] axi__awprot;
   wire [2:0] axi__awprot;
-  wire [2:0] \axi__awprot$373 ;
+  wire [2:0] \axi__awprot$399 ;
   output [3:0] axi__awqos;
   wire [3:0] axi__awqos;
-  wire [3:0] \axi__awqos$374 ;
+  wire [3:0] \axi__awqos$400 ;
   input axi__awready;
   wire axi__awready;
-  wire \axi__awready$375 ;
+  wire \axi__awready$401 ;
   output [2:0] axi__awsize;
   wire [2:0] axi__awsize;
-  wire [2:0] \axi__awsize$376 ;
+  wire [2:0] \axi__awsize$402 ;
   output axi__awvalid;
   wire axi__awvalid;
-  wire \axi__awvalid$377 ;
+  wire \axi__awvalid$403 ;
   input axi__bid;
   wire axi__bid;
-  wire \axi__bid$378 ;
+  wire \axi__bid$404 ;
   output axi__bready;
   wire axi__bready;
-  wire \axi__bready$379 ;
+  wire \axi__bready$405 ;
   input [1:0] axi__bresp;
   wire [1:0] axi__bresp;
-  wire [1:0] \axi__bresp$380 ;
+  wire [1:0] \axi__bresp$406 ;
   input axi__bvalid;
   wire axi__bvalid;
-  wire \axi__bvalid$381 ;
+  wire \axi__bvalid$407 ;
   input [15:0] axi__rdata;
   wire [15:0] axi__rdata;
-  wire [15:0] \axi__rdata$382 ;
+  wire [15:0] \axi__rdata$408 ;
   input axi__rid;
   wire axi__rid;
-  wire \axi__rid$383 ;
+  wire \axi__rid$409 ;
   input axi__rlast;
   wire axi__rlast;
-  wire \axi__rlast$384 ;
+  wire \axi__rlast$410 ;
   output axi__rready;
   wire axi__rready;
-  wire \axi__rready$385 ;
+  wire \axi__rready$411 ;
   input [1:0] axi__rresp;
   wire [1:0] axi__rresp;
-  wire [1:0] \axi__rresp$386 ;
+  wire [1:0] \axi__rresp$412 ;
   input axi__rvalid;
   wire axi__rvalid;
-  wire \axi__rvalid$387 ;
+  wire \axi__rvalid$413 ;
   output [15:0] axi__wdata;
   wire [15:0] axi__wdata;
-  wire [15:0] \axi__wdata$388 ;
+  wire [15:0] \axi__wdata$414 ;
   output axi__wlast;
   wire axi__wlast;
-  wire \axi__wlast$389 ;
+  wire \axi__wlast$415 ;
   input axi__wready;
   wire axi__wready;
-  wire \axi__wready$390 ;
+  wire \axi__wready$416 ;
   output [1:0] axi__wstrb;
   wire [1:0] axi__wstrb;
-  wire [1:0] \axi__wstrb$391 ;
+  wire [1:0] \axi__wstrb$417 ;
   output axi__wvalid;
   wire axi__wvalid;
-  wire \axi__wvalid$392 ;
+  wire \axi__wvalid$418 ;
   wire [11:0] b_rd__addr;
   wire [15:0] b_rd__data;
   wire b_rd__en;
   output busy;
   wire busy;
-  wire \busy$134 ;
-  wire \busy$135 ;
-  wire \busy$194 ;
-  wire \busy$209 ;
-  wire \busy$246 ;
-  wire \busy$248 ;
-  wire \busy$261 ;
+  wire \busy$140 ;
+  wire \busy$141 ;
+  wire \busy$142 ;
+  wire \busy$210 ;
+  wire \busy$225 ;
+  wire \busy$269 ;
+  wire \busy$271 ;
+  wire \busy$284 ;
   wire \busy$52 ;
   wire \busy$53 ;
   input clk;
   wire clk;
   wire [31:0] cmd__payload;
-  wire [97:0] \cmd__payload$239 ;
-  wire [11:0] \cmd__payload$239.addr ;
-  wire [19:0] \cmd__payload$239.ext ;
-  wire [19:0] \cmd__payload$239.ext_stride ;
-  wire [15:0] \cmd__payload$239.len ;
-  wire [15:0] \cmd__payload$239.rows ;
-  wire \cmd__payload$239.store ;
-  wire [11:0] \cmd__payload$239.stride ;
-  wire \cmd__payload$239.wmem ;
+  wire [97:0] \cmd__payload$262 ;
+  wire [11:0] \cmd__payload$262.addr ;
+  wire [19:0] \cmd__payload$262.ext ;
+  wire [19:0] \cmd__payload$262.ext_stride ;
+  wire [15:0] \cmd__payload$262.len ;
+  wire [15:0] \cmd__payload$262.rows ;
+  wire \cmd__payload$262.store ;
+  wire [11:0] \cmd__payload$262.stride ;
+  wire \cmd__payload$262.wmem ;
   wire [15:0] \cmd__payload.count ;
   wire [1:0] \cmd__payload.mask ;
   wire \cmd__payload.page ;
   wire [2:0] \cmd__payload.row0 ;
   wire [9:0] \cmd__payload.src ;
   wire cmd__ready;
-  wire \cmd__ready$242 ;
+  wire \cmd__ready$265 ;
   wire cmd__valid;
-  wire \cmd__valid$243 ;
+  wire \cmd__valid$266 ;
   wire [311:0] ctrl__report;
   wire [31:0] \ctrl__report.cycles ;
   wire [31:0] \ctrl__report.load_cycles ;
@@ -2483,13 +2514,14 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire [2:0] dmem_w__en;
   output done;
   wire done;
-  wire \done$196 ;
-  wire \done$203 ;
-  wire \done$211 ;
-  wire \done$218 ;
-  wire \done$225 ;
-  wire \done$232 ;
-  wire \done$262 ;
+  wire \done$212 ;
+  wire \done$219 ;
+  wire \done$227 ;
+  wire \done$234 ;
+  wire \done$241 ;
+  wire \done$248 ;
+  wire \done$255 ;
+  wire \done$285 ;
   wire [11:0] dst_rd__addr;
   wire [15:0] dst_rd__data;
   wire dst_rd__en;
@@ -2530,7 +2562,25 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire engines__graph__busy;
   wire engines__graph__done;
   wire engines__graph__start;
-  wire [395:0] engines__mac__args;
+  wire [122:0] engines__lrn__args;
+  wire [9:0] \engines__lrn__args.act_max ;
+  wire [9:0] \engines__lrn__args.act_min ;
+  wire [11:0] \engines__lrn__args.channels ;
+  wire [8:0] \engines__lrn__args.cw ;
+  wire [5:0] \engines__lrn__args.frac ;
+  wire [11:0] \engines__lrn__args.in_base ;
+  wire [15:0] \engines__lrn__args.npos ;
+  wire [11:0] \engines__lrn__args.out_base ;
+  wire [4:0] \engines__lrn__args.shift ;
+  wire [3:0] \engines__lrn__args.size ;
+  wire [5:0] \engines__lrn__args.table_base ;
+  wire \engines__lrn__args.x_signed ;
+  wire [9:0] \engines__lrn__args.zp_in ;
+  wire [9:0] \engines__lrn__args.zp_out ;
+  wire engines__lrn__busy;
+  wire engines__lrn__done;
+  wire engines__lrn__start;
+  wire [432:0] engines__mac__args;
   wire [2:0] \engines__mac__args.ab_m1 ;
   wire [9:0] \engines__mac__args.act_max ;
   wire [9:0] \engines__mac__args.act_min ;
@@ -2541,6 +2591,11 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire [5:0] \engines__mac__args.desc_base ;
   wire [3:0] \engines__mac__args.dh ;
   wire [3:0] \engines__mac__args.dw ;
+  wire \engines__mac__args.epi ;
+  wire [5:0] \engines__mac__args.epi_base ;
+  wire [9:0] \engines__mac__args.epi_max ;
+  wire [9:0] \engines__mac__args.epi_min ;
+  wire [9:0] \engines__mac__args.epi_zp_out ;
   wire [7:0] \engines__mac__args.groups ;
   wire [13:0] \engines__mac__args.img_bstep ;
   wire [13:0] \engines__mac__args.img_delta ;
@@ -2632,10 +2687,25 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire engines__spmv__busy;
   wire engines__spmv__done;
   wire engines__spmv__start;
+  wire [5:0] epi_rd__addr;
+  wire [191:0] epi_rd__data;
+  wire [95:0] \epi_rd__data[0] ;
+  wire [15:0] \epi_rd__data[0]._pad ;
+  wire [31:0] \epi_rd__data[0].bias ;
+  wire [31:0] \epi_rd__data[0].mult ;
+  wire [7:0] \epi_rd__data[0].shift ;
+  wire [7:0] \epi_rd__data[0].w ;
+  wire [95:0] \epi_rd__data[1] ;
+  wire [15:0] \epi_rd__data[1]._pad ;
+  wire [31:0] \epi_rd__data[1].bias ;
+  wire [31:0] \epi_rd__data[1].mult ;
+  wire [7:0] \epi_rd__data[1].shift ;
+  wire [7:0] \epi_rd__data[1].w ;
+  wire epi_rd__en;
   output error;
   wire error;
-  wire \error$263 ;
-  wire \error$393 ;
+  wire \error$286 ;
+  wire \error$419 ;
   wire [311:0] host__report;
   wire [31:0] \host__report.cycles ;
   wire [31:0] \host__report.load_cycles ;
@@ -2659,11 +2729,11 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire host__start;
   wire [15:0] host__start_pc;
   wire [9:0] imem_r__addr;
-  wire [415:0] imem_r__data;
+  wire [447:0] imem_r__data;
   wire imem_r__en;
   wire [9:0] imem_rd__addr;
-  wire [399:0] imem_rd__data;
-  wire [395:0] \imem_rd__data.args ;
+  wire [436:0] imem_rd__data;
+  wire [432:0] \imem_rd__data.args ;
   wire [97:0] \imem_rd__data.args.dma ;
   wire [11:0] \imem_rd__data.args.dma.addr ;
   wire [19:0] \imem_rd__data.args.dma.ext ;
@@ -2723,7 +2793,22 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire \imem_rd__data.args.load.page ;
   wire [2:0] \imem_rd__data.args.load.row0 ;
   wire [9:0] \imem_rd__data.args.load.src ;
-  wire [395:0] \imem_rd__data.args.mac ;
+  wire [122:0] \imem_rd__data.args.lrn ;
+  wire [9:0] \imem_rd__data.args.lrn.act_max ;
+  wire [9:0] \imem_rd__data.args.lrn.act_min ;
+  wire [11:0] \imem_rd__data.args.lrn.channels ;
+  wire [8:0] \imem_rd__data.args.lrn.cw ;
+  wire [5:0] \imem_rd__data.args.lrn.frac ;
+  wire [11:0] \imem_rd__data.args.lrn.in_base ;
+  wire [15:0] \imem_rd__data.args.lrn.npos ;
+  wire [11:0] \imem_rd__data.args.lrn.out_base ;
+  wire [4:0] \imem_rd__data.args.lrn.shift ;
+  wire [3:0] \imem_rd__data.args.lrn.size ;
+  wire [5:0] \imem_rd__data.args.lrn.table_base ;
+  wire \imem_rd__data.args.lrn.x_signed ;
+  wire [9:0] \imem_rd__data.args.lrn.zp_in ;
+  wire [9:0] \imem_rd__data.args.lrn.zp_out ;
+  wire [432:0] \imem_rd__data.args.mac ;
   wire [2:0] \imem_rd__data.args.mac.ab_m1 ;
   wire [9:0] \imem_rd__data.args.mac.act_max ;
   wire [9:0] \imem_rd__data.args.mac.act_min ;
@@ -2734,6 +2819,11 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire [5:0] \imem_rd__data.args.mac.desc_base ;
   wire [3:0] \imem_rd__data.args.mac.dh ;
   wire [3:0] \imem_rd__data.args.mac.dw ;
+  wire \imem_rd__data.args.mac.epi ;
+  wire [5:0] \imem_rd__data.args.mac.epi_base ;
+  wire [9:0] \imem_rd__data.args.mac.epi_max ;
+  wire [9:0] \imem_rd__data.args.mac.epi_min ;
+  wire [9:0] \imem_rd__data.args.mac.epi_zp_out ;
   wire [7:0] \imem_rd__data.args.mac.groups ;
   wire [13:0] \imem_rd__data.args.mac.img_bstep ;
   wire [13:0] \imem_rd__data.args.mac.img_delta ;
@@ -2812,11 +2902,12 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   (* enum_value_1000 = "GBFS" *)
   (* enum_value_1001 = "GRELAX" *)
   (* enum_value_1010 = "GSPMV" *)
+  (* enum_value_1011 = "LRN" *)
   wire [3:0] \imem_rd__data.op ;
   wire imem_rd__en;
   wire [9:0] imem_w__addr;
-  wire [415:0] imem_w__data;
-  wire [12:0] imem_w__en;
+  wire [447:0] imem_w__data;
+  wire [13:0] imem_w__en;
   wire [31:0] load__payload;
   wire [15:0] \load__payload.count ;
   wire [1:0] \load__payload.mask ;
@@ -3135,18 +3226,32 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire \op__1__valid$94 ;
   wire \op__1__valid$95 ;
   wire [5:0] param_rd__addr;
+  wire [5:0] \param_rd__addr$164 ;
   wire [191:0] param_rd__data;
+  wire [191:0] \param_rd__data$165 ;
+  wire [63:0] \param_rd__data$165[0] ;
+  wire [31:0] \param_rd__data$165[0].dg ;
+  wire [31:0] \param_rd__data$165[0].g ;
+  wire [63:0] \param_rd__data$165[1] ;
+  wire [31:0] \param_rd__data$165[1].dg ;
+  wire [31:0] \param_rd__data$165[1].g ;
+  wire [63:0] \param_rd__data$165[2] ;
+  wire [31:0] \param_rd__data$165[2].dg ;
+  wire [31:0] \param_rd__data$165[2].g ;
   wire [95:0] \param_rd__data[0] ;
-  wire [23:0] \param_rd__data[0]._pad ;
+  wire [15:0] \param_rd__data[0]._pad ;
   wire [31:0] \param_rd__data[0].bias ;
   wire [31:0] \param_rd__data[0].mult ;
   wire [7:0] \param_rd__data[0].shift ;
+  wire [7:0] \param_rd__data[0].w ;
   wire [95:0] \param_rd__data[1] ;
-  wire [23:0] \param_rd__data[1]._pad ;
+  wire [15:0] \param_rd__data[1]._pad ;
   wire [31:0] \param_rd__data[1].bias ;
   wire [31:0] \param_rd__data[1].mult ;
   wire [7:0] \param_rd__data[1].shift ;
+  wire [7:0] \param_rd__data[1].w ;
   wire param_rd__en;
+  wire \param_rd__en$168 ;
   wire [5:0] pmem_r__addr;
   wire [191:0] pmem_r__data;
   wire pmem_r__en;
@@ -3157,30 +3262,36 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire [11:0] \port__addr$117 ;
   wire [5:0] \port__addr$123 ;
   wire [5:0] \port__addr$127 ;
-  wire [11:0] \port__addr$133 ;
-  wire [11:0] \port__addr$153 ;
-  wire [11:0] \port__addr$165 ;
-  wire [9:0] \port__addr$171 ;
-  wire [9:0] \port__addr$177 ;
+  wire [5:0] \port__addr$133 ;
+  wire [11:0] \port__addr$139 ;
+  wire [5:0] \port__addr$163 ;
+  wire [11:0] \port__addr$169 ;
+  wire [11:0] \port__addr$181 ;
+  wire [9:0] \port__addr$187 ;
+  wire [9:0] \port__addr$193 ;
   wire [5:0] \port__addr$88 ;
   wire [15:0] port__data;
   wire [15:0] \port__data$120 ;
   wire [95:0] \port__data$126 ;
   wire [191:0] \port__data$130 ;
-  wire [15:0] \port__data$148 ;
-  wire [15:0] \port__data$162 ;
-  wire [15:0] \port__data$168 ;
-  wire [15:0] \port__data$174 ;
-  wire [415:0] \port__data$180 ;
+  wire [191:0] \port__data$136 ;
+  wire [15:0] \port__data$157 ;
+  wire [191:0] \port__data$166 ;
+  wire [15:0] \port__data$178 ;
+  wire [15:0] \port__data$184 ;
+  wire [15:0] \port__data$190 ;
+  wire [447:0] \port__data$196 ;
   wire [95:0] \port__data$91 ;
   wire port__en;
   wire \port__en$121 ;
   wire \port__en$131 ;
-  wire \port__en$141 ;
-  wire \port__en$157 ;
-  wire \port__en$169 ;
-  wire \port__en$175 ;
-  wire \port__en$181 ;
+  wire \port__en$137 ;
+  wire \port__en$149 ;
+  wire \port__en$167 ;
+  wire \port__en$173 ;
+  wire \port__en$185 ;
+  wire \port__en$191 ;
+  wire \port__en$197 ;
   wire [11:0] rd__addr;
   wire [15:0] rd__data;
   wire rd__en;
@@ -3266,11 +3377,12 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire [15:0] src_rd__data;
   wire src_rd__en;
   wire start;
-  wire \start$197 ;
-  wire \start$204 ;
-  wire \start$212 ;
-  wire \start$219 ;
-  wire \start$226 ;
+  wire \start$213 ;
+  wire \start$220 ;
+  wire \start$228 ;
+  wire \start$235 ;
+  wire \start$242 ;
+  wire \start$249 ;
   wire [9:0] trace_r__addr;
   wire [63:0] trace_r__data;
   wire trace_r__en;
@@ -3282,54 +3394,54 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire [15:0] \trace_w__data.pc ;
   wire trace_w__en;
   wire [1:0] unit_en;
-  wire [1:0] \unit_en$251 ;
+  wire [1:0] \unit_en$274 ;
   wire [9:0] w_rd__addr;
   wire [15:0] w_rd__data;
   wire w_rd__en;
   output wb__ack;
   wire wb__ack;
-  wire \wb__ack$264 ;
+  wire \wb__ack$287 ;
   input [16:0] wb__adr;
   wire [16:0] wb__adr;
-  wire [16:0] \wb__adr$265 ;
+  wire [16:0] \wb__adr$288 ;
   input wb__cyc;
   wire wb__cyc;
-  wire \wb__cyc$266 ;
+  wire \wb__cyc$289 ;
   output [31:0] wb__dat_r;
   wire [31:0] wb__dat_r;
-  wire [31:0] \wb__dat_r$267 ;
+  wire [31:0] \wb__dat_r$290 ;
   input [31:0] wb__dat_w;
   wire [31:0] wb__dat_w;
-  wire [31:0] \wb__dat_w$268 ;
+  wire [31:0] \wb__dat_w$291 ;
   input [3:0] wb__sel;
   wire [3:0] wb__sel;
-  wire [3:0] \wb__sel$269 ;
+  wire [3:0] \wb__sel$292 ;
   input wb__stb;
   wire wb__stb;
-  wire \wb__stb$270 ;
+  wire \wb__stb$293 ;
   input wb__we;
   wire wb__we;
-  wire \wb__we$271 ;
+  wire \wb__we$294 ;
   wire [9:0] wmem_r__addr;
-  wire [9:0] \wmem_r__addr$407 ;
+  wire [9:0] \wmem_r__addr$433 ;
   wire [15:0] wmem_r__data;
-  wire [15:0] \wmem_r__data$408 ;
+  wire [15:0] \wmem_r__data$434 ;
   wire wmem_r__en;
-  wire \wmem_r__en$411 ;
+  wire \wmem_r__en$437 ;
   wire [9:0] wmem_w__addr;
-  wire [9:0] \wmem_w__addr$413 ;
+  wire [9:0] \wmem_w__addr$439 ;
   wire [15:0] wmem_w__data;
-  wire [15:0] \wmem_w__data$415 ;
+  wire [15:0] \wmem_w__data$441 ;
   wire wmem_w__en;
-  wire \wmem_w__en$417 ;
+  wire \wmem_w__en$443 ;
   reg [15:0] amem [4095:0];
   always @(posedge clk) begin
     if (amem_port__en)
       amem[amem_port__addr] <= amem_port__data;
   end
   always @(posedge clk) begin
-    if (\$signature__en$404 )
-      amem[\$signature__addr$394 ] <= axi__rdata;
+    if (\$signature__en$430 )
+      amem[\$signature__addr$420 ] <= axi__rdata;
   end
   reg [15:0] _0_;
   reg [15:0] _1_;
@@ -3345,12 +3457,12 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
     if (\port__en$121 ) begin
       _1_ <= amem[\port__addr$117 ];
     end
-    _2_ <= amem[\port__addr$133 ];
-    _3_ <= amem[\port__addr$153 ];
-    _4_ <= amem[\port__addr$165 ];
-    _5_ <= amem[\$signature__addr$278 ];
-    if (\$signature__en$398 ) begin
-      _6_ <= amem[\$signature__addr$394 ];
+    _2_ <= amem[\port__addr$139 ];
+    _3_ <= amem[\port__addr$169 ];
+    _4_ <= amem[\port__addr$181 ];
+    _5_ <= amem[\$signature__addr$301 ];
+    if (\$signature__en$424 ) begin
+      _6_ <= amem[\$signature__addr$420 ];
     end
   end
   assign act_rd__0__data = _0_;
@@ -3359,115 +3471,123 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   assign dst_rd__data = _3_;
   assign arc_rd__data = _4_;
   assign amem_r__data = _5_;
-  assign \amem_r__data$396  = _6_;
+  assign \amem_r__data$422  = _6_;
   reg [95:0] dmem [63:0];
   always @(posedge clk) begin
-    if (\$signature__en$330 [0])
-      dmem[\$signature__addr$296 ][31:0] <= wb__dat_w;
-    if (\$signature__en$330 [1])
-      dmem[\$signature__addr$296 ][63:32] <= wb__dat_w;
-    if (\$signature__en$330 [2])
-      dmem[\$signature__addr$296 ][95:64] <= wb__dat_w;
+    if (\$signature__en$353 [0])
+      dmem[\$signature__addr$319 ][31:0] <= wb__dat_w;
+    if (\$signature__en$353 [1])
+      dmem[\$signature__addr$319 ][63:32] <= wb__dat_w;
+    if (\$signature__en$353 [2])
+      dmem[\$signature__addr$319 ][95:64] <= wb__dat_w;
   end
   reg [95:0] _7_;
   always @(posedge clk) begin
-    _7_ <= dmem[\$signature__addr$296 ];
+    _7_ <= dmem[\$signature__addr$319 ];
   end
   assign dmem_r__data = _7_;
   assign \port__data$126  = dmem[\port__addr$123 ];
   assign \port__data$91  = dmem[\port__addr$88 ];
-  reg [415:0] imem [1023:0];
+  reg [447:0] imem [1023:0];
   always @(posedge clk) begin
-    if (\$signature__en$312 [0])
-      imem[\$signature__addr$272 ][31:0] <= wb__dat_w;
-    if (\$signature__en$312 [1])
-      imem[\$signature__addr$272 ][63:32] <= wb__dat_w;
-    if (\$signature__en$312 [2])
-      imem[\$signature__addr$272 ][95:64] <= wb__dat_w;
-    if (\$signature__en$312 [3])
-      imem[\$signature__addr$272 ][127:96] <= wb__dat_w;
-    if (\$signature__en$312 [4])
-      imem[\$signature__addr$272 ][159:128] <= wb__dat_w;
-    if (\$signature__en$312 [5])
-      imem[\$signature__addr$272 ][191:160] <= wb__dat_w;
-    if (\$signature__en$312 [6])
-      imem[\$signature__addr$272 ][223:192] <= wb__dat_w;
-    if (\$signature__en$312 [7])
-      imem[\$signature__addr$272 ][255:224] <= wb__dat_w;
-    if (\$signature__en$312 [8])
-      imem[\$signature__addr$272 ][287:256] <= wb__dat_w;
-    if (\$signature__en$312 [9])
-      imem[\$signature__addr$272 ][319:288] <= wb__dat_w;
-    if (\$signature__en$312 [10])
-      imem[\$signature__addr$272 ][351:320] <= wb__dat_w;
-    if (\$signature__en$312 [11])
-      imem[\$signature__addr$272 ][383:352] <= wb__dat_w;
-    if (\$signature__en$312 [12])
-      imem[\$signature__addr$272 ][415:384] <= wb__dat_w;
+    if (\$signature__en$335 [0])
+      imem[\$signature__addr$295 ][31:0] <= wb__dat_w;
+    if (\$signature__en$335 [1])
+      imem[\$signature__addr$295 ][63:32] <= wb__dat_w;
+    if (\$signature__en$335 [2])
+      imem[\$signature__addr$295 ][95:64] <= wb__dat_w;
+    if (\$signature__en$335 [3])
+      imem[\$signature__addr$295 ][127:96] <= wb__dat_w;
+    if (\$signature__en$335 [4])
+      imem[\$signature__addr$295 ][159:128] <= wb__dat_w;
+    if (\$signature__en$335 [5])
+      imem[\$signature__addr$295 ][191:160] <= wb__dat_w;
+    if (\$signature__en$335 [6])
+      imem[\$signature__addr$295 ][223:192] <= wb__dat_w;
+    if (\$signature__en$335 [7])
+      imem[\$signature__addr$295 ][255:224] <= wb__dat_w;
+    if (\$signature__en$335 [8])
+      imem[\$signature__addr$295 ][287:256] <= wb__dat_w;
+    if (\$signature__en$335 [9])
+      imem[\$signature__addr$295 ][319:288] <= wb__dat_w;
+    if (\$signature__en$335 [10])
+      imem[\$signature__addr$295 ][351:320] <= wb__dat_w;
+    if (\$signature__en$335 [11])
+      imem[\$signature__addr$295 ][383:352] <= wb__dat_w;
+    if (\$signature__en$335 [12])
+      imem[\$signature__addr$295 ][415:384] <= wb__dat_w;
+    if (\$signature__en$335 [13])
+      imem[\$signature__addr$295 ][447:416] <= wb__dat_w;
   end
-  reg [415:0] _8_;
-  reg [415:0] _9_;
+  reg [447:0] _8_;
+  reg [447:0] _9_;
   always @(posedge clk) begin
-    _8_ <= imem[\port__addr$177 ];
-    _9_ <= imem[\$signature__addr$272 ];
+    _8_ <= imem[\port__addr$193 ];
+    _9_ <= imem[\$signature__addr$295 ];
   end
-  assign \port__data$180  = _8_;
+  assign \port__data$196  = _8_;
   assign imem_r__data = _9_;
   reg [191:0] pmem [63:0];
   always @(posedge clk) begin
-    if (\$signature__en$324 [0])
-      pmem[\$signature__addr$290 ][31:0] <= wb__dat_w;
-    if (\$signature__en$324 [1])
-      pmem[\$signature__addr$290 ][63:32] <= wb__dat_w;
-    if (\$signature__en$324 [2])
-      pmem[\$signature__addr$290 ][95:64] <= wb__dat_w;
-    if (\$signature__en$324 [3])
-      pmem[\$signature__addr$290 ][127:96] <= wb__dat_w;
-    if (\$signature__en$324 [4])
-      pmem[\$signature__addr$290 ][159:128] <= wb__dat_w;
-    if (\$signature__en$324 [5])
-      pmem[\$signature__addr$290 ][191:160] <= wb__dat_w;
+    if (\$signature__en$347 [0])
+      pmem[\$signature__addr$313 ][31:0] <= wb__dat_w;
+    if (\$signature__en$347 [1])
+      pmem[\$signature__addr$313 ][63:32] <= wb__dat_w;
+    if (\$signature__en$347 [2])
+      pmem[\$signature__addr$313 ][95:64] <= wb__dat_w;
+    if (\$signature__en$347 [3])
+      pmem[\$signature__addr$313 ][127:96] <= wb__dat_w;
+    if (\$signature__en$347 [4])
+      pmem[\$signature__addr$313 ][159:128] <= wb__dat_w;
+    if (\$signature__en$347 [5])
+      pmem[\$signature__addr$313 ][191:160] <= wb__dat_w;
   end
   reg [191:0] _10_;
   reg [191:0] _11_;
+  reg [191:0] _12_;
+  reg [191:0] _13_;
   always @(posedge clk) begin
-    _10_ <= pmem[\port__addr$127 ];
-    _11_ <= pmem[\$signature__addr$290 ];
+    _10_ <= pmem[\$signature__addr$313 ];
+    _11_ <= pmem[\port__addr$127 ];
+    _12_ <= pmem[\port__addr$133 ];
+    _13_ <= pmem[\port__addr$163 ];
   end
-  assign param_rd__data = _10_;
-  assign pmem_r__data = _11_;
+  assign pmem_r__data = _10_;
+  assign param_rd__data = _11_;
+  assign epi_rd__data = _12_;
+  assign \param_rd__data$165  = _13_;
   reg [63:0] trace [1023:0];
   always @(posedge clk) begin
     if (\$signature__en )
       trace[\$signature__addr ] <= \$signature__data ;
   end
-  reg [63:0] _12_;
+  reg [63:0] _14_;
   always @(posedge clk) begin
-    _12_ <= trace[\$signature__addr$302 ];
+    _14_ <= trace[\$signature__addr$325 ];
   end
-  assign trace_r__data = _12_;
+  assign trace_r__data = _14_;
   reg [15:0] wmem [1023:0];
   always @(posedge clk) begin
-    if (\$signature__en$318 )
-      wmem[\$signature__addr$284 ] <= wb__dat_w[15:0];
+    if (\$signature__en$341 )
+      wmem[\$signature__addr$307 ] <= wb__dat_w[15:0];
   end
   always @(posedge clk) begin
-    if (\$signature__en$416 )
-      wmem[\$signature__addr$394 [9:0]] <= axi__rdata;
+    if (\$signature__en$442 )
+      wmem[\$signature__addr$420 [9:0]] <= axi__rdata;
   end
-  reg [15:0] _13_;
-  reg [15:0] _14_;
   reg [15:0] _15_;
+  reg [15:0] _16_;
+  reg [15:0] _17_;
   always @(posedge clk) begin
-    _13_ <= wmem[\port__addr$171 ];
-    _14_ <= wmem[\$signature__addr$284 ];
-    if (\$signature__en$410 ) begin
-      _15_ <= wmem[\$signature__addr$394 [9:0]];
+    _15_ <= wmem[\port__addr$187 ];
+    _16_ <= wmem[\$signature__addr$307 ];
+    if (\$signature__en$436 ) begin
+      _17_ <= wmem[\$signature__addr$420 [9:0]];
     end
   end
-  assign macro0__mem_wdata = _13_;
-  assign wmem_r__data = _14_;
-  assign \wmem_r__data$408  = _15_;
+  assign macro0__mem_wdata = _15_;
+  assign wmem_r__data = _16_;
+  assign \wmem_r__data$434  = _17_;
   assign \$1  = \busy$53  ? \op__0__valid$55  : op__0__valid;
   assign macro0__op__valid = \busy$52  ? \op__0__valid$56  : \$1 ;
   assign \$2  = \busy$53  ? \op__0__payload$59  : op__0__payload;
@@ -3476,71 +3596,76 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   assign macro1__op__valid = \busy$52  ? \op__1__valid$95  : \$3 ;
   assign \$4  = \busy$53  ? \op__1__payload$98  : op__1__payload;
   assign macro1__op__payload = \busy$52  ? \op__1__payload$99  : \$4 ;
-  assign \$5  = \busy$135  ? act_rd__addr : a_rd__addr;
-  assign \$6  = \busy$53  ? rd__addr : \$5 ;
-  assign \$7  = \busy$134  ? old_rd__addr : \$6 ;
-  assign \port__addr$133  = \busy$52  ? args[21:10] : \$7 ;
-  assign \$11  = \busy$134  ? new_rd__addr : b_rd__addr;
-  assign \port__addr$153  = \busy$52  ? args[33:22] : \$11 ;
-  assign \$14  = \act_w__en$338  ? \act_w__addr$340  : act_w__addr;
-  assign \$15  = engines__graph__done ? args[33:22] : \$14 ;
-  assign \$16  = \act_w__en$336  ? \act_w__addr$342  : \$15 ;
-  assign \$17  = \act_w__en$335  ? \act_w__addr$343  : \$16 ;
-  assign \$18  = act_w__en ? \act_w__addr$344  : \$17 ;
-  assign amem_port__addr = \$13  ? \$signature__addr$278  : \$18 ;
-  assign \$20  = \act_w__en$338  ? \act_w__data$348  : act_w__data;
-  assign \$21  = engines__graph__done ? \act_w__data$349  : \$20 ;
-  assign \$22  = \act_w__en$336  ? { \$39 , \$38  } : \$21 ;
-  assign \$23  = \act_w__en$335  ? { \$37 , \$36  } : \$22 ;
-  assign \$24  = act_w__en ? { \$35 , \$34  } : \$23 ;
-  assign amem_port__data = \$19  ? wb__dat_w[15:0] : \$24 ;
-  assign \$25  = | { \act_w__en$355 , \act_w__en$338 , engines__graph__done, \act_w__en$336 , \act_w__en$335 , act_w__en };
-  assign amem_port__en = amem_w__en | \$25 ;
+  assign \$5  = \busy$142  ? act_rd__addr : a_rd__addr;
+  assign \$6  = \busy$141  ? \act_rd__addr$145  : \$5 ;
+  assign \$7  = \busy$53  ? rd__addr : \$6 ;
+  assign \$8  = \busy$140  ? old_rd__addr : \$7 ;
+  assign \port__addr$139  = \busy$52  ? args[21:10] : \$8 ;
+  assign \$13  = \busy$140  ? new_rd__addr : b_rd__addr;
+  assign \port__addr$169  = \busy$52  ? args[33:22] : \$13 ;
+  assign \$16  = \act_w__en$362  ? \act_w__addr$364  : act_w__addr;
+  assign \$17  = \act_w__en$361  ? \act_w__addr$365  : \$16 ;
+  assign \$18  = engines__graph__done ? args[33:22] : \$17 ;
+  assign \$19  = \act_w__en$359  ? \act_w__addr$367  : \$18 ;
+  assign \$20  = \act_w__en$358  ? \act_w__addr$368  : \$19 ;
+  assign \$21  = act_w__en ? \act_w__addr$369  : \$20 ;
+  assign amem_port__addr = \$15  ? \$signature__addr$301  : \$21 ;
+  assign \$23  = \act_w__en$362  ? \act_w__data$373  : { \$44 , \$43  };
+  assign \$24  = \act_w__en$361  ? \act_w__data$374  : \$23 ;
+  assign \$25  = engines__graph__done ? \act_w__data$375  : \$24 ;
+  assign \$26  = \act_w__en$359  ? { \$41 , \$40  } : \$25 ;
+  assign \$27  = \act_w__en$358  ? { \$39 , \$38  } : \$26 ;
+  assign \$28  = act_w__en ? \act_w__data$378  : \$27 ;
+  assign amem_port__data = \$22  ? wb__dat_w[15:0] : \$28 ;
+  assign \$29  = | { \act_w__en$381 , \act_w__en$362 , \act_w__en$361 , engines__graph__done, \act_w__en$359 , \act_w__en$358 , act_w__en };
+  assign amem_port__en = amem_w__en | \$29 ;
   \tiny_fabric.ctrl  ctrl (
     .busy(busy),
     .clk(clk),
     .dma__ready(dma__ready),
-    .dma__valid(\cmd__valid$243 ),
+    .dma__valid(\cmd__valid$266 ),
     .dma_busy(dma_busy),
     .done(done),
     .engines__ew__done(engines__ew__done),
-    .engines__ew__start(\start$204 ),
+    .engines__ew__start(\start$220 ),
     .engines__graph__done(engines__graph__done),
-    .engines__graph__start(\start$212 ),
+    .engines__graph__start(\start$228 ),
+    .engines__lrn__done(engines__lrn__done),
+    .engines__lrn__start(\start$249 ),
     .engines__mac__args(args),
     .engines__mac__done(engines__mac__done),
     .engines__mac__start(start),
     .engines__pool__done(engines__pool__done),
-    .engines__pool__start(\start$197 ),
+    .engines__pool__start(\start$213 ),
     .engines__relax__done(engines__relax__done),
-    .engines__relax__start(\start$219 ),
+    .engines__relax__start(\start$235 ),
     .engines__spmv__done(engines__spmv__done),
-    .engines__spmv__start(\start$226 ),
+    .engines__spmv__start(\start$242 ),
     .entry(\$signature__data ),
     .error(error),
     .host__report(ctrl__report),
     .host__start_pc(host__start_pc),
-    .imem_rd__addr(\port__addr$177 ),
-    .imem_rd__data(\port__data$180 [399:0]),
+    .imem_rd__addr(\port__addr$193 ),
+    .imem_rd__data(\port__data$196 [436:0]),
     .load__ready(load__ready),
     .load__valid(cmd__valid),
     .loader_busy(loader_busy),
     .macro_we(mem_we),
-    .\port$69$351 (macro0__busy),
-    .\port$70$351 (macro1__busy),
-    .\port$71$0 (\$32 ),
-    .\port$72$0 (\$33 ),
+    .\port$75$351 (macro0__busy),
+    .\port$76$351 (macro1__busy),
+    .\port$77$0 (\$36 ),
+    .\port$78$0 (\$37 ),
     .rst(rst),
     .start(host__start),
     .trace_w__addr(\$signature__addr ),
     .trace_w__en(\$signature__en )
   );
   \tiny_fabric.dma  dma (
-    .amem_r__addr(\$signature__addr$394 ),
-    .amem_r__data(\amem_r__data$396 ),
-    .amem_r__en(\$signature__en$398 ),
+    .amem_r__addr(\$signature__addr$420 ),
+    .amem_r__data(\amem_r__data$422 ),
+    .amem_r__en(\$signature__en$424 ),
     .amem_w__data(axi__rdata),
-    .amem_w__en(\$signature__en$404 ),
+    .amem_w__en(\$signature__en$430 ),
     .axi__arlen(axi__arlen),
     .axi__arready(axi__arready),
     .axi__arvalid(axi__arvalid),
@@ -3562,33 +3687,33 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
     .clk(clk),
     .cmd__ready(dma__ready),
     .error(dma_error),
-    .\port$1031$0 (\$40 ),
+    .\port$1078$0 (\$42 ),
     .rd_data(axi__wdata),
     .rst(rst),
     .w_data(args[97:0]),
-    .w_en(\cmd__valid$243 ),
-    .wmem_r__data(\wmem_r__data$408 ),
-    .wmem_r__en(\$signature__en$410 ),
-    .wmem_w__en(\$signature__en$416 )
+    .w_en(\cmd__valid$266 ),
+    .wmem_r__data(\wmem_r__data$434 ),
+    .wmem_r__en(\$signature__en$436 ),
+    .wmem_w__en(\$signature__en$442 )
   );
   \tiny_fabric.ew  ew (
     .a_rd__addr(a_rd__addr),
     .a_rd__data(src_rd__data),
-    .act_w__addr(\act_w__addr$342 ),
-    .act_w__en(\act_w__en$336 ),
+    .act_w__addr(\act_w__addr$367 ),
+    .act_w__en(\act_w__en$359 ),
     .args(args[260:0]),
     .b_rd__addr(b_rd__addr),
     .b_rd__data(dst_rd__data),
     .busy(engines__ew__busy),
     .clk(clk),
     .done(engines__ew__done),
-    .\port$859$0 (\$38 ),
-    .\port$865$0 (\$39 ),
+    .\port$906$0 (\$40 ),
+    .\port$912$0 (\$41 ),
     .rst(rst),
-    .start(\start$204 )
+    .start(\start$220 )
   );
   \tiny_fabric.graph  graph (
-    .act_w__data(\act_w__data$349 ),
+    .act_w__data(\act_w__data$375 ),
     .args(args[33:0]),
     .busy(\busy$52 ),
     .clk(clk),
@@ -3606,10 +3731,10 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
     .res_valid__1(res_valid__1),
     .rst(rst),
     .src_rd__data(src_rd__data),
-    .start(\start$212 )
+    .start(\start$228 )
   );
   \tiny_fabric.host  host (
-    .amem_r__addr(\$signature__addr$278 ),
+    .amem_r__addr(\$signature__addr$301 ),
     .amem_r__data(amem_r__data),
     .amem_w__en(amem_w__en),
     .clk(clk),
@@ -3617,17 +3742,17 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
     .ctrl__start(host__start),
     .ctrl__start_pc(host__start_pc),
     .dat(wb__dat_r),
-    .dmem_r__addr(\$signature__addr$296 ),
+    .dmem_r__addr(\$signature__addr$319 ),
     .dmem_r__data(dmem_r__data),
-    .dmem_w__en(\$signature__en$330 ),
-    .imem_r__addr(\$signature__addr$272 ),
+    .dmem_w__en(\$signature__en$353 ),
+    .imem_r__addr(\$signature__addr$295 ),
     .imem_r__data(imem_r__data),
-    .imem_w__en(\$signature__en$312 ),
-    .pmem_r__addr(\$signature__addr$290 ),
+    .imem_w__en(\$signature__en$335 ),
+    .pmem_r__addr(\$signature__addr$313 ),
     .pmem_r__data(pmem_r__data),
-    .pmem_w__en(\$signature__en$324 ),
+    .pmem_w__en(\$signature__en$347 ),
     .rst(rst),
-    .trace_r__addr(\$signature__addr$302 ),
+    .trace_r__addr(\$signature__addr$325 ),
     .trace_r__data(trace_r__data),
     .wb__ack(wb__ack),
     .wb__adr(wb__adr),
@@ -3636,9 +3761,9 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
     .wb__sel(wb__sel),
     .wb__stb(wb__stb),
     .wb__we(wb__we),
-    .wmem_r__addr(\$signature__addr$284 ),
+    .wmem_r__addr(\$signature__addr$307 ),
     .wmem_r__data(wmem_r__data),
-    .wmem_w__en(\$signature__en$318 )
+    .wmem_w__en(\$signature__en$341 )
   );
   \tiny_fabric.loader  loader (
     .busy(loader_busy),
@@ -3651,7 +3776,23 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
     .rst(rst),
     .w_data(args[31:0]),
     .w_en(cmd__valid),
-    .w_rd__addr(\port__addr$171 )
+    .w_rd__addr(\port__addr$187 )
+  );
+  \tiny_fabric.lrn  lrn (
+    .act_rd__addr(\act_rd__addr$145 ),
+    .act_rd__data(src_rd__data),
+    .act_w__addr(act_w__addr),
+    .act_w__en(\act_w__en$381 ),
+    .args(args[122:0]),
+    .busy(\busy$141 ),
+    .clk(clk),
+    .done(engines__lrn__done),
+    .param_rd__addr(\port__addr$163 ),
+    .param_rd__data(\param_rd__data$165 ),
+    .\port$1822$0 (\$43 ),
+    .\port$1824$0 (\$44 ),
+    .rst(rst),
+    .start(\start$249 )
   );
   \tiny_fabric.mac  mac (
     .act_rd__0__addr(port__addr),
@@ -3660,7 +3801,8 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
     .act_rd__1__en(\port__en$121 ),
     .act_rd__data(act_rd__0__data),
     .\act_rd__data$15 (act_rd__1__data),
-    .act_w__addr(\act_w__addr$344 ),
+    .act_w__addr(\act_w__addr$369 ),
+    .act_w__data(\act_w__data$378 ),
     .act_w__en(act_w__en),
     .args(args),
     .busy(engines__mac__busy),
@@ -3669,6 +3811,8 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
     .desc_rd__1__addr(\port__addr$123 ),
     .desc_rd__data(\port__data$91 [73:0]),
     .\desc_rd__data$21 (\port__data$126 [73:0]),
+    .epi_rd__addr(\port__addr$133 ),
+    .epi_rd__data(epi_rd__data),
     .finished(engines__mac__done),
     .op__0__payload(op__0__payload),
     .op__0__ready(op__0__ready),
@@ -3678,10 +3822,8 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
     .op__1__valid(op__1__valid),
     .param_rd__addr(\port__addr$127 ),
     .param_rd__data(param_rd__data),
-    .\port$190$0 (\$34 ),
-    .\port$195$0 (\$35 ),
-    .\port$71$0 (\$32 ),
-    .\port$72$0 (\$33 ),
+    .\port$77$0 (\$36 ),
+    .\port$78$0 (\$37 ),
     .res_valid__0(res_valid__0),
     .res_valid__1(res_valid__1),
     .res_y__0(res_y__0),
@@ -3693,7 +3835,7 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
     .busy(macro0__busy),
     .clk(clk),
     .mem_page(macro0__mem_page),
-    .mem_rdata(\$26 ),
+    .mem_rdata(\$30 ),
     .mem_re(1'h0),
     .mem_row(macro0__mem_row),
     .mem_wdata(macro0__mem_wdata),
@@ -3701,8 +3843,8 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
     .op__payload(macro0__op__payload),
     .op__ready(op__0__ready),
     .op__valid(macro0__op__valid),
-    .res_bits(\$27 ),
-    .res_pop(\$28 ),
+    .res_bits(\$31 ),
+    .res_pop(\$32 ),
     .res_total(res_total__0),
     .res_valid(res_valid__0),
     .res_y(res_y__0),
@@ -3712,7 +3854,7 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
     .busy(macro1__busy),
     .clk(clk),
     .mem_page(macro0__mem_page),
-    .mem_rdata(\$29 ),
+    .mem_rdata(\$33 ),
     .mem_re(1'h0),
     .mem_row(macro0__mem_row),
     .mem_wdata(macro0__mem_wdata),
@@ -3720,8 +3862,8 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
     .op__payload(macro1__op__payload),
     .op__ready(op__1__ready),
     .op__valid(macro1__op__valid),
-    .res_bits(\$30 ),
-    .res_pop(\$31 ),
+    .res_bits(\$34 ),
+    .res_pop(\$35 ),
     .res_total(res_total__1),
     .res_valid(res_valid__1),
     .res_y(res_y__1),
@@ -3730,25 +3872,25 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   \tiny_fabric.pool  pool (
     .act_rd__addr(act_rd__addr),
     .act_rd__data(src_rd__data),
-    .act_w__addr(\act_w__addr$343 ),
-    .act_w__en(\act_w__en$335 ),
+    .act_w__addr(\act_w__addr$368 ),
+    .act_w__en(\act_w__en$358 ),
     .args(args[191:0]),
-    .busy(\busy$135 ),
+    .busy(\busy$142 ),
     .clk(clk),
     .done(engines__pool__done),
-    .\port$775$0 (\$36 ),
-    .\port$776$0 (\$37 ),
+    .\port$822$0 (\$38 ),
+    .\port$823$0 (\$39 ),
     .rst(rst),
-    .start(\start$197 )
+    .start(\start$213 )
   );
   \tiny_fabric.relax  relax (
-    .act_w__addr(\act_w__addr$340 ),
-    .act_w__data(\act_w__data$348 ),
-    .act_w__en(\act_w__en$338 ),
-    .arc_rd__addr(\port__addr$165 ),
+    .act_w__addr(\act_w__addr$365 ),
+    .act_w__data(\act_w__data$374 ),
+    .act_w__en(\act_w__en$361 ),
+    .arc_rd__addr(\port__addr$181 ),
     .arc_rd__data(arc_rd__data),
     .args(args[48:0]),
-    .busy(\busy$134 ),
+    .busy(\busy$140 ),
     .clk(clk),
     .finish(engines__relax__done),
     .new_rd__addr(new_rd__addr),
@@ -3756,12 +3898,12 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
     .old_rd__addr(old_rd__addr),
     .old_rd__data(src_rd__data),
     .rst(rst),
-    .start(\start$219 )
+    .start(\start$235 )
   );
   \tiny_fabric.spmv  spmv (
-    .act_w__addr(act_w__addr),
-    .act_w__data(act_w__data),
-    .act_w__en(\act_w__en$355 ),
+    .act_w__addr(\act_w__addr$364 ),
+    .act_w__data(\act_w__data$373 ),
+    .act_w__en(\act_w__en$362 ),
     .args(args[36:0]),
     .busy(\busy$53 ),
     .clk(clk),
@@ -3779,7 +3921,7 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
     .res_y__0(res_y__0),
     .res_y__1(res_y__1),
     .rst(rst),
-    .start(\start$226 )
+    .start(\start$242 )
   );
   assign macro0__op__ready = op__0__ready;
   assign \op__0__ready$63  = op__0__ready;
@@ -3821,205 +3963,220 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   assign \port__data$130  = param_rd__data;
   assign \port__en$131  = 1'h1;
   assign param_rd__en = 1'h1;
+  assign epi_rd__addr = \port__addr$133 ;
+  assign \port__data$136  = epi_rd__data;
+  assign \port__en$137  = 1'h1;
+  assign epi_rd__en = 1'h1;
   assign src_rd__addr = args[21:10];
   assign a_rd__en = 1'h1;
   assign act_rd__en = 1'h1;
+  assign \act_rd__en$152  = 1'h1;
   assign rd__en = 1'h1;
   assign old_rd__en = 1'h1;
   assign src_rd__en = 1'h1;
-  assign \port__data$148  = src_rd__data;
+  assign \port__data$157  = src_rd__data;
   assign old_rd__data = src_rd__data;
   assign rd__data = src_rd__data;
   assign act_rd__data = src_rd__data;
+  assign \act_rd__data$161  = src_rd__data;
   assign a_rd__data = src_rd__data;
+  assign \param_rd__addr$164  = \port__addr$163 ;
+  assign \port__data$166  = \param_rd__data$165 ;
+  assign \port__en$167  = 1'h1;
+  assign \param_rd__en$168  = 1'h1;
   assign dst_rd__addr = args[33:22];
   assign b_rd__en = 1'h1;
   assign new_rd__en = 1'h1;
   assign dst_rd__en = 1'h1;
-  assign \port__data$162  = dst_rd__data;
+  assign \port__data$178  = dst_rd__data;
   assign new_rd__data = dst_rd__data;
   assign b_rd__data = dst_rd__data;
-  assign arc_rd__addr = \port__addr$165 ;
-  assign \port__data$168  = arc_rd__data;
-  assign \port__en$169  = 1'h1;
+  assign arc_rd__addr = \port__addr$181 ;
+  assign \port__data$184  = arc_rd__data;
+  assign \port__en$185  = 1'h1;
   assign arc_rd__en = 1'h1;
-  assign w_rd__addr = \port__addr$171 ;
+  assign w_rd__addr = \port__addr$187 ;
   assign w_rd__data = macro0__mem_wdata;
-  assign \port__data$174  = macro0__mem_wdata;
-  assign \port__en$175  = 1'h1;
+  assign \port__data$190  = macro0__mem_wdata;
+  assign \port__en$191  = 1'h1;
   assign w_rd__en = 1'h1;
-  assign imem_rd__addr = \port__addr$177 ;
-  assign imem_rd__data = \port__data$180 [399:0];
-  assign \port__en$181  = 1'h1;
+  assign imem_rd__addr = \port__addr$193 ;
+  assign imem_rd__data = \port__data$196 [436:0];
+  assign \port__en$197  = 1'h1;
   assign imem_rd__en = 1'h1;
   assign trace_w__addr = \$signature__addr ;
   assign trace_w__data = \$signature__data ;
   assign trace_w__en = \$signature__en ;
   assign engines__mac__start = start;
   assign engines__mac__args = args;
-  assign \busy$194  = engines__mac__busy;
-  assign \done$196  = engines__mac__done;
-  assign engines__pool__start = \start$197 ;
-  assign \args$199  = args[191:0];
+  assign \busy$210  = engines__mac__busy;
+  assign \done$212  = engines__mac__done;
+  assign engines__pool__start = \start$213 ;
+  assign \args$215  = args[191:0];
   assign engines__pool__args = args[191:0];
-  assign engines__pool__busy = \busy$135 ;
-  assign \done$203  = engines__pool__done;
-  assign engines__ew__start = \start$204 ;
-  assign \args$206  = args[260:0];
+  assign engines__pool__busy = \busy$142 ;
+  assign \done$219  = engines__pool__done;
+  assign engines__ew__start = \start$220 ;
+  assign \args$222  = args[260:0];
   assign engines__ew__args = args[260:0];
-  assign \busy$209  = engines__ew__busy;
-  assign \done$211  = engines__ew__done;
-  assign engines__graph__start = \start$212 ;
-  assign \args$214  = args[33:0];
+  assign \busy$225  = engines__ew__busy;
+  assign \done$227  = engines__ew__done;
+  assign engines__graph__start = \start$228 ;
+  assign \args$230  = args[33:0];
   assign engines__graph__args = args[33:0];
   assign engines__graph__busy = \busy$52 ;
-  assign \done$218  = engines__graph__done;
-  assign engines__relax__start = \start$219 ;
-  assign \args$221  = args[48:0];
+  assign \done$234  = engines__graph__done;
+  assign engines__relax__start = \start$235 ;
+  assign \args$237  = args[48:0];
   assign engines__relax__args = args[48:0];
-  assign engines__relax__busy = \busy$134 ;
-  assign \done$225  = engines__relax__done;
-  assign engines__spmv__start = \start$226 ;
-  assign \args$228  = args[36:0];
+  assign engines__relax__busy = \busy$140 ;
+  assign \done$241  = engines__relax__done;
+  assign engines__spmv__start = \start$242 ;
+  assign \args$244  = args[36:0];
   assign engines__spmv__args = args[36:0];
   assign engines__spmv__busy = \busy$53 ;
-  assign \done$232  = engines__spmv__done;
+  assign \done$248  = engines__spmv__done;
+  assign engines__lrn__start = \start$249 ;
+  assign \args$251  = args[122:0];
+  assign engines__lrn__args = args[122:0];
+  assign engines__lrn__busy = \busy$141 ;
+  assign \done$255  = engines__lrn__done;
   assign cmd__payload = args[31:0];
   assign load__payload = args[31:0];
   assign cmd__ready = load__ready;
   assign load__valid = cmd__valid;
-  assign \cmd__payload$239  = args[97:0];
+  assign \cmd__payload$262  = args[97:0];
   assign dma__payload = args[97:0];
-  assign \cmd__ready$242  = dma__ready;
-  assign dma__valid = \cmd__valid$243 ;
-  assign \busy$246  = dma_busy;
-  assign \busy$248  = loader_busy;
+  assign \cmd__ready$265  = dma__ready;
+  assign dma__valid = \cmd__valid$266 ;
+  assign \busy$269  = dma_busy;
+  assign \busy$271  = loader_busy;
   assign macro_we = mem_we;
-  assign unit_en = { \$33 , \$32  };
-  assign \unit_en$251  = { \$33 , \$32  };
+  assign unit_en = { \$37 , \$36  };
+  assign \unit_en$274  = { \$37 , \$36  };
   assign macro_busy = { macro1__busy, macro0__busy };
   assign host__report = ctrl__report;
   assign ctrl__start = host__start;
   assign ctrl__start_pc = host__start_pc;
-  assign \busy$261  = busy;
-  assign \done$262  = done;
-  assign \error$263  = error;
-  assign \wb__ack$264  = wb__ack;
-  assign \wb__adr$265  = wb__adr;
-  assign \wb__cyc$266  = wb__cyc;
-  assign \wb__dat_r$267  = wb__dat_r;
-  assign \wb__dat_w$268  = wb__dat_w;
-  assign \wb__sel$269  = wb__sel;
-  assign \wb__stb$270  = wb__stb;
-  assign \wb__we$271  = wb__we;
-  assign imem_r__addr = \$signature__addr$272 ;
-  assign \$signature__data$275  = imem_r__data;
-  assign \$signature__en$276  = 1'h1;
+  assign \busy$284  = busy;
+  assign \done$285  = done;
+  assign \error$286  = error;
+  assign \wb__ack$287  = wb__ack;
+  assign \wb__adr$288  = wb__adr;
+  assign \wb__cyc$289  = wb__cyc;
+  assign \wb__dat_r$290  = wb__dat_r;
+  assign \wb__dat_w$291  = wb__dat_w;
+  assign \wb__sel$292  = wb__sel;
+  assign \wb__stb$293  = wb__stb;
+  assign \wb__we$294  = wb__we;
+  assign imem_r__addr = \$signature__addr$295 ;
+  assign \$signature__data$298  = imem_r__data;
+  assign \$signature__en$299  = 1'h1;
   assign imem_r__en = 1'h1;
-  assign amem_r__addr = \$signature__addr$278 ;
-  assign \$signature__data$281  = amem_r__data;
-  assign \$signature__en$282  = 1'h1;
+  assign amem_r__addr = \$signature__addr$301 ;
+  assign \$signature__data$304  = amem_r__data;
+  assign \$signature__en$305  = 1'h1;
   assign amem_r__en = 1'h1;
-  assign wmem_r__addr = \$signature__addr$284 ;
-  assign \$signature__data$287  = wmem_r__data;
-  assign \$signature__en$288  = 1'h1;
+  assign wmem_r__addr = \$signature__addr$307 ;
+  assign \$signature__data$310  = wmem_r__data;
+  assign \$signature__en$311  = 1'h1;
   assign wmem_r__en = 1'h1;
-  assign pmem_r__addr = \$signature__addr$290 ;
-  assign \$signature__data$293  = pmem_r__data;
-  assign \$signature__en$294  = 1'h1;
+  assign pmem_r__addr = \$signature__addr$313 ;
+  assign \$signature__data$316  = pmem_r__data;
+  assign \$signature__en$317  = 1'h1;
   assign pmem_r__en = 1'h1;
-  assign dmem_r__addr = \$signature__addr$296 ;
-  assign \$signature__data$299  = dmem_r__data;
-  assign \$signature__en$300  = 1'h1;
+  assign dmem_r__addr = \$signature__addr$319 ;
+  assign \$signature__data$322  = dmem_r__data;
+  assign \$signature__en$323  = 1'h1;
   assign dmem_r__en = 1'h1;
-  assign trace_r__addr = \$signature__addr$302 ;
-  assign \$signature__data$305  = trace_r__data;
-  assign \$signature__en$306  = 1'h1;
+  assign trace_r__addr = \$signature__addr$325 ;
+  assign \$signature__data$328  = trace_r__data;
+  assign \$signature__en$329  = 1'h1;
   assign trace_r__en = 1'h1;
-  assign \$signature__addr$308  = \$signature__addr$272 ;
-  assign imem_w__addr = \$signature__addr$272 ;
-  assign \$signature__data$310  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
-  assign imem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
-  assign imem_w__en = \$signature__en$312 ;
-  assign \$signature__addr$314  = \$signature__addr$284 ;
-  assign wmem_w__addr = \$signature__addr$284 ;
-  assign \$signature__data$316  = wb__dat_w[15:0];
+  assign \$signature__addr$331  = \$signature__addr$295 ;
+  assign imem_w__addr = \$signature__addr$295 ;
+  assign \$signature__data$333  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
+  assign imem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
+  assign imem_w__en = \$signature__en$335 ;
+  assign \$signature__addr$337  = \$signature__addr$307 ;
+  assign wmem_w__addr = \$signature__addr$307 ;
+  assign \$signature__data$339  = wb__dat_w[15:0];
   assign wmem_w__data = wb__dat_w[15:0];
-  assign wmem_w__en = \$signature__en$318 ;
-  assign \$signature__addr$320  = \$signature__addr$290 ;
-  assign pmem_w__addr = \$signature__addr$290 ;
-  assign \$signature__data$322  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
+  assign wmem_w__en = \$signature__en$341 ;
+  assign \$signature__addr$343  = \$signature__addr$313 ;
+  assign pmem_w__addr = \$signature__addr$313 ;
+  assign \$signature__data$345  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
   assign pmem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
-  assign pmem_w__en = \$signature__en$324 ;
-  assign \$signature__addr$326  = \$signature__addr$296 ;
-  assign dmem_w__addr = \$signature__addr$296 ;
-  assign \$signature__data$328  = { wb__dat_w, wb__dat_w, wb__dat_w };
+  assign pmem_w__en = \$signature__en$347 ;
+  assign \$signature__addr$349  = \$signature__addr$319 ;
+  assign dmem_w__addr = \$signature__addr$319 ;
+  assign \$signature__data$351  = { wb__dat_w, wb__dat_w, wb__dat_w };
   assign dmem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w };
-  assign dmem_w__en = \$signature__en$330 ;
-  assign \act_w__en$337  = engines__graph__done;
-  assign \act_w__addr$341  = args[33:22];
-  assign amem_w__addr = \$signature__addr$278 ;
-  assign \act_w__data$350  = { \$39 , \$38  };
-  assign \act_w__data$351  = { \$37 , \$36  };
-  assign \act_w__data$352  = { \$35 , \$34  };
+  assign dmem_w__en = \$signature__en$353 ;
+  assign \act_w__en$360  = engines__graph__done;
+  assign \act_w__addr$366  = args[33:22];
+  assign amem_w__addr = \$signature__addr$301 ;
+  assign act_w__data = { \$44 , \$43  };
+  assign \act_w__data$376  = { \$41 , \$40  };
+  assign \act_w__data$377  = { \$39 , \$38  };
   assign amem_w__data = wb__dat_w[15:0];
-  assign \axi__araddr$356  = { 11'h000, \$40  };
-  assign \axi__arburst$357  = 2'h1;
-  assign \axi__arcache$358  = 4'h3;
-  assign \axi__arid$359  = 1'h0;
-  assign \axi__arlen$360  = axi__arlen;
-  assign \axi__arlock$361  = 1'h0;
-  assign \axi__arprot$362  = 3'h0;
-  assign \axi__arqos$363  = 4'h0;
-  assign \axi__arready$364  = axi__arready;
-  assign \axi__arsize$365  = 3'h1;
-  assign \axi__arvalid$366  = axi__arvalid;
-  assign \axi__awaddr$367  = { 11'h000, \$40  };
-  assign \axi__awburst$368  = 2'h1;
-  assign \axi__awcache$369  = 4'h3;
-  assign \axi__awid$370  = 1'h0;
-  assign \axi__awlen$371  = axi__awlen;
-  assign \axi__awlock$372  = 1'h0;
-  assign \axi__awprot$373  = 3'h0;
-  assign \axi__awqos$374  = 4'h0;
-  assign \axi__awready$375  = axi__awready;
-  assign \axi__awsize$376  = 3'h1;
-  assign \axi__awvalid$377  = axi__awvalid;
-  assign \axi__bid$378  = axi__bid;
-  assign \axi__bready$379  = axi__bready;
-  assign \axi__bresp$380  = axi__bresp;
-  assign \axi__bvalid$381  = axi__bvalid;
-  assign \axi__rdata$382  = axi__rdata;
-  assign \axi__rid$383  = axi__rid;
-  assign \axi__rlast$384  = axi__rlast;
-  assign \axi__rready$385  = axi__rready;
-  assign \axi__rresp$386  = axi__rresp;
-  assign \axi__rvalid$387  = axi__rvalid;
-  assign \axi__wdata$388  = axi__wdata;
-  assign \axi__wlast$389  = axi__wlast;
-  assign \axi__wready$390  = axi__wready;
-  assign \axi__wstrb$391  = 2'h3;
-  assign \axi__wvalid$392  = axi__wvalid;
-  assign \error$393  = dma_error;
-  assign \amem_r__addr$395  = \$signature__addr$394 ;
-  assign \$signature__data$397  = \amem_r__data$396 ;
-  assign \amem_r__en$399  = \$signature__en$398 ;
-  assign \$signature__addr$400  = \$signature__addr$394 ;
-  assign \amem_w__addr$401  = \$signature__addr$394 ;
-  assign \$signature__data$402  = axi__rdata;
-  assign \amem_w__data$403  = axi__rdata;
-  assign \amem_w__en$405  = \$signature__en$404 ;
-  assign \$signature__addr$406  = \$signature__addr$394 [9:0];
-  assign \wmem_r__addr$407  = \$signature__addr$394 [9:0];
-  assign \$signature__data$409  = \wmem_r__data$408 ;
-  assign \wmem_r__en$411  = \$signature__en$410 ;
-  assign \$signature__addr$412  = \$signature__addr$394 [9:0];
-  assign \wmem_w__addr$413  = \$signature__addr$394 [9:0];
-  assign \$signature__data$414  = axi__rdata;
-  assign \wmem_w__data$415  = axi__rdata;
-  assign \wmem_w__en$417  = \$signature__en$416 ;
+  assign \axi__araddr$382  = { 11'h000, \$42  };
+  assign \axi__arburst$383  = 2'h1;
+  assign \axi__arcache$384  = 4'h3;
+  assign \axi__arid$385  = 1'h0;
+  assign \axi__arlen$386  = axi__arlen;
+  assign \axi__arlock$387  = 1'h0;
+  assign \axi__arprot$388  = 3'h0;
+  assign \axi__arqos$389  = 4'h0;
+  assign \axi__arready$390  = axi__arready;
+  assign \axi__arsize$391  = 3'h1;
+  assign \axi__arvalid$392  = axi__arvalid;
+  assign \axi__awaddr$393  = { 11'h000, \$42  };
+  assign \axi__awburst$394  = 2'h1;
+  assign \axi__awcache$395  = 4'h3;
+  assign \axi__awid$396  = 1'h0;
+  assign \axi__awlen$397  = axi__awlen;
+  assign \axi__awlock$398  = 1'h0;
+  assign \axi__awprot$399  = 3'h0;
+  assign \axi__awqos$400  = 4'h0;
+  assign \axi__awready$401  = axi__awready;
+  assign \axi__awsize$402  = 3'h1;
+  assign \axi__awvalid$403  = axi__awvalid;
+  assign \axi__bid$404  = axi__bid;
+  assign \axi__bready$405  = axi__bready;
+  assign \axi__bresp$406  = axi__bresp;
+  assign \axi__bvalid$407  = axi__bvalid;
+  assign \axi__rdata$408  = axi__rdata;
+  assign \axi__rid$409  = axi__rid;
+  assign \axi__rlast$410  = axi__rlast;
+  assign \axi__rready$411  = axi__rready;
+  assign \axi__rresp$412  = axi__rresp;
+  assign \axi__rvalid$413  = axi__rvalid;
+  assign \axi__wdata$414  = axi__wdata;
+  assign \axi__wlast$415  = axi__wlast;
+  assign \axi__wready$416  = axi__wready;
+  assign \axi__wstrb$417  = 2'h3;
+  assign \axi__wvalid$418  = axi__wvalid;
+  assign \error$419  = dma_error;
+  assign \amem_r__addr$421  = \$signature__addr$420 ;
+  assign \$signature__data$423  = \amem_r__data$422 ;
+  assign \amem_r__en$425  = \$signature__en$424 ;
+  assign \$signature__addr$426  = \$signature__addr$420 ;
+  assign \amem_w__addr$427  = \$signature__addr$420 ;
+  assign \$signature__data$428  = axi__rdata;
+  assign \amem_w__data$429  = axi__rdata;
+  assign \amem_w__en$431  = \$signature__en$430 ;
+  assign \$signature__addr$432  = \$signature__addr$420 [9:0];
+  assign \wmem_r__addr$433  = \$signature__addr$420 [9:0];
+  assign \$signature__data$435  = \wmem_r__data$434 ;
+  assign \wmem_r__en$437  = \$signature__en$436 ;
+  assign \$signature__addr$438  = \$signature__addr$420 [9:0];
+  assign \wmem_w__addr$439  = \$signature__addr$420 [9:0];
+  assign \$signature__data$440  = axi__rdata;
+  assign \wmem_w__data$441  = axi__rdata;
+  assign \wmem_w__en$443  = \$signature__en$442 ;
   assign axi__awid = 1'h0;
-  assign axi__awaddr = { 11'h000, \$40  };
+  assign axi__awaddr = { 11'h000, \$42  };
   assign axi__awsize = 3'h1;
   assign axi__awburst = 2'h1;
   assign axi__awlock = 1'h0;
@@ -4028,7 +4185,7 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   assign axi__awqos = 4'h0;
   assign axi__wstrb = 2'h3;
   assign axi__arid = 1'h0;
-  assign axi__araddr = { 11'h000, \$40  };
+  assign axi__araddr = { 11'h000, \$42  };
   assign axi__arsize = 3'h1;
   assign axi__arburst = 2'h1;
   assign axi__arlock = 1'h0;
@@ -4301,147 +4458,190 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   assign \param_rd__data[0].bias  = param_rd__data[31:0];
   assign \param_rd__data[0].mult  = param_rd__data[63:32];
   assign \param_rd__data[0].shift  = param_rd__data[71:64];
-  assign \param_rd__data[0]._pad  = param_rd__data[95:72];
+  assign \param_rd__data[0].w  = param_rd__data[79:72];
+  assign \param_rd__data[0]._pad  = param_rd__data[95:80];
   assign \param_rd__data[1]  = param_rd__data[191:96];
   assign \param_rd__data[1].bias  = param_rd__data[127:96];
   assign \param_rd__data[1].mult  = param_rd__data[159:128];
   assign \param_rd__data[1].shift  = param_rd__data[167:160];
-  assign \param_rd__data[1]._pad  = param_rd__data[191:168];
-  assign \imem_rd__data.op  = \port__data$180 [3:0];
-  assign \imem_rd__data.args  = \port__data$180 [399:4];
-  assign \imem_rd__data.args.load  = \port__data$180 [35:4];
-  assign \imem_rd__data.args.load.src  = \port__data$180 [13:4];
-  assign \imem_rd__data.args.load.count  = \port__data$180 [29:14];
-  assign \imem_rd__data.args.load.mask  = \port__data$180 [31:30];
-  assign \imem_rd__data.args.load.page  = \port__data$180 [32];
-  assign \imem_rd__data.args.load.row0  = \port__data$180 [35:33];
-  assign \imem_rd__data.args.mac  = \port__data$180 [399:4];
-  assign \imem_rd__data.args.mac.in_h  = \port__data$180 [12:4];
-  assign \imem_rd__data.args.mac.in_w  = \port__data$180 [21:13];
-  assign \imem_rd__data.args.mac.in_cw  = \port__data$180 [30:22];
-  assign \imem_rd__data.args.mac.cin  = \port__data$180 [42:31];
-  assign \imem_rd__data.args.mac.kh  = \port__data$180 [51:43];
-  assign \imem_rd__data.args.mac.kw  = \port__data$180 [60:52];
-  assign \imem_rd__data.args.mac.dh  = \port__data$180 [64:61];
-  assign \imem_rd__data.args.mac.dw  = \port__data$180 [68:65];
-  assign \imem_rd__data.args.mac.sh  = \port__data$180 [72:69];
-  assign \imem_rd__data.args.mac.sw  = \port__data$180 [76:73];
-  assign \imem_rd__data.args.mac.pt  = \port__data$180 [80:77];
-  assign \imem_rd__data.args.mac.pl  = \port__data$180 [84:81];
-  assign \imem_rd__data.args.mac.ow  = \port__data$180 [93:85];
-  assign \imem_rd__data.args.mac.oh  = \port__data$180 [102:94];
-  assign \imem_rd__data.args.mac.npos  = \port__data$180 [118:103];
-  assign \imem_rd__data.args.mac.pos0  = \port__data$180 [132:119];
-  assign \imem_rd__data.args.mac.kx_inc  = \port__data$180 [146:133];
-  assign \imem_rd__data.args.mac.ky_inc  = \port__data$180 [160:147];
-  assign \imem_rd__data.args.mac.pos_ux  = \port__data$180 [174:161];
-  assign \imem_rd__data.args.mac.pos_wrap  = \port__data$180 [188:175];
-  assign \imem_rd__data.args.mac.pos_bstep  = \port__data$180 [202:189];
-  assign \imem_rd__data.args.mac.bq  = \port__data$180 [211:203];
-  assign \imem_rd__data.args.mac.br  = \port__data$180 [220:212];
-  assign \imem_rd__data.args.mac.img_delta  = \port__data$180 [234:221];
-  assign \imem_rd__data.args.mac.img_bstep  = \port__data$180 [248:235];
-  assign \imem_rd__data.args.mac.desc_base  = \port__data$180 [254:249];
-  assign \imem_rd__data.args.mac.kt  = \port__data$180 [263:255];
-  assign \imem_rd__data.args.mac.nt  = \port__data$180 [272:264];
-  assign \imem_rd__data.args.mac.kr  = \port__data$180 [281:273];
-  assign \imem_rd__data.args.mac.nr  = \port__data$180 [290:282];
-  assign \imem_rd__data.args.mac.b  = \port__data$180 [297:291];
-  assign \imem_rd__data.args.mac.ki  = \port__data$180 [304:298];
-  assign \imem_rd__data.args.mac.no  = \port__data$180 [311:305];
-  assign \imem_rd__data.args.mac.groups  = \port__data$180 [319:312];
-  assign \imem_rd__data.args.mac.role_base  = \port__data$180 [325:320];
-  assign \imem_rd__data.args.mac.page_base  = \port__data$180 [326];
-  assign \imem_rd__data.args.mac.out_base  = \port__data$180 [338:327];
-  assign \imem_rd__data.args.mac.out_cw  = \port__data$180 [347:339];
-  assign \imem_rd__data.args.mac.param_base  = \port__data$180 [353:348];
-  assign \imem_rd__data.args.mac.zp_in  = \port__data$180 [361:354];
-  assign \imem_rd__data.args.mac.zp_out  = \port__data$180 [371:362];
-  assign \imem_rd__data.args.mac.act_min  = \port__data$180 [381:372];
-  assign \imem_rd__data.args.mac.act_max  = \port__data$180 [391:382];
-  assign \imem_rd__data.args.mac.ab_m1  = \port__data$180 [394:392];
-  assign \imem_rd__data.args.mac.wb_log2  = \port__data$180 [396:395];
-  assign \imem_rd__data.args.mac.x_signed  = \port__data$180 [397];
-  assign \imem_rd__data.args.mac.w_signed  = \port__data$180 [398];
-  assign \imem_rd__data.args.mac.rowpack  = \port__data$180 [399];
-  assign \imem_rd__data.args.pool  = \port__data$180 [195:4];
-  assign \imem_rd__data.args.pool.mode  = \port__data$180 [4];
-  assign \imem_rd__data.args.pool.x_signed  = \port__data$180 [5];
-  assign \imem_rd__data.args.pool.in_base  = \port__data$180 [17:6];
-  assign \imem_rd__data.args.pool.in_h  = \port__data$180 [26:18];
-  assign \imem_rd__data.args.pool.in_w  = \port__data$180 [35:27];
-  assign \imem_rd__data.args.pool.cw  = \port__data$180 [44:36];
-  assign \imem_rd__data.args.pool.kh  = \port__data$180 [53:45];
-  assign \imem_rd__data.args.pool.kw  = \port__data$180 [62:54];
-  assign \imem_rd__data.args.pool.sh  = \port__data$180 [66:63];
-  assign \imem_rd__data.args.pool.sw  = \port__data$180 [70:67];
-  assign \imem_rd__data.args.pool.dh  = \port__data$180 [74:71];
-  assign \imem_rd__data.args.pool.dw  = \port__data$180 [78:75];
-  assign \imem_rd__data.args.pool.pt  = \port__data$180 [82:79];
-  assign \imem_rd__data.args.pool.pl  = \port__data$180 [86:83];
-  assign \imem_rd__data.args.pool.oh  = \port__data$180 [95:87];
-  assign \imem_rd__data.args.pool.ow  = \port__data$180 [104:96];
-  assign \imem_rd__data.args.pool.out_base  = \port__data$180 [116:105];
-  assign \imem_rd__data.args.pool.zp_in  = \port__data$180 [126:117];
-  assign \imem_rd__data.args.pool.mult  = \port__data$180 [158:127];
-  assign \imem_rd__data.args.pool.shift  = \port__data$180 [164:159];
-  assign \imem_rd__data.args.pool.zp_out  = \port__data$180 [174:165];
-  assign \imem_rd__data.args.pool.act_min  = \port__data$180 [184:175];
-  assign \imem_rd__data.args.pool.act_max  = \port__data$180 [194:185];
-  assign \imem_rd__data.args.pool.round_even  = \port__data$180 [195];
-  assign \imem_rd__data.args.ew  = \port__data$180 [264:4];
-  assign \imem_rd__data.args.ew.a_base  = \port__data$180 [15:4];
-  assign \imem_rd__data.args.ew.b_base  = \port__data$180 [27:16];
-  assign \imem_rd__data.args.ew.out_base  = \port__data$180 [39:28];
-  assign \imem_rd__data.args.ew.npos  = \port__data$180 [55:40];
-  assign \imem_rd__data.args.ew.cw  = \port__data$180 [64:56];
-  assign \imem_rd__data.args.ew.a_stride  = \port__data$180 [73:65];
-  assign \imem_rd__data.args.ew.b_stride  = \port__data$180 [82:74];
-  assign \imem_rd__data.args.ew.out_stride  = \port__data$180 [91:83];
-  assign \imem_rd__data.args.ew.x_signed  = \port__data$180 [92];
-  assign \imem_rd__data.args.ew.has_b  = \port__data$180 [93];
-  assign \imem_rd__data.args.ew.rq_in  = \port__data$180 [94];
-  assign \imem_rd__data.args.ew.rq_out  = \port__data$180 [95];
-  assign \imem_rd__data.args.ew.ls  = \port__data$180 [100:96];
-  assign \imem_rd__data.args.ew.zp_a  = \port__data$180 [110:101];
-  assign \imem_rd__data.args.ew.zp_b  = \port__data$180 [120:111];
-  assign \imem_rd__data.args.ew.mult_a  = \port__data$180 [152:121];
-  assign \imem_rd__data.args.ew.shift_a  = \port__data$180 [158:153];
-  assign \imem_rd__data.args.ew.mult_b  = \port__data$180 [190:159];
-  assign \imem_rd__data.args.ew.shift_b  = \port__data$180 [196:191];
-  assign \imem_rd__data.args.ew.mult_o  = \port__data$180 [228:197];
-  assign \imem_rd__data.args.ew.shift_o  = \port__data$180 [234:229];
-  assign \imem_rd__data.args.ew.zp_out  = \port__data$180 [244:235];
-  assign \imem_rd__data.args.ew.act_min  = \port__data$180 [254:245];
-  assign \imem_rd__data.args.ew.act_max  = \port__data$180 [264:255];
-  assign \imem_rd__data.args.dma  = \port__data$180 [101:4];
-  assign \imem_rd__data.args.dma.store  = \port__data$180 [4];
-  assign \imem_rd__data.args.dma.wmem  = \port__data$180 [5];
-  assign \imem_rd__data.args.dma.ext  = \port__data$180 [25:6];
-  assign \imem_rd__data.args.dma.addr  = \port__data$180 [37:26];
-  assign \imem_rd__data.args.dma.rows  = \port__data$180 [53:38];
-  assign \imem_rd__data.args.dma.len  = \port__data$180 [69:54];
-  assign \imem_rd__data.args.dma.ext_stride  = \port__data$180 [89:70];
-  assign \imem_rd__data.args.dma.stride  = \port__data$180 [101:90];
-  assign \imem_rd__data.args.gbfs  = \port__data$180 [37:4];
-  assign \imem_rd__data.args.gbfs.macro  = \port__data$180 [4];
-  assign \imem_rd__data.args.gbfs.page  = \port__data$180 [5];
-  assign \imem_rd__data.args.gbfs.rows  = \port__data$180 [13:6];
-  assign \imem_rd__data.args.gbfs.src  = \port__data$180 [25:14];
-  assign \imem_rd__data.args.gbfs.dst  = \port__data$180 [37:26];
-  assign \imem_rd__data.args.grelax  = \port__data$180 [52:4];
-  assign \imem_rd__data.args.grelax.arcs  = \port__data$180 [15:4];
-  assign \imem_rd__data.args.grelax.count  = \port__data$180 [28:16];
-  assign \imem_rd__data.args.grelax.old  = \port__data$180 [40:29];
-  assign \imem_rd__data.args.grelax.new  = \port__data$180 [52:41];
-  assign \imem_rd__data.args.gspmv  = \port__data$180 [40:4];
-  assign \imem_rd__data.args.gspmv.macro  = \port__data$180 [4];
-  assign \imem_rd__data.args.gspmv.page  = \port__data$180 [5];
-  assign \imem_rd__data.args.gspmv.x  = \port__data$180 [17:6];
-  assign \imem_rd__data.args.gspmv.y  = \port__data$180 [29:18];
-  assign \imem_rd__data.args.gspmv.rows  = \port__data$180 [37:30];
-  assign \imem_rd__data.args.gspmv.slices_m1  = \port__data$180 [39:38];
-  assign \imem_rd__data.args.gspmv.flush  = \port__data$180 [40];
+  assign \param_rd__data[1].w  = param_rd__data[175:168];
+  assign \param_rd__data[1]._pad  = param_rd__data[191:176];
+  assign \epi_rd__data[0]  = epi_rd__data[95:0];
+  assign \epi_rd__data[0].bias  = epi_rd__data[31:0];
+  assign \epi_rd__data[0].mult  = epi_rd__data[63:32];
+  assign \epi_rd__data[0].shift  = epi_rd__data[71:64];
+  assign \epi_rd__data[0].w  = epi_rd__data[79:72];
+  assign \epi_rd__data[0]._pad  = epi_rd__data[95:80];
+  assign \epi_rd__data[1]  = epi_rd__data[191:96];
+  assign \epi_rd__data[1].bias  = epi_rd__data[127:96];
+  assign \epi_rd__data[1].mult  = epi_rd__data[159:128];
+  assign \epi_rd__data[1].shift  = epi_rd__data[167:160];
+  assign \epi_rd__data[1].w  = epi_rd__data[175:168];
+  assign \epi_rd__data[1]._pad  = epi_rd__data[191:176];
+  assign \param_rd__data$165[0]  = \param_rd__data$165 [63:0];
+  assign \param_rd__data$165[0].g  = \param_rd__data$165 [31:0];
+  assign \param_rd__data$165[0].dg  = \param_rd__data$165 [63:32];
+  assign \param_rd__data$165[1]  = \param_rd__data$165 [127:64];
+  assign \param_rd__data$165[1].g  = \param_rd__data$165 [95:64];
+  assign \param_rd__data$165[1].dg  = \param_rd__data$165 [127:96];
+  assign \param_rd__data$165[2]  = \param_rd__data$165 [191:128];
+  assign \param_rd__data$165[2].g  = \param_rd__data$165 [159:128];
+  assign \param_rd__data$165[2].dg  = \param_rd__data$165 [191:160];
+  assign \imem_rd__data.op  = \port__data$196 [3:0];
+  assign \imem_rd__data.args  = \port__data$196 [436:4];
+  assign \imem_rd__data.args.load  = \port__data$196 [35:4];
+  assign \imem_rd__data.args.load.src  = \port__data$196 [13:4];
+  assign \imem_rd__data.args.load.count  = \port__data$196 [29:14];
+  assign \imem_rd__data.args.load.mask  = \port__data$196 [31:30];
+  assign \imem_rd__data.args.load.page  = \port__data$196 [32];
+  assign \imem_rd__data.args.load.row0  = \port__data$196 [35:33];
+  assign \imem_rd__data.args.mac  = \port__data$196 [436:4];
+  assign \imem_rd__data.args.mac.in_h  = \port__data$196 [12:4];
+  assign \imem_rd__data.args.mac.in_w  = \port__data$196 [21:13];
+  assign \imem_rd__data.args.mac.in_cw  = \port__data$196 [30:22];
+  assign \imem_rd__data.args.mac.cin  = \port__data$196 [42:31];
+  assign \imem_rd__data.args.mac.kh  = \port__data$196 [51:43];
+  assign \imem_rd__data.args.mac.kw  = \port__data$196 [60:52];
+  assign \imem_rd__data.args.mac.dh  = \port__data$196 [64:61];
+  assign \imem_rd__data.args.mac.dw  = \port__data$196 [68:65];
+  assign \imem_rd__data.args.mac.sh  = \port__data$196 [72:69];
+  assign \imem_rd__data.args.mac.sw  = \port__data$196 [76:73];
+  assign \imem_rd__data.args.mac.pt  = \port__data$196 [80:77];
+  assign \imem_rd__data.args.mac.pl  = \port__data$196 [84:81];
+  assign \imem_rd__data.args.mac.ow  = \port__data$196 [93:85];
+  assign \imem_rd__data.args.mac.oh  = \port__data$196 [102:94];
+  assign \imem_rd__data.args.mac.npos  = \port__data$196 [118:103];
+  assign \imem_rd__data.args.mac.pos0  = \port__data$196 [132:119];
+  assign \imem_rd__data.args.mac.kx_inc  = \port__data$196 [146:133];
+  assign \imem_rd__data.args.mac.ky_inc  = \port__data$196 [160:147];
+  assign \imem_rd__data.args.mac.pos_ux  = \port__data$196 [174:161];
+  assign \imem_rd__data.args.mac.pos_wrap  = \port__data$196 [188:175];
+  assign \imem_rd__data.args.mac.pos_bstep  = \port__data$196 [202:189];
+  assign \imem_rd__data.args.mac.bq  = \port__data$196 [211:203];
+  assign \imem_rd__data.args.mac.br  = \port__data$196 [220:212];
+  assign \imem_rd__data.args.mac.img_delta  = \port__data$196 [234:221];
+  assign \imem_rd__data.args.mac.img_bstep  = \port__data$196 [248:235];
+  assign \imem_rd__data.args.mac.desc_base  = \port__data$196 [254:249];
+  assign \imem_rd__data.args.mac.kt  = \port__data$196 [263:255];
+  assign \imem_rd__data.args.mac.nt  = \port__data$196 [272:264];
+  assign \imem_rd__data.args.mac.kr  = \port__data$196 [281:273];
+  assign \imem_rd__data.args.mac.nr  = \port__data$196 [290:282];
+  assign \imem_rd__data.args.mac.b  = \port__data$196 [297:291];
+  assign \imem_rd__data.args.mac.ki  = \port__data$196 [304:298];
+  assign \imem_rd__data.args.mac.no  = \port__data$196 [311:305];
+  assign \imem_rd__data.args.mac.groups  = \port__data$196 [319:312];
+  assign \imem_rd__data.args.mac.role_base  = \port__data$196 [325:320];
+  assign \imem_rd__data.args.mac.page_base  = \port__data$196 [326];
+  assign \imem_rd__data.args.mac.out_base  = \port__data$196 [338:327];
+  assign \imem_rd__data.args.mac.out_cw  = \port__data$196 [347:339];
+  assign \imem_rd__data.args.mac.param_base  = \port__data$196 [353:348];
+  assign \imem_rd__data.args.mac.zp_in  = \port__data$196 [361:354];
+  assign \imem_rd__data.args.mac.zp_out  = \port__data$196 [371:362];
+  assign \imem_rd__data.args.mac.act_min  = \port__data$196 [381:372];
+  assign \imem_rd__data.args.mac.act_max  = \port__data$196 [391:382];
+  assign \imem_rd__data.args.mac.ab_m1  = \port__data$196 [394:392];
+  assign \imem_rd__data.args.mac.wb_log2  = \port__data$196 [396:395];
+  assign \imem_rd__data.args.mac.x_signed  = \port__data$196 [397];
+  assign \imem_rd__data.args.mac.w_signed  = \port__data$196 [398];
+  assign \imem_rd__data.args.mac.rowpack  = \port__data$196 [399];
+  assign \imem_rd__data.args.mac.epi  = \port__data$196 [400];
+  assign \imem_rd__data.args.mac.epi_base  = \port__data$196 [406:401];
+  assign \imem_rd__data.args.mac.epi_zp_out  = \port__data$196 [416:407];
+  assign \imem_rd__data.args.mac.epi_min  = \port__data$196 [426:417];
+  assign \imem_rd__data.args.mac.epi_max  = \port__data$196 [436:427];
+  assign \imem_rd__data.args.pool  = \port__data$196 [195:4];
+  assign \imem_rd__data.args.pool.mode  = \port__data$196 [4];
+  assign \imem_rd__data.args.pool.x_signed  = \port__data$196 [5];
+  assign \imem_rd__data.args.pool.in_base  = \port__data$196 [17:6];
+  assign \imem_rd__data.args.pool.in_h  = \port__data$196 [26:18];
+  assign \imem_rd__data.args.pool.in_w  = \port__data$196 [35:27];
+  assign \imem_rd__data.args.pool.cw  = \port__data$196 [44:36];
+  assign \imem_rd__data.args.pool.kh  = \port__data$196 [53:45];
+  assign \imem_rd__data.args.pool.kw  = \port__data$196 [62:54];
+  assign \imem_rd__data.args.pool.sh  = \port__data$196 [66:63];
+  assign \imem_rd__data.args.pool.sw  = \port__data$196 [70:67];
+  assign \imem_rd__data.args.pool.dh  = \port__data$196 [74:71];
+  assign \imem_rd__data.args.pool.dw  = \port__data$196 [78:75];
+  assign \imem_rd__data.args.pool.pt  = \port__data$196 [82:79];
+  assign \imem_rd__data.args.pool.pl  = \port__data$196 [86:83];
+  assign \imem_rd__data.args.pool.oh  = \port__data$196 [95:87];
+  assign \imem_rd__data.args.pool.ow  = \port__data$196 [104:96];
+  assign \imem_rd__data.args.pool.out_base  = \port__data$196 [116:105];
+  assign \imem_rd__data.args.pool.zp_in  = \port__data$196 [126:117];
+  assign \imem_rd__data.args.pool.mult  = \port__data$196 [158:127];
+  assign \imem_rd__data.args.pool.shift  = \port__data$196 [164:159];
+  assign \imem_rd__data.args.pool.zp_out  = \port__data$196 [174:165];
+  assign \imem_rd__data.args.pool.act_min  = \port__data$196 [184:175];
+  assign \imem_rd__data.args.pool.act_max  = \port__data$196 [194:185];
+  assign \imem_rd__data.args.pool.round_even  = \port__data$196 [195];
+  assign \imem_rd__data.args.ew  = \port__data$196 [264:4];
+  assign \imem_rd__data.args.ew.a_base  = \port__data$196 [15:4];
+  assign \imem_rd__data.args.ew.b_base  = \port__data$196 [27:16];
+  assign \imem_rd__data.args.ew.out_base  = \port__data$196 [39:28];
+  assign \imem_rd__data.args.ew.npos  = \port__data$196 [55:40];
+  assign \imem_rd__data.args.ew.cw  = \port__data$196 [64:56];
+  assign \imem_rd__data.args.ew.a_stride  = \port__data$196 [73:65];
+  assign \imem_rd__data.args.ew.b_stride  = \port__data$196 [82:74];
+  assign \imem_rd__data.args.ew.out_stride  = \port__data$196 [91:83];
+  assign \imem_rd__data.args.ew.x_signed  = \port__data$196 [92];
+  assign \imem_rd__data.args.ew.has_b  = \port__data$196 [93];
+  assign \imem_rd__data.args.ew.rq_in  = \port__data$196 [94];
+  assign \imem_rd__data.args.ew.rq_out  = \port__data$196 [95];
+  assign \imem_rd__data.args.ew.ls  = \port__data$196 [100:96];
+  assign \imem_rd__data.args.ew.zp_a  = \port__data$196 [110:101];
+  assign \imem_rd__data.args.ew.zp_b  = \port__data$196 [120:111];
+  assign \imem_rd__data.args.ew.mult_a  = \port__data$196 [152:121];
+  assign \imem_rd__data.args.ew.shift_a  = \port__data$196 [158:153];
+  assign \imem_rd__data.args.ew.mult_b  = \port__data$196 [190:159];
+  assign \imem_rd__data.args.ew.shift_b  = \port__data$196 [196:191];
+  assign \imem_rd__data.args.ew.mult_o  = \port__data$196 [228:197];
+  assign \imem_rd__data.args.ew.shift_o  = \port__data$196 [234:229];
+  assign \imem_rd__data.args.ew.zp_out  = \port__data$196 [244:235];
+  assign \imem_rd__data.args.ew.act_min  = \port__data$196 [254:245];
+  assign \imem_rd__data.args.ew.act_max  = \port__data$196 [264:255];
+  assign \imem_rd__data.args.dma  = \port__data$196 [101:4];
+  assign \imem_rd__data.args.dma.store  = \port__data$196 [4];
+  assign \imem_rd__data.args.dma.wmem  = \port__data$196 [5];
+  assign \imem_rd__data.args.dma.ext  = \port__data$196 [25:6];
+  assign \imem_rd__data.args.dma.addr  = \port__data$196 [37:26];
+  assign \imem_rd__data.args.dma.rows  = \port__data$196 [53:38];
+  assign \imem_rd__data.args.dma.len  = \port__data$196 [69:54];
+  assign \imem_rd__data.args.dma.ext_stride  = \port__data$196 [89:70];
+  assign \imem_rd__data.args.dma.stride  = \port__data$196 [101:90];
+  assign \imem_rd__data.args.gbfs  = \port__data$196 [37:4];
+  assign \imem_rd__data.args.gbfs.macro  = \port__data$196 [4];
+  assign \imem_rd__data.args.gbfs.page  = \port__data$196 [5];
+  assign \imem_rd__data.args.gbfs.rows  = \port__data$196 [13:6];
+  assign \imem_rd__data.args.gbfs.src  = \port__data$196 [25:14];
+  assign \imem_rd__data.args.gbfs.dst  = \port__data$196 [37:26];
+  assign \imem_rd__data.args.grelax  = \port__data$196 [52:4];
+  assign \imem_rd__data.args.grelax.arcs  = \port__data$196 [15:4];
+  assign \imem_rd__data.args.grelax.count  = \port__data$196 [28:16];
+  assign \imem_rd__data.args.grelax.old  = \port__data$196 [40:29];
+  assign \imem_rd__data.args.grelax.new  = \port__data$196 [52:41];
+  assign \imem_rd__data.args.gspmv  = \port__data$196 [40:4];
+  assign \imem_rd__data.args.gspmv.macro  = \port__data$196 [4];
+  assign \imem_rd__data.args.gspmv.page  = \port__data$196 [5];
+  assign \imem_rd__data.args.gspmv.x  = \port__data$196 [17:6];
+  assign \imem_rd__data.args.gspmv.y  = \port__data$196 [29:18];
+  assign \imem_rd__data.args.gspmv.rows  = \port__data$196 [37:30];
+  assign \imem_rd__data.args.gspmv.slices_m1  = \port__data$196 [39:38];
+  assign \imem_rd__data.args.gspmv.flush  = \port__data$196 [40];
+  assign \imem_rd__data.args.lrn  = \port__data$196 [126:4];
+  assign \imem_rd__data.args.lrn.in_base  = \port__data$196 [15:4];
+  assign \imem_rd__data.args.lrn.out_base  = \port__data$196 [27:16];
+  assign \imem_rd__data.args.lrn.npos  = \port__data$196 [43:28];
+  assign \imem_rd__data.args.lrn.cw  = \port__data$196 [52:44];
+  assign \imem_rd__data.args.lrn.channels  = \port__data$196 [64:53];
+  assign \imem_rd__data.args.lrn.size  = \port__data$196 [68:65];
+  assign \imem_rd__data.args.lrn.x_signed  = \port__data$196 [69];
+  assign \imem_rd__data.args.lrn.zp_in  = \port__data$196 [79:70];
+  assign \imem_rd__data.args.lrn.zp_out  = \port__data$196 [89:80];
+  assign \imem_rd__data.args.lrn.act_min  = \port__data$196 [99:90];
+  assign \imem_rd__data.args.lrn.act_max  = \port__data$196 [109:100];
+  assign \imem_rd__data.args.lrn.table_base  = \port__data$196 [115:110];
+  assign \imem_rd__data.args.lrn.shift  = \port__data$196 [120:116];
+  assign \imem_rd__data.args.lrn.frac  = \port__data$196 [126:121];
   assign \trace_w__data.cycle  = \$signature__data [31:0];
   assign \trace_w__data.pc  = \$signature__data [47:32];
   assign \trace_w__data.op  = \$signature__data [51:48];
@@ -4494,6 +4694,11 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   assign \args.x_signed  = args[393];
   assign \args.w_signed  = args[394];
   assign \args.rowpack  = args[395];
+  assign \args.epi  = args[396];
+  assign \args.epi_base  = args[402:397];
+  assign \args.epi_zp_out  = args[412:403];
+  assign \args.epi_min  = args[422:413];
+  assign \args.epi_max  = args[432:423];
   assign \engines__mac__args.in_h  = args[8:0];
   assign \engines__mac__args.in_w  = args[17:9];
   assign \engines__mac__args.in_cw  = args[26:18];
@@ -4542,30 +4747,35 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   assign \engines__mac__args.x_signed  = args[393];
   assign \engines__mac__args.w_signed  = args[394];
   assign \engines__mac__args.rowpack  = args[395];
-  assign \args$199.mode  = args[0];
-  assign \args$199.x_signed  = args[1];
-  assign \args$199.in_base  = args[13:2];
-  assign \args$199.in_h  = args[22:14];
-  assign \args$199.in_w  = args[31:23];
-  assign \args$199.cw  = args[40:32];
-  assign \args$199.kh  = args[49:41];
-  assign \args$199.kw  = args[58:50];
-  assign \args$199.sh  = args[62:59];
-  assign \args$199.sw  = args[66:63];
-  assign \args$199.dh  = args[70:67];
-  assign \args$199.dw  = args[74:71];
-  assign \args$199.pt  = args[78:75];
-  assign \args$199.pl  = args[82:79];
-  assign \args$199.oh  = args[91:83];
-  assign \args$199.ow  = args[100:92];
-  assign \args$199.out_base  = args[112:101];
-  assign \args$199.zp_in  = args[122:113];
-  assign \args$199.mult  = args[154:123];
-  assign \args$199.shift  = args[160:155];
-  assign \args$199.zp_out  = args[170:161];
-  assign \args$199.act_min  = args[180:171];
-  assign \args$199.act_max  = args[190:181];
-  assign \args$199.round_even  = args[191];
+  assign \engines__mac__args.epi  = args[396];
+  assign \engines__mac__args.epi_base  = args[402:397];
+  assign \engines__mac__args.epi_zp_out  = args[412:403];
+  assign \engines__mac__args.epi_min  = args[422:413];
+  assign \engines__mac__args.epi_max  = args[432:423];
+  assign \args$215.mode  = args[0];
+  assign \args$215.x_signed  = args[1];
+  assign \args$215.in_base  = args[13:2];
+  assign \args$215.in_h  = args[22:14];
+  assign \args$215.in_w  = args[31:23];
+  assign \args$215.cw  = args[40:32];
+  assign \args$215.kh  = args[49:41];
+  assign \args$215.kw  = args[58:50];
+  assign \args$215.sh  = args[62:59];
+  assign \args$215.sw  = args[66:63];
+  assign \args$215.dh  = args[70:67];
+  assign \args$215.dw  = args[74:71];
+  assign \args$215.pt  = args[78:75];
+  assign \args$215.pl  = args[82:79];
+  assign \args$215.oh  = args[91:83];
+  assign \args$215.ow  = args[100:92];
+  assign \args$215.out_base  = args[112:101];
+  assign \args$215.zp_in  = args[122:113];
+  assign \args$215.mult  = args[154:123];
+  assign \args$215.shift  = args[160:155];
+  assign \args$215.zp_out  = args[170:161];
+  assign \args$215.act_min  = args[180:171];
+  assign \args$215.act_max  = args[190:181];
+  assign \args$215.round_even  = args[191];
   assign \engines__pool__args.mode  = args[0];
   assign \engines__pool__args.x_signed  = args[1];
   assign \engines__pool__args.in_base  = args[13:2];
@@ -4590,30 +4800,30 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   assign \engines__pool__args.act_min  = args[180:171];
   assign \engines__pool__args.act_max  = args[190:181];
   assign \engines__pool__args.round_even  = args[191];
-  assign \args$206.a_base  = args[11:0];
-  assign \args$206.b_base  = args[23:12];
-  assign \args$206.out_base  = args[35:24];
-  assign \args$206.npos  = args[51:36];
-  assign \args$206.cw  = args[60:52];
-  assign \args$206.a_stride  = args[69:61];
-  assign \args$206.b_stride  = args[78:70];
-  assign \args$206.out_stride  = args[87:79];
-  assign \args$206.x_signed  = args[88];
-  assign \args$206.has_b  = args[89];
-  assign \args$206.rq_in  = args[90];
-  assign \args$206.rq_out  = args[91];
-  assign \args$206.ls  = args[96:92];
-  assign \args$206.zp_a  = args[106:97];
-  assign \args$206.zp_b  = args[116:107];
-  assign \args$206.mult_a  = args[148:117];
-  assign \args$206.shift_a  = args[154:149];
-  assign \args$206.mult_b  = args[186:155];
-  assign \args$206.shift_b  = args[192:187];
-  assign \args$206.mult_o  = args[224:193];
-  assign \args$206.shift_o  = args[230:225];
-  assign \args$206.zp_out  = args[240:231];
-  assign \args$206.act_min  = args[250:241];
-  assign \args$206.act_max  = args[260:251];
+  assign \args$222.a_base  = args[11:0];
+  assign \args$222.b_base  = args[23:12];
+  assign \args$222.out_base  = args[35:24];
+  assign \args$222.npos  = args[51:36];
+  assign \args$222.cw  = args[60:52];
+  assign \args$222.a_stride  = args[69:61];
+  assign \args$222.b_stride  = args[78:70];
+  assign \args$222.out_stride  = args[87:79];
+  assign \args$222.x_signed  = args[88];
+  assign \args$222.has_b  = args[89];
+  assign \args$222.rq_in  = args[90];
+  assign \args$222.rq_out  = args[91];
+  assign \args$222.ls  = args[96:92];
+  assign \args$222.zp_a  = args[106:97];
+  assign \args$222.zp_b  = args[116:107];
+  assign \args$222.mult_a  = args[148:117];
+  assign \args$222.shift_a  = args[154:149];
+  assign \args$222.mult_b  = args[186:155];
+  assign \args$222.shift_b  = args[192:187];
+  assign \args$222.mult_o  = args[224:193];
+  assign \args$222.shift_o  = args[230:225];
+  assign \args$222.zp_out  = args[240:231];
+  assign \args$222.act_min  = args[250:241];
+  assign \args$222.act_max  = args[260:251];
   assign \engines__ew__args.a_base  = args[11:0];
   assign \engines__ew__args.b_base  = args[23:12];
   assign \engines__ew__args.out_base  = args[35:24];
@@ -4638,31 +4848,31 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   assign \engines__ew__args.zp_out  = args[240:231];
   assign \engines__ew__args.act_min  = args[250:241];
   assign \engines__ew__args.act_max  = args[260:251];
-  assign \args$214.macro  = args[0];
-  assign \args$214.page  = args[1];
-  assign \args$214.rows  = args[9:2];
-  assign \args$214.src  = args[21:10];
-  assign \args$214.dst  = args[33:22];
+  assign \args$230.macro  = args[0];
+  assign \args$230.page  = args[1];
+  assign \args$230.rows  = args[9:2];
+  assign \args$230.src  = args[21:10];
+  assign \args$230.dst  = args[33:22];
   assign \engines__graph__args.macro  = args[0];
   assign \engines__graph__args.page  = args[1];
   assign \engines__graph__args.rows  = args[9:2];
   assign \engines__graph__args.src  = args[21:10];
   assign \engines__graph__args.dst  = args[33:22];
-  assign \args$221.arcs  = args[11:0];
-  assign \args$221.count  = args[24:12];
-  assign \args$221.old  = args[36:25];
-  assign \args$221.new  = args[48:37];
+  assign \args$237.arcs  = args[11:0];
+  assign \args$237.count  = args[24:12];
+  assign \args$237.old  = args[36:25];
+  assign \args$237.new  = args[48:37];
   assign \engines__relax__args.arcs  = args[11:0];
   assign \engines__relax__args.count  = args[24:12];
   assign \engines__relax__args.old  = args[36:25];
   assign \engines__relax__args.new  = args[48:37];
-  assign \args$228.macro  = args[0];
-  assign \args$228.page  = args[1];
-  assign \args$228.x  = args[13:2];
-  assign \args$228.y  = args[25:14];
-  assign \args$228.rows  = args[33:26];
-  assign \args$228.slices_m1  = args[35:34];
-  assign \args$228.flush  = args[36];
+  assign \args$244.macro  = args[0];
+  assign \args$244.page  = args[1];
+  assign \args$244.x  = args[13:2];
+  assign \args$244.y  = args[25:14];
+  assign \args$244.rows  = args[33:26];
+  assign \args$244.slices_m1  = args[35:34];
+  assign \args$244.flush  = args[36];
   assign \engines__spmv__args.macro  = args[0];
   assign \engines__spmv__args.page  = args[1];
   assign \engines__spmv__args.x  = args[13:2];
@@ -4670,6 +4880,34 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   assign \engines__spmv__args.rows  = args[33:26];
   assign \engines__spmv__args.slices_m1  = args[35:34];
   assign \engines__spmv__args.flush  = args[36];
+  assign \args$251.in_base  = args[11:0];
+  assign \args$251.out_base  = args[23:12];
+  assign \args$251.npos  = args[39:24];
+  assign \args$251.cw  = args[48:40];
+  assign \args$251.channels  = args[60:49];
+  assign \args$251.size  = args[64:61];
+  assign \args$251.x_signed  = args[65];
+  assign \args$251.zp_in  = args[75:66];
+  assign \args$251.zp_out  = args[85:76];
+  assign \args$251.act_min  = args[95:86];
+  assign \args$251.act_max  = args[105:96];
+  assign \args$251.table_base  = args[111:106];
+  assign \args$251.shift  = args[116:112];
+  assign \args$251.frac  = args[122:117];
+  assign \engines__lrn__args.in_base  = args[11:0];
+  assign \engines__lrn__args.out_base  = args[23:12];
+  assign \engines__lrn__args.npos  = args[39:24];
+  assign \engines__lrn__args.cw  = args[48:40];
+  assign \engines__lrn__args.channels  = args[60:49];
+  assign \engines__lrn__args.size  = args[64:61];
+  assign \engines__lrn__args.x_signed  = args[65];
+  assign \engines__lrn__args.zp_in  = args[75:66];
+  assign \engines__lrn__args.zp_out  = args[85:76];
+  assign \engines__lrn__args.act_min  = args[95:86];
+  assign \engines__lrn__args.act_max  = args[105:96];
+  assign \engines__lrn__args.table_base  = args[111:106];
+  assign \engines__lrn__args.shift  = args[116:112];
+  assign \engines__lrn__args.frac  = args[122:117];
   assign \cmd__payload.src  = args[9:0];
   assign \cmd__payload.count  = args[25:10];
   assign \cmd__payload.mask  = args[27:26];
@@ -4680,14 +4918,14 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   assign \load__payload.mask  = args[27:26];
   assign \load__payload.page  = args[28];
   assign \load__payload.row0  = args[31:29];
-  assign \cmd__payload$239.store  = args[0];
-  assign \cmd__payload$239.wmem  = args[1];
-  assign \cmd__payload$239.ext  = args[21:2];
-  assign \cmd__payload$239.addr  = args[33:22];
-  assign \cmd__payload$239.rows  = args[49:34];
-  assign \cmd__payload$239.len  = args[65:50];
-  assign \cmd__payload$239.ext_stride  = args[85:66];
-  assign \cmd__payload$239.stride  = args[97:86];
+  assign \cmd__payload$262.store  = args[0];
+  assign \cmd__payload$262.wmem  = args[1];
+  assign \cmd__payload$262.ext  = args[21:2];
+  assign \cmd__payload$262.addr  = args[33:22];
+  assign \cmd__payload$262.rows  = args[49:34];
+  assign \cmd__payload$262.len  = args[65:50];
+  assign \cmd__payload$262.ext_stride  = args[85:66];
+  assign \cmd__payload$262.stride  = args[97:86];
   assign \dma__payload.store  = args[0];
   assign \dma__payload.wmem  = args[1];
   assign \dma__payload.ext  = args[21:2];
@@ -4734,19 +4972,20 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   assign \host__report.macros[1].busy  = ctrl__report[247:216];
   assign \host__report.macros[1].stall  = ctrl__report[279:248];
   assign \host__report.macros[1].wload  = ctrl__report[311:280];
-  assign \$8  = 1'h1;
-  assign \$9  = \$8 ;
+  assign \$9  = 1'h1;
   assign \$10  = \$9 ;
-  assign \port__en$141  = \$10 ;
-  assign \$12  = 1'h1;
-  assign \port__en$157  = \$12 ;
-  assign \$13  = amem_w__en;
-  assign \$19  = amem_w__en;
+  assign \$11  = \$10 ;
+  assign \$12  = \$11 ;
+  assign \port__en$149  = \$12 ;
+  assign \$14  = 1'h1;
+  assign \port__en$173  = \$14 ;
+  assign \$15  = amem_w__en;
+  assign \$22  = amem_w__en;
 endmodule
 
 (* generator = "Amaranth" *)
-module \tiny_fabric.ctrl (rst, imem_rd__data, \port$69$351 , \port$70$351 , \port$71$0 , \port$72$0 , engines__mac__done, engines__pool__done, engines__ew__done, macro_we, loader_busy, load__ready, dma_busy, dma__ready, engines__graph__done, engines__relax__done, engines__spmv__done, imem_rd__addr, trace_w__en, host__report, entry
-, load__valid, engines__mac__start, engines__pool__start, engines__ew__start, dma__valid, engines__graph__start, engines__relax__start, engines__spmv__start, trace_w__addr, busy, done, error, engines__mac__args, start, host__start_pc, clk);
+module \tiny_fabric.ctrl (rst, imem_rd__data, \port$75$351 , \port$76$351 , \port$77$0 , \port$78$0 , engines__mac__done, engines__pool__done, engines__ew__done, macro_we, loader_busy, load__ready, dma_busy, dma__ready, engines__graph__done, engines__relax__done, engines__spmv__done, engines__lrn__done, imem_rd__addr, trace_w__en, host__report
+, entry, load__valid, engines__mac__start, engines__pool__start, engines__ew__start, dma__valid, engines__graph__start, engines__relax__start, engines__spmv__start, engines__lrn__start, trace_w__addr, busy, done, error, engines__mac__args, start, host__start_pc, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
   wire [16:0] \$1 ;
   wire \$10 ;
@@ -4791,7 +5030,7 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$69$351 , \port$70$351 , \por
   reg \$46 ;
   reg \$47 ;
   reg [2:0] \$48 ;
-  reg [399:0] \$49 ;
+  reg [436:0] \$49 ;
   wire \$5 ;
   wire \$6 ;
   wire \$7 ;
@@ -4800,9 +5039,9 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$69$351 , \port$70$351 , \por
   (* init = 1'h0 *)
   wire \$signal ;
   (* init = 1'h0 *)
-  wire \$signal$18 ;
-  reg [31:0] \$signal$30  = 32'd0;
-  reg [31:0] \$signal$31  = 32'd0;
+  wire \$signal$19 ;
+  reg [31:0] \$signal$32  = 32'd0;
+  reg [31:0] \$signal$33  = 32'd0;
   output busy;
   reg busy = 1'h0;
   input clk;
@@ -4873,8 +5112,27 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$69$351 , \port$70$351 , \por
   wire engines__graph__done;
   output engines__graph__start;
   reg engines__graph__start;
-  output [395:0] engines__mac__args;
-  wire [395:0] engines__mac__args;
+  wire [122:0] engines__lrn__args;
+  wire [9:0] \engines__lrn__args.act_max ;
+  wire [9:0] \engines__lrn__args.act_min ;
+  wire [11:0] \engines__lrn__args.channels ;
+  wire [8:0] \engines__lrn__args.cw ;
+  wire [5:0] \engines__lrn__args.frac ;
+  wire [11:0] \engines__lrn__args.in_base ;
+  wire [15:0] \engines__lrn__args.npos ;
+  wire [11:0] \engines__lrn__args.out_base ;
+  wire [4:0] \engines__lrn__args.shift ;
+  wire [3:0] \engines__lrn__args.size ;
+  wire [5:0] \engines__lrn__args.table_base ;
+  wire \engines__lrn__args.x_signed ;
+  wire [9:0] \engines__lrn__args.zp_in ;
+  wire [9:0] \engines__lrn__args.zp_out ;
+  input engines__lrn__done;
+  wire engines__lrn__done;
+  output engines__lrn__start;
+  reg engines__lrn__start;
+  output [432:0] engines__mac__args;
+  wire [432:0] engines__mac__args;
   wire [2:0] \engines__mac__args.ab_m1 ;
   wire [9:0] \engines__mac__args.act_max ;
   wire [9:0] \engines__mac__args.act_min ;
@@ -4885,6 +5143,11 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$69$351 , \port$70$351 , \por
   wire [5:0] \engines__mac__args.desc_base ;
   wire [3:0] \engines__mac__args.dh ;
   wire [3:0] \engines__mac__args.dw ;
+  wire \engines__mac__args.epi ;
+  wire [5:0] \engines__mac__args.epi_base ;
+  wire [9:0] \engines__mac__args.epi_max ;
+  wire [9:0] \engines__mac__args.epi_min ;
+  wire [9:0] \engines__mac__args.epi_zp_out ;
   wire [7:0] \engines__mac__args.groups ;
   wire [13:0] \engines__mac__args.img_bstep ;
   wire [13:0] \engines__mac__args.img_delta ;
@@ -4989,7 +5252,7 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$69$351 , \port$70$351 , \por
   output error;
   reg error = 1'h0;
   (* init = 1'h0 *)
-  wire \error$20 ;
+  wire \error$21 ;
   output [311:0] host__report;
   wire [311:0] host__report;
   wire [31:0] \host__report.cycles ;
@@ -5016,9 +5279,9 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$69$351 , \port$70$351 , \por
   wire [15:0] host__start_pc;
   output [9:0] imem_rd__addr;
   wire [9:0] imem_rd__addr;
-  input [399:0] imem_rd__data;
-  wire [399:0] imem_rd__data;
-  wire [395:0] \imem_rd__data.args ;
+  input [436:0] imem_rd__data;
+  wire [436:0] imem_rd__data;
+  wire [432:0] \imem_rd__data.args ;
   wire [97:0] \imem_rd__data.args.dma ;
   wire [11:0] \imem_rd__data.args.dma.addr ;
   wire [19:0] \imem_rd__data.args.dma.ext ;
@@ -5078,7 +5341,22 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$69$351 , \port$70$351 , \por
   wire \imem_rd__data.args.load.page ;
   wire [2:0] \imem_rd__data.args.load.row0 ;
   wire [9:0] \imem_rd__data.args.load.src ;
-  wire [395:0] \imem_rd__data.args.mac ;
+  wire [122:0] \imem_rd__data.args.lrn ;
+  wire [9:0] \imem_rd__data.args.lrn.act_max ;
+  wire [9:0] \imem_rd__data.args.lrn.act_min ;
+  wire [11:0] \imem_rd__data.args.lrn.channels ;
+  wire [8:0] \imem_rd__data.args.lrn.cw ;
+  wire [5:0] \imem_rd__data.args.lrn.frac ;
+  wire [11:0] \imem_rd__data.args.lrn.in_base ;
+  wire [15:0] \imem_rd__data.args.lrn.npos ;
+  wire [11:0] \imem_rd__data.args.lrn.out_base ;
+  wire [4:0] \imem_rd__data.args.lrn.shift ;
+  wire [3:0] \imem_rd__data.args.lrn.size ;
+  wire [5:0] \imem_rd__data.args.lrn.table_base ;
+  wire \imem_rd__data.args.lrn.x_signed ;
+  wire [9:0] \imem_rd__data.args.lrn.zp_in ;
+  wire [9:0] \imem_rd__data.args.lrn.zp_out ;
+  wire [432:0] \imem_rd__data.args.mac ;
   wire [2:0] \imem_rd__data.args.mac.ab_m1 ;
   wire [9:0] \imem_rd__data.args.mac.act_max ;
   wire [9:0] \imem_rd__data.args.mac.act_min ;
@@ -5089,6 +5367,11 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$69$351 , \port$70$351 , \por
   wire [5:0] \imem_rd__data.args.mac.desc_base ;
   wire [3:0] \imem_rd__data.args.mac.dh ;
   wire [3:0] \imem_rd__data.args.mac.dw ;
+  wire \imem_rd__data.args.mac.epi ;
+  wire [5:0] \imem_rd__data.args.mac.epi_base ;
+  wire [9:0] \imem_rd__data.args.mac.epi_max ;
+  wire [9:0] \imem_rd__data.args.mac.epi_min ;
+  wire [9:0] \imem_rd__data.args.mac.epi_zp_out ;
   wire [7:0] \imem_rd__data.args.mac.groups ;
   wire [13:0] \imem_rd__data.args.mac.img_bstep ;
   wire [13:0] \imem_rd__data.args.mac.img_delta ;
@@ -5167,11 +5450,12 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$69$351 , \port$70$351 , \por
   (* enum_value_1000 = "GBFS" *)
   (* enum_value_1001 = "GRELAX" *)
   (* enum_value_1010 = "GSPMV" *)
+  (* enum_value_1011 = "LRN" *)
   wire [3:0] \imem_rd__data.op ;
   wire imem_rd__en;
   reg in_exec;
-  reg [399:0] ir = 400'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-  wire [395:0] \ir.args ;
+  reg [436:0] ir = 437'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  wire [432:0] \ir.args ;
   wire [97:0] \ir.args.dma ;
   wire [11:0] \ir.args.dma.addr ;
   wire [19:0] \ir.args.dma.ext ;
@@ -5231,7 +5515,22 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$69$351 , \port$70$351 , \por
   wire \ir.args.load.page ;
   wire [2:0] \ir.args.load.row0 ;
   wire [9:0] \ir.args.load.src ;
-  wire [395:0] \ir.args.mac ;
+  wire [122:0] \ir.args.lrn ;
+  wire [9:0] \ir.args.lrn.act_max ;
+  wire [9:0] \ir.args.lrn.act_min ;
+  wire [11:0] \ir.args.lrn.channels ;
+  wire [8:0] \ir.args.lrn.cw ;
+  wire [5:0] \ir.args.lrn.frac ;
+  wire [11:0] \ir.args.lrn.in_base ;
+  wire [15:0] \ir.args.lrn.npos ;
+  wire [11:0] \ir.args.lrn.out_base ;
+  wire [4:0] \ir.args.lrn.shift ;
+  wire [3:0] \ir.args.lrn.size ;
+  wire [5:0] \ir.args.lrn.table_base ;
+  wire \ir.args.lrn.x_signed ;
+  wire [9:0] \ir.args.lrn.zp_in ;
+  wire [9:0] \ir.args.lrn.zp_out ;
+  wire [432:0] \ir.args.mac ;
   wire [2:0] \ir.args.mac.ab_m1 ;
   wire [9:0] \ir.args.mac.act_max ;
   wire [9:0] \ir.args.mac.act_min ;
@@ -5242,6 +5541,11 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$69$351 , \port$70$351 , \por
   wire [5:0] \ir.args.mac.desc_base ;
   wire [3:0] \ir.args.mac.dh ;
   wire [3:0] \ir.args.mac.dw ;
+  wire \ir.args.mac.epi ;
+  wire [5:0] \ir.args.mac.epi_base ;
+  wire [9:0] \ir.args.mac.epi_max ;
+  wire [9:0] \ir.args.mac.epi_min ;
+  wire [9:0] \ir.args.mac.epi_zp_out ;
   wire [7:0] \ir.args.mac.groups ;
   wire [13:0] \ir.args.mac.img_bstep ;
   wire [13:0] \ir.args.mac.img_delta ;
@@ -5320,6 +5624,7 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$69$351 , \port$70$351 , \por
   (* enum_value_1000 = "GBFS" *)
   (* enum_value_1001 = "GRELAX" *)
   (* enum_value_1010 = "GSPMV" *)
+  (* enum_value_1011 = "LRN" *)
   wire [3:0] \ir.op ;
   wire [31:0] load__payload;
   wire [15:0] \load__payload.count ;
@@ -5338,14 +5643,14 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$69$351 , \port$70$351 , \por
   wire [1:0] macro_we;
   reg [15:0] pc = 16'h0000;
   reg pf_valid = 1'h0;
-  input \port$69$351 ;
-  wire \port$69$351 ;
-  input \port$70$351 ;
-  wire \port$70$351 ;
-  input \port$71$0 ;
-  wire \port$71$0 ;
-  input \port$72$0 ;
-  wire \port$72$0 ;
+  input \port$75$351 ;
+  wire \port$75$351 ;
+  input \port$76$351 ;
+  wire \port$76$351 ;
+  input \port$77$0 ;
+  wire \port$77$0 ;
+  input \port$78$0 ;
+  wire \port$78$0 ;
   reg retire;
   input rst;
   wire rst;
@@ -5369,9 +5674,9 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$69$351 , \port$70$351 , \por
   always @(posedge clk)
     trace_n <= \$40 ;
   always @(posedge clk)
-    \$signal$30  <= \$41 ;
+    \$signal$32  <= \$41 ;
   always @(posedge clk)
-    \$signal$31  <= \$42 ;
+    \$signal$33  <= \$42 ;
   always @(posedge clk)
     counters0 <= \$43 ;
   always @(posedge clk)
@@ -5388,7 +5693,7 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$69$351 , \port$70$351 , \por
     ir <= \$49 ;
   assign \$1  = pc + 1'h1;
   assign \$2  = in_exec ? \$1  : { 1'h0, pc };
-  assign engine_done = | { engines__spmv__done, engines__relax__done, engines__graph__done, engines__ew__done, engines__pool__done, engines__mac__done };
+  assign engine_done = | { engines__lrn__done, engines__spmv__done, engines__relax__done, engines__graph__done, engines__ew__done, engines__pool__done, engines__mac__done };
   assign \$3  = trace_n < 11'h400;
   assign trace_w__en = retire & \$3 ;
   assign \$4  = ~ loader_busy;
@@ -5402,25 +5707,25 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$69$351 , \port$70$351 , \por
   assign \$12  = ~ retire;
   assign \$13  = in_exec & \$12 ;
   assign \$14  = trace_n + 1'h1;
-  assign \$15  = \$signal$30  + 1'h1;
+  assign \$15  = \$signal$32  + 1'h1;
   assign \$16  = | macro_we;
-  assign \$17  = \$signal$31  + 1'h1;
+  assign \$17  = \$signal$33  + 1'h1;
   assign \$18  = ~ busy;
   assign \$19  = start & \$18 ;
   assign \$20  = ~ busy;
   assign \$21  = start & \$20 ;
-  assign \$22  = busy & \port$69$351 ;
+  assign \$22  = busy & \port$75$351 ;
   assign \$23  = counters0[31:0] + 1'h1;
-  assign \$24  = ~ \port$69$351 ;
-  assign \$25  = \port$71$0  & \$24 ;
+  assign \$24  = ~ \port$75$351 ;
+  assign \$25  = \port$77$0  & \$24 ;
   assign \$26  = counters0[63:32] + 1'h1;
   assign \$27  = counters0[95:64] + 1'h1;
   assign \$28  = ~ busy;
   assign \$29  = start & \$28 ;
-  assign \$30  = busy & \port$70$351 ;
+  assign \$30  = busy & \port$76$351 ;
   assign \$31  = counters1[31:0] + 1'h1;
-  assign \$32  = ~ \port$70$351 ;
-  assign \$33  = \port$72$0  & \$32 ;
+  assign \$32  = ~ \port$76$351 ;
+  assign \$33  = \port$78$0  & \$32 ;
   assign \$34  = counters1[63:32] + 1'h1;
   assign \$35  = counters1[95:64] + 1'h1;
   assign \$36  = ~ loader_busy;
@@ -5459,6 +5764,45 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$69$351 , \port$70$351 , \por
                 /* empty */;
             4'ha:
                 engines__spmv__start = 1'h1;
+          endcase
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    engines__lrn__start = 1'h0;
+    casez (ctrl_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          casez (ir[3:0])
+            4'h0:
+                /* empty */;
+            4'h1:
+                /* empty */;
+            4'h2:
+                /* empty */;
+            4'h3:
+                /* empty */;
+            4'h4:
+                /* empty */;
+            4'h5:
+                /* empty */;
+            4'h6:
+                /* empty */;
+            4'h7:
+                /* empty */;
+            4'h8:
+                /* empty */;
+            4'h9:
+                /* empty */;
+            4'ha:
+                /* empty */;
+            4'hb:
+                engines__lrn__start = 1'h1;
           endcase
     endcase
   end
@@ -5509,7 +5853,7 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$69$351 , \port$70$351 , \por
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$41  = \$signal$30 ;
+    \$41  = \$signal$32 ;
     if (busy) begin
       \$41  = \$15 [31:0];
     end
@@ -5522,7 +5866,7 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$69$351 , \port$70$351 , \por
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$42  = \$signal$31 ;
+    \$42  = \$signal$33 ;
     if (\$16 ) begin
       \$42  = \$17 [31:0];
     end
@@ -5616,6 +5960,8 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$69$351 , \port$70$351 , \por
                 /* empty */;
             4'ha:
                 /* empty */;
+            4'hb:
+                /* empty */;
             default:
                 \$45  = 1'h0;
           endcase
@@ -5682,6 +6028,8 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$69$351 , \port$70$351 , \por
             4'h9:
                 /* empty */;
             4'ha:
+                /* empty */;
+            4'hb:
                 /* empty */;
             default:
                 \$47  = 1'h1;
@@ -5756,6 +6104,8 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$69$351 , \port$70$351 , \por
                 \$48  = 3'h4;
             4'ha:
                 \$48  = 3'h4;
+            4'hb:
+                \$48  = 3'h4;
             default:
                 \$48  = 3'h0;
           endcase
@@ -5826,7 +6176,7 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$69$351 , \port$70$351 , \por
           end
     endcase
     if (rst) begin
-      \$49  = 400'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$49  = 437'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
@@ -6085,18 +6435,19 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$69$351 , \port$70$351 , \por
   assign engines__graph__args = ir[37:4];
   assign engines__relax__args = ir[52:4];
   assign engines__spmv__args = ir[40:4];
+  assign engines__lrn__args = ir[126:4];
   assign load__payload = ir[35:4];
   assign dma__payload = ir[101:4];
   assign host__start = start;
   assign \$signal  = busy;
-  assign \$signal$18  = done;
-  assign \error$20  = error;
+  assign \$signal$19  = done;
+  assign \error$21  = error;
   assign trace_w__data = entry;
-  assign macro_busy = { \port$70$351 , \port$69$351  };
-  assign unit_en = { \port$72$0 , \port$71$0  };
+  assign macro_busy = { \port$76$351 , \port$75$351  };
+  assign unit_en = { \port$78$0 , \port$77$0  };
   assign imem_rd__addr = \$2 [9:0];
   assign trace_w__addr = trace_n[9:0];
-  assign engines__mac__args = ir[399:4];
+  assign engines__mac__args = ir[436:4];
   assign \engines__mac__args.in_h  = ir[12:4];
   assign \engines__mac__args.in_w  = ir[21:13];
   assign \engines__mac__args.in_cw  = ir[30:22];
@@ -6145,15 +6496,20 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$69$351 , \port$70$351 , \por
   assign \engines__mac__args.x_signed  = ir[397];
   assign \engines__mac__args.w_signed  = ir[398];
   assign \engines__mac__args.rowpack  = ir[399];
+  assign \engines__mac__args.epi  = ir[400];
+  assign \engines__mac__args.epi_base  = ir[406:401];
+  assign \engines__mac__args.epi_zp_out  = ir[416:407];
+  assign \engines__mac__args.epi_min  = ir[426:417];
+  assign \engines__mac__args.epi_max  = ir[436:427];
   assign \ir.op  = ir[3:0];
-  assign \ir.args  = ir[399:4];
+  assign \ir.args  = ir[436:4];
   assign \ir.args.load  = ir[35:4];
   assign \ir.args.load.src  = ir[13:4];
   assign \ir.args.load.count  = ir[29:14];
   assign \ir.args.load.mask  = ir[31:30];
   assign \ir.args.load.page  = ir[32];
   assign \ir.args.load.row0  = ir[35:33];
-  assign \ir.args.mac  = ir[399:4];
+  assign \ir.args.mac  = ir[436:4];
   assign \ir.args.mac.in_h  = ir[12:4];
   assign \ir.args.mac.in_w  = ir[21:13];
   assign \ir.args.mac.in_cw  = ir[30:22];
@@ -6202,6 +6558,11 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$69$351 , \port$70$351 , \por
   assign \ir.args.mac.x_signed  = ir[397];
   assign \ir.args.mac.w_signed  = ir[398];
   assign \ir.args.mac.rowpack  = ir[399];
+  assign \ir.args.mac.epi  = ir[400];
+  assign \ir.args.mac.epi_base  = ir[406:401];
+  assign \ir.args.mac.epi_zp_out  = ir[416:407];
+  assign \ir.args.mac.epi_min  = ir[426:417];
+  assign \ir.args.mac.epi_max  = ir[436:427];
   assign \ir.args.pool  = ir[195:4];
   assign \ir.args.pool.mode  = ir[4];
   assign \ir.args.pool.x_signed  = ir[5];
@@ -6280,6 +6641,21 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$69$351 , \port$70$351 , \por
   assign \ir.args.gspmv.rows  = ir[37:30];
   assign \ir.args.gspmv.slices_m1  = ir[39:38];
   assign \ir.args.gspmv.flush  = ir[40];
+  assign \ir.args.lrn  = ir[126:4];
+  assign \ir.args.lrn.in_base  = ir[15:4];
+  assign \ir.args.lrn.out_base  = ir[27:16];
+  assign \ir.args.lrn.npos  = ir[43:28];
+  assign \ir.args.lrn.cw  = ir[52:44];
+  assign \ir.args.lrn.channels  = ir[64:53];
+  assign \ir.args.lrn.size  = ir[68:65];
+  assign \ir.args.lrn.x_signed  = ir[69];
+  assign \ir.args.lrn.zp_in  = ir[79:70];
+  assign \ir.args.lrn.zp_out  = ir[89:80];
+  assign \ir.args.lrn.act_min  = ir[99:90];
+  assign \ir.args.lrn.act_max  = ir[109:100];
+  assign \ir.args.lrn.table_base  = ir[115:110];
+  assign \ir.args.lrn.shift  = ir[120:116];
+  assign \ir.args.lrn.frac  = ir[126:121];
   assign \engines__pool__args.mode  = ir[4];
   assign \engines__pool__args.x_signed  = ir[5];
   assign \engines__pool__args.in_base  = ir[17:6];
@@ -6344,6 +6720,20 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$69$351 , \port$70$351 , \por
   assign \engines__spmv__args.rows  = ir[37:30];
   assign \engines__spmv__args.slices_m1  = ir[39:38];
   assign \engines__spmv__args.flush  = ir[40];
+  assign \engines__lrn__args.in_base  = ir[15:4];
+  assign \engines__lrn__args.out_base  = ir[27:16];
+  assign \engines__lrn__args.npos  = ir[43:28];
+  assign \engines__lrn__args.cw  = ir[52:44];
+  assign \engines__lrn__args.channels  = ir[64:53];
+  assign \engines__lrn__args.size  = ir[68:65];
+  assign \engines__lrn__args.x_signed  = ir[69];
+  assign \engines__lrn__args.zp_in  = ir[79:70];
+  assign \engines__lrn__args.zp_out  = ir[89:80];
+  assign \engines__lrn__args.act_min  = ir[99:90];
+  assign \engines__lrn__args.act_max  = ir[109:100];
+  assign \engines__lrn__args.table_base  = ir[115:110];
+  assign \engines__lrn__args.shift  = ir[120:116];
+  assign \engines__lrn__args.frac  = ir[126:121];
   assign \load__payload.src  = ir[13:4];
   assign \load__payload.count  = ir[29:14];
   assign \load__payload.mask  = ir[31:30];
@@ -6391,14 +6781,14 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$69$351 , \port$70$351 , \por
   assign \counters1.stall  = counters1[63:32];
   assign \counters1.wload  = counters1[95:64];
   assign \imem_rd__data.op  = imem_rd__data[3:0];
-  assign \imem_rd__data.args  = imem_rd__data[399:4];
+  assign \imem_rd__data.args  = imem_rd__data[436:4];
   assign \imem_rd__data.args.load  = imem_rd__data[35:4];
   assign \imem_rd__data.args.load.src  = imem_rd__data[13:4];
   assign \imem_rd__data.args.load.count  = imem_rd__data[29:14];
   assign \imem_rd__data.args.load.mask  = imem_rd__data[31:30];
   assign \imem_rd__data.args.load.page  = imem_rd__data[32];
   assign \imem_rd__data.args.load.row0  = imem_rd__data[35:33];
-  assign \imem_rd__data.args.mac  = imem_rd__data[399:4];
+  assign \imem_rd__data.args.mac  = imem_rd__data[436:4];
   assign \imem_rd__data.args.mac.in_h  = imem_rd__data[12:4];
   assign \imem_rd__data.args.mac.in_w  = imem_rd__data[21:13];
   assign \imem_rd__data.args.mac.in_cw  = imem_rd__data[30:22];
@@ -6447,6 +6837,11 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$69$351 , \port$70$351 , \por
   assign \imem_rd__data.args.mac.x_signed  = imem_rd__data[397];
   assign \imem_rd__data.args.mac.w_signed  = imem_rd__data[398];
   assign \imem_rd__data.args.mac.rowpack  = imem_rd__data[399];
+  assign \imem_rd__data.args.mac.epi  = imem_rd__data[400];
+  assign \imem_rd__data.args.mac.epi_base  = imem_rd__data[406:401];
+  assign \imem_rd__data.args.mac.epi_zp_out  = imem_rd__data[416:407];
+  assign \imem_rd__data.args.mac.epi_min  = imem_rd__data[426:417];
+  assign \imem_rd__data.args.mac.epi_max  = imem_rd__data[436:427];
   assign \imem_rd__data.args.pool  = imem_rd__data[195:4];
   assign \imem_rd__data.args.pool.mode  = imem_rd__data[4];
   assign \imem_rd__data.args.pool.x_signed  = imem_rd__data[5];
@@ -6525,15 +6920,30 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$69$351 , \port$70$351 , \por
   assign \imem_rd__data.args.gspmv.rows  = imem_rd__data[37:30];
   assign \imem_rd__data.args.gspmv.slices_m1  = imem_rd__data[39:38];
   assign \imem_rd__data.args.gspmv.flush  = imem_rd__data[40];
+  assign \imem_rd__data.args.lrn  = imem_rd__data[126:4];
+  assign \imem_rd__data.args.lrn.in_base  = imem_rd__data[15:4];
+  assign \imem_rd__data.args.lrn.out_base  = imem_rd__data[27:16];
+  assign \imem_rd__data.args.lrn.npos  = imem_rd__data[43:28];
+  assign \imem_rd__data.args.lrn.cw  = imem_rd__data[52:44];
+  assign \imem_rd__data.args.lrn.channels  = imem_rd__data[64:53];
+  assign \imem_rd__data.args.lrn.size  = imem_rd__data[68:65];
+  assign \imem_rd__data.args.lrn.x_signed  = imem_rd__data[69];
+  assign \imem_rd__data.args.lrn.zp_in  = imem_rd__data[79:70];
+  assign \imem_rd__data.args.lrn.zp_out  = imem_rd__data[89:80];
+  assign \imem_rd__data.args.lrn.act_min  = imem_rd__data[99:90];
+  assign \imem_rd__data.args.lrn.act_max  = imem_rd__data[109:100];
+  assign \imem_rd__data.args.lrn.table_base  = imem_rd__data[115:110];
+  assign \imem_rd__data.args.lrn.shift  = imem_rd__data[120:116];
+  assign \imem_rd__data.args.lrn.frac  = imem_rd__data[126:121];
   assign entry[51:48] = ir[3:0];
   assign entry[47:32] = pc;
-  assign entry[31:0] = \$signal$30 ;
+  assign entry[31:0] = \$signal$32 ;
   assign entry[63:52] = 12'h000;
   assign host__report[311:216] = counters1;
   assign host__report[215:120] = counters0;
   assign host__report[119:88] = trace_n;
-  assign host__report[87:56] = \$signal$31 ;
-  assign host__report[55:24] = \$signal$30 ;
+  assign host__report[87:56] = \$signal$33 ;
+  assign host__report[55:24] = \$signal$32 ;
   assign host__report[23:20] = ir[3:0];
   assign host__report[19:4] = pc;
   assign host__report[3] = loader_busy;
@@ -6543,7 +6953,7 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$69$351 , \port$70$351 , \por
 endmodule
 
 (* generator = "Amaranth" *)
-module \tiny_fabric.dma (axi__wready, axi__bid, axi__bresp, axi__bvalid, axi__arready, axi__rid, amem_w__data, axi__rresp, axi__rvalid, clk, rst, amem_r__data, wmem_r__data, \port$1031$0 , axi__awlen, axi__arlen, axi__wlast, rd_data, amem_r__en, wmem_r__en, amem_w__en
+module \tiny_fabric.dma (axi__wready, axi__bid, axi__bresp, axi__bvalid, axi__arready, axi__rid, amem_w__data, axi__rresp, axi__rvalid, clk, rst, amem_r__data, wmem_r__data, \port$1078$0 , axi__awlen, axi__arlen, axi__wlast, rd_data, amem_r__en, wmem_r__en, amem_w__en
 , wmem_w__en, busy, cmd__ready, axi__awvalid, axi__arvalid, axi__wvalid, axi__rready, axi__bready, error, amem_r__addr, w_en, w_data, axi__awready);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire [12:0] \$1 ;
@@ -6737,8 +7147,8 @@ module \tiny_fabric.dma (axi__wready, axi__bid, axi__bresp, axi__bvalid, axi__ar
   reg [8:0] issued = 9'h000;
   reg [15:0] length = 16'h0000;
   wire [8:0] n;
-  output [20:0] \port$1031$0 ;
-  wire [20:0] \port$1031$0 ;
+  output [20:0] \port$1078$0 ;
+  wire [20:0] \port$1078$0 ;
   wire [97:0] r_data;
   reg r_en;
   reg r_hs;
@@ -7456,7 +7866,7 @@ module \tiny_fabric.dma (axi__wready, axi__bid, axi__bresp, axi__bvalid, axi__ar
   assign wmem_w__data = amem_w__data;
   assign axi__wdata = rd_data;
   assign \error$46  = error;
-  assign \port$1031$0  = \$8 ;
+  assign \port$1078$0  = \$8 ;
   assign axi__awlen = \$9 [7:0];
   assign axi__arlen = \$10 [7:0];
   assign \cmd__payload.store  = w_data[0];
@@ -7603,7 +8013,7 @@ module \tiny_fabric.dma.queue (rst, w_rdy, r_rdy, r_data, r_en, w_en, w_port__da
 endmodule
 
 (* generator = "Amaranth" *)
-module \tiny_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \port$859$0 , \port$865$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
+module \tiny_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \port$906$0 , \port$912$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [24:0] \$1 ;
   wire [8:0] \$10 ;
@@ -7770,10 +8180,10 @@ module \tiny_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \po
   reg [31:0] ob3_0 = 32'd0;
   reg [31:0] ob3_1 = 32'd0;
   reg [15:0] p = 16'h0000;
-  output [7:0] \port$859$0 ;
-  wire [7:0] \port$859$0 ;
-  output [7:0] \port$865$0 ;
-  wire [7:0] \port$865$0 ;
+  output [7:0] \port$906$0 ;
+  wire [7:0] \port$906$0 ;
+  output [7:0] \port$912$0 ;
+  wire [7:0] \port$912$0 ;
   input rst;
   wire rst;
   (* init = 1'h0 *)
@@ -8102,8 +8512,8 @@ module \tiny_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \po
   assign act_w__data = { \$24 [7:0], \$19 [7:0] };
   assign a_rd__addr = \$3 [11:0];
   assign b_rd__addr = \$6 [11:0];
-  assign \port$859$0  = \$19 [7:0];
-  assign \port$865$0  = \$24 [7:0];
+  assign \port$906$0  = \$19 [7:0];
+  assign \port$912$0  = \$24 [7:0];
   assign \args.a_base  = args[11:0];
   assign \args.b_base  = args[23:12];
   assign \args.out_base  = args[35:24];
@@ -9104,8 +9514,8 @@ module \tiny_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst
   wire \$13 ;
   wire \$14 ;
   wire \$15 ;
-  wire [27:0] \$16 ;
-  wire [27:0] \$17 ;
+  wire [28:0] \$16 ;
+  wire [28:0] \$17 ;
   wire \$18 ;
   wire \$19 ;
   wire \$2 ;
@@ -9212,14 +9622,14 @@ module \tiny_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst
   wire [13:0] imem_hword;
   output [9:0] imem_r__addr;
   wire [9:0] imem_r__addr;
-  input [415:0] imem_r__data;
-  wire [415:0] imem_r__data;
+  input [447:0] imem_r__data;
+  wire [447:0] imem_r__data;
   wire imem_r__en;
   reg [3:0] imem_rsl = 4'h0;
   wire [9:0] imem_w__addr;
-  wire [415:0] imem_w__data;
-  output [12:0] imem_w__en;
-  wire [12:0] imem_w__en;
+  wire [447:0] imem_w__data;
+  output [13:0] imem_w__en;
+  wire [13:0] imem_w__en;
   wire [13:0] off;
   wire [2:0] pmem_hslice;
   wire [13:0] pmem_hword;
@@ -9329,7 +9739,7 @@ module \tiny_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst
   assign \$14  = ~ ctrl__report[0];
   assign \$15  = \$13  & \$14 ;
   assign \$16  = 1'h1 << wb__adr[3:0];
-  assign \$17  = \$15  ? \$16  : 28'h0000000;
+  assign \$17  = \$15  ? \$16  : 29'h00000000;
   assign \$18  = wb__adr[16:14] == 2'h2;
   assign \$19  = wr & \$18 ;
   assign \$20  = ~ ctrl__report[0];
@@ -9517,7 +9927,7 @@ module \tiny_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst
   assign imem_hslice = wb__adr[3:0];
   assign imem_r__en = 1'h1;
   assign imem_w__addr = imem_hword[9:0];
-  assign imem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
+  assign imem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
   assign amem_hslice = 1'h0;
   assign amem_r__en = 1'h1;
   assign amem_w__addr = amem_hword[11:0];
@@ -9538,7 +9948,7 @@ module \tiny_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst
   assign trace_r__en = 1'h1;
   assign wb__dat_r = dat;
   assign imem_r__addr = imem_hword[9:0];
-  assign imem_w__en = \$17 [12:0];
+  assign imem_w__en = \$17 [13:0];
   assign amem_r__addr = amem_hword[11:0];
   assign wmem_r__addr = wmem_hword[9:0];
   assign pmem_r__addr = pmem_hword[5:0];
@@ -9967,124 +10377,1382 @@ module \tiny_fabric.loader.queue (rst, w_rdy, r_rdy, r_data, r_en, w_en, w_port_
 endmodule
 
 (* generator = "Amaranth" *)
-module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, desc_rd__data, \desc_rd__data$21 , op__0__ready, res_valid__0, res_y__0, op__1__ready, res_valid__1, res_y__1, \port$71$0 , \port$72$0 , op__0__valid, op__1__valid, param_rd__addr, \port$190$0 , \port$195$0 , finished, desc_rd__0__addr
-, act_rd__0__en, desc_rd__1__addr, act_rd__1__en, op__0__payload, op__1__payload, act_w__addr, busy, act_rd__0__addr, act_rd__1__addr, act_w__en, start, args, clk);
+module \tiny_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, param_rd__addr, act_w__en, \port$1822$0 , \port$1824$0 , done, busy, act_w__addr, start, args, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
-  wire \$1 ;
-  wire \$10 ;
+  wire [12:0] \$1 ;
+  wire [9:0] \$10 ;
   wire \$100 ;
-  wire \$101 ;
-  wire \$102 ;
+  wire [13:0] \$101 ;
+  wire [1:0] \$102 ;
   wire \$103 ;
-  wire \$104 ;
-  wire \$105 ;
-  wire \$106 ;
-  wire \$107 ;
+  wire [9:0] \$104 ;
+  wire [16:0] \$105 ;
+  wire [12:0] \$106 ;
+  wire [16:0] \$107 ;
   wire \$108 ;
-  wire [8:0] \$109 ;
-  wire [9:0] \$11 ;
+  wire \$109 ;
+  wire \$11 ;
   wire \$110 ;
   wire \$111 ;
-  wire \$112 ;
-  wire [8:0] \$113 ;
+  wire [13:0] \$112 ;
+  wire [13:0] \$113 ;
+  wire \$114 ;
+  wire [12:0] \$115 ;
+  wire \$116 ;
+  wire \$117 ;
+  wire [12:0] \$118 ;
+  wire [13:0] \$119 ;
+  wire \$12 ;
+  wire [14:0] \$120 ;
+  wire [31:0] \$121 ;
+  wire [32:0] \$122 ;
+  wire [32:0] \$123 ;
+  wire [19:0] \$124 ;
+  wire [54:0] \$125 ;
+  wire \$126 ;
+  wire \$127 ;
+  wire \$128 ;
+  reg [12:0] \$129 ;
+  wire [9:0] \$13 ;
+  reg \$130 ;
+  reg [8:0] \$131 ;
+  reg [15:0] \$132 ;
+  reg [11:0] \$133 ;
+  reg \$134 ;
+  reg \$135 ;
+  reg \$136 ;
+  reg \$137 ;
+  reg [12:0] \$138 ;
+  reg [11:0] \$139 ;
+  wire \$14 ;
+  reg [9:0] \$140 ;
+  reg [9:0] \$141 ;
+  reg [9:0] \$142 ;
+  reg [9:0] \$143 ;
+  reg [9:0] \$144 ;
+  reg [9:0] \$145 ;
+  reg [9:0] \$146 ;
+  reg [9:0] \$147 ;
+  reg [9:0] \$148 ;
+  reg [9:0] \$149 ;
+  wire \$15 ;
+  reg [9:0] \$150 ;
+  reg [9:0] \$151 ;
+  reg [9:0] \$152 ;
+  reg [9:0] \$153 ;
+  reg [9:0] \$154 ;
+  reg [19:0] \$155 ;
+  reg \$156 ;
+  reg [9:0] \$157 ;
+  reg [19:0] \$158 ;
+  reg \$159 ;
+  wire [9:0] \$16 ;
+  reg \$160 ;
+  reg [11:0] \$161 ;
+  reg \$162 ;
+  reg [9:0] \$163 ;
+  reg \$164 ;
+  reg \$165 ;
+  reg [11:0] \$166 ;
+  reg [19:0] \$167 ;
+  reg [1:0] \$168 ;
+  reg \$169 ;
+  wire \$17 ;
+  reg [9:0] \$170 ;
+  reg \$171 ;
+  reg \$172 ;
+  reg [11:0] \$173 ;
+  reg [33:0] \$174 ;
+  reg \$175 ;
+  reg \$176 ;
+  reg \$177 ;
+  reg [11:0] \$178 ;
+  reg [9:0] \$179 ;
+  wire \$18 ;
+  reg [7:0] \$180 ;
+  reg [7:0] \$181 ;
+  reg \$182 ;
+  wire [9:0] \$19 ;
+  wire [13:0] \$2 ;
+  wire \$20 ;
+  wire \$21 ;
+  wire [9:0] \$22 ;
+  wire \$23 ;
+  wire \$24 ;
+  wire [9:0] \$25 ;
+  wire [19:0] \$253 ;
+  wire \$255 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire [9:0] \$28 ;
+  wire \$29 ;
+  wire [12:0] \$3 ;
+  wire \$30 ;
+  wire [13:0] \$306 ;
+  wire \$308 ;
+  wire [9:0] \$31 ;
+  wire [13:0] \$311 ;
+  wire \$313 ;
+  wire \$32 ;
+  wire [13:0] \$321 ;
+  wire \$323 ;
+  wire \$33 ;
+  wire [19:0] \$330 ;
+  wire \$332 ;
+  wire [9:0] \$34 ;
+  wire \$35 ;
+  wire \$36 ;
+  wire [9:0] \$37 ;
+  wire \$38 ;
+  wire \$39 ;
+  wire [13:0] \$4 ;
+  wire [9:0] \$40 ;
+  wire \$41 ;
+  wire \$42 ;
+  wire [9:0] \$43 ;
+  wire \$44 ;
+  wire \$45 ;
+  wire [9:0] \$46 ;
+  wire \$47 ;
+  wire \$48 ;
+  wire [9:0] \$49 ;
+  wire [8:0] \$5 ;
+  wire \$50 ;
+  wire \$51 ;
+  wire [9:0] \$52 ;
+  wire \$53 ;
+  wire \$54 ;
+  wire \$55 ;
+  wire \$56 ;
+  wire \$57 ;
+  wire \$58 ;
+  wire \$59 ;
+  wire [10:0] \$6 ;
+  wire \$60 ;
+  wire \$61 ;
+  wire [19:0] \$62 ;
+  wire [19:0] \$63 ;
+  wire [21:0] \$64 ;
+  wire [19:0] \$65 ;
+  wire [22:0] \$66 ;
+  wire [19:0] \$67 ;
+  wire [20:0] \$68 ;
+  wire [51:0] \$69 ;
+  wire [10:0] \$7 ;
+  wire [31:0] \$70 ;
+  wire [31:0] \$71 ;
+  wire [52:0] \$72 ;
+  wire [52:0] \$73 ;
+  wire [43:0] \$74 ;
+  wire [63:0] \$75 ;
+  wire [63:0] \$76 ;
+  wire [65:0] \$77 ;
+  wire \$78 ;
+  wire \$79 ;
+  wire \$8 ;
+  wire [65:0] \$80 ;
+  wire [65:0] \$81 ;
+  wire [34:0] \$82 ;
+  wire \$83 ;
+  wire \$84 ;
+  wire [10:0] \$85 ;
+  wire [10:0] \$86 ;
+  wire \$87 ;
+  wire [7:0] \$88 ;
+  wire \$89 ;
+  wire \$9 ;
+  wire [7:0] \$90 ;
+  wire \$91 ;
+  wire \$92 ;
+  wire \$93 ;
+  wire \$94 ;
+  wire \$95 ;
+  wire \$96 ;
+  wire \$97 ;
+  wire \$98 ;
+  wire \$99 ;
+  reg \$like  = 1'h0;
+  reg \$like$59  = 1'h0;
+  reg \$like$81  = 1'h0;
+  reg \$like$84  = 1'h0;
+  reg [8:0] \$signal  = 9'h000;
+  reg [9:0] \$signal$16 ;
+  reg [31:0] \$signal$42 ;
+  reg [9:0] \$signal$48  = 10'h000;
+  reg \$signal$54  = 1'h0;
+  (* init = 12'h000 *)
+  wire [11:0] \$signal$57 ;
+  reg \$signal$64  = 1'h0;
+  reg \$signal$65  = 1'h0;
+  reg \$signal$66  = 1'h0;
+  reg \$signal$67  = 1'h0;
+  reg \$signal$69  = 1'h0;
+  reg \$signal$72  = 1'h0;
+  reg [15:0] \$signal$73  = 16'h0000;
+  reg [9:0] \$signal$75  = 10'h000;
+  reg \$signal$76  = 1'h0;
+  reg [9:0] \$signal$79  = 10'h000;
+  reg [12:0] \$signal$9  = 13'h0000;
+  output [11:0] act_rd__addr;
+  wire [11:0] act_rd__addr;
+  input [15:0] act_rd__data;
+  wire [15:0] act_rd__data;
+  wire act_rd__en;
+  output [11:0] act_w__addr;
+  reg [11:0] act_w__addr = 12'h000;
+  wire [15:0] act_w__data;
+  output act_w__en;
+  wire act_w__en;
+  input [122:0] args;
+  wire [122:0] args;
+  wire [9:0] \args.act_max ;
+  wire [9:0] \args.act_min ;
+  wire [11:0] \args.channels ;
+  wire [8:0] \args.cw ;
+  wire [5:0] \args.frac ;
+  wire [11:0] \args.in_base ;
+  wire [15:0] \args.npos ;
+  wire [11:0] \args.out_base ;
+  wire [4:0] \args.shift ;
+  wire [3:0] \args.size ;
+  wire [5:0] \args.table_base ;
+  wire \args.x_signed ;
+  wire [9:0] \args.zp_in ;
+  wire [9:0] \args.zp_out ;
+  reg b_feed = 1'h0;
+  reg [12:0] b_j = 13'h0000;
+  reg [11:0] b_pix = 12'h000;
+  reg [7:0] buf0 = 8'h00;
+  reg [7:0] buf1 = 8'h00;
+  output busy;
+  reg busy = 1'h0;
+  wire [13:0] c;
+  reg [11:0] c_addr = 12'h000;
+  reg c_last = 1'h0;
+  reg [19:0] c_s = 20'h00000;
+  reg [9:0] centre;
+  input clk;
+  wire clk;
+  reg [11:0] d_addr = 12'h000;
+  reg [19:0] d_f = 20'h00000;
+  wire [9:0] d_in;
+  reg d_last = 1'h0;
+  reg [1:0] d_slot = 2'h0;
+  reg [31:0] dg;
+  reg [9:0] dl0 = 10'h000;
+  reg [9:0] dl1 = 10'h000;
+  reg [9:0] dl10 = 10'h000;
+  reg [9:0] dl11 = 10'h000;
+  reg [9:0] dl12 = 10'h000;
+  reg [9:0] dl13 = 10'h000;
+  reg [9:0] dl14 = 10'h000;
+  reg [9:0] dl2 = 10'h000;
+  reg [9:0] dl3 = 10'h000;
+  reg [9:0] dl4 = 10'h000;
+  reg [9:0] dl5 = 10'h000;
+  reg [9:0] dl6 = 10'h000;
+  reg [9:0] dl7 = 10'h000;
+  reg [9:0] dl8 = 10'h000;
+  reg [9:0] dl9 = 10'h000;
+  output done;
+  wire done;
+  reg [11:0] e_addr = 12'h000;
+  reg [33:0] e_g = 34'h000000000;
+  reg e_last = 1'h0;
+  reg [9:0] f_code = 10'h000;
+  reg f_last = 1'h0;
+  wire finished;
+  wire [3:0] hi;
+  wire [19:0] k;
+  wire last_j;
+  wire [9:0] lrn_code;
+  wire [33:0] lrn_code_sum;
+  output [5:0] param_rd__addr;
+  wire [5:0] param_rd__addr;
+  input [191:0] param_rd__data;
+  wire [191:0] param_rd__data;
+  wire [63:0] \param_rd__data[0] ;
+  wire [31:0] \param_rd__data[0].dg ;
+  wire [31:0] \param_rd__data[0].g ;
+  wire [63:0] \param_rd__data[1] ;
+  wire [31:0] \param_rd__data[1].dg ;
+  wire [31:0] \param_rd__data[1].g ;
+  wire [63:0] \param_rd__data[2] ;
+  wire [31:0] \param_rd__data[2].dg ;
+  wire [31:0] \param_rd__data[2].g ;
+  wire param_rd__en;
+  reg [11:0] pix = 12'h000;
+  output [7:0] \port$1822$0 ;
+  wire [7:0] \port$1822$0 ;
+  output [7:0] \port$1824$0 ;
+  wire [7:0] \port$1824$0 ;
+  wire [65:0] prod;
+  reg [7:0] raw;
+  input rst;
+  wire rst;
+  (* init = 1'h0 *)
+  wire running;
+  wire [21:0] s_new;
+  reg [19:0] s_run = 20'h00000;
+  input start;
+  wire start;
+  wire [53:0] step;
+  wire [9:0] x;
+  wire [33:0] y;
+  assign \$1  = args[11:0] + pix;
+  assign \$2  = \$1  + \$signal ;
+  assign \$3  = args[60:49] + hi;
+  assign \$4  = \$3  - 1'h1;
+  assign last_j = \$signal$9  == \$4 ;
+  assign \$5  = args[65] ? { raw[7], raw } : { 1'h0, raw };
+  assign \$6  = $signed(\$5 ) - $signed(args[75:66]);
+  assign \$7  = b_feed ? \$6  : 11'h000;
+  assign \$8  = args[64:61] == 1'h1;
+  assign \$9  = b_j >= 1'h1;
+  assign \$10  = \$9  ? dl0 : 10'h000;
+  assign \$11  = args[64:61] == 2'h2;
+  assign \$12  = b_j >= 2'h2;
+  assign \$13  = \$12  ? dl1 : 10'h000;
+  assign \$14  = args[64:61] == 2'h3;
+  assign \$15  = b_j >= 2'h3;
+  assign \$16  = \$15  ? dl2 : 10'h000;
+  assign \$17  = args[64:61] == 3'h4;
+  assign \$18  = b_j >= 3'h4;
+  assign \$19  = \$18  ? dl3 : 10'h000;
+  assign \$20  = args[64:61] == 3'h5;
+  assign \$21  = b_j >= 3'h5;
+  assign \$22  = \$21  ? dl4 : 10'h000;
+  assign \$23  = args[64:61] == 3'h6;
+  assign \$24  = b_j >= 3'h6;
+  assign \$25  = \$24  ? dl5 : 10'h000;
+  assign \$26  = args[64:61] == 3'h7;
+  assign \$27  = b_j >= 3'h7;
+  assign \$28  = \$27  ? dl6 : 10'h000;
+  assign \$29  = args[64:61] == 4'h8;
+  assign \$30  = b_j >= 4'h8;
+  assign \$31  = \$30  ? dl7 : 10'h000;
+  assign \$32  = args[64:61] == 4'h9;
+  assign \$33  = b_j >= 4'h9;
+  assign \$34  = \$33  ? dl8 : 10'h000;
+  assign \$35  = args[64:61] == 4'ha;
+  assign \$36  = b_j >= 4'ha;
+  assign \$37  = \$36  ? dl9 : 10'h000;
+  assign \$38  = args[64:61] == 4'hb;
+  assign \$39  = b_j >= 4'hb;
+  assign \$40  = \$39  ? dl10 : 10'h000;
+  assign \$41  = args[64:61] == 4'hc;
+  assign \$42  = b_j >= 4'hc;
+  assign \$43  = \$42  ? dl11 : 10'h000;
+  assign \$44  = args[64:61] == 4'hd;
+  assign \$45  = b_j >= 4'hd;
+  assign \$46  = \$45  ? dl12 : 10'h000;
+  assign \$47  = args[64:61] == 4'he;
+  assign \$48  = b_j >= 4'he;
+  assign \$49  = \$48  ? dl13 : 10'h000;
+  assign \$50  = args[64:61] == 4'hf;
+  assign \$51  = b_j >= 4'hf;
+  assign \$52  = \$51  ? dl14 : 10'h000;
+  assign \$53  = ! hi;
+  assign \$54  = hi == 1'h1;
+  assign \$55  = hi == 2'h2;
+  assign \$56  = hi == 2'h3;
+  assign \$57  = hi == 3'h4;
+  assign \$58  = hi == 3'h5;
+  assign \$59  = hi == 3'h6;
+  assign \$60  = hi == 3'h7;
+  assign \$61  = ! b_j;
+  assign \$62  = \$61  ? 20'h00000 : s_run;
+  assign \$63  = $signed(\$7 [9:0]) * $signed(\$7 [9:0]);
+  assign \$64  = $signed({ 1'h0, \$62  }) + $signed(\$63 );
+  assign \$65  = $signed(\$signal$16 ) * $signed(\$signal$16 );
+  assign \$66  = $signed(\$64 ) - $signed(\$65 );
+  assign c = b_j - hi;
+  assign k = c_s >> args[116:112];
+  assign \$253  = k / 2'h3;
+  assign \$68  = args[111:106] + \$67 ;
+  assign \$69  = $signed(dg) * $signed({ 1'h0, d_f });
+  assign \$70  = 1'h1 << args[116:112];
+  assign \$72  = $signed(\$69 ) + $signed({ 1'h0, \$71  });
+  assign \$73  = $signed(\$72 ) >>> args[116:112];
+  assign \$74  = $signed(\$signal$48 ) * $signed(e_g);
+  assign \$75  = 1'h1 << args[122:117];
+  assign \$77  = $signed(\$74 ) + $signed({ 1'h0, \$76  });
+  assign prod = $signed(\$77 ) >>> args[122:117];
+  assign \$78  = $signed(prod) > $signed(33'h080000000);
+  assign \$79  = $signed(prod) < $signed(32'd2147483648);
+  assign \$80  = \$79  ? 66'h3ffffffff80000000 : prod;
+  assign \$81  = \$78  ? 66'h00000000080000000 : \$80 ;
+  assign \$82  = $signed(\$81 [33:0]) + $signed(args[85:76]);
+  assign \$83  = $signed(\$82 [33:0]) < $signed(args[95:86]);
+  assign \$84  = $signed(\$82 [33:0]) > $signed(args[105:96]);
+  assign \$85  = \$84  ? { args[105], args[105:96] } : { 1'h0, \$82 [9:0] };
+  assign \$86  = \$83  ? { args[95], args[95:86] } : \$85 ;
+  assign act_w__en = \$signal$54  & f_last;
+  assign \$87  = ! \$like$59 ;
+  assign \$88  = \$like$59  ? buf0 : f_code[7:0];
+  assign \$90  = \$89  ? f_code[7:0] : buf1;
+  assign \$91  = ~ busy;
+  assign \$92  = ~ \$signal$64 ;
+  assign \$93  = \$91  & \$92 ;
+  assign \$94  = ~ \$signal$65 ;
+  assign \$95  = \$93  & \$94 ;
+  assign \$96  = ~ \$signal$66 ;
+  assign \$97  = \$95  & \$96 ;
+  assign \$98  = ~ \$signal$67 ;
+  assign \$99  = \$97  & \$98 ;
+  assign \$100  = ~ \$signal$54 ;
+  assign finished = \$99  & \$100 ;
+  assign done = \$signal$69  & finished;
+  assign \$101  = \$signal$9  + 1'h1;
+  assign \$102  = \$signal$72  + 1'h1;
+  assign \$104  = \$signal  + 1'h1;
+  assign \$105  = \$signal$73  + 1'h1;
+  assign \$106  = pix + args[48:40];
+  assign \$107  = args[39:24] - 1'h1;
+  assign \$108  = \$signal$73  == \$107 ;
+  assign \$109  = \$signal$9  < args[60:49];
+  assign \$110  = $signed(c) >= $signed(1'h0);
+  assign \$111  = \$signal$64  & \$110 ;
+  wire [13:0] _0_ = $signed(c) % $signed(3'h2);
+  assign \$306  = (c[13] == 1'h0) || _0_ == 0 ? $signed(_0_) : $signed(3'h2) + $signed(_0_);
+  wire [13:0] _1_ = $signed(c) % $signed(3'h2);
+  assign \$311  = (c[13] == 1'h0) || _1_ == 0 ? $signed(_1_) : $signed(3'h2) + $signed(_1_);
+  assign \$114  = \$113 [1:0] == 1'h1;
+  assign \$115  = args[60:49] - 1'h1;
+  assign \$116  = $signed(c) == $signed(\$115 );
+  assign \$117  = \$114  | \$116 ;
+  assign \$118  = args[23:12] + b_pix;
+  wire [14:0] _2_, _3_, _4_;
+  assign _2_ = $signed(c);
+  assign _3_ = $signed(3'h2);
+  assign _4_ = (c[13] == 1'h0) || c == 0 ? _2_ : $signed(_2_ - (1'h0 ? _3_ + 1 : _3_ - 1));
+  assign \$321  = $signed(_4_) / $signed(_3_);
+  assign \$120  = $signed({ 1'h0, \$118  }) + $signed(\$119 );
+  assign \$121  = 1'h1 << args[116:112];
+  assign \$122  = \$121  - 1'h1;
+  assign \$123  = { 13'h0000, c_s } & \$122 ;
+  assign \$330  = k % 2'h3;
+  assign \$125  = $signed(\$signal$42 ) + $signed(\$73 );
+  assign \$126  = ! \$like$59 ;
+  assign \$128  = \$signal$69  & finished;
+  always @(posedge clk)
+    \$signal$9  <= \$129 ;
+  always @(posedge clk)
+    \$signal$72  <= \$130 ;
+  always @(posedge clk)
+    \$signal  <= \$131 ;
+  always @(posedge clk)
+    \$signal$73  <= \$132 ;
+  always @(posedge clk)
+    pix <= \$133 ;
+  always @(posedge clk)
+    busy <= \$134 ;
+  always @(posedge clk)
+    \$signal$64  <= \$135 ;
+  always @(posedge clk)
+    b_feed <= \$136 ;
+  always @(posedge clk)
+    \$like  <= \$137 ;
+  always @(posedge clk)
+    b_j <= \$138 ;
+  always @(posedge clk)
+    b_pix <= \$139 ;
+  always @(posedge clk)
+    dl0 <= \$140 ;
+  always @(posedge clk)
+    dl1 <= \$141 ;
+  always @(posedge clk)
+    dl2 <= \$142 ;
+  always @(posedge clk)
+    dl3 <= \$143 ;
+  always @(posedge clk)
+    dl4 <= \$144 ;
+  always @(posedge clk)
+    dl5 <= \$145 ;
+  always @(posedge clk)
+    dl6 <= \$146 ;
+  always @(posedge clk)
+    dl7 <= \$147 ;
+  always @(posedge clk)
+    dl8 <= \$148 ;
+  always @(posedge clk)
+    dl9 <= \$149 ;
+  always @(posedge clk)
+    dl10 <= \$150 ;
+  always @(posedge clk)
+    dl11 <= \$151 ;
+  always @(posedge clk)
+    dl12 <= \$152 ;
+  always @(posedge clk)
+    dl13 <= \$153 ;
+  always @(posedge clk)
+    dl14 <= \$154 ;
+  always @(posedge clk)
+    s_run <= \$155 ;
+  always @(posedge clk)
+    \$signal$65  <= \$156 ;
+  always @(posedge clk)
+    \$signal$75  <= \$157 ;
+  always @(posedge clk)
+    c_s <= \$158 ;
+  always @(posedge clk)
+    \$signal$76  <= \$159 ;
+  always @(posedge clk)
+    c_last <= \$160 ;
+  always @(posedge clk)
+    c_addr <= \$161 ;
+  always @(posedge clk)
+    \$signal$66  <= \$162 ;
+  always @(posedge clk)
+    \$signal$79  <= \$163 ;
+  always @(posedge clk)
+    d_last <= \$164 ;
+  always @(posedge clk)
+    \$like$81  <= \$165 ;
+  always @(posedge clk)
+    d_addr <= \$166 ;
+  always @(posedge clk)
+    d_f <= \$167 ;
+  always @(posedge clk)
+    d_slot <= \$168 ;
+  always @(posedge clk)
+    \$signal$67  <= \$169 ;
+  always @(posedge clk)
+    \$signal$48  <= \$170 ;
+  always @(posedge clk)
+    e_last <= \$171 ;
+  always @(posedge clk)
+    \$like$84  <= \$172 ;
+  always @(posedge clk)
+    e_addr <= \$173 ;
+  always @(posedge clk)
+    e_g <= \$174 ;
+  always @(posedge clk)
+    \$signal$54  <= \$175 ;
+  always @(posedge clk)
+    f_last <= \$176 ;
+  always @(posedge clk)
+    \$like$59  <= \$177 ;
+  always @(posedge clk)
+    act_w__addr <= \$178 ;
+  always @(posedge clk)
+    f_code <= \$179 ;
+  always @(posedge clk)
+    buf0 <= \$180 ;
+  always @(posedge clk)
+    buf1 <= \$181 ;
+  always @(posedge clk)
+    \$signal$69  <= \$182 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$like )
+      1'h0:
+          raw = act_rd__data[7:0];
+      1'h1:
+          raw = act_rd__data[15:8];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$signal$16  = 10'h000;
+    if (\$8 ) begin
+      \$signal$16  = \$10 ;
+    end
+    if (\$11 ) begin
+      \$signal$16  = \$13 ;
+    end
+    if (\$14 ) begin
+      \$signal$16  = \$16 ;
+    end
+    if (\$17 ) begin
+      \$signal$16  = \$19 ;
+    end
+    if (\$20 ) begin
+      \$signal$16  = \$22 ;
+    end
+    if (\$23 ) begin
+      \$signal$16  = \$25 ;
+    end
+    if (\$26 ) begin
+      \$signal$16  = \$28 ;
+    end
+    if (\$29 ) begin
+      \$signal$16  = \$31 ;
+    end
+    if (\$32 ) begin
+      \$signal$16  = \$34 ;
+    end
+    if (\$35 ) begin
+      \$signal$16  = \$37 ;
+    end
+    if (\$38 ) begin
+      \$signal$16  = \$40 ;
+    end
+    if (\$41 ) begin
+      \$signal$16  = \$43 ;
+    end
+    if (\$44 ) begin
+      \$signal$16  = \$46 ;
+    end
+    if (\$47 ) begin
+      \$signal$16  = \$49 ;
+    end
+    if (\$50 ) begin
+      \$signal$16  = \$52 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    centre = 10'h000;
+    if (\$53 ) begin
+      centre = \$7 [9:0];
+    end
+    if (\$54 ) begin
+      centre = dl0;
+    end
+    if (\$55 ) begin
+      centre = dl1;
+    end
+    if (\$56 ) begin
+      centre = dl2;
+    end
+    if (\$57 ) begin
+      centre = dl3;
+    end
+    if (\$58 ) begin
+      centre = dl4;
+    end
+    if (\$59 ) begin
+      centre = dl5;
+    end
+    if (\$60 ) begin
+      centre = dl6;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$signal$42  = 32'd0;
+    casez (d_slot)
+      2'h0:
+          \$signal$42  = param_rd__data[31:0];
+      2'h1:
+          \$signal$42  = param_rd__data[95:64];
+      2'h2:
+          \$signal$42  = param_rd__data[159:128];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    dg = 32'd0;
+    casez (d_slot)
+      2'h0:
+          dg = param_rd__data[63:32];
+      2'h1:
+          dg = param_rd__data[127:96];
+      2'h2:
+          dg = param_rd__data[191:160];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$129  = \$signal$9 ;
+    if (busy) begin
+      \$129  = \$101 [12:0];
+      if (last_j) begin
+        \$129  = 13'h0000;
+      end
+    end
+    if (start) begin
+      \$129  = 13'h0000;
+    end
+    if (rst) begin
+      \$129  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$130  = \$signal$72 ;
+    if (busy) begin
+      \$130  = \$102 [0];
+      if (\$103 ) begin
+        \$130  = 1'h0;
+      end
+      if (last_j) begin
+        \$130  = 1'h0;
+      end
+    end
+    if (start) begin
+      \$130  = 1'h0;
+    end
+    if (rst) begin
+      \$130  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$131  = \$signal ;
+    if (busy) begin
+      if (\$103 ) begin
+        \$131  = \$104 [8:0];
+      end
+      if (last_j) begin
+        \$131  = 9'h000;
+      end
+    end
+    if (start) begin
+      \$131  = 9'h000;
+    end
+    if (rst) begin
+      \$131  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$132  = \$signal$73 ;
+    if (busy) begin
+      if (last_j) begin
+        \$132  = \$105 [15:0];
+      end
+    end
+    if (start) begin
+      \$132  = 16'h0000;
+    end
+    if (rst) begin
+      \$132  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$133  = pix;
+    if (busy) begin
+      if (last_j) begin
+        \$133  = \$106 [11:0];
+      end
+    end
+    if (start) begin
+      \$133  = 12'h000;
+    end
+    if (rst) begin
+      \$133  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$134  = busy;
+    if (busy) begin
+      if (last_j) begin
+        if (\$108 ) begin
+          \$134  = 1'h0;
+        end
+      end
+    end
+    if (start) begin
+      \$134  = 1'h1;
+    end
+    if (rst) begin
+      \$134  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$135  = busy;
+    if (rst) begin
+      \$135  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$136  = \$109 ;
+    if (rst) begin
+      \$136  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$137  = \$signal$72 ;
+    if (rst) begin
+      \$137  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$138  = \$signal$9 ;
+    if (rst) begin
+      \$138  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$139  = pix;
+    if (rst) begin
+      \$139  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$140  = dl0;
+    if (\$signal$64 ) begin
+      \$140  = \$7 [9:0];
+    end
+    if (rst) begin
+      \$140  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$141  = dl1;
+    if (\$signal$64 ) begin
+      \$141  = dl0;
+    end
+    if (rst) begin
+      \$141  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$142  = dl2;
+    if (\$signal$64 ) begin
+      \$142  = dl1;
+    end
+    if (rst) begin
+      \$142  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$143  = dl3;
+    if (\$signal$64 ) begin
+      \$143  = dl2;
+    end
+    if (rst) begin
+      \$143  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$144  = dl4;
+    if (\$signal$64 ) begin
+      \$144  = dl3;
+    end
+    if (rst) begin
+      \$144  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$145  = dl5;
+    if (\$signal$64 ) begin
+      \$145  = dl4;
+    end
+    if (rst) begin
+      \$145  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$146  = dl6;
+    if (\$signal$64 ) begin
+      \$146  = dl5;
+    end
+    if (rst) begin
+      \$146  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$147  = dl7;
+    if (\$signal$64 ) begin
+      \$147  = dl6;
+    end
+    if (rst) begin
+      \$147  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$148  = dl8;
+    if (\$signal$64 ) begin
+      \$148  = dl7;
+    end
+    if (rst) begin
+      \$148  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$149  = dl9;
+    if (\$signal$64 ) begin
+      \$149  = dl8;
+    end
+    if (rst) begin
+      \$149  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$150  = dl10;
+    if (\$signal$64 ) begin
+      \$150  = dl9;
+    end
+    if (rst) begin
+      \$150  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$151  = dl11;
+    if (\$signal$64 ) begin
+      \$151  = dl10;
+    end
+    if (rst) begin
+      \$151  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$152  = dl12;
+    if (\$signal$64 ) begin
+      \$152  = dl11;
+    end
+    if (rst) begin
+      \$152  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$153  = dl13;
+    if (\$signal$64 ) begin
+      \$153  = dl12;
+    end
+    if (rst) begin
+      \$153  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$154  = dl14;
+    if (\$signal$64 ) begin
+      \$154  = dl13;
+    end
+    if (rst) begin
+      \$154  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$155  = s_run;
+    if (\$signal$64 ) begin
+      \$155  = \$66 [19:0];
+    end
+    if (rst) begin
+      \$155  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$156  = \$111 ;
+    if (rst) begin
+      \$156  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$157  = centre;
+    if (rst) begin
+      \$157  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$158  = \$66 [19:0];
+    if (rst) begin
+      \$158  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$159  = \$112 [0];
+    if (rst) begin
+      \$159  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$160  = \$117 ;
+    if (rst) begin
+      \$160  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$161  = \$120 [11:0];
+    if (rst) begin
+      \$161  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$162  = \$signal$65 ;
+    if (rst) begin
+      \$162  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$163  = \$signal$75 ;
+    if (rst) begin
+      \$163  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$164  = c_last;
+    if (rst) begin
+      \$164  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$165  = \$signal$76 ;
+    if (rst) begin
+      \$165  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$166  = c_addr;
+    if (rst) begin
+      \$166  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$167  = \$123 [19:0];
+    if (rst) begin
+      \$167  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$168  = \$124 [1:0];
+    if (rst) begin
+      \$168  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$169  = \$signal$66 ;
+    if (rst) begin
+      \$169  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$170  = \$signal$79 ;
+    if (rst) begin
+      \$170  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$171  = d_last;
+    if (rst) begin
+      \$171  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$172  = \$like$81 ;
+    if (rst) begin
+      \$172  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$173  = d_addr;
+    if (rst) begin
+      \$173  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$174  = \$125 [33:0];
+    if (rst) begin
+      \$174  = 34'h000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$175  = \$signal$67 ;
+    if (rst) begin
+      \$175  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$176  = e_last;
+    if (rst) begin
+      \$176  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$177  = \$like$84 ;
+    if (rst) begin
+      \$177  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$178  = e_addr;
+    if (rst) begin
+      \$178  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$179  = \$86 [9:0];
+    if (rst) begin
+      \$179  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$180  = buf0;
+    if (\$signal$54 ) begin
+      if (f_last) begin
+        \$180  = 8'h00;
+      end else if (\$126 ) begin
+        \$180  = f_code[7:0];
+      end
+    end
+    if (rst) begin
+      \$180  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$181  = buf1;
+    if (\$signal$54 ) begin
+      if (f_last) begin
+        \$181  = 8'h00;
+      end else if (\$127 ) begin
+        \$181  = f_code[7:0];
+      end
+    end
+    if (rst) begin
+      \$181  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$182  = \$signal$69 ;
+    if (start) begin
+      \$182  = 1'h1;
+    end
+    if (\$128 ) begin
+      \$182  = 1'h0;
+    end
+    if (rst) begin
+      \$182  = 1'h0;
+    end
+  end
+  assign running = busy;
+  assign act_rd__en = 1'h1;
+  assign x = { \$5 [8], \$5  };
+  assign d_in = \$7 [9:0];
+  assign s_new = \$66 [21:0];
+  assign param_rd__en = 1'h1;
+  assign step = { \$73 [52], \$73  };
+  assign y = \$81 [33:0];
+  assign lrn_code_sum = \$82 [33:0];
+  assign lrn_code = \$86 [9:0];
+  assign \$signal$57  = act_w__addr;
+  assign act_w__data = { \$90 , \$88  };
+  assign act_rd__addr = \$2 [11:0];
+  assign param_rd__addr = \$68 [5:0];
+  assign \port$1822$0  = \$88 ;
+  assign \port$1824$0  = \$90 ;
+  assign \args.in_base  = args[11:0];
+  assign \args.out_base  = args[23:12];
+  assign \args.npos  = args[39:24];
+  assign \args.cw  = args[48:40];
+  assign \args.channels  = args[60:49];
+  assign \args.size  = args[64:61];
+  assign \args.x_signed  = args[65];
+  assign \args.zp_in  = args[75:66];
+  assign \args.zp_out  = args[85:76];
+  assign \args.act_min  = args[95:86];
+  assign \args.act_max  = args[105:96];
+  assign \args.table_base  = args[111:106];
+  assign \args.shift  = args[116:112];
+  assign \args.frac  = args[122:117];
+  assign \param_rd__data[0]  = param_rd__data[63:0];
+  assign \param_rd__data[0].g  = param_rd__data[31:0];
+  assign \param_rd__data[0].dg  = param_rd__data[63:32];
+  assign \param_rd__data[1]  = param_rd__data[127:64];
+  assign \param_rd__data[1].g  = param_rd__data[95:64];
+  assign \param_rd__data[1].dg  = param_rd__data[127:96];
+  assign \param_rd__data[2]  = param_rd__data[191:128];
+  assign \param_rd__data[2].g  = param_rd__data[159:128];
+  assign \param_rd__data[2].dg  = param_rd__data[191:160];
+  assign hi = { 1'h0, args[64:62] };
+  assign \$255  = 1'h1;
+  assign \$67  = \$253 ;
+  assign \$71  = { 1'h0, \$70 [31:1] };
+  assign \$76  = { 1'h0, \$75 [63:1] };
+  assign \$89  = \$like$59 ;
+  assign \$103  = \$signal$72 ;
+  assign \$308  = 1'h1;
+  assign \$112  = \$306 ;
+  assign \$313  = 1'h1;
+  assign \$113  = \$311 ;
+  assign \$323  = 1'h1;
+  assign \$119  = \$321 ;
+  assign \$332  = 1'h1;
+  assign \$124  = \$330 ;
+  assign \$127  = \$like$59 ;
+endmodule
+
+(* generator = "Amaranth" *)
+module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, epi_rd__data, desc_rd__data, \desc_rd__data$21 , op__0__ready, res_valid__0, res_y__0, op__1__ready, res_valid__1, res_y__1, \port$77$0 , \port$78$0 , op__0__valid, op__1__valid, param_rd__addr, epi_rd__addr, finished, desc_rd__0__addr
+, act_rd__0__en, desc_rd__1__addr, act_rd__1__en, op__0__payload, op__1__payload, act_w__en, act_w__addr, act_w__data, busy, act_rd__0__addr, act_rd__1__addr, start, args, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
+  wire \$1 ;
+  wire \$10 ;
+  wire [32:0] \$100 ;
+  wire [17:0] \$101 ;
+  wire [32:0] \$102 ;
+  wire [32:0] \$103 ;
+  wire \$104 ;
+  wire \$105 ;
+  wire [10:0] \$106 ;
+  wire [10:0] \$107 ;
+  wire [32:0] \$108 ;
+  wire \$109 ;
+  wire [9:0] \$11 ;
+  wire \$110 ;
+  wire [10:0] \$111 ;
+  wire [10:0] \$112 ;
+  wire \$113 ;
   wire \$114 ;
   wire \$115 ;
   wire \$116 ;
-  wire [9:0] \$117 ;
+  wire \$117 ;
   wire \$118 ;
-  wire [9:0] \$119 ;
+  wire \$119 ;
   wire \$12 ;
   wire \$120 ;
-  wire [16:0] \$121 ;
-  wire [16:0] \$122 ;
+  wire \$121 ;
+  wire \$122 ;
   wire \$123 ;
-  wire [8:0] \$124 ;
-  wire [8:0] \$125 ;
+  wire \$124 ;
+  wire \$125 ;
   wire [8:0] \$126 ;
-  wire [8:0] \$127 ;
+  wire \$127 ;
   wire \$128 ;
   wire \$129 ;
   wire \$13 ;
   wire [8:0] \$130 ;
-  wire [9:0] \$131 ;
+  wire \$131 ;
   wire \$132 ;
-  wire [9:0] \$133 ;
-  wire \$134 ;
+  wire \$133 ;
+  wire [9:0] \$134 ;
   wire \$135 ;
-  wire [1:0] \$136 ;
-  wire [1:0] \$137 ;
-  wire [9:0] \$138 ;
-  wire \$139 ;
+  wire [9:0] \$136 ;
+  wire \$137 ;
+  wire [16:0] \$138 ;
+  wire [16:0] \$139 ;
   wire [8:0] \$14 ;
-  wire [9:0] \$140 ;
-  wire \$141 ;
-  wire [16:0] \$142 ;
-  wire [16:0] \$143 ;
-  wire \$144 ;
-  wire [8:0] \$145 ;
-  wire [8:0] \$146 ;
+  wire \$140 ;
+  wire [8:0] \$141 ;
+  wire [8:0] \$142 ;
+  wire [8:0] \$143 ;
+  wire [8:0] \$144 ;
+  wire \$145 ;
+  wire \$146 ;
   wire [8:0] \$147 ;
-  wire [8:0] \$148 ;
+  wire [9:0] \$148 ;
   wire \$149 ;
   wire \$15 ;
-  wire \$150 ;
+  wire [9:0] \$150 ;
   wire \$151 ;
   wire \$152 ;
-  wire [8:0] \$153 ;
-  wire [7:0] \$154 ;
-  wire \$155 ;
-  wire [8:0] \$156 ;
-  wire [8:0] \$157 ;
+  wire [1:0] \$153 ;
+  wire [1:0] \$154 ;
+  wire [9:0] \$155 ;
+  wire \$156 ;
+  wire [9:0] \$157 ;
   wire \$158 ;
-  wire \$159 ;
+  wire [16:0] \$159 ;
   wire \$16 ;
-  wire \$160 ;
+  wire [16:0] \$160 ;
   wire \$161 ;
-  wire [24:0] \$162 ;
-  wire [25:0] \$163 ;
-  wire [26:0] \$164 ;
-  wire \$165 ;
+  wire [8:0] \$162 ;
+  wire [8:0] \$163 ;
+  wire [8:0] \$164 ;
+  wire [8:0] \$165 ;
   wire \$166 ;
-  wire [8:0] \$167 ;
+  wire \$167 ;
   wire \$168 ;
-  wire [8:0] \$169 ;
+  wire \$169 ;
   wire [8:0] \$17 ;
-  reg [7:0] \$170 ;
-  reg [7:0] \$171 ;
-  reg [7:0] \$172 ;
-  reg [7:0] \$173 ;
-  reg [15:0] \$174 ;
-  reg \$175 ;
-  reg [7:0] \$176 ;
-  reg \$177 ;
-  reg [7:0] \$178 ;
-  reg [7:0] \$179 ;
+  wire [8:0] \$170 ;
+  wire [7:0] \$171 ;
+  wire \$172 ;
+  wire [8:0] \$173 ;
+  wire [8:0] \$174 ;
+  wire \$175 ;
+  wire \$176 ;
+  wire \$177 ;
+  wire \$178 ;
+  wire [24:0] \$179 ;
   wire \$18 ;
-  reg [7:0] \$180 ;
-  reg [7:0] \$181 ;
-  reg [15:0] \$182 ;
-  reg \$183 ;
-  reg [31:0] \$184 ;
-  reg [31:0] \$185 ;
-  reg [31:0] \$186 ;
-  reg [31:0] \$187 ;
-  reg [31:0] \$188 ;
-  reg [31:0] \$189 ;
+  wire [25:0] \$180 ;
+  wire [26:0] \$181 ;
+  wire \$182 ;
+  wire \$183 ;
+  wire \$184 ;
+  wire [8:0] \$185 ;
+  wire \$186 ;
+  wire [8:0] \$187 ;
+  reg [7:0] \$188 ;
+  reg [7:0] \$189 ;
   wire \$19 ;
-  reg [31:0] \$190 ;
-  reg [31:0] \$191 ;
-  reg [7:0] \$192 ;
-  reg [7:0] \$193 ;
+  reg [7:0] \$190 ;
+  reg [7:0] \$191 ;
+  reg [15:0] \$192 ;
+  reg \$193 ;
   reg [7:0] \$194 ;
-  reg [15:0] \$195 ;
+  reg \$195 ;
   reg [7:0] \$196 ;
-  reg \$197 ;
-  reg \$198 ;
-  reg \$199 ;
+  reg [7:0] \$197 ;
+  reg [7:0] \$198 ;
+  reg [7:0] \$199 ;
   wire \$2 ;
   wire [8:0] \$20 ;
-  reg [7:0] \$200 ;
+  reg [15:0] \$200 ;
+  reg \$201 ;
+  reg [31:0] \$202 ;
+  reg [31:0] \$203 ;
+  reg [31:0] \$204 ;
+  reg [31:0] \$205 ;
+  reg [31:0] \$206 ;
+  reg [31:0] \$207 ;
+  reg [31:0] \$208 ;
+  reg [31:0] \$209 ;
   wire \$21 ;
+  reg [7:0] \$210 ;
+  reg [7:0] \$211 ;
+  reg [7:0] \$212 ;
+  reg [15:0] \$213 ;
+  reg [7:0] \$214 ;
+  reg \$215 ;
+  reg \$216 ;
+  reg \$217 ;
+  reg \$218 ;
+  reg [7:0] \$219 ;
   wire \$22 ;
   wire [8:0] \$23 ;
   wire \$24 ;
@@ -10168,8 +11836,8 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
   wire \$95 ;
   wire [10:0] \$96 ;
   wire [10:0] \$97 ;
-  wire \$98 ;
-  wire \$99 ;
+  wire [8:0] \$98 ;
+  wire [17:0] \$99 ;
   reg [31:0] acc0_0 = 32'd0;
   reg [31:0] acc0_1 = 32'd0;
   reg [31:0] acc1_0 = 32'd0;
@@ -10193,20 +11861,25 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
   wire act_rd__en;
   wire \act_rd__en$18 ;
   output [11:0] act_w__addr;
-  reg [11:0] act_w__addr = 12'h000;
-  wire [15:0] act_w__data;
+  reg [11:0] act_w__addr;
+  output [15:0] act_w__data;
+  reg [15:0] act_w__data;
   output act_w__en;
-  wire act_w__en;
+  reg act_w__en;
   reg [11:0] addr_pipe0 = 12'h000;
   reg [11:0] addr_pipe1 = 12'h000;
   reg [11:0] addr_pipe2 = 12'h000;
-  (* init = 12'h000 *)
-  wire [11:0] addr_pipe3;
+  reg [11:0] addr_pipe3 = 12'h000;
+  reg [11:0] addr_pipe4 = 12'h000;
+  reg [11:0] addr_pipe5 = 12'h000;
+  reg [11:0] addr_pipe6 = 12'h000;
+  reg [11:0] addr_pipe7 = 12'h000;
+  reg [11:0] addr_pipe8 = 12'h000;
   wire all_idle;
   wire any_stall;
-  input [395:0] args;
-  wire [395:0] args;
-  wire [395:0] \args$1 ;
+  input [432:0] args;
+  wire [432:0] args;
+  wire [432:0] \args$1 ;
   wire [2:0] \args$1.ab_m1 ;
   wire [9:0] \args$1.act_max ;
   wire [9:0] \args$1.act_min ;
@@ -10217,6 +11890,11 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
   wire [5:0] \args$1.desc_base ;
   wire [3:0] \args$1.dh ;
   wire [3:0] \args$1.dw ;
+  wire \args$1.epi ;
+  wire [5:0] \args$1.epi_base ;
+  wire [9:0] \args$1.epi_max ;
+  wire [9:0] \args$1.epi_min ;
+  wire [9:0] \args$1.epi_zp_out ;
   wire [7:0] \args$1.groups ;
   wire [13:0] \args$1.img_bstep ;
   wire [13:0] \args$1.img_delta ;
@@ -10255,7 +11933,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
   wire \args$1.x_signed ;
   wire [7:0] \args$1.zp_in ;
   wire [9:0] \args$1.zp_out ;
-  wire [395:0] \args$12 ;
+  wire [432:0] \args$12 ;
   wire [2:0] \args$12.ab_m1 ;
   wire [9:0] \args$12.act_max ;
   wire [9:0] \args$12.act_min ;
@@ -10266,6 +11944,11 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
   wire [5:0] \args$12.desc_base ;
   wire [3:0] \args$12.dh ;
   wire [3:0] \args$12.dw ;
+  wire \args$12.epi ;
+  wire [5:0] \args$12.epi_base ;
+  wire [9:0] \args$12.epi_max ;
+  wire [9:0] \args$12.epi_min ;
+  wire [9:0] \args$12.epi_zp_out ;
   wire [7:0] \args$12.groups ;
   wire [13:0] \args$12.img_bstep ;
   wire [13:0] \args$12.img_delta ;
@@ -10314,6 +11997,11 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
   wire [5:0] \args.desc_base ;
   wire [3:0] \args.dh ;
   wire [3:0] \args.dw ;
+  wire \args.epi ;
+  wire [5:0] \args.epi_base ;
+  wire [9:0] \args.epi_max ;
+  wire [9:0] \args.epi_min ;
+  wire [9:0] \args.epi_zp_out ;
   wire [7:0] \args.groups ;
   wire [13:0] \args.img_bstep ;
   wire [13:0] \args.img_delta ;
@@ -10356,7 +12044,8 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
   wire [6:0] \bi$67 ;
   output busy;
   reg busy = 1'h0;
-  wire \busy$152 ;
+  wire \busy$172 ;
+  wire \busy$173 ;
   input clk;
   wire clk;
   wire [9:0] code0;
@@ -10404,8 +12093,35 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
   wire [8:0] \desc_rd__data.ky0 ;
   wire [13:0] \desc_rd__data.off0 ;
   wire done;
+  wire [31:0] e_acc0;
+  wire [31:0] e_acc1;
+  wire [9:0] e_code0;
+  wire [33:0] e_code0_sum;
+  wire [9:0] e_code1;
+  wire [33:0] e_code1_sum;
+  reg [9:0] e_q0 = 10'h000;
+  reg [9:0] e_q1 = 10'h000;
+  (* init = 1'h0 *)
+  wire e_valid;
   wire en;
   wire \en$27 ;
+  output [5:0] epi_rd__addr;
+  wire [5:0] epi_rd__addr;
+  input [191:0] epi_rd__data;
+  wire [191:0] epi_rd__data;
+  wire [95:0] \epi_rd__data[0] ;
+  wire [15:0] \epi_rd__data[0]._pad ;
+  wire [31:0] \epi_rd__data[0].bias ;
+  wire [31:0] \epi_rd__data[0].mult ;
+  wire [7:0] \epi_rd__data[0].shift ;
+  wire [7:0] \epi_rd__data[0].w ;
+  wire [95:0] \epi_rd__data[1] ;
+  wire [15:0] \epi_rd__data[1]._pad ;
+  wire [31:0] \epi_rd__data[1].bias ;
+  wire [31:0] \epi_rd__data[1].mult ;
+  wire [7:0] \epi_rd__data[1].shift ;
+  wire [7:0] \epi_rd__data[1].w ;
+  wire epi_rd__en;
   wire [31:0] ext0_0;
   wire [31:0] ext0_1;
   wire [31:0] ext1_0;
@@ -10449,14 +12165,22 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
   reg [15:0] i_p0 = 16'h0000;
   reg i_page = 1'h0;
   reg i_valid = 1'h0;
+  reg \i_valid$149  = 1'h0;
   wire idle_next;
   wire \idle_next$30 ;
   wire issue;
   wire [6:0] kk;
   wire [6:0] \kk$52 ;
   wire [63:0] mult;
+  wire [63:0] \mult$155 ;
+  wire [31:0] \mult$155[0] ;
+  wire [31:0] \mult$155[1] ;
   wire [31:0] \mult[0] ;
   wire [31:0] \mult[1] ;
+  reg [7:0] n_pipe0 = 8'h00;
+  reg [7:0] n_pipe1 = 8'h00;
+  reg [7:0] n_pipe2 = 8'h00;
+  reg [7:0] n_pipe3 = 8'h00;
   wire [31:0] new0_0;
   wire [31:0] new0_1;
   wire [31:0] new1_0;
@@ -10464,6 +12188,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
   wire [6:0] nn;
   wire [6:0] \nn$53 ;
   wire o_valid;
+  wire \o_valid$169 ;
   output [95:0] op__0__payload;
   wire [95:0] op__0__payload;
   wire [2:0] \op__0__payload.ab_m1 ;
@@ -10537,34 +12262,33 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
   input [191:0] param_rd__data;
   wire [191:0] param_rd__data;
   wire [95:0] \param_rd__data[0] ;
-  wire [23:0] \param_rd__data[0]._pad ;
+  wire [15:0] \param_rd__data[0]._pad ;
   wire [31:0] \param_rd__data[0].bias ;
   wire [31:0] \param_rd__data[0].mult ;
   wire [7:0] \param_rd__data[0].shift ;
+  wire [7:0] \param_rd__data[0].w ;
   wire [95:0] \param_rd__data[1] ;
-  wire [23:0] \param_rd__data[1]._pad ;
+  wire [15:0] \param_rd__data[1]._pad ;
   wire [31:0] \param_rd__data[1].bias ;
   wire [31:0] \param_rd__data[1].mult ;
   wire [7:0] \param_rd__data[1].shift ;
+  wire [7:0] \param_rd__data[1].w ;
   wire param_rd__en;
-  output [7:0] \port$190$0 ;
-  wire [7:0] \port$190$0 ;
-  output [7:0] \port$195$0 ;
-  wire [7:0] \port$195$0 ;
-  output \port$71$0 ;
-  wire \port$71$0 ;
-  output \port$72$0 ;
-  wire \port$72$0 ;
+  output \port$77$0 ;
+  wire \port$77$0 ;
+  output \port$78$0 ;
+  wire \port$78$0 ;
   wire pos_bstep;
   wire \pos_bstep$57 ;
   wire pos_init;
-  wire \pos_init$158 ;
+  wire \pos_init$179 ;
   wire pos_step;
-  wire \pos_step$161 ;
+  wire \pos_step$182 ;
   wire pos_valid;
   wire \pos_valid$51 ;
   wire post_busy;
   reg [11:0] q0_addr = 12'h000;
+  reg [7:0] q0_n = 8'h00;
   reg [31:0] q0_sum0 = 32'd0;
   reg [31:0] q0_sum1 = 32'd0;
   (* init = 1'h0 *)
@@ -10631,6 +12355,9 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
   reg setup = 1'h0;
   reg [7:0] setup_cnt = 8'h00;
   wire [15:0] shift;
+  wire [15:0] \shift$156 ;
+  wire [7:0] \shift$156[0] ;
+  wire [7:0] \shift$156[1] ;
   wire [7:0] \shift[0] ;
   wire [7:0] \shift[1] ;
   reg [7:0] since_final = 8'h00;
@@ -10667,6 +12394,9 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
   wire [63:0] \x$135 ;
   wire [31:0] \x$135[0] ;
   wire [31:0] \x$135[1] ;
+  wire [63:0] \x$154 ;
+  wire [31:0] \x$154[0] ;
+  wire [31:0] \x$154[1] ;
   wire [63:0] \x$86 ;
   wire [7:0] \x$86[0] ;
   wire [7:0] \x$86[1] ;
@@ -10685,6 +12415,9 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
   wire [7:0] \x[6] ;
   wire [7:0] \x[7] ;
   wire [63:0] y;
+  wire [63:0] \y$160 ;
+  wire [31:0] \y$160[0] ;
+  wire [31:0] \y$160[1] ;
   wire [31:0] \y[0] ;
   wire [31:0] \y[1] ;
   assign \$1  = en & busy;
@@ -10812,146 +12545,166 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
   assign \$95  = $signed(\$93 ) > $signed(args[387:378]);
   assign \$96  = \$95  ? { args[387], args[387:378] } : { 1'h0, \$93 [9:0] };
   assign \$97  = \$94  ? { args[377], args[377:368] } : \$96 ;
-  assign post_busy = i_valid | \busy$152 ;
-  assign \$98  = ~ setup;
-  assign \$99  = busy & \$98 ;
-  assign \$100  = \$99  & g_done;
-  assign \$101  = \$100  & i_done;
-  assign \$102  = ~ r_rdy;
-  assign \$103  = \$101  & \$102 ;
-  assign \$104  = ~ ser_on;
-  assign \$105  = \$103  & \$104 ;
-  assign \$106  = ~ post_busy;
-  assign finished = \$105  & \$106 ;
-  assign \$107  = ~ busy;
-  assign pos_init = start & \$107 ;
-  assign \$108  = ~ busy;
-  assign \pos_init$158  = start & \$108 ;
-  assign \$109  = setup_cnt + 1'h1;
-  assign \$110  = \$109  < args[293:287];
-  assign \$111  = setup & \$110 ;
-  assign \$112  = bi > setup_cnt;
-  assign pos_step = \$111  & \$112 ;
-  assign \$113  = setup_cnt + 1'h1;
-  assign \$114  = \$113  < args[293:287];
-  assign \$115  = setup & \$114 ;
-  assign \$116  = \bi$67  > setup_cnt;
-  assign \pos_step$161  = \$115  & \$116 ;
-  assign \$117  = args[277:269] - 1'h1;
-  assign \$118  = g_kr == \$117 ;
-  assign \$119  = args[286:278] - 1'h1;
-  assign \$120  = g_nr == \$119 ;
-  assign \$121  = g_p0 + args[293:287];
-  assign \$122  = g_p0 + args[293:287];
-  assign \$123  = \$122  >= args[114:99];
-  assign \$124  = g_nr + 1'h1;
-  assign \$125  = g_nbase + args[307:301];
-  assign \$126  = g_kr + 1'h1;
-  assign \$127  = g_kbase + args[300:294];
-  assign \$128  = issue & \final ;
-  assign \$129  = since_final != 8'hff;
-  assign \$130  = since_final + 1'h1;
-  assign \$131  = args[277:269] - 1'h1;
-  assign \$132  = i_kr == \$131 ;
-  assign \$133  = args[286:278] - 1'h1;
-  assign \$134  = i_nr == \$133 ;
-  assign \$135  = \$132  & \$134 ;
-  assign \$136  = i_page + 1'h1;
-  assign \$137  = \$135  ? { 1'h0, args[322] } : \$136 ;
-  assign \$138  = args[277:269] - 1'h1;
-  assign \$139  = i_kr == \$138 ;
-  assign \$140  = args[286:278] - 1'h1;
-  assign \$141  = i_nr == \$140 ;
-  assign \$142  = i_p0 + args[293:287];
-  assign \$143  = i_p0 + args[293:287];
-  assign \$144  = \$143  >= args[114:99];
-  assign \$145  = i_nr + 1'h1;
-  assign \$146  = i_nbase + args[307:301];
-  assign \$147  = i_kr + 1'h1;
-  assign \$148  = i_kbase + args[300:294];
-  assign \$149  = res_any & tag[1];
-  assign \$150  = res_any & tag[1];
-  assign \$151  = ~ \$150 ;
-  assign \$152  = ser_on & \$151 ;
-  assign \$153  = ser_cnt - 1'h1;
-  assign \$154  = args[307:301] - 1'h1;
-  assign \$155  = $signed({ 1'h0, g_nn }) == $signed(\$154 );
-  assign \$156  = g_bi + 1'h1;
-  assign \$157  = g_nn + 1'h1;
-  assign \$158  = \$83 [15:0] < args[114:99];
-  assign \$159  = ser_on & \$158 ;
-  assign \$160  = \$84 [7:0] < args[268:260];
-  assign \$161  = \$159  & \$160 ;
-  assign \$162  = \$83 [15:0] * args[343:335];
-  assign \$163  = args[334:323] + \$162 ;
-  assign \$164  = \$163  + \$84 [7:0];
-  assign \$165  = ~ busy;
-  assign \$166  = start & \$165 ;
-  assign \$167  = setup_cnt + 1'h1;
-  assign \$168  = \$167  < args[293:287];
-  assign \$169  = setup_cnt + 1'h1;
+  assign \$98  = args[402:397] + n_pipe3;
+  assign \$99  = $signed(e_q0) * $signed(epi_rd__data[79:72]);
+  assign \$100  = $signed(\$99 ) + $signed(epi_rd__data[31:0]);
+  assign \$101  = $signed(e_q1) * $signed(epi_rd__data[175:168]);
+  assign \$102  = $signed(\$101 ) + $signed(epi_rd__data[127:96]);
+  assign \$103  = $signed(\y$160 [31:0]) + $signed(args[412:403]);
+  assign \$104  = $signed(\$103 ) < $signed(args[422:413]);
+  assign \$105  = $signed(\$103 ) > $signed(args[432:423]);
+  assign \$106  = \$105  ? { args[432], args[432:423] } : { 1'h0, \$103 [9:0] };
+  assign \$107  = \$104  ? { args[422], args[422:413] } : \$106 ;
+  assign \$108  = $signed(\y$160 [63:32]) + $signed(args[412:403]);
+  assign \$109  = $signed(\$108 ) < $signed(args[422:413]);
+  assign \$110  = $signed(\$108 ) > $signed(args[432:423]);
+  assign \$111  = \$110  ? { args[432], args[432:423] } : { 1'h0, \$108 [9:0] };
+  assign \$112  = \$109  ? { args[422], args[422:413] } : \$111 ;
+  assign \$113  = i_valid | \busy$172 ;
+  assign \$114  = \$113  | \i_valid$149 ;
+  assign post_busy = \$114  | \busy$173 ;
+  assign \$115  = ~ setup;
+  assign \$116  = busy & \$115 ;
+  assign \$117  = \$116  & g_done;
+  assign \$118  = \$117  & i_done;
+  assign \$119  = ~ r_rdy;
+  assign \$120  = \$118  & \$119 ;
+  assign \$121  = ~ ser_on;
+  assign \$122  = \$120  & \$121 ;
+  assign \$123  = ~ post_busy;
+  assign finished = \$122  & \$123 ;
+  assign \$124  = ~ busy;
+  assign pos_init = start & \$124 ;
+  assign \$125  = ~ busy;
+  assign \pos_init$179  = start & \$125 ;
+  assign \$126  = setup_cnt + 1'h1;
+  assign \$127  = \$126  < args[293:287];
+  assign \$128  = setup & \$127 ;
+  assign \$129  = bi > setup_cnt;
+  assign pos_step = \$128  & \$129 ;
+  assign \$130  = setup_cnt + 1'h1;
+  assign \$131  = \$130  < args[293:287];
+  assign \$132  = setup & \$131 ;
+  assign \$133  = \bi$67  > setup_cnt;
+  assign \pos_step$182  = \$132  & \$133 ;
+  assign \$134  = args[277:269] - 1'h1;
+  assign \$135  = g_kr == \$134 ;
+  assign \$136  = args[286:278] - 1'h1;
+  assign \$137  = g_nr == \$136 ;
+  assign \$138  = g_p0 + args[293:287];
+  assign \$139  = g_p0 + args[293:287];
+  assign \$140  = \$139  >= args[114:99];
+  assign \$141  = g_nr + 1'h1;
+  assign \$142  = g_nbase + args[307:301];
+  assign \$143  = g_kr + 1'h1;
+  assign \$144  = g_kbase + args[300:294];
+  assign \$145  = issue & \final ;
+  assign \$146  = since_final != 8'hff;
+  assign \$147  = since_final + 1'h1;
+  assign \$148  = args[277:269] - 1'h1;
+  assign \$149  = i_kr == \$148 ;
+  assign \$150  = args[286:278] - 1'h1;
+  assign \$151  = i_nr == \$150 ;
+  assign \$152  = \$149  & \$151 ;
+  assign \$153  = i_page + 1'h1;
+  assign \$154  = \$152  ? { 1'h0, args[322] } : \$153 ;
+  assign \$155  = args[277:269] - 1'h1;
+  assign \$156  = i_kr == \$155 ;
+  assign \$157  = args[286:278] - 1'h1;
+  assign \$158  = i_nr == \$157 ;
+  assign \$159  = i_p0 + args[293:287];
+  assign \$160  = i_p0 + args[293:287];
+  assign \$161  = \$160  >= args[114:99];
+  assign \$162  = i_nr + 1'h1;
+  assign \$163  = i_nbase + args[307:301];
+  assign \$164  = i_kr + 1'h1;
+  assign \$165  = i_kbase + args[300:294];
+  assign \$166  = res_any & tag[1];
+  assign \$167  = res_any & tag[1];
+  assign \$168  = ~ \$167 ;
+  assign \$169  = ser_on & \$168 ;
+  assign \$170  = ser_cnt - 1'h1;
+  assign \$171  = args[307:301] - 1'h1;
+  assign \$172  = $signed({ 1'h0, g_nn }) == $signed(\$171 );
+  assign \$173  = g_bi + 1'h1;
+  assign \$174  = g_nn + 1'h1;
+  assign \$175  = \$83 [15:0] < args[114:99];
+  assign \$176  = ser_on & \$175 ;
+  assign \$177  = \$84 [7:0] < args[268:260];
+  assign \$178  = \$176  & \$177 ;
+  assign \$179  = \$83 [15:0] * args[343:335];
+  assign \$180  = args[334:323] + \$179 ;
+  assign \$181  = \$180  + \$84 [7:0];
+  assign \$182  = \o_valid$169  & args[396];
+  assign \$183  = ~ busy;
+  assign \$184  = start & \$183 ;
+  assign \$185  = setup_cnt + 1'h1;
+  assign \$186  = \$185  < args[293:287];
+  assign \$187  = setup_cnt + 1'h1;
   always @(posedge clk)
-    g_kr <= \$170 ;
+    g_kr <= \$188 ;
   always @(posedge clk)
-    g_kbase <= \$171 ;
+    g_kbase <= \$189 ;
   always @(posedge clk)
-    g_nr <= \$172 ;
+    g_nr <= \$190 ;
   always @(posedge clk)
-    g_nbase <= \$173 ;
+    g_nbase <= \$191 ;
   always @(posedge clk)
-    g_p0 <= \$174 ;
+    g_p0 <= \$192 ;
   always @(posedge clk)
-    g_done <= \$175 ;
+    g_done <= \$193 ;
   always @(posedge clk)
-    since_final <= \$176 ;
+    since_final <= \$194 ;
   always @(posedge clk)
-    i_page <= \$177 ;
+    i_page <= \$195 ;
   always @(posedge clk)
-    i_kr <= \$178 ;
+    i_kr <= \$196 ;
   always @(posedge clk)
-    i_kbase <= \$179 ;
+    i_kbase <= \$197 ;
   always @(posedge clk)
-    i_nr <= \$180 ;
+    i_nr <= \$198 ;
   always @(posedge clk)
-    i_nbase <= \$181 ;
+    i_nbase <= \$199 ;
   always @(posedge clk)
-    i_p0 <= \$182 ;
+    i_p0 <= \$200 ;
   always @(posedge clk)
-    i_done <= \$183 ;
+    i_done <= \$201 ;
   always @(posedge clk)
-    acc0_0 <= \$184 ;
+    acc0_0 <= \$202 ;
   always @(posedge clk)
-    ser0_0 <= \$185 ;
+    ser0_0 <= \$203 ;
   always @(posedge clk)
-    acc0_1 <= \$186 ;
+    acc0_1 <= \$204 ;
   always @(posedge clk)
-    ser0_1 <= \$187 ;
+    ser0_1 <= \$205 ;
   always @(posedge clk)
-    acc1_0 <= \$188 ;
+    acc1_0 <= \$206 ;
   always @(posedge clk)
-    ser1_0 <= \$189 ;
+    ser1_0 <= \$207 ;
   always @(posedge clk)
-    acc1_1 <= \$190 ;
+    acc1_1 <= \$208 ;
   always @(posedge clk)
-    ser1_1 <= \$191 ;
+    ser1_1 <= \$209 ;
   always @(posedge clk)
-    ser_cnt <= \$192 ;
+    ser_cnt <= \$210 ;
   always @(posedge clk)
-    g_bi <= \$193 ;
+    g_bi <= \$211 ;
   always @(posedge clk)
-    g_nn <= \$194 ;
+    g_nn <= \$212 ;
   always @(posedge clk)
-    ser_p0 <= \$195 ;
+    ser_p0 <= \$213 ;
   always @(posedge clk)
-    ser_n0 <= \$196 ;
+    ser_n0 <= \$214 ;
   always @(posedge clk)
     q0_sum0 <= \$81 [31:0];
   always @(posedge clk)
     q0_sum1 <= \$82 [31:0];
   always @(posedge clk)
-    i_valid <= \$197 ;
+    i_valid <= \$215 ;
   always @(posedge clk)
-    q0_addr <= \$164 [11:0];
+    q0_addr <= \$181 [11:0];
+  always @(posedge clk)
+    q0_n <= \$84 [7:0];
   always @(posedge clk)
     addr_pipe0 <= q0_addr;
   always @(posedge clk)
@@ -10959,13 +12712,48 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
   always @(posedge clk)
     addr_pipe2 <= addr_pipe1;
   always @(posedge clk)
-    act_w__addr <= addr_pipe2;
+    addr_pipe3 <= addr_pipe2;
   always @(posedge clk)
-    busy <= \$198 ;
+    addr_pipe4 <= addr_pipe3;
   always @(posedge clk)
-    setup <= \$199 ;
+    addr_pipe5 <= addr_pipe4;
   always @(posedge clk)
-    setup_cnt <= \$200 ;
+    addr_pipe6 <= addr_pipe5;
+  always @(posedge clk)
+    addr_pipe7 <= addr_pipe6;
+  always @(posedge clk)
+    addr_pipe8 <= addr_pipe7;
+  always @(posedge clk)
+    n_pipe0 <= q0_n;
+  always @(posedge clk)
+    n_pipe1 <= n_pipe0;
+  always @(posedge clk)
+    n_pipe2 <= n_pipe1;
+  always @(posedge clk)
+    n_pipe3 <= n_pipe2;
+  always @(posedge clk)
+    \i_valid$149  <= \$216 ;
+  always @(posedge clk)
+    e_q0 <= \$92 [9:0];
+  always @(posedge clk)
+    e_q1 <= \$97 [9:0];
+  always @(posedge clk)
+    busy <= \$217 ;
+  always @(posedge clk)
+    setup <= \$218 ;
+  always @(posedge clk)
+    setup_cnt <= \$219 ;
+  \tiny_fabric.mac.epi_mbqm  epi_mbqm (
+    .busy(\busy$173 ),
+    .clk(clk),
+    .i_valid(\i_valid$149 ),
+    .mult(\mult$155 ),
+    .rst(rst),
+    .shift(\shift$156 ),
+    .v4(o_valid),
+    .x(\x$154 ),
+    .y(\y$160 )
+  );
   \tiny_fabric.mac.gather0  gather0 (
     .act_rd__addr(act_rd__0__addr),
     .act_rd__data(act_rd__data),
@@ -11009,8 +12797,8 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
     .kk(\kk$52 ),
     .nn(\nn$53 ),
     .pos_bstep(\pos_bstep$57 ),
-    .pos_init(\pos_init$158 ),
-    .pos_step(\pos_step$161 ),
+    .pos_init(\pos_init$179 ),
+    .pos_step(\pos_step$182 ),
     .pos_valid(\pos_valid$51 ),
     .rst(rst),
     .stall(\stall$33 ),
@@ -11019,13 +12807,13 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
     .x_rdy(\x$86 )
   );
   \tiny_fabric.mac.mbqm  mbqm (
-    .busy(\busy$152 ),
+    .busy(\busy$172 ),
     .clk(clk),
     .i_valid(i_valid),
     .mult(mult),
     .rst(rst),
     .shift(shift),
-    .v4(act_w__en),
+    .v4(\o_valid$169 ),
     .x(\x$135 ),
     .y(y)
   );
@@ -11040,437 +12828,471 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
     .w_rdy(w_rdy)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$170  = g_kr;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (args[396]) begin
+      act_w__en = o_valid;
+    end else begin
+      act_w__en = \o_valid$169 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (args[396]) begin
+      act_w__addr = addr_pipe8;
+    end else begin
+      act_w__addr = addr_pipe3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    if (args[396]) begin
+      act_w__data = { \$112 [7:0], \$107 [7:0] };
+    end else begin
+      act_w__data = { \$97 [7:0], \$92 [7:0] };
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$188  = g_kr;
     if (go) begin
       (* full_case = 32'd1 *)
-      if (\$118 ) begin
-        \$170  = 8'h00;
+      if (\$135 ) begin
+        \$188  = 8'h00;
       end else begin
-        \$170  = \$126 [7:0];
+        \$188  = \$143 [7:0];
       end
     end
-    if (\$166 ) begin
-      \$170  = 8'h00;
+    if (\$184 ) begin
+      \$188  = 8'h00;
     end
     if (rst) begin
-      \$170  = 8'h00;
+      \$188  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$171  = g_kbase;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$189  = g_kbase;
     if (go) begin
       (* full_case = 32'd1 *)
-      if (\$118 ) begin
-        \$171  = 8'h00;
+      if (\$135 ) begin
+        \$189  = 8'h00;
       end else begin
-        \$171  = \$127 [7:0];
+        \$189  = \$144 [7:0];
       end
     end
-    if (\$166 ) begin
-      \$171  = 8'h00;
+    if (\$184 ) begin
+      \$189  = 8'h00;
     end
     if (rst) begin
-      \$171  = 8'h00;
+      \$189  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$172  = g_nr;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$190  = g_nr;
     if (go) begin
-      if (\$118 ) begin
+      if (\$135 ) begin
         (* full_case = 32'd1 *)
-        if (\$120 ) begin
-          \$172  = 8'h00;
+        if (\$137 ) begin
+          \$190  = 8'h00;
         end else begin
-          \$172  = \$124 [7:0];
+          \$190  = \$141 [7:0];
         end
       end
     end
-    if (\$166 ) begin
-      \$172  = 8'h00;
+    if (\$184 ) begin
+      \$190  = 8'h00;
     end
     if (rst) begin
-      \$172  = 8'h00;
+      \$190  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$173  = g_nbase;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$191  = g_nbase;
     if (go) begin
-      if (\$118 ) begin
+      if (\$135 ) begin
         (* full_case = 32'd1 *)
-        if (\$120 ) begin
-          \$173  = 8'h00;
+        if (\$137 ) begin
+          \$191  = 8'h00;
         end else begin
-          \$173  = \$125 [7:0];
+          \$191  = \$142 [7:0];
         end
       end
     end
-    if (\$166 ) begin
-      \$173  = 8'h00;
+    if (\$184 ) begin
+      \$191  = 8'h00;
     end
     if (rst) begin
-      \$173  = 8'h00;
+      \$191  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$174  = g_p0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$192  = g_p0;
     if (go) begin
-      if (\$118 ) begin
-        if (\$120 ) begin
-          \$174  = \$121 [15:0];
+      if (\$135 ) begin
+        if (\$137 ) begin
+          \$192  = \$138 [15:0];
         end
       end
     end
-    if (\$166 ) begin
-      \$174  = 16'h0000;
+    if (\$184 ) begin
+      \$192  = 16'h0000;
     end
     if (rst) begin
-      \$174  = 16'h0000;
+      \$192  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$175  = g_done;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$193  = g_done;
     if (go) begin
-      if (\$118 ) begin
-        if (\$120 ) begin
-          if (\$123 ) begin
-            \$175  = 1'h1;
+      if (\$135 ) begin
+        if (\$137 ) begin
+          if (\$140 ) begin
+            \$193  = 1'h1;
           end
         end
       end
     end
-    if (\$166 ) begin
-      \$175  = 1'h0;
+    if (\$184 ) begin
+      \$193  = 1'h0;
     end
     if (rst) begin
-      \$175  = 1'h0;
+      \$193  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$176  = since_final;
-    if (\$128 ) begin
-      \$176  = 8'h00;
-    end else if (\$129 ) begin
-      \$176  = \$130 [7:0];
-    end
-    if (\$166 ) begin
-      \$176  = 8'hff;
-    end
-    if (rst) begin
-      \$176  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$177  = i_page;
-    if (issue) begin
-      \$177  = \$137 [0];
-    end
-    if (\$166 ) begin
-      \$177  = args[322];
-    end
-    if (rst) begin
-      \$177  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$178  = i_kr;
-    if (issue) begin
-      (* full_case = 32'd1 *)
-      if (\$139 ) begin
-        \$178  = 8'h00;
-      end else begin
-        \$178  = \$147 [7:0];
-      end
-    end
-    if (\$166 ) begin
-      \$178  = 8'h00;
-    end
-    if (rst) begin
-      \$178  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$179  = i_kbase;
-    if (issue) begin
-      (* full_case = 32'd1 *)
-      if (\$139 ) begin
-        \$179  = 8'h00;
-      end else begin
-        \$179  = \$148 [7:0];
-      end
-    end
-    if (\$166 ) begin
-      \$179  = 8'h00;
-    end
-    if (rst) begin
-      \$179  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$180  = i_nr;
-    if (issue) begin
-      if (\$139 ) begin
-        (* full_case = 32'd1 *)
-        if (\$141 ) begin
-          \$180  = 8'h00;
-        end else begin
-          \$180  = \$145 [7:0];
-        end
-      end
-    end
-    if (\$166 ) begin
-      \$180  = 8'h00;
-    end
-    if (rst) begin
-      \$180  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$181  = i_nbase;
-    if (issue) begin
-      if (\$139 ) begin
-        (* full_case = 32'd1 *)
-        if (\$141 ) begin
-          \$181  = 8'h00;
-        end else begin
-          \$181  = \$146 [7:0];
-        end
-      end
-    end
-    if (\$166 ) begin
-      \$181  = 8'h00;
-    end
-    if (rst) begin
-      \$181  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$182  = i_p0;
-    if (issue) begin
-      if (\$139 ) begin
-        if (\$141 ) begin
-          \$182  = \$142 [15:0];
-        end
-      end
-    end
-    if (\$166 ) begin
-      \$182  = 16'h0000;
-    end
-    if (rst) begin
-      \$182  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$183  = i_done;
-    if (issue) begin
-      if (\$139 ) begin
-        if (\$141 ) begin
-          if (\$144 ) begin
-            \$183  = 1'h1;
-          end
-        end
-      end
-    end
-    if (\$166 ) begin
-      \$183  = 1'h0;
-    end
-    if (rst) begin
-      \$183  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$184  = acc0_0;
-    if (res_any) begin
-      \$184  = \$62 [31:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$185  = ser0_0;
-    if (res_any) begin
-      if (tag[1]) begin
-        \$185  = \$62 [31:0];
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$186  = acc0_1;
-    if (res_any) begin
-      \$186  = \$66 [31:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$187  = ser0_1;
-    if (res_any) begin
-      if (tag[1]) begin
-        \$187  = \$66 [31:0];
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$188  = acc1_0;
-    if (res_any) begin
-      \$188  = \$70 [31:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$189  = ser1_0;
-    if (res_any) begin
-      if (tag[1]) begin
-        \$189  = \$70 [31:0];
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$190  = acc1_1;
-    if (res_any) begin
-      \$190  = \$74 [31:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$191  = ser1_1;
-    if (res_any) begin
-      if (tag[1]) begin
-        \$191  = \$74 [31:0];
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$192  = ser_cnt;
-    if (\$149 ) begin
-      \$192  = args[315:308];
-    end
-    if (\$152 ) begin
-      \$192  = \$153 [7:0];
-    end
-    if (rst) begin
-      \$192  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$193  = g_bi;
-    if (\$149 ) begin
-      \$193  = 8'h00;
-    end
-    if (\$152 ) begin
-      if (\$155 ) begin
-        \$193  = \$156 [7:0];
-      end
-    end
-    if (rst) begin
-      \$193  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$194  = g_nn;
-    if (\$149 ) begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$194  = since_final;
+    if (\$145 ) begin
       \$194  = 8'h00;
+    end else if (\$146 ) begin
+      \$194  = \$147 [7:0];
     end
-    if (\$152 ) begin
-      (* full_case = 32'd1 *)
-      if (\$155 ) begin
-        \$194  = 8'h00;
-      end else begin
-        \$194  = \$157 [7:0];
-      end
+    if (\$184 ) begin
+      \$194  = 8'hff;
     end
     if (rst) begin
       \$194  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$195  = ser_p0;
-    if (\$149 ) begin
-      \$195  = tag[19:4];
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$195  = i_page;
+    if (issue) begin
+      \$195  = \$154 [0];
+    end
+    if (\$184 ) begin
+      \$195  = args[322];
     end
     if (rst) begin
-      \$195  = 16'h0000;
+      \$195  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$196  = ser_n0;
-    if (\$149 ) begin
-      \$196  = tag[27:20];
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$196  = i_kr;
+    if (issue) begin
+      (* full_case = 32'd1 *)
+      if (\$156 ) begin
+        \$196  = 8'h00;
+      end else begin
+        \$196  = \$164 [7:0];
+      end
+    end
+    if (\$184 ) begin
+      \$196  = 8'h00;
     end
     if (rst) begin
       \$196  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$197  = \$161 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$197  = i_kbase;
+    if (issue) begin
+      (* full_case = 32'd1 *)
+      if (\$156 ) begin
+        \$197  = 8'h00;
+      end else begin
+        \$197  = \$165 [7:0];
+      end
+    end
+    if (\$184 ) begin
+      \$197  = 8'h00;
+    end
     if (rst) begin
-      \$197  = 1'h0;
+      \$197  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$198  = busy;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$198  = i_nr;
+    if (issue) begin
+      if (\$156 ) begin
+        (* full_case = 32'd1 *)
+        if (\$158 ) begin
+          \$198  = 8'h00;
+        end else begin
+          \$198  = \$162 [7:0];
+        end
+      end
+    end
+    if (\$184 ) begin
+      \$198  = 8'h00;
+    end
+    if (rst) begin
+      \$198  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$199  = i_nbase;
+    if (issue) begin
+      if (\$156 ) begin
+        (* full_case = 32'd1 *)
+        if (\$158 ) begin
+          \$199  = 8'h00;
+        end else begin
+          \$199  = \$163 [7:0];
+        end
+      end
+    end
+    if (\$184 ) begin
+      \$199  = 8'h00;
+    end
+    if (rst) begin
+      \$199  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$200  = i_p0;
+    if (issue) begin
+      if (\$156 ) begin
+        if (\$158 ) begin
+          \$200  = \$159 [15:0];
+        end
+      end
+    end
+    if (\$184 ) begin
+      \$200  = 16'h0000;
+    end
+    if (rst) begin
+      \$200  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$201  = i_done;
+    if (issue) begin
+      if (\$156 ) begin
+        if (\$158 ) begin
+          if (\$161 ) begin
+            \$201  = 1'h1;
+          end
+        end
+      end
+    end
+    if (\$184 ) begin
+      \$201  = 1'h0;
+    end
+    if (rst) begin
+      \$201  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$202  = acc0_0;
+    if (res_any) begin
+      \$202  = \$62 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$203  = ser0_0;
+    if (res_any) begin
+      if (tag[1]) begin
+        \$203  = \$62 [31:0];
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$204  = acc0_1;
+    if (res_any) begin
+      \$204  = \$66 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$205  = ser0_1;
+    if (res_any) begin
+      if (tag[1]) begin
+        \$205  = \$66 [31:0];
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$206  = acc1_0;
+    if (res_any) begin
+      \$206  = \$70 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$207  = ser1_0;
+    if (res_any) begin
+      if (tag[1]) begin
+        \$207  = \$70 [31:0];
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$208  = acc1_1;
+    if (res_any) begin
+      \$208  = \$74 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$209  = ser1_1;
+    if (res_any) begin
+      if (tag[1]) begin
+        \$209  = \$74 [31:0];
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$210  = ser_cnt;
     if (\$166 ) begin
-      \$198  = 1'h1;
+      \$210  = args[315:308];
+    end
+    if (\$169 ) begin
+      \$210  = \$170 [7:0];
+    end
+    if (rst) begin
+      \$210  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$211  = g_bi;
+    if (\$166 ) begin
+      \$211  = 8'h00;
+    end
+    if (\$169 ) begin
+      if (\$172 ) begin
+        \$211  = \$173 [7:0];
+      end
+    end
+    if (rst) begin
+      \$211  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$212  = g_nn;
+    if (\$166 ) begin
+      \$212  = 8'h00;
+    end
+    if (\$169 ) begin
+      (* full_case = 32'd1 *)
+      if (\$172 ) begin
+        \$212  = 8'h00;
+      end else begin
+        \$212  = \$174 [7:0];
+      end
+    end
+    if (rst) begin
+      \$212  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$213  = ser_p0;
+    if (\$166 ) begin
+      \$213  = tag[19:4];
+    end
+    if (rst) begin
+      \$213  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$214  = ser_n0;
+    if (\$166 ) begin
+      \$214  = tag[27:20];
+    end
+    if (rst) begin
+      \$214  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$215  = \$178 ;
+    if (rst) begin
+      \$215  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$216  = \$182 ;
+    if (rst) begin
+      \$216  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$217  = busy;
+    if (\$184 ) begin
+      \$217  = 1'h1;
     end
     if (finished) begin
-      \$198  = 1'h0;
+      \$217  = 1'h0;
     end
     if (rst) begin
-      \$198  = 1'h0;
+      \$217  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$199  = setup;
-    if (\$166 ) begin
-      \$199  = 1'h1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$218  = setup;
+    if (\$184 ) begin
+      \$218  = 1'h1;
     end
     if (setup) begin
       (* full_case = 32'd1 *)
-      if (\$168 ) begin
+      if (\$186 ) begin
       end else begin
-        \$199  = 1'h0;
+        \$218  = 1'h0;
       end
     end
     if (rst) begin
-      \$199  = 1'h0;
+      \$218  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$200  = setup_cnt;
-    if (\$166 ) begin
-      \$200  = 8'h00;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$219  = setup_cnt;
+    if (\$184 ) begin
+      \$219  = 8'h00;
     end
     if (setup) begin
-      if (\$168 ) begin
-        \$200  = \$169 [7:0];
+      if (\$186 ) begin
+        \$219  = \$187 [7:0];
       end
     end
     if (rst) begin
-      \$200  = 8'h00;
+      \$219  = 8'h00;
     end
   end
   assign \args$1  = args;
@@ -11515,15 +13337,19 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
   assign code0 = \$92 [9:0];
   assign code1_sum = { \$93 [32], \$93  };
   assign code1 = \$97 [9:0];
-  assign o_valid = act_w__en;
-  assign addr_pipe3 = act_w__addr;
-  assign act_w__data = { \$97 [7:0], \$92 [7:0] };
+  assign epi_rd__en = 1'h1;
+  assign e_valid = \i_valid$149 ;
+  assign e_acc0 = \$100 [31:0];
+  assign e_acc1 = \$102 [31:0];
+  assign e_code0_sum = { \$103 [32], \$103  };
+  assign e_code0 = \$107 [9:0];
+  assign e_code1_sum = { \$108 [32], \$108  };
+  assign e_code1 = \$112 [9:0];
   assign done = finished;
-  assign \port$71$0  = \$1 ;
-  assign \port$72$0  = \$2 ;
+  assign \port$77$0  = \$1 ;
+  assign \port$78$0  = \$2 ;
   assign param_rd__addr = \$85 [5:0];
-  assign \port$190$0  = \$92 [7:0];
-  assign \port$195$0  = \$97 [7:0];
+  assign epi_rd__addr = \$98 [5:0];
   assign \args.in_h  = args[8:0];
   assign \args.in_w  = args[17:9];
   assign \args.in_cw  = args[26:18];
@@ -11572,6 +13398,11 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
   assign \args.x_signed  = args[393];
   assign \args.w_signed  = args[394];
   assign \args.rowpack  = args[395];
+  assign \args.epi  = args[396];
+  assign \args.epi_base  = args[402:397];
+  assign \args.epi_zp_out  = args[412:403];
+  assign \args.epi_min  = args[422:413];
+  assign \args.epi_max  = args[432:423];
   assign \args$1.in_h  = args[8:0];
   assign \args$1.in_w  = args[17:9];
   assign \args$1.in_cw  = args[26:18];
@@ -11620,6 +13451,11 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
   assign \args$1.x_signed  = args[393];
   assign \args$1.w_signed  = args[394];
   assign \args$1.rowpack  = args[395];
+  assign \args$1.epi  = args[396];
+  assign \args$1.epi_base  = args[402:397];
+  assign \args$1.epi_zp_out  = args[412:403];
+  assign \args$1.epi_min  = args[422:413];
+  assign \args$1.epi_max  = args[432:423];
   assign \desc_rd__data.ky0  = desc_rd__data[8:0];
   assign \desc_rd__data.kx0  = desc_rd__data[17:9];
   assign \desc_rd__data.dy0  = desc_rd__data[30:18];
@@ -11682,6 +13518,11 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
   assign \args$12.x_signed  = args[393];
   assign \args$12.w_signed  = args[394];
   assign \args$12.rowpack  = args[395];
+  assign \args$12.epi  = args[396];
+  assign \args$12.epi_base  = args[402:397];
+  assign \args$12.epi_zp_out  = args[412:403];
+  assign \args$12.epi_min  = args[422:413];
+  assign \args$12.epi_max  = args[432:423];
   assign \desc_rd__data$21.ky0  = \desc_rd__data$21 [8:0];
   assign \desc_rd__data$21.kx0  = \desc_rd__data$21 [17:9];
   assign \desc_rd__data$21.dy0  = \desc_rd__data$21 [30:18];
@@ -11798,18 +13639,46 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
   assign \param_rd__data[0].bias  = param_rd__data[31:0];
   assign \param_rd__data[0].mult  = param_rd__data[63:32];
   assign \param_rd__data[0].shift  = param_rd__data[71:64];
-  assign \param_rd__data[0]._pad  = param_rd__data[95:72];
+  assign \param_rd__data[0].w  = param_rd__data[79:72];
+  assign \param_rd__data[0]._pad  = param_rd__data[95:80];
   assign \param_rd__data[1]  = param_rd__data[191:96];
   assign \param_rd__data[1].bias  = param_rd__data[127:96];
   assign \param_rd__data[1].mult  = param_rd__data[159:128];
   assign \param_rd__data[1].shift  = param_rd__data[167:160];
-  assign \param_rd__data[1]._pad  = param_rd__data[191:168];
+  assign \param_rd__data[1].w  = param_rd__data[175:168];
+  assign \param_rd__data[1]._pad  = param_rd__data[191:176];
   assign \mult[0]  = mult[31:0];
   assign \mult[1]  = mult[63:32];
   assign \shift[0]  = shift[7:0];
   assign \shift[1]  = shift[15:8];
   assign \y[0]  = y[31:0];
   assign \y[1]  = y[63:32];
+  assign \epi_rd__data[0]  = epi_rd__data[95:0];
+  assign \epi_rd__data[0].bias  = epi_rd__data[31:0];
+  assign \epi_rd__data[0].mult  = epi_rd__data[63:32];
+  assign \epi_rd__data[0].shift  = epi_rd__data[71:64];
+  assign \epi_rd__data[0].w  = epi_rd__data[79:72];
+  assign \epi_rd__data[0]._pad  = epi_rd__data[95:80];
+  assign \epi_rd__data[1]  = epi_rd__data[191:96];
+  assign \epi_rd__data[1].bias  = epi_rd__data[127:96];
+  assign \epi_rd__data[1].mult  = epi_rd__data[159:128];
+  assign \epi_rd__data[1].shift  = epi_rd__data[167:160];
+  assign \epi_rd__data[1].w  = epi_rd__data[175:168];
+  assign \epi_rd__data[1]._pad  = epi_rd__data[191:176];
+  assign \x$154[0]  = \x$154 [31:0];
+  assign \x$154[1]  = \x$154 [63:32];
+  assign \mult$155[0]  = \mult$155 [31:0];
+  assign \mult$155[1]  = \mult$155 [63:32];
+  assign \shift$156[0]  = \shift$156 [7:0];
+  assign \shift$156[1]  = \shift$156 [15:8];
+  assign \y$160[0]  = \y$160 [31:0];
+  assign \y$160[1]  = \y$160 [63:32];
+  assign \shift$156 [15:8] = epi_rd__data[167:160];
+  assign \shift$156 [7:0] = epi_rd__data[71:64];
+  assign \mult$155 [63:32] = epi_rd__data[159:128];
+  assign \mult$155 [31:0] = epi_rd__data[63:32];
+  assign \x$154 [63:32] = \$102 [31:0];
+  assign \x$154 [31:0] = \$100 [31:0];
   assign shift[15:8] = param_rd__data[167:160];
   assign shift[7:0] = param_rd__data[71:64];
   assign mult[63:32] = param_rd__data[159:128];
@@ -11840,9 +13709,201 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
 endmodule
 
 (* generator = "Amaranth" *)
+module \tiny_fabric.mac.epi_mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
+  wire [8:0] \$1 ;
+  wire [8:0] \$10 ;
+  wire [63:0] \$11 ;
+  wire [65:0] \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire [32:0] \$15 ;
+  wire [32:0] \$16 ;
+  wire [126:0] \$17 ;
+  wire [126:0] \$18 ;
+  reg \$19 ;
+  wire [8:0] \$2 ;
+  reg \$20 ;
+  reg \$21 ;
+  reg \$22 ;
+  wire [63:0] \$3 ;
+  wire [65:0] \$4 ;
+  wire \$5 ;
+  wire \$6 ;
+  wire [32:0] \$7 ;
+  wire [32:0] \$8 ;
+  wire [8:0] \$9 ;
+  output busy;
+  wire busy;
+  input clk;
+  wire clk;
+  reg [5:0] h1_0 = 6'h00;
+  reg [5:0] h1_1 = 6'h00;
+  reg [5:0] h2_0 = 6'h00;
+  reg [5:0] h2_1 = 6'h00;
+  wire [63:0] half0;
+  wire [63:0] half1;
+  input i_valid;
+  wire i_valid;
+  reg [31:0] m1_0 = 32'd0;
+  reg [31:0] m1_1 = 32'd0;
+  input [63:0] mult;
+  wire [63:0] mult;
+  wire [31:0] \mult[0] ;
+  wire [31:0] \mult[1] ;
+  reg [64:0] nudged0 = 65'h00000000000000000;
+  reg [64:0] nudged1 = 65'h00000000000000000;
+  (* init = 1'h0 *)
+  wire o_valid;
+  reg [63:0] prod0 = 64'h0000000000000000;
+  reg [63:0] prod1 = 64'h0000000000000000;
+  input rst;
+  wire rst;
+  input [15:0] shift;
+  wire [15:0] shift;
+  wire [7:0] \shift[0] ;
+  wire [7:0] \shift[1] ;
+  wire [64:0] shifted0;
+  wire [64:0] shifted1;
+  reg [5:0] t1_0 = 6'h00;
+  reg [5:0] t1_1 = 6'h00;
+  reg [5:0] t2_0 = 6'h00;
+  reg [5:0] t2_1 = 6'h00;
+  reg [5:0] t3_0 = 6'h00;
+  reg [5:0] t3_1 = 6'h00;
+  reg v1 = 1'h0;
+  reg v2 = 1'h0;
+  reg v3 = 1'h0;
+  output v4;
+  reg v4 = 1'h0;
+  input [63:0] x;
+  wire [63:0] x;
+  reg [31:0] x1_0 = 32'd0;
+  reg [31:0] x1_1 = 32'd0;
+  wire [31:0] \x[0] ;
+  wire [31:0] \x[1] ;
+  output [63:0] y;
+  wire [63:0] y;
+  reg [31:0] y0 = 32'd0;
+  reg [31:0] y1 = 32'd0;
+  wire [31:0] \y[0] ;
+  wire [31:0] \y[1] ;
+  assign \$1  = $signed(6'h1f) - $signed(shift[7:0]);
+  assign \$2  = $signed(6'h1e) - $signed(shift[7:0]);
+  assign \$3  = $signed(x1_0) * $signed(m1_0);
+  assign \$4  = $signed(prod0) + $signed({ 1'h0, \$17 [63:0] });
+  assign \$5  = $signed(shifted0) > $signed(32'd2147483647);
+  assign \$6  = $signed(shifted0) < $signed(32'd2147483648);
+  assign \$7  = \$6  ? 33'h180000000 : { 1'h0, shifted0[31:0] };
+  assign \$8  = \$5  ? 33'h07fffffff : \$7 ;
+  assign \$9  = $signed(6'h1f) - $signed(shift[15:8]);
+  assign \$10  = $signed(6'h1e) - $signed(shift[15:8]);
+  assign \$11  = $signed(x1_1) * $signed(m1_1);
+  assign \$12  = $signed(prod1) + $signed({ 1'h0, \$18 [63:0] });
+  assign \$13  = $signed(shifted1) > $signed(32'd2147483647);
+  assign \$14  = $signed(shifted1) < $signed(32'd2147483648);
+  assign \$15  = \$14  ? 33'h180000000 : { 1'h0, shifted1[31:0] };
+  assign \$16  = \$13  ? 33'h07fffffff : \$15 ;
+  assign busy = | { v4, v3, v2, v1 };
+  assign \$17  = 1'h1 << h2_0;
+  assign shifted0 = $signed(nudged0) >>> t3_0;
+  assign \$18  = 1'h1 << h2_1;
+  assign shifted1 = $signed(nudged1) >>> t3_1;
+  always @(posedge clk)
+    v1 <= \$19 ;
+  always @(posedge clk)
+    v2 <= \$20 ;
+  always @(posedge clk)
+    v3 <= \$21 ;
+  always @(posedge clk)
+    v4 <= \$22 ;
+  always @(posedge clk)
+    x1_0 <= x[31:0];
+  always @(posedge clk)
+    m1_0 <= mult[31:0];
+  always @(posedge clk)
+    t1_0 <= \$1 [5:0];
+  always @(posedge clk)
+    h1_0 <= \$2 [5:0];
+  always @(posedge clk)
+    prod0 <= \$3 ;
+  always @(posedge clk)
+    t2_0 <= t1_0;
+  always @(posedge clk)
+    h2_0 <= h1_0;
+  always @(posedge clk)
+    nudged0 <= \$4 [64:0];
+  always @(posedge clk)
+    t3_0 <= t2_0;
+  always @(posedge clk)
+    y0 <= \$8 [31:0];
+  always @(posedge clk)
+    x1_1 <= x[63:32];
+  always @(posedge clk)
+    m1_1 <= mult[63:32];
+  always @(posedge clk)
+    t1_1 <= \$9 [5:0];
+  always @(posedge clk)
+    h1_1 <= \$10 [5:0];
+  always @(posedge clk)
+    prod1 <= \$11 ;
+  always @(posedge clk)
+    t2_1 <= t1_1;
+  always @(posedge clk)
+    h2_1 <= h1_1;
+  always @(posedge clk)
+    nudged1 <= \$12 [64:0];
+  always @(posedge clk)
+    t3_1 <= t2_1;
+  always @(posedge clk)
+    y1 <= \$16 [31:0];
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$19  = i_valid;
+    if (rst) begin
+      \$19  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$20  = v1;
+    if (rst) begin
+      \$20  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$21  = v2;
+    if (rst) begin
+      \$21  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$22  = v3;
+    if (rst) begin
+      \$22  = 1'h0;
+    end
+  end
+  assign half0 = \$17 [63:0];
+  assign half1 = \$18 [63:0];
+  assign o_valid = v4;
+  assign \x[0]  = x[31:0];
+  assign \x[1]  = x[63:32];
+  assign \mult[0]  = mult[31:0];
+  assign \mult[1]  = mult[63:32];
+  assign \shift[0]  = shift[7:0];
+  assign \shift[1]  = shift[15:8];
+  assign \y[0]  = y[31:0];
+  assign \y[1]  = y[63:32];
+  assign y[63:32] = y1;
+  assign y[31:0] = y0;
+endmodule
+
+(* generator = "Amaranth" *)
 module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_active, pos_bstep, take, pos_init, pos_step, desc_rd__addr, pos_valid, idle_next, act_rd__en, stall, g_kbase, bi, kk, nn, en, act_rd__addr, x_rdy
 , full, args, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
   wire \$1 ;
   wire [15:0] \$10 ;
   reg [8:0] \$100 ;
@@ -11967,8 +14028,8 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
   wire act_rd__en;
   reg active = 1'h0;
   reg [13:0] addr = 14'h0000;
-  input [395:0] args;
-  wire [395:0] args;
+  input [432:0] args;
+  wire [432:0] args;
   wire [2:0] \args.ab_m1 ;
   wire [9:0] \args.act_max ;
   wire [9:0] \args.act_min ;
@@ -11979,6 +14040,11 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
   wire [5:0] \args.desc_base ;
   wire [3:0] \args.dh ;
   wire [3:0] \args.dw ;
+  wire \args.epi ;
+  wire [5:0] \args.epi_base ;
+  wire [9:0] \args.epi_max ;
+  wire [9:0] \args.epi_min ;
+  wire [9:0] \args.epi_zp_out ;
   wire [7:0] \args.groups ;
   wire [13:0] \args.img_bstep ;
   wire [13:0] \args.img_delta ;
@@ -12288,7 +14354,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
   always @(posedge clk)
     full <= \$116 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$87  = bi;
     if (pos_init) begin
       \$87  = desc_rd__data[6:0];
@@ -12298,7 +14364,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$88  = kk;
     if (pos_init) begin
       \$88  = desc_rd__data[13:7];
@@ -12308,7 +14374,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$89  = nn;
     if (pos_init) begin
       \$89  = desc_rd__data[20:14];
@@ -12318,7 +14384,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$90  = en;
     if (pos_init) begin
       \$90  = desc_rd__data[21];
@@ -12328,7 +14394,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$91  = p;
     if (pos_init) begin
       \$91  = 16'h0000;
@@ -12340,7 +14406,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$92  = ox;
     if (pos_init) begin
       \$92  = 9'h000;
@@ -12352,7 +14418,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$93  = oy;
     if (pos_init) begin
       \$93  = 9'h000;
@@ -12364,7 +14430,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$94  = iy0;
     if (pos_init) begin
       \$94  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
@@ -12376,7 +14442,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$95  = ix0;
     if (pos_init) begin
       \$95  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
@@ -12388,7 +14454,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$96  = pos_addr;
     if (pos_init) begin
       \$96  = args[128:115];
@@ -12400,7 +14466,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$97  = active;
     if (\$13 ) begin
       if (go) begin
@@ -12416,7 +14482,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$98  = c;
     if (\$13 ) begin
       if (go) begin
@@ -12435,7 +14501,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$99  = rem;
     if (\$13 ) begin
       if (go) begin
@@ -12449,7 +14515,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$100  = ky;
     if (\$13 ) begin
       if (go) begin
@@ -12467,7 +14533,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$101  = kx;
     if (\$13 ) begin
       if (go) begin
@@ -12488,7 +14554,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$102  = iy;
     if (\$13 ) begin
       if (go) begin
@@ -12506,7 +14572,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$103  = ix;
     if (\$13 ) begin
       if (go) begin
@@ -12527,7 +14593,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$104  = row_ix;
     if (\$13 ) begin
       if (go) begin
@@ -12539,7 +14605,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$105  = tap0;
     if (\$13 ) begin
       if (go) begin
@@ -12560,7 +14626,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$106  = addr;
     if (\$13 ) begin
       if (go) begin
@@ -12584,7 +14650,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$107  = first;
     if (\$13 ) begin
       if (go) begin
@@ -12598,7 +14664,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$108  = b_valid;
     if (\$31 ) begin
       \$108  = active;
@@ -12608,7 +14674,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$109  = b_n;
     if (\$31 ) begin
       \$109  = \$65 [1:0];
@@ -12618,7 +14684,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$110  = b_oob;
     if (\$31 ) begin
       \$110  = oob;
@@ -12628,7 +14694,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$111  = b_first;
     if (\$31 ) begin
       \$111  = first;
@@ -12638,7 +14704,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$112  = b_last;
     if (\$31 ) begin
       \$112  = last;
@@ -12648,7 +14714,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$113  = b_ix;
     if (\$31 ) begin
       \$113  = ix;
@@ -12658,7 +14724,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$114  = x_rdy;
     if (\$33 ) begin
       if (b_last) begin
@@ -12667,7 +14733,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$115  = x_asm;
     if (\$33 ) begin
       (* full_case = 32'd1 *)
@@ -12678,7 +14744,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$116  = full;
     if (\$36 ) begin
       \$116  = 1'h1;
@@ -12690,7 +14756,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     start = 14'h0000;
     if (\$75 ) begin
       if (go) begin
@@ -12699,7 +14765,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
     casez (b_n)
       2'h1:
@@ -12779,6 +14845,11 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
   assign \args.x_signed  = args[393];
   assign \args.w_signed  = args[394];
   assign \args.rowpack  = args[395];
+  assign \args.epi  = args[396];
+  assign \args.epi_base  = args[402:397];
+  assign \args.epi_zp_out  = args[412:403];
+  assign \args.epi_min  = args[422:413];
+  assign \args.epi_max  = args[432:423];
   assign \x[0]  = x_rdy[7:0];
   assign \x[1]  = x_rdy[15:8];
   assign \x[2]  = x_rdy[23:16];
@@ -12793,7 +14864,7 @@ endmodule
 (* generator = "Amaranth" *)
 module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_active, pos_bstep, take, pos_init, pos_step, desc_rd__addr, pos_valid, idle_next, act_rd__en, stall, g_kbase, bi, kk, nn, en, act_rd__addr, x_rdy
 , full, args, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire \$1 ;
   wire [15:0] \$10 ;
   reg [8:0] \$100 ;
@@ -12918,8 +14989,8 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
   wire act_rd__en;
   reg active = 1'h0;
   reg [13:0] addr = 14'h0000;
-  input [395:0] args;
-  wire [395:0] args;
+  input [432:0] args;
+  wire [432:0] args;
   wire [2:0] \args.ab_m1 ;
   wire [9:0] \args.act_max ;
   wire [9:0] \args.act_min ;
@@ -12930,6 +15001,11 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
   wire [5:0] \args.desc_base ;
   wire [3:0] \args.dh ;
   wire [3:0] \args.dw ;
+  wire \args.epi ;
+  wire [5:0] \args.epi_base ;
+  wire [9:0] \args.epi_max ;
+  wire [9:0] \args.epi_min ;
+  wire [9:0] \args.epi_zp_out ;
   wire [7:0] \args.groups ;
   wire [13:0] \args.img_bstep ;
   wire [13:0] \args.img_delta ;
@@ -13239,7 +15315,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
   always @(posedge clk)
     full <= \$116 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$87  = bi;
     if (pos_init) begin
       \$87  = desc_rd__data[6:0];
@@ -13249,7 +15325,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$88  = kk;
     if (pos_init) begin
       \$88  = desc_rd__data[13:7];
@@ -13259,7 +15335,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$89  = nn;
     if (pos_init) begin
       \$89  = desc_rd__data[20:14];
@@ -13269,7 +15345,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$90  = en;
     if (pos_init) begin
       \$90  = desc_rd__data[21];
@@ -13279,7 +15355,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$91  = p;
     if (pos_init) begin
       \$91  = 16'h0000;
@@ -13291,7 +15367,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$92  = ox;
     if (pos_init) begin
       \$92  = 9'h000;
@@ -13303,7 +15379,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$93  = oy;
     if (pos_init) begin
       \$93  = 9'h000;
@@ -13315,7 +15391,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$94  = iy0;
     if (pos_init) begin
       \$94  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
@@ -13327,7 +15403,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$95  = ix0;
     if (pos_init) begin
       \$95  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
@@ -13339,7 +15415,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$96  = pos_addr;
     if (pos_init) begin
       \$96  = args[128:115];
@@ -13351,7 +15427,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$97  = active;
     if (\$13 ) begin
       if (go) begin
@@ -13367,7 +15443,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$98  = c;
     if (\$13 ) begin
       if (go) begin
@@ -13386,7 +15462,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$99  = rem;
     if (\$13 ) begin
       if (go) begin
@@ -13400,7 +15476,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$100  = ky;
     if (\$13 ) begin
       if (go) begin
@@ -13418,7 +15494,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$101  = kx;
     if (\$13 ) begin
       if (go) begin
@@ -13439,7 +15515,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$102  = iy;
     if (\$13 ) begin
       if (go) begin
@@ -13457,7 +15533,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$103  = ix;
     if (\$13 ) begin
       if (go) begin
@@ -13478,7 +15554,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$104  = row_ix;
     if (\$13 ) begin
       if (go) begin
@@ -13490,7 +15566,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$105  = tap0;
     if (\$13 ) begin
       if (go) begin
@@ -13511,7 +15587,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$106  = addr;
     if (\$13 ) begin
       if (go) begin
@@ -13535,7 +15611,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$107  = first;
     if (\$13 ) begin
       if (go) begin
@@ -13549,7 +15625,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$108  = b_valid;
     if (\$31 ) begin
       \$108  = active;
@@ -13559,7 +15635,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$109  = b_n;
     if (\$31 ) begin
       \$109  = \$65 [1:0];
@@ -13569,7 +15645,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$110  = b_oob;
     if (\$31 ) begin
       \$110  = oob;
@@ -13579,7 +15655,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$111  = b_first;
     if (\$31 ) begin
       \$111  = first;
@@ -13589,7 +15665,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$112  = b_last;
     if (\$31 ) begin
       \$112  = last;
@@ -13599,7 +15675,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$113  = b_ix;
     if (\$31 ) begin
       \$113  = ix;
@@ -13609,7 +15685,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$114  = x_rdy;
     if (\$33 ) begin
       if (b_last) begin
@@ -13618,7 +15694,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$115  = x_asm;
     if (\$33 ) begin
       (* full_case = 32'd1 *)
@@ -13629,7 +15705,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$116  = full;
     if (\$36 ) begin
       \$116  = 1'h1;
@@ -13641,7 +15717,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     start = 14'h0000;
     if (\$75 ) begin
       if (go) begin
@@ -13650,7 +15726,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     (* full_case = 32'd1 *)
     casez (b_n)
       2'h1:
@@ -13730,6 +15806,11 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
   assign \args.x_signed  = args[393];
   assign \args.w_signed  = args[394];
   assign \args.rowpack  = args[395];
+  assign \args.epi  = args[396];
+  assign \args.epi_base  = args[402:397];
+  assign \args.epi_zp_out  = args[412:403];
+  assign \args.epi_min  = args[422:413];
+  assign \args.epi_max  = args[432:423];
   assign \x[0]  = x_rdy[7:0];
   assign \x[1]  = x_rdy[15:8];
   assign \x[2]  = x_rdy[23:16];
@@ -13743,7 +15824,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \tiny_fabric.mac.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$10 ;
   wire [63:0] \$11 ;
@@ -13891,28 +15972,28 @@ module \tiny_fabric.mac.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk);
   always @(posedge clk)
     y1 <= \$16 [31:0];
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$19  = i_valid;
     if (rst) begin
       \$19  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$20  = v1;
     if (rst) begin
       \$20  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$21  = v2;
     if (rst) begin
       \$21  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$22  = v3;
     if (rst) begin
       \$22  = 1'h0;
@@ -13935,7 +16016,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \tiny_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -14013,7 +16094,7 @@ module \tiny_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__dat
   always @(posedge clk)
     level <= \$17 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$15  = w_port__addr;
     if (\$1 ) begin
       \$15  = \$2 [1:0];
@@ -14023,7 +16104,7 @@ module \tiny_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__dat
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$16  = r_port__addr;
     if (\$3 ) begin
       \$16  = \$4 [1:0];
@@ -14033,7 +16114,7 @@ module \tiny_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__dat
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$17  = level;
     if (\$8 ) begin
       \$17  = \$9 [2:0];
@@ -14054,8 +16135,8 @@ module \tiny_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__dat
 endmodule
 
 (* generator = "Amaranth" *)
-module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$775$0 , \port$776$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
+module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$822$0 , \port$823$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
   wire [12:0] \$1 ;
   wire \$10 ;
   reg [31:0] \$100 ;
@@ -14255,10 +16336,10 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$775$0 , \port$7
   reg pd2_1 = 1'h0;
   reg pd3_0 = 1'h0;
   reg pd3_1 = 1'h0;
-  output [7:0] \port$775$0 ;
-  wire [7:0] \port$775$0 ;
-  output [7:0] \port$776$0 ;
-  wire [7:0] \port$776$0 ;
+  output [7:0] \port$822$0 ;
+  wire [7:0] \port$822$0 ;
+  output [7:0] \port$823$0 ;
+  wire [7:0] \port$823$0 ;
   reg pt0_0 = 1'h0;
   reg pt0_1 = 1'h0;
   reg pt1_0 = 1'h0;
@@ -14520,7 +16601,7 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$775$0 , \port$7
     .y(y)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v0 = base0;
@@ -14531,7 +16612,7 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$775$0 , \port$7
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v1 = base1;
@@ -14542,7 +16623,7 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$775$0 , \port$7
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     tzm = 6'h20;
     if (args[154]) begin
       tzm = 6'h1f;
@@ -14642,7 +16723,7 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$775$0 , \port$7
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$90  = kx;
     if (busy) begin
       \$90  = \$74 [8:0];
@@ -14658,7 +16739,7 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$775$0 , \port$7
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$91  = ky;
     if (busy) begin
       if (last_kx) begin
@@ -14676,7 +16757,7 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$775$0 , \port$7
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$92  = w;
     if (busy) begin
       if (last_kx) begin
@@ -14696,7 +16777,7 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$775$0 , \port$7
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$93  = ox;
     if (busy) begin
       if (last_kx) begin
@@ -14718,7 +16799,7 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$775$0 , \port$7
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$94  = oy;
     if (busy) begin
       if (last_kx) begin
@@ -14739,7 +16820,7 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$775$0 , \port$7
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$95  = busy;
     if (busy) begin
       if (last_kx) begin
@@ -14762,56 +16843,56 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$775$0 , \port$7
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$96  = busy;
     if (rst) begin
       \$96  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$97  = oob;
     if (rst) begin
       \$97  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$98  = \$81 ;
     if (rst) begin
       \$98  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$99  = \$82 ;
     if (rst) begin
       \$99  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$100  = red0;
     if (\$signal$66 ) begin
       \$100  = v0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$101  = red1;
     if (\$signal$66 ) begin
       \$101  = v1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$102  = \$88 ;
     if (rst) begin
       \$102  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$103  = started;
     if (start) begin
       \$103  = 1'h1;
@@ -14841,8 +16922,8 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$775$0 , \port$7
   assign pa3 = act_w__addr;
   assign act_w__data = { \$67 [7:0], \$66 [7:0] };
   assign act_rd__addr = \$19 [11:0];
-  assign \port$775$0  = \$66 [7:0];
-  assign \port$776$0  = \$67 [7:0];
+  assign \port$822$0  = \$66 [7:0];
+  assign \port$823$0  = \$67 [7:0];
   assign \args.mode  = args[0];
   assign \args.x_signed  = args[1];
   assign \args.in_base  = args[13:2];
@@ -14886,7 +16967,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \tiny_fabric.pool.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
   wire [6:0] \$1 ;
   wire [6:0] \$10 ;
   wire [63:0] \$11 ;
@@ -15034,28 +17115,28 @@ module \tiny_fabric.pool.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk);
   always @(posedge clk)
     y1 <= \$16 [31:0];
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$19  = i_valid;
     if (rst) begin
       \$19  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$20  = v1;
     if (rst) begin
       \$20  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$21  = v2;
     if (rst) begin
       \$21  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$22  = v3;
     if (rst) begin
       \$22  = 1'h0;
@@ -15078,7 +17159,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \tiny_fabric.relax (rst, old_rd__data, new_rd__data, arc_rd__data, arc_rd__addr, old_rd__addr, new_rd__addr, act_w__data, act_w__addr, finish, busy, act_w__en, start, args, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [12:0] \$11 ;
@@ -15206,7 +17287,7 @@ module \tiny_fabric.relax (rst, old_rd__data, new_rd__data, arc_rd__data, arc_rd
   always @(posedge clk)
     fwd_val <= \$28 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$20  = running;
     if (start) begin
       \$20  = 1'h1;
@@ -15219,7 +17300,7 @@ module \tiny_fabric.relax (rst, old_rd__data, new_rd__data, arc_rd__data, arc_rd
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$21  = issued;
     if (start) begin
       \$21  = { 12'h000, \$18  };
@@ -15231,49 +17312,49 @@ module \tiny_fabric.relax (rst, old_rd__data, new_rd__data, arc_rd__data, arc_rd
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$22  = issue;
     if (rst) begin
       \$22  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$23  = v1;
     if (rst) begin
       \$23  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$24  = { 8'h00, arc_rd__data[15:12] };
     if (rst) begin
       \$24  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$25  = 16'h0000;
     if (rst) begin
       \$25  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$26  = act_w__en;
     if (rst) begin
       \$26  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$27  = \$like$16 ;
     if (rst) begin
       \$27  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$28  = \$signal$23 ;
     if (rst) begin
       \$28  = 16'h0000;
@@ -15299,7 +17380,7 @@ endmodule
 (* generator = "Amaranth" *)
 module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, op__1__ready, res_valid__1, res_y__1, busy, op__0__valid, op__1__valid, rd__addr, act_w__addr, act_w__data, finish, op__0__payload, op__1__payload, act_w__en, start, args, clk
 );
-  reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
   wire \$1 ;
   wire [7:0] \$10 ;
   wire [3:0] \$100 ;
@@ -15999,7 +18080,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
   always @(posedge clk)
     running <= \$305 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[35:34])
       2'h0:
@@ -16013,7 +18094,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$5  = 5'h00;
     casez (issued)
       3'h0:
@@ -16029,7 +18110,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (issued[1:0])
       2'h0:
@@ -16043,7 +18124,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (issued[1:0])
       2'h0:
@@ -16057,7 +18138,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -16067,7 +18148,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (w_j)
       4'h0:
@@ -16105,7 +18186,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -16115,7 +18196,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -16125,7 +18206,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -16135,7 +18216,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -16145,7 +18226,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -16155,7 +18236,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -16169,7 +18250,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -16179,7 +18260,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -16189,7 +18270,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -16199,7 +18280,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -16209,7 +18290,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -16223,7 +18304,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -16233,7 +18314,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -16243,7 +18324,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -16253,7 +18334,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -16263,7 +18344,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -16277,7 +18358,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -16287,7 +18368,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -16297,7 +18378,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -16307,7 +18388,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -16317,7 +18398,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -16331,7 +18412,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -16341,7 +18422,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -16351,7 +18432,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -16361,7 +18442,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -16371,7 +18452,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -16385,7 +18466,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -16395,7 +18476,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -16405,7 +18486,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -16415,7 +18496,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -16425,7 +18506,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -16439,7 +18520,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -16449,7 +18530,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -16459,7 +18540,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -16469,7 +18550,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -16479,7 +18560,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -16493,7 +18574,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -16503,7 +18584,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -16513,7 +18594,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -16523,7 +18604,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -16533,7 +18614,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -16547,7 +18628,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -16557,7 +18638,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -16567,7 +18648,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -16577,7 +18658,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -16587,7 +18668,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -16601,7 +18682,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -16611,7 +18692,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -16621,7 +18702,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -16631,7 +18712,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -16641,7 +18722,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -16655,7 +18736,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -16665,7 +18746,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -16675,7 +18756,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -16685,7 +18766,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -16695,7 +18776,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -16709,7 +18790,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -16719,7 +18800,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -16729,7 +18810,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -16739,7 +18820,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -16749,7 +18830,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -16763,7 +18844,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -16773,7 +18854,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -16783,7 +18864,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -16793,7 +18874,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -16803,7 +18884,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -16817,7 +18898,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -16827,7 +18908,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -16837,7 +18918,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -16847,7 +18928,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -16857,7 +18938,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -16871,7 +18952,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -16881,7 +18962,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -16891,7 +18972,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -16901,7 +18982,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -16911,7 +18992,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -16925,7 +19006,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -16935,7 +19016,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -16945,7 +19026,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -16955,7 +19036,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -16965,7 +19046,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -16979,21 +19060,21 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$264  = loading;
     if (rst) begin
       \$264  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$265  = \$95 [3:0];
     if (rst) begin
       \$265  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$266  = i;
     if (start) begin
       \$266  = 5'h01;
@@ -17005,7 +19086,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$267  = xbuf0;
     if (\$signal$65 ) begin
       casez (ld_i)
@@ -17018,7 +19099,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$268  = xbuf1;
     if (\$signal$65 ) begin
       casez (ld_i)
@@ -17033,7 +19114,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$269  = xbuf2;
     if (\$signal$65 ) begin
       casez (ld_i)
@@ -17050,7 +19131,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$270  = xbuf3;
     if (\$signal$65 ) begin
       casez (ld_i)
@@ -17069,7 +19150,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$271  = xbuf4;
     if (\$signal$65 ) begin
       casez (ld_i)
@@ -17090,7 +19171,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$272  = xbuf5;
     if (\$signal$65 ) begin
       casez (ld_i)
@@ -17113,7 +19194,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$273  = xbuf6;
     if (\$signal$65 ) begin
       casez (ld_i)
@@ -17138,7 +19219,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$274  = xbuf7;
     if (\$signal$65 ) begin
       casez (ld_i)
@@ -17165,7 +19246,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$275  = xbuf8;
     if (\$signal$65 ) begin
       casez (ld_i)
@@ -17194,7 +19275,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$276  = xbuf9;
     if (\$signal$65 ) begin
       casez (ld_i)
@@ -17225,7 +19306,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$277  = xbuf10;
     if (\$signal$65 ) begin
       casez (ld_i)
@@ -17258,7 +19339,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$278  = xbuf11;
     if (\$signal$65 ) begin
       casez (ld_i)
@@ -17293,7 +19374,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$279  = xbuf12;
     if (\$signal$65 ) begin
       casez (ld_i)
@@ -17330,7 +19411,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$280  = xbuf13;
     if (\$signal$65 ) begin
       casez (ld_i)
@@ -17369,7 +19450,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$281  = xbuf14;
     if (\$signal$65 ) begin
       casez (ld_i)
@@ -17410,7 +19491,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$282  = xbuf15;
     if (\$signal$65 ) begin
       (* full_case = 32'd1 *)
@@ -17454,7 +19535,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$283  = loaded;
     if (\$signal$65 ) begin
       \$283  = \$97 [4:0];
@@ -17467,7 +19548,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$284  = issued;
     if (\$99 ) begin
       \$284  = \$100 [2:0];
@@ -17480,7 +19561,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$285  = got;
     if (arrive) begin
       \$285  = \$101 [2:0];
@@ -17493,7 +19574,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$286  = acc0;
     if (arrive) begin
       \$286  = \$111 [15:0];
@@ -17506,7 +19587,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$287  = acc1;
     if (arrive) begin
       \$287  = \$121 [15:0];
@@ -17519,7 +19600,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$288  = acc2;
     if (arrive) begin
       \$288  = \$131 [15:0];
@@ -17532,7 +19613,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$289  = acc3;
     if (arrive) begin
       \$289  = \$141 [15:0];
@@ -17545,7 +19626,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$290  = acc4;
     if (arrive) begin
       \$290  = \$151 [15:0];
@@ -17558,7 +19639,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$291  = acc5;
     if (arrive) begin
       \$291  = \$161 [15:0];
@@ -17571,7 +19652,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$292  = acc6;
     if (arrive) begin
       \$292  = \$171 [15:0];
@@ -17584,7 +19665,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$293  = acc7;
     if (arrive) begin
       \$293  = \$181 [15:0];
@@ -17597,7 +19678,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$294  = acc8;
     if (arrive) begin
       \$294  = \$191 [15:0];
@@ -17610,7 +19691,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$295  = acc9;
     if (arrive) begin
       \$295  = \$201 [15:0];
@@ -17623,7 +19704,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$296  = acc10;
     if (arrive) begin
       \$296  = \$211 [15:0];
@@ -17636,7 +19717,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$297  = acc11;
     if (arrive) begin
       \$297  = \$221 [15:0];
@@ -17649,7 +19730,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$298  = acc12;
     if (arrive) begin
       \$298  = \$231 [15:0];
@@ -17662,7 +19743,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$299  = acc13;
     if (arrive) begin
       \$299  = \$241 [15:0];
@@ -17675,7 +19756,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$300  = acc14;
     if (arrive) begin
       \$300  = \$251 [15:0];
@@ -17688,7 +19769,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$301  = acc15;
     if (arrive) begin
       \$301  = \$261 [15:0];
@@ -17701,7 +19782,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$302  = j;
     if (reading) begin
       \$302  = \$262 [4:0];
@@ -17714,21 +19795,21 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$303  = reading;
     if (rst) begin
       \$303  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$304  = j[3:0];
     if (rst) begin
       \$304  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$305  = running;
     if (start) begin
       \$305  = 1'h1;
