@@ -7,10 +7,11 @@ section 6) of every conv layer and of the conv layers together, with one ``MAC``
 of a run (the compiler's default) and with one pass per image. ``--tiny`` prints, for the MLPerf Tiny models on
 the default preset (external-memory mode, one image), every weighted layer's cycles, cycles stalled on the
 external memory, utilisation and its bound, and the conv layers' utilisation with the most the layers' bounds
-allow (docs/memory.md section 9). Usage::
+allow (docs/memory.md section 9); the BatchNormalizations that follow convolutions run fused into those
+convolutions' passes (the MAC engine's epilogue, compiler/fusion.py) unless ``--no-fuse``. Usage::
 
     .venv/bin/python bench/bench_utilisation.py [--images N]
-    .venv/bin/python bench/bench_utilisation.py --tiny [resnet8 ...]
+    .venv/bin/python bench/bench_utilisation.py --tiny [resnet8 ...] [--no-fuse]
 """
 
 from __future__ import annotations
@@ -38,18 +39,18 @@ def conv_utilisation(graph, cfg, images: int, merge: bool) -> tuple[list[float],
     return [r.utilisation for r in rows], sum(r.ideal for r in rows) / sum(r.measured for r in rows)
 
 
-def tiny_table(name: str) -> None:
+def tiny_table(name: str, fuse: bool = True) -> None:
     """Per-layer figures of tiny-set model ``name`` on the default preset, from the (exact) cycle model."""
     from cimforge.compiler.lowering.host import split_host_tail
     from cimforge.golden import model_sets as ms
     from cimforge.golden.onnx_import import load_onnx
     graph = split_host_tail(load_onnx(str(ms.build(name, seed=0)))).fabric
-    prog = compile_graph(graph, get_preset("default"))
+    prog = compile_graph(graph, get_preset("default"), fuse=fuse)
     stamps = program_timing(prog)
     rows = layer_rows(prog, [{"pc": pc, "cycle": c} for pc, c in enumerate(stamps)])
     conv = [r for r in rows if r.kind == "conv2d"]
-    print(f"{name}: {len(prog.code)} instructions, {stamps[-1] + 1} cycles, stalled on external memory "
-          f"{sum(r.stall for r in rows)}")
+    print(f"{name}{'' if fuse else ' (no fusion)'}: {len(prog.code)} instructions, {stamps[-1] + 1} cycles, "
+          f"stalled on external memory {sum(r.stall for r in rows)}")
     print(f"  {'layer':28s} {'kind':8s} {'cycles':>7s} {'stall':>6s} {'util':>6s} {'bound':>6s}")
     for r in rows:
         print(f"  {r.layer:28s} {r.kind:8s} {r.measured:7d} {r.stall:6d} {100 * (r.utilisation or 0):5.1f}% "
@@ -66,11 +67,13 @@ def main(argv=None) -> int:
     ap.add_argument("--images", type=int, default=None, help="images per run (default: what the memory holds)")
     ap.add_argument("--tiny", nargs="*", default=None, metavar="MODEL",
                     help="the MLPerf Tiny models (default all) on the default preset, per layer")
+    ap.add_argument("--no-fuse", action="store_true",
+                    help="with --tiny: run the BatchNormalizations as passes of their own (compile_graph(fuse=False))")
     args = ap.parse_args(argv)
     if args.tiny is not None:
         from cimforge.golden import model_sets as ms
         for name in args.tiny or ms.TINY_SET:
-            tiny_table(name)
+            tiny_table(name, fuse=not args.no_fuse)
         return 0
     base = get_preset("default")
     print(f"{'design point':<20} {'model':<18} {'images':>6}  {'merged passes: conv layers':<34} "
