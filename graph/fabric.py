@@ -378,7 +378,7 @@ def _simulate(plan: GraphPlan, source, sim: str, options: dict) -> LoopRecord:
     """The loop on the RTL: one cocotb launch of :mod:`cimforge.graph.fabric_tb` on the system top."""
     from ..gen.isa import CSR, MAGIC, host_map
     from ..sim.fabric_runner import CXX_OPT, PUBLIC, VERILATOR_ARGS, _MEMORIES, _system_public, system_verilog
-    from ..sim.tools import run_cocotb
+    from ..sim.tools import model_cxx_opt, run_cocotb
     cfg = plan.cfg
     top, vpath = system_verilog(cfg, [])
     hbits, regions = host_map(cfg)
@@ -393,7 +393,7 @@ def _simulate(plan: GraphPlan, source, sim: str, options: dict) -> LoopRecord:
             public = tuple(n for n in PUBLIC if n not in _MEMORIES) + ("dma_error",)
             run_cocotb(sim, [vpath], top, "cimforge.graph.fabric_tb", env={"CIMFORGE_GRAPH_JOB": str(job_path)},
                        build_args=list(VERILATOR_ARGS + (str(_system_public(top, vpath)),)), public=public,
-                       cxx_opt=CXX_OPT)
+                       cxx_opt=model_cxx_opt(CXX_OPT))
         else:
             run_cocotb(sim, [vpath], top, "cimforge.graph.fabric_tb", env={"CIMFORGE_GRAPH_JOB": str(job_path)})
         return pickle.loads(Path(job["results"]).read_bytes())

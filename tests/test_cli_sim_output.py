@@ -115,3 +115,16 @@ def test_a_build_that_writes_no_model_is_not_taken_as_a_measurement(fake_cocotb,
     with tools.simulator_log(tmp_path / "sim.log", announce=lambda text: None):
         tools.run_cocotb("verilator", [src], "top", "tb")
     assert tools._read_build_times()["verilator"] == first
+
+
+def test_model_optimisation_from_the_environment(monkeypatch):
+    """CIMFORGE_CXX_OPT picks the C++ optimisation of the fabric models (the test session sets -O1); anything but
+    one of the allowed levels is a one-line error naming the variable and the allowed values."""
+    from cimforge.errors import UserError
+    monkeypatch.delenv(tools.CXX_OPT_ENV, raising=False)
+    assert tools.model_cxx_opt("-O3") == "-O3"
+    monkeypatch.setenv(tools.CXX_OPT_ENV, "-O1")
+    assert tools.model_cxx_opt("-O3") == "-O1"
+    monkeypatch.setenv(tools.CXX_OPT_ENV, "-O9")
+    with pytest.raises(UserError, match=r"CIMFORGE_CXX_OPT='-O9': allowed -O0, -O1, -O2, -O3, -Os"):
+        tools.model_cxx_opt("-O3")
