@@ -64,7 +64,9 @@ def _check(g, cfg, xs, **options):
     got, _ = run_program(prog, xs)
     gold = run_graph(g, xs, rounding=cfg.fabric.rounding)
     internal = internal_tensors(prog.graph)
-    assert set(got) == set(gold) - set(internal), "the program writes every tensor but the fused ones"
+    kept = set(gold) if prog.kept is None else prog.kept  # memory="liveness": what no later tensor overwrites
+    assert set(got) == (set(gold) - set(internal)) & kept, "the program writes every tensor but the fused ones"
+    assert set(g.outputs) <= set(got)
     for name in got:
         assert np.array_equal(got[name], gold[name]), f"tensor {name!r} differs"
     if prog.external:
@@ -139,6 +141,14 @@ def test_fused_iss_equals_golden(case):
     plain = _check(g, cfg, xs, batch=2, memory=memory, fuse=False)
     assert len(internal_tensors(fused.graph)) == 1 and not internal_tensors(plain.graph)
     assert fused.external == plain.external == (memory == "external")
+
+
+def test_fused_in_liveness_mode():
+    """Fused passes in an activation memory allocated by liveness: the kept tensors equal the golden model's."""
+    rng = np.random.default_rng(SEED + 2)
+    g = conv_bn_graph(rng, DEFAULT)
+    prog = _check(g, DEFAULT, _inputs(g, rng, 3), batch=3, memory="liveness")
+    assert prog.kept is not None and "y" not in prog.kept and internal_tensors(prog.graph) == {"y": "conv"}
 
 
 @pytest.mark.slow  # about 20 s: ResNet-8 compiled twice and run on the ISS
