@@ -143,6 +143,25 @@ def test_fused_iss_equals_golden(case):
     assert fused.external == plain.external == (memory == "external")
 
 
+def test_a_mismatch_in_a_fused_output_names_the_fused_pass():
+    """A wrong code in a fused pass's output is reported at the fused layer (the convolution's name) with its
+    tile, macros, pages and instruction, as any convolution's; the internal tensor is not compared."""
+    from cimforge.sim.fabric_check import first_divergence
+    rng = np.random.default_rng(SEED + 3)
+    g = conv_bn_graph(rng, DEFAULT)
+    xs = _inputs(g, rng, 1)
+    prog = compile_graph(g, DEFAULT)
+    got, _ = run_program(prog, xs)
+    gold = run_graph(g, xs)
+    assert first_divergence(prog, gold, got) is None
+    got["z"] = got["z"].copy()
+    got["z"].flat[-1] ^= 1
+    div = first_divergence(prog, gold, got)
+    c, y, x = (int(v) for v in np.unravel_index(got["z"][0].size - 1, got["z"][0].shape))
+    assert (div.layer, div.tensor, div.index) == ("conv", "z", (c, y, x)), str(div)
+    assert "output-channel tile" in div.detail and "macro(s)" in div.detail and "instruction pc" in div.detail
+
+
 def test_fused_in_liveness_mode():
     """Fused passes in an activation memory allocated by liveness: the kept tensors equal the golden model's."""
     rng = np.random.default_rng(SEED + 2)
