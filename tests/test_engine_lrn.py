@@ -146,11 +146,11 @@ def test_iss_equals_golden_on_a_graph_with_lrn(tmp_path, memory):
 
     seed = 4500
     print(f"seed {seed}, memory {memory}")
-    graph, inputs = _graph(tmp_path, seed, hw=6 if memory == "onchip" else 32)
+    graph, inputs = _graph(tmp_path, seed, hw=6 if memory == "onchip" else 24)
     prog = compile_graph(graph, get_preset("default"), batch=2, memory=memory)
     n_lrn = sum(decode_op(prog.cfg, w)[0] == Opcode.LRN.value for w in prog.code)
     print(f"{n_lrn} LRN instructions")
-    # one per image on chip; in the external memory a 32 x 32 x 12 tensor (2048 words) and its output do not
+    # one per image on chip; in the external memory a 24 x 24 x 12 tensor (1152 words) and its output do not
     # fit half the activation memory at once: several row bands per image
     assert n_lrn == 2 if memory == "onchip" else n_lrn > 2
     got, _ = run_program(prog, inputs)
