@@ -77,11 +77,12 @@ def addr_width(cfg: CimConfig) -> int:
 
 
 # Field widths that do not depend on the configuration.
-DIM = 9        # heights, widths, kernel sizes, words per pixel (ResNet-50: 2048 channels = 256 words)
-CH = 12        # channel counts and offsets
+DIM = 9        # heights, widths, kernel sizes
+CW = 10        # words per pixel and pixel strides (VGG-19, AlexNet: 4096 channels = 512 words)
+CH = 13        # channel counts and offsets (VGG-19, AlexNet: 4096 input channels of a dense layer)
 SMALL = 4      # strides, dilations, paddings
 POS = 16       # output positions per pass
-CNT = 9        # tile counts (ResNet-50: 2048 output channels = 256 N tiles)
+CNT = 10       # tile counts (VGG-19, AlexNet: 4096 output channels = 512 N tiles)
 QZ = 10        # signed zero points and clamp bounds (int8 and uint8 codes)
 PAR = 7        # a parallelism factor (1..64)
 
@@ -134,7 +135,7 @@ def mac_layout(cfg: CimConfig) -> data.StructLayout:
     return [
         ("in_h", unsigned(DIM), "input height (rows of one image)"),
         ("in_w", unsigned(DIM), "input width"),
-        ("in_cw", unsigned(DIM), "words per input pixel (``CW``: channels padded to whole words)"),
+        ("in_cw", unsigned(CW), "words per input pixel (``CW``: channels padded to whole words)"),
         ("cin", unsigned(CH), "input channels gathered per tap (``kw`` when row-packed)"),
         ("kh", unsigned(DIM), "kernel height"),
         ("kw", unsigned(DIM), "kernel width (1 when row-packed)"),
@@ -174,7 +175,7 @@ def mac_layout(cfg: CimConfig) -> data.StructLayout:
                                                                      "word per macro"),
         ("page_base", unsigned(cfg.macro.page_width), "macro page of the pass's first tile"),
         ("out_base", unsigned(addr_width(cfg)), "address of the output tensor"),
-        ("out_cw", unsigned(DIM), "words per output pixel"),
+        ("out_cw", unsigned(CW), "words per output pixel"),
         ("param_base", unsigned(index_bits(cfg.fabric.param_depth)), "first parameter word (bias, multiplier, "
                                                                        "shift per lane: :func:`param_layout`)"),
         ("zp_in", unsigned(8), "the code gathered for a padded tap (the input zero point)"),
@@ -209,7 +210,7 @@ def pool_layout(cfg: CimConfig) -> data.StructLayout:
         ("in_base", unsigned(aw), "address of the input tensor"),
         ("in_h", unsigned(DIM), "input height"),
         ("in_w", unsigned(DIM), "input width"),
-        ("cw", unsigned(DIM), "words per pixel (input and output)"),
+        ("cw", unsigned(CW), "words per pixel (input and output)"),
         ("kh", unsigned(DIM), "window height"),
         ("kw", unsigned(DIM), "window width"),
         ("sh", unsigned(SMALL), "vertical stride"),
@@ -249,10 +250,10 @@ def ew_layout(cfg: CimConfig) -> data.StructLayout:
         ("b_base", unsigned(aw), "address of operand ``b``"),
         ("out_base", unsigned(aw), "address of the output"),
         ("npos", unsigned(POS), "pixels"),
-        ("cw", unsigned(DIM), "words per pixel"),
-        ("a_stride", unsigned(DIM), "words from one pixel of ``a`` to the next"),
-        ("b_stride", unsigned(DIM), "words from one pixel of ``b`` to the next"),
-        ("out_stride", unsigned(DIM), "words from one output pixel to the next"),
+        ("cw", unsigned(CW), "words per pixel"),
+        ("a_stride", unsigned(CW), "words from one pixel of ``a`` to the next"),
+        ("b_stride", unsigned(CW), "words from one pixel of ``b`` to the next"),
+        ("out_stride", unsigned(CW), "words from one output pixel to the next"),
         ("x_signed", unsigned(1), "codes are int8 (else uint8)"),
         ("has_b", unsigned(1), "there is a second operand"),
         ("rq_in", unsigned(1), "requantise each operand (``mult_a``/``mult_b``) before the sum"),
@@ -354,7 +355,7 @@ def lrn_layout(cfg: CimConfig) -> data.StructLayout:
         ("in_base", unsigned(aw), "address of the input tensor"),
         ("out_base", unsigned(aw), "address of the output tensor"),
         ("npos", unsigned(POS), "pixels"),
-        ("cw", unsigned(DIM), "words per pixel (input and output)"),
+        ("cw", unsigned(CW), "words per pixel (input and output)"),
         ("channels", unsigned(CH), "channels"),
         ("size", unsigned(SMALL), f"window size (1..{LRN_SIZE_MAX})"),
         ("x_signed", unsigned(1), "codes are int8 (else uint8)"),
