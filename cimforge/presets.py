@@ -24,14 +24,17 @@ PRESETS: dict[str, CimConfig] = {
     # 64 bitlines, signed INT8 x INT8 with a 21-bit result; two macros as in the ZigZag-IMC model.
     "isscc22": replace(DEFAULT, name="isscc22", macro=MacroConfig(rows=32, pages=16, cols=64),
                        fabric=FabricConfig(n_macros=2)),
-    # The ImageNet set (ResNet-50, SqueezeNet, ... at 224x224): 16 macros of the default geometry, on-chip
-    # buffers of 64 K words (activation tiles with their halo; weight page images streamed through), and an
-    # external memory of 16 M words (8 bytes each: ResNet-50's 25.5 M weights and every activation tensor).
-    # Program and trace memories of 128 K words: ResNet-50 in row bands is 89 K instructions, and no DMA
-    # fetches instructions (a simulation convenience: 7 MB of program memory is not what silicon would have).
-    "imagenet": replace(DEFAULT, name="imagenet",
+    # The ImageNet set (ResNet-50, SqueezeNet, ... at 224x224): 16 macros of the default rows and columns with
+    # 32 pages (a reduction is never spilled, so a dense layer's K-split over the 16 macros must fit them:
+    # VGG-19's fc6, 25 088 inputs, needs 25; ZFNet-512's 18, AlexNet's 9), on-chip buffers of 64 K words
+    # (activation tiles with their halo; weight page images streamed through), and an external memory of 16 M
+    # words (8 bytes each: ResNet-50's 25.5 M weights and every activation tensor). Descriptors: DenseNet-121
+    # needs 2121 words. Program and trace memories of 128 K words: ResNet-50 in row bands is 60 K instructions,
+    # and no DMA fetches instructions (a simulation convenience: 7 MB of program memory is not what silicon
+    # would have). docs/memory.md section 10: what each ImageNet model needs, and why these sizes.
+    "imagenet": replace(DEFAULT, name="imagenet", macro=MacroConfig(pages=32),
                         fabric=FabricConfig(n_macros=16, act_depth=65536, weight_depth=65536, param_depth=8192,
-                                            desc_depth=2048, ext_depth=1 << 24),
+                                            desc_depth=4096, ext_depth=1 << 24),
                         controller=ControllerConfig(program_depth=1 << 17, trace_depth=1 << 17, load_queue=16)),
 }
 
