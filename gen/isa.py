@@ -372,9 +372,10 @@ def lrn_layout(cfg: CimConfig) -> data.StructLayout:
 @lru_cache(maxsize=None)
 def lrn_table_layout(cfg: CimConfig) -> data.ArrayLayout:
     """A parameter word of an ``LRN`` table: entries ``(g, dg)`` (value and step to the next entry's value,
-    int32 each), as many as the word holds; entry ``k`` is word ``k // n``, slot ``k % n``."""
+    int32 each), the largest power of two of them the word holds (so that the engine finds entry ``k`` in word
+    ``k // n``, slot ``k % n``, by slicing ``k``)."""
     entry = data.StructLayout({"g": signed(32), "dg": signed(32)})
-    return data.ArrayLayout(entry, param_layout(cfg).size // 64)
+    return data.ArrayLayout(entry, 1 << ((param_layout(cfg).size // 64).bit_length() - 1))
 
 
 @_documented

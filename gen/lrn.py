@@ -33,6 +33,15 @@ _LRN_PIPELINE = 5
 LRN_TIMING = VectorTiming(extra=1 + _LRN_PIPELINE + 1, per_item=1)
 
 
+def _divmod(v, n: int) -> tuple:
+    """``(v // n, v % n)`` of a non-negative value by a constant: bit slices when ``n`` is a power of two (the
+    table's entries per word always are, the lanes on every preset), else a constant division."""
+    if n & (n - 1):
+        return v // n, v % n
+    b = n.bit_length() - 1
+    return v >> b, v[:b] if b else 0
+
+
 def lrn_items(npos: int, channels: int, size: int) -> int:
     """Cycles of the stream: ``channels + size // 2`` per pixel (the window's leading channels past the last)."""
     return npos * (channels + size // 2)
@@ -121,23 +130,25 @@ class LrnEngine(wiring.Component):
             m.d.sync += s_run.eq(s_new)
         c = Signal(signed(CH + 2))
         m.d.comb += c.eq(b_j - hi)
+        c_word, c_lane_of = _divmod(c.as_unsigned(), L)
         c_valid, c_d, c_s = Signal(), Signal(signed(10)), Signal(unsigned(s_bits))
         c_lane, c_last = Signal(range(max(L, 2))), Signal()
         c_addr = Signal(aw)
         m.d.sync += [c_valid.eq(b_valid & (c >= 0)), c_d.eq(centre), c_s.eq(s_new[:s_bits]),
-                     c_lane.eq(c % L), c_last.eq(((c % L) == L - 1) | (c == a.channels - 1)),
-                     c_addr.eq(a.out_base + b_pix + c // L)]
+                     c_lane.eq(c_lane_of), c_last.eq((c_lane_of == L - 1) | (c == a.channels - 1)),
+                     c_addr.eq(a.out_base + b_pix + c_word)]
 
         # C: the table entry of S (its word; the slot and the fraction f go along)
         k = Signal(unsigned(s_bits))
         m.d.comb += k.eq(c_s >> a.shift)
-        m.d.comb += [self.param_rd.addr.eq(a.table_base + k // per_word), self.param_rd.en.eq(1)]
+        k_word, k_slot = _divmod(k, per_word)
+        m.d.comb += [self.param_rd.addr.eq(a.table_base + k_word), self.param_rd.en.eq(1)]
         d_valid, d_d, d_last = Signal(), Signal(signed(10)), Signal()
         d_f = Signal(unsigned(s_bits))
         d_slot = Signal(range(max(per_word, 2)))
         d_lane, d_addr = Signal.like(c_lane), Signal(aw)
         m.d.sync += [d_valid.eq(c_valid), d_d.eq(c_d), d_last.eq(c_last), d_lane.eq(c_lane), d_addr.eq(c_addr),
-                     d_f.eq(c_s & ((Const(1, 1) << a.shift) - 1)), d_slot.eq(k % per_word)]
+                     d_f.eq(c_s & ((Const(1, 1) << a.shift) - 1)), d_slot.eq(k_slot)]
 
         # D: interpolation g = G + ((D*f + 2**(shift-1)) >> shift)
         g, dg = Signal(signed(32)), Signal(signed(32))
