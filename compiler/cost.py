@@ -273,10 +273,11 @@ def choose_parallelism(g: ConvGeom, cfg: CimConfig, pages_avail: int | None = No
     return best[1]
 
 
-def plan_cycles(plan: MacPlan, npos: int) -> int:
+def plan_cycles(plan: MacPlan, npos: int, epilogue: bool = False) -> int:
     """Cycles of every ``MAC`` instruction of ``plan`` over ``npos`` positions (each prefetched, so nothing
-    before its EXEC)."""
-    return sum(mac_pass_cycles(npos, plan.steps, nt, plan.par) + CONTROLLER_TIMING.prefetched for _, nt in plan.passes)
+    before its EXEC); ``epilogue``: the passes run a fused layer's epilogue (``MAC.epi``)."""
+    return sum(mac_pass_cycles(npos, plan.steps, nt, plan.par, epilogue=epilogue) + CONTROLLER_TIMING.prefetched
+               for _, nt in plan.passes)
 
 
 def weight_load_cycles(plan: MacPlan, nt: int, groups: int = 1) -> int:

@@ -188,3 +188,15 @@ def test_resnet8_fused_on_the_iss():
     before = program_timing(plain)[-1] + 1
     print(f"resnet8: {before} cycles unfused, {cycles} fused, {len(plain.code)} -> {len(fused.code)} instructions")
     assert cycles < 0.85 * before
+
+
+def test_layer_cost_of_a_fused_layer():
+    """``layer_cost`` of a fused layer: the convolution's passes, each with the epilogue's longer write-back."""
+    from cimforge.compiler.cost import layer_cost
+    from cimforge.gen.mac_engine import MAC_TIMING
+    rng = np.random.default_rng(SEED + 4)
+    g = conv_bn_graph(rng, DEFAULT)
+    conv, fused = g.layers[0], fuse_graph(g).layers[0]
+    a, b = layer_cost(conv, DEFAULT), layer_cost(fused, DEFAULT)
+    assert b.compute_cycles - a.compute_cycles in range(1, MAC_TIMING.epilogue * len(b.passes) + 1)
+    assert (b.ideal_cycles, b.pages, b.macros) == (a.ideal_cycles, a.pages, a.macros)

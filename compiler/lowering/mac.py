@@ -310,8 +310,9 @@ def _walk(g: ConvGeom, base: int, image_base: int, cw: int, bq: int, br: int) ->
 
 def cost(layer: Layer, cfg: CimConfig, par: Parallelism | None, source_shape: tuple[int, ...] | None,
          images: int) -> LayerCost:
-    """Every pass of every group over ``images`` images' positions, and one load of the weights (a grouped
-    convolution's super-groups alike counted once per distinct geometry, a smaller last one on its own)."""
+    """Every pass of every group over ``images`` images' positions (with a fused epilogue's longer write-back),
+    and one load of the weights (a grouped convolution's super-groups alike counted once per distinct geometry, a
+    smaller last one on its own)."""
     L = lanes(cfg)
     groups = [geo for geo, _, _ in layer_geometries(layer, cfg, source_shape=source_shape)]
     pars = group_splits(groups, cfg, par, images)
@@ -325,7 +326,7 @@ def cost(layer: Layer, cfg: CimConfig, par: Parallelism | None, source_shape: tu
         plans.append(plan_)
         npos = g.npos * images
         nt = n_tiles(g, cfg)
-        compute += n_groups * plan_cycles(plan_, npos)
+        compute += n_groups * plan_cycles(plan_, npos, epilogue=isinstance(layer, FusedConv2d))
         wl += weight_load_cycles(plan_, nt, n_groups) - LOAD_TIMING.overhead  # the overhead once per layer
         act_bits += n_groups * npos * (-(-nt // p.out_ch) * g.K + g.cout) * INT8_BITS
         psum += n_groups * npos * nt * L * 32 * (p.in_ch - 1)  # int32 partial sums per extra macro of a K-split
