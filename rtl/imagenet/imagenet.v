@@ -12927,16 +12927,10 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   wire [12:0] param_rd__addr;
   wire [12:0] \param_rd__addr$654 ;
   wire [767:0] param_rd__data;
-  wire [767:0] \param_rd__data$655 ;
+  wire [511:0] \param_rd__data$655 ;
   wire [63:0] \param_rd__data$655[0] ;
   wire [31:0] \param_rd__data$655[0].dg ;
   wire [31:0] \param_rd__data$655[0].g ;
-  wire [63:0] \param_rd__data$655[10] ;
-  wire [31:0] \param_rd__data$655[10].dg ;
-  wire [31:0] \param_rd__data$655[10].g ;
-  wire [63:0] \param_rd__data$655[11] ;
-  wire [31:0] \param_rd__data$655[11].dg ;
-  wire [31:0] \param_rd__data$655[11].g ;
   wire [63:0] \param_rd__data$655[1] ;
   wire [31:0] \param_rd__data$655[1].dg ;
   wire [31:0] \param_rd__data$655[1].g ;
@@ -12958,12 +12952,6 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   wire [63:0] \param_rd__data$655[7] ;
   wire [31:0] \param_rd__data$655[7].dg ;
   wire [31:0] \param_rd__data$655[7].g ;
-  wire [63:0] \param_rd__data$655[8] ;
-  wire [31:0] \param_rd__data$655[8].dg ;
-  wire [31:0] \param_rd__data$655[8].g ;
-  wire [63:0] \param_rd__data$655[9] ;
-  wire [31:0] \param_rd__data$655[9].dg ;
-  wire [31:0] \param_rd__data$655[9].g ;
   wire [95:0] \param_rd__data[0] ;
   wire [15:0] \param_rd__data[0]._pad ;
   wire [31:0] \param_rd__data[0].bias ;
@@ -15580,7 +15568,7 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   end
   assign param_rd__data = _24_;
   assign epi_rd__data = _25_;
-  assign \param_rd__data$655  = _26_;
+  assign \port__data$656  = _26_;
   assign pmem_r__data = _27_;
   reg [63:0] trace [131071:0];
   always @(posedge clk) begin
@@ -15980,15 +15968,15 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
     .clk(clk),
     .done(engines__lrn__done),
     .param_rd__addr(\port__addr$653 ),
-    .param_rd__data(\param_rd__data$655 ),
-    .\port$10915$0 (\$142 ),
-    .\port$10917$0 (\$143 ),
-    .\port$10919$0 (\$144 ),
-    .\port$10921$0 (\$145 ),
-    .\port$10923$0 (\$146 ),
-    .\port$10925$0 (\$147 ),
-    .\port$10927$0 (\$148 ),
-    .\port$10929$0 (\$149 ),
+    .param_rd__data(\port__data$656 [511:0]),
+    .\port$10911$0 (\$142 ),
+    .\port$10913$0 (\$143 ),
+    .\port$10915$0 (\$144 ),
+    .\port$10917$0 (\$145 ),
+    .\port$10919$0 (\$146 ),
+    .\port$10921$0 (\$147 ),
+    .\port$10923$0 (\$148 ),
+    .\port$10925$0 (\$149 ),
     .rst(rst),
     .start(\start$739 )
   );
@@ -16927,7 +16915,7 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   assign \act_rd__data$651  = src_rd__data;
   assign a_rd__data = src_rd__data;
   assign \param_rd__addr$654  = \port__addr$653 ;
-  assign \port__data$656  = \param_rd__data$655 ;
+  assign \param_rd__data$655  = \port__data$656 [511:0];
   assign \port__en$657  = 1'h1;
   assign \param_rd__en$658  = 1'h1;
   assign dst_rd__addr = args[104:89];
@@ -25219,42 +25207,30 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   assign \epi_rd__data[7].shift  = epi_rd__data[743:736];
   assign \epi_rd__data[7].w  = epi_rd__data[751:744];
   assign \epi_rd__data[7]._pad  = epi_rd__data[767:752];
-  assign \param_rd__data$655[0]  = \param_rd__data$655 [63:0];
-  assign \param_rd__data$655[0].g  = \param_rd__data$655 [31:0];
-  assign \param_rd__data$655[0].dg  = \param_rd__data$655 [63:32];
-  assign \param_rd__data$655[1]  = \param_rd__data$655 [127:64];
-  assign \param_rd__data$655[1].g  = \param_rd__data$655 [95:64];
-  assign \param_rd__data$655[1].dg  = \param_rd__data$655 [127:96];
-  assign \param_rd__data$655[2]  = \param_rd__data$655 [191:128];
-  assign \param_rd__data$655[2].g  = \param_rd__data$655 [159:128];
-  assign \param_rd__data$655[2].dg  = \param_rd__data$655 [191:160];
-  assign \param_rd__data$655[3]  = \param_rd__data$655 [255:192];
-  assign \param_rd__data$655[3].g  = \param_rd__data$655 [223:192];
-  assign \param_rd__data$655[3].dg  = \param_rd__data$655 [255:224];
-  assign \param_rd__data$655[4]  = \param_rd__data$655 [319:256];
-  assign \param_rd__data$655[4].g  = \param_rd__data$655 [287:256];
-  assign \param_rd__data$655[4].dg  = \param_rd__data$655 [319:288];
-  assign \param_rd__data$655[5]  = \param_rd__data$655 [383:320];
-  assign \param_rd__data$655[5].g  = \param_rd__data$655 [351:320];
-  assign \param_rd__data$655[5].dg  = \param_rd__data$655 [383:352];
-  assign \param_rd__data$655[6]  = \param_rd__data$655 [447:384];
-  assign \param_rd__data$655[6].g  = \param_rd__data$655 [415:384];
-  assign \param_rd__data$655[6].dg  = \param_rd__data$655 [447:416];
-  assign \param_rd__data$655[7]  = \param_rd__data$655 [511:448];
-  assign \param_rd__data$655[7].g  = \param_rd__data$655 [479:448];
-  assign \param_rd__data$655[7].dg  = \param_rd__data$655 [511:480];
-  assign \param_rd__data$655[8]  = \param_rd__data$655 [575:512];
-  assign \param_rd__data$655[8].g  = \param_rd__data$655 [543:512];
-  assign \param_rd__data$655[8].dg  = \param_rd__data$655 [575:544];
-  assign \param_rd__data$655[9]  = \param_rd__data$655 [639:576];
-  assign \param_rd__data$655[9].g  = \param_rd__data$655 [607:576];
-  assign \param_rd__data$655[9].dg  = \param_rd__data$655 [639:608];
-  assign \param_rd__data$655[10]  = \param_rd__data$655 [703:640];
-  assign \param_rd__data$655[10].g  = \param_rd__data$655 [671:640];
-  assign \param_rd__data$655[10].dg  = \param_rd__data$655 [703:672];
-  assign \param_rd__data$655[11]  = \param_rd__data$655 [767:704];
-  assign \param_rd__data$655[11].g  = \param_rd__data$655 [735:704];
-  assign \param_rd__data$655[11].dg  = \param_rd__data$655 [767:736];
+  assign \param_rd__data$655[0]  = \port__data$656 [63:0];
+  assign \param_rd__data$655[0].g  = \port__data$656 [31:0];
+  assign \param_rd__data$655[0].dg  = \port__data$656 [63:32];
+  assign \param_rd__data$655[1]  = \port__data$656 [127:64];
+  assign \param_rd__data$655[1].g  = \port__data$656 [95:64];
+  assign \param_rd__data$655[1].dg  = \port__data$656 [127:96];
+  assign \param_rd__data$655[2]  = \port__data$656 [191:128];
+  assign \param_rd__data$655[2].g  = \port__data$656 [159:128];
+  assign \param_rd__data$655[2].dg  = \port__data$656 [191:160];
+  assign \param_rd__data$655[3]  = \port__data$656 [255:192];
+  assign \param_rd__data$655[3].g  = \port__data$656 [223:192];
+  assign \param_rd__data$655[3].dg  = \port__data$656 [255:224];
+  assign \param_rd__data$655[4]  = \port__data$656 [319:256];
+  assign \param_rd__data$655[4].g  = \port__data$656 [287:256];
+  assign \param_rd__data$655[4].dg  = \port__data$656 [319:288];
+  assign \param_rd__data$655[5]  = \port__data$656 [383:320];
+  assign \param_rd__data$655[5].g  = \port__data$656 [351:320];
+  assign \param_rd__data$655[5].dg  = \port__data$656 [383:352];
+  assign \param_rd__data$655[6]  = \port__data$656 [447:384];
+  assign \param_rd__data$655[6].g  = \port__data$656 [415:384];
+  assign \param_rd__data$655[6].dg  = \port__data$656 [447:416];
+  assign \param_rd__data$655[7]  = \port__data$656 [511:448];
+  assign \param_rd__data$655[7].g  = \port__data$656 [479:448];
+  assign \param_rd__data$655[7].dg  = \port__data$656 [511:480];
   assign \imem_rd__data.op  = \port__data$686 [3:0];
   assign \imem_rd__data.args  = \port__data$686 [509:4];
   assign \imem_rd__data.args.load  = \port__data$686 [62:4];
@@ -37305,7 +37281,7 @@ module \imagenet_fabric.loader.queue (rst, w_rdy, r_rdy, r_data, r_en, w_en, w_p
 endmodule
 
 (* generator = "Amaranth" *)
-module \imagenet_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, param_rd__addr, act_w__en, \port$10915$0 , \port$10917$0 , \port$10919$0 , \port$10921$0 , \port$10923$0 , \port$10925$0 , \port$10927$0 , \port$10929$0 , done, busy, act_w__addr, start, args, clk);
+module \imagenet_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, param_rd__addr, act_w__en, \port$10911$0 , \port$10913$0 , \port$10915$0 , \port$10917$0 , \port$10919$0 , \port$10921$0 , \port$10923$0 , \port$10925$0 , done, busy, act_w__addr, start, args, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   wire [16:0] \$1 ;
   wire [9:0] \$10 ;
@@ -37335,21 +37311,21 @@ module \imagenet_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, pa
   wire \$121 ;
   wire \$122 ;
   wire \$123 ;
-  wire [14:0] \$124 ;
-  wire [14:0] \$125 ;
+  wire \$124 ;
+  wire [13:0] \$125 ;
   wire \$126 ;
-  wire [13:0] \$127 ;
-  wire \$128 ;
-  wire \$129 ;
+  wire \$127 ;
+  wire [16:0] \$128 ;
+  wire [14:0] \$129 ;
   wire [9:0] \$13 ;
-  wire [16:0] \$130 ;
-  wire [14:0] \$131 ;
-  wire [18:0] \$132 ;
-  wire [31:0] \$133 ;
-  wire [32:0] \$134 ;
-  wire [32:0] \$135 ;
-  wire [19:0] \$136 ;
-  wire [54:0] \$137 ;
+  wire [17:0] \$130 ;
+  wire [31:0] \$131 ;
+  wire [32:0] \$132 ;
+  wire [32:0] \$133 ;
+  wire [54:0] \$134 ;
+  wire \$135 ;
+  wire \$136 ;
+  wire \$137 ;
   wire \$138 ;
   wire \$139 ;
   wire \$14 ;
@@ -37357,21 +37333,21 @@ module \imagenet_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, pa
   wire \$141 ;
   wire \$142 ;
   wire \$143 ;
-  wire \$144 ;
-  wire \$145 ;
-  wire \$146 ;
-  reg [13:0] \$147 ;
-  reg [2:0] \$148 ;
-  reg [8:0] \$149 ;
+  reg [13:0] \$144 ;
+  reg [2:0] \$145 ;
+  reg [8:0] \$146 ;
+  reg [15:0] \$147 ;
+  reg [15:0] \$148 ;
+  reg \$149 ;
   wire \$15 ;
-  reg [15:0] \$150 ;
-  reg [15:0] \$151 ;
-  reg \$152 ;
-  reg \$153 ;
-  reg \$154 ;
-  reg [2:0] \$155 ;
-  reg [13:0] \$156 ;
-  reg [15:0] \$157 ;
+  reg \$150 ;
+  reg \$151 ;
+  reg [2:0] \$152 ;
+  reg [13:0] \$153 ;
+  reg [15:0] \$154 ;
+  reg [9:0] \$155 ;
+  reg [9:0] \$156 ;
+  reg [9:0] \$157 ;
   reg [9:0] \$158 ;
   reg [9:0] \$159 ;
   wire [9:0] \$16 ;
@@ -37386,36 +37362,36 @@ module \imagenet_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, pa
   reg [9:0] \$168 ;
   reg [9:0] \$169 ;
   wire \$17 ;
-  reg [9:0] \$170 ;
-  reg [9:0] \$171 ;
+  reg [19:0] \$170 ;
+  reg \$171 ;
   reg [9:0] \$172 ;
   reg [19:0] \$173 ;
-  reg \$174 ;
-  reg [9:0] \$175 ;
-  reg [19:0] \$176 ;
-  reg [2:0] \$177 ;
-  reg \$178 ;
-  reg [15:0] \$179 ;
+  reg [2:0] \$174 ;
+  reg \$175 ;
+  reg [15:0] \$176 ;
+  reg \$177 ;
+  reg [9:0] \$178 ;
+  reg \$179 ;
   wire \$18 ;
-  reg \$180 ;
-  reg [9:0] \$181 ;
-  reg \$182 ;
+  reg [2:0] \$180 ;
+  reg [15:0] \$181 ;
+  reg [19:0] \$182 ;
   reg [2:0] \$183 ;
-  reg [15:0] \$184 ;
-  reg [19:0] \$185 ;
-  reg [3:0] \$186 ;
-  reg \$187 ;
-  reg [9:0] \$188 ;
-  reg \$189 ;
+  reg \$184 ;
+  reg [9:0] \$185 ;
+  reg \$186 ;
+  reg [2:0] \$187 ;
+  reg [15:0] \$188 ;
+  reg [33:0] \$189 ;
   wire [9:0] \$19 ;
-  reg [2:0] \$190 ;
-  reg [15:0] \$191 ;
-  reg [33:0] \$192 ;
-  reg \$193 ;
-  reg \$194 ;
-  reg [2:0] \$195 ;
-  reg [15:0] \$196 ;
-  reg [9:0] \$197 ;
+  reg \$190 ;
+  reg \$191 ;
+  reg [2:0] \$192 ;
+  reg [15:0] \$193 ;
+  reg [9:0] \$194 ;
+  reg [7:0] \$195 ;
+  reg [7:0] \$196 ;
+  reg [7:0] \$197 ;
   reg [7:0] \$198 ;
   reg [7:0] \$199 ;
   wire [17:0] \$2 ;
@@ -37423,10 +37399,7 @@ module \imagenet_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, pa
   reg [7:0] \$200 ;
   reg [7:0] \$201 ;
   reg [7:0] \$202 ;
-  reg [7:0] \$203 ;
-  reg [7:0] \$204 ;
-  reg [7:0] \$205 ;
-  reg \$206 ;
+  reg \$203 ;
   wire \$21 ;
   wire [9:0] \$22 ;
   wire \$23 ;
@@ -37434,8 +37407,6 @@ module \imagenet_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, pa
   wire [9:0] \$25 ;
   wire \$26 ;
   wire \$27 ;
-  wire [19:0] \$277 ;
-  wire \$279 ;
   wire [9:0] \$28 ;
   wire \$29 ;
   wire [13:0] \$3 ;
@@ -37444,16 +37415,8 @@ module \imagenet_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, pa
   wire \$32 ;
   wire \$33 ;
   wire [9:0] \$34 ;
-  wire [14:0] \$342 ;
-  wire \$344 ;
-  wire [14:0] \$347 ;
-  wire \$349 ;
   wire \$35 ;
-  wire [14:0] \$357 ;
-  wire \$359 ;
   wire \$36 ;
-  wire [19:0] \$366 ;
-  wire \$368 ;
   wire [9:0] \$37 ;
   wire \$38 ;
   wire \$39 ;
@@ -37595,7 +37558,7 @@ module \imagenet_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, pa
   reg [19:0] d_f = 20'h00000;
   wire [9:0] d_in;
   reg d_last = 1'h0;
-  reg [3:0] d_slot = 4'h0;
+  reg [2:0] d_slot = 3'h0;
   reg [31:0] dg;
   reg [9:0] dl0 = 10'h000;
   reg [9:0] dl1 = 10'h000;
@@ -37627,17 +37590,11 @@ module \imagenet_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, pa
   wire [33:0] lrn_code_sum;
   output [12:0] param_rd__addr;
   wire [12:0] param_rd__addr;
-  input [767:0] param_rd__data;
-  wire [767:0] param_rd__data;
+  input [511:0] param_rd__data;
+  wire [511:0] param_rd__data;
   wire [63:0] \param_rd__data[0] ;
   wire [31:0] \param_rd__data[0].dg ;
   wire [31:0] \param_rd__data[0].g ;
-  wire [63:0] \param_rd__data[10] ;
-  wire [31:0] \param_rd__data[10].dg ;
-  wire [31:0] \param_rd__data[10].g ;
-  wire [63:0] \param_rd__data[11] ;
-  wire [31:0] \param_rd__data[11].dg ;
-  wire [31:0] \param_rd__data[11].g ;
   wire [63:0] \param_rd__data[1] ;
   wire [31:0] \param_rd__data[1].dg ;
   wire [31:0] \param_rd__data[1].g ;
@@ -37659,14 +37616,12 @@ module \imagenet_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, pa
   wire [63:0] \param_rd__data[7] ;
   wire [31:0] \param_rd__data[7].dg ;
   wire [31:0] \param_rd__data[7].g ;
-  wire [63:0] \param_rd__data[8] ;
-  wire [31:0] \param_rd__data[8].dg ;
-  wire [31:0] \param_rd__data[8].g ;
-  wire [63:0] \param_rd__data[9] ;
-  wire [31:0] \param_rd__data[9].dg ;
-  wire [31:0] \param_rd__data[9].g ;
   wire param_rd__en;
   reg [15:0] pix = 16'h0000;
+  output [7:0] \port$10911$0 ;
+  wire [7:0] \port$10911$0 ;
+  output [7:0] \port$10913$0 ;
+  wire [7:0] \port$10913$0 ;
   output [7:0] \port$10915$0 ;
   wire [7:0] \port$10915$0 ;
   output [7:0] \port$10917$0 ;
@@ -37679,10 +37634,6 @@ module \imagenet_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, pa
   wire [7:0] \port$10923$0 ;
   output [7:0] \port$10925$0 ;
   wire [7:0] \port$10925$0 ;
-  output [7:0] \port$10927$0 ;
-  wire [7:0] \port$10927$0 ;
-  output [7:0] \port$10929$0 ;
-  wire [7:0] \port$10929$0 ;
   wire [65:0] prod;
   reg [7:0] raw;
   input rst;
@@ -37765,7 +37716,6 @@ module \imagenet_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, pa
   assign \$66  = $signed(\$64 ) - $signed(\$65 );
   assign c = b_j - hi;
   assign k = c_s >> args[133:129];
-  assign \$277  = k / 4'hc;
   assign \$68  = args[128:116] + \$67 ;
   assign \$69  = $signed(dg) * $signed({ 1'h0, d_f });
   assign \$70  = 1'h1 << args[133:129];
@@ -37824,155 +37774,145 @@ module \imagenet_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, pa
   assign \$121  = \$signal$9  < args[70:58];
   assign \$122  = $signed(c) >= $signed(1'h0);
   assign \$123  = \$signal$70  & \$122 ;
-  wire [14:0] _0_ = $signed(c) % $signed(5'h08);
-  assign \$342  = (c[14] == 1'h0) || _0_ == 0 ? $signed(_0_) : $signed(5'h08) + $signed(_0_);
-  wire [14:0] _1_ = $signed(c) % $signed(5'h08);
-  assign \$347  = (c[14] == 1'h0) || _1_ == 0 ? $signed(_1_) : $signed(5'h08) + $signed(_1_);
-  assign \$126  = \$125 [3:0] == 3'h7;
-  assign \$127  = args[70:58] - 1'h1;
-  assign \$128  = $signed(c) == $signed(\$127 );
-  assign \$129  = \$126  | \$128 ;
-  assign \$130  = args[31:16] + b_pix;
-  wire [15:0] _2_, _3_, _4_;
-  assign _2_ = $signed(c);
-  assign _3_ = $signed(5'h08);
-  assign _4_ = (c[14] == 1'h0) || c == 0 ? _2_ : $signed(_2_ - (1'h0 ? _3_ + 1 : _3_ - 1));
-  assign \$357  = $signed(_4_) / $signed(_3_);
-  assign \$132  = $signed({ 1'h0, \$130  }) + $signed(\$131 );
-  assign \$133  = 1'h1 << args[133:129];
-  assign \$134  = \$133  - 1'h1;
-  assign \$135  = { 13'h0000, c_s } & \$134 ;
-  assign \$366  = k % 4'hc;
-  assign \$137  = $signed(\$signal$42 ) + $signed(\$73 );
-  assign \$138  = ! \$like$59 ;
-  assign \$139  = \$like$59  == 1'h1;
-  assign \$140  = \$like$59  == 2'h2;
-  assign \$141  = \$like$59  == 2'h3;
-  assign \$142  = \$like$59  == 3'h4;
-  assign \$143  = \$like$59  == 3'h5;
-  assign \$144  = \$like$59  == 3'h6;
-  assign \$145  = \$like$59  == 3'h7;
-  assign \$146  = \$signal$75  & finished;
+  assign \$124  = c[2:0] == 3'h7;
+  assign \$125  = args[70:58] - 1'h1;
+  assign \$126  = $signed(c) == $signed(\$125 );
+  assign \$127  = \$124  | \$126 ;
+  assign \$128  = args[31:16] + b_pix;
+  assign \$130  = \$128  + \$129 ;
+  assign \$131  = 1'h1 << args[133:129];
+  assign \$132  = \$131  - 1'h1;
+  assign \$133  = { 13'h0000, c_s } & \$132 ;
+  assign \$134  = $signed(\$signal$42 ) + $signed(\$73 );
+  assign \$135  = ! \$like$59 ;
+  assign \$136  = \$like$59  == 1'h1;
+  assign \$137  = \$like$59  == 2'h2;
+  assign \$138  = \$like$59  == 2'h3;
+  assign \$139  = \$like$59  == 3'h4;
+  assign \$140  = \$like$59  == 3'h5;
+  assign \$141  = \$like$59  == 3'h6;
+  assign \$142  = \$like$59  == 3'h7;
+  assign \$143  = \$signal$75  & finished;
   always @(posedge clk)
-    \$signal$9  <= \$147 ;
+    \$signal$9  <= \$144 ;
   always @(posedge clk)
-    \$signal$78  <= \$148 ;
+    \$signal$78  <= \$145 ;
   always @(posedge clk)
-    \$signal  <= \$149 ;
+    \$signal  <= \$146 ;
   always @(posedge clk)
-    \$signal$79  <= \$150 ;
+    \$signal$79  <= \$147 ;
   always @(posedge clk)
-    pix <= \$151 ;
+    pix <= \$148 ;
   always @(posedge clk)
-    busy <= \$152 ;
+    busy <= \$149 ;
   always @(posedge clk)
-    \$signal$70  <= \$153 ;
+    \$signal$70  <= \$150 ;
   always @(posedge clk)
-    b_feed <= \$154 ;
+    b_feed <= \$151 ;
   always @(posedge clk)
-    \$like  <= \$155 ;
+    \$like  <= \$152 ;
   always @(posedge clk)
-    b_j <= \$156 ;
+    b_j <= \$153 ;
   always @(posedge clk)
-    b_pix <= \$157 ;
+    b_pix <= \$154 ;
   always @(posedge clk)
-    dl0 <= \$158 ;
+    dl0 <= \$155 ;
   always @(posedge clk)
-    dl1 <= \$159 ;
+    dl1 <= \$156 ;
   always @(posedge clk)
-    dl2 <= \$160 ;
+    dl2 <= \$157 ;
   always @(posedge clk)
-    dl3 <= \$161 ;
+    dl3 <= \$158 ;
   always @(posedge clk)
-    dl4 <= \$162 ;
+    dl4 <= \$159 ;
   always @(posedge clk)
-    dl5 <= \$163 ;
+    dl5 <= \$160 ;
   always @(posedge clk)
-    dl6 <= \$164 ;
+    dl6 <= \$161 ;
   always @(posedge clk)
-    dl7 <= \$165 ;
+    dl7 <= \$162 ;
   always @(posedge clk)
-    dl8 <= \$166 ;
+    dl8 <= \$163 ;
   always @(posedge clk)
-    dl9 <= \$167 ;
+    dl9 <= \$164 ;
   always @(posedge clk)
-    dl10 <= \$168 ;
+    dl10 <= \$165 ;
   always @(posedge clk)
-    dl11 <= \$169 ;
+    dl11 <= \$166 ;
   always @(posedge clk)
-    dl12 <= \$170 ;
+    dl12 <= \$167 ;
   always @(posedge clk)
-    dl13 <= \$171 ;
+    dl13 <= \$168 ;
   always @(posedge clk)
-    dl14 <= \$172 ;
+    dl14 <= \$169 ;
   always @(posedge clk)
-    s_run <= \$173 ;
+    s_run <= \$170 ;
   always @(posedge clk)
-    \$signal$71  <= \$174 ;
+    \$signal$71  <= \$171 ;
   always @(posedge clk)
-    \$signal$81  <= \$175 ;
+    \$signal$81  <= \$172 ;
   always @(posedge clk)
-    c_s <= \$176 ;
+    c_s <= \$173 ;
   always @(posedge clk)
-    \$signal$82  <= \$177 ;
+    \$signal$82  <= \$174 ;
   always @(posedge clk)
-    c_last <= \$178 ;
+    c_last <= \$175 ;
   always @(posedge clk)
-    c_addr <= \$179 ;
+    c_addr <= \$176 ;
   always @(posedge clk)
-    \$signal$72  <= \$180 ;
+    \$signal$72  <= \$177 ;
   always @(posedge clk)
-    \$signal$85  <= \$181 ;
+    \$signal$85  <= \$178 ;
   always @(posedge clk)
-    d_last <= \$182 ;
+    d_last <= \$179 ;
   always @(posedge clk)
-    \$like$87  <= \$183 ;
+    \$like$87  <= \$180 ;
   always @(posedge clk)
-    d_addr <= \$184 ;
+    d_addr <= \$181 ;
   always @(posedge clk)
-    d_f <= \$185 ;
+    d_f <= \$182 ;
   always @(posedge clk)
-    d_slot <= \$186 ;
+    d_slot <= \$183 ;
   always @(posedge clk)
-    \$signal$73  <= \$187 ;
+    \$signal$73  <= \$184 ;
   always @(posedge clk)
-    \$signal$48  <= \$188 ;
+    \$signal$48  <= \$185 ;
   always @(posedge clk)
-    e_last <= \$189 ;
+    e_last <= \$186 ;
   always @(posedge clk)
-    \$like$90  <= \$190 ;
+    \$like$90  <= \$187 ;
   always @(posedge clk)
-    e_addr <= \$191 ;
+    e_addr <= \$188 ;
   always @(posedge clk)
-    e_g <= \$192 ;
+    e_g <= \$189 ;
   always @(posedge clk)
-    \$signal$54  <= \$193 ;
+    \$signal$54  <= \$190 ;
   always @(posedge clk)
-    f_last <= \$194 ;
+    f_last <= \$191 ;
   always @(posedge clk)
-    \$like$59  <= \$195 ;
+    \$like$59  <= \$192 ;
   always @(posedge clk)
-    act_w__addr <= \$196 ;
+    act_w__addr <= \$193 ;
   always @(posedge clk)
-    f_code <= \$197 ;
+    f_code <= \$194 ;
   always @(posedge clk)
-    buf0 <= \$198 ;
+    buf0 <= \$195 ;
   always @(posedge clk)
-    buf1 <= \$199 ;
+    buf1 <= \$196 ;
   always @(posedge clk)
-    buf2 <= \$200 ;
+    buf2 <= \$197 ;
   always @(posedge clk)
-    buf3 <= \$201 ;
+    buf3 <= \$198 ;
   always @(posedge clk)
-    buf4 <= \$202 ;
+    buf4 <= \$199 ;
   always @(posedge clk)
-    buf5 <= \$203 ;
+    buf5 <= \$200 ;
   always @(posedge clk)
-    buf6 <= \$204 ;
+    buf6 <= \$201 ;
   always @(posedge clk)
-    buf7 <= \$205 ;
+    buf7 <= \$202 ;
   always @(posedge clk)
-    \$signal$75  <= \$206 ;
+    \$signal$75  <= \$203 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
@@ -38074,204 +38014,218 @@ module \imagenet_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, pa
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$signal$42  = 32'd0;
+    (* full_case = 32'd1 *)
     casez (d_slot)
-      4'h0:
+      3'h0:
           \$signal$42  = param_rd__data[31:0];
-      4'h1:
+      3'h1:
           \$signal$42  = param_rd__data[95:64];
-      4'h2:
+      3'h2:
           \$signal$42  = param_rd__data[159:128];
-      4'h3:
+      3'h3:
           \$signal$42  = param_rd__data[223:192];
-      4'h4:
+      3'h4:
           \$signal$42  = param_rd__data[287:256];
-      4'h5:
+      3'h5:
           \$signal$42  = param_rd__data[351:320];
-      4'h6:
+      3'h6:
           \$signal$42  = param_rd__data[415:384];
-      4'h7:
+      3'h7:
           \$signal$42  = param_rd__data[479:448];
-      4'h8:
-          \$signal$42  = param_rd__data[543:512];
-      4'h9:
-          \$signal$42  = param_rd__data[607:576];
-      4'ha:
-          \$signal$42  = param_rd__data[671:640];
-      4'hb:
-          \$signal$42  = param_rd__data[735:704];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    dg = 32'd0;
+    (* full_case = 32'd1 *)
     casez (d_slot)
-      4'h0:
+      3'h0:
           dg = param_rd__data[63:32];
-      4'h1:
+      3'h1:
           dg = param_rd__data[127:96];
-      4'h2:
+      3'h2:
           dg = param_rd__data[191:160];
-      4'h3:
+      3'h3:
           dg = param_rd__data[255:224];
-      4'h4:
+      3'h4:
           dg = param_rd__data[319:288];
-      4'h5:
+      3'h5:
           dg = param_rd__data[383:352];
-      4'h6:
+      3'h6:
           dg = param_rd__data[447:416];
-      4'h7:
+      3'h7:
           dg = param_rd__data[511:480];
-      4'h8:
-          dg = param_rd__data[575:544];
-      4'h9:
-          dg = param_rd__data[639:608];
-      4'ha:
-          dg = param_rd__data[703:672];
-      4'hb:
-          dg = param_rd__data[767:736];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$147  = \$signal$9 ;
+    \$144  = \$signal$9 ;
     if (busy) begin
-      \$147  = \$113 [13:0];
+      \$144  = \$113 [13:0];
       if (last_j) begin
-        \$147  = 14'h0000;
+        \$144  = 14'h0000;
       end
     end
     if (start) begin
-      \$147  = 14'h0000;
+      \$144  = 14'h0000;
     end
     if (rst) begin
-      \$147  = 14'h0000;
+      \$144  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$148  = \$signal$78 ;
+    \$145  = \$signal$78 ;
     if (busy) begin
-      \$148  = \$114 [2:0];
+      \$145  = \$114 [2:0];
       if (\$115 ) begin
-        \$148  = 3'h0;
+        \$145  = 3'h0;
       end
       if (last_j) begin
-        \$148  = 3'h0;
+        \$145  = 3'h0;
       end
     end
     if (start) begin
-      \$148  = 3'h0;
+      \$145  = 3'h0;
     end
     if (rst) begin
-      \$148  = 3'h0;
+      \$145  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$149  = \$signal ;
+    \$146  = \$signal ;
     if (busy) begin
       if (\$115 ) begin
-        \$149  = \$116 [8:0];
+        \$146  = \$116 [8:0];
       end
       if (last_j) begin
-        \$149  = 9'h000;
+        \$146  = 9'h000;
       end
     end
     if (start) begin
-      \$149  = 9'h000;
+      \$146  = 9'h000;
     end
     if (rst) begin
-      \$149  = 9'h000;
+      \$146  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$150  = \$signal$79 ;
+    \$147  = \$signal$79 ;
     if (busy) begin
       if (last_j) begin
-        \$150  = \$117 [15:0];
+        \$147  = \$117 [15:0];
       end
     end
     if (start) begin
-      \$150  = 16'h0000;
+      \$147  = 16'h0000;
     end
     if (rst) begin
-      \$150  = 16'h0000;
+      \$147  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$151  = pix;
+    \$148  = pix;
     if (busy) begin
       if (last_j) begin
-        \$151  = \$118 [15:0];
+        \$148  = \$118 [15:0];
       end
     end
     if (start) begin
-      \$151  = 16'h0000;
+      \$148  = 16'h0000;
     end
     if (rst) begin
-      \$151  = 16'h0000;
+      \$148  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$152  = busy;
+    \$149  = busy;
     if (busy) begin
       if (last_j) begin
         if (\$120 ) begin
-          \$152  = 1'h0;
+          \$149  = 1'h0;
         end
       end
     end
     if (start) begin
-      \$152  = 1'h1;
+      \$149  = 1'h1;
     end
     if (rst) begin
-      \$152  = 1'h0;
+      \$149  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$153  = busy;
+    \$150  = busy;
     if (rst) begin
-      \$153  = 1'h0;
+      \$150  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$154  = \$121 ;
+    \$151  = \$121 ;
     if (rst) begin
-      \$154  = 1'h0;
+      \$151  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$155  = \$signal$78 ;
+    \$152  = \$signal$78 ;
     if (rst) begin
-      \$155  = 3'h0;
+      \$152  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$156  = \$signal$9 ;
+    \$153  = \$signal$9 ;
     if (rst) begin
-      \$156  = 14'h0000;
+      \$153  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$157  = pix;
+    \$154  = pix;
     if (rst) begin
-      \$157  = 16'h0000;
+      \$154  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$158  = dl0;
+    \$155  = dl0;
     if (\$signal$70 ) begin
-      \$158  = \$7 [9:0];
+      \$155  = \$7 [9:0];
+    end
+    if (rst) begin
+      \$155  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$156  = dl1;
+    if (\$signal$70 ) begin
+      \$156  = dl0;
+    end
+    if (rst) begin
+      \$156  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$157  = dl2;
+    if (\$signal$70 ) begin
+      \$157  = dl1;
+    end
+    if (rst) begin
+      \$157  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$158  = dl3;
+    if (\$signal$70 ) begin
+      \$158  = dl2;
     end
     if (rst) begin
       \$158  = 10'h000;
@@ -38279,9 +38233,9 @@ module \imagenet_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, pa
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$159  = dl1;
+    \$159  = dl4;
     if (\$signal$70 ) begin
-      \$159  = dl0;
+      \$159  = dl3;
     end
     if (rst) begin
       \$159  = 10'h000;
@@ -38289,9 +38243,9 @@ module \imagenet_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, pa
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$160  = dl2;
+    \$160  = dl5;
     if (\$signal$70 ) begin
-      \$160  = dl1;
+      \$160  = dl4;
     end
     if (rst) begin
       \$160  = 10'h000;
@@ -38299,9 +38253,9 @@ module \imagenet_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, pa
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$161  = dl3;
+    \$161  = dl6;
     if (\$signal$70 ) begin
-      \$161  = dl2;
+      \$161  = dl5;
     end
     if (rst) begin
       \$161  = 10'h000;
@@ -38309,9 +38263,9 @@ module \imagenet_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, pa
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$162  = dl4;
+    \$162  = dl7;
     if (\$signal$70 ) begin
-      \$162  = dl3;
+      \$162  = dl6;
     end
     if (rst) begin
       \$162  = 10'h000;
@@ -38319,9 +38273,9 @@ module \imagenet_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, pa
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$163  = dl5;
+    \$163  = dl8;
     if (\$signal$70 ) begin
-      \$163  = dl4;
+      \$163  = dl7;
     end
     if (rst) begin
       \$163  = 10'h000;
@@ -38329,9 +38283,9 @@ module \imagenet_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, pa
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$164  = dl6;
+    \$164  = dl9;
     if (\$signal$70 ) begin
-      \$164  = dl5;
+      \$164  = dl8;
     end
     if (rst) begin
       \$164  = 10'h000;
@@ -38339,9 +38293,9 @@ module \imagenet_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, pa
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$165  = dl7;
+    \$165  = dl10;
     if (\$signal$70 ) begin
-      \$165  = dl6;
+      \$165  = dl9;
     end
     if (rst) begin
       \$165  = 10'h000;
@@ -38349,9 +38303,9 @@ module \imagenet_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, pa
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$166  = dl8;
+    \$166  = dl11;
     if (\$signal$70 ) begin
-      \$166  = dl7;
+      \$166  = dl10;
     end
     if (rst) begin
       \$166  = 10'h000;
@@ -38359,9 +38313,9 @@ module \imagenet_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, pa
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$167  = dl9;
+    \$167  = dl12;
     if (\$signal$70 ) begin
-      \$167  = dl8;
+      \$167  = dl11;
     end
     if (rst) begin
       \$167  = 10'h000;
@@ -38369,9 +38323,9 @@ module \imagenet_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, pa
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$168  = dl10;
+    \$168  = dl13;
     if (\$signal$70 ) begin
-      \$168  = dl9;
+      \$168  = dl12;
     end
     if (rst) begin
       \$168  = 10'h000;
@@ -38379,9 +38333,9 @@ module \imagenet_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, pa
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$169  = dl11;
+    \$169  = dl14;
     if (\$signal$70 ) begin
-      \$169  = dl10;
+      \$169  = dl13;
     end
     if (rst) begin
       \$169  = 10'h000;
@@ -38389,215 +38343,227 @@ module \imagenet_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, pa
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$170  = dl12;
+    \$170  = s_run;
     if (\$signal$70 ) begin
-      \$170  = dl11;
+      \$170  = \$66 [19:0];
     end
     if (rst) begin
-      \$170  = 10'h000;
+      \$170  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$171  = dl13;
-    if (\$signal$70 ) begin
-      \$171  = dl12;
-    end
+    \$171  = \$123 ;
     if (rst) begin
-      \$171  = 10'h000;
+      \$171  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$172  = dl14;
-    if (\$signal$70 ) begin
-      \$172  = dl13;
-    end
+    \$172  = centre;
     if (rst) begin
       \$172  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$173  = s_run;
-    if (\$signal$70 ) begin
-      \$173  = \$66 [19:0];
-    end
+    \$173  = \$66 [19:0];
     if (rst) begin
       \$173  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$174  = \$123 ;
+    \$174  = c[2:0];
     if (rst) begin
-      \$174  = 1'h0;
+      \$174  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$175  = centre;
+    \$175  = \$127 ;
     if (rst) begin
-      \$175  = 10'h000;
+      \$175  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$176  = \$66 [19:0];
+    \$176  = \$130 [15:0];
     if (rst) begin
-      \$176  = 20'h00000;
+      \$176  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$177  = \$124 [2:0];
+    \$177  = \$signal$71 ;
     if (rst) begin
-      \$177  = 3'h0;
+      \$177  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$178  = \$129 ;
+    \$178  = \$signal$81 ;
     if (rst) begin
-      \$178  = 1'h0;
+      \$178  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$179  = \$132 [15:0];
+    \$179  = c_last;
     if (rst) begin
-      \$179  = 16'h0000;
+      \$179  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$180  = \$signal$71 ;
+    \$180  = \$signal$82 ;
     if (rst) begin
-      \$180  = 1'h0;
+      \$180  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$181  = \$signal$81 ;
+    \$181  = c_addr;
     if (rst) begin
-      \$181  = 10'h000;
+      \$181  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$182  = c_last;
+    \$182  = \$133 [19:0];
     if (rst) begin
-      \$182  = 1'h0;
+      \$182  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$183  = \$signal$82 ;
+    \$183  = k[2:0];
     if (rst) begin
       \$183  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$184  = c_addr;
+    \$184  = \$signal$72 ;
     if (rst) begin
-      \$184  = 16'h0000;
+      \$184  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$185  = \$135 [19:0];
+    \$185  = \$signal$85 ;
     if (rst) begin
-      \$185  = 20'h00000;
+      \$185  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$186  = \$136 [3:0];
+    \$186  = d_last;
     if (rst) begin
-      \$186  = 4'h0;
+      \$186  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$187  = \$signal$72 ;
+    \$187  = \$like$87 ;
     if (rst) begin
-      \$187  = 1'h0;
+      \$187  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$188  = \$signal$85 ;
+    \$188  = d_addr;
     if (rst) begin
-      \$188  = 10'h000;
+      \$188  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$189  = d_last;
+    \$189  = \$134 [33:0];
     if (rst) begin
-      \$189  = 1'h0;
+      \$189  = 34'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$190  = \$like$87 ;
+    \$190  = \$signal$73 ;
     if (rst) begin
-      \$190  = 3'h0;
+      \$190  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$191  = d_addr;
+    \$191  = e_last;
     if (rst) begin
-      \$191  = 16'h0000;
+      \$191  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$192  = \$137 [33:0];
+    \$192  = \$like$90 ;
     if (rst) begin
-      \$192  = 34'h000000000;
+      \$192  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$193  = \$signal$73 ;
+    \$193  = e_addr;
     if (rst) begin
-      \$193  = 1'h0;
+      \$193  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$194  = e_last;
+    \$194  = \$86 [9:0];
     if (rst) begin
-      \$194  = 1'h0;
+      \$194  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$195  = \$like$90 ;
+    \$195  = buf0;
+    if (\$signal$54 ) begin
+      if (f_last) begin
+        \$195  = 8'h00;
+      end else if (\$135 ) begin
+        \$195  = f_code[7:0];
+      end
+    end
     if (rst) begin
-      \$195  = 3'h0;
+      \$195  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$196  = e_addr;
+    \$196  = buf1;
+    if (\$signal$54 ) begin
+      if (f_last) begin
+        \$196  = 8'h00;
+      end else if (\$136 ) begin
+        \$196  = f_code[7:0];
+      end
+    end
     if (rst) begin
-      \$196  = 16'h0000;
+      \$196  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$197  = \$86 [9:0];
+    \$197  = buf2;
+    if (\$signal$54 ) begin
+      if (f_last) begin
+        \$197  = 8'h00;
+      end else if (\$137 ) begin
+        \$197  = f_code[7:0];
+      end
+    end
     if (rst) begin
-      \$197  = 10'h000;
+      \$197  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$198  = buf0;
+    \$198  = buf3;
     if (\$signal$54 ) begin
       if (f_last) begin
         \$198  = 8'h00;
@@ -38611,7 +38577,7 @@ module \imagenet_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, pa
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$199  = buf1;
+    \$199  = buf4;
     if (\$signal$54 ) begin
       if (f_last) begin
         \$199  = 8'h00;
@@ -38625,7 +38591,7 @@ module \imagenet_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, pa
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$200  = buf2;
+    \$200  = buf5;
     if (\$signal$54 ) begin
       if (f_last) begin
         \$200  = 8'h00;
@@ -38639,7 +38605,7 @@ module \imagenet_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, pa
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$201  = buf3;
+    \$201  = buf6;
     if (\$signal$54 ) begin
       if (f_last) begin
         \$201  = 8'h00;
@@ -38653,7 +38619,7 @@ module \imagenet_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, pa
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$202  = buf4;
+    \$202  = buf7;
     if (\$signal$54 ) begin
       if (f_last) begin
         \$202  = 8'h00;
@@ -38667,57 +38633,15 @@ module \imagenet_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, pa
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$203  = buf5;
-    if (\$signal$54 ) begin
-      if (f_last) begin
-        \$203  = 8'h00;
-      end else if (\$143 ) begin
-        \$203  = f_code[7:0];
-      end
-    end
-    if (rst) begin
-      \$203  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$204  = buf6;
-    if (\$signal$54 ) begin
-      if (f_last) begin
-        \$204  = 8'h00;
-      end else if (\$144 ) begin
-        \$204  = f_code[7:0];
-      end
-    end
-    if (rst) begin
-      \$204  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$205  = buf7;
-    if (\$signal$54 ) begin
-      if (f_last) begin
-        \$205  = 8'h00;
-      end else if (\$145 ) begin
-        \$205  = f_code[7:0];
-      end
-    end
-    if (rst) begin
-      \$205  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$206  = \$signal$75 ;
+    \$203  = \$signal$75 ;
     if (start) begin
-      \$206  = 1'h1;
+      \$203  = 1'h1;
     end
-    if (\$146 ) begin
-      \$206  = 1'h0;
+    if (\$143 ) begin
+      \$203  = 1'h0;
     end
     if (rst) begin
-      \$206  = 1'h0;
+      \$203  = 1'h0;
     end
   end
   assign running = busy;
@@ -38734,14 +38658,14 @@ module \imagenet_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, pa
   assign act_w__data = { \$102 , \$100 , \$98 , \$96 , \$94 , \$92 , \$90 , \$88  };
   assign act_rd__addr = \$2 [15:0];
   assign param_rd__addr = \$68 [12:0];
-  assign \port$10915$0  = \$88 ;
-  assign \port$10917$0  = \$90 ;
-  assign \port$10919$0  = \$92 ;
-  assign \port$10921$0  = \$94 ;
-  assign \port$10923$0  = \$96 ;
-  assign \port$10925$0  = \$98 ;
-  assign \port$10927$0  = \$100 ;
-  assign \port$10929$0  = \$102 ;
+  assign \port$10911$0  = \$88 ;
+  assign \port$10913$0  = \$90 ;
+  assign \port$10915$0  = \$92 ;
+  assign \port$10917$0  = \$94 ;
+  assign \port$10919$0  = \$96 ;
+  assign \port$10921$0  = \$98 ;
+  assign \port$10923$0  = \$100 ;
+  assign \port$10925$0  = \$102 ;
   assign \args.in_base  = args[15:0];
   assign \args.out_base  = args[31:16];
   assign \args.npos  = args[47:32];
@@ -38780,31 +38704,11 @@ module \imagenet_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, pa
   assign \param_rd__data[7]  = param_rd__data[511:448];
   assign \param_rd__data[7].g  = param_rd__data[479:448];
   assign \param_rd__data[7].dg  = param_rd__data[511:480];
-  assign \param_rd__data[8]  = param_rd__data[575:512];
-  assign \param_rd__data[8].g  = param_rd__data[543:512];
-  assign \param_rd__data[8].dg  = param_rd__data[575:544];
-  assign \param_rd__data[9]  = param_rd__data[639:576];
-  assign \param_rd__data[9].g  = param_rd__data[607:576];
-  assign \param_rd__data[9].dg  = param_rd__data[639:608];
-  assign \param_rd__data[10]  = param_rd__data[703:640];
-  assign \param_rd__data[10].g  = param_rd__data[671:640];
-  assign \param_rd__data[10].dg  = param_rd__data[703:672];
-  assign \param_rd__data[11]  = param_rd__data[767:704];
-  assign \param_rd__data[11].g  = param_rd__data[735:704];
-  assign \param_rd__data[11].dg  = param_rd__data[767:736];
   assign hi = { 1'h0, args[74:72] };
-  assign \$279  = 1'h1;
-  assign \$67  = \$277 ;
+  assign \$67  = { 3'h0, k[19:3] };
   assign \$71  = { 1'h0, \$70 [31:1] };
   assign \$76  = { 1'h0, \$75 [63:1] };
-  assign \$344  = 1'h1;
-  assign \$124  = \$342 ;
-  assign \$349  = 1'h1;
-  assign \$125  = \$347 ;
-  assign \$359  = 1'h1;
-  assign \$131  = \$357 ;
-  assign \$368  = 1'h1;
-  assign \$136  = \$366 ;
+  assign \$129  = { 3'h0, c[14:3] };
 endmodule
 
 (* generator = "Amaranth" *)

@@ -3228,16 +3228,13 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire [5:0] param_rd__addr;
   wire [5:0] \param_rd__addr$164 ;
   wire [191:0] param_rd__data;
-  wire [191:0] \param_rd__data$165 ;
+  wire [127:0] \param_rd__data$165 ;
   wire [63:0] \param_rd__data$165[0] ;
   wire [31:0] \param_rd__data$165[0].dg ;
   wire [31:0] \param_rd__data$165[0].g ;
   wire [63:0] \param_rd__data$165[1] ;
   wire [31:0] \param_rd__data$165[1].dg ;
   wire [31:0] \param_rd__data$165[1].g ;
-  wire [63:0] \param_rd__data$165[2] ;
-  wire [31:0] \param_rd__data$165[2].dg ;
-  wire [31:0] \param_rd__data$165[2].g ;
   wire [95:0] \param_rd__data[0] ;
   wire [15:0] \param_rd__data[0]._pad ;
   wire [31:0] \param_rd__data[0].bias ;
@@ -3555,7 +3552,7 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   assign pmem_r__data = _10_;
   assign param_rd__data = _11_;
   assign epi_rd__data = _12_;
-  assign \param_rd__data$165  = _13_;
+  assign \port__data$166  = _13_;
   reg [63:0] trace [1023:0];
   always @(posedge clk) begin
     if (\$signature__en )
@@ -3788,9 +3785,9 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
     .clk(clk),
     .done(engines__lrn__done),
     .param_rd__addr(\port__addr$163 ),
-    .param_rd__data(\param_rd__data$165 ),
-    .\port$1822$0 (\$43 ),
-    .\port$1824$0 (\$44 ),
+    .param_rd__data(\port__data$166 [127:0]),
+    .\port$1821$0 (\$43 ),
+    .\port$1823$0 (\$44 ),
     .rst(rst),
     .start(\start$249 )
   );
@@ -3981,7 +3978,7 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   assign \act_rd__data$161  = src_rd__data;
   assign a_rd__data = src_rd__data;
   assign \param_rd__addr$164  = \port__addr$163 ;
-  assign \port__data$166  = \param_rd__data$165 ;
+  assign \param_rd__data$165  = \port__data$166 [127:0];
   assign \port__en$167  = 1'h1;
   assign \param_rd__en$168  = 1'h1;
   assign dst_rd__addr = args[33:22];
@@ -4478,15 +4475,12 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   assign \epi_rd__data[1].shift  = epi_rd__data[167:160];
   assign \epi_rd__data[1].w  = epi_rd__data[175:168];
   assign \epi_rd__data[1]._pad  = epi_rd__data[191:176];
-  assign \param_rd__data$165[0]  = \param_rd__data$165 [63:0];
-  assign \param_rd__data$165[0].g  = \param_rd__data$165 [31:0];
-  assign \param_rd__data$165[0].dg  = \param_rd__data$165 [63:32];
-  assign \param_rd__data$165[1]  = \param_rd__data$165 [127:64];
-  assign \param_rd__data$165[1].g  = \param_rd__data$165 [95:64];
-  assign \param_rd__data$165[1].dg  = \param_rd__data$165 [127:96];
-  assign \param_rd__data$165[2]  = \param_rd__data$165 [191:128];
-  assign \param_rd__data$165[2].g  = \param_rd__data$165 [159:128];
-  assign \param_rd__data$165[2].dg  = \param_rd__data$165 [191:160];
+  assign \param_rd__data$165[0]  = \port__data$166 [63:0];
+  assign \param_rd__data$165[0].g  = \port__data$166 [31:0];
+  assign \param_rd__data$165[0].dg  = \port__data$166 [63:32];
+  assign \param_rd__data$165[1]  = \port__data$166 [127:64];
+  assign \param_rd__data$165[1].g  = \port__data$166 [95:64];
+  assign \param_rd__data$165[1].dg  = \port__data$166 [127:96];
   assign \imem_rd__data.op  = \port__data$196 [3:0];
   assign \imem_rd__data.args  = \port__data$196 [443:4];
   assign \imem_rd__data.args.load  = \port__data$196 [35:4];
@@ -10377,7 +10371,7 @@ module \tiny_fabric.loader.queue (rst, w_rdy, r_rdy, r_data, r_en, w_en, w_port_
 endmodule
 
 (* generator = "Amaranth" *)
-module \tiny_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, param_rd__addr, act_w__en, \port$1822$0 , \port$1824$0 , done, busy, act_w__addr, start, args, clk);
+module \tiny_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, param_rd__addr, act_w__en, \port$1821$0 , \port$1823$0 , done, busy, act_w__addr, start, args, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   wire [12:0] \$1 ;
   wire [9:0] \$10 ;
@@ -10394,36 +10388,36 @@ module \tiny_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, param_
   wire \$11 ;
   wire \$110 ;
   wire \$111 ;
-  wire [14:0] \$112 ;
-  wire [14:0] \$113 ;
+  wire \$112 ;
+  wire [13:0] \$113 ;
   wire \$114 ;
-  wire [13:0] \$115 ;
-  wire \$116 ;
-  wire \$117 ;
-  wire [12:0] \$118 ;
-  wire [14:0] \$119 ;
+  wire \$115 ;
+  wire [12:0] \$116 ;
+  wire [14:0] \$117 ;
+  wire [15:0] \$118 ;
+  wire [31:0] \$119 ;
   wire \$12 ;
-  wire [15:0] \$120 ;
-  wire [31:0] \$121 ;
-  wire [32:0] \$122 ;
-  wire [32:0] \$123 ;
-  wire [19:0] \$124 ;
-  wire [54:0] \$125 ;
-  wire \$126 ;
-  wire \$127 ;
-  wire \$128 ;
-  reg [13:0] \$129 ;
+  wire [32:0] \$120 ;
+  wire [32:0] \$121 ;
+  wire [54:0] \$122 ;
+  wire \$123 ;
+  wire \$124 ;
+  wire \$125 ;
+  reg [13:0] \$126 ;
+  reg \$127 ;
+  reg [8:0] \$128 ;
+  reg [15:0] \$129 ;
   wire [9:0] \$13 ;
-  reg \$130 ;
-  reg [8:0] \$131 ;
-  reg [15:0] \$132 ;
-  reg [11:0] \$133 ;
+  reg [11:0] \$130 ;
+  reg \$131 ;
+  reg \$132 ;
+  reg \$133 ;
   reg \$134 ;
-  reg \$135 ;
-  reg \$136 ;
-  reg \$137 ;
-  reg [13:0] \$138 ;
-  reg [11:0] \$139 ;
+  reg [13:0] \$135 ;
+  reg [11:0] \$136 ;
+  reg [9:0] \$137 ;
+  reg [9:0] \$138 ;
+  reg [9:0] \$139 ;
   wire \$14 ;
   reg [9:0] \$140 ;
   reg [9:0] \$141 ;
@@ -10438,40 +10432,37 @@ module \tiny_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, param_
   wire \$15 ;
   reg [9:0] \$150 ;
   reg [9:0] \$151 ;
-  reg [9:0] \$152 ;
-  reg [9:0] \$153 ;
+  reg [19:0] \$152 ;
+  reg \$153 ;
   reg [9:0] \$154 ;
   reg [19:0] \$155 ;
   reg \$156 ;
-  reg [9:0] \$157 ;
-  reg [19:0] \$158 ;
+  reg \$157 ;
+  reg [11:0] \$158 ;
   reg \$159 ;
   wire [9:0] \$16 ;
-  reg \$160 ;
-  reg [11:0] \$161 ;
+  reg [9:0] \$160 ;
+  reg \$161 ;
   reg \$162 ;
-  reg [9:0] \$163 ;
-  reg \$164 ;
+  reg [11:0] \$163 ;
+  reg [19:0] \$164 ;
   reg \$165 ;
-  reg [11:0] \$166 ;
-  reg [19:0] \$167 ;
-  reg [1:0] \$168 ;
+  reg \$166 ;
+  reg [9:0] \$167 ;
+  reg \$168 ;
   reg \$169 ;
   wire \$17 ;
-  reg [9:0] \$170 ;
-  reg \$171 ;
+  reg [11:0] \$170 ;
+  reg [33:0] \$171 ;
   reg \$172 ;
-  reg [11:0] \$173 ;
-  reg [33:0] \$174 ;
-  reg \$175 ;
-  reg \$176 ;
-  reg \$177 ;
-  reg [11:0] \$178 ;
-  reg [9:0] \$179 ;
+  reg \$173 ;
+  reg \$174 ;
+  reg [11:0] \$175 ;
+  reg [9:0] \$176 ;
+  reg [7:0] \$177 ;
+  reg [7:0] \$178 ;
+  reg \$179 ;
   wire \$18 ;
-  reg [7:0] \$180 ;
-  reg [7:0] \$181 ;
-  reg \$182 ;
   wire [9:0] \$19 ;
   wire [13:0] \$2 ;
   wire \$20 ;
@@ -10480,25 +10471,15 @@ module \tiny_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, param_
   wire \$23 ;
   wire \$24 ;
   wire [9:0] \$25 ;
-  wire [19:0] \$253 ;
-  wire \$255 ;
   wire \$26 ;
   wire \$27 ;
   wire [9:0] \$28 ;
   wire \$29 ;
   wire [13:0] \$3 ;
   wire \$30 ;
-  wire [14:0] \$306 ;
-  wire \$308 ;
   wire [9:0] \$31 ;
-  wire [14:0] \$311 ;
-  wire \$313 ;
   wire \$32 ;
-  wire [14:0] \$321 ;
-  wire \$323 ;
   wire \$33 ;
-  wire [19:0] \$330 ;
-  wire \$332 ;
   wire [9:0] \$34 ;
   wire \$35 ;
   wire \$36 ;
@@ -10637,7 +10618,7 @@ module \tiny_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, param_
   reg [19:0] d_f = 20'h00000;
   wire [9:0] d_in;
   reg d_last = 1'h0;
-  reg [1:0] d_slot = 2'h0;
+  reg d_slot = 1'h0;
   reg [31:0] dg;
   reg [9:0] dl0 = 10'h000;
   reg [9:0] dl1 = 10'h000;
@@ -10669,23 +10650,20 @@ module \tiny_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, param_
   wire [33:0] lrn_code_sum;
   output [5:0] param_rd__addr;
   wire [5:0] param_rd__addr;
-  input [191:0] param_rd__data;
-  wire [191:0] param_rd__data;
+  input [127:0] param_rd__data;
+  wire [127:0] param_rd__data;
   wire [63:0] \param_rd__data[0] ;
   wire [31:0] \param_rd__data[0].dg ;
   wire [31:0] \param_rd__data[0].g ;
   wire [63:0] \param_rd__data[1] ;
   wire [31:0] \param_rd__data[1].dg ;
   wire [31:0] \param_rd__data[1].g ;
-  wire [63:0] \param_rd__data[2] ;
-  wire [31:0] \param_rd__data[2].dg ;
-  wire [31:0] \param_rd__data[2].g ;
   wire param_rd__en;
   reg [11:0] pix = 12'h000;
-  output [7:0] \port$1822$0 ;
-  wire [7:0] \port$1822$0 ;
-  output [7:0] \port$1824$0 ;
-  wire [7:0] \port$1824$0 ;
+  output [7:0] \port$1821$0 ;
+  wire [7:0] \port$1821$0 ;
+  output [7:0] \port$1823$0 ;
+  wire [7:0] \port$1823$0 ;
   wire [65:0] prod;
   reg [7:0] raw;
   input rst;
@@ -10768,7 +10746,6 @@ module \tiny_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, param_
   assign \$66  = $signed(\$64 ) - $signed(\$65 );
   assign c = b_j - hi;
   assign k = c_s >> args[118:114];
-  assign \$253  = k / 2'h3;
   assign \$68  = args[113:108] + \$67 ;
   assign \$69  = $signed(dg) * $signed({ 1'h0, d_f });
   assign \$70  = 1'h1 << args[118:114];
@@ -10813,136 +10790,125 @@ module \tiny_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, param_
   assign \$109  = \$signal$9  < args[62:50];
   assign \$110  = $signed(c) >= $signed(1'h0);
   assign \$111  = \$signal$64  & \$110 ;
-  wire [14:0] _0_ = $signed(c) % $signed(3'h2);
-  assign \$306  = (c[14] == 1'h0) || _0_ == 0 ? $signed(_0_) : $signed(3'h2) + $signed(_0_);
-  wire [14:0] _1_ = $signed(c) % $signed(3'h2);
-  assign \$311  = (c[14] == 1'h0) || _1_ == 0 ? $signed(_1_) : $signed(3'h2) + $signed(_1_);
-  assign \$114  = \$113 [1:0] == 1'h1;
-  assign \$115  = args[62:50] - 1'h1;
-  assign \$116  = $signed(c) == $signed(\$115 );
-  assign \$117  = \$114  | \$116 ;
-  assign \$118  = args[23:12] + b_pix;
-  wire [15:0] _2_, _3_, _4_;
-  assign _2_ = $signed(c);
-  assign _3_ = $signed(3'h2);
-  assign _4_ = (c[14] == 1'h0) || c == 0 ? _2_ : $signed(_2_ - (1'h0 ? _3_ + 1 : _3_ - 1));
-  assign \$321  = $signed(_4_) / $signed(_3_);
-  assign \$120  = $signed({ 1'h0, \$118  }) + $signed(\$119 );
-  assign \$121  = 1'h1 << args[118:114];
-  assign \$122  = \$121  - 1'h1;
-  assign \$123  = { 13'h0000, c_s } & \$122 ;
-  assign \$330  = k % 2'h3;
-  assign \$125  = $signed(\$signal$42 ) + $signed(\$73 );
-  assign \$126  = ! \$like$59 ;
-  assign \$128  = \$signal$69  & finished;
+  assign \$113  = args[62:50] - 1'h1;
+  assign \$114  = $signed(c) == $signed(\$113 );
+  assign \$115  = \$112  | \$114 ;
+  assign \$116  = args[23:12] + b_pix;
+  assign \$118  = \$116  + \$117 ;
+  assign \$119  = 1'h1 << args[118:114];
+  assign \$120  = \$119  - 1'h1;
+  assign \$121  = { 13'h0000, c_s } & \$120 ;
+  assign \$122  = $signed(\$signal$42 ) + $signed(\$73 );
+  assign \$123  = ! \$like$59 ;
+  assign \$125  = \$signal$69  & finished;
   always @(posedge clk)
-    \$signal$9  <= \$129 ;
+    \$signal$9  <= \$126 ;
   always @(posedge clk)
-    \$signal$72  <= \$130 ;
+    \$signal$72  <= \$127 ;
   always @(posedge clk)
-    \$signal  <= \$131 ;
+    \$signal  <= \$128 ;
   always @(posedge clk)
-    \$signal$73  <= \$132 ;
+    \$signal$73  <= \$129 ;
   always @(posedge clk)
-    pix <= \$133 ;
+    pix <= \$130 ;
   always @(posedge clk)
-    busy <= \$134 ;
+    busy <= \$131 ;
   always @(posedge clk)
-    \$signal$64  <= \$135 ;
+    \$signal$64  <= \$132 ;
   always @(posedge clk)
-    b_feed <= \$136 ;
+    b_feed <= \$133 ;
   always @(posedge clk)
-    \$like  <= \$137 ;
+    \$like  <= \$134 ;
   always @(posedge clk)
-    b_j <= \$138 ;
+    b_j <= \$135 ;
   always @(posedge clk)
-    b_pix <= \$139 ;
+    b_pix <= \$136 ;
   always @(posedge clk)
-    dl0 <= \$140 ;
+    dl0 <= \$137 ;
   always @(posedge clk)
-    dl1 <= \$141 ;
+    dl1 <= \$138 ;
   always @(posedge clk)
-    dl2 <= \$142 ;
+    dl2 <= \$139 ;
   always @(posedge clk)
-    dl3 <= \$143 ;
+    dl3 <= \$140 ;
   always @(posedge clk)
-    dl4 <= \$144 ;
+    dl4 <= \$141 ;
   always @(posedge clk)
-    dl5 <= \$145 ;
+    dl5 <= \$142 ;
   always @(posedge clk)
-    dl6 <= \$146 ;
+    dl6 <= \$143 ;
   always @(posedge clk)
-    dl7 <= \$147 ;
+    dl7 <= \$144 ;
   always @(posedge clk)
-    dl8 <= \$148 ;
+    dl8 <= \$145 ;
   always @(posedge clk)
-    dl9 <= \$149 ;
+    dl9 <= \$146 ;
   always @(posedge clk)
-    dl10 <= \$150 ;
+    dl10 <= \$147 ;
   always @(posedge clk)
-    dl11 <= \$151 ;
+    dl11 <= \$148 ;
   always @(posedge clk)
-    dl12 <= \$152 ;
+    dl12 <= \$149 ;
   always @(posedge clk)
-    dl13 <= \$153 ;
+    dl13 <= \$150 ;
   always @(posedge clk)
-    dl14 <= \$154 ;
+    dl14 <= \$151 ;
   always @(posedge clk)
-    s_run <= \$155 ;
+    s_run <= \$152 ;
   always @(posedge clk)
-    \$signal$65  <= \$156 ;
+    \$signal$65  <= \$153 ;
   always @(posedge clk)
-    \$signal$75  <= \$157 ;
+    \$signal$75  <= \$154 ;
   always @(posedge clk)
-    c_s <= \$158 ;
+    c_s <= \$155 ;
   always @(posedge clk)
-    \$signal$76  <= \$159 ;
+    \$signal$76  <= \$156 ;
   always @(posedge clk)
-    c_last <= \$160 ;
+    c_last <= \$157 ;
   always @(posedge clk)
-    c_addr <= \$161 ;
+    c_addr <= \$158 ;
   always @(posedge clk)
-    \$signal$66  <= \$162 ;
+    \$signal$66  <= \$159 ;
   always @(posedge clk)
-    \$signal$79  <= \$163 ;
+    \$signal$79  <= \$160 ;
   always @(posedge clk)
-    d_last <= \$164 ;
+    d_last <= \$161 ;
   always @(posedge clk)
-    \$like$81  <= \$165 ;
+    \$like$81  <= \$162 ;
   always @(posedge clk)
-    d_addr <= \$166 ;
+    d_addr <= \$163 ;
   always @(posedge clk)
-    d_f <= \$167 ;
+    d_f <= \$164 ;
   always @(posedge clk)
-    d_slot <= \$168 ;
+    d_slot <= \$165 ;
   always @(posedge clk)
-    \$signal$67  <= \$169 ;
+    \$signal$67  <= \$166 ;
   always @(posedge clk)
-    \$signal$48  <= \$170 ;
+    \$signal$48  <= \$167 ;
   always @(posedge clk)
-    e_last <= \$171 ;
+    e_last <= \$168 ;
   always @(posedge clk)
-    \$like$84  <= \$172 ;
+    \$like$84  <= \$169 ;
   always @(posedge clk)
-    e_addr <= \$173 ;
+    e_addr <= \$170 ;
   always @(posedge clk)
-    e_g <= \$174 ;
+    e_g <= \$171 ;
   always @(posedge clk)
-    \$signal$54  <= \$175 ;
+    \$signal$54  <= \$172 ;
   always @(posedge clk)
-    f_last <= \$176 ;
+    f_last <= \$173 ;
   always @(posedge clk)
-    \$like$59  <= \$177 ;
+    \$like$59  <= \$174 ;
   always @(posedge clk)
-    act_w__addr <= \$178 ;
+    act_w__addr <= \$175 ;
   always @(posedge clk)
-    f_code <= \$179 ;
+    f_code <= \$176 ;
   always @(posedge clk)
-    buf0 <= \$180 ;
+    buf0 <= \$177 ;
   always @(posedge clk)
-    buf1 <= \$181 ;
+    buf1 <= \$178 ;
   always @(posedge clk)
-    \$signal$69  <= \$182 ;
+    \$signal$69  <= \$179 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
@@ -11032,168 +10998,194 @@ module \tiny_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, param_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$signal$42  = 32'd0;
+    (* full_case = 32'd1 *)
     casez (d_slot)
-      2'h0:
+      1'h0:
           \$signal$42  = param_rd__data[31:0];
-      2'h1:
+      1'h1:
           \$signal$42  = param_rd__data[95:64];
-      2'h2:
-          \$signal$42  = param_rd__data[159:128];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    dg = 32'd0;
+    (* full_case = 32'd1 *)
     casez (d_slot)
-      2'h0:
+      1'h0:
           dg = param_rd__data[63:32];
-      2'h1:
+      1'h1:
           dg = param_rd__data[127:96];
-      2'h2:
-          dg = param_rd__data[191:160];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$129  = \$signal$9 ;
+    \$126  = \$signal$9 ;
     if (busy) begin
-      \$129  = \$101 [13:0];
+      \$126  = \$101 [13:0];
       if (last_j) begin
-        \$129  = 14'h0000;
+        \$126  = 14'h0000;
       end
     end
     if (start) begin
-      \$129  = 14'h0000;
+      \$126  = 14'h0000;
     end
     if (rst) begin
-      \$129  = 14'h0000;
+      \$126  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$130  = \$signal$72 ;
+    \$127  = \$signal$72 ;
     if (busy) begin
-      \$130  = \$102 [0];
+      \$127  = \$102 [0];
       if (\$103 ) begin
-        \$130  = 1'h0;
+        \$127  = 1'h0;
       end
       if (last_j) begin
-        \$130  = 1'h0;
+        \$127  = 1'h0;
       end
     end
     if (start) begin
-      \$130  = 1'h0;
+      \$127  = 1'h0;
     end
     if (rst) begin
-      \$130  = 1'h0;
+      \$127  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$131  = \$signal ;
+    \$128  = \$signal ;
     if (busy) begin
       if (\$103 ) begin
-        \$131  = \$104 [8:0];
+        \$128  = \$104 [8:0];
       end
       if (last_j) begin
-        \$131  = 9'h000;
+        \$128  = 9'h000;
       end
     end
     if (start) begin
-      \$131  = 9'h000;
+      \$128  = 9'h000;
     end
     if (rst) begin
-      \$131  = 9'h000;
+      \$128  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$132  = \$signal$73 ;
+    \$129  = \$signal$73 ;
     if (busy) begin
       if (last_j) begin
-        \$132  = \$105 [15:0];
+        \$129  = \$105 [15:0];
       end
     end
     if (start) begin
-      \$132  = 16'h0000;
+      \$129  = 16'h0000;
     end
     if (rst) begin
-      \$132  = 16'h0000;
+      \$129  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$133  = pix;
+    \$130  = pix;
     if (busy) begin
       if (last_j) begin
-        \$133  = \$106 [11:0];
+        \$130  = \$106 [11:0];
       end
     end
     if (start) begin
-      \$133  = 12'h000;
+      \$130  = 12'h000;
     end
     if (rst) begin
-      \$133  = 12'h000;
+      \$130  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$134  = busy;
+    \$131  = busy;
     if (busy) begin
       if (last_j) begin
         if (\$108 ) begin
-          \$134  = 1'h0;
+          \$131  = 1'h0;
         end
       end
     end
     if (start) begin
-      \$134  = 1'h1;
+      \$131  = 1'h1;
     end
+    if (rst) begin
+      \$131  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$132  = busy;
+    if (rst) begin
+      \$132  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$133  = \$109 ;
+    if (rst) begin
+      \$133  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$134  = \$signal$72 ;
     if (rst) begin
       \$134  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$135  = busy;
+    \$135  = \$signal$9 ;
     if (rst) begin
-      \$135  = 1'h0;
+      \$135  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$136  = \$109 ;
+    \$136  = pix;
     if (rst) begin
-      \$136  = 1'h0;
+      \$136  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$137  = \$signal$72 ;
-    if (rst) begin
-      \$137  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$138  = \$signal$9 ;
-    if (rst) begin
-      \$138  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$139  = pix;
-    if (rst) begin
-      \$139  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$140  = dl0;
+    \$137  = dl0;
     if (\$signal$64 ) begin
-      \$140  = \$7 [9:0];
+      \$137  = \$7 [9:0];
+    end
+    if (rst) begin
+      \$137  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$138  = dl1;
+    if (\$signal$64 ) begin
+      \$138  = dl0;
+    end
+    if (rst) begin
+      \$138  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$139  = dl2;
+    if (\$signal$64 ) begin
+      \$139  = dl1;
+    end
+    if (rst) begin
+      \$139  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$140  = dl3;
+    if (\$signal$64 ) begin
+      \$140  = dl2;
     end
     if (rst) begin
       \$140  = 10'h000;
@@ -11201,9 +11193,9 @@ module \tiny_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, param_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$141  = dl1;
+    \$141  = dl4;
     if (\$signal$64 ) begin
-      \$141  = dl0;
+      \$141  = dl3;
     end
     if (rst) begin
       \$141  = 10'h000;
@@ -11211,9 +11203,9 @@ module \tiny_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, param_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$142  = dl2;
+    \$142  = dl5;
     if (\$signal$64 ) begin
-      \$142  = dl1;
+      \$142  = dl4;
     end
     if (rst) begin
       \$142  = 10'h000;
@@ -11221,9 +11213,9 @@ module \tiny_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, param_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$143  = dl3;
+    \$143  = dl6;
     if (\$signal$64 ) begin
-      \$143  = dl2;
+      \$143  = dl5;
     end
     if (rst) begin
       \$143  = 10'h000;
@@ -11231,9 +11223,9 @@ module \tiny_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, param_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$144  = dl4;
+    \$144  = dl7;
     if (\$signal$64 ) begin
-      \$144  = dl3;
+      \$144  = dl6;
     end
     if (rst) begin
       \$144  = 10'h000;
@@ -11241,9 +11233,9 @@ module \tiny_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, param_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$145  = dl5;
+    \$145  = dl8;
     if (\$signal$64 ) begin
-      \$145  = dl4;
+      \$145  = dl7;
     end
     if (rst) begin
       \$145  = 10'h000;
@@ -11251,9 +11243,9 @@ module \tiny_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, param_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$146  = dl6;
+    \$146  = dl9;
     if (\$signal$64 ) begin
-      \$146  = dl5;
+      \$146  = dl8;
     end
     if (rst) begin
       \$146  = 10'h000;
@@ -11261,9 +11253,9 @@ module \tiny_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, param_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$147  = dl7;
+    \$147  = dl10;
     if (\$signal$64 ) begin
-      \$147  = dl6;
+      \$147  = dl9;
     end
     if (rst) begin
       \$147  = 10'h000;
@@ -11271,9 +11263,9 @@ module \tiny_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, param_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$148  = dl8;
+    \$148  = dl11;
     if (\$signal$64 ) begin
-      \$148  = dl7;
+      \$148  = dl10;
     end
     if (rst) begin
       \$148  = 10'h000;
@@ -11281,9 +11273,9 @@ module \tiny_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, param_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$149  = dl9;
+    \$149  = dl12;
     if (\$signal$64 ) begin
-      \$149  = dl8;
+      \$149  = dl11;
     end
     if (rst) begin
       \$149  = 10'h000;
@@ -11291,9 +11283,9 @@ module \tiny_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, param_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$150  = dl10;
+    \$150  = dl13;
     if (\$signal$64 ) begin
-      \$150  = dl9;
+      \$150  = dl12;
     end
     if (rst) begin
       \$150  = 10'h000;
@@ -11301,9 +11293,9 @@ module \tiny_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, param_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$151  = dl11;
+    \$151  = dl14;
     if (\$signal$64 ) begin
-      \$151  = dl10;
+      \$151  = dl13;
     end
     if (rst) begin
       \$151  = 10'h000;
@@ -11311,251 +11303,221 @@ module \tiny_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, param_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$152  = dl12;
+    \$152  = s_run;
     if (\$signal$64 ) begin
-      \$152  = dl11;
+      \$152  = \$66 [19:0];
     end
     if (rst) begin
-      \$152  = 10'h000;
+      \$152  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$153  = dl13;
-    if (\$signal$64 ) begin
-      \$153  = dl12;
-    end
+    \$153  = \$111 ;
     if (rst) begin
-      \$153  = 10'h000;
+      \$153  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$154  = dl14;
-    if (\$signal$64 ) begin
-      \$154  = dl13;
-    end
+    \$154  = centre;
     if (rst) begin
       \$154  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$155  = s_run;
-    if (\$signal$64 ) begin
-      \$155  = \$66 [19:0];
-    end
+    \$155  = \$66 [19:0];
     if (rst) begin
       \$155  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$156  = \$111 ;
+    \$156  = c[0];
     if (rst) begin
       \$156  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$157  = centre;
+    \$157  = \$115 ;
     if (rst) begin
-      \$157  = 10'h000;
+      \$157  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$158  = \$66 [19:0];
+    \$158  = \$118 [11:0];
     if (rst) begin
-      \$158  = 20'h00000;
+      \$158  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$159  = \$112 [0];
+    \$159  = \$signal$65 ;
     if (rst) begin
       \$159  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$160  = \$117 ;
+    \$160  = \$signal$75 ;
     if (rst) begin
-      \$160  = 1'h0;
+      \$160  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$161  = \$120 [11:0];
+    \$161  = c_last;
     if (rst) begin
-      \$161  = 12'h000;
+      \$161  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$162  = \$signal$65 ;
+    \$162  = \$signal$76 ;
     if (rst) begin
       \$162  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$163  = \$signal$75 ;
+    \$163  = c_addr;
     if (rst) begin
-      \$163  = 10'h000;
+      \$163  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$164  = c_last;
+    \$164  = \$121 [19:0];
     if (rst) begin
-      \$164  = 1'h0;
+      \$164  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$165  = \$signal$76 ;
+    \$165  = k[0];
     if (rst) begin
       \$165  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$166  = c_addr;
+    \$166  = \$signal$66 ;
     if (rst) begin
-      \$166  = 12'h000;
+      \$166  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$167  = \$123 [19:0];
+    \$167  = \$signal$79 ;
     if (rst) begin
-      \$167  = 20'h00000;
+      \$167  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$168  = \$124 [1:0];
+    \$168  = d_last;
     if (rst) begin
-      \$168  = 2'h0;
+      \$168  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$169  = \$signal$66 ;
+    \$169  = \$like$81 ;
     if (rst) begin
       \$169  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$170  = \$signal$79 ;
+    \$170  = d_addr;
     if (rst) begin
-      \$170  = 10'h000;
+      \$170  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$171  = d_last;
+    \$171  = \$122 [33:0];
     if (rst) begin
-      \$171  = 1'h0;
+      \$171  = 34'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$172  = \$like$81 ;
+    \$172  = \$signal$67 ;
     if (rst) begin
       \$172  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$173  = d_addr;
+    \$173  = e_last;
     if (rst) begin
-      \$173  = 12'h000;
+      \$173  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$174  = \$125 [33:0];
+    \$174  = \$like$84 ;
     if (rst) begin
-      \$174  = 34'h000000000;
+      \$174  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$175  = \$signal$67 ;
+    \$175  = e_addr;
     if (rst) begin
-      \$175  = 1'h0;
+      \$175  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$176  = e_last;
+    \$176  = \$86 [9:0];
     if (rst) begin
-      \$176  = 1'h0;
+      \$176  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$177  = \$like$84 ;
-    if (rst) begin
-      \$177  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$178  = e_addr;
-    if (rst) begin
-      \$178  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$179  = \$86 [9:0];
-    if (rst) begin
-      \$179  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$180  = buf0;
+    \$177  = buf0;
     if (\$signal$54 ) begin
       if (f_last) begin
-        \$180  = 8'h00;
-      end else if (\$126 ) begin
-        \$180  = f_code[7:0];
+        \$177  = 8'h00;
+      end else if (\$123 ) begin
+        \$177  = f_code[7:0];
       end
     end
     if (rst) begin
-      \$180  = 8'h00;
+      \$177  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$181  = buf1;
+    \$178  = buf1;
     if (\$signal$54 ) begin
       if (f_last) begin
-        \$181  = 8'h00;
-      end else if (\$127 ) begin
-        \$181  = f_code[7:0];
+        \$178  = 8'h00;
+      end else if (\$124 ) begin
+        \$178  = f_code[7:0];
       end
     end
     if (rst) begin
-      \$181  = 8'h00;
+      \$178  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$182  = \$signal$69 ;
+    \$179  = \$signal$69 ;
     if (start) begin
-      \$182  = 1'h1;
+      \$179  = 1'h1;
     end
-    if (\$128 ) begin
-      \$182  = 1'h0;
+    if (\$125 ) begin
+      \$179  = 1'h0;
     end
     if (rst) begin
-      \$182  = 1'h0;
+      \$179  = 1'h0;
     end
   end
   assign running = busy;
@@ -11572,8 +11534,8 @@ module \tiny_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, param_
   assign act_w__data = { \$90 , \$88  };
   assign act_rd__addr = \$2 [11:0];
   assign param_rd__addr = \$68 [5:0];
-  assign \port$1822$0  = \$88 ;
-  assign \port$1824$0  = \$90 ;
+  assign \port$1821$0  = \$88 ;
+  assign \port$1823$0  = \$90 ;
   assign \args.in_base  = args[11:0];
   assign \args.out_base  = args[23:12];
   assign \args.npos  = args[39:24];
@@ -11594,25 +11556,15 @@ module \tiny_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, param_
   assign \param_rd__data[1]  = param_rd__data[127:64];
   assign \param_rd__data[1].g  = param_rd__data[95:64];
   assign \param_rd__data[1].dg  = param_rd__data[127:96];
-  assign \param_rd__data[2]  = param_rd__data[191:128];
-  assign \param_rd__data[2].g  = param_rd__data[159:128];
-  assign \param_rd__data[2].dg  = param_rd__data[191:160];
   assign hi = { 1'h0, args[66:64] };
-  assign \$255  = 1'h1;
-  assign \$67  = \$253 ;
+  assign \$67  = { 1'h0, k[19:1] };
   assign \$71  = { 1'h0, \$70 [31:1] };
   assign \$76  = { 1'h0, \$75 [63:1] };
   assign \$89  = \$like$59 ;
   assign \$103  = \$signal$72 ;
-  assign \$308  = 1'h1;
-  assign \$112  = \$306 ;
-  assign \$313  = 1'h1;
-  assign \$113  = \$311 ;
-  assign \$323  = 1'h1;
-  assign \$119  = \$321 ;
-  assign \$332  = 1'h1;
-  assign \$124  = \$330 ;
-  assign \$127  = \$like$59 ;
+  assign \$112  = c[0];
+  assign \$117  = { 1'h0, c[14:1] };
+  assign \$124  = \$like$59 ;
 endmodule
 
 (* generator = "Amaranth" *)
