@@ -371,8 +371,11 @@ def stage_weights(state: CompileState) -> None:
     base = -(-state.ext_used // 512) * 512  # a 4 KB boundary (512 words of 64 bits): whole bursts
     end = base + len(prog.wmem)
     if end > cfg.fabric.ext_depth:
+        past = min(((off, key[0]) for key, (off, n) in state.wblocks.items() if base + off + n > cfg.fabric.ext_depth),
+                   default=(0, None))[1]  # weights are placed in layer order: the first block past the end
+        at = f" (layer {past!r}'s weights are the first past it)" if past else ""
         raise CompileError(f"external memory too small for graph {state.graph.name!r}: tensors and weights need "
-                           f"{end} words, fabric.ext_depth = {cfg.fabric.ext_depth}: allowed fabric.ext_depth >= "
+                           f"{end} words{at}, fabric.ext_depth = {cfg.fabric.ext_depth}: allowed fabric.ext_depth >= "
                            f"{end}")
     (layer, *_), (_, rows) = max(state.wblocks.items(), key=lambda kv: kv[1][1])
     if rows > cfg.fabric.weight_depth // 2:  # each page image comes in through one half of the weight memory

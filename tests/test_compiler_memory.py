@@ -186,6 +186,54 @@ def test_weights_and_parameters_too_big_name_the_layer():
     assert np.array_equal(got["y"], run_graph(g, xs)["y"])
 
 
+def test_4096_channel_dense_layers_equal_golden():
+    """AlexNet's, ZFNet-512's and VGG-19's classifier widths on the imagenet preset: a dense layer of 4096 outputs
+    (512 words per output pixel; resident, one pass of all 512 N tiles) and one of 4096 inputs, on chip and in
+    external mode: the ISS equals the golden model, no DMA hazard, and the MAC fields hold the widths (isa.CW,
+    CH, CNT)."""
+    from cimforge.gen.isa import decode_op
+    from cimforge.golden import ir
+    from cimforge.sim.random_layers import random_tensor
+    rng = np.random.default_rng(SEED)
+    x, h, y = random_tensor("x", (64,), rng), random_tensor("h", (4096,), rng), random_tensor("y", (8,), rng)
+    fc1 = ir.Dense(name="fc1", inputs=(x,), output=h, weight=rng.integers(-128, 128, (4096, 64)).astype(np.int8),
+                   bias=rng.integers(-2000, 2000, 4096).astype(np.int32), weight_scale=0.004, act_min=0)
+    fc2 = ir.Dense(name="fc2", inputs=(h,), output=y, weight=rng.integers(-128, 128, (8, 4096)).astype(np.int8),
+                   bias=np.zeros(8, np.int32), weight_scale=0.0005)
+    cfg = get_preset("imagenet")
+    fields = lambda p, f: max(a[f] for op, a in (decode_op(cfg, w) for w in p.code) if op == Opcode.MAC.value)  # noqa: E731
+    one = ir.Graph("fc4096", (x,), (fc1,), ("h",))  # 32 pages of 16 macros: every N tile resident at once
+    xs = _inputs(one, rng)
+    prog = compile_graph(one, cfg)
+    assert not prog.external and fields(prog, "nt") == 512 and fields(prog, "out_cw") == 512
+    got, _ = run_program(prog, xs)
+    assert np.array_equal(got["h"], run_graph(one, xs, rounding=cfg.fabric.rounding)["h"])
+    prog = _check(ir.Graph("wide_fc", (x,), (fc1, fc2), ("y",)), cfg, xs)
+    assert fields(prog, "cin") == 4096 and fields(prog, "out_cw") == 512
+
+
+def test_external_memory_too_small_names_the_layer():
+    """Tensors and weights beyond fabric.ext_depth: the error names the first layer whose weights are past it
+    and the smallest depth, which then compiles and runs exactly (VGG-19 on the imagenet preset: 20 055 768
+    words of 2**24)."""
+    from cimforge.golden import ir
+    from cimforge.sim.random_layers import random_tensor
+    rng = np.random.default_rng(SEED)
+    x, h, y = random_tensor("x", (64,), rng), random_tensor("h", (64,), rng), random_tensor("y", (512,), rng)
+    fc1 = ir.Dense(name="fc1", inputs=(x,), output=h, weight=rng.integers(-128, 128, (64, 64)).astype(np.int8),
+                   bias=np.zeros(64, np.int32), weight_scale=0.002)
+    fc2 = ir.Dense(name="fc2", inputs=(h,), output=y, weight=rng.integers(-128, 128, (512, 64)).astype(np.int8),
+                   bias=np.zeros(512, np.int32), weight_scale=0.002)
+    g = ir.Graph("g", (x,), (fc1, fc2), ("y",))  # 80 tensor words, 512 + 4096 weight words
+    cfg = _fabric(get_preset("default"), ext_depth=1024)
+    with pytest.raises(CompileError, match=r"^external memory too small for graph 'g': tensors and weights need "
+                                           r"(\d+) words \(layer 'fc2''s weights are the first past it\), "
+                                           r"fabric.ext_depth = 1024: allowed fabric.ext_depth >= \1$") as e:
+        compile_graph(g, cfg, memory="external")
+    need = int(str(e.value).rsplit(">= ", 1)[1])
+    _check(g, _fabric(cfg, ext_depth=need), _inputs(g, rng))
+
+
 def test_hazard_check_sees_a_missing_dsync():
     """Dropping the DSYNC that waits for an input band lets the band's compute read words the DMA is still
     writing: the check names both instructions."""
