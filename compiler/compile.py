@@ -27,7 +27,7 @@ from .planning import mac_plan
 from .precision import precision_for
 from .program import Program, TensorPlace
 from .state import CompileState, TensorLayouts, emit_instr, pack_checked
-from .tiling import CompileError, rowpack_ok
+from .tiling import CompileError, beyond_range, rowpack_ok
 
 __all__ = ["compile_graph", "max_batch", "PASSES"]
 
@@ -163,7 +163,8 @@ def place_tensors(state: CompileState) -> None:
     if external:
         if addr > f.ext_depth:
             raise CompileError(f"external memory too small: {batch} image(s) of graph {graph.name!r} need {addr} "
-                               f"words, fabric.ext_depth = {f.ext_depth}: allowed fabric.ext_depth >= {addr}")
+                               f"words, fabric.ext_depth = {f.ext_depth}: allowed fabric.ext_depth >= {addr}"
+                               + beyond_range(cfg, "fabric", "ext_depth", addr))
         state.external = prog.external = True
         state.ext_used = addr
         state.merge_images = False
@@ -251,7 +252,8 @@ def tile_and_place_weights(state: CompileState) -> None:
             past = next((e[0] for e in ends if e[1 + k] > depth), None)  # role tables follow the layers'
             at = f" (layer {past!r} is the first past it)" if past else ""
             raise CompileError(f"{what} memory too small for graph {state.graph.name!r}: needs {len(mem)} words"
-                               f"{at}, fabric.{field_} = {depth}: allowed fabric.{field_} >= {len(mem)}")
+                               f"{at}, fabric.{field_} = {depth}: allowed fabric.{field_} >= {len(mem)}"
+                               + beyond_range(cfg, "fabric", field_, len(mem)))
     if state.external:
         stage_weights(state)
 

@@ -32,7 +32,7 @@ from ..gen.isa import Opcode, lanes
 from ..golden.ir import AvgPool, Conv2d, Dense, GlobalAvgPool, Layer, MaxPool
 from .program import MacPass, TensorPlace
 from .state import Band, CompileState, Step, emit_instr
-from .tiling import CompileError
+from .tiling import CompileError, beyond_range
 
 __all__ = ["MEMORY_MODES", "ProgramTooLong", "allocate_by_liveness", "restreams_per_band", "Unit", "Staging", "WeightStream", "input_rows", "layer_bands", "order_bands",
            "assign_band_pages", "emit_external", "stage_weights", "weight_words", "sync_stalls", "check_hazards",
@@ -376,7 +376,7 @@ def stage_weights(state: CompileState) -> None:
         at = f" (layer {past!r}'s weights are the first past it)" if past else ""
         raise CompileError(f"external memory too small for graph {state.graph.name!r}: tensors and weights need "
                            f"{end} words{at}, fabric.ext_depth = {cfg.fabric.ext_depth}: allowed fabric.ext_depth >= "
-                           f"{end}")
+                           f"{end}" + beyond_range(cfg, "fabric", "ext_depth", end))
     (layer, *_), (_, rows) = max(state.wblocks.items(), key=lambda kv: kv[1][1])
     if rows > cfg.fabric.weight_depth // 2:  # each page image comes in through one half of the weight memory
         raise CompileError(f"layer {layer!r}: a page image of {rows} words does not fit half of the weight memory "

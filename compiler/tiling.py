@@ -30,23 +30,34 @@ Conventions shared with the RTL (:mod:`cimforge.gen.gather`, :mod:`cimforge.gen.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from math import gcd, lcm
 
 import numpy as np
 
-from ..config import CimConfig
+from ..config import CimConfig, ConfigError
 from ..gen.isa import lanes, pack_lanes_array
 from ..golden.ir import Conv2d, Dense, Layer
 
 __all__ = ["ConvGeom", "KTile", "geometry", "group_geometries", "super_groups", "k_tiles", "tile_steps", "page_words",
-           "rowpack_ok", "CompileError"]
+           "rowpack_ok", "CompileError", "beyond_range"]
 
 
 class CompileError(ValueError):
     """A model, tensor or option the compiler cannot map; the message names the layer or tensor, what is wrong
     and what is allowed."""
+
+
+def beyond_range(cfg: CimConfig, block: str, name: str, value: int) -> str:
+    """What to add to an error that asks for ``block.name >= value``: nothing when a configuration with that
+    value is valid, else ``", beyond the configuration's range (...)"`` (the size a model needs may be more than
+    any fabric of this generator has, e.g. a parameter memory, which no DMA reaches)."""
+    try:
+        replace(cfg, **{block: replace(getattr(cfg, block), **{name: value})})
+    except ConfigError as e:
+        return f", beyond the configuration's range ({e.allowed})"
+    return ""
 
 
 @dataclass(frozen=True, eq=False)

@@ -234,6 +234,17 @@ def test_external_memory_too_small_names_the_layer():
     _check(g, _fabric(cfg, ext_depth=need), _inputs(g, rng))
 
 
+def test_sizes_beyond_the_configuration_say_so():
+    """A size an error asks for that no configuration allows (DenseNet-121's 17 089 parameter words, VGG-19's
+    20 055 768 external words on the imagenet preset) says so, with the range; a valid one adds nothing."""
+    from cimforge.compiler.tiling import beyond_range
+    cfg = get_preset("imagenet")
+    assert beyond_range(cfg, "fabric", "param_depth", 17089) == (", beyond the configuration's range (an integer "
+                                                                 "in 4..16384)")
+    assert beyond_range(cfg, "fabric", "ext_depth", 20055768).startswith(", beyond the configuration's range")
+    assert beyond_range(cfg, "fabric", "param_depth", 16384) == beyond_range(cfg, "macro", "pages", 25) == ""
+
+
 def test_hazard_check_sees_a_missing_dsync():
     """Dropping the DSYNC that waits for an input band lets the band's compute read words the DMA is still
     writing: the check names both instructions."""
