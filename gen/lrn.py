@@ -21,7 +21,7 @@ from amaranth.lib.wiring import In
 from ..bits import index_bits
 from ..config import CimConfig
 from .engine import VectorTiming, engine_members
-from .isa import CH, DIM, LRN_SIZE_MAX, POS, addr_width, lanes, lrn_layout, lrn_table_layout
+from .isa import CH, CW, LRN_SIZE_MAX, POS, addr_width, lanes, lrn_layout, lrn_table_layout
 from .requant import clamp_code
 from .vector import _act_read, _act_write
 
@@ -83,7 +83,7 @@ class LrnEngine(wiring.Component):
 
         # A: the stream counters (pixel p, channel j = word w, lane l) address channel j's word
         running = Signal()
-        p, j, w, lane = Signal(POS), Signal(CH + 1), Signal(DIM), Signal(range(max(L, 2)))
+        p, j, w, lane = Signal(POS), Signal(CH + 1), Signal(CW), Signal(range(max(L, 2)))
         pix = Signal(aw)  # p * cw, kept by addition
         m.d.comb += [self.busy.eq(running), self.act_rd.addr.eq(a.in_base + pix + w), self.act_rd.en.eq(1)]
         last_j = Signal()

@@ -1,7 +1,7 @@
 """The ``LRN`` engine (gen/lrn.py) alone in Amaranth's simulator against the instruction-set model and the golden
 operator: random codes with the corners forced in (the most negative and the largest code, a pixel of all-zero
-``d``), zero points at both ends, odd, even and unit window sizes, channels not a multiple of the lanes and fewer
-than the window, on the ``tiny`` (2 lanes) and ``default`` (8 lanes) presets; every instruction's cycles equal
+``d``), zero points at both ends, odd, even and unit window sizes, channels not a multiple of the lanes, fewer
+than the window and 4100 (513 words per pixel), on the ``tiny`` (2 lanes) and ``default`` (8 lanes) presets; every instruction's cycles equal
 the timing data (one per channel and trailing window step of each pixel plus ``extra``). Seeds fixed and printed.
 """
 
@@ -44,6 +44,7 @@ CASES = [
     ("default", "int8", 127, 13, 4, 0.01, 1, 3),
     ("default", "uint8", 0, 20, 1, 0.02, 2, 1),
     ("default", "int8", 0, 16, 3, 1e-4, 1, 2),
+    ("default", "int8", -128, 4100, 5, 1e-4, 1, 1),  # 513 words per pixel: past 9-bit word counters
 ]
 
 
@@ -55,8 +56,11 @@ def _layer(dtype, zp_in, c, size, alpha, h, w):
 
 def _codes(rng, t):
     q = rng.integers(t.qmin, t.qmax + 1, (1, *t.shape))
-    q[0, :, 0, 0] = t.qmin
-    q[0, :, -1, -1] = t.qmax
+    if t.shape[1] * t.shape[2] > 1:
+        q[0, :, 0, 0] = t.qmin
+        q[0, :, -1, -1] = t.qmax
+    else:  # one pixel: its first channels the most negative code, its last the largest
+        q[0, :8], q[0, -8:] = t.qmin, t.qmax
     if t.shape[1] * t.shape[2] > 2:
         q[0, :, 0, -1] = t.zero_point  # every d of a pixel zero
     return q.astype(t.dtype)
