@@ -37302,7 +37302,7 @@ module \imagenet_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, pa
   wire [14:0] \$113 ;
   wire [3:0] \$114 ;
   wire \$115 ;
-  wire [9:0] \$116 ;
+  wire [10:0] \$116 ;
   wire [16:0] \$117 ;
   wire [16:0] \$118 ;
   wire [16:0] \$119 ;
@@ -37335,7 +37335,7 @@ module \imagenet_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, pa
   wire \$143 ;
   reg [13:0] \$144 ;
   reg [2:0] \$145 ;
-  reg [8:0] \$146 ;
+  reg [9:0] \$146 ;
   reg [15:0] \$147 ;
   reg [15:0] \$148 ;
   reg \$149 ;
@@ -37490,7 +37490,7 @@ module \imagenet_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, pa
   reg [2:0] \$like$59  = 3'h0;
   reg [2:0] \$like$87  = 3'h0;
   reg [2:0] \$like$90  = 3'h0;
-  reg [8:0] \$signal  = 9'h000;
+  reg [9:0] \$signal  = 10'h000;
   reg [9:0] \$signal$16 ;
   reg [31:0] \$signal$42 ;
   reg [9:0] \$signal$48  = 10'h000;
@@ -38096,17 +38096,17 @@ module \imagenet_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, pa
     \$146  = \$signal ;
     if (busy) begin
       if (\$115 ) begin
-        \$146  = \$116 [8:0];
+        \$146  = \$116 [9:0];
       end
       if (last_j) begin
-        \$146  = 9'h000;
+        \$146  = 10'h000;
       end
     end
     if (start) begin
-      \$146  = 9'h000;
+      \$146  = 10'h000;
     end
     if (rst) begin
-      \$146  = 9'h000;
+      \$146  = 10'h000;
     end
   end
   always @* begin

@@ -10379,7 +10379,7 @@ module \tiny_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, param_
   wire [14:0] \$101 ;
   wire [1:0] \$102 ;
   wire \$103 ;
-  wire [9:0] \$104 ;
+  wire [10:0] \$104 ;
   wire [16:0] \$105 ;
   wire [12:0] \$106 ;
   wire [16:0] \$107 ;
@@ -10405,7 +10405,7 @@ module \tiny_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, param_
   wire \$125 ;
   reg [13:0] \$126 ;
   reg \$127 ;
-  reg [8:0] \$128 ;
+  reg [9:0] \$128 ;
   reg [15:0] \$129 ;
   wire [9:0] \$13 ;
   reg [11:0] \$130 ;
@@ -10556,7 +10556,7 @@ module \tiny_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, param_
   reg \$like$59  = 1'h0;
   reg \$like$81  = 1'h0;
   reg \$like$84  = 1'h0;
-  reg [8:0] \$signal  = 9'h000;
+  reg [9:0] \$signal  = 10'h000;
   reg [9:0] \$signal$16 ;
   reg [31:0] \$signal$42 ;
   reg [9:0] \$signal$48  = 10'h000;
@@ -11056,17 +11056,17 @@ module \tiny_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, param_
     \$128  = \$signal ;
     if (busy) begin
       if (\$103 ) begin
-        \$128  = \$104 [8:0];
+        \$128  = \$104 [9:0];
       end
       if (last_j) begin
-        \$128  = 9'h000;
+        \$128  = 10'h000;
       end
     end
     if (start) begin
-      \$128  = 9'h000;
+      \$128  = 10'h000;
     end
     if (rst) begin
-      \$128  = 9'h000;
+      \$128  = 10'h000;
     end
   end
   always @* begin
