@@ -51,6 +51,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="where tensors live: auto (on chip when every tensor and weight fits, else the external "
                         "memory, layers in row bands staged by DMA), onchip, liveness (on chip, words reused after "
                         "a tensor's last reader), external (default auto)")
+    p.add_argument("--no-fuse", action="store_true",
+                   help="run each depthwise 1x1 layer (an unfolded BatchNormalization) as a pass of its own instead "
+                        "of in the MAC epilogue of the convolution it reads (compiler/fusion.py)")
 
 
 def predicted_layers(prog) -> list[dict]:
@@ -170,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
     out = output_dir("--out", args.out)
     split = split_host_tail(named.graph)  # a trailing softmax is the host's (docs/operators.md)
     prog = compile_graph(split.fabric, cfg, batch=args.batch, merge_images=not args.per_image_passes,
-                         memory=args.memory)
+                         memory=args.memory, fuse=not args.no_fuse)
     paths = write_program(prog, out, args.format)
     cycles = json.loads((out / "cycles.json").read_text())
     print(f"{named.label} on '{cfg.name}': {len(prog.code)} instructions, {len(prog.wmem)} weight words, "

@@ -200,3 +200,23 @@ def test_layer_cost_of_a_fused_layer():
     a, b = layer_cost(conv, DEFAULT), layer_cost(fused, DEFAULT)
     assert b.compute_cycles - a.compute_cycles in range(1, MAC_TIMING.epilogue * len(b.passes) + 1)
     assert (b.ideal_cycles, b.pages, b.macros) == (a.ideal_cycles, a.pages, a.macros)
+
+
+@pytest.mark.slow  # about 10 s: ResNet-8 compiled twice through the command line
+def test_compile_command_fuses_unless_told_not_to(tmp_path, capsys):
+    """``cimforge compile`` fuses by default; ``--no-fuse`` gives the separate depthwise passes: more
+    instructions, more predicted cycles, the BatchNormalizations' layers in cycles.json."""
+    import json
+
+    from cimforge.cli import main
+    from cimforge.golden import model_sets as ms
+    model = str(ms.build("resnet8", seed=0))
+    runs = {}
+    for name, extra in (("fused", []), ("plain", ["--no-fuse"])):
+        assert main(["compile", model, "--preset", "default", "--out", str(tmp_path / name), *extra]) == 0
+        runs[name] = json.loads((tmp_path / name / "cycles.json").read_text())
+    out = capsys.readouterr().out
+    print(out)
+    fused, plain = ({row["layer"] for row in runs[k]["layers"]} for k in ("fused", "plain"))
+    assert fused < plain and len(plain - fused) == 7, sorted(plain - fused)
+    assert runs["fused"]["run_cycles"] < 0.85 * runs["plain"]["run_cycles"]
