@@ -223,6 +223,9 @@ def log_tail(path: Path, lines: int = 20) -> list[str]:
 #: Rough build cost without a measurement on this machine: (seconds, seconds per MB of Verilog) per simulator
 #: (the default fabric, 1.3 MB, builds in ~1.5-2 minutes with Verilator on a shared 2-core machine).
 _BUILD_GUESS = {"verilator": (20.0, 70.0), "icarus": (2.0, 5.0)}
+#: Seconds below which a build is not taken as a measurement: no Verilator model of a fabric compiles that fast,
+#: so such a "build" only relinked a directory that was nearly complete (a killed or concurrent build).
+_MIN_MEASURED = {"verilator": 5.0, "icarus": 0.5}
 _BUILD_TIMES = "build-times.json"
 
 
@@ -364,7 +367,7 @@ def run_cocotb(sim: str, sources: Sequence[Path], toplevel: str, test_module: st
         else:
             _stamp_build(stamp, sim)
             seconds = time.perf_counter() - t0
-            if _rebuilt(bdir / _BUILD_PRODUCT[sim], seconds):
+            if seconds >= _MIN_MEASURED[sim] and _rebuilt(bdir / _BUILD_PRODUCT[sim], seconds):
                 _record_build_time(sim, sources, seconds)
             _announce(f"built the {sim} model of {toplevel} in {_duration(seconds)} ({bdir})")
     results = bdir / f"results-{os.getpid()}.xml"

@@ -105,6 +105,7 @@ def test_a_build_that_writes_no_model_is_not_taken_as_a_measurement(fake_cocotb,
     second or less must not become the estimate of the next real build (it said "about 2 s" for a
     14-minute build)."""
     runner, src = fake_cocotb
+    monkeypatch.setitem(tools._MIN_MEASURED, "verilator", 0.0)  # the fake build takes milliseconds
     with tools.simulator_log(tmp_path / "sim.log", announce=lambda text: None):
         tools.run_cocotb("verilator", [src], "top", "tb")
     first = tools._read_build_times()["verilator"]
@@ -128,3 +129,14 @@ def test_model_optimisation_from_the_environment(monkeypatch):
     monkeypatch.setenv(tools.CXX_OPT_ENV, "-O9")
     with pytest.raises(UserError, match=r"CIMFORGE_CXX_OPT='-O9': allowed -O0, -O1, -O2, -O3, -Os"):
         tools.model_cxx_opt("-O3")
+
+
+def test_a_build_of_seconds_is_not_taken_as_a_measurement(fake_cocotb, tmp_path):
+    """A Verilator "build" under five seconds (make relinking a directory a killed or concurrent build nearly
+    finished) is not recorded: the estimate of the next real build stays the rough guess."""
+    _, src = fake_cocotb
+    guess = tools.build_estimate("verilator", [src])
+    with tools.simulator_log(tmp_path / "sim.log", announce=lambda text: None):
+        tools.run_cocotb("verilator", [src], "top", "tb")
+    assert "verilator" not in tools._read_build_times()
+    assert tools.build_estimate("verilator", [src]) == pytest.approx(guess)
