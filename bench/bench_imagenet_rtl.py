@@ -6,6 +6,11 @@ Prints per model the wall times (import, compile, build and run), cycles, networ
     .venv/bin/python bench/bench_imagenet_rtl.py                 # SqueezeNet, ResNet-50 and MobileNetV2
     .venv/bin/python bench/bench_imagenet_rtl.py squeezenet --predict-only
     .venv/bin/python bench/bench_imagenet_rtl.py mobilenet_v2    # 2.7 M cycles predicted
+    .venv/bin/python bench/bench_imagenet_rtl.py alexnet --iss   # the ISS against the golden model, no RTL
+
+``--iss`` runs the compiled program on the instruction-set simulator instead of the RTL and compares every tensor
+the program writes with the golden model (minutes per model: the ISS is exact, numpy per instruction); with
+``check_hazards`` and the cost model's cycles it is what tests/test_compiler_memory.py checks on the tiny set.
 
 The depthwise convolutions (MobileNetV2) get a summary line of their own: they run as dense convolutions over
 super-groups of one activation word with block-diagonal weights (docs/grouped-conv.md), so a 3x3 depthwise layer
@@ -23,7 +28,7 @@ import time
 from pathlib import Path
 
 
-def run(name: str, seed: int, timing_only: bool) -> int:
+def run(name: str, seed: int, timing_only: bool, iss: bool = False) -> int:
     from cimforge.compiler.compile import compile_graph
     from cimforge.compiler.cost import program_timing
     from cimforge.compiler.lowering.host import split_host_tail
@@ -42,7 +47,8 @@ def run(name: str, seed: int, timing_only: bool) -> int:
     t_import = time.perf_counter() - t0
     t0 = time.perf_counter()
     try:
-        prog = compile_graph(split_host_tail(graph).fabric, cfg)
+        fabric = split_host_tail(graph).fabric
+        prog = compile_graph(fabric, cfg)
     except CompileError as e:
         print(f"{name}: import {t_import:.1f} s; does not compile: {e}")
         return 1
@@ -52,6 +58,8 @@ def run(name: str, seed: int, timing_only: bool) -> int:
     print(f"{name}: import {t_import:.1f} s, compile {t_compile:.1f} s: {len(prog.code)} instructions, "
           f"{len(prog.ext_init)} weight words in the external memory, {stamps[-1] + 1} cycles predicted, "
           f"{len(hazards)} DMA hazards", flush=True)
+    if iss:
+        return _iss(name, fabric, prog, seed) | (1 if hazards else 0)
     if timing_only:
         rows = layer_rows(prog, [{"pc": i, "cycle": c} for i, c in enumerate(stamps)])
         _table(name, rows, stamps[-1] + 1, graph)
@@ -69,6 +77,24 @@ def run(name: str, seed: int, timing_only: bool) -> int:
           + ("" if res.exact else f" ({res.divergence})") + f", cost model exact: {exact_cycles}")
     _table(name, res.mean_rows(), res.cycles, graph)
     return 0 if res.exact and exact_cycles else 1
+
+
+def _iss(name: str, g, prog, seed: int) -> int:
+    """The program of graph ``g`` on the ISS: every tensor it writes against the golden model of ``g`` (exit
+    status 0 when all equal; the tensors a fused epilogue keeps internal are not written)."""
+    from cimforge.compiler.iss import run_program
+    from cimforge.golden import model_sets as ms
+    from cimforge.golden.cli import to_codes
+    from cimforge.golden.runner import run_graph
+    xs = {g.inputs[0].name: to_codes(g, ms.sample_inputs(name, 1, seed=seed), option="inputs")}
+    t0 = time.perf_counter()
+    got, _ = run_program(prog, xs)
+    t_iss = time.perf_counter() - t0
+    gold = run_graph(g, xs, rounding=prog.cfg.fabric.rounding)
+    bad = [t for t in got if not (got[t].shape == gold[t].shape and (got[t] == gold[t]).all())]
+    print(f"{name}: ISS {t_iss:.0f} s: {len(got)} tensors written, {len(got) - len(bad)} equal to the golden model"
+          + (f"; differ: {bad[:5]}" if bad else ""), flush=True)
+    return 1 if bad else 0
 
 
 def _table(name: str, rows, cycles: int, graph) -> None:
@@ -101,10 +127,12 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--predict-only", action="store_true",
                         help="compile and print the predicted per-layer figures; no RTL run")
+    parser.add_argument("--iss", action="store_true",
+                        help="compile, run the ISS and compare every tensor with the golden model; no RTL run")
     args = parser.parse_args(argv)
     status = 0
     for name in args.models:
-        status |= run(name, args.seed, args.predict_only)
+        status |= run(name, args.seed, args.predict_only, args.iss)
     return status
 
 
