@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from ..gen.isa import Opcode, lanes
+from ..gen.isa import LAYER_COMPUTE, Opcode, lanes
 from ..golden.ir import AvgPool, Conv2d, Dense, GlobalAvgPool, Layer, MaxPool
 from .program import MacPass, TensorPlace
 from .state import Band, CompileState, Step, emit_instr
@@ -48,7 +48,7 @@ class ProgramTooLong(CompileError):
 
 
 #: Instructions whose engine reads and writes the activation memory.
-_COMPUTE = ("MAC", "POOL", "EW")
+_COMPUTE = LAYER_COMPUTE
 
 #: Words one ``DMA`` row moves at most (its ``len`` field).
 DMA_MAX_LEN = (1 << 16) - 1

@@ -34,7 +34,7 @@ from ..config import INT8_BITS, CimConfig
 __all__ = ["Opcode", "PoolMode", "InstrSpec", "INSTRUCTIONS", "instr_spec", "lanes", "addr_width", "instr_layout",
            "mac_layout", "pool_layout", "ew_layout", "load_layout", "dma_layout", "gbfs_layout", "grelax_layout",
            "gspmv_layout", "lrn_layout", "lrn_table_layout", "LRN_SIZE_MAX", "desc_layout",
-           "role_layout", "instr_fields",
+           "role_layout", "instr_fields", "LAYER_COMPUTE",
            "param_layout", "trace_layout", "status_layout", "encode", "decode_op", "pack_word", "unpack_word",
            "LANE_BITS", "pack_lanes", "unpack_lanes", "pack_lanes_array", "unpack_lanes_array", "host_map",
            "HostRegion", "CSR", "MAGIC", "Field", "isa_markdown", "MARKDOWN_COMMAND"]
@@ -459,6 +459,12 @@ INSTRUCTIONS: tuple[InstrSpec, ...] = (
 
 _BY_OP = {spec.op.value: spec for spec in INSTRUCTIONS}
 assert [s.op for s in INSTRUCTIONS] == list(Opcode), "INSTRUCTIONS must list every Opcode once, in order"
+
+
+#: The instructions a network layer's compute is made of (their engines read and write the activation memory):
+#: the per-layer reports (:func:`cimforge.sim.fabric_check.layer_rows`) and the hazard check of the staging
+#: regions (:func:`cimforge.compiler.memory.check_hazards`) count these.
+LAYER_COMPUTE = ("MAC", "POOL", "EW", "LRN")
 
 
 def instr_spec(op: Opcode | int) -> InstrSpec:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..config import INT8_BITS
+from ..gen.isa import LAYER_COMPUTE
 from ..compiler.cost import ideal_cycles, occupancy, program_timing
 from ..compiler.memory import sync_stalls
 from ..compiler.program import Program
@@ -21,7 +22,8 @@ from ..golden.ir import Conv2d, Dense
 
 __all__ = ["LayerRow", "Divergence", "layer_rows", "first_divergence", "expected_counters"]
 
-COMPUTE = ("MAC", "POOL", "EW")
+#: The instructions that count as a layer's cycles (gen.isa.LAYER_COMPUTE).
+COMPUTE = LAYER_COMPUTE
 
 
 @dataclass

@@ -177,6 +177,12 @@ def test_iss_equals_golden_on_a_graph_with_lrn(tmp_path, memory):
             assert took == lrn_cycles(a["npos"], a["channels"], a["size"]) + after_short, pc
             if memory == "onchip":
                 assert took == layer_cost(lrn, prog.cfg).cycles
+            else:  # the hazard check sees what each band's LRN reads and writes
+                assert pc in prog.access, pc
+    # the per-layer report gives the LRN layer its own cycles (not folded into the next layer's)
+    from cimforge.sim.fabric_check import layer_rows
+    rows = {row.layer: row for row in layer_rows(prog, [{"pc": pc, "cycle": c} for pc, c in enumerate(stamps)])}
+    assert rows[lrn.name].measured > 0 and rows[lrn.name].kind == lrn.kind
 
 
 @pytest.mark.cocotb
