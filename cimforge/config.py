@@ -170,7 +170,7 @@ class FabricConfig:
         Weight memory words of ``macro.cols`` bits (one macro row) the loader copies into macro pages
         (16..65536).
     param_depth : int
-        Per-output-channel parameter words (bias, multiplier, shift of one word's lanes) (4..16384: ResNet-50 needs 6765 on 8 lanes).
+        Per-output-channel parameter words (bias, multiplier, shift of one word's lanes) (4..32768: ResNet-50 needs 6765 on 8 lanes, DenseNet-121 17 089).
     desc_depth : int
         Tile descriptor words: how a reduction tile is gathered from the activation memory (4..4096).
     acc_width : int
@@ -181,7 +181,7 @@ class FabricConfig:
         (gemmlowp's SaturatingRoundingDoublingHighMul then RoundingDivideByPOT, docs/architecture.md section 5).
         The golden model implements both; the RTL builds the one chosen.
     ext_depth : int
-        Words of the external memory behind the fabric's AXI4 master port (1024..2**24), one bus beat each
+        Words of the external memory behind the fabric's AXI4 master port (1024..2**26: VGG-19 needs 20 M), one bus beat each
         (``gen.axi.ext_width(cfg)`` bits: the wider of an activation and a weight word, a power of two). It sets
         the width of the ``DMA`` instruction's external addresses and the size of the simulation model
         (docs/memory.md).
@@ -214,9 +214,9 @@ class FabricConfig:
             raise ConfigError("fabric.rounding", self.rounding, "one of " + ", ".join(ROUNDINGS))
         _check_int("fabric", "act_depth", self.act_depth, 64, 65536)
         _check_int("fabric", "weight_depth", self.weight_depth, 16, 65536)
-        _check_int("fabric", "param_depth", self.param_depth, 4, 16384)
+        _check_int("fabric", "param_depth", self.param_depth, 4, 32768)
         _check_int("fabric", "desc_depth", self.desc_depth, 4, 4096)
-        _check_int("fabric", "ext_depth", self.ext_depth, 1024, 1 << 24)
+        _check_int("fabric", "ext_depth", self.ext_depth, 1024, 1 << 26)
         _check_int("fabric", "ext_latency", self.ext_latency, 1, 1024)
         _check_int("fabric", "ext_interval", self.ext_interval, 1, 64)
         if not _is_int(self.acc_width) or self.acc_width != 32:

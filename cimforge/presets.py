@@ -27,14 +27,15 @@ PRESETS: dict[str, CimConfig] = {
     # The ImageNet set (ResNet-50, SqueezeNet, ... at 224x224): 16 macros of the default rows and columns with
     # 32 pages (a reduction is never spilled, so a dense layer's K-split over the 16 macros must fit them:
     # VGG-19's fc6, 25 088 inputs, needs 25; ZFNet-512's 18, AlexNet's 9), on-chip buffers of 64 K words
-    # (activation tiles with their halo; weight page images streamed through), and an external memory of 16 M
-    # words (8 bytes each: ResNet-50's 25.5 M weights and every activation tensor). Descriptors: DenseNet-121
-    # needs 2121 words. Program and trace memories of 128 K words: ResNet-50 in row bands is 60 K instructions,
+    # (activation tiles with their halo; weight page images streamed through), and an external memory of 32 M
+    # words (8 bytes each: VGG-19's 143.7 M weights and every activation tensor take 20.1 M). Parameters:
+    # DenseNet-121's 363 unfoldable per-channel affines need 17 089 words (the parameter memory is not streamed);
+    # descriptors: DenseNet-121 needs 2121 words. Program and trace memories of 128 K words: ResNet-50 in row bands is 60 K instructions,
     # and no DMA fetches instructions (a simulation convenience: 7 MB of program memory is not what silicon
     # would have). docs/memory.md section 10: what each ImageNet model needs, and why these sizes.
     "imagenet": replace(DEFAULT, name="imagenet", macro=MacroConfig(pages=32),
-                        fabric=FabricConfig(n_macros=16, act_depth=65536, weight_depth=65536, param_depth=8192,
-                                            desc_depth=4096, ext_depth=1 << 24),
+                        fabric=FabricConfig(n_macros=16, act_depth=65536, weight_depth=65536, param_depth=17408,
+                                            desc_depth=4096, ext_depth=1 << 25),
                         controller=ControllerConfig(program_depth=1 << 17, trace_depth=1 << 17, load_queue=16)),
 }
 

@@ -235,14 +235,16 @@ def test_external_memory_too_small_names_the_layer():
 
 
 def test_sizes_beyond_the_configuration_say_so():
-    """A size an error asks for that no configuration allows (DenseNet-121's 17 089 parameter words, VGG-19's
-    20 055 768 external words on the imagenet preset) says so, with the range; a valid one adds nothing."""
+    """A size an error asks for that no configuration allows (more parameter words than 32 768, more external
+    words than 2**26) says so, with the range; a valid one (DenseNet-121's 17 089 parameter words, VGG-19's
+    20 055 768 external words, 25 pages) adds nothing."""
     from cimforge.compiler.tiling import beyond_range
     cfg = get_preset("imagenet")
-    assert beyond_range(cfg, "fabric", "param_depth", 17089) == (", beyond the configuration's range (an integer "
-                                                                 "in 4..16384)")
-    assert beyond_range(cfg, "fabric", "ext_depth", 20055768).startswith(", beyond the configuration's range")
-    assert beyond_range(cfg, "fabric", "param_depth", 16384) == beyond_range(cfg, "macro", "pages", 25) == ""
+    assert beyond_range(cfg, "fabric", "param_depth", 40000) == (", beyond the configuration's range (an integer "
+                                                                 "in 4..32768)")
+    assert beyond_range(cfg, "fabric", "ext_depth", (1 << 26) + 1).startswith(", beyond the configuration's range")
+    assert beyond_range(cfg, "fabric", "param_depth", 17089) == beyond_range(cfg, "macro", "pages", 25) == ""
+    assert beyond_range(cfg, "fabric", "ext_depth", 20055768) == ""
 
 
 def test_hazard_check_sees_a_missing_dsync():

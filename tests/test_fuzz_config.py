@@ -33,7 +33,7 @@ def setup_module():
 
 # values TOML can hold: numbers near every bound, floats equal to integers, bools, strings, arrays, tables, dates
 _near = st.sampled_from([0, 1, 2, 3, 4, 7, 8, 9, 15, 16, 32, 63, 64, 65, 1023, 1024, 1025, 4096, 65536, 65537,
-                         1 << 20, 1 << 24, (1 << 24) + 1, -1, -8, 2 ** 63 - 1, -(2 ** 63)])
+                         16384, 32768, 32769, 1 << 20, 1 << 24, (1 << 26) + 1, -1, -8, 2 ** 63 - 1, -(2 ** 63)])
 _scalar = st.one_of(
     _near, st.integers(min_value=-(2 ** 63), max_value=2 ** 63 - 1), _near.map(float),
     st.floats(allow_nan=True, allow_infinity=True), st.booleans(), st.text(max_size=8),
