@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from ..config import CimConfig
 from ..gen.isa import Opcode, encode, pack_word
 from ..golden.ir import Graph, Layer, TensorInfo
@@ -17,18 +19,21 @@ __all__ = ["CompileState", "GroupPlan", "Band", "Step", "TensorLayouts", "stored
 
 
 def stored_shape(t: TensorInfo) -> tuple[int, int, int]:
-    """How a tensor is stored: ``(C, H, W)`` as is, a vector ``(F,)`` as ``(F, 1, 1)``.
+    """How a tensor is stored: ``(C, H, W)`` as is, a vector ``(F,)`` as ``(F, 1, 1)``, and so is a vector of
+    another rank (every axis but one of size 1, e.g. an Unsqueeze'd classifier output ``(F, 1)``): its row-major
+    bytes are the vector's.
 
     Raises
     ------
     CompileError
-        Any other rank.
+        Any other shape.
     """
     if len(t.shape) == 3:
         return tuple(t.shape)
-    if len(t.shape) == 1:
-        return (t.shape[0], 1, 1)
-    raise CompileError(f"tensor {t.name!r}: shape {t.shape}: allowed (C, H, W) or (F,)")
+    if len(t.shape) == 1 or sum(d > 1 for d in t.shape) <= 1:
+        return (int(np.prod(t.shape)), 1, 1)
+    raise CompileError(f"tensor {t.name!r}: shape {t.shape}: allowed (C, H, W) or (F,) (or a vector of another "
+                       f"rank: one axis above 1)")
 
 
 class TensorLayouts:

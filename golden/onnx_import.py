@@ -124,6 +124,15 @@ class _FloatInput:
 
 
 @dataclass
+class _PaddedInput:
+    """A zero ``Pad`` of a float graph input (``padding`` top, left, bottom, right), waiting for the
+    ``QuantizeLinear`` that gives both tensors their quantisation."""
+    src: _FloatInput
+    padding: tuple[int, int, int, int]
+    node: object
+
+
+@dataclass
 class _Pending:
     """The float result of a QDQ operator, waiting for its ``QuantizeLinear``.
 
@@ -437,6 +446,9 @@ class _Importer:
         if kind == "global":
             return (x.shape[0], 1, 1), lambda out: GlobalAvgPool(name=self.layer_name(node), inputs=(x,), output=out,
                                                                  method=method, round_even=round_even)
+        if kind == "global_max":
+            kw = dict(kernel=x.shape[1:])
+            return (x.shape[0], 1, 1), lambda out: self.max_pool(node, x, out, kw)
         kernel = tuple(a.get("kernel_shape", ()))
         geo = self.window(node, a, x.shape[1:], kernel)
         shape = (x.shape[0], *geo["out_hw"])
@@ -446,14 +458,27 @@ class _Importer:
                 self.fail(node, "the Indices output of MaxPool is not supported")
             if a.get("storage_order", 0):
                 self.fail(node, "storage_order=1 is not supported")
-            return shape, lambda out: MaxPool(name=self.layer_name(node), inputs=(x,), output=out, **kw)
+            return shape, lambda out: self.max_pool(node, x, out, kw)
         return shape, lambda out: AvgPool(name=self.layer_name(node), inputs=(x,), output=out,
                                           count_include_pad=bool(a.get("count_include_pad", 0)),
                                           method=method, round_even=round_even, **kw)
 
+    def max_pool(self, node, x: TensorInfo, out: TensorInfo, kw: dict) -> Layer:
+        """A max pool from ``x`` to ``out``; when a QDQ pool's QuantizeLinear changes the quantisation (a float
+        GlobalMaxPool that onnxruntime leaves between DequantizeLinear and the next QuantizeLinear), the pool keeps
+        the input's and a requantising copy follows, as in :meth:`reshape_requant`: the max itself is exact."""
+        name = self.layer_name(node)
+        if x.same_quant(out):
+            return MaxPool(name=name, inputs=(x,), output=out, **kw)
+        mid = x.renamed(f"{out.name}/pooled", out.shape)
+        self.emit(self.build(node, MaxPool, name=name, inputs=(x,), output=mid, **kw))
+        return Concat(name=f"{name}/requant", inputs=(mid,), output=out, axis=0)
+
     def reshape_shape(self, node, x: TensorInfo) -> tuple[int, ...]:
         """Per-sample output shape of Reshape / Flatten; the batch dimension must pass through."""
         a = self.attrs(node)
+        if node.op_type in ("Squeeze", "Unsqueeze"):
+            return self.squeeze_shape(node, x)
         if node.op_type == "Flatten":
             axis = a.get("axis", 1)
             axis = axis + len(x.shape) + 1 if axis < 0 else axis
@@ -476,6 +501,31 @@ class _Importer:
             self.fail(node, f"target shape {target} does not keep the batch dimension first for input "
                             f"(N, {', '.join(map(str, x.shape))})")
         return tuple(resolved[1:])
+
+    def squeeze_shape(self, node, x: TensorInfo) -> tuple[int, ...]:
+        """Per-sample output shape of Squeeze / Unsqueeze (axes from the attribute before opset 13, else the
+        second input); the batch axis 0 must stay, so it is neither removed nor inserted."""
+        axes = self.attrs(node).get("axes")
+        if axes is None and len(node.input) > 1 and node.input[1]:
+            axes = [int(v) for v in np.asarray(self.const(node, 1, "axes")).ravel()]
+        full = [1, *x.shape]
+        if node.op_type == "Squeeze":
+            if axes is None:  # every size-1 axis but the batch
+                return tuple(d for d in x.shape if d != 1)
+            axes = sorted({v + len(full) if v < 0 else v for v in axes})
+            if any(not 1 <= v < len(full) or full[v] != 1 for v in axes):
+                self.fail(node, f"axes {list(axes)} must name size-1 axes of (N, {', '.join(map(str, x.shape))}) "
+                                f"other than the batch axis 0")
+            return tuple(d for i, d in enumerate(full) if i not in axes)[1:]
+        if not axes:
+            self.fail(node, "Unsqueeze needs axes")
+        rank = len(full) + len(axes)
+        axes = sorted({v + rank if v < 0 else v for v in axes})
+        if len(axes) != len(set(axes)) or any(not 1 <= v < rank for v in axes):
+            self.fail(node, f"axes {list(axes)} must be distinct and in 1..{rank - 1} (not the batch axis 0)")
+        for v in axes:
+            full.insert(v, 1)
+        return tuple(full[1:])
 
     def concat_axis(self, node, rank: int) -> int:
         axis = self.attrs(node).get("axis")
@@ -545,6 +595,14 @@ class _Importer:
                 return
             self.inputs.append(info)
             self.float_inputs[src.name] = name
+            self.values[name] = _Codes(info)
+        elif isinstance(src, _PaddedInput):  # the input quantized as the Pad's output, then padded by its zp
+            raw = self.build(node, TensorInfo, f"{name}/unpadded", src.src.shape, dtype, scale, zp)
+            self.inputs.append(raw)
+            self.float_inputs[src.src.name] = raw.name
+            shape, make = self.pad_conv(src.node, raw, src.padding)
+            info = self.build(node, TensorInfo, name, shape, dtype, scale, zp)
+            self.emit(self.build(src.node, make, info))
             self.values[name] = _Codes(info)
         elif isinstance(src, _Pending):
             info = self.build(node, TensorInfo, name, src.shape, dtype, scale, zp)
@@ -672,9 +730,7 @@ class _Importer:
 
     def op_QGemm(self, node):
         a = self.attrs(node)
-        if a.get("transA", 0) or a.get("alpha", 1.0) != 1.0:
-            self.fail(node, f"only transA=0 and alpha=1 are supported (transA={a.get('transA', 0)}, "
-                            f"alpha={a.get('alpha', 1.0)})")
+        alpha, _ = self.gemm_scales(node, beta=False)  # QGemm has no beta: its C is scaled already
         if len(node.input) < 9 or not node.input[7]:
             self.fail(node, "QGemm without output quantisation (float output) is not supported")
         x = self.codes(node, 0)
@@ -683,7 +739,8 @@ class _Importer:
         trans = a.get("transB", 0)
         w, wz = self.weights(node, b, self.const(node, 5, "B zero point"), axis=0 if trans else 1)
         w = w if trans else w.T
-        shape, make = self.dense(node, x, w, self.const(node, 4, "B scale"), self.optional(node, 6), wz)
+        ws = np.asarray(self.const(node, 4, "B scale"), np.float64) * alpha
+        shape, make = self.dense(node, x, w, ws, self.optional(node, 6), wz)
         self.emit(self.build(node, make, self.out_info(node, 7, 8, shape)))
 
     def qlinear_const(self, node, i: int) -> np.ndarray | None:
@@ -890,6 +947,79 @@ class _Importer:
             self.emit(self.build(node, make, x.renamed(node.output[0], shape)))
         self._float_or_codes(node, lambda x: self.pool(node, x, "max"), on_codes, monotonic=True)
 
+    def pad_amounts(self, node, rank: int, codes: TensorInfo | None) -> tuple[int, int, int, int]:
+        """(top, left, bottom, right) of a constant Pad of a ``(C, H, W)`` tensor by real zero: only the two
+        spatial axes, non-negative; the value is 0.0 on a float tensor, the zero point on ``codes``."""
+        a = self.attrs(node)
+        mode = a.get("mode", b"constant")
+        mode = mode.decode() if isinstance(mode, bytes) else mode
+        if mode != "constant":
+            self.fail(node, f"mode {mode!r} is not supported (allowed 'constant', by real zero)")
+        if rank != 3:
+            self.fail(node, f"only a Pad of an (N, C, H, W) tensor is supported, per-sample rank {rank}")
+        pads = a.get("pads")
+        if pads is None:
+            pads = [int(v) for v in np.asarray(self.const(node, 1, "pads")).ravel()]
+        pads = list(pads)
+        if len(node.input) > 3 and node.input[3]:
+            axes = [int(v) % 4 for v in np.asarray(self.const(node, 3, "axes")).ravel()]
+            full = [0] * 8
+            for i, ax in enumerate(axes):
+                full[ax], full[4 + ax] = pads[i], pads[len(axes) + i]
+            pads = full
+        if len(pads) != 8 or any(pads[i] for i in (0, 1, 4, 5)) or min(pads) < 0:
+            self.fail(node, f"pads {pads}: allowed non-negative padding of the two spatial axes only "
+                            f"([0, 0, top, left, 0, 0, bottom, right])")
+        value = self.optional(node, 2) if len(node.input) > 2 else None
+        value = a.get("value", 0.0) if value is None else value  # opset < 11: an attribute
+        if isinstance(value, _Const):
+            value = np.asarray(value.value).ravel()[0].item()
+        elif not isinstance(value, (int, float)):
+            self.fail(node, f"constant_value {node.input[2]!r} must be a constant")
+        zero = codes.zero_point if codes is not None else 0.0
+        if value != zero:
+            self.fail(node, f"constant_value {value}: allowed {zero} (padding by real zero"
+                            f"{', the input zero point' if codes is not None else ''})")
+        return pads[2], pads[3], pads[6], pads[7]
+
+    def pad_conv(self, node, x: TensorInfo, padding: tuple[int, int, int, int]):
+        """Shape and maker of a Pad by real zero as a depthwise 1x1 convolution of weight 1 and scale 1 with the
+        Pad's padding: a padded tap reads the zero point, the others are copied (multiplier exactly 1.0 when the
+        quantisation stays, as the channel shuffle's, docs/operators.md; else a requantising copy)."""
+        c, h, w = x.shape
+        weight = np.ones((c, 1, 1, 1), np.int8)
+        shape = (c, h + padding[0] + padding[2], w + padding[1] + padding[3])
+        return shape, lambda out: Conv2d(name=self.layer_name(node), inputs=(x,), output=out, weight=weight,
+                                         weight_scale=1.0, padding=padding, groups=c)
+
+    def op_Pad(self, node):
+        v = self.get(node, 0)
+        if isinstance(v, _FloatInput):
+            self.values[node.output[0]] = _PaddedInput(v, self.pad_amounts(node, len(v.shape), None), node)
+            return
+
+        def make_float(x):
+            return self.pad_conv(node, x, self.pad_amounts(node, len(x.shape), None))
+
+        def on_codes(x):
+            shape, make = self.pad_conv(node, x, self.pad_amounts(node, len(x.shape), x))
+            self.emit(self.build(node, make, x.renamed(node.output[0], shape)))
+        self._float_or_codes(node, make_float, on_codes, monotonic=True)
+
+    def op_GlobalMaxPool(self, node):
+        """A max over the whole plane: a :class:`~cimforge.golden.ir.MaxPool` whose window is the input. On
+        codes, or (onnxruntime does not quantize it) on a dequantized tensor up to the next QuantizeLinear, which
+        a Flatten or Reshape may precede."""
+        v = self.get(node, 0)
+        if isinstance(v, _Codes):
+            shape, make = self.pool(node, v.info, "global_max")
+            self.emit(self.build(node, make, v.info.renamed(node.output[0], shape)))
+            return
+        x = self.quantized_input(node, 0)
+        shape, make = self.pool(node, x, "global_max")
+        self.values[node.output[0]] = _Pending(node.name or node.output[0], node.op_type, shape, make,
+                                               float_only=True, real_range=self.info_range(x))
+
     def op_Reshape(self, node):
         v = self.get(node, 0)
         if isinstance(v, _Shuffle):
@@ -918,6 +1048,8 @@ class _Importer:
         self._float_or_codes(node, make_float, on_codes, monotonic=True)
 
     op_Flatten = op_Reshape
+    op_Squeeze = op_Reshape
+    op_Unsqueeze = op_Reshape
 
     def reshape_requant(self, node, x: TensorInfo, out: TensorInfo) -> Layer:
         """A QDQ Reshape; when its QuantizeLinear changes the quantisation (Inception-v1's classifier), the
@@ -991,14 +1123,35 @@ class _Importer:
         shape, make = self.conv(node, x, w, ws, self.optional(node, 2), wz)
         self.values[node.output[0]] = _Pending(node.name or node.output[0], node.op_type, shape, make)
 
+    def gemm_scales(self, node, beta: bool) -> tuple[float, float]:
+        """Gemm's ``alpha`` (and ``beta`` when the form has it): ``alpha A B + beta C`` is a dense layer whose
+        weight scale carries ``alpha`` (a positive real factor: the codes stay) and whose bias carries ``beta``."""
+        a = self.attrs(node)
+        alpha, b = float(a.get("alpha", 1.0)), float(a.get("beta", 1.0))
+        if a.get("transA", 0):
+            self.fail(node, "transA=1 is not supported (allowed transA=0: A is (N, K))")
+        if not alpha > 0 or not math.isfinite(alpha):
+            self.fail(node, f"alpha={alpha}: allowed a finite alpha > 0 (it scales the weight scale)")
+        if beta and not math.isfinite(b):
+            self.fail(node, f"beta={b}: allowed a finite beta")
+        return alpha, b
+
     def op_Gemm(self, node):
         a = self.attrs(node)
-        if a.get("transA", 0) or a.get("alpha", 1.0) != 1.0 or a.get("beta", 1.0) != 1.0:
-            self.fail(node, "only transA=0, alpha=1 and beta=1 are supported")
+        alpha, beta = self.gemm_scales(node, beta=True)
         x = self.dequant(node, 0)
         trans = a.get("transB", 0)
         w, ws, wz = self.const_weights(node, 1, 0 if trans else 1)
-        shape, make = self.dense(node, x, w if trans else w.T, ws, self.optional(node, 2), wz)
+        bias = self.optional(node, 2)
+        if beta != 1.0 and bias is not None:  # onnxruntime's quantizer folds beta into C; another tool may not
+            if isinstance(bias, _ConstDequant):
+                bias = replace(bias, scale=np.asarray(bias.scale, np.float64) * beta)
+            elif isinstance(bias, _Const) and np.issubdtype(np.asarray(bias.value).dtype, np.floating):
+                bias = _Const(np.asarray(bias.value, np.float64) * beta)
+            else:
+                self.fail(node, f"beta={beta} with an integer bias C: allowed beta=1, or a float or dequantized C")
+        ws = np.asarray(ws, np.float64) * alpha
+        shape, make = self.dense(node, x, w if trans else w.T, ws, bias, wz)
         self.values[node.output[0]] = _Pending(node.name or node.output[0], node.op_type, shape, make)
 
     def op_MatMul(self, node):
@@ -1455,8 +1608,11 @@ class _Importer:
                 info = self.build(node, TensorInfo, name, shape, dtype, scale, zp)
                 self.inputs.append(info)
                 return info
-        raise OnnxImportError("integer graph input with no quantized consumer stating its scale and zero point",
-                              node=name)
+        readers = [f"{n.name or n.output[0]!r} ({n.op_type})" for n in g.node if name in n.input]
+        raise OnnxImportError(f"integer graph input with no quantized consumer stating its scale and zero point (read "
+                              f"by {', '.join(readers) or 'no node'}; allowed a first reader DequantizeLinear, a "
+                              f"QLinear* operator, ConvInteger or MatMulInteger; a float input for a model that "
+                              f"casts its input)", node=name)
 
 
 def _bn_magnitudes(x: TensorInfo, out: TensorInfo, mult: np.ndarray, shift: np.ndarray,
@@ -1582,8 +1738,8 @@ IMPORTS_TO: dict[str, tuple[tuple[str, ...], str]] = {
     "QLinearMatMul": (("dense", "matmul"), "QOperator; an N-D input is a `matmul`"),
     "MatMul": (("dense", "matmul"), "QDQ; an N-D input is a `matmul`"),
     "MatMulInteger": (("matmul_integer",), "int32 output"),
-    "QGemm": (("dense",), "QOperator (com.microsoft)"),
-    "Gemm": (("dense",), "QDQ"),
+    "QGemm": (("dense",), "QOperator (com.microsoft); `alpha` > 0 in the weight scale"),
+    "Gemm": (("dense",), "QDQ; `transB` 0 or 1, `alpha` > 0 in the weight scale, `beta` in the bias"),
     "QLinearAdd": (("add", "conv2d"), "QOperator (com.microsoft); with a per-channel constant a depthwise 1x1 "
                                       "`conv2d`"),
     "QLinearMul": (("conv2d",), "com.microsoft, by a per-channel constant: a depthwise 1x1 `conv2d`"),
@@ -1595,6 +1751,8 @@ IMPORTS_TO: dict[str, tuple[tuple[str, ...], str]] = {
     "Sum": (("add", "float_chain"), "n-ary float Sum: a chain of n - 1 adds; reading a float result (numerics "
                                     "\"onnx\") a `float_chain`"),
     "MaxPool": (("maxpool",), "on codes or QDQ"),
+    "GlobalMaxPool": (("maxpool",), "a `maxpool` over the whole plane, on codes or a dequantized tensor; a "
+                                    "requantising copy when its QuantizeLinear changes the quantisation"),
     "QLinearAveragePool": (("avgpool",), "QOperator (com.microsoft)"),
     "AveragePool": (("avgpool", "float_chain"), "QDQ (`method` \"integer\", or \"float\" with numerics "
                                                 "\"onnx\"); of a float result a `float_chain` (numerics \"onnx\")"),
@@ -1604,7 +1762,11 @@ IMPORTS_TO: dict[str, tuple[tuple[str, ...], str]] = {
     "Concat": (("concat",), "on codes or QDQ"),
     "Reshape": (("reshape", "conv2d"), "a channel shuffle's last Reshape is a permutation `conv2d`"),
     "Flatten": (("reshape",), "axis 1"),
+    "Squeeze": (("reshape",), "on codes or QDQ, not of the batch axis; of a constant folded at import"),
+    "Unsqueeze": (("reshape",), "on codes or QDQ, not of the batch axis; of a constant folded at import"),
     "Transpose": (("conv2d",), "only the channel shuffle (perm 0, 2, 1, 3, 4): a permutation 1x1 `conv2d`"),
+    "Pad": (("conv2d",), "constant, by real zero, of H and W: a depthwise 1x1 `conv2d` of weight 1 with that "
+                         "padding"),
     "Relu": (("clamp",), "fused into the producer's output clamp where exact, else a `clamp`"),
     "Clip": (("clamp",), "ReLU6 / Clip: fused into the producer's output clamp where exact, else a `clamp`"),
     "BatchNormalization": (("conv2d", "float_chain"), "left between DequantizeLinear and QuantizeLinear: a "

@@ -133,6 +133,25 @@ so the codes are copied exactly.
 QuantizeLinear of one (Inception-v1 reshapes its classifier weights in the graph, and onnxruntime then
 quantizes them as an activation), are computed at import: exact.
 
+**Squeeze / Unsqueeze** of an activation (`GlobalAveragePool -> Squeeze -> Gemm`, an `Unsqueeze`d classifier
+output) are a `reshape`: the same codes, so exact; the batch axis 0 is never removed or inserted. A tensor of
+any rank with one axis above 1 is stored as the vector it is.
+
+**Pad** (mode `constant`, by real zero: `0.0` on a float tensor, the zero point on codes; only the H and W axes,
+non-negative) is a depthwise 1x1 `conv2d` of weight 1 and weight scale 1 with the Pad's padding: a padded tap
+reads the input's zero point and every other element is copied with the multiplier exactly 1.0 (as the channel
+shuffle's, below), so it is exact; a Pad of the float graph input (onnxruntime's QOperator form keeps it before
+the input's QuantizeLinear) pads the quantized input. Other modes (reflect, edge) are refused by name.
+
+**GlobalMaxPool** is a `maxpool` whose window is the whole plane; onnxruntime does not quantize it, so in both
+forms it sits between a DequantizeLinear and the next QuantizeLinear (after a Flatten), whose quantisation
+differs: the max runs on the input's codes (exact) and a requantising copy (a one-input `concat`) follows.
+
+**Gemm `alpha` and `beta`.** `alpha A B + beta C` (`alpha > 0`) is a `dense` whose weight scale is `alpha`
+times the weights' (the codes stay), with `beta` in the bias (onnxruntime's quantizer already folds `beta`
+into C's scale and sets it to 1); `QGemm`'s `alpha` likewise. `transB` 0 or 1; `transA = 1` and `alpha <= 0`
+are refused by name.
+
 **Clip / ReLU6.** `Clip(0, 6)` and any Clip with constant bounds fuse into the producer's output clamp,
 converted to codes exactly (quantisation is monotonic); on codes (QOperator) they clamp the codes themselves.
 
@@ -152,7 +171,8 @@ int32 accumulators (an `int32` tensor, which only these layers produce and no la
 uint8 x int8 kernels (also uint8 weights with zero point 128, and per-channel uint8 weights, which it converts
 to int8) add pairs of products with int16 saturation and differ from the exact result by many LSB; its int8 x
 uint8 `ConvInteger` / `MatMulInteger` likewise. The tests judge those combinations against an exact float64
-evaluation of the same integer model instead (the golden operators match it exactly)."""
+evaluation of the same integer model instead (the golden operators match it exactly), and so does
+`cimforge golden` for a uint8 x int8 tensor that misses the bound against onnxruntime (docs/golden.md)."""
 
 
 def where_it_runs(cls) -> str:
