@@ -17,7 +17,7 @@ import numpy as np
 from .ir import Graph
 
 __all__ = ["TensorAgreement", "Agreement", "ort_tensors", "run_onnx", "compare_tensors", "layerwise",
-           "AGREEMENT_MIN", "MAX_LSB"]
+           "AGREEMENT_MIN", "MAX_LSB", "mixed_sign_layers", "exact_reference", "SATURATION_NOTE"]
 
 #: Acceptance bounds (issue 3): fraction of bit-identical elements, and the largest allowed difference.
 AGREEMENT_MIN = 0.999
@@ -249,4 +249,38 @@ def layerwise(graph: Graph, reference: Mapping[str, np.ndarray], rounding: str |
         src = [reference[t.name] if t.name in reference else out.get(t.name) for t in layer.inputs]
         if all(v is not None for v in src):
             out[layer.output.name] = run_layer(layer, *src, rounding=rounding)
+    return out
+
+
+#: Why a uint8 x int8 layer may differ from onnxruntime by many LSB (docs/golden.md).
+SATURATION_NOTE = ("onnxruntime's uint8 x int8 kernels add pairs of products with int16 saturation on a CPU without "
+                   "AVX-VNNI (VPMADDUBSW), so they are judged against an exact evaluation of the same integer layers")
+
+
+def mixed_sign_layers(graph: Graph) -> list:
+    """The convolutions and matrix products on uint8 activations (their weights are int8 in the IR): the layers
+    onnxruntime may compute with its saturating uint8 x int8 kernels (:data:`SATURATION_NOTE`)."""
+    return [l for l in graph.layers if l.kind in ("conv2d", "dense", "matmul") and l.input.dtype == "uint8"]
+
+
+def exact_reference(layers, reference: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Each of ``layers``' output codes evaluated exactly from the *reference's* inputs, as onnxruntime's
+    requantisation would give them without the int16 saturation: the exact integer accumulator (bias included),
+    times the float32 multiplier ``s_in s_w / s_out``, in float32, rounded half to even, plus the zero point,
+    clamped to the layer's ``[act_min, act_max]``. Layers whose input the reference lacks are skipped."""
+    from .ops import conv2d_acc, dense_acc
+
+    out = {}
+    for layer in layers:
+        x = reference.get(layer.input.name)
+        if x is None:
+            continue
+        conv = layer.kind == "conv2d"
+        acc = conv2d_acc(layer, x) if conv else dense_acc(layer, x)
+        m = (np.float32(layer.input.scale) * np.asarray(layer.weight_scale, np.float32)
+             / np.float32(layer.output.scale)).astype(np.float32)
+        if conv:
+            m = m.reshape(-1, 1, 1)
+        y = np.rint(acc.astype(np.float32) * m) + layer.output.zero_point
+        out[layer.output.name] = np.clip(y, layer.act_min, layer.act_max).astype(layer.output.np_dtype)
     return out
