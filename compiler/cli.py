@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -120,12 +121,14 @@ def write_program(prog, out: Path, fmt: str = "hex") -> list[Path]:
     if fmt not in FORMATS:
         raise ValueError(f"format {fmt!r}: allowed {', '.join(FORMATS)}")
     _, regions = host_map(prog.cfg)
+    for name, region, attr in MEMORIES:  # every memory checked before any file is written: nothing half-written
+        if len(getattr(prog, attr)) > regions[region].depth:
+            raise UserError(f"{name}: {len(getattr(prog, attr))} words do not fit the {regions[region].depth}-word "
+                            f"{region} of '{prog.cfg.name}'")
     written, files = [], {}
     for name, region, attr in MEMORIES:
         words = [int(w) for w in getattr(prog, attr)]
         width, depth = regions[region].width, regions[region].depth
-        if len(words) > depth:
-            raise UserError(f"{name}: {len(words)} words do not fit the {depth}-word {region} of '{prog.cfg.name}'")
         path = out / f"{name}.{fmt}"
         if fmt == "hex":
             digits = -(-width // 4)
@@ -170,11 +173,17 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = config_from_options(args)
     named = resolve_model(args.model)
-    out = output_dir("--out", args.out)
-    split = split_host_tail(named.graph)  # a trailing softmax is the host's (docs/operators.md)
-    prog = compile_graph(split.fabric, cfg, batch=args.batch, merge_images=not args.per_image_passes,
-                         memory=args.memory, fuse=not args.no_fuse)
-    paths = write_program(prog, out, args.format)
+    made = not Path(args.out).exists()
+    out = output_dir("--out", args.out)  # made (and probed) before the compile's work, removed again on an error
+    try:
+        split = split_host_tail(named.graph)  # a trailing softmax is the host's (docs/operators.md)
+        prog = compile_graph(split.fabric, cfg, batch=args.batch, merge_images=not args.per_image_passes,
+                             memory=args.memory, fuse=not args.no_fuse)
+        paths = write_program(prog, out, args.format)
+    except BaseException:
+        if made:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     cycles = json.loads((out / "cycles.json").read_text())
     print(f"{named.label} on '{cfg.name}': {len(prog.code)} instructions, {len(prog.wmem)} weight words, "
           f"{prog.batch} image(s) per run, weights {'resident' if prog.resident else 'streamed'}"
