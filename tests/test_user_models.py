@@ -1,0 +1,406 @@
+"""Users' own small quantized CNNs, as a new user brings them: float models built here with ``onnx.helper``
+(seeded random weights), quantized by onnxruntime's ``quantize_static`` on seeded random calibration data, then
+run through what a user runs (``cimforge golden``, ``cimforge compile``, the ISS; the RTL in the slow cases).
+
+The patterns are the ones the model sets (golden/model_sets.py) do not exercise: dilation, stride 2,
+asymmetric pads, no bias, 1xN / Nx1 kernels, groups neither 1 nor depthwise, ``Gemm`` with ``transB=0`` and
+``alpha`` / ``beta``, ``Squeeze`` / ``Unsqueeze``, padded pools, ``GlobalMaxPool``, ``Pad`` (of the graph input and mid network), a free batch dimension, a non-square input, and
+onnxruntime's uint8 x int8 form (whose kernels saturate on CPUs without AVX-VNNI, docs/golden.md). Bad inputs
+must end in one line naming the node or option, exit code 2, and no partial ``--out`` directory.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cimforge.cli import main
+from cimforge.errors import USER_EXIT
+
+#: Seed of every weight, calibration sample and input here (printed by the fixtures that use it).
+SEED = 20261201
+
+#: (format, per_channel, activations, weights) of onnxruntime's quantize_static.
+VARIANTS = {
+    "qdq_pc_s8s8": ("qdq", True, "int8", "int8"),
+    "qop_pt_u8s8": ("qop", False, "uint8", "int8"),
+    "qdq_pt_u8u8": ("qdq", False, "uint8", "uint8"),
+}
+
+
+class _Net:
+    """Nodes and initializers of one float model; ``c`` adds a constant, ``op`` a node."""
+
+    def __init__(self, seed: int):
+        self.rng, self.nodes, self.inits, self.n = np.random.default_rng(seed), [], [], 0
+
+    def c(self, value) -> str:
+        from onnx import numpy_helper
+        self.n += 1
+        self.inits.append(numpy_helper.from_array(np.asarray(value), f"c{self.n}"))
+        return f"c{self.n}"
+
+    def op(self, kind: str, inputs: list[str], **attrs) -> str:
+        from onnx import helper
+        self.n += 1
+        out = f"{kind.lower()}{self.n}"
+        self.nodes.append(helper.make_node(kind, inputs, [out], name=f"{kind}_{self.n}", **attrs))
+        return out
+
+    def w(self, *shape) -> np.ndarray:
+        return (self.rng.standard_normal(shape) * np.sqrt(2.0 / np.prod(shape[1:]))).astype(np.float32)
+
+    def conv(self, x: str, cin: int, cout: int, k, bias: bool = True, group: int = 1, **attrs) -> str:
+        k = (k, k) if isinstance(k, int) else tuple(k)
+        ins = [x, self.c(self.w(cout, cin // group, *k))]
+        if bias:
+            ins.append(self.c((self.rng.standard_normal(cout) * 0.1).astype(np.float32)))
+        return self.op("Conv", ins, kernel_shape=list(k), group=group, **attrs)
+
+    def gemm(self, x: str, fin: int, fout: int, trans_b: int = 1, **attrs) -> str:
+        w = self.w(fout, fin)
+        b = (self.rng.standard_normal(fout) * 0.1).astype(np.float32)
+        return self.op("Gemm", [x, self.c(w if trans_b else np.ascontiguousarray(w.T)), self.c(b)], transB=trans_b,
+                       **attrs)
+
+    def model(self, shape, outputs: list[str], batch="N", input_type=None):
+        import onnx
+        from onnx import TensorProto, helper
+        graph = helper.make_graph(self.nodes, "user", [helper.make_tensor_value_info(
+            "x", input_type or TensorProto.FLOAT, [batch, *shape])], [helper.make_empty_tensor_value_info(o)
+                                                                      for o in outputs], self.inits)
+        m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+        m.ir_version = 8
+        inferred = {v.name: v for v in onnx.shape_inference.infer_shapes(m).graph.value_info}
+        del m.graph.output[:]
+        m.graph.output.extend([inferred[o] for o in outputs])
+        onnx.checker.check_model(m)
+        return m
+
+
+def _squeeze_gemm(n: _Net):
+    """Dilation 2, stride 2 with asymmetric pads and no bias, GAP -> Squeeze -> Gemm (transB=0, alpha 0.5,
+    beta 2) -> Unsqueeze; a non-square input with a free batch."""
+    x = n.op("Relu", [n.conv("x", 3, 8, 3, dilations=[2, 2], pads=[2, 2, 2, 2])])
+    x = n.op("Relu", [n.conv(x, 8, 16, (3, 5), bias=False, strides=[2, 2], pads=[0, 1, 1, 2])])
+    x = n.op("Squeeze", [n.op("GlobalAveragePool", [x]), n.c(np.array([2, 3], np.int64))])
+    y = n.op("Unsqueeze", [n.gemm(x, 16, 6, trans_b=0, alpha=0.5, beta=2.0), n.c(np.array([2], np.int64))])
+    return n.model((3, 10, 14), [y]), (3, 10, 14)
+
+
+def _pools(n: _Net):
+    """1x3 and 3x1 kernels, ReLU6, MaxPool, groups 2, a padded AveragePool (count_include_pad 0: the divisor
+    varies at the border), GlobalMaxPool -> Flatten -> Gemm; a fixed batch of 1."""
+    x = n.conv("x", 3, 8, (1, 3), pads=[0, 1, 0, 1])
+    x = n.op("Clip", [n.conv(x, 8, 8, (3, 1), pads=[1, 0, 1, 0]), n.c(np.float32(0)), n.c(np.float32(6))])
+    x = n.op("MaxPool", [x], kernel_shape=[2, 2], strides=[2, 2])
+    x = n.op("Relu", [n.conv(x, 8, 8, 3, group=2, pads=[1, 1, 0, 0])])
+    x = n.op("AveragePool", [x], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
+    x = n.op("Flatten", [n.op("GlobalMaxPool", [x])])
+    return n.model((3, 11, 11), [n.gemm(x, 8, 4)], batch=1), (3, 11, 11)
+
+
+def _pads(n: _Net):
+    """A Pad of the graph input and a Pad mid network before a stride-2 convolution (TF-style 'SAME')."""
+    x = n.op("Pad", ["x", n.c(np.array([0, 0, 1, 2, 0, 0, 1, 2], np.int64))])
+    x = n.op("Relu", [n.conv(x, 3, 8, 3)])
+    x = n.op("Pad", [x, n.c(np.array([0, 0, 0, 0, 0, 0, 1, 1], np.int64))])
+    x = n.op("Relu", [n.conv(x, 8, 8, 3, strides=[2, 2])])
+    x = n.op("Flatten", [x])
+    return n.model((3, 8, 8), [n.gemm(x, 8 * 4 * 5, 3)]), (3, 8, 8)
+
+
+MODELS = {"squeeze_gemm": _squeeze_gemm, "pools": _pools, "pads": _pads}
+
+
+def _quantize(proto, shape, dst: Path, fmt: str, per_channel: bool, act: str, wt: str, dtype=np.float32) -> Path:
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    src = dst.with_name(dst.stem + "_float.onnx")
+    onnx.save(proto, str(src))
+    rng = np.random.default_rng(SEED)
+    if dtype == np.uint8:
+        data = [rng.integers(0, 256, (1, *shape)).astype(np.uint8) for _ in range(8)]
+    else:
+        data = [rng.standard_normal((1, *shape)).astype(np.float32) for _ in range(8)]
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter(data)
+
+        def get_next(self):
+            v = next(self.it, None)
+            return None if v is None else {"x": v}
+
+    qt = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
+    root = logging.getLogger()
+    level, _ = root.level, root.setLevel(logging.ERROR)  # the quantizer's pre-processing advice
+    try:
+        quantize_static(str(src), str(dst), Reader(), per_channel=per_channel, activation_type=qt[act],
+                        weight_type=qt[wt], quant_format=QuantFormat.QDQ if fmt == "qdq" else QuantFormat.QOperator)
+    finally:
+        root.setLevel(level)
+    return dst
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> dict[tuple[str, str], Path]:
+    """Every model of :data:`MODELS` in every form of :data:`VARIANTS`."""
+    print(f"weights and calibration seed {SEED}")
+    d = tmp_path_factory.mktemp("user_models")
+    out = {}
+    for name, build in MODELS.items():
+        for var, q in VARIANTS.items():
+            proto, shape = build(_Net(SEED))
+            out[(name, var)] = _quantize(proto, shape, d / f"{name}__{var}.onnx", *q)
+    return out
+
+
+def _user_error(capsys, argv: list[str], *named: str) -> str:
+    """Run ``argv``: one line ``cimforge CMD: error: ...`` naming each of ``named``, exit 2, no traceback."""
+    rc = main(argv)
+    err = capsys.readouterr().err
+    print(f"{' '.join(argv)} -> {rc}: {err!r}")
+    assert rc == USER_EXIT and "Traceback" not in err, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"cimforge {argv[0]}: error: "), err
+    for name in named:
+        assert name in lines[0], f"{name!r} missing from {lines[0]!r}"
+    return lines[0]
+
+
+# -- supported models: golden agrees with onnxruntime, compile succeeds, the ISS equals the golden model --------
+
+@pytest.mark.parametrize("var", list(VARIANTS))
+@pytest.mark.parametrize("name", list(MODELS))
+def test_golden_meets_the_bound(models, name, var, capsys):
+    """``cimforge golden --check``: every tensor >= 99.9 % identical, max 1 LSB, layer by layer (a uint8 x int8
+    tensor that onnxruntime's saturating kernel misses is judged against the exact evaluation, and says so)."""
+    rc = main(["golden", str(models[(name, var)]), "--samples", "6", "--seed", str(SEED), "--check"])
+    out = capsys.readouterr().out
+    print(out[-1500:])
+    assert rc == 0 and "acceptance" in out and ": met" in out
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("var", ["qdq_pc_s8s8", "qop_pt_u8s8"])
+def test_compile_and_iss_equal_golden(models, name, var, tmp_path, capsys):
+    """``cimforge compile`` writes the program; the ISS runs it equal to the golden model on every tensor."""
+    from cimforge.compiler.compile import compile_graph
+    from cimforge.compiler.iss import run_program
+    from cimforge.compiler.lowering.host import split_host_tail
+    from cimforge.golden.cli import random_inputs, to_codes
+    from cimforge.golden.onnx_import import load_onnx
+    from cimforge.golden.runner import run_graph
+    from cimforge.presets import get_preset
+
+    path = models[(name, var)]
+    assert main(["compile", str(path), "--preset", "default", "--out", str(tmp_path / "out")]) == 0
+    assert json.loads((tmp_path / "out" / "cycles.json").read_text())["run_cycles"] > 0
+    capsys.readouterr()
+    graph = split_host_tail(load_onnx(path)).fabric
+    codes = to_codes(graph, random_inputs(graph, 2, SEED))
+    prog = compile_graph(graph, get_preset("default"), batch=2)
+    got, _ = run_program(prog, {graph.inputs[0].name: codes})
+    want = run_graph(graph, codes)
+    compared = [t for t in got if t in want]
+    assert graph.outputs[0] in compared
+    for t in compared:
+        np.testing.assert_array_equal(got[t], want[t], err_msg=f"{name} {var}: tensor {t}")
+
+
+def test_new_patterns_import_as_existing_kinds(models):
+    """Squeeze/Unsqueeze are reshapes, GlobalMaxPool a whole-plane max pool, a Pad a depthwise 1x1 convolution of weight 1 with the Pad's padding, Gemm's alpha in the weight scale."""
+    import onnx
+    from onnx import numpy_helper
+
+    from cimforge.golden.onnx_import import load_onnx
+
+    g = load_onnx(models[("pools", "qdq_pc_s8s8")])
+    layers = {l.name: l for l in g.layers}
+    assert layers["MaxPool_10"].output.shape == (8, 5, 5)
+    assert layers["AveragePool_15"].padding == (1, 1, 1, 1) and layers["AveragePool_15"].output.shape == (8, 2, 2)
+    gmp = layers["GlobalMaxPool_16"]
+    assert gmp.kind == "maxpool" and gmp.kernel == (2, 2) and gmp.output.shape == (8, 1, 1)
+    assert layers["GlobalMaxPool_16/requant"].kind == "concat"  # its QuantizeLinear requantises
+    p = load_onnx(models[("pads", "qop_pt_u8s8")])
+    pads = [l for l in p.layers if l.kind == "conv2d" and l.groups == l.in_channels and (l.weight == 1).all()]
+    assert [l.padding for l in pads] == [(1, 2, 1, 2), (0, 0, 1, 1)]
+    assert p.inputs[0].shape == (3, 8, 8)
+    s = load_onnx(models[("squeeze_gemm", "qdq_pc_s8s8")])
+    assert [l.output.shape for l in s.layers if l.kind == "reshape"] == [(16,), (6, 1)]
+    gemm = next(l for l in s.layers if l.kind == "dense")
+    w = next(i for i in onnx.load(str(models[("squeeze_gemm", "qdq_pc_s8s8")])).graph.initializer
+             if i.name.endswith("_scale") and list(i.dims) == [6])  # the Gemm's per-channel weight scales
+    np.testing.assert_allclose(gemm.weight_scale, 0.5 * numpy_helper.to_array(w), rtol=1e-6)  # alpha 0.5
+
+
+def test_gemm_beta_in_the_bias(models, tmp_path, capsys):
+    """A QDQ Gemm with beta 2 and its dequantized bias halved is the same function (onnxruntime's quantizer
+    folds beta, another tool may not): the golden model still meets the bound."""
+    import onnx
+    from onnx import numpy_helper
+
+    proto = onnx.load(str(models[("squeeze_gemm", "qdq_pc_s8s8")]))
+    gemm = next(n for n in proto.graph.node if n.op_type == "Gemm")
+    dq = next(n for n in proto.graph.node if n.output[0] == gemm.input[2])
+    init = next(i for i in proto.graph.initializer if i.name == dq.input[1])
+    init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init) / np.float32(2), init.name))
+    beta = next(a for a in gemm.attribute if a.name == "beta")
+    beta.f = 2.0
+    path = tmp_path / "beta.onnx"
+    onnx.save(proto, str(path))
+    assert main(["golden", str(path), "--samples", "6", "--check"]) == 0
+    capsys.readouterr()
+
+
+def test_exact_reference_of_mixed_sign_layers(models):
+    """The exact evaluation that judges uint8 x int8 layers equals the golden model's layers (max 1 LSB, where
+    the fixed-point requantisation and the float32 one round a near-tie apart), on onnxruntime's own inputs."""
+    from cimforge.golden.cli import random_inputs, to_codes
+    from cimforge.golden.compare import exact_reference, layerwise, mixed_sign_layers
+    from cimforge.golden.onnx_import import load_onnx
+    from cimforge.golden.runner import run_graph
+
+    g = load_onnx(models[("pools", "qop_pt_u8s8")], numerics="onnx")
+    layers = mixed_sign_layers(g)
+    assert {l.kind for l in layers} == {"conv2d", "dense"} and all(l.input.dtype == "uint8" for l in layers)
+    codes = to_codes(g, random_inputs(g, 4, SEED))
+    golden = run_graph(g, codes)
+    exact = exact_reference(layers, golden)
+    each = layerwise(g, golden)
+    assert set(exact) == {l.output.name for l in layers}
+    for t, v in exact.items():
+        d = np.abs(v.astype(int) - each[t].astype(int))
+        print(t, d.max(), (d == 0).mean())
+        assert d.max() <= 1 and (d == 0).mean() >= 0.999
+
+
+def test_uint8_weights_with_zero_points_refused_by_compile(models, tmp_path, capsys):
+    """uint8 weights with non-zero zero points: the golden model runs them, the compiler names the layer and
+    leaves no output directory behind."""
+    out = tmp_path / "nothing"
+    _user_error(capsys, ["compile", str(models[("pools", "qdq_pt_u8u8")]), "--out", str(out)],
+                "weight zero point", "allowed 0")
+    assert not out.exists()
+
+
+def test_vector_of_any_rank_is_stored_as_a_vector():
+    from cimforge.compiler.state import stored_shape
+    from cimforge.compiler.tiling import CompileError
+    from cimforge.golden.ir import TensorInfo
+
+    assert stored_shape(TensorInfo("t", (6, 1), "int8", 1.0, 0)) == (6, 1, 1)
+    assert stored_shape(TensorInfo("t", (1, 6), "int8", 1.0, 0)) == (6, 1, 1)
+    with pytest.raises(CompileError, match=r"\(2, 3\)"):
+        stored_shape(TensorInfo("t", (2, 3), "int8", 1.0, 0))
+
+
+# -- bad models and bad inputs: one line, exit 2, nothing written ---------------------------------------------
+
+def _bad_models(d: Path) -> dict[str, Path]:
+    from onnx import TensorProto
+
+    built = {}
+
+    def reflect(n):
+        x = n.op("Pad", ["x", n.c(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64))], mode="reflect")
+        return n.model((3, 6, 6), [n.op("Relu", [n.conv(x, 3, 8, 3)])]), (3, 6, 6)
+
+    def ceil(n):
+        x = n.op("Relu", [n.conv("x", 3, 8, 3)])
+        return n.model((3, 7, 7), [n.op("MaxPool", [x], kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1)]), \
+            (3, 7, 7)
+
+    def tanh(n):
+        return n.model((3, 6, 6), [n.op("Tanh", [n.conv("x", 3, 8, 3)])]), (3, 6, 6)
+
+    def cast_input(n):
+        x = n.op("Cast", ["x"], to=TensorProto.FLOAT)
+        return n.model((3, 6, 6), [n.op("Relu", [n.conv(x, 3, 8, 3)])], input_type=TensorProto.UINT8), (3, 6, 6)
+
+    def concat4(n):
+        a, b = n.op("Relu", [n.conv("x", 3, 4, 3, pads=[1, 1, 1, 1])]), n.op("Relu", [n.conv("x", 3, 4, 1)])
+        return n.model((3, 6, 6), [n.conv(n.op("Concat", [a, b], axis=1), 8, 8, 1)]), (3, 6, 6)
+
+    for name, build in [("reflect", reflect), ("ceil", ceil), ("tanh", tanh),
+                        ("cast_input", cast_input), ("concat4", concat4)]:
+        proto, shape = build(_Net(SEED))
+        built[name] = _quantize(proto, shape, d / f"{name}.onnx", "qdq", True, "int8", "int8",
+                                np.uint8 if name == "cast_input" else np.float32)
+    built["float"] = d / "concat4_float.onnx"
+    return built
+
+
+@pytest.fixture(scope="module")
+def bad(tmp_path_factory) -> dict[str, Path]:
+    return _bad_models(tmp_path_factory.mktemp("bad_models"))
+
+
+@pytest.mark.parametrize("cmd", ["golden", "compile", "sim"])
+def test_unsupported_models_named(bad, cmd, tmp_path, capsys):
+    def argv(model):
+        if cmd == "sim":
+            return ["sim", "--model", str(model), "--random", "1"]
+        return [cmd, str(model)] + (["--out", str(tmp_path / "out")] if cmd == "compile" else [])
+
+    _user_error(capsys, argv(bad["reflect"]), "'Pad_", "mode 'reflect'", "allowed 'constant'")
+    _user_error(capsys, argv(bad["ceil"]), "'MaxPool_", "ceil_mode=1", "floor mode only")
+    _user_error(capsys, argv(bad["tanh"]), "'Tanh_", "operator Tanh", "supported: ")
+    _user_error(capsys, argv(bad["cast_input"]), "'x'", "'Cast_", "DequantizeLinear")
+    _user_error(capsys, argv(bad["float"]), "float-only model", "quantize_static")
+    assert not (tmp_path / "out").exists()
+
+
+def test_compile_error_leaves_no_output_directory(bad, tmp_path, capsys):
+    """A model the fabric cannot run (a concatenation of 4-channel tensors) fails after --out was checked: the
+    directory cimforge made is removed again; one that existed keeps exactly what it held."""
+    out = tmp_path / "new" / "out"
+    _user_error(capsys, ["compile", str(bad["concat4"]), "--out", str(out)], "concat layer", "multiple of the lanes")
+    assert not out.exists()
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "mine.txt").write_text("x")
+    _user_error(capsys, ["compile", str(bad["concat4"]), "--out", str(kept)], "concat layer")
+    assert sorted(p.name for p in kept.iterdir()) == ["mine.txt"]
+
+
+def test_bad_files_options_and_inputs(models, tmp_path, capsys):
+    model = str(models[("pads", "qdq_pc_s8s8")])
+    (tmp_path / "junk.onnx").write_text("not onnx")
+    _user_error(capsys, ["golden", str(tmp_path / "nope.onnx")], "nope.onnx", "no such file")
+    _user_error(capsys, ["compile", str(tmp_path / "junk.onnx"), "--out", str(tmp_path / "o")], "not a readable ONNX")
+    _user_error(capsys, ["compile", model, "--preset", "bogus", "--out", str(tmp_path / "o")], "--preset", "default")
+    (tmp_path / "bad.toml").write_text("[macro]\nbogus = 1\n")
+    _user_error(capsys, ["compile", model, "--config", str(tmp_path / "bad.toml"), "--out", str(tmp_path / "o")],
+                "macro.bogus", "rows")
+    assert not (tmp_path / "o").exists()
+    np.save(tmp_path / "shape.npy", np.zeros((2, 3, 9, 8), np.float32))
+    np.save(tmp_path / "dtype.npy", np.zeros((2, 3, 8, 8), np.complex64))
+    np.savez(tmp_path / "keys.npz", foo=np.zeros((2, 3, 8, 8), np.float32), bar=np.zeros((2, 3, 8, 8), np.float32))
+    for cmd in (["golden", model], ["sim", "--model", model]):
+        _user_error(capsys, [*cmd, "--input", str(tmp_path / "shape.npy")], "--input", "(2, 3, 9, 8)", "(N, 3, 8, 8)")
+        _user_error(capsys, [*cmd, "--input", str(tmp_path / "dtype.npy")], "--input", "complex64")
+        line = _user_error(capsys, [*cmd, "--input", str(tmp_path / "keys.npz")], "['bar', 'foo']", "'input'")
+        assert line.count("'x'") == 1, line  # each allowed name once
+
+
+# -- on the RTL ------------------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.cocotb
+@pytest.mark.parametrize("name,var", [("pools", "qdq_pc_s8s8"), ("pads", "qop_pt_u8s8")])
+def test_rtl_bit_exact(models, name, var, tmp_path, capsys):
+    """``cimforge sim --random 2 --seed 0`` on the default fabric in Verilator: every tensor bit-exact and every
+    layer's measured cycles as the cost model predicted."""
+    assert main(["sim", "--model", str(models[(name, var)]), "--random", "2", "--seed", "0",
+                 "--report", str(tmp_path)]) == 0
+    print(capsys.readouterr().out[-2000:])
+    rep = json.loads((tmp_path / "report.json").read_text())
+    assert rep["bit_exact"] and rep["images"] == 2
+    assert all(r["measured"] == r["predicted"] for r in rep["layers"])
