@@ -23,7 +23,7 @@ accessed by the host while the controller is idle.
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, unsigned
+from amaranth.hdl import Cat, ClockDomain, DomainRenamer, Module, Mux, ResetSignal, unsigned
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -37,6 +37,7 @@ from .graph_spmv import SpmvEngine
 from .engine import connect_control
 from .host import REGION_BITS, WishboneHost, padded_width, wishbone_signature
 from .isa import CSR, MAGIC, desc_layout, host_map, instr_layout, lanes, param_layout, trace_layout
+from .clock_gate import GATED_ENGINES, engine_clock_enable, gated_clock, macro_clock_enable
 from .library import VerilogLibrary, instantiate
 from .loader import WeightLoader
 from .lrn import LrnEngine
@@ -131,7 +132,14 @@ class CimFabric(wiring.Component):
         macros = self._macros(m)
         engines = {}
         for name, cls in ENGINES.items():
-            engines[name] = m.submodules[name] = cls(cfg)
+            engines[name] = eng = cls(cfg)
+            if self.library is not None and name in GATED_ENGINES:  # on its own gated clock (gen/clock_gate.py)
+                cd = ClockDomain(f"{name}_gated", local=True)
+                m.domains += cd
+                gclk = gated_clock(m, self.library, engine_clock_enable(m, eng, name), f"{name}_icg")
+                m.d.comb += [cd.clk.eq(gclk), cd.rst.eq(ResetSignal())]
+                eng = DomainRenamer({"sync": f"{name}_gated"})(eng)
+            m.submodules[name] = eng
         m.submodules.ctrl = ctrl = Controller(cfg)
         m.submodules.host = host = WishboneHost(cfg)
 
@@ -144,7 +152,7 @@ class CimFabric(wiring.Component):
 
     def _macros(self, m: Module) -> list:
         """The macros: inline for Amaranth simulation, else one Verilog module instantiated by name (generation
-        time and size follow one macro)."""
+        time and size follow one macro), each clocked through its clock gate (:mod:`.clock_gate`)."""
         cfg = self.cfg
         n = cfg.fabric.n_macros
         if self.library is None:
@@ -156,7 +164,9 @@ class CimFabric(wiring.Component):
         macros = []
         for i in range(n):
             iface = template.signature.create(path=(f"macro{i}",))
-            m.submodules[f"macro{i}"] = instantiate(name, template, iface)
+            # each macro on its own gated clock: no edge in a cycle in which none of its state changes
+            gclk = gated_clock(m, self.library, macro_clock_enable(m, iface, f"macro{i}"), f"macro{i}_icg")
+            m.submodules[f"macro{i}"] = instantiate(name, template, iface, clk=gclk)
             macros.append(iface)
         return macros
 

@@ -43,6 +43,14 @@ class VerilogLibrary:
                 self._modules[full] = verilog.convert(comp, name=full, emit_src=False)
         return full, comp
 
+    def raw(self, name: str, text: str) -> str:
+        """Add a hand-written Verilog module (a library cell Amaranth cannot describe, e.g. the clock gate's
+        latch) as ``prefix + name`` unless already there; ``text`` holds ``{name}`` where the module's name goes.
+        Returns the full name."""
+        full = self.prefix + name
+        self._modules.setdefault(full, text.format(name=full))
+        return full
+
     @property
     def names(self) -> list[str]:
         return list(self._modules)
@@ -52,12 +60,13 @@ class VerilogLibrary:
         return "".join(self._modules.values())
 
 
-def instantiate(module_name: str, template: wiring.Component, iface: object, domain: str = "sync") -> Instance:
+def instantiate(module_name: str, template: wiring.Component, iface: object, domain: str = "sync",
+                clk=None) -> Instance:
     """An ``Instance`` of ``module_name`` whose ports (named after ``template``'s signature, Amaranth style:
     path joined with ``__``) connect to the same-named signals of ``iface``, created by
-    ``template.signature.create()``.
+    ``template.signature.create()``; its clock is ``domain``'s, or ``clk`` when given (a gated clock).
     """
-    kwargs = {"i_clk": ClockSignal(domain), "i_rst": ResetSignal(domain)}
+    kwargs = {"i_clk": ClockSignal(domain) if clk is None else clk, "i_rst": ResetSignal(domain)}
     for path, member, value in template.signature.flatten(iface):
         name = "__".join(str(p) for p in path)
         if hasattr(value, "as_value"):
