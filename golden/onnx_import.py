@@ -364,16 +364,22 @@ class _Importer:
 
     # -- window geometry ------------------------------------------------------------------------------------
 
-    def window(self, node, a: dict, in_hw: tuple[int, int], kernel: tuple[int, int]) -> dict:
-        """stride, padding (top, left, bottom, right) and dilation of a 2-D window, auto_pad resolved."""
+    def window(self, node, a: dict, in_hw: tuple[int, int], kernel: tuple[int, int], ceil_ok: bool = False) -> dict:
+        """stride, padding (top, left, bottom, right) and dilation of a 2-D window, auto_pad resolved.
+
+        ``ceil_ok``: the operator's ``ceil_mode=1`` is padding at the bottom and right, enough for the last
+        partial window (a window that would start in the end padding is dropped, as onnxruntime does); that is
+        exact for a max and for an average that excludes padding, whose padded taps count for nothing."""
         if len(kernel) != 2:
             self.fail(node, f"only 2-D windows are supported, kernel_shape = {list(kernel)}")
         stride = tuple(a.get("strides", (1, 1)))
         dil = tuple(a.get("dilations", (1, 1)))
         if len(stride) != 2 or len(dil) != 2:
             self.fail(node, f"strides {list(stride)} / dilations {list(dil)} must have two entries")
-        if a.get("ceil_mode", 0):
-            self.fail(node, "ceil_mode=1 is not supported (floor mode only)")
+        ceil = bool(a.get("ceil_mode", 0))
+        if ceil and not ceil_ok:
+            self.fail(node, "ceil_mode=1 is supported on MaxPool and on AveragePool with count_include_pad=0 "
+                            "only (floor mode here)")
         auto = a.get("auto_pad", b"NOTSET")
         auto = auto.decode() if isinstance(auto, bytes) else auto
         if auto in ("NOTSET", ""):
@@ -392,6 +398,15 @@ class _Importer:
             padding = (p[0][0], p[1][0], p[0][1], p[1][1])
         else:
             self.fail(node, f"auto_pad {auto!r} is not supported")
+        if ceil:
+            padding = list(padding)
+            for i, (size, k, s, d) in enumerate(zip(in_hw, kernel, stride, dil)):
+                span = size + padding[i] + padding[i + 2] - (k - 1) * d - 1
+                n = -(-span // s) + 1 if span >= 0 else 0
+                if n > 1 and (n - 1) * s >= size + padding[i]:
+                    n -= 1
+                padding[i + 2] += max((n - 1) * s + (k - 1) * d + 1 - size - padding[i] - padding[i + 2], 0)
+            padding = tuple(padding)
         out = tuple(conv_output_size(size, k, s, padding[i], padding[i + 2], d)
                     for i, (size, k, s, d) in enumerate(zip(in_hw, kernel, stride, dil)))
         if min(out) < 1:
@@ -450,7 +465,8 @@ class _Importer:
             kw = dict(kernel=x.shape[1:])
             return (x.shape[0], 1, 1), lambda out: self.max_pool(node, x, out, kw)
         kernel = tuple(a.get("kernel_shape", ()))
-        geo = self.window(node, a, x.shape[1:], kernel)
+        geo = self.window(node, a, x.shape[1:], kernel,
+                          ceil_ok=kind == "max" or not a.get("count_include_pad", 0))
         shape = (x.shape[0], *geo["out_hw"])
         kw = dict(kernel=kernel, stride=geo["stride"], padding=geo["padding"], dilation=geo["dilation"])
         if kind == "max":
@@ -1750,7 +1766,7 @@ IMPORTS_TO: dict[str, tuple[tuple[str, ...], str]] = {
                                        "a depthwise 1x1 `conv2d`; numerics \"onnx\": a `float_chain`"),
     "Sum": (("add", "float_chain"), "n-ary float Sum: a chain of n - 1 adds; reading a float result (numerics "
                                     "\"onnx\") a `float_chain`"),
-    "MaxPool": (("maxpool",), "on codes or QDQ"),
+    "MaxPool": (("maxpool",), "on codes or QDQ; `ceil_mode` 1 as end padding"),
     "GlobalMaxPool": (("maxpool",), "a `maxpool` over the whole plane, on codes or a dequantized tensor; a "
                                     "requantising copy when its QuantizeLinear changes the quantisation"),
     "QLinearAveragePool": (("avgpool",), "QOperator (com.microsoft)"),

@@ -202,9 +202,10 @@ def test_error_dangling_input():
 def test_error_unsupported_attributes():
     init = qparams("x", 0.02, 0, np.int8)
     nodes = [helper.make_node("DequantizeLinear", ["x", "x_scale", "x_zp"], ["xd"], name="dq"),
-             helper.make_node("MaxPool", ["x"], ["y"], name="pool", kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1)]
+             helper.make_node("MaxPool", ["x"], ["y"], name="pool", kernel_shape=[2, 2], strides=[2, 2],
+                              storage_order=1)]
     model = make_model(nodes, {"x": (np.dtype(np.int8), (1, 5, 5))}, {"y": np.dtype(np.int8)}, init)
-    with pytest.raises(OnnxImportError, match=r"node 'pool' \(MaxPool\): ceil_mode=1 is not supported"):
+    with pytest.raises(OnnxImportError, match=r"node 'pool' \(MaxPool\): storage_order=1 is not supported"):
         load_onnx(model)
 
 

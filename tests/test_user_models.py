@@ -93,11 +93,11 @@ def _squeeze_gemm(n: _Net):
 
 
 def _pools(n: _Net):
-    """1x3 and 3x1 kernels, ReLU6, MaxPool, groups 2, a padded AveragePool (count_include_pad 0: the divisor
+    """1x3 and 3x1 kernels, ReLU6, MaxPool with ceil_mode (11 -> 6: the last window half outside), groups 2, a padded AveragePool (count_include_pad 0: the divisor
     varies at the border), GlobalMaxPool -> Flatten -> Gemm; a fixed batch of 1."""
     x = n.conv("x", 3, 8, (1, 3), pads=[0, 1, 0, 1])
     x = n.op("Clip", [n.conv(x, 8, 8, (3, 1), pads=[1, 0, 1, 0]), n.c(np.float32(0)), n.c(np.float32(6))])
-    x = n.op("MaxPool", [x], kernel_shape=[2, 2], strides=[2, 2])
+    x = n.op("MaxPool", [x], kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1)
     x = n.op("Relu", [n.conv(x, 8, 8, 3, group=2, pads=[1, 1, 0, 0])])
     x = n.op("AveragePool", [x], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
     x = n.op("Flatten", [n.op("GlobalMaxPool", [x])])
@@ -215,7 +215,7 @@ def test_compile_and_iss_equal_golden(models, name, var, tmp_path, capsys):
 
 
 def test_new_patterns_import_as_existing_kinds(models):
-    """Squeeze/Unsqueeze are reshapes, GlobalMaxPool a whole-plane max pool, a Pad a depthwise 1x1 convolution of weight 1 with the Pad's padding, Gemm's alpha in the weight scale."""
+    """MaxPool's ceil_mode is end padding, Squeeze/Unsqueeze are reshapes, GlobalMaxPool a whole-plane max pool, a Pad a depthwise 1x1 convolution of weight 1 with the Pad's padding, Gemm's alpha in the weight scale."""
     import onnx
     from onnx import numpy_helper
 
@@ -223,10 +223,11 @@ def test_new_patterns_import_as_existing_kinds(models):
 
     g = load_onnx(models[("pools", "qdq_pc_s8s8")])
     layers = {l.name: l for l in g.layers}
-    assert layers["MaxPool_10"].output.shape == (8, 5, 5)
-    assert layers["AveragePool_15"].padding == (1, 1, 1, 1) and layers["AveragePool_15"].output.shape == (8, 2, 2)
+    # ceil_mode: 11 -> 6, the last window reaching one row and column of end padding
+    assert layers["MaxPool_10"].output.shape == (8, 6, 6) and layers["MaxPool_10"].padding == (0, 0, 1, 1)
+    assert layers["AveragePool_15"].padding == (1, 1, 1, 1) and layers["AveragePool_15"].output.shape == (8, 3, 3)
     gmp = layers["GlobalMaxPool_16"]
-    assert gmp.kind == "maxpool" and gmp.kernel == (2, 2) and gmp.output.shape == (8, 1, 1)
+    assert gmp.kind == "maxpool" and gmp.kernel == (3, 3) and gmp.output.shape == (8, 1, 1)
     assert layers["GlobalMaxPool_16/requant"].kind == "concat"  # its QuantizeLinear requantises
     p = load_onnx(models[("pads", "qop_pt_u8s8")])
     pads = [l for l in p.layers if l.kind == "conv2d" and l.groups == l.in_channels and (l.weight == 1).all()]
@@ -312,10 +313,10 @@ def _bad_models(d: Path) -> dict[str, Path]:
         x = n.op("Pad", ["x", n.c(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64))], mode="reflect")
         return n.model((3, 6, 6), [n.op("Relu", [n.conv(x, 3, 8, 3)])]), (3, 6, 6)
 
-    def ceil(n):
+    def ceil(n):  # onnxruntime's divisor counts the explicit padding but not the ceil extension
         x = n.op("Relu", [n.conv("x", 3, 8, 3)])
-        return n.model((3, 7, 7), [n.op("MaxPool", [x], kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1)]), \
-            (3, 7, 7)
+        return n.model((3, 7, 7), [n.op("AveragePool", [x], kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1,
+                                        count_include_pad=1)]), (3, 7, 7)
 
     def tanh(n):
         return n.model((3, 6, 6), [n.op("Tanh", [n.conv("x", 3, 8, 3)])]), (3, 6, 6)
@@ -350,7 +351,7 @@ def test_unsupported_models_named(bad, cmd, tmp_path, capsys):
         return [cmd, str(model)] + (["--out", str(tmp_path / "out")] if cmd == "compile" else [])
 
     _user_error(capsys, argv(bad["reflect"]), "'Pad_", "mode 'reflect'", "allowed 'constant'")
-    _user_error(capsys, argv(bad["ceil"]), "'MaxPool_", "ceil_mode=1", "floor mode only")
+    _user_error(capsys, argv(bad["ceil"]), "'AveragePool_", "ceil_mode=1", "count_include_pad=0")
     _user_error(capsys, argv(bad["tanh"]), "'Tanh_", "operator Tanh", "supported: ")
     _user_error(capsys, argv(bad["cast_input"]), "'x'", "'Cast_", "DequantizeLinear")
     _user_error(capsys, argv(bad["float"]), "float-only model", "quantize_static")
