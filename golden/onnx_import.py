@@ -1769,8 +1769,8 @@ IMPORTS_TO: dict[str, tuple[tuple[str, ...], str]] = {
     "MaxPool": (("maxpool",), "on codes or QDQ; `ceil_mode` 1 as end padding"),
     "GlobalMaxPool": (("maxpool",), "a `maxpool` over the whole plane, on codes or a dequantized tensor; a "
                                     "requantising copy when its QuantizeLinear changes the quantisation"),
-    "QLinearAveragePool": (("avgpool",), "QOperator (com.microsoft)"),
-    "AveragePool": (("avgpool", "float_chain"), "QDQ (`method` \"integer\", or \"float\" with numerics "
+    "QLinearAveragePool": (("avgpool",), "QOperator (com.microsoft); `ceil_mode` 1 as for AveragePool"),
+    "AveragePool": (("avgpool", "float_chain"), "QDQ; `ceil_mode` 1 as end padding without `count_include_pad` (`method` \"integer\", or \"float\" with numerics "
                                                 "\"onnx\"); of a float result a `float_chain` (numerics \"onnx\")"),
     "QLinearGlobalAveragePool": (("global_avgpool",), "QOperator (com.microsoft)"),
     "GlobalAveragePool": (("global_avgpool", "float_chain"), "QDQ, as `AveragePool`"),
