@@ -1,4 +1,4 @@
-"""Integrated clock gates for the fabric's macros (docs/architecture.md, "Clock gating").
+"""Integrated clock gates for the fabric's macros and graph engines (docs/architecture.md, "Clock gating").
 
 A macro is idle most of a network's cycles (waiting on the external memory, during pools, residual adds and the
 other macros' layers), and in an idle cycle none of its registers or bit cells changes. Silicon gates the clock
@@ -10,8 +10,9 @@ nothing (the tiles' compute was half of a ResNet-50 simulation's time).
 
 The ICG is a library cell here as in a standard-cell flow: a few lines of Verilog (:data:`ICG_VERILOG`), added
 to the design's :class:`~cimforge.gen.library.VerilogLibrary` and instantiated by name. Amaranth has no latch, and
-the Amaranth-simulated fabric (no library) runs its macros on the fabric clock: the same behaviour, since the
-gate only removes edges at which no state would change (:func:`macro_clock_enable`).
+the Amaranth-simulated fabric (no library) runs its macros and engines on the fabric clock: the same behaviour,
+since the gate only removes edges at which no state would change (:func:`macro_clock_enable`,
+:func:`engine_clock_enable`).
 """
 
 from __future__ import annotations
@@ -49,8 +50,8 @@ endmodule
 
 
 def macro_clock_enable(m: Module, mac, name: str) -> Signal:
-    """The enable of macro ``mac``'s clock (signals named after ``name``) (its fabric-side interface, :meth:`CimMacro.signature_for`): high in
-    every cycle at whose end some macro register or bit cell may change, i.e. while the fabric is in reset, an
+    """The enable of macro ``mac``'s clock (``mac`` its fabric-side interface, :meth:`CimMacro.signature_for`;
+    signals named after ``name``): high in every cycle at whose end some macro register or bit cell may change, i.e. while the fabric is in reset, an
     operation is offered (``op.valid``: accepted at the next edge when ready), a page word is written or read,
     the macro is busy, its last compute cycle's partial sums are being accumulated (``busy`` one cycle
     earlier, :data:`~cimforge.gen.macro.LATENCY` = 1), or its result pulse ends (``res_valid``). In any other
