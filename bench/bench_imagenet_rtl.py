@@ -69,7 +69,7 @@ def run(name: str, seed: int, timing_only: bool, iss: bool = False) -> int:
     log = Path("build") / "reports" / f"bench-imagenet-{name}" / "sim.log"
     print(f"{name}: simulator output (Verilator build, cocotb) goes to {log}", flush=True)
     with simulator_log(log):
-        res = simulate(graph, cfg, x)
+        res = simulate(graph, cfg, x, program=prog)
     wall = time.perf_counter() - t0
     exact_cycles = all([e["cycle"] for e in r.trace] == stamps for fr in res.runs for r in fr.runs)
     print(f"{name}: RTL run {wall:.1f} s wall (build included when not cached; simulation {res.run_wall:.1f} s), "

@@ -392,7 +392,7 @@ def _simulate(plan: GraphPlan, source, sim: str, options: dict) -> LoopRecord:
         if sim == "verilator":
             public = tuple(n for n in PUBLIC if n not in _MEMORIES) + ("dma_error",)
             run_cocotb(sim, [vpath], top, "cimforge.graph.fabric_tb", env={"CIMFORGE_GRAPH_JOB": str(job_path)},
-                       build_args=list(VERILATOR_ARGS + (str(_system_public(top, vpath)),)), public=public,
+                       build_args=list(VERILATOR_ARGS + (str(_system_public(cfg, top, vpath)),)), public=public,
                        cxx_opt=model_cxx_opt(CXX_OPT))
         else:
             run_cocotb(sim, [vpath], top, "cimforge.graph.fabric_tb", env={"CIMFORGE_GRAPH_JOB": str(job_path)})

@@ -253,13 +253,15 @@ def _show_tail(log: Path | None) -> None:
 GENERATION_NOTICE = 3.0
 
 
-def _generate_rtl(cfg) -> Path:
-    """The fabric's Verilog (generated once per configuration, cached); a generation that takes a while says so
-    on the terminal (Amaranth elaborates a large fabric for minutes)."""
+def _generate_rtl(cfg, external: bool) -> Path:
+    """The Verilog the run simulates, generated once per configuration and cached: the fabric's, or with
+    ``external`` (the program keeps its tensors in the external memory) the system's, the fabric with the external
+    memory model. A generation that takes a while says so on the terminal (Amaranth elaborates a large fabric for
+    minutes)."""
     import threading
     import time
 
-    from .fabric_runner import fabric_verilog
+    from .fabric_runner import fabric_verilog, system_verilog
 
     said = []
 
@@ -274,7 +276,7 @@ def _generate_rtl(cfg) -> Path:
     notice.daemon = True
     notice.start()
     try:
-        _, vpath = fabric_verilog(cfg)
+        _, vpath = system_verilog(cfg, []) if external else fabric_verilog(cfg)
     finally:
         notice.cancel()
     if said:
@@ -282,7 +284,7 @@ def _generate_rtl(cfg) -> Path:
     return vpath
 
 
-def _run_model(args, cfg, label: str, graph, data, report: Path) -> bool:
+def _run_model(args, cfg, label: str, graph, data, report: Path, program) -> bool:
     from tqdm import tqdm
 
     from .cosim import simulate
@@ -296,10 +298,10 @@ def _run_model(args, cfg, label: str, graph, data, report: Path) -> bool:
           f"{log if log else 'shown (--verbose)'}", flush=True)
     with simulator_log(log, announce=tqdm.write):
         try:
-            vpath = _generate_rtl(cfg)
+            vpath = _generate_rtl(cfg, program.external)
             with tqdm(total=len(x), unit="img", desc=label[:24], file=sys.stdout, dynamic_ncols=True) as bar:
                 res = simulate(graph, cfg, x, labels=y, sim=args.sim, batch=args.batch, batches_per_launch=1,
-                               progress=bar, merge_images=not args.per_image_passes)
+                               progress=bar, merge_images=not args.per_image_passes, program=program)
         except Exception as e:
             from ..errors import is_user_error
             if not is_user_error(e):
@@ -334,9 +336,9 @@ def run(args: argparse.Namespace) -> int:
     jobs = []
     for label, graph, dataset in models:  # every option and the compilation checked before the first long run
         data = _data(args, label, graph, dataset)
-        compile_graph(split_host_tail(graph).fabric, cfg, batch=args.batch or 1,
-                      merge_images=not args.per_image_passes)
-        jobs.append((label, graph, data, _report_dir(args, label, cfg, len(models) > 1)))
+        prog = compile_graph(split_host_tail(graph).fabric, cfg, batch=args.batch or 1,
+                             merge_images=not args.per_image_passes)  # kept for the run when it has its batch
+        jobs.append((label, graph, data, _report_dir(args, label, cfg, len(models) > 1), prog))
     ok = True
     for job in jobs:
         ok &= _run_model(args, cfg, *job)

@@ -69,7 +69,10 @@ def digits_batch(graph: Graph, start: int, count: int, rounding: str | None = No
 
 
 def batch_size(graph: Graph, cfg: CimConfig, n_images: int) -> int:
-    """Images per run: what the activation memory, the program memory and the trace hold (at most 32)."""
+    """Images per run: what the activation memory, the program memory and the trace hold (at most 32); one
+    image needs no probe compilation."""
+    if n_images == 1:
+        return 1
     probe = compile_graph(graph, cfg, batch=1)
     per_image = len(probe.code) - len(probe.prologue) - 1
     room = min((cfg.controller.program_depth - len(probe.prologue) - 1) // per_image,
@@ -154,7 +157,8 @@ def _input_codes(graph: Graph, inputs) -> dict[str, np.ndarray]:
 def simulate(model, cfg: CimConfig, inputs, *, labels=None, sim: str = "verilator", batch: int | None = None,
              mode: str = "backdoor", parallelism=None, stream=None,
              wmem_patch: Callable[[list[int], Program], list[int]] | None = None,
-             batches_per_launch: int | None = None, progress=None, merge_images: bool = True) -> Cosim:
+             batches_per_launch: int | None = None, progress=None, merge_images: bool = True,
+             program: Program | None = None) -> Cosim:
     """Compile ``model`` for ``cfg``, run ``inputs`` on the RTL and score them against the golden model.
 
     Parameters
@@ -178,6 +182,10 @@ def simulate(model, cfg: CimConfig, inputs, *, labels=None, sim: str = "verilato
     merge_images : bool
         One ``MAC`` pass per layer over the images of a run (else one per image), see
         :func:`~cimforge.compiler.compile.compile_graph`.
+    program : Program, optional
+        The model already compiled with these options (``compile_graph(split_host_tail(graph).fabric, cfg,
+        batch=B, ...)``): used when ``B`` is the run's batch, which saves compiling it again (minutes for
+        ResNet-50); otherwise the model is compiled here.
 
     Raises
     ------
@@ -200,8 +208,11 @@ def simulate(model, cfg: CimConfig, inputs, *, labels=None, sim: str = "verilato
     # computes the rest, the host applies the tail's golden operators to the RTL's outputs (docs/operators.md)
     split = split_host_tail(graph)
     batch = batch or batch_size(split.fabric, cfg, n_images)
-    prog = compile_graph(split.fabric, cfg, batch=batch, parallelism=parallelism, stream=stream,
-                         merge_images=merge_images)
+    if program is not None and program.batch == batch:
+        prog = program
+    else:
+        prog = compile_graph(split.fabric, cfg, batch=batch, parallelism=parallelism, stream=stream,
+                             merge_images=merge_images)
     wmem = wmem_patch(list(prog.wmem), prog) if wmem_patch else None
     res = Cosim(graph, cfg, prog, n_images, labels=labels)
     golden_all, got_all = [], []

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import CimConfig, config_to_dict
+from ..gen.extmem import EXT_BACKDOOR, STORE_NAME
 from ..gen.isa import CSR, MAGIC, host_map, status_layout, trace_layout, unpack_word
 from .tools import model_cxx_opt, run_cocotb
 
@@ -192,15 +193,17 @@ def run_programs(cfg: CimConfig, items: list, *, sim: str = "verilator", mode: s
     with tempfile.TemporaryDirectory(prefix="cimforge-job-") as tmp:
         res_path = Path(tmp) / "results.json"
         runs = []
-        last = None
+        last = last_ext = None
         for program, batch in items:
             words = program.input_words(batch)
             n = next(iter(batch.values())).shape[0]
             ranges = sorted({(p.base, p.words) for (i, _), p in program.tensors.items() if i < n})
             limit = 4 * (program_timing(program)[-1] + 1) + 10000 if timeout_cycles is None else timeout_cycles
-            if getattr(program, "external", False):  # tensors (and weights) in the external memory, by backdoor
+            if getattr(program, "external", False):  # tensors (and weights) in the external memory, by file
+                if program is not last_ext:
+                    init_file, last_ext = _hex_file(Path(tmp), program.ext_init), program
                 run = {"writes": [], "reads": _merge(list(extra_reads)), "timeout": limit,
-                       "ext_writes": _runs_of({**program.ext_init, **words}), "ext_reads": _merge(ranges)}
+                       "ext_loads": [init_file, _hex_file(Path(tmp), words)], "ext_reads": _merge(ranges)}
             else:
                 run = {"writes": _runs_of(words), "reads": _merge(ranges + list(extra_reads)), "timeout": limit}
             if program is not last:
@@ -213,23 +216,30 @@ def run_programs(cfg: CimConfig, items: list, *, sim: str = "verilator", mode: s
             "mode": mode, "system": system, "hbits": hbits, "magic": MAGIC, "csr": CSR, "n_macros": cfg.fabric.n_macros,
             "trace_depth": cfg.controller.trace_depth,
             "regions": {r.name: {"index": r.index, "slices": r.slices, "width": r.width} for r in regions.values()},
-            "runs": runs, "results": str(res_path),
+            "runs": runs, "results": str(res_path), "ext_backdoor": EXT_BACKDOOR,
+            "ext_in": str(Path(tmp) / "ext-in.hex"), "ext_out": str(Path(tmp) / "ext-out.hex"),
         }
+        plusargs = [f"+{EXT_BACKDOOR['in']}={job['ext_in']}", f"+{EXT_BACKDOOR['out']}={job['ext_out']}"]
         job_path = Path(tmp) / "job.json"
         job_path.write_text(json.dumps(job))
         if sim == "verilator":
             public = PUBLIC if design is None else tuple(n for n in PUBLIC if n not in _MEMORIES) + ("dma_error",)
-            sub = () if design is None else (str(_system_public(top, vpath)),)
+            sub = () if design is None else (str(_system_public(cfg, top, vpath)),)
             run_cocotb(sim, [vpath], top, "cimforge.sim.fabric_tb", env={"CIMFORGE_FABRIC_JOB": str(job_path)},
                        build_args=list(VERILATOR_ARGS + extra_args + sub), public=public,
-                       cxx_opt=model_cxx_opt(CXX_OPT))
+                       cxx_opt=model_cxx_opt(CXX_OPT), plusargs=plusargs)
         else:
-            run_cocotb(sim, [vpath], top, "cimforge.sim.fabric_tb", env={"CIMFORGE_FABRIC_JOB": str(job_path)})
+            run_cocotb(sim, [vpath], top, "cimforge.sim.fabric_tb", env={"CIMFORGE_FABRIC_JOB": str(job_path)},
+                       plusargs=plusargs)
         raw = json.loads(res_path.read_text())
+        for r in raw["runs"]:  # the external memory's dumps, read while the job's folder exists
+            r["ext_words"] = {}
+            for base, count, path in r.get("ext_dumps", []):
+                r["ext_words"].update(_read_hex_dump(Path(path), base, count))
     out = FabricRun(load_wall=raw["load_wall"], sim=sim)
     for (program, _), r, job_run in zip(items, raw["runs"], runs):
-        words: dict[int, int] = {}
-        for base, ws in r["reads"] + r.get("ext_reads", []):
+        words: dict[int, int] = r["ext_words"]
+        for base, ws in r["reads"]:
             for i, w in enumerate(ws):
                 words[base + i] = int(w, 16)
         trace = [_trace_entry(int(w)) for w in r["trace"]]
@@ -245,13 +255,13 @@ def run_programs(cfg: CimConfig, items: list, *, sim: str = "verilator", mode: s
     return out
 
 
-def _system_public(top: str, vpath: Path) -> Path:
-    """A Verilator configuration making the system's memories public for backdoor access: the fabric's (one
-    level down, module ``<top>.fabric``) and the external memory model's array (``<top>.extmem``,
-    :data:`cimforge.gen.extmem.EXT_ARRAY`)."""
-    from ..gen.extmem import EXT_ARRAY
+def _system_public(cfg: CimConfig, top: str, vpath: Path) -> Path:
+    """A Verilator configuration making the system's memories public for backdoor access (the fabric's, one
+    level down, module ``<top>.fabric``), and the external memory model's file backdoor registers
+    (:data:`cimforge.gen.extmem.EXT_BACKDOOR`, in the library cell ``<cfg.name>_ext_store``)."""
     lines = ["`verilator_config"] + [f'public_flat_rw -module "{top}.fabric" -var "{m}"' for m in _MEMORIES]
-    lines.append(f'public_flat_rw -module "{top}.{EXT_ARRAY[0]}" -var "{EXT_ARRAY[1]}"')
+    store = f"{cfg.name}_{STORE_NAME}"
+    lines += [f'public_flat_rw -module "{store}" -var "{EXT_BACKDOOR[r]}"' for r in ("load", "dump", "lo", "hi")]
     path = vpath.with_suffix(".memories.vlt")
     text = "\n".join(lines) + "\n"
     if not path.exists() or path.read_text() != text:
@@ -259,6 +269,41 @@ def _system_public(top: str, vpath: Path) -> Path:
         tmp.write_text(text)
         os.replace(tmp, path)
     return path
+
+
+def _hex_file(folder: Path, words: dict[int, int]) -> str:
+    """Write ``words`` (address -> word) as a ``$readmemh`` file into ``folder``, an ``@address`` line before
+    each contiguous run; return its path."""
+    lines, nxt = [], None
+    for a in sorted(words):
+        if a != nxt:
+            lines.append(f"@{a:x}")
+        lines.append(f"{words[a]:x}")
+        nxt = a + 1
+    fd, path = tempfile.mkstemp(suffix=".hex", dir=folder)
+    with os.fdopen(fd, "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+    return path
+
+
+def _read_hex_dump(path: Path, base: int, count: int) -> dict[int, int]:
+    """Words ``base ..`` of a ``$writememh`` dump (address comments skipped).
+
+    Raises
+    ------
+    FabricError
+        The dump holds fewer words than asked, or an undefined word (``x``: Icarus's memory before any write).
+    """
+    words = [ln.strip() for ln in path.read_text().splitlines() if ln.strip() and not ln.startswith(("//", "@"))]
+    if len(words) != count:
+        raise FabricError(f"external memory dump of words {base:#x}..{base + count - 1:#x}: {len(words)} words "
+                          f"read from {path}, expected {count}")
+    try:
+        return {base + i: int(w, 16) for i, w in enumerate(words)}
+    except ValueError:
+        bad = next(i for i, w in enumerate(words) if not all(c in "0123456789abcdefABCDEF" for c in w))
+        raise FabricError(f"external memory word {base + bad:#x} is undefined ({words[bad]!r}) after the run: "
+                          f"the program reads back a word nothing wrote") from None
 
 
 def _trace_entry(word: int) -> dict[str, int]:

@@ -8,6 +8,9 @@ DUT, so the per-cycle loop stays inside the simulator:
 * the clock is the simulator-side (GPI) clock;
 * ``backdoor`` jobs write and read memories through the simulator's handles (no clock cycles), ``bus`` jobs do
   every access through the Wishbone port (:class:`cimforge.sim.wishbone.WishboneMaster`);
+* the external memory model of a system top is loaded from and dumped to hex files by the model's own
+  ``$readmemh``/``$writememh`` (the job's ``ext_backdoor``: :data:`cimforge.gen.extmem.EXT_BACKDOOR`), one
+  cycle per file, in either mode;
 * a run is started with a write of CSR ``CTRL`` and awaited with one trigger, ``done`` or a timeout, so the
   simulator runs freely in between. A timeout reads ``PC``/``OPCODE`` and reports them.
 """
@@ -67,19 +70,38 @@ class Host:
             out.append(w)
         return out
 
-    def write_ext(self, runs: list) -> None:
-        """External memory words by backdoor (``[[base, [hex words]], ...]``): the model's array. Nothing to
-        write on a plain fabric (no external memory model in the design)."""
-        if not runs:
-            return
-        mem = self.dut.extmem.mem
-        for base, words in runs:
-            for i, w in enumerate(words):
-                mem[base + i].value = int(w, 16)
+    def _store(self):
+        h = self.dut
+        for part in self.job["ext_backdoor"]["path"]:
+            h = getattr(h, part)
+        return h
 
-    def read_ext(self, base: int, count: int) -> list[int]:
-        mem = self.dut.extmem.mem
-        return [int(mem[base + i].value) for i in range(count)]
+    async def _pulse(self, reg: str) -> None:
+        """One cycle of the backdoor register ``reg`` high: the model acts on that rising edge."""
+        sig = getattr(self._store(), self.job["ext_backdoor"][reg])
+        sig.value = 1
+        await RisingEdge(self.dut.clk)
+        sig.value = 0
+        await RisingEdge(self.dut.clk)
+
+    async def load_ext(self, files: list[str]) -> None:
+        """Load hex files (``@address`` lines and words) into the external memory model, in order: each is made
+        the model's input file (``job["ext_in"]``, a symbolic link) and read by its ``$readmemh``."""
+        for f in files:
+            tmp = self.job["ext_in"] + ".tmp"
+            if os.path.lexists(tmp):
+                os.unlink(tmp)
+            os.symlink(f, tmp)
+            os.replace(tmp, self.job["ext_in"])
+            await self._pulse("load")
+
+    async def dump_ext(self, base: int, count: int, path: str) -> None:
+        """Words ``base .. base + count - 1`` of the external memory model into the hex file ``path``."""
+        store, names = self._store(), self.job["ext_backdoor"]
+        getattr(store, names["lo"]).value = base
+        getattr(store, names["hi"]).value = base + count - 1
+        await self._pulse("dump")
+        os.replace(self.job["ext_out"], path)
 
     async def csr(self, name: str) -> int:
         return await self.bus.read(self.addr("csr", self.job["csr"][name]))
@@ -108,7 +130,7 @@ async def run_job(dut):
         t0 = time.perf_counter()
         for base, words in run["writes"]:
             await host.write_mem("amem", base, [int(w, 16) for w in words])
-        host.write_ext(run.get("ext_writes", []))
+        await host.load_ext(run.get("ext_loads", []))
         res["write_wall"] = time.perf_counter() - t0
         await host.bus.write(host.addr("csr", job["csr"]["START_PC"]), 0)
         await host.bus.write(host.addr("csr", job["csr"]["CTRL"]), 1)
@@ -131,8 +153,11 @@ async def run_job(dut):
         res["reads"] = []
         for base, count in run["reads"]:
             res["reads"].append([base, [hex(w) for w in await host.read_mem("amem", base, count)]])
-        res["ext_reads"] = [[base, [hex(w) for w in host.read_ext(base, count)]] for base, count in
-                            run.get("ext_reads", [])]
+        res["ext_dumps"] = []
+        for base, count in run.get("ext_reads", []):
+            path = f"{job['results']}.ext{len(results['runs'])}-{len(res['ext_dumps'])}.hex"
+            await host.dump_ext(base, count, path)
+            res["ext_dumps"].append([base, count, path])
         res["read_wall"] = time.perf_counter() - t2
         res["bus_accesses"] = host.bus.accesses
         results["runs"].append(res)

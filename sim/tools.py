@@ -303,7 +303,8 @@ def verilator_public(top: str, names: Sequence[str]) -> str:
 def run_cocotb(sim: str, sources: Sequence[Path], toplevel: str, test_module: str, *,
                env: dict[str, str] | None = None, testcase: str | None = None,
                build_args: Sequence[str] = (), waves: bool = False, timeout_s: float | None = None,
-               public: Sequence[str] | None = None, cxx_opt: str | None = None) -> Path:
+               public: Sequence[str] | None = None, cxx_opt: str | None = None,
+               plusargs: Sequence[str] = ()) -> Path:
     """Build (once, cached by content) and run a cocotb test module; return the results XML path.
 
     Raises
@@ -315,6 +316,7 @@ def run_cocotb(sim: str, sources: Sequence[Path], toplevel: str, test_module: st
     cocotb; cocotb's runner otherwise exports every net (``--public-flat-rw``), which multiplies Verilator's
     C++ model, its compile time and its run time. ``cxx_opt`` (Verilator only, e.g. ``"-O0"``) sets the C++
     optimisation of the model: cheaper builds for benches whose time goes to Python, not to the model.
+    ``plusargs`` (``+name=value``) go to the simulator's command line (``$value$plusargs``).
     """
     from cocotb_tools.runner import get_runner
     from cocotb_tools.check_results import get_results
@@ -374,7 +376,8 @@ def run_cocotb(sim: str, sources: Sequence[Path], toplevel: str, test_module: st
     try:
         with captured():
             runner.test(hdl_toplevel=toplevel, test_module=test_module, build_dir=bdir, extra_env=dict(env or {}),
-                        testcase=testcase, waves=waves, results_xml=str(results), timescale=("1ns", "1ps"))
+                        testcase=testcase, waves=waves, results_xml=str(results), timescale=("1ns", "1ps"),
+                        plusargs=list(plusargs))
     except SystemExit:  # cocotb's runner exits when a test fails; report it as a failure with its log
         pass
     if not results.exists():
