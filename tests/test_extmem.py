@@ -173,3 +173,22 @@ def test_hex_dump_parser_names_bad_words(tmp_path):
         _read_hex_dump(dump, 0x10, 2)
     with pytest.raises(FabricError, match="2 words read .* expected 3"):
         _read_hex_dump(dump, 0x10, 3)
+
+
+def test_external_programs_are_refused_on_icarus():
+    """A program in external-memory mode is refused on Icarus by name before any build (it does not finish
+    there), instead of waiting for the timeout."""
+    import numpy as np
+
+    from cimforge.compiler.compile import compile_graph
+    from cimforge.errors import UserError
+    from cimforge.presets import get_preset
+    from cimforge.sim.fabric_runner import run_fabric
+    from cimforge.sim.random_layers import random_conv_graph
+
+    cfg = get_preset("tiny")
+    g = random_conv_graph(np.random.default_rng(5), cfg, cin=3, kmax=2)
+    prog = compile_graph(g, cfg, memory="external")
+    t = g.inputs[0]
+    with pytest.raises(UserError, match="sim='icarus': .* external memory .* allowed sim='verilator'"):
+        run_fabric(cfg, prog, [{t.name: np.zeros((1, *t.shape), t.dtype)}], sim="icarus")
