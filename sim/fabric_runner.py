@@ -209,8 +209,9 @@ def run_programs(cfg: CimConfig, items: list, *, sim: str = "verilator", mode: s
             if getattr(program, "external", False):  # tensors (and weights) in the external memory, by file
                 if program is not last_ext:
                     init_file, last_ext = _hex_file(Path(tmp), program.ext_init), program
-                run = {"writes": [], "reads": _merge(list(extra_reads)), "timeout": limit,
-                       "ext_loads": [init_file, _hex_file(Path(tmp), words)], "ext_reads": _merge(ranges)}
+                loads = [f for f in (init_file, _hex_file(Path(tmp), words)) if f]
+                run = {"writes": [], "reads": _merge(list(extra_reads)), "timeout": limit, "ext_loads": loads,
+                       "ext_reads": _merge(ranges)}
             else:
                 run = {"writes": _runs_of(words), "reads": _merge(ranges + list(extra_reads)), "timeout": limit}
             if program is not last:
@@ -278,9 +279,11 @@ def _system_public(cfg: CimConfig, top: str, vpath: Path) -> Path:
     return path
 
 
-def _hex_file(folder: Path, words: dict[int, int]) -> str:
+def _hex_file(folder: Path, words: dict[int, int]) -> str | None:
     """Write ``words`` (address -> word) as a ``$readmemh`` file into ``folder``, an ``@address`` line before
-    each contiguous run; return its path."""
+    each contiguous run; return its path (None for no words: nothing to load)."""
+    if not words:
+        return None
     lines, nxt = [], None
     for a in sorted(words):
         if a != nxt:
