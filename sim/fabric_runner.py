@@ -186,9 +186,8 @@ def run_programs(cfg: CimConfig, items: list, *, sim: str = "verilator", mode: s
                                        or timeout_cycles < 1):
         raise ValueError(f"timeout_cycles = {timeout_cycles!r}: allowed an integer >= 1, or None for the default")
     if sim == "icarus" and any(getattr(p, "external", False) for p, _ in items):
-        # measured: the tiny preset's system stops at the first DSYNC on Icarus (with or without the file
-        # backdoor, with or without clock gates) and finishes when waves are dumped: an event-order dependence
-        # not found yet; Verilator runs these programs bit-exact
+        # measured: the tiny preset's system stops at the first DSYNC on Icarus, with the per-word backdoor as
+        # with the files (docs/memory.md section 5); the cause is not found. Verilator runs them bit-exact
         from ..errors import UserError
         raise UserError("sim='icarus': a program whose tensors live in the external memory (the model does not "
                         "fit on chip) runs on Verilator only; allowed sim='verilator'")
