@@ -12,10 +12,10 @@ and ``sim`` exits 0 with the report's line ``1 images: all tensors bit-exact``. 
     .venv/bin/python bench/bench_cli_imagenet.py --compile-only       # every model, compile only (minutes)
     .venv/bin/python bench/bench_cli_imagenet.py squeezenet mobilenet_v2
 
-The RTL runs are long: 224x224 inferences on the clock-gated imagenet system simulate at about 15-18 K cycles/s
+The RTL runs are long: 224x224 inferences on the clock-gated imagenet system simulate at about 20-28 K cycles/s
 on an otherwise idle core (predicted on the 32-page preset: SqueezeNet 1.7 M cycles, ShuffleNet 2.5 M,
 MobileNetV2 2.7 M, Inception-v1 6.1 M, ResNet-50 13.6 M, DenseNet-121 15.0 M, AlexNet 17.3 M, ZFNet-512 25.9 M,
-VGG-19 61.0 M: minutes for the first ones, about an hour for VGG-19); the first run builds the system in
+VGG-19 61.0 M: minutes for the first ones, about 40 minutes for VGG-19); the first run builds the system in
 Verilator (about 4 minutes, cached under build/sim). Every model of the set compiles for the preset
 (docs/memory.md section 10).
 """
