@@ -24,7 +24,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..bits import exact_log2
 from ..config import CimConfig
-from .isa import CH, DIM, PAR, SMALL, addr_width, desc_layout, lanes, mac_layout, role_layout
+from .isa import CH, CNT, DIM, PAR, SMALL, addr_width, desc_layout, lanes, mac_layout, role_layout
 
 __all__ = ["GatherUnit"]
 
@@ -69,7 +69,7 @@ class GatherUnit(wiring.Component):
             "args": In(mac_layout(cfg)),
             "pos_init": In(1), "pos_step": In(1), "pos_bstep": In(1), "pos_valid": Out(1),
             "bi": Out(PAR), "kk": Out(PAR), "nn": Out(PAR), "en": Out(1),
-            "go": In(1), "tile_active": In(1), "g_kbase": In(8),
+            "go": In(1), "tile_active": In(1), "g_kbase": In(CNT),
             "desc_rd": In(memory.ReadPort.Signature(addr_width=mac_layout(cfg)["desc_base"].shape.width,
                                                     shape=desc_layout(cfg))),
             "idle_next": Out(1), "stall": Out(1),

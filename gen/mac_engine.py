@@ -36,7 +36,7 @@ from ..config import CimConfig
 from ..golden.macro import LATENCY
 from .engine import MacTiming, engine_members
 from .gather import GatherUnit
-from .isa import addr_width, lanes, mac_layout, param_layout
+from .isa import CNT, addr_width, lanes, mac_layout, param_layout
 from .layouts import MacroMode, macro_op_layout, macro_result_layout
 from .macro import sum_tree
 from .requant import MBQM_LATENCY, Mbqm, clamp_code
@@ -148,10 +148,13 @@ class MacEngine(wiring.Component):
 
         # --- gather sequencer ------------------------------------------------------------------------------
         g_p0 = Signal(16)
-        g_nr = Signal(8)
-        g_kr = Signal(8)
-        g_kbase = Signal(8)   # g_kr * ki
-        g_nbase = Signal(8)   # g_nr * no
+        # tile counters as wide as the instruction's tile counts (``CNT`` bits): VGG-19's first dense layer has
+        # 392 reduction tiles, 25 rounds of 16 (8-bit counters wrapped kbase past 255: wrong inputs, bit-exact
+        # cycles)
+        g_nr = Signal(CNT)
+        g_kr = Signal(CNT)
+        g_kbase = Signal(CNT)   # g_kr * ki
+        g_nbase = Signal(CNT)   # g_nr * no
         g_done = Signal()
         all_idle = Signal()
         any_stall = Signal()
@@ -170,13 +173,13 @@ class MacEngine(wiring.Component):
             _advance(m, a, g_kr, g_kbase, g_nr, g_nbase, g_p0, g_done)
 
         # --- issue ---------------------------------------------------------------------------------------
-        tag_layout = data.StructLayout({"first": 1, "last": 1, "act": n, "p0": 16, "n0": 8})
+        tag_layout = data.StructLayout({"first": 1, "last": 1, "act": n, "p0": 16, "n0": CNT})
         m.submodules.tags = tags = fifo.SyncFIFO(width=tag_layout.size, depth=TAG_DEPTH)
         i_p0 = Signal(16)
-        i_nr = Signal(8)
-        i_kr = Signal(8)
-        i_kbase = Signal(8)
-        i_nbase = Signal(8)
+        i_nr = Signal(CNT)
+        i_kr = Signal(CNT)
+        i_kbase = Signal(CNT)
+        i_nbase = Signal(CNT)
         i_page = Signal(cfg.macro.page_width)
         i_done = Signal()
         acts = []
@@ -233,7 +236,7 @@ class MacEngine(wiring.Component):
         g_bi = Signal(8)   # the group being serialized: position group and N part
         g_nn = Signal(8)
         ser_p0 = Signal(16)
-        ser_n0 = Signal(8)
+        ser_n0 = Signal(CNT)
         for i in range(n):
             for l in range(L):
                 r = self.res_y[i][l]
@@ -265,7 +268,7 @@ class MacEngine(wiring.Component):
         q0_valid = Signal()
         q0_sum = [Signal(signed(32), name=f"q0_sum{l}", reset_less=True) for l in range(L)]
         q0_addr = Signal(addr_width(cfg), reset_less=True)
-        q0_n = Signal(8, reset_less=True)   # the group's output-channel tile (the epilogue's parameter word)
+        q0_n = Signal(CNT, reset_less=True)   # the group's output-channel tile (the epilogue's parameter word)
         for l in range(L):
             terms = []
             for i in range(n):
@@ -276,7 +279,7 @@ class MacEngine(wiring.Component):
             total = sum_tree(m, terms, f"gsum{l}", shape=signed(32))
             m.d.sync += q0_sum[l].eq(total)
         g_p = Signal(16)
-        g_n = Signal(8)
+        g_n = Signal(CNT)
         m.d.comb += [g_p.eq(ser_p0 + g_bi), g_n.eq(ser_n0 + g_nn)]
         m.d.sync += [q0_valid.eq(ser_on & (g_p < a.npos) & (g_n < a.nt)),
                      q0_addr.eq(a.out_base + g_p * a.out_cw + g_n), q0_n.eq(g_n)]
@@ -295,7 +298,7 @@ class MacEngine(wiring.Component):
             addr_pipe.append(s)
         n_pipe = [q0_n]  # the epilogue's word is read as the codes are registered, ready with them
         for k in range(MBQM_LATENCY):
-            s = Signal(8, name=f"n_pipe{k}", reset_less=True)
+            s = Signal(CNT, name=f"n_pipe{k}", reset_less=True)
             m.d.sync += s.eq(n_pipe[-1])
             n_pipe.append(s)
         codes = [clamp_code(m, mq.y[l], a.zp_out, a.act_min, a.act_max, f"code{l}") for l in range(L)]

@@ -12,6 +12,8 @@ and printed.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from amaranth.lib import wiring
@@ -20,13 +22,13 @@ from cimforge.compiler.compile import compile_graph
 from cimforge.compiler.cost import Parallelism, mac_pass_cycles
 from cimforge.compiler.fusion import internal_tensors
 from cimforge.compiler.tiling import CompileError, rowpack_ok, tile_steps
-from cimforge.gen.isa import decode_op, lanes
+from cimforge.gen.isa import Opcode, decode_op, lanes
 from cimforge.gen.mac_engine import EPILOGUE_LATENCY, MAC_TIMING, MacEngine
 from cimforge.gen.requant import MBQM_LATENCY
 from cimforge.golden.macro import LATENCY
 from cimforge.golden.runner import run_graph
 from cimforge.presets import get_preset
-from cimforge.sim.random_layers import random_conv_graph
+from cimforge.sim.random_layers import _conv_graph, random_conv_graph
 
 from engine_bench import EngineBench, iss_model, run_instructions
 from test_compiler_fusion import conv_bn_graph
@@ -145,3 +147,40 @@ def test_mac_engine_epilogue(seed, par):
 
 def test_epilogue_timing():
     assert MAC_TIMING.epilogue == EPILOGUE_LATENCY == 1 + MBQM_LATENCY
+
+
+#: 16 of the tiny preset's macros with 32 pages: passes of more than 256 reduction or output-channel tiles.
+WIDE = replace(TINY, name="wide", macro=replace(TINY.macro, pages=32),
+               fabric=replace(TINY.fabric, n_macros=16, desc_depth=512, param_depth=512, weight_depth=4096,
+                                   act_depth=4096))
+
+
+@pytest.mark.parametrize("par, cin, cout, k", [(Parallelism(1, 16, 1), 136, 2, 4), (Parallelism(1, 1, 16), 8, 544, 1)],
+                         ids=["k272", "n272"])
+def test_mac_engine_counts_past_256_tiles(par, cin, cout, k):
+    """A convolution of one position split 16 ways over 272 tiles (17 rounds of 16 tiles), in reduction (a 4x4
+    kernel over 136 channels) or
+    in output channels: the gather, issue and write-back counters pass 255. They were 8 bits wide and wrapped:
+    the RTL ran cycle-exact with the wrong tiles. The output-channel case fails with the 8-bit counters here;
+    the reduction case passed with them in this bench, and its failure showed on the imagenet RTL (VGG-19's and
+    ZFNet-512's first dense layers, 392 and 288 tiles), which bench/bench_cli_imagenet.py runs."""
+    seed = 4100
+    while True:  # the first seed whose filters keep their last taps (the tiles past 256 carry weights)
+        rng = np.random.default_rng(seed)
+        g = _conv_graph(rng, cin, cout, (k, k, k, k, 1, 1, 1, 1, [0, 0, 0, 0], 1, 1))
+        if g.layers[0].weight[:, -8:, -1, -1].any():
+            break
+        seed += 1
+    print(f"seed {seed}, split {par}, {cin} -> {cout} channels, {k}x{k} kernel over {k}x{k}")
+    prog = compile_graph(g, WIDE, batch=1, parallelism={"conv": par})
+    mac = next(decode_op(WIDE, w)[1] for w in prog.code if decode_op(WIDE, w)[0] == Opcode.MAC.value)
+    assert not prog.external and max(mac["kt"], mac["nt"]) == 272 and max(mac["kr"], mac["nr"]) == 17, mac
+    layer = g.layers[0]
+    x = rng.integers(layer.input.qmin, layer.input.qmax + 1, (1, *layer.input.shape))
+    x.flat[0], x.flat[-1] = layer.input.qmin, layer.input.qmax
+    words = prog.input_words({"x": x.astype(layer.input.dtype)})
+    bench = EngineBench(WIDE, [MacEngine.name, "loader"], prog, words)
+    got, _ = run_instructions(bench, list(prog.code))
+    want = iss_model(prog, words).amem
+    assert got == want, f"differs from the ISS at {[a for a in range(len(got)) if got[a] != want[a]][:8]}"
+    assert np.array_equal(prog.read_tensors(dict(enumerate(got)), 1)["y"], run_graph(g, {"x": x})["y"])

@@ -21969,7 +21969,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire [22:0] \$157 ;
   wire [31:0] \$158 ;
   wire [31:0] \$159 ;
-  wire [8:0] \$16 ;
+  wire [10:0] \$16 ;
   wire [32:0] \$160 ;
   wire [22:0] \$161 ;
   wire [31:0] \$162 ;
@@ -22002,7 +22002,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire [31:0] \$187 ;
   wire [32:0] \$188 ;
   wire [22:0] \$189 ;
-  wire [8:0] \$19 ;
+  wire [10:0] \$19 ;
   wire [31:0] \$190 ;
   wire [31:0] \$191 ;
   wire [32:0] \$192 ;
@@ -22036,7 +22036,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire [22:0] \$217 ;
   wire [31:0] \$218 ;
   wire [31:0] \$219 ;
-  wire [8:0] \$22 ;
+  wire [10:0] \$22 ;
   wire [32:0] \$220 ;
   wire \$221 ;
   wire \$222 ;
@@ -22069,7 +22069,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire [32:0] \$247 ;
   wire [32:0] \$248 ;
   wire [32:0] \$249 ;
-  wire [8:0] \$25 ;
+  wire [10:0] \$25 ;
   wire [32:0] \$250 ;
   wire [32:0] \$251 ;
   wire [32:0] \$252 ;
@@ -22078,7 +22078,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire [32:0] \$255 ;
   wire [32:0] \$256 ;
   wire [16:0] \$257 ;
-  wire [8:0] \$258 ;
+  wire [10:0] \$258 ;
   wire [10:0] \$259 ;
   wire \$26 ;
   wire [32:0] \$260 ;
@@ -22102,7 +22102,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire [10:0] \$277 ;
   wire [32:0] \$278 ;
   wire \$279 ;
-  wire [8:0] \$28 ;
+  wire [10:0] \$28 ;
   wire \$280 ;
   wire [10:0] \$281 ;
   wire [10:0] \$282 ;
@@ -22136,7 +22136,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire [10:0] \$307 ;
   wire [10:0] \$308 ;
   wire [17:0] \$309 ;
-  wire [8:0] \$31 ;
+  wire [10:0] \$31 ;
   wire [32:0] \$310 ;
   wire [17:0] \$311 ;
   wire [32:0] \$312 ;
@@ -22169,7 +22169,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire \$337 ;
   wire [10:0] \$338 ;
   wire [10:0] \$339 ;
-  wire [8:0] \$34 ;
+  wire [10:0] \$34 ;
   wire [32:0] \$340 ;
   wire \$341 ;
   wire \$342 ;
@@ -22202,7 +22202,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire \$367 ;
   wire \$368 ;
   wire \$369 ;
-  wire [8:0] \$37 ;
+  wire [10:0] \$37 ;
   wire \$370 ;
   wire \$371 ;
   wire \$372 ;
@@ -22240,10 +22240,10 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire [16:0] \$400 ;
   wire [16:0] \$401 ;
   wire \$402 ;
-  wire [8:0] \$403 ;
-  wire [8:0] \$404 ;
-  wire [8:0] \$405 ;
-  wire [8:0] \$406 ;
+  wire [10:0] \$403 ;
+  wire [10:0] \$404 ;
+  wire [10:0] \$405 ;
+  wire [10:0] \$406 ;
   wire \$407 ;
   wire \$408 ;
   wire [8:0] \$409 ;
@@ -22258,15 +22258,15 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire [10:0] \$417 ;
   wire \$418 ;
   wire [10:0] \$419 ;
-  wire [8:0] \$42 ;
+  wire [10:0] \$42 ;
   wire \$420 ;
   wire [16:0] \$421 ;
   wire [16:0] \$422 ;
   wire \$423 ;
-  wire [8:0] \$424 ;
-  wire [8:0] \$425 ;
-  wire [8:0] \$426 ;
-  wire [8:0] \$427 ;
+  wire [10:0] \$424 ;
+  wire [10:0] \$425 ;
+  wire [10:0] \$426 ;
+  wire [10:0] \$427 ;
   wire \$428 ;
   wire \$429 ;
   wire \$43 ;
@@ -22291,20 +22291,20 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire [8:0] \$447 ;
   wire \$448 ;
   wire [8:0] \$449 ;
-  wire [8:0] \$45 ;
-  reg [7:0] \$450 ;
-  reg [7:0] \$451 ;
-  reg [7:0] \$452 ;
-  reg [7:0] \$453 ;
+  wire [10:0] \$45 ;
+  reg [9:0] \$450 ;
+  reg [9:0] \$451 ;
+  reg [9:0] \$452 ;
+  reg [9:0] \$453 ;
   reg [15:0] \$454 ;
   reg \$455 ;
   reg [7:0] \$456 ;
   reg [2:0] \$457 ;
-  reg [7:0] \$458 ;
-  reg [7:0] \$459 ;
+  reg [9:0] \$458 ;
+  reg [9:0] \$459 ;
   wire \$46 ;
-  reg [7:0] \$460 ;
-  reg [7:0] \$461 ;
+  reg [9:0] \$460 ;
+  reg [9:0] \$461 ;
   reg [15:0] \$462 ;
   reg \$463 ;
   reg [31:0] \$464 ;
@@ -22369,7 +22369,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   reg [31:0] \$517 ;
   reg [31:0] \$518 ;
   reg [31:0] \$519 ;
-  wire [8:0] \$52 ;
+  wire [10:0] \$52 ;
   reg [31:0] \$520 ;
   reg [31:0] \$521 ;
   reg [31:0] \$522 ;
@@ -22383,14 +22383,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire \$53 ;
   reg [7:0] \$530 ;
   reg [15:0] \$531 ;
-  reg [7:0] \$532 ;
+  reg [9:0] \$532 ;
   reg \$533 ;
   reg \$534 ;
   reg \$535 ;
   reg \$536 ;
   reg [7:0] \$537 ;
   wire \$54 ;
-  wire [8:0] \$55 ;
+  wire [10:0] \$55 ;
   wire \$56 ;
   wire \$57 ;
   wire \$58 ;
@@ -22398,10 +22398,10 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire \$6 ;
   wire \$60 ;
   wire \$61 ;
-  wire [8:0] \$62 ;
+  wire [10:0] \$62 ;
   wire \$63 ;
   wire \$64 ;
-  wire [8:0] \$65 ;
+  wire [10:0] \$65 ;
   wire \$66 ;
   wire \$67 ;
   wire \$68 ;
@@ -22409,10 +22409,10 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire \$7 ;
   wire \$70 ;
   wire \$71 ;
-  wire [8:0] \$72 ;
+  wire [10:0] \$72 ;
   wire \$73 ;
   wire \$74 ;
-  wire [8:0] \$75 ;
+  wire [10:0] \$75 ;
   wire \$76 ;
   wire \$77 ;
   wire \$78 ;
@@ -23038,20 +23038,20 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire g_act3;
   reg [7:0] g_bi = 8'h00;
   reg g_done = 1'h0;
-  reg [7:0] g_kbase = 8'h00;
-  (* init = 8'h00 *)
-  wire [7:0] \g_kbase$100 ;
-  (* init = 8'h00 *)
-  wire [7:0] \g_kbase$76 ;
-  (* init = 8'h00 *)
-  wire [7:0] \g_kbase$84 ;
-  (* init = 8'h00 *)
-  wire [7:0] \g_kbase$92 ;
-  reg [7:0] g_kr = 8'h00;
-  wire [7:0] g_n;
-  reg [7:0] g_nbase = 8'h00;
+  reg [9:0] g_kbase = 10'h000;
+  (* init = 10'h000 *)
+  wire [9:0] \g_kbase$100 ;
+  (* init = 10'h000 *)
+  wire [9:0] \g_kbase$76 ;
+  (* init = 10'h000 *)
+  wire [9:0] \g_kbase$84 ;
+  (* init = 10'h000 *)
+  wire [9:0] \g_kbase$92 ;
+  reg [9:0] g_kr = 10'h000;
+  wire [9:0] g_n;
+  reg [9:0] g_nbase = 10'h000;
   reg [7:0] g_nn = 8'h00;
-  reg [7:0] g_nr = 8'h00;
+  reg [9:0] g_nr = 10'h000;
   wire [15:0] g_p;
   reg [15:0] g_p0 = 16'h0000;
   wire g_round_end;
@@ -23089,10 +23089,10 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire i_act2;
   wire i_act3;
   reg i_done = 1'h0;
-  reg [7:0] i_kbase = 8'h00;
-  reg [7:0] i_kr = 8'h00;
-  reg [7:0] i_nbase = 8'h00;
-  reg [7:0] i_nr = 8'h00;
+  reg [9:0] i_kbase = 10'h000;
+  reg [9:0] i_kr = 10'h000;
+  reg [9:0] i_nbase = 10'h000;
+  reg [9:0] i_nr = 10'h000;
   wire i_ok0;
   wire i_ok1;
   wire i_ok2;
@@ -23128,10 +23128,10 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire [31:0] \mult[5] ;
   wire [31:0] \mult[6] ;
   wire [31:0] \mult[7] ;
-  reg [7:0] n_pipe0 = 8'h00;
-  reg [7:0] n_pipe1 = 8'h00;
-  reg [7:0] n_pipe2 = 8'h00;
-  reg [7:0] n_pipe3 = 8'h00;
+  reg [9:0] n_pipe0 = 10'h000;
+  reg [9:0] n_pipe1 = 10'h000;
+  reg [9:0] n_pipe2 = 10'h000;
+  reg [9:0] n_pipe3 = 10'h000;
   wire [31:0] new0_0;
   wire [31:0] new0_1;
   wire [31:0] new0_2;
@@ -23609,7 +23609,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire \pos_valid$95 ;
   wire post_busy;
   reg [11:0] q0_addr = 12'h000;
-  reg [7:0] q0_n = 8'h00;
+  reg [9:0] q0_n = 10'h000;
   reg [31:0] q0_sum0 = 32'd0;
   reg [31:0] q0_sum1 = 32'd0;
   reg [31:0] q0_sum2 = 32'd0;
@@ -23620,7 +23620,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   reg [31:0] q0_sum7 = 32'd0;
   (* init = 1'h0 *)
   wire q0_valid;
-  wire [29:0] r_data;
+  wire [31:0] r_data;
   wire r_en;
   wire r_rdy;
   wire res_any;
@@ -23938,7 +23938,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   reg [31:0] ser3_6 = 32'd0;
   reg [31:0] ser3_7 = 32'd0;
   reg [7:0] ser_cnt = 8'h00;
-  reg [7:0] ser_n0 = 8'h00;
+  reg [9:0] ser_n0 = 10'h000;
   wire ser_on;
   reg [15:0] ser_p0 = 16'h0000;
   reg setup = 1'h0;
@@ -23969,17 +23969,17 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire \stall$61 ;
   input start;
   wire start;
-  wire [29:0] tag;
+  wire [31:0] tag;
   wire [3:0] \tag.act ;
   wire \tag.first ;
   wire \tag.last ;
-  wire [7:0] \tag.n0 ;
+  wire [9:0] \tag.n0 ;
   wire [15:0] \tag.p0 ;
-  wire [29:0] tag_in;
+  wire [31:0] tag_in;
   wire [3:0] \tag_in.act ;
   wire \tag_in.first ;
   wire \tag_in.last ;
-  wire [7:0] \tag_in.n0 ;
+  wire [9:0] \tag_in.n0 ;
   wire [15:0] \tag_in.p0 ;
   wire take;
   wire \take$138 ;
@@ -24022,7 +24022,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire \tile_active$91 ;
   wire \tile_active$99 ;
   wire [3:0] unit_en;
-  wire [29:0] w_data;
+  wire [31:0] w_data;
   wire w_en;
   wire w_rdy;
   wire [511:0] x;
@@ -24377,11 +24377,11 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   assign \$436  = g_nn + 1'h1;
   assign \$437  = \$257 [15:0] < args[116:101];
   assign \$438  = ser_on & \$437 ;
-  assign \$439  = \$258 [7:0] < args[273:264];
+  assign \$439  = \$258 [9:0] < args[273:264];
   assign \$440  = \$438  & \$439 ;
   assign \$441  = \$257 [15:0] * args[354:345];
   assign \$442  = args[344:333] + \$441 ;
-  assign \$443  = \$442  + \$258 [7:0];
+  assign \$443  = \$442  + \$258 [9:0];
   assign \$444  = \o_valid$441  & args[411];
   assign \$445  = ~ busy;
   assign \$446  = start & \$445 ;
@@ -24575,7 +24575,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   always @(posedge clk)
     q0_addr <= \$443 [11:0];
   always @(posedge clk)
-    q0_n <= \$258 [7:0];
+    q0_n <= \$258 [9:0];
   always @(posedge clk)
     addr_pipe0 <= q0_addr;
   always @(posedge clk)
@@ -24954,7 +24954,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   assign \$256  = $signed(\$254 [31:0]) + $signed(\$255 [31:0]);
   assign \$257  = ser_p0 + g_bi;
   assign \$258  = ser_n0 + g_nn;
-  assign \$259  = args[364:355] + \$258 [7:0];
+  assign \$259  = args[364:355] + \$258 [9:0];
   assign \$260  = $signed(q0_sum0) + $signed(param_rd__data[31:0]);
   assign \$261  = $signed(q0_sum1) + $signed(param_rd__data[127:96]);
   assign \$262  = $signed(q0_sum2) + $signed(param_rd__data[223:192]);
@@ -25257,16 +25257,16 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     if (go) begin
       (* full_case = 32'd1 *)
       if (\$397 ) begin
-        \$450  = 8'h00;
+        \$450  = 10'h000;
       end else begin
-        \$450  = \$405 [7:0];
+        \$450  = \$405 [9:0];
       end
     end
     if (\$446 ) begin
-      \$450  = 8'h00;
+      \$450  = 10'h000;
     end
     if (rst) begin
-      \$450  = 8'h00;
+      \$450  = 10'h000;
     end
   end
   always @* begin
@@ -25275,16 +25275,16 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     if (go) begin
       (* full_case = 32'd1 *)
       if (\$397 ) begin
-        \$451  = 8'h00;
+        \$451  = 10'h000;
       end else begin
-        \$451  = \$406 [7:0];
+        \$451  = \$406 [9:0];
       end
     end
     if (\$446 ) begin
-      \$451  = 8'h00;
+      \$451  = 10'h000;
     end
     if (rst) begin
-      \$451  = 8'h00;
+      \$451  = 10'h000;
     end
   end
   always @* begin
@@ -25294,17 +25294,17 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
       if (\$397 ) begin
         (* full_case = 32'd1 *)
         if (\$399 ) begin
-          \$452  = 8'h00;
+          \$452  = 10'h000;
         end else begin
-          \$452  = \$403 [7:0];
+          \$452  = \$403 [9:0];
         end
       end
     end
     if (\$446 ) begin
-      \$452  = 8'h00;
+      \$452  = 10'h000;
     end
     if (rst) begin
-      \$452  = 8'h00;
+      \$452  = 10'h000;
     end
   end
   always @* begin
@@ -25314,17 +25314,17 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
       if (\$397 ) begin
         (* full_case = 32'd1 *)
         if (\$399 ) begin
-          \$453  = 8'h00;
+          \$453  = 10'h000;
         end else begin
-          \$453  = \$404 [7:0];
+          \$453  = \$404 [9:0];
         end
       end
     end
     if (\$446 ) begin
-      \$453  = 8'h00;
+      \$453  = 10'h000;
     end
     if (rst) begin
-      \$453  = 8'h00;
+      \$453  = 10'h000;
     end
   end
   always @* begin
@@ -25397,16 +25397,16 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     if (issue) begin
       (* full_case = 32'd1 *)
       if (\$418 ) begin
-        \$458  = 8'h00;
+        \$458  = 10'h000;
       end else begin
-        \$458  = \$426 [7:0];
+        \$458  = \$426 [9:0];
       end
     end
     if (\$446 ) begin
-      \$458  = 8'h00;
+      \$458  = 10'h000;
     end
     if (rst) begin
-      \$458  = 8'h00;
+      \$458  = 10'h000;
     end
   end
   always @* begin
@@ -25415,16 +25415,16 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     if (issue) begin
       (* full_case = 32'd1 *)
       if (\$418 ) begin
-        \$459  = 8'h00;
+        \$459  = 10'h000;
       end else begin
-        \$459  = \$427 [7:0];
+        \$459  = \$427 [9:0];
       end
     end
     if (\$446 ) begin
-      \$459  = 8'h00;
+      \$459  = 10'h000;
     end
     if (rst) begin
-      \$459  = 8'h00;
+      \$459  = 10'h000;
     end
   end
   always @* begin
@@ -25434,17 +25434,17 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
       if (\$418 ) begin
         (* full_case = 32'd1 *)
         if (\$420 ) begin
-          \$460  = 8'h00;
+          \$460  = 10'h000;
         end else begin
-          \$460  = \$424 [7:0];
+          \$460  = \$424 [9:0];
         end
       end
     end
     if (\$446 ) begin
-      \$460  = 8'h00;
+      \$460  = 10'h000;
     end
     if (rst) begin
-      \$460  = 8'h00;
+      \$460  = 10'h000;
     end
   end
   always @* begin
@@ -25454,17 +25454,17 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
       if (\$418 ) begin
         (* full_case = 32'd1 *)
         if (\$420 ) begin
-          \$461  = 8'h00;
+          \$461  = 10'h000;
         end else begin
-          \$461  = \$425 [7:0];
+          \$461  = \$425 [9:0];
         end
       end
     end
     if (\$446 ) begin
-      \$461  = 8'h00;
+      \$461  = 10'h000;
     end
     if (rst) begin
-      \$461  = 8'h00;
+      \$461  = 10'h000;
     end
   end
   always @* begin
@@ -26075,10 +26075,10 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$532  = ser_n0;
     if (\$428 ) begin
-      \$532  = tag[29:22];
+      \$532  = tag[31:22];
     end
     if (rst) begin
-      \$532  = 8'h00;
+      \$532  = 10'h000;
     end
   end
   always @* begin
@@ -26271,7 +26271,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   assign gsum7_l0_1 = \$255 [31:0];
   assign gsum7_l1_0 = \$256 [31:0];
   assign g_p = \$257 [15:0];
-  assign g_n = \$258 [7:0];
+  assign g_n = \$258 [9:0];
   assign param_rd__en = 1'h1;
   assign q0_valid = i_valid;
   assign code0_sum = { \$268 [32], \$268  };
@@ -27204,12 +27204,12 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   assign \tag_in.last  = tag_in[1];
   assign \tag_in.act  = tag_in[5:2];
   assign \tag_in.p0  = tag_in[21:6];
-  assign \tag_in.n0  = tag_in[29:22];
+  assign \tag_in.n0  = tag_in[31:22];
   assign \tag.first  = tag[0];
   assign \tag.last  = tag[1];
   assign \tag.act  = tag[5:2];
   assign \tag.p0  = tag[21:6];
-  assign \tag.n0  = tag[29:22];
+  assign \tag.n0  = tag[31:22];
   assign \res_y__0[0]  = res_y__0[21:0];
   assign \res_y__0[1]  = res_y__0[43:22];
   assign \res_y__0[2]  = res_y__0[65:44];
@@ -27674,7 +27674,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   assign \x$365 [95:64] = \$262 [31:0];
   assign \x$365 [63:32] = \$261 [31:0];
   assign \x$365 [31:0] = \$260 [31:0];
-  assign tag_in[29:22] = i_nbase;
+  assign tag_in[31:22] = i_nbase;
   assign tag_in[21:6] = i_p0;
   assign tag_in[5:2] = { i_act3, i_act2, i_act1, i_act0 };
   assign tag_in[1] = \$92 ;
@@ -28335,10 +28335,10 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
   wire \$35 ;
   wire \$36 ;
   wire [7:0] \$37 ;
-  wire [8:0] \$38 ;
-  wire [9:0] \$39 ;
+  wire [10:0] \$38 ;
+  wire [11:0] \$39 ;
   wire [6:0] \$4 ;
-  wire [9:0] \$40 ;
+  wire [11:0] \$40 ;
   wire [9:0] \$41 ;
   wire [9:0] \$42 ;
   wire [8:0] \$43 ;
@@ -28504,8 +28504,8 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
   reg full = 1'h0;
   (* init = 1'h0 *)
   wire \full$72 ;
-  input [7:0] g_kbase;
-  wire [7:0] g_kbase;
+  input [9:0] g_kbase;
+  wire [9:0] g_kbase;
   input go;
   wire go;
   output idle_next;
@@ -28669,7 +28669,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
   assign \$37  = args[329:323] + 1'h0;
   assign \$38  = args[253:247] + g_kbase;
   assign \$39  = \$38  + kk;
-  assign \$40  = pos_init ? { 2'h0, \$37  } : \$39 ;
+  assign \$40  = pos_init ? { 4'h0, \$37  } : \$39 ;
   assign pos_valid = p < args[116:101];
   assign \$41  = ox + args[218:210];
   assign \$42  = ox + 1'h1;
@@ -29444,10 +29444,10 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
   wire \$35 ;
   wire \$36 ;
   wire [7:0] \$37 ;
-  wire [8:0] \$38 ;
-  wire [9:0] \$39 ;
+  wire [10:0] \$38 ;
+  wire [11:0] \$39 ;
   wire [6:0] \$4 ;
-  wire [9:0] \$40 ;
+  wire [11:0] \$40 ;
   wire [9:0] \$41 ;
   wire [9:0] \$42 ;
   wire [8:0] \$43 ;
@@ -29613,8 +29613,8 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
   reg full = 1'h0;
   (* init = 1'h0 *)
   wire \full$72 ;
-  input [7:0] g_kbase;
-  wire [7:0] g_kbase;
+  input [9:0] g_kbase;
+  wire [9:0] g_kbase;
   input go;
   wire go;
   output idle_next;
@@ -29778,7 +29778,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
   assign \$37  = args[329:323] + 1'h1;
   assign \$38  = args[253:247] + g_kbase;
   assign \$39  = \$38  + kk;
-  assign \$40  = pos_init ? { 2'h0, \$37  } : \$39 ;
+  assign \$40  = pos_init ? { 4'h0, \$37  } : \$39 ;
   assign pos_valid = p < args[116:101];
   assign \$41  = ox + args[218:210];
   assign \$42  = ox + 1'h1;
@@ -30553,10 +30553,10 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
   wire \$35 ;
   wire \$36 ;
   wire [7:0] \$37 ;
-  wire [8:0] \$38 ;
-  wire [9:0] \$39 ;
+  wire [10:0] \$38 ;
+  wire [11:0] \$39 ;
   wire [6:0] \$4 ;
-  wire [9:0] \$40 ;
+  wire [11:0] \$40 ;
   wire [9:0] \$41 ;
   wire [9:0] \$42 ;
   wire [8:0] \$43 ;
@@ -30722,8 +30722,8 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
   reg full = 1'h0;
   (* init = 1'h0 *)
   wire \full$72 ;
-  input [7:0] g_kbase;
-  wire [7:0] g_kbase;
+  input [9:0] g_kbase;
+  wire [9:0] g_kbase;
   input go;
   wire go;
   output idle_next;
@@ -30887,7 +30887,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
   assign \$37  = args[329:323] + 2'h2;
   assign \$38  = args[253:247] + g_kbase;
   assign \$39  = \$38  + kk;
-  assign \$40  = pos_init ? { 2'h0, \$37  } : \$39 ;
+  assign \$40  = pos_init ? { 4'h0, \$37  } : \$39 ;
   assign pos_valid = p < args[116:101];
   assign \$41  = ox + args[218:210];
   assign \$42  = ox + 1'h1;
@@ -31662,10 +31662,10 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
   wire \$35 ;
   wire \$36 ;
   wire [7:0] \$37 ;
-  wire [8:0] \$38 ;
-  wire [9:0] \$39 ;
+  wire [10:0] \$38 ;
+  wire [11:0] \$39 ;
   wire [6:0] \$4 ;
-  wire [9:0] \$40 ;
+  wire [11:0] \$40 ;
   wire [9:0] \$41 ;
   wire [9:0] \$42 ;
   wire [8:0] \$43 ;
@@ -31831,8 +31831,8 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
   reg full = 1'h0;
   (* init = 1'h0 *)
   wire \full$72 ;
-  input [7:0] g_kbase;
-  wire [7:0] g_kbase;
+  input [9:0] g_kbase;
+  wire [9:0] g_kbase;
   input go;
   wire go;
   output idle_next;
@@ -31996,7 +31996,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
   assign \$37  = args[329:323] + 2'h3;
   assign \$38  = args[253:247] + g_kbase;
   assign \$39  = \$38  + kk;
-  assign \$40  = pos_init ? { 2'h0, \$37  } : \$39 ;
+  assign \$40  = pos_init ? { 4'h0, \$37  } : \$39 ;
   assign pos_valid = p < args[116:101];
   assign \$41  = ox + args[218:210];
   assign \$42  = ox + 1'h1;
@@ -33292,30 +33292,30 @@ module \default_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__
   reg [2:0] level = 3'h0;
   (* init = 2'h0 *)
   wire [1:0] produce;
-  output [29:0] r_data;
-  wire [29:0] r_data;
+  output [31:0] r_data;
+  wire [31:0] r_data;
   input r_en;
   wire r_en;
   (* init = 3'h0 *)
   wire [2:0] r_level;
   reg [1:0] r_port__addr = 2'h0;
-  wire [29:0] r_port__data;
+  wire [31:0] r_port__data;
   output r_rdy;
   wire r_rdy;
   input rst;
   wire rst;
-  wire [29:0] w_data;
+  wire [31:0] w_data;
   input w_en;
   wire w_en;
   (* init = 3'h0 *)
   wire [2:0] w_level;
   reg [1:0] w_port__addr = 2'h0;
-  input [29:0] w_port__data;
-  wire [29:0] w_port__data;
+  input [31:0] w_port__data;
+  wire [31:0] w_port__data;
   wire w_port__en;
   output w_rdy;
   wire w_rdy;
-  reg [29:0] storage [3:0];
+  reg [31:0] storage [3:0];
   always @(posedge clk) begin
     if (w_port__en)
       storage[w_port__addr] <= w_port__data;

@@ -39355,7 +39355,7 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire \$1 ;
   wire \$10 ;
-  wire [8:0] \$100 ;
+  wire [10:0] \$100 ;
   wire \$1000 ;
   wire [10:0] \$1001 ;
   wire [10:0] \$1002 ;
@@ -39388,7 +39388,7 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   wire [10:0] \$1027 ;
   wire [15:0] \$1028 ;
   wire [17:0] \$1029 ;
-  wire [8:0] \$103 ;
+  wire [10:0] \$103 ;
   wire [32:0] \$1030 ;
   wire [17:0] \$1031 ;
   wire [32:0] \$1032 ;
@@ -39421,7 +39421,7 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   wire \$1057 ;
   wire [10:0] \$1058 ;
   wire [10:0] \$1059 ;
-  wire [8:0] \$106 ;
+  wire [10:0] \$106 ;
   wire [32:0] \$1060 ;
   wire \$1061 ;
   wire \$1062 ;
@@ -39454,7 +39454,7 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   wire \$1087 ;
   wire \$1088 ;
   wire \$1089 ;
-  wire [8:0] \$109 ;
+  wire [10:0] \$109 ;
   wire \$1090 ;
   wire \$1091 ;
   wire \$1092 ;
@@ -39488,7 +39488,7 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   wire \$1117 ;
   wire \$1118 ;
   wire \$1119 ;
-  wire [8:0] \$112 ;
+  wire [10:0] \$112 ;
   wire [8:0] \$1120 ;
   wire \$1121 ;
   wire \$1122 ;
@@ -39521,7 +39521,7 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   wire \$1147 ;
   wire [8:0] \$1148 ;
   wire \$1149 ;
-  wire [8:0] \$115 ;
+  wire [10:0] \$115 ;
   wire \$1150 ;
   wire \$1151 ;
   wire [8:0] \$1152 ;
@@ -39554,14 +39554,14 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   wire \$1177 ;
   wire [10:0] \$1178 ;
   wire \$1179 ;
-  wire [8:0] \$118 ;
+  wire [10:0] \$118 ;
   wire [16:0] \$1180 ;
   wire [16:0] \$1181 ;
   wire \$1182 ;
-  wire [8:0] \$1183 ;
-  wire [8:0] \$1184 ;
-  wire [8:0] \$1185 ;
-  wire [8:0] \$1186 ;
+  wire [10:0] \$1183 ;
+  wire [10:0] \$1184 ;
+  wire [10:0] \$1185 ;
+  wire [10:0] \$1186 ;
   wire \$1187 ;
   wire \$1188 ;
   wire [8:0] \$1189 ;
@@ -39582,13 +39582,13 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   wire [16:0] \$1201 ;
   wire [16:0] \$1202 ;
   wire \$1203 ;
-  wire [8:0] \$1204 ;
-  wire [8:0] \$1205 ;
-  wire [8:0] \$1206 ;
-  wire [8:0] \$1207 ;
+  wire [10:0] \$1204 ;
+  wire [10:0] \$1205 ;
+  wire [10:0] \$1206 ;
+  wire [10:0] \$1207 ;
   wire \$1208 ;
   wire \$1209 ;
-  wire [8:0] \$121 ;
+  wire [10:0] \$121 ;
   wire \$1210 ;
   wire \$1211 ;
   wire [8:0] \$1212 ;
@@ -39611,19 +39611,19 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   wire \$1228 ;
   wire [8:0] \$1229 ;
   wire [16:0] \$123 ;
-  reg [7:0] \$1230 ;
-  reg [7:0] \$1231 ;
-  reg [7:0] \$1232 ;
-  reg [7:0] \$1233 ;
+  reg [9:0] \$1230 ;
+  reg [9:0] \$1231 ;
+  reg [9:0] \$1232 ;
+  reg [9:0] \$1233 ;
   reg [15:0] \$1234 ;
   reg \$1235 ;
   reg [7:0] \$1236 ;
   reg [4:0] \$1237 ;
-  reg [7:0] \$1238 ;
-  reg [7:0] \$1239 ;
+  reg [9:0] \$1238 ;
+  reg [9:0] \$1239 ;
   wire \$124 ;
-  reg [7:0] \$1240 ;
-  reg [7:0] \$1241 ;
+  reg [9:0] \$1240 ;
+  reg [9:0] \$1241 ;
   reg [15:0] \$1242 ;
   reg \$1243 ;
   reg [31:0] \$1244 ;
@@ -39643,7 +39643,7 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   reg [31:0] \$1257 ;
   reg [31:0] \$1258 ;
   reg [31:0] \$1259 ;
-  wire [8:0] \$126 ;
+  wire [10:0] \$126 ;
   reg [31:0] \$1260 ;
   reg [31:0] \$1261 ;
   reg [31:0] \$1262 ;
@@ -39676,7 +39676,7 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   reg [31:0] \$1287 ;
   reg [31:0] \$1288 ;
   reg [31:0] \$1289 ;
-  wire [8:0] \$129 ;
+  wire [10:0] \$129 ;
   reg [31:0] \$1290 ;
   reg [31:0] \$1291 ;
   reg [31:0] \$1292 ;
@@ -39754,7 +39754,7 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   reg [31:0] \$1357 ;
   reg [31:0] \$1358 ;
   reg [31:0] \$1359 ;
-  wire [8:0] \$136 ;
+  wire [10:0] \$136 ;
   reg [31:0] \$1360 ;
   reg [31:0] \$1361 ;
   reg [31:0] \$1362 ;
@@ -39787,7 +39787,7 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   reg [31:0] \$1387 ;
   reg [31:0] \$1388 ;
   reg [31:0] \$1389 ;
-  wire [8:0] \$139 ;
+  wire [10:0] \$139 ;
   reg [31:0] \$1390 ;
   reg [31:0] \$1391 ;
   reg [31:0] \$1392 ;
@@ -39865,7 +39865,7 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   reg [31:0] \$1457 ;
   reg [31:0] \$1458 ;
   reg [31:0] \$1459 ;
-  wire [8:0] \$146 ;
+  wire [10:0] \$146 ;
   reg [31:0] \$1460 ;
   reg [31:0] \$1461 ;
   reg [31:0] \$1462 ;
@@ -39898,7 +39898,7 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   reg [31:0] \$1487 ;
   reg [31:0] \$1488 ;
   reg [31:0] \$1489 ;
-  wire [8:0] \$149 ;
+  wire [10:0] \$149 ;
   reg [31:0] \$1490 ;
   reg [31:0] \$1491 ;
   reg [31:0] \$1492 ;
@@ -39915,7 +39915,7 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   reg [7:0] \$1501 ;
   reg [7:0] \$1502 ;
   reg [15:0] \$1503 ;
-  reg [7:0] \$1504 ;
+  reg [9:0] \$1504 ;
   reg \$1505 ;
   reg \$1506 ;
   reg \$1507 ;
@@ -39926,10 +39926,10 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   wire [16:0] \$153 ;
   wire \$154 ;
   wire \$155 ;
-  wire [8:0] \$156 ;
+  wire [10:0] \$156 ;
   wire \$157 ;
   wire \$158 ;
-  wire [8:0] \$159 ;
+  wire [10:0] \$159 ;
   wire \$16 ;
   wire \$160 ;
   wire \$161 ;
@@ -39937,10 +39937,10 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   wire [16:0] \$163 ;
   wire \$164 ;
   wire \$165 ;
-  wire [8:0] \$166 ;
+  wire [10:0] \$166 ;
   wire \$167 ;
   wire \$168 ;
-  wire [8:0] \$169 ;
+  wire [10:0] \$169 ;
   wire \$17 ;
   wire \$170 ;
   wire \$171 ;
@@ -39948,10 +39948,10 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   wire [16:0] \$173 ;
   wire \$174 ;
   wire \$175 ;
-  wire [8:0] \$176 ;
+  wire [10:0] \$176 ;
   wire \$177 ;
   wire \$178 ;
-  wire [8:0] \$179 ;
+  wire [10:0] \$179 ;
   wire \$18 ;
   wire \$180 ;
   wire \$181 ;
@@ -39959,10 +39959,10 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   wire [16:0] \$183 ;
   wire \$184 ;
   wire \$185 ;
-  wire [8:0] \$186 ;
+  wire [10:0] \$186 ;
   wire \$187 ;
   wire \$188 ;
-  wire [8:0] \$189 ;
+  wire [10:0] \$189 ;
   wire \$19 ;
   wire \$190 ;
   wire \$191 ;
@@ -39970,10 +39970,10 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   wire [16:0] \$193 ;
   wire \$194 ;
   wire \$195 ;
-  wire [8:0] \$196 ;
+  wire [10:0] \$196 ;
   wire \$197 ;
   wire \$198 ;
-  wire [8:0] \$199 ;
+  wire [10:0] \$199 ;
   wire \$2 ;
   wire \$20 ;
   wire \$200 ;
@@ -39982,10 +39982,10 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   wire [16:0] \$203 ;
   wire \$204 ;
   wire \$205 ;
-  wire [8:0] \$206 ;
+  wire [10:0] \$206 ;
   wire \$207 ;
   wire \$208 ;
-  wire [8:0] \$209 ;
+  wire [10:0] \$209 ;
   wire \$21 ;
   wire \$210 ;
   wire \$211 ;
@@ -39993,10 +39993,10 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   wire [16:0] \$213 ;
   wire \$214 ;
   wire \$215 ;
-  wire [8:0] \$216 ;
+  wire [10:0] \$216 ;
   wire \$217 ;
   wire \$218 ;
-  wire [8:0] \$219 ;
+  wire [10:0] \$219 ;
   wire \$22 ;
   wire \$220 ;
   wire \$221 ;
@@ -40004,10 +40004,10 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   wire [16:0] \$223 ;
   wire \$224 ;
   wire \$225 ;
-  wire [8:0] \$226 ;
+  wire [10:0] \$226 ;
   wire \$227 ;
   wire \$228 ;
-  wire [8:0] \$229 ;
+  wire [10:0] \$229 ;
   wire [10:0] \$23 ;
   wire \$230 ;
   wire \$231 ;
@@ -40015,10 +40015,10 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   wire [16:0] \$233 ;
   wire \$234 ;
   wire \$235 ;
-  wire [8:0] \$236 ;
+  wire [10:0] \$236 ;
   wire \$237 ;
   wire \$238 ;
-  wire [8:0] \$239 ;
+  wire [10:0] \$239 ;
   wire \$24 ;
   wire \$240 ;
   wire \$241 ;
@@ -40026,10 +40026,10 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   wire [16:0] \$243 ;
   wire \$244 ;
   wire \$245 ;
-  wire [8:0] \$246 ;
+  wire [10:0] \$246 ;
   wire \$247 ;
   wire \$248 ;
-  wire [8:0] \$249 ;
+  wire [10:0] \$249 ;
   wire [10:0] \$25 ;
   wire \$250 ;
   wire \$251 ;
@@ -40037,10 +40037,10 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   wire [16:0] \$253 ;
   wire \$254 ;
   wire \$255 ;
-  wire [8:0] \$256 ;
+  wire [10:0] \$256 ;
   wire \$257 ;
   wire \$258 ;
-  wire [8:0] \$259 ;
+  wire [10:0] \$259 ;
   wire \$26 ;
   wire \$260 ;
   wire \$261 ;
@@ -40048,10 +40048,10 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   wire [16:0] \$263 ;
   wire \$264 ;
   wire \$265 ;
-  wire [8:0] \$266 ;
+  wire [10:0] \$266 ;
   wire \$267 ;
   wire \$268 ;
-  wire [8:0] \$269 ;
+  wire [10:0] \$269 ;
   wire \$27 ;
   wire \$270 ;
   wire \$271 ;
@@ -40059,11 +40059,11 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   wire [16:0] \$273 ;
   wire \$274 ;
   wire \$275 ;
-  wire [8:0] \$276 ;
+  wire [10:0] \$276 ;
   wire \$277 ;
   wire \$278 ;
-  wire [8:0] \$279 ;
-  wire [8:0] \$28 ;
+  wire [10:0] \$279 ;
+  wire [10:0] \$28 ;
   wire \$280 ;
   wire \$281 ;
   wire \$282 ;
@@ -40097,7 +40097,7 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   wire [31:0] \$307 ;
   wire [32:0] \$308 ;
   wire [22:0] \$309 ;
-  wire [8:0] \$31 ;
+  wire [10:0] \$31 ;
   wire [31:0] \$310 ;
   wire [31:0] \$311 ;
   wire [32:0] \$312 ;
@@ -40130,7 +40130,7 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   wire [22:0] \$337 ;
   wire [31:0] \$338 ;
   wire [31:0] \$339 ;
-  wire [8:0] \$34 ;
+  wire [10:0] \$34 ;
   wire [32:0] \$340 ;
   wire [22:0] \$341 ;
   wire [31:0] \$342 ;
@@ -40163,7 +40163,7 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   wire [31:0] \$367 ;
   wire [32:0] \$368 ;
   wire [22:0] \$369 ;
-  wire [8:0] \$37 ;
+  wire [10:0] \$37 ;
   wire [31:0] \$370 ;
   wire [31:0] \$371 ;
   wire [32:0] \$372 ;
@@ -40197,7 +40197,7 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   wire [31:0] \$398 ;
   wire [31:0] \$399 ;
   wire \$4 ;
-  wire [8:0] \$40 ;
+  wire [10:0] \$40 ;
   wire [32:0] \$400 ;
   wire [22:0] \$401 ;
   wire [31:0] \$402 ;
@@ -40230,7 +40230,7 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   wire [31:0] \$427 ;
   wire [32:0] \$428 ;
   wire [22:0] \$429 ;
-  wire [8:0] \$43 ;
+  wire [10:0] \$43 ;
   wire [31:0] \$430 ;
   wire [31:0] \$431 ;
   wire [32:0] \$432 ;
@@ -40263,7 +40263,7 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   wire [22:0] \$457 ;
   wire [31:0] \$458 ;
   wire [31:0] \$459 ;
-  wire [8:0] \$46 ;
+  wire [10:0] \$46 ;
   wire [32:0] \$460 ;
   wire [22:0] \$461 ;
   wire [31:0] \$462 ;
@@ -40296,7 +40296,7 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   wire [31:0] \$487 ;
   wire [32:0] \$488 ;
   wire [22:0] \$489 ;
-  wire [8:0] \$49 ;
+  wire [10:0] \$49 ;
   wire [31:0] \$490 ;
   wire [31:0] \$491 ;
   wire [32:0] \$492 ;
@@ -40330,7 +40330,7 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   wire [22:0] \$517 ;
   wire [31:0] \$518 ;
   wire [31:0] \$519 ;
-  wire [8:0] \$52 ;
+  wire [10:0] \$52 ;
   wire [32:0] \$520 ;
   wire [22:0] \$521 ;
   wire [31:0] \$522 ;
@@ -40363,7 +40363,7 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   wire [31:0] \$547 ;
   wire [32:0] \$548 ;
   wire [22:0] \$549 ;
-  wire [8:0] \$55 ;
+  wire [10:0] \$55 ;
   wire [31:0] \$550 ;
   wire [31:0] \$551 ;
   wire [32:0] \$552 ;
@@ -40396,7 +40396,7 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   wire [22:0] \$577 ;
   wire [31:0] \$578 ;
   wire [31:0] \$579 ;
-  wire [8:0] \$58 ;
+  wire [10:0] \$58 ;
   wire [32:0] \$580 ;
   wire [22:0] \$581 ;
   wire [31:0] \$582 ;
@@ -40430,7 +40430,7 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   wire [31:0] \$607 ;
   wire [32:0] \$608 ;
   wire [22:0] \$609 ;
-  wire [8:0] \$61 ;
+  wire [10:0] \$61 ;
   wire [31:0] \$610 ;
   wire [31:0] \$611 ;
   wire [32:0] \$612 ;
@@ -40463,7 +40463,7 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   wire [22:0] \$637 ;
   wire [31:0] \$638 ;
   wire [31:0] \$639 ;
-  wire [8:0] \$64 ;
+  wire [10:0] \$64 ;
   wire [32:0] \$640 ;
   wire [22:0] \$641 ;
   wire [31:0] \$642 ;
@@ -40496,7 +40496,7 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   wire [31:0] \$667 ;
   wire [32:0] \$668 ;
   wire [22:0] \$669 ;
-  wire [8:0] \$67 ;
+  wire [10:0] \$67 ;
   wire [31:0] \$670 ;
   wire [31:0] \$671 ;
   wire [32:0] \$672 ;
@@ -40530,7 +40530,7 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   wire [31:0] \$698 ;
   wire [31:0] \$699 ;
   wire \$7 ;
-  wire [8:0] \$70 ;
+  wire [10:0] \$70 ;
   wire [32:0] \$700 ;
   wire [22:0] \$701 ;
   wire [31:0] \$702 ;
@@ -40563,7 +40563,7 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   wire [31:0] \$727 ;
   wire [32:0] \$728 ;
   wire [22:0] \$729 ;
-  wire [8:0] \$73 ;
+  wire [10:0] \$73 ;
   wire [31:0] \$730 ;
   wire [31:0] \$731 ;
   wire [32:0] \$732 ;
@@ -40596,7 +40596,7 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   wire [22:0] \$757 ;
   wire [31:0] \$758 ;
   wire [31:0] \$759 ;
-  wire [8:0] \$76 ;
+  wire [10:0] \$76 ;
   wire [32:0] \$760 ;
   wire [22:0] \$761 ;
   wire [31:0] \$762 ;
@@ -40629,7 +40629,7 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   wire [31:0] \$787 ;
   wire [32:0] \$788 ;
   wire [22:0] \$789 ;
-  wire [8:0] \$79 ;
+  wire [10:0] \$79 ;
   wire [31:0] \$790 ;
   wire [31:0] \$791 ;
   wire [32:0] \$792 ;
@@ -40663,7 +40663,7 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   wire \$817 ;
   wire \$818 ;
   wire \$819 ;
-  wire [8:0] \$82 ;
+  wire [10:0] \$82 ;
   wire \$820 ;
   wire \$821 ;
   wire \$822 ;
@@ -40696,7 +40696,7 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   wire \$847 ;
   wire \$848 ;
   wire \$849 ;
-  wire [8:0] \$85 ;
+  wire [10:0] \$85 ;
   wire \$850 ;
   wire \$851 ;
   wire \$852 ;
@@ -40729,7 +40729,7 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   wire [32:0] \$877 ;
   wire [32:0] \$878 ;
   wire [32:0] \$879 ;
-  wire [8:0] \$88 ;
+  wire [10:0] \$88 ;
   wire [32:0] \$880 ;
   wire [32:0] \$881 ;
   wire [32:0] \$882 ;
@@ -40763,7 +40763,7 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   wire [32:0] \$907 ;
   wire [32:0] \$908 ;
   wire [32:0] \$909 ;
-  wire [8:0] \$91 ;
+  wire [10:0] \$91 ;
   wire [32:0] \$910 ;
   wire [32:0] \$911 ;
   wire [32:0] \$912 ;
@@ -40796,7 +40796,7 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   wire [32:0] \$937 ;
   wire [32:0] \$938 ;
   wire [32:0] \$939 ;
-  wire [8:0] \$94 ;
+  wire [10:0] \$94 ;
   wire [32:0] \$940 ;
   wire [32:0] \$941 ;
   wire [32:0] \$942 ;
@@ -40829,7 +40829,7 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   wire [32:0] \$967 ;
   wire [32:0] \$968 ;
   wire [32:0] \$969 ;
-  wire [8:0] \$97 ;
+  wire [10:0] \$97 ;
   wire [32:0] \$970 ;
   wire [32:0] \$971 ;
   wire [32:0] \$972 ;
@@ -40838,7 +40838,7 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   wire [32:0] \$975 ;
   wire [32:0] \$976 ;
   wire [16:0] \$977 ;
-  wire [8:0] \$978 ;
+  wire [10:0] \$978 ;
   wire [15:0] \$979 ;
   wire \$98 ;
   wire [32:0] \$980 ;
@@ -42697,44 +42697,44 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   wire g_act9;
   reg [7:0] g_bi = 8'h00;
   reg g_done = 1'h0;
-  reg [7:0] g_kbase = 8'h00;
-  (* init = 8'h00 *)
-  wire [7:0] \g_kbase$244 ;
-  (* init = 8'h00 *)
-  wire [7:0] \g_kbase$252 ;
-  (* init = 8'h00 *)
-  wire [7:0] \g_kbase$260 ;
-  (* init = 8'h00 *)
-  wire [7:0] \g_kbase$268 ;
-  (* init = 8'h00 *)
-  wire [7:0] \g_kbase$276 ;
-  (* init = 8'h00 *)
-  wire [7:0] \g_kbase$284 ;
-  (* init = 8'h00 *)
-  wire [7:0] \g_kbase$292 ;
-  (* init = 8'h00 *)
-  wire [7:0] \g_kbase$300 ;
-  (* init = 8'h00 *)
-  wire [7:0] \g_kbase$308 ;
-  (* init = 8'h00 *)
-  wire [7:0] \g_kbase$316 ;
-  (* init = 8'h00 *)
-  wire [7:0] \g_kbase$324 ;
-  (* init = 8'h00 *)
-  wire [7:0] \g_kbase$332 ;
-  (* init = 8'h00 *)
-  wire [7:0] \g_kbase$340 ;
-  (* init = 8'h00 *)
-  wire [7:0] \g_kbase$348 ;
-  (* init = 8'h00 *)
-  wire [7:0] \g_kbase$356 ;
-  (* init = 8'h00 *)
-  wire [7:0] \g_kbase$364 ;
-  reg [7:0] g_kr = 8'h00;
-  wire [7:0] g_n;
-  reg [7:0] g_nbase = 8'h00;
+  reg [9:0] g_kbase = 10'h000;
+  (* init = 10'h000 *)
+  wire [9:0] \g_kbase$244 ;
+  (* init = 10'h000 *)
+  wire [9:0] \g_kbase$252 ;
+  (* init = 10'h000 *)
+  wire [9:0] \g_kbase$260 ;
+  (* init = 10'h000 *)
+  wire [9:0] \g_kbase$268 ;
+  (* init = 10'h000 *)
+  wire [9:0] \g_kbase$276 ;
+  (* init = 10'h000 *)
+  wire [9:0] \g_kbase$284 ;
+  (* init = 10'h000 *)
+  wire [9:0] \g_kbase$292 ;
+  (* init = 10'h000 *)
+  wire [9:0] \g_kbase$300 ;
+  (* init = 10'h000 *)
+  wire [9:0] \g_kbase$308 ;
+  (* init = 10'h000 *)
+  wire [9:0] \g_kbase$316 ;
+  (* init = 10'h000 *)
+  wire [9:0] \g_kbase$324 ;
+  (* init = 10'h000 *)
+  wire [9:0] \g_kbase$332 ;
+  (* init = 10'h000 *)
+  wire [9:0] \g_kbase$340 ;
+  (* init = 10'h000 *)
+  wire [9:0] \g_kbase$348 ;
+  (* init = 10'h000 *)
+  wire [9:0] \g_kbase$356 ;
+  (* init = 10'h000 *)
+  wire [9:0] \g_kbase$364 ;
+  reg [9:0] g_kr = 10'h000;
+  wire [9:0] g_n;
+  reg [9:0] g_nbase = 10'h000;
   reg [7:0] g_nn = 8'h00;
-  reg [7:0] g_nr = 8'h00;
+  reg [9:0] g_nr = 10'h000;
   wire [15:0] g_p;
   reg [15:0] g_p0 = 16'h0000;
   wire g_round_end;
@@ -42892,10 +42892,10 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   wire i_act8;
   wire i_act9;
   reg i_done = 1'h0;
-  reg [7:0] i_kbase = 8'h00;
-  reg [7:0] i_kr = 8'h00;
-  reg [7:0] i_nbase = 8'h00;
-  reg [7:0] i_nr = 8'h00;
+  reg [9:0] i_kbase = 10'h000;
+  reg [9:0] i_kr = 10'h000;
+  reg [9:0] i_nbase = 10'h000;
+  reg [9:0] i_nr = 10'h000;
   wire i_ok0;
   wire i_ok1;
   wire i_ok10;
@@ -42967,10 +42967,10 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   wire [31:0] \mult[5] ;
   wire [31:0] \mult[6] ;
   wire [31:0] \mult[7] ;
-  reg [7:0] n_pipe0 = 8'h00;
-  reg [7:0] n_pipe1 = 8'h00;
-  reg [7:0] n_pipe2 = 8'h00;
-  reg [7:0] n_pipe3 = 8'h00;
+  reg [9:0] n_pipe0 = 10'h000;
+  reg [9:0] n_pipe1 = 10'h000;
+  reg [9:0] n_pipe2 = 10'h000;
+  reg [9:0] n_pipe3 = 10'h000;
   wire [31:0] new0_0;
   wire [31:0] new0_1;
   wire [31:0] new0_2;
@@ -44708,7 +44708,7 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   wire \pos_valid$359 ;
   wire post_busy;
   reg [15:0] q0_addr = 16'h0000;
-  reg [7:0] q0_n = 8'h00;
+  reg [9:0] q0_n = 10'h000;
   reg [31:0] q0_sum0 = 32'd0;
   reg [31:0] q0_sum1 = 32'd0;
   reg [31:0] q0_sum2 = 32'd0;
@@ -44719,7 +44719,7 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   reg [31:0] q0_sum7 = 32'd0;
   (* init = 1'h0 *)
   wire q0_valid;
-  wire [41:0] r_data;
+  wire [43:0] r_data;
   wire r_en;
   wire r_rdy;
   wire res_any;
@@ -45961,7 +45961,7 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   reg [31:0] ser9_6 = 32'd0;
   reg [31:0] ser9_7 = 32'd0;
   reg [7:0] ser_cnt = 8'h00;
-  reg [7:0] ser_n0 = 8'h00;
+  reg [9:0] ser_n0 = 10'h000;
   wire ser_on;
   reg [15:0] ser_p0 = 16'h0000;
   reg setup = 1'h0;
@@ -46004,17 +46004,17 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   wire \stall$229 ;
   input start;
   wire start;
-  wire [41:0] tag;
+  wire [43:0] tag;
   wire [15:0] \tag.act ;
   wire \tag.first ;
   wire \tag.last ;
-  wire [7:0] \tag.n0 ;
+  wire [9:0] \tag.n0 ;
   wire [15:0] \tag.p0 ;
-  wire [41:0] tag_in;
+  wire [43:0] tag_in;
   wire [15:0] \tag_in.act ;
   wire \tag_in.first ;
   wire \tag_in.last ;
-  wire [7:0] \tag_in.n0 ;
+  wire [9:0] \tag_in.n0 ;
   wire [15:0] \tag_in.p0 ;
   wire take;
   wire \take$462 ;
@@ -46177,7 +46177,7 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   wire \tile_active$355 ;
   wire \tile_active$363 ;
   wire [15:0] unit_en;
-  wire [41:0] w_data;
+  wire [43:0] w_data;
   wire w_en;
   wire w_rdy;
   wire [511:0] x;
@@ -48484,7 +48484,7 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   assign \$976  = $signed(\$974 [31:0]) + $signed(\$975 [31:0]);
   assign \$977  = ser_p0 + g_bi;
   assign \$978  = ser_n0 + g_nn;
-  assign \$979  = args[417:403] + \$978 [7:0];
+  assign \$979  = args[417:403] + \$978 [9:0];
   assign \$980  = $signed(q0_sum0) + $signed(param_rd__data[31:0]);
   assign \$981  = $signed(q0_sum1) + $signed(param_rd__data[127:96]);
   assign \$982  = $signed(q0_sum2) + $signed(param_rd__data[223:192]);
@@ -48758,11 +48758,11 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   assign \$1216  = g_nn + 1'h1;
   assign \$1217  = \$977 [15:0] < args[116:101];
   assign \$1218  = ser_on & \$1217 ;
-  assign \$1219  = \$978 [7:0] < args[310:301];
+  assign \$1219  = \$978 [9:0] < args[310:301];
   assign \$1220  = \$1218  & \$1219 ;
   assign \$1221  = \$977 [15:0] * args[402:393];
   assign \$1222  = args[392:377] + \$1221 ;
-  assign \$1223  = \$1222  + \$978 [7:0];
+  assign \$1223  = \$1222  + \$978 [9:0];
   assign \$1224  = \o_valid$1425  & args[464];
   assign \$1225  = ~ busy;
   assign \$1226  = start & \$1225 ;
@@ -49340,7 +49340,7 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   always @(posedge clk)
     q0_addr <= \$1223 [15:0];
   always @(posedge clk)
-    q0_n <= \$978 [7:0];
+    q0_n <= \$978 [9:0];
   always @(posedge clk)
     addr_pipe0 <= q0_addr;
   always @(posedge clk)
@@ -49872,16 +49872,16 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
     if (go) begin
       (* full_case = 32'd1 *)
       if (\$1177 ) begin
-        \$1230  = 8'h00;
+        \$1230  = 10'h000;
       end else begin
-        \$1230  = \$1185 [7:0];
+        \$1230  = \$1185 [9:0];
       end
     end
     if (\$1226 ) begin
-      \$1230  = 8'h00;
+      \$1230  = 10'h000;
     end
     if (rst) begin
-      \$1230  = 8'h00;
+      \$1230  = 10'h000;
     end
   end
   always @* begin
@@ -49890,16 +49890,16 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
     if (go) begin
       (* full_case = 32'd1 *)
       if (\$1177 ) begin
-        \$1231  = 8'h00;
+        \$1231  = 10'h000;
       end else begin
-        \$1231  = \$1186 [7:0];
+        \$1231  = \$1186 [9:0];
       end
     end
     if (\$1226 ) begin
-      \$1231  = 8'h00;
+      \$1231  = 10'h000;
     end
     if (rst) begin
-      \$1231  = 8'h00;
+      \$1231  = 10'h000;
     end
   end
   always @* begin
@@ -49909,17 +49909,17 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
       if (\$1177 ) begin
         (* full_case = 32'd1 *)
         if (\$1179 ) begin
-          \$1232  = 8'h00;
+          \$1232  = 10'h000;
         end else begin
-          \$1232  = \$1183 [7:0];
+          \$1232  = \$1183 [9:0];
         end
       end
     end
     if (\$1226 ) begin
-      \$1232  = 8'h00;
+      \$1232  = 10'h000;
     end
     if (rst) begin
-      \$1232  = 8'h00;
+      \$1232  = 10'h000;
     end
   end
   always @* begin
@@ -49929,17 +49929,17 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
       if (\$1177 ) begin
         (* full_case = 32'd1 *)
         if (\$1179 ) begin
-          \$1233  = 8'h00;
+          \$1233  = 10'h000;
         end else begin
-          \$1233  = \$1184 [7:0];
+          \$1233  = \$1184 [9:0];
         end
       end
     end
     if (\$1226 ) begin
-      \$1233  = 8'h00;
+      \$1233  = 10'h000;
     end
     if (rst) begin
-      \$1233  = 8'h00;
+      \$1233  = 10'h000;
     end
   end
   always @* begin
@@ -50012,16 +50012,16 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
     if (issue) begin
       (* full_case = 32'd1 *)
       if (\$1198 ) begin
-        \$1238  = 8'h00;
+        \$1238  = 10'h000;
       end else begin
-        \$1238  = \$1206 [7:0];
+        \$1238  = \$1206 [9:0];
       end
     end
     if (\$1226 ) begin
-      \$1238  = 8'h00;
+      \$1238  = 10'h000;
     end
     if (rst) begin
-      \$1238  = 8'h00;
+      \$1238  = 10'h000;
     end
   end
   always @* begin
@@ -50030,16 +50030,16 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
     if (issue) begin
       (* full_case = 32'd1 *)
       if (\$1198 ) begin
-        \$1239  = 8'h00;
+        \$1239  = 10'h000;
       end else begin
-        \$1239  = \$1207 [7:0];
+        \$1239  = \$1207 [9:0];
       end
     end
     if (\$1226 ) begin
-      \$1239  = 8'h00;
+      \$1239  = 10'h000;
     end
     if (rst) begin
-      \$1239  = 8'h00;
+      \$1239  = 10'h000;
     end
   end
   always @* begin
@@ -50049,17 +50049,17 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
       if (\$1198 ) begin
         (* full_case = 32'd1 *)
         if (\$1200 ) begin
-          \$1240  = 8'h00;
+          \$1240  = 10'h000;
         end else begin
-          \$1240  = \$1204 [7:0];
+          \$1240  = \$1204 [9:0];
         end
       end
     end
     if (\$1226 ) begin
-      \$1240  = 8'h00;
+      \$1240  = 10'h000;
     end
     if (rst) begin
-      \$1240  = 8'h00;
+      \$1240  = 10'h000;
     end
   end
   always @* begin
@@ -50069,17 +50069,17 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
       if (\$1198 ) begin
         (* full_case = 32'd1 *)
         if (\$1200 ) begin
-          \$1241  = 8'h00;
+          \$1241  = 10'h000;
         end else begin
-          \$1241  = \$1205 [7:0];
+          \$1241  = \$1205 [9:0];
         end
       end
     end
     if (\$1226 ) begin
-      \$1241  = 8'h00;
+      \$1241  = 10'h000;
     end
     if (rst) begin
-      \$1241  = 8'h00;
+      \$1241  = 10'h000;
     end
   end
   always @* begin
@@ -52226,10 +52226,10 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$1504  = ser_n0;
     if (\$1208 ) begin
-      \$1504  = tag[41:34];
+      \$1504  = tag[43:34];
     end
     if (rst) begin
-      \$1504  = 8'h00;
+      \$1504  = 10'h000;
     end
   end
   always @* begin
@@ -52818,7 +52818,7 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   assign gsum7_l2_1 = \$975 [31:0];
   assign gsum7_l3_0 = \$976 [31:0];
   assign g_p = \$977 [15:0];
-  assign g_n = \$978 [7:0];
+  assign g_n = \$978 [9:0];
   assign param_rd__en = 1'h1;
   assign q0_valid = i_valid;
   assign code0_sum = { \$988 [32], \$988  };
@@ -56235,12 +56235,12 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   assign \tag_in.last  = tag_in[1];
   assign \tag_in.act  = tag_in[17:2];
   assign \tag_in.p0  = tag_in[33:18];
-  assign \tag_in.n0  = tag_in[41:34];
+  assign \tag_in.n0  = tag_in[43:34];
   assign \tag.first  = tag[0];
   assign \tag.last  = tag[1];
   assign \tag.act  = tag[17:2];
   assign \tag.p0  = tag[33:18];
-  assign \tag.n0  = tag[41:34];
+  assign \tag.n0  = tag[43:34];
   assign \res_y__0[0]  = res_y__0[21:0];
   assign \res_y__0[1]  = res_y__0[43:22];
   assign \res_y__0[2]  = res_y__0[65:44];
@@ -57473,7 +57473,7 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   assign \x$1349 [95:64] = \$982 [31:0];
   assign \x$1349 [63:32] = \$981 [31:0];
   assign \x$1349 [31:0] = \$980 [31:0];
-  assign tag_in[41:34] = i_nbase;
+  assign tag_in[43:34] = i_nbase;
   assign tag_in[33:18] = i_p0;
   assign tag_in[17:2] = { i_act15, i_act14, i_act13, i_act12, i_act11, i_act10, i_act9, i_act8, i_act7, i_act6, i_act5, i_act4, i_act3, i_act2, i_act1, i_act0 };
   assign tag_in[1] = \$296 ;
@@ -58399,8 +58399,8 @@ module \imagenet_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_
   reg full = 1'h0;
   (* init = 1'h0 *)
   wire \full$72 ;
-  input [7:0] g_kbase;
-  wire [7:0] g_kbase;
+  input [9:0] g_kbase;
+  wire [9:0] g_kbase;
   input go;
   wire go;
   output idle_next;
@@ -59508,8 +59508,8 @@ module \imagenet_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_
   reg full = 1'h0;
   (* init = 1'h0 *)
   wire \full$72 ;
-  input [7:0] g_kbase;
-  wire [7:0] g_kbase;
+  input [9:0] g_kbase;
+  wire [9:0] g_kbase;
   input go;
   wire go;
   output idle_next;
@@ -60617,8 +60617,8 @@ module \imagenet_fabric.mac.gather10 (rst, act_rd__data, desc_rd__data, go, tile
   reg full = 1'h0;
   (* init = 1'h0 *)
   wire \full$72 ;
-  input [7:0] g_kbase;
-  wire [7:0] g_kbase;
+  input [9:0] g_kbase;
+  wire [9:0] g_kbase;
   input go;
   wire go;
   output idle_next;
@@ -61726,8 +61726,8 @@ module \imagenet_fabric.mac.gather11 (rst, act_rd__data, desc_rd__data, go, tile
   reg full = 1'h0;
   (* init = 1'h0 *)
   wire \full$72 ;
-  input [7:0] g_kbase;
-  wire [7:0] g_kbase;
+  input [9:0] g_kbase;
+  wire [9:0] g_kbase;
   input go;
   wire go;
   output idle_next;
@@ -62835,8 +62835,8 @@ module \imagenet_fabric.mac.gather12 (rst, act_rd__data, desc_rd__data, go, tile
   reg full = 1'h0;
   (* init = 1'h0 *)
   wire \full$72 ;
-  input [7:0] g_kbase;
-  wire [7:0] g_kbase;
+  input [9:0] g_kbase;
+  wire [9:0] g_kbase;
   input go;
   wire go;
   output idle_next;
@@ -63944,8 +63944,8 @@ module \imagenet_fabric.mac.gather13 (rst, act_rd__data, desc_rd__data, go, tile
   reg full = 1'h0;
   (* init = 1'h0 *)
   wire \full$72 ;
-  input [7:0] g_kbase;
-  wire [7:0] g_kbase;
+  input [9:0] g_kbase;
+  wire [9:0] g_kbase;
   input go;
   wire go;
   output idle_next;
@@ -65053,8 +65053,8 @@ module \imagenet_fabric.mac.gather14 (rst, act_rd__data, desc_rd__data, go, tile
   reg full = 1'h0;
   (* init = 1'h0 *)
   wire \full$72 ;
-  input [7:0] g_kbase;
-  wire [7:0] g_kbase;
+  input [9:0] g_kbase;
+  wire [9:0] g_kbase;
   input go;
   wire go;
   output idle_next;
@@ -66162,8 +66162,8 @@ module \imagenet_fabric.mac.gather15 (rst, act_rd__data, desc_rd__data, go, tile
   reg full = 1'h0;
   (* init = 1'h0 *)
   wire \full$72 ;
-  input [7:0] g_kbase;
-  wire [7:0] g_kbase;
+  input [9:0] g_kbase;
+  wire [9:0] g_kbase;
   input go;
   wire go;
   output idle_next;
@@ -67271,8 +67271,8 @@ module \imagenet_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_
   reg full = 1'h0;
   (* init = 1'h0 *)
   wire \full$72 ;
-  input [7:0] g_kbase;
-  wire [7:0] g_kbase;
+  input [9:0] g_kbase;
+  wire [9:0] g_kbase;
   input go;
   wire go;
   output idle_next;
@@ -68380,8 +68380,8 @@ module \imagenet_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_
   reg full = 1'h0;
   (* init = 1'h0 *)
   wire \full$72 ;
-  input [7:0] g_kbase;
-  wire [7:0] g_kbase;
+  input [9:0] g_kbase;
+  wire [9:0] g_kbase;
   input go;
   wire go;
   output idle_next;
@@ -69489,8 +69489,8 @@ module \imagenet_fabric.mac.gather4 (rst, act_rd__data, desc_rd__data, go, tile_
   reg full = 1'h0;
   (* init = 1'h0 *)
   wire \full$72 ;
-  input [7:0] g_kbase;
-  wire [7:0] g_kbase;
+  input [9:0] g_kbase;
+  wire [9:0] g_kbase;
   input go;
   wire go;
   output idle_next;
@@ -70598,8 +70598,8 @@ module \imagenet_fabric.mac.gather5 (rst, act_rd__data, desc_rd__data, go, tile_
   reg full = 1'h0;
   (* init = 1'h0 *)
   wire \full$72 ;
-  input [7:0] g_kbase;
-  wire [7:0] g_kbase;
+  input [9:0] g_kbase;
+  wire [9:0] g_kbase;
   input go;
   wire go;
   output idle_next;
@@ -71707,8 +71707,8 @@ module \imagenet_fabric.mac.gather6 (rst, act_rd__data, desc_rd__data, go, tile_
   reg full = 1'h0;
   (* init = 1'h0 *)
   wire \full$72 ;
-  input [7:0] g_kbase;
-  wire [7:0] g_kbase;
+  input [9:0] g_kbase;
+  wire [9:0] g_kbase;
   input go;
   wire go;
   output idle_next;
@@ -72816,8 +72816,8 @@ module \imagenet_fabric.mac.gather7 (rst, act_rd__data, desc_rd__data, go, tile_
   reg full = 1'h0;
   (* init = 1'h0 *)
   wire \full$72 ;
-  input [7:0] g_kbase;
-  wire [7:0] g_kbase;
+  input [9:0] g_kbase;
+  wire [9:0] g_kbase;
   input go;
   wire go;
   output idle_next;
@@ -73925,8 +73925,8 @@ module \imagenet_fabric.mac.gather8 (rst, act_rd__data, desc_rd__data, go, tile_
   reg full = 1'h0;
   (* init = 1'h0 *)
   wire \full$72 ;
-  input [7:0] g_kbase;
-  wire [7:0] g_kbase;
+  input [9:0] g_kbase;
+  wire [9:0] g_kbase;
   input go;
   wire go;
   output idle_next;
@@ -75034,8 +75034,8 @@ module \imagenet_fabric.mac.gather9 (rst, act_rd__data, desc_rd__data, go, tile_
   reg full = 1'h0;
   (* init = 1'h0 *)
   wire \full$72 ;
-  input [7:0] g_kbase;
-  wire [7:0] g_kbase;
+  input [9:0] g_kbase;
+  wire [9:0] g_kbase;
   input go;
   wire go;
   output idle_next;
@@ -76495,30 +76495,30 @@ module \imagenet_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port_
   reg [2:0] level = 3'h0;
   (* init = 2'h0 *)
   wire [1:0] produce;
-  output [41:0] r_data;
-  wire [41:0] r_data;
+  output [43:0] r_data;
+  wire [43:0] r_data;
   input r_en;
   wire r_en;
   (* init = 3'h0 *)
   wire [2:0] r_level;
   reg [1:0] r_port__addr = 2'h0;
-  wire [41:0] r_port__data;
+  wire [43:0] r_port__data;
   output r_rdy;
   wire r_rdy;
   input rst;
   wire rst;
-  wire [41:0] w_data;
+  wire [43:0] w_data;
   input w_en;
   wire w_en;
   (* init = 3'h0 *)
   wire [2:0] w_level;
   reg [1:0] w_port__addr = 2'h0;
-  input [41:0] w_port__data;
-  wire [41:0] w_port__data;
+  input [43:0] w_port__data;
+  wire [43:0] w_port__data;
   wire w_port__en;
   output w_rdy;
   wire w_rdy;
-  reg [41:0] storage [3:0];
+  reg [43:0] storage [3:0];
   always @(posedge clk) begin
     if (w_port__en)
       storage[w_port__addr] <= w_port__data;

@@ -17092,9 +17092,9 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
   wire [32:0] \$135 ;
   wire [32:0] \$136 ;
   wire [16:0] \$137 ;
-  wire [8:0] \$138 ;
-  wire [8:0] \$139 ;
-  wire [8:0] \$14 ;
+  wire [10:0] \$138 ;
+  wire [10:0] \$139 ;
+  wire [10:0] \$14 ;
   wire [32:0] \$140 ;
   wire [32:0] \$141 ;
   wire [32:0] \$142 ;
@@ -17127,7 +17127,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
   wire [10:0] \$167 ;
   wire [32:0] \$168 ;
   wire \$169 ;
-  wire [8:0] \$17 ;
+  wire [10:0] \$17 ;
   wire \$170 ;
   wire [10:0] \$171 ;
   wire [10:0] \$172 ;
@@ -17147,7 +17147,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
   wire \$185 ;
   wire [10:0] \$186 ;
   wire [10:0] \$187 ;
-  wire [8:0] \$188 ;
+  wire [10:0] \$188 ;
   wire [17:0] \$189 ;
   wire \$19 ;
   wire [32:0] \$190 ;
@@ -17161,7 +17161,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
   wire [32:0] \$198 ;
   wire [17:0] \$199 ;
   wire \$2 ;
-  wire [8:0] \$20 ;
+  wire [10:0] \$20 ;
   wire [32:0] \$200 ;
   wire [17:0] \$201 ;
   wire [32:0] \$202 ;
@@ -17194,7 +17194,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
   wire \$227 ;
   wire [10:0] \$228 ;
   wire [10:0] \$229 ;
-  wire [8:0] \$23 ;
+  wire [10:0] \$23 ;
   wire [32:0] \$230 ;
   wire \$231 ;
   wire \$232 ;
@@ -17242,14 +17242,14 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
   wire [16:0] \$270 ;
   wire [16:0] \$271 ;
   wire \$272 ;
-  wire [8:0] \$273 ;
-  wire [8:0] \$274 ;
-  wire [8:0] \$275 ;
-  wire [8:0] \$276 ;
+  wire [10:0] \$273 ;
+  wire [10:0] \$274 ;
+  wire [10:0] \$275 ;
+  wire [10:0] \$276 ;
   wire \$277 ;
   wire \$278 ;
   wire [8:0] \$279 ;
-  wire [8:0] \$28 ;
+  wire [10:0] \$28 ;
   wire [10:0] \$280 ;
   wire \$281 ;
   wire [10:0] \$282 ;
@@ -17265,10 +17265,10 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
   wire [16:0] \$291 ;
   wire [16:0] \$292 ;
   wire \$293 ;
-  wire [8:0] \$294 ;
-  wire [8:0] \$295 ;
-  wire [8:0] \$296 ;
-  wire [8:0] \$297 ;
+  wire [10:0] \$294 ;
+  wire [10:0] \$295 ;
+  wire [10:0] \$296 ;
+  wire [10:0] \$297 ;
   wire \$298 ;
   wire \$299 ;
   wire \$3 ;
@@ -17283,7 +17283,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
   wire \$307 ;
   wire \$308 ;
   wire \$309 ;
-  wire [8:0] \$31 ;
+  wire [10:0] \$31 ;
   wire \$310 ;
   wire [25:0] \$311 ;
   wire [26:0] \$312 ;
@@ -17295,19 +17295,19 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
   wire \$318 ;
   wire [8:0] \$319 ;
   wire \$32 ;
-  reg [7:0] \$320 ;
-  reg [7:0] \$321 ;
-  reg [7:0] \$322 ;
-  reg [7:0] \$323 ;
+  reg [9:0] \$320 ;
+  reg [9:0] \$321 ;
+  reg [9:0] \$322 ;
+  reg [9:0] \$323 ;
   reg [15:0] \$324 ;
   reg \$325 ;
   reg [7:0] \$326 ;
   reg [3:0] \$327 ;
-  reg [7:0] \$328 ;
-  reg [7:0] \$329 ;
+  reg [9:0] \$328 ;
+  reg [9:0] \$329 ;
   wire \$33 ;
-  reg [7:0] \$330 ;
-  reg [7:0] \$331 ;
+  reg [9:0] \$330 ;
+  reg [9:0] \$331 ;
   reg [15:0] \$332 ;
   reg \$333 ;
   reg [31:0] \$334 ;
@@ -17350,17 +17350,17 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
   reg [7:0] \$368 ;
   reg [15:0] \$369 ;
   wire \$37 ;
-  reg [7:0] \$370 ;
+  reg [9:0] \$370 ;
   reg \$371 ;
   reg \$372 ;
   reg \$373 ;
   reg \$374 ;
   reg [7:0] \$375 ;
-  wire [8:0] \$38 ;
+  wire [10:0] \$38 ;
   wire \$39 ;
   wire \$4 ;
   wire \$40 ;
-  wire [8:0] \$41 ;
+  wire [10:0] \$41 ;
   wire \$42 ;
   wire \$43 ;
   wire \$44 ;
@@ -17817,16 +17817,16 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
   wire g_act1;
   reg [7:0] g_bi = 8'h00;
   reg g_done = 1'h0;
-  reg [7:0] g_kbase = 8'h00;
-  (* init = 8'h00 *)
-  wire [7:0] \g_kbase$48 ;
-  (* init = 8'h00 *)
-  wire [7:0] \g_kbase$56 ;
-  reg [7:0] g_kr = 8'h00;
-  wire [7:0] g_n;
-  reg [7:0] g_nbase = 8'h00;
+  reg [9:0] g_kbase = 10'h000;
+  (* init = 10'h000 *)
+  wire [9:0] \g_kbase$48 ;
+  (* init = 10'h000 *)
+  wire [9:0] \g_kbase$56 ;
+  reg [9:0] g_kr = 10'h000;
+  wire [9:0] g_n;
+  reg [9:0] g_nbase = 10'h000;
   reg [7:0] g_nn = 8'h00;
-  reg [7:0] g_nr = 8'h00;
+  reg [9:0] g_nr = 10'h000;
   wire [15:0] g_p;
   reg [15:0] g_p0 = 16'h0000;
   wire g_round_end;
@@ -17844,10 +17844,10 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
   wire i_act0;
   wire i_act1;
   reg i_done = 1'h0;
-  reg [7:0] i_kbase = 8'h00;
-  reg [7:0] i_kr = 8'h00;
-  reg [7:0] i_nbase = 8'h00;
-  reg [7:0] i_nr = 8'h00;
+  reg [9:0] i_kbase = 10'h000;
+  reg [9:0] i_kr = 10'h000;
+  reg [9:0] i_nbase = 10'h000;
+  reg [9:0] i_nr = 10'h000;
   wire i_ok0;
   wire i_ok1;
   reg [15:0] i_p0 = 16'h0000;
@@ -17877,10 +17877,10 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
   wire [31:0] \mult[5] ;
   wire [31:0] \mult[6] ;
   wire [31:0] \mult[7] ;
-  reg [7:0] n_pipe0 = 8'h00;
-  reg [7:0] n_pipe1 = 8'h00;
-  reg [7:0] n_pipe2 = 8'h00;
-  reg [7:0] n_pipe3 = 8'h00;
+  reg [9:0] n_pipe0 = 10'h000;
+  reg [9:0] n_pipe1 = 10'h000;
+  reg [9:0] n_pipe2 = 10'h000;
+  reg [9:0] n_pipe3 = 10'h000;
   wire [31:0] new0_0;
   wire [31:0] new0_1;
   wire [31:0] new0_2;
@@ -18084,7 +18084,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
   wire \pos_valid$51 ;
   wire post_busy;
   reg [11:0] q0_addr = 12'h000;
-  reg [7:0] q0_n = 8'h00;
+  reg [9:0] q0_n = 10'h000;
   reg [31:0] q0_sum0 = 32'd0;
   reg [31:0] q0_sum1 = 32'd0;
   reg [31:0] q0_sum2 = 32'd0;
@@ -18095,7 +18095,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
   reg [31:0] q0_sum7 = 32'd0;
   (* init = 1'h0 *)
   wire q0_valid;
-  wire [27:0] r_data;
+  wire [29:0] r_data;
   wire r_en;
   wire r_rdy;
   wire res_any;
@@ -18259,7 +18259,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
   reg [31:0] ser1_6 = 32'd0;
   reg [31:0] ser1_7 = 32'd0;
   reg [7:0] ser_cnt = 8'h00;
-  reg [7:0] ser_n0 = 8'h00;
+  reg [9:0] ser_n0 = 10'h000;
   wire ser_on;
   reg [15:0] ser_p0 = 16'h0000;
   reg setup = 1'h0;
@@ -18288,17 +18288,17 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
   wire \stall$33 ;
   input start;
   wire start;
-  wire [27:0] tag;
+  wire [29:0] tag;
   wire [1:0] \tag.act ;
   wire \tag.first ;
   wire \tag.last ;
-  wire [7:0] \tag.n0 ;
+  wire [9:0] \tag.n0 ;
   wire [15:0] \tag.p0 ;
-  wire [27:0] tag_in;
+  wire [29:0] tag_in;
   wire [1:0] \tag_in.act ;
   wire \tag_in.first ;
   wire \tag_in.last ;
-  wire [7:0] \tag_in.n0 ;
+  wire [9:0] \tag_in.n0 ;
   wire [15:0] \tag_in.p0 ;
   wire take;
   wire \take$84 ;
@@ -18321,7 +18321,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
   wire tile_active;
   wire \tile_active$55 ;
   wire [1:0] unit_en;
-  wire [27:0] w_data;
+  wire [29:0] w_data;
   wire w_en;
   wire w_rdy;
   wire [255:0] x;
@@ -18604,7 +18604,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
   assign \$136  = $signed(term0_7) + $signed(term1_7);
   assign \$137  = ser_p0 + g_bi;
   assign \$138  = ser_n0 + g_nn;
-  assign \$139  = args[359:354] + \$138 [7:0];
+  assign \$139  = args[359:354] + \$138 [9:0];
   assign \$140  = $signed(q0_sum0) + $signed(param_rd__data[31:0]);
   assign \$141  = $signed(q0_sum1) + $signed(param_rd__data[127:96]);
   assign \$142  = $signed(q0_sum2) + $signed(param_rd__data[223:192]);
@@ -18780,11 +18780,11 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
   assign \$306  = g_nn + 1'h1;
   assign \$307  = \$137 [15:0] < args[116:101];
   assign \$308  = ser_on & \$307 ;
-  assign \$309  = \$138 [7:0] < args[272:263];
+  assign \$309  = \$138 [9:0] < args[272:263];
   assign \$310  = \$308  & \$309 ;
   assign \$311  = \$137 [15:0] * args[353:344];
   assign \$312  = args[343:332] + \$311 ;
-  assign \$313  = \$312  + \$138 [7:0];
+  assign \$313  = \$312  + \$138 [9:0];
   assign \$314  = \o_valid$277  & args[406];
   assign \$315  = ~ busy;
   assign \$316  = start & \$315 ;
@@ -18914,7 +18914,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
   always @(posedge clk)
     q0_addr <= \$313 [11:0];
   always @(posedge clk)
-    q0_n <= \$138 [7:0];
+    q0_n <= \$138 [9:0];
   always @(posedge clk)
     addr_pipe0 <= q0_addr;
   always @(posedge clk)
@@ -19082,16 +19082,16 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     if (go) begin
       (* full_case = 32'd1 *)
       if (\$267 ) begin
-        \$320  = 8'h00;
+        \$320  = 10'h000;
       end else begin
-        \$320  = \$275 [7:0];
+        \$320  = \$275 [9:0];
       end
     end
     if (\$316 ) begin
-      \$320  = 8'h00;
+      \$320  = 10'h000;
     end
     if (rst) begin
-      \$320  = 8'h00;
+      \$320  = 10'h000;
     end
   end
   always @* begin
@@ -19100,16 +19100,16 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     if (go) begin
       (* full_case = 32'd1 *)
       if (\$267 ) begin
-        \$321  = 8'h00;
+        \$321  = 10'h000;
       end else begin
-        \$321  = \$276 [7:0];
+        \$321  = \$276 [9:0];
       end
     end
     if (\$316 ) begin
-      \$321  = 8'h00;
+      \$321  = 10'h000;
     end
     if (rst) begin
-      \$321  = 8'h00;
+      \$321  = 10'h000;
     end
   end
   always @* begin
@@ -19119,17 +19119,17 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
       if (\$267 ) begin
         (* full_case = 32'd1 *)
         if (\$269 ) begin
-          \$322  = 8'h00;
+          \$322  = 10'h000;
         end else begin
-          \$322  = \$273 [7:0];
+          \$322  = \$273 [9:0];
         end
       end
     end
     if (\$316 ) begin
-      \$322  = 8'h00;
+      \$322  = 10'h000;
     end
     if (rst) begin
-      \$322  = 8'h00;
+      \$322  = 10'h000;
     end
   end
   always @* begin
@@ -19139,17 +19139,17 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
       if (\$267 ) begin
         (* full_case = 32'd1 *)
         if (\$269 ) begin
-          \$323  = 8'h00;
+          \$323  = 10'h000;
         end else begin
-          \$323  = \$274 [7:0];
+          \$323  = \$274 [9:0];
         end
       end
     end
     if (\$316 ) begin
-      \$323  = 8'h00;
+      \$323  = 10'h000;
     end
     if (rst) begin
-      \$323  = 8'h00;
+      \$323  = 10'h000;
     end
   end
   always @* begin
@@ -19222,16 +19222,16 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     if (issue) begin
       (* full_case = 32'd1 *)
       if (\$288 ) begin
-        \$328  = 8'h00;
+        \$328  = 10'h000;
       end else begin
-        \$328  = \$296 [7:0];
+        \$328  = \$296 [9:0];
       end
     end
     if (\$316 ) begin
-      \$328  = 8'h00;
+      \$328  = 10'h000;
     end
     if (rst) begin
-      \$328  = 8'h00;
+      \$328  = 10'h000;
     end
   end
   always @* begin
@@ -19240,16 +19240,16 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     if (issue) begin
       (* full_case = 32'd1 *)
       if (\$288 ) begin
-        \$329  = 8'h00;
+        \$329  = 10'h000;
       end else begin
-        \$329  = \$297 [7:0];
+        \$329  = \$297 [9:0];
       end
     end
     if (\$316 ) begin
-      \$329  = 8'h00;
+      \$329  = 10'h000;
     end
     if (rst) begin
-      \$329  = 8'h00;
+      \$329  = 10'h000;
     end
   end
   always @* begin
@@ -19259,17 +19259,17 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
       if (\$288 ) begin
         (* full_case = 32'd1 *)
         if (\$290 ) begin
-          \$330  = 8'h00;
+          \$330  = 10'h000;
         end else begin
-          \$330  = \$294 [7:0];
+          \$330  = \$294 [9:0];
         end
       end
     end
     if (\$316 ) begin
-      \$330  = 8'h00;
+      \$330  = 10'h000;
     end
     if (rst) begin
-      \$330  = 8'h00;
+      \$330  = 10'h000;
     end
   end
   always @* begin
@@ -19279,17 +19279,17 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
       if (\$288 ) begin
         (* full_case = 32'd1 *)
         if (\$290 ) begin
-          \$331  = 8'h00;
+          \$331  = 10'h000;
         end else begin
-          \$331  = \$295 [7:0];
+          \$331  = \$295 [9:0];
         end
       end
     end
     if (\$316 ) begin
-      \$331  = 8'h00;
+      \$331  = 10'h000;
     end
     if (rst) begin
-      \$331  = 8'h00;
+      \$331  = 10'h000;
     end
   end
   always @* begin
@@ -19644,10 +19644,10 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$370  = ser_n0;
     if (\$298 ) begin
-      \$370  = tag[27:20];
+      \$370  = tag[29:20];
     end
     if (rst) begin
-      \$370  = 8'h00;
+      \$370  = 10'h000;
     end
   end
   always @* begin
@@ -19774,7 +19774,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
   assign gsum6_l0_0 = \$135 [31:0];
   assign gsum7_l0_0 = \$136 [31:0];
   assign g_p = \$137 [15:0];
-  assign g_n = \$138 [7:0];
+  assign g_n = \$138 [9:0];
   assign param_rd__en = 1'h1;
   assign q0_valid = i_valid;
   assign code0_sum = { \$148 [32], \$148  };
@@ -20165,12 +20165,12 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
   assign \tag_in.last  = tag_in[1];
   assign \tag_in.act  = tag_in[3:2];
   assign \tag_in.p0  = tag_in[19:4];
-  assign \tag_in.n0  = tag_in[27:20];
+  assign \tag_in.n0  = tag_in[29:20];
   assign \tag.first  = tag[0];
   assign \tag.last  = tag[1];
   assign \tag.act  = tag[3:2];
   assign \tag.p0  = tag[19:4];
-  assign \tag.n0  = tag[27:20];
+  assign \tag.n0  = tag[29:20];
   assign \res_y__0[0]  = res_y__0[20:0];
   assign \res_y__0[1]  = res_y__0[41:21];
   assign \res_y__0[2]  = res_y__0[62:42];
@@ -20507,7 +20507,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
   assign \x$201 [95:64] = \$142 [31:0];
   assign \x$201 [63:32] = \$141 [31:0];
   assign \x$201 [31:0] = \$140 [31:0];
-  assign tag_in[27:20] = i_nbase;
+  assign tag_in[29:20] = i_nbase;
   assign tag_in[19:4] = i_p0;
   assign tag_in[3:2] = { i_act1, i_act0 };
   assign tag_in[1] = \$58 ;
@@ -21152,10 +21152,10 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
   wire \$35 ;
   wire \$36 ;
   wire [6:0] \$37 ;
-  wire [8:0] \$38 ;
-  wire [9:0] \$39 ;
+  wire [10:0] \$38 ;
+  wire [11:0] \$39 ;
   wire [6:0] \$4 ;
-  wire [9:0] \$40 ;
+  wire [11:0] \$40 ;
   wire [9:0] \$41 ;
   wire [9:0] \$42 ;
   wire [8:0] \$43 ;
@@ -21321,8 +21321,8 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
   reg full = 1'h0;
   (* init = 1'h0 *)
   wire \full$72 ;
-  input [7:0] g_kbase;
-  wire [7:0] g_kbase;
+  input [9:0] g_kbase;
+  wire [9:0] g_kbase;
   input go;
   wire go;
   output idle_next;
@@ -21454,7 +21454,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
   assign \$37  = args[327:322] + 1'h0;
   assign \$38  = args[252:247] + g_kbase;
   assign \$39  = \$38  + kk;
-  assign \$40  = pos_init ? { 3'h0, \$37  } : \$39 ;
+  assign \$40  = pos_init ? { 5'h00, \$37  } : \$39 ;
   assign pos_valid = p < args[116:101];
   assign \$41  = ox + args[218:210];
   assign \$42  = ox + 1'h1;
@@ -22197,10 +22197,10 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
   wire \$35 ;
   wire \$36 ;
   wire [6:0] \$37 ;
-  wire [8:0] \$38 ;
-  wire [9:0] \$39 ;
+  wire [10:0] \$38 ;
+  wire [11:0] \$39 ;
   wire [6:0] \$4 ;
-  wire [9:0] \$40 ;
+  wire [11:0] \$40 ;
   wire [9:0] \$41 ;
   wire [9:0] \$42 ;
   wire [8:0] \$43 ;
@@ -22366,8 +22366,8 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
   reg full = 1'h0;
   (* init = 1'h0 *)
   wire \full$72 ;
-  input [7:0] g_kbase;
-  wire [7:0] g_kbase;
+  input [9:0] g_kbase;
+  wire [9:0] g_kbase;
   input go;
   wire go;
   output idle_next;
@@ -22499,7 +22499,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
   assign \$37  = args[327:322] + 1'h1;
   assign \$38  = args[252:247] + g_kbase;
   assign \$39  = \$38  + kk;
-  assign \$40  = pos_init ? { 3'h0, \$37  } : \$39 ;
+  assign \$40  = pos_init ? { 5'h00, \$37  } : \$39 ;
   assign pos_valid = p < args[116:101];
   assign \$41  = ox + args[218:210];
   assign \$42  = ox + 1'h1;
@@ -23763,30 +23763,30 @@ module \isscc22_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__
   reg [2:0] level = 3'h0;
   (* init = 2'h0 *)
   wire [1:0] produce;
-  output [27:0] r_data;
-  wire [27:0] r_data;
+  output [29:0] r_data;
+  wire [29:0] r_data;
   input r_en;
   wire r_en;
   (* init = 3'h0 *)
   wire [2:0] r_level;
   reg [1:0] r_port__addr = 2'h0;
-  wire [27:0] r_port__data;
+  wire [29:0] r_port__data;
   output r_rdy;
   wire r_rdy;
   input rst;
   wire rst;
-  wire [27:0] w_data;
+  wire [29:0] w_data;
   input w_en;
   wire w_en;
   (* init = 3'h0 *)
   wire [2:0] w_level;
   reg [1:0] w_port__addr = 2'h0;
-  input [27:0] w_port__data;
-  wire [27:0] w_port__data;
+  input [29:0] w_port__data;
+  wire [29:0] w_port__data;
   wire w_port__en;
   output w_rdy;
   wire w_rdy;
-  reg [27:0] storage [3:0];
+  reg [29:0] storage [3:0];
   always @(posedge clk) begin
     if (w_port__en)
       storage[w_port__addr] <= w_port__data;

@@ -11810,12 +11810,12 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, e
   wire \$137 ;
   wire [16:0] \$138 ;
   wire [16:0] \$139 ;
-  wire [8:0] \$14 ;
+  wire [10:0] \$14 ;
   wire \$140 ;
-  wire [8:0] \$141 ;
-  wire [8:0] \$142 ;
-  wire [8:0] \$143 ;
-  wire [8:0] \$144 ;
+  wire [10:0] \$141 ;
+  wire [10:0] \$142 ;
+  wire [10:0] \$143 ;
+  wire [10:0] \$144 ;
   wire \$145 ;
   wire \$146 ;
   wire [8:0] \$147 ;
@@ -11835,15 +11835,15 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, e
   wire \$16 ;
   wire [16:0] \$160 ;
   wire \$161 ;
-  wire [8:0] \$162 ;
-  wire [8:0] \$163 ;
-  wire [8:0] \$164 ;
-  wire [8:0] \$165 ;
+  wire [10:0] \$162 ;
+  wire [10:0] \$163 ;
+  wire [10:0] \$164 ;
+  wire [10:0] \$165 ;
   wire \$166 ;
   wire \$167 ;
   wire \$168 ;
   wire \$169 ;
-  wire [8:0] \$17 ;
+  wire [10:0] \$17 ;
   wire [8:0] \$170 ;
   wire [7:0] \$171 ;
   wire \$172 ;
@@ -11863,21 +11863,21 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, e
   wire [8:0] \$185 ;
   wire \$186 ;
   wire [8:0] \$187 ;
-  reg [7:0] \$188 ;
-  reg [7:0] \$189 ;
+  reg [9:0] \$188 ;
+  reg [9:0] \$189 ;
   wire \$19 ;
-  reg [7:0] \$190 ;
-  reg [7:0] \$191 ;
+  reg [9:0] \$190 ;
+  reg [9:0] \$191 ;
   reg [15:0] \$192 ;
   reg \$193 ;
   reg [7:0] \$194 ;
   reg \$195 ;
-  reg [7:0] \$196 ;
-  reg [7:0] \$197 ;
-  reg [7:0] \$198 ;
-  reg [7:0] \$199 ;
+  reg [9:0] \$196 ;
+  reg [9:0] \$197 ;
+  reg [9:0] \$198 ;
+  reg [9:0] \$199 ;
   wire \$2 ;
-  wire [8:0] \$20 ;
+  wire [10:0] \$20 ;
   reg [15:0] \$200 ;
   reg \$201 ;
   reg [31:0] \$202 ;
@@ -11893,34 +11893,34 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, e
   reg [7:0] \$211 ;
   reg [7:0] \$212 ;
   reg [15:0] \$213 ;
-  reg [7:0] \$214 ;
+  reg [9:0] \$214 ;
   reg \$215 ;
   reg \$216 ;
   reg \$217 ;
   reg \$218 ;
   reg [7:0] \$219 ;
   wire \$22 ;
-  wire [8:0] \$23 ;
+  wire [10:0] \$23 ;
   wire \$24 ;
   wire [16:0] \$25 ;
   wire \$26 ;
   wire \$27 ;
-  wire [8:0] \$28 ;
+  wire [10:0] \$28 ;
   wire \$29 ;
   wire \$3 ;
   wire \$30 ;
-  wire [8:0] \$31 ;
+  wire [10:0] \$31 ;
   wire \$32 ;
   wire \$33 ;
   wire \$34 ;
   wire [16:0] \$35 ;
   wire \$36 ;
   wire \$37 ;
-  wire [8:0] \$38 ;
+  wire [10:0] \$38 ;
   wire \$39 ;
   wire \$4 ;
   wire \$40 ;
-  wire [8:0] \$41 ;
+  wire [10:0] \$41 ;
   wire \$42 ;
   wire \$43 ;
   wire \$44 ;
@@ -11967,8 +11967,8 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, e
   wire [32:0] \$81 ;
   wire [32:0] \$82 ;
   wire [16:0] \$83 ;
-  wire [8:0] \$84 ;
-  wire [8:0] \$85 ;
+  wire [10:0] \$84 ;
+  wire [10:0] \$85 ;
   wire [32:0] \$86 ;
   wire [32:0] \$87 ;
   wire [32:0] \$88 ;
@@ -11982,7 +11982,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, e
   wire \$95 ;
   wire [10:0] \$96 ;
   wire [10:0] \$97 ;
-  wire [8:0] \$98 ;
+  wire [10:0] \$98 ;
   wire [17:0] \$99 ;
   reg [31:0] acc0_0 = 32'd0;
   reg [31:0] acc0_1 = 32'd0;
@@ -12281,16 +12281,16 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, e
   wire g_act1;
   reg [7:0] g_bi = 8'h00;
   reg g_done = 1'h0;
-  reg [7:0] g_kbase = 8'h00;
-  (* init = 8'h00 *)
-  wire [7:0] \g_kbase$48 ;
-  (* init = 8'h00 *)
-  wire [7:0] \g_kbase$56 ;
-  reg [7:0] g_kr = 8'h00;
-  wire [7:0] g_n;
-  reg [7:0] g_nbase = 8'h00;
+  reg [9:0] g_kbase = 10'h000;
+  (* init = 10'h000 *)
+  wire [9:0] \g_kbase$48 ;
+  (* init = 10'h000 *)
+  wire [9:0] \g_kbase$56 ;
+  reg [9:0] g_kr = 10'h000;
+  wire [9:0] g_n;
+  reg [9:0] g_nbase = 10'h000;
   reg [7:0] g_nn = 8'h00;
-  reg [7:0] g_nr = 8'h00;
+  reg [9:0] g_nr = 10'h000;
   wire [15:0] g_p;
   reg [15:0] g_p0 = 16'h0000;
   wire g_round_end;
@@ -12302,10 +12302,10 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, e
   wire i_act0;
   wire i_act1;
   reg i_done = 1'h0;
-  reg [7:0] i_kbase = 8'h00;
-  reg [7:0] i_kr = 8'h00;
-  reg [7:0] i_nbase = 8'h00;
-  reg [7:0] i_nr = 8'h00;
+  reg [9:0] i_kbase = 10'h000;
+  reg [9:0] i_kr = 10'h000;
+  reg [9:0] i_nbase = 10'h000;
+  reg [9:0] i_nr = 10'h000;
   wire i_ok0;
   wire i_ok1;
   reg [15:0] i_p0 = 16'h0000;
@@ -12323,10 +12323,10 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, e
   wire [31:0] \mult$155[1] ;
   wire [31:0] \mult[0] ;
   wire [31:0] \mult[1] ;
-  reg [7:0] n_pipe0 = 8'h00;
-  reg [7:0] n_pipe1 = 8'h00;
-  reg [7:0] n_pipe2 = 8'h00;
-  reg [7:0] n_pipe3 = 8'h00;
+  reg [9:0] n_pipe0 = 10'h000;
+  reg [9:0] n_pipe1 = 10'h000;
+  reg [9:0] n_pipe2 = 10'h000;
+  reg [9:0] n_pipe3 = 10'h000;
   wire [31:0] new0_0;
   wire [31:0] new0_1;
   wire [31:0] new1_0;
@@ -12434,12 +12434,12 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, e
   wire \pos_valid$51 ;
   wire post_busy;
   reg [11:0] q0_addr = 12'h000;
-  reg [7:0] q0_n = 8'h00;
+  reg [9:0] q0_n = 10'h000;
   reg [31:0] q0_sum0 = 32'd0;
   reg [31:0] q0_sum1 = 32'd0;
   (* init = 1'h0 *)
   wire q0_valid;
-  wire [27:0] r_data;
+  wire [29:0] r_data;
   wire r_en;
   wire r_rdy;
   wire res_any;
@@ -12495,7 +12495,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, e
   reg [31:0] ser1_0 = 32'd0;
   reg [31:0] ser1_1 = 32'd0;
   reg [7:0] ser_cnt = 8'h00;
-  reg [7:0] ser_n0 = 8'h00;
+  reg [9:0] ser_n0 = 10'h000;
   wire ser_on;
   reg [15:0] ser_p0 = 16'h0000;
   reg setup = 1'h0;
@@ -12512,17 +12512,17 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, e
   wire \stall$33 ;
   input start;
   wire start;
-  wire [27:0] tag;
+  wire [29:0] tag;
   wire [1:0] \tag.act ;
   wire \tag.first ;
   wire \tag.last ;
-  wire [7:0] \tag.n0 ;
+  wire [9:0] \tag.n0 ;
   wire [15:0] \tag.p0 ;
-  wire [27:0] tag_in;
+  wire [29:0] tag_in;
   wire [1:0] \tag_in.act ;
   wire \tag_in.first ;
   wire \tag_in.last ;
-  wire [7:0] \tag_in.n0 ;
+  wire [9:0] \tag_in.n0 ;
   wire [15:0] \tag_in.p0 ;
   wire take;
   wire \take$84 ;
@@ -12533,7 +12533,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, e
   wire tile_active;
   wire \tile_active$55 ;
   wire [1:0] unit_en;
-  wire [27:0] w_data;
+  wire [29:0] w_data;
   wire w_en;
   wire w_rdy;
   wire [63:0] x;
@@ -12678,7 +12678,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, e
   assign \$82  = $signed(term0_1) + $signed(term1_1);
   assign \$83  = ser_p0 + g_bi;
   assign \$84  = ser_n0 + g_nn;
-  assign \$85  = args[356:351] + \$84 [7:0];
+  assign \$85  = args[356:351] + \$84 [9:0];
   assign \$86  = $signed(q0_sum0) + $signed(param_rd__data[31:0]);
   assign \$87  = $signed(q0_sum1) + $signed(param_rd__data[127:96]);
   assign \$88  = $signed(y[31:0]) + $signed(args[374:365]);
@@ -12776,11 +12776,11 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, e
   assign \$174  = g_nn + 1'h1;
   assign \$175  = \$83 [15:0] < args[116:101];
   assign \$176  = ser_on & \$175 ;
-  assign \$177  = \$84 [7:0] < args[272:263];
+  assign \$177  = \$84 [9:0] < args[272:263];
   assign \$178  = \$176  & \$177 ;
   assign \$179  = \$83 [15:0] * args[350:341];
   assign \$180  = args[340:329] + \$179 ;
-  assign \$181  = \$180  + \$84 [7:0];
+  assign \$181  = \$180  + \$84 [9:0];
   assign \$182  = \o_valid$169  & args[403];
   assign \$183  = ~ busy;
   assign \$184  = start & \$183 ;
@@ -12850,7 +12850,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, e
   always @(posedge clk)
     q0_addr <= \$181 [11:0];
   always @(posedge clk)
-    q0_n <= \$84 [7:0];
+    q0_n <= \$84 [9:0];
   always @(posedge clk)
     addr_pipe0 <= q0_addr;
   always @(posedge clk)
@@ -13006,16 +13006,16 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, e
     if (go) begin
       (* full_case = 32'd1 *)
       if (\$135 ) begin
-        \$188  = 8'h00;
+        \$188  = 10'h000;
       end else begin
-        \$188  = \$143 [7:0];
+        \$188  = \$143 [9:0];
       end
     end
     if (\$184 ) begin
-      \$188  = 8'h00;
+      \$188  = 10'h000;
     end
     if (rst) begin
-      \$188  = 8'h00;
+      \$188  = 10'h000;
     end
   end
   always @* begin
@@ -13024,16 +13024,16 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, e
     if (go) begin
       (* full_case = 32'd1 *)
       if (\$135 ) begin
-        \$189  = 8'h00;
+        \$189  = 10'h000;
       end else begin
-        \$189  = \$144 [7:0];
+        \$189  = \$144 [9:0];
       end
     end
     if (\$184 ) begin
-      \$189  = 8'h00;
+      \$189  = 10'h000;
     end
     if (rst) begin
-      \$189  = 8'h00;
+      \$189  = 10'h000;
     end
   end
   always @* begin
@@ -13043,17 +13043,17 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, e
       if (\$135 ) begin
         (* full_case = 32'd1 *)
         if (\$137 ) begin
-          \$190  = 8'h00;
+          \$190  = 10'h000;
         end else begin
-          \$190  = \$141 [7:0];
+          \$190  = \$141 [9:0];
         end
       end
     end
     if (\$184 ) begin
-      \$190  = 8'h00;
+      \$190  = 10'h000;
     end
     if (rst) begin
-      \$190  = 8'h00;
+      \$190  = 10'h000;
     end
   end
   always @* begin
@@ -13063,17 +13063,17 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, e
       if (\$135 ) begin
         (* full_case = 32'd1 *)
         if (\$137 ) begin
-          \$191  = 8'h00;
+          \$191  = 10'h000;
         end else begin
-          \$191  = \$142 [7:0];
+          \$191  = \$142 [9:0];
         end
       end
     end
     if (\$184 ) begin
-      \$191  = 8'h00;
+      \$191  = 10'h000;
     end
     if (rst) begin
-      \$191  = 8'h00;
+      \$191  = 10'h000;
     end
   end
   always @* begin
@@ -13146,16 +13146,16 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, e
     if (issue) begin
       (* full_case = 32'd1 *)
       if (\$156 ) begin
-        \$196  = 8'h00;
+        \$196  = 10'h000;
       end else begin
-        \$196  = \$164 [7:0];
+        \$196  = \$164 [9:0];
       end
     end
     if (\$184 ) begin
-      \$196  = 8'h00;
+      \$196  = 10'h000;
     end
     if (rst) begin
-      \$196  = 8'h00;
+      \$196  = 10'h000;
     end
   end
   always @* begin
@@ -13164,16 +13164,16 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, e
     if (issue) begin
       (* full_case = 32'd1 *)
       if (\$156 ) begin
-        \$197  = 8'h00;
+        \$197  = 10'h000;
       end else begin
-        \$197  = \$165 [7:0];
+        \$197  = \$165 [9:0];
       end
     end
     if (\$184 ) begin
-      \$197  = 8'h00;
+      \$197  = 10'h000;
     end
     if (rst) begin
-      \$197  = 8'h00;
+      \$197  = 10'h000;
     end
   end
   always @* begin
@@ -13183,17 +13183,17 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, e
       if (\$156 ) begin
         (* full_case = 32'd1 *)
         if (\$158 ) begin
-          \$198  = 8'h00;
+          \$198  = 10'h000;
         end else begin
-          \$198  = \$162 [7:0];
+          \$198  = \$162 [9:0];
         end
       end
     end
     if (\$184 ) begin
-      \$198  = 8'h00;
+      \$198  = 10'h000;
     end
     if (rst) begin
-      \$198  = 8'h00;
+      \$198  = 10'h000;
     end
   end
   always @* begin
@@ -13203,17 +13203,17 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, e
       if (\$156 ) begin
         (* full_case = 32'd1 *)
         if (\$158 ) begin
-          \$199  = 8'h00;
+          \$199  = 10'h000;
         end else begin
-          \$199  = \$163 [7:0];
+          \$199  = \$163 [9:0];
         end
       end
     end
     if (\$184 ) begin
-      \$199  = 8'h00;
+      \$199  = 10'h000;
     end
     if (rst) begin
-      \$199  = 8'h00;
+      \$199  = 10'h000;
     end
   end
   always @* begin
@@ -13376,10 +13376,10 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, e
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$214  = ser_n0;
     if (\$166 ) begin
-      \$214  = tag[27:20];
+      \$214  = tag[29:20];
     end
     if (rst) begin
-      \$214  = 8'h00;
+      \$214  = 10'h000;
     end
   end
   always @* begin
@@ -13476,7 +13476,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, e
   assign gsum0_l0_0 = \$81 [31:0];
   assign gsum1_l0_0 = \$82 [31:0];
   assign g_p = \$83 [15:0];
-  assign g_n = \$84 [7:0];
+  assign g_n = \$84 [9:0];
   assign param_rd__en = 1'h1;
   assign q0_valid = i_valid;
   assign code0_sum = { \$88 [32], \$88  };
@@ -13741,12 +13741,12 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, e
   assign \tag_in.last  = tag_in[1];
   assign \tag_in.act  = tag_in[3:2];
   assign \tag_in.p0  = tag_in[19:4];
-  assign \tag_in.n0  = tag_in[27:20];
+  assign \tag_in.n0  = tag_in[29:20];
   assign \tag.first  = tag[0];
   assign \tag.last  = tag[1];
   assign \tag.act  = tag[3:2];
   assign \tag.p0  = tag[19:4];
-  assign \tag.n0  = tag[27:20];
+  assign \tag.n0  = tag[29:20];
   assign \res_y__0[0]  = res_y__0[18:0];
   assign \res_y__0[1]  = res_y__0[37:19];
   assign \res_y__0[2]  = res_y__0[56:38];
@@ -13831,7 +13831,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, e
   assign mult[31:0] = param_rd__data[63:32];
   assign \x$135 [63:32] = \$87 [31:0];
   assign \x$135 [31:0] = \$86 [31:0];
-  assign tag_in[27:20] = i_nbase;
+  assign tag_in[29:20] = i_nbase;
   assign tag_in[19:4] = i_p0;
   assign tag_in[3:2] = { i_act1, i_act0 };
   assign tag_in[1] = \$58 ;
@@ -14098,10 +14098,10 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
   wire \$35 ;
   wire \$36 ;
   wire [6:0] \$37 ;
-  wire [8:0] \$38 ;
-  wire [9:0] \$39 ;
+  wire [10:0] \$38 ;
+  wire [11:0] \$39 ;
   wire [6:0] \$4 ;
-  wire [9:0] \$40 ;
+  wire [11:0] \$40 ;
   wire [9:0] \$41 ;
   wire [9:0] \$42 ;
   wire [8:0] \$43 ;
@@ -14267,8 +14267,8 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
   reg full = 1'h0;
   (* init = 1'h0 *)
   wire \full$72 ;
-  input [7:0] g_kbase;
-  wire [7:0] g_kbase;
+  input [9:0] g_kbase;
+  wire [9:0] g_kbase;
   input go;
   wire go;
   output idle_next;
@@ -14376,7 +14376,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
   assign \$37  = args[327:322] + 1'h0;
   assign \$38  = args[252:247] + g_kbase;
   assign \$39  = \$38  + kk;
-  assign \$40  = pos_init ? { 3'h0, \$37  } : \$39 ;
+  assign \$40  = pos_init ? { 5'h00, \$37  } : \$39 ;
   assign pos_valid = p < args[116:101];
   assign \$41  = ox + args[218:210];
   assign \$42  = ox + 1'h1;
@@ -15059,10 +15059,10 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
   wire \$35 ;
   wire \$36 ;
   wire [6:0] \$37 ;
-  wire [8:0] \$38 ;
-  wire [9:0] \$39 ;
+  wire [10:0] \$38 ;
+  wire [11:0] \$39 ;
   wire [6:0] \$4 ;
-  wire [9:0] \$40 ;
+  wire [11:0] \$40 ;
   wire [9:0] \$41 ;
   wire [9:0] \$42 ;
   wire [8:0] \$43 ;
@@ -15228,8 +15228,8 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
   reg full = 1'h0;
   (* init = 1'h0 *)
   wire \full$72 ;
-  input [7:0] g_kbase;
-  wire [7:0] g_kbase;
+  input [9:0] g_kbase;
+  wire [9:0] g_kbase;
   input go;
   wire go;
   output idle_next;
@@ -15337,7 +15337,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
   assign \$37  = args[327:322] + 1'h1;
   assign \$38  = args[252:247] + g_kbase;
   assign \$39  = \$38  + kk;
-  assign \$40  = pos_init ? { 3'h0, \$37  } : \$39 ;
+  assign \$40  = pos_init ? { 5'h00, \$37  } : \$39 ;
   assign pos_valid = p < args[116:101];
   assign \$41  = ox + args[218:210];
   assign \$42  = ox + 1'h1;
@@ -16187,30 +16187,30 @@ module \tiny_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__dat
   reg [2:0] level = 3'h0;
   (* init = 2'h0 *)
   wire [1:0] produce;
-  output [27:0] r_data;
-  wire [27:0] r_data;
+  output [29:0] r_data;
+  wire [29:0] r_data;
   input r_en;
   wire r_en;
   (* init = 3'h0 *)
   wire [2:0] r_level;
   reg [1:0] r_port__addr = 2'h0;
-  wire [27:0] r_port__data;
+  wire [29:0] r_port__data;
   output r_rdy;
   wire r_rdy;
   input rst;
   wire rst;
-  wire [27:0] w_data;
+  wire [29:0] w_data;
   input w_en;
   wire w_en;
   (* init = 3'h0 *)
   wire [2:0] w_level;
   reg [1:0] w_port__addr = 2'h0;
-  input [27:0] w_port__data;
-  wire [27:0] w_port__data;
+  input [29:0] w_port__data;
+  wire [29:0] w_port__data;
   wire w_port__en;
   output w_rdy;
   wire w_rdy;
-  reg [27:0] storage [3:0];
+  reg [29:0] storage [3:0];
   always @(posedge clk) begin
     if (w_port__en)
       storage[w_port__addr] <= w_port__data;
