@@ -62,8 +62,8 @@ module {name}(clk, raddr, rdata, waddr, wdata, wen);
     bd_dump = 1'b0;
     bd_lo = 0;
     bd_hi = 0;
-    if (!$value$plusargs("cimforge_ext_in=%s", bd_in)) bd_in = 0;
-    if (!$value$plusargs("cimforge_ext_out=%s", bd_out)) bd_out = 0;
+    if (!$value$plusargs("{plus_in}=%s", bd_in)) bd_in = 0;
+    if (!$value$plusargs("{plus_out}=%s", bd_out)) bd_out = 0;
 {init}  end
   assign rdata = mem[raddr];
   always @(posedge clk) begin
@@ -111,7 +111,7 @@ class ExtMemory(wiring.Component):
             raise ValueError(f"latency {latency}, interval {interval}: allowed integers >= 1")
         self.depth, self.width, self.latency, self.interval = depth, width, latency, interval
         self.library, self.init = library, list(init)
-        self.mem = None if library else memory.Memory(shape=unsigned(width), depth=depth, init=self.init)
+        self.mem = None if library is not None else memory.Memory(shape=unsigned(width), depth=depth, init=self.init)
         super().__init__({"axi": In(axi4_signature(width))})
 
     @classmethod
@@ -135,7 +135,8 @@ class ExtMemory(wiring.Component):
             if self.init:  # given contents are all defined, zeros included (Icarus starts memories at x)
                 init = f"    for (i = 0; i < {self.depth}; i = i + 1) mem[i] = 0;\n" + init
             name = self.library.raw(STORE_NAME, STORE_VERILOG.replace("{init}", init).format(
-                name="{name}", aw=aw - 1, w=self.width - 1, nb=self.width // 8 - 1, depth=self.depth - 1))
+                name="{name}", aw=aw - 1, w=self.width - 1, nb=self.width // 8 - 1, depth=self.depth - 1,
+                plus_in=EXT_BACKDOOR["in"], plus_out=EXT_BACKDOOR["out"]))
             m.submodules[EXT_BACKDOOR["path"][1]] = Instance(
                 name, i_clk=ClockSignal(), i_raddr=self._raddr, o_rdata=self._rdata, i_waddr=self._waddr,
                 i_wdata=self._wdata, i_wen=self._wen)
