@@ -37,6 +37,7 @@ from ..gen.graph_spmv import gspmv_cycles
 from ..gen.isa import Opcode, decode_op, lanes
 from ..gen.loader import LOAD_TIMING
 from ..gen.lrn import LRN_TIMING, lrn_items
+from ..gen.lut import LUT_TIMING, lut_items
 from ..gen.mac_engine import MAC_TIMING
 from ..gen.vector import EW_TIMING, POOL_TIMING
 from ..golden.ir import Layer
@@ -44,7 +45,8 @@ from .planning import MacPlan, mac_plan, n_tiles
 from .tiling import CompileError, ConvGeom, k_tiles, tile_steps
 
 __all__ = ["Parallelism", "LayerCost", "layer_cost", "occupancy", "mac_pass_cycles", "valid_parallelisms",
-           "choose_parallelism", "plan_cycles", "weight_load_cycles", "pool_cycles", "ew_cycles", "lrn_cycles", "load_cycles",
+           "choose_parallelism", "plan_cycles", "weight_load_cycles", "pool_cycles", "ew_cycles", "lrn_cycles", "lut_cycles",
+           "load_cycles",
            "program_timing", "mac_instr_cycles", "ideal_cycles", "INSTR_CYCLES", "Timeline"]
 
 #: Extrapolate long passes from their periodic steady state (tests switch it off to compare).
@@ -302,6 +304,12 @@ def lrn_cycles(npos: int, channels: int, size: int) -> int:
     return lrn_items(npos, channels, size) * LRN_TIMING.per_item + LRN_TIMING.extra
 
 
+def lut_cycles(cfg: CimConfig, words: int) -> int:
+    """``LUT`` engine cycles (EXEC to done inclusive): the table's parameter words, then one per activation word
+    (:func:`cimforge.gen.lut.lut_items`)."""
+    return lut_items(cfg, words) * LUT_TIMING.per_item + LUT_TIMING.extra
+
+
 def ew_cycles(words: int) -> int:
     """``EW`` engine cycles (EXEC to done inclusive) for ``words`` words."""
     return words * EW_TIMING.per_item + EW_TIMING.extra
@@ -425,6 +433,10 @@ def _lrn_retire(tl: Timeline, e: int, args: dict, pc: int) -> int:
     return e + lrn_cycles(args["npos"], args["channels"], args["size"]) - 1
 
 
+def _lut_retire(tl: Timeline, e: int, args: dict, pc: int) -> int:
+    return e + lut_cycles(tl.program.cfg, args["npos"] * args["cw"]) - 1
+
+
 def _gbfs_retire(tl: Timeline, e: int, args: dict, pc: int) -> int:
     """``GBFS``: one cycle per selected row plus the engine's fixed cycles
     (:func:`cimforge.gen.graph_engine.gbfs_cycles`)."""
@@ -461,6 +473,7 @@ INSTR_CYCLES: dict[Opcode, Callable[[Timeline, int, dict | None, int], int]] = {
     Opcode.GRELAX: _grelax_retire,
     Opcode.GSPMV: _gspmv_retire,
     Opcode.LRN: _lrn_retire,
+    Opcode.LUT: _lut_retire,
 }
 
 

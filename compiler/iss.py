@@ -17,6 +17,7 @@ import numpy as np
 from ..bits import ceil_log2
 from ..config import CimConfig
 from ..gen.isa import (LANE_BITS, Opcode, PoolMode, decode_op, desc_layout, lanes, lrn_table_layout,
+                       lut_table_layout,
                        pack_lanes, param_layout,
                        role_layout, unpack_lanes, unpack_word)
 from ..golden.lrn import LrnTable, lrn_integer, lrn_square_max
@@ -344,6 +345,17 @@ class FabricModel:
             for w in range(cw):
                 self.amem[a["out_base"] + p * cw + w] = pack_lanes(out[p, w * L:(w + 1) * L])
 
+    def _lut(self, a: dict) -> None:
+        """``LUT``: every lane of every input word through the table read from the parameter memory (entry ``b``
+        in word ``b // n``, slot ``b % n``), lanes past ``channels`` in a pixel's last word written 0."""
+        L, cw, n = self.L, a["cw"], lut_table_layout(self.cfg).length
+        table = [(self.pmem[a["table_base"] + b // n] >> (8 * (b % n))) & 0xFF for b in range(256)]
+        for p in range(a["npos"]):
+            for w in range(cw):
+                word = self.amem[a["in_base"] + p * cw + w]
+                out = [table[(word >> (LANE_BITS * l)) & 0xFF] if w * L + l < a["channels"] else 0 for l in range(L)]
+                self.amem[a["out_base"] + p * cw + w] = sum(v << (LANE_BITS * l) for l, v in enumerate(out))
+
     def _dma(self, a: dict) -> None:
         """``DMA``: the tile's words one by one, as the RTL moves them (the on-chip word in the low bits of a
         beat, the rest of a stored beat zero)."""
@@ -384,6 +396,7 @@ EXECUTORS: dict[Opcode, Callable[[FabricModel, dict | None], object]] = {
     Opcode.DMA: FabricModel._dma,
     Opcode.DSYNC: FabricModel._dsync,
     Opcode.LRN: FabricModel._lrn,
+    Opcode.LUT: FabricModel._lut,
 }
 
 

@@ -23,11 +23,12 @@ from .library import VerilogLibrary
 
 __all__ = ["ICG_NAME", "ICG_VERILOG", "GATED_ENGINES", "macro_clock_enable", "engine_clock_enable", "gated_clock"]
 
-#: Engines on a gated clock of their own: the graph engines, idle in every CNN. Their registers change only at
-#: ``start``, while ``busy`` and in the two cycles after it (the last write's and forwarding registers settle);
+#: Engines on a gated clock of their own: the graph engines, idle in every CNN, and the ``LUT`` engine (its
+#: 256 table registers). Their registers change only at ``start``, while ``busy`` and in the two cycles after it
+#: (the last write's and forwarding registers settle);
 #: the MAC engine's gather units run ahead of ``busy`` and the loader and DMA engine take command queues, so
 #: those stay on the fabric clock.
-GATED_ENGINES = ("graph", "relax", "spmv")
+GATED_ENGINES = ("graph", "relax", "spmv", "lut")
 
 #: Module name of the clock-gating cell (before the library's prefix).
 ICG_NAME = "cim_icg"

@@ -11,7 +11,8 @@
                                                                            ├─► "graph"  ─► GraphEngine (GBFS)
                                                                            ├─► "relax"  ─► RelaxEngine (GRELAX)
                                                                            ├─► "spmv"   ─► SpmvEngine (GSPMV)
-                                                                           └─► "lrn"    ─► LrnEngine (LRN)
+                                                                           ├─► "lrn"    ─► LrnEngine (LRN)
+                                                                           └─► "lut"    ─► LutEngine (LUT)
     memories: program, activations (read ports: one per gather unit, two for the vector engines, one for the
     host), weights, per-channel parameters, tile descriptors, retired-instruction trace
 
@@ -41,6 +42,7 @@ from .clock_gate import GATED_ENGINES, engine_clock_enable, gated_clock, macro_c
 from .library import VerilogLibrary, instantiate
 from .loader import WeightLoader
 from .lrn import LrnEngine
+from .lut import LutEngine
 from .mac_engine import MacEngine
 from .macro import CimMacro
 from .vector import EwEngine, PoolEngine
@@ -50,7 +52,7 @@ __all__ = ["CimFabric", "ENGINES", "wishbone_signature", "fabric_params"]
 #: The fabric's engines by their :class:`~cimforge.gen.isa.InstrSpec` engine name; the fabric instantiates
 #: them in this order, which is also the priority of their activation memory writes (they never run at once).
 ENGINES = {cls.name: cls for cls in (MacEngine, PoolEngine, EwEngine, WeightLoader, DmaEngine, GraphEngine,
-                                     RelaxEngine, SpmvEngine, LrnEngine)}
+                                     RelaxEngine, SpmvEngine, LrnEngine, LutEngine)}
 
 def _read(m: Module, mem: memory.Memory, user, domain: str = "sync") -> None:
     """Attach a user's read port (an ``In(memory.ReadPort.Signature(...))`` member of an engine or the
@@ -200,9 +202,11 @@ class CimFabric(wiring.Component):
         reads its arc words through a third port of its own) and the weight loader reads the weight memory."""
         pool_e, ew_e, gr = engines[PoolEngine.name], engines[EwEngine.name], engines[GraphEngine.name]
         rx, sp, lrn = engines[RelaxEngine.name], engines[SpmvEngine.name], engines[LrnEngine.name]
+        lut = engines[LutEngine.name]
         _shared_read(m, mems["amem"], [(gr.busy, gr.src_rd), (rx.busy, rx.old_rd), (sp.busy, sp.rd),
-                                       (lrn.busy, lrn.act_rd), (pool_e.busy, pool_e.act_rd), (ew_e.busy, ew_e.a_rd)])
-        _read(m, mems["pmem"], lrn.param_rd)
+                                       (lrn.busy, lrn.act_rd), (lut.busy, lut.act_rd), (pool_e.busy, pool_e.act_rd),
+                                       (ew_e.busy, ew_e.a_rd)])
+        _shared_read(m, mems["pmem"], [(lut.busy, lut.param_rd), (lrn.busy, lrn.param_rd)])  # tables
         _shared_read(m, mems["amem"], [(gr.busy, gr.dst_rd), (rx.busy, rx.new_rd), (ew_e.busy, ew_e.b_rd)])
         _read(m, mems["amem"], rx.arc_rd)
         _read(m, mems["wmem"], engines[WeightLoader.name].w_rd)

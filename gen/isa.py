@@ -33,7 +33,8 @@ from ..config import INT8_BITS, CimConfig
 
 __all__ = ["Opcode", "PoolMode", "InstrSpec", "INSTRUCTIONS", "instr_spec", "lanes", "addr_width", "instr_layout",
            "mac_layout", "pool_layout", "ew_layout", "load_layout", "dma_layout", "gbfs_layout", "grelax_layout",
-           "gspmv_layout", "lrn_layout", "lrn_table_layout", "LRN_SIZE_MAX", "desc_layout",
+           "gspmv_layout", "lrn_layout", "lrn_table_layout", "LRN_SIZE_MAX", "lut_layout", "lut_table_layout",
+           "lut_table_words", "desc_layout",
            "role_layout", "instr_fields", "LAYER_COMPUTE",
            "param_layout", "trace_layout", "status_layout", "encode", "decode_op", "pack_word", "unpack_word",
            "LANE_BITS", "pack_lanes", "unpack_lanes", "pack_lanes_array", "unpack_lanes_array", "host_map",
@@ -58,6 +59,7 @@ class Opcode(enum.Enum, shape=unsigned(4)):
     GRELAX = 9
     GSPMV = 10
     LRN = 11
+    LUT = 12
 
 
 class PoolMode(enum.Enum, shape=unsigned(1)):
@@ -379,6 +381,36 @@ def lrn_table_layout(cfg: CimConfig) -> data.ArrayLayout:
 
 
 @_documented
+def lut_layout(cfg: CimConfig) -> data.StructLayout:
+    """Arguments of ``LUT``: the 256-entry table at ``table_base`` (:func:`lut_table_layout` words, entry ``b``
+    the output code of an input code whose byte is ``b``) is loaded into the engine, then each of the ``npos *
+    cw`` words of the input (pixel ``p`` word ``w`` at ``in_base + p*cw + w``) is looked up lane by lane, one
+    word per cycle, into the same place of the output; lanes past ``channels`` in a pixel's last word are
+    written 0 (docs/operators.md)."""
+    aw = addr_width(cfg)
+    return [
+        ("in_base", unsigned(aw), "address of the input tensor"),
+        ("out_base", unsigned(aw), "address of the output tensor"),
+        ("npos", unsigned(POS), "pixels"),
+        ("cw", unsigned(CW), "words per pixel (input and output)"),
+        ("channels", unsigned(CH), "channels"),
+        ("table_base", unsigned(index_bits(cfg.fabric.param_depth)), "first parameter word of the table"),
+    ]
+
+
+@lru_cache(maxsize=None)
+def lut_table_layout(cfg: CimConfig) -> data.ArrayLayout:
+    """A parameter word of a ``LUT`` table: as many 8-bit output codes as the word holds; entry ``b`` is word
+    ``b // n``, slot ``b % n`` (:func:`lut_table_words` words per table)."""
+    return data.ArrayLayout(unsigned(8), param_layout(cfg).size // 8)
+
+
+def lut_table_words(cfg: CimConfig) -> int:
+    """Parameter words of one ``LUT`` table (256 entries)."""
+    return -(-256 // lut_table_layout(cfg).length)
+
+
+@_documented
 def dma_layout(cfg: CimConfig) -> data.StructLayout:
     """Arguments of ``DMA``: move a 2-D tile of ``rows`` rows of ``len`` words between the external memory and
     an on-chip memory, row ``r`` word ``i`` at external word ``ext + r*ext_stride + i`` and on-chip word
@@ -455,6 +487,10 @@ INSTRUCTIONS: tuple[InstrSpec, ...] = (
     InstrSpec(Opcode.LRN, "LRN", lrn_layout, "lrn",
               "Local response normalisation across channels: one channel per cycle, a running window sum of "
               "squares, an interpolated table of the normaliser (docs/lrn.md)."),
+    InstrSpec(Opcode.LUT, "LUT", lut_layout, "lut",
+              "Element-wise table: a 256-entry table of output codes loaded from the parameter memory, then one "
+              "word per cycle looked up lane by lane (Sigmoid, Tanh, HardSwish, LeakyRelu, ...; "
+              "docs/operators.md)."),
 )
 
 _BY_OP = {spec.op.value: spec for spec in INSTRUCTIONS}
@@ -464,7 +500,7 @@ assert [s.op for s in INSTRUCTIONS] == list(Opcode), "INSTRUCTIONS must list eve
 #: The instructions a network layer's compute is made of (their engines read and write the activation memory):
 #: the per-layer reports (:func:`cimforge.sim.fabric_check.layer_rows`) and the hazard check of the staging
 #: regions (:func:`cimforge.compiler.memory.check_hazards`) count these.
-LAYER_COMPUTE = ("MAC", "POOL", "EW", "LRN")
+LAYER_COMPUTE = ("MAC", "POOL", "EW", "LRN", "LUT")
 
 
 def instr_spec(op: Opcode | int) -> InstrSpec:

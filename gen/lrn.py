@@ -15,15 +15,13 @@ address, D interpolation, E product, rounding and clamp, F write (docs/lrn.md).
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import memory, wiring
-from amaranth.lib.wiring import In
+from amaranth.lib import wiring
 
-from ..bits import index_bits
 from ..config import CimConfig
-from .engine import VectorTiming, engine_members
+from .engine import VectorTiming
 from .isa import CH, CW, LRN_SIZE_MAX, POS, addr_width, lanes, lrn_layout, lrn_table_layout
 from .requant import clamp_code
-from .vector import _act_read, _act_write
+from .vector import table_engine_members
 
 __all__ = ["LrnEngine", "LRN_TIMING", "lrn_items"]
 
@@ -67,12 +65,7 @@ class LrnEngine(wiring.Component):
 
     def __init__(self, cfg: CimConfig):
         self.cfg = cfg
-        super().__init__({
-            **engine_members(lrn_layout(cfg)),
-            "act_rd": _act_read(cfg),
-            "param_rd": In(memory.ReadPort.Signature(addr_width=index_bits(cfg.fabric.param_depth),
-                                                     shape=lrn_table_layout(cfg))),
-            "act_w": _act_write(cfg)})
+        super().__init__(table_engine_members(cfg, lrn_layout(cfg), lrn_table_layout(cfg)))
 
     def elaborate(self, platform):
         m = Module()

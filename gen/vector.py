@@ -10,12 +10,13 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In
 
+from ..bits import index_bits
 from ..config import CimConfig
 from .engine import VectorTiming, engine_members
 from .isa import DIM, LANE_BITS, POS, PoolMode, addr_width, ew_layout, lanes, pool_layout
 from .requant import MBQM_LATENCY, Mbqm, clamp_code
 
-__all__ = ["PoolEngine", "EwEngine", "POOL_TIMING", "EW_TIMING"]
+__all__ = ["PoolEngine", "EwEngine", "POOL_TIMING", "EW_TIMING", "table_engine_members"]
 
 # Cycles from a window's last tap address to its memory write (read, reduce, requantise).
 _POOL_PIPELINE = 2 + MBQM_LATENCY
@@ -35,6 +36,14 @@ def _act_read(cfg: CimConfig) -> In:
 def _act_write(cfg: CimConfig) -> In:
     """An engine's activation memory write port (one whole word per write)."""
     return In(memory.WritePort.Signature(addr_width=addr_width(cfg), shape=LANE_BITS * lanes(cfg)))
+
+
+def table_engine_members(cfg: CimConfig, args, table) -> dict:
+    """The members of an engine that reads a table from the parameter memory (``LRN``, ``LUT``): the shared
+    engine members for ``args``, an activation read and write port, and a parameter read port of ``table``
+    words."""
+    return {**engine_members(args), "act_rd": _act_read(cfg), "act_w": _act_write(cfg),
+            "param_rd": In(memory.ReadPort.Signature(addr_width=index_bits(cfg.fabric.param_depth), shape=table))}
 
 
 def _code(m: Module, raw, x_signed, name: str):

@@ -57,7 +57,7 @@ from .requant import quantize_multipliers
 __all__ = [
     "IRError", "DTYPE_RANGES", "POOL_METHODS", "WEIGHT_BITS", "TensorInfo", "Requant", "GemmView",
     "Layer", "Conv2d", "Dense", "MaxPool", "AvgPool", "GlobalAvgPool", "Add", "Concat", "Reshape", "Clamp",
-    "Softmax", "LRN", "FloatChain", "FLOAT_OPS", "MatMul", "ConvInteger", "MatMulInteger", "Graph", "conv_output_size", "LAYER_KINDS", "CLAMPABLE", "with_clamp",
+    "Softmax", "LRN", "Lut", "FloatChain", "FLOAT_OPS", "MatMul", "ConvInteger", "MatMulInteger", "Graph", "conv_output_size", "LAYER_KINDS", "CLAMPABLE", "with_clamp",
     "LayerShape", "ShapeGraph", "SHAPE_ONLY_KINDS", "with_flattened_sources",
 ]
 
@@ -876,6 +876,36 @@ class LRN(Layer):
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
+class Lut(Layer):
+    """An element-wise function of the input code, as a table of 256 output codes (ONNX ``Sigmoid``, ``Tanh``,
+    ``LeakyRelu``, ``HardSigmoid``, ``HardSwish``, ``Elu`` and every other element-wise float operator between a
+    ``DequantizeLinear`` and a ``QuantizeLinear``, com.microsoft ``QLinearSigmoid`` / ``QLinearLeakyRelu``):
+    ``y = table[x & 0xFF]``, indexed by the input code's byte (its two's complement for int8).
+
+    ``op`` names what the table computes (for reports). The importer builds the table from onnxruntime's own
+    float32 evaluation of the operators at the 256 codes (:mod:`cimforge.golden.lut`), so the layer is exact
+    by construction; the fabric's ``LUT`` engine looks it up one word per cycle (docs/operators.md).
+    """
+
+    table: tuple[int, ...] = ()
+    op: str = ""
+
+    kind: ClassVar[str] = "lut"
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.input.shape != self.output.shape:
+            self._fail("output shape", self.output.shape, f"the input's {self.input.shape}")
+        t = tuple(int(v) for v in np.asarray(self.table).ravel())
+        if len(t) != 256:
+            self._fail("table", f"{len(t)} entries", "256 output codes, one per input byte")
+        out = self.output
+        if min(t) < out.qmin or max(t) > out.qmax:
+            self._fail("table", f"codes {min(t)}..{max(t)}", f"{out.dtype} codes {out.qmin}..{out.qmax}")
+        object.__setattr__(self, "table", t)
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
 class ConvInteger(Conv2d):
     """ONNX ``ConvInteger``: the raw int32 accumulator ``sum (x - zp_x) * (w - zp_w)`` of a convolution, no bias,
     no requantisation. The input's ``scale`` is 1 (the operator has none), its ``zero_point`` is ``x_zero_point``;
@@ -907,7 +937,7 @@ class MatMulInteger(Dense):
 
 
 #: Operations of a :class:`FloatChain` expression (the first entry of each node).
-FLOAT_OPS = ("dq", "affine", "sum", "clip", "pool", "reshape")
+FLOAT_OPS = ("dq", "table", "affine", "sum", "clip", "pool", "reshape")
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
@@ -920,7 +950,9 @@ class FloatChain(Layer):
     form of the same chain uses int8 intermediates, ``numerics="fabric"``).
 
     ``expr`` is a tree of tuples, the first entry naming the operation (:data:`FLOAT_OPS`):
-    ``("dq", i)`` input ``i`` dequantized; ``("affine", e, mult, shift)`` ``e * mult[c] + shift[c]`` (float32
+    ``("dq", i)`` input ``i`` dequantized; ``("table", i, vals)`` input ``i``'s codes through a float32 table of
+    256 values (indexed by the code's byte: an element-wise function onnxruntime evaluated,
+    :class:`Lut`); ``("affine", e, mult, shift)`` ``e * mult[c] + shift[c]`` (float32
     arrays, one value per channel); ``("sum", (e1, e2, ...))`` added left to right; ``("clip", e, lo, hi)``;
     ``("pool", e, kernel, stride, padding, dilation, divisors, out_hw)`` an average pool (MLAS's summation
     order); ``("reshape", e, shape)`` a per-sample reshape.
@@ -939,7 +971,7 @@ class FloatChain(Layer):
         def check(e):
             if not isinstance(e, tuple) or not e or e[0] not in FLOAT_OPS:
                 self._fail("expr", e if not isinstance(e, tuple) else e[:1], f"a tuple naming one of {FLOAT_OPS}")
-            if e[0] == "dq":
+            if e[0] in ("dq", "table"):
                 if not 0 <= int(e[1]) < len(self.inputs):
                     self._fail("expr input", e[1], f"0..{len(self.inputs) - 1}")
             elif e[0] == "sum":
@@ -954,7 +986,7 @@ class FloatChain(Layer):
 #: kind -> layer class
 LAYER_KINDS: dict[str, type[Layer]] = {
     cls.kind: cls for cls in (Conv2d, Dense, MaxPool, AvgPool, GlobalAvgPool, Add, Concat, Reshape, Clamp, Softmax,
-                              LRN, MatMul, ConvInteger, MatMulInteger, FloatChain)}
+                              LRN, Lut, MatMul, ConvInteger, MatMulInteger, FloatChain)}
 
 #: Layers whose output is requantised and may carry a fused clamp.
 CLAMPABLE = (Conv2d, Dense, AvgPool, GlobalAvgPool, Add, Clamp, FloatChain)

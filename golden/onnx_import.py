@@ -36,7 +36,9 @@ from typing import Callable
 
 import numpy as np
 
-from .ir import (LRN, AvgPool, FloatChain, Clamp, CLAMPABLE, Concat, Conv2d, ConvInteger, Dense, GlobalAvgPool, Graph, IRError,
+from . import lut as _lut
+from .ir import (LRN, Lut, AvgPool, FloatChain, Clamp, CLAMPABLE, Concat, Conv2d, ConvInteger, Dense, GlobalAvgPool,
+                 Graph, IRError,
                  Layer, MatMul, MatMulInteger, MaxPool, Reshape, Softmax, TensorInfo, Add, conv_output_size,
                  with_clamp)
 from .requant import NumericsError
@@ -65,7 +67,7 @@ class OnnxImportError(ValueError):
 
 _QUANT_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "QGemm", "QLinearAdd",
               "QLinearAveragePool", "QLinearGlobalAveragePool", "QLinearConcat", "QLinearSoftmax", "QLinearMul",
-              "ConvInteger",
+              "QLinearLeakyRelu", "QLinearSigmoid", "ConvInteger",
               "MatMulInteger"}
 _ONNX_DOMAINS = ("", "ai.onnx")
 _MS = "com.microsoft"
@@ -159,6 +161,17 @@ class _Pending:
 
 
 @dataclass
+class _Lut:
+    """A float tensor that is an element-wise function of the codes of the IR tensor ``src``: ``vals[b]`` is its
+    float32 value where ``src``'s code has the byte ``b`` (onnxruntime's evaluation, :mod:`cimforge.golden.lut`),
+    waiting for the ``QuantizeLinear`` that makes it a :class:`~cimforge.golden.ir.Lut` layer."""
+    src: TensorInfo
+    vals: np.ndarray
+    node: str
+    op: str
+
+
+@dataclass
 class _Importer:
     proto: object
     name: str
@@ -174,6 +187,9 @@ class _Importer:
     #: Float tensors already quantized whose float value another operator reads again (QOperator ResNet-50's
     #: residual stream): their float32 expression, for ``numerics="onnx"``.
     float_exprs: dict = field(default_factory=dict)
+    #: Outputs of Lut layers: tensor name -> (the tensor whose codes the table is a function of, at the start of a
+    #: run of tables, and the composed table), so that ``x * Sigmoid(x)`` is found to be one function of x.
+    lut_of: dict = field(default_factory=dict)
     #: Zero-point initializers that were int4 / uint4, with the code range they allow.
     narrow_zp: dict = field(default_factory=dict)
     #: Tensors quantized with such a zero point, with their code range (:meth:`note_narrow`).
@@ -214,6 +230,8 @@ class _Importer:
                             f"only a graph output may hold one")
         if isinstance(v, _Codes):
             return v.info
+        if isinstance(v, _Lut):
+            return self.lut_quantized(node, i)
         if isinstance(v, _Shuffle):
             self.fail(node, f"{what} {node.input[i]!r} is a channel shuffle's transposed tensor; only a Reshape "
                             f"back to (C, H, W) may read it")
@@ -628,6 +646,10 @@ class _Importer:
             # another reader of the same float tensor (QOperator ResNet-50: the residual stream feeds the next
             # block's Sum in float) reads it as quantized here: the fabric holds int8 tensors only
             self.values[node.input[0]] = _Dequant(info)
+        elif isinstance(src, _Lut):
+            info = self.build(node, TensorInfo, name, src.src.shape, dtype, scale, zp)
+            self.emit_lut(node, src, info)
+            self.values[name] = _Codes(info)
         elif isinstance(src, _Dequant):
             if (src.info.scale, src.info.zero_point, src.info.dtype) != (scale, zp, dtype):
                 self.fail(node, f"requantising {node.input[0]!r} from {(src.info.scale, src.info.zero_point)} to "
@@ -785,13 +807,49 @@ class _Importer:
         p = self.affine(node, x, mult, shift)
         self.emit(self.build(node, p.make, self.out_info(node, 6, 7, x.shape)))
 
+    def qlinear_table(self, node) -> bool:
+        """QLinearMul / QLinearAdd of two functions of the same tensor's codes (QOperator ``x * Sigmoid(x)``), or of
+        one and a scalar constant (``x + 3``): the node itself evaluated by onnxruntime over the 256 codes of that
+        tensor, a :class:`~cimforge.golden.ir.Lut` layer. Returns whether it applied."""
+        vs = [self.get(node, i) for i in (0, 3)]
+        scalar = [isinstance(v, _Const) and np.asarray(v.value).size == 1 for v in vs]
+        if not all(isinstance(v, _Codes) or sc for v, sc in zip(vs, scalar)) or all(scalar):
+            return False
+        roots = [self.lut_of.get(v.info.name, (v.info, np.arange(256))) for v in vs if isinstance(v, _Codes)]
+        if any(r[0].name != roots[0][0].name for r in roots):
+            return False
+        root = roots[0][0]
+        for i, v in zip((0, 3), vs):
+            if isinstance(v, _Codes):
+                self.check_quant(node, v.info, self.qparams(node, i + 1, i + 2, "input"), "input")
+        out = self.out_info(node, 6, 7, root.shape)
+        operands = [np.asarray(self.const(node, i, "quantisation")) if node.input[i] and i not in (0, 3) else None
+                    for i in range(len(node.input))]
+        for i, v in zip((0, 3), vs):
+            if isinstance(v, _Const):  # a quantized scalar operand (x + 3 of a decomposed HardSwish)
+                operands[i] = np.asarray(v.value).reshape(())
+                continue
+            table = self.lut_of.get(v.info.name, (root, None))[1]
+            operands[i] = np.asarray(_lut.code_bytes(root)[np.asarray(table) & 0xFF] if table is not None
+                                     else _lut.code_bytes(root), v.info.np_dtype)
+        try:
+            table = _lut.evaluate(node, operands, self.opset, {_MS: 1}, out.np_dtype).astype(np.int64)
+        except Exception as e:  # noqa: BLE001
+            self.fail(node, f"cannot be evaluated on the 256 codes of {root.name!r}: {str(e).splitlines()[0][:200]}")
+        self.emit_qlinear_lut(node, root, out, table)
+        return True
+
     def op_QLinearMul(self, node):
+        if self.qlinear_table(node):
+            return
         if not any(isinstance(self.get(node, i), _Const) for i in (0, 3)):
             self.fail(node, "only a product with a constant (per channel or scalar) is supported, not of two "
                             "computed tensors")
         self.qlinear_affine(node, "mul")
 
     def op_QLinearAdd(self, node):
+        if self.qlinear_table(node):
+            return
         if any(isinstance(self.get(node, i), _Const) for i in (0, 3)):
             self.qlinear_affine(node, "add")
             return
@@ -874,6 +932,8 @@ class _Importer:
         int8 tensor ``<name>/quantized`` whose range covers every value its inputs' codes can give (the fabric
         holds int8 tensors only). That extra rounding is the one inexact step of the import (docs/operators.md)."""
         v = self.get(node, i, what)
+        if isinstance(v, _Lut):
+            return self.lut_quantized(node, i)
         if not isinstance(v, _Pending):
             return self.dequant(node, i, what)
         rng = self.clamped_range(v)
@@ -917,7 +977,7 @@ class _Importer:
             return False
         for i in indices:
             v = self.get(node, i)
-            if isinstance(v, _Pending) or (isinstance(v, _Dequant) and node.input[i] in self.float_exprs):
+            if isinstance(v, (_Pending, _Lut)) or (isinstance(v, _Dequant) and node.input[i] in self.float_exprs):
                 return True
         return False
 
@@ -925,6 +985,8 @@ class _Importer:
         """The float32 expression of input ``i``: a quantized tensor's ``("dq", info)``, a pending result's own
         expression (with its Relu bounds), the recorded expression of a float tensor read again."""
         v = self.get(node, i)
+        if isinstance(v, _Lut):
+            return ("table", v.src, v.vals)
         if isinstance(v, _Pending) and v.expr is not None:
             return self.bounded_expr(v)
         if isinstance(v, _Dequant) and node.input[i] in self.float_exprs:
@@ -937,9 +999,9 @@ class _Importer:
             inputs: dict[str, TensorInfo] = {}
 
             def index(e):
-                if e[0] == "dq":
+                if e[0] in ("dq", "table"):
                     inputs.setdefault(e[1].name, e[1])
-                    return ("dq", list(inputs).index(e[1].name))
+                    return (e[0], list(inputs).index(e[1].name), *e[2:])
                 if e[0] == "sum":
                     return ("sum", tuple(index(c) for c in e[1]))
                 return (e[0], index(e[1]), *e[2:])
@@ -955,6 +1017,8 @@ class _Importer:
 
     def expr_shape(self, node, i: int) -> tuple[int, ...]:
         v = self.get(node, i)
+        if isinstance(v, _Lut):
+            return v.src.shape
         return v.shape if isinstance(v, _Pending) else v.info.shape
 
     def op_MaxPool(self, node):
@@ -1097,6 +1161,9 @@ class _Importer:
         return out[0], out[1]
 
     def op_Relu(self, node):
+        if isinstance(self.get(node, 0), _Lut):
+            self.elementwise_table(node)
+            return
         lo, hi = self.clip_bounds(node)
         v = self.get(node, 0)
         if isinstance(v, _Codes):  # ONNX semantics on integer tensors: clamp the codes themselves
@@ -1180,7 +1247,11 @@ class _Importer:
 
     def op_Add(self, node):
         """A float add of two computed tensors (a quantized :class:`~cimforge.golden.ir.Add`), or of a tensor and a
-        per-channel constant (DenseNet-121's decomposed BatchNormalization: the per-channel affine ``x + b``)."""
+        per-channel constant (DenseNet-121's decomposed BatchNormalization: the per-channel affine ``x + b``); a
+        function of one tensor's codes (:meth:`elementwise_table`) is a table."""
+        if self.table_operands(node) is not None:
+            self.elementwise_table(node)
+            return
         k = self.constant_operand(node)
         if k is not None:
             if self.numerics == "onnx":
@@ -1204,7 +1275,12 @@ class _Importer:
             real_range=self.sum_range(xs), expr=("sum", tuple(("dq", t) for t in xs)))
 
     def op_Mul(self, node):
-        """A float product of a tensor and a per-channel (or scalar) constant: the per-channel affine ``a x``."""
+        """A float product of a tensor and a per-channel (or scalar) constant: the per-channel affine ``a x``; a
+        function of one tensor's codes (``x * Sigmoid(x)``, a scalar factor: :meth:`elementwise_table`) is a
+        table."""
+        if self.table_operands(node) is not None:
+            self.elementwise_table(node)
+            return
         k = self.constant_operand(node)
         if k is None:
             self.fail(node, "only a product with a constant (per channel or scalar) is supported, not of two "
@@ -1224,7 +1300,7 @@ class _Importer:
         if self.chained(node, (0,)):
             self.values[node.output[0]] = self.chain_pool(node, kind)
             return
-        chain = isinstance(self.get(node, 0), _Pending)  # inside a float chain (QDQ ResNet-50's Sum -> pool)
+        chain = isinstance(self.get(node, 0), (_Pending, _Lut))  # in a float chain (QDQ ResNet-50's Sum -> pool)
         x = self.quantized_input(node, 0)
         shape, make = self.pool(node, x, kind, method=self.float_pools, round_even=True)
         self.values[node.output[0]] = _Pending(node.name or node.output[0], node.op_type, shape, make,
@@ -1291,6 +1367,152 @@ class _Importer:
         self.values[node.output[0]] = _Pending(node.name or node.output[0], node.op_type, shape, make)
 
     # -- operators: beyond the MAC layers (docs/operators.md) --------------------------------------------------
+
+    def code_function(self, node, i: int):
+        """Input ``i`` as a function of one tensor's codes: ``(root, vals)`` with ``vals[b]`` its float32 value
+        where ``root``'s code has the byte ``b``; ``None`` for a constant. A dequantized Lut output is a function
+        of the Lut's own root (its composed table)."""
+        v = self.get(node, i)
+        if isinstance(v, _Lut):
+            return v.src, v.vals
+        if isinstance(v, (_Const, _ConstDequant)):
+            return None
+        if isinstance(v, _Dequant) and v.info.name in self.lut_of:
+            root, table = self.lut_of[v.info.name]
+            return root, _lut.dequantize(v.info, table)
+        x = self.quantized_input(node, i) if isinstance(v, _Pending) else self.dequant(node, i)
+        return x, _lut.dequantize(x)
+
+    def scalar_const(self, node, i: int) -> np.ndarray | None:
+        """Constant input ``i`` as a float32 scalar, or None when it is not a constant of one value (or of equal
+        values)."""
+        v = self.get(node, i)
+        if not isinstance(v, (_Const, _ConstDequant)):
+            return None
+        r = np.asarray(self.real_const(node, i, "constant") if isinstance(v, _ConstDequant) else v.value)
+        if not np.issubdtype(r.dtype, np.floating) or r.size < 1 or not (r == r.ravel()[0]).all():
+            return None
+        return np.asarray(r.ravel()[0], np.float32)
+
+    def table_operands(self, node):
+        """The operands of an element-wise binary operator when its result is a function of one tensor's codes:
+        one operand a table's float value (or both functions of the same tensor, ``x * Sigmoid(x)``) and the other
+        a scalar constant or a function of the same tensor, or a dequantized tensor and a scalar constant (``x + 3``
+        of a decomposed HardSwish). ``None`` otherwise (the operator's other forms apply)."""
+        if len(node.input) != 2:
+            return None
+        vs = [self.get(node, i) for i in (0, 1)]
+        consts = [self.scalar_const(node, i) for i in (0, 1)]
+        fns = [None if consts[i] is not None else self.peek_function(vs[i]) for i in (0, 1)]
+        if any(c is None and f is None for c, f in zip(consts, fns)):
+            return None  # a per-channel constant, or not a function of codes
+        roots = {f.name for f in fns if f is not None}
+        if len(roots) != 1:
+            return None
+        return vs
+
+    def peek_function(self, v) -> TensorInfo | None:
+        """The root tensor of a value that is a function of codes (:meth:`code_function`), without building it."""
+        if isinstance(v, _Lut):
+            return v.src
+        if isinstance(v, _Dequant):
+            return self.lut_of.get(v.info.name, (v.info,))[0]
+        return None
+
+    def elementwise_table(self, node):
+        """An element-wise float operator of a function of one tensor's codes (a dequantized tensor, another
+        table's float value) and scalar constants: the same function of the 256 codes, evaluated by onnxruntime
+        (:func:`cimforge.golden.lut.evaluate`); its ``QuantizeLinear`` makes it a :class:`~cimforge.golden.ir.Lut`
+        layer (:meth:`emit_lut`)."""
+        root, operands = None, []
+        for i in range(len(node.input)):
+            if node.input[i] == "":
+                operands.append(None)
+                continue
+            c = self.scalar_const(node, i) if i or node.op_type not in _TABLE_UNARY else None
+            if c is not None:
+                operands.append(c)
+                continue
+            v = self.get(node, i)
+            if isinstance(v, (_Const, _ConstDequant)):
+                if i:  # attributes given as constant inputs (Clip's bounds, PRelu's slope): as they are
+                    operands.append(np.asarray(self.real_const(node, i, "constant") if isinstance(v, _ConstDequant)
+                                               else v.value))
+                    if node.op_type not in ("Clip",) and operands[-1].size > 1:
+                        self.fail(node, f"constant {node.input[i]!r} of shape {operands[-1].shape} varies by "
+                                        f"element: only scalar constants make an element-wise table")
+                    continue
+                self.fail(node, "the data input is a constant")
+            x, vals = self.code_function(node, i)
+            if root is not None and x.name != root.name:
+                self.fail(node, f"inputs are functions of different tensors ({root.name!r}, {x.name!r}): only an "
+                                f"element-wise function of one tensor's codes is supported")
+            root = x
+            operands.append(vals)
+        try:
+            vals = _lut.evaluate(node, operands, self.opset, {_MS: 1})
+        except Exception as e:  # noqa: BLE001 - onnxruntime's message names what it refused
+            self.fail(node, f"cannot be evaluated on the 256 codes of {root.name!r}: {str(e).splitlines()[0][:200]}")
+        self.values[node.output[0]] = _Lut(root, vals.astype(np.float32), node.name or node.output[0], node.op_type)
+
+    op_Sigmoid = op_Tanh = op_LeakyRelu = op_HardSigmoid = op_HardSwish = op_Elu = op_Selu = op_Celu = elementwise_table
+    op_Softplus = op_Softsign = op_ThresholdedRelu = op_Mish = op_Gelu = op_Erf = op_Exp = op_Log = elementwise_table
+    op_Sqrt = op_Reciprocal = op_Abs = op_Neg = op_Sin = op_Cos = op_Floor = op_Ceil = op_Round = elementwise_table
+    op_Sign = op_PRelu = op_Sub = op_Div = op_Pow = op_Max = op_Min = elementwise_table
+
+    def emit_lut(self, node, v: _Lut, out: TensorInfo) -> None:
+        """The :class:`~cimforge.golden.ir.Lut` layer of ``v`` quantized into ``out`` (onnxruntime's
+        ``QuantizeLinear`` of the 256 values)."""
+        table = _lut.quantize(v.vals, out)
+        codes = _lut.code_bytes(v.src).astype(np.int64)
+        valid = (codes >= v.src.qmin) & (codes <= v.src.qmax)  # a narrowed (4-bit) input never holds the rest
+        table = np.where(valid, table, table[np.argmax(valid)])
+        fake = _FakeNode(v.node, v.op, out.name)
+        self.emit(self.build(fake, Lut, name=self.layer_name(fake), inputs=(v.src,), output=out,
+                             table=tuple(int(t) for t in table), op=v.op))
+        root, inner = self.lut_of.get(v.src.name, (v.src, np.arange(256)))
+        self.lut_of[out.name] = (root, _lut.compose(table, inner))
+
+    def lut_quantized(self, node, i: int) -> TensorInfo:
+        """A table's float value read by an operator that does not commute with quantisation (an average pool, an
+        add of another tensor): quantized into an int8 tensor ``<name>/quantized`` whose range covers its values
+        (as :meth:`quantized_input` does for other float results; one rounding onnxruntime does not make)."""
+        v = self.get(node, i)
+        codes = _lut.code_bytes(v.src).astype(np.int64)
+        vals = v.vals[(codes >= v.src.qmin) & (codes <= v.src.qmax)]
+        if not np.isfinite(vals).all():
+            self.fail(node, f"input {node.input[i]!r} (the float output of node {v.node!r}, {v.op}) is not finite "
+                            f"for some codes and has no QuantizeLinear: its range cannot be quantized")
+        info = self.range_quant(node, f"{node.input[i]}/quantized", v.src.shape, float(vals.min()), float(vals.max()))
+        self.emit_lut(node, v, info)
+        self.values[node.input[i]] = _Dequant(info)
+        return info
+
+    def op_QLinearLeakyRelu(self, node):
+        """com.microsoft ``QLinearLeakyRelu`` / ``QLinearSigmoid``: onnxruntime's own node over the 256 codes."""
+        x = self.codes(node, 0)
+        self.check_quant(node, x, self.qparams(node, 1, 2, "input"), "input")
+        out = self.out_info(node, 3, 4, x.shape)
+        operands = [_lut.code_bytes(x)] + [np.asarray(self.const(node, i, "quantisation")) if node.input[i] else None
+                                           for i in range(1, len(node.input))]
+        try:
+            table = _lut.evaluate(node, operands, self.opset, {_MS: 1}, out.np_dtype).astype(np.int64)
+        except Exception as e:  # noqa: BLE001
+            self.fail(node, f"cannot be evaluated on the 256 codes: {str(e).splitlines()[0][:200]}")
+        self.emit_qlinear_lut(node, x, out, table)
+
+    op_QLinearSigmoid = op_QLinearLeakyRelu
+
+    def emit_qlinear_lut(self, node, x: TensorInfo, out: TensorInfo, table: np.ndarray) -> None:
+        """A QOperator node's table of output codes over ``x``'s codes as a :class:`~cimforge.golden.ir.Lut`."""
+        codes = _lut.code_bytes(x).astype(np.int64)
+        valid = (codes >= x.qmin) & (codes <= x.qmax)
+        table = np.where(valid, table, table[np.argmax(valid)])
+        self.emit(self.build(node, Lut, name=self.layer_name(node), inputs=(x,), output=out,
+                             table=tuple(int(t) for t in table), op=node.op_type))
+        root, inner = self.lut_of.get(x.name, (x, np.arange(256)))
+        self.lut_of[out.name] = (root, _lut.compose(table, inner))
+        self.values[node.output[0]] = _Codes(out)
 
     @property
     def opset(self) -> int:
@@ -1571,11 +1793,23 @@ class _Importer:
                 raise OnnxImportError("graph output is not a computed tensor", node=o.name)
         if not self.inputs:
             raise OnnxImportError("the model has no quantized graph input", node=self.name)
+        self.prune_tables(set(outputs))
         try:
             return Graph(self.name, tuple(self.inputs), tuple(self.layers), tuple(dict.fromkeys(outputs)),
                          dict(self.float_inputs), float_outputs)
         except IRError as e:
             raise OnnxImportError(str(e), node=self.name) from None
+
+    def prune_tables(self, outputs: set[str]) -> None:
+        """Drop the Lut layers nothing reads: a table a later one absorbed (``Sigmoid(x)`` of ``x * Sigmoid(x)``,
+        the steps of a decomposed HardSwish) reads the chain's first input directly, so the fabric does not
+        compute its intermediate tables."""
+        while True:
+            read = {t.name for layer in self.layers for t in layer.inputs} | outputs
+            dead = [l for l in self.layers if isinstance(l, Lut) and l.output.name not in read]
+            if not dead:
+                return
+            self.layers = [l for l in self.layers if not any(l is d for d in dead)]
 
     def graph_input(self, inp, g):
         import onnx
@@ -1738,10 +1972,17 @@ _QLINEAR_INPUTS = {
     "QLinearConv": lambda n: (0,), "QLinearMatMul": lambda n: (0,), "QGemm": lambda n: (0,),
     "QLinearAdd": lambda n: (0, 3), "QLinearMul": lambda n: (0, 3), "QLinearAveragePool": lambda n: (0,), "QLinearGlobalAveragePool": lambda n: (0,),
     "QLinearConcat": lambda n: tuple(range(2, n, 3)), "QLinearSoftmax": lambda n: (0,),
+    "QLinearSigmoid": lambda n: (0,), "QLinearLeakyRelu": lambda n: (0,),
 }
 #: Shape operators folded when their data is a constant (:meth:`_Importer.fold`).
 _FOLDABLE = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose"}
-_MS_OPS = {"QGemm", "QLinearAdd", "QLinearMul", "QLinearAveragePool", "QLinearGlobalAveragePool", "QLinearConcat", "QLinearSoftmax"}
+#: Element-wise operators of one data input imported as a table (:meth:`_Importer.elementwise_table`); their
+#: other inputs are parameters (Clip's bounds, PRelu's slope).
+_TABLE_UNARY = {"Sigmoid", "Tanh", "LeakyRelu", "HardSigmoid", "HardSwish", "Elu", "Selu", "Celu", "Softplus",
+                "Softsign", "ThresholdedRelu", "Mish", "Gelu", "Erf", "Exp", "Log", "Sqrt", "Reciprocal", "Abs",
+                "Neg", "Sin", "Cos", "Floor", "Ceil", "Round", "Sign", "PRelu", "Relu", "Clip"}
+_MS_OPS = {"QLinearLeakyRelu", "QLinearSigmoid", "QGemm", "QLinearAdd", "QLinearMul", "QLinearAveragePool",
+           "QLinearGlobalAveragePool", "QLinearConcat", "QLinearSoftmax"}
 #: Operator types the importer understands.
 SUPPORTED_OPS = tuple(sorted(n[3:] for n in dir(_Importer) if n.startswith("op_")))
 
@@ -1756,14 +1997,18 @@ IMPORTS_TO: dict[str, tuple[tuple[str, ...], str]] = {
     "MatMulInteger": (("matmul_integer",), "int32 output"),
     "QGemm": (("dense",), "QOperator (com.microsoft); `alpha` > 0 in the weight scale"),
     "Gemm": (("dense",), "QDQ; `transB` 0 or 1, `alpha` > 0 in the weight scale, `beta` in the bias"),
-    "QLinearAdd": (("add", "conv2d"), "QOperator (com.microsoft); with a per-channel constant a depthwise 1x1 "
-                                      "`conv2d`"),
-    "QLinearMul": (("conv2d",), "com.microsoft, by a per-channel constant: a depthwise 1x1 `conv2d`"),
-    "Add": (("add", "conv2d", "float_chain"), "float add between DequantizeLinear and QuantizeLinear; with a "
-                                              "per-channel constant a depthwise 1x1 `conv2d`; of a float result "
-                                              "(numerics \"onnx\") a `float_chain`"),
-    "Mul": (("conv2d", "float_chain"), "by a per-channel constant, between DequantizeLinear and QuantizeLinear: "
-                                       "a depthwise 1x1 `conv2d`; numerics \"onnx\": a `float_chain`"),
+    "QLinearAdd": (("add", "conv2d", "lut"), "QOperator (com.microsoft); with a per-channel constant a depthwise "
+                                             "1x1 `conv2d`; with a scalar or of two functions of one tensor a `lut`"),
+    "QLinearMul": (("conv2d", "lut"), "com.microsoft, by a per-channel constant: a depthwise 1x1 `conv2d`; by a "
+                                      "scalar or of two functions of one tensor (`x * Sigmoid(x)`) a `lut`"),
+    "Add": (("add", "conv2d", "lut", "float_chain"), "float add between DequantizeLinear and QuantizeLinear; with a "
+                                                     "per-channel constant a depthwise 1x1 `conv2d`; with a scalar, or "
+                                                     "of two functions of one tensor, a `lut`; of a float result "
+                                                     "(numerics \"onnx\") a `float_chain`"),
+    "Mul": (("conv2d", "lut", "float_chain"), "by a per-channel constant, between DequantizeLinear and "
+                                              "QuantizeLinear: a depthwise 1x1 `conv2d`; by a scalar or of two "
+                                              "functions of one tensor (`x * Sigmoid(x)`) a `lut`; numerics "
+                                              "\"onnx\": a `float_chain`"),
     "Sum": (("add", "float_chain"), "n-ary float Sum: a chain of n - 1 adds; reading a float result (numerics "
                                     "\"onnx\") a `float_chain`"),
     "MaxPool": (("maxpool",), "on codes or QDQ; `ceil_mode` 1 as end padding"),
@@ -1783,13 +2028,24 @@ IMPORTS_TO: dict[str, tuple[tuple[str, ...], str]] = {
     "Transpose": (("conv2d",), "only the channel shuffle (perm 0, 2, 1, 3, 4): a permutation 1x1 `conv2d`"),
     "Pad": (("conv2d",), "constant, by real zero, of H and W: a depthwise 1x1 `conv2d` of weight 1 with that "
                          "padding"),
-    "Relu": (("clamp",), "fused into the producer's output clamp where exact, else a `clamp`"),
-    "Clip": (("clamp",), "ReLU6 / Clip: fused into the producer's output clamp where exact, else a `clamp`"),
+    "Relu": (("clamp", "lut"), "fused into the producer's output clamp where exact, else a `clamp`; of a table's "
+                               "float value part of the `lut`"),
+    "Clip": (("clamp", "lut"), "ReLU6 / Clip: fused into the producer's output clamp where exact, else a `clamp`; "
+                               "of a table's float value part of the `lut`"),
     "BatchNormalization": (("conv2d", "float_chain"), "left between DequantizeLinear and QuantizeLinear: a "
                                                       "depthwise 1x1 `conv2d`; numerics \"onnx\": a `float_chain`"),
     "QLinearSoftmax": (("softmax",), "com.microsoft; `method` \"table\""),
     "Softmax": (("softmax",), "between DequantizeLinear and QuantizeLinear; `method` \"float\""),
     "LRN": (("lrn",), "between DequantizeLinear and QuantizeLinear"),
+    "QLinearSigmoid": (("lut",), "com.microsoft: a table of onnxruntime's own node over the 256 codes"),
+    "QLinearLeakyRelu": (("lut",), "com.microsoft: a table of onnxruntime's own node over the 256 codes"),
+    **{op: (("lut", "float_chain"), "element-wise, between DequantizeLinear and QuantizeLinear (scalar parameters): a "
+                                    "table of onnxruntime's evaluation at the 256 codes; chains of them and "
+                                    "`x * f(x)` are one table")
+       for op in ("Sigmoid", "Tanh", "LeakyRelu", "HardSigmoid", "HardSwish", "Elu", "Selu", "Celu", "Softplus",
+                  "Softsign", "ThresholdedRelu", "Mish", "Gelu", "Erf", "Exp", "Log", "Sqrt", "Reciprocal", "Abs",
+                  "Neg", "Sin", "Cos", "Floor", "Ceil", "Round", "Sign", "PRelu", "Sub", "Div", "Pow", "Max",
+                  "Min")},
     "QuantizeLinear": ((), "graph-input quantisation, or the end of a QDQ layer"),
     "DequantizeLinear": ((), "the start of a QDQ layer, or weights and biases"),
     "Identity": ((), "no layer"),

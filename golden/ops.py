@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .ir import (LRN, Add, AvgPool, Clamp, Concat, Conv2d, ConvInteger, Dense, FloatChain, GlobalAvgPool, IRError,
+from .ir import (LRN, Lut, Add, AvgPool, Clamp, Concat, Conv2d, ConvInteger, Dense, FloatChain, GlobalAvgPool, IRError,
                  Layer,
                  MatMulInteger, MaxPool, Requant, Reshape, Softmax, TensorInfo)
 from .lrn import lrn_integer
@@ -23,7 +23,7 @@ from .requant import NumericsError, multiply_by_quantized_multiplier, requantize
 __all__ = [
     "quantize", "dequantize", "im2col", "window_sum",
     "conv2d_acc", "conv2d", "dense_acc", "dense", "max_pool", "avg_pool", "global_avg_pool",
-    "add", "concat", "reshape", "clamp", "requantize_layer", "softmax", "lrn", "conv_integer", "matmul_integer",
+    "add", "concat", "reshape", "clamp", "requantize_layer", "softmax", "lrn", "lut", "conv_integer", "matmul_integer",
     "softmax_table", "float_chain",
 ]
 
@@ -350,6 +350,14 @@ def softmax(layer: Softmax, x, rounding: str | None = None) -> np.ndarray:
     return y.astype(out.np_dtype)
 
 
+def lut(layer: Lut, x, rounding: str | None = None) -> np.ndarray:
+    """An element-wise table (:class:`~cimforge.golden.ir.Lut`): ``table[x & 0xFF]``. ``rounding`` is accepted
+    for the common signature (the table is already quantized)."""
+    x = _check_input(layer, x, layer.input)
+    table = np.asarray(layer.table, dtype=np.int64)
+    return table[x.astype(np.int64) & 0xFF].astype(layer.output.np_dtype)
+
+
 def lrn(layer: LRN, x, rounding: str | None = None) -> np.ndarray:
     """ONNX ``LRN``: the integer form with the layer's table (``method`` "integer",
     :func:`cimforge.golden.lrn.lrn_integer`), or float64 on the dequantized input quantized into the output
@@ -388,6 +396,8 @@ def float_chain(layer: FloatChain, *xs, rounding: str | None = None) -> np.ndarr
         if op == "dq":
             t = layer.inputs[e[1]]
             return (xs[e[1]].astype(np.int32) - t.zero_point).astype(f32) * f32(t.scale)
+        if op == "table":
+            return np.asarray(e[2], f32)[xs[e[1]].astype(np.int64) & 0xFF]
         if op == "sum":
             acc = ev(e[1][0])
             for child in e[1][1:]:

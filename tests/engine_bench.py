@@ -142,3 +142,17 @@ def iss_model(prog, amem: dict[int, int]) -> FabricModel:
     model.write_words(amem)
     model.run()
     return model
+
+
+class TableBench(EngineBench):
+    """The bench of one engine that reads a table from the parameter memory (``LRN``, ``LUT``): its activation
+    read and write ports and its parameter read port connected."""
+
+    def elaborate(self, platform):
+        m = super().elaborate(platform)
+        (e,) = self.engines.values()
+        wiring.connect(m, e.act_rd, self.amem.read_port())
+        wiring.connect(m, e.act_w, self.amem.write_port())
+        port = self.pmem.read_port()
+        m.d.comb += [port.addr.eq(e.param_rd.addr), port.en.eq(e.param_rd.en), e.param_rd.data.eq(port.data)]
+        return m

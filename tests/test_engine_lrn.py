@@ -11,7 +11,6 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from amaranth.lib import wiring
 
 from cimforge.compiler.cost import lrn_cycles
 from cimforge.compiler.lowering.lrn import lrn_args, table_words
@@ -21,20 +20,7 @@ from cimforge.golden import ir
 from cimforge.golden.runner import run_layer
 from cimforge.presets import get_preset
 
-from engine_bench import EngineBench, iss_model, run_instructions
-
-
-class LrnBench(EngineBench):
-    """The bench with the ``LRN`` engine's ports (activation read and write, parameter read) connected."""
-
-    def elaborate(self, platform):
-        m = super().elaborate(platform)
-        e = self.engines[LrnEngine.name]
-        wiring.connect(m, e.act_rd, self.amem.read_port())
-        wiring.connect(m, e.act_w, self.amem.write_port())
-        port = self.pmem.read_port()
-        m.d.comb += [port.addr.eq(e.param_rd.addr), port.en.eq(e.param_rd.en), e.param_rd.data.eq(port.data)]
-        return m
+from engine_bench import TableBench, iss_model, run_instructions
 
 
 #: (preset, dtype, zp_in, channels, size, alpha, h, w)
@@ -91,7 +77,7 @@ def test_lrn_engine_equals_iss_and_golden(case):
     prog = SimpleNamespace(cfg=cfg, code=[encode(cfg, Opcode.LRN, **args), encode(cfg, Opcode.END)],
                            wmem=[], pmem=table_words(cfg, layer.table), dmem=[])
     assert len(prog.pmem) <= cfg.fabric.param_depth
-    bench = LrnBench(cfg, [LrnEngine.name], prog, words)
+    bench = TableBench(cfg, [LrnEngine.name], prog, words)
     got, cycles = run_instructions(bench, list(prog.code))
     want = iss_model(prog, words).amem
     assert got == want, f"activation memory differs from the ISS at {[a for a in range(len(got)) if got[a] != want[a]][:8]}"

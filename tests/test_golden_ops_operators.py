@@ -631,15 +631,23 @@ def test_mul_and_add_by_a_per_channel_constant_are_depthwise_convs(fmt, tmp_path
 
 
 def test_product_of_two_computed_tensors_is_refused():
+    """A product of two different tensors is refused by name; the square of one tensor is a function of its codes
+    (an element-wise table, tests/test_golden_lut.py)."""
     from cimforge.golden.onnx_import import OnnxImportError
     nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]),
              helper.make_node("DequantizeLinear", ["q", "s", "z"], ["d"]),
-             helper.make_node("Mul", ["d", "d"], ["p"], name="square"),
+             helper.make_node("QuantizeLinear", ["x2", "s", "z"], ["q2"]),
+             helper.make_node("DequantizeLinear", ["q2", "s", "z"], ["d2"]),
+             helper.make_node("Mul", ["d", "d2"], ["p"], name="product"),
              helper.make_node("QuantizeLinear", ["p", "s", "z"], ["y"])]
-    model = make_model(nodes, {"x": (np.float32, (4,))}, {"y": np.int8},
+    model = make_model(nodes, {"x": (np.float32, (4,)), "x2": (np.float32, (4,))}, {"y": np.int8},
                        {"s": np.float32(0.1), "z": np.int8(0)})
-    with pytest.raises(OnnxImportError, match=r"node 'square' \(Mul\): only a product with a constant"):
+    with pytest.raises(OnnxImportError, match=r"node 'product' \(Mul\): only a product with a constant"):
         load_onnx(model)
+    nodes[4] = helper.make_node("Mul", ["d", "d"], ["p"], name="square")
+    model = make_model(nodes[:2] + nodes[4:], {"x": (np.float32, (4,))}, {"y": np.int8},
+                       {"s": np.float32(0.1), "z": np.int8(0)})
+    assert [l.kind for l in load_onnx(model).layers] == ["lut"]
 
 
 @pytest.mark.parametrize("fmt", ["qdq", "qoperator"])

@@ -51,7 +51,7 @@ def test_instructions_list_every_opcode_once():
     assert [s.op for s in INSTRUCTIONS] == list(Opcode)
     assert all(s.name == s.op.name for s in INSTRUCTIONS)
     assert {s.engine for s in INSTRUCTIONS} == {None, "loader", "mac", "pool", "ew", "dma", "graph", "relax", "spmv",
-                                                   "lrn"}
+                                                   "lrn", "lut"}
     assert all((s.layout is None) == (s.engine is None) for s in INSTRUCTIONS)
     cfg = get_preset("default")
     assert list(dict(instr_layout(cfg)["args"].shape)) == [s.name.lower() for s in INSTRUCTIONS if s.layout]
@@ -61,7 +61,7 @@ def test_instructions_list_every_opcode_once():
 def test_instr_spec_by_opcode_and_value():
     assert instr_spec(Opcode.MAC) is instr_spec(3)
     assert instr_spec(Opcode.LOAD).engine == "loader" and instr_spec(Opcode.SYNC).layout is None
-    for bad in (12, 15, -1, "MAC", True, None):
+    for bad in (13, 15, -1, "MAC", True, None):
         with pytest.raises(ValueError, match=r"allowed END=0, LOAD=1, SYNC=2, MAC=3, POOL=4, EW=5"):
             instr_spec(bad)
 

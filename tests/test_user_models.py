@@ -67,13 +67,13 @@ class _Net:
         return self.op("Gemm", [x, self.c(w if trans_b else np.ascontiguousarray(w.T)), self.c(b)], transB=trans_b,
                        **attrs)
 
-    def model(self, shape, outputs: list[str], batch="N", input_type=None):
+    def model(self, shape, outputs: list[str], batch="N", input_type=None, opset: int = 13):
         import onnx
         from onnx import TensorProto, helper
         graph = helper.make_graph(self.nodes, "user", [helper.make_tensor_value_info(
             "x", input_type or TensorProto.FLOAT, [batch, *shape])], [helper.make_empty_tensor_value_info(o)
                                                                       for o in outputs], self.inits)
-        m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+        m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
         m.ir_version = 8
         inferred = {v.name: v for v in onnx.shape_inference.infer_shapes(m).graph.value_info}
         del m.graph.output[:]
@@ -114,7 +114,25 @@ def _pads(n: _Net):
     return n.model((3, 8, 8), [n.gemm(x, 8 * 4 * 5, 3)]), (3, 8, 8)
 
 
-MODELS = {"squeeze_gemm": _squeeze_gemm, "pools": _pools, "pads": _pads}
+def _activations(n: _Net):
+    """Activations other than ReLU (element-wise tables, ``LUT``): Sigmoid, HardSwish, LeakyRelu, Tanh, SiLU
+    (``x * Sigmoid(x)``), HardSigmoid, and HardSwish decomposed as ``x * Clip(x + 3, 0, 6) / 6`` (older
+    exporters); opset 14 for HardSwish."""
+    x = n.op("Sigmoid", [n.conv("x", 3, 8, 3, pads=[1, 1, 1, 1])])
+    x = n.op("HardSwish", [n.conv(x, 8, 8, 3, pads=[1, 1, 1, 1])])
+    x = n.op("LeakyRelu", [n.conv(x, 8, 8, 3, pads=[1, 1, 1, 1])], alpha=0.1)
+    x = n.op("Tanh", [n.conv(x, 8, 16, 3, strides=[2, 2], pads=[1, 1, 1, 1])])
+    x = n.conv(x, 16, 16, 3, pads=[1, 1, 1, 1])
+    x = n.op("Mul", [x, n.op("Sigmoid", [x])])
+    x = n.op("HardSigmoid", [n.conv(x, 16, 16, 1)], alpha=0.2, beta=0.5)
+    x = n.conv(x, 16, 16, 1)
+    h = n.op("Clip", [n.op("Add", [x, n.c(np.float32(3))]), n.c(np.float32(0)), n.c(np.float32(6))])
+    x = n.op("Div", [n.op("Mul", [x, h]), n.c(np.float32(6))])
+    x = n.op("Flatten", [n.op("GlobalAveragePool", [x])])
+    return n.model((3, 8, 8), [n.gemm(x, 16, 5)], opset=14), (3, 8, 8)
+
+
+MODELS = {"squeeze_gemm": _squeeze_gemm, "pools": _pools, "pads": _pads, "activations": _activations}
 
 
 def _quantize(proto, shape, dst: Path, fmt: str, per_channel: bool, act: str, wt: str, dtype=np.float32) -> Path:
@@ -318,8 +336,9 @@ def _bad_models(d: Path) -> dict[str, Path]:
         return n.model((3, 7, 7), [n.op("AveragePool", [x], kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1,
                                         count_include_pad=1)]), (3, 7, 7)
 
-    def tanh(n):
-        return n.model((3, 6, 6), [n.op("Tanh", [n.conv("x", 3, 8, 3)])]), (3, 6, 6)
+    def resize(n):
+        up = n.op("Resize", [n.conv("x", 3, 8, 3), "", n.c(np.array([1, 1, 2, 2], np.float32))], mode="nearest")
+        return n.model((3, 6, 6), [n.op("Relu", [n.conv(up, 8, 8, 3)])]), (3, 6, 6)
 
     def cast_input(n):
         x = n.op("Cast", ["x"], to=TensorProto.FLOAT)
@@ -329,7 +348,7 @@ def _bad_models(d: Path) -> dict[str, Path]:
         a, b = n.op("Relu", [n.conv("x", 3, 4, 3, pads=[1, 1, 1, 1])]), n.op("Relu", [n.conv("x", 3, 4, 1)])
         return n.model((3, 6, 6), [n.conv(n.op("Concat", [a, b], axis=1), 8, 8, 1)]), (3, 6, 6)
 
-    for name, build in [("reflect", reflect), ("ceil", ceil), ("tanh", tanh),
+    for name, build in [("reflect", reflect), ("ceil", ceil), ("resize", resize),
                         ("cast_input", cast_input), ("concat4", concat4)]:
         proto, shape = build(_Net(SEED))
         built[name] = _quantize(proto, shape, d / f"{name}.onnx", "qdq", True, "int8", "int8",
@@ -352,7 +371,7 @@ def test_unsupported_models_named(bad, cmd, tmp_path, capsys):
 
     _user_error(capsys, argv(bad["reflect"]), "'Pad_", "mode 'reflect'", "allowed 'constant'")
     _user_error(capsys, argv(bad["ceil"]), "'AveragePool_", "ceil_mode=1", "count_include_pad=0")
-    _user_error(capsys, argv(bad["tanh"]), "'Tanh_", "operator Tanh", "supported: ")
+    _user_error(capsys, argv(bad["resize"]), "'Resize_", "operator Resize", "supported: ")
     _user_error(capsys, argv(bad["cast_input"]), "'x'", "'Cast_", "DequantizeLinear")
     _user_error(capsys, argv(bad["float"]), "float-only model", "quantize_static")
     assert not (tmp_path / "out").exists()
@@ -395,7 +414,8 @@ def test_bad_files_options_and_inputs(models, tmp_path, capsys):
 
 @pytest.mark.slow
 @pytest.mark.cocotb
-@pytest.mark.parametrize("name,var", [("pools", "qdq_pc_s8s8"), ("pads", "qop_pt_u8s8")])
+@pytest.mark.parametrize("name,var", [("pools", "qdq_pc_s8s8"), ("pads", "qop_pt_u8s8"),
+                                      ("activations", "qdq_pc_s8s8"), ("activations", "qop_pt_u8s8")])
 def test_rtl_bit_exact(models, name, var, tmp_path, capsys):
     """``cimforge sim --random 2 --seed 0`` on the default fabric in Verilator: every tensor bit-exact and every
     layer's measured cycles as the cost model predicted."""

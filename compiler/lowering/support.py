@@ -53,6 +53,23 @@ Inception-v1 (both forms), and on random codes of strong LRNs (tests/test_golden
 refuses even ones). With numerics "onnx" it is the ONNX definition in float64 on the dequantized input, then
 quantized (golden only).
 
+**Element-wise tables** (`lut`: Sigmoid, Tanh, LeakyRelu, HardSigmoid, HardSwish, Elu, Gelu, ..., `x *
+Sigmoid(x)`, a decomposed `x * Clip(x + 3, 0, 6) / 6`, com.microsoft `QLinearSigmoid` / `QLinearLeakyRelu`).
+An element-wise float operator whose data is a function of one tensor's codes (a dequantized tensor, another
+table's float value, `x` and `Sigmoid(x)` together) and whose other inputs are scalar constants maps each input
+code to one value, whatever the rest of the tensor holds; so when its result is quantized the layer is a table
+of 256 output codes. The importer evaluates the operators with onnxruntime itself at the 256 codes, each one
+as a one-node model with the reference's session options (golden/lut.py), and its QuantizeLinear too: the
+table is onnxruntime's own kernel (MLAS's polynomial Sigmoid and Tanh included), exact by construction
+(tests/test_golden_lut.py: every code, random scales, int8 and uint8; within 1 LSB of the float64 definitions).
+A chain of tables is composed into one table of the chain's first input, and tables nothing reads are
+dropped. The `LUT` engine (gen/lut.py) copies the table from the parameter memory into registers (3 words on
+the default preset) and then looks up one activation word per cycle, all lanes at once. A table's float value
+read by an operator that does not commute with quantisation (an average pool, an add of another tensor) is
+quantized into an int8 copy first in numerics "fabric" (one extra rounding, as for the float chains below);
+in numerics "onnx" it is a `("table", ...)` leaf of the `float_chain`, exact. A constant that varies by element
+(a per-channel PRelu slope) or inputs that are functions of two different tensors are refused by node name.
+
 **Float chains.** onnxruntime leaves LRN and BatchNormalization in float, and the operators after them too
 until the next quantized one (AlexNet: `LRN -> MaxPool -> QuantizeLinear`; ShuffleNet in QOperator form:
 `BatchNormalization -> Relu -> Reshape -> Transpose -> Reshape -> QuantizeLinear`). A MaxPool, Reshape or

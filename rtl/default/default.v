@@ -4896,8 +4896,8 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [7:0] \$104 ;
   wire [7:0] \$105 ;
   wire [7:0] \$106 ;
-  wire [22:0] \$107 ;
-  wire [31:0] \$108 ;
+  wire [7:0] \$107 ;
+  wire [7:0] \$108 ;
   wire [7:0] \$109 ;
   wire \$11 ;
   wire [7:0] \$110 ;
@@ -4906,9 +4906,26 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [7:0] \$113 ;
   wire [7:0] \$114 ;
   wire [7:0] \$115 ;
-  wire [7:0] \$116 ;
+  wire [22:0] \$116 ;
+  wire [31:0] \$117 ;
+  wire [7:0] \$118 ;
+  wire [7:0] \$119 ;
   wire \$12 ;
+  wire [7:0] \$120 ;
+  wire [7:0] \$121 ;
+  wire [7:0] \$122 ;
+  wire [7:0] \$123 ;
+  wire [7:0] \$124 ;
+  wire [7:0] \$125 ;
+  wire [7:0] \$126 ;
+  wire [7:0] \$127 ;
+  wire [7:0] \$128 ;
+  wire [7:0] \$129 ;
   wire \$13 ;
+  wire [7:0] \$130 ;
+  wire [7:0] \$131 ;
+  wire [7:0] \$132 ;
+  wire [7:0] \$133 ;
   wire \$14 ;
   wire \$15 ;
   wire \$16 ;
@@ -4928,126 +4945,126 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire \$29 ;
   wire \$3 ;
   wire \$30 ;
-  wire [596:0] \$31 ;
+  wire \$31 ;
   wire \$32 ;
-  wire [596:0] \$33 ;
-  wire \$34 ;
-  wire [596:0] \$35 ;
-  wire \$36 ;
-  wire [596:0] \$37 ;
-  wire [11:0] \$38 ;
-  wire [11:0] \$39 ;
+  wire \$33 ;
+  wire [596:0] \$34 ;
+  wire \$35 ;
+  wire [596:0] \$36 ;
+  wire \$37 ;
+  wire [596:0] \$38 ;
+  wire \$39 ;
   wire \$4 ;
-  wire [11:0] \$40 ;
+  wire [596:0] \$40 ;
   wire [11:0] \$41 ;
-  wire \$42 ;
-  wire \$43 ;
-  wire \$44 ;
-  wire \$45 ;
-  wire [11:0] \$46 ;
+  wire [11:0] \$42 ;
+  wire [11:0] \$43 ;
+  wire [11:0] \$44 ;
+  wire [11:0] \$45 ;
+  wire \$46 ;
   wire \$47 ;
   wire \$48 ;
-  wire [11:0] \$49 ;
+  wire \$49 ;
   wire \$5 ;
-  wire [11:0] \$50 ;
+  wire \$50 ;
   wire [11:0] \$51 ;
-  wire [11:0] \$52 ;
-  wire [11:0] \$53 ;
+  wire \$52 ;
+  wire \$53 ;
   wire [11:0] \$54 ;
-  wire \$55 ;
-  wire [63:0] \$56 ;
-  wire [63:0] \$57 ;
-  wire [63:0] \$58 ;
-  wire [63:0] \$59 ;
+  wire [11:0] \$55 ;
+  wire [11:0] \$56 ;
+  wire [11:0] \$57 ;
+  wire [11:0] \$58 ;
+  wire [11:0] \$59 ;
   wire \$6 ;
-  wire [63:0] \$60 ;
-  wire [63:0] \$61 ;
-  wire \$62 ;
-  wire \$63 ;
-  wire [1:0] \$64 ;
+  wire [11:0] \$60 ;
+  wire \$61 ;
+  wire [63:0] \$62 ;
+  wire [63:0] \$63 ;
+  wire [63:0] \$64 ;
   wire [63:0] \$65 ;
   wire [63:0] \$66 ;
-  wire [31:0] \$67 ;
+  wire [63:0] \$67 ;
   wire [63:0] \$68 ;
-  wire [63:0] \$69 ;
+  wire \$69 ;
   wire \$7 ;
-  wire [31:0] \$70 ;
-  wire [63:0] \$71 ;
+  wire \$70 ;
+  wire [1:0] \$71 ;
   wire [63:0] \$72 ;
-  wire [31:0] \$73 ;
-  wire [63:0] \$74 ;
+  wire [63:0] \$73 ;
+  wire [31:0] \$74 ;
   wire [63:0] \$75 ;
-  wire [31:0] \$76 ;
-  reg \$77 ;
-  reg \$78 ;
-  reg \$79 ;
+  wire [63:0] \$76 ;
+  wire [31:0] \$77 ;
+  wire [63:0] \$78 ;
+  wire [63:0] \$79 ;
   wire \$8 ;
-  reg \$80 ;
-  reg \$81 ;
-  reg \$82 ;
-  reg \$83 ;
+  wire [31:0] \$80 ;
+  wire [63:0] \$81 ;
+  wire [63:0] \$82 ;
+  wire [31:0] \$83 ;
   reg \$84 ;
   reg \$85 ;
   reg \$86 ;
-  wire \$87 ;
-  wire \$88 ;
-  wire \$89 ;
+  reg \$87 ;
+  reg \$88 ;
+  reg \$89 ;
   wire \$9 ;
-  wire \$90 ;
-  wire [7:0] \$91 ;
-  wire [7:0] \$92 ;
-  wire [7:0] \$93 ;
-  wire [7:0] \$94 ;
-  wire [7:0] \$95 ;
-  wire [7:0] \$96 ;
-  wire [7:0] \$97 ;
-  wire [7:0] \$98 ;
-  wire [7:0] \$99 ;
+  reg \$90 ;
+  reg \$91 ;
+  reg \$92 ;
+  reg \$93 ;
+  reg \$94 ;
+  reg \$95 ;
+  wire \$96 ;
+  wire \$97 ;
+  wire \$98 ;
+  wire \$99 ;
   wire [12:0] \$signature__addr ;
-  wire [12:0] \$signature__addr$397 ;
-  wire [11:0] \$signature__addr$403 ;
-  wire [9:0] \$signature__addr$409 ;
-  wire [9:0] \$signature__addr$415 ;
-  wire [6:0] \$signature__addr$421 ;
-  wire [12:0] \$signature__addr$427 ;
-  wire [12:0] \$signature__addr$433 ;
-  wire [9:0] \$signature__addr$439 ;
-  wire [9:0] \$signature__addr$445 ;
-  wire [6:0] \$signature__addr$451 ;
-  wire [11:0] \$signature__addr$522 ;
-  wire [11:0] \$signature__addr$528 ;
-  wire [9:0] \$signature__addr$534 ;
-  wire [9:0] \$signature__addr$540 ;
+  wire [12:0] \$signature__addr$417 ;
+  wire [11:0] \$signature__addr$423 ;
+  wire [9:0] \$signature__addr$429 ;
+  wire [9:0] \$signature__addr$435 ;
+  wire [6:0] \$signature__addr$441 ;
+  wire [12:0] \$signature__addr$447 ;
+  wire [12:0] \$signature__addr$453 ;
+  wire [9:0] \$signature__addr$459 ;
+  wire [9:0] \$signature__addr$465 ;
+  wire [6:0] \$signature__addr$471 ;
+  wire [11:0] \$signature__addr$545 ;
+  wire [11:0] \$signature__addr$551 ;
+  wire [9:0] \$signature__addr$557 ;
+  wire [9:0] \$signature__addr$563 ;
   wire [63:0] \$signature__data ;
-  wire [479:0] \$signature__data$400 ;
-  wire [63:0] \$signature__data$406 ;
-  wire [63:0] \$signature__data$412 ;
-  wire [767:0] \$signature__data$418 ;
-  wire [95:0] \$signature__data$424 ;
-  wire [63:0] \$signature__data$430 ;
-  wire [479:0] \$signature__data$435 ;
-  wire [63:0] \$signature__data$441 ;
-  wire [767:0] \$signature__data$447 ;
-  wire [95:0] \$signature__data$453 ;
-  wire [63:0] \$signature__data$525 ;
-  wire [63:0] \$signature__data$530 ;
-  wire [63:0] \$signature__data$537 ;
-  wire [63:0] \$signature__data$542 ;
+  wire [479:0] \$signature__data$420 ;
+  wire [63:0] \$signature__data$426 ;
+  wire [63:0] \$signature__data$432 ;
+  wire [767:0] \$signature__data$438 ;
+  wire [95:0] \$signature__data$444 ;
+  wire [63:0] \$signature__data$450 ;
+  wire [479:0] \$signature__data$455 ;
+  wire [63:0] \$signature__data$461 ;
+  wire [767:0] \$signature__data$467 ;
+  wire [95:0] \$signature__data$473 ;
+  wire [63:0] \$signature__data$548 ;
+  wire [63:0] \$signature__data$553 ;
+  wire [63:0] \$signature__data$560 ;
+  wire [63:0] \$signature__data$565 ;
   wire \$signature__en ;
-  wire \$signature__en$401 ;
-  wire \$signature__en$407 ;
-  wire \$signature__en$413 ;
-  wire \$signature__en$419 ;
-  wire \$signature__en$425 ;
-  wire \$signature__en$431 ;
-  wire [14:0] \$signature__en$437 ;
-  wire [1:0] \$signature__en$443 ;
-  wire [23:0] \$signature__en$449 ;
-  wire [2:0] \$signature__en$455 ;
-  wire \$signature__en$526 ;
-  wire \$signature__en$532 ;
-  wire \$signature__en$538 ;
-  wire \$signature__en$544 ;
+  wire \$signature__en$421 ;
+  wire \$signature__en$427 ;
+  wire \$signature__en$433 ;
+  wire \$signature__en$439 ;
+  wire \$signature__en$445 ;
+  wire \$signature__en$451 ;
+  wire [14:0] \$signature__en$457 ;
+  wire [1:0] \$signature__en$463 ;
+  wire [23:0] \$signature__en$469 ;
+  wire [2:0] \$signature__en$475 ;
+  wire \$signature__en$549 ;
+  wire \$signature__en$555 ;
+  wire \$signature__en$561 ;
+  wire \$signature__en$567 ;
   wire [11:0] a_rd__addr;
   wire [63:0] a_rd__data;
   wire a_rd__en;
@@ -5064,138 +5081,151 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [63:0] act_rd__3__data;
   wire act_rd__3__en;
   wire [11:0] act_rd__addr;
-  wire [11:0] \act_rd__addr$252 ;
+  wire [11:0] \act_rd__addr$260 ;
+  wire [11:0] \act_rd__addr$261 ;
   wire [63:0] act_rd__data;
-  wire [63:0] \act_rd__data$268 ;
+  wire [63:0] \act_rd__data$278 ;
+  wire [63:0] \act_rd__data$279 ;
   wire act_rd__en;
-  wire \act_rd__en$259 ;
+  wire \act_rd__en$268 ;
+  wire \act_rd__en$269 ;
   wire [11:0] act_w__addr;
-  wire [11:0] \act_w__addr$466 ;
-  wire [11:0] \act_w__addr$467 ;
-  wire [11:0] \act_w__addr$468 ;
-  wire [11:0] \act_w__addr$469 ;
-  wire [11:0] \act_w__addr$470 ;
-  wire [11:0] \act_w__addr$471 ;
+  wire [11:0] \act_w__addr$487 ;
+  wire [11:0] \act_w__addr$488 ;
+  wire [11:0] \act_w__addr$489 ;
+  wire [11:0] \act_w__addr$490 ;
+  wire [11:0] \act_w__addr$491 ;
+  wire [11:0] \act_w__addr$492 ;
+  wire [11:0] \act_w__addr$493 ;
   wire [63:0] act_w__data;
-  wire [63:0] \act_w__data$475 ;
-  wire [63:0] \act_w__data$476 ;
-  wire [63:0] \act_w__data$477 ;
-  wire [63:0] \act_w__data$478 ;
-  wire [63:0] \act_w__data$479 ;
-  wire [63:0] \act_w__data$480 ;
+  wire [63:0] \act_w__data$497 ;
+  wire [63:0] \act_w__data$498 ;
+  wire [63:0] \act_w__data$499 ;
+  wire [63:0] \act_w__data$500 ;
+  wire [63:0] \act_w__data$501 ;
+  wire [63:0] \act_w__data$502 ;
+  wire [63:0] \act_w__data$503 ;
   wire act_w__en;
-  wire \act_w__en$460 ;
-  wire \act_w__en$461 ;
-  wire \act_w__en$462 ;
-  wire \act_w__en$463 ;
-  wire \act_w__en$464 ;
+  wire \act_w__en$480 ;
+  wire \act_w__en$481 ;
+  wire \act_w__en$482 ;
   wire \act_w__en$483 ;
+  wire \act_w__en$484 ;
+  wire \act_w__en$485 ;
+  wire \act_w__en$506 ;
   wire [11:0] amem_port__addr;
   wire [63:0] amem_port__data;
   wire [1:0] amem_port__en;
   wire [11:0] amem_r__addr;
-  wire [11:0] \amem_r__addr$523 ;
+  wire [11:0] \amem_r__addr$546 ;
   wire [63:0] amem_r__data;
-  wire [63:0] \amem_r__data$524 ;
+  wire [63:0] \amem_r__data$547 ;
   wire amem_r__en;
-  wire \amem_r__en$527 ;
+  wire \amem_r__en$550 ;
   wire [11:0] amem_w__addr;
-  wire [11:0] \amem_w__addr$529 ;
+  wire [11:0] \amem_w__addr$552 ;
   wire [63:0] amem_w__data;
-  wire [63:0] \amem_w__data$531 ;
+  wire [63:0] \amem_w__data$554 ;
   wire [1:0] amem_w__en;
-  wire \amem_w__en$533 ;
+  wire \amem_w__en$556 ;
   wire [11:0] arc_rd__addr;
   wire [63:0] arc_rd__data;
   wire arc_rd__en;
   wire [451:0] args;
-  wire [192:0] \args$322 ;
-  wire [9:0] \args$322.act_max ;
-  wire [9:0] \args$322.act_min ;
-  wire [9:0] \args$322.cw ;
-  wire [3:0] \args$322.dh ;
-  wire [3:0] \args$322.dw ;
-  wire [11:0] \args$322.in_base ;
-  wire [8:0] \args$322.in_h ;
-  wire [8:0] \args$322.in_w ;
-  wire [8:0] \args$322.kh ;
-  wire [8:0] \args$322.kw ;
+  wire [192:0] \args$336 ;
+  wire [9:0] \args$336.act_max ;
+  wire [9:0] \args$336.act_min ;
+  wire [9:0] \args$336.cw ;
+  wire [3:0] \args$336.dh ;
+  wire [3:0] \args$336.dw ;
+  wire [11:0] \args$336.in_base ;
+  wire [8:0] \args$336.in_h ;
+  wire [8:0] \args$336.in_w ;
+  wire [8:0] \args$336.kh ;
+  wire [8:0] \args$336.kw ;
   (* enum_base_type = "PoolMode" *)
   (* enum_value_0 = "MAX" *)
   (* enum_value_1 = "AVG" *)
-  wire \args$322.mode ;
-  wire [31:0] \args$322.mult ;
-  wire [8:0] \args$322.oh ;
-  wire [11:0] \args$322.out_base ;
-  wire [8:0] \args$322.ow ;
-  wire [3:0] \args$322.pl ;
-  wire [3:0] \args$322.pt ;
-  wire \args$322.round_even ;
-  wire [3:0] \args$322.sh ;
-  wire [5:0] \args$322.shift ;
-  wire [3:0] \args$322.sw ;
-  wire \args$322.x_signed ;
-  wire [9:0] \args$322.zp_in ;
-  wire [9:0] \args$322.zp_out ;
-  wire [264:0] \args$329 ;
-  wire [11:0] \args$329.a_base ;
-  wire [9:0] \args$329.a_stride ;
-  wire [9:0] \args$329.act_max ;
-  wire [9:0] \args$329.act_min ;
-  wire [11:0] \args$329.b_base ;
-  wire [9:0] \args$329.b_stride ;
-  wire [9:0] \args$329.cw ;
-  wire \args$329.has_b ;
-  wire [4:0] \args$329.ls ;
-  wire [31:0] \args$329.mult_a ;
-  wire [31:0] \args$329.mult_b ;
-  wire [31:0] \args$329.mult_o ;
-  wire [15:0] \args$329.npos ;
-  wire [11:0] \args$329.out_base ;
-  wire [9:0] \args$329.out_stride ;
-  wire \args$329.rq_in ;
-  wire \args$329.rq_out ;
-  wire [5:0] \args$329.shift_a ;
-  wire [5:0] \args$329.shift_b ;
-  wire [5:0] \args$329.shift_o ;
-  wire \args$329.x_signed ;
-  wire [9:0] \args$329.zp_a ;
-  wire [9:0] \args$329.zp_b ;
-  wire [9:0] \args$329.zp_out ;
-  wire [92:0] \args$336 ;
-  wire [11:0] \args$336.dst ;
-  wire [1:0] \args$336.macro ;
-  wire [2:0] \args$336.page ;
-  wire [63:0] \args$336.rows ;
-  wire [11:0] \args$336.src ;
-  wire [48:0] \args$342 ;
-  wire [11:0] \args$342.arcs ;
-  wire [12:0] \args$342.count ;
-  wire [11:0] \args$342.new ;
-  wire [11:0] \args$342.old ;
-  wire [95:0] \args$348 ;
-  wire \args$348.flush ;
-  wire [1:0] \args$348.macro ;
-  wire [2:0] \args$348.page ;
-  wire [63:0] \args$348.rows ;
-  wire [1:0] \args$348.slices_m1 ;
-  wire [11:0] \args$348.x ;
-  wire [11:0] \args$348.y ;
-  wire [128:0] \args$355 ;
-  wire [9:0] \args$355.act_max ;
-  wire [9:0] \args$355.act_min ;
-  wire [12:0] \args$355.channels ;
-  wire [9:0] \args$355.cw ;
-  wire [5:0] \args$355.frac ;
-  wire [11:0] \args$355.in_base ;
-  wire [15:0] \args$355.npos ;
-  wire [11:0] \args$355.out_base ;
-  wire [4:0] \args$355.shift ;
-  wire [3:0] \args$355.size ;
-  wire [9:0] \args$355.table_base ;
-  wire \args$355.x_signed ;
-  wire [9:0] \args$355.zp_in ;
-  wire [9:0] \args$355.zp_out ;
+  wire \args$336.mode ;
+  wire [31:0] \args$336.mult ;
+  wire [8:0] \args$336.oh ;
+  wire [11:0] \args$336.out_base ;
+  wire [8:0] \args$336.ow ;
+  wire [3:0] \args$336.pl ;
+  wire [3:0] \args$336.pt ;
+  wire \args$336.round_even ;
+  wire [3:0] \args$336.sh ;
+  wire [5:0] \args$336.shift ;
+  wire [3:0] \args$336.sw ;
+  wire \args$336.x_signed ;
+  wire [9:0] \args$336.zp_in ;
+  wire [9:0] \args$336.zp_out ;
+  wire [264:0] \args$343 ;
+  wire [11:0] \args$343.a_base ;
+  wire [9:0] \args$343.a_stride ;
+  wire [9:0] \args$343.act_max ;
+  wire [9:0] \args$343.act_min ;
+  wire [11:0] \args$343.b_base ;
+  wire [9:0] \args$343.b_stride ;
+  wire [9:0] \args$343.cw ;
+  wire \args$343.has_b ;
+  wire [4:0] \args$343.ls ;
+  wire [31:0] \args$343.mult_a ;
+  wire [31:0] \args$343.mult_b ;
+  wire [31:0] \args$343.mult_o ;
+  wire [15:0] \args$343.npos ;
+  wire [11:0] \args$343.out_base ;
+  wire [9:0] \args$343.out_stride ;
+  wire \args$343.rq_in ;
+  wire \args$343.rq_out ;
+  wire [5:0] \args$343.shift_a ;
+  wire [5:0] \args$343.shift_b ;
+  wire [5:0] \args$343.shift_o ;
+  wire \args$343.x_signed ;
+  wire [9:0] \args$343.zp_a ;
+  wire [9:0] \args$343.zp_b ;
+  wire [9:0] \args$343.zp_out ;
+  wire [92:0] \args$350 ;
+  wire [11:0] \args$350.dst ;
+  wire [1:0] \args$350.macro ;
+  wire [2:0] \args$350.page ;
+  wire [63:0] \args$350.rows ;
+  wire [11:0] \args$350.src ;
+  wire [48:0] \args$356 ;
+  wire [11:0] \args$356.arcs ;
+  wire [12:0] \args$356.count ;
+  wire [11:0] \args$356.new ;
+  wire [11:0] \args$356.old ;
+  wire [95:0] \args$362 ;
+  wire \args$362.flush ;
+  wire [1:0] \args$362.macro ;
+  wire [2:0] \args$362.page ;
+  wire [63:0] \args$362.rows ;
+  wire [1:0] \args$362.slices_m1 ;
+  wire [11:0] \args$362.x ;
+  wire [11:0] \args$362.y ;
+  wire [128:0] \args$369 ;
+  wire [9:0] \args$369.act_max ;
+  wire [9:0] \args$369.act_min ;
+  wire [12:0] \args$369.channels ;
+  wire [9:0] \args$369.cw ;
+  wire [5:0] \args$369.frac ;
+  wire [11:0] \args$369.in_base ;
+  wire [15:0] \args$369.npos ;
+  wire [11:0] \args$369.out_base ;
+  wire [4:0] \args$369.shift ;
+  wire [3:0] \args$369.size ;
+  wire [9:0] \args$369.table_base ;
+  wire \args$369.x_signed ;
+  wire [9:0] \args$369.zp_in ;
+  wire [9:0] \args$369.zp_out ;
+  wire [72:0] \args$375 ;
+  wire [12:0] \args$375.channels ;
+  wire [9:0] \args$375.cw ;
+  wire [11:0] \args$375.in_base ;
+  wire [15:0] \args$375.npos ;
+  wire [11:0] \args$375.out_base ;
+  wire [9:0] \args$375.table_base ;
   wire [2:0] \args.ab_m1 ;
   wire [9:0] \args.act_max ;
   wire [9:0] \args.act_min ;
@@ -5251,151 +5281,152 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [9:0] \args.zp_out ;
   output [31:0] axi__araddr;
   wire [31:0] axi__araddr;
-  wire [31:0] \axi__araddr$484 ;
+  wire [31:0] \axi__araddr$507 ;
   output [1:0] axi__arburst;
   wire [1:0] axi__arburst;
-  wire [1:0] \axi__arburst$485 ;
+  wire [1:0] \axi__arburst$508 ;
   output [3:0] axi__arcache;
   wire [3:0] axi__arcache;
-  wire [3:0] \axi__arcache$486 ;
+  wire [3:0] \axi__arcache$509 ;
   output axi__arid;
   wire axi__arid;
-  wire \axi__arid$487 ;
+  wire \axi__arid$510 ;
   output [7:0] axi__arlen;
   wire [7:0] axi__arlen;
-  wire [7:0] \axi__arlen$488 ;
+  wire [7:0] \axi__arlen$511 ;
   output axi__arlock;
   wire axi__arlock;
-  wire \axi__arlock$489 ;
+  wire \axi__arlock$512 ;
   output [2:0] axi__arprot;
   wire [2:0] axi__arprot;
-  wire [2:0] \axi__arprot$490 ;
+  wire [2:0] \axi__arprot$513 ;
   output [3:0] axi__arqos;
   wire [3:0] axi__arqos;
-  wire [3:0] \axi__arqos$491 ;
+  wire [3:0] \axi__arqos$514 ;
   input axi__arready;
   wire axi__arready;
-  wire \axi__arready$492 ;
+  wire \axi__arready$515 ;
   output [2:0] axi__arsize;
   wire [2:0] axi__arsize;
-  wire [2:0] \axi__arsize$493 ;
+  wire [2:0] \axi__arsize$516 ;
   output axi__arvalid;
   wire axi__arvalid;
-  wire \axi__arvalid$494 ;
+  wire \axi__arvalid$517 ;
   output [31:0] axi__awaddr;
   wire [31:0] axi__awaddr;
-  wire [31:0] \axi__awaddr$495 ;
+  wire [31:0] \axi__awaddr$518 ;
   output [1:0] axi__awburst;
   wire [1:0] axi__awburst;
-  wire [1:0] \axi__awburst$496 ;
+  wire [1:0] \axi__awburst$519 ;
   output [3:0] axi__awcache;
   wire [3:0] axi__awcache;
-  wire [3:0] \axi__awcache$497 ;
+  wire [3:0] \axi__awcache$520 ;
   output axi__awid;
   wire axi__awid;
-  wire \axi__awid$498 ;
+  wire \axi__awid$521 ;
   output [7:0] axi__awlen;
   wire [7:0] axi__awlen;
-  wire [7:0] \axi__awlen$499 ;
+  wire [7:0] \axi__awlen$522 ;
   output axi__awlock;
   wire axi__awlock;
-  wire \axi__awlock$500 ;
+  wire \axi__awlock$523 ;
   output [2:0] axi__awprot;
   wire [2:0] axi__awprot;
-  wire [2:0] \axi__awprot$501 ;
+  wire [2:0] \axi__awprot$524 ;
   output [3:0] axi__awqos;
   wire [3:0] axi__awqos;
-  wire [3:0] \axi__awqos$502 ;
+  wire [3:0] \axi__awqos$525 ;
   input axi__awready;
   wire axi__awready;
-  wire \axi__awready$503 ;
+  wire \axi__awready$526 ;
   output [2:0] axi__awsize;
   wire [2:0] axi__awsize;
-  wire [2:0] \axi__awsize$504 ;
+  wire [2:0] \axi__awsize$527 ;
   output axi__awvalid;
   wire axi__awvalid;
-  wire \axi__awvalid$505 ;
+  wire \axi__awvalid$528 ;
   input axi__bid;
   wire axi__bid;
-  wire \axi__bid$506 ;
+  wire \axi__bid$529 ;
   output axi__bready;
   wire axi__bready;
-  wire \axi__bready$507 ;
+  wire \axi__bready$530 ;
   input [1:0] axi__bresp;
   wire [1:0] axi__bresp;
-  wire [1:0] \axi__bresp$508 ;
+  wire [1:0] \axi__bresp$531 ;
   input axi__bvalid;
   wire axi__bvalid;
-  wire \axi__bvalid$509 ;
+  wire \axi__bvalid$532 ;
   input [63:0] axi__rdata;
   wire [63:0] axi__rdata;
-  wire [63:0] \axi__rdata$510 ;
+  wire [63:0] \axi__rdata$533 ;
   input axi__rid;
   wire axi__rid;
-  wire \axi__rid$511 ;
+  wire \axi__rid$534 ;
   input axi__rlast;
   wire axi__rlast;
-  wire \axi__rlast$512 ;
+  wire \axi__rlast$535 ;
   output axi__rready;
   wire axi__rready;
-  wire \axi__rready$513 ;
+  wire \axi__rready$536 ;
   input [1:0] axi__rresp;
   wire [1:0] axi__rresp;
-  wire [1:0] \axi__rresp$514 ;
+  wire [1:0] \axi__rresp$537 ;
   input axi__rvalid;
   wire axi__rvalid;
-  wire \axi__rvalid$515 ;
+  wire \axi__rvalid$538 ;
   output [63:0] axi__wdata;
   wire [63:0] axi__wdata;
-  wire [63:0] \axi__wdata$516 ;
+  wire [63:0] \axi__wdata$539 ;
   output axi__wlast;
   wire axi__wlast;
-  wire \axi__wlast$517 ;
+  wire \axi__wlast$540 ;
   input axi__wready;
   wire axi__wready;
-  wire \axi__wready$518 ;
+  wire \axi__wready$541 ;
   output [7:0] axi__wstrb;
   wire [7:0] axi__wstrb;
-  wire [7:0] \axi__wstrb$519 ;
+  wire [7:0] \axi__wstrb$542 ;
   output axi__wvalid;
   wire axi__wvalid;
-  wire \axi__wvalid$520 ;
+  wire \axi__wvalid$543 ;
   wire [11:0] b_rd__addr;
   wire [63:0] b_rd__data;
   wire b_rd__en;
   output busy;
   wire busy;
-  wire \busy$248 ;
-  wire \busy$249 ;
-  wire \busy$317 ;
-  wire \busy$332 ;
-  wire \busy$373 ;
-  wire \busy$375 ;
-  wire \busy$386 ;
+  wire \busy$256 ;
+  wire \busy$257 ;
+  wire \busy$331 ;
+  wire \busy$346 ;
+  wire \busy$393 ;
+  wire \busy$395 ;
+  wire \busy$406 ;
   wire \busy$60 ;
   wire \busy$63 ;
   wire \busy$66 ;
+  wire \busy$69 ;
   input clk;
   wire clk;
   wire [38:0] cmd__payload;
-  wire [97:0] \cmd__payload$366 ;
-  wire [11:0] \cmd__payload$366.addr ;
-  wire [19:0] \cmd__payload$366.ext ;
-  wire [19:0] \cmd__payload$366.ext_stride ;
-  wire [15:0] \cmd__payload$366.len ;
-  wire [15:0] \cmd__payload$366.rows ;
-  wire \cmd__payload$366.store ;
-  wire [11:0] \cmd__payload$366.stride ;
-  wire \cmd__payload$366.wmem ;
+  wire [97:0] \cmd__payload$386 ;
+  wire [11:0] \cmd__payload$386.addr ;
+  wire [19:0] \cmd__payload$386.ext ;
+  wire [19:0] \cmd__payload$386.ext_stride ;
+  wire [15:0] \cmd__payload$386.len ;
+  wire [15:0] \cmd__payload$386.rows ;
+  wire \cmd__payload$386.store ;
+  wire [11:0] \cmd__payload$386.stride ;
+  wire \cmd__payload$386.wmem ;
   wire [15:0] \cmd__payload.count ;
   wire [3:0] \cmd__payload.mask ;
   wire [2:0] \cmd__payload.page ;
   wire [5:0] \cmd__payload.row0 ;
   wire [9:0] \cmd__payload.src ;
   wire cmd__ready;
-  wire \cmd__ready$369 ;
+  wire \cmd__ready$389 ;
   wire cmd__valid;
-  wire \cmd__valid$370 ;
+  wire \cmd__valid$390 ;
   wire [503:0] ctrl__report;
   wire [31:0] \ctrl__report.cycles ;
   wire [31:0] \ctrl__report.load_cycles ;
@@ -5484,14 +5515,15 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [2:0] dmem_w__en;
   output done;
   wire done;
-  wire \done$319 ;
-  wire \done$326 ;
-  wire \done$334 ;
+  wire \done$333 ;
   wire \done$340 ;
-  wire \done$346 ;
-  wire \done$352 ;
-  wire \done$359 ;
-  wire \done$387 ;
+  wire \done$348 ;
+  wire \done$354 ;
+  wire \done$360 ;
+  wire \done$366 ;
+  wire \done$373 ;
+  wire \done$379 ;
+  wire \done$407 ;
   wire [11:0] dst_rd__addr;
   wire [63:0] dst_rd__data;
   wire dst_rd__en;
@@ -5550,6 +5582,16 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire engines__lrn__busy;
   wire engines__lrn__done;
   wire engines__lrn__start;
+  wire [72:0] engines__lut__args;
+  wire [12:0] \engines__lut__args.channels ;
+  wire [9:0] \engines__lut__args.cw ;
+  wire [11:0] \engines__lut__args.in_base ;
+  wire [15:0] \engines__lut__args.npos ;
+  wire [11:0] \engines__lut__args.out_base ;
+  wire [9:0] \engines__lut__args.table_base ;
+  wire engines__lut__busy;
+  wire engines__lut__done;
+  wire engines__lut__start;
   wire [451:0] engines__mac__args;
   wire [2:0] \engines__mac__args.ab_m1 ;
   wire [9:0] \engines__mac__args.act_max ;
@@ -5710,8 +5752,8 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire epi_rd__en;
   output error;
   wire error;
-  wire \error$388 ;
-  wire \error$521 ;
+  wire \error$408 ;
+  wire \error$544 ;
   reg graph_busy_q1 = 1'h0;
   reg graph_busy_q2 = 1'h0;
   wire graph_clk_en;
@@ -5828,6 +5870,13 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire \imem_rd__data.args.lrn.x_signed ;
   wire [9:0] \imem_rd__data.args.lrn.zp_in ;
   wire [9:0] \imem_rd__data.args.lrn.zp_out ;
+  wire [72:0] \imem_rd__data.args.lut ;
+  wire [12:0] \imem_rd__data.args.lut.channels ;
+  wire [9:0] \imem_rd__data.args.lut.cw ;
+  wire [11:0] \imem_rd__data.args.lut.in_base ;
+  wire [15:0] \imem_rd__data.args.lut.npos ;
+  wire [11:0] \imem_rd__data.args.lut.out_base ;
+  wire [9:0] \imem_rd__data.args.lut.table_base ;
   wire [451:0] \imem_rd__data.args.mac ;
   wire [2:0] \imem_rd__data.args.mac.ab_m1 ;
   wire [9:0] \imem_rd__data.args.mac.act_max ;
@@ -5923,6 +5972,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   (* enum_value_1001 = "GRELAX" *)
   (* enum_value_1010 = "GSPMV" *)
   (* enum_value_1011 = "LRN" *)
+  (* enum_value_1100 = "LUT" *)
   wire [3:0] \imem_rd__data.op ;
   wire imem_rd__en;
   wire [12:0] imem_w__addr;
@@ -5937,6 +5987,12 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire load__ready;
   wire load__valid;
   wire loader_busy;
+  reg lut_busy_q1 = 1'h0;
+  reg lut_busy_q2 = 1'h0;
+  wire lut_clk_en;
+  wire lut_gated_clk;
+  wire lut_gated_rst;
+  wire lut_icg_gclk;
   wire macro0__busy;
   wire [2:0] macro0__mem_page;
   wire macro0__mem_re;
@@ -6602,176 +6658,176 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [63:0] old_rd__data;
   wire old_rd__en;
   wire [596:0] op__0__payload;
-  wire [596:0] \op__0__payload$108 ;
-  wire [2:0] \op__0__payload$108.ab_m1 ;
+  wire [596:0] \op__0__payload$116 ;
+  wire [2:0] \op__0__payload$116.ab_m1 ;
   (* enum_base_type = "BitOp" *)
   (* enum_value_000 = "AND" *)
   (* enum_value_001 = "OR" *)
   (* enum_value_010 = "XOR" *)
   (* enum_value_011 = "NOR" *)
   (* enum_value_100 = "XNOR" *)
-  wire [2:0] \op__0__payload$108.bop ;
+  wire [2:0] \op__0__payload$116.bop ;
   (* enum_base_type = "MacroMode" *)
   (* enum_value_0 = "MAC" *)
   (* enum_value_1 = "BITWISE" *)
-  wire \op__0__payload$108.mode ;
-  wire [2:0] \op__0__payload$108.page ;
-  wire [5:0] \op__0__payload$108.row ;
-  wire \op__0__payload$108.skip ;
-  wire \op__0__payload$108.w_signed ;
-  wire [1:0] \op__0__payload$108.wb_log2 ;
-  wire [63:0] \op__0__payload$108.word ;
-  wire [511:0] \op__0__payload$108.x ;
-  wire [7:0] \op__0__payload$108.x[0] ;
-  wire [7:0] \op__0__payload$108.x[10] ;
-  wire [7:0] \op__0__payload$108.x[11] ;
-  wire [7:0] \op__0__payload$108.x[12] ;
-  wire [7:0] \op__0__payload$108.x[13] ;
-  wire [7:0] \op__0__payload$108.x[14] ;
-  wire [7:0] \op__0__payload$108.x[15] ;
-  wire [7:0] \op__0__payload$108.x[16] ;
-  wire [7:0] \op__0__payload$108.x[17] ;
-  wire [7:0] \op__0__payload$108.x[18] ;
-  wire [7:0] \op__0__payload$108.x[19] ;
-  wire [7:0] \op__0__payload$108.x[1] ;
-  wire [7:0] \op__0__payload$108.x[20] ;
-  wire [7:0] \op__0__payload$108.x[21] ;
-  wire [7:0] \op__0__payload$108.x[22] ;
-  wire [7:0] \op__0__payload$108.x[23] ;
-  wire [7:0] \op__0__payload$108.x[24] ;
-  wire [7:0] \op__0__payload$108.x[25] ;
-  wire [7:0] \op__0__payload$108.x[26] ;
-  wire [7:0] \op__0__payload$108.x[27] ;
-  wire [7:0] \op__0__payload$108.x[28] ;
-  wire [7:0] \op__0__payload$108.x[29] ;
-  wire [7:0] \op__0__payload$108.x[2] ;
-  wire [7:0] \op__0__payload$108.x[30] ;
-  wire [7:0] \op__0__payload$108.x[31] ;
-  wire [7:0] \op__0__payload$108.x[32] ;
-  wire [7:0] \op__0__payload$108.x[33] ;
-  wire [7:0] \op__0__payload$108.x[34] ;
-  wire [7:0] \op__0__payload$108.x[35] ;
-  wire [7:0] \op__0__payload$108.x[36] ;
-  wire [7:0] \op__0__payload$108.x[37] ;
-  wire [7:0] \op__0__payload$108.x[38] ;
-  wire [7:0] \op__0__payload$108.x[39] ;
-  wire [7:0] \op__0__payload$108.x[3] ;
-  wire [7:0] \op__0__payload$108.x[40] ;
-  wire [7:0] \op__0__payload$108.x[41] ;
-  wire [7:0] \op__0__payload$108.x[42] ;
-  wire [7:0] \op__0__payload$108.x[43] ;
-  wire [7:0] \op__0__payload$108.x[44] ;
-  wire [7:0] \op__0__payload$108.x[45] ;
-  wire [7:0] \op__0__payload$108.x[46] ;
-  wire [7:0] \op__0__payload$108.x[47] ;
-  wire [7:0] \op__0__payload$108.x[48] ;
-  wire [7:0] \op__0__payload$108.x[49] ;
-  wire [7:0] \op__0__payload$108.x[4] ;
-  wire [7:0] \op__0__payload$108.x[50] ;
-  wire [7:0] \op__0__payload$108.x[51] ;
-  wire [7:0] \op__0__payload$108.x[52] ;
-  wire [7:0] \op__0__payload$108.x[53] ;
-  wire [7:0] \op__0__payload$108.x[54] ;
-  wire [7:0] \op__0__payload$108.x[55] ;
-  wire [7:0] \op__0__payload$108.x[56] ;
-  wire [7:0] \op__0__payload$108.x[57] ;
-  wire [7:0] \op__0__payload$108.x[58] ;
-  wire [7:0] \op__0__payload$108.x[59] ;
-  wire [7:0] \op__0__payload$108.x[5] ;
-  wire [7:0] \op__0__payload$108.x[60] ;
-  wire [7:0] \op__0__payload$108.x[61] ;
-  wire [7:0] \op__0__payload$108.x[62] ;
-  wire [7:0] \op__0__payload$108.x[63] ;
-  wire [7:0] \op__0__payload$108.x[6] ;
-  wire [7:0] \op__0__payload$108.x[7] ;
-  wire [7:0] \op__0__payload$108.x[8] ;
-  wire [7:0] \op__0__payload$108.x[9] ;
-  wire \op__0__payload$108.x_signed ;
-  wire [596:0] \op__0__payload$109 ;
-  wire [2:0] \op__0__payload$109.ab_m1 ;
+  wire \op__0__payload$116.mode ;
+  wire [2:0] \op__0__payload$116.page ;
+  wire [5:0] \op__0__payload$116.row ;
+  wire \op__0__payload$116.skip ;
+  wire \op__0__payload$116.w_signed ;
+  wire [1:0] \op__0__payload$116.wb_log2 ;
+  wire [63:0] \op__0__payload$116.word ;
+  wire [511:0] \op__0__payload$116.x ;
+  wire [7:0] \op__0__payload$116.x[0] ;
+  wire [7:0] \op__0__payload$116.x[10] ;
+  wire [7:0] \op__0__payload$116.x[11] ;
+  wire [7:0] \op__0__payload$116.x[12] ;
+  wire [7:0] \op__0__payload$116.x[13] ;
+  wire [7:0] \op__0__payload$116.x[14] ;
+  wire [7:0] \op__0__payload$116.x[15] ;
+  wire [7:0] \op__0__payload$116.x[16] ;
+  wire [7:0] \op__0__payload$116.x[17] ;
+  wire [7:0] \op__0__payload$116.x[18] ;
+  wire [7:0] \op__0__payload$116.x[19] ;
+  wire [7:0] \op__0__payload$116.x[1] ;
+  wire [7:0] \op__0__payload$116.x[20] ;
+  wire [7:0] \op__0__payload$116.x[21] ;
+  wire [7:0] \op__0__payload$116.x[22] ;
+  wire [7:0] \op__0__payload$116.x[23] ;
+  wire [7:0] \op__0__payload$116.x[24] ;
+  wire [7:0] \op__0__payload$116.x[25] ;
+  wire [7:0] \op__0__payload$116.x[26] ;
+  wire [7:0] \op__0__payload$116.x[27] ;
+  wire [7:0] \op__0__payload$116.x[28] ;
+  wire [7:0] \op__0__payload$116.x[29] ;
+  wire [7:0] \op__0__payload$116.x[2] ;
+  wire [7:0] \op__0__payload$116.x[30] ;
+  wire [7:0] \op__0__payload$116.x[31] ;
+  wire [7:0] \op__0__payload$116.x[32] ;
+  wire [7:0] \op__0__payload$116.x[33] ;
+  wire [7:0] \op__0__payload$116.x[34] ;
+  wire [7:0] \op__0__payload$116.x[35] ;
+  wire [7:0] \op__0__payload$116.x[36] ;
+  wire [7:0] \op__0__payload$116.x[37] ;
+  wire [7:0] \op__0__payload$116.x[38] ;
+  wire [7:0] \op__0__payload$116.x[39] ;
+  wire [7:0] \op__0__payload$116.x[3] ;
+  wire [7:0] \op__0__payload$116.x[40] ;
+  wire [7:0] \op__0__payload$116.x[41] ;
+  wire [7:0] \op__0__payload$116.x[42] ;
+  wire [7:0] \op__0__payload$116.x[43] ;
+  wire [7:0] \op__0__payload$116.x[44] ;
+  wire [7:0] \op__0__payload$116.x[45] ;
+  wire [7:0] \op__0__payload$116.x[46] ;
+  wire [7:0] \op__0__payload$116.x[47] ;
+  wire [7:0] \op__0__payload$116.x[48] ;
+  wire [7:0] \op__0__payload$116.x[49] ;
+  wire [7:0] \op__0__payload$116.x[4] ;
+  wire [7:0] \op__0__payload$116.x[50] ;
+  wire [7:0] \op__0__payload$116.x[51] ;
+  wire [7:0] \op__0__payload$116.x[52] ;
+  wire [7:0] \op__0__payload$116.x[53] ;
+  wire [7:0] \op__0__payload$116.x[54] ;
+  wire [7:0] \op__0__payload$116.x[55] ;
+  wire [7:0] \op__0__payload$116.x[56] ;
+  wire [7:0] \op__0__payload$116.x[57] ;
+  wire [7:0] \op__0__payload$116.x[58] ;
+  wire [7:0] \op__0__payload$116.x[59] ;
+  wire [7:0] \op__0__payload$116.x[5] ;
+  wire [7:0] \op__0__payload$116.x[60] ;
+  wire [7:0] \op__0__payload$116.x[61] ;
+  wire [7:0] \op__0__payload$116.x[62] ;
+  wire [7:0] \op__0__payload$116.x[63] ;
+  wire [7:0] \op__0__payload$116.x[6] ;
+  wire [7:0] \op__0__payload$116.x[7] ;
+  wire [7:0] \op__0__payload$116.x[8] ;
+  wire [7:0] \op__0__payload$116.x[9] ;
+  wire \op__0__payload$116.x_signed ;
+  wire [596:0] \op__0__payload$117 ;
+  wire [2:0] \op__0__payload$117.ab_m1 ;
   (* enum_base_type = "BitOp" *)
   (* enum_value_000 = "AND" *)
   (* enum_value_001 = "OR" *)
   (* enum_value_010 = "XOR" *)
   (* enum_value_011 = "NOR" *)
   (* enum_value_100 = "XNOR" *)
-  wire [2:0] \op__0__payload$109.bop ;
+  wire [2:0] \op__0__payload$117.bop ;
   (* enum_base_type = "MacroMode" *)
   (* enum_value_0 = "MAC" *)
   (* enum_value_1 = "BITWISE" *)
-  wire \op__0__payload$109.mode ;
-  wire [2:0] \op__0__payload$109.page ;
-  wire [5:0] \op__0__payload$109.row ;
-  wire \op__0__payload$109.skip ;
-  wire \op__0__payload$109.w_signed ;
-  wire [1:0] \op__0__payload$109.wb_log2 ;
-  wire [63:0] \op__0__payload$109.word ;
-  wire [511:0] \op__0__payload$109.x ;
-  wire [7:0] \op__0__payload$109.x[0] ;
-  wire [7:0] \op__0__payload$109.x[10] ;
-  wire [7:0] \op__0__payload$109.x[11] ;
-  wire [7:0] \op__0__payload$109.x[12] ;
-  wire [7:0] \op__0__payload$109.x[13] ;
-  wire [7:0] \op__0__payload$109.x[14] ;
-  wire [7:0] \op__0__payload$109.x[15] ;
-  wire [7:0] \op__0__payload$109.x[16] ;
-  wire [7:0] \op__0__payload$109.x[17] ;
-  wire [7:0] \op__0__payload$109.x[18] ;
-  wire [7:0] \op__0__payload$109.x[19] ;
-  wire [7:0] \op__0__payload$109.x[1] ;
-  wire [7:0] \op__0__payload$109.x[20] ;
-  wire [7:0] \op__0__payload$109.x[21] ;
-  wire [7:0] \op__0__payload$109.x[22] ;
-  wire [7:0] \op__0__payload$109.x[23] ;
-  wire [7:0] \op__0__payload$109.x[24] ;
-  wire [7:0] \op__0__payload$109.x[25] ;
-  wire [7:0] \op__0__payload$109.x[26] ;
-  wire [7:0] \op__0__payload$109.x[27] ;
-  wire [7:0] \op__0__payload$109.x[28] ;
-  wire [7:0] \op__0__payload$109.x[29] ;
-  wire [7:0] \op__0__payload$109.x[2] ;
-  wire [7:0] \op__0__payload$109.x[30] ;
-  wire [7:0] \op__0__payload$109.x[31] ;
-  wire [7:0] \op__0__payload$109.x[32] ;
-  wire [7:0] \op__0__payload$109.x[33] ;
-  wire [7:0] \op__0__payload$109.x[34] ;
-  wire [7:0] \op__0__payload$109.x[35] ;
-  wire [7:0] \op__0__payload$109.x[36] ;
-  wire [7:0] \op__0__payload$109.x[37] ;
-  wire [7:0] \op__0__payload$109.x[38] ;
-  wire [7:0] \op__0__payload$109.x[39] ;
-  wire [7:0] \op__0__payload$109.x[3] ;
-  wire [7:0] \op__0__payload$109.x[40] ;
-  wire [7:0] \op__0__payload$109.x[41] ;
-  wire [7:0] \op__0__payload$109.x[42] ;
-  wire [7:0] \op__0__payload$109.x[43] ;
-  wire [7:0] \op__0__payload$109.x[44] ;
-  wire [7:0] \op__0__payload$109.x[45] ;
-  wire [7:0] \op__0__payload$109.x[46] ;
-  wire [7:0] \op__0__payload$109.x[47] ;
-  wire [7:0] \op__0__payload$109.x[48] ;
-  wire [7:0] \op__0__payload$109.x[49] ;
-  wire [7:0] \op__0__payload$109.x[4] ;
-  wire [7:0] \op__0__payload$109.x[50] ;
-  wire [7:0] \op__0__payload$109.x[51] ;
-  wire [7:0] \op__0__payload$109.x[52] ;
-  wire [7:0] \op__0__payload$109.x[53] ;
-  wire [7:0] \op__0__payload$109.x[54] ;
-  wire [7:0] \op__0__payload$109.x[55] ;
-  wire [7:0] \op__0__payload$109.x[56] ;
-  wire [7:0] \op__0__payload$109.x[57] ;
-  wire [7:0] \op__0__payload$109.x[58] ;
-  wire [7:0] \op__0__payload$109.x[59] ;
-  wire [7:0] \op__0__payload$109.x[5] ;
-  wire [7:0] \op__0__payload$109.x[60] ;
-  wire [7:0] \op__0__payload$109.x[61] ;
-  wire [7:0] \op__0__payload$109.x[62] ;
-  wire [7:0] \op__0__payload$109.x[63] ;
-  wire [7:0] \op__0__payload$109.x[6] ;
-  wire [7:0] \op__0__payload$109.x[7] ;
-  wire [7:0] \op__0__payload$109.x[8] ;
-  wire [7:0] \op__0__payload$109.x[9] ;
-  wire \op__0__payload$109.x_signed ;
+  wire \op__0__payload$117.mode ;
+  wire [2:0] \op__0__payload$117.page ;
+  wire [5:0] \op__0__payload$117.row ;
+  wire \op__0__payload$117.skip ;
+  wire \op__0__payload$117.w_signed ;
+  wire [1:0] \op__0__payload$117.wb_log2 ;
+  wire [63:0] \op__0__payload$117.word ;
+  wire [511:0] \op__0__payload$117.x ;
+  wire [7:0] \op__0__payload$117.x[0] ;
+  wire [7:0] \op__0__payload$117.x[10] ;
+  wire [7:0] \op__0__payload$117.x[11] ;
+  wire [7:0] \op__0__payload$117.x[12] ;
+  wire [7:0] \op__0__payload$117.x[13] ;
+  wire [7:0] \op__0__payload$117.x[14] ;
+  wire [7:0] \op__0__payload$117.x[15] ;
+  wire [7:0] \op__0__payload$117.x[16] ;
+  wire [7:0] \op__0__payload$117.x[17] ;
+  wire [7:0] \op__0__payload$117.x[18] ;
+  wire [7:0] \op__0__payload$117.x[19] ;
+  wire [7:0] \op__0__payload$117.x[1] ;
+  wire [7:0] \op__0__payload$117.x[20] ;
+  wire [7:0] \op__0__payload$117.x[21] ;
+  wire [7:0] \op__0__payload$117.x[22] ;
+  wire [7:0] \op__0__payload$117.x[23] ;
+  wire [7:0] \op__0__payload$117.x[24] ;
+  wire [7:0] \op__0__payload$117.x[25] ;
+  wire [7:0] \op__0__payload$117.x[26] ;
+  wire [7:0] \op__0__payload$117.x[27] ;
+  wire [7:0] \op__0__payload$117.x[28] ;
+  wire [7:0] \op__0__payload$117.x[29] ;
+  wire [7:0] \op__0__payload$117.x[2] ;
+  wire [7:0] \op__0__payload$117.x[30] ;
+  wire [7:0] \op__0__payload$117.x[31] ;
+  wire [7:0] \op__0__payload$117.x[32] ;
+  wire [7:0] \op__0__payload$117.x[33] ;
+  wire [7:0] \op__0__payload$117.x[34] ;
+  wire [7:0] \op__0__payload$117.x[35] ;
+  wire [7:0] \op__0__payload$117.x[36] ;
+  wire [7:0] \op__0__payload$117.x[37] ;
+  wire [7:0] \op__0__payload$117.x[38] ;
+  wire [7:0] \op__0__payload$117.x[39] ;
+  wire [7:0] \op__0__payload$117.x[3] ;
+  wire [7:0] \op__0__payload$117.x[40] ;
+  wire [7:0] \op__0__payload$117.x[41] ;
+  wire [7:0] \op__0__payload$117.x[42] ;
+  wire [7:0] \op__0__payload$117.x[43] ;
+  wire [7:0] \op__0__payload$117.x[44] ;
+  wire [7:0] \op__0__payload$117.x[45] ;
+  wire [7:0] \op__0__payload$117.x[46] ;
+  wire [7:0] \op__0__payload$117.x[47] ;
+  wire [7:0] \op__0__payload$117.x[48] ;
+  wire [7:0] \op__0__payload$117.x[49] ;
+  wire [7:0] \op__0__payload$117.x[4] ;
+  wire [7:0] \op__0__payload$117.x[50] ;
+  wire [7:0] \op__0__payload$117.x[51] ;
+  wire [7:0] \op__0__payload$117.x[52] ;
+  wire [7:0] \op__0__payload$117.x[53] ;
+  wire [7:0] \op__0__payload$117.x[54] ;
+  wire [7:0] \op__0__payload$117.x[55] ;
+  wire [7:0] \op__0__payload$117.x[56] ;
+  wire [7:0] \op__0__payload$117.x[57] ;
+  wire [7:0] \op__0__payload$117.x[58] ;
+  wire [7:0] \op__0__payload$117.x[59] ;
+  wire [7:0] \op__0__payload$117.x[5] ;
+  wire [7:0] \op__0__payload$117.x[60] ;
+  wire [7:0] \op__0__payload$117.x[61] ;
+  wire [7:0] \op__0__payload$117.x[62] ;
+  wire [7:0] \op__0__payload$117.x[63] ;
+  wire [7:0] \op__0__payload$117.x[6] ;
+  wire [7:0] \op__0__payload$117.x[7] ;
+  wire [7:0] \op__0__payload$117.x[8] ;
+  wire [7:0] \op__0__payload$117.x[9] ;
+  wire \op__0__payload$117.x_signed ;
   wire [2:0] \op__0__payload.ab_m1 ;
   (* enum_base_type = "BitOp" *)
   (* enum_value_000 = "AND" *)
@@ -6857,182 +6913,182 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [7:0] \op__0__payload.x[9] ;
   wire \op__0__payload.x_signed ;
   wire op__0__ready;
-  wire \op__0__ready$112 ;
-  wire \op__0__ready$113 ;
+  wire \op__0__ready$120 ;
+  wire \op__0__ready$121 ;
   wire op__0__valid;
-  wire \op__0__valid$104 ;
-  wire \op__0__valid$105 ;
+  wire \op__0__valid$112 ;
+  wire \op__0__valid$113 ;
   wire [596:0] op__1__payload;
-  wire [596:0] \op__1__payload$144 ;
-  wire [2:0] \op__1__payload$144.ab_m1 ;
+  wire [596:0] \op__1__payload$152 ;
+  wire [2:0] \op__1__payload$152.ab_m1 ;
   (* enum_base_type = "BitOp" *)
   (* enum_value_000 = "AND" *)
   (* enum_value_001 = "OR" *)
   (* enum_value_010 = "XOR" *)
   (* enum_value_011 = "NOR" *)
   (* enum_value_100 = "XNOR" *)
-  wire [2:0] \op__1__payload$144.bop ;
+  wire [2:0] \op__1__payload$152.bop ;
   (* enum_base_type = "MacroMode" *)
   (* enum_value_0 = "MAC" *)
   (* enum_value_1 = "BITWISE" *)
-  wire \op__1__payload$144.mode ;
-  wire [2:0] \op__1__payload$144.page ;
-  wire [5:0] \op__1__payload$144.row ;
-  wire \op__1__payload$144.skip ;
-  wire \op__1__payload$144.w_signed ;
-  wire [1:0] \op__1__payload$144.wb_log2 ;
-  wire [63:0] \op__1__payload$144.word ;
-  wire [511:0] \op__1__payload$144.x ;
-  wire [7:0] \op__1__payload$144.x[0] ;
-  wire [7:0] \op__1__payload$144.x[10] ;
-  wire [7:0] \op__1__payload$144.x[11] ;
-  wire [7:0] \op__1__payload$144.x[12] ;
-  wire [7:0] \op__1__payload$144.x[13] ;
-  wire [7:0] \op__1__payload$144.x[14] ;
-  wire [7:0] \op__1__payload$144.x[15] ;
-  wire [7:0] \op__1__payload$144.x[16] ;
-  wire [7:0] \op__1__payload$144.x[17] ;
-  wire [7:0] \op__1__payload$144.x[18] ;
-  wire [7:0] \op__1__payload$144.x[19] ;
-  wire [7:0] \op__1__payload$144.x[1] ;
-  wire [7:0] \op__1__payload$144.x[20] ;
-  wire [7:0] \op__1__payload$144.x[21] ;
-  wire [7:0] \op__1__payload$144.x[22] ;
-  wire [7:0] \op__1__payload$144.x[23] ;
-  wire [7:0] \op__1__payload$144.x[24] ;
-  wire [7:0] \op__1__payload$144.x[25] ;
-  wire [7:0] \op__1__payload$144.x[26] ;
-  wire [7:0] \op__1__payload$144.x[27] ;
-  wire [7:0] \op__1__payload$144.x[28] ;
-  wire [7:0] \op__1__payload$144.x[29] ;
-  wire [7:0] \op__1__payload$144.x[2] ;
-  wire [7:0] \op__1__payload$144.x[30] ;
-  wire [7:0] \op__1__payload$144.x[31] ;
-  wire [7:0] \op__1__payload$144.x[32] ;
-  wire [7:0] \op__1__payload$144.x[33] ;
-  wire [7:0] \op__1__payload$144.x[34] ;
-  wire [7:0] \op__1__payload$144.x[35] ;
-  wire [7:0] \op__1__payload$144.x[36] ;
-  wire [7:0] \op__1__payload$144.x[37] ;
-  wire [7:0] \op__1__payload$144.x[38] ;
-  wire [7:0] \op__1__payload$144.x[39] ;
-  wire [7:0] \op__1__payload$144.x[3] ;
-  wire [7:0] \op__1__payload$144.x[40] ;
-  wire [7:0] \op__1__payload$144.x[41] ;
-  wire [7:0] \op__1__payload$144.x[42] ;
-  wire [7:0] \op__1__payload$144.x[43] ;
-  wire [7:0] \op__1__payload$144.x[44] ;
-  wire [7:0] \op__1__payload$144.x[45] ;
-  wire [7:0] \op__1__payload$144.x[46] ;
-  wire [7:0] \op__1__payload$144.x[47] ;
-  wire [7:0] \op__1__payload$144.x[48] ;
-  wire [7:0] \op__1__payload$144.x[49] ;
-  wire [7:0] \op__1__payload$144.x[4] ;
-  wire [7:0] \op__1__payload$144.x[50] ;
-  wire [7:0] \op__1__payload$144.x[51] ;
-  wire [7:0] \op__1__payload$144.x[52] ;
-  wire [7:0] \op__1__payload$144.x[53] ;
-  wire [7:0] \op__1__payload$144.x[54] ;
-  wire [7:0] \op__1__payload$144.x[55] ;
-  wire [7:0] \op__1__payload$144.x[56] ;
-  wire [7:0] \op__1__payload$144.x[57] ;
-  wire [7:0] \op__1__payload$144.x[58] ;
-  wire [7:0] \op__1__payload$144.x[59] ;
-  wire [7:0] \op__1__payload$144.x[5] ;
-  wire [7:0] \op__1__payload$144.x[60] ;
-  wire [7:0] \op__1__payload$144.x[61] ;
-  wire [7:0] \op__1__payload$144.x[62] ;
-  wire [7:0] \op__1__payload$144.x[63] ;
-  wire [7:0] \op__1__payload$144.x[6] ;
-  wire [7:0] \op__1__payload$144.x[7] ;
-  wire [7:0] \op__1__payload$144.x[8] ;
-  wire [7:0] \op__1__payload$144.x[9] ;
-  wire \op__1__payload$144.x_signed ;
-  wire [596:0] \op__1__payload$145 ;
-  wire [2:0] \op__1__payload$145.ab_m1 ;
+  wire \op__1__payload$152.mode ;
+  wire [2:0] \op__1__payload$152.page ;
+  wire [5:0] \op__1__payload$152.row ;
+  wire \op__1__payload$152.skip ;
+  wire \op__1__payload$152.w_signed ;
+  wire [1:0] \op__1__payload$152.wb_log2 ;
+  wire [63:0] \op__1__payload$152.word ;
+  wire [511:0] \op__1__payload$152.x ;
+  wire [7:0] \op__1__payload$152.x[0] ;
+  wire [7:0] \op__1__payload$152.x[10] ;
+  wire [7:0] \op__1__payload$152.x[11] ;
+  wire [7:0] \op__1__payload$152.x[12] ;
+  wire [7:0] \op__1__payload$152.x[13] ;
+  wire [7:0] \op__1__payload$152.x[14] ;
+  wire [7:0] \op__1__payload$152.x[15] ;
+  wire [7:0] \op__1__payload$152.x[16] ;
+  wire [7:0] \op__1__payload$152.x[17] ;
+  wire [7:0] \op__1__payload$152.x[18] ;
+  wire [7:0] \op__1__payload$152.x[19] ;
+  wire [7:0] \op__1__payload$152.x[1] ;
+  wire [7:0] \op__1__payload$152.x[20] ;
+  wire [7:0] \op__1__payload$152.x[21] ;
+  wire [7:0] \op__1__payload$152.x[22] ;
+  wire [7:0] \op__1__payload$152.x[23] ;
+  wire [7:0] \op__1__payload$152.x[24] ;
+  wire [7:0] \op__1__payload$152.x[25] ;
+  wire [7:0] \op__1__payload$152.x[26] ;
+  wire [7:0] \op__1__payload$152.x[27] ;
+  wire [7:0] \op__1__payload$152.x[28] ;
+  wire [7:0] \op__1__payload$152.x[29] ;
+  wire [7:0] \op__1__payload$152.x[2] ;
+  wire [7:0] \op__1__payload$152.x[30] ;
+  wire [7:0] \op__1__payload$152.x[31] ;
+  wire [7:0] \op__1__payload$152.x[32] ;
+  wire [7:0] \op__1__payload$152.x[33] ;
+  wire [7:0] \op__1__payload$152.x[34] ;
+  wire [7:0] \op__1__payload$152.x[35] ;
+  wire [7:0] \op__1__payload$152.x[36] ;
+  wire [7:0] \op__1__payload$152.x[37] ;
+  wire [7:0] \op__1__payload$152.x[38] ;
+  wire [7:0] \op__1__payload$152.x[39] ;
+  wire [7:0] \op__1__payload$152.x[3] ;
+  wire [7:0] \op__1__payload$152.x[40] ;
+  wire [7:0] \op__1__payload$152.x[41] ;
+  wire [7:0] \op__1__payload$152.x[42] ;
+  wire [7:0] \op__1__payload$152.x[43] ;
+  wire [7:0] \op__1__payload$152.x[44] ;
+  wire [7:0] \op__1__payload$152.x[45] ;
+  wire [7:0] \op__1__payload$152.x[46] ;
+  wire [7:0] \op__1__payload$152.x[47] ;
+  wire [7:0] \op__1__payload$152.x[48] ;
+  wire [7:0] \op__1__payload$152.x[49] ;
+  wire [7:0] \op__1__payload$152.x[4] ;
+  wire [7:0] \op__1__payload$152.x[50] ;
+  wire [7:0] \op__1__payload$152.x[51] ;
+  wire [7:0] \op__1__payload$152.x[52] ;
+  wire [7:0] \op__1__payload$152.x[53] ;
+  wire [7:0] \op__1__payload$152.x[54] ;
+  wire [7:0] \op__1__payload$152.x[55] ;
+  wire [7:0] \op__1__payload$152.x[56] ;
+  wire [7:0] \op__1__payload$152.x[57] ;
+  wire [7:0] \op__1__payload$152.x[58] ;
+  wire [7:0] \op__1__payload$152.x[59] ;
+  wire [7:0] \op__1__payload$152.x[5] ;
+  wire [7:0] \op__1__payload$152.x[60] ;
+  wire [7:0] \op__1__payload$152.x[61] ;
+  wire [7:0] \op__1__payload$152.x[62] ;
+  wire [7:0] \op__1__payload$152.x[63] ;
+  wire [7:0] \op__1__payload$152.x[6] ;
+  wire [7:0] \op__1__payload$152.x[7] ;
+  wire [7:0] \op__1__payload$152.x[8] ;
+  wire [7:0] \op__1__payload$152.x[9] ;
+  wire \op__1__payload$152.x_signed ;
+  wire [596:0] \op__1__payload$153 ;
+  wire [2:0] \op__1__payload$153.ab_m1 ;
   (* enum_base_type = "BitOp" *)
   (* enum_value_000 = "AND" *)
   (* enum_value_001 = "OR" *)
   (* enum_value_010 = "XOR" *)
   (* enum_value_011 = "NOR" *)
   (* enum_value_100 = "XNOR" *)
-  wire [2:0] \op__1__payload$145.bop ;
+  wire [2:0] \op__1__payload$153.bop ;
   (* enum_base_type = "MacroMode" *)
   (* enum_value_0 = "MAC" *)
   (* enum_value_1 = "BITWISE" *)
-  wire \op__1__payload$145.mode ;
-  wire [2:0] \op__1__payload$145.page ;
-  wire [5:0] \op__1__payload$145.row ;
-  wire \op__1__payload$145.skip ;
-  wire \op__1__payload$145.w_signed ;
-  wire [1:0] \op__1__payload$145.wb_log2 ;
-  wire [63:0] \op__1__payload$145.word ;
-  wire [511:0] \op__1__payload$145.x ;
-  wire [7:0] \op__1__payload$145.x[0] ;
-  wire [7:0] \op__1__payload$145.x[10] ;
-  wire [7:0] \op__1__payload$145.x[11] ;
-  wire [7:0] \op__1__payload$145.x[12] ;
-  wire [7:0] \op__1__payload$145.x[13] ;
-  wire [7:0] \op__1__payload$145.x[14] ;
-  wire [7:0] \op__1__payload$145.x[15] ;
-  wire [7:0] \op__1__payload$145.x[16] ;
-  wire [7:0] \op__1__payload$145.x[17] ;
-  wire [7:0] \op__1__payload$145.x[18] ;
-  wire [7:0] \op__1__payload$145.x[19] ;
-  wire [7:0] \op__1__payload$145.x[1] ;
-  wire [7:0] \op__1__payload$145.x[20] ;
-  wire [7:0] \op__1__payload$145.x[21] ;
-  wire [7:0] \op__1__payload$145.x[22] ;
-  wire [7:0] \op__1__payload$145.x[23] ;
-  wire [7:0] \op__1__payload$145.x[24] ;
-  wire [7:0] \op__1__payload$145.x[25] ;
-  wire [7:0] \op__1__payload$145.x[26] ;
-  wire [7:0] \op__1__payload$145.x[27] ;
-  wire [7:0] \op__1__payload$145.x[28] ;
-  wire [7:0] \op__1__payload$145.x[29] ;
-  wire [7:0] \op__1__payload$145.x[2] ;
-  wire [7:0] \op__1__payload$145.x[30] ;
-  wire [7:0] \op__1__payload$145.x[31] ;
-  wire [7:0] \op__1__payload$145.x[32] ;
-  wire [7:0] \op__1__payload$145.x[33] ;
-  wire [7:0] \op__1__payload$145.x[34] ;
-  wire [7:0] \op__1__payload$145.x[35] ;
-  wire [7:0] \op__1__payload$145.x[36] ;
-  wire [7:0] \op__1__payload$145.x[37] ;
-  wire [7:0] \op__1__payload$145.x[38] ;
-  wire [7:0] \op__1__payload$145.x[39] ;
-  wire [7:0] \op__1__payload$145.x[3] ;
-  wire [7:0] \op__1__payload$145.x[40] ;
-  wire [7:0] \op__1__payload$145.x[41] ;
-  wire [7:0] \op__1__payload$145.x[42] ;
-  wire [7:0] \op__1__payload$145.x[43] ;
-  wire [7:0] \op__1__payload$145.x[44] ;
-  wire [7:0] \op__1__payload$145.x[45] ;
-  wire [7:0] \op__1__payload$145.x[46] ;
-  wire [7:0] \op__1__payload$145.x[47] ;
-  wire [7:0] \op__1__payload$145.x[48] ;
-  wire [7:0] \op__1__payload$145.x[49] ;
-  wire [7:0] \op__1__payload$145.x[4] ;
-  wire [7:0] \op__1__payload$145.x[50] ;
-  wire [7:0] \op__1__payload$145.x[51] ;
-  wire [7:0] \op__1__payload$145.x[52] ;
-  wire [7:0] \op__1__payload$145.x[53] ;
-  wire [7:0] \op__1__payload$145.x[54] ;
-  wire [7:0] \op__1__payload$145.x[55] ;
-  wire [7:0] \op__1__payload$145.x[56] ;
-  wire [7:0] \op__1__payload$145.x[57] ;
-  wire [7:0] \op__1__payload$145.x[58] ;
-  wire [7:0] \op__1__payload$145.x[59] ;
-  wire [7:0] \op__1__payload$145.x[5] ;
-  wire [7:0] \op__1__payload$145.x[60] ;
-  wire [7:0] \op__1__payload$145.x[61] ;
-  wire [7:0] \op__1__payload$145.x[62] ;
-  wire [7:0] \op__1__payload$145.x[63] ;
-  wire [7:0] \op__1__payload$145.x[6] ;
-  wire [7:0] \op__1__payload$145.x[7] ;
-  wire [7:0] \op__1__payload$145.x[8] ;
-  wire [7:0] \op__1__payload$145.x[9] ;
-  wire \op__1__payload$145.x_signed ;
+  wire \op__1__payload$153.mode ;
+  wire [2:0] \op__1__payload$153.page ;
+  wire [5:0] \op__1__payload$153.row ;
+  wire \op__1__payload$153.skip ;
+  wire \op__1__payload$153.w_signed ;
+  wire [1:0] \op__1__payload$153.wb_log2 ;
+  wire [63:0] \op__1__payload$153.word ;
+  wire [511:0] \op__1__payload$153.x ;
+  wire [7:0] \op__1__payload$153.x[0] ;
+  wire [7:0] \op__1__payload$153.x[10] ;
+  wire [7:0] \op__1__payload$153.x[11] ;
+  wire [7:0] \op__1__payload$153.x[12] ;
+  wire [7:0] \op__1__payload$153.x[13] ;
+  wire [7:0] \op__1__payload$153.x[14] ;
+  wire [7:0] \op__1__payload$153.x[15] ;
+  wire [7:0] \op__1__payload$153.x[16] ;
+  wire [7:0] \op__1__payload$153.x[17] ;
+  wire [7:0] \op__1__payload$153.x[18] ;
+  wire [7:0] \op__1__payload$153.x[19] ;
+  wire [7:0] \op__1__payload$153.x[1] ;
+  wire [7:0] \op__1__payload$153.x[20] ;
+  wire [7:0] \op__1__payload$153.x[21] ;
+  wire [7:0] \op__1__payload$153.x[22] ;
+  wire [7:0] \op__1__payload$153.x[23] ;
+  wire [7:0] \op__1__payload$153.x[24] ;
+  wire [7:0] \op__1__payload$153.x[25] ;
+  wire [7:0] \op__1__payload$153.x[26] ;
+  wire [7:0] \op__1__payload$153.x[27] ;
+  wire [7:0] \op__1__payload$153.x[28] ;
+  wire [7:0] \op__1__payload$153.x[29] ;
+  wire [7:0] \op__1__payload$153.x[2] ;
+  wire [7:0] \op__1__payload$153.x[30] ;
+  wire [7:0] \op__1__payload$153.x[31] ;
+  wire [7:0] \op__1__payload$153.x[32] ;
+  wire [7:0] \op__1__payload$153.x[33] ;
+  wire [7:0] \op__1__payload$153.x[34] ;
+  wire [7:0] \op__1__payload$153.x[35] ;
+  wire [7:0] \op__1__payload$153.x[36] ;
+  wire [7:0] \op__1__payload$153.x[37] ;
+  wire [7:0] \op__1__payload$153.x[38] ;
+  wire [7:0] \op__1__payload$153.x[39] ;
+  wire [7:0] \op__1__payload$153.x[3] ;
+  wire [7:0] \op__1__payload$153.x[40] ;
+  wire [7:0] \op__1__payload$153.x[41] ;
+  wire [7:0] \op__1__payload$153.x[42] ;
+  wire [7:0] \op__1__payload$153.x[43] ;
+  wire [7:0] \op__1__payload$153.x[44] ;
+  wire [7:0] \op__1__payload$153.x[45] ;
+  wire [7:0] \op__1__payload$153.x[46] ;
+  wire [7:0] \op__1__payload$153.x[47] ;
+  wire [7:0] \op__1__payload$153.x[48] ;
+  wire [7:0] \op__1__payload$153.x[49] ;
+  wire [7:0] \op__1__payload$153.x[4] ;
+  wire [7:0] \op__1__payload$153.x[50] ;
+  wire [7:0] \op__1__payload$153.x[51] ;
+  wire [7:0] \op__1__payload$153.x[52] ;
+  wire [7:0] \op__1__payload$153.x[53] ;
+  wire [7:0] \op__1__payload$153.x[54] ;
+  wire [7:0] \op__1__payload$153.x[55] ;
+  wire [7:0] \op__1__payload$153.x[56] ;
+  wire [7:0] \op__1__payload$153.x[57] ;
+  wire [7:0] \op__1__payload$153.x[58] ;
+  wire [7:0] \op__1__payload$153.x[59] ;
+  wire [7:0] \op__1__payload$153.x[5] ;
+  wire [7:0] \op__1__payload$153.x[60] ;
+  wire [7:0] \op__1__payload$153.x[61] ;
+  wire [7:0] \op__1__payload$153.x[62] ;
+  wire [7:0] \op__1__payload$153.x[63] ;
+  wire [7:0] \op__1__payload$153.x[6] ;
+  wire [7:0] \op__1__payload$153.x[7] ;
+  wire [7:0] \op__1__payload$153.x[8] ;
+  wire [7:0] \op__1__payload$153.x[9] ;
+  wire \op__1__payload$153.x_signed ;
   wire [2:0] \op__1__payload.ab_m1 ;
   (* enum_base_type = "BitOp" *)
   (* enum_value_000 = "AND" *)
@@ -7118,182 +7174,182 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [7:0] \op__1__payload.x[9] ;
   wire \op__1__payload.x_signed ;
   wire op__1__ready;
-  wire \op__1__ready$148 ;
-  wire \op__1__ready$149 ;
+  wire \op__1__ready$156 ;
+  wire \op__1__ready$157 ;
   wire op__1__valid;
-  wire \op__1__valid$140 ;
-  wire \op__1__valid$141 ;
+  wire \op__1__valid$148 ;
+  wire \op__1__valid$149 ;
   wire [596:0] op__2__payload;
-  wire [596:0] \op__2__payload$176 ;
-  wire [2:0] \op__2__payload$176.ab_m1 ;
+  wire [596:0] \op__2__payload$184 ;
+  wire [2:0] \op__2__payload$184.ab_m1 ;
   (* enum_base_type = "BitOp" *)
   (* enum_value_000 = "AND" *)
   (* enum_value_001 = "OR" *)
   (* enum_value_010 = "XOR" *)
   (* enum_value_011 = "NOR" *)
   (* enum_value_100 = "XNOR" *)
-  wire [2:0] \op__2__payload$176.bop ;
+  wire [2:0] \op__2__payload$184.bop ;
   (* enum_base_type = "MacroMode" *)
   (* enum_value_0 = "MAC" *)
   (* enum_value_1 = "BITWISE" *)
-  wire \op__2__payload$176.mode ;
-  wire [2:0] \op__2__payload$176.page ;
-  wire [5:0] \op__2__payload$176.row ;
-  wire \op__2__payload$176.skip ;
-  wire \op__2__payload$176.w_signed ;
-  wire [1:0] \op__2__payload$176.wb_log2 ;
-  wire [63:0] \op__2__payload$176.word ;
-  wire [511:0] \op__2__payload$176.x ;
-  wire [7:0] \op__2__payload$176.x[0] ;
-  wire [7:0] \op__2__payload$176.x[10] ;
-  wire [7:0] \op__2__payload$176.x[11] ;
-  wire [7:0] \op__2__payload$176.x[12] ;
-  wire [7:0] \op__2__payload$176.x[13] ;
-  wire [7:0] \op__2__payload$176.x[14] ;
-  wire [7:0] \op__2__payload$176.x[15] ;
-  wire [7:0] \op__2__payload$176.x[16] ;
-  wire [7:0] \op__2__payload$176.x[17] ;
-  wire [7:0] \op__2__payload$176.x[18] ;
-  wire [7:0] \op__2__payload$176.x[19] ;
-  wire [7:0] \op__2__payload$176.x[1] ;
-  wire [7:0] \op__2__payload$176.x[20] ;
-  wire [7:0] \op__2__payload$176.x[21] ;
-  wire [7:0] \op__2__payload$176.x[22] ;
-  wire [7:0] \op__2__payload$176.x[23] ;
-  wire [7:0] \op__2__payload$176.x[24] ;
-  wire [7:0] \op__2__payload$176.x[25] ;
-  wire [7:0] \op__2__payload$176.x[26] ;
-  wire [7:0] \op__2__payload$176.x[27] ;
-  wire [7:0] \op__2__payload$176.x[28] ;
-  wire [7:0] \op__2__payload$176.x[29] ;
-  wire [7:0] \op__2__payload$176.x[2] ;
-  wire [7:0] \op__2__payload$176.x[30] ;
-  wire [7:0] \op__2__payload$176.x[31] ;
-  wire [7:0] \op__2__payload$176.x[32] ;
-  wire [7:0] \op__2__payload$176.x[33] ;
-  wire [7:0] \op__2__payload$176.x[34] ;
-  wire [7:0] \op__2__payload$176.x[35] ;
-  wire [7:0] \op__2__payload$176.x[36] ;
-  wire [7:0] \op__2__payload$176.x[37] ;
-  wire [7:0] \op__2__payload$176.x[38] ;
-  wire [7:0] \op__2__payload$176.x[39] ;
-  wire [7:0] \op__2__payload$176.x[3] ;
-  wire [7:0] \op__2__payload$176.x[40] ;
-  wire [7:0] \op__2__payload$176.x[41] ;
-  wire [7:0] \op__2__payload$176.x[42] ;
-  wire [7:0] \op__2__payload$176.x[43] ;
-  wire [7:0] \op__2__payload$176.x[44] ;
-  wire [7:0] \op__2__payload$176.x[45] ;
-  wire [7:0] \op__2__payload$176.x[46] ;
-  wire [7:0] \op__2__payload$176.x[47] ;
-  wire [7:0] \op__2__payload$176.x[48] ;
-  wire [7:0] \op__2__payload$176.x[49] ;
-  wire [7:0] \op__2__payload$176.x[4] ;
-  wire [7:0] \op__2__payload$176.x[50] ;
-  wire [7:0] \op__2__payload$176.x[51] ;
-  wire [7:0] \op__2__payload$176.x[52] ;
-  wire [7:0] \op__2__payload$176.x[53] ;
-  wire [7:0] \op__2__payload$176.x[54] ;
-  wire [7:0] \op__2__payload$176.x[55] ;
-  wire [7:0] \op__2__payload$176.x[56] ;
-  wire [7:0] \op__2__payload$176.x[57] ;
-  wire [7:0] \op__2__payload$176.x[58] ;
-  wire [7:0] \op__2__payload$176.x[59] ;
-  wire [7:0] \op__2__payload$176.x[5] ;
-  wire [7:0] \op__2__payload$176.x[60] ;
-  wire [7:0] \op__2__payload$176.x[61] ;
-  wire [7:0] \op__2__payload$176.x[62] ;
-  wire [7:0] \op__2__payload$176.x[63] ;
-  wire [7:0] \op__2__payload$176.x[6] ;
-  wire [7:0] \op__2__payload$176.x[7] ;
-  wire [7:0] \op__2__payload$176.x[8] ;
-  wire [7:0] \op__2__payload$176.x[9] ;
-  wire \op__2__payload$176.x_signed ;
-  wire [596:0] \op__2__payload$177 ;
-  wire [2:0] \op__2__payload$177.ab_m1 ;
+  wire \op__2__payload$184.mode ;
+  wire [2:0] \op__2__payload$184.page ;
+  wire [5:0] \op__2__payload$184.row ;
+  wire \op__2__payload$184.skip ;
+  wire \op__2__payload$184.w_signed ;
+  wire [1:0] \op__2__payload$184.wb_log2 ;
+  wire [63:0] \op__2__payload$184.word ;
+  wire [511:0] \op__2__payload$184.x ;
+  wire [7:0] \op__2__payload$184.x[0] ;
+  wire [7:0] \op__2__payload$184.x[10] ;
+  wire [7:0] \op__2__payload$184.x[11] ;
+  wire [7:0] \op__2__payload$184.x[12] ;
+  wire [7:0] \op__2__payload$184.x[13] ;
+  wire [7:0] \op__2__payload$184.x[14] ;
+  wire [7:0] \op__2__payload$184.x[15] ;
+  wire [7:0] \op__2__payload$184.x[16] ;
+  wire [7:0] \op__2__payload$184.x[17] ;
+  wire [7:0] \op__2__payload$184.x[18] ;
+  wire [7:0] \op__2__payload$184.x[19] ;
+  wire [7:0] \op__2__payload$184.x[1] ;
+  wire [7:0] \op__2__payload$184.x[20] ;
+  wire [7:0] \op__2__payload$184.x[21] ;
+  wire [7:0] \op__2__payload$184.x[22] ;
+  wire [7:0] \op__2__payload$184.x[23] ;
+  wire [7:0] \op__2__payload$184.x[24] ;
+  wire [7:0] \op__2__payload$184.x[25] ;
+  wire [7:0] \op__2__payload$184.x[26] ;
+  wire [7:0] \op__2__payload$184.x[27] ;
+  wire [7:0] \op__2__payload$184.x[28] ;
+  wire [7:0] \op__2__payload$184.x[29] ;
+  wire [7:0] \op__2__payload$184.x[2] ;
+  wire [7:0] \op__2__payload$184.x[30] ;
+  wire [7:0] \op__2__payload$184.x[31] ;
+  wire [7:0] \op__2__payload$184.x[32] ;
+  wire [7:0] \op__2__payload$184.x[33] ;
+  wire [7:0] \op__2__payload$184.x[34] ;
+  wire [7:0] \op__2__payload$184.x[35] ;
+  wire [7:0] \op__2__payload$184.x[36] ;
+  wire [7:0] \op__2__payload$184.x[37] ;
+  wire [7:0] \op__2__payload$184.x[38] ;
+  wire [7:0] \op__2__payload$184.x[39] ;
+  wire [7:0] \op__2__payload$184.x[3] ;
+  wire [7:0] \op__2__payload$184.x[40] ;
+  wire [7:0] \op__2__payload$184.x[41] ;
+  wire [7:0] \op__2__payload$184.x[42] ;
+  wire [7:0] \op__2__payload$184.x[43] ;
+  wire [7:0] \op__2__payload$184.x[44] ;
+  wire [7:0] \op__2__payload$184.x[45] ;
+  wire [7:0] \op__2__payload$184.x[46] ;
+  wire [7:0] \op__2__payload$184.x[47] ;
+  wire [7:0] \op__2__payload$184.x[48] ;
+  wire [7:0] \op__2__payload$184.x[49] ;
+  wire [7:0] \op__2__payload$184.x[4] ;
+  wire [7:0] \op__2__payload$184.x[50] ;
+  wire [7:0] \op__2__payload$184.x[51] ;
+  wire [7:0] \op__2__payload$184.x[52] ;
+  wire [7:0] \op__2__payload$184.x[53] ;
+  wire [7:0] \op__2__payload$184.x[54] ;
+  wire [7:0] \op__2__payload$184.x[55] ;
+  wire [7:0] \op__2__payload$184.x[56] ;
+  wire [7:0] \op__2__payload$184.x[57] ;
+  wire [7:0] \op__2__payload$184.x[58] ;
+  wire [7:0] \op__2__payload$184.x[59] ;
+  wire [7:0] \op__2__payload$184.x[5] ;
+  wire [7:0] \op__2__payload$184.x[60] ;
+  wire [7:0] \op__2__payload$184.x[61] ;
+  wire [7:0] \op__2__payload$184.x[62] ;
+  wire [7:0] \op__2__payload$184.x[63] ;
+  wire [7:0] \op__2__payload$184.x[6] ;
+  wire [7:0] \op__2__payload$184.x[7] ;
+  wire [7:0] \op__2__payload$184.x[8] ;
+  wire [7:0] \op__2__payload$184.x[9] ;
+  wire \op__2__payload$184.x_signed ;
+  wire [596:0] \op__2__payload$185 ;
+  wire [2:0] \op__2__payload$185.ab_m1 ;
   (* enum_base_type = "BitOp" *)
   (* enum_value_000 = "AND" *)
   (* enum_value_001 = "OR" *)
   (* enum_value_010 = "XOR" *)
   (* enum_value_011 = "NOR" *)
   (* enum_value_100 = "XNOR" *)
-  wire [2:0] \op__2__payload$177.bop ;
+  wire [2:0] \op__2__payload$185.bop ;
   (* enum_base_type = "MacroMode" *)
   (* enum_value_0 = "MAC" *)
   (* enum_value_1 = "BITWISE" *)
-  wire \op__2__payload$177.mode ;
-  wire [2:0] \op__2__payload$177.page ;
-  wire [5:0] \op__2__payload$177.row ;
-  wire \op__2__payload$177.skip ;
-  wire \op__2__payload$177.w_signed ;
-  wire [1:0] \op__2__payload$177.wb_log2 ;
-  wire [63:0] \op__2__payload$177.word ;
-  wire [511:0] \op__2__payload$177.x ;
-  wire [7:0] \op__2__payload$177.x[0] ;
-  wire [7:0] \op__2__payload$177.x[10] ;
-  wire [7:0] \op__2__payload$177.x[11] ;
-  wire [7:0] \op__2__payload$177.x[12] ;
-  wire [7:0] \op__2__payload$177.x[13] ;
-  wire [7:0] \op__2__payload$177.x[14] ;
-  wire [7:0] \op__2__payload$177.x[15] ;
-  wire [7:0] \op__2__payload$177.x[16] ;
-  wire [7:0] \op__2__payload$177.x[17] ;
-  wire [7:0] \op__2__payload$177.x[18] ;
-  wire [7:0] \op__2__payload$177.x[19] ;
-  wire [7:0] \op__2__payload$177.x[1] ;
-  wire [7:0] \op__2__payload$177.x[20] ;
-  wire [7:0] \op__2__payload$177.x[21] ;
-  wire [7:0] \op__2__payload$177.x[22] ;
-  wire [7:0] \op__2__payload$177.x[23] ;
-  wire [7:0] \op__2__payload$177.x[24] ;
-  wire [7:0] \op__2__payload$177.x[25] ;
-  wire [7:0] \op__2__payload$177.x[26] ;
-  wire [7:0] \op__2__payload$177.x[27] ;
-  wire [7:0] \op__2__payload$177.x[28] ;
-  wire [7:0] \op__2__payload$177.x[29] ;
-  wire [7:0] \op__2__payload$177.x[2] ;
-  wire [7:0] \op__2__payload$177.x[30] ;
-  wire [7:0] \op__2__payload$177.x[31] ;
-  wire [7:0] \op__2__payload$177.x[32] ;
-  wire [7:0] \op__2__payload$177.x[33] ;
-  wire [7:0] \op__2__payload$177.x[34] ;
-  wire [7:0] \op__2__payload$177.x[35] ;
-  wire [7:0] \op__2__payload$177.x[36] ;
-  wire [7:0] \op__2__payload$177.x[37] ;
-  wire [7:0] \op__2__payload$177.x[38] ;
-  wire [7:0] \op__2__payload$177.x[39] ;
-  wire [7:0] \op__2__payload$177.x[3] ;
-  wire [7:0] \op__2__payload$177.x[40] ;
-  wire [7:0] \op__2__payload$177.x[41] ;
-  wire [7:0] \op__2__payload$177.x[42] ;
-  wire [7:0] \op__2__payload$177.x[43] ;
-  wire [7:0] \op__2__payload$177.x[44] ;
-  wire [7:0] \op__2__payload$177.x[45] ;
-  wire [7:0] \op__2__payload$177.x[46] ;
-  wire [7:0] \op__2__payload$177.x[47] ;
-  wire [7:0] \op__2__payload$177.x[48] ;
-  wire [7:0] \op__2__payload$177.x[49] ;
-  wire [7:0] \op__2__payload$177.x[4] ;
-  wire [7:0] \op__2__payload$177.x[50] ;
-  wire [7:0] \op__2__payload$177.x[51] ;
-  wire [7:0] \op__2__payload$177.x[52] ;
-  wire [7:0] \op__2__payload$177.x[53] ;
-  wire [7:0] \op__2__payload$177.x[54] ;
-  wire [7:0] \op__2__payload$177.x[55] ;
-  wire [7:0] \op__2__payload$177.x[56] ;
-  wire [7:0] \op__2__payload$177.x[57] ;
-  wire [7:0] \op__2__payload$177.x[58] ;
-  wire [7:0] \op__2__payload$177.x[59] ;
-  wire [7:0] \op__2__payload$177.x[5] ;
-  wire [7:0] \op__2__payload$177.x[60] ;
-  wire [7:0] \op__2__payload$177.x[61] ;
-  wire [7:0] \op__2__payload$177.x[62] ;
-  wire [7:0] \op__2__payload$177.x[63] ;
-  wire [7:0] \op__2__payload$177.x[6] ;
-  wire [7:0] \op__2__payload$177.x[7] ;
-  wire [7:0] \op__2__payload$177.x[8] ;
-  wire [7:0] \op__2__payload$177.x[9] ;
-  wire \op__2__payload$177.x_signed ;
+  wire \op__2__payload$185.mode ;
+  wire [2:0] \op__2__payload$185.page ;
+  wire [5:0] \op__2__payload$185.row ;
+  wire \op__2__payload$185.skip ;
+  wire \op__2__payload$185.w_signed ;
+  wire [1:0] \op__2__payload$185.wb_log2 ;
+  wire [63:0] \op__2__payload$185.word ;
+  wire [511:0] \op__2__payload$185.x ;
+  wire [7:0] \op__2__payload$185.x[0] ;
+  wire [7:0] \op__2__payload$185.x[10] ;
+  wire [7:0] \op__2__payload$185.x[11] ;
+  wire [7:0] \op__2__payload$185.x[12] ;
+  wire [7:0] \op__2__payload$185.x[13] ;
+  wire [7:0] \op__2__payload$185.x[14] ;
+  wire [7:0] \op__2__payload$185.x[15] ;
+  wire [7:0] \op__2__payload$185.x[16] ;
+  wire [7:0] \op__2__payload$185.x[17] ;
+  wire [7:0] \op__2__payload$185.x[18] ;
+  wire [7:0] \op__2__payload$185.x[19] ;
+  wire [7:0] \op__2__payload$185.x[1] ;
+  wire [7:0] \op__2__payload$185.x[20] ;
+  wire [7:0] \op__2__payload$185.x[21] ;
+  wire [7:0] \op__2__payload$185.x[22] ;
+  wire [7:0] \op__2__payload$185.x[23] ;
+  wire [7:0] \op__2__payload$185.x[24] ;
+  wire [7:0] \op__2__payload$185.x[25] ;
+  wire [7:0] \op__2__payload$185.x[26] ;
+  wire [7:0] \op__2__payload$185.x[27] ;
+  wire [7:0] \op__2__payload$185.x[28] ;
+  wire [7:0] \op__2__payload$185.x[29] ;
+  wire [7:0] \op__2__payload$185.x[2] ;
+  wire [7:0] \op__2__payload$185.x[30] ;
+  wire [7:0] \op__2__payload$185.x[31] ;
+  wire [7:0] \op__2__payload$185.x[32] ;
+  wire [7:0] \op__2__payload$185.x[33] ;
+  wire [7:0] \op__2__payload$185.x[34] ;
+  wire [7:0] \op__2__payload$185.x[35] ;
+  wire [7:0] \op__2__payload$185.x[36] ;
+  wire [7:0] \op__2__payload$185.x[37] ;
+  wire [7:0] \op__2__payload$185.x[38] ;
+  wire [7:0] \op__2__payload$185.x[39] ;
+  wire [7:0] \op__2__payload$185.x[3] ;
+  wire [7:0] \op__2__payload$185.x[40] ;
+  wire [7:0] \op__2__payload$185.x[41] ;
+  wire [7:0] \op__2__payload$185.x[42] ;
+  wire [7:0] \op__2__payload$185.x[43] ;
+  wire [7:0] \op__2__payload$185.x[44] ;
+  wire [7:0] \op__2__payload$185.x[45] ;
+  wire [7:0] \op__2__payload$185.x[46] ;
+  wire [7:0] \op__2__payload$185.x[47] ;
+  wire [7:0] \op__2__payload$185.x[48] ;
+  wire [7:0] \op__2__payload$185.x[49] ;
+  wire [7:0] \op__2__payload$185.x[4] ;
+  wire [7:0] \op__2__payload$185.x[50] ;
+  wire [7:0] \op__2__payload$185.x[51] ;
+  wire [7:0] \op__2__payload$185.x[52] ;
+  wire [7:0] \op__2__payload$185.x[53] ;
+  wire [7:0] \op__2__payload$185.x[54] ;
+  wire [7:0] \op__2__payload$185.x[55] ;
+  wire [7:0] \op__2__payload$185.x[56] ;
+  wire [7:0] \op__2__payload$185.x[57] ;
+  wire [7:0] \op__2__payload$185.x[58] ;
+  wire [7:0] \op__2__payload$185.x[59] ;
+  wire [7:0] \op__2__payload$185.x[5] ;
+  wire [7:0] \op__2__payload$185.x[60] ;
+  wire [7:0] \op__2__payload$185.x[61] ;
+  wire [7:0] \op__2__payload$185.x[62] ;
+  wire [7:0] \op__2__payload$185.x[63] ;
+  wire [7:0] \op__2__payload$185.x[6] ;
+  wire [7:0] \op__2__payload$185.x[7] ;
+  wire [7:0] \op__2__payload$185.x[8] ;
+  wire [7:0] \op__2__payload$185.x[9] ;
+  wire \op__2__payload$185.x_signed ;
   wire [2:0] \op__2__payload.ab_m1 ;
   (* enum_base_type = "BitOp" *)
   (* enum_value_000 = "AND" *)
@@ -7379,182 +7435,182 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [7:0] \op__2__payload.x[9] ;
   wire \op__2__payload.x_signed ;
   wire op__2__ready;
-  wire \op__2__ready$180 ;
-  wire \op__2__ready$181 ;
+  wire \op__2__ready$188 ;
+  wire \op__2__ready$189 ;
   wire op__2__valid;
-  wire \op__2__valid$172 ;
-  wire \op__2__valid$173 ;
+  wire \op__2__valid$180 ;
+  wire \op__2__valid$181 ;
   wire [596:0] op__3__payload;
-  wire [596:0] \op__3__payload$208 ;
-  wire [2:0] \op__3__payload$208.ab_m1 ;
+  wire [596:0] \op__3__payload$216 ;
+  wire [2:0] \op__3__payload$216.ab_m1 ;
   (* enum_base_type = "BitOp" *)
   (* enum_value_000 = "AND" *)
   (* enum_value_001 = "OR" *)
   (* enum_value_010 = "XOR" *)
   (* enum_value_011 = "NOR" *)
   (* enum_value_100 = "XNOR" *)
-  wire [2:0] \op__3__payload$208.bop ;
+  wire [2:0] \op__3__payload$216.bop ;
   (* enum_base_type = "MacroMode" *)
   (* enum_value_0 = "MAC" *)
   (* enum_value_1 = "BITWISE" *)
-  wire \op__3__payload$208.mode ;
-  wire [2:0] \op__3__payload$208.page ;
-  wire [5:0] \op__3__payload$208.row ;
-  wire \op__3__payload$208.skip ;
-  wire \op__3__payload$208.w_signed ;
-  wire [1:0] \op__3__payload$208.wb_log2 ;
-  wire [63:0] \op__3__payload$208.word ;
-  wire [511:0] \op__3__payload$208.x ;
-  wire [7:0] \op__3__payload$208.x[0] ;
-  wire [7:0] \op__3__payload$208.x[10] ;
-  wire [7:0] \op__3__payload$208.x[11] ;
-  wire [7:0] \op__3__payload$208.x[12] ;
-  wire [7:0] \op__3__payload$208.x[13] ;
-  wire [7:0] \op__3__payload$208.x[14] ;
-  wire [7:0] \op__3__payload$208.x[15] ;
-  wire [7:0] \op__3__payload$208.x[16] ;
-  wire [7:0] \op__3__payload$208.x[17] ;
-  wire [7:0] \op__3__payload$208.x[18] ;
-  wire [7:0] \op__3__payload$208.x[19] ;
-  wire [7:0] \op__3__payload$208.x[1] ;
-  wire [7:0] \op__3__payload$208.x[20] ;
-  wire [7:0] \op__3__payload$208.x[21] ;
-  wire [7:0] \op__3__payload$208.x[22] ;
-  wire [7:0] \op__3__payload$208.x[23] ;
-  wire [7:0] \op__3__payload$208.x[24] ;
-  wire [7:0] \op__3__payload$208.x[25] ;
-  wire [7:0] \op__3__payload$208.x[26] ;
-  wire [7:0] \op__3__payload$208.x[27] ;
-  wire [7:0] \op__3__payload$208.x[28] ;
-  wire [7:0] \op__3__payload$208.x[29] ;
-  wire [7:0] \op__3__payload$208.x[2] ;
-  wire [7:0] \op__3__payload$208.x[30] ;
-  wire [7:0] \op__3__payload$208.x[31] ;
-  wire [7:0] \op__3__payload$208.x[32] ;
-  wire [7:0] \op__3__payload$208.x[33] ;
-  wire [7:0] \op__3__payload$208.x[34] ;
-  wire [7:0] \op__3__payload$208.x[35] ;
-  wire [7:0] \op__3__payload$208.x[36] ;
-  wire [7:0] \op__3__payload$208.x[37] ;
-  wire [7:0] \op__3__payload$208.x[38] ;
-  wire [7:0] \op__3__payload$208.x[39] ;
-  wire [7:0] \op__3__payload$208.x[3] ;
-  wire [7:0] \op__3__payload$208.x[40] ;
-  wire [7:0] \op__3__payload$208.x[41] ;
-  wire [7:0] \op__3__payload$208.x[42] ;
-  wire [7:0] \op__3__payload$208.x[43] ;
-  wire [7:0] \op__3__payload$208.x[44] ;
-  wire [7:0] \op__3__payload$208.x[45] ;
-  wire [7:0] \op__3__payload$208.x[46] ;
-  wire [7:0] \op__3__payload$208.x[47] ;
-  wire [7:0] \op__3__payload$208.x[48] ;
-  wire [7:0] \op__3__payload$208.x[49] ;
-  wire [7:0] \op__3__payload$208.x[4] ;
-  wire [7:0] \op__3__payload$208.x[50] ;
-  wire [7:0] \op__3__payload$208.x[51] ;
-  wire [7:0] \op__3__payload$208.x[52] ;
-  wire [7:0] \op__3__payload$208.x[53] ;
-  wire [7:0] \op__3__payload$208.x[54] ;
-  wire [7:0] \op__3__payload$208.x[55] ;
-  wire [7:0] \op__3__payload$208.x[56] ;
-  wire [7:0] \op__3__payload$208.x[57] ;
-  wire [7:0] \op__3__payload$208.x[58] ;
-  wire [7:0] \op__3__payload$208.x[59] ;
-  wire [7:0] \op__3__payload$208.x[5] ;
-  wire [7:0] \op__3__payload$208.x[60] ;
-  wire [7:0] \op__3__payload$208.x[61] ;
-  wire [7:0] \op__3__payload$208.x[62] ;
-  wire [7:0] \op__3__payload$208.x[63] ;
-  wire [7:0] \op__3__payload$208.x[6] ;
-  wire [7:0] \op__3__payload$208.x[7] ;
-  wire [7:0] \op__3__payload$208.x[8] ;
-  wire [7:0] \op__3__payload$208.x[9] ;
-  wire \op__3__payload$208.x_signed ;
-  wire [596:0] \op__3__payload$209 ;
-  wire [2:0] \op__3__payload$209.ab_m1 ;
+  wire \op__3__payload$216.mode ;
+  wire [2:0] \op__3__payload$216.page ;
+  wire [5:0] \op__3__payload$216.row ;
+  wire \op__3__payload$216.skip ;
+  wire \op__3__payload$216.w_signed ;
+  wire [1:0] \op__3__payload$216.wb_log2 ;
+  wire [63:0] \op__3__payload$216.word ;
+  wire [511:0] \op__3__payload$216.x ;
+  wire [7:0] \op__3__payload$216.x[0] ;
+  wire [7:0] \op__3__payload$216.x[10] ;
+  wire [7:0] \op__3__payload$216.x[11] ;
+  wire [7:0] \op__3__payload$216.x[12] ;
+  wire [7:0] \op__3__payload$216.x[13] ;
+  wire [7:0] \op__3__payload$216.x[14] ;
+  wire [7:0] \op__3__payload$216.x[15] ;
+  wire [7:0] \op__3__payload$216.x[16] ;
+  wire [7:0] \op__3__payload$216.x[17] ;
+  wire [7:0] \op__3__payload$216.x[18] ;
+  wire [7:0] \op__3__payload$216.x[19] ;
+  wire [7:0] \op__3__payload$216.x[1] ;
+  wire [7:0] \op__3__payload$216.x[20] ;
+  wire [7:0] \op__3__payload$216.x[21] ;
+  wire [7:0] \op__3__payload$216.x[22] ;
+  wire [7:0] \op__3__payload$216.x[23] ;
+  wire [7:0] \op__3__payload$216.x[24] ;
+  wire [7:0] \op__3__payload$216.x[25] ;
+  wire [7:0] \op__3__payload$216.x[26] ;
+  wire [7:0] \op__3__payload$216.x[27] ;
+  wire [7:0] \op__3__payload$216.x[28] ;
+  wire [7:0] \op__3__payload$216.x[29] ;
+  wire [7:0] \op__3__payload$216.x[2] ;
+  wire [7:0] \op__3__payload$216.x[30] ;
+  wire [7:0] \op__3__payload$216.x[31] ;
+  wire [7:0] \op__3__payload$216.x[32] ;
+  wire [7:0] \op__3__payload$216.x[33] ;
+  wire [7:0] \op__3__payload$216.x[34] ;
+  wire [7:0] \op__3__payload$216.x[35] ;
+  wire [7:0] \op__3__payload$216.x[36] ;
+  wire [7:0] \op__3__payload$216.x[37] ;
+  wire [7:0] \op__3__payload$216.x[38] ;
+  wire [7:0] \op__3__payload$216.x[39] ;
+  wire [7:0] \op__3__payload$216.x[3] ;
+  wire [7:0] \op__3__payload$216.x[40] ;
+  wire [7:0] \op__3__payload$216.x[41] ;
+  wire [7:0] \op__3__payload$216.x[42] ;
+  wire [7:0] \op__3__payload$216.x[43] ;
+  wire [7:0] \op__3__payload$216.x[44] ;
+  wire [7:0] \op__3__payload$216.x[45] ;
+  wire [7:0] \op__3__payload$216.x[46] ;
+  wire [7:0] \op__3__payload$216.x[47] ;
+  wire [7:0] \op__3__payload$216.x[48] ;
+  wire [7:0] \op__3__payload$216.x[49] ;
+  wire [7:0] \op__3__payload$216.x[4] ;
+  wire [7:0] \op__3__payload$216.x[50] ;
+  wire [7:0] \op__3__payload$216.x[51] ;
+  wire [7:0] \op__3__payload$216.x[52] ;
+  wire [7:0] \op__3__payload$216.x[53] ;
+  wire [7:0] \op__3__payload$216.x[54] ;
+  wire [7:0] \op__3__payload$216.x[55] ;
+  wire [7:0] \op__3__payload$216.x[56] ;
+  wire [7:0] \op__3__payload$216.x[57] ;
+  wire [7:0] \op__3__payload$216.x[58] ;
+  wire [7:0] \op__3__payload$216.x[59] ;
+  wire [7:0] \op__3__payload$216.x[5] ;
+  wire [7:0] \op__3__payload$216.x[60] ;
+  wire [7:0] \op__3__payload$216.x[61] ;
+  wire [7:0] \op__3__payload$216.x[62] ;
+  wire [7:0] \op__3__payload$216.x[63] ;
+  wire [7:0] \op__3__payload$216.x[6] ;
+  wire [7:0] \op__3__payload$216.x[7] ;
+  wire [7:0] \op__3__payload$216.x[8] ;
+  wire [7:0] \op__3__payload$216.x[9] ;
+  wire \op__3__payload$216.x_signed ;
+  wire [596:0] \op__3__payload$217 ;
+  wire [2:0] \op__3__payload$217.ab_m1 ;
   (* enum_base_type = "BitOp" *)
   (* enum_value_000 = "AND" *)
   (* enum_value_001 = "OR" *)
   (* enum_value_010 = "XOR" *)
   (* enum_value_011 = "NOR" *)
   (* enum_value_100 = "XNOR" *)
-  wire [2:0] \op__3__payload$209.bop ;
+  wire [2:0] \op__3__payload$217.bop ;
   (* enum_base_type = "MacroMode" *)
   (* enum_value_0 = "MAC" *)
   (* enum_value_1 = "BITWISE" *)
-  wire \op__3__payload$209.mode ;
-  wire [2:0] \op__3__payload$209.page ;
-  wire [5:0] \op__3__payload$209.row ;
-  wire \op__3__payload$209.skip ;
-  wire \op__3__payload$209.w_signed ;
-  wire [1:0] \op__3__payload$209.wb_log2 ;
-  wire [63:0] \op__3__payload$209.word ;
-  wire [511:0] \op__3__payload$209.x ;
-  wire [7:0] \op__3__payload$209.x[0] ;
-  wire [7:0] \op__3__payload$209.x[10] ;
-  wire [7:0] \op__3__payload$209.x[11] ;
-  wire [7:0] \op__3__payload$209.x[12] ;
-  wire [7:0] \op__3__payload$209.x[13] ;
-  wire [7:0] \op__3__payload$209.x[14] ;
-  wire [7:0] \op__3__payload$209.x[15] ;
-  wire [7:0] \op__3__payload$209.x[16] ;
-  wire [7:0] \op__3__payload$209.x[17] ;
-  wire [7:0] \op__3__payload$209.x[18] ;
-  wire [7:0] \op__3__payload$209.x[19] ;
-  wire [7:0] \op__3__payload$209.x[1] ;
-  wire [7:0] \op__3__payload$209.x[20] ;
-  wire [7:0] \op__3__payload$209.x[21] ;
-  wire [7:0] \op__3__payload$209.x[22] ;
-  wire [7:0] \op__3__payload$209.x[23] ;
-  wire [7:0] \op__3__payload$209.x[24] ;
-  wire [7:0] \op__3__payload$209.x[25] ;
-  wire [7:0] \op__3__payload$209.x[26] ;
-  wire [7:0] \op__3__payload$209.x[27] ;
-  wire [7:0] \op__3__payload$209.x[28] ;
-  wire [7:0] \op__3__payload$209.x[29] ;
-  wire [7:0] \op__3__payload$209.x[2] ;
-  wire [7:0] \op__3__payload$209.x[30] ;
-  wire [7:0] \op__3__payload$209.x[31] ;
-  wire [7:0] \op__3__payload$209.x[32] ;
-  wire [7:0] \op__3__payload$209.x[33] ;
-  wire [7:0] \op__3__payload$209.x[34] ;
-  wire [7:0] \op__3__payload$209.x[35] ;
-  wire [7:0] \op__3__payload$209.x[36] ;
-  wire [7:0] \op__3__payload$209.x[37] ;
-  wire [7:0] \op__3__payload$209.x[38] ;
-  wire [7:0] \op__3__payload$209.x[39] ;
-  wire [7:0] \op__3__payload$209.x[3] ;
-  wire [7:0] \op__3__payload$209.x[40] ;
-  wire [7:0] \op__3__payload$209.x[41] ;
-  wire [7:0] \op__3__payload$209.x[42] ;
-  wire [7:0] \op__3__payload$209.x[43] ;
-  wire [7:0] \op__3__payload$209.x[44] ;
-  wire [7:0] \op__3__payload$209.x[45] ;
-  wire [7:0] \op__3__payload$209.x[46] ;
-  wire [7:0] \op__3__payload$209.x[47] ;
-  wire [7:0] \op__3__payload$209.x[48] ;
-  wire [7:0] \op__3__payload$209.x[49] ;
-  wire [7:0] \op__3__payload$209.x[4] ;
-  wire [7:0] \op__3__payload$209.x[50] ;
-  wire [7:0] \op__3__payload$209.x[51] ;
-  wire [7:0] \op__3__payload$209.x[52] ;
-  wire [7:0] \op__3__payload$209.x[53] ;
-  wire [7:0] \op__3__payload$209.x[54] ;
-  wire [7:0] \op__3__payload$209.x[55] ;
-  wire [7:0] \op__3__payload$209.x[56] ;
-  wire [7:0] \op__3__payload$209.x[57] ;
-  wire [7:0] \op__3__payload$209.x[58] ;
-  wire [7:0] \op__3__payload$209.x[59] ;
-  wire [7:0] \op__3__payload$209.x[5] ;
-  wire [7:0] \op__3__payload$209.x[60] ;
-  wire [7:0] \op__3__payload$209.x[61] ;
-  wire [7:0] \op__3__payload$209.x[62] ;
-  wire [7:0] \op__3__payload$209.x[63] ;
-  wire [7:0] \op__3__payload$209.x[6] ;
-  wire [7:0] \op__3__payload$209.x[7] ;
-  wire [7:0] \op__3__payload$209.x[8] ;
-  wire [7:0] \op__3__payload$209.x[9] ;
-  wire \op__3__payload$209.x_signed ;
+  wire \op__3__payload$217.mode ;
+  wire [2:0] \op__3__payload$217.page ;
+  wire [5:0] \op__3__payload$217.row ;
+  wire \op__3__payload$217.skip ;
+  wire \op__3__payload$217.w_signed ;
+  wire [1:0] \op__3__payload$217.wb_log2 ;
+  wire [63:0] \op__3__payload$217.word ;
+  wire [511:0] \op__3__payload$217.x ;
+  wire [7:0] \op__3__payload$217.x[0] ;
+  wire [7:0] \op__3__payload$217.x[10] ;
+  wire [7:0] \op__3__payload$217.x[11] ;
+  wire [7:0] \op__3__payload$217.x[12] ;
+  wire [7:0] \op__3__payload$217.x[13] ;
+  wire [7:0] \op__3__payload$217.x[14] ;
+  wire [7:0] \op__3__payload$217.x[15] ;
+  wire [7:0] \op__3__payload$217.x[16] ;
+  wire [7:0] \op__3__payload$217.x[17] ;
+  wire [7:0] \op__3__payload$217.x[18] ;
+  wire [7:0] \op__3__payload$217.x[19] ;
+  wire [7:0] \op__3__payload$217.x[1] ;
+  wire [7:0] \op__3__payload$217.x[20] ;
+  wire [7:0] \op__3__payload$217.x[21] ;
+  wire [7:0] \op__3__payload$217.x[22] ;
+  wire [7:0] \op__3__payload$217.x[23] ;
+  wire [7:0] \op__3__payload$217.x[24] ;
+  wire [7:0] \op__3__payload$217.x[25] ;
+  wire [7:0] \op__3__payload$217.x[26] ;
+  wire [7:0] \op__3__payload$217.x[27] ;
+  wire [7:0] \op__3__payload$217.x[28] ;
+  wire [7:0] \op__3__payload$217.x[29] ;
+  wire [7:0] \op__3__payload$217.x[2] ;
+  wire [7:0] \op__3__payload$217.x[30] ;
+  wire [7:0] \op__3__payload$217.x[31] ;
+  wire [7:0] \op__3__payload$217.x[32] ;
+  wire [7:0] \op__3__payload$217.x[33] ;
+  wire [7:0] \op__3__payload$217.x[34] ;
+  wire [7:0] \op__3__payload$217.x[35] ;
+  wire [7:0] \op__3__payload$217.x[36] ;
+  wire [7:0] \op__3__payload$217.x[37] ;
+  wire [7:0] \op__3__payload$217.x[38] ;
+  wire [7:0] \op__3__payload$217.x[39] ;
+  wire [7:0] \op__3__payload$217.x[3] ;
+  wire [7:0] \op__3__payload$217.x[40] ;
+  wire [7:0] \op__3__payload$217.x[41] ;
+  wire [7:0] \op__3__payload$217.x[42] ;
+  wire [7:0] \op__3__payload$217.x[43] ;
+  wire [7:0] \op__3__payload$217.x[44] ;
+  wire [7:0] \op__3__payload$217.x[45] ;
+  wire [7:0] \op__3__payload$217.x[46] ;
+  wire [7:0] \op__3__payload$217.x[47] ;
+  wire [7:0] \op__3__payload$217.x[48] ;
+  wire [7:0] \op__3__payload$217.x[49] ;
+  wire [7:0] \op__3__payload$217.x[4] ;
+  wire [7:0] \op__3__payload$217.x[50] ;
+  wire [7:0] \op__3__payload$217.x[51] ;
+  wire [7:0] \op__3__payload$217.x[52] ;
+  wire [7:0] \op__3__payload$217.x[53] ;
+  wire [7:0] \op__3__payload$217.x[54] ;
+  wire [7:0] \op__3__payload$217.x[55] ;
+  wire [7:0] \op__3__payload$217.x[56] ;
+  wire [7:0] \op__3__payload$217.x[57] ;
+  wire [7:0] \op__3__payload$217.x[58] ;
+  wire [7:0] \op__3__payload$217.x[59] ;
+  wire [7:0] \op__3__payload$217.x[5] ;
+  wire [7:0] \op__3__payload$217.x[60] ;
+  wire [7:0] \op__3__payload$217.x[61] ;
+  wire [7:0] \op__3__payload$217.x[62] ;
+  wire [7:0] \op__3__payload$217.x[63] ;
+  wire [7:0] \op__3__payload$217.x[6] ;
+  wire [7:0] \op__3__payload$217.x[7] ;
+  wire [7:0] \op__3__payload$217.x[8] ;
+  wire [7:0] \op__3__payload$217.x[9] ;
+  wire \op__3__payload$217.x_signed ;
   wire [2:0] \op__3__payload.ab_m1 ;
   (* enum_base_type = "BitOp" *)
   (* enum_value_000 = "AND" *)
@@ -7640,39 +7696,137 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [7:0] \op__3__payload.x[9] ;
   wire \op__3__payload.x_signed ;
   wire op__3__ready;
-  wire \op__3__ready$212 ;
-  wire \op__3__ready$213 ;
+  wire \op__3__ready$220 ;
+  wire \op__3__ready$221 ;
   wire op__3__valid;
-  wire \op__3__valid$204 ;
-  wire \op__3__valid$205 ;
+  wire \op__3__valid$212 ;
+  wire \op__3__valid$213 ;
   wire [9:0] param_rd__addr;
-  wire [9:0] \param_rd__addr$271 ;
+  wire [9:0] \param_rd__addr$282 ;
+  wire [9:0] \param_rd__addr$283 ;
   wire [767:0] param_rd__data;
-  wire [511:0] \param_rd__data$272 ;
-  wire [63:0] \param_rd__data$272[0] ;
-  wire [31:0] \param_rd__data$272[0].dg ;
-  wire [31:0] \param_rd__data$272[0].g ;
-  wire [63:0] \param_rd__data$272[1] ;
-  wire [31:0] \param_rd__data$272[1].dg ;
-  wire [31:0] \param_rd__data$272[1].g ;
-  wire [63:0] \param_rd__data$272[2] ;
-  wire [31:0] \param_rd__data$272[2].dg ;
-  wire [31:0] \param_rd__data$272[2].g ;
-  wire [63:0] \param_rd__data$272[3] ;
-  wire [31:0] \param_rd__data$272[3].dg ;
-  wire [31:0] \param_rd__data$272[3].g ;
-  wire [63:0] \param_rd__data$272[4] ;
-  wire [31:0] \param_rd__data$272[4].dg ;
-  wire [31:0] \param_rd__data$272[4].g ;
-  wire [63:0] \param_rd__data$272[5] ;
-  wire [31:0] \param_rd__data$272[5].dg ;
-  wire [31:0] \param_rd__data$272[5].g ;
-  wire [63:0] \param_rd__data$272[6] ;
-  wire [31:0] \param_rd__data$272[6].dg ;
-  wire [31:0] \param_rd__data$272[6].g ;
-  wire [63:0] \param_rd__data$272[7] ;
-  wire [31:0] \param_rd__data$272[7].dg ;
-  wire [31:0] \param_rd__data$272[7].g ;
+  wire [767:0] \param_rd__data$287 ;
+  wire [7:0] \param_rd__data$287[0] ;
+  wire [7:0] \param_rd__data$287[10] ;
+  wire [7:0] \param_rd__data$287[11] ;
+  wire [7:0] \param_rd__data$287[12] ;
+  wire [7:0] \param_rd__data$287[13] ;
+  wire [7:0] \param_rd__data$287[14] ;
+  wire [7:0] \param_rd__data$287[15] ;
+  wire [7:0] \param_rd__data$287[16] ;
+  wire [7:0] \param_rd__data$287[17] ;
+  wire [7:0] \param_rd__data$287[18] ;
+  wire [7:0] \param_rd__data$287[19] ;
+  wire [7:0] \param_rd__data$287[1] ;
+  wire [7:0] \param_rd__data$287[20] ;
+  wire [7:0] \param_rd__data$287[21] ;
+  wire [7:0] \param_rd__data$287[22] ;
+  wire [7:0] \param_rd__data$287[23] ;
+  wire [7:0] \param_rd__data$287[24] ;
+  wire [7:0] \param_rd__data$287[25] ;
+  wire [7:0] \param_rd__data$287[26] ;
+  wire [7:0] \param_rd__data$287[27] ;
+  wire [7:0] \param_rd__data$287[28] ;
+  wire [7:0] \param_rd__data$287[29] ;
+  wire [7:0] \param_rd__data$287[2] ;
+  wire [7:0] \param_rd__data$287[30] ;
+  wire [7:0] \param_rd__data$287[31] ;
+  wire [7:0] \param_rd__data$287[32] ;
+  wire [7:0] \param_rd__data$287[33] ;
+  wire [7:0] \param_rd__data$287[34] ;
+  wire [7:0] \param_rd__data$287[35] ;
+  wire [7:0] \param_rd__data$287[36] ;
+  wire [7:0] \param_rd__data$287[37] ;
+  wire [7:0] \param_rd__data$287[38] ;
+  wire [7:0] \param_rd__data$287[39] ;
+  wire [7:0] \param_rd__data$287[3] ;
+  wire [7:0] \param_rd__data$287[40] ;
+  wire [7:0] \param_rd__data$287[41] ;
+  wire [7:0] \param_rd__data$287[42] ;
+  wire [7:0] \param_rd__data$287[43] ;
+  wire [7:0] \param_rd__data$287[44] ;
+  wire [7:0] \param_rd__data$287[45] ;
+  wire [7:0] \param_rd__data$287[46] ;
+  wire [7:0] \param_rd__data$287[47] ;
+  wire [7:0] \param_rd__data$287[48] ;
+  wire [7:0] \param_rd__data$287[49] ;
+  wire [7:0] \param_rd__data$287[4] ;
+  wire [7:0] \param_rd__data$287[50] ;
+  wire [7:0] \param_rd__data$287[51] ;
+  wire [7:0] \param_rd__data$287[52] ;
+  wire [7:0] \param_rd__data$287[53] ;
+  wire [7:0] \param_rd__data$287[54] ;
+  wire [7:0] \param_rd__data$287[55] ;
+  wire [7:0] \param_rd__data$287[56] ;
+  wire [7:0] \param_rd__data$287[57] ;
+  wire [7:0] \param_rd__data$287[58] ;
+  wire [7:0] \param_rd__data$287[59] ;
+  wire [7:0] \param_rd__data$287[5] ;
+  wire [7:0] \param_rd__data$287[60] ;
+  wire [7:0] \param_rd__data$287[61] ;
+  wire [7:0] \param_rd__data$287[62] ;
+  wire [7:0] \param_rd__data$287[63] ;
+  wire [7:0] \param_rd__data$287[64] ;
+  wire [7:0] \param_rd__data$287[65] ;
+  wire [7:0] \param_rd__data$287[66] ;
+  wire [7:0] \param_rd__data$287[67] ;
+  wire [7:0] \param_rd__data$287[68] ;
+  wire [7:0] \param_rd__data$287[69] ;
+  wire [7:0] \param_rd__data$287[6] ;
+  wire [7:0] \param_rd__data$287[70] ;
+  wire [7:0] \param_rd__data$287[71] ;
+  wire [7:0] \param_rd__data$287[72] ;
+  wire [7:0] \param_rd__data$287[73] ;
+  wire [7:0] \param_rd__data$287[74] ;
+  wire [7:0] \param_rd__data$287[75] ;
+  wire [7:0] \param_rd__data$287[76] ;
+  wire [7:0] \param_rd__data$287[77] ;
+  wire [7:0] \param_rd__data$287[78] ;
+  wire [7:0] \param_rd__data$287[79] ;
+  wire [7:0] \param_rd__data$287[7] ;
+  wire [7:0] \param_rd__data$287[80] ;
+  wire [7:0] \param_rd__data$287[81] ;
+  wire [7:0] \param_rd__data$287[82] ;
+  wire [7:0] \param_rd__data$287[83] ;
+  wire [7:0] \param_rd__data$287[84] ;
+  wire [7:0] \param_rd__data$287[85] ;
+  wire [7:0] \param_rd__data$287[86] ;
+  wire [7:0] \param_rd__data$287[87] ;
+  wire [7:0] \param_rd__data$287[88] ;
+  wire [7:0] \param_rd__data$287[89] ;
+  wire [7:0] \param_rd__data$287[8] ;
+  wire [7:0] \param_rd__data$287[90] ;
+  wire [7:0] \param_rd__data$287[91] ;
+  wire [7:0] \param_rd__data$287[92] ;
+  wire [7:0] \param_rd__data$287[93] ;
+  wire [7:0] \param_rd__data$287[94] ;
+  wire [7:0] \param_rd__data$287[95] ;
+  wire [7:0] \param_rd__data$287[9] ;
+  wire [511:0] \param_rd__data$289 ;
+  wire [63:0] \param_rd__data$289[0] ;
+  wire [31:0] \param_rd__data$289[0].dg ;
+  wire [31:0] \param_rd__data$289[0].g ;
+  wire [63:0] \param_rd__data$289[1] ;
+  wire [31:0] \param_rd__data$289[1].dg ;
+  wire [31:0] \param_rd__data$289[1].g ;
+  wire [63:0] \param_rd__data$289[2] ;
+  wire [31:0] \param_rd__data$289[2].dg ;
+  wire [31:0] \param_rd__data$289[2].g ;
+  wire [63:0] \param_rd__data$289[3] ;
+  wire [31:0] \param_rd__data$289[3].dg ;
+  wire [31:0] \param_rd__data$289[3].g ;
+  wire [63:0] \param_rd__data$289[4] ;
+  wire [31:0] \param_rd__data$289[4].dg ;
+  wire [31:0] \param_rd__data$289[4].g ;
+  wire [63:0] \param_rd__data$289[5] ;
+  wire [31:0] \param_rd__data$289[5].dg ;
+  wire [31:0] \param_rd__data$289[5].g ;
+  wire [63:0] \param_rd__data$289[6] ;
+  wire [31:0] \param_rd__data$289[6].dg ;
+  wire [31:0] \param_rd__data$289[6].g ;
+  wire [63:0] \param_rd__data$289[7] ;
+  wire [31:0] \param_rd__data$289[7].dg ;
+  wire [31:0] \param_rd__data$289[7].g ;
   wire [95:0] \param_rd__data[0] ;
   wire [15:0] \param_rd__data[0]._pad ;
   wire [31:0] \param_rd__data[0].bias ;
@@ -7722,7 +7876,8 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [7:0] \param_rd__data[7].shift ;
   wire [7:0] \param_rd__data[7].w ;
   wire param_rd__en;
-  wire \param_rd__en$275 ;
+  wire \param_rd__en$285 ;
+  wire \param_rd__en$286 ;
   wire [9:0] pmem_r__addr;
   wire [767:0] pmem_r__data;
   wire pmem_r__en;
@@ -7730,49 +7885,49 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [767:0] pmem_w__data;
   wire [23:0] pmem_w__en;
   wire [11:0] port__addr;
-  wire [6:0] \port__addr$135 ;
-  wire [11:0] \port__addr$161 ;
-  wire [6:0] \port__addr$167 ;
-  wire [11:0] \port__addr$193 ;
-  wire [6:0] \port__addr$199 ;
-  wire [11:0] \port__addr$225 ;
-  wire [6:0] \port__addr$231 ;
-  wire [9:0] \port__addr$235 ;
-  wire [9:0] \port__addr$241 ;
-  wire [11:0] \port__addr$247 ;
-  wire [9:0] \port__addr$270 ;
-  wire [11:0] \port__addr$276 ;
-  wire [11:0] \port__addr$288 ;
-  wire [9:0] \port__addr$294 ;
-  wire [12:0] \port__addr$300 ;
+  wire [6:0] \port__addr$143 ;
+  wire [11:0] \port__addr$169 ;
+  wire [6:0] \port__addr$175 ;
+  wire [11:0] \port__addr$201 ;
+  wire [6:0] \port__addr$207 ;
+  wire [11:0] \port__addr$233 ;
+  wire [6:0] \port__addr$239 ;
+  wire [9:0] \port__addr$243 ;
+  wire [9:0] \port__addr$249 ;
+  wire [11:0] \port__addr$255 ;
+  wire [9:0] \port__addr$281 ;
+  wire [11:0] \port__addr$290 ;
+  wire [11:0] \port__addr$302 ;
+  wire [9:0] \port__addr$308 ;
+  wire [12:0] \port__addr$314 ;
   wire [63:0] port__data;
-  wire [95:0] \port__data$138 ;
-  wire [63:0] \port__data$164 ;
-  wire [95:0] \port__data$170 ;
-  wire [63:0] \port__data$196 ;
-  wire [95:0] \port__data$202 ;
-  wire [63:0] \port__data$228 ;
-  wire [95:0] \port__data$234 ;
-  wire [767:0] \port__data$238 ;
-  wire [767:0] \port__data$244 ;
-  wire [63:0] \port__data$264 ;
-  wire [767:0] \port__data$273 ;
-  wire [63:0] \port__data$285 ;
-  wire [63:0] \port__data$291 ;
-  wire [63:0] \port__data$297 ;
-  wire [479:0] \port__data$303 ;
+  wire [95:0] \port__data$146 ;
+  wire [63:0] \port__data$172 ;
+  wire [95:0] \port__data$178 ;
+  wire [63:0] \port__data$204 ;
+  wire [95:0] \port__data$210 ;
+  wire [63:0] \port__data$236 ;
+  wire [95:0] \port__data$242 ;
+  wire [767:0] \port__data$246 ;
+  wire [767:0] \port__data$252 ;
+  wire [63:0] \port__data$274 ;
+  wire [767:0] \port__data$288 ;
+  wire [63:0] \port__data$299 ;
+  wire [63:0] \port__data$305 ;
+  wire [63:0] \port__data$311 ;
+  wire [479:0] \port__data$317 ;
   wire port__en;
-  wire \port__en$165 ;
-  wire \port__en$197 ;
-  wire \port__en$229 ;
-  wire \port__en$239 ;
-  wire \port__en$245 ;
-  wire \port__en$256 ;
-  wire \port__en$274 ;
-  wire \port__en$280 ;
-  wire \port__en$292 ;
-  wire \port__en$298 ;
-  wire \port__en$304 ;
+  wire \port__en$173 ;
+  wire \port__en$205 ;
+  wire \port__en$237 ;
+  wire \port__en$247 ;
+  wire \port__en$253 ;
+  wire \port__en$265 ;
+  wire \port__en$284 ;
+  wire \port__en$294 ;
+  wire \port__en$306 ;
+  wire \port__en$312 ;
+  wire \port__en$318 ;
   wire [11:0] rd__addr;
   wire [63:0] rd__data;
   wire rd__en;
@@ -7787,83 +7942,83 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [6:0] res_total__2;
   wire [6:0] res_total__3;
   wire res_valid__0;
-  wire \res_valid__0$117 ;
-  wire \res_valid__0$120 ;
+  wire \res_valid__0$125 ;
+  wire \res_valid__0$128 ;
   wire res_valid__1;
-  wire \res_valid__1$153 ;
-  wire \res_valid__1$156 ;
+  wire \res_valid__1$161 ;
+  wire \res_valid__1$164 ;
   wire res_valid__2;
-  wire \res_valid__2$185 ;
-  wire \res_valid__2$188 ;
+  wire \res_valid__2$193 ;
+  wire \res_valid__2$196 ;
   wire res_valid__3;
-  wire \res_valid__3$217 ;
-  wire \res_valid__3$220 ;
+  wire \res_valid__3$225 ;
+  wire \res_valid__3$228 ;
   wire [1407:0] res_y__0;
-  wire [1407:0] \res_y__0$121 ;
-  wire [21:0] \res_y__0$121[0] ;
-  wire [21:0] \res_y__0$121[10] ;
-  wire [21:0] \res_y__0$121[11] ;
-  wire [21:0] \res_y__0$121[12] ;
-  wire [21:0] \res_y__0$121[13] ;
-  wire [21:0] \res_y__0$121[14] ;
-  wire [21:0] \res_y__0$121[15] ;
-  wire [21:0] \res_y__0$121[16] ;
-  wire [21:0] \res_y__0$121[17] ;
-  wire [21:0] \res_y__0$121[18] ;
-  wire [21:0] \res_y__0$121[19] ;
-  wire [21:0] \res_y__0$121[1] ;
-  wire [21:0] \res_y__0$121[20] ;
-  wire [21:0] \res_y__0$121[21] ;
-  wire [21:0] \res_y__0$121[22] ;
-  wire [21:0] \res_y__0$121[23] ;
-  wire [21:0] \res_y__0$121[24] ;
-  wire [21:0] \res_y__0$121[25] ;
-  wire [21:0] \res_y__0$121[26] ;
-  wire [21:0] \res_y__0$121[27] ;
-  wire [21:0] \res_y__0$121[28] ;
-  wire [21:0] \res_y__0$121[29] ;
-  wire [21:0] \res_y__0$121[2] ;
-  wire [21:0] \res_y__0$121[30] ;
-  wire [21:0] \res_y__0$121[31] ;
-  wire [21:0] \res_y__0$121[32] ;
-  wire [21:0] \res_y__0$121[33] ;
-  wire [21:0] \res_y__0$121[34] ;
-  wire [21:0] \res_y__0$121[35] ;
-  wire [21:0] \res_y__0$121[36] ;
-  wire [21:0] \res_y__0$121[37] ;
-  wire [21:0] \res_y__0$121[38] ;
-  wire [21:0] \res_y__0$121[39] ;
-  wire [21:0] \res_y__0$121[3] ;
-  wire [21:0] \res_y__0$121[40] ;
-  wire [21:0] \res_y__0$121[41] ;
-  wire [21:0] \res_y__0$121[42] ;
-  wire [21:0] \res_y__0$121[43] ;
-  wire [21:0] \res_y__0$121[44] ;
-  wire [21:0] \res_y__0$121[45] ;
-  wire [21:0] \res_y__0$121[46] ;
-  wire [21:0] \res_y__0$121[47] ;
-  wire [21:0] \res_y__0$121[48] ;
-  wire [21:0] \res_y__0$121[49] ;
-  wire [21:0] \res_y__0$121[4] ;
-  wire [21:0] \res_y__0$121[50] ;
-  wire [21:0] \res_y__0$121[51] ;
-  wire [21:0] \res_y__0$121[52] ;
-  wire [21:0] \res_y__0$121[53] ;
-  wire [21:0] \res_y__0$121[54] ;
-  wire [21:0] \res_y__0$121[55] ;
-  wire [21:0] \res_y__0$121[56] ;
-  wire [21:0] \res_y__0$121[57] ;
-  wire [21:0] \res_y__0$121[58] ;
-  wire [21:0] \res_y__0$121[59] ;
-  wire [21:0] \res_y__0$121[5] ;
-  wire [21:0] \res_y__0$121[60] ;
-  wire [21:0] \res_y__0$121[61] ;
-  wire [21:0] \res_y__0$121[62] ;
-  wire [21:0] \res_y__0$121[63] ;
-  wire [21:0] \res_y__0$121[6] ;
-  wire [21:0] \res_y__0$121[7] ;
-  wire [21:0] \res_y__0$121[8] ;
-  wire [21:0] \res_y__0$121[9] ;
+  wire [1407:0] \res_y__0$129 ;
+  wire [21:0] \res_y__0$129[0] ;
+  wire [21:0] \res_y__0$129[10] ;
+  wire [21:0] \res_y__0$129[11] ;
+  wire [21:0] \res_y__0$129[12] ;
+  wire [21:0] \res_y__0$129[13] ;
+  wire [21:0] \res_y__0$129[14] ;
+  wire [21:0] \res_y__0$129[15] ;
+  wire [21:0] \res_y__0$129[16] ;
+  wire [21:0] \res_y__0$129[17] ;
+  wire [21:0] \res_y__0$129[18] ;
+  wire [21:0] \res_y__0$129[19] ;
+  wire [21:0] \res_y__0$129[1] ;
+  wire [21:0] \res_y__0$129[20] ;
+  wire [21:0] \res_y__0$129[21] ;
+  wire [21:0] \res_y__0$129[22] ;
+  wire [21:0] \res_y__0$129[23] ;
+  wire [21:0] \res_y__0$129[24] ;
+  wire [21:0] \res_y__0$129[25] ;
+  wire [21:0] \res_y__0$129[26] ;
+  wire [21:0] \res_y__0$129[27] ;
+  wire [21:0] \res_y__0$129[28] ;
+  wire [21:0] \res_y__0$129[29] ;
+  wire [21:0] \res_y__0$129[2] ;
+  wire [21:0] \res_y__0$129[30] ;
+  wire [21:0] \res_y__0$129[31] ;
+  wire [21:0] \res_y__0$129[32] ;
+  wire [21:0] \res_y__0$129[33] ;
+  wire [21:0] \res_y__0$129[34] ;
+  wire [21:0] \res_y__0$129[35] ;
+  wire [21:0] \res_y__0$129[36] ;
+  wire [21:0] \res_y__0$129[37] ;
+  wire [21:0] \res_y__0$129[38] ;
+  wire [21:0] \res_y__0$129[39] ;
+  wire [21:0] \res_y__0$129[3] ;
+  wire [21:0] \res_y__0$129[40] ;
+  wire [21:0] \res_y__0$129[41] ;
+  wire [21:0] \res_y__0$129[42] ;
+  wire [21:0] \res_y__0$129[43] ;
+  wire [21:0] \res_y__0$129[44] ;
+  wire [21:0] \res_y__0$129[45] ;
+  wire [21:0] \res_y__0$129[46] ;
+  wire [21:0] \res_y__0$129[47] ;
+  wire [21:0] \res_y__0$129[48] ;
+  wire [21:0] \res_y__0$129[49] ;
+  wire [21:0] \res_y__0$129[4] ;
+  wire [21:0] \res_y__0$129[50] ;
+  wire [21:0] \res_y__0$129[51] ;
+  wire [21:0] \res_y__0$129[52] ;
+  wire [21:0] \res_y__0$129[53] ;
+  wire [21:0] \res_y__0$129[54] ;
+  wire [21:0] \res_y__0$129[55] ;
+  wire [21:0] \res_y__0$129[56] ;
+  wire [21:0] \res_y__0$129[57] ;
+  wire [21:0] \res_y__0$129[58] ;
+  wire [21:0] \res_y__0$129[59] ;
+  wire [21:0] \res_y__0$129[5] ;
+  wire [21:0] \res_y__0$129[60] ;
+  wire [21:0] \res_y__0$129[61] ;
+  wire [21:0] \res_y__0$129[62] ;
+  wire [21:0] \res_y__0$129[63] ;
+  wire [21:0] \res_y__0$129[6] ;
+  wire [21:0] \res_y__0$129[7] ;
+  wire [21:0] \res_y__0$129[8] ;
+  wire [21:0] \res_y__0$129[9] ;
   wire [21:0] \res_y__0[0] ;
   wire [21:0] \res_y__0[10] ;
   wire [21:0] \res_y__0[11] ;
@@ -7929,71 +8084,71 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [21:0] \res_y__0[8] ;
   wire [21:0] \res_y__0[9] ;
   wire [1407:0] res_y__1;
-  wire [1407:0] \res_y__1$157 ;
-  wire [21:0] \res_y__1$157[0] ;
-  wire [21:0] \res_y__1$157[10] ;
-  wire [21:0] \res_y__1$157[11] ;
-  wire [21:0] \res_y__1$157[12] ;
-  wire [21:0] \res_y__1$157[13] ;
-  wire [21:0] \res_y__1$157[14] ;
-  wire [21:0] \res_y__1$157[15] ;
-  wire [21:0] \res_y__1$157[16] ;
-  wire [21:0] \res_y__1$157[17] ;
-  wire [21:0] \res_y__1$157[18] ;
-  wire [21:0] \res_y__1$157[19] ;
-  wire [21:0] \res_y__1$157[1] ;
-  wire [21:0] \res_y__1$157[20] ;
-  wire [21:0] \res_y__1$157[21] ;
-  wire [21:0] \res_y__1$157[22] ;
-  wire [21:0] \res_y__1$157[23] ;
-  wire [21:0] \res_y__1$157[24] ;
-  wire [21:0] \res_y__1$157[25] ;
-  wire [21:0] \res_y__1$157[26] ;
-  wire [21:0] \res_y__1$157[27] ;
-  wire [21:0] \res_y__1$157[28] ;
-  wire [21:0] \res_y__1$157[29] ;
-  wire [21:0] \res_y__1$157[2] ;
-  wire [21:0] \res_y__1$157[30] ;
-  wire [21:0] \res_y__1$157[31] ;
-  wire [21:0] \res_y__1$157[32] ;
-  wire [21:0] \res_y__1$157[33] ;
-  wire [21:0] \res_y__1$157[34] ;
-  wire [21:0] \res_y__1$157[35] ;
-  wire [21:0] \res_y__1$157[36] ;
-  wire [21:0] \res_y__1$157[37] ;
-  wire [21:0] \res_y__1$157[38] ;
-  wire [21:0] \res_y__1$157[39] ;
-  wire [21:0] \res_y__1$157[3] ;
-  wire [21:0] \res_y__1$157[40] ;
-  wire [21:0] \res_y__1$157[41] ;
-  wire [21:0] \res_y__1$157[42] ;
-  wire [21:0] \res_y__1$157[43] ;
-  wire [21:0] \res_y__1$157[44] ;
-  wire [21:0] \res_y__1$157[45] ;
-  wire [21:0] \res_y__1$157[46] ;
-  wire [21:0] \res_y__1$157[47] ;
-  wire [21:0] \res_y__1$157[48] ;
-  wire [21:0] \res_y__1$157[49] ;
-  wire [21:0] \res_y__1$157[4] ;
-  wire [21:0] \res_y__1$157[50] ;
-  wire [21:0] \res_y__1$157[51] ;
-  wire [21:0] \res_y__1$157[52] ;
-  wire [21:0] \res_y__1$157[53] ;
-  wire [21:0] \res_y__1$157[54] ;
-  wire [21:0] \res_y__1$157[55] ;
-  wire [21:0] \res_y__1$157[56] ;
-  wire [21:0] \res_y__1$157[57] ;
-  wire [21:0] \res_y__1$157[58] ;
-  wire [21:0] \res_y__1$157[59] ;
-  wire [21:0] \res_y__1$157[5] ;
-  wire [21:0] \res_y__1$157[60] ;
-  wire [21:0] \res_y__1$157[61] ;
-  wire [21:0] \res_y__1$157[62] ;
-  wire [21:0] \res_y__1$157[63] ;
-  wire [21:0] \res_y__1$157[6] ;
-  wire [21:0] \res_y__1$157[7] ;
-  wire [21:0] \res_y__1$157[8] ;
-  wire [21:0] \res_y__1$157[9] ;
+  wire [1407:0] \res_y__1$165 ;
+  wire [21:0] \res_y__1$165[0] ;
+  wire [21:0] \res_y__1$165[10] ;
+  wire [21:0] \res_y__1$165[11] ;
+  wire [21:0] \res_y__1$165[12] ;
+  wire [21:0] \res_y__1$165[13] ;
+  wire [21:0] \res_y__1$165[14] ;
+  wire [21:0] \res_y__1$165[15] ;
+  wire [21:0] \res_y__1$165[16] ;
+  wire [21:0] \res_y__1$165[17] ;
+  wire [21:0] \res_y__1$165[18] ;
+  wire [21:0] \res_y__1$165[19] ;
+  wire [21:0] \res_y__1$165[1] ;
+  wire [21:0] \res_y__1$165[20] ;
+  wire [21:0] \res_y__1$165[21] ;
+  wire [21:0] \res_y__1$165[22] ;
+  wire [21:0] \res_y__1$165[23] ;
+  wire [21:0] \res_y__1$165[24] ;
+  wire [21:0] \res_y__1$165[25] ;
+  wire [21:0] \res_y__1$165[26] ;
+  wire [21:0] \res_y__1$165[27] ;
+  wire [21:0] \res_y__1$165[28] ;
+  wire [21:0] \res_y__1$165[29] ;
+  wire [21:0] \res_y__1$165[2] ;
+  wire [21:0] \res_y__1$165[30] ;
+  wire [21:0] \res_y__1$165[31] ;
+  wire [21:0] \res_y__1$165[32] ;
+  wire [21:0] \res_y__1$165[33] ;
+  wire [21:0] \res_y__1$165[34] ;
+  wire [21:0] \res_y__1$165[35] ;
+  wire [21:0] \res_y__1$165[36] ;
+  wire [21:0] \res_y__1$165[37] ;
+  wire [21:0] \res_y__1$165[38] ;
+  wire [21:0] \res_y__1$165[39] ;
+  wire [21:0] \res_y__1$165[3] ;
+  wire [21:0] \res_y__1$165[40] ;
+  wire [21:0] \res_y__1$165[41] ;
+  wire [21:0] \res_y__1$165[42] ;
+  wire [21:0] \res_y__1$165[43] ;
+  wire [21:0] \res_y__1$165[44] ;
+  wire [21:0] \res_y__1$165[45] ;
+  wire [21:0] \res_y__1$165[46] ;
+  wire [21:0] \res_y__1$165[47] ;
+  wire [21:0] \res_y__1$165[48] ;
+  wire [21:0] \res_y__1$165[49] ;
+  wire [21:0] \res_y__1$165[4] ;
+  wire [21:0] \res_y__1$165[50] ;
+  wire [21:0] \res_y__1$165[51] ;
+  wire [21:0] \res_y__1$165[52] ;
+  wire [21:0] \res_y__1$165[53] ;
+  wire [21:0] \res_y__1$165[54] ;
+  wire [21:0] \res_y__1$165[55] ;
+  wire [21:0] \res_y__1$165[56] ;
+  wire [21:0] \res_y__1$165[57] ;
+  wire [21:0] \res_y__1$165[58] ;
+  wire [21:0] \res_y__1$165[59] ;
+  wire [21:0] \res_y__1$165[5] ;
+  wire [21:0] \res_y__1$165[60] ;
+  wire [21:0] \res_y__1$165[61] ;
+  wire [21:0] \res_y__1$165[62] ;
+  wire [21:0] \res_y__1$165[63] ;
+  wire [21:0] \res_y__1$165[6] ;
+  wire [21:0] \res_y__1$165[7] ;
+  wire [21:0] \res_y__1$165[8] ;
+  wire [21:0] \res_y__1$165[9] ;
   wire [21:0] \res_y__1[0] ;
   wire [21:0] \res_y__1[10] ;
   wire [21:0] \res_y__1[11] ;
@@ -8059,71 +8214,71 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [21:0] \res_y__1[8] ;
   wire [21:0] \res_y__1[9] ;
   wire [1407:0] res_y__2;
-  wire [1407:0] \res_y__2$189 ;
-  wire [21:0] \res_y__2$189[0] ;
-  wire [21:0] \res_y__2$189[10] ;
-  wire [21:0] \res_y__2$189[11] ;
-  wire [21:0] \res_y__2$189[12] ;
-  wire [21:0] \res_y__2$189[13] ;
-  wire [21:0] \res_y__2$189[14] ;
-  wire [21:0] \res_y__2$189[15] ;
-  wire [21:0] \res_y__2$189[16] ;
-  wire [21:0] \res_y__2$189[17] ;
-  wire [21:0] \res_y__2$189[18] ;
-  wire [21:0] \res_y__2$189[19] ;
-  wire [21:0] \res_y__2$189[1] ;
-  wire [21:0] \res_y__2$189[20] ;
-  wire [21:0] \res_y__2$189[21] ;
-  wire [21:0] \res_y__2$189[22] ;
-  wire [21:0] \res_y__2$189[23] ;
-  wire [21:0] \res_y__2$189[24] ;
-  wire [21:0] \res_y__2$189[25] ;
-  wire [21:0] \res_y__2$189[26] ;
-  wire [21:0] \res_y__2$189[27] ;
-  wire [21:0] \res_y__2$189[28] ;
-  wire [21:0] \res_y__2$189[29] ;
-  wire [21:0] \res_y__2$189[2] ;
-  wire [21:0] \res_y__2$189[30] ;
-  wire [21:0] \res_y__2$189[31] ;
-  wire [21:0] \res_y__2$189[32] ;
-  wire [21:0] \res_y__2$189[33] ;
-  wire [21:0] \res_y__2$189[34] ;
-  wire [21:0] \res_y__2$189[35] ;
-  wire [21:0] \res_y__2$189[36] ;
-  wire [21:0] \res_y__2$189[37] ;
-  wire [21:0] \res_y__2$189[38] ;
-  wire [21:0] \res_y__2$189[39] ;
-  wire [21:0] \res_y__2$189[3] ;
-  wire [21:0] \res_y__2$189[40] ;
-  wire [21:0] \res_y__2$189[41] ;
-  wire [21:0] \res_y__2$189[42] ;
-  wire [21:0] \res_y__2$189[43] ;
-  wire [21:0] \res_y__2$189[44] ;
-  wire [21:0] \res_y__2$189[45] ;
-  wire [21:0] \res_y__2$189[46] ;
-  wire [21:0] \res_y__2$189[47] ;
-  wire [21:0] \res_y__2$189[48] ;
-  wire [21:0] \res_y__2$189[49] ;
-  wire [21:0] \res_y__2$189[4] ;
-  wire [21:0] \res_y__2$189[50] ;
-  wire [21:0] \res_y__2$189[51] ;
-  wire [21:0] \res_y__2$189[52] ;
-  wire [21:0] \res_y__2$189[53] ;
-  wire [21:0] \res_y__2$189[54] ;
-  wire [21:0] \res_y__2$189[55] ;
-  wire [21:0] \res_y__2$189[56] ;
-  wire [21:0] \res_y__2$189[57] ;
-  wire [21:0] \res_y__2$189[58] ;
-  wire [21:0] \res_y__2$189[59] ;
-  wire [21:0] \res_y__2$189[5] ;
-  wire [21:0] \res_y__2$189[60] ;
-  wire [21:0] \res_y__2$189[61] ;
-  wire [21:0] \res_y__2$189[62] ;
-  wire [21:0] \res_y__2$189[63] ;
-  wire [21:0] \res_y__2$189[6] ;
-  wire [21:0] \res_y__2$189[7] ;
-  wire [21:0] \res_y__2$189[8] ;
-  wire [21:0] \res_y__2$189[9] ;
+  wire [1407:0] \res_y__2$197 ;
+  wire [21:0] \res_y__2$197[0] ;
+  wire [21:0] \res_y__2$197[10] ;
+  wire [21:0] \res_y__2$197[11] ;
+  wire [21:0] \res_y__2$197[12] ;
+  wire [21:0] \res_y__2$197[13] ;
+  wire [21:0] \res_y__2$197[14] ;
+  wire [21:0] \res_y__2$197[15] ;
+  wire [21:0] \res_y__2$197[16] ;
+  wire [21:0] \res_y__2$197[17] ;
+  wire [21:0] \res_y__2$197[18] ;
+  wire [21:0] \res_y__2$197[19] ;
+  wire [21:0] \res_y__2$197[1] ;
+  wire [21:0] \res_y__2$197[20] ;
+  wire [21:0] \res_y__2$197[21] ;
+  wire [21:0] \res_y__2$197[22] ;
+  wire [21:0] \res_y__2$197[23] ;
+  wire [21:0] \res_y__2$197[24] ;
+  wire [21:0] \res_y__2$197[25] ;
+  wire [21:0] \res_y__2$197[26] ;
+  wire [21:0] \res_y__2$197[27] ;
+  wire [21:0] \res_y__2$197[28] ;
+  wire [21:0] \res_y__2$197[29] ;
+  wire [21:0] \res_y__2$197[2] ;
+  wire [21:0] \res_y__2$197[30] ;
+  wire [21:0] \res_y__2$197[31] ;
+  wire [21:0] \res_y__2$197[32] ;
+  wire [21:0] \res_y__2$197[33] ;
+  wire [21:0] \res_y__2$197[34] ;
+  wire [21:0] \res_y__2$197[35] ;
+  wire [21:0] \res_y__2$197[36] ;
+  wire [21:0] \res_y__2$197[37] ;
+  wire [21:0] \res_y__2$197[38] ;
+  wire [21:0] \res_y__2$197[39] ;
+  wire [21:0] \res_y__2$197[3] ;
+  wire [21:0] \res_y__2$197[40] ;
+  wire [21:0] \res_y__2$197[41] ;
+  wire [21:0] \res_y__2$197[42] ;
+  wire [21:0] \res_y__2$197[43] ;
+  wire [21:0] \res_y__2$197[44] ;
+  wire [21:0] \res_y__2$197[45] ;
+  wire [21:0] \res_y__2$197[46] ;
+  wire [21:0] \res_y__2$197[47] ;
+  wire [21:0] \res_y__2$197[48] ;
+  wire [21:0] \res_y__2$197[49] ;
+  wire [21:0] \res_y__2$197[4] ;
+  wire [21:0] \res_y__2$197[50] ;
+  wire [21:0] \res_y__2$197[51] ;
+  wire [21:0] \res_y__2$197[52] ;
+  wire [21:0] \res_y__2$197[53] ;
+  wire [21:0] \res_y__2$197[54] ;
+  wire [21:0] \res_y__2$197[55] ;
+  wire [21:0] \res_y__2$197[56] ;
+  wire [21:0] \res_y__2$197[57] ;
+  wire [21:0] \res_y__2$197[58] ;
+  wire [21:0] \res_y__2$197[59] ;
+  wire [21:0] \res_y__2$197[5] ;
+  wire [21:0] \res_y__2$197[60] ;
+  wire [21:0] \res_y__2$197[61] ;
+  wire [21:0] \res_y__2$197[62] ;
+  wire [21:0] \res_y__2$197[63] ;
+  wire [21:0] \res_y__2$197[6] ;
+  wire [21:0] \res_y__2$197[7] ;
+  wire [21:0] \res_y__2$197[8] ;
+  wire [21:0] \res_y__2$197[9] ;
   wire [21:0] \res_y__2[0] ;
   wire [21:0] \res_y__2[10] ;
   wire [21:0] \res_y__2[11] ;
@@ -8189,71 +8344,71 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [21:0] \res_y__2[8] ;
   wire [21:0] \res_y__2[9] ;
   wire [1407:0] res_y__3;
-  wire [1407:0] \res_y__3$221 ;
-  wire [21:0] \res_y__3$221[0] ;
-  wire [21:0] \res_y__3$221[10] ;
-  wire [21:0] \res_y__3$221[11] ;
-  wire [21:0] \res_y__3$221[12] ;
-  wire [21:0] \res_y__3$221[13] ;
-  wire [21:0] \res_y__3$221[14] ;
-  wire [21:0] \res_y__3$221[15] ;
-  wire [21:0] \res_y__3$221[16] ;
-  wire [21:0] \res_y__3$221[17] ;
-  wire [21:0] \res_y__3$221[18] ;
-  wire [21:0] \res_y__3$221[19] ;
-  wire [21:0] \res_y__3$221[1] ;
-  wire [21:0] \res_y__3$221[20] ;
-  wire [21:0] \res_y__3$221[21] ;
-  wire [21:0] \res_y__3$221[22] ;
-  wire [21:0] \res_y__3$221[23] ;
-  wire [21:0] \res_y__3$221[24] ;
-  wire [21:0] \res_y__3$221[25] ;
-  wire [21:0] \res_y__3$221[26] ;
-  wire [21:0] \res_y__3$221[27] ;
-  wire [21:0] \res_y__3$221[28] ;
-  wire [21:0] \res_y__3$221[29] ;
-  wire [21:0] \res_y__3$221[2] ;
-  wire [21:0] \res_y__3$221[30] ;
-  wire [21:0] \res_y__3$221[31] ;
-  wire [21:0] \res_y__3$221[32] ;
-  wire [21:0] \res_y__3$221[33] ;
-  wire [21:0] \res_y__3$221[34] ;
-  wire [21:0] \res_y__3$221[35] ;
-  wire [21:0] \res_y__3$221[36] ;
-  wire [21:0] \res_y__3$221[37] ;
-  wire [21:0] \res_y__3$221[38] ;
-  wire [21:0] \res_y__3$221[39] ;
-  wire [21:0] \res_y__3$221[3] ;
-  wire [21:0] \res_y__3$221[40] ;
-  wire [21:0] \res_y__3$221[41] ;
-  wire [21:0] \res_y__3$221[42] ;
-  wire [21:0] \res_y__3$221[43] ;
-  wire [21:0] \res_y__3$221[44] ;
-  wire [21:0] \res_y__3$221[45] ;
-  wire [21:0] \res_y__3$221[46] ;
-  wire [21:0] \res_y__3$221[47] ;
-  wire [21:0] \res_y__3$221[48] ;
-  wire [21:0] \res_y__3$221[49] ;
-  wire [21:0] \res_y__3$221[4] ;
-  wire [21:0] \res_y__3$221[50] ;
-  wire [21:0] \res_y__3$221[51] ;
-  wire [21:0] \res_y__3$221[52] ;
-  wire [21:0] \res_y__3$221[53] ;
-  wire [21:0] \res_y__3$221[54] ;
-  wire [21:0] \res_y__3$221[55] ;
-  wire [21:0] \res_y__3$221[56] ;
-  wire [21:0] \res_y__3$221[57] ;
-  wire [21:0] \res_y__3$221[58] ;
-  wire [21:0] \res_y__3$221[59] ;
-  wire [21:0] \res_y__3$221[5] ;
-  wire [21:0] \res_y__3$221[60] ;
-  wire [21:0] \res_y__3$221[61] ;
-  wire [21:0] \res_y__3$221[62] ;
-  wire [21:0] \res_y__3$221[63] ;
-  wire [21:0] \res_y__3$221[6] ;
-  wire [21:0] \res_y__3$221[7] ;
-  wire [21:0] \res_y__3$221[8] ;
-  wire [21:0] \res_y__3$221[9] ;
+  wire [1407:0] \res_y__3$229 ;
+  wire [21:0] \res_y__3$229[0] ;
+  wire [21:0] \res_y__3$229[10] ;
+  wire [21:0] \res_y__3$229[11] ;
+  wire [21:0] \res_y__3$229[12] ;
+  wire [21:0] \res_y__3$229[13] ;
+  wire [21:0] \res_y__3$229[14] ;
+  wire [21:0] \res_y__3$229[15] ;
+  wire [21:0] \res_y__3$229[16] ;
+  wire [21:0] \res_y__3$229[17] ;
+  wire [21:0] \res_y__3$229[18] ;
+  wire [21:0] \res_y__3$229[19] ;
+  wire [21:0] \res_y__3$229[1] ;
+  wire [21:0] \res_y__3$229[20] ;
+  wire [21:0] \res_y__3$229[21] ;
+  wire [21:0] \res_y__3$229[22] ;
+  wire [21:0] \res_y__3$229[23] ;
+  wire [21:0] \res_y__3$229[24] ;
+  wire [21:0] \res_y__3$229[25] ;
+  wire [21:0] \res_y__3$229[26] ;
+  wire [21:0] \res_y__3$229[27] ;
+  wire [21:0] \res_y__3$229[28] ;
+  wire [21:0] \res_y__3$229[29] ;
+  wire [21:0] \res_y__3$229[2] ;
+  wire [21:0] \res_y__3$229[30] ;
+  wire [21:0] \res_y__3$229[31] ;
+  wire [21:0] \res_y__3$229[32] ;
+  wire [21:0] \res_y__3$229[33] ;
+  wire [21:0] \res_y__3$229[34] ;
+  wire [21:0] \res_y__3$229[35] ;
+  wire [21:0] \res_y__3$229[36] ;
+  wire [21:0] \res_y__3$229[37] ;
+  wire [21:0] \res_y__3$229[38] ;
+  wire [21:0] \res_y__3$229[39] ;
+  wire [21:0] \res_y__3$229[3] ;
+  wire [21:0] \res_y__3$229[40] ;
+  wire [21:0] \res_y__3$229[41] ;
+  wire [21:0] \res_y__3$229[42] ;
+  wire [21:0] \res_y__3$229[43] ;
+  wire [21:0] \res_y__3$229[44] ;
+  wire [21:0] \res_y__3$229[45] ;
+  wire [21:0] \res_y__3$229[46] ;
+  wire [21:0] \res_y__3$229[47] ;
+  wire [21:0] \res_y__3$229[48] ;
+  wire [21:0] \res_y__3$229[49] ;
+  wire [21:0] \res_y__3$229[4] ;
+  wire [21:0] \res_y__3$229[50] ;
+  wire [21:0] \res_y__3$229[51] ;
+  wire [21:0] \res_y__3$229[52] ;
+  wire [21:0] \res_y__3$229[53] ;
+  wire [21:0] \res_y__3$229[54] ;
+  wire [21:0] \res_y__3$229[55] ;
+  wire [21:0] \res_y__3$229[56] ;
+  wire [21:0] \res_y__3$229[57] ;
+  wire [21:0] \res_y__3$229[58] ;
+  wire [21:0] \res_y__3$229[59] ;
+  wire [21:0] \res_y__3$229[5] ;
+  wire [21:0] \res_y__3$229[60] ;
+  wire [21:0] \res_y__3$229[61] ;
+  wire [21:0] \res_y__3$229[62] ;
+  wire [21:0] \res_y__3$229[63] ;
+  wire [21:0] \res_y__3$229[6] ;
+  wire [21:0] \res_y__3$229[7] ;
+  wire [21:0] \res_y__3$229[8] ;
+  wire [21:0] \res_y__3$229[9] ;
   wire [21:0] \res_y__3[0] ;
   wire [21:0] \res_y__3[10] ;
   wire [21:0] \res_y__3[11] ;
@@ -8330,12 +8485,13 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [63:0] src_rd__data;
   wire src_rd__en;
   wire start;
-  wire \start$312 ;
-  wire \start$320 ;
-  wire \start$327 ;
-  wire \start$353 ;
-  wire \start$94 ;
-  wire \start$99 ;
+  wire \start$102 ;
+  wire \start$107 ;
+  wire \start$326 ;
+  wire \start$334 ;
+  wire \start$341 ;
+  wire \start$367 ;
+  wire \start$97 ;
   wire [12:0] trace_r__addr;
   wire [63:0] trace_r__data;
   wire trace_r__en;
@@ -8347,46 +8503,46 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [15:0] \trace_w__data.pc ;
   wire trace_w__en;
   wire [3:0] unit_en;
-  wire [3:0] \unit_en$378 ;
+  wire [3:0] \unit_en$398 ;
   wire [9:0] w_rd__addr;
   wire [63:0] w_rd__data;
   wire w_rd__en;
   output wb__ack;
   wire wb__ack;
-  wire \wb__ack$389 ;
+  wire \wb__ack$409 ;
   input [19:0] wb__adr;
   wire [19:0] wb__adr;
-  wire [19:0] \wb__adr$390 ;
+  wire [19:0] \wb__adr$410 ;
   input wb__cyc;
   wire wb__cyc;
-  wire \wb__cyc$391 ;
+  wire \wb__cyc$411 ;
   output [31:0] wb__dat_r;
   wire [31:0] wb__dat_r;
-  wire [31:0] \wb__dat_r$392 ;
+  wire [31:0] \wb__dat_r$412 ;
   input [31:0] wb__dat_w;
   wire [31:0] wb__dat_w;
-  wire [31:0] \wb__dat_w$393 ;
+  wire [31:0] \wb__dat_w$413 ;
   input [3:0] wb__sel;
   wire [3:0] wb__sel;
-  wire [3:0] \wb__sel$394 ;
+  wire [3:0] \wb__sel$414 ;
   input wb__stb;
   wire wb__stb;
-  wire \wb__stb$395 ;
+  wire \wb__stb$415 ;
   input wb__we;
   wire wb__we;
-  wire \wb__we$396 ;
+  wire \wb__we$416 ;
   wire [9:0] wmem_r__addr;
-  wire [9:0] \wmem_r__addr$535 ;
+  wire [9:0] \wmem_r__addr$558 ;
   wire [63:0] wmem_r__data;
-  wire [63:0] \wmem_r__data$536 ;
+  wire [63:0] \wmem_r__data$559 ;
   wire wmem_r__en;
-  wire \wmem_r__en$539 ;
+  wire \wmem_r__en$562 ;
   wire [9:0] wmem_w__addr;
-  wire [9:0] \wmem_w__addr$541 ;
+  wire [9:0] \wmem_w__addr$564 ;
   wire [63:0] wmem_w__data;
-  wire [63:0] \wmem_w__data$543 ;
+  wire [63:0] \wmem_w__data$566 ;
   wire [1:0] wmem_w__en;
-  wire \wmem_w__en$545 ;
+  wire \wmem_w__en$568 ;
   reg [63:0] amem [4095:0];
   always @(posedge clk) begin
     if (amem_port__en[0])
@@ -8395,8 +8551,8 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
       amem[amem_port__addr][63:32] <= amem_port__data[63:32];
   end
   always @(posedge clk) begin
-    if (\$signature__en$532 )
-      amem[\$signature__addr$522 ] <= axi__rdata;
+    if (\$signature__en$555 )
+      amem[\$signature__addr$545 ] <= axi__rdata;
   end
   reg [63:0] _0_;
   reg [63:0] _1_;
@@ -8408,27 +8564,27 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   reg [63:0] _7_;
   reg [63:0] _8_;
   always @(posedge clk) begin
-    if (\$signature__en$526 ) begin
-      _0_ <= amem[\$signature__addr$522 ];
+    if (\$signature__en$549 ) begin
+      _0_ <= amem[\$signature__addr$545 ];
     end
-    _1_ <= amem[\$signature__addr$403 ];
-    _2_ <= amem[\port__addr$288 ];
-    _3_ <= amem[\port__addr$276 ];
-    _4_ <= amem[\port__addr$247 ];
-    if (\port__en$229 ) begin
-      _5_ <= amem[\port__addr$225 ];
+    _1_ <= amem[\$signature__addr$423 ];
+    _2_ <= amem[\port__addr$302 ];
+    _3_ <= amem[\port__addr$290 ];
+    _4_ <= amem[\port__addr$255 ];
+    if (\port__en$237 ) begin
+      _5_ <= amem[\port__addr$233 ];
     end
-    if (\port__en$197 ) begin
-      _6_ <= amem[\port__addr$193 ];
+    if (\port__en$205 ) begin
+      _6_ <= amem[\port__addr$201 ];
     end
-    if (\port__en$165 ) begin
-      _7_ <= amem[\port__addr$161 ];
+    if (\port__en$173 ) begin
+      _7_ <= amem[\port__addr$169 ];
     end
     if (port__en) begin
       _8_ <= amem[port__addr];
     end
   end
-  assign \amem_r__data$524  = _0_;
+  assign \amem_r__data$547  = _0_;
   assign amem_r__data = _1_;
   assign arc_rd__data = _2_;
   assign dst_rd__data = _3_;
@@ -8439,126 +8595,126 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign act_rd__0__data = _8_;
   reg [95:0] dmem [127:0];
   always @(posedge clk) begin
-    if (\$signature__en$455 [0])
-      dmem[\$signature__addr$421 ][31:0] <= wb__dat_w;
-    if (\$signature__en$455 [1])
-      dmem[\$signature__addr$421 ][63:32] <= wb__dat_w;
-    if (\$signature__en$455 [2])
-      dmem[\$signature__addr$421 ][95:64] <= wb__dat_w;
+    if (\$signature__en$475 [0])
+      dmem[\$signature__addr$441 ][31:0] <= wb__dat_w;
+    if (\$signature__en$475 [1])
+      dmem[\$signature__addr$441 ][63:32] <= wb__dat_w;
+    if (\$signature__en$475 [2])
+      dmem[\$signature__addr$441 ][95:64] <= wb__dat_w;
   end
   reg [95:0] _9_;
   always @(posedge clk) begin
-    _9_ <= dmem[\$signature__addr$421 ];
+    _9_ <= dmem[\$signature__addr$441 ];
   end
   assign dmem_r__data = _9_;
-  assign \port__data$234  = dmem[\port__addr$231 ];
-  assign \port__data$202  = dmem[\port__addr$199 ];
-  assign \port__data$170  = dmem[\port__addr$167 ];
-  assign \port__data$138  = dmem[\port__addr$135 ];
+  assign \port__data$242  = dmem[\port__addr$239 ];
+  assign \port__data$210  = dmem[\port__addr$207 ];
+  assign \port__data$178  = dmem[\port__addr$175 ];
+  assign \port__data$146  = dmem[\port__addr$143 ];
   reg [479:0] imem [8191:0];
   always @(posedge clk) begin
-    if (\$signature__en$437 [0])
-      imem[\$signature__addr$397 ][31:0] <= wb__dat_w;
-    if (\$signature__en$437 [1])
-      imem[\$signature__addr$397 ][63:32] <= wb__dat_w;
-    if (\$signature__en$437 [2])
-      imem[\$signature__addr$397 ][95:64] <= wb__dat_w;
-    if (\$signature__en$437 [3])
-      imem[\$signature__addr$397 ][127:96] <= wb__dat_w;
-    if (\$signature__en$437 [4])
-      imem[\$signature__addr$397 ][159:128] <= wb__dat_w;
-    if (\$signature__en$437 [5])
-      imem[\$signature__addr$397 ][191:160] <= wb__dat_w;
-    if (\$signature__en$437 [6])
-      imem[\$signature__addr$397 ][223:192] <= wb__dat_w;
-    if (\$signature__en$437 [7])
-      imem[\$signature__addr$397 ][255:224] <= wb__dat_w;
-    if (\$signature__en$437 [8])
-      imem[\$signature__addr$397 ][287:256] <= wb__dat_w;
-    if (\$signature__en$437 [9])
-      imem[\$signature__addr$397 ][319:288] <= wb__dat_w;
-    if (\$signature__en$437 [10])
-      imem[\$signature__addr$397 ][351:320] <= wb__dat_w;
-    if (\$signature__en$437 [11])
-      imem[\$signature__addr$397 ][383:352] <= wb__dat_w;
-    if (\$signature__en$437 [12])
-      imem[\$signature__addr$397 ][415:384] <= wb__dat_w;
-    if (\$signature__en$437 [13])
-      imem[\$signature__addr$397 ][447:416] <= wb__dat_w;
-    if (\$signature__en$437 [14])
-      imem[\$signature__addr$397 ][479:448] <= wb__dat_w;
+    if (\$signature__en$457 [0])
+      imem[\$signature__addr$417 ][31:0] <= wb__dat_w;
+    if (\$signature__en$457 [1])
+      imem[\$signature__addr$417 ][63:32] <= wb__dat_w;
+    if (\$signature__en$457 [2])
+      imem[\$signature__addr$417 ][95:64] <= wb__dat_w;
+    if (\$signature__en$457 [3])
+      imem[\$signature__addr$417 ][127:96] <= wb__dat_w;
+    if (\$signature__en$457 [4])
+      imem[\$signature__addr$417 ][159:128] <= wb__dat_w;
+    if (\$signature__en$457 [5])
+      imem[\$signature__addr$417 ][191:160] <= wb__dat_w;
+    if (\$signature__en$457 [6])
+      imem[\$signature__addr$417 ][223:192] <= wb__dat_w;
+    if (\$signature__en$457 [7])
+      imem[\$signature__addr$417 ][255:224] <= wb__dat_w;
+    if (\$signature__en$457 [8])
+      imem[\$signature__addr$417 ][287:256] <= wb__dat_w;
+    if (\$signature__en$457 [9])
+      imem[\$signature__addr$417 ][319:288] <= wb__dat_w;
+    if (\$signature__en$457 [10])
+      imem[\$signature__addr$417 ][351:320] <= wb__dat_w;
+    if (\$signature__en$457 [11])
+      imem[\$signature__addr$417 ][383:352] <= wb__dat_w;
+    if (\$signature__en$457 [12])
+      imem[\$signature__addr$417 ][415:384] <= wb__dat_w;
+    if (\$signature__en$457 [13])
+      imem[\$signature__addr$417 ][447:416] <= wb__dat_w;
+    if (\$signature__en$457 [14])
+      imem[\$signature__addr$417 ][479:448] <= wb__dat_w;
   end
   reg [479:0] _10_;
   reg [479:0] _11_;
   always @(posedge clk) begin
-    _10_ <= imem[\$signature__addr$397 ];
-    _11_ <= imem[\port__addr$300 ];
+    _10_ <= imem[\$signature__addr$417 ];
+    _11_ <= imem[\port__addr$314 ];
   end
   assign imem_r__data = _10_;
-  assign \port__data$303  = _11_;
+  assign \port__data$317  = _11_;
   reg [767:0] pmem [1023:0];
   always @(posedge clk) begin
-    if (\$signature__en$449 [0])
-      pmem[\$signature__addr$415 ][31:0] <= wb__dat_w;
-    if (\$signature__en$449 [1])
-      pmem[\$signature__addr$415 ][63:32] <= wb__dat_w;
-    if (\$signature__en$449 [2])
-      pmem[\$signature__addr$415 ][95:64] <= wb__dat_w;
-    if (\$signature__en$449 [3])
-      pmem[\$signature__addr$415 ][127:96] <= wb__dat_w;
-    if (\$signature__en$449 [4])
-      pmem[\$signature__addr$415 ][159:128] <= wb__dat_w;
-    if (\$signature__en$449 [5])
-      pmem[\$signature__addr$415 ][191:160] <= wb__dat_w;
-    if (\$signature__en$449 [6])
-      pmem[\$signature__addr$415 ][223:192] <= wb__dat_w;
-    if (\$signature__en$449 [7])
-      pmem[\$signature__addr$415 ][255:224] <= wb__dat_w;
-    if (\$signature__en$449 [8])
-      pmem[\$signature__addr$415 ][287:256] <= wb__dat_w;
-    if (\$signature__en$449 [9])
-      pmem[\$signature__addr$415 ][319:288] <= wb__dat_w;
-    if (\$signature__en$449 [10])
-      pmem[\$signature__addr$415 ][351:320] <= wb__dat_w;
-    if (\$signature__en$449 [11])
-      pmem[\$signature__addr$415 ][383:352] <= wb__dat_w;
-    if (\$signature__en$449 [12])
-      pmem[\$signature__addr$415 ][415:384] <= wb__dat_w;
-    if (\$signature__en$449 [13])
-      pmem[\$signature__addr$415 ][447:416] <= wb__dat_w;
-    if (\$signature__en$449 [14])
-      pmem[\$signature__addr$415 ][479:448] <= wb__dat_w;
-    if (\$signature__en$449 [15])
-      pmem[\$signature__addr$415 ][511:480] <= wb__dat_w;
-    if (\$signature__en$449 [16])
-      pmem[\$signature__addr$415 ][543:512] <= wb__dat_w;
-    if (\$signature__en$449 [17])
-      pmem[\$signature__addr$415 ][575:544] <= wb__dat_w;
-    if (\$signature__en$449 [18])
-      pmem[\$signature__addr$415 ][607:576] <= wb__dat_w;
-    if (\$signature__en$449 [19])
-      pmem[\$signature__addr$415 ][639:608] <= wb__dat_w;
-    if (\$signature__en$449 [20])
-      pmem[\$signature__addr$415 ][671:640] <= wb__dat_w;
-    if (\$signature__en$449 [21])
-      pmem[\$signature__addr$415 ][703:672] <= wb__dat_w;
-    if (\$signature__en$449 [22])
-      pmem[\$signature__addr$415 ][735:704] <= wb__dat_w;
-    if (\$signature__en$449 [23])
-      pmem[\$signature__addr$415 ][767:736] <= wb__dat_w;
+    if (\$signature__en$469 [0])
+      pmem[\$signature__addr$435 ][31:0] <= wb__dat_w;
+    if (\$signature__en$469 [1])
+      pmem[\$signature__addr$435 ][63:32] <= wb__dat_w;
+    if (\$signature__en$469 [2])
+      pmem[\$signature__addr$435 ][95:64] <= wb__dat_w;
+    if (\$signature__en$469 [3])
+      pmem[\$signature__addr$435 ][127:96] <= wb__dat_w;
+    if (\$signature__en$469 [4])
+      pmem[\$signature__addr$435 ][159:128] <= wb__dat_w;
+    if (\$signature__en$469 [5])
+      pmem[\$signature__addr$435 ][191:160] <= wb__dat_w;
+    if (\$signature__en$469 [6])
+      pmem[\$signature__addr$435 ][223:192] <= wb__dat_w;
+    if (\$signature__en$469 [7])
+      pmem[\$signature__addr$435 ][255:224] <= wb__dat_w;
+    if (\$signature__en$469 [8])
+      pmem[\$signature__addr$435 ][287:256] <= wb__dat_w;
+    if (\$signature__en$469 [9])
+      pmem[\$signature__addr$435 ][319:288] <= wb__dat_w;
+    if (\$signature__en$469 [10])
+      pmem[\$signature__addr$435 ][351:320] <= wb__dat_w;
+    if (\$signature__en$469 [11])
+      pmem[\$signature__addr$435 ][383:352] <= wb__dat_w;
+    if (\$signature__en$469 [12])
+      pmem[\$signature__addr$435 ][415:384] <= wb__dat_w;
+    if (\$signature__en$469 [13])
+      pmem[\$signature__addr$435 ][447:416] <= wb__dat_w;
+    if (\$signature__en$469 [14])
+      pmem[\$signature__addr$435 ][479:448] <= wb__dat_w;
+    if (\$signature__en$469 [15])
+      pmem[\$signature__addr$435 ][511:480] <= wb__dat_w;
+    if (\$signature__en$469 [16])
+      pmem[\$signature__addr$435 ][543:512] <= wb__dat_w;
+    if (\$signature__en$469 [17])
+      pmem[\$signature__addr$435 ][575:544] <= wb__dat_w;
+    if (\$signature__en$469 [18])
+      pmem[\$signature__addr$435 ][607:576] <= wb__dat_w;
+    if (\$signature__en$469 [19])
+      pmem[\$signature__addr$435 ][639:608] <= wb__dat_w;
+    if (\$signature__en$469 [20])
+      pmem[\$signature__addr$435 ][671:640] <= wb__dat_w;
+    if (\$signature__en$469 [21])
+      pmem[\$signature__addr$435 ][703:672] <= wb__dat_w;
+    if (\$signature__en$469 [22])
+      pmem[\$signature__addr$435 ][735:704] <= wb__dat_w;
+    if (\$signature__en$469 [23])
+      pmem[\$signature__addr$435 ][767:736] <= wb__dat_w;
   end
   reg [767:0] _12_;
   reg [767:0] _13_;
   reg [767:0] _14_;
   reg [767:0] _15_;
   always @(posedge clk) begin
-    _12_ <= pmem[\$signature__addr$415 ];
-    _13_ <= pmem[\port__addr$270 ];
-    _14_ <= pmem[\port__addr$241 ];
-    _15_ <= pmem[\port__addr$235 ];
+    _12_ <= pmem[\$signature__addr$435 ];
+    _13_ <= pmem[\port__addr$281 ];
+    _14_ <= pmem[\port__addr$249 ];
+    _15_ <= pmem[\port__addr$243 ];
   end
   assign pmem_r__data = _12_;
-  assign \port__data$273  = _13_;
+  assign \param_rd__data$287  = _13_;
   assign epi_rd__data = _14_;
   assign param_rd__data = _15_;
   reg [63:0] trace [8191:0];
@@ -8568,31 +8724,31 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   end
   reg [63:0] _16_;
   always @(posedge clk) begin
-    _16_ <= trace[\$signature__addr$427 ];
+    _16_ <= trace[\$signature__addr$447 ];
   end
   assign trace_r__data = _16_;
   reg [63:0] wmem [1023:0];
   always @(posedge clk) begin
-    if (\$signature__en$443 [0])
-      wmem[\$signature__addr$409 ][31:0] <= wb__dat_w;
-    if (\$signature__en$443 [1])
-      wmem[\$signature__addr$409 ][63:32] <= wb__dat_w;
+    if (\$signature__en$463 [0])
+      wmem[\$signature__addr$429 ][31:0] <= wb__dat_w;
+    if (\$signature__en$463 [1])
+      wmem[\$signature__addr$429 ][63:32] <= wb__dat_w;
   end
   always @(posedge clk) begin
-    if (\$signature__en$544 )
-      wmem[\$signature__addr$522 [9:0]] <= axi__rdata;
+    if (\$signature__en$567 )
+      wmem[\$signature__addr$545 [9:0]] <= axi__rdata;
   end
   reg [63:0] _17_;
   reg [63:0] _18_;
   reg [63:0] _19_;
   always @(posedge clk) begin
-    if (\$signature__en$538 ) begin
-      _17_ <= wmem[\$signature__addr$522 [9:0]];
+    if (\$signature__en$561 ) begin
+      _17_ <= wmem[\$signature__addr$545 [9:0]];
     end
-    _18_ <= wmem[\$signature__addr$409 ];
-    _19_ <= wmem[\port__addr$294 ];
+    _18_ <= wmem[\$signature__addr$429 ];
+    _19_ <= wmem[\port__addr$308 ];
   end
-  assign \wmem_r__data$536  = _17_;
+  assign \wmem_r__data$559  = _17_;
   assign wmem_r__data = _18_;
   assign macro0__mem_wdata = _19_;
   assign \$1  = rst | macro0__op__valid;
@@ -8619,128 +8775,142 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \$22  = \$21  | \busy$60 ;
   assign \$23  = \$22  | graph_busy_q1;
   assign graph_clk_en = \$23  | graph_busy_q2;
-  assign \$24  = rst | \start$94 ;
+  assign \$24  = rst | \start$97 ;
   assign \$25  = \$24  | \busy$63 ;
   assign \$26  = \$25  | relax_busy_q1;
   assign relax_clk_en = \$26  | relax_busy_q2;
-  assign \$27  = rst | \start$99 ;
+  assign \$27  = rst | \start$102 ;
   assign \$28  = \$27  | \busy$66 ;
   assign \$29  = \$28  | spmv_busy_q1;
   assign spmv_clk_en = \$29  | spmv_busy_q2;
-  assign \$30  = \busy$66  ? \op__0__valid$104  : op__0__valid;
-  assign macro0__op__valid = \busy$60  ? \op__0__valid$105  : \$30 ;
-  assign \$31  = \busy$66  ? \op__0__payload$108  : op__0__payload;
-  assign macro0__op__payload = \busy$60  ? \op__0__payload$109  : \$31 ;
-  assign \$32  = \busy$66  ? \op__1__valid$140  : op__1__valid;
-  assign macro1__op__valid = \busy$60  ? \op__1__valid$141  : \$32 ;
-  assign \$33  = \busy$66  ? \op__1__payload$144  : op__1__payload;
-  assign macro1__op__payload = \busy$60  ? \op__1__payload$145  : \$33 ;
-  assign \$34  = \busy$66  ? \op__2__valid$172  : op__2__valid;
-  assign macro2__op__valid = \busy$60  ? \op__2__valid$173  : \$34 ;
-  assign \$35  = \busy$66  ? \op__2__payload$176  : op__2__payload;
-  assign macro2__op__payload = \busy$60  ? \op__2__payload$177  : \$35 ;
-  assign \$36  = \busy$66  ? \op__3__valid$204  : op__3__valid;
-  assign macro3__op__valid = \busy$60  ? \op__3__valid$205  : \$36 ;
-  assign \$37  = \busy$66  ? \op__3__payload$208  : op__3__payload;
-  assign macro3__op__payload = \busy$60  ? \op__3__payload$209  : \$37 ;
-  assign \$38  = \busy$249  ? act_rd__addr : a_rd__addr;
-  assign \$39  = \busy$248  ? \act_rd__addr$252  : \$38 ;
-  assign \$40  = \busy$66  ? rd__addr : \$39 ;
-  assign \$41  = \busy$63  ? old_rd__addr : \$40 ;
-  assign \port__addr$247  = \busy$60  ? args[80:69] : \$41 ;
-  assign \$46  = \busy$63  ? new_rd__addr : b_rd__addr;
-  assign \port__addr$276  = \busy$60  ? args[92:81] : \$46 ;
-  assign \$48  = | amem_w__en;
-  assign \$49  = \act_w__en$464  ? \act_w__addr$466  : act_w__addr;
-  assign \$50  = \act_w__en$463  ? \act_w__addr$467  : \$49 ;
-  assign \$51  = engines__graph__done ? args[92:81] : \$50 ;
-  assign \$52  = \act_w__en$461  ? \act_w__addr$469  : \$51 ;
-  assign \$53  = \act_w__en$460  ? \act_w__addr$470  : \$52 ;
-  assign \$54  = act_w__en ? \act_w__addr$471  : \$53 ;
-  assign amem_port__addr = \$48  ? \$signature__addr$403  : \$54 ;
-  assign \$55  = | amem_w__en;
-  assign \$56  = \act_w__en$464  ? \act_w__data$475  : { \$116 , \$115 , \$114 , \$113 , \$112 , \$111 , \$110 , \$109  };
-  assign \$57  = \act_w__en$463  ? { 32'h00000000, \$108  } : \$56 ;
-  assign \$58  = engines__graph__done ? \act_w__data$477  : \$57 ;
-  assign \$59  = \act_w__en$461  ? { \$106 , \$105 , \$104 , \$103 , \$102 , \$101 , \$100 , \$99  } : \$58 ;
-  assign \$60  = \act_w__en$460  ? { \$98 , \$97 , \$96 , \$95 , \$94 , \$93 , \$92 , \$91  } : \$59 ;
-  assign \$61  = act_w__en ? \act_w__data$480  : \$60 ;
-  assign amem_port__data = \$55  ? { wb__dat_w, wb__dat_w } : \$61 ;
-  assign \$62  = | amem_w__en;
-  assign \$63  = | { \act_w__en$483 , \act_w__en$464 , \act_w__en$463 , engines__graph__done, \act_w__en$461 , \act_w__en$460 , act_w__en };
-  assign \$64  = \$63  ? 2'h3 : 2'h0;
-  assign amem_port__en = \$62  ? amem_w__en : \$64 ;
+  assign \$30  = rst | \start$107 ;
+  assign \$31  = \$30  | \busy$69 ;
+  assign \$32  = \$31  | lut_busy_q1;
+  assign lut_clk_en = \$32  | lut_busy_q2;
+  assign \$33  = \busy$66  ? \op__0__valid$112  : op__0__valid;
+  assign macro0__op__valid = \busy$60  ? \op__0__valid$113  : \$33 ;
+  assign \$34  = \busy$66  ? \op__0__payload$116  : op__0__payload;
+  assign macro0__op__payload = \busy$60  ? \op__0__payload$117  : \$34 ;
+  assign \$35  = \busy$66  ? \op__1__valid$148  : op__1__valid;
+  assign macro1__op__valid = \busy$60  ? \op__1__valid$149  : \$35 ;
+  assign \$36  = \busy$66  ? \op__1__payload$152  : op__1__payload;
+  assign macro1__op__payload = \busy$60  ? \op__1__payload$153  : \$36 ;
+  assign \$37  = \busy$66  ? \op__2__valid$180  : op__2__valid;
+  assign macro2__op__valid = \busy$60  ? \op__2__valid$181  : \$37 ;
+  assign \$38  = \busy$66  ? \op__2__payload$184  : op__2__payload;
+  assign macro2__op__payload = \busy$60  ? \op__2__payload$185  : \$38 ;
+  assign \$39  = \busy$66  ? \op__3__valid$212  : op__3__valid;
+  assign macro3__op__valid = \busy$60  ? \op__3__valid$213  : \$39 ;
+  assign \$40  = \busy$66  ? \op__3__payload$216  : op__3__payload;
+  assign macro3__op__payload = \busy$60  ? \op__3__payload$217  : \$40 ;
+  assign \$41  = \busy$257  ? act_rd__addr : a_rd__addr;
+  assign \$42  = \busy$69  ? \act_rd__addr$260  : \$41 ;
+  assign \$43  = \busy$256  ? \act_rd__addr$261  : \$42 ;
+  assign \$44  = \busy$66  ? rd__addr : \$43 ;
+  assign \$45  = \busy$63  ? old_rd__addr : \$44 ;
+  assign \port__addr$255  = \busy$60  ? args[80:69] : \$45 ;
+  assign \port__addr$281  = \busy$69  ? \param_rd__addr$283  : \param_rd__addr$282 ;
+  assign \$51  = \busy$63  ? new_rd__addr : b_rd__addr;
+  assign \port__addr$290  = \busy$60  ? args[92:81] : \$51 ;
+  assign \$53  = | amem_w__en;
+  assign \$54  = \act_w__en$485  ? \act_w__addr$487  : act_w__addr;
+  assign \$55  = \act_w__en$484  ? \act_w__addr$488  : \$54 ;
+  assign \$56  = \act_w__en$483  ? \act_w__addr$489  : \$55 ;
+  assign \$57  = engines__graph__done ? args[92:81] : \$56 ;
+  assign \$58  = \act_w__en$481  ? \act_w__addr$491  : \$57 ;
+  assign \$59  = \act_w__en$480  ? \act_w__addr$492  : \$58 ;
+  assign \$60  = act_w__en ? \act_w__addr$493  : \$59 ;
+  assign amem_port__addr = \$53  ? \$signature__addr$423  : \$60 ;
+  assign \$61  = | amem_w__en;
+  assign \$62  = \act_w__en$485  ? { \$125 , \$124 , \$123 , \$122 , \$121 , \$120 , \$119 , \$118  } : { \$133 , \$132 , \$131 , \$130 , \$129 , \$128 , \$127 , \$126  };
+  assign \$63  = \act_w__en$484  ? \act_w__data$498  : \$62 ;
+  assign \$64  = \act_w__en$483  ? { 32'h00000000, \$117  } : \$63 ;
+  assign \$65  = engines__graph__done ? \act_w__data$500  : \$64 ;
+  assign \$66  = \act_w__en$481  ? { \$115 , \$114 , \$113 , \$112 , \$111 , \$110 , \$109 , \$108  } : \$65 ;
+  assign \$67  = \act_w__en$480  ? { \$107 , \$106 , \$105 , \$104 , \$103 , \$102 , \$101 , \$100  } : \$66 ;
+  assign \$68  = act_w__en ? \act_w__data$503  : \$67 ;
+  assign amem_port__data = \$61  ? { wb__dat_w, wb__dat_w } : \$68 ;
+  assign \$69  = | amem_w__en;
+  assign \$70  = | { \act_w__en$506 , \act_w__en$485 , \act_w__en$484 , \act_w__en$483 , engines__graph__done, \act_w__en$481 , \act_w__en$480 , act_w__en };
+  assign \$71  = \$70  ? 2'h3 : 2'h0;
+  assign amem_port__en = \$69  ? amem_w__en : \$71 ;
   always @(posedge clk)
-    macro0_busy_q <= \$77 ;
+    macro0_busy_q <= \$84 ;
   always @(posedge clk)
-    macro1_busy_q <= \$78 ;
+    macro1_busy_q <= \$85 ;
   always @(posedge clk)
-    macro2_busy_q <= \$79 ;
+    macro2_busy_q <= \$86 ;
   always @(posedge clk)
-    macro3_busy_q <= \$80 ;
+    macro3_busy_q <= \$87 ;
   always @(posedge clk)
-    graph_busy_q1 <= \$81 ;
+    graph_busy_q1 <= \$88 ;
   always @(posedge clk)
-    graph_busy_q2 <= \$82 ;
+    graph_busy_q2 <= \$89 ;
   always @(posedge clk)
-    relax_busy_q1 <= \$83 ;
+    relax_busy_q1 <= \$90 ;
   always @(posedge clk)
-    relax_busy_q2 <= \$84 ;
+    relax_busy_q2 <= \$91 ;
   always @(posedge clk)
-    spmv_busy_q1 <= \$85 ;
+    spmv_busy_q1 <= \$92 ;
   always @(posedge clk)
-    spmv_busy_q2 <= \$86 ;
+    spmv_busy_q2 <= \$93 ;
+  always @(posedge clk)
+    lut_busy_q1 <= \$94 ;
+  always @(posedge clk)
+    lut_busy_q2 <= \$95 ;
   \default_fabric.ctrl  ctrl (
     .busy(busy),
     .clk(clk),
     .dma__ready(dma__ready),
-    .dma__valid(\cmd__valid$370 ),
+    .dma__valid(\cmd__valid$390 ),
     .dma_busy(dma_busy),
     .done(done),
     .engines__ew__done(engines__ew__done),
-    .engines__ew__start(\start$327 ),
+    .engines__ew__start(\start$341 ),
     .engines__graph__done(engines__graph__done),
     .engines__graph__start(start),
     .engines__lrn__done(engines__lrn__done),
-    .engines__lrn__start(\start$353 ),
+    .engines__lrn__start(\start$367 ),
+    .engines__lut__done(engines__lut__done),
+    .engines__lut__start(\start$107 ),
     .engines__mac__args(args),
     .engines__mac__done(engines__mac__done),
-    .engines__mac__start(\start$312 ),
+    .engines__mac__start(\start$326 ),
     .engines__pool__done(engines__pool__done),
-    .engines__pool__start(\start$320 ),
+    .engines__pool__start(\start$334 ),
     .engines__relax__done(engines__relax__done),
-    .engines__relax__start(\start$94 ),
+    .engines__relax__start(\start$97 ),
     .engines__spmv__done(engines__spmv__done),
-    .engines__spmv__start(\start$99 ),
+    .engines__spmv__start(\start$102 ),
     .entry(\$signature__data ),
     .error(error),
     .host__report(ctrl__report),
     .host__start_pc(host__start_pc),
-    .imem_rd__addr(\port__addr$300 ),
-    .imem_rd__data(\port__data$303 [455:0]),
+    .imem_rd__addr(\port__addr$314 ),
+    .imem_rd__data(\port__data$317 [455:0]),
     .load__ready(load__ready),
     .load__valid(cmd__valid),
     .loader_busy(loader_busy),
     .macro_we(mem_we),
-    .\port$126$1577 (macro0__busy),
-    .\port$128$1577 (macro1__busy),
-    .\port$130$1577 (macro2__busy),
-    .\port$132$1577 (macro3__busy),
-    .\port$133$0 (\$87 ),
-    .\port$134$0 (\$88 ),
-    .\port$135$0 (\$89 ),
-    .\port$136$0 (\$90 ),
+    .\port$136$1577 (macro0__busy),
+    .\port$138$1577 (macro1__busy),
+    .\port$140$1577 (macro2__busy),
+    .\port$142$1577 (macro3__busy),
+    .\port$143$0 (\$96 ),
+    .\port$144$0 (\$97 ),
+    .\port$145$0 (\$98 ),
+    .\port$146$0 (\$99 ),
     .rst(rst),
     .start(host__start),
     .trace_w__addr(\$signature__addr ),
     .trace_w__en(\$signature__en )
   );
   \default_fabric.dma  dma (
-    .amem_r__addr(\$signature__addr$522 ),
-    .amem_r__data(\amem_r__data$524 ),
-    .amem_r__en(\$signature__en$526 ),
+    .amem_r__addr(\$signature__addr$545 ),
+    .amem_r__data(\amem_r__data$547 ),
+    .amem_r__en(\$signature__en$549 ),
     .amem_w__data(axi__rdata),
-    .amem_w__en(\$signature__en$532 ),
+    .amem_w__en(\$signature__en$555 ),
     .axi__arlen(axi__arlen),
     .axi__arready(axi__arready),
     .axi__arvalid(axi__arvalid),
@@ -8762,57 +8932,57 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .clk(clk),
     .cmd__ready(dma__ready),
     .error(dma_error),
-    .\port$2362$0 (\$107 ),
+    .\port$2372$0 (\$116 ),
     .rd_data(axi__wdata),
     .rst(rst),
     .w_data(args[97:0]),
-    .w_en(\cmd__valid$370 ),
-    .wmem_r__data(\wmem_r__data$536 ),
-    .wmem_r__en(\$signature__en$538 ),
-    .wmem_w__en(\$signature__en$544 )
+    .w_en(\cmd__valid$390 ),
+    .wmem_r__data(\wmem_r__data$559 ),
+    .wmem_r__en(\$signature__en$561 ),
+    .wmem_w__en(\$signature__en$567 )
   );
   \default_fabric.ew  ew (
     .a_rd__addr(a_rd__addr),
     .a_rd__data(src_rd__data),
-    .act_w__addr(\act_w__addr$469 ),
-    .act_w__en(\act_w__en$461 ),
+    .act_w__addr(\act_w__addr$491 ),
+    .act_w__en(\act_w__en$481 ),
     .args(args[264:0]),
     .b_rd__addr(b_rd__addr),
     .b_rd__data(dst_rd__data),
     .busy(engines__ew__busy),
     .clk(clk),
     .done(engines__ew__done),
-    .\port$1938$0 (\$99 ),
-    .\port$1944$0 (\$100 ),
-    .\port$1950$0 (\$101 ),
-    .\port$1956$0 (\$102 ),
-    .\port$1962$0 (\$103 ),
-    .\port$1968$0 (\$104 ),
-    .\port$1974$0 (\$105 ),
-    .\port$1980$0 (\$106 ),
+    .\port$1948$0 (\$108 ),
+    .\port$1954$0 (\$109 ),
+    .\port$1960$0 (\$110 ),
+    .\port$1966$0 (\$111 ),
+    .\port$1972$0 (\$112 ),
+    .\port$1978$0 (\$113 ),
+    .\port$1984$0 (\$114 ),
+    .\port$1990$0 (\$115 ),
     .rst(rst),
-    .start(\start$327 )
+    .start(\start$341 )
   );
   \default_fabric.graph  graph (
-    .act_w__data(\act_w__data$477 ),
+    .act_w__data(\act_w__data$500 ),
     .args(args[92:0]),
     .busy(\busy$60 ),
     .dst_rd__data(dst_rd__data),
     .finish(engines__graph__done),
     .graph_gated_clk(graph_gated_clk),
     .graph_gated_rst(rst),
-    .op__0__payload(\op__0__payload$109 ),
+    .op__0__payload(\op__0__payload$117 ),
     .op__0__ready(op__0__ready),
-    .op__0__valid(\op__0__valid$105 ),
-    .op__1__payload(\op__1__payload$145 ),
+    .op__0__valid(\op__0__valid$113 ),
+    .op__1__payload(\op__1__payload$153 ),
     .op__1__ready(op__1__ready),
-    .op__1__valid(\op__1__valid$141 ),
-    .op__2__payload(\op__2__payload$177 ),
+    .op__1__valid(\op__1__valid$149 ),
+    .op__2__payload(\op__2__payload$185 ),
     .op__2__ready(op__2__ready),
-    .op__2__valid(\op__2__valid$173 ),
-    .op__3__payload(\op__3__payload$209 ),
+    .op__2__valid(\op__2__valid$181 ),
+    .op__3__payload(\op__3__payload$217 ),
     .op__3__ready(op__3__ready),
-    .op__3__valid(\op__3__valid$205 ),
+    .op__3__valid(\op__3__valid$213 ),
     .res_total__0(res_total__0),
     .res_total__1(res_total__1),
     .res_total__2(res_total__2),
@@ -8830,7 +9000,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .gclk(graph_gated_clk)
   );
   \default_fabric.host  host (
-    .amem_r__addr(\$signature__addr$403 ),
+    .amem_r__addr(\$signature__addr$423 ),
     .amem_r__data(amem_r__data),
     .amem_w__en(amem_w__en),
     .clk(clk),
@@ -8838,17 +9008,17 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .ctrl__start(host__start),
     .ctrl__start_pc(host__start_pc),
     .dat(wb__dat_r),
-    .dmem_r__addr(\$signature__addr$421 ),
+    .dmem_r__addr(\$signature__addr$441 ),
     .dmem_r__data(dmem_r__data),
-    .dmem_w__en(\$signature__en$455 ),
-    .imem_r__addr(\$signature__addr$397 ),
+    .dmem_w__en(\$signature__en$475 ),
+    .imem_r__addr(\$signature__addr$417 ),
     .imem_r__data(imem_r__data),
-    .imem_w__en(\$signature__en$437 ),
-    .pmem_r__addr(\$signature__addr$415 ),
+    .imem_w__en(\$signature__en$457 ),
+    .pmem_r__addr(\$signature__addr$435 ),
     .pmem_r__data(pmem_r__data),
-    .pmem_w__en(\$signature__en$449 ),
+    .pmem_w__en(\$signature__en$469 ),
     .rst(rst),
-    .trace_r__addr(\$signature__addr$427 ),
+    .trace_r__addr(\$signature__addr$447 ),
     .trace_r__data(trace_r__data),
     .wb__ack(wb__ack),
     .wb__adr(wb__adr),
@@ -8857,9 +9027,9 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .wb__sel(wb__sel),
     .wb__stb(wb__stb),
     .wb__we(wb__we),
-    .wmem_r__addr(\$signature__addr$409 ),
+    .wmem_r__addr(\$signature__addr$429 ),
     .wmem_r__data(wmem_r__data),
-    .wmem_w__en(\$signature__en$443 )
+    .wmem_w__en(\$signature__en$463 )
   );
   \default_fabric.loader  loader (
     .busy(loader_busy),
@@ -8872,58 +9042,85 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .rst(rst),
     .w_data(args[38:0]),
     .w_en(cmd__valid),
-    .w_rd__addr(\port__addr$294 )
+    .w_rd__addr(\port__addr$308 )
   );
   \default_fabric.lrn  lrn (
-    .act_rd__addr(\act_rd__addr$252 ),
+    .act_rd__addr(\act_rd__addr$261 ),
     .act_rd__data(src_rd__data),
-    .act_w__addr(act_w__addr),
-    .act_w__en(\act_w__en$483 ),
+    .act_w__addr(\act_w__addr$487 ),
+    .act_w__en(\act_w__en$485 ),
     .args(args[128:0]),
-    .busy(\busy$248 ),
+    .busy(\busy$256 ),
     .clk(clk),
     .done(engines__lrn__done),
-    .param_rd__addr(\port__addr$270 ),
-    .param_rd__data(\port__data$273 [511:0]),
-    .\port$4870$0 (\$109 ),
-    .\port$4872$0 (\$110 ),
-    .\port$4874$0 (\$111 ),
-    .\port$4876$0 (\$112 ),
-    .\port$4878$0 (\$113 ),
-    .\port$4880$0 (\$114 ),
-    .\port$4882$0 (\$115 ),
-    .\port$4884$0 (\$116 ),
+    .param_rd__addr(\param_rd__addr$282 ),
+    .param_rd__data(\param_rd__data$287 [511:0]),
+    .\port$4880$0 (\$118 ),
+    .\port$4882$0 (\$119 ),
+    .\port$4884$0 (\$120 ),
+    .\port$4886$0 (\$121 ),
+    .\port$4888$0 (\$122 ),
+    .\port$4890$0 (\$123 ),
+    .\port$4892$0 (\$124 ),
+    .\port$4894$0 (\$125 ),
     .rst(rst),
-    .start(\start$353 )
+    .start(\start$367 )
+  );
+  \default_fabric.lut  lut (
+    .act_rd__addr(\act_rd__addr$260 ),
+    .act_rd__data(src_rd__data),
+    .act_w__addr(act_w__addr),
+    .act_w__en(\act_w__en$506 ),
+    .args(args[72:0]),
+    .busy(\busy$69 ),
+    .done(engines__lut__done),
+    .lut_gated_clk(lut_gated_clk),
+    .lut_gated_rst(rst),
+    .param_rd__addr(\param_rd__addr$283 ),
+    .param_rd__data(\param_rd__data$287 ),
+    .\port$5245$0 (\$126 ),
+    .\port$5504$0 (\$127 ),
+    .\port$5763$0 (\$128 ),
+    .\port$6022$0 (\$129 ),
+    .\port$6281$0 (\$130 ),
+    .\port$6540$0 (\$131 ),
+    .\port$6799$0 (\$132 ),
+    .\port$7058$0 (\$133 ),
+    .start(\start$107 )
+  );
+  default_cim_icg lut_icg (
+    .clk(clk),
+    .en(lut_clk_en),
+    .gclk(lut_gated_clk)
   );
   \default_fabric.mac  mac (
     .act_rd__0__addr(port__addr),
     .act_rd__0__en(port__en),
-    .act_rd__1__addr(\port__addr$161 ),
-    .act_rd__1__en(\port__en$165 ),
-    .act_rd__2__addr(\port__addr$193 ),
-    .act_rd__2__en(\port__en$197 ),
-    .act_rd__3__addr(\port__addr$225 ),
-    .act_rd__3__en(\port__en$229 ),
+    .act_rd__1__addr(\port__addr$169 ),
+    .act_rd__1__en(\port__en$173 ),
+    .act_rd__2__addr(\port__addr$201 ),
+    .act_rd__2__en(\port__en$205 ),
+    .act_rd__3__addr(\port__addr$233 ),
+    .act_rd__3__en(\port__en$237 ),
     .act_rd__data(act_rd__0__data),
     .\act_rd__data$15 (act_rd__1__data),
     .\act_rd__data$26 (act_rd__2__data),
     .\act_rd__data$37 (act_rd__3__data),
-    .act_w__addr(\act_w__addr$471 ),
-    .act_w__data(\act_w__data$480 ),
+    .act_w__addr(\act_w__addr$493 ),
+    .act_w__data(\act_w__data$503 ),
     .act_w__en(act_w__en),
     .args(args),
     .busy(engines__mac__busy),
     .clk(clk),
-    .desc_rd__0__addr(\port__addr$135 ),
-    .desc_rd__1__addr(\port__addr$167 ),
-    .desc_rd__2__addr(\port__addr$199 ),
-    .desc_rd__3__addr(\port__addr$231 ),
-    .desc_rd__data(\port__data$138 [77:0]),
-    .\desc_rd__data$21 (\port__data$170 [77:0]),
-    .\desc_rd__data$32 (\port__data$202 [77:0]),
-    .\desc_rd__data$43 (\port__data$234 [77:0]),
-    .epi_rd__addr(\port__addr$241 ),
+    .desc_rd__0__addr(\port__addr$143 ),
+    .desc_rd__1__addr(\port__addr$175 ),
+    .desc_rd__2__addr(\port__addr$207 ),
+    .desc_rd__3__addr(\port__addr$239 ),
+    .desc_rd__data(\port__data$146 [77:0]),
+    .\desc_rd__data$21 (\port__data$178 [77:0]),
+    .\desc_rd__data$32 (\port__data$210 [77:0]),
+    .\desc_rd__data$43 (\port__data$242 [77:0]),
+    .epi_rd__addr(\port__addr$249 ),
     .epi_rd__data(epi_rd__data),
     .finished(engines__mac__done),
     .op__0__payload(op__0__payload),
@@ -8938,12 +9135,12 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .op__3__payload(op__3__payload),
     .op__3__ready(op__3__ready),
     .op__3__valid(op__3__valid),
-    .param_rd__addr(\port__addr$235 ),
+    .param_rd__addr(\port__addr$243 ),
     .param_rd__data(param_rd__data),
-    .\port$133$0 (\$87 ),
-    .\port$134$0 (\$88 ),
-    .\port$135$0 (\$89 ),
-    .\port$136$0 (\$90 ),
+    .\port$143$0 (\$96 ),
+    .\port$144$0 (\$97 ),
+    .\port$145$0 (\$98 ),
+    .\port$146$0 (\$99 ),
     .res_valid__0(macro0__res_valid),
     .res_valid__1(macro1__res_valid),
     .res_valid__2(macro2__res_valid),
@@ -8953,13 +9150,13 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .res_y__2(res_y__2),
     .res_y__3(res_y__3),
     .rst(rst),
-    .start(\start$312 )
+    .start(\start$326 )
   );
   default_cim_macro macro0 (
     .busy(macro0__busy),
     .clk(macro0_icg_gclk),
     .mem_page(macro0__mem_page),
-    .mem_rdata(\$65 ),
+    .mem_rdata(\$72 ),
     .mem_re(1'h0),
     .mem_row(macro0__mem_row),
     .mem_wdata(macro0__mem_wdata),
@@ -8967,8 +9164,8 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .op__payload(macro0__op__payload),
     .op__ready(op__0__ready),
     .op__valid(macro0__op__valid),
-    .res_bits(\$66 ),
-    .res_pop(\$67 ),
+    .res_bits(\$73 ),
+    .res_pop(\$74 ),
     .res_total(res_total__0),
     .res_valid(macro0__res_valid),
     .res_y(res_y__0),
@@ -8983,7 +9180,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .busy(macro1__busy),
     .clk(macro1_icg_gclk),
     .mem_page(macro0__mem_page),
-    .mem_rdata(\$68 ),
+    .mem_rdata(\$75 ),
     .mem_re(1'h0),
     .mem_row(macro0__mem_row),
     .mem_wdata(macro0__mem_wdata),
@@ -8991,8 +9188,8 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .op__payload(macro1__op__payload),
     .op__ready(op__1__ready),
     .op__valid(macro1__op__valid),
-    .res_bits(\$69 ),
-    .res_pop(\$70 ),
+    .res_bits(\$76 ),
+    .res_pop(\$77 ),
     .res_total(res_total__1),
     .res_valid(macro1__res_valid),
     .res_y(res_y__1),
@@ -9007,7 +9204,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .busy(macro2__busy),
     .clk(macro2_icg_gclk),
     .mem_page(macro0__mem_page),
-    .mem_rdata(\$71 ),
+    .mem_rdata(\$78 ),
     .mem_re(1'h0),
     .mem_row(macro0__mem_row),
     .mem_wdata(macro0__mem_wdata),
@@ -9015,8 +9212,8 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .op__payload(macro2__op__payload),
     .op__ready(op__2__ready),
     .op__valid(macro2__op__valid),
-    .res_bits(\$72 ),
-    .res_pop(\$73 ),
+    .res_bits(\$79 ),
+    .res_pop(\$80 ),
     .res_total(res_total__2),
     .res_valid(macro2__res_valid),
     .res_y(res_y__2),
@@ -9031,7 +9228,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .busy(macro3__busy),
     .clk(macro3_icg_gclk),
     .mem_page(macro0__mem_page),
-    .mem_rdata(\$74 ),
+    .mem_rdata(\$81 ),
     .mem_re(1'h0),
     .mem_row(macro0__mem_row),
     .mem_wdata(macro0__mem_wdata),
@@ -9039,8 +9236,8 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .op__payload(macro3__op__payload),
     .op__ready(op__3__ready),
     .op__valid(macro3__op__valid),
-    .res_bits(\$75 ),
-    .res_pop(\$76 ),
+    .res_bits(\$82 ),
+    .res_pop(\$83 ),
     .res_total(res_total__3),
     .res_valid(macro3__res_valid),
     .res_y(res_y__3),
@@ -9054,27 +9251,27 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   \default_fabric.pool  pool (
     .act_rd__addr(act_rd__addr),
     .act_rd__data(src_rd__data),
-    .act_w__addr(\act_w__addr$470 ),
-    .act_w__en(\act_w__en$460 ),
+    .act_w__addr(\act_w__addr$492 ),
+    .act_w__en(\act_w__en$480 ),
     .args(args[192:0]),
-    .busy(\busy$249 ),
+    .busy(\busy$257 ),
     .clk(clk),
     .done(engines__pool__done),
-    .\port$1764$0 (\$91 ),
-    .\port$1765$0 (\$92 ),
-    .\port$1766$0 (\$93 ),
-    .\port$1767$0 (\$94 ),
-    .\port$1768$0 (\$95 ),
-    .\port$1769$0 (\$96 ),
-    .\port$1770$0 (\$97 ),
-    .\port$1771$0 (\$98 ),
+    .\port$1774$0 (\$100 ),
+    .\port$1775$0 (\$101 ),
+    .\port$1776$0 (\$102 ),
+    .\port$1777$0 (\$103 ),
+    .\port$1778$0 (\$104 ),
+    .\port$1779$0 (\$105 ),
+    .\port$1780$0 (\$106 ),
+    .\port$1781$0 (\$107 ),
     .rst(rst),
-    .start(\start$320 )
+    .start(\start$334 )
   );
   \default_fabric.relax  relax (
-    .act_w__addr(\act_w__addr$467 ),
-    .act_w__en(\act_w__en$463 ),
-    .arc_rd__addr(\port__addr$288 ),
+    .act_w__addr(\act_w__addr$489 ),
+    .act_w__en(\act_w__en$483 ),
+    .arc_rd__addr(\port__addr$302 ),
     .arc_rd__data(arc_rd__data),
     .args(args[48:0]),
     .busy(\busy$63 ),
@@ -9083,10 +9280,10 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .new_rd__data(dst_rd__data),
     .old_rd__addr(old_rd__addr),
     .old_rd__data(src_rd__data),
-    .\port$2825$0 (\$108 ),
+    .\port$2835$0 (\$117 ),
     .relax_gated_clk(relax_gated_clk),
     .relax_gated_rst(rst),
-    .start(\start$94 )
+    .start(\start$97 )
   );
   default_cim_icg relax_icg (
     .clk(clk),
@@ -9094,24 +9291,24 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .gclk(relax_gated_clk)
   );
   \default_fabric.spmv  spmv (
-    .act_w__addr(\act_w__addr$466 ),
-    .act_w__data(\act_w__data$475 ),
-    .act_w__en(\act_w__en$464 ),
+    .act_w__addr(\act_w__addr$488 ),
+    .act_w__data(\act_w__data$498 ),
+    .act_w__en(\act_w__en$484 ),
     .args(args[95:0]),
     .busy(\busy$66 ),
     .finish(engines__spmv__done),
-    .op__0__payload(\op__0__payload$108 ),
+    .op__0__payload(\op__0__payload$116 ),
     .op__0__ready(op__0__ready),
-    .op__0__valid(\op__0__valid$104 ),
-    .op__1__payload(\op__1__payload$144 ),
+    .op__0__valid(\op__0__valid$112 ),
+    .op__1__payload(\op__1__payload$152 ),
     .op__1__ready(op__1__ready),
-    .op__1__valid(\op__1__valid$140 ),
-    .op__2__payload(\op__2__payload$176 ),
+    .op__1__valid(\op__1__valid$148 ),
+    .op__2__payload(\op__2__payload$184 ),
     .op__2__ready(op__2__ready),
-    .op__2__valid(\op__2__valid$172 ),
-    .op__3__payload(\op__3__payload$208 ),
+    .op__2__valid(\op__2__valid$180 ),
+    .op__3__payload(\op__3__payload$216 ),
     .op__3__ready(op__3__ready),
-    .op__3__valid(\op__3__valid$204 ),
+    .op__3__valid(\op__3__valid$212 ),
     .rd__addr(rd__addr),
     .rd__data(src_rd__data),
     .res_valid__0(macro0__res_valid),
@@ -9124,7 +9321,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .res_y__3(res_y__3),
     .spmv_gated_clk(spmv_gated_clk),
     .spmv_gated_rst(rst),
-    .start(\start$99 )
+    .start(\start$102 )
   );
   default_cim_icg spmv_icg (
     .clk(clk),
@@ -9133,72 +9330,86 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$77  = macro0__busy;
-    if (rst) begin
-      \$77  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$78  = macro1__busy;
-    if (rst) begin
-      \$78  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$79  = macro2__busy;
-    if (rst) begin
-      \$79  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$80  = macro3__busy;
-    if (rst) begin
-      \$80  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$81  = \busy$60 ;
-    if (rst) begin
-      \$81  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$82  = graph_busy_q1;
-    if (rst) begin
-      \$82  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$83  = \busy$63 ;
-    if (rst) begin
-      \$83  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$84  = relax_busy_q1;
+    \$84  = macro0__busy;
     if (rst) begin
       \$84  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$85  = \busy$66 ;
+    \$85  = macro1__busy;
     if (rst) begin
       \$85  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$86  = spmv_busy_q1;
+    \$86  = macro2__busy;
     if (rst) begin
       \$86  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$87  = macro3__busy;
+    if (rst) begin
+      \$87  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$88  = \busy$60 ;
+    if (rst) begin
+      \$88  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$89  = graph_busy_q1;
+    if (rst) begin
+      \$89  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$90  = \busy$63 ;
+    if (rst) begin
+      \$90  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$91  = relax_busy_q1;
+    if (rst) begin
+      \$91  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$92  = \busy$66 ;
+    if (rst) begin
+      \$92  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$93  = spmv_busy_q1;
+    if (rst) begin
+      \$93  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$94  = \busy$69 ;
+    if (rst) begin
+      \$94  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$95  = lut_busy_q1;
+    if (rst) begin
+      \$95  = 1'h0;
     end
   end
   assign macro0__mem_we = mem_we[0];
@@ -9215,293 +9426,303 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign relax_gated_rst = rst;
   assign spmv_icg_gclk = spmv_gated_clk;
   assign spmv_gated_rst = rst;
+  assign lut_icg_gclk = lut_gated_clk;
+  assign lut_gated_rst = rst;
   assign macro0__op__ready = op__0__ready;
-  assign \op__0__ready$112  = op__0__ready;
-  assign \op__0__ready$113  = op__0__ready;
+  assign \op__0__ready$120  = op__0__ready;
+  assign \op__0__ready$121  = op__0__ready;
   assign res_valid__0 = macro0__res_valid;
   assign macro0__res_total = res_total__0;
-  assign \res_valid__0$117  = macro0__res_valid;
+  assign \res_valid__0$125  = macro0__res_valid;
   assign macro0__res_y = res_y__0;
-  assign \res_valid__0$120  = macro0__res_valid;
-  assign \res_y__0$121  = res_y__0;
+  assign \res_valid__0$128  = macro0__res_valid;
+  assign \res_y__0$129  = res_y__0;
   assign mem_page = macro0__mem_page;
   assign mem_row = macro0__mem_row;
   assign mem_wdata = macro0__mem_wdata;
   assign act_rd__0__addr = port__addr;
   assign port__data = act_rd__0__data;
   assign act_rd__0__en = port__en;
-  assign desc_rd__0__addr = \port__addr$135 ;
-  assign desc_rd__0__data = \port__data$138 [77:0];
+  assign desc_rd__0__addr = \port__addr$143 ;
+  assign desc_rd__0__data = \port__data$146 [77:0];
   assign macro1__op__ready = op__1__ready;
-  assign \op__1__ready$148  = op__1__ready;
-  assign \op__1__ready$149  = op__1__ready;
+  assign \op__1__ready$156  = op__1__ready;
+  assign \op__1__ready$157  = op__1__ready;
   assign res_valid__1 = macro1__res_valid;
   assign macro1__res_total = res_total__1;
-  assign \res_valid__1$153  = macro1__res_valid;
+  assign \res_valid__1$161  = macro1__res_valid;
   assign macro1__res_y = res_y__1;
-  assign \res_valid__1$156  = macro1__res_valid;
-  assign \res_y__1$157  = res_y__1;
+  assign \res_valid__1$164  = macro1__res_valid;
+  assign \res_y__1$165  = res_y__1;
   assign macro1__mem_page = macro0__mem_page;
   assign macro1__mem_row = macro0__mem_row;
   assign macro1__mem_wdata = macro0__mem_wdata;
-  assign act_rd__1__addr = \port__addr$161 ;
-  assign \port__data$164  = act_rd__1__data;
-  assign act_rd__1__en = \port__en$165 ;
-  assign desc_rd__1__addr = \port__addr$167 ;
-  assign desc_rd__1__data = \port__data$170 [77:0];
+  assign act_rd__1__addr = \port__addr$169 ;
+  assign \port__data$172  = act_rd__1__data;
+  assign act_rd__1__en = \port__en$173 ;
+  assign desc_rd__1__addr = \port__addr$175 ;
+  assign desc_rd__1__data = \port__data$178 [77:0];
   assign macro2__op__ready = op__2__ready;
-  assign \op__2__ready$180  = op__2__ready;
-  assign \op__2__ready$181  = op__2__ready;
+  assign \op__2__ready$188  = op__2__ready;
+  assign \op__2__ready$189  = op__2__ready;
   assign res_valid__2 = macro2__res_valid;
   assign macro2__res_total = res_total__2;
-  assign \res_valid__2$185  = macro2__res_valid;
+  assign \res_valid__2$193  = macro2__res_valid;
   assign macro2__res_y = res_y__2;
-  assign \res_valid__2$188  = macro2__res_valid;
-  assign \res_y__2$189  = res_y__2;
+  assign \res_valid__2$196  = macro2__res_valid;
+  assign \res_y__2$197  = res_y__2;
   assign macro2__mem_page = macro0__mem_page;
   assign macro2__mem_row = macro0__mem_row;
   assign macro2__mem_wdata = macro0__mem_wdata;
-  assign act_rd__2__addr = \port__addr$193 ;
-  assign \port__data$196  = act_rd__2__data;
-  assign act_rd__2__en = \port__en$197 ;
-  assign desc_rd__2__addr = \port__addr$199 ;
-  assign desc_rd__2__data = \port__data$202 [77:0];
+  assign act_rd__2__addr = \port__addr$201 ;
+  assign \port__data$204  = act_rd__2__data;
+  assign act_rd__2__en = \port__en$205 ;
+  assign desc_rd__2__addr = \port__addr$207 ;
+  assign desc_rd__2__data = \port__data$210 [77:0];
   assign macro3__op__ready = op__3__ready;
-  assign \op__3__ready$212  = op__3__ready;
-  assign \op__3__ready$213  = op__3__ready;
+  assign \op__3__ready$220  = op__3__ready;
+  assign \op__3__ready$221  = op__3__ready;
   assign res_valid__3 = macro3__res_valid;
   assign macro3__res_total = res_total__3;
-  assign \res_valid__3$217  = macro3__res_valid;
+  assign \res_valid__3$225  = macro3__res_valid;
   assign macro3__res_y = res_y__3;
-  assign \res_valid__3$220  = macro3__res_valid;
-  assign \res_y__3$221  = res_y__3;
+  assign \res_valid__3$228  = macro3__res_valid;
+  assign \res_y__3$229  = res_y__3;
   assign macro3__mem_page = macro0__mem_page;
   assign macro3__mem_row = macro0__mem_row;
   assign macro3__mem_wdata = macro0__mem_wdata;
-  assign act_rd__3__addr = \port__addr$225 ;
-  assign \port__data$228  = act_rd__3__data;
-  assign act_rd__3__en = \port__en$229 ;
-  assign desc_rd__3__addr = \port__addr$231 ;
-  assign desc_rd__3__data = \port__data$234 [77:0];
-  assign param_rd__addr = \port__addr$235 ;
-  assign \port__data$238  = param_rd__data;
-  assign \port__en$239  = 1'h1;
+  assign act_rd__3__addr = \port__addr$233 ;
+  assign \port__data$236  = act_rd__3__data;
+  assign act_rd__3__en = \port__en$237 ;
+  assign desc_rd__3__addr = \port__addr$239 ;
+  assign desc_rd__3__data = \port__data$242 [77:0];
+  assign param_rd__addr = \port__addr$243 ;
+  assign \port__data$246  = param_rd__data;
+  assign \port__en$247  = 1'h1;
   assign param_rd__en = 1'h1;
-  assign epi_rd__addr = \port__addr$241 ;
-  assign \port__data$244  = epi_rd__data;
-  assign \port__en$245  = 1'h1;
+  assign epi_rd__addr = \port__addr$249 ;
+  assign \port__data$252  = epi_rd__data;
+  assign \port__en$253  = 1'h1;
   assign epi_rd__en = 1'h1;
   assign src_rd__addr = args[80:69];
   assign a_rd__en = 1'h1;
   assign act_rd__en = 1'h1;
-  assign \act_rd__en$259  = 1'h1;
+  assign \act_rd__en$268  = 1'h1;
+  assign \act_rd__en$269  = 1'h1;
   assign rd__en = 1'h1;
   assign old_rd__en = 1'h1;
   assign src_rd__en = 1'h1;
-  assign \port__data$264  = src_rd__data;
+  assign \port__data$274  = src_rd__data;
   assign old_rd__data = src_rd__data;
   assign rd__data = src_rd__data;
   assign act_rd__data = src_rd__data;
-  assign \act_rd__data$268  = src_rd__data;
+  assign \act_rd__data$278  = src_rd__data;
+  assign \act_rd__data$279  = src_rd__data;
   assign a_rd__data = src_rd__data;
-  assign \param_rd__addr$271  = \port__addr$270 ;
-  assign \param_rd__data$272  = \port__data$273 [511:0];
-  assign \port__en$274  = 1'h1;
-  assign \param_rd__en$275  = 1'h1;
+  assign \param_rd__en$285  = 1'h1;
+  assign \param_rd__en$286  = 1'h1;
+  assign \port__data$288  = \param_rd__data$287 ;
+  assign \param_rd__data$289  = \param_rd__data$287 [511:0];
   assign dst_rd__addr = args[92:81];
   assign b_rd__en = 1'h1;
   assign new_rd__en = 1'h1;
   assign dst_rd__en = 1'h1;
-  assign \port__data$285  = dst_rd__data;
+  assign \port__data$299  = dst_rd__data;
   assign new_rd__data = dst_rd__data;
   assign b_rd__data = dst_rd__data;
-  assign arc_rd__addr = \port__addr$288 ;
-  assign \port__data$291  = arc_rd__data;
-  assign \port__en$292  = 1'h1;
+  assign arc_rd__addr = \port__addr$302 ;
+  assign \port__data$305  = arc_rd__data;
+  assign \port__en$306  = 1'h1;
   assign arc_rd__en = 1'h1;
-  assign w_rd__addr = \port__addr$294 ;
+  assign w_rd__addr = \port__addr$308 ;
   assign w_rd__data = macro0__mem_wdata;
-  assign \port__data$297  = macro0__mem_wdata;
-  assign \port__en$298  = 1'h1;
+  assign \port__data$311  = macro0__mem_wdata;
+  assign \port__en$312  = 1'h1;
   assign w_rd__en = 1'h1;
-  assign imem_rd__addr = \port__addr$300 ;
-  assign imem_rd__data = \port__data$303 [455:0];
-  assign \port__en$304  = 1'h1;
+  assign imem_rd__addr = \port__addr$314 ;
+  assign imem_rd__data = \port__data$317 [455:0];
+  assign \port__en$318  = 1'h1;
   assign imem_rd__en = 1'h1;
   assign trace_w__addr = \$signature__addr ;
   assign trace_w__data = \$signature__data ;
   assign trace_w__en = \$signature__en ;
-  assign engines__mac__start = \start$312 ;
+  assign engines__mac__start = \start$326 ;
   assign engines__mac__args = args;
-  assign \busy$317  = engines__mac__busy;
-  assign \done$319  = engines__mac__done;
-  assign engines__pool__start = \start$320 ;
-  assign \args$322  = args[192:0];
+  assign \busy$331  = engines__mac__busy;
+  assign \done$333  = engines__mac__done;
+  assign engines__pool__start = \start$334 ;
+  assign \args$336  = args[192:0];
   assign engines__pool__args = args[192:0];
-  assign engines__pool__busy = \busy$249 ;
-  assign \done$326  = engines__pool__done;
-  assign engines__ew__start = \start$327 ;
-  assign \args$329  = args[264:0];
+  assign engines__pool__busy = \busy$257 ;
+  assign \done$340  = engines__pool__done;
+  assign engines__ew__start = \start$341 ;
+  assign \args$343  = args[264:0];
   assign engines__ew__args = args[264:0];
-  assign \busy$332  = engines__ew__busy;
-  assign \done$334  = engines__ew__done;
+  assign \busy$346  = engines__ew__busy;
+  assign \done$348  = engines__ew__done;
   assign engines__graph__start = start;
-  assign \args$336  = args[92:0];
+  assign \args$350  = args[92:0];
   assign engines__graph__args = args[92:0];
   assign engines__graph__busy = \busy$60 ;
-  assign \done$340  = engines__graph__done;
-  assign engines__relax__start = \start$94 ;
-  assign \args$342  = args[48:0];
+  assign \done$354  = engines__graph__done;
+  assign engines__relax__start = \start$97 ;
+  assign \args$356  = args[48:0];
   assign engines__relax__args = args[48:0];
   assign engines__relax__busy = \busy$63 ;
-  assign \done$346  = engines__relax__done;
-  assign engines__spmv__start = \start$99 ;
-  assign \args$348  = args[95:0];
+  assign \done$360  = engines__relax__done;
+  assign engines__spmv__start = \start$102 ;
+  assign \args$362  = args[95:0];
   assign engines__spmv__args = args[95:0];
   assign engines__spmv__busy = \busy$66 ;
-  assign \done$352  = engines__spmv__done;
-  assign engines__lrn__start = \start$353 ;
-  assign \args$355  = args[128:0];
+  assign \done$366  = engines__spmv__done;
+  assign engines__lrn__start = \start$367 ;
+  assign \args$369  = args[128:0];
   assign engines__lrn__args = args[128:0];
-  assign engines__lrn__busy = \busy$248 ;
-  assign \done$359  = engines__lrn__done;
+  assign engines__lrn__busy = \busy$256 ;
+  assign \done$373  = engines__lrn__done;
+  assign engines__lut__start = \start$107 ;
+  assign \args$375  = args[72:0];
+  assign engines__lut__args = args[72:0];
+  assign engines__lut__busy = \busy$69 ;
+  assign \done$379  = engines__lut__done;
   assign cmd__payload = args[38:0];
   assign load__payload = args[38:0];
   assign cmd__ready = load__ready;
   assign load__valid = cmd__valid;
-  assign \cmd__payload$366  = args[97:0];
+  assign \cmd__payload$386  = args[97:0];
   assign dma__payload = args[97:0];
-  assign \cmd__ready$369  = dma__ready;
-  assign dma__valid = \cmd__valid$370 ;
-  assign \busy$373  = dma_busy;
-  assign \busy$375  = loader_busy;
+  assign \cmd__ready$389  = dma__ready;
+  assign dma__valid = \cmd__valid$390 ;
+  assign \busy$393  = dma_busy;
+  assign \busy$395  = loader_busy;
   assign macro_we = mem_we;
-  assign unit_en = { \$90 , \$89 , \$88 , \$87  };
-  assign \unit_en$378  = { \$90 , \$89 , \$88 , \$87  };
+  assign unit_en = { \$99 , \$98 , \$97 , \$96  };
+  assign \unit_en$398  = { \$99 , \$98 , \$97 , \$96  };
   assign macro_busy = { macro3__busy, macro2__busy, macro1__busy, macro0__busy };
   assign host__report = ctrl__report;
   assign ctrl__start = host__start;
   assign ctrl__start_pc = host__start_pc;
-  assign \busy$386  = busy;
-  assign \done$387  = done;
-  assign \error$388  = error;
-  assign \wb__ack$389  = wb__ack;
-  assign \wb__adr$390  = wb__adr;
-  assign \wb__cyc$391  = wb__cyc;
-  assign \wb__dat_r$392  = wb__dat_r;
-  assign \wb__dat_w$393  = wb__dat_w;
-  assign \wb__sel$394  = wb__sel;
-  assign \wb__stb$395  = wb__stb;
-  assign \wb__we$396  = wb__we;
-  assign imem_r__addr = \$signature__addr$397 ;
-  assign \$signature__data$400  = imem_r__data;
-  assign \$signature__en$401  = 1'h1;
+  assign \busy$406  = busy;
+  assign \done$407  = done;
+  assign \error$408  = error;
+  assign \wb__ack$409  = wb__ack;
+  assign \wb__adr$410  = wb__adr;
+  assign \wb__cyc$411  = wb__cyc;
+  assign \wb__dat_r$412  = wb__dat_r;
+  assign \wb__dat_w$413  = wb__dat_w;
+  assign \wb__sel$414  = wb__sel;
+  assign \wb__stb$415  = wb__stb;
+  assign \wb__we$416  = wb__we;
+  assign imem_r__addr = \$signature__addr$417 ;
+  assign \$signature__data$420  = imem_r__data;
+  assign \$signature__en$421  = 1'h1;
   assign imem_r__en = 1'h1;
-  assign amem_r__addr = \$signature__addr$403 ;
-  assign \$signature__data$406  = amem_r__data;
-  assign \$signature__en$407  = 1'h1;
+  assign amem_r__addr = \$signature__addr$423 ;
+  assign \$signature__data$426  = amem_r__data;
+  assign \$signature__en$427  = 1'h1;
   assign amem_r__en = 1'h1;
-  assign wmem_r__addr = \$signature__addr$409 ;
-  assign \$signature__data$412  = wmem_r__data;
-  assign \$signature__en$413  = 1'h1;
+  assign wmem_r__addr = \$signature__addr$429 ;
+  assign \$signature__data$432  = wmem_r__data;
+  assign \$signature__en$433  = 1'h1;
   assign wmem_r__en = 1'h1;
-  assign pmem_r__addr = \$signature__addr$415 ;
-  assign \$signature__data$418  = pmem_r__data;
-  assign \$signature__en$419  = 1'h1;
+  assign pmem_r__addr = \$signature__addr$435 ;
+  assign \$signature__data$438  = pmem_r__data;
+  assign \$signature__en$439  = 1'h1;
   assign pmem_r__en = 1'h1;
-  assign dmem_r__addr = \$signature__addr$421 ;
-  assign \$signature__data$424  = dmem_r__data;
-  assign \$signature__en$425  = 1'h1;
+  assign dmem_r__addr = \$signature__addr$441 ;
+  assign \$signature__data$444  = dmem_r__data;
+  assign \$signature__en$445  = 1'h1;
   assign dmem_r__en = 1'h1;
-  assign trace_r__addr = \$signature__addr$427 ;
-  assign \$signature__data$430  = trace_r__data;
-  assign \$signature__en$431  = 1'h1;
+  assign trace_r__addr = \$signature__addr$447 ;
+  assign \$signature__data$450  = trace_r__data;
+  assign \$signature__en$451  = 1'h1;
   assign trace_r__en = 1'h1;
-  assign \$signature__addr$433  = \$signature__addr$397 ;
-  assign imem_w__addr = \$signature__addr$397 ;
-  assign \$signature__data$435  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
+  assign \$signature__addr$453  = \$signature__addr$417 ;
+  assign imem_w__addr = \$signature__addr$417 ;
+  assign \$signature__data$455  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
   assign imem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
-  assign imem_w__en = \$signature__en$437 ;
-  assign \$signature__addr$439  = \$signature__addr$409 ;
-  assign wmem_w__addr = \$signature__addr$409 ;
-  assign \$signature__data$441  = { wb__dat_w, wb__dat_w };
+  assign imem_w__en = \$signature__en$457 ;
+  assign \$signature__addr$459  = \$signature__addr$429 ;
+  assign wmem_w__addr = \$signature__addr$429 ;
+  assign \$signature__data$461  = { wb__dat_w, wb__dat_w };
   assign wmem_w__data = { wb__dat_w, wb__dat_w };
-  assign wmem_w__en = \$signature__en$443 ;
-  assign \$signature__addr$445  = \$signature__addr$415 ;
-  assign pmem_w__addr = \$signature__addr$415 ;
-  assign \$signature__data$447  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
+  assign wmem_w__en = \$signature__en$463 ;
+  assign \$signature__addr$465  = \$signature__addr$435 ;
+  assign pmem_w__addr = \$signature__addr$435 ;
+  assign \$signature__data$467  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
   assign pmem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
-  assign pmem_w__en = \$signature__en$449 ;
-  assign \$signature__addr$451  = \$signature__addr$421 ;
-  assign dmem_w__addr = \$signature__addr$421 ;
-  assign \$signature__data$453  = { wb__dat_w, wb__dat_w, wb__dat_w };
+  assign pmem_w__en = \$signature__en$469 ;
+  assign \$signature__addr$471  = \$signature__addr$441 ;
+  assign dmem_w__addr = \$signature__addr$441 ;
+  assign \$signature__data$473  = { wb__dat_w, wb__dat_w, wb__dat_w };
   assign dmem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w };
-  assign dmem_w__en = \$signature__en$455 ;
-  assign \act_w__en$462  = engines__graph__done;
-  assign \act_w__addr$468  = args[92:81];
-  assign amem_w__addr = \$signature__addr$403 ;
-  assign act_w__data = { \$116 , \$115 , \$114 , \$113 , \$112 , \$111 , \$110 , \$109  };
-  assign \act_w__data$476  = { 32'h00000000, \$108  };
-  assign \act_w__data$478  = { \$106 , \$105 , \$104 , \$103 , \$102 , \$101 , \$100 , \$99  };
-  assign \act_w__data$479  = { \$98 , \$97 , \$96 , \$95 , \$94 , \$93 , \$92 , \$91  };
+  assign dmem_w__en = \$signature__en$475 ;
+  assign \act_w__en$482  = engines__graph__done;
+  assign \act_w__addr$490  = args[92:81];
+  assign amem_w__addr = \$signature__addr$423 ;
+  assign act_w__data = { \$133 , \$132 , \$131 , \$130 , \$129 , \$128 , \$127 , \$126  };
+  assign \act_w__data$497  = { \$125 , \$124 , \$123 , \$122 , \$121 , \$120 , \$119 , \$118  };
+  assign \act_w__data$499  = { 32'h00000000, \$117  };
+  assign \act_w__data$501  = { \$115 , \$114 , \$113 , \$112 , \$111 , \$110 , \$109 , \$108  };
+  assign \act_w__data$502  = { \$107 , \$106 , \$105 , \$104 , \$103 , \$102 , \$101 , \$100  };
   assign amem_w__data = { wb__dat_w, wb__dat_w };
-  assign \axi__araddr$484  = { 9'h000, \$107  };
-  assign \axi__arburst$485  = 2'h1;
-  assign \axi__arcache$486  = 4'h3;
-  assign \axi__arid$487  = 1'h0;
-  assign \axi__arlen$488  = axi__arlen;
-  assign \axi__arlock$489  = 1'h0;
-  assign \axi__arprot$490  = 3'h0;
-  assign \axi__arqos$491  = 4'h0;
-  assign \axi__arready$492  = axi__arready;
-  assign \axi__arsize$493  = 3'h3;
-  assign \axi__arvalid$494  = axi__arvalid;
-  assign \axi__awaddr$495  = { 9'h000, \$107  };
-  assign \axi__awburst$496  = 2'h1;
-  assign \axi__awcache$497  = 4'h3;
-  assign \axi__awid$498  = 1'h0;
-  assign \axi__awlen$499  = axi__awlen;
-  assign \axi__awlock$500  = 1'h0;
-  assign \axi__awprot$501  = 3'h0;
-  assign \axi__awqos$502  = 4'h0;
-  assign \axi__awready$503  = axi__awready;
-  assign \axi__awsize$504  = 3'h3;
-  assign \axi__awvalid$505  = axi__awvalid;
-  assign \axi__bid$506  = axi__bid;
-  assign \axi__bready$507  = axi__bready;
-  assign \axi__bresp$508  = axi__bresp;
-  assign \axi__bvalid$509  = axi__bvalid;
-  assign \axi__rdata$510  = axi__rdata;
-  assign \axi__rid$511  = axi__rid;
-  assign \axi__rlast$512  = axi__rlast;
-  assign \axi__rready$513  = axi__rready;
-  assign \axi__rresp$514  = axi__rresp;
-  assign \axi__rvalid$515  = axi__rvalid;
-  assign \axi__wdata$516  = axi__wdata;
-  assign \axi__wlast$517  = axi__wlast;
-  assign \axi__wready$518  = axi__wready;
-  assign \axi__wstrb$519  = 8'hff;
-  assign \axi__wvalid$520  = axi__wvalid;
-  assign \error$521  = dma_error;
-  assign \amem_r__addr$523  = \$signature__addr$522 ;
-  assign \$signature__data$525  = \amem_r__data$524 ;
-  assign \amem_r__en$527  = \$signature__en$526 ;
-  assign \$signature__addr$528  = \$signature__addr$522 ;
-  assign \amem_w__addr$529  = \$signature__addr$522 ;
-  assign \$signature__data$530  = axi__rdata;
-  assign \amem_w__data$531  = axi__rdata;
-  assign \amem_w__en$533  = \$signature__en$532 ;
-  assign \$signature__addr$534  = \$signature__addr$522 [9:0];
-  assign \wmem_r__addr$535  = \$signature__addr$522 [9:0];
-  assign \$signature__data$537  = \wmem_r__data$536 ;
-  assign \wmem_r__en$539  = \$signature__en$538 ;
-  assign \$signature__addr$540  = \$signature__addr$522 [9:0];
-  assign \wmem_w__addr$541  = \$signature__addr$522 [9:0];
-  assign \$signature__data$542  = axi__rdata;
-  assign \wmem_w__data$543  = axi__rdata;
-  assign \wmem_w__en$545  = \$signature__en$544 ;
+  assign \axi__araddr$507  = { 9'h000, \$116  };
+  assign \axi__arburst$508  = 2'h1;
+  assign \axi__arcache$509  = 4'h3;
+  assign \axi__arid$510  = 1'h0;
+  assign \axi__arlen$511  = axi__arlen;
+  assign \axi__arlock$512  = 1'h0;
+  assign \axi__arprot$513  = 3'h0;
+  assign \axi__arqos$514  = 4'h0;
+  assign \axi__arready$515  = axi__arready;
+  assign \axi__arsize$516  = 3'h3;
+  assign \axi__arvalid$517  = axi__arvalid;
+  assign \axi__awaddr$518  = { 9'h000, \$116  };
+  assign \axi__awburst$519  = 2'h1;
+  assign \axi__awcache$520  = 4'h3;
+  assign \axi__awid$521  = 1'h0;
+  assign \axi__awlen$522  = axi__awlen;
+  assign \axi__awlock$523  = 1'h0;
+  assign \axi__awprot$524  = 3'h0;
+  assign \axi__awqos$525  = 4'h0;
+  assign \axi__awready$526  = axi__awready;
+  assign \axi__awsize$527  = 3'h3;
+  assign \axi__awvalid$528  = axi__awvalid;
+  assign \axi__bid$529  = axi__bid;
+  assign \axi__bready$530  = axi__bready;
+  assign \axi__bresp$531  = axi__bresp;
+  assign \axi__bvalid$532  = axi__bvalid;
+  assign \axi__rdata$533  = axi__rdata;
+  assign \axi__rid$534  = axi__rid;
+  assign \axi__rlast$535  = axi__rlast;
+  assign \axi__rready$536  = axi__rready;
+  assign \axi__rresp$537  = axi__rresp;
+  assign \axi__rvalid$538  = axi__rvalid;
+  assign \axi__wdata$539  = axi__wdata;
+  assign \axi__wlast$540  = axi__wlast;
+  assign \axi__wready$541  = axi__wready;
+  assign \axi__wstrb$542  = 8'hff;
+  assign \axi__wvalid$543  = axi__wvalid;
+  assign \error$544  = dma_error;
+  assign \amem_r__addr$546  = \$signature__addr$545 ;
+  assign \$signature__data$548  = \amem_r__data$547 ;
+  assign \amem_r__en$550  = \$signature__en$549 ;
+  assign \$signature__addr$551  = \$signature__addr$545 ;
+  assign \amem_w__addr$552  = \$signature__addr$545 ;
+  assign \$signature__data$553  = axi__rdata;
+  assign \amem_w__data$554  = axi__rdata;
+  assign \amem_w__en$556  = \$signature__en$555 ;
+  assign \$signature__addr$557  = \$signature__addr$545 [9:0];
+  assign \wmem_r__addr$558  = \$signature__addr$545 [9:0];
+  assign \$signature__data$560  = \wmem_r__data$559 ;
+  assign \wmem_r__en$562  = \$signature__en$561 ;
+  assign \$signature__addr$563  = \$signature__addr$545 [9:0];
+  assign \wmem_w__addr$564  = \$signature__addr$545 [9:0];
+  assign \$signature__data$565  = axi__rdata;
+  assign \wmem_w__data$566  = axi__rdata;
+  assign \wmem_w__en$568  = \$signature__en$567 ;
   assign axi__awid = 1'h0;
-  assign axi__awaddr = { 9'h000, \$107  };
+  assign axi__awaddr = { 9'h000, \$116  };
   assign axi__awsize = 3'h3;
   assign axi__awburst = 2'h1;
   assign axi__awlock = 1'h0;
@@ -9510,7 +9731,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign axi__awqos = 4'h0;
   assign axi__wstrb = 8'hff;
   assign axi__arid = 1'h0;
-  assign axi__araddr = { 9'h000, \$107  };
+  assign axi__araddr = { 9'h000, \$116  };
   assign axi__arsize = 3'h3;
   assign axi__arburst = 2'h1;
   assign axi__arlock = 1'h0;
@@ -9667,156 +9888,156 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \op__0__payload.x[62]  = op__0__payload[524:517];
   assign \op__0__payload.x[63]  = op__0__payload[532:525];
   assign \op__0__payload.word  = op__0__payload[596:533];
-  assign \op__0__payload$108.mode  = \op__0__payload$108 [0];
-  assign \op__0__payload$108.page  = \op__0__payload$108 [3:1];
-  assign \op__0__payload$108.row  = \op__0__payload$108 [9:4];
-  assign \op__0__payload$108.wb_log2  = \op__0__payload$108 [11:10];
-  assign \op__0__payload$108.ab_m1  = \op__0__payload$108 [14:12];
-  assign \op__0__payload$108.w_signed  = \op__0__payload$108 [15];
-  assign \op__0__payload$108.x_signed  = \op__0__payload$108 [16];
-  assign \op__0__payload$108.skip  = \op__0__payload$108 [17];
-  assign \op__0__payload$108.bop  = \op__0__payload$108 [20:18];
-  assign \op__0__payload$108.x  = \op__0__payload$108 [532:21];
-  assign \op__0__payload$108.x[0]  = \op__0__payload$108 [28:21];
-  assign \op__0__payload$108.x[1]  = \op__0__payload$108 [36:29];
-  assign \op__0__payload$108.x[2]  = \op__0__payload$108 [44:37];
-  assign \op__0__payload$108.x[3]  = \op__0__payload$108 [52:45];
-  assign \op__0__payload$108.x[4]  = \op__0__payload$108 [60:53];
-  assign \op__0__payload$108.x[5]  = \op__0__payload$108 [68:61];
-  assign \op__0__payload$108.x[6]  = \op__0__payload$108 [76:69];
-  assign \op__0__payload$108.x[7]  = \op__0__payload$108 [84:77];
-  assign \op__0__payload$108.x[8]  = \op__0__payload$108 [92:85];
-  assign \op__0__payload$108.x[9]  = \op__0__payload$108 [100:93];
-  assign \op__0__payload$108.x[10]  = \op__0__payload$108 [108:101];
-  assign \op__0__payload$108.x[11]  = \op__0__payload$108 [116:109];
-  assign \op__0__payload$108.x[12]  = \op__0__payload$108 [124:117];
-  assign \op__0__payload$108.x[13]  = \op__0__payload$108 [132:125];
-  assign \op__0__payload$108.x[14]  = \op__0__payload$108 [140:133];
-  assign \op__0__payload$108.x[15]  = \op__0__payload$108 [148:141];
-  assign \op__0__payload$108.x[16]  = \op__0__payload$108 [156:149];
-  assign \op__0__payload$108.x[17]  = \op__0__payload$108 [164:157];
-  assign \op__0__payload$108.x[18]  = \op__0__payload$108 [172:165];
-  assign \op__0__payload$108.x[19]  = \op__0__payload$108 [180:173];
-  assign \op__0__payload$108.x[20]  = \op__0__payload$108 [188:181];
-  assign \op__0__payload$108.x[21]  = \op__0__payload$108 [196:189];
-  assign \op__0__payload$108.x[22]  = \op__0__payload$108 [204:197];
-  assign \op__0__payload$108.x[23]  = \op__0__payload$108 [212:205];
-  assign \op__0__payload$108.x[24]  = \op__0__payload$108 [220:213];
-  assign \op__0__payload$108.x[25]  = \op__0__payload$108 [228:221];
-  assign \op__0__payload$108.x[26]  = \op__0__payload$108 [236:229];
-  assign \op__0__payload$108.x[27]  = \op__0__payload$108 [244:237];
-  assign \op__0__payload$108.x[28]  = \op__0__payload$108 [252:245];
-  assign \op__0__payload$108.x[29]  = \op__0__payload$108 [260:253];
-  assign \op__0__payload$108.x[30]  = \op__0__payload$108 [268:261];
-  assign \op__0__payload$108.x[31]  = \op__0__payload$108 [276:269];
-  assign \op__0__payload$108.x[32]  = \op__0__payload$108 [284:277];
-  assign \op__0__payload$108.x[33]  = \op__0__payload$108 [292:285];
-  assign \op__0__payload$108.x[34]  = \op__0__payload$108 [300:293];
-  assign \op__0__payload$108.x[35]  = \op__0__payload$108 [308:301];
-  assign \op__0__payload$108.x[36]  = \op__0__payload$108 [316:309];
-  assign \op__0__payload$108.x[37]  = \op__0__payload$108 [324:317];
-  assign \op__0__payload$108.x[38]  = \op__0__payload$108 [332:325];
-  assign \op__0__payload$108.x[39]  = \op__0__payload$108 [340:333];
-  assign \op__0__payload$108.x[40]  = \op__0__payload$108 [348:341];
-  assign \op__0__payload$108.x[41]  = \op__0__payload$108 [356:349];
-  assign \op__0__payload$108.x[42]  = \op__0__payload$108 [364:357];
-  assign \op__0__payload$108.x[43]  = \op__0__payload$108 [372:365];
-  assign \op__0__payload$108.x[44]  = \op__0__payload$108 [380:373];
-  assign \op__0__payload$108.x[45]  = \op__0__payload$108 [388:381];
-  assign \op__0__payload$108.x[46]  = \op__0__payload$108 [396:389];
-  assign \op__0__payload$108.x[47]  = \op__0__payload$108 [404:397];
-  assign \op__0__payload$108.x[48]  = \op__0__payload$108 [412:405];
-  assign \op__0__payload$108.x[49]  = \op__0__payload$108 [420:413];
-  assign \op__0__payload$108.x[50]  = \op__0__payload$108 [428:421];
-  assign \op__0__payload$108.x[51]  = \op__0__payload$108 [436:429];
-  assign \op__0__payload$108.x[52]  = \op__0__payload$108 [444:437];
-  assign \op__0__payload$108.x[53]  = \op__0__payload$108 [452:445];
-  assign \op__0__payload$108.x[54]  = \op__0__payload$108 [460:453];
-  assign \op__0__payload$108.x[55]  = \op__0__payload$108 [468:461];
-  assign \op__0__payload$108.x[56]  = \op__0__payload$108 [476:469];
-  assign \op__0__payload$108.x[57]  = \op__0__payload$108 [484:477];
-  assign \op__0__payload$108.x[58]  = \op__0__payload$108 [492:485];
-  assign \op__0__payload$108.x[59]  = \op__0__payload$108 [500:493];
-  assign \op__0__payload$108.x[60]  = \op__0__payload$108 [508:501];
-  assign \op__0__payload$108.x[61]  = \op__0__payload$108 [516:509];
-  assign \op__0__payload$108.x[62]  = \op__0__payload$108 [524:517];
-  assign \op__0__payload$108.x[63]  = \op__0__payload$108 [532:525];
-  assign \op__0__payload$108.word  = \op__0__payload$108 [596:533];
-  assign \op__0__payload$109.mode  = \op__0__payload$109 [0];
-  assign \op__0__payload$109.page  = \op__0__payload$109 [3:1];
-  assign \op__0__payload$109.row  = \op__0__payload$109 [9:4];
-  assign \op__0__payload$109.wb_log2  = \op__0__payload$109 [11:10];
-  assign \op__0__payload$109.ab_m1  = \op__0__payload$109 [14:12];
-  assign \op__0__payload$109.w_signed  = \op__0__payload$109 [15];
-  assign \op__0__payload$109.x_signed  = \op__0__payload$109 [16];
-  assign \op__0__payload$109.skip  = \op__0__payload$109 [17];
-  assign \op__0__payload$109.bop  = \op__0__payload$109 [20:18];
-  assign \op__0__payload$109.x  = \op__0__payload$109 [532:21];
-  assign \op__0__payload$109.x[0]  = \op__0__payload$109 [28:21];
-  assign \op__0__payload$109.x[1]  = \op__0__payload$109 [36:29];
-  assign \op__0__payload$109.x[2]  = \op__0__payload$109 [44:37];
-  assign \op__0__payload$109.x[3]  = \op__0__payload$109 [52:45];
-  assign \op__0__payload$109.x[4]  = \op__0__payload$109 [60:53];
-  assign \op__0__payload$109.x[5]  = \op__0__payload$109 [68:61];
-  assign \op__0__payload$109.x[6]  = \op__0__payload$109 [76:69];
-  assign \op__0__payload$109.x[7]  = \op__0__payload$109 [84:77];
-  assign \op__0__payload$109.x[8]  = \op__0__payload$109 [92:85];
-  assign \op__0__payload$109.x[9]  = \op__0__payload$109 [100:93];
-  assign \op__0__payload$109.x[10]  = \op__0__payload$109 [108:101];
-  assign \op__0__payload$109.x[11]  = \op__0__payload$109 [116:109];
-  assign \op__0__payload$109.x[12]  = \op__0__payload$109 [124:117];
-  assign \op__0__payload$109.x[13]  = \op__0__payload$109 [132:125];
-  assign \op__0__payload$109.x[14]  = \op__0__payload$109 [140:133];
-  assign \op__0__payload$109.x[15]  = \op__0__payload$109 [148:141];
-  assign \op__0__payload$109.x[16]  = \op__0__payload$109 [156:149];
-  assign \op__0__payload$109.x[17]  = \op__0__payload$109 [164:157];
-  assign \op__0__payload$109.x[18]  = \op__0__payload$109 [172:165];
-  assign \op__0__payload$109.x[19]  = \op__0__payload$109 [180:173];
-  assign \op__0__payload$109.x[20]  = \op__0__payload$109 [188:181];
-  assign \op__0__payload$109.x[21]  = \op__0__payload$109 [196:189];
-  assign \op__0__payload$109.x[22]  = \op__0__payload$109 [204:197];
-  assign \op__0__payload$109.x[23]  = \op__0__payload$109 [212:205];
-  assign \op__0__payload$109.x[24]  = \op__0__payload$109 [220:213];
-  assign \op__0__payload$109.x[25]  = \op__0__payload$109 [228:221];
-  assign \op__0__payload$109.x[26]  = \op__0__payload$109 [236:229];
-  assign \op__0__payload$109.x[27]  = \op__0__payload$109 [244:237];
-  assign \op__0__payload$109.x[28]  = \op__0__payload$109 [252:245];
-  assign \op__0__payload$109.x[29]  = \op__0__payload$109 [260:253];
-  assign \op__0__payload$109.x[30]  = \op__0__payload$109 [268:261];
-  assign \op__0__payload$109.x[31]  = \op__0__payload$109 [276:269];
-  assign \op__0__payload$109.x[32]  = \op__0__payload$109 [284:277];
-  assign \op__0__payload$109.x[33]  = \op__0__payload$109 [292:285];
-  assign \op__0__payload$109.x[34]  = \op__0__payload$109 [300:293];
-  assign \op__0__payload$109.x[35]  = \op__0__payload$109 [308:301];
-  assign \op__0__payload$109.x[36]  = \op__0__payload$109 [316:309];
-  assign \op__0__payload$109.x[37]  = \op__0__payload$109 [324:317];
-  assign \op__0__payload$109.x[38]  = \op__0__payload$109 [332:325];
-  assign \op__0__payload$109.x[39]  = \op__0__payload$109 [340:333];
-  assign \op__0__payload$109.x[40]  = \op__0__payload$109 [348:341];
-  assign \op__0__payload$109.x[41]  = \op__0__payload$109 [356:349];
-  assign \op__0__payload$109.x[42]  = \op__0__payload$109 [364:357];
-  assign \op__0__payload$109.x[43]  = \op__0__payload$109 [372:365];
-  assign \op__0__payload$109.x[44]  = \op__0__payload$109 [380:373];
-  assign \op__0__payload$109.x[45]  = \op__0__payload$109 [388:381];
-  assign \op__0__payload$109.x[46]  = \op__0__payload$109 [396:389];
-  assign \op__0__payload$109.x[47]  = \op__0__payload$109 [404:397];
-  assign \op__0__payload$109.x[48]  = \op__0__payload$109 [412:405];
-  assign \op__0__payload$109.x[49]  = \op__0__payload$109 [420:413];
-  assign \op__0__payload$109.x[50]  = \op__0__payload$109 [428:421];
-  assign \op__0__payload$109.x[51]  = \op__0__payload$109 [436:429];
-  assign \op__0__payload$109.x[52]  = \op__0__payload$109 [444:437];
-  assign \op__0__payload$109.x[53]  = \op__0__payload$109 [452:445];
-  assign \op__0__payload$109.x[54]  = \op__0__payload$109 [460:453];
-  assign \op__0__payload$109.x[55]  = \op__0__payload$109 [468:461];
-  assign \op__0__payload$109.x[56]  = \op__0__payload$109 [476:469];
-  assign \op__0__payload$109.x[57]  = \op__0__payload$109 [484:477];
-  assign \op__0__payload$109.x[58]  = \op__0__payload$109 [492:485];
-  assign \op__0__payload$109.x[59]  = \op__0__payload$109 [500:493];
-  assign \op__0__payload$109.x[60]  = \op__0__payload$109 [508:501];
-  assign \op__0__payload$109.x[61]  = \op__0__payload$109 [516:509];
-  assign \op__0__payload$109.x[62]  = \op__0__payload$109 [524:517];
-  assign \op__0__payload$109.x[63]  = \op__0__payload$109 [532:525];
-  assign \op__0__payload$109.word  = \op__0__payload$109 [596:533];
+  assign \op__0__payload$116.mode  = \op__0__payload$116 [0];
+  assign \op__0__payload$116.page  = \op__0__payload$116 [3:1];
+  assign \op__0__payload$116.row  = \op__0__payload$116 [9:4];
+  assign \op__0__payload$116.wb_log2  = \op__0__payload$116 [11:10];
+  assign \op__0__payload$116.ab_m1  = \op__0__payload$116 [14:12];
+  assign \op__0__payload$116.w_signed  = \op__0__payload$116 [15];
+  assign \op__0__payload$116.x_signed  = \op__0__payload$116 [16];
+  assign \op__0__payload$116.skip  = \op__0__payload$116 [17];
+  assign \op__0__payload$116.bop  = \op__0__payload$116 [20:18];
+  assign \op__0__payload$116.x  = \op__0__payload$116 [532:21];
+  assign \op__0__payload$116.x[0]  = \op__0__payload$116 [28:21];
+  assign \op__0__payload$116.x[1]  = \op__0__payload$116 [36:29];
+  assign \op__0__payload$116.x[2]  = \op__0__payload$116 [44:37];
+  assign \op__0__payload$116.x[3]  = \op__0__payload$116 [52:45];
+  assign \op__0__payload$116.x[4]  = \op__0__payload$116 [60:53];
+  assign \op__0__payload$116.x[5]  = \op__0__payload$116 [68:61];
+  assign \op__0__payload$116.x[6]  = \op__0__payload$116 [76:69];
+  assign \op__0__payload$116.x[7]  = \op__0__payload$116 [84:77];
+  assign \op__0__payload$116.x[8]  = \op__0__payload$116 [92:85];
+  assign \op__0__payload$116.x[9]  = \op__0__payload$116 [100:93];
+  assign \op__0__payload$116.x[10]  = \op__0__payload$116 [108:101];
+  assign \op__0__payload$116.x[11]  = \op__0__payload$116 [116:109];
+  assign \op__0__payload$116.x[12]  = \op__0__payload$116 [124:117];
+  assign \op__0__payload$116.x[13]  = \op__0__payload$116 [132:125];
+  assign \op__0__payload$116.x[14]  = \op__0__payload$116 [140:133];
+  assign \op__0__payload$116.x[15]  = \op__0__payload$116 [148:141];
+  assign \op__0__payload$116.x[16]  = \op__0__payload$116 [156:149];
+  assign \op__0__payload$116.x[17]  = \op__0__payload$116 [164:157];
+  assign \op__0__payload$116.x[18]  = \op__0__payload$116 [172:165];
+  assign \op__0__payload$116.x[19]  = \op__0__payload$116 [180:173];
+  assign \op__0__payload$116.x[20]  = \op__0__payload$116 [188:181];
+  assign \op__0__payload$116.x[21]  = \op__0__payload$116 [196:189];
+  assign \op__0__payload$116.x[22]  = \op__0__payload$116 [204:197];
+  assign \op__0__payload$116.x[23]  = \op__0__payload$116 [212:205];
+  assign \op__0__payload$116.x[24]  = \op__0__payload$116 [220:213];
+  assign \op__0__payload$116.x[25]  = \op__0__payload$116 [228:221];
+  assign \op__0__payload$116.x[26]  = \op__0__payload$116 [236:229];
+  assign \op__0__payload$116.x[27]  = \op__0__payload$116 [244:237];
+  assign \op__0__payload$116.x[28]  = \op__0__payload$116 [252:245];
+  assign \op__0__payload$116.x[29]  = \op__0__payload$116 [260:253];
+  assign \op__0__payload$116.x[30]  = \op__0__payload$116 [268:261];
+  assign \op__0__payload$116.x[31]  = \op__0__payload$116 [276:269];
+  assign \op__0__payload$116.x[32]  = \op__0__payload$116 [284:277];
+  assign \op__0__payload$116.x[33]  = \op__0__payload$116 [292:285];
+  assign \op__0__payload$116.x[34]  = \op__0__payload$116 [300:293];
+  assign \op__0__payload$116.x[35]  = \op__0__payload$116 [308:301];
+  assign \op__0__payload$116.x[36]  = \op__0__payload$116 [316:309];
+  assign \op__0__payload$116.x[37]  = \op__0__payload$116 [324:317];
+  assign \op__0__payload$116.x[38]  = \op__0__payload$116 [332:325];
+  assign \op__0__payload$116.x[39]  = \op__0__payload$116 [340:333];
+  assign \op__0__payload$116.x[40]  = \op__0__payload$116 [348:341];
+  assign \op__0__payload$116.x[41]  = \op__0__payload$116 [356:349];
+  assign \op__0__payload$116.x[42]  = \op__0__payload$116 [364:357];
+  assign \op__0__payload$116.x[43]  = \op__0__payload$116 [372:365];
+  assign \op__0__payload$116.x[44]  = \op__0__payload$116 [380:373];
+  assign \op__0__payload$116.x[45]  = \op__0__payload$116 [388:381];
+  assign \op__0__payload$116.x[46]  = \op__0__payload$116 [396:389];
+  assign \op__0__payload$116.x[47]  = \op__0__payload$116 [404:397];
+  assign \op__0__payload$116.x[48]  = \op__0__payload$116 [412:405];
+  assign \op__0__payload$116.x[49]  = \op__0__payload$116 [420:413];
+  assign \op__0__payload$116.x[50]  = \op__0__payload$116 [428:421];
+  assign \op__0__payload$116.x[51]  = \op__0__payload$116 [436:429];
+  assign \op__0__payload$116.x[52]  = \op__0__payload$116 [444:437];
+  assign \op__0__payload$116.x[53]  = \op__0__payload$116 [452:445];
+  assign \op__0__payload$116.x[54]  = \op__0__payload$116 [460:453];
+  assign \op__0__payload$116.x[55]  = \op__0__payload$116 [468:461];
+  assign \op__0__payload$116.x[56]  = \op__0__payload$116 [476:469];
+  assign \op__0__payload$116.x[57]  = \op__0__payload$116 [484:477];
+  assign \op__0__payload$116.x[58]  = \op__0__payload$116 [492:485];
+  assign \op__0__payload$116.x[59]  = \op__0__payload$116 [500:493];
+  assign \op__0__payload$116.x[60]  = \op__0__payload$116 [508:501];
+  assign \op__0__payload$116.x[61]  = \op__0__payload$116 [516:509];
+  assign \op__0__payload$116.x[62]  = \op__0__payload$116 [524:517];
+  assign \op__0__payload$116.x[63]  = \op__0__payload$116 [532:525];
+  assign \op__0__payload$116.word  = \op__0__payload$116 [596:533];
+  assign \op__0__payload$117.mode  = \op__0__payload$117 [0];
+  assign \op__0__payload$117.page  = \op__0__payload$117 [3:1];
+  assign \op__0__payload$117.row  = \op__0__payload$117 [9:4];
+  assign \op__0__payload$117.wb_log2  = \op__0__payload$117 [11:10];
+  assign \op__0__payload$117.ab_m1  = \op__0__payload$117 [14:12];
+  assign \op__0__payload$117.w_signed  = \op__0__payload$117 [15];
+  assign \op__0__payload$117.x_signed  = \op__0__payload$117 [16];
+  assign \op__0__payload$117.skip  = \op__0__payload$117 [17];
+  assign \op__0__payload$117.bop  = \op__0__payload$117 [20:18];
+  assign \op__0__payload$117.x  = \op__0__payload$117 [532:21];
+  assign \op__0__payload$117.x[0]  = \op__0__payload$117 [28:21];
+  assign \op__0__payload$117.x[1]  = \op__0__payload$117 [36:29];
+  assign \op__0__payload$117.x[2]  = \op__0__payload$117 [44:37];
+  assign \op__0__payload$117.x[3]  = \op__0__payload$117 [52:45];
+  assign \op__0__payload$117.x[4]  = \op__0__payload$117 [60:53];
+  assign \op__0__payload$117.x[5]  = \op__0__payload$117 [68:61];
+  assign \op__0__payload$117.x[6]  = \op__0__payload$117 [76:69];
+  assign \op__0__payload$117.x[7]  = \op__0__payload$117 [84:77];
+  assign \op__0__payload$117.x[8]  = \op__0__payload$117 [92:85];
+  assign \op__0__payload$117.x[9]  = \op__0__payload$117 [100:93];
+  assign \op__0__payload$117.x[10]  = \op__0__payload$117 [108:101];
+  assign \op__0__payload$117.x[11]  = \op__0__payload$117 [116:109];
+  assign \op__0__payload$117.x[12]  = \op__0__payload$117 [124:117];
+  assign \op__0__payload$117.x[13]  = \op__0__payload$117 [132:125];
+  assign \op__0__payload$117.x[14]  = \op__0__payload$117 [140:133];
+  assign \op__0__payload$117.x[15]  = \op__0__payload$117 [148:141];
+  assign \op__0__payload$117.x[16]  = \op__0__payload$117 [156:149];
+  assign \op__0__payload$117.x[17]  = \op__0__payload$117 [164:157];
+  assign \op__0__payload$117.x[18]  = \op__0__payload$117 [172:165];
+  assign \op__0__payload$117.x[19]  = \op__0__payload$117 [180:173];
+  assign \op__0__payload$117.x[20]  = \op__0__payload$117 [188:181];
+  assign \op__0__payload$117.x[21]  = \op__0__payload$117 [196:189];
+  assign \op__0__payload$117.x[22]  = \op__0__payload$117 [204:197];
+  assign \op__0__payload$117.x[23]  = \op__0__payload$117 [212:205];
+  assign \op__0__payload$117.x[24]  = \op__0__payload$117 [220:213];
+  assign \op__0__payload$117.x[25]  = \op__0__payload$117 [228:221];
+  assign \op__0__payload$117.x[26]  = \op__0__payload$117 [236:229];
+  assign \op__0__payload$117.x[27]  = \op__0__payload$117 [244:237];
+  assign \op__0__payload$117.x[28]  = \op__0__payload$117 [252:245];
+  assign \op__0__payload$117.x[29]  = \op__0__payload$117 [260:253];
+  assign \op__0__payload$117.x[30]  = \op__0__payload$117 [268:261];
+  assign \op__0__payload$117.x[31]  = \op__0__payload$117 [276:269];
+  assign \op__0__payload$117.x[32]  = \op__0__payload$117 [284:277];
+  assign \op__0__payload$117.x[33]  = \op__0__payload$117 [292:285];
+  assign \op__0__payload$117.x[34]  = \op__0__payload$117 [300:293];
+  assign \op__0__payload$117.x[35]  = \op__0__payload$117 [308:301];
+  assign \op__0__payload$117.x[36]  = \op__0__payload$117 [316:309];
+  assign \op__0__payload$117.x[37]  = \op__0__payload$117 [324:317];
+  assign \op__0__payload$117.x[38]  = \op__0__payload$117 [332:325];
+  assign \op__0__payload$117.x[39]  = \op__0__payload$117 [340:333];
+  assign \op__0__payload$117.x[40]  = \op__0__payload$117 [348:341];
+  assign \op__0__payload$117.x[41]  = \op__0__payload$117 [356:349];
+  assign \op__0__payload$117.x[42]  = \op__0__payload$117 [364:357];
+  assign \op__0__payload$117.x[43]  = \op__0__payload$117 [372:365];
+  assign \op__0__payload$117.x[44]  = \op__0__payload$117 [380:373];
+  assign \op__0__payload$117.x[45]  = \op__0__payload$117 [388:381];
+  assign \op__0__payload$117.x[46]  = \op__0__payload$117 [396:389];
+  assign \op__0__payload$117.x[47]  = \op__0__payload$117 [404:397];
+  assign \op__0__payload$117.x[48]  = \op__0__payload$117 [412:405];
+  assign \op__0__payload$117.x[49]  = \op__0__payload$117 [420:413];
+  assign \op__0__payload$117.x[50]  = \op__0__payload$117 [428:421];
+  assign \op__0__payload$117.x[51]  = \op__0__payload$117 [436:429];
+  assign \op__0__payload$117.x[52]  = \op__0__payload$117 [444:437];
+  assign \op__0__payload$117.x[53]  = \op__0__payload$117 [452:445];
+  assign \op__0__payload$117.x[54]  = \op__0__payload$117 [460:453];
+  assign \op__0__payload$117.x[55]  = \op__0__payload$117 [468:461];
+  assign \op__0__payload$117.x[56]  = \op__0__payload$117 [476:469];
+  assign \op__0__payload$117.x[57]  = \op__0__payload$117 [484:477];
+  assign \op__0__payload$117.x[58]  = \op__0__payload$117 [492:485];
+  assign \op__0__payload$117.x[59]  = \op__0__payload$117 [500:493];
+  assign \op__0__payload$117.x[60]  = \op__0__payload$117 [508:501];
+  assign \op__0__payload$117.x[61]  = \op__0__payload$117 [516:509];
+  assign \op__0__payload$117.x[62]  = \op__0__payload$117 [524:517];
+  assign \op__0__payload$117.x[63]  = \op__0__payload$117 [532:525];
+  assign \op__0__payload$117.word  = \op__0__payload$117 [596:533];
   assign \res_y__0[0]  = res_y__0[21:0];
   assign \res_y__0[1]  = res_y__0[43:22];
   assign \res_y__0[2]  = res_y__0[65:44];
@@ -9945,77 +10166,77 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \macro0__res_y[61]  = res_y__0[1363:1342];
   assign \macro0__res_y[62]  = res_y__0[1385:1364];
   assign \macro0__res_y[63]  = res_y__0[1407:1386];
-  assign \res_y__0$121[0]  = res_y__0[21:0];
-  assign \res_y__0$121[1]  = res_y__0[43:22];
-  assign \res_y__0$121[2]  = res_y__0[65:44];
-  assign \res_y__0$121[3]  = res_y__0[87:66];
-  assign \res_y__0$121[4]  = res_y__0[109:88];
-  assign \res_y__0$121[5]  = res_y__0[131:110];
-  assign \res_y__0$121[6]  = res_y__0[153:132];
-  assign \res_y__0$121[7]  = res_y__0[175:154];
-  assign \res_y__0$121[8]  = res_y__0[197:176];
-  assign \res_y__0$121[9]  = res_y__0[219:198];
-  assign \res_y__0$121[10]  = res_y__0[241:220];
-  assign \res_y__0$121[11]  = res_y__0[263:242];
-  assign \res_y__0$121[12]  = res_y__0[285:264];
-  assign \res_y__0$121[13]  = res_y__0[307:286];
-  assign \res_y__0$121[14]  = res_y__0[329:308];
-  assign \res_y__0$121[15]  = res_y__0[351:330];
-  assign \res_y__0$121[16]  = res_y__0[373:352];
-  assign \res_y__0$121[17]  = res_y__0[395:374];
-  assign \res_y__0$121[18]  = res_y__0[417:396];
-  assign \res_y__0$121[19]  = res_y__0[439:418];
-  assign \res_y__0$121[20]  = res_y__0[461:440];
-  assign \res_y__0$121[21]  = res_y__0[483:462];
-  assign \res_y__0$121[22]  = res_y__0[505:484];
-  assign \res_y__0$121[23]  = res_y__0[527:506];
-  assign \res_y__0$121[24]  = res_y__0[549:528];
-  assign \res_y__0$121[25]  = res_y__0[571:550];
-  assign \res_y__0$121[26]  = res_y__0[593:572];
-  assign \res_y__0$121[27]  = res_y__0[615:594];
-  assign \res_y__0$121[28]  = res_y__0[637:616];
-  assign \res_y__0$121[29]  = res_y__0[659:638];
-  assign \res_y__0$121[30]  = res_y__0[681:660];
-  assign \res_y__0$121[31]  = res_y__0[703:682];
-  assign \res_y__0$121[32]  = res_y__0[725:704];
-  assign \res_y__0$121[33]  = res_y__0[747:726];
-  assign \res_y__0$121[34]  = res_y__0[769:748];
-  assign \res_y__0$121[35]  = res_y__0[791:770];
-  assign \res_y__0$121[36]  = res_y__0[813:792];
-  assign \res_y__0$121[37]  = res_y__0[835:814];
-  assign \res_y__0$121[38]  = res_y__0[857:836];
-  assign \res_y__0$121[39]  = res_y__0[879:858];
-  assign \res_y__0$121[40]  = res_y__0[901:880];
-  assign \res_y__0$121[41]  = res_y__0[923:902];
-  assign \res_y__0$121[42]  = res_y__0[945:924];
-  assign \res_y__0$121[43]  = res_y__0[967:946];
-  assign \res_y__0$121[44]  = res_y__0[989:968];
-  assign \res_y__0$121[45]  = res_y__0[1011:990];
-  assign \res_y__0$121[46]  = res_y__0[1033:1012];
-  assign \res_y__0$121[47]  = res_y__0[1055:1034];
-  assign \res_y__0$121[48]  = res_y__0[1077:1056];
-  assign \res_y__0$121[49]  = res_y__0[1099:1078];
-  assign \res_y__0$121[50]  = res_y__0[1121:1100];
-  assign \res_y__0$121[51]  = res_y__0[1143:1122];
-  assign \res_y__0$121[52]  = res_y__0[1165:1144];
-  assign \res_y__0$121[53]  = res_y__0[1187:1166];
-  assign \res_y__0$121[54]  = res_y__0[1209:1188];
-  assign \res_y__0$121[55]  = res_y__0[1231:1210];
-  assign \res_y__0$121[56]  = res_y__0[1253:1232];
-  assign \res_y__0$121[57]  = res_y__0[1275:1254];
-  assign \res_y__0$121[58]  = res_y__0[1297:1276];
-  assign \res_y__0$121[59]  = res_y__0[1319:1298];
-  assign \res_y__0$121[60]  = res_y__0[1341:1320];
-  assign \res_y__0$121[61]  = res_y__0[1363:1342];
-  assign \res_y__0$121[62]  = res_y__0[1385:1364];
-  assign \res_y__0$121[63]  = res_y__0[1407:1386];
-  assign \desc_rd__0__data.ky0  = \port__data$138 [8:0];
-  assign \desc_rd__0__data.kx0  = \port__data$138 [17:9];
-  assign \desc_rd__0__data.dy0  = \port__data$138 [30:18];
-  assign \desc_rd__0__data.dx0  = \port__data$138 [43:31];
-  assign \desc_rd__0__data.c0  = \port__data$138 [56:44];
-  assign \desc_rd__0__data.elems  = \port__data$138 [63:57];
-  assign \desc_rd__0__data.off0  = \port__data$138 [77:64];
+  assign \res_y__0$129[0]  = res_y__0[21:0];
+  assign \res_y__0$129[1]  = res_y__0[43:22];
+  assign \res_y__0$129[2]  = res_y__0[65:44];
+  assign \res_y__0$129[3]  = res_y__0[87:66];
+  assign \res_y__0$129[4]  = res_y__0[109:88];
+  assign \res_y__0$129[5]  = res_y__0[131:110];
+  assign \res_y__0$129[6]  = res_y__0[153:132];
+  assign \res_y__0$129[7]  = res_y__0[175:154];
+  assign \res_y__0$129[8]  = res_y__0[197:176];
+  assign \res_y__0$129[9]  = res_y__0[219:198];
+  assign \res_y__0$129[10]  = res_y__0[241:220];
+  assign \res_y__0$129[11]  = res_y__0[263:242];
+  assign \res_y__0$129[12]  = res_y__0[285:264];
+  assign \res_y__0$129[13]  = res_y__0[307:286];
+  assign \res_y__0$129[14]  = res_y__0[329:308];
+  assign \res_y__0$129[15]  = res_y__0[351:330];
+  assign \res_y__0$129[16]  = res_y__0[373:352];
+  assign \res_y__0$129[17]  = res_y__0[395:374];
+  assign \res_y__0$129[18]  = res_y__0[417:396];
+  assign \res_y__0$129[19]  = res_y__0[439:418];
+  assign \res_y__0$129[20]  = res_y__0[461:440];
+  assign \res_y__0$129[21]  = res_y__0[483:462];
+  assign \res_y__0$129[22]  = res_y__0[505:484];
+  assign \res_y__0$129[23]  = res_y__0[527:506];
+  assign \res_y__0$129[24]  = res_y__0[549:528];
+  assign \res_y__0$129[25]  = res_y__0[571:550];
+  assign \res_y__0$129[26]  = res_y__0[593:572];
+  assign \res_y__0$129[27]  = res_y__0[615:594];
+  assign \res_y__0$129[28]  = res_y__0[637:616];
+  assign \res_y__0$129[29]  = res_y__0[659:638];
+  assign \res_y__0$129[30]  = res_y__0[681:660];
+  assign \res_y__0$129[31]  = res_y__0[703:682];
+  assign \res_y__0$129[32]  = res_y__0[725:704];
+  assign \res_y__0$129[33]  = res_y__0[747:726];
+  assign \res_y__0$129[34]  = res_y__0[769:748];
+  assign \res_y__0$129[35]  = res_y__0[791:770];
+  assign \res_y__0$129[36]  = res_y__0[813:792];
+  assign \res_y__0$129[37]  = res_y__0[835:814];
+  assign \res_y__0$129[38]  = res_y__0[857:836];
+  assign \res_y__0$129[39]  = res_y__0[879:858];
+  assign \res_y__0$129[40]  = res_y__0[901:880];
+  assign \res_y__0$129[41]  = res_y__0[923:902];
+  assign \res_y__0$129[42]  = res_y__0[945:924];
+  assign \res_y__0$129[43]  = res_y__0[967:946];
+  assign \res_y__0$129[44]  = res_y__0[989:968];
+  assign \res_y__0$129[45]  = res_y__0[1011:990];
+  assign \res_y__0$129[46]  = res_y__0[1033:1012];
+  assign \res_y__0$129[47]  = res_y__0[1055:1034];
+  assign \res_y__0$129[48]  = res_y__0[1077:1056];
+  assign \res_y__0$129[49]  = res_y__0[1099:1078];
+  assign \res_y__0$129[50]  = res_y__0[1121:1100];
+  assign \res_y__0$129[51]  = res_y__0[1143:1122];
+  assign \res_y__0$129[52]  = res_y__0[1165:1144];
+  assign \res_y__0$129[53]  = res_y__0[1187:1166];
+  assign \res_y__0$129[54]  = res_y__0[1209:1188];
+  assign \res_y__0$129[55]  = res_y__0[1231:1210];
+  assign \res_y__0$129[56]  = res_y__0[1253:1232];
+  assign \res_y__0$129[57]  = res_y__0[1275:1254];
+  assign \res_y__0$129[58]  = res_y__0[1297:1276];
+  assign \res_y__0$129[59]  = res_y__0[1319:1298];
+  assign \res_y__0$129[60]  = res_y__0[1341:1320];
+  assign \res_y__0$129[61]  = res_y__0[1363:1342];
+  assign \res_y__0$129[62]  = res_y__0[1385:1364];
+  assign \res_y__0$129[63]  = res_y__0[1407:1386];
+  assign \desc_rd__0__data.ky0  = \port__data$146 [8:0];
+  assign \desc_rd__0__data.kx0  = \port__data$146 [17:9];
+  assign \desc_rd__0__data.dy0  = \port__data$146 [30:18];
+  assign \desc_rd__0__data.dx0  = \port__data$146 [43:31];
+  assign \desc_rd__0__data.c0  = \port__data$146 [56:44];
+  assign \desc_rd__0__data.elems  = \port__data$146 [63:57];
+  assign \desc_rd__0__data.off0  = \port__data$146 [77:64];
   assign \macro1__op__payload.mode  = macro1__op__payload[0];
   assign \macro1__op__payload.page  = macro1__op__payload[3:1];
   assign \macro1__op__payload.row  = macro1__op__payload[9:4];
@@ -10166,156 +10387,156 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \op__1__payload.x[62]  = op__1__payload[524:517];
   assign \op__1__payload.x[63]  = op__1__payload[532:525];
   assign \op__1__payload.word  = op__1__payload[596:533];
-  assign \op__1__payload$144.mode  = \op__1__payload$144 [0];
-  assign \op__1__payload$144.page  = \op__1__payload$144 [3:1];
-  assign \op__1__payload$144.row  = \op__1__payload$144 [9:4];
-  assign \op__1__payload$144.wb_log2  = \op__1__payload$144 [11:10];
-  assign \op__1__payload$144.ab_m1  = \op__1__payload$144 [14:12];
-  assign \op__1__payload$144.w_signed  = \op__1__payload$144 [15];
-  assign \op__1__payload$144.x_signed  = \op__1__payload$144 [16];
-  assign \op__1__payload$144.skip  = \op__1__payload$144 [17];
-  assign \op__1__payload$144.bop  = \op__1__payload$144 [20:18];
-  assign \op__1__payload$144.x  = \op__1__payload$144 [532:21];
-  assign \op__1__payload$144.x[0]  = \op__1__payload$144 [28:21];
-  assign \op__1__payload$144.x[1]  = \op__1__payload$144 [36:29];
-  assign \op__1__payload$144.x[2]  = \op__1__payload$144 [44:37];
-  assign \op__1__payload$144.x[3]  = \op__1__payload$144 [52:45];
-  assign \op__1__payload$144.x[4]  = \op__1__payload$144 [60:53];
-  assign \op__1__payload$144.x[5]  = \op__1__payload$144 [68:61];
-  assign \op__1__payload$144.x[6]  = \op__1__payload$144 [76:69];
-  assign \op__1__payload$144.x[7]  = \op__1__payload$144 [84:77];
-  assign \op__1__payload$144.x[8]  = \op__1__payload$144 [92:85];
-  assign \op__1__payload$144.x[9]  = \op__1__payload$144 [100:93];
-  assign \op__1__payload$144.x[10]  = \op__1__payload$144 [108:101];
-  assign \op__1__payload$144.x[11]  = \op__1__payload$144 [116:109];
-  assign \op__1__payload$144.x[12]  = \op__1__payload$144 [124:117];
-  assign \op__1__payload$144.x[13]  = \op__1__payload$144 [132:125];
-  assign \op__1__payload$144.x[14]  = \op__1__payload$144 [140:133];
-  assign \op__1__payload$144.x[15]  = \op__1__payload$144 [148:141];
-  assign \op__1__payload$144.x[16]  = \op__1__payload$144 [156:149];
-  assign \op__1__payload$144.x[17]  = \op__1__payload$144 [164:157];
-  assign \op__1__payload$144.x[18]  = \op__1__payload$144 [172:165];
-  assign \op__1__payload$144.x[19]  = \op__1__payload$144 [180:173];
-  assign \op__1__payload$144.x[20]  = \op__1__payload$144 [188:181];
-  assign \op__1__payload$144.x[21]  = \op__1__payload$144 [196:189];
-  assign \op__1__payload$144.x[22]  = \op__1__payload$144 [204:197];
-  assign \op__1__payload$144.x[23]  = \op__1__payload$144 [212:205];
-  assign \op__1__payload$144.x[24]  = \op__1__payload$144 [220:213];
-  assign \op__1__payload$144.x[25]  = \op__1__payload$144 [228:221];
-  assign \op__1__payload$144.x[26]  = \op__1__payload$144 [236:229];
-  assign \op__1__payload$144.x[27]  = \op__1__payload$144 [244:237];
-  assign \op__1__payload$144.x[28]  = \op__1__payload$144 [252:245];
-  assign \op__1__payload$144.x[29]  = \op__1__payload$144 [260:253];
-  assign \op__1__payload$144.x[30]  = \op__1__payload$144 [268:261];
-  assign \op__1__payload$144.x[31]  = \op__1__payload$144 [276:269];
-  assign \op__1__payload$144.x[32]  = \op__1__payload$144 [284:277];
-  assign \op__1__payload$144.x[33]  = \op__1__payload$144 [292:285];
-  assign \op__1__payload$144.x[34]  = \op__1__payload$144 [300:293];
-  assign \op__1__payload$144.x[35]  = \op__1__payload$144 [308:301];
-  assign \op__1__payload$144.x[36]  = \op__1__payload$144 [316:309];
-  assign \op__1__payload$144.x[37]  = \op__1__payload$144 [324:317];
-  assign \op__1__payload$144.x[38]  = \op__1__payload$144 [332:325];
-  assign \op__1__payload$144.x[39]  = \op__1__payload$144 [340:333];
-  assign \op__1__payload$144.x[40]  = \op__1__payload$144 [348:341];
-  assign \op__1__payload$144.x[41]  = \op__1__payload$144 [356:349];
-  assign \op__1__payload$144.x[42]  = \op__1__payload$144 [364:357];
-  assign \op__1__payload$144.x[43]  = \op__1__payload$144 [372:365];
-  assign \op__1__payload$144.x[44]  = \op__1__payload$144 [380:373];
-  assign \op__1__payload$144.x[45]  = \op__1__payload$144 [388:381];
-  assign \op__1__payload$144.x[46]  = \op__1__payload$144 [396:389];
-  assign \op__1__payload$144.x[47]  = \op__1__payload$144 [404:397];
-  assign \op__1__payload$144.x[48]  = \op__1__payload$144 [412:405];
-  assign \op__1__payload$144.x[49]  = \op__1__payload$144 [420:413];
-  assign \op__1__payload$144.x[50]  = \op__1__payload$144 [428:421];
-  assign \op__1__payload$144.x[51]  = \op__1__payload$144 [436:429];
-  assign \op__1__payload$144.x[52]  = \op__1__payload$144 [444:437];
-  assign \op__1__payload$144.x[53]  = \op__1__payload$144 [452:445];
-  assign \op__1__payload$144.x[54]  = \op__1__payload$144 [460:453];
-  assign \op__1__payload$144.x[55]  = \op__1__payload$144 [468:461];
-  assign \op__1__payload$144.x[56]  = \op__1__payload$144 [476:469];
-  assign \op__1__payload$144.x[57]  = \op__1__payload$144 [484:477];
-  assign \op__1__payload$144.x[58]  = \op__1__payload$144 [492:485];
-  assign \op__1__payload$144.x[59]  = \op__1__payload$144 [500:493];
-  assign \op__1__payload$144.x[60]  = \op__1__payload$144 [508:501];
-  assign \op__1__payload$144.x[61]  = \op__1__payload$144 [516:509];
-  assign \op__1__payload$144.x[62]  = \op__1__payload$144 [524:517];
-  assign \op__1__payload$144.x[63]  = \op__1__payload$144 [532:525];
-  assign \op__1__payload$144.word  = \op__1__payload$144 [596:533];
-  assign \op__1__payload$145.mode  = \op__1__payload$145 [0];
-  assign \op__1__payload$145.page  = \op__1__payload$145 [3:1];
-  assign \op__1__payload$145.row  = \op__1__payload$145 [9:4];
-  assign \op__1__payload$145.wb_log2  = \op__1__payload$145 [11:10];
-  assign \op__1__payload$145.ab_m1  = \op__1__payload$145 [14:12];
-  assign \op__1__payload$145.w_signed  = \op__1__payload$145 [15];
-  assign \op__1__payload$145.x_signed  = \op__1__payload$145 [16];
-  assign \op__1__payload$145.skip  = \op__1__payload$145 [17];
-  assign \op__1__payload$145.bop  = \op__1__payload$145 [20:18];
-  assign \op__1__payload$145.x  = \op__1__payload$145 [532:21];
-  assign \op__1__payload$145.x[0]  = \op__1__payload$145 [28:21];
-  assign \op__1__payload$145.x[1]  = \op__1__payload$145 [36:29];
-  assign \op__1__payload$145.x[2]  = \op__1__payload$145 [44:37];
-  assign \op__1__payload$145.x[3]  = \op__1__payload$145 [52:45];
-  assign \op__1__payload$145.x[4]  = \op__1__payload$145 [60:53];
-  assign \op__1__payload$145.x[5]  = \op__1__payload$145 [68:61];
-  assign \op__1__payload$145.x[6]  = \op__1__payload$145 [76:69];
-  assign \op__1__payload$145.x[7]  = \op__1__payload$145 [84:77];
-  assign \op__1__payload$145.x[8]  = \op__1__payload$145 [92:85];
-  assign \op__1__payload$145.x[9]  = \op__1__payload$145 [100:93];
-  assign \op__1__payload$145.x[10]  = \op__1__payload$145 [108:101];
-  assign \op__1__payload$145.x[11]  = \op__1__payload$145 [116:109];
-  assign \op__1__payload$145.x[12]  = \op__1__payload$145 [124:117];
-  assign \op__1__payload$145.x[13]  = \op__1__payload$145 [132:125];
-  assign \op__1__payload$145.x[14]  = \op__1__payload$145 [140:133];
-  assign \op__1__payload$145.x[15]  = \op__1__payload$145 [148:141];
-  assign \op__1__payload$145.x[16]  = \op__1__payload$145 [156:149];
-  assign \op__1__payload$145.x[17]  = \op__1__payload$145 [164:157];
-  assign \op__1__payload$145.x[18]  = \op__1__payload$145 [172:165];
-  assign \op__1__payload$145.x[19]  = \op__1__payload$145 [180:173];
-  assign \op__1__payload$145.x[20]  = \op__1__payload$145 [188:181];
-  assign \op__1__payload$145.x[21]  = \op__1__payload$145 [196:189];
-  assign \op__1__payload$145.x[22]  = \op__1__payload$145 [204:197];
-  assign \op__1__payload$145.x[23]  = \op__1__payload$145 [212:205];
-  assign \op__1__payload$145.x[24]  = \op__1__payload$145 [220:213];
-  assign \op__1__payload$145.x[25]  = \op__1__payload$145 [228:221];
-  assign \op__1__payload$145.x[26]  = \op__1__payload$145 [236:229];
-  assign \op__1__payload$145.x[27]  = \op__1__payload$145 [244:237];
-  assign \op__1__payload$145.x[28]  = \op__1__payload$145 [252:245];
-  assign \op__1__payload$145.x[29]  = \op__1__payload$145 [260:253];
-  assign \op__1__payload$145.x[30]  = \op__1__payload$145 [268:261];
-  assign \op__1__payload$145.x[31]  = \op__1__payload$145 [276:269];
-  assign \op__1__payload$145.x[32]  = \op__1__payload$145 [284:277];
-  assign \op__1__payload$145.x[33]  = \op__1__payload$145 [292:285];
-  assign \op__1__payload$145.x[34]  = \op__1__payload$145 [300:293];
-  assign \op__1__payload$145.x[35]  = \op__1__payload$145 [308:301];
-  assign \op__1__payload$145.x[36]  = \op__1__payload$145 [316:309];
-  assign \op__1__payload$145.x[37]  = \op__1__payload$145 [324:317];
-  assign \op__1__payload$145.x[38]  = \op__1__payload$145 [332:325];
-  assign \op__1__payload$145.x[39]  = \op__1__payload$145 [340:333];
-  assign \op__1__payload$145.x[40]  = \op__1__payload$145 [348:341];
-  assign \op__1__payload$145.x[41]  = \op__1__payload$145 [356:349];
-  assign \op__1__payload$145.x[42]  = \op__1__payload$145 [364:357];
-  assign \op__1__payload$145.x[43]  = \op__1__payload$145 [372:365];
-  assign \op__1__payload$145.x[44]  = \op__1__payload$145 [380:373];
-  assign \op__1__payload$145.x[45]  = \op__1__payload$145 [388:381];
-  assign \op__1__payload$145.x[46]  = \op__1__payload$145 [396:389];
-  assign \op__1__payload$145.x[47]  = \op__1__payload$145 [404:397];
-  assign \op__1__payload$145.x[48]  = \op__1__payload$145 [412:405];
-  assign \op__1__payload$145.x[49]  = \op__1__payload$145 [420:413];
-  assign \op__1__payload$145.x[50]  = \op__1__payload$145 [428:421];
-  assign \op__1__payload$145.x[51]  = \op__1__payload$145 [436:429];
-  assign \op__1__payload$145.x[52]  = \op__1__payload$145 [444:437];
-  assign \op__1__payload$145.x[53]  = \op__1__payload$145 [452:445];
-  assign \op__1__payload$145.x[54]  = \op__1__payload$145 [460:453];
-  assign \op__1__payload$145.x[55]  = \op__1__payload$145 [468:461];
-  assign \op__1__payload$145.x[56]  = \op__1__payload$145 [476:469];
-  assign \op__1__payload$145.x[57]  = \op__1__payload$145 [484:477];
-  assign \op__1__payload$145.x[58]  = \op__1__payload$145 [492:485];
-  assign \op__1__payload$145.x[59]  = \op__1__payload$145 [500:493];
-  assign \op__1__payload$145.x[60]  = \op__1__payload$145 [508:501];
-  assign \op__1__payload$145.x[61]  = \op__1__payload$145 [516:509];
-  assign \op__1__payload$145.x[62]  = \op__1__payload$145 [524:517];
-  assign \op__1__payload$145.x[63]  = \op__1__payload$145 [532:525];
-  assign \op__1__payload$145.word  = \op__1__payload$145 [596:533];
+  assign \op__1__payload$152.mode  = \op__1__payload$152 [0];
+  assign \op__1__payload$152.page  = \op__1__payload$152 [3:1];
+  assign \op__1__payload$152.row  = \op__1__payload$152 [9:4];
+  assign \op__1__payload$152.wb_log2  = \op__1__payload$152 [11:10];
+  assign \op__1__payload$152.ab_m1  = \op__1__payload$152 [14:12];
+  assign \op__1__payload$152.w_signed  = \op__1__payload$152 [15];
+  assign \op__1__payload$152.x_signed  = \op__1__payload$152 [16];
+  assign \op__1__payload$152.skip  = \op__1__payload$152 [17];
+  assign \op__1__payload$152.bop  = \op__1__payload$152 [20:18];
+  assign \op__1__payload$152.x  = \op__1__payload$152 [532:21];
+  assign \op__1__payload$152.x[0]  = \op__1__payload$152 [28:21];
+  assign \op__1__payload$152.x[1]  = \op__1__payload$152 [36:29];
+  assign \op__1__payload$152.x[2]  = \op__1__payload$152 [44:37];
+  assign \op__1__payload$152.x[3]  = \op__1__payload$152 [52:45];
+  assign \op__1__payload$152.x[4]  = \op__1__payload$152 [60:53];
+  assign \op__1__payload$152.x[5]  = \op__1__payload$152 [68:61];
+  assign \op__1__payload$152.x[6]  = \op__1__payload$152 [76:69];
+  assign \op__1__payload$152.x[7]  = \op__1__payload$152 [84:77];
+  assign \op__1__payload$152.x[8]  = \op__1__payload$152 [92:85];
+  assign \op__1__payload$152.x[9]  = \op__1__payload$152 [100:93];
+  assign \op__1__payload$152.x[10]  = \op__1__payload$152 [108:101];
+  assign \op__1__payload$152.x[11]  = \op__1__payload$152 [116:109];
+  assign \op__1__payload$152.x[12]  = \op__1__payload$152 [124:117];
+  assign \op__1__payload$152.x[13]  = \op__1__payload$152 [132:125];
+  assign \op__1__payload$152.x[14]  = \op__1__payload$152 [140:133];
+  assign \op__1__payload$152.x[15]  = \op__1__payload$152 [148:141];
+  assign \op__1__payload$152.x[16]  = \op__1__payload$152 [156:149];
+  assign \op__1__payload$152.x[17]  = \op__1__payload$152 [164:157];
+  assign \op__1__payload$152.x[18]  = \op__1__payload$152 [172:165];
+  assign \op__1__payload$152.x[19]  = \op__1__payload$152 [180:173];
+  assign \op__1__payload$152.x[20]  = \op__1__payload$152 [188:181];
+  assign \op__1__payload$152.x[21]  = \op__1__payload$152 [196:189];
+  assign \op__1__payload$152.x[22]  = \op__1__payload$152 [204:197];
+  assign \op__1__payload$152.x[23]  = \op__1__payload$152 [212:205];
+  assign \op__1__payload$152.x[24]  = \op__1__payload$152 [220:213];
+  assign \op__1__payload$152.x[25]  = \op__1__payload$152 [228:221];
+  assign \op__1__payload$152.x[26]  = \op__1__payload$152 [236:229];
+  assign \op__1__payload$152.x[27]  = \op__1__payload$152 [244:237];
+  assign \op__1__payload$152.x[28]  = \op__1__payload$152 [252:245];
+  assign \op__1__payload$152.x[29]  = \op__1__payload$152 [260:253];
+  assign \op__1__payload$152.x[30]  = \op__1__payload$152 [268:261];
+  assign \op__1__payload$152.x[31]  = \op__1__payload$152 [276:269];
+  assign \op__1__payload$152.x[32]  = \op__1__payload$152 [284:277];
+  assign \op__1__payload$152.x[33]  = \op__1__payload$152 [292:285];
+  assign \op__1__payload$152.x[34]  = \op__1__payload$152 [300:293];
+  assign \op__1__payload$152.x[35]  = \op__1__payload$152 [308:301];
+  assign \op__1__payload$152.x[36]  = \op__1__payload$152 [316:309];
+  assign \op__1__payload$152.x[37]  = \op__1__payload$152 [324:317];
+  assign \op__1__payload$152.x[38]  = \op__1__payload$152 [332:325];
+  assign \op__1__payload$152.x[39]  = \op__1__payload$152 [340:333];
+  assign \op__1__payload$152.x[40]  = \op__1__payload$152 [348:341];
+  assign \op__1__payload$152.x[41]  = \op__1__payload$152 [356:349];
+  assign \op__1__payload$152.x[42]  = \op__1__payload$152 [364:357];
+  assign \op__1__payload$152.x[43]  = \op__1__payload$152 [372:365];
+  assign \op__1__payload$152.x[44]  = \op__1__payload$152 [380:373];
+  assign \op__1__payload$152.x[45]  = \op__1__payload$152 [388:381];
+  assign \op__1__payload$152.x[46]  = \op__1__payload$152 [396:389];
+  assign \op__1__payload$152.x[47]  = \op__1__payload$152 [404:397];
+  assign \op__1__payload$152.x[48]  = \op__1__payload$152 [412:405];
+  assign \op__1__payload$152.x[49]  = \op__1__payload$152 [420:413];
+  assign \op__1__payload$152.x[50]  = \op__1__payload$152 [428:421];
+  assign \op__1__payload$152.x[51]  = \op__1__payload$152 [436:429];
+  assign \op__1__payload$152.x[52]  = \op__1__payload$152 [444:437];
+  assign \op__1__payload$152.x[53]  = \op__1__payload$152 [452:445];
+  assign \op__1__payload$152.x[54]  = \op__1__payload$152 [460:453];
+  assign \op__1__payload$152.x[55]  = \op__1__payload$152 [468:461];
+  assign \op__1__payload$152.x[56]  = \op__1__payload$152 [476:469];
+  assign \op__1__payload$152.x[57]  = \op__1__payload$152 [484:477];
+  assign \op__1__payload$152.x[58]  = \op__1__payload$152 [492:485];
+  assign \op__1__payload$152.x[59]  = \op__1__payload$152 [500:493];
+  assign \op__1__payload$152.x[60]  = \op__1__payload$152 [508:501];
+  assign \op__1__payload$152.x[61]  = \op__1__payload$152 [516:509];
+  assign \op__1__payload$152.x[62]  = \op__1__payload$152 [524:517];
+  assign \op__1__payload$152.x[63]  = \op__1__payload$152 [532:525];
+  assign \op__1__payload$152.word  = \op__1__payload$152 [596:533];
+  assign \op__1__payload$153.mode  = \op__1__payload$153 [0];
+  assign \op__1__payload$153.page  = \op__1__payload$153 [3:1];
+  assign \op__1__payload$153.row  = \op__1__payload$153 [9:4];
+  assign \op__1__payload$153.wb_log2  = \op__1__payload$153 [11:10];
+  assign \op__1__payload$153.ab_m1  = \op__1__payload$153 [14:12];
+  assign \op__1__payload$153.w_signed  = \op__1__payload$153 [15];
+  assign \op__1__payload$153.x_signed  = \op__1__payload$153 [16];
+  assign \op__1__payload$153.skip  = \op__1__payload$153 [17];
+  assign \op__1__payload$153.bop  = \op__1__payload$153 [20:18];
+  assign \op__1__payload$153.x  = \op__1__payload$153 [532:21];
+  assign \op__1__payload$153.x[0]  = \op__1__payload$153 [28:21];
+  assign \op__1__payload$153.x[1]  = \op__1__payload$153 [36:29];
+  assign \op__1__payload$153.x[2]  = \op__1__payload$153 [44:37];
+  assign \op__1__payload$153.x[3]  = \op__1__payload$153 [52:45];
+  assign \op__1__payload$153.x[4]  = \op__1__payload$153 [60:53];
+  assign \op__1__payload$153.x[5]  = \op__1__payload$153 [68:61];
+  assign \op__1__payload$153.x[6]  = \op__1__payload$153 [76:69];
+  assign \op__1__payload$153.x[7]  = \op__1__payload$153 [84:77];
+  assign \op__1__payload$153.x[8]  = \op__1__payload$153 [92:85];
+  assign \op__1__payload$153.x[9]  = \op__1__payload$153 [100:93];
+  assign \op__1__payload$153.x[10]  = \op__1__payload$153 [108:101];
+  assign \op__1__payload$153.x[11]  = \op__1__payload$153 [116:109];
+  assign \op__1__payload$153.x[12]  = \op__1__payload$153 [124:117];
+  assign \op__1__payload$153.x[13]  = \op__1__payload$153 [132:125];
+  assign \op__1__payload$153.x[14]  = \op__1__payload$153 [140:133];
+  assign \op__1__payload$153.x[15]  = \op__1__payload$153 [148:141];
+  assign \op__1__payload$153.x[16]  = \op__1__payload$153 [156:149];
+  assign \op__1__payload$153.x[17]  = \op__1__payload$153 [164:157];
+  assign \op__1__payload$153.x[18]  = \op__1__payload$153 [172:165];
+  assign \op__1__payload$153.x[19]  = \op__1__payload$153 [180:173];
+  assign \op__1__payload$153.x[20]  = \op__1__payload$153 [188:181];
+  assign \op__1__payload$153.x[21]  = \op__1__payload$153 [196:189];
+  assign \op__1__payload$153.x[22]  = \op__1__payload$153 [204:197];
+  assign \op__1__payload$153.x[23]  = \op__1__payload$153 [212:205];
+  assign \op__1__payload$153.x[24]  = \op__1__payload$153 [220:213];
+  assign \op__1__payload$153.x[25]  = \op__1__payload$153 [228:221];
+  assign \op__1__payload$153.x[26]  = \op__1__payload$153 [236:229];
+  assign \op__1__payload$153.x[27]  = \op__1__payload$153 [244:237];
+  assign \op__1__payload$153.x[28]  = \op__1__payload$153 [252:245];
+  assign \op__1__payload$153.x[29]  = \op__1__payload$153 [260:253];
+  assign \op__1__payload$153.x[30]  = \op__1__payload$153 [268:261];
+  assign \op__1__payload$153.x[31]  = \op__1__payload$153 [276:269];
+  assign \op__1__payload$153.x[32]  = \op__1__payload$153 [284:277];
+  assign \op__1__payload$153.x[33]  = \op__1__payload$153 [292:285];
+  assign \op__1__payload$153.x[34]  = \op__1__payload$153 [300:293];
+  assign \op__1__payload$153.x[35]  = \op__1__payload$153 [308:301];
+  assign \op__1__payload$153.x[36]  = \op__1__payload$153 [316:309];
+  assign \op__1__payload$153.x[37]  = \op__1__payload$153 [324:317];
+  assign \op__1__payload$153.x[38]  = \op__1__payload$153 [332:325];
+  assign \op__1__payload$153.x[39]  = \op__1__payload$153 [340:333];
+  assign \op__1__payload$153.x[40]  = \op__1__payload$153 [348:341];
+  assign \op__1__payload$153.x[41]  = \op__1__payload$153 [356:349];
+  assign \op__1__payload$153.x[42]  = \op__1__payload$153 [364:357];
+  assign \op__1__payload$153.x[43]  = \op__1__payload$153 [372:365];
+  assign \op__1__payload$153.x[44]  = \op__1__payload$153 [380:373];
+  assign \op__1__payload$153.x[45]  = \op__1__payload$153 [388:381];
+  assign \op__1__payload$153.x[46]  = \op__1__payload$153 [396:389];
+  assign \op__1__payload$153.x[47]  = \op__1__payload$153 [404:397];
+  assign \op__1__payload$153.x[48]  = \op__1__payload$153 [412:405];
+  assign \op__1__payload$153.x[49]  = \op__1__payload$153 [420:413];
+  assign \op__1__payload$153.x[50]  = \op__1__payload$153 [428:421];
+  assign \op__1__payload$153.x[51]  = \op__1__payload$153 [436:429];
+  assign \op__1__payload$153.x[52]  = \op__1__payload$153 [444:437];
+  assign \op__1__payload$153.x[53]  = \op__1__payload$153 [452:445];
+  assign \op__1__payload$153.x[54]  = \op__1__payload$153 [460:453];
+  assign \op__1__payload$153.x[55]  = \op__1__payload$153 [468:461];
+  assign \op__1__payload$153.x[56]  = \op__1__payload$153 [476:469];
+  assign \op__1__payload$153.x[57]  = \op__1__payload$153 [484:477];
+  assign \op__1__payload$153.x[58]  = \op__1__payload$153 [492:485];
+  assign \op__1__payload$153.x[59]  = \op__1__payload$153 [500:493];
+  assign \op__1__payload$153.x[60]  = \op__1__payload$153 [508:501];
+  assign \op__1__payload$153.x[61]  = \op__1__payload$153 [516:509];
+  assign \op__1__payload$153.x[62]  = \op__1__payload$153 [524:517];
+  assign \op__1__payload$153.x[63]  = \op__1__payload$153 [532:525];
+  assign \op__1__payload$153.word  = \op__1__payload$153 [596:533];
   assign \res_y__1[0]  = res_y__1[21:0];
   assign \res_y__1[1]  = res_y__1[43:22];
   assign \res_y__1[2]  = res_y__1[65:44];
@@ -10444,77 +10665,77 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \macro1__res_y[61]  = res_y__1[1363:1342];
   assign \macro1__res_y[62]  = res_y__1[1385:1364];
   assign \macro1__res_y[63]  = res_y__1[1407:1386];
-  assign \res_y__1$157[0]  = res_y__1[21:0];
-  assign \res_y__1$157[1]  = res_y__1[43:22];
-  assign \res_y__1$157[2]  = res_y__1[65:44];
-  assign \res_y__1$157[3]  = res_y__1[87:66];
-  assign \res_y__1$157[4]  = res_y__1[109:88];
-  assign \res_y__1$157[5]  = res_y__1[131:110];
-  assign \res_y__1$157[6]  = res_y__1[153:132];
-  assign \res_y__1$157[7]  = res_y__1[175:154];
-  assign \res_y__1$157[8]  = res_y__1[197:176];
-  assign \res_y__1$157[9]  = res_y__1[219:198];
-  assign \res_y__1$157[10]  = res_y__1[241:220];
-  assign \res_y__1$157[11]  = res_y__1[263:242];
-  assign \res_y__1$157[12]  = res_y__1[285:264];
-  assign \res_y__1$157[13]  = res_y__1[307:286];
-  assign \res_y__1$157[14]  = res_y__1[329:308];
-  assign \res_y__1$157[15]  = res_y__1[351:330];
-  assign \res_y__1$157[16]  = res_y__1[373:352];
-  assign \res_y__1$157[17]  = res_y__1[395:374];
-  assign \res_y__1$157[18]  = res_y__1[417:396];
-  assign \res_y__1$157[19]  = res_y__1[439:418];
-  assign \res_y__1$157[20]  = res_y__1[461:440];
-  assign \res_y__1$157[21]  = res_y__1[483:462];
-  assign \res_y__1$157[22]  = res_y__1[505:484];
-  assign \res_y__1$157[23]  = res_y__1[527:506];
-  assign \res_y__1$157[24]  = res_y__1[549:528];
-  assign \res_y__1$157[25]  = res_y__1[571:550];
-  assign \res_y__1$157[26]  = res_y__1[593:572];
-  assign \res_y__1$157[27]  = res_y__1[615:594];
-  assign \res_y__1$157[28]  = res_y__1[637:616];
-  assign \res_y__1$157[29]  = res_y__1[659:638];
-  assign \res_y__1$157[30]  = res_y__1[681:660];
-  assign \res_y__1$157[31]  = res_y__1[703:682];
-  assign \res_y__1$157[32]  = res_y__1[725:704];
-  assign \res_y__1$157[33]  = res_y__1[747:726];
-  assign \res_y__1$157[34]  = res_y__1[769:748];
-  assign \res_y__1$157[35]  = res_y__1[791:770];
-  assign \res_y__1$157[36]  = res_y__1[813:792];
-  assign \res_y__1$157[37]  = res_y__1[835:814];
-  assign \res_y__1$157[38]  = res_y__1[857:836];
-  assign \res_y__1$157[39]  = res_y__1[879:858];
-  assign \res_y__1$157[40]  = res_y__1[901:880];
-  assign \res_y__1$157[41]  = res_y__1[923:902];
-  assign \res_y__1$157[42]  = res_y__1[945:924];
-  assign \res_y__1$157[43]  = res_y__1[967:946];
-  assign \res_y__1$157[44]  = res_y__1[989:968];
-  assign \res_y__1$157[45]  = res_y__1[1011:990];
-  assign \res_y__1$157[46]  = res_y__1[1033:1012];
-  assign \res_y__1$157[47]  = res_y__1[1055:1034];
-  assign \res_y__1$157[48]  = res_y__1[1077:1056];
-  assign \res_y__1$157[49]  = res_y__1[1099:1078];
-  assign \res_y__1$157[50]  = res_y__1[1121:1100];
-  assign \res_y__1$157[51]  = res_y__1[1143:1122];
-  assign \res_y__1$157[52]  = res_y__1[1165:1144];
-  assign \res_y__1$157[53]  = res_y__1[1187:1166];
-  assign \res_y__1$157[54]  = res_y__1[1209:1188];
-  assign \res_y__1$157[55]  = res_y__1[1231:1210];
-  assign \res_y__1$157[56]  = res_y__1[1253:1232];
-  assign \res_y__1$157[57]  = res_y__1[1275:1254];
-  assign \res_y__1$157[58]  = res_y__1[1297:1276];
-  assign \res_y__1$157[59]  = res_y__1[1319:1298];
-  assign \res_y__1$157[60]  = res_y__1[1341:1320];
-  assign \res_y__1$157[61]  = res_y__1[1363:1342];
-  assign \res_y__1$157[62]  = res_y__1[1385:1364];
-  assign \res_y__1$157[63]  = res_y__1[1407:1386];
-  assign \desc_rd__1__data.ky0  = \port__data$170 [8:0];
-  assign \desc_rd__1__data.kx0  = \port__data$170 [17:9];
-  assign \desc_rd__1__data.dy0  = \port__data$170 [30:18];
-  assign \desc_rd__1__data.dx0  = \port__data$170 [43:31];
-  assign \desc_rd__1__data.c0  = \port__data$170 [56:44];
-  assign \desc_rd__1__data.elems  = \port__data$170 [63:57];
-  assign \desc_rd__1__data.off0  = \port__data$170 [77:64];
+  assign \res_y__1$165[0]  = res_y__1[21:0];
+  assign \res_y__1$165[1]  = res_y__1[43:22];
+  assign \res_y__1$165[2]  = res_y__1[65:44];
+  assign \res_y__1$165[3]  = res_y__1[87:66];
+  assign \res_y__1$165[4]  = res_y__1[109:88];
+  assign \res_y__1$165[5]  = res_y__1[131:110];
+  assign \res_y__1$165[6]  = res_y__1[153:132];
+  assign \res_y__1$165[7]  = res_y__1[175:154];
+  assign \res_y__1$165[8]  = res_y__1[197:176];
+  assign \res_y__1$165[9]  = res_y__1[219:198];
+  assign \res_y__1$165[10]  = res_y__1[241:220];
+  assign \res_y__1$165[11]  = res_y__1[263:242];
+  assign \res_y__1$165[12]  = res_y__1[285:264];
+  assign \res_y__1$165[13]  = res_y__1[307:286];
+  assign \res_y__1$165[14]  = res_y__1[329:308];
+  assign \res_y__1$165[15]  = res_y__1[351:330];
+  assign \res_y__1$165[16]  = res_y__1[373:352];
+  assign \res_y__1$165[17]  = res_y__1[395:374];
+  assign \res_y__1$165[18]  = res_y__1[417:396];
+  assign \res_y__1$165[19]  = res_y__1[439:418];
+  assign \res_y__1$165[20]  = res_y__1[461:440];
+  assign \res_y__1$165[21]  = res_y__1[483:462];
+  assign \res_y__1$165[22]  = res_y__1[505:484];
+  assign \res_y__1$165[23]  = res_y__1[527:506];
+  assign \res_y__1$165[24]  = res_y__1[549:528];
+  assign \res_y__1$165[25]  = res_y__1[571:550];
+  assign \res_y__1$165[26]  = res_y__1[593:572];
+  assign \res_y__1$165[27]  = res_y__1[615:594];
+  assign \res_y__1$165[28]  = res_y__1[637:616];
+  assign \res_y__1$165[29]  = res_y__1[659:638];
+  assign \res_y__1$165[30]  = res_y__1[681:660];
+  assign \res_y__1$165[31]  = res_y__1[703:682];
+  assign \res_y__1$165[32]  = res_y__1[725:704];
+  assign \res_y__1$165[33]  = res_y__1[747:726];
+  assign \res_y__1$165[34]  = res_y__1[769:748];
+  assign \res_y__1$165[35]  = res_y__1[791:770];
+  assign \res_y__1$165[36]  = res_y__1[813:792];
+  assign \res_y__1$165[37]  = res_y__1[835:814];
+  assign \res_y__1$165[38]  = res_y__1[857:836];
+  assign \res_y__1$165[39]  = res_y__1[879:858];
+  assign \res_y__1$165[40]  = res_y__1[901:880];
+  assign \res_y__1$165[41]  = res_y__1[923:902];
+  assign \res_y__1$165[42]  = res_y__1[945:924];
+  assign \res_y__1$165[43]  = res_y__1[967:946];
+  assign \res_y__1$165[44]  = res_y__1[989:968];
+  assign \res_y__1$165[45]  = res_y__1[1011:990];
+  assign \res_y__1$165[46]  = res_y__1[1033:1012];
+  assign \res_y__1$165[47]  = res_y__1[1055:1034];
+  assign \res_y__1$165[48]  = res_y__1[1077:1056];
+  assign \res_y__1$165[49]  = res_y__1[1099:1078];
+  assign \res_y__1$165[50]  = res_y__1[1121:1100];
+  assign \res_y__1$165[51]  = res_y__1[1143:1122];
+  assign \res_y__1$165[52]  = res_y__1[1165:1144];
+  assign \res_y__1$165[53]  = res_y__1[1187:1166];
+  assign \res_y__1$165[54]  = res_y__1[1209:1188];
+  assign \res_y__1$165[55]  = res_y__1[1231:1210];
+  assign \res_y__1$165[56]  = res_y__1[1253:1232];
+  assign \res_y__1$165[57]  = res_y__1[1275:1254];
+  assign \res_y__1$165[58]  = res_y__1[1297:1276];
+  assign \res_y__1$165[59]  = res_y__1[1319:1298];
+  assign \res_y__1$165[60]  = res_y__1[1341:1320];
+  assign \res_y__1$165[61]  = res_y__1[1363:1342];
+  assign \res_y__1$165[62]  = res_y__1[1385:1364];
+  assign \res_y__1$165[63]  = res_y__1[1407:1386];
+  assign \desc_rd__1__data.ky0  = \port__data$178 [8:0];
+  assign \desc_rd__1__data.kx0  = \port__data$178 [17:9];
+  assign \desc_rd__1__data.dy0  = \port__data$178 [30:18];
+  assign \desc_rd__1__data.dx0  = \port__data$178 [43:31];
+  assign \desc_rd__1__data.c0  = \port__data$178 [56:44];
+  assign \desc_rd__1__data.elems  = \port__data$178 [63:57];
+  assign \desc_rd__1__data.off0  = \port__data$178 [77:64];
   assign \macro2__op__payload.mode  = macro2__op__payload[0];
   assign \macro2__op__payload.page  = macro2__op__payload[3:1];
   assign \macro2__op__payload.row  = macro2__op__payload[9:4];
@@ -10665,156 +10886,156 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \op__2__payload.x[62]  = op__2__payload[524:517];
   assign \op__2__payload.x[63]  = op__2__payload[532:525];
   assign \op__2__payload.word  = op__2__payload[596:533];
-  assign \op__2__payload$176.mode  = \op__2__payload$176 [0];
-  assign \op__2__payload$176.page  = \op__2__payload$176 [3:1];
-  assign \op__2__payload$176.row  = \op__2__payload$176 [9:4];
-  assign \op__2__payload$176.wb_log2  = \op__2__payload$176 [11:10];
-  assign \op__2__payload$176.ab_m1  = \op__2__payload$176 [14:12];
-  assign \op__2__payload$176.w_signed  = \op__2__payload$176 [15];
-  assign \op__2__payload$176.x_signed  = \op__2__payload$176 [16];
-  assign \op__2__payload$176.skip  = \op__2__payload$176 [17];
-  assign \op__2__payload$176.bop  = \op__2__payload$176 [20:18];
-  assign \op__2__payload$176.x  = \op__2__payload$176 [532:21];
-  assign \op__2__payload$176.x[0]  = \op__2__payload$176 [28:21];
-  assign \op__2__payload$176.x[1]  = \op__2__payload$176 [36:29];
-  assign \op__2__payload$176.x[2]  = \op__2__payload$176 [44:37];
-  assign \op__2__payload$176.x[3]  = \op__2__payload$176 [52:45];
-  assign \op__2__payload$176.x[4]  = \op__2__payload$176 [60:53];
-  assign \op__2__payload$176.x[5]  = \op__2__payload$176 [68:61];
-  assign \op__2__payload$176.x[6]  = \op__2__payload$176 [76:69];
-  assign \op__2__payload$176.x[7]  = \op__2__payload$176 [84:77];
-  assign \op__2__payload$176.x[8]  = \op__2__payload$176 [92:85];
-  assign \op__2__payload$176.x[9]  = \op__2__payload$176 [100:93];
-  assign \op__2__payload$176.x[10]  = \op__2__payload$176 [108:101];
-  assign \op__2__payload$176.x[11]  = \op__2__payload$176 [116:109];
-  assign \op__2__payload$176.x[12]  = \op__2__payload$176 [124:117];
-  assign \op__2__payload$176.x[13]  = \op__2__payload$176 [132:125];
-  assign \op__2__payload$176.x[14]  = \op__2__payload$176 [140:133];
-  assign \op__2__payload$176.x[15]  = \op__2__payload$176 [148:141];
-  assign \op__2__payload$176.x[16]  = \op__2__payload$176 [156:149];
-  assign \op__2__payload$176.x[17]  = \op__2__payload$176 [164:157];
-  assign \op__2__payload$176.x[18]  = \op__2__payload$176 [172:165];
-  assign \op__2__payload$176.x[19]  = \op__2__payload$176 [180:173];
-  assign \op__2__payload$176.x[20]  = \op__2__payload$176 [188:181];
-  assign \op__2__payload$176.x[21]  = \op__2__payload$176 [196:189];
-  assign \op__2__payload$176.x[22]  = \op__2__payload$176 [204:197];
-  assign \op__2__payload$176.x[23]  = \op__2__payload$176 [212:205];
-  assign \op__2__payload$176.x[24]  = \op__2__payload$176 [220:213];
-  assign \op__2__payload$176.x[25]  = \op__2__payload$176 [228:221];
-  assign \op__2__payload$176.x[26]  = \op__2__payload$176 [236:229];
-  assign \op__2__payload$176.x[27]  = \op__2__payload$176 [244:237];
-  assign \op__2__payload$176.x[28]  = \op__2__payload$176 [252:245];
-  assign \op__2__payload$176.x[29]  = \op__2__payload$176 [260:253];
-  assign \op__2__payload$176.x[30]  = \op__2__payload$176 [268:261];
-  assign \op__2__payload$176.x[31]  = \op__2__payload$176 [276:269];
-  assign \op__2__payload$176.x[32]  = \op__2__payload$176 [284:277];
-  assign \op__2__payload$176.x[33]  = \op__2__payload$176 [292:285];
-  assign \op__2__payload$176.x[34]  = \op__2__payload$176 [300:293];
-  assign \op__2__payload$176.x[35]  = \op__2__payload$176 [308:301];
-  assign \op__2__payload$176.x[36]  = \op__2__payload$176 [316:309];
-  assign \op__2__payload$176.x[37]  = \op__2__payload$176 [324:317];
-  assign \op__2__payload$176.x[38]  = \op__2__payload$176 [332:325];
-  assign \op__2__payload$176.x[39]  = \op__2__payload$176 [340:333];
-  assign \op__2__payload$176.x[40]  = \op__2__payload$176 [348:341];
-  assign \op__2__payload$176.x[41]  = \op__2__payload$176 [356:349];
-  assign \op__2__payload$176.x[42]  = \op__2__payload$176 [364:357];
-  assign \op__2__payload$176.x[43]  = \op__2__payload$176 [372:365];
-  assign \op__2__payload$176.x[44]  = \op__2__payload$176 [380:373];
-  assign \op__2__payload$176.x[45]  = \op__2__payload$176 [388:381];
-  assign \op__2__payload$176.x[46]  = \op__2__payload$176 [396:389];
-  assign \op__2__payload$176.x[47]  = \op__2__payload$176 [404:397];
-  assign \op__2__payload$176.x[48]  = \op__2__payload$176 [412:405];
-  assign \op__2__payload$176.x[49]  = \op__2__payload$176 [420:413];
-  assign \op__2__payload$176.x[50]  = \op__2__payload$176 [428:421];
-  assign \op__2__payload$176.x[51]  = \op__2__payload$176 [436:429];
-  assign \op__2__payload$176.x[52]  = \op__2__payload$176 [444:437];
-  assign \op__2__payload$176.x[53]  = \op__2__payload$176 [452:445];
-  assign \op__2__payload$176.x[54]  = \op__2__payload$176 [460:453];
-  assign \op__2__payload$176.x[55]  = \op__2__payload$176 [468:461];
-  assign \op__2__payload$176.x[56]  = \op__2__payload$176 [476:469];
-  assign \op__2__payload$176.x[57]  = \op__2__payload$176 [484:477];
-  assign \op__2__payload$176.x[58]  = \op__2__payload$176 [492:485];
-  assign \op__2__payload$176.x[59]  = \op__2__payload$176 [500:493];
-  assign \op__2__payload$176.x[60]  = \op__2__payload$176 [508:501];
-  assign \op__2__payload$176.x[61]  = \op__2__payload$176 [516:509];
-  assign \op__2__payload$176.x[62]  = \op__2__payload$176 [524:517];
-  assign \op__2__payload$176.x[63]  = \op__2__payload$176 [532:525];
-  assign \op__2__payload$176.word  = \op__2__payload$176 [596:533];
-  assign \op__2__payload$177.mode  = \op__2__payload$177 [0];
-  assign \op__2__payload$177.page  = \op__2__payload$177 [3:1];
-  assign \op__2__payload$177.row  = \op__2__payload$177 [9:4];
-  assign \op__2__payload$177.wb_log2  = \op__2__payload$177 [11:10];
-  assign \op__2__payload$177.ab_m1  = \op__2__payload$177 [14:12];
-  assign \op__2__payload$177.w_signed  = \op__2__payload$177 [15];
-  assign \op__2__payload$177.x_signed  = \op__2__payload$177 [16];
-  assign \op__2__payload$177.skip  = \op__2__payload$177 [17];
-  assign \op__2__payload$177.bop  = \op__2__payload$177 [20:18];
-  assign \op__2__payload$177.x  = \op__2__payload$177 [532:21];
-  assign \op__2__payload$177.x[0]  = \op__2__payload$177 [28:21];
-  assign \op__2__payload$177.x[1]  = \op__2__payload$177 [36:29];
-  assign \op__2__payload$177.x[2]  = \op__2__payload$177 [44:37];
-  assign \op__2__payload$177.x[3]  = \op__2__payload$177 [52:45];
-  assign \op__2__payload$177.x[4]  = \op__2__payload$177 [60:53];
-  assign \op__2__payload$177.x[5]  = \op__2__payload$177 [68:61];
-  assign \op__2__payload$177.x[6]  = \op__2__payload$177 [76:69];
-  assign \op__2__payload$177.x[7]  = \op__2__payload$177 [84:77];
-  assign \op__2__payload$177.x[8]  = \op__2__payload$177 [92:85];
-  assign \op__2__payload$177.x[9]  = \op__2__payload$177 [100:93];
-  assign \op__2__payload$177.x[10]  = \op__2__payload$177 [108:101];
-  assign \op__2__payload$177.x[11]  = \op__2__payload$177 [116:109];
-  assign \op__2__payload$177.x[12]  = \op__2__payload$177 [124:117];
-  assign \op__2__payload$177.x[13]  = \op__2__payload$177 [132:125];
-  assign \op__2__payload$177.x[14]  = \op__2__payload$177 [140:133];
-  assign \op__2__payload$177.x[15]  = \op__2__payload$177 [148:141];
-  assign \op__2__payload$177.x[16]  = \op__2__payload$177 [156:149];
-  assign \op__2__payload$177.x[17]  = \op__2__payload$177 [164:157];
-  assign \op__2__payload$177.x[18]  = \op__2__payload$177 [172:165];
-  assign \op__2__payload$177.x[19]  = \op__2__payload$177 [180:173];
-  assign \op__2__payload$177.x[20]  = \op__2__payload$177 [188:181];
-  assign \op__2__payload$177.x[21]  = \op__2__payload$177 [196:189];
-  assign \op__2__payload$177.x[22]  = \op__2__payload$177 [204:197];
-  assign \op__2__payload$177.x[23]  = \op__2__payload$177 [212:205];
-  assign \op__2__payload$177.x[24]  = \op__2__payload$177 [220:213];
-  assign \op__2__payload$177.x[25]  = \op__2__payload$177 [228:221];
-  assign \op__2__payload$177.x[26]  = \op__2__payload$177 [236:229];
-  assign \op__2__payload$177.x[27]  = \op__2__payload$177 [244:237];
-  assign \op__2__payload$177.x[28]  = \op__2__payload$177 [252:245];
-  assign \op__2__payload$177.x[29]  = \op__2__payload$177 [260:253];
-  assign \op__2__payload$177.x[30]  = \op__2__payload$177 [268:261];
-  assign \op__2__payload$177.x[31]  = \op__2__payload$177 [276:269];
-  assign \op__2__payload$177.x[32]  = \op__2__payload$177 [284:277];
-  assign \op__2__payload$177.x[33]  = \op__2__payload$177 [292:285];
-  assign \op__2__payload$177.x[34]  = \op__2__payload$177 [300:293];
-  assign \op__2__payload$177.x[35]  = \op__2__payload$177 [308:301];
-  assign \op__2__payload$177.x[36]  = \op__2__payload$177 [316:309];
-  assign \op__2__payload$177.x[37]  = \op__2__payload$177 [324:317];
-  assign \op__2__payload$177.x[38]  = \op__2__payload$177 [332:325];
-  assign \op__2__payload$177.x[39]  = \op__2__payload$177 [340:333];
-  assign \op__2__payload$177.x[40]  = \op__2__payload$177 [348:341];
-  assign \op__2__payload$177.x[41]  = \op__2__payload$177 [356:349];
-  assign \op__2__payload$177.x[42]  = \op__2__payload$177 [364:357];
-  assign \op__2__payload$177.x[43]  = \op__2__payload$177 [372:365];
-  assign \op__2__payload$177.x[44]  = \op__2__payload$177 [380:373];
-  assign \op__2__payload$177.x[45]  = \op__2__payload$177 [388:381];
-  assign \op__2__payload$177.x[46]  = \op__2__payload$177 [396:389];
-  assign \op__2__payload$177.x[47]  = \op__2__payload$177 [404:397];
-  assign \op__2__payload$177.x[48]  = \op__2__payload$177 [412:405];
-  assign \op__2__payload$177.x[49]  = \op__2__payload$177 [420:413];
-  assign \op__2__payload$177.x[50]  = \op__2__payload$177 [428:421];
-  assign \op__2__payload$177.x[51]  = \op__2__payload$177 [436:429];
-  assign \op__2__payload$177.x[52]  = \op__2__payload$177 [444:437];
-  assign \op__2__payload$177.x[53]  = \op__2__payload$177 [452:445];
-  assign \op__2__payload$177.x[54]  = \op__2__payload$177 [460:453];
-  assign \op__2__payload$177.x[55]  = \op__2__payload$177 [468:461];
-  assign \op__2__payload$177.x[56]  = \op__2__payload$177 [476:469];
-  assign \op__2__payload$177.x[57]  = \op__2__payload$177 [484:477];
-  assign \op__2__payload$177.x[58]  = \op__2__payload$177 [492:485];
-  assign \op__2__payload$177.x[59]  = \op__2__payload$177 [500:493];
-  assign \op__2__payload$177.x[60]  = \op__2__payload$177 [508:501];
-  assign \op__2__payload$177.x[61]  = \op__2__payload$177 [516:509];
-  assign \op__2__payload$177.x[62]  = \op__2__payload$177 [524:517];
-  assign \op__2__payload$177.x[63]  = \op__2__payload$177 [532:525];
-  assign \op__2__payload$177.word  = \op__2__payload$177 [596:533];
+  assign \op__2__payload$184.mode  = \op__2__payload$184 [0];
+  assign \op__2__payload$184.page  = \op__2__payload$184 [3:1];
+  assign \op__2__payload$184.row  = \op__2__payload$184 [9:4];
+  assign \op__2__payload$184.wb_log2  = \op__2__payload$184 [11:10];
+  assign \op__2__payload$184.ab_m1  = \op__2__payload$184 [14:12];
+  assign \op__2__payload$184.w_signed  = \op__2__payload$184 [15];
+  assign \op__2__payload$184.x_signed  = \op__2__payload$184 [16];
+  assign \op__2__payload$184.skip  = \op__2__payload$184 [17];
+  assign \op__2__payload$184.bop  = \op__2__payload$184 [20:18];
+  assign \op__2__payload$184.x  = \op__2__payload$184 [532:21];
+  assign \op__2__payload$184.x[0]  = \op__2__payload$184 [28:21];
+  assign \op__2__payload$184.x[1]  = \op__2__payload$184 [36:29];
+  assign \op__2__payload$184.x[2]  = \op__2__payload$184 [44:37];
+  assign \op__2__payload$184.x[3]  = \op__2__payload$184 [52:45];
+  assign \op__2__payload$184.x[4]  = \op__2__payload$184 [60:53];
+  assign \op__2__payload$184.x[5]  = \op__2__payload$184 [68:61];
+  assign \op__2__payload$184.x[6]  = \op__2__payload$184 [76:69];
+  assign \op__2__payload$184.x[7]  = \op__2__payload$184 [84:77];
+  assign \op__2__payload$184.x[8]  = \op__2__payload$184 [92:85];
+  assign \op__2__payload$184.x[9]  = \op__2__payload$184 [100:93];
+  assign \op__2__payload$184.x[10]  = \op__2__payload$184 [108:101];
+  assign \op__2__payload$184.x[11]  = \op__2__payload$184 [116:109];
+  assign \op__2__payload$184.x[12]  = \op__2__payload$184 [124:117];
+  assign \op__2__payload$184.x[13]  = \op__2__payload$184 [132:125];
+  assign \op__2__payload$184.x[14]  = \op__2__payload$184 [140:133];
+  assign \op__2__payload$184.x[15]  = \op__2__payload$184 [148:141];
+  assign \op__2__payload$184.x[16]  = \op__2__payload$184 [156:149];
+  assign \op__2__payload$184.x[17]  = \op__2__payload$184 [164:157];
+  assign \op__2__payload$184.x[18]  = \op__2__payload$184 [172:165];
+  assign \op__2__payload$184.x[19]  = \op__2__payload$184 [180:173];
+  assign \op__2__payload$184.x[20]  = \op__2__payload$184 [188:181];
+  assign \op__2__payload$184.x[21]  = \op__2__payload$184 [196:189];
+  assign \op__2__payload$184.x[22]  = \op__2__payload$184 [204:197];
+  assign \op__2__payload$184.x[23]  = \op__2__payload$184 [212:205];
+  assign \op__2__payload$184.x[24]  = \op__2__payload$184 [220:213];
+  assign \op__2__payload$184.x[25]  = \op__2__payload$184 [228:221];
+  assign \op__2__payload$184.x[26]  = \op__2__payload$184 [236:229];
+  assign \op__2__payload$184.x[27]  = \op__2__payload$184 [244:237];
+  assign \op__2__payload$184.x[28]  = \op__2__payload$184 [252:245];
+  assign \op__2__payload$184.x[29]  = \op__2__payload$184 [260:253];
+  assign \op__2__payload$184.x[30]  = \op__2__payload$184 [268:261];
+  assign \op__2__payload$184.x[31]  = \op__2__payload$184 [276:269];
+  assign \op__2__payload$184.x[32]  = \op__2__payload$184 [284:277];
+  assign \op__2__payload$184.x[33]  = \op__2__payload$184 [292:285];
+  assign \op__2__payload$184.x[34]  = \op__2__payload$184 [300:293];
+  assign \op__2__payload$184.x[35]  = \op__2__payload$184 [308:301];
+  assign \op__2__payload$184.x[36]  = \op__2__payload$184 [316:309];
+  assign \op__2__payload$184.x[37]  = \op__2__payload$184 [324:317];
+  assign \op__2__payload$184.x[38]  = \op__2__payload$184 [332:325];
+  assign \op__2__payload$184.x[39]  = \op__2__payload$184 [340:333];
+  assign \op__2__payload$184.x[40]  = \op__2__payload$184 [348:341];
+  assign \op__2__payload$184.x[41]  = \op__2__payload$184 [356:349];
+  assign \op__2__payload$184.x[42]  = \op__2__payload$184 [364:357];
+  assign \op__2__payload$184.x[43]  = \op__2__payload$184 [372:365];
+  assign \op__2__payload$184.x[44]  = \op__2__payload$184 [380:373];
+  assign \op__2__payload$184.x[45]  = \op__2__payload$184 [388:381];
+  assign \op__2__payload$184.x[46]  = \op__2__payload$184 [396:389];
+  assign \op__2__payload$184.x[47]  = \op__2__payload$184 [404:397];
+  assign \op__2__payload$184.x[48]  = \op__2__payload$184 [412:405];
+  assign \op__2__payload$184.x[49]  = \op__2__payload$184 [420:413];
+  assign \op__2__payload$184.x[50]  = \op__2__payload$184 [428:421];
+  assign \op__2__payload$184.x[51]  = \op__2__payload$184 [436:429];
+  assign \op__2__payload$184.x[52]  = \op__2__payload$184 [444:437];
+  assign \op__2__payload$184.x[53]  = \op__2__payload$184 [452:445];
+  assign \op__2__payload$184.x[54]  = \op__2__payload$184 [460:453];
+  assign \op__2__payload$184.x[55]  = \op__2__payload$184 [468:461];
+  assign \op__2__payload$184.x[56]  = \op__2__payload$184 [476:469];
+  assign \op__2__payload$184.x[57]  = \op__2__payload$184 [484:477];
+  assign \op__2__payload$184.x[58]  = \op__2__payload$184 [492:485];
+  assign \op__2__payload$184.x[59]  = \op__2__payload$184 [500:493];
+  assign \op__2__payload$184.x[60]  = \op__2__payload$184 [508:501];
+  assign \op__2__payload$184.x[61]  = \op__2__payload$184 [516:509];
+  assign \op__2__payload$184.x[62]  = \op__2__payload$184 [524:517];
+  assign \op__2__payload$184.x[63]  = \op__2__payload$184 [532:525];
+  assign \op__2__payload$184.word  = \op__2__payload$184 [596:533];
+  assign \op__2__payload$185.mode  = \op__2__payload$185 [0];
+  assign \op__2__payload$185.page  = \op__2__payload$185 [3:1];
+  assign \op__2__payload$185.row  = \op__2__payload$185 [9:4];
+  assign \op__2__payload$185.wb_log2  = \op__2__payload$185 [11:10];
+  assign \op__2__payload$185.ab_m1  = \op__2__payload$185 [14:12];
+  assign \op__2__payload$185.w_signed  = \op__2__payload$185 [15];
+  assign \op__2__payload$185.x_signed  = \op__2__payload$185 [16];
+  assign \op__2__payload$185.skip  = \op__2__payload$185 [17];
+  assign \op__2__payload$185.bop  = \op__2__payload$185 [20:18];
+  assign \op__2__payload$185.x  = \op__2__payload$185 [532:21];
+  assign \op__2__payload$185.x[0]  = \op__2__payload$185 [28:21];
+  assign \op__2__payload$185.x[1]  = \op__2__payload$185 [36:29];
+  assign \op__2__payload$185.x[2]  = \op__2__payload$185 [44:37];
+  assign \op__2__payload$185.x[3]  = \op__2__payload$185 [52:45];
+  assign \op__2__payload$185.x[4]  = \op__2__payload$185 [60:53];
+  assign \op__2__payload$185.x[5]  = \op__2__payload$185 [68:61];
+  assign \op__2__payload$185.x[6]  = \op__2__payload$185 [76:69];
+  assign \op__2__payload$185.x[7]  = \op__2__payload$185 [84:77];
+  assign \op__2__payload$185.x[8]  = \op__2__payload$185 [92:85];
+  assign \op__2__payload$185.x[9]  = \op__2__payload$185 [100:93];
+  assign \op__2__payload$185.x[10]  = \op__2__payload$185 [108:101];
+  assign \op__2__payload$185.x[11]  = \op__2__payload$185 [116:109];
+  assign \op__2__payload$185.x[12]  = \op__2__payload$185 [124:117];
+  assign \op__2__payload$185.x[13]  = \op__2__payload$185 [132:125];
+  assign \op__2__payload$185.x[14]  = \op__2__payload$185 [140:133];
+  assign \op__2__payload$185.x[15]  = \op__2__payload$185 [148:141];
+  assign \op__2__payload$185.x[16]  = \op__2__payload$185 [156:149];
+  assign \op__2__payload$185.x[17]  = \op__2__payload$185 [164:157];
+  assign \op__2__payload$185.x[18]  = \op__2__payload$185 [172:165];
+  assign \op__2__payload$185.x[19]  = \op__2__payload$185 [180:173];
+  assign \op__2__payload$185.x[20]  = \op__2__payload$185 [188:181];
+  assign \op__2__payload$185.x[21]  = \op__2__payload$185 [196:189];
+  assign \op__2__payload$185.x[22]  = \op__2__payload$185 [204:197];
+  assign \op__2__payload$185.x[23]  = \op__2__payload$185 [212:205];
+  assign \op__2__payload$185.x[24]  = \op__2__payload$185 [220:213];
+  assign \op__2__payload$185.x[25]  = \op__2__payload$185 [228:221];
+  assign \op__2__payload$185.x[26]  = \op__2__payload$185 [236:229];
+  assign \op__2__payload$185.x[27]  = \op__2__payload$185 [244:237];
+  assign \op__2__payload$185.x[28]  = \op__2__payload$185 [252:245];
+  assign \op__2__payload$185.x[29]  = \op__2__payload$185 [260:253];
+  assign \op__2__payload$185.x[30]  = \op__2__payload$185 [268:261];
+  assign \op__2__payload$185.x[31]  = \op__2__payload$185 [276:269];
+  assign \op__2__payload$185.x[32]  = \op__2__payload$185 [284:277];
+  assign \op__2__payload$185.x[33]  = \op__2__payload$185 [292:285];
+  assign \op__2__payload$185.x[34]  = \op__2__payload$185 [300:293];
+  assign \op__2__payload$185.x[35]  = \op__2__payload$185 [308:301];
+  assign \op__2__payload$185.x[36]  = \op__2__payload$185 [316:309];
+  assign \op__2__payload$185.x[37]  = \op__2__payload$185 [324:317];
+  assign \op__2__payload$185.x[38]  = \op__2__payload$185 [332:325];
+  assign \op__2__payload$185.x[39]  = \op__2__payload$185 [340:333];
+  assign \op__2__payload$185.x[40]  = \op__2__payload$185 [348:341];
+  assign \op__2__payload$185.x[41]  = \op__2__payload$185 [356:349];
+  assign \op__2__payload$185.x[42]  = \op__2__payload$185 [364:357];
+  assign \op__2__payload$185.x[43]  = \op__2__payload$185 [372:365];
+  assign \op__2__payload$185.x[44]  = \op__2__payload$185 [380:373];
+  assign \op__2__payload$185.x[45]  = \op__2__payload$185 [388:381];
+  assign \op__2__payload$185.x[46]  = \op__2__payload$185 [396:389];
+  assign \op__2__payload$185.x[47]  = \op__2__payload$185 [404:397];
+  assign \op__2__payload$185.x[48]  = \op__2__payload$185 [412:405];
+  assign \op__2__payload$185.x[49]  = \op__2__payload$185 [420:413];
+  assign \op__2__payload$185.x[50]  = \op__2__payload$185 [428:421];
+  assign \op__2__payload$185.x[51]  = \op__2__payload$185 [436:429];
+  assign \op__2__payload$185.x[52]  = \op__2__payload$185 [444:437];
+  assign \op__2__payload$185.x[53]  = \op__2__payload$185 [452:445];
+  assign \op__2__payload$185.x[54]  = \op__2__payload$185 [460:453];
+  assign \op__2__payload$185.x[55]  = \op__2__payload$185 [468:461];
+  assign \op__2__payload$185.x[56]  = \op__2__payload$185 [476:469];
+  assign \op__2__payload$185.x[57]  = \op__2__payload$185 [484:477];
+  assign \op__2__payload$185.x[58]  = \op__2__payload$185 [492:485];
+  assign \op__2__payload$185.x[59]  = \op__2__payload$185 [500:493];
+  assign \op__2__payload$185.x[60]  = \op__2__payload$185 [508:501];
+  assign \op__2__payload$185.x[61]  = \op__2__payload$185 [516:509];
+  assign \op__2__payload$185.x[62]  = \op__2__payload$185 [524:517];
+  assign \op__2__payload$185.x[63]  = \op__2__payload$185 [532:525];
+  assign \op__2__payload$185.word  = \op__2__payload$185 [596:533];
   assign \res_y__2[0]  = res_y__2[21:0];
   assign \res_y__2[1]  = res_y__2[43:22];
   assign \res_y__2[2]  = res_y__2[65:44];
@@ -10943,77 +11164,77 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \macro2__res_y[61]  = res_y__2[1363:1342];
   assign \macro2__res_y[62]  = res_y__2[1385:1364];
   assign \macro2__res_y[63]  = res_y__2[1407:1386];
-  assign \res_y__2$189[0]  = res_y__2[21:0];
-  assign \res_y__2$189[1]  = res_y__2[43:22];
-  assign \res_y__2$189[2]  = res_y__2[65:44];
-  assign \res_y__2$189[3]  = res_y__2[87:66];
-  assign \res_y__2$189[4]  = res_y__2[109:88];
-  assign \res_y__2$189[5]  = res_y__2[131:110];
-  assign \res_y__2$189[6]  = res_y__2[153:132];
-  assign \res_y__2$189[7]  = res_y__2[175:154];
-  assign \res_y__2$189[8]  = res_y__2[197:176];
-  assign \res_y__2$189[9]  = res_y__2[219:198];
-  assign \res_y__2$189[10]  = res_y__2[241:220];
-  assign \res_y__2$189[11]  = res_y__2[263:242];
-  assign \res_y__2$189[12]  = res_y__2[285:264];
-  assign \res_y__2$189[13]  = res_y__2[307:286];
-  assign \res_y__2$189[14]  = res_y__2[329:308];
-  assign \res_y__2$189[15]  = res_y__2[351:330];
-  assign \res_y__2$189[16]  = res_y__2[373:352];
-  assign \res_y__2$189[17]  = res_y__2[395:374];
-  assign \res_y__2$189[18]  = res_y__2[417:396];
-  assign \res_y__2$189[19]  = res_y__2[439:418];
-  assign \res_y__2$189[20]  = res_y__2[461:440];
-  assign \res_y__2$189[21]  = res_y__2[483:462];
-  assign \res_y__2$189[22]  = res_y__2[505:484];
-  assign \res_y__2$189[23]  = res_y__2[527:506];
-  assign \res_y__2$189[24]  = res_y__2[549:528];
-  assign \res_y__2$189[25]  = res_y__2[571:550];
-  assign \res_y__2$189[26]  = res_y__2[593:572];
-  assign \res_y__2$189[27]  = res_y__2[615:594];
-  assign \res_y__2$189[28]  = res_y__2[637:616];
-  assign \res_y__2$189[29]  = res_y__2[659:638];
-  assign \res_y__2$189[30]  = res_y__2[681:660];
-  assign \res_y__2$189[31]  = res_y__2[703:682];
-  assign \res_y__2$189[32]  = res_y__2[725:704];
-  assign \res_y__2$189[33]  = res_y__2[747:726];
-  assign \res_y__2$189[34]  = res_y__2[769:748];
-  assign \res_y__2$189[35]  = res_y__2[791:770];
-  assign \res_y__2$189[36]  = res_y__2[813:792];
-  assign \res_y__2$189[37]  = res_y__2[835:814];
-  assign \res_y__2$189[38]  = res_y__2[857:836];
-  assign \res_y__2$189[39]  = res_y__2[879:858];
-  assign \res_y__2$189[40]  = res_y__2[901:880];
-  assign \res_y__2$189[41]  = res_y__2[923:902];
-  assign \res_y__2$189[42]  = res_y__2[945:924];
-  assign \res_y__2$189[43]  = res_y__2[967:946];
-  assign \res_y__2$189[44]  = res_y__2[989:968];
-  assign \res_y__2$189[45]  = res_y__2[1011:990];
-  assign \res_y__2$189[46]  = res_y__2[1033:1012];
-  assign \res_y__2$189[47]  = res_y__2[1055:1034];
-  assign \res_y__2$189[48]  = res_y__2[1077:1056];
-  assign \res_y__2$189[49]  = res_y__2[1099:1078];
-  assign \res_y__2$189[50]  = res_y__2[1121:1100];
-  assign \res_y__2$189[51]  = res_y__2[1143:1122];
-  assign \res_y__2$189[52]  = res_y__2[1165:1144];
-  assign \res_y__2$189[53]  = res_y__2[1187:1166];
-  assign \res_y__2$189[54]  = res_y__2[1209:1188];
-  assign \res_y__2$189[55]  = res_y__2[1231:1210];
-  assign \res_y__2$189[56]  = res_y__2[1253:1232];
-  assign \res_y__2$189[57]  = res_y__2[1275:1254];
-  assign \res_y__2$189[58]  = res_y__2[1297:1276];
-  assign \res_y__2$189[59]  = res_y__2[1319:1298];
-  assign \res_y__2$189[60]  = res_y__2[1341:1320];
-  assign \res_y__2$189[61]  = res_y__2[1363:1342];
-  assign \res_y__2$189[62]  = res_y__2[1385:1364];
-  assign \res_y__2$189[63]  = res_y__2[1407:1386];
-  assign \desc_rd__2__data.ky0  = \port__data$202 [8:0];
-  assign \desc_rd__2__data.kx0  = \port__data$202 [17:9];
-  assign \desc_rd__2__data.dy0  = \port__data$202 [30:18];
-  assign \desc_rd__2__data.dx0  = \port__data$202 [43:31];
-  assign \desc_rd__2__data.c0  = \port__data$202 [56:44];
-  assign \desc_rd__2__data.elems  = \port__data$202 [63:57];
-  assign \desc_rd__2__data.off0  = \port__data$202 [77:64];
+  assign \res_y__2$197[0]  = res_y__2[21:0];
+  assign \res_y__2$197[1]  = res_y__2[43:22];
+  assign \res_y__2$197[2]  = res_y__2[65:44];
+  assign \res_y__2$197[3]  = res_y__2[87:66];
+  assign \res_y__2$197[4]  = res_y__2[109:88];
+  assign \res_y__2$197[5]  = res_y__2[131:110];
+  assign \res_y__2$197[6]  = res_y__2[153:132];
+  assign \res_y__2$197[7]  = res_y__2[175:154];
+  assign \res_y__2$197[8]  = res_y__2[197:176];
+  assign \res_y__2$197[9]  = res_y__2[219:198];
+  assign \res_y__2$197[10]  = res_y__2[241:220];
+  assign \res_y__2$197[11]  = res_y__2[263:242];
+  assign \res_y__2$197[12]  = res_y__2[285:264];
+  assign \res_y__2$197[13]  = res_y__2[307:286];
+  assign \res_y__2$197[14]  = res_y__2[329:308];
+  assign \res_y__2$197[15]  = res_y__2[351:330];
+  assign \res_y__2$197[16]  = res_y__2[373:352];
+  assign \res_y__2$197[17]  = res_y__2[395:374];
+  assign \res_y__2$197[18]  = res_y__2[417:396];
+  assign \res_y__2$197[19]  = res_y__2[439:418];
+  assign \res_y__2$197[20]  = res_y__2[461:440];
+  assign \res_y__2$197[21]  = res_y__2[483:462];
+  assign \res_y__2$197[22]  = res_y__2[505:484];
+  assign \res_y__2$197[23]  = res_y__2[527:506];
+  assign \res_y__2$197[24]  = res_y__2[549:528];
+  assign \res_y__2$197[25]  = res_y__2[571:550];
+  assign \res_y__2$197[26]  = res_y__2[593:572];
+  assign \res_y__2$197[27]  = res_y__2[615:594];
+  assign \res_y__2$197[28]  = res_y__2[637:616];
+  assign \res_y__2$197[29]  = res_y__2[659:638];
+  assign \res_y__2$197[30]  = res_y__2[681:660];
+  assign \res_y__2$197[31]  = res_y__2[703:682];
+  assign \res_y__2$197[32]  = res_y__2[725:704];
+  assign \res_y__2$197[33]  = res_y__2[747:726];
+  assign \res_y__2$197[34]  = res_y__2[769:748];
+  assign \res_y__2$197[35]  = res_y__2[791:770];
+  assign \res_y__2$197[36]  = res_y__2[813:792];
+  assign \res_y__2$197[37]  = res_y__2[835:814];
+  assign \res_y__2$197[38]  = res_y__2[857:836];
+  assign \res_y__2$197[39]  = res_y__2[879:858];
+  assign \res_y__2$197[40]  = res_y__2[901:880];
+  assign \res_y__2$197[41]  = res_y__2[923:902];
+  assign \res_y__2$197[42]  = res_y__2[945:924];
+  assign \res_y__2$197[43]  = res_y__2[967:946];
+  assign \res_y__2$197[44]  = res_y__2[989:968];
+  assign \res_y__2$197[45]  = res_y__2[1011:990];
+  assign \res_y__2$197[46]  = res_y__2[1033:1012];
+  assign \res_y__2$197[47]  = res_y__2[1055:1034];
+  assign \res_y__2$197[48]  = res_y__2[1077:1056];
+  assign \res_y__2$197[49]  = res_y__2[1099:1078];
+  assign \res_y__2$197[50]  = res_y__2[1121:1100];
+  assign \res_y__2$197[51]  = res_y__2[1143:1122];
+  assign \res_y__2$197[52]  = res_y__2[1165:1144];
+  assign \res_y__2$197[53]  = res_y__2[1187:1166];
+  assign \res_y__2$197[54]  = res_y__2[1209:1188];
+  assign \res_y__2$197[55]  = res_y__2[1231:1210];
+  assign \res_y__2$197[56]  = res_y__2[1253:1232];
+  assign \res_y__2$197[57]  = res_y__2[1275:1254];
+  assign \res_y__2$197[58]  = res_y__2[1297:1276];
+  assign \res_y__2$197[59]  = res_y__2[1319:1298];
+  assign \res_y__2$197[60]  = res_y__2[1341:1320];
+  assign \res_y__2$197[61]  = res_y__2[1363:1342];
+  assign \res_y__2$197[62]  = res_y__2[1385:1364];
+  assign \res_y__2$197[63]  = res_y__2[1407:1386];
+  assign \desc_rd__2__data.ky0  = \port__data$210 [8:0];
+  assign \desc_rd__2__data.kx0  = \port__data$210 [17:9];
+  assign \desc_rd__2__data.dy0  = \port__data$210 [30:18];
+  assign \desc_rd__2__data.dx0  = \port__data$210 [43:31];
+  assign \desc_rd__2__data.c0  = \port__data$210 [56:44];
+  assign \desc_rd__2__data.elems  = \port__data$210 [63:57];
+  assign \desc_rd__2__data.off0  = \port__data$210 [77:64];
   assign \macro3__op__payload.mode  = macro3__op__payload[0];
   assign \macro3__op__payload.page  = macro3__op__payload[3:1];
   assign \macro3__op__payload.row  = macro3__op__payload[9:4];
@@ -11164,156 +11385,156 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \op__3__payload.x[62]  = op__3__payload[524:517];
   assign \op__3__payload.x[63]  = op__3__payload[532:525];
   assign \op__3__payload.word  = op__3__payload[596:533];
-  assign \op__3__payload$208.mode  = \op__3__payload$208 [0];
-  assign \op__3__payload$208.page  = \op__3__payload$208 [3:1];
-  assign \op__3__payload$208.row  = \op__3__payload$208 [9:4];
-  assign \op__3__payload$208.wb_log2  = \op__3__payload$208 [11:10];
-  assign \op__3__payload$208.ab_m1  = \op__3__payload$208 [14:12];
-  assign \op__3__payload$208.w_signed  = \op__3__payload$208 [15];
-  assign \op__3__payload$208.x_signed  = \op__3__payload$208 [16];
-  assign \op__3__payload$208.skip  = \op__3__payload$208 [17];
-  assign \op__3__payload$208.bop  = \op__3__payload$208 [20:18];
-  assign \op__3__payload$208.x  = \op__3__payload$208 [532:21];
-  assign \op__3__payload$208.x[0]  = \op__3__payload$208 [28:21];
-  assign \op__3__payload$208.x[1]  = \op__3__payload$208 [36:29];
-  assign \op__3__payload$208.x[2]  = \op__3__payload$208 [44:37];
-  assign \op__3__payload$208.x[3]  = \op__3__payload$208 [52:45];
-  assign \op__3__payload$208.x[4]  = \op__3__payload$208 [60:53];
-  assign \op__3__payload$208.x[5]  = \op__3__payload$208 [68:61];
-  assign \op__3__payload$208.x[6]  = \op__3__payload$208 [76:69];
-  assign \op__3__payload$208.x[7]  = \op__3__payload$208 [84:77];
-  assign \op__3__payload$208.x[8]  = \op__3__payload$208 [92:85];
-  assign \op__3__payload$208.x[9]  = \op__3__payload$208 [100:93];
-  assign \op__3__payload$208.x[10]  = \op__3__payload$208 [108:101];
-  assign \op__3__payload$208.x[11]  = \op__3__payload$208 [116:109];
-  assign \op__3__payload$208.x[12]  = \op__3__payload$208 [124:117];
-  assign \op__3__payload$208.x[13]  = \op__3__payload$208 [132:125];
-  assign \op__3__payload$208.x[14]  = \op__3__payload$208 [140:133];
-  assign \op__3__payload$208.x[15]  = \op__3__payload$208 [148:141];
-  assign \op__3__payload$208.x[16]  = \op__3__payload$208 [156:149];
-  assign \op__3__payload$208.x[17]  = \op__3__payload$208 [164:157];
-  assign \op__3__payload$208.x[18]  = \op__3__payload$208 [172:165];
-  assign \op__3__payload$208.x[19]  = \op__3__payload$208 [180:173];
-  assign \op__3__payload$208.x[20]  = \op__3__payload$208 [188:181];
-  assign \op__3__payload$208.x[21]  = \op__3__payload$208 [196:189];
-  assign \op__3__payload$208.x[22]  = \op__3__payload$208 [204:197];
-  assign \op__3__payload$208.x[23]  = \op__3__payload$208 [212:205];
-  assign \op__3__payload$208.x[24]  = \op__3__payload$208 [220:213];
-  assign \op__3__payload$208.x[25]  = \op__3__payload$208 [228:221];
-  assign \op__3__payload$208.x[26]  = \op__3__payload$208 [236:229];
-  assign \op__3__payload$208.x[27]  = \op__3__payload$208 [244:237];
-  assign \op__3__payload$208.x[28]  = \op__3__payload$208 [252:245];
-  assign \op__3__payload$208.x[29]  = \op__3__payload$208 [260:253];
-  assign \op__3__payload$208.x[30]  = \op__3__payload$208 [268:261];
-  assign \op__3__payload$208.x[31]  = \op__3__payload$208 [276:269];
-  assign \op__3__payload$208.x[32]  = \op__3__payload$208 [284:277];
-  assign \op__3__payload$208.x[33]  = \op__3__payload$208 [292:285];
-  assign \op__3__payload$208.x[34]  = \op__3__payload$208 [300:293];
-  assign \op__3__payload$208.x[35]  = \op__3__payload$208 [308:301];
-  assign \op__3__payload$208.x[36]  = \op__3__payload$208 [316:309];
-  assign \op__3__payload$208.x[37]  = \op__3__payload$208 [324:317];
-  assign \op__3__payload$208.x[38]  = \op__3__payload$208 [332:325];
-  assign \op__3__payload$208.x[39]  = \op__3__payload$208 [340:333];
-  assign \op__3__payload$208.x[40]  = \op__3__payload$208 [348:341];
-  assign \op__3__payload$208.x[41]  = \op__3__payload$208 [356:349];
-  assign \op__3__payload$208.x[42]  = \op__3__payload$208 [364:357];
-  assign \op__3__payload$208.x[43]  = \op__3__payload$208 [372:365];
-  assign \op__3__payload$208.x[44]  = \op__3__payload$208 [380:373];
-  assign \op__3__payload$208.x[45]  = \op__3__payload$208 [388:381];
-  assign \op__3__payload$208.x[46]  = \op__3__payload$208 [396:389];
-  assign \op__3__payload$208.x[47]  = \op__3__payload$208 [404:397];
-  assign \op__3__payload$208.x[48]  = \op__3__payload$208 [412:405];
-  assign \op__3__payload$208.x[49]  = \op__3__payload$208 [420:413];
-  assign \op__3__payload$208.x[50]  = \op__3__payload$208 [428:421];
-  assign \op__3__payload$208.x[51]  = \op__3__payload$208 [436:429];
-  assign \op__3__payload$208.x[52]  = \op__3__payload$208 [444:437];
-  assign \op__3__payload$208.x[53]  = \op__3__payload$208 [452:445];
-  assign \op__3__payload$208.x[54]  = \op__3__payload$208 [460:453];
-  assign \op__3__payload$208.x[55]  = \op__3__payload$208 [468:461];
-  assign \op__3__payload$208.x[56]  = \op__3__payload$208 [476:469];
-  assign \op__3__payload$208.x[57]  = \op__3__payload$208 [484:477];
-  assign \op__3__payload$208.x[58]  = \op__3__payload$208 [492:485];
-  assign \op__3__payload$208.x[59]  = \op__3__payload$208 [500:493];
-  assign \op__3__payload$208.x[60]  = \op__3__payload$208 [508:501];
-  assign \op__3__payload$208.x[61]  = \op__3__payload$208 [516:509];
-  assign \op__3__payload$208.x[62]  = \op__3__payload$208 [524:517];
-  assign \op__3__payload$208.x[63]  = \op__3__payload$208 [532:525];
-  assign \op__3__payload$208.word  = \op__3__payload$208 [596:533];
-  assign \op__3__payload$209.mode  = \op__3__payload$209 [0];
-  assign \op__3__payload$209.page  = \op__3__payload$209 [3:1];
-  assign \op__3__payload$209.row  = \op__3__payload$209 [9:4];
-  assign \op__3__payload$209.wb_log2  = \op__3__payload$209 [11:10];
-  assign \op__3__payload$209.ab_m1  = \op__3__payload$209 [14:12];
-  assign \op__3__payload$209.w_signed  = \op__3__payload$209 [15];
-  assign \op__3__payload$209.x_signed  = \op__3__payload$209 [16];
-  assign \op__3__payload$209.skip  = \op__3__payload$209 [17];
-  assign \op__3__payload$209.bop  = \op__3__payload$209 [20:18];
-  assign \op__3__payload$209.x  = \op__3__payload$209 [532:21];
-  assign \op__3__payload$209.x[0]  = \op__3__payload$209 [28:21];
-  assign \op__3__payload$209.x[1]  = \op__3__payload$209 [36:29];
-  assign \op__3__payload$209.x[2]  = \op__3__payload$209 [44:37];
-  assign \op__3__payload$209.x[3]  = \op__3__payload$209 [52:45];
-  assign \op__3__payload$209.x[4]  = \op__3__payload$209 [60:53];
-  assign \op__3__payload$209.x[5]  = \op__3__payload$209 [68:61];
-  assign \op__3__payload$209.x[6]  = \op__3__payload$209 [76:69];
-  assign \op__3__payload$209.x[7]  = \op__3__payload$209 [84:77];
-  assign \op__3__payload$209.x[8]  = \op__3__payload$209 [92:85];
-  assign \op__3__payload$209.x[9]  = \op__3__payload$209 [100:93];
-  assign \op__3__payload$209.x[10]  = \op__3__payload$209 [108:101];
-  assign \op__3__payload$209.x[11]  = \op__3__payload$209 [116:109];
-  assign \op__3__payload$209.x[12]  = \op__3__payload$209 [124:117];
-  assign \op__3__payload$209.x[13]  = \op__3__payload$209 [132:125];
-  assign \op__3__payload$209.x[14]  = \op__3__payload$209 [140:133];
-  assign \op__3__payload$209.x[15]  = \op__3__payload$209 [148:141];
-  assign \op__3__payload$209.x[16]  = \op__3__payload$209 [156:149];
-  assign \op__3__payload$209.x[17]  = \op__3__payload$209 [164:157];
-  assign \op__3__payload$209.x[18]  = \op__3__payload$209 [172:165];
-  assign \op__3__payload$209.x[19]  = \op__3__payload$209 [180:173];
-  assign \op__3__payload$209.x[20]  = \op__3__payload$209 [188:181];
-  assign \op__3__payload$209.x[21]  = \op__3__payload$209 [196:189];
-  assign \op__3__payload$209.x[22]  = \op__3__payload$209 [204:197];
-  assign \op__3__payload$209.x[23]  = \op__3__payload$209 [212:205];
-  assign \op__3__payload$209.x[24]  = \op__3__payload$209 [220:213];
-  assign \op__3__payload$209.x[25]  = \op__3__payload$209 [228:221];
-  assign \op__3__payload$209.x[26]  = \op__3__payload$209 [236:229];
-  assign \op__3__payload$209.x[27]  = \op__3__payload$209 [244:237];
-  assign \op__3__payload$209.x[28]  = \op__3__payload$209 [252:245];
-  assign \op__3__payload$209.x[29]  = \op__3__payload$209 [260:253];
-  assign \op__3__payload$209.x[30]  = \op__3__payload$209 [268:261];
-  assign \op__3__payload$209.x[31]  = \op__3__payload$209 [276:269];
-  assign \op__3__payload$209.x[32]  = \op__3__payload$209 [284:277];
-  assign \op__3__payload$209.x[33]  = \op__3__payload$209 [292:285];
-  assign \op__3__payload$209.x[34]  = \op__3__payload$209 [300:293];
-  assign \op__3__payload$209.x[35]  = \op__3__payload$209 [308:301];
-  assign \op__3__payload$209.x[36]  = \op__3__payload$209 [316:309];
-  assign \op__3__payload$209.x[37]  = \op__3__payload$209 [324:317];
-  assign \op__3__payload$209.x[38]  = \op__3__payload$209 [332:325];
-  assign \op__3__payload$209.x[39]  = \op__3__payload$209 [340:333];
-  assign \op__3__payload$209.x[40]  = \op__3__payload$209 [348:341];
-  assign \op__3__payload$209.x[41]  = \op__3__payload$209 [356:349];
-  assign \op__3__payload$209.x[42]  = \op__3__payload$209 [364:357];
-  assign \op__3__payload$209.x[43]  = \op__3__payload$209 [372:365];
-  assign \op__3__payload$209.x[44]  = \op__3__payload$209 [380:373];
-  assign \op__3__payload$209.x[45]  = \op__3__payload$209 [388:381];
-  assign \op__3__payload$209.x[46]  = \op__3__payload$209 [396:389];
-  assign \op__3__payload$209.x[47]  = \op__3__payload$209 [404:397];
-  assign \op__3__payload$209.x[48]  = \op__3__payload$209 [412:405];
-  assign \op__3__payload$209.x[49]  = \op__3__payload$209 [420:413];
-  assign \op__3__payload$209.x[50]  = \op__3__payload$209 [428:421];
-  assign \op__3__payload$209.x[51]  = \op__3__payload$209 [436:429];
-  assign \op__3__payload$209.x[52]  = \op__3__payload$209 [444:437];
-  assign \op__3__payload$209.x[53]  = \op__3__payload$209 [452:445];
-  assign \op__3__payload$209.x[54]  = \op__3__payload$209 [460:453];
-  assign \op__3__payload$209.x[55]  = \op__3__payload$209 [468:461];
-  assign \op__3__payload$209.x[56]  = \op__3__payload$209 [476:469];
-  assign \op__3__payload$209.x[57]  = \op__3__payload$209 [484:477];
-  assign \op__3__payload$209.x[58]  = \op__3__payload$209 [492:485];
-  assign \op__3__payload$209.x[59]  = \op__3__payload$209 [500:493];
-  assign \op__3__payload$209.x[60]  = \op__3__payload$209 [508:501];
-  assign \op__3__payload$209.x[61]  = \op__3__payload$209 [516:509];
-  assign \op__3__payload$209.x[62]  = \op__3__payload$209 [524:517];
-  assign \op__3__payload$209.x[63]  = \op__3__payload$209 [532:525];
-  assign \op__3__payload$209.word  = \op__3__payload$209 [596:533];
+  assign \op__3__payload$216.mode  = \op__3__payload$216 [0];
+  assign \op__3__payload$216.page  = \op__3__payload$216 [3:1];
+  assign \op__3__payload$216.row  = \op__3__payload$216 [9:4];
+  assign \op__3__payload$216.wb_log2  = \op__3__payload$216 [11:10];
+  assign \op__3__payload$216.ab_m1  = \op__3__payload$216 [14:12];
+  assign \op__3__payload$216.w_signed  = \op__3__payload$216 [15];
+  assign \op__3__payload$216.x_signed  = \op__3__payload$216 [16];
+  assign \op__3__payload$216.skip  = \op__3__payload$216 [17];
+  assign \op__3__payload$216.bop  = \op__3__payload$216 [20:18];
+  assign \op__3__payload$216.x  = \op__3__payload$216 [532:21];
+  assign \op__3__payload$216.x[0]  = \op__3__payload$216 [28:21];
+  assign \op__3__payload$216.x[1]  = \op__3__payload$216 [36:29];
+  assign \op__3__payload$216.x[2]  = \op__3__payload$216 [44:37];
+  assign \op__3__payload$216.x[3]  = \op__3__payload$216 [52:45];
+  assign \op__3__payload$216.x[4]  = \op__3__payload$216 [60:53];
+  assign \op__3__payload$216.x[5]  = \op__3__payload$216 [68:61];
+  assign \op__3__payload$216.x[6]  = \op__3__payload$216 [76:69];
+  assign \op__3__payload$216.x[7]  = \op__3__payload$216 [84:77];
+  assign \op__3__payload$216.x[8]  = \op__3__payload$216 [92:85];
+  assign \op__3__payload$216.x[9]  = \op__3__payload$216 [100:93];
+  assign \op__3__payload$216.x[10]  = \op__3__payload$216 [108:101];
+  assign \op__3__payload$216.x[11]  = \op__3__payload$216 [116:109];
+  assign \op__3__payload$216.x[12]  = \op__3__payload$216 [124:117];
+  assign \op__3__payload$216.x[13]  = \op__3__payload$216 [132:125];
+  assign \op__3__payload$216.x[14]  = \op__3__payload$216 [140:133];
+  assign \op__3__payload$216.x[15]  = \op__3__payload$216 [148:141];
+  assign \op__3__payload$216.x[16]  = \op__3__payload$216 [156:149];
+  assign \op__3__payload$216.x[17]  = \op__3__payload$216 [164:157];
+  assign \op__3__payload$216.x[18]  = \op__3__payload$216 [172:165];
+  assign \op__3__payload$216.x[19]  = \op__3__payload$216 [180:173];
+  assign \op__3__payload$216.x[20]  = \op__3__payload$216 [188:181];
+  assign \op__3__payload$216.x[21]  = \op__3__payload$216 [196:189];
+  assign \op__3__payload$216.x[22]  = \op__3__payload$216 [204:197];
+  assign \op__3__payload$216.x[23]  = \op__3__payload$216 [212:205];
+  assign \op__3__payload$216.x[24]  = \op__3__payload$216 [220:213];
+  assign \op__3__payload$216.x[25]  = \op__3__payload$216 [228:221];
+  assign \op__3__payload$216.x[26]  = \op__3__payload$216 [236:229];
+  assign \op__3__payload$216.x[27]  = \op__3__payload$216 [244:237];
+  assign \op__3__payload$216.x[28]  = \op__3__payload$216 [252:245];
+  assign \op__3__payload$216.x[29]  = \op__3__payload$216 [260:253];
+  assign \op__3__payload$216.x[30]  = \op__3__payload$216 [268:261];
+  assign \op__3__payload$216.x[31]  = \op__3__payload$216 [276:269];
+  assign \op__3__payload$216.x[32]  = \op__3__payload$216 [284:277];
+  assign \op__3__payload$216.x[33]  = \op__3__payload$216 [292:285];
+  assign \op__3__payload$216.x[34]  = \op__3__payload$216 [300:293];
+  assign \op__3__payload$216.x[35]  = \op__3__payload$216 [308:301];
+  assign \op__3__payload$216.x[36]  = \op__3__payload$216 [316:309];
+  assign \op__3__payload$216.x[37]  = \op__3__payload$216 [324:317];
+  assign \op__3__payload$216.x[38]  = \op__3__payload$216 [332:325];
+  assign \op__3__payload$216.x[39]  = \op__3__payload$216 [340:333];
+  assign \op__3__payload$216.x[40]  = \op__3__payload$216 [348:341];
+  assign \op__3__payload$216.x[41]  = \op__3__payload$216 [356:349];
+  assign \op__3__payload$216.x[42]  = \op__3__payload$216 [364:357];
+  assign \op__3__payload$216.x[43]  = \op__3__payload$216 [372:365];
+  assign \op__3__payload$216.x[44]  = \op__3__payload$216 [380:373];
+  assign \op__3__payload$216.x[45]  = \op__3__payload$216 [388:381];
+  assign \op__3__payload$216.x[46]  = \op__3__payload$216 [396:389];
+  assign \op__3__payload$216.x[47]  = \op__3__payload$216 [404:397];
+  assign \op__3__payload$216.x[48]  = \op__3__payload$216 [412:405];
+  assign \op__3__payload$216.x[49]  = \op__3__payload$216 [420:413];
+  assign \op__3__payload$216.x[50]  = \op__3__payload$216 [428:421];
+  assign \op__3__payload$216.x[51]  = \op__3__payload$216 [436:429];
+  assign \op__3__payload$216.x[52]  = \op__3__payload$216 [444:437];
+  assign \op__3__payload$216.x[53]  = \op__3__payload$216 [452:445];
+  assign \op__3__payload$216.x[54]  = \op__3__payload$216 [460:453];
+  assign \op__3__payload$216.x[55]  = \op__3__payload$216 [468:461];
+  assign \op__3__payload$216.x[56]  = \op__3__payload$216 [476:469];
+  assign \op__3__payload$216.x[57]  = \op__3__payload$216 [484:477];
+  assign \op__3__payload$216.x[58]  = \op__3__payload$216 [492:485];
+  assign \op__3__payload$216.x[59]  = \op__3__payload$216 [500:493];
+  assign \op__3__payload$216.x[60]  = \op__3__payload$216 [508:501];
+  assign \op__3__payload$216.x[61]  = \op__3__payload$216 [516:509];
+  assign \op__3__payload$216.x[62]  = \op__3__payload$216 [524:517];
+  assign \op__3__payload$216.x[63]  = \op__3__payload$216 [532:525];
+  assign \op__3__payload$216.word  = \op__3__payload$216 [596:533];
+  assign \op__3__payload$217.mode  = \op__3__payload$217 [0];
+  assign \op__3__payload$217.page  = \op__3__payload$217 [3:1];
+  assign \op__3__payload$217.row  = \op__3__payload$217 [9:4];
+  assign \op__3__payload$217.wb_log2  = \op__3__payload$217 [11:10];
+  assign \op__3__payload$217.ab_m1  = \op__3__payload$217 [14:12];
+  assign \op__3__payload$217.w_signed  = \op__3__payload$217 [15];
+  assign \op__3__payload$217.x_signed  = \op__3__payload$217 [16];
+  assign \op__3__payload$217.skip  = \op__3__payload$217 [17];
+  assign \op__3__payload$217.bop  = \op__3__payload$217 [20:18];
+  assign \op__3__payload$217.x  = \op__3__payload$217 [532:21];
+  assign \op__3__payload$217.x[0]  = \op__3__payload$217 [28:21];
+  assign \op__3__payload$217.x[1]  = \op__3__payload$217 [36:29];
+  assign \op__3__payload$217.x[2]  = \op__3__payload$217 [44:37];
+  assign \op__3__payload$217.x[3]  = \op__3__payload$217 [52:45];
+  assign \op__3__payload$217.x[4]  = \op__3__payload$217 [60:53];
+  assign \op__3__payload$217.x[5]  = \op__3__payload$217 [68:61];
+  assign \op__3__payload$217.x[6]  = \op__3__payload$217 [76:69];
+  assign \op__3__payload$217.x[7]  = \op__3__payload$217 [84:77];
+  assign \op__3__payload$217.x[8]  = \op__3__payload$217 [92:85];
+  assign \op__3__payload$217.x[9]  = \op__3__payload$217 [100:93];
+  assign \op__3__payload$217.x[10]  = \op__3__payload$217 [108:101];
+  assign \op__3__payload$217.x[11]  = \op__3__payload$217 [116:109];
+  assign \op__3__payload$217.x[12]  = \op__3__payload$217 [124:117];
+  assign \op__3__payload$217.x[13]  = \op__3__payload$217 [132:125];
+  assign \op__3__payload$217.x[14]  = \op__3__payload$217 [140:133];
+  assign \op__3__payload$217.x[15]  = \op__3__payload$217 [148:141];
+  assign \op__3__payload$217.x[16]  = \op__3__payload$217 [156:149];
+  assign \op__3__payload$217.x[17]  = \op__3__payload$217 [164:157];
+  assign \op__3__payload$217.x[18]  = \op__3__payload$217 [172:165];
+  assign \op__3__payload$217.x[19]  = \op__3__payload$217 [180:173];
+  assign \op__3__payload$217.x[20]  = \op__3__payload$217 [188:181];
+  assign \op__3__payload$217.x[21]  = \op__3__payload$217 [196:189];
+  assign \op__3__payload$217.x[22]  = \op__3__payload$217 [204:197];
+  assign \op__3__payload$217.x[23]  = \op__3__payload$217 [212:205];
+  assign \op__3__payload$217.x[24]  = \op__3__payload$217 [220:213];
+  assign \op__3__payload$217.x[25]  = \op__3__payload$217 [228:221];
+  assign \op__3__payload$217.x[26]  = \op__3__payload$217 [236:229];
+  assign \op__3__payload$217.x[27]  = \op__3__payload$217 [244:237];
+  assign \op__3__payload$217.x[28]  = \op__3__payload$217 [252:245];
+  assign \op__3__payload$217.x[29]  = \op__3__payload$217 [260:253];
+  assign \op__3__payload$217.x[30]  = \op__3__payload$217 [268:261];
+  assign \op__3__payload$217.x[31]  = \op__3__payload$217 [276:269];
+  assign \op__3__payload$217.x[32]  = \op__3__payload$217 [284:277];
+  assign \op__3__payload$217.x[33]  = \op__3__payload$217 [292:285];
+  assign \op__3__payload$217.x[34]  = \op__3__payload$217 [300:293];
+  assign \op__3__payload$217.x[35]  = \op__3__payload$217 [308:301];
+  assign \op__3__payload$217.x[36]  = \op__3__payload$217 [316:309];
+  assign \op__3__payload$217.x[37]  = \op__3__payload$217 [324:317];
+  assign \op__3__payload$217.x[38]  = \op__3__payload$217 [332:325];
+  assign \op__3__payload$217.x[39]  = \op__3__payload$217 [340:333];
+  assign \op__3__payload$217.x[40]  = \op__3__payload$217 [348:341];
+  assign \op__3__payload$217.x[41]  = \op__3__payload$217 [356:349];
+  assign \op__3__payload$217.x[42]  = \op__3__payload$217 [364:357];
+  assign \op__3__payload$217.x[43]  = \op__3__payload$217 [372:365];
+  assign \op__3__payload$217.x[44]  = \op__3__payload$217 [380:373];
+  assign \op__3__payload$217.x[45]  = \op__3__payload$217 [388:381];
+  assign \op__3__payload$217.x[46]  = \op__3__payload$217 [396:389];
+  assign \op__3__payload$217.x[47]  = \op__3__payload$217 [404:397];
+  assign \op__3__payload$217.x[48]  = \op__3__payload$217 [412:405];
+  assign \op__3__payload$217.x[49]  = \op__3__payload$217 [420:413];
+  assign \op__3__payload$217.x[50]  = \op__3__payload$217 [428:421];
+  assign \op__3__payload$217.x[51]  = \op__3__payload$217 [436:429];
+  assign \op__3__payload$217.x[52]  = \op__3__payload$217 [444:437];
+  assign \op__3__payload$217.x[53]  = \op__3__payload$217 [452:445];
+  assign \op__3__payload$217.x[54]  = \op__3__payload$217 [460:453];
+  assign \op__3__payload$217.x[55]  = \op__3__payload$217 [468:461];
+  assign \op__3__payload$217.x[56]  = \op__3__payload$217 [476:469];
+  assign \op__3__payload$217.x[57]  = \op__3__payload$217 [484:477];
+  assign \op__3__payload$217.x[58]  = \op__3__payload$217 [492:485];
+  assign \op__3__payload$217.x[59]  = \op__3__payload$217 [500:493];
+  assign \op__3__payload$217.x[60]  = \op__3__payload$217 [508:501];
+  assign \op__3__payload$217.x[61]  = \op__3__payload$217 [516:509];
+  assign \op__3__payload$217.x[62]  = \op__3__payload$217 [524:517];
+  assign \op__3__payload$217.x[63]  = \op__3__payload$217 [532:525];
+  assign \op__3__payload$217.word  = \op__3__payload$217 [596:533];
   assign \res_y__3[0]  = res_y__3[21:0];
   assign \res_y__3[1]  = res_y__3[43:22];
   assign \res_y__3[2]  = res_y__3[65:44];
@@ -11442,77 +11663,77 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \macro3__res_y[61]  = res_y__3[1363:1342];
   assign \macro3__res_y[62]  = res_y__3[1385:1364];
   assign \macro3__res_y[63]  = res_y__3[1407:1386];
-  assign \res_y__3$221[0]  = res_y__3[21:0];
-  assign \res_y__3$221[1]  = res_y__3[43:22];
-  assign \res_y__3$221[2]  = res_y__3[65:44];
-  assign \res_y__3$221[3]  = res_y__3[87:66];
-  assign \res_y__3$221[4]  = res_y__3[109:88];
-  assign \res_y__3$221[5]  = res_y__3[131:110];
-  assign \res_y__3$221[6]  = res_y__3[153:132];
-  assign \res_y__3$221[7]  = res_y__3[175:154];
-  assign \res_y__3$221[8]  = res_y__3[197:176];
-  assign \res_y__3$221[9]  = res_y__3[219:198];
-  assign \res_y__3$221[10]  = res_y__3[241:220];
-  assign \res_y__3$221[11]  = res_y__3[263:242];
-  assign \res_y__3$221[12]  = res_y__3[285:264];
-  assign \res_y__3$221[13]  = res_y__3[307:286];
-  assign \res_y__3$221[14]  = res_y__3[329:308];
-  assign \res_y__3$221[15]  = res_y__3[351:330];
-  assign \res_y__3$221[16]  = res_y__3[373:352];
-  assign \res_y__3$221[17]  = res_y__3[395:374];
-  assign \res_y__3$221[18]  = res_y__3[417:396];
-  assign \res_y__3$221[19]  = res_y__3[439:418];
-  assign \res_y__3$221[20]  = res_y__3[461:440];
-  assign \res_y__3$221[21]  = res_y__3[483:462];
-  assign \res_y__3$221[22]  = res_y__3[505:484];
-  assign \res_y__3$221[23]  = res_y__3[527:506];
-  assign \res_y__3$221[24]  = res_y__3[549:528];
-  assign \res_y__3$221[25]  = res_y__3[571:550];
-  assign \res_y__3$221[26]  = res_y__3[593:572];
-  assign \res_y__3$221[27]  = res_y__3[615:594];
-  assign \res_y__3$221[28]  = res_y__3[637:616];
-  assign \res_y__3$221[29]  = res_y__3[659:638];
-  assign \res_y__3$221[30]  = res_y__3[681:660];
-  assign \res_y__3$221[31]  = res_y__3[703:682];
-  assign \res_y__3$221[32]  = res_y__3[725:704];
-  assign \res_y__3$221[33]  = res_y__3[747:726];
-  assign \res_y__3$221[34]  = res_y__3[769:748];
-  assign \res_y__3$221[35]  = res_y__3[791:770];
-  assign \res_y__3$221[36]  = res_y__3[813:792];
-  assign \res_y__3$221[37]  = res_y__3[835:814];
-  assign \res_y__3$221[38]  = res_y__3[857:836];
-  assign \res_y__3$221[39]  = res_y__3[879:858];
-  assign \res_y__3$221[40]  = res_y__3[901:880];
-  assign \res_y__3$221[41]  = res_y__3[923:902];
-  assign \res_y__3$221[42]  = res_y__3[945:924];
-  assign \res_y__3$221[43]  = res_y__3[967:946];
-  assign \res_y__3$221[44]  = res_y__3[989:968];
-  assign \res_y__3$221[45]  = res_y__3[1011:990];
-  assign \res_y__3$221[46]  = res_y__3[1033:1012];
-  assign \res_y__3$221[47]  = res_y__3[1055:1034];
-  assign \res_y__3$221[48]  = res_y__3[1077:1056];
-  assign \res_y__3$221[49]  = res_y__3[1099:1078];
-  assign \res_y__3$221[50]  = res_y__3[1121:1100];
-  assign \res_y__3$221[51]  = res_y__3[1143:1122];
-  assign \res_y__3$221[52]  = res_y__3[1165:1144];
-  assign \res_y__3$221[53]  = res_y__3[1187:1166];
-  assign \res_y__3$221[54]  = res_y__3[1209:1188];
-  assign \res_y__3$221[55]  = res_y__3[1231:1210];
-  assign \res_y__3$221[56]  = res_y__3[1253:1232];
-  assign \res_y__3$221[57]  = res_y__3[1275:1254];
-  assign \res_y__3$221[58]  = res_y__3[1297:1276];
-  assign \res_y__3$221[59]  = res_y__3[1319:1298];
-  assign \res_y__3$221[60]  = res_y__3[1341:1320];
-  assign \res_y__3$221[61]  = res_y__3[1363:1342];
-  assign \res_y__3$221[62]  = res_y__3[1385:1364];
-  assign \res_y__3$221[63]  = res_y__3[1407:1386];
-  assign \desc_rd__3__data.ky0  = \port__data$234 [8:0];
-  assign \desc_rd__3__data.kx0  = \port__data$234 [17:9];
-  assign \desc_rd__3__data.dy0  = \port__data$234 [30:18];
-  assign \desc_rd__3__data.dx0  = \port__data$234 [43:31];
-  assign \desc_rd__3__data.c0  = \port__data$234 [56:44];
-  assign \desc_rd__3__data.elems  = \port__data$234 [63:57];
-  assign \desc_rd__3__data.off0  = \port__data$234 [77:64];
+  assign \res_y__3$229[0]  = res_y__3[21:0];
+  assign \res_y__3$229[1]  = res_y__3[43:22];
+  assign \res_y__3$229[2]  = res_y__3[65:44];
+  assign \res_y__3$229[3]  = res_y__3[87:66];
+  assign \res_y__3$229[4]  = res_y__3[109:88];
+  assign \res_y__3$229[5]  = res_y__3[131:110];
+  assign \res_y__3$229[6]  = res_y__3[153:132];
+  assign \res_y__3$229[7]  = res_y__3[175:154];
+  assign \res_y__3$229[8]  = res_y__3[197:176];
+  assign \res_y__3$229[9]  = res_y__3[219:198];
+  assign \res_y__3$229[10]  = res_y__3[241:220];
+  assign \res_y__3$229[11]  = res_y__3[263:242];
+  assign \res_y__3$229[12]  = res_y__3[285:264];
+  assign \res_y__3$229[13]  = res_y__3[307:286];
+  assign \res_y__3$229[14]  = res_y__3[329:308];
+  assign \res_y__3$229[15]  = res_y__3[351:330];
+  assign \res_y__3$229[16]  = res_y__3[373:352];
+  assign \res_y__3$229[17]  = res_y__3[395:374];
+  assign \res_y__3$229[18]  = res_y__3[417:396];
+  assign \res_y__3$229[19]  = res_y__3[439:418];
+  assign \res_y__3$229[20]  = res_y__3[461:440];
+  assign \res_y__3$229[21]  = res_y__3[483:462];
+  assign \res_y__3$229[22]  = res_y__3[505:484];
+  assign \res_y__3$229[23]  = res_y__3[527:506];
+  assign \res_y__3$229[24]  = res_y__3[549:528];
+  assign \res_y__3$229[25]  = res_y__3[571:550];
+  assign \res_y__3$229[26]  = res_y__3[593:572];
+  assign \res_y__3$229[27]  = res_y__3[615:594];
+  assign \res_y__3$229[28]  = res_y__3[637:616];
+  assign \res_y__3$229[29]  = res_y__3[659:638];
+  assign \res_y__3$229[30]  = res_y__3[681:660];
+  assign \res_y__3$229[31]  = res_y__3[703:682];
+  assign \res_y__3$229[32]  = res_y__3[725:704];
+  assign \res_y__3$229[33]  = res_y__3[747:726];
+  assign \res_y__3$229[34]  = res_y__3[769:748];
+  assign \res_y__3$229[35]  = res_y__3[791:770];
+  assign \res_y__3$229[36]  = res_y__3[813:792];
+  assign \res_y__3$229[37]  = res_y__3[835:814];
+  assign \res_y__3$229[38]  = res_y__3[857:836];
+  assign \res_y__3$229[39]  = res_y__3[879:858];
+  assign \res_y__3$229[40]  = res_y__3[901:880];
+  assign \res_y__3$229[41]  = res_y__3[923:902];
+  assign \res_y__3$229[42]  = res_y__3[945:924];
+  assign \res_y__3$229[43]  = res_y__3[967:946];
+  assign \res_y__3$229[44]  = res_y__3[989:968];
+  assign \res_y__3$229[45]  = res_y__3[1011:990];
+  assign \res_y__3$229[46]  = res_y__3[1033:1012];
+  assign \res_y__3$229[47]  = res_y__3[1055:1034];
+  assign \res_y__3$229[48]  = res_y__3[1077:1056];
+  assign \res_y__3$229[49]  = res_y__3[1099:1078];
+  assign \res_y__3$229[50]  = res_y__3[1121:1100];
+  assign \res_y__3$229[51]  = res_y__3[1143:1122];
+  assign \res_y__3$229[52]  = res_y__3[1165:1144];
+  assign \res_y__3$229[53]  = res_y__3[1187:1166];
+  assign \res_y__3$229[54]  = res_y__3[1209:1188];
+  assign \res_y__3$229[55]  = res_y__3[1231:1210];
+  assign \res_y__3$229[56]  = res_y__3[1253:1232];
+  assign \res_y__3$229[57]  = res_y__3[1275:1254];
+  assign \res_y__3$229[58]  = res_y__3[1297:1276];
+  assign \res_y__3$229[59]  = res_y__3[1319:1298];
+  assign \res_y__3$229[60]  = res_y__3[1341:1320];
+  assign \res_y__3$229[61]  = res_y__3[1363:1342];
+  assign \res_y__3$229[62]  = res_y__3[1385:1364];
+  assign \res_y__3$229[63]  = res_y__3[1407:1386];
+  assign \desc_rd__3__data.ky0  = \port__data$242 [8:0];
+  assign \desc_rd__3__data.kx0  = \port__data$242 [17:9];
+  assign \desc_rd__3__data.dy0  = \port__data$242 [30:18];
+  assign \desc_rd__3__data.dx0  = \port__data$242 [43:31];
+  assign \desc_rd__3__data.c0  = \port__data$242 [56:44];
+  assign \desc_rd__3__data.elems  = \port__data$242 [63:57];
+  assign \desc_rd__3__data.off0  = \port__data$242 [77:64];
   assign \param_rd__data[0]  = param_rd__data[95:0];
   assign \param_rd__data[0].bias  = param_rd__data[31:0];
   assign \param_rd__data[0].mult  = param_rd__data[63:32];
@@ -11609,185 +11830,288 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \epi_rd__data[7].shift  = epi_rd__data[743:736];
   assign \epi_rd__data[7].w  = epi_rd__data[751:744];
   assign \epi_rd__data[7]._pad  = epi_rd__data[767:752];
-  assign \param_rd__data$272[0]  = \port__data$273 [63:0];
-  assign \param_rd__data$272[0].g  = \port__data$273 [31:0];
-  assign \param_rd__data$272[0].dg  = \port__data$273 [63:32];
-  assign \param_rd__data$272[1]  = \port__data$273 [127:64];
-  assign \param_rd__data$272[1].g  = \port__data$273 [95:64];
-  assign \param_rd__data$272[1].dg  = \port__data$273 [127:96];
-  assign \param_rd__data$272[2]  = \port__data$273 [191:128];
-  assign \param_rd__data$272[2].g  = \port__data$273 [159:128];
-  assign \param_rd__data$272[2].dg  = \port__data$273 [191:160];
-  assign \param_rd__data$272[3]  = \port__data$273 [255:192];
-  assign \param_rd__data$272[3].g  = \port__data$273 [223:192];
-  assign \param_rd__data$272[3].dg  = \port__data$273 [255:224];
-  assign \param_rd__data$272[4]  = \port__data$273 [319:256];
-  assign \param_rd__data$272[4].g  = \port__data$273 [287:256];
-  assign \param_rd__data$272[4].dg  = \port__data$273 [319:288];
-  assign \param_rd__data$272[5]  = \port__data$273 [383:320];
-  assign \param_rd__data$272[5].g  = \port__data$273 [351:320];
-  assign \param_rd__data$272[5].dg  = \port__data$273 [383:352];
-  assign \param_rd__data$272[6]  = \port__data$273 [447:384];
-  assign \param_rd__data$272[6].g  = \port__data$273 [415:384];
-  assign \param_rd__data$272[6].dg  = \port__data$273 [447:416];
-  assign \param_rd__data$272[7]  = \port__data$273 [511:448];
-  assign \param_rd__data$272[7].g  = \port__data$273 [479:448];
-  assign \param_rd__data$272[7].dg  = \port__data$273 [511:480];
-  assign \imem_rd__data.op  = \port__data$303 [3:0];
-  assign \imem_rd__data.args  = \port__data$303 [455:4];
-  assign \imem_rd__data.args.load  = \port__data$303 [42:4];
-  assign \imem_rd__data.args.load.src  = \port__data$303 [13:4];
-  assign \imem_rd__data.args.load.count  = \port__data$303 [29:14];
-  assign \imem_rd__data.args.load.mask  = \port__data$303 [33:30];
-  assign \imem_rd__data.args.load.page  = \port__data$303 [36:34];
-  assign \imem_rd__data.args.load.row0  = \port__data$303 [42:37];
-  assign \imem_rd__data.args.mac  = \port__data$303 [455:4];
-  assign \imem_rd__data.args.mac.in_h  = \port__data$303 [12:4];
-  assign \imem_rd__data.args.mac.in_w  = \port__data$303 [21:13];
-  assign \imem_rd__data.args.mac.in_cw  = \port__data$303 [31:22];
-  assign \imem_rd__data.args.mac.cin  = \port__data$303 [44:32];
-  assign \imem_rd__data.args.mac.kh  = \port__data$303 [53:45];
-  assign \imem_rd__data.args.mac.kw  = \port__data$303 [62:54];
-  assign \imem_rd__data.args.mac.dh  = \port__data$303 [66:63];
-  assign \imem_rd__data.args.mac.dw  = \port__data$303 [70:67];
-  assign \imem_rd__data.args.mac.sh  = \port__data$303 [74:71];
-  assign \imem_rd__data.args.mac.sw  = \port__data$303 [78:75];
-  assign \imem_rd__data.args.mac.pt  = \port__data$303 [82:79];
-  assign \imem_rd__data.args.mac.pl  = \port__data$303 [86:83];
-  assign \imem_rd__data.args.mac.ow  = \port__data$303 [95:87];
-  assign \imem_rd__data.args.mac.oh  = \port__data$303 [104:96];
-  assign \imem_rd__data.args.mac.npos  = \port__data$303 [120:105];
-  assign \imem_rd__data.args.mac.pos0  = \port__data$303 [134:121];
-  assign \imem_rd__data.args.mac.kx_inc  = \port__data$303 [148:135];
-  assign \imem_rd__data.args.mac.ky_inc  = \port__data$303 [162:149];
-  assign \imem_rd__data.args.mac.pos_ux  = \port__data$303 [176:163];
-  assign \imem_rd__data.args.mac.pos_wrap  = \port__data$303 [190:177];
-  assign \imem_rd__data.args.mac.pos_bstep  = \port__data$303 [204:191];
-  assign \imem_rd__data.args.mac.bq  = \port__data$303 [213:205];
-  assign \imem_rd__data.args.mac.br  = \port__data$303 [222:214];
-  assign \imem_rd__data.args.mac.img_delta  = \port__data$303 [236:223];
-  assign \imem_rd__data.args.mac.img_bstep  = \port__data$303 [250:237];
-  assign \imem_rd__data.args.mac.desc_base  = \port__data$303 [257:251];
-  assign \imem_rd__data.args.mac.kt  = \port__data$303 [267:258];
-  assign \imem_rd__data.args.mac.nt  = \port__data$303 [277:268];
-  assign \imem_rd__data.args.mac.kr  = \port__data$303 [287:278];
-  assign \imem_rd__data.args.mac.nr  = \port__data$303 [297:288];
-  assign \imem_rd__data.args.mac.b  = \port__data$303 [304:298];
-  assign \imem_rd__data.args.mac.ki  = \port__data$303 [311:305];
-  assign \imem_rd__data.args.mac.no  = \port__data$303 [318:312];
-  assign \imem_rd__data.args.mac.groups  = \port__data$303 [326:319];
-  assign \imem_rd__data.args.mac.role_base  = \port__data$303 [333:327];
-  assign \imem_rd__data.args.mac.page_base  = \port__data$303 [336:334];
-  assign \imem_rd__data.args.mac.out_base  = \port__data$303 [348:337];
-  assign \imem_rd__data.args.mac.out_cw  = \port__data$303 [358:349];
-  assign \imem_rd__data.args.mac.param_base  = \port__data$303 [368:359];
-  assign \imem_rd__data.args.mac.zp_in  = \port__data$303 [376:369];
-  assign \imem_rd__data.args.mac.zp_out  = \port__data$303 [386:377];
-  assign \imem_rd__data.args.mac.act_min  = \port__data$303 [396:387];
-  assign \imem_rd__data.args.mac.act_max  = \port__data$303 [406:397];
-  assign \imem_rd__data.args.mac.ab_m1  = \port__data$303 [409:407];
-  assign \imem_rd__data.args.mac.wb_log2  = \port__data$303 [411:410];
-  assign \imem_rd__data.args.mac.x_signed  = \port__data$303 [412];
-  assign \imem_rd__data.args.mac.w_signed  = \port__data$303 [413];
-  assign \imem_rd__data.args.mac.rowpack  = \port__data$303 [414];
-  assign \imem_rd__data.args.mac.epi  = \port__data$303 [415];
-  assign \imem_rd__data.args.mac.epi_base  = \port__data$303 [425:416];
-  assign \imem_rd__data.args.mac.epi_zp_out  = \port__data$303 [435:426];
-  assign \imem_rd__data.args.mac.epi_min  = \port__data$303 [445:436];
-  assign \imem_rd__data.args.mac.epi_max  = \port__data$303 [455:446];
-  assign \imem_rd__data.args.pool  = \port__data$303 [196:4];
-  assign \imem_rd__data.args.pool.mode  = \port__data$303 [4];
-  assign \imem_rd__data.args.pool.x_signed  = \port__data$303 [5];
-  assign \imem_rd__data.args.pool.in_base  = \port__data$303 [17:6];
-  assign \imem_rd__data.args.pool.in_h  = \port__data$303 [26:18];
-  assign \imem_rd__data.args.pool.in_w  = \port__data$303 [35:27];
-  assign \imem_rd__data.args.pool.cw  = \port__data$303 [45:36];
-  assign \imem_rd__data.args.pool.kh  = \port__data$303 [54:46];
-  assign \imem_rd__data.args.pool.kw  = \port__data$303 [63:55];
-  assign \imem_rd__data.args.pool.sh  = \port__data$303 [67:64];
-  assign \imem_rd__data.args.pool.sw  = \port__data$303 [71:68];
-  assign \imem_rd__data.args.pool.dh  = \port__data$303 [75:72];
-  assign \imem_rd__data.args.pool.dw  = \port__data$303 [79:76];
-  assign \imem_rd__data.args.pool.pt  = \port__data$303 [83:80];
-  assign \imem_rd__data.args.pool.pl  = \port__data$303 [87:84];
-  assign \imem_rd__data.args.pool.oh  = \port__data$303 [96:88];
-  assign \imem_rd__data.args.pool.ow  = \port__data$303 [105:97];
-  assign \imem_rd__data.args.pool.out_base  = \port__data$303 [117:106];
-  assign \imem_rd__data.args.pool.zp_in  = \port__data$303 [127:118];
-  assign \imem_rd__data.args.pool.mult  = \port__data$303 [159:128];
-  assign \imem_rd__data.args.pool.shift  = \port__data$303 [165:160];
-  assign \imem_rd__data.args.pool.zp_out  = \port__data$303 [175:166];
-  assign \imem_rd__data.args.pool.act_min  = \port__data$303 [185:176];
-  assign \imem_rd__data.args.pool.act_max  = \port__data$303 [195:186];
-  assign \imem_rd__data.args.pool.round_even  = \port__data$303 [196];
-  assign \imem_rd__data.args.ew  = \port__data$303 [268:4];
-  assign \imem_rd__data.args.ew.a_base  = \port__data$303 [15:4];
-  assign \imem_rd__data.args.ew.b_base  = \port__data$303 [27:16];
-  assign \imem_rd__data.args.ew.out_base  = \port__data$303 [39:28];
-  assign \imem_rd__data.args.ew.npos  = \port__data$303 [55:40];
-  assign \imem_rd__data.args.ew.cw  = \port__data$303 [65:56];
-  assign \imem_rd__data.args.ew.a_stride  = \port__data$303 [75:66];
-  assign \imem_rd__data.args.ew.b_stride  = \port__data$303 [85:76];
-  assign \imem_rd__data.args.ew.out_stride  = \port__data$303 [95:86];
-  assign \imem_rd__data.args.ew.x_signed  = \port__data$303 [96];
-  assign \imem_rd__data.args.ew.has_b  = \port__data$303 [97];
-  assign \imem_rd__data.args.ew.rq_in  = \port__data$303 [98];
-  assign \imem_rd__data.args.ew.rq_out  = \port__data$303 [99];
-  assign \imem_rd__data.args.ew.ls  = \port__data$303 [104:100];
-  assign \imem_rd__data.args.ew.zp_a  = \port__data$303 [114:105];
-  assign \imem_rd__data.args.ew.zp_b  = \port__data$303 [124:115];
-  assign \imem_rd__data.args.ew.mult_a  = \port__data$303 [156:125];
-  assign \imem_rd__data.args.ew.shift_a  = \port__data$303 [162:157];
-  assign \imem_rd__data.args.ew.mult_b  = \port__data$303 [194:163];
-  assign \imem_rd__data.args.ew.shift_b  = \port__data$303 [200:195];
-  assign \imem_rd__data.args.ew.mult_o  = \port__data$303 [232:201];
-  assign \imem_rd__data.args.ew.shift_o  = \port__data$303 [238:233];
-  assign \imem_rd__data.args.ew.zp_out  = \port__data$303 [248:239];
-  assign \imem_rd__data.args.ew.act_min  = \port__data$303 [258:249];
-  assign \imem_rd__data.args.ew.act_max  = \port__data$303 [268:259];
-  assign \imem_rd__data.args.dma  = \port__data$303 [101:4];
-  assign \imem_rd__data.args.dma.store  = \port__data$303 [4];
-  assign \imem_rd__data.args.dma.wmem  = \port__data$303 [5];
-  assign \imem_rd__data.args.dma.ext  = \port__data$303 [25:6];
-  assign \imem_rd__data.args.dma.addr  = \port__data$303 [37:26];
-  assign \imem_rd__data.args.dma.rows  = \port__data$303 [53:38];
-  assign \imem_rd__data.args.dma.len  = \port__data$303 [69:54];
-  assign \imem_rd__data.args.dma.ext_stride  = \port__data$303 [89:70];
-  assign \imem_rd__data.args.dma.stride  = \port__data$303 [101:90];
-  assign \imem_rd__data.args.gbfs  = \port__data$303 [96:4];
-  assign \imem_rd__data.args.gbfs.macro  = \port__data$303 [5:4];
-  assign \imem_rd__data.args.gbfs.page  = \port__data$303 [8:6];
-  assign \imem_rd__data.args.gbfs.rows  = \port__data$303 [72:9];
-  assign \imem_rd__data.args.gbfs.src  = \port__data$303 [84:73];
-  assign \imem_rd__data.args.gbfs.dst  = \port__data$303 [96:85];
-  assign \imem_rd__data.args.grelax  = \port__data$303 [52:4];
-  assign \imem_rd__data.args.grelax.arcs  = \port__data$303 [15:4];
-  assign \imem_rd__data.args.grelax.count  = \port__data$303 [28:16];
-  assign \imem_rd__data.args.grelax.old  = \port__data$303 [40:29];
-  assign \imem_rd__data.args.grelax.new  = \port__data$303 [52:41];
-  assign \imem_rd__data.args.gspmv  = \port__data$303 [99:4];
-  assign \imem_rd__data.args.gspmv.macro  = \port__data$303 [5:4];
-  assign \imem_rd__data.args.gspmv.page  = \port__data$303 [8:6];
-  assign \imem_rd__data.args.gspmv.x  = \port__data$303 [20:9];
-  assign \imem_rd__data.args.gspmv.y  = \port__data$303 [32:21];
-  assign \imem_rd__data.args.gspmv.rows  = \port__data$303 [96:33];
-  assign \imem_rd__data.args.gspmv.slices_m1  = \port__data$303 [98:97];
-  assign \imem_rd__data.args.gspmv.flush  = \port__data$303 [99];
-  assign \imem_rd__data.args.lrn  = \port__data$303 [132:4];
-  assign \imem_rd__data.args.lrn.in_base  = \port__data$303 [15:4];
-  assign \imem_rd__data.args.lrn.out_base  = \port__data$303 [27:16];
-  assign \imem_rd__data.args.lrn.npos  = \port__data$303 [43:28];
-  assign \imem_rd__data.args.lrn.cw  = \port__data$303 [53:44];
-  assign \imem_rd__data.args.lrn.channels  = \port__data$303 [66:54];
-  assign \imem_rd__data.args.lrn.size  = \port__data$303 [70:67];
-  assign \imem_rd__data.args.lrn.x_signed  = \port__data$303 [71];
-  assign \imem_rd__data.args.lrn.zp_in  = \port__data$303 [81:72];
-  assign \imem_rd__data.args.lrn.zp_out  = \port__data$303 [91:82];
-  assign \imem_rd__data.args.lrn.act_min  = \port__data$303 [101:92];
-  assign \imem_rd__data.args.lrn.act_max  = \port__data$303 [111:102];
-  assign \imem_rd__data.args.lrn.table_base  = \port__data$303 [121:112];
-  assign \imem_rd__data.args.lrn.shift  = \port__data$303 [126:122];
-  assign \imem_rd__data.args.lrn.frac  = \port__data$303 [132:127];
+  assign \param_rd__data$287[0]  = \param_rd__data$287 [7:0];
+  assign \param_rd__data$287[1]  = \param_rd__data$287 [15:8];
+  assign \param_rd__data$287[2]  = \param_rd__data$287 [23:16];
+  assign \param_rd__data$287[3]  = \param_rd__data$287 [31:24];
+  assign \param_rd__data$287[4]  = \param_rd__data$287 [39:32];
+  assign \param_rd__data$287[5]  = \param_rd__data$287 [47:40];
+  assign \param_rd__data$287[6]  = \param_rd__data$287 [55:48];
+  assign \param_rd__data$287[7]  = \param_rd__data$287 [63:56];
+  assign \param_rd__data$287[8]  = \param_rd__data$287 [71:64];
+  assign \param_rd__data$287[9]  = \param_rd__data$287 [79:72];
+  assign \param_rd__data$287[10]  = \param_rd__data$287 [87:80];
+  assign \param_rd__data$287[11]  = \param_rd__data$287 [95:88];
+  assign \param_rd__data$287[12]  = \param_rd__data$287 [103:96];
+  assign \param_rd__data$287[13]  = \param_rd__data$287 [111:104];
+  assign \param_rd__data$287[14]  = \param_rd__data$287 [119:112];
+  assign \param_rd__data$287[15]  = \param_rd__data$287 [127:120];
+  assign \param_rd__data$287[16]  = \param_rd__data$287 [135:128];
+  assign \param_rd__data$287[17]  = \param_rd__data$287 [143:136];
+  assign \param_rd__data$287[18]  = \param_rd__data$287 [151:144];
+  assign \param_rd__data$287[19]  = \param_rd__data$287 [159:152];
+  assign \param_rd__data$287[20]  = \param_rd__data$287 [167:160];
+  assign \param_rd__data$287[21]  = \param_rd__data$287 [175:168];
+  assign \param_rd__data$287[22]  = \param_rd__data$287 [183:176];
+  assign \param_rd__data$287[23]  = \param_rd__data$287 [191:184];
+  assign \param_rd__data$287[24]  = \param_rd__data$287 [199:192];
+  assign \param_rd__data$287[25]  = \param_rd__data$287 [207:200];
+  assign \param_rd__data$287[26]  = \param_rd__data$287 [215:208];
+  assign \param_rd__data$287[27]  = \param_rd__data$287 [223:216];
+  assign \param_rd__data$287[28]  = \param_rd__data$287 [231:224];
+  assign \param_rd__data$287[29]  = \param_rd__data$287 [239:232];
+  assign \param_rd__data$287[30]  = \param_rd__data$287 [247:240];
+  assign \param_rd__data$287[31]  = \param_rd__data$287 [255:248];
+  assign \param_rd__data$287[32]  = \param_rd__data$287 [263:256];
+  assign \param_rd__data$287[33]  = \param_rd__data$287 [271:264];
+  assign \param_rd__data$287[34]  = \param_rd__data$287 [279:272];
+  assign \param_rd__data$287[35]  = \param_rd__data$287 [287:280];
+  assign \param_rd__data$287[36]  = \param_rd__data$287 [295:288];
+  assign \param_rd__data$287[37]  = \param_rd__data$287 [303:296];
+  assign \param_rd__data$287[38]  = \param_rd__data$287 [311:304];
+  assign \param_rd__data$287[39]  = \param_rd__data$287 [319:312];
+  assign \param_rd__data$287[40]  = \param_rd__data$287 [327:320];
+  assign \param_rd__data$287[41]  = \param_rd__data$287 [335:328];
+  assign \param_rd__data$287[42]  = \param_rd__data$287 [343:336];
+  assign \param_rd__data$287[43]  = \param_rd__data$287 [351:344];
+  assign \param_rd__data$287[44]  = \param_rd__data$287 [359:352];
+  assign \param_rd__data$287[45]  = \param_rd__data$287 [367:360];
+  assign \param_rd__data$287[46]  = \param_rd__data$287 [375:368];
+  assign \param_rd__data$287[47]  = \param_rd__data$287 [383:376];
+  assign \param_rd__data$287[48]  = \param_rd__data$287 [391:384];
+  assign \param_rd__data$287[49]  = \param_rd__data$287 [399:392];
+  assign \param_rd__data$287[50]  = \param_rd__data$287 [407:400];
+  assign \param_rd__data$287[51]  = \param_rd__data$287 [415:408];
+  assign \param_rd__data$287[52]  = \param_rd__data$287 [423:416];
+  assign \param_rd__data$287[53]  = \param_rd__data$287 [431:424];
+  assign \param_rd__data$287[54]  = \param_rd__data$287 [439:432];
+  assign \param_rd__data$287[55]  = \param_rd__data$287 [447:440];
+  assign \param_rd__data$287[56]  = \param_rd__data$287 [455:448];
+  assign \param_rd__data$287[57]  = \param_rd__data$287 [463:456];
+  assign \param_rd__data$287[58]  = \param_rd__data$287 [471:464];
+  assign \param_rd__data$287[59]  = \param_rd__data$287 [479:472];
+  assign \param_rd__data$287[60]  = \param_rd__data$287 [487:480];
+  assign \param_rd__data$287[61]  = \param_rd__data$287 [495:488];
+  assign \param_rd__data$287[62]  = \param_rd__data$287 [503:496];
+  assign \param_rd__data$287[63]  = \param_rd__data$287 [511:504];
+  assign \param_rd__data$287[64]  = \param_rd__data$287 [519:512];
+  assign \param_rd__data$287[65]  = \param_rd__data$287 [527:520];
+  assign \param_rd__data$287[66]  = \param_rd__data$287 [535:528];
+  assign \param_rd__data$287[67]  = \param_rd__data$287 [543:536];
+  assign \param_rd__data$287[68]  = \param_rd__data$287 [551:544];
+  assign \param_rd__data$287[69]  = \param_rd__data$287 [559:552];
+  assign \param_rd__data$287[70]  = \param_rd__data$287 [567:560];
+  assign \param_rd__data$287[71]  = \param_rd__data$287 [575:568];
+  assign \param_rd__data$287[72]  = \param_rd__data$287 [583:576];
+  assign \param_rd__data$287[73]  = \param_rd__data$287 [591:584];
+  assign \param_rd__data$287[74]  = \param_rd__data$287 [599:592];
+  assign \param_rd__data$287[75]  = \param_rd__data$287 [607:600];
+  assign \param_rd__data$287[76]  = \param_rd__data$287 [615:608];
+  assign \param_rd__data$287[77]  = \param_rd__data$287 [623:616];
+  assign \param_rd__data$287[78]  = \param_rd__data$287 [631:624];
+  assign \param_rd__data$287[79]  = \param_rd__data$287 [639:632];
+  assign \param_rd__data$287[80]  = \param_rd__data$287 [647:640];
+  assign \param_rd__data$287[81]  = \param_rd__data$287 [655:648];
+  assign \param_rd__data$287[82]  = \param_rd__data$287 [663:656];
+  assign \param_rd__data$287[83]  = \param_rd__data$287 [671:664];
+  assign \param_rd__data$287[84]  = \param_rd__data$287 [679:672];
+  assign \param_rd__data$287[85]  = \param_rd__data$287 [687:680];
+  assign \param_rd__data$287[86]  = \param_rd__data$287 [695:688];
+  assign \param_rd__data$287[87]  = \param_rd__data$287 [703:696];
+  assign \param_rd__data$287[88]  = \param_rd__data$287 [711:704];
+  assign \param_rd__data$287[89]  = \param_rd__data$287 [719:712];
+  assign \param_rd__data$287[90]  = \param_rd__data$287 [727:720];
+  assign \param_rd__data$287[91]  = \param_rd__data$287 [735:728];
+  assign \param_rd__data$287[92]  = \param_rd__data$287 [743:736];
+  assign \param_rd__data$287[93]  = \param_rd__data$287 [751:744];
+  assign \param_rd__data$287[94]  = \param_rd__data$287 [759:752];
+  assign \param_rd__data$287[95]  = \param_rd__data$287 [767:760];
+  assign \param_rd__data$289[0]  = \param_rd__data$287 [63:0];
+  assign \param_rd__data$289[0].g  = \param_rd__data$287 [31:0];
+  assign \param_rd__data$289[0].dg  = \param_rd__data$287 [63:32];
+  assign \param_rd__data$289[1]  = \param_rd__data$287 [127:64];
+  assign \param_rd__data$289[1].g  = \param_rd__data$287 [95:64];
+  assign \param_rd__data$289[1].dg  = \param_rd__data$287 [127:96];
+  assign \param_rd__data$289[2]  = \param_rd__data$287 [191:128];
+  assign \param_rd__data$289[2].g  = \param_rd__data$287 [159:128];
+  assign \param_rd__data$289[2].dg  = \param_rd__data$287 [191:160];
+  assign \param_rd__data$289[3]  = \param_rd__data$287 [255:192];
+  assign \param_rd__data$289[3].g  = \param_rd__data$287 [223:192];
+  assign \param_rd__data$289[3].dg  = \param_rd__data$287 [255:224];
+  assign \param_rd__data$289[4]  = \param_rd__data$287 [319:256];
+  assign \param_rd__data$289[4].g  = \param_rd__data$287 [287:256];
+  assign \param_rd__data$289[4].dg  = \param_rd__data$287 [319:288];
+  assign \param_rd__data$289[5]  = \param_rd__data$287 [383:320];
+  assign \param_rd__data$289[5].g  = \param_rd__data$287 [351:320];
+  assign \param_rd__data$289[5].dg  = \param_rd__data$287 [383:352];
+  assign \param_rd__data$289[6]  = \param_rd__data$287 [447:384];
+  assign \param_rd__data$289[6].g  = \param_rd__data$287 [415:384];
+  assign \param_rd__data$289[6].dg  = \param_rd__data$287 [447:416];
+  assign \param_rd__data$289[7]  = \param_rd__data$287 [511:448];
+  assign \param_rd__data$289[7].g  = \param_rd__data$287 [479:448];
+  assign \param_rd__data$289[7].dg  = \param_rd__data$287 [511:480];
+  assign \imem_rd__data.op  = \port__data$317 [3:0];
+  assign \imem_rd__data.args  = \port__data$317 [455:4];
+  assign \imem_rd__data.args.load  = \port__data$317 [42:4];
+  assign \imem_rd__data.args.load.src  = \port__data$317 [13:4];
+  assign \imem_rd__data.args.load.count  = \port__data$317 [29:14];
+  assign \imem_rd__data.args.load.mask  = \port__data$317 [33:30];
+  assign \imem_rd__data.args.load.page  = \port__data$317 [36:34];
+  assign \imem_rd__data.args.load.row0  = \port__data$317 [42:37];
+  assign \imem_rd__data.args.mac  = \port__data$317 [455:4];
+  assign \imem_rd__data.args.mac.in_h  = \port__data$317 [12:4];
+  assign \imem_rd__data.args.mac.in_w  = \port__data$317 [21:13];
+  assign \imem_rd__data.args.mac.in_cw  = \port__data$317 [31:22];
+  assign \imem_rd__data.args.mac.cin  = \port__data$317 [44:32];
+  assign \imem_rd__data.args.mac.kh  = \port__data$317 [53:45];
+  assign \imem_rd__data.args.mac.kw  = \port__data$317 [62:54];
+  assign \imem_rd__data.args.mac.dh  = \port__data$317 [66:63];
+  assign \imem_rd__data.args.mac.dw  = \port__data$317 [70:67];
+  assign \imem_rd__data.args.mac.sh  = \port__data$317 [74:71];
+  assign \imem_rd__data.args.mac.sw  = \port__data$317 [78:75];
+  assign \imem_rd__data.args.mac.pt  = \port__data$317 [82:79];
+  assign \imem_rd__data.args.mac.pl  = \port__data$317 [86:83];
+  assign \imem_rd__data.args.mac.ow  = \port__data$317 [95:87];
+  assign \imem_rd__data.args.mac.oh  = \port__data$317 [104:96];
+  assign \imem_rd__data.args.mac.npos  = \port__data$317 [120:105];
+  assign \imem_rd__data.args.mac.pos0  = \port__data$317 [134:121];
+  assign \imem_rd__data.args.mac.kx_inc  = \port__data$317 [148:135];
+  assign \imem_rd__data.args.mac.ky_inc  = \port__data$317 [162:149];
+  assign \imem_rd__data.args.mac.pos_ux  = \port__data$317 [176:163];
+  assign \imem_rd__data.args.mac.pos_wrap  = \port__data$317 [190:177];
+  assign \imem_rd__data.args.mac.pos_bstep  = \port__data$317 [204:191];
+  assign \imem_rd__data.args.mac.bq  = \port__data$317 [213:205];
+  assign \imem_rd__data.args.mac.br  = \port__data$317 [222:214];
+  assign \imem_rd__data.args.mac.img_delta  = \port__data$317 [236:223];
+  assign \imem_rd__data.args.mac.img_bstep  = \port__data$317 [250:237];
+  assign \imem_rd__data.args.mac.desc_base  = \port__data$317 [257:251];
+  assign \imem_rd__data.args.mac.kt  = \port__data$317 [267:258];
+  assign \imem_rd__data.args.mac.nt  = \port__data$317 [277:268];
+  assign \imem_rd__data.args.mac.kr  = \port__data$317 [287:278];
+  assign \imem_rd__data.args.mac.nr  = \port__data$317 [297:288];
+  assign \imem_rd__data.args.mac.b  = \port__data$317 [304:298];
+  assign \imem_rd__data.args.mac.ki  = \port__data$317 [311:305];
+  assign \imem_rd__data.args.mac.no  = \port__data$317 [318:312];
+  assign \imem_rd__data.args.mac.groups  = \port__data$317 [326:319];
+  assign \imem_rd__data.args.mac.role_base  = \port__data$317 [333:327];
+  assign \imem_rd__data.args.mac.page_base  = \port__data$317 [336:334];
+  assign \imem_rd__data.args.mac.out_base  = \port__data$317 [348:337];
+  assign \imem_rd__data.args.mac.out_cw  = \port__data$317 [358:349];
+  assign \imem_rd__data.args.mac.param_base  = \port__data$317 [368:359];
+  assign \imem_rd__data.args.mac.zp_in  = \port__data$317 [376:369];
+  assign \imem_rd__data.args.mac.zp_out  = \port__data$317 [386:377];
+  assign \imem_rd__data.args.mac.act_min  = \port__data$317 [396:387];
+  assign \imem_rd__data.args.mac.act_max  = \port__data$317 [406:397];
+  assign \imem_rd__data.args.mac.ab_m1  = \port__data$317 [409:407];
+  assign \imem_rd__data.args.mac.wb_log2  = \port__data$317 [411:410];
+  assign \imem_rd__data.args.mac.x_signed  = \port__data$317 [412];
+  assign \imem_rd__data.args.mac.w_signed  = \port__data$317 [413];
+  assign \imem_rd__data.args.mac.rowpack  = \port__data$317 [414];
+  assign \imem_rd__data.args.mac.epi  = \port__data$317 [415];
+  assign \imem_rd__data.args.mac.epi_base  = \port__data$317 [425:416];
+  assign \imem_rd__data.args.mac.epi_zp_out  = \port__data$317 [435:426];
+  assign \imem_rd__data.args.mac.epi_min  = \port__data$317 [445:436];
+  assign \imem_rd__data.args.mac.epi_max  = \port__data$317 [455:446];
+  assign \imem_rd__data.args.pool  = \port__data$317 [196:4];
+  assign \imem_rd__data.args.pool.mode  = \port__data$317 [4];
+  assign \imem_rd__data.args.pool.x_signed  = \port__data$317 [5];
+  assign \imem_rd__data.args.pool.in_base  = \port__data$317 [17:6];
+  assign \imem_rd__data.args.pool.in_h  = \port__data$317 [26:18];
+  assign \imem_rd__data.args.pool.in_w  = \port__data$317 [35:27];
+  assign \imem_rd__data.args.pool.cw  = \port__data$317 [45:36];
+  assign \imem_rd__data.args.pool.kh  = \port__data$317 [54:46];
+  assign \imem_rd__data.args.pool.kw  = \port__data$317 [63:55];
+  assign \imem_rd__data.args.pool.sh  = \port__data$317 [67:64];
+  assign \imem_rd__data.args.pool.sw  = \port__data$317 [71:68];
+  assign \imem_rd__data.args.pool.dh  = \port__data$317 [75:72];
+  assign \imem_rd__data.args.pool.dw  = \port__data$317 [79:76];
+  assign \imem_rd__data.args.pool.pt  = \port__data$317 [83:80];
+  assign \imem_rd__data.args.pool.pl  = \port__data$317 [87:84];
+  assign \imem_rd__data.args.pool.oh  = \port__data$317 [96:88];
+  assign \imem_rd__data.args.pool.ow  = \port__data$317 [105:97];
+  assign \imem_rd__data.args.pool.out_base  = \port__data$317 [117:106];
+  assign \imem_rd__data.args.pool.zp_in  = \port__data$317 [127:118];
+  assign \imem_rd__data.args.pool.mult  = \port__data$317 [159:128];
+  assign \imem_rd__data.args.pool.shift  = \port__data$317 [165:160];
+  assign \imem_rd__data.args.pool.zp_out  = \port__data$317 [175:166];
+  assign \imem_rd__data.args.pool.act_min  = \port__data$317 [185:176];
+  assign \imem_rd__data.args.pool.act_max  = \port__data$317 [195:186];
+  assign \imem_rd__data.args.pool.round_even  = \port__data$317 [196];
+  assign \imem_rd__data.args.ew  = \port__data$317 [268:4];
+  assign \imem_rd__data.args.ew.a_base  = \port__data$317 [15:4];
+  assign \imem_rd__data.args.ew.b_base  = \port__data$317 [27:16];
+  assign \imem_rd__data.args.ew.out_base  = \port__data$317 [39:28];
+  assign \imem_rd__data.args.ew.npos  = \port__data$317 [55:40];
+  assign \imem_rd__data.args.ew.cw  = \port__data$317 [65:56];
+  assign \imem_rd__data.args.ew.a_stride  = \port__data$317 [75:66];
+  assign \imem_rd__data.args.ew.b_stride  = \port__data$317 [85:76];
+  assign \imem_rd__data.args.ew.out_stride  = \port__data$317 [95:86];
+  assign \imem_rd__data.args.ew.x_signed  = \port__data$317 [96];
+  assign \imem_rd__data.args.ew.has_b  = \port__data$317 [97];
+  assign \imem_rd__data.args.ew.rq_in  = \port__data$317 [98];
+  assign \imem_rd__data.args.ew.rq_out  = \port__data$317 [99];
+  assign \imem_rd__data.args.ew.ls  = \port__data$317 [104:100];
+  assign \imem_rd__data.args.ew.zp_a  = \port__data$317 [114:105];
+  assign \imem_rd__data.args.ew.zp_b  = \port__data$317 [124:115];
+  assign \imem_rd__data.args.ew.mult_a  = \port__data$317 [156:125];
+  assign \imem_rd__data.args.ew.shift_a  = \port__data$317 [162:157];
+  assign \imem_rd__data.args.ew.mult_b  = \port__data$317 [194:163];
+  assign \imem_rd__data.args.ew.shift_b  = \port__data$317 [200:195];
+  assign \imem_rd__data.args.ew.mult_o  = \port__data$317 [232:201];
+  assign \imem_rd__data.args.ew.shift_o  = \port__data$317 [238:233];
+  assign \imem_rd__data.args.ew.zp_out  = \port__data$317 [248:239];
+  assign \imem_rd__data.args.ew.act_min  = \port__data$317 [258:249];
+  assign \imem_rd__data.args.ew.act_max  = \port__data$317 [268:259];
+  assign \imem_rd__data.args.dma  = \port__data$317 [101:4];
+  assign \imem_rd__data.args.dma.store  = \port__data$317 [4];
+  assign \imem_rd__data.args.dma.wmem  = \port__data$317 [5];
+  assign \imem_rd__data.args.dma.ext  = \port__data$317 [25:6];
+  assign \imem_rd__data.args.dma.addr  = \port__data$317 [37:26];
+  assign \imem_rd__data.args.dma.rows  = \port__data$317 [53:38];
+  assign \imem_rd__data.args.dma.len  = \port__data$317 [69:54];
+  assign \imem_rd__data.args.dma.ext_stride  = \port__data$317 [89:70];
+  assign \imem_rd__data.args.dma.stride  = \port__data$317 [101:90];
+  assign \imem_rd__data.args.gbfs  = \port__data$317 [96:4];
+  assign \imem_rd__data.args.gbfs.macro  = \port__data$317 [5:4];
+  assign \imem_rd__data.args.gbfs.page  = \port__data$317 [8:6];
+  assign \imem_rd__data.args.gbfs.rows  = \port__data$317 [72:9];
+  assign \imem_rd__data.args.gbfs.src  = \port__data$317 [84:73];
+  assign \imem_rd__data.args.gbfs.dst  = \port__data$317 [96:85];
+  assign \imem_rd__data.args.grelax  = \port__data$317 [52:4];
+  assign \imem_rd__data.args.grelax.arcs  = \port__data$317 [15:4];
+  assign \imem_rd__data.args.grelax.count  = \port__data$317 [28:16];
+  assign \imem_rd__data.args.grelax.old  = \port__data$317 [40:29];
+  assign \imem_rd__data.args.grelax.new  = \port__data$317 [52:41];
+  assign \imem_rd__data.args.gspmv  = \port__data$317 [99:4];
+  assign \imem_rd__data.args.gspmv.macro  = \port__data$317 [5:4];
+  assign \imem_rd__data.args.gspmv.page  = \port__data$317 [8:6];
+  assign \imem_rd__data.args.gspmv.x  = \port__data$317 [20:9];
+  assign \imem_rd__data.args.gspmv.y  = \port__data$317 [32:21];
+  assign \imem_rd__data.args.gspmv.rows  = \port__data$317 [96:33];
+  assign \imem_rd__data.args.gspmv.slices_m1  = \port__data$317 [98:97];
+  assign \imem_rd__data.args.gspmv.flush  = \port__data$317 [99];
+  assign \imem_rd__data.args.lrn  = \port__data$317 [132:4];
+  assign \imem_rd__data.args.lrn.in_base  = \port__data$317 [15:4];
+  assign \imem_rd__data.args.lrn.out_base  = \port__data$317 [27:16];
+  assign \imem_rd__data.args.lrn.npos  = \port__data$317 [43:28];
+  assign \imem_rd__data.args.lrn.cw  = \port__data$317 [53:44];
+  assign \imem_rd__data.args.lrn.channels  = \port__data$317 [66:54];
+  assign \imem_rd__data.args.lrn.size  = \port__data$317 [70:67];
+  assign \imem_rd__data.args.lrn.x_signed  = \port__data$317 [71];
+  assign \imem_rd__data.args.lrn.zp_in  = \port__data$317 [81:72];
+  assign \imem_rd__data.args.lrn.zp_out  = \port__data$317 [91:82];
+  assign \imem_rd__data.args.lrn.act_min  = \port__data$317 [101:92];
+  assign \imem_rd__data.args.lrn.act_max  = \port__data$317 [111:102];
+  assign \imem_rd__data.args.lrn.table_base  = \port__data$317 [121:112];
+  assign \imem_rd__data.args.lrn.shift  = \port__data$317 [126:122];
+  assign \imem_rd__data.args.lrn.frac  = \port__data$317 [132:127];
+  assign \imem_rd__data.args.lut  = \port__data$317 [76:4];
+  assign \imem_rd__data.args.lut.in_base  = \port__data$317 [15:4];
+  assign \imem_rd__data.args.lut.out_base  = \port__data$317 [27:16];
+  assign \imem_rd__data.args.lut.npos  = \port__data$317 [43:28];
+  assign \imem_rd__data.args.lut.cw  = \port__data$317 [53:44];
+  assign \imem_rd__data.args.lut.channels  = \port__data$317 [66:54];
+  assign \imem_rd__data.args.lut.table_base  = \port__data$317 [76:67];
   assign \trace_w__data.cycle  = \$signature__data [31:0];
   assign \trace_w__data.pc  = \$signature__data [47:32];
   assign \trace_w__data.op  = \$signature__data [51:48];
@@ -11898,30 +12222,30 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \engines__mac__args.epi_zp_out  = args[431:422];
   assign \engines__mac__args.epi_min  = args[441:432];
   assign \engines__mac__args.epi_max  = args[451:442];
-  assign \args$322.mode  = args[0];
-  assign \args$322.x_signed  = args[1];
-  assign \args$322.in_base  = args[13:2];
-  assign \args$322.in_h  = args[22:14];
-  assign \args$322.in_w  = args[31:23];
-  assign \args$322.cw  = args[41:32];
-  assign \args$322.kh  = args[50:42];
-  assign \args$322.kw  = args[59:51];
-  assign \args$322.sh  = args[63:60];
-  assign \args$322.sw  = args[67:64];
-  assign \args$322.dh  = args[71:68];
-  assign \args$322.dw  = args[75:72];
-  assign \args$322.pt  = args[79:76];
-  assign \args$322.pl  = args[83:80];
-  assign \args$322.oh  = args[92:84];
-  assign \args$322.ow  = args[101:93];
-  assign \args$322.out_base  = args[113:102];
-  assign \args$322.zp_in  = args[123:114];
-  assign \args$322.mult  = args[155:124];
-  assign \args$322.shift  = args[161:156];
-  assign \args$322.zp_out  = args[171:162];
-  assign \args$322.act_min  = args[181:172];
-  assign \args$322.act_max  = args[191:182];
-  assign \args$322.round_even  = args[192];
+  assign \args$336.mode  = args[0];
+  assign \args$336.x_signed  = args[1];
+  assign \args$336.in_base  = args[13:2];
+  assign \args$336.in_h  = args[22:14];
+  assign \args$336.in_w  = args[31:23];
+  assign \args$336.cw  = args[41:32];
+  assign \args$336.kh  = args[50:42];
+  assign \args$336.kw  = args[59:51];
+  assign \args$336.sh  = args[63:60];
+  assign \args$336.sw  = args[67:64];
+  assign \args$336.dh  = args[71:68];
+  assign \args$336.dw  = args[75:72];
+  assign \args$336.pt  = args[79:76];
+  assign \args$336.pl  = args[83:80];
+  assign \args$336.oh  = args[92:84];
+  assign \args$336.ow  = args[101:93];
+  assign \args$336.out_base  = args[113:102];
+  assign \args$336.zp_in  = args[123:114];
+  assign \args$336.mult  = args[155:124];
+  assign \args$336.shift  = args[161:156];
+  assign \args$336.zp_out  = args[171:162];
+  assign \args$336.act_min  = args[181:172];
+  assign \args$336.act_max  = args[191:182];
+  assign \args$336.round_even  = args[192];
   assign \engines__pool__args.mode  = args[0];
   assign \engines__pool__args.x_signed  = args[1];
   assign \engines__pool__args.in_base  = args[13:2];
@@ -11946,30 +12270,30 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \engines__pool__args.act_min  = args[181:172];
   assign \engines__pool__args.act_max  = args[191:182];
   assign \engines__pool__args.round_even  = args[192];
-  assign \args$329.a_base  = args[11:0];
-  assign \args$329.b_base  = args[23:12];
-  assign \args$329.out_base  = args[35:24];
-  assign \args$329.npos  = args[51:36];
-  assign \args$329.cw  = args[61:52];
-  assign \args$329.a_stride  = args[71:62];
-  assign \args$329.b_stride  = args[81:72];
-  assign \args$329.out_stride  = args[91:82];
-  assign \args$329.x_signed  = args[92];
-  assign \args$329.has_b  = args[93];
-  assign \args$329.rq_in  = args[94];
-  assign \args$329.rq_out  = args[95];
-  assign \args$329.ls  = args[100:96];
-  assign \args$329.zp_a  = args[110:101];
-  assign \args$329.zp_b  = args[120:111];
-  assign \args$329.mult_a  = args[152:121];
-  assign \args$329.shift_a  = args[158:153];
-  assign \args$329.mult_b  = args[190:159];
-  assign \args$329.shift_b  = args[196:191];
-  assign \args$329.mult_o  = args[228:197];
-  assign \args$329.shift_o  = args[234:229];
-  assign \args$329.zp_out  = args[244:235];
-  assign \args$329.act_min  = args[254:245];
-  assign \args$329.act_max  = args[264:255];
+  assign \args$343.a_base  = args[11:0];
+  assign \args$343.b_base  = args[23:12];
+  assign \args$343.out_base  = args[35:24];
+  assign \args$343.npos  = args[51:36];
+  assign \args$343.cw  = args[61:52];
+  assign \args$343.a_stride  = args[71:62];
+  assign \args$343.b_stride  = args[81:72];
+  assign \args$343.out_stride  = args[91:82];
+  assign \args$343.x_signed  = args[92];
+  assign \args$343.has_b  = args[93];
+  assign \args$343.rq_in  = args[94];
+  assign \args$343.rq_out  = args[95];
+  assign \args$343.ls  = args[100:96];
+  assign \args$343.zp_a  = args[110:101];
+  assign \args$343.zp_b  = args[120:111];
+  assign \args$343.mult_a  = args[152:121];
+  assign \args$343.shift_a  = args[158:153];
+  assign \args$343.mult_b  = args[190:159];
+  assign \args$343.shift_b  = args[196:191];
+  assign \args$343.mult_o  = args[228:197];
+  assign \args$343.shift_o  = args[234:229];
+  assign \args$343.zp_out  = args[244:235];
+  assign \args$343.act_min  = args[254:245];
+  assign \args$343.act_max  = args[264:255];
   assign \engines__ew__args.a_base  = args[11:0];
   assign \engines__ew__args.b_base  = args[23:12];
   assign \engines__ew__args.out_base  = args[35:24];
@@ -11994,31 +12318,31 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \engines__ew__args.zp_out  = args[244:235];
   assign \engines__ew__args.act_min  = args[254:245];
   assign \engines__ew__args.act_max  = args[264:255];
-  assign \args$336.macro  = args[1:0];
-  assign \args$336.page  = args[4:2];
-  assign \args$336.rows  = args[68:5];
-  assign \args$336.src  = args[80:69];
-  assign \args$336.dst  = args[92:81];
+  assign \args$350.macro  = args[1:0];
+  assign \args$350.page  = args[4:2];
+  assign \args$350.rows  = args[68:5];
+  assign \args$350.src  = args[80:69];
+  assign \args$350.dst  = args[92:81];
   assign \engines__graph__args.macro  = args[1:0];
   assign \engines__graph__args.page  = args[4:2];
   assign \engines__graph__args.rows  = args[68:5];
   assign \engines__graph__args.src  = args[80:69];
   assign \engines__graph__args.dst  = args[92:81];
-  assign \args$342.arcs  = args[11:0];
-  assign \args$342.count  = args[24:12];
-  assign \args$342.old  = args[36:25];
-  assign \args$342.new  = args[48:37];
+  assign \args$356.arcs  = args[11:0];
+  assign \args$356.count  = args[24:12];
+  assign \args$356.old  = args[36:25];
+  assign \args$356.new  = args[48:37];
   assign \engines__relax__args.arcs  = args[11:0];
   assign \engines__relax__args.count  = args[24:12];
   assign \engines__relax__args.old  = args[36:25];
   assign \engines__relax__args.new  = args[48:37];
-  assign \args$348.macro  = args[1:0];
-  assign \args$348.page  = args[4:2];
-  assign \args$348.x  = args[16:5];
-  assign \args$348.y  = args[28:17];
-  assign \args$348.rows  = args[92:29];
-  assign \args$348.slices_m1  = args[94:93];
-  assign \args$348.flush  = args[95];
+  assign \args$362.macro  = args[1:0];
+  assign \args$362.page  = args[4:2];
+  assign \args$362.x  = args[16:5];
+  assign \args$362.y  = args[28:17];
+  assign \args$362.rows  = args[92:29];
+  assign \args$362.slices_m1  = args[94:93];
+  assign \args$362.flush  = args[95];
   assign \engines__spmv__args.macro  = args[1:0];
   assign \engines__spmv__args.page  = args[4:2];
   assign \engines__spmv__args.x  = args[16:5];
@@ -12026,20 +12350,20 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \engines__spmv__args.rows  = args[92:29];
   assign \engines__spmv__args.slices_m1  = args[94:93];
   assign \engines__spmv__args.flush  = args[95];
-  assign \args$355.in_base  = args[11:0];
-  assign \args$355.out_base  = args[23:12];
-  assign \args$355.npos  = args[39:24];
-  assign \args$355.cw  = args[49:40];
-  assign \args$355.channels  = args[62:50];
-  assign \args$355.size  = args[66:63];
-  assign \args$355.x_signed  = args[67];
-  assign \args$355.zp_in  = args[77:68];
-  assign \args$355.zp_out  = args[87:78];
-  assign \args$355.act_min  = args[97:88];
-  assign \args$355.act_max  = args[107:98];
-  assign \args$355.table_base  = args[117:108];
-  assign \args$355.shift  = args[122:118];
-  assign \args$355.frac  = args[128:123];
+  assign \args$369.in_base  = args[11:0];
+  assign \args$369.out_base  = args[23:12];
+  assign \args$369.npos  = args[39:24];
+  assign \args$369.cw  = args[49:40];
+  assign \args$369.channels  = args[62:50];
+  assign \args$369.size  = args[66:63];
+  assign \args$369.x_signed  = args[67];
+  assign \args$369.zp_in  = args[77:68];
+  assign \args$369.zp_out  = args[87:78];
+  assign \args$369.act_min  = args[97:88];
+  assign \args$369.act_max  = args[107:98];
+  assign \args$369.table_base  = args[117:108];
+  assign \args$369.shift  = args[122:118];
+  assign \args$369.frac  = args[128:123];
   assign \engines__lrn__args.in_base  = args[11:0];
   assign \engines__lrn__args.out_base  = args[23:12];
   assign \engines__lrn__args.npos  = args[39:24];
@@ -12054,6 +12378,18 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \engines__lrn__args.table_base  = args[117:108];
   assign \engines__lrn__args.shift  = args[122:118];
   assign \engines__lrn__args.frac  = args[128:123];
+  assign \args$375.in_base  = args[11:0];
+  assign \args$375.out_base  = args[23:12];
+  assign \args$375.npos  = args[39:24];
+  assign \args$375.cw  = args[49:40];
+  assign \args$375.channels  = args[62:50];
+  assign \args$375.table_base  = args[72:63];
+  assign \engines__lut__args.in_base  = args[11:0];
+  assign \engines__lut__args.out_base  = args[23:12];
+  assign \engines__lut__args.npos  = args[39:24];
+  assign \engines__lut__args.cw  = args[49:40];
+  assign \engines__lut__args.channels  = args[62:50];
+  assign \engines__lut__args.table_base  = args[72:63];
   assign \cmd__payload.src  = args[9:0];
   assign \cmd__payload.count  = args[25:10];
   assign \cmd__payload.mask  = args[29:26];
@@ -12064,14 +12400,14 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \load__payload.mask  = args[29:26];
   assign \load__payload.page  = args[32:30];
   assign \load__payload.row0  = args[38:33];
-  assign \cmd__payload$366.store  = args[0];
-  assign \cmd__payload$366.wmem  = args[1];
-  assign \cmd__payload$366.ext  = args[21:2];
-  assign \cmd__payload$366.addr  = args[33:22];
-  assign \cmd__payload$366.rows  = args[49:34];
-  assign \cmd__payload$366.len  = args[65:50];
-  assign \cmd__payload$366.ext_stride  = args[85:66];
-  assign \cmd__payload$366.stride  = args[97:86];
+  assign \cmd__payload$386.store  = args[0];
+  assign \cmd__payload$386.wmem  = args[1];
+  assign \cmd__payload$386.ext  = args[21:2];
+  assign \cmd__payload$386.addr  = args[33:22];
+  assign \cmd__payload$386.rows  = args[49:34];
+  assign \cmd__payload$386.len  = args[65:50];
+  assign \cmd__payload$386.ext_stride  = args[85:66];
+  assign \cmd__payload$386.stride  = args[97:86];
   assign \dma__payload.store  = args[0];
   assign \dma__payload.wmem  = args[1];
   assign \dma__payload.ext  = args[21:2];
@@ -12138,19 +12474,21 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \$8  = \$7 ;
   assign \$13  = \$12 ;
   assign \$18  = \$17 ;
-  assign \$42  = 1'h1;
-  assign \$43  = \$42 ;
-  assign \$44  = \$43 ;
-  assign \$45  = \$44 ;
-  assign \port__en$256  = \$45 ;
-  assign \$47  = 1'h1;
-  assign \port__en$280  = \$47 ;
+  assign \$46  = 1'h1;
+  assign \$47  = \$46 ;
+  assign \$48  = \$47 ;
+  assign \$49  = \$48 ;
+  assign \$50  = \$49 ;
+  assign \port__en$265  = \$50 ;
+  assign \port__en$284  = 1'h1;
+  assign \$52  = 1'h1;
+  assign \port__en$294  = \$52 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \default_fabric.ctrl (rst, imem_rd__data, \port$126$1577 , \port$128$1577 , \port$130$1577 , \port$132$1577 , \port$133$0 , \port$134$0 , \port$135$0 , \port$136$0 , engines__mac__done, engines__pool__done, engines__ew__done, macro_we, loader_busy, load__ready, dma_busy, dma__ready, engines__graph__done, engines__relax__done, engines__spmv__done
-, engines__lrn__done, imem_rd__addr, trace_w__en, host__report, entry, load__valid, engines__mac__start, engines__pool__start, engines__ew__start, dma__valid, engines__graph__start, engines__relax__start, engines__spmv__start, engines__lrn__start, trace_w__addr, busy, done, error, engines__mac__args, start, host__start_pc
-, clk);
+module \default_fabric.ctrl (rst, imem_rd__data, \port$136$1577 , \port$138$1577 , \port$140$1577 , \port$142$1577 , \port$143$0 , \port$144$0 , \port$145$0 , \port$146$0 , engines__mac__done, engines__pool__done, engines__ew__done, macro_we, loader_busy, load__ready, dma_busy, dma__ready, engines__graph__done, engines__relax__done, engines__spmv__done
+, engines__lrn__done, engines__lut__done, imem_rd__addr, trace_w__en, host__report, entry, load__valid, engines__mac__start, engines__pool__start, engines__ew__start, dma__valid, engines__graph__start, engines__relax__start, engines__spmv__start, engines__lrn__start, engines__lut__start, trace_w__addr, busy, done, error, engines__mac__args
+, start, host__start_pc, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire [16:0] \$1 ;
   wire \$10 ;
@@ -12222,9 +12560,9 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$126$1577 , \port$128$1577
   (* init = 1'h0 *)
   wire \$signal ;
   (* init = 1'h0 *)
-  wire \$signal$19 ;
-  reg [31:0] \$signal$32  = 32'd0;
-  reg [31:0] \$signal$33  = 32'd0;
+  wire \$signal$20 ;
+  reg [31:0] \$signal$34  = 32'd0;
+  reg [31:0] \$signal$35  = 32'd0;
   output busy;
   reg busy = 1'h0;
   input clk;
@@ -12322,6 +12660,17 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$126$1577 , \port$128$1577
   wire engines__lrn__done;
   output engines__lrn__start;
   reg engines__lrn__start;
+  wire [72:0] engines__lut__args;
+  wire [12:0] \engines__lut__args.channels ;
+  wire [9:0] \engines__lut__args.cw ;
+  wire [11:0] \engines__lut__args.in_base ;
+  wire [15:0] \engines__lut__args.npos ;
+  wire [11:0] \engines__lut__args.out_base ;
+  wire [9:0] \engines__lut__args.table_base ;
+  input engines__lut__done;
+  wire engines__lut__done;
+  output engines__lut__start;
+  reg engines__lut__start;
   output [451:0] engines__mac__args;
   wire [451:0] engines__mac__args;
   wire [2:0] \engines__mac__args.ab_m1 ;
@@ -12443,7 +12792,7 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$126$1577 , \port$128$1577
   output error;
   reg error = 1'h0;
   (* init = 1'h0 *)
-  wire \error$21 ;
+  wire \error$22 ;
   output [503:0] host__report;
   wire [503:0] host__report;
   wire [31:0] \host__report.cycles ;
@@ -12555,6 +12904,13 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$126$1577 , \port$128$1577
   wire \imem_rd__data.args.lrn.x_signed ;
   wire [9:0] \imem_rd__data.args.lrn.zp_in ;
   wire [9:0] \imem_rd__data.args.lrn.zp_out ;
+  wire [72:0] \imem_rd__data.args.lut ;
+  wire [12:0] \imem_rd__data.args.lut.channels ;
+  wire [9:0] \imem_rd__data.args.lut.cw ;
+  wire [11:0] \imem_rd__data.args.lut.in_base ;
+  wire [15:0] \imem_rd__data.args.lut.npos ;
+  wire [11:0] \imem_rd__data.args.lut.out_base ;
+  wire [9:0] \imem_rd__data.args.lut.table_base ;
   wire [451:0] \imem_rd__data.args.mac ;
   wire [2:0] \imem_rd__data.args.mac.ab_m1 ;
   wire [9:0] \imem_rd__data.args.mac.act_max ;
@@ -12650,6 +13006,7 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$126$1577 , \port$128$1577
   (* enum_value_1001 = "GRELAX" *)
   (* enum_value_1010 = "GSPMV" *)
   (* enum_value_1011 = "LRN" *)
+  (* enum_value_1100 = "LUT" *)
   wire [3:0] \imem_rd__data.op ;
   wire imem_rd__en;
   reg in_exec;
@@ -12729,6 +13086,13 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$126$1577 , \port$128$1577
   wire \ir.args.lrn.x_signed ;
   wire [9:0] \ir.args.lrn.zp_in ;
   wire [9:0] \ir.args.lrn.zp_out ;
+  wire [72:0] \ir.args.lut ;
+  wire [12:0] \ir.args.lut.channels ;
+  wire [9:0] \ir.args.lut.cw ;
+  wire [11:0] \ir.args.lut.in_base ;
+  wire [15:0] \ir.args.lut.npos ;
+  wire [11:0] \ir.args.lut.out_base ;
+  wire [9:0] \ir.args.lut.table_base ;
   wire [451:0] \ir.args.mac ;
   wire [2:0] \ir.args.mac.ab_m1 ;
   wire [9:0] \ir.args.mac.act_max ;
@@ -12824,6 +13188,7 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$126$1577 , \port$128$1577
   (* enum_value_1001 = "GRELAX" *)
   (* enum_value_1010 = "GSPMV" *)
   (* enum_value_1011 = "LRN" *)
+  (* enum_value_1100 = "LUT" *)
   wire [3:0] \ir.op ;
   wire [38:0] load__payload;
   wire [15:0] \load__payload.count ;
@@ -12842,22 +13207,22 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$126$1577 , \port$128$1577
   wire [3:0] macro_we;
   reg [15:0] pc = 16'h0000;
   reg pf_valid = 1'h0;
-  input \port$126$1577 ;
-  wire \port$126$1577 ;
-  input \port$128$1577 ;
-  wire \port$128$1577 ;
-  input \port$130$1577 ;
-  wire \port$130$1577 ;
-  input \port$132$1577 ;
-  wire \port$132$1577 ;
-  input \port$133$0 ;
-  wire \port$133$0 ;
-  input \port$134$0 ;
-  wire \port$134$0 ;
-  input \port$135$0 ;
-  wire \port$135$0 ;
-  input \port$136$0 ;
-  wire \port$136$0 ;
+  input \port$136$1577 ;
+  wire \port$136$1577 ;
+  input \port$138$1577 ;
+  wire \port$138$1577 ;
+  input \port$140$1577 ;
+  wire \port$140$1577 ;
+  input \port$142$1577 ;
+  wire \port$142$1577 ;
+  input \port$143$0 ;
+  wire \port$143$0 ;
+  input \port$144$0 ;
+  wire \port$144$0 ;
+  input \port$145$0 ;
+  wire \port$145$0 ;
+  input \port$146$0 ;
+  wire \port$146$0 ;
   reg retire;
   input rst;
   wire rst;
@@ -12875,24 +13240,24 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$126$1577 , \port$128$1577
   wire trace_w__en;
   wire [3:0] unit_en;
   assign \$31  = counters1[31:0] + 1'h1;
-  assign \$32  = ~ \port$128$1577 ;
-  assign \$33  = \port$134$0  & \$32 ;
+  assign \$32  = ~ \port$138$1577 ;
+  assign \$33  = \port$144$0  & \$32 ;
   assign \$34  = counters1[63:32] + 1'h1;
   assign \$35  = counters1[95:64] + 1'h1;
   assign \$36  = ~ busy;
   assign \$37  = start & \$36 ;
-  assign \$38  = busy & \port$130$1577 ;
+  assign \$38  = busy & \port$140$1577 ;
   assign \$39  = counters2[31:0] + 1'h1;
-  assign \$40  = ~ \port$130$1577 ;
-  assign \$41  = \port$135$0  & \$40 ;
+  assign \$40  = ~ \port$140$1577 ;
+  assign \$41  = \port$145$0  & \$40 ;
   assign \$42  = counters2[63:32] + 1'h1;
   assign \$43  = counters2[95:64] + 1'h1;
   assign \$44  = ~ busy;
   assign \$45  = start & \$44 ;
-  assign \$46  = busy & \port$132$1577 ;
+  assign \$46  = busy & \port$142$1577 ;
   assign \$47  = counters3[31:0] + 1'h1;
-  assign \$48  = ~ \port$132$1577 ;
-  assign \$49  = \port$136$0  & \$48 ;
+  assign \$48  = ~ \port$142$1577 ;
+  assign \$49  = \port$146$0  & \$48 ;
   assign \$50  = counters3[63:32] + 1'h1;
   assign \$51  = counters3[95:64] + 1'h1;
   assign \$52  = ~ loader_busy;
@@ -12904,9 +13269,9 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$126$1577 , \port$128$1577
   always @(posedge clk)
     trace_n <= \$56 ;
   always @(posedge clk)
-    \$signal$32  <= \$57 ;
+    \$signal$34  <= \$57 ;
   always @(posedge clk)
-    \$signal$33  <= \$58 ;
+    \$signal$35  <= \$58 ;
   always @(posedge clk)
     counters0 <= \$59 ;
   always @(posedge clk)
@@ -12927,7 +13292,7 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$126$1577 , \port$128$1577
     ir <= \$67 ;
   assign \$1  = pc + 1'h1;
   assign \$2  = in_exec ? \$1  : { 1'h0, pc };
-  assign engine_done = | { engines__lrn__done, engines__spmv__done, engines__relax__done, engines__graph__done, engines__ew__done, engines__pool__done, engines__mac__done };
+  assign engine_done = | { engines__lut__done, engines__lrn__done, engines__spmv__done, engines__relax__done, engines__graph__done, engines__ew__done, engines__pool__done, engines__mac__done };
   assign \$3  = trace_n < 14'h2000;
   assign trace_w__en = retire & \$3 ;
   assign \$4  = ~ loader_busy;
@@ -12941,22 +13306,22 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$126$1577 , \port$128$1577
   assign \$12  = ~ retire;
   assign \$13  = in_exec & \$12 ;
   assign \$14  = trace_n + 1'h1;
-  assign \$15  = \$signal$32  + 1'h1;
+  assign \$15  = \$signal$34  + 1'h1;
   assign \$16  = | macro_we;
-  assign \$17  = \$signal$33  + 1'h1;
+  assign \$17  = \$signal$35  + 1'h1;
   assign \$18  = ~ busy;
   assign \$19  = start & \$18 ;
   assign \$20  = ~ busy;
   assign \$21  = start & \$20 ;
-  assign \$22  = busy & \port$126$1577 ;
+  assign \$22  = busy & \port$136$1577 ;
   assign \$23  = counters0[31:0] + 1'h1;
-  assign \$24  = ~ \port$126$1577 ;
-  assign \$25  = \port$133$0  & \$24 ;
+  assign \$24  = ~ \port$136$1577 ;
+  assign \$25  = \port$143$0  & \$24 ;
   assign \$26  = counters0[63:32] + 1'h1;
   assign \$27  = counters0[95:64] + 1'h1;
   assign \$28  = ~ busy;
   assign \$29  = start & \$28 ;
-  assign \$30  = busy & \port$128$1577 ;
+  assign \$30  = busy & \port$138$1577 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     in_exec = 1'h0;
@@ -13285,6 +13650,47 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$126$1577 , \port$128$1577
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    engines__lut__start = 1'h0;
+    casez (ctrl_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          casez (ir[3:0])
+            4'h0:
+                /* empty */;
+            4'h1:
+                /* empty */;
+            4'h2:
+                /* empty */;
+            4'h3:
+                /* empty */;
+            4'h4:
+                /* empty */;
+            4'h5:
+                /* empty */;
+            4'h6:
+                /* empty */;
+            4'h7:
+                /* empty */;
+            4'h8:
+                /* empty */;
+            4'h9:
+                /* empty */;
+            4'ha:
+                /* empty */;
+            4'hb:
+                /* empty */;
+            4'hc:
+                engines__lut__start = 1'h1;
+          endcase
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     \$54  = pc;
     if (retire) begin
       \$54  = \$11 [15:0];
@@ -13330,7 +13736,7 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$126$1577 , \port$128$1577
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$57  = \$signal$32 ;
+    \$57  = \$signal$34 ;
     if (busy) begin
       \$57  = \$15 [31:0];
     end
@@ -13343,7 +13749,7 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$126$1577 , \port$128$1577
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$58  = \$signal$33 ;
+    \$58  = \$signal$35 ;
     if (\$16 ) begin
       \$58  = \$17 [31:0];
     end
@@ -13485,6 +13891,8 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$126$1577 , \port$128$1577
                 /* empty */;
             4'hb:
                 /* empty */;
+            4'hc:
+                /* empty */;
             default:
                 \$63  = 1'h0;
           endcase
@@ -13553,6 +13961,8 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$126$1577 , \port$128$1577
             4'ha:
                 /* empty */;
             4'hb:
+                /* empty */;
+            4'hc:
                 /* empty */;
             default:
                 \$65  = 1'h1;
@@ -13628,6 +14038,8 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$126$1577 , \port$128$1577
             4'ha:
                 \$66  = 3'h4;
             4'hb:
+                \$66  = 3'h4;
+            4'hc:
                 \$66  = 3'h4;
             default:
                 \$66  = 3'h0;
@@ -13709,15 +14121,16 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$126$1577 , \port$128$1577
   assign engines__relax__args = ir[52:4];
   assign engines__spmv__args = ir[99:4];
   assign engines__lrn__args = ir[132:4];
+  assign engines__lut__args = ir[76:4];
   assign load__payload = ir[42:4];
   assign dma__payload = ir[101:4];
   assign host__start = start;
   assign \$signal  = busy;
-  assign \$signal$19  = done;
-  assign \error$21  = error;
+  assign \$signal$20  = done;
+  assign \error$22  = error;
   assign trace_w__data = entry;
-  assign macro_busy = { \port$132$1577 , \port$130$1577 , \port$128$1577 , \port$126$1577  };
-  assign unit_en = { \port$136$0 , \port$135$0 , \port$134$0 , \port$133$0  };
+  assign macro_busy = { \port$142$1577 , \port$140$1577 , \port$138$1577 , \port$136$1577  };
+  assign unit_en = { \port$146$0 , \port$145$0 , \port$144$0 , \port$143$0  };
   assign imem_rd__addr = \$2 [12:0];
   assign trace_w__addr = trace_n[12:0];
   assign engines__mac__args = ir[455:4];
@@ -13929,6 +14342,13 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$126$1577 , \port$128$1577
   assign \ir.args.lrn.table_base  = ir[121:112];
   assign \ir.args.lrn.shift  = ir[126:122];
   assign \ir.args.lrn.frac  = ir[132:127];
+  assign \ir.args.lut  = ir[76:4];
+  assign \ir.args.lut.in_base  = ir[15:4];
+  assign \ir.args.lut.out_base  = ir[27:16];
+  assign \ir.args.lut.npos  = ir[43:28];
+  assign \ir.args.lut.cw  = ir[53:44];
+  assign \ir.args.lut.channels  = ir[66:54];
+  assign \ir.args.lut.table_base  = ir[76:67];
   assign \engines__pool__args.mode  = ir[4];
   assign \engines__pool__args.x_signed  = ir[5];
   assign \engines__pool__args.in_base  = ir[17:6];
@@ -14007,6 +14427,12 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$126$1577 , \port$128$1577
   assign \engines__lrn__args.table_base  = ir[121:112];
   assign \engines__lrn__args.shift  = ir[126:122];
   assign \engines__lrn__args.frac  = ir[132:127];
+  assign \engines__lut__args.in_base  = ir[15:4];
+  assign \engines__lut__args.out_base  = ir[27:16];
+  assign \engines__lut__args.npos  = ir[43:28];
+  assign \engines__lut__args.cw  = ir[53:44];
+  assign \engines__lut__args.channels  = ir[66:54];
+  assign \engines__lut__args.table_base  = ir[76:67];
   assign \load__payload.src  = ir[13:4];
   assign \load__payload.count  = ir[29:14];
   assign \load__payload.mask  = ir[33:30];
@@ -14222,17 +14648,24 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$126$1577 , \port$128$1577
   assign \imem_rd__data.args.lrn.table_base  = imem_rd__data[121:112];
   assign \imem_rd__data.args.lrn.shift  = imem_rd__data[126:122];
   assign \imem_rd__data.args.lrn.frac  = imem_rd__data[132:127];
+  assign \imem_rd__data.args.lut  = imem_rd__data[76:4];
+  assign \imem_rd__data.args.lut.in_base  = imem_rd__data[15:4];
+  assign \imem_rd__data.args.lut.out_base  = imem_rd__data[27:16];
+  assign \imem_rd__data.args.lut.npos  = imem_rd__data[43:28];
+  assign \imem_rd__data.args.lut.cw  = imem_rd__data[53:44];
+  assign \imem_rd__data.args.lut.channels  = imem_rd__data[66:54];
+  assign \imem_rd__data.args.lut.table_base  = imem_rd__data[76:67];
   assign entry[51:48] = ir[3:0];
   assign entry[47:32] = pc;
-  assign entry[31:0] = \$signal$32 ;
+  assign entry[31:0] = \$signal$34 ;
   assign entry[63:52] = 12'h000;
   assign host__report[503:408] = counters3;
   assign host__report[407:312] = counters2;
   assign host__report[311:216] = counters1;
   assign host__report[215:120] = counters0;
   assign host__report[119:88] = trace_n;
-  assign host__report[87:56] = \$signal$33 ;
-  assign host__report[55:24] = \$signal$32 ;
+  assign host__report[87:56] = \$signal$35 ;
+  assign host__report[55:24] = \$signal$34 ;
   assign host__report[23:20] = ir[3:0];
   assign host__report[19:4] = pc;
   assign host__report[3] = loader_busy;
@@ -14242,7 +14675,7 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$126$1577 , \port$128$1577
 endmodule
 
 (* generator = "Amaranth" *)
-module \default_fabric.dma (axi__wready, axi__bid, axi__bresp, axi__bvalid, axi__arready, axi__rid, amem_w__data, axi__rresp, axi__rvalid, clk, rst, amem_r__data, wmem_r__data, \port$2362$0 , axi__awlen, axi__arlen, axi__wlast, rd_data, amem_r__en, wmem_r__en, amem_w__en
+module \default_fabric.dma (axi__wready, axi__bid, axi__bresp, axi__bvalid, axi__arready, axi__rid, amem_w__data, axi__rresp, axi__rvalid, clk, rst, amem_r__data, wmem_r__data, \port$2372$0 , axi__awlen, axi__arlen, axi__wlast, rd_data, amem_r__en, wmem_r__en, amem_w__en
 , wmem_w__en, busy, cmd__ready, axi__awvalid, axi__arvalid, axi__wvalid, axi__rready, axi__bready, error, amem_r__addr, w_en, w_data, axi__awready);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire [10:0] \$1 ;
@@ -14436,8 +14869,8 @@ module \default_fabric.dma (axi__wready, axi__bid, axi__bresp, axi__bvalid, axi_
   reg [8:0] issued = 9'h000;
   reg [15:0] length = 16'h0000;
   wire [8:0] n;
-  output [22:0] \port$2362$0 ;
-  wire [22:0] \port$2362$0 ;
+  output [22:0] \port$2372$0 ;
+  wire [22:0] \port$2372$0 ;
   wire [97:0] r_data;
   reg r_en;
   reg r_hs;
@@ -15155,7 +15588,7 @@ module \default_fabric.dma (axi__wready, axi__bid, axi__bresp, axi__bvalid, axi_
   assign wmem_w__data = amem_w__data;
   assign axi__wdata = rd_data;
   assign \error$46  = error;
-  assign \port$2362$0  = \$8 ;
+  assign \port$2372$0  = \$8 ;
   assign axi__awlen = \$9 [7:0];
   assign axi__arlen = \$10 [7:0];
   assign \cmd__payload.store  = w_data[0];
@@ -15302,7 +15735,7 @@ module \default_fabric.dma.queue (rst, w_rdy, r_rdy, r_data, r_en, w_en, w_port_
 endmodule
 
 (* generator = "Amaranth" *)
-module \default_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \port$1938$0 , \port$1944$0 , \port$1950$0 , \port$1956$0 , \port$1962$0 , \port$1968$0 , \port$1974$0 , \port$1980$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
+module \default_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \port$1948$0 , \port$1954$0 , \port$1960$0 , \port$1966$0 , \port$1972$0 , \port$1978$0 , \port$1984$0 , \port$1990$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
   wire [25:0] \$1 ;
   wire [8:0] \$10 ;
@@ -15667,22 +16100,22 @@ module \default_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, 
   reg [31:0] ob3_6 = 32'd0;
   reg [31:0] ob3_7 = 32'd0;
   reg [15:0] p = 16'h0000;
-  output [7:0] \port$1938$0 ;
-  wire [7:0] \port$1938$0 ;
-  output [7:0] \port$1944$0 ;
-  wire [7:0] \port$1944$0 ;
-  output [7:0] \port$1950$0 ;
-  wire [7:0] \port$1950$0 ;
-  output [7:0] \port$1956$0 ;
-  wire [7:0] \port$1956$0 ;
-  output [7:0] \port$1962$0 ;
-  wire [7:0] \port$1962$0 ;
-  output [7:0] \port$1968$0 ;
-  wire [7:0] \port$1968$0 ;
-  output [7:0] \port$1974$0 ;
-  wire [7:0] \port$1974$0 ;
-  output [7:0] \port$1980$0 ;
-  wire [7:0] \port$1980$0 ;
+  output [7:0] \port$1948$0 ;
+  wire [7:0] \port$1948$0 ;
+  output [7:0] \port$1954$0 ;
+  wire [7:0] \port$1954$0 ;
+  output [7:0] \port$1960$0 ;
+  wire [7:0] \port$1960$0 ;
+  output [7:0] \port$1966$0 ;
+  wire [7:0] \port$1966$0 ;
+  output [7:0] \port$1972$0 ;
+  wire [7:0] \port$1972$0 ;
+  output [7:0] \port$1978$0 ;
+  wire [7:0] \port$1978$0 ;
+  output [7:0] \port$1984$0 ;
+  wire [7:0] \port$1984$0 ;
+  output [7:0] \port$1990$0 ;
+  wire [7:0] \port$1990$0 ;
   input rst;
   wire rst;
   (* init = 1'h0 *)
@@ -16395,14 +16828,14 @@ module \default_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, 
   assign act_w__data = { \$78 [7:0], \$73 [7:0], \$68 [7:0], \$63 [7:0], \$58 [7:0], \$53 [7:0], \$48 [7:0], \$43 [7:0] };
   assign a_rd__addr = \$3 [11:0];
   assign b_rd__addr = \$6 [11:0];
-  assign \port$1938$0  = \$43 [7:0];
-  assign \port$1944$0  = \$48 [7:0];
-  assign \port$1950$0  = \$53 [7:0];
-  assign \port$1956$0  = \$58 [7:0];
-  assign \port$1962$0  = \$63 [7:0];
-  assign \port$1968$0  = \$68 [7:0];
-  assign \port$1974$0  = \$73 [7:0];
-  assign \port$1980$0  = \$78 [7:0];
+  assign \port$1948$0  = \$43 [7:0];
+  assign \port$1954$0  = \$48 [7:0];
+  assign \port$1960$0  = \$53 [7:0];
+  assign \port$1966$0  = \$58 [7:0];
+  assign \port$1972$0  = \$63 [7:0];
+  assign \port$1978$0  = \$68 [7:0];
+  assign \port$1984$0  = \$73 [7:0];
+  assign \port$1990$0  = \$78 [7:0];
   assign \args.a_base  = args[11:0];
   assign \args.b_base  = args[23:12];
   assign \args.out_base  = args[35:24];
@@ -20467,7 +20900,7 @@ module \default_fabric.loader.queue (rst, w_rdy, r_rdy, r_data, r_en, w_en, w_po
 endmodule
 
 (* generator = "Amaranth" *)
-module \default_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, param_rd__addr, act_w__en, \port$4870$0 , \port$4872$0 , \port$4874$0 , \port$4876$0 , \port$4878$0 , \port$4880$0 , \port$4882$0 , \port$4884$0 , done, busy, act_w__addr, start, args, clk);
+module \default_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, param_rd__addr, act_w__en, \port$4880$0 , \port$4882$0 , \port$4884$0 , \port$4886$0 , \port$4888$0 , \port$4890$0 , \port$4892$0 , \port$4894$0 , done, busy, act_w__addr, start, args, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire [12:0] \$1 ;
   wire [9:0] \$10 ;
@@ -20804,22 +21237,22 @@ module \default_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, par
   wire [31:0] \param_rd__data[7].g ;
   wire param_rd__en;
   reg [11:0] pix = 12'h000;
-  output [7:0] \port$4870$0 ;
-  wire [7:0] \port$4870$0 ;
-  output [7:0] \port$4872$0 ;
-  wire [7:0] \port$4872$0 ;
-  output [7:0] \port$4874$0 ;
-  wire [7:0] \port$4874$0 ;
-  output [7:0] \port$4876$0 ;
-  wire [7:0] \port$4876$0 ;
-  output [7:0] \port$4878$0 ;
-  wire [7:0] \port$4878$0 ;
   output [7:0] \port$4880$0 ;
   wire [7:0] \port$4880$0 ;
   output [7:0] \port$4882$0 ;
   wire [7:0] \port$4882$0 ;
   output [7:0] \port$4884$0 ;
   wire [7:0] \port$4884$0 ;
+  output [7:0] \port$4886$0 ;
+  wire [7:0] \port$4886$0 ;
+  output [7:0] \port$4888$0 ;
+  wire [7:0] \port$4888$0 ;
+  output [7:0] \port$4890$0 ;
+  wire [7:0] \port$4890$0 ;
+  output [7:0] \port$4892$0 ;
+  wire [7:0] \port$4892$0 ;
+  output [7:0] \port$4894$0 ;
+  wire [7:0] \port$4894$0 ;
   wire [65:0] prod;
   reg [7:0] raw;
   input rst;
@@ -21844,14 +22277,14 @@ module \default_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, par
   assign act_w__data = { \$102 , \$100 , \$98 , \$96 , \$94 , \$92 , \$90 , \$88  };
   assign act_rd__addr = \$2 [11:0];
   assign param_rd__addr = \$68 [9:0];
-  assign \port$4870$0  = \$88 ;
-  assign \port$4872$0  = \$90 ;
-  assign \port$4874$0  = \$92 ;
-  assign \port$4876$0  = \$94 ;
-  assign \port$4878$0  = \$96 ;
-  assign \port$4880$0  = \$98 ;
-  assign \port$4882$0  = \$100 ;
-  assign \port$4884$0  = \$102 ;
+  assign \port$4880$0  = \$88 ;
+  assign \port$4882$0  = \$90 ;
+  assign \port$4884$0  = \$92 ;
+  assign \port$4886$0  = \$94 ;
+  assign \port$4888$0  = \$96 ;
+  assign \port$4890$0  = \$98 ;
+  assign \port$4892$0  = \$100 ;
+  assign \port$4894$0  = \$102 ;
   assign \args.in_base  = args[11:0];
   assign \args.out_base  = args[23:12];
   assign \args.npos  = args[39:24];
@@ -21898,10 +22331,8806 @@ module \default_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, par
 endmodule
 
 (* generator = "Amaranth" *)
-module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$26 , \act_rd__data$37 , param_rd__data, epi_rd__data, desc_rd__data, \desc_rd__data$21 , \desc_rd__data$32 , \desc_rd__data$43 , op__0__ready, res_valid__0, res_y__0, op__1__ready, res_valid__1, res_y__1, op__2__ready, res_valid__2, res_y__2, op__3__ready
-, res_valid__3, res_y__3, \port$133$0 , \port$134$0 , \port$135$0 , \port$136$0 , op__0__valid, op__1__valid, op__2__valid, op__3__valid, param_rd__addr, epi_rd__addr, finished, desc_rd__0__addr, act_rd__0__en, desc_rd__1__addr, act_rd__1__en, desc_rd__2__addr, act_rd__2__en, desc_rd__3__addr, act_rd__3__en
-, op__0__payload, op__1__payload, op__2__payload, op__3__payload, act_w__en, act_w__addr, act_w__data, busy, act_rd__0__addr, act_rd__1__addr, act_rd__2__addr, act_rd__3__addr, start, args, clk);
+module \default_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__addr, busy, act_rd__addr, \port$5245$0 , \port$5504$0 , \port$5763$0 , \port$6022$0 , \port$6281$0 , \port$6540$0 , \port$6799$0 , \port$7058$0 , done, act_w__en, act_w__addr, start, args, lut_gated_rst);
   reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
+  wire [10:0] \$1 ;
+  wire [7:0] \$10 ;
+  reg [7:0] \$100 ;
+  reg [7:0] \$101 ;
+  reg [7:0] \$102 ;
+  reg [7:0] \$103 ;
+  reg [7:0] \$104 ;
+  reg [7:0] \$105 ;
+  reg [7:0] \$106 ;
+  reg [7:0] \$107 ;
+  reg [7:0] \$108 ;
+  reg [7:0] \$109 ;
+  reg [7:0] \$11 ;
+  reg [7:0] \$110 ;
+  reg [7:0] \$111 ;
+  reg [7:0] \$112 ;
+  reg [7:0] \$113 ;
+  reg [7:0] \$114 ;
+  reg [7:0] \$115 ;
+  reg [7:0] \$116 ;
+  reg [7:0] \$117 ;
+  reg [7:0] \$118 ;
+  reg [7:0] \$119 ;
+  wire [7:0] \$12 ;
+  reg [7:0] \$120 ;
+  reg [7:0] \$121 ;
+  reg [7:0] \$122 ;
+  reg [7:0] \$123 ;
+  reg [7:0] \$124 ;
+  reg [7:0] \$125 ;
+  reg [7:0] \$126 ;
+  reg [7:0] \$127 ;
+  reg [7:0] \$128 ;
+  reg [7:0] \$129 ;
+  reg [7:0] \$13 ;
+  reg [7:0] \$130 ;
+  reg [7:0] \$131 ;
+  reg [7:0] \$132 ;
+  reg [7:0] \$133 ;
+  reg [7:0] \$134 ;
+  reg [7:0] \$135 ;
+  reg [7:0] \$136 ;
+  reg [7:0] \$137 ;
+  reg [7:0] \$138 ;
+  reg [7:0] \$139 ;
+  wire [7:0] \$14 ;
+  reg [7:0] \$140 ;
+  reg [7:0] \$141 ;
+  reg [7:0] \$142 ;
+  reg [7:0] \$143 ;
+  reg [7:0] \$144 ;
+  reg [7:0] \$145 ;
+  reg [7:0] \$146 ;
+  reg [7:0] \$147 ;
+  reg [7:0] \$148 ;
+  reg [7:0] \$149 ;
+  reg [7:0] \$15 ;
+  reg [7:0] \$150 ;
+  reg [7:0] \$151 ;
+  reg [7:0] \$152 ;
+  reg [7:0] \$153 ;
+  reg [7:0] \$154 ;
+  reg [7:0] \$155 ;
+  reg [7:0] \$156 ;
+  reg [7:0] \$157 ;
+  reg [7:0] \$158 ;
+  reg [7:0] \$159 ;
+  wire [7:0] \$16 ;
+  reg [7:0] \$160 ;
+  reg [7:0] \$161 ;
+  reg [7:0] \$162 ;
+  reg [7:0] \$163 ;
+  reg [7:0] \$164 ;
+  reg [7:0] \$165 ;
+  reg [7:0] \$166 ;
+  reg [7:0] \$167 ;
+  reg [7:0] \$168 ;
+  reg [7:0] \$169 ;
+  reg [7:0] \$17 ;
+  reg [7:0] \$170 ;
+  reg [7:0] \$171 ;
+  reg [7:0] \$172 ;
+  reg [7:0] \$173 ;
+  reg [7:0] \$174 ;
+  reg [7:0] \$175 ;
+  reg [7:0] \$176 ;
+  reg [7:0] \$177 ;
+  reg [7:0] \$178 ;
+  reg [7:0] \$179 ;
+  wire [7:0] \$18 ;
+  reg [7:0] \$180 ;
+  reg [7:0] \$181 ;
+  reg [7:0] \$182 ;
+  reg [7:0] \$183 ;
+  reg [7:0] \$184 ;
+  reg [7:0] \$185 ;
+  reg [7:0] \$186 ;
+  reg [7:0] \$187 ;
+  reg [7:0] \$188 ;
+  reg [7:0] \$189 ;
+  reg [7:0] \$19 ;
+  reg [7:0] \$190 ;
+  reg [7:0] \$191 ;
+  reg [7:0] \$192 ;
+  reg [7:0] \$193 ;
+  reg [7:0] \$194 ;
+  reg [7:0] \$195 ;
+  reg [7:0] \$196 ;
+  reg [7:0] \$197 ;
+  reg [7:0] \$198 ;
+  reg [7:0] \$199 ;
+  wire [25:0] \$2 ;
+  wire [7:0] \$20 ;
+  reg [7:0] \$200 ;
+  reg [7:0] \$201 ;
+  reg [7:0] \$202 ;
+  reg [7:0] \$203 ;
+  reg [7:0] \$204 ;
+  reg [7:0] \$205 ;
+  reg [7:0] \$206 ;
+  reg [7:0] \$207 ;
+  reg [7:0] \$208 ;
+  reg [7:0] \$209 ;
+  wire \$21 ;
+  reg [7:0] \$210 ;
+  reg [7:0] \$211 ;
+  reg [7:0] \$212 ;
+  reg [7:0] \$213 ;
+  reg [7:0] \$214 ;
+  reg [7:0] \$215 ;
+  reg [7:0] \$216 ;
+  reg [7:0] \$217 ;
+  reg [7:0] \$218 ;
+  reg [7:0] \$219 ;
+  wire \$22 ;
+  reg [7:0] \$220 ;
+  reg [7:0] \$221 ;
+  reg [7:0] \$222 ;
+  reg [7:0] \$223 ;
+  reg [7:0] \$224 ;
+  reg [7:0] \$225 ;
+  reg [7:0] \$226 ;
+  reg [7:0] \$227 ;
+  reg [7:0] \$228 ;
+  reg [7:0] \$229 ;
+  wire \$23 ;
+  reg [7:0] \$230 ;
+  reg [7:0] \$231 ;
+  reg [7:0] \$232 ;
+  reg [7:0] \$233 ;
+  reg [7:0] \$234 ;
+  reg [7:0] \$235 ;
+  reg [7:0] \$236 ;
+  reg [7:0] \$237 ;
+  reg [7:0] \$238 ;
+  reg [7:0] \$239 ;
+  wire \$24 ;
+  reg [7:0] \$240 ;
+  reg [7:0] \$241 ;
+  reg [7:0] \$242 ;
+  reg [7:0] \$243 ;
+  reg [7:0] \$244 ;
+  reg [7:0] \$245 ;
+  reg [7:0] \$246 ;
+  reg [7:0] \$247 ;
+  reg [7:0] \$248 ;
+  reg [7:0] \$249 ;
+  wire \$25 ;
+  reg [7:0] \$250 ;
+  reg [7:0] \$251 ;
+  reg [7:0] \$252 ;
+  reg [7:0] \$253 ;
+  reg [7:0] \$254 ;
+  reg [7:0] \$255 ;
+  reg [7:0] \$256 ;
+  reg [7:0] \$257 ;
+  reg [7:0] \$258 ;
+  reg [7:0] \$259 ;
+  wire \$26 ;
+  reg [7:0] \$260 ;
+  reg [7:0] \$261 ;
+  reg [7:0] \$262 ;
+  reg [7:0] \$263 ;
+  reg [7:0] \$264 ;
+  reg [7:0] \$265 ;
+  reg [7:0] \$266 ;
+  reg [7:0] \$267 ;
+  reg [7:0] \$268 ;
+  reg [7:0] \$269 ;
+  wire [2:0] \$27 ;
+  reg [7:0] \$270 ;
+  reg [7:0] \$271 ;
+  reg [7:0] \$272 ;
+  reg [7:0] \$273 ;
+  reg [7:0] \$274 ;
+  reg [7:0] \$275 ;
+  reg [7:0] \$276 ;
+  reg [7:0] \$277 ;
+  reg [7:0] \$278 ;
+  reg [7:0] \$279 ;
+  wire \$28 ;
+  reg [7:0] \$280 ;
+  reg [7:0] \$281 ;
+  reg [7:0] \$282 ;
+  reg [7:0] \$283 ;
+  reg [7:0] \$284 ;
+  reg [7:0] \$285 ;
+  reg [7:0] \$286 ;
+  reg [7:0] \$287 ;
+  reg [7:0] \$288 ;
+  reg [7:0] \$289 ;
+  wire \$29 ;
+  reg [7:0] \$290 ;
+  reg [7:0] \$291 ;
+  reg [7:0] \$292 ;
+  reg [7:0] \$293 ;
+  reg [7:0] \$294 ;
+  reg [7:0] \$295 ;
+  reg [7:0] \$296 ;
+  reg [7:0] \$297 ;
+  reg [7:0] \$298 ;
+  reg [7:0] \$299 ;
+  wire [26:0] \$3 ;
+  wire \$30 ;
+  reg [7:0] \$300 ;
+  reg [7:0] \$301 ;
+  reg [7:0] \$302 ;
+  reg [7:0] \$303 ;
+  reg [7:0] \$304 ;
+  reg [7:0] \$305 ;
+  reg [7:0] \$306 ;
+  reg [7:0] \$307 ;
+  reg [7:0] \$308 ;
+  reg [7:0] \$309 ;
+  wire \$31 ;
+  reg [7:0] \$310 ;
+  reg [7:0] \$311 ;
+  reg [7:0] \$312 ;
+  reg [7:0] \$313 ;
+  reg [7:0] \$314 ;
+  reg [7:0] \$315 ;
+  reg [7:0] \$316 ;
+  reg [7:0] \$317 ;
+  reg [7:0] \$318 ;
+  reg [9:0] \$319 ;
+  wire [10:0] \$32 ;
+  reg [15:0] \$320 ;
+  reg \$321 ;
+  reg \$322 ;
+  wire [10:0] \$33 ;
+  wire \$34 ;
+  wire [16:0] \$35 ;
+  wire [16:0] \$36 ;
+  wire \$37 ;
+  wire [25:0] \$38 ;
+  wire [26:0] \$39 ;
+  wire [27:0] \$4 ;
+  wire [27:0] \$40 ;
+  wire [14:0] \$41 ;
+  wire \$42 ;
+  wire [14:0] \$43 ;
+  wire \$44 ;
+  wire [14:0] \$45 ;
+  wire \$46 ;
+  wire [14:0] \$47 ;
+  wire \$48 ;
+  wire [14:0] \$49 ;
+  reg [7:0] \$5 ;
+  wire \$50 ;
+  wire [14:0] \$51 ;
+  wire \$52 ;
+  wire [14:0] \$53 ;
+  wire \$54 ;
+  wire [14:0] \$55 ;
+  wire \$56 ;
+  wire \$57 ;
+  reg \$58 ;
+  reg [1:0] \$59 ;
+  wire [7:0] \$6 ;
+  reg [1:0] \$60 ;
+  reg \$61 ;
+  reg \$62 ;
+  reg [7:0] \$63 ;
+  reg [7:0] \$64 ;
+  reg [7:0] \$65 ;
+  reg [7:0] \$66 ;
+  reg [7:0] \$67 ;
+  reg [7:0] \$68 ;
+  reg [7:0] \$69 ;
+  reg [7:0] \$7 ;
+  reg [7:0] \$70 ;
+  reg [7:0] \$71 ;
+  reg [7:0] \$72 ;
+  reg [7:0] \$73 ;
+  reg [7:0] \$74 ;
+  reg [7:0] \$75 ;
+  reg [7:0] \$76 ;
+  reg [7:0] \$77 ;
+  reg [7:0] \$78 ;
+  reg [7:0] \$79 ;
+  wire [7:0] \$8 ;
+  reg [7:0] \$80 ;
+  reg [7:0] \$81 ;
+  reg [7:0] \$82 ;
+  reg [7:0] \$83 ;
+  reg [7:0] \$84 ;
+  reg [7:0] \$85 ;
+  reg [7:0] \$86 ;
+  reg [7:0] \$87 ;
+  reg [7:0] \$88 ;
+  reg [7:0] \$89 ;
+  reg [7:0] \$9 ;
+  reg [7:0] \$90 ;
+  reg [7:0] \$91 ;
+  reg [7:0] \$92 ;
+  reg [7:0] \$93 ;
+  reg [7:0] \$94 ;
+  reg [7:0] \$95 ;
+  reg [7:0] \$96 ;
+  reg [7:0] \$97 ;
+  reg [7:0] \$98 ;
+  reg [7:0] \$99 ;
+  reg \$signal  = 1'h0;
+  reg \$signal$283  = 1'h0;
+  reg \$signal$285  = 1'h0;
+  reg [15:0] \$signal$8  = 16'h0000;
+  reg [9:0] \$signal$9  = 10'h000;
+  output [11:0] act_rd__addr;
+  wire [11:0] act_rd__addr;
+  input [63:0] act_rd__data;
+  wire [63:0] act_rd__data;
+  wire act_rd__en;
+  output [11:0] act_w__addr;
+  reg [11:0] act_w__addr = 12'h000;
+  wire [63:0] act_w__data;
+  output act_w__en;
+  reg act_w__en = 1'h0;
+  input [72:0] args;
+  wire [72:0] args;
+  wire [12:0] \args.channels ;
+  wire [9:0] \args.cw ;
+  wire [11:0] \args.in_base ;
+  wire [15:0] \args.npos ;
+  wire [11:0] \args.out_base ;
+  wire [9:0] \args.table_base ;
+  (* init = 12'h000 *)
+  wire [11:0] b_addr;
+  (* init = 1'h0 *)
+  wire b_valid;
+  output busy;
+  wire busy;
+  reg [1:0] cap_t = 2'h0;
+  output done;
+  wire done;
+  wire finished;
+  wire [13:0] first;
+  reg live0 = 1'h0;
+  reg live1 = 1'h0;
+  reg live2 = 1'h0;
+  reg live3 = 1'h0;
+  reg live4 = 1'h0;
+  reg live5 = 1'h0;
+  reg live6 = 1'h0;
+  reg live7 = 1'h0;
+  input lut_gated_clk;
+  wire lut_gated_clk;
+  input lut_gated_rst;
+  wire lut_gated_rst;
+  output [9:0] param_rd__addr;
+  wire [9:0] param_rd__addr;
+  input [767:0] param_rd__data;
+  wire [767:0] param_rd__data;
+  wire [7:0] \param_rd__data[0] ;
+  wire [7:0] \param_rd__data[10] ;
+  wire [7:0] \param_rd__data[11] ;
+  wire [7:0] \param_rd__data[12] ;
+  wire [7:0] \param_rd__data[13] ;
+  wire [7:0] \param_rd__data[14] ;
+  wire [7:0] \param_rd__data[15] ;
+  wire [7:0] \param_rd__data[16] ;
+  wire [7:0] \param_rd__data[17] ;
+  wire [7:0] \param_rd__data[18] ;
+  wire [7:0] \param_rd__data[19] ;
+  wire [7:0] \param_rd__data[1] ;
+  wire [7:0] \param_rd__data[20] ;
+  wire [7:0] \param_rd__data[21] ;
+  wire [7:0] \param_rd__data[22] ;
+  wire [7:0] \param_rd__data[23] ;
+  wire [7:0] \param_rd__data[24] ;
+  wire [7:0] \param_rd__data[25] ;
+  wire [7:0] \param_rd__data[26] ;
+  wire [7:0] \param_rd__data[27] ;
+  wire [7:0] \param_rd__data[28] ;
+  wire [7:0] \param_rd__data[29] ;
+  wire [7:0] \param_rd__data[2] ;
+  wire [7:0] \param_rd__data[30] ;
+  wire [7:0] \param_rd__data[31] ;
+  wire [7:0] \param_rd__data[32] ;
+  wire [7:0] \param_rd__data[33] ;
+  wire [7:0] \param_rd__data[34] ;
+  wire [7:0] \param_rd__data[35] ;
+  wire [7:0] \param_rd__data[36] ;
+  wire [7:0] \param_rd__data[37] ;
+  wire [7:0] \param_rd__data[38] ;
+  wire [7:0] \param_rd__data[39] ;
+  wire [7:0] \param_rd__data[3] ;
+  wire [7:0] \param_rd__data[40] ;
+  wire [7:0] \param_rd__data[41] ;
+  wire [7:0] \param_rd__data[42] ;
+  wire [7:0] \param_rd__data[43] ;
+  wire [7:0] \param_rd__data[44] ;
+  wire [7:0] \param_rd__data[45] ;
+  wire [7:0] \param_rd__data[46] ;
+  wire [7:0] \param_rd__data[47] ;
+  wire [7:0] \param_rd__data[48] ;
+  wire [7:0] \param_rd__data[49] ;
+  wire [7:0] \param_rd__data[4] ;
+  wire [7:0] \param_rd__data[50] ;
+  wire [7:0] \param_rd__data[51] ;
+  wire [7:0] \param_rd__data[52] ;
+  wire [7:0] \param_rd__data[53] ;
+  wire [7:0] \param_rd__data[54] ;
+  wire [7:0] \param_rd__data[55] ;
+  wire [7:0] \param_rd__data[56] ;
+  wire [7:0] \param_rd__data[57] ;
+  wire [7:0] \param_rd__data[58] ;
+  wire [7:0] \param_rd__data[59] ;
+  wire [7:0] \param_rd__data[5] ;
+  wire [7:0] \param_rd__data[60] ;
+  wire [7:0] \param_rd__data[61] ;
+  wire [7:0] \param_rd__data[62] ;
+  wire [7:0] \param_rd__data[63] ;
+  wire [7:0] \param_rd__data[64] ;
+  wire [7:0] \param_rd__data[65] ;
+  wire [7:0] \param_rd__data[66] ;
+  wire [7:0] \param_rd__data[67] ;
+  wire [7:0] \param_rd__data[68] ;
+  wire [7:0] \param_rd__data[69] ;
+  wire [7:0] \param_rd__data[6] ;
+  wire [7:0] \param_rd__data[70] ;
+  wire [7:0] \param_rd__data[71] ;
+  wire [7:0] \param_rd__data[72] ;
+  wire [7:0] \param_rd__data[73] ;
+  wire [7:0] \param_rd__data[74] ;
+  wire [7:0] \param_rd__data[75] ;
+  wire [7:0] \param_rd__data[76] ;
+  wire [7:0] \param_rd__data[77] ;
+  wire [7:0] \param_rd__data[78] ;
+  wire [7:0] \param_rd__data[79] ;
+  wire [7:0] \param_rd__data[7] ;
+  wire [7:0] \param_rd__data[80] ;
+  wire [7:0] \param_rd__data[81] ;
+  wire [7:0] \param_rd__data[82] ;
+  wire [7:0] \param_rd__data[83] ;
+  wire [7:0] \param_rd__data[84] ;
+  wire [7:0] \param_rd__data[85] ;
+  wire [7:0] \param_rd__data[86] ;
+  wire [7:0] \param_rd__data[87] ;
+  wire [7:0] \param_rd__data[88] ;
+  wire [7:0] \param_rd__data[89] ;
+  wire [7:0] \param_rd__data[8] ;
+  wire [7:0] \param_rd__data[90] ;
+  wire [7:0] \param_rd__data[91] ;
+  wire [7:0] \param_rd__data[92] ;
+  wire [7:0] \param_rd__data[93] ;
+  wire [7:0] \param_rd__data[94] ;
+  wire [7:0] \param_rd__data[95] ;
+  wire [7:0] \param_rd__data[9] ;
+  wire param_rd__en;
+  output [7:0] \port$5245$0 ;
+  wire [7:0] \port$5245$0 ;
+  output [7:0] \port$5504$0 ;
+  wire [7:0] \port$5504$0 ;
+  output [7:0] \port$5763$0 ;
+  wire [7:0] \port$5763$0 ;
+  output [7:0] \port$6022$0 ;
+  wire [7:0] \port$6022$0 ;
+  output [7:0] \port$6281$0 ;
+  wire [7:0] \port$6281$0 ;
+  output [7:0] \port$6540$0 ;
+  wire [7:0] \port$6540$0 ;
+  output [7:0] \port$6799$0 ;
+  wire [7:0] \port$6799$0 ;
+  output [7:0] \port$7058$0 ;
+  wire [7:0] \port$7058$0 ;
+  reg running = 1'h0;
+  input start;
+  wire start;
+  reg [1:0] t = 2'h0;
+  reg [7:0] t0 = 8'h00;
+  reg [7:0] t1 = 8'h00;
+  reg [7:0] t10 = 8'h00;
+  reg [7:0] t100 = 8'h00;
+  reg [7:0] t101 = 8'h00;
+  reg [7:0] t102 = 8'h00;
+  reg [7:0] t103 = 8'h00;
+  reg [7:0] t104 = 8'h00;
+  reg [7:0] t105 = 8'h00;
+  reg [7:0] t106 = 8'h00;
+  reg [7:0] t107 = 8'h00;
+  reg [7:0] t108 = 8'h00;
+  reg [7:0] t109 = 8'h00;
+  reg [7:0] t11 = 8'h00;
+  reg [7:0] t110 = 8'h00;
+  reg [7:0] t111 = 8'h00;
+  reg [7:0] t112 = 8'h00;
+  reg [7:0] t113 = 8'h00;
+  reg [7:0] t114 = 8'h00;
+  reg [7:0] t115 = 8'h00;
+  reg [7:0] t116 = 8'h00;
+  reg [7:0] t117 = 8'h00;
+  reg [7:0] t118 = 8'h00;
+  reg [7:0] t119 = 8'h00;
+  reg [7:0] t12 = 8'h00;
+  reg [7:0] t120 = 8'h00;
+  reg [7:0] t121 = 8'h00;
+  reg [7:0] t122 = 8'h00;
+  reg [7:0] t123 = 8'h00;
+  reg [7:0] t124 = 8'h00;
+  reg [7:0] t125 = 8'h00;
+  reg [7:0] t126 = 8'h00;
+  reg [7:0] t127 = 8'h00;
+  reg [7:0] t128 = 8'h00;
+  reg [7:0] t129 = 8'h00;
+  reg [7:0] t13 = 8'h00;
+  reg [7:0] t130 = 8'h00;
+  reg [7:0] t131 = 8'h00;
+  reg [7:0] t132 = 8'h00;
+  reg [7:0] t133 = 8'h00;
+  reg [7:0] t134 = 8'h00;
+  reg [7:0] t135 = 8'h00;
+  reg [7:0] t136 = 8'h00;
+  reg [7:0] t137 = 8'h00;
+  reg [7:0] t138 = 8'h00;
+  reg [7:0] t139 = 8'h00;
+  reg [7:0] t14 = 8'h00;
+  reg [7:0] t140 = 8'h00;
+  reg [7:0] t141 = 8'h00;
+  reg [7:0] t142 = 8'h00;
+  reg [7:0] t143 = 8'h00;
+  reg [7:0] t144 = 8'h00;
+  reg [7:0] t145 = 8'h00;
+  reg [7:0] t146 = 8'h00;
+  reg [7:0] t147 = 8'h00;
+  reg [7:0] t148 = 8'h00;
+  reg [7:0] t149 = 8'h00;
+  reg [7:0] t15 = 8'h00;
+  reg [7:0] t150 = 8'h00;
+  reg [7:0] t151 = 8'h00;
+  reg [7:0] t152 = 8'h00;
+  reg [7:0] t153 = 8'h00;
+  reg [7:0] t154 = 8'h00;
+  reg [7:0] t155 = 8'h00;
+  reg [7:0] t156 = 8'h00;
+  reg [7:0] t157 = 8'h00;
+  reg [7:0] t158 = 8'h00;
+  reg [7:0] t159 = 8'h00;
+  reg [7:0] t16 = 8'h00;
+  reg [7:0] t160 = 8'h00;
+  reg [7:0] t161 = 8'h00;
+  reg [7:0] t162 = 8'h00;
+  reg [7:0] t163 = 8'h00;
+  reg [7:0] t164 = 8'h00;
+  reg [7:0] t165 = 8'h00;
+  reg [7:0] t166 = 8'h00;
+  reg [7:0] t167 = 8'h00;
+  reg [7:0] t168 = 8'h00;
+  reg [7:0] t169 = 8'h00;
+  reg [7:0] t17 = 8'h00;
+  reg [7:0] t170 = 8'h00;
+  reg [7:0] t171 = 8'h00;
+  reg [7:0] t172 = 8'h00;
+  reg [7:0] t173 = 8'h00;
+  reg [7:0] t174 = 8'h00;
+  reg [7:0] t175 = 8'h00;
+  reg [7:0] t176 = 8'h00;
+  reg [7:0] t177 = 8'h00;
+  reg [7:0] t178 = 8'h00;
+  reg [7:0] t179 = 8'h00;
+  reg [7:0] t18 = 8'h00;
+  reg [7:0] t180 = 8'h00;
+  reg [7:0] t181 = 8'h00;
+  reg [7:0] t182 = 8'h00;
+  reg [7:0] t183 = 8'h00;
+  reg [7:0] t184 = 8'h00;
+  reg [7:0] t185 = 8'h00;
+  reg [7:0] t186 = 8'h00;
+  reg [7:0] t187 = 8'h00;
+  reg [7:0] t188 = 8'h00;
+  reg [7:0] t189 = 8'h00;
+  reg [7:0] t19 = 8'h00;
+  reg [7:0] t190 = 8'h00;
+  reg [7:0] t191 = 8'h00;
+  reg [7:0] t192 = 8'h00;
+  reg [7:0] t193 = 8'h00;
+  reg [7:0] t194 = 8'h00;
+  reg [7:0] t195 = 8'h00;
+  reg [7:0] t196 = 8'h00;
+  reg [7:0] t197 = 8'h00;
+  reg [7:0] t198 = 8'h00;
+  reg [7:0] t199 = 8'h00;
+  reg [7:0] t2 = 8'h00;
+  reg [7:0] t20 = 8'h00;
+  reg [7:0] t200 = 8'h00;
+  reg [7:0] t201 = 8'h00;
+  reg [7:0] t202 = 8'h00;
+  reg [7:0] t203 = 8'h00;
+  reg [7:0] t204 = 8'h00;
+  reg [7:0] t205 = 8'h00;
+  reg [7:0] t206 = 8'h00;
+  reg [7:0] t207 = 8'h00;
+  reg [7:0] t208 = 8'h00;
+  reg [7:0] t209 = 8'h00;
+  reg [7:0] t21 = 8'h00;
+  reg [7:0] t210 = 8'h00;
+  reg [7:0] t211 = 8'h00;
+  reg [7:0] t212 = 8'h00;
+  reg [7:0] t213 = 8'h00;
+  reg [7:0] t214 = 8'h00;
+  reg [7:0] t215 = 8'h00;
+  reg [7:0] t216 = 8'h00;
+  reg [7:0] t217 = 8'h00;
+  reg [7:0] t218 = 8'h00;
+  reg [7:0] t219 = 8'h00;
+  reg [7:0] t22 = 8'h00;
+  reg [7:0] t220 = 8'h00;
+  reg [7:0] t221 = 8'h00;
+  reg [7:0] t222 = 8'h00;
+  reg [7:0] t223 = 8'h00;
+  reg [7:0] t224 = 8'h00;
+  reg [7:0] t225 = 8'h00;
+  reg [7:0] t226 = 8'h00;
+  reg [7:0] t227 = 8'h00;
+  reg [7:0] t228 = 8'h00;
+  reg [7:0] t229 = 8'h00;
+  reg [7:0] t23 = 8'h00;
+  reg [7:0] t230 = 8'h00;
+  reg [7:0] t231 = 8'h00;
+  reg [7:0] t232 = 8'h00;
+  reg [7:0] t233 = 8'h00;
+  reg [7:0] t234 = 8'h00;
+  reg [7:0] t235 = 8'h00;
+  reg [7:0] t236 = 8'h00;
+  reg [7:0] t237 = 8'h00;
+  reg [7:0] t238 = 8'h00;
+  reg [7:0] t239 = 8'h00;
+  reg [7:0] t24 = 8'h00;
+  reg [7:0] t240 = 8'h00;
+  reg [7:0] t241 = 8'h00;
+  reg [7:0] t242 = 8'h00;
+  reg [7:0] t243 = 8'h00;
+  reg [7:0] t244 = 8'h00;
+  reg [7:0] t245 = 8'h00;
+  reg [7:0] t246 = 8'h00;
+  reg [7:0] t247 = 8'h00;
+  reg [7:0] t248 = 8'h00;
+  reg [7:0] t249 = 8'h00;
+  reg [7:0] t25 = 8'h00;
+  reg [7:0] t250 = 8'h00;
+  reg [7:0] t251 = 8'h00;
+  reg [7:0] t252 = 8'h00;
+  reg [7:0] t253 = 8'h00;
+  reg [7:0] t254 = 8'h00;
+  reg [7:0] t255 = 8'h00;
+  reg [7:0] t26 = 8'h00;
+  reg [7:0] t27 = 8'h00;
+  reg [7:0] t28 = 8'h00;
+  reg [7:0] t29 = 8'h00;
+  reg [7:0] t3 = 8'h00;
+  reg [7:0] t30 = 8'h00;
+  reg [7:0] t31 = 8'h00;
+  reg [7:0] t32 = 8'h00;
+  reg [7:0] t33 = 8'h00;
+  reg [7:0] t34 = 8'h00;
+  reg [7:0] t35 = 8'h00;
+  reg [7:0] t36 = 8'h00;
+  reg [7:0] t37 = 8'h00;
+  reg [7:0] t38 = 8'h00;
+  reg [7:0] t39 = 8'h00;
+  reg [7:0] t4 = 8'h00;
+  reg [7:0] t40 = 8'h00;
+  reg [7:0] t41 = 8'h00;
+  reg [7:0] t42 = 8'h00;
+  reg [7:0] t43 = 8'h00;
+  reg [7:0] t44 = 8'h00;
+  reg [7:0] t45 = 8'h00;
+  reg [7:0] t46 = 8'h00;
+  reg [7:0] t47 = 8'h00;
+  reg [7:0] t48 = 8'h00;
+  reg [7:0] t49 = 8'h00;
+  reg [7:0] t5 = 8'h00;
+  reg [7:0] t50 = 8'h00;
+  reg [7:0] t51 = 8'h00;
+  reg [7:0] t52 = 8'h00;
+  reg [7:0] t53 = 8'h00;
+  reg [7:0] t54 = 8'h00;
+  reg [7:0] t55 = 8'h00;
+  reg [7:0] t56 = 8'h00;
+  reg [7:0] t57 = 8'h00;
+  reg [7:0] t58 = 8'h00;
+  reg [7:0] t59 = 8'h00;
+  reg [7:0] t6 = 8'h00;
+  reg [7:0] t60 = 8'h00;
+  reg [7:0] t61 = 8'h00;
+  reg [7:0] t62 = 8'h00;
+  reg [7:0] t63 = 8'h00;
+  reg [7:0] t64 = 8'h00;
+  reg [7:0] t65 = 8'h00;
+  reg [7:0] t66 = 8'h00;
+  reg [7:0] t67 = 8'h00;
+  reg [7:0] t68 = 8'h00;
+  reg [7:0] t69 = 8'h00;
+  reg [7:0] t7 = 8'h00;
+  reg [7:0] t70 = 8'h00;
+  reg [7:0] t71 = 8'h00;
+  reg [7:0] t72 = 8'h00;
+  reg [7:0] t73 = 8'h00;
+  reg [7:0] t74 = 8'h00;
+  reg [7:0] t75 = 8'h00;
+  reg [7:0] t76 = 8'h00;
+  reg [7:0] t77 = 8'h00;
+  reg [7:0] t78 = 8'h00;
+  reg [7:0] t79 = 8'h00;
+  reg [7:0] t8 = 8'h00;
+  reg [7:0] t80 = 8'h00;
+  reg [7:0] t81 = 8'h00;
+  reg [7:0] t82 = 8'h00;
+  reg [7:0] t83 = 8'h00;
+  reg [7:0] t84 = 8'h00;
+  reg [7:0] t85 = 8'h00;
+  reg [7:0] t86 = 8'h00;
+  reg [7:0] t87 = 8'h00;
+  reg [7:0] t88 = 8'h00;
+  reg [7:0] t89 = 8'h00;
+  reg [7:0] t9 = 8'h00;
+  reg [7:0] t90 = 8'h00;
+  reg [7:0] t91 = 8'h00;
+  reg [7:0] t92 = 8'h00;
+  reg [7:0] t93 = 8'h00;
+  reg [7:0] t94 = 8'h00;
+  reg [7:0] t95 = 8'h00;
+  reg [7:0] t96 = 8'h00;
+  reg [7:0] t97 = 8'h00;
+  reg [7:0] t98 = 8'h00;
+  reg [7:0] t99 = 8'h00;
+  assign \$1  = args[72:63] + t;
+  assign busy = \$signal  | running;
+  assign \$2  = \$signal$8  * args[49:40];
+  assign \$3  = args[11:0] + \$2 ;
+  assign \$4  = \$3  + \$signal$9 ;
+  assign first = \$signal$9  * 4'h8;
+  assign \$6  = live0 ? \$5  : 8'h00;
+  assign \$8  = live1 ? \$7  : 8'h00;
+  assign \$10  = live2 ? \$9  : 8'h00;
+  assign \$12  = live3 ? \$11  : 8'h00;
+  assign \$14  = live4 ? \$13  : 8'h00;
+  assign \$16  = live5 ? \$15  : 8'h00;
+  assign \$18  = live6 ? \$17  : 8'h00;
+  assign \$20  = live7 ? \$19  : 8'h00;
+  assign \$21  = ~ \$signal ;
+  assign \$22  = ~ \$signal$283 ;
+  assign \$23  = \$21  & \$22 ;
+  assign \$24  = ~ running;
+  assign \$25  = \$23  & \$24 ;
+  assign \$26  = ~ act_w__en;
+  assign finished = \$25  & \$26 ;
+  assign done = \$signal$285  & finished;
+  assign \$27  = t + 1'h1;
+  assign \$28  = t == 2'h2;
+  assign \$29  = ! cap_t;
+  assign \$30  = cap_t == 1'h1;
+  assign \$31  = cap_t == 2'h2;
+  assign \$32  = \$signal$9  + 1'h1;
+  assign \$33  = args[49:40] - 1'h1;
+  assign \$34  = \$signal$9  == \$33 ;
+  assign \$35  = \$signal$8  + 1'h1;
+  assign \$36  = args[39:24] - 1'h1;
+  assign \$37  = \$signal$8  == \$36 ;
+  assign \$38  = \$signal$8  * args[49:40];
+  assign \$39  = args[23:12] + \$38 ;
+  assign \$40  = \$39  + \$signal$9 ;
+  assign \$41  = first + 1'h0;
+  assign \$42  = \$41  < args[62:50];
+  assign \$43  = first + 1'h1;
+  assign \$44  = \$43  < args[62:50];
+  assign \$45  = first + 2'h2;
+  assign \$46  = \$45  < args[62:50];
+  assign \$47  = first + 2'h3;
+  assign \$48  = \$47  < args[62:50];
+  assign \$49  = first + 3'h4;
+  assign \$50  = \$49  < args[62:50];
+  assign \$51  = first + 3'h5;
+  assign \$52  = \$51  < args[62:50];
+  assign \$53  = first + 3'h6;
+  assign \$54  = \$53  < args[62:50];
+  assign \$55  = first + 3'h7;
+  assign \$56  = \$55  < args[62:50];
+  assign \$57  = \$signal$285  & finished;
+  always @(posedge lut_gated_clk)
+    \$signal$283  <= \$58 ;
+  always @(posedge lut_gated_clk)
+    cap_t <= \$59 ;
+  always @(posedge lut_gated_clk)
+    t <= \$60 ;
+  always @(posedge lut_gated_clk)
+    \$signal  <= \$61 ;
+  always @(posedge lut_gated_clk)
+    running <= \$62 ;
+  always @(posedge lut_gated_clk)
+    t0 <= \$63 ;
+  always @(posedge lut_gated_clk)
+    t1 <= \$64 ;
+  always @(posedge lut_gated_clk)
+    t2 <= \$65 ;
+  always @(posedge lut_gated_clk)
+    t3 <= \$66 ;
+  always @(posedge lut_gated_clk)
+    t4 <= \$67 ;
+  always @(posedge lut_gated_clk)
+    t5 <= \$68 ;
+  always @(posedge lut_gated_clk)
+    t6 <= \$69 ;
+  always @(posedge lut_gated_clk)
+    t7 <= \$70 ;
+  always @(posedge lut_gated_clk)
+    t8 <= \$71 ;
+  always @(posedge lut_gated_clk)
+    t9 <= \$72 ;
+  always @(posedge lut_gated_clk)
+    t10 <= \$73 ;
+  always @(posedge lut_gated_clk)
+    t11 <= \$74 ;
+  always @(posedge lut_gated_clk)
+    t12 <= \$75 ;
+  always @(posedge lut_gated_clk)
+    t13 <= \$76 ;
+  always @(posedge lut_gated_clk)
+    t14 <= \$77 ;
+  always @(posedge lut_gated_clk)
+    t15 <= \$78 ;
+  always @(posedge lut_gated_clk)
+    t16 <= \$79 ;
+  always @(posedge lut_gated_clk)
+    t17 <= \$80 ;
+  always @(posedge lut_gated_clk)
+    t18 <= \$81 ;
+  always @(posedge lut_gated_clk)
+    t19 <= \$82 ;
+  always @(posedge lut_gated_clk)
+    t20 <= \$83 ;
+  always @(posedge lut_gated_clk)
+    t21 <= \$84 ;
+  always @(posedge lut_gated_clk)
+    t22 <= \$85 ;
+  always @(posedge lut_gated_clk)
+    t23 <= \$86 ;
+  always @(posedge lut_gated_clk)
+    t24 <= \$87 ;
+  always @(posedge lut_gated_clk)
+    t25 <= \$88 ;
+  always @(posedge lut_gated_clk)
+    t26 <= \$89 ;
+  always @(posedge lut_gated_clk)
+    t27 <= \$90 ;
+  always @(posedge lut_gated_clk)
+    t28 <= \$91 ;
+  always @(posedge lut_gated_clk)
+    t29 <= \$92 ;
+  always @(posedge lut_gated_clk)
+    t30 <= \$93 ;
+  always @(posedge lut_gated_clk)
+    t31 <= \$94 ;
+  always @(posedge lut_gated_clk)
+    t32 <= \$95 ;
+  always @(posedge lut_gated_clk)
+    t33 <= \$96 ;
+  always @(posedge lut_gated_clk)
+    t34 <= \$97 ;
+  always @(posedge lut_gated_clk)
+    t35 <= \$98 ;
+  always @(posedge lut_gated_clk)
+    t36 <= \$99 ;
+  always @(posedge lut_gated_clk)
+    t37 <= \$100 ;
+  always @(posedge lut_gated_clk)
+    t38 <= \$101 ;
+  always @(posedge lut_gated_clk)
+    t39 <= \$102 ;
+  always @(posedge lut_gated_clk)
+    t40 <= \$103 ;
+  always @(posedge lut_gated_clk)
+    t41 <= \$104 ;
+  always @(posedge lut_gated_clk)
+    t42 <= \$105 ;
+  always @(posedge lut_gated_clk)
+    t43 <= \$106 ;
+  always @(posedge lut_gated_clk)
+    t44 <= \$107 ;
+  always @(posedge lut_gated_clk)
+    t45 <= \$108 ;
+  always @(posedge lut_gated_clk)
+    t46 <= \$109 ;
+  always @(posedge lut_gated_clk)
+    t47 <= \$110 ;
+  always @(posedge lut_gated_clk)
+    t48 <= \$111 ;
+  always @(posedge lut_gated_clk)
+    t49 <= \$112 ;
+  always @(posedge lut_gated_clk)
+    t50 <= \$113 ;
+  always @(posedge lut_gated_clk)
+    t51 <= \$114 ;
+  always @(posedge lut_gated_clk)
+    t52 <= \$115 ;
+  always @(posedge lut_gated_clk)
+    t53 <= \$116 ;
+  always @(posedge lut_gated_clk)
+    t54 <= \$117 ;
+  always @(posedge lut_gated_clk)
+    t55 <= \$118 ;
+  always @(posedge lut_gated_clk)
+    t56 <= \$119 ;
+  always @(posedge lut_gated_clk)
+    t57 <= \$120 ;
+  always @(posedge lut_gated_clk)
+    t58 <= \$121 ;
+  always @(posedge lut_gated_clk)
+    t59 <= \$122 ;
+  always @(posedge lut_gated_clk)
+    t60 <= \$123 ;
+  always @(posedge lut_gated_clk)
+    t61 <= \$124 ;
+  always @(posedge lut_gated_clk)
+    t62 <= \$125 ;
+  always @(posedge lut_gated_clk)
+    t63 <= \$126 ;
+  always @(posedge lut_gated_clk)
+    t64 <= \$127 ;
+  always @(posedge lut_gated_clk)
+    t65 <= \$128 ;
+  always @(posedge lut_gated_clk)
+    t66 <= \$129 ;
+  always @(posedge lut_gated_clk)
+    t67 <= \$130 ;
+  always @(posedge lut_gated_clk)
+    t68 <= \$131 ;
+  always @(posedge lut_gated_clk)
+    t69 <= \$132 ;
+  always @(posedge lut_gated_clk)
+    t70 <= \$133 ;
+  always @(posedge lut_gated_clk)
+    t71 <= \$134 ;
+  always @(posedge lut_gated_clk)
+    t72 <= \$135 ;
+  always @(posedge lut_gated_clk)
+    t73 <= \$136 ;
+  always @(posedge lut_gated_clk)
+    t74 <= \$137 ;
+  always @(posedge lut_gated_clk)
+    t75 <= \$138 ;
+  always @(posedge lut_gated_clk)
+    t76 <= \$139 ;
+  always @(posedge lut_gated_clk)
+    t77 <= \$140 ;
+  always @(posedge lut_gated_clk)
+    t78 <= \$141 ;
+  always @(posedge lut_gated_clk)
+    t79 <= \$142 ;
+  always @(posedge lut_gated_clk)
+    t80 <= \$143 ;
+  always @(posedge lut_gated_clk)
+    t81 <= \$144 ;
+  always @(posedge lut_gated_clk)
+    t82 <= \$145 ;
+  always @(posedge lut_gated_clk)
+    t83 <= \$146 ;
+  always @(posedge lut_gated_clk)
+    t84 <= \$147 ;
+  always @(posedge lut_gated_clk)
+    t85 <= \$148 ;
+  always @(posedge lut_gated_clk)
+    t86 <= \$149 ;
+  always @(posedge lut_gated_clk)
+    t87 <= \$150 ;
+  always @(posedge lut_gated_clk)
+    t88 <= \$151 ;
+  always @(posedge lut_gated_clk)
+    t89 <= \$152 ;
+  always @(posedge lut_gated_clk)
+    t90 <= \$153 ;
+  always @(posedge lut_gated_clk)
+    t91 <= \$154 ;
+  always @(posedge lut_gated_clk)
+    t92 <= \$155 ;
+  always @(posedge lut_gated_clk)
+    t93 <= \$156 ;
+  always @(posedge lut_gated_clk)
+    t94 <= \$157 ;
+  always @(posedge lut_gated_clk)
+    t95 <= \$158 ;
+  always @(posedge lut_gated_clk)
+    t96 <= \$159 ;
+  always @(posedge lut_gated_clk)
+    t97 <= \$160 ;
+  always @(posedge lut_gated_clk)
+    t98 <= \$161 ;
+  always @(posedge lut_gated_clk)
+    t99 <= \$162 ;
+  always @(posedge lut_gated_clk)
+    t100 <= \$163 ;
+  always @(posedge lut_gated_clk)
+    t101 <= \$164 ;
+  always @(posedge lut_gated_clk)
+    t102 <= \$165 ;
+  always @(posedge lut_gated_clk)
+    t103 <= \$166 ;
+  always @(posedge lut_gated_clk)
+    t104 <= \$167 ;
+  always @(posedge lut_gated_clk)
+    t105 <= \$168 ;
+  always @(posedge lut_gated_clk)
+    t106 <= \$169 ;
+  always @(posedge lut_gated_clk)
+    t107 <= \$170 ;
+  always @(posedge lut_gated_clk)
+    t108 <= \$171 ;
+  always @(posedge lut_gated_clk)
+    t109 <= \$172 ;
+  always @(posedge lut_gated_clk)
+    t110 <= \$173 ;
+  always @(posedge lut_gated_clk)
+    t111 <= \$174 ;
+  always @(posedge lut_gated_clk)
+    t112 <= \$175 ;
+  always @(posedge lut_gated_clk)
+    t113 <= \$176 ;
+  always @(posedge lut_gated_clk)
+    t114 <= \$177 ;
+  always @(posedge lut_gated_clk)
+    t115 <= \$178 ;
+  always @(posedge lut_gated_clk)
+    t116 <= \$179 ;
+  always @(posedge lut_gated_clk)
+    t117 <= \$180 ;
+  always @(posedge lut_gated_clk)
+    t118 <= \$181 ;
+  always @(posedge lut_gated_clk)
+    t119 <= \$182 ;
+  always @(posedge lut_gated_clk)
+    t120 <= \$183 ;
+  always @(posedge lut_gated_clk)
+    t121 <= \$184 ;
+  always @(posedge lut_gated_clk)
+    t122 <= \$185 ;
+  always @(posedge lut_gated_clk)
+    t123 <= \$186 ;
+  always @(posedge lut_gated_clk)
+    t124 <= \$187 ;
+  always @(posedge lut_gated_clk)
+    t125 <= \$188 ;
+  always @(posedge lut_gated_clk)
+    t126 <= \$189 ;
+  always @(posedge lut_gated_clk)
+    t127 <= \$190 ;
+  always @(posedge lut_gated_clk)
+    t128 <= \$191 ;
+  always @(posedge lut_gated_clk)
+    t129 <= \$192 ;
+  always @(posedge lut_gated_clk)
+    t130 <= \$193 ;
+  always @(posedge lut_gated_clk)
+    t131 <= \$194 ;
+  always @(posedge lut_gated_clk)
+    t132 <= \$195 ;
+  always @(posedge lut_gated_clk)
+    t133 <= \$196 ;
+  always @(posedge lut_gated_clk)
+    t134 <= \$197 ;
+  always @(posedge lut_gated_clk)
+    t135 <= \$198 ;
+  always @(posedge lut_gated_clk)
+    t136 <= \$199 ;
+  always @(posedge lut_gated_clk)
+    t137 <= \$200 ;
+  always @(posedge lut_gated_clk)
+    t138 <= \$201 ;
+  always @(posedge lut_gated_clk)
+    t139 <= \$202 ;
+  always @(posedge lut_gated_clk)
+    t140 <= \$203 ;
+  always @(posedge lut_gated_clk)
+    t141 <= \$204 ;
+  always @(posedge lut_gated_clk)
+    t142 <= \$205 ;
+  always @(posedge lut_gated_clk)
+    t143 <= \$206 ;
+  always @(posedge lut_gated_clk)
+    t144 <= \$207 ;
+  always @(posedge lut_gated_clk)
+    t145 <= \$208 ;
+  always @(posedge lut_gated_clk)
+    t146 <= \$209 ;
+  always @(posedge lut_gated_clk)
+    t147 <= \$210 ;
+  always @(posedge lut_gated_clk)
+    t148 <= \$211 ;
+  always @(posedge lut_gated_clk)
+    t149 <= \$212 ;
+  always @(posedge lut_gated_clk)
+    t150 <= \$213 ;
+  always @(posedge lut_gated_clk)
+    t151 <= \$214 ;
+  always @(posedge lut_gated_clk)
+    t152 <= \$215 ;
+  always @(posedge lut_gated_clk)
+    t153 <= \$216 ;
+  always @(posedge lut_gated_clk)
+    t154 <= \$217 ;
+  always @(posedge lut_gated_clk)
+    t155 <= \$218 ;
+  always @(posedge lut_gated_clk)
+    t156 <= \$219 ;
+  always @(posedge lut_gated_clk)
+    t157 <= \$220 ;
+  always @(posedge lut_gated_clk)
+    t158 <= \$221 ;
+  always @(posedge lut_gated_clk)
+    t159 <= \$222 ;
+  always @(posedge lut_gated_clk)
+    t160 <= \$223 ;
+  always @(posedge lut_gated_clk)
+    t161 <= \$224 ;
+  always @(posedge lut_gated_clk)
+    t162 <= \$225 ;
+  always @(posedge lut_gated_clk)
+    t163 <= \$226 ;
+  always @(posedge lut_gated_clk)
+    t164 <= \$227 ;
+  always @(posedge lut_gated_clk)
+    t165 <= \$228 ;
+  always @(posedge lut_gated_clk)
+    t166 <= \$229 ;
+  always @(posedge lut_gated_clk)
+    t167 <= \$230 ;
+  always @(posedge lut_gated_clk)
+    t168 <= \$231 ;
+  always @(posedge lut_gated_clk)
+    t169 <= \$232 ;
+  always @(posedge lut_gated_clk)
+    t170 <= \$233 ;
+  always @(posedge lut_gated_clk)
+    t171 <= \$234 ;
+  always @(posedge lut_gated_clk)
+    t172 <= \$235 ;
+  always @(posedge lut_gated_clk)
+    t173 <= \$236 ;
+  always @(posedge lut_gated_clk)
+    t174 <= \$237 ;
+  always @(posedge lut_gated_clk)
+    t175 <= \$238 ;
+  always @(posedge lut_gated_clk)
+    t176 <= \$239 ;
+  always @(posedge lut_gated_clk)
+    t177 <= \$240 ;
+  always @(posedge lut_gated_clk)
+    t178 <= \$241 ;
+  always @(posedge lut_gated_clk)
+    t179 <= \$242 ;
+  always @(posedge lut_gated_clk)
+    t180 <= \$243 ;
+  always @(posedge lut_gated_clk)
+    t181 <= \$244 ;
+  always @(posedge lut_gated_clk)
+    t182 <= \$245 ;
+  always @(posedge lut_gated_clk)
+    t183 <= \$246 ;
+  always @(posedge lut_gated_clk)
+    t184 <= \$247 ;
+  always @(posedge lut_gated_clk)
+    t185 <= \$248 ;
+  always @(posedge lut_gated_clk)
+    t186 <= \$249 ;
+  always @(posedge lut_gated_clk)
+    t187 <= \$250 ;
+  always @(posedge lut_gated_clk)
+    t188 <= \$251 ;
+  always @(posedge lut_gated_clk)
+    t189 <= \$252 ;
+  always @(posedge lut_gated_clk)
+    t190 <= \$253 ;
+  always @(posedge lut_gated_clk)
+    t191 <= \$254 ;
+  always @(posedge lut_gated_clk)
+    t192 <= \$255 ;
+  always @(posedge lut_gated_clk)
+    t193 <= \$256 ;
+  always @(posedge lut_gated_clk)
+    t194 <= \$257 ;
+  always @(posedge lut_gated_clk)
+    t195 <= \$258 ;
+  always @(posedge lut_gated_clk)
+    t196 <= \$259 ;
+  always @(posedge lut_gated_clk)
+    t197 <= \$260 ;
+  always @(posedge lut_gated_clk)
+    t198 <= \$261 ;
+  always @(posedge lut_gated_clk)
+    t199 <= \$262 ;
+  always @(posedge lut_gated_clk)
+    t200 <= \$263 ;
+  always @(posedge lut_gated_clk)
+    t201 <= \$264 ;
+  always @(posedge lut_gated_clk)
+    t202 <= \$265 ;
+  always @(posedge lut_gated_clk)
+    t203 <= \$266 ;
+  always @(posedge lut_gated_clk)
+    t204 <= \$267 ;
+  always @(posedge lut_gated_clk)
+    t205 <= \$268 ;
+  always @(posedge lut_gated_clk)
+    t206 <= \$269 ;
+  always @(posedge lut_gated_clk)
+    t207 <= \$270 ;
+  always @(posedge lut_gated_clk)
+    t208 <= \$271 ;
+  always @(posedge lut_gated_clk)
+    t209 <= \$272 ;
+  always @(posedge lut_gated_clk)
+    t210 <= \$273 ;
+  always @(posedge lut_gated_clk)
+    t211 <= \$274 ;
+  always @(posedge lut_gated_clk)
+    t212 <= \$275 ;
+  always @(posedge lut_gated_clk)
+    t213 <= \$276 ;
+  always @(posedge lut_gated_clk)
+    t214 <= \$277 ;
+  always @(posedge lut_gated_clk)
+    t215 <= \$278 ;
+  always @(posedge lut_gated_clk)
+    t216 <= \$279 ;
+  always @(posedge lut_gated_clk)
+    t217 <= \$280 ;
+  always @(posedge lut_gated_clk)
+    t218 <= \$281 ;
+  always @(posedge lut_gated_clk)
+    t219 <= \$282 ;
+  always @(posedge lut_gated_clk)
+    t220 <= \$283 ;
+  always @(posedge lut_gated_clk)
+    t221 <= \$284 ;
+  always @(posedge lut_gated_clk)
+    t222 <= \$285 ;
+  always @(posedge lut_gated_clk)
+    t223 <= \$286 ;
+  always @(posedge lut_gated_clk)
+    t224 <= \$287 ;
+  always @(posedge lut_gated_clk)
+    t225 <= \$288 ;
+  always @(posedge lut_gated_clk)
+    t226 <= \$289 ;
+  always @(posedge lut_gated_clk)
+    t227 <= \$290 ;
+  always @(posedge lut_gated_clk)
+    t228 <= \$291 ;
+  always @(posedge lut_gated_clk)
+    t229 <= \$292 ;
+  always @(posedge lut_gated_clk)
+    t230 <= \$293 ;
+  always @(posedge lut_gated_clk)
+    t231 <= \$294 ;
+  always @(posedge lut_gated_clk)
+    t232 <= \$295 ;
+  always @(posedge lut_gated_clk)
+    t233 <= \$296 ;
+  always @(posedge lut_gated_clk)
+    t234 <= \$297 ;
+  always @(posedge lut_gated_clk)
+    t235 <= \$298 ;
+  always @(posedge lut_gated_clk)
+    t236 <= \$299 ;
+  always @(posedge lut_gated_clk)
+    t237 <= \$300 ;
+  always @(posedge lut_gated_clk)
+    t238 <= \$301 ;
+  always @(posedge lut_gated_clk)
+    t239 <= \$302 ;
+  always @(posedge lut_gated_clk)
+    t240 <= \$303 ;
+  always @(posedge lut_gated_clk)
+    t241 <= \$304 ;
+  always @(posedge lut_gated_clk)
+    t242 <= \$305 ;
+  always @(posedge lut_gated_clk)
+    t243 <= \$306 ;
+  always @(posedge lut_gated_clk)
+    t244 <= \$307 ;
+  always @(posedge lut_gated_clk)
+    t245 <= \$308 ;
+  always @(posedge lut_gated_clk)
+    t246 <= \$309 ;
+  always @(posedge lut_gated_clk)
+    t247 <= \$310 ;
+  always @(posedge lut_gated_clk)
+    t248 <= \$311 ;
+  always @(posedge lut_gated_clk)
+    t249 <= \$312 ;
+  always @(posedge lut_gated_clk)
+    t250 <= \$313 ;
+  always @(posedge lut_gated_clk)
+    t251 <= \$314 ;
+  always @(posedge lut_gated_clk)
+    t252 <= \$315 ;
+  always @(posedge lut_gated_clk)
+    t253 <= \$316 ;
+  always @(posedge lut_gated_clk)
+    t254 <= \$317 ;
+  always @(posedge lut_gated_clk)
+    t255 <= \$318 ;
+  always @(posedge lut_gated_clk)
+    \$signal$9  <= \$319 ;
+  always @(posedge lut_gated_clk)
+    \$signal$8  <= \$320 ;
+  always @(posedge lut_gated_clk)
+    act_w__en <= \$321 ;
+  always @(posedge lut_gated_clk)
+    act_w__addr <= \$40 [11:0];
+  always @(posedge lut_gated_clk)
+    live0 <= \$42 ;
+  always @(posedge lut_gated_clk)
+    live1 <= \$44 ;
+  always @(posedge lut_gated_clk)
+    live2 <= \$46 ;
+  always @(posedge lut_gated_clk)
+    live3 <= \$48 ;
+  always @(posedge lut_gated_clk)
+    live4 <= \$50 ;
+  always @(posedge lut_gated_clk)
+    live5 <= \$52 ;
+  always @(posedge lut_gated_clk)
+    live6 <= \$54 ;
+  always @(posedge lut_gated_clk)
+    live7 <= \$56 ;
+  always @(posedge lut_gated_clk)
+    \$signal$285  <= \$322 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    (* full_case = 32'd1 *)
+    casez (act_rd__data[7:0])
+      8'h00:
+          \$5  = t0;
+      8'h01:
+          \$5  = t1;
+      8'h02:
+          \$5  = t2;
+      8'h03:
+          \$5  = t3;
+      8'h04:
+          \$5  = t4;
+      8'h05:
+          \$5  = t5;
+      8'h06:
+          \$5  = t6;
+      8'h07:
+          \$5  = t7;
+      8'h08:
+          \$5  = t8;
+      8'h09:
+          \$5  = t9;
+      8'h0a:
+          \$5  = t10;
+      8'h0b:
+          \$5  = t11;
+      8'h0c:
+          \$5  = t12;
+      8'h0d:
+          \$5  = t13;
+      8'h0e:
+          \$5  = t14;
+      8'h0f:
+          \$5  = t15;
+      8'h10:
+          \$5  = t16;
+      8'h11:
+          \$5  = t17;
+      8'h12:
+          \$5  = t18;
+      8'h13:
+          \$5  = t19;
+      8'h14:
+          \$5  = t20;
+      8'h15:
+          \$5  = t21;
+      8'h16:
+          \$5  = t22;
+      8'h17:
+          \$5  = t23;
+      8'h18:
+          \$5  = t24;
+      8'h19:
+          \$5  = t25;
+      8'h1a:
+          \$5  = t26;
+      8'h1b:
+          \$5  = t27;
+      8'h1c:
+          \$5  = t28;
+      8'h1d:
+          \$5  = t29;
+      8'h1e:
+          \$5  = t30;
+      8'h1f:
+          \$5  = t31;
+      8'h20:
+          \$5  = t32;
+      8'h21:
+          \$5  = t33;
+      8'h22:
+          \$5  = t34;
+      8'h23:
+          \$5  = t35;
+      8'h24:
+          \$5  = t36;
+      8'h25:
+          \$5  = t37;
+      8'h26:
+          \$5  = t38;
+      8'h27:
+          \$5  = t39;
+      8'h28:
+          \$5  = t40;
+      8'h29:
+          \$5  = t41;
+      8'h2a:
+          \$5  = t42;
+      8'h2b:
+          \$5  = t43;
+      8'h2c:
+          \$5  = t44;
+      8'h2d:
+          \$5  = t45;
+      8'h2e:
+          \$5  = t46;
+      8'h2f:
+          \$5  = t47;
+      8'h30:
+          \$5  = t48;
+      8'h31:
+          \$5  = t49;
+      8'h32:
+          \$5  = t50;
+      8'h33:
+          \$5  = t51;
+      8'h34:
+          \$5  = t52;
+      8'h35:
+          \$5  = t53;
+      8'h36:
+          \$5  = t54;
+      8'h37:
+          \$5  = t55;
+      8'h38:
+          \$5  = t56;
+      8'h39:
+          \$5  = t57;
+      8'h3a:
+          \$5  = t58;
+      8'h3b:
+          \$5  = t59;
+      8'h3c:
+          \$5  = t60;
+      8'h3d:
+          \$5  = t61;
+      8'h3e:
+          \$5  = t62;
+      8'h3f:
+          \$5  = t63;
+      8'h40:
+          \$5  = t64;
+      8'h41:
+          \$5  = t65;
+      8'h42:
+          \$5  = t66;
+      8'h43:
+          \$5  = t67;
+      8'h44:
+          \$5  = t68;
+      8'h45:
+          \$5  = t69;
+      8'h46:
+          \$5  = t70;
+      8'h47:
+          \$5  = t71;
+      8'h48:
+          \$5  = t72;
+      8'h49:
+          \$5  = t73;
+      8'h4a:
+          \$5  = t74;
+      8'h4b:
+          \$5  = t75;
+      8'h4c:
+          \$5  = t76;
+      8'h4d:
+          \$5  = t77;
+      8'h4e:
+          \$5  = t78;
+      8'h4f:
+          \$5  = t79;
+      8'h50:
+          \$5  = t80;
+      8'h51:
+          \$5  = t81;
+      8'h52:
+          \$5  = t82;
+      8'h53:
+          \$5  = t83;
+      8'h54:
+          \$5  = t84;
+      8'h55:
+          \$5  = t85;
+      8'h56:
+          \$5  = t86;
+      8'h57:
+          \$5  = t87;
+      8'h58:
+          \$5  = t88;
+      8'h59:
+          \$5  = t89;
+      8'h5a:
+          \$5  = t90;
+      8'h5b:
+          \$5  = t91;
+      8'h5c:
+          \$5  = t92;
+      8'h5d:
+          \$5  = t93;
+      8'h5e:
+          \$5  = t94;
+      8'h5f:
+          \$5  = t95;
+      8'h60:
+          \$5  = t96;
+      8'h61:
+          \$5  = t97;
+      8'h62:
+          \$5  = t98;
+      8'h63:
+          \$5  = t99;
+      8'h64:
+          \$5  = t100;
+      8'h65:
+          \$5  = t101;
+      8'h66:
+          \$5  = t102;
+      8'h67:
+          \$5  = t103;
+      8'h68:
+          \$5  = t104;
+      8'h69:
+          \$5  = t105;
+      8'h6a:
+          \$5  = t106;
+      8'h6b:
+          \$5  = t107;
+      8'h6c:
+          \$5  = t108;
+      8'h6d:
+          \$5  = t109;
+      8'h6e:
+          \$5  = t110;
+      8'h6f:
+          \$5  = t111;
+      8'h70:
+          \$5  = t112;
+      8'h71:
+          \$5  = t113;
+      8'h72:
+          \$5  = t114;
+      8'h73:
+          \$5  = t115;
+      8'h74:
+          \$5  = t116;
+      8'h75:
+          \$5  = t117;
+      8'h76:
+          \$5  = t118;
+      8'h77:
+          \$5  = t119;
+      8'h78:
+          \$5  = t120;
+      8'h79:
+          \$5  = t121;
+      8'h7a:
+          \$5  = t122;
+      8'h7b:
+          \$5  = t123;
+      8'h7c:
+          \$5  = t124;
+      8'h7d:
+          \$5  = t125;
+      8'h7e:
+          \$5  = t126;
+      8'h7f:
+          \$5  = t127;
+      8'h80:
+          \$5  = t128;
+      8'h81:
+          \$5  = t129;
+      8'h82:
+          \$5  = t130;
+      8'h83:
+          \$5  = t131;
+      8'h84:
+          \$5  = t132;
+      8'h85:
+          \$5  = t133;
+      8'h86:
+          \$5  = t134;
+      8'h87:
+          \$5  = t135;
+      8'h88:
+          \$5  = t136;
+      8'h89:
+          \$5  = t137;
+      8'h8a:
+          \$5  = t138;
+      8'h8b:
+          \$5  = t139;
+      8'h8c:
+          \$5  = t140;
+      8'h8d:
+          \$5  = t141;
+      8'h8e:
+          \$5  = t142;
+      8'h8f:
+          \$5  = t143;
+      8'h90:
+          \$5  = t144;
+      8'h91:
+          \$5  = t145;
+      8'h92:
+          \$5  = t146;
+      8'h93:
+          \$5  = t147;
+      8'h94:
+          \$5  = t148;
+      8'h95:
+          \$5  = t149;
+      8'h96:
+          \$5  = t150;
+      8'h97:
+          \$5  = t151;
+      8'h98:
+          \$5  = t152;
+      8'h99:
+          \$5  = t153;
+      8'h9a:
+          \$5  = t154;
+      8'h9b:
+          \$5  = t155;
+      8'h9c:
+          \$5  = t156;
+      8'h9d:
+          \$5  = t157;
+      8'h9e:
+          \$5  = t158;
+      8'h9f:
+          \$5  = t159;
+      8'ha0:
+          \$5  = t160;
+      8'ha1:
+          \$5  = t161;
+      8'ha2:
+          \$5  = t162;
+      8'ha3:
+          \$5  = t163;
+      8'ha4:
+          \$5  = t164;
+      8'ha5:
+          \$5  = t165;
+      8'ha6:
+          \$5  = t166;
+      8'ha7:
+          \$5  = t167;
+      8'ha8:
+          \$5  = t168;
+      8'ha9:
+          \$5  = t169;
+      8'haa:
+          \$5  = t170;
+      8'hab:
+          \$5  = t171;
+      8'hac:
+          \$5  = t172;
+      8'had:
+          \$5  = t173;
+      8'hae:
+          \$5  = t174;
+      8'haf:
+          \$5  = t175;
+      8'hb0:
+          \$5  = t176;
+      8'hb1:
+          \$5  = t177;
+      8'hb2:
+          \$5  = t178;
+      8'hb3:
+          \$5  = t179;
+      8'hb4:
+          \$5  = t180;
+      8'hb5:
+          \$5  = t181;
+      8'hb6:
+          \$5  = t182;
+      8'hb7:
+          \$5  = t183;
+      8'hb8:
+          \$5  = t184;
+      8'hb9:
+          \$5  = t185;
+      8'hba:
+          \$5  = t186;
+      8'hbb:
+          \$5  = t187;
+      8'hbc:
+          \$5  = t188;
+      8'hbd:
+          \$5  = t189;
+      8'hbe:
+          \$5  = t190;
+      8'hbf:
+          \$5  = t191;
+      8'hc0:
+          \$5  = t192;
+      8'hc1:
+          \$5  = t193;
+      8'hc2:
+          \$5  = t194;
+      8'hc3:
+          \$5  = t195;
+      8'hc4:
+          \$5  = t196;
+      8'hc5:
+          \$5  = t197;
+      8'hc6:
+          \$5  = t198;
+      8'hc7:
+          \$5  = t199;
+      8'hc8:
+          \$5  = t200;
+      8'hc9:
+          \$5  = t201;
+      8'hca:
+          \$5  = t202;
+      8'hcb:
+          \$5  = t203;
+      8'hcc:
+          \$5  = t204;
+      8'hcd:
+          \$5  = t205;
+      8'hce:
+          \$5  = t206;
+      8'hcf:
+          \$5  = t207;
+      8'hd0:
+          \$5  = t208;
+      8'hd1:
+          \$5  = t209;
+      8'hd2:
+          \$5  = t210;
+      8'hd3:
+          \$5  = t211;
+      8'hd4:
+          \$5  = t212;
+      8'hd5:
+          \$5  = t213;
+      8'hd6:
+          \$5  = t214;
+      8'hd7:
+          \$5  = t215;
+      8'hd8:
+          \$5  = t216;
+      8'hd9:
+          \$5  = t217;
+      8'hda:
+          \$5  = t218;
+      8'hdb:
+          \$5  = t219;
+      8'hdc:
+          \$5  = t220;
+      8'hdd:
+          \$5  = t221;
+      8'hde:
+          \$5  = t222;
+      8'hdf:
+          \$5  = t223;
+      8'he0:
+          \$5  = t224;
+      8'he1:
+          \$5  = t225;
+      8'he2:
+          \$5  = t226;
+      8'he3:
+          \$5  = t227;
+      8'he4:
+          \$5  = t228;
+      8'he5:
+          \$5  = t229;
+      8'he6:
+          \$5  = t230;
+      8'he7:
+          \$5  = t231;
+      8'he8:
+          \$5  = t232;
+      8'he9:
+          \$5  = t233;
+      8'hea:
+          \$5  = t234;
+      8'heb:
+          \$5  = t235;
+      8'hec:
+          \$5  = t236;
+      8'hed:
+          \$5  = t237;
+      8'hee:
+          \$5  = t238;
+      8'hef:
+          \$5  = t239;
+      8'hf0:
+          \$5  = t240;
+      8'hf1:
+          \$5  = t241;
+      8'hf2:
+          \$5  = t242;
+      8'hf3:
+          \$5  = t243;
+      8'hf4:
+          \$5  = t244;
+      8'hf5:
+          \$5  = t245;
+      8'hf6:
+          \$5  = t246;
+      8'hf7:
+          \$5  = t247;
+      8'hf8:
+          \$5  = t248;
+      8'hf9:
+          \$5  = t249;
+      8'hfa:
+          \$5  = t250;
+      8'hfb:
+          \$5  = t251;
+      8'hfc:
+          \$5  = t252;
+      8'hfd:
+          \$5  = t253;
+      8'hfe:
+          \$5  = t254;
+      8'hff:
+          \$5  = t255;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    (* full_case = 32'd1 *)
+    casez (act_rd__data[15:8])
+      8'h00:
+          \$7  = t0;
+      8'h01:
+          \$7  = t1;
+      8'h02:
+          \$7  = t2;
+      8'h03:
+          \$7  = t3;
+      8'h04:
+          \$7  = t4;
+      8'h05:
+          \$7  = t5;
+      8'h06:
+          \$7  = t6;
+      8'h07:
+          \$7  = t7;
+      8'h08:
+          \$7  = t8;
+      8'h09:
+          \$7  = t9;
+      8'h0a:
+          \$7  = t10;
+      8'h0b:
+          \$7  = t11;
+      8'h0c:
+          \$7  = t12;
+      8'h0d:
+          \$7  = t13;
+      8'h0e:
+          \$7  = t14;
+      8'h0f:
+          \$7  = t15;
+      8'h10:
+          \$7  = t16;
+      8'h11:
+          \$7  = t17;
+      8'h12:
+          \$7  = t18;
+      8'h13:
+          \$7  = t19;
+      8'h14:
+          \$7  = t20;
+      8'h15:
+          \$7  = t21;
+      8'h16:
+          \$7  = t22;
+      8'h17:
+          \$7  = t23;
+      8'h18:
+          \$7  = t24;
+      8'h19:
+          \$7  = t25;
+      8'h1a:
+          \$7  = t26;
+      8'h1b:
+          \$7  = t27;
+      8'h1c:
+          \$7  = t28;
+      8'h1d:
+          \$7  = t29;
+      8'h1e:
+          \$7  = t30;
+      8'h1f:
+          \$7  = t31;
+      8'h20:
+          \$7  = t32;
+      8'h21:
+          \$7  = t33;
+      8'h22:
+          \$7  = t34;
+      8'h23:
+          \$7  = t35;
+      8'h24:
+          \$7  = t36;
+      8'h25:
+          \$7  = t37;
+      8'h26:
+          \$7  = t38;
+      8'h27:
+          \$7  = t39;
+      8'h28:
+          \$7  = t40;
+      8'h29:
+          \$7  = t41;
+      8'h2a:
+          \$7  = t42;
+      8'h2b:
+          \$7  = t43;
+      8'h2c:
+          \$7  = t44;
+      8'h2d:
+          \$7  = t45;
+      8'h2e:
+          \$7  = t46;
+      8'h2f:
+          \$7  = t47;
+      8'h30:
+          \$7  = t48;
+      8'h31:
+          \$7  = t49;
+      8'h32:
+          \$7  = t50;
+      8'h33:
+          \$7  = t51;
+      8'h34:
+          \$7  = t52;
+      8'h35:
+          \$7  = t53;
+      8'h36:
+          \$7  = t54;
+      8'h37:
+          \$7  = t55;
+      8'h38:
+          \$7  = t56;
+      8'h39:
+          \$7  = t57;
+      8'h3a:
+          \$7  = t58;
+      8'h3b:
+          \$7  = t59;
+      8'h3c:
+          \$7  = t60;
+      8'h3d:
+          \$7  = t61;
+      8'h3e:
+          \$7  = t62;
+      8'h3f:
+          \$7  = t63;
+      8'h40:
+          \$7  = t64;
+      8'h41:
+          \$7  = t65;
+      8'h42:
+          \$7  = t66;
+      8'h43:
+          \$7  = t67;
+      8'h44:
+          \$7  = t68;
+      8'h45:
+          \$7  = t69;
+      8'h46:
+          \$7  = t70;
+      8'h47:
+          \$7  = t71;
+      8'h48:
+          \$7  = t72;
+      8'h49:
+          \$7  = t73;
+      8'h4a:
+          \$7  = t74;
+      8'h4b:
+          \$7  = t75;
+      8'h4c:
+          \$7  = t76;
+      8'h4d:
+          \$7  = t77;
+      8'h4e:
+          \$7  = t78;
+      8'h4f:
+          \$7  = t79;
+      8'h50:
+          \$7  = t80;
+      8'h51:
+          \$7  = t81;
+      8'h52:
+          \$7  = t82;
+      8'h53:
+          \$7  = t83;
+      8'h54:
+          \$7  = t84;
+      8'h55:
+          \$7  = t85;
+      8'h56:
+          \$7  = t86;
+      8'h57:
+          \$7  = t87;
+      8'h58:
+          \$7  = t88;
+      8'h59:
+          \$7  = t89;
+      8'h5a:
+          \$7  = t90;
+      8'h5b:
+          \$7  = t91;
+      8'h5c:
+          \$7  = t92;
+      8'h5d:
+          \$7  = t93;
+      8'h5e:
+          \$7  = t94;
+      8'h5f:
+          \$7  = t95;
+      8'h60:
+          \$7  = t96;
+      8'h61:
+          \$7  = t97;
+      8'h62:
+          \$7  = t98;
+      8'h63:
+          \$7  = t99;
+      8'h64:
+          \$7  = t100;
+      8'h65:
+          \$7  = t101;
+      8'h66:
+          \$7  = t102;
+      8'h67:
+          \$7  = t103;
+      8'h68:
+          \$7  = t104;
+      8'h69:
+          \$7  = t105;
+      8'h6a:
+          \$7  = t106;
+      8'h6b:
+          \$7  = t107;
+      8'h6c:
+          \$7  = t108;
+      8'h6d:
+          \$7  = t109;
+      8'h6e:
+          \$7  = t110;
+      8'h6f:
+          \$7  = t111;
+      8'h70:
+          \$7  = t112;
+      8'h71:
+          \$7  = t113;
+      8'h72:
+          \$7  = t114;
+      8'h73:
+          \$7  = t115;
+      8'h74:
+          \$7  = t116;
+      8'h75:
+          \$7  = t117;
+      8'h76:
+          \$7  = t118;
+      8'h77:
+          \$7  = t119;
+      8'h78:
+          \$7  = t120;
+      8'h79:
+          \$7  = t121;
+      8'h7a:
+          \$7  = t122;
+      8'h7b:
+          \$7  = t123;
+      8'h7c:
+          \$7  = t124;
+      8'h7d:
+          \$7  = t125;
+      8'h7e:
+          \$7  = t126;
+      8'h7f:
+          \$7  = t127;
+      8'h80:
+          \$7  = t128;
+      8'h81:
+          \$7  = t129;
+      8'h82:
+          \$7  = t130;
+      8'h83:
+          \$7  = t131;
+      8'h84:
+          \$7  = t132;
+      8'h85:
+          \$7  = t133;
+      8'h86:
+          \$7  = t134;
+      8'h87:
+          \$7  = t135;
+      8'h88:
+          \$7  = t136;
+      8'h89:
+          \$7  = t137;
+      8'h8a:
+          \$7  = t138;
+      8'h8b:
+          \$7  = t139;
+      8'h8c:
+          \$7  = t140;
+      8'h8d:
+          \$7  = t141;
+      8'h8e:
+          \$7  = t142;
+      8'h8f:
+          \$7  = t143;
+      8'h90:
+          \$7  = t144;
+      8'h91:
+          \$7  = t145;
+      8'h92:
+          \$7  = t146;
+      8'h93:
+          \$7  = t147;
+      8'h94:
+          \$7  = t148;
+      8'h95:
+          \$7  = t149;
+      8'h96:
+          \$7  = t150;
+      8'h97:
+          \$7  = t151;
+      8'h98:
+          \$7  = t152;
+      8'h99:
+          \$7  = t153;
+      8'h9a:
+          \$7  = t154;
+      8'h9b:
+          \$7  = t155;
+      8'h9c:
+          \$7  = t156;
+      8'h9d:
+          \$7  = t157;
+      8'h9e:
+          \$7  = t158;
+      8'h9f:
+          \$7  = t159;
+      8'ha0:
+          \$7  = t160;
+      8'ha1:
+          \$7  = t161;
+      8'ha2:
+          \$7  = t162;
+      8'ha3:
+          \$7  = t163;
+      8'ha4:
+          \$7  = t164;
+      8'ha5:
+          \$7  = t165;
+      8'ha6:
+          \$7  = t166;
+      8'ha7:
+          \$7  = t167;
+      8'ha8:
+          \$7  = t168;
+      8'ha9:
+          \$7  = t169;
+      8'haa:
+          \$7  = t170;
+      8'hab:
+          \$7  = t171;
+      8'hac:
+          \$7  = t172;
+      8'had:
+          \$7  = t173;
+      8'hae:
+          \$7  = t174;
+      8'haf:
+          \$7  = t175;
+      8'hb0:
+          \$7  = t176;
+      8'hb1:
+          \$7  = t177;
+      8'hb2:
+          \$7  = t178;
+      8'hb3:
+          \$7  = t179;
+      8'hb4:
+          \$7  = t180;
+      8'hb5:
+          \$7  = t181;
+      8'hb6:
+          \$7  = t182;
+      8'hb7:
+          \$7  = t183;
+      8'hb8:
+          \$7  = t184;
+      8'hb9:
+          \$7  = t185;
+      8'hba:
+          \$7  = t186;
+      8'hbb:
+          \$7  = t187;
+      8'hbc:
+          \$7  = t188;
+      8'hbd:
+          \$7  = t189;
+      8'hbe:
+          \$7  = t190;
+      8'hbf:
+          \$7  = t191;
+      8'hc0:
+          \$7  = t192;
+      8'hc1:
+          \$7  = t193;
+      8'hc2:
+          \$7  = t194;
+      8'hc3:
+          \$7  = t195;
+      8'hc4:
+          \$7  = t196;
+      8'hc5:
+          \$7  = t197;
+      8'hc6:
+          \$7  = t198;
+      8'hc7:
+          \$7  = t199;
+      8'hc8:
+          \$7  = t200;
+      8'hc9:
+          \$7  = t201;
+      8'hca:
+          \$7  = t202;
+      8'hcb:
+          \$7  = t203;
+      8'hcc:
+          \$7  = t204;
+      8'hcd:
+          \$7  = t205;
+      8'hce:
+          \$7  = t206;
+      8'hcf:
+          \$7  = t207;
+      8'hd0:
+          \$7  = t208;
+      8'hd1:
+          \$7  = t209;
+      8'hd2:
+          \$7  = t210;
+      8'hd3:
+          \$7  = t211;
+      8'hd4:
+          \$7  = t212;
+      8'hd5:
+          \$7  = t213;
+      8'hd6:
+          \$7  = t214;
+      8'hd7:
+          \$7  = t215;
+      8'hd8:
+          \$7  = t216;
+      8'hd9:
+          \$7  = t217;
+      8'hda:
+          \$7  = t218;
+      8'hdb:
+          \$7  = t219;
+      8'hdc:
+          \$7  = t220;
+      8'hdd:
+          \$7  = t221;
+      8'hde:
+          \$7  = t222;
+      8'hdf:
+          \$7  = t223;
+      8'he0:
+          \$7  = t224;
+      8'he1:
+          \$7  = t225;
+      8'he2:
+          \$7  = t226;
+      8'he3:
+          \$7  = t227;
+      8'he4:
+          \$7  = t228;
+      8'he5:
+          \$7  = t229;
+      8'he6:
+          \$7  = t230;
+      8'he7:
+          \$7  = t231;
+      8'he8:
+          \$7  = t232;
+      8'he9:
+          \$7  = t233;
+      8'hea:
+          \$7  = t234;
+      8'heb:
+          \$7  = t235;
+      8'hec:
+          \$7  = t236;
+      8'hed:
+          \$7  = t237;
+      8'hee:
+          \$7  = t238;
+      8'hef:
+          \$7  = t239;
+      8'hf0:
+          \$7  = t240;
+      8'hf1:
+          \$7  = t241;
+      8'hf2:
+          \$7  = t242;
+      8'hf3:
+          \$7  = t243;
+      8'hf4:
+          \$7  = t244;
+      8'hf5:
+          \$7  = t245;
+      8'hf6:
+          \$7  = t246;
+      8'hf7:
+          \$7  = t247;
+      8'hf8:
+          \$7  = t248;
+      8'hf9:
+          \$7  = t249;
+      8'hfa:
+          \$7  = t250;
+      8'hfb:
+          \$7  = t251;
+      8'hfc:
+          \$7  = t252;
+      8'hfd:
+          \$7  = t253;
+      8'hfe:
+          \$7  = t254;
+      8'hff:
+          \$7  = t255;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    (* full_case = 32'd1 *)
+    casez (act_rd__data[23:16])
+      8'h00:
+          \$9  = t0;
+      8'h01:
+          \$9  = t1;
+      8'h02:
+          \$9  = t2;
+      8'h03:
+          \$9  = t3;
+      8'h04:
+          \$9  = t4;
+      8'h05:
+          \$9  = t5;
+      8'h06:
+          \$9  = t6;
+      8'h07:
+          \$9  = t7;
+      8'h08:
+          \$9  = t8;
+      8'h09:
+          \$9  = t9;
+      8'h0a:
+          \$9  = t10;
+      8'h0b:
+          \$9  = t11;
+      8'h0c:
+          \$9  = t12;
+      8'h0d:
+          \$9  = t13;
+      8'h0e:
+          \$9  = t14;
+      8'h0f:
+          \$9  = t15;
+      8'h10:
+          \$9  = t16;
+      8'h11:
+          \$9  = t17;
+      8'h12:
+          \$9  = t18;
+      8'h13:
+          \$9  = t19;
+      8'h14:
+          \$9  = t20;
+      8'h15:
+          \$9  = t21;
+      8'h16:
+          \$9  = t22;
+      8'h17:
+          \$9  = t23;
+      8'h18:
+          \$9  = t24;
+      8'h19:
+          \$9  = t25;
+      8'h1a:
+          \$9  = t26;
+      8'h1b:
+          \$9  = t27;
+      8'h1c:
+          \$9  = t28;
+      8'h1d:
+          \$9  = t29;
+      8'h1e:
+          \$9  = t30;
+      8'h1f:
+          \$9  = t31;
+      8'h20:
+          \$9  = t32;
+      8'h21:
+          \$9  = t33;
+      8'h22:
+          \$9  = t34;
+      8'h23:
+          \$9  = t35;
+      8'h24:
+          \$9  = t36;
+      8'h25:
+          \$9  = t37;
+      8'h26:
+          \$9  = t38;
+      8'h27:
+          \$9  = t39;
+      8'h28:
+          \$9  = t40;
+      8'h29:
+          \$9  = t41;
+      8'h2a:
+          \$9  = t42;
+      8'h2b:
+          \$9  = t43;
+      8'h2c:
+          \$9  = t44;
+      8'h2d:
+          \$9  = t45;
+      8'h2e:
+          \$9  = t46;
+      8'h2f:
+          \$9  = t47;
+      8'h30:
+          \$9  = t48;
+      8'h31:
+          \$9  = t49;
+      8'h32:
+          \$9  = t50;
+      8'h33:
+          \$9  = t51;
+      8'h34:
+          \$9  = t52;
+      8'h35:
+          \$9  = t53;
+      8'h36:
+          \$9  = t54;
+      8'h37:
+          \$9  = t55;
+      8'h38:
+          \$9  = t56;
+      8'h39:
+          \$9  = t57;
+      8'h3a:
+          \$9  = t58;
+      8'h3b:
+          \$9  = t59;
+      8'h3c:
+          \$9  = t60;
+      8'h3d:
+          \$9  = t61;
+      8'h3e:
+          \$9  = t62;
+      8'h3f:
+          \$9  = t63;
+      8'h40:
+          \$9  = t64;
+      8'h41:
+          \$9  = t65;
+      8'h42:
+          \$9  = t66;
+      8'h43:
+          \$9  = t67;
+      8'h44:
+          \$9  = t68;
+      8'h45:
+          \$9  = t69;
+      8'h46:
+          \$9  = t70;
+      8'h47:
+          \$9  = t71;
+      8'h48:
+          \$9  = t72;
+      8'h49:
+          \$9  = t73;
+      8'h4a:
+          \$9  = t74;
+      8'h4b:
+          \$9  = t75;
+      8'h4c:
+          \$9  = t76;
+      8'h4d:
+          \$9  = t77;
+      8'h4e:
+          \$9  = t78;
+      8'h4f:
+          \$9  = t79;
+      8'h50:
+          \$9  = t80;
+      8'h51:
+          \$9  = t81;
+      8'h52:
+          \$9  = t82;
+      8'h53:
+          \$9  = t83;
+      8'h54:
+          \$9  = t84;
+      8'h55:
+          \$9  = t85;
+      8'h56:
+          \$9  = t86;
+      8'h57:
+          \$9  = t87;
+      8'h58:
+          \$9  = t88;
+      8'h59:
+          \$9  = t89;
+      8'h5a:
+          \$9  = t90;
+      8'h5b:
+          \$9  = t91;
+      8'h5c:
+          \$9  = t92;
+      8'h5d:
+          \$9  = t93;
+      8'h5e:
+          \$9  = t94;
+      8'h5f:
+          \$9  = t95;
+      8'h60:
+          \$9  = t96;
+      8'h61:
+          \$9  = t97;
+      8'h62:
+          \$9  = t98;
+      8'h63:
+          \$9  = t99;
+      8'h64:
+          \$9  = t100;
+      8'h65:
+          \$9  = t101;
+      8'h66:
+          \$9  = t102;
+      8'h67:
+          \$9  = t103;
+      8'h68:
+          \$9  = t104;
+      8'h69:
+          \$9  = t105;
+      8'h6a:
+          \$9  = t106;
+      8'h6b:
+          \$9  = t107;
+      8'h6c:
+          \$9  = t108;
+      8'h6d:
+          \$9  = t109;
+      8'h6e:
+          \$9  = t110;
+      8'h6f:
+          \$9  = t111;
+      8'h70:
+          \$9  = t112;
+      8'h71:
+          \$9  = t113;
+      8'h72:
+          \$9  = t114;
+      8'h73:
+          \$9  = t115;
+      8'h74:
+          \$9  = t116;
+      8'h75:
+          \$9  = t117;
+      8'h76:
+          \$9  = t118;
+      8'h77:
+          \$9  = t119;
+      8'h78:
+          \$9  = t120;
+      8'h79:
+          \$9  = t121;
+      8'h7a:
+          \$9  = t122;
+      8'h7b:
+          \$9  = t123;
+      8'h7c:
+          \$9  = t124;
+      8'h7d:
+          \$9  = t125;
+      8'h7e:
+          \$9  = t126;
+      8'h7f:
+          \$9  = t127;
+      8'h80:
+          \$9  = t128;
+      8'h81:
+          \$9  = t129;
+      8'h82:
+          \$9  = t130;
+      8'h83:
+          \$9  = t131;
+      8'h84:
+          \$9  = t132;
+      8'h85:
+          \$9  = t133;
+      8'h86:
+          \$9  = t134;
+      8'h87:
+          \$9  = t135;
+      8'h88:
+          \$9  = t136;
+      8'h89:
+          \$9  = t137;
+      8'h8a:
+          \$9  = t138;
+      8'h8b:
+          \$9  = t139;
+      8'h8c:
+          \$9  = t140;
+      8'h8d:
+          \$9  = t141;
+      8'h8e:
+          \$9  = t142;
+      8'h8f:
+          \$9  = t143;
+      8'h90:
+          \$9  = t144;
+      8'h91:
+          \$9  = t145;
+      8'h92:
+          \$9  = t146;
+      8'h93:
+          \$9  = t147;
+      8'h94:
+          \$9  = t148;
+      8'h95:
+          \$9  = t149;
+      8'h96:
+          \$9  = t150;
+      8'h97:
+          \$9  = t151;
+      8'h98:
+          \$9  = t152;
+      8'h99:
+          \$9  = t153;
+      8'h9a:
+          \$9  = t154;
+      8'h9b:
+          \$9  = t155;
+      8'h9c:
+          \$9  = t156;
+      8'h9d:
+          \$9  = t157;
+      8'h9e:
+          \$9  = t158;
+      8'h9f:
+          \$9  = t159;
+      8'ha0:
+          \$9  = t160;
+      8'ha1:
+          \$9  = t161;
+      8'ha2:
+          \$9  = t162;
+      8'ha3:
+          \$9  = t163;
+      8'ha4:
+          \$9  = t164;
+      8'ha5:
+          \$9  = t165;
+      8'ha6:
+          \$9  = t166;
+      8'ha7:
+          \$9  = t167;
+      8'ha8:
+          \$9  = t168;
+      8'ha9:
+          \$9  = t169;
+      8'haa:
+          \$9  = t170;
+      8'hab:
+          \$9  = t171;
+      8'hac:
+          \$9  = t172;
+      8'had:
+          \$9  = t173;
+      8'hae:
+          \$9  = t174;
+      8'haf:
+          \$9  = t175;
+      8'hb0:
+          \$9  = t176;
+      8'hb1:
+          \$9  = t177;
+      8'hb2:
+          \$9  = t178;
+      8'hb3:
+          \$9  = t179;
+      8'hb4:
+          \$9  = t180;
+      8'hb5:
+          \$9  = t181;
+      8'hb6:
+          \$9  = t182;
+      8'hb7:
+          \$9  = t183;
+      8'hb8:
+          \$9  = t184;
+      8'hb9:
+          \$9  = t185;
+      8'hba:
+          \$9  = t186;
+      8'hbb:
+          \$9  = t187;
+      8'hbc:
+          \$9  = t188;
+      8'hbd:
+          \$9  = t189;
+      8'hbe:
+          \$9  = t190;
+      8'hbf:
+          \$9  = t191;
+      8'hc0:
+          \$9  = t192;
+      8'hc1:
+          \$9  = t193;
+      8'hc2:
+          \$9  = t194;
+      8'hc3:
+          \$9  = t195;
+      8'hc4:
+          \$9  = t196;
+      8'hc5:
+          \$9  = t197;
+      8'hc6:
+          \$9  = t198;
+      8'hc7:
+          \$9  = t199;
+      8'hc8:
+          \$9  = t200;
+      8'hc9:
+          \$9  = t201;
+      8'hca:
+          \$9  = t202;
+      8'hcb:
+          \$9  = t203;
+      8'hcc:
+          \$9  = t204;
+      8'hcd:
+          \$9  = t205;
+      8'hce:
+          \$9  = t206;
+      8'hcf:
+          \$9  = t207;
+      8'hd0:
+          \$9  = t208;
+      8'hd1:
+          \$9  = t209;
+      8'hd2:
+          \$9  = t210;
+      8'hd3:
+          \$9  = t211;
+      8'hd4:
+          \$9  = t212;
+      8'hd5:
+          \$9  = t213;
+      8'hd6:
+          \$9  = t214;
+      8'hd7:
+          \$9  = t215;
+      8'hd8:
+          \$9  = t216;
+      8'hd9:
+          \$9  = t217;
+      8'hda:
+          \$9  = t218;
+      8'hdb:
+          \$9  = t219;
+      8'hdc:
+          \$9  = t220;
+      8'hdd:
+          \$9  = t221;
+      8'hde:
+          \$9  = t222;
+      8'hdf:
+          \$9  = t223;
+      8'he0:
+          \$9  = t224;
+      8'he1:
+          \$9  = t225;
+      8'he2:
+          \$9  = t226;
+      8'he3:
+          \$9  = t227;
+      8'he4:
+          \$9  = t228;
+      8'he5:
+          \$9  = t229;
+      8'he6:
+          \$9  = t230;
+      8'he7:
+          \$9  = t231;
+      8'he8:
+          \$9  = t232;
+      8'he9:
+          \$9  = t233;
+      8'hea:
+          \$9  = t234;
+      8'heb:
+          \$9  = t235;
+      8'hec:
+          \$9  = t236;
+      8'hed:
+          \$9  = t237;
+      8'hee:
+          \$9  = t238;
+      8'hef:
+          \$9  = t239;
+      8'hf0:
+          \$9  = t240;
+      8'hf1:
+          \$9  = t241;
+      8'hf2:
+          \$9  = t242;
+      8'hf3:
+          \$9  = t243;
+      8'hf4:
+          \$9  = t244;
+      8'hf5:
+          \$9  = t245;
+      8'hf6:
+          \$9  = t246;
+      8'hf7:
+          \$9  = t247;
+      8'hf8:
+          \$9  = t248;
+      8'hf9:
+          \$9  = t249;
+      8'hfa:
+          \$9  = t250;
+      8'hfb:
+          \$9  = t251;
+      8'hfc:
+          \$9  = t252;
+      8'hfd:
+          \$9  = t253;
+      8'hfe:
+          \$9  = t254;
+      8'hff:
+          \$9  = t255;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    (* full_case = 32'd1 *)
+    casez (act_rd__data[31:24])
+      8'h00:
+          \$11  = t0;
+      8'h01:
+          \$11  = t1;
+      8'h02:
+          \$11  = t2;
+      8'h03:
+          \$11  = t3;
+      8'h04:
+          \$11  = t4;
+      8'h05:
+          \$11  = t5;
+      8'h06:
+          \$11  = t6;
+      8'h07:
+          \$11  = t7;
+      8'h08:
+          \$11  = t8;
+      8'h09:
+          \$11  = t9;
+      8'h0a:
+          \$11  = t10;
+      8'h0b:
+          \$11  = t11;
+      8'h0c:
+          \$11  = t12;
+      8'h0d:
+          \$11  = t13;
+      8'h0e:
+          \$11  = t14;
+      8'h0f:
+          \$11  = t15;
+      8'h10:
+          \$11  = t16;
+      8'h11:
+          \$11  = t17;
+      8'h12:
+          \$11  = t18;
+      8'h13:
+          \$11  = t19;
+      8'h14:
+          \$11  = t20;
+      8'h15:
+          \$11  = t21;
+      8'h16:
+          \$11  = t22;
+      8'h17:
+          \$11  = t23;
+      8'h18:
+          \$11  = t24;
+      8'h19:
+          \$11  = t25;
+      8'h1a:
+          \$11  = t26;
+      8'h1b:
+          \$11  = t27;
+      8'h1c:
+          \$11  = t28;
+      8'h1d:
+          \$11  = t29;
+      8'h1e:
+          \$11  = t30;
+      8'h1f:
+          \$11  = t31;
+      8'h20:
+          \$11  = t32;
+      8'h21:
+          \$11  = t33;
+      8'h22:
+          \$11  = t34;
+      8'h23:
+          \$11  = t35;
+      8'h24:
+          \$11  = t36;
+      8'h25:
+          \$11  = t37;
+      8'h26:
+          \$11  = t38;
+      8'h27:
+          \$11  = t39;
+      8'h28:
+          \$11  = t40;
+      8'h29:
+          \$11  = t41;
+      8'h2a:
+          \$11  = t42;
+      8'h2b:
+          \$11  = t43;
+      8'h2c:
+          \$11  = t44;
+      8'h2d:
+          \$11  = t45;
+      8'h2e:
+          \$11  = t46;
+      8'h2f:
+          \$11  = t47;
+      8'h30:
+          \$11  = t48;
+      8'h31:
+          \$11  = t49;
+      8'h32:
+          \$11  = t50;
+      8'h33:
+          \$11  = t51;
+      8'h34:
+          \$11  = t52;
+      8'h35:
+          \$11  = t53;
+      8'h36:
+          \$11  = t54;
+      8'h37:
+          \$11  = t55;
+      8'h38:
+          \$11  = t56;
+      8'h39:
+          \$11  = t57;
+      8'h3a:
+          \$11  = t58;
+      8'h3b:
+          \$11  = t59;
+      8'h3c:
+          \$11  = t60;
+      8'h3d:
+          \$11  = t61;
+      8'h3e:
+          \$11  = t62;
+      8'h3f:
+          \$11  = t63;
+      8'h40:
+          \$11  = t64;
+      8'h41:
+          \$11  = t65;
+      8'h42:
+          \$11  = t66;
+      8'h43:
+          \$11  = t67;
+      8'h44:
+          \$11  = t68;
+      8'h45:
+          \$11  = t69;
+      8'h46:
+          \$11  = t70;
+      8'h47:
+          \$11  = t71;
+      8'h48:
+          \$11  = t72;
+      8'h49:
+          \$11  = t73;
+      8'h4a:
+          \$11  = t74;
+      8'h4b:
+          \$11  = t75;
+      8'h4c:
+          \$11  = t76;
+      8'h4d:
+          \$11  = t77;
+      8'h4e:
+          \$11  = t78;
+      8'h4f:
+          \$11  = t79;
+      8'h50:
+          \$11  = t80;
+      8'h51:
+          \$11  = t81;
+      8'h52:
+          \$11  = t82;
+      8'h53:
+          \$11  = t83;
+      8'h54:
+          \$11  = t84;
+      8'h55:
+          \$11  = t85;
+      8'h56:
+          \$11  = t86;
+      8'h57:
+          \$11  = t87;
+      8'h58:
+          \$11  = t88;
+      8'h59:
+          \$11  = t89;
+      8'h5a:
+          \$11  = t90;
+      8'h5b:
+          \$11  = t91;
+      8'h5c:
+          \$11  = t92;
+      8'h5d:
+          \$11  = t93;
+      8'h5e:
+          \$11  = t94;
+      8'h5f:
+          \$11  = t95;
+      8'h60:
+          \$11  = t96;
+      8'h61:
+          \$11  = t97;
+      8'h62:
+          \$11  = t98;
+      8'h63:
+          \$11  = t99;
+      8'h64:
+          \$11  = t100;
+      8'h65:
+          \$11  = t101;
+      8'h66:
+          \$11  = t102;
+      8'h67:
+          \$11  = t103;
+      8'h68:
+          \$11  = t104;
+      8'h69:
+          \$11  = t105;
+      8'h6a:
+          \$11  = t106;
+      8'h6b:
+          \$11  = t107;
+      8'h6c:
+          \$11  = t108;
+      8'h6d:
+          \$11  = t109;
+      8'h6e:
+          \$11  = t110;
+      8'h6f:
+          \$11  = t111;
+      8'h70:
+          \$11  = t112;
+      8'h71:
+          \$11  = t113;
+      8'h72:
+          \$11  = t114;
+      8'h73:
+          \$11  = t115;
+      8'h74:
+          \$11  = t116;
+      8'h75:
+          \$11  = t117;
+      8'h76:
+          \$11  = t118;
+      8'h77:
+          \$11  = t119;
+      8'h78:
+          \$11  = t120;
+      8'h79:
+          \$11  = t121;
+      8'h7a:
+          \$11  = t122;
+      8'h7b:
+          \$11  = t123;
+      8'h7c:
+          \$11  = t124;
+      8'h7d:
+          \$11  = t125;
+      8'h7e:
+          \$11  = t126;
+      8'h7f:
+          \$11  = t127;
+      8'h80:
+          \$11  = t128;
+      8'h81:
+          \$11  = t129;
+      8'h82:
+          \$11  = t130;
+      8'h83:
+          \$11  = t131;
+      8'h84:
+          \$11  = t132;
+      8'h85:
+          \$11  = t133;
+      8'h86:
+          \$11  = t134;
+      8'h87:
+          \$11  = t135;
+      8'h88:
+          \$11  = t136;
+      8'h89:
+          \$11  = t137;
+      8'h8a:
+          \$11  = t138;
+      8'h8b:
+          \$11  = t139;
+      8'h8c:
+          \$11  = t140;
+      8'h8d:
+          \$11  = t141;
+      8'h8e:
+          \$11  = t142;
+      8'h8f:
+          \$11  = t143;
+      8'h90:
+          \$11  = t144;
+      8'h91:
+          \$11  = t145;
+      8'h92:
+          \$11  = t146;
+      8'h93:
+          \$11  = t147;
+      8'h94:
+          \$11  = t148;
+      8'h95:
+          \$11  = t149;
+      8'h96:
+          \$11  = t150;
+      8'h97:
+          \$11  = t151;
+      8'h98:
+          \$11  = t152;
+      8'h99:
+          \$11  = t153;
+      8'h9a:
+          \$11  = t154;
+      8'h9b:
+          \$11  = t155;
+      8'h9c:
+          \$11  = t156;
+      8'h9d:
+          \$11  = t157;
+      8'h9e:
+          \$11  = t158;
+      8'h9f:
+          \$11  = t159;
+      8'ha0:
+          \$11  = t160;
+      8'ha1:
+          \$11  = t161;
+      8'ha2:
+          \$11  = t162;
+      8'ha3:
+          \$11  = t163;
+      8'ha4:
+          \$11  = t164;
+      8'ha5:
+          \$11  = t165;
+      8'ha6:
+          \$11  = t166;
+      8'ha7:
+          \$11  = t167;
+      8'ha8:
+          \$11  = t168;
+      8'ha9:
+          \$11  = t169;
+      8'haa:
+          \$11  = t170;
+      8'hab:
+          \$11  = t171;
+      8'hac:
+          \$11  = t172;
+      8'had:
+          \$11  = t173;
+      8'hae:
+          \$11  = t174;
+      8'haf:
+          \$11  = t175;
+      8'hb0:
+          \$11  = t176;
+      8'hb1:
+          \$11  = t177;
+      8'hb2:
+          \$11  = t178;
+      8'hb3:
+          \$11  = t179;
+      8'hb4:
+          \$11  = t180;
+      8'hb5:
+          \$11  = t181;
+      8'hb6:
+          \$11  = t182;
+      8'hb7:
+          \$11  = t183;
+      8'hb8:
+          \$11  = t184;
+      8'hb9:
+          \$11  = t185;
+      8'hba:
+          \$11  = t186;
+      8'hbb:
+          \$11  = t187;
+      8'hbc:
+          \$11  = t188;
+      8'hbd:
+          \$11  = t189;
+      8'hbe:
+          \$11  = t190;
+      8'hbf:
+          \$11  = t191;
+      8'hc0:
+          \$11  = t192;
+      8'hc1:
+          \$11  = t193;
+      8'hc2:
+          \$11  = t194;
+      8'hc3:
+          \$11  = t195;
+      8'hc4:
+          \$11  = t196;
+      8'hc5:
+          \$11  = t197;
+      8'hc6:
+          \$11  = t198;
+      8'hc7:
+          \$11  = t199;
+      8'hc8:
+          \$11  = t200;
+      8'hc9:
+          \$11  = t201;
+      8'hca:
+          \$11  = t202;
+      8'hcb:
+          \$11  = t203;
+      8'hcc:
+          \$11  = t204;
+      8'hcd:
+          \$11  = t205;
+      8'hce:
+          \$11  = t206;
+      8'hcf:
+          \$11  = t207;
+      8'hd0:
+          \$11  = t208;
+      8'hd1:
+          \$11  = t209;
+      8'hd2:
+          \$11  = t210;
+      8'hd3:
+          \$11  = t211;
+      8'hd4:
+          \$11  = t212;
+      8'hd5:
+          \$11  = t213;
+      8'hd6:
+          \$11  = t214;
+      8'hd7:
+          \$11  = t215;
+      8'hd8:
+          \$11  = t216;
+      8'hd9:
+          \$11  = t217;
+      8'hda:
+          \$11  = t218;
+      8'hdb:
+          \$11  = t219;
+      8'hdc:
+          \$11  = t220;
+      8'hdd:
+          \$11  = t221;
+      8'hde:
+          \$11  = t222;
+      8'hdf:
+          \$11  = t223;
+      8'he0:
+          \$11  = t224;
+      8'he1:
+          \$11  = t225;
+      8'he2:
+          \$11  = t226;
+      8'he3:
+          \$11  = t227;
+      8'he4:
+          \$11  = t228;
+      8'he5:
+          \$11  = t229;
+      8'he6:
+          \$11  = t230;
+      8'he7:
+          \$11  = t231;
+      8'he8:
+          \$11  = t232;
+      8'he9:
+          \$11  = t233;
+      8'hea:
+          \$11  = t234;
+      8'heb:
+          \$11  = t235;
+      8'hec:
+          \$11  = t236;
+      8'hed:
+          \$11  = t237;
+      8'hee:
+          \$11  = t238;
+      8'hef:
+          \$11  = t239;
+      8'hf0:
+          \$11  = t240;
+      8'hf1:
+          \$11  = t241;
+      8'hf2:
+          \$11  = t242;
+      8'hf3:
+          \$11  = t243;
+      8'hf4:
+          \$11  = t244;
+      8'hf5:
+          \$11  = t245;
+      8'hf6:
+          \$11  = t246;
+      8'hf7:
+          \$11  = t247;
+      8'hf8:
+          \$11  = t248;
+      8'hf9:
+          \$11  = t249;
+      8'hfa:
+          \$11  = t250;
+      8'hfb:
+          \$11  = t251;
+      8'hfc:
+          \$11  = t252;
+      8'hfd:
+          \$11  = t253;
+      8'hfe:
+          \$11  = t254;
+      8'hff:
+          \$11  = t255;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    (* full_case = 32'd1 *)
+    casez (act_rd__data[39:32])
+      8'h00:
+          \$13  = t0;
+      8'h01:
+          \$13  = t1;
+      8'h02:
+          \$13  = t2;
+      8'h03:
+          \$13  = t3;
+      8'h04:
+          \$13  = t4;
+      8'h05:
+          \$13  = t5;
+      8'h06:
+          \$13  = t6;
+      8'h07:
+          \$13  = t7;
+      8'h08:
+          \$13  = t8;
+      8'h09:
+          \$13  = t9;
+      8'h0a:
+          \$13  = t10;
+      8'h0b:
+          \$13  = t11;
+      8'h0c:
+          \$13  = t12;
+      8'h0d:
+          \$13  = t13;
+      8'h0e:
+          \$13  = t14;
+      8'h0f:
+          \$13  = t15;
+      8'h10:
+          \$13  = t16;
+      8'h11:
+          \$13  = t17;
+      8'h12:
+          \$13  = t18;
+      8'h13:
+          \$13  = t19;
+      8'h14:
+          \$13  = t20;
+      8'h15:
+          \$13  = t21;
+      8'h16:
+          \$13  = t22;
+      8'h17:
+          \$13  = t23;
+      8'h18:
+          \$13  = t24;
+      8'h19:
+          \$13  = t25;
+      8'h1a:
+          \$13  = t26;
+      8'h1b:
+          \$13  = t27;
+      8'h1c:
+          \$13  = t28;
+      8'h1d:
+          \$13  = t29;
+      8'h1e:
+          \$13  = t30;
+      8'h1f:
+          \$13  = t31;
+      8'h20:
+          \$13  = t32;
+      8'h21:
+          \$13  = t33;
+      8'h22:
+          \$13  = t34;
+      8'h23:
+          \$13  = t35;
+      8'h24:
+          \$13  = t36;
+      8'h25:
+          \$13  = t37;
+      8'h26:
+          \$13  = t38;
+      8'h27:
+          \$13  = t39;
+      8'h28:
+          \$13  = t40;
+      8'h29:
+          \$13  = t41;
+      8'h2a:
+          \$13  = t42;
+      8'h2b:
+          \$13  = t43;
+      8'h2c:
+          \$13  = t44;
+      8'h2d:
+          \$13  = t45;
+      8'h2e:
+          \$13  = t46;
+      8'h2f:
+          \$13  = t47;
+      8'h30:
+          \$13  = t48;
+      8'h31:
+          \$13  = t49;
+      8'h32:
+          \$13  = t50;
+      8'h33:
+          \$13  = t51;
+      8'h34:
+          \$13  = t52;
+      8'h35:
+          \$13  = t53;
+      8'h36:
+          \$13  = t54;
+      8'h37:
+          \$13  = t55;
+      8'h38:
+          \$13  = t56;
+      8'h39:
+          \$13  = t57;
+      8'h3a:
+          \$13  = t58;
+      8'h3b:
+          \$13  = t59;
+      8'h3c:
+          \$13  = t60;
+      8'h3d:
+          \$13  = t61;
+      8'h3e:
+          \$13  = t62;
+      8'h3f:
+          \$13  = t63;
+      8'h40:
+          \$13  = t64;
+      8'h41:
+          \$13  = t65;
+      8'h42:
+          \$13  = t66;
+      8'h43:
+          \$13  = t67;
+      8'h44:
+          \$13  = t68;
+      8'h45:
+          \$13  = t69;
+      8'h46:
+          \$13  = t70;
+      8'h47:
+          \$13  = t71;
+      8'h48:
+          \$13  = t72;
+      8'h49:
+          \$13  = t73;
+      8'h4a:
+          \$13  = t74;
+      8'h4b:
+          \$13  = t75;
+      8'h4c:
+          \$13  = t76;
+      8'h4d:
+          \$13  = t77;
+      8'h4e:
+          \$13  = t78;
+      8'h4f:
+          \$13  = t79;
+      8'h50:
+          \$13  = t80;
+      8'h51:
+          \$13  = t81;
+      8'h52:
+          \$13  = t82;
+      8'h53:
+          \$13  = t83;
+      8'h54:
+          \$13  = t84;
+      8'h55:
+          \$13  = t85;
+      8'h56:
+          \$13  = t86;
+      8'h57:
+          \$13  = t87;
+      8'h58:
+          \$13  = t88;
+      8'h59:
+          \$13  = t89;
+      8'h5a:
+          \$13  = t90;
+      8'h5b:
+          \$13  = t91;
+      8'h5c:
+          \$13  = t92;
+      8'h5d:
+          \$13  = t93;
+      8'h5e:
+          \$13  = t94;
+      8'h5f:
+          \$13  = t95;
+      8'h60:
+          \$13  = t96;
+      8'h61:
+          \$13  = t97;
+      8'h62:
+          \$13  = t98;
+      8'h63:
+          \$13  = t99;
+      8'h64:
+          \$13  = t100;
+      8'h65:
+          \$13  = t101;
+      8'h66:
+          \$13  = t102;
+      8'h67:
+          \$13  = t103;
+      8'h68:
+          \$13  = t104;
+      8'h69:
+          \$13  = t105;
+      8'h6a:
+          \$13  = t106;
+      8'h6b:
+          \$13  = t107;
+      8'h6c:
+          \$13  = t108;
+      8'h6d:
+          \$13  = t109;
+      8'h6e:
+          \$13  = t110;
+      8'h6f:
+          \$13  = t111;
+      8'h70:
+          \$13  = t112;
+      8'h71:
+          \$13  = t113;
+      8'h72:
+          \$13  = t114;
+      8'h73:
+          \$13  = t115;
+      8'h74:
+          \$13  = t116;
+      8'h75:
+          \$13  = t117;
+      8'h76:
+          \$13  = t118;
+      8'h77:
+          \$13  = t119;
+      8'h78:
+          \$13  = t120;
+      8'h79:
+          \$13  = t121;
+      8'h7a:
+          \$13  = t122;
+      8'h7b:
+          \$13  = t123;
+      8'h7c:
+          \$13  = t124;
+      8'h7d:
+          \$13  = t125;
+      8'h7e:
+          \$13  = t126;
+      8'h7f:
+          \$13  = t127;
+      8'h80:
+          \$13  = t128;
+      8'h81:
+          \$13  = t129;
+      8'h82:
+          \$13  = t130;
+      8'h83:
+          \$13  = t131;
+      8'h84:
+          \$13  = t132;
+      8'h85:
+          \$13  = t133;
+      8'h86:
+          \$13  = t134;
+      8'h87:
+          \$13  = t135;
+      8'h88:
+          \$13  = t136;
+      8'h89:
+          \$13  = t137;
+      8'h8a:
+          \$13  = t138;
+      8'h8b:
+          \$13  = t139;
+      8'h8c:
+          \$13  = t140;
+      8'h8d:
+          \$13  = t141;
+      8'h8e:
+          \$13  = t142;
+      8'h8f:
+          \$13  = t143;
+      8'h90:
+          \$13  = t144;
+      8'h91:
+          \$13  = t145;
+      8'h92:
+          \$13  = t146;
+      8'h93:
+          \$13  = t147;
+      8'h94:
+          \$13  = t148;
+      8'h95:
+          \$13  = t149;
+      8'h96:
+          \$13  = t150;
+      8'h97:
+          \$13  = t151;
+      8'h98:
+          \$13  = t152;
+      8'h99:
+          \$13  = t153;
+      8'h9a:
+          \$13  = t154;
+      8'h9b:
+          \$13  = t155;
+      8'h9c:
+          \$13  = t156;
+      8'h9d:
+          \$13  = t157;
+      8'h9e:
+          \$13  = t158;
+      8'h9f:
+          \$13  = t159;
+      8'ha0:
+          \$13  = t160;
+      8'ha1:
+          \$13  = t161;
+      8'ha2:
+          \$13  = t162;
+      8'ha3:
+          \$13  = t163;
+      8'ha4:
+          \$13  = t164;
+      8'ha5:
+          \$13  = t165;
+      8'ha6:
+          \$13  = t166;
+      8'ha7:
+          \$13  = t167;
+      8'ha8:
+          \$13  = t168;
+      8'ha9:
+          \$13  = t169;
+      8'haa:
+          \$13  = t170;
+      8'hab:
+          \$13  = t171;
+      8'hac:
+          \$13  = t172;
+      8'had:
+          \$13  = t173;
+      8'hae:
+          \$13  = t174;
+      8'haf:
+          \$13  = t175;
+      8'hb0:
+          \$13  = t176;
+      8'hb1:
+          \$13  = t177;
+      8'hb2:
+          \$13  = t178;
+      8'hb3:
+          \$13  = t179;
+      8'hb4:
+          \$13  = t180;
+      8'hb5:
+          \$13  = t181;
+      8'hb6:
+          \$13  = t182;
+      8'hb7:
+          \$13  = t183;
+      8'hb8:
+          \$13  = t184;
+      8'hb9:
+          \$13  = t185;
+      8'hba:
+          \$13  = t186;
+      8'hbb:
+          \$13  = t187;
+      8'hbc:
+          \$13  = t188;
+      8'hbd:
+          \$13  = t189;
+      8'hbe:
+          \$13  = t190;
+      8'hbf:
+          \$13  = t191;
+      8'hc0:
+          \$13  = t192;
+      8'hc1:
+          \$13  = t193;
+      8'hc2:
+          \$13  = t194;
+      8'hc3:
+          \$13  = t195;
+      8'hc4:
+          \$13  = t196;
+      8'hc5:
+          \$13  = t197;
+      8'hc6:
+          \$13  = t198;
+      8'hc7:
+          \$13  = t199;
+      8'hc8:
+          \$13  = t200;
+      8'hc9:
+          \$13  = t201;
+      8'hca:
+          \$13  = t202;
+      8'hcb:
+          \$13  = t203;
+      8'hcc:
+          \$13  = t204;
+      8'hcd:
+          \$13  = t205;
+      8'hce:
+          \$13  = t206;
+      8'hcf:
+          \$13  = t207;
+      8'hd0:
+          \$13  = t208;
+      8'hd1:
+          \$13  = t209;
+      8'hd2:
+          \$13  = t210;
+      8'hd3:
+          \$13  = t211;
+      8'hd4:
+          \$13  = t212;
+      8'hd5:
+          \$13  = t213;
+      8'hd6:
+          \$13  = t214;
+      8'hd7:
+          \$13  = t215;
+      8'hd8:
+          \$13  = t216;
+      8'hd9:
+          \$13  = t217;
+      8'hda:
+          \$13  = t218;
+      8'hdb:
+          \$13  = t219;
+      8'hdc:
+          \$13  = t220;
+      8'hdd:
+          \$13  = t221;
+      8'hde:
+          \$13  = t222;
+      8'hdf:
+          \$13  = t223;
+      8'he0:
+          \$13  = t224;
+      8'he1:
+          \$13  = t225;
+      8'he2:
+          \$13  = t226;
+      8'he3:
+          \$13  = t227;
+      8'he4:
+          \$13  = t228;
+      8'he5:
+          \$13  = t229;
+      8'he6:
+          \$13  = t230;
+      8'he7:
+          \$13  = t231;
+      8'he8:
+          \$13  = t232;
+      8'he9:
+          \$13  = t233;
+      8'hea:
+          \$13  = t234;
+      8'heb:
+          \$13  = t235;
+      8'hec:
+          \$13  = t236;
+      8'hed:
+          \$13  = t237;
+      8'hee:
+          \$13  = t238;
+      8'hef:
+          \$13  = t239;
+      8'hf0:
+          \$13  = t240;
+      8'hf1:
+          \$13  = t241;
+      8'hf2:
+          \$13  = t242;
+      8'hf3:
+          \$13  = t243;
+      8'hf4:
+          \$13  = t244;
+      8'hf5:
+          \$13  = t245;
+      8'hf6:
+          \$13  = t246;
+      8'hf7:
+          \$13  = t247;
+      8'hf8:
+          \$13  = t248;
+      8'hf9:
+          \$13  = t249;
+      8'hfa:
+          \$13  = t250;
+      8'hfb:
+          \$13  = t251;
+      8'hfc:
+          \$13  = t252;
+      8'hfd:
+          \$13  = t253;
+      8'hfe:
+          \$13  = t254;
+      8'hff:
+          \$13  = t255;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    (* full_case = 32'd1 *)
+    casez (act_rd__data[47:40])
+      8'h00:
+          \$15  = t0;
+      8'h01:
+          \$15  = t1;
+      8'h02:
+          \$15  = t2;
+      8'h03:
+          \$15  = t3;
+      8'h04:
+          \$15  = t4;
+      8'h05:
+          \$15  = t5;
+      8'h06:
+          \$15  = t6;
+      8'h07:
+          \$15  = t7;
+      8'h08:
+          \$15  = t8;
+      8'h09:
+          \$15  = t9;
+      8'h0a:
+          \$15  = t10;
+      8'h0b:
+          \$15  = t11;
+      8'h0c:
+          \$15  = t12;
+      8'h0d:
+          \$15  = t13;
+      8'h0e:
+          \$15  = t14;
+      8'h0f:
+          \$15  = t15;
+      8'h10:
+          \$15  = t16;
+      8'h11:
+          \$15  = t17;
+      8'h12:
+          \$15  = t18;
+      8'h13:
+          \$15  = t19;
+      8'h14:
+          \$15  = t20;
+      8'h15:
+          \$15  = t21;
+      8'h16:
+          \$15  = t22;
+      8'h17:
+          \$15  = t23;
+      8'h18:
+          \$15  = t24;
+      8'h19:
+          \$15  = t25;
+      8'h1a:
+          \$15  = t26;
+      8'h1b:
+          \$15  = t27;
+      8'h1c:
+          \$15  = t28;
+      8'h1d:
+          \$15  = t29;
+      8'h1e:
+          \$15  = t30;
+      8'h1f:
+          \$15  = t31;
+      8'h20:
+          \$15  = t32;
+      8'h21:
+          \$15  = t33;
+      8'h22:
+          \$15  = t34;
+      8'h23:
+          \$15  = t35;
+      8'h24:
+          \$15  = t36;
+      8'h25:
+          \$15  = t37;
+      8'h26:
+          \$15  = t38;
+      8'h27:
+          \$15  = t39;
+      8'h28:
+          \$15  = t40;
+      8'h29:
+          \$15  = t41;
+      8'h2a:
+          \$15  = t42;
+      8'h2b:
+          \$15  = t43;
+      8'h2c:
+          \$15  = t44;
+      8'h2d:
+          \$15  = t45;
+      8'h2e:
+          \$15  = t46;
+      8'h2f:
+          \$15  = t47;
+      8'h30:
+          \$15  = t48;
+      8'h31:
+          \$15  = t49;
+      8'h32:
+          \$15  = t50;
+      8'h33:
+          \$15  = t51;
+      8'h34:
+          \$15  = t52;
+      8'h35:
+          \$15  = t53;
+      8'h36:
+          \$15  = t54;
+      8'h37:
+          \$15  = t55;
+      8'h38:
+          \$15  = t56;
+      8'h39:
+          \$15  = t57;
+      8'h3a:
+          \$15  = t58;
+      8'h3b:
+          \$15  = t59;
+      8'h3c:
+          \$15  = t60;
+      8'h3d:
+          \$15  = t61;
+      8'h3e:
+          \$15  = t62;
+      8'h3f:
+          \$15  = t63;
+      8'h40:
+          \$15  = t64;
+      8'h41:
+          \$15  = t65;
+      8'h42:
+          \$15  = t66;
+      8'h43:
+          \$15  = t67;
+      8'h44:
+          \$15  = t68;
+      8'h45:
+          \$15  = t69;
+      8'h46:
+          \$15  = t70;
+      8'h47:
+          \$15  = t71;
+      8'h48:
+          \$15  = t72;
+      8'h49:
+          \$15  = t73;
+      8'h4a:
+          \$15  = t74;
+      8'h4b:
+          \$15  = t75;
+      8'h4c:
+          \$15  = t76;
+      8'h4d:
+          \$15  = t77;
+      8'h4e:
+          \$15  = t78;
+      8'h4f:
+          \$15  = t79;
+      8'h50:
+          \$15  = t80;
+      8'h51:
+          \$15  = t81;
+      8'h52:
+          \$15  = t82;
+      8'h53:
+          \$15  = t83;
+      8'h54:
+          \$15  = t84;
+      8'h55:
+          \$15  = t85;
+      8'h56:
+          \$15  = t86;
+      8'h57:
+          \$15  = t87;
+      8'h58:
+          \$15  = t88;
+      8'h59:
+          \$15  = t89;
+      8'h5a:
+          \$15  = t90;
+      8'h5b:
+          \$15  = t91;
+      8'h5c:
+          \$15  = t92;
+      8'h5d:
+          \$15  = t93;
+      8'h5e:
+          \$15  = t94;
+      8'h5f:
+          \$15  = t95;
+      8'h60:
+          \$15  = t96;
+      8'h61:
+          \$15  = t97;
+      8'h62:
+          \$15  = t98;
+      8'h63:
+          \$15  = t99;
+      8'h64:
+          \$15  = t100;
+      8'h65:
+          \$15  = t101;
+      8'h66:
+          \$15  = t102;
+      8'h67:
+          \$15  = t103;
+      8'h68:
+          \$15  = t104;
+      8'h69:
+          \$15  = t105;
+      8'h6a:
+          \$15  = t106;
+      8'h6b:
+          \$15  = t107;
+      8'h6c:
+          \$15  = t108;
+      8'h6d:
+          \$15  = t109;
+      8'h6e:
+          \$15  = t110;
+      8'h6f:
+          \$15  = t111;
+      8'h70:
+          \$15  = t112;
+      8'h71:
+          \$15  = t113;
+      8'h72:
+          \$15  = t114;
+      8'h73:
+          \$15  = t115;
+      8'h74:
+          \$15  = t116;
+      8'h75:
+          \$15  = t117;
+      8'h76:
+          \$15  = t118;
+      8'h77:
+          \$15  = t119;
+      8'h78:
+          \$15  = t120;
+      8'h79:
+          \$15  = t121;
+      8'h7a:
+          \$15  = t122;
+      8'h7b:
+          \$15  = t123;
+      8'h7c:
+          \$15  = t124;
+      8'h7d:
+          \$15  = t125;
+      8'h7e:
+          \$15  = t126;
+      8'h7f:
+          \$15  = t127;
+      8'h80:
+          \$15  = t128;
+      8'h81:
+          \$15  = t129;
+      8'h82:
+          \$15  = t130;
+      8'h83:
+          \$15  = t131;
+      8'h84:
+          \$15  = t132;
+      8'h85:
+          \$15  = t133;
+      8'h86:
+          \$15  = t134;
+      8'h87:
+          \$15  = t135;
+      8'h88:
+          \$15  = t136;
+      8'h89:
+          \$15  = t137;
+      8'h8a:
+          \$15  = t138;
+      8'h8b:
+          \$15  = t139;
+      8'h8c:
+          \$15  = t140;
+      8'h8d:
+          \$15  = t141;
+      8'h8e:
+          \$15  = t142;
+      8'h8f:
+          \$15  = t143;
+      8'h90:
+          \$15  = t144;
+      8'h91:
+          \$15  = t145;
+      8'h92:
+          \$15  = t146;
+      8'h93:
+          \$15  = t147;
+      8'h94:
+          \$15  = t148;
+      8'h95:
+          \$15  = t149;
+      8'h96:
+          \$15  = t150;
+      8'h97:
+          \$15  = t151;
+      8'h98:
+          \$15  = t152;
+      8'h99:
+          \$15  = t153;
+      8'h9a:
+          \$15  = t154;
+      8'h9b:
+          \$15  = t155;
+      8'h9c:
+          \$15  = t156;
+      8'h9d:
+          \$15  = t157;
+      8'h9e:
+          \$15  = t158;
+      8'h9f:
+          \$15  = t159;
+      8'ha0:
+          \$15  = t160;
+      8'ha1:
+          \$15  = t161;
+      8'ha2:
+          \$15  = t162;
+      8'ha3:
+          \$15  = t163;
+      8'ha4:
+          \$15  = t164;
+      8'ha5:
+          \$15  = t165;
+      8'ha6:
+          \$15  = t166;
+      8'ha7:
+          \$15  = t167;
+      8'ha8:
+          \$15  = t168;
+      8'ha9:
+          \$15  = t169;
+      8'haa:
+          \$15  = t170;
+      8'hab:
+          \$15  = t171;
+      8'hac:
+          \$15  = t172;
+      8'had:
+          \$15  = t173;
+      8'hae:
+          \$15  = t174;
+      8'haf:
+          \$15  = t175;
+      8'hb0:
+          \$15  = t176;
+      8'hb1:
+          \$15  = t177;
+      8'hb2:
+          \$15  = t178;
+      8'hb3:
+          \$15  = t179;
+      8'hb4:
+          \$15  = t180;
+      8'hb5:
+          \$15  = t181;
+      8'hb6:
+          \$15  = t182;
+      8'hb7:
+          \$15  = t183;
+      8'hb8:
+          \$15  = t184;
+      8'hb9:
+          \$15  = t185;
+      8'hba:
+          \$15  = t186;
+      8'hbb:
+          \$15  = t187;
+      8'hbc:
+          \$15  = t188;
+      8'hbd:
+          \$15  = t189;
+      8'hbe:
+          \$15  = t190;
+      8'hbf:
+          \$15  = t191;
+      8'hc0:
+          \$15  = t192;
+      8'hc1:
+          \$15  = t193;
+      8'hc2:
+          \$15  = t194;
+      8'hc3:
+          \$15  = t195;
+      8'hc4:
+          \$15  = t196;
+      8'hc5:
+          \$15  = t197;
+      8'hc6:
+          \$15  = t198;
+      8'hc7:
+          \$15  = t199;
+      8'hc8:
+          \$15  = t200;
+      8'hc9:
+          \$15  = t201;
+      8'hca:
+          \$15  = t202;
+      8'hcb:
+          \$15  = t203;
+      8'hcc:
+          \$15  = t204;
+      8'hcd:
+          \$15  = t205;
+      8'hce:
+          \$15  = t206;
+      8'hcf:
+          \$15  = t207;
+      8'hd0:
+          \$15  = t208;
+      8'hd1:
+          \$15  = t209;
+      8'hd2:
+          \$15  = t210;
+      8'hd3:
+          \$15  = t211;
+      8'hd4:
+          \$15  = t212;
+      8'hd5:
+          \$15  = t213;
+      8'hd6:
+          \$15  = t214;
+      8'hd7:
+          \$15  = t215;
+      8'hd8:
+          \$15  = t216;
+      8'hd9:
+          \$15  = t217;
+      8'hda:
+          \$15  = t218;
+      8'hdb:
+          \$15  = t219;
+      8'hdc:
+          \$15  = t220;
+      8'hdd:
+          \$15  = t221;
+      8'hde:
+          \$15  = t222;
+      8'hdf:
+          \$15  = t223;
+      8'he0:
+          \$15  = t224;
+      8'he1:
+          \$15  = t225;
+      8'he2:
+          \$15  = t226;
+      8'he3:
+          \$15  = t227;
+      8'he4:
+          \$15  = t228;
+      8'he5:
+          \$15  = t229;
+      8'he6:
+          \$15  = t230;
+      8'he7:
+          \$15  = t231;
+      8'he8:
+          \$15  = t232;
+      8'he9:
+          \$15  = t233;
+      8'hea:
+          \$15  = t234;
+      8'heb:
+          \$15  = t235;
+      8'hec:
+          \$15  = t236;
+      8'hed:
+          \$15  = t237;
+      8'hee:
+          \$15  = t238;
+      8'hef:
+          \$15  = t239;
+      8'hf0:
+          \$15  = t240;
+      8'hf1:
+          \$15  = t241;
+      8'hf2:
+          \$15  = t242;
+      8'hf3:
+          \$15  = t243;
+      8'hf4:
+          \$15  = t244;
+      8'hf5:
+          \$15  = t245;
+      8'hf6:
+          \$15  = t246;
+      8'hf7:
+          \$15  = t247;
+      8'hf8:
+          \$15  = t248;
+      8'hf9:
+          \$15  = t249;
+      8'hfa:
+          \$15  = t250;
+      8'hfb:
+          \$15  = t251;
+      8'hfc:
+          \$15  = t252;
+      8'hfd:
+          \$15  = t253;
+      8'hfe:
+          \$15  = t254;
+      8'hff:
+          \$15  = t255;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    (* full_case = 32'd1 *)
+    casez (act_rd__data[55:48])
+      8'h00:
+          \$17  = t0;
+      8'h01:
+          \$17  = t1;
+      8'h02:
+          \$17  = t2;
+      8'h03:
+          \$17  = t3;
+      8'h04:
+          \$17  = t4;
+      8'h05:
+          \$17  = t5;
+      8'h06:
+          \$17  = t6;
+      8'h07:
+          \$17  = t7;
+      8'h08:
+          \$17  = t8;
+      8'h09:
+          \$17  = t9;
+      8'h0a:
+          \$17  = t10;
+      8'h0b:
+          \$17  = t11;
+      8'h0c:
+          \$17  = t12;
+      8'h0d:
+          \$17  = t13;
+      8'h0e:
+          \$17  = t14;
+      8'h0f:
+          \$17  = t15;
+      8'h10:
+          \$17  = t16;
+      8'h11:
+          \$17  = t17;
+      8'h12:
+          \$17  = t18;
+      8'h13:
+          \$17  = t19;
+      8'h14:
+          \$17  = t20;
+      8'h15:
+          \$17  = t21;
+      8'h16:
+          \$17  = t22;
+      8'h17:
+          \$17  = t23;
+      8'h18:
+          \$17  = t24;
+      8'h19:
+          \$17  = t25;
+      8'h1a:
+          \$17  = t26;
+      8'h1b:
+          \$17  = t27;
+      8'h1c:
+          \$17  = t28;
+      8'h1d:
+          \$17  = t29;
+      8'h1e:
+          \$17  = t30;
+      8'h1f:
+          \$17  = t31;
+      8'h20:
+          \$17  = t32;
+      8'h21:
+          \$17  = t33;
+      8'h22:
+          \$17  = t34;
+      8'h23:
+          \$17  = t35;
+      8'h24:
+          \$17  = t36;
+      8'h25:
+          \$17  = t37;
+      8'h26:
+          \$17  = t38;
+      8'h27:
+          \$17  = t39;
+      8'h28:
+          \$17  = t40;
+      8'h29:
+          \$17  = t41;
+      8'h2a:
+          \$17  = t42;
+      8'h2b:
+          \$17  = t43;
+      8'h2c:
+          \$17  = t44;
+      8'h2d:
+          \$17  = t45;
+      8'h2e:
+          \$17  = t46;
+      8'h2f:
+          \$17  = t47;
+      8'h30:
+          \$17  = t48;
+      8'h31:
+          \$17  = t49;
+      8'h32:
+          \$17  = t50;
+      8'h33:
+          \$17  = t51;
+      8'h34:
+          \$17  = t52;
+      8'h35:
+          \$17  = t53;
+      8'h36:
+          \$17  = t54;
+      8'h37:
+          \$17  = t55;
+      8'h38:
+          \$17  = t56;
+      8'h39:
+          \$17  = t57;
+      8'h3a:
+          \$17  = t58;
+      8'h3b:
+          \$17  = t59;
+      8'h3c:
+          \$17  = t60;
+      8'h3d:
+          \$17  = t61;
+      8'h3e:
+          \$17  = t62;
+      8'h3f:
+          \$17  = t63;
+      8'h40:
+          \$17  = t64;
+      8'h41:
+          \$17  = t65;
+      8'h42:
+          \$17  = t66;
+      8'h43:
+          \$17  = t67;
+      8'h44:
+          \$17  = t68;
+      8'h45:
+          \$17  = t69;
+      8'h46:
+          \$17  = t70;
+      8'h47:
+          \$17  = t71;
+      8'h48:
+          \$17  = t72;
+      8'h49:
+          \$17  = t73;
+      8'h4a:
+          \$17  = t74;
+      8'h4b:
+          \$17  = t75;
+      8'h4c:
+          \$17  = t76;
+      8'h4d:
+          \$17  = t77;
+      8'h4e:
+          \$17  = t78;
+      8'h4f:
+          \$17  = t79;
+      8'h50:
+          \$17  = t80;
+      8'h51:
+          \$17  = t81;
+      8'h52:
+          \$17  = t82;
+      8'h53:
+          \$17  = t83;
+      8'h54:
+          \$17  = t84;
+      8'h55:
+          \$17  = t85;
+      8'h56:
+          \$17  = t86;
+      8'h57:
+          \$17  = t87;
+      8'h58:
+          \$17  = t88;
+      8'h59:
+          \$17  = t89;
+      8'h5a:
+          \$17  = t90;
+      8'h5b:
+          \$17  = t91;
+      8'h5c:
+          \$17  = t92;
+      8'h5d:
+          \$17  = t93;
+      8'h5e:
+          \$17  = t94;
+      8'h5f:
+          \$17  = t95;
+      8'h60:
+          \$17  = t96;
+      8'h61:
+          \$17  = t97;
+      8'h62:
+          \$17  = t98;
+      8'h63:
+          \$17  = t99;
+      8'h64:
+          \$17  = t100;
+      8'h65:
+          \$17  = t101;
+      8'h66:
+          \$17  = t102;
+      8'h67:
+          \$17  = t103;
+      8'h68:
+          \$17  = t104;
+      8'h69:
+          \$17  = t105;
+      8'h6a:
+          \$17  = t106;
+      8'h6b:
+          \$17  = t107;
+      8'h6c:
+          \$17  = t108;
+      8'h6d:
+          \$17  = t109;
+      8'h6e:
+          \$17  = t110;
+      8'h6f:
+          \$17  = t111;
+      8'h70:
+          \$17  = t112;
+      8'h71:
+          \$17  = t113;
+      8'h72:
+          \$17  = t114;
+      8'h73:
+          \$17  = t115;
+      8'h74:
+          \$17  = t116;
+      8'h75:
+          \$17  = t117;
+      8'h76:
+          \$17  = t118;
+      8'h77:
+          \$17  = t119;
+      8'h78:
+          \$17  = t120;
+      8'h79:
+          \$17  = t121;
+      8'h7a:
+          \$17  = t122;
+      8'h7b:
+          \$17  = t123;
+      8'h7c:
+          \$17  = t124;
+      8'h7d:
+          \$17  = t125;
+      8'h7e:
+          \$17  = t126;
+      8'h7f:
+          \$17  = t127;
+      8'h80:
+          \$17  = t128;
+      8'h81:
+          \$17  = t129;
+      8'h82:
+          \$17  = t130;
+      8'h83:
+          \$17  = t131;
+      8'h84:
+          \$17  = t132;
+      8'h85:
+          \$17  = t133;
+      8'h86:
+          \$17  = t134;
+      8'h87:
+          \$17  = t135;
+      8'h88:
+          \$17  = t136;
+      8'h89:
+          \$17  = t137;
+      8'h8a:
+          \$17  = t138;
+      8'h8b:
+          \$17  = t139;
+      8'h8c:
+          \$17  = t140;
+      8'h8d:
+          \$17  = t141;
+      8'h8e:
+          \$17  = t142;
+      8'h8f:
+          \$17  = t143;
+      8'h90:
+          \$17  = t144;
+      8'h91:
+          \$17  = t145;
+      8'h92:
+          \$17  = t146;
+      8'h93:
+          \$17  = t147;
+      8'h94:
+          \$17  = t148;
+      8'h95:
+          \$17  = t149;
+      8'h96:
+          \$17  = t150;
+      8'h97:
+          \$17  = t151;
+      8'h98:
+          \$17  = t152;
+      8'h99:
+          \$17  = t153;
+      8'h9a:
+          \$17  = t154;
+      8'h9b:
+          \$17  = t155;
+      8'h9c:
+          \$17  = t156;
+      8'h9d:
+          \$17  = t157;
+      8'h9e:
+          \$17  = t158;
+      8'h9f:
+          \$17  = t159;
+      8'ha0:
+          \$17  = t160;
+      8'ha1:
+          \$17  = t161;
+      8'ha2:
+          \$17  = t162;
+      8'ha3:
+          \$17  = t163;
+      8'ha4:
+          \$17  = t164;
+      8'ha5:
+          \$17  = t165;
+      8'ha6:
+          \$17  = t166;
+      8'ha7:
+          \$17  = t167;
+      8'ha8:
+          \$17  = t168;
+      8'ha9:
+          \$17  = t169;
+      8'haa:
+          \$17  = t170;
+      8'hab:
+          \$17  = t171;
+      8'hac:
+          \$17  = t172;
+      8'had:
+          \$17  = t173;
+      8'hae:
+          \$17  = t174;
+      8'haf:
+          \$17  = t175;
+      8'hb0:
+          \$17  = t176;
+      8'hb1:
+          \$17  = t177;
+      8'hb2:
+          \$17  = t178;
+      8'hb3:
+          \$17  = t179;
+      8'hb4:
+          \$17  = t180;
+      8'hb5:
+          \$17  = t181;
+      8'hb6:
+          \$17  = t182;
+      8'hb7:
+          \$17  = t183;
+      8'hb8:
+          \$17  = t184;
+      8'hb9:
+          \$17  = t185;
+      8'hba:
+          \$17  = t186;
+      8'hbb:
+          \$17  = t187;
+      8'hbc:
+          \$17  = t188;
+      8'hbd:
+          \$17  = t189;
+      8'hbe:
+          \$17  = t190;
+      8'hbf:
+          \$17  = t191;
+      8'hc0:
+          \$17  = t192;
+      8'hc1:
+          \$17  = t193;
+      8'hc2:
+          \$17  = t194;
+      8'hc3:
+          \$17  = t195;
+      8'hc4:
+          \$17  = t196;
+      8'hc5:
+          \$17  = t197;
+      8'hc6:
+          \$17  = t198;
+      8'hc7:
+          \$17  = t199;
+      8'hc8:
+          \$17  = t200;
+      8'hc9:
+          \$17  = t201;
+      8'hca:
+          \$17  = t202;
+      8'hcb:
+          \$17  = t203;
+      8'hcc:
+          \$17  = t204;
+      8'hcd:
+          \$17  = t205;
+      8'hce:
+          \$17  = t206;
+      8'hcf:
+          \$17  = t207;
+      8'hd0:
+          \$17  = t208;
+      8'hd1:
+          \$17  = t209;
+      8'hd2:
+          \$17  = t210;
+      8'hd3:
+          \$17  = t211;
+      8'hd4:
+          \$17  = t212;
+      8'hd5:
+          \$17  = t213;
+      8'hd6:
+          \$17  = t214;
+      8'hd7:
+          \$17  = t215;
+      8'hd8:
+          \$17  = t216;
+      8'hd9:
+          \$17  = t217;
+      8'hda:
+          \$17  = t218;
+      8'hdb:
+          \$17  = t219;
+      8'hdc:
+          \$17  = t220;
+      8'hdd:
+          \$17  = t221;
+      8'hde:
+          \$17  = t222;
+      8'hdf:
+          \$17  = t223;
+      8'he0:
+          \$17  = t224;
+      8'he1:
+          \$17  = t225;
+      8'he2:
+          \$17  = t226;
+      8'he3:
+          \$17  = t227;
+      8'he4:
+          \$17  = t228;
+      8'he5:
+          \$17  = t229;
+      8'he6:
+          \$17  = t230;
+      8'he7:
+          \$17  = t231;
+      8'he8:
+          \$17  = t232;
+      8'he9:
+          \$17  = t233;
+      8'hea:
+          \$17  = t234;
+      8'heb:
+          \$17  = t235;
+      8'hec:
+          \$17  = t236;
+      8'hed:
+          \$17  = t237;
+      8'hee:
+          \$17  = t238;
+      8'hef:
+          \$17  = t239;
+      8'hf0:
+          \$17  = t240;
+      8'hf1:
+          \$17  = t241;
+      8'hf2:
+          \$17  = t242;
+      8'hf3:
+          \$17  = t243;
+      8'hf4:
+          \$17  = t244;
+      8'hf5:
+          \$17  = t245;
+      8'hf6:
+          \$17  = t246;
+      8'hf7:
+          \$17  = t247;
+      8'hf8:
+          \$17  = t248;
+      8'hf9:
+          \$17  = t249;
+      8'hfa:
+          \$17  = t250;
+      8'hfb:
+          \$17  = t251;
+      8'hfc:
+          \$17  = t252;
+      8'hfd:
+          \$17  = t253;
+      8'hfe:
+          \$17  = t254;
+      8'hff:
+          \$17  = t255;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    (* full_case = 32'd1 *)
+    casez (act_rd__data[63:56])
+      8'h00:
+          \$19  = t0;
+      8'h01:
+          \$19  = t1;
+      8'h02:
+          \$19  = t2;
+      8'h03:
+          \$19  = t3;
+      8'h04:
+          \$19  = t4;
+      8'h05:
+          \$19  = t5;
+      8'h06:
+          \$19  = t6;
+      8'h07:
+          \$19  = t7;
+      8'h08:
+          \$19  = t8;
+      8'h09:
+          \$19  = t9;
+      8'h0a:
+          \$19  = t10;
+      8'h0b:
+          \$19  = t11;
+      8'h0c:
+          \$19  = t12;
+      8'h0d:
+          \$19  = t13;
+      8'h0e:
+          \$19  = t14;
+      8'h0f:
+          \$19  = t15;
+      8'h10:
+          \$19  = t16;
+      8'h11:
+          \$19  = t17;
+      8'h12:
+          \$19  = t18;
+      8'h13:
+          \$19  = t19;
+      8'h14:
+          \$19  = t20;
+      8'h15:
+          \$19  = t21;
+      8'h16:
+          \$19  = t22;
+      8'h17:
+          \$19  = t23;
+      8'h18:
+          \$19  = t24;
+      8'h19:
+          \$19  = t25;
+      8'h1a:
+          \$19  = t26;
+      8'h1b:
+          \$19  = t27;
+      8'h1c:
+          \$19  = t28;
+      8'h1d:
+          \$19  = t29;
+      8'h1e:
+          \$19  = t30;
+      8'h1f:
+          \$19  = t31;
+      8'h20:
+          \$19  = t32;
+      8'h21:
+          \$19  = t33;
+      8'h22:
+          \$19  = t34;
+      8'h23:
+          \$19  = t35;
+      8'h24:
+          \$19  = t36;
+      8'h25:
+          \$19  = t37;
+      8'h26:
+          \$19  = t38;
+      8'h27:
+          \$19  = t39;
+      8'h28:
+          \$19  = t40;
+      8'h29:
+          \$19  = t41;
+      8'h2a:
+          \$19  = t42;
+      8'h2b:
+          \$19  = t43;
+      8'h2c:
+          \$19  = t44;
+      8'h2d:
+          \$19  = t45;
+      8'h2e:
+          \$19  = t46;
+      8'h2f:
+          \$19  = t47;
+      8'h30:
+          \$19  = t48;
+      8'h31:
+          \$19  = t49;
+      8'h32:
+          \$19  = t50;
+      8'h33:
+          \$19  = t51;
+      8'h34:
+          \$19  = t52;
+      8'h35:
+          \$19  = t53;
+      8'h36:
+          \$19  = t54;
+      8'h37:
+          \$19  = t55;
+      8'h38:
+          \$19  = t56;
+      8'h39:
+          \$19  = t57;
+      8'h3a:
+          \$19  = t58;
+      8'h3b:
+          \$19  = t59;
+      8'h3c:
+          \$19  = t60;
+      8'h3d:
+          \$19  = t61;
+      8'h3e:
+          \$19  = t62;
+      8'h3f:
+          \$19  = t63;
+      8'h40:
+          \$19  = t64;
+      8'h41:
+          \$19  = t65;
+      8'h42:
+          \$19  = t66;
+      8'h43:
+          \$19  = t67;
+      8'h44:
+          \$19  = t68;
+      8'h45:
+          \$19  = t69;
+      8'h46:
+          \$19  = t70;
+      8'h47:
+          \$19  = t71;
+      8'h48:
+          \$19  = t72;
+      8'h49:
+          \$19  = t73;
+      8'h4a:
+          \$19  = t74;
+      8'h4b:
+          \$19  = t75;
+      8'h4c:
+          \$19  = t76;
+      8'h4d:
+          \$19  = t77;
+      8'h4e:
+          \$19  = t78;
+      8'h4f:
+          \$19  = t79;
+      8'h50:
+          \$19  = t80;
+      8'h51:
+          \$19  = t81;
+      8'h52:
+          \$19  = t82;
+      8'h53:
+          \$19  = t83;
+      8'h54:
+          \$19  = t84;
+      8'h55:
+          \$19  = t85;
+      8'h56:
+          \$19  = t86;
+      8'h57:
+          \$19  = t87;
+      8'h58:
+          \$19  = t88;
+      8'h59:
+          \$19  = t89;
+      8'h5a:
+          \$19  = t90;
+      8'h5b:
+          \$19  = t91;
+      8'h5c:
+          \$19  = t92;
+      8'h5d:
+          \$19  = t93;
+      8'h5e:
+          \$19  = t94;
+      8'h5f:
+          \$19  = t95;
+      8'h60:
+          \$19  = t96;
+      8'h61:
+          \$19  = t97;
+      8'h62:
+          \$19  = t98;
+      8'h63:
+          \$19  = t99;
+      8'h64:
+          \$19  = t100;
+      8'h65:
+          \$19  = t101;
+      8'h66:
+          \$19  = t102;
+      8'h67:
+          \$19  = t103;
+      8'h68:
+          \$19  = t104;
+      8'h69:
+          \$19  = t105;
+      8'h6a:
+          \$19  = t106;
+      8'h6b:
+          \$19  = t107;
+      8'h6c:
+          \$19  = t108;
+      8'h6d:
+          \$19  = t109;
+      8'h6e:
+          \$19  = t110;
+      8'h6f:
+          \$19  = t111;
+      8'h70:
+          \$19  = t112;
+      8'h71:
+          \$19  = t113;
+      8'h72:
+          \$19  = t114;
+      8'h73:
+          \$19  = t115;
+      8'h74:
+          \$19  = t116;
+      8'h75:
+          \$19  = t117;
+      8'h76:
+          \$19  = t118;
+      8'h77:
+          \$19  = t119;
+      8'h78:
+          \$19  = t120;
+      8'h79:
+          \$19  = t121;
+      8'h7a:
+          \$19  = t122;
+      8'h7b:
+          \$19  = t123;
+      8'h7c:
+          \$19  = t124;
+      8'h7d:
+          \$19  = t125;
+      8'h7e:
+          \$19  = t126;
+      8'h7f:
+          \$19  = t127;
+      8'h80:
+          \$19  = t128;
+      8'h81:
+          \$19  = t129;
+      8'h82:
+          \$19  = t130;
+      8'h83:
+          \$19  = t131;
+      8'h84:
+          \$19  = t132;
+      8'h85:
+          \$19  = t133;
+      8'h86:
+          \$19  = t134;
+      8'h87:
+          \$19  = t135;
+      8'h88:
+          \$19  = t136;
+      8'h89:
+          \$19  = t137;
+      8'h8a:
+          \$19  = t138;
+      8'h8b:
+          \$19  = t139;
+      8'h8c:
+          \$19  = t140;
+      8'h8d:
+          \$19  = t141;
+      8'h8e:
+          \$19  = t142;
+      8'h8f:
+          \$19  = t143;
+      8'h90:
+          \$19  = t144;
+      8'h91:
+          \$19  = t145;
+      8'h92:
+          \$19  = t146;
+      8'h93:
+          \$19  = t147;
+      8'h94:
+          \$19  = t148;
+      8'h95:
+          \$19  = t149;
+      8'h96:
+          \$19  = t150;
+      8'h97:
+          \$19  = t151;
+      8'h98:
+          \$19  = t152;
+      8'h99:
+          \$19  = t153;
+      8'h9a:
+          \$19  = t154;
+      8'h9b:
+          \$19  = t155;
+      8'h9c:
+          \$19  = t156;
+      8'h9d:
+          \$19  = t157;
+      8'h9e:
+          \$19  = t158;
+      8'h9f:
+          \$19  = t159;
+      8'ha0:
+          \$19  = t160;
+      8'ha1:
+          \$19  = t161;
+      8'ha2:
+          \$19  = t162;
+      8'ha3:
+          \$19  = t163;
+      8'ha4:
+          \$19  = t164;
+      8'ha5:
+          \$19  = t165;
+      8'ha6:
+          \$19  = t166;
+      8'ha7:
+          \$19  = t167;
+      8'ha8:
+          \$19  = t168;
+      8'ha9:
+          \$19  = t169;
+      8'haa:
+          \$19  = t170;
+      8'hab:
+          \$19  = t171;
+      8'hac:
+          \$19  = t172;
+      8'had:
+          \$19  = t173;
+      8'hae:
+          \$19  = t174;
+      8'haf:
+          \$19  = t175;
+      8'hb0:
+          \$19  = t176;
+      8'hb1:
+          \$19  = t177;
+      8'hb2:
+          \$19  = t178;
+      8'hb3:
+          \$19  = t179;
+      8'hb4:
+          \$19  = t180;
+      8'hb5:
+          \$19  = t181;
+      8'hb6:
+          \$19  = t182;
+      8'hb7:
+          \$19  = t183;
+      8'hb8:
+          \$19  = t184;
+      8'hb9:
+          \$19  = t185;
+      8'hba:
+          \$19  = t186;
+      8'hbb:
+          \$19  = t187;
+      8'hbc:
+          \$19  = t188;
+      8'hbd:
+          \$19  = t189;
+      8'hbe:
+          \$19  = t190;
+      8'hbf:
+          \$19  = t191;
+      8'hc0:
+          \$19  = t192;
+      8'hc1:
+          \$19  = t193;
+      8'hc2:
+          \$19  = t194;
+      8'hc3:
+          \$19  = t195;
+      8'hc4:
+          \$19  = t196;
+      8'hc5:
+          \$19  = t197;
+      8'hc6:
+          \$19  = t198;
+      8'hc7:
+          \$19  = t199;
+      8'hc8:
+          \$19  = t200;
+      8'hc9:
+          \$19  = t201;
+      8'hca:
+          \$19  = t202;
+      8'hcb:
+          \$19  = t203;
+      8'hcc:
+          \$19  = t204;
+      8'hcd:
+          \$19  = t205;
+      8'hce:
+          \$19  = t206;
+      8'hcf:
+          \$19  = t207;
+      8'hd0:
+          \$19  = t208;
+      8'hd1:
+          \$19  = t209;
+      8'hd2:
+          \$19  = t210;
+      8'hd3:
+          \$19  = t211;
+      8'hd4:
+          \$19  = t212;
+      8'hd5:
+          \$19  = t213;
+      8'hd6:
+          \$19  = t214;
+      8'hd7:
+          \$19  = t215;
+      8'hd8:
+          \$19  = t216;
+      8'hd9:
+          \$19  = t217;
+      8'hda:
+          \$19  = t218;
+      8'hdb:
+          \$19  = t219;
+      8'hdc:
+          \$19  = t220;
+      8'hdd:
+          \$19  = t221;
+      8'hde:
+          \$19  = t222;
+      8'hdf:
+          \$19  = t223;
+      8'he0:
+          \$19  = t224;
+      8'he1:
+          \$19  = t225;
+      8'he2:
+          \$19  = t226;
+      8'he3:
+          \$19  = t227;
+      8'he4:
+          \$19  = t228;
+      8'he5:
+          \$19  = t229;
+      8'he6:
+          \$19  = t230;
+      8'he7:
+          \$19  = t231;
+      8'he8:
+          \$19  = t232;
+      8'he9:
+          \$19  = t233;
+      8'hea:
+          \$19  = t234;
+      8'heb:
+          \$19  = t235;
+      8'hec:
+          \$19  = t236;
+      8'hed:
+          \$19  = t237;
+      8'hee:
+          \$19  = t238;
+      8'hef:
+          \$19  = t239;
+      8'hf0:
+          \$19  = t240;
+      8'hf1:
+          \$19  = t241;
+      8'hf2:
+          \$19  = t242;
+      8'hf3:
+          \$19  = t243;
+      8'hf4:
+          \$19  = t244;
+      8'hf5:
+          \$19  = t245;
+      8'hf6:
+          \$19  = t246;
+      8'hf7:
+          \$19  = t247;
+      8'hf8:
+          \$19  = t248;
+      8'hf9:
+          \$19  = t249;
+      8'hfa:
+          \$19  = t250;
+      8'hfb:
+          \$19  = t251;
+      8'hfc:
+          \$19  = t252;
+      8'hfd:
+          \$19  = t253;
+      8'hfe:
+          \$19  = t254;
+      8'hff:
+          \$19  = t255;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$58  = \$signal ;
+    if (lut_gated_rst) begin
+      \$58  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$59  = t;
+    if (lut_gated_rst) begin
+      \$59  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$60  = t;
+    if (\$signal ) begin
+      \$60  = \$27 [1:0];
+    end
+    if (start) begin
+      \$60  = 2'h0;
+    end
+    if (lut_gated_rst) begin
+      \$60  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$61  = \$signal ;
+    if (\$signal ) begin
+      if (\$28 ) begin
+        \$61  = 1'h0;
+      end
+    end
+    if (start) begin
+      \$61  = 1'h1;
+    end
+    if (lut_gated_rst) begin
+      \$61  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$62  = running;
+    if (\$signal ) begin
+      if (\$28 ) begin
+        \$62  = 1'h1;
+      end
+    end
+    if (running) begin
+      if (\$34 ) begin
+        if (\$37 ) begin
+          \$62  = 1'h0;
+        end
+      end
+    end
+    if (lut_gated_rst) begin
+      \$62  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$63  = t0;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$63  = param_rd__data[7:0];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$63  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$64  = t1;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$64  = param_rd__data[15:8];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$64  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$65  = t2;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$65  = param_rd__data[23:16];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$65  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$66  = t3;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$66  = param_rd__data[31:24];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$66  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$67  = t4;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$67  = param_rd__data[39:32];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$67  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$68  = t5;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$68  = param_rd__data[47:40];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$68  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$69  = t6;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$69  = param_rd__data[55:48];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$69  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$70  = t7;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$70  = param_rd__data[63:56];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$70  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$71  = t8;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$71  = param_rd__data[71:64];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$71  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$72  = t9;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$72  = param_rd__data[79:72];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$72  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$73  = t10;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$73  = param_rd__data[87:80];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$73  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$74  = t11;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$74  = param_rd__data[95:88];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$74  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$75  = t12;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$75  = param_rd__data[103:96];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$75  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$76  = t13;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$76  = param_rd__data[111:104];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$76  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$77  = t14;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$77  = param_rd__data[119:112];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$77  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$78  = t15;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$78  = param_rd__data[127:120];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$78  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$79  = t16;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$79  = param_rd__data[135:128];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$79  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$80  = t17;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$80  = param_rd__data[143:136];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$80  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$81  = t18;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$81  = param_rd__data[151:144];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$81  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$82  = t19;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$82  = param_rd__data[159:152];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$82  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$83  = t20;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$83  = param_rd__data[167:160];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$83  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$84  = t21;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$84  = param_rd__data[175:168];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$84  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$85  = t22;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$85  = param_rd__data[183:176];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$85  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$86  = t23;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$86  = param_rd__data[191:184];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$86  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$87  = t24;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$87  = param_rd__data[199:192];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$87  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$88  = t25;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$88  = param_rd__data[207:200];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$88  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$89  = t26;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$89  = param_rd__data[215:208];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$89  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$90  = t27;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$90  = param_rd__data[223:216];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$90  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$91  = t28;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$91  = param_rd__data[231:224];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$91  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$92  = t29;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$92  = param_rd__data[239:232];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$92  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$93  = t30;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$93  = param_rd__data[247:240];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$93  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$94  = t31;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$94  = param_rd__data[255:248];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$94  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$95  = t32;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$95  = param_rd__data[263:256];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$95  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$96  = t33;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$96  = param_rd__data[271:264];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$96  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$97  = t34;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$97  = param_rd__data[279:272];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$97  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$98  = t35;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$98  = param_rd__data[287:280];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$98  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$99  = t36;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$99  = param_rd__data[295:288];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$99  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$100  = t37;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$100  = param_rd__data[303:296];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$100  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$101  = t38;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$101  = param_rd__data[311:304];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$101  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$102  = t39;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$102  = param_rd__data[319:312];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$102  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$103  = t40;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$103  = param_rd__data[327:320];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$103  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$104  = t41;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$104  = param_rd__data[335:328];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$104  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$105  = t42;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$105  = param_rd__data[343:336];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$105  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$106  = t43;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$106  = param_rd__data[351:344];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$106  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$107  = t44;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$107  = param_rd__data[359:352];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$107  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$108  = t45;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$108  = param_rd__data[367:360];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$108  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$109  = t46;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$109  = param_rd__data[375:368];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$109  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$110  = t47;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$110  = param_rd__data[383:376];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$110  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$111  = t48;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$111  = param_rd__data[391:384];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$111  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$112  = t49;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$112  = param_rd__data[399:392];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$112  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$113  = t50;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$113  = param_rd__data[407:400];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$113  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$114  = t51;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$114  = param_rd__data[415:408];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$114  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$115  = t52;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$115  = param_rd__data[423:416];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$115  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$116  = t53;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$116  = param_rd__data[431:424];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$116  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$117  = t54;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$117  = param_rd__data[439:432];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$117  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$118  = t55;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$118  = param_rd__data[447:440];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$118  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$119  = t56;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$119  = param_rd__data[455:448];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$119  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$120  = t57;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$120  = param_rd__data[463:456];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$120  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$121  = t58;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$121  = param_rd__data[471:464];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$121  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$122  = t59;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$122  = param_rd__data[479:472];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$122  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$123  = t60;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$123  = param_rd__data[487:480];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$123  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$124  = t61;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$124  = param_rd__data[495:488];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$124  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$125  = t62;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$125  = param_rd__data[503:496];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$125  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$126  = t63;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$126  = param_rd__data[511:504];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$126  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$127  = t64;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$127  = param_rd__data[519:512];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$127  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$128  = t65;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$128  = param_rd__data[527:520];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$128  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$129  = t66;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$129  = param_rd__data[535:528];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$129  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$130  = t67;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$130  = param_rd__data[543:536];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$130  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$131  = t68;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$131  = param_rd__data[551:544];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$131  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$132  = t69;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$132  = param_rd__data[559:552];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$132  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$133  = t70;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$133  = param_rd__data[567:560];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$133  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$134  = t71;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$134  = param_rd__data[575:568];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$134  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$135  = t72;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$135  = param_rd__data[583:576];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$135  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$136  = t73;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$136  = param_rd__data[591:584];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$136  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$137  = t74;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$137  = param_rd__data[599:592];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$137  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$138  = t75;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$138  = param_rd__data[607:600];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$138  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$139  = t76;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$139  = param_rd__data[615:608];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$139  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$140  = t77;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$140  = param_rd__data[623:616];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$140  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$141  = t78;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$141  = param_rd__data[631:624];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$141  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$142  = t79;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$142  = param_rd__data[639:632];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$142  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$143  = t80;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$143  = param_rd__data[647:640];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$143  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$144  = t81;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$144  = param_rd__data[655:648];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$144  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$145  = t82;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$145  = param_rd__data[663:656];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$145  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$146  = t83;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$146  = param_rd__data[671:664];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$146  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$147  = t84;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$147  = param_rd__data[679:672];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$147  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$148  = t85;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$148  = param_rd__data[687:680];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$148  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$149  = t86;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$149  = param_rd__data[695:688];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$149  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$150  = t87;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$150  = param_rd__data[703:696];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$150  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$151  = t88;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$151  = param_rd__data[711:704];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$151  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$152  = t89;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$152  = param_rd__data[719:712];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$152  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$153  = t90;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$153  = param_rd__data[727:720];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$153  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$154  = t91;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$154  = param_rd__data[735:728];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$154  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$155  = t92;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$155  = param_rd__data[743:736];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$155  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$156  = t93;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$156  = param_rd__data[751:744];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$156  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$157  = t94;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$157  = param_rd__data[759:752];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$157  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$158  = t95;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$158  = param_rd__data[767:760];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$158  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$159  = t96;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$159  = param_rd__data[7:0];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$159  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$160  = t97;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$160  = param_rd__data[15:8];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$160  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$161  = t98;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$161  = param_rd__data[23:16];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$161  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$162  = t99;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$162  = param_rd__data[31:24];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$162  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$163  = t100;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$163  = param_rd__data[39:32];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$163  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$164  = t101;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$164  = param_rd__data[47:40];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$164  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$165  = t102;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$165  = param_rd__data[55:48];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$165  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$166  = t103;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$166  = param_rd__data[63:56];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$166  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$167  = t104;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$167  = param_rd__data[71:64];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$167  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$168  = t105;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$168  = param_rd__data[79:72];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$168  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$169  = t106;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$169  = param_rd__data[87:80];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$169  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$170  = t107;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$170  = param_rd__data[95:88];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$170  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$171  = t108;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$171  = param_rd__data[103:96];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$171  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$172  = t109;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$172  = param_rd__data[111:104];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$172  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$173  = t110;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$173  = param_rd__data[119:112];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$173  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$174  = t111;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$174  = param_rd__data[127:120];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$174  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$175  = t112;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$175  = param_rd__data[135:128];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$175  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$176  = t113;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$176  = param_rd__data[143:136];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$176  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$177  = t114;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$177  = param_rd__data[151:144];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$177  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$178  = t115;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$178  = param_rd__data[159:152];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$178  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$179  = t116;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$179  = param_rd__data[167:160];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$179  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$180  = t117;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$180  = param_rd__data[175:168];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$180  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$181  = t118;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$181  = param_rd__data[183:176];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$181  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$182  = t119;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$182  = param_rd__data[191:184];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$182  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$183  = t120;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$183  = param_rd__data[199:192];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$183  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$184  = t121;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$184  = param_rd__data[207:200];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$184  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$185  = t122;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$185  = param_rd__data[215:208];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$185  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$186  = t123;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$186  = param_rd__data[223:216];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$186  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$187  = t124;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$187  = param_rd__data[231:224];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$187  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$188  = t125;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$188  = param_rd__data[239:232];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$188  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$189  = t126;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$189  = param_rd__data[247:240];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$189  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$190  = t127;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$190  = param_rd__data[255:248];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$190  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$191  = t128;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$191  = param_rd__data[263:256];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$191  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$192  = t129;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$192  = param_rd__data[271:264];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$192  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$193  = t130;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$193  = param_rd__data[279:272];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$193  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$194  = t131;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$194  = param_rd__data[287:280];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$194  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$195  = t132;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$195  = param_rd__data[295:288];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$195  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$196  = t133;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$196  = param_rd__data[303:296];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$196  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$197  = t134;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$197  = param_rd__data[311:304];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$197  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$198  = t135;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$198  = param_rd__data[319:312];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$198  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$199  = t136;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$199  = param_rd__data[327:320];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$199  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$200  = t137;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$200  = param_rd__data[335:328];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$200  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$201  = t138;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$201  = param_rd__data[343:336];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$201  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$202  = t139;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$202  = param_rd__data[351:344];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$202  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$203  = t140;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$203  = param_rd__data[359:352];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$203  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$204  = t141;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$204  = param_rd__data[367:360];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$204  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$205  = t142;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$205  = param_rd__data[375:368];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$205  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$206  = t143;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$206  = param_rd__data[383:376];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$206  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$207  = t144;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$207  = param_rd__data[391:384];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$207  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$208  = t145;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$208  = param_rd__data[399:392];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$208  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$209  = t146;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$209  = param_rd__data[407:400];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$209  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$210  = t147;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$210  = param_rd__data[415:408];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$210  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$211  = t148;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$211  = param_rd__data[423:416];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$211  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$212  = t149;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$212  = param_rd__data[431:424];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$212  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$213  = t150;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$213  = param_rd__data[439:432];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$213  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$214  = t151;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$214  = param_rd__data[447:440];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$214  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$215  = t152;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$215  = param_rd__data[455:448];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$215  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$216  = t153;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$216  = param_rd__data[463:456];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$216  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$217  = t154;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$217  = param_rd__data[471:464];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$217  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$218  = t155;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$218  = param_rd__data[479:472];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$218  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$219  = t156;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$219  = param_rd__data[487:480];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$219  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$220  = t157;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$220  = param_rd__data[495:488];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$220  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$221  = t158;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$221  = param_rd__data[503:496];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$221  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$222  = t159;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$222  = param_rd__data[511:504];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$222  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$223  = t160;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$223  = param_rd__data[519:512];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$223  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$224  = t161;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$224  = param_rd__data[527:520];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$224  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$225  = t162;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$225  = param_rd__data[535:528];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$225  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$226  = t163;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$226  = param_rd__data[543:536];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$226  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$227  = t164;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$227  = param_rd__data[551:544];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$227  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$228  = t165;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$228  = param_rd__data[559:552];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$228  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$229  = t166;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$229  = param_rd__data[567:560];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$229  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$230  = t167;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$230  = param_rd__data[575:568];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$230  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$231  = t168;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$231  = param_rd__data[583:576];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$231  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$232  = t169;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$232  = param_rd__data[591:584];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$232  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$233  = t170;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$233  = param_rd__data[599:592];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$233  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$234  = t171;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$234  = param_rd__data[607:600];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$234  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$235  = t172;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$235  = param_rd__data[615:608];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$235  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$236  = t173;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$236  = param_rd__data[623:616];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$236  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$237  = t174;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$237  = param_rd__data[631:624];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$237  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$238  = t175;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$238  = param_rd__data[639:632];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$238  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$239  = t176;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$239  = param_rd__data[647:640];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$239  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$240  = t177;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$240  = param_rd__data[655:648];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$240  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$241  = t178;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$241  = param_rd__data[663:656];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$241  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$242  = t179;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$242  = param_rd__data[671:664];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$242  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$243  = t180;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$243  = param_rd__data[679:672];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$243  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$244  = t181;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$244  = param_rd__data[687:680];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$244  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$245  = t182;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$245  = param_rd__data[695:688];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$245  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$246  = t183;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$246  = param_rd__data[703:696];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$246  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$247  = t184;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$247  = param_rd__data[711:704];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$247  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$248  = t185;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$248  = param_rd__data[719:712];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$248  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$249  = t186;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$249  = param_rd__data[727:720];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$249  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$250  = t187;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$250  = param_rd__data[735:728];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$250  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$251  = t188;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$251  = param_rd__data[743:736];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$251  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$252  = t189;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$252  = param_rd__data[751:744];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$252  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$253  = t190;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$253  = param_rd__data[759:752];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$253  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$254  = t191;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$254  = param_rd__data[767:760];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$254  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$255  = t192;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$255  = param_rd__data[7:0];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$255  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$256  = t193;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$256  = param_rd__data[15:8];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$256  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$257  = t194;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$257  = param_rd__data[23:16];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$257  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$258  = t195;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$258  = param_rd__data[31:24];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$258  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$259  = t196;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$259  = param_rd__data[39:32];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$259  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$260  = t197;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$260  = param_rd__data[47:40];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$260  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$261  = t198;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$261  = param_rd__data[55:48];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$261  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$262  = t199;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$262  = param_rd__data[63:56];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$262  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$263  = t200;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$263  = param_rd__data[71:64];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$263  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$264  = t201;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$264  = param_rd__data[79:72];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$264  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$265  = t202;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$265  = param_rd__data[87:80];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$265  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$266  = t203;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$266  = param_rd__data[95:88];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$266  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$267  = t204;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$267  = param_rd__data[103:96];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$267  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$268  = t205;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$268  = param_rd__data[111:104];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$268  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$269  = t206;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$269  = param_rd__data[119:112];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$269  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$270  = t207;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$270  = param_rd__data[127:120];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$270  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$271  = t208;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$271  = param_rd__data[135:128];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$271  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$272  = t209;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$272  = param_rd__data[143:136];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$272  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$273  = t210;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$273  = param_rd__data[151:144];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$273  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$274  = t211;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$274  = param_rd__data[159:152];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$274  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$275  = t212;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$275  = param_rd__data[167:160];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$275  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$276  = t213;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$276  = param_rd__data[175:168];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$276  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$277  = t214;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$277  = param_rd__data[183:176];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$277  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$278  = t215;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$278  = param_rd__data[191:184];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$278  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$279  = t216;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$279  = param_rd__data[199:192];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$279  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$280  = t217;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$280  = param_rd__data[207:200];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$280  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$281  = t218;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$281  = param_rd__data[215:208];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$281  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$282  = t219;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$282  = param_rd__data[223:216];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$282  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$283  = t220;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$283  = param_rd__data[231:224];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$283  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$284  = t221;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$284  = param_rd__data[239:232];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$284  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$285  = t222;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$285  = param_rd__data[247:240];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$285  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$286  = t223;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$286  = param_rd__data[255:248];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$286  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$287  = t224;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$287  = param_rd__data[263:256];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$287  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$288  = t225;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$288  = param_rd__data[271:264];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$288  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$289  = t226;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$289  = param_rd__data[279:272];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$289  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$290  = t227;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$290  = param_rd__data[287:280];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$290  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$291  = t228;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$291  = param_rd__data[295:288];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$291  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$292  = t229;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$292  = param_rd__data[303:296];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$292  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$293  = t230;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$293  = param_rd__data[311:304];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$293  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$294  = t231;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$294  = param_rd__data[319:312];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$294  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$295  = t232;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$295  = param_rd__data[327:320];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$295  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$296  = t233;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$296  = param_rd__data[335:328];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$296  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$297  = t234;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$297  = param_rd__data[343:336];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$297  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$298  = t235;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$298  = param_rd__data[351:344];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$298  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$299  = t236;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$299  = param_rd__data[359:352];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$299  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$300  = t237;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$300  = param_rd__data[367:360];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$300  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$301  = t238;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$301  = param_rd__data[375:368];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$301  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$302  = t239;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$302  = param_rd__data[383:376];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$302  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$303  = t240;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$303  = param_rd__data[391:384];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$303  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$304  = t241;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$304  = param_rd__data[399:392];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$304  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$305  = t242;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$305  = param_rd__data[407:400];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$305  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$306  = t243;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$306  = param_rd__data[415:408];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$306  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$307  = t244;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$307  = param_rd__data[423:416];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$307  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$308  = t245;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$308  = param_rd__data[431:424];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$308  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$309  = t246;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$309  = param_rd__data[439:432];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$309  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$310  = t247;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$310  = param_rd__data[447:440];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$310  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$311  = t248;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$311  = param_rd__data[455:448];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$311  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$312  = t249;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$312  = param_rd__data[463:456];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$312  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$313  = t250;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$313  = param_rd__data[471:464];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$313  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$314  = t251;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$314  = param_rd__data[479:472];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$314  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$315  = t252;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$315  = param_rd__data[487:480];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$315  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$316  = t253;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$316  = param_rd__data[495:488];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$316  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$317  = t254;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$317  = param_rd__data[503:496];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$317  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$318  = t255;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$318  = param_rd__data[511:504];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$318  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$319  = \$signal$9 ;
+    if (running) begin
+      \$319  = \$32 [9:0];
+      if (\$34 ) begin
+        \$319  = 10'h000;
+      end
+    end
+    if (start) begin
+      \$319  = 10'h000;
+    end
+    if (lut_gated_rst) begin
+      \$319  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$320  = \$signal$8 ;
+    if (running) begin
+      if (\$34 ) begin
+        \$320  = \$35 [15:0];
+      end
+    end
+    if (start) begin
+      \$320  = 16'h0000;
+    end
+    if (lut_gated_rst) begin
+      \$320  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$321  = running;
+    if (lut_gated_rst) begin
+      \$321  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$322  = \$signal$285 ;
+    if (start) begin
+      \$322  = 1'h1;
+    end
+    if (\$57 ) begin
+      \$322  = 1'h0;
+    end
+    if (lut_gated_rst) begin
+      \$322  = 1'h0;
+    end
+  end
+  assign param_rd__en = 1'h1;
+  assign act_rd__en = 1'h1;
+  assign b_valid = act_w__en;
+  assign b_addr = act_w__addr;
+  assign act_w__data = { \$20 , \$18 , \$16 , \$14 , \$12 , \$10 , \$8 , \$6  };
+  assign param_rd__addr = \$1 [9:0];
+  assign act_rd__addr = \$4 [11:0];
+  assign \port$5245$0  = \$6 ;
+  assign \port$5504$0  = \$8 ;
+  assign \port$5763$0  = \$10 ;
+  assign \port$6022$0  = \$12 ;
+  assign \port$6281$0  = \$14 ;
+  assign \port$6540$0  = \$16 ;
+  assign \port$6799$0  = \$18 ;
+  assign \port$7058$0  = \$20 ;
+  assign \args.in_base  = args[11:0];
+  assign \args.out_base  = args[23:12];
+  assign \args.npos  = args[39:24];
+  assign \args.cw  = args[49:40];
+  assign \args.channels  = args[62:50];
+  assign \args.table_base  = args[72:63];
+  assign \param_rd__data[0]  = param_rd__data[7:0];
+  assign \param_rd__data[1]  = param_rd__data[15:8];
+  assign \param_rd__data[2]  = param_rd__data[23:16];
+  assign \param_rd__data[3]  = param_rd__data[31:24];
+  assign \param_rd__data[4]  = param_rd__data[39:32];
+  assign \param_rd__data[5]  = param_rd__data[47:40];
+  assign \param_rd__data[6]  = param_rd__data[55:48];
+  assign \param_rd__data[7]  = param_rd__data[63:56];
+  assign \param_rd__data[8]  = param_rd__data[71:64];
+  assign \param_rd__data[9]  = param_rd__data[79:72];
+  assign \param_rd__data[10]  = param_rd__data[87:80];
+  assign \param_rd__data[11]  = param_rd__data[95:88];
+  assign \param_rd__data[12]  = param_rd__data[103:96];
+  assign \param_rd__data[13]  = param_rd__data[111:104];
+  assign \param_rd__data[14]  = param_rd__data[119:112];
+  assign \param_rd__data[15]  = param_rd__data[127:120];
+  assign \param_rd__data[16]  = param_rd__data[135:128];
+  assign \param_rd__data[17]  = param_rd__data[143:136];
+  assign \param_rd__data[18]  = param_rd__data[151:144];
+  assign \param_rd__data[19]  = param_rd__data[159:152];
+  assign \param_rd__data[20]  = param_rd__data[167:160];
+  assign \param_rd__data[21]  = param_rd__data[175:168];
+  assign \param_rd__data[22]  = param_rd__data[183:176];
+  assign \param_rd__data[23]  = param_rd__data[191:184];
+  assign \param_rd__data[24]  = param_rd__data[199:192];
+  assign \param_rd__data[25]  = param_rd__data[207:200];
+  assign \param_rd__data[26]  = param_rd__data[215:208];
+  assign \param_rd__data[27]  = param_rd__data[223:216];
+  assign \param_rd__data[28]  = param_rd__data[231:224];
+  assign \param_rd__data[29]  = param_rd__data[239:232];
+  assign \param_rd__data[30]  = param_rd__data[247:240];
+  assign \param_rd__data[31]  = param_rd__data[255:248];
+  assign \param_rd__data[32]  = param_rd__data[263:256];
+  assign \param_rd__data[33]  = param_rd__data[271:264];
+  assign \param_rd__data[34]  = param_rd__data[279:272];
+  assign \param_rd__data[35]  = param_rd__data[287:280];
+  assign \param_rd__data[36]  = param_rd__data[295:288];
+  assign \param_rd__data[37]  = param_rd__data[303:296];
+  assign \param_rd__data[38]  = param_rd__data[311:304];
+  assign \param_rd__data[39]  = param_rd__data[319:312];
+  assign \param_rd__data[40]  = param_rd__data[327:320];
+  assign \param_rd__data[41]  = param_rd__data[335:328];
+  assign \param_rd__data[42]  = param_rd__data[343:336];
+  assign \param_rd__data[43]  = param_rd__data[351:344];
+  assign \param_rd__data[44]  = param_rd__data[359:352];
+  assign \param_rd__data[45]  = param_rd__data[367:360];
+  assign \param_rd__data[46]  = param_rd__data[375:368];
+  assign \param_rd__data[47]  = param_rd__data[383:376];
+  assign \param_rd__data[48]  = param_rd__data[391:384];
+  assign \param_rd__data[49]  = param_rd__data[399:392];
+  assign \param_rd__data[50]  = param_rd__data[407:400];
+  assign \param_rd__data[51]  = param_rd__data[415:408];
+  assign \param_rd__data[52]  = param_rd__data[423:416];
+  assign \param_rd__data[53]  = param_rd__data[431:424];
+  assign \param_rd__data[54]  = param_rd__data[439:432];
+  assign \param_rd__data[55]  = param_rd__data[447:440];
+  assign \param_rd__data[56]  = param_rd__data[455:448];
+  assign \param_rd__data[57]  = param_rd__data[463:456];
+  assign \param_rd__data[58]  = param_rd__data[471:464];
+  assign \param_rd__data[59]  = param_rd__data[479:472];
+  assign \param_rd__data[60]  = param_rd__data[487:480];
+  assign \param_rd__data[61]  = param_rd__data[495:488];
+  assign \param_rd__data[62]  = param_rd__data[503:496];
+  assign \param_rd__data[63]  = param_rd__data[511:504];
+  assign \param_rd__data[64]  = param_rd__data[519:512];
+  assign \param_rd__data[65]  = param_rd__data[527:520];
+  assign \param_rd__data[66]  = param_rd__data[535:528];
+  assign \param_rd__data[67]  = param_rd__data[543:536];
+  assign \param_rd__data[68]  = param_rd__data[551:544];
+  assign \param_rd__data[69]  = param_rd__data[559:552];
+  assign \param_rd__data[70]  = param_rd__data[567:560];
+  assign \param_rd__data[71]  = param_rd__data[575:568];
+  assign \param_rd__data[72]  = param_rd__data[583:576];
+  assign \param_rd__data[73]  = param_rd__data[591:584];
+  assign \param_rd__data[74]  = param_rd__data[599:592];
+  assign \param_rd__data[75]  = param_rd__data[607:600];
+  assign \param_rd__data[76]  = param_rd__data[615:608];
+  assign \param_rd__data[77]  = param_rd__data[623:616];
+  assign \param_rd__data[78]  = param_rd__data[631:624];
+  assign \param_rd__data[79]  = param_rd__data[639:632];
+  assign \param_rd__data[80]  = param_rd__data[647:640];
+  assign \param_rd__data[81]  = param_rd__data[655:648];
+  assign \param_rd__data[82]  = param_rd__data[663:656];
+  assign \param_rd__data[83]  = param_rd__data[671:664];
+  assign \param_rd__data[84]  = param_rd__data[679:672];
+  assign \param_rd__data[85]  = param_rd__data[687:680];
+  assign \param_rd__data[86]  = param_rd__data[695:688];
+  assign \param_rd__data[87]  = param_rd__data[703:696];
+  assign \param_rd__data[88]  = param_rd__data[711:704];
+  assign \param_rd__data[89]  = param_rd__data[719:712];
+  assign \param_rd__data[90]  = param_rd__data[727:720];
+  assign \param_rd__data[91]  = param_rd__data[735:728];
+  assign \param_rd__data[92]  = param_rd__data[743:736];
+  assign \param_rd__data[93]  = param_rd__data[751:744];
+  assign \param_rd__data[94]  = param_rd__data[759:752];
+  assign \param_rd__data[95]  = param_rd__data[767:760];
+endmodule
+
+(* generator = "Amaranth" *)
+module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$26 , \act_rd__data$37 , param_rd__data, epi_rd__data, desc_rd__data, \desc_rd__data$21 , \desc_rd__data$32 , \desc_rd__data$43 , op__0__ready, res_valid__0, res_y__0, op__1__ready, res_valid__1, res_y__1, op__2__ready, res_valid__2, res_y__2, op__3__ready
+, res_valid__3, res_y__3, \port$143$0 , \port$144$0 , \port$145$0 , \port$146$0 , op__0__valid, op__1__valid, op__2__valid, op__3__valid, param_rd__addr, epi_rd__addr, finished, desc_rd__0__addr, act_rd__0__en, desc_rd__1__addr, act_rd__1__en, desc_rd__2__addr, act_rd__2__en, desc_rd__3__addr, act_rd__3__en
+, op__0__payload, op__1__payload, op__2__payload, op__3__payload, act_w__en, act_w__addr, act_w__data, busy, act_rd__0__addr, act_rd__1__addr, act_rd__2__addr, act_rd__3__addr, start, args, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [32:0] \$100 ;
@@ -23583,14 +32812,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire [7:0] \param_rd__data[7].shift ;
   wire [7:0] \param_rd__data[7].w ;
   wire param_rd__en;
-  output \port$133$0 ;
-  wire \port$133$0 ;
-  output \port$134$0 ;
-  wire \port$134$0 ;
-  output \port$135$0 ;
-  wire \port$135$0 ;
-  output \port$136$0 ;
-  wire \port$136$0 ;
+  output \port$143$0 ;
+  wire \port$143$0 ;
+  output \port$144$0 ;
+  wire \port$144$0 ;
+  output \port$145$0 ;
+  wire \port$145$0 ;
+  output \port$146$0 ;
+  wire \port$146$0 ;
   wire pos_bstep;
   wire \pos_bstep$101 ;
   wire \pos_bstep$85 ;
@@ -25225,7 +34454,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     .w_rdy(w_rdy)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
     if (args[411]) begin
       act_w__en = o_valid;
@@ -25234,7 +34463,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
     if (args[411]) begin
       act_w__addr = addr_pipe8;
@@ -25243,7 +34472,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
     if (args[411]) begin
       act_w__data = { \$364 [7:0], \$359 [7:0], \$354 [7:0], \$349 [7:0], \$344 [7:0], \$339 [7:0], \$334 [7:0], \$329 [7:0] };
@@ -25252,7 +34481,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$450  = g_kr;
     if (go) begin
       (* full_case = 32'd1 *)
@@ -25270,7 +34499,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$451  = g_kbase;
     if (go) begin
       (* full_case = 32'd1 *)
@@ -25288,7 +34517,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$452  = g_nr;
     if (go) begin
       if (\$397 ) begin
@@ -25308,7 +34537,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$453  = g_nbase;
     if (go) begin
       if (\$397 ) begin
@@ -25328,7 +34557,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$454  = g_p0;
     if (go) begin
       if (\$397 ) begin
@@ -25345,7 +34574,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$455  = g_done;
     if (go) begin
       if (\$397 ) begin
@@ -25364,7 +34593,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$456  = since_final;
     if (\$407 ) begin
       \$456  = 8'h00;
@@ -25379,7 +34608,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$457  = i_page;
     if (issue) begin
       \$457  = \$416 [2:0];
@@ -25392,7 +34621,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$458  = i_kr;
     if (issue) begin
       (* full_case = 32'd1 *)
@@ -25410,7 +34639,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$459  = i_kbase;
     if (issue) begin
       (* full_case = 32'd1 *)
@@ -25428,7 +34657,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$460  = i_nr;
     if (issue) begin
       if (\$418 ) begin
@@ -25448,7 +34677,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$461  = i_nbase;
     if (issue) begin
       if (\$418 ) begin
@@ -25468,7 +34697,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$462  = i_p0;
     if (issue) begin
       if (\$418 ) begin
@@ -25485,7 +34714,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$463  = i_done;
     if (issue) begin
       if (\$418 ) begin
@@ -25504,14 +34733,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$464  = acc0_0;
     if (res_any) begin
       \$464  = \$96 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$465  = ser0_0;
     if (res_any) begin
       if (tag[1]) begin
@@ -25520,14 +34749,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$466  = acc0_1;
     if (res_any) begin
       \$466  = \$100 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$467  = ser0_1;
     if (res_any) begin
       if (tag[1]) begin
@@ -25536,14 +34765,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$468  = acc0_2;
     if (res_any) begin
       \$468  = \$104 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$469  = ser0_2;
     if (res_any) begin
       if (tag[1]) begin
@@ -25552,14 +34781,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$470  = acc0_3;
     if (res_any) begin
       \$470  = \$108 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$471  = ser0_3;
     if (res_any) begin
       if (tag[1]) begin
@@ -25568,14 +34797,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$472  = acc0_4;
     if (res_any) begin
       \$472  = \$112 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$473  = ser0_4;
     if (res_any) begin
       if (tag[1]) begin
@@ -25584,14 +34813,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$474  = acc0_5;
     if (res_any) begin
       \$474  = \$116 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$475  = ser0_5;
     if (res_any) begin
       if (tag[1]) begin
@@ -25600,14 +34829,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$476  = acc0_6;
     if (res_any) begin
       \$476  = \$120 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$477  = ser0_6;
     if (res_any) begin
       if (tag[1]) begin
@@ -25616,14 +34845,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$478  = acc0_7;
     if (res_any) begin
       \$478  = \$124 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$479  = ser0_7;
     if (res_any) begin
       if (tag[1]) begin
@@ -25632,14 +34861,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$480  = acc1_0;
     if (res_any) begin
       \$480  = \$128 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$481  = ser1_0;
     if (res_any) begin
       if (tag[1]) begin
@@ -25648,14 +34877,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$482  = acc1_1;
     if (res_any) begin
       \$482  = \$132 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$483  = ser1_1;
     if (res_any) begin
       if (tag[1]) begin
@@ -25664,14 +34893,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$484  = acc1_2;
     if (res_any) begin
       \$484  = \$136 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$485  = ser1_2;
     if (res_any) begin
       if (tag[1]) begin
@@ -25680,14 +34909,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$486  = acc1_3;
     if (res_any) begin
       \$486  = \$140 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$487  = ser1_3;
     if (res_any) begin
       if (tag[1]) begin
@@ -25696,14 +34925,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$488  = acc1_4;
     if (res_any) begin
       \$488  = \$144 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$489  = ser1_4;
     if (res_any) begin
       if (tag[1]) begin
@@ -25712,14 +34941,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$490  = acc1_5;
     if (res_any) begin
       \$490  = \$148 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$491  = ser1_5;
     if (res_any) begin
       if (tag[1]) begin
@@ -25728,14 +34957,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$492  = acc1_6;
     if (res_any) begin
       \$492  = \$152 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$493  = ser1_6;
     if (res_any) begin
       if (tag[1]) begin
@@ -25744,14 +34973,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$494  = acc1_7;
     if (res_any) begin
       \$494  = \$156 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$495  = ser1_7;
     if (res_any) begin
       if (tag[1]) begin
@@ -25760,14 +34989,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$496  = acc2_0;
     if (res_any) begin
       \$496  = \$160 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$497  = ser2_0;
     if (res_any) begin
       if (tag[1]) begin
@@ -25776,14 +35005,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$498  = acc2_1;
     if (res_any) begin
       \$498  = \$164 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$499  = ser2_1;
     if (res_any) begin
       if (tag[1]) begin
@@ -25792,14 +35021,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$500  = acc2_2;
     if (res_any) begin
       \$500  = \$168 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$501  = ser2_2;
     if (res_any) begin
       if (tag[1]) begin
@@ -25808,14 +35037,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$502  = acc2_3;
     if (res_any) begin
       \$502  = \$172 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$503  = ser2_3;
     if (res_any) begin
       if (tag[1]) begin
@@ -25824,14 +35053,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$504  = acc2_4;
     if (res_any) begin
       \$504  = \$176 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$505  = ser2_4;
     if (res_any) begin
       if (tag[1]) begin
@@ -25840,14 +35069,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$506  = acc2_5;
     if (res_any) begin
       \$506  = \$180 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$507  = ser2_5;
     if (res_any) begin
       if (tag[1]) begin
@@ -25856,14 +35085,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$508  = acc2_6;
     if (res_any) begin
       \$508  = \$184 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$509  = ser2_6;
     if (res_any) begin
       if (tag[1]) begin
@@ -25872,14 +35101,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$510  = acc2_7;
     if (res_any) begin
       \$510  = \$188 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$511  = ser2_7;
     if (res_any) begin
       if (tag[1]) begin
@@ -25888,14 +35117,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$512  = acc3_0;
     if (res_any) begin
       \$512  = \$192 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$513  = ser3_0;
     if (res_any) begin
       if (tag[1]) begin
@@ -25904,14 +35133,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$514  = acc3_1;
     if (res_any) begin
       \$514  = \$196 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$515  = ser3_1;
     if (res_any) begin
       if (tag[1]) begin
@@ -25920,14 +35149,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$516  = acc3_2;
     if (res_any) begin
       \$516  = \$200 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$517  = ser3_2;
     if (res_any) begin
       if (tag[1]) begin
@@ -25936,14 +35165,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$518  = acc3_3;
     if (res_any) begin
       \$518  = \$204 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$519  = ser3_3;
     if (res_any) begin
       if (tag[1]) begin
@@ -25952,14 +35181,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$520  = acc3_4;
     if (res_any) begin
       \$520  = \$208 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$521  = ser3_4;
     if (res_any) begin
       if (tag[1]) begin
@@ -25968,14 +35197,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$522  = acc3_5;
     if (res_any) begin
       \$522  = \$212 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$523  = ser3_5;
     if (res_any) begin
       if (tag[1]) begin
@@ -25984,14 +35213,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$524  = acc3_6;
     if (res_any) begin
       \$524  = \$216 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$525  = ser3_6;
     if (res_any) begin
       if (tag[1]) begin
@@ -26000,14 +35229,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$526  = acc3_7;
     if (res_any) begin
       \$526  = \$220 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$527  = ser3_7;
     if (res_any) begin
       if (tag[1]) begin
@@ -26016,7 +35245,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$528  = ser_cnt;
     if (\$428 ) begin
       \$528  = args[322:315];
@@ -26029,7 +35258,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$529  = g_bi;
     if (\$428 ) begin
       \$529  = 8'h00;
@@ -26044,7 +35273,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$530  = g_nn;
     if (\$428 ) begin
       \$530  = 8'h00;
@@ -26062,7 +35291,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$531  = ser_p0;
     if (\$428 ) begin
       \$531  = tag[21:6];
@@ -26072,7 +35301,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$532  = ser_n0;
     if (\$428 ) begin
       \$532  = tag[31:22];
@@ -26082,21 +35311,21 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$533  = \$440 ;
     if (rst) begin
       \$533  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$534  = \$444 ;
     if (rst) begin
       \$534  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$535  = busy;
     if (\$446 ) begin
       \$535  = 1'h1;
@@ -26109,7 +35338,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$536  = setup;
     if (\$446 ) begin
       \$536  = 1'h1;
@@ -26126,7 +35355,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$537  = setup_cnt;
     if (\$446 ) begin
       \$537  = 8'h00;
@@ -26317,10 +35546,10 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   assign e_code7_sum = { \$360 [32], \$360  };
   assign e_code7 = \$364 [9:0];
   assign done = finished;
-  assign \port$133$0  = \$1 ;
-  assign \port$134$0  = \$2 ;
-  assign \port$135$0  = \$3 ;
-  assign \port$136$0  = \$4 ;
+  assign \port$143$0  = \$1 ;
+  assign \port$144$0  = \$2 ;
+  assign \port$145$0  = \$3 ;
+  assign \port$146$0  = \$4 ;
   assign param_rd__addr = \$259 [9:0];
   assign epi_rd__addr = \$308 [9:0];
   assign \args.in_h  = args[8:0];
@@ -27715,7 +36944,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \default_fabric.mac.epi_mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$10 ;
   wire [63:0] \$11 ;
@@ -28193,28 +37422,28 @@ module \default_fabric.mac.epi_mbqm (rst, busy, x, mult, shift, i_valid, v4, y, 
   assign \$22  = $signed(shifted2) < $signed(32'd2147483648);
   assign \$23  = \$22  ? 33'h180000000 : { 1'h0, shifted2[31:0] };
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$73  = i_valid;
     if (rst) begin
       \$73  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$74  = v1;
     if (rst) begin
       \$74  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$75  = v2;
     if (rst) begin
       \$75  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$76  = v3;
     if (rst) begin
       \$76  = 1'h0;
@@ -28274,7 +37503,7 @@ endmodule
 (* generator = "Amaranth" *)
 module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_active, pos_bstep, take, pos_init, pos_step, desc_rd__addr, pos_valid, idle_next, act_rd__en, stall, g_kbase, bi, kk, nn, en, act_rd__addr, x_rdy
 , full, args, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
   wire \$1 ;
   wire [15:0] \$10 ;
   reg [6:0] \$100 ;
@@ -28805,7 +38034,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
   always @(posedge clk)
     full <= \$128 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$99  = bi;
     if (pos_init) begin
       \$99  = desc_rd__data[6:0];
@@ -28815,7 +38044,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$100  = kk;
     if (pos_init) begin
       \$100  = desc_rd__data[13:7];
@@ -28825,7 +38054,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$101  = nn;
     if (pos_init) begin
       \$101  = desc_rd__data[20:14];
@@ -28835,7 +38064,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$102  = en;
     if (pos_init) begin
       \$102  = desc_rd__data[21];
@@ -28845,7 +38074,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$103  = p;
     if (pos_init) begin
       \$103  = 16'h0000;
@@ -28857,7 +38086,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$104  = ox;
     if (pos_init) begin
       \$104  = 9'h000;
@@ -28869,7 +38098,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$105  = oy;
     if (pos_init) begin
       \$105  = 9'h000;
@@ -28881,7 +38110,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$106  = iy0;
     if (pos_init) begin
       \$106  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
@@ -28893,7 +38122,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$107  = ix0;
     if (pos_init) begin
       \$107  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
@@ -28905,7 +38134,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$108  = pos_addr;
     if (pos_init) begin
       \$108  = args[130:117];
@@ -28917,7 +38146,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$109  = active;
     if (\$13 ) begin
       if (go) begin
@@ -28933,7 +38162,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$110  = c;
     if (\$13 ) begin
       if (go) begin
@@ -28952,7 +38181,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$111  = rem;
     if (\$13 ) begin
       if (go) begin
@@ -28966,7 +38195,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$112  = ky;
     if (\$13 ) begin
       if (go) begin
@@ -28984,7 +38213,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$113  = kx;
     if (\$13 ) begin
       if (go) begin
@@ -29005,7 +38234,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$114  = iy;
     if (\$13 ) begin
       if (go) begin
@@ -29023,7 +38252,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$115  = ix;
     if (\$13 ) begin
       if (go) begin
@@ -29044,7 +38273,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$116  = row_ix;
     if (\$13 ) begin
       if (go) begin
@@ -29056,7 +38285,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$117  = tap0;
     if (\$13 ) begin
       if (go) begin
@@ -29077,7 +38306,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$118  = addr;
     if (\$13 ) begin
       if (go) begin
@@ -29101,7 +38330,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$119  = first;
     if (\$13 ) begin
       if (go) begin
@@ -29115,7 +38344,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$120  = b_valid;
     if (\$31 ) begin
       \$120  = active;
@@ -29125,7 +38354,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$121  = b_n;
     if (\$31 ) begin
       \$121  = \$65 [3:0];
@@ -29135,7 +38364,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$122  = b_oob;
     if (\$31 ) begin
       \$122  = oob;
@@ -29145,7 +38374,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$123  = b_first;
     if (\$31 ) begin
       \$123  = first;
@@ -29155,7 +38384,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$124  = b_last;
     if (\$31 ) begin
       \$124  = last;
@@ -29165,7 +38394,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$125  = b_ix;
     if (\$31 ) begin
       \$125  = ix;
@@ -29175,7 +38404,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$126  = x_rdy;
     if (\$33 ) begin
       if (b_last) begin
@@ -29184,7 +38413,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$127  = x_asm;
     if (\$33 ) begin
       (* full_case = 32'd1 *)
@@ -29195,7 +38424,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$128  = full;
     if (\$36 ) begin
       \$128  = 1'h1;
@@ -29207,7 +38436,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     start = 14'h0000;
     if (\$75 ) begin
       if (go) begin
@@ -29216,7 +38445,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     casez (b_n)
       4'h1:
@@ -29383,7 +38612,7 @@ endmodule
 (* generator = "Amaranth" *)
 module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_active, pos_bstep, take, pos_init, pos_step, desc_rd__addr, pos_valid, idle_next, act_rd__en, stall, g_kbase, bi, kk, nn, en, act_rd__addr, x_rdy
 , full, args, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire \$1 ;
   wire [15:0] \$10 ;
   reg [6:0] \$100 ;
@@ -29914,7 +39143,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
   always @(posedge clk)
     full <= \$128 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$99  = bi;
     if (pos_init) begin
       \$99  = desc_rd__data[6:0];
@@ -29924,7 +39153,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$100  = kk;
     if (pos_init) begin
       \$100  = desc_rd__data[13:7];
@@ -29934,7 +39163,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$101  = nn;
     if (pos_init) begin
       \$101  = desc_rd__data[20:14];
@@ -29944,7 +39173,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$102  = en;
     if (pos_init) begin
       \$102  = desc_rd__data[21];
@@ -29954,7 +39183,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$103  = p;
     if (pos_init) begin
       \$103  = 16'h0000;
@@ -29966,7 +39195,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$104  = ox;
     if (pos_init) begin
       \$104  = 9'h000;
@@ -29978,7 +39207,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$105  = oy;
     if (pos_init) begin
       \$105  = 9'h000;
@@ -29990,7 +39219,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$106  = iy0;
     if (pos_init) begin
       \$106  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
@@ -30002,7 +39231,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$107  = ix0;
     if (pos_init) begin
       \$107  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
@@ -30014,7 +39243,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$108  = pos_addr;
     if (pos_init) begin
       \$108  = args[130:117];
@@ -30026,7 +39255,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$109  = active;
     if (\$13 ) begin
       if (go) begin
@@ -30042,7 +39271,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$110  = c;
     if (\$13 ) begin
       if (go) begin
@@ -30061,7 +39290,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$111  = rem;
     if (\$13 ) begin
       if (go) begin
@@ -30075,7 +39304,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$112  = ky;
     if (\$13 ) begin
       if (go) begin
@@ -30093,7 +39322,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$113  = kx;
     if (\$13 ) begin
       if (go) begin
@@ -30114,7 +39343,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$114  = iy;
     if (\$13 ) begin
       if (go) begin
@@ -30132,7 +39361,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$115  = ix;
     if (\$13 ) begin
       if (go) begin
@@ -30153,7 +39382,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$116  = row_ix;
     if (\$13 ) begin
       if (go) begin
@@ -30165,7 +39394,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$117  = tap0;
     if (\$13 ) begin
       if (go) begin
@@ -30186,7 +39415,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$118  = addr;
     if (\$13 ) begin
       if (go) begin
@@ -30210,7 +39439,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$119  = first;
     if (\$13 ) begin
       if (go) begin
@@ -30224,7 +39453,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$120  = b_valid;
     if (\$31 ) begin
       \$120  = active;
@@ -30234,7 +39463,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$121  = b_n;
     if (\$31 ) begin
       \$121  = \$65 [3:0];
@@ -30244,7 +39473,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$122  = b_oob;
     if (\$31 ) begin
       \$122  = oob;
@@ -30254,7 +39483,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$123  = b_first;
     if (\$31 ) begin
       \$123  = first;
@@ -30264,7 +39493,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$124  = b_last;
     if (\$31 ) begin
       \$124  = last;
@@ -30274,7 +39503,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$125  = b_ix;
     if (\$31 ) begin
       \$125  = ix;
@@ -30284,7 +39513,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$126  = x_rdy;
     if (\$33 ) begin
       if (b_last) begin
@@ -30293,7 +39522,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$127  = x_asm;
     if (\$33 ) begin
       (* full_case = 32'd1 *)
@@ -30304,7 +39533,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$128  = full;
     if (\$36 ) begin
       \$128  = 1'h1;
@@ -30316,7 +39545,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     start = 14'h0000;
     if (\$75 ) begin
       if (go) begin
@@ -30325,7 +39554,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (b_n)
       4'h1:
@@ -30492,7 +39721,7 @@ endmodule
 (* generator = "Amaranth" *)
 module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_active, pos_bstep, take, pos_init, pos_step, desc_rd__addr, pos_valid, idle_next, act_rd__en, stall, g_kbase, bi, kk, nn, en, act_rd__addr, x_rdy
 , full, args, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
   wire \$1 ;
   wire [15:0] \$10 ;
   reg [6:0] \$100 ;
@@ -31023,7 +40252,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
   always @(posedge clk)
     full <= \$128 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$99  = bi;
     if (pos_init) begin
       \$99  = desc_rd__data[6:0];
@@ -31033,7 +40262,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$100  = kk;
     if (pos_init) begin
       \$100  = desc_rd__data[13:7];
@@ -31043,7 +40272,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$101  = nn;
     if (pos_init) begin
       \$101  = desc_rd__data[20:14];
@@ -31053,7 +40282,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$102  = en;
     if (pos_init) begin
       \$102  = desc_rd__data[21];
@@ -31063,7 +40292,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$103  = p;
     if (pos_init) begin
       \$103  = 16'h0000;
@@ -31075,7 +40304,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$104  = ox;
     if (pos_init) begin
       \$104  = 9'h000;
@@ -31087,7 +40316,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$105  = oy;
     if (pos_init) begin
       \$105  = 9'h000;
@@ -31099,7 +40328,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$106  = iy0;
     if (pos_init) begin
       \$106  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
@@ -31111,7 +40340,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$107  = ix0;
     if (pos_init) begin
       \$107  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
@@ -31123,7 +40352,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$108  = pos_addr;
     if (pos_init) begin
       \$108  = args[130:117];
@@ -31135,7 +40364,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$109  = active;
     if (\$13 ) begin
       if (go) begin
@@ -31151,7 +40380,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$110  = c;
     if (\$13 ) begin
       if (go) begin
@@ -31170,7 +40399,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$111  = rem;
     if (\$13 ) begin
       if (go) begin
@@ -31184,7 +40413,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$112  = ky;
     if (\$13 ) begin
       if (go) begin
@@ -31202,7 +40431,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$113  = kx;
     if (\$13 ) begin
       if (go) begin
@@ -31223,7 +40452,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$114  = iy;
     if (\$13 ) begin
       if (go) begin
@@ -31241,7 +40470,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$115  = ix;
     if (\$13 ) begin
       if (go) begin
@@ -31262,7 +40491,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$116  = row_ix;
     if (\$13 ) begin
       if (go) begin
@@ -31274,7 +40503,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$117  = tap0;
     if (\$13 ) begin
       if (go) begin
@@ -31295,7 +40524,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$118  = addr;
     if (\$13 ) begin
       if (go) begin
@@ -31319,7 +40548,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$119  = first;
     if (\$13 ) begin
       if (go) begin
@@ -31333,7 +40562,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$120  = b_valid;
     if (\$31 ) begin
       \$120  = active;
@@ -31343,7 +40572,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$121  = b_n;
     if (\$31 ) begin
       \$121  = \$65 [3:0];
@@ -31353,7 +40582,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$122  = b_oob;
     if (\$31 ) begin
       \$122  = oob;
@@ -31363,7 +40592,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$123  = b_first;
     if (\$31 ) begin
       \$123  = first;
@@ -31373,7 +40602,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$124  = b_last;
     if (\$31 ) begin
       \$124  = last;
@@ -31383,7 +40612,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$125  = b_ix;
     if (\$31 ) begin
       \$125  = ix;
@@ -31393,7 +40622,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$126  = x_rdy;
     if (\$33 ) begin
       if (b_last) begin
@@ -31402,7 +40631,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$127  = x_asm;
     if (\$33 ) begin
       (* full_case = 32'd1 *)
@@ -31413,7 +40642,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$128  = full;
     if (\$36 ) begin
       \$128  = 1'h1;
@@ -31425,7 +40654,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     start = 14'h0000;
     if (\$75 ) begin
       if (go) begin
@@ -31434,7 +40663,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     casez (b_n)
       4'h1:
@@ -31601,7 +40830,7 @@ endmodule
 (* generator = "Amaranth" *)
 module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_active, pos_bstep, take, pos_init, pos_step, desc_rd__addr, pos_valid, idle_next, act_rd__en, stall, g_kbase, bi, kk, nn, en, act_rd__addr, x_rdy
 , full, args, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
   wire \$1 ;
   wire [15:0] \$10 ;
   reg [6:0] \$100 ;
@@ -32132,7 +41361,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
   always @(posedge clk)
     full <= \$128 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$99  = bi;
     if (pos_init) begin
       \$99  = desc_rd__data[6:0];
@@ -32142,7 +41371,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$100  = kk;
     if (pos_init) begin
       \$100  = desc_rd__data[13:7];
@@ -32152,7 +41381,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$101  = nn;
     if (pos_init) begin
       \$101  = desc_rd__data[20:14];
@@ -32162,7 +41391,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$102  = en;
     if (pos_init) begin
       \$102  = desc_rd__data[21];
@@ -32172,7 +41401,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$103  = p;
     if (pos_init) begin
       \$103  = 16'h0000;
@@ -32184,7 +41413,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$104  = ox;
     if (pos_init) begin
       \$104  = 9'h000;
@@ -32196,7 +41425,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$105  = oy;
     if (pos_init) begin
       \$105  = 9'h000;
@@ -32208,7 +41437,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$106  = iy0;
     if (pos_init) begin
       \$106  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
@@ -32220,7 +41449,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$107  = ix0;
     if (pos_init) begin
       \$107  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
@@ -32232,7 +41461,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$108  = pos_addr;
     if (pos_init) begin
       \$108  = args[130:117];
@@ -32244,7 +41473,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$109  = active;
     if (\$13 ) begin
       if (go) begin
@@ -32260,7 +41489,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$110  = c;
     if (\$13 ) begin
       if (go) begin
@@ -32279,7 +41508,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$111  = rem;
     if (\$13 ) begin
       if (go) begin
@@ -32293,7 +41522,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$112  = ky;
     if (\$13 ) begin
       if (go) begin
@@ -32311,7 +41540,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$113  = kx;
     if (\$13 ) begin
       if (go) begin
@@ -32332,7 +41561,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$114  = iy;
     if (\$13 ) begin
       if (go) begin
@@ -32350,7 +41579,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$115  = ix;
     if (\$13 ) begin
       if (go) begin
@@ -32371,7 +41600,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$116  = row_ix;
     if (\$13 ) begin
       if (go) begin
@@ -32383,7 +41612,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$117  = tap0;
     if (\$13 ) begin
       if (go) begin
@@ -32404,7 +41633,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$118  = addr;
     if (\$13 ) begin
       if (go) begin
@@ -32428,7 +41657,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$119  = first;
     if (\$13 ) begin
       if (go) begin
@@ -32442,7 +41671,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$120  = b_valid;
     if (\$31 ) begin
       \$120  = active;
@@ -32452,7 +41681,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$121  = b_n;
     if (\$31 ) begin
       \$121  = \$65 [3:0];
@@ -32462,7 +41691,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$122  = b_oob;
     if (\$31 ) begin
       \$122  = oob;
@@ -32472,7 +41701,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$123  = b_first;
     if (\$31 ) begin
       \$123  = first;
@@ -32482,7 +41711,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$124  = b_last;
     if (\$31 ) begin
       \$124  = last;
@@ -32492,7 +41721,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$125  = b_ix;
     if (\$31 ) begin
       \$125  = ix;
@@ -32502,7 +41731,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$126  = x_rdy;
     if (\$33 ) begin
       if (b_last) begin
@@ -32511,7 +41740,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$127  = x_asm;
     if (\$33 ) begin
       (* full_case = 32'd1 *)
@@ -32522,7 +41751,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$128  = full;
     if (\$36 ) begin
       \$128  = 1'h1;
@@ -32534,7 +41763,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     start = 14'h0000;
     if (\$75 ) begin
       if (go) begin
@@ -32543,7 +41772,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
     casez (b_n)
       4'h1:
@@ -32709,7 +41938,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \default_fabric.mac.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$10 ;
   wire [63:0] \$11 ;
@@ -33187,28 +42416,28 @@ module \default_fabric.mac.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk)
   assign \$22  = $signed(shifted2) < $signed(32'd2147483648);
   assign \$23  = \$22  ? 33'h180000000 : { 1'h0, shifted2[31:0] };
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$73  = i_valid;
     if (rst) begin
       \$73  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$74  = v1;
     if (rst) begin
       \$74  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$75  = v2;
     if (rst) begin
       \$75  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$76  = v3;
     if (rst) begin
       \$76  = 1'h0;
@@ -33267,7 +42496,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \default_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -33345,7 +42574,7 @@ module \default_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__
   always @(posedge clk)
     level <= \$17 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$15  = w_port__addr;
     if (\$1 ) begin
       \$15  = \$2 [1:0];
@@ -33355,7 +42584,7 @@ module \default_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$16  = r_port__addr;
     if (\$3 ) begin
       \$16  = \$4 [1:0];
@@ -33365,7 +42594,7 @@ module \default_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$17  = level;
     if (\$8 ) begin
       \$17  = \$9 [2:0];
@@ -33386,8 +42615,8 @@ module \default_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__
 endmodule
 
 (* generator = "Amaranth" *)
-module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1764$0 , \port$1765$0 , \port$1766$0 , \port$1767$0 , \port$1768$0 , \port$1769$0 , \port$1770$0 , \port$1771$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
+module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1774$0 , \port$1775$0 , \port$1776$0 , \port$1777$0 , \port$1778$0 , \port$1779$0 , \port$1780$0 , \port$1781$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
   wire [12:0] \$1 ;
   wire \$10 ;
   wire [32:0] \$100 ;
@@ -33755,22 +42984,22 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1764$0 , \po
   reg pd3_5 = 1'h0;
   reg pd3_6 = 1'h0;
   reg pd3_7 = 1'h0;
-  output [7:0] \port$1764$0 ;
-  wire [7:0] \port$1764$0 ;
-  output [7:0] \port$1765$0 ;
-  wire [7:0] \port$1765$0 ;
-  output [7:0] \port$1766$0 ;
-  wire [7:0] \port$1766$0 ;
-  output [7:0] \port$1767$0 ;
-  wire [7:0] \port$1767$0 ;
-  output [7:0] \port$1768$0 ;
-  wire [7:0] \port$1768$0 ;
-  output [7:0] \port$1769$0 ;
-  wire [7:0] \port$1769$0 ;
-  output [7:0] \port$1770$0 ;
-  wire [7:0] \port$1770$0 ;
-  output [7:0] \port$1771$0 ;
-  wire [7:0] \port$1771$0 ;
+  output [7:0] \port$1774$0 ;
+  wire [7:0] \port$1774$0 ;
+  output [7:0] \port$1775$0 ;
+  wire [7:0] \port$1775$0 ;
+  output [7:0] \port$1776$0 ;
+  wire [7:0] \port$1776$0 ;
+  output [7:0] \port$1777$0 ;
+  wire [7:0] \port$1777$0 ;
+  output [7:0] \port$1778$0 ;
+  wire [7:0] \port$1778$0 ;
+  output [7:0] \port$1779$0 ;
+  wire [7:0] \port$1779$0 ;
+  output [7:0] \port$1780$0 ;
+  wire [7:0] \port$1780$0 ;
+  output [7:0] \port$1781$0 ;
+  wire [7:0] \port$1781$0 ;
   reg pt0_0 = 1'h0;
   reg pt0_1 = 1'h0;
   reg pt0_2 = 1'h0;
@@ -34422,7 +43651,7 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1764$0 , \po
     .y(y)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v0 = base0;
@@ -34433,7 +43662,7 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1764$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v1 = base1;
@@ -34444,7 +43673,7 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1764$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v2 = base2;
@@ -34455,7 +43684,7 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1764$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v3 = base3;
@@ -34466,7 +43695,7 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1764$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v4 = base4;
@@ -34477,7 +43706,7 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1764$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v5 = base5;
@@ -34488,7 +43717,7 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1764$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v6 = base6;
@@ -34499,7 +43728,7 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1764$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v7 = base7;
@@ -34510,7 +43739,7 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1764$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     tzm = 6'h20;
     if (args[155]) begin
       tzm = 6'h1f;
@@ -34610,7 +43839,7 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1764$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$192  = kx;
     if (busy) begin
       \$192  = \$176 [8:0];
@@ -34626,7 +43855,7 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1764$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$193  = ky;
     if (busy) begin
       if (last_kx) begin
@@ -34644,7 +43873,7 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1764$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$194  = w;
     if (busy) begin
       if (last_kx) begin
@@ -34664,7 +43893,7 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1764$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$195  = ox;
     if (busy) begin
       if (last_kx) begin
@@ -34686,7 +43915,7 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1764$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$196  = oy;
     if (busy) begin
       if (last_kx) begin
@@ -34707,7 +43936,7 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1764$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$197  = busy;
     if (busy) begin
       if (last_kx) begin
@@ -34730,98 +43959,98 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1764$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$198  = busy;
     if (rst) begin
       \$198  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$199  = oob;
     if (rst) begin
       \$199  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$200  = \$183 ;
     if (rst) begin
       \$200  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$201  = \$184 ;
     if (rst) begin
       \$201  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$202  = red0;
     if (\$signal$144 ) begin
       \$202  = v0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$203  = red1;
     if (\$signal$144 ) begin
       \$203  = v1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$204  = red2;
     if (\$signal$144 ) begin
       \$204  = v2;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$205  = red3;
     if (\$signal$144 ) begin
       \$205  = v3;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$206  = red4;
     if (\$signal$144 ) begin
       \$206  = v4;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$207  = red5;
     if (\$signal$144 ) begin
       \$207  = v5;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$208  = red6;
     if (\$signal$144 ) begin
       \$208  = v6;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$209  = red7;
     if (\$signal$144 ) begin
       \$209  = v7;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$210  = \$190 ;
     if (rst) begin
       \$210  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$211  = started;
     if (start) begin
       \$211  = 1'h1;
@@ -34869,14 +44098,14 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1764$0 , \po
   assign pa3 = act_w__addr;
   assign act_w__data = { \$169 [7:0], \$168 [7:0], \$167 [7:0], \$166 [7:0], \$165 [7:0], \$164 [7:0], \$163 [7:0], \$162 [7:0] };
   assign act_rd__addr = \$19 [11:0];
-  assign \port$1764$0  = \$162 [7:0];
-  assign \port$1765$0  = \$163 [7:0];
-  assign \port$1766$0  = \$164 [7:0];
-  assign \port$1767$0  = \$165 [7:0];
-  assign \port$1768$0  = \$166 [7:0];
-  assign \port$1769$0  = \$167 [7:0];
-  assign \port$1770$0  = \$168 [7:0];
-  assign \port$1771$0  = \$169 [7:0];
+  assign \port$1774$0  = \$162 [7:0];
+  assign \port$1775$0  = \$163 [7:0];
+  assign \port$1776$0  = \$164 [7:0];
+  assign \port$1777$0  = \$165 [7:0];
+  assign \port$1778$0  = \$166 [7:0];
+  assign \port$1779$0  = \$167 [7:0];
+  assign \port$1780$0  = \$168 [7:0];
+  assign \port$1781$0  = \$169 [7:0];
   assign \args.mode  = args[0];
   assign \args.x_signed  = args[1];
   assign \args.in_base  = args[13:2];
@@ -34962,7 +44191,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \default_fabric.pool.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
   wire [6:0] \$1 ;
   wire [6:0] \$10 ;
   wire [63:0] \$11 ;
@@ -35440,28 +44669,28 @@ module \default_fabric.pool.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk
   assign \$22  = $signed(shifted2) < $signed(32'd2147483648);
   assign \$23  = \$22  ? 33'h180000000 : { 1'h0, shifted2[31:0] };
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$73  = i_valid;
     if (rst) begin
       \$73  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$74  = v1;
     if (rst) begin
       \$74  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$75  = v2;
     if (rst) begin
       \$75  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$76  = v3;
     if (rst) begin
       \$76  = 1'h0;
@@ -35519,8 +44748,8 @@ module \default_fabric.pool.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk
 endmodule
 
 (* generator = "Amaranth" *)
-module \default_fabric.relax (old_rd__data, new_rd__data, arc_rd__data, relax_gated_clk, arc_rd__addr, old_rd__addr, new_rd__addr, \port$2825$0 , act_w__addr, finish, busy, act_w__en, start, args, relax_gated_rst);
-  reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
+module \default_fabric.relax (old_rd__data, new_rd__data, arc_rd__data, relax_gated_clk, arc_rd__addr, old_rd__addr, new_rd__addr, \port$2835$0 , act_w__addr, finish, busy, act_w__en, start, args, relax_gated_rst);
+  reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [12:0] \$11 ;
@@ -35592,8 +44821,8 @@ module \default_fabric.relax (old_rd__data, new_rd__data, arc_rd__data, relax_ga
   input [63:0] old_rd__data;
   wire [63:0] old_rd__data;
   wire old_rd__en;
-  output [31:0] \port$2825$0 ;
-  wire [31:0] \port$2825$0 ;
+  output [31:0] \port$2835$0 ;
+  wire [31:0] \port$2835$0 ;
   wire [55:0] raw;
   input relax_gated_clk;
   wire relax_gated_clk;
@@ -35649,7 +44878,7 @@ module \default_fabric.relax (old_rd__data, new_rd__data, arc_rd__data, relax_ga
   always @(posedge relax_gated_clk)
     fwd_val <= \$28 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$20  = running;
     if (start) begin
       \$20  = 1'h1;
@@ -35662,7 +44891,7 @@ module \default_fabric.relax (old_rd__data, new_rd__data, arc_rd__data, relax_ga
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$21  = issued;
     if (start) begin
       \$21  = { 12'h000, \$18  };
@@ -35674,49 +44903,49 @@ module \default_fabric.relax (old_rd__data, new_rd__data, arc_rd__data, relax_ga
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$22  = issue;
     if (relax_gated_rst) begin
       \$22  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$23  = v1;
     if (relax_gated_rst) begin
       \$23  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$24  = arc_rd__data[23:12];
     if (relax_gated_rst) begin
       \$24  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$25  = arc_rd__data[55:24];
     if (relax_gated_rst) begin
       \$25  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$26  = act_w__en;
     if (relax_gated_rst) begin
       \$26  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$27  = \$like$16 ;
     if (relax_gated_rst) begin
       \$27  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$28  = \$signal$23 ;
     if (relax_gated_rst) begin
       \$28  = 32'd0;
@@ -35732,7 +44961,7 @@ module \default_fabric.relax (old_rd__data, new_rd__data, arc_rd__data, relax_ga
   assign arc_rd__addr = \$5 [11:0];
   assign old_rd__addr = \$6 [11:0];
   assign new_rd__addr = \$7 [11:0];
-  assign \port$2825$0  = \$signal$23 ;
+  assign \port$2835$0  = \$signal$23 ;
   assign act_w__addr = \$11 [11:0];
   assign \args.arcs  = args[11:0];
   assign \args.count  = args[24:12];
@@ -35743,7 +44972,7 @@ endmodule
 (* generator = "Amaranth" *)
 module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1__ready, res_valid__1, res_y__1, op__2__ready, res_valid__2, res_y__2, op__3__ready, res_valid__3, res_y__3, spmv_gated_clk, busy, op__0__valid, op__1__valid, op__2__valid, op__3__valid, rd__addr, act_w__addr
 , act_w__data, finish, op__0__payload, op__1__payload, op__2__payload, op__3__payload, act_w__en, start, args, spmv_gated_rst);
-  reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$25  = 0;
   wire \$1 ;
   wire [7:0] \$10 ;
   wire [7:0] \$100 ;
@@ -39680,7 +48909,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
   always @(posedge spmv_gated_clk)
     running <= \$1813 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[94:93])
       2'h0:
@@ -39694,7 +48923,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$5  = 6'h00;
     casez (issued)
       3'h0:
@@ -39710,7 +48939,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (issued[1:0])
       2'h0:
@@ -39724,7 +48953,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (issued[1:0])
       2'h0:
@@ -39738,7 +48967,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (issued[1:0])
       2'h0:
@@ -39752,7 +48981,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (issued[1:0])
       2'h0:
@@ -39766,7 +48995,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -39780,7 +49009,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (w_j)
       6'h00:
@@ -39914,7 +49143,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -39928,7 +49157,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -39942,7 +49171,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -39956,7 +49185,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -39970,7 +49199,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -39984,7 +49213,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -39998,7 +49227,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40012,7 +49241,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40026,7 +49255,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40040,7 +49269,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40054,7 +49283,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -40068,7 +49297,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40082,7 +49311,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40096,7 +49325,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40110,7 +49339,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40124,7 +49353,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -40138,7 +49367,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40152,7 +49381,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40166,7 +49395,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40180,7 +49409,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40194,7 +49423,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -40208,7 +49437,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40222,7 +49451,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40236,7 +49465,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40250,7 +49479,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40264,7 +49493,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -40278,7 +49507,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40292,7 +49521,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40306,7 +49535,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40320,7 +49549,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40334,7 +49563,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -40348,7 +49577,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40362,7 +49591,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40376,7 +49605,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40390,7 +49619,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40404,7 +49633,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -40418,7 +49647,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40432,7 +49661,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40446,7 +49675,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40460,7 +49689,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40474,7 +49703,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -40488,7 +49717,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40502,7 +49731,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40516,7 +49745,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40530,7 +49759,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40544,7 +49773,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -40558,7 +49787,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40572,7 +49801,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40586,7 +49815,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40600,7 +49829,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40614,7 +49843,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -40628,7 +49857,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40642,7 +49871,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40656,7 +49885,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40670,7 +49899,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40684,7 +49913,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -40698,7 +49927,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40712,7 +49941,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40726,7 +49955,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40740,7 +49969,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40754,7 +49983,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -40768,7 +49997,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40782,7 +50011,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40796,7 +50025,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40810,7 +50039,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40824,7 +50053,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -40838,7 +50067,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40852,7 +50081,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40866,7 +50095,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40880,7 +50109,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40894,7 +50123,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -40908,7 +50137,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40922,7 +50151,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40936,7 +50165,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40950,7 +50179,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40964,7 +50193,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -40978,7 +50207,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -40992,7 +50221,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -41006,7 +50235,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -41020,7 +50249,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -41034,7 +50263,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -41048,7 +50277,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -41062,7 +50291,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -41076,7 +50305,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -41090,7 +50319,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -41104,7 +50333,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -41118,7 +50347,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -41132,7 +50361,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -41146,7 +50375,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -41160,7 +50389,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -41174,7 +50403,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -41188,7 +50417,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -41202,7 +50431,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -41216,7 +50445,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -41230,7 +50459,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -41244,7 +50473,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -41258,7 +50487,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -41272,7 +50501,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -41286,7 +50515,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -41300,7 +50529,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -41314,7 +50543,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -41328,7 +50557,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -41342,7 +50571,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -41356,7 +50585,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -41370,7 +50599,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -41384,7 +50613,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -41398,7 +50627,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -41412,7 +50641,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -41426,7 +50655,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -41440,7 +50669,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -41454,7 +50683,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -41468,7 +50697,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -41482,7 +50711,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -41496,7 +50725,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -41510,7 +50739,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -41524,7 +50753,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -41538,7 +50767,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -41552,7 +50781,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -41566,7 +50795,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -41580,7 +50809,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -41594,7 +50823,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -41608,7 +50837,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -41622,7 +50851,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -41636,7 +50865,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -41650,7 +50879,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -41664,7 +50893,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -41678,7 +50907,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -41692,7 +50921,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -41706,7 +50935,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -41720,7 +50949,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -41734,7 +50963,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -41748,7 +50977,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -41762,7 +50991,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -41776,7 +51005,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -41790,7 +51019,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -41804,7 +51033,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -41818,7 +51047,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -41832,7 +51061,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -41846,7 +51075,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -41860,7 +51089,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -41874,7 +51103,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -41888,7 +51117,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -41902,7 +51131,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -41916,7 +51145,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -41930,7 +51159,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -41944,7 +51173,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -41958,7 +51187,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -41972,7 +51201,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -41986,7 +51215,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -42000,7 +51229,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -42014,7 +51243,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -42028,7 +51257,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -42042,7 +51271,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -42056,7 +51285,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -42070,7 +51299,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -42084,7 +51313,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -42098,7 +51327,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -42112,7 +51341,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -42126,7 +51355,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -42140,7 +51369,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -42154,7 +51383,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -42168,7 +51397,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -42182,7 +51411,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -42196,7 +51425,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -42210,7 +51439,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -42224,7 +51453,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -42238,7 +51467,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -42252,7 +51481,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -42266,7 +51495,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -42280,7 +51509,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -42294,7 +51523,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -42308,7 +51537,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -42322,7 +51551,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -42336,7 +51565,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -42350,7 +51579,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -42364,7 +51593,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -42378,7 +51607,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -42392,7 +51621,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -42406,7 +51635,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -42420,7 +51649,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -42434,7 +51663,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -42448,7 +51677,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -42462,7 +51691,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -42476,7 +51705,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -42490,7 +51719,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -42504,7 +51733,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -42518,7 +51747,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -42532,7 +51761,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -42546,7 +51775,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -42560,7 +51789,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -42574,7 +51803,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -42588,7 +51817,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -42602,7 +51831,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -42616,7 +51845,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -42630,7 +51859,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -42644,7 +51873,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -42658,7 +51887,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -42672,7 +51901,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -42686,7 +51915,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -42700,7 +51929,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -42714,7 +51943,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -42728,7 +51957,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -42742,7 +51971,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -42756,7 +51985,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -42770,7 +51999,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -42784,7 +52013,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -42798,7 +52027,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -42812,7 +52041,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -42826,7 +52055,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -42840,7 +52069,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -42854,7 +52083,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -42868,7 +52097,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -42882,7 +52111,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -42896,7 +52125,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -42910,7 +52139,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -42924,7 +52153,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -42938,7 +52167,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -42952,7 +52181,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -42966,7 +52195,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -42980,7 +52209,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -42994,7 +52223,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -43008,7 +52237,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -43022,7 +52251,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -43036,7 +52265,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -43050,7 +52279,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -43064,7 +52293,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -43078,7 +52307,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -43092,7 +52321,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -43106,7 +52335,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -43120,7 +52349,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -43134,7 +52363,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -43148,7 +52377,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -43162,7 +52391,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -43176,7 +52405,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -43190,7 +52419,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -43204,7 +52433,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -43218,7 +52447,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -43232,7 +52461,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -43246,7 +52475,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -43260,7 +52489,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -43274,7 +52503,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -43288,7 +52517,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -43302,7 +52531,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -43316,7 +52545,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -43330,7 +52559,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -43344,7 +52573,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -43358,7 +52587,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -43372,7 +52601,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -43386,7 +52615,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -43400,7 +52629,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -43414,7 +52643,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -43428,7 +52657,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -43442,7 +52671,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -43456,7 +52685,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -43470,7 +52699,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -43484,7 +52713,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -43498,7 +52727,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -43512,7 +52741,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -43526,7 +52755,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -43540,7 +52769,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -43554,7 +52783,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -43568,7 +52797,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -43582,7 +52811,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -43596,7 +52825,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -43610,7 +52839,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -43624,7 +52853,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -43638,7 +52867,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -43652,7 +52881,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -43666,7 +52895,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -43680,7 +52909,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -43694,7 +52923,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -43708,7 +52937,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -43722,7 +52951,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -43736,7 +52965,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -43750,7 +52979,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -43764,7 +52993,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -43778,7 +53007,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -43792,7 +53021,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -43806,7 +53035,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -43820,7 +53049,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -43834,7 +53063,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -43848,7 +53077,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -43862,7 +53091,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -43876,7 +53105,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -43890,7 +53119,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -43904,7 +53133,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -43918,7 +53147,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -43932,7 +53161,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -43946,7 +53175,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -43960,7 +53189,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -43974,7 +53203,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -43988,7 +53217,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -44002,7 +53231,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -44016,7 +53245,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -44030,7 +53259,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -44044,7 +53273,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -44058,7 +53287,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -44072,7 +53301,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -44086,7 +53315,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -44100,7 +53329,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -44114,7 +53343,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -44128,7 +53357,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -44142,7 +53371,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -44156,7 +53385,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -44170,7 +53399,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -44184,7 +53413,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -44198,7 +53427,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -44212,7 +53441,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -44226,7 +53455,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -44240,7 +53469,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -44254,7 +53483,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -44268,7 +53497,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -44282,7 +53511,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -44296,7 +53525,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -44310,7 +53539,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -44324,7 +53553,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -44338,7 +53567,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -44352,7 +53581,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -44366,7 +53595,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -44380,7 +53609,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
@@ -44394,7 +53623,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -44408,21 +53637,21 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1708  = loading;
     if (spmv_gated_rst) begin
       \$1708  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1709  = \$1059 [4:0];
     if (spmv_gated_rst) begin
       \$1709  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1710  = i;
     if (start) begin
       \$1710  = 6'h01;
@@ -44434,7 +53663,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1711  = xbuf0;
     if (\$signal$135 ) begin
       casez (ld_i)
@@ -44447,7 +53676,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1712  = xbuf1;
     if (\$signal$135 ) begin
       casez (ld_i)
@@ -44462,7 +53691,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1713  = xbuf2;
     if (\$signal$135 ) begin
       casez (ld_i)
@@ -44479,7 +53708,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1714  = xbuf3;
     if (\$signal$135 ) begin
       casez (ld_i)
@@ -44498,7 +53727,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1715  = xbuf4;
     if (\$signal$135 ) begin
       casez (ld_i)
@@ -44519,7 +53748,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1716  = xbuf5;
     if (\$signal$135 ) begin
       casez (ld_i)
@@ -44542,7 +53771,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1717  = xbuf6;
     if (\$signal$135 ) begin
       casez (ld_i)
@@ -44567,7 +53796,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1718  = xbuf7;
     if (\$signal$135 ) begin
       casez (ld_i)
@@ -44594,7 +53823,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1719  = xbuf8;
     if (\$signal$135 ) begin
       casez (ld_i)
@@ -44623,7 +53852,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1720  = xbuf9;
     if (\$signal$135 ) begin
       casez (ld_i)
@@ -44654,7 +53883,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1721  = xbuf10;
     if (\$signal$135 ) begin
       casez (ld_i)
@@ -44687,7 +53916,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1722  = xbuf11;
     if (\$signal$135 ) begin
       casez (ld_i)
@@ -44722,7 +53951,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1723  = xbuf12;
     if (\$signal$135 ) begin
       casez (ld_i)
@@ -44759,7 +53988,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1724  = xbuf13;
     if (\$signal$135 ) begin
       casez (ld_i)
@@ -44798,7 +54027,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1725  = xbuf14;
     if (\$signal$135 ) begin
       casez (ld_i)
@@ -44839,7 +54068,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1726  = xbuf15;
     if (\$signal$135 ) begin
       casez (ld_i)
@@ -44882,7 +54111,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1727  = xbuf16;
     if (\$signal$135 ) begin
       casez (ld_i)
@@ -44927,7 +54156,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1728  = xbuf17;
     if (\$signal$135 ) begin
       casez (ld_i)
@@ -44974,7 +54203,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1729  = xbuf18;
     if (\$signal$135 ) begin
       casez (ld_i)
@@ -45023,7 +54252,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1730  = xbuf19;
     if (\$signal$135 ) begin
       casez (ld_i)
@@ -45074,7 +54303,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1731  = xbuf20;
     if (\$signal$135 ) begin
       casez (ld_i)
@@ -45127,7 +54356,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1732  = xbuf21;
     if (\$signal$135 ) begin
       casez (ld_i)
@@ -45182,7 +54411,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1733  = xbuf22;
     if (\$signal$135 ) begin
       casez (ld_i)
@@ -45239,7 +54468,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1734  = xbuf23;
     if (\$signal$135 ) begin
       casez (ld_i)
@@ -45298,7 +54527,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1735  = xbuf24;
     if (\$signal$135 ) begin
       casez (ld_i)
@@ -45359,7 +54588,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1736  = xbuf25;
     if (\$signal$135 ) begin
       casez (ld_i)
@@ -45422,7 +54651,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1737  = xbuf26;
     if (\$signal$135 ) begin
       casez (ld_i)
@@ -45487,7 +54716,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1738  = xbuf27;
     if (\$signal$135 ) begin
       casez (ld_i)
@@ -45554,7 +54783,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1739  = xbuf28;
     if (\$signal$135 ) begin
       casez (ld_i)
@@ -45623,7 +54852,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1740  = xbuf29;
     if (\$signal$135 ) begin
       casez (ld_i)
@@ -45694,7 +54923,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1741  = xbuf30;
     if (\$signal$135 ) begin
       casez (ld_i)
@@ -45767,7 +54996,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1742  = xbuf31;
     if (\$signal$135 ) begin
       (* full_case = 32'd1 *)
@@ -45843,7 +55072,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1743  = loaded;
     if (\$signal$135 ) begin
       \$1743  = \$1061 [5:0];
@@ -45856,7 +55085,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1744  = issued;
     if (\$1063 ) begin
       \$1744  = \$1064 [2:0];
@@ -45869,7 +55098,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1745  = got;
     if (arrive) begin
       \$1745  = \$1065 [2:0];
@@ -45882,7 +55111,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1746  = acc0;
     if (arrive) begin
       \$1746  = \$1075 [63:0];
@@ -45895,7 +55124,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1747  = acc1;
     if (arrive) begin
       \$1747  = \$1085 [63:0];
@@ -45908,7 +55137,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1748  = acc2;
     if (arrive) begin
       \$1748  = \$1095 [63:0];
@@ -45921,7 +55150,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1749  = acc3;
     if (arrive) begin
       \$1749  = \$1105 [63:0];
@@ -45934,7 +55163,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1750  = acc4;
     if (arrive) begin
       \$1750  = \$1115 [63:0];
@@ -45947,7 +55176,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1751  = acc5;
     if (arrive) begin
       \$1751  = \$1125 [63:0];
@@ -45960,7 +55189,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1752  = acc6;
     if (arrive) begin
       \$1752  = \$1135 [63:0];
@@ -45973,7 +55202,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1753  = acc7;
     if (arrive) begin
       \$1753  = \$1145 [63:0];
@@ -45986,7 +55215,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1754  = acc8;
     if (arrive) begin
       \$1754  = \$1155 [63:0];
@@ -45999,7 +55228,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1755  = acc9;
     if (arrive) begin
       \$1755  = \$1165 [63:0];
@@ -46012,7 +55241,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1756  = acc10;
     if (arrive) begin
       \$1756  = \$1175 [63:0];
@@ -46025,7 +55254,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1757  = acc11;
     if (arrive) begin
       \$1757  = \$1185 [63:0];
@@ -46038,7 +55267,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1758  = acc12;
     if (arrive) begin
       \$1758  = \$1195 [63:0];
@@ -46051,7 +55280,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1759  = acc13;
     if (arrive) begin
       \$1759  = \$1205 [63:0];
@@ -46064,7 +55293,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1760  = acc14;
     if (arrive) begin
       \$1760  = \$1215 [63:0];
@@ -46077,7 +55306,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1761  = acc15;
     if (arrive) begin
       \$1761  = \$1225 [63:0];
@@ -46090,7 +55319,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1762  = acc16;
     if (arrive) begin
       \$1762  = \$1235 [63:0];
@@ -46103,7 +55332,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1763  = acc17;
     if (arrive) begin
       \$1763  = \$1245 [63:0];
@@ -46116,7 +55345,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1764  = acc18;
     if (arrive) begin
       \$1764  = \$1255 [63:0];
@@ -46129,7 +55358,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1765  = acc19;
     if (arrive) begin
       \$1765  = \$1265 [63:0];
@@ -46142,7 +55371,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1766  = acc20;
     if (arrive) begin
       \$1766  = \$1275 [63:0];
@@ -46155,7 +55384,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1767  = acc21;
     if (arrive) begin
       \$1767  = \$1285 [63:0];
@@ -46168,7 +55397,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1768  = acc22;
     if (arrive) begin
       \$1768  = \$1295 [63:0];
@@ -46181,7 +55410,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1769  = acc23;
     if (arrive) begin
       \$1769  = \$1305 [63:0];
@@ -46194,7 +55423,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1770  = acc24;
     if (arrive) begin
       \$1770  = \$1315 [63:0];
@@ -46207,7 +55436,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1771  = acc25;
     if (arrive) begin
       \$1771  = \$1325 [63:0];
@@ -46220,7 +55449,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1772  = acc26;
     if (arrive) begin
       \$1772  = \$1335 [63:0];
@@ -46233,7 +55462,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1773  = acc27;
     if (arrive) begin
       \$1773  = \$1345 [63:0];
@@ -46246,7 +55475,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1774  = acc28;
     if (arrive) begin
       \$1774  = \$1355 [63:0];
@@ -46259,7 +55488,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1775  = acc29;
     if (arrive) begin
       \$1775  = \$1365 [63:0];
@@ -46272,7 +55501,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1776  = acc30;
     if (arrive) begin
       \$1776  = \$1375 [63:0];
@@ -46285,7 +55514,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1777  = acc31;
     if (arrive) begin
       \$1777  = \$1385 [63:0];
@@ -46298,7 +55527,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1778  = acc32;
     if (arrive) begin
       \$1778  = \$1395 [63:0];
@@ -46311,7 +55540,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1779  = acc33;
     if (arrive) begin
       \$1779  = \$1405 [63:0];
@@ -46324,7 +55553,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1780  = acc34;
     if (arrive) begin
       \$1780  = \$1415 [63:0];
@@ -46337,7 +55566,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1781  = acc35;
     if (arrive) begin
       \$1781  = \$1425 [63:0];
@@ -46350,7 +55579,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1782  = acc36;
     if (arrive) begin
       \$1782  = \$1435 [63:0];
@@ -46363,7 +55592,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1783  = acc37;
     if (arrive) begin
       \$1783  = \$1445 [63:0];
@@ -46376,7 +55605,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1784  = acc38;
     if (arrive) begin
       \$1784  = \$1455 [63:0];
@@ -46389,7 +55618,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1785  = acc39;
     if (arrive) begin
       \$1785  = \$1465 [63:0];
@@ -46402,7 +55631,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1786  = acc40;
     if (arrive) begin
       \$1786  = \$1475 [63:0];
@@ -46415,7 +55644,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1787  = acc41;
     if (arrive) begin
       \$1787  = \$1485 [63:0];
@@ -46428,7 +55657,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1788  = acc42;
     if (arrive) begin
       \$1788  = \$1495 [63:0];
@@ -46441,7 +55670,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1789  = acc43;
     if (arrive) begin
       \$1789  = \$1505 [63:0];
@@ -46454,7 +55683,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1790  = acc44;
     if (arrive) begin
       \$1790  = \$1515 [63:0];
@@ -46467,7 +55696,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1791  = acc45;
     if (arrive) begin
       \$1791  = \$1525 [63:0];
@@ -46480,7 +55709,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1792  = acc46;
     if (arrive) begin
       \$1792  = \$1535 [63:0];
@@ -46493,7 +55722,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1793  = acc47;
     if (arrive) begin
       \$1793  = \$1545 [63:0];
@@ -46506,7 +55735,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1794  = acc48;
     if (arrive) begin
       \$1794  = \$1555 [63:0];
@@ -46519,7 +55748,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1795  = acc49;
     if (arrive) begin
       \$1795  = \$1565 [63:0];
@@ -46532,7 +55761,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1796  = acc50;
     if (arrive) begin
       \$1796  = \$1575 [63:0];
@@ -46545,7 +55774,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1797  = acc51;
     if (arrive) begin
       \$1797  = \$1585 [63:0];
@@ -46558,7 +55787,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1798  = acc52;
     if (arrive) begin
       \$1798  = \$1595 [63:0];
@@ -46571,7 +55800,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1799  = acc53;
     if (arrive) begin
       \$1799  = \$1605 [63:0];
@@ -46584,7 +55813,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1800  = acc54;
     if (arrive) begin
       \$1800  = \$1615 [63:0];
@@ -46597,7 +55826,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1801  = acc55;
     if (arrive) begin
       \$1801  = \$1625 [63:0];
@@ -46610,7 +55839,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1802  = acc56;
     if (arrive) begin
       \$1802  = \$1635 [63:0];
@@ -46623,7 +55852,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1803  = acc57;
     if (arrive) begin
       \$1803  = \$1645 [63:0];
@@ -46636,7 +55865,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1804  = acc58;
     if (arrive) begin
       \$1804  = \$1655 [63:0];
@@ -46649,7 +55878,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1805  = acc59;
     if (arrive) begin
       \$1805  = \$1665 [63:0];
@@ -46662,7 +55891,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1806  = acc60;
     if (arrive) begin
       \$1806  = \$1675 [63:0];
@@ -46675,7 +55904,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1807  = acc61;
     if (arrive) begin
       \$1807  = \$1685 [63:0];
@@ -46688,7 +55917,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1808  = acc62;
     if (arrive) begin
       \$1808  = \$1695 [63:0];
@@ -46701,7 +55930,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1809  = acc63;
     if (arrive) begin
       \$1809  = \$1705 [63:0];
@@ -46714,7 +55943,7 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1810  = j;
     if (reading) begin
       \$1810  = \$1706 [6:0];
@@ -46727,21 +55956,21 @@ module \default_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1811  = reading;
     if (spmv_gated_rst) begin
       \$1811  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1812  = j[5:0];
     if (spmv_gated_rst) begin
       \$1812  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$1813  = running;
     if (start) begin
       \$1813  = 1'h1;

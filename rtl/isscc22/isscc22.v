@@ -3779,6 +3779,16 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
   wire \$1 ;
   wire \$10 ;
+  wire [7:0] \$100 ;
+  wire [7:0] \$101 ;
+  wire [7:0] \$102 ;
+  wire [7:0] \$103 ;
+  wire [7:0] \$104 ;
+  wire [7:0] \$105 ;
+  wire [7:0] \$106 ;
+  wire [7:0] \$107 ;
+  wire [7:0] \$108 ;
+  wire [7:0] \$109 ;
   wire \$11 ;
   wire \$12 ;
   wire \$13 ;
@@ -3790,66 +3800,66 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire \$19 ;
   wire \$2 ;
   wire \$20 ;
-  wire [340:0] \$21 ;
+  wire \$21 ;
   wire \$22 ;
-  wire [340:0] \$23 ;
-  wire [11:0] \$24 ;
-  wire [11:0] \$25 ;
-  wire [11:0] \$26 ;
+  wire \$23 ;
+  wire [340:0] \$24 ;
+  wire \$25 ;
+  wire [340:0] \$26 ;
   wire [11:0] \$27 ;
-  wire \$28 ;
-  wire \$29 ;
+  wire [11:0] \$28 ;
+  wire [11:0] \$29 ;
   wire \$3 ;
-  wire \$30 ;
-  wire \$31 ;
-  wire [11:0] \$32 ;
+  wire [11:0] \$30 ;
+  wire [11:0] \$31 ;
+  wire \$32 ;
   wire \$33 ;
   wire \$34 ;
-  wire [11:0] \$35 ;
-  wire [11:0] \$36 ;
+  wire \$35 ;
+  wire \$36 ;
   wire [11:0] \$37 ;
-  wire [11:0] \$38 ;
-  wire [11:0] \$39 ;
+  wire \$38 ;
+  wire \$39 ;
   wire \$4 ;
   wire [11:0] \$40 ;
-  wire \$41 ;
-  wire [63:0] \$42 ;
-  wire [63:0] \$43 ;
-  wire [63:0] \$44 ;
-  wire [63:0] \$45 ;
-  wire [63:0] \$46 ;
-  wire [63:0] \$47 ;
-  wire \$48 ;
-  wire \$49 ;
+  wire [11:0] \$41 ;
+  wire [11:0] \$42 ;
+  wire [11:0] \$43 ;
+  wire [11:0] \$44 ;
+  wire [11:0] \$45 ;
+  wire [11:0] \$46 ;
+  wire \$47 ;
+  wire [63:0] \$48 ;
+  wire [63:0] \$49 ;
   wire \$5 ;
-  wire [1:0] \$50 ;
+  wire [63:0] \$50 ;
   wire [63:0] \$51 ;
   wire [63:0] \$52 ;
-  wire [31:0] \$53 ;
+  wire [63:0] \$53 ;
   wire [63:0] \$54 ;
-  wire [63:0] \$55 ;
-  wire [31:0] \$56 ;
-  reg \$57 ;
-  reg \$58 ;
-  reg \$59 ;
+  wire \$55 ;
+  wire \$56 ;
+  wire [1:0] \$57 ;
+  wire [63:0] \$58 ;
+  wire [63:0] \$59 ;
   wire \$6 ;
-  reg \$60 ;
-  reg \$61 ;
-  reg \$62 ;
-  reg \$63 ;
+  wire [31:0] \$60 ;
+  wire [63:0] \$61 ;
+  wire [63:0] \$62 ;
+  wire [31:0] \$63 ;
   reg \$64 ;
-  wire \$65 ;
-  wire \$66 ;
-  wire [7:0] \$67 ;
-  wire [7:0] \$68 ;
-  wire [7:0] \$69 ;
+  reg \$65 ;
+  reg \$66 ;
+  reg \$67 ;
+  reg \$68 ;
+  reg \$69 ;
   wire \$7 ;
-  wire [7:0] \$70 ;
-  wire [7:0] \$71 ;
-  wire [7:0] \$72 ;
-  wire [7:0] \$73 ;
-  wire [7:0] \$74 ;
-  wire [7:0] \$75 ;
+  reg \$70 ;
+  reg \$71 ;
+  reg \$72 ;
+  reg \$73 ;
+  wire \$74 ;
+  wire \$75 ;
   wire [7:0] \$76 ;
   wire [7:0] \$77 ;
   wire [7:0] \$78 ;
@@ -3858,8 +3868,8 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [7:0] \$80 ;
   wire [7:0] \$81 ;
   wire [7:0] \$82 ;
-  wire [22:0] \$83 ;
-  wire [31:0] \$84 ;
+  wire [7:0] \$83 ;
+  wire [7:0] \$84 ;
   wire [7:0] \$85 ;
   wire [7:0] \$86 ;
   wire [7:0] \$87 ;
@@ -3868,52 +3878,59 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire \$9 ;
   wire [7:0] \$90 ;
   wire [7:0] \$91 ;
-  wire [7:0] \$92 ;
+  wire [22:0] \$92 ;
+  wire [31:0] \$93 ;
+  wire [7:0] \$94 ;
+  wire [7:0] \$95 ;
+  wire [7:0] \$96 ;
+  wire [7:0] \$97 ;
+  wire [7:0] \$98 ;
+  wire [7:0] \$99 ;
   wire [9:0] \$signature__addr ;
-  wire [9:0] \$signature__addr$319 ;
-  wire [11:0] \$signature__addr$325 ;
-  wire [9:0] \$signature__addr$331 ;
-  wire [5:0] \$signature__addr$337 ;
-  wire [5:0] \$signature__addr$343 ;
-  wire [9:0] \$signature__addr$349 ;
-  wire [9:0] \$signature__addr$355 ;
-  wire [9:0] \$signature__addr$361 ;
-  wire [5:0] \$signature__addr$367 ;
-  wire [5:0] \$signature__addr$373 ;
-  wire [11:0] \$signature__addr$444 ;
-  wire [11:0] \$signature__addr$450 ;
-  wire [9:0] \$signature__addr$456 ;
-  wire [9:0] \$signature__addr$462 ;
+  wire [9:0] \$signature__addr$339 ;
+  wire [11:0] \$signature__addr$345 ;
+  wire [9:0] \$signature__addr$351 ;
+  wire [5:0] \$signature__addr$357 ;
+  wire [5:0] \$signature__addr$363 ;
+  wire [9:0] \$signature__addr$369 ;
+  wire [9:0] \$signature__addr$375 ;
+  wire [9:0] \$signature__addr$381 ;
+  wire [5:0] \$signature__addr$387 ;
+  wire [5:0] \$signature__addr$393 ;
+  wire [11:0] \$signature__addr$467 ;
+  wire [11:0] \$signature__addr$473 ;
+  wire [9:0] \$signature__addr$479 ;
+  wire [9:0] \$signature__addr$485 ;
   wire [63:0] \$signature__data ;
-  wire [447:0] \$signature__data$322 ;
-  wire [63:0] \$signature__data$328 ;
-  wire [63:0] \$signature__data$334 ;
-  wire [767:0] \$signature__data$340 ;
-  wire [95:0] \$signature__data$346 ;
-  wire [63:0] \$signature__data$352 ;
-  wire [447:0] \$signature__data$357 ;
-  wire [63:0] \$signature__data$363 ;
-  wire [767:0] \$signature__data$369 ;
-  wire [95:0] \$signature__data$375 ;
-  wire [63:0] \$signature__data$447 ;
-  wire [63:0] \$signature__data$452 ;
-  wire [63:0] \$signature__data$459 ;
-  wire [63:0] \$signature__data$464 ;
+  wire [447:0] \$signature__data$342 ;
+  wire [63:0] \$signature__data$348 ;
+  wire [63:0] \$signature__data$354 ;
+  wire [767:0] \$signature__data$360 ;
+  wire [95:0] \$signature__data$366 ;
+  wire [63:0] \$signature__data$372 ;
+  wire [447:0] \$signature__data$377 ;
+  wire [63:0] \$signature__data$383 ;
+  wire [767:0] \$signature__data$389 ;
+  wire [95:0] \$signature__data$395 ;
+  wire [63:0] \$signature__data$470 ;
+  wire [63:0] \$signature__data$475 ;
+  wire [63:0] \$signature__data$482 ;
+  wire [63:0] \$signature__data$487 ;
   wire \$signature__en ;
-  wire \$signature__en$323 ;
-  wire \$signature__en$329 ;
-  wire \$signature__en$335 ;
-  wire \$signature__en$341 ;
-  wire \$signature__en$347 ;
-  wire \$signature__en$353 ;
-  wire [13:0] \$signature__en$359 ;
-  wire [1:0] \$signature__en$365 ;
-  wire [23:0] \$signature__en$371 ;
-  wire [2:0] \$signature__en$377 ;
-  wire \$signature__en$448 ;
-  wire \$signature__en$454 ;
-  wire \$signature__en$460 ;
-  wire \$signature__en$466 ;
+  wire \$signature__en$343 ;
+  wire \$signature__en$349 ;
+  wire \$signature__en$355 ;
+  wire \$signature__en$361 ;
+  wire \$signature__en$367 ;
+  wire \$signature__en$373 ;
+  wire [13:0] \$signature__en$379 ;
+  wire [1:0] \$signature__en$385 ;
+  wire [23:0] \$signature__en$391 ;
+  wire [2:0] \$signature__en$397 ;
+  wire \$signature__en$471 ;
+  wire \$signature__en$477 ;
+  wire \$signature__en$483 ;
+  wire \$signature__en$489 ;
   wire [11:0] a_rd__addr;
   wire [63:0] a_rd__data;
   wire a_rd__en;
@@ -3924,138 +3941,151 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [63:0] act_rd__1__data;
   wire act_rd__1__en;
   wire [11:0] act_rd__addr;
-  wire [11:0] \act_rd__addr$174 ;
+  wire [11:0] \act_rd__addr$182 ;
+  wire [11:0] \act_rd__addr$183 ;
   wire [63:0] act_rd__data;
-  wire [63:0] \act_rd__data$190 ;
+  wire [63:0] \act_rd__data$200 ;
+  wire [63:0] \act_rd__data$201 ;
   wire act_rd__en;
-  wire \act_rd__en$181 ;
+  wire \act_rd__en$190 ;
+  wire \act_rd__en$191 ;
   wire [11:0] act_w__addr;
-  wire [11:0] \act_w__addr$388 ;
-  wire [11:0] \act_w__addr$389 ;
-  wire [11:0] \act_w__addr$390 ;
-  wire [11:0] \act_w__addr$391 ;
-  wire [11:0] \act_w__addr$392 ;
-  wire [11:0] \act_w__addr$393 ;
+  wire [11:0] \act_w__addr$409 ;
+  wire [11:0] \act_w__addr$410 ;
+  wire [11:0] \act_w__addr$411 ;
+  wire [11:0] \act_w__addr$412 ;
+  wire [11:0] \act_w__addr$413 ;
+  wire [11:0] \act_w__addr$414 ;
+  wire [11:0] \act_w__addr$415 ;
   wire [63:0] act_w__data;
-  wire [63:0] \act_w__data$397 ;
-  wire [63:0] \act_w__data$398 ;
-  wire [63:0] \act_w__data$399 ;
-  wire [63:0] \act_w__data$400 ;
-  wire [63:0] \act_w__data$401 ;
-  wire [63:0] \act_w__data$402 ;
+  wire [63:0] \act_w__data$419 ;
+  wire [63:0] \act_w__data$420 ;
+  wire [63:0] \act_w__data$421 ;
+  wire [63:0] \act_w__data$422 ;
+  wire [63:0] \act_w__data$423 ;
+  wire [63:0] \act_w__data$424 ;
+  wire [63:0] \act_w__data$425 ;
   wire act_w__en;
-  wire \act_w__en$382 ;
-  wire \act_w__en$383 ;
-  wire \act_w__en$384 ;
-  wire \act_w__en$385 ;
-  wire \act_w__en$386 ;
+  wire \act_w__en$402 ;
+  wire \act_w__en$403 ;
+  wire \act_w__en$404 ;
   wire \act_w__en$405 ;
+  wire \act_w__en$406 ;
+  wire \act_w__en$407 ;
+  wire \act_w__en$428 ;
   wire [11:0] amem_port__addr;
   wire [63:0] amem_port__data;
   wire [1:0] amem_port__en;
   wire [11:0] amem_r__addr;
-  wire [11:0] \amem_r__addr$445 ;
+  wire [11:0] \amem_r__addr$468 ;
   wire [63:0] amem_r__data;
-  wire [63:0] \amem_r__data$446 ;
+  wire [63:0] \amem_r__data$469 ;
   wire amem_r__en;
-  wire \amem_r__en$449 ;
+  wire \amem_r__en$472 ;
   wire [11:0] amem_w__addr;
-  wire [11:0] \amem_w__addr$451 ;
+  wire [11:0] \amem_w__addr$474 ;
   wire [63:0] amem_w__data;
-  wire [63:0] \amem_w__data$453 ;
+  wire [63:0] \amem_w__data$476 ;
   wire [1:0] amem_w__en;
-  wire \amem_w__en$455 ;
+  wire \amem_w__en$478 ;
   wire [11:0] arc_rd__addr;
   wire [63:0] arc_rd__data;
   wire arc_rd__en;
   wire [442:0] args;
-  wire [192:0] \args$244 ;
-  wire [9:0] \args$244.act_max ;
-  wire [9:0] \args$244.act_min ;
-  wire [9:0] \args$244.cw ;
-  wire [3:0] \args$244.dh ;
-  wire [3:0] \args$244.dw ;
-  wire [11:0] \args$244.in_base ;
-  wire [8:0] \args$244.in_h ;
-  wire [8:0] \args$244.in_w ;
-  wire [8:0] \args$244.kh ;
-  wire [8:0] \args$244.kw ;
+  wire [192:0] \args$258 ;
+  wire [9:0] \args$258.act_max ;
+  wire [9:0] \args$258.act_min ;
+  wire [9:0] \args$258.cw ;
+  wire [3:0] \args$258.dh ;
+  wire [3:0] \args$258.dw ;
+  wire [11:0] \args$258.in_base ;
+  wire [8:0] \args$258.in_h ;
+  wire [8:0] \args$258.in_w ;
+  wire [8:0] \args$258.kh ;
+  wire [8:0] \args$258.kw ;
   (* enum_base_type = "PoolMode" *)
   (* enum_value_0 = "MAX" *)
   (* enum_value_1 = "AVG" *)
-  wire \args$244.mode ;
-  wire [31:0] \args$244.mult ;
-  wire [8:0] \args$244.oh ;
-  wire [11:0] \args$244.out_base ;
-  wire [8:0] \args$244.ow ;
-  wire [3:0] \args$244.pl ;
-  wire [3:0] \args$244.pt ;
-  wire \args$244.round_even ;
-  wire [3:0] \args$244.sh ;
-  wire [5:0] \args$244.shift ;
-  wire [3:0] \args$244.sw ;
-  wire \args$244.x_signed ;
-  wire [9:0] \args$244.zp_in ;
-  wire [9:0] \args$244.zp_out ;
-  wire [264:0] \args$251 ;
-  wire [11:0] \args$251.a_base ;
-  wire [9:0] \args$251.a_stride ;
-  wire [9:0] \args$251.act_max ;
-  wire [9:0] \args$251.act_min ;
-  wire [11:0] \args$251.b_base ;
-  wire [9:0] \args$251.b_stride ;
-  wire [9:0] \args$251.cw ;
-  wire \args$251.has_b ;
-  wire [4:0] \args$251.ls ;
-  wire [31:0] \args$251.mult_a ;
-  wire [31:0] \args$251.mult_b ;
-  wire [31:0] \args$251.mult_o ;
-  wire [15:0] \args$251.npos ;
-  wire [11:0] \args$251.out_base ;
-  wire [9:0] \args$251.out_stride ;
-  wire \args$251.rq_in ;
-  wire \args$251.rq_out ;
-  wire [5:0] \args$251.shift_a ;
-  wire [5:0] \args$251.shift_b ;
-  wire [5:0] \args$251.shift_o ;
-  wire \args$251.x_signed ;
-  wire [9:0] \args$251.zp_a ;
-  wire [9:0] \args$251.zp_b ;
-  wire [9:0] \args$251.zp_out ;
-  wire [60:0] \args$258 ;
-  wire [11:0] \args$258.dst ;
-  wire \args$258.macro ;
-  wire [3:0] \args$258.page ;
-  wire [31:0] \args$258.rows ;
-  wire [11:0] \args$258.src ;
-  wire [48:0] \args$264 ;
-  wire [11:0] \args$264.arcs ;
-  wire [12:0] \args$264.count ;
-  wire [11:0] \args$264.new ;
-  wire [11:0] \args$264.old ;
-  wire [63:0] \args$270 ;
-  wire \args$270.flush ;
-  wire \args$270.macro ;
-  wire [3:0] \args$270.page ;
-  wire [31:0] \args$270.rows ;
-  wire [1:0] \args$270.slices_m1 ;
-  wire [11:0] \args$270.x ;
-  wire [11:0] \args$270.y ;
-  wire [124:0] \args$277 ;
-  wire [9:0] \args$277.act_max ;
-  wire [9:0] \args$277.act_min ;
-  wire [12:0] \args$277.channels ;
-  wire [9:0] \args$277.cw ;
-  wire [5:0] \args$277.frac ;
-  wire [11:0] \args$277.in_base ;
-  wire [15:0] \args$277.npos ;
-  wire [11:0] \args$277.out_base ;
-  wire [4:0] \args$277.shift ;
-  wire [3:0] \args$277.size ;
-  wire [5:0] \args$277.table_base ;
-  wire \args$277.x_signed ;
-  wire [9:0] \args$277.zp_in ;
-  wire [9:0] \args$277.zp_out ;
+  wire \args$258.mode ;
+  wire [31:0] \args$258.mult ;
+  wire [8:0] \args$258.oh ;
+  wire [11:0] \args$258.out_base ;
+  wire [8:0] \args$258.ow ;
+  wire [3:0] \args$258.pl ;
+  wire [3:0] \args$258.pt ;
+  wire \args$258.round_even ;
+  wire [3:0] \args$258.sh ;
+  wire [5:0] \args$258.shift ;
+  wire [3:0] \args$258.sw ;
+  wire \args$258.x_signed ;
+  wire [9:0] \args$258.zp_in ;
+  wire [9:0] \args$258.zp_out ;
+  wire [264:0] \args$265 ;
+  wire [11:0] \args$265.a_base ;
+  wire [9:0] \args$265.a_stride ;
+  wire [9:0] \args$265.act_max ;
+  wire [9:0] \args$265.act_min ;
+  wire [11:0] \args$265.b_base ;
+  wire [9:0] \args$265.b_stride ;
+  wire [9:0] \args$265.cw ;
+  wire \args$265.has_b ;
+  wire [4:0] \args$265.ls ;
+  wire [31:0] \args$265.mult_a ;
+  wire [31:0] \args$265.mult_b ;
+  wire [31:0] \args$265.mult_o ;
+  wire [15:0] \args$265.npos ;
+  wire [11:0] \args$265.out_base ;
+  wire [9:0] \args$265.out_stride ;
+  wire \args$265.rq_in ;
+  wire \args$265.rq_out ;
+  wire [5:0] \args$265.shift_a ;
+  wire [5:0] \args$265.shift_b ;
+  wire [5:0] \args$265.shift_o ;
+  wire \args$265.x_signed ;
+  wire [9:0] \args$265.zp_a ;
+  wire [9:0] \args$265.zp_b ;
+  wire [9:0] \args$265.zp_out ;
+  wire [60:0] \args$272 ;
+  wire [11:0] \args$272.dst ;
+  wire \args$272.macro ;
+  wire [3:0] \args$272.page ;
+  wire [31:0] \args$272.rows ;
+  wire [11:0] \args$272.src ;
+  wire [48:0] \args$278 ;
+  wire [11:0] \args$278.arcs ;
+  wire [12:0] \args$278.count ;
+  wire [11:0] \args$278.new ;
+  wire [11:0] \args$278.old ;
+  wire [63:0] \args$284 ;
+  wire \args$284.flush ;
+  wire \args$284.macro ;
+  wire [3:0] \args$284.page ;
+  wire [31:0] \args$284.rows ;
+  wire [1:0] \args$284.slices_m1 ;
+  wire [11:0] \args$284.x ;
+  wire [11:0] \args$284.y ;
+  wire [124:0] \args$291 ;
+  wire [9:0] \args$291.act_max ;
+  wire [9:0] \args$291.act_min ;
+  wire [12:0] \args$291.channels ;
+  wire [9:0] \args$291.cw ;
+  wire [5:0] \args$291.frac ;
+  wire [11:0] \args$291.in_base ;
+  wire [15:0] \args$291.npos ;
+  wire [11:0] \args$291.out_base ;
+  wire [4:0] \args$291.shift ;
+  wire [3:0] \args$291.size ;
+  wire [5:0] \args$291.table_base ;
+  wire \args$291.x_signed ;
+  wire [9:0] \args$291.zp_in ;
+  wire [9:0] \args$291.zp_out ;
+  wire [68:0] \args$297 ;
+  wire [12:0] \args$297.channels ;
+  wire [9:0] \args$297.cw ;
+  wire [11:0] \args$297.in_base ;
+  wire [15:0] \args$297.npos ;
+  wire [11:0] \args$297.out_base ;
+  wire [5:0] \args$297.table_base ;
   wire [2:0] \args.ab_m1 ;
   wire [9:0] \args.act_max ;
   wire [9:0] \args.act_min ;
@@ -4111,151 +4141,152 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [9:0] \args.zp_out ;
   output [31:0] axi__araddr;
   wire [31:0] axi__araddr;
-  wire [31:0] \axi__araddr$406 ;
+  wire [31:0] \axi__araddr$429 ;
   output [1:0] axi__arburst;
   wire [1:0] axi__arburst;
-  wire [1:0] \axi__arburst$407 ;
+  wire [1:0] \axi__arburst$430 ;
   output [3:0] axi__arcache;
   wire [3:0] axi__arcache;
-  wire [3:0] \axi__arcache$408 ;
+  wire [3:0] \axi__arcache$431 ;
   output axi__arid;
   wire axi__arid;
-  wire \axi__arid$409 ;
+  wire \axi__arid$432 ;
   output [7:0] axi__arlen;
   wire [7:0] axi__arlen;
-  wire [7:0] \axi__arlen$410 ;
+  wire [7:0] \axi__arlen$433 ;
   output axi__arlock;
   wire axi__arlock;
-  wire \axi__arlock$411 ;
+  wire \axi__arlock$434 ;
   output [2:0] axi__arprot;
   wire [2:0] axi__arprot;
-  wire [2:0] \axi__arprot$412 ;
+  wire [2:0] \axi__arprot$435 ;
   output [3:0] axi__arqos;
   wire [3:0] axi__arqos;
-  wire [3:0] \axi__arqos$413 ;
+  wire [3:0] \axi__arqos$436 ;
   input axi__arready;
   wire axi__arready;
-  wire \axi__arready$414 ;
+  wire \axi__arready$437 ;
   output [2:0] axi__arsize;
   wire [2:0] axi__arsize;
-  wire [2:0] \axi__arsize$415 ;
+  wire [2:0] \axi__arsize$438 ;
   output axi__arvalid;
   wire axi__arvalid;
-  wire \axi__arvalid$416 ;
+  wire \axi__arvalid$439 ;
   output [31:0] axi__awaddr;
   wire [31:0] axi__awaddr;
-  wire [31:0] \axi__awaddr$417 ;
+  wire [31:0] \axi__awaddr$440 ;
   output [1:0] axi__awburst;
   wire [1:0] axi__awburst;
-  wire [1:0] \axi__awburst$418 ;
+  wire [1:0] \axi__awburst$441 ;
   output [3:0] axi__awcache;
   wire [3:0] axi__awcache;
-  wire [3:0] \axi__awcache$419 ;
+  wire [3:0] \axi__awcache$442 ;
   output axi__awid;
   wire axi__awid;
-  wire \axi__awid$420 ;
+  wire \axi__awid$443 ;
   output [7:0] axi__awlen;
   wire [7:0] axi__awlen;
-  wire [7:0] \axi__awlen$421 ;
+  wire [7:0] \axi__awlen$444 ;
   output axi__awlock;
   wire axi__awlock;
-  wire \axi__awlock$422 ;
+  wire \axi__awlock$445 ;
   output [2:0] axi__awprot;
   wire [2:0] axi__awprot;
-  wire [2:0] \axi__awprot$423 ;
+  wire [2:0] \axi__awprot$446 ;
   output [3:0] axi__awqos;
   wire [3:0] axi__awqos;
-  wire [3:0] \axi__awqos$424 ;
+  wire [3:0] \axi__awqos$447 ;
   input axi__awready;
   wire axi__awready;
-  wire \axi__awready$425 ;
+  wire \axi__awready$448 ;
   output [2:0] axi__awsize;
   wire [2:0] axi__awsize;
-  wire [2:0] \axi__awsize$426 ;
+  wire [2:0] \axi__awsize$449 ;
   output axi__awvalid;
   wire axi__awvalid;
-  wire \axi__awvalid$427 ;
+  wire \axi__awvalid$450 ;
   input axi__bid;
   wire axi__bid;
-  wire \axi__bid$428 ;
+  wire \axi__bid$451 ;
   output axi__bready;
   wire axi__bready;
-  wire \axi__bready$429 ;
+  wire \axi__bready$452 ;
   input [1:0] axi__bresp;
   wire [1:0] axi__bresp;
-  wire [1:0] \axi__bresp$430 ;
+  wire [1:0] \axi__bresp$453 ;
   input axi__bvalid;
   wire axi__bvalid;
-  wire \axi__bvalid$431 ;
+  wire \axi__bvalid$454 ;
   input [63:0] axi__rdata;
   wire [63:0] axi__rdata;
-  wire [63:0] \axi__rdata$432 ;
+  wire [63:0] \axi__rdata$455 ;
   input axi__rid;
   wire axi__rid;
-  wire \axi__rid$433 ;
+  wire \axi__rid$456 ;
   input axi__rlast;
   wire axi__rlast;
-  wire \axi__rlast$434 ;
+  wire \axi__rlast$457 ;
   output axi__rready;
   wire axi__rready;
-  wire \axi__rready$435 ;
+  wire \axi__rready$458 ;
   input [1:0] axi__rresp;
   wire [1:0] axi__rresp;
-  wire [1:0] \axi__rresp$436 ;
+  wire [1:0] \axi__rresp$459 ;
   input axi__rvalid;
   wire axi__rvalid;
-  wire \axi__rvalid$437 ;
+  wire \axi__rvalid$460 ;
   output [63:0] axi__wdata;
   wire [63:0] axi__wdata;
-  wire [63:0] \axi__wdata$438 ;
+  wire [63:0] \axi__wdata$461 ;
   output axi__wlast;
   wire axi__wlast;
-  wire \axi__wlast$439 ;
+  wire \axi__wlast$462 ;
   input axi__wready;
   wire axi__wready;
-  wire \axi__wready$440 ;
+  wire \axi__wready$463 ;
   output [7:0] axi__wstrb;
   wire [7:0] axi__wstrb;
-  wire [7:0] \axi__wstrb$441 ;
+  wire [7:0] \axi__wstrb$464 ;
   output axi__wvalid;
   wire axi__wvalid;
-  wire \axi__wvalid$442 ;
+  wire \axi__wvalid$465 ;
   wire [11:0] b_rd__addr;
   wire [63:0] b_rd__data;
   wire b_rd__en;
   output busy;
   wire busy;
-  wire \busy$170 ;
-  wire \busy$171 ;
-  wire \busy$239 ;
-  wire \busy$254 ;
-  wire \busy$295 ;
-  wire \busy$297 ;
-  wire \busy$308 ;
+  wire \busy$178 ;
+  wire \busy$179 ;
+  wire \busy$253 ;
+  wire \busy$268 ;
+  wire \busy$315 ;
+  wire \busy$317 ;
+  wire \busy$328 ;
   wire \busy$56 ;
   wire \busy$59 ;
   wire \busy$62 ;
+  wire \busy$65 ;
   input clk;
   wire clk;
   wire [36:0] cmd__payload;
-  wire [97:0] \cmd__payload$288 ;
-  wire [11:0] \cmd__payload$288.addr ;
-  wire [19:0] \cmd__payload$288.ext ;
-  wire [19:0] \cmd__payload$288.ext_stride ;
-  wire [15:0] \cmd__payload$288.len ;
-  wire [15:0] \cmd__payload$288.rows ;
-  wire \cmd__payload$288.store ;
-  wire [11:0] \cmd__payload$288.stride ;
-  wire \cmd__payload$288.wmem ;
+  wire [97:0] \cmd__payload$308 ;
+  wire [11:0] \cmd__payload$308.addr ;
+  wire [19:0] \cmd__payload$308.ext ;
+  wire [19:0] \cmd__payload$308.ext_stride ;
+  wire [15:0] \cmd__payload$308.len ;
+  wire [15:0] \cmd__payload$308.rows ;
+  wire \cmd__payload$308.store ;
+  wire [11:0] \cmd__payload$308.stride ;
+  wire \cmd__payload$308.wmem ;
   wire [15:0] \cmd__payload.count ;
   wire [1:0] \cmd__payload.mask ;
   wire [3:0] \cmd__payload.page ;
   wire [4:0] \cmd__payload.row0 ;
   wire [9:0] \cmd__payload.src ;
   wire cmd__ready;
-  wire \cmd__ready$291 ;
+  wire \cmd__ready$311 ;
   wire cmd__valid;
-  wire \cmd__valid$292 ;
+  wire \cmd__valid$312 ;
   wire [311:0] ctrl__report;
   wire [31:0] \ctrl__report.cycles ;
   wire [31:0] \ctrl__report.load_cycles ;
@@ -4318,14 +4349,15 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [2:0] dmem_w__en;
   output done;
   wire done;
-  wire \done$241 ;
-  wire \done$248 ;
-  wire \done$256 ;
+  wire \done$255 ;
   wire \done$262 ;
-  wire \done$268 ;
-  wire \done$274 ;
-  wire \done$281 ;
-  wire \done$309 ;
+  wire \done$270 ;
+  wire \done$276 ;
+  wire \done$282 ;
+  wire \done$288 ;
+  wire \done$295 ;
+  wire \done$301 ;
+  wire \done$329 ;
   wire [11:0] dst_rd__addr;
   wire [63:0] dst_rd__data;
   wire dst_rd__en;
@@ -4384,6 +4416,16 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire engines__lrn__busy;
   wire engines__lrn__done;
   wire engines__lrn__start;
+  wire [68:0] engines__lut__args;
+  wire [12:0] \engines__lut__args.channels ;
+  wire [9:0] \engines__lut__args.cw ;
+  wire [11:0] \engines__lut__args.in_base ;
+  wire [15:0] \engines__lut__args.npos ;
+  wire [11:0] \engines__lut__args.out_base ;
+  wire [5:0] \engines__lut__args.table_base ;
+  wire engines__lut__busy;
+  wire engines__lut__done;
+  wire engines__lut__start;
   wire [442:0] engines__mac__args;
   wire [2:0] \engines__mac__args.ab_m1 ;
   wire [9:0] \engines__mac__args.act_max ;
@@ -4544,8 +4586,8 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire epi_rd__en;
   output error;
   wire error;
-  wire \error$310 ;
-  wire \error$443 ;
+  wire \error$330 ;
+  wire \error$466 ;
   reg graph_busy_q1 = 1'h0;
   reg graph_busy_q2 = 1'h0;
   wire graph_clk_en;
@@ -4654,6 +4696,13 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire \imem_rd__data.args.lrn.x_signed ;
   wire [9:0] \imem_rd__data.args.lrn.zp_in ;
   wire [9:0] \imem_rd__data.args.lrn.zp_out ;
+  wire [68:0] \imem_rd__data.args.lut ;
+  wire [12:0] \imem_rd__data.args.lut.channels ;
+  wire [9:0] \imem_rd__data.args.lut.cw ;
+  wire [11:0] \imem_rd__data.args.lut.in_base ;
+  wire [15:0] \imem_rd__data.args.lut.npos ;
+  wire [11:0] \imem_rd__data.args.lut.out_base ;
+  wire [5:0] \imem_rd__data.args.lut.table_base ;
   wire [442:0] \imem_rd__data.args.mac ;
   wire [2:0] \imem_rd__data.args.mac.ab_m1 ;
   wire [9:0] \imem_rd__data.args.mac.act_max ;
@@ -4749,6 +4798,7 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   (* enum_value_1001 = "GRELAX" *)
   (* enum_value_1010 = "GSPMV" *)
   (* enum_value_1011 = "LRN" *)
+  (* enum_value_1100 = "LUT" *)
   wire [3:0] \imem_rd__data.op ;
   wire imem_rd__en;
   wire [9:0] imem_w__addr;
@@ -4763,6 +4813,12 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire load__ready;
   wire load__valid;
   wire loader_busy;
+  reg lut_busy_q1 = 1'h0;
+  reg lut_busy_q2 = 1'h0;
+  wire lut_clk_en;
+  wire lut_gated_clk;
+  wire lut_gated_rst;
+  wire lut_icg_gclk;
   wire macro0__busy;
   wire [3:0] macro0__mem_page;
   wire macro0__mem_re;
@@ -5038,112 +5094,112 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [63:0] old_rd__data;
   wire old_rd__en;
   wire [340:0] op__0__payload;
-  wire [340:0] \op__0__payload$94 ;
-  wire [2:0] \op__0__payload$94.ab_m1 ;
+  wire [340:0] \op__0__payload$102 ;
+  wire [2:0] \op__0__payload$102.ab_m1 ;
   (* enum_base_type = "BitOp" *)
   (* enum_value_000 = "AND" *)
   (* enum_value_001 = "OR" *)
   (* enum_value_010 = "XOR" *)
   (* enum_value_011 = "NOR" *)
   (* enum_value_100 = "XNOR" *)
-  wire [2:0] \op__0__payload$94.bop ;
+  wire [2:0] \op__0__payload$102.bop ;
   (* enum_base_type = "MacroMode" *)
   (* enum_value_0 = "MAC" *)
   (* enum_value_1 = "BITWISE" *)
-  wire \op__0__payload$94.mode ;
-  wire [3:0] \op__0__payload$94.page ;
-  wire [4:0] \op__0__payload$94.row ;
-  wire \op__0__payload$94.skip ;
-  wire \op__0__payload$94.w_signed ;
-  wire [1:0] \op__0__payload$94.wb_log2 ;
-  wire [63:0] \op__0__payload$94.word ;
-  wire [255:0] \op__0__payload$94.x ;
-  wire [7:0] \op__0__payload$94.x[0] ;
-  wire [7:0] \op__0__payload$94.x[10] ;
-  wire [7:0] \op__0__payload$94.x[11] ;
-  wire [7:0] \op__0__payload$94.x[12] ;
-  wire [7:0] \op__0__payload$94.x[13] ;
-  wire [7:0] \op__0__payload$94.x[14] ;
-  wire [7:0] \op__0__payload$94.x[15] ;
-  wire [7:0] \op__0__payload$94.x[16] ;
-  wire [7:0] \op__0__payload$94.x[17] ;
-  wire [7:0] \op__0__payload$94.x[18] ;
-  wire [7:0] \op__0__payload$94.x[19] ;
-  wire [7:0] \op__0__payload$94.x[1] ;
-  wire [7:0] \op__0__payload$94.x[20] ;
-  wire [7:0] \op__0__payload$94.x[21] ;
-  wire [7:0] \op__0__payload$94.x[22] ;
-  wire [7:0] \op__0__payload$94.x[23] ;
-  wire [7:0] \op__0__payload$94.x[24] ;
-  wire [7:0] \op__0__payload$94.x[25] ;
-  wire [7:0] \op__0__payload$94.x[26] ;
-  wire [7:0] \op__0__payload$94.x[27] ;
-  wire [7:0] \op__0__payload$94.x[28] ;
-  wire [7:0] \op__0__payload$94.x[29] ;
-  wire [7:0] \op__0__payload$94.x[2] ;
-  wire [7:0] \op__0__payload$94.x[30] ;
-  wire [7:0] \op__0__payload$94.x[31] ;
-  wire [7:0] \op__0__payload$94.x[3] ;
-  wire [7:0] \op__0__payload$94.x[4] ;
-  wire [7:0] \op__0__payload$94.x[5] ;
-  wire [7:0] \op__0__payload$94.x[6] ;
-  wire [7:0] \op__0__payload$94.x[7] ;
-  wire [7:0] \op__0__payload$94.x[8] ;
-  wire [7:0] \op__0__payload$94.x[9] ;
-  wire \op__0__payload$94.x_signed ;
-  wire [340:0] \op__0__payload$95 ;
-  wire [2:0] \op__0__payload$95.ab_m1 ;
+  wire \op__0__payload$102.mode ;
+  wire [3:0] \op__0__payload$102.page ;
+  wire [4:0] \op__0__payload$102.row ;
+  wire \op__0__payload$102.skip ;
+  wire \op__0__payload$102.w_signed ;
+  wire [1:0] \op__0__payload$102.wb_log2 ;
+  wire [63:0] \op__0__payload$102.word ;
+  wire [255:0] \op__0__payload$102.x ;
+  wire [7:0] \op__0__payload$102.x[0] ;
+  wire [7:0] \op__0__payload$102.x[10] ;
+  wire [7:0] \op__0__payload$102.x[11] ;
+  wire [7:0] \op__0__payload$102.x[12] ;
+  wire [7:0] \op__0__payload$102.x[13] ;
+  wire [7:0] \op__0__payload$102.x[14] ;
+  wire [7:0] \op__0__payload$102.x[15] ;
+  wire [7:0] \op__0__payload$102.x[16] ;
+  wire [7:0] \op__0__payload$102.x[17] ;
+  wire [7:0] \op__0__payload$102.x[18] ;
+  wire [7:0] \op__0__payload$102.x[19] ;
+  wire [7:0] \op__0__payload$102.x[1] ;
+  wire [7:0] \op__0__payload$102.x[20] ;
+  wire [7:0] \op__0__payload$102.x[21] ;
+  wire [7:0] \op__0__payload$102.x[22] ;
+  wire [7:0] \op__0__payload$102.x[23] ;
+  wire [7:0] \op__0__payload$102.x[24] ;
+  wire [7:0] \op__0__payload$102.x[25] ;
+  wire [7:0] \op__0__payload$102.x[26] ;
+  wire [7:0] \op__0__payload$102.x[27] ;
+  wire [7:0] \op__0__payload$102.x[28] ;
+  wire [7:0] \op__0__payload$102.x[29] ;
+  wire [7:0] \op__0__payload$102.x[2] ;
+  wire [7:0] \op__0__payload$102.x[30] ;
+  wire [7:0] \op__0__payload$102.x[31] ;
+  wire [7:0] \op__0__payload$102.x[3] ;
+  wire [7:0] \op__0__payload$102.x[4] ;
+  wire [7:0] \op__0__payload$102.x[5] ;
+  wire [7:0] \op__0__payload$102.x[6] ;
+  wire [7:0] \op__0__payload$102.x[7] ;
+  wire [7:0] \op__0__payload$102.x[8] ;
+  wire [7:0] \op__0__payload$102.x[9] ;
+  wire \op__0__payload$102.x_signed ;
+  wire [340:0] \op__0__payload$103 ;
+  wire [2:0] \op__0__payload$103.ab_m1 ;
   (* enum_base_type = "BitOp" *)
   (* enum_value_000 = "AND" *)
   (* enum_value_001 = "OR" *)
   (* enum_value_010 = "XOR" *)
   (* enum_value_011 = "NOR" *)
   (* enum_value_100 = "XNOR" *)
-  wire [2:0] \op__0__payload$95.bop ;
+  wire [2:0] \op__0__payload$103.bop ;
   (* enum_base_type = "MacroMode" *)
   (* enum_value_0 = "MAC" *)
   (* enum_value_1 = "BITWISE" *)
-  wire \op__0__payload$95.mode ;
-  wire [3:0] \op__0__payload$95.page ;
-  wire [4:0] \op__0__payload$95.row ;
-  wire \op__0__payload$95.skip ;
-  wire \op__0__payload$95.w_signed ;
-  wire [1:0] \op__0__payload$95.wb_log2 ;
-  wire [63:0] \op__0__payload$95.word ;
-  wire [255:0] \op__0__payload$95.x ;
-  wire [7:0] \op__0__payload$95.x[0] ;
-  wire [7:0] \op__0__payload$95.x[10] ;
-  wire [7:0] \op__0__payload$95.x[11] ;
-  wire [7:0] \op__0__payload$95.x[12] ;
-  wire [7:0] \op__0__payload$95.x[13] ;
-  wire [7:0] \op__0__payload$95.x[14] ;
-  wire [7:0] \op__0__payload$95.x[15] ;
-  wire [7:0] \op__0__payload$95.x[16] ;
-  wire [7:0] \op__0__payload$95.x[17] ;
-  wire [7:0] \op__0__payload$95.x[18] ;
-  wire [7:0] \op__0__payload$95.x[19] ;
-  wire [7:0] \op__0__payload$95.x[1] ;
-  wire [7:0] \op__0__payload$95.x[20] ;
-  wire [7:0] \op__0__payload$95.x[21] ;
-  wire [7:0] \op__0__payload$95.x[22] ;
-  wire [7:0] \op__0__payload$95.x[23] ;
-  wire [7:0] \op__0__payload$95.x[24] ;
-  wire [7:0] \op__0__payload$95.x[25] ;
-  wire [7:0] \op__0__payload$95.x[26] ;
-  wire [7:0] \op__0__payload$95.x[27] ;
-  wire [7:0] \op__0__payload$95.x[28] ;
-  wire [7:0] \op__0__payload$95.x[29] ;
-  wire [7:0] \op__0__payload$95.x[2] ;
-  wire [7:0] \op__0__payload$95.x[30] ;
-  wire [7:0] \op__0__payload$95.x[31] ;
-  wire [7:0] \op__0__payload$95.x[3] ;
-  wire [7:0] \op__0__payload$95.x[4] ;
-  wire [7:0] \op__0__payload$95.x[5] ;
-  wire [7:0] \op__0__payload$95.x[6] ;
-  wire [7:0] \op__0__payload$95.x[7] ;
-  wire [7:0] \op__0__payload$95.x[8] ;
-  wire [7:0] \op__0__payload$95.x[9] ;
-  wire \op__0__payload$95.x_signed ;
+  wire \op__0__payload$103.mode ;
+  wire [3:0] \op__0__payload$103.page ;
+  wire [4:0] \op__0__payload$103.row ;
+  wire \op__0__payload$103.skip ;
+  wire \op__0__payload$103.w_signed ;
+  wire [1:0] \op__0__payload$103.wb_log2 ;
+  wire [63:0] \op__0__payload$103.word ;
+  wire [255:0] \op__0__payload$103.x ;
+  wire [7:0] \op__0__payload$103.x[0] ;
+  wire [7:0] \op__0__payload$103.x[10] ;
+  wire [7:0] \op__0__payload$103.x[11] ;
+  wire [7:0] \op__0__payload$103.x[12] ;
+  wire [7:0] \op__0__payload$103.x[13] ;
+  wire [7:0] \op__0__payload$103.x[14] ;
+  wire [7:0] \op__0__payload$103.x[15] ;
+  wire [7:0] \op__0__payload$103.x[16] ;
+  wire [7:0] \op__0__payload$103.x[17] ;
+  wire [7:0] \op__0__payload$103.x[18] ;
+  wire [7:0] \op__0__payload$103.x[19] ;
+  wire [7:0] \op__0__payload$103.x[1] ;
+  wire [7:0] \op__0__payload$103.x[20] ;
+  wire [7:0] \op__0__payload$103.x[21] ;
+  wire [7:0] \op__0__payload$103.x[22] ;
+  wire [7:0] \op__0__payload$103.x[23] ;
+  wire [7:0] \op__0__payload$103.x[24] ;
+  wire [7:0] \op__0__payload$103.x[25] ;
+  wire [7:0] \op__0__payload$103.x[26] ;
+  wire [7:0] \op__0__payload$103.x[27] ;
+  wire [7:0] \op__0__payload$103.x[28] ;
+  wire [7:0] \op__0__payload$103.x[29] ;
+  wire [7:0] \op__0__payload$103.x[2] ;
+  wire [7:0] \op__0__payload$103.x[30] ;
+  wire [7:0] \op__0__payload$103.x[31] ;
+  wire [7:0] \op__0__payload$103.x[3] ;
+  wire [7:0] \op__0__payload$103.x[4] ;
+  wire [7:0] \op__0__payload$103.x[5] ;
+  wire [7:0] \op__0__payload$103.x[6] ;
+  wire [7:0] \op__0__payload$103.x[7] ;
+  wire [7:0] \op__0__payload$103.x[8] ;
+  wire [7:0] \op__0__payload$103.x[9] ;
+  wire \op__0__payload$103.x_signed ;
   wire [2:0] \op__0__payload.ab_m1 ;
   (* enum_base_type = "BitOp" *)
   (* enum_value_000 = "AND" *)
@@ -5197,118 +5253,118 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [7:0] \op__0__payload.x[9] ;
   wire \op__0__payload.x_signed ;
   wire op__0__ready;
-  wire \op__0__ready$98 ;
-  wire \op__0__ready$99 ;
+  wire \op__0__ready$106 ;
+  wire \op__0__ready$107 ;
   wire op__0__valid;
-  wire \op__0__valid$90 ;
-  wire \op__0__valid$91 ;
+  wire \op__0__valid$98 ;
+  wire \op__0__valid$99 ;
   wire [340:0] op__1__payload;
-  wire [340:0] \op__1__payload$130 ;
-  wire [2:0] \op__1__payload$130.ab_m1 ;
+  wire [340:0] \op__1__payload$138 ;
+  wire [2:0] \op__1__payload$138.ab_m1 ;
   (* enum_base_type = "BitOp" *)
   (* enum_value_000 = "AND" *)
   (* enum_value_001 = "OR" *)
   (* enum_value_010 = "XOR" *)
   (* enum_value_011 = "NOR" *)
   (* enum_value_100 = "XNOR" *)
-  wire [2:0] \op__1__payload$130.bop ;
+  wire [2:0] \op__1__payload$138.bop ;
   (* enum_base_type = "MacroMode" *)
   (* enum_value_0 = "MAC" *)
   (* enum_value_1 = "BITWISE" *)
-  wire \op__1__payload$130.mode ;
-  wire [3:0] \op__1__payload$130.page ;
-  wire [4:0] \op__1__payload$130.row ;
-  wire \op__1__payload$130.skip ;
-  wire \op__1__payload$130.w_signed ;
-  wire [1:0] \op__1__payload$130.wb_log2 ;
-  wire [63:0] \op__1__payload$130.word ;
-  wire [255:0] \op__1__payload$130.x ;
-  wire [7:0] \op__1__payload$130.x[0] ;
-  wire [7:0] \op__1__payload$130.x[10] ;
-  wire [7:0] \op__1__payload$130.x[11] ;
-  wire [7:0] \op__1__payload$130.x[12] ;
-  wire [7:0] \op__1__payload$130.x[13] ;
-  wire [7:0] \op__1__payload$130.x[14] ;
-  wire [7:0] \op__1__payload$130.x[15] ;
-  wire [7:0] \op__1__payload$130.x[16] ;
-  wire [7:0] \op__1__payload$130.x[17] ;
-  wire [7:0] \op__1__payload$130.x[18] ;
-  wire [7:0] \op__1__payload$130.x[19] ;
-  wire [7:0] \op__1__payload$130.x[1] ;
-  wire [7:0] \op__1__payload$130.x[20] ;
-  wire [7:0] \op__1__payload$130.x[21] ;
-  wire [7:0] \op__1__payload$130.x[22] ;
-  wire [7:0] \op__1__payload$130.x[23] ;
-  wire [7:0] \op__1__payload$130.x[24] ;
-  wire [7:0] \op__1__payload$130.x[25] ;
-  wire [7:0] \op__1__payload$130.x[26] ;
-  wire [7:0] \op__1__payload$130.x[27] ;
-  wire [7:0] \op__1__payload$130.x[28] ;
-  wire [7:0] \op__1__payload$130.x[29] ;
-  wire [7:0] \op__1__payload$130.x[2] ;
-  wire [7:0] \op__1__payload$130.x[30] ;
-  wire [7:0] \op__1__payload$130.x[31] ;
-  wire [7:0] \op__1__payload$130.x[3] ;
-  wire [7:0] \op__1__payload$130.x[4] ;
-  wire [7:0] \op__1__payload$130.x[5] ;
-  wire [7:0] \op__1__payload$130.x[6] ;
-  wire [7:0] \op__1__payload$130.x[7] ;
-  wire [7:0] \op__1__payload$130.x[8] ;
-  wire [7:0] \op__1__payload$130.x[9] ;
-  wire \op__1__payload$130.x_signed ;
-  wire [340:0] \op__1__payload$131 ;
-  wire [2:0] \op__1__payload$131.ab_m1 ;
+  wire \op__1__payload$138.mode ;
+  wire [3:0] \op__1__payload$138.page ;
+  wire [4:0] \op__1__payload$138.row ;
+  wire \op__1__payload$138.skip ;
+  wire \op__1__payload$138.w_signed ;
+  wire [1:0] \op__1__payload$138.wb_log2 ;
+  wire [63:0] \op__1__payload$138.word ;
+  wire [255:0] \op__1__payload$138.x ;
+  wire [7:0] \op__1__payload$138.x[0] ;
+  wire [7:0] \op__1__payload$138.x[10] ;
+  wire [7:0] \op__1__payload$138.x[11] ;
+  wire [7:0] \op__1__payload$138.x[12] ;
+  wire [7:0] \op__1__payload$138.x[13] ;
+  wire [7:0] \op__1__payload$138.x[14] ;
+  wire [7:0] \op__1__payload$138.x[15] ;
+  wire [7:0] \op__1__payload$138.x[16] ;
+  wire [7:0] \op__1__payload$138.x[17] ;
+  wire [7:0] \op__1__payload$138.x[18] ;
+  wire [7:0] \op__1__payload$138.x[19] ;
+  wire [7:0] \op__1__payload$138.x[1] ;
+  wire [7:0] \op__1__payload$138.x[20] ;
+  wire [7:0] \op__1__payload$138.x[21] ;
+  wire [7:0] \op__1__payload$138.x[22] ;
+  wire [7:0] \op__1__payload$138.x[23] ;
+  wire [7:0] \op__1__payload$138.x[24] ;
+  wire [7:0] \op__1__payload$138.x[25] ;
+  wire [7:0] \op__1__payload$138.x[26] ;
+  wire [7:0] \op__1__payload$138.x[27] ;
+  wire [7:0] \op__1__payload$138.x[28] ;
+  wire [7:0] \op__1__payload$138.x[29] ;
+  wire [7:0] \op__1__payload$138.x[2] ;
+  wire [7:0] \op__1__payload$138.x[30] ;
+  wire [7:0] \op__1__payload$138.x[31] ;
+  wire [7:0] \op__1__payload$138.x[3] ;
+  wire [7:0] \op__1__payload$138.x[4] ;
+  wire [7:0] \op__1__payload$138.x[5] ;
+  wire [7:0] \op__1__payload$138.x[6] ;
+  wire [7:0] \op__1__payload$138.x[7] ;
+  wire [7:0] \op__1__payload$138.x[8] ;
+  wire [7:0] \op__1__payload$138.x[9] ;
+  wire \op__1__payload$138.x_signed ;
+  wire [340:0] \op__1__payload$139 ;
+  wire [2:0] \op__1__payload$139.ab_m1 ;
   (* enum_base_type = "BitOp" *)
   (* enum_value_000 = "AND" *)
   (* enum_value_001 = "OR" *)
   (* enum_value_010 = "XOR" *)
   (* enum_value_011 = "NOR" *)
   (* enum_value_100 = "XNOR" *)
-  wire [2:0] \op__1__payload$131.bop ;
+  wire [2:0] \op__1__payload$139.bop ;
   (* enum_base_type = "MacroMode" *)
   (* enum_value_0 = "MAC" *)
   (* enum_value_1 = "BITWISE" *)
-  wire \op__1__payload$131.mode ;
-  wire [3:0] \op__1__payload$131.page ;
-  wire [4:0] \op__1__payload$131.row ;
-  wire \op__1__payload$131.skip ;
-  wire \op__1__payload$131.w_signed ;
-  wire [1:0] \op__1__payload$131.wb_log2 ;
-  wire [63:0] \op__1__payload$131.word ;
-  wire [255:0] \op__1__payload$131.x ;
-  wire [7:0] \op__1__payload$131.x[0] ;
-  wire [7:0] \op__1__payload$131.x[10] ;
-  wire [7:0] \op__1__payload$131.x[11] ;
-  wire [7:0] \op__1__payload$131.x[12] ;
-  wire [7:0] \op__1__payload$131.x[13] ;
-  wire [7:0] \op__1__payload$131.x[14] ;
-  wire [7:0] \op__1__payload$131.x[15] ;
-  wire [7:0] \op__1__payload$131.x[16] ;
-  wire [7:0] \op__1__payload$131.x[17] ;
-  wire [7:0] \op__1__payload$131.x[18] ;
-  wire [7:0] \op__1__payload$131.x[19] ;
-  wire [7:0] \op__1__payload$131.x[1] ;
-  wire [7:0] \op__1__payload$131.x[20] ;
-  wire [7:0] \op__1__payload$131.x[21] ;
-  wire [7:0] \op__1__payload$131.x[22] ;
-  wire [7:0] \op__1__payload$131.x[23] ;
-  wire [7:0] \op__1__payload$131.x[24] ;
-  wire [7:0] \op__1__payload$131.x[25] ;
-  wire [7:0] \op__1__payload$131.x[26] ;
-  wire [7:0] \op__1__payload$131.x[27] ;
-  wire [7:0] \op__1__payload$131.x[28] ;
-  wire [7:0] \op__1__payload$131.x[29] ;
-  wire [7:0] \op__1__payload$131.x[2] ;
-  wire [7:0] \op__1__payload$131.x[30] ;
-  wire [7:0] \op__1__payload$131.x[31] ;
-  wire [7:0] \op__1__payload$131.x[3] ;
-  wire [7:0] \op__1__payload$131.x[4] ;
-  wire [7:0] \op__1__payload$131.x[5] ;
-  wire [7:0] \op__1__payload$131.x[6] ;
-  wire [7:0] \op__1__payload$131.x[7] ;
-  wire [7:0] \op__1__payload$131.x[8] ;
-  wire [7:0] \op__1__payload$131.x[9] ;
-  wire \op__1__payload$131.x_signed ;
+  wire \op__1__payload$139.mode ;
+  wire [3:0] \op__1__payload$139.page ;
+  wire [4:0] \op__1__payload$139.row ;
+  wire \op__1__payload$139.skip ;
+  wire \op__1__payload$139.w_signed ;
+  wire [1:0] \op__1__payload$139.wb_log2 ;
+  wire [63:0] \op__1__payload$139.word ;
+  wire [255:0] \op__1__payload$139.x ;
+  wire [7:0] \op__1__payload$139.x[0] ;
+  wire [7:0] \op__1__payload$139.x[10] ;
+  wire [7:0] \op__1__payload$139.x[11] ;
+  wire [7:0] \op__1__payload$139.x[12] ;
+  wire [7:0] \op__1__payload$139.x[13] ;
+  wire [7:0] \op__1__payload$139.x[14] ;
+  wire [7:0] \op__1__payload$139.x[15] ;
+  wire [7:0] \op__1__payload$139.x[16] ;
+  wire [7:0] \op__1__payload$139.x[17] ;
+  wire [7:0] \op__1__payload$139.x[18] ;
+  wire [7:0] \op__1__payload$139.x[19] ;
+  wire [7:0] \op__1__payload$139.x[1] ;
+  wire [7:0] \op__1__payload$139.x[20] ;
+  wire [7:0] \op__1__payload$139.x[21] ;
+  wire [7:0] \op__1__payload$139.x[22] ;
+  wire [7:0] \op__1__payload$139.x[23] ;
+  wire [7:0] \op__1__payload$139.x[24] ;
+  wire [7:0] \op__1__payload$139.x[25] ;
+  wire [7:0] \op__1__payload$139.x[26] ;
+  wire [7:0] \op__1__payload$139.x[27] ;
+  wire [7:0] \op__1__payload$139.x[28] ;
+  wire [7:0] \op__1__payload$139.x[29] ;
+  wire [7:0] \op__1__payload$139.x[2] ;
+  wire [7:0] \op__1__payload$139.x[30] ;
+  wire [7:0] \op__1__payload$139.x[31] ;
+  wire [7:0] \op__1__payload$139.x[3] ;
+  wire [7:0] \op__1__payload$139.x[4] ;
+  wire [7:0] \op__1__payload$139.x[5] ;
+  wire [7:0] \op__1__payload$139.x[6] ;
+  wire [7:0] \op__1__payload$139.x[7] ;
+  wire [7:0] \op__1__payload$139.x[8] ;
+  wire [7:0] \op__1__payload$139.x[9] ;
+  wire \op__1__payload$139.x_signed ;
   wire [2:0] \op__1__payload.ab_m1 ;
   (* enum_base_type = "BitOp" *)
   (* enum_value_000 = "AND" *)
@@ -5362,39 +5418,137 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [7:0] \op__1__payload.x[9] ;
   wire \op__1__payload.x_signed ;
   wire op__1__ready;
-  wire \op__1__ready$134 ;
-  wire \op__1__ready$135 ;
+  wire \op__1__ready$142 ;
+  wire \op__1__ready$143 ;
   wire op__1__valid;
-  wire \op__1__valid$126 ;
-  wire \op__1__valid$127 ;
+  wire \op__1__valid$134 ;
+  wire \op__1__valid$135 ;
   wire [5:0] param_rd__addr;
-  wire [5:0] \param_rd__addr$193 ;
+  wire [5:0] \param_rd__addr$204 ;
+  wire [5:0] \param_rd__addr$205 ;
   wire [767:0] param_rd__data;
-  wire [511:0] \param_rd__data$194 ;
-  wire [63:0] \param_rd__data$194[0] ;
-  wire [31:0] \param_rd__data$194[0].dg ;
-  wire [31:0] \param_rd__data$194[0].g ;
-  wire [63:0] \param_rd__data$194[1] ;
-  wire [31:0] \param_rd__data$194[1].dg ;
-  wire [31:0] \param_rd__data$194[1].g ;
-  wire [63:0] \param_rd__data$194[2] ;
-  wire [31:0] \param_rd__data$194[2].dg ;
-  wire [31:0] \param_rd__data$194[2].g ;
-  wire [63:0] \param_rd__data$194[3] ;
-  wire [31:0] \param_rd__data$194[3].dg ;
-  wire [31:0] \param_rd__data$194[3].g ;
-  wire [63:0] \param_rd__data$194[4] ;
-  wire [31:0] \param_rd__data$194[4].dg ;
-  wire [31:0] \param_rd__data$194[4].g ;
-  wire [63:0] \param_rd__data$194[5] ;
-  wire [31:0] \param_rd__data$194[5].dg ;
-  wire [31:0] \param_rd__data$194[5].g ;
-  wire [63:0] \param_rd__data$194[6] ;
-  wire [31:0] \param_rd__data$194[6].dg ;
-  wire [31:0] \param_rd__data$194[6].g ;
-  wire [63:0] \param_rd__data$194[7] ;
-  wire [31:0] \param_rd__data$194[7].dg ;
-  wire [31:0] \param_rd__data$194[7].g ;
+  wire [767:0] \param_rd__data$209 ;
+  wire [7:0] \param_rd__data$209[0] ;
+  wire [7:0] \param_rd__data$209[10] ;
+  wire [7:0] \param_rd__data$209[11] ;
+  wire [7:0] \param_rd__data$209[12] ;
+  wire [7:0] \param_rd__data$209[13] ;
+  wire [7:0] \param_rd__data$209[14] ;
+  wire [7:0] \param_rd__data$209[15] ;
+  wire [7:0] \param_rd__data$209[16] ;
+  wire [7:0] \param_rd__data$209[17] ;
+  wire [7:0] \param_rd__data$209[18] ;
+  wire [7:0] \param_rd__data$209[19] ;
+  wire [7:0] \param_rd__data$209[1] ;
+  wire [7:0] \param_rd__data$209[20] ;
+  wire [7:0] \param_rd__data$209[21] ;
+  wire [7:0] \param_rd__data$209[22] ;
+  wire [7:0] \param_rd__data$209[23] ;
+  wire [7:0] \param_rd__data$209[24] ;
+  wire [7:0] \param_rd__data$209[25] ;
+  wire [7:0] \param_rd__data$209[26] ;
+  wire [7:0] \param_rd__data$209[27] ;
+  wire [7:0] \param_rd__data$209[28] ;
+  wire [7:0] \param_rd__data$209[29] ;
+  wire [7:0] \param_rd__data$209[2] ;
+  wire [7:0] \param_rd__data$209[30] ;
+  wire [7:0] \param_rd__data$209[31] ;
+  wire [7:0] \param_rd__data$209[32] ;
+  wire [7:0] \param_rd__data$209[33] ;
+  wire [7:0] \param_rd__data$209[34] ;
+  wire [7:0] \param_rd__data$209[35] ;
+  wire [7:0] \param_rd__data$209[36] ;
+  wire [7:0] \param_rd__data$209[37] ;
+  wire [7:0] \param_rd__data$209[38] ;
+  wire [7:0] \param_rd__data$209[39] ;
+  wire [7:0] \param_rd__data$209[3] ;
+  wire [7:0] \param_rd__data$209[40] ;
+  wire [7:0] \param_rd__data$209[41] ;
+  wire [7:0] \param_rd__data$209[42] ;
+  wire [7:0] \param_rd__data$209[43] ;
+  wire [7:0] \param_rd__data$209[44] ;
+  wire [7:0] \param_rd__data$209[45] ;
+  wire [7:0] \param_rd__data$209[46] ;
+  wire [7:0] \param_rd__data$209[47] ;
+  wire [7:0] \param_rd__data$209[48] ;
+  wire [7:0] \param_rd__data$209[49] ;
+  wire [7:0] \param_rd__data$209[4] ;
+  wire [7:0] \param_rd__data$209[50] ;
+  wire [7:0] \param_rd__data$209[51] ;
+  wire [7:0] \param_rd__data$209[52] ;
+  wire [7:0] \param_rd__data$209[53] ;
+  wire [7:0] \param_rd__data$209[54] ;
+  wire [7:0] \param_rd__data$209[55] ;
+  wire [7:0] \param_rd__data$209[56] ;
+  wire [7:0] \param_rd__data$209[57] ;
+  wire [7:0] \param_rd__data$209[58] ;
+  wire [7:0] \param_rd__data$209[59] ;
+  wire [7:0] \param_rd__data$209[5] ;
+  wire [7:0] \param_rd__data$209[60] ;
+  wire [7:0] \param_rd__data$209[61] ;
+  wire [7:0] \param_rd__data$209[62] ;
+  wire [7:0] \param_rd__data$209[63] ;
+  wire [7:0] \param_rd__data$209[64] ;
+  wire [7:0] \param_rd__data$209[65] ;
+  wire [7:0] \param_rd__data$209[66] ;
+  wire [7:0] \param_rd__data$209[67] ;
+  wire [7:0] \param_rd__data$209[68] ;
+  wire [7:0] \param_rd__data$209[69] ;
+  wire [7:0] \param_rd__data$209[6] ;
+  wire [7:0] \param_rd__data$209[70] ;
+  wire [7:0] \param_rd__data$209[71] ;
+  wire [7:0] \param_rd__data$209[72] ;
+  wire [7:0] \param_rd__data$209[73] ;
+  wire [7:0] \param_rd__data$209[74] ;
+  wire [7:0] \param_rd__data$209[75] ;
+  wire [7:0] \param_rd__data$209[76] ;
+  wire [7:0] \param_rd__data$209[77] ;
+  wire [7:0] \param_rd__data$209[78] ;
+  wire [7:0] \param_rd__data$209[79] ;
+  wire [7:0] \param_rd__data$209[7] ;
+  wire [7:0] \param_rd__data$209[80] ;
+  wire [7:0] \param_rd__data$209[81] ;
+  wire [7:0] \param_rd__data$209[82] ;
+  wire [7:0] \param_rd__data$209[83] ;
+  wire [7:0] \param_rd__data$209[84] ;
+  wire [7:0] \param_rd__data$209[85] ;
+  wire [7:0] \param_rd__data$209[86] ;
+  wire [7:0] \param_rd__data$209[87] ;
+  wire [7:0] \param_rd__data$209[88] ;
+  wire [7:0] \param_rd__data$209[89] ;
+  wire [7:0] \param_rd__data$209[8] ;
+  wire [7:0] \param_rd__data$209[90] ;
+  wire [7:0] \param_rd__data$209[91] ;
+  wire [7:0] \param_rd__data$209[92] ;
+  wire [7:0] \param_rd__data$209[93] ;
+  wire [7:0] \param_rd__data$209[94] ;
+  wire [7:0] \param_rd__data$209[95] ;
+  wire [7:0] \param_rd__data$209[9] ;
+  wire [511:0] \param_rd__data$211 ;
+  wire [63:0] \param_rd__data$211[0] ;
+  wire [31:0] \param_rd__data$211[0].dg ;
+  wire [31:0] \param_rd__data$211[0].g ;
+  wire [63:0] \param_rd__data$211[1] ;
+  wire [31:0] \param_rd__data$211[1].dg ;
+  wire [31:0] \param_rd__data$211[1].g ;
+  wire [63:0] \param_rd__data$211[2] ;
+  wire [31:0] \param_rd__data$211[2].dg ;
+  wire [31:0] \param_rd__data$211[2].g ;
+  wire [63:0] \param_rd__data$211[3] ;
+  wire [31:0] \param_rd__data$211[3].dg ;
+  wire [31:0] \param_rd__data$211[3].g ;
+  wire [63:0] \param_rd__data$211[4] ;
+  wire [31:0] \param_rd__data$211[4].dg ;
+  wire [31:0] \param_rd__data$211[4].g ;
+  wire [63:0] \param_rd__data$211[5] ;
+  wire [31:0] \param_rd__data$211[5].dg ;
+  wire [31:0] \param_rd__data$211[5].g ;
+  wire [63:0] \param_rd__data$211[6] ;
+  wire [31:0] \param_rd__data$211[6].dg ;
+  wire [31:0] \param_rd__data$211[6].g ;
+  wire [63:0] \param_rd__data$211[7] ;
+  wire [31:0] \param_rd__data$211[7].dg ;
+  wire [31:0] \param_rd__data$211[7].g ;
   wire [95:0] \param_rd__data[0] ;
   wire [15:0] \param_rd__data[0]._pad ;
   wire [31:0] \param_rd__data[0].bias ;
@@ -5444,7 +5598,8 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [7:0] \param_rd__data[7].shift ;
   wire [7:0] \param_rd__data[7].w ;
   wire param_rd__en;
-  wire \param_rd__en$197 ;
+  wire \param_rd__en$207 ;
+  wire \param_rd__en$208 ;
   wire [5:0] pmem_r__addr;
   wire [767:0] pmem_r__data;
   wire pmem_r__en;
@@ -5452,39 +5607,39 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [767:0] pmem_w__data;
   wire [23:0] pmem_w__en;
   wire [11:0] port__addr;
-  wire [5:0] \port__addr$121 ;
-  wire [11:0] \port__addr$147 ;
-  wire [5:0] \port__addr$153 ;
-  wire [5:0] \port__addr$157 ;
-  wire [5:0] \port__addr$163 ;
-  wire [11:0] \port__addr$169 ;
-  wire [5:0] \port__addr$192 ;
-  wire [11:0] \port__addr$198 ;
-  wire [11:0] \port__addr$210 ;
-  wire [9:0] \port__addr$216 ;
-  wire [9:0] \port__addr$222 ;
+  wire [5:0] \port__addr$129 ;
+  wire [11:0] \port__addr$155 ;
+  wire [5:0] \port__addr$161 ;
+  wire [5:0] \port__addr$165 ;
+  wire [5:0] \port__addr$171 ;
+  wire [11:0] \port__addr$177 ;
+  wire [5:0] \port__addr$203 ;
+  wire [11:0] \port__addr$212 ;
+  wire [11:0] \port__addr$224 ;
+  wire [9:0] \port__addr$230 ;
+  wire [9:0] \port__addr$236 ;
   wire [63:0] port__data;
-  wire [95:0] \port__data$124 ;
-  wire [63:0] \port__data$150 ;
-  wire [95:0] \port__data$156 ;
-  wire [767:0] \port__data$160 ;
-  wire [767:0] \port__data$166 ;
-  wire [63:0] \port__data$186 ;
-  wire [767:0] \port__data$195 ;
-  wire [63:0] \port__data$207 ;
-  wire [63:0] \port__data$213 ;
-  wire [63:0] \port__data$219 ;
-  wire [447:0] \port__data$225 ;
+  wire [95:0] \port__data$132 ;
+  wire [63:0] \port__data$158 ;
+  wire [95:0] \port__data$164 ;
+  wire [767:0] \port__data$168 ;
+  wire [767:0] \port__data$174 ;
+  wire [63:0] \port__data$196 ;
+  wire [767:0] \port__data$210 ;
+  wire [63:0] \port__data$221 ;
+  wire [63:0] \port__data$227 ;
+  wire [63:0] \port__data$233 ;
+  wire [447:0] \port__data$239 ;
   wire port__en;
-  wire \port__en$151 ;
-  wire \port__en$161 ;
-  wire \port__en$167 ;
-  wire \port__en$178 ;
-  wire \port__en$196 ;
-  wire \port__en$202 ;
-  wire \port__en$214 ;
-  wire \port__en$220 ;
-  wire \port__en$226 ;
+  wire \port__en$159 ;
+  wire \port__en$169 ;
+  wire \port__en$175 ;
+  wire \port__en$187 ;
+  wire \port__en$206 ;
+  wire \port__en$216 ;
+  wire \port__en$228 ;
+  wire \port__en$234 ;
+  wire \port__en$240 ;
   wire [11:0] rd__addr;
   wire [63:0] rd__data;
   wire rd__en;
@@ -5497,77 +5652,77 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [6:0] res_total__0;
   wire [6:0] res_total__1;
   wire res_valid__0;
-  wire \res_valid__0$103 ;
-  wire \res_valid__0$106 ;
+  wire \res_valid__0$111 ;
+  wire \res_valid__0$114 ;
   wire res_valid__1;
-  wire \res_valid__1$139 ;
-  wire \res_valid__1$142 ;
+  wire \res_valid__1$147 ;
+  wire \res_valid__1$150 ;
   wire [1343:0] res_y__0;
-  wire [1343:0] \res_y__0$107 ;
-  wire [20:0] \res_y__0$107[0] ;
-  wire [20:0] \res_y__0$107[10] ;
-  wire [20:0] \res_y__0$107[11] ;
-  wire [20:0] \res_y__0$107[12] ;
-  wire [20:0] \res_y__0$107[13] ;
-  wire [20:0] \res_y__0$107[14] ;
-  wire [20:0] \res_y__0$107[15] ;
-  wire [20:0] \res_y__0$107[16] ;
-  wire [20:0] \res_y__0$107[17] ;
-  wire [20:0] \res_y__0$107[18] ;
-  wire [20:0] \res_y__0$107[19] ;
-  wire [20:0] \res_y__0$107[1] ;
-  wire [20:0] \res_y__0$107[20] ;
-  wire [20:0] \res_y__0$107[21] ;
-  wire [20:0] \res_y__0$107[22] ;
-  wire [20:0] \res_y__0$107[23] ;
-  wire [20:0] \res_y__0$107[24] ;
-  wire [20:0] \res_y__0$107[25] ;
-  wire [20:0] \res_y__0$107[26] ;
-  wire [20:0] \res_y__0$107[27] ;
-  wire [20:0] \res_y__0$107[28] ;
-  wire [20:0] \res_y__0$107[29] ;
-  wire [20:0] \res_y__0$107[2] ;
-  wire [20:0] \res_y__0$107[30] ;
-  wire [20:0] \res_y__0$107[31] ;
-  wire [20:0] \res_y__0$107[32] ;
-  wire [20:0] \res_y__0$107[33] ;
-  wire [20:0] \res_y__0$107[34] ;
-  wire [20:0] \res_y__0$107[35] ;
-  wire [20:0] \res_y__0$107[36] ;
-  wire [20:0] \res_y__0$107[37] ;
-  wire [20:0] \res_y__0$107[38] ;
-  wire [20:0] \res_y__0$107[39] ;
-  wire [20:0] \res_y__0$107[3] ;
-  wire [20:0] \res_y__0$107[40] ;
-  wire [20:0] \res_y__0$107[41] ;
-  wire [20:0] \res_y__0$107[42] ;
-  wire [20:0] \res_y__0$107[43] ;
-  wire [20:0] \res_y__0$107[44] ;
-  wire [20:0] \res_y__0$107[45] ;
-  wire [20:0] \res_y__0$107[46] ;
-  wire [20:0] \res_y__0$107[47] ;
-  wire [20:0] \res_y__0$107[48] ;
-  wire [20:0] \res_y__0$107[49] ;
-  wire [20:0] \res_y__0$107[4] ;
-  wire [20:0] \res_y__0$107[50] ;
-  wire [20:0] \res_y__0$107[51] ;
-  wire [20:0] \res_y__0$107[52] ;
-  wire [20:0] \res_y__0$107[53] ;
-  wire [20:0] \res_y__0$107[54] ;
-  wire [20:0] \res_y__0$107[55] ;
-  wire [20:0] \res_y__0$107[56] ;
-  wire [20:0] \res_y__0$107[57] ;
-  wire [20:0] \res_y__0$107[58] ;
-  wire [20:0] \res_y__0$107[59] ;
-  wire [20:0] \res_y__0$107[5] ;
-  wire [20:0] \res_y__0$107[60] ;
-  wire [20:0] \res_y__0$107[61] ;
-  wire [20:0] \res_y__0$107[62] ;
-  wire [20:0] \res_y__0$107[63] ;
-  wire [20:0] \res_y__0$107[6] ;
-  wire [20:0] \res_y__0$107[7] ;
-  wire [20:0] \res_y__0$107[8] ;
-  wire [20:0] \res_y__0$107[9] ;
+  wire [1343:0] \res_y__0$115 ;
+  wire [20:0] \res_y__0$115[0] ;
+  wire [20:0] \res_y__0$115[10] ;
+  wire [20:0] \res_y__0$115[11] ;
+  wire [20:0] \res_y__0$115[12] ;
+  wire [20:0] \res_y__0$115[13] ;
+  wire [20:0] \res_y__0$115[14] ;
+  wire [20:0] \res_y__0$115[15] ;
+  wire [20:0] \res_y__0$115[16] ;
+  wire [20:0] \res_y__0$115[17] ;
+  wire [20:0] \res_y__0$115[18] ;
+  wire [20:0] \res_y__0$115[19] ;
+  wire [20:0] \res_y__0$115[1] ;
+  wire [20:0] \res_y__0$115[20] ;
+  wire [20:0] \res_y__0$115[21] ;
+  wire [20:0] \res_y__0$115[22] ;
+  wire [20:0] \res_y__0$115[23] ;
+  wire [20:0] \res_y__0$115[24] ;
+  wire [20:0] \res_y__0$115[25] ;
+  wire [20:0] \res_y__0$115[26] ;
+  wire [20:0] \res_y__0$115[27] ;
+  wire [20:0] \res_y__0$115[28] ;
+  wire [20:0] \res_y__0$115[29] ;
+  wire [20:0] \res_y__0$115[2] ;
+  wire [20:0] \res_y__0$115[30] ;
+  wire [20:0] \res_y__0$115[31] ;
+  wire [20:0] \res_y__0$115[32] ;
+  wire [20:0] \res_y__0$115[33] ;
+  wire [20:0] \res_y__0$115[34] ;
+  wire [20:0] \res_y__0$115[35] ;
+  wire [20:0] \res_y__0$115[36] ;
+  wire [20:0] \res_y__0$115[37] ;
+  wire [20:0] \res_y__0$115[38] ;
+  wire [20:0] \res_y__0$115[39] ;
+  wire [20:0] \res_y__0$115[3] ;
+  wire [20:0] \res_y__0$115[40] ;
+  wire [20:0] \res_y__0$115[41] ;
+  wire [20:0] \res_y__0$115[42] ;
+  wire [20:0] \res_y__0$115[43] ;
+  wire [20:0] \res_y__0$115[44] ;
+  wire [20:0] \res_y__0$115[45] ;
+  wire [20:0] \res_y__0$115[46] ;
+  wire [20:0] \res_y__0$115[47] ;
+  wire [20:0] \res_y__0$115[48] ;
+  wire [20:0] \res_y__0$115[49] ;
+  wire [20:0] \res_y__0$115[4] ;
+  wire [20:0] \res_y__0$115[50] ;
+  wire [20:0] \res_y__0$115[51] ;
+  wire [20:0] \res_y__0$115[52] ;
+  wire [20:0] \res_y__0$115[53] ;
+  wire [20:0] \res_y__0$115[54] ;
+  wire [20:0] \res_y__0$115[55] ;
+  wire [20:0] \res_y__0$115[56] ;
+  wire [20:0] \res_y__0$115[57] ;
+  wire [20:0] \res_y__0$115[58] ;
+  wire [20:0] \res_y__0$115[59] ;
+  wire [20:0] \res_y__0$115[5] ;
+  wire [20:0] \res_y__0$115[60] ;
+  wire [20:0] \res_y__0$115[61] ;
+  wire [20:0] \res_y__0$115[62] ;
+  wire [20:0] \res_y__0$115[63] ;
+  wire [20:0] \res_y__0$115[6] ;
+  wire [20:0] \res_y__0$115[7] ;
+  wire [20:0] \res_y__0$115[8] ;
+  wire [20:0] \res_y__0$115[9] ;
   wire [20:0] \res_y__0[0] ;
   wire [20:0] \res_y__0[10] ;
   wire [20:0] \res_y__0[11] ;
@@ -5633,71 +5788,71 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [20:0] \res_y__0[8] ;
   wire [20:0] \res_y__0[9] ;
   wire [1343:0] res_y__1;
-  wire [1343:0] \res_y__1$143 ;
-  wire [20:0] \res_y__1$143[0] ;
-  wire [20:0] \res_y__1$143[10] ;
-  wire [20:0] \res_y__1$143[11] ;
-  wire [20:0] \res_y__1$143[12] ;
-  wire [20:0] \res_y__1$143[13] ;
-  wire [20:0] \res_y__1$143[14] ;
-  wire [20:0] \res_y__1$143[15] ;
-  wire [20:0] \res_y__1$143[16] ;
-  wire [20:0] \res_y__1$143[17] ;
-  wire [20:0] \res_y__1$143[18] ;
-  wire [20:0] \res_y__1$143[19] ;
-  wire [20:0] \res_y__1$143[1] ;
-  wire [20:0] \res_y__1$143[20] ;
-  wire [20:0] \res_y__1$143[21] ;
-  wire [20:0] \res_y__1$143[22] ;
-  wire [20:0] \res_y__1$143[23] ;
-  wire [20:0] \res_y__1$143[24] ;
-  wire [20:0] \res_y__1$143[25] ;
-  wire [20:0] \res_y__1$143[26] ;
-  wire [20:0] \res_y__1$143[27] ;
-  wire [20:0] \res_y__1$143[28] ;
-  wire [20:0] \res_y__1$143[29] ;
-  wire [20:0] \res_y__1$143[2] ;
-  wire [20:0] \res_y__1$143[30] ;
-  wire [20:0] \res_y__1$143[31] ;
-  wire [20:0] \res_y__1$143[32] ;
-  wire [20:0] \res_y__1$143[33] ;
-  wire [20:0] \res_y__1$143[34] ;
-  wire [20:0] \res_y__1$143[35] ;
-  wire [20:0] \res_y__1$143[36] ;
-  wire [20:0] \res_y__1$143[37] ;
-  wire [20:0] \res_y__1$143[38] ;
-  wire [20:0] \res_y__1$143[39] ;
-  wire [20:0] \res_y__1$143[3] ;
-  wire [20:0] \res_y__1$143[40] ;
-  wire [20:0] \res_y__1$143[41] ;
-  wire [20:0] \res_y__1$143[42] ;
-  wire [20:0] \res_y__1$143[43] ;
-  wire [20:0] \res_y__1$143[44] ;
-  wire [20:0] \res_y__1$143[45] ;
-  wire [20:0] \res_y__1$143[46] ;
-  wire [20:0] \res_y__1$143[47] ;
-  wire [20:0] \res_y__1$143[48] ;
-  wire [20:0] \res_y__1$143[49] ;
-  wire [20:0] \res_y__1$143[4] ;
-  wire [20:0] \res_y__1$143[50] ;
-  wire [20:0] \res_y__1$143[51] ;
-  wire [20:0] \res_y__1$143[52] ;
-  wire [20:0] \res_y__1$143[53] ;
-  wire [20:0] \res_y__1$143[54] ;
-  wire [20:0] \res_y__1$143[55] ;
-  wire [20:0] \res_y__1$143[56] ;
-  wire [20:0] \res_y__1$143[57] ;
-  wire [20:0] \res_y__1$143[58] ;
-  wire [20:0] \res_y__1$143[59] ;
-  wire [20:0] \res_y__1$143[5] ;
-  wire [20:0] \res_y__1$143[60] ;
-  wire [20:0] \res_y__1$143[61] ;
-  wire [20:0] \res_y__1$143[62] ;
-  wire [20:0] \res_y__1$143[63] ;
-  wire [20:0] \res_y__1$143[6] ;
-  wire [20:0] \res_y__1$143[7] ;
-  wire [20:0] \res_y__1$143[8] ;
-  wire [20:0] \res_y__1$143[9] ;
+  wire [1343:0] \res_y__1$151 ;
+  wire [20:0] \res_y__1$151[0] ;
+  wire [20:0] \res_y__1$151[10] ;
+  wire [20:0] \res_y__1$151[11] ;
+  wire [20:0] \res_y__1$151[12] ;
+  wire [20:0] \res_y__1$151[13] ;
+  wire [20:0] \res_y__1$151[14] ;
+  wire [20:0] \res_y__1$151[15] ;
+  wire [20:0] \res_y__1$151[16] ;
+  wire [20:0] \res_y__1$151[17] ;
+  wire [20:0] \res_y__1$151[18] ;
+  wire [20:0] \res_y__1$151[19] ;
+  wire [20:0] \res_y__1$151[1] ;
+  wire [20:0] \res_y__1$151[20] ;
+  wire [20:0] \res_y__1$151[21] ;
+  wire [20:0] \res_y__1$151[22] ;
+  wire [20:0] \res_y__1$151[23] ;
+  wire [20:0] \res_y__1$151[24] ;
+  wire [20:0] \res_y__1$151[25] ;
+  wire [20:0] \res_y__1$151[26] ;
+  wire [20:0] \res_y__1$151[27] ;
+  wire [20:0] \res_y__1$151[28] ;
+  wire [20:0] \res_y__1$151[29] ;
+  wire [20:0] \res_y__1$151[2] ;
+  wire [20:0] \res_y__1$151[30] ;
+  wire [20:0] \res_y__1$151[31] ;
+  wire [20:0] \res_y__1$151[32] ;
+  wire [20:0] \res_y__1$151[33] ;
+  wire [20:0] \res_y__1$151[34] ;
+  wire [20:0] \res_y__1$151[35] ;
+  wire [20:0] \res_y__1$151[36] ;
+  wire [20:0] \res_y__1$151[37] ;
+  wire [20:0] \res_y__1$151[38] ;
+  wire [20:0] \res_y__1$151[39] ;
+  wire [20:0] \res_y__1$151[3] ;
+  wire [20:0] \res_y__1$151[40] ;
+  wire [20:0] \res_y__1$151[41] ;
+  wire [20:0] \res_y__1$151[42] ;
+  wire [20:0] \res_y__1$151[43] ;
+  wire [20:0] \res_y__1$151[44] ;
+  wire [20:0] \res_y__1$151[45] ;
+  wire [20:0] \res_y__1$151[46] ;
+  wire [20:0] \res_y__1$151[47] ;
+  wire [20:0] \res_y__1$151[48] ;
+  wire [20:0] \res_y__1$151[49] ;
+  wire [20:0] \res_y__1$151[4] ;
+  wire [20:0] \res_y__1$151[50] ;
+  wire [20:0] \res_y__1$151[51] ;
+  wire [20:0] \res_y__1$151[52] ;
+  wire [20:0] \res_y__1$151[53] ;
+  wire [20:0] \res_y__1$151[54] ;
+  wire [20:0] \res_y__1$151[55] ;
+  wire [20:0] \res_y__1$151[56] ;
+  wire [20:0] \res_y__1$151[57] ;
+  wire [20:0] \res_y__1$151[58] ;
+  wire [20:0] \res_y__1$151[59] ;
+  wire [20:0] \res_y__1$151[5] ;
+  wire [20:0] \res_y__1$151[60] ;
+  wire [20:0] \res_y__1$151[61] ;
+  wire [20:0] \res_y__1$151[62] ;
+  wire [20:0] \res_y__1$151[63] ;
+  wire [20:0] \res_y__1$151[6] ;
+  wire [20:0] \res_y__1$151[7] ;
+  wire [20:0] \res_y__1$151[8] ;
+  wire [20:0] \res_y__1$151[9] ;
   wire [20:0] \res_y__1[0] ;
   wire [20:0] \res_y__1[10] ;
   wire [20:0] \res_y__1[11] ;
@@ -5774,12 +5929,13 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [63:0] src_rd__data;
   wire src_rd__en;
   wire start;
-  wire \start$234 ;
-  wire \start$242 ;
-  wire \start$249 ;
-  wire \start$275 ;
-  wire \start$80 ;
-  wire \start$85 ;
+  wire \start$248 ;
+  wire \start$256 ;
+  wire \start$263 ;
+  wire \start$289 ;
+  wire \start$83 ;
+  wire \start$88 ;
+  wire \start$93 ;
   wire [9:0] trace_r__addr;
   wire [63:0] trace_r__data;
   wire trace_r__en;
@@ -5791,46 +5947,46 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [15:0] \trace_w__data.pc ;
   wire trace_w__en;
   wire [1:0] unit_en;
-  wire [1:0] \unit_en$300 ;
+  wire [1:0] \unit_en$320 ;
   wire [9:0] w_rd__addr;
   wire [63:0] w_rd__data;
   wire w_rd__en;
   output wb__ack;
   wire wb__ack;
-  wire \wb__ack$311 ;
+  wire \wb__ack$331 ;
   input [16:0] wb__adr;
   wire [16:0] wb__adr;
-  wire [16:0] \wb__adr$312 ;
+  wire [16:0] \wb__adr$332 ;
   input wb__cyc;
   wire wb__cyc;
-  wire \wb__cyc$313 ;
+  wire \wb__cyc$333 ;
   output [31:0] wb__dat_r;
   wire [31:0] wb__dat_r;
-  wire [31:0] \wb__dat_r$314 ;
+  wire [31:0] \wb__dat_r$334 ;
   input [31:0] wb__dat_w;
   wire [31:0] wb__dat_w;
-  wire [31:0] \wb__dat_w$315 ;
+  wire [31:0] \wb__dat_w$335 ;
   input [3:0] wb__sel;
   wire [3:0] wb__sel;
-  wire [3:0] \wb__sel$316 ;
+  wire [3:0] \wb__sel$336 ;
   input wb__stb;
   wire wb__stb;
-  wire \wb__stb$317 ;
+  wire \wb__stb$337 ;
   input wb__we;
   wire wb__we;
-  wire \wb__we$318 ;
+  wire \wb__we$338 ;
   wire [9:0] wmem_r__addr;
-  wire [9:0] \wmem_r__addr$457 ;
+  wire [9:0] \wmem_r__addr$480 ;
   wire [63:0] wmem_r__data;
-  wire [63:0] \wmem_r__data$458 ;
+  wire [63:0] \wmem_r__data$481 ;
   wire wmem_r__en;
-  wire \wmem_r__en$461 ;
+  wire \wmem_r__en$484 ;
   wire [9:0] wmem_w__addr;
-  wire [9:0] \wmem_w__addr$463 ;
+  wire [9:0] \wmem_w__addr$486 ;
   wire [63:0] wmem_w__data;
-  wire [63:0] \wmem_w__data$465 ;
+  wire [63:0] \wmem_w__data$488 ;
   wire [1:0] wmem_w__en;
-  wire \wmem_w__en$467 ;
+  wire \wmem_w__en$490 ;
   reg [63:0] amem [4095:0];
   always @(posedge clk) begin
     if (amem_port__en[0])
@@ -5839,8 +5995,8 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
       amem[amem_port__addr][63:32] <= amem_port__data[63:32];
   end
   always @(posedge clk) begin
-    if (\$signature__en$454 )
-      amem[\$signature__addr$444 ] <= axi__rdata;
+    if (\$signature__en$477 )
+      amem[\$signature__addr$467 ] <= axi__rdata;
   end
   reg [63:0] _0_;
   reg [63:0] _1_;
@@ -5850,21 +6006,21 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   reg [63:0] _5_;
   reg [63:0] _6_;
   always @(posedge clk) begin
-    if (\$signature__en$448 ) begin
-      _0_ <= amem[\$signature__addr$444 ];
+    if (\$signature__en$471 ) begin
+      _0_ <= amem[\$signature__addr$467 ];
     end
-    _1_ <= amem[\$signature__addr$325 ];
-    _2_ <= amem[\port__addr$210 ];
-    _3_ <= amem[\port__addr$198 ];
-    _4_ <= amem[\port__addr$169 ];
-    if (\port__en$151 ) begin
-      _5_ <= amem[\port__addr$147 ];
+    _1_ <= amem[\$signature__addr$345 ];
+    _2_ <= amem[\port__addr$224 ];
+    _3_ <= amem[\port__addr$212 ];
+    _4_ <= amem[\port__addr$177 ];
+    if (\port__en$159 ) begin
+      _5_ <= amem[\port__addr$155 ];
     end
     if (port__en) begin
       _6_ <= amem[port__addr];
     end
   end
-  assign \amem_r__data$446  = _0_;
+  assign \amem_r__data$469  = _0_;
   assign amem_r__data = _1_;
   assign arc_rd__data = _2_;
   assign dst_rd__data = _3_;
@@ -5873,122 +6029,122 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign act_rd__0__data = _6_;
   reg [95:0] dmem [63:0];
   always @(posedge clk) begin
-    if (\$signature__en$377 [0])
-      dmem[\$signature__addr$343 ][31:0] <= wb__dat_w;
-    if (\$signature__en$377 [1])
-      dmem[\$signature__addr$343 ][63:32] <= wb__dat_w;
-    if (\$signature__en$377 [2])
-      dmem[\$signature__addr$343 ][95:64] <= wb__dat_w;
+    if (\$signature__en$397 [0])
+      dmem[\$signature__addr$363 ][31:0] <= wb__dat_w;
+    if (\$signature__en$397 [1])
+      dmem[\$signature__addr$363 ][63:32] <= wb__dat_w;
+    if (\$signature__en$397 [2])
+      dmem[\$signature__addr$363 ][95:64] <= wb__dat_w;
   end
   reg [95:0] _7_;
   always @(posedge clk) begin
-    _7_ <= dmem[\$signature__addr$343 ];
+    _7_ <= dmem[\$signature__addr$363 ];
   end
   assign dmem_r__data = _7_;
-  assign \port__data$156  = dmem[\port__addr$153 ];
-  assign \port__data$124  = dmem[\port__addr$121 ];
+  assign \port__data$164  = dmem[\port__addr$161 ];
+  assign \port__data$132  = dmem[\port__addr$129 ];
   reg [447:0] imem [1023:0];
   always @(posedge clk) begin
-    if (\$signature__en$359 [0])
-      imem[\$signature__addr$319 ][31:0] <= wb__dat_w;
-    if (\$signature__en$359 [1])
-      imem[\$signature__addr$319 ][63:32] <= wb__dat_w;
-    if (\$signature__en$359 [2])
-      imem[\$signature__addr$319 ][95:64] <= wb__dat_w;
-    if (\$signature__en$359 [3])
-      imem[\$signature__addr$319 ][127:96] <= wb__dat_w;
-    if (\$signature__en$359 [4])
-      imem[\$signature__addr$319 ][159:128] <= wb__dat_w;
-    if (\$signature__en$359 [5])
-      imem[\$signature__addr$319 ][191:160] <= wb__dat_w;
-    if (\$signature__en$359 [6])
-      imem[\$signature__addr$319 ][223:192] <= wb__dat_w;
-    if (\$signature__en$359 [7])
-      imem[\$signature__addr$319 ][255:224] <= wb__dat_w;
-    if (\$signature__en$359 [8])
-      imem[\$signature__addr$319 ][287:256] <= wb__dat_w;
-    if (\$signature__en$359 [9])
-      imem[\$signature__addr$319 ][319:288] <= wb__dat_w;
-    if (\$signature__en$359 [10])
-      imem[\$signature__addr$319 ][351:320] <= wb__dat_w;
-    if (\$signature__en$359 [11])
-      imem[\$signature__addr$319 ][383:352] <= wb__dat_w;
-    if (\$signature__en$359 [12])
-      imem[\$signature__addr$319 ][415:384] <= wb__dat_w;
-    if (\$signature__en$359 [13])
-      imem[\$signature__addr$319 ][447:416] <= wb__dat_w;
+    if (\$signature__en$379 [0])
+      imem[\$signature__addr$339 ][31:0] <= wb__dat_w;
+    if (\$signature__en$379 [1])
+      imem[\$signature__addr$339 ][63:32] <= wb__dat_w;
+    if (\$signature__en$379 [2])
+      imem[\$signature__addr$339 ][95:64] <= wb__dat_w;
+    if (\$signature__en$379 [3])
+      imem[\$signature__addr$339 ][127:96] <= wb__dat_w;
+    if (\$signature__en$379 [4])
+      imem[\$signature__addr$339 ][159:128] <= wb__dat_w;
+    if (\$signature__en$379 [5])
+      imem[\$signature__addr$339 ][191:160] <= wb__dat_w;
+    if (\$signature__en$379 [6])
+      imem[\$signature__addr$339 ][223:192] <= wb__dat_w;
+    if (\$signature__en$379 [7])
+      imem[\$signature__addr$339 ][255:224] <= wb__dat_w;
+    if (\$signature__en$379 [8])
+      imem[\$signature__addr$339 ][287:256] <= wb__dat_w;
+    if (\$signature__en$379 [9])
+      imem[\$signature__addr$339 ][319:288] <= wb__dat_w;
+    if (\$signature__en$379 [10])
+      imem[\$signature__addr$339 ][351:320] <= wb__dat_w;
+    if (\$signature__en$379 [11])
+      imem[\$signature__addr$339 ][383:352] <= wb__dat_w;
+    if (\$signature__en$379 [12])
+      imem[\$signature__addr$339 ][415:384] <= wb__dat_w;
+    if (\$signature__en$379 [13])
+      imem[\$signature__addr$339 ][447:416] <= wb__dat_w;
   end
   reg [447:0] _8_;
   reg [447:0] _9_;
   always @(posedge clk) begin
-    _8_ <= imem[\$signature__addr$319 ];
-    _9_ <= imem[\port__addr$222 ];
+    _8_ <= imem[\$signature__addr$339 ];
+    _9_ <= imem[\port__addr$236 ];
   end
   assign imem_r__data = _8_;
-  assign \port__data$225  = _9_;
+  assign \port__data$239  = _9_;
   reg [767:0] pmem [63:0];
   always @(posedge clk) begin
-    if (\$signature__en$371 [0])
-      pmem[\$signature__addr$337 ][31:0] <= wb__dat_w;
-    if (\$signature__en$371 [1])
-      pmem[\$signature__addr$337 ][63:32] <= wb__dat_w;
-    if (\$signature__en$371 [2])
-      pmem[\$signature__addr$337 ][95:64] <= wb__dat_w;
-    if (\$signature__en$371 [3])
-      pmem[\$signature__addr$337 ][127:96] <= wb__dat_w;
-    if (\$signature__en$371 [4])
-      pmem[\$signature__addr$337 ][159:128] <= wb__dat_w;
-    if (\$signature__en$371 [5])
-      pmem[\$signature__addr$337 ][191:160] <= wb__dat_w;
-    if (\$signature__en$371 [6])
-      pmem[\$signature__addr$337 ][223:192] <= wb__dat_w;
-    if (\$signature__en$371 [7])
-      pmem[\$signature__addr$337 ][255:224] <= wb__dat_w;
-    if (\$signature__en$371 [8])
-      pmem[\$signature__addr$337 ][287:256] <= wb__dat_w;
-    if (\$signature__en$371 [9])
-      pmem[\$signature__addr$337 ][319:288] <= wb__dat_w;
-    if (\$signature__en$371 [10])
-      pmem[\$signature__addr$337 ][351:320] <= wb__dat_w;
-    if (\$signature__en$371 [11])
-      pmem[\$signature__addr$337 ][383:352] <= wb__dat_w;
-    if (\$signature__en$371 [12])
-      pmem[\$signature__addr$337 ][415:384] <= wb__dat_w;
-    if (\$signature__en$371 [13])
-      pmem[\$signature__addr$337 ][447:416] <= wb__dat_w;
-    if (\$signature__en$371 [14])
-      pmem[\$signature__addr$337 ][479:448] <= wb__dat_w;
-    if (\$signature__en$371 [15])
-      pmem[\$signature__addr$337 ][511:480] <= wb__dat_w;
-    if (\$signature__en$371 [16])
-      pmem[\$signature__addr$337 ][543:512] <= wb__dat_w;
-    if (\$signature__en$371 [17])
-      pmem[\$signature__addr$337 ][575:544] <= wb__dat_w;
-    if (\$signature__en$371 [18])
-      pmem[\$signature__addr$337 ][607:576] <= wb__dat_w;
-    if (\$signature__en$371 [19])
-      pmem[\$signature__addr$337 ][639:608] <= wb__dat_w;
-    if (\$signature__en$371 [20])
-      pmem[\$signature__addr$337 ][671:640] <= wb__dat_w;
-    if (\$signature__en$371 [21])
-      pmem[\$signature__addr$337 ][703:672] <= wb__dat_w;
-    if (\$signature__en$371 [22])
-      pmem[\$signature__addr$337 ][735:704] <= wb__dat_w;
-    if (\$signature__en$371 [23])
-      pmem[\$signature__addr$337 ][767:736] <= wb__dat_w;
+    if (\$signature__en$391 [0])
+      pmem[\$signature__addr$357 ][31:0] <= wb__dat_w;
+    if (\$signature__en$391 [1])
+      pmem[\$signature__addr$357 ][63:32] <= wb__dat_w;
+    if (\$signature__en$391 [2])
+      pmem[\$signature__addr$357 ][95:64] <= wb__dat_w;
+    if (\$signature__en$391 [3])
+      pmem[\$signature__addr$357 ][127:96] <= wb__dat_w;
+    if (\$signature__en$391 [4])
+      pmem[\$signature__addr$357 ][159:128] <= wb__dat_w;
+    if (\$signature__en$391 [5])
+      pmem[\$signature__addr$357 ][191:160] <= wb__dat_w;
+    if (\$signature__en$391 [6])
+      pmem[\$signature__addr$357 ][223:192] <= wb__dat_w;
+    if (\$signature__en$391 [7])
+      pmem[\$signature__addr$357 ][255:224] <= wb__dat_w;
+    if (\$signature__en$391 [8])
+      pmem[\$signature__addr$357 ][287:256] <= wb__dat_w;
+    if (\$signature__en$391 [9])
+      pmem[\$signature__addr$357 ][319:288] <= wb__dat_w;
+    if (\$signature__en$391 [10])
+      pmem[\$signature__addr$357 ][351:320] <= wb__dat_w;
+    if (\$signature__en$391 [11])
+      pmem[\$signature__addr$357 ][383:352] <= wb__dat_w;
+    if (\$signature__en$391 [12])
+      pmem[\$signature__addr$357 ][415:384] <= wb__dat_w;
+    if (\$signature__en$391 [13])
+      pmem[\$signature__addr$357 ][447:416] <= wb__dat_w;
+    if (\$signature__en$391 [14])
+      pmem[\$signature__addr$357 ][479:448] <= wb__dat_w;
+    if (\$signature__en$391 [15])
+      pmem[\$signature__addr$357 ][511:480] <= wb__dat_w;
+    if (\$signature__en$391 [16])
+      pmem[\$signature__addr$357 ][543:512] <= wb__dat_w;
+    if (\$signature__en$391 [17])
+      pmem[\$signature__addr$357 ][575:544] <= wb__dat_w;
+    if (\$signature__en$391 [18])
+      pmem[\$signature__addr$357 ][607:576] <= wb__dat_w;
+    if (\$signature__en$391 [19])
+      pmem[\$signature__addr$357 ][639:608] <= wb__dat_w;
+    if (\$signature__en$391 [20])
+      pmem[\$signature__addr$357 ][671:640] <= wb__dat_w;
+    if (\$signature__en$391 [21])
+      pmem[\$signature__addr$357 ][703:672] <= wb__dat_w;
+    if (\$signature__en$391 [22])
+      pmem[\$signature__addr$357 ][735:704] <= wb__dat_w;
+    if (\$signature__en$391 [23])
+      pmem[\$signature__addr$357 ][767:736] <= wb__dat_w;
   end
   reg [767:0] _10_;
   reg [767:0] _11_;
   reg [767:0] _12_;
   reg [767:0] _13_;
   always @(posedge clk) begin
-    _10_ <= pmem[\$signature__addr$337 ];
-    _11_ <= pmem[\port__addr$192 ];
-    _12_ <= pmem[\port__addr$163 ];
-    _13_ <= pmem[\port__addr$157 ];
+    _10_ <= pmem[\$signature__addr$357 ];
+    _11_ <= pmem[\port__addr$203 ];
+    _12_ <= pmem[\port__addr$171 ];
+    _13_ <= pmem[\port__addr$165 ];
   end
   assign pmem_r__data = _10_;
-  assign \port__data$195  = _11_;
+  assign \param_rd__data$209  = _11_;
   assign epi_rd__data = _12_;
   assign param_rd__data = _13_;
   reg [63:0] trace [1023:0];
@@ -5998,33 +6154,39 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   end
   reg [63:0] _14_;
   always @(posedge clk) begin
-    _14_ <= trace[\$signature__addr$349 ];
+    _14_ <= trace[\$signature__addr$369 ];
   end
   assign trace_r__data = _14_;
   reg [63:0] wmem [1023:0];
   always @(posedge clk) begin
-    if (\$signature__en$365 [0])
-      wmem[\$signature__addr$331 ][31:0] <= wb__dat_w;
-    if (\$signature__en$365 [1])
-      wmem[\$signature__addr$331 ][63:32] <= wb__dat_w;
+    if (\$signature__en$385 [0])
+      wmem[\$signature__addr$351 ][31:0] <= wb__dat_w;
+    if (\$signature__en$385 [1])
+      wmem[\$signature__addr$351 ][63:32] <= wb__dat_w;
   end
   always @(posedge clk) begin
-    if (\$signature__en$466 )
-      wmem[\$signature__addr$444 [9:0]] <= axi__rdata;
+    if (\$signature__en$489 )
+      wmem[\$signature__addr$467 [9:0]] <= axi__rdata;
   end
   reg [63:0] _15_;
   reg [63:0] _16_;
   reg [63:0] _17_;
   always @(posedge clk) begin
-    if (\$signature__en$460 ) begin
-      _15_ <= wmem[\$signature__addr$444 [9:0]];
+    if (\$signature__en$483 ) begin
+      _15_ <= wmem[\$signature__addr$467 [9:0]];
     end
-    _16_ <= wmem[\$signature__addr$331 ];
-    _17_ <= wmem[\port__addr$216 ];
+    _16_ <= wmem[\$signature__addr$351 ];
+    _17_ <= wmem[\port__addr$230 ];
   end
-  assign \wmem_r__data$458  = _15_;
+  assign \wmem_r__data$481  = _15_;
   assign wmem_r__data = _16_;
   assign macro0__mem_wdata = _17_;
+  assign \$1  = rst | macro0__op__valid;
+  assign \$2  = \$1  | mem_we[0];
+  assign \$4  = \$3  | macro0__busy;
+  assign \$5  = \$4  | macro0_busy_q;
+  assign macro0_clk_en = \$5  | macro0__res_valid;
+  assign \$6  = rst | macro1__op__valid;
   assign \$7  = \$6  | mem_we[1];
   assign \$9  = \$8  | macro1__busy;
   assign \$10  = \$9  | macro1_busy_q;
@@ -6033,118 +6195,126 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \$12  = \$11  | \busy$56 ;
   assign \$13  = \$12  | graph_busy_q1;
   assign graph_clk_en = \$13  | graph_busy_q2;
-  assign \$14  = rst | \start$80 ;
+  assign \$14  = rst | \start$83 ;
   assign \$15  = \$14  | \busy$59 ;
   assign \$16  = \$15  | relax_busy_q1;
   assign relax_clk_en = \$16  | relax_busy_q2;
-  assign \$17  = rst | \start$85 ;
+  assign \$17  = rst | \start$88 ;
   assign \$18  = \$17  | \busy$62 ;
   assign \$19  = \$18  | spmv_busy_q1;
   assign spmv_clk_en = \$19  | spmv_busy_q2;
-  assign \$20  = \busy$62  ? \op__0__valid$90  : op__0__valid;
-  assign macro0__op__valid = \busy$56  ? \op__0__valid$91  : \$20 ;
-  assign \$21  = \busy$62  ? \op__0__payload$94  : op__0__payload;
-  assign macro0__op__payload = \busy$56  ? \op__0__payload$95  : \$21 ;
-  assign \$22  = \busy$62  ? \op__1__valid$126  : op__1__valid;
-  assign macro1__op__valid = \busy$56  ? \op__1__valid$127  : \$22 ;
-  assign \$23  = \busy$62  ? \op__1__payload$130  : op__1__payload;
-  assign macro1__op__payload = \busy$56  ? \op__1__payload$131  : \$23 ;
-  assign \$24  = \busy$171  ? act_rd__addr : a_rd__addr;
-  assign \$25  = \busy$170  ? \act_rd__addr$174  : \$24 ;
-  assign \$26  = \busy$62  ? rd__addr : \$25 ;
-  assign \$27  = \busy$59  ? old_rd__addr : \$26 ;
-  assign \port__addr$169  = \busy$56  ? args[48:37] : \$27 ;
-  assign \$32  = \busy$59  ? new_rd__addr : b_rd__addr;
-  assign \port__addr$198  = \busy$56  ? args[60:49] : \$32 ;
-  assign \$34  = | amem_w__en;
-  assign \$35  = \act_w__en$386  ? \act_w__addr$388  : act_w__addr;
-  assign \$36  = \act_w__en$385  ? \act_w__addr$389  : \$35 ;
-  assign \$37  = engines__graph__done ? args[60:49] : \$36 ;
-  assign \$38  = \act_w__en$383  ? \act_w__addr$391  : \$37 ;
-  assign \$39  = \act_w__en$382  ? \act_w__addr$392  : \$38 ;
-  assign \$40  = act_w__en ? \act_w__addr$393  : \$39 ;
-  assign amem_port__addr = \$34  ? \$signature__addr$325  : \$40 ;
-  assign \$41  = | amem_w__en;
-  assign \$42  = \act_w__en$386  ? \act_w__data$397  : { \$92 , \$91 , \$90 , \$89 , \$88 , \$87 , \$86 , \$85  };
-  assign \$43  = \act_w__en$385  ? { 32'h00000000, \$84  } : \$42 ;
-  assign \$44  = engines__graph__done ? \act_w__data$399  : \$43 ;
-  assign \$45  = \act_w__en$383  ? { \$82 , \$81 , \$80 , \$79 , \$78 , \$77 , \$76 , \$75  } : \$44 ;
-  assign \$46  = \act_w__en$382  ? { \$74 , \$73 , \$72 , \$71 , \$70 , \$69 , \$68 , \$67  } : \$45 ;
-  assign \$47  = act_w__en ? \act_w__data$402  : \$46 ;
-  assign amem_port__data = \$41  ? { wb__dat_w, wb__dat_w } : \$47 ;
-  assign \$48  = | amem_w__en;
-  assign \$49  = | { \act_w__en$405 , \act_w__en$386 , \act_w__en$385 , engines__graph__done, \act_w__en$383 , \act_w__en$382 , act_w__en };
-  assign \$50  = \$49  ? 2'h3 : 2'h0;
-  assign amem_port__en = \$48  ? amem_w__en : \$50 ;
+  assign \$20  = rst | \start$93 ;
+  assign \$21  = \$20  | \busy$65 ;
+  assign \$22  = \$21  | lut_busy_q1;
+  assign lut_clk_en = \$22  | lut_busy_q2;
+  assign \$23  = \busy$62  ? \op__0__valid$98  : op__0__valid;
+  assign macro0__op__valid = \busy$56  ? \op__0__valid$99  : \$23 ;
+  assign \$24  = \busy$62  ? \op__0__payload$102  : op__0__payload;
+  assign macro0__op__payload = \busy$56  ? \op__0__payload$103  : \$24 ;
+  assign \$25  = \busy$62  ? \op__1__valid$134  : op__1__valid;
+  assign macro1__op__valid = \busy$56  ? \op__1__valid$135  : \$25 ;
+  assign \$26  = \busy$62  ? \op__1__payload$138  : op__1__payload;
+  assign macro1__op__payload = \busy$56  ? \op__1__payload$139  : \$26 ;
+  assign \$27  = \busy$179  ? act_rd__addr : a_rd__addr;
+  assign \$28  = \busy$65  ? \act_rd__addr$182  : \$27 ;
+  assign \$29  = \busy$178  ? \act_rd__addr$183  : \$28 ;
+  assign \$30  = \busy$62  ? rd__addr : \$29 ;
+  assign \$31  = \busy$59  ? old_rd__addr : \$30 ;
+  assign \port__addr$177  = \busy$56  ? args[48:37] : \$31 ;
+  assign \port__addr$203  = \busy$65  ? \param_rd__addr$205  : \param_rd__addr$204 ;
+  assign \$37  = \busy$59  ? new_rd__addr : b_rd__addr;
+  assign \port__addr$212  = \busy$56  ? args[60:49] : \$37 ;
+  assign \$39  = | amem_w__en;
+  assign \$40  = \act_w__en$407  ? \act_w__addr$409  : act_w__addr;
+  assign \$41  = \act_w__en$406  ? \act_w__addr$410  : \$40 ;
+  assign \$42  = \act_w__en$405  ? \act_w__addr$411  : \$41 ;
+  assign \$43  = engines__graph__done ? args[60:49] : \$42 ;
+  assign \$44  = \act_w__en$403  ? \act_w__addr$413  : \$43 ;
+  assign \$45  = \act_w__en$402  ? \act_w__addr$414  : \$44 ;
+  assign \$46  = act_w__en ? \act_w__addr$415  : \$45 ;
+  assign amem_port__addr = \$39  ? \$signature__addr$345  : \$46 ;
+  assign \$47  = | amem_w__en;
+  assign \$48  = \act_w__en$407  ? { \$101 , \$100 , \$99 , \$98 , \$97 , \$96 , \$95 , \$94  } : { \$109 , \$108 , \$107 , \$106 , \$105 , \$104 , \$103 , \$102  };
+  assign \$49  = \act_w__en$406  ? \act_w__data$420  : \$48 ;
+  assign \$50  = \act_w__en$405  ? { 32'h00000000, \$93  } : \$49 ;
+  assign \$51  = engines__graph__done ? \act_w__data$422  : \$50 ;
+  assign \$52  = \act_w__en$403  ? { \$91 , \$90 , \$89 , \$88 , \$87 , \$86 , \$85 , \$84  } : \$51 ;
+  assign \$53  = \act_w__en$402  ? { \$83 , \$82 , \$81 , \$80 , \$79 , \$78 , \$77 , \$76  } : \$52 ;
+  assign \$54  = act_w__en ? \act_w__data$425  : \$53 ;
+  assign amem_port__data = \$47  ? { wb__dat_w, wb__dat_w } : \$54 ;
+  assign \$55  = | amem_w__en;
+  assign \$56  = | { \act_w__en$428 , \act_w__en$407 , \act_w__en$406 , \act_w__en$405 , engines__graph__done, \act_w__en$403 , \act_w__en$402 , act_w__en };
+  assign \$57  = \$56  ? 2'h3 : 2'h0;
+  assign amem_port__en = \$55  ? amem_w__en : \$57 ;
   always @(posedge clk)
-    macro0_busy_q <= \$57 ;
+    macro0_busy_q <= \$64 ;
   always @(posedge clk)
-    macro1_busy_q <= \$58 ;
+    macro1_busy_q <= \$65 ;
   always @(posedge clk)
-    graph_busy_q1 <= \$59 ;
+    graph_busy_q1 <= \$66 ;
   always @(posedge clk)
-    graph_busy_q2 <= \$60 ;
+    graph_busy_q2 <= \$67 ;
   always @(posedge clk)
-    relax_busy_q1 <= \$61 ;
+    relax_busy_q1 <= \$68 ;
   always @(posedge clk)
-    relax_busy_q2 <= \$62 ;
+    relax_busy_q2 <= \$69 ;
   always @(posedge clk)
-    spmv_busy_q1 <= \$63 ;
+    spmv_busy_q1 <= \$70 ;
   always @(posedge clk)
-    spmv_busy_q2 <= \$64 ;
-  assign \$1  = rst | macro0__op__valid;
-  assign \$2  = \$1  | mem_we[0];
-  assign \$4  = \$3  | macro0__busy;
-  assign \$5  = \$4  | macro0_busy_q;
-  assign macro0_clk_en = \$5  | macro0__res_valid;
-  assign \$6  = rst | macro1__op__valid;
+    spmv_busy_q2 <= \$71 ;
+  always @(posedge clk)
+    lut_busy_q1 <= \$72 ;
+  always @(posedge clk)
+    lut_busy_q2 <= \$73 ;
   \isscc22_fabric.ctrl  ctrl (
     .busy(busy),
     .clk(clk),
     .dma__ready(dma__ready),
-    .dma__valid(\cmd__valid$292 ),
+    .dma__valid(\cmd__valid$312 ),
     .dma_busy(dma_busy),
     .done(done),
     .engines__ew__done(engines__ew__done),
-    .engines__ew__start(\start$249 ),
+    .engines__ew__start(\start$263 ),
     .engines__graph__done(engines__graph__done),
     .engines__graph__start(start),
     .engines__lrn__done(engines__lrn__done),
-    .engines__lrn__start(\start$275 ),
+    .engines__lrn__start(\start$289 ),
+    .engines__lut__done(engines__lut__done),
+    .engines__lut__start(\start$93 ),
     .engines__mac__args(args),
     .engines__mac__done(engines__mac__done),
-    .engines__mac__start(\start$234 ),
+    .engines__mac__start(\start$248 ),
     .engines__pool__done(engines__pool__done),
-    .engines__pool__start(\start$242 ),
+    .engines__pool__start(\start$256 ),
     .engines__relax__done(engines__relax__done),
-    .engines__relax__start(\start$80 ),
+    .engines__relax__start(\start$83 ),
     .engines__spmv__done(engines__spmv__done),
-    .engines__spmv__start(\start$85 ),
+    .engines__spmv__start(\start$88 ),
     .entry(\$signature__data ),
     .error(error),
     .host__report(ctrl__report),
     .host__start_pc(host__start_pc),
-    .imem_rd__addr(\port__addr$222 ),
-    .imem_rd__data(\port__data$225 [446:0]),
+    .imem_rd__addr(\port__addr$236 ),
+    .imem_rd__data(\port__data$239 [446:0]),
     .load__ready(load__ready),
     .load__valid(cmd__valid),
     .loader_busy(loader_busy),
     .macro_we(mem_we),
-    .\port$102$1513 (macro0__busy),
-    .\port$104$1513 (macro1__busy),
-    .\port$105$0 (\$65 ),
-    .\port$106$0 (\$66 ),
+    .\port$112$1513 (macro0__busy),
+    .\port$114$1513 (macro1__busy),
+    .\port$115$0 (\$74 ),
+    .\port$116$0 (\$75 ),
     .rst(rst),
     .start(host__start),
     .trace_w__addr(\$signature__addr ),
     .trace_w__en(\$signature__en )
   );
   \isscc22_fabric.dma  dma (
-    .amem_r__addr(\$signature__addr$444 ),
-    .amem_r__data(\amem_r__data$446 ),
-    .amem_r__en(\$signature__en$448 ),
+    .amem_r__addr(\$signature__addr$467 ),
+    .amem_r__data(\amem_r__data$469 ),
+    .amem_r__en(\$signature__en$471 ),
     .amem_w__data(axi__rdata),
-    .amem_w__en(\$signature__en$454 ),
+    .amem_w__en(\$signature__en$477 ),
     .axi__arlen(axi__arlen),
     .axi__arready(axi__arready),
     .axi__arvalid(axi__arvalid),
@@ -6166,51 +6336,51 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .clk(clk),
     .cmd__ready(dma__ready),
     .error(dma_error),
-    .\port$1868$0 (\$83 ),
+    .\port$1878$0 (\$92 ),
     .rd_data(axi__wdata),
     .rst(rst),
     .w_data(args[97:0]),
-    .w_en(\cmd__valid$292 ),
-    .wmem_r__data(\wmem_r__data$458 ),
-    .wmem_r__en(\$signature__en$460 ),
-    .wmem_w__en(\$signature__en$466 )
+    .w_en(\cmd__valid$312 ),
+    .wmem_r__data(\wmem_r__data$481 ),
+    .wmem_r__en(\$signature__en$483 ),
+    .wmem_w__en(\$signature__en$489 )
   );
   \isscc22_fabric.ew  ew (
     .a_rd__addr(a_rd__addr),
     .a_rd__data(src_rd__data),
-    .act_w__addr(\act_w__addr$391 ),
-    .act_w__en(\act_w__en$383 ),
+    .act_w__addr(\act_w__addr$413 ),
+    .act_w__en(\act_w__en$403 ),
     .args(args[264:0]),
     .b_rd__addr(b_rd__addr),
     .b_rd__data(dst_rd__data),
     .busy(engines__ew__busy),
     .clk(clk),
     .done(engines__ew__done),
-    .\port$1444$0 (\$75 ),
-    .\port$1450$0 (\$76 ),
-    .\port$1456$0 (\$77 ),
-    .\port$1462$0 (\$78 ),
-    .\port$1468$0 (\$79 ),
-    .\port$1474$0 (\$80 ),
-    .\port$1480$0 (\$81 ),
-    .\port$1486$0 (\$82 ),
+    .\port$1454$0 (\$84 ),
+    .\port$1460$0 (\$85 ),
+    .\port$1466$0 (\$86 ),
+    .\port$1472$0 (\$87 ),
+    .\port$1478$0 (\$88 ),
+    .\port$1484$0 (\$89 ),
+    .\port$1490$0 (\$90 ),
+    .\port$1496$0 (\$91 ),
     .rst(rst),
-    .start(\start$249 )
+    .start(\start$263 )
   );
   \isscc22_fabric.graph  graph (
-    .act_w__data(\act_w__data$399 ),
+    .act_w__data(\act_w__data$422 ),
     .args(args[60:0]),
     .busy(\busy$56 ),
     .dst_rd__data(dst_rd__data),
     .finish(engines__graph__done),
     .graph_gated_clk(graph_gated_clk),
     .graph_gated_rst(rst),
-    .op__0__payload(\op__0__payload$95 ),
+    .op__0__payload(\op__0__payload$103 ),
     .op__0__ready(op__0__ready),
-    .op__0__valid(\op__0__valid$91 ),
-    .op__1__payload(\op__1__payload$131 ),
+    .op__0__valid(\op__0__valid$99 ),
+    .op__1__payload(\op__1__payload$139 ),
     .op__1__ready(op__1__ready),
-    .op__1__valid(\op__1__valid$127 ),
+    .op__1__valid(\op__1__valid$135 ),
     .res_total__0(res_total__0),
     .res_total__1(res_total__1),
     .res_valid__0(macro0__res_valid),
@@ -6224,7 +6394,7 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .gclk(graph_gated_clk)
   );
   \isscc22_fabric.host  host (
-    .amem_r__addr(\$signature__addr$325 ),
+    .amem_r__addr(\$signature__addr$345 ),
     .amem_r__data(amem_r__data),
     .amem_w__en(amem_w__en),
     .clk(clk),
@@ -6232,17 +6402,17 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .ctrl__start(host__start),
     .ctrl__start_pc(host__start_pc),
     .dat(wb__dat_r),
-    .dmem_r__addr(\$signature__addr$343 ),
+    .dmem_r__addr(\$signature__addr$363 ),
     .dmem_r__data(dmem_r__data),
-    .dmem_w__en(\$signature__en$377 ),
-    .imem_r__addr(\$signature__addr$319 ),
+    .dmem_w__en(\$signature__en$397 ),
+    .imem_r__addr(\$signature__addr$339 ),
     .imem_r__data(imem_r__data),
-    .imem_w__en(\$signature__en$359 ),
-    .pmem_r__addr(\$signature__addr$337 ),
+    .imem_w__en(\$signature__en$379 ),
+    .pmem_r__addr(\$signature__addr$357 ),
     .pmem_r__data(pmem_r__data),
-    .pmem_w__en(\$signature__en$371 ),
+    .pmem_w__en(\$signature__en$391 ),
     .rst(rst),
-    .trace_r__addr(\$signature__addr$349 ),
+    .trace_r__addr(\$signature__addr$369 ),
     .trace_r__data(trace_r__data),
     .wb__ack(wb__ack),
     .wb__adr(wb__adr),
@@ -6251,9 +6421,9 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .wb__sel(wb__sel),
     .wb__stb(wb__stb),
     .wb__we(wb__we),
-    .wmem_r__addr(\$signature__addr$331 ),
+    .wmem_r__addr(\$signature__addr$351 ),
     .wmem_r__data(wmem_r__data),
-    .wmem_w__en(\$signature__en$365 )
+    .wmem_w__en(\$signature__en$385 )
   );
   \isscc22_fabric.loader  loader (
     .busy(loader_busy),
@@ -6266,48 +6436,75 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .rst(rst),
     .w_data(args[36:0]),
     .w_en(cmd__valid),
-    .w_rd__addr(\port__addr$216 )
+    .w_rd__addr(\port__addr$230 )
   );
   \isscc22_fabric.lrn  lrn (
-    .act_rd__addr(\act_rd__addr$174 ),
+    .act_rd__addr(\act_rd__addr$183 ),
     .act_rd__data(src_rd__data),
-    .act_w__addr(act_w__addr),
-    .act_w__en(\act_w__en$405 ),
+    .act_w__addr(\act_w__addr$409 ),
+    .act_w__en(\act_w__en$407 ),
     .args(args[124:0]),
-    .busy(\busy$170 ),
+    .busy(\busy$178 ),
     .clk(clk),
     .done(engines__lrn__done),
-    .param_rd__addr(\port__addr$192 ),
-    .param_rd__data(\port__data$195 [511:0]),
-    .\port$3442$0 (\$85 ),
-    .\port$3444$0 (\$86 ),
-    .\port$3446$0 (\$87 ),
-    .\port$3448$0 (\$88 ),
-    .\port$3450$0 (\$89 ),
-    .\port$3452$0 (\$90 ),
-    .\port$3454$0 (\$91 ),
-    .\port$3456$0 (\$92 ),
+    .param_rd__addr(\param_rd__addr$204 ),
+    .param_rd__data(\param_rd__data$209 [511:0]),
+    .\port$3452$0 (\$94 ),
+    .\port$3454$0 (\$95 ),
+    .\port$3456$0 (\$96 ),
+    .\port$3458$0 (\$97 ),
+    .\port$3460$0 (\$98 ),
+    .\port$3462$0 (\$99 ),
+    .\port$3464$0 (\$100 ),
+    .\port$3466$0 (\$101 ),
     .rst(rst),
-    .start(\start$275 )
+    .start(\start$289 )
+  );
+  \isscc22_fabric.lut  lut (
+    .act_rd__addr(\act_rd__addr$182 ),
+    .act_rd__data(src_rd__data),
+    .act_w__addr(act_w__addr),
+    .act_w__en(\act_w__en$428 ),
+    .args(args[68:0]),
+    .busy(\busy$65 ),
+    .done(engines__lut__done),
+    .lut_gated_clk(lut_gated_clk),
+    .lut_gated_rst(rst),
+    .param_rd__addr(\param_rd__addr$205 ),
+    .param_rd__data(\param_rd__data$209 ),
+    .\port$3817$0 (\$102 ),
+    .\port$4076$0 (\$103 ),
+    .\port$4335$0 (\$104 ),
+    .\port$4594$0 (\$105 ),
+    .\port$4853$0 (\$106 ),
+    .\port$5112$0 (\$107 ),
+    .\port$5371$0 (\$108 ),
+    .\port$5630$0 (\$109 ),
+    .start(\start$93 )
+  );
+  isscc22_cim_icg lut_icg (
+    .clk(clk),
+    .en(lut_clk_en),
+    .gclk(lut_gated_clk)
   );
   \isscc22_fabric.mac  mac (
     .act_rd__0__addr(port__addr),
     .act_rd__0__en(port__en),
-    .act_rd__1__addr(\port__addr$147 ),
-    .act_rd__1__en(\port__en$151 ),
+    .act_rd__1__addr(\port__addr$155 ),
+    .act_rd__1__en(\port__en$159 ),
     .act_rd__data(act_rd__0__data),
     .\act_rd__data$15 (act_rd__1__data),
-    .act_w__addr(\act_w__addr$393 ),
-    .act_w__data(\act_w__data$402 ),
+    .act_w__addr(\act_w__addr$415 ),
+    .act_w__data(\act_w__data$425 ),
     .act_w__en(act_w__en),
     .args(args),
     .busy(engines__mac__busy),
     .clk(clk),
-    .desc_rd__0__addr(\port__addr$121 ),
-    .desc_rd__1__addr(\port__addr$153 ),
-    .desc_rd__data(\port__data$124 [76:0]),
-    .\desc_rd__data$21 (\port__data$156 [76:0]),
-    .epi_rd__addr(\port__addr$163 ),
+    .desc_rd__0__addr(\port__addr$129 ),
+    .desc_rd__1__addr(\port__addr$161 ),
+    .desc_rd__data(\port__data$132 [76:0]),
+    .\desc_rd__data$21 (\port__data$164 [76:0]),
+    .epi_rd__addr(\port__addr$171 ),
     .epi_rd__data(epi_rd__data),
     .finished(engines__mac__done),
     .op__0__payload(op__0__payload),
@@ -6316,22 +6513,22 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .op__1__payload(op__1__payload),
     .op__1__ready(op__1__ready),
     .op__1__valid(op__1__valid),
-    .param_rd__addr(\port__addr$157 ),
+    .param_rd__addr(\port__addr$165 ),
     .param_rd__data(param_rd__data),
-    .\port$105$0 (\$65 ),
-    .\port$106$0 (\$66 ),
+    .\port$115$0 (\$74 ),
+    .\port$116$0 (\$75 ),
     .res_valid__0(macro0__res_valid),
     .res_valid__1(macro1__res_valid),
     .res_y__0(res_y__0),
     .res_y__1(res_y__1),
     .rst(rst),
-    .start(\start$234 )
+    .start(\start$248 )
   );
   isscc22_cim_macro macro0 (
     .busy(macro0__busy),
     .clk(macro0_icg_gclk),
     .mem_page(macro0__mem_page),
-    .mem_rdata(\$51 ),
+    .mem_rdata(\$58 ),
     .mem_re(1'h0),
     .mem_row(macro0__mem_row),
     .mem_wdata(macro0__mem_wdata),
@@ -6339,8 +6536,8 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .op__payload(macro0__op__payload),
     .op__ready(op__0__ready),
     .op__valid(macro0__op__valid),
-    .res_bits(\$52 ),
-    .res_pop(\$53 ),
+    .res_bits(\$59 ),
+    .res_pop(\$60 ),
     .res_total(res_total__0),
     .res_valid(macro0__res_valid),
     .res_y(res_y__0),
@@ -6355,7 +6552,7 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .busy(macro1__busy),
     .clk(macro1_icg_gclk),
     .mem_page(macro0__mem_page),
-    .mem_rdata(\$54 ),
+    .mem_rdata(\$61 ),
     .mem_re(1'h0),
     .mem_row(macro0__mem_row),
     .mem_wdata(macro0__mem_wdata),
@@ -6363,8 +6560,8 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .op__payload(macro1__op__payload),
     .op__ready(op__1__ready),
     .op__valid(macro1__op__valid),
-    .res_bits(\$55 ),
-    .res_pop(\$56 ),
+    .res_bits(\$62 ),
+    .res_pop(\$63 ),
     .res_total(res_total__1),
     .res_valid(macro1__res_valid),
     .res_y(res_y__1),
@@ -6378,27 +6575,27 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   \isscc22_fabric.pool  pool (
     .act_rd__addr(act_rd__addr),
     .act_rd__data(src_rd__data),
-    .act_w__addr(\act_w__addr$392 ),
-    .act_w__en(\act_w__en$382 ),
+    .act_w__addr(\act_w__addr$414 ),
+    .act_w__en(\act_w__en$402 ),
     .args(args[192:0]),
-    .busy(\busy$171 ),
+    .busy(\busy$179 ),
     .clk(clk),
     .done(engines__pool__done),
-    .\port$1270$0 (\$67 ),
-    .\port$1271$0 (\$68 ),
-    .\port$1272$0 (\$69 ),
-    .\port$1273$0 (\$70 ),
-    .\port$1274$0 (\$71 ),
-    .\port$1275$0 (\$72 ),
-    .\port$1276$0 (\$73 ),
-    .\port$1277$0 (\$74 ),
+    .\port$1280$0 (\$76 ),
+    .\port$1281$0 (\$77 ),
+    .\port$1282$0 (\$78 ),
+    .\port$1283$0 (\$79 ),
+    .\port$1284$0 (\$80 ),
+    .\port$1285$0 (\$81 ),
+    .\port$1286$0 (\$82 ),
+    .\port$1287$0 (\$83 ),
     .rst(rst),
-    .start(\start$242 )
+    .start(\start$256 )
   );
   \isscc22_fabric.relax  relax (
-    .act_w__addr(\act_w__addr$389 ),
-    .act_w__en(\act_w__en$385 ),
-    .arc_rd__addr(\port__addr$210 ),
+    .act_w__addr(\act_w__addr$411 ),
+    .act_w__en(\act_w__en$405 ),
+    .arc_rd__addr(\port__addr$224 ),
     .arc_rd__data(arc_rd__data),
     .args(args[48:0]),
     .busy(\busy$59 ),
@@ -6407,10 +6604,10 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .new_rd__data(dst_rd__data),
     .old_rd__addr(old_rd__addr),
     .old_rd__data(src_rd__data),
-    .\port$2193$0 (\$84 ),
+    .\port$2203$0 (\$93 ),
     .relax_gated_clk(relax_gated_clk),
     .relax_gated_rst(rst),
-    .start(\start$80 )
+    .start(\start$83 )
   );
   isscc22_cim_icg relax_icg (
     .clk(clk),
@@ -6418,18 +6615,18 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .gclk(relax_gated_clk)
   );
   \isscc22_fabric.spmv  spmv (
-    .act_w__addr(\act_w__addr$388 ),
-    .act_w__data(\act_w__data$397 ),
-    .act_w__en(\act_w__en$386 ),
+    .act_w__addr(\act_w__addr$410 ),
+    .act_w__data(\act_w__data$420 ),
+    .act_w__en(\act_w__en$406 ),
     .args(args[63:0]),
     .busy(\busy$62 ),
     .finish(engines__spmv__done),
-    .op__0__payload(\op__0__payload$94 ),
+    .op__0__payload(\op__0__payload$102 ),
     .op__0__ready(op__0__ready),
-    .op__0__valid(\op__0__valid$90 ),
-    .op__1__payload(\op__1__payload$130 ),
+    .op__0__valid(\op__0__valid$98 ),
+    .op__1__payload(\op__1__payload$138 ),
     .op__1__ready(op__1__ready),
-    .op__1__valid(\op__1__valid$126 ),
+    .op__1__valid(\op__1__valid$134 ),
     .rd__addr(rd__addr),
     .rd__data(src_rd__data),
     .res_valid__0(macro0__res_valid),
@@ -6438,7 +6635,7 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .res_y__1(res_y__1),
     .spmv_gated_clk(spmv_gated_clk),
     .spmv_gated_rst(rst),
-    .start(\start$85 )
+    .start(\start$88 )
   );
   isscc22_cim_icg spmv_icg (
     .clk(clk),
@@ -6447,58 +6644,72 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$57  = macro0__busy;
-    if (rst) begin
-      \$57  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$58  = macro1__busy;
-    if (rst) begin
-      \$58  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$59  = \busy$56 ;
-    if (rst) begin
-      \$59  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$60  = graph_busy_q1;
-    if (rst) begin
-      \$60  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$61  = \busy$59 ;
-    if (rst) begin
-      \$61  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$62  = relax_busy_q1;
-    if (rst) begin
-      \$62  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$63  = \busy$62 ;
-    if (rst) begin
-      \$63  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$64  = spmv_busy_q1;
+    \$64  = macro0__busy;
     if (rst) begin
       \$64  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$65  = macro1__busy;
+    if (rst) begin
+      \$65  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$66  = \busy$56 ;
+    if (rst) begin
+      \$66  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$67  = graph_busy_q1;
+    if (rst) begin
+      \$67  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$68  = \busy$59 ;
+    if (rst) begin
+      \$68  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$69  = relax_busy_q1;
+    if (rst) begin
+      \$69  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$70  = \busy$62 ;
+    if (rst) begin
+      \$70  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$71  = spmv_busy_q1;
+    if (rst) begin
+      \$71  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$72  = \busy$65 ;
+    if (rst) begin
+      \$72  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$73  = lut_busy_q1;
+    if (rst) begin
+      \$73  = 1'h0;
     end
   end
   assign macro0__mem_we = mem_we[0];
@@ -6511,259 +6722,269 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign relax_gated_rst = rst;
   assign spmv_icg_gclk = spmv_gated_clk;
   assign spmv_gated_rst = rst;
+  assign lut_icg_gclk = lut_gated_clk;
+  assign lut_gated_rst = rst;
   assign macro0__op__ready = op__0__ready;
-  assign \op__0__ready$98  = op__0__ready;
-  assign \op__0__ready$99  = op__0__ready;
+  assign \op__0__ready$106  = op__0__ready;
+  assign \op__0__ready$107  = op__0__ready;
   assign res_valid__0 = macro0__res_valid;
   assign macro0__res_total = res_total__0;
-  assign \res_valid__0$103  = macro0__res_valid;
+  assign \res_valid__0$111  = macro0__res_valid;
   assign macro0__res_y = res_y__0;
-  assign \res_valid__0$106  = macro0__res_valid;
-  assign \res_y__0$107  = res_y__0;
+  assign \res_valid__0$114  = macro0__res_valid;
+  assign \res_y__0$115  = res_y__0;
   assign mem_page = macro0__mem_page;
   assign mem_row = macro0__mem_row;
   assign mem_wdata = macro0__mem_wdata;
   assign act_rd__0__addr = port__addr;
   assign port__data = act_rd__0__data;
   assign act_rd__0__en = port__en;
-  assign desc_rd__0__addr = \port__addr$121 ;
-  assign desc_rd__0__data = \port__data$124 [76:0];
+  assign desc_rd__0__addr = \port__addr$129 ;
+  assign desc_rd__0__data = \port__data$132 [76:0];
   assign macro1__op__ready = op__1__ready;
-  assign \op__1__ready$134  = op__1__ready;
-  assign \op__1__ready$135  = op__1__ready;
+  assign \op__1__ready$142  = op__1__ready;
+  assign \op__1__ready$143  = op__1__ready;
   assign res_valid__1 = macro1__res_valid;
   assign macro1__res_total = res_total__1;
-  assign \res_valid__1$139  = macro1__res_valid;
+  assign \res_valid__1$147  = macro1__res_valid;
   assign macro1__res_y = res_y__1;
-  assign \res_valid__1$142  = macro1__res_valid;
-  assign \res_y__1$143  = res_y__1;
+  assign \res_valid__1$150  = macro1__res_valid;
+  assign \res_y__1$151  = res_y__1;
   assign macro1__mem_page = macro0__mem_page;
   assign macro1__mem_row = macro0__mem_row;
   assign macro1__mem_wdata = macro0__mem_wdata;
-  assign act_rd__1__addr = \port__addr$147 ;
-  assign \port__data$150  = act_rd__1__data;
-  assign act_rd__1__en = \port__en$151 ;
-  assign desc_rd__1__addr = \port__addr$153 ;
-  assign desc_rd__1__data = \port__data$156 [76:0];
-  assign param_rd__addr = \port__addr$157 ;
-  assign \port__data$160  = param_rd__data;
-  assign \port__en$161  = 1'h1;
+  assign act_rd__1__addr = \port__addr$155 ;
+  assign \port__data$158  = act_rd__1__data;
+  assign act_rd__1__en = \port__en$159 ;
+  assign desc_rd__1__addr = \port__addr$161 ;
+  assign desc_rd__1__data = \port__data$164 [76:0];
+  assign param_rd__addr = \port__addr$165 ;
+  assign \port__data$168  = param_rd__data;
+  assign \port__en$169  = 1'h1;
   assign param_rd__en = 1'h1;
-  assign epi_rd__addr = \port__addr$163 ;
-  assign \port__data$166  = epi_rd__data;
-  assign \port__en$167  = 1'h1;
+  assign epi_rd__addr = \port__addr$171 ;
+  assign \port__data$174  = epi_rd__data;
+  assign \port__en$175  = 1'h1;
   assign epi_rd__en = 1'h1;
   assign src_rd__addr = args[48:37];
   assign a_rd__en = 1'h1;
   assign act_rd__en = 1'h1;
-  assign \act_rd__en$181  = 1'h1;
+  assign \act_rd__en$190  = 1'h1;
+  assign \act_rd__en$191  = 1'h1;
   assign rd__en = 1'h1;
   assign old_rd__en = 1'h1;
   assign src_rd__en = 1'h1;
-  assign \port__data$186  = src_rd__data;
+  assign \port__data$196  = src_rd__data;
   assign old_rd__data = src_rd__data;
   assign rd__data = src_rd__data;
   assign act_rd__data = src_rd__data;
-  assign \act_rd__data$190  = src_rd__data;
+  assign \act_rd__data$200  = src_rd__data;
+  assign \act_rd__data$201  = src_rd__data;
   assign a_rd__data = src_rd__data;
-  assign \param_rd__addr$193  = \port__addr$192 ;
-  assign \param_rd__data$194  = \port__data$195 [511:0];
-  assign \port__en$196  = 1'h1;
-  assign \param_rd__en$197  = 1'h1;
+  assign \param_rd__en$207  = 1'h1;
+  assign \param_rd__en$208  = 1'h1;
+  assign \port__data$210  = \param_rd__data$209 ;
+  assign \param_rd__data$211  = \param_rd__data$209 [511:0];
   assign dst_rd__addr = args[60:49];
   assign b_rd__en = 1'h1;
   assign new_rd__en = 1'h1;
   assign dst_rd__en = 1'h1;
-  assign \port__data$207  = dst_rd__data;
+  assign \port__data$221  = dst_rd__data;
   assign new_rd__data = dst_rd__data;
   assign b_rd__data = dst_rd__data;
-  assign arc_rd__addr = \port__addr$210 ;
-  assign \port__data$213  = arc_rd__data;
-  assign \port__en$214  = 1'h1;
+  assign arc_rd__addr = \port__addr$224 ;
+  assign \port__data$227  = arc_rd__data;
+  assign \port__en$228  = 1'h1;
   assign arc_rd__en = 1'h1;
-  assign w_rd__addr = \port__addr$216 ;
+  assign w_rd__addr = \port__addr$230 ;
   assign w_rd__data = macro0__mem_wdata;
-  assign \port__data$219  = macro0__mem_wdata;
-  assign \port__en$220  = 1'h1;
+  assign \port__data$233  = macro0__mem_wdata;
+  assign \port__en$234  = 1'h1;
   assign w_rd__en = 1'h1;
-  assign imem_rd__addr = \port__addr$222 ;
-  assign imem_rd__data = \port__data$225 [446:0];
-  assign \port__en$226  = 1'h1;
+  assign imem_rd__addr = \port__addr$236 ;
+  assign imem_rd__data = \port__data$239 [446:0];
+  assign \port__en$240  = 1'h1;
   assign imem_rd__en = 1'h1;
   assign trace_w__addr = \$signature__addr ;
   assign trace_w__data = \$signature__data ;
   assign trace_w__en = \$signature__en ;
-  assign engines__mac__start = \start$234 ;
+  assign engines__mac__start = \start$248 ;
   assign engines__mac__args = args;
-  assign \busy$239  = engines__mac__busy;
-  assign \done$241  = engines__mac__done;
-  assign engines__pool__start = \start$242 ;
-  assign \args$244  = args[192:0];
+  assign \busy$253  = engines__mac__busy;
+  assign \done$255  = engines__mac__done;
+  assign engines__pool__start = \start$256 ;
+  assign \args$258  = args[192:0];
   assign engines__pool__args = args[192:0];
-  assign engines__pool__busy = \busy$171 ;
-  assign \done$248  = engines__pool__done;
-  assign engines__ew__start = \start$249 ;
-  assign \args$251  = args[264:0];
+  assign engines__pool__busy = \busy$179 ;
+  assign \done$262  = engines__pool__done;
+  assign engines__ew__start = \start$263 ;
+  assign \args$265  = args[264:0];
   assign engines__ew__args = args[264:0];
-  assign \busy$254  = engines__ew__busy;
-  assign \done$256  = engines__ew__done;
+  assign \busy$268  = engines__ew__busy;
+  assign \done$270  = engines__ew__done;
   assign engines__graph__start = start;
-  assign \args$258  = args[60:0];
+  assign \args$272  = args[60:0];
   assign engines__graph__args = args[60:0];
   assign engines__graph__busy = \busy$56 ;
-  assign \done$262  = engines__graph__done;
-  assign engines__relax__start = \start$80 ;
-  assign \args$264  = args[48:0];
+  assign \done$276  = engines__graph__done;
+  assign engines__relax__start = \start$83 ;
+  assign \args$278  = args[48:0];
   assign engines__relax__args = args[48:0];
   assign engines__relax__busy = \busy$59 ;
-  assign \done$268  = engines__relax__done;
-  assign engines__spmv__start = \start$85 ;
-  assign \args$270  = args[63:0];
+  assign \done$282  = engines__relax__done;
+  assign engines__spmv__start = \start$88 ;
+  assign \args$284  = args[63:0];
   assign engines__spmv__args = args[63:0];
   assign engines__spmv__busy = \busy$62 ;
-  assign \done$274  = engines__spmv__done;
-  assign engines__lrn__start = \start$275 ;
-  assign \args$277  = args[124:0];
+  assign \done$288  = engines__spmv__done;
+  assign engines__lrn__start = \start$289 ;
+  assign \args$291  = args[124:0];
   assign engines__lrn__args = args[124:0];
-  assign engines__lrn__busy = \busy$170 ;
-  assign \done$281  = engines__lrn__done;
+  assign engines__lrn__busy = \busy$178 ;
+  assign \done$295  = engines__lrn__done;
+  assign engines__lut__start = \start$93 ;
+  assign \args$297  = args[68:0];
+  assign engines__lut__args = args[68:0];
+  assign engines__lut__busy = \busy$65 ;
+  assign \done$301  = engines__lut__done;
   assign cmd__payload = args[36:0];
   assign load__payload = args[36:0];
   assign cmd__ready = load__ready;
   assign load__valid = cmd__valid;
-  assign \cmd__payload$288  = args[97:0];
+  assign \cmd__payload$308  = args[97:0];
   assign dma__payload = args[97:0];
-  assign \cmd__ready$291  = dma__ready;
-  assign dma__valid = \cmd__valid$292 ;
-  assign \busy$295  = dma_busy;
-  assign \busy$297  = loader_busy;
+  assign \cmd__ready$311  = dma__ready;
+  assign dma__valid = \cmd__valid$312 ;
+  assign \busy$315  = dma_busy;
+  assign \busy$317  = loader_busy;
   assign macro_we = mem_we;
-  assign unit_en = { \$66 , \$65  };
-  assign \unit_en$300  = { \$66 , \$65  };
+  assign unit_en = { \$75 , \$74  };
+  assign \unit_en$320  = { \$75 , \$74  };
   assign macro_busy = { macro1__busy, macro0__busy };
   assign host__report = ctrl__report;
   assign ctrl__start = host__start;
   assign ctrl__start_pc = host__start_pc;
-  assign \busy$308  = busy;
-  assign \done$309  = done;
-  assign \error$310  = error;
-  assign \wb__ack$311  = wb__ack;
-  assign \wb__adr$312  = wb__adr;
-  assign \wb__cyc$313  = wb__cyc;
-  assign \wb__dat_r$314  = wb__dat_r;
-  assign \wb__dat_w$315  = wb__dat_w;
-  assign \wb__sel$316  = wb__sel;
-  assign \wb__stb$317  = wb__stb;
-  assign \wb__we$318  = wb__we;
-  assign imem_r__addr = \$signature__addr$319 ;
-  assign \$signature__data$322  = imem_r__data;
-  assign \$signature__en$323  = 1'h1;
+  assign \busy$328  = busy;
+  assign \done$329  = done;
+  assign \error$330  = error;
+  assign \wb__ack$331  = wb__ack;
+  assign \wb__adr$332  = wb__adr;
+  assign \wb__cyc$333  = wb__cyc;
+  assign \wb__dat_r$334  = wb__dat_r;
+  assign \wb__dat_w$335  = wb__dat_w;
+  assign \wb__sel$336  = wb__sel;
+  assign \wb__stb$337  = wb__stb;
+  assign \wb__we$338  = wb__we;
+  assign imem_r__addr = \$signature__addr$339 ;
+  assign \$signature__data$342  = imem_r__data;
+  assign \$signature__en$343  = 1'h1;
   assign imem_r__en = 1'h1;
-  assign amem_r__addr = \$signature__addr$325 ;
-  assign \$signature__data$328  = amem_r__data;
-  assign \$signature__en$329  = 1'h1;
+  assign amem_r__addr = \$signature__addr$345 ;
+  assign \$signature__data$348  = amem_r__data;
+  assign \$signature__en$349  = 1'h1;
   assign amem_r__en = 1'h1;
-  assign wmem_r__addr = \$signature__addr$331 ;
-  assign \$signature__data$334  = wmem_r__data;
-  assign \$signature__en$335  = 1'h1;
+  assign wmem_r__addr = \$signature__addr$351 ;
+  assign \$signature__data$354  = wmem_r__data;
+  assign \$signature__en$355  = 1'h1;
   assign wmem_r__en = 1'h1;
-  assign pmem_r__addr = \$signature__addr$337 ;
-  assign \$signature__data$340  = pmem_r__data;
-  assign \$signature__en$341  = 1'h1;
+  assign pmem_r__addr = \$signature__addr$357 ;
+  assign \$signature__data$360  = pmem_r__data;
+  assign \$signature__en$361  = 1'h1;
   assign pmem_r__en = 1'h1;
-  assign dmem_r__addr = \$signature__addr$343 ;
-  assign \$signature__data$346  = dmem_r__data;
-  assign \$signature__en$347  = 1'h1;
+  assign dmem_r__addr = \$signature__addr$363 ;
+  assign \$signature__data$366  = dmem_r__data;
+  assign \$signature__en$367  = 1'h1;
   assign dmem_r__en = 1'h1;
-  assign trace_r__addr = \$signature__addr$349 ;
-  assign \$signature__data$352  = trace_r__data;
-  assign \$signature__en$353  = 1'h1;
+  assign trace_r__addr = \$signature__addr$369 ;
+  assign \$signature__data$372  = trace_r__data;
+  assign \$signature__en$373  = 1'h1;
   assign trace_r__en = 1'h1;
-  assign \$signature__addr$355  = \$signature__addr$319 ;
-  assign imem_w__addr = \$signature__addr$319 ;
-  assign \$signature__data$357  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
+  assign \$signature__addr$375  = \$signature__addr$339 ;
+  assign imem_w__addr = \$signature__addr$339 ;
+  assign \$signature__data$377  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
   assign imem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
-  assign imem_w__en = \$signature__en$359 ;
-  assign \$signature__addr$361  = \$signature__addr$331 ;
-  assign wmem_w__addr = \$signature__addr$331 ;
-  assign \$signature__data$363  = { wb__dat_w, wb__dat_w };
+  assign imem_w__en = \$signature__en$379 ;
+  assign \$signature__addr$381  = \$signature__addr$351 ;
+  assign wmem_w__addr = \$signature__addr$351 ;
+  assign \$signature__data$383  = { wb__dat_w, wb__dat_w };
   assign wmem_w__data = { wb__dat_w, wb__dat_w };
-  assign wmem_w__en = \$signature__en$365 ;
-  assign \$signature__addr$367  = \$signature__addr$337 ;
-  assign pmem_w__addr = \$signature__addr$337 ;
-  assign \$signature__data$369  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
+  assign wmem_w__en = \$signature__en$385 ;
+  assign \$signature__addr$387  = \$signature__addr$357 ;
+  assign pmem_w__addr = \$signature__addr$357 ;
+  assign \$signature__data$389  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
   assign pmem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
-  assign pmem_w__en = \$signature__en$371 ;
-  assign \$signature__addr$373  = \$signature__addr$343 ;
-  assign dmem_w__addr = \$signature__addr$343 ;
-  assign \$signature__data$375  = { wb__dat_w, wb__dat_w, wb__dat_w };
+  assign pmem_w__en = \$signature__en$391 ;
+  assign \$signature__addr$393  = \$signature__addr$363 ;
+  assign dmem_w__addr = \$signature__addr$363 ;
+  assign \$signature__data$395  = { wb__dat_w, wb__dat_w, wb__dat_w };
   assign dmem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w };
-  assign dmem_w__en = \$signature__en$377 ;
-  assign \act_w__en$384  = engines__graph__done;
-  assign \act_w__addr$390  = args[60:49];
-  assign amem_w__addr = \$signature__addr$325 ;
-  assign act_w__data = { \$92 , \$91 , \$90 , \$89 , \$88 , \$87 , \$86 , \$85  };
-  assign \act_w__data$398  = { 32'h00000000, \$84  };
-  assign \act_w__data$400  = { \$82 , \$81 , \$80 , \$79 , \$78 , \$77 , \$76 , \$75  };
-  assign \act_w__data$401  = { \$74 , \$73 , \$72 , \$71 , \$70 , \$69 , \$68 , \$67  };
+  assign dmem_w__en = \$signature__en$397 ;
+  assign \act_w__en$404  = engines__graph__done;
+  assign \act_w__addr$412  = args[60:49];
+  assign amem_w__addr = \$signature__addr$345 ;
+  assign act_w__data = { \$109 , \$108 , \$107 , \$106 , \$105 , \$104 , \$103 , \$102  };
+  assign \act_w__data$419  = { \$101 , \$100 , \$99 , \$98 , \$97 , \$96 , \$95 , \$94  };
+  assign \act_w__data$421  = { 32'h00000000, \$93  };
+  assign \act_w__data$423  = { \$91 , \$90 , \$89 , \$88 , \$87 , \$86 , \$85 , \$84  };
+  assign \act_w__data$424  = { \$83 , \$82 , \$81 , \$80 , \$79 , \$78 , \$77 , \$76  };
   assign amem_w__data = { wb__dat_w, wb__dat_w };
-  assign \axi__araddr$406  = { 9'h000, \$83  };
-  assign \axi__arburst$407  = 2'h1;
-  assign \axi__arcache$408  = 4'h3;
-  assign \axi__arid$409  = 1'h0;
-  assign \axi__arlen$410  = axi__arlen;
-  assign \axi__arlock$411  = 1'h0;
-  assign \axi__arprot$412  = 3'h0;
-  assign \axi__arqos$413  = 4'h0;
-  assign \axi__arready$414  = axi__arready;
-  assign \axi__arsize$415  = 3'h3;
-  assign \axi__arvalid$416  = axi__arvalid;
-  assign \axi__awaddr$417  = { 9'h000, \$83  };
-  assign \axi__awburst$418  = 2'h1;
-  assign \axi__awcache$419  = 4'h3;
-  assign \axi__awid$420  = 1'h0;
-  assign \axi__awlen$421  = axi__awlen;
-  assign \axi__awlock$422  = 1'h0;
-  assign \axi__awprot$423  = 3'h0;
-  assign \axi__awqos$424  = 4'h0;
-  assign \axi__awready$425  = axi__awready;
-  assign \axi__awsize$426  = 3'h3;
-  assign \axi__awvalid$427  = axi__awvalid;
-  assign \axi__bid$428  = axi__bid;
-  assign \axi__bready$429  = axi__bready;
-  assign \axi__bresp$430  = axi__bresp;
-  assign \axi__bvalid$431  = axi__bvalid;
-  assign \axi__rdata$432  = axi__rdata;
-  assign \axi__rid$433  = axi__rid;
-  assign \axi__rlast$434  = axi__rlast;
-  assign \axi__rready$435  = axi__rready;
-  assign \axi__rresp$436  = axi__rresp;
-  assign \axi__rvalid$437  = axi__rvalid;
-  assign \axi__wdata$438  = axi__wdata;
-  assign \axi__wlast$439  = axi__wlast;
-  assign \axi__wready$440  = axi__wready;
-  assign \axi__wstrb$441  = 8'hff;
-  assign \axi__wvalid$442  = axi__wvalid;
-  assign \error$443  = dma_error;
-  assign \amem_r__addr$445  = \$signature__addr$444 ;
-  assign \$signature__data$447  = \amem_r__data$446 ;
-  assign \amem_r__en$449  = \$signature__en$448 ;
-  assign \$signature__addr$450  = \$signature__addr$444 ;
-  assign \amem_w__addr$451  = \$signature__addr$444 ;
-  assign \$signature__data$452  = axi__rdata;
-  assign \amem_w__data$453  = axi__rdata;
-  assign \amem_w__en$455  = \$signature__en$454 ;
-  assign \$signature__addr$456  = \$signature__addr$444 [9:0];
-  assign \wmem_r__addr$457  = \$signature__addr$444 [9:0];
-  assign \$signature__data$459  = \wmem_r__data$458 ;
-  assign \wmem_r__en$461  = \$signature__en$460 ;
-  assign \$signature__addr$462  = \$signature__addr$444 [9:0];
-  assign \wmem_w__addr$463  = \$signature__addr$444 [9:0];
-  assign \$signature__data$464  = axi__rdata;
-  assign \wmem_w__data$465  = axi__rdata;
-  assign \wmem_w__en$467  = \$signature__en$466 ;
+  assign \axi__araddr$429  = { 9'h000, \$92  };
+  assign \axi__arburst$430  = 2'h1;
+  assign \axi__arcache$431  = 4'h3;
+  assign \axi__arid$432  = 1'h0;
+  assign \axi__arlen$433  = axi__arlen;
+  assign \axi__arlock$434  = 1'h0;
+  assign \axi__arprot$435  = 3'h0;
+  assign \axi__arqos$436  = 4'h0;
+  assign \axi__arready$437  = axi__arready;
+  assign \axi__arsize$438  = 3'h3;
+  assign \axi__arvalid$439  = axi__arvalid;
+  assign \axi__awaddr$440  = { 9'h000, \$92  };
+  assign \axi__awburst$441  = 2'h1;
+  assign \axi__awcache$442  = 4'h3;
+  assign \axi__awid$443  = 1'h0;
+  assign \axi__awlen$444  = axi__awlen;
+  assign \axi__awlock$445  = 1'h0;
+  assign \axi__awprot$446  = 3'h0;
+  assign \axi__awqos$447  = 4'h0;
+  assign \axi__awready$448  = axi__awready;
+  assign \axi__awsize$449  = 3'h3;
+  assign \axi__awvalid$450  = axi__awvalid;
+  assign \axi__bid$451  = axi__bid;
+  assign \axi__bready$452  = axi__bready;
+  assign \axi__bresp$453  = axi__bresp;
+  assign \axi__bvalid$454  = axi__bvalid;
+  assign \axi__rdata$455  = axi__rdata;
+  assign \axi__rid$456  = axi__rid;
+  assign \axi__rlast$457  = axi__rlast;
+  assign \axi__rready$458  = axi__rready;
+  assign \axi__rresp$459  = axi__rresp;
+  assign \axi__rvalid$460  = axi__rvalid;
+  assign \axi__wdata$461  = axi__wdata;
+  assign \axi__wlast$462  = axi__wlast;
+  assign \axi__wready$463  = axi__wready;
+  assign \axi__wstrb$464  = 8'hff;
+  assign \axi__wvalid$465  = axi__wvalid;
+  assign \error$466  = dma_error;
+  assign \amem_r__addr$468  = \$signature__addr$467 ;
+  assign \$signature__data$470  = \amem_r__data$469 ;
+  assign \amem_r__en$472  = \$signature__en$471 ;
+  assign \$signature__addr$473  = \$signature__addr$467 ;
+  assign \amem_w__addr$474  = \$signature__addr$467 ;
+  assign \$signature__data$475  = axi__rdata;
+  assign \amem_w__data$476  = axi__rdata;
+  assign \amem_w__en$478  = \$signature__en$477 ;
+  assign \$signature__addr$479  = \$signature__addr$467 [9:0];
+  assign \wmem_r__addr$480  = \$signature__addr$467 [9:0];
+  assign \$signature__data$482  = \wmem_r__data$481 ;
+  assign \wmem_r__en$484  = \$signature__en$483 ;
+  assign \$signature__addr$485  = \$signature__addr$467 [9:0];
+  assign \wmem_w__addr$486  = \$signature__addr$467 [9:0];
+  assign \$signature__data$487  = axi__rdata;
+  assign \wmem_w__data$488  = axi__rdata;
+  assign \wmem_w__en$490  = \$signature__en$489 ;
   assign axi__awid = 1'h0;
-  assign axi__awaddr = { 9'h000, \$83  };
+  assign axi__awaddr = { 9'h000, \$92  };
   assign axi__awsize = 3'h3;
   assign axi__awburst = 2'h1;
   assign axi__awlock = 1'h0;
@@ -6772,7 +6993,7 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign axi__awqos = 4'h0;
   assign axi__wstrb = 8'hff;
   assign axi__arid = 1'h0;
-  assign axi__araddr = { 9'h000, \$83  };
+  assign axi__araddr = { 9'h000, \$92  };
   assign axi__arsize = 3'h3;
   assign axi__arburst = 2'h1;
   assign axi__arlock = 1'h0;
@@ -6865,92 +7086,92 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \op__0__payload.x[30]  = op__0__payload[268:261];
   assign \op__0__payload.x[31]  = op__0__payload[276:269];
   assign \op__0__payload.word  = op__0__payload[340:277];
-  assign \op__0__payload$94.mode  = \op__0__payload$94 [0];
-  assign \op__0__payload$94.page  = \op__0__payload$94 [4:1];
-  assign \op__0__payload$94.row  = \op__0__payload$94 [9:5];
-  assign \op__0__payload$94.wb_log2  = \op__0__payload$94 [11:10];
-  assign \op__0__payload$94.ab_m1  = \op__0__payload$94 [14:12];
-  assign \op__0__payload$94.w_signed  = \op__0__payload$94 [15];
-  assign \op__0__payload$94.x_signed  = \op__0__payload$94 [16];
-  assign \op__0__payload$94.skip  = \op__0__payload$94 [17];
-  assign \op__0__payload$94.bop  = \op__0__payload$94 [20:18];
-  assign \op__0__payload$94.x  = \op__0__payload$94 [276:21];
-  assign \op__0__payload$94.x[0]  = \op__0__payload$94 [28:21];
-  assign \op__0__payload$94.x[1]  = \op__0__payload$94 [36:29];
-  assign \op__0__payload$94.x[2]  = \op__0__payload$94 [44:37];
-  assign \op__0__payload$94.x[3]  = \op__0__payload$94 [52:45];
-  assign \op__0__payload$94.x[4]  = \op__0__payload$94 [60:53];
-  assign \op__0__payload$94.x[5]  = \op__0__payload$94 [68:61];
-  assign \op__0__payload$94.x[6]  = \op__0__payload$94 [76:69];
-  assign \op__0__payload$94.x[7]  = \op__0__payload$94 [84:77];
-  assign \op__0__payload$94.x[8]  = \op__0__payload$94 [92:85];
-  assign \op__0__payload$94.x[9]  = \op__0__payload$94 [100:93];
-  assign \op__0__payload$94.x[10]  = \op__0__payload$94 [108:101];
-  assign \op__0__payload$94.x[11]  = \op__0__payload$94 [116:109];
-  assign \op__0__payload$94.x[12]  = \op__0__payload$94 [124:117];
-  assign \op__0__payload$94.x[13]  = \op__0__payload$94 [132:125];
-  assign \op__0__payload$94.x[14]  = \op__0__payload$94 [140:133];
-  assign \op__0__payload$94.x[15]  = \op__0__payload$94 [148:141];
-  assign \op__0__payload$94.x[16]  = \op__0__payload$94 [156:149];
-  assign \op__0__payload$94.x[17]  = \op__0__payload$94 [164:157];
-  assign \op__0__payload$94.x[18]  = \op__0__payload$94 [172:165];
-  assign \op__0__payload$94.x[19]  = \op__0__payload$94 [180:173];
-  assign \op__0__payload$94.x[20]  = \op__0__payload$94 [188:181];
-  assign \op__0__payload$94.x[21]  = \op__0__payload$94 [196:189];
-  assign \op__0__payload$94.x[22]  = \op__0__payload$94 [204:197];
-  assign \op__0__payload$94.x[23]  = \op__0__payload$94 [212:205];
-  assign \op__0__payload$94.x[24]  = \op__0__payload$94 [220:213];
-  assign \op__0__payload$94.x[25]  = \op__0__payload$94 [228:221];
-  assign \op__0__payload$94.x[26]  = \op__0__payload$94 [236:229];
-  assign \op__0__payload$94.x[27]  = \op__0__payload$94 [244:237];
-  assign \op__0__payload$94.x[28]  = \op__0__payload$94 [252:245];
-  assign \op__0__payload$94.x[29]  = \op__0__payload$94 [260:253];
-  assign \op__0__payload$94.x[30]  = \op__0__payload$94 [268:261];
-  assign \op__0__payload$94.x[31]  = \op__0__payload$94 [276:269];
-  assign \op__0__payload$94.word  = \op__0__payload$94 [340:277];
-  assign \op__0__payload$95.mode  = \op__0__payload$95 [0];
-  assign \op__0__payload$95.page  = \op__0__payload$95 [4:1];
-  assign \op__0__payload$95.row  = \op__0__payload$95 [9:5];
-  assign \op__0__payload$95.wb_log2  = \op__0__payload$95 [11:10];
-  assign \op__0__payload$95.ab_m1  = \op__0__payload$95 [14:12];
-  assign \op__0__payload$95.w_signed  = \op__0__payload$95 [15];
-  assign \op__0__payload$95.x_signed  = \op__0__payload$95 [16];
-  assign \op__0__payload$95.skip  = \op__0__payload$95 [17];
-  assign \op__0__payload$95.bop  = \op__0__payload$95 [20:18];
-  assign \op__0__payload$95.x  = \op__0__payload$95 [276:21];
-  assign \op__0__payload$95.x[0]  = \op__0__payload$95 [28:21];
-  assign \op__0__payload$95.x[1]  = \op__0__payload$95 [36:29];
-  assign \op__0__payload$95.x[2]  = \op__0__payload$95 [44:37];
-  assign \op__0__payload$95.x[3]  = \op__0__payload$95 [52:45];
-  assign \op__0__payload$95.x[4]  = \op__0__payload$95 [60:53];
-  assign \op__0__payload$95.x[5]  = \op__0__payload$95 [68:61];
-  assign \op__0__payload$95.x[6]  = \op__0__payload$95 [76:69];
-  assign \op__0__payload$95.x[7]  = \op__0__payload$95 [84:77];
-  assign \op__0__payload$95.x[8]  = \op__0__payload$95 [92:85];
-  assign \op__0__payload$95.x[9]  = \op__0__payload$95 [100:93];
-  assign \op__0__payload$95.x[10]  = \op__0__payload$95 [108:101];
-  assign \op__0__payload$95.x[11]  = \op__0__payload$95 [116:109];
-  assign \op__0__payload$95.x[12]  = \op__0__payload$95 [124:117];
-  assign \op__0__payload$95.x[13]  = \op__0__payload$95 [132:125];
-  assign \op__0__payload$95.x[14]  = \op__0__payload$95 [140:133];
-  assign \op__0__payload$95.x[15]  = \op__0__payload$95 [148:141];
-  assign \op__0__payload$95.x[16]  = \op__0__payload$95 [156:149];
-  assign \op__0__payload$95.x[17]  = \op__0__payload$95 [164:157];
-  assign \op__0__payload$95.x[18]  = \op__0__payload$95 [172:165];
-  assign \op__0__payload$95.x[19]  = \op__0__payload$95 [180:173];
-  assign \op__0__payload$95.x[20]  = \op__0__payload$95 [188:181];
-  assign \op__0__payload$95.x[21]  = \op__0__payload$95 [196:189];
-  assign \op__0__payload$95.x[22]  = \op__0__payload$95 [204:197];
-  assign \op__0__payload$95.x[23]  = \op__0__payload$95 [212:205];
-  assign \op__0__payload$95.x[24]  = \op__0__payload$95 [220:213];
-  assign \op__0__payload$95.x[25]  = \op__0__payload$95 [228:221];
-  assign \op__0__payload$95.x[26]  = \op__0__payload$95 [236:229];
-  assign \op__0__payload$95.x[27]  = \op__0__payload$95 [244:237];
-  assign \op__0__payload$95.x[28]  = \op__0__payload$95 [252:245];
-  assign \op__0__payload$95.x[29]  = \op__0__payload$95 [260:253];
-  assign \op__0__payload$95.x[30]  = \op__0__payload$95 [268:261];
-  assign \op__0__payload$95.x[31]  = \op__0__payload$95 [276:269];
-  assign \op__0__payload$95.word  = \op__0__payload$95 [340:277];
+  assign \op__0__payload$102.mode  = \op__0__payload$102 [0];
+  assign \op__0__payload$102.page  = \op__0__payload$102 [4:1];
+  assign \op__0__payload$102.row  = \op__0__payload$102 [9:5];
+  assign \op__0__payload$102.wb_log2  = \op__0__payload$102 [11:10];
+  assign \op__0__payload$102.ab_m1  = \op__0__payload$102 [14:12];
+  assign \op__0__payload$102.w_signed  = \op__0__payload$102 [15];
+  assign \op__0__payload$102.x_signed  = \op__0__payload$102 [16];
+  assign \op__0__payload$102.skip  = \op__0__payload$102 [17];
+  assign \op__0__payload$102.bop  = \op__0__payload$102 [20:18];
+  assign \op__0__payload$102.x  = \op__0__payload$102 [276:21];
+  assign \op__0__payload$102.x[0]  = \op__0__payload$102 [28:21];
+  assign \op__0__payload$102.x[1]  = \op__0__payload$102 [36:29];
+  assign \op__0__payload$102.x[2]  = \op__0__payload$102 [44:37];
+  assign \op__0__payload$102.x[3]  = \op__0__payload$102 [52:45];
+  assign \op__0__payload$102.x[4]  = \op__0__payload$102 [60:53];
+  assign \op__0__payload$102.x[5]  = \op__0__payload$102 [68:61];
+  assign \op__0__payload$102.x[6]  = \op__0__payload$102 [76:69];
+  assign \op__0__payload$102.x[7]  = \op__0__payload$102 [84:77];
+  assign \op__0__payload$102.x[8]  = \op__0__payload$102 [92:85];
+  assign \op__0__payload$102.x[9]  = \op__0__payload$102 [100:93];
+  assign \op__0__payload$102.x[10]  = \op__0__payload$102 [108:101];
+  assign \op__0__payload$102.x[11]  = \op__0__payload$102 [116:109];
+  assign \op__0__payload$102.x[12]  = \op__0__payload$102 [124:117];
+  assign \op__0__payload$102.x[13]  = \op__0__payload$102 [132:125];
+  assign \op__0__payload$102.x[14]  = \op__0__payload$102 [140:133];
+  assign \op__0__payload$102.x[15]  = \op__0__payload$102 [148:141];
+  assign \op__0__payload$102.x[16]  = \op__0__payload$102 [156:149];
+  assign \op__0__payload$102.x[17]  = \op__0__payload$102 [164:157];
+  assign \op__0__payload$102.x[18]  = \op__0__payload$102 [172:165];
+  assign \op__0__payload$102.x[19]  = \op__0__payload$102 [180:173];
+  assign \op__0__payload$102.x[20]  = \op__0__payload$102 [188:181];
+  assign \op__0__payload$102.x[21]  = \op__0__payload$102 [196:189];
+  assign \op__0__payload$102.x[22]  = \op__0__payload$102 [204:197];
+  assign \op__0__payload$102.x[23]  = \op__0__payload$102 [212:205];
+  assign \op__0__payload$102.x[24]  = \op__0__payload$102 [220:213];
+  assign \op__0__payload$102.x[25]  = \op__0__payload$102 [228:221];
+  assign \op__0__payload$102.x[26]  = \op__0__payload$102 [236:229];
+  assign \op__0__payload$102.x[27]  = \op__0__payload$102 [244:237];
+  assign \op__0__payload$102.x[28]  = \op__0__payload$102 [252:245];
+  assign \op__0__payload$102.x[29]  = \op__0__payload$102 [260:253];
+  assign \op__0__payload$102.x[30]  = \op__0__payload$102 [268:261];
+  assign \op__0__payload$102.x[31]  = \op__0__payload$102 [276:269];
+  assign \op__0__payload$102.word  = \op__0__payload$102 [340:277];
+  assign \op__0__payload$103.mode  = \op__0__payload$103 [0];
+  assign \op__0__payload$103.page  = \op__0__payload$103 [4:1];
+  assign \op__0__payload$103.row  = \op__0__payload$103 [9:5];
+  assign \op__0__payload$103.wb_log2  = \op__0__payload$103 [11:10];
+  assign \op__0__payload$103.ab_m1  = \op__0__payload$103 [14:12];
+  assign \op__0__payload$103.w_signed  = \op__0__payload$103 [15];
+  assign \op__0__payload$103.x_signed  = \op__0__payload$103 [16];
+  assign \op__0__payload$103.skip  = \op__0__payload$103 [17];
+  assign \op__0__payload$103.bop  = \op__0__payload$103 [20:18];
+  assign \op__0__payload$103.x  = \op__0__payload$103 [276:21];
+  assign \op__0__payload$103.x[0]  = \op__0__payload$103 [28:21];
+  assign \op__0__payload$103.x[1]  = \op__0__payload$103 [36:29];
+  assign \op__0__payload$103.x[2]  = \op__0__payload$103 [44:37];
+  assign \op__0__payload$103.x[3]  = \op__0__payload$103 [52:45];
+  assign \op__0__payload$103.x[4]  = \op__0__payload$103 [60:53];
+  assign \op__0__payload$103.x[5]  = \op__0__payload$103 [68:61];
+  assign \op__0__payload$103.x[6]  = \op__0__payload$103 [76:69];
+  assign \op__0__payload$103.x[7]  = \op__0__payload$103 [84:77];
+  assign \op__0__payload$103.x[8]  = \op__0__payload$103 [92:85];
+  assign \op__0__payload$103.x[9]  = \op__0__payload$103 [100:93];
+  assign \op__0__payload$103.x[10]  = \op__0__payload$103 [108:101];
+  assign \op__0__payload$103.x[11]  = \op__0__payload$103 [116:109];
+  assign \op__0__payload$103.x[12]  = \op__0__payload$103 [124:117];
+  assign \op__0__payload$103.x[13]  = \op__0__payload$103 [132:125];
+  assign \op__0__payload$103.x[14]  = \op__0__payload$103 [140:133];
+  assign \op__0__payload$103.x[15]  = \op__0__payload$103 [148:141];
+  assign \op__0__payload$103.x[16]  = \op__0__payload$103 [156:149];
+  assign \op__0__payload$103.x[17]  = \op__0__payload$103 [164:157];
+  assign \op__0__payload$103.x[18]  = \op__0__payload$103 [172:165];
+  assign \op__0__payload$103.x[19]  = \op__0__payload$103 [180:173];
+  assign \op__0__payload$103.x[20]  = \op__0__payload$103 [188:181];
+  assign \op__0__payload$103.x[21]  = \op__0__payload$103 [196:189];
+  assign \op__0__payload$103.x[22]  = \op__0__payload$103 [204:197];
+  assign \op__0__payload$103.x[23]  = \op__0__payload$103 [212:205];
+  assign \op__0__payload$103.x[24]  = \op__0__payload$103 [220:213];
+  assign \op__0__payload$103.x[25]  = \op__0__payload$103 [228:221];
+  assign \op__0__payload$103.x[26]  = \op__0__payload$103 [236:229];
+  assign \op__0__payload$103.x[27]  = \op__0__payload$103 [244:237];
+  assign \op__0__payload$103.x[28]  = \op__0__payload$103 [252:245];
+  assign \op__0__payload$103.x[29]  = \op__0__payload$103 [260:253];
+  assign \op__0__payload$103.x[30]  = \op__0__payload$103 [268:261];
+  assign \op__0__payload$103.x[31]  = \op__0__payload$103 [276:269];
+  assign \op__0__payload$103.word  = \op__0__payload$103 [340:277];
   assign \res_y__0[0]  = res_y__0[20:0];
   assign \res_y__0[1]  = res_y__0[41:21];
   assign \res_y__0[2]  = res_y__0[62:42];
@@ -7079,77 +7300,77 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \macro0__res_y[61]  = res_y__0[1301:1281];
   assign \macro0__res_y[62]  = res_y__0[1322:1302];
   assign \macro0__res_y[63]  = res_y__0[1343:1323];
-  assign \res_y__0$107[0]  = res_y__0[20:0];
-  assign \res_y__0$107[1]  = res_y__0[41:21];
-  assign \res_y__0$107[2]  = res_y__0[62:42];
-  assign \res_y__0$107[3]  = res_y__0[83:63];
-  assign \res_y__0$107[4]  = res_y__0[104:84];
-  assign \res_y__0$107[5]  = res_y__0[125:105];
-  assign \res_y__0$107[6]  = res_y__0[146:126];
-  assign \res_y__0$107[7]  = res_y__0[167:147];
-  assign \res_y__0$107[8]  = res_y__0[188:168];
-  assign \res_y__0$107[9]  = res_y__0[209:189];
-  assign \res_y__0$107[10]  = res_y__0[230:210];
-  assign \res_y__0$107[11]  = res_y__0[251:231];
-  assign \res_y__0$107[12]  = res_y__0[272:252];
-  assign \res_y__0$107[13]  = res_y__0[293:273];
-  assign \res_y__0$107[14]  = res_y__0[314:294];
-  assign \res_y__0$107[15]  = res_y__0[335:315];
-  assign \res_y__0$107[16]  = res_y__0[356:336];
-  assign \res_y__0$107[17]  = res_y__0[377:357];
-  assign \res_y__0$107[18]  = res_y__0[398:378];
-  assign \res_y__0$107[19]  = res_y__0[419:399];
-  assign \res_y__0$107[20]  = res_y__0[440:420];
-  assign \res_y__0$107[21]  = res_y__0[461:441];
-  assign \res_y__0$107[22]  = res_y__0[482:462];
-  assign \res_y__0$107[23]  = res_y__0[503:483];
-  assign \res_y__0$107[24]  = res_y__0[524:504];
-  assign \res_y__0$107[25]  = res_y__0[545:525];
-  assign \res_y__0$107[26]  = res_y__0[566:546];
-  assign \res_y__0$107[27]  = res_y__0[587:567];
-  assign \res_y__0$107[28]  = res_y__0[608:588];
-  assign \res_y__0$107[29]  = res_y__0[629:609];
-  assign \res_y__0$107[30]  = res_y__0[650:630];
-  assign \res_y__0$107[31]  = res_y__0[671:651];
-  assign \res_y__0$107[32]  = res_y__0[692:672];
-  assign \res_y__0$107[33]  = res_y__0[713:693];
-  assign \res_y__0$107[34]  = res_y__0[734:714];
-  assign \res_y__0$107[35]  = res_y__0[755:735];
-  assign \res_y__0$107[36]  = res_y__0[776:756];
-  assign \res_y__0$107[37]  = res_y__0[797:777];
-  assign \res_y__0$107[38]  = res_y__0[818:798];
-  assign \res_y__0$107[39]  = res_y__0[839:819];
-  assign \res_y__0$107[40]  = res_y__0[860:840];
-  assign \res_y__0$107[41]  = res_y__0[881:861];
-  assign \res_y__0$107[42]  = res_y__0[902:882];
-  assign \res_y__0$107[43]  = res_y__0[923:903];
-  assign \res_y__0$107[44]  = res_y__0[944:924];
-  assign \res_y__0$107[45]  = res_y__0[965:945];
-  assign \res_y__0$107[46]  = res_y__0[986:966];
-  assign \res_y__0$107[47]  = res_y__0[1007:987];
-  assign \res_y__0$107[48]  = res_y__0[1028:1008];
-  assign \res_y__0$107[49]  = res_y__0[1049:1029];
-  assign \res_y__0$107[50]  = res_y__0[1070:1050];
-  assign \res_y__0$107[51]  = res_y__0[1091:1071];
-  assign \res_y__0$107[52]  = res_y__0[1112:1092];
-  assign \res_y__0$107[53]  = res_y__0[1133:1113];
-  assign \res_y__0$107[54]  = res_y__0[1154:1134];
-  assign \res_y__0$107[55]  = res_y__0[1175:1155];
-  assign \res_y__0$107[56]  = res_y__0[1196:1176];
-  assign \res_y__0$107[57]  = res_y__0[1217:1197];
-  assign \res_y__0$107[58]  = res_y__0[1238:1218];
-  assign \res_y__0$107[59]  = res_y__0[1259:1239];
-  assign \res_y__0$107[60]  = res_y__0[1280:1260];
-  assign \res_y__0$107[61]  = res_y__0[1301:1281];
-  assign \res_y__0$107[62]  = res_y__0[1322:1302];
-  assign \res_y__0$107[63]  = res_y__0[1343:1323];
-  assign \desc_rd__0__data.ky0  = \port__data$124 [8:0];
-  assign \desc_rd__0__data.kx0  = \port__data$124 [17:9];
-  assign \desc_rd__0__data.dy0  = \port__data$124 [30:18];
-  assign \desc_rd__0__data.dx0  = \port__data$124 [43:31];
-  assign \desc_rd__0__data.c0  = \port__data$124 [56:44];
-  assign \desc_rd__0__data.elems  = \port__data$124 [62:57];
-  assign \desc_rd__0__data.off0  = \port__data$124 [76:63];
+  assign \res_y__0$115[0]  = res_y__0[20:0];
+  assign \res_y__0$115[1]  = res_y__0[41:21];
+  assign \res_y__0$115[2]  = res_y__0[62:42];
+  assign \res_y__0$115[3]  = res_y__0[83:63];
+  assign \res_y__0$115[4]  = res_y__0[104:84];
+  assign \res_y__0$115[5]  = res_y__0[125:105];
+  assign \res_y__0$115[6]  = res_y__0[146:126];
+  assign \res_y__0$115[7]  = res_y__0[167:147];
+  assign \res_y__0$115[8]  = res_y__0[188:168];
+  assign \res_y__0$115[9]  = res_y__0[209:189];
+  assign \res_y__0$115[10]  = res_y__0[230:210];
+  assign \res_y__0$115[11]  = res_y__0[251:231];
+  assign \res_y__0$115[12]  = res_y__0[272:252];
+  assign \res_y__0$115[13]  = res_y__0[293:273];
+  assign \res_y__0$115[14]  = res_y__0[314:294];
+  assign \res_y__0$115[15]  = res_y__0[335:315];
+  assign \res_y__0$115[16]  = res_y__0[356:336];
+  assign \res_y__0$115[17]  = res_y__0[377:357];
+  assign \res_y__0$115[18]  = res_y__0[398:378];
+  assign \res_y__0$115[19]  = res_y__0[419:399];
+  assign \res_y__0$115[20]  = res_y__0[440:420];
+  assign \res_y__0$115[21]  = res_y__0[461:441];
+  assign \res_y__0$115[22]  = res_y__0[482:462];
+  assign \res_y__0$115[23]  = res_y__0[503:483];
+  assign \res_y__0$115[24]  = res_y__0[524:504];
+  assign \res_y__0$115[25]  = res_y__0[545:525];
+  assign \res_y__0$115[26]  = res_y__0[566:546];
+  assign \res_y__0$115[27]  = res_y__0[587:567];
+  assign \res_y__0$115[28]  = res_y__0[608:588];
+  assign \res_y__0$115[29]  = res_y__0[629:609];
+  assign \res_y__0$115[30]  = res_y__0[650:630];
+  assign \res_y__0$115[31]  = res_y__0[671:651];
+  assign \res_y__0$115[32]  = res_y__0[692:672];
+  assign \res_y__0$115[33]  = res_y__0[713:693];
+  assign \res_y__0$115[34]  = res_y__0[734:714];
+  assign \res_y__0$115[35]  = res_y__0[755:735];
+  assign \res_y__0$115[36]  = res_y__0[776:756];
+  assign \res_y__0$115[37]  = res_y__0[797:777];
+  assign \res_y__0$115[38]  = res_y__0[818:798];
+  assign \res_y__0$115[39]  = res_y__0[839:819];
+  assign \res_y__0$115[40]  = res_y__0[860:840];
+  assign \res_y__0$115[41]  = res_y__0[881:861];
+  assign \res_y__0$115[42]  = res_y__0[902:882];
+  assign \res_y__0$115[43]  = res_y__0[923:903];
+  assign \res_y__0$115[44]  = res_y__0[944:924];
+  assign \res_y__0$115[45]  = res_y__0[965:945];
+  assign \res_y__0$115[46]  = res_y__0[986:966];
+  assign \res_y__0$115[47]  = res_y__0[1007:987];
+  assign \res_y__0$115[48]  = res_y__0[1028:1008];
+  assign \res_y__0$115[49]  = res_y__0[1049:1029];
+  assign \res_y__0$115[50]  = res_y__0[1070:1050];
+  assign \res_y__0$115[51]  = res_y__0[1091:1071];
+  assign \res_y__0$115[52]  = res_y__0[1112:1092];
+  assign \res_y__0$115[53]  = res_y__0[1133:1113];
+  assign \res_y__0$115[54]  = res_y__0[1154:1134];
+  assign \res_y__0$115[55]  = res_y__0[1175:1155];
+  assign \res_y__0$115[56]  = res_y__0[1196:1176];
+  assign \res_y__0$115[57]  = res_y__0[1217:1197];
+  assign \res_y__0$115[58]  = res_y__0[1238:1218];
+  assign \res_y__0$115[59]  = res_y__0[1259:1239];
+  assign \res_y__0$115[60]  = res_y__0[1280:1260];
+  assign \res_y__0$115[61]  = res_y__0[1301:1281];
+  assign \res_y__0$115[62]  = res_y__0[1322:1302];
+  assign \res_y__0$115[63]  = res_y__0[1343:1323];
+  assign \desc_rd__0__data.ky0  = \port__data$132 [8:0];
+  assign \desc_rd__0__data.kx0  = \port__data$132 [17:9];
+  assign \desc_rd__0__data.dy0  = \port__data$132 [30:18];
+  assign \desc_rd__0__data.dx0  = \port__data$132 [43:31];
+  assign \desc_rd__0__data.c0  = \port__data$132 [56:44];
+  assign \desc_rd__0__data.elems  = \port__data$132 [62:57];
+  assign \desc_rd__0__data.off0  = \port__data$132 [76:63];
   assign \macro1__op__payload.mode  = macro1__op__payload[0];
   assign \macro1__op__payload.page  = macro1__op__payload[4:1];
   assign \macro1__op__payload.row  = macro1__op__payload[9:5];
@@ -7236,92 +7457,92 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \op__1__payload.x[30]  = op__1__payload[268:261];
   assign \op__1__payload.x[31]  = op__1__payload[276:269];
   assign \op__1__payload.word  = op__1__payload[340:277];
-  assign \op__1__payload$130.mode  = \op__1__payload$130 [0];
-  assign \op__1__payload$130.page  = \op__1__payload$130 [4:1];
-  assign \op__1__payload$130.row  = \op__1__payload$130 [9:5];
-  assign \op__1__payload$130.wb_log2  = \op__1__payload$130 [11:10];
-  assign \op__1__payload$130.ab_m1  = \op__1__payload$130 [14:12];
-  assign \op__1__payload$130.w_signed  = \op__1__payload$130 [15];
-  assign \op__1__payload$130.x_signed  = \op__1__payload$130 [16];
-  assign \op__1__payload$130.skip  = \op__1__payload$130 [17];
-  assign \op__1__payload$130.bop  = \op__1__payload$130 [20:18];
-  assign \op__1__payload$130.x  = \op__1__payload$130 [276:21];
-  assign \op__1__payload$130.x[0]  = \op__1__payload$130 [28:21];
-  assign \op__1__payload$130.x[1]  = \op__1__payload$130 [36:29];
-  assign \op__1__payload$130.x[2]  = \op__1__payload$130 [44:37];
-  assign \op__1__payload$130.x[3]  = \op__1__payload$130 [52:45];
-  assign \op__1__payload$130.x[4]  = \op__1__payload$130 [60:53];
-  assign \op__1__payload$130.x[5]  = \op__1__payload$130 [68:61];
-  assign \op__1__payload$130.x[6]  = \op__1__payload$130 [76:69];
-  assign \op__1__payload$130.x[7]  = \op__1__payload$130 [84:77];
-  assign \op__1__payload$130.x[8]  = \op__1__payload$130 [92:85];
-  assign \op__1__payload$130.x[9]  = \op__1__payload$130 [100:93];
-  assign \op__1__payload$130.x[10]  = \op__1__payload$130 [108:101];
-  assign \op__1__payload$130.x[11]  = \op__1__payload$130 [116:109];
-  assign \op__1__payload$130.x[12]  = \op__1__payload$130 [124:117];
-  assign \op__1__payload$130.x[13]  = \op__1__payload$130 [132:125];
-  assign \op__1__payload$130.x[14]  = \op__1__payload$130 [140:133];
-  assign \op__1__payload$130.x[15]  = \op__1__payload$130 [148:141];
-  assign \op__1__payload$130.x[16]  = \op__1__payload$130 [156:149];
-  assign \op__1__payload$130.x[17]  = \op__1__payload$130 [164:157];
-  assign \op__1__payload$130.x[18]  = \op__1__payload$130 [172:165];
-  assign \op__1__payload$130.x[19]  = \op__1__payload$130 [180:173];
-  assign \op__1__payload$130.x[20]  = \op__1__payload$130 [188:181];
-  assign \op__1__payload$130.x[21]  = \op__1__payload$130 [196:189];
-  assign \op__1__payload$130.x[22]  = \op__1__payload$130 [204:197];
-  assign \op__1__payload$130.x[23]  = \op__1__payload$130 [212:205];
-  assign \op__1__payload$130.x[24]  = \op__1__payload$130 [220:213];
-  assign \op__1__payload$130.x[25]  = \op__1__payload$130 [228:221];
-  assign \op__1__payload$130.x[26]  = \op__1__payload$130 [236:229];
-  assign \op__1__payload$130.x[27]  = \op__1__payload$130 [244:237];
-  assign \op__1__payload$130.x[28]  = \op__1__payload$130 [252:245];
-  assign \op__1__payload$130.x[29]  = \op__1__payload$130 [260:253];
-  assign \op__1__payload$130.x[30]  = \op__1__payload$130 [268:261];
-  assign \op__1__payload$130.x[31]  = \op__1__payload$130 [276:269];
-  assign \op__1__payload$130.word  = \op__1__payload$130 [340:277];
-  assign \op__1__payload$131.mode  = \op__1__payload$131 [0];
-  assign \op__1__payload$131.page  = \op__1__payload$131 [4:1];
-  assign \op__1__payload$131.row  = \op__1__payload$131 [9:5];
-  assign \op__1__payload$131.wb_log2  = \op__1__payload$131 [11:10];
-  assign \op__1__payload$131.ab_m1  = \op__1__payload$131 [14:12];
-  assign \op__1__payload$131.w_signed  = \op__1__payload$131 [15];
-  assign \op__1__payload$131.x_signed  = \op__1__payload$131 [16];
-  assign \op__1__payload$131.skip  = \op__1__payload$131 [17];
-  assign \op__1__payload$131.bop  = \op__1__payload$131 [20:18];
-  assign \op__1__payload$131.x  = \op__1__payload$131 [276:21];
-  assign \op__1__payload$131.x[0]  = \op__1__payload$131 [28:21];
-  assign \op__1__payload$131.x[1]  = \op__1__payload$131 [36:29];
-  assign \op__1__payload$131.x[2]  = \op__1__payload$131 [44:37];
-  assign \op__1__payload$131.x[3]  = \op__1__payload$131 [52:45];
-  assign \op__1__payload$131.x[4]  = \op__1__payload$131 [60:53];
-  assign \op__1__payload$131.x[5]  = \op__1__payload$131 [68:61];
-  assign \op__1__payload$131.x[6]  = \op__1__payload$131 [76:69];
-  assign \op__1__payload$131.x[7]  = \op__1__payload$131 [84:77];
-  assign \op__1__payload$131.x[8]  = \op__1__payload$131 [92:85];
-  assign \op__1__payload$131.x[9]  = \op__1__payload$131 [100:93];
-  assign \op__1__payload$131.x[10]  = \op__1__payload$131 [108:101];
-  assign \op__1__payload$131.x[11]  = \op__1__payload$131 [116:109];
-  assign \op__1__payload$131.x[12]  = \op__1__payload$131 [124:117];
-  assign \op__1__payload$131.x[13]  = \op__1__payload$131 [132:125];
-  assign \op__1__payload$131.x[14]  = \op__1__payload$131 [140:133];
-  assign \op__1__payload$131.x[15]  = \op__1__payload$131 [148:141];
-  assign \op__1__payload$131.x[16]  = \op__1__payload$131 [156:149];
-  assign \op__1__payload$131.x[17]  = \op__1__payload$131 [164:157];
-  assign \op__1__payload$131.x[18]  = \op__1__payload$131 [172:165];
-  assign \op__1__payload$131.x[19]  = \op__1__payload$131 [180:173];
-  assign \op__1__payload$131.x[20]  = \op__1__payload$131 [188:181];
-  assign \op__1__payload$131.x[21]  = \op__1__payload$131 [196:189];
-  assign \op__1__payload$131.x[22]  = \op__1__payload$131 [204:197];
-  assign \op__1__payload$131.x[23]  = \op__1__payload$131 [212:205];
-  assign \op__1__payload$131.x[24]  = \op__1__payload$131 [220:213];
-  assign \op__1__payload$131.x[25]  = \op__1__payload$131 [228:221];
-  assign \op__1__payload$131.x[26]  = \op__1__payload$131 [236:229];
-  assign \op__1__payload$131.x[27]  = \op__1__payload$131 [244:237];
-  assign \op__1__payload$131.x[28]  = \op__1__payload$131 [252:245];
-  assign \op__1__payload$131.x[29]  = \op__1__payload$131 [260:253];
-  assign \op__1__payload$131.x[30]  = \op__1__payload$131 [268:261];
-  assign \op__1__payload$131.x[31]  = \op__1__payload$131 [276:269];
-  assign \op__1__payload$131.word  = \op__1__payload$131 [340:277];
+  assign \op__1__payload$138.mode  = \op__1__payload$138 [0];
+  assign \op__1__payload$138.page  = \op__1__payload$138 [4:1];
+  assign \op__1__payload$138.row  = \op__1__payload$138 [9:5];
+  assign \op__1__payload$138.wb_log2  = \op__1__payload$138 [11:10];
+  assign \op__1__payload$138.ab_m1  = \op__1__payload$138 [14:12];
+  assign \op__1__payload$138.w_signed  = \op__1__payload$138 [15];
+  assign \op__1__payload$138.x_signed  = \op__1__payload$138 [16];
+  assign \op__1__payload$138.skip  = \op__1__payload$138 [17];
+  assign \op__1__payload$138.bop  = \op__1__payload$138 [20:18];
+  assign \op__1__payload$138.x  = \op__1__payload$138 [276:21];
+  assign \op__1__payload$138.x[0]  = \op__1__payload$138 [28:21];
+  assign \op__1__payload$138.x[1]  = \op__1__payload$138 [36:29];
+  assign \op__1__payload$138.x[2]  = \op__1__payload$138 [44:37];
+  assign \op__1__payload$138.x[3]  = \op__1__payload$138 [52:45];
+  assign \op__1__payload$138.x[4]  = \op__1__payload$138 [60:53];
+  assign \op__1__payload$138.x[5]  = \op__1__payload$138 [68:61];
+  assign \op__1__payload$138.x[6]  = \op__1__payload$138 [76:69];
+  assign \op__1__payload$138.x[7]  = \op__1__payload$138 [84:77];
+  assign \op__1__payload$138.x[8]  = \op__1__payload$138 [92:85];
+  assign \op__1__payload$138.x[9]  = \op__1__payload$138 [100:93];
+  assign \op__1__payload$138.x[10]  = \op__1__payload$138 [108:101];
+  assign \op__1__payload$138.x[11]  = \op__1__payload$138 [116:109];
+  assign \op__1__payload$138.x[12]  = \op__1__payload$138 [124:117];
+  assign \op__1__payload$138.x[13]  = \op__1__payload$138 [132:125];
+  assign \op__1__payload$138.x[14]  = \op__1__payload$138 [140:133];
+  assign \op__1__payload$138.x[15]  = \op__1__payload$138 [148:141];
+  assign \op__1__payload$138.x[16]  = \op__1__payload$138 [156:149];
+  assign \op__1__payload$138.x[17]  = \op__1__payload$138 [164:157];
+  assign \op__1__payload$138.x[18]  = \op__1__payload$138 [172:165];
+  assign \op__1__payload$138.x[19]  = \op__1__payload$138 [180:173];
+  assign \op__1__payload$138.x[20]  = \op__1__payload$138 [188:181];
+  assign \op__1__payload$138.x[21]  = \op__1__payload$138 [196:189];
+  assign \op__1__payload$138.x[22]  = \op__1__payload$138 [204:197];
+  assign \op__1__payload$138.x[23]  = \op__1__payload$138 [212:205];
+  assign \op__1__payload$138.x[24]  = \op__1__payload$138 [220:213];
+  assign \op__1__payload$138.x[25]  = \op__1__payload$138 [228:221];
+  assign \op__1__payload$138.x[26]  = \op__1__payload$138 [236:229];
+  assign \op__1__payload$138.x[27]  = \op__1__payload$138 [244:237];
+  assign \op__1__payload$138.x[28]  = \op__1__payload$138 [252:245];
+  assign \op__1__payload$138.x[29]  = \op__1__payload$138 [260:253];
+  assign \op__1__payload$138.x[30]  = \op__1__payload$138 [268:261];
+  assign \op__1__payload$138.x[31]  = \op__1__payload$138 [276:269];
+  assign \op__1__payload$138.word  = \op__1__payload$138 [340:277];
+  assign \op__1__payload$139.mode  = \op__1__payload$139 [0];
+  assign \op__1__payload$139.page  = \op__1__payload$139 [4:1];
+  assign \op__1__payload$139.row  = \op__1__payload$139 [9:5];
+  assign \op__1__payload$139.wb_log2  = \op__1__payload$139 [11:10];
+  assign \op__1__payload$139.ab_m1  = \op__1__payload$139 [14:12];
+  assign \op__1__payload$139.w_signed  = \op__1__payload$139 [15];
+  assign \op__1__payload$139.x_signed  = \op__1__payload$139 [16];
+  assign \op__1__payload$139.skip  = \op__1__payload$139 [17];
+  assign \op__1__payload$139.bop  = \op__1__payload$139 [20:18];
+  assign \op__1__payload$139.x  = \op__1__payload$139 [276:21];
+  assign \op__1__payload$139.x[0]  = \op__1__payload$139 [28:21];
+  assign \op__1__payload$139.x[1]  = \op__1__payload$139 [36:29];
+  assign \op__1__payload$139.x[2]  = \op__1__payload$139 [44:37];
+  assign \op__1__payload$139.x[3]  = \op__1__payload$139 [52:45];
+  assign \op__1__payload$139.x[4]  = \op__1__payload$139 [60:53];
+  assign \op__1__payload$139.x[5]  = \op__1__payload$139 [68:61];
+  assign \op__1__payload$139.x[6]  = \op__1__payload$139 [76:69];
+  assign \op__1__payload$139.x[7]  = \op__1__payload$139 [84:77];
+  assign \op__1__payload$139.x[8]  = \op__1__payload$139 [92:85];
+  assign \op__1__payload$139.x[9]  = \op__1__payload$139 [100:93];
+  assign \op__1__payload$139.x[10]  = \op__1__payload$139 [108:101];
+  assign \op__1__payload$139.x[11]  = \op__1__payload$139 [116:109];
+  assign \op__1__payload$139.x[12]  = \op__1__payload$139 [124:117];
+  assign \op__1__payload$139.x[13]  = \op__1__payload$139 [132:125];
+  assign \op__1__payload$139.x[14]  = \op__1__payload$139 [140:133];
+  assign \op__1__payload$139.x[15]  = \op__1__payload$139 [148:141];
+  assign \op__1__payload$139.x[16]  = \op__1__payload$139 [156:149];
+  assign \op__1__payload$139.x[17]  = \op__1__payload$139 [164:157];
+  assign \op__1__payload$139.x[18]  = \op__1__payload$139 [172:165];
+  assign \op__1__payload$139.x[19]  = \op__1__payload$139 [180:173];
+  assign \op__1__payload$139.x[20]  = \op__1__payload$139 [188:181];
+  assign \op__1__payload$139.x[21]  = \op__1__payload$139 [196:189];
+  assign \op__1__payload$139.x[22]  = \op__1__payload$139 [204:197];
+  assign \op__1__payload$139.x[23]  = \op__1__payload$139 [212:205];
+  assign \op__1__payload$139.x[24]  = \op__1__payload$139 [220:213];
+  assign \op__1__payload$139.x[25]  = \op__1__payload$139 [228:221];
+  assign \op__1__payload$139.x[26]  = \op__1__payload$139 [236:229];
+  assign \op__1__payload$139.x[27]  = \op__1__payload$139 [244:237];
+  assign \op__1__payload$139.x[28]  = \op__1__payload$139 [252:245];
+  assign \op__1__payload$139.x[29]  = \op__1__payload$139 [260:253];
+  assign \op__1__payload$139.x[30]  = \op__1__payload$139 [268:261];
+  assign \op__1__payload$139.x[31]  = \op__1__payload$139 [276:269];
+  assign \op__1__payload$139.word  = \op__1__payload$139 [340:277];
   assign \res_y__1[0]  = res_y__1[20:0];
   assign \res_y__1[1]  = res_y__1[41:21];
   assign \res_y__1[2]  = res_y__1[62:42];
@@ -7450,77 +7671,77 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \macro1__res_y[61]  = res_y__1[1301:1281];
   assign \macro1__res_y[62]  = res_y__1[1322:1302];
   assign \macro1__res_y[63]  = res_y__1[1343:1323];
-  assign \res_y__1$143[0]  = res_y__1[20:0];
-  assign \res_y__1$143[1]  = res_y__1[41:21];
-  assign \res_y__1$143[2]  = res_y__1[62:42];
-  assign \res_y__1$143[3]  = res_y__1[83:63];
-  assign \res_y__1$143[4]  = res_y__1[104:84];
-  assign \res_y__1$143[5]  = res_y__1[125:105];
-  assign \res_y__1$143[6]  = res_y__1[146:126];
-  assign \res_y__1$143[7]  = res_y__1[167:147];
-  assign \res_y__1$143[8]  = res_y__1[188:168];
-  assign \res_y__1$143[9]  = res_y__1[209:189];
-  assign \res_y__1$143[10]  = res_y__1[230:210];
-  assign \res_y__1$143[11]  = res_y__1[251:231];
-  assign \res_y__1$143[12]  = res_y__1[272:252];
-  assign \res_y__1$143[13]  = res_y__1[293:273];
-  assign \res_y__1$143[14]  = res_y__1[314:294];
-  assign \res_y__1$143[15]  = res_y__1[335:315];
-  assign \res_y__1$143[16]  = res_y__1[356:336];
-  assign \res_y__1$143[17]  = res_y__1[377:357];
-  assign \res_y__1$143[18]  = res_y__1[398:378];
-  assign \res_y__1$143[19]  = res_y__1[419:399];
-  assign \res_y__1$143[20]  = res_y__1[440:420];
-  assign \res_y__1$143[21]  = res_y__1[461:441];
-  assign \res_y__1$143[22]  = res_y__1[482:462];
-  assign \res_y__1$143[23]  = res_y__1[503:483];
-  assign \res_y__1$143[24]  = res_y__1[524:504];
-  assign \res_y__1$143[25]  = res_y__1[545:525];
-  assign \res_y__1$143[26]  = res_y__1[566:546];
-  assign \res_y__1$143[27]  = res_y__1[587:567];
-  assign \res_y__1$143[28]  = res_y__1[608:588];
-  assign \res_y__1$143[29]  = res_y__1[629:609];
-  assign \res_y__1$143[30]  = res_y__1[650:630];
-  assign \res_y__1$143[31]  = res_y__1[671:651];
-  assign \res_y__1$143[32]  = res_y__1[692:672];
-  assign \res_y__1$143[33]  = res_y__1[713:693];
-  assign \res_y__1$143[34]  = res_y__1[734:714];
-  assign \res_y__1$143[35]  = res_y__1[755:735];
-  assign \res_y__1$143[36]  = res_y__1[776:756];
-  assign \res_y__1$143[37]  = res_y__1[797:777];
-  assign \res_y__1$143[38]  = res_y__1[818:798];
-  assign \res_y__1$143[39]  = res_y__1[839:819];
-  assign \res_y__1$143[40]  = res_y__1[860:840];
-  assign \res_y__1$143[41]  = res_y__1[881:861];
-  assign \res_y__1$143[42]  = res_y__1[902:882];
-  assign \res_y__1$143[43]  = res_y__1[923:903];
-  assign \res_y__1$143[44]  = res_y__1[944:924];
-  assign \res_y__1$143[45]  = res_y__1[965:945];
-  assign \res_y__1$143[46]  = res_y__1[986:966];
-  assign \res_y__1$143[47]  = res_y__1[1007:987];
-  assign \res_y__1$143[48]  = res_y__1[1028:1008];
-  assign \res_y__1$143[49]  = res_y__1[1049:1029];
-  assign \res_y__1$143[50]  = res_y__1[1070:1050];
-  assign \res_y__1$143[51]  = res_y__1[1091:1071];
-  assign \res_y__1$143[52]  = res_y__1[1112:1092];
-  assign \res_y__1$143[53]  = res_y__1[1133:1113];
-  assign \res_y__1$143[54]  = res_y__1[1154:1134];
-  assign \res_y__1$143[55]  = res_y__1[1175:1155];
-  assign \res_y__1$143[56]  = res_y__1[1196:1176];
-  assign \res_y__1$143[57]  = res_y__1[1217:1197];
-  assign \res_y__1$143[58]  = res_y__1[1238:1218];
-  assign \res_y__1$143[59]  = res_y__1[1259:1239];
-  assign \res_y__1$143[60]  = res_y__1[1280:1260];
-  assign \res_y__1$143[61]  = res_y__1[1301:1281];
-  assign \res_y__1$143[62]  = res_y__1[1322:1302];
-  assign \res_y__1$143[63]  = res_y__1[1343:1323];
-  assign \desc_rd__1__data.ky0  = \port__data$156 [8:0];
-  assign \desc_rd__1__data.kx0  = \port__data$156 [17:9];
-  assign \desc_rd__1__data.dy0  = \port__data$156 [30:18];
-  assign \desc_rd__1__data.dx0  = \port__data$156 [43:31];
-  assign \desc_rd__1__data.c0  = \port__data$156 [56:44];
-  assign \desc_rd__1__data.elems  = \port__data$156 [62:57];
-  assign \desc_rd__1__data.off0  = \port__data$156 [76:63];
+  assign \res_y__1$151[0]  = res_y__1[20:0];
+  assign \res_y__1$151[1]  = res_y__1[41:21];
+  assign \res_y__1$151[2]  = res_y__1[62:42];
+  assign \res_y__1$151[3]  = res_y__1[83:63];
+  assign \res_y__1$151[4]  = res_y__1[104:84];
+  assign \res_y__1$151[5]  = res_y__1[125:105];
+  assign \res_y__1$151[6]  = res_y__1[146:126];
+  assign \res_y__1$151[7]  = res_y__1[167:147];
+  assign \res_y__1$151[8]  = res_y__1[188:168];
+  assign \res_y__1$151[9]  = res_y__1[209:189];
+  assign \res_y__1$151[10]  = res_y__1[230:210];
+  assign \res_y__1$151[11]  = res_y__1[251:231];
+  assign \res_y__1$151[12]  = res_y__1[272:252];
+  assign \res_y__1$151[13]  = res_y__1[293:273];
+  assign \res_y__1$151[14]  = res_y__1[314:294];
+  assign \res_y__1$151[15]  = res_y__1[335:315];
+  assign \res_y__1$151[16]  = res_y__1[356:336];
+  assign \res_y__1$151[17]  = res_y__1[377:357];
+  assign \res_y__1$151[18]  = res_y__1[398:378];
+  assign \res_y__1$151[19]  = res_y__1[419:399];
+  assign \res_y__1$151[20]  = res_y__1[440:420];
+  assign \res_y__1$151[21]  = res_y__1[461:441];
+  assign \res_y__1$151[22]  = res_y__1[482:462];
+  assign \res_y__1$151[23]  = res_y__1[503:483];
+  assign \res_y__1$151[24]  = res_y__1[524:504];
+  assign \res_y__1$151[25]  = res_y__1[545:525];
+  assign \res_y__1$151[26]  = res_y__1[566:546];
+  assign \res_y__1$151[27]  = res_y__1[587:567];
+  assign \res_y__1$151[28]  = res_y__1[608:588];
+  assign \res_y__1$151[29]  = res_y__1[629:609];
+  assign \res_y__1$151[30]  = res_y__1[650:630];
+  assign \res_y__1$151[31]  = res_y__1[671:651];
+  assign \res_y__1$151[32]  = res_y__1[692:672];
+  assign \res_y__1$151[33]  = res_y__1[713:693];
+  assign \res_y__1$151[34]  = res_y__1[734:714];
+  assign \res_y__1$151[35]  = res_y__1[755:735];
+  assign \res_y__1$151[36]  = res_y__1[776:756];
+  assign \res_y__1$151[37]  = res_y__1[797:777];
+  assign \res_y__1$151[38]  = res_y__1[818:798];
+  assign \res_y__1$151[39]  = res_y__1[839:819];
+  assign \res_y__1$151[40]  = res_y__1[860:840];
+  assign \res_y__1$151[41]  = res_y__1[881:861];
+  assign \res_y__1$151[42]  = res_y__1[902:882];
+  assign \res_y__1$151[43]  = res_y__1[923:903];
+  assign \res_y__1$151[44]  = res_y__1[944:924];
+  assign \res_y__1$151[45]  = res_y__1[965:945];
+  assign \res_y__1$151[46]  = res_y__1[986:966];
+  assign \res_y__1$151[47]  = res_y__1[1007:987];
+  assign \res_y__1$151[48]  = res_y__1[1028:1008];
+  assign \res_y__1$151[49]  = res_y__1[1049:1029];
+  assign \res_y__1$151[50]  = res_y__1[1070:1050];
+  assign \res_y__1$151[51]  = res_y__1[1091:1071];
+  assign \res_y__1$151[52]  = res_y__1[1112:1092];
+  assign \res_y__1$151[53]  = res_y__1[1133:1113];
+  assign \res_y__1$151[54]  = res_y__1[1154:1134];
+  assign \res_y__1$151[55]  = res_y__1[1175:1155];
+  assign \res_y__1$151[56]  = res_y__1[1196:1176];
+  assign \res_y__1$151[57]  = res_y__1[1217:1197];
+  assign \res_y__1$151[58]  = res_y__1[1238:1218];
+  assign \res_y__1$151[59]  = res_y__1[1259:1239];
+  assign \res_y__1$151[60]  = res_y__1[1280:1260];
+  assign \res_y__1$151[61]  = res_y__1[1301:1281];
+  assign \res_y__1$151[62]  = res_y__1[1322:1302];
+  assign \res_y__1$151[63]  = res_y__1[1343:1323];
+  assign \desc_rd__1__data.ky0  = \port__data$164 [8:0];
+  assign \desc_rd__1__data.kx0  = \port__data$164 [17:9];
+  assign \desc_rd__1__data.dy0  = \port__data$164 [30:18];
+  assign \desc_rd__1__data.dx0  = \port__data$164 [43:31];
+  assign \desc_rd__1__data.c0  = \port__data$164 [56:44];
+  assign \desc_rd__1__data.elems  = \port__data$164 [62:57];
+  assign \desc_rd__1__data.off0  = \port__data$164 [76:63];
   assign \param_rd__data[0]  = param_rd__data[95:0];
   assign \param_rd__data[0].bias  = param_rd__data[31:0];
   assign \param_rd__data[0].mult  = param_rd__data[63:32];
@@ -7617,185 +7838,288 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \epi_rd__data[7].shift  = epi_rd__data[743:736];
   assign \epi_rd__data[7].w  = epi_rd__data[751:744];
   assign \epi_rd__data[7]._pad  = epi_rd__data[767:752];
-  assign \param_rd__data$194[0]  = \port__data$195 [63:0];
-  assign \param_rd__data$194[0].g  = \port__data$195 [31:0];
-  assign \param_rd__data$194[0].dg  = \port__data$195 [63:32];
-  assign \param_rd__data$194[1]  = \port__data$195 [127:64];
-  assign \param_rd__data$194[1].g  = \port__data$195 [95:64];
-  assign \param_rd__data$194[1].dg  = \port__data$195 [127:96];
-  assign \param_rd__data$194[2]  = \port__data$195 [191:128];
-  assign \param_rd__data$194[2].g  = \port__data$195 [159:128];
-  assign \param_rd__data$194[2].dg  = \port__data$195 [191:160];
-  assign \param_rd__data$194[3]  = \port__data$195 [255:192];
-  assign \param_rd__data$194[3].g  = \port__data$195 [223:192];
-  assign \param_rd__data$194[3].dg  = \port__data$195 [255:224];
-  assign \param_rd__data$194[4]  = \port__data$195 [319:256];
-  assign \param_rd__data$194[4].g  = \port__data$195 [287:256];
-  assign \param_rd__data$194[4].dg  = \port__data$195 [319:288];
-  assign \param_rd__data$194[5]  = \port__data$195 [383:320];
-  assign \param_rd__data$194[5].g  = \port__data$195 [351:320];
-  assign \param_rd__data$194[5].dg  = \port__data$195 [383:352];
-  assign \param_rd__data$194[6]  = \port__data$195 [447:384];
-  assign \param_rd__data$194[6].g  = \port__data$195 [415:384];
-  assign \param_rd__data$194[6].dg  = \port__data$195 [447:416];
-  assign \param_rd__data$194[7]  = \port__data$195 [511:448];
-  assign \param_rd__data$194[7].g  = \port__data$195 [479:448];
-  assign \param_rd__data$194[7].dg  = \port__data$195 [511:480];
-  assign \imem_rd__data.op  = \port__data$225 [3:0];
-  assign \imem_rd__data.args  = \port__data$225 [446:4];
-  assign \imem_rd__data.args.load  = \port__data$225 [40:4];
-  assign \imem_rd__data.args.load.src  = \port__data$225 [13:4];
-  assign \imem_rd__data.args.load.count  = \port__data$225 [29:14];
-  assign \imem_rd__data.args.load.mask  = \port__data$225 [31:30];
-  assign \imem_rd__data.args.load.page  = \port__data$225 [35:32];
-  assign \imem_rd__data.args.load.row0  = \port__data$225 [40:36];
-  assign \imem_rd__data.args.mac  = \port__data$225 [446:4];
-  assign \imem_rd__data.args.mac.in_h  = \port__data$225 [12:4];
-  assign \imem_rd__data.args.mac.in_w  = \port__data$225 [21:13];
-  assign \imem_rd__data.args.mac.in_cw  = \port__data$225 [31:22];
-  assign \imem_rd__data.args.mac.cin  = \port__data$225 [44:32];
-  assign \imem_rd__data.args.mac.kh  = \port__data$225 [53:45];
-  assign \imem_rd__data.args.mac.kw  = \port__data$225 [62:54];
-  assign \imem_rd__data.args.mac.dh  = \port__data$225 [66:63];
-  assign \imem_rd__data.args.mac.dw  = \port__data$225 [70:67];
-  assign \imem_rd__data.args.mac.sh  = \port__data$225 [74:71];
-  assign \imem_rd__data.args.mac.sw  = \port__data$225 [78:75];
-  assign \imem_rd__data.args.mac.pt  = \port__data$225 [82:79];
-  assign \imem_rd__data.args.mac.pl  = \port__data$225 [86:83];
-  assign \imem_rd__data.args.mac.ow  = \port__data$225 [95:87];
-  assign \imem_rd__data.args.mac.oh  = \port__data$225 [104:96];
-  assign \imem_rd__data.args.mac.npos  = \port__data$225 [120:105];
-  assign \imem_rd__data.args.mac.pos0  = \port__data$225 [134:121];
-  assign \imem_rd__data.args.mac.kx_inc  = \port__data$225 [148:135];
-  assign \imem_rd__data.args.mac.ky_inc  = \port__data$225 [162:149];
-  assign \imem_rd__data.args.mac.pos_ux  = \port__data$225 [176:163];
-  assign \imem_rd__data.args.mac.pos_wrap  = \port__data$225 [190:177];
-  assign \imem_rd__data.args.mac.pos_bstep  = \port__data$225 [204:191];
-  assign \imem_rd__data.args.mac.bq  = \port__data$225 [213:205];
-  assign \imem_rd__data.args.mac.br  = \port__data$225 [222:214];
-  assign \imem_rd__data.args.mac.img_delta  = \port__data$225 [236:223];
-  assign \imem_rd__data.args.mac.img_bstep  = \port__data$225 [250:237];
-  assign \imem_rd__data.args.mac.desc_base  = \port__data$225 [256:251];
-  assign \imem_rd__data.args.mac.kt  = \port__data$225 [266:257];
-  assign \imem_rd__data.args.mac.nt  = \port__data$225 [276:267];
-  assign \imem_rd__data.args.mac.kr  = \port__data$225 [286:277];
-  assign \imem_rd__data.args.mac.nr  = \port__data$225 [296:287];
-  assign \imem_rd__data.args.mac.b  = \port__data$225 [303:297];
-  assign \imem_rd__data.args.mac.ki  = \port__data$225 [310:304];
-  assign \imem_rd__data.args.mac.no  = \port__data$225 [317:311];
-  assign \imem_rd__data.args.mac.groups  = \port__data$225 [325:318];
-  assign \imem_rd__data.args.mac.role_base  = \port__data$225 [331:326];
-  assign \imem_rd__data.args.mac.page_base  = \port__data$225 [335:332];
-  assign \imem_rd__data.args.mac.out_base  = \port__data$225 [347:336];
-  assign \imem_rd__data.args.mac.out_cw  = \port__data$225 [357:348];
-  assign \imem_rd__data.args.mac.param_base  = \port__data$225 [363:358];
-  assign \imem_rd__data.args.mac.zp_in  = \port__data$225 [371:364];
-  assign \imem_rd__data.args.mac.zp_out  = \port__data$225 [381:372];
-  assign \imem_rd__data.args.mac.act_min  = \port__data$225 [391:382];
-  assign \imem_rd__data.args.mac.act_max  = \port__data$225 [401:392];
-  assign \imem_rd__data.args.mac.ab_m1  = \port__data$225 [404:402];
-  assign \imem_rd__data.args.mac.wb_log2  = \port__data$225 [406:405];
-  assign \imem_rd__data.args.mac.x_signed  = \port__data$225 [407];
-  assign \imem_rd__data.args.mac.w_signed  = \port__data$225 [408];
-  assign \imem_rd__data.args.mac.rowpack  = \port__data$225 [409];
-  assign \imem_rd__data.args.mac.epi  = \port__data$225 [410];
-  assign \imem_rd__data.args.mac.epi_base  = \port__data$225 [416:411];
-  assign \imem_rd__data.args.mac.epi_zp_out  = \port__data$225 [426:417];
-  assign \imem_rd__data.args.mac.epi_min  = \port__data$225 [436:427];
-  assign \imem_rd__data.args.mac.epi_max  = \port__data$225 [446:437];
-  assign \imem_rd__data.args.pool  = \port__data$225 [196:4];
-  assign \imem_rd__data.args.pool.mode  = \port__data$225 [4];
-  assign \imem_rd__data.args.pool.x_signed  = \port__data$225 [5];
-  assign \imem_rd__data.args.pool.in_base  = \port__data$225 [17:6];
-  assign \imem_rd__data.args.pool.in_h  = \port__data$225 [26:18];
-  assign \imem_rd__data.args.pool.in_w  = \port__data$225 [35:27];
-  assign \imem_rd__data.args.pool.cw  = \port__data$225 [45:36];
-  assign \imem_rd__data.args.pool.kh  = \port__data$225 [54:46];
-  assign \imem_rd__data.args.pool.kw  = \port__data$225 [63:55];
-  assign \imem_rd__data.args.pool.sh  = \port__data$225 [67:64];
-  assign \imem_rd__data.args.pool.sw  = \port__data$225 [71:68];
-  assign \imem_rd__data.args.pool.dh  = \port__data$225 [75:72];
-  assign \imem_rd__data.args.pool.dw  = \port__data$225 [79:76];
-  assign \imem_rd__data.args.pool.pt  = \port__data$225 [83:80];
-  assign \imem_rd__data.args.pool.pl  = \port__data$225 [87:84];
-  assign \imem_rd__data.args.pool.oh  = \port__data$225 [96:88];
-  assign \imem_rd__data.args.pool.ow  = \port__data$225 [105:97];
-  assign \imem_rd__data.args.pool.out_base  = \port__data$225 [117:106];
-  assign \imem_rd__data.args.pool.zp_in  = \port__data$225 [127:118];
-  assign \imem_rd__data.args.pool.mult  = \port__data$225 [159:128];
-  assign \imem_rd__data.args.pool.shift  = \port__data$225 [165:160];
-  assign \imem_rd__data.args.pool.zp_out  = \port__data$225 [175:166];
-  assign \imem_rd__data.args.pool.act_min  = \port__data$225 [185:176];
-  assign \imem_rd__data.args.pool.act_max  = \port__data$225 [195:186];
-  assign \imem_rd__data.args.pool.round_even  = \port__data$225 [196];
-  assign \imem_rd__data.args.ew  = \port__data$225 [268:4];
-  assign \imem_rd__data.args.ew.a_base  = \port__data$225 [15:4];
-  assign \imem_rd__data.args.ew.b_base  = \port__data$225 [27:16];
-  assign \imem_rd__data.args.ew.out_base  = \port__data$225 [39:28];
-  assign \imem_rd__data.args.ew.npos  = \port__data$225 [55:40];
-  assign \imem_rd__data.args.ew.cw  = \port__data$225 [65:56];
-  assign \imem_rd__data.args.ew.a_stride  = \port__data$225 [75:66];
-  assign \imem_rd__data.args.ew.b_stride  = \port__data$225 [85:76];
-  assign \imem_rd__data.args.ew.out_stride  = \port__data$225 [95:86];
-  assign \imem_rd__data.args.ew.x_signed  = \port__data$225 [96];
-  assign \imem_rd__data.args.ew.has_b  = \port__data$225 [97];
-  assign \imem_rd__data.args.ew.rq_in  = \port__data$225 [98];
-  assign \imem_rd__data.args.ew.rq_out  = \port__data$225 [99];
-  assign \imem_rd__data.args.ew.ls  = \port__data$225 [104:100];
-  assign \imem_rd__data.args.ew.zp_a  = \port__data$225 [114:105];
-  assign \imem_rd__data.args.ew.zp_b  = \port__data$225 [124:115];
-  assign \imem_rd__data.args.ew.mult_a  = \port__data$225 [156:125];
-  assign \imem_rd__data.args.ew.shift_a  = \port__data$225 [162:157];
-  assign \imem_rd__data.args.ew.mult_b  = \port__data$225 [194:163];
-  assign \imem_rd__data.args.ew.shift_b  = \port__data$225 [200:195];
-  assign \imem_rd__data.args.ew.mult_o  = \port__data$225 [232:201];
-  assign \imem_rd__data.args.ew.shift_o  = \port__data$225 [238:233];
-  assign \imem_rd__data.args.ew.zp_out  = \port__data$225 [248:239];
-  assign \imem_rd__data.args.ew.act_min  = \port__data$225 [258:249];
-  assign \imem_rd__data.args.ew.act_max  = \port__data$225 [268:259];
-  assign \imem_rd__data.args.dma  = \port__data$225 [101:4];
-  assign \imem_rd__data.args.dma.store  = \port__data$225 [4];
-  assign \imem_rd__data.args.dma.wmem  = \port__data$225 [5];
-  assign \imem_rd__data.args.dma.ext  = \port__data$225 [25:6];
-  assign \imem_rd__data.args.dma.addr  = \port__data$225 [37:26];
-  assign \imem_rd__data.args.dma.rows  = \port__data$225 [53:38];
-  assign \imem_rd__data.args.dma.len  = \port__data$225 [69:54];
-  assign \imem_rd__data.args.dma.ext_stride  = \port__data$225 [89:70];
-  assign \imem_rd__data.args.dma.stride  = \port__data$225 [101:90];
-  assign \imem_rd__data.args.gbfs  = \port__data$225 [64:4];
-  assign \imem_rd__data.args.gbfs.macro  = \port__data$225 [4];
-  assign \imem_rd__data.args.gbfs.page  = \port__data$225 [8:5];
-  assign \imem_rd__data.args.gbfs.rows  = \port__data$225 [40:9];
-  assign \imem_rd__data.args.gbfs.src  = \port__data$225 [52:41];
-  assign \imem_rd__data.args.gbfs.dst  = \port__data$225 [64:53];
-  assign \imem_rd__data.args.grelax  = \port__data$225 [52:4];
-  assign \imem_rd__data.args.grelax.arcs  = \port__data$225 [15:4];
-  assign \imem_rd__data.args.grelax.count  = \port__data$225 [28:16];
-  assign \imem_rd__data.args.grelax.old  = \port__data$225 [40:29];
-  assign \imem_rd__data.args.grelax.new  = \port__data$225 [52:41];
-  assign \imem_rd__data.args.gspmv  = \port__data$225 [67:4];
-  assign \imem_rd__data.args.gspmv.macro  = \port__data$225 [4];
-  assign \imem_rd__data.args.gspmv.page  = \port__data$225 [8:5];
-  assign \imem_rd__data.args.gspmv.x  = \port__data$225 [20:9];
-  assign \imem_rd__data.args.gspmv.y  = \port__data$225 [32:21];
-  assign \imem_rd__data.args.gspmv.rows  = \port__data$225 [64:33];
-  assign \imem_rd__data.args.gspmv.slices_m1  = \port__data$225 [66:65];
-  assign \imem_rd__data.args.gspmv.flush  = \port__data$225 [67];
-  assign \imem_rd__data.args.lrn  = \port__data$225 [128:4];
-  assign \imem_rd__data.args.lrn.in_base  = \port__data$225 [15:4];
-  assign \imem_rd__data.args.lrn.out_base  = \port__data$225 [27:16];
-  assign \imem_rd__data.args.lrn.npos  = \port__data$225 [43:28];
-  assign \imem_rd__data.args.lrn.cw  = \port__data$225 [53:44];
-  assign \imem_rd__data.args.lrn.channels  = \port__data$225 [66:54];
-  assign \imem_rd__data.args.lrn.size  = \port__data$225 [70:67];
-  assign \imem_rd__data.args.lrn.x_signed  = \port__data$225 [71];
-  assign \imem_rd__data.args.lrn.zp_in  = \port__data$225 [81:72];
-  assign \imem_rd__data.args.lrn.zp_out  = \port__data$225 [91:82];
-  assign \imem_rd__data.args.lrn.act_min  = \port__data$225 [101:92];
-  assign \imem_rd__data.args.lrn.act_max  = \port__data$225 [111:102];
-  assign \imem_rd__data.args.lrn.table_base  = \port__data$225 [117:112];
-  assign \imem_rd__data.args.lrn.shift  = \port__data$225 [122:118];
-  assign \imem_rd__data.args.lrn.frac  = \port__data$225 [128:123];
+  assign \param_rd__data$209[0]  = \param_rd__data$209 [7:0];
+  assign \param_rd__data$209[1]  = \param_rd__data$209 [15:8];
+  assign \param_rd__data$209[2]  = \param_rd__data$209 [23:16];
+  assign \param_rd__data$209[3]  = \param_rd__data$209 [31:24];
+  assign \param_rd__data$209[4]  = \param_rd__data$209 [39:32];
+  assign \param_rd__data$209[5]  = \param_rd__data$209 [47:40];
+  assign \param_rd__data$209[6]  = \param_rd__data$209 [55:48];
+  assign \param_rd__data$209[7]  = \param_rd__data$209 [63:56];
+  assign \param_rd__data$209[8]  = \param_rd__data$209 [71:64];
+  assign \param_rd__data$209[9]  = \param_rd__data$209 [79:72];
+  assign \param_rd__data$209[10]  = \param_rd__data$209 [87:80];
+  assign \param_rd__data$209[11]  = \param_rd__data$209 [95:88];
+  assign \param_rd__data$209[12]  = \param_rd__data$209 [103:96];
+  assign \param_rd__data$209[13]  = \param_rd__data$209 [111:104];
+  assign \param_rd__data$209[14]  = \param_rd__data$209 [119:112];
+  assign \param_rd__data$209[15]  = \param_rd__data$209 [127:120];
+  assign \param_rd__data$209[16]  = \param_rd__data$209 [135:128];
+  assign \param_rd__data$209[17]  = \param_rd__data$209 [143:136];
+  assign \param_rd__data$209[18]  = \param_rd__data$209 [151:144];
+  assign \param_rd__data$209[19]  = \param_rd__data$209 [159:152];
+  assign \param_rd__data$209[20]  = \param_rd__data$209 [167:160];
+  assign \param_rd__data$209[21]  = \param_rd__data$209 [175:168];
+  assign \param_rd__data$209[22]  = \param_rd__data$209 [183:176];
+  assign \param_rd__data$209[23]  = \param_rd__data$209 [191:184];
+  assign \param_rd__data$209[24]  = \param_rd__data$209 [199:192];
+  assign \param_rd__data$209[25]  = \param_rd__data$209 [207:200];
+  assign \param_rd__data$209[26]  = \param_rd__data$209 [215:208];
+  assign \param_rd__data$209[27]  = \param_rd__data$209 [223:216];
+  assign \param_rd__data$209[28]  = \param_rd__data$209 [231:224];
+  assign \param_rd__data$209[29]  = \param_rd__data$209 [239:232];
+  assign \param_rd__data$209[30]  = \param_rd__data$209 [247:240];
+  assign \param_rd__data$209[31]  = \param_rd__data$209 [255:248];
+  assign \param_rd__data$209[32]  = \param_rd__data$209 [263:256];
+  assign \param_rd__data$209[33]  = \param_rd__data$209 [271:264];
+  assign \param_rd__data$209[34]  = \param_rd__data$209 [279:272];
+  assign \param_rd__data$209[35]  = \param_rd__data$209 [287:280];
+  assign \param_rd__data$209[36]  = \param_rd__data$209 [295:288];
+  assign \param_rd__data$209[37]  = \param_rd__data$209 [303:296];
+  assign \param_rd__data$209[38]  = \param_rd__data$209 [311:304];
+  assign \param_rd__data$209[39]  = \param_rd__data$209 [319:312];
+  assign \param_rd__data$209[40]  = \param_rd__data$209 [327:320];
+  assign \param_rd__data$209[41]  = \param_rd__data$209 [335:328];
+  assign \param_rd__data$209[42]  = \param_rd__data$209 [343:336];
+  assign \param_rd__data$209[43]  = \param_rd__data$209 [351:344];
+  assign \param_rd__data$209[44]  = \param_rd__data$209 [359:352];
+  assign \param_rd__data$209[45]  = \param_rd__data$209 [367:360];
+  assign \param_rd__data$209[46]  = \param_rd__data$209 [375:368];
+  assign \param_rd__data$209[47]  = \param_rd__data$209 [383:376];
+  assign \param_rd__data$209[48]  = \param_rd__data$209 [391:384];
+  assign \param_rd__data$209[49]  = \param_rd__data$209 [399:392];
+  assign \param_rd__data$209[50]  = \param_rd__data$209 [407:400];
+  assign \param_rd__data$209[51]  = \param_rd__data$209 [415:408];
+  assign \param_rd__data$209[52]  = \param_rd__data$209 [423:416];
+  assign \param_rd__data$209[53]  = \param_rd__data$209 [431:424];
+  assign \param_rd__data$209[54]  = \param_rd__data$209 [439:432];
+  assign \param_rd__data$209[55]  = \param_rd__data$209 [447:440];
+  assign \param_rd__data$209[56]  = \param_rd__data$209 [455:448];
+  assign \param_rd__data$209[57]  = \param_rd__data$209 [463:456];
+  assign \param_rd__data$209[58]  = \param_rd__data$209 [471:464];
+  assign \param_rd__data$209[59]  = \param_rd__data$209 [479:472];
+  assign \param_rd__data$209[60]  = \param_rd__data$209 [487:480];
+  assign \param_rd__data$209[61]  = \param_rd__data$209 [495:488];
+  assign \param_rd__data$209[62]  = \param_rd__data$209 [503:496];
+  assign \param_rd__data$209[63]  = \param_rd__data$209 [511:504];
+  assign \param_rd__data$209[64]  = \param_rd__data$209 [519:512];
+  assign \param_rd__data$209[65]  = \param_rd__data$209 [527:520];
+  assign \param_rd__data$209[66]  = \param_rd__data$209 [535:528];
+  assign \param_rd__data$209[67]  = \param_rd__data$209 [543:536];
+  assign \param_rd__data$209[68]  = \param_rd__data$209 [551:544];
+  assign \param_rd__data$209[69]  = \param_rd__data$209 [559:552];
+  assign \param_rd__data$209[70]  = \param_rd__data$209 [567:560];
+  assign \param_rd__data$209[71]  = \param_rd__data$209 [575:568];
+  assign \param_rd__data$209[72]  = \param_rd__data$209 [583:576];
+  assign \param_rd__data$209[73]  = \param_rd__data$209 [591:584];
+  assign \param_rd__data$209[74]  = \param_rd__data$209 [599:592];
+  assign \param_rd__data$209[75]  = \param_rd__data$209 [607:600];
+  assign \param_rd__data$209[76]  = \param_rd__data$209 [615:608];
+  assign \param_rd__data$209[77]  = \param_rd__data$209 [623:616];
+  assign \param_rd__data$209[78]  = \param_rd__data$209 [631:624];
+  assign \param_rd__data$209[79]  = \param_rd__data$209 [639:632];
+  assign \param_rd__data$209[80]  = \param_rd__data$209 [647:640];
+  assign \param_rd__data$209[81]  = \param_rd__data$209 [655:648];
+  assign \param_rd__data$209[82]  = \param_rd__data$209 [663:656];
+  assign \param_rd__data$209[83]  = \param_rd__data$209 [671:664];
+  assign \param_rd__data$209[84]  = \param_rd__data$209 [679:672];
+  assign \param_rd__data$209[85]  = \param_rd__data$209 [687:680];
+  assign \param_rd__data$209[86]  = \param_rd__data$209 [695:688];
+  assign \param_rd__data$209[87]  = \param_rd__data$209 [703:696];
+  assign \param_rd__data$209[88]  = \param_rd__data$209 [711:704];
+  assign \param_rd__data$209[89]  = \param_rd__data$209 [719:712];
+  assign \param_rd__data$209[90]  = \param_rd__data$209 [727:720];
+  assign \param_rd__data$209[91]  = \param_rd__data$209 [735:728];
+  assign \param_rd__data$209[92]  = \param_rd__data$209 [743:736];
+  assign \param_rd__data$209[93]  = \param_rd__data$209 [751:744];
+  assign \param_rd__data$209[94]  = \param_rd__data$209 [759:752];
+  assign \param_rd__data$209[95]  = \param_rd__data$209 [767:760];
+  assign \param_rd__data$211[0]  = \param_rd__data$209 [63:0];
+  assign \param_rd__data$211[0].g  = \param_rd__data$209 [31:0];
+  assign \param_rd__data$211[0].dg  = \param_rd__data$209 [63:32];
+  assign \param_rd__data$211[1]  = \param_rd__data$209 [127:64];
+  assign \param_rd__data$211[1].g  = \param_rd__data$209 [95:64];
+  assign \param_rd__data$211[1].dg  = \param_rd__data$209 [127:96];
+  assign \param_rd__data$211[2]  = \param_rd__data$209 [191:128];
+  assign \param_rd__data$211[2].g  = \param_rd__data$209 [159:128];
+  assign \param_rd__data$211[2].dg  = \param_rd__data$209 [191:160];
+  assign \param_rd__data$211[3]  = \param_rd__data$209 [255:192];
+  assign \param_rd__data$211[3].g  = \param_rd__data$209 [223:192];
+  assign \param_rd__data$211[3].dg  = \param_rd__data$209 [255:224];
+  assign \param_rd__data$211[4]  = \param_rd__data$209 [319:256];
+  assign \param_rd__data$211[4].g  = \param_rd__data$209 [287:256];
+  assign \param_rd__data$211[4].dg  = \param_rd__data$209 [319:288];
+  assign \param_rd__data$211[5]  = \param_rd__data$209 [383:320];
+  assign \param_rd__data$211[5].g  = \param_rd__data$209 [351:320];
+  assign \param_rd__data$211[5].dg  = \param_rd__data$209 [383:352];
+  assign \param_rd__data$211[6]  = \param_rd__data$209 [447:384];
+  assign \param_rd__data$211[6].g  = \param_rd__data$209 [415:384];
+  assign \param_rd__data$211[6].dg  = \param_rd__data$209 [447:416];
+  assign \param_rd__data$211[7]  = \param_rd__data$209 [511:448];
+  assign \param_rd__data$211[7].g  = \param_rd__data$209 [479:448];
+  assign \param_rd__data$211[7].dg  = \param_rd__data$209 [511:480];
+  assign \imem_rd__data.op  = \port__data$239 [3:0];
+  assign \imem_rd__data.args  = \port__data$239 [446:4];
+  assign \imem_rd__data.args.load  = \port__data$239 [40:4];
+  assign \imem_rd__data.args.load.src  = \port__data$239 [13:4];
+  assign \imem_rd__data.args.load.count  = \port__data$239 [29:14];
+  assign \imem_rd__data.args.load.mask  = \port__data$239 [31:30];
+  assign \imem_rd__data.args.load.page  = \port__data$239 [35:32];
+  assign \imem_rd__data.args.load.row0  = \port__data$239 [40:36];
+  assign \imem_rd__data.args.mac  = \port__data$239 [446:4];
+  assign \imem_rd__data.args.mac.in_h  = \port__data$239 [12:4];
+  assign \imem_rd__data.args.mac.in_w  = \port__data$239 [21:13];
+  assign \imem_rd__data.args.mac.in_cw  = \port__data$239 [31:22];
+  assign \imem_rd__data.args.mac.cin  = \port__data$239 [44:32];
+  assign \imem_rd__data.args.mac.kh  = \port__data$239 [53:45];
+  assign \imem_rd__data.args.mac.kw  = \port__data$239 [62:54];
+  assign \imem_rd__data.args.mac.dh  = \port__data$239 [66:63];
+  assign \imem_rd__data.args.mac.dw  = \port__data$239 [70:67];
+  assign \imem_rd__data.args.mac.sh  = \port__data$239 [74:71];
+  assign \imem_rd__data.args.mac.sw  = \port__data$239 [78:75];
+  assign \imem_rd__data.args.mac.pt  = \port__data$239 [82:79];
+  assign \imem_rd__data.args.mac.pl  = \port__data$239 [86:83];
+  assign \imem_rd__data.args.mac.ow  = \port__data$239 [95:87];
+  assign \imem_rd__data.args.mac.oh  = \port__data$239 [104:96];
+  assign \imem_rd__data.args.mac.npos  = \port__data$239 [120:105];
+  assign \imem_rd__data.args.mac.pos0  = \port__data$239 [134:121];
+  assign \imem_rd__data.args.mac.kx_inc  = \port__data$239 [148:135];
+  assign \imem_rd__data.args.mac.ky_inc  = \port__data$239 [162:149];
+  assign \imem_rd__data.args.mac.pos_ux  = \port__data$239 [176:163];
+  assign \imem_rd__data.args.mac.pos_wrap  = \port__data$239 [190:177];
+  assign \imem_rd__data.args.mac.pos_bstep  = \port__data$239 [204:191];
+  assign \imem_rd__data.args.mac.bq  = \port__data$239 [213:205];
+  assign \imem_rd__data.args.mac.br  = \port__data$239 [222:214];
+  assign \imem_rd__data.args.mac.img_delta  = \port__data$239 [236:223];
+  assign \imem_rd__data.args.mac.img_bstep  = \port__data$239 [250:237];
+  assign \imem_rd__data.args.mac.desc_base  = \port__data$239 [256:251];
+  assign \imem_rd__data.args.mac.kt  = \port__data$239 [266:257];
+  assign \imem_rd__data.args.mac.nt  = \port__data$239 [276:267];
+  assign \imem_rd__data.args.mac.kr  = \port__data$239 [286:277];
+  assign \imem_rd__data.args.mac.nr  = \port__data$239 [296:287];
+  assign \imem_rd__data.args.mac.b  = \port__data$239 [303:297];
+  assign \imem_rd__data.args.mac.ki  = \port__data$239 [310:304];
+  assign \imem_rd__data.args.mac.no  = \port__data$239 [317:311];
+  assign \imem_rd__data.args.mac.groups  = \port__data$239 [325:318];
+  assign \imem_rd__data.args.mac.role_base  = \port__data$239 [331:326];
+  assign \imem_rd__data.args.mac.page_base  = \port__data$239 [335:332];
+  assign \imem_rd__data.args.mac.out_base  = \port__data$239 [347:336];
+  assign \imem_rd__data.args.mac.out_cw  = \port__data$239 [357:348];
+  assign \imem_rd__data.args.mac.param_base  = \port__data$239 [363:358];
+  assign \imem_rd__data.args.mac.zp_in  = \port__data$239 [371:364];
+  assign \imem_rd__data.args.mac.zp_out  = \port__data$239 [381:372];
+  assign \imem_rd__data.args.mac.act_min  = \port__data$239 [391:382];
+  assign \imem_rd__data.args.mac.act_max  = \port__data$239 [401:392];
+  assign \imem_rd__data.args.mac.ab_m1  = \port__data$239 [404:402];
+  assign \imem_rd__data.args.mac.wb_log2  = \port__data$239 [406:405];
+  assign \imem_rd__data.args.mac.x_signed  = \port__data$239 [407];
+  assign \imem_rd__data.args.mac.w_signed  = \port__data$239 [408];
+  assign \imem_rd__data.args.mac.rowpack  = \port__data$239 [409];
+  assign \imem_rd__data.args.mac.epi  = \port__data$239 [410];
+  assign \imem_rd__data.args.mac.epi_base  = \port__data$239 [416:411];
+  assign \imem_rd__data.args.mac.epi_zp_out  = \port__data$239 [426:417];
+  assign \imem_rd__data.args.mac.epi_min  = \port__data$239 [436:427];
+  assign \imem_rd__data.args.mac.epi_max  = \port__data$239 [446:437];
+  assign \imem_rd__data.args.pool  = \port__data$239 [196:4];
+  assign \imem_rd__data.args.pool.mode  = \port__data$239 [4];
+  assign \imem_rd__data.args.pool.x_signed  = \port__data$239 [5];
+  assign \imem_rd__data.args.pool.in_base  = \port__data$239 [17:6];
+  assign \imem_rd__data.args.pool.in_h  = \port__data$239 [26:18];
+  assign \imem_rd__data.args.pool.in_w  = \port__data$239 [35:27];
+  assign \imem_rd__data.args.pool.cw  = \port__data$239 [45:36];
+  assign \imem_rd__data.args.pool.kh  = \port__data$239 [54:46];
+  assign \imem_rd__data.args.pool.kw  = \port__data$239 [63:55];
+  assign \imem_rd__data.args.pool.sh  = \port__data$239 [67:64];
+  assign \imem_rd__data.args.pool.sw  = \port__data$239 [71:68];
+  assign \imem_rd__data.args.pool.dh  = \port__data$239 [75:72];
+  assign \imem_rd__data.args.pool.dw  = \port__data$239 [79:76];
+  assign \imem_rd__data.args.pool.pt  = \port__data$239 [83:80];
+  assign \imem_rd__data.args.pool.pl  = \port__data$239 [87:84];
+  assign \imem_rd__data.args.pool.oh  = \port__data$239 [96:88];
+  assign \imem_rd__data.args.pool.ow  = \port__data$239 [105:97];
+  assign \imem_rd__data.args.pool.out_base  = \port__data$239 [117:106];
+  assign \imem_rd__data.args.pool.zp_in  = \port__data$239 [127:118];
+  assign \imem_rd__data.args.pool.mult  = \port__data$239 [159:128];
+  assign \imem_rd__data.args.pool.shift  = \port__data$239 [165:160];
+  assign \imem_rd__data.args.pool.zp_out  = \port__data$239 [175:166];
+  assign \imem_rd__data.args.pool.act_min  = \port__data$239 [185:176];
+  assign \imem_rd__data.args.pool.act_max  = \port__data$239 [195:186];
+  assign \imem_rd__data.args.pool.round_even  = \port__data$239 [196];
+  assign \imem_rd__data.args.ew  = \port__data$239 [268:4];
+  assign \imem_rd__data.args.ew.a_base  = \port__data$239 [15:4];
+  assign \imem_rd__data.args.ew.b_base  = \port__data$239 [27:16];
+  assign \imem_rd__data.args.ew.out_base  = \port__data$239 [39:28];
+  assign \imem_rd__data.args.ew.npos  = \port__data$239 [55:40];
+  assign \imem_rd__data.args.ew.cw  = \port__data$239 [65:56];
+  assign \imem_rd__data.args.ew.a_stride  = \port__data$239 [75:66];
+  assign \imem_rd__data.args.ew.b_stride  = \port__data$239 [85:76];
+  assign \imem_rd__data.args.ew.out_stride  = \port__data$239 [95:86];
+  assign \imem_rd__data.args.ew.x_signed  = \port__data$239 [96];
+  assign \imem_rd__data.args.ew.has_b  = \port__data$239 [97];
+  assign \imem_rd__data.args.ew.rq_in  = \port__data$239 [98];
+  assign \imem_rd__data.args.ew.rq_out  = \port__data$239 [99];
+  assign \imem_rd__data.args.ew.ls  = \port__data$239 [104:100];
+  assign \imem_rd__data.args.ew.zp_a  = \port__data$239 [114:105];
+  assign \imem_rd__data.args.ew.zp_b  = \port__data$239 [124:115];
+  assign \imem_rd__data.args.ew.mult_a  = \port__data$239 [156:125];
+  assign \imem_rd__data.args.ew.shift_a  = \port__data$239 [162:157];
+  assign \imem_rd__data.args.ew.mult_b  = \port__data$239 [194:163];
+  assign \imem_rd__data.args.ew.shift_b  = \port__data$239 [200:195];
+  assign \imem_rd__data.args.ew.mult_o  = \port__data$239 [232:201];
+  assign \imem_rd__data.args.ew.shift_o  = \port__data$239 [238:233];
+  assign \imem_rd__data.args.ew.zp_out  = \port__data$239 [248:239];
+  assign \imem_rd__data.args.ew.act_min  = \port__data$239 [258:249];
+  assign \imem_rd__data.args.ew.act_max  = \port__data$239 [268:259];
+  assign \imem_rd__data.args.dma  = \port__data$239 [101:4];
+  assign \imem_rd__data.args.dma.store  = \port__data$239 [4];
+  assign \imem_rd__data.args.dma.wmem  = \port__data$239 [5];
+  assign \imem_rd__data.args.dma.ext  = \port__data$239 [25:6];
+  assign \imem_rd__data.args.dma.addr  = \port__data$239 [37:26];
+  assign \imem_rd__data.args.dma.rows  = \port__data$239 [53:38];
+  assign \imem_rd__data.args.dma.len  = \port__data$239 [69:54];
+  assign \imem_rd__data.args.dma.ext_stride  = \port__data$239 [89:70];
+  assign \imem_rd__data.args.dma.stride  = \port__data$239 [101:90];
+  assign \imem_rd__data.args.gbfs  = \port__data$239 [64:4];
+  assign \imem_rd__data.args.gbfs.macro  = \port__data$239 [4];
+  assign \imem_rd__data.args.gbfs.page  = \port__data$239 [8:5];
+  assign \imem_rd__data.args.gbfs.rows  = \port__data$239 [40:9];
+  assign \imem_rd__data.args.gbfs.src  = \port__data$239 [52:41];
+  assign \imem_rd__data.args.gbfs.dst  = \port__data$239 [64:53];
+  assign \imem_rd__data.args.grelax  = \port__data$239 [52:4];
+  assign \imem_rd__data.args.grelax.arcs  = \port__data$239 [15:4];
+  assign \imem_rd__data.args.grelax.count  = \port__data$239 [28:16];
+  assign \imem_rd__data.args.grelax.old  = \port__data$239 [40:29];
+  assign \imem_rd__data.args.grelax.new  = \port__data$239 [52:41];
+  assign \imem_rd__data.args.gspmv  = \port__data$239 [67:4];
+  assign \imem_rd__data.args.gspmv.macro  = \port__data$239 [4];
+  assign \imem_rd__data.args.gspmv.page  = \port__data$239 [8:5];
+  assign \imem_rd__data.args.gspmv.x  = \port__data$239 [20:9];
+  assign \imem_rd__data.args.gspmv.y  = \port__data$239 [32:21];
+  assign \imem_rd__data.args.gspmv.rows  = \port__data$239 [64:33];
+  assign \imem_rd__data.args.gspmv.slices_m1  = \port__data$239 [66:65];
+  assign \imem_rd__data.args.gspmv.flush  = \port__data$239 [67];
+  assign \imem_rd__data.args.lrn  = \port__data$239 [128:4];
+  assign \imem_rd__data.args.lrn.in_base  = \port__data$239 [15:4];
+  assign \imem_rd__data.args.lrn.out_base  = \port__data$239 [27:16];
+  assign \imem_rd__data.args.lrn.npos  = \port__data$239 [43:28];
+  assign \imem_rd__data.args.lrn.cw  = \port__data$239 [53:44];
+  assign \imem_rd__data.args.lrn.channels  = \port__data$239 [66:54];
+  assign \imem_rd__data.args.lrn.size  = \port__data$239 [70:67];
+  assign \imem_rd__data.args.lrn.x_signed  = \port__data$239 [71];
+  assign \imem_rd__data.args.lrn.zp_in  = \port__data$239 [81:72];
+  assign \imem_rd__data.args.lrn.zp_out  = \port__data$239 [91:82];
+  assign \imem_rd__data.args.lrn.act_min  = \port__data$239 [101:92];
+  assign \imem_rd__data.args.lrn.act_max  = \port__data$239 [111:102];
+  assign \imem_rd__data.args.lrn.table_base  = \port__data$239 [117:112];
+  assign \imem_rd__data.args.lrn.shift  = \port__data$239 [122:118];
+  assign \imem_rd__data.args.lrn.frac  = \port__data$239 [128:123];
+  assign \imem_rd__data.args.lut  = \port__data$239 [72:4];
+  assign \imem_rd__data.args.lut.in_base  = \port__data$239 [15:4];
+  assign \imem_rd__data.args.lut.out_base  = \port__data$239 [27:16];
+  assign \imem_rd__data.args.lut.npos  = \port__data$239 [43:28];
+  assign \imem_rd__data.args.lut.cw  = \port__data$239 [53:44];
+  assign \imem_rd__data.args.lut.channels  = \port__data$239 [66:54];
+  assign \imem_rd__data.args.lut.table_base  = \port__data$239 [72:67];
   assign \trace_w__data.cycle  = \$signature__data [31:0];
   assign \trace_w__data.pc  = \$signature__data [47:32];
   assign \trace_w__data.op  = \$signature__data [51:48];
@@ -7906,30 +8230,30 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \engines__mac__args.epi_zp_out  = args[422:413];
   assign \engines__mac__args.epi_min  = args[432:423];
   assign \engines__mac__args.epi_max  = args[442:433];
-  assign \args$244.mode  = args[0];
-  assign \args$244.x_signed  = args[1];
-  assign \args$244.in_base  = args[13:2];
-  assign \args$244.in_h  = args[22:14];
-  assign \args$244.in_w  = args[31:23];
-  assign \args$244.cw  = args[41:32];
-  assign \args$244.kh  = args[50:42];
-  assign \args$244.kw  = args[59:51];
-  assign \args$244.sh  = args[63:60];
-  assign \args$244.sw  = args[67:64];
-  assign \args$244.dh  = args[71:68];
-  assign \args$244.dw  = args[75:72];
-  assign \args$244.pt  = args[79:76];
-  assign \args$244.pl  = args[83:80];
-  assign \args$244.oh  = args[92:84];
-  assign \args$244.ow  = args[101:93];
-  assign \args$244.out_base  = args[113:102];
-  assign \args$244.zp_in  = args[123:114];
-  assign \args$244.mult  = args[155:124];
-  assign \args$244.shift  = args[161:156];
-  assign \args$244.zp_out  = args[171:162];
-  assign \args$244.act_min  = args[181:172];
-  assign \args$244.act_max  = args[191:182];
-  assign \args$244.round_even  = args[192];
+  assign \args$258.mode  = args[0];
+  assign \args$258.x_signed  = args[1];
+  assign \args$258.in_base  = args[13:2];
+  assign \args$258.in_h  = args[22:14];
+  assign \args$258.in_w  = args[31:23];
+  assign \args$258.cw  = args[41:32];
+  assign \args$258.kh  = args[50:42];
+  assign \args$258.kw  = args[59:51];
+  assign \args$258.sh  = args[63:60];
+  assign \args$258.sw  = args[67:64];
+  assign \args$258.dh  = args[71:68];
+  assign \args$258.dw  = args[75:72];
+  assign \args$258.pt  = args[79:76];
+  assign \args$258.pl  = args[83:80];
+  assign \args$258.oh  = args[92:84];
+  assign \args$258.ow  = args[101:93];
+  assign \args$258.out_base  = args[113:102];
+  assign \args$258.zp_in  = args[123:114];
+  assign \args$258.mult  = args[155:124];
+  assign \args$258.shift  = args[161:156];
+  assign \args$258.zp_out  = args[171:162];
+  assign \args$258.act_min  = args[181:172];
+  assign \args$258.act_max  = args[191:182];
+  assign \args$258.round_even  = args[192];
   assign \engines__pool__args.mode  = args[0];
   assign \engines__pool__args.x_signed  = args[1];
   assign \engines__pool__args.in_base  = args[13:2];
@@ -7954,30 +8278,30 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \engines__pool__args.act_min  = args[181:172];
   assign \engines__pool__args.act_max  = args[191:182];
   assign \engines__pool__args.round_even  = args[192];
-  assign \args$251.a_base  = args[11:0];
-  assign \args$251.b_base  = args[23:12];
-  assign \args$251.out_base  = args[35:24];
-  assign \args$251.npos  = args[51:36];
-  assign \args$251.cw  = args[61:52];
-  assign \args$251.a_stride  = args[71:62];
-  assign \args$251.b_stride  = args[81:72];
-  assign \args$251.out_stride  = args[91:82];
-  assign \args$251.x_signed  = args[92];
-  assign \args$251.has_b  = args[93];
-  assign \args$251.rq_in  = args[94];
-  assign \args$251.rq_out  = args[95];
-  assign \args$251.ls  = args[100:96];
-  assign \args$251.zp_a  = args[110:101];
-  assign \args$251.zp_b  = args[120:111];
-  assign \args$251.mult_a  = args[152:121];
-  assign \args$251.shift_a  = args[158:153];
-  assign \args$251.mult_b  = args[190:159];
-  assign \args$251.shift_b  = args[196:191];
-  assign \args$251.mult_o  = args[228:197];
-  assign \args$251.shift_o  = args[234:229];
-  assign \args$251.zp_out  = args[244:235];
-  assign \args$251.act_min  = args[254:245];
-  assign \args$251.act_max  = args[264:255];
+  assign \args$265.a_base  = args[11:0];
+  assign \args$265.b_base  = args[23:12];
+  assign \args$265.out_base  = args[35:24];
+  assign \args$265.npos  = args[51:36];
+  assign \args$265.cw  = args[61:52];
+  assign \args$265.a_stride  = args[71:62];
+  assign \args$265.b_stride  = args[81:72];
+  assign \args$265.out_stride  = args[91:82];
+  assign \args$265.x_signed  = args[92];
+  assign \args$265.has_b  = args[93];
+  assign \args$265.rq_in  = args[94];
+  assign \args$265.rq_out  = args[95];
+  assign \args$265.ls  = args[100:96];
+  assign \args$265.zp_a  = args[110:101];
+  assign \args$265.zp_b  = args[120:111];
+  assign \args$265.mult_a  = args[152:121];
+  assign \args$265.shift_a  = args[158:153];
+  assign \args$265.mult_b  = args[190:159];
+  assign \args$265.shift_b  = args[196:191];
+  assign \args$265.mult_o  = args[228:197];
+  assign \args$265.shift_o  = args[234:229];
+  assign \args$265.zp_out  = args[244:235];
+  assign \args$265.act_min  = args[254:245];
+  assign \args$265.act_max  = args[264:255];
   assign \engines__ew__args.a_base  = args[11:0];
   assign \engines__ew__args.b_base  = args[23:12];
   assign \engines__ew__args.out_base  = args[35:24];
@@ -8002,31 +8326,31 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \engines__ew__args.zp_out  = args[244:235];
   assign \engines__ew__args.act_min  = args[254:245];
   assign \engines__ew__args.act_max  = args[264:255];
-  assign \args$258.macro  = args[0];
-  assign \args$258.page  = args[4:1];
-  assign \args$258.rows  = args[36:5];
-  assign \args$258.src  = args[48:37];
-  assign \args$258.dst  = args[60:49];
+  assign \args$272.macro  = args[0];
+  assign \args$272.page  = args[4:1];
+  assign \args$272.rows  = args[36:5];
+  assign \args$272.src  = args[48:37];
+  assign \args$272.dst  = args[60:49];
   assign \engines__graph__args.macro  = args[0];
   assign \engines__graph__args.page  = args[4:1];
   assign \engines__graph__args.rows  = args[36:5];
   assign \engines__graph__args.src  = args[48:37];
   assign \engines__graph__args.dst  = args[60:49];
-  assign \args$264.arcs  = args[11:0];
-  assign \args$264.count  = args[24:12];
-  assign \args$264.old  = args[36:25];
-  assign \args$264.new  = args[48:37];
+  assign \args$278.arcs  = args[11:0];
+  assign \args$278.count  = args[24:12];
+  assign \args$278.old  = args[36:25];
+  assign \args$278.new  = args[48:37];
   assign \engines__relax__args.arcs  = args[11:0];
   assign \engines__relax__args.count  = args[24:12];
   assign \engines__relax__args.old  = args[36:25];
   assign \engines__relax__args.new  = args[48:37];
-  assign \args$270.macro  = args[0];
-  assign \args$270.page  = args[4:1];
-  assign \args$270.x  = args[16:5];
-  assign \args$270.y  = args[28:17];
-  assign \args$270.rows  = args[60:29];
-  assign \args$270.slices_m1  = args[62:61];
-  assign \args$270.flush  = args[63];
+  assign \args$284.macro  = args[0];
+  assign \args$284.page  = args[4:1];
+  assign \args$284.x  = args[16:5];
+  assign \args$284.y  = args[28:17];
+  assign \args$284.rows  = args[60:29];
+  assign \args$284.slices_m1  = args[62:61];
+  assign \args$284.flush  = args[63];
   assign \engines__spmv__args.macro  = args[0];
   assign \engines__spmv__args.page  = args[4:1];
   assign \engines__spmv__args.x  = args[16:5];
@@ -8034,20 +8358,20 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \engines__spmv__args.rows  = args[60:29];
   assign \engines__spmv__args.slices_m1  = args[62:61];
   assign \engines__spmv__args.flush  = args[63];
-  assign \args$277.in_base  = args[11:0];
-  assign \args$277.out_base  = args[23:12];
-  assign \args$277.npos  = args[39:24];
-  assign \args$277.cw  = args[49:40];
-  assign \args$277.channels  = args[62:50];
-  assign \args$277.size  = args[66:63];
-  assign \args$277.x_signed  = args[67];
-  assign \args$277.zp_in  = args[77:68];
-  assign \args$277.zp_out  = args[87:78];
-  assign \args$277.act_min  = args[97:88];
-  assign \args$277.act_max  = args[107:98];
-  assign \args$277.table_base  = args[113:108];
-  assign \args$277.shift  = args[118:114];
-  assign \args$277.frac  = args[124:119];
+  assign \args$291.in_base  = args[11:0];
+  assign \args$291.out_base  = args[23:12];
+  assign \args$291.npos  = args[39:24];
+  assign \args$291.cw  = args[49:40];
+  assign \args$291.channels  = args[62:50];
+  assign \args$291.size  = args[66:63];
+  assign \args$291.x_signed  = args[67];
+  assign \args$291.zp_in  = args[77:68];
+  assign \args$291.zp_out  = args[87:78];
+  assign \args$291.act_min  = args[97:88];
+  assign \args$291.act_max  = args[107:98];
+  assign \args$291.table_base  = args[113:108];
+  assign \args$291.shift  = args[118:114];
+  assign \args$291.frac  = args[124:119];
   assign \engines__lrn__args.in_base  = args[11:0];
   assign \engines__lrn__args.out_base  = args[23:12];
   assign \engines__lrn__args.npos  = args[39:24];
@@ -8062,6 +8386,18 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \engines__lrn__args.table_base  = args[113:108];
   assign \engines__lrn__args.shift  = args[118:114];
   assign \engines__lrn__args.frac  = args[124:119];
+  assign \args$297.in_base  = args[11:0];
+  assign \args$297.out_base  = args[23:12];
+  assign \args$297.npos  = args[39:24];
+  assign \args$297.cw  = args[49:40];
+  assign \args$297.channels  = args[62:50];
+  assign \args$297.table_base  = args[68:63];
+  assign \engines__lut__args.in_base  = args[11:0];
+  assign \engines__lut__args.out_base  = args[23:12];
+  assign \engines__lut__args.npos  = args[39:24];
+  assign \engines__lut__args.cw  = args[49:40];
+  assign \engines__lut__args.channels  = args[62:50];
+  assign \engines__lut__args.table_base  = args[68:63];
   assign \cmd__payload.src  = args[9:0];
   assign \cmd__payload.count  = args[25:10];
   assign \cmd__payload.mask  = args[27:26];
@@ -8072,14 +8408,14 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \load__payload.mask  = args[27:26];
   assign \load__payload.page  = args[31:28];
   assign \load__payload.row0  = args[36:32];
-  assign \cmd__payload$288.store  = args[0];
-  assign \cmd__payload$288.wmem  = args[1];
-  assign \cmd__payload$288.ext  = args[21:2];
-  assign \cmd__payload$288.addr  = args[33:22];
-  assign \cmd__payload$288.rows  = args[49:34];
-  assign \cmd__payload$288.len  = args[65:50];
-  assign \cmd__payload$288.ext_stride  = args[85:66];
-  assign \cmd__payload$288.stride  = args[97:86];
+  assign \cmd__payload$308.store  = args[0];
+  assign \cmd__payload$308.wmem  = args[1];
+  assign \cmd__payload$308.ext  = args[21:2];
+  assign \cmd__payload$308.addr  = args[33:22];
+  assign \cmd__payload$308.rows  = args[49:34];
+  assign \cmd__payload$308.len  = args[65:50];
+  assign \cmd__payload$308.ext_stride  = args[85:66];
+  assign \cmd__payload$308.stride  = args[97:86];
   assign \dma__payload.store  = args[0];
   assign \dma__payload.wmem  = args[1];
   assign \dma__payload.ext  = args[21:2];
@@ -8128,18 +8464,20 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \host__report.macros[1].wload  = ctrl__report[311:280];
   assign \$3  = \$2 ;
   assign \$8  = \$7 ;
-  assign \$28  = 1'h1;
-  assign \$29  = \$28 ;
-  assign \$30  = \$29 ;
-  assign \$31  = \$30 ;
-  assign \port__en$178  = \$31 ;
-  assign \$33  = 1'h1;
-  assign \port__en$202  = \$33 ;
+  assign \$32  = 1'h1;
+  assign \$33  = \$32 ;
+  assign \$34  = \$33 ;
+  assign \$35  = \$34 ;
+  assign \$36  = \$35 ;
+  assign \port__en$187  = \$36 ;
+  assign \port__en$206  = 1'h1;
+  assign \$38  = 1'h1;
+  assign \port__en$216  = \$38 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$102$1513 , \port$104$1513 , \port$105$0 , \port$106$0 , engines__mac__done, engines__pool__done, engines__ew__done, macro_we, loader_busy, load__ready, dma_busy, dma__ready, engines__graph__done, engines__relax__done, engines__spmv__done, engines__lrn__done, imem_rd__addr, trace_w__en, host__report
-, entry, load__valid, engines__mac__start, engines__pool__start, engines__ew__start, dma__valid, engines__graph__start, engines__relax__start, engines__spmv__start, engines__lrn__start, trace_w__addr, busy, done, error, engines__mac__args, start, host__start_pc, clk);
+module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$112$1513 , \port$114$1513 , \port$115$0 , \port$116$0 , engines__mac__done, engines__pool__done, engines__ew__done, macro_we, loader_busy, load__ready, dma_busy, dma__ready, engines__graph__done, engines__relax__done, engines__spmv__done, engines__lrn__done, engines__lut__done, imem_rd__addr, trace_w__en
+, host__report, entry, load__valid, engines__mac__start, engines__pool__start, engines__ew__start, dma__valid, engines__graph__start, engines__relax__start, engines__spmv__start, engines__lrn__start, engines__lut__start, trace_w__addr, busy, done, error, engines__mac__args, start, host__start_pc, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire [16:0] \$1 ;
   wire \$10 ;
@@ -8193,9 +8531,9 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$102$1513 , \port$104$1513
   (* init = 1'h0 *)
   wire \$signal ;
   (* init = 1'h0 *)
-  wire \$signal$19 ;
-  reg [31:0] \$signal$32  = 32'd0;
-  reg [31:0] \$signal$33  = 32'd0;
+  wire \$signal$20 ;
+  reg [31:0] \$signal$34  = 32'd0;
+  reg [31:0] \$signal$35  = 32'd0;
   output busy;
   reg busy = 1'h0;
   input clk;
@@ -8285,6 +8623,17 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$102$1513 , \port$104$1513
   wire engines__lrn__done;
   output engines__lrn__start;
   reg engines__lrn__start;
+  wire [68:0] engines__lut__args;
+  wire [12:0] \engines__lut__args.channels ;
+  wire [9:0] \engines__lut__args.cw ;
+  wire [11:0] \engines__lut__args.in_base ;
+  wire [15:0] \engines__lut__args.npos ;
+  wire [11:0] \engines__lut__args.out_base ;
+  wire [5:0] \engines__lut__args.table_base ;
+  input engines__lut__done;
+  wire engines__lut__done;
+  output engines__lut__start;
+  reg engines__lut__start;
   output [442:0] engines__mac__args;
   wire [442:0] engines__mac__args;
   wire [2:0] \engines__mac__args.ab_m1 ;
@@ -8406,7 +8755,7 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$102$1513 , \port$104$1513
   output error;
   reg error = 1'h0;
   (* init = 1'h0 *)
-  wire \error$21 ;
+  wire \error$22 ;
   output [311:0] host__report;
   wire [311:0] host__report;
   wire [31:0] \host__report.cycles ;
@@ -8510,6 +8859,13 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$102$1513 , \port$104$1513
   wire \imem_rd__data.args.lrn.x_signed ;
   wire [9:0] \imem_rd__data.args.lrn.zp_in ;
   wire [9:0] \imem_rd__data.args.lrn.zp_out ;
+  wire [68:0] \imem_rd__data.args.lut ;
+  wire [12:0] \imem_rd__data.args.lut.channels ;
+  wire [9:0] \imem_rd__data.args.lut.cw ;
+  wire [11:0] \imem_rd__data.args.lut.in_base ;
+  wire [15:0] \imem_rd__data.args.lut.npos ;
+  wire [11:0] \imem_rd__data.args.lut.out_base ;
+  wire [5:0] \imem_rd__data.args.lut.table_base ;
   wire [442:0] \imem_rd__data.args.mac ;
   wire [2:0] \imem_rd__data.args.mac.ab_m1 ;
   wire [9:0] \imem_rd__data.args.mac.act_max ;
@@ -8605,6 +8961,7 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$102$1513 , \port$104$1513
   (* enum_value_1001 = "GRELAX" *)
   (* enum_value_1010 = "GSPMV" *)
   (* enum_value_1011 = "LRN" *)
+  (* enum_value_1100 = "LUT" *)
   wire [3:0] \imem_rd__data.op ;
   wire imem_rd__en;
   reg in_exec;
@@ -8684,6 +9041,13 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$102$1513 , \port$104$1513
   wire \ir.args.lrn.x_signed ;
   wire [9:0] \ir.args.lrn.zp_in ;
   wire [9:0] \ir.args.lrn.zp_out ;
+  wire [68:0] \ir.args.lut ;
+  wire [12:0] \ir.args.lut.channels ;
+  wire [9:0] \ir.args.lut.cw ;
+  wire [11:0] \ir.args.lut.in_base ;
+  wire [15:0] \ir.args.lut.npos ;
+  wire [11:0] \ir.args.lut.out_base ;
+  wire [5:0] \ir.args.lut.table_base ;
   wire [442:0] \ir.args.mac ;
   wire [2:0] \ir.args.mac.ab_m1 ;
   wire [9:0] \ir.args.mac.act_max ;
@@ -8779,6 +9143,7 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$102$1513 , \port$104$1513
   (* enum_value_1001 = "GRELAX" *)
   (* enum_value_1010 = "GSPMV" *)
   (* enum_value_1011 = "LRN" *)
+  (* enum_value_1100 = "LUT" *)
   wire [3:0] \ir.op ;
   wire [36:0] load__payload;
   wire [15:0] \load__payload.count ;
@@ -8797,14 +9162,14 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$102$1513 , \port$104$1513
   wire [1:0] macro_we;
   reg [15:0] pc = 16'h0000;
   reg pf_valid = 1'h0;
-  input \port$102$1513 ;
-  wire \port$102$1513 ;
-  input \port$104$1513 ;
-  wire \port$104$1513 ;
-  input \port$105$0 ;
-  wire \port$105$0 ;
-  input \port$106$0 ;
-  wire \port$106$0 ;
+  input \port$112$1513 ;
+  wire \port$112$1513 ;
+  input \port$114$1513 ;
+  wire \port$114$1513 ;
+  input \port$115$0 ;
+  wire \port$115$0 ;
+  input \port$116$0 ;
+  wire \port$116$0 ;
   reg retire;
   input rst;
   wire rst;
@@ -8828,9 +9193,9 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$102$1513 , \port$104$1513
   always @(posedge clk)
     trace_n <= \$40 ;
   always @(posedge clk)
-    \$signal$32  <= \$41 ;
+    \$signal$34  <= \$41 ;
   always @(posedge clk)
-    \$signal$33  <= \$42 ;
+    \$signal$35  <= \$42 ;
   always @(posedge clk)
     counters0 <= \$43 ;
   always @(posedge clk)
@@ -8847,7 +9212,7 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$102$1513 , \port$104$1513
     ir <= \$49 ;
   assign \$1  = pc + 1'h1;
   assign \$2  = in_exec ? \$1  : { 1'h0, pc };
-  assign engine_done = | { engines__lrn__done, engines__spmv__done, engines__relax__done, engines__graph__done, engines__ew__done, engines__pool__done, engines__mac__done };
+  assign engine_done = | { engines__lut__done, engines__lrn__done, engines__spmv__done, engines__relax__done, engines__graph__done, engines__ew__done, engines__pool__done, engines__mac__done };
   assign \$3  = trace_n < 11'h400;
   assign trace_w__en = retire & \$3 ;
   assign \$4  = ~ loader_busy;
@@ -8861,25 +9226,25 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$102$1513 , \port$104$1513
   assign \$12  = ~ retire;
   assign \$13  = in_exec & \$12 ;
   assign \$14  = trace_n + 1'h1;
-  assign \$15  = \$signal$32  + 1'h1;
+  assign \$15  = \$signal$34  + 1'h1;
   assign \$16  = | macro_we;
-  assign \$17  = \$signal$33  + 1'h1;
+  assign \$17  = \$signal$35  + 1'h1;
   assign \$18  = ~ busy;
   assign \$19  = start & \$18 ;
   assign \$20  = ~ busy;
   assign \$21  = start & \$20 ;
-  assign \$22  = busy & \port$102$1513 ;
+  assign \$22  = busy & \port$112$1513 ;
   assign \$23  = counters0[31:0] + 1'h1;
-  assign \$24  = ~ \port$102$1513 ;
-  assign \$25  = \port$105$0  & \$24 ;
+  assign \$24  = ~ \port$112$1513 ;
+  assign \$25  = \port$115$0  & \$24 ;
   assign \$26  = counters0[63:32] + 1'h1;
   assign \$27  = counters0[95:64] + 1'h1;
   assign \$28  = ~ busy;
   assign \$29  = start & \$28 ;
-  assign \$30  = busy & \port$104$1513 ;
+  assign \$30  = busy & \port$114$1513 ;
   assign \$31  = counters1[31:0] + 1'h1;
-  assign \$32  = ~ \port$104$1513 ;
-  assign \$33  = \port$106$0  & \$32 ;
+  assign \$32  = ~ \port$114$1513 ;
+  assign \$33  = \port$116$0  & \$32 ;
   assign \$34  = counters1[63:32] + 1'h1;
   assign \$35  = counters1[95:64] + 1'h1;
   assign \$36  = ~ loader_busy;
@@ -8962,6 +9327,47 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$102$1513 , \port$104$1513
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    engines__lut__start = 1'h0;
+    casez (ctrl_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          casez (ir[3:0])
+            4'h0:
+                /* empty */;
+            4'h1:
+                /* empty */;
+            4'h2:
+                /* empty */;
+            4'h3:
+                /* empty */;
+            4'h4:
+                /* empty */;
+            4'h5:
+                /* empty */;
+            4'h6:
+                /* empty */;
+            4'h7:
+                /* empty */;
+            4'h8:
+                /* empty */;
+            4'h9:
+                /* empty */;
+            4'ha:
+                /* empty */;
+            4'hb:
+                /* empty */;
+            4'hc:
+                engines__lut__start = 1'h1;
+          endcase
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     \$38  = pc;
     if (retire) begin
       \$38  = \$11 [15:0];
@@ -9007,7 +9413,7 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$102$1513 , \port$104$1513
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$41  = \$signal$32 ;
+    \$41  = \$signal$34 ;
     if (busy) begin
       \$41  = \$15 [31:0];
     end
@@ -9020,7 +9426,7 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$102$1513 , \port$104$1513
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$42  = \$signal$33 ;
+    \$42  = \$signal$35 ;
     if (\$16 ) begin
       \$42  = \$17 [31:0];
     end
@@ -9116,6 +9522,8 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$102$1513 , \port$104$1513
                 /* empty */;
             4'hb:
                 /* empty */;
+            4'hc:
+                /* empty */;
             default:
                 \$45  = 1'h0;
           endcase
@@ -9184,6 +9592,8 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$102$1513 , \port$104$1513
             4'ha:
                 /* empty */;
             4'hb:
+                /* empty */;
+            4'hc:
                 /* empty */;
             default:
                 \$47  = 1'h1;
@@ -9259,6 +9669,8 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$102$1513 , \port$104$1513
             4'ha:
                 \$48  = 3'h4;
             4'hb:
+                \$48  = 3'h4;
+            4'hc:
                 \$48  = 3'h4;
             default:
                 \$48  = 3'h0;
@@ -9590,15 +10002,16 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$102$1513 , \port$104$1513
   assign engines__relax__args = ir[52:4];
   assign engines__spmv__args = ir[67:4];
   assign engines__lrn__args = ir[128:4];
+  assign engines__lut__args = ir[72:4];
   assign load__payload = ir[40:4];
   assign dma__payload = ir[101:4];
   assign host__start = start;
   assign \$signal  = busy;
-  assign \$signal$19  = done;
-  assign \error$21  = error;
+  assign \$signal$20  = done;
+  assign \error$22  = error;
   assign trace_w__data = entry;
-  assign macro_busy = { \port$104$1513 , \port$102$1513  };
-  assign unit_en = { \port$106$0 , \port$105$0  };
+  assign macro_busy = { \port$114$1513 , \port$112$1513  };
+  assign unit_en = { \port$116$0 , \port$115$0  };
   assign imem_rd__addr = \$2 [9:0];
   assign trace_w__addr = trace_n[9:0];
   assign engines__mac__args = ir[446:4];
@@ -9810,6 +10223,13 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$102$1513 , \port$104$1513
   assign \ir.args.lrn.table_base  = ir[117:112];
   assign \ir.args.lrn.shift  = ir[122:118];
   assign \ir.args.lrn.frac  = ir[128:123];
+  assign \ir.args.lut  = ir[72:4];
+  assign \ir.args.lut.in_base  = ir[15:4];
+  assign \ir.args.lut.out_base  = ir[27:16];
+  assign \ir.args.lut.npos  = ir[43:28];
+  assign \ir.args.lut.cw  = ir[53:44];
+  assign \ir.args.lut.channels  = ir[66:54];
+  assign \ir.args.lut.table_base  = ir[72:67];
   assign \engines__pool__args.mode  = ir[4];
   assign \engines__pool__args.x_signed  = ir[5];
   assign \engines__pool__args.in_base  = ir[17:6];
@@ -9888,6 +10308,12 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$102$1513 , \port$104$1513
   assign \engines__lrn__args.table_base  = ir[117:112];
   assign \engines__lrn__args.shift  = ir[122:118];
   assign \engines__lrn__args.frac  = ir[128:123];
+  assign \engines__lut__args.in_base  = ir[15:4];
+  assign \engines__lut__args.out_base  = ir[27:16];
+  assign \engines__lut__args.npos  = ir[43:28];
+  assign \engines__lut__args.cw  = ir[53:44];
+  assign \engines__lut__args.channels  = ir[66:54];
+  assign \engines__lut__args.table_base  = ir[72:67];
   assign \load__payload.src  = ir[13:4];
   assign \load__payload.count  = ir[29:14];
   assign \load__payload.mask  = ir[31:30];
@@ -10089,15 +10515,22 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$102$1513 , \port$104$1513
   assign \imem_rd__data.args.lrn.table_base  = imem_rd__data[117:112];
   assign \imem_rd__data.args.lrn.shift  = imem_rd__data[122:118];
   assign \imem_rd__data.args.lrn.frac  = imem_rd__data[128:123];
+  assign \imem_rd__data.args.lut  = imem_rd__data[72:4];
+  assign \imem_rd__data.args.lut.in_base  = imem_rd__data[15:4];
+  assign \imem_rd__data.args.lut.out_base  = imem_rd__data[27:16];
+  assign \imem_rd__data.args.lut.npos  = imem_rd__data[43:28];
+  assign \imem_rd__data.args.lut.cw  = imem_rd__data[53:44];
+  assign \imem_rd__data.args.lut.channels  = imem_rd__data[66:54];
+  assign \imem_rd__data.args.lut.table_base  = imem_rd__data[72:67];
   assign entry[51:48] = ir[3:0];
   assign entry[47:32] = pc;
-  assign entry[31:0] = \$signal$32 ;
+  assign entry[31:0] = \$signal$34 ;
   assign entry[63:52] = 12'h000;
   assign host__report[311:216] = counters1;
   assign host__report[215:120] = counters0;
   assign host__report[119:88] = trace_n;
-  assign host__report[87:56] = \$signal$33 ;
-  assign host__report[55:24] = \$signal$32 ;
+  assign host__report[87:56] = \$signal$35 ;
+  assign host__report[55:24] = \$signal$34 ;
   assign host__report[23:20] = ir[3:0];
   assign host__report[19:4] = pc;
   assign host__report[3] = loader_busy;
@@ -10107,7 +10540,7 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$102$1513 , \port$104$1513
 endmodule
 
 (* generator = "Amaranth" *)
-module \isscc22_fabric.dma (axi__wready, axi__bid, axi__bresp, axi__bvalid, axi__arready, axi__rid, amem_w__data, axi__rresp, axi__rvalid, clk, rst, amem_r__data, wmem_r__data, \port$1868$0 , axi__awlen, axi__arlen, axi__wlast, rd_data, amem_r__en, wmem_r__en, amem_w__en
+module \isscc22_fabric.dma (axi__wready, axi__bid, axi__bresp, axi__bvalid, axi__arready, axi__rid, amem_w__data, axi__rresp, axi__rvalid, clk, rst, amem_r__data, wmem_r__data, \port$1878$0 , axi__awlen, axi__arlen, axi__wlast, rd_data, amem_r__en, wmem_r__en, amem_w__en
 , wmem_w__en, busy, cmd__ready, axi__awvalid, axi__arvalid, axi__wvalid, axi__rready, axi__bready, error, amem_r__addr, w_en, w_data, axi__awready);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire [10:0] \$1 ;
@@ -10301,8 +10734,8 @@ module \isscc22_fabric.dma (axi__wready, axi__bid, axi__bresp, axi__bvalid, axi_
   reg [8:0] issued = 9'h000;
   reg [15:0] length = 16'h0000;
   wire [8:0] n;
-  output [22:0] \port$1868$0 ;
-  wire [22:0] \port$1868$0 ;
+  output [22:0] \port$1878$0 ;
+  wire [22:0] \port$1878$0 ;
   wire [97:0] r_data;
   reg r_en;
   reg r_hs;
@@ -11020,7 +11453,7 @@ module \isscc22_fabric.dma (axi__wready, axi__bid, axi__bresp, axi__bvalid, axi_
   assign wmem_w__data = amem_w__data;
   assign axi__wdata = rd_data;
   assign \error$46  = error;
-  assign \port$1868$0  = \$8 ;
+  assign \port$1878$0  = \$8 ;
   assign axi__awlen = \$9 [7:0];
   assign axi__arlen = \$10 [7:0];
   assign \cmd__payload.store  = w_data[0];
@@ -11167,7 +11600,7 @@ module \isscc22_fabric.dma.queue (rst, w_rdy, r_rdy, r_data, r_en, w_en, w_port_
 endmodule
 
 (* generator = "Amaranth" *)
-module \isscc22_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \port$1444$0 , \port$1450$0 , \port$1456$0 , \port$1462$0 , \port$1468$0 , \port$1474$0 , \port$1480$0 , \port$1486$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
+module \isscc22_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \port$1454$0 , \port$1460$0 , \port$1466$0 , \port$1472$0 , \port$1478$0 , \port$1484$0 , \port$1490$0 , \port$1496$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
   wire [25:0] \$1 ;
   wire [8:0] \$10 ;
@@ -11532,22 +11965,22 @@ module \isscc22_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, 
   reg [31:0] ob3_6 = 32'd0;
   reg [31:0] ob3_7 = 32'd0;
   reg [15:0] p = 16'h0000;
-  output [7:0] \port$1444$0 ;
-  wire [7:0] \port$1444$0 ;
-  output [7:0] \port$1450$0 ;
-  wire [7:0] \port$1450$0 ;
-  output [7:0] \port$1456$0 ;
-  wire [7:0] \port$1456$0 ;
-  output [7:0] \port$1462$0 ;
-  wire [7:0] \port$1462$0 ;
-  output [7:0] \port$1468$0 ;
-  wire [7:0] \port$1468$0 ;
-  output [7:0] \port$1474$0 ;
-  wire [7:0] \port$1474$0 ;
-  output [7:0] \port$1480$0 ;
-  wire [7:0] \port$1480$0 ;
-  output [7:0] \port$1486$0 ;
-  wire [7:0] \port$1486$0 ;
+  output [7:0] \port$1454$0 ;
+  wire [7:0] \port$1454$0 ;
+  output [7:0] \port$1460$0 ;
+  wire [7:0] \port$1460$0 ;
+  output [7:0] \port$1466$0 ;
+  wire [7:0] \port$1466$0 ;
+  output [7:0] \port$1472$0 ;
+  wire [7:0] \port$1472$0 ;
+  output [7:0] \port$1478$0 ;
+  wire [7:0] \port$1478$0 ;
+  output [7:0] \port$1484$0 ;
+  wire [7:0] \port$1484$0 ;
+  output [7:0] \port$1490$0 ;
+  wire [7:0] \port$1490$0 ;
+  output [7:0] \port$1496$0 ;
+  wire [7:0] \port$1496$0 ;
   input rst;
   wire rst;
   (* init = 1'h0 *)
@@ -12260,14 +12693,14 @@ module \isscc22_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, 
   assign act_w__data = { \$78 [7:0], \$73 [7:0], \$68 [7:0], \$63 [7:0], \$58 [7:0], \$53 [7:0], \$48 [7:0], \$43 [7:0] };
   assign a_rd__addr = \$3 [11:0];
   assign b_rd__addr = \$6 [11:0];
-  assign \port$1444$0  = \$43 [7:0];
-  assign \port$1450$0  = \$48 [7:0];
-  assign \port$1456$0  = \$53 [7:0];
-  assign \port$1462$0  = \$58 [7:0];
-  assign \port$1468$0  = \$63 [7:0];
-  assign \port$1474$0  = \$68 [7:0];
-  assign \port$1480$0  = \$73 [7:0];
-  assign \port$1486$0  = \$78 [7:0];
+  assign \port$1454$0  = \$43 [7:0];
+  assign \port$1460$0  = \$48 [7:0];
+  assign \port$1466$0  = \$53 [7:0];
+  assign \port$1472$0  = \$58 [7:0];
+  assign \port$1478$0  = \$63 [7:0];
+  assign \port$1484$0  = \$68 [7:0];
+  assign \port$1490$0  = \$73 [7:0];
+  assign \port$1496$0  = \$78 [7:0];
   assign \args.a_base  = args[11:0];
   assign \args.b_base  = args[23:12];
   assign \args.out_base  = args[35:24];
@@ -15615,7 +16048,7 @@ module \isscc22_fabric.loader.queue (rst, w_rdy, r_rdy, r_data, r_en, w_en, w_po
 endmodule
 
 (* generator = "Amaranth" *)
-module \isscc22_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, param_rd__addr, act_w__en, \port$3442$0 , \port$3444$0 , \port$3446$0 , \port$3448$0 , \port$3450$0 , \port$3452$0 , \port$3454$0 , \port$3456$0 , done, busy, act_w__addr, start, args, clk);
+module \isscc22_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, param_rd__addr, act_w__en, \port$3452$0 , \port$3454$0 , \port$3456$0 , \port$3458$0 , \port$3460$0 , \port$3462$0 , \port$3464$0 , \port$3466$0 , done, busy, act_w__addr, start, args, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire [12:0] \$1 ;
   wire [9:0] \$10 ;
@@ -15952,22 +16385,22 @@ module \isscc22_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, par
   wire [31:0] \param_rd__data[7].g ;
   wire param_rd__en;
   reg [11:0] pix = 12'h000;
-  output [7:0] \port$3442$0 ;
-  wire [7:0] \port$3442$0 ;
-  output [7:0] \port$3444$0 ;
-  wire [7:0] \port$3444$0 ;
-  output [7:0] \port$3446$0 ;
-  wire [7:0] \port$3446$0 ;
-  output [7:0] \port$3448$0 ;
-  wire [7:0] \port$3448$0 ;
-  output [7:0] \port$3450$0 ;
-  wire [7:0] \port$3450$0 ;
   output [7:0] \port$3452$0 ;
   wire [7:0] \port$3452$0 ;
   output [7:0] \port$3454$0 ;
   wire [7:0] \port$3454$0 ;
   output [7:0] \port$3456$0 ;
   wire [7:0] \port$3456$0 ;
+  output [7:0] \port$3458$0 ;
+  wire [7:0] \port$3458$0 ;
+  output [7:0] \port$3460$0 ;
+  wire [7:0] \port$3460$0 ;
+  output [7:0] \port$3462$0 ;
+  wire [7:0] \port$3462$0 ;
+  output [7:0] \port$3464$0 ;
+  wire [7:0] \port$3464$0 ;
+  output [7:0] \port$3466$0 ;
+  wire [7:0] \port$3466$0 ;
   wire [65:0] prod;
   reg [7:0] raw;
   input rst;
@@ -16992,14 +17425,14 @@ module \isscc22_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, par
   assign act_w__data = { \$102 , \$100 , \$98 , \$96 , \$94 , \$92 , \$90 , \$88  };
   assign act_rd__addr = \$2 [11:0];
   assign param_rd__addr = \$68 [5:0];
-  assign \port$3442$0  = \$88 ;
-  assign \port$3444$0  = \$90 ;
-  assign \port$3446$0  = \$92 ;
-  assign \port$3448$0  = \$94 ;
-  assign \port$3450$0  = \$96 ;
-  assign \port$3452$0  = \$98 ;
-  assign \port$3454$0  = \$100 ;
-  assign \port$3456$0  = \$102 ;
+  assign \port$3452$0  = \$88 ;
+  assign \port$3454$0  = \$90 ;
+  assign \port$3456$0  = \$92 ;
+  assign \port$3458$0  = \$94 ;
+  assign \port$3460$0  = \$96 ;
+  assign \port$3462$0  = \$98 ;
+  assign \port$3464$0  = \$100 ;
+  assign \port$3466$0  = \$102 ;
   assign \args.in_base  = args[11:0];
   assign \args.out_base  = args[23:12];
   assign \args.npos  = args[39:24];
@@ -17046,9 +17479,8805 @@ module \isscc22_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, par
 endmodule
 
 (* generator = "Amaranth" *)
-module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, epi_rd__data, desc_rd__data, \desc_rd__data$21 , op__0__ready, res_valid__0, res_y__0, op__1__ready, res_valid__1, res_y__1, \port$105$0 , \port$106$0 , op__0__valid, op__1__valid, param_rd__addr, epi_rd__addr, finished, desc_rd__0__addr
-, act_rd__0__en, desc_rd__1__addr, act_rd__1__en, op__0__payload, op__1__payload, act_w__en, act_w__addr, act_w__data, busy, act_rd__0__addr, act_rd__1__addr, start, args, clk);
+module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__addr, busy, act_rd__addr, \port$3817$0 , \port$4076$0 , \port$4335$0 , \port$4594$0 , \port$4853$0 , \port$5112$0 , \port$5371$0 , \port$5630$0 , done, act_w__en, act_w__addr, start, args, lut_gated_rst);
   reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
+  wire [6:0] \$1 ;
+  wire [7:0] \$10 ;
+  reg [7:0] \$100 ;
+  reg [7:0] \$101 ;
+  reg [7:0] \$102 ;
+  reg [7:0] \$103 ;
+  reg [7:0] \$104 ;
+  reg [7:0] \$105 ;
+  reg [7:0] \$106 ;
+  reg [7:0] \$107 ;
+  reg [7:0] \$108 ;
+  reg [7:0] \$109 ;
+  reg [7:0] \$11 ;
+  reg [7:0] \$110 ;
+  reg [7:0] \$111 ;
+  reg [7:0] \$112 ;
+  reg [7:0] \$113 ;
+  reg [7:0] \$114 ;
+  reg [7:0] \$115 ;
+  reg [7:0] \$116 ;
+  reg [7:0] \$117 ;
+  reg [7:0] \$118 ;
+  reg [7:0] \$119 ;
+  wire [7:0] \$12 ;
+  reg [7:0] \$120 ;
+  reg [7:0] \$121 ;
+  reg [7:0] \$122 ;
+  reg [7:0] \$123 ;
+  reg [7:0] \$124 ;
+  reg [7:0] \$125 ;
+  reg [7:0] \$126 ;
+  reg [7:0] \$127 ;
+  reg [7:0] \$128 ;
+  reg [7:0] \$129 ;
+  reg [7:0] \$13 ;
+  reg [7:0] \$130 ;
+  reg [7:0] \$131 ;
+  reg [7:0] \$132 ;
+  reg [7:0] \$133 ;
+  reg [7:0] \$134 ;
+  reg [7:0] \$135 ;
+  reg [7:0] \$136 ;
+  reg [7:0] \$137 ;
+  reg [7:0] \$138 ;
+  reg [7:0] \$139 ;
+  wire [7:0] \$14 ;
+  reg [7:0] \$140 ;
+  reg [7:0] \$141 ;
+  reg [7:0] \$142 ;
+  reg [7:0] \$143 ;
+  reg [7:0] \$144 ;
+  reg [7:0] \$145 ;
+  reg [7:0] \$146 ;
+  reg [7:0] \$147 ;
+  reg [7:0] \$148 ;
+  reg [7:0] \$149 ;
+  reg [7:0] \$15 ;
+  reg [7:0] \$150 ;
+  reg [7:0] \$151 ;
+  reg [7:0] \$152 ;
+  reg [7:0] \$153 ;
+  reg [7:0] \$154 ;
+  reg [7:0] \$155 ;
+  reg [7:0] \$156 ;
+  reg [7:0] \$157 ;
+  reg [7:0] \$158 ;
+  reg [7:0] \$159 ;
+  wire [7:0] \$16 ;
+  reg [7:0] \$160 ;
+  reg [7:0] \$161 ;
+  reg [7:0] \$162 ;
+  reg [7:0] \$163 ;
+  reg [7:0] \$164 ;
+  reg [7:0] \$165 ;
+  reg [7:0] \$166 ;
+  reg [7:0] \$167 ;
+  reg [7:0] \$168 ;
+  reg [7:0] \$169 ;
+  reg [7:0] \$17 ;
+  reg [7:0] \$170 ;
+  reg [7:0] \$171 ;
+  reg [7:0] \$172 ;
+  reg [7:0] \$173 ;
+  reg [7:0] \$174 ;
+  reg [7:0] \$175 ;
+  reg [7:0] \$176 ;
+  reg [7:0] \$177 ;
+  reg [7:0] \$178 ;
+  reg [7:0] \$179 ;
+  wire [7:0] \$18 ;
+  reg [7:0] \$180 ;
+  reg [7:0] \$181 ;
+  reg [7:0] \$182 ;
+  reg [7:0] \$183 ;
+  reg [7:0] \$184 ;
+  reg [7:0] \$185 ;
+  reg [7:0] \$186 ;
+  reg [7:0] \$187 ;
+  reg [7:0] \$188 ;
+  reg [7:0] \$189 ;
+  reg [7:0] \$19 ;
+  reg [7:0] \$190 ;
+  reg [7:0] \$191 ;
+  reg [7:0] \$192 ;
+  reg [7:0] \$193 ;
+  reg [7:0] \$194 ;
+  reg [7:0] \$195 ;
+  reg [7:0] \$196 ;
+  reg [7:0] \$197 ;
+  reg [7:0] \$198 ;
+  reg [7:0] \$199 ;
+  wire [25:0] \$2 ;
+  wire [7:0] \$20 ;
+  reg [7:0] \$200 ;
+  reg [7:0] \$201 ;
+  reg [7:0] \$202 ;
+  reg [7:0] \$203 ;
+  reg [7:0] \$204 ;
+  reg [7:0] \$205 ;
+  reg [7:0] \$206 ;
+  reg [7:0] \$207 ;
+  reg [7:0] \$208 ;
+  reg [7:0] \$209 ;
+  wire \$21 ;
+  reg [7:0] \$210 ;
+  reg [7:0] \$211 ;
+  reg [7:0] \$212 ;
+  reg [7:0] \$213 ;
+  reg [7:0] \$214 ;
+  reg [7:0] \$215 ;
+  reg [7:0] \$216 ;
+  reg [7:0] \$217 ;
+  reg [7:0] \$218 ;
+  reg [7:0] \$219 ;
+  wire \$22 ;
+  reg [7:0] \$220 ;
+  reg [7:0] \$221 ;
+  reg [7:0] \$222 ;
+  reg [7:0] \$223 ;
+  reg [7:0] \$224 ;
+  reg [7:0] \$225 ;
+  reg [7:0] \$226 ;
+  reg [7:0] \$227 ;
+  reg [7:0] \$228 ;
+  reg [7:0] \$229 ;
+  wire \$23 ;
+  reg [7:0] \$230 ;
+  reg [7:0] \$231 ;
+  reg [7:0] \$232 ;
+  reg [7:0] \$233 ;
+  reg [7:0] \$234 ;
+  reg [7:0] \$235 ;
+  reg [7:0] \$236 ;
+  reg [7:0] \$237 ;
+  reg [7:0] \$238 ;
+  reg [7:0] \$239 ;
+  wire \$24 ;
+  reg [7:0] \$240 ;
+  reg [7:0] \$241 ;
+  reg [7:0] \$242 ;
+  reg [7:0] \$243 ;
+  reg [7:0] \$244 ;
+  reg [7:0] \$245 ;
+  reg [7:0] \$246 ;
+  reg [7:0] \$247 ;
+  reg [7:0] \$248 ;
+  reg [7:0] \$249 ;
+  wire \$25 ;
+  reg [7:0] \$250 ;
+  reg [7:0] \$251 ;
+  reg [7:0] \$252 ;
+  reg [7:0] \$253 ;
+  reg [7:0] \$254 ;
+  reg [7:0] \$255 ;
+  reg [7:0] \$256 ;
+  reg [7:0] \$257 ;
+  reg [7:0] \$258 ;
+  reg [7:0] \$259 ;
+  wire \$26 ;
+  reg [7:0] \$260 ;
+  reg [7:0] \$261 ;
+  reg [7:0] \$262 ;
+  reg [7:0] \$263 ;
+  reg [7:0] \$264 ;
+  reg [7:0] \$265 ;
+  reg [7:0] \$266 ;
+  reg [7:0] \$267 ;
+  reg [7:0] \$268 ;
+  reg [7:0] \$269 ;
+  wire [2:0] \$27 ;
+  reg [7:0] \$270 ;
+  reg [7:0] \$271 ;
+  reg [7:0] \$272 ;
+  reg [7:0] \$273 ;
+  reg [7:0] \$274 ;
+  reg [7:0] \$275 ;
+  reg [7:0] \$276 ;
+  reg [7:0] \$277 ;
+  reg [7:0] \$278 ;
+  reg [7:0] \$279 ;
+  wire \$28 ;
+  reg [7:0] \$280 ;
+  reg [7:0] \$281 ;
+  reg [7:0] \$282 ;
+  reg [7:0] \$283 ;
+  reg [7:0] \$284 ;
+  reg [7:0] \$285 ;
+  reg [7:0] \$286 ;
+  reg [7:0] \$287 ;
+  reg [7:0] \$288 ;
+  reg [7:0] \$289 ;
+  wire \$29 ;
+  reg [7:0] \$290 ;
+  reg [7:0] \$291 ;
+  reg [7:0] \$292 ;
+  reg [7:0] \$293 ;
+  reg [7:0] \$294 ;
+  reg [7:0] \$295 ;
+  reg [7:0] \$296 ;
+  reg [7:0] \$297 ;
+  reg [7:0] \$298 ;
+  reg [7:0] \$299 ;
+  wire [26:0] \$3 ;
+  wire \$30 ;
+  reg [7:0] \$300 ;
+  reg [7:0] \$301 ;
+  reg [7:0] \$302 ;
+  reg [7:0] \$303 ;
+  reg [7:0] \$304 ;
+  reg [7:0] \$305 ;
+  reg [7:0] \$306 ;
+  reg [7:0] \$307 ;
+  reg [7:0] \$308 ;
+  reg [7:0] \$309 ;
+  wire \$31 ;
+  reg [7:0] \$310 ;
+  reg [7:0] \$311 ;
+  reg [7:0] \$312 ;
+  reg [7:0] \$313 ;
+  reg [7:0] \$314 ;
+  reg [7:0] \$315 ;
+  reg [7:0] \$316 ;
+  reg [7:0] \$317 ;
+  reg [7:0] \$318 ;
+  reg [9:0] \$319 ;
+  wire [10:0] \$32 ;
+  reg [15:0] \$320 ;
+  reg \$321 ;
+  reg \$322 ;
+  wire [10:0] \$33 ;
+  wire \$34 ;
+  wire [16:0] \$35 ;
+  wire [16:0] \$36 ;
+  wire \$37 ;
+  wire [25:0] \$38 ;
+  wire [26:0] \$39 ;
+  wire [27:0] \$4 ;
+  wire [27:0] \$40 ;
+  wire [14:0] \$41 ;
+  wire \$42 ;
+  wire [14:0] \$43 ;
+  wire \$44 ;
+  wire [14:0] \$45 ;
+  wire \$46 ;
+  wire [14:0] \$47 ;
+  wire \$48 ;
+  wire [14:0] \$49 ;
+  reg [7:0] \$5 ;
+  wire \$50 ;
+  wire [14:0] \$51 ;
+  wire \$52 ;
+  wire [14:0] \$53 ;
+  wire \$54 ;
+  wire [14:0] \$55 ;
+  wire \$56 ;
+  wire \$57 ;
+  reg \$58 ;
+  reg [1:0] \$59 ;
+  wire [7:0] \$6 ;
+  reg [1:0] \$60 ;
+  reg \$61 ;
+  reg \$62 ;
+  reg [7:0] \$63 ;
+  reg [7:0] \$64 ;
+  reg [7:0] \$65 ;
+  reg [7:0] \$66 ;
+  reg [7:0] \$67 ;
+  reg [7:0] \$68 ;
+  reg [7:0] \$69 ;
+  reg [7:0] \$7 ;
+  reg [7:0] \$70 ;
+  reg [7:0] \$71 ;
+  reg [7:0] \$72 ;
+  reg [7:0] \$73 ;
+  reg [7:0] \$74 ;
+  reg [7:0] \$75 ;
+  reg [7:0] \$76 ;
+  reg [7:0] \$77 ;
+  reg [7:0] \$78 ;
+  reg [7:0] \$79 ;
+  wire [7:0] \$8 ;
+  reg [7:0] \$80 ;
+  reg [7:0] \$81 ;
+  reg [7:0] \$82 ;
+  reg [7:0] \$83 ;
+  reg [7:0] \$84 ;
+  reg [7:0] \$85 ;
+  reg [7:0] \$86 ;
+  reg [7:0] \$87 ;
+  reg [7:0] \$88 ;
+  reg [7:0] \$89 ;
+  reg [7:0] \$9 ;
+  reg [7:0] \$90 ;
+  reg [7:0] \$91 ;
+  reg [7:0] \$92 ;
+  reg [7:0] \$93 ;
+  reg [7:0] \$94 ;
+  reg [7:0] \$95 ;
+  reg [7:0] \$96 ;
+  reg [7:0] \$97 ;
+  reg [7:0] \$98 ;
+  reg [7:0] \$99 ;
+  reg \$signal  = 1'h0;
+  reg \$signal$283  = 1'h0;
+  reg \$signal$285  = 1'h0;
+  reg [15:0] \$signal$8  = 16'h0000;
+  reg [9:0] \$signal$9  = 10'h000;
+  output [11:0] act_rd__addr;
+  wire [11:0] act_rd__addr;
+  input [63:0] act_rd__data;
+  wire [63:0] act_rd__data;
+  wire act_rd__en;
+  output [11:0] act_w__addr;
+  reg [11:0] act_w__addr = 12'h000;
+  wire [63:0] act_w__data;
+  output act_w__en;
+  reg act_w__en = 1'h0;
+  input [68:0] args;
+  wire [68:0] args;
+  wire [12:0] \args.channels ;
+  wire [9:0] \args.cw ;
+  wire [11:0] \args.in_base ;
+  wire [15:0] \args.npos ;
+  wire [11:0] \args.out_base ;
+  wire [5:0] \args.table_base ;
+  (* init = 12'h000 *)
+  wire [11:0] b_addr;
+  (* init = 1'h0 *)
+  wire b_valid;
+  output busy;
+  wire busy;
+  reg [1:0] cap_t = 2'h0;
+  output done;
+  wire done;
+  wire finished;
+  wire [13:0] first;
+  reg live0 = 1'h0;
+  reg live1 = 1'h0;
+  reg live2 = 1'h0;
+  reg live3 = 1'h0;
+  reg live4 = 1'h0;
+  reg live5 = 1'h0;
+  reg live6 = 1'h0;
+  reg live7 = 1'h0;
+  input lut_gated_clk;
+  wire lut_gated_clk;
+  input lut_gated_rst;
+  wire lut_gated_rst;
+  output [5:0] param_rd__addr;
+  wire [5:0] param_rd__addr;
+  input [767:0] param_rd__data;
+  wire [767:0] param_rd__data;
+  wire [7:0] \param_rd__data[0] ;
+  wire [7:0] \param_rd__data[10] ;
+  wire [7:0] \param_rd__data[11] ;
+  wire [7:0] \param_rd__data[12] ;
+  wire [7:0] \param_rd__data[13] ;
+  wire [7:0] \param_rd__data[14] ;
+  wire [7:0] \param_rd__data[15] ;
+  wire [7:0] \param_rd__data[16] ;
+  wire [7:0] \param_rd__data[17] ;
+  wire [7:0] \param_rd__data[18] ;
+  wire [7:0] \param_rd__data[19] ;
+  wire [7:0] \param_rd__data[1] ;
+  wire [7:0] \param_rd__data[20] ;
+  wire [7:0] \param_rd__data[21] ;
+  wire [7:0] \param_rd__data[22] ;
+  wire [7:0] \param_rd__data[23] ;
+  wire [7:0] \param_rd__data[24] ;
+  wire [7:0] \param_rd__data[25] ;
+  wire [7:0] \param_rd__data[26] ;
+  wire [7:0] \param_rd__data[27] ;
+  wire [7:0] \param_rd__data[28] ;
+  wire [7:0] \param_rd__data[29] ;
+  wire [7:0] \param_rd__data[2] ;
+  wire [7:0] \param_rd__data[30] ;
+  wire [7:0] \param_rd__data[31] ;
+  wire [7:0] \param_rd__data[32] ;
+  wire [7:0] \param_rd__data[33] ;
+  wire [7:0] \param_rd__data[34] ;
+  wire [7:0] \param_rd__data[35] ;
+  wire [7:0] \param_rd__data[36] ;
+  wire [7:0] \param_rd__data[37] ;
+  wire [7:0] \param_rd__data[38] ;
+  wire [7:0] \param_rd__data[39] ;
+  wire [7:0] \param_rd__data[3] ;
+  wire [7:0] \param_rd__data[40] ;
+  wire [7:0] \param_rd__data[41] ;
+  wire [7:0] \param_rd__data[42] ;
+  wire [7:0] \param_rd__data[43] ;
+  wire [7:0] \param_rd__data[44] ;
+  wire [7:0] \param_rd__data[45] ;
+  wire [7:0] \param_rd__data[46] ;
+  wire [7:0] \param_rd__data[47] ;
+  wire [7:0] \param_rd__data[48] ;
+  wire [7:0] \param_rd__data[49] ;
+  wire [7:0] \param_rd__data[4] ;
+  wire [7:0] \param_rd__data[50] ;
+  wire [7:0] \param_rd__data[51] ;
+  wire [7:0] \param_rd__data[52] ;
+  wire [7:0] \param_rd__data[53] ;
+  wire [7:0] \param_rd__data[54] ;
+  wire [7:0] \param_rd__data[55] ;
+  wire [7:0] \param_rd__data[56] ;
+  wire [7:0] \param_rd__data[57] ;
+  wire [7:0] \param_rd__data[58] ;
+  wire [7:0] \param_rd__data[59] ;
+  wire [7:0] \param_rd__data[5] ;
+  wire [7:0] \param_rd__data[60] ;
+  wire [7:0] \param_rd__data[61] ;
+  wire [7:0] \param_rd__data[62] ;
+  wire [7:0] \param_rd__data[63] ;
+  wire [7:0] \param_rd__data[64] ;
+  wire [7:0] \param_rd__data[65] ;
+  wire [7:0] \param_rd__data[66] ;
+  wire [7:0] \param_rd__data[67] ;
+  wire [7:0] \param_rd__data[68] ;
+  wire [7:0] \param_rd__data[69] ;
+  wire [7:0] \param_rd__data[6] ;
+  wire [7:0] \param_rd__data[70] ;
+  wire [7:0] \param_rd__data[71] ;
+  wire [7:0] \param_rd__data[72] ;
+  wire [7:0] \param_rd__data[73] ;
+  wire [7:0] \param_rd__data[74] ;
+  wire [7:0] \param_rd__data[75] ;
+  wire [7:0] \param_rd__data[76] ;
+  wire [7:0] \param_rd__data[77] ;
+  wire [7:0] \param_rd__data[78] ;
+  wire [7:0] \param_rd__data[79] ;
+  wire [7:0] \param_rd__data[7] ;
+  wire [7:0] \param_rd__data[80] ;
+  wire [7:0] \param_rd__data[81] ;
+  wire [7:0] \param_rd__data[82] ;
+  wire [7:0] \param_rd__data[83] ;
+  wire [7:0] \param_rd__data[84] ;
+  wire [7:0] \param_rd__data[85] ;
+  wire [7:0] \param_rd__data[86] ;
+  wire [7:0] \param_rd__data[87] ;
+  wire [7:0] \param_rd__data[88] ;
+  wire [7:0] \param_rd__data[89] ;
+  wire [7:0] \param_rd__data[8] ;
+  wire [7:0] \param_rd__data[90] ;
+  wire [7:0] \param_rd__data[91] ;
+  wire [7:0] \param_rd__data[92] ;
+  wire [7:0] \param_rd__data[93] ;
+  wire [7:0] \param_rd__data[94] ;
+  wire [7:0] \param_rd__data[95] ;
+  wire [7:0] \param_rd__data[9] ;
+  wire param_rd__en;
+  output [7:0] \port$3817$0 ;
+  wire [7:0] \port$3817$0 ;
+  output [7:0] \port$4076$0 ;
+  wire [7:0] \port$4076$0 ;
+  output [7:0] \port$4335$0 ;
+  wire [7:0] \port$4335$0 ;
+  output [7:0] \port$4594$0 ;
+  wire [7:0] \port$4594$0 ;
+  output [7:0] \port$4853$0 ;
+  wire [7:0] \port$4853$0 ;
+  output [7:0] \port$5112$0 ;
+  wire [7:0] \port$5112$0 ;
+  output [7:0] \port$5371$0 ;
+  wire [7:0] \port$5371$0 ;
+  output [7:0] \port$5630$0 ;
+  wire [7:0] \port$5630$0 ;
+  reg running = 1'h0;
+  input start;
+  wire start;
+  reg [1:0] t = 2'h0;
+  reg [7:0] t0 = 8'h00;
+  reg [7:0] t1 = 8'h00;
+  reg [7:0] t10 = 8'h00;
+  reg [7:0] t100 = 8'h00;
+  reg [7:0] t101 = 8'h00;
+  reg [7:0] t102 = 8'h00;
+  reg [7:0] t103 = 8'h00;
+  reg [7:0] t104 = 8'h00;
+  reg [7:0] t105 = 8'h00;
+  reg [7:0] t106 = 8'h00;
+  reg [7:0] t107 = 8'h00;
+  reg [7:0] t108 = 8'h00;
+  reg [7:0] t109 = 8'h00;
+  reg [7:0] t11 = 8'h00;
+  reg [7:0] t110 = 8'h00;
+  reg [7:0] t111 = 8'h00;
+  reg [7:0] t112 = 8'h00;
+  reg [7:0] t113 = 8'h00;
+  reg [7:0] t114 = 8'h00;
+  reg [7:0] t115 = 8'h00;
+  reg [7:0] t116 = 8'h00;
+  reg [7:0] t117 = 8'h00;
+  reg [7:0] t118 = 8'h00;
+  reg [7:0] t119 = 8'h00;
+  reg [7:0] t12 = 8'h00;
+  reg [7:0] t120 = 8'h00;
+  reg [7:0] t121 = 8'h00;
+  reg [7:0] t122 = 8'h00;
+  reg [7:0] t123 = 8'h00;
+  reg [7:0] t124 = 8'h00;
+  reg [7:0] t125 = 8'h00;
+  reg [7:0] t126 = 8'h00;
+  reg [7:0] t127 = 8'h00;
+  reg [7:0] t128 = 8'h00;
+  reg [7:0] t129 = 8'h00;
+  reg [7:0] t13 = 8'h00;
+  reg [7:0] t130 = 8'h00;
+  reg [7:0] t131 = 8'h00;
+  reg [7:0] t132 = 8'h00;
+  reg [7:0] t133 = 8'h00;
+  reg [7:0] t134 = 8'h00;
+  reg [7:0] t135 = 8'h00;
+  reg [7:0] t136 = 8'h00;
+  reg [7:0] t137 = 8'h00;
+  reg [7:0] t138 = 8'h00;
+  reg [7:0] t139 = 8'h00;
+  reg [7:0] t14 = 8'h00;
+  reg [7:0] t140 = 8'h00;
+  reg [7:0] t141 = 8'h00;
+  reg [7:0] t142 = 8'h00;
+  reg [7:0] t143 = 8'h00;
+  reg [7:0] t144 = 8'h00;
+  reg [7:0] t145 = 8'h00;
+  reg [7:0] t146 = 8'h00;
+  reg [7:0] t147 = 8'h00;
+  reg [7:0] t148 = 8'h00;
+  reg [7:0] t149 = 8'h00;
+  reg [7:0] t15 = 8'h00;
+  reg [7:0] t150 = 8'h00;
+  reg [7:0] t151 = 8'h00;
+  reg [7:0] t152 = 8'h00;
+  reg [7:0] t153 = 8'h00;
+  reg [7:0] t154 = 8'h00;
+  reg [7:0] t155 = 8'h00;
+  reg [7:0] t156 = 8'h00;
+  reg [7:0] t157 = 8'h00;
+  reg [7:0] t158 = 8'h00;
+  reg [7:0] t159 = 8'h00;
+  reg [7:0] t16 = 8'h00;
+  reg [7:0] t160 = 8'h00;
+  reg [7:0] t161 = 8'h00;
+  reg [7:0] t162 = 8'h00;
+  reg [7:0] t163 = 8'h00;
+  reg [7:0] t164 = 8'h00;
+  reg [7:0] t165 = 8'h00;
+  reg [7:0] t166 = 8'h00;
+  reg [7:0] t167 = 8'h00;
+  reg [7:0] t168 = 8'h00;
+  reg [7:0] t169 = 8'h00;
+  reg [7:0] t17 = 8'h00;
+  reg [7:0] t170 = 8'h00;
+  reg [7:0] t171 = 8'h00;
+  reg [7:0] t172 = 8'h00;
+  reg [7:0] t173 = 8'h00;
+  reg [7:0] t174 = 8'h00;
+  reg [7:0] t175 = 8'h00;
+  reg [7:0] t176 = 8'h00;
+  reg [7:0] t177 = 8'h00;
+  reg [7:0] t178 = 8'h00;
+  reg [7:0] t179 = 8'h00;
+  reg [7:0] t18 = 8'h00;
+  reg [7:0] t180 = 8'h00;
+  reg [7:0] t181 = 8'h00;
+  reg [7:0] t182 = 8'h00;
+  reg [7:0] t183 = 8'h00;
+  reg [7:0] t184 = 8'h00;
+  reg [7:0] t185 = 8'h00;
+  reg [7:0] t186 = 8'h00;
+  reg [7:0] t187 = 8'h00;
+  reg [7:0] t188 = 8'h00;
+  reg [7:0] t189 = 8'h00;
+  reg [7:0] t19 = 8'h00;
+  reg [7:0] t190 = 8'h00;
+  reg [7:0] t191 = 8'h00;
+  reg [7:0] t192 = 8'h00;
+  reg [7:0] t193 = 8'h00;
+  reg [7:0] t194 = 8'h00;
+  reg [7:0] t195 = 8'h00;
+  reg [7:0] t196 = 8'h00;
+  reg [7:0] t197 = 8'h00;
+  reg [7:0] t198 = 8'h00;
+  reg [7:0] t199 = 8'h00;
+  reg [7:0] t2 = 8'h00;
+  reg [7:0] t20 = 8'h00;
+  reg [7:0] t200 = 8'h00;
+  reg [7:0] t201 = 8'h00;
+  reg [7:0] t202 = 8'h00;
+  reg [7:0] t203 = 8'h00;
+  reg [7:0] t204 = 8'h00;
+  reg [7:0] t205 = 8'h00;
+  reg [7:0] t206 = 8'h00;
+  reg [7:0] t207 = 8'h00;
+  reg [7:0] t208 = 8'h00;
+  reg [7:0] t209 = 8'h00;
+  reg [7:0] t21 = 8'h00;
+  reg [7:0] t210 = 8'h00;
+  reg [7:0] t211 = 8'h00;
+  reg [7:0] t212 = 8'h00;
+  reg [7:0] t213 = 8'h00;
+  reg [7:0] t214 = 8'h00;
+  reg [7:0] t215 = 8'h00;
+  reg [7:0] t216 = 8'h00;
+  reg [7:0] t217 = 8'h00;
+  reg [7:0] t218 = 8'h00;
+  reg [7:0] t219 = 8'h00;
+  reg [7:0] t22 = 8'h00;
+  reg [7:0] t220 = 8'h00;
+  reg [7:0] t221 = 8'h00;
+  reg [7:0] t222 = 8'h00;
+  reg [7:0] t223 = 8'h00;
+  reg [7:0] t224 = 8'h00;
+  reg [7:0] t225 = 8'h00;
+  reg [7:0] t226 = 8'h00;
+  reg [7:0] t227 = 8'h00;
+  reg [7:0] t228 = 8'h00;
+  reg [7:0] t229 = 8'h00;
+  reg [7:0] t23 = 8'h00;
+  reg [7:0] t230 = 8'h00;
+  reg [7:0] t231 = 8'h00;
+  reg [7:0] t232 = 8'h00;
+  reg [7:0] t233 = 8'h00;
+  reg [7:0] t234 = 8'h00;
+  reg [7:0] t235 = 8'h00;
+  reg [7:0] t236 = 8'h00;
+  reg [7:0] t237 = 8'h00;
+  reg [7:0] t238 = 8'h00;
+  reg [7:0] t239 = 8'h00;
+  reg [7:0] t24 = 8'h00;
+  reg [7:0] t240 = 8'h00;
+  reg [7:0] t241 = 8'h00;
+  reg [7:0] t242 = 8'h00;
+  reg [7:0] t243 = 8'h00;
+  reg [7:0] t244 = 8'h00;
+  reg [7:0] t245 = 8'h00;
+  reg [7:0] t246 = 8'h00;
+  reg [7:0] t247 = 8'h00;
+  reg [7:0] t248 = 8'h00;
+  reg [7:0] t249 = 8'h00;
+  reg [7:0] t25 = 8'h00;
+  reg [7:0] t250 = 8'h00;
+  reg [7:0] t251 = 8'h00;
+  reg [7:0] t252 = 8'h00;
+  reg [7:0] t253 = 8'h00;
+  reg [7:0] t254 = 8'h00;
+  reg [7:0] t255 = 8'h00;
+  reg [7:0] t26 = 8'h00;
+  reg [7:0] t27 = 8'h00;
+  reg [7:0] t28 = 8'h00;
+  reg [7:0] t29 = 8'h00;
+  reg [7:0] t3 = 8'h00;
+  reg [7:0] t30 = 8'h00;
+  reg [7:0] t31 = 8'h00;
+  reg [7:0] t32 = 8'h00;
+  reg [7:0] t33 = 8'h00;
+  reg [7:0] t34 = 8'h00;
+  reg [7:0] t35 = 8'h00;
+  reg [7:0] t36 = 8'h00;
+  reg [7:0] t37 = 8'h00;
+  reg [7:0] t38 = 8'h00;
+  reg [7:0] t39 = 8'h00;
+  reg [7:0] t4 = 8'h00;
+  reg [7:0] t40 = 8'h00;
+  reg [7:0] t41 = 8'h00;
+  reg [7:0] t42 = 8'h00;
+  reg [7:0] t43 = 8'h00;
+  reg [7:0] t44 = 8'h00;
+  reg [7:0] t45 = 8'h00;
+  reg [7:0] t46 = 8'h00;
+  reg [7:0] t47 = 8'h00;
+  reg [7:0] t48 = 8'h00;
+  reg [7:0] t49 = 8'h00;
+  reg [7:0] t5 = 8'h00;
+  reg [7:0] t50 = 8'h00;
+  reg [7:0] t51 = 8'h00;
+  reg [7:0] t52 = 8'h00;
+  reg [7:0] t53 = 8'h00;
+  reg [7:0] t54 = 8'h00;
+  reg [7:0] t55 = 8'h00;
+  reg [7:0] t56 = 8'h00;
+  reg [7:0] t57 = 8'h00;
+  reg [7:0] t58 = 8'h00;
+  reg [7:0] t59 = 8'h00;
+  reg [7:0] t6 = 8'h00;
+  reg [7:0] t60 = 8'h00;
+  reg [7:0] t61 = 8'h00;
+  reg [7:0] t62 = 8'h00;
+  reg [7:0] t63 = 8'h00;
+  reg [7:0] t64 = 8'h00;
+  reg [7:0] t65 = 8'h00;
+  reg [7:0] t66 = 8'h00;
+  reg [7:0] t67 = 8'h00;
+  reg [7:0] t68 = 8'h00;
+  reg [7:0] t69 = 8'h00;
+  reg [7:0] t7 = 8'h00;
+  reg [7:0] t70 = 8'h00;
+  reg [7:0] t71 = 8'h00;
+  reg [7:0] t72 = 8'h00;
+  reg [7:0] t73 = 8'h00;
+  reg [7:0] t74 = 8'h00;
+  reg [7:0] t75 = 8'h00;
+  reg [7:0] t76 = 8'h00;
+  reg [7:0] t77 = 8'h00;
+  reg [7:0] t78 = 8'h00;
+  reg [7:0] t79 = 8'h00;
+  reg [7:0] t8 = 8'h00;
+  reg [7:0] t80 = 8'h00;
+  reg [7:0] t81 = 8'h00;
+  reg [7:0] t82 = 8'h00;
+  reg [7:0] t83 = 8'h00;
+  reg [7:0] t84 = 8'h00;
+  reg [7:0] t85 = 8'h00;
+  reg [7:0] t86 = 8'h00;
+  reg [7:0] t87 = 8'h00;
+  reg [7:0] t88 = 8'h00;
+  reg [7:0] t89 = 8'h00;
+  reg [7:0] t9 = 8'h00;
+  reg [7:0] t90 = 8'h00;
+  reg [7:0] t91 = 8'h00;
+  reg [7:0] t92 = 8'h00;
+  reg [7:0] t93 = 8'h00;
+  reg [7:0] t94 = 8'h00;
+  reg [7:0] t95 = 8'h00;
+  reg [7:0] t96 = 8'h00;
+  reg [7:0] t97 = 8'h00;
+  reg [7:0] t98 = 8'h00;
+  reg [7:0] t99 = 8'h00;
+  assign \$1  = args[68:63] + t;
+  assign busy = \$signal  | running;
+  assign \$2  = \$signal$8  * args[49:40];
+  assign \$3  = args[11:0] + \$2 ;
+  assign \$4  = \$3  + \$signal$9 ;
+  assign first = \$signal$9  * 4'h8;
+  assign \$6  = live0 ? \$5  : 8'h00;
+  assign \$8  = live1 ? \$7  : 8'h00;
+  assign \$10  = live2 ? \$9  : 8'h00;
+  assign \$12  = live3 ? \$11  : 8'h00;
+  assign \$14  = live4 ? \$13  : 8'h00;
+  assign \$16  = live5 ? \$15  : 8'h00;
+  assign \$18  = live6 ? \$17  : 8'h00;
+  assign \$20  = live7 ? \$19  : 8'h00;
+  assign \$21  = ~ \$signal ;
+  assign \$22  = ~ \$signal$283 ;
+  assign \$23  = \$21  & \$22 ;
+  assign \$24  = ~ running;
+  assign \$25  = \$23  & \$24 ;
+  assign \$26  = ~ act_w__en;
+  assign finished = \$25  & \$26 ;
+  assign done = \$signal$285  & finished;
+  assign \$27  = t + 1'h1;
+  assign \$28  = t == 2'h2;
+  assign \$29  = ! cap_t;
+  assign \$30  = cap_t == 1'h1;
+  assign \$31  = cap_t == 2'h2;
+  assign \$32  = \$signal$9  + 1'h1;
+  assign \$33  = args[49:40] - 1'h1;
+  assign \$34  = \$signal$9  == \$33 ;
+  assign \$35  = \$signal$8  + 1'h1;
+  assign \$36  = args[39:24] - 1'h1;
+  assign \$37  = \$signal$8  == \$36 ;
+  assign \$38  = \$signal$8  * args[49:40];
+  assign \$39  = args[23:12] + \$38 ;
+  assign \$40  = \$39  + \$signal$9 ;
+  assign \$41  = first + 1'h0;
+  assign \$42  = \$41  < args[62:50];
+  assign \$43  = first + 1'h1;
+  assign \$44  = \$43  < args[62:50];
+  assign \$45  = first + 2'h2;
+  assign \$46  = \$45  < args[62:50];
+  assign \$47  = first + 2'h3;
+  assign \$48  = \$47  < args[62:50];
+  assign \$49  = first + 3'h4;
+  assign \$50  = \$49  < args[62:50];
+  assign \$51  = first + 3'h5;
+  assign \$52  = \$51  < args[62:50];
+  assign \$53  = first + 3'h6;
+  assign \$54  = \$53  < args[62:50];
+  assign \$55  = first + 3'h7;
+  assign \$56  = \$55  < args[62:50];
+  assign \$57  = \$signal$285  & finished;
+  always @(posedge lut_gated_clk)
+    \$signal$283  <= \$58 ;
+  always @(posedge lut_gated_clk)
+    cap_t <= \$59 ;
+  always @(posedge lut_gated_clk)
+    t <= \$60 ;
+  always @(posedge lut_gated_clk)
+    \$signal  <= \$61 ;
+  always @(posedge lut_gated_clk)
+    running <= \$62 ;
+  always @(posedge lut_gated_clk)
+    t0 <= \$63 ;
+  always @(posedge lut_gated_clk)
+    t1 <= \$64 ;
+  always @(posedge lut_gated_clk)
+    t2 <= \$65 ;
+  always @(posedge lut_gated_clk)
+    t3 <= \$66 ;
+  always @(posedge lut_gated_clk)
+    t4 <= \$67 ;
+  always @(posedge lut_gated_clk)
+    t5 <= \$68 ;
+  always @(posedge lut_gated_clk)
+    t6 <= \$69 ;
+  always @(posedge lut_gated_clk)
+    t7 <= \$70 ;
+  always @(posedge lut_gated_clk)
+    t8 <= \$71 ;
+  always @(posedge lut_gated_clk)
+    t9 <= \$72 ;
+  always @(posedge lut_gated_clk)
+    t10 <= \$73 ;
+  always @(posedge lut_gated_clk)
+    t11 <= \$74 ;
+  always @(posedge lut_gated_clk)
+    t12 <= \$75 ;
+  always @(posedge lut_gated_clk)
+    t13 <= \$76 ;
+  always @(posedge lut_gated_clk)
+    t14 <= \$77 ;
+  always @(posedge lut_gated_clk)
+    t15 <= \$78 ;
+  always @(posedge lut_gated_clk)
+    t16 <= \$79 ;
+  always @(posedge lut_gated_clk)
+    t17 <= \$80 ;
+  always @(posedge lut_gated_clk)
+    t18 <= \$81 ;
+  always @(posedge lut_gated_clk)
+    t19 <= \$82 ;
+  always @(posedge lut_gated_clk)
+    t20 <= \$83 ;
+  always @(posedge lut_gated_clk)
+    t21 <= \$84 ;
+  always @(posedge lut_gated_clk)
+    t22 <= \$85 ;
+  always @(posedge lut_gated_clk)
+    t23 <= \$86 ;
+  always @(posedge lut_gated_clk)
+    t24 <= \$87 ;
+  always @(posedge lut_gated_clk)
+    t25 <= \$88 ;
+  always @(posedge lut_gated_clk)
+    t26 <= \$89 ;
+  always @(posedge lut_gated_clk)
+    t27 <= \$90 ;
+  always @(posedge lut_gated_clk)
+    t28 <= \$91 ;
+  always @(posedge lut_gated_clk)
+    t29 <= \$92 ;
+  always @(posedge lut_gated_clk)
+    t30 <= \$93 ;
+  always @(posedge lut_gated_clk)
+    t31 <= \$94 ;
+  always @(posedge lut_gated_clk)
+    t32 <= \$95 ;
+  always @(posedge lut_gated_clk)
+    t33 <= \$96 ;
+  always @(posedge lut_gated_clk)
+    t34 <= \$97 ;
+  always @(posedge lut_gated_clk)
+    t35 <= \$98 ;
+  always @(posedge lut_gated_clk)
+    t36 <= \$99 ;
+  always @(posedge lut_gated_clk)
+    t37 <= \$100 ;
+  always @(posedge lut_gated_clk)
+    t38 <= \$101 ;
+  always @(posedge lut_gated_clk)
+    t39 <= \$102 ;
+  always @(posedge lut_gated_clk)
+    t40 <= \$103 ;
+  always @(posedge lut_gated_clk)
+    t41 <= \$104 ;
+  always @(posedge lut_gated_clk)
+    t42 <= \$105 ;
+  always @(posedge lut_gated_clk)
+    t43 <= \$106 ;
+  always @(posedge lut_gated_clk)
+    t44 <= \$107 ;
+  always @(posedge lut_gated_clk)
+    t45 <= \$108 ;
+  always @(posedge lut_gated_clk)
+    t46 <= \$109 ;
+  always @(posedge lut_gated_clk)
+    t47 <= \$110 ;
+  always @(posedge lut_gated_clk)
+    t48 <= \$111 ;
+  always @(posedge lut_gated_clk)
+    t49 <= \$112 ;
+  always @(posedge lut_gated_clk)
+    t50 <= \$113 ;
+  always @(posedge lut_gated_clk)
+    t51 <= \$114 ;
+  always @(posedge lut_gated_clk)
+    t52 <= \$115 ;
+  always @(posedge lut_gated_clk)
+    t53 <= \$116 ;
+  always @(posedge lut_gated_clk)
+    t54 <= \$117 ;
+  always @(posedge lut_gated_clk)
+    t55 <= \$118 ;
+  always @(posedge lut_gated_clk)
+    t56 <= \$119 ;
+  always @(posedge lut_gated_clk)
+    t57 <= \$120 ;
+  always @(posedge lut_gated_clk)
+    t58 <= \$121 ;
+  always @(posedge lut_gated_clk)
+    t59 <= \$122 ;
+  always @(posedge lut_gated_clk)
+    t60 <= \$123 ;
+  always @(posedge lut_gated_clk)
+    t61 <= \$124 ;
+  always @(posedge lut_gated_clk)
+    t62 <= \$125 ;
+  always @(posedge lut_gated_clk)
+    t63 <= \$126 ;
+  always @(posedge lut_gated_clk)
+    t64 <= \$127 ;
+  always @(posedge lut_gated_clk)
+    t65 <= \$128 ;
+  always @(posedge lut_gated_clk)
+    t66 <= \$129 ;
+  always @(posedge lut_gated_clk)
+    t67 <= \$130 ;
+  always @(posedge lut_gated_clk)
+    t68 <= \$131 ;
+  always @(posedge lut_gated_clk)
+    t69 <= \$132 ;
+  always @(posedge lut_gated_clk)
+    t70 <= \$133 ;
+  always @(posedge lut_gated_clk)
+    t71 <= \$134 ;
+  always @(posedge lut_gated_clk)
+    t72 <= \$135 ;
+  always @(posedge lut_gated_clk)
+    t73 <= \$136 ;
+  always @(posedge lut_gated_clk)
+    t74 <= \$137 ;
+  always @(posedge lut_gated_clk)
+    t75 <= \$138 ;
+  always @(posedge lut_gated_clk)
+    t76 <= \$139 ;
+  always @(posedge lut_gated_clk)
+    t77 <= \$140 ;
+  always @(posedge lut_gated_clk)
+    t78 <= \$141 ;
+  always @(posedge lut_gated_clk)
+    t79 <= \$142 ;
+  always @(posedge lut_gated_clk)
+    t80 <= \$143 ;
+  always @(posedge lut_gated_clk)
+    t81 <= \$144 ;
+  always @(posedge lut_gated_clk)
+    t82 <= \$145 ;
+  always @(posedge lut_gated_clk)
+    t83 <= \$146 ;
+  always @(posedge lut_gated_clk)
+    t84 <= \$147 ;
+  always @(posedge lut_gated_clk)
+    t85 <= \$148 ;
+  always @(posedge lut_gated_clk)
+    t86 <= \$149 ;
+  always @(posedge lut_gated_clk)
+    t87 <= \$150 ;
+  always @(posedge lut_gated_clk)
+    t88 <= \$151 ;
+  always @(posedge lut_gated_clk)
+    t89 <= \$152 ;
+  always @(posedge lut_gated_clk)
+    t90 <= \$153 ;
+  always @(posedge lut_gated_clk)
+    t91 <= \$154 ;
+  always @(posedge lut_gated_clk)
+    t92 <= \$155 ;
+  always @(posedge lut_gated_clk)
+    t93 <= \$156 ;
+  always @(posedge lut_gated_clk)
+    t94 <= \$157 ;
+  always @(posedge lut_gated_clk)
+    t95 <= \$158 ;
+  always @(posedge lut_gated_clk)
+    t96 <= \$159 ;
+  always @(posedge lut_gated_clk)
+    t97 <= \$160 ;
+  always @(posedge lut_gated_clk)
+    t98 <= \$161 ;
+  always @(posedge lut_gated_clk)
+    t99 <= \$162 ;
+  always @(posedge lut_gated_clk)
+    t100 <= \$163 ;
+  always @(posedge lut_gated_clk)
+    t101 <= \$164 ;
+  always @(posedge lut_gated_clk)
+    t102 <= \$165 ;
+  always @(posedge lut_gated_clk)
+    t103 <= \$166 ;
+  always @(posedge lut_gated_clk)
+    t104 <= \$167 ;
+  always @(posedge lut_gated_clk)
+    t105 <= \$168 ;
+  always @(posedge lut_gated_clk)
+    t106 <= \$169 ;
+  always @(posedge lut_gated_clk)
+    t107 <= \$170 ;
+  always @(posedge lut_gated_clk)
+    t108 <= \$171 ;
+  always @(posedge lut_gated_clk)
+    t109 <= \$172 ;
+  always @(posedge lut_gated_clk)
+    t110 <= \$173 ;
+  always @(posedge lut_gated_clk)
+    t111 <= \$174 ;
+  always @(posedge lut_gated_clk)
+    t112 <= \$175 ;
+  always @(posedge lut_gated_clk)
+    t113 <= \$176 ;
+  always @(posedge lut_gated_clk)
+    t114 <= \$177 ;
+  always @(posedge lut_gated_clk)
+    t115 <= \$178 ;
+  always @(posedge lut_gated_clk)
+    t116 <= \$179 ;
+  always @(posedge lut_gated_clk)
+    t117 <= \$180 ;
+  always @(posedge lut_gated_clk)
+    t118 <= \$181 ;
+  always @(posedge lut_gated_clk)
+    t119 <= \$182 ;
+  always @(posedge lut_gated_clk)
+    t120 <= \$183 ;
+  always @(posedge lut_gated_clk)
+    t121 <= \$184 ;
+  always @(posedge lut_gated_clk)
+    t122 <= \$185 ;
+  always @(posedge lut_gated_clk)
+    t123 <= \$186 ;
+  always @(posedge lut_gated_clk)
+    t124 <= \$187 ;
+  always @(posedge lut_gated_clk)
+    t125 <= \$188 ;
+  always @(posedge lut_gated_clk)
+    t126 <= \$189 ;
+  always @(posedge lut_gated_clk)
+    t127 <= \$190 ;
+  always @(posedge lut_gated_clk)
+    t128 <= \$191 ;
+  always @(posedge lut_gated_clk)
+    t129 <= \$192 ;
+  always @(posedge lut_gated_clk)
+    t130 <= \$193 ;
+  always @(posedge lut_gated_clk)
+    t131 <= \$194 ;
+  always @(posedge lut_gated_clk)
+    t132 <= \$195 ;
+  always @(posedge lut_gated_clk)
+    t133 <= \$196 ;
+  always @(posedge lut_gated_clk)
+    t134 <= \$197 ;
+  always @(posedge lut_gated_clk)
+    t135 <= \$198 ;
+  always @(posedge lut_gated_clk)
+    t136 <= \$199 ;
+  always @(posedge lut_gated_clk)
+    t137 <= \$200 ;
+  always @(posedge lut_gated_clk)
+    t138 <= \$201 ;
+  always @(posedge lut_gated_clk)
+    t139 <= \$202 ;
+  always @(posedge lut_gated_clk)
+    t140 <= \$203 ;
+  always @(posedge lut_gated_clk)
+    t141 <= \$204 ;
+  always @(posedge lut_gated_clk)
+    t142 <= \$205 ;
+  always @(posedge lut_gated_clk)
+    t143 <= \$206 ;
+  always @(posedge lut_gated_clk)
+    t144 <= \$207 ;
+  always @(posedge lut_gated_clk)
+    t145 <= \$208 ;
+  always @(posedge lut_gated_clk)
+    t146 <= \$209 ;
+  always @(posedge lut_gated_clk)
+    t147 <= \$210 ;
+  always @(posedge lut_gated_clk)
+    t148 <= \$211 ;
+  always @(posedge lut_gated_clk)
+    t149 <= \$212 ;
+  always @(posedge lut_gated_clk)
+    t150 <= \$213 ;
+  always @(posedge lut_gated_clk)
+    t151 <= \$214 ;
+  always @(posedge lut_gated_clk)
+    t152 <= \$215 ;
+  always @(posedge lut_gated_clk)
+    t153 <= \$216 ;
+  always @(posedge lut_gated_clk)
+    t154 <= \$217 ;
+  always @(posedge lut_gated_clk)
+    t155 <= \$218 ;
+  always @(posedge lut_gated_clk)
+    t156 <= \$219 ;
+  always @(posedge lut_gated_clk)
+    t157 <= \$220 ;
+  always @(posedge lut_gated_clk)
+    t158 <= \$221 ;
+  always @(posedge lut_gated_clk)
+    t159 <= \$222 ;
+  always @(posedge lut_gated_clk)
+    t160 <= \$223 ;
+  always @(posedge lut_gated_clk)
+    t161 <= \$224 ;
+  always @(posedge lut_gated_clk)
+    t162 <= \$225 ;
+  always @(posedge lut_gated_clk)
+    t163 <= \$226 ;
+  always @(posedge lut_gated_clk)
+    t164 <= \$227 ;
+  always @(posedge lut_gated_clk)
+    t165 <= \$228 ;
+  always @(posedge lut_gated_clk)
+    t166 <= \$229 ;
+  always @(posedge lut_gated_clk)
+    t167 <= \$230 ;
+  always @(posedge lut_gated_clk)
+    t168 <= \$231 ;
+  always @(posedge lut_gated_clk)
+    t169 <= \$232 ;
+  always @(posedge lut_gated_clk)
+    t170 <= \$233 ;
+  always @(posedge lut_gated_clk)
+    t171 <= \$234 ;
+  always @(posedge lut_gated_clk)
+    t172 <= \$235 ;
+  always @(posedge lut_gated_clk)
+    t173 <= \$236 ;
+  always @(posedge lut_gated_clk)
+    t174 <= \$237 ;
+  always @(posedge lut_gated_clk)
+    t175 <= \$238 ;
+  always @(posedge lut_gated_clk)
+    t176 <= \$239 ;
+  always @(posedge lut_gated_clk)
+    t177 <= \$240 ;
+  always @(posedge lut_gated_clk)
+    t178 <= \$241 ;
+  always @(posedge lut_gated_clk)
+    t179 <= \$242 ;
+  always @(posedge lut_gated_clk)
+    t180 <= \$243 ;
+  always @(posedge lut_gated_clk)
+    t181 <= \$244 ;
+  always @(posedge lut_gated_clk)
+    t182 <= \$245 ;
+  always @(posedge lut_gated_clk)
+    t183 <= \$246 ;
+  always @(posedge lut_gated_clk)
+    t184 <= \$247 ;
+  always @(posedge lut_gated_clk)
+    t185 <= \$248 ;
+  always @(posedge lut_gated_clk)
+    t186 <= \$249 ;
+  always @(posedge lut_gated_clk)
+    t187 <= \$250 ;
+  always @(posedge lut_gated_clk)
+    t188 <= \$251 ;
+  always @(posedge lut_gated_clk)
+    t189 <= \$252 ;
+  always @(posedge lut_gated_clk)
+    t190 <= \$253 ;
+  always @(posedge lut_gated_clk)
+    t191 <= \$254 ;
+  always @(posedge lut_gated_clk)
+    t192 <= \$255 ;
+  always @(posedge lut_gated_clk)
+    t193 <= \$256 ;
+  always @(posedge lut_gated_clk)
+    t194 <= \$257 ;
+  always @(posedge lut_gated_clk)
+    t195 <= \$258 ;
+  always @(posedge lut_gated_clk)
+    t196 <= \$259 ;
+  always @(posedge lut_gated_clk)
+    t197 <= \$260 ;
+  always @(posedge lut_gated_clk)
+    t198 <= \$261 ;
+  always @(posedge lut_gated_clk)
+    t199 <= \$262 ;
+  always @(posedge lut_gated_clk)
+    t200 <= \$263 ;
+  always @(posedge lut_gated_clk)
+    t201 <= \$264 ;
+  always @(posedge lut_gated_clk)
+    t202 <= \$265 ;
+  always @(posedge lut_gated_clk)
+    t203 <= \$266 ;
+  always @(posedge lut_gated_clk)
+    t204 <= \$267 ;
+  always @(posedge lut_gated_clk)
+    t205 <= \$268 ;
+  always @(posedge lut_gated_clk)
+    t206 <= \$269 ;
+  always @(posedge lut_gated_clk)
+    t207 <= \$270 ;
+  always @(posedge lut_gated_clk)
+    t208 <= \$271 ;
+  always @(posedge lut_gated_clk)
+    t209 <= \$272 ;
+  always @(posedge lut_gated_clk)
+    t210 <= \$273 ;
+  always @(posedge lut_gated_clk)
+    t211 <= \$274 ;
+  always @(posedge lut_gated_clk)
+    t212 <= \$275 ;
+  always @(posedge lut_gated_clk)
+    t213 <= \$276 ;
+  always @(posedge lut_gated_clk)
+    t214 <= \$277 ;
+  always @(posedge lut_gated_clk)
+    t215 <= \$278 ;
+  always @(posedge lut_gated_clk)
+    t216 <= \$279 ;
+  always @(posedge lut_gated_clk)
+    t217 <= \$280 ;
+  always @(posedge lut_gated_clk)
+    t218 <= \$281 ;
+  always @(posedge lut_gated_clk)
+    t219 <= \$282 ;
+  always @(posedge lut_gated_clk)
+    t220 <= \$283 ;
+  always @(posedge lut_gated_clk)
+    t221 <= \$284 ;
+  always @(posedge lut_gated_clk)
+    t222 <= \$285 ;
+  always @(posedge lut_gated_clk)
+    t223 <= \$286 ;
+  always @(posedge lut_gated_clk)
+    t224 <= \$287 ;
+  always @(posedge lut_gated_clk)
+    t225 <= \$288 ;
+  always @(posedge lut_gated_clk)
+    t226 <= \$289 ;
+  always @(posedge lut_gated_clk)
+    t227 <= \$290 ;
+  always @(posedge lut_gated_clk)
+    t228 <= \$291 ;
+  always @(posedge lut_gated_clk)
+    t229 <= \$292 ;
+  always @(posedge lut_gated_clk)
+    t230 <= \$293 ;
+  always @(posedge lut_gated_clk)
+    t231 <= \$294 ;
+  always @(posedge lut_gated_clk)
+    t232 <= \$295 ;
+  always @(posedge lut_gated_clk)
+    t233 <= \$296 ;
+  always @(posedge lut_gated_clk)
+    t234 <= \$297 ;
+  always @(posedge lut_gated_clk)
+    t235 <= \$298 ;
+  always @(posedge lut_gated_clk)
+    t236 <= \$299 ;
+  always @(posedge lut_gated_clk)
+    t237 <= \$300 ;
+  always @(posedge lut_gated_clk)
+    t238 <= \$301 ;
+  always @(posedge lut_gated_clk)
+    t239 <= \$302 ;
+  always @(posedge lut_gated_clk)
+    t240 <= \$303 ;
+  always @(posedge lut_gated_clk)
+    t241 <= \$304 ;
+  always @(posedge lut_gated_clk)
+    t242 <= \$305 ;
+  always @(posedge lut_gated_clk)
+    t243 <= \$306 ;
+  always @(posedge lut_gated_clk)
+    t244 <= \$307 ;
+  always @(posedge lut_gated_clk)
+    t245 <= \$308 ;
+  always @(posedge lut_gated_clk)
+    t246 <= \$309 ;
+  always @(posedge lut_gated_clk)
+    t247 <= \$310 ;
+  always @(posedge lut_gated_clk)
+    t248 <= \$311 ;
+  always @(posedge lut_gated_clk)
+    t249 <= \$312 ;
+  always @(posedge lut_gated_clk)
+    t250 <= \$313 ;
+  always @(posedge lut_gated_clk)
+    t251 <= \$314 ;
+  always @(posedge lut_gated_clk)
+    t252 <= \$315 ;
+  always @(posedge lut_gated_clk)
+    t253 <= \$316 ;
+  always @(posedge lut_gated_clk)
+    t254 <= \$317 ;
+  always @(posedge lut_gated_clk)
+    t255 <= \$318 ;
+  always @(posedge lut_gated_clk)
+    \$signal$9  <= \$319 ;
+  always @(posedge lut_gated_clk)
+    \$signal$8  <= \$320 ;
+  always @(posedge lut_gated_clk)
+    act_w__en <= \$321 ;
+  always @(posedge lut_gated_clk)
+    act_w__addr <= \$40 [11:0];
+  always @(posedge lut_gated_clk)
+    live0 <= \$42 ;
+  always @(posedge lut_gated_clk)
+    live1 <= \$44 ;
+  always @(posedge lut_gated_clk)
+    live2 <= \$46 ;
+  always @(posedge lut_gated_clk)
+    live3 <= \$48 ;
+  always @(posedge lut_gated_clk)
+    live4 <= \$50 ;
+  always @(posedge lut_gated_clk)
+    live5 <= \$52 ;
+  always @(posedge lut_gated_clk)
+    live6 <= \$54 ;
+  always @(posedge lut_gated_clk)
+    live7 <= \$56 ;
+  always @(posedge lut_gated_clk)
+    \$signal$285  <= \$322 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    (* full_case = 32'd1 *)
+    casez (act_rd__data[7:0])
+      8'h00:
+          \$5  = t0;
+      8'h01:
+          \$5  = t1;
+      8'h02:
+          \$5  = t2;
+      8'h03:
+          \$5  = t3;
+      8'h04:
+          \$5  = t4;
+      8'h05:
+          \$5  = t5;
+      8'h06:
+          \$5  = t6;
+      8'h07:
+          \$5  = t7;
+      8'h08:
+          \$5  = t8;
+      8'h09:
+          \$5  = t9;
+      8'h0a:
+          \$5  = t10;
+      8'h0b:
+          \$5  = t11;
+      8'h0c:
+          \$5  = t12;
+      8'h0d:
+          \$5  = t13;
+      8'h0e:
+          \$5  = t14;
+      8'h0f:
+          \$5  = t15;
+      8'h10:
+          \$5  = t16;
+      8'h11:
+          \$5  = t17;
+      8'h12:
+          \$5  = t18;
+      8'h13:
+          \$5  = t19;
+      8'h14:
+          \$5  = t20;
+      8'h15:
+          \$5  = t21;
+      8'h16:
+          \$5  = t22;
+      8'h17:
+          \$5  = t23;
+      8'h18:
+          \$5  = t24;
+      8'h19:
+          \$5  = t25;
+      8'h1a:
+          \$5  = t26;
+      8'h1b:
+          \$5  = t27;
+      8'h1c:
+          \$5  = t28;
+      8'h1d:
+          \$5  = t29;
+      8'h1e:
+          \$5  = t30;
+      8'h1f:
+          \$5  = t31;
+      8'h20:
+          \$5  = t32;
+      8'h21:
+          \$5  = t33;
+      8'h22:
+          \$5  = t34;
+      8'h23:
+          \$5  = t35;
+      8'h24:
+          \$5  = t36;
+      8'h25:
+          \$5  = t37;
+      8'h26:
+          \$5  = t38;
+      8'h27:
+          \$5  = t39;
+      8'h28:
+          \$5  = t40;
+      8'h29:
+          \$5  = t41;
+      8'h2a:
+          \$5  = t42;
+      8'h2b:
+          \$5  = t43;
+      8'h2c:
+          \$5  = t44;
+      8'h2d:
+          \$5  = t45;
+      8'h2e:
+          \$5  = t46;
+      8'h2f:
+          \$5  = t47;
+      8'h30:
+          \$5  = t48;
+      8'h31:
+          \$5  = t49;
+      8'h32:
+          \$5  = t50;
+      8'h33:
+          \$5  = t51;
+      8'h34:
+          \$5  = t52;
+      8'h35:
+          \$5  = t53;
+      8'h36:
+          \$5  = t54;
+      8'h37:
+          \$5  = t55;
+      8'h38:
+          \$5  = t56;
+      8'h39:
+          \$5  = t57;
+      8'h3a:
+          \$5  = t58;
+      8'h3b:
+          \$5  = t59;
+      8'h3c:
+          \$5  = t60;
+      8'h3d:
+          \$5  = t61;
+      8'h3e:
+          \$5  = t62;
+      8'h3f:
+          \$5  = t63;
+      8'h40:
+          \$5  = t64;
+      8'h41:
+          \$5  = t65;
+      8'h42:
+          \$5  = t66;
+      8'h43:
+          \$5  = t67;
+      8'h44:
+          \$5  = t68;
+      8'h45:
+          \$5  = t69;
+      8'h46:
+          \$5  = t70;
+      8'h47:
+          \$5  = t71;
+      8'h48:
+          \$5  = t72;
+      8'h49:
+          \$5  = t73;
+      8'h4a:
+          \$5  = t74;
+      8'h4b:
+          \$5  = t75;
+      8'h4c:
+          \$5  = t76;
+      8'h4d:
+          \$5  = t77;
+      8'h4e:
+          \$5  = t78;
+      8'h4f:
+          \$5  = t79;
+      8'h50:
+          \$5  = t80;
+      8'h51:
+          \$5  = t81;
+      8'h52:
+          \$5  = t82;
+      8'h53:
+          \$5  = t83;
+      8'h54:
+          \$5  = t84;
+      8'h55:
+          \$5  = t85;
+      8'h56:
+          \$5  = t86;
+      8'h57:
+          \$5  = t87;
+      8'h58:
+          \$5  = t88;
+      8'h59:
+          \$5  = t89;
+      8'h5a:
+          \$5  = t90;
+      8'h5b:
+          \$5  = t91;
+      8'h5c:
+          \$5  = t92;
+      8'h5d:
+          \$5  = t93;
+      8'h5e:
+          \$5  = t94;
+      8'h5f:
+          \$5  = t95;
+      8'h60:
+          \$5  = t96;
+      8'h61:
+          \$5  = t97;
+      8'h62:
+          \$5  = t98;
+      8'h63:
+          \$5  = t99;
+      8'h64:
+          \$5  = t100;
+      8'h65:
+          \$5  = t101;
+      8'h66:
+          \$5  = t102;
+      8'h67:
+          \$5  = t103;
+      8'h68:
+          \$5  = t104;
+      8'h69:
+          \$5  = t105;
+      8'h6a:
+          \$5  = t106;
+      8'h6b:
+          \$5  = t107;
+      8'h6c:
+          \$5  = t108;
+      8'h6d:
+          \$5  = t109;
+      8'h6e:
+          \$5  = t110;
+      8'h6f:
+          \$5  = t111;
+      8'h70:
+          \$5  = t112;
+      8'h71:
+          \$5  = t113;
+      8'h72:
+          \$5  = t114;
+      8'h73:
+          \$5  = t115;
+      8'h74:
+          \$5  = t116;
+      8'h75:
+          \$5  = t117;
+      8'h76:
+          \$5  = t118;
+      8'h77:
+          \$5  = t119;
+      8'h78:
+          \$5  = t120;
+      8'h79:
+          \$5  = t121;
+      8'h7a:
+          \$5  = t122;
+      8'h7b:
+          \$5  = t123;
+      8'h7c:
+          \$5  = t124;
+      8'h7d:
+          \$5  = t125;
+      8'h7e:
+          \$5  = t126;
+      8'h7f:
+          \$5  = t127;
+      8'h80:
+          \$5  = t128;
+      8'h81:
+          \$5  = t129;
+      8'h82:
+          \$5  = t130;
+      8'h83:
+          \$5  = t131;
+      8'h84:
+          \$5  = t132;
+      8'h85:
+          \$5  = t133;
+      8'h86:
+          \$5  = t134;
+      8'h87:
+          \$5  = t135;
+      8'h88:
+          \$5  = t136;
+      8'h89:
+          \$5  = t137;
+      8'h8a:
+          \$5  = t138;
+      8'h8b:
+          \$5  = t139;
+      8'h8c:
+          \$5  = t140;
+      8'h8d:
+          \$5  = t141;
+      8'h8e:
+          \$5  = t142;
+      8'h8f:
+          \$5  = t143;
+      8'h90:
+          \$5  = t144;
+      8'h91:
+          \$5  = t145;
+      8'h92:
+          \$5  = t146;
+      8'h93:
+          \$5  = t147;
+      8'h94:
+          \$5  = t148;
+      8'h95:
+          \$5  = t149;
+      8'h96:
+          \$5  = t150;
+      8'h97:
+          \$5  = t151;
+      8'h98:
+          \$5  = t152;
+      8'h99:
+          \$5  = t153;
+      8'h9a:
+          \$5  = t154;
+      8'h9b:
+          \$5  = t155;
+      8'h9c:
+          \$5  = t156;
+      8'h9d:
+          \$5  = t157;
+      8'h9e:
+          \$5  = t158;
+      8'h9f:
+          \$5  = t159;
+      8'ha0:
+          \$5  = t160;
+      8'ha1:
+          \$5  = t161;
+      8'ha2:
+          \$5  = t162;
+      8'ha3:
+          \$5  = t163;
+      8'ha4:
+          \$5  = t164;
+      8'ha5:
+          \$5  = t165;
+      8'ha6:
+          \$5  = t166;
+      8'ha7:
+          \$5  = t167;
+      8'ha8:
+          \$5  = t168;
+      8'ha9:
+          \$5  = t169;
+      8'haa:
+          \$5  = t170;
+      8'hab:
+          \$5  = t171;
+      8'hac:
+          \$5  = t172;
+      8'had:
+          \$5  = t173;
+      8'hae:
+          \$5  = t174;
+      8'haf:
+          \$5  = t175;
+      8'hb0:
+          \$5  = t176;
+      8'hb1:
+          \$5  = t177;
+      8'hb2:
+          \$5  = t178;
+      8'hb3:
+          \$5  = t179;
+      8'hb4:
+          \$5  = t180;
+      8'hb5:
+          \$5  = t181;
+      8'hb6:
+          \$5  = t182;
+      8'hb7:
+          \$5  = t183;
+      8'hb8:
+          \$5  = t184;
+      8'hb9:
+          \$5  = t185;
+      8'hba:
+          \$5  = t186;
+      8'hbb:
+          \$5  = t187;
+      8'hbc:
+          \$5  = t188;
+      8'hbd:
+          \$5  = t189;
+      8'hbe:
+          \$5  = t190;
+      8'hbf:
+          \$5  = t191;
+      8'hc0:
+          \$5  = t192;
+      8'hc1:
+          \$5  = t193;
+      8'hc2:
+          \$5  = t194;
+      8'hc3:
+          \$5  = t195;
+      8'hc4:
+          \$5  = t196;
+      8'hc5:
+          \$5  = t197;
+      8'hc6:
+          \$5  = t198;
+      8'hc7:
+          \$5  = t199;
+      8'hc8:
+          \$5  = t200;
+      8'hc9:
+          \$5  = t201;
+      8'hca:
+          \$5  = t202;
+      8'hcb:
+          \$5  = t203;
+      8'hcc:
+          \$5  = t204;
+      8'hcd:
+          \$5  = t205;
+      8'hce:
+          \$5  = t206;
+      8'hcf:
+          \$5  = t207;
+      8'hd0:
+          \$5  = t208;
+      8'hd1:
+          \$5  = t209;
+      8'hd2:
+          \$5  = t210;
+      8'hd3:
+          \$5  = t211;
+      8'hd4:
+          \$5  = t212;
+      8'hd5:
+          \$5  = t213;
+      8'hd6:
+          \$5  = t214;
+      8'hd7:
+          \$5  = t215;
+      8'hd8:
+          \$5  = t216;
+      8'hd9:
+          \$5  = t217;
+      8'hda:
+          \$5  = t218;
+      8'hdb:
+          \$5  = t219;
+      8'hdc:
+          \$5  = t220;
+      8'hdd:
+          \$5  = t221;
+      8'hde:
+          \$5  = t222;
+      8'hdf:
+          \$5  = t223;
+      8'he0:
+          \$5  = t224;
+      8'he1:
+          \$5  = t225;
+      8'he2:
+          \$5  = t226;
+      8'he3:
+          \$5  = t227;
+      8'he4:
+          \$5  = t228;
+      8'he5:
+          \$5  = t229;
+      8'he6:
+          \$5  = t230;
+      8'he7:
+          \$5  = t231;
+      8'he8:
+          \$5  = t232;
+      8'he9:
+          \$5  = t233;
+      8'hea:
+          \$5  = t234;
+      8'heb:
+          \$5  = t235;
+      8'hec:
+          \$5  = t236;
+      8'hed:
+          \$5  = t237;
+      8'hee:
+          \$5  = t238;
+      8'hef:
+          \$5  = t239;
+      8'hf0:
+          \$5  = t240;
+      8'hf1:
+          \$5  = t241;
+      8'hf2:
+          \$5  = t242;
+      8'hf3:
+          \$5  = t243;
+      8'hf4:
+          \$5  = t244;
+      8'hf5:
+          \$5  = t245;
+      8'hf6:
+          \$5  = t246;
+      8'hf7:
+          \$5  = t247;
+      8'hf8:
+          \$5  = t248;
+      8'hf9:
+          \$5  = t249;
+      8'hfa:
+          \$5  = t250;
+      8'hfb:
+          \$5  = t251;
+      8'hfc:
+          \$5  = t252;
+      8'hfd:
+          \$5  = t253;
+      8'hfe:
+          \$5  = t254;
+      8'hff:
+          \$5  = t255;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    (* full_case = 32'd1 *)
+    casez (act_rd__data[15:8])
+      8'h00:
+          \$7  = t0;
+      8'h01:
+          \$7  = t1;
+      8'h02:
+          \$7  = t2;
+      8'h03:
+          \$7  = t3;
+      8'h04:
+          \$7  = t4;
+      8'h05:
+          \$7  = t5;
+      8'h06:
+          \$7  = t6;
+      8'h07:
+          \$7  = t7;
+      8'h08:
+          \$7  = t8;
+      8'h09:
+          \$7  = t9;
+      8'h0a:
+          \$7  = t10;
+      8'h0b:
+          \$7  = t11;
+      8'h0c:
+          \$7  = t12;
+      8'h0d:
+          \$7  = t13;
+      8'h0e:
+          \$7  = t14;
+      8'h0f:
+          \$7  = t15;
+      8'h10:
+          \$7  = t16;
+      8'h11:
+          \$7  = t17;
+      8'h12:
+          \$7  = t18;
+      8'h13:
+          \$7  = t19;
+      8'h14:
+          \$7  = t20;
+      8'h15:
+          \$7  = t21;
+      8'h16:
+          \$7  = t22;
+      8'h17:
+          \$7  = t23;
+      8'h18:
+          \$7  = t24;
+      8'h19:
+          \$7  = t25;
+      8'h1a:
+          \$7  = t26;
+      8'h1b:
+          \$7  = t27;
+      8'h1c:
+          \$7  = t28;
+      8'h1d:
+          \$7  = t29;
+      8'h1e:
+          \$7  = t30;
+      8'h1f:
+          \$7  = t31;
+      8'h20:
+          \$7  = t32;
+      8'h21:
+          \$7  = t33;
+      8'h22:
+          \$7  = t34;
+      8'h23:
+          \$7  = t35;
+      8'h24:
+          \$7  = t36;
+      8'h25:
+          \$7  = t37;
+      8'h26:
+          \$7  = t38;
+      8'h27:
+          \$7  = t39;
+      8'h28:
+          \$7  = t40;
+      8'h29:
+          \$7  = t41;
+      8'h2a:
+          \$7  = t42;
+      8'h2b:
+          \$7  = t43;
+      8'h2c:
+          \$7  = t44;
+      8'h2d:
+          \$7  = t45;
+      8'h2e:
+          \$7  = t46;
+      8'h2f:
+          \$7  = t47;
+      8'h30:
+          \$7  = t48;
+      8'h31:
+          \$7  = t49;
+      8'h32:
+          \$7  = t50;
+      8'h33:
+          \$7  = t51;
+      8'h34:
+          \$7  = t52;
+      8'h35:
+          \$7  = t53;
+      8'h36:
+          \$7  = t54;
+      8'h37:
+          \$7  = t55;
+      8'h38:
+          \$7  = t56;
+      8'h39:
+          \$7  = t57;
+      8'h3a:
+          \$7  = t58;
+      8'h3b:
+          \$7  = t59;
+      8'h3c:
+          \$7  = t60;
+      8'h3d:
+          \$7  = t61;
+      8'h3e:
+          \$7  = t62;
+      8'h3f:
+          \$7  = t63;
+      8'h40:
+          \$7  = t64;
+      8'h41:
+          \$7  = t65;
+      8'h42:
+          \$7  = t66;
+      8'h43:
+          \$7  = t67;
+      8'h44:
+          \$7  = t68;
+      8'h45:
+          \$7  = t69;
+      8'h46:
+          \$7  = t70;
+      8'h47:
+          \$7  = t71;
+      8'h48:
+          \$7  = t72;
+      8'h49:
+          \$7  = t73;
+      8'h4a:
+          \$7  = t74;
+      8'h4b:
+          \$7  = t75;
+      8'h4c:
+          \$7  = t76;
+      8'h4d:
+          \$7  = t77;
+      8'h4e:
+          \$7  = t78;
+      8'h4f:
+          \$7  = t79;
+      8'h50:
+          \$7  = t80;
+      8'h51:
+          \$7  = t81;
+      8'h52:
+          \$7  = t82;
+      8'h53:
+          \$7  = t83;
+      8'h54:
+          \$7  = t84;
+      8'h55:
+          \$7  = t85;
+      8'h56:
+          \$7  = t86;
+      8'h57:
+          \$7  = t87;
+      8'h58:
+          \$7  = t88;
+      8'h59:
+          \$7  = t89;
+      8'h5a:
+          \$7  = t90;
+      8'h5b:
+          \$7  = t91;
+      8'h5c:
+          \$7  = t92;
+      8'h5d:
+          \$7  = t93;
+      8'h5e:
+          \$7  = t94;
+      8'h5f:
+          \$7  = t95;
+      8'h60:
+          \$7  = t96;
+      8'h61:
+          \$7  = t97;
+      8'h62:
+          \$7  = t98;
+      8'h63:
+          \$7  = t99;
+      8'h64:
+          \$7  = t100;
+      8'h65:
+          \$7  = t101;
+      8'h66:
+          \$7  = t102;
+      8'h67:
+          \$7  = t103;
+      8'h68:
+          \$7  = t104;
+      8'h69:
+          \$7  = t105;
+      8'h6a:
+          \$7  = t106;
+      8'h6b:
+          \$7  = t107;
+      8'h6c:
+          \$7  = t108;
+      8'h6d:
+          \$7  = t109;
+      8'h6e:
+          \$7  = t110;
+      8'h6f:
+          \$7  = t111;
+      8'h70:
+          \$7  = t112;
+      8'h71:
+          \$7  = t113;
+      8'h72:
+          \$7  = t114;
+      8'h73:
+          \$7  = t115;
+      8'h74:
+          \$7  = t116;
+      8'h75:
+          \$7  = t117;
+      8'h76:
+          \$7  = t118;
+      8'h77:
+          \$7  = t119;
+      8'h78:
+          \$7  = t120;
+      8'h79:
+          \$7  = t121;
+      8'h7a:
+          \$7  = t122;
+      8'h7b:
+          \$7  = t123;
+      8'h7c:
+          \$7  = t124;
+      8'h7d:
+          \$7  = t125;
+      8'h7e:
+          \$7  = t126;
+      8'h7f:
+          \$7  = t127;
+      8'h80:
+          \$7  = t128;
+      8'h81:
+          \$7  = t129;
+      8'h82:
+          \$7  = t130;
+      8'h83:
+          \$7  = t131;
+      8'h84:
+          \$7  = t132;
+      8'h85:
+          \$7  = t133;
+      8'h86:
+          \$7  = t134;
+      8'h87:
+          \$7  = t135;
+      8'h88:
+          \$7  = t136;
+      8'h89:
+          \$7  = t137;
+      8'h8a:
+          \$7  = t138;
+      8'h8b:
+          \$7  = t139;
+      8'h8c:
+          \$7  = t140;
+      8'h8d:
+          \$7  = t141;
+      8'h8e:
+          \$7  = t142;
+      8'h8f:
+          \$7  = t143;
+      8'h90:
+          \$7  = t144;
+      8'h91:
+          \$7  = t145;
+      8'h92:
+          \$7  = t146;
+      8'h93:
+          \$7  = t147;
+      8'h94:
+          \$7  = t148;
+      8'h95:
+          \$7  = t149;
+      8'h96:
+          \$7  = t150;
+      8'h97:
+          \$7  = t151;
+      8'h98:
+          \$7  = t152;
+      8'h99:
+          \$7  = t153;
+      8'h9a:
+          \$7  = t154;
+      8'h9b:
+          \$7  = t155;
+      8'h9c:
+          \$7  = t156;
+      8'h9d:
+          \$7  = t157;
+      8'h9e:
+          \$7  = t158;
+      8'h9f:
+          \$7  = t159;
+      8'ha0:
+          \$7  = t160;
+      8'ha1:
+          \$7  = t161;
+      8'ha2:
+          \$7  = t162;
+      8'ha3:
+          \$7  = t163;
+      8'ha4:
+          \$7  = t164;
+      8'ha5:
+          \$7  = t165;
+      8'ha6:
+          \$7  = t166;
+      8'ha7:
+          \$7  = t167;
+      8'ha8:
+          \$7  = t168;
+      8'ha9:
+          \$7  = t169;
+      8'haa:
+          \$7  = t170;
+      8'hab:
+          \$7  = t171;
+      8'hac:
+          \$7  = t172;
+      8'had:
+          \$7  = t173;
+      8'hae:
+          \$7  = t174;
+      8'haf:
+          \$7  = t175;
+      8'hb0:
+          \$7  = t176;
+      8'hb1:
+          \$7  = t177;
+      8'hb2:
+          \$7  = t178;
+      8'hb3:
+          \$7  = t179;
+      8'hb4:
+          \$7  = t180;
+      8'hb5:
+          \$7  = t181;
+      8'hb6:
+          \$7  = t182;
+      8'hb7:
+          \$7  = t183;
+      8'hb8:
+          \$7  = t184;
+      8'hb9:
+          \$7  = t185;
+      8'hba:
+          \$7  = t186;
+      8'hbb:
+          \$7  = t187;
+      8'hbc:
+          \$7  = t188;
+      8'hbd:
+          \$7  = t189;
+      8'hbe:
+          \$7  = t190;
+      8'hbf:
+          \$7  = t191;
+      8'hc0:
+          \$7  = t192;
+      8'hc1:
+          \$7  = t193;
+      8'hc2:
+          \$7  = t194;
+      8'hc3:
+          \$7  = t195;
+      8'hc4:
+          \$7  = t196;
+      8'hc5:
+          \$7  = t197;
+      8'hc6:
+          \$7  = t198;
+      8'hc7:
+          \$7  = t199;
+      8'hc8:
+          \$7  = t200;
+      8'hc9:
+          \$7  = t201;
+      8'hca:
+          \$7  = t202;
+      8'hcb:
+          \$7  = t203;
+      8'hcc:
+          \$7  = t204;
+      8'hcd:
+          \$7  = t205;
+      8'hce:
+          \$7  = t206;
+      8'hcf:
+          \$7  = t207;
+      8'hd0:
+          \$7  = t208;
+      8'hd1:
+          \$7  = t209;
+      8'hd2:
+          \$7  = t210;
+      8'hd3:
+          \$7  = t211;
+      8'hd4:
+          \$7  = t212;
+      8'hd5:
+          \$7  = t213;
+      8'hd6:
+          \$7  = t214;
+      8'hd7:
+          \$7  = t215;
+      8'hd8:
+          \$7  = t216;
+      8'hd9:
+          \$7  = t217;
+      8'hda:
+          \$7  = t218;
+      8'hdb:
+          \$7  = t219;
+      8'hdc:
+          \$7  = t220;
+      8'hdd:
+          \$7  = t221;
+      8'hde:
+          \$7  = t222;
+      8'hdf:
+          \$7  = t223;
+      8'he0:
+          \$7  = t224;
+      8'he1:
+          \$7  = t225;
+      8'he2:
+          \$7  = t226;
+      8'he3:
+          \$7  = t227;
+      8'he4:
+          \$7  = t228;
+      8'he5:
+          \$7  = t229;
+      8'he6:
+          \$7  = t230;
+      8'he7:
+          \$7  = t231;
+      8'he8:
+          \$7  = t232;
+      8'he9:
+          \$7  = t233;
+      8'hea:
+          \$7  = t234;
+      8'heb:
+          \$7  = t235;
+      8'hec:
+          \$7  = t236;
+      8'hed:
+          \$7  = t237;
+      8'hee:
+          \$7  = t238;
+      8'hef:
+          \$7  = t239;
+      8'hf0:
+          \$7  = t240;
+      8'hf1:
+          \$7  = t241;
+      8'hf2:
+          \$7  = t242;
+      8'hf3:
+          \$7  = t243;
+      8'hf4:
+          \$7  = t244;
+      8'hf5:
+          \$7  = t245;
+      8'hf6:
+          \$7  = t246;
+      8'hf7:
+          \$7  = t247;
+      8'hf8:
+          \$7  = t248;
+      8'hf9:
+          \$7  = t249;
+      8'hfa:
+          \$7  = t250;
+      8'hfb:
+          \$7  = t251;
+      8'hfc:
+          \$7  = t252;
+      8'hfd:
+          \$7  = t253;
+      8'hfe:
+          \$7  = t254;
+      8'hff:
+          \$7  = t255;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    (* full_case = 32'd1 *)
+    casez (act_rd__data[23:16])
+      8'h00:
+          \$9  = t0;
+      8'h01:
+          \$9  = t1;
+      8'h02:
+          \$9  = t2;
+      8'h03:
+          \$9  = t3;
+      8'h04:
+          \$9  = t4;
+      8'h05:
+          \$9  = t5;
+      8'h06:
+          \$9  = t6;
+      8'h07:
+          \$9  = t7;
+      8'h08:
+          \$9  = t8;
+      8'h09:
+          \$9  = t9;
+      8'h0a:
+          \$9  = t10;
+      8'h0b:
+          \$9  = t11;
+      8'h0c:
+          \$9  = t12;
+      8'h0d:
+          \$9  = t13;
+      8'h0e:
+          \$9  = t14;
+      8'h0f:
+          \$9  = t15;
+      8'h10:
+          \$9  = t16;
+      8'h11:
+          \$9  = t17;
+      8'h12:
+          \$9  = t18;
+      8'h13:
+          \$9  = t19;
+      8'h14:
+          \$9  = t20;
+      8'h15:
+          \$9  = t21;
+      8'h16:
+          \$9  = t22;
+      8'h17:
+          \$9  = t23;
+      8'h18:
+          \$9  = t24;
+      8'h19:
+          \$9  = t25;
+      8'h1a:
+          \$9  = t26;
+      8'h1b:
+          \$9  = t27;
+      8'h1c:
+          \$9  = t28;
+      8'h1d:
+          \$9  = t29;
+      8'h1e:
+          \$9  = t30;
+      8'h1f:
+          \$9  = t31;
+      8'h20:
+          \$9  = t32;
+      8'h21:
+          \$9  = t33;
+      8'h22:
+          \$9  = t34;
+      8'h23:
+          \$9  = t35;
+      8'h24:
+          \$9  = t36;
+      8'h25:
+          \$9  = t37;
+      8'h26:
+          \$9  = t38;
+      8'h27:
+          \$9  = t39;
+      8'h28:
+          \$9  = t40;
+      8'h29:
+          \$9  = t41;
+      8'h2a:
+          \$9  = t42;
+      8'h2b:
+          \$9  = t43;
+      8'h2c:
+          \$9  = t44;
+      8'h2d:
+          \$9  = t45;
+      8'h2e:
+          \$9  = t46;
+      8'h2f:
+          \$9  = t47;
+      8'h30:
+          \$9  = t48;
+      8'h31:
+          \$9  = t49;
+      8'h32:
+          \$9  = t50;
+      8'h33:
+          \$9  = t51;
+      8'h34:
+          \$9  = t52;
+      8'h35:
+          \$9  = t53;
+      8'h36:
+          \$9  = t54;
+      8'h37:
+          \$9  = t55;
+      8'h38:
+          \$9  = t56;
+      8'h39:
+          \$9  = t57;
+      8'h3a:
+          \$9  = t58;
+      8'h3b:
+          \$9  = t59;
+      8'h3c:
+          \$9  = t60;
+      8'h3d:
+          \$9  = t61;
+      8'h3e:
+          \$9  = t62;
+      8'h3f:
+          \$9  = t63;
+      8'h40:
+          \$9  = t64;
+      8'h41:
+          \$9  = t65;
+      8'h42:
+          \$9  = t66;
+      8'h43:
+          \$9  = t67;
+      8'h44:
+          \$9  = t68;
+      8'h45:
+          \$9  = t69;
+      8'h46:
+          \$9  = t70;
+      8'h47:
+          \$9  = t71;
+      8'h48:
+          \$9  = t72;
+      8'h49:
+          \$9  = t73;
+      8'h4a:
+          \$9  = t74;
+      8'h4b:
+          \$9  = t75;
+      8'h4c:
+          \$9  = t76;
+      8'h4d:
+          \$9  = t77;
+      8'h4e:
+          \$9  = t78;
+      8'h4f:
+          \$9  = t79;
+      8'h50:
+          \$9  = t80;
+      8'h51:
+          \$9  = t81;
+      8'h52:
+          \$9  = t82;
+      8'h53:
+          \$9  = t83;
+      8'h54:
+          \$9  = t84;
+      8'h55:
+          \$9  = t85;
+      8'h56:
+          \$9  = t86;
+      8'h57:
+          \$9  = t87;
+      8'h58:
+          \$9  = t88;
+      8'h59:
+          \$9  = t89;
+      8'h5a:
+          \$9  = t90;
+      8'h5b:
+          \$9  = t91;
+      8'h5c:
+          \$9  = t92;
+      8'h5d:
+          \$9  = t93;
+      8'h5e:
+          \$9  = t94;
+      8'h5f:
+          \$9  = t95;
+      8'h60:
+          \$9  = t96;
+      8'h61:
+          \$9  = t97;
+      8'h62:
+          \$9  = t98;
+      8'h63:
+          \$9  = t99;
+      8'h64:
+          \$9  = t100;
+      8'h65:
+          \$9  = t101;
+      8'h66:
+          \$9  = t102;
+      8'h67:
+          \$9  = t103;
+      8'h68:
+          \$9  = t104;
+      8'h69:
+          \$9  = t105;
+      8'h6a:
+          \$9  = t106;
+      8'h6b:
+          \$9  = t107;
+      8'h6c:
+          \$9  = t108;
+      8'h6d:
+          \$9  = t109;
+      8'h6e:
+          \$9  = t110;
+      8'h6f:
+          \$9  = t111;
+      8'h70:
+          \$9  = t112;
+      8'h71:
+          \$9  = t113;
+      8'h72:
+          \$9  = t114;
+      8'h73:
+          \$9  = t115;
+      8'h74:
+          \$9  = t116;
+      8'h75:
+          \$9  = t117;
+      8'h76:
+          \$9  = t118;
+      8'h77:
+          \$9  = t119;
+      8'h78:
+          \$9  = t120;
+      8'h79:
+          \$9  = t121;
+      8'h7a:
+          \$9  = t122;
+      8'h7b:
+          \$9  = t123;
+      8'h7c:
+          \$9  = t124;
+      8'h7d:
+          \$9  = t125;
+      8'h7e:
+          \$9  = t126;
+      8'h7f:
+          \$9  = t127;
+      8'h80:
+          \$9  = t128;
+      8'h81:
+          \$9  = t129;
+      8'h82:
+          \$9  = t130;
+      8'h83:
+          \$9  = t131;
+      8'h84:
+          \$9  = t132;
+      8'h85:
+          \$9  = t133;
+      8'h86:
+          \$9  = t134;
+      8'h87:
+          \$9  = t135;
+      8'h88:
+          \$9  = t136;
+      8'h89:
+          \$9  = t137;
+      8'h8a:
+          \$9  = t138;
+      8'h8b:
+          \$9  = t139;
+      8'h8c:
+          \$9  = t140;
+      8'h8d:
+          \$9  = t141;
+      8'h8e:
+          \$9  = t142;
+      8'h8f:
+          \$9  = t143;
+      8'h90:
+          \$9  = t144;
+      8'h91:
+          \$9  = t145;
+      8'h92:
+          \$9  = t146;
+      8'h93:
+          \$9  = t147;
+      8'h94:
+          \$9  = t148;
+      8'h95:
+          \$9  = t149;
+      8'h96:
+          \$9  = t150;
+      8'h97:
+          \$9  = t151;
+      8'h98:
+          \$9  = t152;
+      8'h99:
+          \$9  = t153;
+      8'h9a:
+          \$9  = t154;
+      8'h9b:
+          \$9  = t155;
+      8'h9c:
+          \$9  = t156;
+      8'h9d:
+          \$9  = t157;
+      8'h9e:
+          \$9  = t158;
+      8'h9f:
+          \$9  = t159;
+      8'ha0:
+          \$9  = t160;
+      8'ha1:
+          \$9  = t161;
+      8'ha2:
+          \$9  = t162;
+      8'ha3:
+          \$9  = t163;
+      8'ha4:
+          \$9  = t164;
+      8'ha5:
+          \$9  = t165;
+      8'ha6:
+          \$9  = t166;
+      8'ha7:
+          \$9  = t167;
+      8'ha8:
+          \$9  = t168;
+      8'ha9:
+          \$9  = t169;
+      8'haa:
+          \$9  = t170;
+      8'hab:
+          \$9  = t171;
+      8'hac:
+          \$9  = t172;
+      8'had:
+          \$9  = t173;
+      8'hae:
+          \$9  = t174;
+      8'haf:
+          \$9  = t175;
+      8'hb0:
+          \$9  = t176;
+      8'hb1:
+          \$9  = t177;
+      8'hb2:
+          \$9  = t178;
+      8'hb3:
+          \$9  = t179;
+      8'hb4:
+          \$9  = t180;
+      8'hb5:
+          \$9  = t181;
+      8'hb6:
+          \$9  = t182;
+      8'hb7:
+          \$9  = t183;
+      8'hb8:
+          \$9  = t184;
+      8'hb9:
+          \$9  = t185;
+      8'hba:
+          \$9  = t186;
+      8'hbb:
+          \$9  = t187;
+      8'hbc:
+          \$9  = t188;
+      8'hbd:
+          \$9  = t189;
+      8'hbe:
+          \$9  = t190;
+      8'hbf:
+          \$9  = t191;
+      8'hc0:
+          \$9  = t192;
+      8'hc1:
+          \$9  = t193;
+      8'hc2:
+          \$9  = t194;
+      8'hc3:
+          \$9  = t195;
+      8'hc4:
+          \$9  = t196;
+      8'hc5:
+          \$9  = t197;
+      8'hc6:
+          \$9  = t198;
+      8'hc7:
+          \$9  = t199;
+      8'hc8:
+          \$9  = t200;
+      8'hc9:
+          \$9  = t201;
+      8'hca:
+          \$9  = t202;
+      8'hcb:
+          \$9  = t203;
+      8'hcc:
+          \$9  = t204;
+      8'hcd:
+          \$9  = t205;
+      8'hce:
+          \$9  = t206;
+      8'hcf:
+          \$9  = t207;
+      8'hd0:
+          \$9  = t208;
+      8'hd1:
+          \$9  = t209;
+      8'hd2:
+          \$9  = t210;
+      8'hd3:
+          \$9  = t211;
+      8'hd4:
+          \$9  = t212;
+      8'hd5:
+          \$9  = t213;
+      8'hd6:
+          \$9  = t214;
+      8'hd7:
+          \$9  = t215;
+      8'hd8:
+          \$9  = t216;
+      8'hd9:
+          \$9  = t217;
+      8'hda:
+          \$9  = t218;
+      8'hdb:
+          \$9  = t219;
+      8'hdc:
+          \$9  = t220;
+      8'hdd:
+          \$9  = t221;
+      8'hde:
+          \$9  = t222;
+      8'hdf:
+          \$9  = t223;
+      8'he0:
+          \$9  = t224;
+      8'he1:
+          \$9  = t225;
+      8'he2:
+          \$9  = t226;
+      8'he3:
+          \$9  = t227;
+      8'he4:
+          \$9  = t228;
+      8'he5:
+          \$9  = t229;
+      8'he6:
+          \$9  = t230;
+      8'he7:
+          \$9  = t231;
+      8'he8:
+          \$9  = t232;
+      8'he9:
+          \$9  = t233;
+      8'hea:
+          \$9  = t234;
+      8'heb:
+          \$9  = t235;
+      8'hec:
+          \$9  = t236;
+      8'hed:
+          \$9  = t237;
+      8'hee:
+          \$9  = t238;
+      8'hef:
+          \$9  = t239;
+      8'hf0:
+          \$9  = t240;
+      8'hf1:
+          \$9  = t241;
+      8'hf2:
+          \$9  = t242;
+      8'hf3:
+          \$9  = t243;
+      8'hf4:
+          \$9  = t244;
+      8'hf5:
+          \$9  = t245;
+      8'hf6:
+          \$9  = t246;
+      8'hf7:
+          \$9  = t247;
+      8'hf8:
+          \$9  = t248;
+      8'hf9:
+          \$9  = t249;
+      8'hfa:
+          \$9  = t250;
+      8'hfb:
+          \$9  = t251;
+      8'hfc:
+          \$9  = t252;
+      8'hfd:
+          \$9  = t253;
+      8'hfe:
+          \$9  = t254;
+      8'hff:
+          \$9  = t255;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    (* full_case = 32'd1 *)
+    casez (act_rd__data[31:24])
+      8'h00:
+          \$11  = t0;
+      8'h01:
+          \$11  = t1;
+      8'h02:
+          \$11  = t2;
+      8'h03:
+          \$11  = t3;
+      8'h04:
+          \$11  = t4;
+      8'h05:
+          \$11  = t5;
+      8'h06:
+          \$11  = t6;
+      8'h07:
+          \$11  = t7;
+      8'h08:
+          \$11  = t8;
+      8'h09:
+          \$11  = t9;
+      8'h0a:
+          \$11  = t10;
+      8'h0b:
+          \$11  = t11;
+      8'h0c:
+          \$11  = t12;
+      8'h0d:
+          \$11  = t13;
+      8'h0e:
+          \$11  = t14;
+      8'h0f:
+          \$11  = t15;
+      8'h10:
+          \$11  = t16;
+      8'h11:
+          \$11  = t17;
+      8'h12:
+          \$11  = t18;
+      8'h13:
+          \$11  = t19;
+      8'h14:
+          \$11  = t20;
+      8'h15:
+          \$11  = t21;
+      8'h16:
+          \$11  = t22;
+      8'h17:
+          \$11  = t23;
+      8'h18:
+          \$11  = t24;
+      8'h19:
+          \$11  = t25;
+      8'h1a:
+          \$11  = t26;
+      8'h1b:
+          \$11  = t27;
+      8'h1c:
+          \$11  = t28;
+      8'h1d:
+          \$11  = t29;
+      8'h1e:
+          \$11  = t30;
+      8'h1f:
+          \$11  = t31;
+      8'h20:
+          \$11  = t32;
+      8'h21:
+          \$11  = t33;
+      8'h22:
+          \$11  = t34;
+      8'h23:
+          \$11  = t35;
+      8'h24:
+          \$11  = t36;
+      8'h25:
+          \$11  = t37;
+      8'h26:
+          \$11  = t38;
+      8'h27:
+          \$11  = t39;
+      8'h28:
+          \$11  = t40;
+      8'h29:
+          \$11  = t41;
+      8'h2a:
+          \$11  = t42;
+      8'h2b:
+          \$11  = t43;
+      8'h2c:
+          \$11  = t44;
+      8'h2d:
+          \$11  = t45;
+      8'h2e:
+          \$11  = t46;
+      8'h2f:
+          \$11  = t47;
+      8'h30:
+          \$11  = t48;
+      8'h31:
+          \$11  = t49;
+      8'h32:
+          \$11  = t50;
+      8'h33:
+          \$11  = t51;
+      8'h34:
+          \$11  = t52;
+      8'h35:
+          \$11  = t53;
+      8'h36:
+          \$11  = t54;
+      8'h37:
+          \$11  = t55;
+      8'h38:
+          \$11  = t56;
+      8'h39:
+          \$11  = t57;
+      8'h3a:
+          \$11  = t58;
+      8'h3b:
+          \$11  = t59;
+      8'h3c:
+          \$11  = t60;
+      8'h3d:
+          \$11  = t61;
+      8'h3e:
+          \$11  = t62;
+      8'h3f:
+          \$11  = t63;
+      8'h40:
+          \$11  = t64;
+      8'h41:
+          \$11  = t65;
+      8'h42:
+          \$11  = t66;
+      8'h43:
+          \$11  = t67;
+      8'h44:
+          \$11  = t68;
+      8'h45:
+          \$11  = t69;
+      8'h46:
+          \$11  = t70;
+      8'h47:
+          \$11  = t71;
+      8'h48:
+          \$11  = t72;
+      8'h49:
+          \$11  = t73;
+      8'h4a:
+          \$11  = t74;
+      8'h4b:
+          \$11  = t75;
+      8'h4c:
+          \$11  = t76;
+      8'h4d:
+          \$11  = t77;
+      8'h4e:
+          \$11  = t78;
+      8'h4f:
+          \$11  = t79;
+      8'h50:
+          \$11  = t80;
+      8'h51:
+          \$11  = t81;
+      8'h52:
+          \$11  = t82;
+      8'h53:
+          \$11  = t83;
+      8'h54:
+          \$11  = t84;
+      8'h55:
+          \$11  = t85;
+      8'h56:
+          \$11  = t86;
+      8'h57:
+          \$11  = t87;
+      8'h58:
+          \$11  = t88;
+      8'h59:
+          \$11  = t89;
+      8'h5a:
+          \$11  = t90;
+      8'h5b:
+          \$11  = t91;
+      8'h5c:
+          \$11  = t92;
+      8'h5d:
+          \$11  = t93;
+      8'h5e:
+          \$11  = t94;
+      8'h5f:
+          \$11  = t95;
+      8'h60:
+          \$11  = t96;
+      8'h61:
+          \$11  = t97;
+      8'h62:
+          \$11  = t98;
+      8'h63:
+          \$11  = t99;
+      8'h64:
+          \$11  = t100;
+      8'h65:
+          \$11  = t101;
+      8'h66:
+          \$11  = t102;
+      8'h67:
+          \$11  = t103;
+      8'h68:
+          \$11  = t104;
+      8'h69:
+          \$11  = t105;
+      8'h6a:
+          \$11  = t106;
+      8'h6b:
+          \$11  = t107;
+      8'h6c:
+          \$11  = t108;
+      8'h6d:
+          \$11  = t109;
+      8'h6e:
+          \$11  = t110;
+      8'h6f:
+          \$11  = t111;
+      8'h70:
+          \$11  = t112;
+      8'h71:
+          \$11  = t113;
+      8'h72:
+          \$11  = t114;
+      8'h73:
+          \$11  = t115;
+      8'h74:
+          \$11  = t116;
+      8'h75:
+          \$11  = t117;
+      8'h76:
+          \$11  = t118;
+      8'h77:
+          \$11  = t119;
+      8'h78:
+          \$11  = t120;
+      8'h79:
+          \$11  = t121;
+      8'h7a:
+          \$11  = t122;
+      8'h7b:
+          \$11  = t123;
+      8'h7c:
+          \$11  = t124;
+      8'h7d:
+          \$11  = t125;
+      8'h7e:
+          \$11  = t126;
+      8'h7f:
+          \$11  = t127;
+      8'h80:
+          \$11  = t128;
+      8'h81:
+          \$11  = t129;
+      8'h82:
+          \$11  = t130;
+      8'h83:
+          \$11  = t131;
+      8'h84:
+          \$11  = t132;
+      8'h85:
+          \$11  = t133;
+      8'h86:
+          \$11  = t134;
+      8'h87:
+          \$11  = t135;
+      8'h88:
+          \$11  = t136;
+      8'h89:
+          \$11  = t137;
+      8'h8a:
+          \$11  = t138;
+      8'h8b:
+          \$11  = t139;
+      8'h8c:
+          \$11  = t140;
+      8'h8d:
+          \$11  = t141;
+      8'h8e:
+          \$11  = t142;
+      8'h8f:
+          \$11  = t143;
+      8'h90:
+          \$11  = t144;
+      8'h91:
+          \$11  = t145;
+      8'h92:
+          \$11  = t146;
+      8'h93:
+          \$11  = t147;
+      8'h94:
+          \$11  = t148;
+      8'h95:
+          \$11  = t149;
+      8'h96:
+          \$11  = t150;
+      8'h97:
+          \$11  = t151;
+      8'h98:
+          \$11  = t152;
+      8'h99:
+          \$11  = t153;
+      8'h9a:
+          \$11  = t154;
+      8'h9b:
+          \$11  = t155;
+      8'h9c:
+          \$11  = t156;
+      8'h9d:
+          \$11  = t157;
+      8'h9e:
+          \$11  = t158;
+      8'h9f:
+          \$11  = t159;
+      8'ha0:
+          \$11  = t160;
+      8'ha1:
+          \$11  = t161;
+      8'ha2:
+          \$11  = t162;
+      8'ha3:
+          \$11  = t163;
+      8'ha4:
+          \$11  = t164;
+      8'ha5:
+          \$11  = t165;
+      8'ha6:
+          \$11  = t166;
+      8'ha7:
+          \$11  = t167;
+      8'ha8:
+          \$11  = t168;
+      8'ha9:
+          \$11  = t169;
+      8'haa:
+          \$11  = t170;
+      8'hab:
+          \$11  = t171;
+      8'hac:
+          \$11  = t172;
+      8'had:
+          \$11  = t173;
+      8'hae:
+          \$11  = t174;
+      8'haf:
+          \$11  = t175;
+      8'hb0:
+          \$11  = t176;
+      8'hb1:
+          \$11  = t177;
+      8'hb2:
+          \$11  = t178;
+      8'hb3:
+          \$11  = t179;
+      8'hb4:
+          \$11  = t180;
+      8'hb5:
+          \$11  = t181;
+      8'hb6:
+          \$11  = t182;
+      8'hb7:
+          \$11  = t183;
+      8'hb8:
+          \$11  = t184;
+      8'hb9:
+          \$11  = t185;
+      8'hba:
+          \$11  = t186;
+      8'hbb:
+          \$11  = t187;
+      8'hbc:
+          \$11  = t188;
+      8'hbd:
+          \$11  = t189;
+      8'hbe:
+          \$11  = t190;
+      8'hbf:
+          \$11  = t191;
+      8'hc0:
+          \$11  = t192;
+      8'hc1:
+          \$11  = t193;
+      8'hc2:
+          \$11  = t194;
+      8'hc3:
+          \$11  = t195;
+      8'hc4:
+          \$11  = t196;
+      8'hc5:
+          \$11  = t197;
+      8'hc6:
+          \$11  = t198;
+      8'hc7:
+          \$11  = t199;
+      8'hc8:
+          \$11  = t200;
+      8'hc9:
+          \$11  = t201;
+      8'hca:
+          \$11  = t202;
+      8'hcb:
+          \$11  = t203;
+      8'hcc:
+          \$11  = t204;
+      8'hcd:
+          \$11  = t205;
+      8'hce:
+          \$11  = t206;
+      8'hcf:
+          \$11  = t207;
+      8'hd0:
+          \$11  = t208;
+      8'hd1:
+          \$11  = t209;
+      8'hd2:
+          \$11  = t210;
+      8'hd3:
+          \$11  = t211;
+      8'hd4:
+          \$11  = t212;
+      8'hd5:
+          \$11  = t213;
+      8'hd6:
+          \$11  = t214;
+      8'hd7:
+          \$11  = t215;
+      8'hd8:
+          \$11  = t216;
+      8'hd9:
+          \$11  = t217;
+      8'hda:
+          \$11  = t218;
+      8'hdb:
+          \$11  = t219;
+      8'hdc:
+          \$11  = t220;
+      8'hdd:
+          \$11  = t221;
+      8'hde:
+          \$11  = t222;
+      8'hdf:
+          \$11  = t223;
+      8'he0:
+          \$11  = t224;
+      8'he1:
+          \$11  = t225;
+      8'he2:
+          \$11  = t226;
+      8'he3:
+          \$11  = t227;
+      8'he4:
+          \$11  = t228;
+      8'he5:
+          \$11  = t229;
+      8'he6:
+          \$11  = t230;
+      8'he7:
+          \$11  = t231;
+      8'he8:
+          \$11  = t232;
+      8'he9:
+          \$11  = t233;
+      8'hea:
+          \$11  = t234;
+      8'heb:
+          \$11  = t235;
+      8'hec:
+          \$11  = t236;
+      8'hed:
+          \$11  = t237;
+      8'hee:
+          \$11  = t238;
+      8'hef:
+          \$11  = t239;
+      8'hf0:
+          \$11  = t240;
+      8'hf1:
+          \$11  = t241;
+      8'hf2:
+          \$11  = t242;
+      8'hf3:
+          \$11  = t243;
+      8'hf4:
+          \$11  = t244;
+      8'hf5:
+          \$11  = t245;
+      8'hf6:
+          \$11  = t246;
+      8'hf7:
+          \$11  = t247;
+      8'hf8:
+          \$11  = t248;
+      8'hf9:
+          \$11  = t249;
+      8'hfa:
+          \$11  = t250;
+      8'hfb:
+          \$11  = t251;
+      8'hfc:
+          \$11  = t252;
+      8'hfd:
+          \$11  = t253;
+      8'hfe:
+          \$11  = t254;
+      8'hff:
+          \$11  = t255;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    (* full_case = 32'd1 *)
+    casez (act_rd__data[39:32])
+      8'h00:
+          \$13  = t0;
+      8'h01:
+          \$13  = t1;
+      8'h02:
+          \$13  = t2;
+      8'h03:
+          \$13  = t3;
+      8'h04:
+          \$13  = t4;
+      8'h05:
+          \$13  = t5;
+      8'h06:
+          \$13  = t6;
+      8'h07:
+          \$13  = t7;
+      8'h08:
+          \$13  = t8;
+      8'h09:
+          \$13  = t9;
+      8'h0a:
+          \$13  = t10;
+      8'h0b:
+          \$13  = t11;
+      8'h0c:
+          \$13  = t12;
+      8'h0d:
+          \$13  = t13;
+      8'h0e:
+          \$13  = t14;
+      8'h0f:
+          \$13  = t15;
+      8'h10:
+          \$13  = t16;
+      8'h11:
+          \$13  = t17;
+      8'h12:
+          \$13  = t18;
+      8'h13:
+          \$13  = t19;
+      8'h14:
+          \$13  = t20;
+      8'h15:
+          \$13  = t21;
+      8'h16:
+          \$13  = t22;
+      8'h17:
+          \$13  = t23;
+      8'h18:
+          \$13  = t24;
+      8'h19:
+          \$13  = t25;
+      8'h1a:
+          \$13  = t26;
+      8'h1b:
+          \$13  = t27;
+      8'h1c:
+          \$13  = t28;
+      8'h1d:
+          \$13  = t29;
+      8'h1e:
+          \$13  = t30;
+      8'h1f:
+          \$13  = t31;
+      8'h20:
+          \$13  = t32;
+      8'h21:
+          \$13  = t33;
+      8'h22:
+          \$13  = t34;
+      8'h23:
+          \$13  = t35;
+      8'h24:
+          \$13  = t36;
+      8'h25:
+          \$13  = t37;
+      8'h26:
+          \$13  = t38;
+      8'h27:
+          \$13  = t39;
+      8'h28:
+          \$13  = t40;
+      8'h29:
+          \$13  = t41;
+      8'h2a:
+          \$13  = t42;
+      8'h2b:
+          \$13  = t43;
+      8'h2c:
+          \$13  = t44;
+      8'h2d:
+          \$13  = t45;
+      8'h2e:
+          \$13  = t46;
+      8'h2f:
+          \$13  = t47;
+      8'h30:
+          \$13  = t48;
+      8'h31:
+          \$13  = t49;
+      8'h32:
+          \$13  = t50;
+      8'h33:
+          \$13  = t51;
+      8'h34:
+          \$13  = t52;
+      8'h35:
+          \$13  = t53;
+      8'h36:
+          \$13  = t54;
+      8'h37:
+          \$13  = t55;
+      8'h38:
+          \$13  = t56;
+      8'h39:
+          \$13  = t57;
+      8'h3a:
+          \$13  = t58;
+      8'h3b:
+          \$13  = t59;
+      8'h3c:
+          \$13  = t60;
+      8'h3d:
+          \$13  = t61;
+      8'h3e:
+          \$13  = t62;
+      8'h3f:
+          \$13  = t63;
+      8'h40:
+          \$13  = t64;
+      8'h41:
+          \$13  = t65;
+      8'h42:
+          \$13  = t66;
+      8'h43:
+          \$13  = t67;
+      8'h44:
+          \$13  = t68;
+      8'h45:
+          \$13  = t69;
+      8'h46:
+          \$13  = t70;
+      8'h47:
+          \$13  = t71;
+      8'h48:
+          \$13  = t72;
+      8'h49:
+          \$13  = t73;
+      8'h4a:
+          \$13  = t74;
+      8'h4b:
+          \$13  = t75;
+      8'h4c:
+          \$13  = t76;
+      8'h4d:
+          \$13  = t77;
+      8'h4e:
+          \$13  = t78;
+      8'h4f:
+          \$13  = t79;
+      8'h50:
+          \$13  = t80;
+      8'h51:
+          \$13  = t81;
+      8'h52:
+          \$13  = t82;
+      8'h53:
+          \$13  = t83;
+      8'h54:
+          \$13  = t84;
+      8'h55:
+          \$13  = t85;
+      8'h56:
+          \$13  = t86;
+      8'h57:
+          \$13  = t87;
+      8'h58:
+          \$13  = t88;
+      8'h59:
+          \$13  = t89;
+      8'h5a:
+          \$13  = t90;
+      8'h5b:
+          \$13  = t91;
+      8'h5c:
+          \$13  = t92;
+      8'h5d:
+          \$13  = t93;
+      8'h5e:
+          \$13  = t94;
+      8'h5f:
+          \$13  = t95;
+      8'h60:
+          \$13  = t96;
+      8'h61:
+          \$13  = t97;
+      8'h62:
+          \$13  = t98;
+      8'h63:
+          \$13  = t99;
+      8'h64:
+          \$13  = t100;
+      8'h65:
+          \$13  = t101;
+      8'h66:
+          \$13  = t102;
+      8'h67:
+          \$13  = t103;
+      8'h68:
+          \$13  = t104;
+      8'h69:
+          \$13  = t105;
+      8'h6a:
+          \$13  = t106;
+      8'h6b:
+          \$13  = t107;
+      8'h6c:
+          \$13  = t108;
+      8'h6d:
+          \$13  = t109;
+      8'h6e:
+          \$13  = t110;
+      8'h6f:
+          \$13  = t111;
+      8'h70:
+          \$13  = t112;
+      8'h71:
+          \$13  = t113;
+      8'h72:
+          \$13  = t114;
+      8'h73:
+          \$13  = t115;
+      8'h74:
+          \$13  = t116;
+      8'h75:
+          \$13  = t117;
+      8'h76:
+          \$13  = t118;
+      8'h77:
+          \$13  = t119;
+      8'h78:
+          \$13  = t120;
+      8'h79:
+          \$13  = t121;
+      8'h7a:
+          \$13  = t122;
+      8'h7b:
+          \$13  = t123;
+      8'h7c:
+          \$13  = t124;
+      8'h7d:
+          \$13  = t125;
+      8'h7e:
+          \$13  = t126;
+      8'h7f:
+          \$13  = t127;
+      8'h80:
+          \$13  = t128;
+      8'h81:
+          \$13  = t129;
+      8'h82:
+          \$13  = t130;
+      8'h83:
+          \$13  = t131;
+      8'h84:
+          \$13  = t132;
+      8'h85:
+          \$13  = t133;
+      8'h86:
+          \$13  = t134;
+      8'h87:
+          \$13  = t135;
+      8'h88:
+          \$13  = t136;
+      8'h89:
+          \$13  = t137;
+      8'h8a:
+          \$13  = t138;
+      8'h8b:
+          \$13  = t139;
+      8'h8c:
+          \$13  = t140;
+      8'h8d:
+          \$13  = t141;
+      8'h8e:
+          \$13  = t142;
+      8'h8f:
+          \$13  = t143;
+      8'h90:
+          \$13  = t144;
+      8'h91:
+          \$13  = t145;
+      8'h92:
+          \$13  = t146;
+      8'h93:
+          \$13  = t147;
+      8'h94:
+          \$13  = t148;
+      8'h95:
+          \$13  = t149;
+      8'h96:
+          \$13  = t150;
+      8'h97:
+          \$13  = t151;
+      8'h98:
+          \$13  = t152;
+      8'h99:
+          \$13  = t153;
+      8'h9a:
+          \$13  = t154;
+      8'h9b:
+          \$13  = t155;
+      8'h9c:
+          \$13  = t156;
+      8'h9d:
+          \$13  = t157;
+      8'h9e:
+          \$13  = t158;
+      8'h9f:
+          \$13  = t159;
+      8'ha0:
+          \$13  = t160;
+      8'ha1:
+          \$13  = t161;
+      8'ha2:
+          \$13  = t162;
+      8'ha3:
+          \$13  = t163;
+      8'ha4:
+          \$13  = t164;
+      8'ha5:
+          \$13  = t165;
+      8'ha6:
+          \$13  = t166;
+      8'ha7:
+          \$13  = t167;
+      8'ha8:
+          \$13  = t168;
+      8'ha9:
+          \$13  = t169;
+      8'haa:
+          \$13  = t170;
+      8'hab:
+          \$13  = t171;
+      8'hac:
+          \$13  = t172;
+      8'had:
+          \$13  = t173;
+      8'hae:
+          \$13  = t174;
+      8'haf:
+          \$13  = t175;
+      8'hb0:
+          \$13  = t176;
+      8'hb1:
+          \$13  = t177;
+      8'hb2:
+          \$13  = t178;
+      8'hb3:
+          \$13  = t179;
+      8'hb4:
+          \$13  = t180;
+      8'hb5:
+          \$13  = t181;
+      8'hb6:
+          \$13  = t182;
+      8'hb7:
+          \$13  = t183;
+      8'hb8:
+          \$13  = t184;
+      8'hb9:
+          \$13  = t185;
+      8'hba:
+          \$13  = t186;
+      8'hbb:
+          \$13  = t187;
+      8'hbc:
+          \$13  = t188;
+      8'hbd:
+          \$13  = t189;
+      8'hbe:
+          \$13  = t190;
+      8'hbf:
+          \$13  = t191;
+      8'hc0:
+          \$13  = t192;
+      8'hc1:
+          \$13  = t193;
+      8'hc2:
+          \$13  = t194;
+      8'hc3:
+          \$13  = t195;
+      8'hc4:
+          \$13  = t196;
+      8'hc5:
+          \$13  = t197;
+      8'hc6:
+          \$13  = t198;
+      8'hc7:
+          \$13  = t199;
+      8'hc8:
+          \$13  = t200;
+      8'hc9:
+          \$13  = t201;
+      8'hca:
+          \$13  = t202;
+      8'hcb:
+          \$13  = t203;
+      8'hcc:
+          \$13  = t204;
+      8'hcd:
+          \$13  = t205;
+      8'hce:
+          \$13  = t206;
+      8'hcf:
+          \$13  = t207;
+      8'hd0:
+          \$13  = t208;
+      8'hd1:
+          \$13  = t209;
+      8'hd2:
+          \$13  = t210;
+      8'hd3:
+          \$13  = t211;
+      8'hd4:
+          \$13  = t212;
+      8'hd5:
+          \$13  = t213;
+      8'hd6:
+          \$13  = t214;
+      8'hd7:
+          \$13  = t215;
+      8'hd8:
+          \$13  = t216;
+      8'hd9:
+          \$13  = t217;
+      8'hda:
+          \$13  = t218;
+      8'hdb:
+          \$13  = t219;
+      8'hdc:
+          \$13  = t220;
+      8'hdd:
+          \$13  = t221;
+      8'hde:
+          \$13  = t222;
+      8'hdf:
+          \$13  = t223;
+      8'he0:
+          \$13  = t224;
+      8'he1:
+          \$13  = t225;
+      8'he2:
+          \$13  = t226;
+      8'he3:
+          \$13  = t227;
+      8'he4:
+          \$13  = t228;
+      8'he5:
+          \$13  = t229;
+      8'he6:
+          \$13  = t230;
+      8'he7:
+          \$13  = t231;
+      8'he8:
+          \$13  = t232;
+      8'he9:
+          \$13  = t233;
+      8'hea:
+          \$13  = t234;
+      8'heb:
+          \$13  = t235;
+      8'hec:
+          \$13  = t236;
+      8'hed:
+          \$13  = t237;
+      8'hee:
+          \$13  = t238;
+      8'hef:
+          \$13  = t239;
+      8'hf0:
+          \$13  = t240;
+      8'hf1:
+          \$13  = t241;
+      8'hf2:
+          \$13  = t242;
+      8'hf3:
+          \$13  = t243;
+      8'hf4:
+          \$13  = t244;
+      8'hf5:
+          \$13  = t245;
+      8'hf6:
+          \$13  = t246;
+      8'hf7:
+          \$13  = t247;
+      8'hf8:
+          \$13  = t248;
+      8'hf9:
+          \$13  = t249;
+      8'hfa:
+          \$13  = t250;
+      8'hfb:
+          \$13  = t251;
+      8'hfc:
+          \$13  = t252;
+      8'hfd:
+          \$13  = t253;
+      8'hfe:
+          \$13  = t254;
+      8'hff:
+          \$13  = t255;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    (* full_case = 32'd1 *)
+    casez (act_rd__data[47:40])
+      8'h00:
+          \$15  = t0;
+      8'h01:
+          \$15  = t1;
+      8'h02:
+          \$15  = t2;
+      8'h03:
+          \$15  = t3;
+      8'h04:
+          \$15  = t4;
+      8'h05:
+          \$15  = t5;
+      8'h06:
+          \$15  = t6;
+      8'h07:
+          \$15  = t7;
+      8'h08:
+          \$15  = t8;
+      8'h09:
+          \$15  = t9;
+      8'h0a:
+          \$15  = t10;
+      8'h0b:
+          \$15  = t11;
+      8'h0c:
+          \$15  = t12;
+      8'h0d:
+          \$15  = t13;
+      8'h0e:
+          \$15  = t14;
+      8'h0f:
+          \$15  = t15;
+      8'h10:
+          \$15  = t16;
+      8'h11:
+          \$15  = t17;
+      8'h12:
+          \$15  = t18;
+      8'h13:
+          \$15  = t19;
+      8'h14:
+          \$15  = t20;
+      8'h15:
+          \$15  = t21;
+      8'h16:
+          \$15  = t22;
+      8'h17:
+          \$15  = t23;
+      8'h18:
+          \$15  = t24;
+      8'h19:
+          \$15  = t25;
+      8'h1a:
+          \$15  = t26;
+      8'h1b:
+          \$15  = t27;
+      8'h1c:
+          \$15  = t28;
+      8'h1d:
+          \$15  = t29;
+      8'h1e:
+          \$15  = t30;
+      8'h1f:
+          \$15  = t31;
+      8'h20:
+          \$15  = t32;
+      8'h21:
+          \$15  = t33;
+      8'h22:
+          \$15  = t34;
+      8'h23:
+          \$15  = t35;
+      8'h24:
+          \$15  = t36;
+      8'h25:
+          \$15  = t37;
+      8'h26:
+          \$15  = t38;
+      8'h27:
+          \$15  = t39;
+      8'h28:
+          \$15  = t40;
+      8'h29:
+          \$15  = t41;
+      8'h2a:
+          \$15  = t42;
+      8'h2b:
+          \$15  = t43;
+      8'h2c:
+          \$15  = t44;
+      8'h2d:
+          \$15  = t45;
+      8'h2e:
+          \$15  = t46;
+      8'h2f:
+          \$15  = t47;
+      8'h30:
+          \$15  = t48;
+      8'h31:
+          \$15  = t49;
+      8'h32:
+          \$15  = t50;
+      8'h33:
+          \$15  = t51;
+      8'h34:
+          \$15  = t52;
+      8'h35:
+          \$15  = t53;
+      8'h36:
+          \$15  = t54;
+      8'h37:
+          \$15  = t55;
+      8'h38:
+          \$15  = t56;
+      8'h39:
+          \$15  = t57;
+      8'h3a:
+          \$15  = t58;
+      8'h3b:
+          \$15  = t59;
+      8'h3c:
+          \$15  = t60;
+      8'h3d:
+          \$15  = t61;
+      8'h3e:
+          \$15  = t62;
+      8'h3f:
+          \$15  = t63;
+      8'h40:
+          \$15  = t64;
+      8'h41:
+          \$15  = t65;
+      8'h42:
+          \$15  = t66;
+      8'h43:
+          \$15  = t67;
+      8'h44:
+          \$15  = t68;
+      8'h45:
+          \$15  = t69;
+      8'h46:
+          \$15  = t70;
+      8'h47:
+          \$15  = t71;
+      8'h48:
+          \$15  = t72;
+      8'h49:
+          \$15  = t73;
+      8'h4a:
+          \$15  = t74;
+      8'h4b:
+          \$15  = t75;
+      8'h4c:
+          \$15  = t76;
+      8'h4d:
+          \$15  = t77;
+      8'h4e:
+          \$15  = t78;
+      8'h4f:
+          \$15  = t79;
+      8'h50:
+          \$15  = t80;
+      8'h51:
+          \$15  = t81;
+      8'h52:
+          \$15  = t82;
+      8'h53:
+          \$15  = t83;
+      8'h54:
+          \$15  = t84;
+      8'h55:
+          \$15  = t85;
+      8'h56:
+          \$15  = t86;
+      8'h57:
+          \$15  = t87;
+      8'h58:
+          \$15  = t88;
+      8'h59:
+          \$15  = t89;
+      8'h5a:
+          \$15  = t90;
+      8'h5b:
+          \$15  = t91;
+      8'h5c:
+          \$15  = t92;
+      8'h5d:
+          \$15  = t93;
+      8'h5e:
+          \$15  = t94;
+      8'h5f:
+          \$15  = t95;
+      8'h60:
+          \$15  = t96;
+      8'h61:
+          \$15  = t97;
+      8'h62:
+          \$15  = t98;
+      8'h63:
+          \$15  = t99;
+      8'h64:
+          \$15  = t100;
+      8'h65:
+          \$15  = t101;
+      8'h66:
+          \$15  = t102;
+      8'h67:
+          \$15  = t103;
+      8'h68:
+          \$15  = t104;
+      8'h69:
+          \$15  = t105;
+      8'h6a:
+          \$15  = t106;
+      8'h6b:
+          \$15  = t107;
+      8'h6c:
+          \$15  = t108;
+      8'h6d:
+          \$15  = t109;
+      8'h6e:
+          \$15  = t110;
+      8'h6f:
+          \$15  = t111;
+      8'h70:
+          \$15  = t112;
+      8'h71:
+          \$15  = t113;
+      8'h72:
+          \$15  = t114;
+      8'h73:
+          \$15  = t115;
+      8'h74:
+          \$15  = t116;
+      8'h75:
+          \$15  = t117;
+      8'h76:
+          \$15  = t118;
+      8'h77:
+          \$15  = t119;
+      8'h78:
+          \$15  = t120;
+      8'h79:
+          \$15  = t121;
+      8'h7a:
+          \$15  = t122;
+      8'h7b:
+          \$15  = t123;
+      8'h7c:
+          \$15  = t124;
+      8'h7d:
+          \$15  = t125;
+      8'h7e:
+          \$15  = t126;
+      8'h7f:
+          \$15  = t127;
+      8'h80:
+          \$15  = t128;
+      8'h81:
+          \$15  = t129;
+      8'h82:
+          \$15  = t130;
+      8'h83:
+          \$15  = t131;
+      8'h84:
+          \$15  = t132;
+      8'h85:
+          \$15  = t133;
+      8'h86:
+          \$15  = t134;
+      8'h87:
+          \$15  = t135;
+      8'h88:
+          \$15  = t136;
+      8'h89:
+          \$15  = t137;
+      8'h8a:
+          \$15  = t138;
+      8'h8b:
+          \$15  = t139;
+      8'h8c:
+          \$15  = t140;
+      8'h8d:
+          \$15  = t141;
+      8'h8e:
+          \$15  = t142;
+      8'h8f:
+          \$15  = t143;
+      8'h90:
+          \$15  = t144;
+      8'h91:
+          \$15  = t145;
+      8'h92:
+          \$15  = t146;
+      8'h93:
+          \$15  = t147;
+      8'h94:
+          \$15  = t148;
+      8'h95:
+          \$15  = t149;
+      8'h96:
+          \$15  = t150;
+      8'h97:
+          \$15  = t151;
+      8'h98:
+          \$15  = t152;
+      8'h99:
+          \$15  = t153;
+      8'h9a:
+          \$15  = t154;
+      8'h9b:
+          \$15  = t155;
+      8'h9c:
+          \$15  = t156;
+      8'h9d:
+          \$15  = t157;
+      8'h9e:
+          \$15  = t158;
+      8'h9f:
+          \$15  = t159;
+      8'ha0:
+          \$15  = t160;
+      8'ha1:
+          \$15  = t161;
+      8'ha2:
+          \$15  = t162;
+      8'ha3:
+          \$15  = t163;
+      8'ha4:
+          \$15  = t164;
+      8'ha5:
+          \$15  = t165;
+      8'ha6:
+          \$15  = t166;
+      8'ha7:
+          \$15  = t167;
+      8'ha8:
+          \$15  = t168;
+      8'ha9:
+          \$15  = t169;
+      8'haa:
+          \$15  = t170;
+      8'hab:
+          \$15  = t171;
+      8'hac:
+          \$15  = t172;
+      8'had:
+          \$15  = t173;
+      8'hae:
+          \$15  = t174;
+      8'haf:
+          \$15  = t175;
+      8'hb0:
+          \$15  = t176;
+      8'hb1:
+          \$15  = t177;
+      8'hb2:
+          \$15  = t178;
+      8'hb3:
+          \$15  = t179;
+      8'hb4:
+          \$15  = t180;
+      8'hb5:
+          \$15  = t181;
+      8'hb6:
+          \$15  = t182;
+      8'hb7:
+          \$15  = t183;
+      8'hb8:
+          \$15  = t184;
+      8'hb9:
+          \$15  = t185;
+      8'hba:
+          \$15  = t186;
+      8'hbb:
+          \$15  = t187;
+      8'hbc:
+          \$15  = t188;
+      8'hbd:
+          \$15  = t189;
+      8'hbe:
+          \$15  = t190;
+      8'hbf:
+          \$15  = t191;
+      8'hc0:
+          \$15  = t192;
+      8'hc1:
+          \$15  = t193;
+      8'hc2:
+          \$15  = t194;
+      8'hc3:
+          \$15  = t195;
+      8'hc4:
+          \$15  = t196;
+      8'hc5:
+          \$15  = t197;
+      8'hc6:
+          \$15  = t198;
+      8'hc7:
+          \$15  = t199;
+      8'hc8:
+          \$15  = t200;
+      8'hc9:
+          \$15  = t201;
+      8'hca:
+          \$15  = t202;
+      8'hcb:
+          \$15  = t203;
+      8'hcc:
+          \$15  = t204;
+      8'hcd:
+          \$15  = t205;
+      8'hce:
+          \$15  = t206;
+      8'hcf:
+          \$15  = t207;
+      8'hd0:
+          \$15  = t208;
+      8'hd1:
+          \$15  = t209;
+      8'hd2:
+          \$15  = t210;
+      8'hd3:
+          \$15  = t211;
+      8'hd4:
+          \$15  = t212;
+      8'hd5:
+          \$15  = t213;
+      8'hd6:
+          \$15  = t214;
+      8'hd7:
+          \$15  = t215;
+      8'hd8:
+          \$15  = t216;
+      8'hd9:
+          \$15  = t217;
+      8'hda:
+          \$15  = t218;
+      8'hdb:
+          \$15  = t219;
+      8'hdc:
+          \$15  = t220;
+      8'hdd:
+          \$15  = t221;
+      8'hde:
+          \$15  = t222;
+      8'hdf:
+          \$15  = t223;
+      8'he0:
+          \$15  = t224;
+      8'he1:
+          \$15  = t225;
+      8'he2:
+          \$15  = t226;
+      8'he3:
+          \$15  = t227;
+      8'he4:
+          \$15  = t228;
+      8'he5:
+          \$15  = t229;
+      8'he6:
+          \$15  = t230;
+      8'he7:
+          \$15  = t231;
+      8'he8:
+          \$15  = t232;
+      8'he9:
+          \$15  = t233;
+      8'hea:
+          \$15  = t234;
+      8'heb:
+          \$15  = t235;
+      8'hec:
+          \$15  = t236;
+      8'hed:
+          \$15  = t237;
+      8'hee:
+          \$15  = t238;
+      8'hef:
+          \$15  = t239;
+      8'hf0:
+          \$15  = t240;
+      8'hf1:
+          \$15  = t241;
+      8'hf2:
+          \$15  = t242;
+      8'hf3:
+          \$15  = t243;
+      8'hf4:
+          \$15  = t244;
+      8'hf5:
+          \$15  = t245;
+      8'hf6:
+          \$15  = t246;
+      8'hf7:
+          \$15  = t247;
+      8'hf8:
+          \$15  = t248;
+      8'hf9:
+          \$15  = t249;
+      8'hfa:
+          \$15  = t250;
+      8'hfb:
+          \$15  = t251;
+      8'hfc:
+          \$15  = t252;
+      8'hfd:
+          \$15  = t253;
+      8'hfe:
+          \$15  = t254;
+      8'hff:
+          \$15  = t255;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    (* full_case = 32'd1 *)
+    casez (act_rd__data[55:48])
+      8'h00:
+          \$17  = t0;
+      8'h01:
+          \$17  = t1;
+      8'h02:
+          \$17  = t2;
+      8'h03:
+          \$17  = t3;
+      8'h04:
+          \$17  = t4;
+      8'h05:
+          \$17  = t5;
+      8'h06:
+          \$17  = t6;
+      8'h07:
+          \$17  = t7;
+      8'h08:
+          \$17  = t8;
+      8'h09:
+          \$17  = t9;
+      8'h0a:
+          \$17  = t10;
+      8'h0b:
+          \$17  = t11;
+      8'h0c:
+          \$17  = t12;
+      8'h0d:
+          \$17  = t13;
+      8'h0e:
+          \$17  = t14;
+      8'h0f:
+          \$17  = t15;
+      8'h10:
+          \$17  = t16;
+      8'h11:
+          \$17  = t17;
+      8'h12:
+          \$17  = t18;
+      8'h13:
+          \$17  = t19;
+      8'h14:
+          \$17  = t20;
+      8'h15:
+          \$17  = t21;
+      8'h16:
+          \$17  = t22;
+      8'h17:
+          \$17  = t23;
+      8'h18:
+          \$17  = t24;
+      8'h19:
+          \$17  = t25;
+      8'h1a:
+          \$17  = t26;
+      8'h1b:
+          \$17  = t27;
+      8'h1c:
+          \$17  = t28;
+      8'h1d:
+          \$17  = t29;
+      8'h1e:
+          \$17  = t30;
+      8'h1f:
+          \$17  = t31;
+      8'h20:
+          \$17  = t32;
+      8'h21:
+          \$17  = t33;
+      8'h22:
+          \$17  = t34;
+      8'h23:
+          \$17  = t35;
+      8'h24:
+          \$17  = t36;
+      8'h25:
+          \$17  = t37;
+      8'h26:
+          \$17  = t38;
+      8'h27:
+          \$17  = t39;
+      8'h28:
+          \$17  = t40;
+      8'h29:
+          \$17  = t41;
+      8'h2a:
+          \$17  = t42;
+      8'h2b:
+          \$17  = t43;
+      8'h2c:
+          \$17  = t44;
+      8'h2d:
+          \$17  = t45;
+      8'h2e:
+          \$17  = t46;
+      8'h2f:
+          \$17  = t47;
+      8'h30:
+          \$17  = t48;
+      8'h31:
+          \$17  = t49;
+      8'h32:
+          \$17  = t50;
+      8'h33:
+          \$17  = t51;
+      8'h34:
+          \$17  = t52;
+      8'h35:
+          \$17  = t53;
+      8'h36:
+          \$17  = t54;
+      8'h37:
+          \$17  = t55;
+      8'h38:
+          \$17  = t56;
+      8'h39:
+          \$17  = t57;
+      8'h3a:
+          \$17  = t58;
+      8'h3b:
+          \$17  = t59;
+      8'h3c:
+          \$17  = t60;
+      8'h3d:
+          \$17  = t61;
+      8'h3e:
+          \$17  = t62;
+      8'h3f:
+          \$17  = t63;
+      8'h40:
+          \$17  = t64;
+      8'h41:
+          \$17  = t65;
+      8'h42:
+          \$17  = t66;
+      8'h43:
+          \$17  = t67;
+      8'h44:
+          \$17  = t68;
+      8'h45:
+          \$17  = t69;
+      8'h46:
+          \$17  = t70;
+      8'h47:
+          \$17  = t71;
+      8'h48:
+          \$17  = t72;
+      8'h49:
+          \$17  = t73;
+      8'h4a:
+          \$17  = t74;
+      8'h4b:
+          \$17  = t75;
+      8'h4c:
+          \$17  = t76;
+      8'h4d:
+          \$17  = t77;
+      8'h4e:
+          \$17  = t78;
+      8'h4f:
+          \$17  = t79;
+      8'h50:
+          \$17  = t80;
+      8'h51:
+          \$17  = t81;
+      8'h52:
+          \$17  = t82;
+      8'h53:
+          \$17  = t83;
+      8'h54:
+          \$17  = t84;
+      8'h55:
+          \$17  = t85;
+      8'h56:
+          \$17  = t86;
+      8'h57:
+          \$17  = t87;
+      8'h58:
+          \$17  = t88;
+      8'h59:
+          \$17  = t89;
+      8'h5a:
+          \$17  = t90;
+      8'h5b:
+          \$17  = t91;
+      8'h5c:
+          \$17  = t92;
+      8'h5d:
+          \$17  = t93;
+      8'h5e:
+          \$17  = t94;
+      8'h5f:
+          \$17  = t95;
+      8'h60:
+          \$17  = t96;
+      8'h61:
+          \$17  = t97;
+      8'h62:
+          \$17  = t98;
+      8'h63:
+          \$17  = t99;
+      8'h64:
+          \$17  = t100;
+      8'h65:
+          \$17  = t101;
+      8'h66:
+          \$17  = t102;
+      8'h67:
+          \$17  = t103;
+      8'h68:
+          \$17  = t104;
+      8'h69:
+          \$17  = t105;
+      8'h6a:
+          \$17  = t106;
+      8'h6b:
+          \$17  = t107;
+      8'h6c:
+          \$17  = t108;
+      8'h6d:
+          \$17  = t109;
+      8'h6e:
+          \$17  = t110;
+      8'h6f:
+          \$17  = t111;
+      8'h70:
+          \$17  = t112;
+      8'h71:
+          \$17  = t113;
+      8'h72:
+          \$17  = t114;
+      8'h73:
+          \$17  = t115;
+      8'h74:
+          \$17  = t116;
+      8'h75:
+          \$17  = t117;
+      8'h76:
+          \$17  = t118;
+      8'h77:
+          \$17  = t119;
+      8'h78:
+          \$17  = t120;
+      8'h79:
+          \$17  = t121;
+      8'h7a:
+          \$17  = t122;
+      8'h7b:
+          \$17  = t123;
+      8'h7c:
+          \$17  = t124;
+      8'h7d:
+          \$17  = t125;
+      8'h7e:
+          \$17  = t126;
+      8'h7f:
+          \$17  = t127;
+      8'h80:
+          \$17  = t128;
+      8'h81:
+          \$17  = t129;
+      8'h82:
+          \$17  = t130;
+      8'h83:
+          \$17  = t131;
+      8'h84:
+          \$17  = t132;
+      8'h85:
+          \$17  = t133;
+      8'h86:
+          \$17  = t134;
+      8'h87:
+          \$17  = t135;
+      8'h88:
+          \$17  = t136;
+      8'h89:
+          \$17  = t137;
+      8'h8a:
+          \$17  = t138;
+      8'h8b:
+          \$17  = t139;
+      8'h8c:
+          \$17  = t140;
+      8'h8d:
+          \$17  = t141;
+      8'h8e:
+          \$17  = t142;
+      8'h8f:
+          \$17  = t143;
+      8'h90:
+          \$17  = t144;
+      8'h91:
+          \$17  = t145;
+      8'h92:
+          \$17  = t146;
+      8'h93:
+          \$17  = t147;
+      8'h94:
+          \$17  = t148;
+      8'h95:
+          \$17  = t149;
+      8'h96:
+          \$17  = t150;
+      8'h97:
+          \$17  = t151;
+      8'h98:
+          \$17  = t152;
+      8'h99:
+          \$17  = t153;
+      8'h9a:
+          \$17  = t154;
+      8'h9b:
+          \$17  = t155;
+      8'h9c:
+          \$17  = t156;
+      8'h9d:
+          \$17  = t157;
+      8'h9e:
+          \$17  = t158;
+      8'h9f:
+          \$17  = t159;
+      8'ha0:
+          \$17  = t160;
+      8'ha1:
+          \$17  = t161;
+      8'ha2:
+          \$17  = t162;
+      8'ha3:
+          \$17  = t163;
+      8'ha4:
+          \$17  = t164;
+      8'ha5:
+          \$17  = t165;
+      8'ha6:
+          \$17  = t166;
+      8'ha7:
+          \$17  = t167;
+      8'ha8:
+          \$17  = t168;
+      8'ha9:
+          \$17  = t169;
+      8'haa:
+          \$17  = t170;
+      8'hab:
+          \$17  = t171;
+      8'hac:
+          \$17  = t172;
+      8'had:
+          \$17  = t173;
+      8'hae:
+          \$17  = t174;
+      8'haf:
+          \$17  = t175;
+      8'hb0:
+          \$17  = t176;
+      8'hb1:
+          \$17  = t177;
+      8'hb2:
+          \$17  = t178;
+      8'hb3:
+          \$17  = t179;
+      8'hb4:
+          \$17  = t180;
+      8'hb5:
+          \$17  = t181;
+      8'hb6:
+          \$17  = t182;
+      8'hb7:
+          \$17  = t183;
+      8'hb8:
+          \$17  = t184;
+      8'hb9:
+          \$17  = t185;
+      8'hba:
+          \$17  = t186;
+      8'hbb:
+          \$17  = t187;
+      8'hbc:
+          \$17  = t188;
+      8'hbd:
+          \$17  = t189;
+      8'hbe:
+          \$17  = t190;
+      8'hbf:
+          \$17  = t191;
+      8'hc0:
+          \$17  = t192;
+      8'hc1:
+          \$17  = t193;
+      8'hc2:
+          \$17  = t194;
+      8'hc3:
+          \$17  = t195;
+      8'hc4:
+          \$17  = t196;
+      8'hc5:
+          \$17  = t197;
+      8'hc6:
+          \$17  = t198;
+      8'hc7:
+          \$17  = t199;
+      8'hc8:
+          \$17  = t200;
+      8'hc9:
+          \$17  = t201;
+      8'hca:
+          \$17  = t202;
+      8'hcb:
+          \$17  = t203;
+      8'hcc:
+          \$17  = t204;
+      8'hcd:
+          \$17  = t205;
+      8'hce:
+          \$17  = t206;
+      8'hcf:
+          \$17  = t207;
+      8'hd0:
+          \$17  = t208;
+      8'hd1:
+          \$17  = t209;
+      8'hd2:
+          \$17  = t210;
+      8'hd3:
+          \$17  = t211;
+      8'hd4:
+          \$17  = t212;
+      8'hd5:
+          \$17  = t213;
+      8'hd6:
+          \$17  = t214;
+      8'hd7:
+          \$17  = t215;
+      8'hd8:
+          \$17  = t216;
+      8'hd9:
+          \$17  = t217;
+      8'hda:
+          \$17  = t218;
+      8'hdb:
+          \$17  = t219;
+      8'hdc:
+          \$17  = t220;
+      8'hdd:
+          \$17  = t221;
+      8'hde:
+          \$17  = t222;
+      8'hdf:
+          \$17  = t223;
+      8'he0:
+          \$17  = t224;
+      8'he1:
+          \$17  = t225;
+      8'he2:
+          \$17  = t226;
+      8'he3:
+          \$17  = t227;
+      8'he4:
+          \$17  = t228;
+      8'he5:
+          \$17  = t229;
+      8'he6:
+          \$17  = t230;
+      8'he7:
+          \$17  = t231;
+      8'he8:
+          \$17  = t232;
+      8'he9:
+          \$17  = t233;
+      8'hea:
+          \$17  = t234;
+      8'heb:
+          \$17  = t235;
+      8'hec:
+          \$17  = t236;
+      8'hed:
+          \$17  = t237;
+      8'hee:
+          \$17  = t238;
+      8'hef:
+          \$17  = t239;
+      8'hf0:
+          \$17  = t240;
+      8'hf1:
+          \$17  = t241;
+      8'hf2:
+          \$17  = t242;
+      8'hf3:
+          \$17  = t243;
+      8'hf4:
+          \$17  = t244;
+      8'hf5:
+          \$17  = t245;
+      8'hf6:
+          \$17  = t246;
+      8'hf7:
+          \$17  = t247;
+      8'hf8:
+          \$17  = t248;
+      8'hf9:
+          \$17  = t249;
+      8'hfa:
+          \$17  = t250;
+      8'hfb:
+          \$17  = t251;
+      8'hfc:
+          \$17  = t252;
+      8'hfd:
+          \$17  = t253;
+      8'hfe:
+          \$17  = t254;
+      8'hff:
+          \$17  = t255;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    (* full_case = 32'd1 *)
+    casez (act_rd__data[63:56])
+      8'h00:
+          \$19  = t0;
+      8'h01:
+          \$19  = t1;
+      8'h02:
+          \$19  = t2;
+      8'h03:
+          \$19  = t3;
+      8'h04:
+          \$19  = t4;
+      8'h05:
+          \$19  = t5;
+      8'h06:
+          \$19  = t6;
+      8'h07:
+          \$19  = t7;
+      8'h08:
+          \$19  = t8;
+      8'h09:
+          \$19  = t9;
+      8'h0a:
+          \$19  = t10;
+      8'h0b:
+          \$19  = t11;
+      8'h0c:
+          \$19  = t12;
+      8'h0d:
+          \$19  = t13;
+      8'h0e:
+          \$19  = t14;
+      8'h0f:
+          \$19  = t15;
+      8'h10:
+          \$19  = t16;
+      8'h11:
+          \$19  = t17;
+      8'h12:
+          \$19  = t18;
+      8'h13:
+          \$19  = t19;
+      8'h14:
+          \$19  = t20;
+      8'h15:
+          \$19  = t21;
+      8'h16:
+          \$19  = t22;
+      8'h17:
+          \$19  = t23;
+      8'h18:
+          \$19  = t24;
+      8'h19:
+          \$19  = t25;
+      8'h1a:
+          \$19  = t26;
+      8'h1b:
+          \$19  = t27;
+      8'h1c:
+          \$19  = t28;
+      8'h1d:
+          \$19  = t29;
+      8'h1e:
+          \$19  = t30;
+      8'h1f:
+          \$19  = t31;
+      8'h20:
+          \$19  = t32;
+      8'h21:
+          \$19  = t33;
+      8'h22:
+          \$19  = t34;
+      8'h23:
+          \$19  = t35;
+      8'h24:
+          \$19  = t36;
+      8'h25:
+          \$19  = t37;
+      8'h26:
+          \$19  = t38;
+      8'h27:
+          \$19  = t39;
+      8'h28:
+          \$19  = t40;
+      8'h29:
+          \$19  = t41;
+      8'h2a:
+          \$19  = t42;
+      8'h2b:
+          \$19  = t43;
+      8'h2c:
+          \$19  = t44;
+      8'h2d:
+          \$19  = t45;
+      8'h2e:
+          \$19  = t46;
+      8'h2f:
+          \$19  = t47;
+      8'h30:
+          \$19  = t48;
+      8'h31:
+          \$19  = t49;
+      8'h32:
+          \$19  = t50;
+      8'h33:
+          \$19  = t51;
+      8'h34:
+          \$19  = t52;
+      8'h35:
+          \$19  = t53;
+      8'h36:
+          \$19  = t54;
+      8'h37:
+          \$19  = t55;
+      8'h38:
+          \$19  = t56;
+      8'h39:
+          \$19  = t57;
+      8'h3a:
+          \$19  = t58;
+      8'h3b:
+          \$19  = t59;
+      8'h3c:
+          \$19  = t60;
+      8'h3d:
+          \$19  = t61;
+      8'h3e:
+          \$19  = t62;
+      8'h3f:
+          \$19  = t63;
+      8'h40:
+          \$19  = t64;
+      8'h41:
+          \$19  = t65;
+      8'h42:
+          \$19  = t66;
+      8'h43:
+          \$19  = t67;
+      8'h44:
+          \$19  = t68;
+      8'h45:
+          \$19  = t69;
+      8'h46:
+          \$19  = t70;
+      8'h47:
+          \$19  = t71;
+      8'h48:
+          \$19  = t72;
+      8'h49:
+          \$19  = t73;
+      8'h4a:
+          \$19  = t74;
+      8'h4b:
+          \$19  = t75;
+      8'h4c:
+          \$19  = t76;
+      8'h4d:
+          \$19  = t77;
+      8'h4e:
+          \$19  = t78;
+      8'h4f:
+          \$19  = t79;
+      8'h50:
+          \$19  = t80;
+      8'h51:
+          \$19  = t81;
+      8'h52:
+          \$19  = t82;
+      8'h53:
+          \$19  = t83;
+      8'h54:
+          \$19  = t84;
+      8'h55:
+          \$19  = t85;
+      8'h56:
+          \$19  = t86;
+      8'h57:
+          \$19  = t87;
+      8'h58:
+          \$19  = t88;
+      8'h59:
+          \$19  = t89;
+      8'h5a:
+          \$19  = t90;
+      8'h5b:
+          \$19  = t91;
+      8'h5c:
+          \$19  = t92;
+      8'h5d:
+          \$19  = t93;
+      8'h5e:
+          \$19  = t94;
+      8'h5f:
+          \$19  = t95;
+      8'h60:
+          \$19  = t96;
+      8'h61:
+          \$19  = t97;
+      8'h62:
+          \$19  = t98;
+      8'h63:
+          \$19  = t99;
+      8'h64:
+          \$19  = t100;
+      8'h65:
+          \$19  = t101;
+      8'h66:
+          \$19  = t102;
+      8'h67:
+          \$19  = t103;
+      8'h68:
+          \$19  = t104;
+      8'h69:
+          \$19  = t105;
+      8'h6a:
+          \$19  = t106;
+      8'h6b:
+          \$19  = t107;
+      8'h6c:
+          \$19  = t108;
+      8'h6d:
+          \$19  = t109;
+      8'h6e:
+          \$19  = t110;
+      8'h6f:
+          \$19  = t111;
+      8'h70:
+          \$19  = t112;
+      8'h71:
+          \$19  = t113;
+      8'h72:
+          \$19  = t114;
+      8'h73:
+          \$19  = t115;
+      8'h74:
+          \$19  = t116;
+      8'h75:
+          \$19  = t117;
+      8'h76:
+          \$19  = t118;
+      8'h77:
+          \$19  = t119;
+      8'h78:
+          \$19  = t120;
+      8'h79:
+          \$19  = t121;
+      8'h7a:
+          \$19  = t122;
+      8'h7b:
+          \$19  = t123;
+      8'h7c:
+          \$19  = t124;
+      8'h7d:
+          \$19  = t125;
+      8'h7e:
+          \$19  = t126;
+      8'h7f:
+          \$19  = t127;
+      8'h80:
+          \$19  = t128;
+      8'h81:
+          \$19  = t129;
+      8'h82:
+          \$19  = t130;
+      8'h83:
+          \$19  = t131;
+      8'h84:
+          \$19  = t132;
+      8'h85:
+          \$19  = t133;
+      8'h86:
+          \$19  = t134;
+      8'h87:
+          \$19  = t135;
+      8'h88:
+          \$19  = t136;
+      8'h89:
+          \$19  = t137;
+      8'h8a:
+          \$19  = t138;
+      8'h8b:
+          \$19  = t139;
+      8'h8c:
+          \$19  = t140;
+      8'h8d:
+          \$19  = t141;
+      8'h8e:
+          \$19  = t142;
+      8'h8f:
+          \$19  = t143;
+      8'h90:
+          \$19  = t144;
+      8'h91:
+          \$19  = t145;
+      8'h92:
+          \$19  = t146;
+      8'h93:
+          \$19  = t147;
+      8'h94:
+          \$19  = t148;
+      8'h95:
+          \$19  = t149;
+      8'h96:
+          \$19  = t150;
+      8'h97:
+          \$19  = t151;
+      8'h98:
+          \$19  = t152;
+      8'h99:
+          \$19  = t153;
+      8'h9a:
+          \$19  = t154;
+      8'h9b:
+          \$19  = t155;
+      8'h9c:
+          \$19  = t156;
+      8'h9d:
+          \$19  = t157;
+      8'h9e:
+          \$19  = t158;
+      8'h9f:
+          \$19  = t159;
+      8'ha0:
+          \$19  = t160;
+      8'ha1:
+          \$19  = t161;
+      8'ha2:
+          \$19  = t162;
+      8'ha3:
+          \$19  = t163;
+      8'ha4:
+          \$19  = t164;
+      8'ha5:
+          \$19  = t165;
+      8'ha6:
+          \$19  = t166;
+      8'ha7:
+          \$19  = t167;
+      8'ha8:
+          \$19  = t168;
+      8'ha9:
+          \$19  = t169;
+      8'haa:
+          \$19  = t170;
+      8'hab:
+          \$19  = t171;
+      8'hac:
+          \$19  = t172;
+      8'had:
+          \$19  = t173;
+      8'hae:
+          \$19  = t174;
+      8'haf:
+          \$19  = t175;
+      8'hb0:
+          \$19  = t176;
+      8'hb1:
+          \$19  = t177;
+      8'hb2:
+          \$19  = t178;
+      8'hb3:
+          \$19  = t179;
+      8'hb4:
+          \$19  = t180;
+      8'hb5:
+          \$19  = t181;
+      8'hb6:
+          \$19  = t182;
+      8'hb7:
+          \$19  = t183;
+      8'hb8:
+          \$19  = t184;
+      8'hb9:
+          \$19  = t185;
+      8'hba:
+          \$19  = t186;
+      8'hbb:
+          \$19  = t187;
+      8'hbc:
+          \$19  = t188;
+      8'hbd:
+          \$19  = t189;
+      8'hbe:
+          \$19  = t190;
+      8'hbf:
+          \$19  = t191;
+      8'hc0:
+          \$19  = t192;
+      8'hc1:
+          \$19  = t193;
+      8'hc2:
+          \$19  = t194;
+      8'hc3:
+          \$19  = t195;
+      8'hc4:
+          \$19  = t196;
+      8'hc5:
+          \$19  = t197;
+      8'hc6:
+          \$19  = t198;
+      8'hc7:
+          \$19  = t199;
+      8'hc8:
+          \$19  = t200;
+      8'hc9:
+          \$19  = t201;
+      8'hca:
+          \$19  = t202;
+      8'hcb:
+          \$19  = t203;
+      8'hcc:
+          \$19  = t204;
+      8'hcd:
+          \$19  = t205;
+      8'hce:
+          \$19  = t206;
+      8'hcf:
+          \$19  = t207;
+      8'hd0:
+          \$19  = t208;
+      8'hd1:
+          \$19  = t209;
+      8'hd2:
+          \$19  = t210;
+      8'hd3:
+          \$19  = t211;
+      8'hd4:
+          \$19  = t212;
+      8'hd5:
+          \$19  = t213;
+      8'hd6:
+          \$19  = t214;
+      8'hd7:
+          \$19  = t215;
+      8'hd8:
+          \$19  = t216;
+      8'hd9:
+          \$19  = t217;
+      8'hda:
+          \$19  = t218;
+      8'hdb:
+          \$19  = t219;
+      8'hdc:
+          \$19  = t220;
+      8'hdd:
+          \$19  = t221;
+      8'hde:
+          \$19  = t222;
+      8'hdf:
+          \$19  = t223;
+      8'he0:
+          \$19  = t224;
+      8'he1:
+          \$19  = t225;
+      8'he2:
+          \$19  = t226;
+      8'he3:
+          \$19  = t227;
+      8'he4:
+          \$19  = t228;
+      8'he5:
+          \$19  = t229;
+      8'he6:
+          \$19  = t230;
+      8'he7:
+          \$19  = t231;
+      8'he8:
+          \$19  = t232;
+      8'he9:
+          \$19  = t233;
+      8'hea:
+          \$19  = t234;
+      8'heb:
+          \$19  = t235;
+      8'hec:
+          \$19  = t236;
+      8'hed:
+          \$19  = t237;
+      8'hee:
+          \$19  = t238;
+      8'hef:
+          \$19  = t239;
+      8'hf0:
+          \$19  = t240;
+      8'hf1:
+          \$19  = t241;
+      8'hf2:
+          \$19  = t242;
+      8'hf3:
+          \$19  = t243;
+      8'hf4:
+          \$19  = t244;
+      8'hf5:
+          \$19  = t245;
+      8'hf6:
+          \$19  = t246;
+      8'hf7:
+          \$19  = t247;
+      8'hf8:
+          \$19  = t248;
+      8'hf9:
+          \$19  = t249;
+      8'hfa:
+          \$19  = t250;
+      8'hfb:
+          \$19  = t251;
+      8'hfc:
+          \$19  = t252;
+      8'hfd:
+          \$19  = t253;
+      8'hfe:
+          \$19  = t254;
+      8'hff:
+          \$19  = t255;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$58  = \$signal ;
+    if (lut_gated_rst) begin
+      \$58  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$59  = t;
+    if (lut_gated_rst) begin
+      \$59  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$60  = t;
+    if (\$signal ) begin
+      \$60  = \$27 [1:0];
+    end
+    if (start) begin
+      \$60  = 2'h0;
+    end
+    if (lut_gated_rst) begin
+      \$60  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$61  = \$signal ;
+    if (\$signal ) begin
+      if (\$28 ) begin
+        \$61  = 1'h0;
+      end
+    end
+    if (start) begin
+      \$61  = 1'h1;
+    end
+    if (lut_gated_rst) begin
+      \$61  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$62  = running;
+    if (\$signal ) begin
+      if (\$28 ) begin
+        \$62  = 1'h1;
+      end
+    end
+    if (running) begin
+      if (\$34 ) begin
+        if (\$37 ) begin
+          \$62  = 1'h0;
+        end
+      end
+    end
+    if (lut_gated_rst) begin
+      \$62  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$63  = t0;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$63  = param_rd__data[7:0];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$63  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$64  = t1;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$64  = param_rd__data[15:8];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$64  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$65  = t2;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$65  = param_rd__data[23:16];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$65  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$66  = t3;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$66  = param_rd__data[31:24];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$66  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$67  = t4;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$67  = param_rd__data[39:32];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$67  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$68  = t5;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$68  = param_rd__data[47:40];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$68  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$69  = t6;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$69  = param_rd__data[55:48];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$69  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$70  = t7;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$70  = param_rd__data[63:56];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$70  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$71  = t8;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$71  = param_rd__data[71:64];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$71  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$72  = t9;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$72  = param_rd__data[79:72];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$72  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$73  = t10;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$73  = param_rd__data[87:80];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$73  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$74  = t11;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$74  = param_rd__data[95:88];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$74  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$75  = t12;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$75  = param_rd__data[103:96];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$75  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$76  = t13;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$76  = param_rd__data[111:104];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$76  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$77  = t14;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$77  = param_rd__data[119:112];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$77  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$78  = t15;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$78  = param_rd__data[127:120];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$78  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$79  = t16;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$79  = param_rd__data[135:128];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$79  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$80  = t17;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$80  = param_rd__data[143:136];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$80  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$81  = t18;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$81  = param_rd__data[151:144];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$81  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$82  = t19;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$82  = param_rd__data[159:152];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$82  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$83  = t20;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$83  = param_rd__data[167:160];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$83  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$84  = t21;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$84  = param_rd__data[175:168];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$84  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$85  = t22;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$85  = param_rd__data[183:176];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$85  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$86  = t23;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$86  = param_rd__data[191:184];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$86  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$87  = t24;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$87  = param_rd__data[199:192];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$87  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$88  = t25;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$88  = param_rd__data[207:200];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$88  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$89  = t26;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$89  = param_rd__data[215:208];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$89  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$90  = t27;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$90  = param_rd__data[223:216];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$90  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$91  = t28;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$91  = param_rd__data[231:224];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$91  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$92  = t29;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$92  = param_rd__data[239:232];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$92  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$93  = t30;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$93  = param_rd__data[247:240];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$93  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$94  = t31;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$94  = param_rd__data[255:248];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$94  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$95  = t32;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$95  = param_rd__data[263:256];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$95  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$96  = t33;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$96  = param_rd__data[271:264];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$96  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$97  = t34;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$97  = param_rd__data[279:272];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$97  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$98  = t35;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$98  = param_rd__data[287:280];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$98  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$99  = t36;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$99  = param_rd__data[295:288];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$99  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$100  = t37;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$100  = param_rd__data[303:296];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$100  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$101  = t38;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$101  = param_rd__data[311:304];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$101  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$102  = t39;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$102  = param_rd__data[319:312];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$102  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$103  = t40;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$103  = param_rd__data[327:320];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$103  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$104  = t41;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$104  = param_rd__data[335:328];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$104  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$105  = t42;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$105  = param_rd__data[343:336];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$105  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$106  = t43;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$106  = param_rd__data[351:344];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$106  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$107  = t44;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$107  = param_rd__data[359:352];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$107  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$108  = t45;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$108  = param_rd__data[367:360];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$108  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$109  = t46;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$109  = param_rd__data[375:368];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$109  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$110  = t47;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$110  = param_rd__data[383:376];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$110  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$111  = t48;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$111  = param_rd__data[391:384];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$111  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$112  = t49;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$112  = param_rd__data[399:392];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$112  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$113  = t50;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$113  = param_rd__data[407:400];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$113  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$114  = t51;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$114  = param_rd__data[415:408];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$114  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$115  = t52;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$115  = param_rd__data[423:416];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$115  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$116  = t53;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$116  = param_rd__data[431:424];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$116  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$117  = t54;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$117  = param_rd__data[439:432];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$117  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$118  = t55;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$118  = param_rd__data[447:440];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$118  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$119  = t56;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$119  = param_rd__data[455:448];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$119  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$120  = t57;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$120  = param_rd__data[463:456];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$120  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$121  = t58;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$121  = param_rd__data[471:464];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$121  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$122  = t59;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$122  = param_rd__data[479:472];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$122  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$123  = t60;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$123  = param_rd__data[487:480];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$123  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$124  = t61;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$124  = param_rd__data[495:488];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$124  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$125  = t62;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$125  = param_rd__data[503:496];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$125  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$126  = t63;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$126  = param_rd__data[511:504];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$126  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$127  = t64;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$127  = param_rd__data[519:512];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$127  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$128  = t65;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$128  = param_rd__data[527:520];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$128  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$129  = t66;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$129  = param_rd__data[535:528];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$129  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$130  = t67;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$130  = param_rd__data[543:536];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$130  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$131  = t68;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$131  = param_rd__data[551:544];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$131  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$132  = t69;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$132  = param_rd__data[559:552];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$132  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$133  = t70;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$133  = param_rd__data[567:560];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$133  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$134  = t71;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$134  = param_rd__data[575:568];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$134  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$135  = t72;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$135  = param_rd__data[583:576];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$135  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$136  = t73;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$136  = param_rd__data[591:584];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$136  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$137  = t74;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$137  = param_rd__data[599:592];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$137  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$138  = t75;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$138  = param_rd__data[607:600];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$138  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$139  = t76;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$139  = param_rd__data[615:608];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$139  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$140  = t77;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$140  = param_rd__data[623:616];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$140  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$141  = t78;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$141  = param_rd__data[631:624];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$141  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$142  = t79;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$142  = param_rd__data[639:632];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$142  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$143  = t80;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$143  = param_rd__data[647:640];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$143  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$144  = t81;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$144  = param_rd__data[655:648];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$144  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$145  = t82;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$145  = param_rd__data[663:656];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$145  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$146  = t83;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$146  = param_rd__data[671:664];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$146  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$147  = t84;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$147  = param_rd__data[679:672];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$147  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$148  = t85;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$148  = param_rd__data[687:680];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$148  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$149  = t86;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$149  = param_rd__data[695:688];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$149  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$150  = t87;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$150  = param_rd__data[703:696];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$150  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$151  = t88;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$151  = param_rd__data[711:704];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$151  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$152  = t89;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$152  = param_rd__data[719:712];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$152  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$153  = t90;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$153  = param_rd__data[727:720];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$153  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$154  = t91;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$154  = param_rd__data[735:728];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$154  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$155  = t92;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$155  = param_rd__data[743:736];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$155  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$156  = t93;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$156  = param_rd__data[751:744];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$156  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$157  = t94;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$157  = param_rd__data[759:752];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$157  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$158  = t95;
+    if (\$signal$283 ) begin
+      if (\$29 ) begin
+        \$158  = param_rd__data[767:760];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$158  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$159  = t96;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$159  = param_rd__data[7:0];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$159  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$160  = t97;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$160  = param_rd__data[15:8];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$160  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$161  = t98;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$161  = param_rd__data[23:16];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$161  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$162  = t99;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$162  = param_rd__data[31:24];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$162  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$163  = t100;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$163  = param_rd__data[39:32];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$163  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$164  = t101;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$164  = param_rd__data[47:40];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$164  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$165  = t102;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$165  = param_rd__data[55:48];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$165  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$166  = t103;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$166  = param_rd__data[63:56];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$166  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$167  = t104;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$167  = param_rd__data[71:64];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$167  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$168  = t105;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$168  = param_rd__data[79:72];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$168  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$169  = t106;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$169  = param_rd__data[87:80];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$169  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$170  = t107;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$170  = param_rd__data[95:88];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$170  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$171  = t108;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$171  = param_rd__data[103:96];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$171  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$172  = t109;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$172  = param_rd__data[111:104];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$172  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$173  = t110;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$173  = param_rd__data[119:112];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$173  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$174  = t111;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$174  = param_rd__data[127:120];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$174  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$175  = t112;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$175  = param_rd__data[135:128];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$175  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$176  = t113;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$176  = param_rd__data[143:136];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$176  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$177  = t114;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$177  = param_rd__data[151:144];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$177  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$178  = t115;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$178  = param_rd__data[159:152];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$178  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$179  = t116;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$179  = param_rd__data[167:160];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$179  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$180  = t117;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$180  = param_rd__data[175:168];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$180  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$181  = t118;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$181  = param_rd__data[183:176];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$181  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$182  = t119;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$182  = param_rd__data[191:184];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$182  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$183  = t120;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$183  = param_rd__data[199:192];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$183  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$184  = t121;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$184  = param_rd__data[207:200];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$184  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$185  = t122;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$185  = param_rd__data[215:208];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$185  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$186  = t123;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$186  = param_rd__data[223:216];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$186  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$187  = t124;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$187  = param_rd__data[231:224];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$187  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$188  = t125;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$188  = param_rd__data[239:232];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$188  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$189  = t126;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$189  = param_rd__data[247:240];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$189  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$190  = t127;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$190  = param_rd__data[255:248];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$190  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$191  = t128;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$191  = param_rd__data[263:256];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$191  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$192  = t129;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$192  = param_rd__data[271:264];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$192  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$193  = t130;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$193  = param_rd__data[279:272];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$193  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$194  = t131;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$194  = param_rd__data[287:280];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$194  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$195  = t132;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$195  = param_rd__data[295:288];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$195  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$196  = t133;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$196  = param_rd__data[303:296];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$196  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$197  = t134;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$197  = param_rd__data[311:304];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$197  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$198  = t135;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$198  = param_rd__data[319:312];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$198  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$199  = t136;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$199  = param_rd__data[327:320];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$199  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$200  = t137;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$200  = param_rd__data[335:328];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$200  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$201  = t138;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$201  = param_rd__data[343:336];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$201  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$202  = t139;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$202  = param_rd__data[351:344];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$202  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$203  = t140;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$203  = param_rd__data[359:352];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$203  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$204  = t141;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$204  = param_rd__data[367:360];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$204  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$205  = t142;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$205  = param_rd__data[375:368];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$205  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$206  = t143;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$206  = param_rd__data[383:376];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$206  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$207  = t144;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$207  = param_rd__data[391:384];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$207  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$208  = t145;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$208  = param_rd__data[399:392];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$208  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$209  = t146;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$209  = param_rd__data[407:400];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$209  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$210  = t147;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$210  = param_rd__data[415:408];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$210  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$211  = t148;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$211  = param_rd__data[423:416];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$211  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$212  = t149;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$212  = param_rd__data[431:424];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$212  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$213  = t150;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$213  = param_rd__data[439:432];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$213  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$214  = t151;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$214  = param_rd__data[447:440];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$214  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$215  = t152;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$215  = param_rd__data[455:448];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$215  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$216  = t153;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$216  = param_rd__data[463:456];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$216  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$217  = t154;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$217  = param_rd__data[471:464];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$217  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$218  = t155;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$218  = param_rd__data[479:472];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$218  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$219  = t156;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$219  = param_rd__data[487:480];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$219  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$220  = t157;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$220  = param_rd__data[495:488];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$220  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$221  = t158;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$221  = param_rd__data[503:496];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$221  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$222  = t159;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$222  = param_rd__data[511:504];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$222  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$223  = t160;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$223  = param_rd__data[519:512];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$223  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$224  = t161;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$224  = param_rd__data[527:520];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$224  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$225  = t162;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$225  = param_rd__data[535:528];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$225  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$226  = t163;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$226  = param_rd__data[543:536];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$226  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$227  = t164;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$227  = param_rd__data[551:544];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$227  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$228  = t165;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$228  = param_rd__data[559:552];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$228  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$229  = t166;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$229  = param_rd__data[567:560];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$229  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$230  = t167;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$230  = param_rd__data[575:568];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$230  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$231  = t168;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$231  = param_rd__data[583:576];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$231  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$232  = t169;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$232  = param_rd__data[591:584];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$232  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$233  = t170;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$233  = param_rd__data[599:592];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$233  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$234  = t171;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$234  = param_rd__data[607:600];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$234  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$235  = t172;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$235  = param_rd__data[615:608];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$235  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$236  = t173;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$236  = param_rd__data[623:616];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$236  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$237  = t174;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$237  = param_rd__data[631:624];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$237  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$238  = t175;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$238  = param_rd__data[639:632];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$238  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$239  = t176;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$239  = param_rd__data[647:640];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$239  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$240  = t177;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$240  = param_rd__data[655:648];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$240  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$241  = t178;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$241  = param_rd__data[663:656];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$241  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$242  = t179;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$242  = param_rd__data[671:664];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$242  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$243  = t180;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$243  = param_rd__data[679:672];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$243  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$244  = t181;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$244  = param_rd__data[687:680];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$244  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$245  = t182;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$245  = param_rd__data[695:688];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$245  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$246  = t183;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$246  = param_rd__data[703:696];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$246  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$247  = t184;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$247  = param_rd__data[711:704];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$247  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$248  = t185;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$248  = param_rd__data[719:712];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$248  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$249  = t186;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$249  = param_rd__data[727:720];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$249  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$250  = t187;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$250  = param_rd__data[735:728];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$250  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$251  = t188;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$251  = param_rd__data[743:736];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$251  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$252  = t189;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$252  = param_rd__data[751:744];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$252  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$253  = t190;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$253  = param_rd__data[759:752];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$253  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$254  = t191;
+    if (\$signal$283 ) begin
+      if (\$30 ) begin
+        \$254  = param_rd__data[767:760];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$254  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$255  = t192;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$255  = param_rd__data[7:0];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$255  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$256  = t193;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$256  = param_rd__data[15:8];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$256  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$257  = t194;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$257  = param_rd__data[23:16];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$257  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$258  = t195;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$258  = param_rd__data[31:24];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$258  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$259  = t196;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$259  = param_rd__data[39:32];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$259  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$260  = t197;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$260  = param_rd__data[47:40];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$260  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$261  = t198;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$261  = param_rd__data[55:48];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$261  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$262  = t199;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$262  = param_rd__data[63:56];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$262  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$263  = t200;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$263  = param_rd__data[71:64];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$263  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$264  = t201;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$264  = param_rd__data[79:72];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$264  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$265  = t202;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$265  = param_rd__data[87:80];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$265  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$266  = t203;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$266  = param_rd__data[95:88];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$266  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$267  = t204;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$267  = param_rd__data[103:96];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$267  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$268  = t205;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$268  = param_rd__data[111:104];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$268  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$269  = t206;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$269  = param_rd__data[119:112];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$269  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$270  = t207;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$270  = param_rd__data[127:120];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$270  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$271  = t208;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$271  = param_rd__data[135:128];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$271  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$272  = t209;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$272  = param_rd__data[143:136];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$272  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$273  = t210;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$273  = param_rd__data[151:144];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$273  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$274  = t211;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$274  = param_rd__data[159:152];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$274  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$275  = t212;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$275  = param_rd__data[167:160];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$275  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$276  = t213;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$276  = param_rd__data[175:168];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$276  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$277  = t214;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$277  = param_rd__data[183:176];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$277  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$278  = t215;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$278  = param_rd__data[191:184];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$278  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$279  = t216;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$279  = param_rd__data[199:192];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$279  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$280  = t217;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$280  = param_rd__data[207:200];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$280  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$281  = t218;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$281  = param_rd__data[215:208];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$281  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$282  = t219;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$282  = param_rd__data[223:216];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$282  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$283  = t220;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$283  = param_rd__data[231:224];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$283  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$284  = t221;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$284  = param_rd__data[239:232];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$284  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$285  = t222;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$285  = param_rd__data[247:240];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$285  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$286  = t223;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$286  = param_rd__data[255:248];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$286  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$287  = t224;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$287  = param_rd__data[263:256];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$287  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$288  = t225;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$288  = param_rd__data[271:264];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$288  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$289  = t226;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$289  = param_rd__data[279:272];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$289  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$290  = t227;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$290  = param_rd__data[287:280];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$290  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$291  = t228;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$291  = param_rd__data[295:288];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$291  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$292  = t229;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$292  = param_rd__data[303:296];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$292  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$293  = t230;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$293  = param_rd__data[311:304];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$293  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$294  = t231;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$294  = param_rd__data[319:312];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$294  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$295  = t232;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$295  = param_rd__data[327:320];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$295  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$296  = t233;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$296  = param_rd__data[335:328];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$296  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$297  = t234;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$297  = param_rd__data[343:336];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$297  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$298  = t235;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$298  = param_rd__data[351:344];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$298  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$299  = t236;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$299  = param_rd__data[359:352];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$299  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$300  = t237;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$300  = param_rd__data[367:360];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$300  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$301  = t238;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$301  = param_rd__data[375:368];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$301  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$302  = t239;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$302  = param_rd__data[383:376];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$302  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$303  = t240;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$303  = param_rd__data[391:384];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$303  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$304  = t241;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$304  = param_rd__data[399:392];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$304  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$305  = t242;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$305  = param_rd__data[407:400];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$305  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$306  = t243;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$306  = param_rd__data[415:408];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$306  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$307  = t244;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$307  = param_rd__data[423:416];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$307  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$308  = t245;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$308  = param_rd__data[431:424];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$308  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$309  = t246;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$309  = param_rd__data[439:432];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$309  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$310  = t247;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$310  = param_rd__data[447:440];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$310  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$311  = t248;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$311  = param_rd__data[455:448];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$311  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$312  = t249;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$312  = param_rd__data[463:456];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$312  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$313  = t250;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$313  = param_rd__data[471:464];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$313  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$314  = t251;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$314  = param_rd__data[479:472];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$314  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$315  = t252;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$315  = param_rd__data[487:480];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$315  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$316  = t253;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$316  = param_rd__data[495:488];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$316  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$317  = t254;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$317  = param_rd__data[503:496];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$317  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$318  = t255;
+    if (\$signal$283 ) begin
+      if (\$31 ) begin
+        \$318  = param_rd__data[511:504];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$318  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$319  = \$signal$9 ;
+    if (running) begin
+      \$319  = \$32 [9:0];
+      if (\$34 ) begin
+        \$319  = 10'h000;
+      end
+    end
+    if (start) begin
+      \$319  = 10'h000;
+    end
+    if (lut_gated_rst) begin
+      \$319  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$320  = \$signal$8 ;
+    if (running) begin
+      if (\$34 ) begin
+        \$320  = \$35 [15:0];
+      end
+    end
+    if (start) begin
+      \$320  = 16'h0000;
+    end
+    if (lut_gated_rst) begin
+      \$320  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$321  = running;
+    if (lut_gated_rst) begin
+      \$321  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$322  = \$signal$285 ;
+    if (start) begin
+      \$322  = 1'h1;
+    end
+    if (\$57 ) begin
+      \$322  = 1'h0;
+    end
+    if (lut_gated_rst) begin
+      \$322  = 1'h0;
+    end
+  end
+  assign param_rd__en = 1'h1;
+  assign act_rd__en = 1'h1;
+  assign b_valid = act_w__en;
+  assign b_addr = act_w__addr;
+  assign act_w__data = { \$20 , \$18 , \$16 , \$14 , \$12 , \$10 , \$8 , \$6  };
+  assign param_rd__addr = \$1 [5:0];
+  assign act_rd__addr = \$4 [11:0];
+  assign \port$3817$0  = \$6 ;
+  assign \port$4076$0  = \$8 ;
+  assign \port$4335$0  = \$10 ;
+  assign \port$4594$0  = \$12 ;
+  assign \port$4853$0  = \$14 ;
+  assign \port$5112$0  = \$16 ;
+  assign \port$5371$0  = \$18 ;
+  assign \port$5630$0  = \$20 ;
+  assign \args.in_base  = args[11:0];
+  assign \args.out_base  = args[23:12];
+  assign \args.npos  = args[39:24];
+  assign \args.cw  = args[49:40];
+  assign \args.channels  = args[62:50];
+  assign \args.table_base  = args[68:63];
+  assign \param_rd__data[0]  = param_rd__data[7:0];
+  assign \param_rd__data[1]  = param_rd__data[15:8];
+  assign \param_rd__data[2]  = param_rd__data[23:16];
+  assign \param_rd__data[3]  = param_rd__data[31:24];
+  assign \param_rd__data[4]  = param_rd__data[39:32];
+  assign \param_rd__data[5]  = param_rd__data[47:40];
+  assign \param_rd__data[6]  = param_rd__data[55:48];
+  assign \param_rd__data[7]  = param_rd__data[63:56];
+  assign \param_rd__data[8]  = param_rd__data[71:64];
+  assign \param_rd__data[9]  = param_rd__data[79:72];
+  assign \param_rd__data[10]  = param_rd__data[87:80];
+  assign \param_rd__data[11]  = param_rd__data[95:88];
+  assign \param_rd__data[12]  = param_rd__data[103:96];
+  assign \param_rd__data[13]  = param_rd__data[111:104];
+  assign \param_rd__data[14]  = param_rd__data[119:112];
+  assign \param_rd__data[15]  = param_rd__data[127:120];
+  assign \param_rd__data[16]  = param_rd__data[135:128];
+  assign \param_rd__data[17]  = param_rd__data[143:136];
+  assign \param_rd__data[18]  = param_rd__data[151:144];
+  assign \param_rd__data[19]  = param_rd__data[159:152];
+  assign \param_rd__data[20]  = param_rd__data[167:160];
+  assign \param_rd__data[21]  = param_rd__data[175:168];
+  assign \param_rd__data[22]  = param_rd__data[183:176];
+  assign \param_rd__data[23]  = param_rd__data[191:184];
+  assign \param_rd__data[24]  = param_rd__data[199:192];
+  assign \param_rd__data[25]  = param_rd__data[207:200];
+  assign \param_rd__data[26]  = param_rd__data[215:208];
+  assign \param_rd__data[27]  = param_rd__data[223:216];
+  assign \param_rd__data[28]  = param_rd__data[231:224];
+  assign \param_rd__data[29]  = param_rd__data[239:232];
+  assign \param_rd__data[30]  = param_rd__data[247:240];
+  assign \param_rd__data[31]  = param_rd__data[255:248];
+  assign \param_rd__data[32]  = param_rd__data[263:256];
+  assign \param_rd__data[33]  = param_rd__data[271:264];
+  assign \param_rd__data[34]  = param_rd__data[279:272];
+  assign \param_rd__data[35]  = param_rd__data[287:280];
+  assign \param_rd__data[36]  = param_rd__data[295:288];
+  assign \param_rd__data[37]  = param_rd__data[303:296];
+  assign \param_rd__data[38]  = param_rd__data[311:304];
+  assign \param_rd__data[39]  = param_rd__data[319:312];
+  assign \param_rd__data[40]  = param_rd__data[327:320];
+  assign \param_rd__data[41]  = param_rd__data[335:328];
+  assign \param_rd__data[42]  = param_rd__data[343:336];
+  assign \param_rd__data[43]  = param_rd__data[351:344];
+  assign \param_rd__data[44]  = param_rd__data[359:352];
+  assign \param_rd__data[45]  = param_rd__data[367:360];
+  assign \param_rd__data[46]  = param_rd__data[375:368];
+  assign \param_rd__data[47]  = param_rd__data[383:376];
+  assign \param_rd__data[48]  = param_rd__data[391:384];
+  assign \param_rd__data[49]  = param_rd__data[399:392];
+  assign \param_rd__data[50]  = param_rd__data[407:400];
+  assign \param_rd__data[51]  = param_rd__data[415:408];
+  assign \param_rd__data[52]  = param_rd__data[423:416];
+  assign \param_rd__data[53]  = param_rd__data[431:424];
+  assign \param_rd__data[54]  = param_rd__data[439:432];
+  assign \param_rd__data[55]  = param_rd__data[447:440];
+  assign \param_rd__data[56]  = param_rd__data[455:448];
+  assign \param_rd__data[57]  = param_rd__data[463:456];
+  assign \param_rd__data[58]  = param_rd__data[471:464];
+  assign \param_rd__data[59]  = param_rd__data[479:472];
+  assign \param_rd__data[60]  = param_rd__data[487:480];
+  assign \param_rd__data[61]  = param_rd__data[495:488];
+  assign \param_rd__data[62]  = param_rd__data[503:496];
+  assign \param_rd__data[63]  = param_rd__data[511:504];
+  assign \param_rd__data[64]  = param_rd__data[519:512];
+  assign \param_rd__data[65]  = param_rd__data[527:520];
+  assign \param_rd__data[66]  = param_rd__data[535:528];
+  assign \param_rd__data[67]  = param_rd__data[543:536];
+  assign \param_rd__data[68]  = param_rd__data[551:544];
+  assign \param_rd__data[69]  = param_rd__data[559:552];
+  assign \param_rd__data[70]  = param_rd__data[567:560];
+  assign \param_rd__data[71]  = param_rd__data[575:568];
+  assign \param_rd__data[72]  = param_rd__data[583:576];
+  assign \param_rd__data[73]  = param_rd__data[591:584];
+  assign \param_rd__data[74]  = param_rd__data[599:592];
+  assign \param_rd__data[75]  = param_rd__data[607:600];
+  assign \param_rd__data[76]  = param_rd__data[615:608];
+  assign \param_rd__data[77]  = param_rd__data[623:616];
+  assign \param_rd__data[78]  = param_rd__data[631:624];
+  assign \param_rd__data[79]  = param_rd__data[639:632];
+  assign \param_rd__data[80]  = param_rd__data[647:640];
+  assign \param_rd__data[81]  = param_rd__data[655:648];
+  assign \param_rd__data[82]  = param_rd__data[663:656];
+  assign \param_rd__data[83]  = param_rd__data[671:664];
+  assign \param_rd__data[84]  = param_rd__data[679:672];
+  assign \param_rd__data[85]  = param_rd__data[687:680];
+  assign \param_rd__data[86]  = param_rd__data[695:688];
+  assign \param_rd__data[87]  = param_rd__data[703:696];
+  assign \param_rd__data[88]  = param_rd__data[711:704];
+  assign \param_rd__data[89]  = param_rd__data[719:712];
+  assign \param_rd__data[90]  = param_rd__data[727:720];
+  assign \param_rd__data[91]  = param_rd__data[735:728];
+  assign \param_rd__data[92]  = param_rd__data[743:736];
+  assign \param_rd__data[93]  = param_rd__data[751:744];
+  assign \param_rd__data[94]  = param_rd__data[759:752];
+  assign \param_rd__data[95]  = param_rd__data[767:760];
+endmodule
+
+(* generator = "Amaranth" *)
+module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, epi_rd__data, desc_rd__data, \desc_rd__data$21 , op__0__ready, res_valid__0, res_y__0, op__1__ready, res_valid__1, res_y__1, \port$115$0 , \port$116$0 , op__0__valid, op__1__valid, param_rd__addr, epi_rd__addr, finished, desc_rd__0__addr
+, act_rd__0__en, desc_rd__1__addr, act_rd__1__en, op__0__payload, op__1__payload, act_w__en, act_w__addr, act_w__data, busy, act_rd__0__addr, act_rd__1__addr, start, args, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [31:0] \$100 ;
@@ -18070,10 +27299,10 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
   wire [7:0] \param_rd__data[7].shift ;
   wire [7:0] \param_rd__data[7].w ;
   wire param_rd__en;
-  output \port$105$0 ;
-  wire \port$105$0 ;
-  output \port$106$0 ;
-  wire \port$106$0 ;
+  output \port$115$0 ;
+  wire \port$115$0 ;
+  output \port$116$0 ;
+  wire \port$116$0 ;
   wire pos_bstep;
   wire \pos_bstep$57 ;
   wire pos_init;
@@ -19050,7 +28279,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     .w_rdy(w_rdy)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
     if (args[406]) begin
       act_w__en = o_valid;
@@ -19059,7 +28288,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
     if (args[406]) begin
       act_w__addr = addr_pipe8;
@@ -19068,7 +28297,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
     if (args[406]) begin
       act_w__data = { \$244 [7:0], \$239 [7:0], \$234 [7:0], \$229 [7:0], \$224 [7:0], \$219 [7:0], \$214 [7:0], \$209 [7:0] };
@@ -19077,7 +28306,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$320  = g_kr;
     if (go) begin
       (* full_case = 32'd1 *)
@@ -19095,7 +28324,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$321  = g_kbase;
     if (go) begin
       (* full_case = 32'd1 *)
@@ -19113,7 +28342,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$322  = g_nr;
     if (go) begin
       if (\$267 ) begin
@@ -19133,7 +28362,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$323  = g_nbase;
     if (go) begin
       if (\$267 ) begin
@@ -19153,7 +28382,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$324  = g_p0;
     if (go) begin
       if (\$267 ) begin
@@ -19170,7 +28399,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$325  = g_done;
     if (go) begin
       if (\$267 ) begin
@@ -19189,7 +28418,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$326  = since_final;
     if (\$277 ) begin
       \$326  = 8'h00;
@@ -19204,7 +28433,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$327  = i_page;
     if (issue) begin
       \$327  = \$286 [3:0];
@@ -19217,7 +28446,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$328  = i_kr;
     if (issue) begin
       (* full_case = 32'd1 *)
@@ -19235,7 +28464,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$329  = i_kbase;
     if (issue) begin
       (* full_case = 32'd1 *)
@@ -19253,7 +28482,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$330  = i_nr;
     if (issue) begin
       if (\$288 ) begin
@@ -19273,7 +28502,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$331  = i_nbase;
     if (issue) begin
       if (\$288 ) begin
@@ -19293,7 +28522,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$332  = i_p0;
     if (issue) begin
       if (\$288 ) begin
@@ -19310,7 +28539,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$333  = i_done;
     if (issue) begin
       if (\$288 ) begin
@@ -19329,14 +28558,14 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$334  = acc0_0;
     if (res_any) begin
       \$334  = \$62 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$335  = ser0_0;
     if (res_any) begin
       if (tag[1]) begin
@@ -19345,14 +28574,14 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$336  = acc0_1;
     if (res_any) begin
       \$336  = \$66 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$337  = ser0_1;
     if (res_any) begin
       if (tag[1]) begin
@@ -19361,14 +28590,14 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$338  = acc0_2;
     if (res_any) begin
       \$338  = \$70 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$339  = ser0_2;
     if (res_any) begin
       if (tag[1]) begin
@@ -19377,14 +28606,14 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$340  = acc0_3;
     if (res_any) begin
       \$340  = \$74 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$341  = ser0_3;
     if (res_any) begin
       if (tag[1]) begin
@@ -19393,14 +28622,14 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$342  = acc0_4;
     if (res_any) begin
       \$342  = \$78 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$343  = ser0_4;
     if (res_any) begin
       if (tag[1]) begin
@@ -19409,14 +28638,14 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$344  = acc0_5;
     if (res_any) begin
       \$344  = \$82 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$345  = ser0_5;
     if (res_any) begin
       if (tag[1]) begin
@@ -19425,14 +28654,14 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$346  = acc0_6;
     if (res_any) begin
       \$346  = \$86 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$347  = ser0_6;
     if (res_any) begin
       if (tag[1]) begin
@@ -19441,14 +28670,14 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$348  = acc0_7;
     if (res_any) begin
       \$348  = \$90 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$349  = ser0_7;
     if (res_any) begin
       if (tag[1]) begin
@@ -19457,14 +28686,14 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$350  = acc1_0;
     if (res_any) begin
       \$350  = \$94 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$351  = ser1_0;
     if (res_any) begin
       if (tag[1]) begin
@@ -19473,14 +28702,14 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$352  = acc1_1;
     if (res_any) begin
       \$352  = \$98 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$353  = ser1_1;
     if (res_any) begin
       if (tag[1]) begin
@@ -19489,14 +28718,14 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$354  = acc1_2;
     if (res_any) begin
       \$354  = \$102 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$355  = ser1_2;
     if (res_any) begin
       if (tag[1]) begin
@@ -19505,14 +28734,14 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$356  = acc1_3;
     if (res_any) begin
       \$356  = \$106 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$357  = ser1_3;
     if (res_any) begin
       if (tag[1]) begin
@@ -19521,14 +28750,14 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$358  = acc1_4;
     if (res_any) begin
       \$358  = \$110 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$359  = ser1_4;
     if (res_any) begin
       if (tag[1]) begin
@@ -19537,14 +28766,14 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$360  = acc1_5;
     if (res_any) begin
       \$360  = \$114 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$361  = ser1_5;
     if (res_any) begin
       if (tag[1]) begin
@@ -19553,14 +28782,14 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$362  = acc1_6;
     if (res_any) begin
       \$362  = \$118 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$363  = ser1_6;
     if (res_any) begin
       if (tag[1]) begin
@@ -19569,14 +28798,14 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$364  = acc1_7;
     if (res_any) begin
       \$364  = \$122 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$365  = ser1_7;
     if (res_any) begin
       if (tag[1]) begin
@@ -19585,7 +28814,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$366  = ser_cnt;
     if (\$298 ) begin
       \$366  = args[321:314];
@@ -19598,7 +28827,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$367  = g_bi;
     if (\$298 ) begin
       \$367  = 8'h00;
@@ -19613,7 +28842,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$368  = g_nn;
     if (\$298 ) begin
       \$368  = 8'h00;
@@ -19631,7 +28860,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$369  = ser_p0;
     if (\$298 ) begin
       \$369  = tag[19:4];
@@ -19641,7 +28870,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$370  = ser_n0;
     if (\$298 ) begin
       \$370  = tag[29:20];
@@ -19651,21 +28880,21 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$371  = \$310 ;
     if (rst) begin
       \$371  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$372  = \$314 ;
     if (rst) begin
       \$372  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$373  = busy;
     if (\$316 ) begin
       \$373  = 1'h1;
@@ -19678,7 +28907,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$374  = setup;
     if (\$316 ) begin
       \$374  = 1'h1;
@@ -19695,7 +28924,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$375  = setup_cnt;
     if (\$316 ) begin
       \$375  = 8'h00;
@@ -19820,8 +29049,8 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
   assign e_code7_sum = { \$240 [32], \$240  };
   assign e_code7 = \$244 [9:0];
   assign done = finished;
-  assign \port$105$0  = \$1 ;
-  assign \port$106$0  = \$2 ;
+  assign \port$115$0  = \$1 ;
+  assign \port$116$0  = \$2 ;
   assign param_rd__addr = \$139 [5:0];
   assign epi_rd__addr = \$188 [5:0];
   assign \args.in_h  = args[8:0];
@@ -20532,7 +29761,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \isscc22_fabric.mac.epi_mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$10 ;
   wire [63:0] \$11 ;
@@ -21010,28 +30239,28 @@ module \isscc22_fabric.mac.epi_mbqm (rst, busy, x, mult, shift, i_valid, v4, y, 
   assign \$22  = $signed(shifted2) < $signed(32'd2147483648);
   assign \$23  = \$22  ? 33'h180000000 : { 1'h0, shifted2[31:0] };
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$73  = i_valid;
     if (rst) begin
       \$73  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$74  = v1;
     if (rst) begin
       \$74  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$75  = v2;
     if (rst) begin
       \$75  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$76  = v3;
     if (rst) begin
       \$76  = 1'h0;
@@ -21091,7 +30320,7 @@ endmodule
 (* generator = "Amaranth" *)
 module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_active, pos_bstep, take, pos_init, pos_step, desc_rd__addr, pos_valid, idle_next, act_rd__en, stall, g_kbase, bi, kk, nn, en, act_rd__addr, x_rdy
 , full, args, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
   wire \$1 ;
   wire [15:0] \$10 ;
   reg [6:0] \$100 ;
@@ -21590,7 +30819,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
   always @(posedge clk)
     full <= \$128 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$99  = bi;
     if (pos_init) begin
       \$99  = desc_rd__data[6:0];
@@ -21600,7 +30829,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$100  = kk;
     if (pos_init) begin
       \$100  = desc_rd__data[13:7];
@@ -21610,7 +30839,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$101  = nn;
     if (pos_init) begin
       \$101  = desc_rd__data[20:14];
@@ -21620,7 +30849,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$102  = en;
     if (pos_init) begin
       \$102  = desc_rd__data[21];
@@ -21630,7 +30859,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$103  = p;
     if (pos_init) begin
       \$103  = 16'h0000;
@@ -21642,7 +30871,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$104  = ox;
     if (pos_init) begin
       \$104  = 9'h000;
@@ -21654,7 +30883,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$105  = oy;
     if (pos_init) begin
       \$105  = 9'h000;
@@ -21666,7 +30895,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$106  = iy0;
     if (pos_init) begin
       \$106  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
@@ -21678,7 +30907,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$107  = ix0;
     if (pos_init) begin
       \$107  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
@@ -21690,7 +30919,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$108  = pos_addr;
     if (pos_init) begin
       \$108  = args[130:117];
@@ -21702,7 +30931,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$109  = active;
     if (\$13 ) begin
       if (go) begin
@@ -21718,7 +30947,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$110  = c;
     if (\$13 ) begin
       if (go) begin
@@ -21737,7 +30966,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$111  = rem;
     if (\$13 ) begin
       if (go) begin
@@ -21751,7 +30980,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$112  = ky;
     if (\$13 ) begin
       if (go) begin
@@ -21769,7 +30998,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$113  = kx;
     if (\$13 ) begin
       if (go) begin
@@ -21790,7 +31019,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$114  = iy;
     if (\$13 ) begin
       if (go) begin
@@ -21808,7 +31037,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$115  = ix;
     if (\$13 ) begin
       if (go) begin
@@ -21829,7 +31058,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$116  = row_ix;
     if (\$13 ) begin
       if (go) begin
@@ -21841,7 +31070,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$117  = tap0;
     if (\$13 ) begin
       if (go) begin
@@ -21862,7 +31091,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$118  = addr;
     if (\$13 ) begin
       if (go) begin
@@ -21886,7 +31115,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$119  = first;
     if (\$13 ) begin
       if (go) begin
@@ -21900,7 +31129,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$120  = b_valid;
     if (\$31 ) begin
       \$120  = active;
@@ -21910,7 +31139,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$121  = b_n;
     if (\$31 ) begin
       \$121  = \$65 [3:0];
@@ -21920,7 +31149,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$122  = b_oob;
     if (\$31 ) begin
       \$122  = oob;
@@ -21930,7 +31159,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$123  = b_first;
     if (\$31 ) begin
       \$123  = first;
@@ -21940,7 +31169,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$124  = b_last;
     if (\$31 ) begin
       \$124  = last;
@@ -21950,7 +31179,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$125  = b_ix;
     if (\$31 ) begin
       \$125  = ix;
@@ -21960,7 +31189,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$126  = x_rdy;
     if (\$33 ) begin
       if (b_last) begin
@@ -21969,7 +31198,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$127  = x_asm;
     if (\$33 ) begin
       (* full_case = 32'd1 *)
@@ -21980,7 +31209,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$128  = full;
     if (\$36 ) begin
       \$128  = 1'h1;
@@ -21992,7 +31221,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     start = 14'h0000;
     if (\$75 ) begin
       if (go) begin
@@ -22001,7 +31230,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     casez (b_n)
       4'h1:
@@ -22136,7 +31365,7 @@ endmodule
 (* generator = "Amaranth" *)
 module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_active, pos_bstep, take, pos_init, pos_step, desc_rd__addr, pos_valid, idle_next, act_rd__en, stall, g_kbase, bi, kk, nn, en, act_rd__addr, x_rdy
 , full, args, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire \$1 ;
   wire [15:0] \$10 ;
   reg [6:0] \$100 ;
@@ -22635,7 +31864,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
   always @(posedge clk)
     full <= \$128 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$99  = bi;
     if (pos_init) begin
       \$99  = desc_rd__data[6:0];
@@ -22645,7 +31874,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$100  = kk;
     if (pos_init) begin
       \$100  = desc_rd__data[13:7];
@@ -22655,7 +31884,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$101  = nn;
     if (pos_init) begin
       \$101  = desc_rd__data[20:14];
@@ -22665,7 +31894,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$102  = en;
     if (pos_init) begin
       \$102  = desc_rd__data[21];
@@ -22675,7 +31904,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$103  = p;
     if (pos_init) begin
       \$103  = 16'h0000;
@@ -22687,7 +31916,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$104  = ox;
     if (pos_init) begin
       \$104  = 9'h000;
@@ -22699,7 +31928,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$105  = oy;
     if (pos_init) begin
       \$105  = 9'h000;
@@ -22711,7 +31940,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$106  = iy0;
     if (pos_init) begin
       \$106  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
@@ -22723,7 +31952,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$107  = ix0;
     if (pos_init) begin
       \$107  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
@@ -22735,7 +31964,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$108  = pos_addr;
     if (pos_init) begin
       \$108  = args[130:117];
@@ -22747,7 +31976,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$109  = active;
     if (\$13 ) begin
       if (go) begin
@@ -22763,7 +31992,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$110  = c;
     if (\$13 ) begin
       if (go) begin
@@ -22782,7 +32011,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$111  = rem;
     if (\$13 ) begin
       if (go) begin
@@ -22796,7 +32025,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$112  = ky;
     if (\$13 ) begin
       if (go) begin
@@ -22814,7 +32043,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$113  = kx;
     if (\$13 ) begin
       if (go) begin
@@ -22835,7 +32064,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$114  = iy;
     if (\$13 ) begin
       if (go) begin
@@ -22853,7 +32082,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$115  = ix;
     if (\$13 ) begin
       if (go) begin
@@ -22874,7 +32103,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$116  = row_ix;
     if (\$13 ) begin
       if (go) begin
@@ -22886,7 +32115,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$117  = tap0;
     if (\$13 ) begin
       if (go) begin
@@ -22907,7 +32136,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$118  = addr;
     if (\$13 ) begin
       if (go) begin
@@ -22931,7 +32160,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$119  = first;
     if (\$13 ) begin
       if (go) begin
@@ -22945,7 +32174,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$120  = b_valid;
     if (\$31 ) begin
       \$120  = active;
@@ -22955,7 +32184,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$121  = b_n;
     if (\$31 ) begin
       \$121  = \$65 [3:0];
@@ -22965,7 +32194,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$122  = b_oob;
     if (\$31 ) begin
       \$122  = oob;
@@ -22975,7 +32204,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$123  = b_first;
     if (\$31 ) begin
       \$123  = first;
@@ -22985,7 +32214,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$124  = b_last;
     if (\$31 ) begin
       \$124  = last;
@@ -22995,7 +32224,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$125  = b_ix;
     if (\$31 ) begin
       \$125  = ix;
@@ -23005,7 +32234,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$126  = x_rdy;
     if (\$33 ) begin
       if (b_last) begin
@@ -23014,7 +32243,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$127  = x_asm;
     if (\$33 ) begin
       (* full_case = 32'd1 *)
@@ -23025,7 +32254,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$128  = full;
     if (\$36 ) begin
       \$128  = 1'h1;
@@ -23037,7 +32266,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     start = 14'h0000;
     if (\$75 ) begin
       if (go) begin
@@ -23046,7 +32275,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (b_n)
       4'h1:
@@ -23180,7 +32409,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \isscc22_fabric.mac.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$10 ;
   wire [63:0] \$11 ;
@@ -23658,28 +32887,28 @@ module \isscc22_fabric.mac.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk)
   assign \$22  = $signed(shifted2) < $signed(32'd2147483648);
   assign \$23  = \$22  ? 33'h180000000 : { 1'h0, shifted2[31:0] };
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$73  = i_valid;
     if (rst) begin
       \$73  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$74  = v1;
     if (rst) begin
       \$74  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$75  = v2;
     if (rst) begin
       \$75  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$76  = v3;
     if (rst) begin
       \$76  = 1'h0;
@@ -23738,7 +32967,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \isscc22_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -23816,7 +33045,7 @@ module \isscc22_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__
   always @(posedge clk)
     level <= \$17 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$15  = w_port__addr;
     if (\$1 ) begin
       \$15  = \$2 [1:0];
@@ -23826,7 +33055,7 @@ module \isscc22_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$16  = r_port__addr;
     if (\$3 ) begin
       \$16  = \$4 [1:0];
@@ -23836,7 +33065,7 @@ module \isscc22_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$17  = level;
     if (\$8 ) begin
       \$17  = \$9 [2:0];
@@ -23857,8 +33086,8 @@ module \isscc22_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__
 endmodule
 
 (* generator = "Amaranth" *)
-module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1270$0 , \port$1271$0 , \port$1272$0 , \port$1273$0 , \port$1274$0 , \port$1275$0 , \port$1276$0 , \port$1277$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
+module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1280$0 , \port$1281$0 , \port$1282$0 , \port$1283$0 , \port$1284$0 , \port$1285$0 , \port$1286$0 , \port$1287$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
   wire [12:0] \$1 ;
   wire \$10 ;
   wire [32:0] \$100 ;
@@ -24226,22 +33455,22 @@ module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1270$0 , \po
   reg pd3_5 = 1'h0;
   reg pd3_6 = 1'h0;
   reg pd3_7 = 1'h0;
-  output [7:0] \port$1270$0 ;
-  wire [7:0] \port$1270$0 ;
-  output [7:0] \port$1271$0 ;
-  wire [7:0] \port$1271$0 ;
-  output [7:0] \port$1272$0 ;
-  wire [7:0] \port$1272$0 ;
-  output [7:0] \port$1273$0 ;
-  wire [7:0] \port$1273$0 ;
-  output [7:0] \port$1274$0 ;
-  wire [7:0] \port$1274$0 ;
-  output [7:0] \port$1275$0 ;
-  wire [7:0] \port$1275$0 ;
-  output [7:0] \port$1276$0 ;
-  wire [7:0] \port$1276$0 ;
-  output [7:0] \port$1277$0 ;
-  wire [7:0] \port$1277$0 ;
+  output [7:0] \port$1280$0 ;
+  wire [7:0] \port$1280$0 ;
+  output [7:0] \port$1281$0 ;
+  wire [7:0] \port$1281$0 ;
+  output [7:0] \port$1282$0 ;
+  wire [7:0] \port$1282$0 ;
+  output [7:0] \port$1283$0 ;
+  wire [7:0] \port$1283$0 ;
+  output [7:0] \port$1284$0 ;
+  wire [7:0] \port$1284$0 ;
+  output [7:0] \port$1285$0 ;
+  wire [7:0] \port$1285$0 ;
+  output [7:0] \port$1286$0 ;
+  wire [7:0] \port$1286$0 ;
+  output [7:0] \port$1287$0 ;
+  wire [7:0] \port$1287$0 ;
   reg pt0_0 = 1'h0;
   reg pt0_1 = 1'h0;
   reg pt0_2 = 1'h0;
@@ -24893,7 +34122,7 @@ module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1270$0 , \po
     .y(y)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v0 = base0;
@@ -24904,7 +34133,7 @@ module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1270$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v1 = base1;
@@ -24915,7 +34144,7 @@ module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1270$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v2 = base2;
@@ -24926,7 +34155,7 @@ module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1270$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v3 = base3;
@@ -24937,7 +34166,7 @@ module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1270$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v4 = base4;
@@ -24948,7 +34177,7 @@ module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1270$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v5 = base5;
@@ -24959,7 +34188,7 @@ module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1270$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v6 = base6;
@@ -24970,7 +34199,7 @@ module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1270$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v7 = base7;
@@ -24981,7 +34210,7 @@ module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1270$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     tzm = 6'h20;
     if (args[155]) begin
       tzm = 6'h1f;
@@ -25081,7 +34310,7 @@ module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1270$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$192  = kx;
     if (busy) begin
       \$192  = \$176 [8:0];
@@ -25097,7 +34326,7 @@ module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1270$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$193  = ky;
     if (busy) begin
       if (last_kx) begin
@@ -25115,7 +34344,7 @@ module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1270$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$194  = w;
     if (busy) begin
       if (last_kx) begin
@@ -25135,7 +34364,7 @@ module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1270$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$195  = ox;
     if (busy) begin
       if (last_kx) begin
@@ -25157,7 +34386,7 @@ module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1270$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$196  = oy;
     if (busy) begin
       if (last_kx) begin
@@ -25178,7 +34407,7 @@ module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1270$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$197  = busy;
     if (busy) begin
       if (last_kx) begin
@@ -25201,98 +34430,98 @@ module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1270$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$198  = busy;
     if (rst) begin
       \$198  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$199  = oob;
     if (rst) begin
       \$199  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$200  = \$183 ;
     if (rst) begin
       \$200  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$201  = \$184 ;
     if (rst) begin
       \$201  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$202  = red0;
     if (\$signal$144 ) begin
       \$202  = v0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$203  = red1;
     if (\$signal$144 ) begin
       \$203  = v1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$204  = red2;
     if (\$signal$144 ) begin
       \$204  = v2;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$205  = red3;
     if (\$signal$144 ) begin
       \$205  = v3;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$206  = red4;
     if (\$signal$144 ) begin
       \$206  = v4;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$207  = red5;
     if (\$signal$144 ) begin
       \$207  = v5;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$208  = red6;
     if (\$signal$144 ) begin
       \$208  = v6;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$209  = red7;
     if (\$signal$144 ) begin
       \$209  = v7;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$210  = \$190 ;
     if (rst) begin
       \$210  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$211  = started;
     if (start) begin
       \$211  = 1'h1;
@@ -25340,14 +34569,14 @@ module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1270$0 , \po
   assign pa3 = act_w__addr;
   assign act_w__data = { \$169 [7:0], \$168 [7:0], \$167 [7:0], \$166 [7:0], \$165 [7:0], \$164 [7:0], \$163 [7:0], \$162 [7:0] };
   assign act_rd__addr = \$19 [11:0];
-  assign \port$1270$0  = \$162 [7:0];
-  assign \port$1271$0  = \$163 [7:0];
-  assign \port$1272$0  = \$164 [7:0];
-  assign \port$1273$0  = \$165 [7:0];
-  assign \port$1274$0  = \$166 [7:0];
-  assign \port$1275$0  = \$167 [7:0];
-  assign \port$1276$0  = \$168 [7:0];
-  assign \port$1277$0  = \$169 [7:0];
+  assign \port$1280$0  = \$162 [7:0];
+  assign \port$1281$0  = \$163 [7:0];
+  assign \port$1282$0  = \$164 [7:0];
+  assign \port$1283$0  = \$165 [7:0];
+  assign \port$1284$0  = \$166 [7:0];
+  assign \port$1285$0  = \$167 [7:0];
+  assign \port$1286$0  = \$168 [7:0];
+  assign \port$1287$0  = \$169 [7:0];
   assign \args.mode  = args[0];
   assign \args.x_signed  = args[1];
   assign \args.in_base  = args[13:2];
@@ -25433,7 +34662,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \isscc22_fabric.pool.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
   wire [6:0] \$1 ;
   wire [6:0] \$10 ;
   wire [63:0] \$11 ;
@@ -25911,28 +35140,28 @@ module \isscc22_fabric.pool.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk
   assign \$22  = $signed(shifted2) < $signed(32'd2147483648);
   assign \$23  = \$22  ? 33'h180000000 : { 1'h0, shifted2[31:0] };
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$73  = i_valid;
     if (rst) begin
       \$73  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$74  = v1;
     if (rst) begin
       \$74  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$75  = v2;
     if (rst) begin
       \$75  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$76  = v3;
     if (rst) begin
       \$76  = 1'h0;
@@ -25990,8 +35219,8 @@ module \isscc22_fabric.pool.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk
 endmodule
 
 (* generator = "Amaranth" *)
-module \isscc22_fabric.relax (old_rd__data, new_rd__data, arc_rd__data, relax_gated_clk, arc_rd__addr, old_rd__addr, new_rd__addr, \port$2193$0 , act_w__addr, finish, busy, act_w__en, start, args, relax_gated_rst);
-  reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
+module \isscc22_fabric.relax (old_rd__data, new_rd__data, arc_rd__data, relax_gated_clk, arc_rd__addr, old_rd__addr, new_rd__addr, \port$2203$0 , act_w__addr, finish, busy, act_w__en, start, args, relax_gated_rst);
+  reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [12:0] \$11 ;
@@ -26063,8 +35292,8 @@ module \isscc22_fabric.relax (old_rd__data, new_rd__data, arc_rd__data, relax_ga
   input [63:0] old_rd__data;
   wire [63:0] old_rd__data;
   wire old_rd__en;
-  output [31:0] \port$2193$0 ;
-  wire [31:0] \port$2193$0 ;
+  output [31:0] \port$2203$0 ;
+  wire [31:0] \port$2203$0 ;
   wire [55:0] raw;
   input relax_gated_clk;
   wire relax_gated_clk;
@@ -26120,7 +35349,7 @@ module \isscc22_fabric.relax (old_rd__data, new_rd__data, arc_rd__data, relax_ga
   always @(posedge relax_gated_clk)
     fwd_val <= \$28 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$20  = running;
     if (start) begin
       \$20  = 1'h1;
@@ -26133,7 +35362,7 @@ module \isscc22_fabric.relax (old_rd__data, new_rd__data, arc_rd__data, relax_ga
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$21  = issued;
     if (start) begin
       \$21  = { 12'h000, \$18  };
@@ -26145,49 +35374,49 @@ module \isscc22_fabric.relax (old_rd__data, new_rd__data, arc_rd__data, relax_ga
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$22  = issue;
     if (relax_gated_rst) begin
       \$22  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$23  = v1;
     if (relax_gated_rst) begin
       \$23  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$24  = arc_rd__data[23:12];
     if (relax_gated_rst) begin
       \$24  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$25  = arc_rd__data[55:24];
     if (relax_gated_rst) begin
       \$25  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$26  = act_w__en;
     if (relax_gated_rst) begin
       \$26  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$27  = \$like$16 ;
     if (relax_gated_rst) begin
       \$27  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$28  = \$signal$23 ;
     if (relax_gated_rst) begin
       \$28  = 32'd0;
@@ -26203,7 +35432,7 @@ module \isscc22_fabric.relax (old_rd__data, new_rd__data, arc_rd__data, relax_ga
   assign arc_rd__addr = \$5 [11:0];
   assign old_rd__addr = \$6 [11:0];
   assign new_rd__addr = \$7 [11:0];
-  assign \port$2193$0  = \$signal$23 ;
+  assign \port$2203$0  = \$signal$23 ;
   assign act_w__addr = \$11 [11:0];
   assign \args.arcs  = args[11:0];
   assign \args.count  = args[24:12];
@@ -26214,7 +35443,7 @@ endmodule
 (* generator = "Amaranth" *)
 module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1__ready, res_valid__1, res_y__1, spmv_gated_clk, busy, op__0__valid, op__1__valid, rd__addr, act_w__addr, act_w__data, finish, op__0__payload, op__1__payload, act_w__en, start, args, spmv_gated_rst
 );
-  reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
   wire \$1 ;
   wire [7:0] \$10 ;
   wire [7:0] \$100 ;
@@ -28162,7 +37391,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
   always @(posedge spmv_gated_clk)
     running <= \$1025 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[62:61])
       2'h0:
@@ -28176,7 +37405,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$5  = 5'h00;
     casez (issued)
       3'h0:
@@ -28192,7 +37421,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (issued[1:0])
       2'h0:
@@ -28206,7 +37435,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (issued[1:0])
       2'h0:
@@ -28220,7 +37449,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28230,7 +37459,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (w_j)
       6'h00:
@@ -28364,7 +37593,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28374,7 +37603,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28384,7 +37613,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28394,7 +37623,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28404,7 +37633,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28414,7 +37643,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -28428,7 +37657,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28438,7 +37667,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28448,7 +37677,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28458,7 +37687,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28468,7 +37697,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -28482,7 +37711,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28492,7 +37721,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28502,7 +37731,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28512,7 +37741,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28522,7 +37751,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -28536,7 +37765,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28546,7 +37775,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28556,7 +37785,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28566,7 +37795,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28576,7 +37805,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -28590,7 +37819,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28600,7 +37829,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28610,7 +37839,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28620,7 +37849,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28630,7 +37859,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -28644,7 +37873,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28654,7 +37883,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28664,7 +37893,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28674,7 +37903,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28684,7 +37913,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -28698,7 +37927,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28708,7 +37937,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28718,7 +37947,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28728,7 +37957,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28738,7 +37967,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -28752,7 +37981,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28762,7 +37991,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28772,7 +38001,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28782,7 +38011,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28792,7 +38021,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -28806,7 +38035,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28816,7 +38045,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28826,7 +38055,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28836,7 +38065,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28846,7 +38075,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -28860,7 +38089,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28870,7 +38099,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28880,7 +38109,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28890,7 +38119,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28900,7 +38129,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -28914,7 +38143,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28924,7 +38153,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28934,7 +38163,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28944,7 +38173,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28954,7 +38183,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -28968,7 +38197,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28978,7 +38207,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28988,7 +38217,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -28998,7 +38227,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -29008,7 +38237,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -29022,7 +38251,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -29032,7 +38261,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -29042,7 +38271,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -29052,7 +38281,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -29062,7 +38291,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -29076,7 +38305,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -29086,7 +38315,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -29096,7 +38325,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -29106,7 +38335,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -29116,7 +38345,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -29130,7 +38359,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -29140,7 +38369,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -29150,7 +38379,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -29160,7 +38389,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -29170,7 +38399,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -29184,7 +38413,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -29194,7 +38423,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -29204,7 +38433,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -29214,7 +38443,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -29224,7 +38453,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -29238,7 +38467,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -29248,7 +38477,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -29258,7 +38487,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -29268,7 +38497,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -29278,7 +38507,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -29292,7 +38521,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -29302,7 +38531,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -29312,7 +38541,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -29322,7 +38551,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -29332,7 +38561,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -29346,7 +38575,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -29356,7 +38585,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -29366,7 +38595,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -29376,7 +38605,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -29386,7 +38615,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -29400,7 +38629,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -29410,7 +38639,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -29420,7 +38649,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -29430,7 +38659,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -29440,7 +38669,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -29454,7 +38683,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -29464,7 +38693,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -29474,7 +38703,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -29484,7 +38713,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -29494,7 +38723,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -29508,7 +38737,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -29518,7 +38747,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -29528,7 +38757,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -29538,7 +38767,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -29548,7 +38777,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -29562,7 +38791,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -29572,7 +38801,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -29582,7 +38811,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -29592,7 +38821,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -29602,7 +38831,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -29616,7 +38845,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -29626,7 +38855,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -29636,7 +38865,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -29646,7 +38875,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -29656,7 +38885,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -29670,7 +38899,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -29680,7 +38909,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -29690,7 +38919,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -29700,7 +38929,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -29710,7 +38939,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -29724,7 +38953,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -29734,7 +38963,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -29744,7 +38973,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -29754,7 +38983,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -29764,7 +38993,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -29778,7 +39007,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -29788,7 +39017,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -29798,7 +39027,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -29808,7 +39037,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -29818,7 +39047,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -29832,7 +39061,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -29842,7 +39071,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -29852,7 +39081,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -29862,7 +39091,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -29872,7 +39101,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -29886,7 +39115,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -29896,7 +39125,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -29906,7 +39135,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -29916,7 +39145,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -29926,7 +39155,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -29940,7 +39169,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -29950,7 +39179,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -29960,7 +39189,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -29970,7 +39199,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -29980,7 +39209,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -29994,7 +39223,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -30004,7 +39233,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -30014,7 +39243,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -30024,7 +39253,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -30034,7 +39263,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -30048,7 +39277,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -30058,7 +39287,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -30068,7 +39297,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -30078,7 +39307,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -30088,7 +39317,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -30102,7 +39331,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -30112,7 +39341,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -30122,7 +39351,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -30132,7 +39361,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -30142,7 +39371,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -30156,7 +39385,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -30166,7 +39395,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -30176,7 +39405,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -30186,7 +39415,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -30196,7 +39425,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -30210,7 +39439,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -30220,7 +39449,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -30230,7 +39459,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -30240,7 +39469,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -30250,7 +39479,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -30264,7 +39493,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -30274,7 +39503,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -30284,7 +39513,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -30294,7 +39523,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -30304,7 +39533,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -30318,7 +39547,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -30328,7 +39557,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -30338,7 +39567,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -30348,7 +39577,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -30358,7 +39587,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -30372,7 +39601,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -30382,7 +39611,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -30392,7 +39621,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -30402,7 +39631,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -30412,7 +39641,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -30426,7 +39655,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -30436,7 +39665,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -30446,7 +39675,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -30456,7 +39685,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -30466,7 +39695,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -30480,7 +39709,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -30490,7 +39719,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -30500,7 +39729,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -30510,7 +39739,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -30520,7 +39749,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -30534,7 +39763,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -30544,7 +39773,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -30554,7 +39783,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -30564,7 +39793,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -30574,7 +39803,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -30588,7 +39817,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -30598,7 +39827,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -30608,7 +39837,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -30618,7 +39847,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -30628,7 +39857,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -30642,7 +39871,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -30652,7 +39881,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -30662,7 +39891,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -30672,7 +39901,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -30682,7 +39911,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -30696,7 +39925,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -30706,7 +39935,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -30716,7 +39945,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -30726,7 +39955,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -30736,7 +39965,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -30750,7 +39979,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -30760,7 +39989,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -30770,7 +39999,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -30780,7 +40009,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -30790,7 +40019,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -30804,7 +40033,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -30814,7 +40043,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -30824,7 +40053,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -30834,7 +40063,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -30844,7 +40073,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -30858,7 +40087,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -30868,7 +40097,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -30878,7 +40107,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -30888,7 +40117,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -30898,7 +40127,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -30912,7 +40141,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -30922,7 +40151,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -30932,7 +40161,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -30942,7 +40171,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -30952,7 +40181,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -30966,7 +40195,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -30976,7 +40205,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -30986,7 +40215,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -30996,7 +40225,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -31006,7 +40235,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -31020,7 +40249,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -31030,7 +40259,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -31040,7 +40269,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -31050,7 +40279,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -31060,7 +40289,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -31074,7 +40303,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -31084,7 +40313,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -31094,7 +40323,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -31104,7 +40333,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -31114,7 +40343,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -31128,7 +40357,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -31138,7 +40367,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -31148,7 +40377,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -31158,7 +40387,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -31168,7 +40397,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -31182,7 +40411,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -31192,7 +40421,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -31202,7 +40431,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -31212,7 +40441,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -31222,7 +40451,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -31236,7 +40465,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -31246,7 +40475,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -31256,7 +40485,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -31266,7 +40495,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -31276,7 +40505,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -31290,7 +40519,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -31300,7 +40529,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -31310,7 +40539,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -31320,7 +40549,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -31330,7 +40559,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -31344,7 +40573,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -31354,7 +40583,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -31364,7 +40593,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -31374,7 +40603,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -31384,7 +40613,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -31398,7 +40627,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -31408,7 +40637,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -31418,7 +40647,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -31428,7 +40657,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -31438,7 +40667,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -31452,7 +40681,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -31462,7 +40691,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -31472,7 +40701,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -31482,7 +40711,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -31492,7 +40721,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -31506,7 +40735,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -31516,7 +40745,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -31526,7 +40755,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -31536,7 +40765,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -31546,7 +40775,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -31560,7 +40789,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -31570,7 +40799,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -31580,7 +40809,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -31590,7 +40819,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -31600,7 +40829,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -31614,7 +40843,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -31624,7 +40853,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -31634,7 +40863,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -31644,7 +40873,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -31654,7 +40883,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -31668,7 +40897,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -31678,7 +40907,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -31688,7 +40917,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -31698,7 +40927,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -31708,7 +40937,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -31722,7 +40951,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -31732,7 +40961,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -31742,7 +40971,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -31752,7 +40981,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -31762,7 +40991,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -31776,7 +41005,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -31786,7 +41015,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -31796,7 +41025,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -31806,7 +41035,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -31816,7 +41045,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -31830,21 +41059,21 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$936  = loading;
     if (spmv_gated_rst) begin
       \$936  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$937  = \$287 [3:0];
     if (spmv_gated_rst) begin
       \$937  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$938  = i;
     if (start) begin
       \$938  = 5'h01;
@@ -31856,7 +41085,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$939  = xbuf0;
     if (\$signal$113 ) begin
       casez (ld_i)
@@ -31869,7 +41098,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$940  = xbuf1;
     if (\$signal$113 ) begin
       casez (ld_i)
@@ -31884,7 +41113,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$941  = xbuf2;
     if (\$signal$113 ) begin
       casez (ld_i)
@@ -31901,7 +41130,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$942  = xbuf3;
     if (\$signal$113 ) begin
       casez (ld_i)
@@ -31920,7 +41149,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$943  = xbuf4;
     if (\$signal$113 ) begin
       casez (ld_i)
@@ -31941,7 +41170,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$944  = xbuf5;
     if (\$signal$113 ) begin
       casez (ld_i)
@@ -31964,7 +41193,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$945  = xbuf6;
     if (\$signal$113 ) begin
       casez (ld_i)
@@ -31989,7 +41218,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$946  = xbuf7;
     if (\$signal$113 ) begin
       casez (ld_i)
@@ -32016,7 +41245,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$947  = xbuf8;
     if (\$signal$113 ) begin
       casez (ld_i)
@@ -32045,7 +41274,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$948  = xbuf9;
     if (\$signal$113 ) begin
       casez (ld_i)
@@ -32076,7 +41305,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$949  = xbuf10;
     if (\$signal$113 ) begin
       casez (ld_i)
@@ -32109,7 +41338,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$950  = xbuf11;
     if (\$signal$113 ) begin
       casez (ld_i)
@@ -32144,7 +41373,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$951  = xbuf12;
     if (\$signal$113 ) begin
       casez (ld_i)
@@ -32181,7 +41410,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$952  = xbuf13;
     if (\$signal$113 ) begin
       casez (ld_i)
@@ -32220,7 +41449,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$953  = xbuf14;
     if (\$signal$113 ) begin
       casez (ld_i)
@@ -32261,7 +41490,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$954  = xbuf15;
     if (\$signal$113 ) begin
       (* full_case = 32'd1 *)
@@ -32305,7 +41534,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$955  = loaded;
     if (\$signal$113 ) begin
       \$955  = \$289 [4:0];
@@ -32318,7 +41547,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$956  = issued;
     if (\$291 ) begin
       \$956  = \$292 [2:0];
@@ -32331,7 +41560,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$957  = got;
     if (arrive) begin
       \$957  = \$293 [2:0];
@@ -32344,7 +41573,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$958  = acc0;
     if (arrive) begin
       \$958  = \$303 [63:0];
@@ -32357,7 +41586,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$959  = acc1;
     if (arrive) begin
       \$959  = \$313 [63:0];
@@ -32370,7 +41599,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$960  = acc2;
     if (arrive) begin
       \$960  = \$323 [63:0];
@@ -32383,7 +41612,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$961  = acc3;
     if (arrive) begin
       \$961  = \$333 [63:0];
@@ -32396,7 +41625,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$962  = acc4;
     if (arrive) begin
       \$962  = \$343 [63:0];
@@ -32409,7 +41638,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$963  = acc5;
     if (arrive) begin
       \$963  = \$353 [63:0];
@@ -32422,7 +41651,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$964  = acc6;
     if (arrive) begin
       \$964  = \$363 [63:0];
@@ -32435,7 +41664,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$965  = acc7;
     if (arrive) begin
       \$965  = \$373 [63:0];
@@ -32448,7 +41677,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$966  = acc8;
     if (arrive) begin
       \$966  = \$383 [63:0];
@@ -32461,7 +41690,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$967  = acc9;
     if (arrive) begin
       \$967  = \$393 [63:0];
@@ -32474,7 +41703,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$968  = acc10;
     if (arrive) begin
       \$968  = \$403 [63:0];
@@ -32487,7 +41716,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$969  = acc11;
     if (arrive) begin
       \$969  = \$413 [63:0];
@@ -32500,7 +41729,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$970  = acc12;
     if (arrive) begin
       \$970  = \$423 [63:0];
@@ -32513,7 +41742,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$971  = acc13;
     if (arrive) begin
       \$971  = \$433 [63:0];
@@ -32526,7 +41755,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$972  = acc14;
     if (arrive) begin
       \$972  = \$443 [63:0];
@@ -32539,7 +41768,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$973  = acc15;
     if (arrive) begin
       \$973  = \$453 [63:0];
@@ -32552,7 +41781,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$974  = acc16;
     if (arrive) begin
       \$974  = \$463 [63:0];
@@ -32565,7 +41794,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$975  = acc17;
     if (arrive) begin
       \$975  = \$473 [63:0];
@@ -32578,7 +41807,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$976  = acc18;
     if (arrive) begin
       \$976  = \$483 [63:0];
@@ -32591,7 +41820,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$977  = acc19;
     if (arrive) begin
       \$977  = \$493 [63:0];
@@ -32604,7 +41833,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$978  = acc20;
     if (arrive) begin
       \$978  = \$503 [63:0];
@@ -32617,7 +41846,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$979  = acc21;
     if (arrive) begin
       \$979  = \$513 [63:0];
@@ -32630,7 +41859,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$980  = acc22;
     if (arrive) begin
       \$980  = \$523 [63:0];
@@ -32643,7 +41872,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$981  = acc23;
     if (arrive) begin
       \$981  = \$533 [63:0];
@@ -32656,7 +41885,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$982  = acc24;
     if (arrive) begin
       \$982  = \$543 [63:0];
@@ -32669,7 +41898,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$983  = acc25;
     if (arrive) begin
       \$983  = \$553 [63:0];
@@ -32682,7 +41911,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$984  = acc26;
     if (arrive) begin
       \$984  = \$563 [63:0];
@@ -32695,7 +41924,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$985  = acc27;
     if (arrive) begin
       \$985  = \$573 [63:0];
@@ -32708,7 +41937,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$986  = acc28;
     if (arrive) begin
       \$986  = \$583 [63:0];
@@ -32721,7 +41950,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$987  = acc29;
     if (arrive) begin
       \$987  = \$593 [63:0];
@@ -32734,7 +41963,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$988  = acc30;
     if (arrive) begin
       \$988  = \$603 [63:0];
@@ -32747,7 +41976,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$989  = acc31;
     if (arrive) begin
       \$989  = \$613 [63:0];
@@ -32760,7 +41989,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$990  = acc32;
     if (arrive) begin
       \$990  = \$623 [63:0];
@@ -32773,7 +42002,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$991  = acc33;
     if (arrive) begin
       \$991  = \$633 [63:0];
@@ -32786,7 +42015,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$992  = acc34;
     if (arrive) begin
       \$992  = \$643 [63:0];
@@ -32799,7 +42028,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$993  = acc35;
     if (arrive) begin
       \$993  = \$653 [63:0];
@@ -32812,7 +42041,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$994  = acc36;
     if (arrive) begin
       \$994  = \$663 [63:0];
@@ -32825,7 +42054,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$995  = acc37;
     if (arrive) begin
       \$995  = \$673 [63:0];
@@ -32838,7 +42067,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$996  = acc38;
     if (arrive) begin
       \$996  = \$683 [63:0];
@@ -32851,7 +42080,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$997  = acc39;
     if (arrive) begin
       \$997  = \$693 [63:0];
@@ -32864,7 +42093,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$998  = acc40;
     if (arrive) begin
       \$998  = \$703 [63:0];
@@ -32877,7 +42106,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$999  = acc41;
     if (arrive) begin
       \$999  = \$713 [63:0];
@@ -32890,7 +42119,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1000  = acc42;
     if (arrive) begin
       \$1000  = \$723 [63:0];
@@ -32903,7 +42132,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1001  = acc43;
     if (arrive) begin
       \$1001  = \$733 [63:0];
@@ -32916,7 +42145,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1002  = acc44;
     if (arrive) begin
       \$1002  = \$743 [63:0];
@@ -32929,7 +42158,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1003  = acc45;
     if (arrive) begin
       \$1003  = \$753 [63:0];
@@ -32942,7 +42171,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1004  = acc46;
     if (arrive) begin
       \$1004  = \$763 [63:0];
@@ -32955,7 +42184,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1005  = acc47;
     if (arrive) begin
       \$1005  = \$773 [63:0];
@@ -32968,7 +42197,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1006  = acc48;
     if (arrive) begin
       \$1006  = \$783 [63:0];
@@ -32981,7 +42210,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1007  = acc49;
     if (arrive) begin
       \$1007  = \$793 [63:0];
@@ -32994,7 +42223,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1008  = acc50;
     if (arrive) begin
       \$1008  = \$803 [63:0];
@@ -33007,7 +42236,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1009  = acc51;
     if (arrive) begin
       \$1009  = \$813 [63:0];
@@ -33020,7 +42249,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1010  = acc52;
     if (arrive) begin
       \$1010  = \$823 [63:0];
@@ -33033,7 +42262,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1011  = acc53;
     if (arrive) begin
       \$1011  = \$833 [63:0];
@@ -33046,7 +42275,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1012  = acc54;
     if (arrive) begin
       \$1012  = \$843 [63:0];
@@ -33059,7 +42288,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1013  = acc55;
     if (arrive) begin
       \$1013  = \$853 [63:0];
@@ -33072,7 +42301,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1014  = acc56;
     if (arrive) begin
       \$1014  = \$863 [63:0];
@@ -33085,7 +42314,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1015  = acc57;
     if (arrive) begin
       \$1015  = \$873 [63:0];
@@ -33098,7 +42327,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1016  = acc58;
     if (arrive) begin
       \$1016  = \$883 [63:0];
@@ -33111,7 +42340,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1017  = acc59;
     if (arrive) begin
       \$1017  = \$893 [63:0];
@@ -33124,7 +42353,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1018  = acc60;
     if (arrive) begin
       \$1018  = \$903 [63:0];
@@ -33137,7 +42366,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1019  = acc61;
     if (arrive) begin
       \$1019  = \$913 [63:0];
@@ -33150,7 +42379,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1020  = acc62;
     if (arrive) begin
       \$1020  = \$923 [63:0];
@@ -33163,7 +42392,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1021  = acc63;
     if (arrive) begin
       \$1021  = \$933 [63:0];
@@ -33176,7 +42405,7 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1022  = j;
     if (reading) begin
       \$1022  = \$934 [6:0];
@@ -33189,21 +42418,21 @@ module \isscc22_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1023  = reading;
     if (spmv_gated_rst) begin
       \$1023  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1024  = j[5:0];
     if (spmv_gated_rst) begin
       \$1024  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$1025  = running;
     if (start) begin
       \$1025  = 1'h1;

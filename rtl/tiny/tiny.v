@@ -2046,109 +2046,120 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire \$19 ;
   wire \$2 ;
   wire \$20 ;
-  wire [95:0] \$21 ;
+  wire \$21 ;
   wire \$22 ;
-  wire [95:0] \$23 ;
-  wire [11:0] \$24 ;
-  wire [11:0] \$25 ;
-  wire [11:0] \$26 ;
+  wire \$23 ;
+  wire [95:0] \$24 ;
+  wire \$25 ;
+  wire [95:0] \$26 ;
   wire [11:0] \$27 ;
-  wire \$28 ;
-  wire \$29 ;
+  wire [11:0] \$28 ;
+  wire [11:0] \$29 ;
   wire \$3 ;
-  wire \$30 ;
-  wire \$31 ;
-  wire [11:0] \$32 ;
+  wire [11:0] \$30 ;
+  wire [11:0] \$31 ;
+  wire \$32 ;
   wire \$33 ;
   wire \$34 ;
-  wire [11:0] \$35 ;
-  wire [11:0] \$36 ;
+  wire \$35 ;
+  wire \$36 ;
   wire [11:0] \$37 ;
-  wire [11:0] \$38 ;
-  wire [11:0] \$39 ;
+  wire \$38 ;
+  wire \$39 ;
   wire \$4 ;
   wire [11:0] \$40 ;
-  wire \$41 ;
-  wire [15:0] \$42 ;
-  wire [15:0] \$43 ;
-  wire [15:0] \$44 ;
-  wire [15:0] \$45 ;
-  wire [15:0] \$46 ;
-  wire [15:0] \$47 ;
-  wire \$48 ;
+  wire [11:0] \$41 ;
+  wire [11:0] \$42 ;
+  wire [11:0] \$43 ;
+  wire [11:0] \$44 ;
+  wire [11:0] \$45 ;
+  wire [11:0] \$46 ;
+  wire \$47 ;
+  wire [15:0] \$48 ;
   wire [15:0] \$49 ;
   wire \$5 ;
   wire [15:0] \$50 ;
-  wire [7:0] \$51 ;
+  wire [15:0] \$51 ;
   wire [15:0] \$52 ;
   wire [15:0] \$53 ;
-  wire [7:0] \$54 ;
-  reg \$55 ;
-  reg \$56 ;
-  reg \$57 ;
-  reg \$58 ;
-  reg \$59 ;
+  wire [15:0] \$54 ;
+  wire \$55 ;
+  wire [15:0] \$56 ;
+  wire [15:0] \$57 ;
+  wire [7:0] \$58 ;
+  wire [15:0] \$59 ;
   wire \$6 ;
-  reg \$60 ;
-  reg \$61 ;
+  wire [15:0] \$60 ;
+  wire [7:0] \$61 ;
   reg \$62 ;
-  wire \$63 ;
-  wire \$64 ;
-  wire [7:0] \$65 ;
-  wire [7:0] \$66 ;
-  wire [7:0] \$67 ;
-  wire [7:0] \$68 ;
-  wire [20:0] \$69 ;
+  reg \$63 ;
+  reg \$64 ;
+  reg \$65 ;
+  reg \$66 ;
+  reg \$67 ;
+  reg \$68 ;
+  reg \$69 ;
   wire \$7 ;
-  wire [7:0] \$70 ;
-  wire [7:0] \$71 ;
+  reg \$70 ;
+  reg \$71 ;
+  wire \$72 ;
+  wire \$73 ;
+  wire [7:0] \$74 ;
+  wire [7:0] \$75 ;
+  wire [7:0] \$76 ;
+  wire [7:0] \$77 ;
+  wire [20:0] \$78 ;
+  wire [7:0] \$79 ;
   wire \$8 ;
+  wire [7:0] \$80 ;
+  wire [7:0] \$81 ;
+  wire [7:0] \$82 ;
   wire \$9 ;
   wire [9:0] \$signature__addr ;
-  wire [9:0] \$signature__addr$319 ;
-  wire [11:0] \$signature__addr$325 ;
-  wire [9:0] \$signature__addr$331 ;
-  wire [5:0] \$signature__addr$337 ;
-  wire [5:0] \$signature__addr$343 ;
-  wire [9:0] \$signature__addr$349 ;
-  wire [9:0] \$signature__addr$355 ;
-  wire [9:0] \$signature__addr$361 ;
-  wire [5:0] \$signature__addr$367 ;
-  wire [5:0] \$signature__addr$373 ;
-  wire [11:0] \$signature__addr$444 ;
-  wire [11:0] \$signature__addr$450 ;
-  wire [9:0] \$signature__addr$456 ;
-  wire [9:0] \$signature__addr$462 ;
+  wire [9:0] \$signature__addr$339 ;
+  wire [11:0] \$signature__addr$345 ;
+  wire [9:0] \$signature__addr$351 ;
+  wire [5:0] \$signature__addr$357 ;
+  wire [5:0] \$signature__addr$363 ;
+  wire [9:0] \$signature__addr$369 ;
+  wire [9:0] \$signature__addr$375 ;
+  wire [9:0] \$signature__addr$381 ;
+  wire [5:0] \$signature__addr$387 ;
+  wire [5:0] \$signature__addr$393 ;
+  wire [11:0] \$signature__addr$467 ;
+  wire [11:0] \$signature__addr$473 ;
+  wire [9:0] \$signature__addr$479 ;
+  wire [9:0] \$signature__addr$485 ;
   wire [63:0] \$signature__data ;
-  wire [447:0] \$signature__data$322 ;
-  wire [15:0] \$signature__data$328 ;
-  wire [15:0] \$signature__data$334 ;
-  wire [191:0] \$signature__data$340 ;
-  wire [95:0] \$signature__data$346 ;
-  wire [63:0] \$signature__data$352 ;
-  wire [447:0] \$signature__data$357 ;
-  wire [15:0] \$signature__data$363 ;
-  wire [191:0] \$signature__data$369 ;
-  wire [95:0] \$signature__data$375 ;
-  wire [15:0] \$signature__data$447 ;
-  wire [15:0] \$signature__data$452 ;
-  wire [15:0] \$signature__data$459 ;
-  wire [15:0] \$signature__data$464 ;
+  wire [447:0] \$signature__data$342 ;
+  wire [15:0] \$signature__data$348 ;
+  wire [15:0] \$signature__data$354 ;
+  wire [191:0] \$signature__data$360 ;
+  wire [95:0] \$signature__data$366 ;
+  wire [63:0] \$signature__data$372 ;
+  wire [447:0] \$signature__data$377 ;
+  wire [15:0] \$signature__data$383 ;
+  wire [191:0] \$signature__data$389 ;
+  wire [95:0] \$signature__data$395 ;
+  wire [15:0] \$signature__data$470 ;
+  wire [15:0] \$signature__data$475 ;
+  wire [15:0] \$signature__data$482 ;
+  wire [15:0] \$signature__data$487 ;
   wire \$signature__en ;
-  wire \$signature__en$323 ;
-  wire \$signature__en$329 ;
-  wire \$signature__en$335 ;
-  wire \$signature__en$341 ;
-  wire \$signature__en$347 ;
-  wire \$signature__en$353 ;
-  wire [13:0] \$signature__en$359 ;
-  wire \$signature__en$365 ;
-  wire [5:0] \$signature__en$371 ;
-  wire [2:0] \$signature__en$377 ;
-  wire \$signature__en$448 ;
-  wire \$signature__en$454 ;
-  wire \$signature__en$460 ;
-  wire \$signature__en$466 ;
+  wire \$signature__en$343 ;
+  wire \$signature__en$349 ;
+  wire \$signature__en$355 ;
+  wire \$signature__en$361 ;
+  wire \$signature__en$367 ;
+  wire \$signature__en$373 ;
+  wire [13:0] \$signature__en$379 ;
+  wire \$signature__en$385 ;
+  wire [5:0] \$signature__en$391 ;
+  wire [2:0] \$signature__en$397 ;
+  wire \$signature__en$471 ;
+  wire \$signature__en$477 ;
+  wire \$signature__en$483 ;
+  wire \$signature__en$489 ;
   wire [11:0] a_rd__addr;
   wire [15:0] a_rd__data;
   wire a_rd__en;
@@ -2159,138 +2170,151 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire [15:0] act_rd__1__data;
   wire act_rd__1__en;
   wire [11:0] act_rd__addr;
-  wire [11:0] \act_rd__addr$174 ;
+  wire [11:0] \act_rd__addr$182 ;
+  wire [11:0] \act_rd__addr$183 ;
   wire [15:0] act_rd__data;
-  wire [15:0] \act_rd__data$190 ;
+  wire [15:0] \act_rd__data$200 ;
+  wire [15:0] \act_rd__data$201 ;
   wire act_rd__en;
-  wire \act_rd__en$181 ;
+  wire \act_rd__en$190 ;
+  wire \act_rd__en$191 ;
   wire [11:0] act_w__addr;
-  wire [11:0] \act_w__addr$388 ;
-  wire [11:0] \act_w__addr$389 ;
-  wire [11:0] \act_w__addr$390 ;
-  wire [11:0] \act_w__addr$391 ;
-  wire [11:0] \act_w__addr$392 ;
-  wire [11:0] \act_w__addr$393 ;
+  wire [11:0] \act_w__addr$409 ;
+  wire [11:0] \act_w__addr$410 ;
+  wire [11:0] \act_w__addr$411 ;
+  wire [11:0] \act_w__addr$412 ;
+  wire [11:0] \act_w__addr$413 ;
+  wire [11:0] \act_w__addr$414 ;
+  wire [11:0] \act_w__addr$415 ;
   wire [15:0] act_w__data;
-  wire [15:0] \act_w__data$397 ;
-  wire [15:0] \act_w__data$398 ;
-  wire [15:0] \act_w__data$399 ;
-  wire [15:0] \act_w__data$400 ;
-  wire [15:0] \act_w__data$401 ;
-  wire [15:0] \act_w__data$402 ;
+  wire [15:0] \act_w__data$419 ;
+  wire [15:0] \act_w__data$420 ;
+  wire [15:0] \act_w__data$421 ;
+  wire [15:0] \act_w__data$422 ;
+  wire [15:0] \act_w__data$423 ;
+  wire [15:0] \act_w__data$424 ;
+  wire [15:0] \act_w__data$425 ;
   wire act_w__en;
-  wire \act_w__en$382 ;
-  wire \act_w__en$383 ;
-  wire \act_w__en$384 ;
-  wire \act_w__en$385 ;
-  wire \act_w__en$386 ;
+  wire \act_w__en$402 ;
+  wire \act_w__en$403 ;
+  wire \act_w__en$404 ;
   wire \act_w__en$405 ;
+  wire \act_w__en$406 ;
+  wire \act_w__en$407 ;
+  wire \act_w__en$428 ;
   wire [11:0] amem_port__addr;
   wire [15:0] amem_port__data;
   wire amem_port__en;
   wire [11:0] amem_r__addr;
-  wire [11:0] \amem_r__addr$445 ;
+  wire [11:0] \amem_r__addr$468 ;
   wire [15:0] amem_r__data;
-  wire [15:0] \amem_r__data$446 ;
+  wire [15:0] \amem_r__data$469 ;
   wire amem_r__en;
-  wire \amem_r__en$449 ;
+  wire \amem_r__en$472 ;
   wire [11:0] amem_w__addr;
-  wire [11:0] \amem_w__addr$451 ;
+  wire [11:0] \amem_w__addr$474 ;
   wire [15:0] amem_w__data;
-  wire [15:0] \amem_w__data$453 ;
+  wire [15:0] \amem_w__data$476 ;
   wire amem_w__en;
-  wire \amem_w__en$455 ;
+  wire \amem_w__en$478 ;
   wire [11:0] arc_rd__addr;
   wire [15:0] arc_rd__data;
   wire arc_rd__en;
   wire [439:0] args;
-  wire [192:0] \args$244 ;
-  wire [9:0] \args$244.act_max ;
-  wire [9:0] \args$244.act_min ;
-  wire [9:0] \args$244.cw ;
-  wire [3:0] \args$244.dh ;
-  wire [3:0] \args$244.dw ;
-  wire [11:0] \args$244.in_base ;
-  wire [8:0] \args$244.in_h ;
-  wire [8:0] \args$244.in_w ;
-  wire [8:0] \args$244.kh ;
-  wire [8:0] \args$244.kw ;
+  wire [192:0] \args$258 ;
+  wire [9:0] \args$258.act_max ;
+  wire [9:0] \args$258.act_min ;
+  wire [9:0] \args$258.cw ;
+  wire [3:0] \args$258.dh ;
+  wire [3:0] \args$258.dw ;
+  wire [11:0] \args$258.in_base ;
+  wire [8:0] \args$258.in_h ;
+  wire [8:0] \args$258.in_w ;
+  wire [8:0] \args$258.kh ;
+  wire [8:0] \args$258.kw ;
   (* enum_base_type = "PoolMode" *)
   (* enum_value_0 = "MAX" *)
   (* enum_value_1 = "AVG" *)
-  wire \args$244.mode ;
-  wire [31:0] \args$244.mult ;
-  wire [8:0] \args$244.oh ;
-  wire [11:0] \args$244.out_base ;
-  wire [8:0] \args$244.ow ;
-  wire [3:0] \args$244.pl ;
-  wire [3:0] \args$244.pt ;
-  wire \args$244.round_even ;
-  wire [3:0] \args$244.sh ;
-  wire [5:0] \args$244.shift ;
-  wire [3:0] \args$244.sw ;
-  wire \args$244.x_signed ;
-  wire [9:0] \args$244.zp_in ;
-  wire [9:0] \args$244.zp_out ;
-  wire [264:0] \args$251 ;
-  wire [11:0] \args$251.a_base ;
-  wire [9:0] \args$251.a_stride ;
-  wire [9:0] \args$251.act_max ;
-  wire [9:0] \args$251.act_min ;
-  wire [11:0] \args$251.b_base ;
-  wire [9:0] \args$251.b_stride ;
-  wire [9:0] \args$251.cw ;
-  wire \args$251.has_b ;
-  wire [4:0] \args$251.ls ;
-  wire [31:0] \args$251.mult_a ;
-  wire [31:0] \args$251.mult_b ;
-  wire [31:0] \args$251.mult_o ;
-  wire [15:0] \args$251.npos ;
-  wire [11:0] \args$251.out_base ;
-  wire [9:0] \args$251.out_stride ;
-  wire \args$251.rq_in ;
-  wire \args$251.rq_out ;
-  wire [5:0] \args$251.shift_a ;
-  wire [5:0] \args$251.shift_b ;
-  wire [5:0] \args$251.shift_o ;
-  wire \args$251.x_signed ;
-  wire [9:0] \args$251.zp_a ;
-  wire [9:0] \args$251.zp_b ;
-  wire [9:0] \args$251.zp_out ;
-  wire [33:0] \args$258 ;
-  wire [11:0] \args$258.dst ;
-  wire \args$258.macro ;
-  wire \args$258.page ;
-  wire [7:0] \args$258.rows ;
-  wire [11:0] \args$258.src ;
-  wire [48:0] \args$264 ;
-  wire [11:0] \args$264.arcs ;
-  wire [12:0] \args$264.count ;
-  wire [11:0] \args$264.new ;
-  wire [11:0] \args$264.old ;
-  wire [36:0] \args$270 ;
-  wire \args$270.flush ;
-  wire \args$270.macro ;
-  wire \args$270.page ;
-  wire [7:0] \args$270.rows ;
-  wire [1:0] \args$270.slices_m1 ;
-  wire [11:0] \args$270.x ;
-  wire [11:0] \args$270.y ;
-  wire [124:0] \args$277 ;
-  wire [9:0] \args$277.act_max ;
-  wire [9:0] \args$277.act_min ;
-  wire [12:0] \args$277.channels ;
-  wire [9:0] \args$277.cw ;
-  wire [5:0] \args$277.frac ;
-  wire [11:0] \args$277.in_base ;
-  wire [15:0] \args$277.npos ;
-  wire [11:0] \args$277.out_base ;
-  wire [4:0] \args$277.shift ;
-  wire [3:0] \args$277.size ;
-  wire [5:0] \args$277.table_base ;
-  wire \args$277.x_signed ;
-  wire [9:0] \args$277.zp_in ;
-  wire [9:0] \args$277.zp_out ;
+  wire \args$258.mode ;
+  wire [31:0] \args$258.mult ;
+  wire [8:0] \args$258.oh ;
+  wire [11:0] \args$258.out_base ;
+  wire [8:0] \args$258.ow ;
+  wire [3:0] \args$258.pl ;
+  wire [3:0] \args$258.pt ;
+  wire \args$258.round_even ;
+  wire [3:0] \args$258.sh ;
+  wire [5:0] \args$258.shift ;
+  wire [3:0] \args$258.sw ;
+  wire \args$258.x_signed ;
+  wire [9:0] \args$258.zp_in ;
+  wire [9:0] \args$258.zp_out ;
+  wire [264:0] \args$265 ;
+  wire [11:0] \args$265.a_base ;
+  wire [9:0] \args$265.a_stride ;
+  wire [9:0] \args$265.act_max ;
+  wire [9:0] \args$265.act_min ;
+  wire [11:0] \args$265.b_base ;
+  wire [9:0] \args$265.b_stride ;
+  wire [9:0] \args$265.cw ;
+  wire \args$265.has_b ;
+  wire [4:0] \args$265.ls ;
+  wire [31:0] \args$265.mult_a ;
+  wire [31:0] \args$265.mult_b ;
+  wire [31:0] \args$265.mult_o ;
+  wire [15:0] \args$265.npos ;
+  wire [11:0] \args$265.out_base ;
+  wire [9:0] \args$265.out_stride ;
+  wire \args$265.rq_in ;
+  wire \args$265.rq_out ;
+  wire [5:0] \args$265.shift_a ;
+  wire [5:0] \args$265.shift_b ;
+  wire [5:0] \args$265.shift_o ;
+  wire \args$265.x_signed ;
+  wire [9:0] \args$265.zp_a ;
+  wire [9:0] \args$265.zp_b ;
+  wire [9:0] \args$265.zp_out ;
+  wire [33:0] \args$272 ;
+  wire [11:0] \args$272.dst ;
+  wire \args$272.macro ;
+  wire \args$272.page ;
+  wire [7:0] \args$272.rows ;
+  wire [11:0] \args$272.src ;
+  wire [48:0] \args$278 ;
+  wire [11:0] \args$278.arcs ;
+  wire [12:0] \args$278.count ;
+  wire [11:0] \args$278.new ;
+  wire [11:0] \args$278.old ;
+  wire [36:0] \args$284 ;
+  wire \args$284.flush ;
+  wire \args$284.macro ;
+  wire \args$284.page ;
+  wire [7:0] \args$284.rows ;
+  wire [1:0] \args$284.slices_m1 ;
+  wire [11:0] \args$284.x ;
+  wire [11:0] \args$284.y ;
+  wire [124:0] \args$291 ;
+  wire [9:0] \args$291.act_max ;
+  wire [9:0] \args$291.act_min ;
+  wire [12:0] \args$291.channels ;
+  wire [9:0] \args$291.cw ;
+  wire [5:0] \args$291.frac ;
+  wire [11:0] \args$291.in_base ;
+  wire [15:0] \args$291.npos ;
+  wire [11:0] \args$291.out_base ;
+  wire [4:0] \args$291.shift ;
+  wire [3:0] \args$291.size ;
+  wire [5:0] \args$291.table_base ;
+  wire \args$291.x_signed ;
+  wire [9:0] \args$291.zp_in ;
+  wire [9:0] \args$291.zp_out ;
+  wire [68:0] \args$297 ;
+  wire [12:0] \args$297.channels ;
+  wire [9:0] \args$297.cw ;
+  wire [11:0] \args$297.in_base ;
+  wire [15:0] \args$297.npos ;
+  wire [11:0] \args$297.out_base ;
+  wire [5:0] \args$297.table_base ;
   wire [2:0] \args.ab_m1 ;
   wire [9:0] \args.act_max ;
   wire [9:0] \args.act_min ;
@@ -2346,151 +2370,152 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire [9:0] \args.zp_out ;
   output [31:0] axi__araddr;
   wire [31:0] axi__araddr;
-  wire [31:0] \axi__araddr$406 ;
+  wire [31:0] \axi__araddr$429 ;
   output [1:0] axi__arburst;
   wire [1:0] axi__arburst;
-  wire [1:0] \axi__arburst$407 ;
+  wire [1:0] \axi__arburst$430 ;
   output [3:0] axi__arcache;
   wire [3:0] axi__arcache;
-  wire [3:0] \axi__arcache$408 ;
+  wire [3:0] \axi__arcache$431 ;
   output axi__arid;
   wire axi__arid;
-  wire \axi__arid$409 ;
+  wire \axi__arid$432 ;
   output [7:0] axi__arlen;
   wire [7:0] axi__arlen;
-  wire [7:0] \axi__arlen$410 ;
+  wire [7:0] \axi__arlen$433 ;
   output axi__arlock;
   wire axi__arlock;
-  wire \axi__arlock$411 ;
+  wire \axi__arlock$434 ;
   output [2:0] axi__arprot;
   wire [2:0] axi__arprot;
-  wire [2:0] \axi__arprot$412 ;
+  wire [2:0] \axi__arprot$435 ;
   output [3:0] axi__arqos;
   wire [3:0] axi__arqos;
-  wire [3:0] \axi__arqos$413 ;
+  wire [3:0] \axi__arqos$436 ;
   input axi__arready;
   wire axi__arready;
-  wire \axi__arready$414 ;
+  wire \axi__arready$437 ;
   output [2:0] axi__arsize;
   wire [2:0] axi__arsize;
-  wire [2:0] \axi__arsize$415 ;
+  wire [2:0] \axi__arsize$438 ;
   output axi__arvalid;
   wire axi__arvalid;
-  wire \axi__arvalid$416 ;
+  wire \axi__arvalid$439 ;
   output [31:0] axi__awaddr;
   wire [31:0] axi__awaddr;
-  wire [31:0] \axi__awaddr$417 ;
+  wire [31:0] \axi__awaddr$440 ;
   output [1:0] axi__awburst;
   wire [1:0] axi__awburst;
-  wire [1:0] \axi__awburst$418 ;
+  wire [1:0] \axi__awburst$441 ;
   output [3:0] axi__awcache;
   wire [3:0] axi__awcache;
-  wire [3:0] \axi__awcache$419 ;
+  wire [3:0] \axi__awcache$442 ;
   output axi__awid;
   wire axi__awid;
-  wire \axi__awid$420 ;
+  wire \axi__awid$443 ;
   output [7:0] axi__awlen;
   wire [7:0] axi__awlen;
-  wire [7:0] \axi__awlen$421 ;
+  wire [7:0] \axi__awlen$444 ;
   output axi__awlock;
   wire axi__awlock;
-  wire \axi__awlock$422 ;
+  wire \axi__awlock$445 ;
   output [2:0] axi__awprot;
   wire [2:0] axi__awprot;
-  wire [2:0] \axi__awprot$423 ;
+  wire [2:0] \axi__awprot$446 ;
   output [3:0] axi__awqos;
   wire [3:0] axi__awqos;
-  wire [3:0] \axi__awqos$424 ;
+  wire [3:0] \axi__awqos$447 ;
   input axi__awready;
   wire axi__awready;
-  wire \axi__awready$425 ;
+  wire \axi__awready$448 ;
   output [2:0] axi__awsize;
   wire [2:0] axi__awsize;
-  wire [2:0] \axi__awsize$426 ;
+  wire [2:0] \axi__awsize$449 ;
   output axi__awvalid;
   wire axi__awvalid;
-  wire \axi__awvalid$427 ;
+  wire \axi__awvalid$450 ;
   input axi__bid;
   wire axi__bid;
-  wire \axi__bid$428 ;
+  wire \axi__bid$451 ;
   output axi__bready;
   wire axi__bready;
-  wire \axi__bready$429 ;
+  wire \axi__bready$452 ;
   input [1:0] axi__bresp;
   wire [1:0] axi__bresp;
-  wire [1:0] \axi__bresp$430 ;
+  wire [1:0] \axi__bresp$453 ;
   input axi__bvalid;
   wire axi__bvalid;
-  wire \axi__bvalid$431 ;
+  wire \axi__bvalid$454 ;
   input [15:0] axi__rdata;
   wire [15:0] axi__rdata;
-  wire [15:0] \axi__rdata$432 ;
+  wire [15:0] \axi__rdata$455 ;
   input axi__rid;
   wire axi__rid;
-  wire \axi__rid$433 ;
+  wire \axi__rid$456 ;
   input axi__rlast;
   wire axi__rlast;
-  wire \axi__rlast$434 ;
+  wire \axi__rlast$457 ;
   output axi__rready;
   wire axi__rready;
-  wire \axi__rready$435 ;
+  wire \axi__rready$458 ;
   input [1:0] axi__rresp;
   wire [1:0] axi__rresp;
-  wire [1:0] \axi__rresp$436 ;
+  wire [1:0] \axi__rresp$459 ;
   input axi__rvalid;
   wire axi__rvalid;
-  wire \axi__rvalid$437 ;
+  wire \axi__rvalid$460 ;
   output [15:0] axi__wdata;
   wire [15:0] axi__wdata;
-  wire [15:0] \axi__wdata$438 ;
+  wire [15:0] \axi__wdata$461 ;
   output axi__wlast;
   wire axi__wlast;
-  wire \axi__wlast$439 ;
+  wire \axi__wlast$462 ;
   input axi__wready;
   wire axi__wready;
-  wire \axi__wready$440 ;
+  wire \axi__wready$463 ;
   output [1:0] axi__wstrb;
   wire [1:0] axi__wstrb;
-  wire [1:0] \axi__wstrb$441 ;
+  wire [1:0] \axi__wstrb$464 ;
   output axi__wvalid;
   wire axi__wvalid;
-  wire \axi__wvalid$442 ;
+  wire \axi__wvalid$465 ;
   wire [11:0] b_rd__addr;
   wire [15:0] b_rd__data;
   wire b_rd__en;
   output busy;
   wire busy;
-  wire \busy$170 ;
-  wire \busy$171 ;
-  wire \busy$239 ;
-  wire \busy$254 ;
-  wire \busy$295 ;
-  wire \busy$297 ;
-  wire \busy$308 ;
+  wire \busy$178 ;
+  wire \busy$179 ;
+  wire \busy$253 ;
+  wire \busy$268 ;
+  wire \busy$315 ;
+  wire \busy$317 ;
+  wire \busy$328 ;
   wire \busy$56 ;
   wire \busy$59 ;
   wire \busy$62 ;
+  wire \busy$65 ;
   input clk;
   wire clk;
   wire [31:0] cmd__payload;
-  wire [97:0] \cmd__payload$288 ;
-  wire [11:0] \cmd__payload$288.addr ;
-  wire [19:0] \cmd__payload$288.ext ;
-  wire [19:0] \cmd__payload$288.ext_stride ;
-  wire [15:0] \cmd__payload$288.len ;
-  wire [15:0] \cmd__payload$288.rows ;
-  wire \cmd__payload$288.store ;
-  wire [11:0] \cmd__payload$288.stride ;
-  wire \cmd__payload$288.wmem ;
+  wire [97:0] \cmd__payload$308 ;
+  wire [11:0] \cmd__payload$308.addr ;
+  wire [19:0] \cmd__payload$308.ext ;
+  wire [19:0] \cmd__payload$308.ext_stride ;
+  wire [15:0] \cmd__payload$308.len ;
+  wire [15:0] \cmd__payload$308.rows ;
+  wire \cmd__payload$308.store ;
+  wire [11:0] \cmd__payload$308.stride ;
+  wire \cmd__payload$308.wmem ;
   wire [15:0] \cmd__payload.count ;
   wire [1:0] \cmd__payload.mask ;
   wire \cmd__payload.page ;
   wire [2:0] \cmd__payload.row0 ;
   wire [9:0] \cmd__payload.src ;
   wire cmd__ready;
-  wire \cmd__ready$291 ;
+  wire \cmd__ready$311 ;
   wire cmd__valid;
-  wire \cmd__valid$292 ;
+  wire \cmd__valid$312 ;
   wire [311:0] ctrl__report;
   wire [31:0] \ctrl__report.cycles ;
   wire [31:0] \ctrl__report.load_cycles ;
@@ -2553,14 +2578,15 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire [2:0] dmem_w__en;
   output done;
   wire done;
-  wire \done$241 ;
-  wire \done$248 ;
-  wire \done$256 ;
+  wire \done$255 ;
   wire \done$262 ;
-  wire \done$268 ;
-  wire \done$274 ;
-  wire \done$281 ;
-  wire \done$309 ;
+  wire \done$270 ;
+  wire \done$276 ;
+  wire \done$282 ;
+  wire \done$288 ;
+  wire \done$295 ;
+  wire \done$301 ;
+  wire \done$329 ;
   wire [11:0] dst_rd__addr;
   wire [15:0] dst_rd__data;
   wire dst_rd__en;
@@ -2619,6 +2645,16 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire engines__lrn__busy;
   wire engines__lrn__done;
   wire engines__lrn__start;
+  wire [68:0] engines__lut__args;
+  wire [12:0] \engines__lut__args.channels ;
+  wire [9:0] \engines__lut__args.cw ;
+  wire [11:0] \engines__lut__args.in_base ;
+  wire [15:0] \engines__lut__args.npos ;
+  wire [11:0] \engines__lut__args.out_base ;
+  wire [5:0] \engines__lut__args.table_base ;
+  wire engines__lut__busy;
+  wire engines__lut__done;
+  wire engines__lut__start;
   wire [439:0] engines__mac__args;
   wire [2:0] \engines__mac__args.ab_m1 ;
   wire [9:0] \engines__mac__args.act_max ;
@@ -2743,8 +2779,8 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire epi_rd__en;
   output error;
   wire error;
-  wire \error$310 ;
-  wire \error$443 ;
+  wire \error$330 ;
+  wire \error$466 ;
   reg graph_busy_q1 = 1'h0;
   reg graph_busy_q2 = 1'h0;
   wire graph_clk_en;
@@ -2853,6 +2889,13 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire \imem_rd__data.args.lrn.x_signed ;
   wire [9:0] \imem_rd__data.args.lrn.zp_in ;
   wire [9:0] \imem_rd__data.args.lrn.zp_out ;
+  wire [68:0] \imem_rd__data.args.lut ;
+  wire [12:0] \imem_rd__data.args.lut.channels ;
+  wire [9:0] \imem_rd__data.args.lut.cw ;
+  wire [11:0] \imem_rd__data.args.lut.in_base ;
+  wire [15:0] \imem_rd__data.args.lut.npos ;
+  wire [11:0] \imem_rd__data.args.lut.out_base ;
+  wire [5:0] \imem_rd__data.args.lut.table_base ;
   wire [439:0] \imem_rd__data.args.mac ;
   wire [2:0] \imem_rd__data.args.mac.ab_m1 ;
   wire [9:0] \imem_rd__data.args.mac.act_max ;
@@ -2948,6 +2991,7 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   (* enum_value_1001 = "GRELAX" *)
   (* enum_value_1010 = "GSPMV" *)
   (* enum_value_1011 = "LRN" *)
+  (* enum_value_1100 = "LUT" *)
   wire [3:0] \imem_rd__data.op ;
   wire imem_rd__en;
   wire [9:0] imem_w__addr;
@@ -2962,6 +3006,12 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire load__ready;
   wire load__valid;
   wire loader_busy;
+  reg lut_busy_q1 = 1'h0;
+  reg lut_busy_q2 = 1'h0;
+  wire lut_clk_en;
+  wire lut_gated_clk;
+  wire lut_gated_rst;
+  wire lut_icg_gclk;
   wire macro0__busy;
   wire macro0__mem_page;
   wire macro0__mem_re;
@@ -3093,64 +3143,64 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire [15:0] old_rd__data;
   wire old_rd__en;
   wire [95:0] op__0__payload;
-  wire [95:0] \op__0__payload$94 ;
-  wire [2:0] \op__0__payload$94.ab_m1 ;
+  wire [95:0] \op__0__payload$102 ;
+  wire [2:0] \op__0__payload$102.ab_m1 ;
   (* enum_base_type = "BitOp" *)
   (* enum_value_000 = "AND" *)
   (* enum_value_001 = "OR" *)
   (* enum_value_010 = "XOR" *)
   (* enum_value_011 = "NOR" *)
   (* enum_value_100 = "XNOR" *)
-  wire [2:0] \op__0__payload$94.bop ;
+  wire [2:0] \op__0__payload$102.bop ;
   (* enum_base_type = "MacroMode" *)
   (* enum_value_0 = "MAC" *)
   (* enum_value_1 = "BITWISE" *)
-  wire \op__0__payload$94.mode ;
-  wire \op__0__payload$94.page ;
-  wire [2:0] \op__0__payload$94.row ;
-  wire \op__0__payload$94.skip ;
-  wire \op__0__payload$94.w_signed ;
-  wire [1:0] \op__0__payload$94.wb_log2 ;
-  wire [15:0] \op__0__payload$94.word ;
-  wire [63:0] \op__0__payload$94.x ;
-  wire [7:0] \op__0__payload$94.x[0] ;
-  wire [7:0] \op__0__payload$94.x[1] ;
-  wire [7:0] \op__0__payload$94.x[2] ;
-  wire [7:0] \op__0__payload$94.x[3] ;
-  wire [7:0] \op__0__payload$94.x[4] ;
-  wire [7:0] \op__0__payload$94.x[5] ;
-  wire [7:0] \op__0__payload$94.x[6] ;
-  wire [7:0] \op__0__payload$94.x[7] ;
-  wire \op__0__payload$94.x_signed ;
-  wire [95:0] \op__0__payload$95 ;
-  wire [2:0] \op__0__payload$95.ab_m1 ;
+  wire \op__0__payload$102.mode ;
+  wire \op__0__payload$102.page ;
+  wire [2:0] \op__0__payload$102.row ;
+  wire \op__0__payload$102.skip ;
+  wire \op__0__payload$102.w_signed ;
+  wire [1:0] \op__0__payload$102.wb_log2 ;
+  wire [15:0] \op__0__payload$102.word ;
+  wire [63:0] \op__0__payload$102.x ;
+  wire [7:0] \op__0__payload$102.x[0] ;
+  wire [7:0] \op__0__payload$102.x[1] ;
+  wire [7:0] \op__0__payload$102.x[2] ;
+  wire [7:0] \op__0__payload$102.x[3] ;
+  wire [7:0] \op__0__payload$102.x[4] ;
+  wire [7:0] \op__0__payload$102.x[5] ;
+  wire [7:0] \op__0__payload$102.x[6] ;
+  wire [7:0] \op__0__payload$102.x[7] ;
+  wire \op__0__payload$102.x_signed ;
+  wire [95:0] \op__0__payload$103 ;
+  wire [2:0] \op__0__payload$103.ab_m1 ;
   (* enum_base_type = "BitOp" *)
   (* enum_value_000 = "AND" *)
   (* enum_value_001 = "OR" *)
   (* enum_value_010 = "XOR" *)
   (* enum_value_011 = "NOR" *)
   (* enum_value_100 = "XNOR" *)
-  wire [2:0] \op__0__payload$95.bop ;
+  wire [2:0] \op__0__payload$103.bop ;
   (* enum_base_type = "MacroMode" *)
   (* enum_value_0 = "MAC" *)
   (* enum_value_1 = "BITWISE" *)
-  wire \op__0__payload$95.mode ;
-  wire \op__0__payload$95.page ;
-  wire [2:0] \op__0__payload$95.row ;
-  wire \op__0__payload$95.skip ;
-  wire \op__0__payload$95.w_signed ;
-  wire [1:0] \op__0__payload$95.wb_log2 ;
-  wire [15:0] \op__0__payload$95.word ;
-  wire [63:0] \op__0__payload$95.x ;
-  wire [7:0] \op__0__payload$95.x[0] ;
-  wire [7:0] \op__0__payload$95.x[1] ;
-  wire [7:0] \op__0__payload$95.x[2] ;
-  wire [7:0] \op__0__payload$95.x[3] ;
-  wire [7:0] \op__0__payload$95.x[4] ;
-  wire [7:0] \op__0__payload$95.x[5] ;
-  wire [7:0] \op__0__payload$95.x[6] ;
-  wire [7:0] \op__0__payload$95.x[7] ;
-  wire \op__0__payload$95.x_signed ;
+  wire \op__0__payload$103.mode ;
+  wire \op__0__payload$103.page ;
+  wire [2:0] \op__0__payload$103.row ;
+  wire \op__0__payload$103.skip ;
+  wire \op__0__payload$103.w_signed ;
+  wire [1:0] \op__0__payload$103.wb_log2 ;
+  wire [15:0] \op__0__payload$103.word ;
+  wire [63:0] \op__0__payload$103.x ;
+  wire [7:0] \op__0__payload$103.x[0] ;
+  wire [7:0] \op__0__payload$103.x[1] ;
+  wire [7:0] \op__0__payload$103.x[2] ;
+  wire [7:0] \op__0__payload$103.x[3] ;
+  wire [7:0] \op__0__payload$103.x[4] ;
+  wire [7:0] \op__0__payload$103.x[5] ;
+  wire [7:0] \op__0__payload$103.x[6] ;
+  wire [7:0] \op__0__payload$103.x[7] ;
+  wire \op__0__payload$103.x_signed ;
   wire [2:0] \op__0__payload.ab_m1 ;
   (* enum_base_type = "BitOp" *)
   (* enum_value_000 = "AND" *)
@@ -3180,70 +3230,70 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire [7:0] \op__0__payload.x[7] ;
   wire \op__0__payload.x_signed ;
   wire op__0__ready;
-  wire \op__0__ready$98 ;
-  wire \op__0__ready$99 ;
+  wire \op__0__ready$106 ;
+  wire \op__0__ready$107 ;
   wire op__0__valid;
-  wire \op__0__valid$90 ;
-  wire \op__0__valid$91 ;
+  wire \op__0__valid$98 ;
+  wire \op__0__valid$99 ;
   wire [95:0] op__1__payload;
-  wire [95:0] \op__1__payload$130 ;
-  wire [2:0] \op__1__payload$130.ab_m1 ;
+  wire [95:0] \op__1__payload$138 ;
+  wire [2:0] \op__1__payload$138.ab_m1 ;
   (* enum_base_type = "BitOp" *)
   (* enum_value_000 = "AND" *)
   (* enum_value_001 = "OR" *)
   (* enum_value_010 = "XOR" *)
   (* enum_value_011 = "NOR" *)
   (* enum_value_100 = "XNOR" *)
-  wire [2:0] \op__1__payload$130.bop ;
+  wire [2:0] \op__1__payload$138.bop ;
   (* enum_base_type = "MacroMode" *)
   (* enum_value_0 = "MAC" *)
   (* enum_value_1 = "BITWISE" *)
-  wire \op__1__payload$130.mode ;
-  wire \op__1__payload$130.page ;
-  wire [2:0] \op__1__payload$130.row ;
-  wire \op__1__payload$130.skip ;
-  wire \op__1__payload$130.w_signed ;
-  wire [1:0] \op__1__payload$130.wb_log2 ;
-  wire [15:0] \op__1__payload$130.word ;
-  wire [63:0] \op__1__payload$130.x ;
-  wire [7:0] \op__1__payload$130.x[0] ;
-  wire [7:0] \op__1__payload$130.x[1] ;
-  wire [7:0] \op__1__payload$130.x[2] ;
-  wire [7:0] \op__1__payload$130.x[3] ;
-  wire [7:0] \op__1__payload$130.x[4] ;
-  wire [7:0] \op__1__payload$130.x[5] ;
-  wire [7:0] \op__1__payload$130.x[6] ;
-  wire [7:0] \op__1__payload$130.x[7] ;
-  wire \op__1__payload$130.x_signed ;
-  wire [95:0] \op__1__payload$131 ;
-  wire [2:0] \op__1__payload$131.ab_m1 ;
+  wire \op__1__payload$138.mode ;
+  wire \op__1__payload$138.page ;
+  wire [2:0] \op__1__payload$138.row ;
+  wire \op__1__payload$138.skip ;
+  wire \op__1__payload$138.w_signed ;
+  wire [1:0] \op__1__payload$138.wb_log2 ;
+  wire [15:0] \op__1__payload$138.word ;
+  wire [63:0] \op__1__payload$138.x ;
+  wire [7:0] \op__1__payload$138.x[0] ;
+  wire [7:0] \op__1__payload$138.x[1] ;
+  wire [7:0] \op__1__payload$138.x[2] ;
+  wire [7:0] \op__1__payload$138.x[3] ;
+  wire [7:0] \op__1__payload$138.x[4] ;
+  wire [7:0] \op__1__payload$138.x[5] ;
+  wire [7:0] \op__1__payload$138.x[6] ;
+  wire [7:0] \op__1__payload$138.x[7] ;
+  wire \op__1__payload$138.x_signed ;
+  wire [95:0] \op__1__payload$139 ;
+  wire [2:0] \op__1__payload$139.ab_m1 ;
   (* enum_base_type = "BitOp" *)
   (* enum_value_000 = "AND" *)
   (* enum_value_001 = "OR" *)
   (* enum_value_010 = "XOR" *)
   (* enum_value_011 = "NOR" *)
   (* enum_value_100 = "XNOR" *)
-  wire [2:0] \op__1__payload$131.bop ;
+  wire [2:0] \op__1__payload$139.bop ;
   (* enum_base_type = "MacroMode" *)
   (* enum_value_0 = "MAC" *)
   (* enum_value_1 = "BITWISE" *)
-  wire \op__1__payload$131.mode ;
-  wire \op__1__payload$131.page ;
-  wire [2:0] \op__1__payload$131.row ;
-  wire \op__1__payload$131.skip ;
-  wire \op__1__payload$131.w_signed ;
-  wire [1:0] \op__1__payload$131.wb_log2 ;
-  wire [15:0] \op__1__payload$131.word ;
-  wire [63:0] \op__1__payload$131.x ;
-  wire [7:0] \op__1__payload$131.x[0] ;
-  wire [7:0] \op__1__payload$131.x[1] ;
-  wire [7:0] \op__1__payload$131.x[2] ;
-  wire [7:0] \op__1__payload$131.x[3] ;
-  wire [7:0] \op__1__payload$131.x[4] ;
-  wire [7:0] \op__1__payload$131.x[5] ;
-  wire [7:0] \op__1__payload$131.x[6] ;
-  wire [7:0] \op__1__payload$131.x[7] ;
-  wire \op__1__payload$131.x_signed ;
+  wire \op__1__payload$139.mode ;
+  wire \op__1__payload$139.page ;
+  wire [2:0] \op__1__payload$139.row ;
+  wire \op__1__payload$139.skip ;
+  wire \op__1__payload$139.w_signed ;
+  wire [1:0] \op__1__payload$139.wb_log2 ;
+  wire [15:0] \op__1__payload$139.word ;
+  wire [63:0] \op__1__payload$139.x ;
+  wire [7:0] \op__1__payload$139.x[0] ;
+  wire [7:0] \op__1__payload$139.x[1] ;
+  wire [7:0] \op__1__payload$139.x[2] ;
+  wire [7:0] \op__1__payload$139.x[3] ;
+  wire [7:0] \op__1__payload$139.x[4] ;
+  wire [7:0] \op__1__payload$139.x[5] ;
+  wire [7:0] \op__1__payload$139.x[6] ;
+  wire [7:0] \op__1__payload$139.x[7] ;
+  wire \op__1__payload$139.x_signed ;
   wire [2:0] \op__1__payload.ab_m1 ;
   (* enum_base_type = "BitOp" *)
   (* enum_value_000 = "AND" *)
@@ -3273,21 +3323,47 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire [7:0] \op__1__payload.x[7] ;
   wire \op__1__payload.x_signed ;
   wire op__1__ready;
-  wire \op__1__ready$134 ;
-  wire \op__1__ready$135 ;
+  wire \op__1__ready$142 ;
+  wire \op__1__ready$143 ;
   wire op__1__valid;
-  wire \op__1__valid$126 ;
-  wire \op__1__valid$127 ;
+  wire \op__1__valid$134 ;
+  wire \op__1__valid$135 ;
   wire [5:0] param_rd__addr;
-  wire [5:0] \param_rd__addr$193 ;
+  wire [5:0] \param_rd__addr$204 ;
+  wire [5:0] \param_rd__addr$205 ;
   wire [191:0] param_rd__data;
-  wire [127:0] \param_rd__data$194 ;
-  wire [63:0] \param_rd__data$194[0] ;
-  wire [31:0] \param_rd__data$194[0].dg ;
-  wire [31:0] \param_rd__data$194[0].g ;
-  wire [63:0] \param_rd__data$194[1] ;
-  wire [31:0] \param_rd__data$194[1].dg ;
-  wire [31:0] \param_rd__data$194[1].g ;
+  wire [191:0] \param_rd__data$209 ;
+  wire [7:0] \param_rd__data$209[0] ;
+  wire [7:0] \param_rd__data$209[10] ;
+  wire [7:0] \param_rd__data$209[11] ;
+  wire [7:0] \param_rd__data$209[12] ;
+  wire [7:0] \param_rd__data$209[13] ;
+  wire [7:0] \param_rd__data$209[14] ;
+  wire [7:0] \param_rd__data$209[15] ;
+  wire [7:0] \param_rd__data$209[16] ;
+  wire [7:0] \param_rd__data$209[17] ;
+  wire [7:0] \param_rd__data$209[18] ;
+  wire [7:0] \param_rd__data$209[19] ;
+  wire [7:0] \param_rd__data$209[1] ;
+  wire [7:0] \param_rd__data$209[20] ;
+  wire [7:0] \param_rd__data$209[21] ;
+  wire [7:0] \param_rd__data$209[22] ;
+  wire [7:0] \param_rd__data$209[23] ;
+  wire [7:0] \param_rd__data$209[2] ;
+  wire [7:0] \param_rd__data$209[3] ;
+  wire [7:0] \param_rd__data$209[4] ;
+  wire [7:0] \param_rd__data$209[5] ;
+  wire [7:0] \param_rd__data$209[6] ;
+  wire [7:0] \param_rd__data$209[7] ;
+  wire [7:0] \param_rd__data$209[8] ;
+  wire [7:0] \param_rd__data$209[9] ;
+  wire [127:0] \param_rd__data$211 ;
+  wire [63:0] \param_rd__data$211[0] ;
+  wire [31:0] \param_rd__data$211[0].dg ;
+  wire [31:0] \param_rd__data$211[0].g ;
+  wire [63:0] \param_rd__data$211[1] ;
+  wire [31:0] \param_rd__data$211[1].dg ;
+  wire [31:0] \param_rd__data$211[1].g ;
   wire [95:0] \param_rd__data[0] ;
   wire [15:0] \param_rd__data[0]._pad ;
   wire [31:0] \param_rd__data[0].bias ;
@@ -3301,7 +3377,8 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire [7:0] \param_rd__data[1].shift ;
   wire [7:0] \param_rd__data[1].w ;
   wire param_rd__en;
-  wire \param_rd__en$197 ;
+  wire \param_rd__en$207 ;
+  wire \param_rd__en$208 ;
   wire [5:0] pmem_r__addr;
   wire [191:0] pmem_r__data;
   wire pmem_r__en;
@@ -3309,39 +3386,39 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire [191:0] pmem_w__data;
   wire [5:0] pmem_w__en;
   wire [11:0] port__addr;
-  wire [5:0] \port__addr$121 ;
-  wire [11:0] \port__addr$147 ;
-  wire [5:0] \port__addr$153 ;
-  wire [5:0] \port__addr$157 ;
-  wire [5:0] \port__addr$163 ;
-  wire [11:0] \port__addr$169 ;
-  wire [5:0] \port__addr$192 ;
-  wire [11:0] \port__addr$198 ;
-  wire [11:0] \port__addr$210 ;
-  wire [9:0] \port__addr$216 ;
-  wire [9:0] \port__addr$222 ;
+  wire [5:0] \port__addr$129 ;
+  wire [11:0] \port__addr$155 ;
+  wire [5:0] \port__addr$161 ;
+  wire [5:0] \port__addr$165 ;
+  wire [5:0] \port__addr$171 ;
+  wire [11:0] \port__addr$177 ;
+  wire [5:0] \port__addr$203 ;
+  wire [11:0] \port__addr$212 ;
+  wire [11:0] \port__addr$224 ;
+  wire [9:0] \port__addr$230 ;
+  wire [9:0] \port__addr$236 ;
   wire [15:0] port__data;
-  wire [95:0] \port__data$124 ;
-  wire [15:0] \port__data$150 ;
-  wire [95:0] \port__data$156 ;
-  wire [191:0] \port__data$160 ;
-  wire [191:0] \port__data$166 ;
-  wire [15:0] \port__data$186 ;
-  wire [191:0] \port__data$195 ;
-  wire [15:0] \port__data$207 ;
-  wire [15:0] \port__data$213 ;
-  wire [15:0] \port__data$219 ;
-  wire [447:0] \port__data$225 ;
+  wire [95:0] \port__data$132 ;
+  wire [15:0] \port__data$158 ;
+  wire [95:0] \port__data$164 ;
+  wire [191:0] \port__data$168 ;
+  wire [191:0] \port__data$174 ;
+  wire [15:0] \port__data$196 ;
+  wire [191:0] \port__data$210 ;
+  wire [15:0] \port__data$221 ;
+  wire [15:0] \port__data$227 ;
+  wire [15:0] \port__data$233 ;
+  wire [447:0] \port__data$239 ;
   wire port__en;
-  wire \port__en$151 ;
-  wire \port__en$161 ;
-  wire \port__en$167 ;
-  wire \port__en$178 ;
-  wire \port__en$196 ;
-  wire \port__en$202 ;
-  wire \port__en$214 ;
-  wire \port__en$220 ;
-  wire \port__en$226 ;
+  wire \port__en$159 ;
+  wire \port__en$169 ;
+  wire \port__en$175 ;
+  wire \port__en$187 ;
+  wire \port__en$206 ;
+  wire \port__en$216 ;
+  wire \port__en$228 ;
+  wire \port__en$234 ;
+  wire \port__en$240 ;
   wire [11:0] rd__addr;
   wire [15:0] rd__data;
   wire rd__en;
@@ -3354,29 +3431,29 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire [4:0] res_total__0;
   wire [4:0] res_total__1;
   wire res_valid__0;
-  wire \res_valid__0$103 ;
-  wire \res_valid__0$106 ;
+  wire \res_valid__0$111 ;
+  wire \res_valid__0$114 ;
   wire res_valid__1;
-  wire \res_valid__1$139 ;
-  wire \res_valid__1$142 ;
+  wire \res_valid__1$147 ;
+  wire \res_valid__1$150 ;
   wire [303:0] res_y__0;
-  wire [303:0] \res_y__0$107 ;
-  wire [18:0] \res_y__0$107[0] ;
-  wire [18:0] \res_y__0$107[10] ;
-  wire [18:0] \res_y__0$107[11] ;
-  wire [18:0] \res_y__0$107[12] ;
-  wire [18:0] \res_y__0$107[13] ;
-  wire [18:0] \res_y__0$107[14] ;
-  wire [18:0] \res_y__0$107[15] ;
-  wire [18:0] \res_y__0$107[1] ;
-  wire [18:0] \res_y__0$107[2] ;
-  wire [18:0] \res_y__0$107[3] ;
-  wire [18:0] \res_y__0$107[4] ;
-  wire [18:0] \res_y__0$107[5] ;
-  wire [18:0] \res_y__0$107[6] ;
-  wire [18:0] \res_y__0$107[7] ;
-  wire [18:0] \res_y__0$107[8] ;
-  wire [18:0] \res_y__0$107[9] ;
+  wire [303:0] \res_y__0$115 ;
+  wire [18:0] \res_y__0$115[0] ;
+  wire [18:0] \res_y__0$115[10] ;
+  wire [18:0] \res_y__0$115[11] ;
+  wire [18:0] \res_y__0$115[12] ;
+  wire [18:0] \res_y__0$115[13] ;
+  wire [18:0] \res_y__0$115[14] ;
+  wire [18:0] \res_y__0$115[15] ;
+  wire [18:0] \res_y__0$115[1] ;
+  wire [18:0] \res_y__0$115[2] ;
+  wire [18:0] \res_y__0$115[3] ;
+  wire [18:0] \res_y__0$115[4] ;
+  wire [18:0] \res_y__0$115[5] ;
+  wire [18:0] \res_y__0$115[6] ;
+  wire [18:0] \res_y__0$115[7] ;
+  wire [18:0] \res_y__0$115[8] ;
+  wire [18:0] \res_y__0$115[9] ;
   wire [18:0] \res_y__0[0] ;
   wire [18:0] \res_y__0[10] ;
   wire [18:0] \res_y__0[11] ;
@@ -3394,23 +3471,23 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire [18:0] \res_y__0[8] ;
   wire [18:0] \res_y__0[9] ;
   wire [303:0] res_y__1;
-  wire [303:0] \res_y__1$143 ;
-  wire [18:0] \res_y__1$143[0] ;
-  wire [18:0] \res_y__1$143[10] ;
-  wire [18:0] \res_y__1$143[11] ;
-  wire [18:0] \res_y__1$143[12] ;
-  wire [18:0] \res_y__1$143[13] ;
-  wire [18:0] \res_y__1$143[14] ;
-  wire [18:0] \res_y__1$143[15] ;
-  wire [18:0] \res_y__1$143[1] ;
-  wire [18:0] \res_y__1$143[2] ;
-  wire [18:0] \res_y__1$143[3] ;
-  wire [18:0] \res_y__1$143[4] ;
-  wire [18:0] \res_y__1$143[5] ;
-  wire [18:0] \res_y__1$143[6] ;
-  wire [18:0] \res_y__1$143[7] ;
-  wire [18:0] \res_y__1$143[8] ;
-  wire [18:0] \res_y__1$143[9] ;
+  wire [303:0] \res_y__1$151 ;
+  wire [18:0] \res_y__1$151[0] ;
+  wire [18:0] \res_y__1$151[10] ;
+  wire [18:0] \res_y__1$151[11] ;
+  wire [18:0] \res_y__1$151[12] ;
+  wire [18:0] \res_y__1$151[13] ;
+  wire [18:0] \res_y__1$151[14] ;
+  wire [18:0] \res_y__1$151[15] ;
+  wire [18:0] \res_y__1$151[1] ;
+  wire [18:0] \res_y__1$151[2] ;
+  wire [18:0] \res_y__1$151[3] ;
+  wire [18:0] \res_y__1$151[4] ;
+  wire [18:0] \res_y__1$151[5] ;
+  wire [18:0] \res_y__1$151[6] ;
+  wire [18:0] \res_y__1$151[7] ;
+  wire [18:0] \res_y__1$151[8] ;
+  wire [18:0] \res_y__1$151[9] ;
   wire [18:0] \res_y__1[0] ;
   wire [18:0] \res_y__1[10] ;
   wire [18:0] \res_y__1[11] ;
@@ -3439,12 +3516,13 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire [15:0] src_rd__data;
   wire src_rd__en;
   wire start;
-  wire \start$234 ;
-  wire \start$242 ;
-  wire \start$249 ;
-  wire \start$275 ;
-  wire \start$80 ;
-  wire \start$85 ;
+  wire \start$248 ;
+  wire \start$256 ;
+  wire \start$263 ;
+  wire \start$289 ;
+  wire \start$83 ;
+  wire \start$88 ;
+  wire \start$93 ;
   wire [9:0] trace_r__addr;
   wire [63:0] trace_r__data;
   wire trace_r__en;
@@ -3456,54 +3534,54 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire [15:0] \trace_w__data.pc ;
   wire trace_w__en;
   wire [1:0] unit_en;
-  wire [1:0] \unit_en$300 ;
+  wire [1:0] \unit_en$320 ;
   wire [9:0] w_rd__addr;
   wire [15:0] w_rd__data;
   wire w_rd__en;
   output wb__ack;
   wire wb__ack;
-  wire \wb__ack$311 ;
+  wire \wb__ack$331 ;
   input [16:0] wb__adr;
   wire [16:0] wb__adr;
-  wire [16:0] \wb__adr$312 ;
+  wire [16:0] \wb__adr$332 ;
   input wb__cyc;
   wire wb__cyc;
-  wire \wb__cyc$313 ;
+  wire \wb__cyc$333 ;
   output [31:0] wb__dat_r;
   wire [31:0] wb__dat_r;
-  wire [31:0] \wb__dat_r$314 ;
+  wire [31:0] \wb__dat_r$334 ;
   input [31:0] wb__dat_w;
   wire [31:0] wb__dat_w;
-  wire [31:0] \wb__dat_w$315 ;
+  wire [31:0] \wb__dat_w$335 ;
   input [3:0] wb__sel;
   wire [3:0] wb__sel;
-  wire [3:0] \wb__sel$316 ;
+  wire [3:0] \wb__sel$336 ;
   input wb__stb;
   wire wb__stb;
-  wire \wb__stb$317 ;
+  wire \wb__stb$337 ;
   input wb__we;
   wire wb__we;
-  wire \wb__we$318 ;
+  wire \wb__we$338 ;
   wire [9:0] wmem_r__addr;
-  wire [9:0] \wmem_r__addr$457 ;
+  wire [9:0] \wmem_r__addr$480 ;
   wire [15:0] wmem_r__data;
-  wire [15:0] \wmem_r__data$458 ;
+  wire [15:0] \wmem_r__data$481 ;
   wire wmem_r__en;
-  wire \wmem_r__en$461 ;
+  wire \wmem_r__en$484 ;
   wire [9:0] wmem_w__addr;
-  wire [9:0] \wmem_w__addr$463 ;
+  wire [9:0] \wmem_w__addr$486 ;
   wire [15:0] wmem_w__data;
-  wire [15:0] \wmem_w__data$465 ;
+  wire [15:0] \wmem_w__data$488 ;
   wire wmem_w__en;
-  wire \wmem_w__en$467 ;
+  wire \wmem_w__en$490 ;
   reg [15:0] amem [4095:0];
   always @(posedge clk) begin
     if (amem_port__en)
       amem[amem_port__addr] <= amem_port__data;
   end
   always @(posedge clk) begin
-    if (\$signature__en$454 )
-      amem[\$signature__addr$444 ] <= axi__rdata;
+    if (\$signature__en$477 )
+      amem[\$signature__addr$467 ] <= axi__rdata;
   end
   reg [15:0] _0_;
   reg [15:0] _1_;
@@ -3513,21 +3591,21 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   reg [15:0] _5_;
   reg [15:0] _6_;
   always @(posedge clk) begin
-    if (\$signature__en$448 ) begin
-      _0_ <= amem[\$signature__addr$444 ];
+    if (\$signature__en$471 ) begin
+      _0_ <= amem[\$signature__addr$467 ];
     end
-    _1_ <= amem[\$signature__addr$325 ];
-    _2_ <= amem[\port__addr$210 ];
-    _3_ <= amem[\port__addr$198 ];
-    _4_ <= amem[\port__addr$169 ];
-    if (\port__en$151 ) begin
-      _5_ <= amem[\port__addr$147 ];
+    _1_ <= amem[\$signature__addr$345 ];
+    _2_ <= amem[\port__addr$224 ];
+    _3_ <= amem[\port__addr$212 ];
+    _4_ <= amem[\port__addr$177 ];
+    if (\port__en$159 ) begin
+      _5_ <= amem[\port__addr$155 ];
     end
     if (port__en) begin
       _6_ <= amem[port__addr];
     end
   end
-  assign \amem_r__data$446  = _0_;
+  assign \amem_r__data$469  = _0_;
   assign amem_r__data = _1_;
   assign arc_rd__data = _2_;
   assign dst_rd__data = _3_;
@@ -3536,86 +3614,86 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   assign act_rd__0__data = _6_;
   reg [95:0] dmem [63:0];
   always @(posedge clk) begin
-    if (\$signature__en$377 [0])
-      dmem[\$signature__addr$343 ][31:0] <= wb__dat_w;
-    if (\$signature__en$377 [1])
-      dmem[\$signature__addr$343 ][63:32] <= wb__dat_w;
-    if (\$signature__en$377 [2])
-      dmem[\$signature__addr$343 ][95:64] <= wb__dat_w;
+    if (\$signature__en$397 [0])
+      dmem[\$signature__addr$363 ][31:0] <= wb__dat_w;
+    if (\$signature__en$397 [1])
+      dmem[\$signature__addr$363 ][63:32] <= wb__dat_w;
+    if (\$signature__en$397 [2])
+      dmem[\$signature__addr$363 ][95:64] <= wb__dat_w;
   end
   reg [95:0] _7_;
   always @(posedge clk) begin
-    _7_ <= dmem[\$signature__addr$343 ];
+    _7_ <= dmem[\$signature__addr$363 ];
   end
   assign dmem_r__data = _7_;
-  assign \port__data$156  = dmem[\port__addr$153 ];
-  assign \port__data$124  = dmem[\port__addr$121 ];
+  assign \port__data$164  = dmem[\port__addr$161 ];
+  assign \port__data$132  = dmem[\port__addr$129 ];
   reg [447:0] imem [1023:0];
   always @(posedge clk) begin
-    if (\$signature__en$359 [0])
-      imem[\$signature__addr$319 ][31:0] <= wb__dat_w;
-    if (\$signature__en$359 [1])
-      imem[\$signature__addr$319 ][63:32] <= wb__dat_w;
-    if (\$signature__en$359 [2])
-      imem[\$signature__addr$319 ][95:64] <= wb__dat_w;
-    if (\$signature__en$359 [3])
-      imem[\$signature__addr$319 ][127:96] <= wb__dat_w;
-    if (\$signature__en$359 [4])
-      imem[\$signature__addr$319 ][159:128] <= wb__dat_w;
-    if (\$signature__en$359 [5])
-      imem[\$signature__addr$319 ][191:160] <= wb__dat_w;
-    if (\$signature__en$359 [6])
-      imem[\$signature__addr$319 ][223:192] <= wb__dat_w;
-    if (\$signature__en$359 [7])
-      imem[\$signature__addr$319 ][255:224] <= wb__dat_w;
-    if (\$signature__en$359 [8])
-      imem[\$signature__addr$319 ][287:256] <= wb__dat_w;
-    if (\$signature__en$359 [9])
-      imem[\$signature__addr$319 ][319:288] <= wb__dat_w;
-    if (\$signature__en$359 [10])
-      imem[\$signature__addr$319 ][351:320] <= wb__dat_w;
-    if (\$signature__en$359 [11])
-      imem[\$signature__addr$319 ][383:352] <= wb__dat_w;
-    if (\$signature__en$359 [12])
-      imem[\$signature__addr$319 ][415:384] <= wb__dat_w;
-    if (\$signature__en$359 [13])
-      imem[\$signature__addr$319 ][447:416] <= wb__dat_w;
+    if (\$signature__en$379 [0])
+      imem[\$signature__addr$339 ][31:0] <= wb__dat_w;
+    if (\$signature__en$379 [1])
+      imem[\$signature__addr$339 ][63:32] <= wb__dat_w;
+    if (\$signature__en$379 [2])
+      imem[\$signature__addr$339 ][95:64] <= wb__dat_w;
+    if (\$signature__en$379 [3])
+      imem[\$signature__addr$339 ][127:96] <= wb__dat_w;
+    if (\$signature__en$379 [4])
+      imem[\$signature__addr$339 ][159:128] <= wb__dat_w;
+    if (\$signature__en$379 [5])
+      imem[\$signature__addr$339 ][191:160] <= wb__dat_w;
+    if (\$signature__en$379 [6])
+      imem[\$signature__addr$339 ][223:192] <= wb__dat_w;
+    if (\$signature__en$379 [7])
+      imem[\$signature__addr$339 ][255:224] <= wb__dat_w;
+    if (\$signature__en$379 [8])
+      imem[\$signature__addr$339 ][287:256] <= wb__dat_w;
+    if (\$signature__en$379 [9])
+      imem[\$signature__addr$339 ][319:288] <= wb__dat_w;
+    if (\$signature__en$379 [10])
+      imem[\$signature__addr$339 ][351:320] <= wb__dat_w;
+    if (\$signature__en$379 [11])
+      imem[\$signature__addr$339 ][383:352] <= wb__dat_w;
+    if (\$signature__en$379 [12])
+      imem[\$signature__addr$339 ][415:384] <= wb__dat_w;
+    if (\$signature__en$379 [13])
+      imem[\$signature__addr$339 ][447:416] <= wb__dat_w;
   end
   reg [447:0] _8_;
   reg [447:0] _9_;
   always @(posedge clk) begin
-    _8_ <= imem[\$signature__addr$319 ];
-    _9_ <= imem[\port__addr$222 ];
+    _8_ <= imem[\$signature__addr$339 ];
+    _9_ <= imem[\port__addr$236 ];
   end
   assign imem_r__data = _8_;
-  assign \port__data$225  = _9_;
+  assign \port__data$239  = _9_;
   reg [191:0] pmem [63:0];
   always @(posedge clk) begin
-    if (\$signature__en$371 [0])
-      pmem[\$signature__addr$337 ][31:0] <= wb__dat_w;
-    if (\$signature__en$371 [1])
-      pmem[\$signature__addr$337 ][63:32] <= wb__dat_w;
-    if (\$signature__en$371 [2])
-      pmem[\$signature__addr$337 ][95:64] <= wb__dat_w;
-    if (\$signature__en$371 [3])
-      pmem[\$signature__addr$337 ][127:96] <= wb__dat_w;
-    if (\$signature__en$371 [4])
-      pmem[\$signature__addr$337 ][159:128] <= wb__dat_w;
-    if (\$signature__en$371 [5])
-      pmem[\$signature__addr$337 ][191:160] <= wb__dat_w;
+    if (\$signature__en$391 [0])
+      pmem[\$signature__addr$357 ][31:0] <= wb__dat_w;
+    if (\$signature__en$391 [1])
+      pmem[\$signature__addr$357 ][63:32] <= wb__dat_w;
+    if (\$signature__en$391 [2])
+      pmem[\$signature__addr$357 ][95:64] <= wb__dat_w;
+    if (\$signature__en$391 [3])
+      pmem[\$signature__addr$357 ][127:96] <= wb__dat_w;
+    if (\$signature__en$391 [4])
+      pmem[\$signature__addr$357 ][159:128] <= wb__dat_w;
+    if (\$signature__en$391 [5])
+      pmem[\$signature__addr$357 ][191:160] <= wb__dat_w;
   end
   reg [191:0] _10_;
   reg [191:0] _11_;
   reg [191:0] _12_;
   reg [191:0] _13_;
   always @(posedge clk) begin
-    _10_ <= pmem[\$signature__addr$337 ];
-    _11_ <= pmem[\port__addr$192 ];
-    _12_ <= pmem[\port__addr$163 ];
-    _13_ <= pmem[\port__addr$157 ];
+    _10_ <= pmem[\$signature__addr$357 ];
+    _11_ <= pmem[\port__addr$203 ];
+    _12_ <= pmem[\port__addr$171 ];
+    _13_ <= pmem[\port__addr$165 ];
   end
   assign pmem_r__data = _10_;
-  assign \port__data$195  = _11_;
+  assign \param_rd__data$209  = _11_;
   assign epi_rd__data = _12_;
   assign param_rd__data = _13_;
   reg [63:0] trace [1023:0];
@@ -3625,74 +3703,97 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   end
   reg [63:0] _14_;
   always @(posedge clk) begin
-    _14_ <= trace[\$signature__addr$349 ];
+    _14_ <= trace[\$signature__addr$369 ];
   end
   assign trace_r__data = _14_;
   reg [15:0] wmem [1023:0];
   always @(posedge clk) begin
-    if (\$signature__en$365 )
-      wmem[\$signature__addr$331 ] <= wb__dat_w[15:0];
+    if (\$signature__en$385 )
+      wmem[\$signature__addr$351 ] <= wb__dat_w[15:0];
   end
   always @(posedge clk) begin
-    if (\$signature__en$466 )
-      wmem[\$signature__addr$444 [9:0]] <= axi__rdata;
+    if (\$signature__en$489 )
+      wmem[\$signature__addr$467 [9:0]] <= axi__rdata;
   end
   reg [15:0] _15_;
   reg [15:0] _16_;
   reg [15:0] _17_;
   always @(posedge clk) begin
-    if (\$signature__en$460 ) begin
-      _15_ <= wmem[\$signature__addr$444 [9:0]];
+    if (\$signature__en$483 ) begin
+      _15_ <= wmem[\$signature__addr$467 [9:0]];
     end
-    _16_ <= wmem[\$signature__addr$331 ];
-    _17_ <= wmem[\port__addr$216 ];
+    _16_ <= wmem[\$signature__addr$351 ];
+    _17_ <= wmem[\port__addr$230 ];
   end
-  assign \wmem_r__data$458  = _15_;
+  assign \wmem_r__data$481  = _15_;
   assign wmem_r__data = _16_;
   assign macro0__mem_wdata = _17_;
-  assign \$22  = \busy$62  ? \op__1__valid$126  : op__1__valid;
-  assign macro1__op__valid = \busy$56  ? \op__1__valid$127  : \$22 ;
-  assign \$23  = \busy$62  ? \op__1__payload$130  : op__1__payload;
-  assign macro1__op__payload = \busy$56  ? \op__1__payload$131  : \$23 ;
-  assign \$24  = \busy$171  ? act_rd__addr : a_rd__addr;
-  assign \$25  = \busy$170  ? \act_rd__addr$174  : \$24 ;
-  assign \$26  = \busy$62  ? rd__addr : \$25 ;
-  assign \$27  = \busy$59  ? old_rd__addr : \$26 ;
-  assign \port__addr$169  = \busy$56  ? args[21:10] : \$27 ;
-  assign \$32  = \busy$59  ? new_rd__addr : b_rd__addr;
-  assign \port__addr$198  = \busy$56  ? args[33:22] : \$32 ;
-  assign \$35  = \act_w__en$386  ? \act_w__addr$388  : act_w__addr;
-  assign \$36  = \act_w__en$385  ? \act_w__addr$389  : \$35 ;
-  assign \$37  = engines__graph__done ? args[33:22] : \$36 ;
-  assign \$38  = \act_w__en$383  ? \act_w__addr$391  : \$37 ;
-  assign \$39  = \act_w__en$382  ? \act_w__addr$392  : \$38 ;
-  assign \$40  = act_w__en ? \act_w__addr$393  : \$39 ;
-  assign amem_port__addr = \$34  ? \$signature__addr$325  : \$40 ;
-  assign \$42  = \act_w__en$386  ? \act_w__data$397  : { \$71 , \$70  };
-  assign \$43  = \act_w__en$385  ? \act_w__data$398  : \$42 ;
-  assign \$44  = engines__graph__done ? \act_w__data$399  : \$43 ;
-  assign \$45  = \act_w__en$383  ? { \$68 , \$67  } : \$44 ;
-  assign \$46  = \act_w__en$382  ? { \$66 , \$65  } : \$45 ;
-  assign \$47  = act_w__en ? \act_w__data$402  : \$46 ;
-  assign amem_port__data = \$41  ? wb__dat_w[15:0] : \$47 ;
-  assign \$48  = | { \act_w__en$405 , \act_w__en$386 , \act_w__en$385 , engines__graph__done, \act_w__en$383 , \act_w__en$382 , act_w__en };
-  assign amem_port__en = amem_w__en | \$48 ;
+  assign \$15  = \$14  | \busy$59 ;
+  assign \$16  = \$15  | relax_busy_q1;
+  assign relax_clk_en = \$16  | relax_busy_q2;
+  assign \$17  = rst | \start$88 ;
+  assign \$18  = \$17  | \busy$62 ;
+  assign \$19  = \$18  | spmv_busy_q1;
+  assign spmv_clk_en = \$19  | spmv_busy_q2;
+  assign \$20  = rst | \start$93 ;
+  assign \$21  = \$20  | \busy$65 ;
+  assign \$22  = \$21  | lut_busy_q1;
+  assign lut_clk_en = \$22  | lut_busy_q2;
+  assign \$23  = \busy$62  ? \op__0__valid$98  : op__0__valid;
+  assign macro0__op__valid = \busy$56  ? \op__0__valid$99  : \$23 ;
+  assign \$24  = \busy$62  ? \op__0__payload$102  : op__0__payload;
+  assign macro0__op__payload = \busy$56  ? \op__0__payload$103  : \$24 ;
+  assign \$25  = \busy$62  ? \op__1__valid$134  : op__1__valid;
+  assign macro1__op__valid = \busy$56  ? \op__1__valid$135  : \$25 ;
+  assign \$26  = \busy$62  ? \op__1__payload$138  : op__1__payload;
+  assign macro1__op__payload = \busy$56  ? \op__1__payload$139  : \$26 ;
+  assign \$27  = \busy$179  ? act_rd__addr : a_rd__addr;
+  assign \$28  = \busy$65  ? \act_rd__addr$182  : \$27 ;
+  assign \$29  = \busy$178  ? \act_rd__addr$183  : \$28 ;
+  assign \$30  = \busy$62  ? rd__addr : \$29 ;
+  assign \$31  = \busy$59  ? old_rd__addr : \$30 ;
+  assign \port__addr$177  = \busy$56  ? args[21:10] : \$31 ;
+  assign \port__addr$203  = \busy$65  ? \param_rd__addr$205  : \param_rd__addr$204 ;
+  assign \$37  = \busy$59  ? new_rd__addr : b_rd__addr;
+  assign \port__addr$212  = \busy$56  ? args[33:22] : \$37 ;
+  assign \$40  = \act_w__en$407  ? \act_w__addr$409  : act_w__addr;
+  assign \$41  = \act_w__en$406  ? \act_w__addr$410  : \$40 ;
+  assign \$42  = \act_w__en$405  ? \act_w__addr$411  : \$41 ;
+  assign \$43  = engines__graph__done ? args[33:22] : \$42 ;
+  assign \$44  = \act_w__en$403  ? \act_w__addr$413  : \$43 ;
+  assign \$45  = \act_w__en$402  ? \act_w__addr$414  : \$44 ;
+  assign \$46  = act_w__en ? \act_w__addr$415  : \$45 ;
+  assign amem_port__addr = \$39  ? \$signature__addr$345  : \$46 ;
+  assign \$48  = \act_w__en$407  ? { \$80 , \$79  } : { \$82 , \$81  };
+  assign \$49  = \act_w__en$406  ? \act_w__data$420  : \$48 ;
+  assign \$50  = \act_w__en$405  ? \act_w__data$421  : \$49 ;
+  assign \$51  = engines__graph__done ? \act_w__data$422  : \$50 ;
+  assign \$52  = \act_w__en$403  ? { \$77 , \$76  } : \$51 ;
+  assign \$53  = \act_w__en$402  ? { \$75 , \$74  } : \$52 ;
+  assign \$54  = act_w__en ? \act_w__data$425  : \$53 ;
+  assign amem_port__data = \$47  ? wb__dat_w[15:0] : \$54 ;
+  assign \$55  = | { \act_w__en$428 , \act_w__en$407 , \act_w__en$406 , \act_w__en$405 , engines__graph__done, \act_w__en$403 , \act_w__en$402 , act_w__en };
+  assign amem_port__en = amem_w__en | \$55 ;
   always @(posedge clk)
-    macro0_busy_q <= \$55 ;
+    macro0_busy_q <= \$62 ;
   always @(posedge clk)
-    macro1_busy_q <= \$56 ;
+    macro1_busy_q <= \$63 ;
   always @(posedge clk)
-    graph_busy_q1 <= \$57 ;
+    graph_busy_q1 <= \$64 ;
   always @(posedge clk)
-    graph_busy_q2 <= \$58 ;
+    graph_busy_q2 <= \$65 ;
   always @(posedge clk)
-    relax_busy_q1 <= \$59 ;
+    relax_busy_q1 <= \$66 ;
   always @(posedge clk)
-    relax_busy_q2 <= \$60 ;
+    relax_busy_q2 <= \$67 ;
   always @(posedge clk)
-    spmv_busy_q1 <= \$61 ;
+    spmv_busy_q1 <= \$68 ;
   always @(posedge clk)
-    spmv_busy_q2 <= \$62 ;
+    spmv_busy_q2 <= \$69 ;
+  always @(posedge clk)
+    lut_busy_q1 <= \$70 ;
+  always @(posedge clk)
+    lut_busy_q2 <= \$71 ;
   assign \$1  = rst | macro0__op__valid;
   assign \$2  = \$1  | mem_we[0];
   assign \$4  = \$3  | macro0__busy;
@@ -3707,65 +3808,56 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   assign \$12  = \$11  | \busy$56 ;
   assign \$13  = \$12  | graph_busy_q1;
   assign graph_clk_en = \$13  | graph_busy_q2;
-  assign \$14  = rst | \start$80 ;
-  assign \$15  = \$14  | \busy$59 ;
-  assign \$16  = \$15  | relax_busy_q1;
-  assign relax_clk_en = \$16  | relax_busy_q2;
-  assign \$17  = rst | \start$85 ;
-  assign \$18  = \$17  | \busy$62 ;
-  assign \$19  = \$18  | spmv_busy_q1;
-  assign spmv_clk_en = \$19  | spmv_busy_q2;
-  assign \$20  = \busy$62  ? \op__0__valid$90  : op__0__valid;
-  assign macro0__op__valid = \busy$56  ? \op__0__valid$91  : \$20 ;
-  assign \$21  = \busy$62  ? \op__0__payload$94  : op__0__payload;
-  assign macro0__op__payload = \busy$56  ? \op__0__payload$95  : \$21 ;
+  assign \$14  = rst | \start$83 ;
   \tiny_fabric.ctrl  ctrl (
     .busy(busy),
     .clk(clk),
     .dma__ready(dma__ready),
-    .dma__valid(\cmd__valid$292 ),
+    .dma__valid(\cmd__valid$312 ),
     .dma_busy(dma_busy),
     .done(done),
     .engines__ew__done(engines__ew__done),
-    .engines__ew__start(\start$249 ),
+    .engines__ew__start(\start$263 ),
     .engines__graph__done(engines__graph__done),
     .engines__graph__start(start),
     .engines__lrn__done(engines__lrn__done),
-    .engines__lrn__start(\start$275 ),
+    .engines__lrn__start(\start$289 ),
+    .engines__lut__done(engines__lut__done),
+    .engines__lut__start(\start$93 ),
     .engines__mac__args(args),
     .engines__mac__done(engines__mac__done),
-    .engines__mac__start(\start$234 ),
+    .engines__mac__start(\start$248 ),
     .engines__pool__done(engines__pool__done),
-    .engines__pool__start(\start$242 ),
+    .engines__pool__start(\start$256 ),
     .engines__relax__done(engines__relax__done),
-    .engines__relax__start(\start$80 ),
+    .engines__relax__start(\start$83 ),
     .engines__spmv__done(engines__spmv__done),
-    .engines__spmv__start(\start$85 ),
+    .engines__spmv__start(\start$88 ),
     .entry(\$signature__data ),
     .error(error),
     .host__report(ctrl__report),
     .host__start_pc(host__start_pc),
-    .imem_rd__addr(\port__addr$222 ),
-    .imem_rd__data(\port__data$225 [443:0]),
+    .imem_rd__addr(\port__addr$236 ),
+    .imem_rd__data(\port__data$239 [443:0]),
     .load__ready(load__ready),
     .load__valid(cmd__valid),
     .loader_busy(loader_busy),
     .macro_we(mem_we),
-    .\port$100$351 (macro0__busy),
-    .\port$102$351 (macro1__busy),
-    .\port$103$0 (\$63 ),
-    .\port$104$0 (\$64 ),
+    .\port$110$351 (macro0__busy),
+    .\port$112$351 (macro1__busy),
+    .\port$113$0 (\$72 ),
+    .\port$114$0 (\$73 ),
     .rst(rst),
     .start(host__start),
     .trace_w__addr(\$signature__addr ),
     .trace_w__en(\$signature__en )
   );
   \tiny_fabric.dma  dma (
-    .amem_r__addr(\$signature__addr$444 ),
-    .amem_r__data(\amem_r__data$446 ),
-    .amem_r__en(\$signature__en$448 ),
+    .amem_r__addr(\$signature__addr$467 ),
+    .amem_r__data(\amem_r__data$469 ),
+    .amem_r__en(\$signature__en$471 ),
     .amem_w__data(axi__rdata),
-    .amem_w__en(\$signature__en$454 ),
+    .amem_w__en(\$signature__en$477 ),
     .axi__arlen(axi__arlen),
     .axi__arready(axi__arready),
     .axi__arvalid(axi__arvalid),
@@ -3787,45 +3879,45 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
     .clk(clk),
     .cmd__ready(dma__ready),
     .error(dma_error),
-    .\port$1104$0 (\$69 ),
+    .\port$1114$0 (\$78 ),
     .rd_data(axi__wdata),
     .rst(rst),
     .w_data(args[97:0]),
-    .w_en(\cmd__valid$292 ),
-    .wmem_r__data(\wmem_r__data$458 ),
-    .wmem_r__en(\$signature__en$460 ),
-    .wmem_w__en(\$signature__en$466 )
+    .w_en(\cmd__valid$312 ),
+    .wmem_r__data(\wmem_r__data$481 ),
+    .wmem_r__en(\$signature__en$483 ),
+    .wmem_w__en(\$signature__en$489 )
   );
   \tiny_fabric.ew  ew (
     .a_rd__addr(a_rd__addr),
     .a_rd__data(src_rd__data),
-    .act_w__addr(\act_w__addr$391 ),
-    .act_w__en(\act_w__en$383 ),
+    .act_w__addr(\act_w__addr$413 ),
+    .act_w__en(\act_w__en$403 ),
     .args(args[264:0]),
     .b_rd__addr(b_rd__addr),
     .b_rd__data(dst_rd__data),
     .busy(engines__ew__busy),
     .clk(clk),
     .done(engines__ew__done),
-    .\port$932$0 (\$67 ),
-    .\port$938$0 (\$68 ),
+    .\port$942$0 (\$76 ),
+    .\port$948$0 (\$77 ),
     .rst(rst),
-    .start(\start$249 )
+    .start(\start$263 )
   );
   \tiny_fabric.graph  graph (
-    .act_w__data(\act_w__data$399 ),
+    .act_w__data(\act_w__data$422 ),
     .args(args[33:0]),
     .busy(\busy$56 ),
     .dst_rd__data(dst_rd__data),
     .finish(engines__graph__done),
     .graph_gated_clk(graph_gated_clk),
     .graph_gated_rst(rst),
-    .op__0__payload(\op__0__payload$95 ),
+    .op__0__payload(\op__0__payload$103 ),
     .op__0__ready(op__0__ready),
-    .op__0__valid(\op__0__valid$91 ),
-    .op__1__payload(\op__1__payload$131 ),
+    .op__0__valid(\op__0__valid$99 ),
+    .op__1__payload(\op__1__payload$139 ),
     .op__1__ready(op__1__ready),
-    .op__1__valid(\op__1__valid$127 ),
+    .op__1__valid(\op__1__valid$135 ),
     .res_total__0(res_total__0),
     .res_total__1(res_total__1),
     .res_valid__0(macro0__res_valid),
@@ -3839,7 +3931,7 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
     .gclk(graph_gated_clk)
   );
   \tiny_fabric.host  host (
-    .amem_r__addr(\$signature__addr$325 ),
+    .amem_r__addr(\$signature__addr$345 ),
     .amem_r__data(amem_r__data),
     .amem_w__en(amem_w__en),
     .clk(clk),
@@ -3847,17 +3939,17 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
     .ctrl__start(host__start),
     .ctrl__start_pc(host__start_pc),
     .dat(wb__dat_r),
-    .dmem_r__addr(\$signature__addr$343 ),
+    .dmem_r__addr(\$signature__addr$363 ),
     .dmem_r__data(dmem_r__data),
-    .dmem_w__en(\$signature__en$377 ),
-    .imem_r__addr(\$signature__addr$319 ),
+    .dmem_w__en(\$signature__en$397 ),
+    .imem_r__addr(\$signature__addr$339 ),
     .imem_r__data(imem_r__data),
-    .imem_w__en(\$signature__en$359 ),
-    .pmem_r__addr(\$signature__addr$337 ),
+    .imem_w__en(\$signature__en$379 ),
+    .pmem_r__addr(\$signature__addr$357 ),
     .pmem_r__data(pmem_r__data),
-    .pmem_w__en(\$signature__en$371 ),
+    .pmem_w__en(\$signature__en$391 ),
     .rst(rst),
-    .trace_r__addr(\$signature__addr$349 ),
+    .trace_r__addr(\$signature__addr$369 ),
     .trace_r__data(trace_r__data),
     .wb__ack(wb__ack),
     .wb__adr(wb__adr),
@@ -3866,9 +3958,9 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
     .wb__sel(wb__sel),
     .wb__stb(wb__stb),
     .wb__we(wb__we),
-    .wmem_r__addr(\$signature__addr$331 ),
+    .wmem_r__addr(\$signature__addr$351 ),
     .wmem_r__data(wmem_r__data),
-    .wmem_w__en(\$signature__en$365 )
+    .wmem_w__en(\$signature__en$385 )
   );
   \tiny_fabric.loader  loader (
     .busy(loader_busy),
@@ -3881,42 +3973,63 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
     .rst(rst),
     .w_data(args[31:0]),
     .w_en(cmd__valid),
-    .w_rd__addr(\port__addr$216 )
+    .w_rd__addr(\port__addr$230 )
   );
   \tiny_fabric.lrn  lrn (
-    .act_rd__addr(\act_rd__addr$174 ),
+    .act_rd__addr(\act_rd__addr$183 ),
     .act_rd__data(src_rd__data),
-    .act_w__addr(act_w__addr),
-    .act_w__en(\act_w__en$405 ),
+    .act_w__addr(\act_w__addr$409 ),
+    .act_w__en(\act_w__en$407 ),
     .args(args[124:0]),
-    .busy(\busy$170 ),
+    .busy(\busy$178 ),
     .clk(clk),
     .done(engines__lrn__done),
-    .param_rd__addr(\port__addr$192 ),
-    .param_rd__data(\port__data$195 [127:0]),
-    .\port$1850$0 (\$70 ),
-    .\port$1852$0 (\$71 ),
+    .param_rd__addr(\param_rd__addr$204 ),
+    .param_rd__data(\param_rd__data$209 [127:0]),
+    .\port$1860$0 (\$79 ),
+    .\port$1862$0 (\$80 ),
     .rst(rst),
-    .start(\start$275 )
+    .start(\start$289 )
+  );
+  \tiny_fabric.lut  lut (
+    .act_rd__addr(\act_rd__addr$182 ),
+    .act_rd__data(src_rd__data),
+    .act_w__addr(act_w__addr),
+    .act_w__en(\act_w__en$428 ),
+    .args(args[68:0]),
+    .busy(\busy$65 ),
+    .done(engines__lut__done),
+    .lut_gated_clk(lut_gated_clk),
+    .lut_gated_rst(rst),
+    .param_rd__addr(\param_rd__addr$205 ),
+    .param_rd__data(\param_rd__data$209 ),
+    .\port$2189$0 (\$81 ),
+    .\port$2448$0 (\$82 ),
+    .start(\start$93 )
+  );
+  tiny_cim_icg lut_icg (
+    .clk(clk),
+    .en(lut_clk_en),
+    .gclk(lut_gated_clk)
   );
   \tiny_fabric.mac  mac (
     .act_rd__0__addr(port__addr),
     .act_rd__0__en(port__en),
-    .act_rd__1__addr(\port__addr$147 ),
-    .act_rd__1__en(\port__en$151 ),
+    .act_rd__1__addr(\port__addr$155 ),
+    .act_rd__1__en(\port__en$159 ),
     .act_rd__data(act_rd__0__data),
     .\act_rd__data$15 (act_rd__1__data),
-    .act_w__addr(\act_w__addr$393 ),
-    .act_w__data(\act_w__data$402 ),
+    .act_w__addr(\act_w__addr$415 ),
+    .act_w__data(\act_w__data$425 ),
     .act_w__en(act_w__en),
     .args(args),
     .busy(engines__mac__busy),
     .clk(clk),
-    .desc_rd__0__addr(\port__addr$121 ),
-    .desc_rd__1__addr(\port__addr$153 ),
-    .desc_rd__data(\port__data$124 [74:0]),
-    .\desc_rd__data$21 (\port__data$156 [74:0]),
-    .epi_rd__addr(\port__addr$163 ),
+    .desc_rd__0__addr(\port__addr$129 ),
+    .desc_rd__1__addr(\port__addr$161 ),
+    .desc_rd__data(\port__data$132 [74:0]),
+    .\desc_rd__data$21 (\port__data$164 [74:0]),
+    .epi_rd__addr(\port__addr$171 ),
     .epi_rd__data(epi_rd__data),
     .finished(engines__mac__done),
     .op__0__payload(op__0__payload),
@@ -3925,22 +4038,22 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
     .op__1__payload(op__1__payload),
     .op__1__ready(op__1__ready),
     .op__1__valid(op__1__valid),
-    .param_rd__addr(\port__addr$157 ),
+    .param_rd__addr(\port__addr$165 ),
     .param_rd__data(param_rd__data),
-    .\port$103$0 (\$63 ),
-    .\port$104$0 (\$64 ),
+    .\port$113$0 (\$72 ),
+    .\port$114$0 (\$73 ),
     .res_valid__0(macro0__res_valid),
     .res_valid__1(macro1__res_valid),
     .res_y__0(res_y__0),
     .res_y__1(res_y__1),
     .rst(rst),
-    .start(\start$234 )
+    .start(\start$248 )
   );
   tiny_cim_macro macro0 (
     .busy(macro0__busy),
     .clk(macro0_icg_gclk),
     .mem_page(macro0__mem_page),
-    .mem_rdata(\$49 ),
+    .mem_rdata(\$56 ),
     .mem_re(1'h0),
     .mem_row(macro0__mem_row),
     .mem_wdata(macro0__mem_wdata),
@@ -3948,8 +4061,8 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
     .op__payload(macro0__op__payload),
     .op__ready(op__0__ready),
     .op__valid(macro0__op__valid),
-    .res_bits(\$50 ),
-    .res_pop(\$51 ),
+    .res_bits(\$57 ),
+    .res_pop(\$58 ),
     .res_total(res_total__0),
     .res_valid(macro0__res_valid),
     .res_y(res_y__0),
@@ -3964,7 +4077,7 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
     .busy(macro1__busy),
     .clk(macro1_icg_gclk),
     .mem_page(macro0__mem_page),
-    .mem_rdata(\$52 ),
+    .mem_rdata(\$59 ),
     .mem_re(1'h0),
     .mem_row(macro0__mem_row),
     .mem_wdata(macro0__mem_wdata),
@@ -3972,8 +4085,8 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
     .op__payload(macro1__op__payload),
     .op__ready(op__1__ready),
     .op__valid(macro1__op__valid),
-    .res_bits(\$53 ),
-    .res_pop(\$54 ),
+    .res_bits(\$60 ),
+    .res_pop(\$61 ),
     .res_total(res_total__1),
     .res_valid(macro1__res_valid),
     .res_y(res_y__1),
@@ -3987,22 +4100,22 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   \tiny_fabric.pool  pool (
     .act_rd__addr(act_rd__addr),
     .act_rd__data(src_rd__data),
-    .act_w__addr(\act_w__addr$392 ),
-    .act_w__en(\act_w__en$382 ),
+    .act_w__addr(\act_w__addr$414 ),
+    .act_w__en(\act_w__en$402 ),
     .args(args[192:0]),
-    .busy(\busy$171 ),
+    .busy(\busy$179 ),
     .clk(clk),
     .done(engines__pool__done),
-    .\port$848$0 (\$65 ),
-    .\port$849$0 (\$66 ),
+    .\port$858$0 (\$74 ),
+    .\port$859$0 (\$75 ),
     .rst(rst),
-    .start(\start$242 )
+    .start(\start$256 )
   );
   \tiny_fabric.relax  relax (
-    .act_w__addr(\act_w__addr$389 ),
-    .act_w__data(\act_w__data$398 ),
-    .act_w__en(\act_w__en$385 ),
-    .arc_rd__addr(\port__addr$210 ),
+    .act_w__addr(\act_w__addr$411 ),
+    .act_w__data(\act_w__data$421 ),
+    .act_w__en(\act_w__en$405 ),
+    .arc_rd__addr(\port__addr$224 ),
     .arc_rd__data(arc_rd__data),
     .args(args[48:0]),
     .busy(\busy$59 ),
@@ -4013,7 +4126,7 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
     .old_rd__data(src_rd__data),
     .relax_gated_clk(relax_gated_clk),
     .relax_gated_rst(rst),
-    .start(\start$80 )
+    .start(\start$83 )
   );
   tiny_cim_icg relax_icg (
     .clk(clk),
@@ -4021,18 +4134,18 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
     .gclk(relax_gated_clk)
   );
   \tiny_fabric.spmv  spmv (
-    .act_w__addr(\act_w__addr$388 ),
-    .act_w__data(\act_w__data$397 ),
-    .act_w__en(\act_w__en$386 ),
+    .act_w__addr(\act_w__addr$410 ),
+    .act_w__data(\act_w__data$420 ),
+    .act_w__en(\act_w__en$406 ),
     .args(args[36:0]),
     .busy(\busy$62 ),
     .finish(engines__spmv__done),
-    .op__0__payload(\op__0__payload$94 ),
+    .op__0__payload(\op__0__payload$102 ),
     .op__0__ready(op__0__ready),
-    .op__0__valid(\op__0__valid$90 ),
-    .op__1__payload(\op__1__payload$130 ),
+    .op__0__valid(\op__0__valid$98 ),
+    .op__1__payload(\op__1__payload$138 ),
     .op__1__ready(op__1__ready),
-    .op__1__valid(\op__1__valid$126 ),
+    .op__1__valid(\op__1__valid$134 ),
     .rd__addr(rd__addr),
     .rd__data(src_rd__data),
     .res_valid__0(macro0__res_valid),
@@ -4041,7 +4154,7 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
     .res_y__1(res_y__1),
     .spmv_gated_clk(spmv_gated_clk),
     .spmv_gated_rst(rst),
-    .start(\start$85 )
+    .start(\start$88 )
   );
   tiny_cim_icg spmv_icg (
     .clk(clk),
@@ -4050,58 +4163,72 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$55  = macro0__busy;
-    if (rst) begin
-      \$55  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$56  = macro1__busy;
-    if (rst) begin
-      \$56  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$57  = \busy$56 ;
-    if (rst) begin
-      \$57  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$58  = graph_busy_q1;
-    if (rst) begin
-      \$58  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$59  = \busy$59 ;
-    if (rst) begin
-      \$59  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$60  = relax_busy_q1;
-    if (rst) begin
-      \$60  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$61  = \busy$62 ;
-    if (rst) begin
-      \$61  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$62  = spmv_busy_q1;
+    \$62  = macro0__busy;
     if (rst) begin
       \$62  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$63  = macro1__busy;
+    if (rst) begin
+      \$63  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$64  = \busy$56 ;
+    if (rst) begin
+      \$64  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$65  = graph_busy_q1;
+    if (rst) begin
+      \$65  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$66  = \busy$59 ;
+    if (rst) begin
+      \$66  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$67  = relax_busy_q1;
+    if (rst) begin
+      \$67  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$68  = \busy$62 ;
+    if (rst) begin
+      \$68  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$69  = spmv_busy_q1;
+    if (rst) begin
+      \$69  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$70  = \busy$65 ;
+    if (rst) begin
+      \$70  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$71  = lut_busy_q1;
+    if (rst) begin
+      \$71  = 1'h0;
     end
   end
   assign macro0__mem_we = mem_we[0];
@@ -4114,258 +4241,268 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   assign relax_gated_rst = rst;
   assign spmv_icg_gclk = spmv_gated_clk;
   assign spmv_gated_rst = rst;
+  assign lut_icg_gclk = lut_gated_clk;
+  assign lut_gated_rst = rst;
   assign macro0__op__ready = op__0__ready;
-  assign \op__0__ready$98  = op__0__ready;
-  assign \op__0__ready$99  = op__0__ready;
+  assign \op__0__ready$106  = op__0__ready;
+  assign \op__0__ready$107  = op__0__ready;
   assign res_valid__0 = macro0__res_valid;
   assign macro0__res_total = res_total__0;
-  assign \res_valid__0$103  = macro0__res_valid;
+  assign \res_valid__0$111  = macro0__res_valid;
   assign macro0__res_y = res_y__0;
-  assign \res_valid__0$106  = macro0__res_valid;
-  assign \res_y__0$107  = res_y__0;
+  assign \res_valid__0$114  = macro0__res_valid;
+  assign \res_y__0$115  = res_y__0;
   assign mem_page = macro0__mem_page;
   assign mem_row = macro0__mem_row;
   assign mem_wdata = macro0__mem_wdata;
   assign act_rd__0__addr = port__addr;
   assign port__data = act_rd__0__data;
   assign act_rd__0__en = port__en;
-  assign desc_rd__0__addr = \port__addr$121 ;
-  assign desc_rd__0__data = \port__data$124 [74:0];
+  assign desc_rd__0__addr = \port__addr$129 ;
+  assign desc_rd__0__data = \port__data$132 [74:0];
   assign macro1__op__ready = op__1__ready;
-  assign \op__1__ready$134  = op__1__ready;
-  assign \op__1__ready$135  = op__1__ready;
+  assign \op__1__ready$142  = op__1__ready;
+  assign \op__1__ready$143  = op__1__ready;
   assign res_valid__1 = macro1__res_valid;
   assign macro1__res_total = res_total__1;
-  assign \res_valid__1$139  = macro1__res_valid;
+  assign \res_valid__1$147  = macro1__res_valid;
   assign macro1__res_y = res_y__1;
-  assign \res_valid__1$142  = macro1__res_valid;
-  assign \res_y__1$143  = res_y__1;
+  assign \res_valid__1$150  = macro1__res_valid;
+  assign \res_y__1$151  = res_y__1;
   assign macro1__mem_page = macro0__mem_page;
   assign macro1__mem_row = macro0__mem_row;
   assign macro1__mem_wdata = macro0__mem_wdata;
-  assign act_rd__1__addr = \port__addr$147 ;
-  assign \port__data$150  = act_rd__1__data;
-  assign act_rd__1__en = \port__en$151 ;
-  assign desc_rd__1__addr = \port__addr$153 ;
-  assign desc_rd__1__data = \port__data$156 [74:0];
-  assign param_rd__addr = \port__addr$157 ;
-  assign \port__data$160  = param_rd__data;
-  assign \port__en$161  = 1'h1;
+  assign act_rd__1__addr = \port__addr$155 ;
+  assign \port__data$158  = act_rd__1__data;
+  assign act_rd__1__en = \port__en$159 ;
+  assign desc_rd__1__addr = \port__addr$161 ;
+  assign desc_rd__1__data = \port__data$164 [74:0];
+  assign param_rd__addr = \port__addr$165 ;
+  assign \port__data$168  = param_rd__data;
+  assign \port__en$169  = 1'h1;
   assign param_rd__en = 1'h1;
-  assign epi_rd__addr = \port__addr$163 ;
-  assign \port__data$166  = epi_rd__data;
-  assign \port__en$167  = 1'h1;
+  assign epi_rd__addr = \port__addr$171 ;
+  assign \port__data$174  = epi_rd__data;
+  assign \port__en$175  = 1'h1;
   assign epi_rd__en = 1'h1;
   assign src_rd__addr = args[21:10];
   assign a_rd__en = 1'h1;
   assign act_rd__en = 1'h1;
-  assign \act_rd__en$181  = 1'h1;
+  assign \act_rd__en$190  = 1'h1;
+  assign \act_rd__en$191  = 1'h1;
   assign rd__en = 1'h1;
   assign old_rd__en = 1'h1;
   assign src_rd__en = 1'h1;
-  assign \port__data$186  = src_rd__data;
+  assign \port__data$196  = src_rd__data;
   assign old_rd__data = src_rd__data;
   assign rd__data = src_rd__data;
   assign act_rd__data = src_rd__data;
-  assign \act_rd__data$190  = src_rd__data;
+  assign \act_rd__data$200  = src_rd__data;
+  assign \act_rd__data$201  = src_rd__data;
   assign a_rd__data = src_rd__data;
-  assign \param_rd__addr$193  = \port__addr$192 ;
-  assign \param_rd__data$194  = \port__data$195 [127:0];
-  assign \port__en$196  = 1'h1;
-  assign \param_rd__en$197  = 1'h1;
+  assign \param_rd__en$207  = 1'h1;
+  assign \param_rd__en$208  = 1'h1;
+  assign \port__data$210  = \param_rd__data$209 ;
+  assign \param_rd__data$211  = \param_rd__data$209 [127:0];
   assign dst_rd__addr = args[33:22];
   assign b_rd__en = 1'h1;
   assign new_rd__en = 1'h1;
   assign dst_rd__en = 1'h1;
-  assign \port__data$207  = dst_rd__data;
+  assign \port__data$221  = dst_rd__data;
   assign new_rd__data = dst_rd__data;
   assign b_rd__data = dst_rd__data;
-  assign arc_rd__addr = \port__addr$210 ;
-  assign \port__data$213  = arc_rd__data;
-  assign \port__en$214  = 1'h1;
+  assign arc_rd__addr = \port__addr$224 ;
+  assign \port__data$227  = arc_rd__data;
+  assign \port__en$228  = 1'h1;
   assign arc_rd__en = 1'h1;
-  assign w_rd__addr = \port__addr$216 ;
+  assign w_rd__addr = \port__addr$230 ;
   assign w_rd__data = macro0__mem_wdata;
-  assign \port__data$219  = macro0__mem_wdata;
-  assign \port__en$220  = 1'h1;
+  assign \port__data$233  = macro0__mem_wdata;
+  assign \port__en$234  = 1'h1;
   assign w_rd__en = 1'h1;
-  assign imem_rd__addr = \port__addr$222 ;
-  assign imem_rd__data = \port__data$225 [443:0];
-  assign \port__en$226  = 1'h1;
+  assign imem_rd__addr = \port__addr$236 ;
+  assign imem_rd__data = \port__data$239 [443:0];
+  assign \port__en$240  = 1'h1;
   assign imem_rd__en = 1'h1;
   assign trace_w__addr = \$signature__addr ;
   assign trace_w__data = \$signature__data ;
   assign trace_w__en = \$signature__en ;
-  assign engines__mac__start = \start$234 ;
+  assign engines__mac__start = \start$248 ;
   assign engines__mac__args = args;
-  assign \busy$239  = engines__mac__busy;
-  assign \done$241  = engines__mac__done;
-  assign engines__pool__start = \start$242 ;
-  assign \args$244  = args[192:0];
+  assign \busy$253  = engines__mac__busy;
+  assign \done$255  = engines__mac__done;
+  assign engines__pool__start = \start$256 ;
+  assign \args$258  = args[192:0];
   assign engines__pool__args = args[192:0];
-  assign engines__pool__busy = \busy$171 ;
-  assign \done$248  = engines__pool__done;
-  assign engines__ew__start = \start$249 ;
-  assign \args$251  = args[264:0];
+  assign engines__pool__busy = \busy$179 ;
+  assign \done$262  = engines__pool__done;
+  assign engines__ew__start = \start$263 ;
+  assign \args$265  = args[264:0];
   assign engines__ew__args = args[264:0];
-  assign \busy$254  = engines__ew__busy;
-  assign \done$256  = engines__ew__done;
+  assign \busy$268  = engines__ew__busy;
+  assign \done$270  = engines__ew__done;
   assign engines__graph__start = start;
-  assign \args$258  = args[33:0];
+  assign \args$272  = args[33:0];
   assign engines__graph__args = args[33:0];
   assign engines__graph__busy = \busy$56 ;
-  assign \done$262  = engines__graph__done;
-  assign engines__relax__start = \start$80 ;
-  assign \args$264  = args[48:0];
+  assign \done$276  = engines__graph__done;
+  assign engines__relax__start = \start$83 ;
+  assign \args$278  = args[48:0];
   assign engines__relax__args = args[48:0];
   assign engines__relax__busy = \busy$59 ;
-  assign \done$268  = engines__relax__done;
-  assign engines__spmv__start = \start$85 ;
-  assign \args$270  = args[36:0];
+  assign \done$282  = engines__relax__done;
+  assign engines__spmv__start = \start$88 ;
+  assign \args$284  = args[36:0];
   assign engines__spmv__args = args[36:0];
   assign engines__spmv__busy = \busy$62 ;
-  assign \done$274  = engines__spmv__done;
-  assign engines__lrn__start = \start$275 ;
-  assign \args$277  = args[124:0];
+  assign \done$288  = engines__spmv__done;
+  assign engines__lrn__start = \start$289 ;
+  assign \args$291  = args[124:0];
   assign engines__lrn__args = args[124:0];
-  assign engines__lrn__busy = \busy$170 ;
-  assign \done$281  = engines__lrn__done;
+  assign engines__lrn__busy = \busy$178 ;
+  assign \done$295  = engines__lrn__done;
+  assign engines__lut__start = \start$93 ;
+  assign \args$297  = args[68:0];
+  assign engines__lut__args = args[68:0];
+  assign engines__lut__busy = \busy$65 ;
+  assign \done$301  = engines__lut__done;
   assign cmd__payload = args[31:0];
   assign load__payload = args[31:0];
   assign cmd__ready = load__ready;
   assign load__valid = cmd__valid;
-  assign \cmd__payload$288  = args[97:0];
+  assign \cmd__payload$308  = args[97:0];
   assign dma__payload = args[97:0];
-  assign \cmd__ready$291  = dma__ready;
-  assign dma__valid = \cmd__valid$292 ;
-  assign \busy$295  = dma_busy;
-  assign \busy$297  = loader_busy;
+  assign \cmd__ready$311  = dma__ready;
+  assign dma__valid = \cmd__valid$312 ;
+  assign \busy$315  = dma_busy;
+  assign \busy$317  = loader_busy;
   assign macro_we = mem_we;
-  assign unit_en = { \$64 , \$63  };
-  assign \unit_en$300  = { \$64 , \$63  };
+  assign unit_en = { \$73 , \$72  };
+  assign \unit_en$320  = { \$73 , \$72  };
   assign macro_busy = { macro1__busy, macro0__busy };
   assign host__report = ctrl__report;
   assign ctrl__start = host__start;
   assign ctrl__start_pc = host__start_pc;
-  assign \busy$308  = busy;
-  assign \done$309  = done;
-  assign \error$310  = error;
-  assign \wb__ack$311  = wb__ack;
-  assign \wb__adr$312  = wb__adr;
-  assign \wb__cyc$313  = wb__cyc;
-  assign \wb__dat_r$314  = wb__dat_r;
-  assign \wb__dat_w$315  = wb__dat_w;
-  assign \wb__sel$316  = wb__sel;
-  assign \wb__stb$317  = wb__stb;
-  assign \wb__we$318  = wb__we;
-  assign imem_r__addr = \$signature__addr$319 ;
-  assign \$signature__data$322  = imem_r__data;
-  assign \$signature__en$323  = 1'h1;
+  assign \busy$328  = busy;
+  assign \done$329  = done;
+  assign \error$330  = error;
+  assign \wb__ack$331  = wb__ack;
+  assign \wb__adr$332  = wb__adr;
+  assign \wb__cyc$333  = wb__cyc;
+  assign \wb__dat_r$334  = wb__dat_r;
+  assign \wb__dat_w$335  = wb__dat_w;
+  assign \wb__sel$336  = wb__sel;
+  assign \wb__stb$337  = wb__stb;
+  assign \wb__we$338  = wb__we;
+  assign imem_r__addr = \$signature__addr$339 ;
+  assign \$signature__data$342  = imem_r__data;
+  assign \$signature__en$343  = 1'h1;
   assign imem_r__en = 1'h1;
-  assign amem_r__addr = \$signature__addr$325 ;
-  assign \$signature__data$328  = amem_r__data;
-  assign \$signature__en$329  = 1'h1;
+  assign amem_r__addr = \$signature__addr$345 ;
+  assign \$signature__data$348  = amem_r__data;
+  assign \$signature__en$349  = 1'h1;
   assign amem_r__en = 1'h1;
-  assign wmem_r__addr = \$signature__addr$331 ;
-  assign \$signature__data$334  = wmem_r__data;
-  assign \$signature__en$335  = 1'h1;
+  assign wmem_r__addr = \$signature__addr$351 ;
+  assign \$signature__data$354  = wmem_r__data;
+  assign \$signature__en$355  = 1'h1;
   assign wmem_r__en = 1'h1;
-  assign pmem_r__addr = \$signature__addr$337 ;
-  assign \$signature__data$340  = pmem_r__data;
-  assign \$signature__en$341  = 1'h1;
+  assign pmem_r__addr = \$signature__addr$357 ;
+  assign \$signature__data$360  = pmem_r__data;
+  assign \$signature__en$361  = 1'h1;
   assign pmem_r__en = 1'h1;
-  assign dmem_r__addr = \$signature__addr$343 ;
-  assign \$signature__data$346  = dmem_r__data;
-  assign \$signature__en$347  = 1'h1;
+  assign dmem_r__addr = \$signature__addr$363 ;
+  assign \$signature__data$366  = dmem_r__data;
+  assign \$signature__en$367  = 1'h1;
   assign dmem_r__en = 1'h1;
-  assign trace_r__addr = \$signature__addr$349 ;
-  assign \$signature__data$352  = trace_r__data;
-  assign \$signature__en$353  = 1'h1;
+  assign trace_r__addr = \$signature__addr$369 ;
+  assign \$signature__data$372  = trace_r__data;
+  assign \$signature__en$373  = 1'h1;
   assign trace_r__en = 1'h1;
-  assign \$signature__addr$355  = \$signature__addr$319 ;
-  assign imem_w__addr = \$signature__addr$319 ;
-  assign \$signature__data$357  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
+  assign \$signature__addr$375  = \$signature__addr$339 ;
+  assign imem_w__addr = \$signature__addr$339 ;
+  assign \$signature__data$377  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
   assign imem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
-  assign imem_w__en = \$signature__en$359 ;
-  assign \$signature__addr$361  = \$signature__addr$331 ;
-  assign wmem_w__addr = \$signature__addr$331 ;
-  assign \$signature__data$363  = wb__dat_w[15:0];
+  assign imem_w__en = \$signature__en$379 ;
+  assign \$signature__addr$381  = \$signature__addr$351 ;
+  assign wmem_w__addr = \$signature__addr$351 ;
+  assign \$signature__data$383  = wb__dat_w[15:0];
   assign wmem_w__data = wb__dat_w[15:0];
-  assign wmem_w__en = \$signature__en$365 ;
-  assign \$signature__addr$367  = \$signature__addr$337 ;
-  assign pmem_w__addr = \$signature__addr$337 ;
-  assign \$signature__data$369  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
+  assign wmem_w__en = \$signature__en$385 ;
+  assign \$signature__addr$387  = \$signature__addr$357 ;
+  assign pmem_w__addr = \$signature__addr$357 ;
+  assign \$signature__data$389  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
   assign pmem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
-  assign pmem_w__en = \$signature__en$371 ;
-  assign \$signature__addr$373  = \$signature__addr$343 ;
-  assign dmem_w__addr = \$signature__addr$343 ;
-  assign \$signature__data$375  = { wb__dat_w, wb__dat_w, wb__dat_w };
+  assign pmem_w__en = \$signature__en$391 ;
+  assign \$signature__addr$393  = \$signature__addr$363 ;
+  assign dmem_w__addr = \$signature__addr$363 ;
+  assign \$signature__data$395  = { wb__dat_w, wb__dat_w, wb__dat_w };
   assign dmem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w };
-  assign dmem_w__en = \$signature__en$377 ;
-  assign \act_w__en$384  = engines__graph__done;
-  assign \act_w__addr$390  = args[33:22];
-  assign amem_w__addr = \$signature__addr$325 ;
-  assign act_w__data = { \$71 , \$70  };
-  assign \act_w__data$400  = { \$68 , \$67  };
-  assign \act_w__data$401  = { \$66 , \$65  };
+  assign dmem_w__en = \$signature__en$397 ;
+  assign \act_w__en$404  = engines__graph__done;
+  assign \act_w__addr$412  = args[33:22];
+  assign amem_w__addr = \$signature__addr$345 ;
+  assign act_w__data = { \$82 , \$81  };
+  assign \act_w__data$419  = { \$80 , \$79  };
+  assign \act_w__data$423  = { \$77 , \$76  };
+  assign \act_w__data$424  = { \$75 , \$74  };
   assign amem_w__data = wb__dat_w[15:0];
-  assign \axi__araddr$406  = { 11'h000, \$69  };
-  assign \axi__arburst$407  = 2'h1;
-  assign \axi__arcache$408  = 4'h3;
-  assign \axi__arid$409  = 1'h0;
-  assign \axi__arlen$410  = axi__arlen;
-  assign \axi__arlock$411  = 1'h0;
-  assign \axi__arprot$412  = 3'h0;
-  assign \axi__arqos$413  = 4'h0;
-  assign \axi__arready$414  = axi__arready;
-  assign \axi__arsize$415  = 3'h1;
-  assign \axi__arvalid$416  = axi__arvalid;
-  assign \axi__awaddr$417  = { 11'h000, \$69  };
-  assign \axi__awburst$418  = 2'h1;
-  assign \axi__awcache$419  = 4'h3;
-  assign \axi__awid$420  = 1'h0;
-  assign \axi__awlen$421  = axi__awlen;
-  assign \axi__awlock$422  = 1'h0;
-  assign \axi__awprot$423  = 3'h0;
-  assign \axi__awqos$424  = 4'h0;
-  assign \axi__awready$425  = axi__awready;
-  assign \axi__awsize$426  = 3'h1;
-  assign \axi__awvalid$427  = axi__awvalid;
-  assign \axi__bid$428  = axi__bid;
-  assign \axi__bready$429  = axi__bready;
-  assign \axi__bresp$430  = axi__bresp;
-  assign \axi__bvalid$431  = axi__bvalid;
-  assign \axi__rdata$432  = axi__rdata;
-  assign \axi__rid$433  = axi__rid;
-  assign \axi__rlast$434  = axi__rlast;
-  assign \axi__rready$435  = axi__rready;
-  assign \axi__rresp$436  = axi__rresp;
-  assign \axi__rvalid$437  = axi__rvalid;
-  assign \axi__wdata$438  = axi__wdata;
-  assign \axi__wlast$439  = axi__wlast;
-  assign \axi__wready$440  = axi__wready;
-  assign \axi__wstrb$441  = 2'h3;
-  assign \axi__wvalid$442  = axi__wvalid;
-  assign \error$443  = dma_error;
-  assign \amem_r__addr$445  = \$signature__addr$444 ;
-  assign \$signature__data$447  = \amem_r__data$446 ;
-  assign \amem_r__en$449  = \$signature__en$448 ;
-  assign \$signature__addr$450  = \$signature__addr$444 ;
-  assign \amem_w__addr$451  = \$signature__addr$444 ;
-  assign \$signature__data$452  = axi__rdata;
-  assign \amem_w__data$453  = axi__rdata;
-  assign \amem_w__en$455  = \$signature__en$454 ;
-  assign \$signature__addr$456  = \$signature__addr$444 [9:0];
-  assign \wmem_r__addr$457  = \$signature__addr$444 [9:0];
-  assign \$signature__data$459  = \wmem_r__data$458 ;
-  assign \wmem_r__en$461  = \$signature__en$460 ;
-  assign \$signature__addr$462  = \$signature__addr$444 [9:0];
-  assign \wmem_w__addr$463  = \$signature__addr$444 [9:0];
-  assign \$signature__data$464  = axi__rdata;
-  assign \wmem_w__data$465  = axi__rdata;
-  assign \wmem_w__en$467  = \$signature__en$466 ;
+  assign \axi__araddr$429  = { 11'h000, \$78  };
+  assign \axi__arburst$430  = 2'h1;
+  assign \axi__arcache$431  = 4'h3;
+  assign \axi__arid$432  = 1'h0;
+  assign \axi__arlen$433  = axi__arlen;
+  assign \axi__arlock$434  = 1'h0;
+  assign \axi__arprot$435  = 3'h0;
+  assign \axi__arqos$436  = 4'h0;
+  assign \axi__arready$437  = axi__arready;
+  assign \axi__arsize$438  = 3'h1;
+  assign \axi__arvalid$439  = axi__arvalid;
+  assign \axi__awaddr$440  = { 11'h000, \$78  };
+  assign \axi__awburst$441  = 2'h1;
+  assign \axi__awcache$442  = 4'h3;
+  assign \axi__awid$443  = 1'h0;
+  assign \axi__awlen$444  = axi__awlen;
+  assign \axi__awlock$445  = 1'h0;
+  assign \axi__awprot$446  = 3'h0;
+  assign \axi__awqos$447  = 4'h0;
+  assign \axi__awready$448  = axi__awready;
+  assign \axi__awsize$449  = 3'h1;
+  assign \axi__awvalid$450  = axi__awvalid;
+  assign \axi__bid$451  = axi__bid;
+  assign \axi__bready$452  = axi__bready;
+  assign \axi__bresp$453  = axi__bresp;
+  assign \axi__bvalid$454  = axi__bvalid;
+  assign \axi__rdata$455  = axi__rdata;
+  assign \axi__rid$456  = axi__rid;
+  assign \axi__rlast$457  = axi__rlast;
+  assign \axi__rready$458  = axi__rready;
+  assign \axi__rresp$459  = axi__rresp;
+  assign \axi__rvalid$460  = axi__rvalid;
+  assign \axi__wdata$461  = axi__wdata;
+  assign \axi__wlast$462  = axi__wlast;
+  assign \axi__wready$463  = axi__wready;
+  assign \axi__wstrb$464  = 2'h3;
+  assign \axi__wvalid$465  = axi__wvalid;
+  assign \error$466  = dma_error;
+  assign \amem_r__addr$468  = \$signature__addr$467 ;
+  assign \$signature__data$470  = \amem_r__data$469 ;
+  assign \amem_r__en$472  = \$signature__en$471 ;
+  assign \$signature__addr$473  = \$signature__addr$467 ;
+  assign \amem_w__addr$474  = \$signature__addr$467 ;
+  assign \$signature__data$475  = axi__rdata;
+  assign \amem_w__data$476  = axi__rdata;
+  assign \amem_w__en$478  = \$signature__en$477 ;
+  assign \$signature__addr$479  = \$signature__addr$467 [9:0];
+  assign \wmem_r__addr$480  = \$signature__addr$467 [9:0];
+  assign \$signature__data$482  = \wmem_r__data$481 ;
+  assign \wmem_r__en$484  = \$signature__en$483 ;
+  assign \$signature__addr$485  = \$signature__addr$467 [9:0];
+  assign \wmem_w__addr$486  = \$signature__addr$467 [9:0];
+  assign \$signature__data$487  = axi__rdata;
+  assign \wmem_w__data$488  = axi__rdata;
+  assign \wmem_w__en$490  = \$signature__en$489 ;
   assign axi__awid = 1'h0;
-  assign axi__awaddr = { 11'h000, \$69  };
+  assign axi__awaddr = { 11'h000, \$78  };
   assign axi__awsize = 3'h1;
   assign axi__awburst = 2'h1;
   assign axi__awlock = 1'h0;
@@ -4374,7 +4511,7 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   assign axi__awqos = 4'h0;
   assign axi__wstrb = 2'h3;
   assign axi__arid = 1'h0;
-  assign axi__araddr = { 11'h000, \$69  };
+  assign axi__araddr = { 11'h000, \$78  };
   assign axi__arsize = 3'h1;
   assign axi__arburst = 2'h1;
   assign axi__arlock = 1'h0;
@@ -4419,44 +4556,44 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   assign \op__0__payload.x[6]  = op__0__payload[71:64];
   assign \op__0__payload.x[7]  = op__0__payload[79:72];
   assign \op__0__payload.word  = op__0__payload[95:80];
-  assign \op__0__payload$94.mode  = \op__0__payload$94 [0];
-  assign \op__0__payload$94.page  = \op__0__payload$94 [1];
-  assign \op__0__payload$94.row  = \op__0__payload$94 [4:2];
-  assign \op__0__payload$94.wb_log2  = \op__0__payload$94 [6:5];
-  assign \op__0__payload$94.ab_m1  = \op__0__payload$94 [9:7];
-  assign \op__0__payload$94.w_signed  = \op__0__payload$94 [10];
-  assign \op__0__payload$94.x_signed  = \op__0__payload$94 [11];
-  assign \op__0__payload$94.skip  = \op__0__payload$94 [12];
-  assign \op__0__payload$94.bop  = \op__0__payload$94 [15:13];
-  assign \op__0__payload$94.x  = \op__0__payload$94 [79:16];
-  assign \op__0__payload$94.x[0]  = \op__0__payload$94 [23:16];
-  assign \op__0__payload$94.x[1]  = \op__0__payload$94 [31:24];
-  assign \op__0__payload$94.x[2]  = \op__0__payload$94 [39:32];
-  assign \op__0__payload$94.x[3]  = \op__0__payload$94 [47:40];
-  assign \op__0__payload$94.x[4]  = \op__0__payload$94 [55:48];
-  assign \op__0__payload$94.x[5]  = \op__0__payload$94 [63:56];
-  assign \op__0__payload$94.x[6]  = \op__0__payload$94 [71:64];
-  assign \op__0__payload$94.x[7]  = \op__0__payload$94 [79:72];
-  assign \op__0__payload$94.word  = \op__0__payload$94 [95:80];
-  assign \op__0__payload$95.mode  = \op__0__payload$95 [0];
-  assign \op__0__payload$95.page  = \op__0__payload$95 [1];
-  assign \op__0__payload$95.row  = \op__0__payload$95 [4:2];
-  assign \op__0__payload$95.wb_log2  = \op__0__payload$95 [6:5];
-  assign \op__0__payload$95.ab_m1  = \op__0__payload$95 [9:7];
-  assign \op__0__payload$95.w_signed  = \op__0__payload$95 [10];
-  assign \op__0__payload$95.x_signed  = \op__0__payload$95 [11];
-  assign \op__0__payload$95.skip  = \op__0__payload$95 [12];
-  assign \op__0__payload$95.bop  = \op__0__payload$95 [15:13];
-  assign \op__0__payload$95.x  = \op__0__payload$95 [79:16];
-  assign \op__0__payload$95.x[0]  = \op__0__payload$95 [23:16];
-  assign \op__0__payload$95.x[1]  = \op__0__payload$95 [31:24];
-  assign \op__0__payload$95.x[2]  = \op__0__payload$95 [39:32];
-  assign \op__0__payload$95.x[3]  = \op__0__payload$95 [47:40];
-  assign \op__0__payload$95.x[4]  = \op__0__payload$95 [55:48];
-  assign \op__0__payload$95.x[5]  = \op__0__payload$95 [63:56];
-  assign \op__0__payload$95.x[6]  = \op__0__payload$95 [71:64];
-  assign \op__0__payload$95.x[7]  = \op__0__payload$95 [79:72];
-  assign \op__0__payload$95.word  = \op__0__payload$95 [95:80];
+  assign \op__0__payload$102.mode  = \op__0__payload$102 [0];
+  assign \op__0__payload$102.page  = \op__0__payload$102 [1];
+  assign \op__0__payload$102.row  = \op__0__payload$102 [4:2];
+  assign \op__0__payload$102.wb_log2  = \op__0__payload$102 [6:5];
+  assign \op__0__payload$102.ab_m1  = \op__0__payload$102 [9:7];
+  assign \op__0__payload$102.w_signed  = \op__0__payload$102 [10];
+  assign \op__0__payload$102.x_signed  = \op__0__payload$102 [11];
+  assign \op__0__payload$102.skip  = \op__0__payload$102 [12];
+  assign \op__0__payload$102.bop  = \op__0__payload$102 [15:13];
+  assign \op__0__payload$102.x  = \op__0__payload$102 [79:16];
+  assign \op__0__payload$102.x[0]  = \op__0__payload$102 [23:16];
+  assign \op__0__payload$102.x[1]  = \op__0__payload$102 [31:24];
+  assign \op__0__payload$102.x[2]  = \op__0__payload$102 [39:32];
+  assign \op__0__payload$102.x[3]  = \op__0__payload$102 [47:40];
+  assign \op__0__payload$102.x[4]  = \op__0__payload$102 [55:48];
+  assign \op__0__payload$102.x[5]  = \op__0__payload$102 [63:56];
+  assign \op__0__payload$102.x[6]  = \op__0__payload$102 [71:64];
+  assign \op__0__payload$102.x[7]  = \op__0__payload$102 [79:72];
+  assign \op__0__payload$102.word  = \op__0__payload$102 [95:80];
+  assign \op__0__payload$103.mode  = \op__0__payload$103 [0];
+  assign \op__0__payload$103.page  = \op__0__payload$103 [1];
+  assign \op__0__payload$103.row  = \op__0__payload$103 [4:2];
+  assign \op__0__payload$103.wb_log2  = \op__0__payload$103 [6:5];
+  assign \op__0__payload$103.ab_m1  = \op__0__payload$103 [9:7];
+  assign \op__0__payload$103.w_signed  = \op__0__payload$103 [10];
+  assign \op__0__payload$103.x_signed  = \op__0__payload$103 [11];
+  assign \op__0__payload$103.skip  = \op__0__payload$103 [12];
+  assign \op__0__payload$103.bop  = \op__0__payload$103 [15:13];
+  assign \op__0__payload$103.x  = \op__0__payload$103 [79:16];
+  assign \op__0__payload$103.x[0]  = \op__0__payload$103 [23:16];
+  assign \op__0__payload$103.x[1]  = \op__0__payload$103 [31:24];
+  assign \op__0__payload$103.x[2]  = \op__0__payload$103 [39:32];
+  assign \op__0__payload$103.x[3]  = \op__0__payload$103 [47:40];
+  assign \op__0__payload$103.x[4]  = \op__0__payload$103 [55:48];
+  assign \op__0__payload$103.x[5]  = \op__0__payload$103 [63:56];
+  assign \op__0__payload$103.x[6]  = \op__0__payload$103 [71:64];
+  assign \op__0__payload$103.x[7]  = \op__0__payload$103 [79:72];
+  assign \op__0__payload$103.word  = \op__0__payload$103 [95:80];
   assign \res_y__0[0]  = res_y__0[18:0];
   assign \res_y__0[1]  = res_y__0[37:19];
   assign \res_y__0[2]  = res_y__0[56:38];
@@ -4489,29 +4626,29 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   assign \macro0__res_y[13]  = res_y__0[265:247];
   assign \macro0__res_y[14]  = res_y__0[284:266];
   assign \macro0__res_y[15]  = res_y__0[303:285];
-  assign \res_y__0$107[0]  = res_y__0[18:0];
-  assign \res_y__0$107[1]  = res_y__0[37:19];
-  assign \res_y__0$107[2]  = res_y__0[56:38];
-  assign \res_y__0$107[3]  = res_y__0[75:57];
-  assign \res_y__0$107[4]  = res_y__0[94:76];
-  assign \res_y__0$107[5]  = res_y__0[113:95];
-  assign \res_y__0$107[6]  = res_y__0[132:114];
-  assign \res_y__0$107[7]  = res_y__0[151:133];
-  assign \res_y__0$107[8]  = res_y__0[170:152];
-  assign \res_y__0$107[9]  = res_y__0[189:171];
-  assign \res_y__0$107[10]  = res_y__0[208:190];
-  assign \res_y__0$107[11]  = res_y__0[227:209];
-  assign \res_y__0$107[12]  = res_y__0[246:228];
-  assign \res_y__0$107[13]  = res_y__0[265:247];
-  assign \res_y__0$107[14]  = res_y__0[284:266];
-  assign \res_y__0$107[15]  = res_y__0[303:285];
-  assign \desc_rd__0__data.ky0  = \port__data$124 [8:0];
-  assign \desc_rd__0__data.kx0  = \port__data$124 [17:9];
-  assign \desc_rd__0__data.dy0  = \port__data$124 [30:18];
-  assign \desc_rd__0__data.dx0  = \port__data$124 [43:31];
-  assign \desc_rd__0__data.c0  = \port__data$124 [56:44];
-  assign \desc_rd__0__data.elems  = \port__data$124 [60:57];
-  assign \desc_rd__0__data.off0  = \port__data$124 [74:61];
+  assign \res_y__0$115[0]  = res_y__0[18:0];
+  assign \res_y__0$115[1]  = res_y__0[37:19];
+  assign \res_y__0$115[2]  = res_y__0[56:38];
+  assign \res_y__0$115[3]  = res_y__0[75:57];
+  assign \res_y__0$115[4]  = res_y__0[94:76];
+  assign \res_y__0$115[5]  = res_y__0[113:95];
+  assign \res_y__0$115[6]  = res_y__0[132:114];
+  assign \res_y__0$115[7]  = res_y__0[151:133];
+  assign \res_y__0$115[8]  = res_y__0[170:152];
+  assign \res_y__0$115[9]  = res_y__0[189:171];
+  assign \res_y__0$115[10]  = res_y__0[208:190];
+  assign \res_y__0$115[11]  = res_y__0[227:209];
+  assign \res_y__0$115[12]  = res_y__0[246:228];
+  assign \res_y__0$115[13]  = res_y__0[265:247];
+  assign \res_y__0$115[14]  = res_y__0[284:266];
+  assign \res_y__0$115[15]  = res_y__0[303:285];
+  assign \desc_rd__0__data.ky0  = \port__data$132 [8:0];
+  assign \desc_rd__0__data.kx0  = \port__data$132 [17:9];
+  assign \desc_rd__0__data.dy0  = \port__data$132 [30:18];
+  assign \desc_rd__0__data.dx0  = \port__data$132 [43:31];
+  assign \desc_rd__0__data.c0  = \port__data$132 [56:44];
+  assign \desc_rd__0__data.elems  = \port__data$132 [60:57];
+  assign \desc_rd__0__data.off0  = \port__data$132 [74:61];
   assign \macro1__op__payload.mode  = macro1__op__payload[0];
   assign \macro1__op__payload.page  = macro1__op__payload[1];
   assign \macro1__op__payload.row  = macro1__op__payload[4:2];
@@ -4550,44 +4687,44 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   assign \op__1__payload.x[6]  = op__1__payload[71:64];
   assign \op__1__payload.x[7]  = op__1__payload[79:72];
   assign \op__1__payload.word  = op__1__payload[95:80];
-  assign \op__1__payload$130.mode  = \op__1__payload$130 [0];
-  assign \op__1__payload$130.page  = \op__1__payload$130 [1];
-  assign \op__1__payload$130.row  = \op__1__payload$130 [4:2];
-  assign \op__1__payload$130.wb_log2  = \op__1__payload$130 [6:5];
-  assign \op__1__payload$130.ab_m1  = \op__1__payload$130 [9:7];
-  assign \op__1__payload$130.w_signed  = \op__1__payload$130 [10];
-  assign \op__1__payload$130.x_signed  = \op__1__payload$130 [11];
-  assign \op__1__payload$130.skip  = \op__1__payload$130 [12];
-  assign \op__1__payload$130.bop  = \op__1__payload$130 [15:13];
-  assign \op__1__payload$130.x  = \op__1__payload$130 [79:16];
-  assign \op__1__payload$130.x[0]  = \op__1__payload$130 [23:16];
-  assign \op__1__payload$130.x[1]  = \op__1__payload$130 [31:24];
-  assign \op__1__payload$130.x[2]  = \op__1__payload$130 [39:32];
-  assign \op__1__payload$130.x[3]  = \op__1__payload$130 [47:40];
-  assign \op__1__payload$130.x[4]  = \op__1__payload$130 [55:48];
-  assign \op__1__payload$130.x[5]  = \op__1__payload$130 [63:56];
-  assign \op__1__payload$130.x[6]  = \op__1__payload$130 [71:64];
-  assign \op__1__payload$130.x[7]  = \op__1__payload$130 [79:72];
-  assign \op__1__payload$130.word  = \op__1__payload$130 [95:80];
-  assign \op__1__payload$131.mode  = \op__1__payload$131 [0];
-  assign \op__1__payload$131.page  = \op__1__payload$131 [1];
-  assign \op__1__payload$131.row  = \op__1__payload$131 [4:2];
-  assign \op__1__payload$131.wb_log2  = \op__1__payload$131 [6:5];
-  assign \op__1__payload$131.ab_m1  = \op__1__payload$131 [9:7];
-  assign \op__1__payload$131.w_signed  = \op__1__payload$131 [10];
-  assign \op__1__payload$131.x_signed  = \op__1__payload$131 [11];
-  assign \op__1__payload$131.skip  = \op__1__payload$131 [12];
-  assign \op__1__payload$131.bop  = \op__1__payload$131 [15:13];
-  assign \op__1__payload$131.x  = \op__1__payload$131 [79:16];
-  assign \op__1__payload$131.x[0]  = \op__1__payload$131 [23:16];
-  assign \op__1__payload$131.x[1]  = \op__1__payload$131 [31:24];
-  assign \op__1__payload$131.x[2]  = \op__1__payload$131 [39:32];
-  assign \op__1__payload$131.x[3]  = \op__1__payload$131 [47:40];
-  assign \op__1__payload$131.x[4]  = \op__1__payload$131 [55:48];
-  assign \op__1__payload$131.x[5]  = \op__1__payload$131 [63:56];
-  assign \op__1__payload$131.x[6]  = \op__1__payload$131 [71:64];
-  assign \op__1__payload$131.x[7]  = \op__1__payload$131 [79:72];
-  assign \op__1__payload$131.word  = \op__1__payload$131 [95:80];
+  assign \op__1__payload$138.mode  = \op__1__payload$138 [0];
+  assign \op__1__payload$138.page  = \op__1__payload$138 [1];
+  assign \op__1__payload$138.row  = \op__1__payload$138 [4:2];
+  assign \op__1__payload$138.wb_log2  = \op__1__payload$138 [6:5];
+  assign \op__1__payload$138.ab_m1  = \op__1__payload$138 [9:7];
+  assign \op__1__payload$138.w_signed  = \op__1__payload$138 [10];
+  assign \op__1__payload$138.x_signed  = \op__1__payload$138 [11];
+  assign \op__1__payload$138.skip  = \op__1__payload$138 [12];
+  assign \op__1__payload$138.bop  = \op__1__payload$138 [15:13];
+  assign \op__1__payload$138.x  = \op__1__payload$138 [79:16];
+  assign \op__1__payload$138.x[0]  = \op__1__payload$138 [23:16];
+  assign \op__1__payload$138.x[1]  = \op__1__payload$138 [31:24];
+  assign \op__1__payload$138.x[2]  = \op__1__payload$138 [39:32];
+  assign \op__1__payload$138.x[3]  = \op__1__payload$138 [47:40];
+  assign \op__1__payload$138.x[4]  = \op__1__payload$138 [55:48];
+  assign \op__1__payload$138.x[5]  = \op__1__payload$138 [63:56];
+  assign \op__1__payload$138.x[6]  = \op__1__payload$138 [71:64];
+  assign \op__1__payload$138.x[7]  = \op__1__payload$138 [79:72];
+  assign \op__1__payload$138.word  = \op__1__payload$138 [95:80];
+  assign \op__1__payload$139.mode  = \op__1__payload$139 [0];
+  assign \op__1__payload$139.page  = \op__1__payload$139 [1];
+  assign \op__1__payload$139.row  = \op__1__payload$139 [4:2];
+  assign \op__1__payload$139.wb_log2  = \op__1__payload$139 [6:5];
+  assign \op__1__payload$139.ab_m1  = \op__1__payload$139 [9:7];
+  assign \op__1__payload$139.w_signed  = \op__1__payload$139 [10];
+  assign \op__1__payload$139.x_signed  = \op__1__payload$139 [11];
+  assign \op__1__payload$139.skip  = \op__1__payload$139 [12];
+  assign \op__1__payload$139.bop  = \op__1__payload$139 [15:13];
+  assign \op__1__payload$139.x  = \op__1__payload$139 [79:16];
+  assign \op__1__payload$139.x[0]  = \op__1__payload$139 [23:16];
+  assign \op__1__payload$139.x[1]  = \op__1__payload$139 [31:24];
+  assign \op__1__payload$139.x[2]  = \op__1__payload$139 [39:32];
+  assign \op__1__payload$139.x[3]  = \op__1__payload$139 [47:40];
+  assign \op__1__payload$139.x[4]  = \op__1__payload$139 [55:48];
+  assign \op__1__payload$139.x[5]  = \op__1__payload$139 [63:56];
+  assign \op__1__payload$139.x[6]  = \op__1__payload$139 [71:64];
+  assign \op__1__payload$139.x[7]  = \op__1__payload$139 [79:72];
+  assign \op__1__payload$139.word  = \op__1__payload$139 [95:80];
   assign \res_y__1[0]  = res_y__1[18:0];
   assign \res_y__1[1]  = res_y__1[37:19];
   assign \res_y__1[2]  = res_y__1[56:38];
@@ -4620,29 +4757,29 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   assign \macro1__res_y[13]  = res_y__1[265:247];
   assign \macro1__res_y[14]  = res_y__1[284:266];
   assign \macro1__res_y[15]  = res_y__1[303:285];
-  assign \res_y__1$143[0]  = res_y__1[18:0];
-  assign \res_y__1$143[1]  = res_y__1[37:19];
-  assign \res_y__1$143[2]  = res_y__1[56:38];
-  assign \res_y__1$143[3]  = res_y__1[75:57];
-  assign \res_y__1$143[4]  = res_y__1[94:76];
-  assign \res_y__1$143[5]  = res_y__1[113:95];
-  assign \res_y__1$143[6]  = res_y__1[132:114];
-  assign \res_y__1$143[7]  = res_y__1[151:133];
-  assign \res_y__1$143[8]  = res_y__1[170:152];
-  assign \res_y__1$143[9]  = res_y__1[189:171];
-  assign \res_y__1$143[10]  = res_y__1[208:190];
-  assign \res_y__1$143[11]  = res_y__1[227:209];
-  assign \res_y__1$143[12]  = res_y__1[246:228];
-  assign \res_y__1$143[13]  = res_y__1[265:247];
-  assign \res_y__1$143[14]  = res_y__1[284:266];
-  assign \res_y__1$143[15]  = res_y__1[303:285];
-  assign \desc_rd__1__data.ky0  = \port__data$156 [8:0];
-  assign \desc_rd__1__data.kx0  = \port__data$156 [17:9];
-  assign \desc_rd__1__data.dy0  = \port__data$156 [30:18];
-  assign \desc_rd__1__data.dx0  = \port__data$156 [43:31];
-  assign \desc_rd__1__data.c0  = \port__data$156 [56:44];
-  assign \desc_rd__1__data.elems  = \port__data$156 [60:57];
-  assign \desc_rd__1__data.off0  = \port__data$156 [74:61];
+  assign \res_y__1$151[0]  = res_y__1[18:0];
+  assign \res_y__1$151[1]  = res_y__1[37:19];
+  assign \res_y__1$151[2]  = res_y__1[56:38];
+  assign \res_y__1$151[3]  = res_y__1[75:57];
+  assign \res_y__1$151[4]  = res_y__1[94:76];
+  assign \res_y__1$151[5]  = res_y__1[113:95];
+  assign \res_y__1$151[6]  = res_y__1[132:114];
+  assign \res_y__1$151[7]  = res_y__1[151:133];
+  assign \res_y__1$151[8]  = res_y__1[170:152];
+  assign \res_y__1$151[9]  = res_y__1[189:171];
+  assign \res_y__1$151[10]  = res_y__1[208:190];
+  assign \res_y__1$151[11]  = res_y__1[227:209];
+  assign \res_y__1$151[12]  = res_y__1[246:228];
+  assign \res_y__1$151[13]  = res_y__1[265:247];
+  assign \res_y__1$151[14]  = res_y__1[284:266];
+  assign \res_y__1$151[15]  = res_y__1[303:285];
+  assign \desc_rd__1__data.ky0  = \port__data$164 [8:0];
+  assign \desc_rd__1__data.kx0  = \port__data$164 [17:9];
+  assign \desc_rd__1__data.dy0  = \port__data$164 [30:18];
+  assign \desc_rd__1__data.dx0  = \port__data$164 [43:31];
+  assign \desc_rd__1__data.c0  = \port__data$164 [56:44];
+  assign \desc_rd__1__data.elems  = \port__data$164 [60:57];
+  assign \desc_rd__1__data.off0  = \port__data$164 [74:61];
   assign \param_rd__data[0]  = param_rd__data[95:0];
   assign \param_rd__data[0].bias  = param_rd__data[31:0];
   assign \param_rd__data[0].mult  = param_rd__data[63:32];
@@ -4667,167 +4804,198 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   assign \epi_rd__data[1].shift  = epi_rd__data[167:160];
   assign \epi_rd__data[1].w  = epi_rd__data[175:168];
   assign \epi_rd__data[1]._pad  = epi_rd__data[191:176];
-  assign \param_rd__data$194[0]  = \port__data$195 [63:0];
-  assign \param_rd__data$194[0].g  = \port__data$195 [31:0];
-  assign \param_rd__data$194[0].dg  = \port__data$195 [63:32];
-  assign \param_rd__data$194[1]  = \port__data$195 [127:64];
-  assign \param_rd__data$194[1].g  = \port__data$195 [95:64];
-  assign \param_rd__data$194[1].dg  = \port__data$195 [127:96];
-  assign \imem_rd__data.op  = \port__data$225 [3:0];
-  assign \imem_rd__data.args  = \port__data$225 [443:4];
-  assign \imem_rd__data.args.load  = \port__data$225 [35:4];
-  assign \imem_rd__data.args.load.src  = \port__data$225 [13:4];
-  assign \imem_rd__data.args.load.count  = \port__data$225 [29:14];
-  assign \imem_rd__data.args.load.mask  = \port__data$225 [31:30];
-  assign \imem_rd__data.args.load.page  = \port__data$225 [32];
-  assign \imem_rd__data.args.load.row0  = \port__data$225 [35:33];
-  assign \imem_rd__data.args.mac  = \port__data$225 [443:4];
-  assign \imem_rd__data.args.mac.in_h  = \port__data$225 [12:4];
-  assign \imem_rd__data.args.mac.in_w  = \port__data$225 [21:13];
-  assign \imem_rd__data.args.mac.in_cw  = \port__data$225 [31:22];
-  assign \imem_rd__data.args.mac.cin  = \port__data$225 [44:32];
-  assign \imem_rd__data.args.mac.kh  = \port__data$225 [53:45];
-  assign \imem_rd__data.args.mac.kw  = \port__data$225 [62:54];
-  assign \imem_rd__data.args.mac.dh  = \port__data$225 [66:63];
-  assign \imem_rd__data.args.mac.dw  = \port__data$225 [70:67];
-  assign \imem_rd__data.args.mac.sh  = \port__data$225 [74:71];
-  assign \imem_rd__data.args.mac.sw  = \port__data$225 [78:75];
-  assign \imem_rd__data.args.mac.pt  = \port__data$225 [82:79];
-  assign \imem_rd__data.args.mac.pl  = \port__data$225 [86:83];
-  assign \imem_rd__data.args.mac.ow  = \port__data$225 [95:87];
-  assign \imem_rd__data.args.mac.oh  = \port__data$225 [104:96];
-  assign \imem_rd__data.args.mac.npos  = \port__data$225 [120:105];
-  assign \imem_rd__data.args.mac.pos0  = \port__data$225 [134:121];
-  assign \imem_rd__data.args.mac.kx_inc  = \port__data$225 [148:135];
-  assign \imem_rd__data.args.mac.ky_inc  = \port__data$225 [162:149];
-  assign \imem_rd__data.args.mac.pos_ux  = \port__data$225 [176:163];
-  assign \imem_rd__data.args.mac.pos_wrap  = \port__data$225 [190:177];
-  assign \imem_rd__data.args.mac.pos_bstep  = \port__data$225 [204:191];
-  assign \imem_rd__data.args.mac.bq  = \port__data$225 [213:205];
-  assign \imem_rd__data.args.mac.br  = \port__data$225 [222:214];
-  assign \imem_rd__data.args.mac.img_delta  = \port__data$225 [236:223];
-  assign \imem_rd__data.args.mac.img_bstep  = \port__data$225 [250:237];
-  assign \imem_rd__data.args.mac.desc_base  = \port__data$225 [256:251];
-  assign \imem_rd__data.args.mac.kt  = \port__data$225 [266:257];
-  assign \imem_rd__data.args.mac.nt  = \port__data$225 [276:267];
-  assign \imem_rd__data.args.mac.kr  = \port__data$225 [286:277];
-  assign \imem_rd__data.args.mac.nr  = \port__data$225 [296:287];
-  assign \imem_rd__data.args.mac.b  = \port__data$225 [303:297];
-  assign \imem_rd__data.args.mac.ki  = \port__data$225 [310:304];
-  assign \imem_rd__data.args.mac.no  = \port__data$225 [317:311];
-  assign \imem_rd__data.args.mac.groups  = \port__data$225 [325:318];
-  assign \imem_rd__data.args.mac.role_base  = \port__data$225 [331:326];
-  assign \imem_rd__data.args.mac.page_base  = \port__data$225 [332];
-  assign \imem_rd__data.args.mac.out_base  = \port__data$225 [344:333];
-  assign \imem_rd__data.args.mac.out_cw  = \port__data$225 [354:345];
-  assign \imem_rd__data.args.mac.param_base  = \port__data$225 [360:355];
-  assign \imem_rd__data.args.mac.zp_in  = \port__data$225 [368:361];
-  assign \imem_rd__data.args.mac.zp_out  = \port__data$225 [378:369];
-  assign \imem_rd__data.args.mac.act_min  = \port__data$225 [388:379];
-  assign \imem_rd__data.args.mac.act_max  = \port__data$225 [398:389];
-  assign \imem_rd__data.args.mac.ab_m1  = \port__data$225 [401:399];
-  assign \imem_rd__data.args.mac.wb_log2  = \port__data$225 [403:402];
-  assign \imem_rd__data.args.mac.x_signed  = \port__data$225 [404];
-  assign \imem_rd__data.args.mac.w_signed  = \port__data$225 [405];
-  assign \imem_rd__data.args.mac.rowpack  = \port__data$225 [406];
-  assign \imem_rd__data.args.mac.epi  = \port__data$225 [407];
-  assign \imem_rd__data.args.mac.epi_base  = \port__data$225 [413:408];
-  assign \imem_rd__data.args.mac.epi_zp_out  = \port__data$225 [423:414];
-  assign \imem_rd__data.args.mac.epi_min  = \port__data$225 [433:424];
-  assign \imem_rd__data.args.mac.epi_max  = \port__data$225 [443:434];
-  assign \imem_rd__data.args.pool  = \port__data$225 [196:4];
-  assign \imem_rd__data.args.pool.mode  = \port__data$225 [4];
-  assign \imem_rd__data.args.pool.x_signed  = \port__data$225 [5];
-  assign \imem_rd__data.args.pool.in_base  = \port__data$225 [17:6];
-  assign \imem_rd__data.args.pool.in_h  = \port__data$225 [26:18];
-  assign \imem_rd__data.args.pool.in_w  = \port__data$225 [35:27];
-  assign \imem_rd__data.args.pool.cw  = \port__data$225 [45:36];
-  assign \imem_rd__data.args.pool.kh  = \port__data$225 [54:46];
-  assign \imem_rd__data.args.pool.kw  = \port__data$225 [63:55];
-  assign \imem_rd__data.args.pool.sh  = \port__data$225 [67:64];
-  assign \imem_rd__data.args.pool.sw  = \port__data$225 [71:68];
-  assign \imem_rd__data.args.pool.dh  = \port__data$225 [75:72];
-  assign \imem_rd__data.args.pool.dw  = \port__data$225 [79:76];
-  assign \imem_rd__data.args.pool.pt  = \port__data$225 [83:80];
-  assign \imem_rd__data.args.pool.pl  = \port__data$225 [87:84];
-  assign \imem_rd__data.args.pool.oh  = \port__data$225 [96:88];
-  assign \imem_rd__data.args.pool.ow  = \port__data$225 [105:97];
-  assign \imem_rd__data.args.pool.out_base  = \port__data$225 [117:106];
-  assign \imem_rd__data.args.pool.zp_in  = \port__data$225 [127:118];
-  assign \imem_rd__data.args.pool.mult  = \port__data$225 [159:128];
-  assign \imem_rd__data.args.pool.shift  = \port__data$225 [165:160];
-  assign \imem_rd__data.args.pool.zp_out  = \port__data$225 [175:166];
-  assign \imem_rd__data.args.pool.act_min  = \port__data$225 [185:176];
-  assign \imem_rd__data.args.pool.act_max  = \port__data$225 [195:186];
-  assign \imem_rd__data.args.pool.round_even  = \port__data$225 [196];
-  assign \imem_rd__data.args.ew  = \port__data$225 [268:4];
-  assign \imem_rd__data.args.ew.a_base  = \port__data$225 [15:4];
-  assign \imem_rd__data.args.ew.b_base  = \port__data$225 [27:16];
-  assign \imem_rd__data.args.ew.out_base  = \port__data$225 [39:28];
-  assign \imem_rd__data.args.ew.npos  = \port__data$225 [55:40];
-  assign \imem_rd__data.args.ew.cw  = \port__data$225 [65:56];
-  assign \imem_rd__data.args.ew.a_stride  = \port__data$225 [75:66];
-  assign \imem_rd__data.args.ew.b_stride  = \port__data$225 [85:76];
-  assign \imem_rd__data.args.ew.out_stride  = \port__data$225 [95:86];
-  assign \imem_rd__data.args.ew.x_signed  = \port__data$225 [96];
-  assign \imem_rd__data.args.ew.has_b  = \port__data$225 [97];
-  assign \imem_rd__data.args.ew.rq_in  = \port__data$225 [98];
-  assign \imem_rd__data.args.ew.rq_out  = \port__data$225 [99];
-  assign \imem_rd__data.args.ew.ls  = \port__data$225 [104:100];
-  assign \imem_rd__data.args.ew.zp_a  = \port__data$225 [114:105];
-  assign \imem_rd__data.args.ew.zp_b  = \port__data$225 [124:115];
-  assign \imem_rd__data.args.ew.mult_a  = \port__data$225 [156:125];
-  assign \imem_rd__data.args.ew.shift_a  = \port__data$225 [162:157];
-  assign \imem_rd__data.args.ew.mult_b  = \port__data$225 [194:163];
-  assign \imem_rd__data.args.ew.shift_b  = \port__data$225 [200:195];
-  assign \imem_rd__data.args.ew.mult_o  = \port__data$225 [232:201];
-  assign \imem_rd__data.args.ew.shift_o  = \port__data$225 [238:233];
-  assign \imem_rd__data.args.ew.zp_out  = \port__data$225 [248:239];
-  assign \imem_rd__data.args.ew.act_min  = \port__data$225 [258:249];
-  assign \imem_rd__data.args.ew.act_max  = \port__data$225 [268:259];
-  assign \imem_rd__data.args.dma  = \port__data$225 [101:4];
-  assign \imem_rd__data.args.dma.store  = \port__data$225 [4];
-  assign \imem_rd__data.args.dma.wmem  = \port__data$225 [5];
-  assign \imem_rd__data.args.dma.ext  = \port__data$225 [25:6];
-  assign \imem_rd__data.args.dma.addr  = \port__data$225 [37:26];
-  assign \imem_rd__data.args.dma.rows  = \port__data$225 [53:38];
-  assign \imem_rd__data.args.dma.len  = \port__data$225 [69:54];
-  assign \imem_rd__data.args.dma.ext_stride  = \port__data$225 [89:70];
-  assign \imem_rd__data.args.dma.stride  = \port__data$225 [101:90];
-  assign \imem_rd__data.args.gbfs  = \port__data$225 [37:4];
-  assign \imem_rd__data.args.gbfs.macro  = \port__data$225 [4];
-  assign \imem_rd__data.args.gbfs.page  = \port__data$225 [5];
-  assign \imem_rd__data.args.gbfs.rows  = \port__data$225 [13:6];
-  assign \imem_rd__data.args.gbfs.src  = \port__data$225 [25:14];
-  assign \imem_rd__data.args.gbfs.dst  = \port__data$225 [37:26];
-  assign \imem_rd__data.args.grelax  = \port__data$225 [52:4];
-  assign \imem_rd__data.args.grelax.arcs  = \port__data$225 [15:4];
-  assign \imem_rd__data.args.grelax.count  = \port__data$225 [28:16];
-  assign \imem_rd__data.args.grelax.old  = \port__data$225 [40:29];
-  assign \imem_rd__data.args.grelax.new  = \port__data$225 [52:41];
-  assign \imem_rd__data.args.gspmv  = \port__data$225 [40:4];
-  assign \imem_rd__data.args.gspmv.macro  = \port__data$225 [4];
-  assign \imem_rd__data.args.gspmv.page  = \port__data$225 [5];
-  assign \imem_rd__data.args.gspmv.x  = \port__data$225 [17:6];
-  assign \imem_rd__data.args.gspmv.y  = \port__data$225 [29:18];
-  assign \imem_rd__data.args.gspmv.rows  = \port__data$225 [37:30];
-  assign \imem_rd__data.args.gspmv.slices_m1  = \port__data$225 [39:38];
-  assign \imem_rd__data.args.gspmv.flush  = \port__data$225 [40];
-  assign \imem_rd__data.args.lrn  = \port__data$225 [128:4];
-  assign \imem_rd__data.args.lrn.in_base  = \port__data$225 [15:4];
-  assign \imem_rd__data.args.lrn.out_base  = \port__data$225 [27:16];
-  assign \imem_rd__data.args.lrn.npos  = \port__data$225 [43:28];
-  assign \imem_rd__data.args.lrn.cw  = \port__data$225 [53:44];
-  assign \imem_rd__data.args.lrn.channels  = \port__data$225 [66:54];
-  assign \imem_rd__data.args.lrn.size  = \port__data$225 [70:67];
-  assign \imem_rd__data.args.lrn.x_signed  = \port__data$225 [71];
-  assign \imem_rd__data.args.lrn.zp_in  = \port__data$225 [81:72];
-  assign \imem_rd__data.args.lrn.zp_out  = \port__data$225 [91:82];
-  assign \imem_rd__data.args.lrn.act_min  = \port__data$225 [101:92];
-  assign \imem_rd__data.args.lrn.act_max  = \port__data$225 [111:102];
-  assign \imem_rd__data.args.lrn.table_base  = \port__data$225 [117:112];
-  assign \imem_rd__data.args.lrn.shift  = \port__data$225 [122:118];
-  assign \imem_rd__data.args.lrn.frac  = \port__data$225 [128:123];
+  assign \param_rd__data$209[0]  = \param_rd__data$209 [7:0];
+  assign \param_rd__data$209[1]  = \param_rd__data$209 [15:8];
+  assign \param_rd__data$209[2]  = \param_rd__data$209 [23:16];
+  assign \param_rd__data$209[3]  = \param_rd__data$209 [31:24];
+  assign \param_rd__data$209[4]  = \param_rd__data$209 [39:32];
+  assign \param_rd__data$209[5]  = \param_rd__data$209 [47:40];
+  assign \param_rd__data$209[6]  = \param_rd__data$209 [55:48];
+  assign \param_rd__data$209[7]  = \param_rd__data$209 [63:56];
+  assign \param_rd__data$209[8]  = \param_rd__data$209 [71:64];
+  assign \param_rd__data$209[9]  = \param_rd__data$209 [79:72];
+  assign \param_rd__data$209[10]  = \param_rd__data$209 [87:80];
+  assign \param_rd__data$209[11]  = \param_rd__data$209 [95:88];
+  assign \param_rd__data$209[12]  = \param_rd__data$209 [103:96];
+  assign \param_rd__data$209[13]  = \param_rd__data$209 [111:104];
+  assign \param_rd__data$209[14]  = \param_rd__data$209 [119:112];
+  assign \param_rd__data$209[15]  = \param_rd__data$209 [127:120];
+  assign \param_rd__data$209[16]  = \param_rd__data$209 [135:128];
+  assign \param_rd__data$209[17]  = \param_rd__data$209 [143:136];
+  assign \param_rd__data$209[18]  = \param_rd__data$209 [151:144];
+  assign \param_rd__data$209[19]  = \param_rd__data$209 [159:152];
+  assign \param_rd__data$209[20]  = \param_rd__data$209 [167:160];
+  assign \param_rd__data$209[21]  = \param_rd__data$209 [175:168];
+  assign \param_rd__data$209[22]  = \param_rd__data$209 [183:176];
+  assign \param_rd__data$209[23]  = \param_rd__data$209 [191:184];
+  assign \param_rd__data$211[0]  = \param_rd__data$209 [63:0];
+  assign \param_rd__data$211[0].g  = \param_rd__data$209 [31:0];
+  assign \param_rd__data$211[0].dg  = \param_rd__data$209 [63:32];
+  assign \param_rd__data$211[1]  = \param_rd__data$209 [127:64];
+  assign \param_rd__data$211[1].g  = \param_rd__data$209 [95:64];
+  assign \param_rd__data$211[1].dg  = \param_rd__data$209 [127:96];
+  assign \imem_rd__data.op  = \port__data$239 [3:0];
+  assign \imem_rd__data.args  = \port__data$239 [443:4];
+  assign \imem_rd__data.args.load  = \port__data$239 [35:4];
+  assign \imem_rd__data.args.load.src  = \port__data$239 [13:4];
+  assign \imem_rd__data.args.load.count  = \port__data$239 [29:14];
+  assign \imem_rd__data.args.load.mask  = \port__data$239 [31:30];
+  assign \imem_rd__data.args.load.page  = \port__data$239 [32];
+  assign \imem_rd__data.args.load.row0  = \port__data$239 [35:33];
+  assign \imem_rd__data.args.mac  = \port__data$239 [443:4];
+  assign \imem_rd__data.args.mac.in_h  = \port__data$239 [12:4];
+  assign \imem_rd__data.args.mac.in_w  = \port__data$239 [21:13];
+  assign \imem_rd__data.args.mac.in_cw  = \port__data$239 [31:22];
+  assign \imem_rd__data.args.mac.cin  = \port__data$239 [44:32];
+  assign \imem_rd__data.args.mac.kh  = \port__data$239 [53:45];
+  assign \imem_rd__data.args.mac.kw  = \port__data$239 [62:54];
+  assign \imem_rd__data.args.mac.dh  = \port__data$239 [66:63];
+  assign \imem_rd__data.args.mac.dw  = \port__data$239 [70:67];
+  assign \imem_rd__data.args.mac.sh  = \port__data$239 [74:71];
+  assign \imem_rd__data.args.mac.sw  = \port__data$239 [78:75];
+  assign \imem_rd__data.args.mac.pt  = \port__data$239 [82:79];
+  assign \imem_rd__data.args.mac.pl  = \port__data$239 [86:83];
+  assign \imem_rd__data.args.mac.ow  = \port__data$239 [95:87];
+  assign \imem_rd__data.args.mac.oh  = \port__data$239 [104:96];
+  assign \imem_rd__data.args.mac.npos  = \port__data$239 [120:105];
+  assign \imem_rd__data.args.mac.pos0  = \port__data$239 [134:121];
+  assign \imem_rd__data.args.mac.kx_inc  = \port__data$239 [148:135];
+  assign \imem_rd__data.args.mac.ky_inc  = \port__data$239 [162:149];
+  assign \imem_rd__data.args.mac.pos_ux  = \port__data$239 [176:163];
+  assign \imem_rd__data.args.mac.pos_wrap  = \port__data$239 [190:177];
+  assign \imem_rd__data.args.mac.pos_bstep  = \port__data$239 [204:191];
+  assign \imem_rd__data.args.mac.bq  = \port__data$239 [213:205];
+  assign \imem_rd__data.args.mac.br  = \port__data$239 [222:214];
+  assign \imem_rd__data.args.mac.img_delta  = \port__data$239 [236:223];
+  assign \imem_rd__data.args.mac.img_bstep  = \port__data$239 [250:237];
+  assign \imem_rd__data.args.mac.desc_base  = \port__data$239 [256:251];
+  assign \imem_rd__data.args.mac.kt  = \port__data$239 [266:257];
+  assign \imem_rd__data.args.mac.nt  = \port__data$239 [276:267];
+  assign \imem_rd__data.args.mac.kr  = \port__data$239 [286:277];
+  assign \imem_rd__data.args.mac.nr  = \port__data$239 [296:287];
+  assign \imem_rd__data.args.mac.b  = \port__data$239 [303:297];
+  assign \imem_rd__data.args.mac.ki  = \port__data$239 [310:304];
+  assign \imem_rd__data.args.mac.no  = \port__data$239 [317:311];
+  assign \imem_rd__data.args.mac.groups  = \port__data$239 [325:318];
+  assign \imem_rd__data.args.mac.role_base  = \port__data$239 [331:326];
+  assign \imem_rd__data.args.mac.page_base  = \port__data$239 [332];
+  assign \imem_rd__data.args.mac.out_base  = \port__data$239 [344:333];
+  assign \imem_rd__data.args.mac.out_cw  = \port__data$239 [354:345];
+  assign \imem_rd__data.args.mac.param_base  = \port__data$239 [360:355];
+  assign \imem_rd__data.args.mac.zp_in  = \port__data$239 [368:361];
+  assign \imem_rd__data.args.mac.zp_out  = \port__data$239 [378:369];
+  assign \imem_rd__data.args.mac.act_min  = \port__data$239 [388:379];
+  assign \imem_rd__data.args.mac.act_max  = \port__data$239 [398:389];
+  assign \imem_rd__data.args.mac.ab_m1  = \port__data$239 [401:399];
+  assign \imem_rd__data.args.mac.wb_log2  = \port__data$239 [403:402];
+  assign \imem_rd__data.args.mac.x_signed  = \port__data$239 [404];
+  assign \imem_rd__data.args.mac.w_signed  = \port__data$239 [405];
+  assign \imem_rd__data.args.mac.rowpack  = \port__data$239 [406];
+  assign \imem_rd__data.args.mac.epi  = \port__data$239 [407];
+  assign \imem_rd__data.args.mac.epi_base  = \port__data$239 [413:408];
+  assign \imem_rd__data.args.mac.epi_zp_out  = \port__data$239 [423:414];
+  assign \imem_rd__data.args.mac.epi_min  = \port__data$239 [433:424];
+  assign \imem_rd__data.args.mac.epi_max  = \port__data$239 [443:434];
+  assign \imem_rd__data.args.pool  = \port__data$239 [196:4];
+  assign \imem_rd__data.args.pool.mode  = \port__data$239 [4];
+  assign \imem_rd__data.args.pool.x_signed  = \port__data$239 [5];
+  assign \imem_rd__data.args.pool.in_base  = \port__data$239 [17:6];
+  assign \imem_rd__data.args.pool.in_h  = \port__data$239 [26:18];
+  assign \imem_rd__data.args.pool.in_w  = \port__data$239 [35:27];
+  assign \imem_rd__data.args.pool.cw  = \port__data$239 [45:36];
+  assign \imem_rd__data.args.pool.kh  = \port__data$239 [54:46];
+  assign \imem_rd__data.args.pool.kw  = \port__data$239 [63:55];
+  assign \imem_rd__data.args.pool.sh  = \port__data$239 [67:64];
+  assign \imem_rd__data.args.pool.sw  = \port__data$239 [71:68];
+  assign \imem_rd__data.args.pool.dh  = \port__data$239 [75:72];
+  assign \imem_rd__data.args.pool.dw  = \port__data$239 [79:76];
+  assign \imem_rd__data.args.pool.pt  = \port__data$239 [83:80];
+  assign \imem_rd__data.args.pool.pl  = \port__data$239 [87:84];
+  assign \imem_rd__data.args.pool.oh  = \port__data$239 [96:88];
+  assign \imem_rd__data.args.pool.ow  = \port__data$239 [105:97];
+  assign \imem_rd__data.args.pool.out_base  = \port__data$239 [117:106];
+  assign \imem_rd__data.args.pool.zp_in  = \port__data$239 [127:118];
+  assign \imem_rd__data.args.pool.mult  = \port__data$239 [159:128];
+  assign \imem_rd__data.args.pool.shift  = \port__data$239 [165:160];
+  assign \imem_rd__data.args.pool.zp_out  = \port__data$239 [175:166];
+  assign \imem_rd__data.args.pool.act_min  = \port__data$239 [185:176];
+  assign \imem_rd__data.args.pool.act_max  = \port__data$239 [195:186];
+  assign \imem_rd__data.args.pool.round_even  = \port__data$239 [196];
+  assign \imem_rd__data.args.ew  = \port__data$239 [268:4];
+  assign \imem_rd__data.args.ew.a_base  = \port__data$239 [15:4];
+  assign \imem_rd__data.args.ew.b_base  = \port__data$239 [27:16];
+  assign \imem_rd__data.args.ew.out_base  = \port__data$239 [39:28];
+  assign \imem_rd__data.args.ew.npos  = \port__data$239 [55:40];
+  assign \imem_rd__data.args.ew.cw  = \port__data$239 [65:56];
+  assign \imem_rd__data.args.ew.a_stride  = \port__data$239 [75:66];
+  assign \imem_rd__data.args.ew.b_stride  = \port__data$239 [85:76];
+  assign \imem_rd__data.args.ew.out_stride  = \port__data$239 [95:86];
+  assign \imem_rd__data.args.ew.x_signed  = \port__data$239 [96];
+  assign \imem_rd__data.args.ew.has_b  = \port__data$239 [97];
+  assign \imem_rd__data.args.ew.rq_in  = \port__data$239 [98];
+  assign \imem_rd__data.args.ew.rq_out  = \port__data$239 [99];
+  assign \imem_rd__data.args.ew.ls  = \port__data$239 [104:100];
+  assign \imem_rd__data.args.ew.zp_a  = \port__data$239 [114:105];
+  assign \imem_rd__data.args.ew.zp_b  = \port__data$239 [124:115];
+  assign \imem_rd__data.args.ew.mult_a  = \port__data$239 [156:125];
+  assign \imem_rd__data.args.ew.shift_a  = \port__data$239 [162:157];
+  assign \imem_rd__data.args.ew.mult_b  = \port__data$239 [194:163];
+  assign \imem_rd__data.args.ew.shift_b  = \port__data$239 [200:195];
+  assign \imem_rd__data.args.ew.mult_o  = \port__data$239 [232:201];
+  assign \imem_rd__data.args.ew.shift_o  = \port__data$239 [238:233];
+  assign \imem_rd__data.args.ew.zp_out  = \port__data$239 [248:239];
+  assign \imem_rd__data.args.ew.act_min  = \port__data$239 [258:249];
+  assign \imem_rd__data.args.ew.act_max  = \port__data$239 [268:259];
+  assign \imem_rd__data.args.dma  = \port__data$239 [101:4];
+  assign \imem_rd__data.args.dma.store  = \port__data$239 [4];
+  assign \imem_rd__data.args.dma.wmem  = \port__data$239 [5];
+  assign \imem_rd__data.args.dma.ext  = \port__data$239 [25:6];
+  assign \imem_rd__data.args.dma.addr  = \port__data$239 [37:26];
+  assign \imem_rd__data.args.dma.rows  = \port__data$239 [53:38];
+  assign \imem_rd__data.args.dma.len  = \port__data$239 [69:54];
+  assign \imem_rd__data.args.dma.ext_stride  = \port__data$239 [89:70];
+  assign \imem_rd__data.args.dma.stride  = \port__data$239 [101:90];
+  assign \imem_rd__data.args.gbfs  = \port__data$239 [37:4];
+  assign \imem_rd__data.args.gbfs.macro  = \port__data$239 [4];
+  assign \imem_rd__data.args.gbfs.page  = \port__data$239 [5];
+  assign \imem_rd__data.args.gbfs.rows  = \port__data$239 [13:6];
+  assign \imem_rd__data.args.gbfs.src  = \port__data$239 [25:14];
+  assign \imem_rd__data.args.gbfs.dst  = \port__data$239 [37:26];
+  assign \imem_rd__data.args.grelax  = \port__data$239 [52:4];
+  assign \imem_rd__data.args.grelax.arcs  = \port__data$239 [15:4];
+  assign \imem_rd__data.args.grelax.count  = \port__data$239 [28:16];
+  assign \imem_rd__data.args.grelax.old  = \port__data$239 [40:29];
+  assign \imem_rd__data.args.grelax.new  = \port__data$239 [52:41];
+  assign \imem_rd__data.args.gspmv  = \port__data$239 [40:4];
+  assign \imem_rd__data.args.gspmv.macro  = \port__data$239 [4];
+  assign \imem_rd__data.args.gspmv.page  = \port__data$239 [5];
+  assign \imem_rd__data.args.gspmv.x  = \port__data$239 [17:6];
+  assign \imem_rd__data.args.gspmv.y  = \port__data$239 [29:18];
+  assign \imem_rd__data.args.gspmv.rows  = \port__data$239 [37:30];
+  assign \imem_rd__data.args.gspmv.slices_m1  = \port__data$239 [39:38];
+  assign \imem_rd__data.args.gspmv.flush  = \port__data$239 [40];
+  assign \imem_rd__data.args.lrn  = \port__data$239 [128:4];
+  assign \imem_rd__data.args.lrn.in_base  = \port__data$239 [15:4];
+  assign \imem_rd__data.args.lrn.out_base  = \port__data$239 [27:16];
+  assign \imem_rd__data.args.lrn.npos  = \port__data$239 [43:28];
+  assign \imem_rd__data.args.lrn.cw  = \port__data$239 [53:44];
+  assign \imem_rd__data.args.lrn.channels  = \port__data$239 [66:54];
+  assign \imem_rd__data.args.lrn.size  = \port__data$239 [70:67];
+  assign \imem_rd__data.args.lrn.x_signed  = \port__data$239 [71];
+  assign \imem_rd__data.args.lrn.zp_in  = \port__data$239 [81:72];
+  assign \imem_rd__data.args.lrn.zp_out  = \port__data$239 [91:82];
+  assign \imem_rd__data.args.lrn.act_min  = \port__data$239 [101:92];
+  assign \imem_rd__data.args.lrn.act_max  = \port__data$239 [111:102];
+  assign \imem_rd__data.args.lrn.table_base  = \port__data$239 [117:112];
+  assign \imem_rd__data.args.lrn.shift  = \port__data$239 [122:118];
+  assign \imem_rd__data.args.lrn.frac  = \port__data$239 [128:123];
+  assign \imem_rd__data.args.lut  = \port__data$239 [72:4];
+  assign \imem_rd__data.args.lut.in_base  = \port__data$239 [15:4];
+  assign \imem_rd__data.args.lut.out_base  = \port__data$239 [27:16];
+  assign \imem_rd__data.args.lut.npos  = \port__data$239 [43:28];
+  assign \imem_rd__data.args.lut.cw  = \port__data$239 [53:44];
+  assign \imem_rd__data.args.lut.channels  = \port__data$239 [66:54];
+  assign \imem_rd__data.args.lut.table_base  = \port__data$239 [72:67];
   assign \trace_w__data.cycle  = \$signature__data [31:0];
   assign \trace_w__data.pc  = \$signature__data [47:32];
   assign \trace_w__data.op  = \$signature__data [51:48];
@@ -4938,30 +5106,30 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   assign \engines__mac__args.epi_zp_out  = args[419:410];
   assign \engines__mac__args.epi_min  = args[429:420];
   assign \engines__mac__args.epi_max  = args[439:430];
-  assign \args$244.mode  = args[0];
-  assign \args$244.x_signed  = args[1];
-  assign \args$244.in_base  = args[13:2];
-  assign \args$244.in_h  = args[22:14];
-  assign \args$244.in_w  = args[31:23];
-  assign \args$244.cw  = args[41:32];
-  assign \args$244.kh  = args[50:42];
-  assign \args$244.kw  = args[59:51];
-  assign \args$244.sh  = args[63:60];
-  assign \args$244.sw  = args[67:64];
-  assign \args$244.dh  = args[71:68];
-  assign \args$244.dw  = args[75:72];
-  assign \args$244.pt  = args[79:76];
-  assign \args$244.pl  = args[83:80];
-  assign \args$244.oh  = args[92:84];
-  assign \args$244.ow  = args[101:93];
-  assign \args$244.out_base  = args[113:102];
-  assign \args$244.zp_in  = args[123:114];
-  assign \args$244.mult  = args[155:124];
-  assign \args$244.shift  = args[161:156];
-  assign \args$244.zp_out  = args[171:162];
-  assign \args$244.act_min  = args[181:172];
-  assign \args$244.act_max  = args[191:182];
-  assign \args$244.round_even  = args[192];
+  assign \args$258.mode  = args[0];
+  assign \args$258.x_signed  = args[1];
+  assign \args$258.in_base  = args[13:2];
+  assign \args$258.in_h  = args[22:14];
+  assign \args$258.in_w  = args[31:23];
+  assign \args$258.cw  = args[41:32];
+  assign \args$258.kh  = args[50:42];
+  assign \args$258.kw  = args[59:51];
+  assign \args$258.sh  = args[63:60];
+  assign \args$258.sw  = args[67:64];
+  assign \args$258.dh  = args[71:68];
+  assign \args$258.dw  = args[75:72];
+  assign \args$258.pt  = args[79:76];
+  assign \args$258.pl  = args[83:80];
+  assign \args$258.oh  = args[92:84];
+  assign \args$258.ow  = args[101:93];
+  assign \args$258.out_base  = args[113:102];
+  assign \args$258.zp_in  = args[123:114];
+  assign \args$258.mult  = args[155:124];
+  assign \args$258.shift  = args[161:156];
+  assign \args$258.zp_out  = args[171:162];
+  assign \args$258.act_min  = args[181:172];
+  assign \args$258.act_max  = args[191:182];
+  assign \args$258.round_even  = args[192];
   assign \engines__pool__args.mode  = args[0];
   assign \engines__pool__args.x_signed  = args[1];
   assign \engines__pool__args.in_base  = args[13:2];
@@ -4986,30 +5154,30 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   assign \engines__pool__args.act_min  = args[181:172];
   assign \engines__pool__args.act_max  = args[191:182];
   assign \engines__pool__args.round_even  = args[192];
-  assign \args$251.a_base  = args[11:0];
-  assign \args$251.b_base  = args[23:12];
-  assign \args$251.out_base  = args[35:24];
-  assign \args$251.npos  = args[51:36];
-  assign \args$251.cw  = args[61:52];
-  assign \args$251.a_stride  = args[71:62];
-  assign \args$251.b_stride  = args[81:72];
-  assign \args$251.out_stride  = args[91:82];
-  assign \args$251.x_signed  = args[92];
-  assign \args$251.has_b  = args[93];
-  assign \args$251.rq_in  = args[94];
-  assign \args$251.rq_out  = args[95];
-  assign \args$251.ls  = args[100:96];
-  assign \args$251.zp_a  = args[110:101];
-  assign \args$251.zp_b  = args[120:111];
-  assign \args$251.mult_a  = args[152:121];
-  assign \args$251.shift_a  = args[158:153];
-  assign \args$251.mult_b  = args[190:159];
-  assign \args$251.shift_b  = args[196:191];
-  assign \args$251.mult_o  = args[228:197];
-  assign \args$251.shift_o  = args[234:229];
-  assign \args$251.zp_out  = args[244:235];
-  assign \args$251.act_min  = args[254:245];
-  assign \args$251.act_max  = args[264:255];
+  assign \args$265.a_base  = args[11:0];
+  assign \args$265.b_base  = args[23:12];
+  assign \args$265.out_base  = args[35:24];
+  assign \args$265.npos  = args[51:36];
+  assign \args$265.cw  = args[61:52];
+  assign \args$265.a_stride  = args[71:62];
+  assign \args$265.b_stride  = args[81:72];
+  assign \args$265.out_stride  = args[91:82];
+  assign \args$265.x_signed  = args[92];
+  assign \args$265.has_b  = args[93];
+  assign \args$265.rq_in  = args[94];
+  assign \args$265.rq_out  = args[95];
+  assign \args$265.ls  = args[100:96];
+  assign \args$265.zp_a  = args[110:101];
+  assign \args$265.zp_b  = args[120:111];
+  assign \args$265.mult_a  = args[152:121];
+  assign \args$265.shift_a  = args[158:153];
+  assign \args$265.mult_b  = args[190:159];
+  assign \args$265.shift_b  = args[196:191];
+  assign \args$265.mult_o  = args[228:197];
+  assign \args$265.shift_o  = args[234:229];
+  assign \args$265.zp_out  = args[244:235];
+  assign \args$265.act_min  = args[254:245];
+  assign \args$265.act_max  = args[264:255];
   assign \engines__ew__args.a_base  = args[11:0];
   assign \engines__ew__args.b_base  = args[23:12];
   assign \engines__ew__args.out_base  = args[35:24];
@@ -5034,31 +5202,31 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   assign \engines__ew__args.zp_out  = args[244:235];
   assign \engines__ew__args.act_min  = args[254:245];
   assign \engines__ew__args.act_max  = args[264:255];
-  assign \args$258.macro  = args[0];
-  assign \args$258.page  = args[1];
-  assign \args$258.rows  = args[9:2];
-  assign \args$258.src  = args[21:10];
-  assign \args$258.dst  = args[33:22];
+  assign \args$272.macro  = args[0];
+  assign \args$272.page  = args[1];
+  assign \args$272.rows  = args[9:2];
+  assign \args$272.src  = args[21:10];
+  assign \args$272.dst  = args[33:22];
   assign \engines__graph__args.macro  = args[0];
   assign \engines__graph__args.page  = args[1];
   assign \engines__graph__args.rows  = args[9:2];
   assign \engines__graph__args.src  = args[21:10];
   assign \engines__graph__args.dst  = args[33:22];
-  assign \args$264.arcs  = args[11:0];
-  assign \args$264.count  = args[24:12];
-  assign \args$264.old  = args[36:25];
-  assign \args$264.new  = args[48:37];
+  assign \args$278.arcs  = args[11:0];
+  assign \args$278.count  = args[24:12];
+  assign \args$278.old  = args[36:25];
+  assign \args$278.new  = args[48:37];
   assign \engines__relax__args.arcs  = args[11:0];
   assign \engines__relax__args.count  = args[24:12];
   assign \engines__relax__args.old  = args[36:25];
   assign \engines__relax__args.new  = args[48:37];
-  assign \args$270.macro  = args[0];
-  assign \args$270.page  = args[1];
-  assign \args$270.x  = args[13:2];
-  assign \args$270.y  = args[25:14];
-  assign \args$270.rows  = args[33:26];
-  assign \args$270.slices_m1  = args[35:34];
-  assign \args$270.flush  = args[36];
+  assign \args$284.macro  = args[0];
+  assign \args$284.page  = args[1];
+  assign \args$284.x  = args[13:2];
+  assign \args$284.y  = args[25:14];
+  assign \args$284.rows  = args[33:26];
+  assign \args$284.slices_m1  = args[35:34];
+  assign \args$284.flush  = args[36];
   assign \engines__spmv__args.macro  = args[0];
   assign \engines__spmv__args.page  = args[1];
   assign \engines__spmv__args.x  = args[13:2];
@@ -5066,20 +5234,20 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   assign \engines__spmv__args.rows  = args[33:26];
   assign \engines__spmv__args.slices_m1  = args[35:34];
   assign \engines__spmv__args.flush  = args[36];
-  assign \args$277.in_base  = args[11:0];
-  assign \args$277.out_base  = args[23:12];
-  assign \args$277.npos  = args[39:24];
-  assign \args$277.cw  = args[49:40];
-  assign \args$277.channels  = args[62:50];
-  assign \args$277.size  = args[66:63];
-  assign \args$277.x_signed  = args[67];
-  assign \args$277.zp_in  = args[77:68];
-  assign \args$277.zp_out  = args[87:78];
-  assign \args$277.act_min  = args[97:88];
-  assign \args$277.act_max  = args[107:98];
-  assign \args$277.table_base  = args[113:108];
-  assign \args$277.shift  = args[118:114];
-  assign \args$277.frac  = args[124:119];
+  assign \args$291.in_base  = args[11:0];
+  assign \args$291.out_base  = args[23:12];
+  assign \args$291.npos  = args[39:24];
+  assign \args$291.cw  = args[49:40];
+  assign \args$291.channels  = args[62:50];
+  assign \args$291.size  = args[66:63];
+  assign \args$291.x_signed  = args[67];
+  assign \args$291.zp_in  = args[77:68];
+  assign \args$291.zp_out  = args[87:78];
+  assign \args$291.act_min  = args[97:88];
+  assign \args$291.act_max  = args[107:98];
+  assign \args$291.table_base  = args[113:108];
+  assign \args$291.shift  = args[118:114];
+  assign \args$291.frac  = args[124:119];
   assign \engines__lrn__args.in_base  = args[11:0];
   assign \engines__lrn__args.out_base  = args[23:12];
   assign \engines__lrn__args.npos  = args[39:24];
@@ -5094,6 +5262,18 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   assign \engines__lrn__args.table_base  = args[113:108];
   assign \engines__lrn__args.shift  = args[118:114];
   assign \engines__lrn__args.frac  = args[124:119];
+  assign \args$297.in_base  = args[11:0];
+  assign \args$297.out_base  = args[23:12];
+  assign \args$297.npos  = args[39:24];
+  assign \args$297.cw  = args[49:40];
+  assign \args$297.channels  = args[62:50];
+  assign \args$297.table_base  = args[68:63];
+  assign \engines__lut__args.in_base  = args[11:0];
+  assign \engines__lut__args.out_base  = args[23:12];
+  assign \engines__lut__args.npos  = args[39:24];
+  assign \engines__lut__args.cw  = args[49:40];
+  assign \engines__lut__args.channels  = args[62:50];
+  assign \engines__lut__args.table_base  = args[68:63];
   assign \cmd__payload.src  = args[9:0];
   assign \cmd__payload.count  = args[25:10];
   assign \cmd__payload.mask  = args[27:26];
@@ -5104,14 +5284,14 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   assign \load__payload.mask  = args[27:26];
   assign \load__payload.page  = args[28];
   assign \load__payload.row0  = args[31:29];
-  assign \cmd__payload$288.store  = args[0];
-  assign \cmd__payload$288.wmem  = args[1];
-  assign \cmd__payload$288.ext  = args[21:2];
-  assign \cmd__payload$288.addr  = args[33:22];
-  assign \cmd__payload$288.rows  = args[49:34];
-  assign \cmd__payload$288.len  = args[65:50];
-  assign \cmd__payload$288.ext_stride  = args[85:66];
-  assign \cmd__payload$288.stride  = args[97:86];
+  assign \cmd__payload$308.store  = args[0];
+  assign \cmd__payload$308.wmem  = args[1];
+  assign \cmd__payload$308.ext  = args[21:2];
+  assign \cmd__payload$308.addr  = args[33:22];
+  assign \cmd__payload$308.rows  = args[49:34];
+  assign \cmd__payload$308.len  = args[65:50];
+  assign \cmd__payload$308.ext_stride  = args[85:66];
+  assign \cmd__payload$308.stride  = args[97:86];
   assign \dma__payload.store  = args[0];
   assign \dma__payload.wmem  = args[1];
   assign \dma__payload.ext  = args[21:2];
@@ -5160,20 +5340,22 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   assign \host__report.macros[1].wload  = ctrl__report[311:280];
   assign \$3  = \$2 ;
   assign \$8  = \$7 ;
-  assign \$28  = 1'h1;
-  assign \$29  = \$28 ;
-  assign \$30  = \$29 ;
-  assign \$31  = \$30 ;
-  assign \port__en$178  = \$31 ;
-  assign \$33  = 1'h1;
-  assign \port__en$202  = \$33 ;
-  assign \$34  = amem_w__en;
-  assign \$41  = amem_w__en;
+  assign \$32  = 1'h1;
+  assign \$33  = \$32 ;
+  assign \$34  = \$33 ;
+  assign \$35  = \$34 ;
+  assign \$36  = \$35 ;
+  assign \port__en$187  = \$36 ;
+  assign \port__en$206  = 1'h1;
+  assign \$38  = 1'h1;
+  assign \port__en$216  = \$38 ;
+  assign \$39  = amem_w__en;
+  assign \$47  = amem_w__en;
 endmodule
 
 (* generator = "Amaranth" *)
-module \tiny_fabric.ctrl (rst, imem_rd__data, \port$100$351 , \port$102$351 , \port$103$0 , \port$104$0 , engines__mac__done, engines__pool__done, engines__ew__done, macro_we, loader_busy, load__ready, dma_busy, dma__ready, engines__graph__done, engines__relax__done, engines__spmv__done, engines__lrn__done, imem_rd__addr, trace_w__en, host__report
-, entry, load__valid, engines__mac__start, engines__pool__start, engines__ew__start, dma__valid, engines__graph__start, engines__relax__start, engines__spmv__start, engines__lrn__start, trace_w__addr, busy, done, error, engines__mac__args, start, host__start_pc, clk);
+module \tiny_fabric.ctrl (rst, imem_rd__data, \port$110$351 , \port$112$351 , \port$113$0 , \port$114$0 , engines__mac__done, engines__pool__done, engines__ew__done, macro_we, loader_busy, load__ready, dma_busy, dma__ready, engines__graph__done, engines__relax__done, engines__spmv__done, engines__lrn__done, engines__lut__done, imem_rd__addr, trace_w__en
+, host__report, entry, load__valid, engines__mac__start, engines__pool__start, engines__ew__start, dma__valid, engines__graph__start, engines__relax__start, engines__spmv__start, engines__lrn__start, engines__lut__start, trace_w__addr, busy, done, error, engines__mac__args, start, host__start_pc, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire [16:0] \$1 ;
   wire \$10 ;
@@ -5227,9 +5409,9 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$100$351 , \port$102$351 , \p
   (* init = 1'h0 *)
   wire \$signal ;
   (* init = 1'h0 *)
-  wire \$signal$19 ;
-  reg [31:0] \$signal$32  = 32'd0;
-  reg [31:0] \$signal$33  = 32'd0;
+  wire \$signal$20 ;
+  reg [31:0] \$signal$34  = 32'd0;
+  reg [31:0] \$signal$35  = 32'd0;
   output busy;
   reg busy = 1'h0;
   input clk;
@@ -5319,6 +5501,17 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$100$351 , \port$102$351 , \p
   wire engines__lrn__done;
   output engines__lrn__start;
   reg engines__lrn__start;
+  wire [68:0] engines__lut__args;
+  wire [12:0] \engines__lut__args.channels ;
+  wire [9:0] \engines__lut__args.cw ;
+  wire [11:0] \engines__lut__args.in_base ;
+  wire [15:0] \engines__lut__args.npos ;
+  wire [11:0] \engines__lut__args.out_base ;
+  wire [5:0] \engines__lut__args.table_base ;
+  input engines__lut__done;
+  wire engines__lut__done;
+  output engines__lut__start;
+  reg engines__lut__start;
   output [439:0] engines__mac__args;
   wire [439:0] engines__mac__args;
   wire [2:0] \engines__mac__args.ab_m1 ;
@@ -5440,7 +5633,7 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$100$351 , \port$102$351 , \p
   output error;
   reg error = 1'h0;
   (* init = 1'h0 *)
-  wire \error$21 ;
+  wire \error$22 ;
   output [311:0] host__report;
   wire [311:0] host__report;
   wire [31:0] \host__report.cycles ;
@@ -5544,6 +5737,13 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$100$351 , \port$102$351 , \p
   wire \imem_rd__data.args.lrn.x_signed ;
   wire [9:0] \imem_rd__data.args.lrn.zp_in ;
   wire [9:0] \imem_rd__data.args.lrn.zp_out ;
+  wire [68:0] \imem_rd__data.args.lut ;
+  wire [12:0] \imem_rd__data.args.lut.channels ;
+  wire [9:0] \imem_rd__data.args.lut.cw ;
+  wire [11:0] \imem_rd__data.args.lut.in_base ;
+  wire [15:0] \imem_rd__data.args.lut.npos ;
+  wire [11:0] \imem_rd__data.args.lut.out_base ;
+  wire [5:0] \imem_rd__data.args.lut.table_base ;
   wire [439:0] \imem_rd__data.args.mac ;
   wire [2:0] \imem_rd__data.args.mac.ab_m1 ;
   wire [9:0] \imem_rd__data.args.mac.act_max ;
@@ -5639,6 +5839,7 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$100$351 , \port$102$351 , \p
   (* enum_value_1001 = "GRELAX" *)
   (* enum_value_1010 = "GSPMV" *)
   (* enum_value_1011 = "LRN" *)
+  (* enum_value_1100 = "LUT" *)
   wire [3:0] \imem_rd__data.op ;
   wire imem_rd__en;
   reg in_exec;
@@ -5718,6 +5919,13 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$100$351 , \port$102$351 , \p
   wire \ir.args.lrn.x_signed ;
   wire [9:0] \ir.args.lrn.zp_in ;
   wire [9:0] \ir.args.lrn.zp_out ;
+  wire [68:0] \ir.args.lut ;
+  wire [12:0] \ir.args.lut.channels ;
+  wire [9:0] \ir.args.lut.cw ;
+  wire [11:0] \ir.args.lut.in_base ;
+  wire [15:0] \ir.args.lut.npos ;
+  wire [11:0] \ir.args.lut.out_base ;
+  wire [5:0] \ir.args.lut.table_base ;
   wire [439:0] \ir.args.mac ;
   wire [2:0] \ir.args.mac.ab_m1 ;
   wire [9:0] \ir.args.mac.act_max ;
@@ -5813,6 +6021,7 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$100$351 , \port$102$351 , \p
   (* enum_value_1001 = "GRELAX" *)
   (* enum_value_1010 = "GSPMV" *)
   (* enum_value_1011 = "LRN" *)
+  (* enum_value_1100 = "LUT" *)
   wire [3:0] \ir.op ;
   wire [31:0] load__payload;
   wire [15:0] \load__payload.count ;
@@ -5831,14 +6040,14 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$100$351 , \port$102$351 , \p
   wire [1:0] macro_we;
   reg [15:0] pc = 16'h0000;
   reg pf_valid = 1'h0;
-  input \port$100$351 ;
-  wire \port$100$351 ;
-  input \port$102$351 ;
-  wire \port$102$351 ;
-  input \port$103$0 ;
-  wire \port$103$0 ;
-  input \port$104$0 ;
-  wire \port$104$0 ;
+  input \port$110$351 ;
+  wire \port$110$351 ;
+  input \port$112$351 ;
+  wire \port$112$351 ;
+  input \port$113$0 ;
+  wire \port$113$0 ;
+  input \port$114$0 ;
+  wire \port$114$0 ;
   reg retire;
   input rst;
   wire rst;
@@ -5862,9 +6071,9 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$100$351 , \port$102$351 , \p
   always @(posedge clk)
     trace_n <= \$40 ;
   always @(posedge clk)
-    \$signal$32  <= \$41 ;
+    \$signal$34  <= \$41 ;
   always @(posedge clk)
-    \$signal$33  <= \$42 ;
+    \$signal$35  <= \$42 ;
   always @(posedge clk)
     counters0 <= \$43 ;
   always @(posedge clk)
@@ -5881,7 +6090,7 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$100$351 , \port$102$351 , \p
     ir <= \$49 ;
   assign \$1  = pc + 1'h1;
   assign \$2  = in_exec ? \$1  : { 1'h0, pc };
-  assign engine_done = | { engines__lrn__done, engines__spmv__done, engines__relax__done, engines__graph__done, engines__ew__done, engines__pool__done, engines__mac__done };
+  assign engine_done = | { engines__lut__done, engines__lrn__done, engines__spmv__done, engines__relax__done, engines__graph__done, engines__ew__done, engines__pool__done, engines__mac__done };
   assign \$3  = trace_n < 11'h400;
   assign trace_w__en = retire & \$3 ;
   assign \$4  = ~ loader_busy;
@@ -5895,25 +6104,25 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$100$351 , \port$102$351 , \p
   assign \$12  = ~ retire;
   assign \$13  = in_exec & \$12 ;
   assign \$14  = trace_n + 1'h1;
-  assign \$15  = \$signal$32  + 1'h1;
+  assign \$15  = \$signal$34  + 1'h1;
   assign \$16  = | macro_we;
-  assign \$17  = \$signal$33  + 1'h1;
+  assign \$17  = \$signal$35  + 1'h1;
   assign \$18  = ~ busy;
   assign \$19  = start & \$18 ;
   assign \$20  = ~ busy;
   assign \$21  = start & \$20 ;
-  assign \$22  = busy & \port$100$351 ;
+  assign \$22  = busy & \port$110$351 ;
   assign \$23  = counters0[31:0] + 1'h1;
-  assign \$24  = ~ \port$100$351 ;
-  assign \$25  = \port$103$0  & \$24 ;
+  assign \$24  = ~ \port$110$351 ;
+  assign \$25  = \port$113$0  & \$24 ;
   assign \$26  = counters0[63:32] + 1'h1;
   assign \$27  = counters0[95:64] + 1'h1;
   assign \$28  = ~ busy;
   assign \$29  = start & \$28 ;
-  assign \$30  = busy & \port$102$351 ;
+  assign \$30  = busy & \port$112$351 ;
   assign \$31  = counters1[31:0] + 1'h1;
-  assign \$32  = ~ \port$102$351 ;
-  assign \$33  = \port$104$0  & \$32 ;
+  assign \$32  = ~ \port$112$351 ;
+  assign \$33  = \port$114$0  & \$32 ;
   assign \$34  = counters1[63:32] + 1'h1;
   assign \$35  = counters1[95:64] + 1'h1;
   assign \$36  = ~ loader_busy;
@@ -5996,6 +6205,47 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$100$351 , \port$102$351 , \p
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    engines__lut__start = 1'h0;
+    casez (ctrl_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          casez (ir[3:0])
+            4'h0:
+                /* empty */;
+            4'h1:
+                /* empty */;
+            4'h2:
+                /* empty */;
+            4'h3:
+                /* empty */;
+            4'h4:
+                /* empty */;
+            4'h5:
+                /* empty */;
+            4'h6:
+                /* empty */;
+            4'h7:
+                /* empty */;
+            4'h8:
+                /* empty */;
+            4'h9:
+                /* empty */;
+            4'ha:
+                /* empty */;
+            4'hb:
+                /* empty */;
+            4'hc:
+                engines__lut__start = 1'h1;
+          endcase
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     \$38  = pc;
     if (retire) begin
       \$38  = \$11 [15:0];
@@ -6041,7 +6291,7 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$100$351 , \port$102$351 , \p
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$41  = \$signal$32 ;
+    \$41  = \$signal$34 ;
     if (busy) begin
       \$41  = \$15 [31:0];
     end
@@ -6054,7 +6304,7 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$100$351 , \port$102$351 , \p
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$42  = \$signal$33 ;
+    \$42  = \$signal$35 ;
     if (\$16 ) begin
       \$42  = \$17 [31:0];
     end
@@ -6150,6 +6400,8 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$100$351 , \port$102$351 , \p
                 /* empty */;
             4'hb:
                 /* empty */;
+            4'hc:
+                /* empty */;
             default:
                 \$45  = 1'h0;
           endcase
@@ -6218,6 +6470,8 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$100$351 , \port$102$351 , \p
             4'ha:
                 /* empty */;
             4'hb:
+                /* empty */;
+            4'hc:
                 /* empty */;
             default:
                 \$47  = 1'h1;
@@ -6293,6 +6547,8 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$100$351 , \port$102$351 , \p
             4'ha:
                 \$48  = 3'h4;
             4'hb:
+                \$48  = 3'h4;
+            4'hc:
                 \$48  = 3'h4;
             default:
                 \$48  = 3'h0;
@@ -6624,15 +6880,16 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$100$351 , \port$102$351 , \p
   assign engines__relax__args = ir[52:4];
   assign engines__spmv__args = ir[40:4];
   assign engines__lrn__args = ir[128:4];
+  assign engines__lut__args = ir[72:4];
   assign load__payload = ir[35:4];
   assign dma__payload = ir[101:4];
   assign host__start = start;
   assign \$signal  = busy;
-  assign \$signal$19  = done;
-  assign \error$21  = error;
+  assign \$signal$20  = done;
+  assign \error$22  = error;
   assign trace_w__data = entry;
-  assign macro_busy = { \port$102$351 , \port$100$351  };
-  assign unit_en = { \port$104$0 , \port$103$0  };
+  assign macro_busy = { \port$112$351 , \port$110$351  };
+  assign unit_en = { \port$114$0 , \port$113$0  };
   assign imem_rd__addr = \$2 [9:0];
   assign trace_w__addr = trace_n[9:0];
   assign engines__mac__args = ir[443:4];
@@ -6844,6 +7101,13 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$100$351 , \port$102$351 , \p
   assign \ir.args.lrn.table_base  = ir[117:112];
   assign \ir.args.lrn.shift  = ir[122:118];
   assign \ir.args.lrn.frac  = ir[128:123];
+  assign \ir.args.lut  = ir[72:4];
+  assign \ir.args.lut.in_base  = ir[15:4];
+  assign \ir.args.lut.out_base  = ir[27:16];
+  assign \ir.args.lut.npos  = ir[43:28];
+  assign \ir.args.lut.cw  = ir[53:44];
+  assign \ir.args.lut.channels  = ir[66:54];
+  assign \ir.args.lut.table_base  = ir[72:67];
   assign \engines__pool__args.mode  = ir[4];
   assign \engines__pool__args.x_signed  = ir[5];
   assign \engines__pool__args.in_base  = ir[17:6];
@@ -6922,6 +7186,12 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$100$351 , \port$102$351 , \p
   assign \engines__lrn__args.table_base  = ir[117:112];
   assign \engines__lrn__args.shift  = ir[122:118];
   assign \engines__lrn__args.frac  = ir[128:123];
+  assign \engines__lut__args.in_base  = ir[15:4];
+  assign \engines__lut__args.out_base  = ir[27:16];
+  assign \engines__lut__args.npos  = ir[43:28];
+  assign \engines__lut__args.cw  = ir[53:44];
+  assign \engines__lut__args.channels  = ir[66:54];
+  assign \engines__lut__args.table_base  = ir[72:67];
   assign \load__payload.src  = ir[13:4];
   assign \load__payload.count  = ir[29:14];
   assign \load__payload.mask  = ir[31:30];
@@ -7123,15 +7393,22 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$100$351 , \port$102$351 , \p
   assign \imem_rd__data.args.lrn.table_base  = imem_rd__data[117:112];
   assign \imem_rd__data.args.lrn.shift  = imem_rd__data[122:118];
   assign \imem_rd__data.args.lrn.frac  = imem_rd__data[128:123];
+  assign \imem_rd__data.args.lut  = imem_rd__data[72:4];
+  assign \imem_rd__data.args.lut.in_base  = imem_rd__data[15:4];
+  assign \imem_rd__data.args.lut.out_base  = imem_rd__data[27:16];
+  assign \imem_rd__data.args.lut.npos  = imem_rd__data[43:28];
+  assign \imem_rd__data.args.lut.cw  = imem_rd__data[53:44];
+  assign \imem_rd__data.args.lut.channels  = imem_rd__data[66:54];
+  assign \imem_rd__data.args.lut.table_base  = imem_rd__data[72:67];
   assign entry[51:48] = ir[3:0];
   assign entry[47:32] = pc;
-  assign entry[31:0] = \$signal$32 ;
+  assign entry[31:0] = \$signal$34 ;
   assign entry[63:52] = 12'h000;
   assign host__report[311:216] = counters1;
   assign host__report[215:120] = counters0;
   assign host__report[119:88] = trace_n;
-  assign host__report[87:56] = \$signal$33 ;
-  assign host__report[55:24] = \$signal$32 ;
+  assign host__report[87:56] = \$signal$35 ;
+  assign host__report[55:24] = \$signal$34 ;
   assign host__report[23:20] = ir[3:0];
   assign host__report[19:4] = pc;
   assign host__report[3] = loader_busy;
@@ -7141,7 +7418,7 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$100$351 , \port$102$351 , \p
 endmodule
 
 (* generator = "Amaranth" *)
-module \tiny_fabric.dma (axi__wready, axi__bid, axi__bresp, axi__bvalid, axi__arready, axi__rid, amem_w__data, axi__rresp, axi__rvalid, clk, rst, amem_r__data, wmem_r__data, \port$1104$0 , axi__awlen, axi__arlen, axi__wlast, rd_data, amem_r__en, wmem_r__en, amem_w__en
+module \tiny_fabric.dma (axi__wready, axi__bid, axi__bresp, axi__bvalid, axi__arready, axi__rid, amem_w__data, axi__rresp, axi__rvalid, clk, rst, amem_r__data, wmem_r__data, \port$1114$0 , axi__awlen, axi__arlen, axi__wlast, rd_data, amem_r__en, wmem_r__en, amem_w__en
 , wmem_w__en, busy, cmd__ready, axi__awvalid, axi__arvalid, axi__wvalid, axi__rready, axi__bready, error, amem_r__addr, w_en, w_data, axi__awready);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire [12:0] \$1 ;
@@ -7335,8 +7612,8 @@ module \tiny_fabric.dma (axi__wready, axi__bid, axi__bresp, axi__bvalid, axi__ar
   reg [8:0] issued = 9'h000;
   reg [15:0] length = 16'h0000;
   wire [8:0] n;
-  output [20:0] \port$1104$0 ;
-  wire [20:0] \port$1104$0 ;
+  output [20:0] \port$1114$0 ;
+  wire [20:0] \port$1114$0 ;
   wire [97:0] r_data;
   reg r_en;
   reg r_hs;
@@ -8054,7 +8331,7 @@ module \tiny_fabric.dma (axi__wready, axi__bid, axi__bresp, axi__bvalid, axi__ar
   assign wmem_w__data = amem_w__data;
   assign axi__wdata = rd_data;
   assign \error$46  = error;
-  assign \port$1104$0  = \$8 ;
+  assign \port$1114$0  = \$8 ;
   assign axi__awlen = \$9 [7:0];
   assign axi__arlen = \$10 [7:0];
   assign \cmd__payload.store  = w_data[0];
@@ -8201,7 +8478,7 @@ module \tiny_fabric.dma.queue (rst, w_rdy, r_rdy, r_data, r_en, w_en, w_port__da
 endmodule
 
 (* generator = "Amaranth" *)
-module \tiny_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \port$932$0 , \port$938$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
+module \tiny_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \port$942$0 , \port$948$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
   wire [25:0] \$1 ;
   wire [8:0] \$10 ;
@@ -8368,10 +8645,10 @@ module \tiny_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \po
   reg [31:0] ob3_0 = 32'd0;
   reg [31:0] ob3_1 = 32'd0;
   reg [15:0] p = 16'h0000;
-  output [7:0] \port$932$0 ;
-  wire [7:0] \port$932$0 ;
-  output [7:0] \port$938$0 ;
-  wire [7:0] \port$938$0 ;
+  output [7:0] \port$942$0 ;
+  wire [7:0] \port$942$0 ;
+  output [7:0] \port$948$0 ;
+  wire [7:0] \port$948$0 ;
   input rst;
   wire rst;
   (* init = 1'h0 *)
@@ -8700,8 +8977,8 @@ module \tiny_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \po
   assign act_w__data = { \$24 [7:0], \$19 [7:0] };
   assign a_rd__addr = \$3 [11:0];
   assign b_rd__addr = \$6 [11:0];
-  assign \port$932$0  = \$19 [7:0];
-  assign \port$938$0  = \$24 [7:0];
+  assign \port$942$0  = \$19 [7:0];
+  assign \port$948$0  = \$24 [7:0];
   assign \args.a_base  = args[11:0];
   assign \args.b_base  = args[23:12];
   assign \args.out_base  = args[35:24];
@@ -10565,7 +10842,7 @@ module \tiny_fabric.loader.queue (rst, w_rdy, r_rdy, r_data, r_en, w_en, w_port_
 endmodule
 
 (* generator = "Amaranth" *)
-module \tiny_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, param_rd__addr, act_w__en, \port$1850$0 , \port$1852$0 , done, busy, act_w__addr, start, args, clk);
+module \tiny_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, param_rd__addr, act_w__en, \port$1860$0 , \port$1862$0 , done, busy, act_w__addr, start, args, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire [12:0] \$1 ;
   wire [9:0] \$10 ;
@@ -10854,10 +11131,10 @@ module \tiny_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, param_
   wire [31:0] \param_rd__data[1].g ;
   wire param_rd__en;
   reg [11:0] pix = 12'h000;
-  output [7:0] \port$1850$0 ;
-  wire [7:0] \port$1850$0 ;
-  output [7:0] \port$1852$0 ;
-  wire [7:0] \port$1852$0 ;
+  output [7:0] \port$1860$0 ;
+  wire [7:0] \port$1860$0 ;
+  output [7:0] \port$1862$0 ;
+  wire [7:0] \port$1862$0 ;
   wire [65:0] prod;
   reg [7:0] raw;
   input rst;
@@ -11728,8 +12005,8 @@ module \tiny_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, param_
   assign act_w__data = { \$90 , \$88  };
   assign act_rd__addr = \$2 [11:0];
   assign param_rd__addr = \$68 [5:0];
-  assign \port$1850$0  = \$88 ;
-  assign \port$1852$0  = \$90 ;
+  assign \port$1860$0  = \$88 ;
+  assign \port$1862$0  = \$90 ;
   assign \args.in_base  = args[11:0];
   assign \args.out_base  = args[23:12];
   assign \args.npos  = args[39:24];
@@ -11762,9 +12039,5493 @@ module \tiny_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, param_
 endmodule
 
 (* generator = "Amaranth" *)
-module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, epi_rd__data, desc_rd__data, \desc_rd__data$21 , op__0__ready, res_valid__0, res_y__0, op__1__ready, res_valid__1, res_y__1, \port$103$0 , \port$104$0 , op__0__valid, op__1__valid, param_rd__addr, epi_rd__addr, finished, desc_rd__0__addr
-, act_rd__0__en, desc_rd__1__addr, act_rd__1__en, op__0__payload, op__1__payload, act_w__en, act_w__addr, act_w__data, busy, act_rd__0__addr, act_rd__1__addr, start, args, clk);
+module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__addr, busy, act_rd__addr, \port$2189$0 , \port$2448$0 , done, act_w__en, act_w__addr, start, args, lut_gated_rst);
   reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
+  wire [6:0] \$1 ;
+  wire \$10 ;
+  reg [7:0] \$100 ;
+  reg [7:0] \$101 ;
+  reg [7:0] \$102 ;
+  reg [7:0] \$103 ;
+  reg [7:0] \$104 ;
+  reg [7:0] \$105 ;
+  reg [7:0] \$106 ;
+  reg [7:0] \$107 ;
+  reg [7:0] \$108 ;
+  reg [7:0] \$109 ;
+  wire \$11 ;
+  reg [7:0] \$110 ;
+  reg [7:0] \$111 ;
+  reg [7:0] \$112 ;
+  reg [7:0] \$113 ;
+  reg [7:0] \$114 ;
+  reg [7:0] \$115 ;
+  reg [7:0] \$116 ;
+  reg [7:0] \$117 ;
+  reg [7:0] \$118 ;
+  reg [7:0] \$119 ;
+  wire \$12 ;
+  reg [7:0] \$120 ;
+  reg [7:0] \$121 ;
+  reg [7:0] \$122 ;
+  reg [7:0] \$123 ;
+  reg [7:0] \$124 ;
+  reg [7:0] \$125 ;
+  reg [7:0] \$126 ;
+  reg [7:0] \$127 ;
+  reg [7:0] \$128 ;
+  reg [7:0] \$129 ;
+  wire \$13 ;
+  reg [7:0] \$130 ;
+  reg [7:0] \$131 ;
+  reg [7:0] \$132 ;
+  reg [7:0] \$133 ;
+  reg [7:0] \$134 ;
+  reg [7:0] \$135 ;
+  reg [7:0] \$136 ;
+  reg [7:0] \$137 ;
+  reg [7:0] \$138 ;
+  reg [7:0] \$139 ;
+  wire \$14 ;
+  reg [7:0] \$140 ;
+  reg [7:0] \$141 ;
+  reg [7:0] \$142 ;
+  reg [7:0] \$143 ;
+  reg [7:0] \$144 ;
+  reg [7:0] \$145 ;
+  reg [7:0] \$146 ;
+  reg [7:0] \$147 ;
+  reg [7:0] \$148 ;
+  reg [7:0] \$149 ;
+  wire \$15 ;
+  reg [7:0] \$150 ;
+  reg [7:0] \$151 ;
+  reg [7:0] \$152 ;
+  reg [7:0] \$153 ;
+  reg [7:0] \$154 ;
+  reg [7:0] \$155 ;
+  reg [7:0] \$156 ;
+  reg [7:0] \$157 ;
+  reg [7:0] \$158 ;
+  reg [7:0] \$159 ;
+  wire [4:0] \$16 ;
+  reg [7:0] \$160 ;
+  reg [7:0] \$161 ;
+  reg [7:0] \$162 ;
+  reg [7:0] \$163 ;
+  reg [7:0] \$164 ;
+  reg [7:0] \$165 ;
+  reg [7:0] \$166 ;
+  reg [7:0] \$167 ;
+  reg [7:0] \$168 ;
+  reg [7:0] \$169 ;
+  wire \$17 ;
+  reg [7:0] \$170 ;
+  reg [7:0] \$171 ;
+  reg [7:0] \$172 ;
+  reg [7:0] \$173 ;
+  reg [7:0] \$174 ;
+  reg [7:0] \$175 ;
+  reg [7:0] \$176 ;
+  reg [7:0] \$177 ;
+  reg [7:0] \$178 ;
+  reg [7:0] \$179 ;
+  wire \$18 ;
+  reg [7:0] \$180 ;
+  reg [7:0] \$181 ;
+  reg [7:0] \$182 ;
+  reg [7:0] \$183 ;
+  reg [7:0] \$184 ;
+  reg [7:0] \$185 ;
+  reg [7:0] \$186 ;
+  reg [7:0] \$187 ;
+  reg [7:0] \$188 ;
+  reg [7:0] \$189 ;
+  wire \$19 ;
+  reg [7:0] \$190 ;
+  reg [7:0] \$191 ;
+  reg [7:0] \$192 ;
+  reg [7:0] \$193 ;
+  reg [7:0] \$194 ;
+  reg [7:0] \$195 ;
+  reg [7:0] \$196 ;
+  reg [7:0] \$197 ;
+  reg [7:0] \$198 ;
+  reg [7:0] \$199 ;
+  wire [25:0] \$2 ;
+  wire \$20 ;
+  reg [7:0] \$200 ;
+  reg [7:0] \$201 ;
+  reg [7:0] \$202 ;
+  reg [7:0] \$203 ;
+  reg [7:0] \$204 ;
+  reg [7:0] \$205 ;
+  reg [7:0] \$206 ;
+  reg [7:0] \$207 ;
+  reg [7:0] \$208 ;
+  reg [7:0] \$209 ;
+  wire \$21 ;
+  reg [7:0] \$210 ;
+  reg [7:0] \$211 ;
+  reg [7:0] \$212 ;
+  reg [7:0] \$213 ;
+  reg [7:0] \$214 ;
+  reg [7:0] \$215 ;
+  reg [7:0] \$216 ;
+  reg [7:0] \$217 ;
+  reg [7:0] \$218 ;
+  reg [7:0] \$219 ;
+  wire \$22 ;
+  reg [7:0] \$220 ;
+  reg [7:0] \$221 ;
+  reg [7:0] \$222 ;
+  reg [7:0] \$223 ;
+  reg [7:0] \$224 ;
+  reg [7:0] \$225 ;
+  reg [7:0] \$226 ;
+  reg [7:0] \$227 ;
+  reg [7:0] \$228 ;
+  reg [7:0] \$229 ;
+  wire \$23 ;
+  reg [7:0] \$230 ;
+  reg [7:0] \$231 ;
+  reg [7:0] \$232 ;
+  reg [7:0] \$233 ;
+  reg [7:0] \$234 ;
+  reg [7:0] \$235 ;
+  reg [7:0] \$236 ;
+  reg [7:0] \$237 ;
+  reg [7:0] \$238 ;
+  reg [7:0] \$239 ;
+  wire \$24 ;
+  reg [7:0] \$240 ;
+  reg [7:0] \$241 ;
+  reg [7:0] \$242 ;
+  reg [7:0] \$243 ;
+  reg [7:0] \$244 ;
+  reg [7:0] \$245 ;
+  reg [7:0] \$246 ;
+  reg [7:0] \$247 ;
+  reg [7:0] \$248 ;
+  reg [7:0] \$249 ;
+  wire \$25 ;
+  reg [7:0] \$250 ;
+  reg [7:0] \$251 ;
+  reg [7:0] \$252 ;
+  reg [7:0] \$253 ;
+  reg [7:0] \$254 ;
+  reg [7:0] \$255 ;
+  reg [7:0] \$256 ;
+  reg [7:0] \$257 ;
+  reg [7:0] \$258 ;
+  reg [7:0] \$259 ;
+  wire \$26 ;
+  reg [7:0] \$260 ;
+  reg [7:0] \$261 ;
+  reg [7:0] \$262 ;
+  reg [7:0] \$263 ;
+  reg [7:0] \$264 ;
+  reg [7:0] \$265 ;
+  reg [7:0] \$266 ;
+  reg [7:0] \$267 ;
+  reg [7:0] \$268 ;
+  reg [7:0] \$269 ;
+  wire \$27 ;
+  reg [7:0] \$270 ;
+  reg [7:0] \$271 ;
+  reg [7:0] \$272 ;
+  reg [7:0] \$273 ;
+  reg [7:0] \$274 ;
+  reg [7:0] \$275 ;
+  reg [7:0] \$276 ;
+  reg [7:0] \$277 ;
+  reg [7:0] \$278 ;
+  reg [7:0] \$279 ;
+  wire \$28 ;
+  reg [7:0] \$280 ;
+  reg [7:0] \$281 ;
+  reg [7:0] \$282 ;
+  reg [7:0] \$283 ;
+  reg [7:0] \$284 ;
+  reg [7:0] \$285 ;
+  reg [7:0] \$286 ;
+  reg [7:0] \$287 ;
+  reg [7:0] \$288 ;
+  reg [7:0] \$289 ;
+  wire [10:0] \$29 ;
+  reg [7:0] \$290 ;
+  reg [7:0] \$291 ;
+  reg [7:0] \$292 ;
+  reg [7:0] \$293 ;
+  reg [7:0] \$294 ;
+  reg [7:0] \$295 ;
+  reg [7:0] \$296 ;
+  reg [7:0] \$297 ;
+  reg [7:0] \$298 ;
+  reg [7:0] \$299 ;
+  wire [26:0] \$3 ;
+  wire [10:0] \$30 ;
+  reg [7:0] \$300 ;
+  reg [7:0] \$301 ;
+  reg [7:0] \$302 ;
+  reg [7:0] \$303 ;
+  reg [9:0] \$304 ;
+  reg [15:0] \$305 ;
+  reg \$306 ;
+  reg \$307 ;
+  wire \$31 ;
+  wire [16:0] \$32 ;
+  wire [16:0] \$33 ;
+  wire \$34 ;
+  wire [25:0] \$35 ;
+  wire [26:0] \$36 ;
+  wire [27:0] \$37 ;
+  wire [14:0] \$38 ;
+  wire \$39 ;
+  wire [27:0] \$4 ;
+  wire [14:0] \$40 ;
+  wire \$41 ;
+  wire \$42 ;
+  reg \$43 ;
+  reg [3:0] \$44 ;
+  reg [3:0] \$45 ;
+  reg \$46 ;
+  reg \$47 ;
+  reg [7:0] \$48 ;
+  reg [7:0] \$49 ;
+  wire [11:0] \$5 ;
+  reg [7:0] \$50 ;
+  reg [7:0] \$51 ;
+  reg [7:0] \$52 ;
+  reg [7:0] \$53 ;
+  reg [7:0] \$54 ;
+  reg [7:0] \$55 ;
+  reg [7:0] \$56 ;
+  reg [7:0] \$57 ;
+  reg [7:0] \$58 ;
+  reg [7:0] \$59 ;
+  reg [7:0] \$6 ;
+  reg [7:0] \$60 ;
+  reg [7:0] \$61 ;
+  reg [7:0] \$62 ;
+  reg [7:0] \$63 ;
+  reg [7:0] \$64 ;
+  reg [7:0] \$65 ;
+  reg [7:0] \$66 ;
+  reg [7:0] \$67 ;
+  reg [7:0] \$68 ;
+  reg [7:0] \$69 ;
+  wire [7:0] \$7 ;
+  reg [7:0] \$70 ;
+  reg [7:0] \$71 ;
+  reg [7:0] \$72 ;
+  reg [7:0] \$73 ;
+  reg [7:0] \$74 ;
+  reg [7:0] \$75 ;
+  reg [7:0] \$76 ;
+  reg [7:0] \$77 ;
+  reg [7:0] \$78 ;
+  reg [7:0] \$79 ;
+  reg [7:0] \$8 ;
+  reg [7:0] \$80 ;
+  reg [7:0] \$81 ;
+  reg [7:0] \$82 ;
+  reg [7:0] \$83 ;
+  reg [7:0] \$84 ;
+  reg [7:0] \$85 ;
+  reg [7:0] \$86 ;
+  reg [7:0] \$87 ;
+  reg [7:0] \$88 ;
+  reg [7:0] \$89 ;
+  wire [7:0] \$9 ;
+  reg [7:0] \$90 ;
+  reg [7:0] \$91 ;
+  reg [7:0] \$92 ;
+  reg [7:0] \$93 ;
+  reg [7:0] \$94 ;
+  reg [7:0] \$95 ;
+  reg [7:0] \$96 ;
+  reg [7:0] \$97 ;
+  reg [7:0] \$98 ;
+  reg [7:0] \$99 ;
+  reg \$signal  = 1'h0;
+  reg \$signal$277  = 1'h0;
+  reg \$signal$279  = 1'h0;
+  reg [15:0] \$signal$8  = 16'h0000;
+  reg [9:0] \$signal$9  = 10'h000;
+  output [11:0] act_rd__addr;
+  wire [11:0] act_rd__addr;
+  input [15:0] act_rd__data;
+  wire [15:0] act_rd__data;
+  wire act_rd__en;
+  output [11:0] act_w__addr;
+  reg [11:0] act_w__addr = 12'h000;
+  wire [15:0] act_w__data;
+  output act_w__en;
+  reg act_w__en = 1'h0;
+  input [68:0] args;
+  wire [68:0] args;
+  wire [12:0] \args.channels ;
+  wire [9:0] \args.cw ;
+  wire [11:0] \args.in_base ;
+  wire [15:0] \args.npos ;
+  wire [11:0] \args.out_base ;
+  wire [5:0] \args.table_base ;
+  (* init = 12'h000 *)
+  wire [11:0] b_addr;
+  (* init = 1'h0 *)
+  wire b_valid;
+  output busy;
+  wire busy;
+  reg [3:0] cap_t = 4'h0;
+  output done;
+  wire done;
+  wire finished;
+  wire [13:0] first;
+  reg live0 = 1'h0;
+  reg live1 = 1'h0;
+  input lut_gated_clk;
+  wire lut_gated_clk;
+  input lut_gated_rst;
+  wire lut_gated_rst;
+  output [5:0] param_rd__addr;
+  wire [5:0] param_rd__addr;
+  input [191:0] param_rd__data;
+  wire [191:0] param_rd__data;
+  wire [7:0] \param_rd__data[0] ;
+  wire [7:0] \param_rd__data[10] ;
+  wire [7:0] \param_rd__data[11] ;
+  wire [7:0] \param_rd__data[12] ;
+  wire [7:0] \param_rd__data[13] ;
+  wire [7:0] \param_rd__data[14] ;
+  wire [7:0] \param_rd__data[15] ;
+  wire [7:0] \param_rd__data[16] ;
+  wire [7:0] \param_rd__data[17] ;
+  wire [7:0] \param_rd__data[18] ;
+  wire [7:0] \param_rd__data[19] ;
+  wire [7:0] \param_rd__data[1] ;
+  wire [7:0] \param_rd__data[20] ;
+  wire [7:0] \param_rd__data[21] ;
+  wire [7:0] \param_rd__data[22] ;
+  wire [7:0] \param_rd__data[23] ;
+  wire [7:0] \param_rd__data[2] ;
+  wire [7:0] \param_rd__data[3] ;
+  wire [7:0] \param_rd__data[4] ;
+  wire [7:0] \param_rd__data[5] ;
+  wire [7:0] \param_rd__data[6] ;
+  wire [7:0] \param_rd__data[7] ;
+  wire [7:0] \param_rd__data[8] ;
+  wire [7:0] \param_rd__data[9] ;
+  wire param_rd__en;
+  output [7:0] \port$2189$0 ;
+  wire [7:0] \port$2189$0 ;
+  output [7:0] \port$2448$0 ;
+  wire [7:0] \port$2448$0 ;
+  reg running = 1'h0;
+  input start;
+  wire start;
+  reg [3:0] t = 4'h0;
+  reg [7:0] t0 = 8'h00;
+  reg [7:0] t1 = 8'h00;
+  reg [7:0] t10 = 8'h00;
+  reg [7:0] t100 = 8'h00;
+  reg [7:0] t101 = 8'h00;
+  reg [7:0] t102 = 8'h00;
+  reg [7:0] t103 = 8'h00;
+  reg [7:0] t104 = 8'h00;
+  reg [7:0] t105 = 8'h00;
+  reg [7:0] t106 = 8'h00;
+  reg [7:0] t107 = 8'h00;
+  reg [7:0] t108 = 8'h00;
+  reg [7:0] t109 = 8'h00;
+  reg [7:0] t11 = 8'h00;
+  reg [7:0] t110 = 8'h00;
+  reg [7:0] t111 = 8'h00;
+  reg [7:0] t112 = 8'h00;
+  reg [7:0] t113 = 8'h00;
+  reg [7:0] t114 = 8'h00;
+  reg [7:0] t115 = 8'h00;
+  reg [7:0] t116 = 8'h00;
+  reg [7:0] t117 = 8'h00;
+  reg [7:0] t118 = 8'h00;
+  reg [7:0] t119 = 8'h00;
+  reg [7:0] t12 = 8'h00;
+  reg [7:0] t120 = 8'h00;
+  reg [7:0] t121 = 8'h00;
+  reg [7:0] t122 = 8'h00;
+  reg [7:0] t123 = 8'h00;
+  reg [7:0] t124 = 8'h00;
+  reg [7:0] t125 = 8'h00;
+  reg [7:0] t126 = 8'h00;
+  reg [7:0] t127 = 8'h00;
+  reg [7:0] t128 = 8'h00;
+  reg [7:0] t129 = 8'h00;
+  reg [7:0] t13 = 8'h00;
+  reg [7:0] t130 = 8'h00;
+  reg [7:0] t131 = 8'h00;
+  reg [7:0] t132 = 8'h00;
+  reg [7:0] t133 = 8'h00;
+  reg [7:0] t134 = 8'h00;
+  reg [7:0] t135 = 8'h00;
+  reg [7:0] t136 = 8'h00;
+  reg [7:0] t137 = 8'h00;
+  reg [7:0] t138 = 8'h00;
+  reg [7:0] t139 = 8'h00;
+  reg [7:0] t14 = 8'h00;
+  reg [7:0] t140 = 8'h00;
+  reg [7:0] t141 = 8'h00;
+  reg [7:0] t142 = 8'h00;
+  reg [7:0] t143 = 8'h00;
+  reg [7:0] t144 = 8'h00;
+  reg [7:0] t145 = 8'h00;
+  reg [7:0] t146 = 8'h00;
+  reg [7:0] t147 = 8'h00;
+  reg [7:0] t148 = 8'h00;
+  reg [7:0] t149 = 8'h00;
+  reg [7:0] t15 = 8'h00;
+  reg [7:0] t150 = 8'h00;
+  reg [7:0] t151 = 8'h00;
+  reg [7:0] t152 = 8'h00;
+  reg [7:0] t153 = 8'h00;
+  reg [7:0] t154 = 8'h00;
+  reg [7:0] t155 = 8'h00;
+  reg [7:0] t156 = 8'h00;
+  reg [7:0] t157 = 8'h00;
+  reg [7:0] t158 = 8'h00;
+  reg [7:0] t159 = 8'h00;
+  reg [7:0] t16 = 8'h00;
+  reg [7:0] t160 = 8'h00;
+  reg [7:0] t161 = 8'h00;
+  reg [7:0] t162 = 8'h00;
+  reg [7:0] t163 = 8'h00;
+  reg [7:0] t164 = 8'h00;
+  reg [7:0] t165 = 8'h00;
+  reg [7:0] t166 = 8'h00;
+  reg [7:0] t167 = 8'h00;
+  reg [7:0] t168 = 8'h00;
+  reg [7:0] t169 = 8'h00;
+  reg [7:0] t17 = 8'h00;
+  reg [7:0] t170 = 8'h00;
+  reg [7:0] t171 = 8'h00;
+  reg [7:0] t172 = 8'h00;
+  reg [7:0] t173 = 8'h00;
+  reg [7:0] t174 = 8'h00;
+  reg [7:0] t175 = 8'h00;
+  reg [7:0] t176 = 8'h00;
+  reg [7:0] t177 = 8'h00;
+  reg [7:0] t178 = 8'h00;
+  reg [7:0] t179 = 8'h00;
+  reg [7:0] t18 = 8'h00;
+  reg [7:0] t180 = 8'h00;
+  reg [7:0] t181 = 8'h00;
+  reg [7:0] t182 = 8'h00;
+  reg [7:0] t183 = 8'h00;
+  reg [7:0] t184 = 8'h00;
+  reg [7:0] t185 = 8'h00;
+  reg [7:0] t186 = 8'h00;
+  reg [7:0] t187 = 8'h00;
+  reg [7:0] t188 = 8'h00;
+  reg [7:0] t189 = 8'h00;
+  reg [7:0] t19 = 8'h00;
+  reg [7:0] t190 = 8'h00;
+  reg [7:0] t191 = 8'h00;
+  reg [7:0] t192 = 8'h00;
+  reg [7:0] t193 = 8'h00;
+  reg [7:0] t194 = 8'h00;
+  reg [7:0] t195 = 8'h00;
+  reg [7:0] t196 = 8'h00;
+  reg [7:0] t197 = 8'h00;
+  reg [7:0] t198 = 8'h00;
+  reg [7:0] t199 = 8'h00;
+  reg [7:0] t2 = 8'h00;
+  reg [7:0] t20 = 8'h00;
+  reg [7:0] t200 = 8'h00;
+  reg [7:0] t201 = 8'h00;
+  reg [7:0] t202 = 8'h00;
+  reg [7:0] t203 = 8'h00;
+  reg [7:0] t204 = 8'h00;
+  reg [7:0] t205 = 8'h00;
+  reg [7:0] t206 = 8'h00;
+  reg [7:0] t207 = 8'h00;
+  reg [7:0] t208 = 8'h00;
+  reg [7:0] t209 = 8'h00;
+  reg [7:0] t21 = 8'h00;
+  reg [7:0] t210 = 8'h00;
+  reg [7:0] t211 = 8'h00;
+  reg [7:0] t212 = 8'h00;
+  reg [7:0] t213 = 8'h00;
+  reg [7:0] t214 = 8'h00;
+  reg [7:0] t215 = 8'h00;
+  reg [7:0] t216 = 8'h00;
+  reg [7:0] t217 = 8'h00;
+  reg [7:0] t218 = 8'h00;
+  reg [7:0] t219 = 8'h00;
+  reg [7:0] t22 = 8'h00;
+  reg [7:0] t220 = 8'h00;
+  reg [7:0] t221 = 8'h00;
+  reg [7:0] t222 = 8'h00;
+  reg [7:0] t223 = 8'h00;
+  reg [7:0] t224 = 8'h00;
+  reg [7:0] t225 = 8'h00;
+  reg [7:0] t226 = 8'h00;
+  reg [7:0] t227 = 8'h00;
+  reg [7:0] t228 = 8'h00;
+  reg [7:0] t229 = 8'h00;
+  reg [7:0] t23 = 8'h00;
+  reg [7:0] t230 = 8'h00;
+  reg [7:0] t231 = 8'h00;
+  reg [7:0] t232 = 8'h00;
+  reg [7:0] t233 = 8'h00;
+  reg [7:0] t234 = 8'h00;
+  reg [7:0] t235 = 8'h00;
+  reg [7:0] t236 = 8'h00;
+  reg [7:0] t237 = 8'h00;
+  reg [7:0] t238 = 8'h00;
+  reg [7:0] t239 = 8'h00;
+  reg [7:0] t24 = 8'h00;
+  reg [7:0] t240 = 8'h00;
+  reg [7:0] t241 = 8'h00;
+  reg [7:0] t242 = 8'h00;
+  reg [7:0] t243 = 8'h00;
+  reg [7:0] t244 = 8'h00;
+  reg [7:0] t245 = 8'h00;
+  reg [7:0] t246 = 8'h00;
+  reg [7:0] t247 = 8'h00;
+  reg [7:0] t248 = 8'h00;
+  reg [7:0] t249 = 8'h00;
+  reg [7:0] t25 = 8'h00;
+  reg [7:0] t250 = 8'h00;
+  reg [7:0] t251 = 8'h00;
+  reg [7:0] t252 = 8'h00;
+  reg [7:0] t253 = 8'h00;
+  reg [7:0] t254 = 8'h00;
+  reg [7:0] t255 = 8'h00;
+  reg [7:0] t26 = 8'h00;
+  reg [7:0] t27 = 8'h00;
+  reg [7:0] t28 = 8'h00;
+  reg [7:0] t29 = 8'h00;
+  reg [7:0] t3 = 8'h00;
+  reg [7:0] t30 = 8'h00;
+  reg [7:0] t31 = 8'h00;
+  reg [7:0] t32 = 8'h00;
+  reg [7:0] t33 = 8'h00;
+  reg [7:0] t34 = 8'h00;
+  reg [7:0] t35 = 8'h00;
+  reg [7:0] t36 = 8'h00;
+  reg [7:0] t37 = 8'h00;
+  reg [7:0] t38 = 8'h00;
+  reg [7:0] t39 = 8'h00;
+  reg [7:0] t4 = 8'h00;
+  reg [7:0] t40 = 8'h00;
+  reg [7:0] t41 = 8'h00;
+  reg [7:0] t42 = 8'h00;
+  reg [7:0] t43 = 8'h00;
+  reg [7:0] t44 = 8'h00;
+  reg [7:0] t45 = 8'h00;
+  reg [7:0] t46 = 8'h00;
+  reg [7:0] t47 = 8'h00;
+  reg [7:0] t48 = 8'h00;
+  reg [7:0] t49 = 8'h00;
+  reg [7:0] t5 = 8'h00;
+  reg [7:0] t50 = 8'h00;
+  reg [7:0] t51 = 8'h00;
+  reg [7:0] t52 = 8'h00;
+  reg [7:0] t53 = 8'h00;
+  reg [7:0] t54 = 8'h00;
+  reg [7:0] t55 = 8'h00;
+  reg [7:0] t56 = 8'h00;
+  reg [7:0] t57 = 8'h00;
+  reg [7:0] t58 = 8'h00;
+  reg [7:0] t59 = 8'h00;
+  reg [7:0] t6 = 8'h00;
+  reg [7:0] t60 = 8'h00;
+  reg [7:0] t61 = 8'h00;
+  reg [7:0] t62 = 8'h00;
+  reg [7:0] t63 = 8'h00;
+  reg [7:0] t64 = 8'h00;
+  reg [7:0] t65 = 8'h00;
+  reg [7:0] t66 = 8'h00;
+  reg [7:0] t67 = 8'h00;
+  reg [7:0] t68 = 8'h00;
+  reg [7:0] t69 = 8'h00;
+  reg [7:0] t7 = 8'h00;
+  reg [7:0] t70 = 8'h00;
+  reg [7:0] t71 = 8'h00;
+  reg [7:0] t72 = 8'h00;
+  reg [7:0] t73 = 8'h00;
+  reg [7:0] t74 = 8'h00;
+  reg [7:0] t75 = 8'h00;
+  reg [7:0] t76 = 8'h00;
+  reg [7:0] t77 = 8'h00;
+  reg [7:0] t78 = 8'h00;
+  reg [7:0] t79 = 8'h00;
+  reg [7:0] t8 = 8'h00;
+  reg [7:0] t80 = 8'h00;
+  reg [7:0] t81 = 8'h00;
+  reg [7:0] t82 = 8'h00;
+  reg [7:0] t83 = 8'h00;
+  reg [7:0] t84 = 8'h00;
+  reg [7:0] t85 = 8'h00;
+  reg [7:0] t86 = 8'h00;
+  reg [7:0] t87 = 8'h00;
+  reg [7:0] t88 = 8'h00;
+  reg [7:0] t89 = 8'h00;
+  reg [7:0] t9 = 8'h00;
+  reg [7:0] t90 = 8'h00;
+  reg [7:0] t91 = 8'h00;
+  reg [7:0] t92 = 8'h00;
+  reg [7:0] t93 = 8'h00;
+  reg [7:0] t94 = 8'h00;
+  reg [7:0] t95 = 8'h00;
+  reg [7:0] t96 = 8'h00;
+  reg [7:0] t97 = 8'h00;
+  reg [7:0] t98 = 8'h00;
+  reg [7:0] t99 = 8'h00;
+  assign \$1  = args[68:63] + t;
+  assign busy = \$signal  | running;
+  assign \$2  = \$signal$8  * args[49:40];
+  assign \$3  = args[11:0] + \$2 ;
+  assign \$4  = \$3  + \$signal$9 ;
+  assign \$5  = \$signal$9  * 2'h2;
+  assign \$7  = live0 ? \$6  : 8'h00;
+  assign \$9  = live1 ? \$8  : 8'h00;
+  assign \$10  = ~ \$signal ;
+  assign \$11  = ~ \$signal$277 ;
+  assign \$12  = \$10  & \$11 ;
+  assign \$13  = ~ running;
+  assign \$14  = \$12  & \$13 ;
+  assign \$15  = ~ act_w__en;
+  assign finished = \$14  & \$15 ;
+  assign done = \$signal$279  & finished;
+  assign \$16  = t + 1'h1;
+  assign \$17  = t == 4'ha;
+  assign \$18  = ! cap_t;
+  assign \$19  = cap_t == 1'h1;
+  assign \$20  = cap_t == 2'h2;
+  assign \$21  = cap_t == 2'h3;
+  assign \$22  = cap_t == 3'h4;
+  assign \$23  = cap_t == 3'h5;
+  assign \$24  = cap_t == 3'h6;
+  assign \$25  = cap_t == 3'h7;
+  assign \$26  = cap_t == 4'h8;
+  assign \$27  = cap_t == 4'h9;
+  assign \$28  = cap_t == 4'ha;
+  assign \$29  = \$signal$9  + 1'h1;
+  assign \$30  = args[49:40] - 1'h1;
+  assign \$31  = \$signal$9  == \$30 ;
+  assign \$32  = \$signal$8  + 1'h1;
+  assign \$33  = args[39:24] - 1'h1;
+  assign \$34  = \$signal$8  == \$33 ;
+  assign \$35  = \$signal$8  * args[49:40];
+  assign \$36  = args[23:12] + \$35 ;
+  assign \$37  = \$36  + \$signal$9 ;
+  assign \$38  = \$5  + 1'h0;
+  assign \$39  = \$38  < args[62:50];
+  assign \$40  = \$5  + 1'h1;
+  assign \$41  = \$40  < args[62:50];
+  assign \$42  = \$signal$279  & finished;
+  always @(posedge lut_gated_clk)
+    \$signal$277  <= \$43 ;
+  always @(posedge lut_gated_clk)
+    cap_t <= \$44 ;
+  always @(posedge lut_gated_clk)
+    t <= \$45 ;
+  always @(posedge lut_gated_clk)
+    \$signal  <= \$46 ;
+  always @(posedge lut_gated_clk)
+    running <= \$47 ;
+  always @(posedge lut_gated_clk)
+    t0 <= \$48 ;
+  always @(posedge lut_gated_clk)
+    t1 <= \$49 ;
+  always @(posedge lut_gated_clk)
+    t2 <= \$50 ;
+  always @(posedge lut_gated_clk)
+    t3 <= \$51 ;
+  always @(posedge lut_gated_clk)
+    t4 <= \$52 ;
+  always @(posedge lut_gated_clk)
+    t5 <= \$53 ;
+  always @(posedge lut_gated_clk)
+    t6 <= \$54 ;
+  always @(posedge lut_gated_clk)
+    t7 <= \$55 ;
+  always @(posedge lut_gated_clk)
+    t8 <= \$56 ;
+  always @(posedge lut_gated_clk)
+    t9 <= \$57 ;
+  always @(posedge lut_gated_clk)
+    t10 <= \$58 ;
+  always @(posedge lut_gated_clk)
+    t11 <= \$59 ;
+  always @(posedge lut_gated_clk)
+    t12 <= \$60 ;
+  always @(posedge lut_gated_clk)
+    t13 <= \$61 ;
+  always @(posedge lut_gated_clk)
+    t14 <= \$62 ;
+  always @(posedge lut_gated_clk)
+    t15 <= \$63 ;
+  always @(posedge lut_gated_clk)
+    t16 <= \$64 ;
+  always @(posedge lut_gated_clk)
+    t17 <= \$65 ;
+  always @(posedge lut_gated_clk)
+    t18 <= \$66 ;
+  always @(posedge lut_gated_clk)
+    t19 <= \$67 ;
+  always @(posedge lut_gated_clk)
+    t20 <= \$68 ;
+  always @(posedge lut_gated_clk)
+    t21 <= \$69 ;
+  always @(posedge lut_gated_clk)
+    t22 <= \$70 ;
+  always @(posedge lut_gated_clk)
+    t23 <= \$71 ;
+  always @(posedge lut_gated_clk)
+    t24 <= \$72 ;
+  always @(posedge lut_gated_clk)
+    t25 <= \$73 ;
+  always @(posedge lut_gated_clk)
+    t26 <= \$74 ;
+  always @(posedge lut_gated_clk)
+    t27 <= \$75 ;
+  always @(posedge lut_gated_clk)
+    t28 <= \$76 ;
+  always @(posedge lut_gated_clk)
+    t29 <= \$77 ;
+  always @(posedge lut_gated_clk)
+    t30 <= \$78 ;
+  always @(posedge lut_gated_clk)
+    t31 <= \$79 ;
+  always @(posedge lut_gated_clk)
+    t32 <= \$80 ;
+  always @(posedge lut_gated_clk)
+    t33 <= \$81 ;
+  always @(posedge lut_gated_clk)
+    t34 <= \$82 ;
+  always @(posedge lut_gated_clk)
+    t35 <= \$83 ;
+  always @(posedge lut_gated_clk)
+    t36 <= \$84 ;
+  always @(posedge lut_gated_clk)
+    t37 <= \$85 ;
+  always @(posedge lut_gated_clk)
+    t38 <= \$86 ;
+  always @(posedge lut_gated_clk)
+    t39 <= \$87 ;
+  always @(posedge lut_gated_clk)
+    t40 <= \$88 ;
+  always @(posedge lut_gated_clk)
+    t41 <= \$89 ;
+  always @(posedge lut_gated_clk)
+    t42 <= \$90 ;
+  always @(posedge lut_gated_clk)
+    t43 <= \$91 ;
+  always @(posedge lut_gated_clk)
+    t44 <= \$92 ;
+  always @(posedge lut_gated_clk)
+    t45 <= \$93 ;
+  always @(posedge lut_gated_clk)
+    t46 <= \$94 ;
+  always @(posedge lut_gated_clk)
+    t47 <= \$95 ;
+  always @(posedge lut_gated_clk)
+    t48 <= \$96 ;
+  always @(posedge lut_gated_clk)
+    t49 <= \$97 ;
+  always @(posedge lut_gated_clk)
+    t50 <= \$98 ;
+  always @(posedge lut_gated_clk)
+    t51 <= \$99 ;
+  always @(posedge lut_gated_clk)
+    t52 <= \$100 ;
+  always @(posedge lut_gated_clk)
+    t53 <= \$101 ;
+  always @(posedge lut_gated_clk)
+    t54 <= \$102 ;
+  always @(posedge lut_gated_clk)
+    t55 <= \$103 ;
+  always @(posedge lut_gated_clk)
+    t56 <= \$104 ;
+  always @(posedge lut_gated_clk)
+    t57 <= \$105 ;
+  always @(posedge lut_gated_clk)
+    t58 <= \$106 ;
+  always @(posedge lut_gated_clk)
+    t59 <= \$107 ;
+  always @(posedge lut_gated_clk)
+    t60 <= \$108 ;
+  always @(posedge lut_gated_clk)
+    t61 <= \$109 ;
+  always @(posedge lut_gated_clk)
+    t62 <= \$110 ;
+  always @(posedge lut_gated_clk)
+    t63 <= \$111 ;
+  always @(posedge lut_gated_clk)
+    t64 <= \$112 ;
+  always @(posedge lut_gated_clk)
+    t65 <= \$113 ;
+  always @(posedge lut_gated_clk)
+    t66 <= \$114 ;
+  always @(posedge lut_gated_clk)
+    t67 <= \$115 ;
+  always @(posedge lut_gated_clk)
+    t68 <= \$116 ;
+  always @(posedge lut_gated_clk)
+    t69 <= \$117 ;
+  always @(posedge lut_gated_clk)
+    t70 <= \$118 ;
+  always @(posedge lut_gated_clk)
+    t71 <= \$119 ;
+  always @(posedge lut_gated_clk)
+    t72 <= \$120 ;
+  always @(posedge lut_gated_clk)
+    t73 <= \$121 ;
+  always @(posedge lut_gated_clk)
+    t74 <= \$122 ;
+  always @(posedge lut_gated_clk)
+    t75 <= \$123 ;
+  always @(posedge lut_gated_clk)
+    t76 <= \$124 ;
+  always @(posedge lut_gated_clk)
+    t77 <= \$125 ;
+  always @(posedge lut_gated_clk)
+    t78 <= \$126 ;
+  always @(posedge lut_gated_clk)
+    t79 <= \$127 ;
+  always @(posedge lut_gated_clk)
+    t80 <= \$128 ;
+  always @(posedge lut_gated_clk)
+    t81 <= \$129 ;
+  always @(posedge lut_gated_clk)
+    t82 <= \$130 ;
+  always @(posedge lut_gated_clk)
+    t83 <= \$131 ;
+  always @(posedge lut_gated_clk)
+    t84 <= \$132 ;
+  always @(posedge lut_gated_clk)
+    t85 <= \$133 ;
+  always @(posedge lut_gated_clk)
+    t86 <= \$134 ;
+  always @(posedge lut_gated_clk)
+    t87 <= \$135 ;
+  always @(posedge lut_gated_clk)
+    t88 <= \$136 ;
+  always @(posedge lut_gated_clk)
+    t89 <= \$137 ;
+  always @(posedge lut_gated_clk)
+    t90 <= \$138 ;
+  always @(posedge lut_gated_clk)
+    t91 <= \$139 ;
+  always @(posedge lut_gated_clk)
+    t92 <= \$140 ;
+  always @(posedge lut_gated_clk)
+    t93 <= \$141 ;
+  always @(posedge lut_gated_clk)
+    t94 <= \$142 ;
+  always @(posedge lut_gated_clk)
+    t95 <= \$143 ;
+  always @(posedge lut_gated_clk)
+    t96 <= \$144 ;
+  always @(posedge lut_gated_clk)
+    t97 <= \$145 ;
+  always @(posedge lut_gated_clk)
+    t98 <= \$146 ;
+  always @(posedge lut_gated_clk)
+    t99 <= \$147 ;
+  always @(posedge lut_gated_clk)
+    t100 <= \$148 ;
+  always @(posedge lut_gated_clk)
+    t101 <= \$149 ;
+  always @(posedge lut_gated_clk)
+    t102 <= \$150 ;
+  always @(posedge lut_gated_clk)
+    t103 <= \$151 ;
+  always @(posedge lut_gated_clk)
+    t104 <= \$152 ;
+  always @(posedge lut_gated_clk)
+    t105 <= \$153 ;
+  always @(posedge lut_gated_clk)
+    t106 <= \$154 ;
+  always @(posedge lut_gated_clk)
+    t107 <= \$155 ;
+  always @(posedge lut_gated_clk)
+    t108 <= \$156 ;
+  always @(posedge lut_gated_clk)
+    t109 <= \$157 ;
+  always @(posedge lut_gated_clk)
+    t110 <= \$158 ;
+  always @(posedge lut_gated_clk)
+    t111 <= \$159 ;
+  always @(posedge lut_gated_clk)
+    t112 <= \$160 ;
+  always @(posedge lut_gated_clk)
+    t113 <= \$161 ;
+  always @(posedge lut_gated_clk)
+    t114 <= \$162 ;
+  always @(posedge lut_gated_clk)
+    t115 <= \$163 ;
+  always @(posedge lut_gated_clk)
+    t116 <= \$164 ;
+  always @(posedge lut_gated_clk)
+    t117 <= \$165 ;
+  always @(posedge lut_gated_clk)
+    t118 <= \$166 ;
+  always @(posedge lut_gated_clk)
+    t119 <= \$167 ;
+  always @(posedge lut_gated_clk)
+    t120 <= \$168 ;
+  always @(posedge lut_gated_clk)
+    t121 <= \$169 ;
+  always @(posedge lut_gated_clk)
+    t122 <= \$170 ;
+  always @(posedge lut_gated_clk)
+    t123 <= \$171 ;
+  always @(posedge lut_gated_clk)
+    t124 <= \$172 ;
+  always @(posedge lut_gated_clk)
+    t125 <= \$173 ;
+  always @(posedge lut_gated_clk)
+    t126 <= \$174 ;
+  always @(posedge lut_gated_clk)
+    t127 <= \$175 ;
+  always @(posedge lut_gated_clk)
+    t128 <= \$176 ;
+  always @(posedge lut_gated_clk)
+    t129 <= \$177 ;
+  always @(posedge lut_gated_clk)
+    t130 <= \$178 ;
+  always @(posedge lut_gated_clk)
+    t131 <= \$179 ;
+  always @(posedge lut_gated_clk)
+    t132 <= \$180 ;
+  always @(posedge lut_gated_clk)
+    t133 <= \$181 ;
+  always @(posedge lut_gated_clk)
+    t134 <= \$182 ;
+  always @(posedge lut_gated_clk)
+    t135 <= \$183 ;
+  always @(posedge lut_gated_clk)
+    t136 <= \$184 ;
+  always @(posedge lut_gated_clk)
+    t137 <= \$185 ;
+  always @(posedge lut_gated_clk)
+    t138 <= \$186 ;
+  always @(posedge lut_gated_clk)
+    t139 <= \$187 ;
+  always @(posedge lut_gated_clk)
+    t140 <= \$188 ;
+  always @(posedge lut_gated_clk)
+    t141 <= \$189 ;
+  always @(posedge lut_gated_clk)
+    t142 <= \$190 ;
+  always @(posedge lut_gated_clk)
+    t143 <= \$191 ;
+  always @(posedge lut_gated_clk)
+    t144 <= \$192 ;
+  always @(posedge lut_gated_clk)
+    t145 <= \$193 ;
+  always @(posedge lut_gated_clk)
+    t146 <= \$194 ;
+  always @(posedge lut_gated_clk)
+    t147 <= \$195 ;
+  always @(posedge lut_gated_clk)
+    t148 <= \$196 ;
+  always @(posedge lut_gated_clk)
+    t149 <= \$197 ;
+  always @(posedge lut_gated_clk)
+    t150 <= \$198 ;
+  always @(posedge lut_gated_clk)
+    t151 <= \$199 ;
+  always @(posedge lut_gated_clk)
+    t152 <= \$200 ;
+  always @(posedge lut_gated_clk)
+    t153 <= \$201 ;
+  always @(posedge lut_gated_clk)
+    t154 <= \$202 ;
+  always @(posedge lut_gated_clk)
+    t155 <= \$203 ;
+  always @(posedge lut_gated_clk)
+    t156 <= \$204 ;
+  always @(posedge lut_gated_clk)
+    t157 <= \$205 ;
+  always @(posedge lut_gated_clk)
+    t158 <= \$206 ;
+  always @(posedge lut_gated_clk)
+    t159 <= \$207 ;
+  always @(posedge lut_gated_clk)
+    t160 <= \$208 ;
+  always @(posedge lut_gated_clk)
+    t161 <= \$209 ;
+  always @(posedge lut_gated_clk)
+    t162 <= \$210 ;
+  always @(posedge lut_gated_clk)
+    t163 <= \$211 ;
+  always @(posedge lut_gated_clk)
+    t164 <= \$212 ;
+  always @(posedge lut_gated_clk)
+    t165 <= \$213 ;
+  always @(posedge lut_gated_clk)
+    t166 <= \$214 ;
+  always @(posedge lut_gated_clk)
+    t167 <= \$215 ;
+  always @(posedge lut_gated_clk)
+    t168 <= \$216 ;
+  always @(posedge lut_gated_clk)
+    t169 <= \$217 ;
+  always @(posedge lut_gated_clk)
+    t170 <= \$218 ;
+  always @(posedge lut_gated_clk)
+    t171 <= \$219 ;
+  always @(posedge lut_gated_clk)
+    t172 <= \$220 ;
+  always @(posedge lut_gated_clk)
+    t173 <= \$221 ;
+  always @(posedge lut_gated_clk)
+    t174 <= \$222 ;
+  always @(posedge lut_gated_clk)
+    t175 <= \$223 ;
+  always @(posedge lut_gated_clk)
+    t176 <= \$224 ;
+  always @(posedge lut_gated_clk)
+    t177 <= \$225 ;
+  always @(posedge lut_gated_clk)
+    t178 <= \$226 ;
+  always @(posedge lut_gated_clk)
+    t179 <= \$227 ;
+  always @(posedge lut_gated_clk)
+    t180 <= \$228 ;
+  always @(posedge lut_gated_clk)
+    t181 <= \$229 ;
+  always @(posedge lut_gated_clk)
+    t182 <= \$230 ;
+  always @(posedge lut_gated_clk)
+    t183 <= \$231 ;
+  always @(posedge lut_gated_clk)
+    t184 <= \$232 ;
+  always @(posedge lut_gated_clk)
+    t185 <= \$233 ;
+  always @(posedge lut_gated_clk)
+    t186 <= \$234 ;
+  always @(posedge lut_gated_clk)
+    t187 <= \$235 ;
+  always @(posedge lut_gated_clk)
+    t188 <= \$236 ;
+  always @(posedge lut_gated_clk)
+    t189 <= \$237 ;
+  always @(posedge lut_gated_clk)
+    t190 <= \$238 ;
+  always @(posedge lut_gated_clk)
+    t191 <= \$239 ;
+  always @(posedge lut_gated_clk)
+    t192 <= \$240 ;
+  always @(posedge lut_gated_clk)
+    t193 <= \$241 ;
+  always @(posedge lut_gated_clk)
+    t194 <= \$242 ;
+  always @(posedge lut_gated_clk)
+    t195 <= \$243 ;
+  always @(posedge lut_gated_clk)
+    t196 <= \$244 ;
+  always @(posedge lut_gated_clk)
+    t197 <= \$245 ;
+  always @(posedge lut_gated_clk)
+    t198 <= \$246 ;
+  always @(posedge lut_gated_clk)
+    t199 <= \$247 ;
+  always @(posedge lut_gated_clk)
+    t200 <= \$248 ;
+  always @(posedge lut_gated_clk)
+    t201 <= \$249 ;
+  always @(posedge lut_gated_clk)
+    t202 <= \$250 ;
+  always @(posedge lut_gated_clk)
+    t203 <= \$251 ;
+  always @(posedge lut_gated_clk)
+    t204 <= \$252 ;
+  always @(posedge lut_gated_clk)
+    t205 <= \$253 ;
+  always @(posedge lut_gated_clk)
+    t206 <= \$254 ;
+  always @(posedge lut_gated_clk)
+    t207 <= \$255 ;
+  always @(posedge lut_gated_clk)
+    t208 <= \$256 ;
+  always @(posedge lut_gated_clk)
+    t209 <= \$257 ;
+  always @(posedge lut_gated_clk)
+    t210 <= \$258 ;
+  always @(posedge lut_gated_clk)
+    t211 <= \$259 ;
+  always @(posedge lut_gated_clk)
+    t212 <= \$260 ;
+  always @(posedge lut_gated_clk)
+    t213 <= \$261 ;
+  always @(posedge lut_gated_clk)
+    t214 <= \$262 ;
+  always @(posedge lut_gated_clk)
+    t215 <= \$263 ;
+  always @(posedge lut_gated_clk)
+    t216 <= \$264 ;
+  always @(posedge lut_gated_clk)
+    t217 <= \$265 ;
+  always @(posedge lut_gated_clk)
+    t218 <= \$266 ;
+  always @(posedge lut_gated_clk)
+    t219 <= \$267 ;
+  always @(posedge lut_gated_clk)
+    t220 <= \$268 ;
+  always @(posedge lut_gated_clk)
+    t221 <= \$269 ;
+  always @(posedge lut_gated_clk)
+    t222 <= \$270 ;
+  always @(posedge lut_gated_clk)
+    t223 <= \$271 ;
+  always @(posedge lut_gated_clk)
+    t224 <= \$272 ;
+  always @(posedge lut_gated_clk)
+    t225 <= \$273 ;
+  always @(posedge lut_gated_clk)
+    t226 <= \$274 ;
+  always @(posedge lut_gated_clk)
+    t227 <= \$275 ;
+  always @(posedge lut_gated_clk)
+    t228 <= \$276 ;
+  always @(posedge lut_gated_clk)
+    t229 <= \$277 ;
+  always @(posedge lut_gated_clk)
+    t230 <= \$278 ;
+  always @(posedge lut_gated_clk)
+    t231 <= \$279 ;
+  always @(posedge lut_gated_clk)
+    t232 <= \$280 ;
+  always @(posedge lut_gated_clk)
+    t233 <= \$281 ;
+  always @(posedge lut_gated_clk)
+    t234 <= \$282 ;
+  always @(posedge lut_gated_clk)
+    t235 <= \$283 ;
+  always @(posedge lut_gated_clk)
+    t236 <= \$284 ;
+  always @(posedge lut_gated_clk)
+    t237 <= \$285 ;
+  always @(posedge lut_gated_clk)
+    t238 <= \$286 ;
+  always @(posedge lut_gated_clk)
+    t239 <= \$287 ;
+  always @(posedge lut_gated_clk)
+    t240 <= \$288 ;
+  always @(posedge lut_gated_clk)
+    t241 <= \$289 ;
+  always @(posedge lut_gated_clk)
+    t242 <= \$290 ;
+  always @(posedge lut_gated_clk)
+    t243 <= \$291 ;
+  always @(posedge lut_gated_clk)
+    t244 <= \$292 ;
+  always @(posedge lut_gated_clk)
+    t245 <= \$293 ;
+  always @(posedge lut_gated_clk)
+    t246 <= \$294 ;
+  always @(posedge lut_gated_clk)
+    t247 <= \$295 ;
+  always @(posedge lut_gated_clk)
+    t248 <= \$296 ;
+  always @(posedge lut_gated_clk)
+    t249 <= \$297 ;
+  always @(posedge lut_gated_clk)
+    t250 <= \$298 ;
+  always @(posedge lut_gated_clk)
+    t251 <= \$299 ;
+  always @(posedge lut_gated_clk)
+    t252 <= \$300 ;
+  always @(posedge lut_gated_clk)
+    t253 <= \$301 ;
+  always @(posedge lut_gated_clk)
+    t254 <= \$302 ;
+  always @(posedge lut_gated_clk)
+    t255 <= \$303 ;
+  always @(posedge lut_gated_clk)
+    \$signal$9  <= \$304 ;
+  always @(posedge lut_gated_clk)
+    \$signal$8  <= \$305 ;
+  always @(posedge lut_gated_clk)
+    act_w__en <= \$306 ;
+  always @(posedge lut_gated_clk)
+    act_w__addr <= \$37 [11:0];
+  always @(posedge lut_gated_clk)
+    live0 <= \$39 ;
+  always @(posedge lut_gated_clk)
+    live1 <= \$41 ;
+  always @(posedge lut_gated_clk)
+    \$signal$279  <= \$307 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    (* full_case = 32'd1 *)
+    casez (act_rd__data[7:0])
+      8'h00:
+          \$6  = t0;
+      8'h01:
+          \$6  = t1;
+      8'h02:
+          \$6  = t2;
+      8'h03:
+          \$6  = t3;
+      8'h04:
+          \$6  = t4;
+      8'h05:
+          \$6  = t5;
+      8'h06:
+          \$6  = t6;
+      8'h07:
+          \$6  = t7;
+      8'h08:
+          \$6  = t8;
+      8'h09:
+          \$6  = t9;
+      8'h0a:
+          \$6  = t10;
+      8'h0b:
+          \$6  = t11;
+      8'h0c:
+          \$6  = t12;
+      8'h0d:
+          \$6  = t13;
+      8'h0e:
+          \$6  = t14;
+      8'h0f:
+          \$6  = t15;
+      8'h10:
+          \$6  = t16;
+      8'h11:
+          \$6  = t17;
+      8'h12:
+          \$6  = t18;
+      8'h13:
+          \$6  = t19;
+      8'h14:
+          \$6  = t20;
+      8'h15:
+          \$6  = t21;
+      8'h16:
+          \$6  = t22;
+      8'h17:
+          \$6  = t23;
+      8'h18:
+          \$6  = t24;
+      8'h19:
+          \$6  = t25;
+      8'h1a:
+          \$6  = t26;
+      8'h1b:
+          \$6  = t27;
+      8'h1c:
+          \$6  = t28;
+      8'h1d:
+          \$6  = t29;
+      8'h1e:
+          \$6  = t30;
+      8'h1f:
+          \$6  = t31;
+      8'h20:
+          \$6  = t32;
+      8'h21:
+          \$6  = t33;
+      8'h22:
+          \$6  = t34;
+      8'h23:
+          \$6  = t35;
+      8'h24:
+          \$6  = t36;
+      8'h25:
+          \$6  = t37;
+      8'h26:
+          \$6  = t38;
+      8'h27:
+          \$6  = t39;
+      8'h28:
+          \$6  = t40;
+      8'h29:
+          \$6  = t41;
+      8'h2a:
+          \$6  = t42;
+      8'h2b:
+          \$6  = t43;
+      8'h2c:
+          \$6  = t44;
+      8'h2d:
+          \$6  = t45;
+      8'h2e:
+          \$6  = t46;
+      8'h2f:
+          \$6  = t47;
+      8'h30:
+          \$6  = t48;
+      8'h31:
+          \$6  = t49;
+      8'h32:
+          \$6  = t50;
+      8'h33:
+          \$6  = t51;
+      8'h34:
+          \$6  = t52;
+      8'h35:
+          \$6  = t53;
+      8'h36:
+          \$6  = t54;
+      8'h37:
+          \$6  = t55;
+      8'h38:
+          \$6  = t56;
+      8'h39:
+          \$6  = t57;
+      8'h3a:
+          \$6  = t58;
+      8'h3b:
+          \$6  = t59;
+      8'h3c:
+          \$6  = t60;
+      8'h3d:
+          \$6  = t61;
+      8'h3e:
+          \$6  = t62;
+      8'h3f:
+          \$6  = t63;
+      8'h40:
+          \$6  = t64;
+      8'h41:
+          \$6  = t65;
+      8'h42:
+          \$6  = t66;
+      8'h43:
+          \$6  = t67;
+      8'h44:
+          \$6  = t68;
+      8'h45:
+          \$6  = t69;
+      8'h46:
+          \$6  = t70;
+      8'h47:
+          \$6  = t71;
+      8'h48:
+          \$6  = t72;
+      8'h49:
+          \$6  = t73;
+      8'h4a:
+          \$6  = t74;
+      8'h4b:
+          \$6  = t75;
+      8'h4c:
+          \$6  = t76;
+      8'h4d:
+          \$6  = t77;
+      8'h4e:
+          \$6  = t78;
+      8'h4f:
+          \$6  = t79;
+      8'h50:
+          \$6  = t80;
+      8'h51:
+          \$6  = t81;
+      8'h52:
+          \$6  = t82;
+      8'h53:
+          \$6  = t83;
+      8'h54:
+          \$6  = t84;
+      8'h55:
+          \$6  = t85;
+      8'h56:
+          \$6  = t86;
+      8'h57:
+          \$6  = t87;
+      8'h58:
+          \$6  = t88;
+      8'h59:
+          \$6  = t89;
+      8'h5a:
+          \$6  = t90;
+      8'h5b:
+          \$6  = t91;
+      8'h5c:
+          \$6  = t92;
+      8'h5d:
+          \$6  = t93;
+      8'h5e:
+          \$6  = t94;
+      8'h5f:
+          \$6  = t95;
+      8'h60:
+          \$6  = t96;
+      8'h61:
+          \$6  = t97;
+      8'h62:
+          \$6  = t98;
+      8'h63:
+          \$6  = t99;
+      8'h64:
+          \$6  = t100;
+      8'h65:
+          \$6  = t101;
+      8'h66:
+          \$6  = t102;
+      8'h67:
+          \$6  = t103;
+      8'h68:
+          \$6  = t104;
+      8'h69:
+          \$6  = t105;
+      8'h6a:
+          \$6  = t106;
+      8'h6b:
+          \$6  = t107;
+      8'h6c:
+          \$6  = t108;
+      8'h6d:
+          \$6  = t109;
+      8'h6e:
+          \$6  = t110;
+      8'h6f:
+          \$6  = t111;
+      8'h70:
+          \$6  = t112;
+      8'h71:
+          \$6  = t113;
+      8'h72:
+          \$6  = t114;
+      8'h73:
+          \$6  = t115;
+      8'h74:
+          \$6  = t116;
+      8'h75:
+          \$6  = t117;
+      8'h76:
+          \$6  = t118;
+      8'h77:
+          \$6  = t119;
+      8'h78:
+          \$6  = t120;
+      8'h79:
+          \$6  = t121;
+      8'h7a:
+          \$6  = t122;
+      8'h7b:
+          \$6  = t123;
+      8'h7c:
+          \$6  = t124;
+      8'h7d:
+          \$6  = t125;
+      8'h7e:
+          \$6  = t126;
+      8'h7f:
+          \$6  = t127;
+      8'h80:
+          \$6  = t128;
+      8'h81:
+          \$6  = t129;
+      8'h82:
+          \$6  = t130;
+      8'h83:
+          \$6  = t131;
+      8'h84:
+          \$6  = t132;
+      8'h85:
+          \$6  = t133;
+      8'h86:
+          \$6  = t134;
+      8'h87:
+          \$6  = t135;
+      8'h88:
+          \$6  = t136;
+      8'h89:
+          \$6  = t137;
+      8'h8a:
+          \$6  = t138;
+      8'h8b:
+          \$6  = t139;
+      8'h8c:
+          \$6  = t140;
+      8'h8d:
+          \$6  = t141;
+      8'h8e:
+          \$6  = t142;
+      8'h8f:
+          \$6  = t143;
+      8'h90:
+          \$6  = t144;
+      8'h91:
+          \$6  = t145;
+      8'h92:
+          \$6  = t146;
+      8'h93:
+          \$6  = t147;
+      8'h94:
+          \$6  = t148;
+      8'h95:
+          \$6  = t149;
+      8'h96:
+          \$6  = t150;
+      8'h97:
+          \$6  = t151;
+      8'h98:
+          \$6  = t152;
+      8'h99:
+          \$6  = t153;
+      8'h9a:
+          \$6  = t154;
+      8'h9b:
+          \$6  = t155;
+      8'h9c:
+          \$6  = t156;
+      8'h9d:
+          \$6  = t157;
+      8'h9e:
+          \$6  = t158;
+      8'h9f:
+          \$6  = t159;
+      8'ha0:
+          \$6  = t160;
+      8'ha1:
+          \$6  = t161;
+      8'ha2:
+          \$6  = t162;
+      8'ha3:
+          \$6  = t163;
+      8'ha4:
+          \$6  = t164;
+      8'ha5:
+          \$6  = t165;
+      8'ha6:
+          \$6  = t166;
+      8'ha7:
+          \$6  = t167;
+      8'ha8:
+          \$6  = t168;
+      8'ha9:
+          \$6  = t169;
+      8'haa:
+          \$6  = t170;
+      8'hab:
+          \$6  = t171;
+      8'hac:
+          \$6  = t172;
+      8'had:
+          \$6  = t173;
+      8'hae:
+          \$6  = t174;
+      8'haf:
+          \$6  = t175;
+      8'hb0:
+          \$6  = t176;
+      8'hb1:
+          \$6  = t177;
+      8'hb2:
+          \$6  = t178;
+      8'hb3:
+          \$6  = t179;
+      8'hb4:
+          \$6  = t180;
+      8'hb5:
+          \$6  = t181;
+      8'hb6:
+          \$6  = t182;
+      8'hb7:
+          \$6  = t183;
+      8'hb8:
+          \$6  = t184;
+      8'hb9:
+          \$6  = t185;
+      8'hba:
+          \$6  = t186;
+      8'hbb:
+          \$6  = t187;
+      8'hbc:
+          \$6  = t188;
+      8'hbd:
+          \$6  = t189;
+      8'hbe:
+          \$6  = t190;
+      8'hbf:
+          \$6  = t191;
+      8'hc0:
+          \$6  = t192;
+      8'hc1:
+          \$6  = t193;
+      8'hc2:
+          \$6  = t194;
+      8'hc3:
+          \$6  = t195;
+      8'hc4:
+          \$6  = t196;
+      8'hc5:
+          \$6  = t197;
+      8'hc6:
+          \$6  = t198;
+      8'hc7:
+          \$6  = t199;
+      8'hc8:
+          \$6  = t200;
+      8'hc9:
+          \$6  = t201;
+      8'hca:
+          \$6  = t202;
+      8'hcb:
+          \$6  = t203;
+      8'hcc:
+          \$6  = t204;
+      8'hcd:
+          \$6  = t205;
+      8'hce:
+          \$6  = t206;
+      8'hcf:
+          \$6  = t207;
+      8'hd0:
+          \$6  = t208;
+      8'hd1:
+          \$6  = t209;
+      8'hd2:
+          \$6  = t210;
+      8'hd3:
+          \$6  = t211;
+      8'hd4:
+          \$6  = t212;
+      8'hd5:
+          \$6  = t213;
+      8'hd6:
+          \$6  = t214;
+      8'hd7:
+          \$6  = t215;
+      8'hd8:
+          \$6  = t216;
+      8'hd9:
+          \$6  = t217;
+      8'hda:
+          \$6  = t218;
+      8'hdb:
+          \$6  = t219;
+      8'hdc:
+          \$6  = t220;
+      8'hdd:
+          \$6  = t221;
+      8'hde:
+          \$6  = t222;
+      8'hdf:
+          \$6  = t223;
+      8'he0:
+          \$6  = t224;
+      8'he1:
+          \$6  = t225;
+      8'he2:
+          \$6  = t226;
+      8'he3:
+          \$6  = t227;
+      8'he4:
+          \$6  = t228;
+      8'he5:
+          \$6  = t229;
+      8'he6:
+          \$6  = t230;
+      8'he7:
+          \$6  = t231;
+      8'he8:
+          \$6  = t232;
+      8'he9:
+          \$6  = t233;
+      8'hea:
+          \$6  = t234;
+      8'heb:
+          \$6  = t235;
+      8'hec:
+          \$6  = t236;
+      8'hed:
+          \$6  = t237;
+      8'hee:
+          \$6  = t238;
+      8'hef:
+          \$6  = t239;
+      8'hf0:
+          \$6  = t240;
+      8'hf1:
+          \$6  = t241;
+      8'hf2:
+          \$6  = t242;
+      8'hf3:
+          \$6  = t243;
+      8'hf4:
+          \$6  = t244;
+      8'hf5:
+          \$6  = t245;
+      8'hf6:
+          \$6  = t246;
+      8'hf7:
+          \$6  = t247;
+      8'hf8:
+          \$6  = t248;
+      8'hf9:
+          \$6  = t249;
+      8'hfa:
+          \$6  = t250;
+      8'hfb:
+          \$6  = t251;
+      8'hfc:
+          \$6  = t252;
+      8'hfd:
+          \$6  = t253;
+      8'hfe:
+          \$6  = t254;
+      8'hff:
+          \$6  = t255;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    (* full_case = 32'd1 *)
+    casez (act_rd__data[15:8])
+      8'h00:
+          \$8  = t0;
+      8'h01:
+          \$8  = t1;
+      8'h02:
+          \$8  = t2;
+      8'h03:
+          \$8  = t3;
+      8'h04:
+          \$8  = t4;
+      8'h05:
+          \$8  = t5;
+      8'h06:
+          \$8  = t6;
+      8'h07:
+          \$8  = t7;
+      8'h08:
+          \$8  = t8;
+      8'h09:
+          \$8  = t9;
+      8'h0a:
+          \$8  = t10;
+      8'h0b:
+          \$8  = t11;
+      8'h0c:
+          \$8  = t12;
+      8'h0d:
+          \$8  = t13;
+      8'h0e:
+          \$8  = t14;
+      8'h0f:
+          \$8  = t15;
+      8'h10:
+          \$8  = t16;
+      8'h11:
+          \$8  = t17;
+      8'h12:
+          \$8  = t18;
+      8'h13:
+          \$8  = t19;
+      8'h14:
+          \$8  = t20;
+      8'h15:
+          \$8  = t21;
+      8'h16:
+          \$8  = t22;
+      8'h17:
+          \$8  = t23;
+      8'h18:
+          \$8  = t24;
+      8'h19:
+          \$8  = t25;
+      8'h1a:
+          \$8  = t26;
+      8'h1b:
+          \$8  = t27;
+      8'h1c:
+          \$8  = t28;
+      8'h1d:
+          \$8  = t29;
+      8'h1e:
+          \$8  = t30;
+      8'h1f:
+          \$8  = t31;
+      8'h20:
+          \$8  = t32;
+      8'h21:
+          \$8  = t33;
+      8'h22:
+          \$8  = t34;
+      8'h23:
+          \$8  = t35;
+      8'h24:
+          \$8  = t36;
+      8'h25:
+          \$8  = t37;
+      8'h26:
+          \$8  = t38;
+      8'h27:
+          \$8  = t39;
+      8'h28:
+          \$8  = t40;
+      8'h29:
+          \$8  = t41;
+      8'h2a:
+          \$8  = t42;
+      8'h2b:
+          \$8  = t43;
+      8'h2c:
+          \$8  = t44;
+      8'h2d:
+          \$8  = t45;
+      8'h2e:
+          \$8  = t46;
+      8'h2f:
+          \$8  = t47;
+      8'h30:
+          \$8  = t48;
+      8'h31:
+          \$8  = t49;
+      8'h32:
+          \$8  = t50;
+      8'h33:
+          \$8  = t51;
+      8'h34:
+          \$8  = t52;
+      8'h35:
+          \$8  = t53;
+      8'h36:
+          \$8  = t54;
+      8'h37:
+          \$8  = t55;
+      8'h38:
+          \$8  = t56;
+      8'h39:
+          \$8  = t57;
+      8'h3a:
+          \$8  = t58;
+      8'h3b:
+          \$8  = t59;
+      8'h3c:
+          \$8  = t60;
+      8'h3d:
+          \$8  = t61;
+      8'h3e:
+          \$8  = t62;
+      8'h3f:
+          \$8  = t63;
+      8'h40:
+          \$8  = t64;
+      8'h41:
+          \$8  = t65;
+      8'h42:
+          \$8  = t66;
+      8'h43:
+          \$8  = t67;
+      8'h44:
+          \$8  = t68;
+      8'h45:
+          \$8  = t69;
+      8'h46:
+          \$8  = t70;
+      8'h47:
+          \$8  = t71;
+      8'h48:
+          \$8  = t72;
+      8'h49:
+          \$8  = t73;
+      8'h4a:
+          \$8  = t74;
+      8'h4b:
+          \$8  = t75;
+      8'h4c:
+          \$8  = t76;
+      8'h4d:
+          \$8  = t77;
+      8'h4e:
+          \$8  = t78;
+      8'h4f:
+          \$8  = t79;
+      8'h50:
+          \$8  = t80;
+      8'h51:
+          \$8  = t81;
+      8'h52:
+          \$8  = t82;
+      8'h53:
+          \$8  = t83;
+      8'h54:
+          \$8  = t84;
+      8'h55:
+          \$8  = t85;
+      8'h56:
+          \$8  = t86;
+      8'h57:
+          \$8  = t87;
+      8'h58:
+          \$8  = t88;
+      8'h59:
+          \$8  = t89;
+      8'h5a:
+          \$8  = t90;
+      8'h5b:
+          \$8  = t91;
+      8'h5c:
+          \$8  = t92;
+      8'h5d:
+          \$8  = t93;
+      8'h5e:
+          \$8  = t94;
+      8'h5f:
+          \$8  = t95;
+      8'h60:
+          \$8  = t96;
+      8'h61:
+          \$8  = t97;
+      8'h62:
+          \$8  = t98;
+      8'h63:
+          \$8  = t99;
+      8'h64:
+          \$8  = t100;
+      8'h65:
+          \$8  = t101;
+      8'h66:
+          \$8  = t102;
+      8'h67:
+          \$8  = t103;
+      8'h68:
+          \$8  = t104;
+      8'h69:
+          \$8  = t105;
+      8'h6a:
+          \$8  = t106;
+      8'h6b:
+          \$8  = t107;
+      8'h6c:
+          \$8  = t108;
+      8'h6d:
+          \$8  = t109;
+      8'h6e:
+          \$8  = t110;
+      8'h6f:
+          \$8  = t111;
+      8'h70:
+          \$8  = t112;
+      8'h71:
+          \$8  = t113;
+      8'h72:
+          \$8  = t114;
+      8'h73:
+          \$8  = t115;
+      8'h74:
+          \$8  = t116;
+      8'h75:
+          \$8  = t117;
+      8'h76:
+          \$8  = t118;
+      8'h77:
+          \$8  = t119;
+      8'h78:
+          \$8  = t120;
+      8'h79:
+          \$8  = t121;
+      8'h7a:
+          \$8  = t122;
+      8'h7b:
+          \$8  = t123;
+      8'h7c:
+          \$8  = t124;
+      8'h7d:
+          \$8  = t125;
+      8'h7e:
+          \$8  = t126;
+      8'h7f:
+          \$8  = t127;
+      8'h80:
+          \$8  = t128;
+      8'h81:
+          \$8  = t129;
+      8'h82:
+          \$8  = t130;
+      8'h83:
+          \$8  = t131;
+      8'h84:
+          \$8  = t132;
+      8'h85:
+          \$8  = t133;
+      8'h86:
+          \$8  = t134;
+      8'h87:
+          \$8  = t135;
+      8'h88:
+          \$8  = t136;
+      8'h89:
+          \$8  = t137;
+      8'h8a:
+          \$8  = t138;
+      8'h8b:
+          \$8  = t139;
+      8'h8c:
+          \$8  = t140;
+      8'h8d:
+          \$8  = t141;
+      8'h8e:
+          \$8  = t142;
+      8'h8f:
+          \$8  = t143;
+      8'h90:
+          \$8  = t144;
+      8'h91:
+          \$8  = t145;
+      8'h92:
+          \$8  = t146;
+      8'h93:
+          \$8  = t147;
+      8'h94:
+          \$8  = t148;
+      8'h95:
+          \$8  = t149;
+      8'h96:
+          \$8  = t150;
+      8'h97:
+          \$8  = t151;
+      8'h98:
+          \$8  = t152;
+      8'h99:
+          \$8  = t153;
+      8'h9a:
+          \$8  = t154;
+      8'h9b:
+          \$8  = t155;
+      8'h9c:
+          \$8  = t156;
+      8'h9d:
+          \$8  = t157;
+      8'h9e:
+          \$8  = t158;
+      8'h9f:
+          \$8  = t159;
+      8'ha0:
+          \$8  = t160;
+      8'ha1:
+          \$8  = t161;
+      8'ha2:
+          \$8  = t162;
+      8'ha3:
+          \$8  = t163;
+      8'ha4:
+          \$8  = t164;
+      8'ha5:
+          \$8  = t165;
+      8'ha6:
+          \$8  = t166;
+      8'ha7:
+          \$8  = t167;
+      8'ha8:
+          \$8  = t168;
+      8'ha9:
+          \$8  = t169;
+      8'haa:
+          \$8  = t170;
+      8'hab:
+          \$8  = t171;
+      8'hac:
+          \$8  = t172;
+      8'had:
+          \$8  = t173;
+      8'hae:
+          \$8  = t174;
+      8'haf:
+          \$8  = t175;
+      8'hb0:
+          \$8  = t176;
+      8'hb1:
+          \$8  = t177;
+      8'hb2:
+          \$8  = t178;
+      8'hb3:
+          \$8  = t179;
+      8'hb4:
+          \$8  = t180;
+      8'hb5:
+          \$8  = t181;
+      8'hb6:
+          \$8  = t182;
+      8'hb7:
+          \$8  = t183;
+      8'hb8:
+          \$8  = t184;
+      8'hb9:
+          \$8  = t185;
+      8'hba:
+          \$8  = t186;
+      8'hbb:
+          \$8  = t187;
+      8'hbc:
+          \$8  = t188;
+      8'hbd:
+          \$8  = t189;
+      8'hbe:
+          \$8  = t190;
+      8'hbf:
+          \$8  = t191;
+      8'hc0:
+          \$8  = t192;
+      8'hc1:
+          \$8  = t193;
+      8'hc2:
+          \$8  = t194;
+      8'hc3:
+          \$8  = t195;
+      8'hc4:
+          \$8  = t196;
+      8'hc5:
+          \$8  = t197;
+      8'hc6:
+          \$8  = t198;
+      8'hc7:
+          \$8  = t199;
+      8'hc8:
+          \$8  = t200;
+      8'hc9:
+          \$8  = t201;
+      8'hca:
+          \$8  = t202;
+      8'hcb:
+          \$8  = t203;
+      8'hcc:
+          \$8  = t204;
+      8'hcd:
+          \$8  = t205;
+      8'hce:
+          \$8  = t206;
+      8'hcf:
+          \$8  = t207;
+      8'hd0:
+          \$8  = t208;
+      8'hd1:
+          \$8  = t209;
+      8'hd2:
+          \$8  = t210;
+      8'hd3:
+          \$8  = t211;
+      8'hd4:
+          \$8  = t212;
+      8'hd5:
+          \$8  = t213;
+      8'hd6:
+          \$8  = t214;
+      8'hd7:
+          \$8  = t215;
+      8'hd8:
+          \$8  = t216;
+      8'hd9:
+          \$8  = t217;
+      8'hda:
+          \$8  = t218;
+      8'hdb:
+          \$8  = t219;
+      8'hdc:
+          \$8  = t220;
+      8'hdd:
+          \$8  = t221;
+      8'hde:
+          \$8  = t222;
+      8'hdf:
+          \$8  = t223;
+      8'he0:
+          \$8  = t224;
+      8'he1:
+          \$8  = t225;
+      8'he2:
+          \$8  = t226;
+      8'he3:
+          \$8  = t227;
+      8'he4:
+          \$8  = t228;
+      8'he5:
+          \$8  = t229;
+      8'he6:
+          \$8  = t230;
+      8'he7:
+          \$8  = t231;
+      8'he8:
+          \$8  = t232;
+      8'he9:
+          \$8  = t233;
+      8'hea:
+          \$8  = t234;
+      8'heb:
+          \$8  = t235;
+      8'hec:
+          \$8  = t236;
+      8'hed:
+          \$8  = t237;
+      8'hee:
+          \$8  = t238;
+      8'hef:
+          \$8  = t239;
+      8'hf0:
+          \$8  = t240;
+      8'hf1:
+          \$8  = t241;
+      8'hf2:
+          \$8  = t242;
+      8'hf3:
+          \$8  = t243;
+      8'hf4:
+          \$8  = t244;
+      8'hf5:
+          \$8  = t245;
+      8'hf6:
+          \$8  = t246;
+      8'hf7:
+          \$8  = t247;
+      8'hf8:
+          \$8  = t248;
+      8'hf9:
+          \$8  = t249;
+      8'hfa:
+          \$8  = t250;
+      8'hfb:
+          \$8  = t251;
+      8'hfc:
+          \$8  = t252;
+      8'hfd:
+          \$8  = t253;
+      8'hfe:
+          \$8  = t254;
+      8'hff:
+          \$8  = t255;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$43  = \$signal ;
+    if (lut_gated_rst) begin
+      \$43  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$44  = t;
+    if (lut_gated_rst) begin
+      \$44  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$45  = t;
+    if (\$signal ) begin
+      \$45  = \$16 [3:0];
+    end
+    if (start) begin
+      \$45  = 4'h0;
+    end
+    if (lut_gated_rst) begin
+      \$45  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$46  = \$signal ;
+    if (\$signal ) begin
+      if (\$17 ) begin
+        \$46  = 1'h0;
+      end
+    end
+    if (start) begin
+      \$46  = 1'h1;
+    end
+    if (lut_gated_rst) begin
+      \$46  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$47  = running;
+    if (\$signal ) begin
+      if (\$17 ) begin
+        \$47  = 1'h1;
+      end
+    end
+    if (running) begin
+      if (\$31 ) begin
+        if (\$34 ) begin
+          \$47  = 1'h0;
+        end
+      end
+    end
+    if (lut_gated_rst) begin
+      \$47  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$48  = t0;
+    if (\$signal$277 ) begin
+      if (\$18 ) begin
+        \$48  = param_rd__data[7:0];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$48  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$49  = t1;
+    if (\$signal$277 ) begin
+      if (\$18 ) begin
+        \$49  = param_rd__data[15:8];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$49  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$50  = t2;
+    if (\$signal$277 ) begin
+      if (\$18 ) begin
+        \$50  = param_rd__data[23:16];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$50  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$51  = t3;
+    if (\$signal$277 ) begin
+      if (\$18 ) begin
+        \$51  = param_rd__data[31:24];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$51  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$52  = t4;
+    if (\$signal$277 ) begin
+      if (\$18 ) begin
+        \$52  = param_rd__data[39:32];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$52  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$53  = t5;
+    if (\$signal$277 ) begin
+      if (\$18 ) begin
+        \$53  = param_rd__data[47:40];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$53  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$54  = t6;
+    if (\$signal$277 ) begin
+      if (\$18 ) begin
+        \$54  = param_rd__data[55:48];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$54  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$55  = t7;
+    if (\$signal$277 ) begin
+      if (\$18 ) begin
+        \$55  = param_rd__data[63:56];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$55  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$56  = t8;
+    if (\$signal$277 ) begin
+      if (\$18 ) begin
+        \$56  = param_rd__data[71:64];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$56  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$57  = t9;
+    if (\$signal$277 ) begin
+      if (\$18 ) begin
+        \$57  = param_rd__data[79:72];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$57  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$58  = t10;
+    if (\$signal$277 ) begin
+      if (\$18 ) begin
+        \$58  = param_rd__data[87:80];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$58  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$59  = t11;
+    if (\$signal$277 ) begin
+      if (\$18 ) begin
+        \$59  = param_rd__data[95:88];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$59  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$60  = t12;
+    if (\$signal$277 ) begin
+      if (\$18 ) begin
+        \$60  = param_rd__data[103:96];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$60  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$61  = t13;
+    if (\$signal$277 ) begin
+      if (\$18 ) begin
+        \$61  = param_rd__data[111:104];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$61  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$62  = t14;
+    if (\$signal$277 ) begin
+      if (\$18 ) begin
+        \$62  = param_rd__data[119:112];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$62  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$63  = t15;
+    if (\$signal$277 ) begin
+      if (\$18 ) begin
+        \$63  = param_rd__data[127:120];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$63  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$64  = t16;
+    if (\$signal$277 ) begin
+      if (\$18 ) begin
+        \$64  = param_rd__data[135:128];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$64  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$65  = t17;
+    if (\$signal$277 ) begin
+      if (\$18 ) begin
+        \$65  = param_rd__data[143:136];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$65  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$66  = t18;
+    if (\$signal$277 ) begin
+      if (\$18 ) begin
+        \$66  = param_rd__data[151:144];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$66  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$67  = t19;
+    if (\$signal$277 ) begin
+      if (\$18 ) begin
+        \$67  = param_rd__data[159:152];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$67  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$68  = t20;
+    if (\$signal$277 ) begin
+      if (\$18 ) begin
+        \$68  = param_rd__data[167:160];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$68  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$69  = t21;
+    if (\$signal$277 ) begin
+      if (\$18 ) begin
+        \$69  = param_rd__data[175:168];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$69  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$70  = t22;
+    if (\$signal$277 ) begin
+      if (\$18 ) begin
+        \$70  = param_rd__data[183:176];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$70  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$71  = t23;
+    if (\$signal$277 ) begin
+      if (\$18 ) begin
+        \$71  = param_rd__data[191:184];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$71  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$72  = t24;
+    if (\$signal$277 ) begin
+      if (\$19 ) begin
+        \$72  = param_rd__data[7:0];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$72  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$73  = t25;
+    if (\$signal$277 ) begin
+      if (\$19 ) begin
+        \$73  = param_rd__data[15:8];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$73  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$74  = t26;
+    if (\$signal$277 ) begin
+      if (\$19 ) begin
+        \$74  = param_rd__data[23:16];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$74  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$75  = t27;
+    if (\$signal$277 ) begin
+      if (\$19 ) begin
+        \$75  = param_rd__data[31:24];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$75  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$76  = t28;
+    if (\$signal$277 ) begin
+      if (\$19 ) begin
+        \$76  = param_rd__data[39:32];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$76  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$77  = t29;
+    if (\$signal$277 ) begin
+      if (\$19 ) begin
+        \$77  = param_rd__data[47:40];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$77  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$78  = t30;
+    if (\$signal$277 ) begin
+      if (\$19 ) begin
+        \$78  = param_rd__data[55:48];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$78  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$79  = t31;
+    if (\$signal$277 ) begin
+      if (\$19 ) begin
+        \$79  = param_rd__data[63:56];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$79  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$80  = t32;
+    if (\$signal$277 ) begin
+      if (\$19 ) begin
+        \$80  = param_rd__data[71:64];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$80  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$81  = t33;
+    if (\$signal$277 ) begin
+      if (\$19 ) begin
+        \$81  = param_rd__data[79:72];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$81  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$82  = t34;
+    if (\$signal$277 ) begin
+      if (\$19 ) begin
+        \$82  = param_rd__data[87:80];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$82  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$83  = t35;
+    if (\$signal$277 ) begin
+      if (\$19 ) begin
+        \$83  = param_rd__data[95:88];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$83  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$84  = t36;
+    if (\$signal$277 ) begin
+      if (\$19 ) begin
+        \$84  = param_rd__data[103:96];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$84  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$85  = t37;
+    if (\$signal$277 ) begin
+      if (\$19 ) begin
+        \$85  = param_rd__data[111:104];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$85  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$86  = t38;
+    if (\$signal$277 ) begin
+      if (\$19 ) begin
+        \$86  = param_rd__data[119:112];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$86  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$87  = t39;
+    if (\$signal$277 ) begin
+      if (\$19 ) begin
+        \$87  = param_rd__data[127:120];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$87  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$88  = t40;
+    if (\$signal$277 ) begin
+      if (\$19 ) begin
+        \$88  = param_rd__data[135:128];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$88  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$89  = t41;
+    if (\$signal$277 ) begin
+      if (\$19 ) begin
+        \$89  = param_rd__data[143:136];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$89  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$90  = t42;
+    if (\$signal$277 ) begin
+      if (\$19 ) begin
+        \$90  = param_rd__data[151:144];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$90  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$91  = t43;
+    if (\$signal$277 ) begin
+      if (\$19 ) begin
+        \$91  = param_rd__data[159:152];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$91  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$92  = t44;
+    if (\$signal$277 ) begin
+      if (\$19 ) begin
+        \$92  = param_rd__data[167:160];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$92  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$93  = t45;
+    if (\$signal$277 ) begin
+      if (\$19 ) begin
+        \$93  = param_rd__data[175:168];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$93  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$94  = t46;
+    if (\$signal$277 ) begin
+      if (\$19 ) begin
+        \$94  = param_rd__data[183:176];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$94  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$95  = t47;
+    if (\$signal$277 ) begin
+      if (\$19 ) begin
+        \$95  = param_rd__data[191:184];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$95  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$96  = t48;
+    if (\$signal$277 ) begin
+      if (\$20 ) begin
+        \$96  = param_rd__data[7:0];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$96  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$97  = t49;
+    if (\$signal$277 ) begin
+      if (\$20 ) begin
+        \$97  = param_rd__data[15:8];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$97  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$98  = t50;
+    if (\$signal$277 ) begin
+      if (\$20 ) begin
+        \$98  = param_rd__data[23:16];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$98  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$99  = t51;
+    if (\$signal$277 ) begin
+      if (\$20 ) begin
+        \$99  = param_rd__data[31:24];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$99  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$100  = t52;
+    if (\$signal$277 ) begin
+      if (\$20 ) begin
+        \$100  = param_rd__data[39:32];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$100  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$101  = t53;
+    if (\$signal$277 ) begin
+      if (\$20 ) begin
+        \$101  = param_rd__data[47:40];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$101  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$102  = t54;
+    if (\$signal$277 ) begin
+      if (\$20 ) begin
+        \$102  = param_rd__data[55:48];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$102  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$103  = t55;
+    if (\$signal$277 ) begin
+      if (\$20 ) begin
+        \$103  = param_rd__data[63:56];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$103  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$104  = t56;
+    if (\$signal$277 ) begin
+      if (\$20 ) begin
+        \$104  = param_rd__data[71:64];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$104  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$105  = t57;
+    if (\$signal$277 ) begin
+      if (\$20 ) begin
+        \$105  = param_rd__data[79:72];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$105  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$106  = t58;
+    if (\$signal$277 ) begin
+      if (\$20 ) begin
+        \$106  = param_rd__data[87:80];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$106  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$107  = t59;
+    if (\$signal$277 ) begin
+      if (\$20 ) begin
+        \$107  = param_rd__data[95:88];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$107  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$108  = t60;
+    if (\$signal$277 ) begin
+      if (\$20 ) begin
+        \$108  = param_rd__data[103:96];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$108  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$109  = t61;
+    if (\$signal$277 ) begin
+      if (\$20 ) begin
+        \$109  = param_rd__data[111:104];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$109  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$110  = t62;
+    if (\$signal$277 ) begin
+      if (\$20 ) begin
+        \$110  = param_rd__data[119:112];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$110  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$111  = t63;
+    if (\$signal$277 ) begin
+      if (\$20 ) begin
+        \$111  = param_rd__data[127:120];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$111  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$112  = t64;
+    if (\$signal$277 ) begin
+      if (\$20 ) begin
+        \$112  = param_rd__data[135:128];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$112  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$113  = t65;
+    if (\$signal$277 ) begin
+      if (\$20 ) begin
+        \$113  = param_rd__data[143:136];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$113  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$114  = t66;
+    if (\$signal$277 ) begin
+      if (\$20 ) begin
+        \$114  = param_rd__data[151:144];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$114  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$115  = t67;
+    if (\$signal$277 ) begin
+      if (\$20 ) begin
+        \$115  = param_rd__data[159:152];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$115  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$116  = t68;
+    if (\$signal$277 ) begin
+      if (\$20 ) begin
+        \$116  = param_rd__data[167:160];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$116  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$117  = t69;
+    if (\$signal$277 ) begin
+      if (\$20 ) begin
+        \$117  = param_rd__data[175:168];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$117  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$118  = t70;
+    if (\$signal$277 ) begin
+      if (\$20 ) begin
+        \$118  = param_rd__data[183:176];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$118  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$119  = t71;
+    if (\$signal$277 ) begin
+      if (\$20 ) begin
+        \$119  = param_rd__data[191:184];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$119  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$120  = t72;
+    if (\$signal$277 ) begin
+      if (\$21 ) begin
+        \$120  = param_rd__data[7:0];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$120  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$121  = t73;
+    if (\$signal$277 ) begin
+      if (\$21 ) begin
+        \$121  = param_rd__data[15:8];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$121  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$122  = t74;
+    if (\$signal$277 ) begin
+      if (\$21 ) begin
+        \$122  = param_rd__data[23:16];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$122  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$123  = t75;
+    if (\$signal$277 ) begin
+      if (\$21 ) begin
+        \$123  = param_rd__data[31:24];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$123  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$124  = t76;
+    if (\$signal$277 ) begin
+      if (\$21 ) begin
+        \$124  = param_rd__data[39:32];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$124  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$125  = t77;
+    if (\$signal$277 ) begin
+      if (\$21 ) begin
+        \$125  = param_rd__data[47:40];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$125  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$126  = t78;
+    if (\$signal$277 ) begin
+      if (\$21 ) begin
+        \$126  = param_rd__data[55:48];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$126  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$127  = t79;
+    if (\$signal$277 ) begin
+      if (\$21 ) begin
+        \$127  = param_rd__data[63:56];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$127  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$128  = t80;
+    if (\$signal$277 ) begin
+      if (\$21 ) begin
+        \$128  = param_rd__data[71:64];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$128  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$129  = t81;
+    if (\$signal$277 ) begin
+      if (\$21 ) begin
+        \$129  = param_rd__data[79:72];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$129  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$130  = t82;
+    if (\$signal$277 ) begin
+      if (\$21 ) begin
+        \$130  = param_rd__data[87:80];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$130  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$131  = t83;
+    if (\$signal$277 ) begin
+      if (\$21 ) begin
+        \$131  = param_rd__data[95:88];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$131  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$132  = t84;
+    if (\$signal$277 ) begin
+      if (\$21 ) begin
+        \$132  = param_rd__data[103:96];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$132  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$133  = t85;
+    if (\$signal$277 ) begin
+      if (\$21 ) begin
+        \$133  = param_rd__data[111:104];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$133  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$134  = t86;
+    if (\$signal$277 ) begin
+      if (\$21 ) begin
+        \$134  = param_rd__data[119:112];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$134  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$135  = t87;
+    if (\$signal$277 ) begin
+      if (\$21 ) begin
+        \$135  = param_rd__data[127:120];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$135  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$136  = t88;
+    if (\$signal$277 ) begin
+      if (\$21 ) begin
+        \$136  = param_rd__data[135:128];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$136  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$137  = t89;
+    if (\$signal$277 ) begin
+      if (\$21 ) begin
+        \$137  = param_rd__data[143:136];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$137  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$138  = t90;
+    if (\$signal$277 ) begin
+      if (\$21 ) begin
+        \$138  = param_rd__data[151:144];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$138  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$139  = t91;
+    if (\$signal$277 ) begin
+      if (\$21 ) begin
+        \$139  = param_rd__data[159:152];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$139  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$140  = t92;
+    if (\$signal$277 ) begin
+      if (\$21 ) begin
+        \$140  = param_rd__data[167:160];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$140  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$141  = t93;
+    if (\$signal$277 ) begin
+      if (\$21 ) begin
+        \$141  = param_rd__data[175:168];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$141  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$142  = t94;
+    if (\$signal$277 ) begin
+      if (\$21 ) begin
+        \$142  = param_rd__data[183:176];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$142  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$143  = t95;
+    if (\$signal$277 ) begin
+      if (\$21 ) begin
+        \$143  = param_rd__data[191:184];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$143  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$144  = t96;
+    if (\$signal$277 ) begin
+      if (\$22 ) begin
+        \$144  = param_rd__data[7:0];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$144  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$145  = t97;
+    if (\$signal$277 ) begin
+      if (\$22 ) begin
+        \$145  = param_rd__data[15:8];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$145  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$146  = t98;
+    if (\$signal$277 ) begin
+      if (\$22 ) begin
+        \$146  = param_rd__data[23:16];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$146  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$147  = t99;
+    if (\$signal$277 ) begin
+      if (\$22 ) begin
+        \$147  = param_rd__data[31:24];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$147  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$148  = t100;
+    if (\$signal$277 ) begin
+      if (\$22 ) begin
+        \$148  = param_rd__data[39:32];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$148  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$149  = t101;
+    if (\$signal$277 ) begin
+      if (\$22 ) begin
+        \$149  = param_rd__data[47:40];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$149  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$150  = t102;
+    if (\$signal$277 ) begin
+      if (\$22 ) begin
+        \$150  = param_rd__data[55:48];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$150  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$151  = t103;
+    if (\$signal$277 ) begin
+      if (\$22 ) begin
+        \$151  = param_rd__data[63:56];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$151  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$152  = t104;
+    if (\$signal$277 ) begin
+      if (\$22 ) begin
+        \$152  = param_rd__data[71:64];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$152  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$153  = t105;
+    if (\$signal$277 ) begin
+      if (\$22 ) begin
+        \$153  = param_rd__data[79:72];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$153  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$154  = t106;
+    if (\$signal$277 ) begin
+      if (\$22 ) begin
+        \$154  = param_rd__data[87:80];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$154  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$155  = t107;
+    if (\$signal$277 ) begin
+      if (\$22 ) begin
+        \$155  = param_rd__data[95:88];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$155  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$156  = t108;
+    if (\$signal$277 ) begin
+      if (\$22 ) begin
+        \$156  = param_rd__data[103:96];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$156  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$157  = t109;
+    if (\$signal$277 ) begin
+      if (\$22 ) begin
+        \$157  = param_rd__data[111:104];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$157  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$158  = t110;
+    if (\$signal$277 ) begin
+      if (\$22 ) begin
+        \$158  = param_rd__data[119:112];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$158  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$159  = t111;
+    if (\$signal$277 ) begin
+      if (\$22 ) begin
+        \$159  = param_rd__data[127:120];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$159  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$160  = t112;
+    if (\$signal$277 ) begin
+      if (\$22 ) begin
+        \$160  = param_rd__data[135:128];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$160  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$161  = t113;
+    if (\$signal$277 ) begin
+      if (\$22 ) begin
+        \$161  = param_rd__data[143:136];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$161  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$162  = t114;
+    if (\$signal$277 ) begin
+      if (\$22 ) begin
+        \$162  = param_rd__data[151:144];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$162  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$163  = t115;
+    if (\$signal$277 ) begin
+      if (\$22 ) begin
+        \$163  = param_rd__data[159:152];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$163  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$164  = t116;
+    if (\$signal$277 ) begin
+      if (\$22 ) begin
+        \$164  = param_rd__data[167:160];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$164  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$165  = t117;
+    if (\$signal$277 ) begin
+      if (\$22 ) begin
+        \$165  = param_rd__data[175:168];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$165  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$166  = t118;
+    if (\$signal$277 ) begin
+      if (\$22 ) begin
+        \$166  = param_rd__data[183:176];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$166  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$167  = t119;
+    if (\$signal$277 ) begin
+      if (\$22 ) begin
+        \$167  = param_rd__data[191:184];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$167  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$168  = t120;
+    if (\$signal$277 ) begin
+      if (\$23 ) begin
+        \$168  = param_rd__data[7:0];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$168  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$169  = t121;
+    if (\$signal$277 ) begin
+      if (\$23 ) begin
+        \$169  = param_rd__data[15:8];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$169  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$170  = t122;
+    if (\$signal$277 ) begin
+      if (\$23 ) begin
+        \$170  = param_rd__data[23:16];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$170  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$171  = t123;
+    if (\$signal$277 ) begin
+      if (\$23 ) begin
+        \$171  = param_rd__data[31:24];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$171  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$172  = t124;
+    if (\$signal$277 ) begin
+      if (\$23 ) begin
+        \$172  = param_rd__data[39:32];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$172  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$173  = t125;
+    if (\$signal$277 ) begin
+      if (\$23 ) begin
+        \$173  = param_rd__data[47:40];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$173  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$174  = t126;
+    if (\$signal$277 ) begin
+      if (\$23 ) begin
+        \$174  = param_rd__data[55:48];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$174  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$175  = t127;
+    if (\$signal$277 ) begin
+      if (\$23 ) begin
+        \$175  = param_rd__data[63:56];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$175  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$176  = t128;
+    if (\$signal$277 ) begin
+      if (\$23 ) begin
+        \$176  = param_rd__data[71:64];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$176  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$177  = t129;
+    if (\$signal$277 ) begin
+      if (\$23 ) begin
+        \$177  = param_rd__data[79:72];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$177  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$178  = t130;
+    if (\$signal$277 ) begin
+      if (\$23 ) begin
+        \$178  = param_rd__data[87:80];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$178  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$179  = t131;
+    if (\$signal$277 ) begin
+      if (\$23 ) begin
+        \$179  = param_rd__data[95:88];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$179  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$180  = t132;
+    if (\$signal$277 ) begin
+      if (\$23 ) begin
+        \$180  = param_rd__data[103:96];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$180  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$181  = t133;
+    if (\$signal$277 ) begin
+      if (\$23 ) begin
+        \$181  = param_rd__data[111:104];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$181  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$182  = t134;
+    if (\$signal$277 ) begin
+      if (\$23 ) begin
+        \$182  = param_rd__data[119:112];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$182  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$183  = t135;
+    if (\$signal$277 ) begin
+      if (\$23 ) begin
+        \$183  = param_rd__data[127:120];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$183  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$184  = t136;
+    if (\$signal$277 ) begin
+      if (\$23 ) begin
+        \$184  = param_rd__data[135:128];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$184  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$185  = t137;
+    if (\$signal$277 ) begin
+      if (\$23 ) begin
+        \$185  = param_rd__data[143:136];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$185  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$186  = t138;
+    if (\$signal$277 ) begin
+      if (\$23 ) begin
+        \$186  = param_rd__data[151:144];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$186  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$187  = t139;
+    if (\$signal$277 ) begin
+      if (\$23 ) begin
+        \$187  = param_rd__data[159:152];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$187  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$188  = t140;
+    if (\$signal$277 ) begin
+      if (\$23 ) begin
+        \$188  = param_rd__data[167:160];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$188  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$189  = t141;
+    if (\$signal$277 ) begin
+      if (\$23 ) begin
+        \$189  = param_rd__data[175:168];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$189  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$190  = t142;
+    if (\$signal$277 ) begin
+      if (\$23 ) begin
+        \$190  = param_rd__data[183:176];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$190  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$191  = t143;
+    if (\$signal$277 ) begin
+      if (\$23 ) begin
+        \$191  = param_rd__data[191:184];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$191  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$192  = t144;
+    if (\$signal$277 ) begin
+      if (\$24 ) begin
+        \$192  = param_rd__data[7:0];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$192  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$193  = t145;
+    if (\$signal$277 ) begin
+      if (\$24 ) begin
+        \$193  = param_rd__data[15:8];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$193  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$194  = t146;
+    if (\$signal$277 ) begin
+      if (\$24 ) begin
+        \$194  = param_rd__data[23:16];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$194  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$195  = t147;
+    if (\$signal$277 ) begin
+      if (\$24 ) begin
+        \$195  = param_rd__data[31:24];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$195  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$196  = t148;
+    if (\$signal$277 ) begin
+      if (\$24 ) begin
+        \$196  = param_rd__data[39:32];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$196  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$197  = t149;
+    if (\$signal$277 ) begin
+      if (\$24 ) begin
+        \$197  = param_rd__data[47:40];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$197  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$198  = t150;
+    if (\$signal$277 ) begin
+      if (\$24 ) begin
+        \$198  = param_rd__data[55:48];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$198  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$199  = t151;
+    if (\$signal$277 ) begin
+      if (\$24 ) begin
+        \$199  = param_rd__data[63:56];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$199  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$200  = t152;
+    if (\$signal$277 ) begin
+      if (\$24 ) begin
+        \$200  = param_rd__data[71:64];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$200  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$201  = t153;
+    if (\$signal$277 ) begin
+      if (\$24 ) begin
+        \$201  = param_rd__data[79:72];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$201  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$202  = t154;
+    if (\$signal$277 ) begin
+      if (\$24 ) begin
+        \$202  = param_rd__data[87:80];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$202  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$203  = t155;
+    if (\$signal$277 ) begin
+      if (\$24 ) begin
+        \$203  = param_rd__data[95:88];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$203  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$204  = t156;
+    if (\$signal$277 ) begin
+      if (\$24 ) begin
+        \$204  = param_rd__data[103:96];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$204  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$205  = t157;
+    if (\$signal$277 ) begin
+      if (\$24 ) begin
+        \$205  = param_rd__data[111:104];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$205  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$206  = t158;
+    if (\$signal$277 ) begin
+      if (\$24 ) begin
+        \$206  = param_rd__data[119:112];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$206  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$207  = t159;
+    if (\$signal$277 ) begin
+      if (\$24 ) begin
+        \$207  = param_rd__data[127:120];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$207  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$208  = t160;
+    if (\$signal$277 ) begin
+      if (\$24 ) begin
+        \$208  = param_rd__data[135:128];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$208  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$209  = t161;
+    if (\$signal$277 ) begin
+      if (\$24 ) begin
+        \$209  = param_rd__data[143:136];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$209  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$210  = t162;
+    if (\$signal$277 ) begin
+      if (\$24 ) begin
+        \$210  = param_rd__data[151:144];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$210  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$211  = t163;
+    if (\$signal$277 ) begin
+      if (\$24 ) begin
+        \$211  = param_rd__data[159:152];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$211  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$212  = t164;
+    if (\$signal$277 ) begin
+      if (\$24 ) begin
+        \$212  = param_rd__data[167:160];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$212  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$213  = t165;
+    if (\$signal$277 ) begin
+      if (\$24 ) begin
+        \$213  = param_rd__data[175:168];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$213  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$214  = t166;
+    if (\$signal$277 ) begin
+      if (\$24 ) begin
+        \$214  = param_rd__data[183:176];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$214  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$215  = t167;
+    if (\$signal$277 ) begin
+      if (\$24 ) begin
+        \$215  = param_rd__data[191:184];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$215  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$216  = t168;
+    if (\$signal$277 ) begin
+      if (\$25 ) begin
+        \$216  = param_rd__data[7:0];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$216  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$217  = t169;
+    if (\$signal$277 ) begin
+      if (\$25 ) begin
+        \$217  = param_rd__data[15:8];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$217  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$218  = t170;
+    if (\$signal$277 ) begin
+      if (\$25 ) begin
+        \$218  = param_rd__data[23:16];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$218  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$219  = t171;
+    if (\$signal$277 ) begin
+      if (\$25 ) begin
+        \$219  = param_rd__data[31:24];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$219  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$220  = t172;
+    if (\$signal$277 ) begin
+      if (\$25 ) begin
+        \$220  = param_rd__data[39:32];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$220  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$221  = t173;
+    if (\$signal$277 ) begin
+      if (\$25 ) begin
+        \$221  = param_rd__data[47:40];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$221  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$222  = t174;
+    if (\$signal$277 ) begin
+      if (\$25 ) begin
+        \$222  = param_rd__data[55:48];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$222  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$223  = t175;
+    if (\$signal$277 ) begin
+      if (\$25 ) begin
+        \$223  = param_rd__data[63:56];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$223  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$224  = t176;
+    if (\$signal$277 ) begin
+      if (\$25 ) begin
+        \$224  = param_rd__data[71:64];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$224  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$225  = t177;
+    if (\$signal$277 ) begin
+      if (\$25 ) begin
+        \$225  = param_rd__data[79:72];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$225  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$226  = t178;
+    if (\$signal$277 ) begin
+      if (\$25 ) begin
+        \$226  = param_rd__data[87:80];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$226  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$227  = t179;
+    if (\$signal$277 ) begin
+      if (\$25 ) begin
+        \$227  = param_rd__data[95:88];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$227  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$228  = t180;
+    if (\$signal$277 ) begin
+      if (\$25 ) begin
+        \$228  = param_rd__data[103:96];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$228  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$229  = t181;
+    if (\$signal$277 ) begin
+      if (\$25 ) begin
+        \$229  = param_rd__data[111:104];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$229  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$230  = t182;
+    if (\$signal$277 ) begin
+      if (\$25 ) begin
+        \$230  = param_rd__data[119:112];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$230  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$231  = t183;
+    if (\$signal$277 ) begin
+      if (\$25 ) begin
+        \$231  = param_rd__data[127:120];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$231  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$232  = t184;
+    if (\$signal$277 ) begin
+      if (\$25 ) begin
+        \$232  = param_rd__data[135:128];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$232  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$233  = t185;
+    if (\$signal$277 ) begin
+      if (\$25 ) begin
+        \$233  = param_rd__data[143:136];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$233  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$234  = t186;
+    if (\$signal$277 ) begin
+      if (\$25 ) begin
+        \$234  = param_rd__data[151:144];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$234  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$235  = t187;
+    if (\$signal$277 ) begin
+      if (\$25 ) begin
+        \$235  = param_rd__data[159:152];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$235  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$236  = t188;
+    if (\$signal$277 ) begin
+      if (\$25 ) begin
+        \$236  = param_rd__data[167:160];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$236  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$237  = t189;
+    if (\$signal$277 ) begin
+      if (\$25 ) begin
+        \$237  = param_rd__data[175:168];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$237  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$238  = t190;
+    if (\$signal$277 ) begin
+      if (\$25 ) begin
+        \$238  = param_rd__data[183:176];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$238  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$239  = t191;
+    if (\$signal$277 ) begin
+      if (\$25 ) begin
+        \$239  = param_rd__data[191:184];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$239  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$240  = t192;
+    if (\$signal$277 ) begin
+      if (\$26 ) begin
+        \$240  = param_rd__data[7:0];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$240  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$241  = t193;
+    if (\$signal$277 ) begin
+      if (\$26 ) begin
+        \$241  = param_rd__data[15:8];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$241  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$242  = t194;
+    if (\$signal$277 ) begin
+      if (\$26 ) begin
+        \$242  = param_rd__data[23:16];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$242  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$243  = t195;
+    if (\$signal$277 ) begin
+      if (\$26 ) begin
+        \$243  = param_rd__data[31:24];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$243  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$244  = t196;
+    if (\$signal$277 ) begin
+      if (\$26 ) begin
+        \$244  = param_rd__data[39:32];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$244  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$245  = t197;
+    if (\$signal$277 ) begin
+      if (\$26 ) begin
+        \$245  = param_rd__data[47:40];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$245  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$246  = t198;
+    if (\$signal$277 ) begin
+      if (\$26 ) begin
+        \$246  = param_rd__data[55:48];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$246  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$247  = t199;
+    if (\$signal$277 ) begin
+      if (\$26 ) begin
+        \$247  = param_rd__data[63:56];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$247  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$248  = t200;
+    if (\$signal$277 ) begin
+      if (\$26 ) begin
+        \$248  = param_rd__data[71:64];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$248  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$249  = t201;
+    if (\$signal$277 ) begin
+      if (\$26 ) begin
+        \$249  = param_rd__data[79:72];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$249  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$250  = t202;
+    if (\$signal$277 ) begin
+      if (\$26 ) begin
+        \$250  = param_rd__data[87:80];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$250  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$251  = t203;
+    if (\$signal$277 ) begin
+      if (\$26 ) begin
+        \$251  = param_rd__data[95:88];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$251  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$252  = t204;
+    if (\$signal$277 ) begin
+      if (\$26 ) begin
+        \$252  = param_rd__data[103:96];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$252  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$253  = t205;
+    if (\$signal$277 ) begin
+      if (\$26 ) begin
+        \$253  = param_rd__data[111:104];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$253  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$254  = t206;
+    if (\$signal$277 ) begin
+      if (\$26 ) begin
+        \$254  = param_rd__data[119:112];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$254  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$255  = t207;
+    if (\$signal$277 ) begin
+      if (\$26 ) begin
+        \$255  = param_rd__data[127:120];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$255  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$256  = t208;
+    if (\$signal$277 ) begin
+      if (\$26 ) begin
+        \$256  = param_rd__data[135:128];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$256  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$257  = t209;
+    if (\$signal$277 ) begin
+      if (\$26 ) begin
+        \$257  = param_rd__data[143:136];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$257  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$258  = t210;
+    if (\$signal$277 ) begin
+      if (\$26 ) begin
+        \$258  = param_rd__data[151:144];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$258  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$259  = t211;
+    if (\$signal$277 ) begin
+      if (\$26 ) begin
+        \$259  = param_rd__data[159:152];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$259  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$260  = t212;
+    if (\$signal$277 ) begin
+      if (\$26 ) begin
+        \$260  = param_rd__data[167:160];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$260  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$261  = t213;
+    if (\$signal$277 ) begin
+      if (\$26 ) begin
+        \$261  = param_rd__data[175:168];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$261  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$262  = t214;
+    if (\$signal$277 ) begin
+      if (\$26 ) begin
+        \$262  = param_rd__data[183:176];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$262  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$263  = t215;
+    if (\$signal$277 ) begin
+      if (\$26 ) begin
+        \$263  = param_rd__data[191:184];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$263  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$264  = t216;
+    if (\$signal$277 ) begin
+      if (\$27 ) begin
+        \$264  = param_rd__data[7:0];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$264  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$265  = t217;
+    if (\$signal$277 ) begin
+      if (\$27 ) begin
+        \$265  = param_rd__data[15:8];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$265  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$266  = t218;
+    if (\$signal$277 ) begin
+      if (\$27 ) begin
+        \$266  = param_rd__data[23:16];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$266  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$267  = t219;
+    if (\$signal$277 ) begin
+      if (\$27 ) begin
+        \$267  = param_rd__data[31:24];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$267  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$268  = t220;
+    if (\$signal$277 ) begin
+      if (\$27 ) begin
+        \$268  = param_rd__data[39:32];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$268  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$269  = t221;
+    if (\$signal$277 ) begin
+      if (\$27 ) begin
+        \$269  = param_rd__data[47:40];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$269  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$270  = t222;
+    if (\$signal$277 ) begin
+      if (\$27 ) begin
+        \$270  = param_rd__data[55:48];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$270  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$271  = t223;
+    if (\$signal$277 ) begin
+      if (\$27 ) begin
+        \$271  = param_rd__data[63:56];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$271  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$272  = t224;
+    if (\$signal$277 ) begin
+      if (\$27 ) begin
+        \$272  = param_rd__data[71:64];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$272  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$273  = t225;
+    if (\$signal$277 ) begin
+      if (\$27 ) begin
+        \$273  = param_rd__data[79:72];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$273  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$274  = t226;
+    if (\$signal$277 ) begin
+      if (\$27 ) begin
+        \$274  = param_rd__data[87:80];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$274  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$275  = t227;
+    if (\$signal$277 ) begin
+      if (\$27 ) begin
+        \$275  = param_rd__data[95:88];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$275  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$276  = t228;
+    if (\$signal$277 ) begin
+      if (\$27 ) begin
+        \$276  = param_rd__data[103:96];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$276  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$277  = t229;
+    if (\$signal$277 ) begin
+      if (\$27 ) begin
+        \$277  = param_rd__data[111:104];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$277  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$278  = t230;
+    if (\$signal$277 ) begin
+      if (\$27 ) begin
+        \$278  = param_rd__data[119:112];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$278  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$279  = t231;
+    if (\$signal$277 ) begin
+      if (\$27 ) begin
+        \$279  = param_rd__data[127:120];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$279  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$280  = t232;
+    if (\$signal$277 ) begin
+      if (\$27 ) begin
+        \$280  = param_rd__data[135:128];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$280  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$281  = t233;
+    if (\$signal$277 ) begin
+      if (\$27 ) begin
+        \$281  = param_rd__data[143:136];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$281  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$282  = t234;
+    if (\$signal$277 ) begin
+      if (\$27 ) begin
+        \$282  = param_rd__data[151:144];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$282  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$283  = t235;
+    if (\$signal$277 ) begin
+      if (\$27 ) begin
+        \$283  = param_rd__data[159:152];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$283  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$284  = t236;
+    if (\$signal$277 ) begin
+      if (\$27 ) begin
+        \$284  = param_rd__data[167:160];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$284  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$285  = t237;
+    if (\$signal$277 ) begin
+      if (\$27 ) begin
+        \$285  = param_rd__data[175:168];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$285  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$286  = t238;
+    if (\$signal$277 ) begin
+      if (\$27 ) begin
+        \$286  = param_rd__data[183:176];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$286  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$287  = t239;
+    if (\$signal$277 ) begin
+      if (\$27 ) begin
+        \$287  = param_rd__data[191:184];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$287  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$288  = t240;
+    if (\$signal$277 ) begin
+      if (\$28 ) begin
+        \$288  = param_rd__data[7:0];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$288  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$289  = t241;
+    if (\$signal$277 ) begin
+      if (\$28 ) begin
+        \$289  = param_rd__data[15:8];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$289  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$290  = t242;
+    if (\$signal$277 ) begin
+      if (\$28 ) begin
+        \$290  = param_rd__data[23:16];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$290  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$291  = t243;
+    if (\$signal$277 ) begin
+      if (\$28 ) begin
+        \$291  = param_rd__data[31:24];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$291  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$292  = t244;
+    if (\$signal$277 ) begin
+      if (\$28 ) begin
+        \$292  = param_rd__data[39:32];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$292  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$293  = t245;
+    if (\$signal$277 ) begin
+      if (\$28 ) begin
+        \$293  = param_rd__data[47:40];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$293  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$294  = t246;
+    if (\$signal$277 ) begin
+      if (\$28 ) begin
+        \$294  = param_rd__data[55:48];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$294  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$295  = t247;
+    if (\$signal$277 ) begin
+      if (\$28 ) begin
+        \$295  = param_rd__data[63:56];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$295  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$296  = t248;
+    if (\$signal$277 ) begin
+      if (\$28 ) begin
+        \$296  = param_rd__data[71:64];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$296  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$297  = t249;
+    if (\$signal$277 ) begin
+      if (\$28 ) begin
+        \$297  = param_rd__data[79:72];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$297  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$298  = t250;
+    if (\$signal$277 ) begin
+      if (\$28 ) begin
+        \$298  = param_rd__data[87:80];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$298  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$299  = t251;
+    if (\$signal$277 ) begin
+      if (\$28 ) begin
+        \$299  = param_rd__data[95:88];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$299  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$300  = t252;
+    if (\$signal$277 ) begin
+      if (\$28 ) begin
+        \$300  = param_rd__data[103:96];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$300  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$301  = t253;
+    if (\$signal$277 ) begin
+      if (\$28 ) begin
+        \$301  = param_rd__data[111:104];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$301  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$302  = t254;
+    if (\$signal$277 ) begin
+      if (\$28 ) begin
+        \$302  = param_rd__data[119:112];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$302  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$303  = t255;
+    if (\$signal$277 ) begin
+      if (\$28 ) begin
+        \$303  = param_rd__data[127:120];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$303  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$304  = \$signal$9 ;
+    if (running) begin
+      \$304  = \$29 [9:0];
+      if (\$31 ) begin
+        \$304  = 10'h000;
+      end
+    end
+    if (start) begin
+      \$304  = 10'h000;
+    end
+    if (lut_gated_rst) begin
+      \$304  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$305  = \$signal$8 ;
+    if (running) begin
+      if (\$31 ) begin
+        \$305  = \$32 [15:0];
+      end
+    end
+    if (start) begin
+      \$305  = 16'h0000;
+    end
+    if (lut_gated_rst) begin
+      \$305  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$306  = running;
+    if (lut_gated_rst) begin
+      \$306  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$307  = \$signal$279 ;
+    if (start) begin
+      \$307  = 1'h1;
+    end
+    if (\$42 ) begin
+      \$307  = 1'h0;
+    end
+    if (lut_gated_rst) begin
+      \$307  = 1'h0;
+    end
+  end
+  assign param_rd__en = 1'h1;
+  assign act_rd__en = 1'h1;
+  assign first = { 2'h0, \$5  };
+  assign b_valid = act_w__en;
+  assign b_addr = act_w__addr;
+  assign act_w__data = { \$9 , \$7  };
+  assign param_rd__addr = \$1 [5:0];
+  assign act_rd__addr = \$4 [11:0];
+  assign \port$2189$0  = \$7 ;
+  assign \port$2448$0  = \$9 ;
+  assign \args.in_base  = args[11:0];
+  assign \args.out_base  = args[23:12];
+  assign \args.npos  = args[39:24];
+  assign \args.cw  = args[49:40];
+  assign \args.channels  = args[62:50];
+  assign \args.table_base  = args[68:63];
+  assign \param_rd__data[0]  = param_rd__data[7:0];
+  assign \param_rd__data[1]  = param_rd__data[15:8];
+  assign \param_rd__data[2]  = param_rd__data[23:16];
+  assign \param_rd__data[3]  = param_rd__data[31:24];
+  assign \param_rd__data[4]  = param_rd__data[39:32];
+  assign \param_rd__data[5]  = param_rd__data[47:40];
+  assign \param_rd__data[6]  = param_rd__data[55:48];
+  assign \param_rd__data[7]  = param_rd__data[63:56];
+  assign \param_rd__data[8]  = param_rd__data[71:64];
+  assign \param_rd__data[9]  = param_rd__data[79:72];
+  assign \param_rd__data[10]  = param_rd__data[87:80];
+  assign \param_rd__data[11]  = param_rd__data[95:88];
+  assign \param_rd__data[12]  = param_rd__data[103:96];
+  assign \param_rd__data[13]  = param_rd__data[111:104];
+  assign \param_rd__data[14]  = param_rd__data[119:112];
+  assign \param_rd__data[15]  = param_rd__data[127:120];
+  assign \param_rd__data[16]  = param_rd__data[135:128];
+  assign \param_rd__data[17]  = param_rd__data[143:136];
+  assign \param_rd__data[18]  = param_rd__data[151:144];
+  assign \param_rd__data[19]  = param_rd__data[159:152];
+  assign \param_rd__data[20]  = param_rd__data[167:160];
+  assign \param_rd__data[21]  = param_rd__data[175:168];
+  assign \param_rd__data[22]  = param_rd__data[183:176];
+  assign \param_rd__data[23]  = param_rd__data[191:184];
+endmodule
+
+(* generator = "Amaranth" *)
+module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, epi_rd__data, desc_rd__data, \desc_rd__data$21 , op__0__ready, res_valid__0, res_y__0, op__1__ready, res_valid__1, res_y__1, \port$113$0 , \port$114$0 , op__0__valid, op__1__valid, param_rd__addr, epi_rd__addr, finished, desc_rd__0__addr
+, act_rd__0__en, desc_rd__1__addr, act_rd__1__en, op__0__payload, op__1__payload, act_w__en, act_w__addr, act_w__data, busy, act_rd__0__addr, act_rd__1__addr, start, args, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [32:0] \$100 ;
@@ -12420,10 +18181,10 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, e
   wire [7:0] \param_rd__data[1].shift ;
   wire [7:0] \param_rd__data[1].w ;
   wire param_rd__en;
-  output \port$103$0 ;
-  wire \port$103$0 ;
-  output \port$104$0 ;
-  wire \port$104$0 ;
+  output \port$113$0 ;
+  wire \port$113$0 ;
+  output \port$114$0 ;
+  wire \port$114$0 ;
   wire pos_bstep;
   wire \pos_bstep$57 ;
   wire pos_init;
@@ -12974,7 +18735,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, e
     .w_rdy(w_rdy)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
     if (args[403]) begin
       act_w__en = o_valid;
@@ -12983,7 +18744,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, e
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
     if (args[403]) begin
       act_w__addr = addr_pipe8;
@@ -12992,7 +18753,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, e
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
     if (args[403]) begin
       act_w__data = { \$112 [7:0], \$107 [7:0] };
@@ -13001,7 +18762,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, e
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$188  = g_kr;
     if (go) begin
       (* full_case = 32'd1 *)
@@ -13019,7 +18780,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, e
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$189  = g_kbase;
     if (go) begin
       (* full_case = 32'd1 *)
@@ -13037,7 +18798,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, e
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$190  = g_nr;
     if (go) begin
       if (\$135 ) begin
@@ -13057,7 +18818,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, e
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$191  = g_nbase;
     if (go) begin
       if (\$135 ) begin
@@ -13077,7 +18838,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, e
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$192  = g_p0;
     if (go) begin
       if (\$135 ) begin
@@ -13094,7 +18855,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, e
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$193  = g_done;
     if (go) begin
       if (\$135 ) begin
@@ -13113,7 +18874,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, e
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$194  = since_final;
     if (\$145 ) begin
       \$194  = 8'h00;
@@ -13128,7 +18889,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, e
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$195  = i_page;
     if (issue) begin
       \$195  = \$154 [0];
@@ -13141,7 +18902,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, e
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$196  = i_kr;
     if (issue) begin
       (* full_case = 32'd1 *)
@@ -13159,7 +18920,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, e
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$197  = i_kbase;
     if (issue) begin
       (* full_case = 32'd1 *)
@@ -13177,7 +18938,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, e
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$198  = i_nr;
     if (issue) begin
       if (\$156 ) begin
@@ -13197,7 +18958,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, e
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$199  = i_nbase;
     if (issue) begin
       if (\$156 ) begin
@@ -13217,7 +18978,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, e
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$200  = i_p0;
     if (issue) begin
       if (\$156 ) begin
@@ -13234,7 +18995,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, e
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$201  = i_done;
     if (issue) begin
       if (\$156 ) begin
@@ -13253,14 +19014,14 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, e
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$202  = acc0_0;
     if (res_any) begin
       \$202  = \$62 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$203  = ser0_0;
     if (res_any) begin
       if (tag[1]) begin
@@ -13269,14 +19030,14 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, e
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$204  = acc0_1;
     if (res_any) begin
       \$204  = \$66 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$205  = ser0_1;
     if (res_any) begin
       if (tag[1]) begin
@@ -13285,14 +19046,14 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, e
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$206  = acc1_0;
     if (res_any) begin
       \$206  = \$70 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$207  = ser1_0;
     if (res_any) begin
       if (tag[1]) begin
@@ -13301,14 +19062,14 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, e
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$208  = acc1_1;
     if (res_any) begin
       \$208  = \$74 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$209  = ser1_1;
     if (res_any) begin
       if (tag[1]) begin
@@ -13317,7 +19078,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, e
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$210  = ser_cnt;
     if (\$166 ) begin
       \$210  = args[321:314];
@@ -13330,7 +19091,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, e
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$211  = g_bi;
     if (\$166 ) begin
       \$211  = 8'h00;
@@ -13345,7 +19106,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, e
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$212  = g_nn;
     if (\$166 ) begin
       \$212  = 8'h00;
@@ -13363,7 +19124,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, e
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$213  = ser_p0;
     if (\$166 ) begin
       \$213  = tag[19:4];
@@ -13373,7 +19134,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, e
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$214  = ser_n0;
     if (\$166 ) begin
       \$214  = tag[29:20];
@@ -13383,21 +19144,21 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, e
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$215  = \$178 ;
     if (rst) begin
       \$215  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$216  = \$182 ;
     if (rst) begin
       \$216  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$217  = busy;
     if (\$184 ) begin
       \$217  = 1'h1;
@@ -13410,7 +19171,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, e
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$218  = setup;
     if (\$184 ) begin
       \$218  = 1'h1;
@@ -13427,7 +19188,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, e
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$219  = setup_cnt;
     if (\$184 ) begin
       \$219  = 8'h00;
@@ -13492,8 +19253,8 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, e
   assign e_code1_sum = { \$108 [32], \$108  };
   assign e_code1 = \$112 [9:0];
   assign done = finished;
-  assign \port$103$0  = \$1 ;
-  assign \port$104$0  = \$2 ;
+  assign \port$113$0  = \$1 ;
+  assign \port$114$0  = \$2 ;
   assign param_rd__addr = \$85 [5:0];
   assign epi_rd__addr = \$98 [5:0];
   assign \args.in_h  = args[8:0];
@@ -13856,7 +19617,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \tiny_fabric.mac.epi_mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$10 ;
   wire [63:0] \$11 ;
@@ -14004,28 +19765,28 @@ module \tiny_fabric.mac.epi_mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk
   always @(posedge clk)
     y1 <= \$16 [31:0];
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$19  = i_valid;
     if (rst) begin
       \$19  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$20  = v1;
     if (rst) begin
       \$20  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$21  = v2;
     if (rst) begin
       \$21  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$22  = v3;
     if (rst) begin
       \$22  = 1'h0;
@@ -14049,7 +19810,7 @@ endmodule
 (* generator = "Amaranth" *)
 module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_active, pos_bstep, take, pos_init, pos_step, desc_rd__addr, pos_valid, idle_next, act_rd__en, stall, g_kbase, bi, kk, nn, en, act_rd__addr, x_rdy
 , full, args, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
   wire \$1 ;
   wire [15:0] \$10 ;
   reg [8:0] \$100 ;
@@ -14500,7 +20261,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
   always @(posedge clk)
     full <= \$116 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$87  = bi;
     if (pos_init) begin
       \$87  = desc_rd__data[6:0];
@@ -14510,7 +20271,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$88  = kk;
     if (pos_init) begin
       \$88  = desc_rd__data[13:7];
@@ -14520,7 +20281,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$89  = nn;
     if (pos_init) begin
       \$89  = desc_rd__data[20:14];
@@ -14530,7 +20291,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$90  = en;
     if (pos_init) begin
       \$90  = desc_rd__data[21];
@@ -14540,7 +20301,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$91  = p;
     if (pos_init) begin
       \$91  = 16'h0000;
@@ -14552,7 +20313,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$92  = ox;
     if (pos_init) begin
       \$92  = 9'h000;
@@ -14564,7 +20325,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$93  = oy;
     if (pos_init) begin
       \$93  = 9'h000;
@@ -14576,7 +20337,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$94  = iy0;
     if (pos_init) begin
       \$94  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
@@ -14588,7 +20349,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$95  = ix0;
     if (pos_init) begin
       \$95  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
@@ -14600,7 +20361,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$96  = pos_addr;
     if (pos_init) begin
       \$96  = args[130:117];
@@ -14612,7 +20373,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$97  = active;
     if (\$13 ) begin
       if (go) begin
@@ -14628,7 +20389,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$98  = c;
     if (\$13 ) begin
       if (go) begin
@@ -14647,7 +20408,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$99  = rem;
     if (\$13 ) begin
       if (go) begin
@@ -14661,7 +20422,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$100  = ky;
     if (\$13 ) begin
       if (go) begin
@@ -14679,7 +20440,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$101  = kx;
     if (\$13 ) begin
       if (go) begin
@@ -14700,7 +20461,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$102  = iy;
     if (\$13 ) begin
       if (go) begin
@@ -14718,7 +20479,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$103  = ix;
     if (\$13 ) begin
       if (go) begin
@@ -14739,7 +20500,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$104  = row_ix;
     if (\$13 ) begin
       if (go) begin
@@ -14751,7 +20512,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$105  = tap0;
     if (\$13 ) begin
       if (go) begin
@@ -14772,7 +20533,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$106  = addr;
     if (\$13 ) begin
       if (go) begin
@@ -14796,7 +20557,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$107  = first;
     if (\$13 ) begin
       if (go) begin
@@ -14810,7 +20571,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$108  = b_valid;
     if (\$31 ) begin
       \$108  = active;
@@ -14820,7 +20581,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$109  = b_n;
     if (\$31 ) begin
       \$109  = \$65 [1:0];
@@ -14830,7 +20591,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$110  = b_oob;
     if (\$31 ) begin
       \$110  = oob;
@@ -14840,7 +20601,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$111  = b_first;
     if (\$31 ) begin
       \$111  = first;
@@ -14850,7 +20611,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$112  = b_last;
     if (\$31 ) begin
       \$112  = last;
@@ -14860,7 +20621,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$113  = b_ix;
     if (\$31 ) begin
       \$113  = ix;
@@ -14870,7 +20631,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$114  = x_rdy;
     if (\$33 ) begin
       if (b_last) begin
@@ -14879,7 +20640,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$115  = x_asm;
     if (\$33 ) begin
       (* full_case = 32'd1 *)
@@ -14890,7 +20651,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$116  = full;
     if (\$36 ) begin
       \$116  = 1'h1;
@@ -14902,7 +20663,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     start = 14'h0000;
     if (\$75 ) begin
       if (go) begin
@@ -14911,7 +20672,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     casez (b_n)
       2'h1:
@@ -15010,7 +20771,7 @@ endmodule
 (* generator = "Amaranth" *)
 module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_active, pos_bstep, take, pos_init, pos_step, desc_rd__addr, pos_valid, idle_next, act_rd__en, stall, g_kbase, bi, kk, nn, en, act_rd__addr, x_rdy
 , full, args, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire \$1 ;
   wire [15:0] \$10 ;
   reg [8:0] \$100 ;
@@ -15461,7 +21222,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
   always @(posedge clk)
     full <= \$116 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$87  = bi;
     if (pos_init) begin
       \$87  = desc_rd__data[6:0];
@@ -15471,7 +21232,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$88  = kk;
     if (pos_init) begin
       \$88  = desc_rd__data[13:7];
@@ -15481,7 +21242,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$89  = nn;
     if (pos_init) begin
       \$89  = desc_rd__data[20:14];
@@ -15491,7 +21252,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$90  = en;
     if (pos_init) begin
       \$90  = desc_rd__data[21];
@@ -15501,7 +21262,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$91  = p;
     if (pos_init) begin
       \$91  = 16'h0000;
@@ -15513,7 +21274,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$92  = ox;
     if (pos_init) begin
       \$92  = 9'h000;
@@ -15525,7 +21286,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$93  = oy;
     if (pos_init) begin
       \$93  = 9'h000;
@@ -15537,7 +21298,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$94  = iy0;
     if (pos_init) begin
       \$94  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
@@ -15549,7 +21310,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$95  = ix0;
     if (pos_init) begin
       \$95  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
@@ -15561,7 +21322,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$96  = pos_addr;
     if (pos_init) begin
       \$96  = args[130:117];
@@ -15573,7 +21334,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$97  = active;
     if (\$13 ) begin
       if (go) begin
@@ -15589,7 +21350,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$98  = c;
     if (\$13 ) begin
       if (go) begin
@@ -15608,7 +21369,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$99  = rem;
     if (\$13 ) begin
       if (go) begin
@@ -15622,7 +21383,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$100  = ky;
     if (\$13 ) begin
       if (go) begin
@@ -15640,7 +21401,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$101  = kx;
     if (\$13 ) begin
       if (go) begin
@@ -15661,7 +21422,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$102  = iy;
     if (\$13 ) begin
       if (go) begin
@@ -15679,7 +21440,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$103  = ix;
     if (\$13 ) begin
       if (go) begin
@@ -15700,7 +21461,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$104  = row_ix;
     if (\$13 ) begin
       if (go) begin
@@ -15712,7 +21473,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$105  = tap0;
     if (\$13 ) begin
       if (go) begin
@@ -15733,7 +21494,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$106  = addr;
     if (\$13 ) begin
       if (go) begin
@@ -15757,7 +21518,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$107  = first;
     if (\$13 ) begin
       if (go) begin
@@ -15771,7 +21532,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$108  = b_valid;
     if (\$31 ) begin
       \$108  = active;
@@ -15781,7 +21542,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$109  = b_n;
     if (\$31 ) begin
       \$109  = \$65 [1:0];
@@ -15791,7 +21552,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$110  = b_oob;
     if (\$31 ) begin
       \$110  = oob;
@@ -15801,7 +21562,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$111  = b_first;
     if (\$31 ) begin
       \$111  = first;
@@ -15811,7 +21572,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$112  = b_last;
     if (\$31 ) begin
       \$112  = last;
@@ -15821,7 +21582,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$113  = b_ix;
     if (\$31 ) begin
       \$113  = ix;
@@ -15831,7 +21592,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$114  = x_rdy;
     if (\$33 ) begin
       if (b_last) begin
@@ -15840,7 +21601,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$115  = x_asm;
     if (\$33 ) begin
       (* full_case = 32'd1 *)
@@ -15851,7 +21612,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$116  = full;
     if (\$36 ) begin
       \$116  = 1'h1;
@@ -15863,7 +21624,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     start = 14'h0000;
     if (\$75 ) begin
       if (go) begin
@@ -15872,7 +21633,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     casez (b_n)
       2'h1:
@@ -15970,7 +21731,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \tiny_fabric.mac.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$10 ;
   wire [63:0] \$11 ;
@@ -16118,28 +21879,28 @@ module \tiny_fabric.mac.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk);
   always @(posedge clk)
     y1 <= \$16 [31:0];
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$19  = i_valid;
     if (rst) begin
       \$19  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$20  = v1;
     if (rst) begin
       \$20  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$21  = v2;
     if (rst) begin
       \$21  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$22  = v3;
     if (rst) begin
       \$22  = 1'h0;
@@ -16162,7 +21923,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \tiny_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -16240,7 +22001,7 @@ module \tiny_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__dat
   always @(posedge clk)
     level <= \$17 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$15  = w_port__addr;
     if (\$1 ) begin
       \$15  = \$2 [1:0];
@@ -16250,7 +22011,7 @@ module \tiny_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__dat
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$16  = r_port__addr;
     if (\$3 ) begin
       \$16  = \$4 [1:0];
@@ -16260,7 +22021,7 @@ module \tiny_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__dat
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$17  = level;
     if (\$8 ) begin
       \$17  = \$9 [2:0];
@@ -16281,8 +22042,8 @@ module \tiny_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__dat
 endmodule
 
 (* generator = "Amaranth" *)
-module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$848$0 , \port$849$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
+module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$858$0 , \port$859$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
   wire [12:0] \$1 ;
   wire \$10 ;
   reg [31:0] \$100 ;
@@ -16482,10 +22243,10 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$848$0 , \port$8
   reg pd2_1 = 1'h0;
   reg pd3_0 = 1'h0;
   reg pd3_1 = 1'h0;
-  output [7:0] \port$848$0 ;
-  wire [7:0] \port$848$0 ;
-  output [7:0] \port$849$0 ;
-  wire [7:0] \port$849$0 ;
+  output [7:0] \port$858$0 ;
+  wire [7:0] \port$858$0 ;
+  output [7:0] \port$859$0 ;
+  wire [7:0] \port$859$0 ;
   reg pt0_0 = 1'h0;
   reg pt0_1 = 1'h0;
   reg pt1_0 = 1'h0;
@@ -16747,7 +22508,7 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$848$0 , \port$8
     .y(y)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v0 = base0;
@@ -16758,7 +22519,7 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$848$0 , \port$8
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v1 = base1;
@@ -16769,7 +22530,7 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$848$0 , \port$8
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     tzm = 6'h20;
     if (args[155]) begin
       tzm = 6'h1f;
@@ -16869,7 +22630,7 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$848$0 , \port$8
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$90  = kx;
     if (busy) begin
       \$90  = \$74 [8:0];
@@ -16885,7 +22646,7 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$848$0 , \port$8
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$91  = ky;
     if (busy) begin
       if (last_kx) begin
@@ -16903,7 +22664,7 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$848$0 , \port$8
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$92  = w;
     if (busy) begin
       if (last_kx) begin
@@ -16923,7 +22684,7 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$848$0 , \port$8
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$93  = ox;
     if (busy) begin
       if (last_kx) begin
@@ -16945,7 +22706,7 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$848$0 , \port$8
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$94  = oy;
     if (busy) begin
       if (last_kx) begin
@@ -16966,7 +22727,7 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$848$0 , \port$8
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$95  = busy;
     if (busy) begin
       if (last_kx) begin
@@ -16989,56 +22750,56 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$848$0 , \port$8
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$96  = busy;
     if (rst) begin
       \$96  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$97  = oob;
     if (rst) begin
       \$97  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$98  = \$81 ;
     if (rst) begin
       \$98  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$99  = \$82 ;
     if (rst) begin
       \$99  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$100  = red0;
     if (\$signal$66 ) begin
       \$100  = v0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$101  = red1;
     if (\$signal$66 ) begin
       \$101  = v1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$102  = \$88 ;
     if (rst) begin
       \$102  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$103  = started;
     if (start) begin
       \$103  = 1'h1;
@@ -17068,8 +22829,8 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$848$0 , \port$8
   assign pa3 = act_w__addr;
   assign act_w__data = { \$67 [7:0], \$66 [7:0] };
   assign act_rd__addr = \$19 [11:0];
-  assign \port$848$0  = \$66 [7:0];
-  assign \port$849$0  = \$67 [7:0];
+  assign \port$858$0  = \$66 [7:0];
+  assign \port$859$0  = \$67 [7:0];
   assign \args.mode  = args[0];
   assign \args.x_signed  = args[1];
   assign \args.in_base  = args[13:2];
@@ -17113,7 +22874,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \tiny_fabric.pool.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
   wire [6:0] \$1 ;
   wire [6:0] \$10 ;
   wire [63:0] \$11 ;
@@ -17261,28 +23022,28 @@ module \tiny_fabric.pool.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk);
   always @(posedge clk)
     y1 <= \$16 [31:0];
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$19  = i_valid;
     if (rst) begin
       \$19  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$20  = v1;
     if (rst) begin
       \$20  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$21  = v2;
     if (rst) begin
       \$21  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$22  = v3;
     if (rst) begin
       \$22  = 1'h0;
@@ -17305,7 +23066,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \tiny_fabric.relax (old_rd__data, new_rd__data, arc_rd__data, relax_gated_clk, arc_rd__addr, old_rd__addr, new_rd__addr, act_w__data, act_w__addr, finish, busy, act_w__en, start, args, relax_gated_rst);
-  reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [12:0] \$11 ;
@@ -17433,7 +23194,7 @@ module \tiny_fabric.relax (old_rd__data, new_rd__data, arc_rd__data, relax_gated
   always @(posedge relax_gated_clk)
     fwd_val <= \$28 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$20  = running;
     if (start) begin
       \$20  = 1'h1;
@@ -17446,7 +23207,7 @@ module \tiny_fabric.relax (old_rd__data, new_rd__data, arc_rd__data, relax_gated
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$21  = issued;
     if (start) begin
       \$21  = { 12'h000, \$18  };
@@ -17458,49 +23219,49 @@ module \tiny_fabric.relax (old_rd__data, new_rd__data, arc_rd__data, relax_gated
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$22  = issue;
     if (relax_gated_rst) begin
       \$22  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$23  = v1;
     if (relax_gated_rst) begin
       \$23  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$24  = { 8'h00, arc_rd__data[15:12] };
     if (relax_gated_rst) begin
       \$24  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$25  = 16'h0000;
     if (relax_gated_rst) begin
       \$25  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$26  = act_w__en;
     if (relax_gated_rst) begin
       \$26  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$27  = \$like$16 ;
     if (relax_gated_rst) begin
       \$27  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$28  = \$signal$23 ;
     if (relax_gated_rst) begin
       \$28  = 16'h0000;
@@ -17526,7 +23287,7 @@ endmodule
 (* generator = "Amaranth" *)
 module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1__ready, res_valid__1, res_y__1, spmv_gated_clk, busy, op__0__valid, op__1__valid, rd__addr, act_w__addr, act_w__data, finish, op__0__payload, op__1__payload, act_w__en, start, args, spmv_gated_rst
 );
-  reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
   wire \$1 ;
   wire [7:0] \$10 ;
   wire [3:0] \$100 ;
@@ -18226,7 +23987,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
   always @(posedge spmv_gated_clk)
     running <= \$305 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[35:34])
       2'h0:
@@ -18240,7 +24001,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$5  = 5'h00;
     casez (issued)
       3'h0:
@@ -18256,7 +24017,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (issued[1:0])
       2'h0:
@@ -18270,7 +24031,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (issued[1:0])
       2'h0:
@@ -18284,7 +24045,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -18294,7 +24055,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (w_j)
       4'h0:
@@ -18332,7 +24093,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -18342,7 +24103,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -18352,7 +24113,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -18362,7 +24123,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -18372,7 +24133,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -18382,7 +24143,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -18396,7 +24157,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -18406,7 +24167,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -18416,7 +24177,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -18426,7 +24187,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -18436,7 +24197,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -18450,7 +24211,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -18460,7 +24221,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -18470,7 +24231,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -18480,7 +24241,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -18490,7 +24251,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -18504,7 +24265,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -18514,7 +24275,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -18524,7 +24285,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -18534,7 +24295,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -18544,7 +24305,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -18558,7 +24319,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -18568,7 +24329,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -18578,7 +24339,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -18588,7 +24349,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -18598,7 +24359,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -18612,7 +24373,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -18622,7 +24383,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -18632,7 +24393,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -18642,7 +24403,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -18652,7 +24413,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -18666,7 +24427,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -18676,7 +24437,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -18686,7 +24447,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -18696,7 +24457,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -18706,7 +24467,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -18720,7 +24481,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -18730,7 +24491,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -18740,7 +24501,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -18750,7 +24511,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -18760,7 +24521,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -18774,7 +24535,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -18784,7 +24545,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -18794,7 +24555,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -18804,7 +24565,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -18814,7 +24575,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -18828,7 +24589,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -18838,7 +24599,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -18848,7 +24609,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -18858,7 +24619,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -18868,7 +24629,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -18882,7 +24643,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -18892,7 +24653,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -18902,7 +24663,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -18912,7 +24673,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -18922,7 +24683,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -18936,7 +24697,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -18946,7 +24707,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -18956,7 +24717,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -18966,7 +24727,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -18976,7 +24737,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -18990,7 +24751,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -19000,7 +24761,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -19010,7 +24771,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -19020,7 +24781,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -19030,7 +24791,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -19044,7 +24805,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -19054,7 +24815,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -19064,7 +24825,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -19074,7 +24835,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -19084,7 +24845,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -19098,7 +24859,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -19108,7 +24869,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -19118,7 +24879,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -19128,7 +24889,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -19138,7 +24899,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -19152,7 +24913,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -19162,7 +24923,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -19172,7 +24933,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -19182,7 +24943,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
@@ -19192,7 +24953,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
@@ -19206,21 +24967,21 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$264  = loading;
     if (spmv_gated_rst) begin
       \$264  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$265  = \$95 [3:0];
     if (spmv_gated_rst) begin
       \$265  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$266  = i;
     if (start) begin
       \$266  = 5'h01;
@@ -19232,7 +24993,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$267  = xbuf0;
     if (\$signal$65 ) begin
       casez (ld_i)
@@ -19245,7 +25006,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$268  = xbuf1;
     if (\$signal$65 ) begin
       casez (ld_i)
@@ -19260,7 +25021,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$269  = xbuf2;
     if (\$signal$65 ) begin
       casez (ld_i)
@@ -19277,7 +25038,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$270  = xbuf3;
     if (\$signal$65 ) begin
       casez (ld_i)
@@ -19296,7 +25057,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$271  = xbuf4;
     if (\$signal$65 ) begin
       casez (ld_i)
@@ -19317,7 +25078,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$272  = xbuf5;
     if (\$signal$65 ) begin
       casez (ld_i)
@@ -19340,7 +25101,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$273  = xbuf6;
     if (\$signal$65 ) begin
       casez (ld_i)
@@ -19365,7 +25126,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$274  = xbuf7;
     if (\$signal$65 ) begin
       casez (ld_i)
@@ -19392,7 +25153,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$275  = xbuf8;
     if (\$signal$65 ) begin
       casez (ld_i)
@@ -19421,7 +25182,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$276  = xbuf9;
     if (\$signal$65 ) begin
       casez (ld_i)
@@ -19452,7 +25213,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$277  = xbuf10;
     if (\$signal$65 ) begin
       casez (ld_i)
@@ -19485,7 +25246,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$278  = xbuf11;
     if (\$signal$65 ) begin
       casez (ld_i)
@@ -19520,7 +25281,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$279  = xbuf12;
     if (\$signal$65 ) begin
       casez (ld_i)
@@ -19557,7 +25318,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$280  = xbuf13;
     if (\$signal$65 ) begin
       casez (ld_i)
@@ -19596,7 +25357,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$281  = xbuf14;
     if (\$signal$65 ) begin
       casez (ld_i)
@@ -19637,7 +25398,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$282  = xbuf15;
     if (\$signal$65 ) begin
       (* full_case = 32'd1 *)
@@ -19681,7 +25442,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$283  = loaded;
     if (\$signal$65 ) begin
       \$283  = \$97 [4:0];
@@ -19694,7 +25455,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$284  = issued;
     if (\$99 ) begin
       \$284  = \$100 [2:0];
@@ -19707,7 +25468,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$285  = got;
     if (arrive) begin
       \$285  = \$101 [2:0];
@@ -19720,7 +25481,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$286  = acc0;
     if (arrive) begin
       \$286  = \$111 [15:0];
@@ -19733,7 +25494,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$287  = acc1;
     if (arrive) begin
       \$287  = \$121 [15:0];
@@ -19746,7 +25507,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$288  = acc2;
     if (arrive) begin
       \$288  = \$131 [15:0];
@@ -19759,7 +25520,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$289  = acc3;
     if (arrive) begin
       \$289  = \$141 [15:0];
@@ -19772,7 +25533,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$290  = acc4;
     if (arrive) begin
       \$290  = \$151 [15:0];
@@ -19785,7 +25546,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$291  = acc5;
     if (arrive) begin
       \$291  = \$161 [15:0];
@@ -19798,7 +25559,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$292  = acc6;
     if (arrive) begin
       \$292  = \$171 [15:0];
@@ -19811,7 +25572,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$293  = acc7;
     if (arrive) begin
       \$293  = \$181 [15:0];
@@ -19824,7 +25585,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$294  = acc8;
     if (arrive) begin
       \$294  = \$191 [15:0];
@@ -19837,7 +25598,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$295  = acc9;
     if (arrive) begin
       \$295  = \$201 [15:0];
@@ -19850,7 +25611,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$296  = acc10;
     if (arrive) begin
       \$296  = \$211 [15:0];
@@ -19863,7 +25624,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$297  = acc11;
     if (arrive) begin
       \$297  = \$221 [15:0];
@@ -19876,7 +25637,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$298  = acc12;
     if (arrive) begin
       \$298  = \$231 [15:0];
@@ -19889,7 +25650,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$299  = acc13;
     if (arrive) begin
       \$299  = \$241 [15:0];
@@ -19902,7 +25663,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$300  = acc14;
     if (arrive) begin
       \$300  = \$251 [15:0];
@@ -19915,7 +25676,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$301  = acc15;
     if (arrive) begin
       \$301  = \$261 [15:0];
@@ -19928,7 +25689,7 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$302  = j;
     if (reading) begin
       \$302  = \$262 [4:0];
@@ -19941,21 +25702,21 @@ module \tiny_fabric.spmv (rd__data, op__0__ready, res_valid__0, res_y__0, op__1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$303  = reading;
     if (spmv_gated_rst) begin
       \$303  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$304  = j[3:0];
     if (spmv_gated_rst) begin
       \$304  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$305  = running;
     if (start) begin
       \$305  = 1'h1;
