@@ -18,7 +18,9 @@ from ..config import INT8_BITS, CimConfig
 from ..gen.isa import Opcode, lanes, role_layout
 from ..golden.ir import Graph
 from .cost import Parallelism
+from .concat_placement import place_unaligned_concats
 from .fusion import fuse_graph
+from .zero_points import expand_weight_zero_points
 from .lowering import lowering_for
 from .lowering.mac import emit_loads, weight_loads
 from .memory import (MEMORY_MODES, ProgramTooLong, allocate_by_liveness, assign_band_pages, emit_external, order_bands,
@@ -29,12 +31,19 @@ from .program import Program, TensorPlace
 from .state import CompileState, TensorLayouts, emit_instr, pack_checked
 from .tiling import CompileError, beyond_range, rowpack_ok
 
-__all__ = ["compile_graph", "max_batch", "PASSES"]
+__all__ = ["compile_graph", "max_batch", "rewrite_for_fabric", "PASSES"]
+
+
+def rewrite_for_fabric(graph: Graph, cfg: CimConfig) -> Graph:
+    """``graph`` in the layers the engines run, exactly: weights with zero points as int8 parts over copies of
+    the input (:mod:`cimforge.compiler.zero_points`), concatenations of partial words as placements and adds
+    (:mod:`cimforge.compiler.concat_placement`); every original tensor keeps its name and codes."""
+    return place_unaligned_concats(expand_weight_zero_points(graph), lanes(cfg))
 
 
 def max_batch(graph: Graph, cfg: CimConfig) -> int:
     """How many images' tensors (every tensor kept) fit the activation memory at once."""
-    lay = TensorLayouts(graph)
+    lay = TensorLayouts(rewrite_for_fabric(graph, cfg))
     L = lanes(cfg)
     per = sum(h * w * -(-c // L) for name, (c, h, w) in lay.phys.items() if lay.owner[name] == name)
     return max(0, cfg.fabric.act_depth // per)
@@ -80,6 +89,7 @@ def compile_graph(graph: Graph, cfg: CimConfig, *, batch: int = 1,
         or tensor and the limit.
     """
     check_config(cfg)
+    graph = rewrite_for_fabric(graph, cfg)
     graph = fuse_graph(graph) if fuse else graph
     if not isinstance(batch, int) or batch < 1:
         raise CompileError(f"batch = {batch!r}: allowed an integer >= 1")
@@ -118,13 +128,14 @@ def check_config(cfg: CimConfig) -> None:
 
 
 def check_weights(state: CompileState) -> None:
-    """Weights with a zero point need the correction ``zp_w * sum (x - zp_in)`` per window, which the MAC engine
-    does not compute (yet): refused by name. The golden model computes them (docs/operators.md)."""
+    """Weights with a zero point left after :func:`~cimforge.compiler.zero_points.expand_weight_zero_points`
+    (an N-D matrix product's, whose kind the fabric does not run either) are refused by name."""
     for layer in state.graph.weighted_layers:
         if layer.has_weight_zero_point:
             zps = sorted(set(layer.weight_zero_point.tolist()))
             raise CompileError(f"layer {layer.name!r}: weight zero point(s) {zps[:4]}{' ...' if len(zps) > 4 else ''}"
-                               f": allowed 0 (symmetric weights; the fabric has no zero-point correction yet)")
+                               f": allowed 0 on this layer kind (convolutions and dense layers run them over copies "
+                               f"of their input, compiler/zero_points.py)")
 
 
 def assign_precision(state: CompileState) -> None:

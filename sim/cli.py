@@ -72,6 +72,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 # -- the report ---------------------------------------------------------------------------------------------
 
+def _exact_word(exact: bool | None) -> str:
+    """A layer's bit-exact column: ``yes``, ``NO``, or ``-`` when its output was not read back (a tensor
+    overwritten on chip by the liveness allocation)."""
+    return "-" if exact is None else "yes" if exact else "NO"
+
+
 def report_data(res, model: str) -> dict:
     """The report of a :class:`~cimforge.sim.cosim.Cosim` as plain data (what ``report.json`` holds)."""
     p = res.program
@@ -127,7 +133,7 @@ def print_report(res, out=None) -> None:
         ideal = f"{r['ideal']:7.1f}" if r["ideal"] else "      -"
         out.write(f"{r['layer'][-44:]:<44} {r['kind']:<15} {r['split'] or '-':<7} {r['measured']:>8} "
                   f"{r['predicted']:>9} {100 * r['error']:+6.1f}% {ideal} {_pct(r['utilisation']):>6} "
-                  f"{_pct(r['bound']):>6} {r['stall']:>7}  {'yes' if r['bit_exact'] else 'NO'}\n")
+                  f"{_pct(r['bound']):>6} {r['stall']:>7}  {_exact_word(r['bit_exact'])}\n")
     out.write("bound: the share of a macro's rows x columns the layer's tiles can occupy (utilisation <= bound); "
               "stall: cycles the layer's DSYNCs waited on the external memory\n")
     out.write(f"per image: {d['cycles_per_image']} cycles (layers), network utilisation "
@@ -156,7 +162,7 @@ def report_markdown(d: dict) -> str:
         ideal = f"{r['ideal']:.1f}" if r["ideal"] else "-"
         lines.append(f"| `{r['layer']}` | {r['kind']} | {r['split'] or '-'} | {r['measured']} | {r['predicted']} | "
                      f"{100 * r['error']:+.1f}% | {ideal} | {_pct(r['utilisation'])} | {_pct(r['bound'])} | "
-                     f"{'yes' if r['bit_exact'] else 'NO'} |")
+                     f"{_exact_word(r['bit_exact'])} |")
     acc = d["accuracy"]
     lines += ["", f"- bit-exact: {'yes, every tensor of every image' if d['bit_exact'] else 'NO: ' + d['divergence']}",
               f"- top-1: " + (f"accuracy RTL {100 * acc['rtl']:.2f}%, golden {100 * acc['golden']:.2f}%" if acc else

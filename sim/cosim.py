@@ -19,7 +19,7 @@ from typing import Callable, Mapping
 import numpy as np
 
 from ..config import CimConfig
-from ..compiler.compile import compile_graph, max_batch
+from ..compiler.compile import compile_graph, max_batch, rewrite_for_fabric
 from ..compiler.lowering.host import split_host_tail
 from ..compiler.program import Program
 from ..golden.datasets import MODELS_DIR, load_digits_split
@@ -138,7 +138,8 @@ class Cosim:
             col = [rows[i] for rows in self.rows]
             out.append(LayerRow(r0.layer, r0.kind, round(np.mean([r.measured for r in col])),
                                 round(np.mean([r.predicted for r in col])), r0.ideal,
-                                all(r.exact for r in col if r.exact is not None), r0.occupancy,
+                                None if all(r.exact is None for r in col)
+                                else all(r.exact for r in col if r.exact is not None), r0.occupancy,
                                 round(np.mean([r.stall for r in col]))))
         return out
 
@@ -217,9 +218,15 @@ def simulate(model, cfg: CimConfig, inputs, *, labels=None, sim: str = "verilato
     res = Cosim(graph, cfg, prog, n_images, labels=labels)
     golden_all, got_all = [], []
     chunks = []
+    # the layers the compiler added (an input's copies, a concatenation's placements: compile.rewrite_for_fabric)
+    # are checked too, against the golden model of the rewritten graph (equal to the original on its tensors)
+    rewritten = rewrite_for_fabric(split.fabric, cfg)
     for s in range(0, n_images, batch):
         part = {name: c[s:s + batch] for name, c in codes.items()}
         gold = run_graph(graph, part, rounding=cfg.fabric.rounding)
+        if rewritten is not split.fabric:
+            extra = run_graph(rewritten, part, rounding=cfg.fabric.rounding)
+            gold.update({name: v for name, v in extra.items() if name not in gold})
         chunks.append((part, gold, len(next(iter(part.values()))), s))
     per = batches_per_launch or len(chunks)
     for c0 in range(0, len(chunks), per):

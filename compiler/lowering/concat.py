@@ -1,5 +1,6 @@
 """Channel concatenations: one ``EW`` copy per input and image into the output's words at the input's channel
-offset (requantising when the input's scale differs). Every input but the last must be whole words."""
+offset (requantising when the input's scale differs). Every input but the last must be whole words; the
+compiler rewrites other concatenations first (:mod:`cimforge.compiler.concat_placement`)."""
 
 from __future__ import annotations
 

@@ -146,6 +146,16 @@ requantisation multiplier is exactly 1.0: `QuantizeMultiplier(1.0) = (2**30, 1)`
 `SRDHM(2x, 2**30) = x`, no right shift; `single`: `(x 2**30 + 2**29) >> 30 = x`; tested for |x| up to 2**30),
 so the codes are copied exactly.
 
+**Concatenations of partial words** (inputs before the last whose channels are not a multiple of the lanes:
+4 + 4 channels on 8 lanes). The `EW` engine copies whole words, so the compiler rewrites such a layer
+(compiler/concat_placement.py): per input a 1x1 *placement* convolution (a dense layer for vectors) with weight
+1 from its channel `c` to output channel `offset + c`, 0 elsewhere, weight scale 1, into the output's
+quantisation (multiplier exactly 1.0 for an input of that quantisation, else the concatenation's own
+requantisation of it; the other channels hold the output zero point), then `Add`s of the placements in order,
+exact because every operand has the output's quantisation (TFLite's addition then makes no rounding) and all but
+one summand of each channel are the zero point. Bit-exact (tests/test_compiler_concat_placement.py; on the RTL,
+tests/test_user_models.py), at one MAC pass per input and `n - 1` adds instead of `n` copies.
+
 **Constant folding.** A Reshape, Flatten, Squeeze, Unsqueeze or Transpose of a constant, and a
 QuantizeLinear of one (Inception-v1 reshapes its classifier weights in the graph, and onnxruntime then
 quantizes them as an activation), are computed at import: exact.
@@ -177,8 +187,15 @@ channel): weights whose codes minus the zero point fit int8 (symmetric: zero poi
 stored as plain int8 weights as before; others keep their zero point (`weight_zero_point`, a uint8 model's
 codes and zero points shifted by -128, which leaves every `w - zp` unchanged). The golden convolution and
 matrix product compute `bias + sum (x - zp_in) w - zp_w sum (x - zp_in)`: the correction term is the weight
-zero point times the window's activation sum, exact in int64. The compiler refuses non-zero weight zero points
-by name (the MAC engine has no correction term yet).
+zero point times the window's activation sum, exact in int64. On the fabric (compiler/zero_points.py) the
+macros hold int8 weights and `w - zp` spans up to nine bits: the compiler splits it into int8 parts (`d = p_0 +
+p_1`, a third part only where a channel reaches +255), copies the input once per part channel by channel with a
+1x1 layer of one weight of 1 per output (groups = channels, the input's quantisation, so the multiplier is
+exactly 1.0 and every code is copied), and runs the layer as an int8 layer over the copies: `sum (x - zp_in) (p_0
++ p_1) = sum (x - zp_in) d`, bit-exact (tests/test_compiler_zero_points.py; on the RTL, tests/test_user_models.py).
+It costs the copy layer and two (three) times the reduction. The direct form, the macros' unsigned-weight mode
+with `zp_w * sum (x - zp_in)` subtracted per output, needs every output position's activation sum beside each
+channel's accumulator in the MAC engine's write-back, which the engine does not have.
 
 **N-D matrix products** (`QLinearMatMul` / QDQ `MatMul` with a constant 2-D `B` on a `(..., K)` input) are a
 `matmul`: a `dense` over leading positions; golden only for now. **ConvInteger / MatMulInteger** give the raw
