@@ -604,6 +604,10 @@ class AvgPool(_Window):
     """
 
     count_include_pad: bool = False
+    #: With ``count_include_pad``: the padding (top, left, bottom, right) the divisor counts, when it is less
+    #: than ``padding`` (ONNX ``ceil_mode`` 1: the explicit pads count, the end padding ``ceil_mode`` adds does
+    #: not, as onnxruntime's pools divide); None: all of it (the divisor ``kh*kw``).
+    counted_padding: tuple[int, int, int, int] | None = None
     act_min: int | None = None
     act_max: int | None = None
     #: ``"integer"``: the window sum and fixed-point requantisation above (the fabric's POOL engine,
@@ -622,14 +626,19 @@ class AvgPool(_Window):
         super().__post_init__()
         (_, h, w), (_, ho, wo) = self.input.shape, self.output.shape
         kh, kw = self.kernel
-        if self.count_include_pad:
+        def taps(size, n_out, k, s, p, d):
+            pos = np.arange(n_out)[:, None] * s - p + np.arange(k)[None, :] * d
+            return ((pos >= 0) & (pos < size)).sum(axis=1)
+        if self.count_include_pad and self.counted_padding is None:
             div = np.full((ho, wo), kh * kw, dtype=np.int64)
-        else:
-            def taps(size, n_out, k, s, p, d):
-                pos = np.arange(n_out)[:, None] * s - p + np.arange(k)[None, :] * d
-                return ((pos >= 0) & (pos < size)).sum(axis=1)
-            div = np.outer(taps(h, ho, kh, self.stride[0], self.padding[0], self.dilation[0]),
-                           taps(w, wo, kw, self.stride[1], self.padding[1], self.dilation[1])).astype(np.int64)
+        else:  # the taps inside the input, or inside the input and the counted padding
+            ct, cl, cb, cr = (0, 0, 0, 0) if not self.count_include_pad else _pos_ints(
+                f"avgpool layer {self.name!r}", "counted_padding", self.counted_padding, 4, lo=0)
+            if any(c > p for c, p in zip((ct, cl, cb, cr), self.padding)):
+                self._fail("counted_padding", self.counted_padding, f"at most the padding {self.padding}")
+            div = np.outer(taps(h + ct + cb, ho, kh, self.stride[0], self.padding[0] - ct, self.dilation[0]),
+                           taps(w + cl + cr, wo, kw, self.stride[1], self.padding[1] - cl, self.dilation[1]))
+            div = div.astype(np.int64)
         div.setflags(write=False)
         object.__setattr__(self, "divisors", div)
         if self.method not in POOL_METHODS:

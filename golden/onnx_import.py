@@ -387,7 +387,8 @@ class _Importer:
 
         ``ceil_ok``: the operator's ``ceil_mode=1`` is padding at the bottom and right, enough for the last
         partial window (a window that would start in the end padding is dropped, as onnxruntime does); that is
-        exact for a max and for an average that excludes padding, whose padded taps count for nothing."""
+        exact for a max, and for an average whose divisor counts the explicit padding only (or none of it):
+        its padded taps add nothing to the sum (:attr:`~cimforge.golden.ir.AvgPool.counted_padding`)."""
         if len(kernel) != 2:
             self.fail(node, f"only 2-D windows are supported, kernel_shape = {list(kernel)}")
         stride = tuple(a.get("strides", (1, 1)))
@@ -396,8 +397,7 @@ class _Importer:
             self.fail(node, f"strides {list(stride)} / dilations {list(dil)} must have two entries")
         ceil = bool(a.get("ceil_mode", 0))
         if ceil and not ceil_ok:
-            self.fail(node, "ceil_mode=1 is supported on MaxPool and on AveragePool with count_include_pad=0 "
-                            "only (floor mode here)")
+            self.fail(node, "ceil_mode=1 is not supported here (floor mode only)")
         auto = a.get("auto_pad", b"NOTSET")
         auto = auto.decode() if isinstance(auto, bytes) else auto
         if auto in ("NOTSET", ""):
@@ -416,6 +416,7 @@ class _Importer:
             padding = (p[0][0], p[1][0], p[0][1], p[1][1])
         else:
             self.fail(node, f"auto_pad {auto!r} is not supported")
+        explicit = tuple(padding)
         if ceil:
             padding = list(padding)
             for i, (size, k, s, d) in enumerate(zip(in_hw, kernel, stride, dil)):
@@ -429,7 +430,7 @@ class _Importer:
                     for i, (size, k, s, d) in enumerate(zip(in_hw, kernel, stride, dil)))
         if min(out) < 1:
             self.fail(node, f"window {list(kernel)} with padding {padding} does not fit the input {in_hw}")
-        return {"stride": stride, "padding": padding, "dilation": dil, "out_hw": out}
+        return {"stride": stride, "padding": padding, "dilation": dil, "out_hw": out, "explicit": explicit}
 
     # -- shared layer builders ---------------------------------------------------------------------------
 
@@ -483,8 +484,11 @@ class _Importer:
             kw = dict(kernel=x.shape[1:])
             return (x.shape[0], 1, 1), lambda out: self.max_pool(node, x, out, kw)
         kernel = tuple(a.get("kernel_shape", ()))
-        geo = self.window(node, a, x.shape[1:], kernel,
-                          ceil_ok=kind == "max" or not a.get("count_include_pad", 0))
+        geo = self.window(node, a, x.shape[1:], kernel, ceil_ok=True)
+        # onnxruntime's float pool (QDQ) divides by the taps in the input and the explicit padding; its
+        # QLinearAveragePool by the whole window, ceil_mode's end padding included (measured, onnxruntime 1.32)
+        counted = geo["explicit"] if (a.get("count_include_pad", 0) and geo["explicit"] != geo["padding"]
+                                      and node.op_type != "QLinearAveragePool") else None
         shape = (x.shape[0], *geo["out_hw"])
         kw = dict(kernel=kernel, stride=geo["stride"], padding=geo["padding"], dilation=geo["dilation"])
         if kind == "max":
@@ -495,7 +499,7 @@ class _Importer:
             return shape, lambda out: self.max_pool(node, x, out, kw)
         return shape, lambda out: AvgPool(name=self.layer_name(node), inputs=(x,), output=out,
                                           count_include_pad=bool(a.get("count_include_pad", 0)),
-                                          method=method, round_even=round_even, **kw)
+                                          counted_padding=counted, method=method, round_even=round_even, **kw)
 
     def max_pool(self, node, x: TensorInfo, out: TensorInfo, kw: dict) -> Layer:
         """A max pool from ``x`` to ``out``; when a QDQ pool's QuantizeLinear changes the quantisation (a float
@@ -2014,9 +2018,12 @@ IMPORTS_TO: dict[str, tuple[tuple[str, ...], str]] = {
     "MaxPool": (("maxpool",), "on codes or QDQ; `ceil_mode` 1 as end padding"),
     "GlobalMaxPool": (("maxpool",), "a `maxpool` over the whole plane, on codes or a dequantized tensor; a "
                                     "requantising copy when its QuantizeLinear changes the quantisation"),
-    "QLinearAveragePool": (("avgpool",), "QOperator (com.microsoft); `ceil_mode` 1 as for AveragePool"),
-    "AveragePool": (("avgpool", "float_chain"), "QDQ; `ceil_mode` 1 as end padding without `count_include_pad` (`method` \"integer\", or \"float\" with numerics "
-                                                "\"onnx\"); of a float result a `float_chain` (numerics \"onnx\")"),
+    "QLinearAveragePool": (("avgpool",), "QOperator (com.microsoft); `ceil_mode` 1 as for AveragePool, except "
+                                         "that with `count_include_pad` the divisor is the whole window (its "
+                                         "kernel's)"),
+    "AveragePool": (("avgpool", "float_chain"), "QDQ; `ceil_mode` 1 as end padding that the divisor does not count "
+                                                "(`method` \"integer\", or \"float\" with numerics \"onnx\"); of a "
+                                                "float result a `float_chain` (numerics \"onnx\")"),
     "QLinearGlobalAveragePool": (("global_avgpool",), "QOperator (com.microsoft)"),
     "GlobalAveragePool": (("global_avgpool", "float_chain"), "QDQ, as `AveragePool`"),
     "QLinearConcat": (("concat",), "QOperator (com.microsoft)"),

@@ -180,7 +180,7 @@ def window_sum(x, zero_point: int, kernel, stride, padding, dilation, out_hw) ->
     return acc
 
 
-def _float_pool(layer, x, kernel, stride, padding, dilation, divisors) -> np.ndarray:
+def _float_pool(layer, x, kernel, stride, padding, dilation, divisors, generic: bool = False) -> np.ndarray:
     """onnxruntime's float ``DequantizeLinear -> AveragePool -> QuantizeLinear`` (``method="float"``): the codes
     dequantized in float32, summed in float32 in the order of the MLAS pooling kernel onnxruntime picks
     (:func:`_mlas_window_sums`), divided by the tap count in float32, then ``QuantizeLinear`` (float32 division
@@ -188,13 +188,14 @@ def _float_pool(layer, x, kernel, stride, padding, dilation, divisors) -> np.nda
     order as its kernel, so a window sum that lands on a quantisation tie, or just off it by float32 rounding,
     rounds the same way."""
     real = (np.asarray(x, np.int32) - layer.input.zero_point).astype(np.float32) * np.float32(layer.input.scale)
-    acc = _mlas_window_sums(real, kernel, stride, padding, dilation, layer.output.shape[1:])
+    acc = _mlas_window_sums(real, kernel, stride, padding, dilation, layer.output.shape[1:], generic)
     avg = acc / np.asarray(divisors, np.float32)
     q = np.rint(avg / np.float32(layer.output.scale)).astype(np.float64) + layer.output.zero_point
     return np.clip(q, layer.act_min, layer.act_max).astype(layer.output.np_dtype)
 
 
-def _mlas_window_sums(real: np.ndarray, kernel, stride, padding, dilation, out_hw) -> np.ndarray:
+def _mlas_window_sums(real: np.ndarray, kernel, stride, padding, dilation, out_hw, generic: bool = False
+                      ) -> np.ndarray:
     """float32 window sums of ``real`` ``(N, C, H, W)`` in MLAS's order (onnxruntime's ``MlasPool``):
 
     * the window is the whole plane (stride 1, no padding): the global kernel, four float32 lanes over the
@@ -202,7 +203,8 @@ def _mlas_window_sums(real: np.ndarray, kernel, stride, padding, dilation, out_h
       elements after the last full vector one by one;
     * width stride <= 2 and kernels <= 32 (no dilation): the vector kernel, column sums over the window's rows
       (top to bottom), then those summed across the window's columns (left to right, padded columns adding 0);
-    * otherwise the generic kernel: row-major over the window's taps inside the input.
+    * otherwise, and for ``generic`` (an average whose divisor counts the explicit padding of a ``ceil_mode``
+      pool: measured, onnxruntime 1.32), the generic kernel: row-major over the window's taps inside the input.
     """
     n, c, h, w = real.shape
     (kh, kw), (sh, sw), (ho, wo) = kernel, stride, out_hw
@@ -221,7 +223,7 @@ def _mlas_window_sums(real: np.ndarray, kernel, stride, padding, dilation, out_h
     rows = [(max(oy * sh - pt, 0), min(oy * sh - pt + kh, h)) for oy in range(ho)]
     cols = [(max(ox * sw - pl, 0), min(ox * sw - pl + kw, w)) for ox in range(wo)]
     out = np.zeros((n, c, ho, wo), f32)
-    if sw <= 2 and kh <= 32 and kw <= 32 and dilation == (1, 1):
+    if sw <= 2 and kh <= 32 and kw <= 32 and dilation == (1, 1) and not generic:
         for oy, (y0, y1) in enumerate(rows):
             colsum = real[:, :, y0].copy()
             for y in range(y0 + 1, y1):
@@ -253,7 +255,8 @@ def avg_pool(layer: AvgPool, x, rounding: str | None = None) -> np.ndarray:
     onnxruntime's float pool where ``layer.method == "float"`` (:func:`_float_pool`; ``rounding`` unused)."""
     x = _check_input(layer, x, layer.input)
     if layer.method == "float":
-        return _float_pool(layer, x, layer.kernel, layer.stride, layer.padding, layer.dilation, layer.divisors)
+        return _float_pool(layer, x, layer.kernel, layer.stride, layer.padding, layer.dilation, layer.divisors,
+                           generic=layer.counted_padding is not None)
     acc = window_sum(x, layer.input.zero_point, layer.kernel, layer.stride, layer.padding, layer.dilation,
                      layer.output.shape[1:])
     return requantize_layer(layer, acc, layer.requant, channel_axis=None, rounding=rounding, even=layer.round_even)

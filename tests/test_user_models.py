@@ -142,8 +142,33 @@ def _concat_odd(n: _Net):
     return n.model((3, 6, 6), [n.gemm(n.op("Flatten", [n.op("GlobalAveragePool", [x])]), 8, 3)]), (3, 6, 6)
 
 
+def _avg_ceil(n: _Net):
+    """Average pools with ``ceil_mode=1`` and ``count_include_pad=1`` (PyTorch's default divisor): onnxruntime
+    divides by the taps inside the input and the explicit padding, not the end padding ``ceil_mode`` adds
+    (7 -> 4 with a 2x2 window; 7 -> 4 with a 3x3 stride-2 window and pads 1; 4 -> 2 with 3x3 stride 3)."""
+    x = n.op("Relu", [n.conv("x", 3, 8, 3, pads=[1, 1, 1, 1])])
+    x = n.op("AveragePool", [x], kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1, count_include_pad=1)
+    x = n.op("Relu", [n.conv(x, 8, 8, 3, pads=[1, 1, 1, 1])])
+    x = n.op("AveragePool", [x], kernel_shape=[3, 3], strides=[3, 3], pads=[1, 1, 1, 1], ceil_mode=1,
+             count_include_pad=1)
+    return n.model((3, 7, 7), [n.gemm(n.op("Flatten", [x]), 8 * 2 * 2, 3)]), (3, 7, 7)
+
+
+def _banded(n: _Net):
+    """Large enough for the default preset's external-memory mode (row bands through the 4096-word activation
+    memory): tables (Sigmoid, HardSwish, LeakyRelu), a 4 + 5 concatenation, and in the uint8-weight form
+    weights with zero points, all banded."""
+    x = n.op("Sigmoid", [n.conv("x", 3, 16, 3, pads=[1, 1, 1, 1])])
+    a = n.op("HardSwish", [n.conv(x, 16, 4, 3, pads=[1, 1, 1, 1])])
+    b = n.op("Relu", [n.conv(x, 16, 5, 1)])
+    x = n.op("Concat", [a, b], axis=1)
+    x = n.op("LeakyRelu", [n.conv(x, 9, 16, 3, strides=[2, 2], pads=[1, 1, 1, 1])], alpha=0.1)
+    return n.model((3, 48, 48), [n.gemm(n.op("Flatten", [n.op("GlobalAveragePool", [x])]), 16, 4)],
+                   opset=14), (3, 48, 48)
+
+
 MODELS = {"squeeze_gemm": _squeeze_gemm, "pools": _pools, "pads": _pads, "activations": _activations,
-          "concat_odd": _concat_odd}
+          "concat_odd": _concat_odd, "avg_ceil": _avg_ceil, "banded": _banded}
 
 
 def _quantize(proto, shape, dst: Path, fmt: str, per_channel: bool, act: str, wt: str, dtype=np.float32) -> Path:
@@ -361,11 +386,6 @@ def _bad_models(d: Path) -> dict[str, Path]:
         x = n.op("Pad", ["x", n.c(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64))], mode="reflect")
         return n.model((3, 6, 6), [n.op("Relu", [n.conv(x, 3, 8, 3)])]), (3, 6, 6)
 
-    def ceil(n):  # onnxruntime's divisor counts the explicit padding but not the ceil extension
-        x = n.op("Relu", [n.conv("x", 3, 8, 3)])
-        return n.model((3, 7, 7), [n.op("AveragePool", [x], kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1,
-                                        count_include_pad=1)]), (3, 7, 7)
-
     def resize(n):
         up = n.op("Resize", [n.conv("x", 3, 8, 3), "", n.c(np.array([1, 1, 2, 2], np.float32))], mode="nearest")
         return n.model((3, 6, 6), [n.op("Relu", [n.conv(up, 8, 8, 3)])]), (3, 6, 6)
@@ -378,7 +398,7 @@ def _bad_models(d: Path) -> dict[str, Path]:
         x = n.op("Softmax", [n.conv("x", 3, 8, 3)], axis=1)
         return n.model((3, 6, 6), [n.conv(x, 8, 8, 1)]), (3, 6, 6)
 
-    for name, build in [("reflect", reflect), ("ceil", ceil), ("resize", resize),
+    for name, build in [("reflect", reflect), ("resize", resize),
                         ("cast_input", cast_input), ("softmax_mid", softmax_mid)]:
         proto, shape = build(_Net(SEED))
         built[name] = _quantize(proto, shape, d / f"{name}.onnx", "qdq", True, "int8", "int8",
@@ -400,7 +420,6 @@ def test_unsupported_models_named(bad, cmd, tmp_path, capsys):
         return [cmd, str(model)] + (["--out", str(tmp_path / "out")] if cmd == "compile" else [])
 
     _user_error(capsys, argv(bad["reflect"]), "'Pad_", "mode 'reflect'", "allowed 'constant'")
-    _user_error(capsys, argv(bad["ceil"]), "'AveragePool_", "ceil_mode=1", "count_include_pad=0")
     _user_error(capsys, argv(bad["resize"]), "'Resize_", "operator Resize", "supported: ")
     _user_error(capsys, argv(bad["cast_input"]), "'x'", "'Cast_", "DequantizeLinear")
     _user_error(capsys, argv(bad["float"]), "float-only model", "quantize_static")
@@ -446,7 +465,9 @@ def test_bad_files_options_and_inputs(models, tmp_path, capsys):
 @pytest.mark.cocotb
 @pytest.mark.parametrize("name,var", [("pools", "qdq_pc_s8s8"), ("pads", "qop_pt_u8s8"),
                                       ("activations", "qdq_pc_s8s8"), ("activations", "qop_pt_u8s8"),
-                                      ("pools", "qdq_pt_u8u8"), ("concat_odd", "qop_pt_u8s8")])
+                                      ("pools", "qdq_pt_u8u8"), ("concat_odd", "qop_pt_u8s8"),
+                                      ("avg_ceil", "qdq_pc_s8s8"), ("avg_ceil", "qop_pt_u8s8"),
+                                      ("banded", "qdq_pt_u8u8")])
 def test_rtl_bit_exact(models, name, var, tmp_path, capsys):
     """``cimforge sim --random 2 --seed 0`` on the default fabric in Verilator: every tensor bit-exact and every
     layer's measured cycles as the cost model predicted."""
@@ -456,3 +477,4 @@ def test_rtl_bit_exact(models, name, var, tmp_path, capsys):
     rep = json.loads((tmp_path / "report.json").read_text())
     assert rep["bit_exact"] and rep["images"] == 2
     assert all(r["measured"] == r["predicted"] for r in rep["layers"])
+    assert rep["tensors_in"] == ("external" if name == "banded" else "activation"), rep["tensors_in"]

@@ -156,6 +156,14 @@ exact because every operand has the output's quantisation (TFLite's addition the
 one summand of each channel are the zero point. Bit-exact (tests/test_compiler_concat_placement.py; on the RTL,
 tests/test_user_models.py), at one MAC pass per input and `n - 1` adds instead of `n` copies.
 
+**Average pools with `ceil_mode` 1.** `ceil_mode` is end padding enough for the last partial window (a window
+that would start in it is dropped, as onnxruntime does). Its padded taps add nothing to the window sum; the
+divisor follows onnxruntime's kernels, measured on onnxruntime 1.32: with `count_include_pad` 0 the taps inside
+the input; with `count_include_pad` 1 the float pool of the QDQ form divides by the taps inside the input and
+the explicit pads (`AvgPool.counted_padding`; its sums then come in the generic kernel's row-major order) and
+QLinearAveragePool by the whole window. A divisor that varies by position runs as one `POOL` per part of equal
+divisor.
+
 **Constant folding.** A Reshape, Flatten, Squeeze, Unsqueeze or Transpose of a constant, and a
 QuantizeLinear of one (Inception-v1 reshapes its classifier weights in the graph, and onnxruntime then
 quantizes them as an activation), are computed at import: exact.
