@@ -192,6 +192,11 @@ class FabricConfig:
     ext_interval : int
         Cycles per data beat of the external memory (1..64): its bandwidth is one beat every ``ext_interval``
         cycles, in each direction.
+    mac_epilogue : bool
+        Build the ``MAC`` engine's epilogue (a per-channel affine and second requantisation in the write-back,
+        ``MAC.epi``), which runs a BatchNormalization that follows a convolution in that convolution's pass
+        (docs/fabric.md section 4). Without it the MAC engine is smaller (its second requantiser and parameter
+        port go) and the compiler runs such layers as passes of their own (default true).
     """
 
     n_macros: int = 4
@@ -207,9 +212,13 @@ class FabricConfig:
     ext_depth: int = 1 << 20
     ext_latency: int = 32
     ext_interval: int = 1
+    # the MAC engine's epilogue (fused per-channel affine)
+    mac_epilogue: bool = True
 
     def __post_init__(self) -> None:
         _check_int("fabric", "n_macros", self.n_macros, 1, 64)
+        if not isinstance(self.mac_epilogue, bool):
+            raise ConfigError("fabric.mac_epilogue", self.mac_epilogue, "true or false")
         if not isinstance(self.rounding, str) or self.rounding not in ROUNDINGS:
             raise ConfigError("fabric.rounding", self.rounding, "one of " + ", ".join(ROUNDINGS))
         _check_int("fabric", "act_depth", self.act_depth, 64, 65536)

@@ -80,7 +80,8 @@ def compile_graph(graph: Graph, cfg: CimConfig, *, batch: int = 1,
     fuse : bool
         Run each depthwise 1x1 layer that is a convolution's only reader (an unfoldable BatchNormalization) as
         the epilogue of that convolution's passes (:func:`cimforge.compiler.fusion.fuse_graph`): the program's
-        graph (``Program.graph``) is then the fused one, and the fused-away tensors are not written.
+        graph (``Program.graph``) is then the fused one, and the fused-away tensors are not written. Ignored
+        (no fusion) on a fabric built without the epilogue (``fabric.mac_epilogue = false``).
 
     Raises
     ------
@@ -90,7 +91,7 @@ def compile_graph(graph: Graph, cfg: CimConfig, *, batch: int = 1,
     """
     check_config(cfg)
     graph = rewrite_for_fabric(graph, cfg)
-    graph = fuse_graph(graph) if fuse else graph
+    graph = fuse_graph(graph) if fuse and cfg.fabric.mac_epilogue else graph  # fused passes need the epilogue
     if not isinstance(batch, int) or batch < 1:
         raise CompileError(f"batch = {batch!r}: allowed an integer >= 1")
     if memory not in MEMORY_MODES:

@@ -193,7 +193,8 @@ class CimFabric(wiring.Component):
             _read(m, mems["amem"], mac_e.act_rd[i])
             _read(m, mems["dmem"], mac_e.desc_rd[i], domain="comb")
         _read(m, mems["pmem"], mac_e.param_rd)
-        _read(m, mems["pmem"], mac_e.epi_rd)  # the epilogue's parameters, read beside the pass's own
+        if "epi_rd" in mac_e.signature.members:  # the epilogue's parameters, read beside the pass's own
+            _read(m, mems["pmem"], mac_e.epi_rd)
 
     @staticmethod
     def _wire_vector(m: Module, engines: dict, mems: dict) -> None:

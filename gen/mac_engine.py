@@ -97,7 +97,7 @@ class MacEngine(wiring.Component):
     param_rd : In(memory.ReadPort.Signature(addr_width, param_layout))
         Parameter memory read port (synchronous).
     epi_rd : In(memory.ReadPort.Signature(addr_width, param_layout))
-        The epilogue's parameter memory read port (synchronous).
+        The epilogue's parameter memory read port (synchronous); only with ``fabric.mac_epilogue``.
     act_w : In(memory.WritePort.Signature(addr_width, 8 * lanes))
         Activation memory write port (output words).
     unit_en : Out(n)
@@ -119,8 +119,8 @@ class MacEngine(wiring.Component):
             "act_rd": unit["act_rd"].array(n), "desc_rd": unit["desc_rd"].array(n),
             "param_rd": In(memory.ReadPort.Signature(addr_width=mac_layout(cfg)["param_base"].shape.width,
                                                      shape=param_layout(cfg))),
-            "epi_rd": In(memory.ReadPort.Signature(addr_width=mac_layout(cfg)["param_base"].shape.width,
-                                                   shape=param_layout(cfg))),
+            **({"epi_rd": In(memory.ReadPort.Signature(addr_width=mac_layout(cfg)["param_base"].shape.width,
+                                                       shape=param_layout(cfg)))} if cfg.fabric.mac_epilogue else {}),
             "act_w": In(memory.WritePort.Signature(addr_width=addr_width(cfg), shape=8 * lanes(cfg))),
             "unit_en": Out(n),
         })
@@ -303,29 +303,13 @@ class MacEngine(wiring.Component):
             n_pipe.append(s)
         codes = [clamp_code(m, mq.y[l], a.zp_out, a.act_min, a.act_max, f"code{l}") for l in range(L)]
 
-        # --- epilogue: a per-channel affine of the codes, requantised again ---------------------------------
-        e_valid = Signal()
-        e_q = [Signal(signed(10), name=f"e_q{l}", reset_less=True) for l in range(L)]
-        m.d.sync += [e_valid.eq(mq.o_valid & a.epi)] + [e_q[l].eq(codes[l]) for l in range(L)]
-        m.d.comb += [self.epi_rd.addr.eq(a.epi_base + n_pipe[-1]), self.epi_rd.en.eq(1)]
-        m.submodules.epi_mbqm = eq = Mbqm(L, rounding=self.cfg.fabric.rounding)
-        m.d.comb += eq.i_valid.eq(e_valid)
-        for l in range(L):
-            p = self.epi_rd.data[l]
-            # the int32 accumulator of the depthwise 1x1 layer: its bias (zero point folded) plus the code
-            # times the weight (|q * w| < 2**15; the compiler checks the bias fits int32)
-            acc = Signal(signed(32), name=f"e_acc{l}")
-            m.d.comb += acc.eq(e_q[l] * p.w + p.bias)
-            m.d.comb += [eq.x[l].eq(acc), eq.mult[l].eq(p.mult), eq.shift[l].eq(p.shift)]
-        e_codes = [clamp_code(m, eq.y[l], a.epi_zp_out, a.epi_min, a.epi_max, f"e_code{l}") for l in range(L)]
-        with m.If(a.epi):
-            m.d.comb += [self.act_w.en.eq(eq.o_valid), self.act_w.addr.eq(addr_pipe[-1]),
-                         self.act_w.data.eq(Cat(c[:8] for c in e_codes))]
-        with m.Else():
+        if not cfg.fabric.mac_epilogue:  # no epilogue built: the codes are written (MAC.epi is never set)
             m.d.comb += [self.act_w.en.eq(mq.o_valid), self.act_w.addr.eq(addr_pipe[MBQM_LATENCY]),
                          self.act_w.data.eq(Cat(c[:8] for c in codes))]
-        post_busy = Signal()
-        m.d.comb += post_busy.eq(q0_valid | mq.busy | e_valid | eq.busy)
+            post_busy = Signal()
+            m.d.comb += post_busy.eq(q0_valid | mq.busy)
+        else:
+            post_busy = self._epilogue(m, codes, mq, n_pipe, addr_pipe, q0_valid)
 
         # --- pass control -----------------------------------------------------------------------------------
         finished = Signal()
@@ -348,6 +332,36 @@ class MacEngine(wiring.Component):
         with m.If(finished):
             m.d.sync += running.eq(0)
         return m
+
+
+
+    def _epilogue(self, m: Module, codes: list, mq, n_pipe: list, addr_pipe: list, q0_valid) -> Signal:
+        """The epilogue (``MAC.epi``): a per-channel affine of the pass's clamped codes, requantised again, and the
+        activation memory write of either those codes or the epilogue's; returns the write-back's busy."""
+        a, L = self.args, lanes(self.cfg)
+        e_valid = Signal()
+        e_q = [Signal(signed(10), name=f"e_q{l}", reset_less=True) for l in range(L)]
+        m.d.sync += [e_valid.eq(mq.o_valid & a.epi)] + [e_q[l].eq(codes[l]) for l in range(L)]
+        m.d.comb += [self.epi_rd.addr.eq(a.epi_base + n_pipe[-1]), self.epi_rd.en.eq(1)]
+        m.submodules.epi_mbqm = eq = Mbqm(L, rounding=self.cfg.fabric.rounding)
+        m.d.comb += eq.i_valid.eq(e_valid)
+        for l in range(L):
+            p = self.epi_rd.data[l]
+            # the int32 accumulator of the depthwise 1x1 layer: its bias (zero point folded) plus the code
+            # times the weight (|q * w| < 2**15; the compiler checks the bias fits int32)
+            acc = Signal(signed(32), name=f"e_acc{l}")
+            m.d.comb += acc.eq(e_q[l] * p.w + p.bias)
+            m.d.comb += [eq.x[l].eq(acc), eq.mult[l].eq(p.mult), eq.shift[l].eq(p.shift)]
+        e_codes = [clamp_code(m, eq.y[l], a.epi_zp_out, a.epi_min, a.epi_max, f"e_code{l}") for l in range(L)]
+        with m.If(a.epi):
+            m.d.comb += [self.act_w.en.eq(eq.o_valid), self.act_w.addr.eq(addr_pipe[-1]),
+                         self.act_w.data.eq(Cat(c[:8] for c in e_codes))]
+        with m.Else():
+            m.d.comb += [self.act_w.en.eq(mq.o_valid), self.act_w.addr.eq(addr_pipe[MBQM_LATENCY]),
+                         self.act_w.data.eq(Cat(c[:8] for c in codes))]
+        post_busy = Signal()
+        m.d.comb += post_busy.eq(q0_valid | mq.busy | e_valid | eq.busy)
+        return post_busy
 
 
 def _advance(m: Module, a, kr, kbase, nr, nbase, p0, done) -> None:

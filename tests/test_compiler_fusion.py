@@ -220,3 +220,43 @@ def test_compile_command_fuses_unless_told_not_to(tmp_path, capsys):
     fused, plain = ({row["layer"] for row in runs[k]["layers"]} for k in ("fused", "plain"))
     assert fused < plain and len(plain - fused) == 7, sorted(plain - fused)
     assert runs["fused"]["run_cycles"] < 0.85 * runs["plain"]["run_cycles"]
+
+
+# -- a fabric built without the epilogue (fabric.mac_epilogue = false) ------------------------------------------
+
+NO_EPILOGUE = replace(DEFAULT, fabric=replace(DEFAULT.fabric, mac_epilogue=False))
+
+
+def test_without_the_epilogue_nothing_fuses_and_the_iss_is_exact():
+    seed = SEED + 300
+    rng = np.random.default_rng(seed)
+    print(f"seed {seed}")
+    g = conv_bn_graph(rng, NO_EPILOGUE)
+    prog = _check(g, NO_EPILOGUE, _inputs(g, rng, 2), batch=2)
+    assert not internal_tensors(prog.graph)  # the depthwise layer runs as a pass of its own
+    assert not any(decode_op(NO_EPILOGUE, w)[1].get("epi") for w in prog.code if decode_op(NO_EPILOGUE, w)[1])
+
+
+def test_without_the_epilogue_the_verilog_has_no_second_requantiser():
+    """The MAC engine's epilogue (its requantiser ``epi_mbqm`` and parameter read port) is left out."""
+    from cimforge.gen.emit import design_verilog
+    _, with_epi = design_verilog(DEFAULT)
+    _, without = design_verilog(NO_EPILOGUE)
+    assert "epi_mbqm" in with_epi and "epi_mbqm" not in without
+    print(f"Verilog {len(with_epi)} -> {len(without)} bytes")
+    assert len(without) < len(with_epi)
+
+
+@pytest.mark.slow  # about a minute: the first Verilator build of the fabric without the epilogue
+@pytest.mark.cocotb
+def test_without_the_epilogue_on_the_rtl():
+    """Random conv + depthwise 1x1 pairs on the fabric built without the epilogue, in Verilator: bit-exact on
+    every tensor, every layer's cycles as predicted."""
+    from cimforge.sim.cosim import simulate
+    seed = SEED + 301
+    rng = np.random.default_rng(seed)
+    print(f"seed {seed}")
+    g = conv_bn_graph(rng, NO_EPILOGUE)
+    res = simulate(g, NO_EPILOGUE, _inputs(g, rng, 2)["x"])
+    assert res.exact, str(res.divergence)
+    assert all(r.measured == r.predicted for r in res.mean_rows())
