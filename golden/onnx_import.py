@@ -1467,14 +1467,17 @@ class _Importer:
     def emit_lut(self, node, v: _Lut, out: TensorInfo) -> None:
         """The :class:`~cimforge.golden.ir.Lut` layer of ``v`` quantized into ``out`` (onnxruntime's
         ``QuantizeLinear`` of the 256 values)."""
-        table = _lut.quantize(v.vals, out)
-        codes = _lut.code_bytes(v.src).astype(np.int64)
-        valid = (codes >= v.src.qmin) & (codes <= v.src.qmax)  # a narrowed (4-bit) input never holds the rest
+        self.emit_table(_FakeNode(v.node, v.op, out.name), v.src, out, _lut.quantize(v.vals, out))
+
+    def emit_table(self, node, x: TensorInfo, out: TensorInfo, table: np.ndarray) -> None:
+        """A :class:`~cimforge.golden.ir.Lut` layer of output ``table`` codes over ``x``'s codes, recorded in
+        :attr:`lut_of` as a function of the chain's first input."""
+        codes = _lut.code_bytes(x).astype(np.int64)
+        valid = (codes >= x.qmin) & (codes <= x.qmax)  # a narrowed (4-bit) input never holds the rest
         table = np.where(valid, table, table[np.argmax(valid)])
-        fake = _FakeNode(v.node, v.op, out.name)
-        self.emit(self.build(fake, Lut, name=self.layer_name(fake), inputs=(v.src,), output=out,
-                             table=tuple(int(t) for t in table), op=v.op))
-        root, inner = self.lut_of.get(v.src.name, (v.src, np.arange(256)))
+        self.emit(self.build(node, Lut, name=self.layer_name(node), inputs=(x,), output=out,
+                             table=tuple(int(t) for t in table), op=node.op_type))
+        root, inner = self.lut_of.get(x.name, (x, np.arange(256)))
         self.lut_of[out.name] = (root, _lut.compose(table, inner))
 
     def lut_quantized(self, node, i: int) -> TensorInfo:
@@ -1509,13 +1512,7 @@ class _Importer:
 
     def emit_qlinear_lut(self, node, x: TensorInfo, out: TensorInfo, table: np.ndarray) -> None:
         """A QOperator node's table of output codes over ``x``'s codes as a :class:`~cimforge.golden.ir.Lut`."""
-        codes = _lut.code_bytes(x).astype(np.int64)
-        valid = (codes >= x.qmin) & (codes <= x.qmax)
-        table = np.where(valid, table, table[np.argmax(valid)])
-        self.emit(self.build(node, Lut, name=self.layer_name(node), inputs=(x,), output=out,
-                             table=tuple(int(t) for t in table), op=node.op_type))
-        root, inner = self.lut_of.get(x.name, (x, np.arange(256)))
-        self.lut_of[out.name] = (root, _lut.compose(table, inner))
+        self.emit_table(node, x, out, table)
         self.values[node.output[0]] = _Codes(out)
 
     @property
