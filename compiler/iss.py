@@ -320,7 +320,7 @@ class FabricModel:
                 if a["rq_in"]:
                     va = mbqm(va << a["ls"], a["mult_a"], a["shift_a"], self.rounding)
                     vb = mbqm(vb << a["ls"], a["mult_b"], a["shift_b"], self.rounding)
-                s = ((va + vb + 2 ** 31) % 2 ** 32) - 2 ** 31
+                s = va * vb if a["mul"] else ((va + vb + 2 ** 31) % 2 ** 32) - 2 ** 31
                 if a["rq_out"]:
                     s = mbqm(s, a["mult_o"], a["shift_o"], self.rounding)
                 y = np.clip(s + a["zp_out"], a["act_min"], a["act_max"])

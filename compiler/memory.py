@@ -133,7 +133,7 @@ def input_rows(layer: Layer, h: int, o0: int, o1: int) -> tuple[int, int, int]:
     """``(r0, r1, pt)``: the rows ``r0 .. r1 - 1`` of an ``h``-row input that output rows ``o0 .. o1 - 1`` read
     (the halo included), and the padding above row ``r0`` the band's first window sees."""
     win = _window(layer)
-    if win is None:
+    if win is None or (h == 1 and getattr(layer, "broadcast", False)):  # a per-channel operand: read whole
         return 0, h, 0
     kh, sh, dh, pt = win
     top = o0 * sh - pt

@@ -241,11 +241,12 @@ def ew_layout(cfg: CimConfig) -> data.StructLayout:
 
         va = a - zp_a;  vb = has_b ? b - zp_b : 0
         if rq_in:  va = MBQM(va << ls, mult_a, shift_a);  vb = MBQM(vb << ls, mult_b, shift_b)
-        s = va + vb;  if rq_out: s = MBQM(s, mult_o, shift_o)
+        s = mul ? va * vb : va + vb;  if rq_out: s = MBQM(s, mult_o, shift_o)
         out = clamp(zp_out + s, act_min, act_max)
 
-    (MBQM: MultiplyByQuantizedMultiplier.) ``Add`` uses every stage, ``Clamp`` none, a requantising copy
-    ``rq_out`` only. Pixel ``p`` word ``w`` of each operand sits at ``base + p*stride + w``."""
+    (MBQM: MultiplyByQuantizedMultiplier.) ``Add`` uses every stage, ``Mul`` the product and ``rq_out``,
+    ``Clamp`` none, a requantising copy ``rq_out`` only. Pixel ``p`` word ``w`` of each operand sits at
+    ``base + p*stride + w`` (``b_stride`` 0: one word per channel word for every pixel, a per-channel ``b``)."""
     aw = addr_width(cfg)
     return [
         ("a_base", unsigned(aw), "address of operand ``a``"),
@@ -260,6 +261,7 @@ def ew_layout(cfg: CimConfig) -> data.StructLayout:
         ("has_b", unsigned(1), "there is a second operand"),
         ("rq_in", unsigned(1), "requantise each operand (``mult_a``/``mult_b``) before the sum"),
         ("rq_out", unsigned(1), "requantise the sum (``mult_o``)"),
+        ("mul", unsigned(1), "the product ``va * vb`` instead of the sum (``rq_in`` clear)"),
         ("ls", unsigned(5), "left shift of the operands before ``rq_in`` (TFLite's ``left_shift``)"),
         ("zp_a", signed(QZ), "zero point of ``a``"),
         ("zp_b", signed(QZ), "zero point of ``b``"),

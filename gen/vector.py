@@ -274,7 +274,9 @@ class EwEngine(wiring.Component):
         for l in range(L):
             ya = Mux(a.rq_in, mi.y[l], byp[0][l])
             yb = Mux(a.rq_in, mi.y[L + l], byp[1][l])
-            m.d.sync += ssum[l].eq(ya + yb)
+            # a product of codes minus zero points: 10-bit operands (|x - zp| <= 255) make an exact 20-bit product
+            prod = byp[0][l][:10].as_signed() * byp[1][l][:10].as_signed()
+            m.d.sync += ssum[l].eq(Mux(a.mul, prod, ya + yb))
 
         # output requantisation (bypassed when rq_out is clear), zero point, clamp
         m.submodules.mq_out = mo = Mbqm(L, shift_width=6, rounding=self.cfg.fabric.rounding)

@@ -56,7 +56,7 @@ from .requant import quantize_multipliers
 
 __all__ = [
     "IRError", "DTYPE_RANGES", "POOL_METHODS", "WEIGHT_BITS", "TensorInfo", "Requant", "GemmView",
-    "Layer", "Conv2d", "Dense", "MaxPool", "AvgPool", "GlobalAvgPool", "Add", "Concat", "Reshape", "Clamp",
+    "Layer", "Conv2d", "Dense", "MaxPool", "AvgPool", "GlobalAvgPool", "Add", "Mul", "Concat", "Reshape", "Clamp",
     "Softmax", "LRN", "Lut", "FloatChain", "FLOAT_OPS", "MatMul", "ConvInteger", "MatMulInteger", "Graph", "conv_output_size", "LAYER_KINDS", "CLAMPABLE", "with_clamp",
     "LayerShape", "ShapeGraph", "SHAPE_ONLY_KINDS", "with_flattened_sources",
 ]
@@ -719,6 +719,46 @@ class Add(Layer):
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
+class Mul(Layer):
+    """Quantized element-wise product of two computed tensors (ONNX ``QLinearMul``, a QDQ ``Mul``), TFLite's
+    integer scheme::
+
+        out = clamp(zp_out + MultiplyByQuantizedMultiplier((a - zp_a) * (b - zp_b), M, shift))   # s_a s_b / s_out
+
+    ``b`` has ``a``'s shape, or is ``(C, 1, 1)`` under a ``(C, H, W)`` ``a``: one value per channel broadcast over
+    the plane (a squeeze-and-excitation block's ``x * Sigmoid(...)``). The product is exact; the one rounding is
+    the requantisation, so it differs from onnxruntime's float product only within float32 error of a tie.
+
+    Members
+    -------
+    requant : Requant
+    broadcast : bool
+        ``b`` is one value per channel.
+    """
+
+    act_min: int | None = None
+    act_max: int | None = None
+    requant: Requant = field(init=False, repr=False)
+
+    kind: ClassVar[str] = "mul"
+    n_inputs: ClassVar[int | None] = 2
+
+    def __post_init__(self):
+        super().__post_init__()
+        a, b = self.inputs
+        per_channel = len(a.shape) == 3 and b.shape == (a.shape[0], 1, 1)
+        if a.shape != self.output.shape or not (b.shape == a.shape or per_channel):
+            self._fail("shapes", (a.shape, b.shape, self.output.shape),
+                       "a and the output of one shape, b of that shape or (C, 1, 1) under a (C, H, W) a")
+        object.__setattr__(self, "requant", Requant(a.scale * b.scale / self.output.scale))
+        self._check_clamp()
+
+    @property
+    def broadcast(self) -> bool:
+        return self.inputs[1].shape != self.inputs[0].shape
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
 class Concat(Layer):
     """Concatenation along a per-sample ``axis`` (0 = channels of ``(C, H, W)``).
 
@@ -994,11 +1034,11 @@ class FloatChain(Layer):
 
 #: kind -> layer class
 LAYER_KINDS: dict[str, type[Layer]] = {
-    cls.kind: cls for cls in (Conv2d, Dense, MaxPool, AvgPool, GlobalAvgPool, Add, Concat, Reshape, Clamp, Softmax,
+    cls.kind: cls for cls in (Conv2d, Dense, MaxPool, AvgPool, GlobalAvgPool, Add, Mul, Concat, Reshape, Clamp, Softmax,
                               LRN, Lut, MatMul, ConvInteger, MatMulInteger, FloatChain)}
 
 #: Layers whose output is requantised and may carry a fused clamp.
-CLAMPABLE = (Conv2d, Dense, AvgPool, GlobalAvgPool, Add, Clamp, FloatChain)
+CLAMPABLE = (Conv2d, Dense, AvgPool, GlobalAvgPool, Add, Mul, Clamp, FloatChain)
 
 
 # ----------------------------------------------------------------------------------------------------------

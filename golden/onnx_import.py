@@ -39,7 +39,7 @@ import numpy as np
 from . import lut as _lut
 from .ir import (LRN, Lut, AvgPool, FloatChain, Clamp, CLAMPABLE, Concat, Conv2d, ConvInteger, Dense, GlobalAvgPool,
                  Graph, IRError,
-                 Layer, MatMul, MatMulInteger, MaxPool, Reshape, Softmax, TensorInfo, Add, conv_output_size,
+                 Layer, MatMul, MatMulInteger, MaxPool, Mul, Reshape, Softmax, TensorInfo, Add, conv_output_size,
                  with_clamp)
 from .requant import NumericsError
 
@@ -846,10 +846,39 @@ class _Importer:
     def op_QLinearMul(self, node):
         if self.qlinear_table(node):
             return
-        if not any(isinstance(self.get(node, i), _Const) for i in (0, 3)):
-            self.fail(node, "only a product with a constant (per channel or scalar) is supported, not of two "
-                            "computed tensors")
-        self.qlinear_affine(node, "mul")
+        if any(isinstance(self.get(node, i), _Const) for i in (0, 3)):
+            self.qlinear_affine(node, "mul")
+            return
+        xs = self.product_operands(node, self.qlinear_operands(node))
+        out = self.out_info(node, 6, 7, xs[0].shape)
+        self.emit(self.build(node, Mul, name=self.layer_name(node), inputs=xs, output=out))
+
+    def qlinear_operands(self, node) -> list[TensorInfo]:
+        """The two computed inputs of a QLinear binary operator (inputs 0 and 3), each checked against its
+        scale and zero point."""
+        xs = []
+        for i in (0, 3):
+            x = self.codes(node, i)
+            self.check_quant(node, x, self.qparams(node, i + 1, i + 2, "input"), "input")
+            xs.append(x)
+        return xs
+
+    def product_operands(self, node, xs: list[TensorInfo]) -> tuple[TensorInfo, TensorInfo]:
+        """The inputs of a product of two computed tensors in the :class:`~cimforge.golden.ir.Mul` order: equal
+        shapes, or the one value per channel ``(C, 1, 1)`` second."""
+        a, b = xs
+        if len(b.shape) == 3 and a.shape == (b.shape[0], 1, 1) and b.shape != a.shape:
+            a, b = b, a
+        if b.shape != a.shape and not (len(a.shape) == 3 and b.shape == (a.shape[0], 1, 1)):
+            self.fail(node, f"broadcasting product {xs[0].shape} * {xs[1].shape}: allowed equal shapes, or one "
+                            f"(C, H, W) and one value per channel (C, 1, 1)")
+        return a, b
+
+    def product_range(self, xs) -> tuple[float, float]:
+        """The real range of a product of ``xs``."""
+        (a0, a1), (b0, b1) = (self.info_range(t) for t in xs)
+        ends = [a0 * b0, a0 * b1, a1 * b0, a1 * b1]
+        return min(ends), max(ends)
 
     def op_QLinearAdd(self, node):
         if self.qlinear_table(node):
@@ -857,11 +886,7 @@ class _Importer:
         if any(isinstance(self.get(node, i), _Const) for i in (0, 3)):
             self.qlinear_affine(node, "add")
             return
-        xs = []
-        for i in (0, 3):
-            x = self.codes(node, i)
-            self.check_quant(node, x, self.qparams(node, i + 1, i + 2, "input"), "input")
-            xs.append(x)
+        xs = self.qlinear_operands(node)
         if xs[0].shape != xs[1].shape:
             self.fail(node, f"broadcasting add {xs[0].shape} + {xs[1].shape} is not supported")
         out = self.out_info(node, 6, 7, xs[0].shape)
@@ -1279,16 +1304,20 @@ class _Importer:
             real_range=self.sum_range(xs), expr=("sum", tuple(("dq", t) for t in xs)))
 
     def op_Mul(self, node):
-        """A float product of a tensor and a per-channel (or scalar) constant: the per-channel affine ``a x``; a
+        """A float product of two computed tensors (a quantized :class:`~cimforge.golden.ir.Mul`, one of them may be
+        per channel), or of a tensor and a per-channel (or scalar) constant: the per-channel affine ``a x``; a
         function of one tensor's codes (``x * Sigmoid(x)``, a scalar factor: :meth:`elementwise_table`) is a
         table."""
         if self.table_operands(node) is not None:
             self.elementwise_table(node)
             return
         k = self.constant_operand(node)
-        if k is None:
-            self.fail(node, "only a product with a constant (per channel or scalar) is supported, not of two "
-                            "computed tensors")
+        if k is None:  # of two computed tensors (one may be per channel): a quantized product
+            xs = self.product_operands(node, [self.quantized_input(node, i) for i in (0, 1)])
+            self.values[node.output[0]] = _Pending(
+                node.name or node.output[0], node.op_type, xs[0].shape,
+                lambda out: Mul(name=self.layer_name(node), inputs=xs, output=out), real_range=self.product_range(xs))
+            return
         if self.numerics == "onnx":
             mult = self.channel_const(node, k, TensorInfo("shape", self.expr_shape(node, 1 - k), "int8", 1.0, 0))
             self.values[node.output[0]] = self.chain_affine(node, 1 - k, mult, np.zeros_like(mult))
@@ -2000,16 +2029,19 @@ IMPORTS_TO: dict[str, tuple[tuple[str, ...], str]] = {
     "Gemm": (("dense",), "QDQ; `transB` 0 or 1, `alpha` > 0 in the weight scale, `beta` in the bias"),
     "QLinearAdd": (("add", "conv2d", "lut"), "QOperator (com.microsoft); with a per-channel constant a depthwise "
                                              "1x1 `conv2d`; with a scalar or of two functions of one tensor a `lut`"),
-    "QLinearMul": (("conv2d", "lut"), "com.microsoft, by a per-channel constant: a depthwise 1x1 `conv2d`; by a "
-                                      "scalar or of two functions of one tensor (`x * Sigmoid(x)`) a `lut`"),
+    "QLinearMul": (("mul", "conv2d", "lut"), "com.microsoft; of two tensors a `mul` (the second may be one value "
+                                             "per channel, `(C, 1, 1)`: squeeze-and-excitation); by a per-channel "
+                                             "constant a depthwise 1x1 `conv2d`; by a scalar or of two functions of "
+                                             "one tensor (`x * Sigmoid(x)`) a `lut`"),
     "Add": (("add", "conv2d", "lut", "float_chain"), "float add between DequantizeLinear and QuantizeLinear; with a "
                                                      "per-channel constant a depthwise 1x1 `conv2d`; with a scalar, or "
                                                      "of two functions of one tensor, a `lut`; of a float result "
                                                      "(numerics \"onnx\") a `float_chain`"),
-    "Mul": (("conv2d", "lut", "float_chain"), "by a per-channel constant, between DequantizeLinear and "
-                                              "QuantizeLinear: a depthwise 1x1 `conv2d`; by a scalar or of two "
-                                              "functions of one tensor (`x * Sigmoid(x)`) a `lut`; numerics "
-                                              "\"onnx\": a `float_chain`"),
+    "Mul": (("mul", "conv2d", "lut", "float_chain"), "float product between DequantizeLinear and QuantizeLinear: "
+                                                     "of two tensors a `mul` (one may be `(C, 1, 1)`); by a "
+                                                     "per-channel constant a depthwise 1x1 `conv2d`; by a scalar or "
+                                                     "of two functions of one tensor (`x * Sigmoid(x)`) a `lut`; "
+                                                     "numerics \"onnx\": a `float_chain`"),
     "Sum": (("add", "float_chain"), "n-ary float Sum: a chain of n - 1 adds; reading a float result (numerics "
                                     "\"onnx\") a `float_chain`"),
     "MaxPool": (("maxpool",), "on codes or QDQ; `ceil_mode` 1 as end padding"),

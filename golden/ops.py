@@ -16,14 +16,14 @@ import numpy as np
 
 from .ir import (LRN, Lut, Add, AvgPool, Clamp, Concat, Conv2d, ConvInteger, Dense, FloatChain, GlobalAvgPool, IRError,
                  Layer,
-                 MatMulInteger, MaxPool, Requant, Reshape, Softmax, TensorInfo)
+                 MatMulInteger, MaxPool, Mul, Requant, Reshape, Softmax, TensorInfo)
 from .lrn import lrn_integer
 from .requant import NumericsError, multiply_by_quantized_multiplier, requantize
 
 __all__ = [
     "quantize", "dequantize", "im2col", "window_sum",
     "conv2d_acc", "conv2d", "dense_acc", "dense", "max_pool", "avg_pool", "global_avg_pool",
-    "add", "concat", "reshape", "clamp", "requantize_layer", "softmax", "lrn", "lut", "conv_integer", "matmul_integer",
+    "add", "mul", "concat", "reshape", "clamp", "requantize_layer", "softmax", "lrn", "lut", "conv_integer", "matmul_integer",
     "softmax_table", "float_chain",
 ]
 
@@ -281,6 +281,15 @@ def add(layer: Add, a, b, rounding: str | None = None) -> np.ndarray:
     sb = multiply_by_quantized_multiplier((b.astype(np.int64) - tb.zero_point) << layer.left_shift,
                                           layer.requant_b.multiplier, layer.requant_b.shift, rounding)
     return requantize_layer(layer, sa + sb, layer.requant_out, channel_axis=None, rounding=rounding)
+
+
+def mul(layer: Mul, a, b, rounding: str | None = None) -> np.ndarray:
+    """TFLite integer product (see :class:`~cimforge.golden.ir.Mul`): a ``(C, 1, 1)`` ``b`` broadcasts."""
+    a = _check_input(layer, a, layer.inputs[0])
+    b = _check_input(layer, b, layer.inputs[1])
+    ta, tb = layer.inputs
+    prod = (a.astype(np.int64) - ta.zero_point) * (b.astype(np.int64) - tb.zero_point)
+    return requantize_layer(layer, prod, layer.requant, channel_axis=None, rounding=rounding)
 
 
 def concat(layer: Concat, *xs, rounding: str | None = None) -> np.ndarray:

@@ -13,7 +13,7 @@ __all__ = ["random_tensor", "random_conv_graph", "random_grouped_conv_graph", "r
            "GROUPED_KINDS", "extreme_depthwise_graph", "tiny_mobilenet_onnx",
            "separable_cnn_onnx", "TINY_SET", "deep_memories"]
 
-VECTOR_KINDS = ("maxpool", "avgpool", "gap", "add", "clamp", "concat")
+VECTOR_KINDS = ("maxpool", "avgpool", "gap", "add", "mul", "mul_bcast", "clamp", "concat")
 
 
 def random_tensor(name, shape, rng, dtype=None) -> ir.TensorInfo:
@@ -120,6 +120,11 @@ def random_vector_graph(kind: str, rng) -> ir.Graph:
         b = random_tensor("b", (c, h, w), rng, dtype)
         y = random_tensor("y", (c, h, w), rng, dtype)
         layer = ir.Add(name="add", inputs=(x, b), output=y)
+        return ir.Graph("g", (x, b), (layer,), ("y",))
+    elif kind in ("mul", "mul_bcast"):  # a product, of a (C, 1, 1) b broadcast over the plane for mul_bcast
+        b = random_tensor("b", (c, h, w) if kind == "mul" else (c, 1, 1), rng, dtype)
+        y = random_tensor("y", (c, h, w), rng, dtype)
+        layer = ir.Mul(name="mul", inputs=(x, b), output=y)
         return ir.Graph("g", (x, b), (layer,), ("y",))
     elif kind == "clamp":
         y = ir.TensorInfo("y", (c, h, w), dtype, x.scale, x.zero_point)

@@ -93,7 +93,7 @@ def test_random_conv_every_split(seed, one_channel):
         assert ran
 
 
-@pytest.mark.parametrize("kind", ["maxpool", "avgpool", "gap", "add", "clamp", "concat"])
+@pytest.mark.parametrize("kind", ["maxpool", "avgpool", "gap", "add", "mul", "mul_bcast", "clamp", "concat"])
 @pytest.mark.parametrize("seed", range(4))
 def test_vector_layers(kind, seed):
     rng = np.random.default_rng(2000 + seed)

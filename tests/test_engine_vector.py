@@ -1,8 +1,8 @@
 """The vector engines (POOL and EW) alone in Amaranth's simulator, against the instruction-set model.
 
-Random single-layer graphs (max/average/global pooling; residual add, clamp, concatenation), compiled for the
-``tiny`` preset; the inputs are random codes with the corners forced in (the most negative and the largest
-code). Every instruction's cycles equal the engine's timing data (``per_item`` per tap or word plus ``extra``).
+Random single-layer graphs (max/average/global pooling; residual add, product (per-channel broadcast too), clamp,
+concatenation), compiled for the ``tiny`` preset; the inputs are random codes with the corners forced in (the most
+negative and the largest code). Every instruction's cycles equal the engine's timing data (``per_item`` per tap or word plus ``extra``).
 Seeds fixed and printed.
 """
 
@@ -57,7 +57,7 @@ def test_pool_engine(kind, seed):
 
 
 @pytest.mark.parametrize("seed", range(3))
-@pytest.mark.parametrize("kind", ["add", "clamp", "concat"])
+@pytest.mark.parametrize("kind", ["add", "mul", "mul_bcast", "clamp", "concat"])
 def test_ew_engine(kind, seed):
     _check(kind, 3100 + seed, EwEngine.name)
 

@@ -4,7 +4,8 @@ run through what a user runs (``cimforge golden``, ``cimforge compile``, the ISS
 
 The patterns are the ones the model sets (golden/model_sets.py) do not exercise: dilation, stride 2,
 asymmetric pads, no bias, 1xN / Nx1 kernels, groups neither 1 nor depthwise, ``Gemm`` with ``transB=0`` and
-``alpha`` / ``beta``, ``Squeeze`` / ``Unsqueeze``, padded pools, ``GlobalMaxPool``, ``Pad`` (of the graph input and mid network), a free batch dimension, a non-square input, and
+``alpha`` / ``beta``, ``Squeeze`` / ``Unsqueeze``, padded pools, ``GlobalMaxPool``, ``Pad`` (of the graph input and mid network),
+element-wise tables, squeeze-and-excitation products, a free batch dimension, a non-square input, and
 onnxruntime's uint8 x int8 form (whose kernels saturate on CPUs without AVX-VNNI, docs/golden.md). Bad inputs
 must end in one line naming the node or option, exit code 2, and no partial ``--out`` directory.
 """
@@ -154,11 +155,29 @@ def _avg_ceil(n: _Net):
     return n.model((3, 7, 7), [n.gemm(n.op("Flatten", [x]), 8 * 2 * 2, 3)]), (3, 7, 7)
 
 
+def _se_block(n: _Net):
+    """Squeeze-and-excitation (MobileNetV3, EfficientNet): ``x * Sigmoid(conv(Relu(conv(GAP(x)))))``, the gate
+    one value per channel broadcast over the plane; a HardSigmoid gate written first (``g * x``); and the product
+    of two branches of one shape (gating)."""
+    x = n.op("Relu", [n.conv("x", 3, 16, 3, pads=[1, 1, 1, 1])])
+    s = n.op("Relu", [n.conv(n.op("GlobalAveragePool", [x]), 16, 4, 1)])
+    x = n.op("Mul", [x, n.op("Sigmoid", [n.conv(s, 4, 16, 1)])])
+    x = n.op("Relu", [n.conv(x, 16, 16, 3, strides=[2, 2], pads=[1, 1, 1, 1])])
+    g = n.op("HardSigmoid", [n.conv(n.op("GlobalAveragePool", [x]), 16, 16, 1)], alpha=0.2, beta=0.5)
+    x = n.op("Mul", [g, x])
+    x = n.op("Mul", [n.op("Sigmoid", [n.conv(x, 16, 8, 1)]), n.conv(x, 16, 8, 3, pads=[1, 1, 1, 1])])
+    return n.model((3, 10, 10), [n.gemm(n.op("Flatten", [n.op("GlobalAveragePool", [x])]), 8, 4)]), (3, 10, 10)
+
+
 def _banded(n: _Net):
     """Large enough for the default preset's external-memory mode (row bands through the 4096-word activation
-    memory): tables (Sigmoid, HardSwish, LeakyRelu), a 4 + 5 concatenation, and in the uint8-weight form
-    weights with zero points, all banded."""
+    memory): tables (Sigmoid, HardSwish, LeakyRelu), a squeeze-and-excitation gate (a per-channel product over
+    banded rows), a 4 + 5 concatenation, and in the uint8-weight form weights with zero points, all banded."""
     x = n.op("Sigmoid", [n.conv("x", 3, 16, 3, pads=[1, 1, 1, 1])])
+    # the gate from a stride-4 branch (a global pool of the whole 48x48 tensor would not fit the memory)
+    g = n.op("Relu", [n.conv(x, 16, 16, 3, strides=[4, 4], pads=[1, 1, 1, 1])])
+    g = n.op("HardSigmoid", [n.conv(n.op("GlobalAveragePool", [g]), 16, 16, 1)], alpha=0.2, beta=0.5)
+    x = n.op("Mul", [x, g])
     a = n.op("HardSwish", [n.conv(x, 16, 4, 3, pads=[1, 1, 1, 1])])
     b = n.op("Relu", [n.conv(x, 16, 5, 1)])
     x = n.op("Concat", [a, b], axis=1)
@@ -168,7 +187,7 @@ def _banded(n: _Net):
 
 
 MODELS = {"squeeze_gemm": _squeeze_gemm, "pools": _pools, "pads": _pads, "activations": _activations,
-          "concat_odd": _concat_odd, "avg_ceil": _avg_ceil, "banded": _banded}
+          "concat_odd": _concat_odd, "avg_ceil": _avg_ceil, "se_block": _se_block, "banded": _banded}
 
 
 def _quantize(proto, shape, dst: Path, fmt: str, per_channel: bool, act: str, wt: str, dtype=np.float32) -> Path:
@@ -467,6 +486,7 @@ def test_bad_files_options_and_inputs(models, tmp_path, capsys):
                                       ("activations", "qdq_pc_s8s8"), ("activations", "qop_pt_u8s8"),
                                       ("pools", "qdq_pt_u8u8"), ("concat_odd", "qop_pt_u8s8"),
                                       ("avg_ceil", "qdq_pc_s8s8"), ("avg_ceil", "qop_pt_u8s8"),
+                                      ("se_block", "qdq_pc_s8s8"), ("se_block", "qop_pt_u8s8"),
                                       ("banded", "qdq_pt_u8u8")])
 def test_rtl_bit_exact(models, name, var, tmp_path, capsys):
     """``cimforge sim --random 2 --seed 0`` on the default fabric in Verilator: every tensor bit-exact and every

@@ -1,12 +1,13 @@
-"""Residual adds and clamps: one ``EW`` instruction per image over every word of the input (an add
-requantises both inputs and the sum, TFLite's integer scheme; a clamp only narrows the range)."""
+"""Residual adds, products and clamps: one ``EW`` instruction per image over every word of the input (an add
+requantises both inputs and the sum, TFLite's integer scheme; a product requantises the exact product of the
+inputs minus their zero points, reading a per-channel ``b`` at pixel stride 0; a clamp only narrows the range)."""
 
 from __future__ import annotations
 
 from ...config import INT8_BITS, CimConfig
 from ...gen.controller import CONTROLLER_TIMING
 from ...gen.isa import Opcode, lanes
-from ...golden.ir import Add, Clamp, Layer
+from ...golden.ir import Add, Clamp, Layer, Mul
 from ..cost import LayerCost, ew_cycles
 from ..state import CompileState, Step, emit_instr
 from ..tiling import CompileError
@@ -15,7 +16,7 @@ from .base import Lowering, per_image_cost
 __all__ = ["LOWERING", "LAYERS", "copy_args", "words_of"]
 
 #: The IR classes this module lowers.
-LAYERS = (Add, Clamp)
+LAYERS = (Add, Mul, Clamp)
 
 
 def copy_args(a, out_base: int, out_cw: int, dtype: str, act_min: int, act_max: int) -> dict:
@@ -36,13 +37,18 @@ def emit(state: CompileState, step: Step) -> None:
     T = state.prog.tensors
     a, dst = T[(image, layer.inputs[0].name)], T[(image, layer.output.name)]
     args = copy_args(a, dst.base, dst.cw, layer.inputs[0].dtype, layer.act_min, layer.act_max)
-    args["zp_out"] = layer.output.zero_point if isinstance(layer, Add) else 0
-    if isinstance(layer, Add):
+    args["zp_out"] = layer.output.zero_point if isinstance(layer, (Add, Mul)) else 0
+    if isinstance(layer, (Add, Mul)):
         bt = T[(image, layer.inputs[1].name)]
         ta, tb = layer.inputs
         if ta.dtype != tb.dtype:
-            raise CompileError(f"add layer {layer.name!r}: inputs of dtypes {ta.dtype} and {tb.dtype}: allowed "
-                               f"equal dtypes")
+            raise CompileError(f"{layer.kind} layer {layer.name!r}: inputs of dtypes {ta.dtype} and {tb.dtype}: "
+                               f"allowed equal dtypes")
+    if isinstance(layer, Mul):
+        args.update(b_base=bt.base, b_stride=0 if layer.broadcast else bt.cw, has_b=1, mul=1, rq_out=1,
+                    zp_a=ta.zero_point, zp_b=tb.zero_point, mult_o=int(layer.requant.multiplier),
+                    shift_o=int(layer.requant.shift))
+    elif isinstance(layer, Add):
         args.update(b_base=bt.base, b_stride=bt.cw, has_b=1, rq_in=1, rq_out=1, ls=layer.left_shift,
                     zp_a=ta.zero_point, zp_b=tb.zero_point,
                     mult_a=int(layer.requant_a.multiplier), shift_a=int(layer.requant_a.shift),
@@ -52,11 +58,11 @@ def emit(state: CompileState, step: Step) -> None:
 
 
 def cost(layer: Layer, cfg: CimConfig, par, source_shape, images: int) -> LayerCost:
-    """One word per cycle, per image (an add reads two)."""
+    """One word per cycle, per image (an add or a product reads two)."""
     L = lanes(cfg)
     words = words_of(layer.inputs[0], L)
     cyc = ew_cycles(words) + CONTROLLER_TIMING.prefetched
-    reads = 2 if isinstance(layer, Add) else 1
+    reads = 2 if isinstance(layer, (Add, Mul)) else 1
     one = LayerCost(cycles=cyc, compute_cycles=cyc, act_traffic_bits=words * INT8_BITS * L * (reads + 1))
     return per_image_cost(one, images)
 

@@ -68,7 +68,16 @@ the default preset) and then looks up one activation word per cycle, all lanes a
 read by an operator that does not commute with quantisation (an average pool, an add of another tensor) is
 quantized into an int8 copy first in numerics "fabric" (one extra rounding, as for the float chains below);
 in numerics "onnx" it is a `("table", ...)` leaf of the `float_chain`, exact. A constant that varies by element
-(a per-channel PRelu slope) or inputs that are functions of two different tensors are refused by node name.
+(a per-channel PRelu slope) is refused by node name; a product of two different tensors is a `mul` (below).
+
+**Products of two tensors** (`mul`: QDQ `Mul`, com.microsoft `QLinearMul`; squeeze-and-excitation's `x *
+Sigmoid(conv(GAP(x)))`, a gate of one value per channel `(C, 1, 1)` broadcast over the `(C, H, W)` plane, or
+two tensors of one shape). TFLite's integer product: `(a - zp_a) (b - zp_b)` exactly (at most 255 x 255), then
+one requantisation by `s_a s_b / s_out`. onnxruntime multiplies in float32, so the two differ only where its
+float rounding meets a quantisation tie (the user models of tests/test_user_models.py: 100 % identical). The
+`EW` engine runs it in its `mul` mode at one word per cycle; a per-channel gate is read at pixel stride 0 (one
+word per channel word for every pixel, `b_stride` 0), and in external-memory mode each row band loads the
+whole gate. Other broadcasts (one value per pixel, `(1, H, W)`) are refused by node name.
 
 **Float chains.** onnxruntime leaves LRN and BatchNormalization in float, and the operators after them too
 until the next quantized one (AlexNet: `LRN -> MaxPool -> QuantizeLinear`; ShuffleNet in QOperator form:

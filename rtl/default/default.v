@@ -5160,7 +5160,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire \args$336.x_signed ;
   wire [9:0] \args$336.zp_in ;
   wire [9:0] \args$336.zp_out ;
-  wire [264:0] \args$343 ;
+  wire [265:0] \args$343 ;
   wire [11:0] \args$343.a_base ;
   wire [9:0] \args$343.a_stride ;
   wire [9:0] \args$343.act_max ;
@@ -5170,6 +5170,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [9:0] \args$343.cw ;
   wire \args$343.has_b ;
   wire [4:0] \args$343.ls ;
+  wire \args$343.mul ;
   wire [31:0] \args$343.mult_a ;
   wire [31:0] \args$343.mult_b ;
   wire [31:0] \args$343.mult_o ;
@@ -5527,7 +5528,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [11:0] dst_rd__addr;
   wire [63:0] dst_rd__data;
   wire dst_rd__en;
-  wire [264:0] engines__ew__args;
+  wire [265:0] engines__ew__args;
   wire [11:0] \engines__ew__args.a_base ;
   wire [9:0] \engines__ew__args.a_stride ;
   wire [9:0] \engines__ew__args.act_max ;
@@ -5537,6 +5538,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [9:0] \engines__ew__args.cw ;
   wire \engines__ew__args.has_b ;
   wire [4:0] \engines__ew__args.ls ;
+  wire \engines__ew__args.mul ;
   wire [31:0] \engines__ew__args.mult_a ;
   wire [31:0] \engines__ew__args.mult_b ;
   wire [31:0] \engines__ew__args.mult_o ;
@@ -5805,7 +5807,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire \imem_rd__data.args.dma.store ;
   wire [11:0] \imem_rd__data.args.dma.stride ;
   wire \imem_rd__data.args.dma.wmem ;
-  wire [264:0] \imem_rd__data.args.ew ;
+  wire [265:0] \imem_rd__data.args.ew ;
   wire [11:0] \imem_rd__data.args.ew.a_base ;
   wire [9:0] \imem_rd__data.args.ew.a_stride ;
   wire [9:0] \imem_rd__data.args.ew.act_max ;
@@ -5815,6 +5817,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [9:0] \imem_rd__data.args.ew.cw ;
   wire \imem_rd__data.args.ew.has_b ;
   wire [4:0] \imem_rd__data.args.ew.ls ;
+  wire \imem_rd__data.args.ew.mul ;
   wire [31:0] \imem_rd__data.args.ew.mult_a ;
   wire [31:0] \imem_rd__data.args.ew.mult_b ;
   wire [31:0] \imem_rd__data.args.ew.mult_o ;
@@ -8932,7 +8935,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .clk(clk),
     .cmd__ready(dma__ready),
     .error(dma_error),
-    .\port$2372$0 (\$116 ),
+    .\port$2388$0 (\$116 ),
     .rd_data(axi__wdata),
     .rst(rst),
     .w_data(args[97:0]),
@@ -8946,7 +8949,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .a_rd__data(src_rd__data),
     .act_w__addr(\act_w__addr$491 ),
     .act_w__en(\act_w__en$481 ),
-    .args(args[264:0]),
+    .args(args[265:0]),
     .b_rd__addr(b_rd__addr),
     .b_rd__data(dst_rd__data),
     .busy(engines__ew__busy),
@@ -9055,14 +9058,14 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .done(engines__lrn__done),
     .param_rd__addr(\param_rd__addr$282 ),
     .param_rd__data(\param_rd__data$287 [511:0]),
-    .\port$4880$0 (\$118 ),
-    .\port$4882$0 (\$119 ),
-    .\port$4884$0 (\$120 ),
-    .\port$4886$0 (\$121 ),
-    .\port$4888$0 (\$122 ),
-    .\port$4890$0 (\$123 ),
-    .\port$4892$0 (\$124 ),
-    .\port$4894$0 (\$125 ),
+    .\port$4896$0 (\$118 ),
+    .\port$4898$0 (\$119 ),
+    .\port$4900$0 (\$120 ),
+    .\port$4902$0 (\$121 ),
+    .\port$4904$0 (\$122 ),
+    .\port$4906$0 (\$123 ),
+    .\port$4908$0 (\$124 ),
+    .\port$4910$0 (\$125 ),
     .rst(rst),
     .start(\start$367 )
   );
@@ -9078,14 +9081,14 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .lut_gated_rst(rst),
     .param_rd__addr(\param_rd__addr$283 ),
     .param_rd__data(\param_rd__data$287 ),
-    .\port$5245$0 (\$126 ),
-    .\port$5504$0 (\$127 ),
-    .\port$5763$0 (\$128 ),
-    .\port$6022$0 (\$129 ),
-    .\port$6281$0 (\$130 ),
-    .\port$6540$0 (\$131 ),
-    .\port$6799$0 (\$132 ),
-    .\port$7058$0 (\$133 ),
+    .\port$5261$0 (\$126 ),
+    .\port$5520$0 (\$127 ),
+    .\port$5779$0 (\$128 ),
+    .\port$6038$0 (\$129 ),
+    .\port$6297$0 (\$130 ),
+    .\port$6556$0 (\$131 ),
+    .\port$6815$0 (\$132 ),
+    .\port$7074$0 (\$133 ),
     .start(\start$107 )
   );
   default_cim_icg lut_icg (
@@ -9280,7 +9283,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .new_rd__data(dst_rd__data),
     .old_rd__addr(old_rd__addr),
     .old_rd__data(src_rd__data),
-    .\port$2835$0 (\$117 ),
+    .\port$2851$0 (\$117 ),
     .relax_gated_clk(relax_gated_clk),
     .relax_gated_rst(rst),
     .start(\start$97 )
@@ -9556,8 +9559,8 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign engines__pool__busy = \busy$257 ;
   assign \done$340  = engines__pool__done;
   assign engines__ew__start = \start$341 ;
-  assign \args$343  = args[264:0];
-  assign engines__ew__args = args[264:0];
+  assign \args$343  = args[265:0];
+  assign engines__ew__args = args[265:0];
   assign \busy$346  = engines__ew__busy;
   assign \done$348  = engines__ew__done;
   assign engines__graph__start = start;
@@ -12037,7 +12040,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \imem_rd__data.args.pool.act_min  = \port__data$317 [185:176];
   assign \imem_rd__data.args.pool.act_max  = \port__data$317 [195:186];
   assign \imem_rd__data.args.pool.round_even  = \port__data$317 [196];
-  assign \imem_rd__data.args.ew  = \port__data$317 [268:4];
+  assign \imem_rd__data.args.ew  = \port__data$317 [269:4];
   assign \imem_rd__data.args.ew.a_base  = \port__data$317 [15:4];
   assign \imem_rd__data.args.ew.b_base  = \port__data$317 [27:16];
   assign \imem_rd__data.args.ew.out_base  = \port__data$317 [39:28];
@@ -12050,18 +12053,19 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \imem_rd__data.args.ew.has_b  = \port__data$317 [97];
   assign \imem_rd__data.args.ew.rq_in  = \port__data$317 [98];
   assign \imem_rd__data.args.ew.rq_out  = \port__data$317 [99];
-  assign \imem_rd__data.args.ew.ls  = \port__data$317 [104:100];
-  assign \imem_rd__data.args.ew.zp_a  = \port__data$317 [114:105];
-  assign \imem_rd__data.args.ew.zp_b  = \port__data$317 [124:115];
-  assign \imem_rd__data.args.ew.mult_a  = \port__data$317 [156:125];
-  assign \imem_rd__data.args.ew.shift_a  = \port__data$317 [162:157];
-  assign \imem_rd__data.args.ew.mult_b  = \port__data$317 [194:163];
-  assign \imem_rd__data.args.ew.shift_b  = \port__data$317 [200:195];
-  assign \imem_rd__data.args.ew.mult_o  = \port__data$317 [232:201];
-  assign \imem_rd__data.args.ew.shift_o  = \port__data$317 [238:233];
-  assign \imem_rd__data.args.ew.zp_out  = \port__data$317 [248:239];
-  assign \imem_rd__data.args.ew.act_min  = \port__data$317 [258:249];
-  assign \imem_rd__data.args.ew.act_max  = \port__data$317 [268:259];
+  assign \imem_rd__data.args.ew.mul  = \port__data$317 [100];
+  assign \imem_rd__data.args.ew.ls  = \port__data$317 [105:101];
+  assign \imem_rd__data.args.ew.zp_a  = \port__data$317 [115:106];
+  assign \imem_rd__data.args.ew.zp_b  = \port__data$317 [125:116];
+  assign \imem_rd__data.args.ew.mult_a  = \port__data$317 [157:126];
+  assign \imem_rd__data.args.ew.shift_a  = \port__data$317 [163:158];
+  assign \imem_rd__data.args.ew.mult_b  = \port__data$317 [195:164];
+  assign \imem_rd__data.args.ew.shift_b  = \port__data$317 [201:196];
+  assign \imem_rd__data.args.ew.mult_o  = \port__data$317 [233:202];
+  assign \imem_rd__data.args.ew.shift_o  = \port__data$317 [239:234];
+  assign \imem_rd__data.args.ew.zp_out  = \port__data$317 [249:240];
+  assign \imem_rd__data.args.ew.act_min  = \port__data$317 [259:250];
+  assign \imem_rd__data.args.ew.act_max  = \port__data$317 [269:260];
   assign \imem_rd__data.args.dma  = \port__data$317 [101:4];
   assign \imem_rd__data.args.dma.store  = \port__data$317 [4];
   assign \imem_rd__data.args.dma.wmem  = \port__data$317 [5];
@@ -12282,18 +12286,19 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \args$343.has_b  = args[93];
   assign \args$343.rq_in  = args[94];
   assign \args$343.rq_out  = args[95];
-  assign \args$343.ls  = args[100:96];
-  assign \args$343.zp_a  = args[110:101];
-  assign \args$343.zp_b  = args[120:111];
-  assign \args$343.mult_a  = args[152:121];
-  assign \args$343.shift_a  = args[158:153];
-  assign \args$343.mult_b  = args[190:159];
-  assign \args$343.shift_b  = args[196:191];
-  assign \args$343.mult_o  = args[228:197];
-  assign \args$343.shift_o  = args[234:229];
-  assign \args$343.zp_out  = args[244:235];
-  assign \args$343.act_min  = args[254:245];
-  assign \args$343.act_max  = args[264:255];
+  assign \args$343.mul  = args[96];
+  assign \args$343.ls  = args[101:97];
+  assign \args$343.zp_a  = args[111:102];
+  assign \args$343.zp_b  = args[121:112];
+  assign \args$343.mult_a  = args[153:122];
+  assign \args$343.shift_a  = args[159:154];
+  assign \args$343.mult_b  = args[191:160];
+  assign \args$343.shift_b  = args[197:192];
+  assign \args$343.mult_o  = args[229:198];
+  assign \args$343.shift_o  = args[235:230];
+  assign \args$343.zp_out  = args[245:236];
+  assign \args$343.act_min  = args[255:246];
+  assign \args$343.act_max  = args[265:256];
   assign \engines__ew__args.a_base  = args[11:0];
   assign \engines__ew__args.b_base  = args[23:12];
   assign \engines__ew__args.out_base  = args[35:24];
@@ -12306,18 +12311,19 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \engines__ew__args.has_b  = args[93];
   assign \engines__ew__args.rq_in  = args[94];
   assign \engines__ew__args.rq_out  = args[95];
-  assign \engines__ew__args.ls  = args[100:96];
-  assign \engines__ew__args.zp_a  = args[110:101];
-  assign \engines__ew__args.zp_b  = args[120:111];
-  assign \engines__ew__args.mult_a  = args[152:121];
-  assign \engines__ew__args.shift_a  = args[158:153];
-  assign \engines__ew__args.mult_b  = args[190:159];
-  assign \engines__ew__args.shift_b  = args[196:191];
-  assign \engines__ew__args.mult_o  = args[228:197];
-  assign \engines__ew__args.shift_o  = args[234:229];
-  assign \engines__ew__args.zp_out  = args[244:235];
-  assign \engines__ew__args.act_min  = args[254:245];
-  assign \engines__ew__args.act_max  = args[264:255];
+  assign \engines__ew__args.mul  = args[96];
+  assign \engines__ew__args.ls  = args[101:97];
+  assign \engines__ew__args.zp_a  = args[111:102];
+  assign \engines__ew__args.zp_b  = args[121:112];
+  assign \engines__ew__args.mult_a  = args[153:122];
+  assign \engines__ew__args.shift_a  = args[159:154];
+  assign \engines__ew__args.mult_b  = args[191:160];
+  assign \engines__ew__args.shift_b  = args[197:192];
+  assign \engines__ew__args.mult_o  = args[229:198];
+  assign \engines__ew__args.shift_o  = args[235:230];
+  assign \engines__ew__args.zp_out  = args[245:236];
+  assign \engines__ew__args.act_min  = args[255:246];
+  assign \engines__ew__args.act_max  = args[265:256];
   assign \args$350.macro  = args[1:0];
   assign \args$350.page  = args[4:2];
   assign \args$350.rows  = args[68:5];
@@ -12602,7 +12608,7 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$136$1577 , \port$138$1577
   output done;
   reg done = 1'h0;
   wire engine_done;
-  wire [264:0] engines__ew__args;
+  wire [265:0] engines__ew__args;
   wire [11:0] \engines__ew__args.a_base ;
   wire [9:0] \engines__ew__args.a_stride ;
   wire [9:0] \engines__ew__args.act_max ;
@@ -12612,6 +12618,7 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$136$1577 , \port$138$1577
   wire [9:0] \engines__ew__args.cw ;
   wire \engines__ew__args.has_b ;
   wire [4:0] \engines__ew__args.ls ;
+  wire \engines__ew__args.mul ;
   wire [31:0] \engines__ew__args.mult_a ;
   wire [31:0] \engines__ew__args.mult_b ;
   wire [31:0] \engines__ew__args.mult_o ;
@@ -12839,7 +12846,7 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$136$1577 , \port$138$1577
   wire \imem_rd__data.args.dma.store ;
   wire [11:0] \imem_rd__data.args.dma.stride ;
   wire \imem_rd__data.args.dma.wmem ;
-  wire [264:0] \imem_rd__data.args.ew ;
+  wire [265:0] \imem_rd__data.args.ew ;
   wire [11:0] \imem_rd__data.args.ew.a_base ;
   wire [9:0] \imem_rd__data.args.ew.a_stride ;
   wire [9:0] \imem_rd__data.args.ew.act_max ;
@@ -12849,6 +12856,7 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$136$1577 , \port$138$1577
   wire [9:0] \imem_rd__data.args.ew.cw ;
   wire \imem_rd__data.args.ew.has_b ;
   wire [4:0] \imem_rd__data.args.ew.ls ;
+  wire \imem_rd__data.args.ew.mul ;
   wire [31:0] \imem_rd__data.args.ew.mult_a ;
   wire [31:0] \imem_rd__data.args.ew.mult_b ;
   wire [31:0] \imem_rd__data.args.ew.mult_o ;
@@ -13021,7 +13029,7 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$136$1577 , \port$138$1577
   wire \ir.args.dma.store ;
   wire [11:0] \ir.args.dma.stride ;
   wire \ir.args.dma.wmem ;
-  wire [264:0] \ir.args.ew ;
+  wire [265:0] \ir.args.ew ;
   wire [11:0] \ir.args.ew.a_base ;
   wire [9:0] \ir.args.ew.a_stride ;
   wire [9:0] \ir.args.ew.act_max ;
@@ -13031,6 +13039,7 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$136$1577 , \port$138$1577
   wire [9:0] \ir.args.ew.cw ;
   wire \ir.args.ew.has_b ;
   wire [4:0] \ir.args.ew.ls ;
+  wire \ir.args.ew.mul ;
   wire [31:0] \ir.args.ew.mult_a ;
   wire [31:0] \ir.args.ew.mult_b ;
   wire [31:0] \ir.args.ew.mult_o ;
@@ -14116,7 +14125,7 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$136$1577 , \port$138$1577
   end
   assign imem_rd__en = 1'h1;
   assign engines__pool__args = ir[196:4];
-  assign engines__ew__args = ir[268:4];
+  assign engines__ew__args = ir[269:4];
   assign engines__graph__args = ir[96:4];
   assign engines__relax__args = ir[52:4];
   assign engines__spmv__args = ir[99:4];
@@ -14274,7 +14283,7 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$136$1577 , \port$138$1577
   assign \ir.args.pool.act_min  = ir[185:176];
   assign \ir.args.pool.act_max  = ir[195:186];
   assign \ir.args.pool.round_even  = ir[196];
-  assign \ir.args.ew  = ir[268:4];
+  assign \ir.args.ew  = ir[269:4];
   assign \ir.args.ew.a_base  = ir[15:4];
   assign \ir.args.ew.b_base  = ir[27:16];
   assign \ir.args.ew.out_base  = ir[39:28];
@@ -14287,18 +14296,19 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$136$1577 , \port$138$1577
   assign \ir.args.ew.has_b  = ir[97];
   assign \ir.args.ew.rq_in  = ir[98];
   assign \ir.args.ew.rq_out  = ir[99];
-  assign \ir.args.ew.ls  = ir[104:100];
-  assign \ir.args.ew.zp_a  = ir[114:105];
-  assign \ir.args.ew.zp_b  = ir[124:115];
-  assign \ir.args.ew.mult_a  = ir[156:125];
-  assign \ir.args.ew.shift_a  = ir[162:157];
-  assign \ir.args.ew.mult_b  = ir[194:163];
-  assign \ir.args.ew.shift_b  = ir[200:195];
-  assign \ir.args.ew.mult_o  = ir[232:201];
-  assign \ir.args.ew.shift_o  = ir[238:233];
-  assign \ir.args.ew.zp_out  = ir[248:239];
-  assign \ir.args.ew.act_min  = ir[258:249];
-  assign \ir.args.ew.act_max  = ir[268:259];
+  assign \ir.args.ew.mul  = ir[100];
+  assign \ir.args.ew.ls  = ir[105:101];
+  assign \ir.args.ew.zp_a  = ir[115:106];
+  assign \ir.args.ew.zp_b  = ir[125:116];
+  assign \ir.args.ew.mult_a  = ir[157:126];
+  assign \ir.args.ew.shift_a  = ir[163:158];
+  assign \ir.args.ew.mult_b  = ir[195:164];
+  assign \ir.args.ew.shift_b  = ir[201:196];
+  assign \ir.args.ew.mult_o  = ir[233:202];
+  assign \ir.args.ew.shift_o  = ir[239:234];
+  assign \ir.args.ew.zp_out  = ir[249:240];
+  assign \ir.args.ew.act_min  = ir[259:250];
+  assign \ir.args.ew.act_max  = ir[269:260];
   assign \ir.args.dma  = ir[101:4];
   assign \ir.args.dma.store  = ir[4];
   assign \ir.args.dma.wmem  = ir[5];
@@ -14385,18 +14395,19 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$136$1577 , \port$138$1577
   assign \engines__ew__args.has_b  = ir[97];
   assign \engines__ew__args.rq_in  = ir[98];
   assign \engines__ew__args.rq_out  = ir[99];
-  assign \engines__ew__args.ls  = ir[104:100];
-  assign \engines__ew__args.zp_a  = ir[114:105];
-  assign \engines__ew__args.zp_b  = ir[124:115];
-  assign \engines__ew__args.mult_a  = ir[156:125];
-  assign \engines__ew__args.shift_a  = ir[162:157];
-  assign \engines__ew__args.mult_b  = ir[194:163];
-  assign \engines__ew__args.shift_b  = ir[200:195];
-  assign \engines__ew__args.mult_o  = ir[232:201];
-  assign \engines__ew__args.shift_o  = ir[238:233];
-  assign \engines__ew__args.zp_out  = ir[248:239];
-  assign \engines__ew__args.act_min  = ir[258:249];
-  assign \engines__ew__args.act_max  = ir[268:259];
+  assign \engines__ew__args.mul  = ir[100];
+  assign \engines__ew__args.ls  = ir[105:101];
+  assign \engines__ew__args.zp_a  = ir[115:106];
+  assign \engines__ew__args.zp_b  = ir[125:116];
+  assign \engines__ew__args.mult_a  = ir[157:126];
+  assign \engines__ew__args.shift_a  = ir[163:158];
+  assign \engines__ew__args.mult_b  = ir[195:164];
+  assign \engines__ew__args.shift_b  = ir[201:196];
+  assign \engines__ew__args.mult_o  = ir[233:202];
+  assign \engines__ew__args.shift_o  = ir[239:234];
+  assign \engines__ew__args.zp_out  = ir[249:240];
+  assign \engines__ew__args.act_min  = ir[259:250];
+  assign \engines__ew__args.act_max  = ir[269:260];
   assign \engines__graph__args.macro  = ir[5:4];
   assign \engines__graph__args.page  = ir[8:6];
   assign \engines__graph__args.rows  = ir[72:9];
@@ -14580,7 +14591,7 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$136$1577 , \port$138$1577
   assign \imem_rd__data.args.pool.act_min  = imem_rd__data[185:176];
   assign \imem_rd__data.args.pool.act_max  = imem_rd__data[195:186];
   assign \imem_rd__data.args.pool.round_even  = imem_rd__data[196];
-  assign \imem_rd__data.args.ew  = imem_rd__data[268:4];
+  assign \imem_rd__data.args.ew  = imem_rd__data[269:4];
   assign \imem_rd__data.args.ew.a_base  = imem_rd__data[15:4];
   assign \imem_rd__data.args.ew.b_base  = imem_rd__data[27:16];
   assign \imem_rd__data.args.ew.out_base  = imem_rd__data[39:28];
@@ -14593,18 +14604,19 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$136$1577 , \port$138$1577
   assign \imem_rd__data.args.ew.has_b  = imem_rd__data[97];
   assign \imem_rd__data.args.ew.rq_in  = imem_rd__data[98];
   assign \imem_rd__data.args.ew.rq_out  = imem_rd__data[99];
-  assign \imem_rd__data.args.ew.ls  = imem_rd__data[104:100];
-  assign \imem_rd__data.args.ew.zp_a  = imem_rd__data[114:105];
-  assign \imem_rd__data.args.ew.zp_b  = imem_rd__data[124:115];
-  assign \imem_rd__data.args.ew.mult_a  = imem_rd__data[156:125];
-  assign \imem_rd__data.args.ew.shift_a  = imem_rd__data[162:157];
-  assign \imem_rd__data.args.ew.mult_b  = imem_rd__data[194:163];
-  assign \imem_rd__data.args.ew.shift_b  = imem_rd__data[200:195];
-  assign \imem_rd__data.args.ew.mult_o  = imem_rd__data[232:201];
-  assign \imem_rd__data.args.ew.shift_o  = imem_rd__data[238:233];
-  assign \imem_rd__data.args.ew.zp_out  = imem_rd__data[248:239];
-  assign \imem_rd__data.args.ew.act_min  = imem_rd__data[258:249];
-  assign \imem_rd__data.args.ew.act_max  = imem_rd__data[268:259];
+  assign \imem_rd__data.args.ew.mul  = imem_rd__data[100];
+  assign \imem_rd__data.args.ew.ls  = imem_rd__data[105:101];
+  assign \imem_rd__data.args.ew.zp_a  = imem_rd__data[115:106];
+  assign \imem_rd__data.args.ew.zp_b  = imem_rd__data[125:116];
+  assign \imem_rd__data.args.ew.mult_a  = imem_rd__data[157:126];
+  assign \imem_rd__data.args.ew.shift_a  = imem_rd__data[163:158];
+  assign \imem_rd__data.args.ew.mult_b  = imem_rd__data[195:164];
+  assign \imem_rd__data.args.ew.shift_b  = imem_rd__data[201:196];
+  assign \imem_rd__data.args.ew.mult_o  = imem_rd__data[233:202];
+  assign \imem_rd__data.args.ew.shift_o  = imem_rd__data[239:234];
+  assign \imem_rd__data.args.ew.zp_out  = imem_rd__data[249:240];
+  assign \imem_rd__data.args.ew.act_min  = imem_rd__data[259:250];
+  assign \imem_rd__data.args.ew.act_max  = imem_rd__data[269:260];
   assign \imem_rd__data.args.dma  = imem_rd__data[101:4];
   assign \imem_rd__data.args.dma.store  = imem_rd__data[4];
   assign \imem_rd__data.args.dma.wmem  = imem_rd__data[5];
@@ -14675,7 +14687,7 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$136$1577 , \port$138$1577
 endmodule
 
 (* generator = "Amaranth" *)
-module \default_fabric.dma (axi__wready, axi__bid, axi__bresp, axi__bvalid, axi__arready, axi__rid, amem_w__data, axi__rresp, axi__rvalid, clk, rst, amem_r__data, wmem_r__data, \port$2372$0 , axi__awlen, axi__arlen, axi__wlast, rd_data, amem_r__en, wmem_r__en, amem_w__en
+module \default_fabric.dma (axi__wready, axi__bid, axi__bresp, axi__bvalid, axi__arready, axi__rid, amem_w__data, axi__rresp, axi__rvalid, clk, rst, amem_r__data, wmem_r__data, \port$2388$0 , axi__awlen, axi__arlen, axi__wlast, rd_data, amem_r__en, wmem_r__en, amem_w__en
 , wmem_w__en, busy, cmd__ready, axi__awvalid, axi__arvalid, axi__wvalid, axi__rready, axi__bready, error, amem_r__addr, w_en, w_data, axi__awready);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire [10:0] \$1 ;
@@ -14869,8 +14881,8 @@ module \default_fabric.dma (axi__wready, axi__bid, axi__bresp, axi__bvalid, axi_
   reg [8:0] issued = 9'h000;
   reg [15:0] length = 16'h0000;
   wire [8:0] n;
-  output [22:0] \port$2372$0 ;
-  wire [22:0] \port$2372$0 ;
+  output [22:0] \port$2388$0 ;
+  wire [22:0] \port$2388$0 ;
   wire [97:0] r_data;
   reg r_en;
   reg r_hs;
@@ -15588,7 +15600,7 @@ module \default_fabric.dma (axi__wready, axi__bid, axi__bresp, axi__bvalid, axi_
   assign wmem_w__data = amem_w__data;
   assign axi__wdata = rd_data;
   assign \error$46  = error;
-  assign \port$2372$0  = \$8 ;
+  assign \port$2388$0  = \$8 ;
   assign axi__awlen = \$9 [7:0];
   assign axi__arlen = \$10 [7:0];
   assign \cmd__payload.store  = w_data[0];
@@ -15763,42 +15775,58 @@ module \default_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, 
   wire [8:0] \$12 ;
   wire [10:0] \$120 ;
   wire [10:0] \$121 ;
-  wire [31:0] \$122 ;
+  wire [19:0] \$122 ;
   wire [31:0] \$123 ;
-  wire [32:0] \$124 ;
-  wire [31:0] \$125 ;
-  wire [31:0] \$126 ;
-  wire [32:0] \$127 ;
+  wire [31:0] \$124 ;
+  wire [32:0] \$125 ;
+  wire [32:0] \$126 ;
+  wire [19:0] \$127 ;
   wire [31:0] \$128 ;
   wire [31:0] \$129 ;
   wire [8:0] \$13 ;
   wire [32:0] \$130 ;
-  wire [31:0] \$131 ;
-  wire [31:0] \$132 ;
-  wire [32:0] \$133 ;
+  wire [32:0] \$131 ;
+  wire [19:0] \$132 ;
+  wire [31:0] \$133 ;
   wire [31:0] \$134 ;
-  wire [31:0] \$135 ;
+  wire [32:0] \$135 ;
   wire [32:0] \$136 ;
-  wire [31:0] \$137 ;
+  wire [19:0] \$137 ;
   wire [31:0] \$138 ;
-  wire [32:0] \$139 ;
+  wire [31:0] \$139 ;
   wire [8:0] \$14 ;
-  wire [31:0] \$140 ;
-  wire [31:0] \$141 ;
-  wire [32:0] \$142 ;
+  wire [32:0] \$140 ;
+  wire [32:0] \$141 ;
+  wire [19:0] \$142 ;
   wire [31:0] \$143 ;
   wire [31:0] \$144 ;
   wire [32:0] \$145 ;
-  wire \$146 ;
-  reg [8:0] \$147 ;
-  reg [15:0] \$148 ;
-  reg \$149 ;
+  wire [32:0] \$146 ;
+  wire [19:0] \$147 ;
+  wire [31:0] \$148 ;
+  wire [31:0] \$149 ;
   wire [8:0] \$15 ;
-  reg \$150 ;
-  reg \$151 ;
-  reg \$152 ;
-  reg \$153 ;
+  wire [32:0] \$150 ;
+  wire [32:0] \$151 ;
+  wire [19:0] \$152 ;
+  wire [31:0] \$153 ;
+  wire [31:0] \$154 ;
+  wire [32:0] \$155 ;
+  wire [32:0] \$156 ;
+  wire [19:0] \$157 ;
+  wire [31:0] \$158 ;
+  wire [31:0] \$159 ;
   wire [8:0] \$16 ;
+  wire [32:0] \$160 ;
+  wire [32:0] \$161 ;
+  wire \$162 ;
+  reg [8:0] \$163 ;
+  reg [15:0] \$164 ;
+  reg \$165 ;
+  reg \$166 ;
+  reg \$167 ;
+  reg \$168 ;
+  reg \$169 ;
   wire [8:0] \$17 ;
   wire [8:0] \$18 ;
   wire [8:0] \$19 ;
@@ -15900,8 +15928,8 @@ module \default_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, 
   wire [63:0] act_w__data;
   output act_w__en;
   wire act_w__en;
-  input [264:0] args;
-  wire [264:0] args;
+  input [265:0] args;
+  wire [265:0] args;
   wire [11:0] \args.a_base ;
   wire [9:0] \args.a_stride ;
   wire [9:0] \args.act_max ;
@@ -15911,6 +15939,7 @@ module \default_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, 
   wire [9:0] \args.cw ;
   wire \args.has_b ;
   wire [4:0] \args.ls ;
+  wire \args.mul ;
   wire [31:0] \args.mult_a ;
   wire [31:0] \args.mult_b ;
   wire [31:0] \args.mult_o ;
@@ -16272,70 +16301,70 @@ module \default_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, 
   assign \$20  = args[92] ? { b_rd__data[55], b_rd__data[55:48] } : { 1'h0, b_rd__data[55:48] };
   assign \$21  = args[92] ? { a_rd__data[63], a_rd__data[63:56] } : { 1'h0, a_rd__data[63:56] };
   assign \$22  = args[92] ? { b_rd__data[63], b_rd__data[63:56] } : { 1'h0, b_rd__data[63:56] };
-  assign \$23  = $signed(va0) << args[100:96];
-  assign \$24  = $signed(vb0) << args[100:96];
-  assign \$25  = $signed(va1) << args[100:96];
-  assign \$26  = $signed(vb1) << args[100:96];
-  assign \$27  = $signed(va2) << args[100:96];
-  assign \$28  = $signed(vb2) << args[100:96];
-  assign \$29  = $signed(va3) << args[100:96];
-  assign \$30  = $signed(vb3) << args[100:96];
-  assign \$31  = $signed(va4) << args[100:96];
-  assign \$32  = $signed(vb4) << args[100:96];
-  assign \$33  = $signed(va5) << args[100:96];
-  assign \$34  = $signed(vb5) << args[100:96];
-  assign \$35  = $signed(va6) << args[100:96];
-  assign \$36  = $signed(vb6) << args[100:96];
-  assign \$37  = $signed(va7) << args[100:96];
-  assign \$38  = $signed(vb7) << args[100:96];
+  assign \$23  = $signed(va0) << args[101:97];
+  assign \$24  = $signed(vb0) << args[101:97];
+  assign \$25  = $signed(va1) << args[101:97];
+  assign \$26  = $signed(vb1) << args[101:97];
+  assign \$27  = $signed(va2) << args[101:97];
+  assign \$28  = $signed(vb2) << args[101:97];
+  assign \$29  = $signed(va3) << args[101:97];
+  assign \$30  = $signed(vb3) << args[101:97];
+  assign \$31  = $signed(va4) << args[101:97];
+  assign \$32  = $signed(vb4) << args[101:97];
+  assign \$33  = $signed(va5) << args[101:97];
+  assign \$34  = $signed(vb5) << args[101:97];
+  assign \$35  = $signed(va6) << args[101:97];
+  assign \$36  = $signed(vb6) << args[101:97];
+  assign \$37  = $signed(va7) << args[101:97];
+  assign \$38  = $signed(vb7) << args[101:97];
   assign ey0 = args[95] ? y[31:0] : ob3_0;
-  assign \$39  = $signed(ey0) + $signed(args[244:235]);
-  assign \$40  = $signed(\$39 ) < $signed(args[254:245]);
-  assign \$41  = $signed(\$39 ) > $signed(args[264:255]);
-  assign \$42  = \$41  ? { args[264], args[264:255] } : { 1'h0, \$39 [9:0] };
-  assign \$43  = \$40  ? { args[254], args[254:245] } : \$42 ;
+  assign \$39  = $signed(ey0) + $signed(args[245:236]);
+  assign \$40  = $signed(\$39 ) < $signed(args[255:246]);
+  assign \$41  = $signed(\$39 ) > $signed(args[265:256]);
+  assign \$42  = \$41  ? { args[265], args[265:256] } : { 1'h0, \$39 [9:0] };
+  assign \$43  = \$40  ? { args[255], args[255:246] } : \$42 ;
   assign ey1 = args[95] ? y[63:32] : ob3_1;
-  assign \$44  = $signed(ey1) + $signed(args[244:235]);
-  assign \$45  = $signed(\$44 ) < $signed(args[254:245]);
-  assign \$46  = $signed(\$44 ) > $signed(args[264:255]);
-  assign \$47  = \$46  ? { args[264], args[264:255] } : { 1'h0, \$44 [9:0] };
-  assign \$48  = \$45  ? { args[254], args[254:245] } : \$47 ;
+  assign \$44  = $signed(ey1) + $signed(args[245:236]);
+  assign \$45  = $signed(\$44 ) < $signed(args[255:246]);
+  assign \$46  = $signed(\$44 ) > $signed(args[265:256]);
+  assign \$47  = \$46  ? { args[265], args[265:256] } : { 1'h0, \$44 [9:0] };
+  assign \$48  = \$45  ? { args[255], args[255:246] } : \$47 ;
   assign ey2 = args[95] ? y[95:64] : ob3_2;
-  assign \$49  = $signed(ey2) + $signed(args[244:235]);
-  assign \$50  = $signed(\$49 ) < $signed(args[254:245]);
-  assign \$51  = $signed(\$49 ) > $signed(args[264:255]);
-  assign \$52  = \$51  ? { args[264], args[264:255] } : { 1'h0, \$49 [9:0] };
-  assign \$53  = \$50  ? { args[254], args[254:245] } : \$52 ;
+  assign \$49  = $signed(ey2) + $signed(args[245:236]);
+  assign \$50  = $signed(\$49 ) < $signed(args[255:246]);
+  assign \$51  = $signed(\$49 ) > $signed(args[265:256]);
+  assign \$52  = \$51  ? { args[265], args[265:256] } : { 1'h0, \$49 [9:0] };
+  assign \$53  = \$50  ? { args[255], args[255:246] } : \$52 ;
   assign ey3 = args[95] ? y[127:96] : ob3_3;
-  assign \$54  = $signed(ey3) + $signed(args[244:235]);
-  assign \$55  = $signed(\$54 ) < $signed(args[254:245]);
-  assign \$56  = $signed(\$54 ) > $signed(args[264:255]);
-  assign \$57  = \$56  ? { args[264], args[264:255] } : { 1'h0, \$54 [9:0] };
-  assign \$58  = \$55  ? { args[254], args[254:245] } : \$57 ;
+  assign \$54  = $signed(ey3) + $signed(args[245:236]);
+  assign \$55  = $signed(\$54 ) < $signed(args[255:246]);
+  assign \$56  = $signed(\$54 ) > $signed(args[265:256]);
+  assign \$57  = \$56  ? { args[265], args[265:256] } : { 1'h0, \$54 [9:0] };
+  assign \$58  = \$55  ? { args[255], args[255:246] } : \$57 ;
   assign ey4 = args[95] ? y[159:128] : ob3_4;
-  assign \$59  = $signed(ey4) + $signed(args[244:235]);
-  assign \$60  = $signed(\$59 ) < $signed(args[254:245]);
-  assign \$61  = $signed(\$59 ) > $signed(args[264:255]);
-  assign \$62  = \$61  ? { args[264], args[264:255] } : { 1'h0, \$59 [9:0] };
-  assign \$63  = \$60  ? { args[254], args[254:245] } : \$62 ;
+  assign \$59  = $signed(ey4) + $signed(args[245:236]);
+  assign \$60  = $signed(\$59 ) < $signed(args[255:246]);
+  assign \$61  = $signed(\$59 ) > $signed(args[265:256]);
+  assign \$62  = \$61  ? { args[265], args[265:256] } : { 1'h0, \$59 [9:0] };
+  assign \$63  = \$60  ? { args[255], args[255:246] } : \$62 ;
   assign ey5 = args[95] ? y[191:160] : ob3_5;
-  assign \$64  = $signed(ey5) + $signed(args[244:235]);
-  assign \$65  = $signed(\$64 ) < $signed(args[254:245]);
-  assign \$66  = $signed(\$64 ) > $signed(args[264:255]);
-  assign \$67  = \$66  ? { args[264], args[264:255] } : { 1'h0, \$64 [9:0] };
-  assign \$68  = \$65  ? { args[254], args[254:245] } : \$67 ;
+  assign \$64  = $signed(ey5) + $signed(args[245:236]);
+  assign \$65  = $signed(\$64 ) < $signed(args[255:246]);
+  assign \$66  = $signed(\$64 ) > $signed(args[265:256]);
+  assign \$67  = \$66  ? { args[265], args[265:256] } : { 1'h0, \$64 [9:0] };
+  assign \$68  = \$65  ? { args[255], args[255:246] } : \$67 ;
   assign ey6 = args[95] ? y[223:192] : ob3_6;
-  assign \$69  = $signed(ey6) + $signed(args[244:235]);
-  assign \$70  = $signed(\$69 ) < $signed(args[254:245]);
-  assign \$71  = $signed(\$69 ) > $signed(args[264:255]);
-  assign \$72  = \$71  ? { args[264], args[264:255] } : { 1'h0, \$69 [9:0] };
-  assign \$73  = \$70  ? { args[254], args[254:245] } : \$72 ;
+  assign \$69  = $signed(ey6) + $signed(args[245:236]);
+  assign \$70  = $signed(\$69 ) < $signed(args[255:246]);
+  assign \$71  = $signed(\$69 ) > $signed(args[265:256]);
+  assign \$72  = \$71  ? { args[265], args[265:256] } : { 1'h0, \$69 [9:0] };
+  assign \$73  = \$70  ? { args[255], args[255:246] } : \$72 ;
   assign ey7 = args[95] ? y[255:224] : ob3_7;
-  assign \$74  = $signed(ey7) + $signed(args[244:235]);
-  assign \$75  = $signed(\$74 ) < $signed(args[254:245]);
-  assign \$76  = $signed(\$74 ) > $signed(args[264:255]);
-  assign \$77  = \$76  ? { args[264], args[264:255] } : { 1'h0, \$74 [9:0] };
-  assign \$78  = \$75  ? { args[254], args[254:245] } : \$77 ;
+  assign \$74  = $signed(ey7) + $signed(args[245:236]);
+  assign \$75  = $signed(\$74 ) < $signed(args[255:246]);
+  assign \$76  = $signed(\$74 ) > $signed(args[265:256]);
+  assign \$77  = \$76  ? { args[265], args[265:256] } : { 1'h0, \$74 [9:0] };
+  assign \$78  = \$75  ? { args[255], args[255:246] } : \$77 ;
   assign \$79  = ~ busy;
   assign \$80  = ~ s1_valid;
   assign \$81  = \$79  & \$80 ;
@@ -16357,67 +16386,83 @@ module \default_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, 
   assign \$95  = p * args[91:82];
   assign \$96  = args[35:24] + \$95 ;
   assign \$97  = \$96  + w;
-  assign \$98  = $signed(\$7 ) - $signed(args[110:101]);
-  assign \$99  = $signed(\$8 ) - $signed(args[120:111]);
+  assign \$98  = $signed(\$7 ) - $signed(args[111:102]);
+  assign \$99  = $signed(\$8 ) - $signed(args[121:112]);
   assign \$100  = args[93] ? \$99  : 11'h000;
-  assign \$101  = $signed(\$9 ) - $signed(args[110:101]);
-  assign \$102  = $signed(\$10 ) - $signed(args[120:111]);
+  assign \$101  = $signed(\$9 ) - $signed(args[111:102]);
+  assign \$102  = $signed(\$10 ) - $signed(args[121:112]);
   assign \$103  = args[93] ? \$102  : 11'h000;
-  assign \$104  = $signed(\$11 ) - $signed(args[110:101]);
-  assign \$105  = $signed(\$12 ) - $signed(args[120:111]);
+  assign \$104  = $signed(\$11 ) - $signed(args[111:102]);
+  assign \$105  = $signed(\$12 ) - $signed(args[121:112]);
   assign \$106  = args[93] ? \$105  : 11'h000;
-  assign \$107  = $signed(\$13 ) - $signed(args[110:101]);
-  assign \$108  = $signed(\$14 ) - $signed(args[120:111]);
+  assign \$107  = $signed(\$13 ) - $signed(args[111:102]);
+  assign \$108  = $signed(\$14 ) - $signed(args[121:112]);
   assign \$109  = args[93] ? \$108  : 11'h000;
-  assign \$110  = $signed(\$15 ) - $signed(args[110:101]);
-  assign \$111  = $signed(\$16 ) - $signed(args[120:111]);
+  assign \$110  = $signed(\$15 ) - $signed(args[111:102]);
+  assign \$111  = $signed(\$16 ) - $signed(args[121:112]);
   assign \$112  = args[93] ? \$111  : 11'h000;
-  assign \$113  = $signed(\$17 ) - $signed(args[110:101]);
-  assign \$114  = $signed(\$18 ) - $signed(args[120:111]);
+  assign \$113  = $signed(\$17 ) - $signed(args[111:102]);
+  assign \$114  = $signed(\$18 ) - $signed(args[121:112]);
   assign \$115  = args[93] ? \$114  : 11'h000;
-  assign \$116  = $signed(\$19 ) - $signed(args[110:101]);
-  assign \$117  = $signed(\$20 ) - $signed(args[120:111]);
+  assign \$116  = $signed(\$19 ) - $signed(args[111:102]);
+  assign \$117  = $signed(\$20 ) - $signed(args[121:112]);
   assign \$118  = args[93] ? \$117  : 11'h000;
-  assign \$119  = $signed(\$21 ) - $signed(args[110:101]);
-  assign \$120  = $signed(\$22 ) - $signed(args[120:111]);
+  assign \$119  = $signed(\$21 ) - $signed(args[111:102]);
+  assign \$120  = $signed(\$22 ) - $signed(args[121:112]);
   assign \$121  = args[93] ? \$120  : 11'h000;
-  assign \$122  = args[94] ? \y$179 [31:0] : eb3_0_0;
-  assign \$123  = args[94] ? \y$179 [287:256] : eb3_1_0;
-  assign \$124  = $signed(\$122 ) + $signed(\$123 );
-  assign \$125  = args[94] ? \y$179 [63:32] : eb3_0_1;
-  assign \$126  = args[94] ? \y$179 [319:288] : eb3_1_1;
-  assign \$127  = $signed(\$125 ) + $signed(\$126 );
-  assign \$128  = args[94] ? \y$179 [95:64] : eb3_0_2;
-  assign \$129  = args[94] ? \y$179 [351:320] : eb3_1_2;
+  assign \$122  = $signed(eb3_0_0[9:0]) * $signed(eb3_1_0[9:0]);
+  assign \$123  = args[94] ? \y$179 [31:0] : eb3_0_0;
+  assign \$124  = args[94] ? \y$179 [287:256] : eb3_1_0;
+  assign \$125  = $signed(\$123 ) + $signed(\$124 );
+  assign \$126  = args[96] ? { \$122 [19], \$122 [19], \$122 [19], \$122 [19], \$122 [19], \$122 [19], \$122 [19], \$122 [19], \$122 [19], \$122 [19], \$122 [19], \$122 [19], \$122 [19], \$122  } : \$125 ;
+  assign \$127  = $signed(eb3_0_1[9:0]) * $signed(eb3_1_1[9:0]);
+  assign \$128  = args[94] ? \y$179 [63:32] : eb3_0_1;
+  assign \$129  = args[94] ? \y$179 [319:288] : eb3_1_1;
   assign \$130  = $signed(\$128 ) + $signed(\$129 );
-  assign \$131  = args[94] ? \y$179 [127:96] : eb3_0_3;
-  assign \$132  = args[94] ? \y$179 [383:352] : eb3_1_3;
-  assign \$133  = $signed(\$131 ) + $signed(\$132 );
-  assign \$134  = args[94] ? \y$179 [159:128] : eb3_0_4;
-  assign \$135  = args[94] ? \y$179 [415:384] : eb3_1_4;
-  assign \$136  = $signed(\$134 ) + $signed(\$135 );
-  assign \$137  = args[94] ? \y$179 [191:160] : eb3_0_5;
-  assign \$138  = args[94] ? \y$179 [447:416] : eb3_1_5;
-  assign \$139  = $signed(\$137 ) + $signed(\$138 );
-  assign \$140  = args[94] ? \y$179 [223:192] : eb3_0_6;
-  assign \$141  = args[94] ? \y$179 [479:448] : eb3_1_6;
-  assign \$142  = $signed(\$140 ) + $signed(\$141 );
-  assign \$143  = args[94] ? \y$179 [255:224] : eb3_0_7;
-  assign \$144  = args[94] ? \y$179 [511:480] : eb3_1_7;
+  assign \$131  = args[96] ? { \$127 [19], \$127 [19], \$127 [19], \$127 [19], \$127 [19], \$127 [19], \$127 [19], \$127 [19], \$127 [19], \$127 [19], \$127 [19], \$127 [19], \$127 [19], \$127  } : \$130 ;
+  assign \$132  = $signed(eb3_0_2[9:0]) * $signed(eb3_1_2[9:0]);
+  assign \$133  = args[94] ? \y$179 [95:64] : eb3_0_2;
+  assign \$134  = args[94] ? \y$179 [351:320] : eb3_1_2;
+  assign \$135  = $signed(\$133 ) + $signed(\$134 );
+  assign \$136  = args[96] ? { \$132 [19], \$132 [19], \$132 [19], \$132 [19], \$132 [19], \$132 [19], \$132 [19], \$132 [19], \$132 [19], \$132 [19], \$132 [19], \$132 [19], \$132 [19], \$132  } : \$135 ;
+  assign \$137  = $signed(eb3_0_3[9:0]) * $signed(eb3_1_3[9:0]);
+  assign \$138  = args[94] ? \y$179 [127:96] : eb3_0_3;
+  assign \$139  = args[94] ? \y$179 [383:352] : eb3_1_3;
+  assign \$140  = $signed(\$138 ) + $signed(\$139 );
+  assign \$141  = args[96] ? { \$137 [19], \$137 [19], \$137 [19], \$137 [19], \$137 [19], \$137 [19], \$137 [19], \$137 [19], \$137 [19], \$137 [19], \$137 [19], \$137 [19], \$137 [19], \$137  } : \$140 ;
+  assign \$142  = $signed(eb3_0_4[9:0]) * $signed(eb3_1_4[9:0]);
+  assign \$143  = args[94] ? \y$179 [159:128] : eb3_0_4;
+  assign \$144  = args[94] ? \y$179 [415:384] : eb3_1_4;
   assign \$145  = $signed(\$143 ) + $signed(\$144 );
-  assign \$146  = started & finished;
+  assign \$146  = args[96] ? { \$142 [19], \$142 [19], \$142 [19], \$142 [19], \$142 [19], \$142 [19], \$142 [19], \$142 [19], \$142 [19], \$142 [19], \$142 [19], \$142 [19], \$142 [19], \$142  } : \$145 ;
+  assign \$147  = $signed(eb3_0_5[9:0]) * $signed(eb3_1_5[9:0]);
+  assign \$148  = args[94] ? \y$179 [191:160] : eb3_0_5;
+  assign \$149  = args[94] ? \y$179 [447:416] : eb3_1_5;
+  assign \$150  = $signed(\$148 ) + $signed(\$149 );
+  assign \$151  = args[96] ? { \$147 [19], \$147 [19], \$147 [19], \$147 [19], \$147 [19], \$147 [19], \$147 [19], \$147 [19], \$147 [19], \$147 [19], \$147 [19], \$147 [19], \$147 [19], \$147  } : \$150 ;
+  assign \$152  = $signed(eb3_0_6[9:0]) * $signed(eb3_1_6[9:0]);
+  assign \$153  = args[94] ? \y$179 [223:192] : eb3_0_6;
+  assign \$154  = args[94] ? \y$179 [479:448] : eb3_1_6;
+  assign \$155  = $signed(\$153 ) + $signed(\$154 );
+  assign \$156  = args[96] ? { \$152 [19], \$152 [19], \$152 [19], \$152 [19], \$152 [19], \$152 [19], \$152 [19], \$152 [19], \$152 [19], \$152 [19], \$152 [19], \$152 [19], \$152 [19], \$152  } : \$155 ;
+  assign \$157  = $signed(eb3_0_7[9:0]) * $signed(eb3_1_7[9:0]);
+  assign \$158  = args[94] ? \y$179 [255:224] : eb3_0_7;
+  assign \$159  = args[94] ? \y$179 [511:480] : eb3_1_7;
+  assign \$160  = $signed(\$158 ) + $signed(\$159 );
+  assign \$161  = args[96] ? { \$157 [19], \$157 [19], \$157 [19], \$157 [19], \$157 [19], \$157 [19], \$157 [19], \$157 [19], \$157 [19], \$157 [19], \$157 [19], \$157 [19], \$157 [19], \$157  } : \$160 ;
+  assign \$162  = started & finished;
   always @(posedge clk)
-    w <= \$147 ;
+    w <= \$163 ;
   always @(posedge clk)
-    p <= \$148 ;
+    p <= \$164 ;
   always @(posedge clk)
-    busy <= \$149 ;
+    busy <= \$165 ;
   always @(posedge clk)
-    s1_valid <= \$150 ;
+    s1_valid <= \$166 ;
   always @(posedge clk)
     s1_addr <= \$97 [11:0];
   always @(posedge clk)
-    i_valid <= \$151 ;
+    i_valid <= \$167 ;
   always @(posedge clk)
     s2_addr <= s1_addr;
   always @(posedge clk)
@@ -16589,25 +16634,25 @@ module \default_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, 
   always @(posedge clk)
     eb3_1_7 <= eb2_1_7;
   always @(posedge clk)
-    \i_valid$48  <= \$152 ;
+    \i_valid$48  <= \$168 ;
   always @(posedge clk)
     s3_addr <= ea3;
   always @(posedge clk)
-    ssum0 <= \$124 [31:0];
+    ssum0 <= \$126 [31:0];
   always @(posedge clk)
-    ssum1 <= \$127 [31:0];
+    ssum1 <= \$131 [31:0];
   always @(posedge clk)
-    ssum2 <= \$130 [31:0];
+    ssum2 <= \$136 [31:0];
   always @(posedge clk)
-    ssum3 <= \$133 [31:0];
+    ssum3 <= \$141 [31:0];
   always @(posedge clk)
-    ssum4 <= \$136 [31:0];
+    ssum4 <= \$146 [31:0];
   always @(posedge clk)
-    ssum5 <= \$139 [31:0];
+    ssum5 <= \$151 [31:0];
   always @(posedge clk)
-    ssum6 <= \$142 [31:0];
+    ssum6 <= \$156 [31:0];
   always @(posedge clk)
-    ssum7 <= \$145 [31:0];
+    ssum7 <= \$161 [31:0];
   always @(posedge clk)
     oa0 <= s3_addr;
   always @(posedge clk)
@@ -16681,7 +16726,7 @@ module \default_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, 
   always @(posedge clk)
     ob3_7 <= ob2_7;
   always @(posedge clk)
-    started <= \$153 ;
+    started <= \$169 ;
   \default_fabric.ew.mq_in  mq_in (
     .busy(\busy$101 ),
     .clk(clk),
@@ -16706,84 +16751,84 @@ module \default_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, 
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$147  = w;
+    \$163  = w;
     if (busy) begin
-      \$147  = \$89 [8:0];
+      \$163  = \$89 [8:0];
       if (\$91 ) begin
-        \$147  = 9'h000;
+        \$163  = 9'h000;
       end
     end
     if (start) begin
-      \$147  = 9'h000;
+      \$163  = 9'h000;
     end
     if (rst) begin
-      \$147  = 9'h000;
+      \$163  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$148  = p;
+    \$164  = p;
     if (busy) begin
       if (\$91 ) begin
-        \$148  = \$92 [15:0];
+        \$164  = \$92 [15:0];
       end
     end
     if (start) begin
-      \$148  = 16'h0000;
+      \$164  = 16'h0000;
     end
     if (rst) begin
-      \$148  = 16'h0000;
+      \$164  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$149  = busy;
+    \$165  = busy;
     if (busy) begin
       if (\$91 ) begin
         if (\$94 ) begin
-          \$149  = 1'h0;
+          \$165  = 1'h0;
         end
       end
     end
     if (start) begin
-      \$149  = 1'h1;
+      \$165  = 1'h1;
     end
     if (rst) begin
-      \$149  = 1'h0;
+      \$165  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$150  = busy;
+    \$166  = busy;
     if (rst) begin
-      \$150  = 1'h0;
+      \$166  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$151  = s1_valid;
+    \$167  = s1_valid;
     if (rst) begin
-      \$151  = 1'h0;
+      \$167  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$152  = \o_valid$177 ;
+    \$168  = \o_valid$177 ;
     if (rst) begin
-      \$152  = 1'h0;
+      \$168  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$153  = started;
+    \$169  = started;
     if (start) begin
-      \$153  = 1'h1;
+      \$169  = 1'h1;
     end
-    if (\$146 ) begin
-      \$153  = 1'h0;
+    if (\$162 ) begin
+      \$169  = 1'h0;
     end
     if (rst) begin
-      \$153  = 1'h0;
+      \$169  = 1'h0;
     end
   end
   assign running = busy;
@@ -16848,18 +16893,19 @@ module \default_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, 
   assign \args.has_b  = args[93];
   assign \args.rq_in  = args[94];
   assign \args.rq_out  = args[95];
-  assign \args.ls  = args[100:96];
-  assign \args.zp_a  = args[110:101];
-  assign \args.zp_b  = args[120:111];
-  assign \args.mult_a  = args[152:121];
-  assign \args.shift_a  = args[158:153];
-  assign \args.mult_b  = args[190:159];
-  assign \args.shift_b  = args[196:191];
-  assign \args.mult_o  = args[228:197];
-  assign \args.shift_o  = args[234:229];
-  assign \args.zp_out  = args[244:235];
-  assign \args.act_min  = args[254:245];
-  assign \args.act_max  = args[264:255];
+  assign \args.mul  = args[96];
+  assign \args.ls  = args[101:97];
+  assign \args.zp_a  = args[111:102];
+  assign \args.zp_b  = args[121:112];
+  assign \args.mult_a  = args[153:122];
+  assign \args.shift_a  = args[159:154];
+  assign \args.mult_b  = args[191:160];
+  assign \args.shift_b  = args[197:192];
+  assign \args.mult_o  = args[229:198];
+  assign \args.shift_o  = args[235:230];
+  assign \args.zp_out  = args[245:236];
+  assign \args.act_min  = args[255:246];
+  assign \args.act_max  = args[265:256];
   assign \x[0]  = x[31:0];
   assign \x[1]  = x[63:32];
   assign \x[2]  = x[95:64];
@@ -16956,22 +17002,22 @@ module \default_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, 
   assign \y$179[13]  = \y$179 [447:416];
   assign \y$179[14]  = \y$179 [479:448];
   assign \y$179[15]  = \y$179 [511:480];
-  assign \shift$53 [47:42] = args[234:229];
-  assign \shift$53 [41:36] = args[234:229];
-  assign \shift$53 [35:30] = args[234:229];
-  assign \shift$53 [29:24] = args[234:229];
-  assign \shift$53 [23:18] = args[234:229];
-  assign \shift$53 [17:12] = args[234:229];
-  assign \shift$53 [11:6] = args[234:229];
-  assign \shift$53 [5:0] = args[234:229];
-  assign \mult$52 [255:224] = args[228:197];
-  assign \mult$52 [223:192] = args[228:197];
-  assign \mult$52 [191:160] = args[228:197];
-  assign \mult$52 [159:128] = args[228:197];
-  assign \mult$52 [127:96] = args[228:197];
-  assign \mult$52 [95:64] = args[228:197];
-  assign \mult$52 [63:32] = args[228:197];
-  assign \mult$52 [31:0] = args[228:197];
+  assign \shift$53 [47:42] = args[235:230];
+  assign \shift$53 [41:36] = args[235:230];
+  assign \shift$53 [35:30] = args[235:230];
+  assign \shift$53 [29:24] = args[235:230];
+  assign \shift$53 [23:18] = args[235:230];
+  assign \shift$53 [17:12] = args[235:230];
+  assign \shift$53 [11:6] = args[235:230];
+  assign \shift$53 [5:0] = args[235:230];
+  assign \mult$52 [255:224] = args[229:198];
+  assign \mult$52 [223:192] = args[229:198];
+  assign \mult$52 [191:160] = args[229:198];
+  assign \mult$52 [159:128] = args[229:198];
+  assign \mult$52 [127:96] = args[229:198];
+  assign \mult$52 [95:64] = args[229:198];
+  assign \mult$52 [63:32] = args[229:198];
+  assign \mult$52 [31:0] = args[229:198];
   assign \x$50 [255:224] = ssum7;
   assign \x$50 [223:192] = ssum6;
   assign \x$50 [191:160] = ssum5;
@@ -16980,38 +17026,38 @@ module \default_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, 
   assign \x$50 [95:64] = ssum2;
   assign \x$50 [63:32] = ssum1;
   assign \x$50 [31:0] = ssum0;
-  assign shift[95:90] = args[196:191];
-  assign shift[47:42] = args[158:153];
-  assign shift[89:84] = args[196:191];
-  assign shift[41:36] = args[158:153];
-  assign shift[83:78] = args[196:191];
-  assign shift[35:30] = args[158:153];
-  assign shift[77:72] = args[196:191];
-  assign shift[29:24] = args[158:153];
-  assign shift[71:66] = args[196:191];
-  assign shift[23:18] = args[158:153];
-  assign shift[65:60] = args[196:191];
-  assign shift[17:12] = args[158:153];
-  assign shift[59:54] = args[196:191];
-  assign shift[11:6] = args[158:153];
-  assign shift[53:48] = args[196:191];
-  assign shift[5:0] = args[158:153];
-  assign mult[511:480] = args[190:159];
-  assign mult[255:224] = args[152:121];
-  assign mult[479:448] = args[190:159];
-  assign mult[223:192] = args[152:121];
-  assign mult[447:416] = args[190:159];
-  assign mult[191:160] = args[152:121];
-  assign mult[415:384] = args[190:159];
-  assign mult[159:128] = args[152:121];
-  assign mult[383:352] = args[190:159];
-  assign mult[127:96] = args[152:121];
-  assign mult[351:320] = args[190:159];
-  assign mult[95:64] = args[152:121];
-  assign mult[319:288] = args[190:159];
-  assign mult[63:32] = args[152:121];
-  assign mult[287:256] = args[190:159];
-  assign mult[31:0] = args[152:121];
+  assign shift[95:90] = args[197:192];
+  assign shift[47:42] = args[159:154];
+  assign shift[89:84] = args[197:192];
+  assign shift[41:36] = args[159:154];
+  assign shift[83:78] = args[197:192];
+  assign shift[35:30] = args[159:154];
+  assign shift[77:72] = args[197:192];
+  assign shift[29:24] = args[159:154];
+  assign shift[71:66] = args[197:192];
+  assign shift[23:18] = args[159:154];
+  assign shift[65:60] = args[197:192];
+  assign shift[17:12] = args[159:154];
+  assign shift[59:54] = args[197:192];
+  assign shift[11:6] = args[159:154];
+  assign shift[53:48] = args[197:192];
+  assign shift[5:0] = args[159:154];
+  assign mult[511:480] = args[191:160];
+  assign mult[255:224] = args[153:122];
+  assign mult[479:448] = args[191:160];
+  assign mult[223:192] = args[153:122];
+  assign mult[447:416] = args[191:160];
+  assign mult[191:160] = args[153:122];
+  assign mult[415:384] = args[191:160];
+  assign mult[159:128] = args[153:122];
+  assign mult[383:352] = args[191:160];
+  assign mult[127:96] = args[153:122];
+  assign mult[351:320] = args[191:160];
+  assign mult[95:64] = args[153:122];
+  assign mult[319:288] = args[191:160];
+  assign mult[63:32] = args[153:122];
+  assign mult[287:256] = args[191:160];
+  assign mult[31:0] = args[153:122];
   assign x[511:480] = \$38 [31:0];
   assign x[255:224] = \$37 [31:0];
   assign x[479:448] = \$36 [31:0];
@@ -20900,7 +20946,7 @@ module \default_fabric.loader.queue (rst, w_rdy, r_rdy, r_data, r_en, w_en, w_po
 endmodule
 
 (* generator = "Amaranth" *)
-module \default_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, param_rd__addr, act_w__en, \port$4880$0 , \port$4882$0 , \port$4884$0 , \port$4886$0 , \port$4888$0 , \port$4890$0 , \port$4892$0 , \port$4894$0 , done, busy, act_w__addr, start, args, clk);
+module \default_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, param_rd__addr, act_w__en, \port$4896$0 , \port$4898$0 , \port$4900$0 , \port$4902$0 , \port$4904$0 , \port$4906$0 , \port$4908$0 , \port$4910$0 , done, busy, act_w__addr, start, args, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire [12:0] \$1 ;
   wire [9:0] \$10 ;
@@ -21237,22 +21283,22 @@ module \default_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, par
   wire [31:0] \param_rd__data[7].g ;
   wire param_rd__en;
   reg [11:0] pix = 12'h000;
-  output [7:0] \port$4880$0 ;
-  wire [7:0] \port$4880$0 ;
-  output [7:0] \port$4882$0 ;
-  wire [7:0] \port$4882$0 ;
-  output [7:0] \port$4884$0 ;
-  wire [7:0] \port$4884$0 ;
-  output [7:0] \port$4886$0 ;
-  wire [7:0] \port$4886$0 ;
-  output [7:0] \port$4888$0 ;
-  wire [7:0] \port$4888$0 ;
-  output [7:0] \port$4890$0 ;
-  wire [7:0] \port$4890$0 ;
-  output [7:0] \port$4892$0 ;
-  wire [7:0] \port$4892$0 ;
-  output [7:0] \port$4894$0 ;
-  wire [7:0] \port$4894$0 ;
+  output [7:0] \port$4896$0 ;
+  wire [7:0] \port$4896$0 ;
+  output [7:0] \port$4898$0 ;
+  wire [7:0] \port$4898$0 ;
+  output [7:0] \port$4900$0 ;
+  wire [7:0] \port$4900$0 ;
+  output [7:0] \port$4902$0 ;
+  wire [7:0] \port$4902$0 ;
+  output [7:0] \port$4904$0 ;
+  wire [7:0] \port$4904$0 ;
+  output [7:0] \port$4906$0 ;
+  wire [7:0] \port$4906$0 ;
+  output [7:0] \port$4908$0 ;
+  wire [7:0] \port$4908$0 ;
+  output [7:0] \port$4910$0 ;
+  wire [7:0] \port$4910$0 ;
   wire [65:0] prod;
   reg [7:0] raw;
   input rst;
@@ -22277,14 +22323,14 @@ module \default_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, par
   assign act_w__data = { \$102 , \$100 , \$98 , \$96 , \$94 , \$92 , \$90 , \$88  };
   assign act_rd__addr = \$2 [11:0];
   assign param_rd__addr = \$68 [9:0];
-  assign \port$4880$0  = \$88 ;
-  assign \port$4882$0  = \$90 ;
-  assign \port$4884$0  = \$92 ;
-  assign \port$4886$0  = \$94 ;
-  assign \port$4888$0  = \$96 ;
-  assign \port$4890$0  = \$98 ;
-  assign \port$4892$0  = \$100 ;
-  assign \port$4894$0  = \$102 ;
+  assign \port$4896$0  = \$88 ;
+  assign \port$4898$0  = \$90 ;
+  assign \port$4900$0  = \$92 ;
+  assign \port$4902$0  = \$94 ;
+  assign \port$4904$0  = \$96 ;
+  assign \port$4906$0  = \$98 ;
+  assign \port$4908$0  = \$100 ;
+  assign \port$4910$0  = \$102 ;
   assign \args.in_base  = args[11:0];
   assign \args.out_base  = args[23:12];
   assign \args.npos  = args[39:24];
@@ -22331,7 +22377,7 @@ module \default_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, par
 endmodule
 
 (* generator = "Amaranth" *)
-module \default_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__addr, busy, act_rd__addr, \port$5245$0 , \port$5504$0 , \port$5763$0 , \port$6022$0 , \port$6281$0 , \port$6540$0 , \port$6799$0 , \port$7058$0 , done, act_w__en, act_w__addr, start, args, lut_gated_rst);
+module \default_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__addr, busy, act_rd__addr, \port$5261$0 , \port$5520$0 , \port$5779$0 , \port$6038$0 , \port$6297$0 , \port$6556$0 , \port$6815$0 , \port$7074$0 , done, act_w__en, act_w__addr, start, args, lut_gated_rst);
   reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire [10:0] \$1 ;
   wire [7:0] \$10 ;
@@ -22802,22 +22848,22 @@ module \default_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   wire [7:0] \param_rd__data[95] ;
   wire [7:0] \param_rd__data[9] ;
   wire param_rd__en;
-  output [7:0] \port$5245$0 ;
-  wire [7:0] \port$5245$0 ;
-  output [7:0] \port$5504$0 ;
-  wire [7:0] \port$5504$0 ;
-  output [7:0] \port$5763$0 ;
-  wire [7:0] \port$5763$0 ;
-  output [7:0] \port$6022$0 ;
-  wire [7:0] \port$6022$0 ;
-  output [7:0] \port$6281$0 ;
-  wire [7:0] \port$6281$0 ;
-  output [7:0] \port$6540$0 ;
-  wire [7:0] \port$6540$0 ;
-  output [7:0] \port$6799$0 ;
-  wire [7:0] \port$6799$0 ;
-  output [7:0] \port$7058$0 ;
-  wire [7:0] \port$7058$0 ;
+  output [7:0] \port$5261$0 ;
+  wire [7:0] \port$5261$0 ;
+  output [7:0] \port$5520$0 ;
+  wire [7:0] \port$5520$0 ;
+  output [7:0] \port$5779$0 ;
+  wire [7:0] \port$5779$0 ;
+  output [7:0] \port$6038$0 ;
+  wire [7:0] \port$6038$0 ;
+  output [7:0] \port$6297$0 ;
+  wire [7:0] \port$6297$0 ;
+  output [7:0] \port$6556$0 ;
+  wire [7:0] \port$6556$0 ;
+  output [7:0] \port$6815$0 ;
+  wire [7:0] \port$6815$0 ;
+  output [7:0] \port$7074$0 ;
+  wire [7:0] \port$7074$0 ;
   reg running = 1'h0;
   input start;
   wire start;
@@ -31014,14 +31060,14 @@ module \default_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   assign act_w__data = { \$20 , \$18 , \$16 , \$14 , \$12 , \$10 , \$8 , \$6  };
   assign param_rd__addr = \$1 [9:0];
   assign act_rd__addr = \$4 [11:0];
-  assign \port$5245$0  = \$6 ;
-  assign \port$5504$0  = \$8 ;
-  assign \port$5763$0  = \$10 ;
-  assign \port$6022$0  = \$12 ;
-  assign \port$6281$0  = \$14 ;
-  assign \port$6540$0  = \$16 ;
-  assign \port$6799$0  = \$18 ;
-  assign \port$7058$0  = \$20 ;
+  assign \port$5261$0  = \$6 ;
+  assign \port$5520$0  = \$8 ;
+  assign \port$5779$0  = \$10 ;
+  assign \port$6038$0  = \$12 ;
+  assign \port$6297$0  = \$14 ;
+  assign \port$6556$0  = \$16 ;
+  assign \port$6815$0  = \$18 ;
+  assign \port$7074$0  = \$20 ;
   assign \args.in_base  = args[11:0];
   assign \args.out_base  = args[23:12];
   assign \args.npos  = args[39:24];
@@ -44748,7 +44794,7 @@ module \default_fabric.pool.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk
 endmodule
 
 (* generator = "Amaranth" *)
-module \default_fabric.relax (old_rd__data, new_rd__data, arc_rd__data, relax_gated_clk, arc_rd__addr, old_rd__addr, new_rd__addr, \port$2835$0 , act_w__addr, finish, busy, act_w__en, start, args, relax_gated_rst);
+module \default_fabric.relax (old_rd__data, new_rd__data, arc_rd__data, relax_gated_clk, arc_rd__addr, old_rd__addr, new_rd__addr, \port$2851$0 , act_w__addr, finish, busy, act_w__en, start, args, relax_gated_rst);
   reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -44821,8 +44867,8 @@ module \default_fabric.relax (old_rd__data, new_rd__data, arc_rd__data, relax_ga
   input [63:0] old_rd__data;
   wire [63:0] old_rd__data;
   wire old_rd__en;
-  output [31:0] \port$2835$0 ;
-  wire [31:0] \port$2835$0 ;
+  output [31:0] \port$2851$0 ;
+  wire [31:0] \port$2851$0 ;
   wire [55:0] raw;
   input relax_gated_clk;
   wire relax_gated_clk;
@@ -44961,7 +45007,7 @@ module \default_fabric.relax (old_rd__data, new_rd__data, arc_rd__data, relax_ga
   assign arc_rd__addr = \$5 [11:0];
   assign old_rd__addr = \$6 [11:0];
   assign new_rd__addr = \$7 [11:0];
-  assign \port$2835$0  = \$signal$23 ;
+  assign \port$2851$0  = \$signal$23 ;
   assign act_w__addr = \$11 [11:0];
   assign \args.arcs  = args[11:0];
   assign \args.count  = args[24:12];

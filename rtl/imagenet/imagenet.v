@@ -5340,7 +5340,7 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   wire \args$804.x_signed ;
   wire [9:0] \args$804.zp_in ;
   wire [9:0] \args$804.zp_out ;
-  wire [276:0] \args$811 ;
+  wire [277:0] \args$811 ;
   wire [15:0] \args$811.a_base ;
   wire [9:0] \args$811.a_stride ;
   wire [9:0] \args$811.act_max ;
@@ -5350,6 +5350,7 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   wire [9:0] \args$811.cw ;
   wire \args$811.has_b ;
   wire [4:0] \args$811.ls ;
+  wire \args$811.mul ;
   wire [31:0] \args$811.mult_a ;
   wire [31:0] \args$811.mult_b ;
   wire [31:0] \args$811.mult_o ;
@@ -5863,7 +5864,7 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   wire [15:0] dst_rd__addr;
   wire [63:0] dst_rd__data;
   wire dst_rd__en;
-  wire [276:0] engines__ew__args;
+  wire [277:0] engines__ew__args;
   wire [15:0] \engines__ew__args.a_base ;
   wire [9:0] \engines__ew__args.a_stride ;
   wire [9:0] \engines__ew__args.act_max ;
@@ -5873,6 +5874,7 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   wire [9:0] \engines__ew__args.cw ;
   wire \engines__ew__args.has_b ;
   wire [4:0] \engines__ew__args.ls ;
+  wire \engines__ew__args.mul ;
   wire [31:0] \engines__ew__args.mult_a ;
   wire [31:0] \engines__ew__args.mult_b ;
   wire [31:0] \engines__ew__args.mult_o ;
@@ -6189,7 +6191,7 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   wire \imem_rd__data.args.dma.store ;
   wire [15:0] \imem_rd__data.args.dma.stride ;
   wire \imem_rd__data.args.dma.wmem ;
-  wire [276:0] \imem_rd__data.args.ew ;
+  wire [277:0] \imem_rd__data.args.ew ;
   wire [15:0] \imem_rd__data.args.ew.a_base ;
   wire [9:0] \imem_rd__data.args.ew.a_stride ;
   wire [9:0] \imem_rd__data.args.ew.act_max ;
@@ -6199,6 +6201,7 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   wire [9:0] \imem_rd__data.args.ew.cw ;
   wire \imem_rd__data.args.ew.has_b ;
   wire [4:0] \imem_rd__data.args.ew.ls ;
+  wire \imem_rd__data.args.ew.mul ;
   wire [31:0] \imem_rd__data.args.ew.mult_a ;
   wire [31:0] \imem_rd__data.args.ew.mult_b ;
   wire [31:0] \imem_rd__data.args.ew.mult_o ;
@@ -16304,7 +16307,7 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
     .clk(clk),
     .cmd__ready(dma__ready),
     .error(dma_error),
-    .\port$5336$0 (\$260 ),
+    .\port$5352$0 (\$260 ),
     .rd_data(axi__wdata),
     .rst(rst),
     .w_data(args[115:0]),
@@ -16318,7 +16321,7 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
     .a_rd__data(src_rd__data),
     .act_w__addr(\act_w__addr$959 ),
     .act_w__en(\act_w__en$949 ),
-    .args(args[276:0]),
+    .args(args[277:0]),
     .b_rd__addr(b_rd__addr),
     .b_rd__data(dst_rd__data),
     .busy(engines__ew__busy),
@@ -16487,14 +16490,14 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
     .done(engines__lrn__done),
     .param_rd__addr(\param_rd__addr$750 ),
     .param_rd__data(\param_rd__data$755 [511:0]),
-    .\port$11048$0 (\$262 ),
-    .\port$11050$0 (\$263 ),
-    .\port$11052$0 (\$264 ),
-    .\port$11054$0 (\$265 ),
-    .\port$11056$0 (\$266 ),
-    .\port$11058$0 (\$267 ),
-    .\port$11060$0 (\$268 ),
-    .\port$11062$0 (\$269 ),
+    .\port$11064$0 (\$262 ),
+    .\port$11066$0 (\$263 ),
+    .\port$11068$0 (\$264 ),
+    .\port$11070$0 (\$265 ),
+    .\port$11072$0 (\$266 ),
+    .\port$11074$0 (\$267 ),
+    .\port$11076$0 (\$268 ),
+    .\port$11078$0 (\$269 ),
     .rst(rst),
     .start(\start$835 )
   );
@@ -16510,14 +16513,14 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
     .lut_gated_rst(rst),
     .param_rd__addr(\param_rd__addr$751 ),
     .param_rd__data(\param_rd__data$755 ),
-    .\port$11413$0 (\$270 ),
-    .\port$11672$0 (\$271 ),
-    .\port$11931$0 (\$272 ),
-    .\port$12190$0 (\$273 ),
-    .\port$12449$0 (\$274 ),
-    .\port$12708$0 (\$275 ),
-    .\port$12967$0 (\$276 ),
-    .\port$13226$0 (\$277 ),
+    .\port$11429$0 (\$270 ),
+    .\port$11688$0 (\$271 ),
+    .\port$11947$0 (\$272 ),
+    .\port$12206$0 (\$273 ),
+    .\port$12465$0 (\$274 ),
+    .\port$12724$0 (\$275 ),
+    .\port$12983$0 (\$276 ),
+    .\port$13242$0 (\$277 ),
     .start(\start$191 )
   );
   imagenet_cim_icg lut_icg (
@@ -17131,7 +17134,7 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
     .new_rd__data(dst_rd__data),
     .old_rd__addr(old_rd__addr),
     .old_rd__data(src_rd__data),
-    .\port$5859$0 (\$261 ),
+    .\port$5875$0 (\$261 ),
     .raw(arc_rd__data),
     .relax_gated_clk(relax_gated_clk),
     .relax_gated_rst(rst),
@@ -17780,8 +17783,8 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   assign engines__pool__busy = \busy$725 ;
   assign \done$808  = engines__pool__done;
   assign engines__ew__start = \start$809 ;
-  assign \args$811  = args[276:0];
-  assign engines__ew__args = args[276:0];
+  assign \args$811  = args[277:0];
+  assign engines__ew__args = args[277:0];
   assign \busy$814  = engines__ew__busy;
   assign \done$816  = engines__ew__done;
   assign engines__graph__start = start;
@@ -26249,7 +26252,7 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   assign \imem_rd__data.args.pool.act_min  = \port__data$785 [193:184];
   assign \imem_rd__data.args.pool.act_max  = \port__data$785 [203:194];
   assign \imem_rd__data.args.pool.round_even  = \port__data$785 [204];
-  assign \imem_rd__data.args.ew  = \port__data$785 [280:4];
+  assign \imem_rd__data.args.ew  = \port__data$785 [281:4];
   assign \imem_rd__data.args.ew.a_base  = \port__data$785 [19:4];
   assign \imem_rd__data.args.ew.b_base  = \port__data$785 [35:20];
   assign \imem_rd__data.args.ew.out_base  = \port__data$785 [51:36];
@@ -26262,18 +26265,19 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   assign \imem_rd__data.args.ew.has_b  = \port__data$785 [109];
   assign \imem_rd__data.args.ew.rq_in  = \port__data$785 [110];
   assign \imem_rd__data.args.ew.rq_out  = \port__data$785 [111];
-  assign \imem_rd__data.args.ew.ls  = \port__data$785 [116:112];
-  assign \imem_rd__data.args.ew.zp_a  = \port__data$785 [126:117];
-  assign \imem_rd__data.args.ew.zp_b  = \port__data$785 [136:127];
-  assign \imem_rd__data.args.ew.mult_a  = \port__data$785 [168:137];
-  assign \imem_rd__data.args.ew.shift_a  = \port__data$785 [174:169];
-  assign \imem_rd__data.args.ew.mult_b  = \port__data$785 [206:175];
-  assign \imem_rd__data.args.ew.shift_b  = \port__data$785 [212:207];
-  assign \imem_rd__data.args.ew.mult_o  = \port__data$785 [244:213];
-  assign \imem_rd__data.args.ew.shift_o  = \port__data$785 [250:245];
-  assign \imem_rd__data.args.ew.zp_out  = \port__data$785 [260:251];
-  assign \imem_rd__data.args.ew.act_min  = \port__data$785 [270:261];
-  assign \imem_rd__data.args.ew.act_max  = \port__data$785 [280:271];
+  assign \imem_rd__data.args.ew.mul  = \port__data$785 [112];
+  assign \imem_rd__data.args.ew.ls  = \port__data$785 [117:113];
+  assign \imem_rd__data.args.ew.zp_a  = \port__data$785 [127:118];
+  assign \imem_rd__data.args.ew.zp_b  = \port__data$785 [137:128];
+  assign \imem_rd__data.args.ew.mult_a  = \port__data$785 [169:138];
+  assign \imem_rd__data.args.ew.shift_a  = \port__data$785 [175:170];
+  assign \imem_rd__data.args.ew.mult_b  = \port__data$785 [207:176];
+  assign \imem_rd__data.args.ew.shift_b  = \port__data$785 [213:208];
+  assign \imem_rd__data.args.ew.mult_o  = \port__data$785 [245:214];
+  assign \imem_rd__data.args.ew.shift_o  = \port__data$785 [251:246];
+  assign \imem_rd__data.args.ew.zp_out  = \port__data$785 [261:252];
+  assign \imem_rd__data.args.ew.act_min  = \port__data$785 [271:262];
+  assign \imem_rd__data.args.ew.act_max  = \port__data$785 [281:272];
   assign \imem_rd__data.args.dma  = \port__data$785 [119:4];
   assign \imem_rd__data.args.dma.store  = \port__data$785 [4];
   assign \imem_rd__data.args.dma.wmem  = \port__data$785 [5];
@@ -26494,18 +26498,19 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   assign \args$811.has_b  = args[105];
   assign \args$811.rq_in  = args[106];
   assign \args$811.rq_out  = args[107];
-  assign \args$811.ls  = args[112:108];
-  assign \args$811.zp_a  = args[122:113];
-  assign \args$811.zp_b  = args[132:123];
-  assign \args$811.mult_a  = args[164:133];
-  assign \args$811.shift_a  = args[170:165];
-  assign \args$811.mult_b  = args[202:171];
-  assign \args$811.shift_b  = args[208:203];
-  assign \args$811.mult_o  = args[240:209];
-  assign \args$811.shift_o  = args[246:241];
-  assign \args$811.zp_out  = args[256:247];
-  assign \args$811.act_min  = args[266:257];
-  assign \args$811.act_max  = args[276:267];
+  assign \args$811.mul  = args[108];
+  assign \args$811.ls  = args[113:109];
+  assign \args$811.zp_a  = args[123:114];
+  assign \args$811.zp_b  = args[133:124];
+  assign \args$811.mult_a  = args[165:134];
+  assign \args$811.shift_a  = args[171:166];
+  assign \args$811.mult_b  = args[203:172];
+  assign \args$811.shift_b  = args[209:204];
+  assign \args$811.mult_o  = args[241:210];
+  assign \args$811.shift_o  = args[247:242];
+  assign \args$811.zp_out  = args[257:248];
+  assign \args$811.act_min  = args[267:258];
+  assign \args$811.act_max  = args[277:268];
   assign \engines__ew__args.a_base  = args[15:0];
   assign \engines__ew__args.b_base  = args[31:16];
   assign \engines__ew__args.out_base  = args[47:32];
@@ -26518,18 +26523,19 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   assign \engines__ew__args.has_b  = args[105];
   assign \engines__ew__args.rq_in  = args[106];
   assign \engines__ew__args.rq_out  = args[107];
-  assign \engines__ew__args.ls  = args[112:108];
-  assign \engines__ew__args.zp_a  = args[122:113];
-  assign \engines__ew__args.zp_b  = args[132:123];
-  assign \engines__ew__args.mult_a  = args[164:133];
-  assign \engines__ew__args.shift_a  = args[170:165];
-  assign \engines__ew__args.mult_b  = args[202:171];
-  assign \engines__ew__args.shift_b  = args[208:203];
-  assign \engines__ew__args.mult_o  = args[240:209];
-  assign \engines__ew__args.shift_o  = args[246:241];
-  assign \engines__ew__args.zp_out  = args[256:247];
-  assign \engines__ew__args.act_min  = args[266:257];
-  assign \engines__ew__args.act_max  = args[276:267];
+  assign \engines__ew__args.mul  = args[108];
+  assign \engines__ew__args.ls  = args[113:109];
+  assign \engines__ew__args.zp_a  = args[123:114];
+  assign \engines__ew__args.zp_b  = args[133:124];
+  assign \engines__ew__args.mult_a  = args[165:134];
+  assign \engines__ew__args.shift_a  = args[171:166];
+  assign \engines__ew__args.mult_b  = args[203:172];
+  assign \engines__ew__args.shift_b  = args[209:204];
+  assign \engines__ew__args.mult_o  = args[241:210];
+  assign \engines__ew__args.shift_o  = args[247:242];
+  assign \engines__ew__args.zp_out  = args[257:248];
+  assign \engines__ew__args.act_min  = args[267:258];
+  assign \engines__ew__args.act_max  = args[277:268];
   assign \args$818.macro  = args[3:0];
   assign \args$818.page  = args[8:4];
   assign \args$818.rows  = args[72:9];
@@ -27078,7 +27084,7 @@ module \imagenet_fabric.ctrl (rst, imem_rd__data, \port$280$1577 , \port$282$157
   output done;
   reg done = 1'h0;
   wire engine_done;
-  wire [276:0] engines__ew__args;
+  wire [277:0] engines__ew__args;
   wire [15:0] \engines__ew__args.a_base ;
   wire [9:0] \engines__ew__args.a_stride ;
   wire [9:0] \engines__ew__args.act_max ;
@@ -27088,6 +27094,7 @@ module \imagenet_fabric.ctrl (rst, imem_rd__data, \port$280$1577 , \port$282$157
   wire [9:0] \engines__ew__args.cw ;
   wire \engines__ew__args.has_b ;
   wire [4:0] \engines__ew__args.ls ;
+  wire \engines__ew__args.mul ;
   wire [31:0] \engines__ew__args.mult_a ;
   wire [31:0] \engines__ew__args.mult_b ;
   wire [31:0] \engines__ew__args.mult_o ;
@@ -27363,7 +27370,7 @@ module \imagenet_fabric.ctrl (rst, imem_rd__data, \port$280$1577 , \port$282$157
   wire \imem_rd__data.args.dma.store ;
   wire [15:0] \imem_rd__data.args.dma.stride ;
   wire \imem_rd__data.args.dma.wmem ;
-  wire [276:0] \imem_rd__data.args.ew ;
+  wire [277:0] \imem_rd__data.args.ew ;
   wire [15:0] \imem_rd__data.args.ew.a_base ;
   wire [9:0] \imem_rd__data.args.ew.a_stride ;
   wire [9:0] \imem_rd__data.args.ew.act_max ;
@@ -27373,6 +27380,7 @@ module \imagenet_fabric.ctrl (rst, imem_rd__data, \port$280$1577 , \port$282$157
   wire [9:0] \imem_rd__data.args.ew.cw ;
   wire \imem_rd__data.args.ew.has_b ;
   wire [4:0] \imem_rd__data.args.ew.ls ;
+  wire \imem_rd__data.args.ew.mul ;
   wire [31:0] \imem_rd__data.args.ew.mult_a ;
   wire [31:0] \imem_rd__data.args.ew.mult_b ;
   wire [31:0] \imem_rd__data.args.ew.mult_o ;
@@ -27545,7 +27553,7 @@ module \imagenet_fabric.ctrl (rst, imem_rd__data, \port$280$1577 , \port$282$157
   wire \ir.args.dma.store ;
   wire [15:0] \ir.args.dma.stride ;
   wire \ir.args.dma.wmem ;
-  wire [276:0] \ir.args.ew ;
+  wire [277:0] \ir.args.ew ;
   wire [15:0] \ir.args.ew.a_base ;
   wire [9:0] \ir.args.ew.a_stride ;
   wire [9:0] \ir.args.ew.act_max ;
@@ -27555,6 +27563,7 @@ module \imagenet_fabric.ctrl (rst, imem_rd__data, \port$280$1577 , \port$282$157
   wire [9:0] \ir.args.ew.cw ;
   wire \ir.args.ew.has_b ;
   wire [4:0] \ir.args.ew.ls ;
+  wire \ir.args.ew.mul ;
   wire [31:0] \ir.args.ew.mult_a ;
   wire [31:0] \ir.args.ew.mult_b ;
   wire [31:0] \ir.args.ew.mult_o ;
@@ -29084,7 +29093,7 @@ module \imagenet_fabric.ctrl (rst, imem_rd__data, \port$280$1577 , \port$282$157
   end
   assign imem_rd__en = 1'h1;
   assign engines__pool__args = ir[204:4];
-  assign engines__ew__args = ir[280:4];
+  assign engines__ew__args = ir[281:4];
   assign engines__graph__args = ir[108:4];
   assign engines__relax__args = ir[68:4];
   assign engines__spmv__args = ir[111:4];
@@ -29241,7 +29250,7 @@ module \imagenet_fabric.ctrl (rst, imem_rd__data, \port$280$1577 , \port$282$157
   assign \ir.args.pool.act_min  = ir[193:184];
   assign \ir.args.pool.act_max  = ir[203:194];
   assign \ir.args.pool.round_even  = ir[204];
-  assign \ir.args.ew  = ir[280:4];
+  assign \ir.args.ew  = ir[281:4];
   assign \ir.args.ew.a_base  = ir[19:4];
   assign \ir.args.ew.b_base  = ir[35:20];
   assign \ir.args.ew.out_base  = ir[51:36];
@@ -29254,18 +29263,19 @@ module \imagenet_fabric.ctrl (rst, imem_rd__data, \port$280$1577 , \port$282$157
   assign \ir.args.ew.has_b  = ir[109];
   assign \ir.args.ew.rq_in  = ir[110];
   assign \ir.args.ew.rq_out  = ir[111];
-  assign \ir.args.ew.ls  = ir[116:112];
-  assign \ir.args.ew.zp_a  = ir[126:117];
-  assign \ir.args.ew.zp_b  = ir[136:127];
-  assign \ir.args.ew.mult_a  = ir[168:137];
-  assign \ir.args.ew.shift_a  = ir[174:169];
-  assign \ir.args.ew.mult_b  = ir[206:175];
-  assign \ir.args.ew.shift_b  = ir[212:207];
-  assign \ir.args.ew.mult_o  = ir[244:213];
-  assign \ir.args.ew.shift_o  = ir[250:245];
-  assign \ir.args.ew.zp_out  = ir[260:251];
-  assign \ir.args.ew.act_min  = ir[270:261];
-  assign \ir.args.ew.act_max  = ir[280:271];
+  assign \ir.args.ew.mul  = ir[112];
+  assign \ir.args.ew.ls  = ir[117:113];
+  assign \ir.args.ew.zp_a  = ir[127:118];
+  assign \ir.args.ew.zp_b  = ir[137:128];
+  assign \ir.args.ew.mult_a  = ir[169:138];
+  assign \ir.args.ew.shift_a  = ir[175:170];
+  assign \ir.args.ew.mult_b  = ir[207:176];
+  assign \ir.args.ew.shift_b  = ir[213:208];
+  assign \ir.args.ew.mult_o  = ir[245:214];
+  assign \ir.args.ew.shift_o  = ir[251:246];
+  assign \ir.args.ew.zp_out  = ir[261:252];
+  assign \ir.args.ew.act_min  = ir[271:262];
+  assign \ir.args.ew.act_max  = ir[281:272];
   assign \ir.args.dma  = ir[119:4];
   assign \ir.args.dma.store  = ir[4];
   assign \ir.args.dma.wmem  = ir[5];
@@ -29352,18 +29362,19 @@ module \imagenet_fabric.ctrl (rst, imem_rd__data, \port$280$1577 , \port$282$157
   assign \engines__ew__args.has_b  = ir[109];
   assign \engines__ew__args.rq_in  = ir[110];
   assign \engines__ew__args.rq_out  = ir[111];
-  assign \engines__ew__args.ls  = ir[116:112];
-  assign \engines__ew__args.zp_a  = ir[126:117];
-  assign \engines__ew__args.zp_b  = ir[136:127];
-  assign \engines__ew__args.mult_a  = ir[168:137];
-  assign \engines__ew__args.shift_a  = ir[174:169];
-  assign \engines__ew__args.mult_b  = ir[206:175];
-  assign \engines__ew__args.shift_b  = ir[212:207];
-  assign \engines__ew__args.mult_o  = ir[244:213];
-  assign \engines__ew__args.shift_o  = ir[250:245];
-  assign \engines__ew__args.zp_out  = ir[260:251];
-  assign \engines__ew__args.act_min  = ir[270:261];
-  assign \engines__ew__args.act_max  = ir[280:271];
+  assign \engines__ew__args.mul  = ir[112];
+  assign \engines__ew__args.ls  = ir[117:113];
+  assign \engines__ew__args.zp_a  = ir[127:118];
+  assign \engines__ew__args.zp_b  = ir[137:128];
+  assign \engines__ew__args.mult_a  = ir[169:138];
+  assign \engines__ew__args.shift_a  = ir[175:170];
+  assign \engines__ew__args.mult_b  = ir[207:176];
+  assign \engines__ew__args.shift_b  = ir[213:208];
+  assign \engines__ew__args.mult_o  = ir[245:214];
+  assign \engines__ew__args.shift_o  = ir[251:246];
+  assign \engines__ew__args.zp_out  = ir[261:252];
+  assign \engines__ew__args.act_min  = ir[271:262];
+  assign \engines__ew__args.act_max  = ir[281:272];
   assign \engines__graph__args.macro  = ir[7:4];
   assign \engines__graph__args.page  = ir[12:8];
   assign \engines__graph__args.rows  = ir[76:13];
@@ -29631,7 +29642,7 @@ module \imagenet_fabric.ctrl (rst, imem_rd__data, \port$280$1577 , \port$282$157
   assign \imem_rd__data.args.pool.act_min  = imem_rd__data[193:184];
   assign \imem_rd__data.args.pool.act_max  = imem_rd__data[203:194];
   assign \imem_rd__data.args.pool.round_even  = imem_rd__data[204];
-  assign \imem_rd__data.args.ew  = imem_rd__data[280:4];
+  assign \imem_rd__data.args.ew  = imem_rd__data[281:4];
   assign \imem_rd__data.args.ew.a_base  = imem_rd__data[19:4];
   assign \imem_rd__data.args.ew.b_base  = imem_rd__data[35:20];
   assign \imem_rd__data.args.ew.out_base  = imem_rd__data[51:36];
@@ -29644,18 +29655,19 @@ module \imagenet_fabric.ctrl (rst, imem_rd__data, \port$280$1577 , \port$282$157
   assign \imem_rd__data.args.ew.has_b  = imem_rd__data[109];
   assign \imem_rd__data.args.ew.rq_in  = imem_rd__data[110];
   assign \imem_rd__data.args.ew.rq_out  = imem_rd__data[111];
-  assign \imem_rd__data.args.ew.ls  = imem_rd__data[116:112];
-  assign \imem_rd__data.args.ew.zp_a  = imem_rd__data[126:117];
-  assign \imem_rd__data.args.ew.zp_b  = imem_rd__data[136:127];
-  assign \imem_rd__data.args.ew.mult_a  = imem_rd__data[168:137];
-  assign \imem_rd__data.args.ew.shift_a  = imem_rd__data[174:169];
-  assign \imem_rd__data.args.ew.mult_b  = imem_rd__data[206:175];
-  assign \imem_rd__data.args.ew.shift_b  = imem_rd__data[212:207];
-  assign \imem_rd__data.args.ew.mult_o  = imem_rd__data[244:213];
-  assign \imem_rd__data.args.ew.shift_o  = imem_rd__data[250:245];
-  assign \imem_rd__data.args.ew.zp_out  = imem_rd__data[260:251];
-  assign \imem_rd__data.args.ew.act_min  = imem_rd__data[270:261];
-  assign \imem_rd__data.args.ew.act_max  = imem_rd__data[280:271];
+  assign \imem_rd__data.args.ew.mul  = imem_rd__data[112];
+  assign \imem_rd__data.args.ew.ls  = imem_rd__data[117:113];
+  assign \imem_rd__data.args.ew.zp_a  = imem_rd__data[127:118];
+  assign \imem_rd__data.args.ew.zp_b  = imem_rd__data[137:128];
+  assign \imem_rd__data.args.ew.mult_a  = imem_rd__data[169:138];
+  assign \imem_rd__data.args.ew.shift_a  = imem_rd__data[175:170];
+  assign \imem_rd__data.args.ew.mult_b  = imem_rd__data[207:176];
+  assign \imem_rd__data.args.ew.shift_b  = imem_rd__data[213:208];
+  assign \imem_rd__data.args.ew.mult_o  = imem_rd__data[245:214];
+  assign \imem_rd__data.args.ew.shift_o  = imem_rd__data[251:246];
+  assign \imem_rd__data.args.ew.zp_out  = imem_rd__data[261:252];
+  assign \imem_rd__data.args.ew.act_min  = imem_rd__data[271:262];
+  assign \imem_rd__data.args.ew.act_max  = imem_rd__data[281:272];
   assign \imem_rd__data.args.dma  = imem_rd__data[119:4];
   assign \imem_rd__data.args.dma.store  = imem_rd__data[4];
   assign \imem_rd__data.args.dma.wmem  = imem_rd__data[5];
@@ -29738,7 +29750,7 @@ module \imagenet_fabric.ctrl (rst, imem_rd__data, \port$280$1577 , \port$282$157
 endmodule
 
 (* generator = "Amaranth" *)
-module \imagenet_fabric.dma (axi__wready, axi__bid, axi__bresp, axi__bvalid, axi__arready, axi__rid, amem_w__data, axi__rresp, axi__rvalid, clk, rst, amem_r__data, wmem_r__data, \port$5336$0 , axi__awlen, axi__arlen, axi__wlast, rd_data, amem_r__en, wmem_r__en, amem_w__en
+module \imagenet_fabric.dma (axi__wready, axi__bid, axi__bresp, axi__bvalid, axi__arready, axi__rid, amem_w__data, axi__rresp, axi__rvalid, clk, rst, amem_r__data, wmem_r__data, \port$5352$0 , axi__awlen, axi__arlen, axi__wlast, rd_data, amem_r__en, wmem_r__en, amem_w__en
 , wmem_w__en, busy, cmd__ready, axi__awvalid, axi__arvalid, axi__wvalid, axi__rready, axi__bready, error, amem_r__addr, w_en, w_data, axi__awready);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire [10:0] \$1 ;
@@ -29932,8 +29944,8 @@ module \imagenet_fabric.dma (axi__wready, axi__bid, axi__bresp, axi__bvalid, axi
   reg [8:0] issued = 9'h000;
   reg [15:0] length = 16'h0000;
   wire [8:0] n;
-  output [27:0] \port$5336$0 ;
-  wire [27:0] \port$5336$0 ;
+  output [27:0] \port$5352$0 ;
+  wire [27:0] \port$5352$0 ;
   wire [115:0] r_data;
   reg r_en;
   reg r_hs;
@@ -30653,7 +30665,7 @@ module \imagenet_fabric.dma (axi__wready, axi__bid, axi__bresp, axi__bvalid, axi
   assign wmem_w__data = amem_w__data;
   assign axi__wdata = rd_data;
   assign \error$46  = error;
-  assign \port$5336$0  = \$8 ;
+  assign \port$5352$0  = \$8 ;
   assign axi__awlen = \$9 [7:0];
   assign axi__arlen = \$10 [7:0];
   assign \cmd__payload.store  = w_data[0];
@@ -30828,42 +30840,58 @@ module \imagenet_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr,
   wire [8:0] \$12 ;
   wire [10:0] \$120 ;
   wire [10:0] \$121 ;
-  wire [31:0] \$122 ;
+  wire [19:0] \$122 ;
   wire [31:0] \$123 ;
-  wire [32:0] \$124 ;
-  wire [31:0] \$125 ;
-  wire [31:0] \$126 ;
-  wire [32:0] \$127 ;
+  wire [31:0] \$124 ;
+  wire [32:0] \$125 ;
+  wire [32:0] \$126 ;
+  wire [19:0] \$127 ;
   wire [31:0] \$128 ;
   wire [31:0] \$129 ;
   wire [8:0] \$13 ;
   wire [32:0] \$130 ;
-  wire [31:0] \$131 ;
-  wire [31:0] \$132 ;
-  wire [32:0] \$133 ;
+  wire [32:0] \$131 ;
+  wire [19:0] \$132 ;
+  wire [31:0] \$133 ;
   wire [31:0] \$134 ;
-  wire [31:0] \$135 ;
+  wire [32:0] \$135 ;
   wire [32:0] \$136 ;
-  wire [31:0] \$137 ;
+  wire [19:0] \$137 ;
   wire [31:0] \$138 ;
-  wire [32:0] \$139 ;
+  wire [31:0] \$139 ;
   wire [8:0] \$14 ;
-  wire [31:0] \$140 ;
-  wire [31:0] \$141 ;
-  wire [32:0] \$142 ;
+  wire [32:0] \$140 ;
+  wire [32:0] \$141 ;
+  wire [19:0] \$142 ;
   wire [31:0] \$143 ;
   wire [31:0] \$144 ;
   wire [32:0] \$145 ;
-  wire \$146 ;
-  reg [8:0] \$147 ;
-  reg [15:0] \$148 ;
-  reg \$149 ;
+  wire [32:0] \$146 ;
+  wire [19:0] \$147 ;
+  wire [31:0] \$148 ;
+  wire [31:0] \$149 ;
   wire [8:0] \$15 ;
-  reg \$150 ;
-  reg \$151 ;
-  reg \$152 ;
-  reg \$153 ;
+  wire [32:0] \$150 ;
+  wire [32:0] \$151 ;
+  wire [19:0] \$152 ;
+  wire [31:0] \$153 ;
+  wire [31:0] \$154 ;
+  wire [32:0] \$155 ;
+  wire [32:0] \$156 ;
+  wire [19:0] \$157 ;
+  wire [31:0] \$158 ;
+  wire [31:0] \$159 ;
   wire [8:0] \$16 ;
+  wire [32:0] \$160 ;
+  wire [32:0] \$161 ;
+  wire \$162 ;
+  reg [8:0] \$163 ;
+  reg [15:0] \$164 ;
+  reg \$165 ;
+  reg \$166 ;
+  reg \$167 ;
+  reg \$168 ;
+  reg \$169 ;
   wire [8:0] \$17 ;
   wire [8:0] \$18 ;
   wire [8:0] \$19 ;
@@ -30965,8 +30993,8 @@ module \imagenet_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr,
   wire [63:0] act_w__data;
   output act_w__en;
   wire act_w__en;
-  input [276:0] args;
-  wire [276:0] args;
+  input [277:0] args;
+  wire [277:0] args;
   wire [15:0] \args.a_base ;
   wire [9:0] \args.a_stride ;
   wire [9:0] \args.act_max ;
@@ -30976,6 +31004,7 @@ module \imagenet_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr,
   wire [9:0] \args.cw ;
   wire \args.has_b ;
   wire [4:0] \args.ls ;
+  wire \args.mul ;
   wire [31:0] \args.mult_a ;
   wire [31:0] \args.mult_b ;
   wire [31:0] \args.mult_o ;
@@ -31337,70 +31366,70 @@ module \imagenet_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr,
   assign \$20  = args[104] ? { b_rd__data[55], b_rd__data[55:48] } : { 1'h0, b_rd__data[55:48] };
   assign \$21  = args[104] ? { a_rd__data[63], a_rd__data[63:56] } : { 1'h0, a_rd__data[63:56] };
   assign \$22  = args[104] ? { b_rd__data[63], b_rd__data[63:56] } : { 1'h0, b_rd__data[63:56] };
-  assign \$23  = $signed(va0) << args[112:108];
-  assign \$24  = $signed(vb0) << args[112:108];
-  assign \$25  = $signed(va1) << args[112:108];
-  assign \$26  = $signed(vb1) << args[112:108];
-  assign \$27  = $signed(va2) << args[112:108];
-  assign \$28  = $signed(vb2) << args[112:108];
-  assign \$29  = $signed(va3) << args[112:108];
-  assign \$30  = $signed(vb3) << args[112:108];
-  assign \$31  = $signed(va4) << args[112:108];
-  assign \$32  = $signed(vb4) << args[112:108];
-  assign \$33  = $signed(va5) << args[112:108];
-  assign \$34  = $signed(vb5) << args[112:108];
-  assign \$35  = $signed(va6) << args[112:108];
-  assign \$36  = $signed(vb6) << args[112:108];
-  assign \$37  = $signed(va7) << args[112:108];
-  assign \$38  = $signed(vb7) << args[112:108];
+  assign \$23  = $signed(va0) << args[113:109];
+  assign \$24  = $signed(vb0) << args[113:109];
+  assign \$25  = $signed(va1) << args[113:109];
+  assign \$26  = $signed(vb1) << args[113:109];
+  assign \$27  = $signed(va2) << args[113:109];
+  assign \$28  = $signed(vb2) << args[113:109];
+  assign \$29  = $signed(va3) << args[113:109];
+  assign \$30  = $signed(vb3) << args[113:109];
+  assign \$31  = $signed(va4) << args[113:109];
+  assign \$32  = $signed(vb4) << args[113:109];
+  assign \$33  = $signed(va5) << args[113:109];
+  assign \$34  = $signed(vb5) << args[113:109];
+  assign \$35  = $signed(va6) << args[113:109];
+  assign \$36  = $signed(vb6) << args[113:109];
+  assign \$37  = $signed(va7) << args[113:109];
+  assign \$38  = $signed(vb7) << args[113:109];
   assign ey0 = args[107] ? y[31:0] : ob3_0;
-  assign \$39  = $signed(ey0) + $signed(args[256:247]);
-  assign \$40  = $signed(\$39 ) < $signed(args[266:257]);
-  assign \$41  = $signed(\$39 ) > $signed(args[276:267]);
-  assign \$42  = \$41  ? { args[276], args[276:267] } : { 1'h0, \$39 [9:0] };
-  assign \$43  = \$40  ? { args[266], args[266:257] } : \$42 ;
+  assign \$39  = $signed(ey0) + $signed(args[257:248]);
+  assign \$40  = $signed(\$39 ) < $signed(args[267:258]);
+  assign \$41  = $signed(\$39 ) > $signed(args[277:268]);
+  assign \$42  = \$41  ? { args[277], args[277:268] } : { 1'h0, \$39 [9:0] };
+  assign \$43  = \$40  ? { args[267], args[267:258] } : \$42 ;
   assign ey1 = args[107] ? y[63:32] : ob3_1;
-  assign \$44  = $signed(ey1) + $signed(args[256:247]);
-  assign \$45  = $signed(\$44 ) < $signed(args[266:257]);
-  assign \$46  = $signed(\$44 ) > $signed(args[276:267]);
-  assign \$47  = \$46  ? { args[276], args[276:267] } : { 1'h0, \$44 [9:0] };
-  assign \$48  = \$45  ? { args[266], args[266:257] } : \$47 ;
+  assign \$44  = $signed(ey1) + $signed(args[257:248]);
+  assign \$45  = $signed(\$44 ) < $signed(args[267:258]);
+  assign \$46  = $signed(\$44 ) > $signed(args[277:268]);
+  assign \$47  = \$46  ? { args[277], args[277:268] } : { 1'h0, \$44 [9:0] };
+  assign \$48  = \$45  ? { args[267], args[267:258] } : \$47 ;
   assign ey2 = args[107] ? y[95:64] : ob3_2;
-  assign \$49  = $signed(ey2) + $signed(args[256:247]);
-  assign \$50  = $signed(\$49 ) < $signed(args[266:257]);
-  assign \$51  = $signed(\$49 ) > $signed(args[276:267]);
-  assign \$52  = \$51  ? { args[276], args[276:267] } : { 1'h0, \$49 [9:0] };
-  assign \$53  = \$50  ? { args[266], args[266:257] } : \$52 ;
+  assign \$49  = $signed(ey2) + $signed(args[257:248]);
+  assign \$50  = $signed(\$49 ) < $signed(args[267:258]);
+  assign \$51  = $signed(\$49 ) > $signed(args[277:268]);
+  assign \$52  = \$51  ? { args[277], args[277:268] } : { 1'h0, \$49 [9:0] };
+  assign \$53  = \$50  ? { args[267], args[267:258] } : \$52 ;
   assign ey3 = args[107] ? y[127:96] : ob3_3;
-  assign \$54  = $signed(ey3) + $signed(args[256:247]);
-  assign \$55  = $signed(\$54 ) < $signed(args[266:257]);
-  assign \$56  = $signed(\$54 ) > $signed(args[276:267]);
-  assign \$57  = \$56  ? { args[276], args[276:267] } : { 1'h0, \$54 [9:0] };
-  assign \$58  = \$55  ? { args[266], args[266:257] } : \$57 ;
+  assign \$54  = $signed(ey3) + $signed(args[257:248]);
+  assign \$55  = $signed(\$54 ) < $signed(args[267:258]);
+  assign \$56  = $signed(\$54 ) > $signed(args[277:268]);
+  assign \$57  = \$56  ? { args[277], args[277:268] } : { 1'h0, \$54 [9:0] };
+  assign \$58  = \$55  ? { args[267], args[267:258] } : \$57 ;
   assign ey4 = args[107] ? y[159:128] : ob3_4;
-  assign \$59  = $signed(ey4) + $signed(args[256:247]);
-  assign \$60  = $signed(\$59 ) < $signed(args[266:257]);
-  assign \$61  = $signed(\$59 ) > $signed(args[276:267]);
-  assign \$62  = \$61  ? { args[276], args[276:267] } : { 1'h0, \$59 [9:0] };
-  assign \$63  = \$60  ? { args[266], args[266:257] } : \$62 ;
+  assign \$59  = $signed(ey4) + $signed(args[257:248]);
+  assign \$60  = $signed(\$59 ) < $signed(args[267:258]);
+  assign \$61  = $signed(\$59 ) > $signed(args[277:268]);
+  assign \$62  = \$61  ? { args[277], args[277:268] } : { 1'h0, \$59 [9:0] };
+  assign \$63  = \$60  ? { args[267], args[267:258] } : \$62 ;
   assign ey5 = args[107] ? y[191:160] : ob3_5;
-  assign \$64  = $signed(ey5) + $signed(args[256:247]);
-  assign \$65  = $signed(\$64 ) < $signed(args[266:257]);
-  assign \$66  = $signed(\$64 ) > $signed(args[276:267]);
-  assign \$67  = \$66  ? { args[276], args[276:267] } : { 1'h0, \$64 [9:0] };
-  assign \$68  = \$65  ? { args[266], args[266:257] } : \$67 ;
+  assign \$64  = $signed(ey5) + $signed(args[257:248]);
+  assign \$65  = $signed(\$64 ) < $signed(args[267:258]);
+  assign \$66  = $signed(\$64 ) > $signed(args[277:268]);
+  assign \$67  = \$66  ? { args[277], args[277:268] } : { 1'h0, \$64 [9:0] };
+  assign \$68  = \$65  ? { args[267], args[267:258] } : \$67 ;
   assign ey6 = args[107] ? y[223:192] : ob3_6;
-  assign \$69  = $signed(ey6) + $signed(args[256:247]);
-  assign \$70  = $signed(\$69 ) < $signed(args[266:257]);
-  assign \$71  = $signed(\$69 ) > $signed(args[276:267]);
-  assign \$72  = \$71  ? { args[276], args[276:267] } : { 1'h0, \$69 [9:0] };
-  assign \$73  = \$70  ? { args[266], args[266:257] } : \$72 ;
+  assign \$69  = $signed(ey6) + $signed(args[257:248]);
+  assign \$70  = $signed(\$69 ) < $signed(args[267:258]);
+  assign \$71  = $signed(\$69 ) > $signed(args[277:268]);
+  assign \$72  = \$71  ? { args[277], args[277:268] } : { 1'h0, \$69 [9:0] };
+  assign \$73  = \$70  ? { args[267], args[267:258] } : \$72 ;
   assign ey7 = args[107] ? y[255:224] : ob3_7;
-  assign \$74  = $signed(ey7) + $signed(args[256:247]);
-  assign \$75  = $signed(\$74 ) < $signed(args[266:257]);
-  assign \$76  = $signed(\$74 ) > $signed(args[276:267]);
-  assign \$77  = \$76  ? { args[276], args[276:267] } : { 1'h0, \$74 [9:0] };
-  assign \$78  = \$75  ? { args[266], args[266:257] } : \$77 ;
+  assign \$74  = $signed(ey7) + $signed(args[257:248]);
+  assign \$75  = $signed(\$74 ) < $signed(args[267:258]);
+  assign \$76  = $signed(\$74 ) > $signed(args[277:268]);
+  assign \$77  = \$76  ? { args[277], args[277:268] } : { 1'h0, \$74 [9:0] };
+  assign \$78  = \$75  ? { args[267], args[267:258] } : \$77 ;
   assign \$79  = ~ busy;
   assign \$80  = ~ s1_valid;
   assign \$81  = \$79  & \$80 ;
@@ -31422,67 +31451,83 @@ module \imagenet_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr,
   assign \$95  = p * args[103:94];
   assign \$96  = args[47:32] + \$95 ;
   assign \$97  = \$96  + w;
-  assign \$98  = $signed(\$7 ) - $signed(args[122:113]);
-  assign \$99  = $signed(\$8 ) - $signed(args[132:123]);
+  assign \$98  = $signed(\$7 ) - $signed(args[123:114]);
+  assign \$99  = $signed(\$8 ) - $signed(args[133:124]);
   assign \$100  = args[105] ? \$99  : 11'h000;
-  assign \$101  = $signed(\$9 ) - $signed(args[122:113]);
-  assign \$102  = $signed(\$10 ) - $signed(args[132:123]);
+  assign \$101  = $signed(\$9 ) - $signed(args[123:114]);
+  assign \$102  = $signed(\$10 ) - $signed(args[133:124]);
   assign \$103  = args[105] ? \$102  : 11'h000;
-  assign \$104  = $signed(\$11 ) - $signed(args[122:113]);
-  assign \$105  = $signed(\$12 ) - $signed(args[132:123]);
+  assign \$104  = $signed(\$11 ) - $signed(args[123:114]);
+  assign \$105  = $signed(\$12 ) - $signed(args[133:124]);
   assign \$106  = args[105] ? \$105  : 11'h000;
-  assign \$107  = $signed(\$13 ) - $signed(args[122:113]);
-  assign \$108  = $signed(\$14 ) - $signed(args[132:123]);
+  assign \$107  = $signed(\$13 ) - $signed(args[123:114]);
+  assign \$108  = $signed(\$14 ) - $signed(args[133:124]);
   assign \$109  = args[105] ? \$108  : 11'h000;
-  assign \$110  = $signed(\$15 ) - $signed(args[122:113]);
-  assign \$111  = $signed(\$16 ) - $signed(args[132:123]);
+  assign \$110  = $signed(\$15 ) - $signed(args[123:114]);
+  assign \$111  = $signed(\$16 ) - $signed(args[133:124]);
   assign \$112  = args[105] ? \$111  : 11'h000;
-  assign \$113  = $signed(\$17 ) - $signed(args[122:113]);
-  assign \$114  = $signed(\$18 ) - $signed(args[132:123]);
+  assign \$113  = $signed(\$17 ) - $signed(args[123:114]);
+  assign \$114  = $signed(\$18 ) - $signed(args[133:124]);
   assign \$115  = args[105] ? \$114  : 11'h000;
-  assign \$116  = $signed(\$19 ) - $signed(args[122:113]);
-  assign \$117  = $signed(\$20 ) - $signed(args[132:123]);
+  assign \$116  = $signed(\$19 ) - $signed(args[123:114]);
+  assign \$117  = $signed(\$20 ) - $signed(args[133:124]);
   assign \$118  = args[105] ? \$117  : 11'h000;
-  assign \$119  = $signed(\$21 ) - $signed(args[122:113]);
-  assign \$120  = $signed(\$22 ) - $signed(args[132:123]);
+  assign \$119  = $signed(\$21 ) - $signed(args[123:114]);
+  assign \$120  = $signed(\$22 ) - $signed(args[133:124]);
   assign \$121  = args[105] ? \$120  : 11'h000;
-  assign \$122  = args[106] ? \y$179 [31:0] : eb3_0_0;
-  assign \$123  = args[106] ? \y$179 [287:256] : eb3_1_0;
-  assign \$124  = $signed(\$122 ) + $signed(\$123 );
-  assign \$125  = args[106] ? \y$179 [63:32] : eb3_0_1;
-  assign \$126  = args[106] ? \y$179 [319:288] : eb3_1_1;
-  assign \$127  = $signed(\$125 ) + $signed(\$126 );
-  assign \$128  = args[106] ? \y$179 [95:64] : eb3_0_2;
-  assign \$129  = args[106] ? \y$179 [351:320] : eb3_1_2;
+  assign \$122  = $signed(eb3_0_0[9:0]) * $signed(eb3_1_0[9:0]);
+  assign \$123  = args[106] ? \y$179 [31:0] : eb3_0_0;
+  assign \$124  = args[106] ? \y$179 [287:256] : eb3_1_0;
+  assign \$125  = $signed(\$123 ) + $signed(\$124 );
+  assign \$126  = args[108] ? { \$122 [19], \$122 [19], \$122 [19], \$122 [19], \$122 [19], \$122 [19], \$122 [19], \$122 [19], \$122 [19], \$122 [19], \$122 [19], \$122 [19], \$122 [19], \$122  } : \$125 ;
+  assign \$127  = $signed(eb3_0_1[9:0]) * $signed(eb3_1_1[9:0]);
+  assign \$128  = args[106] ? \y$179 [63:32] : eb3_0_1;
+  assign \$129  = args[106] ? \y$179 [319:288] : eb3_1_1;
   assign \$130  = $signed(\$128 ) + $signed(\$129 );
-  assign \$131  = args[106] ? \y$179 [127:96] : eb3_0_3;
-  assign \$132  = args[106] ? \y$179 [383:352] : eb3_1_3;
-  assign \$133  = $signed(\$131 ) + $signed(\$132 );
-  assign \$134  = args[106] ? \y$179 [159:128] : eb3_0_4;
-  assign \$135  = args[106] ? \y$179 [415:384] : eb3_1_4;
-  assign \$136  = $signed(\$134 ) + $signed(\$135 );
-  assign \$137  = args[106] ? \y$179 [191:160] : eb3_0_5;
-  assign \$138  = args[106] ? \y$179 [447:416] : eb3_1_5;
-  assign \$139  = $signed(\$137 ) + $signed(\$138 );
-  assign \$140  = args[106] ? \y$179 [223:192] : eb3_0_6;
-  assign \$141  = args[106] ? \y$179 [479:448] : eb3_1_6;
-  assign \$142  = $signed(\$140 ) + $signed(\$141 );
-  assign \$143  = args[106] ? \y$179 [255:224] : eb3_0_7;
-  assign \$144  = args[106] ? \y$179 [511:480] : eb3_1_7;
+  assign \$131  = args[108] ? { \$127 [19], \$127 [19], \$127 [19], \$127 [19], \$127 [19], \$127 [19], \$127 [19], \$127 [19], \$127 [19], \$127 [19], \$127 [19], \$127 [19], \$127 [19], \$127  } : \$130 ;
+  assign \$132  = $signed(eb3_0_2[9:0]) * $signed(eb3_1_2[9:0]);
+  assign \$133  = args[106] ? \y$179 [95:64] : eb3_0_2;
+  assign \$134  = args[106] ? \y$179 [351:320] : eb3_1_2;
+  assign \$135  = $signed(\$133 ) + $signed(\$134 );
+  assign \$136  = args[108] ? { \$132 [19], \$132 [19], \$132 [19], \$132 [19], \$132 [19], \$132 [19], \$132 [19], \$132 [19], \$132 [19], \$132 [19], \$132 [19], \$132 [19], \$132 [19], \$132  } : \$135 ;
+  assign \$137  = $signed(eb3_0_3[9:0]) * $signed(eb3_1_3[9:0]);
+  assign \$138  = args[106] ? \y$179 [127:96] : eb3_0_3;
+  assign \$139  = args[106] ? \y$179 [383:352] : eb3_1_3;
+  assign \$140  = $signed(\$138 ) + $signed(\$139 );
+  assign \$141  = args[108] ? { \$137 [19], \$137 [19], \$137 [19], \$137 [19], \$137 [19], \$137 [19], \$137 [19], \$137 [19], \$137 [19], \$137 [19], \$137 [19], \$137 [19], \$137 [19], \$137  } : \$140 ;
+  assign \$142  = $signed(eb3_0_4[9:0]) * $signed(eb3_1_4[9:0]);
+  assign \$143  = args[106] ? \y$179 [159:128] : eb3_0_4;
+  assign \$144  = args[106] ? \y$179 [415:384] : eb3_1_4;
   assign \$145  = $signed(\$143 ) + $signed(\$144 );
-  assign \$146  = started & finished;
+  assign \$146  = args[108] ? { \$142 [19], \$142 [19], \$142 [19], \$142 [19], \$142 [19], \$142 [19], \$142 [19], \$142 [19], \$142 [19], \$142 [19], \$142 [19], \$142 [19], \$142 [19], \$142  } : \$145 ;
+  assign \$147  = $signed(eb3_0_5[9:0]) * $signed(eb3_1_5[9:0]);
+  assign \$148  = args[106] ? \y$179 [191:160] : eb3_0_5;
+  assign \$149  = args[106] ? \y$179 [447:416] : eb3_1_5;
+  assign \$150  = $signed(\$148 ) + $signed(\$149 );
+  assign \$151  = args[108] ? { \$147 [19], \$147 [19], \$147 [19], \$147 [19], \$147 [19], \$147 [19], \$147 [19], \$147 [19], \$147 [19], \$147 [19], \$147 [19], \$147 [19], \$147 [19], \$147  } : \$150 ;
+  assign \$152  = $signed(eb3_0_6[9:0]) * $signed(eb3_1_6[9:0]);
+  assign \$153  = args[106] ? \y$179 [223:192] : eb3_0_6;
+  assign \$154  = args[106] ? \y$179 [479:448] : eb3_1_6;
+  assign \$155  = $signed(\$153 ) + $signed(\$154 );
+  assign \$156  = args[108] ? { \$152 [19], \$152 [19], \$152 [19], \$152 [19], \$152 [19], \$152 [19], \$152 [19], \$152 [19], \$152 [19], \$152 [19], \$152 [19], \$152 [19], \$152 [19], \$152  } : \$155 ;
+  assign \$157  = $signed(eb3_0_7[9:0]) * $signed(eb3_1_7[9:0]);
+  assign \$158  = args[106] ? \y$179 [255:224] : eb3_0_7;
+  assign \$159  = args[106] ? \y$179 [511:480] : eb3_1_7;
+  assign \$160  = $signed(\$158 ) + $signed(\$159 );
+  assign \$161  = args[108] ? { \$157 [19], \$157 [19], \$157 [19], \$157 [19], \$157 [19], \$157 [19], \$157 [19], \$157 [19], \$157 [19], \$157 [19], \$157 [19], \$157 [19], \$157 [19], \$157  } : \$160 ;
+  assign \$162  = started & finished;
   always @(posedge clk)
-    w <= \$147 ;
+    w <= \$163 ;
   always @(posedge clk)
-    p <= \$148 ;
+    p <= \$164 ;
   always @(posedge clk)
-    busy <= \$149 ;
+    busy <= \$165 ;
   always @(posedge clk)
-    s1_valid <= \$150 ;
+    s1_valid <= \$166 ;
   always @(posedge clk)
     s1_addr <= \$97 [15:0];
   always @(posedge clk)
-    i_valid <= \$151 ;
+    i_valid <= \$167 ;
   always @(posedge clk)
     s2_addr <= s1_addr;
   always @(posedge clk)
@@ -31654,25 +31699,25 @@ module \imagenet_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr,
   always @(posedge clk)
     eb3_1_7 <= eb2_1_7;
   always @(posedge clk)
-    \i_valid$48  <= \$152 ;
+    \i_valid$48  <= \$168 ;
   always @(posedge clk)
     s3_addr <= ea3;
   always @(posedge clk)
-    ssum0 <= \$124 [31:0];
+    ssum0 <= \$126 [31:0];
   always @(posedge clk)
-    ssum1 <= \$127 [31:0];
+    ssum1 <= \$131 [31:0];
   always @(posedge clk)
-    ssum2 <= \$130 [31:0];
+    ssum2 <= \$136 [31:0];
   always @(posedge clk)
-    ssum3 <= \$133 [31:0];
+    ssum3 <= \$141 [31:0];
   always @(posedge clk)
-    ssum4 <= \$136 [31:0];
+    ssum4 <= \$146 [31:0];
   always @(posedge clk)
-    ssum5 <= \$139 [31:0];
+    ssum5 <= \$151 [31:0];
   always @(posedge clk)
-    ssum6 <= \$142 [31:0];
+    ssum6 <= \$156 [31:0];
   always @(posedge clk)
-    ssum7 <= \$145 [31:0];
+    ssum7 <= \$161 [31:0];
   always @(posedge clk)
     oa0 <= s3_addr;
   always @(posedge clk)
@@ -31746,7 +31791,7 @@ module \imagenet_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr,
   always @(posedge clk)
     ob3_7 <= ob2_7;
   always @(posedge clk)
-    started <= \$153 ;
+    started <= \$169 ;
   \imagenet_fabric.ew.mq_in  mq_in (
     .busy(\busy$101 ),
     .clk(clk),
@@ -31771,84 +31816,84 @@ module \imagenet_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr,
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$147  = w;
+    \$163  = w;
     if (busy) begin
-      \$147  = \$89 [8:0];
+      \$163  = \$89 [8:0];
       if (\$91 ) begin
-        \$147  = 9'h000;
+        \$163  = 9'h000;
       end
     end
     if (start) begin
-      \$147  = 9'h000;
+      \$163  = 9'h000;
     end
     if (rst) begin
-      \$147  = 9'h000;
+      \$163  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$148  = p;
+    \$164  = p;
     if (busy) begin
       if (\$91 ) begin
-        \$148  = \$92 [15:0];
+        \$164  = \$92 [15:0];
       end
     end
     if (start) begin
-      \$148  = 16'h0000;
+      \$164  = 16'h0000;
     end
     if (rst) begin
-      \$148  = 16'h0000;
+      \$164  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$149  = busy;
+    \$165  = busy;
     if (busy) begin
       if (\$91 ) begin
         if (\$94 ) begin
-          \$149  = 1'h0;
+          \$165  = 1'h0;
         end
       end
     end
     if (start) begin
-      \$149  = 1'h1;
+      \$165  = 1'h1;
     end
     if (rst) begin
-      \$149  = 1'h0;
+      \$165  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$150  = busy;
+    \$166  = busy;
     if (rst) begin
-      \$150  = 1'h0;
+      \$166  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$151  = s1_valid;
+    \$167  = s1_valid;
     if (rst) begin
-      \$151  = 1'h0;
+      \$167  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$152  = \o_valid$177 ;
+    \$168  = \o_valid$177 ;
     if (rst) begin
-      \$152  = 1'h0;
+      \$168  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$153  = started;
+    \$169  = started;
     if (start) begin
-      \$153  = 1'h1;
+      \$169  = 1'h1;
     end
-    if (\$146 ) begin
-      \$153  = 1'h0;
+    if (\$162 ) begin
+      \$169  = 1'h0;
     end
     if (rst) begin
-      \$153  = 1'h0;
+      \$169  = 1'h0;
     end
   end
   assign running = busy;
@@ -31913,18 +31958,19 @@ module \imagenet_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr,
   assign \args.has_b  = args[105];
   assign \args.rq_in  = args[106];
   assign \args.rq_out  = args[107];
-  assign \args.ls  = args[112:108];
-  assign \args.zp_a  = args[122:113];
-  assign \args.zp_b  = args[132:123];
-  assign \args.mult_a  = args[164:133];
-  assign \args.shift_a  = args[170:165];
-  assign \args.mult_b  = args[202:171];
-  assign \args.shift_b  = args[208:203];
-  assign \args.mult_o  = args[240:209];
-  assign \args.shift_o  = args[246:241];
-  assign \args.zp_out  = args[256:247];
-  assign \args.act_min  = args[266:257];
-  assign \args.act_max  = args[276:267];
+  assign \args.mul  = args[108];
+  assign \args.ls  = args[113:109];
+  assign \args.zp_a  = args[123:114];
+  assign \args.zp_b  = args[133:124];
+  assign \args.mult_a  = args[165:134];
+  assign \args.shift_a  = args[171:166];
+  assign \args.mult_b  = args[203:172];
+  assign \args.shift_b  = args[209:204];
+  assign \args.mult_o  = args[241:210];
+  assign \args.shift_o  = args[247:242];
+  assign \args.zp_out  = args[257:248];
+  assign \args.act_min  = args[267:258];
+  assign \args.act_max  = args[277:268];
   assign \x[0]  = x[31:0];
   assign \x[1]  = x[63:32];
   assign \x[2]  = x[95:64];
@@ -32021,22 +32067,22 @@ module \imagenet_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr,
   assign \y$179[13]  = \y$179 [447:416];
   assign \y$179[14]  = \y$179 [479:448];
   assign \y$179[15]  = \y$179 [511:480];
-  assign \shift$53 [47:42] = args[246:241];
-  assign \shift$53 [41:36] = args[246:241];
-  assign \shift$53 [35:30] = args[246:241];
-  assign \shift$53 [29:24] = args[246:241];
-  assign \shift$53 [23:18] = args[246:241];
-  assign \shift$53 [17:12] = args[246:241];
-  assign \shift$53 [11:6] = args[246:241];
-  assign \shift$53 [5:0] = args[246:241];
-  assign \mult$52 [255:224] = args[240:209];
-  assign \mult$52 [223:192] = args[240:209];
-  assign \mult$52 [191:160] = args[240:209];
-  assign \mult$52 [159:128] = args[240:209];
-  assign \mult$52 [127:96] = args[240:209];
-  assign \mult$52 [95:64] = args[240:209];
-  assign \mult$52 [63:32] = args[240:209];
-  assign \mult$52 [31:0] = args[240:209];
+  assign \shift$53 [47:42] = args[247:242];
+  assign \shift$53 [41:36] = args[247:242];
+  assign \shift$53 [35:30] = args[247:242];
+  assign \shift$53 [29:24] = args[247:242];
+  assign \shift$53 [23:18] = args[247:242];
+  assign \shift$53 [17:12] = args[247:242];
+  assign \shift$53 [11:6] = args[247:242];
+  assign \shift$53 [5:0] = args[247:242];
+  assign \mult$52 [255:224] = args[241:210];
+  assign \mult$52 [223:192] = args[241:210];
+  assign \mult$52 [191:160] = args[241:210];
+  assign \mult$52 [159:128] = args[241:210];
+  assign \mult$52 [127:96] = args[241:210];
+  assign \mult$52 [95:64] = args[241:210];
+  assign \mult$52 [63:32] = args[241:210];
+  assign \mult$52 [31:0] = args[241:210];
   assign \x$50 [255:224] = ssum7;
   assign \x$50 [223:192] = ssum6;
   assign \x$50 [191:160] = ssum5;
@@ -32045,38 +32091,38 @@ module \imagenet_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr,
   assign \x$50 [95:64] = ssum2;
   assign \x$50 [63:32] = ssum1;
   assign \x$50 [31:0] = ssum0;
-  assign shift[95:90] = args[208:203];
-  assign shift[47:42] = args[170:165];
-  assign shift[89:84] = args[208:203];
-  assign shift[41:36] = args[170:165];
-  assign shift[83:78] = args[208:203];
-  assign shift[35:30] = args[170:165];
-  assign shift[77:72] = args[208:203];
-  assign shift[29:24] = args[170:165];
-  assign shift[71:66] = args[208:203];
-  assign shift[23:18] = args[170:165];
-  assign shift[65:60] = args[208:203];
-  assign shift[17:12] = args[170:165];
-  assign shift[59:54] = args[208:203];
-  assign shift[11:6] = args[170:165];
-  assign shift[53:48] = args[208:203];
-  assign shift[5:0] = args[170:165];
-  assign mult[511:480] = args[202:171];
-  assign mult[255:224] = args[164:133];
-  assign mult[479:448] = args[202:171];
-  assign mult[223:192] = args[164:133];
-  assign mult[447:416] = args[202:171];
-  assign mult[191:160] = args[164:133];
-  assign mult[415:384] = args[202:171];
-  assign mult[159:128] = args[164:133];
-  assign mult[383:352] = args[202:171];
-  assign mult[127:96] = args[164:133];
-  assign mult[351:320] = args[202:171];
-  assign mult[95:64] = args[164:133];
-  assign mult[319:288] = args[202:171];
-  assign mult[63:32] = args[164:133];
-  assign mult[287:256] = args[202:171];
-  assign mult[31:0] = args[164:133];
+  assign shift[95:90] = args[209:204];
+  assign shift[47:42] = args[171:166];
+  assign shift[89:84] = args[209:204];
+  assign shift[41:36] = args[171:166];
+  assign shift[83:78] = args[209:204];
+  assign shift[35:30] = args[171:166];
+  assign shift[77:72] = args[209:204];
+  assign shift[29:24] = args[171:166];
+  assign shift[71:66] = args[209:204];
+  assign shift[23:18] = args[171:166];
+  assign shift[65:60] = args[209:204];
+  assign shift[17:12] = args[171:166];
+  assign shift[59:54] = args[209:204];
+  assign shift[11:6] = args[171:166];
+  assign shift[53:48] = args[209:204];
+  assign shift[5:0] = args[171:166];
+  assign mult[511:480] = args[203:172];
+  assign mult[255:224] = args[165:134];
+  assign mult[479:448] = args[203:172];
+  assign mult[223:192] = args[165:134];
+  assign mult[447:416] = args[203:172];
+  assign mult[191:160] = args[165:134];
+  assign mult[415:384] = args[203:172];
+  assign mult[159:128] = args[165:134];
+  assign mult[383:352] = args[203:172];
+  assign mult[127:96] = args[165:134];
+  assign mult[351:320] = args[203:172];
+  assign mult[95:64] = args[165:134];
+  assign mult[319:288] = args[203:172];
+  assign mult[63:32] = args[165:134];
+  assign mult[287:256] = args[203:172];
+  assign mult[31:0] = args[165:134];
   assign x[511:480] = \$38 [31:0];
   assign x[255:224] = \$37 [31:0];
   assign x[479:448] = \$36 [31:0];
@@ -38344,7 +38390,7 @@ module \imagenet_fabric.loader.queue (rst, w_rdy, r_rdy, r_data, r_en, w_en, w_p
 endmodule
 
 (* generator = "Amaranth" *)
-module \imagenet_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, param_rd__addr, act_w__en, \port$11048$0 , \port$11050$0 , \port$11052$0 , \port$11054$0 , \port$11056$0 , \port$11058$0 , \port$11060$0 , \port$11062$0 , done, busy, act_w__addr, start, args, clk);
+module \imagenet_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, param_rd__addr, act_w__en, \port$11064$0 , \port$11066$0 , \port$11068$0 , \port$11070$0 , \port$11072$0 , \port$11074$0 , \port$11076$0 , \port$11078$0 , done, busy, act_w__addr, start, args, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire [16:0] \$1 ;
   wire [9:0] \$10 ;
@@ -38681,22 +38727,22 @@ module \imagenet_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, pa
   wire [31:0] \param_rd__data[7].g ;
   wire param_rd__en;
   reg [15:0] pix = 16'h0000;
-  output [7:0] \port$11048$0 ;
-  wire [7:0] \port$11048$0 ;
-  output [7:0] \port$11050$0 ;
-  wire [7:0] \port$11050$0 ;
-  output [7:0] \port$11052$0 ;
-  wire [7:0] \port$11052$0 ;
-  output [7:0] \port$11054$0 ;
-  wire [7:0] \port$11054$0 ;
-  output [7:0] \port$11056$0 ;
-  wire [7:0] \port$11056$0 ;
-  output [7:0] \port$11058$0 ;
-  wire [7:0] \port$11058$0 ;
-  output [7:0] \port$11060$0 ;
-  wire [7:0] \port$11060$0 ;
-  output [7:0] \port$11062$0 ;
-  wire [7:0] \port$11062$0 ;
+  output [7:0] \port$11064$0 ;
+  wire [7:0] \port$11064$0 ;
+  output [7:0] \port$11066$0 ;
+  wire [7:0] \port$11066$0 ;
+  output [7:0] \port$11068$0 ;
+  wire [7:0] \port$11068$0 ;
+  output [7:0] \port$11070$0 ;
+  wire [7:0] \port$11070$0 ;
+  output [7:0] \port$11072$0 ;
+  wire [7:0] \port$11072$0 ;
+  output [7:0] \port$11074$0 ;
+  wire [7:0] \port$11074$0 ;
+  output [7:0] \port$11076$0 ;
+  wire [7:0] \port$11076$0 ;
+  output [7:0] \port$11078$0 ;
+  wire [7:0] \port$11078$0 ;
   wire [65:0] prod;
   reg [7:0] raw;
   input rst;
@@ -39721,14 +39767,14 @@ module \imagenet_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, pa
   assign act_w__data = { \$102 , \$100 , \$98 , \$96 , \$94 , \$92 , \$90 , \$88  };
   assign act_rd__addr = \$2 [15:0];
   assign param_rd__addr = \$68 [14:0];
-  assign \port$11048$0  = \$88 ;
-  assign \port$11050$0  = \$90 ;
-  assign \port$11052$0  = \$92 ;
-  assign \port$11054$0  = \$94 ;
-  assign \port$11056$0  = \$96 ;
-  assign \port$11058$0  = \$98 ;
-  assign \port$11060$0  = \$100 ;
-  assign \port$11062$0  = \$102 ;
+  assign \port$11064$0  = \$88 ;
+  assign \port$11066$0  = \$90 ;
+  assign \port$11068$0  = \$92 ;
+  assign \port$11070$0  = \$94 ;
+  assign \port$11072$0  = \$96 ;
+  assign \port$11074$0  = \$98 ;
+  assign \port$11076$0  = \$100 ;
+  assign \port$11078$0  = \$102 ;
   assign \args.in_base  = args[15:0];
   assign \args.out_base  = args[31:16];
   assign \args.npos  = args[47:32];
@@ -39775,7 +39821,7 @@ module \imagenet_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, pa
 endmodule
 
 (* generator = "Amaranth" *)
-module \imagenet_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__addr, busy, act_rd__addr, \port$11413$0 , \port$11672$0 , \port$11931$0 , \port$12190$0 , \port$12449$0 , \port$12708$0 , \port$12967$0 , \port$13226$0 , done, act_w__en, act_w__addr, start, args, lut_gated_rst);
+module \imagenet_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__addr, busy, act_rd__addr, \port$11429$0 , \port$11688$0 , \port$11947$0 , \port$12206$0 , \port$12465$0 , \port$12724$0 , \port$12983$0 , \port$13242$0 , done, act_w__en, act_w__addr, start, args, lut_gated_rst);
   reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire [15:0] \$1 ;
   wire [7:0] \$10 ;
@@ -40246,22 +40292,22 @@ module \imagenet_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_
   wire [7:0] \param_rd__data[95] ;
   wire [7:0] \param_rd__data[9] ;
   wire param_rd__en;
-  output [7:0] \port$11413$0 ;
-  wire [7:0] \port$11413$0 ;
-  output [7:0] \port$11672$0 ;
-  wire [7:0] \port$11672$0 ;
-  output [7:0] \port$11931$0 ;
-  wire [7:0] \port$11931$0 ;
-  output [7:0] \port$12190$0 ;
-  wire [7:0] \port$12190$0 ;
-  output [7:0] \port$12449$0 ;
-  wire [7:0] \port$12449$0 ;
-  output [7:0] \port$12708$0 ;
-  wire [7:0] \port$12708$0 ;
-  output [7:0] \port$12967$0 ;
-  wire [7:0] \port$12967$0 ;
-  output [7:0] \port$13226$0 ;
-  wire [7:0] \port$13226$0 ;
+  output [7:0] \port$11429$0 ;
+  wire [7:0] \port$11429$0 ;
+  output [7:0] \port$11688$0 ;
+  wire [7:0] \port$11688$0 ;
+  output [7:0] \port$11947$0 ;
+  wire [7:0] \port$11947$0 ;
+  output [7:0] \port$12206$0 ;
+  wire [7:0] \port$12206$0 ;
+  output [7:0] \port$12465$0 ;
+  wire [7:0] \port$12465$0 ;
+  output [7:0] \port$12724$0 ;
+  wire [7:0] \port$12724$0 ;
+  output [7:0] \port$12983$0 ;
+  wire [7:0] \port$12983$0 ;
+  output [7:0] \port$13242$0 ;
+  wire [7:0] \port$13242$0 ;
   reg running = 1'h0;
   input start;
   wire start;
@@ -48458,14 +48504,14 @@ module \imagenet_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_
   assign act_w__data = { \$20 , \$18 , \$16 , \$14 , \$12 , \$10 , \$8 , \$6  };
   assign param_rd__addr = \$1 [14:0];
   assign act_rd__addr = \$4 [15:0];
-  assign \port$11413$0  = \$6 ;
-  assign \port$11672$0  = \$8 ;
-  assign \port$11931$0  = \$10 ;
-  assign \port$12190$0  = \$12 ;
-  assign \port$12449$0  = \$14 ;
-  assign \port$12708$0  = \$16 ;
-  assign \port$12967$0  = \$18 ;
-  assign \port$13226$0  = \$20 ;
+  assign \port$11429$0  = \$6 ;
+  assign \port$11688$0  = \$8 ;
+  assign \port$11947$0  = \$10 ;
+  assign \port$12206$0  = \$12 ;
+  assign \port$12465$0  = \$14 ;
+  assign \port$12724$0  = \$16 ;
+  assign \port$12983$0  = \$18 ;
+  assign \port$13242$0  = \$20 ;
   assign \args.in_base  = args[15:0];
   assign \args.out_base  = args[31:16];
   assign \args.npos  = args[47:32];
@@ -87951,7 +87997,7 @@ module \imagenet_fabric.pool.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, cl
 endmodule
 
 (* generator = "Amaranth" *)
-module \imagenet_fabric.relax (old_rd__data, new_rd__data, raw, relax_gated_clk, arc_rd__addr, old_rd__addr, new_rd__addr, \port$5859$0 , act_w__addr, finish, busy, act_w__en, start, args, relax_gated_rst);
+module \imagenet_fabric.relax (old_rd__data, new_rd__data, raw, relax_gated_clk, arc_rd__addr, old_rd__addr, new_rd__addr, \port$5875$0 , act_w__addr, finish, busy, act_w__en, start, args, relax_gated_rst);
   reg \$auto$verilog_backend.cc:2355:dump_module$36  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -88023,8 +88069,8 @@ module \imagenet_fabric.relax (old_rd__data, new_rd__data, raw, relax_gated_clk,
   input [63:0] old_rd__data;
   wire [63:0] old_rd__data;
   wire old_rd__en;
-  output [31:0] \port$5859$0 ;
-  wire [31:0] \port$5859$0 ;
+  output [31:0] \port$5875$0 ;
+  wire [31:0] \port$5875$0 ;
   input [63:0] raw;
   wire [63:0] raw;
   input relax_gated_clk;
@@ -88164,7 +88210,7 @@ module \imagenet_fabric.relax (old_rd__data, new_rd__data, raw, relax_gated_clk,
   assign arc_rd__addr = \$5 [15:0];
   assign old_rd__addr = \$6 [15:0];
   assign new_rd__addr = \$7 [15:0];
-  assign \port$5859$0  = \$signal$23 ;
+  assign \port$5875$0  = \$signal$23 ;
   assign act_w__addr = \$11 [15:0];
   assign \args.arcs  = args[15:0];
   assign \args.count  = args[32:16];

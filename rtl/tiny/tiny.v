@@ -2249,7 +2249,7 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire \args$258.x_signed ;
   wire [9:0] \args$258.zp_in ;
   wire [9:0] \args$258.zp_out ;
-  wire [264:0] \args$265 ;
+  wire [265:0] \args$265 ;
   wire [11:0] \args$265.a_base ;
   wire [9:0] \args$265.a_stride ;
   wire [9:0] \args$265.act_max ;
@@ -2259,6 +2259,7 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire [9:0] \args$265.cw ;
   wire \args$265.has_b ;
   wire [4:0] \args$265.ls ;
+  wire \args$265.mul ;
   wire [31:0] \args$265.mult_a ;
   wire [31:0] \args$265.mult_b ;
   wire [31:0] \args$265.mult_o ;
@@ -2590,7 +2591,7 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire [11:0] dst_rd__addr;
   wire [15:0] dst_rd__data;
   wire dst_rd__en;
-  wire [264:0] engines__ew__args;
+  wire [265:0] engines__ew__args;
   wire [11:0] \engines__ew__args.a_base ;
   wire [9:0] \engines__ew__args.a_stride ;
   wire [9:0] \engines__ew__args.act_max ;
@@ -2600,6 +2601,7 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire [9:0] \engines__ew__args.cw ;
   wire \engines__ew__args.has_b ;
   wire [4:0] \engines__ew__args.ls ;
+  wire \engines__ew__args.mul ;
   wire [31:0] \engines__ew__args.mult_a ;
   wire [31:0] \engines__ew__args.mult_b ;
   wire [31:0] \engines__ew__args.mult_o ;
@@ -2824,7 +2826,7 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire \imem_rd__data.args.dma.store ;
   wire [11:0] \imem_rd__data.args.dma.stride ;
   wire \imem_rd__data.args.dma.wmem ;
-  wire [264:0] \imem_rd__data.args.ew ;
+  wire [265:0] \imem_rd__data.args.ew ;
   wire [11:0] \imem_rd__data.args.ew.a_base ;
   wire [9:0] \imem_rd__data.args.ew.a_stride ;
   wire [9:0] \imem_rd__data.args.ew.act_max ;
@@ -2834,6 +2836,7 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire [9:0] \imem_rd__data.args.ew.cw ;
   wire \imem_rd__data.args.ew.has_b ;
   wire [4:0] \imem_rd__data.args.ew.ls ;
+  wire \imem_rd__data.args.ew.mul ;
   wire [31:0] \imem_rd__data.args.ew.mult_a ;
   wire [31:0] \imem_rd__data.args.ew.mult_b ;
   wire [31:0] \imem_rd__data.args.ew.mult_o ;
@@ -3879,7 +3882,7 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
     .clk(clk),
     .cmd__ready(dma__ready),
     .error(dma_error),
-    .\port$1114$0 (\$78 ),
+    .\port$1118$0 (\$78 ),
     .rd_data(axi__wdata),
     .rst(rst),
     .w_data(args[97:0]),
@@ -3893,7 +3896,7 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
     .a_rd__data(src_rd__data),
     .act_w__addr(\act_w__addr$413 ),
     .act_w__en(\act_w__en$403 ),
-    .args(args[264:0]),
+    .args(args[265:0]),
     .b_rd__addr(b_rd__addr),
     .b_rd__data(dst_rd__data),
     .busy(engines__ew__busy),
@@ -3986,8 +3989,8 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
     .done(engines__lrn__done),
     .param_rd__addr(\param_rd__addr$204 ),
     .param_rd__data(\param_rd__data$209 [127:0]),
-    .\port$1860$0 (\$79 ),
-    .\port$1862$0 (\$80 ),
+    .\port$1864$0 (\$79 ),
+    .\port$1866$0 (\$80 ),
     .rst(rst),
     .start(\start$289 )
   );
@@ -4003,8 +4006,8 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
     .lut_gated_rst(rst),
     .param_rd__addr(\param_rd__addr$205 ),
     .param_rd__data(\param_rd__data$209 ),
-    .\port$2189$0 (\$81 ),
-    .\port$2448$0 (\$82 ),
+    .\port$2193$0 (\$81 ),
+    .\port$2452$0 (\$82 ),
     .start(\start$93 )
   );
   tiny_cim_icg lut_icg (
@@ -4337,8 +4340,8 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   assign engines__pool__busy = \busy$179 ;
   assign \done$262  = engines__pool__done;
   assign engines__ew__start = \start$263 ;
-  assign \args$265  = args[264:0];
-  assign engines__ew__args = args[264:0];
+  assign \args$265  = args[265:0];
+  assign engines__ew__args = args[265:0];
   assign \busy$268  = engines__ew__busy;
   assign \done$270  = engines__ew__done;
   assign engines__graph__start = start;
@@ -4921,7 +4924,7 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   assign \imem_rd__data.args.pool.act_min  = \port__data$239 [185:176];
   assign \imem_rd__data.args.pool.act_max  = \port__data$239 [195:186];
   assign \imem_rd__data.args.pool.round_even  = \port__data$239 [196];
-  assign \imem_rd__data.args.ew  = \port__data$239 [268:4];
+  assign \imem_rd__data.args.ew  = \port__data$239 [269:4];
   assign \imem_rd__data.args.ew.a_base  = \port__data$239 [15:4];
   assign \imem_rd__data.args.ew.b_base  = \port__data$239 [27:16];
   assign \imem_rd__data.args.ew.out_base  = \port__data$239 [39:28];
@@ -4934,18 +4937,19 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   assign \imem_rd__data.args.ew.has_b  = \port__data$239 [97];
   assign \imem_rd__data.args.ew.rq_in  = \port__data$239 [98];
   assign \imem_rd__data.args.ew.rq_out  = \port__data$239 [99];
-  assign \imem_rd__data.args.ew.ls  = \port__data$239 [104:100];
-  assign \imem_rd__data.args.ew.zp_a  = \port__data$239 [114:105];
-  assign \imem_rd__data.args.ew.zp_b  = \port__data$239 [124:115];
-  assign \imem_rd__data.args.ew.mult_a  = \port__data$239 [156:125];
-  assign \imem_rd__data.args.ew.shift_a  = \port__data$239 [162:157];
-  assign \imem_rd__data.args.ew.mult_b  = \port__data$239 [194:163];
-  assign \imem_rd__data.args.ew.shift_b  = \port__data$239 [200:195];
-  assign \imem_rd__data.args.ew.mult_o  = \port__data$239 [232:201];
-  assign \imem_rd__data.args.ew.shift_o  = \port__data$239 [238:233];
-  assign \imem_rd__data.args.ew.zp_out  = \port__data$239 [248:239];
-  assign \imem_rd__data.args.ew.act_min  = \port__data$239 [258:249];
-  assign \imem_rd__data.args.ew.act_max  = \port__data$239 [268:259];
+  assign \imem_rd__data.args.ew.mul  = \port__data$239 [100];
+  assign \imem_rd__data.args.ew.ls  = \port__data$239 [105:101];
+  assign \imem_rd__data.args.ew.zp_a  = \port__data$239 [115:106];
+  assign \imem_rd__data.args.ew.zp_b  = \port__data$239 [125:116];
+  assign \imem_rd__data.args.ew.mult_a  = \port__data$239 [157:126];
+  assign \imem_rd__data.args.ew.shift_a  = \port__data$239 [163:158];
+  assign \imem_rd__data.args.ew.mult_b  = \port__data$239 [195:164];
+  assign \imem_rd__data.args.ew.shift_b  = \port__data$239 [201:196];
+  assign \imem_rd__data.args.ew.mult_o  = \port__data$239 [233:202];
+  assign \imem_rd__data.args.ew.shift_o  = \port__data$239 [239:234];
+  assign \imem_rd__data.args.ew.zp_out  = \port__data$239 [249:240];
+  assign \imem_rd__data.args.ew.act_min  = \port__data$239 [259:250];
+  assign \imem_rd__data.args.ew.act_max  = \port__data$239 [269:260];
   assign \imem_rd__data.args.dma  = \port__data$239 [101:4];
   assign \imem_rd__data.args.dma.store  = \port__data$239 [4];
   assign \imem_rd__data.args.dma.wmem  = \port__data$239 [5];
@@ -5166,18 +5170,19 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   assign \args$265.has_b  = args[93];
   assign \args$265.rq_in  = args[94];
   assign \args$265.rq_out  = args[95];
-  assign \args$265.ls  = args[100:96];
-  assign \args$265.zp_a  = args[110:101];
-  assign \args$265.zp_b  = args[120:111];
-  assign \args$265.mult_a  = args[152:121];
-  assign \args$265.shift_a  = args[158:153];
-  assign \args$265.mult_b  = args[190:159];
-  assign \args$265.shift_b  = args[196:191];
-  assign \args$265.mult_o  = args[228:197];
-  assign \args$265.shift_o  = args[234:229];
-  assign \args$265.zp_out  = args[244:235];
-  assign \args$265.act_min  = args[254:245];
-  assign \args$265.act_max  = args[264:255];
+  assign \args$265.mul  = args[96];
+  assign \args$265.ls  = args[101:97];
+  assign \args$265.zp_a  = args[111:102];
+  assign \args$265.zp_b  = args[121:112];
+  assign \args$265.mult_a  = args[153:122];
+  assign \args$265.shift_a  = args[159:154];
+  assign \args$265.mult_b  = args[191:160];
+  assign \args$265.shift_b  = args[197:192];
+  assign \args$265.mult_o  = args[229:198];
+  assign \args$265.shift_o  = args[235:230];
+  assign \args$265.zp_out  = args[245:236];
+  assign \args$265.act_min  = args[255:246];
+  assign \args$265.act_max  = args[265:256];
   assign \engines__ew__args.a_base  = args[11:0];
   assign \engines__ew__args.b_base  = args[23:12];
   assign \engines__ew__args.out_base  = args[35:24];
@@ -5190,18 +5195,19 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   assign \engines__ew__args.has_b  = args[93];
   assign \engines__ew__args.rq_in  = args[94];
   assign \engines__ew__args.rq_out  = args[95];
-  assign \engines__ew__args.ls  = args[100:96];
-  assign \engines__ew__args.zp_a  = args[110:101];
-  assign \engines__ew__args.zp_b  = args[120:111];
-  assign \engines__ew__args.mult_a  = args[152:121];
-  assign \engines__ew__args.shift_a  = args[158:153];
-  assign \engines__ew__args.mult_b  = args[190:159];
-  assign \engines__ew__args.shift_b  = args[196:191];
-  assign \engines__ew__args.mult_o  = args[228:197];
-  assign \engines__ew__args.shift_o  = args[234:229];
-  assign \engines__ew__args.zp_out  = args[244:235];
-  assign \engines__ew__args.act_min  = args[254:245];
-  assign \engines__ew__args.act_max  = args[264:255];
+  assign \engines__ew__args.mul  = args[96];
+  assign \engines__ew__args.ls  = args[101:97];
+  assign \engines__ew__args.zp_a  = args[111:102];
+  assign \engines__ew__args.zp_b  = args[121:112];
+  assign \engines__ew__args.mult_a  = args[153:122];
+  assign \engines__ew__args.shift_a  = args[159:154];
+  assign \engines__ew__args.mult_b  = args[191:160];
+  assign \engines__ew__args.shift_b  = args[197:192];
+  assign \engines__ew__args.mult_o  = args[229:198];
+  assign \engines__ew__args.shift_o  = args[235:230];
+  assign \engines__ew__args.zp_out  = args[245:236];
+  assign \engines__ew__args.act_min  = args[255:246];
+  assign \engines__ew__args.act_max  = args[265:256];
   assign \args$272.macro  = args[0];
   assign \args$272.page  = args[1];
   assign \args$272.rows  = args[9:2];
@@ -5443,7 +5449,7 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$110$351 , \port$112$351 , \p
   output done;
   reg done = 1'h0;
   wire engine_done;
-  wire [264:0] engines__ew__args;
+  wire [265:0] engines__ew__args;
   wire [11:0] \engines__ew__args.a_base ;
   wire [9:0] \engines__ew__args.a_stride ;
   wire [9:0] \engines__ew__args.act_max ;
@@ -5453,6 +5459,7 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$110$351 , \port$112$351 , \p
   wire [9:0] \engines__ew__args.cw ;
   wire \engines__ew__args.has_b ;
   wire [4:0] \engines__ew__args.ls ;
+  wire \engines__ew__args.mul ;
   wire [31:0] \engines__ew__args.mult_a ;
   wire [31:0] \engines__ew__args.mult_b ;
   wire [31:0] \engines__ew__args.mult_o ;
@@ -5672,7 +5679,7 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$110$351 , \port$112$351 , \p
   wire \imem_rd__data.args.dma.store ;
   wire [11:0] \imem_rd__data.args.dma.stride ;
   wire \imem_rd__data.args.dma.wmem ;
-  wire [264:0] \imem_rd__data.args.ew ;
+  wire [265:0] \imem_rd__data.args.ew ;
   wire [11:0] \imem_rd__data.args.ew.a_base ;
   wire [9:0] \imem_rd__data.args.ew.a_stride ;
   wire [9:0] \imem_rd__data.args.ew.act_max ;
@@ -5682,6 +5689,7 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$110$351 , \port$112$351 , \p
   wire [9:0] \imem_rd__data.args.ew.cw ;
   wire \imem_rd__data.args.ew.has_b ;
   wire [4:0] \imem_rd__data.args.ew.ls ;
+  wire \imem_rd__data.args.ew.mul ;
   wire [31:0] \imem_rd__data.args.ew.mult_a ;
   wire [31:0] \imem_rd__data.args.ew.mult_b ;
   wire [31:0] \imem_rd__data.args.ew.mult_o ;
@@ -5854,7 +5862,7 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$110$351 , \port$112$351 , \p
   wire \ir.args.dma.store ;
   wire [11:0] \ir.args.dma.stride ;
   wire \ir.args.dma.wmem ;
-  wire [264:0] \ir.args.ew ;
+  wire [265:0] \ir.args.ew ;
   wire [11:0] \ir.args.ew.a_base ;
   wire [9:0] \ir.args.ew.a_stride ;
   wire [9:0] \ir.args.ew.act_max ;
@@ -5864,6 +5872,7 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$110$351 , \port$112$351 , \p
   wire [9:0] \ir.args.ew.cw ;
   wire \ir.args.ew.has_b ;
   wire [4:0] \ir.args.ew.ls ;
+  wire \ir.args.ew.mul ;
   wire [31:0] \ir.args.ew.mult_a ;
   wire [31:0] \ir.args.ew.mult_b ;
   wire [31:0] \ir.args.ew.mult_o ;
@@ -6875,7 +6884,7 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$110$351 , \port$112$351 , \p
   end
   assign imem_rd__en = 1'h1;
   assign engines__pool__args = ir[196:4];
-  assign engines__ew__args = ir[268:4];
+  assign engines__ew__args = ir[269:4];
   assign engines__graph__args = ir[37:4];
   assign engines__relax__args = ir[52:4];
   assign engines__spmv__args = ir[40:4];
@@ -7033,7 +7042,7 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$110$351 , \port$112$351 , \p
   assign \ir.args.pool.act_min  = ir[185:176];
   assign \ir.args.pool.act_max  = ir[195:186];
   assign \ir.args.pool.round_even  = ir[196];
-  assign \ir.args.ew  = ir[268:4];
+  assign \ir.args.ew  = ir[269:4];
   assign \ir.args.ew.a_base  = ir[15:4];
   assign \ir.args.ew.b_base  = ir[27:16];
   assign \ir.args.ew.out_base  = ir[39:28];
@@ -7046,18 +7055,19 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$110$351 , \port$112$351 , \p
   assign \ir.args.ew.has_b  = ir[97];
   assign \ir.args.ew.rq_in  = ir[98];
   assign \ir.args.ew.rq_out  = ir[99];
-  assign \ir.args.ew.ls  = ir[104:100];
-  assign \ir.args.ew.zp_a  = ir[114:105];
-  assign \ir.args.ew.zp_b  = ir[124:115];
-  assign \ir.args.ew.mult_a  = ir[156:125];
-  assign \ir.args.ew.shift_a  = ir[162:157];
-  assign \ir.args.ew.mult_b  = ir[194:163];
-  assign \ir.args.ew.shift_b  = ir[200:195];
-  assign \ir.args.ew.mult_o  = ir[232:201];
-  assign \ir.args.ew.shift_o  = ir[238:233];
-  assign \ir.args.ew.zp_out  = ir[248:239];
-  assign \ir.args.ew.act_min  = ir[258:249];
-  assign \ir.args.ew.act_max  = ir[268:259];
+  assign \ir.args.ew.mul  = ir[100];
+  assign \ir.args.ew.ls  = ir[105:101];
+  assign \ir.args.ew.zp_a  = ir[115:106];
+  assign \ir.args.ew.zp_b  = ir[125:116];
+  assign \ir.args.ew.mult_a  = ir[157:126];
+  assign \ir.args.ew.shift_a  = ir[163:158];
+  assign \ir.args.ew.mult_b  = ir[195:164];
+  assign \ir.args.ew.shift_b  = ir[201:196];
+  assign \ir.args.ew.mult_o  = ir[233:202];
+  assign \ir.args.ew.shift_o  = ir[239:234];
+  assign \ir.args.ew.zp_out  = ir[249:240];
+  assign \ir.args.ew.act_min  = ir[259:250];
+  assign \ir.args.ew.act_max  = ir[269:260];
   assign \ir.args.dma  = ir[101:4];
   assign \ir.args.dma.store  = ir[4];
   assign \ir.args.dma.wmem  = ir[5];
@@ -7144,18 +7154,19 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$110$351 , \port$112$351 , \p
   assign \engines__ew__args.has_b  = ir[97];
   assign \engines__ew__args.rq_in  = ir[98];
   assign \engines__ew__args.rq_out  = ir[99];
-  assign \engines__ew__args.ls  = ir[104:100];
-  assign \engines__ew__args.zp_a  = ir[114:105];
-  assign \engines__ew__args.zp_b  = ir[124:115];
-  assign \engines__ew__args.mult_a  = ir[156:125];
-  assign \engines__ew__args.shift_a  = ir[162:157];
-  assign \engines__ew__args.mult_b  = ir[194:163];
-  assign \engines__ew__args.shift_b  = ir[200:195];
-  assign \engines__ew__args.mult_o  = ir[232:201];
-  assign \engines__ew__args.shift_o  = ir[238:233];
-  assign \engines__ew__args.zp_out  = ir[248:239];
-  assign \engines__ew__args.act_min  = ir[258:249];
-  assign \engines__ew__args.act_max  = ir[268:259];
+  assign \engines__ew__args.mul  = ir[100];
+  assign \engines__ew__args.ls  = ir[105:101];
+  assign \engines__ew__args.zp_a  = ir[115:106];
+  assign \engines__ew__args.zp_b  = ir[125:116];
+  assign \engines__ew__args.mult_a  = ir[157:126];
+  assign \engines__ew__args.shift_a  = ir[163:158];
+  assign \engines__ew__args.mult_b  = ir[195:164];
+  assign \engines__ew__args.shift_b  = ir[201:196];
+  assign \engines__ew__args.mult_o  = ir[233:202];
+  assign \engines__ew__args.shift_o  = ir[239:234];
+  assign \engines__ew__args.zp_out  = ir[249:240];
+  assign \engines__ew__args.act_min  = ir[259:250];
+  assign \engines__ew__args.act_max  = ir[269:260];
   assign \engines__graph__args.macro  = ir[4];
   assign \engines__graph__args.page  = ir[5];
   assign \engines__graph__args.rows  = ir[13:6];
@@ -7325,7 +7336,7 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$110$351 , \port$112$351 , \p
   assign \imem_rd__data.args.pool.act_min  = imem_rd__data[185:176];
   assign \imem_rd__data.args.pool.act_max  = imem_rd__data[195:186];
   assign \imem_rd__data.args.pool.round_even  = imem_rd__data[196];
-  assign \imem_rd__data.args.ew  = imem_rd__data[268:4];
+  assign \imem_rd__data.args.ew  = imem_rd__data[269:4];
   assign \imem_rd__data.args.ew.a_base  = imem_rd__data[15:4];
   assign \imem_rd__data.args.ew.b_base  = imem_rd__data[27:16];
   assign \imem_rd__data.args.ew.out_base  = imem_rd__data[39:28];
@@ -7338,18 +7349,19 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$110$351 , \port$112$351 , \p
   assign \imem_rd__data.args.ew.has_b  = imem_rd__data[97];
   assign \imem_rd__data.args.ew.rq_in  = imem_rd__data[98];
   assign \imem_rd__data.args.ew.rq_out  = imem_rd__data[99];
-  assign \imem_rd__data.args.ew.ls  = imem_rd__data[104:100];
-  assign \imem_rd__data.args.ew.zp_a  = imem_rd__data[114:105];
-  assign \imem_rd__data.args.ew.zp_b  = imem_rd__data[124:115];
-  assign \imem_rd__data.args.ew.mult_a  = imem_rd__data[156:125];
-  assign \imem_rd__data.args.ew.shift_a  = imem_rd__data[162:157];
-  assign \imem_rd__data.args.ew.mult_b  = imem_rd__data[194:163];
-  assign \imem_rd__data.args.ew.shift_b  = imem_rd__data[200:195];
-  assign \imem_rd__data.args.ew.mult_o  = imem_rd__data[232:201];
-  assign \imem_rd__data.args.ew.shift_o  = imem_rd__data[238:233];
-  assign \imem_rd__data.args.ew.zp_out  = imem_rd__data[248:239];
-  assign \imem_rd__data.args.ew.act_min  = imem_rd__data[258:249];
-  assign \imem_rd__data.args.ew.act_max  = imem_rd__data[268:259];
+  assign \imem_rd__data.args.ew.mul  = imem_rd__data[100];
+  assign \imem_rd__data.args.ew.ls  = imem_rd__data[105:101];
+  assign \imem_rd__data.args.ew.zp_a  = imem_rd__data[115:106];
+  assign \imem_rd__data.args.ew.zp_b  = imem_rd__data[125:116];
+  assign \imem_rd__data.args.ew.mult_a  = imem_rd__data[157:126];
+  assign \imem_rd__data.args.ew.shift_a  = imem_rd__data[163:158];
+  assign \imem_rd__data.args.ew.mult_b  = imem_rd__data[195:164];
+  assign \imem_rd__data.args.ew.shift_b  = imem_rd__data[201:196];
+  assign \imem_rd__data.args.ew.mult_o  = imem_rd__data[233:202];
+  assign \imem_rd__data.args.ew.shift_o  = imem_rd__data[239:234];
+  assign \imem_rd__data.args.ew.zp_out  = imem_rd__data[249:240];
+  assign \imem_rd__data.args.ew.act_min  = imem_rd__data[259:250];
+  assign \imem_rd__data.args.ew.act_max  = imem_rd__data[269:260];
   assign \imem_rd__data.args.dma  = imem_rd__data[101:4];
   assign \imem_rd__data.args.dma.store  = imem_rd__data[4];
   assign \imem_rd__data.args.dma.wmem  = imem_rd__data[5];
@@ -7418,7 +7430,7 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$110$351 , \port$112$351 , \p
 endmodule
 
 (* generator = "Amaranth" *)
-module \tiny_fabric.dma (axi__wready, axi__bid, axi__bresp, axi__bvalid, axi__arready, axi__rid, amem_w__data, axi__rresp, axi__rvalid, clk, rst, amem_r__data, wmem_r__data, \port$1114$0 , axi__awlen, axi__arlen, axi__wlast, rd_data, amem_r__en, wmem_r__en, amem_w__en
+module \tiny_fabric.dma (axi__wready, axi__bid, axi__bresp, axi__bvalid, axi__arready, axi__rid, amem_w__data, axi__rresp, axi__rvalid, clk, rst, amem_r__data, wmem_r__data, \port$1118$0 , axi__awlen, axi__arlen, axi__wlast, rd_data, amem_r__en, wmem_r__en, amem_w__en
 , wmem_w__en, busy, cmd__ready, axi__awvalid, axi__arvalid, axi__wvalid, axi__rready, axi__bready, error, amem_r__addr, w_en, w_data, axi__awready);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire [12:0] \$1 ;
@@ -7612,8 +7624,8 @@ module \tiny_fabric.dma (axi__wready, axi__bid, axi__bresp, axi__bvalid, axi__ar
   reg [8:0] issued = 9'h000;
   reg [15:0] length = 16'h0000;
   wire [8:0] n;
-  output [20:0] \port$1114$0 ;
-  wire [20:0] \port$1114$0 ;
+  output [20:0] \port$1118$0 ;
+  wire [20:0] \port$1118$0 ;
   wire [97:0] r_data;
   reg r_en;
   reg r_hs;
@@ -8331,7 +8343,7 @@ module \tiny_fabric.dma (axi__wready, axi__bid, axi__bresp, axi__bvalid, axi__ar
   assign wmem_w__data = amem_w__data;
   assign axi__wdata = rd_data;
   assign \error$46  = error;
-  assign \port$1114$0  = \$8 ;
+  assign \port$1118$0  = \$8 ;
   assign axi__awlen = \$9 [7:0];
   assign axi__arlen = \$10 [7:0];
   assign \cmd__payload.store  = w_data[0];
@@ -8525,21 +8537,25 @@ module \tiny_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \po
   wire [10:0] \$48 ;
   wire [10:0] \$49 ;
   wire [26:0] \$5 ;
-  wire [31:0] \$50 ;
+  wire [19:0] \$50 ;
   wire [31:0] \$51 ;
-  wire [32:0] \$52 ;
-  wire [31:0] \$53 ;
-  wire [31:0] \$54 ;
-  wire [32:0] \$55 ;
-  wire \$56 ;
-  reg [8:0] \$57 ;
-  reg [15:0] \$58 ;
-  reg \$59 ;
+  wire [31:0] \$52 ;
+  wire [32:0] \$53 ;
+  wire [32:0] \$54 ;
+  wire [19:0] \$55 ;
+  wire [31:0] \$56 ;
+  wire [31:0] \$57 ;
+  wire [32:0] \$58 ;
+  wire [32:0] \$59 ;
   wire [27:0] \$6 ;
-  reg \$60 ;
-  reg \$61 ;
-  reg \$62 ;
+  wire \$60 ;
+  reg [8:0] \$61 ;
+  reg [15:0] \$62 ;
   reg \$63 ;
+  reg \$64 ;
+  reg \$65 ;
+  reg \$66 ;
+  reg \$67 ;
   wire [8:0] \$7 ;
   wire [8:0] \$8 ;
   wire [8:0] \$9 ;
@@ -8553,8 +8569,8 @@ module \tiny_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \po
   wire [15:0] act_w__data;
   output act_w__en;
   wire act_w__en;
-  input [264:0] args;
-  wire [264:0] args;
+  input [265:0] args;
+  wire [265:0] args;
   wire [11:0] \args.a_base ;
   wire [9:0] \args.a_stride ;
   wire [9:0] \args.act_max ;
@@ -8564,6 +8580,7 @@ module \tiny_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \po
   wire [9:0] \args.cw ;
   wire \args.has_b ;
   wire [4:0] \args.ls ;
+  wire \args.mul ;
   wire [31:0] \args.mult_a ;
   wire [31:0] \args.mult_b ;
   wire [31:0] \args.mult_o ;
@@ -8699,6 +8716,10 @@ module \tiny_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \po
   wire [31:0] \y$77[3] ;
   wire [31:0] \y[0] ;
   wire [31:0] \y[1] ;
+  assign \$31  = \$29  & \$30 ;
+  assign \$32  = ~ \i_valid$24 ;
+  assign \$33  = \$31  & \$32 ;
+  assign \$34  = ~ \busy$48 ;
   assign finished = \$33  & \$34 ;
   assign done = started & finished;
   assign \$35  = w + 1'h1;
@@ -8710,31 +8731,35 @@ module \tiny_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \po
   assign \$41  = p * args[91:82];
   assign \$42  = args[35:24] + \$41 ;
   assign \$43  = \$42  + w;
-  assign \$44  = $signed(\$7 ) - $signed(args[110:101]);
-  assign \$45  = $signed(\$8 ) - $signed(args[120:111]);
+  assign \$44  = $signed(\$7 ) - $signed(args[111:102]);
+  assign \$45  = $signed(\$8 ) - $signed(args[121:112]);
   assign \$46  = args[93] ? \$45  : 11'h000;
-  assign \$47  = $signed(\$9 ) - $signed(args[110:101]);
-  assign \$48  = $signed(\$10 ) - $signed(args[120:111]);
+  assign \$47  = $signed(\$9 ) - $signed(args[111:102]);
+  assign \$48  = $signed(\$10 ) - $signed(args[121:112]);
   assign \$49  = args[93] ? \$48  : 11'h000;
-  assign \$50  = args[94] ? \y$77 [31:0] : eb3_0_0;
-  assign \$51  = args[94] ? \y$77 [95:64] : eb3_1_0;
-  assign \$52  = $signed(\$50 ) + $signed(\$51 );
-  assign \$53  = args[94] ? \y$77 [63:32] : eb3_0_1;
-  assign \$54  = args[94] ? \y$77 [127:96] : eb3_1_1;
-  assign \$55  = $signed(\$53 ) + $signed(\$54 );
-  assign \$56  = started & finished;
+  assign \$50  = $signed(eb3_0_0[9:0]) * $signed(eb3_1_0[9:0]);
+  assign \$51  = args[94] ? \y$77 [31:0] : eb3_0_0;
+  assign \$52  = args[94] ? \y$77 [95:64] : eb3_1_0;
+  assign \$53  = $signed(\$51 ) + $signed(\$52 );
+  assign \$54  = args[96] ? { \$50 [19], \$50 [19], \$50 [19], \$50 [19], \$50 [19], \$50 [19], \$50 [19], \$50 [19], \$50 [19], \$50 [19], \$50 [19], \$50 [19], \$50 [19], \$50  } : \$53 ;
+  assign \$55  = $signed(eb3_0_1[9:0]) * $signed(eb3_1_1[9:0]);
+  assign \$56  = args[94] ? \y$77 [63:32] : eb3_0_1;
+  assign \$57  = args[94] ? \y$77 [127:96] : eb3_1_1;
+  assign \$58  = $signed(\$56 ) + $signed(\$57 );
+  assign \$59  = args[96] ? { \$55 [19], \$55 [19], \$55 [19], \$55 [19], \$55 [19], \$55 [19], \$55 [19], \$55 [19], \$55 [19], \$55 [19], \$55 [19], \$55 [19], \$55 [19], \$55  } : \$58 ;
+  assign \$60  = started & finished;
   always @(posedge clk)
-    w <= \$57 ;
+    w <= \$61 ;
   always @(posedge clk)
-    p <= \$58 ;
+    p <= \$62 ;
   always @(posedge clk)
-    busy <= \$59 ;
+    busy <= \$63 ;
   always @(posedge clk)
-    s1_valid <= \$60 ;
+    s1_valid <= \$64 ;
   always @(posedge clk)
     s1_addr <= \$43 [11:0];
   always @(posedge clk)
-    i_valid <= \$61 ;
+    i_valid <= \$65 ;
   always @(posedge clk)
     s2_addr <= s1_addr;
   always @(posedge clk)
@@ -8786,13 +8811,13 @@ module \tiny_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \po
   always @(posedge clk)
     eb3_1_1 <= eb2_1_1;
   always @(posedge clk)
-    \i_valid$24  <= \$62 ;
+    \i_valid$24  <= \$66 ;
   always @(posedge clk)
     s3_addr <= ea3;
   always @(posedge clk)
-    ssum0 <= \$52 [31:0];
+    ssum0 <= \$54 [31:0];
   always @(posedge clk)
-    ssum1 <= \$55 [31:0];
+    ssum1 <= \$59 [31:0];
   always @(posedge clk)
     oa0 <= s3_addr;
   always @(posedge clk)
@@ -8818,7 +8843,7 @@ module \tiny_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \po
   always @(posedge clk)
     ob3_1 <= ob2_1;
   always @(posedge clk)
-    started <= \$63 ;
+    started <= \$67 ;
   assign \$1  = p * args[71:62];
   assign \$2  = args[11:0] + \$1 ;
   assign \$3  = \$2  + w;
@@ -8829,32 +8854,28 @@ module \tiny_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \po
   assign \$8  = args[92] ? { b_rd__data[7], b_rd__data[7:0] } : { 1'h0, b_rd__data[7:0] };
   assign \$9  = args[92] ? { a_rd__data[15], a_rd__data[15:8] } : { 1'h0, a_rd__data[15:8] };
   assign \$10  = args[92] ? { b_rd__data[15], b_rd__data[15:8] } : { 1'h0, b_rd__data[15:8] };
-  assign \$11  = $signed(va0) << args[100:96];
-  assign \$12  = $signed(vb0) << args[100:96];
-  assign \$13  = $signed(va1) << args[100:96];
-  assign \$14  = $signed(vb1) << args[100:96];
+  assign \$11  = $signed(va0) << args[101:97];
+  assign \$12  = $signed(vb0) << args[101:97];
+  assign \$13  = $signed(va1) << args[101:97];
+  assign \$14  = $signed(vb1) << args[101:97];
   assign ey0 = args[95] ? y[31:0] : ob3_0;
-  assign \$15  = $signed(ey0) + $signed(args[244:235]);
-  assign \$16  = $signed(\$15 ) < $signed(args[254:245]);
-  assign \$17  = $signed(\$15 ) > $signed(args[264:255]);
-  assign \$18  = \$17  ? { args[264], args[264:255] } : { 1'h0, \$15 [9:0] };
-  assign \$19  = \$16  ? { args[254], args[254:245] } : \$18 ;
+  assign \$15  = $signed(ey0) + $signed(args[245:236]);
+  assign \$16  = $signed(\$15 ) < $signed(args[255:246]);
+  assign \$17  = $signed(\$15 ) > $signed(args[265:256]);
+  assign \$18  = \$17  ? { args[265], args[265:256] } : { 1'h0, \$15 [9:0] };
+  assign \$19  = \$16  ? { args[255], args[255:246] } : \$18 ;
   assign ey1 = args[95] ? y[63:32] : ob3_1;
-  assign \$20  = $signed(ey1) + $signed(args[244:235]);
-  assign \$21  = $signed(\$20 ) < $signed(args[254:245]);
-  assign \$22  = $signed(\$20 ) > $signed(args[264:255]);
-  assign \$23  = \$22  ? { args[264], args[264:255] } : { 1'h0, \$20 [9:0] };
-  assign \$24  = \$21  ? { args[254], args[254:245] } : \$23 ;
+  assign \$20  = $signed(ey1) + $signed(args[245:236]);
+  assign \$21  = $signed(\$20 ) < $signed(args[255:246]);
+  assign \$22  = $signed(\$20 ) > $signed(args[265:256]);
+  assign \$23  = \$22  ? { args[265], args[265:256] } : { 1'h0, \$20 [9:0] };
+  assign \$24  = \$21  ? { args[255], args[255:246] } : \$23 ;
   assign \$25  = ~ busy;
   assign \$26  = ~ s1_valid;
   assign \$27  = \$25  & \$26 ;
   assign \$28  = ~ i_valid;
   assign \$29  = \$27  & \$28 ;
   assign \$30  = ~ \busy$47 ;
-  assign \$31  = \$29  & \$30 ;
-  assign \$32  = ~ \i_valid$24 ;
-  assign \$33  = \$31  & \$32 ;
-  assign \$34  = ~ \busy$48 ;
   \tiny_fabric.ew.mq_in  mq_in (
     .busy(\busy$47 ),
     .clk(clk),
@@ -8879,84 +8900,84 @@ module \tiny_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \po
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$57  = w;
+    \$61  = w;
     if (busy) begin
-      \$57  = \$35 [8:0];
+      \$61  = \$35 [8:0];
       if (\$37 ) begin
-        \$57  = 9'h000;
+        \$61  = 9'h000;
       end
     end
     if (start) begin
-      \$57  = 9'h000;
+      \$61  = 9'h000;
     end
     if (rst) begin
-      \$57  = 9'h000;
+      \$61  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$58  = p;
+    \$62  = p;
     if (busy) begin
       if (\$37 ) begin
-        \$58  = \$38 [15:0];
+        \$62  = \$38 [15:0];
       end
     end
     if (start) begin
-      \$58  = 16'h0000;
+      \$62  = 16'h0000;
     end
     if (rst) begin
-      \$58  = 16'h0000;
+      \$62  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$59  = busy;
+    \$63  = busy;
     if (busy) begin
       if (\$37 ) begin
         if (\$40 ) begin
-          \$59  = 1'h0;
+          \$63  = 1'h0;
         end
       end
     end
     if (start) begin
-      \$59  = 1'h1;
-    end
-    if (rst) begin
-      \$59  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$60  = busy;
-    if (rst) begin
-      \$60  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$61  = s1_valid;
-    if (rst) begin
-      \$61  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$62  = \o_valid$75 ;
-    if (rst) begin
-      \$62  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$63  = started;
-    if (start) begin
       \$63  = 1'h1;
     end
-    if (\$56 ) begin
-      \$63  = 1'h0;
-    end
     if (rst) begin
       \$63  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$64  = busy;
+    if (rst) begin
+      \$64  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$65  = s1_valid;
+    if (rst) begin
+      \$65  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$66  = \o_valid$75 ;
+    if (rst) begin
+      \$66  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$67  = started;
+    if (start) begin
+      \$67  = 1'h1;
+    end
+    if (\$60 ) begin
+      \$67  = 1'h0;
+    end
+    if (rst) begin
+      \$67  = 1'h0;
     end
   end
   assign running = busy;
@@ -8991,18 +9012,19 @@ module \tiny_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \po
   assign \args.has_b  = args[93];
   assign \args.rq_in  = args[94];
   assign \args.rq_out  = args[95];
-  assign \args.ls  = args[100:96];
-  assign \args.zp_a  = args[110:101];
-  assign \args.zp_b  = args[120:111];
-  assign \args.mult_a  = args[152:121];
-  assign \args.shift_a  = args[158:153];
-  assign \args.mult_b  = args[190:159];
-  assign \args.shift_b  = args[196:191];
-  assign \args.mult_o  = args[228:197];
-  assign \args.shift_o  = args[234:229];
-  assign \args.zp_out  = args[244:235];
-  assign \args.act_min  = args[254:245];
-  assign \args.act_max  = args[264:255];
+  assign \args.mul  = args[96];
+  assign \args.ls  = args[101:97];
+  assign \args.zp_a  = args[111:102];
+  assign \args.zp_b  = args[121:112];
+  assign \args.mult_a  = args[153:122];
+  assign \args.shift_a  = args[159:154];
+  assign \args.mult_b  = args[191:160];
+  assign \args.shift_b  = args[197:192];
+  assign \args.mult_o  = args[229:198];
+  assign \args.shift_o  = args[235:230];
+  assign \args.zp_out  = args[245:236];
+  assign \args.act_min  = args[255:246];
+  assign \args.act_max  = args[265:256];
   assign \x[0]  = x[31:0];
   assign \x[1]  = x[63:32];
   assign \x[2]  = x[95:64];
@@ -9027,20 +9049,20 @@ module \tiny_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \po
   assign \y$77[1]  = \y$77 [63:32];
   assign \y$77[2]  = \y$77 [95:64];
   assign \y$77[3]  = \y$77 [127:96];
-  assign \shift$29 [11:6] = args[234:229];
-  assign \shift$29 [5:0] = args[234:229];
-  assign \mult$28 [63:32] = args[228:197];
-  assign \mult$28 [31:0] = args[228:197];
+  assign \shift$29 [11:6] = args[235:230];
+  assign \shift$29 [5:0] = args[235:230];
+  assign \mult$28 [63:32] = args[229:198];
+  assign \mult$28 [31:0] = args[229:198];
   assign \x$26 [63:32] = ssum1;
   assign \x$26 [31:0] = ssum0;
-  assign shift[23:18] = args[196:191];
-  assign shift[11:6] = args[158:153];
-  assign shift[17:12] = args[196:191];
-  assign shift[5:0] = args[158:153];
-  assign mult[127:96] = args[190:159];
-  assign mult[63:32] = args[152:121];
-  assign mult[95:64] = args[190:159];
-  assign mult[31:0] = args[152:121];
+  assign shift[23:18] = args[197:192];
+  assign shift[11:6] = args[159:154];
+  assign shift[17:12] = args[197:192];
+  assign shift[5:0] = args[159:154];
+  assign mult[127:96] = args[191:160];
+  assign mult[63:32] = args[153:122];
+  assign mult[95:64] = args[191:160];
+  assign mult[31:0] = args[153:122];
   assign x[127:96] = \$14 [31:0];
   assign x[63:32] = \$13 [31:0];
   assign x[95:64] = \$12 [31:0];
@@ -10842,7 +10864,7 @@ module \tiny_fabric.loader.queue (rst, w_rdy, r_rdy, r_data, r_en, w_en, w_port_
 endmodule
 
 (* generator = "Amaranth" *)
-module \tiny_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, param_rd__addr, act_w__en, \port$1860$0 , \port$1862$0 , done, busy, act_w__addr, start, args, clk);
+module \tiny_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, param_rd__addr, act_w__en, \port$1864$0 , \port$1866$0 , done, busy, act_w__addr, start, args, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire [12:0] \$1 ;
   wire [9:0] \$10 ;
@@ -11131,10 +11153,10 @@ module \tiny_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, param_
   wire [31:0] \param_rd__data[1].g ;
   wire param_rd__en;
   reg [11:0] pix = 12'h000;
-  output [7:0] \port$1860$0 ;
-  wire [7:0] \port$1860$0 ;
-  output [7:0] \port$1862$0 ;
-  wire [7:0] \port$1862$0 ;
+  output [7:0] \port$1864$0 ;
+  wire [7:0] \port$1864$0 ;
+  output [7:0] \port$1866$0 ;
+  wire [7:0] \port$1866$0 ;
   wire [65:0] prod;
   reg [7:0] raw;
   input rst;
@@ -12005,8 +12027,8 @@ module \tiny_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, param_
   assign act_w__data = { \$90 , \$88  };
   assign act_rd__addr = \$2 [11:0];
   assign param_rd__addr = \$68 [5:0];
-  assign \port$1860$0  = \$88 ;
-  assign \port$1862$0  = \$90 ;
+  assign \port$1864$0  = \$88 ;
+  assign \port$1866$0  = \$90 ;
   assign \args.in_base  = args[11:0];
   assign \args.out_base  = args[23:12];
   assign \args.npos  = args[39:24];
@@ -12039,7 +12061,7 @@ module \tiny_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, param_
 endmodule
 
 (* generator = "Amaranth" *)
-module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__addr, busy, act_rd__addr, \port$2189$0 , \port$2448$0 , done, act_w__en, act_w__addr, start, args, lut_gated_rst);
+module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__addr, busy, act_rd__addr, \port$2193$0 , \port$2452$0 , done, act_w__en, act_w__addr, start, args, lut_gated_rst);
   reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire [6:0] \$1 ;
   wire \$10 ;
@@ -12417,10 +12439,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   wire [7:0] \param_rd__data[8] ;
   wire [7:0] \param_rd__data[9] ;
   wire param_rd__en;
-  output [7:0] \port$2189$0 ;
-  wire [7:0] \port$2189$0 ;
-  output [7:0] \port$2448$0 ;
-  wire [7:0] \port$2448$0 ;
+  output [7:0] \port$2193$0 ;
+  wire [7:0] \port$2193$0 ;
+  output [7:0] \port$2452$0 ;
+  wire [7:0] \port$2452$0 ;
   reg running = 1'h0;
   input start;
   wire start;
@@ -17488,8 +17510,8 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   assign act_w__data = { \$9 , \$7  };
   assign param_rd__addr = \$1 [5:0];
   assign act_rd__addr = \$4 [11:0];
-  assign \port$2189$0  = \$7 ;
-  assign \port$2448$0  = \$9 ;
+  assign \port$2193$0  = \$7 ;
+  assign \port$2452$0  = \$9 ;
   assign \args.in_base  = args[11:0];
   assign \args.out_base  = args[23:12];
   assign \args.npos  = args[39:24];
