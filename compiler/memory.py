@@ -30,6 +30,10 @@ from dataclasses import dataclass, field, replace
 
 from ..gen.isa import LAYER_COMPUTE, Opcode, lanes
 from ..golden.ir import AvgPool, Conv2d, Dense, GlobalAvgPool, Layer, MaxPool
+
+#: Layers whose channel words are independent of each other (a window per channel): a unit may hold a few of
+#: every pixel's words (a channel tile) when not even one row band of all of them fits.
+CHANNEL_TILED = (MaxPool, AvgPool, GlobalAvgPool)
 from .program import MacPass, TensorPlace
 from .state import Band, CompileState, Step, emit_instr
 from .tiling import CompileError, beyond_range
@@ -147,15 +151,41 @@ def _row_words(place: TensorPlace) -> int:
     return 1 if place.rowpack else place.phys[2] * place.cw
 
 
-def _unit_words(state: CompileState, layer: Layer, image: int, o0: int, o1: int) -> tuple[int, int]:
-    """(input words, output words) of the band of output rows ``o0 .. o1 - 1``."""
+def _tile_row_words(place: TensorPlace, ctile: tuple[int, int] | None) -> int:
+    """Words of one stored row of a tensor, of the channel words ``ctile`` only when given."""
+    return _row_words(place) if ctile is None else place.phys[2] * (ctile[1] - ctile[0])
+
+
+def _unit_words(state: CompileState, layer: Layer, image: int, o0: int, o1: int,
+                ctile: tuple[int, int] | None = None) -> tuple[int, int]:
+    """(input words, output words) of the band of output rows ``o0 .. o1 - 1`` (of channel words ``ctile``)."""
     T = state.prog.tensors
     words_in = 0
     for t in layer.inputs:
         p = T[(image, t.name)]
         r0, r1, _ = input_rows(layer, p.phys[1], o0, o1)
-        words_in += (r1 - r0) * _row_words(p)
-    return words_in, (o1 - o0) * _row_words(T[(image, layer.output.name)])
+        words_in += (r1 - r0) * _tile_row_words(p, ctile)
+    return words_in, (o1 - o0) * _tile_row_words(T[(image, layer.output.name)], ctile)
+
+
+def channel_tiles(state: CompileState, layer: Layer, image: int) -> list[tuple[int, int]] | None:
+    """The fewest equal tiles of channel words of a pool (:data:`CHANNEL_TILED`) over all its rows whose input
+    and output fit half the activation memory, else the whole of it; None when the layer's channels cannot be
+    tiled or not even one word of every pixel fits. A global average pool of a 48 x 48 x 16 tensor (4608
+    words) on the default preset's 4096: two tiles of one word per pixel, each loaded and stored as a 2-D
+    ``DMA`` (one row per pixel)."""
+    T = state.prog.tensors
+    p, q = T[(image, layer.input.name)], T[(image, layer.output.name)]
+    if not isinstance(layer, CHANNEL_TILED) or p.rowpack or q.rowpack or p.cw < 2 or p.cw != q.cw:
+        return None
+    D, oh = state.cfg.fabric.act_depth, q.phys[1]
+    for budget in (D // 2, D):
+        for n in range(2, p.cw + 1):
+            g = -(-p.cw // n)
+            tiles = [(w, min(p.cw, w + g)) for w in range(0, p.cw, g)]
+            if sum(_unit_words(state, layer, image, 0, oh, tiles[0])) <= budget:
+                return tiles
+    return None
 
 
 def layer_bands(state: CompileState, layer: Layer, image: int) -> list[tuple[int, int]]:
@@ -186,6 +216,9 @@ def layer_bands(state: CompileState, layer: Layer, image: int) -> list[tuple[int
     need = max(sum(_unit_words(state, layer, image, o, o + 1 if one else oh)) for o in range(0, oh if one else 1))
     what = "one output row band (its input rows with the halo and the output row)" if one else \
         "the whole input and output (every output reads the whole input)"
+    if isinstance(layer, CHANNEL_TILED) and not state.prog.tensors[(image, layer.input.name)].rowpack:
+        need = min(need, sum(_unit_words(state, layer, image, 0, oh, (0, 1))))
+        what = f"{what[:-1]}, or one channel word of every pixel)" if what.endswith(")") else what
     raise CompileError(f"layer {layer.name!r}: {what} needs {need} activation words, fabric.act_depth = {D}: "
                        f"allowed fabric.act_depth >= {need}")
 
@@ -245,27 +278,29 @@ def order_bands(state: CompileState) -> None:
     from .lowering import lowering_for
     units = []
     for image in range(state.batch):
-        for chain, bands in _chains(state, image):
+        for chain, bands, ctiles in _chains(state, image):
             for o0, o1 in bands:
-                for layer in chain:
-                    units.append(_unit(state, layer, image, o0, o1, len(units)))
+                for ctile in ctiles:
+                    for layer in chain:
+                        units.append(_unit(state, layer, image, o0, o1, len(units), ctile))
     state.units = units
     state.steps = [st for u in units for st in u.steps]
     state.set_order([st.mac for st in state.steps if st.mac is not None])
 
 
-def _unit(state: CompileState, layer: Layer, image: int, o0: int, o1: int, index: int) -> Unit:
-    """The unit of ``layer``'s output rows ``o0 .. o1 - 1`` of ``image``."""
+def _unit(state: CompileState, layer: Layer, image: int, o0: int, o1: int, index: int,
+          ctile: tuple[int, int] | None = None) -> Unit:
+    """The unit of ``layer``'s output rows ``o0 .. o1 - 1`` of ``image`` (its channel words ``ctile``)."""
     from .lowering import lowering_for
     rows = [(t.name, *input_rows(layer, state.prog.tensors[(image, t.name)].phys[1], o0, o1)) for t in layer.inputs]
-    band = Band(o0, o1, rows[0][3])
+    band = Band(o0, o1, rows[0][3], ctile)
     ins = [(n, r0, r1) for n, r0, r1, _ in rows]
     base = lowering_for(layer).steps(state, layer, image, 1)
     if base[0].mac is not None:
         steps = [Step(layer, image, _band_pass(st.mac, layer, rows[0][1], rows[0][2], band), band) for st in base]
     else:
         steps = [Step(layer, image, band=band)]
-    w_in, w_out = _unit_words(state, layer, image, o0, o1)
+    w_in, w_out = _unit_words(state, layer, image, o0, o1, ctile)
     return Unit(layer, image, band, ins, steps, w_in, w_out, index)
 
 
@@ -273,24 +308,31 @@ def _layer_pages(state: CompileState, layer: Layer) -> int:
     return sum(gp.plan.total_pages for key, gp in state.plans.items() if key[0] == layer.name and gp.plan)
 
 
-def _chains(state: CompileState, image: int) -> list[tuple[list[Layer], list[tuple[int, int]]]]:
+def _chains(state: CompileState, image: int) -> list[tuple[list[Layer], list[tuple[int, int]], list]]:
     """The layers of one image in runs that go band by band together, with the run's bands: a row-for-row layer
     (element-wise, or a 1x1 convolution of stride 1 without padding, e.g. a BatchNormalization that could not be
     folded) that reads the output of the layer before it joins that layer's run, so that each of its bands reads
     the band just computed on chip (forwarded, :func:`_forwarded`) instead of storing it and loading it back
     (ResNet-8 on the default preset: every BatchNormalization and residual add waited for its first band).
     It joins only when its bands of the run's rows fit with that band, and streamed weights of the whole run
-    fit the pages (else every band would reload them)."""
+    fit the pages (else every band would reload them). A pool of which not even one row band fits runs alone,
+    channel tile by channel tile (:func:`channel_tiles`); the third entry lists the run's tiles (``[None]``: every
+    channel word at once)."""
     from .lowering import lowering_for
-    T, D, P = state.prog.tensors, state.cfg.fabric.act_depth, state.cfg.macro.pages
-    out: list[tuple[list[Layer], list[tuple[int, int]]]] = []
+    out: list[tuple[list[Layer], list[tuple[int, int]], list]] = []
     for layer in state.graph.layers:
         if not lowering_for(layer).steps(state, layer, image, 1):  # a view of another tensor: nothing to run
             continue
-        if out and _joins(state, layer, out[-1][0], out[-1][1], image):
+        if out and out[-1][2] == [None] and _joins(state, layer, out[-1][0], out[-1][1], image):
             out[-1][0].append(layer)
             continue
-        out.append(([layer], layer_bands(state, layer, image)))
+        try:
+            out.append(([layer], layer_bands(state, layer, image), [None]))
+        except CompileError:
+            tiles = channel_tiles(state, layer, image)
+            if tiles is None:
+                raise
+            out.append(([layer], [(0, state.prog.tensors[(image, layer.output.name)].phys[1])], tiles))
     return out
 
 
@@ -599,6 +641,8 @@ def _forwarded(state: CompileState, u: Unit, prev: Unit | None, name: str, r0: i
     """Input rows ``r0 .. r1 - 1`` of ``name`` are all in the previous unit's output band, still on chip, and
     the regions the unit then holds (that band, the unit's other inputs and its output) fit half the activation
     memory (so that keeping the band never leaves the unit's output without room)."""
+    if u.band.ctile is not None or (prev is not None and prev.band.ctile is not None):
+        return False  # a channel tile holds some words of every pixel, not the rows another unit reads
     if not (prev is not None and prev.image == u.image and r0 < r1
             and state.layouts.owner[name] == prev.layer.output.name and prev.band.o0 <= r0 and r1 <= prev.band.o1):
         return False
@@ -609,14 +653,14 @@ def _forwarded(state: CompileState, u: Unit, prev: Unit | None, name: str, r0: i
 def _load_words(state: CompileState, u: Unit, prev: Unit | None) -> int:
     """Words of the unit's input bands that come by DMA (the others are forwarded from ``prev``)."""
     T = state.prog.tensors
-    return sum((r1 - r0) * _row_words(T[(u.image, n)]) for n, r0, r1 in u.ins
+    return sum((r1 - r0) * _tile_row_words(T[(u.image, n)], u.band.ctile) for n, r0, r1 in u.ins
                if not _forwarded(state, u, prev, n, r0, r1))
 
 
 def _load_unit(state: CompileState, u: Unit, base: int | None, prev: Unit | None, prev_base: int | None) -> dict:
     """Queue the unit's input bands that are not on chip into ``base`` on; the staged places
     ``{(image, name): TensorPlace}`` (forwarded bands in ``prev``'s output region at ``prev_base``)."""
-    T = state.prog.tensors
+    T, ct = state.prog.tensors, u.band.ctile
     staged, at = {}, base
     for name, r0, r1 in u.ins:
         p = T[(u.image, name)]
@@ -627,13 +671,38 @@ def _load_unit(state: CompileState, u: Unit, base: int | None, prev: Unit | None
             where = 0
         elif _forwarded(state, u, prev, name, r0, r1):
             where = prev_base + (r0 - prev.band.o0) * rw
+        elif ct is not None:
+            _dma_tile(state, 0, p, r0, r1, ct, at, u, f"in {name} rows {r0}..{r1 - 1} words {ct[0]}..{ct[1] - 1}")
+            where = at
+            at += (r1 - r0) * _tile_row_words(p, ct)
         else:
             _dma(state, 0, p.base + r0 * rw, at, (r1 - r0) * rw, u.layer.name, u.image,
                  f"in {name} rows {r0}..{r1 - 1}")
             where = at
             at += (r1 - r0) * rw
-        staged[(u.image, name)] = replace(p, base=where, phys=(p.phys[0], r1 - r0, p.phys[2]))
+        staged[(u.image, name)] = _staged_place(p, where, r0, r1, ct, lanes(state.cfg))
     return staged
+
+
+def _staged_place(p: TensorPlace, base: int, r0: int, r1: int, ctile, L: int) -> TensorPlace:
+    """The on-chip place of rows ``r0 .. r1 - 1`` of ``p`` (of its channel words ``ctile``) at ``base``."""
+    if ctile is None:
+        return replace(p, base=base, phys=(p.phys[0], r1 - r0, p.phys[2]))
+    g = ctile[1] - ctile[0]
+    return replace(p, base=base, phys=(g * L, r1 - r0, p.phys[2]), cw=g)
+
+
+def _dma_tile(state: CompileState, store: int, p: TensorPlace, r0: int, r1: int, ctile, addr: int, u: Unit,
+              text: str) -> None:
+    """The words ``ctile`` of every pixel of rows ``r0 .. r1 - 1`` of ``p`` to or from ``addr`` on, packed
+    (``g`` words per pixel): 2-D ``DMA``s of one row per pixel, ``cw`` words apart in the external memory."""
+    g, w = ctile[1] - ctile[0], p.phys[2]
+    first, pixels = r0 * w, (r1 - r0) * w
+    for off in range(0, pixels, DMA_MAX_LEN):
+        n = min(DMA_MAX_LEN, pixels - off)
+        emit_instr(state, Opcode.DMA, u.layer.name, u.image, text, store=store, wmem=0,
+                   ext=p.base + (first + off) * p.cw + ctile[0], addr=addr + off * g, rows=n, len=g,
+                   ext_stride=p.cw, stride=g)
 
 
 def _next_load(state: CompileState, units: list[Unit], i: int) -> tuple[Unit | None, Unit | None]:
@@ -692,9 +761,13 @@ def emit_external(state: CompileState) -> None:
     T = prog.tensors
 
     def store(u: Unit, base: int) -> None:
-        place = T[(u.image, u.layer.output.name)]
-        _dma(state, 1, place.base + u.band.o0 * _row_words(place), base, u.out_words, u.layer.name, u.image,
-             f"out {u.layer.output.name} rows {u.band.o0}..{u.band.o1 - 1}")
+        place, ct = T[(u.image, u.layer.output.name)], u.band.ctile
+        text = f"out {u.layer.output.name} rows {u.band.o0}..{u.band.o1 - 1}"
+        if ct is None:
+            _dma(state, 1, place.base + u.band.o0 * _row_words(place), base, u.out_words, u.layer.name, u.image,
+                 text)
+        else:
+            _dma_tile(state, 1, place, u.band.o0, u.band.o1, ct, base, u, f"{text} words {ct[0]}..{ct[1] - 1}")
         staging.storing(base)
 
     def dsync(u: Unit, text: str) -> None:
@@ -722,6 +795,9 @@ def emit_external(state: CompileState) -> None:
         else:
             if prev:
                 store(prev, prev_base)
+                if not any(_forwarded(state, u, prev, *x) for x in u.ins):
+                    staging.unpin(prev_base)  # not read by this unit: its words are free once the store is done
+                    prev_base = None
             in_base = alloc(u, _load_words(state, u, prev))
             staged = _load_unit(state, u, in_base, prev, prev_base)
             if in_base is not None:
@@ -730,7 +806,7 @@ def emit_external(state: CompileState) -> None:
             later = next((v for v in units[i + 1:] if v.layer is not u.layer and v.steps[0].mac is not None), None)
             if later is not None:
                 state.wstream.prefetch(state, later.layer.name, u.image, keep=u.layer.name)
-        if prev is not None and not any(_forwarded(state, u, prev, *x) for x in u.ins):
+        if prev_base is not None and not any(_forwarded(state, u, prev, *x) for x in u.ins):
             staging.unpin(prev_base)  # not read by this unit: free once its store is done
             prev_base = None
         out_base = alloc(u, u.out_words, top=True)
@@ -740,9 +816,8 @@ def emit_external(state: CompileState) -> None:
             b = staging.alloc(words) if words else None
             if b is not None:
                 prefetched[nxt.index] = (b, _load_unit(state, nxt, b, before, out_base))
-        out_place = T[(u.image, u.layer.output.name)]
-        staged[(u.image, u.layer.output.name)] = replace(
-            out_place, base=out_base, phys=(out_place.phys[0], u.band.o1 - u.band.o0, out_place.phys[2]))
+        staged[(u.image, u.layer.output.name)] = _staged_place(T[(u.image, u.layer.output.name)], out_base,
+                                                               u.band.o0, u.band.o1, u.band.ctile, lanes(cfg))
         prog.tensors = staged
         first = len(prog.code)
         try:

@@ -75,11 +75,13 @@ class GroupPlan:
 class Band:
     """Output rows ``o0 .. o1 - 1`` of a layer run on a sub-image (external-memory mode,
     :mod:`cimforge.compiler.memory`): ``pt`` is the padding above the band's first input row (the layer's own
-    on the first band, else 0)."""
+    on the first band, else 0); ``ctile`` the channel words ``(w0, w1)`` of every pixel the band holds when a
+    pool runs channel tile by channel tile (None: every word)."""
 
     o0: int
     o1: int
     pt: int
+    ctile: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)

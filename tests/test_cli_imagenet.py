@@ -57,10 +57,27 @@ def test_compile_squeezenet_on_imagenet(squeezenet, tmp_path):
     assert len(ext) > 100_000  # SqueezeNet's weights live in the external memory
 
 
-def test_compile_refused_is_one_line_naming_the_layer(squeezenet, tmp_path):
+def test_compile_refused_is_one_line_naming_the_limit(squeezenet, tmp_path):
+    """On the default preset SqueezeNet's tensors fit the memories (row bands; its first max pool, whose one row
+    band does not fit, in channel tiles) but its program does not; with a 1024-word activation memory a layer's
+    row band does not either: each refusal one line naming the limit and the size that fits, exit 2, no
+    output directory."""
     p = _cli("compile", str(squeezenet), "--preset", "default", "--out", str(tmp_path / "prog"))
     assert p.returncode == 2
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1, p.stderr
+    assert "controller.program_depth = 8192: allowed controller.program_depth >= " in lines[0], lines[0]
+    from dataclasses import asdict
+    from cimforge.presets import get_preset
+    cfg = get_preset("default")  # the default preset, its activation memory a quarter
+    toml = "".join(f"[{block}]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in asdict(getattr(cfg, block)).items()
+                                            if not isinstance(v, (dict, list, type(None))))
+                   for block in ("macro", "fabric", "controller"))
+    (tmp_path / "small.toml").write_text(toml.replace(f"act_depth = {cfg.fabric.act_depth}\n", "act_depth = 1024\n"))
+    p = _cli("compile", str(squeezenet), "--config", str(tmp_path / "small.toml"), "--out", str(tmp_path / "prog"))
+    assert p.returncode == 2
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1, p.stderr
     assert lines[0].startswith("cimforge compile: error: layer '")
-    assert "fabric.act_depth = 4096: allowed fabric.act_depth >= " in lines[0]
+    assert "fabric.act_depth = 1024: allowed fabric.act_depth >= " in lines[0], lines[0]
+    assert not (tmp_path / "prog").exists()

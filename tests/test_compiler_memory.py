@@ -118,6 +118,52 @@ def test_a_layer_that_cannot_fit_names_the_smallest_buffer():
     _check(g, _fabric(get_preset("default"), act_depth=need), _inputs(g, rng))
 
 
+def _tall_pool_graph(kind: str, rng):
+    """A pool over 40 channels of 12 x 10 pixels (600 activation words) whose every output row reads all 12
+    input rows: a global average, an average with a 12 x 3 window whose divisor varies at the border columns
+    (padding not counted), a 12 x 2 max with stride 2."""
+    from cimforge.golden import ir
+    from cimforge.sim.random_layers import random_tensor
+    x = random_tensor("x", (40, 12, 10), rng)
+    if kind == "gap":
+        return ir.Graph("g", (x,), (ir.GlobalAvgPool(name="pool", inputs=(x,), output=random_tensor(
+            "y", (40, 1, 1), rng, x.dtype)),), ("y",))
+    if kind == "avg_border":
+        y = random_tensor("y", (40, 1, 10), rng, x.dtype)
+        layer = ir.AvgPool(name="pool", inputs=(x,), output=y, kernel=(12, 3), stride=(1, 1), padding=(0, 1, 0, 1),
+                           round_even=True)
+    else:
+        y = ir.TensorInfo("y", (40, 1, 5), x.dtype, x.scale, x.zero_point)
+        layer = ir.MaxPool(name="pool", inputs=(x,), output=y, kernel=(12, 2), stride=(1, 2))
+    return ir.Graph("g", (x,), (layer,), ("y",))
+
+
+@pytest.mark.parametrize("kind", ["gap", "avg_border", "max"])
+def test_pools_too_big_for_a_row_band_run_in_channel_tiles(kind):
+    """A pool of which not even one output row band fits the activation memory (its 12 input rows are 600
+    words, the memory 256) runs channel tile by channel tile: each tile's words of every pixel come in and go
+    out as 2-D ``DMA``s (one row per pixel, ``cw`` words apart in the external memory); the ISS equals the golden
+    model, no DMA hazard (the RTL: tests/test_user_models.py, ``banded``). Not even one word of every pixel in 64
+    words: the error names the layer and that size (one word per pixel: 120 + the output's)."""
+    rng = np.random.default_rng([SEED, 5])
+    print(f"seed [{SEED}, 5]")
+    g = _tall_pool_graph(kind, rng)
+    xs = _inputs(g, rng, 2)
+    xs["x"][0, :, 0, 0], xs["x"][1] = g.inputs[0].qmin, g.inputs[0].qmax  # the most negative, all largest
+    prog = _check(g, _fabric(get_preset("default"), act_depth=256), xs, batch=2)
+    from cimforge.gen.isa import decode_op
+    dmas = [decode_op(prog.cfg, w)[1] for w in prog.code if decode_op(prog.cfg, w)[0] == Opcode.DMA.value]
+    loads = [a for a in dmas if not a["store"] and a["rows"] > 1]
+    assert loads and all(a["len"] < 5 and a["ext_stride"] == 5 and a["rows"] == 120 for a in loads), loads
+    assert sum(a["len"] for a in loads) == 2 * 5  # every channel word of both images, once
+    out_words = g.layers[0].output.shape[1] * g.layers[0].output.shape[2]
+    need = 120 + out_words
+    with pytest.raises(CompileError, match=rf"layer 'pool': .*one channel word of every pixel.* needs {need} "
+                                           rf"activation words, fabric.act_depth = 64: allowed fabric.act_depth >= "
+                                           rf"{need}"):
+        compile_graph(g, _fabric(get_preset("default"), act_depth=64), memory="external")
+
+
 def _wide_graph(rng):
     """A 3x3 convolution over 40 channels of 30 pixels a row (1080 activation words, 480 a one-row band)."""
     from cimforge.golden import ir

@@ -171,12 +171,11 @@ def _se_block(n: _Net):
 
 def _banded(n: _Net):
     """Large enough for the default preset's external-memory mode (row bands through the 4096-word activation
-    memory): tables (Sigmoid, HardSwish, LeakyRelu), a squeeze-and-excitation gate (a per-channel product over
-    banded rows), a 4 + 5 concatenation, and in the uint8-weight form weights with zero points, all banded."""
+    memory): tables (Sigmoid, HardSwish, LeakyRelu), a squeeze-and-excitation gate (its global pool of the
+    whole 48x48 tensor in channel tiles, its per-channel product over banded rows), a 4 + 5 concatenation, and in the uint8-weight form weights with zero points, all banded."""
     x = n.op("Sigmoid", [n.conv("x", 3, 16, 3, pads=[1, 1, 1, 1])])
-    # the gate from a stride-4 branch (a global pool of the whole 48x48 tensor would not fit the memory)
-    g = n.op("Relu", [n.conv(x, 16, 16, 3, strides=[4, 4], pads=[1, 1, 1, 1])])
-    g = n.op("HardSigmoid", [n.conv(n.op("GlobalAveragePool", [g]), 16, 16, 1)], alpha=0.2, beta=0.5)
+    # the gate's global pool of the whole 48x48x16 tensor (4608 words) runs in two channel tiles
+    g = n.op("HardSigmoid", [n.conv(n.op("GlobalAveragePool", [x]), 16, 16, 1)], alpha=0.2, beta=0.5)
     x = n.op("Mul", [x, g])
     a = n.op("HardSwish", [n.conv(x, 16, 4, 3, pads=[1, 1, 1, 1])])
     b = n.op("Relu", [n.conv(x, 16, 5, 1)])
