@@ -45,7 +45,7 @@ from .planning import MacPlan, mac_plan, n_tiles
 from .tiling import CompileError, ConvGeom, k_tiles, tile_steps
 
 __all__ = ["Parallelism", "LayerCost", "layer_cost", "occupancy", "mac_pass_cycles", "valid_parallelisms",
-           "choose_parallelism", "plan_cycles", "weight_load_cycles", "pool_cycles", "ew_cycles", "lrn_cycles", "lut_cycles",
+           "choose_parallelism", "plan_cycles", "weight_load_cycles", "pool_cycles", "ew_cycles", "lrn_cycles", "lut_cycles", "lut_instr_cycles",
            "load_cycles",
            "program_timing", "mac_instr_cycles", "ideal_cycles", "INSTR_CYCLES", "Timeline"]
 
@@ -304,10 +304,18 @@ def lrn_cycles(npos: int, channels: int, size: int) -> int:
     return lrn_items(npos, channels, size) * LRN_TIMING.per_item + LRN_TIMING.extra
 
 
-def lut_cycles(cfg: CimConfig, words: int) -> int:
-    """``LUT`` engine cycles (EXEC to done inclusive): the table's parameter words, then one per activation word
+def lut_cycles(cfg: CimConfig, words: int, tables: int = 1) -> int:
+    """``LUT`` engine cycles (EXEC to done inclusive): each table's parameter words, then one per activation word
     (:func:`cimforge.gen.lut.lut_items`)."""
-    return lut_items(cfg, words) * LUT_TIMING.per_item + LUT_TIMING.extra
+    return lut_items(cfg, words, tables) * LUT_TIMING.per_item + LUT_TIMING.extra
+
+
+def lut_instr_cycles(cfg: CimConfig, args: dict) -> int:
+    """:func:`lut_cycles` of one ``LUT`` instruction's arguments (``per_channel``: a table and one word per pixel
+    for each channel)."""
+    if args.get("per_channel"):
+        return lut_cycles(cfg, args["npos"] * args["channels"], args["channels"])
+    return lut_cycles(cfg, args["npos"] * args["cw"])
 
 
 def ew_cycles(words: int) -> int:
@@ -434,7 +442,7 @@ def _lrn_retire(tl: Timeline, e: int, args: dict, pc: int) -> int:
 
 
 def _lut_retire(tl: Timeline, e: int, args: dict, pc: int) -> int:
-    return e + lut_cycles(tl.program.cfg, args["npos"] * args["cw"]) - 1
+    return e + lut_instr_cycles(tl.program.cfg, args) - 1
 
 
 def _gbfs_retire(tl: Timeline, e: int, args: dict, pc: int) -> int:

@@ -17,7 +17,7 @@ import numpy as np
 from ..bits import ceil_log2
 from ..config import CimConfig
 from ..gen.isa import (LANE_BITS, Opcode, PoolMode, decode_op, desc_layout, lanes, lrn_table_layout,
-                       lut_table_layout,
+                       lut_table_layout, lut_table_words,
                        pack_lanes, param_layout,
                        role_layout, unpack_lanes, unpack_word)
 from ..golden.lrn import LrnTable, lrn_integer, lrn_square_max
@@ -349,12 +349,32 @@ class FabricModel:
         """``LUT``: every lane of every input word through the table read from the parameter memory (entry ``b``
         in word ``b // n``, slot ``b % n``), lanes past ``channels`` in a pixel's last word written 0."""
         L, cw, n = self.L, a["cw"], lut_table_layout(self.cfg).length
+        if a["per_channel"]:
+            self._lut_per_channel(a)
+            return
         table = [(self.pmem[a["table_base"] + b // n] >> (8 * (b % n))) & 0xFF for b in range(256)]
         for p in range(a["npos"]):
             for w in range(cw):
                 word = self.amem[a["in_base"] + p * cw + w]
                 out = [table[(word >> (LANE_BITS * l)) & 0xFF] if w * L + l < a["channels"] else 0 for l in range(L)]
                 self.amem[a["out_base"] + p * cw + w] = sum(v << (LANE_BITS * l) for l, v in enumerate(out))
+
+    def _lut_per_channel(self, a: dict) -> None:
+        """``LUT`` with ``per_channel``: channel ``c``'s table at ``table_base + c * words``, looked up in lane
+        ``c % L`` of word ``c // L`` of every pixel (read from the input for a word's first channel, else from the
+        output), the word's other lanes written back as read."""
+        L, cw, n = self.L, a["cw"], lut_table_layout(self.cfg).length
+        words = lut_table_words(self.cfg)
+        for c in range(a["channels"]):
+            base = a["table_base"] + c * words
+            table = [(self.pmem[base + b // n] >> (8 * (b % n))) & 0xFF for b in range(256)]
+            w, lane = divmod(c, L)
+            src = a["in_base"] if lane == 0 else a["out_base"]
+            for p in range(a["npos"]):
+                word = self.amem[src + p * cw + w]
+                code = table[(word >> (LANE_BITS * lane)) & 0xFF]
+                mask = 0xFF << (LANE_BITS * lane)
+                self.amem[a["out_base"] + p * cw + w] = (word & ~mask) | (code << (LANE_BITS * lane))
 
     def _dma(self, a: dict) -> None:
         """``DMA``: the tile's words one by one, as the RTL moves them (the on-chip word in the low bits of a

@@ -388,7 +388,12 @@ def lut_layout(cfg: CimConfig) -> data.StructLayout:
     the output code of an input code whose byte is ``b``) is loaded into the engine, then each of the ``npos *
     cw`` words of the input (pixel ``p`` word ``w`` at ``in_base + p*cw + w``) is looked up lane by lane, one
     word per cycle, into the same place of the output; lanes past ``channels`` in a pixel's last word are
-    written 0 (docs/operators.md)."""
+    written 0 (docs/operators.md).
+
+    With ``per_channel`` each channel ``c`` has its own table, at ``table_base + c * lut_table_words``: channel by
+    channel, the engine loads ``c``'s table, then looks up lane ``c % lanes`` of word ``c // lanes`` of every
+    pixel, read from the input for a word's first channel and from the output for the others, and writes the
+    word back with its other lanes as read (so ``channels * (npos + lut_table_words)`` cycles)."""
     aw = addr_width(cfg)
     return [
         ("in_base", unsigned(aw), "address of the input tensor"),
@@ -397,6 +402,7 @@ def lut_layout(cfg: CimConfig) -> data.StructLayout:
         ("cw", unsigned(CW), "words per pixel (input and output)"),
         ("channels", unsigned(CH), "channels"),
         ("table_base", unsigned(index_bits(cfg.fabric.param_depth)), "first parameter word of the table"),
+        ("per_channel", unsigned(1), "one table per channel, channel by channel (else one table for all)"),
     ]
 
 

@@ -931,6 +931,10 @@ class Lut(Layer):
     ``DequantizeLinear`` and a ``QuantizeLinear``, com.microsoft ``QLinearSigmoid`` / ``QLinearLeakyRelu``):
     ``y = table[x & 0xFF]``, indexed by the input code's byte (its two's complement for int8).
 
+    A function whose constants vary by channel (``PRelu``'s slope of shape ``(C, 1, 1)``, a ``Sub`` or ``Div`` of
+    a per-channel constant) has one table per channel: ``table`` then holds ``C * 256`` codes, channel ``c``'s
+    table at ``c * 256`` (:attr:`per_channel`), and ``y[c] = table[c * 256 + (x[c] & 0xFF)]``.
+
     ``op`` names what the table computes (for reports). The importer builds the table from onnxruntime's own
     float32 evaluation of the operators at the 256 codes (:mod:`cimforge.golden.lut`), so the layer is exact
     by construction; the fabric's ``LUT`` engine looks it up one word per cycle (docs/operators.md).
@@ -946,12 +950,24 @@ class Lut(Layer):
         if self.input.shape != self.output.shape:
             self._fail("output shape", self.output.shape, f"the input's {self.input.shape}")
         t = tuple(int(v) for v in np.asarray(self.table).ravel())
-        if len(t) != 256:
-            self._fail("table", f"{len(t)} entries", "256 output codes, one per input byte")
+        c = self.input.shape[0]
+        if len(t) not in (256, 256 * c):
+            self._fail("table", f"{len(t)} entries", f"256 output codes, one per input byte (or {256 * c}, 256 "
+                                                     f"per channel)")
         out = self.output
         if min(t) < out.qmin or max(t) > out.qmax:
             self._fail("table", f"codes {min(t)}..{max(t)}", f"{out.dtype} codes {out.qmin}..{out.qmax}")
         object.__setattr__(self, "table", t)
+
+    @property
+    def per_channel(self) -> bool:
+        """One table per channel (of a channel count above 1)."""
+        return len(self.table) > 256
+
+    @property
+    def tables(self) -> np.ndarray:
+        """The tables as an ``(n, 256)`` array: one row, or one per channel."""
+        return np.asarray(self.table, dtype=np.int64).reshape(-1, 256)
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)

@@ -18,7 +18,7 @@ import numpy as np
 
 from .ir import TensorInfo
 
-__all__ = ["code_bytes", "evaluate", "dequantize", "quantize", "compose"]
+__all__ = ["code_bytes", "evaluate", "dequantize", "quantize", "compose", "lookup", "per_channel_const"]
 
 
 def code_bytes(info: TensorInfo) -> np.ndarray:
@@ -47,10 +47,24 @@ def _run(nodes, feeds: dict[str, np.ndarray], consts: dict[str, np.ndarray], out
     return np.asarray(ort_session(model).run([output], feeds)[0])
 
 
+def _feed_layout(values: np.ndarray, channels: int, rank: int) -> np.ndarray:
+    """``(channels, 256)`` values laid out as a tensor of the model's ``rank`` whose channel axis (1) is the
+    channel and whose last axis (the batch axis for rank 2) is the code, so that a per-channel constant broadcasts
+    as it does in the model."""
+    v = np.broadcast_to(values, (channels, 256))
+    return np.ascontiguousarray(v.T if rank == 2 else v.reshape((1, channels) + (1,) * (rank - 3) + (256,)))
+
+
 def evaluate(node, operands: list[np.ndarray], opset: int, domain_versions: dict[str, int] | None = None,
-             out_dtype=np.float32) -> np.ndarray:
+             out_dtype=np.float32, *, functions: set[int] | None = None,
+             channels: tuple[int, int] | None = None) -> np.ndarray:
     """``node`` (its op type, domain and attributes) over ``operands``, one per input (``None`` for an absent
-    optional input): 1-D arrays of 256 values are graph inputs, anything else a constant; the 256 results."""
+    optional input): the ``functions`` (default: the 1-D arrays of 256 values) are graph inputs, anything else a
+    constant; the 256 results.
+
+    With ``channels = (C, rank)`` (a per-channel constant, or an operand that is already one table per channel),
+    every function is evaluated as a ``(C, 256)`` array laid out in a tensor of the model's ``rank`` (channel on
+    axis 1), and the result is ``(C, 256)``: channel ``c``'s table at row ``c``."""
     from onnx import helper
 
     feeds, consts, names = {}, {}, []
@@ -60,14 +74,48 @@ def evaluate(node, operands: list[np.ndarray], opset: int, domain_versions: dict
             continue
         a = np.asarray(a)
         name = f"in{i}"
-        (feeds if a.shape == (256,) else consts)[name] = a
+        is_fn = a.shape == (256,) if functions is None else i in functions
+        if is_fn and channels is not None:
+            a = _feed_layout(a, *channels)
+        (feeds if is_fn else consts)[name] = a
         names.append(name)
     n = helper.make_node(node.op_type, names, ["out"], domain=node.domain)
     n.attribute.extend(node.attribute)
     out = _run([n], feeds, consts, "out", opset, domain_versions, out_dtype)
+    if channels is not None:
+        c, rank = channels
+        want = _feed_layout(np.zeros((c, 256)), c, rank).shape
+        if out.shape != want:
+            raise ValueError(f"the element-wise result has shape {out.shape}, not one value per channel and code")
+        return np.ascontiguousarray(out.T if rank == 2 else out.reshape(c, 256))
     if out.shape != (256,):
         raise ValueError(f"the element-wise result has shape {out.shape}, not one value per code")
     return out
+
+
+def per_channel_const(value: np.ndarray, shape: tuple[int, ...]) -> bool | None:
+    """Whether a constant that an element-wise operator broadcasts against a tensor of (per-sample) ``shape`` is
+    one value per channel: ``True`` for per-channel (channel axis 1 of the batched tensor, every other axis 1),
+    ``False`` for a single value, ``None`` when it varies along another axis (or would add axes)."""
+    v = np.asarray(value)
+    rank = len(shape) + 1
+    if v.ndim > rank:
+        return None
+    dims = (1,) * (rank - v.ndim) + v.shape
+    if dims[0] != 1 or any(d != 1 for d in dims[2:]) or dims[1] not in (1, shape[0]):
+        return None
+    return dims[1] > 1
+
+
+def lookup(tables: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """``tables[x & 0xFF]`` for a batch of ``codes`` (channel axis 1): one table ``(256,)`` or ``(1, 256)`` for
+    every channel, or ``(C, 256)``, one per channel."""
+    t = np.asarray(tables)
+    idx = np.asarray(codes).astype(np.int64) & 0xFF
+    if t.ndim == 1 or len(t) == 1:
+        return t.reshape(256)[idx]
+    row = np.arange(len(t)).reshape((1, -1) + (1,) * (idx.ndim - 2))
+    return t[row, idx]
 
 
 def dequantize(info: TensorInfo, codes: np.ndarray | None = None) -> np.ndarray:
@@ -81,7 +129,8 @@ def dequantize(info: TensorInfo, codes: np.ndarray | None = None) -> np.ndarray:
 
 
 def quantize(values: np.ndarray, info: TensorInfo) -> np.ndarray:
-    """onnxruntime's ``QuantizeLinear`` of 256 float32 ``values`` into ``info``'s codes (int64)."""
+    """onnxruntime's ``QuantizeLinear`` of float32 ``values`` (256, or ``(C, 256)``) into ``info``'s codes
+    (int64)."""
     from onnx import helper
 
     n = helper.make_node("QuantizeLinear", ["x", "s", "z"], ["y"])
@@ -92,5 +141,10 @@ def quantize(values: np.ndarray, info: TensorInfo) -> np.ndarray:
 
 
 def compose(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
-    """The table of ``outer`` after ``inner`` (both indexed by a code's byte): ``outer[inner[b] & 0xFF]``."""
-    return np.asarray(outer)[np.asarray(inner, np.int64) & 0xFF]
+    """The table of ``outer`` after ``inner`` (both indexed by a code's byte): ``outer[inner[b] & 0xFF]``; either
+    may be one table per channel (``(C, 256)``), and then so is the result."""
+    outer, inner = np.asarray(outer), np.asarray(inner, np.int64) & 0xFF
+    if outer.ndim == 1 and inner.ndim == 1:
+        return outer[inner]
+    c = max(len(outer) if outer.ndim == 2 else 1, len(inner) if inner.ndim == 2 else 1)
+    return np.take_along_axis(np.broadcast_to(outer, (c, 256)), np.broadcast_to(inner, (c, 256)), axis=1)

@@ -836,8 +836,12 @@ class _Importer:
             table = self.lut_of.get(v.info.name, (root, None))[1]
             operands[i] = np.asarray(_lut.code_bytes(root)[np.asarray(table) & 0xFF] if table is not None
                                      else _lut.code_bytes(root), v.info.np_dtype)
+        functions = {i for i, v in zip((0, 3), vs) if isinstance(v, _Codes)}
+        per_channel = any(np.ndim(operands[i]) == 2 for i in functions)  # an operand of per-channel tables
+        channels = (root.shape[0], len(root.shape) + 1) if per_channel else None
         try:
-            table = _lut.evaluate(node, operands, self.opset, {_MS: 1}, out.np_dtype).astype(np.int64)
+            table = _lut.evaluate(node, operands, self.opset, {_MS: 1}, out.np_dtype, functions=functions,
+                                  channels=channels).astype(np.int64)
         except Exception as e:  # noqa: BLE001
             self.fail(node, f"cannot be evaluated on the 256 codes of {root.name!r}: {str(e).splitlines()[0][:200]}")
         self.emit_qlinear_lut(node, root, out, table)
@@ -1457,7 +1461,7 @@ class _Importer:
         table's float value) and scalar constants: the same function of the 256 codes, evaluated by onnxruntime
         (:func:`cimforge.golden.lut.evaluate`); its ``QuantizeLinear`` makes it a :class:`~cimforge.golden.ir.Lut`
         layer (:meth:`emit_lut`)."""
-        root, operands = None, []
+        root, operands, functions, varying = None, [], set(), []
         for i in range(len(node.input)):
             if node.input[i] == "":
                 operands.append(None)
@@ -1472,8 +1476,7 @@ class _Importer:
                     operands.append(np.asarray(self.real_const(node, i, "constant") if isinstance(v, _ConstDequant)
                                                else v.value))
                     if node.op_type not in ("Clip",) and operands[-1].size > 1:
-                        self.fail(node, f"constant {node.input[i]!r} of shape {operands[-1].shape} varies by "
-                                        f"element: only scalar constants make an element-wise table")
+                        varying.append(i)  # one value per channel (checked against the data's shape below)
                     continue
                 self.fail(node, "the data input is a constant")
             x, vals = self.code_function(node, i)
@@ -1482,8 +1485,18 @@ class _Importer:
                                 f"element-wise function of one tensor's codes is supported")
             root = x
             operands.append(vals)
+            functions.add(i)
+        per_channel = any(np.ndim(operands[i]) == 2 for i in functions)
+        for i in varying:
+            kind = _lut.per_channel_const(operands[i], root.shape)
+            if kind is None:
+                self.fail(node, f"constant {node.input[i]!r} of shape {operands[i].shape} varies by element, not "
+                                f"by channel of {root.name!r} {root.shape}: an element-wise table takes scalar "
+                                f"or per-channel constants")
+            per_channel |= kind
+        channels = (root.shape[0], len(root.shape) + 1) if per_channel else None
         try:
-            vals = _lut.evaluate(node, operands, self.opset, {_MS: 1})
+            vals = _lut.evaluate(node, operands, self.opset, {_MS: 1}, functions=functions, channels=channels)
         except Exception as e:  # noqa: BLE001 - onnxruntime's message names what it refused
             self.fail(node, f"cannot be evaluated on the 256 codes of {root.name!r}: {str(e).splitlines()[0][:200]}")
         self.values[node.output[0]] = _Lut(root, vals.astype(np.float32), node.name or node.output[0], node.op_type)
@@ -1503,9 +1516,10 @@ class _Importer:
         :attr:`lut_of` as a function of the chain's first input."""
         codes = _lut.code_bytes(x).astype(np.int64)
         valid = (codes >= x.qmin) & (codes <= x.qmax)  # a narrowed (4-bit) input never holds the rest
-        table = np.where(valid, table, table[np.argmax(valid)])
+        table = np.asarray(table)
+        table = np.where(valid, table, table[..., np.argmax(valid)][..., None])
         self.emit(self.build(node, Lut, name=self.layer_name(node), inputs=(x,), output=out,
-                             table=tuple(int(t) for t in table), op=node.op_type))
+                             table=tuple(int(t) for t in table.ravel()), op=node.op_type))
         root, inner = self.lut_of.get(x.name, (x, np.arange(256)))
         self.lut_of[out.name] = (root, _lut.compose(table, inner))
 
@@ -1515,7 +1529,7 @@ class _Importer:
         (as :meth:`quantized_input` does for other float results; one rounding onnxruntime does not make)."""
         v = self.get(node, i)
         codes = _lut.code_bytes(v.src).astype(np.int64)
-        vals = v.vals[(codes >= v.src.qmin) & (codes <= v.src.qmax)]
+        vals = v.vals[..., (codes >= v.src.qmin) & (codes <= v.src.qmax)]
         if not np.isfinite(vals).all():
             self.fail(node, f"input {node.input[i]!r} (the float output of node {v.node!r}, {v.op}) is not finite "
                             f"for some codes and has no QuantizeLinear: its range cannot be quantized")
@@ -2075,9 +2089,9 @@ IMPORTS_TO: dict[str, tuple[tuple[str, ...], str]] = {
     "LRN": (("lrn",), "between DequantizeLinear and QuantizeLinear"),
     "QLinearSigmoid": (("lut",), "com.microsoft: a table of onnxruntime's own node over the 256 codes"),
     "QLinearLeakyRelu": (("lut",), "com.microsoft: a table of onnxruntime's own node over the 256 codes"),
-    **{op: (("lut", "float_chain"), "element-wise, between DequantizeLinear and QuantizeLinear (scalar parameters): a "
-                                    "table of onnxruntime's evaluation at the 256 codes; chains of them and "
-                                    "`x * f(x)` are one table")
+    **{op: (("lut", "float_chain"), "element-wise, between DequantizeLinear and QuantizeLinear (scalar "
+                                    "parameters, or per-channel: a table per channel): a table of onnxruntime's "
+                                    "evaluation at the 256 codes; chains of them and `x * f(x)` are one table")
        for op in ("Sigmoid", "Tanh", "LeakyRelu", "HardSigmoid", "HardSwish", "Elu", "Selu", "Celu", "Softplus",
                   "Softsign", "ThresholdedRelu", "Mish", "Gelu", "Erf", "Exp", "Log", "Sqrt", "Reciprocal", "Abs",
                   "Neg", "Sin", "Cos", "Floor", "Ceil", "Round", "Sign", "PRelu", "Sub", "Div", "Pow", "Max",

@@ -17,6 +17,7 @@ import numpy as np
 from .ir import (LRN, Lut, Add, AvgPool, Clamp, Concat, Conv2d, ConvInteger, Dense, FloatChain, GlobalAvgPool, IRError,
                  Layer,
                  MatMulInteger, MaxPool, Mul, Requant, Reshape, Softmax, TensorInfo)
+from . import lut as _lut
 from .lrn import lrn_integer
 from .requant import NumericsError, multiply_by_quantized_multiplier, requantize
 
@@ -366,8 +367,7 @@ def lut(layer: Lut, x, rounding: str | None = None) -> np.ndarray:
     """An element-wise table (:class:`~cimforge.golden.ir.Lut`): ``table[x & 0xFF]``. ``rounding`` is accepted
     for the common signature (the table is already quantized)."""
     x = _check_input(layer, x, layer.input)
-    table = np.asarray(layer.table, dtype=np.int64)
-    return table[x.astype(np.int64) & 0xFF].astype(layer.output.np_dtype)
+    return _lut.lookup(layer.tables, x).astype(layer.output.np_dtype)
 
 
 def lrn(layer: LRN, x, rounding: str | None = None) -> np.ndarray:
@@ -409,7 +409,7 @@ def float_chain(layer: FloatChain, *xs, rounding: str | None = None) -> np.ndarr
             t = layer.inputs[e[1]]
             return (xs[e[1]].astype(np.int32) - t.zero_point).astype(f32) * f32(t.scale)
         if op == "table":
-            return np.asarray(e[2], f32)[xs[e[1]].astype(np.int64) & 0xFF]
+            return _lut.lookup(np.asarray(e[2], f32), xs[e[1]])
         if op == "sum":
             acc = ev(e[1][0])
             for child in e[1][1:]:

@@ -3,7 +3,8 @@ operator: random tables with the code extremes forced in, inputs holding every o
 negative and the largest included), int8 and uint8, channels not a multiple of the lanes and 4100 channels (513
 words per pixel), on the ``tiny`` (2 lanes, 11 table words) and ``default`` (8 lanes, 3 table words) presets;
 every instruction's cycles equal the timing data (the table's words, one per activation word, plus ``extra``).
-Seeds fixed and printed.
+Per-channel tables (``per_channel``: one table per channel, channel by channel) on both presets, one pixel
+included (a word rewritten by the next channel right after the table load). Seeds fixed and printed.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from cimforge.compiler.cost import lut_cycles
+from cimforge.compiler.cost import lut_cycles, lut_instr_cycles
 from cimforge.compiler.lowering.lut import lut_args, table_words
 from cimforge.gen.isa import Opcode, encode, lanes, lut_table_words, pack_lanes
 from cimforge.gen.lut import LUT_TIMING, LutEngine, lut_items
@@ -24,19 +25,22 @@ from cimforge.presets import get_preset
 from engine_bench import TableBench, iss_model, run_instructions
 
 
-#: (preset, input dtype, output dtype, channels, h, w)
+#: (preset, input dtype, output dtype, channels, h, w, one table per channel)
 CASES = [
-    ("tiny", "int8", "int8", 13, 4, 5),
-    ("tiny", "uint8", "int8", 3, 10, 9),
-    ("default", "int8", "uint8", 20, 4, 4),
-    ("default", "uint8", "uint8", 16, 4, 4),
-    ("default", "int8", "int8", 4100, 1, 1),  # 513 words per pixel
+    ("tiny", "int8", "int8", 13, 4, 5, False),
+    ("tiny", "uint8", "int8", 3, 10, 9, False),
+    ("default", "int8", "uint8", 20, 4, 4, False),
+    ("default", "uint8", "uint8", 16, 4, 4, False),
+    ("default", "int8", "int8", 4100, 1, 1, False),  # 513 words per pixel
+    ("tiny", "int8", "int8", 5, 3, 2, True),
+    ("default", "uint8", "int8", 11, 2, 3, True),
+    ("default", "int8", "int8", 9, 1, 1, True),  # one pixel: each channel rewrites the word its last one wrote
 ]
 
 
-@pytest.mark.parametrize("case", CASES, ids=[f"{c[0]}-{c[1]}-{c[2]}-C{c[3]}" for c in CASES])
+@pytest.mark.parametrize("case", CASES, ids=[f"{c[0]}-{c[1]}-{c[2]}-C{c[3]}{'-pc' if c[6] else ''}" for c in CASES])
 def test_lut_engine_equals_iss_and_golden(case):
-    preset, dt_in, dt_out, c, h, w = case
+    preset, dt_in, dt_out, c, h, w, per_channel = case
     cfg = get_preset(preset)
     L = lanes(cfg)
     seed = 4600 + CASES.index(case)
@@ -44,8 +48,9 @@ def test_lut_engine_equals_iss_and_golden(case):
     print(f"{case}: seed {seed}")
     x = ir.TensorInfo("x", (c, h, w), dt_in, 0.05, 3 if dt_in == "int8" else 128)
     y = ir.TensorInfo("y", (c, h, w), dt_out, 0.02, -5 if dt_out == "int8" else 7)
-    table = rng.integers(y.qmin, y.qmax + 1, 256)
-    table[:2], table[-2:] = y.qmin, y.qmax  # the output extremes
+    table = rng.integers(y.qmin, y.qmax + 1, (c if per_channel else 1, 256))
+    table[:, :2], table[:, -2:] = y.qmin, y.qmax  # the output extremes
+    table = table.ravel()
     layer = ir.Lut(name="lut", inputs=(x,), output=y, table=tuple(table), op="random")
     q = rng.integers(x.qmin, x.qmax + 1, (1, c, h, w))
     flat = q.reshape(-1)
@@ -61,8 +66,9 @@ def test_lut_engine_equals_iss_and_golden(case):
     place = SimpleNamespace
     args = lut_args(layer, place(base=0, phys=(c, h, w), cw=cw), place(base=out_base, phys=(c, h, w), cw=cw), 0)
     prog = SimpleNamespace(cfg=cfg, code=[encode(cfg, Opcode.LUT, **args), encode(cfg, Opcode.END)],
-                           wmem=[], pmem=table_words(cfg, layer.table), dmem=[])
-    assert len(prog.pmem) == lut_table_words(cfg)
+                           wmem=[], pmem=[v for t in layer.tables for v in table_words(cfg, t)], dmem=[])
+    assert len(prog.pmem) == lut_table_words(cfg) * len(layer.tables)
+    assert layer.per_channel == per_channel == bool(args["per_channel"])
     bench = TableBench(cfg, [LutEngine.name], prog, words)
     got, cycles = run_instructions(bench, list(prog.code))
     want = iss_model(prog, words).amem
@@ -77,5 +83,10 @@ def test_lut_engine_equals_iss_and_golden(case):
         assert (codes == golden[0, :, p // w, p % w]).all(), f"pixel {p}"
         assert all(v == 0 for v in lanes_[c:]), "lanes past the channels are written 0"
     ((pc, n),) = cycles
-    assert n == lut_cycles(cfg, h * w * cw) == lut_items(cfg, h * w * cw) + LUT_TIMING.extra
-    print(f"{n} cycles: {h * w * cw} words, table {len(prog.pmem)} words")
+    if per_channel:
+        assert n == lut_instr_cycles(cfg, args) == lut_cycles(cfg, h * w * c, c) == \
+            c * (lut_table_words(cfg) + h * w) + LUT_TIMING.extra
+    else:
+        assert n == lut_instr_cycles(cfg, args) == lut_cycles(cfg, h * w * cw) == \
+            lut_items(cfg, h * w * cw) + LUT_TIMING.extra
+    print(f"{n} cycles: {h * w * cw} words, tables {len(prog.pmem)} words")

@@ -2,8 +2,9 @@
 between a DequantizeLinear and a QuantizeLinear, and com.microsoft QLinearSigmoid / QLinearLeakyRelu, import as a
 ``lut`` layer whose 256 codes equal onnxruntime's on every input code (the table is onnxruntime's own evaluation),
 and stay within 1 LSB of the operator's float64 definition (an independent check that the table is the operator's);
-``x * Sigmoid(x)`` and chains of tables are one table of x (the intermediate ones dropped); what cannot be a table
-is refused by node name.
+``x * Sigmoid(x)`` and chains of tables are one table of x (the intermediate ones dropped); constants that vary by
+channel (PRelu's slope, a per-channel Sub or Div, then scalar operators after them) make one table per channel;
+what cannot be a table is refused by node name.
 Random scales and zero points with a fixed, printed seed; int8 and uint8; every code is an input.
 """
 
@@ -148,9 +149,10 @@ def test_what_is_no_function_of_one_code_is_refused_by_node():
     nodes = [helper.make_node("DequantizeLinear", ["x", "x_scale", "x_zp"], ["xf"]),
              helper.make_node("Sub", ["xf", "c"], ["yf"], name="per_element_sub"),
              helper.make_node("QuantizeLinear", ["yf", "y_scale", "y_zp"], ["y"])]
-    m = make_model(nodes, {"x": (dt, (4,))}, {"y": dt},
-                   {**qparams("x", 0.1, 0, dt), **qparams("y", 0.1, 0, dt), "c": np.arange(4, dtype=np.float32)})
-    with pytest.raises(OnnxImportError, match=r"per_element_sub.*Sub.*varies by element"):
+    m = make_model(nodes, {"x": (dt, (2, 3, 4))}, {"y": dt},
+                   {**qparams("x", 0.1, 0, dt), **qparams("y", 0.1, 0, dt),
+                    "c": np.arange(12, dtype=np.float32).reshape(3, 4)})
+    with pytest.raises(OnnxImportError, match=r"per_element_sub.*Sub.*varies by element, not by channel"):
         load_onnx(m.SerializeToString())
     nodes = [helper.make_node("DequantizeLinear", ["x", "x_scale", "x_zp"], ["xf"]),
              helper.make_node("DequantizeLinear", ["z", "x_scale", "x_zp"], ["zf"]),
@@ -160,3 +162,49 @@ def test_what_is_no_function_of_one_code_is_refused_by_node():
                    {**qparams("x", 0.1, 0, dt), **qparams("y", 0.1, 0, dt)})
     with pytest.raises(OnnxImportError, match=r"two_tensor_div.*functions of different tensors"):
         load_onnx(m.SerializeToString())
+
+
+def _per_channel_model(dt: str, rng, shape: tuple[int, ...]):
+    """``PRelu(x, slope)`` with one slope per channel (negative, zero, above one included), then ``Sub`` of a
+    per-channel constant and a scalar ``Mul`` and ``Tanh``: one table per channel of x."""
+    c = shape[0]
+    const_shape = (c,) + (1,) * (len(shape) - 1)
+    slope = rng.uniform(-0.5, 1.5, c).astype(np.float32)
+    slope[:3] = (-1.0, 0.0, 1.25)
+    shift = rng.uniform(-1, 1, c).astype(np.float32)
+    lo, hi = QRANGE[dt]
+    q = {**qparams("x", float(np.float32(rng.uniform(0.02, 0.05))), int(rng.integers(lo + 100, hi - 99)), dt),
+         **qparams("p", float(np.float32(rng.uniform(0.02, 0.05))), int(rng.integers(lo + 100, hi - 99)), dt),
+         **qparams("y", float(np.float32(1 / 127)), 0 if dt == "int8" else 128, dt),
+         "slope": slope.reshape(const_shape), "shift": shift.reshape(const_shape), "half": np.float32(0.5)}
+    nodes = [helper.make_node("DequantizeLinear", ["x", "x_scale", "x_zp"], ["xf"]),
+             helper.make_node("PRelu", ["xf", "slope"], ["pf"], name="prelu"),
+             helper.make_node("QuantizeLinear", ["pf", "p_scale", "p_zp"], ["p"]),
+             helper.make_node("DequantizeLinear", ["p", "p_scale", "p_zp"], ["pd"]),
+             helper.make_node("Sub", ["pd", "shift"], ["sf"], name="shift"),
+             helper.make_node("Mul", ["sf", "half"], ["mf"]),
+             helper.make_node("Tanh", ["mf"], ["tf"]),
+             helper.make_node("QuantizeLinear", ["tf", "y_scale", "y_zp"], ["y"])]
+    return make_model(nodes, {"x": (dt, shape)}, {"y": dt}, q)
+
+
+@pytest.mark.parametrize("shape", [(11, 3, 4), (19,)], ids=["chw", "vector"])
+@pytest.mark.parametrize("dt", ["int8", "uint8"])
+def test_per_channel_constants_make_a_table_per_channel(dt, shape):
+    seed = SEED + 300 + len(shape) + (dt == "uint8")
+    rng = np.random.default_rng(seed)
+    print(f"seed {seed}")
+    model = _per_channel_model(dt, rng, shape)
+    g = load_onnx(model.SerializeToString())
+    (layer,) = g.layers  # the PRelu's table and the chain after it compose into one table per channel of x
+    assert layer.kind == "lut" and layer.per_channel and layer.tables.shape == (shape[0], 256)
+    lo, hi = QRANGE[dt]
+    # every code in every channel, the extremes included
+    n = 256
+    x = np.empty((n,) + shape, dtype=dt)
+    codes = np.arange(lo, hi + 1)
+    for c in range(shape[0]):
+        x[:, c] = np.roll(codes, 7 * c).reshape((n,) + (1,) * (len(shape) - 1))
+    got = run_graph(g, {g.inputs[0].name: x})
+    want = run_ort(model, {"x": x})[0]
+    np.testing.assert_array_equal(got[g.outputs[0]], want)

@@ -5,7 +5,7 @@ run through what a user runs (``cimforge golden``, ``cimforge compile``, the ISS
 The patterns are the ones the model sets (golden/model_sets.py) do not exercise: dilation, stride 2,
 asymmetric pads, no bias, 1xN / Nx1 kernels, groups neither 1 nor depthwise, ``Gemm`` with ``transB=0`` and
 ``alpha`` / ``beta``, ``Squeeze`` / ``Unsqueeze``, padded pools, ``GlobalMaxPool``, ``Pad`` (of the graph input and mid network),
-element-wise tables, squeeze-and-excitation products, a free batch dimension, a non-square input, and
+element-wise tables (one per channel for PRelu's learned slopes), squeeze-and-excitation products, a free batch dimension, a non-square input, and
 onnxruntime's uint8 x int8 form (whose kernels saturate on CPUs without AVX-VNNI, docs/golden.md). Bad inputs
 must end in one line naming the node or option, exit code 2, and no partial ``--out`` directory.
 """
@@ -185,8 +185,25 @@ def _banded(n: _Net):
                    opset=14), (3, 48, 48)
 
 
+def _prelu(n: _Net):
+    """PRelu with one learned slope per channel (face-recognition and super-resolution networks): slopes of shape
+    (C, 1, 1) and (1, C, 1, 1) on planes, negative and above one among them, and (C,) on a vector between two
+    Gemms; one table per channel (``LUT`` ``per_channel``)."""
+    def slope(c, shape):
+        v = n.rng.uniform(-0.3, 1.2, c).astype(np.float32)
+        v[0] = -0.5
+        return n.c(v.reshape(shape))
+
+    x = n.op("PRelu", [n.conv("x", 3, 12, 3, pads=[1, 1, 1, 1]), slope(12, (12, 1, 1))])
+    x = n.op("PRelu", [n.conv(x, 12, 16, 3, strides=[2, 2], pads=[1, 1, 1, 1]), slope(16, (1, 16, 1, 1))])
+    x = n.op("Flatten", [n.op("GlobalAveragePool", [x])])
+    x = n.op("PRelu", [n.gemm(x, 16, 10), slope(10, (10,))])
+    return n.model((3, 8, 8), [n.gemm(x, 10, 4)]), (3, 8, 8)
+
+
 MODELS = {"squeeze_gemm": _squeeze_gemm, "pools": _pools, "pads": _pads, "activations": _activations,
-          "concat_odd": _concat_odd, "avg_ceil": _avg_ceil, "se_block": _se_block, "banded": _banded}
+          "concat_odd": _concat_odd, "avg_ceil": _avg_ceil, "se_block": _se_block, "banded": _banded,
+          "prelu": _prelu}
 
 
 def _quantize(proto, shape, dst: Path, fmt: str, per_channel: bool, act: str, wt: str, dtype=np.float32) -> Path:
@@ -486,6 +503,7 @@ def test_bad_files_options_and_inputs(models, tmp_path, capsys):
                                       ("pools", "qdq_pt_u8u8"), ("concat_odd", "qop_pt_u8s8"),
                                       ("avg_ceil", "qdq_pc_s8s8"), ("avg_ceil", "qop_pt_u8s8"),
                                       ("se_block", "qdq_pc_s8s8"), ("se_block", "qop_pt_u8s8"),
+                                      ("prelu", "qdq_pc_s8s8"), ("prelu", "qop_pt_u8s8"),
                                       ("banded", "qdq_pt_u8u8")])
 def test_rtl_bit_exact(models, name, var, tmp_path, capsys):
     """``cimforge sim --random 2 --seed 0`` on the default fabric in Verilator: every tensor bit-exact and every

@@ -1,5 +1,6 @@
 """Element-wise tables (:class:`cimforge.golden.ir.Lut`: Sigmoid, Tanh, HardSwish, LeakyRelu, ...): the layer's
-256 output codes in the parameter memory (:func:`table_words`), one ``LUT`` instruction per image (per row band
+256 output codes (one table per channel when its constants vary by channel) in the parameter memory
+(:func:`table_words`), one ``LUT`` instruction per image (per row band
 in external-memory mode: the operator is element-wise, so a band is the same rows of input and output).
 gen/lut.py describes the engine."""
 
@@ -32,7 +33,8 @@ def table_words(cfg: CimConfig, table, owner: str = "lut") -> list[int]:
 def place(state: CompileState, layer: Lut) -> None:
     """The table into the parameter memory."""
     state.param_base[(layer.name, "lut")] = len(state.prog.pmem)
-    state.prog.pmem.extend(table_words(state.cfg, layer.table, layer.name))
+    for table in layer.tables:  # per channel: channel c's table at table_base + c * lut_table_words
+        state.prog.pmem.extend(table_words(state.cfg, table, layer.name))
 
 
 def lut_args(layer: Lut, src, dst, table_base: int) -> dict:
@@ -42,7 +44,7 @@ def lut_args(layer: Lut, src, dst, table_base: int) -> dict:
     c = phys[0]
     npos = 1 if len(phys) == 1 else phys[1] * phys[2]
     return {"in_base": src.base, "out_base": dst.base, "npos": npos, "cw": src.cw, "channels": c,
-            "table_base": table_base}
+            "table_base": table_base, "per_channel": int(layer.per_channel)}
 
 
 def emit(state: CompileState, step: Step) -> None:
@@ -54,12 +56,17 @@ def emit(state: CompileState, step: Step) -> None:
 
 
 def cost(layer: Layer, cfg: CimConfig, par, source_shape, images: int) -> LayerCost:
-    """The table's words, then one word per cycle, per image."""
+    """The table's words, then one word per cycle, per image (per channel: each channel's table and one word of
+    every pixel)."""
     L = lanes(cfg)
     shape = layer.input.shape
     npos = 1 if len(shape) == 1 else shape[1] * shape[2]
     words = npos * -(-shape[0] // L)
-    cyc = lut_cycles(cfg, words) + CONTROLLER_TIMING.prefetched
+    if layer.per_channel:
+        words = npos * shape[0]
+        cyc = lut_cycles(cfg, words, shape[0]) + CONTROLLER_TIMING.prefetched
+    else:
+        cyc = lut_cycles(cfg, words) + CONTROLLER_TIMING.prefetched
     one = LayerCost(cycles=cyc, compute_cycles=cyc, act_traffic_bits=2 * words * INT8_BITS * L)
     return per_image_cost(one, images)
 

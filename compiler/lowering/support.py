@@ -67,8 +67,13 @@ dropped. The `LUT` engine (gen/lut.py) copies the table from the parameter memor
 the default preset) and then looks up one activation word per cycle, all lanes at once. A table's float value
 read by an operator that does not commute with quantisation (an average pool, an add of another tensor) is
 quantized into an int8 copy first in numerics "fabric" (one extra rounding, as for the float chains below);
-in numerics "onnx" it is a `("table", ...)` leaf of the `float_chain`, exact. A constant that varies by element
-(a per-channel PRelu slope) is refused by node name; a product of two different tensors is a `mul` (below).
+in numerics "onnx" it is a `("table", ...)` leaf of the `float_chain`, exact. A constant that varies by channel
+(PRelu's learned slope of shape `(C, 1, 1)`, `(1, C, 1, 1)` or `(C,)`, a `Sub` or `Div` of a per-channel constant)
+makes one table per channel, evaluated by onnxruntime the same way with the codes laid out along the last axis;
+the `LUT` engine's `per_channel` mode then loads channel by channel the channel's table and rewrites that
+channel's lane of every pixel (a read-modify-write of its word), so it costs `lanes` times the cycles of one
+table (`C (H W + table words)`), on a layer that is a small part of a network's work. A constant that varies
+along another axis is refused by node name; a product of two different tensors is a `mul` (below).
 
 **Products of two tensors** (`mul`: QDQ `Mul`, com.microsoft `QLinearMul`; squeeze-and-excitation's `x *
 Sigmoid(conv(GAP(x)))`, a gate of one value per channel `(C, 1, 1)` broadcast over the `(C, H, W)` plane, or

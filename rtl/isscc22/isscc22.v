@@ -4080,12 +4080,13 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire \args$291.x_signed ;
   wire [9:0] \args$291.zp_in ;
   wire [9:0] \args$291.zp_out ;
-  wire [68:0] \args$297 ;
+  wire [69:0] \args$297 ;
   wire [12:0] \args$297.channels ;
   wire [9:0] \args$297.cw ;
   wire [11:0] \args$297.in_base ;
   wire [15:0] \args$297.npos ;
   wire [11:0] \args$297.out_base ;
+  wire \args$297.per_channel ;
   wire [5:0] \args$297.table_base ;
   wire [2:0] \args.ab_m1 ;
   wire [9:0] \args.act_max ;
@@ -4418,12 +4419,13 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire engines__lrn__busy;
   wire engines__lrn__done;
   wire engines__lrn__start;
-  wire [68:0] engines__lut__args;
+  wire [69:0] engines__lut__args;
   wire [12:0] \engines__lut__args.channels ;
   wire [9:0] \engines__lut__args.cw ;
   wire [11:0] \engines__lut__args.in_base ;
   wire [15:0] \engines__lut__args.npos ;
   wire [11:0] \engines__lut__args.out_base ;
+  wire \engines__lut__args.per_channel ;
   wire [5:0] \engines__lut__args.table_base ;
   wire engines__lut__busy;
   wire engines__lut__done;
@@ -4699,12 +4701,13 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire \imem_rd__data.args.lrn.x_signed ;
   wire [9:0] \imem_rd__data.args.lrn.zp_in ;
   wire [9:0] \imem_rd__data.args.lrn.zp_out ;
-  wire [68:0] \imem_rd__data.args.lut ;
+  wire [69:0] \imem_rd__data.args.lut ;
   wire [12:0] \imem_rd__data.args.lut.channels ;
   wire [9:0] \imem_rd__data.args.lut.cw ;
   wire [11:0] \imem_rd__data.args.lut.in_base ;
   wire [15:0] \imem_rd__data.args.lut.npos ;
   wire [11:0] \imem_rd__data.args.lut.out_base ;
+  wire \imem_rd__data.args.lut.per_channel ;
   wire [5:0] \imem_rd__data.args.lut.table_base ;
   wire [442:0] \imem_rd__data.args.mac ;
   wire [2:0] \imem_rd__data.args.mac.ab_m1 ;
@@ -6468,21 +6471,21 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .act_rd__data(src_rd__data),
     .act_w__addr(act_w__addr),
     .act_w__en(\act_w__en$428 ),
-    .args(args[68:0]),
+    .args(args[69:0]),
     .busy(\busy$65 ),
     .done(engines__lut__done),
     .lut_gated_clk(lut_gated_clk),
     .lut_gated_rst(rst),
     .param_rd__addr(\param_rd__addr$205 ),
     .param_rd__data(\param_rd__data$209 ),
-    .\port$3833$0 (\$102 ),
-    .\port$4092$0 (\$103 ),
-    .\port$4351$0 (\$104 ),
-    .\port$4610$0 (\$105 ),
-    .\port$4869$0 (\$106 ),
-    .\port$5128$0 (\$107 ),
-    .\port$5387$0 (\$108 ),
-    .\port$5646$0 (\$109 ),
+    .\port$3838$0 (\$102 ),
+    .\port$4098$0 (\$103 ),
+    .\port$4358$0 (\$104 ),
+    .\port$4618$0 (\$105 ),
+    .\port$4878$0 (\$106 ),
+    .\port$5138$0 (\$107 ),
+    .\port$5398$0 (\$108 ),
+    .\port$5658$0 (\$109 ),
     .start(\start$93 )
   );
   isscc22_cim_icg lut_icg (
@@ -6846,8 +6849,8 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign engines__lrn__busy = \busy$178 ;
   assign \done$295  = engines__lrn__done;
   assign engines__lut__start = \start$93 ;
-  assign \args$297  = args[68:0];
-  assign engines__lut__args = args[68:0];
+  assign \args$297  = args[69:0];
+  assign engines__lut__args = args[69:0];
   assign engines__lut__busy = \busy$65 ;
   assign \done$301  = engines__lut__done;
   assign cmd__payload = args[36:0];
@@ -8117,13 +8120,14 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \imem_rd__data.args.lrn.table_base  = \port__data$239 [117:112];
   assign \imem_rd__data.args.lrn.shift  = \port__data$239 [122:118];
   assign \imem_rd__data.args.lrn.frac  = \port__data$239 [128:123];
-  assign \imem_rd__data.args.lut  = \port__data$239 [72:4];
+  assign \imem_rd__data.args.lut  = \port__data$239 [73:4];
   assign \imem_rd__data.args.lut.in_base  = \port__data$239 [15:4];
   assign \imem_rd__data.args.lut.out_base  = \port__data$239 [27:16];
   assign \imem_rd__data.args.lut.npos  = \port__data$239 [43:28];
   assign \imem_rd__data.args.lut.cw  = \port__data$239 [53:44];
   assign \imem_rd__data.args.lut.channels  = \port__data$239 [66:54];
   assign \imem_rd__data.args.lut.table_base  = \port__data$239 [72:67];
+  assign \imem_rd__data.args.lut.per_channel  = \port__data$239 [73];
   assign \trace_w__data.cycle  = \$signature__data [31:0];
   assign \trace_w__data.pc  = \$signature__data [47:32];
   assign \trace_w__data.op  = \$signature__data [51:48];
@@ -8398,12 +8402,14 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \args$297.cw  = args[49:40];
   assign \args$297.channels  = args[62:50];
   assign \args$297.table_base  = args[68:63];
+  assign \args$297.per_channel  = args[69];
   assign \engines__lut__args.in_base  = args[11:0];
   assign \engines__lut__args.out_base  = args[23:12];
   assign \engines__lut__args.npos  = args[39:24];
   assign \engines__lut__args.cw  = args[49:40];
   assign \engines__lut__args.channels  = args[62:50];
   assign \engines__lut__args.table_base  = args[68:63];
+  assign \engines__lut__args.per_channel  = args[69];
   assign \cmd__payload.src  = args[9:0];
   assign \cmd__payload.count  = args[25:10];
   assign \cmd__payload.mask  = args[27:26];
@@ -8630,12 +8636,13 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$112$1513 , \port$114$1513
   wire engines__lrn__done;
   output engines__lrn__start;
   reg engines__lrn__start;
-  wire [68:0] engines__lut__args;
+  wire [69:0] engines__lut__args;
   wire [12:0] \engines__lut__args.channels ;
   wire [9:0] \engines__lut__args.cw ;
   wire [11:0] \engines__lut__args.in_base ;
   wire [15:0] \engines__lut__args.npos ;
   wire [11:0] \engines__lut__args.out_base ;
+  wire \engines__lut__args.per_channel ;
   wire [5:0] \engines__lut__args.table_base ;
   input engines__lut__done;
   wire engines__lut__done;
@@ -8867,12 +8874,13 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$112$1513 , \port$114$1513
   wire \imem_rd__data.args.lrn.x_signed ;
   wire [9:0] \imem_rd__data.args.lrn.zp_in ;
   wire [9:0] \imem_rd__data.args.lrn.zp_out ;
-  wire [68:0] \imem_rd__data.args.lut ;
+  wire [69:0] \imem_rd__data.args.lut ;
   wire [12:0] \imem_rd__data.args.lut.channels ;
   wire [9:0] \imem_rd__data.args.lut.cw ;
   wire [11:0] \imem_rd__data.args.lut.in_base ;
   wire [15:0] \imem_rd__data.args.lut.npos ;
   wire [11:0] \imem_rd__data.args.lut.out_base ;
+  wire \imem_rd__data.args.lut.per_channel ;
   wire [5:0] \imem_rd__data.args.lut.table_base ;
   wire [442:0] \imem_rd__data.args.mac ;
   wire [2:0] \imem_rd__data.args.mac.ab_m1 ;
@@ -9050,12 +9058,13 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$112$1513 , \port$114$1513
   wire \ir.args.lrn.x_signed ;
   wire [9:0] \ir.args.lrn.zp_in ;
   wire [9:0] \ir.args.lrn.zp_out ;
-  wire [68:0] \ir.args.lut ;
+  wire [69:0] \ir.args.lut ;
   wire [12:0] \ir.args.lut.channels ;
   wire [9:0] \ir.args.lut.cw ;
   wire [11:0] \ir.args.lut.in_base ;
   wire [15:0] \ir.args.lut.npos ;
   wire [11:0] \ir.args.lut.out_base ;
+  wire \ir.args.lut.per_channel ;
   wire [5:0] \ir.args.lut.table_base ;
   wire [442:0] \ir.args.mac ;
   wire [2:0] \ir.args.mac.ab_m1 ;
@@ -10011,7 +10020,7 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$112$1513 , \port$114$1513
   assign engines__relax__args = ir[52:4];
   assign engines__spmv__args = ir[67:4];
   assign engines__lrn__args = ir[128:4];
-  assign engines__lut__args = ir[72:4];
+  assign engines__lut__args = ir[73:4];
   assign load__payload = ir[40:4];
   assign dma__payload = ir[101:4];
   assign host__start = start;
@@ -10233,13 +10242,14 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$112$1513 , \port$114$1513
   assign \ir.args.lrn.table_base  = ir[117:112];
   assign \ir.args.lrn.shift  = ir[122:118];
   assign \ir.args.lrn.frac  = ir[128:123];
-  assign \ir.args.lut  = ir[72:4];
+  assign \ir.args.lut  = ir[73:4];
   assign \ir.args.lut.in_base  = ir[15:4];
   assign \ir.args.lut.out_base  = ir[27:16];
   assign \ir.args.lut.npos  = ir[43:28];
   assign \ir.args.lut.cw  = ir[53:44];
   assign \ir.args.lut.channels  = ir[66:54];
   assign \ir.args.lut.table_base  = ir[72:67];
+  assign \ir.args.lut.per_channel  = ir[73];
   assign \engines__pool__args.mode  = ir[4];
   assign \engines__pool__args.x_signed  = ir[5];
   assign \engines__pool__args.in_base  = ir[17:6];
@@ -10325,6 +10335,7 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$112$1513 , \port$114$1513
   assign \engines__lut__args.cw  = ir[53:44];
   assign \engines__lut__args.channels  = ir[66:54];
   assign \engines__lut__args.table_base  = ir[72:67];
+  assign \engines__lut__args.per_channel  = ir[73];
   assign \load__payload.src  = ir[13:4];
   assign \load__payload.count  = ir[29:14];
   assign \load__payload.mask  = ir[31:30];
@@ -10527,13 +10538,14 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$112$1513 , \port$114$1513
   assign \imem_rd__data.args.lrn.table_base  = imem_rd__data[117:112];
   assign \imem_rd__data.args.lrn.shift  = imem_rd__data[122:118];
   assign \imem_rd__data.args.lrn.frac  = imem_rd__data[128:123];
-  assign \imem_rd__data.args.lut  = imem_rd__data[72:4];
+  assign \imem_rd__data.args.lut  = imem_rd__data[73:4];
   assign \imem_rd__data.args.lut.in_base  = imem_rd__data[15:4];
   assign \imem_rd__data.args.lut.out_base  = imem_rd__data[27:16];
   assign \imem_rd__data.args.lut.npos  = imem_rd__data[43:28];
   assign \imem_rd__data.args.lut.cw  = imem_rd__data[53:44];
   assign \imem_rd__data.args.lut.channels  = imem_rd__data[66:54];
   assign \imem_rd__data.args.lut.table_base  = imem_rd__data[72:67];
+  assign \imem_rd__data.args.lut.per_channel  = imem_rd__data[73];
   assign entry[51:48] = ir[3:0];
   assign entry[47:32] = pc;
   assign entry[31:0] = \$signal$34 ;
@@ -17525,33 +17537,33 @@ module \isscc22_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, par
 endmodule
 
 (* generator = "Amaranth" *)
-module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__addr, busy, act_rd__addr, \port$3833$0 , \port$4092$0 , \port$4351$0 , \port$4610$0 , \port$4869$0 , \port$5128$0 , \port$5387$0 , \port$5646$0 , done, act_w__en, act_w__addr, start, args, lut_gated_rst);
+module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__addr, busy, act_rd__addr, \port$3838$0 , \port$4098$0 , \port$4358$0 , \port$4618$0 , \port$4878$0 , \port$5138$0 , \port$5398$0 , \port$5658$0 , done, act_w__en, act_w__addr, start, args, lut_gated_rst);
   reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire [6:0] \$1 ;
   wire [7:0] \$10 ;
-  reg [7:0] \$100 ;
-  reg [7:0] \$101 ;
-  reg [7:0] \$102 ;
-  reg [7:0] \$103 ;
-  reg [7:0] \$104 ;
-  reg [7:0] \$105 ;
-  reg [7:0] \$106 ;
-  reg [7:0] \$107 ;
-  reg [7:0] \$108 ;
-  reg [7:0] \$109 ;
-  reg [7:0] \$11 ;
-  reg [7:0] \$110 ;
-  reg [7:0] \$111 ;
-  reg [7:0] \$112 ;
-  reg [7:0] \$113 ;
-  reg [7:0] \$114 ;
-  reg [7:0] \$115 ;
-  reg [7:0] \$116 ;
-  reg [7:0] \$117 ;
-  reg [7:0] \$118 ;
-  reg [7:0] \$119 ;
-  wire [7:0] \$12 ;
-  reg [7:0] \$120 ;
+  wire \$100 ;
+  wire \$101 ;
+  wire \$102 ;
+  wire \$103 ;
+  wire \$104 ;
+  wire \$105 ;
+  wire \$106 ;
+  wire \$107 ;
+  wire \$108 ;
+  wire \$109 ;
+  wire [7:0] \$11 ;
+  wire \$110 ;
+  wire \$111 ;
+  wire \$112 ;
+  wire \$113 ;
+  wire \$114 ;
+  wire \$115 ;
+  reg \$116 ;
+  reg [1:0] \$117 ;
+  reg [1:0] \$118 ;
+  reg \$119 ;
+  reg [7:0] \$12 ;
+  reg \$120 ;
   reg [7:0] \$121 ;
   reg [7:0] \$122 ;
   reg [7:0] \$123 ;
@@ -17561,7 +17573,7 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   reg [7:0] \$127 ;
   reg [7:0] \$128 ;
   reg [7:0] \$129 ;
-  reg [7:0] \$13 ;
+  wire [7:0] \$13 ;
   reg [7:0] \$130 ;
   reg [7:0] \$131 ;
   reg [7:0] \$132 ;
@@ -17605,7 +17617,7 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   reg [7:0] \$167 ;
   reg [7:0] \$168 ;
   reg [7:0] \$169 ;
-  reg [7:0] \$17 ;
+  wire [7:0] \$17 ;
   reg [7:0] \$170 ;
   reg [7:0] \$171 ;
   reg [7:0] \$172 ;
@@ -17616,7 +17628,7 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   reg [7:0] \$177 ;
   reg [7:0] \$178 ;
   reg [7:0] \$179 ;
-  wire [7:0] \$18 ;
+  reg [7:0] \$18 ;
   reg [7:0] \$180 ;
   reg [7:0] \$181 ;
   reg [7:0] \$182 ;
@@ -17627,7 +17639,7 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   reg [7:0] \$187 ;
   reg [7:0] \$188 ;
   reg [7:0] \$189 ;
-  reg [7:0] \$19 ;
+  wire [7:0] \$19 ;
   reg [7:0] \$190 ;
   reg [7:0] \$191 ;
   reg [7:0] \$192 ;
@@ -17638,7 +17650,7 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   reg [7:0] \$197 ;
   reg [7:0] \$198 ;
   reg [7:0] \$199 ;
-  wire [25:0] \$2 ;
+  wire \$2 ;
   wire [7:0] \$20 ;
   reg [7:0] \$200 ;
   reg [7:0] \$201 ;
@@ -17650,7 +17662,7 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   reg [7:0] \$207 ;
   reg [7:0] \$208 ;
   reg [7:0] \$209 ;
-  wire \$21 ;
+  reg [7:0] \$21 ;
   reg [7:0] \$210 ;
   reg [7:0] \$211 ;
   reg [7:0] \$212 ;
@@ -17661,7 +17673,7 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   reg [7:0] \$217 ;
   reg [7:0] \$218 ;
   reg [7:0] \$219 ;
-  wire \$22 ;
+  wire [7:0] \$22 ;
   reg [7:0] \$220 ;
   reg [7:0] \$221 ;
   reg [7:0] \$222 ;
@@ -17672,7 +17684,7 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   reg [7:0] \$227 ;
   reg [7:0] \$228 ;
   reg [7:0] \$229 ;
-  wire \$23 ;
+  wire [7:0] \$23 ;
   reg [7:0] \$230 ;
   reg [7:0] \$231 ;
   reg [7:0] \$232 ;
@@ -17683,7 +17695,7 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   reg [7:0] \$237 ;
   reg [7:0] \$238 ;
   reg [7:0] \$239 ;
-  wire \$24 ;
+  reg [7:0] \$24 ;
   reg [7:0] \$240 ;
   reg [7:0] \$241 ;
   reg [7:0] \$242 ;
@@ -17694,7 +17706,7 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   reg [7:0] \$247 ;
   reg [7:0] \$248 ;
   reg [7:0] \$249 ;
-  wire \$25 ;
+  wire [7:0] \$25 ;
   reg [7:0] \$250 ;
   reg [7:0] \$251 ;
   reg [7:0] \$252 ;
@@ -17705,7 +17717,7 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   reg [7:0] \$257 ;
   reg [7:0] \$258 ;
   reg [7:0] \$259 ;
-  wire \$26 ;
+  wire [7:0] \$26 ;
   reg [7:0] \$260 ;
   reg [7:0] \$261 ;
   reg [7:0] \$262 ;
@@ -17716,7 +17728,7 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   reg [7:0] \$267 ;
   reg [7:0] \$268 ;
   reg [7:0] \$269 ;
-  wire [2:0] \$27 ;
+  reg [7:0] \$27 ;
   reg [7:0] \$270 ;
   reg [7:0] \$271 ;
   reg [7:0] \$272 ;
@@ -17727,7 +17739,7 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   reg [7:0] \$277 ;
   reg [7:0] \$278 ;
   reg [7:0] \$279 ;
-  wire \$28 ;
+  wire [7:0] \$28 ;
   reg [7:0] \$280 ;
   reg [7:0] \$281 ;
   reg [7:0] \$282 ;
@@ -17738,7 +17750,7 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   reg [7:0] \$287 ;
   reg [7:0] \$288 ;
   reg [7:0] \$289 ;
-  wire \$29 ;
+  wire [7:0] \$29 ;
   reg [7:0] \$290 ;
   reg [7:0] \$291 ;
   reg [7:0] \$292 ;
@@ -17749,8 +17761,8 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   reg [7:0] \$297 ;
   reg [7:0] \$298 ;
   reg [7:0] \$299 ;
-  wire [26:0] \$3 ;
-  wire \$30 ;
+  wire \$3 ;
+  reg [7:0] \$30 ;
   reg [7:0] \$300 ;
   reg [7:0] \$301 ;
   reg [7:0] \$302 ;
@@ -17761,7 +17773,7 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   reg [7:0] \$307 ;
   reg [7:0] \$308 ;
   reg [7:0] \$309 ;
-  wire \$31 ;
+  wire [7:0] \$31 ;
   reg [7:0] \$310 ;
   reg [7:0] \$311 ;
   reg [7:0] \$312 ;
@@ -17771,89 +17783,154 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   reg [7:0] \$316 ;
   reg [7:0] \$317 ;
   reg [7:0] \$318 ;
-  reg [9:0] \$319 ;
-  wire [10:0] \$32 ;
-  reg [15:0] \$320 ;
-  reg \$321 ;
-  reg \$322 ;
-  wire [10:0] \$33 ;
+  reg [7:0] \$319 ;
+  wire [7:0] \$32 ;
+  reg [7:0] \$320 ;
+  reg [7:0] \$321 ;
+  reg [7:0] \$322 ;
+  reg [7:0] \$323 ;
+  reg [7:0] \$324 ;
+  reg [7:0] \$325 ;
+  reg [7:0] \$326 ;
+  reg [7:0] \$327 ;
+  reg [7:0] \$328 ;
+  reg [7:0] \$329 ;
+  wire \$33 ;
+  reg [7:0] \$330 ;
+  reg [7:0] \$331 ;
+  reg [7:0] \$332 ;
+  reg [7:0] \$333 ;
+  reg [7:0] \$334 ;
+  reg [7:0] \$335 ;
+  reg [7:0] \$336 ;
+  reg [7:0] \$337 ;
+  reg [7:0] \$338 ;
+  reg [7:0] \$339 ;
   wire \$34 ;
-  wire [16:0] \$35 ;
-  wire [16:0] \$36 ;
+  reg [7:0] \$340 ;
+  reg [7:0] \$341 ;
+  reg [7:0] \$342 ;
+  reg [7:0] \$343 ;
+  reg [7:0] \$344 ;
+  reg [7:0] \$345 ;
+  reg [7:0] \$346 ;
+  reg [7:0] \$347 ;
+  reg [7:0] \$348 ;
+  reg [7:0] \$349 ;
+  wire \$35 ;
+  reg [7:0] \$350 ;
+  reg [7:0] \$351 ;
+  reg [7:0] \$352 ;
+  reg [7:0] \$353 ;
+  reg [7:0] \$354 ;
+  reg [7:0] \$355 ;
+  reg [7:0] \$356 ;
+  reg [7:0] \$357 ;
+  reg [7:0] \$358 ;
+  reg [7:0] \$359 ;
+  wire \$36 ;
+  reg [7:0] \$360 ;
+  reg [7:0] \$361 ;
+  reg [7:0] \$362 ;
+  reg [7:0] \$363 ;
+  reg [7:0] \$364 ;
+  reg [7:0] \$365 ;
+  reg [7:0] \$366 ;
+  reg [7:0] \$367 ;
+  reg [7:0] \$368 ;
+  reg [7:0] \$369 ;
   wire \$37 ;
-  wire [25:0] \$38 ;
-  wire [26:0] \$39 ;
-  wire [27:0] \$4 ;
-  wire [27:0] \$40 ;
-  wire [14:0] \$41 ;
+  reg [7:0] \$370 ;
+  reg [7:0] \$371 ;
+  reg [7:0] \$372 ;
+  reg [7:0] \$373 ;
+  reg [7:0] \$374 ;
+  reg [7:0] \$375 ;
+  reg [7:0] \$376 ;
+  reg [9:0] \$377 ;
+  reg [15:0] \$378 ;
+  reg [12:0] \$379 ;
+  wire \$38 ;
+  reg [5:0] \$380 ;
+  reg [2:0] \$381 ;
+  reg [9:0] \$382 ;
+  reg \$383 ;
+  reg \$384 ;
+  wire [2:0] \$39 ;
+  wire [11:0] \$4 ;
+  wire \$40 ;
+  wire \$41 ;
   wire \$42 ;
-  wire [14:0] \$43 ;
+  wire \$43 ;
   wire \$44 ;
-  wire [14:0] \$45 ;
-  wire \$46 ;
-  wire [14:0] \$47 ;
+  wire \$45 ;
+  wire [10:0] \$46 ;
+  wire [10:0] \$47 ;
   wire \$48 ;
-  wire [14:0] \$49 ;
-  reg [7:0] \$5 ;
-  wire \$50 ;
-  wire [14:0] \$51 ;
+  wire [16:0] \$49 ;
+  wire [25:0] \$5 ;
+  wire [16:0] \$50 ;
+  wire \$51 ;
   wire \$52 ;
-  wire [14:0] \$53 ;
-  wire \$54 ;
-  wire [14:0] \$55 ;
-  wire \$56 ;
+  wire [16:0] \$53 ;
+  wire [16:0] \$54 ;
+  wire \$55 ;
+  wire [13:0] \$56 ;
   wire \$57 ;
-  reg \$58 ;
-  reg [1:0] \$59 ;
-  wire [7:0] \$6 ;
-  reg [1:0] \$60 ;
-  reg \$61 ;
-  reg \$62 ;
-  reg [7:0] \$63 ;
-  reg [7:0] \$64 ;
-  reg [7:0] \$65 ;
-  reg [7:0] \$66 ;
-  reg [7:0] \$67 ;
-  reg [7:0] \$68 ;
-  reg [7:0] \$69 ;
-  reg [7:0] \$7 ;
-  reg [7:0] \$70 ;
-  reg [7:0] \$71 ;
-  reg [7:0] \$72 ;
-  reg [7:0] \$73 ;
-  reg [7:0] \$74 ;
-  reg [7:0] \$75 ;
-  reg [7:0] \$76 ;
-  reg [7:0] \$77 ;
-  reg [7:0] \$78 ;
-  reg [7:0] \$79 ;
-  wire [7:0] \$8 ;
-  reg [7:0] \$80 ;
-  reg [7:0] \$81 ;
-  reg [7:0] \$82 ;
-  reg [7:0] \$83 ;
-  reg [7:0] \$84 ;
-  reg [7:0] \$85 ;
-  reg [7:0] \$86 ;
-  reg [7:0] \$87 ;
-  reg [7:0] \$88 ;
-  reg [7:0] \$89 ;
+  wire [13:0] \$58 ;
+  wire [6:0] \$59 ;
+  wire [26:0] \$6 ;
+  wire \$60 ;
+  wire [10:0] \$61 ;
+  wire [3:0] \$62 ;
+  wire [25:0] \$63 ;
+  wire [26:0] \$64 ;
+  wire [9:0] \$65 ;
+  wire [27:0] \$66 ;
+  wire [14:0] \$67 ;
+  wire \$68 ;
+  wire \$69 ;
+  wire [9:0] \$7 ;
+  wire [14:0] \$70 ;
+  wire \$71 ;
+  wire \$72 ;
+  wire [14:0] \$73 ;
+  wire \$74 ;
+  wire \$75 ;
+  wire [14:0] \$76 ;
+  wire \$77 ;
+  wire \$78 ;
+  wire [14:0] \$79 ;
+  wire [27:0] \$8 ;
+  wire \$80 ;
+  wire \$81 ;
+  wire [14:0] \$82 ;
+  wire \$83 ;
+  wire \$84 ;
+  wire [14:0] \$85 ;
+  wire \$86 ;
+  wire \$87 ;
+  wire [14:0] \$88 ;
+  wire \$89 ;
   reg [7:0] \$9 ;
-  reg [7:0] \$90 ;
-  reg [7:0] \$91 ;
-  reg [7:0] \$92 ;
-  reg [7:0] \$93 ;
-  reg [7:0] \$94 ;
-  reg [7:0] \$95 ;
-  reg [7:0] \$96 ;
-  reg [7:0] \$97 ;
-  reg [7:0] \$98 ;
-  reg [7:0] \$99 ;
+  wire \$90 ;
+  wire \$91 ;
+  wire \$92 ;
+  wire \$93 ;
+  wire \$94 ;
+  wire \$95 ;
+  wire \$96 ;
+  wire \$97 ;
+  wire \$98 ;
+  wire \$99 ;
   reg \$signal  = 1'h0;
-  reg \$signal$283  = 1'h0;
-  reg \$signal$285  = 1'h0;
-  reg [15:0] \$signal$8  = 16'h0000;
-  reg [9:0] \$signal$9  = 10'h000;
+  reg [15:0] \$signal$10  = 16'h0000;
+  reg [9:0] \$signal$11  = 10'h000;
+  reg [9:0] \$signal$12  = 10'h000;
+  reg \$signal$294  = 1'h0;
+  reg \$signal$296  = 1'h0;
+  reg [12:0] \$signal$301  = 13'h0000;
+  reg [2:0] \$signal$9  = 3'h0;
   output [11:0] act_rd__addr;
   wire [11:0] act_rd__addr;
   input [63:0] act_rd__data;
@@ -17864,13 +17941,14 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   wire [63:0] act_w__data;
   output act_w__en;
   reg act_w__en = 1'h0;
-  input [68:0] args;
-  wire [68:0] args;
+  input [69:0] args;
+  wire [69:0] args;
   wire [12:0] \args.channels ;
   wire [9:0] \args.cw ;
   wire [11:0] \args.in_base ;
   wire [15:0] \args.npos ;
   wire [11:0] \args.out_base ;
+  wire \args.per_channel ;
   wire [5:0] \args.table_base ;
   (* init = 12'h000 *)
   wire [11:0] b_addr;
@@ -17996,23 +18074,31 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   wire [7:0] \param_rd__data[95] ;
   wire [7:0] \param_rd__data[9] ;
   wire param_rd__en;
-  output [7:0] \port$3833$0 ;
-  wire [7:0] \port$3833$0 ;
-  output [7:0] \port$4092$0 ;
-  wire [7:0] \port$4092$0 ;
-  output [7:0] \port$4351$0 ;
-  wire [7:0] \port$4351$0 ;
-  output [7:0] \port$4610$0 ;
-  wire [7:0] \port$4610$0 ;
-  output [7:0] \port$4869$0 ;
-  wire [7:0] \port$4869$0 ;
-  output [7:0] \port$5128$0 ;
-  wire [7:0] \port$5128$0 ;
-  output [7:0] \port$5387$0 ;
-  wire [7:0] \port$5387$0 ;
-  output [7:0] \port$5646$0 ;
-  wire [7:0] \port$5646$0 ;
+  output [7:0] \port$3838$0 ;
+  wire [7:0] \port$3838$0 ;
+  output [7:0] \port$4098$0 ;
+  wire [7:0] \port$4098$0 ;
+  output [7:0] \port$4358$0 ;
+  wire [7:0] \port$4358$0 ;
+  output [7:0] \port$4618$0 ;
+  wire [7:0] \port$4618$0 ;
+  output [7:0] \port$4878$0 ;
+  wire [7:0] \port$4878$0 ;
+  output [7:0] \port$5138$0 ;
+  wire [7:0] \port$5138$0 ;
+  output [7:0] \port$5398$0 ;
+  wire [7:0] \port$5398$0 ;
+  output [7:0] \port$5658$0 ;
+  wire [7:0] \port$5658$0 ;
   reg running = 1'h0;
+  reg sel0 = 1'h0;
+  reg sel1 = 1'h0;
+  reg sel2 = 1'h0;
+  reg sel3 = 1'h0;
+  reg sel4 = 1'h0;
+  reg sel5 = 1'h0;
+  reg sel6 = 1'h0;
+  reg sel7 = 1'h0;
   input start;
   wire start;
   reg [1:0] t = 2'h0;
@@ -18272,1647 +18358,982 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   reg [7:0] t97 = 8'h00;
   reg [7:0] t98 = 8'h00;
   reg [7:0] t99 = 8'h00;
-  assign \$1  = args[68:63] + t;
+  reg [5:0] tbase = 6'h00;
+  always @(posedge lut_gated_clk)
+    t243 <= \$364 ;
+  always @(posedge lut_gated_clk)
+    t244 <= \$365 ;
+  always @(posedge lut_gated_clk)
+    t245 <= \$366 ;
+  always @(posedge lut_gated_clk)
+    t246 <= \$367 ;
+  always @(posedge lut_gated_clk)
+    t247 <= \$368 ;
+  always @(posedge lut_gated_clk)
+    t248 <= \$369 ;
+  always @(posedge lut_gated_clk)
+    t249 <= \$370 ;
+  always @(posedge lut_gated_clk)
+    t250 <= \$371 ;
+  always @(posedge lut_gated_clk)
+    t251 <= \$372 ;
+  always @(posedge lut_gated_clk)
+    t252 <= \$373 ;
+  always @(posedge lut_gated_clk)
+    t253 <= \$374 ;
+  always @(posedge lut_gated_clk)
+    t254 <= \$375 ;
+  always @(posedge lut_gated_clk)
+    t255 <= \$376 ;
+  always @(posedge lut_gated_clk)
+    \$signal$11  <= \$377 ;
+  always @(posedge lut_gated_clk)
+    \$signal$10  <= \$378 ;
+  always @(posedge lut_gated_clk)
+    \$signal$301  <= \$379 ;
+  always @(posedge lut_gated_clk)
+    tbase <= \$380 ;
+  always @(posedge lut_gated_clk)
+    \$signal$9  <= \$381 ;
+  always @(posedge lut_gated_clk)
+    \$signal$12  <= \$382 ;
+  always @(posedge lut_gated_clk)
+    act_w__en <= \$383 ;
+  always @(posedge lut_gated_clk)
+    act_w__addr <= \$66 [11:0];
+  always @(posedge lut_gated_clk)
+    live0 <= \$69 ;
+  always @(posedge lut_gated_clk)
+    live1 <= \$72 ;
+  always @(posedge lut_gated_clk)
+    live2 <= \$75 ;
+  always @(posedge lut_gated_clk)
+    live3 <= \$78 ;
+  always @(posedge lut_gated_clk)
+    live4 <= \$81 ;
+  always @(posedge lut_gated_clk)
+    live5 <= \$84 ;
+  always @(posedge lut_gated_clk)
+    live6 <= \$87 ;
+  always @(posedge lut_gated_clk)
+    live7 <= \$90 ;
+  always @(posedge lut_gated_clk)
+    sel0 <= \$93 ;
+  always @(posedge lut_gated_clk)
+    sel1 <= \$96 ;
+  always @(posedge lut_gated_clk)
+    sel2 <= \$99 ;
+  always @(posedge lut_gated_clk)
+    sel3 <= \$102 ;
+  always @(posedge lut_gated_clk)
+    sel4 <= \$105 ;
+  always @(posedge lut_gated_clk)
+    sel5 <= \$108 ;
+  always @(posedge lut_gated_clk)
+    sel6 <= \$111 ;
+  always @(posedge lut_gated_clk)
+    sel7 <= \$114 ;
+  always @(posedge lut_gated_clk)
+    \$signal$296  <= \$384 ;
+  assign \$1  = tbase + t;
   assign busy = \$signal  | running;
-  assign \$2  = \$signal$8  * args[49:40];
-  assign \$3  = args[11:0] + \$2 ;
-  assign \$4  = \$3  + \$signal$9 ;
-  assign first = \$signal$9  * 4'h8;
-  assign \$6  = live0 ? \$5  : 8'h00;
-  assign \$8  = live1 ? \$7  : 8'h00;
-  assign \$10  = live2 ? \$9  : 8'h00;
-  assign \$12  = live3 ? \$11  : 8'h00;
-  assign \$14  = live4 ? \$13  : 8'h00;
-  assign \$16  = live5 ? \$15  : 8'h00;
-  assign \$18  = live6 ? \$17  : 8'h00;
-  assign \$20  = live7 ? \$19  : 8'h00;
-  assign \$21  = ~ \$signal ;
-  assign \$22  = ~ \$signal$283 ;
-  assign \$23  = \$21  & \$22 ;
-  assign \$24  = ~ running;
-  assign \$25  = \$23  & \$24 ;
-  assign \$26  = ~ act_w__en;
-  assign finished = \$25  & \$26 ;
-  assign done = \$signal$285  & finished;
-  assign \$27  = t + 1'h1;
-  assign \$28  = t == 2'h2;
-  assign \$29  = ! cap_t;
-  assign \$30  = cap_t == 1'h1;
-  assign \$31  = cap_t == 2'h2;
-  assign \$32  = \$signal$9  + 1'h1;
-  assign \$33  = args[49:40] - 1'h1;
-  assign \$34  = \$signal$9  == \$33 ;
-  assign \$35  = \$signal$8  + 1'h1;
-  assign \$36  = args[39:24] - 1'h1;
-  assign \$37  = \$signal$8  == \$36 ;
-  assign \$38  = \$signal$8  * args[49:40];
-  assign \$39  = args[23:12] + \$38 ;
-  assign \$40  = \$39  + \$signal$9 ;
-  assign \$41  = first + 1'h0;
-  assign \$42  = \$41  < args[62:50];
-  assign \$43  = first + 1'h1;
-  assign \$44  = \$43  < args[62:50];
-  assign \$45  = first + 2'h2;
-  assign \$46  = \$45  < args[62:50];
-  assign \$47  = first + 2'h3;
-  assign \$48  = \$47  < args[62:50];
-  assign \$49  = first + 3'h4;
-  assign \$50  = \$49  < args[62:50];
-  assign \$51  = first + 3'h5;
-  assign \$52  = \$51  < args[62:50];
-  assign \$53  = first + 3'h6;
-  assign \$54  = \$53  < args[62:50];
-  assign \$55  = first + 3'h7;
-  assign \$56  = \$55  < args[62:50];
-  assign \$57  = \$signal$285  & finished;
+  assign \$2  = | \$signal$9 ;
+  assign \$3  = args[69] & \$2 ;
+  assign \$4  = \$3  ? args[23:12] : args[11:0];
+  assign \$5  = \$signal$10  * args[49:40];
+  assign \$6  = \$4  + \$5 ;
+  assign \$7  = args[69] ? \$signal$12  : \$signal$11 ;
+  assign \$8  = \$6  + \$7 ;
+  assign first = \$signal$11  * 4'h8;
+  assign \$10  = sel0 ? \$9  : act_rd__data[7:0];
+  assign \$11  = live0 ? \$10  : 8'h00;
+  assign \$13  = sel1 ? \$12  : act_rd__data[15:8];
+  assign \$14  = live1 ? \$13  : 8'h00;
+  assign \$16  = sel2 ? \$15  : act_rd__data[23:16];
+  assign \$17  = live2 ? \$16  : 8'h00;
+  assign \$19  = sel3 ? \$18  : act_rd__data[31:24];
+  assign \$20  = live3 ? \$19  : 8'h00;
+  assign \$22  = sel4 ? \$21  : act_rd__data[39:32];
+  assign \$23  = live4 ? \$22  : 8'h00;
+  assign \$25  = sel5 ? \$24  : act_rd__data[47:40];
+  assign \$26  = live5 ? \$25  : 8'h00;
+  assign \$28  = sel6 ? \$27  : act_rd__data[55:48];
+  assign \$29  = live6 ? \$28  : 8'h00;
+  assign \$31  = sel7 ? \$30  : act_rd__data[63:56];
+  assign \$32  = live7 ? \$31  : 8'h00;
+  assign \$33  = ~ \$signal ;
+  assign \$34  = ~ \$signal$294 ;
+  assign \$35  = \$33  & \$34 ;
+  assign \$36  = ~ running;
+  assign \$37  = \$35  & \$36 ;
+  assign \$38  = ~ act_w__en;
+  assign finished = \$37  & \$38 ;
+  assign done = \$signal$296  & finished;
+  assign \$39  = t + 1'h1;
+  assign \$40  = t == 2'h2;
+  assign \$41  = ! cap_t;
+  assign \$42  = cap_t == 1'h1;
+  assign \$43  = cap_t == 2'h2;
+  assign \$44  = ~ args[69];
+  assign \$45  = running & \$44 ;
+  assign \$46  = \$signal$11  + 1'h1;
+  assign \$47  = args[49:40] - 1'h1;
+  assign \$48  = \$signal$11  == \$47 ;
+  assign \$49  = \$signal$10  + 1'h1;
+  assign \$50  = args[39:24] - 1'h1;
+  assign \$51  = \$signal$10  == \$50 ;
+  assign \$52  = running & args[69];
+  assign \$53  = \$signal$10  + 1'h1;
+  assign \$54  = args[39:24] - 1'h1;
+  assign \$55  = \$signal$10  == \$54 ;
+  assign \$56  = args[62:50] - 1'h1;
+  assign \$57  = \$signal$301  != \$56 ;
+  assign \$58  = \$signal$301  + 1'h1;
+  assign \$59  = tbase + 2'h3;
+  assign \$60  = \$signal$9  == 3'h7;
+  assign \$61  = \$signal$12  + 1'h1;
+  assign \$62  = \$signal$9  + 1'h1;
+  assign \$63  = \$signal$10  * args[49:40];
+  assign \$64  = args[23:12] + \$63 ;
+  assign \$65  = args[69] ? \$signal$12  : \$signal$11 ;
+  assign \$66  = \$64  + \$65 ;
+  assign \$67  = first + 1'h0;
+  assign \$68  = \$67  < args[62:50];
+  assign \$69  = args[69] | \$68 ;
+  assign \$70  = first + 1'h1;
+  assign \$71  = \$70  < args[62:50];
+  assign \$72  = args[69] | \$71 ;
+  assign \$73  = first + 2'h2;
+  assign \$74  = \$73  < args[62:50];
+  assign \$75  = args[69] | \$74 ;
+  assign \$76  = first + 2'h3;
+  assign \$77  = \$76  < args[62:50];
+  assign \$78  = args[69] | \$77 ;
+  assign \$79  = first + 3'h4;
+  assign \$80  = \$79  < args[62:50];
+  assign \$81  = args[69] | \$80 ;
+  assign \$82  = first + 3'h5;
+  assign \$83  = \$82  < args[62:50];
+  assign \$84  = args[69] | \$83 ;
+  assign \$85  = first + 3'h6;
+  assign \$86  = \$85  < args[62:50];
+  assign \$87  = args[69] | \$86 ;
+  assign \$88  = first + 3'h7;
+  assign \$89  = \$88  < args[62:50];
+  assign \$90  = args[69] | \$89 ;
+  assign \$91  = ~ args[69];
+  assign \$92  = ! \$signal$9 ;
+  assign \$93  = \$91  | \$92 ;
+  assign \$94  = ~ args[69];
+  assign \$95  = \$signal$9  == 1'h1;
+  assign \$96  = \$94  | \$95 ;
+  assign \$97  = ~ args[69];
+  assign \$98  = \$signal$9  == 2'h2;
+  assign \$99  = \$97  | \$98 ;
+  assign \$100  = ~ args[69];
+  assign \$101  = \$signal$9  == 2'h3;
+  assign \$102  = \$100  | \$101 ;
+  assign \$103  = ~ args[69];
+  assign \$104  = \$signal$9  == 3'h4;
+  assign \$105  = \$103  | \$104 ;
+  assign \$106  = ~ args[69];
+  assign \$107  = \$signal$9  == 3'h5;
+  assign \$108  = \$106  | \$107 ;
+  assign \$109  = ~ args[69];
+  assign \$110  = \$signal$9  == 3'h6;
+  assign \$111  = \$109  | \$110 ;
+  assign \$112  = ~ args[69];
+  assign \$113  = \$signal$9  == 3'h7;
+  assign \$114  = \$112  | \$113 ;
+  assign \$115  = \$signal$296  & finished;
   always @(posedge lut_gated_clk)
-    \$signal$283  <= \$58 ;
+    \$signal$294  <= \$116 ;
   always @(posedge lut_gated_clk)
-    cap_t <= \$59 ;
+    cap_t <= \$117 ;
   always @(posedge lut_gated_clk)
-    t <= \$60 ;
+    t <= \$118 ;
   always @(posedge lut_gated_clk)
-    \$signal  <= \$61 ;
+    \$signal  <= \$119 ;
   always @(posedge lut_gated_clk)
-    running <= \$62 ;
+    running <= \$120 ;
   always @(posedge lut_gated_clk)
-    t0 <= \$63 ;
+    t0 <= \$121 ;
   always @(posedge lut_gated_clk)
-    t1 <= \$64 ;
+    t1 <= \$122 ;
   always @(posedge lut_gated_clk)
-    t2 <= \$65 ;
+    t2 <= \$123 ;
   always @(posedge lut_gated_clk)
-    t3 <= \$66 ;
+    t3 <= \$124 ;
   always @(posedge lut_gated_clk)
-    t4 <= \$67 ;
+    t4 <= \$125 ;
   always @(posedge lut_gated_clk)
-    t5 <= \$68 ;
+    t5 <= \$126 ;
   always @(posedge lut_gated_clk)
-    t6 <= \$69 ;
+    t6 <= \$127 ;
   always @(posedge lut_gated_clk)
-    t7 <= \$70 ;
+    t7 <= \$128 ;
   always @(posedge lut_gated_clk)
-    t8 <= \$71 ;
+    t8 <= \$129 ;
   always @(posedge lut_gated_clk)
-    t9 <= \$72 ;
+    t9 <= \$130 ;
   always @(posedge lut_gated_clk)
-    t10 <= \$73 ;
+    t10 <= \$131 ;
   always @(posedge lut_gated_clk)
-    t11 <= \$74 ;
+    t11 <= \$132 ;
   always @(posedge lut_gated_clk)
-    t12 <= \$75 ;
+    t12 <= \$133 ;
   always @(posedge lut_gated_clk)
-    t13 <= \$76 ;
+    t13 <= \$134 ;
   always @(posedge lut_gated_clk)
-    t14 <= \$77 ;
+    t14 <= \$135 ;
   always @(posedge lut_gated_clk)
-    t15 <= \$78 ;
+    t15 <= \$136 ;
   always @(posedge lut_gated_clk)
-    t16 <= \$79 ;
+    t16 <= \$137 ;
   always @(posedge lut_gated_clk)
-    t17 <= \$80 ;
+    t17 <= \$138 ;
   always @(posedge lut_gated_clk)
-    t18 <= \$81 ;
+    t18 <= \$139 ;
   always @(posedge lut_gated_clk)
-    t19 <= \$82 ;
+    t19 <= \$140 ;
   always @(posedge lut_gated_clk)
-    t20 <= \$83 ;
+    t20 <= \$141 ;
   always @(posedge lut_gated_clk)
-    t21 <= \$84 ;
+    t21 <= \$142 ;
   always @(posedge lut_gated_clk)
-    t22 <= \$85 ;
+    t22 <= \$143 ;
   always @(posedge lut_gated_clk)
-    t23 <= \$86 ;
+    t23 <= \$144 ;
   always @(posedge lut_gated_clk)
-    t24 <= \$87 ;
+    t24 <= \$145 ;
   always @(posedge lut_gated_clk)
-    t25 <= \$88 ;
+    t25 <= \$146 ;
   always @(posedge lut_gated_clk)
-    t26 <= \$89 ;
+    t26 <= \$147 ;
   always @(posedge lut_gated_clk)
-    t27 <= \$90 ;
+    t27 <= \$148 ;
   always @(posedge lut_gated_clk)
-    t28 <= \$91 ;
+    t28 <= \$149 ;
   always @(posedge lut_gated_clk)
-    t29 <= \$92 ;
+    t29 <= \$150 ;
   always @(posedge lut_gated_clk)
-    t30 <= \$93 ;
+    t30 <= \$151 ;
   always @(posedge lut_gated_clk)
-    t31 <= \$94 ;
+    t31 <= \$152 ;
   always @(posedge lut_gated_clk)
-    t32 <= \$95 ;
+    t32 <= \$153 ;
   always @(posedge lut_gated_clk)
-    t33 <= \$96 ;
+    t33 <= \$154 ;
   always @(posedge lut_gated_clk)
-    t34 <= \$97 ;
+    t34 <= \$155 ;
   always @(posedge lut_gated_clk)
-    t35 <= \$98 ;
+    t35 <= \$156 ;
   always @(posedge lut_gated_clk)
-    t36 <= \$99 ;
+    t36 <= \$157 ;
   always @(posedge lut_gated_clk)
-    t37 <= \$100 ;
+    t37 <= \$158 ;
   always @(posedge lut_gated_clk)
-    t38 <= \$101 ;
+    t38 <= \$159 ;
   always @(posedge lut_gated_clk)
-    t39 <= \$102 ;
+    t39 <= \$160 ;
   always @(posedge lut_gated_clk)
-    t40 <= \$103 ;
+    t40 <= \$161 ;
   always @(posedge lut_gated_clk)
-    t41 <= \$104 ;
+    t41 <= \$162 ;
   always @(posedge lut_gated_clk)
-    t42 <= \$105 ;
+    t42 <= \$163 ;
   always @(posedge lut_gated_clk)
-    t43 <= \$106 ;
+    t43 <= \$164 ;
   always @(posedge lut_gated_clk)
-    t44 <= \$107 ;
+    t44 <= \$165 ;
   always @(posedge lut_gated_clk)
-    t45 <= \$108 ;
+    t45 <= \$166 ;
   always @(posedge lut_gated_clk)
-    t46 <= \$109 ;
+    t46 <= \$167 ;
   always @(posedge lut_gated_clk)
-    t47 <= \$110 ;
+    t47 <= \$168 ;
   always @(posedge lut_gated_clk)
-    t48 <= \$111 ;
+    t48 <= \$169 ;
   always @(posedge lut_gated_clk)
-    t49 <= \$112 ;
+    t49 <= \$170 ;
   always @(posedge lut_gated_clk)
-    t50 <= \$113 ;
+    t50 <= \$171 ;
   always @(posedge lut_gated_clk)
-    t51 <= \$114 ;
+    t51 <= \$172 ;
   always @(posedge lut_gated_clk)
-    t52 <= \$115 ;
+    t52 <= \$173 ;
   always @(posedge lut_gated_clk)
-    t53 <= \$116 ;
+    t53 <= \$174 ;
   always @(posedge lut_gated_clk)
-    t54 <= \$117 ;
+    t54 <= \$175 ;
   always @(posedge lut_gated_clk)
-    t55 <= \$118 ;
+    t55 <= \$176 ;
   always @(posedge lut_gated_clk)
-    t56 <= \$119 ;
+    t56 <= \$177 ;
   always @(posedge lut_gated_clk)
-    t57 <= \$120 ;
+    t57 <= \$178 ;
   always @(posedge lut_gated_clk)
-    t58 <= \$121 ;
+    t58 <= \$179 ;
   always @(posedge lut_gated_clk)
-    t59 <= \$122 ;
+    t59 <= \$180 ;
   always @(posedge lut_gated_clk)
-    t60 <= \$123 ;
+    t60 <= \$181 ;
   always @(posedge lut_gated_clk)
-    t61 <= \$124 ;
+    t61 <= \$182 ;
   always @(posedge lut_gated_clk)
-    t62 <= \$125 ;
+    t62 <= \$183 ;
   always @(posedge lut_gated_clk)
-    t63 <= \$126 ;
+    t63 <= \$184 ;
   always @(posedge lut_gated_clk)
-    t64 <= \$127 ;
+    t64 <= \$185 ;
   always @(posedge lut_gated_clk)
-    t65 <= \$128 ;
+    t65 <= \$186 ;
   always @(posedge lut_gated_clk)
-    t66 <= \$129 ;
+    t66 <= \$187 ;
   always @(posedge lut_gated_clk)
-    t67 <= \$130 ;
+    t67 <= \$188 ;
   always @(posedge lut_gated_clk)
-    t68 <= \$131 ;
+    t68 <= \$189 ;
   always @(posedge lut_gated_clk)
-    t69 <= \$132 ;
+    t69 <= \$190 ;
   always @(posedge lut_gated_clk)
-    t70 <= \$133 ;
+    t70 <= \$191 ;
   always @(posedge lut_gated_clk)
-    t71 <= \$134 ;
+    t71 <= \$192 ;
   always @(posedge lut_gated_clk)
-    t72 <= \$135 ;
+    t72 <= \$193 ;
   always @(posedge lut_gated_clk)
-    t73 <= \$136 ;
+    t73 <= \$194 ;
   always @(posedge lut_gated_clk)
-    t74 <= \$137 ;
+    t74 <= \$195 ;
   always @(posedge lut_gated_clk)
-    t75 <= \$138 ;
+    t75 <= \$196 ;
   always @(posedge lut_gated_clk)
-    t76 <= \$139 ;
+    t76 <= \$197 ;
   always @(posedge lut_gated_clk)
-    t77 <= \$140 ;
+    t77 <= \$198 ;
   always @(posedge lut_gated_clk)
-    t78 <= \$141 ;
+    t78 <= \$199 ;
   always @(posedge lut_gated_clk)
-    t79 <= \$142 ;
+    t79 <= \$200 ;
   always @(posedge lut_gated_clk)
-    t80 <= \$143 ;
+    t80 <= \$201 ;
   always @(posedge lut_gated_clk)
-    t81 <= \$144 ;
+    t81 <= \$202 ;
   always @(posedge lut_gated_clk)
-    t82 <= \$145 ;
+    t82 <= \$203 ;
   always @(posedge lut_gated_clk)
-    t83 <= \$146 ;
+    t83 <= \$204 ;
   always @(posedge lut_gated_clk)
-    t84 <= \$147 ;
+    t84 <= \$205 ;
   always @(posedge lut_gated_clk)
-    t85 <= \$148 ;
+    t85 <= \$206 ;
   always @(posedge lut_gated_clk)
-    t86 <= \$149 ;
+    t86 <= \$207 ;
   always @(posedge lut_gated_clk)
-    t87 <= \$150 ;
+    t87 <= \$208 ;
   always @(posedge lut_gated_clk)
-    t88 <= \$151 ;
+    t88 <= \$209 ;
   always @(posedge lut_gated_clk)
-    t89 <= \$152 ;
+    t89 <= \$210 ;
   always @(posedge lut_gated_clk)
-    t90 <= \$153 ;
+    t90 <= \$211 ;
   always @(posedge lut_gated_clk)
-    t91 <= \$154 ;
+    t91 <= \$212 ;
   always @(posedge lut_gated_clk)
-    t92 <= \$155 ;
+    t92 <= \$213 ;
   always @(posedge lut_gated_clk)
-    t93 <= \$156 ;
+    t93 <= \$214 ;
   always @(posedge lut_gated_clk)
-    t94 <= \$157 ;
+    t94 <= \$215 ;
   always @(posedge lut_gated_clk)
-    t95 <= \$158 ;
+    t95 <= \$216 ;
   always @(posedge lut_gated_clk)
-    t96 <= \$159 ;
+    t96 <= \$217 ;
   always @(posedge lut_gated_clk)
-    t97 <= \$160 ;
+    t97 <= \$218 ;
   always @(posedge lut_gated_clk)
-    t98 <= \$161 ;
+    t98 <= \$219 ;
   always @(posedge lut_gated_clk)
-    t99 <= \$162 ;
+    t99 <= \$220 ;
   always @(posedge lut_gated_clk)
-    t100 <= \$163 ;
+    t100 <= \$221 ;
   always @(posedge lut_gated_clk)
-    t101 <= \$164 ;
+    t101 <= \$222 ;
   always @(posedge lut_gated_clk)
-    t102 <= \$165 ;
+    t102 <= \$223 ;
   always @(posedge lut_gated_clk)
-    t103 <= \$166 ;
+    t103 <= \$224 ;
   always @(posedge lut_gated_clk)
-    t104 <= \$167 ;
+    t104 <= \$225 ;
   always @(posedge lut_gated_clk)
-    t105 <= \$168 ;
+    t105 <= \$226 ;
   always @(posedge lut_gated_clk)
-    t106 <= \$169 ;
+    t106 <= \$227 ;
   always @(posedge lut_gated_clk)
-    t107 <= \$170 ;
+    t107 <= \$228 ;
   always @(posedge lut_gated_clk)
-    t108 <= \$171 ;
+    t108 <= \$229 ;
   always @(posedge lut_gated_clk)
-    t109 <= \$172 ;
+    t109 <= \$230 ;
   always @(posedge lut_gated_clk)
-    t110 <= \$173 ;
+    t110 <= \$231 ;
   always @(posedge lut_gated_clk)
-    t111 <= \$174 ;
+    t111 <= \$232 ;
   always @(posedge lut_gated_clk)
-    t112 <= \$175 ;
+    t112 <= \$233 ;
   always @(posedge lut_gated_clk)
-    t113 <= \$176 ;
+    t113 <= \$234 ;
   always @(posedge lut_gated_clk)
-    t114 <= \$177 ;
+    t114 <= \$235 ;
   always @(posedge lut_gated_clk)
-    t115 <= \$178 ;
+    t115 <= \$236 ;
   always @(posedge lut_gated_clk)
-    t116 <= \$179 ;
+    t116 <= \$237 ;
   always @(posedge lut_gated_clk)
-    t117 <= \$180 ;
+    t117 <= \$238 ;
   always @(posedge lut_gated_clk)
-    t118 <= \$181 ;
+    t118 <= \$239 ;
   always @(posedge lut_gated_clk)
-    t119 <= \$182 ;
+    t119 <= \$240 ;
   always @(posedge lut_gated_clk)
-    t120 <= \$183 ;
+    t120 <= \$241 ;
   always @(posedge lut_gated_clk)
-    t121 <= \$184 ;
+    t121 <= \$242 ;
   always @(posedge lut_gated_clk)
-    t122 <= \$185 ;
+    t122 <= \$243 ;
   always @(posedge lut_gated_clk)
-    t123 <= \$186 ;
+    t123 <= \$244 ;
   always @(posedge lut_gated_clk)
-    t124 <= \$187 ;
+    t124 <= \$245 ;
   always @(posedge lut_gated_clk)
-    t125 <= \$188 ;
+    t125 <= \$246 ;
   always @(posedge lut_gated_clk)
-    t126 <= \$189 ;
+    t126 <= \$247 ;
   always @(posedge lut_gated_clk)
-    t127 <= \$190 ;
+    t127 <= \$248 ;
   always @(posedge lut_gated_clk)
-    t128 <= \$191 ;
+    t128 <= \$249 ;
   always @(posedge lut_gated_clk)
-    t129 <= \$192 ;
+    t129 <= \$250 ;
   always @(posedge lut_gated_clk)
-    t130 <= \$193 ;
+    t130 <= \$251 ;
   always @(posedge lut_gated_clk)
-    t131 <= \$194 ;
+    t131 <= \$252 ;
   always @(posedge lut_gated_clk)
-    t132 <= \$195 ;
+    t132 <= \$253 ;
   always @(posedge lut_gated_clk)
-    t133 <= \$196 ;
+    t133 <= \$254 ;
   always @(posedge lut_gated_clk)
-    t134 <= \$197 ;
+    t134 <= \$255 ;
   always @(posedge lut_gated_clk)
-    t135 <= \$198 ;
+    t135 <= \$256 ;
   always @(posedge lut_gated_clk)
-    t136 <= \$199 ;
+    t136 <= \$257 ;
   always @(posedge lut_gated_clk)
-    t137 <= \$200 ;
+    t137 <= \$258 ;
   always @(posedge lut_gated_clk)
-    t138 <= \$201 ;
+    t138 <= \$259 ;
   always @(posedge lut_gated_clk)
-    t139 <= \$202 ;
+    t139 <= \$260 ;
   always @(posedge lut_gated_clk)
-    t140 <= \$203 ;
+    t140 <= \$261 ;
   always @(posedge lut_gated_clk)
-    t141 <= \$204 ;
+    t141 <= \$262 ;
   always @(posedge lut_gated_clk)
-    t142 <= \$205 ;
+    t142 <= \$263 ;
   always @(posedge lut_gated_clk)
-    t143 <= \$206 ;
+    t143 <= \$264 ;
   always @(posedge lut_gated_clk)
-    t144 <= \$207 ;
+    t144 <= \$265 ;
   always @(posedge lut_gated_clk)
-    t145 <= \$208 ;
+    t145 <= \$266 ;
   always @(posedge lut_gated_clk)
-    t146 <= \$209 ;
+    t146 <= \$267 ;
   always @(posedge lut_gated_clk)
-    t147 <= \$210 ;
+    t147 <= \$268 ;
   always @(posedge lut_gated_clk)
-    t148 <= \$211 ;
+    t148 <= \$269 ;
   always @(posedge lut_gated_clk)
-    t149 <= \$212 ;
+    t149 <= \$270 ;
   always @(posedge lut_gated_clk)
-    t150 <= \$213 ;
+    t150 <= \$271 ;
   always @(posedge lut_gated_clk)
-    t151 <= \$214 ;
+    t151 <= \$272 ;
   always @(posedge lut_gated_clk)
-    t152 <= \$215 ;
+    t152 <= \$273 ;
   always @(posedge lut_gated_clk)
-    t153 <= \$216 ;
+    t153 <= \$274 ;
   always @(posedge lut_gated_clk)
-    t154 <= \$217 ;
+    t154 <= \$275 ;
   always @(posedge lut_gated_clk)
-    t155 <= \$218 ;
+    t155 <= \$276 ;
   always @(posedge lut_gated_clk)
-    t156 <= \$219 ;
+    t156 <= \$277 ;
   always @(posedge lut_gated_clk)
-    t157 <= \$220 ;
+    t157 <= \$278 ;
   always @(posedge lut_gated_clk)
-    t158 <= \$221 ;
+    t158 <= \$279 ;
   always @(posedge lut_gated_clk)
-    t159 <= \$222 ;
+    t159 <= \$280 ;
   always @(posedge lut_gated_clk)
-    t160 <= \$223 ;
+    t160 <= \$281 ;
   always @(posedge lut_gated_clk)
-    t161 <= \$224 ;
+    t161 <= \$282 ;
   always @(posedge lut_gated_clk)
-    t162 <= \$225 ;
+    t162 <= \$283 ;
   always @(posedge lut_gated_clk)
-    t163 <= \$226 ;
+    t163 <= \$284 ;
   always @(posedge lut_gated_clk)
-    t164 <= \$227 ;
+    t164 <= \$285 ;
   always @(posedge lut_gated_clk)
-    t165 <= \$228 ;
+    t165 <= \$286 ;
   always @(posedge lut_gated_clk)
-    t166 <= \$229 ;
+    t166 <= \$287 ;
   always @(posedge lut_gated_clk)
-    t167 <= \$230 ;
+    t167 <= \$288 ;
   always @(posedge lut_gated_clk)
-    t168 <= \$231 ;
+    t168 <= \$289 ;
   always @(posedge lut_gated_clk)
-    t169 <= \$232 ;
+    t169 <= \$290 ;
   always @(posedge lut_gated_clk)
-    t170 <= \$233 ;
+    t170 <= \$291 ;
   always @(posedge lut_gated_clk)
-    t171 <= \$234 ;
+    t171 <= \$292 ;
   always @(posedge lut_gated_clk)
-    t172 <= \$235 ;
+    t172 <= \$293 ;
   always @(posedge lut_gated_clk)
-    t173 <= \$236 ;
+    t173 <= \$294 ;
   always @(posedge lut_gated_clk)
-    t174 <= \$237 ;
+    t174 <= \$295 ;
   always @(posedge lut_gated_clk)
-    t175 <= \$238 ;
+    t175 <= \$296 ;
   always @(posedge lut_gated_clk)
-    t176 <= \$239 ;
+    t176 <= \$297 ;
   always @(posedge lut_gated_clk)
-    t177 <= \$240 ;
+    t177 <= \$298 ;
   always @(posedge lut_gated_clk)
-    t178 <= \$241 ;
+    t178 <= \$299 ;
   always @(posedge lut_gated_clk)
-    t179 <= \$242 ;
+    t179 <= \$300 ;
   always @(posedge lut_gated_clk)
-    t180 <= \$243 ;
+    t180 <= \$301 ;
   always @(posedge lut_gated_clk)
-    t181 <= \$244 ;
+    t181 <= \$302 ;
   always @(posedge lut_gated_clk)
-    t182 <= \$245 ;
+    t182 <= \$303 ;
   always @(posedge lut_gated_clk)
-    t183 <= \$246 ;
+    t183 <= \$304 ;
   always @(posedge lut_gated_clk)
-    t184 <= \$247 ;
+    t184 <= \$305 ;
   always @(posedge lut_gated_clk)
-    t185 <= \$248 ;
+    t185 <= \$306 ;
   always @(posedge lut_gated_clk)
-    t186 <= \$249 ;
+    t186 <= \$307 ;
   always @(posedge lut_gated_clk)
-    t187 <= \$250 ;
+    t187 <= \$308 ;
   always @(posedge lut_gated_clk)
-    t188 <= \$251 ;
+    t188 <= \$309 ;
   always @(posedge lut_gated_clk)
-    t189 <= \$252 ;
+    t189 <= \$310 ;
   always @(posedge lut_gated_clk)
-    t190 <= \$253 ;
+    t190 <= \$311 ;
   always @(posedge lut_gated_clk)
-    t191 <= \$254 ;
+    t191 <= \$312 ;
   always @(posedge lut_gated_clk)
-    t192 <= \$255 ;
+    t192 <= \$313 ;
   always @(posedge lut_gated_clk)
-    t193 <= \$256 ;
+    t193 <= \$314 ;
   always @(posedge lut_gated_clk)
-    t194 <= \$257 ;
+    t194 <= \$315 ;
   always @(posedge lut_gated_clk)
-    t195 <= \$258 ;
+    t195 <= \$316 ;
   always @(posedge lut_gated_clk)
-    t196 <= \$259 ;
+    t196 <= \$317 ;
   always @(posedge lut_gated_clk)
-    t197 <= \$260 ;
+    t197 <= \$318 ;
   always @(posedge lut_gated_clk)
-    t198 <= \$261 ;
+    t198 <= \$319 ;
   always @(posedge lut_gated_clk)
-    t199 <= \$262 ;
+    t199 <= \$320 ;
   always @(posedge lut_gated_clk)
-    t200 <= \$263 ;
+    t200 <= \$321 ;
   always @(posedge lut_gated_clk)
-    t201 <= \$264 ;
+    t201 <= \$322 ;
   always @(posedge lut_gated_clk)
-    t202 <= \$265 ;
+    t202 <= \$323 ;
   always @(posedge lut_gated_clk)
-    t203 <= \$266 ;
+    t203 <= \$324 ;
   always @(posedge lut_gated_clk)
-    t204 <= \$267 ;
+    t204 <= \$325 ;
   always @(posedge lut_gated_clk)
-    t205 <= \$268 ;
+    t205 <= \$326 ;
   always @(posedge lut_gated_clk)
-    t206 <= \$269 ;
+    t206 <= \$327 ;
   always @(posedge lut_gated_clk)
-    t207 <= \$270 ;
+    t207 <= \$328 ;
   always @(posedge lut_gated_clk)
-    t208 <= \$271 ;
+    t208 <= \$329 ;
   always @(posedge lut_gated_clk)
-    t209 <= \$272 ;
+    t209 <= \$330 ;
   always @(posedge lut_gated_clk)
-    t210 <= \$273 ;
+    t210 <= \$331 ;
   always @(posedge lut_gated_clk)
-    t211 <= \$274 ;
+    t211 <= \$332 ;
   always @(posedge lut_gated_clk)
-    t212 <= \$275 ;
+    t212 <= \$333 ;
   always @(posedge lut_gated_clk)
-    t213 <= \$276 ;
+    t213 <= \$334 ;
   always @(posedge lut_gated_clk)
-    t214 <= \$277 ;
+    t214 <= \$335 ;
   always @(posedge lut_gated_clk)
-    t215 <= \$278 ;
+    t215 <= \$336 ;
   always @(posedge lut_gated_clk)
-    t216 <= \$279 ;
+    t216 <= \$337 ;
   always @(posedge lut_gated_clk)
-    t217 <= \$280 ;
+    t217 <= \$338 ;
   always @(posedge lut_gated_clk)
-    t218 <= \$281 ;
+    t218 <= \$339 ;
   always @(posedge lut_gated_clk)
-    t219 <= \$282 ;
+    t219 <= \$340 ;
   always @(posedge lut_gated_clk)
-    t220 <= \$283 ;
+    t220 <= \$341 ;
   always @(posedge lut_gated_clk)
-    t221 <= \$284 ;
+    t221 <= \$342 ;
   always @(posedge lut_gated_clk)
-    t222 <= \$285 ;
+    t222 <= \$343 ;
   always @(posedge lut_gated_clk)
-    t223 <= \$286 ;
+    t223 <= \$344 ;
   always @(posedge lut_gated_clk)
-    t224 <= \$287 ;
+    t224 <= \$345 ;
   always @(posedge lut_gated_clk)
-    t225 <= \$288 ;
+    t225 <= \$346 ;
   always @(posedge lut_gated_clk)
-    t226 <= \$289 ;
+    t226 <= \$347 ;
   always @(posedge lut_gated_clk)
-    t227 <= \$290 ;
+    t227 <= \$348 ;
   always @(posedge lut_gated_clk)
-    t228 <= \$291 ;
+    t228 <= \$349 ;
   always @(posedge lut_gated_clk)
-    t229 <= \$292 ;
+    t229 <= \$350 ;
   always @(posedge lut_gated_clk)
-    t230 <= \$293 ;
+    t230 <= \$351 ;
   always @(posedge lut_gated_clk)
-    t231 <= \$294 ;
+    t231 <= \$352 ;
   always @(posedge lut_gated_clk)
-    t232 <= \$295 ;
+    t232 <= \$353 ;
   always @(posedge lut_gated_clk)
-    t233 <= \$296 ;
+    t233 <= \$354 ;
   always @(posedge lut_gated_clk)
-    t234 <= \$297 ;
+    t234 <= \$355 ;
   always @(posedge lut_gated_clk)
-    t235 <= \$298 ;
+    t235 <= \$356 ;
   always @(posedge lut_gated_clk)
-    t236 <= \$299 ;
+    t236 <= \$357 ;
   always @(posedge lut_gated_clk)
-    t237 <= \$300 ;
+    t237 <= \$358 ;
   always @(posedge lut_gated_clk)
-    t238 <= \$301 ;
+    t238 <= \$359 ;
   always @(posedge lut_gated_clk)
-    t239 <= \$302 ;
+    t239 <= \$360 ;
   always @(posedge lut_gated_clk)
-    t240 <= \$303 ;
+    t240 <= \$361 ;
   always @(posedge lut_gated_clk)
-    t241 <= \$304 ;
+    t241 <= \$362 ;
   always @(posedge lut_gated_clk)
-    t242 <= \$305 ;
-  always @(posedge lut_gated_clk)
-    t243 <= \$306 ;
-  always @(posedge lut_gated_clk)
-    t244 <= \$307 ;
-  always @(posedge lut_gated_clk)
-    t245 <= \$308 ;
-  always @(posedge lut_gated_clk)
-    t246 <= \$309 ;
-  always @(posedge lut_gated_clk)
-    t247 <= \$310 ;
-  always @(posedge lut_gated_clk)
-    t248 <= \$311 ;
-  always @(posedge lut_gated_clk)
-    t249 <= \$312 ;
-  always @(posedge lut_gated_clk)
-    t250 <= \$313 ;
-  always @(posedge lut_gated_clk)
-    t251 <= \$314 ;
-  always @(posedge lut_gated_clk)
-    t252 <= \$315 ;
-  always @(posedge lut_gated_clk)
-    t253 <= \$316 ;
-  always @(posedge lut_gated_clk)
-    t254 <= \$317 ;
-  always @(posedge lut_gated_clk)
-    t255 <= \$318 ;
-  always @(posedge lut_gated_clk)
-    \$signal$9  <= \$319 ;
-  always @(posedge lut_gated_clk)
-    \$signal$8  <= \$320 ;
-  always @(posedge lut_gated_clk)
-    act_w__en <= \$321 ;
-  always @(posedge lut_gated_clk)
-    act_w__addr <= \$40 [11:0];
-  always @(posedge lut_gated_clk)
-    live0 <= \$42 ;
-  always @(posedge lut_gated_clk)
-    live1 <= \$44 ;
-  always @(posedge lut_gated_clk)
-    live2 <= \$46 ;
-  always @(posedge lut_gated_clk)
-    live3 <= \$48 ;
-  always @(posedge lut_gated_clk)
-    live4 <= \$50 ;
-  always @(posedge lut_gated_clk)
-    live5 <= \$52 ;
-  always @(posedge lut_gated_clk)
-    live6 <= \$54 ;
-  always @(posedge lut_gated_clk)
-    live7 <= \$56 ;
-  always @(posedge lut_gated_clk)
-    \$signal$285  <= \$322 ;
+    t242 <= \$363 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$364  = t243;
+    if (\$signal$294 ) begin
+      if (\$43 ) begin
+        \$364  = param_rd__data[415:408];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$364  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$365  = t244;
+    if (\$signal$294 ) begin
+      if (\$43 ) begin
+        \$365  = param_rd__data[423:416];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$365  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$366  = t245;
+    if (\$signal$294 ) begin
+      if (\$43 ) begin
+        \$366  = param_rd__data[431:424];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$366  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$367  = t246;
+    if (\$signal$294 ) begin
+      if (\$43 ) begin
+        \$367  = param_rd__data[439:432];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$367  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$368  = t247;
+    if (\$signal$294 ) begin
+      if (\$43 ) begin
+        \$368  = param_rd__data[447:440];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$368  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$369  = t248;
+    if (\$signal$294 ) begin
+      if (\$43 ) begin
+        \$369  = param_rd__data[455:448];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$369  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$370  = t249;
+    if (\$signal$294 ) begin
+      if (\$43 ) begin
+        \$370  = param_rd__data[463:456];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$370  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$371  = t250;
+    if (\$signal$294 ) begin
+      if (\$43 ) begin
+        \$371  = param_rd__data[471:464];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$371  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$372  = t251;
+    if (\$signal$294 ) begin
+      if (\$43 ) begin
+        \$372  = param_rd__data[479:472];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$372  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$373  = t252;
+    if (\$signal$294 ) begin
+      if (\$43 ) begin
+        \$373  = param_rd__data[487:480];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$373  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$374  = t253;
+    if (\$signal$294 ) begin
+      if (\$43 ) begin
+        \$374  = param_rd__data[495:488];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$374  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$375  = t254;
+    if (\$signal$294 ) begin
+      if (\$43 ) begin
+        \$375  = param_rd__data[503:496];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$375  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$376  = t255;
+    if (\$signal$294 ) begin
+      if (\$43 ) begin
+        \$376  = param_rd__data[511:504];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$376  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$377  = \$signal$11 ;
+    if (\$45 ) begin
+      \$377  = \$46 [9:0];
+      if (\$48 ) begin
+        \$377  = 10'h000;
+      end
+    end
+    if (start) begin
+      \$377  = 10'h000;
+    end
+    if (lut_gated_rst) begin
+      \$377  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$378  = \$signal$10 ;
+    if (\$45 ) begin
+      if (\$48 ) begin
+        \$378  = \$49 [15:0];
+      end
+    end
+    if (\$52 ) begin
+      \$378  = \$53 [15:0];
+      if (\$55 ) begin
+        \$378  = 16'h0000;
+      end
+    end
+    if (start) begin
+      \$378  = 16'h0000;
+    end
+    if (lut_gated_rst) begin
+      \$378  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$379  = \$signal$301 ;
+    if (\$52 ) begin
+      if (\$55 ) begin
+        if (\$57 ) begin
+          \$379  = \$58 [12:0];
+        end
+      end
+    end
+    if (start) begin
+      \$379  = 13'h0000;
+    end
+    if (lut_gated_rst) begin
+      \$379  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$380  = tbase;
+    if (\$52 ) begin
+      if (\$55 ) begin
+        if (\$57 ) begin
+          \$380  = \$59 [5:0];
+        end
+      end
+    end
+    if (start) begin
+      \$380  = args[68:63];
+    end
+    if (lut_gated_rst) begin
+      \$380  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$381  = \$signal$9 ;
+    if (\$52 ) begin
+      if (\$55 ) begin
+        if (\$57 ) begin
+          (* full_case = 32'd1 *)
+          if (\$60 ) begin
+            \$381  = 3'h0;
+          end else begin
+            \$381  = \$62 [2:0];
+          end
+        end
+      end
+    end
+    if (start) begin
+      \$381  = 3'h0;
+    end
+    if (lut_gated_rst) begin
+      \$381  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$382  = \$signal$12 ;
+    if (\$52 ) begin
+      if (\$55 ) begin
+        if (\$57 ) begin
+          if (\$60 ) begin
+            \$382  = \$61 [9:0];
+          end
+        end
+      end
+    end
+    if (start) begin
+      \$382  = 10'h000;
+    end
+    if (lut_gated_rst) begin
+      \$382  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$383  = running;
+    if (lut_gated_rst) begin
+      \$383  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$384  = \$signal$296 ;
+    if (start) begin
+      \$384  = 1'h1;
+    end
+    if (\$115 ) begin
+      \$384  = 1'h0;
+    end
+    if (lut_gated_rst) begin
+      \$384  = 1'h0;
+    end
+  end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     casez (act_rd__data[7:0])
-      8'h00:
-          \$5  = t0;
-      8'h01:
-          \$5  = t1;
-      8'h02:
-          \$5  = t2;
-      8'h03:
-          \$5  = t3;
-      8'h04:
-          \$5  = t4;
-      8'h05:
-          \$5  = t5;
-      8'h06:
-          \$5  = t6;
-      8'h07:
-          \$5  = t7;
-      8'h08:
-          \$5  = t8;
-      8'h09:
-          \$5  = t9;
-      8'h0a:
-          \$5  = t10;
-      8'h0b:
-          \$5  = t11;
-      8'h0c:
-          \$5  = t12;
-      8'h0d:
-          \$5  = t13;
-      8'h0e:
-          \$5  = t14;
-      8'h0f:
-          \$5  = t15;
-      8'h10:
-          \$5  = t16;
-      8'h11:
-          \$5  = t17;
-      8'h12:
-          \$5  = t18;
-      8'h13:
-          \$5  = t19;
-      8'h14:
-          \$5  = t20;
-      8'h15:
-          \$5  = t21;
-      8'h16:
-          \$5  = t22;
-      8'h17:
-          \$5  = t23;
-      8'h18:
-          \$5  = t24;
-      8'h19:
-          \$5  = t25;
-      8'h1a:
-          \$5  = t26;
-      8'h1b:
-          \$5  = t27;
-      8'h1c:
-          \$5  = t28;
-      8'h1d:
-          \$5  = t29;
-      8'h1e:
-          \$5  = t30;
-      8'h1f:
-          \$5  = t31;
-      8'h20:
-          \$5  = t32;
-      8'h21:
-          \$5  = t33;
-      8'h22:
-          \$5  = t34;
-      8'h23:
-          \$5  = t35;
-      8'h24:
-          \$5  = t36;
-      8'h25:
-          \$5  = t37;
-      8'h26:
-          \$5  = t38;
-      8'h27:
-          \$5  = t39;
-      8'h28:
-          \$5  = t40;
-      8'h29:
-          \$5  = t41;
-      8'h2a:
-          \$5  = t42;
-      8'h2b:
-          \$5  = t43;
-      8'h2c:
-          \$5  = t44;
-      8'h2d:
-          \$5  = t45;
-      8'h2e:
-          \$5  = t46;
-      8'h2f:
-          \$5  = t47;
-      8'h30:
-          \$5  = t48;
-      8'h31:
-          \$5  = t49;
-      8'h32:
-          \$5  = t50;
-      8'h33:
-          \$5  = t51;
-      8'h34:
-          \$5  = t52;
-      8'h35:
-          \$5  = t53;
-      8'h36:
-          \$5  = t54;
-      8'h37:
-          \$5  = t55;
-      8'h38:
-          \$5  = t56;
-      8'h39:
-          \$5  = t57;
-      8'h3a:
-          \$5  = t58;
-      8'h3b:
-          \$5  = t59;
-      8'h3c:
-          \$5  = t60;
-      8'h3d:
-          \$5  = t61;
-      8'h3e:
-          \$5  = t62;
-      8'h3f:
-          \$5  = t63;
-      8'h40:
-          \$5  = t64;
-      8'h41:
-          \$5  = t65;
-      8'h42:
-          \$5  = t66;
-      8'h43:
-          \$5  = t67;
-      8'h44:
-          \$5  = t68;
-      8'h45:
-          \$5  = t69;
-      8'h46:
-          \$5  = t70;
-      8'h47:
-          \$5  = t71;
-      8'h48:
-          \$5  = t72;
-      8'h49:
-          \$5  = t73;
-      8'h4a:
-          \$5  = t74;
-      8'h4b:
-          \$5  = t75;
-      8'h4c:
-          \$5  = t76;
-      8'h4d:
-          \$5  = t77;
-      8'h4e:
-          \$5  = t78;
-      8'h4f:
-          \$5  = t79;
-      8'h50:
-          \$5  = t80;
-      8'h51:
-          \$5  = t81;
-      8'h52:
-          \$5  = t82;
-      8'h53:
-          \$5  = t83;
-      8'h54:
-          \$5  = t84;
-      8'h55:
-          \$5  = t85;
-      8'h56:
-          \$5  = t86;
-      8'h57:
-          \$5  = t87;
-      8'h58:
-          \$5  = t88;
-      8'h59:
-          \$5  = t89;
-      8'h5a:
-          \$5  = t90;
-      8'h5b:
-          \$5  = t91;
-      8'h5c:
-          \$5  = t92;
-      8'h5d:
-          \$5  = t93;
-      8'h5e:
-          \$5  = t94;
-      8'h5f:
-          \$5  = t95;
-      8'h60:
-          \$5  = t96;
-      8'h61:
-          \$5  = t97;
-      8'h62:
-          \$5  = t98;
-      8'h63:
-          \$5  = t99;
-      8'h64:
-          \$5  = t100;
-      8'h65:
-          \$5  = t101;
-      8'h66:
-          \$5  = t102;
-      8'h67:
-          \$5  = t103;
-      8'h68:
-          \$5  = t104;
-      8'h69:
-          \$5  = t105;
-      8'h6a:
-          \$5  = t106;
-      8'h6b:
-          \$5  = t107;
-      8'h6c:
-          \$5  = t108;
-      8'h6d:
-          \$5  = t109;
-      8'h6e:
-          \$5  = t110;
-      8'h6f:
-          \$5  = t111;
-      8'h70:
-          \$5  = t112;
-      8'h71:
-          \$5  = t113;
-      8'h72:
-          \$5  = t114;
-      8'h73:
-          \$5  = t115;
-      8'h74:
-          \$5  = t116;
-      8'h75:
-          \$5  = t117;
-      8'h76:
-          \$5  = t118;
-      8'h77:
-          \$5  = t119;
-      8'h78:
-          \$5  = t120;
-      8'h79:
-          \$5  = t121;
-      8'h7a:
-          \$5  = t122;
-      8'h7b:
-          \$5  = t123;
-      8'h7c:
-          \$5  = t124;
-      8'h7d:
-          \$5  = t125;
-      8'h7e:
-          \$5  = t126;
-      8'h7f:
-          \$5  = t127;
-      8'h80:
-          \$5  = t128;
-      8'h81:
-          \$5  = t129;
-      8'h82:
-          \$5  = t130;
-      8'h83:
-          \$5  = t131;
-      8'h84:
-          \$5  = t132;
-      8'h85:
-          \$5  = t133;
-      8'h86:
-          \$5  = t134;
-      8'h87:
-          \$5  = t135;
-      8'h88:
-          \$5  = t136;
-      8'h89:
-          \$5  = t137;
-      8'h8a:
-          \$5  = t138;
-      8'h8b:
-          \$5  = t139;
-      8'h8c:
-          \$5  = t140;
-      8'h8d:
-          \$5  = t141;
-      8'h8e:
-          \$5  = t142;
-      8'h8f:
-          \$5  = t143;
-      8'h90:
-          \$5  = t144;
-      8'h91:
-          \$5  = t145;
-      8'h92:
-          \$5  = t146;
-      8'h93:
-          \$5  = t147;
-      8'h94:
-          \$5  = t148;
-      8'h95:
-          \$5  = t149;
-      8'h96:
-          \$5  = t150;
-      8'h97:
-          \$5  = t151;
-      8'h98:
-          \$5  = t152;
-      8'h99:
-          \$5  = t153;
-      8'h9a:
-          \$5  = t154;
-      8'h9b:
-          \$5  = t155;
-      8'h9c:
-          \$5  = t156;
-      8'h9d:
-          \$5  = t157;
-      8'h9e:
-          \$5  = t158;
-      8'h9f:
-          \$5  = t159;
-      8'ha0:
-          \$5  = t160;
-      8'ha1:
-          \$5  = t161;
-      8'ha2:
-          \$5  = t162;
-      8'ha3:
-          \$5  = t163;
-      8'ha4:
-          \$5  = t164;
-      8'ha5:
-          \$5  = t165;
-      8'ha6:
-          \$5  = t166;
-      8'ha7:
-          \$5  = t167;
-      8'ha8:
-          \$5  = t168;
-      8'ha9:
-          \$5  = t169;
-      8'haa:
-          \$5  = t170;
-      8'hab:
-          \$5  = t171;
-      8'hac:
-          \$5  = t172;
-      8'had:
-          \$5  = t173;
-      8'hae:
-          \$5  = t174;
-      8'haf:
-          \$5  = t175;
-      8'hb0:
-          \$5  = t176;
-      8'hb1:
-          \$5  = t177;
-      8'hb2:
-          \$5  = t178;
-      8'hb3:
-          \$5  = t179;
-      8'hb4:
-          \$5  = t180;
-      8'hb5:
-          \$5  = t181;
-      8'hb6:
-          \$5  = t182;
-      8'hb7:
-          \$5  = t183;
-      8'hb8:
-          \$5  = t184;
-      8'hb9:
-          \$5  = t185;
-      8'hba:
-          \$5  = t186;
-      8'hbb:
-          \$5  = t187;
-      8'hbc:
-          \$5  = t188;
-      8'hbd:
-          \$5  = t189;
-      8'hbe:
-          \$5  = t190;
-      8'hbf:
-          \$5  = t191;
-      8'hc0:
-          \$5  = t192;
-      8'hc1:
-          \$5  = t193;
-      8'hc2:
-          \$5  = t194;
-      8'hc3:
-          \$5  = t195;
-      8'hc4:
-          \$5  = t196;
-      8'hc5:
-          \$5  = t197;
-      8'hc6:
-          \$5  = t198;
-      8'hc7:
-          \$5  = t199;
-      8'hc8:
-          \$5  = t200;
-      8'hc9:
-          \$5  = t201;
-      8'hca:
-          \$5  = t202;
-      8'hcb:
-          \$5  = t203;
-      8'hcc:
-          \$5  = t204;
-      8'hcd:
-          \$5  = t205;
-      8'hce:
-          \$5  = t206;
-      8'hcf:
-          \$5  = t207;
-      8'hd0:
-          \$5  = t208;
-      8'hd1:
-          \$5  = t209;
-      8'hd2:
-          \$5  = t210;
-      8'hd3:
-          \$5  = t211;
-      8'hd4:
-          \$5  = t212;
-      8'hd5:
-          \$5  = t213;
-      8'hd6:
-          \$5  = t214;
-      8'hd7:
-          \$5  = t215;
-      8'hd8:
-          \$5  = t216;
-      8'hd9:
-          \$5  = t217;
-      8'hda:
-          \$5  = t218;
-      8'hdb:
-          \$5  = t219;
-      8'hdc:
-          \$5  = t220;
-      8'hdd:
-          \$5  = t221;
-      8'hde:
-          \$5  = t222;
-      8'hdf:
-          \$5  = t223;
-      8'he0:
-          \$5  = t224;
-      8'he1:
-          \$5  = t225;
-      8'he2:
-          \$5  = t226;
-      8'he3:
-          \$5  = t227;
-      8'he4:
-          \$5  = t228;
-      8'he5:
-          \$5  = t229;
-      8'he6:
-          \$5  = t230;
-      8'he7:
-          \$5  = t231;
-      8'he8:
-          \$5  = t232;
-      8'he9:
-          \$5  = t233;
-      8'hea:
-          \$5  = t234;
-      8'heb:
-          \$5  = t235;
-      8'hec:
-          \$5  = t236;
-      8'hed:
-          \$5  = t237;
-      8'hee:
-          \$5  = t238;
-      8'hef:
-          \$5  = t239;
-      8'hf0:
-          \$5  = t240;
-      8'hf1:
-          \$5  = t241;
-      8'hf2:
-          \$5  = t242;
-      8'hf3:
-          \$5  = t243;
-      8'hf4:
-          \$5  = t244;
-      8'hf5:
-          \$5  = t245;
-      8'hf6:
-          \$5  = t246;
-      8'hf7:
-          \$5  = t247;
-      8'hf8:
-          \$5  = t248;
-      8'hf9:
-          \$5  = t249;
-      8'hfa:
-          \$5  = t250;
-      8'hfb:
-          \$5  = t251;
-      8'hfc:
-          \$5  = t252;
-      8'hfd:
-          \$5  = t253;
-      8'hfe:
-          \$5  = t254;
-      8'hff:
-          \$5  = t255;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    (* full_case = 32'd1 *)
-    casez (act_rd__data[15:8])
-      8'h00:
-          \$7  = t0;
-      8'h01:
-          \$7  = t1;
-      8'h02:
-          \$7  = t2;
-      8'h03:
-          \$7  = t3;
-      8'h04:
-          \$7  = t4;
-      8'h05:
-          \$7  = t5;
-      8'h06:
-          \$7  = t6;
-      8'h07:
-          \$7  = t7;
-      8'h08:
-          \$7  = t8;
-      8'h09:
-          \$7  = t9;
-      8'h0a:
-          \$7  = t10;
-      8'h0b:
-          \$7  = t11;
-      8'h0c:
-          \$7  = t12;
-      8'h0d:
-          \$7  = t13;
-      8'h0e:
-          \$7  = t14;
-      8'h0f:
-          \$7  = t15;
-      8'h10:
-          \$7  = t16;
-      8'h11:
-          \$7  = t17;
-      8'h12:
-          \$7  = t18;
-      8'h13:
-          \$7  = t19;
-      8'h14:
-          \$7  = t20;
-      8'h15:
-          \$7  = t21;
-      8'h16:
-          \$7  = t22;
-      8'h17:
-          \$7  = t23;
-      8'h18:
-          \$7  = t24;
-      8'h19:
-          \$7  = t25;
-      8'h1a:
-          \$7  = t26;
-      8'h1b:
-          \$7  = t27;
-      8'h1c:
-          \$7  = t28;
-      8'h1d:
-          \$7  = t29;
-      8'h1e:
-          \$7  = t30;
-      8'h1f:
-          \$7  = t31;
-      8'h20:
-          \$7  = t32;
-      8'h21:
-          \$7  = t33;
-      8'h22:
-          \$7  = t34;
-      8'h23:
-          \$7  = t35;
-      8'h24:
-          \$7  = t36;
-      8'h25:
-          \$7  = t37;
-      8'h26:
-          \$7  = t38;
-      8'h27:
-          \$7  = t39;
-      8'h28:
-          \$7  = t40;
-      8'h29:
-          \$7  = t41;
-      8'h2a:
-          \$7  = t42;
-      8'h2b:
-          \$7  = t43;
-      8'h2c:
-          \$7  = t44;
-      8'h2d:
-          \$7  = t45;
-      8'h2e:
-          \$7  = t46;
-      8'h2f:
-          \$7  = t47;
-      8'h30:
-          \$7  = t48;
-      8'h31:
-          \$7  = t49;
-      8'h32:
-          \$7  = t50;
-      8'h33:
-          \$7  = t51;
-      8'h34:
-          \$7  = t52;
-      8'h35:
-          \$7  = t53;
-      8'h36:
-          \$7  = t54;
-      8'h37:
-          \$7  = t55;
-      8'h38:
-          \$7  = t56;
-      8'h39:
-          \$7  = t57;
-      8'h3a:
-          \$7  = t58;
-      8'h3b:
-          \$7  = t59;
-      8'h3c:
-          \$7  = t60;
-      8'h3d:
-          \$7  = t61;
-      8'h3e:
-          \$7  = t62;
-      8'h3f:
-          \$7  = t63;
-      8'h40:
-          \$7  = t64;
-      8'h41:
-          \$7  = t65;
-      8'h42:
-          \$7  = t66;
-      8'h43:
-          \$7  = t67;
-      8'h44:
-          \$7  = t68;
-      8'h45:
-          \$7  = t69;
-      8'h46:
-          \$7  = t70;
-      8'h47:
-          \$7  = t71;
-      8'h48:
-          \$7  = t72;
-      8'h49:
-          \$7  = t73;
-      8'h4a:
-          \$7  = t74;
-      8'h4b:
-          \$7  = t75;
-      8'h4c:
-          \$7  = t76;
-      8'h4d:
-          \$7  = t77;
-      8'h4e:
-          \$7  = t78;
-      8'h4f:
-          \$7  = t79;
-      8'h50:
-          \$7  = t80;
-      8'h51:
-          \$7  = t81;
-      8'h52:
-          \$7  = t82;
-      8'h53:
-          \$7  = t83;
-      8'h54:
-          \$7  = t84;
-      8'h55:
-          \$7  = t85;
-      8'h56:
-          \$7  = t86;
-      8'h57:
-          \$7  = t87;
-      8'h58:
-          \$7  = t88;
-      8'h59:
-          \$7  = t89;
-      8'h5a:
-          \$7  = t90;
-      8'h5b:
-          \$7  = t91;
-      8'h5c:
-          \$7  = t92;
-      8'h5d:
-          \$7  = t93;
-      8'h5e:
-          \$7  = t94;
-      8'h5f:
-          \$7  = t95;
-      8'h60:
-          \$7  = t96;
-      8'h61:
-          \$7  = t97;
-      8'h62:
-          \$7  = t98;
-      8'h63:
-          \$7  = t99;
-      8'h64:
-          \$7  = t100;
-      8'h65:
-          \$7  = t101;
-      8'h66:
-          \$7  = t102;
-      8'h67:
-          \$7  = t103;
-      8'h68:
-          \$7  = t104;
-      8'h69:
-          \$7  = t105;
-      8'h6a:
-          \$7  = t106;
-      8'h6b:
-          \$7  = t107;
-      8'h6c:
-          \$7  = t108;
-      8'h6d:
-          \$7  = t109;
-      8'h6e:
-          \$7  = t110;
-      8'h6f:
-          \$7  = t111;
-      8'h70:
-          \$7  = t112;
-      8'h71:
-          \$7  = t113;
-      8'h72:
-          \$7  = t114;
-      8'h73:
-          \$7  = t115;
-      8'h74:
-          \$7  = t116;
-      8'h75:
-          \$7  = t117;
-      8'h76:
-          \$7  = t118;
-      8'h77:
-          \$7  = t119;
-      8'h78:
-          \$7  = t120;
-      8'h79:
-          \$7  = t121;
-      8'h7a:
-          \$7  = t122;
-      8'h7b:
-          \$7  = t123;
-      8'h7c:
-          \$7  = t124;
-      8'h7d:
-          \$7  = t125;
-      8'h7e:
-          \$7  = t126;
-      8'h7f:
-          \$7  = t127;
-      8'h80:
-          \$7  = t128;
-      8'h81:
-          \$7  = t129;
-      8'h82:
-          \$7  = t130;
-      8'h83:
-          \$7  = t131;
-      8'h84:
-          \$7  = t132;
-      8'h85:
-          \$7  = t133;
-      8'h86:
-          \$7  = t134;
-      8'h87:
-          \$7  = t135;
-      8'h88:
-          \$7  = t136;
-      8'h89:
-          \$7  = t137;
-      8'h8a:
-          \$7  = t138;
-      8'h8b:
-          \$7  = t139;
-      8'h8c:
-          \$7  = t140;
-      8'h8d:
-          \$7  = t141;
-      8'h8e:
-          \$7  = t142;
-      8'h8f:
-          \$7  = t143;
-      8'h90:
-          \$7  = t144;
-      8'h91:
-          \$7  = t145;
-      8'h92:
-          \$7  = t146;
-      8'h93:
-          \$7  = t147;
-      8'h94:
-          \$7  = t148;
-      8'h95:
-          \$7  = t149;
-      8'h96:
-          \$7  = t150;
-      8'h97:
-          \$7  = t151;
-      8'h98:
-          \$7  = t152;
-      8'h99:
-          \$7  = t153;
-      8'h9a:
-          \$7  = t154;
-      8'h9b:
-          \$7  = t155;
-      8'h9c:
-          \$7  = t156;
-      8'h9d:
-          \$7  = t157;
-      8'h9e:
-          \$7  = t158;
-      8'h9f:
-          \$7  = t159;
-      8'ha0:
-          \$7  = t160;
-      8'ha1:
-          \$7  = t161;
-      8'ha2:
-          \$7  = t162;
-      8'ha3:
-          \$7  = t163;
-      8'ha4:
-          \$7  = t164;
-      8'ha5:
-          \$7  = t165;
-      8'ha6:
-          \$7  = t166;
-      8'ha7:
-          \$7  = t167;
-      8'ha8:
-          \$7  = t168;
-      8'ha9:
-          \$7  = t169;
-      8'haa:
-          \$7  = t170;
-      8'hab:
-          \$7  = t171;
-      8'hac:
-          \$7  = t172;
-      8'had:
-          \$7  = t173;
-      8'hae:
-          \$7  = t174;
-      8'haf:
-          \$7  = t175;
-      8'hb0:
-          \$7  = t176;
-      8'hb1:
-          \$7  = t177;
-      8'hb2:
-          \$7  = t178;
-      8'hb3:
-          \$7  = t179;
-      8'hb4:
-          \$7  = t180;
-      8'hb5:
-          \$7  = t181;
-      8'hb6:
-          \$7  = t182;
-      8'hb7:
-          \$7  = t183;
-      8'hb8:
-          \$7  = t184;
-      8'hb9:
-          \$7  = t185;
-      8'hba:
-          \$7  = t186;
-      8'hbb:
-          \$7  = t187;
-      8'hbc:
-          \$7  = t188;
-      8'hbd:
-          \$7  = t189;
-      8'hbe:
-          \$7  = t190;
-      8'hbf:
-          \$7  = t191;
-      8'hc0:
-          \$7  = t192;
-      8'hc1:
-          \$7  = t193;
-      8'hc2:
-          \$7  = t194;
-      8'hc3:
-          \$7  = t195;
-      8'hc4:
-          \$7  = t196;
-      8'hc5:
-          \$7  = t197;
-      8'hc6:
-          \$7  = t198;
-      8'hc7:
-          \$7  = t199;
-      8'hc8:
-          \$7  = t200;
-      8'hc9:
-          \$7  = t201;
-      8'hca:
-          \$7  = t202;
-      8'hcb:
-          \$7  = t203;
-      8'hcc:
-          \$7  = t204;
-      8'hcd:
-          \$7  = t205;
-      8'hce:
-          \$7  = t206;
-      8'hcf:
-          \$7  = t207;
-      8'hd0:
-          \$7  = t208;
-      8'hd1:
-          \$7  = t209;
-      8'hd2:
-          \$7  = t210;
-      8'hd3:
-          \$7  = t211;
-      8'hd4:
-          \$7  = t212;
-      8'hd5:
-          \$7  = t213;
-      8'hd6:
-          \$7  = t214;
-      8'hd7:
-          \$7  = t215;
-      8'hd8:
-          \$7  = t216;
-      8'hd9:
-          \$7  = t217;
-      8'hda:
-          \$7  = t218;
-      8'hdb:
-          \$7  = t219;
-      8'hdc:
-          \$7  = t220;
-      8'hdd:
-          \$7  = t221;
-      8'hde:
-          \$7  = t222;
-      8'hdf:
-          \$7  = t223;
-      8'he0:
-          \$7  = t224;
-      8'he1:
-          \$7  = t225;
-      8'he2:
-          \$7  = t226;
-      8'he3:
-          \$7  = t227;
-      8'he4:
-          \$7  = t228;
-      8'he5:
-          \$7  = t229;
-      8'he6:
-          \$7  = t230;
-      8'he7:
-          \$7  = t231;
-      8'he8:
-          \$7  = t232;
-      8'he9:
-          \$7  = t233;
-      8'hea:
-          \$7  = t234;
-      8'heb:
-          \$7  = t235;
-      8'hec:
-          \$7  = t236;
-      8'hed:
-          \$7  = t237;
-      8'hee:
-          \$7  = t238;
-      8'hef:
-          \$7  = t239;
-      8'hf0:
-          \$7  = t240;
-      8'hf1:
-          \$7  = t241;
-      8'hf2:
-          \$7  = t242;
-      8'hf3:
-          \$7  = t243;
-      8'hf4:
-          \$7  = t244;
-      8'hf5:
-          \$7  = t245;
-      8'hf6:
-          \$7  = t246;
-      8'hf7:
-          \$7  = t247;
-      8'hf8:
-          \$7  = t248;
-      8'hf9:
-          \$7  = t249;
-      8'hfa:
-          \$7  = t250;
-      8'hfb:
-          \$7  = t251;
-      8'hfc:
-          \$7  = t252;
-      8'hfd:
-          \$7  = t253;
-      8'hfe:
-          \$7  = t254;
-      8'hff:
-          \$7  = t255;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    (* full_case = 32'd1 *)
-    casez (act_rd__data[23:16])
       8'h00:
           \$9  = t0;
       8'h01:
@@ -20430,1043 +19851,525 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
-    casez (act_rd__data[31:24])
+    casez (act_rd__data[15:8])
       8'h00:
-          \$11  = t0;
+          \$12  = t0;
       8'h01:
-          \$11  = t1;
+          \$12  = t1;
       8'h02:
-          \$11  = t2;
+          \$12  = t2;
       8'h03:
-          \$11  = t3;
+          \$12  = t3;
       8'h04:
-          \$11  = t4;
+          \$12  = t4;
       8'h05:
-          \$11  = t5;
+          \$12  = t5;
       8'h06:
-          \$11  = t6;
+          \$12  = t6;
       8'h07:
-          \$11  = t7;
+          \$12  = t7;
       8'h08:
-          \$11  = t8;
+          \$12  = t8;
       8'h09:
-          \$11  = t9;
+          \$12  = t9;
       8'h0a:
-          \$11  = t10;
+          \$12  = t10;
       8'h0b:
-          \$11  = t11;
+          \$12  = t11;
       8'h0c:
-          \$11  = t12;
+          \$12  = t12;
       8'h0d:
-          \$11  = t13;
+          \$12  = t13;
       8'h0e:
-          \$11  = t14;
+          \$12  = t14;
       8'h0f:
-          \$11  = t15;
+          \$12  = t15;
       8'h10:
-          \$11  = t16;
+          \$12  = t16;
       8'h11:
-          \$11  = t17;
+          \$12  = t17;
       8'h12:
-          \$11  = t18;
+          \$12  = t18;
       8'h13:
-          \$11  = t19;
+          \$12  = t19;
       8'h14:
-          \$11  = t20;
+          \$12  = t20;
       8'h15:
-          \$11  = t21;
+          \$12  = t21;
       8'h16:
-          \$11  = t22;
+          \$12  = t22;
       8'h17:
-          \$11  = t23;
+          \$12  = t23;
       8'h18:
-          \$11  = t24;
+          \$12  = t24;
       8'h19:
-          \$11  = t25;
+          \$12  = t25;
       8'h1a:
-          \$11  = t26;
+          \$12  = t26;
       8'h1b:
-          \$11  = t27;
+          \$12  = t27;
       8'h1c:
-          \$11  = t28;
+          \$12  = t28;
       8'h1d:
-          \$11  = t29;
+          \$12  = t29;
       8'h1e:
-          \$11  = t30;
+          \$12  = t30;
       8'h1f:
-          \$11  = t31;
+          \$12  = t31;
       8'h20:
-          \$11  = t32;
+          \$12  = t32;
       8'h21:
-          \$11  = t33;
+          \$12  = t33;
       8'h22:
-          \$11  = t34;
+          \$12  = t34;
       8'h23:
-          \$11  = t35;
+          \$12  = t35;
       8'h24:
-          \$11  = t36;
+          \$12  = t36;
       8'h25:
-          \$11  = t37;
+          \$12  = t37;
       8'h26:
-          \$11  = t38;
+          \$12  = t38;
       8'h27:
-          \$11  = t39;
+          \$12  = t39;
       8'h28:
-          \$11  = t40;
+          \$12  = t40;
       8'h29:
-          \$11  = t41;
+          \$12  = t41;
       8'h2a:
-          \$11  = t42;
+          \$12  = t42;
       8'h2b:
-          \$11  = t43;
+          \$12  = t43;
       8'h2c:
-          \$11  = t44;
+          \$12  = t44;
       8'h2d:
-          \$11  = t45;
+          \$12  = t45;
       8'h2e:
-          \$11  = t46;
+          \$12  = t46;
       8'h2f:
-          \$11  = t47;
+          \$12  = t47;
       8'h30:
-          \$11  = t48;
+          \$12  = t48;
       8'h31:
-          \$11  = t49;
+          \$12  = t49;
       8'h32:
-          \$11  = t50;
+          \$12  = t50;
       8'h33:
-          \$11  = t51;
+          \$12  = t51;
       8'h34:
-          \$11  = t52;
+          \$12  = t52;
       8'h35:
-          \$11  = t53;
+          \$12  = t53;
       8'h36:
-          \$11  = t54;
+          \$12  = t54;
       8'h37:
-          \$11  = t55;
+          \$12  = t55;
       8'h38:
-          \$11  = t56;
+          \$12  = t56;
       8'h39:
-          \$11  = t57;
+          \$12  = t57;
       8'h3a:
-          \$11  = t58;
+          \$12  = t58;
       8'h3b:
-          \$11  = t59;
+          \$12  = t59;
       8'h3c:
-          \$11  = t60;
+          \$12  = t60;
       8'h3d:
-          \$11  = t61;
+          \$12  = t61;
       8'h3e:
-          \$11  = t62;
+          \$12  = t62;
       8'h3f:
-          \$11  = t63;
+          \$12  = t63;
       8'h40:
-          \$11  = t64;
+          \$12  = t64;
       8'h41:
-          \$11  = t65;
+          \$12  = t65;
       8'h42:
-          \$11  = t66;
+          \$12  = t66;
       8'h43:
-          \$11  = t67;
+          \$12  = t67;
       8'h44:
-          \$11  = t68;
+          \$12  = t68;
       8'h45:
-          \$11  = t69;
+          \$12  = t69;
       8'h46:
-          \$11  = t70;
+          \$12  = t70;
       8'h47:
-          \$11  = t71;
+          \$12  = t71;
       8'h48:
-          \$11  = t72;
+          \$12  = t72;
       8'h49:
-          \$11  = t73;
+          \$12  = t73;
       8'h4a:
-          \$11  = t74;
+          \$12  = t74;
       8'h4b:
-          \$11  = t75;
+          \$12  = t75;
       8'h4c:
-          \$11  = t76;
+          \$12  = t76;
       8'h4d:
-          \$11  = t77;
+          \$12  = t77;
       8'h4e:
-          \$11  = t78;
+          \$12  = t78;
       8'h4f:
-          \$11  = t79;
+          \$12  = t79;
       8'h50:
-          \$11  = t80;
+          \$12  = t80;
       8'h51:
-          \$11  = t81;
+          \$12  = t81;
       8'h52:
-          \$11  = t82;
+          \$12  = t82;
       8'h53:
-          \$11  = t83;
+          \$12  = t83;
       8'h54:
-          \$11  = t84;
+          \$12  = t84;
       8'h55:
-          \$11  = t85;
+          \$12  = t85;
       8'h56:
-          \$11  = t86;
+          \$12  = t86;
       8'h57:
-          \$11  = t87;
+          \$12  = t87;
       8'h58:
-          \$11  = t88;
+          \$12  = t88;
       8'h59:
-          \$11  = t89;
+          \$12  = t89;
       8'h5a:
-          \$11  = t90;
+          \$12  = t90;
       8'h5b:
-          \$11  = t91;
+          \$12  = t91;
       8'h5c:
-          \$11  = t92;
+          \$12  = t92;
       8'h5d:
-          \$11  = t93;
+          \$12  = t93;
       8'h5e:
-          \$11  = t94;
+          \$12  = t94;
       8'h5f:
-          \$11  = t95;
+          \$12  = t95;
       8'h60:
-          \$11  = t96;
+          \$12  = t96;
       8'h61:
-          \$11  = t97;
+          \$12  = t97;
       8'h62:
-          \$11  = t98;
+          \$12  = t98;
       8'h63:
-          \$11  = t99;
+          \$12  = t99;
       8'h64:
-          \$11  = t100;
+          \$12  = t100;
       8'h65:
-          \$11  = t101;
+          \$12  = t101;
       8'h66:
-          \$11  = t102;
+          \$12  = t102;
       8'h67:
-          \$11  = t103;
+          \$12  = t103;
       8'h68:
-          \$11  = t104;
+          \$12  = t104;
       8'h69:
-          \$11  = t105;
+          \$12  = t105;
       8'h6a:
-          \$11  = t106;
+          \$12  = t106;
       8'h6b:
-          \$11  = t107;
+          \$12  = t107;
       8'h6c:
-          \$11  = t108;
+          \$12  = t108;
       8'h6d:
-          \$11  = t109;
+          \$12  = t109;
       8'h6e:
-          \$11  = t110;
+          \$12  = t110;
       8'h6f:
-          \$11  = t111;
+          \$12  = t111;
       8'h70:
-          \$11  = t112;
+          \$12  = t112;
       8'h71:
-          \$11  = t113;
+          \$12  = t113;
       8'h72:
-          \$11  = t114;
+          \$12  = t114;
       8'h73:
-          \$11  = t115;
+          \$12  = t115;
       8'h74:
-          \$11  = t116;
+          \$12  = t116;
       8'h75:
-          \$11  = t117;
+          \$12  = t117;
       8'h76:
-          \$11  = t118;
+          \$12  = t118;
       8'h77:
-          \$11  = t119;
+          \$12  = t119;
       8'h78:
-          \$11  = t120;
+          \$12  = t120;
       8'h79:
-          \$11  = t121;
+          \$12  = t121;
       8'h7a:
-          \$11  = t122;
+          \$12  = t122;
       8'h7b:
-          \$11  = t123;
+          \$12  = t123;
       8'h7c:
-          \$11  = t124;
+          \$12  = t124;
       8'h7d:
-          \$11  = t125;
+          \$12  = t125;
       8'h7e:
-          \$11  = t126;
+          \$12  = t126;
       8'h7f:
-          \$11  = t127;
+          \$12  = t127;
       8'h80:
-          \$11  = t128;
+          \$12  = t128;
       8'h81:
-          \$11  = t129;
+          \$12  = t129;
       8'h82:
-          \$11  = t130;
+          \$12  = t130;
       8'h83:
-          \$11  = t131;
+          \$12  = t131;
       8'h84:
-          \$11  = t132;
+          \$12  = t132;
       8'h85:
-          \$11  = t133;
+          \$12  = t133;
       8'h86:
-          \$11  = t134;
+          \$12  = t134;
       8'h87:
-          \$11  = t135;
+          \$12  = t135;
       8'h88:
-          \$11  = t136;
+          \$12  = t136;
       8'h89:
-          \$11  = t137;
+          \$12  = t137;
       8'h8a:
-          \$11  = t138;
+          \$12  = t138;
       8'h8b:
-          \$11  = t139;
+          \$12  = t139;
       8'h8c:
-          \$11  = t140;
+          \$12  = t140;
       8'h8d:
-          \$11  = t141;
+          \$12  = t141;
       8'h8e:
-          \$11  = t142;
+          \$12  = t142;
       8'h8f:
-          \$11  = t143;
+          \$12  = t143;
       8'h90:
-          \$11  = t144;
+          \$12  = t144;
       8'h91:
-          \$11  = t145;
+          \$12  = t145;
       8'h92:
-          \$11  = t146;
+          \$12  = t146;
       8'h93:
-          \$11  = t147;
+          \$12  = t147;
       8'h94:
-          \$11  = t148;
+          \$12  = t148;
       8'h95:
-          \$11  = t149;
+          \$12  = t149;
       8'h96:
-          \$11  = t150;
+          \$12  = t150;
       8'h97:
-          \$11  = t151;
+          \$12  = t151;
       8'h98:
-          \$11  = t152;
+          \$12  = t152;
       8'h99:
-          \$11  = t153;
+          \$12  = t153;
       8'h9a:
-          \$11  = t154;
+          \$12  = t154;
       8'h9b:
-          \$11  = t155;
+          \$12  = t155;
       8'h9c:
-          \$11  = t156;
+          \$12  = t156;
       8'h9d:
-          \$11  = t157;
+          \$12  = t157;
       8'h9e:
-          \$11  = t158;
+          \$12  = t158;
       8'h9f:
-          \$11  = t159;
+          \$12  = t159;
       8'ha0:
-          \$11  = t160;
+          \$12  = t160;
       8'ha1:
-          \$11  = t161;
+          \$12  = t161;
       8'ha2:
-          \$11  = t162;
+          \$12  = t162;
       8'ha3:
-          \$11  = t163;
+          \$12  = t163;
       8'ha4:
-          \$11  = t164;
+          \$12  = t164;
       8'ha5:
-          \$11  = t165;
+          \$12  = t165;
       8'ha6:
-          \$11  = t166;
+          \$12  = t166;
       8'ha7:
-          \$11  = t167;
+          \$12  = t167;
       8'ha8:
-          \$11  = t168;
+          \$12  = t168;
       8'ha9:
-          \$11  = t169;
+          \$12  = t169;
       8'haa:
-          \$11  = t170;
+          \$12  = t170;
       8'hab:
-          \$11  = t171;
+          \$12  = t171;
       8'hac:
-          \$11  = t172;
+          \$12  = t172;
       8'had:
-          \$11  = t173;
+          \$12  = t173;
       8'hae:
-          \$11  = t174;
+          \$12  = t174;
       8'haf:
-          \$11  = t175;
+          \$12  = t175;
       8'hb0:
-          \$11  = t176;
+          \$12  = t176;
       8'hb1:
-          \$11  = t177;
+          \$12  = t177;
       8'hb2:
-          \$11  = t178;
+          \$12  = t178;
       8'hb3:
-          \$11  = t179;
+          \$12  = t179;
       8'hb4:
-          \$11  = t180;
+          \$12  = t180;
       8'hb5:
-          \$11  = t181;
+          \$12  = t181;
       8'hb6:
-          \$11  = t182;
+          \$12  = t182;
       8'hb7:
-          \$11  = t183;
+          \$12  = t183;
       8'hb8:
-          \$11  = t184;
+          \$12  = t184;
       8'hb9:
-          \$11  = t185;
+          \$12  = t185;
       8'hba:
-          \$11  = t186;
+          \$12  = t186;
       8'hbb:
-          \$11  = t187;
+          \$12  = t187;
       8'hbc:
-          \$11  = t188;
+          \$12  = t188;
       8'hbd:
-          \$11  = t189;
+          \$12  = t189;
       8'hbe:
-          \$11  = t190;
+          \$12  = t190;
       8'hbf:
-          \$11  = t191;
+          \$12  = t191;
       8'hc0:
-          \$11  = t192;
+          \$12  = t192;
       8'hc1:
-          \$11  = t193;
+          \$12  = t193;
       8'hc2:
-          \$11  = t194;
+          \$12  = t194;
       8'hc3:
-          \$11  = t195;
+          \$12  = t195;
       8'hc4:
-          \$11  = t196;
+          \$12  = t196;
       8'hc5:
-          \$11  = t197;
+          \$12  = t197;
       8'hc6:
-          \$11  = t198;
+          \$12  = t198;
       8'hc7:
-          \$11  = t199;
+          \$12  = t199;
       8'hc8:
-          \$11  = t200;
+          \$12  = t200;
       8'hc9:
-          \$11  = t201;
+          \$12  = t201;
       8'hca:
-          \$11  = t202;
+          \$12  = t202;
       8'hcb:
-          \$11  = t203;
+          \$12  = t203;
       8'hcc:
-          \$11  = t204;
+          \$12  = t204;
       8'hcd:
-          \$11  = t205;
+          \$12  = t205;
       8'hce:
-          \$11  = t206;
+          \$12  = t206;
       8'hcf:
-          \$11  = t207;
+          \$12  = t207;
       8'hd0:
-          \$11  = t208;
+          \$12  = t208;
       8'hd1:
-          \$11  = t209;
+          \$12  = t209;
       8'hd2:
-          \$11  = t210;
+          \$12  = t210;
       8'hd3:
-          \$11  = t211;
+          \$12  = t211;
       8'hd4:
-          \$11  = t212;
+          \$12  = t212;
       8'hd5:
-          \$11  = t213;
+          \$12  = t213;
       8'hd6:
-          \$11  = t214;
+          \$12  = t214;
       8'hd7:
-          \$11  = t215;
+          \$12  = t215;
       8'hd8:
-          \$11  = t216;
+          \$12  = t216;
       8'hd9:
-          \$11  = t217;
+          \$12  = t217;
       8'hda:
-          \$11  = t218;
+          \$12  = t218;
       8'hdb:
-          \$11  = t219;
+          \$12  = t219;
       8'hdc:
-          \$11  = t220;
+          \$12  = t220;
       8'hdd:
-          \$11  = t221;
+          \$12  = t221;
       8'hde:
-          \$11  = t222;
+          \$12  = t222;
       8'hdf:
-          \$11  = t223;
+          \$12  = t223;
       8'he0:
-          \$11  = t224;
+          \$12  = t224;
       8'he1:
-          \$11  = t225;
+          \$12  = t225;
       8'he2:
-          \$11  = t226;
+          \$12  = t226;
       8'he3:
-          \$11  = t227;
+          \$12  = t227;
       8'he4:
-          \$11  = t228;
+          \$12  = t228;
       8'he5:
-          \$11  = t229;
+          \$12  = t229;
       8'he6:
-          \$11  = t230;
+          \$12  = t230;
       8'he7:
-          \$11  = t231;
+          \$12  = t231;
       8'he8:
-          \$11  = t232;
+          \$12  = t232;
       8'he9:
-          \$11  = t233;
+          \$12  = t233;
       8'hea:
-          \$11  = t234;
+          \$12  = t234;
       8'heb:
-          \$11  = t235;
+          \$12  = t235;
       8'hec:
-          \$11  = t236;
+          \$12  = t236;
       8'hed:
-          \$11  = t237;
+          \$12  = t237;
       8'hee:
-          \$11  = t238;
+          \$12  = t238;
       8'hef:
-          \$11  = t239;
+          \$12  = t239;
       8'hf0:
-          \$11  = t240;
+          \$12  = t240;
       8'hf1:
-          \$11  = t241;
+          \$12  = t241;
       8'hf2:
-          \$11  = t242;
+          \$12  = t242;
       8'hf3:
-          \$11  = t243;
+          \$12  = t243;
       8'hf4:
-          \$11  = t244;
+          \$12  = t244;
       8'hf5:
-          \$11  = t245;
+          \$12  = t245;
       8'hf6:
-          \$11  = t246;
+          \$12  = t246;
       8'hf7:
-          \$11  = t247;
+          \$12  = t247;
       8'hf8:
-          \$11  = t248;
+          \$12  = t248;
       8'hf9:
-          \$11  = t249;
+          \$12  = t249;
       8'hfa:
-          \$11  = t250;
+          \$12  = t250;
       8'hfb:
-          \$11  = t251;
+          \$12  = t251;
       8'hfc:
-          \$11  = t252;
+          \$12  = t252;
       8'hfd:
-          \$11  = t253;
+          \$12  = t253;
       8'hfe:
-          \$11  = t254;
+          \$12  = t254;
       8'hff:
-          \$11  = t255;
+          \$12  = t255;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
-    casez (act_rd__data[39:32])
-      8'h00:
-          \$13  = t0;
-      8'h01:
-          \$13  = t1;
-      8'h02:
-          \$13  = t2;
-      8'h03:
-          \$13  = t3;
-      8'h04:
-          \$13  = t4;
-      8'h05:
-          \$13  = t5;
-      8'h06:
-          \$13  = t6;
-      8'h07:
-          \$13  = t7;
-      8'h08:
-          \$13  = t8;
-      8'h09:
-          \$13  = t9;
-      8'h0a:
-          \$13  = t10;
-      8'h0b:
-          \$13  = t11;
-      8'h0c:
-          \$13  = t12;
-      8'h0d:
-          \$13  = t13;
-      8'h0e:
-          \$13  = t14;
-      8'h0f:
-          \$13  = t15;
-      8'h10:
-          \$13  = t16;
-      8'h11:
-          \$13  = t17;
-      8'h12:
-          \$13  = t18;
-      8'h13:
-          \$13  = t19;
-      8'h14:
-          \$13  = t20;
-      8'h15:
-          \$13  = t21;
-      8'h16:
-          \$13  = t22;
-      8'h17:
-          \$13  = t23;
-      8'h18:
-          \$13  = t24;
-      8'h19:
-          \$13  = t25;
-      8'h1a:
-          \$13  = t26;
-      8'h1b:
-          \$13  = t27;
-      8'h1c:
-          \$13  = t28;
-      8'h1d:
-          \$13  = t29;
-      8'h1e:
-          \$13  = t30;
-      8'h1f:
-          \$13  = t31;
-      8'h20:
-          \$13  = t32;
-      8'h21:
-          \$13  = t33;
-      8'h22:
-          \$13  = t34;
-      8'h23:
-          \$13  = t35;
-      8'h24:
-          \$13  = t36;
-      8'h25:
-          \$13  = t37;
-      8'h26:
-          \$13  = t38;
-      8'h27:
-          \$13  = t39;
-      8'h28:
-          \$13  = t40;
-      8'h29:
-          \$13  = t41;
-      8'h2a:
-          \$13  = t42;
-      8'h2b:
-          \$13  = t43;
-      8'h2c:
-          \$13  = t44;
-      8'h2d:
-          \$13  = t45;
-      8'h2e:
-          \$13  = t46;
-      8'h2f:
-          \$13  = t47;
-      8'h30:
-          \$13  = t48;
-      8'h31:
-          \$13  = t49;
-      8'h32:
-          \$13  = t50;
-      8'h33:
-          \$13  = t51;
-      8'h34:
-          \$13  = t52;
-      8'h35:
-          \$13  = t53;
-      8'h36:
-          \$13  = t54;
-      8'h37:
-          \$13  = t55;
-      8'h38:
-          \$13  = t56;
-      8'h39:
-          \$13  = t57;
-      8'h3a:
-          \$13  = t58;
-      8'h3b:
-          \$13  = t59;
-      8'h3c:
-          \$13  = t60;
-      8'h3d:
-          \$13  = t61;
-      8'h3e:
-          \$13  = t62;
-      8'h3f:
-          \$13  = t63;
-      8'h40:
-          \$13  = t64;
-      8'h41:
-          \$13  = t65;
-      8'h42:
-          \$13  = t66;
-      8'h43:
-          \$13  = t67;
-      8'h44:
-          \$13  = t68;
-      8'h45:
-          \$13  = t69;
-      8'h46:
-          \$13  = t70;
-      8'h47:
-          \$13  = t71;
-      8'h48:
-          \$13  = t72;
-      8'h49:
-          \$13  = t73;
-      8'h4a:
-          \$13  = t74;
-      8'h4b:
-          \$13  = t75;
-      8'h4c:
-          \$13  = t76;
-      8'h4d:
-          \$13  = t77;
-      8'h4e:
-          \$13  = t78;
-      8'h4f:
-          \$13  = t79;
-      8'h50:
-          \$13  = t80;
-      8'h51:
-          \$13  = t81;
-      8'h52:
-          \$13  = t82;
-      8'h53:
-          \$13  = t83;
-      8'h54:
-          \$13  = t84;
-      8'h55:
-          \$13  = t85;
-      8'h56:
-          \$13  = t86;
-      8'h57:
-          \$13  = t87;
-      8'h58:
-          \$13  = t88;
-      8'h59:
-          \$13  = t89;
-      8'h5a:
-          \$13  = t90;
-      8'h5b:
-          \$13  = t91;
-      8'h5c:
-          \$13  = t92;
-      8'h5d:
-          \$13  = t93;
-      8'h5e:
-          \$13  = t94;
-      8'h5f:
-          \$13  = t95;
-      8'h60:
-          \$13  = t96;
-      8'h61:
-          \$13  = t97;
-      8'h62:
-          \$13  = t98;
-      8'h63:
-          \$13  = t99;
-      8'h64:
-          \$13  = t100;
-      8'h65:
-          \$13  = t101;
-      8'h66:
-          \$13  = t102;
-      8'h67:
-          \$13  = t103;
-      8'h68:
-          \$13  = t104;
-      8'h69:
-          \$13  = t105;
-      8'h6a:
-          \$13  = t106;
-      8'h6b:
-          \$13  = t107;
-      8'h6c:
-          \$13  = t108;
-      8'h6d:
-          \$13  = t109;
-      8'h6e:
-          \$13  = t110;
-      8'h6f:
-          \$13  = t111;
-      8'h70:
-          \$13  = t112;
-      8'h71:
-          \$13  = t113;
-      8'h72:
-          \$13  = t114;
-      8'h73:
-          \$13  = t115;
-      8'h74:
-          \$13  = t116;
-      8'h75:
-          \$13  = t117;
-      8'h76:
-          \$13  = t118;
-      8'h77:
-          \$13  = t119;
-      8'h78:
-          \$13  = t120;
-      8'h79:
-          \$13  = t121;
-      8'h7a:
-          \$13  = t122;
-      8'h7b:
-          \$13  = t123;
-      8'h7c:
-          \$13  = t124;
-      8'h7d:
-          \$13  = t125;
-      8'h7e:
-          \$13  = t126;
-      8'h7f:
-          \$13  = t127;
-      8'h80:
-          \$13  = t128;
-      8'h81:
-          \$13  = t129;
-      8'h82:
-          \$13  = t130;
-      8'h83:
-          \$13  = t131;
-      8'h84:
-          \$13  = t132;
-      8'h85:
-          \$13  = t133;
-      8'h86:
-          \$13  = t134;
-      8'h87:
-          \$13  = t135;
-      8'h88:
-          \$13  = t136;
-      8'h89:
-          \$13  = t137;
-      8'h8a:
-          \$13  = t138;
-      8'h8b:
-          \$13  = t139;
-      8'h8c:
-          \$13  = t140;
-      8'h8d:
-          \$13  = t141;
-      8'h8e:
-          \$13  = t142;
-      8'h8f:
-          \$13  = t143;
-      8'h90:
-          \$13  = t144;
-      8'h91:
-          \$13  = t145;
-      8'h92:
-          \$13  = t146;
-      8'h93:
-          \$13  = t147;
-      8'h94:
-          \$13  = t148;
-      8'h95:
-          \$13  = t149;
-      8'h96:
-          \$13  = t150;
-      8'h97:
-          \$13  = t151;
-      8'h98:
-          \$13  = t152;
-      8'h99:
-          \$13  = t153;
-      8'h9a:
-          \$13  = t154;
-      8'h9b:
-          \$13  = t155;
-      8'h9c:
-          \$13  = t156;
-      8'h9d:
-          \$13  = t157;
-      8'h9e:
-          \$13  = t158;
-      8'h9f:
-          \$13  = t159;
-      8'ha0:
-          \$13  = t160;
-      8'ha1:
-          \$13  = t161;
-      8'ha2:
-          \$13  = t162;
-      8'ha3:
-          \$13  = t163;
-      8'ha4:
-          \$13  = t164;
-      8'ha5:
-          \$13  = t165;
-      8'ha6:
-          \$13  = t166;
-      8'ha7:
-          \$13  = t167;
-      8'ha8:
-          \$13  = t168;
-      8'ha9:
-          \$13  = t169;
-      8'haa:
-          \$13  = t170;
-      8'hab:
-          \$13  = t171;
-      8'hac:
-          \$13  = t172;
-      8'had:
-          \$13  = t173;
-      8'hae:
-          \$13  = t174;
-      8'haf:
-          \$13  = t175;
-      8'hb0:
-          \$13  = t176;
-      8'hb1:
-          \$13  = t177;
-      8'hb2:
-          \$13  = t178;
-      8'hb3:
-          \$13  = t179;
-      8'hb4:
-          \$13  = t180;
-      8'hb5:
-          \$13  = t181;
-      8'hb6:
-          \$13  = t182;
-      8'hb7:
-          \$13  = t183;
-      8'hb8:
-          \$13  = t184;
-      8'hb9:
-          \$13  = t185;
-      8'hba:
-          \$13  = t186;
-      8'hbb:
-          \$13  = t187;
-      8'hbc:
-          \$13  = t188;
-      8'hbd:
-          \$13  = t189;
-      8'hbe:
-          \$13  = t190;
-      8'hbf:
-          \$13  = t191;
-      8'hc0:
-          \$13  = t192;
-      8'hc1:
-          \$13  = t193;
-      8'hc2:
-          \$13  = t194;
-      8'hc3:
-          \$13  = t195;
-      8'hc4:
-          \$13  = t196;
-      8'hc5:
-          \$13  = t197;
-      8'hc6:
-          \$13  = t198;
-      8'hc7:
-          \$13  = t199;
-      8'hc8:
-          \$13  = t200;
-      8'hc9:
-          \$13  = t201;
-      8'hca:
-          \$13  = t202;
-      8'hcb:
-          \$13  = t203;
-      8'hcc:
-          \$13  = t204;
-      8'hcd:
-          \$13  = t205;
-      8'hce:
-          \$13  = t206;
-      8'hcf:
-          \$13  = t207;
-      8'hd0:
-          \$13  = t208;
-      8'hd1:
-          \$13  = t209;
-      8'hd2:
-          \$13  = t210;
-      8'hd3:
-          \$13  = t211;
-      8'hd4:
-          \$13  = t212;
-      8'hd5:
-          \$13  = t213;
-      8'hd6:
-          \$13  = t214;
-      8'hd7:
-          \$13  = t215;
-      8'hd8:
-          \$13  = t216;
-      8'hd9:
-          \$13  = t217;
-      8'hda:
-          \$13  = t218;
-      8'hdb:
-          \$13  = t219;
-      8'hdc:
-          \$13  = t220;
-      8'hdd:
-          \$13  = t221;
-      8'hde:
-          \$13  = t222;
-      8'hdf:
-          \$13  = t223;
-      8'he0:
-          \$13  = t224;
-      8'he1:
-          \$13  = t225;
-      8'he2:
-          \$13  = t226;
-      8'he3:
-          \$13  = t227;
-      8'he4:
-          \$13  = t228;
-      8'he5:
-          \$13  = t229;
-      8'he6:
-          \$13  = t230;
-      8'he7:
-          \$13  = t231;
-      8'he8:
-          \$13  = t232;
-      8'he9:
-          \$13  = t233;
-      8'hea:
-          \$13  = t234;
-      8'heb:
-          \$13  = t235;
-      8'hec:
-          \$13  = t236;
-      8'hed:
-          \$13  = t237;
-      8'hee:
-          \$13  = t238;
-      8'hef:
-          \$13  = t239;
-      8'hf0:
-          \$13  = t240;
-      8'hf1:
-          \$13  = t241;
-      8'hf2:
-          \$13  = t242;
-      8'hf3:
-          \$13  = t243;
-      8'hf4:
-          \$13  = t244;
-      8'hf5:
-          \$13  = t245;
-      8'hf6:
-          \$13  = t246;
-      8'hf7:
-          \$13  = t247;
-      8'hf8:
-          \$13  = t248;
-      8'hf9:
-          \$13  = t249;
-      8'hfa:
-          \$13  = t250;
-      8'hfb:
-          \$13  = t251;
-      8'hfc:
-          \$13  = t252;
-      8'hfd:
-          \$13  = t253;
-      8'hfe:
-          \$13  = t254;
-      8'hff:
-          \$13  = t255;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    (* full_case = 32'd1 *)
-    casez (act_rd__data[47:40])
+    casez (act_rd__data[23:16])
       8'h00:
           \$15  = t0;
       8'h01:
@@ -21984,519 +20887,2073 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
+    casez (act_rd__data[31:24])
+      8'h00:
+          \$18  = t0;
+      8'h01:
+          \$18  = t1;
+      8'h02:
+          \$18  = t2;
+      8'h03:
+          \$18  = t3;
+      8'h04:
+          \$18  = t4;
+      8'h05:
+          \$18  = t5;
+      8'h06:
+          \$18  = t6;
+      8'h07:
+          \$18  = t7;
+      8'h08:
+          \$18  = t8;
+      8'h09:
+          \$18  = t9;
+      8'h0a:
+          \$18  = t10;
+      8'h0b:
+          \$18  = t11;
+      8'h0c:
+          \$18  = t12;
+      8'h0d:
+          \$18  = t13;
+      8'h0e:
+          \$18  = t14;
+      8'h0f:
+          \$18  = t15;
+      8'h10:
+          \$18  = t16;
+      8'h11:
+          \$18  = t17;
+      8'h12:
+          \$18  = t18;
+      8'h13:
+          \$18  = t19;
+      8'h14:
+          \$18  = t20;
+      8'h15:
+          \$18  = t21;
+      8'h16:
+          \$18  = t22;
+      8'h17:
+          \$18  = t23;
+      8'h18:
+          \$18  = t24;
+      8'h19:
+          \$18  = t25;
+      8'h1a:
+          \$18  = t26;
+      8'h1b:
+          \$18  = t27;
+      8'h1c:
+          \$18  = t28;
+      8'h1d:
+          \$18  = t29;
+      8'h1e:
+          \$18  = t30;
+      8'h1f:
+          \$18  = t31;
+      8'h20:
+          \$18  = t32;
+      8'h21:
+          \$18  = t33;
+      8'h22:
+          \$18  = t34;
+      8'h23:
+          \$18  = t35;
+      8'h24:
+          \$18  = t36;
+      8'h25:
+          \$18  = t37;
+      8'h26:
+          \$18  = t38;
+      8'h27:
+          \$18  = t39;
+      8'h28:
+          \$18  = t40;
+      8'h29:
+          \$18  = t41;
+      8'h2a:
+          \$18  = t42;
+      8'h2b:
+          \$18  = t43;
+      8'h2c:
+          \$18  = t44;
+      8'h2d:
+          \$18  = t45;
+      8'h2e:
+          \$18  = t46;
+      8'h2f:
+          \$18  = t47;
+      8'h30:
+          \$18  = t48;
+      8'h31:
+          \$18  = t49;
+      8'h32:
+          \$18  = t50;
+      8'h33:
+          \$18  = t51;
+      8'h34:
+          \$18  = t52;
+      8'h35:
+          \$18  = t53;
+      8'h36:
+          \$18  = t54;
+      8'h37:
+          \$18  = t55;
+      8'h38:
+          \$18  = t56;
+      8'h39:
+          \$18  = t57;
+      8'h3a:
+          \$18  = t58;
+      8'h3b:
+          \$18  = t59;
+      8'h3c:
+          \$18  = t60;
+      8'h3d:
+          \$18  = t61;
+      8'h3e:
+          \$18  = t62;
+      8'h3f:
+          \$18  = t63;
+      8'h40:
+          \$18  = t64;
+      8'h41:
+          \$18  = t65;
+      8'h42:
+          \$18  = t66;
+      8'h43:
+          \$18  = t67;
+      8'h44:
+          \$18  = t68;
+      8'h45:
+          \$18  = t69;
+      8'h46:
+          \$18  = t70;
+      8'h47:
+          \$18  = t71;
+      8'h48:
+          \$18  = t72;
+      8'h49:
+          \$18  = t73;
+      8'h4a:
+          \$18  = t74;
+      8'h4b:
+          \$18  = t75;
+      8'h4c:
+          \$18  = t76;
+      8'h4d:
+          \$18  = t77;
+      8'h4e:
+          \$18  = t78;
+      8'h4f:
+          \$18  = t79;
+      8'h50:
+          \$18  = t80;
+      8'h51:
+          \$18  = t81;
+      8'h52:
+          \$18  = t82;
+      8'h53:
+          \$18  = t83;
+      8'h54:
+          \$18  = t84;
+      8'h55:
+          \$18  = t85;
+      8'h56:
+          \$18  = t86;
+      8'h57:
+          \$18  = t87;
+      8'h58:
+          \$18  = t88;
+      8'h59:
+          \$18  = t89;
+      8'h5a:
+          \$18  = t90;
+      8'h5b:
+          \$18  = t91;
+      8'h5c:
+          \$18  = t92;
+      8'h5d:
+          \$18  = t93;
+      8'h5e:
+          \$18  = t94;
+      8'h5f:
+          \$18  = t95;
+      8'h60:
+          \$18  = t96;
+      8'h61:
+          \$18  = t97;
+      8'h62:
+          \$18  = t98;
+      8'h63:
+          \$18  = t99;
+      8'h64:
+          \$18  = t100;
+      8'h65:
+          \$18  = t101;
+      8'h66:
+          \$18  = t102;
+      8'h67:
+          \$18  = t103;
+      8'h68:
+          \$18  = t104;
+      8'h69:
+          \$18  = t105;
+      8'h6a:
+          \$18  = t106;
+      8'h6b:
+          \$18  = t107;
+      8'h6c:
+          \$18  = t108;
+      8'h6d:
+          \$18  = t109;
+      8'h6e:
+          \$18  = t110;
+      8'h6f:
+          \$18  = t111;
+      8'h70:
+          \$18  = t112;
+      8'h71:
+          \$18  = t113;
+      8'h72:
+          \$18  = t114;
+      8'h73:
+          \$18  = t115;
+      8'h74:
+          \$18  = t116;
+      8'h75:
+          \$18  = t117;
+      8'h76:
+          \$18  = t118;
+      8'h77:
+          \$18  = t119;
+      8'h78:
+          \$18  = t120;
+      8'h79:
+          \$18  = t121;
+      8'h7a:
+          \$18  = t122;
+      8'h7b:
+          \$18  = t123;
+      8'h7c:
+          \$18  = t124;
+      8'h7d:
+          \$18  = t125;
+      8'h7e:
+          \$18  = t126;
+      8'h7f:
+          \$18  = t127;
+      8'h80:
+          \$18  = t128;
+      8'h81:
+          \$18  = t129;
+      8'h82:
+          \$18  = t130;
+      8'h83:
+          \$18  = t131;
+      8'h84:
+          \$18  = t132;
+      8'h85:
+          \$18  = t133;
+      8'h86:
+          \$18  = t134;
+      8'h87:
+          \$18  = t135;
+      8'h88:
+          \$18  = t136;
+      8'h89:
+          \$18  = t137;
+      8'h8a:
+          \$18  = t138;
+      8'h8b:
+          \$18  = t139;
+      8'h8c:
+          \$18  = t140;
+      8'h8d:
+          \$18  = t141;
+      8'h8e:
+          \$18  = t142;
+      8'h8f:
+          \$18  = t143;
+      8'h90:
+          \$18  = t144;
+      8'h91:
+          \$18  = t145;
+      8'h92:
+          \$18  = t146;
+      8'h93:
+          \$18  = t147;
+      8'h94:
+          \$18  = t148;
+      8'h95:
+          \$18  = t149;
+      8'h96:
+          \$18  = t150;
+      8'h97:
+          \$18  = t151;
+      8'h98:
+          \$18  = t152;
+      8'h99:
+          \$18  = t153;
+      8'h9a:
+          \$18  = t154;
+      8'h9b:
+          \$18  = t155;
+      8'h9c:
+          \$18  = t156;
+      8'h9d:
+          \$18  = t157;
+      8'h9e:
+          \$18  = t158;
+      8'h9f:
+          \$18  = t159;
+      8'ha0:
+          \$18  = t160;
+      8'ha1:
+          \$18  = t161;
+      8'ha2:
+          \$18  = t162;
+      8'ha3:
+          \$18  = t163;
+      8'ha4:
+          \$18  = t164;
+      8'ha5:
+          \$18  = t165;
+      8'ha6:
+          \$18  = t166;
+      8'ha7:
+          \$18  = t167;
+      8'ha8:
+          \$18  = t168;
+      8'ha9:
+          \$18  = t169;
+      8'haa:
+          \$18  = t170;
+      8'hab:
+          \$18  = t171;
+      8'hac:
+          \$18  = t172;
+      8'had:
+          \$18  = t173;
+      8'hae:
+          \$18  = t174;
+      8'haf:
+          \$18  = t175;
+      8'hb0:
+          \$18  = t176;
+      8'hb1:
+          \$18  = t177;
+      8'hb2:
+          \$18  = t178;
+      8'hb3:
+          \$18  = t179;
+      8'hb4:
+          \$18  = t180;
+      8'hb5:
+          \$18  = t181;
+      8'hb6:
+          \$18  = t182;
+      8'hb7:
+          \$18  = t183;
+      8'hb8:
+          \$18  = t184;
+      8'hb9:
+          \$18  = t185;
+      8'hba:
+          \$18  = t186;
+      8'hbb:
+          \$18  = t187;
+      8'hbc:
+          \$18  = t188;
+      8'hbd:
+          \$18  = t189;
+      8'hbe:
+          \$18  = t190;
+      8'hbf:
+          \$18  = t191;
+      8'hc0:
+          \$18  = t192;
+      8'hc1:
+          \$18  = t193;
+      8'hc2:
+          \$18  = t194;
+      8'hc3:
+          \$18  = t195;
+      8'hc4:
+          \$18  = t196;
+      8'hc5:
+          \$18  = t197;
+      8'hc6:
+          \$18  = t198;
+      8'hc7:
+          \$18  = t199;
+      8'hc8:
+          \$18  = t200;
+      8'hc9:
+          \$18  = t201;
+      8'hca:
+          \$18  = t202;
+      8'hcb:
+          \$18  = t203;
+      8'hcc:
+          \$18  = t204;
+      8'hcd:
+          \$18  = t205;
+      8'hce:
+          \$18  = t206;
+      8'hcf:
+          \$18  = t207;
+      8'hd0:
+          \$18  = t208;
+      8'hd1:
+          \$18  = t209;
+      8'hd2:
+          \$18  = t210;
+      8'hd3:
+          \$18  = t211;
+      8'hd4:
+          \$18  = t212;
+      8'hd5:
+          \$18  = t213;
+      8'hd6:
+          \$18  = t214;
+      8'hd7:
+          \$18  = t215;
+      8'hd8:
+          \$18  = t216;
+      8'hd9:
+          \$18  = t217;
+      8'hda:
+          \$18  = t218;
+      8'hdb:
+          \$18  = t219;
+      8'hdc:
+          \$18  = t220;
+      8'hdd:
+          \$18  = t221;
+      8'hde:
+          \$18  = t222;
+      8'hdf:
+          \$18  = t223;
+      8'he0:
+          \$18  = t224;
+      8'he1:
+          \$18  = t225;
+      8'he2:
+          \$18  = t226;
+      8'he3:
+          \$18  = t227;
+      8'he4:
+          \$18  = t228;
+      8'he5:
+          \$18  = t229;
+      8'he6:
+          \$18  = t230;
+      8'he7:
+          \$18  = t231;
+      8'he8:
+          \$18  = t232;
+      8'he9:
+          \$18  = t233;
+      8'hea:
+          \$18  = t234;
+      8'heb:
+          \$18  = t235;
+      8'hec:
+          \$18  = t236;
+      8'hed:
+          \$18  = t237;
+      8'hee:
+          \$18  = t238;
+      8'hef:
+          \$18  = t239;
+      8'hf0:
+          \$18  = t240;
+      8'hf1:
+          \$18  = t241;
+      8'hf2:
+          \$18  = t242;
+      8'hf3:
+          \$18  = t243;
+      8'hf4:
+          \$18  = t244;
+      8'hf5:
+          \$18  = t245;
+      8'hf6:
+          \$18  = t246;
+      8'hf7:
+          \$18  = t247;
+      8'hf8:
+          \$18  = t248;
+      8'hf9:
+          \$18  = t249;
+      8'hfa:
+          \$18  = t250;
+      8'hfb:
+          \$18  = t251;
+      8'hfc:
+          \$18  = t252;
+      8'hfd:
+          \$18  = t253;
+      8'hfe:
+          \$18  = t254;
+      8'hff:
+          \$18  = t255;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    (* full_case = 32'd1 *)
+    casez (act_rd__data[39:32])
+      8'h00:
+          \$21  = t0;
+      8'h01:
+          \$21  = t1;
+      8'h02:
+          \$21  = t2;
+      8'h03:
+          \$21  = t3;
+      8'h04:
+          \$21  = t4;
+      8'h05:
+          \$21  = t5;
+      8'h06:
+          \$21  = t6;
+      8'h07:
+          \$21  = t7;
+      8'h08:
+          \$21  = t8;
+      8'h09:
+          \$21  = t9;
+      8'h0a:
+          \$21  = t10;
+      8'h0b:
+          \$21  = t11;
+      8'h0c:
+          \$21  = t12;
+      8'h0d:
+          \$21  = t13;
+      8'h0e:
+          \$21  = t14;
+      8'h0f:
+          \$21  = t15;
+      8'h10:
+          \$21  = t16;
+      8'h11:
+          \$21  = t17;
+      8'h12:
+          \$21  = t18;
+      8'h13:
+          \$21  = t19;
+      8'h14:
+          \$21  = t20;
+      8'h15:
+          \$21  = t21;
+      8'h16:
+          \$21  = t22;
+      8'h17:
+          \$21  = t23;
+      8'h18:
+          \$21  = t24;
+      8'h19:
+          \$21  = t25;
+      8'h1a:
+          \$21  = t26;
+      8'h1b:
+          \$21  = t27;
+      8'h1c:
+          \$21  = t28;
+      8'h1d:
+          \$21  = t29;
+      8'h1e:
+          \$21  = t30;
+      8'h1f:
+          \$21  = t31;
+      8'h20:
+          \$21  = t32;
+      8'h21:
+          \$21  = t33;
+      8'h22:
+          \$21  = t34;
+      8'h23:
+          \$21  = t35;
+      8'h24:
+          \$21  = t36;
+      8'h25:
+          \$21  = t37;
+      8'h26:
+          \$21  = t38;
+      8'h27:
+          \$21  = t39;
+      8'h28:
+          \$21  = t40;
+      8'h29:
+          \$21  = t41;
+      8'h2a:
+          \$21  = t42;
+      8'h2b:
+          \$21  = t43;
+      8'h2c:
+          \$21  = t44;
+      8'h2d:
+          \$21  = t45;
+      8'h2e:
+          \$21  = t46;
+      8'h2f:
+          \$21  = t47;
+      8'h30:
+          \$21  = t48;
+      8'h31:
+          \$21  = t49;
+      8'h32:
+          \$21  = t50;
+      8'h33:
+          \$21  = t51;
+      8'h34:
+          \$21  = t52;
+      8'h35:
+          \$21  = t53;
+      8'h36:
+          \$21  = t54;
+      8'h37:
+          \$21  = t55;
+      8'h38:
+          \$21  = t56;
+      8'h39:
+          \$21  = t57;
+      8'h3a:
+          \$21  = t58;
+      8'h3b:
+          \$21  = t59;
+      8'h3c:
+          \$21  = t60;
+      8'h3d:
+          \$21  = t61;
+      8'h3e:
+          \$21  = t62;
+      8'h3f:
+          \$21  = t63;
+      8'h40:
+          \$21  = t64;
+      8'h41:
+          \$21  = t65;
+      8'h42:
+          \$21  = t66;
+      8'h43:
+          \$21  = t67;
+      8'h44:
+          \$21  = t68;
+      8'h45:
+          \$21  = t69;
+      8'h46:
+          \$21  = t70;
+      8'h47:
+          \$21  = t71;
+      8'h48:
+          \$21  = t72;
+      8'h49:
+          \$21  = t73;
+      8'h4a:
+          \$21  = t74;
+      8'h4b:
+          \$21  = t75;
+      8'h4c:
+          \$21  = t76;
+      8'h4d:
+          \$21  = t77;
+      8'h4e:
+          \$21  = t78;
+      8'h4f:
+          \$21  = t79;
+      8'h50:
+          \$21  = t80;
+      8'h51:
+          \$21  = t81;
+      8'h52:
+          \$21  = t82;
+      8'h53:
+          \$21  = t83;
+      8'h54:
+          \$21  = t84;
+      8'h55:
+          \$21  = t85;
+      8'h56:
+          \$21  = t86;
+      8'h57:
+          \$21  = t87;
+      8'h58:
+          \$21  = t88;
+      8'h59:
+          \$21  = t89;
+      8'h5a:
+          \$21  = t90;
+      8'h5b:
+          \$21  = t91;
+      8'h5c:
+          \$21  = t92;
+      8'h5d:
+          \$21  = t93;
+      8'h5e:
+          \$21  = t94;
+      8'h5f:
+          \$21  = t95;
+      8'h60:
+          \$21  = t96;
+      8'h61:
+          \$21  = t97;
+      8'h62:
+          \$21  = t98;
+      8'h63:
+          \$21  = t99;
+      8'h64:
+          \$21  = t100;
+      8'h65:
+          \$21  = t101;
+      8'h66:
+          \$21  = t102;
+      8'h67:
+          \$21  = t103;
+      8'h68:
+          \$21  = t104;
+      8'h69:
+          \$21  = t105;
+      8'h6a:
+          \$21  = t106;
+      8'h6b:
+          \$21  = t107;
+      8'h6c:
+          \$21  = t108;
+      8'h6d:
+          \$21  = t109;
+      8'h6e:
+          \$21  = t110;
+      8'h6f:
+          \$21  = t111;
+      8'h70:
+          \$21  = t112;
+      8'h71:
+          \$21  = t113;
+      8'h72:
+          \$21  = t114;
+      8'h73:
+          \$21  = t115;
+      8'h74:
+          \$21  = t116;
+      8'h75:
+          \$21  = t117;
+      8'h76:
+          \$21  = t118;
+      8'h77:
+          \$21  = t119;
+      8'h78:
+          \$21  = t120;
+      8'h79:
+          \$21  = t121;
+      8'h7a:
+          \$21  = t122;
+      8'h7b:
+          \$21  = t123;
+      8'h7c:
+          \$21  = t124;
+      8'h7d:
+          \$21  = t125;
+      8'h7e:
+          \$21  = t126;
+      8'h7f:
+          \$21  = t127;
+      8'h80:
+          \$21  = t128;
+      8'h81:
+          \$21  = t129;
+      8'h82:
+          \$21  = t130;
+      8'h83:
+          \$21  = t131;
+      8'h84:
+          \$21  = t132;
+      8'h85:
+          \$21  = t133;
+      8'h86:
+          \$21  = t134;
+      8'h87:
+          \$21  = t135;
+      8'h88:
+          \$21  = t136;
+      8'h89:
+          \$21  = t137;
+      8'h8a:
+          \$21  = t138;
+      8'h8b:
+          \$21  = t139;
+      8'h8c:
+          \$21  = t140;
+      8'h8d:
+          \$21  = t141;
+      8'h8e:
+          \$21  = t142;
+      8'h8f:
+          \$21  = t143;
+      8'h90:
+          \$21  = t144;
+      8'h91:
+          \$21  = t145;
+      8'h92:
+          \$21  = t146;
+      8'h93:
+          \$21  = t147;
+      8'h94:
+          \$21  = t148;
+      8'h95:
+          \$21  = t149;
+      8'h96:
+          \$21  = t150;
+      8'h97:
+          \$21  = t151;
+      8'h98:
+          \$21  = t152;
+      8'h99:
+          \$21  = t153;
+      8'h9a:
+          \$21  = t154;
+      8'h9b:
+          \$21  = t155;
+      8'h9c:
+          \$21  = t156;
+      8'h9d:
+          \$21  = t157;
+      8'h9e:
+          \$21  = t158;
+      8'h9f:
+          \$21  = t159;
+      8'ha0:
+          \$21  = t160;
+      8'ha1:
+          \$21  = t161;
+      8'ha2:
+          \$21  = t162;
+      8'ha3:
+          \$21  = t163;
+      8'ha4:
+          \$21  = t164;
+      8'ha5:
+          \$21  = t165;
+      8'ha6:
+          \$21  = t166;
+      8'ha7:
+          \$21  = t167;
+      8'ha8:
+          \$21  = t168;
+      8'ha9:
+          \$21  = t169;
+      8'haa:
+          \$21  = t170;
+      8'hab:
+          \$21  = t171;
+      8'hac:
+          \$21  = t172;
+      8'had:
+          \$21  = t173;
+      8'hae:
+          \$21  = t174;
+      8'haf:
+          \$21  = t175;
+      8'hb0:
+          \$21  = t176;
+      8'hb1:
+          \$21  = t177;
+      8'hb2:
+          \$21  = t178;
+      8'hb3:
+          \$21  = t179;
+      8'hb4:
+          \$21  = t180;
+      8'hb5:
+          \$21  = t181;
+      8'hb6:
+          \$21  = t182;
+      8'hb7:
+          \$21  = t183;
+      8'hb8:
+          \$21  = t184;
+      8'hb9:
+          \$21  = t185;
+      8'hba:
+          \$21  = t186;
+      8'hbb:
+          \$21  = t187;
+      8'hbc:
+          \$21  = t188;
+      8'hbd:
+          \$21  = t189;
+      8'hbe:
+          \$21  = t190;
+      8'hbf:
+          \$21  = t191;
+      8'hc0:
+          \$21  = t192;
+      8'hc1:
+          \$21  = t193;
+      8'hc2:
+          \$21  = t194;
+      8'hc3:
+          \$21  = t195;
+      8'hc4:
+          \$21  = t196;
+      8'hc5:
+          \$21  = t197;
+      8'hc6:
+          \$21  = t198;
+      8'hc7:
+          \$21  = t199;
+      8'hc8:
+          \$21  = t200;
+      8'hc9:
+          \$21  = t201;
+      8'hca:
+          \$21  = t202;
+      8'hcb:
+          \$21  = t203;
+      8'hcc:
+          \$21  = t204;
+      8'hcd:
+          \$21  = t205;
+      8'hce:
+          \$21  = t206;
+      8'hcf:
+          \$21  = t207;
+      8'hd0:
+          \$21  = t208;
+      8'hd1:
+          \$21  = t209;
+      8'hd2:
+          \$21  = t210;
+      8'hd3:
+          \$21  = t211;
+      8'hd4:
+          \$21  = t212;
+      8'hd5:
+          \$21  = t213;
+      8'hd6:
+          \$21  = t214;
+      8'hd7:
+          \$21  = t215;
+      8'hd8:
+          \$21  = t216;
+      8'hd9:
+          \$21  = t217;
+      8'hda:
+          \$21  = t218;
+      8'hdb:
+          \$21  = t219;
+      8'hdc:
+          \$21  = t220;
+      8'hdd:
+          \$21  = t221;
+      8'hde:
+          \$21  = t222;
+      8'hdf:
+          \$21  = t223;
+      8'he0:
+          \$21  = t224;
+      8'he1:
+          \$21  = t225;
+      8'he2:
+          \$21  = t226;
+      8'he3:
+          \$21  = t227;
+      8'he4:
+          \$21  = t228;
+      8'he5:
+          \$21  = t229;
+      8'he6:
+          \$21  = t230;
+      8'he7:
+          \$21  = t231;
+      8'he8:
+          \$21  = t232;
+      8'he9:
+          \$21  = t233;
+      8'hea:
+          \$21  = t234;
+      8'heb:
+          \$21  = t235;
+      8'hec:
+          \$21  = t236;
+      8'hed:
+          \$21  = t237;
+      8'hee:
+          \$21  = t238;
+      8'hef:
+          \$21  = t239;
+      8'hf0:
+          \$21  = t240;
+      8'hf1:
+          \$21  = t241;
+      8'hf2:
+          \$21  = t242;
+      8'hf3:
+          \$21  = t243;
+      8'hf4:
+          \$21  = t244;
+      8'hf5:
+          \$21  = t245;
+      8'hf6:
+          \$21  = t246;
+      8'hf7:
+          \$21  = t247;
+      8'hf8:
+          \$21  = t248;
+      8'hf9:
+          \$21  = t249;
+      8'hfa:
+          \$21  = t250;
+      8'hfb:
+          \$21  = t251;
+      8'hfc:
+          \$21  = t252;
+      8'hfd:
+          \$21  = t253;
+      8'hfe:
+          \$21  = t254;
+      8'hff:
+          \$21  = t255;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    (* full_case = 32'd1 *)
+    casez (act_rd__data[47:40])
+      8'h00:
+          \$24  = t0;
+      8'h01:
+          \$24  = t1;
+      8'h02:
+          \$24  = t2;
+      8'h03:
+          \$24  = t3;
+      8'h04:
+          \$24  = t4;
+      8'h05:
+          \$24  = t5;
+      8'h06:
+          \$24  = t6;
+      8'h07:
+          \$24  = t7;
+      8'h08:
+          \$24  = t8;
+      8'h09:
+          \$24  = t9;
+      8'h0a:
+          \$24  = t10;
+      8'h0b:
+          \$24  = t11;
+      8'h0c:
+          \$24  = t12;
+      8'h0d:
+          \$24  = t13;
+      8'h0e:
+          \$24  = t14;
+      8'h0f:
+          \$24  = t15;
+      8'h10:
+          \$24  = t16;
+      8'h11:
+          \$24  = t17;
+      8'h12:
+          \$24  = t18;
+      8'h13:
+          \$24  = t19;
+      8'h14:
+          \$24  = t20;
+      8'h15:
+          \$24  = t21;
+      8'h16:
+          \$24  = t22;
+      8'h17:
+          \$24  = t23;
+      8'h18:
+          \$24  = t24;
+      8'h19:
+          \$24  = t25;
+      8'h1a:
+          \$24  = t26;
+      8'h1b:
+          \$24  = t27;
+      8'h1c:
+          \$24  = t28;
+      8'h1d:
+          \$24  = t29;
+      8'h1e:
+          \$24  = t30;
+      8'h1f:
+          \$24  = t31;
+      8'h20:
+          \$24  = t32;
+      8'h21:
+          \$24  = t33;
+      8'h22:
+          \$24  = t34;
+      8'h23:
+          \$24  = t35;
+      8'h24:
+          \$24  = t36;
+      8'h25:
+          \$24  = t37;
+      8'h26:
+          \$24  = t38;
+      8'h27:
+          \$24  = t39;
+      8'h28:
+          \$24  = t40;
+      8'h29:
+          \$24  = t41;
+      8'h2a:
+          \$24  = t42;
+      8'h2b:
+          \$24  = t43;
+      8'h2c:
+          \$24  = t44;
+      8'h2d:
+          \$24  = t45;
+      8'h2e:
+          \$24  = t46;
+      8'h2f:
+          \$24  = t47;
+      8'h30:
+          \$24  = t48;
+      8'h31:
+          \$24  = t49;
+      8'h32:
+          \$24  = t50;
+      8'h33:
+          \$24  = t51;
+      8'h34:
+          \$24  = t52;
+      8'h35:
+          \$24  = t53;
+      8'h36:
+          \$24  = t54;
+      8'h37:
+          \$24  = t55;
+      8'h38:
+          \$24  = t56;
+      8'h39:
+          \$24  = t57;
+      8'h3a:
+          \$24  = t58;
+      8'h3b:
+          \$24  = t59;
+      8'h3c:
+          \$24  = t60;
+      8'h3d:
+          \$24  = t61;
+      8'h3e:
+          \$24  = t62;
+      8'h3f:
+          \$24  = t63;
+      8'h40:
+          \$24  = t64;
+      8'h41:
+          \$24  = t65;
+      8'h42:
+          \$24  = t66;
+      8'h43:
+          \$24  = t67;
+      8'h44:
+          \$24  = t68;
+      8'h45:
+          \$24  = t69;
+      8'h46:
+          \$24  = t70;
+      8'h47:
+          \$24  = t71;
+      8'h48:
+          \$24  = t72;
+      8'h49:
+          \$24  = t73;
+      8'h4a:
+          \$24  = t74;
+      8'h4b:
+          \$24  = t75;
+      8'h4c:
+          \$24  = t76;
+      8'h4d:
+          \$24  = t77;
+      8'h4e:
+          \$24  = t78;
+      8'h4f:
+          \$24  = t79;
+      8'h50:
+          \$24  = t80;
+      8'h51:
+          \$24  = t81;
+      8'h52:
+          \$24  = t82;
+      8'h53:
+          \$24  = t83;
+      8'h54:
+          \$24  = t84;
+      8'h55:
+          \$24  = t85;
+      8'h56:
+          \$24  = t86;
+      8'h57:
+          \$24  = t87;
+      8'h58:
+          \$24  = t88;
+      8'h59:
+          \$24  = t89;
+      8'h5a:
+          \$24  = t90;
+      8'h5b:
+          \$24  = t91;
+      8'h5c:
+          \$24  = t92;
+      8'h5d:
+          \$24  = t93;
+      8'h5e:
+          \$24  = t94;
+      8'h5f:
+          \$24  = t95;
+      8'h60:
+          \$24  = t96;
+      8'h61:
+          \$24  = t97;
+      8'h62:
+          \$24  = t98;
+      8'h63:
+          \$24  = t99;
+      8'h64:
+          \$24  = t100;
+      8'h65:
+          \$24  = t101;
+      8'h66:
+          \$24  = t102;
+      8'h67:
+          \$24  = t103;
+      8'h68:
+          \$24  = t104;
+      8'h69:
+          \$24  = t105;
+      8'h6a:
+          \$24  = t106;
+      8'h6b:
+          \$24  = t107;
+      8'h6c:
+          \$24  = t108;
+      8'h6d:
+          \$24  = t109;
+      8'h6e:
+          \$24  = t110;
+      8'h6f:
+          \$24  = t111;
+      8'h70:
+          \$24  = t112;
+      8'h71:
+          \$24  = t113;
+      8'h72:
+          \$24  = t114;
+      8'h73:
+          \$24  = t115;
+      8'h74:
+          \$24  = t116;
+      8'h75:
+          \$24  = t117;
+      8'h76:
+          \$24  = t118;
+      8'h77:
+          \$24  = t119;
+      8'h78:
+          \$24  = t120;
+      8'h79:
+          \$24  = t121;
+      8'h7a:
+          \$24  = t122;
+      8'h7b:
+          \$24  = t123;
+      8'h7c:
+          \$24  = t124;
+      8'h7d:
+          \$24  = t125;
+      8'h7e:
+          \$24  = t126;
+      8'h7f:
+          \$24  = t127;
+      8'h80:
+          \$24  = t128;
+      8'h81:
+          \$24  = t129;
+      8'h82:
+          \$24  = t130;
+      8'h83:
+          \$24  = t131;
+      8'h84:
+          \$24  = t132;
+      8'h85:
+          \$24  = t133;
+      8'h86:
+          \$24  = t134;
+      8'h87:
+          \$24  = t135;
+      8'h88:
+          \$24  = t136;
+      8'h89:
+          \$24  = t137;
+      8'h8a:
+          \$24  = t138;
+      8'h8b:
+          \$24  = t139;
+      8'h8c:
+          \$24  = t140;
+      8'h8d:
+          \$24  = t141;
+      8'h8e:
+          \$24  = t142;
+      8'h8f:
+          \$24  = t143;
+      8'h90:
+          \$24  = t144;
+      8'h91:
+          \$24  = t145;
+      8'h92:
+          \$24  = t146;
+      8'h93:
+          \$24  = t147;
+      8'h94:
+          \$24  = t148;
+      8'h95:
+          \$24  = t149;
+      8'h96:
+          \$24  = t150;
+      8'h97:
+          \$24  = t151;
+      8'h98:
+          \$24  = t152;
+      8'h99:
+          \$24  = t153;
+      8'h9a:
+          \$24  = t154;
+      8'h9b:
+          \$24  = t155;
+      8'h9c:
+          \$24  = t156;
+      8'h9d:
+          \$24  = t157;
+      8'h9e:
+          \$24  = t158;
+      8'h9f:
+          \$24  = t159;
+      8'ha0:
+          \$24  = t160;
+      8'ha1:
+          \$24  = t161;
+      8'ha2:
+          \$24  = t162;
+      8'ha3:
+          \$24  = t163;
+      8'ha4:
+          \$24  = t164;
+      8'ha5:
+          \$24  = t165;
+      8'ha6:
+          \$24  = t166;
+      8'ha7:
+          \$24  = t167;
+      8'ha8:
+          \$24  = t168;
+      8'ha9:
+          \$24  = t169;
+      8'haa:
+          \$24  = t170;
+      8'hab:
+          \$24  = t171;
+      8'hac:
+          \$24  = t172;
+      8'had:
+          \$24  = t173;
+      8'hae:
+          \$24  = t174;
+      8'haf:
+          \$24  = t175;
+      8'hb0:
+          \$24  = t176;
+      8'hb1:
+          \$24  = t177;
+      8'hb2:
+          \$24  = t178;
+      8'hb3:
+          \$24  = t179;
+      8'hb4:
+          \$24  = t180;
+      8'hb5:
+          \$24  = t181;
+      8'hb6:
+          \$24  = t182;
+      8'hb7:
+          \$24  = t183;
+      8'hb8:
+          \$24  = t184;
+      8'hb9:
+          \$24  = t185;
+      8'hba:
+          \$24  = t186;
+      8'hbb:
+          \$24  = t187;
+      8'hbc:
+          \$24  = t188;
+      8'hbd:
+          \$24  = t189;
+      8'hbe:
+          \$24  = t190;
+      8'hbf:
+          \$24  = t191;
+      8'hc0:
+          \$24  = t192;
+      8'hc1:
+          \$24  = t193;
+      8'hc2:
+          \$24  = t194;
+      8'hc3:
+          \$24  = t195;
+      8'hc4:
+          \$24  = t196;
+      8'hc5:
+          \$24  = t197;
+      8'hc6:
+          \$24  = t198;
+      8'hc7:
+          \$24  = t199;
+      8'hc8:
+          \$24  = t200;
+      8'hc9:
+          \$24  = t201;
+      8'hca:
+          \$24  = t202;
+      8'hcb:
+          \$24  = t203;
+      8'hcc:
+          \$24  = t204;
+      8'hcd:
+          \$24  = t205;
+      8'hce:
+          \$24  = t206;
+      8'hcf:
+          \$24  = t207;
+      8'hd0:
+          \$24  = t208;
+      8'hd1:
+          \$24  = t209;
+      8'hd2:
+          \$24  = t210;
+      8'hd3:
+          \$24  = t211;
+      8'hd4:
+          \$24  = t212;
+      8'hd5:
+          \$24  = t213;
+      8'hd6:
+          \$24  = t214;
+      8'hd7:
+          \$24  = t215;
+      8'hd8:
+          \$24  = t216;
+      8'hd9:
+          \$24  = t217;
+      8'hda:
+          \$24  = t218;
+      8'hdb:
+          \$24  = t219;
+      8'hdc:
+          \$24  = t220;
+      8'hdd:
+          \$24  = t221;
+      8'hde:
+          \$24  = t222;
+      8'hdf:
+          \$24  = t223;
+      8'he0:
+          \$24  = t224;
+      8'he1:
+          \$24  = t225;
+      8'he2:
+          \$24  = t226;
+      8'he3:
+          \$24  = t227;
+      8'he4:
+          \$24  = t228;
+      8'he5:
+          \$24  = t229;
+      8'he6:
+          \$24  = t230;
+      8'he7:
+          \$24  = t231;
+      8'he8:
+          \$24  = t232;
+      8'he9:
+          \$24  = t233;
+      8'hea:
+          \$24  = t234;
+      8'heb:
+          \$24  = t235;
+      8'hec:
+          \$24  = t236;
+      8'hed:
+          \$24  = t237;
+      8'hee:
+          \$24  = t238;
+      8'hef:
+          \$24  = t239;
+      8'hf0:
+          \$24  = t240;
+      8'hf1:
+          \$24  = t241;
+      8'hf2:
+          \$24  = t242;
+      8'hf3:
+          \$24  = t243;
+      8'hf4:
+          \$24  = t244;
+      8'hf5:
+          \$24  = t245;
+      8'hf6:
+          \$24  = t246;
+      8'hf7:
+          \$24  = t247;
+      8'hf8:
+          \$24  = t248;
+      8'hf9:
+          \$24  = t249;
+      8'hfa:
+          \$24  = t250;
+      8'hfb:
+          \$24  = t251;
+      8'hfc:
+          \$24  = t252;
+      8'hfd:
+          \$24  = t253;
+      8'hfe:
+          \$24  = t254;
+      8'hff:
+          \$24  = t255;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    (* full_case = 32'd1 *)
     casez (act_rd__data[55:48])
       8'h00:
-          \$17  = t0;
+          \$27  = t0;
       8'h01:
-          \$17  = t1;
+          \$27  = t1;
       8'h02:
-          \$17  = t2;
+          \$27  = t2;
       8'h03:
-          \$17  = t3;
+          \$27  = t3;
       8'h04:
-          \$17  = t4;
+          \$27  = t4;
       8'h05:
-          \$17  = t5;
+          \$27  = t5;
       8'h06:
-          \$17  = t6;
+          \$27  = t6;
       8'h07:
-          \$17  = t7;
+          \$27  = t7;
       8'h08:
-          \$17  = t8;
+          \$27  = t8;
       8'h09:
-          \$17  = t9;
+          \$27  = t9;
       8'h0a:
-          \$17  = t10;
+          \$27  = t10;
       8'h0b:
-          \$17  = t11;
+          \$27  = t11;
       8'h0c:
-          \$17  = t12;
+          \$27  = t12;
       8'h0d:
-          \$17  = t13;
+          \$27  = t13;
       8'h0e:
-          \$17  = t14;
+          \$27  = t14;
       8'h0f:
-          \$17  = t15;
+          \$27  = t15;
       8'h10:
-          \$17  = t16;
+          \$27  = t16;
       8'h11:
-          \$17  = t17;
+          \$27  = t17;
       8'h12:
-          \$17  = t18;
+          \$27  = t18;
       8'h13:
-          \$17  = t19;
+          \$27  = t19;
       8'h14:
-          \$17  = t20;
+          \$27  = t20;
       8'h15:
-          \$17  = t21;
+          \$27  = t21;
       8'h16:
-          \$17  = t22;
+          \$27  = t22;
       8'h17:
-          \$17  = t23;
+          \$27  = t23;
       8'h18:
-          \$17  = t24;
+          \$27  = t24;
       8'h19:
-          \$17  = t25;
+          \$27  = t25;
       8'h1a:
-          \$17  = t26;
+          \$27  = t26;
       8'h1b:
-          \$17  = t27;
+          \$27  = t27;
       8'h1c:
-          \$17  = t28;
+          \$27  = t28;
       8'h1d:
-          \$17  = t29;
+          \$27  = t29;
       8'h1e:
-          \$17  = t30;
+          \$27  = t30;
       8'h1f:
-          \$17  = t31;
+          \$27  = t31;
       8'h20:
-          \$17  = t32;
+          \$27  = t32;
       8'h21:
-          \$17  = t33;
+          \$27  = t33;
       8'h22:
-          \$17  = t34;
+          \$27  = t34;
       8'h23:
-          \$17  = t35;
+          \$27  = t35;
       8'h24:
-          \$17  = t36;
+          \$27  = t36;
       8'h25:
-          \$17  = t37;
+          \$27  = t37;
       8'h26:
-          \$17  = t38;
+          \$27  = t38;
       8'h27:
-          \$17  = t39;
+          \$27  = t39;
       8'h28:
-          \$17  = t40;
+          \$27  = t40;
       8'h29:
-          \$17  = t41;
+          \$27  = t41;
       8'h2a:
-          \$17  = t42;
+          \$27  = t42;
       8'h2b:
-          \$17  = t43;
+          \$27  = t43;
       8'h2c:
-          \$17  = t44;
+          \$27  = t44;
       8'h2d:
-          \$17  = t45;
+          \$27  = t45;
       8'h2e:
-          \$17  = t46;
+          \$27  = t46;
       8'h2f:
-          \$17  = t47;
+          \$27  = t47;
       8'h30:
-          \$17  = t48;
+          \$27  = t48;
       8'h31:
-          \$17  = t49;
+          \$27  = t49;
       8'h32:
-          \$17  = t50;
+          \$27  = t50;
       8'h33:
-          \$17  = t51;
+          \$27  = t51;
       8'h34:
-          \$17  = t52;
+          \$27  = t52;
       8'h35:
-          \$17  = t53;
+          \$27  = t53;
       8'h36:
-          \$17  = t54;
+          \$27  = t54;
       8'h37:
-          \$17  = t55;
+          \$27  = t55;
       8'h38:
-          \$17  = t56;
+          \$27  = t56;
       8'h39:
-          \$17  = t57;
+          \$27  = t57;
       8'h3a:
-          \$17  = t58;
+          \$27  = t58;
       8'h3b:
-          \$17  = t59;
+          \$27  = t59;
       8'h3c:
-          \$17  = t60;
+          \$27  = t60;
       8'h3d:
-          \$17  = t61;
+          \$27  = t61;
       8'h3e:
-          \$17  = t62;
+          \$27  = t62;
       8'h3f:
-          \$17  = t63;
+          \$27  = t63;
       8'h40:
-          \$17  = t64;
+          \$27  = t64;
       8'h41:
-          \$17  = t65;
+          \$27  = t65;
       8'h42:
-          \$17  = t66;
+          \$27  = t66;
       8'h43:
-          \$17  = t67;
+          \$27  = t67;
       8'h44:
-          \$17  = t68;
+          \$27  = t68;
       8'h45:
-          \$17  = t69;
+          \$27  = t69;
       8'h46:
-          \$17  = t70;
+          \$27  = t70;
       8'h47:
-          \$17  = t71;
+          \$27  = t71;
       8'h48:
-          \$17  = t72;
+          \$27  = t72;
       8'h49:
-          \$17  = t73;
+          \$27  = t73;
       8'h4a:
-          \$17  = t74;
+          \$27  = t74;
       8'h4b:
-          \$17  = t75;
+          \$27  = t75;
       8'h4c:
-          \$17  = t76;
+          \$27  = t76;
       8'h4d:
-          \$17  = t77;
+          \$27  = t77;
       8'h4e:
-          \$17  = t78;
+          \$27  = t78;
       8'h4f:
-          \$17  = t79;
+          \$27  = t79;
       8'h50:
-          \$17  = t80;
+          \$27  = t80;
       8'h51:
-          \$17  = t81;
+          \$27  = t81;
       8'h52:
-          \$17  = t82;
+          \$27  = t82;
       8'h53:
-          \$17  = t83;
+          \$27  = t83;
       8'h54:
-          \$17  = t84;
+          \$27  = t84;
       8'h55:
-          \$17  = t85;
+          \$27  = t85;
       8'h56:
-          \$17  = t86;
+          \$27  = t86;
       8'h57:
-          \$17  = t87;
+          \$27  = t87;
       8'h58:
-          \$17  = t88;
+          \$27  = t88;
       8'h59:
-          \$17  = t89;
+          \$27  = t89;
       8'h5a:
-          \$17  = t90;
+          \$27  = t90;
       8'h5b:
-          \$17  = t91;
+          \$27  = t91;
       8'h5c:
-          \$17  = t92;
+          \$27  = t92;
       8'h5d:
-          \$17  = t93;
+          \$27  = t93;
       8'h5e:
-          \$17  = t94;
+          \$27  = t94;
       8'h5f:
-          \$17  = t95;
+          \$27  = t95;
       8'h60:
-          \$17  = t96;
+          \$27  = t96;
       8'h61:
-          \$17  = t97;
+          \$27  = t97;
       8'h62:
-          \$17  = t98;
+          \$27  = t98;
       8'h63:
-          \$17  = t99;
+          \$27  = t99;
       8'h64:
-          \$17  = t100;
+          \$27  = t100;
       8'h65:
-          \$17  = t101;
+          \$27  = t101;
       8'h66:
-          \$17  = t102;
+          \$27  = t102;
       8'h67:
-          \$17  = t103;
+          \$27  = t103;
       8'h68:
-          \$17  = t104;
+          \$27  = t104;
       8'h69:
-          \$17  = t105;
+          \$27  = t105;
       8'h6a:
-          \$17  = t106;
+          \$27  = t106;
       8'h6b:
-          \$17  = t107;
+          \$27  = t107;
       8'h6c:
-          \$17  = t108;
+          \$27  = t108;
       8'h6d:
-          \$17  = t109;
+          \$27  = t109;
       8'h6e:
-          \$17  = t110;
+          \$27  = t110;
       8'h6f:
-          \$17  = t111;
+          \$27  = t111;
       8'h70:
-          \$17  = t112;
+          \$27  = t112;
       8'h71:
-          \$17  = t113;
+          \$27  = t113;
       8'h72:
-          \$17  = t114;
+          \$27  = t114;
       8'h73:
-          \$17  = t115;
+          \$27  = t115;
       8'h74:
-          \$17  = t116;
+          \$27  = t116;
       8'h75:
-          \$17  = t117;
+          \$27  = t117;
       8'h76:
-          \$17  = t118;
+          \$27  = t118;
       8'h77:
-          \$17  = t119;
+          \$27  = t119;
       8'h78:
-          \$17  = t120;
+          \$27  = t120;
       8'h79:
-          \$17  = t121;
+          \$27  = t121;
       8'h7a:
-          \$17  = t122;
+          \$27  = t122;
       8'h7b:
-          \$17  = t123;
+          \$27  = t123;
       8'h7c:
-          \$17  = t124;
+          \$27  = t124;
       8'h7d:
-          \$17  = t125;
+          \$27  = t125;
       8'h7e:
-          \$17  = t126;
+          \$27  = t126;
       8'h7f:
-          \$17  = t127;
+          \$27  = t127;
       8'h80:
-          \$17  = t128;
+          \$27  = t128;
       8'h81:
-          \$17  = t129;
+          \$27  = t129;
       8'h82:
-          \$17  = t130;
+          \$27  = t130;
       8'h83:
-          \$17  = t131;
+          \$27  = t131;
       8'h84:
-          \$17  = t132;
+          \$27  = t132;
       8'h85:
-          \$17  = t133;
+          \$27  = t133;
       8'h86:
-          \$17  = t134;
+          \$27  = t134;
       8'h87:
-          \$17  = t135;
+          \$27  = t135;
       8'h88:
-          \$17  = t136;
+          \$27  = t136;
       8'h89:
-          \$17  = t137;
+          \$27  = t137;
       8'h8a:
-          \$17  = t138;
+          \$27  = t138;
       8'h8b:
-          \$17  = t139;
+          \$27  = t139;
       8'h8c:
-          \$17  = t140;
+          \$27  = t140;
       8'h8d:
-          \$17  = t141;
+          \$27  = t141;
       8'h8e:
-          \$17  = t142;
+          \$27  = t142;
       8'h8f:
-          \$17  = t143;
+          \$27  = t143;
       8'h90:
-          \$17  = t144;
+          \$27  = t144;
       8'h91:
-          \$17  = t145;
+          \$27  = t145;
       8'h92:
-          \$17  = t146;
+          \$27  = t146;
       8'h93:
-          \$17  = t147;
+          \$27  = t147;
       8'h94:
-          \$17  = t148;
+          \$27  = t148;
       8'h95:
-          \$17  = t149;
+          \$27  = t149;
       8'h96:
-          \$17  = t150;
+          \$27  = t150;
       8'h97:
-          \$17  = t151;
+          \$27  = t151;
       8'h98:
-          \$17  = t152;
+          \$27  = t152;
       8'h99:
-          \$17  = t153;
+          \$27  = t153;
       8'h9a:
-          \$17  = t154;
+          \$27  = t154;
       8'h9b:
-          \$17  = t155;
+          \$27  = t155;
       8'h9c:
-          \$17  = t156;
+          \$27  = t156;
       8'h9d:
-          \$17  = t157;
+          \$27  = t157;
       8'h9e:
-          \$17  = t158;
+          \$27  = t158;
       8'h9f:
-          \$17  = t159;
+          \$27  = t159;
       8'ha0:
-          \$17  = t160;
+          \$27  = t160;
       8'ha1:
-          \$17  = t161;
+          \$27  = t161;
       8'ha2:
-          \$17  = t162;
+          \$27  = t162;
       8'ha3:
-          \$17  = t163;
+          \$27  = t163;
       8'ha4:
-          \$17  = t164;
+          \$27  = t164;
       8'ha5:
-          \$17  = t165;
+          \$27  = t165;
       8'ha6:
-          \$17  = t166;
+          \$27  = t166;
       8'ha7:
-          \$17  = t167;
+          \$27  = t167;
       8'ha8:
-          \$17  = t168;
+          \$27  = t168;
       8'ha9:
-          \$17  = t169;
+          \$27  = t169;
       8'haa:
-          \$17  = t170;
+          \$27  = t170;
       8'hab:
-          \$17  = t171;
+          \$27  = t171;
       8'hac:
-          \$17  = t172;
+          \$27  = t172;
       8'had:
-          \$17  = t173;
+          \$27  = t173;
       8'hae:
-          \$17  = t174;
+          \$27  = t174;
       8'haf:
-          \$17  = t175;
+          \$27  = t175;
       8'hb0:
-          \$17  = t176;
+          \$27  = t176;
       8'hb1:
-          \$17  = t177;
+          \$27  = t177;
       8'hb2:
-          \$17  = t178;
+          \$27  = t178;
       8'hb3:
-          \$17  = t179;
+          \$27  = t179;
       8'hb4:
-          \$17  = t180;
+          \$27  = t180;
       8'hb5:
-          \$17  = t181;
+          \$27  = t181;
       8'hb6:
-          \$17  = t182;
+          \$27  = t182;
       8'hb7:
-          \$17  = t183;
+          \$27  = t183;
       8'hb8:
-          \$17  = t184;
+          \$27  = t184;
       8'hb9:
-          \$17  = t185;
+          \$27  = t185;
       8'hba:
-          \$17  = t186;
+          \$27  = t186;
       8'hbb:
-          \$17  = t187;
+          \$27  = t187;
       8'hbc:
-          \$17  = t188;
+          \$27  = t188;
       8'hbd:
-          \$17  = t189;
+          \$27  = t189;
       8'hbe:
-          \$17  = t190;
+          \$27  = t190;
       8'hbf:
-          \$17  = t191;
+          \$27  = t191;
       8'hc0:
-          \$17  = t192;
+          \$27  = t192;
       8'hc1:
-          \$17  = t193;
+          \$27  = t193;
       8'hc2:
-          \$17  = t194;
+          \$27  = t194;
       8'hc3:
-          \$17  = t195;
+          \$27  = t195;
       8'hc4:
-          \$17  = t196;
+          \$27  = t196;
       8'hc5:
-          \$17  = t197;
+          \$27  = t197;
       8'hc6:
-          \$17  = t198;
+          \$27  = t198;
       8'hc7:
-          \$17  = t199;
+          \$27  = t199;
       8'hc8:
-          \$17  = t200;
+          \$27  = t200;
       8'hc9:
-          \$17  = t201;
+          \$27  = t201;
       8'hca:
-          \$17  = t202;
+          \$27  = t202;
       8'hcb:
-          \$17  = t203;
+          \$27  = t203;
       8'hcc:
-          \$17  = t204;
+          \$27  = t204;
       8'hcd:
-          \$17  = t205;
+          \$27  = t205;
       8'hce:
-          \$17  = t206;
+          \$27  = t206;
       8'hcf:
-          \$17  = t207;
+          \$27  = t207;
       8'hd0:
-          \$17  = t208;
+          \$27  = t208;
       8'hd1:
-          \$17  = t209;
+          \$27  = t209;
       8'hd2:
-          \$17  = t210;
+          \$27  = t210;
       8'hd3:
-          \$17  = t211;
+          \$27  = t211;
       8'hd4:
-          \$17  = t212;
+          \$27  = t212;
       8'hd5:
-          \$17  = t213;
+          \$27  = t213;
       8'hd6:
-          \$17  = t214;
+          \$27  = t214;
       8'hd7:
-          \$17  = t215;
+          \$27  = t215;
       8'hd8:
-          \$17  = t216;
+          \$27  = t216;
       8'hd9:
-          \$17  = t217;
+          \$27  = t217;
       8'hda:
-          \$17  = t218;
+          \$27  = t218;
       8'hdb:
-          \$17  = t219;
+          \$27  = t219;
       8'hdc:
-          \$17  = t220;
+          \$27  = t220;
       8'hdd:
-          \$17  = t221;
+          \$27  = t221;
       8'hde:
-          \$17  = t222;
+          \$27  = t222;
       8'hdf:
-          \$17  = t223;
+          \$27  = t223;
       8'he0:
-          \$17  = t224;
+          \$27  = t224;
       8'he1:
-          \$17  = t225;
+          \$27  = t225;
       8'he2:
-          \$17  = t226;
+          \$27  = t226;
       8'he3:
-          \$17  = t227;
+          \$27  = t227;
       8'he4:
-          \$17  = t228;
+          \$27  = t228;
       8'he5:
-          \$17  = t229;
+          \$27  = t229;
       8'he6:
-          \$17  = t230;
+          \$27  = t230;
       8'he7:
-          \$17  = t231;
+          \$27  = t231;
       8'he8:
-          \$17  = t232;
+          \$27  = t232;
       8'he9:
-          \$17  = t233;
+          \$27  = t233;
       8'hea:
-          \$17  = t234;
+          \$27  = t234;
       8'heb:
-          \$17  = t235;
+          \$27  = t235;
       8'hec:
-          \$17  = t236;
+          \$27  = t236;
       8'hed:
-          \$17  = t237;
+          \$27  = t237;
       8'hee:
-          \$17  = t238;
+          \$27  = t238;
       8'hef:
-          \$17  = t239;
+          \$27  = t239;
       8'hf0:
-          \$17  = t240;
+          \$27  = t240;
       8'hf1:
-          \$17  = t241;
+          \$27  = t241;
       8'hf2:
-          \$17  = t242;
+          \$27  = t242;
       8'hf3:
-          \$17  = t243;
+          \$27  = t243;
       8'hf4:
-          \$17  = t244;
+          \$27  = t244;
       8'hf5:
-          \$17  = t245;
+          \$27  = t245;
       8'hf6:
-          \$17  = t246;
+          \$27  = t246;
       8'hf7:
-          \$17  = t247;
+          \$27  = t247;
       8'hf8:
-          \$17  = t248;
+          \$27  = t248;
       8'hf9:
-          \$17  = t249;
+          \$27  = t249;
       8'hfa:
-          \$17  = t250;
+          \$27  = t250;
       8'hfb:
-          \$17  = t251;
+          \$27  = t251;
       8'hfc:
-          \$17  = t252;
+          \$27  = t252;
       8'hfd:
-          \$17  = t253;
+          \$27  = t253;
       8'hfe:
-          \$17  = t254;
+          \$27  = t254;
       8'hff:
-          \$17  = t255;
+          \$27  = t255;
     endcase
   end
   always @* begin
@@ -22504,1282 +22961,605 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
     (* full_case = 32'd1 *)
     casez (act_rd__data[63:56])
       8'h00:
-          \$19  = t0;
+          \$30  = t0;
       8'h01:
-          \$19  = t1;
+          \$30  = t1;
       8'h02:
-          \$19  = t2;
+          \$30  = t2;
       8'h03:
-          \$19  = t3;
+          \$30  = t3;
       8'h04:
-          \$19  = t4;
+          \$30  = t4;
       8'h05:
-          \$19  = t5;
+          \$30  = t5;
       8'h06:
-          \$19  = t6;
+          \$30  = t6;
       8'h07:
-          \$19  = t7;
+          \$30  = t7;
       8'h08:
-          \$19  = t8;
+          \$30  = t8;
       8'h09:
-          \$19  = t9;
+          \$30  = t9;
       8'h0a:
-          \$19  = t10;
+          \$30  = t10;
       8'h0b:
-          \$19  = t11;
+          \$30  = t11;
       8'h0c:
-          \$19  = t12;
+          \$30  = t12;
       8'h0d:
-          \$19  = t13;
+          \$30  = t13;
       8'h0e:
-          \$19  = t14;
+          \$30  = t14;
       8'h0f:
-          \$19  = t15;
+          \$30  = t15;
       8'h10:
-          \$19  = t16;
+          \$30  = t16;
       8'h11:
-          \$19  = t17;
+          \$30  = t17;
       8'h12:
-          \$19  = t18;
+          \$30  = t18;
       8'h13:
-          \$19  = t19;
+          \$30  = t19;
       8'h14:
-          \$19  = t20;
+          \$30  = t20;
       8'h15:
-          \$19  = t21;
+          \$30  = t21;
       8'h16:
-          \$19  = t22;
+          \$30  = t22;
       8'h17:
-          \$19  = t23;
+          \$30  = t23;
       8'h18:
-          \$19  = t24;
+          \$30  = t24;
       8'h19:
-          \$19  = t25;
+          \$30  = t25;
       8'h1a:
-          \$19  = t26;
+          \$30  = t26;
       8'h1b:
-          \$19  = t27;
+          \$30  = t27;
       8'h1c:
-          \$19  = t28;
+          \$30  = t28;
       8'h1d:
-          \$19  = t29;
+          \$30  = t29;
       8'h1e:
-          \$19  = t30;
+          \$30  = t30;
       8'h1f:
-          \$19  = t31;
+          \$30  = t31;
       8'h20:
-          \$19  = t32;
+          \$30  = t32;
       8'h21:
-          \$19  = t33;
+          \$30  = t33;
       8'h22:
-          \$19  = t34;
+          \$30  = t34;
       8'h23:
-          \$19  = t35;
+          \$30  = t35;
       8'h24:
-          \$19  = t36;
+          \$30  = t36;
       8'h25:
-          \$19  = t37;
+          \$30  = t37;
       8'h26:
-          \$19  = t38;
+          \$30  = t38;
       8'h27:
-          \$19  = t39;
+          \$30  = t39;
       8'h28:
-          \$19  = t40;
+          \$30  = t40;
       8'h29:
-          \$19  = t41;
+          \$30  = t41;
       8'h2a:
-          \$19  = t42;
+          \$30  = t42;
       8'h2b:
-          \$19  = t43;
+          \$30  = t43;
       8'h2c:
-          \$19  = t44;
+          \$30  = t44;
       8'h2d:
-          \$19  = t45;
+          \$30  = t45;
       8'h2e:
-          \$19  = t46;
+          \$30  = t46;
       8'h2f:
-          \$19  = t47;
+          \$30  = t47;
       8'h30:
-          \$19  = t48;
+          \$30  = t48;
       8'h31:
-          \$19  = t49;
+          \$30  = t49;
       8'h32:
-          \$19  = t50;
+          \$30  = t50;
       8'h33:
-          \$19  = t51;
+          \$30  = t51;
       8'h34:
-          \$19  = t52;
+          \$30  = t52;
       8'h35:
-          \$19  = t53;
+          \$30  = t53;
       8'h36:
-          \$19  = t54;
+          \$30  = t54;
       8'h37:
-          \$19  = t55;
+          \$30  = t55;
       8'h38:
-          \$19  = t56;
+          \$30  = t56;
       8'h39:
-          \$19  = t57;
+          \$30  = t57;
       8'h3a:
-          \$19  = t58;
+          \$30  = t58;
       8'h3b:
-          \$19  = t59;
+          \$30  = t59;
       8'h3c:
-          \$19  = t60;
+          \$30  = t60;
       8'h3d:
-          \$19  = t61;
+          \$30  = t61;
       8'h3e:
-          \$19  = t62;
+          \$30  = t62;
       8'h3f:
-          \$19  = t63;
+          \$30  = t63;
       8'h40:
-          \$19  = t64;
+          \$30  = t64;
       8'h41:
-          \$19  = t65;
+          \$30  = t65;
       8'h42:
-          \$19  = t66;
+          \$30  = t66;
       8'h43:
-          \$19  = t67;
+          \$30  = t67;
       8'h44:
-          \$19  = t68;
+          \$30  = t68;
       8'h45:
-          \$19  = t69;
+          \$30  = t69;
       8'h46:
-          \$19  = t70;
+          \$30  = t70;
       8'h47:
-          \$19  = t71;
+          \$30  = t71;
       8'h48:
-          \$19  = t72;
+          \$30  = t72;
       8'h49:
-          \$19  = t73;
+          \$30  = t73;
       8'h4a:
-          \$19  = t74;
+          \$30  = t74;
       8'h4b:
-          \$19  = t75;
+          \$30  = t75;
       8'h4c:
-          \$19  = t76;
+          \$30  = t76;
       8'h4d:
-          \$19  = t77;
+          \$30  = t77;
       8'h4e:
-          \$19  = t78;
+          \$30  = t78;
       8'h4f:
-          \$19  = t79;
+          \$30  = t79;
       8'h50:
-          \$19  = t80;
+          \$30  = t80;
       8'h51:
-          \$19  = t81;
+          \$30  = t81;
       8'h52:
-          \$19  = t82;
+          \$30  = t82;
       8'h53:
-          \$19  = t83;
+          \$30  = t83;
       8'h54:
-          \$19  = t84;
+          \$30  = t84;
       8'h55:
-          \$19  = t85;
+          \$30  = t85;
       8'h56:
-          \$19  = t86;
+          \$30  = t86;
       8'h57:
-          \$19  = t87;
+          \$30  = t87;
       8'h58:
-          \$19  = t88;
+          \$30  = t88;
       8'h59:
-          \$19  = t89;
+          \$30  = t89;
       8'h5a:
-          \$19  = t90;
+          \$30  = t90;
       8'h5b:
-          \$19  = t91;
+          \$30  = t91;
       8'h5c:
-          \$19  = t92;
+          \$30  = t92;
       8'h5d:
-          \$19  = t93;
+          \$30  = t93;
       8'h5e:
-          \$19  = t94;
+          \$30  = t94;
       8'h5f:
-          \$19  = t95;
+          \$30  = t95;
       8'h60:
-          \$19  = t96;
+          \$30  = t96;
       8'h61:
-          \$19  = t97;
+          \$30  = t97;
       8'h62:
-          \$19  = t98;
+          \$30  = t98;
       8'h63:
-          \$19  = t99;
+          \$30  = t99;
       8'h64:
-          \$19  = t100;
+          \$30  = t100;
       8'h65:
-          \$19  = t101;
+          \$30  = t101;
       8'h66:
-          \$19  = t102;
+          \$30  = t102;
       8'h67:
-          \$19  = t103;
+          \$30  = t103;
       8'h68:
-          \$19  = t104;
+          \$30  = t104;
       8'h69:
-          \$19  = t105;
+          \$30  = t105;
       8'h6a:
-          \$19  = t106;
+          \$30  = t106;
       8'h6b:
-          \$19  = t107;
+          \$30  = t107;
       8'h6c:
-          \$19  = t108;
+          \$30  = t108;
       8'h6d:
-          \$19  = t109;
+          \$30  = t109;
       8'h6e:
-          \$19  = t110;
+          \$30  = t110;
       8'h6f:
-          \$19  = t111;
+          \$30  = t111;
       8'h70:
-          \$19  = t112;
+          \$30  = t112;
       8'h71:
-          \$19  = t113;
+          \$30  = t113;
       8'h72:
-          \$19  = t114;
+          \$30  = t114;
       8'h73:
-          \$19  = t115;
+          \$30  = t115;
       8'h74:
-          \$19  = t116;
+          \$30  = t116;
       8'h75:
-          \$19  = t117;
+          \$30  = t117;
       8'h76:
-          \$19  = t118;
+          \$30  = t118;
       8'h77:
-          \$19  = t119;
+          \$30  = t119;
       8'h78:
-          \$19  = t120;
+          \$30  = t120;
       8'h79:
-          \$19  = t121;
+          \$30  = t121;
       8'h7a:
-          \$19  = t122;
+          \$30  = t122;
       8'h7b:
-          \$19  = t123;
+          \$30  = t123;
       8'h7c:
-          \$19  = t124;
+          \$30  = t124;
       8'h7d:
-          \$19  = t125;
+          \$30  = t125;
       8'h7e:
-          \$19  = t126;
+          \$30  = t126;
       8'h7f:
-          \$19  = t127;
+          \$30  = t127;
       8'h80:
-          \$19  = t128;
+          \$30  = t128;
       8'h81:
-          \$19  = t129;
+          \$30  = t129;
       8'h82:
-          \$19  = t130;
+          \$30  = t130;
       8'h83:
-          \$19  = t131;
+          \$30  = t131;
       8'h84:
-          \$19  = t132;
+          \$30  = t132;
       8'h85:
-          \$19  = t133;
+          \$30  = t133;
       8'h86:
-          \$19  = t134;
+          \$30  = t134;
       8'h87:
-          \$19  = t135;
+          \$30  = t135;
       8'h88:
-          \$19  = t136;
+          \$30  = t136;
       8'h89:
-          \$19  = t137;
+          \$30  = t137;
       8'h8a:
-          \$19  = t138;
+          \$30  = t138;
       8'h8b:
-          \$19  = t139;
+          \$30  = t139;
       8'h8c:
-          \$19  = t140;
+          \$30  = t140;
       8'h8d:
-          \$19  = t141;
+          \$30  = t141;
       8'h8e:
-          \$19  = t142;
+          \$30  = t142;
       8'h8f:
-          \$19  = t143;
+          \$30  = t143;
       8'h90:
-          \$19  = t144;
+          \$30  = t144;
       8'h91:
-          \$19  = t145;
+          \$30  = t145;
       8'h92:
-          \$19  = t146;
+          \$30  = t146;
       8'h93:
-          \$19  = t147;
+          \$30  = t147;
       8'h94:
-          \$19  = t148;
+          \$30  = t148;
       8'h95:
-          \$19  = t149;
+          \$30  = t149;
       8'h96:
-          \$19  = t150;
+          \$30  = t150;
       8'h97:
-          \$19  = t151;
+          \$30  = t151;
       8'h98:
-          \$19  = t152;
+          \$30  = t152;
       8'h99:
-          \$19  = t153;
+          \$30  = t153;
       8'h9a:
-          \$19  = t154;
+          \$30  = t154;
       8'h9b:
-          \$19  = t155;
+          \$30  = t155;
       8'h9c:
-          \$19  = t156;
+          \$30  = t156;
       8'h9d:
-          \$19  = t157;
+          \$30  = t157;
       8'h9e:
-          \$19  = t158;
+          \$30  = t158;
       8'h9f:
-          \$19  = t159;
+          \$30  = t159;
       8'ha0:
-          \$19  = t160;
+          \$30  = t160;
       8'ha1:
-          \$19  = t161;
+          \$30  = t161;
       8'ha2:
-          \$19  = t162;
+          \$30  = t162;
       8'ha3:
-          \$19  = t163;
+          \$30  = t163;
       8'ha4:
-          \$19  = t164;
+          \$30  = t164;
       8'ha5:
-          \$19  = t165;
+          \$30  = t165;
       8'ha6:
-          \$19  = t166;
+          \$30  = t166;
       8'ha7:
-          \$19  = t167;
+          \$30  = t167;
       8'ha8:
-          \$19  = t168;
+          \$30  = t168;
       8'ha9:
-          \$19  = t169;
+          \$30  = t169;
       8'haa:
-          \$19  = t170;
+          \$30  = t170;
       8'hab:
-          \$19  = t171;
+          \$30  = t171;
       8'hac:
-          \$19  = t172;
+          \$30  = t172;
       8'had:
-          \$19  = t173;
+          \$30  = t173;
       8'hae:
-          \$19  = t174;
+          \$30  = t174;
       8'haf:
-          \$19  = t175;
+          \$30  = t175;
       8'hb0:
-          \$19  = t176;
+          \$30  = t176;
       8'hb1:
-          \$19  = t177;
+          \$30  = t177;
       8'hb2:
-          \$19  = t178;
+          \$30  = t178;
       8'hb3:
-          \$19  = t179;
+          \$30  = t179;
       8'hb4:
-          \$19  = t180;
+          \$30  = t180;
       8'hb5:
-          \$19  = t181;
+          \$30  = t181;
       8'hb6:
-          \$19  = t182;
+          \$30  = t182;
       8'hb7:
-          \$19  = t183;
+          \$30  = t183;
       8'hb8:
-          \$19  = t184;
+          \$30  = t184;
       8'hb9:
-          \$19  = t185;
+          \$30  = t185;
       8'hba:
-          \$19  = t186;
+          \$30  = t186;
       8'hbb:
-          \$19  = t187;
+          \$30  = t187;
       8'hbc:
-          \$19  = t188;
+          \$30  = t188;
       8'hbd:
-          \$19  = t189;
+          \$30  = t189;
       8'hbe:
-          \$19  = t190;
+          \$30  = t190;
       8'hbf:
-          \$19  = t191;
+          \$30  = t191;
       8'hc0:
-          \$19  = t192;
+          \$30  = t192;
       8'hc1:
-          \$19  = t193;
+          \$30  = t193;
       8'hc2:
-          \$19  = t194;
+          \$30  = t194;
       8'hc3:
-          \$19  = t195;
+          \$30  = t195;
       8'hc4:
-          \$19  = t196;
+          \$30  = t196;
       8'hc5:
-          \$19  = t197;
+          \$30  = t197;
       8'hc6:
-          \$19  = t198;
+          \$30  = t198;
       8'hc7:
-          \$19  = t199;
+          \$30  = t199;
       8'hc8:
-          \$19  = t200;
+          \$30  = t200;
       8'hc9:
-          \$19  = t201;
+          \$30  = t201;
       8'hca:
-          \$19  = t202;
+          \$30  = t202;
       8'hcb:
-          \$19  = t203;
+          \$30  = t203;
       8'hcc:
-          \$19  = t204;
+          \$30  = t204;
       8'hcd:
-          \$19  = t205;
+          \$30  = t205;
       8'hce:
-          \$19  = t206;
+          \$30  = t206;
       8'hcf:
-          \$19  = t207;
+          \$30  = t207;
       8'hd0:
-          \$19  = t208;
+          \$30  = t208;
       8'hd1:
-          \$19  = t209;
+          \$30  = t209;
       8'hd2:
-          \$19  = t210;
+          \$30  = t210;
       8'hd3:
-          \$19  = t211;
+          \$30  = t211;
       8'hd4:
-          \$19  = t212;
+          \$30  = t212;
       8'hd5:
-          \$19  = t213;
+          \$30  = t213;
       8'hd6:
-          \$19  = t214;
+          \$30  = t214;
       8'hd7:
-          \$19  = t215;
+          \$30  = t215;
       8'hd8:
-          \$19  = t216;
+          \$30  = t216;
       8'hd9:
-          \$19  = t217;
+          \$30  = t217;
       8'hda:
-          \$19  = t218;
+          \$30  = t218;
       8'hdb:
-          \$19  = t219;
+          \$30  = t219;
       8'hdc:
-          \$19  = t220;
+          \$30  = t220;
       8'hdd:
-          \$19  = t221;
+          \$30  = t221;
       8'hde:
-          \$19  = t222;
+          \$30  = t222;
       8'hdf:
-          \$19  = t223;
+          \$30  = t223;
       8'he0:
-          \$19  = t224;
+          \$30  = t224;
       8'he1:
-          \$19  = t225;
+          \$30  = t225;
       8'he2:
-          \$19  = t226;
+          \$30  = t226;
       8'he3:
-          \$19  = t227;
+          \$30  = t227;
       8'he4:
-          \$19  = t228;
+          \$30  = t228;
       8'he5:
-          \$19  = t229;
+          \$30  = t229;
       8'he6:
-          \$19  = t230;
+          \$30  = t230;
       8'he7:
-          \$19  = t231;
+          \$30  = t231;
       8'he8:
-          \$19  = t232;
+          \$30  = t232;
       8'he9:
-          \$19  = t233;
+          \$30  = t233;
       8'hea:
-          \$19  = t234;
+          \$30  = t234;
       8'heb:
-          \$19  = t235;
+          \$30  = t235;
       8'hec:
-          \$19  = t236;
+          \$30  = t236;
       8'hed:
-          \$19  = t237;
+          \$30  = t237;
       8'hee:
-          \$19  = t238;
+          \$30  = t238;
       8'hef:
-          \$19  = t239;
+          \$30  = t239;
       8'hf0:
-          \$19  = t240;
+          \$30  = t240;
       8'hf1:
-          \$19  = t241;
+          \$30  = t241;
       8'hf2:
-          \$19  = t242;
+          \$30  = t242;
       8'hf3:
-          \$19  = t243;
+          \$30  = t243;
       8'hf4:
-          \$19  = t244;
+          \$30  = t244;
       8'hf5:
-          \$19  = t245;
+          \$30  = t245;
       8'hf6:
-          \$19  = t246;
+          \$30  = t246;
       8'hf7:
-          \$19  = t247;
+          \$30  = t247;
       8'hf8:
-          \$19  = t248;
+          \$30  = t248;
       8'hf9:
-          \$19  = t249;
+          \$30  = t249;
       8'hfa:
-          \$19  = t250;
+          \$30  = t250;
       8'hfb:
-          \$19  = t251;
+          \$30  = t251;
       8'hfc:
-          \$19  = t252;
+          \$30  = t252;
       8'hfd:
-          \$19  = t253;
+          \$30  = t253;
       8'hfe:
-          \$19  = t254;
+          \$30  = t254;
       8'hff:
-          \$19  = t255;
+          \$30  = t255;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$58  = \$signal ;
+    \$116  = \$signal ;
     if (lut_gated_rst) begin
-      \$58  = 1'h0;
+      \$116  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$59  = t;
+    \$117  = t;
     if (lut_gated_rst) begin
-      \$59  = 2'h0;
+      \$117  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$60  = t;
+    \$118  = t;
     if (\$signal ) begin
-      \$60  = \$27 [1:0];
+      \$118  = \$39 [1:0];
     end
-    if (start) begin
-      \$60  = 2'h0;
-    end
-    if (lut_gated_rst) begin
-      \$60  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$61  = \$signal ;
-    if (\$signal ) begin
-      if (\$28 ) begin
-        \$61  = 1'h0;
-      end
-    end
-    if (start) begin
-      \$61  = 1'h1;
-    end
-    if (lut_gated_rst) begin
-      \$61  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$62  = running;
-    if (\$signal ) begin
-      if (\$28 ) begin
-        \$62  = 1'h1;
-      end
-    end
-    if (running) begin
-      if (\$34 ) begin
-        if (\$37 ) begin
-          \$62  = 1'h0;
+    if (\$52 ) begin
+      if (\$55 ) begin
+        if (\$57 ) begin
+          \$118  = 2'h0;
         end
       end
     end
+    if (start) begin
+      \$118  = 2'h0;
+    end
     if (lut_gated_rst) begin
-      \$62  = 1'h0;
+      \$118  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$63  = t0;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$63  = param_rd__data[7:0];
+    \$119  = \$signal ;
+    if (\$signal ) begin
+      if (\$40 ) begin
+        \$119  = 1'h0;
+      end
+    end
+    if (\$52 ) begin
+      if (\$55 ) begin
+        if (\$57 ) begin
+          \$119  = 1'h1;
+        end
+      end
+    end
+    if (start) begin
+      \$119  = 1'h1;
+    end
+    if (lut_gated_rst) begin
+      \$119  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$120  = running;
+    if (\$signal ) begin
+      if (\$40 ) begin
+        \$120  = 1'h1;
+      end
+    end
+    if (\$45 ) begin
+      if (\$48 ) begin
+        if (\$51 ) begin
+          \$120  = 1'h0;
+        end
+      end
+    end
+    if (\$52 ) begin
+      if (\$55 ) begin
+        \$120  = 1'h0;
       end
     end
     if (lut_gated_rst) begin
-      \$63  = 8'h00;
+      \$120  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$64  = t1;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$64  = param_rd__data[15:8];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$64  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$65  = t2;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$65  = param_rd__data[23:16];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$65  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$66  = t3;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$66  = param_rd__data[31:24];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$66  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$67  = t4;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$67  = param_rd__data[39:32];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$67  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$68  = t5;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$68  = param_rd__data[47:40];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$68  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$69  = t6;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$69  = param_rd__data[55:48];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$69  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$70  = t7;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$70  = param_rd__data[63:56];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$70  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$71  = t8;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$71  = param_rd__data[71:64];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$71  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$72  = t9;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$72  = param_rd__data[79:72];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$72  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$73  = t10;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$73  = param_rd__data[87:80];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$73  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$74  = t11;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$74  = param_rd__data[95:88];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$74  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$75  = t12;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$75  = param_rd__data[103:96];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$75  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$76  = t13;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$76  = param_rd__data[111:104];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$76  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$77  = t14;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$77  = param_rd__data[119:112];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$77  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$78  = t15;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$78  = param_rd__data[127:120];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$78  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$79  = t16;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$79  = param_rd__data[135:128];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$79  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$80  = t17;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$80  = param_rd__data[143:136];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$80  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$81  = t18;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$81  = param_rd__data[151:144];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$81  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$82  = t19;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$82  = param_rd__data[159:152];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$82  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$83  = t20;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$83  = param_rd__data[167:160];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$83  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$84  = t21;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$84  = param_rd__data[175:168];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$84  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$85  = t22;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$85  = param_rd__data[183:176];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$85  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$86  = t23;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$86  = param_rd__data[191:184];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$86  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$87  = t24;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$87  = param_rd__data[199:192];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$87  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$88  = t25;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$88  = param_rd__data[207:200];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$88  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$89  = t26;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$89  = param_rd__data[215:208];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$89  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$90  = t27;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$90  = param_rd__data[223:216];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$90  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$91  = t28;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$91  = param_rd__data[231:224];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$91  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$92  = t29;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$92  = param_rd__data[239:232];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$92  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$93  = t30;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$93  = param_rd__data[247:240];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$93  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$94  = t31;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$94  = param_rd__data[255:248];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$94  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$95  = t32;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$95  = param_rd__data[263:256];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$95  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$96  = t33;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$96  = param_rd__data[271:264];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$96  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$97  = t34;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$97  = param_rd__data[279:272];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$97  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$98  = t35;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$98  = param_rd__data[287:280];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$98  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$99  = t36;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$99  = param_rd__data[295:288];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$99  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$100  = t37;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$100  = param_rd__data[303:296];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$100  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$101  = t38;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$101  = param_rd__data[311:304];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$101  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$102  = t39;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$102  = param_rd__data[319:312];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$102  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$103  = t40;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$103  = param_rd__data[327:320];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$103  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$104  = t41;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$104  = param_rd__data[335:328];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$104  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$105  = t42;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$105  = param_rd__data[343:336];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$105  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$106  = t43;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$106  = param_rd__data[351:344];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$106  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$107  = t44;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$107  = param_rd__data[359:352];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$107  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$108  = t45;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$108  = param_rd__data[367:360];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$108  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$109  = t46;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$109  = param_rd__data[375:368];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$109  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$110  = t47;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$110  = param_rd__data[383:376];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$110  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$111  = t48;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$111  = param_rd__data[391:384];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$111  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$112  = t49;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$112  = param_rd__data[399:392];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$112  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$113  = t50;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$113  = param_rd__data[407:400];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$113  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$114  = t51;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$114  = param_rd__data[415:408];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$114  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$115  = t52;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$115  = param_rd__data[423:416];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$115  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$116  = t53;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$116  = param_rd__data[431:424];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$116  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$117  = t54;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$117  = param_rd__data[439:432];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$117  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$118  = t55;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$118  = param_rd__data[447:440];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$118  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$119  = t56;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$119  = param_rd__data[455:448];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$119  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$120  = t57;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$120  = param_rd__data[463:456];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$120  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$121  = t58;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$121  = param_rd__data[471:464];
+    \$121  = t0;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$121  = param_rd__data[7:0];
       end
     end
     if (lut_gated_rst) begin
@@ -23788,10 +23568,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$122  = t59;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$122  = param_rd__data[479:472];
+    \$122  = t1;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$122  = param_rd__data[15:8];
       end
     end
     if (lut_gated_rst) begin
@@ -23800,10 +23580,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$123  = t60;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$123  = param_rd__data[487:480];
+    \$123  = t2;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$123  = param_rd__data[23:16];
       end
     end
     if (lut_gated_rst) begin
@@ -23812,10 +23592,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$124  = t61;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$124  = param_rd__data[495:488];
+    \$124  = t3;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$124  = param_rd__data[31:24];
       end
     end
     if (lut_gated_rst) begin
@@ -23824,10 +23604,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$125  = t62;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$125  = param_rd__data[503:496];
+    \$125  = t4;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$125  = param_rd__data[39:32];
       end
     end
     if (lut_gated_rst) begin
@@ -23836,10 +23616,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$126  = t63;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$126  = param_rd__data[511:504];
+    \$126  = t5;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$126  = param_rd__data[47:40];
       end
     end
     if (lut_gated_rst) begin
@@ -23848,10 +23628,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$127  = t64;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$127  = param_rd__data[519:512];
+    \$127  = t6;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$127  = param_rd__data[55:48];
       end
     end
     if (lut_gated_rst) begin
@@ -23860,10 +23640,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$128  = t65;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$128  = param_rd__data[527:520];
+    \$128  = t7;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$128  = param_rd__data[63:56];
       end
     end
     if (lut_gated_rst) begin
@@ -23872,10 +23652,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$129  = t66;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$129  = param_rd__data[535:528];
+    \$129  = t8;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$129  = param_rd__data[71:64];
       end
     end
     if (lut_gated_rst) begin
@@ -23884,10 +23664,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$130  = t67;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$130  = param_rd__data[543:536];
+    \$130  = t9;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$130  = param_rd__data[79:72];
       end
     end
     if (lut_gated_rst) begin
@@ -23896,10 +23676,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$131  = t68;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$131  = param_rd__data[551:544];
+    \$131  = t10;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$131  = param_rd__data[87:80];
       end
     end
     if (lut_gated_rst) begin
@@ -23908,10 +23688,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$132  = t69;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$132  = param_rd__data[559:552];
+    \$132  = t11;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$132  = param_rd__data[95:88];
       end
     end
     if (lut_gated_rst) begin
@@ -23920,10 +23700,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$133  = t70;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$133  = param_rd__data[567:560];
+    \$133  = t12;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$133  = param_rd__data[103:96];
       end
     end
     if (lut_gated_rst) begin
@@ -23932,10 +23712,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$134  = t71;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$134  = param_rd__data[575:568];
+    \$134  = t13;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$134  = param_rd__data[111:104];
       end
     end
     if (lut_gated_rst) begin
@@ -23944,10 +23724,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$135  = t72;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$135  = param_rd__data[583:576];
+    \$135  = t14;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$135  = param_rd__data[119:112];
       end
     end
     if (lut_gated_rst) begin
@@ -23956,10 +23736,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$136  = t73;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$136  = param_rd__data[591:584];
+    \$136  = t15;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$136  = param_rd__data[127:120];
       end
     end
     if (lut_gated_rst) begin
@@ -23968,10 +23748,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$137  = t74;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$137  = param_rd__data[599:592];
+    \$137  = t16;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$137  = param_rd__data[135:128];
       end
     end
     if (lut_gated_rst) begin
@@ -23980,10 +23760,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$138  = t75;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$138  = param_rd__data[607:600];
+    \$138  = t17;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$138  = param_rd__data[143:136];
       end
     end
     if (lut_gated_rst) begin
@@ -23992,10 +23772,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$139  = t76;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$139  = param_rd__data[615:608];
+    \$139  = t18;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$139  = param_rd__data[151:144];
       end
     end
     if (lut_gated_rst) begin
@@ -24004,10 +23784,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$140  = t77;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$140  = param_rd__data[623:616];
+    \$140  = t19;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$140  = param_rd__data[159:152];
       end
     end
     if (lut_gated_rst) begin
@@ -24016,10 +23796,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$141  = t78;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$141  = param_rd__data[631:624];
+    \$141  = t20;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$141  = param_rd__data[167:160];
       end
     end
     if (lut_gated_rst) begin
@@ -24028,10 +23808,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$142  = t79;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$142  = param_rd__data[639:632];
+    \$142  = t21;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$142  = param_rd__data[175:168];
       end
     end
     if (lut_gated_rst) begin
@@ -24040,10 +23820,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$143  = t80;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$143  = param_rd__data[647:640];
+    \$143  = t22;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$143  = param_rd__data[183:176];
       end
     end
     if (lut_gated_rst) begin
@@ -24052,10 +23832,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$144  = t81;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$144  = param_rd__data[655:648];
+    \$144  = t23;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$144  = param_rd__data[191:184];
       end
     end
     if (lut_gated_rst) begin
@@ -24064,10 +23844,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$145  = t82;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$145  = param_rd__data[663:656];
+    \$145  = t24;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$145  = param_rd__data[199:192];
       end
     end
     if (lut_gated_rst) begin
@@ -24076,10 +23856,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$146  = t83;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$146  = param_rd__data[671:664];
+    \$146  = t25;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$146  = param_rd__data[207:200];
       end
     end
     if (lut_gated_rst) begin
@@ -24088,10 +23868,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$147  = t84;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$147  = param_rd__data[679:672];
+    \$147  = t26;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$147  = param_rd__data[215:208];
       end
     end
     if (lut_gated_rst) begin
@@ -24100,10 +23880,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$148  = t85;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$148  = param_rd__data[687:680];
+    \$148  = t27;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$148  = param_rd__data[223:216];
       end
     end
     if (lut_gated_rst) begin
@@ -24112,10 +23892,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$149  = t86;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$149  = param_rd__data[695:688];
+    \$149  = t28;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$149  = param_rd__data[231:224];
       end
     end
     if (lut_gated_rst) begin
@@ -24124,10 +23904,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$150  = t87;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$150  = param_rd__data[703:696];
+    \$150  = t29;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$150  = param_rd__data[239:232];
       end
     end
     if (lut_gated_rst) begin
@@ -24136,10 +23916,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$151  = t88;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$151  = param_rd__data[711:704];
+    \$151  = t30;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$151  = param_rd__data[247:240];
       end
     end
     if (lut_gated_rst) begin
@@ -24148,10 +23928,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$152  = t89;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$152  = param_rd__data[719:712];
+    \$152  = t31;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$152  = param_rd__data[255:248];
       end
     end
     if (lut_gated_rst) begin
@@ -24160,10 +23940,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$153  = t90;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$153  = param_rd__data[727:720];
+    \$153  = t32;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$153  = param_rd__data[263:256];
       end
     end
     if (lut_gated_rst) begin
@@ -24172,10 +23952,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$154  = t91;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$154  = param_rd__data[735:728];
+    \$154  = t33;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$154  = param_rd__data[271:264];
       end
     end
     if (lut_gated_rst) begin
@@ -24184,10 +23964,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$155  = t92;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$155  = param_rd__data[743:736];
+    \$155  = t34;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$155  = param_rd__data[279:272];
       end
     end
     if (lut_gated_rst) begin
@@ -24196,10 +23976,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$156  = t93;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$156  = param_rd__data[751:744];
+    \$156  = t35;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$156  = param_rd__data[287:280];
       end
     end
     if (lut_gated_rst) begin
@@ -24208,10 +23988,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$157  = t94;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$157  = param_rd__data[759:752];
+    \$157  = t36;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$157  = param_rd__data[295:288];
       end
     end
     if (lut_gated_rst) begin
@@ -24220,10 +24000,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$158  = t95;
-    if (\$signal$283 ) begin
-      if (\$29 ) begin
-        \$158  = param_rd__data[767:760];
+    \$158  = t37;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$158  = param_rd__data[303:296];
       end
     end
     if (lut_gated_rst) begin
@@ -24232,10 +24012,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$159  = t96;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$159  = param_rd__data[7:0];
+    \$159  = t38;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$159  = param_rd__data[311:304];
       end
     end
     if (lut_gated_rst) begin
@@ -24244,10 +24024,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$160  = t97;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$160  = param_rd__data[15:8];
+    \$160  = t39;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$160  = param_rd__data[319:312];
       end
     end
     if (lut_gated_rst) begin
@@ -24256,10 +24036,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$161  = t98;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$161  = param_rd__data[23:16];
+    \$161  = t40;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$161  = param_rd__data[327:320];
       end
     end
     if (lut_gated_rst) begin
@@ -24268,10 +24048,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$162  = t99;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$162  = param_rd__data[31:24];
+    \$162  = t41;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$162  = param_rd__data[335:328];
       end
     end
     if (lut_gated_rst) begin
@@ -24280,10 +24060,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$163  = t100;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$163  = param_rd__data[39:32];
+    \$163  = t42;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$163  = param_rd__data[343:336];
       end
     end
     if (lut_gated_rst) begin
@@ -24292,10 +24072,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$164  = t101;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$164  = param_rd__data[47:40];
+    \$164  = t43;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$164  = param_rd__data[351:344];
       end
     end
     if (lut_gated_rst) begin
@@ -24304,10 +24084,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$165  = t102;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$165  = param_rd__data[55:48];
+    \$165  = t44;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$165  = param_rd__data[359:352];
       end
     end
     if (lut_gated_rst) begin
@@ -24316,10 +24096,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$166  = t103;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$166  = param_rd__data[63:56];
+    \$166  = t45;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$166  = param_rd__data[367:360];
       end
     end
     if (lut_gated_rst) begin
@@ -24328,10 +24108,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$167  = t104;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$167  = param_rd__data[71:64];
+    \$167  = t46;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$167  = param_rd__data[375:368];
       end
     end
     if (lut_gated_rst) begin
@@ -24340,10 +24120,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$168  = t105;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$168  = param_rd__data[79:72];
+    \$168  = t47;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$168  = param_rd__data[383:376];
       end
     end
     if (lut_gated_rst) begin
@@ -24352,10 +24132,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$169  = t106;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$169  = param_rd__data[87:80];
+    \$169  = t48;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$169  = param_rd__data[391:384];
       end
     end
     if (lut_gated_rst) begin
@@ -24364,10 +24144,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$170  = t107;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$170  = param_rd__data[95:88];
+    \$170  = t49;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$170  = param_rd__data[399:392];
       end
     end
     if (lut_gated_rst) begin
@@ -24376,10 +24156,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$171  = t108;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$171  = param_rd__data[103:96];
+    \$171  = t50;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$171  = param_rd__data[407:400];
       end
     end
     if (lut_gated_rst) begin
@@ -24388,10 +24168,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$172  = t109;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$172  = param_rd__data[111:104];
+    \$172  = t51;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$172  = param_rd__data[415:408];
       end
     end
     if (lut_gated_rst) begin
@@ -24400,10 +24180,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$173  = t110;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$173  = param_rd__data[119:112];
+    \$173  = t52;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$173  = param_rd__data[423:416];
       end
     end
     if (lut_gated_rst) begin
@@ -24412,10 +24192,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$174  = t111;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$174  = param_rd__data[127:120];
+    \$174  = t53;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$174  = param_rd__data[431:424];
       end
     end
     if (lut_gated_rst) begin
@@ -24424,10 +24204,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$175  = t112;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$175  = param_rd__data[135:128];
+    \$175  = t54;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$175  = param_rd__data[439:432];
       end
     end
     if (lut_gated_rst) begin
@@ -24436,10 +24216,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$176  = t113;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$176  = param_rd__data[143:136];
+    \$176  = t55;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$176  = param_rd__data[447:440];
       end
     end
     if (lut_gated_rst) begin
@@ -24448,10 +24228,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$177  = t114;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$177  = param_rd__data[151:144];
+    \$177  = t56;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$177  = param_rd__data[455:448];
       end
     end
     if (lut_gated_rst) begin
@@ -24460,10 +24240,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$178  = t115;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$178  = param_rd__data[159:152];
+    \$178  = t57;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$178  = param_rd__data[463:456];
       end
     end
     if (lut_gated_rst) begin
@@ -24472,10 +24252,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$179  = t116;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$179  = param_rd__data[167:160];
+    \$179  = t58;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$179  = param_rd__data[471:464];
       end
     end
     if (lut_gated_rst) begin
@@ -24484,10 +24264,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$180  = t117;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$180  = param_rd__data[175:168];
+    \$180  = t59;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$180  = param_rd__data[479:472];
       end
     end
     if (lut_gated_rst) begin
@@ -24496,10 +24276,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$181  = t118;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$181  = param_rd__data[183:176];
+    \$181  = t60;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$181  = param_rd__data[487:480];
       end
     end
     if (lut_gated_rst) begin
@@ -24508,10 +24288,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$182  = t119;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$182  = param_rd__data[191:184];
+    \$182  = t61;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$182  = param_rd__data[495:488];
       end
     end
     if (lut_gated_rst) begin
@@ -24520,10 +24300,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$183  = t120;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$183  = param_rd__data[199:192];
+    \$183  = t62;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$183  = param_rd__data[503:496];
       end
     end
     if (lut_gated_rst) begin
@@ -24532,10 +24312,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$184  = t121;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$184  = param_rd__data[207:200];
+    \$184  = t63;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$184  = param_rd__data[511:504];
       end
     end
     if (lut_gated_rst) begin
@@ -24544,10 +24324,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$185  = t122;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$185  = param_rd__data[215:208];
+    \$185  = t64;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$185  = param_rd__data[519:512];
       end
     end
     if (lut_gated_rst) begin
@@ -24556,10 +24336,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$186  = t123;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$186  = param_rd__data[223:216];
+    \$186  = t65;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$186  = param_rd__data[527:520];
       end
     end
     if (lut_gated_rst) begin
@@ -24568,10 +24348,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$187  = t124;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$187  = param_rd__data[231:224];
+    \$187  = t66;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$187  = param_rd__data[535:528];
       end
     end
     if (lut_gated_rst) begin
@@ -24580,10 +24360,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$188  = t125;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$188  = param_rd__data[239:232];
+    \$188  = t67;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$188  = param_rd__data[543:536];
       end
     end
     if (lut_gated_rst) begin
@@ -24592,10 +24372,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$189  = t126;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$189  = param_rd__data[247:240];
+    \$189  = t68;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$189  = param_rd__data[551:544];
       end
     end
     if (lut_gated_rst) begin
@@ -24604,10 +24384,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$190  = t127;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$190  = param_rd__data[255:248];
+    \$190  = t69;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$190  = param_rd__data[559:552];
       end
     end
     if (lut_gated_rst) begin
@@ -24616,10 +24396,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$191  = t128;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$191  = param_rd__data[263:256];
+    \$191  = t70;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$191  = param_rd__data[567:560];
       end
     end
     if (lut_gated_rst) begin
@@ -24628,10 +24408,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$192  = t129;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$192  = param_rd__data[271:264];
+    \$192  = t71;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$192  = param_rd__data[575:568];
       end
     end
     if (lut_gated_rst) begin
@@ -24640,10 +24420,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$193  = t130;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$193  = param_rd__data[279:272];
+    \$193  = t72;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$193  = param_rd__data[583:576];
       end
     end
     if (lut_gated_rst) begin
@@ -24652,10 +24432,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$194  = t131;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$194  = param_rd__data[287:280];
+    \$194  = t73;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$194  = param_rd__data[591:584];
       end
     end
     if (lut_gated_rst) begin
@@ -24664,10 +24444,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$195  = t132;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$195  = param_rd__data[295:288];
+    \$195  = t74;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$195  = param_rd__data[599:592];
       end
     end
     if (lut_gated_rst) begin
@@ -24676,10 +24456,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$196  = t133;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$196  = param_rd__data[303:296];
+    \$196  = t75;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$196  = param_rd__data[607:600];
       end
     end
     if (lut_gated_rst) begin
@@ -24688,10 +24468,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$197  = t134;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$197  = param_rd__data[311:304];
+    \$197  = t76;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$197  = param_rd__data[615:608];
       end
     end
     if (lut_gated_rst) begin
@@ -24700,10 +24480,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$198  = t135;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$198  = param_rd__data[319:312];
+    \$198  = t77;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$198  = param_rd__data[623:616];
       end
     end
     if (lut_gated_rst) begin
@@ -24712,10 +24492,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$199  = t136;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$199  = param_rd__data[327:320];
+    \$199  = t78;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$199  = param_rd__data[631:624];
       end
     end
     if (lut_gated_rst) begin
@@ -24724,10 +24504,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$200  = t137;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$200  = param_rd__data[335:328];
+    \$200  = t79;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$200  = param_rd__data[639:632];
       end
     end
     if (lut_gated_rst) begin
@@ -24736,10 +24516,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$201  = t138;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$201  = param_rd__data[343:336];
+    \$201  = t80;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$201  = param_rd__data[647:640];
       end
     end
     if (lut_gated_rst) begin
@@ -24748,10 +24528,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$202  = t139;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$202  = param_rd__data[351:344];
+    \$202  = t81;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$202  = param_rd__data[655:648];
       end
     end
     if (lut_gated_rst) begin
@@ -24760,10 +24540,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$203  = t140;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$203  = param_rd__data[359:352];
+    \$203  = t82;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$203  = param_rd__data[663:656];
       end
     end
     if (lut_gated_rst) begin
@@ -24772,10 +24552,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$204  = t141;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$204  = param_rd__data[367:360];
+    \$204  = t83;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$204  = param_rd__data[671:664];
       end
     end
     if (lut_gated_rst) begin
@@ -24784,10 +24564,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$205  = t142;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$205  = param_rd__data[375:368];
+    \$205  = t84;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$205  = param_rd__data[679:672];
       end
     end
     if (lut_gated_rst) begin
@@ -24796,10 +24576,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$206  = t143;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$206  = param_rd__data[383:376];
+    \$206  = t85;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$206  = param_rd__data[687:680];
       end
     end
     if (lut_gated_rst) begin
@@ -24808,10 +24588,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$207  = t144;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$207  = param_rd__data[391:384];
+    \$207  = t86;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$207  = param_rd__data[695:688];
       end
     end
     if (lut_gated_rst) begin
@@ -24820,10 +24600,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$208  = t145;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$208  = param_rd__data[399:392];
+    \$208  = t87;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$208  = param_rd__data[703:696];
       end
     end
     if (lut_gated_rst) begin
@@ -24832,10 +24612,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$209  = t146;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$209  = param_rd__data[407:400];
+    \$209  = t88;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$209  = param_rd__data[711:704];
       end
     end
     if (lut_gated_rst) begin
@@ -24844,10 +24624,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$210  = t147;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$210  = param_rd__data[415:408];
+    \$210  = t89;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$210  = param_rd__data[719:712];
       end
     end
     if (lut_gated_rst) begin
@@ -24856,10 +24636,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$211  = t148;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$211  = param_rd__data[423:416];
+    \$211  = t90;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$211  = param_rd__data[727:720];
       end
     end
     if (lut_gated_rst) begin
@@ -24868,10 +24648,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$212  = t149;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$212  = param_rd__data[431:424];
+    \$212  = t91;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$212  = param_rd__data[735:728];
       end
     end
     if (lut_gated_rst) begin
@@ -24880,10 +24660,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$213  = t150;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$213  = param_rd__data[439:432];
+    \$213  = t92;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$213  = param_rd__data[743:736];
       end
     end
     if (lut_gated_rst) begin
@@ -24892,10 +24672,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$214  = t151;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$214  = param_rd__data[447:440];
+    \$214  = t93;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$214  = param_rd__data[751:744];
       end
     end
     if (lut_gated_rst) begin
@@ -24904,10 +24684,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$215  = t152;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$215  = param_rd__data[455:448];
+    \$215  = t94;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$215  = param_rd__data[759:752];
       end
     end
     if (lut_gated_rst) begin
@@ -24916,10 +24696,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$216  = t153;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$216  = param_rd__data[463:456];
+    \$216  = t95;
+    if (\$signal$294 ) begin
+      if (\$41 ) begin
+        \$216  = param_rd__data[767:760];
       end
     end
     if (lut_gated_rst) begin
@@ -24928,10 +24708,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$217  = t154;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$217  = param_rd__data[471:464];
+    \$217  = t96;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$217  = param_rd__data[7:0];
       end
     end
     if (lut_gated_rst) begin
@@ -24940,10 +24720,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$218  = t155;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$218  = param_rd__data[479:472];
+    \$218  = t97;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$218  = param_rd__data[15:8];
       end
     end
     if (lut_gated_rst) begin
@@ -24952,10 +24732,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$219  = t156;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$219  = param_rd__data[487:480];
+    \$219  = t98;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$219  = param_rd__data[23:16];
       end
     end
     if (lut_gated_rst) begin
@@ -24964,10 +24744,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$220  = t157;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$220  = param_rd__data[495:488];
+    \$220  = t99;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$220  = param_rd__data[31:24];
       end
     end
     if (lut_gated_rst) begin
@@ -24976,10 +24756,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$221  = t158;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$221  = param_rd__data[503:496];
+    \$221  = t100;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$221  = param_rd__data[39:32];
       end
     end
     if (lut_gated_rst) begin
@@ -24988,10 +24768,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$222  = t159;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$222  = param_rd__data[511:504];
+    \$222  = t101;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$222  = param_rd__data[47:40];
       end
     end
     if (lut_gated_rst) begin
@@ -25000,10 +24780,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$223  = t160;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$223  = param_rd__data[519:512];
+    \$223  = t102;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$223  = param_rd__data[55:48];
       end
     end
     if (lut_gated_rst) begin
@@ -25012,10 +24792,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$224  = t161;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$224  = param_rd__data[527:520];
+    \$224  = t103;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$224  = param_rd__data[63:56];
       end
     end
     if (lut_gated_rst) begin
@@ -25024,10 +24804,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$225  = t162;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$225  = param_rd__data[535:528];
+    \$225  = t104;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$225  = param_rd__data[71:64];
       end
     end
     if (lut_gated_rst) begin
@@ -25036,10 +24816,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$226  = t163;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$226  = param_rd__data[543:536];
+    \$226  = t105;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$226  = param_rd__data[79:72];
       end
     end
     if (lut_gated_rst) begin
@@ -25048,10 +24828,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$227  = t164;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$227  = param_rd__data[551:544];
+    \$227  = t106;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$227  = param_rd__data[87:80];
       end
     end
     if (lut_gated_rst) begin
@@ -25060,10 +24840,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$228  = t165;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$228  = param_rd__data[559:552];
+    \$228  = t107;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$228  = param_rd__data[95:88];
       end
     end
     if (lut_gated_rst) begin
@@ -25072,10 +24852,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$229  = t166;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$229  = param_rd__data[567:560];
+    \$229  = t108;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$229  = param_rd__data[103:96];
       end
     end
     if (lut_gated_rst) begin
@@ -25084,10 +24864,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$230  = t167;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$230  = param_rd__data[575:568];
+    \$230  = t109;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$230  = param_rd__data[111:104];
       end
     end
     if (lut_gated_rst) begin
@@ -25096,10 +24876,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$231  = t168;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$231  = param_rd__data[583:576];
+    \$231  = t110;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$231  = param_rd__data[119:112];
       end
     end
     if (lut_gated_rst) begin
@@ -25108,10 +24888,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$232  = t169;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$232  = param_rd__data[591:584];
+    \$232  = t111;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$232  = param_rd__data[127:120];
       end
     end
     if (lut_gated_rst) begin
@@ -25120,10 +24900,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$233  = t170;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$233  = param_rd__data[599:592];
+    \$233  = t112;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$233  = param_rd__data[135:128];
       end
     end
     if (lut_gated_rst) begin
@@ -25132,10 +24912,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$234  = t171;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$234  = param_rd__data[607:600];
+    \$234  = t113;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$234  = param_rd__data[143:136];
       end
     end
     if (lut_gated_rst) begin
@@ -25144,10 +24924,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$235  = t172;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$235  = param_rd__data[615:608];
+    \$235  = t114;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$235  = param_rd__data[151:144];
       end
     end
     if (lut_gated_rst) begin
@@ -25156,10 +24936,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$236  = t173;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$236  = param_rd__data[623:616];
+    \$236  = t115;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$236  = param_rd__data[159:152];
       end
     end
     if (lut_gated_rst) begin
@@ -25168,10 +24948,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$237  = t174;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$237  = param_rd__data[631:624];
+    \$237  = t116;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$237  = param_rd__data[167:160];
       end
     end
     if (lut_gated_rst) begin
@@ -25180,10 +24960,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$238  = t175;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$238  = param_rd__data[639:632];
+    \$238  = t117;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$238  = param_rd__data[175:168];
       end
     end
     if (lut_gated_rst) begin
@@ -25192,10 +24972,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$239  = t176;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$239  = param_rd__data[647:640];
+    \$239  = t118;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$239  = param_rd__data[183:176];
       end
     end
     if (lut_gated_rst) begin
@@ -25204,10 +24984,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$240  = t177;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$240  = param_rd__data[655:648];
+    \$240  = t119;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$240  = param_rd__data[191:184];
       end
     end
     if (lut_gated_rst) begin
@@ -25216,10 +24996,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$241  = t178;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$241  = param_rd__data[663:656];
+    \$241  = t120;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$241  = param_rd__data[199:192];
       end
     end
     if (lut_gated_rst) begin
@@ -25228,10 +25008,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$242  = t179;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$242  = param_rd__data[671:664];
+    \$242  = t121;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$242  = param_rd__data[207:200];
       end
     end
     if (lut_gated_rst) begin
@@ -25240,10 +25020,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$243  = t180;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$243  = param_rd__data[679:672];
+    \$243  = t122;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$243  = param_rd__data[215:208];
       end
     end
     if (lut_gated_rst) begin
@@ -25252,10 +25032,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$244  = t181;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$244  = param_rd__data[687:680];
+    \$244  = t123;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$244  = param_rd__data[223:216];
       end
     end
     if (lut_gated_rst) begin
@@ -25264,10 +25044,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$245  = t182;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$245  = param_rd__data[695:688];
+    \$245  = t124;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$245  = param_rd__data[231:224];
       end
     end
     if (lut_gated_rst) begin
@@ -25276,10 +25056,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$246  = t183;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$246  = param_rd__data[703:696];
+    \$246  = t125;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$246  = param_rd__data[239:232];
       end
     end
     if (lut_gated_rst) begin
@@ -25288,10 +25068,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$247  = t184;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$247  = param_rd__data[711:704];
+    \$247  = t126;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$247  = param_rd__data[247:240];
       end
     end
     if (lut_gated_rst) begin
@@ -25300,10 +25080,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$248  = t185;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$248  = param_rd__data[719:712];
+    \$248  = t127;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$248  = param_rd__data[255:248];
       end
     end
     if (lut_gated_rst) begin
@@ -25312,10 +25092,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$249  = t186;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$249  = param_rd__data[727:720];
+    \$249  = t128;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$249  = param_rd__data[263:256];
       end
     end
     if (lut_gated_rst) begin
@@ -25324,10 +25104,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$250  = t187;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$250  = param_rd__data[735:728];
+    \$250  = t129;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$250  = param_rd__data[271:264];
       end
     end
     if (lut_gated_rst) begin
@@ -25336,10 +25116,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$251  = t188;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$251  = param_rd__data[743:736];
+    \$251  = t130;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$251  = param_rd__data[279:272];
       end
     end
     if (lut_gated_rst) begin
@@ -25348,10 +25128,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$252  = t189;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$252  = param_rd__data[751:744];
+    \$252  = t131;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$252  = param_rd__data[287:280];
       end
     end
     if (lut_gated_rst) begin
@@ -25360,10 +25140,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$253  = t190;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$253  = param_rd__data[759:752];
+    \$253  = t132;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$253  = param_rd__data[295:288];
       end
     end
     if (lut_gated_rst) begin
@@ -25372,10 +25152,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$254  = t191;
-    if (\$signal$283 ) begin
-      if (\$30 ) begin
-        \$254  = param_rd__data[767:760];
+    \$254  = t133;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$254  = param_rd__data[303:296];
       end
     end
     if (lut_gated_rst) begin
@@ -25384,10 +25164,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$255  = t192;
-    if (\$signal$283 ) begin
-      if (\$31 ) begin
-        \$255  = param_rd__data[7:0];
+    \$255  = t134;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$255  = param_rd__data[311:304];
       end
     end
     if (lut_gated_rst) begin
@@ -25396,10 +25176,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$256  = t193;
-    if (\$signal$283 ) begin
-      if (\$31 ) begin
-        \$256  = param_rd__data[15:8];
+    \$256  = t135;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$256  = param_rd__data[319:312];
       end
     end
     if (lut_gated_rst) begin
@@ -25408,10 +25188,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$257  = t194;
-    if (\$signal$283 ) begin
-      if (\$31 ) begin
-        \$257  = param_rd__data[23:16];
+    \$257  = t136;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$257  = param_rd__data[327:320];
       end
     end
     if (lut_gated_rst) begin
@@ -25420,10 +25200,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$258  = t195;
-    if (\$signal$283 ) begin
-      if (\$31 ) begin
-        \$258  = param_rd__data[31:24];
+    \$258  = t137;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$258  = param_rd__data[335:328];
       end
     end
     if (lut_gated_rst) begin
@@ -25432,10 +25212,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$259  = t196;
-    if (\$signal$283 ) begin
-      if (\$31 ) begin
-        \$259  = param_rd__data[39:32];
+    \$259  = t138;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$259  = param_rd__data[343:336];
       end
     end
     if (lut_gated_rst) begin
@@ -25444,10 +25224,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$260  = t197;
-    if (\$signal$283 ) begin
-      if (\$31 ) begin
-        \$260  = param_rd__data[47:40];
+    \$260  = t139;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$260  = param_rd__data[351:344];
       end
     end
     if (lut_gated_rst) begin
@@ -25456,10 +25236,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$261  = t198;
-    if (\$signal$283 ) begin
-      if (\$31 ) begin
-        \$261  = param_rd__data[55:48];
+    \$261  = t140;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$261  = param_rd__data[359:352];
       end
     end
     if (lut_gated_rst) begin
@@ -25468,10 +25248,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$262  = t199;
-    if (\$signal$283 ) begin
-      if (\$31 ) begin
-        \$262  = param_rd__data[63:56];
+    \$262  = t141;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$262  = param_rd__data[367:360];
       end
     end
     if (lut_gated_rst) begin
@@ -25480,10 +25260,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$263  = t200;
-    if (\$signal$283 ) begin
-      if (\$31 ) begin
-        \$263  = param_rd__data[71:64];
+    \$263  = t142;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$263  = param_rd__data[375:368];
       end
     end
     if (lut_gated_rst) begin
@@ -25492,10 +25272,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$264  = t201;
-    if (\$signal$283 ) begin
-      if (\$31 ) begin
-        \$264  = param_rd__data[79:72];
+    \$264  = t143;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$264  = param_rd__data[383:376];
       end
     end
     if (lut_gated_rst) begin
@@ -25504,10 +25284,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$265  = t202;
-    if (\$signal$283 ) begin
-      if (\$31 ) begin
-        \$265  = param_rd__data[87:80];
+    \$265  = t144;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$265  = param_rd__data[391:384];
       end
     end
     if (lut_gated_rst) begin
@@ -25516,10 +25296,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$266  = t203;
-    if (\$signal$283 ) begin
-      if (\$31 ) begin
-        \$266  = param_rd__data[95:88];
+    \$266  = t145;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$266  = param_rd__data[399:392];
       end
     end
     if (lut_gated_rst) begin
@@ -25528,10 +25308,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$267  = t204;
-    if (\$signal$283 ) begin
-      if (\$31 ) begin
-        \$267  = param_rd__data[103:96];
+    \$267  = t146;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$267  = param_rd__data[407:400];
       end
     end
     if (lut_gated_rst) begin
@@ -25540,10 +25320,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$268  = t205;
-    if (\$signal$283 ) begin
-      if (\$31 ) begin
-        \$268  = param_rd__data[111:104];
+    \$268  = t147;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$268  = param_rd__data[415:408];
       end
     end
     if (lut_gated_rst) begin
@@ -25552,10 +25332,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$269  = t206;
-    if (\$signal$283 ) begin
-      if (\$31 ) begin
-        \$269  = param_rd__data[119:112];
+    \$269  = t148;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$269  = param_rd__data[423:416];
       end
     end
     if (lut_gated_rst) begin
@@ -25564,10 +25344,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$270  = t207;
-    if (\$signal$283 ) begin
-      if (\$31 ) begin
-        \$270  = param_rd__data[127:120];
+    \$270  = t149;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$270  = param_rd__data[431:424];
       end
     end
     if (lut_gated_rst) begin
@@ -25576,10 +25356,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$271  = t208;
-    if (\$signal$283 ) begin
-      if (\$31 ) begin
-        \$271  = param_rd__data[135:128];
+    \$271  = t150;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$271  = param_rd__data[439:432];
       end
     end
     if (lut_gated_rst) begin
@@ -25588,10 +25368,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$272  = t209;
-    if (\$signal$283 ) begin
-      if (\$31 ) begin
-        \$272  = param_rd__data[143:136];
+    \$272  = t151;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$272  = param_rd__data[447:440];
       end
     end
     if (lut_gated_rst) begin
@@ -25600,10 +25380,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$273  = t210;
-    if (\$signal$283 ) begin
-      if (\$31 ) begin
-        \$273  = param_rd__data[151:144];
+    \$273  = t152;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$273  = param_rd__data[455:448];
       end
     end
     if (lut_gated_rst) begin
@@ -25612,10 +25392,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$274  = t211;
-    if (\$signal$283 ) begin
-      if (\$31 ) begin
-        \$274  = param_rd__data[159:152];
+    \$274  = t153;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$274  = param_rd__data[463:456];
       end
     end
     if (lut_gated_rst) begin
@@ -25624,10 +25404,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$275  = t212;
-    if (\$signal$283 ) begin
-      if (\$31 ) begin
-        \$275  = param_rd__data[167:160];
+    \$275  = t154;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$275  = param_rd__data[471:464];
       end
     end
     if (lut_gated_rst) begin
@@ -25636,10 +25416,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$276  = t213;
-    if (\$signal$283 ) begin
-      if (\$31 ) begin
-        \$276  = param_rd__data[175:168];
+    \$276  = t155;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$276  = param_rd__data[479:472];
       end
     end
     if (lut_gated_rst) begin
@@ -25648,10 +25428,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$277  = t214;
-    if (\$signal$283 ) begin
-      if (\$31 ) begin
-        \$277  = param_rd__data[183:176];
+    \$277  = t156;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$277  = param_rd__data[487:480];
       end
     end
     if (lut_gated_rst) begin
@@ -25660,10 +25440,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$278  = t215;
-    if (\$signal$283 ) begin
-      if (\$31 ) begin
-        \$278  = param_rd__data[191:184];
+    \$278  = t157;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$278  = param_rd__data[495:488];
       end
     end
     if (lut_gated_rst) begin
@@ -25672,10 +25452,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$279  = t216;
-    if (\$signal$283 ) begin
-      if (\$31 ) begin
-        \$279  = param_rd__data[199:192];
+    \$279  = t158;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$279  = param_rd__data[503:496];
       end
     end
     if (lut_gated_rst) begin
@@ -25684,10 +25464,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$280  = t217;
-    if (\$signal$283 ) begin
-      if (\$31 ) begin
-        \$280  = param_rd__data[207:200];
+    \$280  = t159;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$280  = param_rd__data[511:504];
       end
     end
     if (lut_gated_rst) begin
@@ -25696,10 +25476,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$281  = t218;
-    if (\$signal$283 ) begin
-      if (\$31 ) begin
-        \$281  = param_rd__data[215:208];
+    \$281  = t160;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$281  = param_rd__data[519:512];
       end
     end
     if (lut_gated_rst) begin
@@ -25708,10 +25488,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$282  = t219;
-    if (\$signal$283 ) begin
-      if (\$31 ) begin
-        \$282  = param_rd__data[223:216];
+    \$282  = t161;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$282  = param_rd__data[527:520];
       end
     end
     if (lut_gated_rst) begin
@@ -25720,10 +25500,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$283  = t220;
-    if (\$signal$283 ) begin
-      if (\$31 ) begin
-        \$283  = param_rd__data[231:224];
+    \$283  = t162;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$283  = param_rd__data[535:528];
       end
     end
     if (lut_gated_rst) begin
@@ -25732,10 +25512,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$284  = t221;
-    if (\$signal$283 ) begin
-      if (\$31 ) begin
-        \$284  = param_rd__data[239:232];
+    \$284  = t163;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$284  = param_rd__data[543:536];
       end
     end
     if (lut_gated_rst) begin
@@ -25744,10 +25524,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$285  = t222;
-    if (\$signal$283 ) begin
-      if (\$31 ) begin
-        \$285  = param_rd__data[247:240];
+    \$285  = t164;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$285  = param_rd__data[551:544];
       end
     end
     if (lut_gated_rst) begin
@@ -25756,10 +25536,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$286  = t223;
-    if (\$signal$283 ) begin
-      if (\$31 ) begin
-        \$286  = param_rd__data[255:248];
+    \$286  = t165;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$286  = param_rd__data[559:552];
       end
     end
     if (lut_gated_rst) begin
@@ -25768,10 +25548,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$287  = t224;
-    if (\$signal$283 ) begin
-      if (\$31 ) begin
-        \$287  = param_rd__data[263:256];
+    \$287  = t166;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$287  = param_rd__data[567:560];
       end
     end
     if (lut_gated_rst) begin
@@ -25780,10 +25560,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$288  = t225;
-    if (\$signal$283 ) begin
-      if (\$31 ) begin
-        \$288  = param_rd__data[271:264];
+    \$288  = t167;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$288  = param_rd__data[575:568];
       end
     end
     if (lut_gated_rst) begin
@@ -25792,10 +25572,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$289  = t226;
-    if (\$signal$283 ) begin
-      if (\$31 ) begin
-        \$289  = param_rd__data[279:272];
+    \$289  = t168;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$289  = param_rd__data[583:576];
       end
     end
     if (lut_gated_rst) begin
@@ -25804,10 +25584,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$290  = t227;
-    if (\$signal$283 ) begin
-      if (\$31 ) begin
-        \$290  = param_rd__data[287:280];
+    \$290  = t169;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$290  = param_rd__data[591:584];
       end
     end
     if (lut_gated_rst) begin
@@ -25816,10 +25596,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$291  = t228;
-    if (\$signal$283 ) begin
-      if (\$31 ) begin
-        \$291  = param_rd__data[295:288];
+    \$291  = t170;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$291  = param_rd__data[599:592];
       end
     end
     if (lut_gated_rst) begin
@@ -25828,10 +25608,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$292  = t229;
-    if (\$signal$283 ) begin
-      if (\$31 ) begin
-        \$292  = param_rd__data[303:296];
+    \$292  = t171;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$292  = param_rd__data[607:600];
       end
     end
     if (lut_gated_rst) begin
@@ -25840,10 +25620,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$293  = t230;
-    if (\$signal$283 ) begin
-      if (\$31 ) begin
-        \$293  = param_rd__data[311:304];
+    \$293  = t172;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$293  = param_rd__data[615:608];
       end
     end
     if (lut_gated_rst) begin
@@ -25852,10 +25632,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$294  = t231;
-    if (\$signal$283 ) begin
-      if (\$31 ) begin
-        \$294  = param_rd__data[319:312];
+    \$294  = t173;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$294  = param_rd__data[623:616];
       end
     end
     if (lut_gated_rst) begin
@@ -25864,10 +25644,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$295  = t232;
-    if (\$signal$283 ) begin
-      if (\$31 ) begin
-        \$295  = param_rd__data[327:320];
+    \$295  = t174;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$295  = param_rd__data[631:624];
       end
     end
     if (lut_gated_rst) begin
@@ -25876,10 +25656,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$296  = t233;
-    if (\$signal$283 ) begin
-      if (\$31 ) begin
-        \$296  = param_rd__data[335:328];
+    \$296  = t175;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$296  = param_rd__data[639:632];
       end
     end
     if (lut_gated_rst) begin
@@ -25888,10 +25668,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$297  = t234;
-    if (\$signal$283 ) begin
-      if (\$31 ) begin
-        \$297  = param_rd__data[343:336];
+    \$297  = t176;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$297  = param_rd__data[647:640];
       end
     end
     if (lut_gated_rst) begin
@@ -25900,10 +25680,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$298  = t235;
-    if (\$signal$283 ) begin
-      if (\$31 ) begin
-        \$298  = param_rd__data[351:344];
+    \$298  = t177;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$298  = param_rd__data[655:648];
       end
     end
     if (lut_gated_rst) begin
@@ -25912,10 +25692,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$299  = t236;
-    if (\$signal$283 ) begin
-      if (\$31 ) begin
-        \$299  = param_rd__data[359:352];
+    \$299  = t178;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$299  = param_rd__data[663:656];
       end
     end
     if (lut_gated_rst) begin
@@ -25924,10 +25704,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$300  = t237;
-    if (\$signal$283 ) begin
-      if (\$31 ) begin
-        \$300  = param_rd__data[367:360];
+    \$300  = t179;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$300  = param_rd__data[671:664];
       end
     end
     if (lut_gated_rst) begin
@@ -25936,10 +25716,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$301  = t238;
-    if (\$signal$283 ) begin
-      if (\$31 ) begin
-        \$301  = param_rd__data[375:368];
+    \$301  = t180;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$301  = param_rd__data[679:672];
       end
     end
     if (lut_gated_rst) begin
@@ -25948,10 +25728,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$302  = t239;
-    if (\$signal$283 ) begin
-      if (\$31 ) begin
-        \$302  = param_rd__data[383:376];
+    \$302  = t181;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$302  = param_rd__data[687:680];
       end
     end
     if (lut_gated_rst) begin
@@ -25960,10 +25740,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$303  = t240;
-    if (\$signal$283 ) begin
-      if (\$31 ) begin
-        \$303  = param_rd__data[391:384];
+    \$303  = t182;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$303  = param_rd__data[695:688];
       end
     end
     if (lut_gated_rst) begin
@@ -25972,10 +25752,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$304  = t241;
-    if (\$signal$283 ) begin
-      if (\$31 ) begin
-        \$304  = param_rd__data[399:392];
+    \$304  = t183;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$304  = param_rd__data[703:696];
       end
     end
     if (lut_gated_rst) begin
@@ -25984,10 +25764,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$305  = t242;
-    if (\$signal$283 ) begin
-      if (\$31 ) begin
-        \$305  = param_rd__data[407:400];
+    \$305  = t184;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$305  = param_rd__data[711:704];
       end
     end
     if (lut_gated_rst) begin
@@ -25996,10 +25776,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$306  = t243;
-    if (\$signal$283 ) begin
-      if (\$31 ) begin
-        \$306  = param_rd__data[415:408];
+    \$306  = t185;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$306  = param_rd__data[719:712];
       end
     end
     if (lut_gated_rst) begin
@@ -26008,10 +25788,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$307  = t244;
-    if (\$signal$283 ) begin
-      if (\$31 ) begin
-        \$307  = param_rd__data[423:416];
+    \$307  = t186;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$307  = param_rd__data[727:720];
       end
     end
     if (lut_gated_rst) begin
@@ -26020,10 +25800,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$308  = t245;
-    if (\$signal$283 ) begin
-      if (\$31 ) begin
-        \$308  = param_rd__data[431:424];
+    \$308  = t187;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$308  = param_rd__data[735:728];
       end
     end
     if (lut_gated_rst) begin
@@ -26032,10 +25812,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$309  = t246;
-    if (\$signal$283 ) begin
-      if (\$31 ) begin
-        \$309  = param_rd__data[439:432];
+    \$309  = t188;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$309  = param_rd__data[743:736];
       end
     end
     if (lut_gated_rst) begin
@@ -26044,10 +25824,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$310  = t247;
-    if (\$signal$283 ) begin
-      if (\$31 ) begin
-        \$310  = param_rd__data[447:440];
+    \$310  = t189;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$310  = param_rd__data[751:744];
       end
     end
     if (lut_gated_rst) begin
@@ -26056,10 +25836,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$311  = t248;
-    if (\$signal$283 ) begin
-      if (\$31 ) begin
-        \$311  = param_rd__data[455:448];
+    \$311  = t190;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$311  = param_rd__data[759:752];
       end
     end
     if (lut_gated_rst) begin
@@ -26068,10 +25848,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$312  = t249;
-    if (\$signal$283 ) begin
-      if (\$31 ) begin
-        \$312  = param_rd__data[463:456];
+    \$312  = t191;
+    if (\$signal$294 ) begin
+      if (\$42 ) begin
+        \$312  = param_rd__data[767:760];
       end
     end
     if (lut_gated_rst) begin
@@ -26080,10 +25860,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$313  = t250;
-    if (\$signal$283 ) begin
-      if (\$31 ) begin
-        \$313  = param_rd__data[471:464];
+    \$313  = t192;
+    if (\$signal$294 ) begin
+      if (\$43 ) begin
+        \$313  = param_rd__data[7:0];
       end
     end
     if (lut_gated_rst) begin
@@ -26092,10 +25872,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$314  = t251;
-    if (\$signal$283 ) begin
-      if (\$31 ) begin
-        \$314  = param_rd__data[479:472];
+    \$314  = t193;
+    if (\$signal$294 ) begin
+      if (\$43 ) begin
+        \$314  = param_rd__data[15:8];
       end
     end
     if (lut_gated_rst) begin
@@ -26104,10 +25884,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$315  = t252;
-    if (\$signal$283 ) begin
-      if (\$31 ) begin
-        \$315  = param_rd__data[487:480];
+    \$315  = t194;
+    if (\$signal$294 ) begin
+      if (\$43 ) begin
+        \$315  = param_rd__data[23:16];
       end
     end
     if (lut_gated_rst) begin
@@ -26116,10 +25896,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$316  = t253;
-    if (\$signal$283 ) begin
-      if (\$31 ) begin
-        \$316  = param_rd__data[495:488];
+    \$316  = t195;
+    if (\$signal$294 ) begin
+      if (\$43 ) begin
+        \$316  = param_rd__data[31:24];
       end
     end
     if (lut_gated_rst) begin
@@ -26128,10 +25908,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$317  = t254;
-    if (\$signal$283 ) begin
-      if (\$31 ) begin
-        \$317  = param_rd__data[503:496];
+    \$317  = t196;
+    if (\$signal$294 ) begin
+      if (\$43 ) begin
+        \$317  = param_rd__data[39:32];
       end
     end
     if (lut_gated_rst) begin
@@ -26140,10 +25920,10 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$318  = t255;
-    if (\$signal$283 ) begin
-      if (\$31 ) begin
-        \$318  = param_rd__data[511:504];
+    \$318  = t197;
+    if (\$signal$294 ) begin
+      if (\$43 ) begin
+        \$318  = param_rd__data[47:40];
       end
     end
     if (lut_gated_rst) begin
@@ -26152,76 +25932,566 @@ module \isscc22_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$319  = \$signal$9 ;
-    if (running) begin
-      \$319  = \$32 [9:0];
-      if (\$34 ) begin
-        \$319  = 10'h000;
+    \$319  = t198;
+    if (\$signal$294 ) begin
+      if (\$43 ) begin
+        \$319  = param_rd__data[55:48];
       end
     end
-    if (start) begin
-      \$319  = 10'h000;
-    end
     if (lut_gated_rst) begin
-      \$319  = 10'h000;
+      \$319  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$320  = \$signal$8 ;
-    if (running) begin
-      if (\$34 ) begin
-        \$320  = \$35 [15:0];
+    \$320  = t199;
+    if (\$signal$294 ) begin
+      if (\$43 ) begin
+        \$320  = param_rd__data[63:56];
       end
     end
-    if (start) begin
-      \$320  = 16'h0000;
-    end
     if (lut_gated_rst) begin
-      \$320  = 16'h0000;
+      \$320  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$321  = running;
+    \$321  = t200;
+    if (\$signal$294 ) begin
+      if (\$43 ) begin
+        \$321  = param_rd__data[71:64];
+      end
+    end
     if (lut_gated_rst) begin
-      \$321  = 1'h0;
+      \$321  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$322  = \$signal$285 ;
-    if (start) begin
-      \$322  = 1'h1;
-    end
-    if (\$57 ) begin
-      \$322  = 1'h0;
+    \$322  = t201;
+    if (\$signal$294 ) begin
+      if (\$43 ) begin
+        \$322  = param_rd__data[79:72];
+      end
     end
     if (lut_gated_rst) begin
-      \$322  = 1'h0;
+      \$322  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$323  = t202;
+    if (\$signal$294 ) begin
+      if (\$43 ) begin
+        \$323  = param_rd__data[87:80];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$323  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$324  = t203;
+    if (\$signal$294 ) begin
+      if (\$43 ) begin
+        \$324  = param_rd__data[95:88];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$324  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$325  = t204;
+    if (\$signal$294 ) begin
+      if (\$43 ) begin
+        \$325  = param_rd__data[103:96];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$325  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$326  = t205;
+    if (\$signal$294 ) begin
+      if (\$43 ) begin
+        \$326  = param_rd__data[111:104];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$326  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$327  = t206;
+    if (\$signal$294 ) begin
+      if (\$43 ) begin
+        \$327  = param_rd__data[119:112];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$327  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$328  = t207;
+    if (\$signal$294 ) begin
+      if (\$43 ) begin
+        \$328  = param_rd__data[127:120];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$328  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$329  = t208;
+    if (\$signal$294 ) begin
+      if (\$43 ) begin
+        \$329  = param_rd__data[135:128];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$329  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$330  = t209;
+    if (\$signal$294 ) begin
+      if (\$43 ) begin
+        \$330  = param_rd__data[143:136];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$330  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$331  = t210;
+    if (\$signal$294 ) begin
+      if (\$43 ) begin
+        \$331  = param_rd__data[151:144];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$331  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$332  = t211;
+    if (\$signal$294 ) begin
+      if (\$43 ) begin
+        \$332  = param_rd__data[159:152];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$332  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$333  = t212;
+    if (\$signal$294 ) begin
+      if (\$43 ) begin
+        \$333  = param_rd__data[167:160];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$333  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$334  = t213;
+    if (\$signal$294 ) begin
+      if (\$43 ) begin
+        \$334  = param_rd__data[175:168];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$334  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$335  = t214;
+    if (\$signal$294 ) begin
+      if (\$43 ) begin
+        \$335  = param_rd__data[183:176];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$335  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$336  = t215;
+    if (\$signal$294 ) begin
+      if (\$43 ) begin
+        \$336  = param_rd__data[191:184];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$336  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$337  = t216;
+    if (\$signal$294 ) begin
+      if (\$43 ) begin
+        \$337  = param_rd__data[199:192];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$337  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$338  = t217;
+    if (\$signal$294 ) begin
+      if (\$43 ) begin
+        \$338  = param_rd__data[207:200];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$338  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$339  = t218;
+    if (\$signal$294 ) begin
+      if (\$43 ) begin
+        \$339  = param_rd__data[215:208];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$339  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$340  = t219;
+    if (\$signal$294 ) begin
+      if (\$43 ) begin
+        \$340  = param_rd__data[223:216];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$340  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$341  = t220;
+    if (\$signal$294 ) begin
+      if (\$43 ) begin
+        \$341  = param_rd__data[231:224];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$341  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$342  = t221;
+    if (\$signal$294 ) begin
+      if (\$43 ) begin
+        \$342  = param_rd__data[239:232];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$342  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$343  = t222;
+    if (\$signal$294 ) begin
+      if (\$43 ) begin
+        \$343  = param_rd__data[247:240];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$343  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$344  = t223;
+    if (\$signal$294 ) begin
+      if (\$43 ) begin
+        \$344  = param_rd__data[255:248];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$344  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$345  = t224;
+    if (\$signal$294 ) begin
+      if (\$43 ) begin
+        \$345  = param_rd__data[263:256];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$345  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$346  = t225;
+    if (\$signal$294 ) begin
+      if (\$43 ) begin
+        \$346  = param_rd__data[271:264];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$346  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$347  = t226;
+    if (\$signal$294 ) begin
+      if (\$43 ) begin
+        \$347  = param_rd__data[279:272];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$347  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$348  = t227;
+    if (\$signal$294 ) begin
+      if (\$43 ) begin
+        \$348  = param_rd__data[287:280];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$348  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$349  = t228;
+    if (\$signal$294 ) begin
+      if (\$43 ) begin
+        \$349  = param_rd__data[295:288];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$349  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$350  = t229;
+    if (\$signal$294 ) begin
+      if (\$43 ) begin
+        \$350  = param_rd__data[303:296];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$350  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$351  = t230;
+    if (\$signal$294 ) begin
+      if (\$43 ) begin
+        \$351  = param_rd__data[311:304];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$351  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$352  = t231;
+    if (\$signal$294 ) begin
+      if (\$43 ) begin
+        \$352  = param_rd__data[319:312];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$352  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$353  = t232;
+    if (\$signal$294 ) begin
+      if (\$43 ) begin
+        \$353  = param_rd__data[327:320];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$353  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$354  = t233;
+    if (\$signal$294 ) begin
+      if (\$43 ) begin
+        \$354  = param_rd__data[335:328];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$354  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$355  = t234;
+    if (\$signal$294 ) begin
+      if (\$43 ) begin
+        \$355  = param_rd__data[343:336];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$355  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$356  = t235;
+    if (\$signal$294 ) begin
+      if (\$43 ) begin
+        \$356  = param_rd__data[351:344];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$356  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$357  = t236;
+    if (\$signal$294 ) begin
+      if (\$43 ) begin
+        \$357  = param_rd__data[359:352];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$357  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$358  = t237;
+    if (\$signal$294 ) begin
+      if (\$43 ) begin
+        \$358  = param_rd__data[367:360];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$358  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$359  = t238;
+    if (\$signal$294 ) begin
+      if (\$43 ) begin
+        \$359  = param_rd__data[375:368];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$359  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$360  = t239;
+    if (\$signal$294 ) begin
+      if (\$43 ) begin
+        \$360  = param_rd__data[383:376];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$360  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$361  = t240;
+    if (\$signal$294 ) begin
+      if (\$43 ) begin
+        \$361  = param_rd__data[391:384];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$361  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$362  = t241;
+    if (\$signal$294 ) begin
+      if (\$43 ) begin
+        \$362  = param_rd__data[399:392];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$362  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$363  = t242;
+    if (\$signal$294 ) begin
+      if (\$43 ) begin
+        \$363  = param_rd__data[407:400];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$363  = 8'h00;
     end
   end
   assign param_rd__en = 1'h1;
   assign act_rd__en = 1'h1;
   assign b_valid = act_w__en;
   assign b_addr = act_w__addr;
-  assign act_w__data = { \$20 , \$18 , \$16 , \$14 , \$12 , \$10 , \$8 , \$6  };
+  assign act_w__data = { \$32 , \$29 , \$26 , \$23 , \$20 , \$17 , \$14 , \$11  };
   assign param_rd__addr = \$1 [5:0];
-  assign act_rd__addr = \$4 [11:0];
-  assign \port$3833$0  = \$6 ;
-  assign \port$4092$0  = \$8 ;
-  assign \port$4351$0  = \$10 ;
-  assign \port$4610$0  = \$12 ;
-  assign \port$4869$0  = \$14 ;
-  assign \port$5128$0  = \$16 ;
-  assign \port$5387$0  = \$18 ;
-  assign \port$5646$0  = \$20 ;
+  assign act_rd__addr = \$8 [11:0];
+  assign \port$3838$0  = \$11 ;
+  assign \port$4098$0  = \$14 ;
+  assign \port$4358$0  = \$17 ;
+  assign \port$4618$0  = \$20 ;
+  assign \port$4878$0  = \$23 ;
+  assign \port$5138$0  = \$26 ;
+  assign \port$5398$0  = \$29 ;
+  assign \port$5658$0  = \$32 ;
   assign \args.in_base  = args[11:0];
   assign \args.out_base  = args[23:12];
   assign \args.npos  = args[39:24];
   assign \args.cw  = args[49:40];
   assign \args.channels  = args[62:50];
   assign \args.table_base  = args[68:63];
+  assign \args.per_channel  = args[69];
   assign \param_rd__data[0]  = param_rd__data[7:0];
   assign \param_rd__data[1]  = param_rd__data[15:8];
   assign \param_rd__data[2]  = param_rd__data[23:16];

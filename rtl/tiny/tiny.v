@@ -2309,12 +2309,13 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire \args$291.x_signed ;
   wire [9:0] \args$291.zp_in ;
   wire [9:0] \args$291.zp_out ;
-  wire [68:0] \args$297 ;
+  wire [69:0] \args$297 ;
   wire [12:0] \args$297.channels ;
   wire [9:0] \args$297.cw ;
   wire [11:0] \args$297.in_base ;
   wire [15:0] \args$297.npos ;
   wire [11:0] \args$297.out_base ;
+  wire \args$297.per_channel ;
   wire [5:0] \args$297.table_base ;
   wire [2:0] \args.ab_m1 ;
   wire [9:0] \args.act_max ;
@@ -2647,12 +2648,13 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire engines__lrn__busy;
   wire engines__lrn__done;
   wire engines__lrn__start;
-  wire [68:0] engines__lut__args;
+  wire [69:0] engines__lut__args;
   wire [12:0] \engines__lut__args.channels ;
   wire [9:0] \engines__lut__args.cw ;
   wire [11:0] \engines__lut__args.in_base ;
   wire [15:0] \engines__lut__args.npos ;
   wire [11:0] \engines__lut__args.out_base ;
+  wire \engines__lut__args.per_channel ;
   wire [5:0] \engines__lut__args.table_base ;
   wire engines__lut__busy;
   wire engines__lut__done;
@@ -2892,12 +2894,13 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire \imem_rd__data.args.lrn.x_signed ;
   wire [9:0] \imem_rd__data.args.lrn.zp_in ;
   wire [9:0] \imem_rd__data.args.lrn.zp_out ;
-  wire [68:0] \imem_rd__data.args.lut ;
+  wire [69:0] \imem_rd__data.args.lut ;
   wire [12:0] \imem_rd__data.args.lut.channels ;
   wire [9:0] \imem_rd__data.args.lut.cw ;
   wire [11:0] \imem_rd__data.args.lut.in_base ;
   wire [15:0] \imem_rd__data.args.lut.npos ;
   wire [11:0] \imem_rd__data.args.lut.out_base ;
+  wire \imem_rd__data.args.lut.per_channel ;
   wire [5:0] \imem_rd__data.args.lut.table_base ;
   wire [439:0] \imem_rd__data.args.mac ;
   wire [2:0] \imem_rd__data.args.mac.ab_m1 ;
@@ -3999,15 +4002,15 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
     .act_rd__data(src_rd__data),
     .act_w__addr(act_w__addr),
     .act_w__en(\act_w__en$428 ),
-    .args(args[68:0]),
+    .args(args[69:0]),
     .busy(\busy$65 ),
     .done(engines__lut__done),
     .lut_gated_clk(lut_gated_clk),
     .lut_gated_rst(rst),
     .param_rd__addr(\param_rd__addr$205 ),
     .param_rd__data(\param_rd__data$209 ),
-    .\port$2193$0 (\$81 ),
-    .\port$2452$0 (\$82 ),
+    .\port$2198$0 (\$81 ),
+    .\port$2458$0 (\$82 ),
     .start(\start$93 )
   );
   tiny_cim_icg lut_icg (
@@ -4365,8 +4368,8 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   assign engines__lrn__busy = \busy$178 ;
   assign \done$295  = engines__lrn__done;
   assign engines__lut__start = \start$93 ;
-  assign \args$297  = args[68:0];
-  assign engines__lut__args = args[68:0];
+  assign \args$297  = args[69:0];
+  assign engines__lut__args = args[69:0];
   assign engines__lut__busy = \busy$65 ;
   assign \done$301  = engines__lut__done;
   assign cmd__payload = args[31:0];
@@ -4993,13 +4996,14 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   assign \imem_rd__data.args.lrn.table_base  = \port__data$239 [117:112];
   assign \imem_rd__data.args.lrn.shift  = \port__data$239 [122:118];
   assign \imem_rd__data.args.lrn.frac  = \port__data$239 [128:123];
-  assign \imem_rd__data.args.lut  = \port__data$239 [72:4];
+  assign \imem_rd__data.args.lut  = \port__data$239 [73:4];
   assign \imem_rd__data.args.lut.in_base  = \port__data$239 [15:4];
   assign \imem_rd__data.args.lut.out_base  = \port__data$239 [27:16];
   assign \imem_rd__data.args.lut.npos  = \port__data$239 [43:28];
   assign \imem_rd__data.args.lut.cw  = \port__data$239 [53:44];
   assign \imem_rd__data.args.lut.channels  = \port__data$239 [66:54];
   assign \imem_rd__data.args.lut.table_base  = \port__data$239 [72:67];
+  assign \imem_rd__data.args.lut.per_channel  = \port__data$239 [73];
   assign \trace_w__data.cycle  = \$signature__data [31:0];
   assign \trace_w__data.pc  = \$signature__data [47:32];
   assign \trace_w__data.op  = \$signature__data [51:48];
@@ -5274,12 +5278,14 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   assign \args$297.cw  = args[49:40];
   assign \args$297.channels  = args[62:50];
   assign \args$297.table_base  = args[68:63];
+  assign \args$297.per_channel  = args[69];
   assign \engines__lut__args.in_base  = args[11:0];
   assign \engines__lut__args.out_base  = args[23:12];
   assign \engines__lut__args.npos  = args[39:24];
   assign \engines__lut__args.cw  = args[49:40];
   assign \engines__lut__args.channels  = args[62:50];
   assign \engines__lut__args.table_base  = args[68:63];
+  assign \engines__lut__args.per_channel  = args[69];
   assign \cmd__payload.src  = args[9:0];
   assign \cmd__payload.count  = args[25:10];
   assign \cmd__payload.mask  = args[27:26];
@@ -5508,12 +5514,13 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$110$351 , \port$112$351 , \p
   wire engines__lrn__done;
   output engines__lrn__start;
   reg engines__lrn__start;
-  wire [68:0] engines__lut__args;
+  wire [69:0] engines__lut__args;
   wire [12:0] \engines__lut__args.channels ;
   wire [9:0] \engines__lut__args.cw ;
   wire [11:0] \engines__lut__args.in_base ;
   wire [15:0] \engines__lut__args.npos ;
   wire [11:0] \engines__lut__args.out_base ;
+  wire \engines__lut__args.per_channel ;
   wire [5:0] \engines__lut__args.table_base ;
   input engines__lut__done;
   wire engines__lut__done;
@@ -5745,12 +5752,13 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$110$351 , \port$112$351 , \p
   wire \imem_rd__data.args.lrn.x_signed ;
   wire [9:0] \imem_rd__data.args.lrn.zp_in ;
   wire [9:0] \imem_rd__data.args.lrn.zp_out ;
-  wire [68:0] \imem_rd__data.args.lut ;
+  wire [69:0] \imem_rd__data.args.lut ;
   wire [12:0] \imem_rd__data.args.lut.channels ;
   wire [9:0] \imem_rd__data.args.lut.cw ;
   wire [11:0] \imem_rd__data.args.lut.in_base ;
   wire [15:0] \imem_rd__data.args.lut.npos ;
   wire [11:0] \imem_rd__data.args.lut.out_base ;
+  wire \imem_rd__data.args.lut.per_channel ;
   wire [5:0] \imem_rd__data.args.lut.table_base ;
   wire [439:0] \imem_rd__data.args.mac ;
   wire [2:0] \imem_rd__data.args.mac.ab_m1 ;
@@ -5928,12 +5936,13 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$110$351 , \port$112$351 , \p
   wire \ir.args.lrn.x_signed ;
   wire [9:0] \ir.args.lrn.zp_in ;
   wire [9:0] \ir.args.lrn.zp_out ;
-  wire [68:0] \ir.args.lut ;
+  wire [69:0] \ir.args.lut ;
   wire [12:0] \ir.args.lut.channels ;
   wire [9:0] \ir.args.lut.cw ;
   wire [11:0] \ir.args.lut.in_base ;
   wire [15:0] \ir.args.lut.npos ;
   wire [11:0] \ir.args.lut.out_base ;
+  wire \ir.args.lut.per_channel ;
   wire [5:0] \ir.args.lut.table_base ;
   wire [439:0] \ir.args.mac ;
   wire [2:0] \ir.args.mac.ab_m1 ;
@@ -6889,7 +6898,7 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$110$351 , \port$112$351 , \p
   assign engines__relax__args = ir[52:4];
   assign engines__spmv__args = ir[40:4];
   assign engines__lrn__args = ir[128:4];
-  assign engines__lut__args = ir[72:4];
+  assign engines__lut__args = ir[73:4];
   assign load__payload = ir[35:4];
   assign dma__payload = ir[101:4];
   assign host__start = start;
@@ -7111,13 +7120,14 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$110$351 , \port$112$351 , \p
   assign \ir.args.lrn.table_base  = ir[117:112];
   assign \ir.args.lrn.shift  = ir[122:118];
   assign \ir.args.lrn.frac  = ir[128:123];
-  assign \ir.args.lut  = ir[72:4];
+  assign \ir.args.lut  = ir[73:4];
   assign \ir.args.lut.in_base  = ir[15:4];
   assign \ir.args.lut.out_base  = ir[27:16];
   assign \ir.args.lut.npos  = ir[43:28];
   assign \ir.args.lut.cw  = ir[53:44];
   assign \ir.args.lut.channels  = ir[66:54];
   assign \ir.args.lut.table_base  = ir[72:67];
+  assign \ir.args.lut.per_channel  = ir[73];
   assign \engines__pool__args.mode  = ir[4];
   assign \engines__pool__args.x_signed  = ir[5];
   assign \engines__pool__args.in_base  = ir[17:6];
@@ -7203,6 +7213,7 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$110$351 , \port$112$351 , \p
   assign \engines__lut__args.cw  = ir[53:44];
   assign \engines__lut__args.channels  = ir[66:54];
   assign \engines__lut__args.table_base  = ir[72:67];
+  assign \engines__lut__args.per_channel  = ir[73];
   assign \load__payload.src  = ir[13:4];
   assign \load__payload.count  = ir[29:14];
   assign \load__payload.mask  = ir[31:30];
@@ -7405,13 +7416,14 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$110$351 , \port$112$351 , \p
   assign \imem_rd__data.args.lrn.table_base  = imem_rd__data[117:112];
   assign \imem_rd__data.args.lrn.shift  = imem_rd__data[122:118];
   assign \imem_rd__data.args.lrn.frac  = imem_rd__data[128:123];
-  assign \imem_rd__data.args.lut  = imem_rd__data[72:4];
+  assign \imem_rd__data.args.lut  = imem_rd__data[73:4];
   assign \imem_rd__data.args.lut.in_base  = imem_rd__data[15:4];
   assign \imem_rd__data.args.lut.out_base  = imem_rd__data[27:16];
   assign \imem_rd__data.args.lut.npos  = imem_rd__data[43:28];
   assign \imem_rd__data.args.lut.cw  = imem_rd__data[53:44];
   assign \imem_rd__data.args.lut.channels  = imem_rd__data[66:54];
   assign \imem_rd__data.args.lut.table_base  = imem_rd__data[72:67];
+  assign \imem_rd__data.args.lut.per_channel  = imem_rd__data[73];
   assign entry[51:48] = ir[3:0];
   assign entry[47:32] = pc;
   assign entry[31:0] = \$signal$34 ;
@@ -12061,10 +12073,10 @@ module \tiny_fabric.lrn (rst, act_rd__data, param_rd__data, act_rd__addr, param_
 endmodule
 
 (* generator = "Amaranth" *)
-module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__addr, busy, act_rd__addr, \port$2193$0 , \port$2452$0 , done, act_w__en, act_w__addr, start, args, lut_gated_rst);
+module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__addr, busy, act_rd__addr, \port$2198$0 , \port$2458$0 , done, act_w__en, act_w__addr, start, args, lut_gated_rst);
   reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire [6:0] \$1 ;
-  wire \$10 ;
+  reg [7:0] \$10 ;
   reg [7:0] \$100 ;
   reg [7:0] \$101 ;
   reg [7:0] \$102 ;
@@ -12075,7 +12087,7 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   reg [7:0] \$107 ;
   reg [7:0] \$108 ;
   reg [7:0] \$109 ;
-  wire \$11 ;
+  wire [7:0] \$11 ;
   reg [7:0] \$110 ;
   reg [7:0] \$111 ;
   reg [7:0] \$112 ;
@@ -12086,7 +12098,7 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   reg [7:0] \$117 ;
   reg [7:0] \$118 ;
   reg [7:0] \$119 ;
-  wire \$12 ;
+  wire [7:0] \$12 ;
   reg [7:0] \$120 ;
   reg [7:0] \$121 ;
   reg [7:0] \$122 ;
@@ -12097,7 +12109,7 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   reg [7:0] \$127 ;
   reg [7:0] \$128 ;
   reg [7:0] \$129 ;
-  wire \$13 ;
+  reg [7:0] \$13 ;
   reg [7:0] \$130 ;
   reg [7:0] \$131 ;
   reg [7:0] \$132 ;
@@ -12108,7 +12120,7 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   reg [7:0] \$137 ;
   reg [7:0] \$138 ;
   reg [7:0] \$139 ;
-  wire \$14 ;
+  wire [7:0] \$14 ;
   reg [7:0] \$140 ;
   reg [7:0] \$141 ;
   reg [7:0] \$142 ;
@@ -12119,7 +12131,7 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   reg [7:0] \$147 ;
   reg [7:0] \$148 ;
   reg [7:0] \$149 ;
-  wire \$15 ;
+  wire [7:0] \$15 ;
   reg [7:0] \$150 ;
   reg [7:0] \$151 ;
   reg [7:0] \$152 ;
@@ -12130,7 +12142,7 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   reg [7:0] \$157 ;
   reg [7:0] \$158 ;
   reg [7:0] \$159 ;
-  wire [4:0] \$16 ;
+  wire \$16 ;
   reg [7:0] \$160 ;
   reg [7:0] \$161 ;
   reg [7:0] \$162 ;
@@ -12174,7 +12186,7 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   reg [7:0] \$197 ;
   reg [7:0] \$198 ;
   reg [7:0] \$199 ;
-  wire [25:0] \$2 ;
+  wire \$2 ;
   wire \$20 ;
   reg [7:0] \$200 ;
   reg [7:0] \$201 ;
@@ -12197,7 +12209,7 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   reg [7:0] \$217 ;
   reg [7:0] \$218 ;
   reg [7:0] \$219 ;
-  wire \$22 ;
+  wire [4:0] \$22 ;
   reg [7:0] \$220 ;
   reg [7:0] \$221 ;
   reg [7:0] \$222 ;
@@ -12274,7 +12286,7 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   reg [7:0] \$287 ;
   reg [7:0] \$288 ;
   reg [7:0] \$289 ;
-  wire [10:0] \$29 ;
+  wire \$29 ;
   reg [7:0] \$290 ;
   reg [7:0] \$291 ;
   reg [7:0] \$292 ;
@@ -12285,70 +12297,102 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   reg [7:0] \$297 ;
   reg [7:0] \$298 ;
   reg [7:0] \$299 ;
-  wire [26:0] \$3 ;
-  wire [10:0] \$30 ;
+  wire \$3 ;
+  wire \$30 ;
   reg [7:0] \$300 ;
   reg [7:0] \$301 ;
   reg [7:0] \$302 ;
   reg [7:0] \$303 ;
-  reg [9:0] \$304 ;
-  reg [15:0] \$305 ;
-  reg \$306 ;
-  reg \$307 ;
+  reg [7:0] \$304 ;
+  reg [7:0] \$305 ;
+  reg [7:0] \$306 ;
+  reg [7:0] \$307 ;
+  reg [7:0] \$308 ;
+  reg [7:0] \$309 ;
   wire \$31 ;
-  wire [16:0] \$32 ;
-  wire [16:0] \$33 ;
+  reg [7:0] \$310 ;
+  reg [7:0] \$311 ;
+  reg [7:0] \$312 ;
+  reg [7:0] \$313 ;
+  reg [7:0] \$314 ;
+  reg [7:0] \$315 ;
+  reg [7:0] \$316 ;
+  reg [7:0] \$317 ;
+  reg [7:0] \$318 ;
+  reg [7:0] \$319 ;
+  wire \$32 ;
+  reg [7:0] \$320 ;
+  reg [7:0] \$321 ;
+  reg [7:0] \$322 ;
+  reg [7:0] \$323 ;
+  reg [7:0] \$324 ;
+  reg [7:0] \$325 ;
+  reg [7:0] \$326 ;
+  reg [7:0] \$327 ;
+  reg [7:0] \$328 ;
+  reg [7:0] \$329 ;
+  wire \$33 ;
+  reg [7:0] \$330 ;
+  reg [7:0] \$331 ;
+  reg [9:0] \$332 ;
+  reg [15:0] \$333 ;
+  reg [12:0] \$334 ;
+  reg [5:0] \$335 ;
+  reg \$336 ;
+  reg [9:0] \$337 ;
+  reg \$338 ;
+  reg \$339 ;
   wire \$34 ;
-  wire [25:0] \$35 ;
-  wire [26:0] \$36 ;
-  wire [27:0] \$37 ;
-  wire [14:0] \$38 ;
+  wire \$35 ;
+  wire \$36 ;
+  wire [10:0] \$37 ;
+  wire [10:0] \$38 ;
   wire \$39 ;
-  wire [27:0] \$4 ;
-  wire [14:0] \$40 ;
-  wire \$41 ;
+  wire [11:0] \$4 ;
+  wire [16:0] \$40 ;
+  wire [16:0] \$41 ;
   wire \$42 ;
-  reg \$43 ;
-  reg [3:0] \$44 ;
-  reg [3:0] \$45 ;
-  reg \$46 ;
-  reg \$47 ;
-  reg [7:0] \$48 ;
-  reg [7:0] \$49 ;
-  wire [11:0] \$5 ;
-  reg [7:0] \$50 ;
-  reg [7:0] \$51 ;
-  reg [7:0] \$52 ;
-  reg [7:0] \$53 ;
-  reg [7:0] \$54 ;
-  reg [7:0] \$55 ;
-  reg [7:0] \$56 ;
-  reg [7:0] \$57 ;
-  reg [7:0] \$58 ;
-  reg [7:0] \$59 ;
-  reg [7:0] \$6 ;
-  reg [7:0] \$60 ;
-  reg [7:0] \$61 ;
-  reg [7:0] \$62 ;
-  reg [7:0] \$63 ;
-  reg [7:0] \$64 ;
-  reg [7:0] \$65 ;
-  reg [7:0] \$66 ;
-  reg [7:0] \$67 ;
-  reg [7:0] \$68 ;
-  reg [7:0] \$69 ;
-  wire [7:0] \$7 ;
-  reg [7:0] \$70 ;
-  reg [7:0] \$71 ;
-  reg [7:0] \$72 ;
-  reg [7:0] \$73 ;
-  reg [7:0] \$74 ;
-  reg [7:0] \$75 ;
+  wire \$43 ;
+  wire [16:0] \$44 ;
+  wire [16:0] \$45 ;
+  wire \$46 ;
+  wire [13:0] \$47 ;
+  wire \$48 ;
+  wire [13:0] \$49 ;
+  wire [25:0] \$5 ;
+  wire [6:0] \$50 ;
+  wire \$51 ;
+  wire [10:0] \$52 ;
+  wire [1:0] \$53 ;
+  wire [25:0] \$54 ;
+  wire [26:0] \$55 ;
+  wire [9:0] \$56 ;
+  wire [27:0] \$57 ;
+  wire [14:0] \$58 ;
+  wire \$59 ;
+  wire [26:0] \$6 ;
+  wire \$60 ;
+  wire [14:0] \$61 ;
+  wire \$62 ;
+  wire \$63 ;
+  wire \$64 ;
+  wire \$65 ;
+  wire \$66 ;
+  wire \$67 ;
+  wire \$68 ;
+  wire \$69 ;
+  wire [9:0] \$7 ;
+  wire \$70 ;
+  reg \$71 ;
+  reg [3:0] \$72 ;
+  reg [3:0] \$73 ;
+  reg \$74 ;
+  reg \$75 ;
   reg [7:0] \$76 ;
   reg [7:0] \$77 ;
   reg [7:0] \$78 ;
   reg [7:0] \$79 ;
-  reg [7:0] \$8 ;
+  wire [27:0] \$8 ;
   reg [7:0] \$80 ;
   reg [7:0] \$81 ;
   reg [7:0] \$82 ;
@@ -12359,7 +12403,7 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   reg [7:0] \$87 ;
   reg [7:0] \$88 ;
   reg [7:0] \$89 ;
-  wire [7:0] \$9 ;
+  wire [11:0] \$9 ;
   reg [7:0] \$90 ;
   reg [7:0] \$91 ;
   reg [7:0] \$92 ;
@@ -12371,10 +12415,13 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   reg [7:0] \$98 ;
   reg [7:0] \$99 ;
   reg \$signal  = 1'h0;
-  reg \$signal$277  = 1'h0;
-  reg \$signal$279  = 1'h0;
-  reg [15:0] \$signal$8  = 16'h0000;
-  reg [9:0] \$signal$9  = 10'h000;
+  reg [15:0] \$signal$10  = 16'h0000;
+  reg [9:0] \$signal$11  = 10'h000;
+  reg [9:0] \$signal$12  = 10'h000;
+  reg \$signal$282  = 1'h0;
+  reg \$signal$284  = 1'h0;
+  reg [12:0] \$signal$289  = 13'h0000;
+  reg \$signal$9  = 1'h0;
   output [11:0] act_rd__addr;
   wire [11:0] act_rd__addr;
   input [15:0] act_rd__data;
@@ -12385,13 +12432,14 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   wire [15:0] act_w__data;
   output act_w__en;
   reg act_w__en = 1'h0;
-  input [68:0] args;
-  wire [68:0] args;
+  input [69:0] args;
+  wire [69:0] args;
   wire [12:0] \args.channels ;
   wire [9:0] \args.cw ;
   wire [11:0] \args.in_base ;
   wire [15:0] \args.npos ;
   wire [11:0] \args.out_base ;
+  wire \args.per_channel ;
   wire [5:0] \args.table_base ;
   (* init = 12'h000 *)
   wire [11:0] b_addr;
@@ -12439,11 +12487,13 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   wire [7:0] \param_rd__data[8] ;
   wire [7:0] \param_rd__data[9] ;
   wire param_rd__en;
-  output [7:0] \port$2193$0 ;
-  wire [7:0] \port$2193$0 ;
-  output [7:0] \port$2452$0 ;
-  wire [7:0] \port$2452$0 ;
+  output [7:0] \port$2198$0 ;
+  wire [7:0] \port$2198$0 ;
+  output [7:0] \port$2458$0 ;
+  wire [7:0] \port$2458$0 ;
   reg running = 1'h0;
+  reg sel0 = 1'h0;
+  reg sel1 = 1'h0;
   input start;
   wire start;
   reg [3:0] t = 4'h0;
@@ -12703,1101 +12753,1139 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   reg [7:0] t97 = 8'h00;
   reg [7:0] t98 = 8'h00;
   reg [7:0] t99 = 8'h00;
-  assign \$1  = args[68:63] + t;
+  reg [5:0] tbase = 6'h00;
+  assign \$1  = tbase + t;
   assign busy = \$signal  | running;
-  assign \$2  = \$signal$8  * args[49:40];
-  assign \$3  = args[11:0] + \$2 ;
-  assign \$4  = \$3  + \$signal$9 ;
-  assign \$5  = \$signal$9  * 2'h2;
-  assign \$7  = live0 ? \$6  : 8'h00;
-  assign \$9  = live1 ? \$8  : 8'h00;
-  assign \$10  = ~ \$signal ;
-  assign \$11  = ~ \$signal$277 ;
-  assign \$12  = \$10  & \$11 ;
-  assign \$13  = ~ running;
-  assign \$14  = \$12  & \$13 ;
-  assign \$15  = ~ act_w__en;
-  assign finished = \$14  & \$15 ;
-  assign done = \$signal$279  & finished;
-  assign \$16  = t + 1'h1;
-  assign \$17  = t == 4'ha;
-  assign \$18  = ! cap_t;
-  assign \$19  = cap_t == 1'h1;
-  assign \$20  = cap_t == 2'h2;
-  assign \$21  = cap_t == 2'h3;
-  assign \$22  = cap_t == 3'h4;
-  assign \$23  = cap_t == 3'h5;
-  assign \$24  = cap_t == 3'h6;
-  assign \$25  = cap_t == 3'h7;
-  assign \$26  = cap_t == 4'h8;
-  assign \$27  = cap_t == 4'h9;
-  assign \$28  = cap_t == 4'ha;
-  assign \$29  = \$signal$9  + 1'h1;
-  assign \$30  = args[49:40] - 1'h1;
-  assign \$31  = \$signal$9  == \$30 ;
-  assign \$32  = \$signal$8  + 1'h1;
-  assign \$33  = args[39:24] - 1'h1;
-  assign \$34  = \$signal$8  == \$33 ;
-  assign \$35  = \$signal$8  * args[49:40];
-  assign \$36  = args[23:12] + \$35 ;
-  assign \$37  = \$36  + \$signal$9 ;
-  assign \$38  = \$5  + 1'h0;
-  assign \$39  = \$38  < args[62:50];
-  assign \$40  = \$5  + 1'h1;
-  assign \$41  = \$40  < args[62:50];
-  assign \$42  = \$signal$279  & finished;
+  assign \$3  = args[69] & \$2 ;
+  assign \$4  = \$3  ? args[23:12] : args[11:0];
+  assign \$5  = \$signal$10  * args[49:40];
+  assign \$6  = \$4  + \$5 ;
+  assign \$7  = args[69] ? \$signal$12  : \$signal$11 ;
+  assign \$8  = \$6  + \$7 ;
+  assign \$9  = \$signal$11  * 2'h2;
+  assign \$11  = sel0 ? \$10  : act_rd__data[7:0];
+  assign \$12  = live0 ? \$11  : 8'h00;
+  assign \$14  = sel1 ? \$13  : act_rd__data[15:8];
+  assign \$15  = live1 ? \$14  : 8'h00;
+  assign \$16  = ~ \$signal ;
+  assign \$17  = ~ \$signal$282 ;
+  assign \$18  = \$16  & \$17 ;
+  assign \$19  = ~ running;
+  assign \$20  = \$18  & \$19 ;
+  assign \$21  = ~ act_w__en;
+  assign finished = \$20  & \$21 ;
+  assign done = \$signal$284  & finished;
+  assign \$22  = t + 1'h1;
+  assign \$23  = t == 4'ha;
+  assign \$24  = ! cap_t;
+  assign \$25  = cap_t == 1'h1;
+  assign \$26  = cap_t == 2'h2;
+  assign \$27  = cap_t == 2'h3;
+  assign \$28  = cap_t == 3'h4;
+  assign \$29  = cap_t == 3'h5;
+  assign \$30  = cap_t == 3'h6;
+  assign \$31  = cap_t == 3'h7;
+  assign \$32  = cap_t == 4'h8;
+  assign \$33  = cap_t == 4'h9;
+  assign \$34  = cap_t == 4'ha;
+  assign \$35  = ~ args[69];
+  assign \$36  = running & \$35 ;
+  assign \$37  = \$signal$11  + 1'h1;
+  assign \$38  = args[49:40] - 1'h1;
+  assign \$39  = \$signal$11  == \$38 ;
+  assign \$40  = \$signal$10  + 1'h1;
+  assign \$41  = args[39:24] - 1'h1;
+  assign \$42  = \$signal$10  == \$41 ;
+  assign \$43  = running & args[69];
+  assign \$44  = \$signal$10  + 1'h1;
+  assign \$45  = args[39:24] - 1'h1;
+  assign \$46  = \$signal$10  == \$45 ;
+  assign \$47  = args[62:50] - 1'h1;
+  assign \$48  = \$signal$289  != \$47 ;
+  assign \$49  = \$signal$289  + 1'h1;
+  assign \$50  = tbase + 4'hb;
+  assign \$52  = \$signal$12  + 1'h1;
+  assign \$53  = \$signal$9  + 1'h1;
+  assign \$54  = \$signal$10  * args[49:40];
+  assign \$55  = args[23:12] + \$54 ;
+  assign \$56  = args[69] ? \$signal$12  : \$signal$11 ;
+  assign \$57  = \$55  + \$56 ;
+  assign \$58  = \$9  + 1'h0;
+  assign \$59  = \$58  < args[62:50];
+  assign \$60  = args[69] | \$59 ;
+  assign \$61  = \$9  + 1'h1;
+  assign \$62  = \$61  < args[62:50];
+  assign \$63  = args[69] | \$62 ;
+  assign \$64  = ~ args[69];
+  assign \$65  = ! \$signal$9 ;
+  assign \$66  = \$64  | \$65 ;
+  assign \$67  = ~ args[69];
+  assign \$69  = \$67  | \$68 ;
+  assign \$70  = \$signal$284  & finished;
   always @(posedge lut_gated_clk)
-    \$signal$277  <= \$43 ;
+    \$signal$282  <= \$71 ;
   always @(posedge lut_gated_clk)
-    cap_t <= \$44 ;
+    cap_t <= \$72 ;
   always @(posedge lut_gated_clk)
-    t <= \$45 ;
+    t <= \$73 ;
   always @(posedge lut_gated_clk)
-    \$signal  <= \$46 ;
+    \$signal  <= \$74 ;
   always @(posedge lut_gated_clk)
-    running <= \$47 ;
+    running <= \$75 ;
   always @(posedge lut_gated_clk)
-    t0 <= \$48 ;
+    t0 <= \$76 ;
   always @(posedge lut_gated_clk)
-    t1 <= \$49 ;
+    t1 <= \$77 ;
   always @(posedge lut_gated_clk)
-    t2 <= \$50 ;
+    t2 <= \$78 ;
   always @(posedge lut_gated_clk)
-    t3 <= \$51 ;
+    t3 <= \$79 ;
   always @(posedge lut_gated_clk)
-    t4 <= \$52 ;
+    t4 <= \$80 ;
   always @(posedge lut_gated_clk)
-    t5 <= \$53 ;
+    t5 <= \$81 ;
   always @(posedge lut_gated_clk)
-    t6 <= \$54 ;
+    t6 <= \$82 ;
   always @(posedge lut_gated_clk)
-    t7 <= \$55 ;
+    t7 <= \$83 ;
   always @(posedge lut_gated_clk)
-    t8 <= \$56 ;
+    t8 <= \$84 ;
   always @(posedge lut_gated_clk)
-    t9 <= \$57 ;
+    t9 <= \$85 ;
   always @(posedge lut_gated_clk)
-    t10 <= \$58 ;
+    t10 <= \$86 ;
   always @(posedge lut_gated_clk)
-    t11 <= \$59 ;
+    t11 <= \$87 ;
   always @(posedge lut_gated_clk)
-    t12 <= \$60 ;
+    t12 <= \$88 ;
   always @(posedge lut_gated_clk)
-    t13 <= \$61 ;
+    t13 <= \$89 ;
   always @(posedge lut_gated_clk)
-    t14 <= \$62 ;
+    t14 <= \$90 ;
   always @(posedge lut_gated_clk)
-    t15 <= \$63 ;
+    t15 <= \$91 ;
   always @(posedge lut_gated_clk)
-    t16 <= \$64 ;
+    t16 <= \$92 ;
   always @(posedge lut_gated_clk)
-    t17 <= \$65 ;
+    t17 <= \$93 ;
   always @(posedge lut_gated_clk)
-    t18 <= \$66 ;
+    t18 <= \$94 ;
   always @(posedge lut_gated_clk)
-    t19 <= \$67 ;
+    t19 <= \$95 ;
   always @(posedge lut_gated_clk)
-    t20 <= \$68 ;
+    t20 <= \$96 ;
   always @(posedge lut_gated_clk)
-    t21 <= \$69 ;
+    t21 <= \$97 ;
   always @(posedge lut_gated_clk)
-    t22 <= \$70 ;
+    t22 <= \$98 ;
   always @(posedge lut_gated_clk)
-    t23 <= \$71 ;
+    t23 <= \$99 ;
   always @(posedge lut_gated_clk)
-    t24 <= \$72 ;
+    t24 <= \$100 ;
   always @(posedge lut_gated_clk)
-    t25 <= \$73 ;
+    t25 <= \$101 ;
   always @(posedge lut_gated_clk)
-    t26 <= \$74 ;
+    t26 <= \$102 ;
   always @(posedge lut_gated_clk)
-    t27 <= \$75 ;
+    t27 <= \$103 ;
   always @(posedge lut_gated_clk)
-    t28 <= \$76 ;
+    t28 <= \$104 ;
   always @(posedge lut_gated_clk)
-    t29 <= \$77 ;
+    t29 <= \$105 ;
   always @(posedge lut_gated_clk)
-    t30 <= \$78 ;
+    t30 <= \$106 ;
   always @(posedge lut_gated_clk)
-    t31 <= \$79 ;
+    t31 <= \$107 ;
   always @(posedge lut_gated_clk)
-    t32 <= \$80 ;
+    t32 <= \$108 ;
   always @(posedge lut_gated_clk)
-    t33 <= \$81 ;
+    t33 <= \$109 ;
   always @(posedge lut_gated_clk)
-    t34 <= \$82 ;
+    t34 <= \$110 ;
   always @(posedge lut_gated_clk)
-    t35 <= \$83 ;
+    t35 <= \$111 ;
   always @(posedge lut_gated_clk)
-    t36 <= \$84 ;
+    t36 <= \$112 ;
   always @(posedge lut_gated_clk)
-    t37 <= \$85 ;
+    t37 <= \$113 ;
   always @(posedge lut_gated_clk)
-    t38 <= \$86 ;
+    t38 <= \$114 ;
   always @(posedge lut_gated_clk)
-    t39 <= \$87 ;
+    t39 <= \$115 ;
   always @(posedge lut_gated_clk)
-    t40 <= \$88 ;
+    t40 <= \$116 ;
   always @(posedge lut_gated_clk)
-    t41 <= \$89 ;
+    t41 <= \$117 ;
   always @(posedge lut_gated_clk)
-    t42 <= \$90 ;
+    t42 <= \$118 ;
   always @(posedge lut_gated_clk)
-    t43 <= \$91 ;
+    t43 <= \$119 ;
   always @(posedge lut_gated_clk)
-    t44 <= \$92 ;
+    t44 <= \$120 ;
   always @(posedge lut_gated_clk)
-    t45 <= \$93 ;
+    t45 <= \$121 ;
   always @(posedge lut_gated_clk)
-    t46 <= \$94 ;
+    t46 <= \$122 ;
   always @(posedge lut_gated_clk)
-    t47 <= \$95 ;
+    t47 <= \$123 ;
   always @(posedge lut_gated_clk)
-    t48 <= \$96 ;
+    t48 <= \$124 ;
   always @(posedge lut_gated_clk)
-    t49 <= \$97 ;
+    t49 <= \$125 ;
   always @(posedge lut_gated_clk)
-    t50 <= \$98 ;
+    t50 <= \$126 ;
   always @(posedge lut_gated_clk)
-    t51 <= \$99 ;
+    t51 <= \$127 ;
   always @(posedge lut_gated_clk)
-    t52 <= \$100 ;
+    t52 <= \$128 ;
   always @(posedge lut_gated_clk)
-    t53 <= \$101 ;
+    t53 <= \$129 ;
   always @(posedge lut_gated_clk)
-    t54 <= \$102 ;
+    t54 <= \$130 ;
   always @(posedge lut_gated_clk)
-    t55 <= \$103 ;
+    t55 <= \$131 ;
   always @(posedge lut_gated_clk)
-    t56 <= \$104 ;
+    t56 <= \$132 ;
   always @(posedge lut_gated_clk)
-    t57 <= \$105 ;
+    t57 <= \$133 ;
   always @(posedge lut_gated_clk)
-    t58 <= \$106 ;
+    t58 <= \$134 ;
   always @(posedge lut_gated_clk)
-    t59 <= \$107 ;
+    t59 <= \$135 ;
   always @(posedge lut_gated_clk)
-    t60 <= \$108 ;
+    t60 <= \$136 ;
   always @(posedge lut_gated_clk)
-    t61 <= \$109 ;
+    t61 <= \$137 ;
   always @(posedge lut_gated_clk)
-    t62 <= \$110 ;
+    t62 <= \$138 ;
   always @(posedge lut_gated_clk)
-    t63 <= \$111 ;
+    t63 <= \$139 ;
   always @(posedge lut_gated_clk)
-    t64 <= \$112 ;
+    t64 <= \$140 ;
   always @(posedge lut_gated_clk)
-    t65 <= \$113 ;
+    t65 <= \$141 ;
   always @(posedge lut_gated_clk)
-    t66 <= \$114 ;
+    t66 <= \$142 ;
   always @(posedge lut_gated_clk)
-    t67 <= \$115 ;
+    t67 <= \$143 ;
   always @(posedge lut_gated_clk)
-    t68 <= \$116 ;
+    t68 <= \$144 ;
   always @(posedge lut_gated_clk)
-    t69 <= \$117 ;
+    t69 <= \$145 ;
   always @(posedge lut_gated_clk)
-    t70 <= \$118 ;
+    t70 <= \$146 ;
   always @(posedge lut_gated_clk)
-    t71 <= \$119 ;
+    t71 <= \$147 ;
   always @(posedge lut_gated_clk)
-    t72 <= \$120 ;
+    t72 <= \$148 ;
   always @(posedge lut_gated_clk)
-    t73 <= \$121 ;
+    t73 <= \$149 ;
   always @(posedge lut_gated_clk)
-    t74 <= \$122 ;
+    t74 <= \$150 ;
   always @(posedge lut_gated_clk)
-    t75 <= \$123 ;
+    t75 <= \$151 ;
   always @(posedge lut_gated_clk)
-    t76 <= \$124 ;
+    t76 <= \$152 ;
   always @(posedge lut_gated_clk)
-    t77 <= \$125 ;
+    t77 <= \$153 ;
   always @(posedge lut_gated_clk)
-    t78 <= \$126 ;
+    t78 <= \$154 ;
   always @(posedge lut_gated_clk)
-    t79 <= \$127 ;
+    t79 <= \$155 ;
   always @(posedge lut_gated_clk)
-    t80 <= \$128 ;
+    t80 <= \$156 ;
   always @(posedge lut_gated_clk)
-    t81 <= \$129 ;
+    t81 <= \$157 ;
   always @(posedge lut_gated_clk)
-    t82 <= \$130 ;
+    t82 <= \$158 ;
   always @(posedge lut_gated_clk)
-    t83 <= \$131 ;
+    t83 <= \$159 ;
   always @(posedge lut_gated_clk)
-    t84 <= \$132 ;
+    t84 <= \$160 ;
   always @(posedge lut_gated_clk)
-    t85 <= \$133 ;
+    t85 <= \$161 ;
   always @(posedge lut_gated_clk)
-    t86 <= \$134 ;
+    t86 <= \$162 ;
   always @(posedge lut_gated_clk)
-    t87 <= \$135 ;
+    t87 <= \$163 ;
   always @(posedge lut_gated_clk)
-    t88 <= \$136 ;
+    t88 <= \$164 ;
   always @(posedge lut_gated_clk)
-    t89 <= \$137 ;
+    t89 <= \$165 ;
   always @(posedge lut_gated_clk)
-    t90 <= \$138 ;
+    t90 <= \$166 ;
   always @(posedge lut_gated_clk)
-    t91 <= \$139 ;
+    t91 <= \$167 ;
   always @(posedge lut_gated_clk)
-    t92 <= \$140 ;
+    t92 <= \$168 ;
   always @(posedge lut_gated_clk)
-    t93 <= \$141 ;
+    t93 <= \$169 ;
   always @(posedge lut_gated_clk)
-    t94 <= \$142 ;
+    t94 <= \$170 ;
   always @(posedge lut_gated_clk)
-    t95 <= \$143 ;
+    t95 <= \$171 ;
   always @(posedge lut_gated_clk)
-    t96 <= \$144 ;
+    t96 <= \$172 ;
   always @(posedge lut_gated_clk)
-    t97 <= \$145 ;
+    t97 <= \$173 ;
   always @(posedge lut_gated_clk)
-    t98 <= \$146 ;
+    t98 <= \$174 ;
   always @(posedge lut_gated_clk)
-    t99 <= \$147 ;
+    t99 <= \$175 ;
   always @(posedge lut_gated_clk)
-    t100 <= \$148 ;
+    t100 <= \$176 ;
   always @(posedge lut_gated_clk)
-    t101 <= \$149 ;
+    t101 <= \$177 ;
   always @(posedge lut_gated_clk)
-    t102 <= \$150 ;
+    t102 <= \$178 ;
   always @(posedge lut_gated_clk)
-    t103 <= \$151 ;
+    t103 <= \$179 ;
   always @(posedge lut_gated_clk)
-    t104 <= \$152 ;
+    t104 <= \$180 ;
   always @(posedge lut_gated_clk)
-    t105 <= \$153 ;
+    t105 <= \$181 ;
   always @(posedge lut_gated_clk)
-    t106 <= \$154 ;
+    t106 <= \$182 ;
   always @(posedge lut_gated_clk)
-    t107 <= \$155 ;
+    t107 <= \$183 ;
   always @(posedge lut_gated_clk)
-    t108 <= \$156 ;
+    t108 <= \$184 ;
   always @(posedge lut_gated_clk)
-    t109 <= \$157 ;
+    t109 <= \$185 ;
   always @(posedge lut_gated_clk)
-    t110 <= \$158 ;
+    t110 <= \$186 ;
   always @(posedge lut_gated_clk)
-    t111 <= \$159 ;
+    t111 <= \$187 ;
   always @(posedge lut_gated_clk)
-    t112 <= \$160 ;
+    t112 <= \$188 ;
   always @(posedge lut_gated_clk)
-    t113 <= \$161 ;
+    t113 <= \$189 ;
   always @(posedge lut_gated_clk)
-    t114 <= \$162 ;
+    t114 <= \$190 ;
   always @(posedge lut_gated_clk)
-    t115 <= \$163 ;
+    t115 <= \$191 ;
   always @(posedge lut_gated_clk)
-    t116 <= \$164 ;
+    t116 <= \$192 ;
   always @(posedge lut_gated_clk)
-    t117 <= \$165 ;
+    t117 <= \$193 ;
   always @(posedge lut_gated_clk)
-    t118 <= \$166 ;
+    t118 <= \$194 ;
   always @(posedge lut_gated_clk)
-    t119 <= \$167 ;
+    t119 <= \$195 ;
   always @(posedge lut_gated_clk)
-    t120 <= \$168 ;
+    t120 <= \$196 ;
   always @(posedge lut_gated_clk)
-    t121 <= \$169 ;
+    t121 <= \$197 ;
   always @(posedge lut_gated_clk)
-    t122 <= \$170 ;
+    t122 <= \$198 ;
   always @(posedge lut_gated_clk)
-    t123 <= \$171 ;
+    t123 <= \$199 ;
   always @(posedge lut_gated_clk)
-    t124 <= \$172 ;
+    t124 <= \$200 ;
   always @(posedge lut_gated_clk)
-    t125 <= \$173 ;
+    t125 <= \$201 ;
   always @(posedge lut_gated_clk)
-    t126 <= \$174 ;
+    t126 <= \$202 ;
   always @(posedge lut_gated_clk)
-    t127 <= \$175 ;
+    t127 <= \$203 ;
   always @(posedge lut_gated_clk)
-    t128 <= \$176 ;
+    t128 <= \$204 ;
   always @(posedge lut_gated_clk)
-    t129 <= \$177 ;
+    t129 <= \$205 ;
   always @(posedge lut_gated_clk)
-    t130 <= \$178 ;
+    t130 <= \$206 ;
   always @(posedge lut_gated_clk)
-    t131 <= \$179 ;
+    t131 <= \$207 ;
   always @(posedge lut_gated_clk)
-    t132 <= \$180 ;
+    t132 <= \$208 ;
   always @(posedge lut_gated_clk)
-    t133 <= \$181 ;
+    t133 <= \$209 ;
   always @(posedge lut_gated_clk)
-    t134 <= \$182 ;
+    t134 <= \$210 ;
   always @(posedge lut_gated_clk)
-    t135 <= \$183 ;
+    t135 <= \$211 ;
   always @(posedge lut_gated_clk)
-    t136 <= \$184 ;
+    t136 <= \$212 ;
   always @(posedge lut_gated_clk)
-    t137 <= \$185 ;
+    t137 <= \$213 ;
   always @(posedge lut_gated_clk)
-    t138 <= \$186 ;
+    t138 <= \$214 ;
   always @(posedge lut_gated_clk)
-    t139 <= \$187 ;
+    t139 <= \$215 ;
   always @(posedge lut_gated_clk)
-    t140 <= \$188 ;
+    t140 <= \$216 ;
   always @(posedge lut_gated_clk)
-    t141 <= \$189 ;
+    t141 <= \$217 ;
   always @(posedge lut_gated_clk)
-    t142 <= \$190 ;
+    t142 <= \$218 ;
   always @(posedge lut_gated_clk)
-    t143 <= \$191 ;
+    t143 <= \$219 ;
   always @(posedge lut_gated_clk)
-    t144 <= \$192 ;
+    t144 <= \$220 ;
   always @(posedge lut_gated_clk)
-    t145 <= \$193 ;
+    t145 <= \$221 ;
   always @(posedge lut_gated_clk)
-    t146 <= \$194 ;
+    t146 <= \$222 ;
   always @(posedge lut_gated_clk)
-    t147 <= \$195 ;
+    t147 <= \$223 ;
   always @(posedge lut_gated_clk)
-    t148 <= \$196 ;
+    t148 <= \$224 ;
   always @(posedge lut_gated_clk)
-    t149 <= \$197 ;
+    t149 <= \$225 ;
   always @(posedge lut_gated_clk)
-    t150 <= \$198 ;
+    t150 <= \$226 ;
   always @(posedge lut_gated_clk)
-    t151 <= \$199 ;
+    t151 <= \$227 ;
   always @(posedge lut_gated_clk)
-    t152 <= \$200 ;
+    t152 <= \$228 ;
   always @(posedge lut_gated_clk)
-    t153 <= \$201 ;
+    t153 <= \$229 ;
   always @(posedge lut_gated_clk)
-    t154 <= \$202 ;
+    t154 <= \$230 ;
   always @(posedge lut_gated_clk)
-    t155 <= \$203 ;
+    t155 <= \$231 ;
   always @(posedge lut_gated_clk)
-    t156 <= \$204 ;
+    t156 <= \$232 ;
   always @(posedge lut_gated_clk)
-    t157 <= \$205 ;
+    t157 <= \$233 ;
   always @(posedge lut_gated_clk)
-    t158 <= \$206 ;
+    t158 <= \$234 ;
   always @(posedge lut_gated_clk)
-    t159 <= \$207 ;
+    t159 <= \$235 ;
   always @(posedge lut_gated_clk)
-    t160 <= \$208 ;
+    t160 <= \$236 ;
   always @(posedge lut_gated_clk)
-    t161 <= \$209 ;
+    t161 <= \$237 ;
   always @(posedge lut_gated_clk)
-    t162 <= \$210 ;
+    t162 <= \$238 ;
   always @(posedge lut_gated_clk)
-    t163 <= \$211 ;
+    t163 <= \$239 ;
   always @(posedge lut_gated_clk)
-    t164 <= \$212 ;
+    t164 <= \$240 ;
   always @(posedge lut_gated_clk)
-    t165 <= \$213 ;
+    t165 <= \$241 ;
   always @(posedge lut_gated_clk)
-    t166 <= \$214 ;
+    t166 <= \$242 ;
   always @(posedge lut_gated_clk)
-    t167 <= \$215 ;
+    t167 <= \$243 ;
   always @(posedge lut_gated_clk)
-    t168 <= \$216 ;
+    t168 <= \$244 ;
   always @(posedge lut_gated_clk)
-    t169 <= \$217 ;
+    t169 <= \$245 ;
   always @(posedge lut_gated_clk)
-    t170 <= \$218 ;
+    t170 <= \$246 ;
   always @(posedge lut_gated_clk)
-    t171 <= \$219 ;
+    t171 <= \$247 ;
   always @(posedge lut_gated_clk)
-    t172 <= \$220 ;
+    t172 <= \$248 ;
   always @(posedge lut_gated_clk)
-    t173 <= \$221 ;
+    t173 <= \$249 ;
   always @(posedge lut_gated_clk)
-    t174 <= \$222 ;
+    t174 <= \$250 ;
   always @(posedge lut_gated_clk)
-    t175 <= \$223 ;
+    t175 <= \$251 ;
   always @(posedge lut_gated_clk)
-    t176 <= \$224 ;
+    t176 <= \$252 ;
   always @(posedge lut_gated_clk)
-    t177 <= \$225 ;
+    t177 <= \$253 ;
   always @(posedge lut_gated_clk)
-    t178 <= \$226 ;
+    t178 <= \$254 ;
   always @(posedge lut_gated_clk)
-    t179 <= \$227 ;
+    t179 <= \$255 ;
   always @(posedge lut_gated_clk)
-    t180 <= \$228 ;
+    t180 <= \$256 ;
   always @(posedge lut_gated_clk)
-    t181 <= \$229 ;
+    t181 <= \$257 ;
   always @(posedge lut_gated_clk)
-    t182 <= \$230 ;
+    t182 <= \$258 ;
   always @(posedge lut_gated_clk)
-    t183 <= \$231 ;
+    t183 <= \$259 ;
   always @(posedge lut_gated_clk)
-    t184 <= \$232 ;
+    t184 <= \$260 ;
   always @(posedge lut_gated_clk)
-    t185 <= \$233 ;
+    t185 <= \$261 ;
   always @(posedge lut_gated_clk)
-    t186 <= \$234 ;
+    t186 <= \$262 ;
   always @(posedge lut_gated_clk)
-    t187 <= \$235 ;
+    t187 <= \$263 ;
   always @(posedge lut_gated_clk)
-    t188 <= \$236 ;
+    t188 <= \$264 ;
   always @(posedge lut_gated_clk)
-    t189 <= \$237 ;
+    t189 <= \$265 ;
   always @(posedge lut_gated_clk)
-    t190 <= \$238 ;
+    t190 <= \$266 ;
   always @(posedge lut_gated_clk)
-    t191 <= \$239 ;
+    t191 <= \$267 ;
   always @(posedge lut_gated_clk)
-    t192 <= \$240 ;
+    t192 <= \$268 ;
   always @(posedge lut_gated_clk)
-    t193 <= \$241 ;
+    t193 <= \$269 ;
   always @(posedge lut_gated_clk)
-    t194 <= \$242 ;
+    t194 <= \$270 ;
   always @(posedge lut_gated_clk)
-    t195 <= \$243 ;
+    t195 <= \$271 ;
   always @(posedge lut_gated_clk)
-    t196 <= \$244 ;
+    t196 <= \$272 ;
   always @(posedge lut_gated_clk)
-    t197 <= \$245 ;
+    t197 <= \$273 ;
   always @(posedge lut_gated_clk)
-    t198 <= \$246 ;
+    t198 <= \$274 ;
   always @(posedge lut_gated_clk)
-    t199 <= \$247 ;
+    t199 <= \$275 ;
   always @(posedge lut_gated_clk)
-    t200 <= \$248 ;
+    t200 <= \$276 ;
   always @(posedge lut_gated_clk)
-    t201 <= \$249 ;
+    t201 <= \$277 ;
   always @(posedge lut_gated_clk)
-    t202 <= \$250 ;
+    t202 <= \$278 ;
   always @(posedge lut_gated_clk)
-    t203 <= \$251 ;
+    t203 <= \$279 ;
   always @(posedge lut_gated_clk)
-    t204 <= \$252 ;
+    t204 <= \$280 ;
   always @(posedge lut_gated_clk)
-    t205 <= \$253 ;
+    t205 <= \$281 ;
   always @(posedge lut_gated_clk)
-    t206 <= \$254 ;
+    t206 <= \$282 ;
   always @(posedge lut_gated_clk)
-    t207 <= \$255 ;
+    t207 <= \$283 ;
   always @(posedge lut_gated_clk)
-    t208 <= \$256 ;
+    t208 <= \$284 ;
   always @(posedge lut_gated_clk)
-    t209 <= \$257 ;
+    t209 <= \$285 ;
   always @(posedge lut_gated_clk)
-    t210 <= \$258 ;
+    t210 <= \$286 ;
   always @(posedge lut_gated_clk)
-    t211 <= \$259 ;
+    t211 <= \$287 ;
   always @(posedge lut_gated_clk)
-    t212 <= \$260 ;
+    t212 <= \$288 ;
   always @(posedge lut_gated_clk)
-    t213 <= \$261 ;
+    t213 <= \$289 ;
   always @(posedge lut_gated_clk)
-    t214 <= \$262 ;
+    t214 <= \$290 ;
   always @(posedge lut_gated_clk)
-    t215 <= \$263 ;
+    t215 <= \$291 ;
   always @(posedge lut_gated_clk)
-    t216 <= \$264 ;
+    t216 <= \$292 ;
   always @(posedge lut_gated_clk)
-    t217 <= \$265 ;
+    t217 <= \$293 ;
   always @(posedge lut_gated_clk)
-    t218 <= \$266 ;
+    t218 <= \$294 ;
   always @(posedge lut_gated_clk)
-    t219 <= \$267 ;
+    t219 <= \$295 ;
   always @(posedge lut_gated_clk)
-    t220 <= \$268 ;
+    t220 <= \$296 ;
   always @(posedge lut_gated_clk)
-    t221 <= \$269 ;
+    t221 <= \$297 ;
   always @(posedge lut_gated_clk)
-    t222 <= \$270 ;
+    t222 <= \$298 ;
   always @(posedge lut_gated_clk)
-    t223 <= \$271 ;
+    t223 <= \$299 ;
   always @(posedge lut_gated_clk)
-    t224 <= \$272 ;
+    t224 <= \$300 ;
   always @(posedge lut_gated_clk)
-    t225 <= \$273 ;
+    t225 <= \$301 ;
   always @(posedge lut_gated_clk)
-    t226 <= \$274 ;
+    t226 <= \$302 ;
   always @(posedge lut_gated_clk)
-    t227 <= \$275 ;
+    t227 <= \$303 ;
   always @(posedge lut_gated_clk)
-    t228 <= \$276 ;
+    t228 <= \$304 ;
   always @(posedge lut_gated_clk)
-    t229 <= \$277 ;
+    t229 <= \$305 ;
   always @(posedge lut_gated_clk)
-    t230 <= \$278 ;
+    t230 <= \$306 ;
   always @(posedge lut_gated_clk)
-    t231 <= \$279 ;
+    t231 <= \$307 ;
   always @(posedge lut_gated_clk)
-    t232 <= \$280 ;
+    t232 <= \$308 ;
   always @(posedge lut_gated_clk)
-    t233 <= \$281 ;
+    t233 <= \$309 ;
   always @(posedge lut_gated_clk)
-    t234 <= \$282 ;
+    t234 <= \$310 ;
   always @(posedge lut_gated_clk)
-    t235 <= \$283 ;
+    t235 <= \$311 ;
   always @(posedge lut_gated_clk)
-    t236 <= \$284 ;
+    t236 <= \$312 ;
   always @(posedge lut_gated_clk)
-    t237 <= \$285 ;
+    t237 <= \$313 ;
   always @(posedge lut_gated_clk)
-    t238 <= \$286 ;
+    t238 <= \$314 ;
   always @(posedge lut_gated_clk)
-    t239 <= \$287 ;
+    t239 <= \$315 ;
   always @(posedge lut_gated_clk)
-    t240 <= \$288 ;
+    t240 <= \$316 ;
   always @(posedge lut_gated_clk)
-    t241 <= \$289 ;
+    t241 <= \$317 ;
   always @(posedge lut_gated_clk)
-    t242 <= \$290 ;
+    t242 <= \$318 ;
   always @(posedge lut_gated_clk)
-    t243 <= \$291 ;
+    t243 <= \$319 ;
   always @(posedge lut_gated_clk)
-    t244 <= \$292 ;
+    t244 <= \$320 ;
   always @(posedge lut_gated_clk)
-    t245 <= \$293 ;
+    t245 <= \$321 ;
   always @(posedge lut_gated_clk)
-    t246 <= \$294 ;
+    t246 <= \$322 ;
   always @(posedge lut_gated_clk)
-    t247 <= \$295 ;
+    t247 <= \$323 ;
   always @(posedge lut_gated_clk)
-    t248 <= \$296 ;
+    t248 <= \$324 ;
   always @(posedge lut_gated_clk)
-    t249 <= \$297 ;
+    t249 <= \$325 ;
   always @(posedge lut_gated_clk)
-    t250 <= \$298 ;
+    t250 <= \$326 ;
   always @(posedge lut_gated_clk)
-    t251 <= \$299 ;
+    t251 <= \$327 ;
   always @(posedge lut_gated_clk)
-    t252 <= \$300 ;
+    t252 <= \$328 ;
   always @(posedge lut_gated_clk)
-    t253 <= \$301 ;
+    t253 <= \$329 ;
   always @(posedge lut_gated_clk)
-    t254 <= \$302 ;
+    t254 <= \$330 ;
   always @(posedge lut_gated_clk)
-    t255 <= \$303 ;
+    t255 <= \$331 ;
   always @(posedge lut_gated_clk)
-    \$signal$9  <= \$304 ;
+    \$signal$11  <= \$332 ;
   always @(posedge lut_gated_clk)
-    \$signal$8  <= \$305 ;
+    \$signal$10  <= \$333 ;
   always @(posedge lut_gated_clk)
-    act_w__en <= \$306 ;
+    \$signal$289  <= \$334 ;
   always @(posedge lut_gated_clk)
-    act_w__addr <= \$37 [11:0];
+    tbase <= \$335 ;
   always @(posedge lut_gated_clk)
-    live0 <= \$39 ;
+    \$signal$9  <= \$336 ;
   always @(posedge lut_gated_clk)
-    live1 <= \$41 ;
+    \$signal$12  <= \$337 ;
   always @(posedge lut_gated_clk)
-    \$signal$279  <= \$307 ;
+    act_w__en <= \$338 ;
+  always @(posedge lut_gated_clk)
+    act_w__addr <= \$57 [11:0];
+  always @(posedge lut_gated_clk)
+    live0 <= \$60 ;
+  always @(posedge lut_gated_clk)
+    live1 <= \$63 ;
+  always @(posedge lut_gated_clk)
+    sel0 <= \$66 ;
+  always @(posedge lut_gated_clk)
+    sel1 <= \$69 ;
+  always @(posedge lut_gated_clk)
+    \$signal$284  <= \$339 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     casez (act_rd__data[7:0])
       8'h00:
-          \$6  = t0;
+          \$10  = t0;
       8'h01:
-          \$6  = t1;
+          \$10  = t1;
       8'h02:
-          \$6  = t2;
+          \$10  = t2;
       8'h03:
-          \$6  = t3;
+          \$10  = t3;
       8'h04:
-          \$6  = t4;
+          \$10  = t4;
       8'h05:
-          \$6  = t5;
+          \$10  = t5;
       8'h06:
-          \$6  = t6;
+          \$10  = t6;
       8'h07:
-          \$6  = t7;
+          \$10  = t7;
       8'h08:
-          \$6  = t8;
+          \$10  = t8;
       8'h09:
-          \$6  = t9;
+          \$10  = t9;
       8'h0a:
-          \$6  = t10;
+          \$10  = t10;
       8'h0b:
-          \$6  = t11;
+          \$10  = t11;
       8'h0c:
-          \$6  = t12;
+          \$10  = t12;
       8'h0d:
-          \$6  = t13;
+          \$10  = t13;
       8'h0e:
-          \$6  = t14;
+          \$10  = t14;
       8'h0f:
-          \$6  = t15;
+          \$10  = t15;
       8'h10:
-          \$6  = t16;
+          \$10  = t16;
       8'h11:
-          \$6  = t17;
+          \$10  = t17;
       8'h12:
-          \$6  = t18;
+          \$10  = t18;
       8'h13:
-          \$6  = t19;
+          \$10  = t19;
       8'h14:
-          \$6  = t20;
+          \$10  = t20;
       8'h15:
-          \$6  = t21;
+          \$10  = t21;
       8'h16:
-          \$6  = t22;
+          \$10  = t22;
       8'h17:
-          \$6  = t23;
+          \$10  = t23;
       8'h18:
-          \$6  = t24;
+          \$10  = t24;
       8'h19:
-          \$6  = t25;
+          \$10  = t25;
       8'h1a:
-          \$6  = t26;
+          \$10  = t26;
       8'h1b:
-          \$6  = t27;
+          \$10  = t27;
       8'h1c:
-          \$6  = t28;
+          \$10  = t28;
       8'h1d:
-          \$6  = t29;
+          \$10  = t29;
       8'h1e:
-          \$6  = t30;
+          \$10  = t30;
       8'h1f:
-          \$6  = t31;
+          \$10  = t31;
       8'h20:
-          \$6  = t32;
+          \$10  = t32;
       8'h21:
-          \$6  = t33;
+          \$10  = t33;
       8'h22:
-          \$6  = t34;
+          \$10  = t34;
       8'h23:
-          \$6  = t35;
+          \$10  = t35;
       8'h24:
-          \$6  = t36;
+          \$10  = t36;
       8'h25:
-          \$6  = t37;
+          \$10  = t37;
       8'h26:
-          \$6  = t38;
+          \$10  = t38;
       8'h27:
-          \$6  = t39;
+          \$10  = t39;
       8'h28:
-          \$6  = t40;
+          \$10  = t40;
       8'h29:
-          \$6  = t41;
+          \$10  = t41;
       8'h2a:
-          \$6  = t42;
+          \$10  = t42;
       8'h2b:
-          \$6  = t43;
+          \$10  = t43;
       8'h2c:
-          \$6  = t44;
+          \$10  = t44;
       8'h2d:
-          \$6  = t45;
+          \$10  = t45;
       8'h2e:
-          \$6  = t46;
+          \$10  = t46;
       8'h2f:
-          \$6  = t47;
+          \$10  = t47;
       8'h30:
-          \$6  = t48;
+          \$10  = t48;
       8'h31:
-          \$6  = t49;
+          \$10  = t49;
       8'h32:
-          \$6  = t50;
+          \$10  = t50;
       8'h33:
-          \$6  = t51;
+          \$10  = t51;
       8'h34:
-          \$6  = t52;
+          \$10  = t52;
       8'h35:
-          \$6  = t53;
+          \$10  = t53;
       8'h36:
-          \$6  = t54;
+          \$10  = t54;
       8'h37:
-          \$6  = t55;
+          \$10  = t55;
       8'h38:
-          \$6  = t56;
+          \$10  = t56;
       8'h39:
-          \$6  = t57;
+          \$10  = t57;
       8'h3a:
-          \$6  = t58;
+          \$10  = t58;
       8'h3b:
-          \$6  = t59;
+          \$10  = t59;
       8'h3c:
-          \$6  = t60;
+          \$10  = t60;
       8'h3d:
-          \$6  = t61;
+          \$10  = t61;
       8'h3e:
-          \$6  = t62;
+          \$10  = t62;
       8'h3f:
-          \$6  = t63;
+          \$10  = t63;
       8'h40:
-          \$6  = t64;
+          \$10  = t64;
       8'h41:
-          \$6  = t65;
+          \$10  = t65;
       8'h42:
-          \$6  = t66;
+          \$10  = t66;
       8'h43:
-          \$6  = t67;
+          \$10  = t67;
       8'h44:
-          \$6  = t68;
+          \$10  = t68;
       8'h45:
-          \$6  = t69;
+          \$10  = t69;
       8'h46:
-          \$6  = t70;
+          \$10  = t70;
       8'h47:
-          \$6  = t71;
+          \$10  = t71;
       8'h48:
-          \$6  = t72;
+          \$10  = t72;
       8'h49:
-          \$6  = t73;
+          \$10  = t73;
       8'h4a:
-          \$6  = t74;
+          \$10  = t74;
       8'h4b:
-          \$6  = t75;
+          \$10  = t75;
       8'h4c:
-          \$6  = t76;
+          \$10  = t76;
       8'h4d:
-          \$6  = t77;
+          \$10  = t77;
       8'h4e:
-          \$6  = t78;
+          \$10  = t78;
       8'h4f:
-          \$6  = t79;
+          \$10  = t79;
       8'h50:
-          \$6  = t80;
+          \$10  = t80;
       8'h51:
-          \$6  = t81;
+          \$10  = t81;
       8'h52:
-          \$6  = t82;
+          \$10  = t82;
       8'h53:
-          \$6  = t83;
+          \$10  = t83;
       8'h54:
-          \$6  = t84;
+          \$10  = t84;
       8'h55:
-          \$6  = t85;
+          \$10  = t85;
       8'h56:
-          \$6  = t86;
+          \$10  = t86;
       8'h57:
-          \$6  = t87;
+          \$10  = t87;
       8'h58:
-          \$6  = t88;
+          \$10  = t88;
       8'h59:
-          \$6  = t89;
+          \$10  = t89;
       8'h5a:
-          \$6  = t90;
+          \$10  = t90;
       8'h5b:
-          \$6  = t91;
+          \$10  = t91;
       8'h5c:
-          \$6  = t92;
+          \$10  = t92;
       8'h5d:
-          \$6  = t93;
+          \$10  = t93;
       8'h5e:
-          \$6  = t94;
+          \$10  = t94;
       8'h5f:
-          \$6  = t95;
+          \$10  = t95;
       8'h60:
-          \$6  = t96;
+          \$10  = t96;
       8'h61:
-          \$6  = t97;
+          \$10  = t97;
       8'h62:
-          \$6  = t98;
+          \$10  = t98;
       8'h63:
-          \$6  = t99;
+          \$10  = t99;
       8'h64:
-          \$6  = t100;
+          \$10  = t100;
       8'h65:
-          \$6  = t101;
+          \$10  = t101;
       8'h66:
-          \$6  = t102;
+          \$10  = t102;
       8'h67:
-          \$6  = t103;
+          \$10  = t103;
       8'h68:
-          \$6  = t104;
+          \$10  = t104;
       8'h69:
-          \$6  = t105;
+          \$10  = t105;
       8'h6a:
-          \$6  = t106;
+          \$10  = t106;
       8'h6b:
-          \$6  = t107;
+          \$10  = t107;
       8'h6c:
-          \$6  = t108;
+          \$10  = t108;
       8'h6d:
-          \$6  = t109;
+          \$10  = t109;
       8'h6e:
-          \$6  = t110;
+          \$10  = t110;
       8'h6f:
-          \$6  = t111;
+          \$10  = t111;
       8'h70:
-          \$6  = t112;
+          \$10  = t112;
       8'h71:
-          \$6  = t113;
+          \$10  = t113;
       8'h72:
-          \$6  = t114;
+          \$10  = t114;
       8'h73:
-          \$6  = t115;
+          \$10  = t115;
       8'h74:
-          \$6  = t116;
+          \$10  = t116;
       8'h75:
-          \$6  = t117;
+          \$10  = t117;
       8'h76:
-          \$6  = t118;
+          \$10  = t118;
       8'h77:
-          \$6  = t119;
+          \$10  = t119;
       8'h78:
-          \$6  = t120;
+          \$10  = t120;
       8'h79:
-          \$6  = t121;
+          \$10  = t121;
       8'h7a:
-          \$6  = t122;
+          \$10  = t122;
       8'h7b:
-          \$6  = t123;
+          \$10  = t123;
       8'h7c:
-          \$6  = t124;
+          \$10  = t124;
       8'h7d:
-          \$6  = t125;
+          \$10  = t125;
       8'h7e:
-          \$6  = t126;
+          \$10  = t126;
       8'h7f:
-          \$6  = t127;
+          \$10  = t127;
       8'h80:
-          \$6  = t128;
+          \$10  = t128;
       8'h81:
-          \$6  = t129;
+          \$10  = t129;
       8'h82:
-          \$6  = t130;
+          \$10  = t130;
       8'h83:
-          \$6  = t131;
+          \$10  = t131;
       8'h84:
-          \$6  = t132;
+          \$10  = t132;
       8'h85:
-          \$6  = t133;
+          \$10  = t133;
       8'h86:
-          \$6  = t134;
+          \$10  = t134;
       8'h87:
-          \$6  = t135;
+          \$10  = t135;
       8'h88:
-          \$6  = t136;
+          \$10  = t136;
       8'h89:
-          \$6  = t137;
+          \$10  = t137;
       8'h8a:
-          \$6  = t138;
+          \$10  = t138;
       8'h8b:
-          \$6  = t139;
+          \$10  = t139;
       8'h8c:
-          \$6  = t140;
+          \$10  = t140;
       8'h8d:
-          \$6  = t141;
+          \$10  = t141;
       8'h8e:
-          \$6  = t142;
+          \$10  = t142;
       8'h8f:
-          \$6  = t143;
+          \$10  = t143;
       8'h90:
-          \$6  = t144;
+          \$10  = t144;
       8'h91:
-          \$6  = t145;
+          \$10  = t145;
       8'h92:
-          \$6  = t146;
+          \$10  = t146;
       8'h93:
-          \$6  = t147;
+          \$10  = t147;
       8'h94:
-          \$6  = t148;
+          \$10  = t148;
       8'h95:
-          \$6  = t149;
+          \$10  = t149;
       8'h96:
-          \$6  = t150;
+          \$10  = t150;
       8'h97:
-          \$6  = t151;
+          \$10  = t151;
       8'h98:
-          \$6  = t152;
+          \$10  = t152;
       8'h99:
-          \$6  = t153;
+          \$10  = t153;
       8'h9a:
-          \$6  = t154;
+          \$10  = t154;
       8'h9b:
-          \$6  = t155;
+          \$10  = t155;
       8'h9c:
-          \$6  = t156;
+          \$10  = t156;
       8'h9d:
-          \$6  = t157;
+          \$10  = t157;
       8'h9e:
-          \$6  = t158;
+          \$10  = t158;
       8'h9f:
-          \$6  = t159;
+          \$10  = t159;
       8'ha0:
-          \$6  = t160;
+          \$10  = t160;
       8'ha1:
-          \$6  = t161;
+          \$10  = t161;
       8'ha2:
-          \$6  = t162;
+          \$10  = t162;
       8'ha3:
-          \$6  = t163;
+          \$10  = t163;
       8'ha4:
-          \$6  = t164;
+          \$10  = t164;
       8'ha5:
-          \$6  = t165;
+          \$10  = t165;
       8'ha6:
-          \$6  = t166;
+          \$10  = t166;
       8'ha7:
-          \$6  = t167;
+          \$10  = t167;
       8'ha8:
-          \$6  = t168;
+          \$10  = t168;
       8'ha9:
-          \$6  = t169;
+          \$10  = t169;
       8'haa:
-          \$6  = t170;
+          \$10  = t170;
       8'hab:
-          \$6  = t171;
+          \$10  = t171;
       8'hac:
-          \$6  = t172;
+          \$10  = t172;
       8'had:
-          \$6  = t173;
+          \$10  = t173;
       8'hae:
-          \$6  = t174;
+          \$10  = t174;
       8'haf:
-          \$6  = t175;
+          \$10  = t175;
       8'hb0:
-          \$6  = t176;
+          \$10  = t176;
       8'hb1:
-          \$6  = t177;
+          \$10  = t177;
       8'hb2:
-          \$6  = t178;
+          \$10  = t178;
       8'hb3:
-          \$6  = t179;
+          \$10  = t179;
       8'hb4:
-          \$6  = t180;
+          \$10  = t180;
       8'hb5:
-          \$6  = t181;
+          \$10  = t181;
       8'hb6:
-          \$6  = t182;
+          \$10  = t182;
       8'hb7:
-          \$6  = t183;
+          \$10  = t183;
       8'hb8:
-          \$6  = t184;
+          \$10  = t184;
       8'hb9:
-          \$6  = t185;
+          \$10  = t185;
       8'hba:
-          \$6  = t186;
+          \$10  = t186;
       8'hbb:
-          \$6  = t187;
+          \$10  = t187;
       8'hbc:
-          \$6  = t188;
+          \$10  = t188;
       8'hbd:
-          \$6  = t189;
+          \$10  = t189;
       8'hbe:
-          \$6  = t190;
+          \$10  = t190;
       8'hbf:
-          \$6  = t191;
+          \$10  = t191;
       8'hc0:
-          \$6  = t192;
+          \$10  = t192;
       8'hc1:
-          \$6  = t193;
+          \$10  = t193;
       8'hc2:
-          \$6  = t194;
+          \$10  = t194;
       8'hc3:
-          \$6  = t195;
+          \$10  = t195;
       8'hc4:
-          \$6  = t196;
+          \$10  = t196;
       8'hc5:
-          \$6  = t197;
+          \$10  = t197;
       8'hc6:
-          \$6  = t198;
+          \$10  = t198;
       8'hc7:
-          \$6  = t199;
+          \$10  = t199;
       8'hc8:
-          \$6  = t200;
+          \$10  = t200;
       8'hc9:
-          \$6  = t201;
+          \$10  = t201;
       8'hca:
-          \$6  = t202;
+          \$10  = t202;
       8'hcb:
-          \$6  = t203;
+          \$10  = t203;
       8'hcc:
-          \$6  = t204;
+          \$10  = t204;
       8'hcd:
-          \$6  = t205;
+          \$10  = t205;
       8'hce:
-          \$6  = t206;
+          \$10  = t206;
       8'hcf:
-          \$6  = t207;
+          \$10  = t207;
       8'hd0:
-          \$6  = t208;
+          \$10  = t208;
       8'hd1:
-          \$6  = t209;
+          \$10  = t209;
       8'hd2:
-          \$6  = t210;
+          \$10  = t210;
       8'hd3:
-          \$6  = t211;
+          \$10  = t211;
       8'hd4:
-          \$6  = t212;
+          \$10  = t212;
       8'hd5:
-          \$6  = t213;
+          \$10  = t213;
       8'hd6:
-          \$6  = t214;
+          \$10  = t214;
       8'hd7:
-          \$6  = t215;
+          \$10  = t215;
       8'hd8:
-          \$6  = t216;
+          \$10  = t216;
       8'hd9:
-          \$6  = t217;
+          \$10  = t217;
       8'hda:
-          \$6  = t218;
+          \$10  = t218;
       8'hdb:
-          \$6  = t219;
+          \$10  = t219;
       8'hdc:
-          \$6  = t220;
+          \$10  = t220;
       8'hdd:
-          \$6  = t221;
+          \$10  = t221;
       8'hde:
-          \$6  = t222;
+          \$10  = t222;
       8'hdf:
-          \$6  = t223;
+          \$10  = t223;
       8'he0:
-          \$6  = t224;
+          \$10  = t224;
       8'he1:
-          \$6  = t225;
+          \$10  = t225;
       8'he2:
-          \$6  = t226;
+          \$10  = t226;
       8'he3:
-          \$6  = t227;
+          \$10  = t227;
       8'he4:
-          \$6  = t228;
+          \$10  = t228;
       8'he5:
-          \$6  = t229;
+          \$10  = t229;
       8'he6:
-          \$6  = t230;
+          \$10  = t230;
       8'he7:
-          \$6  = t231;
+          \$10  = t231;
       8'he8:
-          \$6  = t232;
+          \$10  = t232;
       8'he9:
-          \$6  = t233;
+          \$10  = t233;
       8'hea:
-          \$6  = t234;
+          \$10  = t234;
       8'heb:
-          \$6  = t235;
+          \$10  = t235;
       8'hec:
-          \$6  = t236;
+          \$10  = t236;
       8'hed:
-          \$6  = t237;
+          \$10  = t237;
       8'hee:
-          \$6  = t238;
+          \$10  = t238;
       8'hef:
-          \$6  = t239;
+          \$10  = t239;
       8'hf0:
-          \$6  = t240;
+          \$10  = t240;
       8'hf1:
-          \$6  = t241;
+          \$10  = t241;
       8'hf2:
-          \$6  = t242;
+          \$10  = t242;
       8'hf3:
-          \$6  = t243;
+          \$10  = t243;
       8'hf4:
-          \$6  = t244;
+          \$10  = t244;
       8'hf5:
-          \$6  = t245;
+          \$10  = t245;
       8'hf6:
-          \$6  = t246;
+          \$10  = t246;
       8'hf7:
-          \$6  = t247;
+          \$10  = t247;
       8'hf8:
-          \$6  = t248;
+          \$10  = t248;
       8'hf9:
-          \$6  = t249;
+          \$10  = t249;
       8'hfa:
-          \$6  = t250;
+          \$10  = t250;
       8'hfb:
-          \$6  = t251;
+          \$10  = t251;
       8'hfc:
-          \$6  = t252;
+          \$10  = t252;
       8'hfd:
-          \$6  = t253;
+          \$10  = t253;
       8'hfe:
-          \$6  = t254;
+          \$10  = t254;
       8'hff:
-          \$6  = t255;
+          \$10  = t255;
     endcase
   end
   always @* begin
@@ -13805,922 +13893,605 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
     (* full_case = 32'd1 *)
     casez (act_rd__data[15:8])
       8'h00:
-          \$8  = t0;
+          \$13  = t0;
       8'h01:
-          \$8  = t1;
+          \$13  = t1;
       8'h02:
-          \$8  = t2;
+          \$13  = t2;
       8'h03:
-          \$8  = t3;
+          \$13  = t3;
       8'h04:
-          \$8  = t4;
+          \$13  = t4;
       8'h05:
-          \$8  = t5;
+          \$13  = t5;
       8'h06:
-          \$8  = t6;
+          \$13  = t6;
       8'h07:
-          \$8  = t7;
+          \$13  = t7;
       8'h08:
-          \$8  = t8;
+          \$13  = t8;
       8'h09:
-          \$8  = t9;
+          \$13  = t9;
       8'h0a:
-          \$8  = t10;
+          \$13  = t10;
       8'h0b:
-          \$8  = t11;
+          \$13  = t11;
       8'h0c:
-          \$8  = t12;
+          \$13  = t12;
       8'h0d:
-          \$8  = t13;
+          \$13  = t13;
       8'h0e:
-          \$8  = t14;
+          \$13  = t14;
       8'h0f:
-          \$8  = t15;
+          \$13  = t15;
       8'h10:
-          \$8  = t16;
+          \$13  = t16;
       8'h11:
-          \$8  = t17;
+          \$13  = t17;
       8'h12:
-          \$8  = t18;
+          \$13  = t18;
       8'h13:
-          \$8  = t19;
+          \$13  = t19;
       8'h14:
-          \$8  = t20;
+          \$13  = t20;
       8'h15:
-          \$8  = t21;
+          \$13  = t21;
       8'h16:
-          \$8  = t22;
+          \$13  = t22;
       8'h17:
-          \$8  = t23;
+          \$13  = t23;
       8'h18:
-          \$8  = t24;
+          \$13  = t24;
       8'h19:
-          \$8  = t25;
+          \$13  = t25;
       8'h1a:
-          \$8  = t26;
+          \$13  = t26;
       8'h1b:
-          \$8  = t27;
+          \$13  = t27;
       8'h1c:
-          \$8  = t28;
+          \$13  = t28;
       8'h1d:
-          \$8  = t29;
+          \$13  = t29;
       8'h1e:
-          \$8  = t30;
+          \$13  = t30;
       8'h1f:
-          \$8  = t31;
+          \$13  = t31;
       8'h20:
-          \$8  = t32;
+          \$13  = t32;
       8'h21:
-          \$8  = t33;
+          \$13  = t33;
       8'h22:
-          \$8  = t34;
+          \$13  = t34;
       8'h23:
-          \$8  = t35;
+          \$13  = t35;
       8'h24:
-          \$8  = t36;
+          \$13  = t36;
       8'h25:
-          \$8  = t37;
+          \$13  = t37;
       8'h26:
-          \$8  = t38;
+          \$13  = t38;
       8'h27:
-          \$8  = t39;
+          \$13  = t39;
       8'h28:
-          \$8  = t40;
+          \$13  = t40;
       8'h29:
-          \$8  = t41;
+          \$13  = t41;
       8'h2a:
-          \$8  = t42;
+          \$13  = t42;
       8'h2b:
-          \$8  = t43;
+          \$13  = t43;
       8'h2c:
-          \$8  = t44;
+          \$13  = t44;
       8'h2d:
-          \$8  = t45;
+          \$13  = t45;
       8'h2e:
-          \$8  = t46;
+          \$13  = t46;
       8'h2f:
-          \$8  = t47;
+          \$13  = t47;
       8'h30:
-          \$8  = t48;
+          \$13  = t48;
       8'h31:
-          \$8  = t49;
+          \$13  = t49;
       8'h32:
-          \$8  = t50;
+          \$13  = t50;
       8'h33:
-          \$8  = t51;
+          \$13  = t51;
       8'h34:
-          \$8  = t52;
+          \$13  = t52;
       8'h35:
-          \$8  = t53;
+          \$13  = t53;
       8'h36:
-          \$8  = t54;
+          \$13  = t54;
       8'h37:
-          \$8  = t55;
+          \$13  = t55;
       8'h38:
-          \$8  = t56;
+          \$13  = t56;
       8'h39:
-          \$8  = t57;
+          \$13  = t57;
       8'h3a:
-          \$8  = t58;
+          \$13  = t58;
       8'h3b:
-          \$8  = t59;
+          \$13  = t59;
       8'h3c:
-          \$8  = t60;
+          \$13  = t60;
       8'h3d:
-          \$8  = t61;
+          \$13  = t61;
       8'h3e:
-          \$8  = t62;
+          \$13  = t62;
       8'h3f:
-          \$8  = t63;
+          \$13  = t63;
       8'h40:
-          \$8  = t64;
+          \$13  = t64;
       8'h41:
-          \$8  = t65;
+          \$13  = t65;
       8'h42:
-          \$8  = t66;
+          \$13  = t66;
       8'h43:
-          \$8  = t67;
+          \$13  = t67;
       8'h44:
-          \$8  = t68;
+          \$13  = t68;
       8'h45:
-          \$8  = t69;
+          \$13  = t69;
       8'h46:
-          \$8  = t70;
+          \$13  = t70;
       8'h47:
-          \$8  = t71;
+          \$13  = t71;
       8'h48:
-          \$8  = t72;
+          \$13  = t72;
       8'h49:
-          \$8  = t73;
+          \$13  = t73;
       8'h4a:
-          \$8  = t74;
+          \$13  = t74;
       8'h4b:
-          \$8  = t75;
+          \$13  = t75;
       8'h4c:
-          \$8  = t76;
+          \$13  = t76;
       8'h4d:
-          \$8  = t77;
+          \$13  = t77;
       8'h4e:
-          \$8  = t78;
+          \$13  = t78;
       8'h4f:
-          \$8  = t79;
+          \$13  = t79;
       8'h50:
-          \$8  = t80;
+          \$13  = t80;
       8'h51:
-          \$8  = t81;
+          \$13  = t81;
       8'h52:
-          \$8  = t82;
+          \$13  = t82;
       8'h53:
-          \$8  = t83;
+          \$13  = t83;
       8'h54:
-          \$8  = t84;
+          \$13  = t84;
       8'h55:
-          \$8  = t85;
+          \$13  = t85;
       8'h56:
-          \$8  = t86;
+          \$13  = t86;
       8'h57:
-          \$8  = t87;
+          \$13  = t87;
       8'h58:
-          \$8  = t88;
+          \$13  = t88;
       8'h59:
-          \$8  = t89;
+          \$13  = t89;
       8'h5a:
-          \$8  = t90;
+          \$13  = t90;
       8'h5b:
-          \$8  = t91;
+          \$13  = t91;
       8'h5c:
-          \$8  = t92;
+          \$13  = t92;
       8'h5d:
-          \$8  = t93;
+          \$13  = t93;
       8'h5e:
-          \$8  = t94;
+          \$13  = t94;
       8'h5f:
-          \$8  = t95;
+          \$13  = t95;
       8'h60:
-          \$8  = t96;
+          \$13  = t96;
       8'h61:
-          \$8  = t97;
+          \$13  = t97;
       8'h62:
-          \$8  = t98;
+          \$13  = t98;
       8'h63:
-          \$8  = t99;
+          \$13  = t99;
       8'h64:
-          \$8  = t100;
+          \$13  = t100;
       8'h65:
-          \$8  = t101;
+          \$13  = t101;
       8'h66:
-          \$8  = t102;
+          \$13  = t102;
       8'h67:
-          \$8  = t103;
+          \$13  = t103;
       8'h68:
-          \$8  = t104;
+          \$13  = t104;
       8'h69:
-          \$8  = t105;
+          \$13  = t105;
       8'h6a:
-          \$8  = t106;
+          \$13  = t106;
       8'h6b:
-          \$8  = t107;
+          \$13  = t107;
       8'h6c:
-          \$8  = t108;
+          \$13  = t108;
       8'h6d:
-          \$8  = t109;
+          \$13  = t109;
       8'h6e:
-          \$8  = t110;
+          \$13  = t110;
       8'h6f:
-          \$8  = t111;
+          \$13  = t111;
       8'h70:
-          \$8  = t112;
+          \$13  = t112;
       8'h71:
-          \$8  = t113;
+          \$13  = t113;
       8'h72:
-          \$8  = t114;
+          \$13  = t114;
       8'h73:
-          \$8  = t115;
+          \$13  = t115;
       8'h74:
-          \$8  = t116;
+          \$13  = t116;
       8'h75:
-          \$8  = t117;
+          \$13  = t117;
       8'h76:
-          \$8  = t118;
+          \$13  = t118;
       8'h77:
-          \$8  = t119;
+          \$13  = t119;
       8'h78:
-          \$8  = t120;
+          \$13  = t120;
       8'h79:
-          \$8  = t121;
+          \$13  = t121;
       8'h7a:
-          \$8  = t122;
+          \$13  = t122;
       8'h7b:
-          \$8  = t123;
+          \$13  = t123;
       8'h7c:
-          \$8  = t124;
+          \$13  = t124;
       8'h7d:
-          \$8  = t125;
+          \$13  = t125;
       8'h7e:
-          \$8  = t126;
+          \$13  = t126;
       8'h7f:
-          \$8  = t127;
+          \$13  = t127;
       8'h80:
-          \$8  = t128;
+          \$13  = t128;
       8'h81:
-          \$8  = t129;
+          \$13  = t129;
       8'h82:
-          \$8  = t130;
+          \$13  = t130;
       8'h83:
-          \$8  = t131;
+          \$13  = t131;
       8'h84:
-          \$8  = t132;
+          \$13  = t132;
       8'h85:
-          \$8  = t133;
+          \$13  = t133;
       8'h86:
-          \$8  = t134;
+          \$13  = t134;
       8'h87:
-          \$8  = t135;
+          \$13  = t135;
       8'h88:
-          \$8  = t136;
+          \$13  = t136;
       8'h89:
-          \$8  = t137;
+          \$13  = t137;
       8'h8a:
-          \$8  = t138;
+          \$13  = t138;
       8'h8b:
-          \$8  = t139;
+          \$13  = t139;
       8'h8c:
-          \$8  = t140;
+          \$13  = t140;
       8'h8d:
-          \$8  = t141;
+          \$13  = t141;
       8'h8e:
-          \$8  = t142;
+          \$13  = t142;
       8'h8f:
-          \$8  = t143;
+          \$13  = t143;
       8'h90:
-          \$8  = t144;
+          \$13  = t144;
       8'h91:
-          \$8  = t145;
+          \$13  = t145;
       8'h92:
-          \$8  = t146;
+          \$13  = t146;
       8'h93:
-          \$8  = t147;
+          \$13  = t147;
       8'h94:
-          \$8  = t148;
+          \$13  = t148;
       8'h95:
-          \$8  = t149;
+          \$13  = t149;
       8'h96:
-          \$8  = t150;
+          \$13  = t150;
       8'h97:
-          \$8  = t151;
+          \$13  = t151;
       8'h98:
-          \$8  = t152;
+          \$13  = t152;
       8'h99:
-          \$8  = t153;
+          \$13  = t153;
       8'h9a:
-          \$8  = t154;
+          \$13  = t154;
       8'h9b:
-          \$8  = t155;
+          \$13  = t155;
       8'h9c:
-          \$8  = t156;
+          \$13  = t156;
       8'h9d:
-          \$8  = t157;
+          \$13  = t157;
       8'h9e:
-          \$8  = t158;
+          \$13  = t158;
       8'h9f:
-          \$8  = t159;
+          \$13  = t159;
       8'ha0:
-          \$8  = t160;
+          \$13  = t160;
       8'ha1:
-          \$8  = t161;
+          \$13  = t161;
       8'ha2:
-          \$8  = t162;
+          \$13  = t162;
       8'ha3:
-          \$8  = t163;
+          \$13  = t163;
       8'ha4:
-          \$8  = t164;
+          \$13  = t164;
       8'ha5:
-          \$8  = t165;
+          \$13  = t165;
       8'ha6:
-          \$8  = t166;
+          \$13  = t166;
       8'ha7:
-          \$8  = t167;
+          \$13  = t167;
       8'ha8:
-          \$8  = t168;
+          \$13  = t168;
       8'ha9:
-          \$8  = t169;
+          \$13  = t169;
       8'haa:
-          \$8  = t170;
+          \$13  = t170;
       8'hab:
-          \$8  = t171;
+          \$13  = t171;
       8'hac:
-          \$8  = t172;
+          \$13  = t172;
       8'had:
-          \$8  = t173;
+          \$13  = t173;
       8'hae:
-          \$8  = t174;
+          \$13  = t174;
       8'haf:
-          \$8  = t175;
+          \$13  = t175;
       8'hb0:
-          \$8  = t176;
+          \$13  = t176;
       8'hb1:
-          \$8  = t177;
+          \$13  = t177;
       8'hb2:
-          \$8  = t178;
+          \$13  = t178;
       8'hb3:
-          \$8  = t179;
+          \$13  = t179;
       8'hb4:
-          \$8  = t180;
+          \$13  = t180;
       8'hb5:
-          \$8  = t181;
+          \$13  = t181;
       8'hb6:
-          \$8  = t182;
+          \$13  = t182;
       8'hb7:
-          \$8  = t183;
+          \$13  = t183;
       8'hb8:
-          \$8  = t184;
+          \$13  = t184;
       8'hb9:
-          \$8  = t185;
+          \$13  = t185;
       8'hba:
-          \$8  = t186;
+          \$13  = t186;
       8'hbb:
-          \$8  = t187;
+          \$13  = t187;
       8'hbc:
-          \$8  = t188;
+          \$13  = t188;
       8'hbd:
-          \$8  = t189;
+          \$13  = t189;
       8'hbe:
-          \$8  = t190;
+          \$13  = t190;
       8'hbf:
-          \$8  = t191;
+          \$13  = t191;
       8'hc0:
-          \$8  = t192;
+          \$13  = t192;
       8'hc1:
-          \$8  = t193;
+          \$13  = t193;
       8'hc2:
-          \$8  = t194;
+          \$13  = t194;
       8'hc3:
-          \$8  = t195;
+          \$13  = t195;
       8'hc4:
-          \$8  = t196;
+          \$13  = t196;
       8'hc5:
-          \$8  = t197;
+          \$13  = t197;
       8'hc6:
-          \$8  = t198;
+          \$13  = t198;
       8'hc7:
-          \$8  = t199;
+          \$13  = t199;
       8'hc8:
-          \$8  = t200;
+          \$13  = t200;
       8'hc9:
-          \$8  = t201;
+          \$13  = t201;
       8'hca:
-          \$8  = t202;
+          \$13  = t202;
       8'hcb:
-          \$8  = t203;
+          \$13  = t203;
       8'hcc:
-          \$8  = t204;
+          \$13  = t204;
       8'hcd:
-          \$8  = t205;
+          \$13  = t205;
       8'hce:
-          \$8  = t206;
+          \$13  = t206;
       8'hcf:
-          \$8  = t207;
+          \$13  = t207;
       8'hd0:
-          \$8  = t208;
+          \$13  = t208;
       8'hd1:
-          \$8  = t209;
+          \$13  = t209;
       8'hd2:
-          \$8  = t210;
+          \$13  = t210;
       8'hd3:
-          \$8  = t211;
+          \$13  = t211;
       8'hd4:
-          \$8  = t212;
+          \$13  = t212;
       8'hd5:
-          \$8  = t213;
+          \$13  = t213;
       8'hd6:
-          \$8  = t214;
+          \$13  = t214;
       8'hd7:
-          \$8  = t215;
+          \$13  = t215;
       8'hd8:
-          \$8  = t216;
+          \$13  = t216;
       8'hd9:
-          \$8  = t217;
+          \$13  = t217;
       8'hda:
-          \$8  = t218;
+          \$13  = t218;
       8'hdb:
-          \$8  = t219;
+          \$13  = t219;
       8'hdc:
-          \$8  = t220;
+          \$13  = t220;
       8'hdd:
-          \$8  = t221;
+          \$13  = t221;
       8'hde:
-          \$8  = t222;
+          \$13  = t222;
       8'hdf:
-          \$8  = t223;
+          \$13  = t223;
       8'he0:
-          \$8  = t224;
+          \$13  = t224;
       8'he1:
-          \$8  = t225;
+          \$13  = t225;
       8'he2:
-          \$8  = t226;
+          \$13  = t226;
       8'he3:
-          \$8  = t227;
+          \$13  = t227;
       8'he4:
-          \$8  = t228;
+          \$13  = t228;
       8'he5:
-          \$8  = t229;
+          \$13  = t229;
       8'he6:
-          \$8  = t230;
+          \$13  = t230;
       8'he7:
-          \$8  = t231;
+          \$13  = t231;
       8'he8:
-          \$8  = t232;
+          \$13  = t232;
       8'he9:
-          \$8  = t233;
+          \$13  = t233;
       8'hea:
-          \$8  = t234;
+          \$13  = t234;
       8'heb:
-          \$8  = t235;
+          \$13  = t235;
       8'hec:
-          \$8  = t236;
+          \$13  = t236;
       8'hed:
-          \$8  = t237;
+          \$13  = t237;
       8'hee:
-          \$8  = t238;
+          \$13  = t238;
       8'hef:
-          \$8  = t239;
+          \$13  = t239;
       8'hf0:
-          \$8  = t240;
+          \$13  = t240;
       8'hf1:
-          \$8  = t241;
+          \$13  = t241;
       8'hf2:
-          \$8  = t242;
+          \$13  = t242;
       8'hf3:
-          \$8  = t243;
+          \$13  = t243;
       8'hf4:
-          \$8  = t244;
+          \$13  = t244;
       8'hf5:
-          \$8  = t245;
+          \$13  = t245;
       8'hf6:
-          \$8  = t246;
+          \$13  = t246;
       8'hf7:
-          \$8  = t247;
+          \$13  = t247;
       8'hf8:
-          \$8  = t248;
+          \$13  = t248;
       8'hf9:
-          \$8  = t249;
+          \$13  = t249;
       8'hfa:
-          \$8  = t250;
+          \$13  = t250;
       8'hfb:
-          \$8  = t251;
+          \$13  = t251;
       8'hfc:
-          \$8  = t252;
+          \$13  = t252;
       8'hfd:
-          \$8  = t253;
+          \$13  = t253;
       8'hfe:
-          \$8  = t254;
+          \$13  = t254;
       8'hff:
-          \$8  = t255;
+          \$13  = t255;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$43  = \$signal ;
+    \$71  = \$signal ;
     if (lut_gated_rst) begin
-      \$43  = 1'h0;
+      \$71  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$44  = t;
+    \$72  = t;
     if (lut_gated_rst) begin
-      \$44  = 4'h0;
+      \$72  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$45  = t;
+    \$73  = t;
     if (\$signal ) begin
-      \$45  = \$16 [3:0];
+      \$73  = \$22 [3:0];
     end
-    if (start) begin
-      \$45  = 4'h0;
-    end
-    if (lut_gated_rst) begin
-      \$45  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$46  = \$signal ;
-    if (\$signal ) begin
-      if (\$17 ) begin
-        \$46  = 1'h0;
-      end
-    end
-    if (start) begin
-      \$46  = 1'h1;
-    end
-    if (lut_gated_rst) begin
-      \$46  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$47  = running;
-    if (\$signal ) begin
-      if (\$17 ) begin
-        \$47  = 1'h1;
-      end
-    end
-    if (running) begin
-      if (\$31 ) begin
-        if (\$34 ) begin
-          \$47  = 1'h0;
+    if (\$43 ) begin
+      if (\$46 ) begin
+        if (\$48 ) begin
+          \$73  = 4'h0;
         end
       end
     end
+    if (start) begin
+      \$73  = 4'h0;
+    end
     if (lut_gated_rst) begin
-      \$47  = 1'h0;
+      \$73  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$48  = t0;
-    if (\$signal$277 ) begin
-      if (\$18 ) begin
-        \$48  = param_rd__data[7:0];
+    \$74  = \$signal ;
+    if (\$signal ) begin
+      if (\$23 ) begin
+        \$74  = 1'h0;
+      end
+    end
+    if (\$43 ) begin
+      if (\$46 ) begin
+        if (\$48 ) begin
+          \$74  = 1'h1;
+        end
+      end
+    end
+    if (start) begin
+      \$74  = 1'h1;
+    end
+    if (lut_gated_rst) begin
+      \$74  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$75  = running;
+    if (\$signal ) begin
+      if (\$23 ) begin
+        \$75  = 1'h1;
+      end
+    end
+    if (\$36 ) begin
+      if (\$39 ) begin
+        if (\$42 ) begin
+          \$75  = 1'h0;
+        end
+      end
+    end
+    if (\$43 ) begin
+      if (\$46 ) begin
+        \$75  = 1'h0;
       end
     end
     if (lut_gated_rst) begin
-      \$48  = 8'h00;
+      \$75  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$49  = t1;
-    if (\$signal$277 ) begin
-      if (\$18 ) begin
-        \$49  = param_rd__data[15:8];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$49  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$50  = t2;
-    if (\$signal$277 ) begin
-      if (\$18 ) begin
-        \$50  = param_rd__data[23:16];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$50  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$51  = t3;
-    if (\$signal$277 ) begin
-      if (\$18 ) begin
-        \$51  = param_rd__data[31:24];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$51  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$52  = t4;
-    if (\$signal$277 ) begin
-      if (\$18 ) begin
-        \$52  = param_rd__data[39:32];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$52  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$53  = t5;
-    if (\$signal$277 ) begin
-      if (\$18 ) begin
-        \$53  = param_rd__data[47:40];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$53  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$54  = t6;
-    if (\$signal$277 ) begin
-      if (\$18 ) begin
-        \$54  = param_rd__data[55:48];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$54  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$55  = t7;
-    if (\$signal$277 ) begin
-      if (\$18 ) begin
-        \$55  = param_rd__data[63:56];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$55  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$56  = t8;
-    if (\$signal$277 ) begin
-      if (\$18 ) begin
-        \$56  = param_rd__data[71:64];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$56  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$57  = t9;
-    if (\$signal$277 ) begin
-      if (\$18 ) begin
-        \$57  = param_rd__data[79:72];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$57  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$58  = t10;
-    if (\$signal$277 ) begin
-      if (\$18 ) begin
-        \$58  = param_rd__data[87:80];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$58  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$59  = t11;
-    if (\$signal$277 ) begin
-      if (\$18 ) begin
-        \$59  = param_rd__data[95:88];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$59  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$60  = t12;
-    if (\$signal$277 ) begin
-      if (\$18 ) begin
-        \$60  = param_rd__data[103:96];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$60  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$61  = t13;
-    if (\$signal$277 ) begin
-      if (\$18 ) begin
-        \$61  = param_rd__data[111:104];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$61  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$62  = t14;
-    if (\$signal$277 ) begin
-      if (\$18 ) begin
-        \$62  = param_rd__data[119:112];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$62  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$63  = t15;
-    if (\$signal$277 ) begin
-      if (\$18 ) begin
-        \$63  = param_rd__data[127:120];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$63  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$64  = t16;
-    if (\$signal$277 ) begin
-      if (\$18 ) begin
-        \$64  = param_rd__data[135:128];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$64  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$65  = t17;
-    if (\$signal$277 ) begin
-      if (\$18 ) begin
-        \$65  = param_rd__data[143:136];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$65  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$66  = t18;
-    if (\$signal$277 ) begin
-      if (\$18 ) begin
-        \$66  = param_rd__data[151:144];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$66  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$67  = t19;
-    if (\$signal$277 ) begin
-      if (\$18 ) begin
-        \$67  = param_rd__data[159:152];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$67  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$68  = t20;
-    if (\$signal$277 ) begin
-      if (\$18 ) begin
-        \$68  = param_rd__data[167:160];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$68  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$69  = t21;
-    if (\$signal$277 ) begin
-      if (\$18 ) begin
-        \$69  = param_rd__data[175:168];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$69  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$70  = t22;
-    if (\$signal$277 ) begin
-      if (\$18 ) begin
-        \$70  = param_rd__data[183:176];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$70  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$71  = t23;
-    if (\$signal$277 ) begin
-      if (\$18 ) begin
-        \$71  = param_rd__data[191:184];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$71  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$72  = t24;
-    if (\$signal$277 ) begin
-      if (\$19 ) begin
-        \$72  = param_rd__data[7:0];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$72  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$73  = t25;
-    if (\$signal$277 ) begin
-      if (\$19 ) begin
-        \$73  = param_rd__data[15:8];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$73  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$74  = t26;
-    if (\$signal$277 ) begin
-      if (\$19 ) begin
-        \$74  = param_rd__data[23:16];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$74  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$75  = t27;
-    if (\$signal$277 ) begin
-      if (\$19 ) begin
-        \$75  = param_rd__data[31:24];
-      end
-    end
-    if (lut_gated_rst) begin
-      \$75  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$76  = t28;
-    if (\$signal$277 ) begin
-      if (\$19 ) begin
-        \$76  = param_rd__data[39:32];
+    \$76  = t0;
+    if (\$signal$282 ) begin
+      if (\$24 ) begin
+        \$76  = param_rd__data[7:0];
       end
     end
     if (lut_gated_rst) begin
@@ -14729,10 +14500,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$77  = t29;
-    if (\$signal$277 ) begin
-      if (\$19 ) begin
-        \$77  = param_rd__data[47:40];
+    \$77  = t1;
+    if (\$signal$282 ) begin
+      if (\$24 ) begin
+        \$77  = param_rd__data[15:8];
       end
     end
     if (lut_gated_rst) begin
@@ -14741,10 +14512,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$78  = t30;
-    if (\$signal$277 ) begin
-      if (\$19 ) begin
-        \$78  = param_rd__data[55:48];
+    \$78  = t2;
+    if (\$signal$282 ) begin
+      if (\$24 ) begin
+        \$78  = param_rd__data[23:16];
       end
     end
     if (lut_gated_rst) begin
@@ -14753,10 +14524,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$79  = t31;
-    if (\$signal$277 ) begin
-      if (\$19 ) begin
-        \$79  = param_rd__data[63:56];
+    \$79  = t3;
+    if (\$signal$282 ) begin
+      if (\$24 ) begin
+        \$79  = param_rd__data[31:24];
       end
     end
     if (lut_gated_rst) begin
@@ -14765,10 +14536,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$80  = t32;
-    if (\$signal$277 ) begin
-      if (\$19 ) begin
-        \$80  = param_rd__data[71:64];
+    \$80  = t4;
+    if (\$signal$282 ) begin
+      if (\$24 ) begin
+        \$80  = param_rd__data[39:32];
       end
     end
     if (lut_gated_rst) begin
@@ -14777,10 +14548,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$81  = t33;
-    if (\$signal$277 ) begin
-      if (\$19 ) begin
-        \$81  = param_rd__data[79:72];
+    \$81  = t5;
+    if (\$signal$282 ) begin
+      if (\$24 ) begin
+        \$81  = param_rd__data[47:40];
       end
     end
     if (lut_gated_rst) begin
@@ -14789,10 +14560,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$82  = t34;
-    if (\$signal$277 ) begin
-      if (\$19 ) begin
-        \$82  = param_rd__data[87:80];
+    \$82  = t6;
+    if (\$signal$282 ) begin
+      if (\$24 ) begin
+        \$82  = param_rd__data[55:48];
       end
     end
     if (lut_gated_rst) begin
@@ -14801,10 +14572,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$83  = t35;
-    if (\$signal$277 ) begin
-      if (\$19 ) begin
-        \$83  = param_rd__data[95:88];
+    \$83  = t7;
+    if (\$signal$282 ) begin
+      if (\$24 ) begin
+        \$83  = param_rd__data[63:56];
       end
     end
     if (lut_gated_rst) begin
@@ -14813,10 +14584,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$84  = t36;
-    if (\$signal$277 ) begin
-      if (\$19 ) begin
-        \$84  = param_rd__data[103:96];
+    \$84  = t8;
+    if (\$signal$282 ) begin
+      if (\$24 ) begin
+        \$84  = param_rd__data[71:64];
       end
     end
     if (lut_gated_rst) begin
@@ -14825,10 +14596,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$85  = t37;
-    if (\$signal$277 ) begin
-      if (\$19 ) begin
-        \$85  = param_rd__data[111:104];
+    \$85  = t9;
+    if (\$signal$282 ) begin
+      if (\$24 ) begin
+        \$85  = param_rd__data[79:72];
       end
     end
     if (lut_gated_rst) begin
@@ -14837,10 +14608,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$86  = t38;
-    if (\$signal$277 ) begin
-      if (\$19 ) begin
-        \$86  = param_rd__data[119:112];
+    \$86  = t10;
+    if (\$signal$282 ) begin
+      if (\$24 ) begin
+        \$86  = param_rd__data[87:80];
       end
     end
     if (lut_gated_rst) begin
@@ -14849,10 +14620,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$87  = t39;
-    if (\$signal$277 ) begin
-      if (\$19 ) begin
-        \$87  = param_rd__data[127:120];
+    \$87  = t11;
+    if (\$signal$282 ) begin
+      if (\$24 ) begin
+        \$87  = param_rd__data[95:88];
       end
     end
     if (lut_gated_rst) begin
@@ -14861,10 +14632,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$88  = t40;
-    if (\$signal$277 ) begin
-      if (\$19 ) begin
-        \$88  = param_rd__data[135:128];
+    \$88  = t12;
+    if (\$signal$282 ) begin
+      if (\$24 ) begin
+        \$88  = param_rd__data[103:96];
       end
     end
     if (lut_gated_rst) begin
@@ -14873,10 +14644,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$89  = t41;
-    if (\$signal$277 ) begin
-      if (\$19 ) begin
-        \$89  = param_rd__data[143:136];
+    \$89  = t13;
+    if (\$signal$282 ) begin
+      if (\$24 ) begin
+        \$89  = param_rd__data[111:104];
       end
     end
     if (lut_gated_rst) begin
@@ -14885,10 +14656,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$90  = t42;
-    if (\$signal$277 ) begin
-      if (\$19 ) begin
-        \$90  = param_rd__data[151:144];
+    \$90  = t14;
+    if (\$signal$282 ) begin
+      if (\$24 ) begin
+        \$90  = param_rd__data[119:112];
       end
     end
     if (lut_gated_rst) begin
@@ -14897,10 +14668,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$91  = t43;
-    if (\$signal$277 ) begin
-      if (\$19 ) begin
-        \$91  = param_rd__data[159:152];
+    \$91  = t15;
+    if (\$signal$282 ) begin
+      if (\$24 ) begin
+        \$91  = param_rd__data[127:120];
       end
     end
     if (lut_gated_rst) begin
@@ -14909,10 +14680,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$92  = t44;
-    if (\$signal$277 ) begin
-      if (\$19 ) begin
-        \$92  = param_rd__data[167:160];
+    \$92  = t16;
+    if (\$signal$282 ) begin
+      if (\$24 ) begin
+        \$92  = param_rd__data[135:128];
       end
     end
     if (lut_gated_rst) begin
@@ -14921,10 +14692,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$93  = t45;
-    if (\$signal$277 ) begin
-      if (\$19 ) begin
-        \$93  = param_rd__data[175:168];
+    \$93  = t17;
+    if (\$signal$282 ) begin
+      if (\$24 ) begin
+        \$93  = param_rd__data[143:136];
       end
     end
     if (lut_gated_rst) begin
@@ -14933,10 +14704,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$94  = t46;
-    if (\$signal$277 ) begin
-      if (\$19 ) begin
-        \$94  = param_rd__data[183:176];
+    \$94  = t18;
+    if (\$signal$282 ) begin
+      if (\$24 ) begin
+        \$94  = param_rd__data[151:144];
       end
     end
     if (lut_gated_rst) begin
@@ -14945,10 +14716,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$95  = t47;
-    if (\$signal$277 ) begin
-      if (\$19 ) begin
-        \$95  = param_rd__data[191:184];
+    \$95  = t19;
+    if (\$signal$282 ) begin
+      if (\$24 ) begin
+        \$95  = param_rd__data[159:152];
       end
     end
     if (lut_gated_rst) begin
@@ -14957,10 +14728,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$96  = t48;
-    if (\$signal$277 ) begin
-      if (\$20 ) begin
-        \$96  = param_rd__data[7:0];
+    \$96  = t20;
+    if (\$signal$282 ) begin
+      if (\$24 ) begin
+        \$96  = param_rd__data[167:160];
       end
     end
     if (lut_gated_rst) begin
@@ -14969,10 +14740,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$97  = t49;
-    if (\$signal$277 ) begin
-      if (\$20 ) begin
-        \$97  = param_rd__data[15:8];
+    \$97  = t21;
+    if (\$signal$282 ) begin
+      if (\$24 ) begin
+        \$97  = param_rd__data[175:168];
       end
     end
     if (lut_gated_rst) begin
@@ -14981,10 +14752,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$98  = t50;
-    if (\$signal$277 ) begin
-      if (\$20 ) begin
-        \$98  = param_rd__data[23:16];
+    \$98  = t22;
+    if (\$signal$282 ) begin
+      if (\$24 ) begin
+        \$98  = param_rd__data[183:176];
       end
     end
     if (lut_gated_rst) begin
@@ -14993,10 +14764,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$99  = t51;
-    if (\$signal$277 ) begin
-      if (\$20 ) begin
-        \$99  = param_rd__data[31:24];
+    \$99  = t23;
+    if (\$signal$282 ) begin
+      if (\$24 ) begin
+        \$99  = param_rd__data[191:184];
       end
     end
     if (lut_gated_rst) begin
@@ -15005,10 +14776,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$100  = t52;
-    if (\$signal$277 ) begin
-      if (\$20 ) begin
-        \$100  = param_rd__data[39:32];
+    \$100  = t24;
+    if (\$signal$282 ) begin
+      if (\$25 ) begin
+        \$100  = param_rd__data[7:0];
       end
     end
     if (lut_gated_rst) begin
@@ -15017,10 +14788,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$101  = t53;
-    if (\$signal$277 ) begin
-      if (\$20 ) begin
-        \$101  = param_rd__data[47:40];
+    \$101  = t25;
+    if (\$signal$282 ) begin
+      if (\$25 ) begin
+        \$101  = param_rd__data[15:8];
       end
     end
     if (lut_gated_rst) begin
@@ -15029,10 +14800,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$102  = t54;
-    if (\$signal$277 ) begin
-      if (\$20 ) begin
-        \$102  = param_rd__data[55:48];
+    \$102  = t26;
+    if (\$signal$282 ) begin
+      if (\$25 ) begin
+        \$102  = param_rd__data[23:16];
       end
     end
     if (lut_gated_rst) begin
@@ -15041,10 +14812,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$103  = t55;
-    if (\$signal$277 ) begin
-      if (\$20 ) begin
-        \$103  = param_rd__data[63:56];
+    \$103  = t27;
+    if (\$signal$282 ) begin
+      if (\$25 ) begin
+        \$103  = param_rd__data[31:24];
       end
     end
     if (lut_gated_rst) begin
@@ -15053,10 +14824,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$104  = t56;
-    if (\$signal$277 ) begin
-      if (\$20 ) begin
-        \$104  = param_rd__data[71:64];
+    \$104  = t28;
+    if (\$signal$282 ) begin
+      if (\$25 ) begin
+        \$104  = param_rd__data[39:32];
       end
     end
     if (lut_gated_rst) begin
@@ -15065,10 +14836,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$105  = t57;
-    if (\$signal$277 ) begin
-      if (\$20 ) begin
-        \$105  = param_rd__data[79:72];
+    \$105  = t29;
+    if (\$signal$282 ) begin
+      if (\$25 ) begin
+        \$105  = param_rd__data[47:40];
       end
     end
     if (lut_gated_rst) begin
@@ -15077,10 +14848,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$106  = t58;
-    if (\$signal$277 ) begin
-      if (\$20 ) begin
-        \$106  = param_rd__data[87:80];
+    \$106  = t30;
+    if (\$signal$282 ) begin
+      if (\$25 ) begin
+        \$106  = param_rd__data[55:48];
       end
     end
     if (lut_gated_rst) begin
@@ -15089,10 +14860,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$107  = t59;
-    if (\$signal$277 ) begin
-      if (\$20 ) begin
-        \$107  = param_rd__data[95:88];
+    \$107  = t31;
+    if (\$signal$282 ) begin
+      if (\$25 ) begin
+        \$107  = param_rd__data[63:56];
       end
     end
     if (lut_gated_rst) begin
@@ -15101,10 +14872,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$108  = t60;
-    if (\$signal$277 ) begin
-      if (\$20 ) begin
-        \$108  = param_rd__data[103:96];
+    \$108  = t32;
+    if (\$signal$282 ) begin
+      if (\$25 ) begin
+        \$108  = param_rd__data[71:64];
       end
     end
     if (lut_gated_rst) begin
@@ -15113,10 +14884,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$109  = t61;
-    if (\$signal$277 ) begin
-      if (\$20 ) begin
-        \$109  = param_rd__data[111:104];
+    \$109  = t33;
+    if (\$signal$282 ) begin
+      if (\$25 ) begin
+        \$109  = param_rd__data[79:72];
       end
     end
     if (lut_gated_rst) begin
@@ -15125,10 +14896,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$110  = t62;
-    if (\$signal$277 ) begin
-      if (\$20 ) begin
-        \$110  = param_rd__data[119:112];
+    \$110  = t34;
+    if (\$signal$282 ) begin
+      if (\$25 ) begin
+        \$110  = param_rd__data[87:80];
       end
     end
     if (lut_gated_rst) begin
@@ -15137,10 +14908,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$111  = t63;
-    if (\$signal$277 ) begin
-      if (\$20 ) begin
-        \$111  = param_rd__data[127:120];
+    \$111  = t35;
+    if (\$signal$282 ) begin
+      if (\$25 ) begin
+        \$111  = param_rd__data[95:88];
       end
     end
     if (lut_gated_rst) begin
@@ -15149,10 +14920,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$112  = t64;
-    if (\$signal$277 ) begin
-      if (\$20 ) begin
-        \$112  = param_rd__data[135:128];
+    \$112  = t36;
+    if (\$signal$282 ) begin
+      if (\$25 ) begin
+        \$112  = param_rd__data[103:96];
       end
     end
     if (lut_gated_rst) begin
@@ -15161,10 +14932,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$113  = t65;
-    if (\$signal$277 ) begin
-      if (\$20 ) begin
-        \$113  = param_rd__data[143:136];
+    \$113  = t37;
+    if (\$signal$282 ) begin
+      if (\$25 ) begin
+        \$113  = param_rd__data[111:104];
       end
     end
     if (lut_gated_rst) begin
@@ -15173,10 +14944,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$114  = t66;
-    if (\$signal$277 ) begin
-      if (\$20 ) begin
-        \$114  = param_rd__data[151:144];
+    \$114  = t38;
+    if (\$signal$282 ) begin
+      if (\$25 ) begin
+        \$114  = param_rd__data[119:112];
       end
     end
     if (lut_gated_rst) begin
@@ -15185,10 +14956,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$115  = t67;
-    if (\$signal$277 ) begin
-      if (\$20 ) begin
-        \$115  = param_rd__data[159:152];
+    \$115  = t39;
+    if (\$signal$282 ) begin
+      if (\$25 ) begin
+        \$115  = param_rd__data[127:120];
       end
     end
     if (lut_gated_rst) begin
@@ -15197,10 +14968,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$116  = t68;
-    if (\$signal$277 ) begin
-      if (\$20 ) begin
-        \$116  = param_rd__data[167:160];
+    \$116  = t40;
+    if (\$signal$282 ) begin
+      if (\$25 ) begin
+        \$116  = param_rd__data[135:128];
       end
     end
     if (lut_gated_rst) begin
@@ -15209,10 +14980,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$117  = t69;
-    if (\$signal$277 ) begin
-      if (\$20 ) begin
-        \$117  = param_rd__data[175:168];
+    \$117  = t41;
+    if (\$signal$282 ) begin
+      if (\$25 ) begin
+        \$117  = param_rd__data[143:136];
       end
     end
     if (lut_gated_rst) begin
@@ -15221,10 +14992,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$118  = t70;
-    if (\$signal$277 ) begin
-      if (\$20 ) begin
-        \$118  = param_rd__data[183:176];
+    \$118  = t42;
+    if (\$signal$282 ) begin
+      if (\$25 ) begin
+        \$118  = param_rd__data[151:144];
       end
     end
     if (lut_gated_rst) begin
@@ -15233,10 +15004,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$119  = t71;
-    if (\$signal$277 ) begin
-      if (\$20 ) begin
-        \$119  = param_rd__data[191:184];
+    \$119  = t43;
+    if (\$signal$282 ) begin
+      if (\$25 ) begin
+        \$119  = param_rd__data[159:152];
       end
     end
     if (lut_gated_rst) begin
@@ -15245,10 +15016,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$120  = t72;
-    if (\$signal$277 ) begin
-      if (\$21 ) begin
-        \$120  = param_rd__data[7:0];
+    \$120  = t44;
+    if (\$signal$282 ) begin
+      if (\$25 ) begin
+        \$120  = param_rd__data[167:160];
       end
     end
     if (lut_gated_rst) begin
@@ -15257,10 +15028,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$121  = t73;
-    if (\$signal$277 ) begin
-      if (\$21 ) begin
-        \$121  = param_rd__data[15:8];
+    \$121  = t45;
+    if (\$signal$282 ) begin
+      if (\$25 ) begin
+        \$121  = param_rd__data[175:168];
       end
     end
     if (lut_gated_rst) begin
@@ -15269,10 +15040,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$122  = t74;
-    if (\$signal$277 ) begin
-      if (\$21 ) begin
-        \$122  = param_rd__data[23:16];
+    \$122  = t46;
+    if (\$signal$282 ) begin
+      if (\$25 ) begin
+        \$122  = param_rd__data[183:176];
       end
     end
     if (lut_gated_rst) begin
@@ -15281,10 +15052,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$123  = t75;
-    if (\$signal$277 ) begin
-      if (\$21 ) begin
-        \$123  = param_rd__data[31:24];
+    \$123  = t47;
+    if (\$signal$282 ) begin
+      if (\$25 ) begin
+        \$123  = param_rd__data[191:184];
       end
     end
     if (lut_gated_rst) begin
@@ -15293,10 +15064,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$124  = t76;
-    if (\$signal$277 ) begin
-      if (\$21 ) begin
-        \$124  = param_rd__data[39:32];
+    \$124  = t48;
+    if (\$signal$282 ) begin
+      if (\$26 ) begin
+        \$124  = param_rd__data[7:0];
       end
     end
     if (lut_gated_rst) begin
@@ -15305,10 +15076,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$125  = t77;
-    if (\$signal$277 ) begin
-      if (\$21 ) begin
-        \$125  = param_rd__data[47:40];
+    \$125  = t49;
+    if (\$signal$282 ) begin
+      if (\$26 ) begin
+        \$125  = param_rd__data[15:8];
       end
     end
     if (lut_gated_rst) begin
@@ -15317,10 +15088,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$126  = t78;
-    if (\$signal$277 ) begin
-      if (\$21 ) begin
-        \$126  = param_rd__data[55:48];
+    \$126  = t50;
+    if (\$signal$282 ) begin
+      if (\$26 ) begin
+        \$126  = param_rd__data[23:16];
       end
     end
     if (lut_gated_rst) begin
@@ -15329,10 +15100,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$127  = t79;
-    if (\$signal$277 ) begin
-      if (\$21 ) begin
-        \$127  = param_rd__data[63:56];
+    \$127  = t51;
+    if (\$signal$282 ) begin
+      if (\$26 ) begin
+        \$127  = param_rd__data[31:24];
       end
     end
     if (lut_gated_rst) begin
@@ -15341,10 +15112,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$128  = t80;
-    if (\$signal$277 ) begin
-      if (\$21 ) begin
-        \$128  = param_rd__data[71:64];
+    \$128  = t52;
+    if (\$signal$282 ) begin
+      if (\$26 ) begin
+        \$128  = param_rd__data[39:32];
       end
     end
     if (lut_gated_rst) begin
@@ -15353,10 +15124,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$129  = t81;
-    if (\$signal$277 ) begin
-      if (\$21 ) begin
-        \$129  = param_rd__data[79:72];
+    \$129  = t53;
+    if (\$signal$282 ) begin
+      if (\$26 ) begin
+        \$129  = param_rd__data[47:40];
       end
     end
     if (lut_gated_rst) begin
@@ -15365,10 +15136,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$130  = t82;
-    if (\$signal$277 ) begin
-      if (\$21 ) begin
-        \$130  = param_rd__data[87:80];
+    \$130  = t54;
+    if (\$signal$282 ) begin
+      if (\$26 ) begin
+        \$130  = param_rd__data[55:48];
       end
     end
     if (lut_gated_rst) begin
@@ -15377,10 +15148,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$131  = t83;
-    if (\$signal$277 ) begin
-      if (\$21 ) begin
-        \$131  = param_rd__data[95:88];
+    \$131  = t55;
+    if (\$signal$282 ) begin
+      if (\$26 ) begin
+        \$131  = param_rd__data[63:56];
       end
     end
     if (lut_gated_rst) begin
@@ -15389,10 +15160,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$132  = t84;
-    if (\$signal$277 ) begin
-      if (\$21 ) begin
-        \$132  = param_rd__data[103:96];
+    \$132  = t56;
+    if (\$signal$282 ) begin
+      if (\$26 ) begin
+        \$132  = param_rd__data[71:64];
       end
     end
     if (lut_gated_rst) begin
@@ -15401,10 +15172,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$133  = t85;
-    if (\$signal$277 ) begin
-      if (\$21 ) begin
-        \$133  = param_rd__data[111:104];
+    \$133  = t57;
+    if (\$signal$282 ) begin
+      if (\$26 ) begin
+        \$133  = param_rd__data[79:72];
       end
     end
     if (lut_gated_rst) begin
@@ -15413,10 +15184,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$134  = t86;
-    if (\$signal$277 ) begin
-      if (\$21 ) begin
-        \$134  = param_rd__data[119:112];
+    \$134  = t58;
+    if (\$signal$282 ) begin
+      if (\$26 ) begin
+        \$134  = param_rd__data[87:80];
       end
     end
     if (lut_gated_rst) begin
@@ -15425,10 +15196,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$135  = t87;
-    if (\$signal$277 ) begin
-      if (\$21 ) begin
-        \$135  = param_rd__data[127:120];
+    \$135  = t59;
+    if (\$signal$282 ) begin
+      if (\$26 ) begin
+        \$135  = param_rd__data[95:88];
       end
     end
     if (lut_gated_rst) begin
@@ -15437,10 +15208,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$136  = t88;
-    if (\$signal$277 ) begin
-      if (\$21 ) begin
-        \$136  = param_rd__data[135:128];
+    \$136  = t60;
+    if (\$signal$282 ) begin
+      if (\$26 ) begin
+        \$136  = param_rd__data[103:96];
       end
     end
     if (lut_gated_rst) begin
@@ -15449,10 +15220,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$137  = t89;
-    if (\$signal$277 ) begin
-      if (\$21 ) begin
-        \$137  = param_rd__data[143:136];
+    \$137  = t61;
+    if (\$signal$282 ) begin
+      if (\$26 ) begin
+        \$137  = param_rd__data[111:104];
       end
     end
     if (lut_gated_rst) begin
@@ -15461,10 +15232,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$138  = t90;
-    if (\$signal$277 ) begin
-      if (\$21 ) begin
-        \$138  = param_rd__data[151:144];
+    \$138  = t62;
+    if (\$signal$282 ) begin
+      if (\$26 ) begin
+        \$138  = param_rd__data[119:112];
       end
     end
     if (lut_gated_rst) begin
@@ -15473,10 +15244,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$139  = t91;
-    if (\$signal$277 ) begin
-      if (\$21 ) begin
-        \$139  = param_rd__data[159:152];
+    \$139  = t63;
+    if (\$signal$282 ) begin
+      if (\$26 ) begin
+        \$139  = param_rd__data[127:120];
       end
     end
     if (lut_gated_rst) begin
@@ -15485,10 +15256,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$140  = t92;
-    if (\$signal$277 ) begin
-      if (\$21 ) begin
-        \$140  = param_rd__data[167:160];
+    \$140  = t64;
+    if (\$signal$282 ) begin
+      if (\$26 ) begin
+        \$140  = param_rd__data[135:128];
       end
     end
     if (lut_gated_rst) begin
@@ -15497,10 +15268,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$141  = t93;
-    if (\$signal$277 ) begin
-      if (\$21 ) begin
-        \$141  = param_rd__data[175:168];
+    \$141  = t65;
+    if (\$signal$282 ) begin
+      if (\$26 ) begin
+        \$141  = param_rd__data[143:136];
       end
     end
     if (lut_gated_rst) begin
@@ -15509,10 +15280,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$142  = t94;
-    if (\$signal$277 ) begin
-      if (\$21 ) begin
-        \$142  = param_rd__data[183:176];
+    \$142  = t66;
+    if (\$signal$282 ) begin
+      if (\$26 ) begin
+        \$142  = param_rd__data[151:144];
       end
     end
     if (lut_gated_rst) begin
@@ -15521,10 +15292,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$143  = t95;
-    if (\$signal$277 ) begin
-      if (\$21 ) begin
-        \$143  = param_rd__data[191:184];
+    \$143  = t67;
+    if (\$signal$282 ) begin
+      if (\$26 ) begin
+        \$143  = param_rd__data[159:152];
       end
     end
     if (lut_gated_rst) begin
@@ -15533,10 +15304,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$144  = t96;
-    if (\$signal$277 ) begin
-      if (\$22 ) begin
-        \$144  = param_rd__data[7:0];
+    \$144  = t68;
+    if (\$signal$282 ) begin
+      if (\$26 ) begin
+        \$144  = param_rd__data[167:160];
       end
     end
     if (lut_gated_rst) begin
@@ -15545,10 +15316,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$145  = t97;
-    if (\$signal$277 ) begin
-      if (\$22 ) begin
-        \$145  = param_rd__data[15:8];
+    \$145  = t69;
+    if (\$signal$282 ) begin
+      if (\$26 ) begin
+        \$145  = param_rd__data[175:168];
       end
     end
     if (lut_gated_rst) begin
@@ -15557,10 +15328,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$146  = t98;
-    if (\$signal$277 ) begin
-      if (\$22 ) begin
-        \$146  = param_rd__data[23:16];
+    \$146  = t70;
+    if (\$signal$282 ) begin
+      if (\$26 ) begin
+        \$146  = param_rd__data[183:176];
       end
     end
     if (lut_gated_rst) begin
@@ -15569,10 +15340,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$147  = t99;
-    if (\$signal$277 ) begin
-      if (\$22 ) begin
-        \$147  = param_rd__data[31:24];
+    \$147  = t71;
+    if (\$signal$282 ) begin
+      if (\$26 ) begin
+        \$147  = param_rd__data[191:184];
       end
     end
     if (lut_gated_rst) begin
@@ -15581,10 +15352,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$148  = t100;
-    if (\$signal$277 ) begin
-      if (\$22 ) begin
-        \$148  = param_rd__data[39:32];
+    \$148  = t72;
+    if (\$signal$282 ) begin
+      if (\$27 ) begin
+        \$148  = param_rd__data[7:0];
       end
     end
     if (lut_gated_rst) begin
@@ -15593,10 +15364,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$149  = t101;
-    if (\$signal$277 ) begin
-      if (\$22 ) begin
-        \$149  = param_rd__data[47:40];
+    \$149  = t73;
+    if (\$signal$282 ) begin
+      if (\$27 ) begin
+        \$149  = param_rd__data[15:8];
       end
     end
     if (lut_gated_rst) begin
@@ -15605,10 +15376,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$150  = t102;
-    if (\$signal$277 ) begin
-      if (\$22 ) begin
-        \$150  = param_rd__data[55:48];
+    \$150  = t74;
+    if (\$signal$282 ) begin
+      if (\$27 ) begin
+        \$150  = param_rd__data[23:16];
       end
     end
     if (lut_gated_rst) begin
@@ -15617,10 +15388,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$151  = t103;
-    if (\$signal$277 ) begin
-      if (\$22 ) begin
-        \$151  = param_rd__data[63:56];
+    \$151  = t75;
+    if (\$signal$282 ) begin
+      if (\$27 ) begin
+        \$151  = param_rd__data[31:24];
       end
     end
     if (lut_gated_rst) begin
@@ -15629,10 +15400,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$152  = t104;
-    if (\$signal$277 ) begin
-      if (\$22 ) begin
-        \$152  = param_rd__data[71:64];
+    \$152  = t76;
+    if (\$signal$282 ) begin
+      if (\$27 ) begin
+        \$152  = param_rd__data[39:32];
       end
     end
     if (lut_gated_rst) begin
@@ -15641,10 +15412,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$153  = t105;
-    if (\$signal$277 ) begin
-      if (\$22 ) begin
-        \$153  = param_rd__data[79:72];
+    \$153  = t77;
+    if (\$signal$282 ) begin
+      if (\$27 ) begin
+        \$153  = param_rd__data[47:40];
       end
     end
     if (lut_gated_rst) begin
@@ -15653,10 +15424,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$154  = t106;
-    if (\$signal$277 ) begin
-      if (\$22 ) begin
-        \$154  = param_rd__data[87:80];
+    \$154  = t78;
+    if (\$signal$282 ) begin
+      if (\$27 ) begin
+        \$154  = param_rd__data[55:48];
       end
     end
     if (lut_gated_rst) begin
@@ -15665,10 +15436,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$155  = t107;
-    if (\$signal$277 ) begin
-      if (\$22 ) begin
-        \$155  = param_rd__data[95:88];
+    \$155  = t79;
+    if (\$signal$282 ) begin
+      if (\$27 ) begin
+        \$155  = param_rd__data[63:56];
       end
     end
     if (lut_gated_rst) begin
@@ -15677,10 +15448,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$156  = t108;
-    if (\$signal$277 ) begin
-      if (\$22 ) begin
-        \$156  = param_rd__data[103:96];
+    \$156  = t80;
+    if (\$signal$282 ) begin
+      if (\$27 ) begin
+        \$156  = param_rd__data[71:64];
       end
     end
     if (lut_gated_rst) begin
@@ -15689,10 +15460,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$157  = t109;
-    if (\$signal$277 ) begin
-      if (\$22 ) begin
-        \$157  = param_rd__data[111:104];
+    \$157  = t81;
+    if (\$signal$282 ) begin
+      if (\$27 ) begin
+        \$157  = param_rd__data[79:72];
       end
     end
     if (lut_gated_rst) begin
@@ -15701,10 +15472,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$158  = t110;
-    if (\$signal$277 ) begin
-      if (\$22 ) begin
-        \$158  = param_rd__data[119:112];
+    \$158  = t82;
+    if (\$signal$282 ) begin
+      if (\$27 ) begin
+        \$158  = param_rd__data[87:80];
       end
     end
     if (lut_gated_rst) begin
@@ -15713,10 +15484,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$159  = t111;
-    if (\$signal$277 ) begin
-      if (\$22 ) begin
-        \$159  = param_rd__data[127:120];
+    \$159  = t83;
+    if (\$signal$282 ) begin
+      if (\$27 ) begin
+        \$159  = param_rd__data[95:88];
       end
     end
     if (lut_gated_rst) begin
@@ -15725,10 +15496,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$160  = t112;
-    if (\$signal$277 ) begin
-      if (\$22 ) begin
-        \$160  = param_rd__data[135:128];
+    \$160  = t84;
+    if (\$signal$282 ) begin
+      if (\$27 ) begin
+        \$160  = param_rd__data[103:96];
       end
     end
     if (lut_gated_rst) begin
@@ -15737,10 +15508,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$161  = t113;
-    if (\$signal$277 ) begin
-      if (\$22 ) begin
-        \$161  = param_rd__data[143:136];
+    \$161  = t85;
+    if (\$signal$282 ) begin
+      if (\$27 ) begin
+        \$161  = param_rd__data[111:104];
       end
     end
     if (lut_gated_rst) begin
@@ -15749,10 +15520,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$162  = t114;
-    if (\$signal$277 ) begin
-      if (\$22 ) begin
-        \$162  = param_rd__data[151:144];
+    \$162  = t86;
+    if (\$signal$282 ) begin
+      if (\$27 ) begin
+        \$162  = param_rd__data[119:112];
       end
     end
     if (lut_gated_rst) begin
@@ -15761,10 +15532,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$163  = t115;
-    if (\$signal$277 ) begin
-      if (\$22 ) begin
-        \$163  = param_rd__data[159:152];
+    \$163  = t87;
+    if (\$signal$282 ) begin
+      if (\$27 ) begin
+        \$163  = param_rd__data[127:120];
       end
     end
     if (lut_gated_rst) begin
@@ -15773,10 +15544,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$164  = t116;
-    if (\$signal$277 ) begin
-      if (\$22 ) begin
-        \$164  = param_rd__data[167:160];
+    \$164  = t88;
+    if (\$signal$282 ) begin
+      if (\$27 ) begin
+        \$164  = param_rd__data[135:128];
       end
     end
     if (lut_gated_rst) begin
@@ -15785,10 +15556,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$165  = t117;
-    if (\$signal$277 ) begin
-      if (\$22 ) begin
-        \$165  = param_rd__data[175:168];
+    \$165  = t89;
+    if (\$signal$282 ) begin
+      if (\$27 ) begin
+        \$165  = param_rd__data[143:136];
       end
     end
     if (lut_gated_rst) begin
@@ -15797,10 +15568,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$166  = t118;
-    if (\$signal$277 ) begin
-      if (\$22 ) begin
-        \$166  = param_rd__data[183:176];
+    \$166  = t90;
+    if (\$signal$282 ) begin
+      if (\$27 ) begin
+        \$166  = param_rd__data[151:144];
       end
     end
     if (lut_gated_rst) begin
@@ -15809,10 +15580,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$167  = t119;
-    if (\$signal$277 ) begin
-      if (\$22 ) begin
-        \$167  = param_rd__data[191:184];
+    \$167  = t91;
+    if (\$signal$282 ) begin
+      if (\$27 ) begin
+        \$167  = param_rd__data[159:152];
       end
     end
     if (lut_gated_rst) begin
@@ -15821,10 +15592,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$168  = t120;
-    if (\$signal$277 ) begin
-      if (\$23 ) begin
-        \$168  = param_rd__data[7:0];
+    \$168  = t92;
+    if (\$signal$282 ) begin
+      if (\$27 ) begin
+        \$168  = param_rd__data[167:160];
       end
     end
     if (lut_gated_rst) begin
@@ -15833,10 +15604,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$169  = t121;
-    if (\$signal$277 ) begin
-      if (\$23 ) begin
-        \$169  = param_rd__data[15:8];
+    \$169  = t93;
+    if (\$signal$282 ) begin
+      if (\$27 ) begin
+        \$169  = param_rd__data[175:168];
       end
     end
     if (lut_gated_rst) begin
@@ -15845,10 +15616,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$170  = t122;
-    if (\$signal$277 ) begin
-      if (\$23 ) begin
-        \$170  = param_rd__data[23:16];
+    \$170  = t94;
+    if (\$signal$282 ) begin
+      if (\$27 ) begin
+        \$170  = param_rd__data[183:176];
       end
     end
     if (lut_gated_rst) begin
@@ -15857,10 +15628,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$171  = t123;
-    if (\$signal$277 ) begin
-      if (\$23 ) begin
-        \$171  = param_rd__data[31:24];
+    \$171  = t95;
+    if (\$signal$282 ) begin
+      if (\$27 ) begin
+        \$171  = param_rd__data[191:184];
       end
     end
     if (lut_gated_rst) begin
@@ -15869,10 +15640,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$172  = t124;
-    if (\$signal$277 ) begin
-      if (\$23 ) begin
-        \$172  = param_rd__data[39:32];
+    \$172  = t96;
+    if (\$signal$282 ) begin
+      if (\$28 ) begin
+        \$172  = param_rd__data[7:0];
       end
     end
     if (lut_gated_rst) begin
@@ -15881,10 +15652,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$173  = t125;
-    if (\$signal$277 ) begin
-      if (\$23 ) begin
-        \$173  = param_rd__data[47:40];
+    \$173  = t97;
+    if (\$signal$282 ) begin
+      if (\$28 ) begin
+        \$173  = param_rd__data[15:8];
       end
     end
     if (lut_gated_rst) begin
@@ -15893,10 +15664,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$174  = t126;
-    if (\$signal$277 ) begin
-      if (\$23 ) begin
-        \$174  = param_rd__data[55:48];
+    \$174  = t98;
+    if (\$signal$282 ) begin
+      if (\$28 ) begin
+        \$174  = param_rd__data[23:16];
       end
     end
     if (lut_gated_rst) begin
@@ -15905,10 +15676,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$175  = t127;
-    if (\$signal$277 ) begin
-      if (\$23 ) begin
-        \$175  = param_rd__data[63:56];
+    \$175  = t99;
+    if (\$signal$282 ) begin
+      if (\$28 ) begin
+        \$175  = param_rd__data[31:24];
       end
     end
     if (lut_gated_rst) begin
@@ -15917,10 +15688,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$176  = t128;
-    if (\$signal$277 ) begin
-      if (\$23 ) begin
-        \$176  = param_rd__data[71:64];
+    \$176  = t100;
+    if (\$signal$282 ) begin
+      if (\$28 ) begin
+        \$176  = param_rd__data[39:32];
       end
     end
     if (lut_gated_rst) begin
@@ -15929,10 +15700,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$177  = t129;
-    if (\$signal$277 ) begin
-      if (\$23 ) begin
-        \$177  = param_rd__data[79:72];
+    \$177  = t101;
+    if (\$signal$282 ) begin
+      if (\$28 ) begin
+        \$177  = param_rd__data[47:40];
       end
     end
     if (lut_gated_rst) begin
@@ -15941,10 +15712,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$178  = t130;
-    if (\$signal$277 ) begin
-      if (\$23 ) begin
-        \$178  = param_rd__data[87:80];
+    \$178  = t102;
+    if (\$signal$282 ) begin
+      if (\$28 ) begin
+        \$178  = param_rd__data[55:48];
       end
     end
     if (lut_gated_rst) begin
@@ -15953,10 +15724,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$179  = t131;
-    if (\$signal$277 ) begin
-      if (\$23 ) begin
-        \$179  = param_rd__data[95:88];
+    \$179  = t103;
+    if (\$signal$282 ) begin
+      if (\$28 ) begin
+        \$179  = param_rd__data[63:56];
       end
     end
     if (lut_gated_rst) begin
@@ -15965,10 +15736,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$180  = t132;
-    if (\$signal$277 ) begin
-      if (\$23 ) begin
-        \$180  = param_rd__data[103:96];
+    \$180  = t104;
+    if (\$signal$282 ) begin
+      if (\$28 ) begin
+        \$180  = param_rd__data[71:64];
       end
     end
     if (lut_gated_rst) begin
@@ -15977,10 +15748,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$181  = t133;
-    if (\$signal$277 ) begin
-      if (\$23 ) begin
-        \$181  = param_rd__data[111:104];
+    \$181  = t105;
+    if (\$signal$282 ) begin
+      if (\$28 ) begin
+        \$181  = param_rd__data[79:72];
       end
     end
     if (lut_gated_rst) begin
@@ -15989,10 +15760,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$182  = t134;
-    if (\$signal$277 ) begin
-      if (\$23 ) begin
-        \$182  = param_rd__data[119:112];
+    \$182  = t106;
+    if (\$signal$282 ) begin
+      if (\$28 ) begin
+        \$182  = param_rd__data[87:80];
       end
     end
     if (lut_gated_rst) begin
@@ -16001,10 +15772,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$183  = t135;
-    if (\$signal$277 ) begin
-      if (\$23 ) begin
-        \$183  = param_rd__data[127:120];
+    \$183  = t107;
+    if (\$signal$282 ) begin
+      if (\$28 ) begin
+        \$183  = param_rd__data[95:88];
       end
     end
     if (lut_gated_rst) begin
@@ -16013,10 +15784,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$184  = t136;
-    if (\$signal$277 ) begin
-      if (\$23 ) begin
-        \$184  = param_rd__data[135:128];
+    \$184  = t108;
+    if (\$signal$282 ) begin
+      if (\$28 ) begin
+        \$184  = param_rd__data[103:96];
       end
     end
     if (lut_gated_rst) begin
@@ -16025,10 +15796,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$185  = t137;
-    if (\$signal$277 ) begin
-      if (\$23 ) begin
-        \$185  = param_rd__data[143:136];
+    \$185  = t109;
+    if (\$signal$282 ) begin
+      if (\$28 ) begin
+        \$185  = param_rd__data[111:104];
       end
     end
     if (lut_gated_rst) begin
@@ -16037,10 +15808,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$186  = t138;
-    if (\$signal$277 ) begin
-      if (\$23 ) begin
-        \$186  = param_rd__data[151:144];
+    \$186  = t110;
+    if (\$signal$282 ) begin
+      if (\$28 ) begin
+        \$186  = param_rd__data[119:112];
       end
     end
     if (lut_gated_rst) begin
@@ -16049,10 +15820,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$187  = t139;
-    if (\$signal$277 ) begin
-      if (\$23 ) begin
-        \$187  = param_rd__data[159:152];
+    \$187  = t111;
+    if (\$signal$282 ) begin
+      if (\$28 ) begin
+        \$187  = param_rd__data[127:120];
       end
     end
     if (lut_gated_rst) begin
@@ -16061,10 +15832,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$188  = t140;
-    if (\$signal$277 ) begin
-      if (\$23 ) begin
-        \$188  = param_rd__data[167:160];
+    \$188  = t112;
+    if (\$signal$282 ) begin
+      if (\$28 ) begin
+        \$188  = param_rd__data[135:128];
       end
     end
     if (lut_gated_rst) begin
@@ -16073,10 +15844,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$189  = t141;
-    if (\$signal$277 ) begin
-      if (\$23 ) begin
-        \$189  = param_rd__data[175:168];
+    \$189  = t113;
+    if (\$signal$282 ) begin
+      if (\$28 ) begin
+        \$189  = param_rd__data[143:136];
       end
     end
     if (lut_gated_rst) begin
@@ -16085,10 +15856,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$190  = t142;
-    if (\$signal$277 ) begin
-      if (\$23 ) begin
-        \$190  = param_rd__data[183:176];
+    \$190  = t114;
+    if (\$signal$282 ) begin
+      if (\$28 ) begin
+        \$190  = param_rd__data[151:144];
       end
     end
     if (lut_gated_rst) begin
@@ -16097,10 +15868,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$191  = t143;
-    if (\$signal$277 ) begin
-      if (\$23 ) begin
-        \$191  = param_rd__data[191:184];
+    \$191  = t115;
+    if (\$signal$282 ) begin
+      if (\$28 ) begin
+        \$191  = param_rd__data[159:152];
       end
     end
     if (lut_gated_rst) begin
@@ -16109,10 +15880,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$192  = t144;
-    if (\$signal$277 ) begin
-      if (\$24 ) begin
-        \$192  = param_rd__data[7:0];
+    \$192  = t116;
+    if (\$signal$282 ) begin
+      if (\$28 ) begin
+        \$192  = param_rd__data[167:160];
       end
     end
     if (lut_gated_rst) begin
@@ -16121,10 +15892,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$193  = t145;
-    if (\$signal$277 ) begin
-      if (\$24 ) begin
-        \$193  = param_rd__data[15:8];
+    \$193  = t117;
+    if (\$signal$282 ) begin
+      if (\$28 ) begin
+        \$193  = param_rd__data[175:168];
       end
     end
     if (lut_gated_rst) begin
@@ -16133,10 +15904,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$194  = t146;
-    if (\$signal$277 ) begin
-      if (\$24 ) begin
-        \$194  = param_rd__data[23:16];
+    \$194  = t118;
+    if (\$signal$282 ) begin
+      if (\$28 ) begin
+        \$194  = param_rd__data[183:176];
       end
     end
     if (lut_gated_rst) begin
@@ -16145,10 +15916,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$195  = t147;
-    if (\$signal$277 ) begin
-      if (\$24 ) begin
-        \$195  = param_rd__data[31:24];
+    \$195  = t119;
+    if (\$signal$282 ) begin
+      if (\$28 ) begin
+        \$195  = param_rd__data[191:184];
       end
     end
     if (lut_gated_rst) begin
@@ -16157,10 +15928,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$196  = t148;
-    if (\$signal$277 ) begin
-      if (\$24 ) begin
-        \$196  = param_rd__data[39:32];
+    \$196  = t120;
+    if (\$signal$282 ) begin
+      if (\$29 ) begin
+        \$196  = param_rd__data[7:0];
       end
     end
     if (lut_gated_rst) begin
@@ -16169,10 +15940,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$197  = t149;
-    if (\$signal$277 ) begin
-      if (\$24 ) begin
-        \$197  = param_rd__data[47:40];
+    \$197  = t121;
+    if (\$signal$282 ) begin
+      if (\$29 ) begin
+        \$197  = param_rd__data[15:8];
       end
     end
     if (lut_gated_rst) begin
@@ -16181,10 +15952,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$198  = t150;
-    if (\$signal$277 ) begin
-      if (\$24 ) begin
-        \$198  = param_rd__data[55:48];
+    \$198  = t122;
+    if (\$signal$282 ) begin
+      if (\$29 ) begin
+        \$198  = param_rd__data[23:16];
       end
     end
     if (lut_gated_rst) begin
@@ -16193,10 +15964,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$199  = t151;
-    if (\$signal$277 ) begin
-      if (\$24 ) begin
-        \$199  = param_rd__data[63:56];
+    \$199  = t123;
+    if (\$signal$282 ) begin
+      if (\$29 ) begin
+        \$199  = param_rd__data[31:24];
       end
     end
     if (lut_gated_rst) begin
@@ -16205,10 +15976,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$200  = t152;
-    if (\$signal$277 ) begin
-      if (\$24 ) begin
-        \$200  = param_rd__data[71:64];
+    \$200  = t124;
+    if (\$signal$282 ) begin
+      if (\$29 ) begin
+        \$200  = param_rd__data[39:32];
       end
     end
     if (lut_gated_rst) begin
@@ -16217,10 +15988,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$201  = t153;
-    if (\$signal$277 ) begin
-      if (\$24 ) begin
-        \$201  = param_rd__data[79:72];
+    \$201  = t125;
+    if (\$signal$282 ) begin
+      if (\$29 ) begin
+        \$201  = param_rd__data[47:40];
       end
     end
     if (lut_gated_rst) begin
@@ -16229,10 +16000,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$202  = t154;
-    if (\$signal$277 ) begin
-      if (\$24 ) begin
-        \$202  = param_rd__data[87:80];
+    \$202  = t126;
+    if (\$signal$282 ) begin
+      if (\$29 ) begin
+        \$202  = param_rd__data[55:48];
       end
     end
     if (lut_gated_rst) begin
@@ -16241,10 +16012,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$203  = t155;
-    if (\$signal$277 ) begin
-      if (\$24 ) begin
-        \$203  = param_rd__data[95:88];
+    \$203  = t127;
+    if (\$signal$282 ) begin
+      if (\$29 ) begin
+        \$203  = param_rd__data[63:56];
       end
     end
     if (lut_gated_rst) begin
@@ -16253,10 +16024,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$204  = t156;
-    if (\$signal$277 ) begin
-      if (\$24 ) begin
-        \$204  = param_rd__data[103:96];
+    \$204  = t128;
+    if (\$signal$282 ) begin
+      if (\$29 ) begin
+        \$204  = param_rd__data[71:64];
       end
     end
     if (lut_gated_rst) begin
@@ -16265,10 +16036,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$205  = t157;
-    if (\$signal$277 ) begin
-      if (\$24 ) begin
-        \$205  = param_rd__data[111:104];
+    \$205  = t129;
+    if (\$signal$282 ) begin
+      if (\$29 ) begin
+        \$205  = param_rd__data[79:72];
       end
     end
     if (lut_gated_rst) begin
@@ -16277,10 +16048,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$206  = t158;
-    if (\$signal$277 ) begin
-      if (\$24 ) begin
-        \$206  = param_rd__data[119:112];
+    \$206  = t130;
+    if (\$signal$282 ) begin
+      if (\$29 ) begin
+        \$206  = param_rd__data[87:80];
       end
     end
     if (lut_gated_rst) begin
@@ -16289,10 +16060,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$207  = t159;
-    if (\$signal$277 ) begin
-      if (\$24 ) begin
-        \$207  = param_rd__data[127:120];
+    \$207  = t131;
+    if (\$signal$282 ) begin
+      if (\$29 ) begin
+        \$207  = param_rd__data[95:88];
       end
     end
     if (lut_gated_rst) begin
@@ -16301,10 +16072,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$208  = t160;
-    if (\$signal$277 ) begin
-      if (\$24 ) begin
-        \$208  = param_rd__data[135:128];
+    \$208  = t132;
+    if (\$signal$282 ) begin
+      if (\$29 ) begin
+        \$208  = param_rd__data[103:96];
       end
     end
     if (lut_gated_rst) begin
@@ -16313,10 +16084,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$209  = t161;
-    if (\$signal$277 ) begin
-      if (\$24 ) begin
-        \$209  = param_rd__data[143:136];
+    \$209  = t133;
+    if (\$signal$282 ) begin
+      if (\$29 ) begin
+        \$209  = param_rd__data[111:104];
       end
     end
     if (lut_gated_rst) begin
@@ -16325,10 +16096,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$210  = t162;
-    if (\$signal$277 ) begin
-      if (\$24 ) begin
-        \$210  = param_rd__data[151:144];
+    \$210  = t134;
+    if (\$signal$282 ) begin
+      if (\$29 ) begin
+        \$210  = param_rd__data[119:112];
       end
     end
     if (lut_gated_rst) begin
@@ -16337,10 +16108,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$211  = t163;
-    if (\$signal$277 ) begin
-      if (\$24 ) begin
-        \$211  = param_rd__data[159:152];
+    \$211  = t135;
+    if (\$signal$282 ) begin
+      if (\$29 ) begin
+        \$211  = param_rd__data[127:120];
       end
     end
     if (lut_gated_rst) begin
@@ -16349,10 +16120,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$212  = t164;
-    if (\$signal$277 ) begin
-      if (\$24 ) begin
-        \$212  = param_rd__data[167:160];
+    \$212  = t136;
+    if (\$signal$282 ) begin
+      if (\$29 ) begin
+        \$212  = param_rd__data[135:128];
       end
     end
     if (lut_gated_rst) begin
@@ -16361,10 +16132,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$213  = t165;
-    if (\$signal$277 ) begin
-      if (\$24 ) begin
-        \$213  = param_rd__data[175:168];
+    \$213  = t137;
+    if (\$signal$282 ) begin
+      if (\$29 ) begin
+        \$213  = param_rd__data[143:136];
       end
     end
     if (lut_gated_rst) begin
@@ -16373,10 +16144,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$214  = t166;
-    if (\$signal$277 ) begin
-      if (\$24 ) begin
-        \$214  = param_rd__data[183:176];
+    \$214  = t138;
+    if (\$signal$282 ) begin
+      if (\$29 ) begin
+        \$214  = param_rd__data[151:144];
       end
     end
     if (lut_gated_rst) begin
@@ -16385,10 +16156,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$215  = t167;
-    if (\$signal$277 ) begin
-      if (\$24 ) begin
-        \$215  = param_rd__data[191:184];
+    \$215  = t139;
+    if (\$signal$282 ) begin
+      if (\$29 ) begin
+        \$215  = param_rd__data[159:152];
       end
     end
     if (lut_gated_rst) begin
@@ -16397,10 +16168,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$216  = t168;
-    if (\$signal$277 ) begin
-      if (\$25 ) begin
-        \$216  = param_rd__data[7:0];
+    \$216  = t140;
+    if (\$signal$282 ) begin
+      if (\$29 ) begin
+        \$216  = param_rd__data[167:160];
       end
     end
     if (lut_gated_rst) begin
@@ -16409,10 +16180,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$217  = t169;
-    if (\$signal$277 ) begin
-      if (\$25 ) begin
-        \$217  = param_rd__data[15:8];
+    \$217  = t141;
+    if (\$signal$282 ) begin
+      if (\$29 ) begin
+        \$217  = param_rd__data[175:168];
       end
     end
     if (lut_gated_rst) begin
@@ -16421,10 +16192,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$218  = t170;
-    if (\$signal$277 ) begin
-      if (\$25 ) begin
-        \$218  = param_rd__data[23:16];
+    \$218  = t142;
+    if (\$signal$282 ) begin
+      if (\$29 ) begin
+        \$218  = param_rd__data[183:176];
       end
     end
     if (lut_gated_rst) begin
@@ -16433,10 +16204,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$219  = t171;
-    if (\$signal$277 ) begin
-      if (\$25 ) begin
-        \$219  = param_rd__data[31:24];
+    \$219  = t143;
+    if (\$signal$282 ) begin
+      if (\$29 ) begin
+        \$219  = param_rd__data[191:184];
       end
     end
     if (lut_gated_rst) begin
@@ -16445,10 +16216,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$220  = t172;
-    if (\$signal$277 ) begin
-      if (\$25 ) begin
-        \$220  = param_rd__data[39:32];
+    \$220  = t144;
+    if (\$signal$282 ) begin
+      if (\$30 ) begin
+        \$220  = param_rd__data[7:0];
       end
     end
     if (lut_gated_rst) begin
@@ -16457,10 +16228,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$221  = t173;
-    if (\$signal$277 ) begin
-      if (\$25 ) begin
-        \$221  = param_rd__data[47:40];
+    \$221  = t145;
+    if (\$signal$282 ) begin
+      if (\$30 ) begin
+        \$221  = param_rd__data[15:8];
       end
     end
     if (lut_gated_rst) begin
@@ -16469,10 +16240,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$222  = t174;
-    if (\$signal$277 ) begin
-      if (\$25 ) begin
-        \$222  = param_rd__data[55:48];
+    \$222  = t146;
+    if (\$signal$282 ) begin
+      if (\$30 ) begin
+        \$222  = param_rd__data[23:16];
       end
     end
     if (lut_gated_rst) begin
@@ -16481,10 +16252,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$223  = t175;
-    if (\$signal$277 ) begin
-      if (\$25 ) begin
-        \$223  = param_rd__data[63:56];
+    \$223  = t147;
+    if (\$signal$282 ) begin
+      if (\$30 ) begin
+        \$223  = param_rd__data[31:24];
       end
     end
     if (lut_gated_rst) begin
@@ -16493,10 +16264,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$224  = t176;
-    if (\$signal$277 ) begin
-      if (\$25 ) begin
-        \$224  = param_rd__data[71:64];
+    \$224  = t148;
+    if (\$signal$282 ) begin
+      if (\$30 ) begin
+        \$224  = param_rd__data[39:32];
       end
     end
     if (lut_gated_rst) begin
@@ -16505,10 +16276,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$225  = t177;
-    if (\$signal$277 ) begin
-      if (\$25 ) begin
-        \$225  = param_rd__data[79:72];
+    \$225  = t149;
+    if (\$signal$282 ) begin
+      if (\$30 ) begin
+        \$225  = param_rd__data[47:40];
       end
     end
     if (lut_gated_rst) begin
@@ -16517,10 +16288,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$226  = t178;
-    if (\$signal$277 ) begin
-      if (\$25 ) begin
-        \$226  = param_rd__data[87:80];
+    \$226  = t150;
+    if (\$signal$282 ) begin
+      if (\$30 ) begin
+        \$226  = param_rd__data[55:48];
       end
     end
     if (lut_gated_rst) begin
@@ -16529,10 +16300,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$227  = t179;
-    if (\$signal$277 ) begin
-      if (\$25 ) begin
-        \$227  = param_rd__data[95:88];
+    \$227  = t151;
+    if (\$signal$282 ) begin
+      if (\$30 ) begin
+        \$227  = param_rd__data[63:56];
       end
     end
     if (lut_gated_rst) begin
@@ -16541,10 +16312,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$228  = t180;
-    if (\$signal$277 ) begin
-      if (\$25 ) begin
-        \$228  = param_rd__data[103:96];
+    \$228  = t152;
+    if (\$signal$282 ) begin
+      if (\$30 ) begin
+        \$228  = param_rd__data[71:64];
       end
     end
     if (lut_gated_rst) begin
@@ -16553,10 +16324,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$229  = t181;
-    if (\$signal$277 ) begin
-      if (\$25 ) begin
-        \$229  = param_rd__data[111:104];
+    \$229  = t153;
+    if (\$signal$282 ) begin
+      if (\$30 ) begin
+        \$229  = param_rd__data[79:72];
       end
     end
     if (lut_gated_rst) begin
@@ -16565,10 +16336,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$230  = t182;
-    if (\$signal$277 ) begin
-      if (\$25 ) begin
-        \$230  = param_rd__data[119:112];
+    \$230  = t154;
+    if (\$signal$282 ) begin
+      if (\$30 ) begin
+        \$230  = param_rd__data[87:80];
       end
     end
     if (lut_gated_rst) begin
@@ -16577,10 +16348,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$231  = t183;
-    if (\$signal$277 ) begin
-      if (\$25 ) begin
-        \$231  = param_rd__data[127:120];
+    \$231  = t155;
+    if (\$signal$282 ) begin
+      if (\$30 ) begin
+        \$231  = param_rd__data[95:88];
       end
     end
     if (lut_gated_rst) begin
@@ -16589,10 +16360,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$232  = t184;
-    if (\$signal$277 ) begin
-      if (\$25 ) begin
-        \$232  = param_rd__data[135:128];
+    \$232  = t156;
+    if (\$signal$282 ) begin
+      if (\$30 ) begin
+        \$232  = param_rd__data[103:96];
       end
     end
     if (lut_gated_rst) begin
@@ -16601,10 +16372,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$233  = t185;
-    if (\$signal$277 ) begin
-      if (\$25 ) begin
-        \$233  = param_rd__data[143:136];
+    \$233  = t157;
+    if (\$signal$282 ) begin
+      if (\$30 ) begin
+        \$233  = param_rd__data[111:104];
       end
     end
     if (lut_gated_rst) begin
@@ -16613,10 +16384,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$234  = t186;
-    if (\$signal$277 ) begin
-      if (\$25 ) begin
-        \$234  = param_rd__data[151:144];
+    \$234  = t158;
+    if (\$signal$282 ) begin
+      if (\$30 ) begin
+        \$234  = param_rd__data[119:112];
       end
     end
     if (lut_gated_rst) begin
@@ -16625,10 +16396,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$235  = t187;
-    if (\$signal$277 ) begin
-      if (\$25 ) begin
-        \$235  = param_rd__data[159:152];
+    \$235  = t159;
+    if (\$signal$282 ) begin
+      if (\$30 ) begin
+        \$235  = param_rd__data[127:120];
       end
     end
     if (lut_gated_rst) begin
@@ -16637,10 +16408,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$236  = t188;
-    if (\$signal$277 ) begin
-      if (\$25 ) begin
-        \$236  = param_rd__data[167:160];
+    \$236  = t160;
+    if (\$signal$282 ) begin
+      if (\$30 ) begin
+        \$236  = param_rd__data[135:128];
       end
     end
     if (lut_gated_rst) begin
@@ -16649,10 +16420,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$237  = t189;
-    if (\$signal$277 ) begin
-      if (\$25 ) begin
-        \$237  = param_rd__data[175:168];
+    \$237  = t161;
+    if (\$signal$282 ) begin
+      if (\$30 ) begin
+        \$237  = param_rd__data[143:136];
       end
     end
     if (lut_gated_rst) begin
@@ -16661,10 +16432,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$238  = t190;
-    if (\$signal$277 ) begin
-      if (\$25 ) begin
-        \$238  = param_rd__data[183:176];
+    \$238  = t162;
+    if (\$signal$282 ) begin
+      if (\$30 ) begin
+        \$238  = param_rd__data[151:144];
       end
     end
     if (lut_gated_rst) begin
@@ -16673,10 +16444,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$239  = t191;
-    if (\$signal$277 ) begin
-      if (\$25 ) begin
-        \$239  = param_rd__data[191:184];
+    \$239  = t163;
+    if (\$signal$282 ) begin
+      if (\$30 ) begin
+        \$239  = param_rd__data[159:152];
       end
     end
     if (lut_gated_rst) begin
@@ -16685,10 +16456,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$240  = t192;
-    if (\$signal$277 ) begin
-      if (\$26 ) begin
-        \$240  = param_rd__data[7:0];
+    \$240  = t164;
+    if (\$signal$282 ) begin
+      if (\$30 ) begin
+        \$240  = param_rd__data[167:160];
       end
     end
     if (lut_gated_rst) begin
@@ -16697,10 +16468,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$241  = t193;
-    if (\$signal$277 ) begin
-      if (\$26 ) begin
-        \$241  = param_rd__data[15:8];
+    \$241  = t165;
+    if (\$signal$282 ) begin
+      if (\$30 ) begin
+        \$241  = param_rd__data[175:168];
       end
     end
     if (lut_gated_rst) begin
@@ -16709,10 +16480,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$242  = t194;
-    if (\$signal$277 ) begin
-      if (\$26 ) begin
-        \$242  = param_rd__data[23:16];
+    \$242  = t166;
+    if (\$signal$282 ) begin
+      if (\$30 ) begin
+        \$242  = param_rd__data[183:176];
       end
     end
     if (lut_gated_rst) begin
@@ -16721,10 +16492,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$243  = t195;
-    if (\$signal$277 ) begin
-      if (\$26 ) begin
-        \$243  = param_rd__data[31:24];
+    \$243  = t167;
+    if (\$signal$282 ) begin
+      if (\$30 ) begin
+        \$243  = param_rd__data[191:184];
       end
     end
     if (lut_gated_rst) begin
@@ -16733,10 +16504,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$244  = t196;
-    if (\$signal$277 ) begin
-      if (\$26 ) begin
-        \$244  = param_rd__data[39:32];
+    \$244  = t168;
+    if (\$signal$282 ) begin
+      if (\$31 ) begin
+        \$244  = param_rd__data[7:0];
       end
     end
     if (lut_gated_rst) begin
@@ -16745,10 +16516,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$245  = t197;
-    if (\$signal$277 ) begin
-      if (\$26 ) begin
-        \$245  = param_rd__data[47:40];
+    \$245  = t169;
+    if (\$signal$282 ) begin
+      if (\$31 ) begin
+        \$245  = param_rd__data[15:8];
       end
     end
     if (lut_gated_rst) begin
@@ -16757,10 +16528,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$246  = t198;
-    if (\$signal$277 ) begin
-      if (\$26 ) begin
-        \$246  = param_rd__data[55:48];
+    \$246  = t170;
+    if (\$signal$282 ) begin
+      if (\$31 ) begin
+        \$246  = param_rd__data[23:16];
       end
     end
     if (lut_gated_rst) begin
@@ -16769,10 +16540,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$247  = t199;
-    if (\$signal$277 ) begin
-      if (\$26 ) begin
-        \$247  = param_rd__data[63:56];
+    \$247  = t171;
+    if (\$signal$282 ) begin
+      if (\$31 ) begin
+        \$247  = param_rd__data[31:24];
       end
     end
     if (lut_gated_rst) begin
@@ -16781,10 +16552,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$248  = t200;
-    if (\$signal$277 ) begin
-      if (\$26 ) begin
-        \$248  = param_rd__data[71:64];
+    \$248  = t172;
+    if (\$signal$282 ) begin
+      if (\$31 ) begin
+        \$248  = param_rd__data[39:32];
       end
     end
     if (lut_gated_rst) begin
@@ -16793,10 +16564,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$249  = t201;
-    if (\$signal$277 ) begin
-      if (\$26 ) begin
-        \$249  = param_rd__data[79:72];
+    \$249  = t173;
+    if (\$signal$282 ) begin
+      if (\$31 ) begin
+        \$249  = param_rd__data[47:40];
       end
     end
     if (lut_gated_rst) begin
@@ -16805,10 +16576,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$250  = t202;
-    if (\$signal$277 ) begin
-      if (\$26 ) begin
-        \$250  = param_rd__data[87:80];
+    \$250  = t174;
+    if (\$signal$282 ) begin
+      if (\$31 ) begin
+        \$250  = param_rd__data[55:48];
       end
     end
     if (lut_gated_rst) begin
@@ -16817,10 +16588,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$251  = t203;
-    if (\$signal$277 ) begin
-      if (\$26 ) begin
-        \$251  = param_rd__data[95:88];
+    \$251  = t175;
+    if (\$signal$282 ) begin
+      if (\$31 ) begin
+        \$251  = param_rd__data[63:56];
       end
     end
     if (lut_gated_rst) begin
@@ -16829,10 +16600,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$252  = t204;
-    if (\$signal$277 ) begin
-      if (\$26 ) begin
-        \$252  = param_rd__data[103:96];
+    \$252  = t176;
+    if (\$signal$282 ) begin
+      if (\$31 ) begin
+        \$252  = param_rd__data[71:64];
       end
     end
     if (lut_gated_rst) begin
@@ -16841,10 +16612,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$253  = t205;
-    if (\$signal$277 ) begin
-      if (\$26 ) begin
-        \$253  = param_rd__data[111:104];
+    \$253  = t177;
+    if (\$signal$282 ) begin
+      if (\$31 ) begin
+        \$253  = param_rd__data[79:72];
       end
     end
     if (lut_gated_rst) begin
@@ -16853,10 +16624,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$254  = t206;
-    if (\$signal$277 ) begin
-      if (\$26 ) begin
-        \$254  = param_rd__data[119:112];
+    \$254  = t178;
+    if (\$signal$282 ) begin
+      if (\$31 ) begin
+        \$254  = param_rd__data[87:80];
       end
     end
     if (lut_gated_rst) begin
@@ -16865,10 +16636,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$255  = t207;
-    if (\$signal$277 ) begin
-      if (\$26 ) begin
-        \$255  = param_rd__data[127:120];
+    \$255  = t179;
+    if (\$signal$282 ) begin
+      if (\$31 ) begin
+        \$255  = param_rd__data[95:88];
       end
     end
     if (lut_gated_rst) begin
@@ -16877,10 +16648,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$256  = t208;
-    if (\$signal$277 ) begin
-      if (\$26 ) begin
-        \$256  = param_rd__data[135:128];
+    \$256  = t180;
+    if (\$signal$282 ) begin
+      if (\$31 ) begin
+        \$256  = param_rd__data[103:96];
       end
     end
     if (lut_gated_rst) begin
@@ -16889,10 +16660,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$257  = t209;
-    if (\$signal$277 ) begin
-      if (\$26 ) begin
-        \$257  = param_rd__data[143:136];
+    \$257  = t181;
+    if (\$signal$282 ) begin
+      if (\$31 ) begin
+        \$257  = param_rd__data[111:104];
       end
     end
     if (lut_gated_rst) begin
@@ -16901,10 +16672,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$258  = t210;
-    if (\$signal$277 ) begin
-      if (\$26 ) begin
-        \$258  = param_rd__data[151:144];
+    \$258  = t182;
+    if (\$signal$282 ) begin
+      if (\$31 ) begin
+        \$258  = param_rd__data[119:112];
       end
     end
     if (lut_gated_rst) begin
@@ -16913,10 +16684,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$259  = t211;
-    if (\$signal$277 ) begin
-      if (\$26 ) begin
-        \$259  = param_rd__data[159:152];
+    \$259  = t183;
+    if (\$signal$282 ) begin
+      if (\$31 ) begin
+        \$259  = param_rd__data[127:120];
       end
     end
     if (lut_gated_rst) begin
@@ -16925,10 +16696,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$260  = t212;
-    if (\$signal$277 ) begin
-      if (\$26 ) begin
-        \$260  = param_rd__data[167:160];
+    \$260  = t184;
+    if (\$signal$282 ) begin
+      if (\$31 ) begin
+        \$260  = param_rd__data[135:128];
       end
     end
     if (lut_gated_rst) begin
@@ -16937,10 +16708,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$261  = t213;
-    if (\$signal$277 ) begin
-      if (\$26 ) begin
-        \$261  = param_rd__data[175:168];
+    \$261  = t185;
+    if (\$signal$282 ) begin
+      if (\$31 ) begin
+        \$261  = param_rd__data[143:136];
       end
     end
     if (lut_gated_rst) begin
@@ -16949,10 +16720,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$262  = t214;
-    if (\$signal$277 ) begin
-      if (\$26 ) begin
-        \$262  = param_rd__data[183:176];
+    \$262  = t186;
+    if (\$signal$282 ) begin
+      if (\$31 ) begin
+        \$262  = param_rd__data[151:144];
       end
     end
     if (lut_gated_rst) begin
@@ -16961,10 +16732,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$263  = t215;
-    if (\$signal$277 ) begin
-      if (\$26 ) begin
-        \$263  = param_rd__data[191:184];
+    \$263  = t187;
+    if (\$signal$282 ) begin
+      if (\$31 ) begin
+        \$263  = param_rd__data[159:152];
       end
     end
     if (lut_gated_rst) begin
@@ -16973,10 +16744,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$264  = t216;
-    if (\$signal$277 ) begin
-      if (\$27 ) begin
-        \$264  = param_rd__data[7:0];
+    \$264  = t188;
+    if (\$signal$282 ) begin
+      if (\$31 ) begin
+        \$264  = param_rd__data[167:160];
       end
     end
     if (lut_gated_rst) begin
@@ -16985,10 +16756,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$265  = t217;
-    if (\$signal$277 ) begin
-      if (\$27 ) begin
-        \$265  = param_rd__data[15:8];
+    \$265  = t189;
+    if (\$signal$282 ) begin
+      if (\$31 ) begin
+        \$265  = param_rd__data[175:168];
       end
     end
     if (lut_gated_rst) begin
@@ -16997,10 +16768,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$266  = t218;
-    if (\$signal$277 ) begin
-      if (\$27 ) begin
-        \$266  = param_rd__data[23:16];
+    \$266  = t190;
+    if (\$signal$282 ) begin
+      if (\$31 ) begin
+        \$266  = param_rd__data[183:176];
       end
     end
     if (lut_gated_rst) begin
@@ -17009,10 +16780,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$267  = t219;
-    if (\$signal$277 ) begin
-      if (\$27 ) begin
-        \$267  = param_rd__data[31:24];
+    \$267  = t191;
+    if (\$signal$282 ) begin
+      if (\$31 ) begin
+        \$267  = param_rd__data[191:184];
       end
     end
     if (lut_gated_rst) begin
@@ -17021,10 +16792,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$268  = t220;
-    if (\$signal$277 ) begin
-      if (\$27 ) begin
-        \$268  = param_rd__data[39:32];
+    \$268  = t192;
+    if (\$signal$282 ) begin
+      if (\$32 ) begin
+        \$268  = param_rd__data[7:0];
       end
     end
     if (lut_gated_rst) begin
@@ -17033,10 +16804,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$269  = t221;
-    if (\$signal$277 ) begin
-      if (\$27 ) begin
-        \$269  = param_rd__data[47:40];
+    \$269  = t193;
+    if (\$signal$282 ) begin
+      if (\$32 ) begin
+        \$269  = param_rd__data[15:8];
       end
     end
     if (lut_gated_rst) begin
@@ -17045,10 +16816,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$270  = t222;
-    if (\$signal$277 ) begin
-      if (\$27 ) begin
-        \$270  = param_rd__data[55:48];
+    \$270  = t194;
+    if (\$signal$282 ) begin
+      if (\$32 ) begin
+        \$270  = param_rd__data[23:16];
       end
     end
     if (lut_gated_rst) begin
@@ -17057,10 +16828,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$271  = t223;
-    if (\$signal$277 ) begin
-      if (\$27 ) begin
-        \$271  = param_rd__data[63:56];
+    \$271  = t195;
+    if (\$signal$282 ) begin
+      if (\$32 ) begin
+        \$271  = param_rd__data[31:24];
       end
     end
     if (lut_gated_rst) begin
@@ -17069,10 +16840,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$272  = t224;
-    if (\$signal$277 ) begin
-      if (\$27 ) begin
-        \$272  = param_rd__data[71:64];
+    \$272  = t196;
+    if (\$signal$282 ) begin
+      if (\$32 ) begin
+        \$272  = param_rd__data[39:32];
       end
     end
     if (lut_gated_rst) begin
@@ -17081,10 +16852,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$273  = t225;
-    if (\$signal$277 ) begin
-      if (\$27 ) begin
-        \$273  = param_rd__data[79:72];
+    \$273  = t197;
+    if (\$signal$282 ) begin
+      if (\$32 ) begin
+        \$273  = param_rd__data[47:40];
       end
     end
     if (lut_gated_rst) begin
@@ -17093,10 +16864,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$274  = t226;
-    if (\$signal$277 ) begin
-      if (\$27 ) begin
-        \$274  = param_rd__data[87:80];
+    \$274  = t198;
+    if (\$signal$282 ) begin
+      if (\$32 ) begin
+        \$274  = param_rd__data[55:48];
       end
     end
     if (lut_gated_rst) begin
@@ -17105,10 +16876,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$275  = t227;
-    if (\$signal$277 ) begin
-      if (\$27 ) begin
-        \$275  = param_rd__data[95:88];
+    \$275  = t199;
+    if (\$signal$282 ) begin
+      if (\$32 ) begin
+        \$275  = param_rd__data[63:56];
       end
     end
     if (lut_gated_rst) begin
@@ -17117,10 +16888,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$276  = t228;
-    if (\$signal$277 ) begin
-      if (\$27 ) begin
-        \$276  = param_rd__data[103:96];
+    \$276  = t200;
+    if (\$signal$282 ) begin
+      if (\$32 ) begin
+        \$276  = param_rd__data[71:64];
       end
     end
     if (lut_gated_rst) begin
@@ -17129,10 +16900,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$277  = t229;
-    if (\$signal$277 ) begin
-      if (\$27 ) begin
-        \$277  = param_rd__data[111:104];
+    \$277  = t201;
+    if (\$signal$282 ) begin
+      if (\$32 ) begin
+        \$277  = param_rd__data[79:72];
       end
     end
     if (lut_gated_rst) begin
@@ -17141,10 +16912,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$278  = t230;
-    if (\$signal$277 ) begin
-      if (\$27 ) begin
-        \$278  = param_rd__data[119:112];
+    \$278  = t202;
+    if (\$signal$282 ) begin
+      if (\$32 ) begin
+        \$278  = param_rd__data[87:80];
       end
     end
     if (lut_gated_rst) begin
@@ -17153,10 +16924,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$279  = t231;
-    if (\$signal$277 ) begin
-      if (\$27 ) begin
-        \$279  = param_rd__data[127:120];
+    \$279  = t203;
+    if (\$signal$282 ) begin
+      if (\$32 ) begin
+        \$279  = param_rd__data[95:88];
       end
     end
     if (lut_gated_rst) begin
@@ -17165,10 +16936,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$280  = t232;
-    if (\$signal$277 ) begin
-      if (\$27 ) begin
-        \$280  = param_rd__data[135:128];
+    \$280  = t204;
+    if (\$signal$282 ) begin
+      if (\$32 ) begin
+        \$280  = param_rd__data[103:96];
       end
     end
     if (lut_gated_rst) begin
@@ -17177,10 +16948,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$281  = t233;
-    if (\$signal$277 ) begin
-      if (\$27 ) begin
-        \$281  = param_rd__data[143:136];
+    \$281  = t205;
+    if (\$signal$282 ) begin
+      if (\$32 ) begin
+        \$281  = param_rd__data[111:104];
       end
     end
     if (lut_gated_rst) begin
@@ -17189,10 +16960,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$282  = t234;
-    if (\$signal$277 ) begin
-      if (\$27 ) begin
-        \$282  = param_rd__data[151:144];
+    \$282  = t206;
+    if (\$signal$282 ) begin
+      if (\$32 ) begin
+        \$282  = param_rd__data[119:112];
       end
     end
     if (lut_gated_rst) begin
@@ -17201,10 +16972,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$283  = t235;
-    if (\$signal$277 ) begin
-      if (\$27 ) begin
-        \$283  = param_rd__data[159:152];
+    \$283  = t207;
+    if (\$signal$282 ) begin
+      if (\$32 ) begin
+        \$283  = param_rd__data[127:120];
       end
     end
     if (lut_gated_rst) begin
@@ -17213,10 +16984,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$284  = t236;
-    if (\$signal$277 ) begin
-      if (\$27 ) begin
-        \$284  = param_rd__data[167:160];
+    \$284  = t208;
+    if (\$signal$282 ) begin
+      if (\$32 ) begin
+        \$284  = param_rd__data[135:128];
       end
     end
     if (lut_gated_rst) begin
@@ -17225,10 +16996,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$285  = t237;
-    if (\$signal$277 ) begin
-      if (\$27 ) begin
-        \$285  = param_rd__data[175:168];
+    \$285  = t209;
+    if (\$signal$282 ) begin
+      if (\$32 ) begin
+        \$285  = param_rd__data[143:136];
       end
     end
     if (lut_gated_rst) begin
@@ -17237,10 +17008,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$286  = t238;
-    if (\$signal$277 ) begin
-      if (\$27 ) begin
-        \$286  = param_rd__data[183:176];
+    \$286  = t210;
+    if (\$signal$282 ) begin
+      if (\$32 ) begin
+        \$286  = param_rd__data[151:144];
       end
     end
     if (lut_gated_rst) begin
@@ -17249,10 +17020,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$287  = t239;
-    if (\$signal$277 ) begin
-      if (\$27 ) begin
-        \$287  = param_rd__data[191:184];
+    \$287  = t211;
+    if (\$signal$282 ) begin
+      if (\$32 ) begin
+        \$287  = param_rd__data[159:152];
       end
     end
     if (lut_gated_rst) begin
@@ -17261,10 +17032,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$288  = t240;
-    if (\$signal$277 ) begin
-      if (\$28 ) begin
-        \$288  = param_rd__data[7:0];
+    \$288  = t212;
+    if (\$signal$282 ) begin
+      if (\$32 ) begin
+        \$288  = param_rd__data[167:160];
       end
     end
     if (lut_gated_rst) begin
@@ -17273,10 +17044,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$289  = t241;
-    if (\$signal$277 ) begin
-      if (\$28 ) begin
-        \$289  = param_rd__data[15:8];
+    \$289  = t213;
+    if (\$signal$282 ) begin
+      if (\$32 ) begin
+        \$289  = param_rd__data[175:168];
       end
     end
     if (lut_gated_rst) begin
@@ -17285,10 +17056,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$290  = t242;
-    if (\$signal$277 ) begin
-      if (\$28 ) begin
-        \$290  = param_rd__data[23:16];
+    \$290  = t214;
+    if (\$signal$282 ) begin
+      if (\$32 ) begin
+        \$290  = param_rd__data[183:176];
       end
     end
     if (lut_gated_rst) begin
@@ -17297,10 +17068,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$291  = t243;
-    if (\$signal$277 ) begin
-      if (\$28 ) begin
-        \$291  = param_rd__data[31:24];
+    \$291  = t215;
+    if (\$signal$282 ) begin
+      if (\$32 ) begin
+        \$291  = param_rd__data[191:184];
       end
     end
     if (lut_gated_rst) begin
@@ -17309,10 +17080,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$292  = t244;
-    if (\$signal$277 ) begin
-      if (\$28 ) begin
-        \$292  = param_rd__data[39:32];
+    \$292  = t216;
+    if (\$signal$282 ) begin
+      if (\$33 ) begin
+        \$292  = param_rd__data[7:0];
       end
     end
     if (lut_gated_rst) begin
@@ -17321,10 +17092,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$293  = t245;
-    if (\$signal$277 ) begin
-      if (\$28 ) begin
-        \$293  = param_rd__data[47:40];
+    \$293  = t217;
+    if (\$signal$282 ) begin
+      if (\$33 ) begin
+        \$293  = param_rd__data[15:8];
       end
     end
     if (lut_gated_rst) begin
@@ -17333,10 +17104,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$294  = t246;
-    if (\$signal$277 ) begin
-      if (\$28 ) begin
-        \$294  = param_rd__data[55:48];
+    \$294  = t218;
+    if (\$signal$282 ) begin
+      if (\$33 ) begin
+        \$294  = param_rd__data[23:16];
       end
     end
     if (lut_gated_rst) begin
@@ -17345,10 +17116,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$295  = t247;
-    if (\$signal$277 ) begin
-      if (\$28 ) begin
-        \$295  = param_rd__data[63:56];
+    \$295  = t219;
+    if (\$signal$282 ) begin
+      if (\$33 ) begin
+        \$295  = param_rd__data[31:24];
       end
     end
     if (lut_gated_rst) begin
@@ -17357,10 +17128,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$296  = t248;
-    if (\$signal$277 ) begin
-      if (\$28 ) begin
-        \$296  = param_rd__data[71:64];
+    \$296  = t220;
+    if (\$signal$282 ) begin
+      if (\$33 ) begin
+        \$296  = param_rd__data[39:32];
       end
     end
     if (lut_gated_rst) begin
@@ -17369,10 +17140,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$297  = t249;
-    if (\$signal$277 ) begin
-      if (\$28 ) begin
-        \$297  = param_rd__data[79:72];
+    \$297  = t221;
+    if (\$signal$282 ) begin
+      if (\$33 ) begin
+        \$297  = param_rd__data[47:40];
       end
     end
     if (lut_gated_rst) begin
@@ -17381,10 +17152,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$298  = t250;
-    if (\$signal$277 ) begin
-      if (\$28 ) begin
-        \$298  = param_rd__data[87:80];
+    \$298  = t222;
+    if (\$signal$282 ) begin
+      if (\$33 ) begin
+        \$298  = param_rd__data[55:48];
       end
     end
     if (lut_gated_rst) begin
@@ -17393,10 +17164,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$299  = t251;
-    if (\$signal$277 ) begin
-      if (\$28 ) begin
-        \$299  = param_rd__data[95:88];
+    \$299  = t223;
+    if (\$signal$282 ) begin
+      if (\$33 ) begin
+        \$299  = param_rd__data[63:56];
       end
     end
     if (lut_gated_rst) begin
@@ -17405,10 +17176,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$300  = t252;
-    if (\$signal$277 ) begin
-      if (\$28 ) begin
-        \$300  = param_rd__data[103:96];
+    \$300  = t224;
+    if (\$signal$282 ) begin
+      if (\$33 ) begin
+        \$300  = param_rd__data[71:64];
       end
     end
     if (lut_gated_rst) begin
@@ -17417,10 +17188,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$301  = t253;
-    if (\$signal$277 ) begin
-      if (\$28 ) begin
-        \$301  = param_rd__data[111:104];
+    \$301  = t225;
+    if (\$signal$282 ) begin
+      if (\$33 ) begin
+        \$301  = param_rd__data[79:72];
       end
     end
     if (lut_gated_rst) begin
@@ -17429,10 +17200,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$302  = t254;
-    if (\$signal$277 ) begin
-      if (\$28 ) begin
-        \$302  = param_rd__data[119:112];
+    \$302  = t226;
+    if (\$signal$282 ) begin
+      if (\$33 ) begin
+        \$302  = param_rd__data[87:80];
       end
     end
     if (lut_gated_rst) begin
@@ -17441,10 +17212,10 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$303  = t255;
-    if (\$signal$277 ) begin
-      if (\$28 ) begin
-        \$303  = param_rd__data[127:120];
+    \$303  = t227;
+    if (\$signal$282 ) begin
+      if (\$33 ) begin
+        \$303  = param_rd__data[95:88];
       end
     end
     if (lut_gated_rst) begin
@@ -17453,71 +17224,489 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$304  = \$signal$9 ;
-    if (running) begin
-      \$304  = \$29 [9:0];
-      if (\$31 ) begin
-        \$304  = 10'h000;
+    \$304  = t228;
+    if (\$signal$282 ) begin
+      if (\$33 ) begin
+        \$304  = param_rd__data[103:96];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$304  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$305  = t229;
+    if (\$signal$282 ) begin
+      if (\$33 ) begin
+        \$305  = param_rd__data[111:104];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$305  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$306  = t230;
+    if (\$signal$282 ) begin
+      if (\$33 ) begin
+        \$306  = param_rd__data[119:112];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$306  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$307  = t231;
+    if (\$signal$282 ) begin
+      if (\$33 ) begin
+        \$307  = param_rd__data[127:120];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$307  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$308  = t232;
+    if (\$signal$282 ) begin
+      if (\$33 ) begin
+        \$308  = param_rd__data[135:128];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$308  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$309  = t233;
+    if (\$signal$282 ) begin
+      if (\$33 ) begin
+        \$309  = param_rd__data[143:136];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$309  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$310  = t234;
+    if (\$signal$282 ) begin
+      if (\$33 ) begin
+        \$310  = param_rd__data[151:144];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$310  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$311  = t235;
+    if (\$signal$282 ) begin
+      if (\$33 ) begin
+        \$311  = param_rd__data[159:152];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$311  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$312  = t236;
+    if (\$signal$282 ) begin
+      if (\$33 ) begin
+        \$312  = param_rd__data[167:160];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$312  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$313  = t237;
+    if (\$signal$282 ) begin
+      if (\$33 ) begin
+        \$313  = param_rd__data[175:168];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$313  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$314  = t238;
+    if (\$signal$282 ) begin
+      if (\$33 ) begin
+        \$314  = param_rd__data[183:176];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$314  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$315  = t239;
+    if (\$signal$282 ) begin
+      if (\$33 ) begin
+        \$315  = param_rd__data[191:184];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$315  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$316  = t240;
+    if (\$signal$282 ) begin
+      if (\$34 ) begin
+        \$316  = param_rd__data[7:0];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$316  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$317  = t241;
+    if (\$signal$282 ) begin
+      if (\$34 ) begin
+        \$317  = param_rd__data[15:8];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$317  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$318  = t242;
+    if (\$signal$282 ) begin
+      if (\$34 ) begin
+        \$318  = param_rd__data[23:16];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$318  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$319  = t243;
+    if (\$signal$282 ) begin
+      if (\$34 ) begin
+        \$319  = param_rd__data[31:24];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$319  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$320  = t244;
+    if (\$signal$282 ) begin
+      if (\$34 ) begin
+        \$320  = param_rd__data[39:32];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$320  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$321  = t245;
+    if (\$signal$282 ) begin
+      if (\$34 ) begin
+        \$321  = param_rd__data[47:40];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$321  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$322  = t246;
+    if (\$signal$282 ) begin
+      if (\$34 ) begin
+        \$322  = param_rd__data[55:48];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$322  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$323  = t247;
+    if (\$signal$282 ) begin
+      if (\$34 ) begin
+        \$323  = param_rd__data[63:56];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$323  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$324  = t248;
+    if (\$signal$282 ) begin
+      if (\$34 ) begin
+        \$324  = param_rd__data[71:64];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$324  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$325  = t249;
+    if (\$signal$282 ) begin
+      if (\$34 ) begin
+        \$325  = param_rd__data[79:72];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$325  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$326  = t250;
+    if (\$signal$282 ) begin
+      if (\$34 ) begin
+        \$326  = param_rd__data[87:80];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$326  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$327  = t251;
+    if (\$signal$282 ) begin
+      if (\$34 ) begin
+        \$327  = param_rd__data[95:88];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$327  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$328  = t252;
+    if (\$signal$282 ) begin
+      if (\$34 ) begin
+        \$328  = param_rd__data[103:96];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$328  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$329  = t253;
+    if (\$signal$282 ) begin
+      if (\$34 ) begin
+        \$329  = param_rd__data[111:104];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$329  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$330  = t254;
+    if (\$signal$282 ) begin
+      if (\$34 ) begin
+        \$330  = param_rd__data[119:112];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$330  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$331  = t255;
+    if (\$signal$282 ) begin
+      if (\$34 ) begin
+        \$331  = param_rd__data[127:120];
+      end
+    end
+    if (lut_gated_rst) begin
+      \$331  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$332  = \$signal$11 ;
+    if (\$36 ) begin
+      \$332  = \$37 [9:0];
+      if (\$39 ) begin
+        \$332  = 10'h000;
       end
     end
     if (start) begin
-      \$304  = 10'h000;
+      \$332  = 10'h000;
     end
     if (lut_gated_rst) begin
-      \$304  = 10'h000;
+      \$332  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$305  = \$signal$8 ;
-    if (running) begin
-      if (\$31 ) begin
-        \$305  = \$32 [15:0];
+    \$333  = \$signal$10 ;
+    if (\$36 ) begin
+      if (\$39 ) begin
+        \$333  = \$40 [15:0];
+      end
+    end
+    if (\$43 ) begin
+      \$333  = \$44 [15:0];
+      if (\$46 ) begin
+        \$333  = 16'h0000;
       end
     end
     if (start) begin
-      \$305  = 16'h0000;
+      \$333  = 16'h0000;
     end
     if (lut_gated_rst) begin
-      \$305  = 16'h0000;
+      \$333  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$306  = running;
-    if (lut_gated_rst) begin
-      \$306  = 1'h0;
+    \$334  = \$signal$289 ;
+    if (\$43 ) begin
+      if (\$46 ) begin
+        if (\$48 ) begin
+          \$334  = \$49 [12:0];
+        end
+      end
     end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$307  = \$signal$279 ;
     if (start) begin
-      \$307  = 1'h1;
-    end
-    if (\$42 ) begin
-      \$307  = 1'h0;
+      \$334  = 13'h0000;
     end
     if (lut_gated_rst) begin
-      \$307  = 1'h0;
+      \$334  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$335  = tbase;
+    if (\$43 ) begin
+      if (\$46 ) begin
+        if (\$48 ) begin
+          \$335  = \$50 [5:0];
+        end
+      end
+    end
+    if (start) begin
+      \$335  = args[68:63];
+    end
+    if (lut_gated_rst) begin
+      \$335  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$336  = \$signal$9 ;
+    if (\$43 ) begin
+      if (\$46 ) begin
+        if (\$48 ) begin
+          (* full_case = 32'd1 *)
+          if (\$51 ) begin
+            \$336  = 1'h0;
+          end else begin
+            \$336  = \$53 [0];
+          end
+        end
+      end
+    end
+    if (start) begin
+      \$336  = 1'h0;
+    end
+    if (lut_gated_rst) begin
+      \$336  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$337  = \$signal$12 ;
+    if (\$43 ) begin
+      if (\$46 ) begin
+        if (\$48 ) begin
+          if (\$51 ) begin
+            \$337  = \$52 [9:0];
+          end
+        end
+      end
+    end
+    if (start) begin
+      \$337  = 10'h000;
+    end
+    if (lut_gated_rst) begin
+      \$337  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$338  = running;
+    if (lut_gated_rst) begin
+      \$338  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$339  = \$signal$284 ;
+    if (start) begin
+      \$339  = 1'h1;
+    end
+    if (\$70 ) begin
+      \$339  = 1'h0;
+    end
+    if (lut_gated_rst) begin
+      \$339  = 1'h0;
     end
   end
   assign param_rd__en = 1'h1;
   assign act_rd__en = 1'h1;
-  assign first = { 2'h0, \$5  };
+  assign first = { 2'h0, \$9  };
   assign b_valid = act_w__en;
   assign b_addr = act_w__addr;
-  assign act_w__data = { \$9 , \$7  };
+  assign act_w__data = { \$15 , \$12  };
   assign param_rd__addr = \$1 [5:0];
-  assign act_rd__addr = \$4 [11:0];
-  assign \port$2193$0  = \$7 ;
-  assign \port$2452$0  = \$9 ;
+  assign act_rd__addr = \$8 [11:0];
+  assign \port$2198$0  = \$12 ;
+  assign \port$2458$0  = \$15 ;
   assign \args.in_base  = args[11:0];
   assign \args.out_base  = args[23:12];
   assign \args.npos  = args[39:24];
   assign \args.cw  = args[49:40];
   assign \args.channels  = args[62:50];
   assign \args.table_base  = args[68:63];
+  assign \args.per_channel  = args[69];
   assign \param_rd__data[0]  = param_rd__data[7:0];
   assign \param_rd__data[1]  = param_rd__data[15:8];
   assign \param_rd__data[2]  = param_rd__data[23:16];
@@ -17542,6 +17731,9 @@ module \tiny_fabric.lut (act_rd__data, param_rd__data, lut_gated_clk, param_rd__
   assign \param_rd__data[21]  = param_rd__data[175:168];
   assign \param_rd__data[22]  = param_rd__data[183:176];
   assign \param_rd__data[23]  = param_rd__data[191:184];
+  assign \$51  = \$signal$9 ;
+  assign \$68  = \$signal$9 ;
+  assign \$2  = \$signal$9 ;
 endmodule
 
 (* generator = "Amaranth" *)
