@@ -29,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from ..gen.isa import LAYER_COMPUTE, Opcode, lanes
-from ..golden.ir import AvgPool, Conv2d, Dense, GlobalAvgPool, Layer, MaxPool
+from ..golden.ir import AvgPool, Conv2d, Dense, GlobalAvgPool, Layer, MaxPool, Resize
 
 #: Layers whose channel words are independent of each other (a window per channel): a unit may hold a few of
 #: every pixel's words (a channel tile) when not even one row band of all of them fits.
@@ -130,6 +130,9 @@ def _window(layer: Layer) -> tuple[int, int, int, int] | None:
         return layer.kernel[0], layer.stride[0], layer.dilation[0], layer.padding[0]
     if isinstance(layer, (Dense, GlobalAvgPool)):
         return None
+    if isinstance(layer, Resize):
+        raise CompileError(f"resize layer {layer.name!r}: external-memory mode (row bands) runs no Resize: allowed "
+                           f"when every tensor fits the activation memory (act_depth)")
     return 1, 1, 1, 0  # element-wise layers and concatenations: row for row
 
 

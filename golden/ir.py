@@ -57,7 +57,7 @@ from .requant import quantize_multipliers
 __all__ = [
     "IRError", "DTYPE_RANGES", "POOL_METHODS", "WEIGHT_BITS", "TensorInfo", "Requant", "GemmView",
     "Layer", "Conv2d", "Dense", "MaxPool", "AvgPool", "GlobalAvgPool", "Add", "Mul", "Concat", "Reshape", "Clamp",
-    "Softmax", "LRN", "Lut", "FloatChain", "FLOAT_OPS", "MatMul", "ConvInteger", "MatMulInteger", "Graph", "conv_output_size", "LAYER_KINDS", "CLAMPABLE", "with_clamp",
+    "Softmax", "LRN", "Lut", "Resize", "FloatChain", "FLOAT_OPS", "MatMul", "ConvInteger", "MatMulInteger", "Graph", "conv_output_size", "LAYER_KINDS", "CLAMPABLE", "with_clamp",
     "LayerShape", "ShapeGraph", "SHAPE_ONLY_KINDS", "with_flattened_sources",
 ]
 
@@ -813,6 +813,40 @@ class Reshape(Layer):
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
+class Resize(Layer):
+    """Nearest-neighbour resize of a ``(C, H, W)`` tensor (ONNX ``Resize`` in mode ``nearest``):
+    ``y[c, oy, ox] = x[c, rows[oy], cols[ox]]``, the source row and column of every output row and column as
+    onnxruntime's kernel picks them (the importer asks onnxruntime itself, so every ``coordinate_transformation_mode``
+    and ``nearest_mode`` is its own). A copy of codes; an output whose quantisation differs from the input's is
+    requantised as :class:`Concat` requantises an input (``requant``, else None).
+    """
+
+    rows: tuple[int, ...] = ()
+    cols: tuple[int, ...] = ()
+    requant: Requant | None = field(init=False, repr=False)
+
+    kind: ClassVar[str] = "resize"
+
+    def __post_init__(self):
+        super().__post_init__()
+        if len(self.input.shape) != 3 or len(self.output.shape) != 3:
+            self._fail("shapes", (self.input.shape, self.output.shape), "(C, H, W) tensors")
+        (c, h, w), (oc, oh, ow) = self.input.shape, self.output.shape
+        rows, cols = tuple(int(r) for r in self.rows), tuple(int(v) for v in self.cols)
+        if oc != c or len(rows) != oh or len(cols) != ow:
+            self._fail("output shape", self.output.shape, f"({c}, len(rows) {len(rows)}, len(cols) {len(cols)})")
+        if not all(0 <= r < h for r in rows) or not all(0 <= v < w for v in cols):
+            self._fail("rows/cols", (min(rows, default=0), max(rows, default=0), min(cols, default=0),
+                                     max(cols, default=0)), f"rows in 0..{h - 1}, columns in 0..{w - 1}")
+        if self.output.dtype != self.input.dtype:
+            self._fail("output dtype", self.output.dtype, f"the input's {self.input.dtype}")
+        object.__setattr__(self, "rows", rows)
+        object.__setattr__(self, "cols", cols)
+        object.__setattr__(self, "requant", None if self.input.same_quant(self.output)
+                           else Requant(self.input.scale / self.output.scale))
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
 class Clamp(Layer):
     """Element-wise clamp of codes to ``[act_min, act_max]``: a ReLU / ReLU6 / Clip that could not be fused
     into its producer (because the producer's output has other consumers). Same quantisation in and out."""
@@ -1051,7 +1085,7 @@ class FloatChain(Layer):
 #: kind -> layer class
 LAYER_KINDS: dict[str, type[Layer]] = {
     cls.kind: cls for cls in (Conv2d, Dense, MaxPool, AvgPool, GlobalAvgPool, Add, Mul, Concat, Reshape, Clamp, Softmax,
-                              LRN, Lut, MatMul, ConvInteger, MatMulInteger, FloatChain)}
+                              LRN, Lut, Resize, MatMul, ConvInteger, MatMulInteger, FloatChain)}
 
 #: Layers whose output is requantised and may carry a fused clamp.
 CLAMPABLE = (Conv2d, Dense, AvgPool, GlobalAvgPool, Add, Mul, Clamp, FloatChain)

@@ -18,7 +18,7 @@ import numpy as np
 
 from .ir import TensorInfo
 
-__all__ = ["code_bytes", "evaluate", "dequantize", "quantize", "compose", "lookup", "per_channel_const"]
+__all__ = ["code_bytes", "run_nodes", "evaluate", "dequantize", "quantize", "compose", "lookup", "per_channel_const"]
 
 
 def code_bytes(info: TensorInfo) -> np.ndarray:
@@ -27,10 +27,10 @@ def code_bytes(info: TensorInfo) -> np.ndarray:
     return b.view(np.int8) if info.dtype == "int8" else b
 
 
-def _run(nodes, feeds: dict[str, np.ndarray], consts: dict[str, np.ndarray], output: str, opset: int,
-         domain_versions: dict[str, int] | None = None, out_dtype=np.float32) -> np.ndarray:
-    """Run ``nodes`` as a model over 1-D ``feeds`` (graph inputs) and ``consts`` (initializers); the output
-    ``output`` is of ``out_dtype``."""
+def run_nodes(nodes, feeds: dict[str, np.ndarray], consts: dict[str, np.ndarray], output: str, opset: int,
+              domain_versions: dict[str, int] | None = None, out_dtype=np.float32) -> np.ndarray:
+    """Run ``nodes`` as a model over ``feeds`` (graph inputs) and ``consts`` (initializers) with the reference's
+    session options; the output ``output`` is of ``out_dtype``."""
     from onnx import helper, numpy_helper
 
     from .onnx_build import ort_session
@@ -81,7 +81,7 @@ def evaluate(node, operands: list[np.ndarray], opset: int, domain_versions: dict
         names.append(name)
     n = helper.make_node(node.op_type, names, ["out"], domain=node.domain)
     n.attribute.extend(node.attribute)
-    out = _run([n], feeds, consts, "out", opset, domain_versions, out_dtype)
+    out = run_nodes([n], feeds, consts, "out", opset, domain_versions, out_dtype)
     if channels is not None:
         c, rank = channels
         want = _feed_layout(np.zeros((c, 256)), c, rank).shape
@@ -124,7 +124,7 @@ def dequantize(info: TensorInfo, codes: np.ndarray | None = None) -> np.ndarray:
 
     codes = code_bytes(info) if codes is None else np.asarray(codes, info.np_dtype)
     n = helper.make_node("DequantizeLinear", ["x", "s", "z"], ["y"])
-    return _run([n], {"x": codes}, {"s": np.float32(info.scale), "z": np.asarray(info.zero_point, info.np_dtype)},
+    return run_nodes([n], {"x": codes}, {"s": np.float32(info.scale), "z": np.asarray(info.zero_point, info.np_dtype)},
                 "y", 13)
 
 
@@ -134,7 +134,7 @@ def quantize(values: np.ndarray, info: TensorInfo) -> np.ndarray:
     from onnx import helper
 
     n = helper.make_node("QuantizeLinear", ["x", "s", "z"], ["y"])
-    q = _run([n], {"x": np.asarray(values, np.float32)},
+    q = run_nodes([n], {"x": np.asarray(values, np.float32)},
              {"s": np.float32(info.scale), "z": np.asarray(info.zero_point, info.np_dtype)}, "y", 13,
              out_dtype=info.np_dtype)
     return q.astype(np.int64)

@@ -39,7 +39,7 @@ import numpy as np
 from . import lut as _lut
 from .ir import (LRN, Lut, AvgPool, FloatChain, Clamp, CLAMPABLE, Concat, Conv2d, ConvInteger, Dense, GlobalAvgPool,
                  Graph, IRError,
-                 Layer, MatMul, MatMulInteger, MaxPool, Mul, Reshape, Softmax, TensorInfo, Add, conv_output_size,
+                 Layer, MatMul, MatMulInteger, MaxPool, Mul, Reshape, Resize, Softmax, TensorInfo, Add, conv_output_size,
                  with_clamp)
 from .requant import NumericsError
 
@@ -1119,6 +1119,81 @@ class _Importer:
             self.emit(self.build(node, make, x.renamed(node.output[0], shape)))
         self._float_or_codes(node, make_float, on_codes, monotonic=True)
 
+    def resize_maps(self, node, shape: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """The source row of every output row and the source column of every output column of a nearest
+        ``Resize`` of a ``(C, H, W)`` tensor, as onnxruntime's kernel picks them: the node itself
+        (its attributes and constant inputs, the batch and channel axes kept at 1) runs on a ``(1, 1, H, W)``
+        tensor of pixel indices."""
+        a = self.attrs(node)
+        mode = a.get("mode", b"nearest")
+        mode = mode.decode() if isinstance(mode, bytes) else mode
+        if mode != "nearest":
+            self.fail(node, f"mode {mode!r} is not supported (allowed 'nearest': a copy of codes; a {mode} "
+                            f"resize interpolates between them)")
+        ctm = a.get("coordinate_transformation_mode", b"half_pixel")
+        ctm = ctm.decode() if isinstance(ctm, bytes) else ctm
+        if ctm == "tf_crop_and_resize":
+            self.fail(node, "coordinate_transformation_mode 'tf_crop_and_resize' is not supported (allowed "
+                            "half_pixel, asymmetric, align_corners, pytorch_half_pixel, half_pixel_symmetric)")
+        if len(shape) != 3:
+            self.fail(node, f"only a resize of an (N, C, H, W) tensor is supported, per-sample rank {len(shape)}")
+        c, h, w = shape
+        if h * w >= 1 << 24:
+            self.fail(node, f"a {h}x{w} plane: allowed fewer than 2**24 pixels")
+        operands, names = {}, []
+        for i in range(1, len(node.input)):
+            if not node.input[i]:
+                names.append("")
+                continue
+            what = {1: "roi" if self.opset >= 11 else "scales", 2: "scales", 3: "sizes"}[i]
+            v = np.asarray(self.const(node, i, what))
+            if what in ("scales", "sizes") and "axes" not in a:
+                if v.size == 4 and what == "scales" and (v[0] != 1 or v[1] != 1):
+                    self.fail(node, f"scales {v.tolist()}: allowed 1 on the batch and channel axes")
+                if v.size == 4 and what == "sizes":
+                    if v[1] != c:
+                        self.fail(node, f"sizes {v.tolist()}: allowed the input's {c} channels on axis 1")
+                    if a.get("keep_aspect_ratio_policy", b"stretch") not in (b"stretch", "stretch"):
+                        self.fail(node, "keep_aspect_ratio_policy other than 'stretch' needs the axes attribute "
+                                        "(2, 3): allowed 'stretch'")
+                    v = np.asarray([1, 1, v[2], v[3]], v.dtype)
+            operands[f"in{i}"] = v
+            names.append(f"in{i}")
+        if "axes" in a and any(int(x) % 4 < 2 for x in a["axes"]):
+            self.fail(node, f"axes {list(a['axes'])}: allowed the spatial axes 2 and 3")
+        from onnx import helper
+
+        n = helper.make_node(node.op_type, ["x", *names], ["y"])
+        n.attribute.extend(node.attribute)
+        index = np.arange(h * w, dtype=np.float32).reshape(1, 1, h, w)
+        try:
+            y = _lut.run_nodes([n], {"x": index}, operands, "y", self.opset)
+        except Exception as e:  # noqa: BLE001 - onnxruntime's message names what it refused
+            self.fail(node, f"onnxruntime cannot evaluate the resize: {str(e).splitlines()[0][:200]}")
+        if y.ndim != 4 or y.shape[:2] != (1, 1) or 0 in y.shape:
+            self.fail(node, f"the resize's output shape {y.shape[2:]} is not a plane of the input's channels")
+        idx = y[0, 0].astype(np.int64)
+        rows, cols = idx[:, 0] // w, idx[0, :] % w
+        if not (idx == rows[:, None] * w + cols[None, :]).all():
+            self.fail(node, "the resize does not pick one source row per output row and one source column per "
+                            "output column")
+        return tuple(int(r) for r in rows), tuple(int(v) for v in cols)
+
+    def op_Resize(self, node):
+        """``Resize`` in mode ``nearest``: a :class:`~cimforge.golden.ir.Resize`, a copy of
+        codes, on codes (QOperator) or between a DequantizeLinear and a QuantizeLinear (QDQ); it commutes with
+        quantisation, so it may follow another float operator directly."""
+        def make_float(x):
+            rows, cols = self.resize_maps(node, x.shape)
+            shape = (x.shape[0], len(rows), len(cols))
+            return shape, lambda out: Resize(name=self.layer_name(node), inputs=(x,), output=out, rows=rows,
+                                             cols=cols)
+
+        def on_codes(x):
+            shape, make = make_float(x)
+            self.emit(self.build(node, make, x.renamed(node.output[0], shape)))
+        self._float_or_codes(node, make_float, on_codes, monotonic=True)
+
     def op_GlobalMaxPool(self, node):
         """A max over the whole plane: a :class:`~cimforge.golden.ir.MaxPool` whose window is the input. On
         codes, or (onnxruntime does not quantize it) on a dequantized tensor up to the next QuantizeLinear, which
@@ -2075,6 +2150,8 @@ IMPORTS_TO: dict[str, tuple[tuple[str, ...], str]] = {
     "Flatten": (("reshape",), "axis 1"),
     "Squeeze": (("reshape",), "on codes or QDQ, not of the batch axis; of a constant folded at import"),
     "Unsqueeze": (("reshape",), "on codes or QDQ, not of the batch axis; of a constant folded at import"),
+    "Resize": (("resize",), "mode `nearest` (every coordinate transformation and nearest mode, `scales` or "
+                            "`sizes` of the spatial axes), on codes or QDQ; `linear` and `cubic` refused"),
     "Transpose": (("conv2d",), "only the channel shuffle (perm 0, 2, 1, 3, 4): a permutation 1x1 `conv2d`"),
     "Pad": (("conv2d",), "constant, by real zero, of H and W: a depthwise 1x1 `conv2d` of weight 1 with that "
                          "padding"),

@@ -16,7 +16,7 @@ import numpy as np
 
 from .ir import (LRN, Lut, Add, AvgPool, Clamp, Concat, Conv2d, ConvInteger, Dense, FloatChain, GlobalAvgPool, IRError,
                  Layer,
-                 MatMulInteger, MaxPool, Mul, Requant, Reshape, Softmax, TensorInfo)
+                 MatMulInteger, MaxPool, Mul, Requant, Reshape, Resize, Softmax, TensorInfo)
 from . import lut as _lut
 from .lrn import lrn_integer
 from .requant import NumericsError, multiply_by_quantized_multiplier, requantize
@@ -310,6 +310,18 @@ def reshape(layer: Reshape, x, rounding: str | None = None) -> np.ndarray:
     """Row-major reshape to the output's per-sample shape."""
     x = _check_input(layer, x, layer.input)
     return x.reshape(x.shape[0], *layer.output.shape).astype(layer.output.np_dtype)
+
+
+def resize(layer: Resize, x, rounding: str | None = None) -> np.ndarray:
+    """Nearest-neighbour resize (:class:`~cimforge.golden.ir.Resize`): a gather of rows and columns, requantised
+    when the output's quantisation differs."""
+    x = _check_input(layer, x, layer.input)
+    y = x[:, :, list(layer.rows)][:, :, :, list(layer.cols)].astype(np.int64)
+    if layer.requant is None:
+        return y.astype(layer.output.np_dtype)
+    rq, out = layer.requant, layer.output
+    return requantize(y - layer.input.zero_point, rq.multiplier, rq.shift, out.zero_point, out.qmin, out.qmax,
+                      rounding).astype(out.np_dtype)
 
 
 def clamp(layer: Clamp, x, rounding: str | None = None) -> np.ndarray:

@@ -17,7 +17,7 @@ import numpy as np
 
 from . import ops
 from .ir import (LRN, Lut, Add, AvgPool, Clamp, Concat, Conv2d, ConvInteger, Dense, FloatChain, GlobalAvgPool, Graph,
-                 IRError, Layer, MatMul, MatMulInteger, MaxPool, Mul, Reshape, Softmax)
+                 IRError, Layer, MatMul, MatMulInteger, MaxPool, Mul, Reshape, Resize, Softmax)
 
 __all__ = ["run_layer", "run_graph", "run_float", "LAYER_FUNCTIONS"]
 
@@ -25,7 +25,7 @@ __all__ = ["run_layer", "run_graph", "run_float", "LAYER_FUNCTIONS"]
 LAYER_FUNCTIONS: dict[type[Layer], Callable[..., np.ndarray]] = {
     Conv2d: ops.conv2d, Dense: ops.dense, MaxPool: ops.max_pool, AvgPool: ops.avg_pool,
     GlobalAvgPool: ops.global_avg_pool, Add: ops.add, Mul: ops.mul, Concat: ops.concat, Reshape: ops.reshape, Clamp: ops.clamp,
-    Softmax: ops.softmax, LRN: ops.lrn, Lut: ops.lut, MatMul: ops.dense, ConvInteger: ops.conv_integer, MatMulInteger: ops.matmul_integer,
+    Softmax: ops.softmax, LRN: ops.lrn, Lut: ops.lut, Resize: ops.resize, MatMul: ops.dense, ConvInteger: ops.conv_integer, MatMulInteger: ops.matmul_integer,
     FloatChain: ops.float_chain,
 }
 

@@ -5,7 +5,8 @@ run through what a user runs (``cimforge golden``, ``cimforge compile``, the ISS
 The patterns are the ones the model sets (golden/model_sets.py) do not exercise: dilation, stride 2,
 asymmetric pads, no bias, 1xN / Nx1 kernels, groups neither 1 nor depthwise, ``Gemm`` with ``transB=0`` and
 ``alpha`` / ``beta``, ``Squeeze`` / ``Unsqueeze``, padded pools, ``GlobalMaxPool``, ``Pad`` (of the graph input and mid network),
-element-wise tables (one per channel for PRelu's learned slopes), squeeze-and-excitation products, a free batch dimension, a non-square input, and
+element-wise tables (one per channel for PRelu's learned slopes), squeeze-and-excitation products, nearest
+``Resize`` (a decoder's upsampling and a non-integer ``sizes``), a free batch dimension, a non-square input, and
 onnxruntime's uint8 x int8 form (whose kernels saturate on CPUs without AVX-VNNI, docs/golden.md). Bad inputs
 must end in one line naming the node or option, exit code 2, and no partial ``--out`` directory.
 """
@@ -201,9 +202,26 @@ def _prelu(n: _Net):
     return n.model((3, 8, 8), [n.gemm(x, 10, 4)]), (3, 8, 8)
 
 
+def _upsample(n: _Net):
+    """A U-Net / FPN decoder step: a stride-2 convolution, a nearest ``Resize`` by 2 back to the input's size,
+    concatenated with a skip branch; then a ``Resize`` to a non-integer 5x7 by ``sizes`` (a downsampling in
+    ``asymmetric`` mode)."""
+    skip = n.op("Relu", [n.conv("x", 3, 8, 3, pads=[1, 1, 1, 1])])
+    low = n.op("Relu", [n.conv(skip, 8, 8, 3, strides=[2, 2], pads=[1, 1, 1, 1])])
+    up = n.op("Resize", [low, n.c(np.zeros(0, np.float32)), n.c(np.array([1, 1, 2, 2], np.float32))],
+              mode="nearest")
+    x = n.op("Concat", [up, skip], axis=1)
+    x = n.op("Relu", [n.conv(x, 16, 8, 3, pads=[1, 1, 1, 1])])
+    x = n.op("Resize", [x, n.c(np.zeros(0, np.float32)), "", n.c(np.array([1, 8, 5, 7], np.int64))],
+             mode="nearest", coordinate_transformation_mode="asymmetric")
+    x = n.op("Relu", [n.conv(x, 8, 8, 3)])
+    # a fixed batch of 1, as exporters write a constant ``sizes`` (whose batch entry would resize the batch too)
+    return n.model((3, 8, 8), [n.gemm(n.op("Flatten", [x]), 8 * 3 * 5, 4)], batch=1), (3, 8, 8)
+
+
 MODELS = {"squeeze_gemm": _squeeze_gemm, "pools": _pools, "pads": _pads, "activations": _activations,
           "concat_odd": _concat_odd, "avg_ceil": _avg_ceil, "se_block": _se_block, "banded": _banded,
-          "prelu": _prelu}
+          "prelu": _prelu, "upsample": _upsample}
 
 
 def _quantize(proto, shape, dst: Path, fmt: str, per_channel: bool, act: str, wt: str, dtype=np.float32) -> Path:
@@ -422,7 +440,7 @@ def _bad_models(d: Path) -> dict[str, Path]:
         return n.model((3, 6, 6), [n.op("Relu", [n.conv(x, 3, 8, 3)])]), (3, 6, 6)
 
     def resize(n):
-        up = n.op("Resize", [n.conv("x", 3, 8, 3), "", n.c(np.array([1, 1, 2, 2], np.float32))], mode="nearest")
+        up = n.op("Resize", [n.conv("x", 3, 8, 3), "", n.c(np.array([1, 1, 2, 2], np.float32))], mode="linear")
         return n.model((3, 6, 6), [n.op("Relu", [n.conv(up, 8, 8, 3)])]), (3, 6, 6)
 
     def cast_input(n):
@@ -455,7 +473,7 @@ def test_unsupported_models_named(bad, cmd, tmp_path, capsys):
         return [cmd, str(model)] + (["--out", str(tmp_path / "out")] if cmd == "compile" else [])
 
     _user_error(capsys, argv(bad["reflect"]), "'Pad_", "mode 'reflect'", "allowed 'constant'")
-    _user_error(capsys, argv(bad["resize"]), "'Resize_", "operator Resize", "supported: ")
+    _user_error(capsys, argv(bad["resize"]), "'Resize_", "mode 'linear'", "allowed 'nearest'")
     _user_error(capsys, argv(bad["cast_input"]), "'x'", "'Cast_", "DequantizeLinear")
     _user_error(capsys, argv(bad["float"]), "float-only model", "quantize_static")
     assert not (tmp_path / "out").exists()
@@ -504,6 +522,7 @@ def test_bad_files_options_and_inputs(models, tmp_path, capsys):
                                       ("avg_ceil", "qdq_pc_s8s8"), ("avg_ceil", "qop_pt_u8s8"),
                                       ("se_block", "qdq_pc_s8s8"), ("se_block", "qop_pt_u8s8"),
                                       ("prelu", "qdq_pc_s8s8"), ("prelu", "qop_pt_u8s8"),
+                                      ("upsample", "qdq_pc_s8s8"), ("upsample", "qop_pt_u8s8"),
                                       ("banded", "qdq_pt_u8u8")])
 def test_rtl_bit_exact(models, name, var, tmp_path, capsys):
     """``cimforge sim --random 2 --seed 0`` on the default fabric in Verilator: every tensor bit-exact and every
@@ -515,3 +534,20 @@ def test_rtl_bit_exact(models, name, var, tmp_path, capsys):
     assert rep["bit_exact"] and rep["images"] == 2
     assert all(r["measured"] == r["predicted"] for r in rep["layers"])
     assert rep["tensors_in"] == ("external" if name == "banded" else "activation"), rep["tensors_in"]
+
+
+def test_resize_in_external_mode_is_refused_by_name(models, tmp_path, capsys):
+    """A nearest Resize runs in the activation memory only: on a fabric whose activation memory sends the model
+    to external-memory mode (row bands), ``cimforge compile`` says so in one line naming the layer."""
+    from dataclasses import asdict
+
+    from cimforge.presets import get_preset
+    cfg = get_preset("default")
+    toml = "".join(f"[{block}]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in asdict(getattr(cfg, block)).items()
+                                            if not isinstance(v, (dict, list, type(None))))
+                   for block in ("macro", "fabric", "controller"))
+    small = tmp_path / "small.toml"
+    small.write_text(toml.replace(f"act_depth = {cfg.fabric.act_depth}\n", "act_depth = 256\n"))
+    _user_error(capsys, ["compile", str(models[("upsample", "qdq_pc_s8s8")]), "--config", str(small), "--out",
+                         str(tmp_path / "out")], "resize layer 'Resize_", "external-memory mode", "act_depth")
+    assert not (tmp_path / "out").exists()

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from ...golden.ir import Layer
 from ..tiling import CompileError
-from . import concat, elementwise, host, lrn, lut, mac, pool, reshape
+from . import concat, elementwise, host, lrn, lut, mac, pool, reshape, resize
 from .base import Lowering
 
 __all__ = ["Lowering", "LOWERINGS", "MODULES", "lowering_for"]
 
 #: The lowering modules; each lists the IR classes it lowers (``LAYERS``) and its ``LOWERING``.
-MODULES = (mac, pool, elementwise, concat, reshape, lrn, lut, host)
+MODULES = (mac, pool, elementwise, concat, reshape, resize, lrn, lut, host)
 
 #: IR layer class -> how it is compiled and costed.
 LOWERINGS: dict[type[Layer], Lowering] = {cls: m.LOWERING for m in MODULES for cls in m.LAYERS}

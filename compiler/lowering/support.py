@@ -75,6 +75,17 @@ channel's lane of every pixel (a read-modify-write of its word), so it costs `la
 table (`C (H W + table words)`), on a layer that is a small part of a network's work. A constant that varies
 along another axis is refused by node name; a product of two different tensors is a `mul` (below).
 
+**Nearest-neighbour resizes** (`resize`: `Resize` in mode `nearest`, the upsampling of U-Net, FPN and YOLO
+decoders). A copy of codes, so exact: `y[c, oy, ox] = x[c, rows[oy], cols[ox]]`, with the source row and column
+of every output row and column computed by onnxruntime itself (the node, its attributes and constant `scales` or
+`sizes`, run once at import on a tensor of pixel indices), so every `coordinate_transformation_mode` and
+`nearest_mode` is onnxruntime's own. An output quantisation that differs from the input's makes it a requantising
+copy. On the fabric it is `EW` copies (compiler/lowering/resize.py): per output row, one copy per residue class of
+the smallest period of the column map (2 for an upsampling by 2, 1 for a downsampling), with the source and
+output pixel strides of that class; an upsampling by `f` costs `f` copies of `W` pixels per output row, one word
+per cycle each. `linear` and `cubic` resizes interpolate and are refused by node name, as is a resize in
+external-memory mode (row bands would need the maps per band).
+
 **Products of two tensors** (`mul`: QDQ `Mul`, com.microsoft `QLinearMul`; squeeze-and-excitation's `x *
 Sigmoid(conv(GAP(x)))`, a gate of one value per channel `(C, 1, 1)` broadcast over the `(C, H, W)` plane, or
 two tensors of one shape). TFLite's integer product: `(a - zp_a) (b - zp_b)` exactly (at most 255 x 255), then

@@ -48,7 +48,7 @@ class PartitionError(ValueError):
 #: Role of each layer kind in the data flow (kinds not listed are carried, with an :class:`UnknownOpWarning`).
 ROLES = {"conv2d": "weighted", "dense": "weighted", "other": "carried", "concat": "concat", "add": "merge", "mul": "merge",
          "merge": "merge", "maxpool": "unary", "avgpool": "unary", "global_avgpool": "unary", "reshape": "unary",
-         "clamp": "unary", "unary": "unary", "softmax": "unary", "lrn": "unary", "lut": "unary",
+         "clamp": "unary", "unary": "unary", "softmax": "unary", "lrn": "unary", "lut": "unary", "resize": "unary",
          # golden-only weighted kinds (the compiler maps Conv2d and Dense only): data flows through the first input
          "matmul": "unary", "conv_integer": "unary", "matmul_integer": "unary",
          # golden-only float chains (numerics="onnx"): a Sum of the residual streams merges them
