@@ -50,14 +50,19 @@ class CompileError(ValueError):
 
 
 def beyond_range(cfg: CimConfig, block: str, name: str, value: int) -> str:
-    """What to add to an error that asks for ``block.name >= value``: nothing when a configuration with that
-    value is valid, else ``", beyond the configuration's range (...)"`` (the size a model needs may be more than
-    any fabric of this generator has, e.g. a parameter memory, which no DMA reaches)."""
+    """What to add to an error that asks for ``block.name >= value``: ``", beyond the configuration's range
+    (...)"`` when no configuration allows that value (the size a model needs may be more than any fabric of
+    this generator has, e.g. a parameter memory, which no DMA reaches); else the preset with the most, when it
+    has enough and is not the one asked, ``" (preset 'imagenet' has 17408)"``; else nothing."""
+    from ..presets import PRESETS
     try:
         replace(cfg, **{block: replace(getattr(cfg, block), **{name: value})})
     except ConfigError as e:
         return f", beyond the configuration's range ({e.allowed})"
-    return ""
+    have = {p: getattr(getattr(c, block), name) for p, c in PRESETS.items()}
+    most = max(have.values())
+    big = [p for p, v in have.items() if v == most and p != cfg.name]
+    return f" (preset {big[0]!r} has {most})" if big and most >= value else ""
 
 
 @dataclass(frozen=True, eq=False)
