@@ -171,6 +171,11 @@ class _Lut:
     op: str
 
 
+#: Why a node of a quantized model reads float data, and what to do (run() refuses float-only models first).
+_LEFT_IN_FLOAT = ("the node was left in float (quantize_static's op_types_to_quantize / nodes_to_exclude?); the "
+                  "fabric runs quantized operators only: quantize this node too")
+
+
 @dataclass
 class _Importer:
     proto: object
@@ -250,8 +255,7 @@ class _Importer:
             self.fail(node, f"{what} {node.input[i]!r} is the float output of node {v.node!r} ({v.op}) with no "
                             f"QuantizeLinear in between: only quantized tensors may pass between layers")
         if isinstance(v, _FloatInput):
-            self.fail(node, f"{what} {node.input[i]!r} is the float graph input, not quantized: "
-                            f"is this a float-only model?")
+            self.fail(node, f"{what} {node.input[i]!r} is the float graph input, not quantized: {_LEFT_IN_FLOAT}")
         if isinstance(v, _Codes):
             self.fail(node, f"{what} {node.input[i]!r} holds int codes; this float operator needs a "
                             f"DequantizeLinear in front")
@@ -655,10 +659,14 @@ class _Importer:
             self.emit_lut(node, src, info)
             self.values[name] = _Codes(info)
         elif isinstance(src, _Dequant):
-            if (src.info.scale, src.info.zero_point, src.info.dtype) != (scale, zp, dtype):
-                self.fail(node, f"requantising {node.input[0]!r} from {(src.info.scale, src.info.zero_point)} to "
-                                f"{(scale, zp)} through float is not supported")
-            self.values[name] = _Codes(src.info)
+            if (src.info.scale, src.info.zero_point, src.info.dtype) == (scale, zp, dtype):
+                self.values[name] = _Codes(src.info)
+                return
+            info = self.build(node, TensorInfo, name, src.info.shape, dtype, scale, zp)  # requantised: a table
+            layer = self.requant_table(_FakeNode(node.name or name, "Requantize", name), src.info, info)
+            self.emit(layer)
+            self.record_table(layer)
+            self.values[name] = _Codes(info)
         else:
             self.fail(node, f"input {node.input[0]!r} is already quantized")
 
@@ -717,7 +725,9 @@ class _Importer:
         clamped = (lo, hi) != (out.qmin, out.qmax)
         fake = _FakeNode(p.node, p.op, out.name)
         layer = self.build(fake, p.make, out)
-        if clamped and isinstance(layer, CLAMPABLE):
+        if clamped and isinstance(layer, Lut):  # a table's clamp is a clamp of its output codes
+            layer = replace(layer, table=tuple(int(t) for t in np.clip(layer.table, lo, hi)))
+        elif clamped and isinstance(layer, CLAMPABLE):
             layer = self.build(fake, with_clamp, layer, lo, hi)
         elif clamped:  # e.g. MaxPool then Relu: exact as a separate clamp of the codes
             pre = out.renamed(out.name + "/unclamped")
@@ -725,6 +735,8 @@ class _Importer:
             layer = self.build(fake, Clamp, name=layer.name + "/clamp", inputs=(pre,), output=out,
                                act_min=lo, act_max=hi)
         self.emit(layer)
+        if isinstance(layer, Lut):
+            self.record_table(layer)
 
     def op_DequantizeLinear(self, node):
         src = self.get(node, 0)
@@ -1288,7 +1300,8 @@ class _Importer:
             x = self.dequant(node, 0)
             self.values[node.output[0]] = _Pending(
                 node.name or node.output[0], node.op_type, x.shape,
-                lambda out: Clamp(name=self.layer_name(node), inputs=(x,), output=out),
+                lambda out: Clamp(name=self.layer_name(node), inputs=(x,), output=out) if x.same_quant(out)
+                else self.requant_table(node, x, out),
                 -math.inf if lo is None else float(lo), math.inf if hi is None else float(hi))
 
     op_Clip = op_Relu
@@ -1299,7 +1312,7 @@ class _Importer:
         v = self.get(node, i, "weight")
         if isinstance(v, _Const):
             self.fail(node, f"weight {node.input[i]!r} is a float initializer, not DequantizeLinear of int8: "
-                            f"the node is not quantized (float-only model?)")
+                            f"{_LEFT_IN_FLOAT}")
         if not isinstance(v, _ConstDequant):
             self.fail(node, f"weight {node.input[i]!r} must be a constant (DequantizeLinear of an int8 initializer)")
         if np.asarray(v.scale).size > 1 and v.axis != axis_out:
@@ -1589,14 +1602,31 @@ class _Importer:
     def emit_table(self, node, x: TensorInfo, out: TensorInfo, table: np.ndarray) -> None:
         """A :class:`~cimforge.golden.ir.Lut` layer of output ``table`` codes over ``x``'s codes, recorded in
         :attr:`lut_of` as a function of the chain's first input."""
+        layer = self.table_layer(node, x, out, table)
+        self.emit(layer)
+        self.record_table(layer)
+
+    def table_layer(self, node, x: TensorInfo, out: TensorInfo, table: np.ndarray) -> Lut:
+        """The :class:`~cimforge.golden.ir.Lut` layer of output ``table`` codes over ``x``'s codes."""
         codes = _lut.code_bytes(x).astype(np.int64)
         valid = (codes >= x.qmin) & (codes <= x.qmax)  # a narrowed (4-bit) input never holds the rest
         table = np.asarray(table)
         table = np.where(valid, table, table[..., np.argmax(valid)][..., None])
-        self.emit(self.build(node, Lut, name=self.layer_name(node), inputs=(x,), output=out,
-                             table=tuple(int(t) for t in table.ravel()), op=node.op_type))
+        return self.build(node, Lut, name=self.layer_name(node), inputs=(x,), output=out,
+                          table=tuple(int(t) for t in table.ravel()), op=node.op_type)
+
+    def record_table(self, layer: Lut) -> None:
+        """Record a table layer in :attr:`lut_of` as a function of its chain's first input."""
+        x = layer.input
         root, inner = self.lut_of.get(x.name, (x, np.arange(256)))
-        self.lut_of[out.name] = (root, _lut.compose(table, inner))
+        table = layer.tables if layer.per_channel else layer.tables[0]
+        self.lut_of[layer.output.name] = (root, _lut.compose(table, inner))
+
+    def requant_table(self, node, x: TensorInfo, out: TensorInfo) -> Lut:
+        """``DequantizeLinear`` of ``x`` then ``QuantizeLinear`` into another quantisation (a Relu or Clip whose
+        QuantizeLinear has a scale of its own, the fused clamp applied by :meth:`finish`): a
+        :class:`~cimforge.golden.ir.Lut` of onnxruntime's two nodes over the 256 codes, exact."""
+        return self.table_layer(node, x, out, _lut.quantize(_lut.dequantize(x), out))
 
     def lut_quantized(self, node, i: int) -> TensorInfo:
         """A table's float value read by an operator that does not commute with quantisation (an average pool, an

@@ -67,13 +67,12 @@ def test_compile_refused_is_one_line_naming_the_limit(squeezenet, tmp_path):
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1, p.stderr
     assert "controller.program_depth = 8192: allowed controller.program_depth >= " in lines[0], lines[0]
-    from dataclasses import asdict
+    from dataclasses import replace
+
+    from cimforge.config import save_config
     from cimforge.presets import get_preset
     cfg = get_preset("default")  # the default preset, its activation memory a quarter
-    toml = "".join(f"[{block}]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in asdict(getattr(cfg, block)).items()
-                                            if not isinstance(v, (dict, list, type(None))))
-                   for block in ("macro", "fabric", "controller"))
-    (tmp_path / "small.toml").write_text(toml.replace(f"act_depth = {cfg.fabric.act_depth}\n", "act_depth = 1024\n"))
+    save_config(replace(cfg, fabric=replace(cfg.fabric, act_depth=1024)), tmp_path / "small.toml")
     p = _cli("compile", str(squeezenet), "--config", str(tmp_path / "small.toml"), "--out", str(tmp_path / "prog"))
     assert p.returncode == 2
     lines = p.stderr.strip().splitlines()

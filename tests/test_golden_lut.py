@@ -208,3 +208,60 @@ def test_per_channel_constants_make_a_table_per_channel(dt, shape):
     got = run_graph(g, {g.inputs[0].name: x})
     want = run_ort(model, {"x": x})[0]
     np.testing.assert_array_equal(got[g.outputs[0]], want)
+
+
+@pytest.mark.parametrize("dt", ["int8", "uint8"])
+@pytest.mark.parametrize("op", ["Relu", "Clip"])
+def test_clamp_into_a_new_quantisation_is_a_table(op, dt):
+    """A QDQ Relu or Clip (ReLU6, and bounds inside the input's range) whose QuantizeLinear has a scale and zero
+    point of its own: a requantising table with the clamp folded into its codes, equal to onnxruntime on every
+    code; with the input's own quantisation it stays a clamp of the codes."""
+    from onnx import numpy_helper
+    seed = SEED + 200 + (op == "Clip") * 2 + (dt == "uint8")
+    rng = np.random.default_rng(seed)
+    lo, hi = QRANGE[dt]
+    for bounds in ([], [0.0, 6.0], [-0.7, 1.9]) if op == "Clip" else ([],):
+        s_in, z_in, s_out, z_out = _params(rng, dt, 8.0, lambda v: np.clip(v, 0, 6))
+        print(f"{op} {dt} bounds {bounds}: seed {seed}, in ({s_in}, {z_in}), out ({s_out}, {z_out})")
+        for same in (False, True):
+            so, zo = (s_in, z_in) if same else (s_out, z_out)
+            inits = {**qparams("x", s_in, z_in, dt), **qparams("y", so, zo, dt),
+                     **{f"b{i}": np.float32(b) for i, b in enumerate(bounds)}}
+            tt = helper.np_dtype_to_tensor_dtype(np.dtype(dt))
+            nodes = [helper.make_node("DequantizeLinear", ["x", "x_scale", "x_zp"], ["xf"]),
+                     helper.make_node(op, ["xf", *[f"b{i}" for i in range(len(bounds))]], ["yf"], name="act"),
+                     helper.make_node("QuantizeLinear", ["yf", "y_scale", "y_zp"], ["y"])]
+            graph = helper.make_graph(nodes, op, [helper.make_tensor_value_info("x", tt, ["N", 256])],
+                                      [helper.make_tensor_value_info("y", tt, ["N", 256])],
+                                      [numpy_helper.from_array(np.asarray(v), k) for k, v in inits.items()])
+            model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+            model.ir_version = 9
+            g = load_onnx(model.SerializeToString())
+            assert [l.kind for l in g.layers] == (["clamp"] if same else ["lut"]), (same, g.layers)
+            x = np.arange(lo, hi + 1).astype(dt).reshape(1, 256)
+            np.testing.assert_array_equal(run_graph(g, {g.inputs[0].name: x})[g.outputs[0]],
+                                          run_ort(model, {"x": x})[0], err_msg=f"{op} {dt} {bounds} same={same}")
+
+
+@pytest.mark.parametrize("dt", ["int8", "uint8"])
+def test_requantising_dequantize_quantize_is_a_table(dt):
+    """``DequantizeLinear -> QuantizeLinear`` into another scale and zero point: a table equal to onnxruntime's
+    two nodes on every code (a seeded random pair of quantisations, the output range narrower at both ends:
+    saturation)."""
+    seed = SEED + 300 + (dt == "uint8")
+    rng = np.random.default_rng(seed)
+    lo, hi = QRANGE[dt]
+    s_in, z_in = float(np.float32(rng.uniform(0.01, 0.1))), int(rng.integers(lo + 40, hi - 39))
+    s_out, z_out = float(np.float32(s_in * rng.uniform(0.5, 0.9))), z_in  # a narrower range about the same zero
+    print(f"{dt}: seed {seed}, in ({s_in}, {z_in}), out ({s_out}, {z_out})")
+    nodes = [helper.make_node("DequantizeLinear", ["x", "x_scale", "x_zp"], ["xf"]),
+             helper.make_node("QuantizeLinear", ["xf", "y_scale", "y_zp"], ["y"], name="requant")]
+    model = make_model(nodes, {"x": (dt, (256,))}, {"y": dt},
+                       {**qparams("x", s_in, z_in, dt), **qparams("y", s_out, z_out, dt)})
+    g = load_onnx(model.SerializeToString())
+    assert [l.kind for l in g.layers] == ["lut"]
+    x = np.arange(lo, hi + 1).astype(dt).reshape(1, 256)
+    got = run_graph(g, {g.inputs[0].name: x})[g.outputs[0]]
+    ref = run_ort(model, {"x": x})[0]
+    np.testing.assert_array_equal(got, ref)
+    assert got.min() == lo and got.max() == hi  # both ends saturate

@@ -224,7 +224,8 @@ MODELS = {"squeeze_gemm": _squeeze_gemm, "pools": _pools, "pads": _pads, "activa
           "prelu": _prelu, "upsample": _upsample}
 
 
-def _quantize(proto, shape, dst: Path, fmt: str, per_channel: bool, act: str, wt: str, dtype=np.float32) -> Path:
+def _quantize(proto, shape, dst: Path, fmt: str, per_channel: bool, act: str, wt: str, dtype=np.float32,
+              **options) -> Path:
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
@@ -249,7 +250,8 @@ def _quantize(proto, shape, dst: Path, fmt: str, per_channel: bool, act: str, wt
     level, _ = root.level, root.setLevel(logging.ERROR)  # the quantizer's pre-processing advice
     try:
         quantize_static(str(src), str(dst), Reader(), per_channel=per_channel, activation_type=qt[act],
-                        weight_type=qt[wt], quant_format=QuantFormat.QDQ if fmt == "qdq" else QuantFormat.QOperator)
+                        weight_type=qt[wt], quant_format=QuantFormat.QDQ if fmt == "qdq" else QuantFormat.QOperator,
+                        **options)
     finally:
         root.setLevel(level)
     return dst
@@ -457,6 +459,13 @@ def _bad_models(d: Path) -> dict[str, Path]:
         built[name] = _quantize(proto, shape, d / f"{name}.onnx", "qdq", True, "int8", "int8",
                                 np.uint8 if name == "cast_input" else np.float32)
     built["float"] = d / "softmax_mid_float.onnx"
+    # a user's partial quantisation: the second convolution excluded, left in float between quantized layers
+    n = _Net(SEED)
+    proto = n.model((3, 6, 6), [n.conv(n.op("Relu", [n.conv("x", 3, 8, 3)]), 8, 8, 3)])
+    second = [node.name for node in proto.graph.node if node.op_type == "Conv"][1]
+    for fmt in ("qdq", "qop"):
+        built[f"partly_float_{fmt}"] = _quantize(proto, (3, 6, 6), d / f"partly_float_{fmt}.onnx", fmt, True, "int8",
+                                                 "int8", nodes_to_exclude=[second])
     return built
 
 
@@ -476,6 +485,8 @@ def test_unsupported_models_named(bad, cmd, tmp_path, capsys):
     _user_error(capsys, argv(bad["resize"]), "'Resize_", "mode 'linear'", "allowed 'nearest'")
     _user_error(capsys, argv(bad["cast_input"]), "'x'", "'Cast_", "DequantizeLinear")
     _user_error(capsys, argv(bad["float"]), "float-only model", "quantize_static")
+    for fmt in ("qdq", "qop"):
+        _user_error(capsys, argv(bad[f"partly_float_{fmt}"]), "'Conv_", "left in float", "nodes_to_exclude")
     assert not (tmp_path / "out").exists()
 
 
@@ -539,15 +550,13 @@ def test_rtl_bit_exact(models, name, var, tmp_path, capsys):
 def test_resize_in_external_mode_is_refused_by_name(models, tmp_path, capsys):
     """A nearest Resize runs in the activation memory only: on a fabric whose activation memory sends the model
     to external-memory mode (row bands), ``cimforge compile`` says so in one line naming the layer."""
-    from dataclasses import asdict
+    from dataclasses import replace
 
+    from cimforge.config import save_config
     from cimforge.presets import get_preset
     cfg = get_preset("default")
-    toml = "".join(f"[{block}]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in asdict(getattr(cfg, block)).items()
-                                            if not isinstance(v, (dict, list, type(None))))
-                   for block in ("macro", "fabric", "controller"))
     small = tmp_path / "small.toml"
-    small.write_text(toml.replace(f"act_depth = {cfg.fabric.act_depth}\n", "act_depth = 256\n"))
+    save_config(replace(cfg, fabric=replace(cfg.fabric, act_depth=256)), small)
     _user_error(capsys, ["compile", str(models[("upsample", "qdq_pc_s8s8")]), "--config", str(small), "--out",
                          str(tmp_path / "out")], "resize layer 'Resize_", "external-memory mode", "act_depth")
     assert not (tmp_path / "out").exists()

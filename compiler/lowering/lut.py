@@ -10,7 +10,7 @@ from ...config import INT8_BITS, CimConfig
 from ...gen.controller import CONTROLLER_TIMING
 from ...gen.isa import Opcode, lanes, lut_table_layout
 from ...golden.ir import Layer, Lut
-from ..cost import LayerCost, lut_cycles
+from ..cost import LayerCost, lut_instr_cycles
 from ..state import CompileState, Step, emit_instr, pack_checked
 from .base import Lowering, per_image_cost
 
@@ -60,13 +60,11 @@ def cost(layer: Layer, cfg: CimConfig, par, source_shape, images: int) -> LayerC
     every pixel)."""
     L = lanes(cfg)
     shape = layer.input.shape
-    npos = 1 if len(shape) == 1 else shape[1] * shape[2]
-    words = npos * -(-shape[0] // L)
-    if layer.per_channel:
-        words = npos * shape[0]
-        cyc = lut_cycles(cfg, words, shape[0]) + CONTROLLER_TIMING.prefetched
-    else:
-        cyc = lut_cycles(cfg, words) + CONTROLLER_TIMING.prefetched
+    args = {"npos": 1 if len(shape) == 1 else shape[1] * shape[2], "cw": -(-shape[0] // L),
+            "channels": shape[0], "per_channel": layer.per_channel}
+    cyc = lut_instr_cycles(cfg, args) + CONTROLLER_TIMING.prefetched
+    # words read (and written back): every word once, or once per channel of it in per-channel mode
+    words = args["npos"] * (args["channels"] if layer.per_channel else args["cw"])
     one = LayerCost(cycles=cyc, compute_cycles=cyc, act_traffic_bits=2 * words * INT8_BITS * L)
     return per_image_cost(one, images)
 

@@ -214,6 +214,9 @@ are refused by name.
 
 **Clip / ReLU6.** `Clip(0, 6)` and any Clip with constant bounds fuse into the producer's output clamp,
 converted to codes exactly (quantisation is monotonic); on codes (QOperator) they clamp the codes themselves.
+A Relu or Clip that cannot fuse is a `clamp` of the codes, or, when its QuantizeLinear has a scale or zero point
+of its own, a `lut` (onnxruntime's DequantizeLinear and QuantizeLinear of the 256 codes, the clamp applied to
+its output codes); so is a bare `DequantizeLinear -> QuantizeLinear` into another quantisation.
 
 **Weights with zero points** (uint8 weights from `quantize_static(weight_type=QUInt8)`, per tensor or per
 channel): weights whose codes minus the zero point fit int8 (symmetric: zero point 0, or 128 for uint8) are
