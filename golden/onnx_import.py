@@ -10,7 +10,8 @@ Two encodings are understood, as onnxruntime's ``quantize_static`` writes them, 
   ``GlobalAveragePool``, ``Concat``, ``Reshape``, ``Flatten``, ``Relu``, ``Clip``) whose activation inputs are
   ``DequantizeLinear`` outputs, whose weights are ``DequantizeLinear`` of int8 initializers, and whose result is
   quantized by a ``QuantizeLinear``. ``Relu`` / ``Clip`` between an operator and its ``QuantizeLinear`` fuse into
-  the layer's output clamp exactly (quantisation is monotonic).
+  the layer's output clamp exactly (quantisation is monotonic). ``QuantizeLinear`` / ``DequantizeLinear`` may be
+  of either domain (com.microsoft's, ``UseQDQContribOps``, are the same operators).
 
 Every IR tensor keeps the name of the ONNX tensor holding the same codes (the QOperator output, or the
 ``QuantizeLinear`` output in QDQ form), so golden and onnxruntime intermediates can be compared by name.
@@ -1918,7 +1919,8 @@ class _Importer:
             handler = getattr(self, f"op_{node.op_type}", None)
             folded = node.op_type in _FOLDABLE and isinstance(self.values.get(node.input[0] if node.input else ""),
                                                               _Const)
-            if not folded and (handler is None or (node.domain == _MS) != (node.op_type in _MS_OPS)):
+            if not folded and (handler is None or ((node.domain == _MS) != (node.op_type in _MS_OPS)
+                                                   and node.op_type not in _BOTH_DOMAINS)):
                 self.fail(node, f"operator {node.op_type} (domain {node.domain or 'ai.onnx'!r}) is not supported; "
                                 f"supported: {', '.join(SUPPORTED_OPS)}")
             try:
@@ -2132,6 +2134,9 @@ _TABLE_UNARY = {"Sigmoid", "Tanh", "LeakyRelu", "HardSigmoid", "HardSwish", "Elu
                 "Neg", "Sin", "Cos", "Floor", "Ceil", "Round", "Sign", "PRelu", "Relu", "Clip"}
 _MS_OPS = {"QLinearLeakyRelu", "QLinearSigmoid", "QGemm", "QLinearAdd", "QLinearMul", "QLinearAveragePool",
            "QLinearGlobalAveragePool", "QLinearConcat", "QLinearSoftmax"}
+#: Operators of both domains: com.microsoft's QuantizeLinear / DequantizeLinear (``quantize_static``'s
+#: ``UseQDQContribOps``) are the ONNX ones (the same inputs and ``axis``), on the same int8/uint8 codes.
+_BOTH_DOMAINS = {"QuantizeLinear", "DequantizeLinear"}
 #: Operator types the importer understands.
 SUPPORTED_OPS = tuple(sorted(n[3:] for n in dir(_Importer) if n.startswith("op_")))
 

@@ -245,7 +245,7 @@ def _quantize(proto, shape, dst: Path, fmt: str, per_channel: bool, act: str, wt
             v = next(self.it, None)
             return None if v is None else {"x": v}
 
-    qt = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
+    qt = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8, "int4": QuantType.QInt4, "int16": QuantType.QInt16}
     root = logging.getLogger()
     level, _ = root.level, root.setLevel(logging.ERROR)  # the quantizer's pre-processing advice
     try:
@@ -321,6 +321,38 @@ def test_compile_and_iss_equal_golden(models, name, var, tmp_path, capsys):
     assert graph.outputs[0] in compared
     for t in compared:
         np.testing.assert_array_equal(got[t], want[t], err_msg=f"{name} {var}: tensor {t}")
+
+
+@pytest.mark.parametrize("act,wt", [("int8", "int8"), ("uint8", "uint8"), ("int8", "int4")])
+def test_contrib_quantize_dequantize(act, wt, tmp_path, capsys):
+    """``quantize_static(extra_options={"UseQDQContribOps": True})`` writes com.microsoft QuantizeLinear /
+    DequantizeLinear (the only way to int4 weights on older opsets): the golden model meets the bound against
+    onnxruntime, and the ISS equals it on every tensor; int16 activations are refused by node and dtype."""
+    from cimforge.compiler.compile import compile_graph
+    from cimforge.compiler.iss import run_program
+    from cimforge.golden.cli import random_inputs, to_codes
+    from cimforge.golden.onnx_import import load_onnx
+    from cimforge.golden.runner import run_graph
+    from cimforge.presets import get_preset
+
+    print(f"weights and calibration seed {SEED}")
+    proto, shape = _activations(_Net(SEED))
+    path = _quantize(proto, shape, tmp_path / "contrib.onnx", "qdq", True, act, wt,
+                     extra_options={"UseQDQContribOps": True})
+    import onnx
+    assert {n.domain for n in onnx.load(str(path)).graph.node if n.op_type.endswith("Linear")} == {"com.microsoft"}
+    rc = main(["golden", str(path), "--samples", "4", "--seed", str(SEED), "--check"])
+    assert rc == 0 and ": met" in capsys.readouterr().out
+    graph = load_onnx(path)
+    codes = to_codes(graph, random_inputs(graph, 2, SEED))
+    got, _ = run_program(compile_graph(graph, get_preset("default"), batch=2), {graph.inputs[0].name: codes})
+    want = run_graph(graph, codes)
+    for t in graph.outputs:
+        np.testing.assert_array_equal(got[t], want[t], err_msg=f"tensor {t}")
+    if act == "int8":
+        wide = _quantize(proto, shape, tmp_path / "int16.onnx", "qdq", True, "int16", wt,
+                         extra_options={"UseQDQContribOps": True})
+        _user_error(capsys, ["golden", str(wide)], "QuantizeLinear", "int16", "int8 or uint8")
 
 
 def test_new_patterns_import_as_existing_kinds(models):

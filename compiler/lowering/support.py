@@ -28,6 +28,9 @@ tensors (tested against the ISS: equal to the golden model on every tensor)."""
 _NOTES = """\
 ## Which computation each operator reproduces, and what is exact
 
+**QuantizeLinear / DequantizeLinear** of either domain: com.microsoft's (`quantize_static`'s `UseQDQContribOps`,
+also its way to int4 weights) are the ONNX operators. Activations are int8 or uint8; int16 is refused by node.
+
 **Softmax.** Two golden computations, one per form, each the one that reproduces onnxruntime's result:
 
 * `QLinearSoftmax` (com.microsoft, the QOperator form) is computed as onnxruntime's CPU kernel does: a table of
