@@ -29,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from ..gen.isa import LAYER_COMPUTE, Opcode, lanes
-from ..golden.ir import AvgPool, Conv2d, Dense, GlobalAvgPool, Layer, MaxPool, Resize
+from ..golden.ir import AvgPool, Conv2d, Dense, GlobalAvgPool, Layer, MaxPool, Reshape, Resize
 
 #: Layers whose channel words are independent of each other (a window per channel): a unit may hold a few of
 #: every pixel's words (a channel tile) when not even one row band of all of them fits.
@@ -198,8 +198,8 @@ def layer_bands(state: CompileState, layer: Layer, image: int) -> list[tuple[int
     Raises
     ------
     CompileError
-        Not even a band of one output row fits ``fabric.act_depth``; the message names the layer, the buffer and
-        the smallest depth that would fit.
+        Not even a band of one output row fits ``fabric.act_depth``; the message names the layer of the model
+        that needs the most, the buffer and the smallest depth that fits every layer (:func:`raise_act_depth`).
     """
     D = state.cfg.fabric.act_depth
     oh = state.prog.tensors[(image, layer.output.name)].phys[1]
@@ -215,6 +215,16 @@ def layer_bands(state: CompileState, layer: Layer, image: int) -> list[tuple[int
             bands = [(o, min(oh, o + rows)) for o in range(0, oh, rows)]
             if max(sum(_unit_words(state, layer, image, o0, o1)) for o0, o1 in bands) <= budget:
                 return bands
+    raise_act_depth(state, image)  # the model does not fit: name the layer that needs the most
+    # else only this pool's row bands do not fit, its channel tiles do (_chains runs it in those)
+    _act_depth_error(layer, *band_need(state, layer, image), D)
+
+
+def band_need(state: CompileState, layer: Layer, image: int) -> tuple[int, str]:
+    """The fewest activation words ``layer`` can run in (one output row band, or the whole input and output of
+    a layer whose outputs read the whole input; one channel word of every pixel for a pool that tiles), and
+    what that is, in words for an error message."""
+    oh = state.prog.tensors[(image, layer.output.name)].phys[1]
     one = 0 if _window(layer) is None else 1
     need = max(sum(_unit_words(state, layer, image, o, o + 1 if one else oh)) for o in range(0, oh if one else 1))
     what = "one output row band (its input rows with the halo and the output row)" if one else \
@@ -222,7 +232,28 @@ def layer_bands(state: CompileState, layer: Layer, image: int) -> list[tuple[int
     if isinstance(layer, CHANNEL_TILED) and not state.prog.tensors[(image, layer.input.name)].rowpack:
         need = min(need, sum(_unit_words(state, layer, image, 0, oh, (0, 1))))
         what = f"{what[:-1]}, or one channel word of every pixel)" if what.endswith(")") else what
-    raise CompileError(f"layer {layer.name!r}: {what} needs {need} activation words, fabric.act_depth = {D}: "
+    return need, what
+
+
+def raise_act_depth(state: CompileState, image: int) -> None:
+    """Raise the error of a model that does not fit the activation memory even in row bands: it names the
+    layer that needs the most, so that the size it allows fits every layer.
+
+    Raises
+    ------
+    CompileError
+        Always, when some layer's :func:`band_need` exceeds ``fabric.act_depth``.
+    """
+    D = state.cfg.fabric.act_depth
+    needs = [(*band_need(state, layer, image), layer) for layer in state.graph.layers
+             if not isinstance(layer, Reshape)]  # a reshape is a view of its input: it runs nothing
+    need, what, layer = max(needs, key=lambda t: t[0])
+    if need > D:
+        _act_depth_error(layer, what, need, D)
+
+
+def _act_depth_error(layer: Layer, what: str, need: int, depth: int) -> None:
+    raise CompileError(f"layer {layer.name!r}: {what} needs {need} activation words, fabric.act_depth = {depth}: "
                        f"allowed fabric.act_depth >= {need}")
 
 
@@ -856,7 +887,12 @@ def emit_external(state: CompileState) -> None:
                 if not any(_forwarded(state, u, prev, *x) for x in u.ins):
                     staging.unpin(prev_base)  # not read by this unit: its words are free once the store is done
                     prev_base = None
-            in_base = alloc(u, _load_words(state, u, prev))
+            words = _load_words(state, u, prev)
+            trial = staging.copy()  # the input first fit below regions still storing can leave the output no room
+            if words and u.out_words and (trial.alloc(words) is None
+                                          or trial.alloc_or_sync(u.out_words, True)[0] is None):
+                dsync(u, "staging memory free")
+            in_base = alloc(u, words)
             staged = _load_unit(state, u, in_base, prev, prev_base)
             if in_base is not None:
                 dsync(u, "input band in")

@@ -105,9 +105,16 @@ def place(state: CompileState, layer: Layer) -> None:
             words = pack_weight_words(page_words(g, t, n, cfg), L, precision_for(state, layer).wb)  # at the run-time wb
             state.wblocks[(*key, k, n)] = (len(prog.wmem), len(words))
             prog.wmem.extend(words)
-        words = [pack_checked(layer.name, dlay, {
-            "ky0": t.ky0, "kx0": t.kx0, "dy0": t.ky0 * g.dh, "dx0": t.kx0 * g.dw, "c0": t.c0, "elems": t.elems,
-            "off0": t.ky0 * g.dh if g.rowpack else (t.ky0 * g.dh * g.w + t.kx0 * g.dw) * cw_in}) for t in tiles]
+        try:
+            words = [pack_checked(layer.name, dlay, {
+                "ky0": t.ky0, "kx0": t.kx0, "dy0": t.ky0 * g.dh, "dx0": t.kx0 * g.dw, "c0": t.c0, "elems": t.elems,
+                "off0": t.ky0 * g.dh if g.rowpack else (t.ky0 * g.dh * g.w + t.kx0 * g.dw) * cw_in}) for t in tiles]
+        except CompileError:
+            # a tap offset wider than the address field: the window's rows cannot be in the activation memory
+            # at once, which the band planner says in the user's terms (the buffer and the size that fits)
+            from ..memory import raise_act_depth
+            raise_act_depth(state, 0)
+            raise
         if tuple(words) not in descs:
             descs[tuple(words)] = len(prog.dmem)
             prog.dmem.extend(words)
@@ -267,7 +274,10 @@ def mac_args(mp: MacPass, state: CompileState, layer: Layer) -> dict:
     whole, rest = divmod(par.batch, g.npos)  # a step of b positions: whole images, then rest positions (< an image)
     bq, br = divmod(rest, g.ow)
     row_words = 1 if g.rowpack else g.w * src.cw  # words of one input row
-    img = {"oh": g.oh, "img_delta": src.words - g.oh * g.sh * row_words, "img_bstep": whole * src.words}
+    # a pass of no more positions than b never steps b positions on to one it reads (a band of one position
+    # under batch parallelism 4: a step of whole images past the staged band, too wide for its field)
+    img = {"oh": g.oh, "img_delta": src.words - g.oh * g.sh * row_words,
+           "img_bstep": whole * src.words if mp.npos > par.batch else 0}
     return {
         "in_h": g.h, "in_w": g.w, "kh": g.kh, "dh": g.dh,
         "sh": g.sh, "sw": g.sw, "pt": g.pt, "pl": g.pl, "ow": g.ow, "npos": mp.npos,
