@@ -260,6 +260,10 @@ class _Importer:
         if isinstance(v, _Codes):
             self.fail(node, f"{what} {node.input[i]!r} holds int codes; this float operator needs a "
                             f"DequantizeLinear in front")
+        if isinstance(v, _Lut):
+            self.fail(node, f"{what} {node.input[i]!r} is the float output of node {v.node!r} ({v.op}) with no "
+                            f"QuantizeLinear in between: only quantized tensors, or a max, pad, resize or reshape "
+                            f"of this one, may follow it")
         self.fail(node, f"{what} {node.input[i]!r} is a constant; a computed (dequantized) tensor is needed")
 
     def qparams(self, node, i_scale: int, i_zp: int | None, what: str) -> tuple[float, int, str]:
@@ -942,6 +946,8 @@ class _Importer:
             make_codes(v.info)
         elif isinstance(v, _Pending) and v.float_only and monotonic:
             self.values[node.output[0]] = self.after_float(node, v, make_float)
+        elif isinstance(v, _Lut) and monotonic:
+            self.values[node.output[0]] = self.after_table(node, v, make_float)
         else:
             x = self.dequant(node, 0)
             shape, make = make_float(x)
@@ -963,6 +969,23 @@ class _Importer:
         return _Pending(node.name or node.output[0], node.op_type, shape, make,
                         reshaped=p if node.op_type in ("Reshape", "Flatten") else None, float_only=True,
                         real_range=self.clamped_range(p))
+
+    def after_table(self, node, v: _Lut, make_float) -> _Pending:
+        """An operator that commutes with quantisation applied to an element-wise table's float result ``v`` (a
+        Tanh, HardSwish or PRelu that onnxruntime leaves in float, then a MaxPool): the table is quantized like
+        this operator's output, then the operator runs on the codes, exact as in :meth:`after_float`."""
+        if self.consumers.get(node.input[0], 0) != 1 or node.input[0] in self.graph_outputs:
+            self.fail(node, f"the float tensor {node.input[0]!r} has other consumers: cannot quantize it for this one")
+        shape, _ = make_float(TensorInfo(node.input[0], v.src.shape, "int8", 1.0, 0))  # the shape only
+
+        def make(out: TensorInfo) -> Layer:
+            pre = out.renamed(f"{out.name}/{node.op_type}_input", v.src.shape)
+            self.emit_lut(node, v, pre)
+            return make_float(pre)[1](out)
+        codes = _lut.code_bytes(v.src).astype(np.int64)
+        vals = v.vals[..., (codes >= v.src.qmin) & (codes <= v.src.qmax)]
+        rng = (float(vals.min()), float(vals.max())) if np.isfinite(vals).all() else None
+        return _Pending(node.name or node.output[0], node.op_type, shape, make, float_only=True, real_range=rng)
 
     @staticmethod
     def clamped_range(p: _Pending) -> tuple[float, float] | None:
@@ -987,15 +1010,21 @@ class _Importer:
             self.fail(node, f"{what} {node.input[i]!r} is the float output of node {v.node!r} ({v.op}) with no "
                             f"QuantizeLinear in between, and its range is unknown: only quantized tensors, or the "
                             f"float results of BatchNormalization, Sum, Add, Mul, Relu may pass between layers")
-        info = self.range_quant(node, f"{node.input[i]}/quantized", v.shape, *rng)
+        info = self.range_quant(node, f"{node.input[i]}/quantized", v.shape, *rng, self.activation_dtype)
         self.finish(_FakeNode(v.node, v.op, info.name), v, info)
         self.values[node.input[i]] = _Dequant(info)  # one quantized copy for every reader
         return info
 
-    def range_quant(self, node, name: str, shape, lo: float, hi: float, dtype: str = "int8") -> TensorInfo:
-        """The quantisation onnxruntime's calibration would give a tensor whose values span ``lo .. hi``: the
-        range widened to include 0, ``scale = (hi - lo) / (qmax - qmin)`` (float32), ``zp = rint(qmin - lo /
-        scale)``."""
+    @property
+    def activation_dtype(self) -> str:
+        """The dtype of the model's quantized activations (its first quantized input's), for the tensors the
+        importer adds: an add or a max of one of them and a tensor of the model must see one dtype."""
+        return self.inputs[0].dtype if self.inputs else "int8"
+
+    def range_quant(self, node, name: str, shape, lo: float, hi: float, dtype: str) -> TensorInfo:
+        """The quantisation onnxruntime's calibration would give a ``dtype`` tensor whose values span ``lo ..
+        hi``: the range widened to include 0, ``scale = (hi - lo) / (qmax - qmin)`` (float32), ``zp = rint(qmin -
+        lo / scale)``."""
         lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
         qmin, qmax = (-128, 127) if dtype == "int8" else (0, 255)
         scale = float(np.float32((hi - lo) / (qmax - qmin))) if hi > lo else 1.0
@@ -1215,6 +1244,9 @@ class _Importer:
         if isinstance(v, _Codes):
             shape, make = self.pool(node, v.info, "global_max")
             self.emit(self.build(node, make, v.info.renamed(node.output[0], shape)))
+            return
+        if isinstance(v, _Lut):  # a max commutes with the table's quantisation: exact
+            self.values[node.output[0]] = self.after_table(node, v, lambda x: self.pool(node, x, "global_max"))
             return
         x = self.quantized_input(node, 0)
         shape, make = self.pool(node, x, "global_max")
@@ -1639,7 +1671,8 @@ class _Importer:
         if not np.isfinite(vals).all():
             self.fail(node, f"input {node.input[i]!r} (the float output of node {v.node!r}, {v.op}) is not finite "
                             f"for some codes and has no QuantizeLinear: its range cannot be quantized")
-        info = self.range_quant(node, f"{node.input[i]}/quantized", v.src.shape, float(vals.min()), float(vals.max()))
+        info = self.range_quant(node, f"{node.input[i]}/quantized", v.src.shape, float(vals.min()), float(vals.max()),
+                                v.src.dtype)
         self.emit_lut(node, v, info)
         self.values[node.input[i]] = _Dequant(info)
         return info
@@ -1937,7 +1970,7 @@ class _Importer:
             elif isinstance(v, _Dequant):
                 outputs.append(v.info.name)
                 float_outputs[o.name] = v.info.name
-            elif isinstance(v, _Pending):
+            elif isinstance(v, (_Pending, _Lut)):
                 raise OnnxImportError(f"graph output is the float result of node {v.node!r} ({v.op}) and is never "
                                       f"quantized", node=o.name)
             else:

@@ -323,32 +323,71 @@ def test_compile_and_iss_equal_golden(models, name, var, tmp_path, capsys):
         np.testing.assert_array_equal(got[t], want[t], err_msg=f"{name} {var}: tensor {t}")
 
 
-@pytest.mark.parametrize("act,wt", [("int8", "int8"), ("uint8", "uint8"), ("int8", "int4")])
-def test_contrib_quantize_dequantize(act, wt, tmp_path, capsys):
-    """``quantize_static(extra_options={"UseQDQContribOps": True})`` writes com.microsoft QuantizeLinear /
-    DequantizeLinear (the only way to int4 weights on older opsets): the golden model meets the bound against
-    onnxruntime, and the ISS equals it on every tensor; int16 activations are refused by node and dtype."""
+def _golden_met_and_iss_exact(path: Path, capsys) -> None:
+    """``cimforge golden --check`` meets the bound against onnxruntime; compiled on the default preset at batch 2,
+    the ISS equals the golden model on every tensor both hold."""
     from cimforge.compiler.compile import compile_graph
     from cimforge.compiler.iss import run_program
+    from cimforge.compiler.lowering.host import split_host_tail
     from cimforge.golden.cli import random_inputs, to_codes
     from cimforge.golden.onnx_import import load_onnx
     from cimforge.golden.runner import run_graph
     from cimforge.presets import get_preset
 
+    rc = main(["golden", str(path), "--samples", "4", "--seed", str(SEED), "--check"])
+    out = capsys.readouterr().out
+    assert rc == 0 and ": met" in out, out[-1500:]
+    graph = split_host_tail(load_onnx(path)).fabric
+    codes = to_codes(graph, random_inputs(graph, 2, SEED))
+    got, _ = run_program(compile_graph(graph, get_preset("default"), batch=2), {graph.inputs[0].name: codes})
+    want = run_graph(graph, codes)
+    assert set(graph.outputs) <= set(got)
+    for t in (t for t in got if t in want):
+        np.testing.assert_array_equal(got[t], want[t], err_msg=f"tensor {t}")
+
+
+def _table_then_max(n):  # a float Tanh (never quantized by onnxruntime) read by a max pool
+    x = n.op("MaxPool", [n.op("Tanh", [n.conv("x", 3, 5, 3)])], kernel_shape=[2, 2], strides=[2, 2])
+    return n.model((3, 9, 9), [n.gemm(n.op("Flatten", [x]), 5 * 3 * 3, 3)]), (3, 9, 9)
+
+
+def _table_then_global_max(n):
+    x = n.op("GlobalMaxPool", [n.op("HardSwish", [n.conv("x", 3, 6, 3)])])
+    return n.model((3, 7, 7), [n.conv(x, 6, 4, 1)], opset=14), (3, 7, 7)  # HardSwish: opset 14
+
+
+def _table_into_sum(n):  # a Sum of a float table and a quantized branch: one dtype on both inputs
+    x = n.op("Relu", [n.conv("x", 3, 6, 3)])
+    x = n.op("Sum", [n.op("Tanh", [n.conv(x, 6, 6, 1)]), n.conv(x, 6, 6, 1)])
+    return n.model((3, 7, 7), [n.conv(x, 6, 4, 1)]), (3, 7, 7)
+
+
+@pytest.mark.parametrize("act", ["int8", "uint8"])
+@pytest.mark.parametrize("fmt", ["qdq", "qop"])
+@pytest.mark.parametrize("build", [_table_then_max, _table_then_global_max, _table_into_sum],
+                         ids=["max", "global_max", "sum"])
+def test_float_table_read_by_another_layer(build, fmt, act, tmp_path, capsys):
+    """An element-wise operator onnxruntime leaves in float (Tanh, HardSwish), read by a max pool (which
+    commutes with quantisation: the table is quantized like the pool's output, exact) or by a Sum (quantized
+    into the model's own activation dtype, so that both inputs of the add share it; a uint8 model once got an
+    int8 copy, and an IR error or a compile refusal): golden meets the bound, the ISS equals it."""
+    print(f"weights and calibration seed {SEED}")
+    proto, shape = build(_Net(SEED))
+    _golden_met_and_iss_exact(_quantize(proto, shape, tmp_path / "m.onnx", fmt, fmt == "qdq", act, act), capsys)
+
+
+@pytest.mark.parametrize("act,wt", [("int8", "int8"), ("uint8", "uint8"), ("int8", "int4")])
+def test_contrib_quantize_dequantize(act, wt, tmp_path, capsys):
+    """``quantize_static(extra_options={"UseQDQContribOps": True})`` writes com.microsoft QuantizeLinear /
+    DequantizeLinear (the only way to int4 weights on older opsets): the golden model meets the bound against
+    onnxruntime, and the ISS equals it on every tensor; int16 activations are refused by node and dtype."""
     print(f"weights and calibration seed {SEED}")
     proto, shape = _activations(_Net(SEED))
     path = _quantize(proto, shape, tmp_path / "contrib.onnx", "qdq", True, act, wt,
                      extra_options={"UseQDQContribOps": True})
     import onnx
     assert {n.domain for n in onnx.load(str(path)).graph.node if n.op_type.endswith("Linear")} == {"com.microsoft"}
-    rc = main(["golden", str(path), "--samples", "4", "--seed", str(SEED), "--check"])
-    assert rc == 0 and ": met" in capsys.readouterr().out
-    graph = load_onnx(path)
-    codes = to_codes(graph, random_inputs(graph, 2, SEED))
-    got, _ = run_program(compile_graph(graph, get_preset("default"), batch=2), {graph.inputs[0].name: codes})
-    want = run_graph(graph, codes)
-    for t in graph.outputs:
-        np.testing.assert_array_equal(got[t], want[t], err_msg=f"tensor {t}")
+    _golden_met_and_iss_exact(path, capsys)
     if act == "int8":
         wide = _quantize(proto, shape, tmp_path / "int16.onnx", "qdq", True, "int16", wt,
                          extra_options={"UseQDQContribOps": True})
@@ -577,6 +616,106 @@ def test_rtl_bit_exact(models, name, var, tmp_path, capsys):
     assert rep["bit_exact"] and rep["images"] == 2
     assert all(r["measured"] == r["predicted"] for r in rep["layers"])
     assert rep["tensors_in"] == ("external" if name == "banded" else "activation"), rep["tensors_in"]
+
+
+@pytest.mark.parametrize("act_depth", [384, 512, 640])
+def test_external_staging_leaves_room_for_each_output(act_depth, tmp_path):
+    """Row bands through a small activation memory, where a unit's input, placed first-fit below regions whose
+    stores are still queued, once left its output no room ("no staging room for 216 words in fabric.act_depth =
+    512"; a user's residual block, then two 12 -> 70 branches added, uint8): the input now waits for the stores
+    when it would; every tensor exact on the ISS, no DMA racing an engine."""
+    from dataclasses import replace
+
+    from cimforge.compiler.compile import compile_graph
+    from cimforge.compiler.iss import run_program
+    from cimforge.compiler.lowering.host import split_host_tail
+    from cimforge.compiler.memory import check_hazards
+    from cimforge.golden.onnx_import import load_onnx
+    from cimforge.golden.runner import run_graph
+    from cimforge.presets import get_preset
+
+    print(f"weights and calibration seed {SEED}")
+    n = _Net(SEED)
+    x = n.op("Relu", [n.conv("x", 3, 12, 2, auto_pad="SAME_UPPER")])
+    x = n.op("Add", [x, n.conv(n.conv(x, 12, 12, (5, 1), pads=[2, 0, 2, 0]), 12, 12, (1, 3), pads=[0, 1, 0, 1])])
+    x = n.op("Add", [n.conv(x, 12, 70, 1), n.conv(x, 12, 70, 5, pads=[2, 2, 2, 2])])
+    proto = n.model((3, 12, 12), [n.gemm(n.op("Flatten", [n.op("GlobalAveragePool", [x])]), 70, 2)])
+    path = _quantize(proto, (3, 12, 12), tmp_path / "branches.onnx", "qdq", False, "uint8", "uint8")
+    g = split_host_tail(load_onnx(path)).fabric
+    cfg = get_preset("default")
+    prog = compile_graph(g, replace(cfg, fabric=replace(cfg.fabric, act_depth=act_depth)), batch=1)
+    assert prog.external
+    rng = np.random.default_rng(SEED)
+    xs = {t.name: rng.integers(t.qmin, t.qmax + 1, (1, *t.shape)).astype(t.dtype) for t in g.inputs}
+    got, _ = run_program(prog, xs)
+    gold = run_graph(g, xs)
+    assert g.outputs[0] in got
+    for t in (t for t in got if t in gold):
+        np.testing.assert_array_equal(got[t], gold[t], err_msg=f"tensor {t}")
+    assert check_hazards(prog) == []
+
+
+def test_one_position_bands_under_batch_parallelism(tmp_path):
+    """A depthwise 3x3 stride-3 layer of 70 channels in bands of one output position, whose pass splits
+    positions over 4 macro groups: it never steps 4 positions on, so its image step is 0 (it was 540 words past
+    a 256-word activation memory, too wide for its field: a CompileError naming an instruction field); every
+    tensor exact on the ISS."""
+    from dataclasses import replace
+
+    from cimforge.compiler.compile import compile_graph
+    from cimforge.compiler.iss import run_program
+    from cimforge.golden.onnx_import import load_onnx
+    from cimforge.golden.runner import run_graph
+    from cimforge.presets import get_preset
+
+    print(f"weights and calibration seed {SEED}")
+    n = _Net(SEED)
+    x = n.op("Relu", [n.conv("x", 4, 70, (3, 1), pads=[1, 0, 1, 0], strides=[2, 2])])
+    x = n.op("Relu", [n.conv(x, 70, 70, 3, group=70, strides=[3, 3])])
+    path = _quantize(n.model((4, 23, 9), [n.conv(x, 70, 4, 1)]), (4, 23, 9), tmp_path / "dw.onnx", "qdq", True,
+                     "uint8", "int8")
+    g = load_onnx(path)
+    cfg = get_preset("default")
+    prog = compile_graph(g, replace(cfg, fabric=replace(cfg.fabric, act_depth=256)), batch=1)
+    assert prog.external
+    assert any(mp.npos <= mp.par.batch for mp in prog.passes)  # the case itself
+    rng = np.random.default_rng(SEED)
+    xs = {t.name: rng.integers(t.qmin, t.qmax + 1, (1, *t.shape)).astype(t.dtype) for t in g.inputs}
+    got, _ = run_program(prog, xs)
+    gold = run_graph(g, xs)
+    for t in (t for t in got if t in gold):
+        np.testing.assert_array_equal(got[t], gold[t], err_msg=f"tensor {t}")
+
+
+def test_too_small_activation_memory_names_the_layer_that_needs_most(tmp_path):
+    """A model whose every layer needs more than the activation memory, the second the most (its 5x5 window
+    over 40 channels): the error names that layer and its size, not the first layer's (which would leave the
+    user a second error after the first fix), and the size it names compiles. Before planning the bands, a
+    window wider than the address field said so in the user's terms too, not as an instruction field."""
+    from dataclasses import replace
+
+    from cimforge.compiler.compile import compile_graph
+    from cimforge.compiler.tiling import CompileError
+    from cimforge.golden.onnx_import import load_onnx
+    from cimforge.presets import get_preset
+
+    print(f"weights and calibration seed {SEED}")
+    n = _Net(SEED)
+    x = n.op("Relu", [n.conv("x", 3, 40, 3, pads=[1, 1, 1, 1])])
+    x = n.op("Relu", [n.conv(x, 40, 8, 5, pads=[2, 2, 2, 2])])
+    path = _quantize(n.model((3, 20, 20), [n.conv(x, 8, 4, 1)]), (3, 20, 20), tmp_path / "wide.onnx", "qdq", True,
+                     "int8", "int8")
+    g = load_onnx(path)
+    cfg = get_preset("default")
+    with pytest.raises(CompileError) as e:
+        compile_graph(g, replace(cfg, fabric=replace(cfg.fabric, act_depth=64)), batch=1)
+    msg = str(e.value)
+    print(msg)
+    second = g.layers[1].name
+    need = 5 * 20 * 5 + 20 * 1  # five input rows of 5 words a pixel, one output row of 1 word a pixel
+    assert msg == (f"layer {second!r}: one output row band (its input rows with the halo and the output row) needs "
+                   f"{need} activation words, fabric.act_depth = 64: allowed fabric.act_depth >= {need}")
+    assert compile_graph(g, replace(cfg, fabric=replace(cfg.fabric, act_depth=need)), batch=1).external
 
 
 def test_resize_in_external_mode_is_refused_by_name(models, tmp_path, capsys):

@@ -69,8 +69,10 @@ A chain of tables is composed into one table of the chain's first input, and tab
 dropped. The `LUT` engine (gen/lut.py) copies the table from the parameter memory into registers (3 words on
 the default preset) and then looks up one activation word per cycle, all lanes at once. A table's float value
 read by an operator that does not commute with quantisation (an average pool, an add of another tensor) is
-quantized into an int8 copy first in numerics "fabric" (one extra rounding, as for the float chains below);
-in numerics "onnx" it is a `("table", ...)` leaf of the `float_chain`, exact. A constant that varies by channel
+quantized into a copy of the model's activation dtype first in numerics "fabric" (one extra rounding, as for
+the float chains below); in numerics "onnx" it is a `("table", ...)` leaf of the `float_chain`, exact. Read by
+one that commutes with it (MaxPool, GlobalMaxPool, Pad by zero, nearest Resize, Reshape, Flatten), the table is
+quantized like that operator's output and the operator runs on the codes: exact. A constant that varies by channel
 (PRelu's learned slope of shape `(C, 1, 1)`, `(1, C, 1, 1)` or `(C,)`, a `Sub` or `Div` of a per-channel constant)
 makes one table per channel, evaluated by onnxruntime the same way with the codes laid out along the last axis;
 the `LUT` engine's `per_channel` mode then loads channel by channel the channel's table and rewrites that
