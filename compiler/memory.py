@@ -36,7 +36,7 @@ from ..golden.ir import AvgPool, Conv2d, Dense, GlobalAvgPool, Layer, MaxPool, R
 CHANNEL_TILED = (MaxPool, AvgPool, GlobalAvgPool)
 from .program import MacPass, TensorPlace
 from .state import Band, CompileState, Step, emit_instr
-from .tiling import CompileError, beyond_range
+from .tiling import CompileError, beyond_range, layer_label
 
 __all__ = ["MEMORY_MODES", "ProgramTooLong", "allocate_by_liveness", "restreams_per_band", "Unit", "Staging", "WeightStream", "input_rows", "layer_bands", "order_bands",
            "assign_band_pages", "emit_external", "stage_weights", "weight_words", "sync_stalls", "check_hazards",
@@ -253,7 +253,8 @@ def raise_act_depth(state: CompileState, image: int) -> None:
 
 
 def _act_depth_error(layer: Layer, what: str, need: int, depth: int) -> None:
-    raise CompileError(f"layer {layer.name!r}: {what} needs {need} activation words, fabric.act_depth = {depth}: "
+    raise CompileError(f"layer {layer_label(layer.name)}: {what} needs {need} activation words, fabric.act_depth = "
+                       f"{depth}: "
                        f"allowed fabric.act_depth >= {need}")
 
 

@@ -13,7 +13,7 @@ from ..gen.isa import Opcode, encode, pack_word
 from ..golden.ir import Graph, Layer, TensorInfo
 from .planning import MacPlan
 from .program import InstrInfo, MacPass, Program
-from .tiling import CompileError, ConvGeom
+from .tiling import CompileError, ConvGeom, layer_label
 
 __all__ = ["CompileState", "GroupPlan", "Band", "Step", "TensorLayouts", "stored_shape", "emit_instr", "pack_checked"]
 
@@ -187,7 +187,8 @@ def emit_instr(state: CompileState, op: Opcode, layer: str | None, image: int | 
     try:
         word = encode(state.cfg, op, **args)
     except ValueError as e:
-        raise CompileError(f"layer {layer!r}: {op.name} instruction: {e}") from None
+        where = layer_label(layer) if layer else repr(layer)
+        raise CompileError(f"layer {where}: {op.name} instruction: {e}") from None
     pc = len(prog.code)
     prog.code.append(word)
     prog.instrs.append(InstrInfo(pc, op.name, layer, image, text))
@@ -200,4 +201,4 @@ def pack_checked(owner: str, layout, value) -> int:
     try:
         return pack_word(layout, value)
     except ValueError as e:
-        raise CompileError(f"layer {owner!r}: {e}") from None
+        raise CompileError(f"layer {layer_label(owner)}: {e}") from None

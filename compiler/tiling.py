@@ -30,6 +30,7 @@ Conventions shared with the RTL (:mod:`cimforge.gen.gather`, :mod:`cimforge.gen.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from math import gcd, lcm
@@ -47,6 +48,19 @@ __all__ = ["ConvGeom", "KTile", "geometry", "group_geometries", "super_groups", 
 class CompileError(ValueError):
     """A model, tensor or option the compiler cannot map; the message names the layer or tensor, what is wrong
     and what is allowed."""
+
+
+#: A layer the compiler's graph rewrites add to a user's layer, named ``<layer>/<part>``: the channel placements
+#: and partial sums of an unaligned concatenation (concat_placement.py), the input copies and views of a weight
+#: zero point's correction (zero_points.py).
+_ADDED_PART = re.compile(r"^(?P<layer>.+)/(?P<part>place_\d+|sum_\d+|copies|as_planes|copies_flat)$")
+
+
+def layer_label(name: str) -> str:
+    """How an error names the layer ``name``: ``'conv4'``, or, for a part the compiler added to a user's layer,
+    ``'Concat_13' (its part 'sum_1', added by the compiler)``, so that the user finds it in the model."""
+    m = _ADDED_PART.match(name)
+    return repr(name) if m is None else f"{m['layer']!r} (its part {m['part']!r}, added by the compiler)"
 
 
 def beyond_range(cfg: CimConfig, block: str, name: str, value: int) -> str:

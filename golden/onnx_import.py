@@ -1082,7 +1082,34 @@ class _Importer:
                 return (e[0], index(e[1]), *e[2:])
             indexed = index(expr)
             return FloatChain(name=self.layer_name(node), inputs=tuple(inputs.values()), output=out, expr=indexed)
-        return _Pending(node.name or node.output[0], node.op_type, tuple(shape), make, float_only=True, expr=expr)
+        return _Pending(node.name or node.output[0], node.op_type, tuple(shape), make, float_only=True, expr=expr,
+                        real_range=self.expr_range(expr))
+
+    def expr_range(self, e: tuple) -> tuple[float, float] | None:
+        """The real values a float chain's expression can take, from its leaves' code ranges (None when unknown),
+        for a reader that quantizes it (:meth:`quantized_input`)."""
+        kind = e[0]
+        if kind == "dq":
+            return self.info_range(e[1])
+        if kind == "table":
+            src, vals = e[1], e[2]
+            codes = _lut.code_bytes(src).astype(np.int64)
+            vals = vals[..., (codes >= src.qmin) & (codes <= src.qmax)]
+            return (float(vals.min()), float(vals.max())) if np.isfinite(vals).all() else None
+        if kind == "sum":
+            parts = [self.expr_range(c) for c in e[1]]
+            return None if None in parts else (sum(p[0] for p in parts), sum(p[1] for p in parts))
+        inner = self.expr_range(e[1])
+        if inner is None:
+            return None
+        if kind == "affine":
+            ends = np.stack([e[2] * inner[0] + e[3], e[2] * inner[1] + e[3]]).astype(np.float64)
+            return float(ends.min()), float(ends.max())
+        if kind == "clip":
+            return max(inner[0], e[2]), min(inner[1], e[3])
+        if kind == "pool":  # an average or a max of values in the range
+            return inner
+        return None
 
     def chain_affine(self, node, i: int, mult: np.ndarray, shift: np.ndarray) -> _Pending:
         """``x * mult + shift`` per channel in float32 (a BatchNormalization, a Mul or Add by a constant)."""
@@ -1245,8 +1272,12 @@ class _Importer:
             shape, make = self.pool(node, v.info, "global_max")
             self.emit(self.build(node, make, v.info.renamed(node.output[0], shape)))
             return
+        alone = self.consumers.get(node.input[0], 0) == 1 and node.input[0] not in self.graph_outputs
         if isinstance(v, _Lut):  # a max commutes with the table's quantisation: exact
             self.values[node.output[0]] = self.after_table(node, v, lambda x: self.pool(node, x, "global_max"))
+            return
+        if isinstance(v, _Pending) and v.float_only and alone:  # and with a float result's: exact too
+            self.values[node.output[0]] = self.after_float(node, v, lambda x: self.pool(node, x, "global_max"))
             return
         x = self.quantized_input(node, 0)
         shape, make = self.pool(node, x, "global_max")

@@ -718,6 +718,52 @@ def test_too_small_activation_memory_names_the_layer_that_needs_most(tmp_path):
     assert compile_graph(g, replace(cfg, fabric=replace(cfg.fabric, act_depth=need)), batch=1).external
 
 
+def test_size_error_on_a_part_the_compiler_added_names_the_users_layer(tmp_path):
+    """An unaligned concatenation of three 33-channel tensors is placed as channel placements and partial sums
+    the compiler adds (``<concat>/sum_1``); when one of those needs the most activation memory, the error names
+    the user's Concat and says the part is the compiler's."""
+    from dataclasses import replace
+
+    from cimforge.compiler.compile import compile_graph
+    from cimforge.compiler.lowering.host import split_host_tail
+    from cimforge.compiler.tiling import CompileError
+    from cimforge.golden.onnx_import import load_onnx
+    from cimforge.presets import get_preset
+
+    print(f"weights and calibration seed {SEED}")
+    n = _Net(SEED)
+    x = n.op("Relu", [n.conv("x", 16, 33, 3, pads=[1, 1, 1, 1])])
+    c = n.op("Concat", [x, n.op("Relu", [n.conv(x, 33, 33, 3, pads=[1, 1, 1, 1])]),
+                        n.op("Relu", [n.conv(x, 33, 33, 1)])], axis=1)
+    path = _quantize(n.model((16, 2, 15), [n.conv(c, 99, 4, 1)]), (16, 2, 15), tmp_path / "cat.onnx", "qdq", False,
+                     "uint8", "uint8")
+    g = split_host_tail(load_onnx(path)).fabric
+    concat = next(layer.name for layer in g.layers if layer.kind == "concat")
+    cfg = get_preset("default")
+    with pytest.raises(CompileError) as e:
+        compile_graph(g, replace(cfg, fabric=replace(cfg.fabric, act_depth=256)), batch=2)
+    print(e.value)
+    assert str(e.value).startswith(f"layer {concat!r} (its part 'sum_1', added by the compiler): one output row "
+                                   f"band"), e.value
+
+
+def test_float_batchnorm_then_max_in_the_onnx_numerics(tmp_path, capsys):
+    """QOperator: a BatchNormalization onnxruntime leaves in float, then Clip and GlobalMaxPool (float too):
+    ``cimforge golden`` (numerics "onnx") imports it (the chain's range comes from its leaves' codes; it was
+    refused with a message listing BatchNormalization as allowed) and meets the bound; the fabric form runs
+    exact on the ISS."""
+    print(f"weights and calibration seed {SEED}")
+    n = _Net(SEED)
+    rng = np.random.default_rng(SEED)
+    bn = n.op("BatchNormalization", [n.conv("x", 3, 8, 3, pads=[1, 1, 1, 1]),
+                                     *(n.c(v.astype(np.float32)) for v in (rng.uniform(0.5, 2, 8), rng.normal(0, .2, 8),
+                                                                          rng.normal(0, .2, 8), rng.uniform(0.5, 2, 8)))])
+    y = n.op("GlobalMaxPool", [n.op("Clip", [bn, n.c(np.float32(0)), n.c(np.float32(6))])])
+    path = _quantize(n.model((3, 9, 9), [n.conv(y, 8, 4, 1)]), (3, 9, 9), tmp_path / "bn.onnx", "qop", False,
+                     "uint8", "int8")
+    _golden_met_and_iss_exact(path, capsys)
+
+
 def test_resize_in_external_mode_is_refused_by_name(models, tmp_path, capsys):
     """A nearest Resize runs in the activation memory only: on a fabric whose activation memory sends the model
     to external-memory mode (row bands), ``cimforge compile`` says so in one line naming the layer."""

@@ -122,7 +122,9 @@ average) is imported in one of two forms, `load_onnx(path, numerics=...)`:
   operator onnxruntime computes in float32 (BatchNormalization, Sum, Add, Mul, Relu, average pools, between a
   DequantizeLinear and a QuantizeLinear) is one golden-only `float_chain` layer that evaluates the chain in
   float32 in onnxruntime's order and quantizes its end; a float value read again later (the QOperator residual
-  stream) is re-evaluated from its quantized leaves, so it is the same float value. Measured: ResNet-50 and
+  stream) is re-evaluated from its quantized leaves, so it is the same float value. A chain read by an
+  operator the chain cannot carry (an element-wise table) is quantized into a copy over the range
+  its leaves' codes can give, one extra rounding, which the agreement report then shows. Measured: ResNet-50 and
   ShuffleNet then meet the agreement bound in both forms (>= 99.99 % identical, max 1 LSB). The fabric has
   no float engine: an exact fabric form needs an add whose inputs carry a per-channel affine and an average
   over the add's int32 sums (wider than the fabric's int8 tensors).
