@@ -253,9 +253,8 @@ def raise_act_depth(state: CompileState, image: int) -> None:
 
 
 def _act_depth_error(layer: Layer, what: str, need: int, depth: int) -> None:
-    raise CompileError(f"layer {layer_label(layer.name)}: {what} needs {need} activation words, fabric.act_depth = "
-                       f"{depth}: "
-                       f"allowed fabric.act_depth >= {need}")
+    raise CompileError(f"layer {layer_label(layer.name)}: {what} needs {need} activation words, "
+                       f"fabric.act_depth = {depth}: allowed fabric.act_depth >= {need}")
 
 
 def restreams_per_band(state: CompileState, layer: Layer) -> bool:

@@ -177,6 +177,13 @@ _LEFT_IN_FLOAT = ("the node was left in float (quantize_static's op_types_to_qua
                   "fabric runs quantized operators only: quantize this node too")
 
 
+def _table_range(src: TensorInfo, vals: np.ndarray) -> tuple[float, float] | None:
+    """The values a table's float result takes on the codes ``src`` can hold; None when some are not finite."""
+    codes = _lut.code_bytes(src).astype(np.int64)
+    vals = vals[..., (codes >= src.qmin) & (codes <= src.qmax)]
+    return (float(vals.min()), float(vals.max())) if np.isfinite(vals).all() else None
+
+
 @dataclass
 class _Importer:
     proto: object
@@ -958,34 +965,31 @@ class _Importer:
         by element) applied to the float result ``p`` of another operator, as onnxruntime leaves e.g. LRN ->
         MaxPool: ``p``'s layer is quantized like this operator's output, then this operator runs on the codes.
         ``Q(max(y)) = max(Q(y))``, so this is exact."""
-        if self.consumers.get(node.input[0], 0) != 1 or node.input[0] in self.graph_outputs:
-            self.fail(node, f"the float tensor {node.input[0]!r} has other consumers: cannot quantize it for this one")
-        shape, _ = make_float(TensorInfo(node.input[0], p.shape, "int8", 1.0, 0))  # the shape only
-
-        def make(out: TensorInfo) -> Layer:
-            pre = out.renamed(f"{out.name}/{node.op_type}_input", p.shape)
-            self.finish(_FakeNode(p.node, p.op, pre.name), p, pre)
-            return make_float(pre)[1](out)
-        return _Pending(node.name or node.output[0], node.op_type, shape, make,
-                        reshaped=p if node.op_type in ("Reshape", "Flatten") else None, float_only=True,
-                        real_range=self.clamped_range(p))
+        return self.quantized_like_output(
+            node, p.shape, lambda pre: self.finish(_FakeNode(p.node, p.op, pre.name), p, pre), make_float,
+            self.clamped_range(p), reshaped=p if node.op_type in ("Reshape", "Flatten") else None)
 
     def after_table(self, node, v: _Lut, make_float) -> _Pending:
         """An operator that commutes with quantisation applied to an element-wise table's float result ``v`` (a
         Tanh, HardSwish or PRelu that onnxruntime leaves in float, then a MaxPool): the table is quantized like
         this operator's output, then the operator runs on the codes, exact as in :meth:`after_float`."""
+        return self.quantized_like_output(node, v.src.shape, lambda pre: self.emit_lut(node, v, pre), make_float,
+                                          _table_range(v.src, v.vals))
+
+    def quantized_like_output(self, node, shape_in, quantize, make_float, real_range, reshaped=None) -> _Pending:
+        """The pending layer of a commuting operator whose float input (of per-sample shape ``shape_in``) is
+        quantized like its output: ``quantize(pre)`` emits the layer that writes that input ``pre``, then
+        ``make_float(pre)`` makes the operator's own layer on the codes."""
         if self.consumers.get(node.input[0], 0) != 1 or node.input[0] in self.graph_outputs:
             self.fail(node, f"the float tensor {node.input[0]!r} has other consumers: cannot quantize it for this one")
-        shape, _ = make_float(TensorInfo(node.input[0], v.src.shape, "int8", 1.0, 0))  # the shape only
+        shape, _ = make_float(TensorInfo(node.input[0], shape_in, "int8", 1.0, 0))  # the shape only
 
         def make(out: TensorInfo) -> Layer:
-            pre = out.renamed(f"{out.name}/{node.op_type}_input", v.src.shape)
-            self.emit_lut(node, v, pre)
+            pre = out.renamed(f"{out.name}/{node.op_type}_input", shape_in)
+            quantize(pre)
             return make_float(pre)[1](out)
-        codes = _lut.code_bytes(v.src).astype(np.int64)
-        vals = v.vals[..., (codes >= v.src.qmin) & (codes <= v.src.qmax)]
-        rng = (float(vals.min()), float(vals.max())) if np.isfinite(vals).all() else None
-        return _Pending(node.name or node.output[0], node.op_type, shape, make, float_only=True, real_range=rng)
+        return _Pending(node.name or node.output[0], node.op_type, shape, make, reshaped=reshaped, float_only=True,
+                        real_range=real_range)
 
     @staticmethod
     def clamped_range(p: _Pending) -> tuple[float, float] | None:
@@ -997,9 +1001,9 @@ class _Importer:
     def quantized_input(self, node, i: int, what: str = "input") -> TensorInfo:
         """Input ``i`` of an operator that does not commute with quantisation (an add, an average) as a quantized
         tensor: a dequantized tensor's codes, or the float result of another operator that onnxruntime never
-        quantizes (QOperator ``BatchNormalization -> Sum``, QDQ ``Sum -> Relu -> AveragePool``), quantized into an
-        int8 tensor ``<name>/quantized`` whose range covers every value its inputs' codes can give (the fabric
-        holds int8 tensors only). That extra rounding is the one inexact step of the import (docs/operators.md)."""
+        quantizes (QOperator ``BatchNormalization -> Sum``, QDQ ``Sum -> Relu -> AveragePool``), quantized into a
+        tensor ``<name>/quantized`` of the model's activation dtype whose range covers every value its inputs'
+        codes can give (the fabric holds 8-bit tensors only). That extra rounding is the one inexact step of the import (docs/operators.md)."""
         v = self.get(node, i, what)
         if isinstance(v, _Lut):
             return self.lut_quantized(node, i)
@@ -1092,10 +1096,7 @@ class _Importer:
         if kind == "dq":
             return self.info_range(e[1])
         if kind == "table":
-            src, vals = e[1], e[2]
-            codes = _lut.code_bytes(src).astype(np.int64)
-            vals = vals[..., (codes >= src.qmin) & (codes <= src.qmax)]
-            return (float(vals.min()), float(vals.max())) if np.isfinite(vals).all() else None
+            return _table_range(e[1], e[2])
         if kind == "sum":
             parts = [self.expr_range(c) for c in e[1]]
             return None if None in parts else (sum(p[0] for p in parts), sum(p[1] for p in parts))
@@ -1694,16 +1695,15 @@ class _Importer:
 
     def lut_quantized(self, node, i: int) -> TensorInfo:
         """A table's float value read by an operator that does not commute with quantisation (an average pool, an
-        add of another tensor): quantized into an int8 tensor ``<name>/quantized`` whose range covers its values
-        (as :meth:`quantized_input` does for other float results; one rounding onnxruntime does not make)."""
+        add of another tensor): quantized into a tensor ``<name>/quantized`` of its input's dtype whose range covers
+        its values (as :meth:`quantized_input` does for other float results; one rounding onnxruntime does not
+        make)."""
         v = self.get(node, i)
-        codes = _lut.code_bytes(v.src).astype(np.int64)
-        vals = v.vals[..., (codes >= v.src.qmin) & (codes <= v.src.qmax)]
-        if not np.isfinite(vals).all():
+        rng = _table_range(v.src, v.vals)
+        if rng is None:
             self.fail(node, f"input {node.input[i]!r} (the float output of node {v.node!r}, {v.op}) is not finite "
                             f"for some codes and has no QuantizeLinear: its range cannot be quantized")
-        info = self.range_quant(node, f"{node.input[i]}/quantized", v.src.shape, float(vals.min()), float(vals.max()),
-                                v.src.dtype)
+        info = self.range_quant(node, f"{node.input[i]}/quantized", v.src.shape, *rng, v.src.dtype)
         self.emit_lut(node, v, info)
         self.values[node.input[i]] = _Dequant(info)
         return info
