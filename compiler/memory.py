@@ -123,16 +123,20 @@ def _overlapping(base_of: dict, words: dict, name: str) -> list[str]:
 # -- bands ------------------------------------------------------------------------------------------------------
 
 
+#: The window of a layer whose output rows read the input rows a table names, not a window: a nearest
+#: :class:`Resize`, whose output row ``oy`` copies input row ``layer.rows[oy]`` (:func:`input_rows`).
+ROW_MAP = (0, 0, 0, 0)
+
+
 def _window(layer: Layer) -> tuple[int, int, int, int] | None:
     """``(kh, sh, dh, pt)`` of the rows a layer's output row reads, None when every output reads the whole
-    input (a dense layer, a global pool)."""
+    input (a dense layer, a global pool), :data:`ROW_MAP` for a resize."""
     if isinstance(layer, (Conv2d, MaxPool, AvgPool)):
         return layer.kernel[0], layer.stride[0], layer.dilation[0], layer.padding[0]
     if isinstance(layer, (Dense, GlobalAvgPool)):
         return None
     if isinstance(layer, Resize):
-        raise CompileError(f"resize layer {layer.name!r}: external-memory mode (row bands) runs no Resize: allowed "
-                           f"when every tensor fits the activation memory (act_depth)")
+        return ROW_MAP
     return 1, 1, 1, 0  # element-wise layers and concatenations: row for row
 
 
@@ -142,6 +146,9 @@ def input_rows(layer: Layer, h: int, o0: int, o1: int) -> tuple[int, int, int]:
     win = _window(layer)
     if win is None or (h == 1 and getattr(layer, "broadcast", False)):  # a per-channel operand: read whole
         return 0, h, 0
+    if win == ROW_MAP:  # a band of a resize reads the rows from the first to the last its output rows copy
+        src = layer.rows[o0:o1]
+        return (min(src), max(src) + 1, 0) if src else (0, 0, 0)
     kh, sh, dh, pt = win
     top = o0 * sh - pt
     r0 = min(h, max(0, top))
@@ -309,7 +316,6 @@ def _band_pass(mp: MacPass, layer: Layer, r0: int, r1: int, band: Band) -> MacPa
 def order_bands(state: CompileState) -> None:
     """Program order in external mode: image by image, layer by layer, band by band (``state.units``), and the
     ``MAC`` passes in that order (``state.order``)."""
-    from .lowering import lowering_for
     units = []
     for image in range(state.batch):
         for chain, bands, ctiles in _chains(state, image):

@@ -4,8 +4,8 @@ residue classes ``ox = r + k P`` of the smallest period ``P`` of the column map 
 a constant step in every class (``P`` = 2 for an upsampling by 2, 1 for a downsampling by 2 or an identity), and
 each class is one ``EW`` copy with ``a_stride = step * cw`` and ``out_stride = P * cw``, requantising when the
 output's quantisation differs. So an upsampling by ``f`` costs ``f`` copies per output row, each of ``W`` pixels,
-one word per cycle. Only in the activation memory: in external-memory mode the row bands would need the maps per
-band, and :mod:`cimforge.compiler.memory` refuses the layer by name."""
+one word per cycle. In external-memory mode a row band of output rows stages the source rows from the first to
+the last it copies (:func:`cimforge.compiler.memory.input_rows`) and copies from those."""
 
 from __future__ import annotations
 
@@ -42,16 +42,20 @@ def column_runs(cols: tuple[int, ...]) -> list[tuple[int, int, int, int, int]]:
     return []  # no columns
 
 
-def copies(layer: Resize) -> list[tuple[int, int, int, int, int, int]]:
-    """The copies of one image: ``(first output pixel, out pixel step, first source pixel, source pixel step,
-    count)`` per run, row by row; consecutive output rows that copy consecutive source rows whole (a resize of
-    the height only) are one copy."""
+def copies(layer: Resize, o0: int = 0, o1: int | None = None) -> list[tuple[int, int, int, int, int]]:
+    """The copies of output rows ``o0 .. o1 - 1`` (all by default) of one image: ``(first output pixel, out
+    pixel step, first source pixel, source pixel step, count)`` per run, row by row, pixels counted from output
+    row ``o0`` and from the first source row those rows copy (a row band in external-memory mode stages those
+    rows only); consecutive output rows that copy consecutive source rows whole (a resize of the height only)
+    are one copy."""
     _, h, w = layer.input.shape
     _, oh, ow = layer.output.shape
+    rows = layer.rows[o0:o1]
+    r0 = min(rows, default=0)
     runs = column_runs(layer.cols)
     whole = runs == [(0, 1, 0, 1, w)] and ow == w
     out: list = []
-    for oy, iy in enumerate(layer.rows):
+    for oy, iy in enumerate(r - r0 for r in rows):
         if whole and out and out[-1][2] + out[-1][4] == iy * w and out[-1][0] + out[-1][4] == oy * ow:
             o0, so, i0, si, n = out[-1]
             out[-1] = (o0, so, i0, si, n + w)
@@ -69,7 +73,8 @@ def emit(state: CompileState, step: Step) -> None:
         raise CompileError(f"resize layer {layer.name!r}: tensor {name!r} is stored row-packed: allowed tensors "
                            f"stored by pixel")
     out = layer.output
-    for o0, so, i0, si, n in copies(layer):
+    band = (0, None) if step.band is None else (step.band.o0, step.band.o1)
+    for o0, so, i0, si, n in copies(layer, *band):
         args = {"a_base": a.base + i0 * a.cw, "out_base": dst.base + o0 * dst.cw, "npos": n, "cw": a.cw,
                 "a_stride": si * a.cw, "out_stride": so * dst.cw, "x_signed": int(out.dtype == "int8"),
                 "act_min": out.qmin, "act_max": out.qmax}

@@ -88,8 +88,8 @@ of every output row and column computed by onnxruntime itself (the node, its att
 copy. On the fabric it is `EW` copies (compiler/lowering/resize.py): per output row, one copy per residue class of
 the smallest period of the column map (2 for an upsampling by 2, 1 for a downsampling), with the source and
 output pixel strides of that class; an upsampling by `f` costs `f` copies of `W` pixels per output row, one word
-per cycle each. `linear` and `cubic` resizes interpolate and are refused by node name, as is a resize in
-external-memory mode (row bands would need the maps per band).
+per cycle each. In external-memory mode a band of output rows stages the source rows from the first to the last
+it copies. `linear` and `cubic` resizes interpolate and are refused by node name.
 
 **Products of two tensors** (`mul`: QDQ `Mul`, com.microsoft `QLinearMul`; squeeze-and-excitation's `x *
 Sigmoid(conv(GAP(x)))`, a gate of one value per channel `(C, 1, 1)` broadcast over the `(C, H, W)` plane, or
