@@ -2002,8 +2002,9 @@ class _Importer:
                 outputs.append(v.info.name)
                 float_outputs[o.name] = v.info.name
             elif isinstance(v, (_Pending, _Lut)):
-                raise OnnxImportError(f"graph output is the float result of node {v.node!r} ({v.op}) and is never "
-                                      f"quantized", node=o.name)
+                raise OnnxImportError(f"graph output is the float result of node {v.node!r} ({v.op}), never "
+                                      f"quantized: allowed graph outputs are quantized tensors (a QuantizeLinear "
+                                      f"after {v.node!r}, or the model ending before it)", node=o.name)
             else:
                 raise OnnxImportError("graph output is not a computed tensor", node=o.name)
         if not self.inputs:

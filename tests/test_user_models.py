@@ -550,6 +550,11 @@ def _bad_models(d: Path) -> dict[str, Path]:
     for fmt in ("qdq", "qop"):
         built[f"partly_float_{fmt}"] = _quantize(proto, (3, 6, 6), d / f"partly_float_{fmt}.onnx", fmt, True, "int8",
                                                  "int8", nodes_to_exclude=[second])
+    # a classifier whose Softmax the user left out of the quantisation: its float result is the graph output
+    n = _Net(SEED)
+    proto = n.model((3, 6, 6), [n.op("Softmax", [n.gemm(n.op("Flatten", [n.conv("x", 3, 2, 3)]), 32, 5)])])
+    built["float_softmax_out"] = _quantize(proto, (3, 6, 6), d / "float_softmax_out.onnx", "qdq", True, "int8",
+                                           "int8", op_types_to_quantize=["Conv", "Gemm"])
     return built
 
 
@@ -571,6 +576,8 @@ def test_unsupported_models_named(bad, cmd, tmp_path, capsys):
     _user_error(capsys, argv(bad["float"]), "float-only model", "quantize_static")
     for fmt in ("qdq", "qop"):
         _user_error(capsys, argv(bad[f"partly_float_{fmt}"]), "'Conv_", "left in float", "nodes_to_exclude")
+    _user_error(capsys, argv(bad["float_softmax_out"]), "graph output", "'Softmax_", "never quantized",
+                "allowed graph outputs are quantized")
     assert not (tmp_path / "out").exists()
 
 
