@@ -124,7 +124,10 @@ def run_onnx(model, inputs: Mapping[str, np.ndarray], output_names: list[str] | 
     (default: the model's outputs).
 
     A model whose input fixes the batch (every model of the onnx model zoo has batch 1) is run that many samples
-    at a time, the last chunk padded with copies of its first sample, and the outputs concatenated.
+    at a time, the last chunk padded with copies of its first sample, and the outputs concatenated. A model
+    whose input leaves the batch free but whose nodes pin it (a ``Resize`` with constant ``sizes`` or a
+    ``Reshape`` with a constant shape whose batch entry is 1) is run image by image: its outputs would
+    otherwise mix the images.
 
     Parameters
     ----------
@@ -155,6 +158,15 @@ def run_onnx(model, inputs: Mapping[str, np.ndarray], output_names: list[str] | 
     n = len(next(iter(feeds.values())))
     step = _fixed_batch(proto) or max(n, 1)
     chunks = []
+    if step == n > 1:  # a free batch: one run, unless a node pins the batch (a Resize's or Reshape's constant
+        # batch entry of 1, as exporters write for batch-1 models): then image by image, as a fixed batch
+        try:
+            outs = sess.run(output_names, feeds)
+        except Exception:  # noqa: BLE001 - a pinned batch may refuse n images; image by image names a real error
+            outs = None
+        if outs is not None and all(np.ndim(o) == 0 or len(o) == n for o in outs):
+            return [np.asarray(o) for o in outs]
+        step = 1
     for s in range(0, n, step):
         part = {k: np.asarray(v)[s:s + step] for k, v in feeds.items()}
         k = len(next(iter(part.values())))

@@ -107,3 +107,36 @@ def test_golden_cli_on_imagenet_models(name, fmt, per_channel, capsys):
     out = capsys.readouterr().out
     print(out[-800:])
     assert rc == 0 and "random inputs: 2 samples, seed 0" in out and ": met" in out
+
+
+@pytest.mark.parametrize("pin", ["resize_sizes", "reshape_shape"])
+def test_golden_model_whose_nodes_pin_the_batch(pin, tmp_path, capsys):
+    """A model with a free batch (``N``) whose nodes pin it to 1 (a ``Resize`` with constant ``sizes``
+    ``[1, C, H, W]``, a ``Reshape`` to ``[1, -1]``, as exporters write for batch-1 models): onnxruntime runs
+    it image by image (a batch run mixed the images: an internal error 'golden shape (4, 8, 9, 9) != reference
+    shape (1, 8, 9, 9)'); the bound is met over every sample."""
+    from test_user_models import SEED, _Net, _quantize
+
+    print(f"weights and calibration seed {SEED}")
+    n = _Net(SEED)
+    x = n.op("Relu", [n.conv("x", 3, 8, 3, pads=[1, 1, 1, 1])])
+    if pin == "resize_sizes":
+        x = n.op("Resize", [x, n.c(np.zeros(0, np.float32)), "", n.c(np.array([1, 8, 9, 9], np.int64))],
+                 mode="nearest")
+        x = n.op("Flatten", [n.op("Relu", [n.conv(x, 8, 4, 3)])])
+        shape = 4 * 7 * 7
+    else:
+        x = n.op("Reshape", [n.op("Relu", [n.conv(x, 8, 4, 3)]), n.c(np.array([1, -1], np.int64))])
+        shape = 4 * 4 * 4
+    model = _quantize(n.model((3, 6, 6), [n.gemm(x, shape, 5)]), (3, 6, 6), tmp_path / f"{pin}.onnx", "qdq", True,
+                      "int8", "int8")
+    import onnxruntime as ort
+    sess = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    try:  # the batch is pinned: 4 images give one output, or onnxruntime refuses them (the Gemm after [1, -1])
+        assert sess.run(None, {"x": np.zeros((4, 3, 6, 6), np.float32)})[0].shape[0] == 1
+    except ort.capi.onnxruntime_pybind11_state.InvalidArgument:
+        assert pin == "reshape_shape"
+    rc = main(["golden", str(model), "--samples", "4", "--check"])
+    out = capsys.readouterr().out
+    print(out[-1500:])
+    assert rc == 0 and "random inputs: 4 samples" in out and "layer by layer): met" in out
