@@ -94,6 +94,11 @@ def _report(command: str, exc: BaseException, debug: bool) -> int:
         text = " ".join(str(exc).split("\n")) or type(exc).__name__
         print(f"{prog}: error: {text}", file=sys.stderr)
         return USER_EXIT
+    if isinstance(exc, MemoryError):  # a size the user asked for (a billion samples), not a bug: one line
+        print(f"{prog}: error: out of memory (MemoryError{': ' + str(exc) if str(exc) else ''}): allowed fewer "
+              f"samples or images (--samples, --random, --input, --images, --batch) or a smaller design",
+              file=sys.stderr)
+        return USER_EXIT
     traceback.print_exception(exc)
     print(f"{prog}: internal error (a bug in cimforge, please report it with the traceback above): "
           f"{type(exc).__name__}: {exc}", file=sys.stderr)

@@ -211,7 +211,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _float_model(model: Path, given: Path | None) -> Path | None:
     if given is not None:
-        return existing_file("--float-model", given, (".onnx",))
+        import onnx
+        path = existing_file("--float-model", given, (".onnx",))
+        try:
+            onnx.load(str(path), load_external_data=False)
+        except Exception as e:  # noqa: BLE001 - protobuf's DecodeError and the like: named, never a traceback
+            raise UserError(f"--float-model {str(given)!r}: not a readable ONNX model (corrupted?): {e}") from None
+        return path
     guess = model.with_name(re.sub(r"_(qop|qdq|int8|quant\w*)$", "", model.stem) + "_float.onnx")
     return guess if guess != model and guess.is_file() else None
 
@@ -264,6 +270,7 @@ def run(args: argparse.Namespace) -> int:
 
     rounding = args.rounding or DEFAULT_ROUNDING
     named = resolve_model(args.model, numerics=args.numerics)
+    float_model = _float_model(named.path, args.float_model)  # a given one is checked now, used with labels
     graph = named.graph
     print(graph.summary())
     x, labels = _data(args, graph)
@@ -277,7 +284,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"top-1 accuracy on {source}:")
         rows = [(f"golden int8 ({rounding} rounding)", np.mean(golden[out].reshape(len(x), -1).argmax(1) == labels)),
                 ("onnxruntime int8", np.mean(ref[out].reshape(len(x), -1).argmax(1) == labels))]
-        fm = _float_model(named.path, args.float_model)
+        fm = float_model
         if fm is not None and graph.float_inputs:
             from .compare import run_onnx
 

@@ -144,8 +144,13 @@ def run_onnx(model, inputs: Mapping[str, np.ndarray], output_names: list[str] | 
 
     from .onnx_build import ort_session
 
-    proto = onnx.load(str(model)) if isinstance(model, (str, Path)) else \
-        onnx.load_from_string(bytes(model)) if isinstance(model, (bytes, bytearray)) else model
+    try:
+        proto = onnx.load(str(model)) if isinstance(model, (str, Path)) else \
+            onnx.load_from_string(bytes(model)) if isinstance(model, (bytes, bytearray)) else model
+    except Exception as e:  # noqa: BLE001 - protobuf's DecodeError, OSError: the file is named either way
+        from ..errors import UserError
+        where = f"{str(model)!r}: " if isinstance(model, (str, Path)) else ""
+        raise UserError(f"{where}not a readable ONNX model (corrupted?): {e}") from None
     try:
         sess = ort_session(proto)
     except Exception as e:  # noqa: BLE001 - onnxruntime's errors share no base class worth naming

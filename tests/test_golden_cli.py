@@ -33,6 +33,24 @@ def test_golden_cli_errors(capsys, tmp_path):
     bad.write_bytes(b"\x00\x01garbage")
     assert main(["golden", str(bad)]) == 2
     assert "not a readable ONNX model" in capsys.readouterr().err
+    # a given --float-model is checked before the run, with labels or without (it was a traceback, or ignored)
+    model = str(MODELS_DIR / "digits_cnn_qop.onnx")
+    for fm, why in ((bad, "not a readable ONNX model"), (tmp_path / "none.onnx", "no such file")):
+        for extra in ([], ["--dataset", "digits", "--limit", "4"]):
+            assert main(["golden", model, "--float-model", str(fm), *extra]) == 2
+            captured = capsys.readouterr()
+            assert captured.err.count("\n") == 1 and "--float-model" in captured.err and why in captured.err
+            assert "top-1" not in captured.out
+
+
+def test_out_of_memory_is_one_line(capsys):
+    """A size the user asked for that the machine cannot hold (``--samples 100000000000``) is one line naming
+    the options that size a run, exit 2, no traceback."""
+    from cimforge.cli import _report
+
+    assert _report("golden", MemoryError("Unable to allocate 140. TiB"), False) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "out of memory" in err and "--samples" in err and "Traceback" not in err
 
 
 def test_golden_fixed_batch_model_at_default_settings(tmp_path, capsys):
