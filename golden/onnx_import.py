@@ -2348,7 +2348,8 @@ def load_onnx(model, name: str | None = None, *, numerics: str = "fabric") -> Gr
         name = name or path.stem
         try:
             proto = onnx.load(str(path))
-        except (DecodeError, ValueError, OSError) as e:
+        except (DecodeError, ValueError, OSError, onnx.checker.ValidationError) as e:  # the last: missing
+            # external data (a model copied without its .data file)
             raise OnnxImportError(f"not a readable ONNX model (corrupted?): {e}", node=str(path)) from None
     elif isinstance(model, (bytes, bytearray)):
         try:

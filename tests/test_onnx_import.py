@@ -192,6 +192,21 @@ def test_error_corrupted_truncated_missing_and_empty_files(tmp_path):
         load_onnx(data[:100])
 
 
+def test_error_missing_external_data(tmp_path):
+    """A model saved with its weights in an external .data file, copied without it: a one-line import error
+    naming the model and the data file (it was onnx's ValidationError, an internal error)."""
+    import onnx
+
+    proto = onnx.load(str(MODELS_DIR / "digits_cnn_qop.onnx"))
+    onnx.save_model(proto, str(tmp_path / "m.onnx"), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location="m.onnx.data", size_threshold=0)
+    assert load_onnx(tmp_path / "m.onnx").layers
+    (tmp_path / "m.onnx.data").unlink()
+    with pytest.raises(OnnxImportError, match=r"not a readable ONNX model.*m\.onnx\.data") as e:
+        load_onnx(tmp_path / "m.onnx")
+    assert "m.onnx" in str(e.value) and "\n" not in str(e.value)
+
+
 def test_error_dangling_input():
     model = _qdq_conv(None)
     model.graph.node[4].input[0] = "nowhere"
