@@ -614,6 +614,24 @@ def test_unsupported_models_named(bad, cmd, tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("axis,name", [(2, "height"), (-1, "width")])
+def test_concat_along_a_spatial_axis_is_refused_in_onnx_terms(axis, name, tmp_path, capsys):
+    """A concatenation along the height or width runs on the golden model only; the compiler's refusal names
+    the axis as the model writes it (ONNX, the batch axis counted: it said 'axis 1: allowed 0 (channels)' for
+    the model's axis 2)."""
+    n = _Net(SEED)
+    x = n.op("Relu", [n.conv("x", 3, 8, 3, pads=[1, 1, 1, 1])])
+    cat = n.op("Concat", [x, n.op("Relu", [n.conv(x, 8, 8, 3, pads=[1, 1, 1, 1])])], axis=axis)
+    size = 8 * (12 if axis == 2 else 6) * (12 if axis != 2 else 6)
+    path = _quantize(n.model((3, 6, 6), [n.gemm(n.op("Flatten", [cat]), size, 3)]), (3, 6, 6),
+                     tmp_path / "cat.onnx", "qdq", True, "int8", "int8")
+    assert main(["golden", str(path), "--samples", "2"]) == 0
+    capsys.readouterr()
+    _user_error(capsys, ["compile", str(path), "--out", str(tmp_path / "out")], "'Concat_",
+                f"ONNX axis {axis % 4} ({name}): allowed axis 1 (channels)")
+    assert not (tmp_path / "out").exists()
+
+
 def test_compile_error_leaves_no_output_directory(bad, tmp_path, capsys):
     """A model the fabric cannot run (a softmax inside the network) fails after --out was checked: the directory
     cimforge made is removed again; one that existed keeps exactly what it held."""

@@ -25,7 +25,9 @@ def emit(state: CompileState, step: Step) -> None:
     L = lanes(state.cfg)
     T = state.prog.tensors
     if layer.axis != 0:
-        raise CompileError(f"concat layer {layer.name!r}: axis {layer.axis}: allowed 0 (channels)")
+        what = ("channels", "height", "width")[layer.axis] if len(layer.output.shape) == 3 else "a per-sample axis"
+        raise CompileError(f"concat layer {layer.name!r}: ONNX axis {layer.axis + 1} ({what}): allowed axis 1 "
+                           f"(channels)")
     dst = T[(image, layer.output.name)]
     off = 0
     for t, rq in zip(layer.inputs, layer.requants):
