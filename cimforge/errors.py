@@ -73,6 +73,17 @@ def is_user_error(exc: BaseException) -> bool:
     return False
 
 
+def path_arg(text: str) -> Path:
+    """An argparse ``type``: a file or directory path, not empty (``Path("")`` is the current directory: an
+    empty ``--out ""`` wrote there)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path: allowed a file or directory name")
+    return Path(text)
+
+
+path_arg.__name__ = "path"
+
+
 def int_at_least(lo: int):
     """An argparse ``type``: an integer ``>= lo`` (so 0 is never a silent "default")."""
     def parse(text: str) -> int:

@@ -30,7 +30,7 @@ import numpy as np
 
 from ..cli import add_config_options, config_from_options
 from .memory import MEMORY_MODES
-from ..errors import UserError, int_at_least, output_dir
+from ..errors import UserError, int_at_least, output_dir, path_arg
 
 __all__ = ["add_arguments", "run", "write_program", "predicted_layers", "listing"]
 
@@ -43,7 +43,7 @@ MEMORIES = (("program", "imem", "code"), ("wmem", "wmem", "wmem"), ("pmem", "pme
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="quantized ONNX model (QOperator or QDQ form), or a committed digits model's name")
     add_config_options(p)
-    p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output directory")
+    p.add_argument("--out", required=True, type=path_arg, metavar="DIR", help="output directory")
     p.add_argument("--batch", type=int_at_least(1), default=1, metavar="B", help="images per run (default 1)")
     p.add_argument("--per-image-passes", action="store_true",
                    help="one MAC pass per layer and image (default: one per layer over the images of a run)")

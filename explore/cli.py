@@ -18,7 +18,7 @@ import math
 import time
 from pathlib import Path
 
-from ..errors import UserError, existing_file, int_at_least, output_dir, positive_float
+from ..errors import UserError, existing_file, int_at_least, output_dir, path_arg, positive_float
 
 __all__ = ["add_arguments", "run"]
 
@@ -30,7 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", action="append", required=True, metavar="M",
                    help="a quantized .onnx file, a committed digits model, a model of the MLPerf Tiny set "
                         "(resnet8, ds_cnn, mobilenet_v1_025, autoencoder) or tiny for all four; repeatable")
-    p.add_argument("--out", type=Path, default=None, metavar="DIR",
+    p.add_argument("--out", type=path_arg, default=None, metavar="DIR",
                    help="report folder (default build/explore/<space name>)")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--scheduler", metavar="ADDRESS", help="an existing Dask scheduler, e.g. tcp://host:8786")
@@ -45,7 +45,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="share of the points run on the RTL, at least one per run (override rtl.fraction)")
     p.add_argument("--rtl-images", type=int_at_least(1), default=None, metavar="N",
                    help="inputs per RTL check (override rtl.images)")
-    p.add_argument("--cache", type=Path, default=None, metavar="DIR",
+    p.add_argument("--cache", type=path_arg, default=None, metavar="DIR",
                    help="result cache (default $CIMFORGE_EXPLORE_CACHE or build/explore/cache)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import UserError, existing_file, int_at_least
+from ..errors import UserError, existing_file, int_at_least, path_arg
 
 __all__ = ["add_arguments", "run", "load_model", "resolve_model", "NamedModel", "committed_models", "read_inputs",
            "random_inputs", "to_codes", "onnx_feeds", "LABEL_KEYS"]
@@ -189,12 +189,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "name")
     src = parser.add_mutually_exclusive_group()
     src.add_argument("--dataset", choices=sorted(DATASETS), help="evaluate on this data set's held-out split")
-    src.add_argument("--input", type=Path, metavar="FILE",
+    src.add_argument("--input", type=path_arg, metavar="FILE",
                      help=".npy/.npz data in the model's input layout (N, C, H, W): float arrays are real values, "
                           "integer arrays are codes; an .npz may carry 'labels'")
     src.add_argument("--samples", type=int_at_least(1), default=None,
                      help="random inputs (default 64 without --dataset/--input)")
-    parser.add_argument("--float-model", type=Path, help="float ONNX model for the float accuracy "
+    parser.add_argument("--float-model", type=path_arg, help="float ONNX model for the float accuracy "
                         "(default: <name>_float.onnx beside MODEL, if present)")
     parser.add_argument("--limit", type=int_at_least(1), help="use only the first N images")
     parser.add_argument("--seed", type=int_at_least(0), default=0, help="seed of the random inputs (default 0)")

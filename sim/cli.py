@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..cli import add_config_options, config_from_options
-from ..errors import UserError, int_at_least, output_dir
+from ..errors import UserError, int_at_least, output_dir, path_arg
 
 __all__ = ["add_arguments", "run", "print_report", "report_data", "report_markdown", "DEFAULT_RANDOM",
            "DEFAULT_IMAGES"]
@@ -48,22 +48,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     data = p.add_mutually_exclusive_group()
     data.add_argument("--dataset", choices=sorted(DATASETS), default=None,
                       help="test images of this data set (default for the digits models)")
-    data.add_argument("--input", type=Path, metavar="FILE",
+    data.add_argument("--input", type=path_arg, metavar="FILE",
                       help=".npy/.npz in the model's input layout (N, C, H, W): a float array is real values, an "
                            "integer array is codes; an .npz may carry 'labels'")
     data.add_argument("--random", type=int_at_least(1), metavar="N",
                       help=f"N seeded random inputs (default for other models: {DEFAULT_RANDOM})")
     p.add_argument("--images", type=int_at_least(1), default=None, metavar="N",
                    help=f"images to run (default: {DEFAULT_IMAGES} of a data set, all of --input/--random)")
-    p.add_argument("--start", type=int_at_least(0), default=0, metavar="I", help="first image (default 0)")
+    p.add_argument("--start", type=int_at_least(0), default=None, metavar="I", help="first image (default 0)")
     p.add_argument("--seed", type=int_at_least(0), default=None,
                    help="seed of --random inputs (default 0), or of the --macro stimulus")
-    p.add_argument("--sim", choices=("verilator", "icarus"), default="verilator")
+    p.add_argument("--sim", choices=("verilator", "icarus"), default=None,
+                   help="the simulator of a network run (default verilator)")
     p.add_argument("--batch", type=int_at_least(1), default=None, metavar="B",
                    help="images per fabric run (default: what fits)")
     p.add_argument("--per-image-passes", action="store_true",
                    help="one MAC pass per layer and image (default: one per layer over the images of a run)")
-    p.add_argument("--report", type=Path, default=None, metavar="DIR",
+    p.add_argument("--report", type=path_arg, default=None, metavar="DIR",
                    help="where report.json, report.md and sim.log go (default build/reports/<model>-<config>/)")
     p.add_argument("--verbose", action="store_true",
                    help="show the simulator's own output (Verilator build, cocotb) instead of logging it")
@@ -198,6 +199,7 @@ def _data(args, label: str, graph, default_dataset: str | None) -> tuple[np.ndar
     from ..golden.datasets import load_dataset
 
     q_in = graph.inputs[0]
+    start = args.start or 0
     dataset = args.dataset or (default_dataset if args.input is None and args.random is None else None)
     if args.seed is not None and (dataset or args.input is not None):
         raise UserError(f"--seed {args.seed}: seeds --random inputs (or the --macro stimulus), not "
@@ -213,19 +215,19 @@ def _data(args, label: str, graph, default_dataset: str | None) -> tuple[np.ndar
         x = to_codes(graph, x, "--input")  # checked now, before the first run
         what, default_n = f"{args.input.name}", None
     else:
-        n = args.random or max(DEFAULT_RANDOM, args.start + (args.images or 0))
+        n = args.random or max(DEFAULT_RANDOM, start + (args.images or 0))
         seed = 0 if args.seed is None else args.seed
         x, y = random_inputs(graph, n, seed), None
         what, default_n = f"random inputs (seed {seed}{'' if args.random else ', the default without data'})", None
     total = len(x)
-    if args.start >= total:
-        raise UserError(f"--start {args.start}: the {what} hold {total} images; allowed --start 0..{total - 1}")
-    n = args.images or min(default_n or total, total - args.start)
-    if args.start + n > total:
-        raise UserError(f"--start {args.start} --images {n}: the {what} hold {total} images; allowed "
+    if start >= total:
+        raise UserError(f"--start {start}: the {what} hold {total} images; allowed --start 0..{total - 1}")
+    n = args.images or min(default_n or total, total - start)
+    if start + n > total:
+        raise UserError(f"--start {start} --images {n}: the {what} hold {total} images; allowed "
                         f"--start + --images <= {total}")
-    sl = slice(args.start, args.start + n)
-    return x[sl], None if y is None else y[sl], f"{what} {args.start}..{args.start + n - 1}"
+    sl = slice(start, start + n)
+    return x[sl], None if y is None else y[sl], f"{what} {start}..{start + n - 1}"
 
 
 def _check_simulator(sim: str) -> None:
@@ -324,7 +326,25 @@ def _run_model(args, cfg, label: str, graph, data, report: Path, program) -> boo
     return res.exact and (acc is None or acc[0] == acc[1])
 
 
+#: Options of a network run (argparse destinations) that the macro demo does not take.
+_NETWORK_OPTIONS = ("model", "dataset", "input", "random", "images", "start", "sim", "batch", "per_image_passes",
+                    "report")
+
+
+def _check_options_apply(args: argparse.Namespace) -> None:
+    """Refuse an option the run would ignore: a network run's with ``--macro``, ``--ops`` without it."""
+    if args.macro:
+        given = [d for d in _NETWORK_OPTIONS if getattr(args, d) is not None and getattr(args, d) is not False]
+        if given:
+            raise UserError(f"--{given[0].replace('_', '-')} with --macro: the macro demo runs a preset's macro on "
+                            f"random operations; allowed with --macro: --preset, --seed, --ops")
+    elif args.ops is not None:
+        raise UserError(f"--ops {args.ops}: the number of random operations of the macro demo; allowed with "
+                        f"--macro only")
+
+
 def run(args: argparse.Namespace) -> int:
+    _check_options_apply(args)
     if args.macro:
         if args.config:
             raise UserError("--macro with --config: the macro demo runs a preset; allowed --preset NAME")
@@ -338,6 +358,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = config_from_options(args)
     check_generation_size(cfg, "sim")
     models = _models(args)
+    args.sim = args.sim or "verilator"
     _check_simulator(args.sim)
     jobs = []
     for label, graph, dataset in models:  # every option and the compilation checked before the first long run

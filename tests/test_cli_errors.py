@@ -69,6 +69,13 @@ def test_golden_not_a_model(capsys, tmp_path):
     (["sim", "--macro", "--config", "x.toml"], ["--config", "--preset"]),
     (["sim", "--sim", "modelsim"], ["--sim", "verilator", "icarus"]),
     (["sim", "--macro", "--ops", "0"], ["--ops", ">= 1"]),
+    # an option the run would ignore (the network run started its build, or the macro demo ran instead)
+    (["sim", "--ops", "5"], ["--ops 5", "--macro only"]),
+    (["sim", "--macro", "--model", "x.onnx"], ["--model with --macro", "--preset, --seed, --ops"]),
+    (["sim", "--macro", "--random", "2"], ["--random with --macro"]),
+    (["sim", "--macro", "--start", "0"], ["--start with --macro"]),
+    (["sim", "--macro", "--sim", "verilator"], ["--sim with --macro"]),
+    (["compile", "digits_cnn_qop", "--out", ""], ["--out", "empty path"]),
     (["lint", "--preset", "nosuch"], ["--preset", "nosuch", "tiny, default, isscc22"]),
     (["lint", "--file", "x.v"], ["--file", "--top"]),
 ])
