@@ -38,6 +38,7 @@ import itertools
 import json
 import math
 import operator
+import re
 import tomllib
 from dataclasses import dataclass, field, fields as dc_fields
 from pathlib import Path
@@ -196,6 +197,15 @@ def load_space(path: str | Path, option: str = "--space") -> Space:
     return parse_space(data, where=p.parent, name=p.stem)
 
 
+def _space_name(name) -> str:
+    """The space's ``name``: it names the report folder below the report root, so a path ("../../x", "/tmp/x")
+    would write the report anywhere."""
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", name):
+        raise UserError(f"name = {name!r}: allowed letters, digits, '_', '.' and '-', not starting with '.' or '-' "
+                        f"(it names the report folder)")
+    return name
+
+
 def parse_space(data: dict, *, where: Path | None = None, name: str = "space") -> Space:
     """A :class:`Space` from the parsed TOML ``data`` (``where``: the folder ``base_config`` is relative to).
 
@@ -217,7 +227,7 @@ def parse_space(data: dict, *, where: Path | None = None, name: str = "space") -
     if not isinstance(constraints, list) or not all(isinstance(c, str) for c in constraints):
         raise UserError(f"constraints = {constraints!r}: allowed a list of expression strings")
     space = Space(base, axes, list(constraints), _settings("search", data.get("search", {}), _SEARCH_KEYS),
-                  _settings("rtl", data.get("rtl", {}), _RTL_KEYS), str(data.get("name", name)))
+                  _settings("rtl", data.get("rtl", {}), _RTL_KEYS), _space_name(data.get("name", name)))
     _check_settings(space)
     if space.size > MAX_POINTS:
         raise UserError(f"fields: the space has {space.size:,} points; allowed at most {MAX_POINTS:,} "
@@ -355,6 +365,8 @@ def _check_settings(space: Space) -> None:
 
 _BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.FloorDiv: operator.floordiv,
            ast.Mod: operator.mod, ast.Pow: operator.pow, ast.Div: operator.truediv}
+#: The largest exponent a constraint's ``**`` may take (sizes of a design are far below 2**64).
+MAX_EXPONENT = 64
 _CMPOPS = {ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt, ast.GtE: operator.ge,
            ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.In: lambda a, b: a in b,
            ast.NotIn: lambda a, b: a not in b}
@@ -408,8 +420,14 @@ def _evaluate(node: ast.AST, env: dict, text: str) -> Any:
         return {ast.Not: operator.not_, ast.USub: operator.neg, ast.UAdd: operator.pos,
                 ast.Invert: operator.invert}[type(node.op)](v)
     if isinstance(node, ast.BinOp):
+        left, right = ev(node.left), ev(node.right)
+        if isinstance(node.op, ast.Pow) and not (isinstance(right, (int, float)) and abs(right) <= MAX_EXPONENT
+                                                 and abs(left) <= 2 ** 64):
+            # 10**10**10 would compute for hours before any point is judged
+            raise UserError(f"constraint {text!r}: power {ast.unparse(node)!r}: allowed an exponent of at most "
+                            f"{MAX_EXPONENT} and a base of at most 2**64")
         try:
-            return _BINOPS[type(node.op)](ev(node.left), ev(node.right))
+            return _BINOPS[type(node.op)](left, right)
         except (TypeError, ZeroDivisionError) as e:
             raise UserError(f"constraint {text!r}: {e}") from None
     if isinstance(node, ast.Compare):

@@ -88,6 +88,11 @@ BAD_SPACES = [
     ('[fields]\nmacro.rows = [8]\n[rtl]\nimages = 2.5\n', "rtl.images = 2.5: allowed int"),
     ('[fields\n', "not valid TOML"),
     ('[fields]\nmacro.rows = [8, 16]\nmacro.pages = 0\n', "fields.macro.pages: invalid macro.pages = 0"),
+    # the name names the report folder: a path would write the report anywhere
+    ('name = "../../escaped"\n[fields]\nmacro.rows = [8]\n', "name = '../../escaped': allowed letters"),
+    ('name = "/tmp/x"\n[fields]\nmacro.rows = [8]\n', "name = '/tmp/x': allowed letters"),
+    # a power that would compute for hours before any point is judged
+    ('constraints = ["10**10**10 > 1"]\n[fields]\nmacro.rows = [8]\n', "allowed an exponent of at most 64"),
 ]
 
 
