@@ -45,3 +45,11 @@ def test_errors_exit_2(capsys):
     assert "known names" in capsys.readouterr().err
     assert main(["partition", "alexnet", "-n", "6", "--no-report"]) == 2
     assert "power of two" in capsys.readouterr().err
+
+
+def test_report_that_is_a_directory_is_refused_before_the_work(tmp_path, capsys):
+    """--report takes the markdown file's path; a directory was an IsADirectoryError after the whole run."""
+    assert main(["partition", "digits", "--report", str(tmp_path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.count("\n") == 1 and "--report" in captured.err and "is a directory" in captured.err
+    assert "model " not in captured.out  # refused before the model was loaded

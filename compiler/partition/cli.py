@@ -91,6 +91,9 @@ def _run(args: argparse.Namespace) -> int:
     report = None if args.no_report else Path(args.report or f"build/partition/{Path(args.model).stem}_{args.mode}.md")
     if report is not None:
         from cimforge.outputs import check_output_dir
+        if report.is_dir():  # the option takes the report file's path (a PNG is written beside it)
+            raise PartitionError(f"--report {str(report)!r}: is a directory; allowed a markdown file path "
+                                 f"(e.g. {str(report / 'partition.md')!r})")
         check_output_dir("--report (its folder)", report.parent)
     t0 = time.perf_counter()
     net = load_model(args.model, shapes or None)
