@@ -163,6 +163,11 @@ def write_program(prog, out: Path, fmt: str = "hex") -> list[Path]:
     for name, text in texts.items():
         _atomic(out / name, lambda p, text=text: p.write_text(text))
         written.append(out / name)
+    # a previous compile's files this one does not write (ext_init.hex of an external-memory program, the
+    # other format's images) would read as part of this program: the directory holds this compile's only
+    stale = {f"{name}.{f}" for name, _, _ in MEMORIES for f in FORMATS} | {"ext_init.hex"}
+    for name in sorted(stale - {p.name for p in written}):
+        (out / name).unlink(missing_ok=True)
     return written
 
 

@@ -129,6 +129,20 @@ def test_compile_user_model_npy(user_model, tmp_path, capsys):
     assert kinds.count("conv2d") == 2 and kinds.count("dense") == 1
 
 
+def test_compile_into_a_previous_output_keeps_only_its_own_files(user_model, tmp_path, capsys):
+    """A compile into the directory of an earlier one: that one's files this one does not write (an external
+    program's ext_init.hex, the other format's images) are removed, a user's own files are kept."""
+    out = tmp_path / "out"
+    assert main(["compile", str(user_model), "--out", str(out), "--memory", "external"]) == 0
+    assert (out / "ext_init.hex").exists()
+    (out / "notes.txt").write_text("mine")
+    assert main(["compile", str(user_model), "--out", str(out), "--format", "npy"]) == 0
+    capsys.readouterr()
+    names = {p.name for p in out.iterdir()}
+    assert "ext_init.hex" not in names and not any(n.endswith(".hex") for n in names), names
+    assert {"program.npy", "wmem.npy", "listing.txt", "cycles.json", "program.json", "notes.txt"} <= names
+
+
 def test_compile_errors(tmp_path, capsys):
     a_file = tmp_path / "file"
     a_file.write_text("x")
