@@ -211,12 +211,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _float_model(model: Path, given: Path | None) -> Path | None:
     if given is not None:
-        import onnx
+        from .onnx_import import OnnxImportError, read_model
         path = existing_file("--float-model", given, (".onnx",))
         try:
-            onnx.load(str(path), load_external_data=False)
-        except Exception as e:  # noqa: BLE001 - protobuf's DecodeError and the like: named, never a traceback
-            raise UserError(f"--float-model {str(given)!r}: not a readable ONNX model (corrupted?): {e}") from None
+            read_model(path)
+        except OnnxImportError as e:
+            raise UserError(f"--float-model {e}") from None
         return path
     guess = model.with_name(re.sub(r"_(qop|qdq|int8|quant\w*)$", "", model.stem) + "_float.onnx")
     return guess if guess != model and guess.is_file() else None
@@ -284,12 +284,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"top-1 accuracy on {source}:")
         rows = [(f"golden int8 ({rounding} rounding)", np.mean(golden[out].reshape(len(x), -1).argmax(1) == labels)),
                 ("onnxruntime int8", np.mean(ref[out].reshape(len(x), -1).argmax(1) == labels))]
-        fm = float_model
-        if fm is not None and graph.float_inputs:
+        if float_model is not None and graph.float_inputs:
             from .compare import run_onnx
 
-            logits = run_onnx(fm, onnx_feeds(graph, x, codes))[0]
-            rows.append((f"float ({fm.name})", np.mean(logits.reshape(len(x), -1).argmax(1) == labels)))
+            logits = run_onnx(float_model, onnx_feeds(graph, x, codes))[0]
+            rows.append((f"float ({float_model.name})", np.mean(logits.reshape(len(x), -1).argmax(1) == labels)))
         width = max(len(r[0]) for r in rows) + 1
         for label, acc in rows:
             print(f"  {label + ':':<{width}} {100 * acc:6.2f}%")

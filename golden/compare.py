@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Mapping
 
 import numpy as np
@@ -140,17 +139,10 @@ def run_onnx(model, inputs: Mapping[str, np.ndarray], output_names: list[str] | 
     cimforge.errors.UserError
         onnxruntime refuses the model or the inputs (its first message line).
     """
-    import onnx
-
     from .onnx_build import ort_session
+    from .onnx_import import read_model
 
-    try:
-        proto = onnx.load(str(model)) if isinstance(model, (str, Path)) else \
-            onnx.load_from_string(bytes(model)) if isinstance(model, (bytes, bytearray)) else model
-    except Exception as e:  # noqa: BLE001 - protobuf's DecodeError, OSError: the file is named either way
-        from ..errors import UserError
-        where = f"{str(model)!r}: " if isinstance(model, (str, Path)) else ""
-        raise UserError(f"{where}not a readable ONNX model (corrupted?): {e}") from None
+    proto = read_model(model)
     try:
         sess = ort_session(proto)
     except Exception as e:  # noqa: BLE001 - onnxruntime's errors share no base class worth naming
@@ -204,7 +196,9 @@ def ort_tensors(model, graph: Graph, inputs: Mapping[str, np.ndarray]) -> dict[s
     """
     import onnx
 
-    proto = onnx.load(str(model)) if isinstance(model, (str, Path)) else model
+    from .onnx_import import read_model
+
+    proto = read_model(model)
     proto_copy = onnx.ModelProto()
     proto_copy.CopyFrom(proto)
     g = proto_copy.graph

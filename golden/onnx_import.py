@@ -2311,6 +2311,30 @@ IMPORTS_TO: dict[str, tuple[tuple[str, ...], str]] = {
 NUMERICS = ("fabric", "onnx")
 
 
+def read_model(model):
+    """The ``onnx.ModelProto`` of a path or serialized bytes (a proto as it is), read with its external data.
+
+    Raises
+    ------
+    OnnxImportError
+        The file or bytes do not parse, or the model's external .data file is missing (the message names the
+        file).
+    """
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    if not isinstance(model, (str, Path, bytes, bytearray)):
+        return model
+    try:
+        if isinstance(model, (str, Path)):
+            return onnx.load(str(model))
+        return onnx.load_from_string(bytes(model))
+    except (DecodeError, ValueError, OSError, onnx.checker.ValidationError) as e:  # the last: missing external
+        # data (a model copied without its .data file)
+        where = {"node": str(model)} if isinstance(model, (str, Path)) else {}
+        raise OnnxImportError(f"not a readable ONNX model (corrupted?): {e}", **where) from None
+
+
 def load_onnx(model, name: str | None = None, *, numerics: str = "fabric") -> Graph:
     """Import a quantized ONNX model.
 
@@ -2339,25 +2363,12 @@ def load_onnx(model, name: str | None = None, *, numerics: str = "fabric") -> Gr
         unsupported operator or attribute (naming the node, its operator and why).
     """
     import onnx
-    from google.protobuf.message import DecodeError
 
     if isinstance(model, (str, Path)):
-        path = Path(model)
-        if not path.is_file():
-            raise OnnxImportError("model file does not exist", node=str(path))
-        name = name or path.stem
-        try:
-            proto = onnx.load(str(path))
-        except (DecodeError, ValueError, OSError, onnx.checker.ValidationError) as e:  # the last: missing
-            # external data (a model copied without its .data file)
-            raise OnnxImportError(f"not a readable ONNX model (corrupted?): {e}", node=str(path)) from None
-    elif isinstance(model, (bytes, bytearray)):
-        try:
-            proto = onnx.load_from_string(bytes(model))
-        except (DecodeError, ValueError) as e:
-            raise OnnxImportError(f"not a readable ONNX model (corrupted?): {e}") from None
-    else:
-        proto = model
+        if not Path(model).is_file():
+            raise OnnxImportError("model file does not exist", node=str(model))
+        name = name or Path(model).stem
+    proto = read_model(model)
     if not isinstance(proto, onnx.ModelProto):
         raise OnnxImportError(f"expected a path, bytes or onnx.ModelProto, got {type(proto).__name__}")
     if not proto.graph.node:

@@ -334,6 +334,8 @@ _NETWORK_OPTIONS = ("model", "dataset", "input", "random", "images", "start", "s
 def _check_options_apply(args: argparse.Namespace) -> None:
     """Refuse an option the run would ignore: a network run's with ``--macro``, ``--ops`` without it."""
     if args.macro:
+        if args.config:
+            raise UserError("--macro with --config: the macro demo runs a preset; allowed --preset NAME")
         given = [d for d in _NETWORK_OPTIONS if getattr(args, d) is not None and getattr(args, d) is not False]
         if given:
             raise UserError(f"--{given[0].replace('_', '-')} with --macro: the macro demo runs a preset's macro on "
@@ -346,8 +348,6 @@ def _check_options_apply(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     _check_options_apply(args)
     if args.macro:
-        if args.config:
-            raise UserError("--macro with --config: the macro demo runs a preset; allowed --preset NAME")
         from .macro_demo import main
         return main(args)
     from ..compiler.compile import compile_graph
