@@ -45,6 +45,11 @@ GENERATORS = {
     "grid": {"wmax": 0, "seed": 0},
 }
 
+#: Largest generated graph, in vertices and in expected edges: networkx builds generated graphs in Python
+#: objects (about 1 KB an edge), so a spec beyond this would exhaust memory long before the fabric saw it.
+MAX_GENERATED_VERTICES = 10_000_000
+MAX_GENERATED_EDGES = 10_000_000
+
 
 @dataclass(frozen=True, eq=False)
 class GraphData:
@@ -308,6 +313,14 @@ def _with_weights(g: GraphData, wmax: int, seed: int) -> GraphData:
     return from_arcs(g.n, g.src[half], g.dst[half], w, directed=False, weighted=True, ids=g.ids, name=g.name)
 
 
+def _check_size(spec: str, vertices: int, edges: float) -> None:
+    """Refuse a generator spec whose graph would exceed :data:`MAX_GENERATED_VERTICES` or ``..._EDGES``."""
+    if vertices > MAX_GENERATED_VERTICES or edges > MAX_GENERATED_EDGES:
+        raise UserError(f"--graph {spec}: {vertices} vertices and about {int(edges)} edges; allowed at most "
+                        f"{MAX_GENERATED_VERTICES} vertices and {MAX_GENERATED_EDGES} edges for a generated graph "
+                        f"(give a larger graph as a file)")
+
+
 def generate(spec: str) -> GraphData:
     """A generated graph from a spec (``er:...``, ``ba:...``, ``grid:RxC``; see the module docstring)."""
     import networkx as nx
@@ -322,17 +335,23 @@ def generate(spec: str) -> GraphData:
         if r < 1 or c < 1:
             raise UserError(f"--graph {spec}: grid sides must be >= 1")
         f = _spec_fields(spec, "grid", rest)
+        _check_size(spec, r * c, 2 * r * c)
         g = from_networkx(nx.grid_2d_graph(r, c), name=spec)
     elif kind == "er":
         f = _spec_fields(spec, "er", body)
         if f["n"] < 1 or not 0 <= f["p"] <= 1:
             raise UserError(f"--graph {spec}: allowed n >= 1 and 0 <= p <= 1")
+        if f["directed"] not in (0, 1):
+            raise UserError(f"--graph {spec}: directed={f['directed']} (allowed 0 or 1)")
+        pairs = f["n"] * (f["n"] - 1) / (1 if f["directed"] else 2)
+        _check_size(spec, f["n"], pairs * f["p"])
         g = from_networkx(nx.fast_gnp_random_graph(f["n"], f["p"], seed=f["seed"], directed=bool(f["directed"])),
                           name=spec)
     elif kind == "ba":
         f = _spec_fields(spec, "ba", body)
         if not 1 <= f["m"] < f["n"]:
             raise UserError(f"--graph {spec}: allowed 1 <= m < n")
+        _check_size(spec, f["n"], f["n"] * f["m"])
         g = from_networkx(nx.barabasi_albert_graph(f["n"], f["m"], seed=f["seed"]), name=spec)
     else:
         raise UserError(f"--graph {spec}: unknown generator {kind!r} (allowed: {', '.join(GENERATORS)})")

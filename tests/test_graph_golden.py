@@ -112,7 +112,10 @@ def test_bad_and_corner_input(tmp_path):
         read_matrix_market(mtx)
     for spec, msg in [("er:n=10", "missing field 'p'"), ("er:n=10,p=x", "not a number"),
                       ("zz:n=3", "unknown generator"), ("grid:3", "grid:ROWSxCOLS"), ("nosuch", "not a file"),
-                      ("er:n=10,p=0.1,q=1", "unknown field 'q'")]:
+                      ("er:n=10,p=0.1,q=1", "unknown field 'q'"), ("er:n=10,p=0.1,directed=2", "allowed 0 or 1"),
+                      ("er:n=100000000,p=0.001", "allowed at most 10000000 vertices"),
+                      ("er:n=1000000,p=0.5", "about 249999750000 edges"), ("grid:10000x10000", "allowed at most"),
+                      ("ba:n=5000000,m=50", "allowed at most"), ("er:n=10,p=0.1,wmax=-1", "wmax must be >= 1")]:
         with pytest.raises(UserError, match=msg) as exc:
             load_graph(spec)
         assert "\n" not in str(exc.value)
