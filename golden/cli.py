@@ -117,6 +117,9 @@ def read_inputs(path, graph, option: str = "--input") -> tuple[np.ndarray, np.nd
         key = next((k for k in names if k in arrays), None)
         if key is None and len(arrays) == 1:
             key = next(iter(arrays))
+        if key is None and not arrays:
+            raise UserError(f"{option} {str(p)!r}: holds labels ({label_keys[0]!r}) and no data; allowed an array "
+                            f"named {' or '.join(repr(n) for n in names)} (or the only other array) beside them")
         if key is None:
             raise UserError(f"{option} {str(p)!r}: arrays {sorted(arrays)}; allowed one array, or one named "
                             f"{' or '.join(repr(n) for n in names)} (labels under {'/'.join(LABEL_KEYS)})")
@@ -131,6 +134,13 @@ def read_inputs(path, graph, option: str = "--input") -> tuple[np.ndarray, np.nd
         if labels.shape != (len(data),) or not np.issubdtype(labels.dtype, np.integer):
             raise UserError(f"{option} {str(p)!r}: labels of shape {labels.shape} and dtype {labels.dtype}; "
                             f"allowed ({len(data)},) integers, one class per sample")
+        # accuracy is the argmax of the first output, flattened: a label past its size can never be right
+        classes = int(np.prod(graph.tensors[graph.outputs[0]].shape))
+        bad = (labels < 0) | (labels >= classes)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise UserError(f"{option} {str(p)!r}: label {int(labels[i])} of sample {i}; allowed 0..{classes - 1}, "
+                            f"the classes of output {graph.outputs[0]!r}")
     return data, labels
 
 

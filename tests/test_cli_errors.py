@@ -103,6 +103,13 @@ def test_sim_bad_input_files(capsys, tmp_path):
     labels = tmp_path / "labels.npz"
     np.savez(labels, x=np.zeros((2, 1, 8, 8), np.float32), labels=np.zeros(3, np.int64))
     _user_error(capsys, ["golden", model, "--input", str(labels)], "--input", "labels", "(2,)")
+    # a label the 10-class output can never give, and an .npz that holds labels only
+    np.savez(labels, x=np.zeros((2, 1, 8, 8), np.float32), labels=np.array([3, 10]))
+    _user_error(capsys, ["golden", model, "--input", str(labels)], "--input", "label 10 of sample 1", "0..9")
+    np.savez(labels, x=np.zeros((2, 1, 8, 8), np.float32), y=np.array([-1, 0]))
+    _user_error(capsys, ["sim", "--model", model, "--input", str(labels)], "--input", "label -1 of sample 0")
+    np.savez(labels, y=np.array([0, 1]))
+    _user_error(capsys, ["golden", model, "--input", str(labels)], "--input", "labels ('y') and no data")
 
 
 def test_config_not_utf8(capsys, tmp_path):
