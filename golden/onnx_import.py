@@ -172,6 +172,9 @@ class _Lut:
     op: str
 
 
+#: The operators that only reshape a tensor.
+_RESHAPES = ("Reshape", "Flatten", "Squeeze", "Unsqueeze")
+
 #: Why a node of a quantized model reads float data, and what to do (run() refuses float-only models first).
 _LEFT_IN_FLOAT = ("the node was left in float (quantize_static's op_types_to_quantize / nodes_to_exclude?); the "
                   "fabric runs quantized operators only: quantize this node too")
@@ -951,7 +954,9 @@ class _Importer:
         v = self.get(node, 0)
         if isinstance(v, _Codes):
             make_codes(v.info)
-        elif isinstance(v, _Pending) and v.float_only and monotonic:
+        elif isinstance(v, _Pending) and monotonic and (v.float_only or node.op_type in _RESHAPES):
+            # a reshape is exact after any float result (a ReduceMean -> Flatten, which onnxruntime quantizes
+            # after the Flatten); a max only after the operators onnxruntime leaves in float
             self.values[node.output[0]] = self.after_float(node, v, make_float)
         elif isinstance(v, _Lut) and monotonic:
             self.values[node.output[0]] = self.after_table(node, v, make_float)
@@ -1288,6 +1293,65 @@ class _Importer:
         shape, make = self.pool(node, x, "global_max")
         self.values[node.output[0]] = _Pending(node.name or node.output[0], node.op_type, shape, make,
                                                float_only=True, real_range=self.info_range(x))
+
+    def reduce_axes(self, node, rank: int) -> tuple[int, ...]:
+        """The axes of a ``Reduce*`` node (its ``axes`` attribute, or from opset 18 its constant second
+        input), non-negative and sorted; none given means every axis."""
+        a = self.attrs(node)
+        if "axes" in a:
+            axes = list(a["axes"])
+        elif len(node.input) > 1 and node.input[1]:
+            axes = [int(v) for v in np.asarray(self.const(node, 1, "axes")).reshape(-1)]
+        else:
+            axes = []
+        if not axes:
+            if a.get("noop_with_empty_axes", 0):
+                self.fail(node, "noop_with_empty_axes=1 with no axes (an identity) is not supported; allowed "
+                                "axes [2, 3]")
+            axes = list(range(rank))
+        if any(not -rank <= ax < rank for ax in axes):
+            self.fail(node, f"axes {axes} out of range for a rank-{rank} input")
+        return tuple(sorted({ax % rank for ax in axes}))
+
+    def _spatial_reduce(self, node, pool_op: str):
+        """``ReduceMean`` / ``ReduceMax`` over the spatial axes of an ``(N, C, H, W)`` tensor: the global pool
+        ``pool_op`` (PyTorch's ``x.mean((2, 3))`` and Keras' GlobalAveragePooling export this way); with
+        ``keepdims=0`` its ``(C, 1, 1)`` result is then flattened to ``(C,)``, as a Flatten would."""
+        from onnx import helper
+
+        shape = self.expr_shape(node, 0)
+        axes = self.reduce_axes(node, 1 + len(shape))
+        if len(shape) != 3 or axes != (2, 3):
+            self.fail(node, f"{node.op_type} over axes {list(axes)} of a rank-{1 + len(shape)} tensor is not "
+                            f"supported; allowed axes [2, 3] (height and width) of an (N, C, H, W) tensor, a "
+                            f"global pool")
+        keep = self.attrs(node).get("keepdims", 1)
+        if keep not in (0, 1):
+            self.fail(node, f"keepdims={keep}: allowed 0 or 1")
+        name = node.name or node.output[0]
+        if keep:
+            getattr(self, f"op_{pool_op}")(helper.make_node(pool_op, [node.input[0]], list(node.output), name=name))
+            return
+        mid = f"{node.output[0]}/keepdims"
+        getattr(self, f"op_{pool_op}")(helper.make_node(pool_op, [node.input[0]], [mid], name=name))
+        v = self.values.pop(mid)
+        if isinstance(v, _Codes):  # a max pool of codes
+            self.emit(self.build(node, Reshape, name=f"{name}/squeeze", inputs=(v.info,),
+                                 output=v.info.renamed(node.output[0], shape[:1])))
+            return
+
+        def make(out: TensorInfo, p=v) -> Layer:  # the pool quantized like the squeezed output, then a reshape
+            pre = out.renamed(mid, p.shape)
+            self.finish(_FakeNode(p.node, p.op, pre.name), p, pre)
+            return Reshape(name=f"{name}/squeeze", inputs=(pre,), output=out)
+        self.values[node.output[0]] = _Pending(name, node.op_type, shape[:1], make, float_only=v.float_only,
+                                               real_range=self.clamped_range(v))
+
+    def op_ReduceMean(self, node):
+        self._spatial_reduce(node, "GlobalAveragePool")
+
+    def op_ReduceMax(self, node):
+        self._spatial_reduce(node, "GlobalMaxPool")
 
     def op_Reshape(self, node):
         v = self.get(node, 0)
@@ -2270,6 +2334,10 @@ IMPORTS_TO: dict[str, tuple[tuple[str, ...], str]] = {
                                                 "float result a `float_chain` (numerics \"onnx\")"),
     "QLinearGlobalAveragePool": (("global_avgpool",), "QOperator (com.microsoft)"),
     "GlobalAveragePool": (("global_avgpool", "float_chain"), "QDQ, as `AveragePool`"),
+    "ReduceMean": (("global_avgpool", "reshape", "float_chain"), "over axes 2 and 3 only: a `GlobalAveragePool` "
+                                                                "(then a `reshape` with `keepdims` 0)"),
+    "ReduceMax": (("maxpool", "reshape"), "over axes 2 and 3 only: a `GlobalMaxPool` (then a `reshape` with "
+                                          "`keepdims` 0)"),
     "QLinearConcat": (("concat",), "QOperator (com.microsoft)"),
     "Concat": (("concat",), "on codes or QDQ"),
     "Reshape": (("reshape", "conv2d"), "a channel shuffle's last Reshape is a permutation `conv2d`"),

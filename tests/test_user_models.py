@@ -232,9 +232,21 @@ def _decoder(n: _Net):
     return n.model((3, 24, 24), [n.gemm(n.op("Flatten", [n.op("GlobalAveragePool", [x])]), 8, 4)]), (3, 24, 24)
 
 
+def _reduce(n: _Net):
+    """PyTorch's ``x.mean((2, 3))`` and ``amax``: ``ReduceMean`` over the spatial axes with ``keepdims`` 1 (then a
+    Flatten, which onnxruntime quantizes after) and 0, ``ReduceMax`` with ``keepdims`` 0; opset 18, where the
+    axes are an input (negative in one)."""
+    x = n.op("Relu", [n.conv("x", 3, 8, 3, pads=[1, 1, 1, 1])])
+    axes, neg = n.c(np.array([2, 3], np.int64)), n.c(np.array([-1, -2], np.int64))
+    kept = n.gemm(n.op("Flatten", [n.op("ReduceMean", [x, axes], keepdims=1)]), 8, 4)
+    mean = n.gemm(n.op("ReduceMean", [x, neg], keepdims=0), 8, 4)
+    peak = n.gemm(n.op("ReduceMax", [x, axes], keepdims=0), 8, 4)
+    return n.model((3, 7, 9), [n.op("Add", [n.op("Add", [kept, mean]), peak])], opset=18), (3, 7, 9)
+
+
 MODELS = {"squeeze_gemm": _squeeze_gemm, "pools": _pools, "pads": _pads, "activations": _activations,
           "concat_odd": _concat_odd, "avg_ceil": _avg_ceil, "se_block": _se_block, "banded": _banded,
-          "prelu": _prelu, "upsample": _upsample, "decoder": _decoder}
+          "prelu": _prelu, "upsample": _upsample, "decoder": _decoder, "reduce": _reduce}
 
 
 def _quantize(proto, shape, dst: Path, fmt: str, per_channel: bool, act: str, wt: str, dtype=np.float32,
@@ -457,6 +469,12 @@ def test_new_patterns_import_as_existing_kinds(models):
     w = next(i for i in onnx.load(str(models[("squeeze_gemm", "qdq_pc_s8s8")])).graph.initializer
              if i.name.endswith("_scale") and list(i.dims) == [6])  # the Gemm's per-channel weight scales
     np.testing.assert_allclose(gemm.weight_scale, 0.5 * numpy_helper.to_array(w), rtol=1e-6)  # alpha 0.5
+    # ReduceMean / ReduceMax over (2, 3): global pools over the 7x9 plane, keepdims 0 a reshape to (C,)
+    r = load_onnx(models[("reduce", "qop_pt_u8s8")])
+    kinds = [(l.kind, l.output.shape) for l in r.layers if l.kind in ("global_avgpool", "maxpool", "reshape")]
+    assert sorted(kinds) == sorted([("global_avgpool", (8, 1, 1)), ("reshape", (8,)), ("global_avgpool", (8, 1, 1)),
+                                    ("reshape", (8,)), ("maxpool", (8, 1, 1)), ("reshape", (8,))]), kinds
+    assert next(l for l in r.layers if l.kind == "maxpool").kernel == (7, 9)
 
 
 def test_gemm_beta_in_the_bias(models, tmp_path, capsys):
@@ -562,7 +580,11 @@ def _bad_models(d: Path) -> dict[str, Path]:
         x = n.op("Softmax", [n.conv("x", 3, 8, 3)], axis=1)
         return n.model((3, 6, 6), [n.conv(x, 8, 8, 1)]), (3, 6, 6)
 
-    for name, build in [("reflect", reflect), ("resize", resize),
+    def channel_mean(n):  # a mean over the channels (a LayerNorm-like statistic): no global pool
+        x = n.op("ReduceMean", [n.conv("x", 3, 8, 3)], axes=[1], keepdims=1)
+        return n.model((3, 6, 6), [n.op("Relu", [n.conv(x, 1, 4, 3)])]), (3, 6, 6)
+
+    for name, build in [("reflect", reflect), ("resize", resize), ("channel_mean", channel_mean),
                         ("cast_input", cast_input), ("softmax_mid", softmax_mid)]:
         proto, shape = build(_Net(SEED))
         built[name] = _quantize(proto, shape, d / f"{name}.onnx", "qdq", True, "int8", "int8",
@@ -605,6 +627,7 @@ def test_unsupported_models_named(bad, cmd, tmp_path, capsys):
     _user_error(capsys, argv(bad["reflect"]), "'Pad_", "mode 'reflect'", "allowed 'constant'")
     _user_error(capsys, argv(bad["resize"]), "'Resize_", "mode 'linear'", "allowed 'nearest'")
     _user_error(capsys, argv(bad["cast_input"]), "'x'", "'Cast_", "DequantizeLinear")
+    _user_error(capsys, argv(bad["channel_mean"]), "'ReduceMean_", "axes [1]", "allowed axes [2, 3]")
     _user_error(capsys, argv(bad["float"]), "float-only model", "quantize_static")
     for fmt in ("qdq", "qop"):
         _user_error(capsys, argv(bad[f"partly_float_{fmt}"]), "'Conv_", "left in float", "nodes_to_exclude")

@@ -214,6 +214,12 @@ the input's QuantizeLinear) pads the quantized input. Other modes (reflect, edge
 forms it sits between a DequantizeLinear and the next QuantizeLinear (after a Flatten), whose quantisation
 differs: the max runs on the input's codes (exact) and a requantising copy (a one-input `concat`) follows.
 
+**ReduceMean / ReduceMax** over the spatial axes (2, 3) of an `(N, C, H, W)` tensor, as PyTorch's
+`x.mean((2, 3))` and Keras' global pooling export, are a `GlobalAveragePool` / `GlobalMaxPool`; with `keepdims`
+0 a `reshape` to `(C,)` follows. onnxruntime leaves them in float (its QuantizeLinear may come after a Flatten,
+which is exact: the pool is quantized like the Flatten's output). Other axes (a mean over the channels) are
+refused by name.
+
 **Gemm `alpha` and `beta`.** `alpha A B + beta C` (`alpha > 0`) is a `dense` whose weight scale is `alpha`
 times the weights' (the codes stay), with `beta` in the bias (onnxruntime's quantizer already folds `beta`
 into C's scale and sets it to 1); `QGemm`'s `alpha` likewise. `transB` 0 or 1; `transA = 1` and `alpha <= 0`
