@@ -1627,6 +1627,136 @@ class _Importer:
                             f"(N, {', '.join(map(str, x.shape))}): only a scalar or (C, 1, 1) is supported")
         return np.broadcast_to(v.reshape(-1), (c,)).astype(np.float64) if v.size > 1 else np.full(c, float(v.ravel()[0]))
 
+    # -- Slice and Split: selections of channels and strided rows / columns ------------------------------------
+
+    def int_list(self, node, i: int, attr: str, what: str) -> list[int] | None:
+        """An integer list given as constant input ``i`` (opset >= 10 / 13) or as attribute ``attr``; None when
+        neither is there."""
+        a = self.attrs(node)
+        if attr in a:
+            return [int(v) for v in a[attr]]
+        if i < len(node.input) and node.input[i]:
+            return [int(v) for v in np.asarray(self.const(node, i, what)).reshape(-1)]
+        return None
+
+    def selection(self, node, shape: tuple[int, ...], begin, step, count):
+        """(shape, make) of the layer that selects ``x[begin[k] :: step[k]][:count[k]]`` along each per-sample
+        axis ``k`` of ``x`` (``shape``): a convolution of one-hot weights (weight scale 1, no bias), whose
+        requantisation multiplier is exactly 1.0 when the output keeps the input's quantisation (the codes are
+        copied, as for the channel shuffle) and ``s_in / s_out`` otherwise, as a requantising copy's.
+
+        Rows and columns: a kernel of ``K = H - (count - 1) * step`` rows (``count`` outputs at stride ``step``
+        without padding) whose one tap at row ``begin`` is 1; all channels kept, the convolution is depthwise,
+        else each output channel takes one input channel. A ``(F,)`` vector: a ``dense`` layer."""
+        if len(shape) == 1:
+            (b,), (st,), (n,) = begin, step, count
+            w = np.zeros((n, shape[0]), np.int8)
+            w[np.arange(n), b + st * np.arange(n)] = 1
+            return (n,), lambda x, out: Dense(name=self.layer_name(node), inputs=(x,), output=out, weight=w,
+                                              weight_scale=1.0)
+        c, h, wd = shape
+        (bc, bh, bw), (sc, sh, sw), (nc, nh, nw) = begin, step, count
+        kh, kw = h - (nh - 1) * sh, wd - (nw - 1) * sw
+        if (bc, sc, nc) == (0, 1, c):
+            w = np.zeros((c, 1, kh, kw), np.int8)
+            w[:, 0, bh, bw] = 1
+            groups = c
+        else:
+            w = np.zeros((nc, c, kh, kw), np.int8)
+            w[np.arange(nc), bc + sc * np.arange(nc), bh, bw] = 1
+            groups = 1
+        return (nc, nh, nw), lambda x, out: Conv2d(name=self.layer_name(node), inputs=(x,), output=out, weight=w,
+                                                   weight_scale=1.0, stride=(sh, sw), groups=groups)
+
+    def select_into(self, node, out_name: str, shape, begin, step, count, label: str) -> None:
+        """Output ``out_name`` of a Slice / Split: the :meth:`selection` of input 0's codes (QOperator: the same
+        quantisation), or of its dequantized value up to the next QuantizeLinear."""
+        fake = _FakeNode(label, node.op_type, out_name)
+        out_shape, make = self.selection(fake, shape, begin, step, count)
+        v = self.get(node, 0)
+        if isinstance(v, _Codes):
+            self.emit(self.build(fake, make, v.info, v.info.renamed(out_name, out_shape)))
+            return
+        x = self.quantized_input(node, 0)
+        self.values[out_name] = _Pending(label, node.op_type, out_shape, lambda out: make(x, out))
+
+    def data_shape(self, node) -> tuple[int, ...]:
+        """Input 0's per-sample shape, for an operator that selects from it (C, H, W) or (F,)."""
+        if isinstance(self.get(node, 0), _FloatInput):  # each part gets its own QuantizeLinear, the input one
+            self.fail(node, f"a {node.op_type} of the float graph input {node.input[0]!r} is not supported "
+                            f"(onnxruntime quantizes each part, not the input): do it in preprocessing, or after "
+                            f"the first layer")
+        shape = tuple(self.expr_shape(node, 0))
+        if len(shape) not in (1, 3):
+            self.fail(node, f"input of per-sample shape {shape}; allowed (C, H, W) or (F,)")
+        return shape
+
+    def op_Slice(self, node):
+        """A Slice of the channels, rows or columns (positive steps; the batch axis whole): a one-hot
+        convolution (:meth:`selection`). YOLOv5's Focus (``x[..., ::2, ::2]``) is a depthwise 2x2 stride 2."""
+        shape = self.data_shape(node)
+        rank = 1 + len(shape)
+        starts = self.int_list(node, 1, "starts", "starts")
+        ends = self.int_list(node, 2, "ends", "ends")
+        if starts is None or ends is None or len(starts) != len(ends):
+            self.fail(node, "starts and ends must be constants of one length")
+        axes = self.int_list(node, 3, "axes", "axes")
+        axes = list(range(len(starts))) if axes is None else axes
+        steps = self.int_list(node, 4, "steps", "steps") or [1] * len(starts)
+        if len(axes) != len(starts) or len(steps) != len(starts):
+            self.fail(node, f"starts {starts}, ends {ends}, axes {axes}, steps {steps}: allowed one length")
+        begin, step, count = [0] * len(shape), [1] * len(shape), list(shape)
+        for b, e, ax, st in zip(starts, ends, axes, steps):
+            if not -rank <= ax < rank:
+                self.fail(node, f"axis {ax} out of range for a rank-{rank} input")
+            ax %= rank
+            if ax == 0:
+                self.fail(node, "a Slice of the batch axis (0) is not supported; allowed axes 1.."
+                                f"{rank - 1}")
+            if st < 1:
+                self.fail(node, f"step {st} on axis {ax}: allowed steps >= 1 (a reversing slice is not supported)")
+            dim = shape[ax - 1]
+            b = min(max(b + dim if b < 0 else b, 0), dim)
+            e = min(max(e + dim if e < 0 else e, 0), dim)
+            n = max(0, -(-(e - b) // st))
+            if n == 0:
+                self.fail(node, f"the slice {b}:{e}:{st} of axis {ax} (size {dim}) is empty")
+            begin[ax - 1], step[ax - 1], count[ax - 1] = b, st, n
+        self.select_into(node, node.output[0], shape, begin, step, count, node.name or node.output[0])
+
+    def op_Split(self, node):
+        """A Split along the channels, rows or columns: one selection (:meth:`Slice <op_Slice>`) per output,
+        named ``<node>/<i>``. The sizes from the ``split`` input or attribute, else equal parts (``num_outputs``
+        from opset 18: the last part may be smaller)."""
+        shape = self.data_shape(node)
+        rank = 1 + len(shape)
+        ax = self.attrs(node).get("axis", 0)
+        if not -rank <= ax < rank:
+            self.fail(node, f"axis {ax} out of range for a rank-{rank} input")
+        ax %= rank
+        if ax == 0:
+            self.fail(node, f"a Split of the batch axis (0, the default) is not supported; allowed axes 1..{rank - 1}")
+        dim, parts = shape[ax - 1], len(node.output)
+        sizes = self.int_list(node, 1, "split", "split")
+        if sizes is None:
+            if self.opset >= 18:
+                chunk = -(-dim // parts)
+                sizes = [min(chunk, dim - i * chunk) for i in range(parts)]
+            elif dim % parts == 0:
+                sizes = [dim // parts] * parts
+            else:
+                self.fail(node, f"axis {ax} of size {dim} does not split into {parts} equal parts")
+        if len(sizes) != parts or sum(sizes) != dim or min(sizes) < 1:
+            self.fail(node, f"split {sizes} of axis {ax} (size {dim}) into {parts} outputs: allowed {parts} sizes "
+                            f">= 1 that add up to {dim}")
+        offset = 0
+        for i, (out, n) in enumerate(zip(node.output, sizes)):
+            if out:
+                begin, count = [0] * len(shape), list(shape)
+                begin[ax - 1], count[ax - 1] = offset, n
+                self.select_into(node, out, shape, begin, [1] * len(shape), count, f"{node.name or out}/{i}")
+            offset += n
+
     def op_Concat(self, node):
         if all(isinstance(self.get(node, i), _Codes) for i in range(len(node.input))):
             xs = [self.codes(node, i) for i in range(len(node.input))]
@@ -2338,6 +2468,9 @@ IMPORTS_TO: dict[str, tuple[tuple[str, ...], str]] = {
                                                                 "(then a `reshape` with `keepdims` 0)"),
     "ReduceMax": (("maxpool", "reshape"), "over axes 2 and 3 only: a `GlobalMaxPool` (then a `reshape` with "
                                           "`keepdims` 0)"),
+    "Slice": (("conv2d", "dense"), "of channels, rows and columns (steps >= 1, not the batch axis): a one-hot "
+                                   "`conv2d` (depthwise when every channel is kept; `dense` on a vector)"),
+    "Split": (("conv2d", "dense"), "along channels, rows or columns: a one-hot `conv2d` per output, as `Slice`"),
     "QLinearConcat": (("concat",), "QOperator (com.microsoft)"),
     "Concat": (("concat",), "on codes or QDQ"),
     "Reshape": (("reshape", "conv2d"), "a channel shuffle's last Reshape is a permutation `conv2d`"),

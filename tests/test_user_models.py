@@ -244,9 +244,41 @@ def _reduce(n: _Net):
     return n.model((3, 7, 9), [n.op("Add", [n.op("Add", [kept, mean]), peak])], opset=18), (3, 7, 9)
 
 
+def _slices(n: _Net):
+    """Slices and Splits as exporters write them: ``torch.split`` of the channels (sizes 5 and 11), a channel
+    Slice ``x[:, 4:12]`` added back, YOLOv5's Focus (``x[..., ::2, ::2]`` and its three shifts, one with negative
+    axes, ends past the size) concatenated, and a crop ``x[:, 2:7, 1:-1]`` before the classifier."""
+    from onnx import helper
+
+    def c64(*v):
+        return n.c(np.array(v, np.int64))
+    x = n.op("Relu", [n.conv("x", 3, 16, 3, pads=[1, 1, 1, 1])])
+    n.nodes.append(helper.make_node("Split", [x, c64(5, 11)], ["lo", "hi"], axis=1, name="Split_ch"))
+    mid = n.op("Slice", [x, c64(4), c64(12), c64(1)])
+    y = n.op("Relu", [n.op("Add", [n.conv(n.op("Concat", [n.conv("lo", 5, 4, 1), n.conv("hi", 11, 4, 3, pads=[1, 1, 1, 1])],
+                                                           axis=1), 8, 8, 1), mid])])
+    parts = [n.op("Slice", [y, c64(*b), c64(2 ** 31, 2 ** 31), c64(*ax), c64(2, 2)])
+             for b, ax in [((0, 0), (2, 3)), ((1, 0), (2, 3)), ((0, 1), (2, 3)), ((1, 1), (-2, -1))]]
+    z = n.op("Relu", [n.conv(n.op("Concat", parts, axis=1), 32, 8, 3, pads=[1, 1, 1, 1])])
+    crop = n.op("Slice", [z, c64(2, 1), c64(7, -1), c64(1, 2)])
+    return n.model((3, 8, 10), [n.gemm(n.op("Flatten", [crop]), 5 * 2 * 5, 4)]), (3, 8, 10)
+
+
+def _split_equal(n: _Net):
+    """Opset 18's ``Split`` by ``num_outputs``: 8 channels into 3, 3 and 2 (the last part smaller), each through
+    its own convolution, concatenated again."""
+    from onnx import helper
+    x = n.op("Relu", [n.conv("x", 3, 8, 3, pads=[1, 1, 1, 1])])
+    n.nodes.append(helper.make_node("Split", [x], ["a", "b", "c"], axis=1, num_outputs=3, name="Split_3"))
+    y = n.op("Concat", [n.op("Relu", [n.conv(p, k, 4, 3, pads=[1, 1, 1, 1])]) for p, k in (("a", 3), ("b", 3), ("c", 2))],
+             axis=1)
+    return n.model((3, 6, 6), [n.gemm(n.op("Flatten", [n.op("GlobalAveragePool", [y])]), 12, 4)], opset=18), (3, 6, 6)
+
+
 MODELS = {"squeeze_gemm": _squeeze_gemm, "pools": _pools, "pads": _pads, "activations": _activations,
           "concat_odd": _concat_odd, "avg_ceil": _avg_ceil, "se_block": _se_block, "banded": _banded,
-          "prelu": _prelu, "upsample": _upsample, "decoder": _decoder, "reduce": _reduce}
+          "prelu": _prelu, "upsample": _upsample, "decoder": _decoder, "reduce": _reduce,
+          "slices": _slices, "split_equal": _split_equal}
 
 
 def _quantize(proto, shape, dst: Path, fmt: str, per_channel: bool, act: str, wt: str, dtype=np.float32,
@@ -584,7 +616,17 @@ def _bad_models(d: Path) -> dict[str, Path]:
         x = n.op("ReduceMean", [n.conv("x", 3, 8, 3)], axes=[1], keepdims=1)
         return n.model((3, 6, 6), [n.op("Relu", [n.conv(x, 1, 4, 3)])]), (3, 6, 6)
 
+    def reverse(n):  # x[:, ::-1]: a reversing slice
+        x = n.op("Slice", [n.conv("x", 3, 8, 3)] + [n.c(np.array([v], np.int64)) for v in (-1, -2 ** 31, 1, -1)])
+        return n.model((3, 6, 6), [n.op("Relu", [n.conv(x, 8, 4, 3)])]), (3, 6, 6)
+
+    def focus_input(n):  # YOLOv5's Focus on the float graph input: onnxruntime quantizes each slice
+        parts = [n.op("Slice", ["x"] + [n.c(np.array(v, np.int64)) for v in (b, [2 ** 31] * 2, [2, 3], [2, 2])])
+                 for b in ([0, 0], [1, 0], [0, 1], [1, 1])]
+        return n.model((3, 6, 6), [n.op("Relu", [n.conv(n.op("Concat", parts, axis=1), 12, 4, 3)])]), (3, 6, 6)
+
     for name, build in [("reflect", reflect), ("resize", resize), ("channel_mean", channel_mean),
+                        ("reverse", reverse), ("focus_input", focus_input),
                         ("cast_input", cast_input), ("softmax_mid", softmax_mid)]:
         proto, shape = build(_Net(SEED))
         built[name] = _quantize(proto, shape, d / f"{name}.onnx", "qdq", True, "int8", "int8",
@@ -628,6 +670,8 @@ def test_unsupported_models_named(bad, cmd, tmp_path, capsys):
     _user_error(capsys, argv(bad["resize"]), "'Resize_", "mode 'linear'", "allowed 'nearest'")
     _user_error(capsys, argv(bad["cast_input"]), "'x'", "'Cast_", "DequantizeLinear")
     _user_error(capsys, argv(bad["channel_mean"]), "'ReduceMean_", "axes [1]", "allowed axes [2, 3]")
+    _user_error(capsys, argv(bad["reverse"]), "'Slice_", "step -1 on axis 1", "allowed steps >= 1")
+    _user_error(capsys, argv(bad["focus_input"]), "'Slice_", "float graph input 'x'", "preprocessing")
     _user_error(capsys, argv(bad["float"]), "float-only model", "quantize_static")
     for fmt in ("qdq", "qop"):
         _user_error(capsys, argv(bad[f"partly_float_{fmt}"]), "'Conv_", "left in float", "nodes_to_exclude")
@@ -699,7 +743,8 @@ def test_bad_files_options_and_inputs(models, tmp_path, capsys):
                                       ("se_block", "qdq_pc_s8s8"), ("se_block", "qop_pt_u8s8"),
                                       ("prelu", "qdq_pc_s8s8"), ("prelu", "qop_pt_u8s8"),
                                       ("upsample", "qdq_pc_s8s8"), ("upsample", "qop_pt_u8s8"),
-                                      ("banded", "qdq_pt_u8u8"), ("decoder", "qop_pt_u8s8")])
+                                      ("banded", "qdq_pt_u8u8"), ("decoder", "qop_pt_u8s8"),
+                                      ("slices", "qdq_pc_s8s8")])
 def test_rtl_bit_exact(models, name, var, tmp_path, capsys):
     """``cimforge sim --random 2 --seed 0`` on the default fabric in Verilator: every tensor bit-exact and every
     layer's measured cycles as the cost model predicted."""

@@ -220,6 +220,15 @@ differs: the max runs on the input's codes (exact) and a requantising copy (a on
 which is exact: the pool is quantized like the Flatten's output). Other axes (a mean over the channels) are
 refused by name.
 
+**Slice / Split** of the channels, rows or columns (positive steps; not the batch axis) select codes: a
+convolution of one-hot weights with weight scale 1, whose requantisation multiplier is exactly 1.0 when the part
+keeps the input's quantisation (QOperator's Split, QDQ's Slice and Split; the codes are copied, as the channel
+shuffle's) and a requantising copy's `s_in / s_out` otherwise (QOperator's Slice, which onnxruntime runs in float
+and quantizes anew). Rows and columns `b : e : s` are a kernel of `H - (n - 1) s` rows whose tap `b` is 1 at
+stride `s` (YOLOv5's Focus `x[..., ::2, ::2]` is a depthwise 2x2 stride 2); a channel selection is a dense 1x1
+convolution, whose cost is that of any 1x1 layer of its size. A Slice of the float graph input is refused: each
+part has its own QuantizeLinear, and the fabric's input one quantisation.
+
 **Gemm `alpha` and `beta`.** `alpha A B + beta C` (`alpha > 0`) is a `dense` whose weight scale is `alpha`
 times the weights' (the codes stay), with `beta` in the bias (onnxruntime's quantizer already folds `beta`
 into C's scale and sets it to 1); `QGemm`'s `alpha` likewise. `transB` 0 or 1; `transA = 1` and `alpha <= 0`
