@@ -275,10 +275,51 @@ def _split_equal(n: _Net):
     return n.model((3, 6, 6), [n.gemm(n.op("Flatten", [n.op("GlobalAveragePool", [y])]), 12, 4)], opset=18), (3, 6, 6)
 
 
+def _shufflenet_v2(n: _Net):
+    """torchvision's ShuffleNetV2 as ``torch.onnx.export`` writes it, scaled down: stride-2 units of two
+    branches, stride-1 units that ``chunk`` the channels in two (``Split``), pass one half and run the other
+    through 1x1 -> depthwise 3x3 -> 1x1, the channel shuffle (``Reshape`` to (N, 2, C/2, H, W), ``Transpose``,
+    ``Reshape`` back) after each concatenation, and ``x.mean([2, 3])`` (``ReduceMean``) before the classifier."""
+    from onnx import helper
+
+    def c64(*v):
+        return n.c(np.array(v, np.int64))
+
+    def relu_conv(x, cin, cout, k=1, **attrs):
+        return n.op("Relu", [n.conv(x, cin, cout, k, **attrs)])
+
+    def branch(x, cin, cout, stride):
+        y = relu_conv(x, cin, cout)
+        y = n.conv(y, cout, cout, 3, group=cout, strides=[stride, stride], pads=[1, 1, 1, 1])
+        return relu_conv(y, cout, cout)
+
+    def shuffle(x, c, hw):
+        y = n.op("Reshape", [x, c64(-1, 2, c // 2, hw, hw)])
+        return n.op("Reshape", [n.op("Transpose", [y], perm=[0, 2, 1, 3, 4]), c64(-1, c, hw, hw)])
+
+    def unit(x, cin, cout, stride, hw):
+        if stride == 2:
+            left = n.conv(x, cin, cin, 3, group=cin, strides=[2, 2], pads=[1, 1, 1, 1])
+            parts = [relu_conv(left, cin, cout // 2), branch(x, cin, cout // 2, 2)]
+        else:
+            a, b = f"split{n.n}a", f"split{n.n}b"
+            n.nodes.append(helper.make_node("Split", [x, c64(cin // 2, cin // 2)], [a, b], axis=1,
+                                            name=f"Split_{n.n}"))
+            parts = [a, branch(b, cin // 2, cout // 2, 1)]
+        return shuffle(n.op("Concat", parts, axis=1), cout, hw)
+
+    x = n.op("MaxPool", [relu_conv("x", 3, 8, 3, strides=[2, 2], pads=[1, 1, 1, 1])], kernel_shape=[3, 3],
+             strides=[2, 2], pads=[1, 1, 1, 1])
+    x = unit(unit(x, 8, 16, 2, 4), 16, 16, 1, 4)
+    x = unit(unit(x, 16, 32, 2, 2), 32, 32, 1, 2)
+    x = n.op("ReduceMean", [relu_conv(x, 32, 64)], axes=[2, 3], keepdims=0)
+    return n.model((3, 32, 32), [n.gemm(x, 64, 5)]), (3, 32, 32)
+
+
 MODELS = {"squeeze_gemm": _squeeze_gemm, "pools": _pools, "pads": _pads, "activations": _activations,
           "concat_odd": _concat_odd, "avg_ceil": _avg_ceil, "se_block": _se_block, "banded": _banded,
           "prelu": _prelu, "upsample": _upsample, "decoder": _decoder, "reduce": _reduce,
-          "slices": _slices, "split_equal": _split_equal}
+          "slices": _slices, "split_equal": _split_equal, "shufflenet_v2": _shufflenet_v2}
 
 
 def _quantize(proto, shape, dst: Path, fmt: str, per_channel: bool, act: str, wt: str, dtype=np.float32,
@@ -744,7 +785,8 @@ def test_bad_files_options_and_inputs(models, tmp_path, capsys):
                                       ("prelu", "qdq_pc_s8s8"), ("prelu", "qop_pt_u8s8"),
                                       ("upsample", "qdq_pc_s8s8"), ("upsample", "qop_pt_u8s8"),
                                       ("banded", "qdq_pt_u8u8"), ("decoder", "qop_pt_u8s8"),
-                                      ("slices", "qdq_pc_s8s8")])
+                                      ("slices", "qdq_pc_s8s8"), ("shufflenet_v2", "qdq_pc_s8s8"),
+                                      ("shufflenet_v2", "qop_pt_u8s8")])
 def test_rtl_bit_exact(models, name, var, tmp_path, capsys):
     """``cimforge sim --random 2 --seed 0`` on the default fabric in Verilator: every tensor bit-exact and every
     layer's measured cycles as the cost model predicted."""
@@ -754,7 +796,8 @@ def test_rtl_bit_exact(models, name, var, tmp_path, capsys):
     rep = json.loads((tmp_path / "report.json").read_text())
     assert rep["bit_exact"] and rep["images"] == 2
     assert all(r["measured"] == r["predicted"] for r in rep["layers"])
-    assert rep["tensors_in"] == ("external" if name in ("banded", "decoder") else "activation"), rep["tensors_in"]
+    assert rep["tensors_in"] == ("external" if name in ("banded", "decoder", "shufflenet_v2") else "activation"), \
+        rep["tensors_in"]
 
 
 def _iss_equals_golden(g, prog, batch: int, seed: int = SEED, hazards: bool = True) -> dict:
