@@ -168,7 +168,8 @@ def place_tensors(state: CompileState) -> None:
     f = cfg.fabric
     if state.memory == "liveness":
         if not state.merge_images:  # image by image, an image's tensors would overwrite the last image's
-            raise CompileError("memory = 'liveness' runs layer by layer over the images: allowed merge_images=True")
+            raise CompileError("memory 'liveness' (--memory liveness) runs layer by layer over the images: allowed "
+                               "with merged image passes (merge_images=True; without --per-image-passes)")
         addr = allocate_by_liveness(state)
     external = state.memory == "external" or (state.memory == "auto" and (
         addr > f.act_depth or weight_words(state) > f.weight_depth))
@@ -186,7 +187,7 @@ def place_tensors(state: CompileState) -> None:
             at = f" (the most when layer {state.peak_layer!r} writes its output)" if state.peak_layer else ""
             raise CompileError(f"activation memory too small: {batch} image(s) of graph {graph.name!r} need {addr} "
                                f"words with liveness reuse{at}, fabric.act_depth = {f.act_depth}: allowed "
-                               f"fabric.act_depth >= {addr}, or memory='external'")
+                               f"fabric.act_depth >= {addr}, or memory 'external' (--memory external)")
         allowed = f"batch <= {fit}" if fit else f"fabric.act_depth >= {addr // batch}"
         name, words = max(((n, p.words) for (i, n), p in prog.tensors.items() if i == 0 and lay.owner[n] == n),
                           key=lambda x: x[1])
@@ -194,7 +195,7 @@ def place_tensors(state: CompileState) -> None:
                    f"input {name!r}")
         raise CompileError(f"activation memory too small: {batch} image(s) of graph {graph.name!r} need {addr} words "
                            f"with every tensor kept (the largest: {big}, {words} words an image), fabric.act_depth = "
-                           f"{f.act_depth}: allowed {allowed}, or memory='liveness' or 'external'")
+                           f"{f.act_depth}: allowed {allowed}, or memory 'liveness' or 'external' (--memory)")
 
 
 def _rowpacked_inputs(graph: Graph, lay: TensorLayouts, cfg: CimConfig) -> set[str]:

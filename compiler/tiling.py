@@ -47,13 +47,18 @@ __all__ = ["ConvGeom", "KTile", "geometry", "group_geometries", "super_groups", 
 
 class CompileError(ValueError):
     """A model, tensor or option the compiler cannot map; the message names the layer or tensor, what is wrong
-    and what is allowed."""
+    and what is allowed. A part the compiler added to a user's layer, quoted in the message (``'Conv_3/copies'``),
+    is named as :func:`layer_label` does, whichever message names it."""
+
+    def __init__(self, message: str):
+        super().__init__(_QUOTED_PART.sub(lambda m: layer_label(m[1]), str(message)))
 
 
 #: A layer the compiler's graph rewrites add to a user's layer, named ``<layer>/<part>``: the channel placements
 #: and partial sums of an unaligned concatenation (concat_placement.py), the input copies and views of a weight
 #: zero point's correction (zero_points.py).
 _ADDED_PART = re.compile(r"^(?P<layer>.+)/(?P<part>place_\d+|sum_\d+|copies|as_planes|copies_flat)$")
+_QUOTED_PART = re.compile(r"'([^'\s]+/(?:place_\d+|sum_\d+|copies|as_planes|copies_flat))'")
 
 
 def layer_label(name: str) -> str:

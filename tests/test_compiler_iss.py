@@ -255,7 +255,7 @@ def test_grouped_conv(groups):
 def test_activation_memory_too_small():
     g = load_digits_model("digits_cnn_qop")
     with pytest.raises(CompileError, match=r"activation memory too small.*fabric.act_depth = 4096: allowed batch "
-                                           r"<= \d+, or memory='liveness' or 'external'"):
+                                           r"<= \d+, or memory 'liveness' or 'external' \(--memory\)"):
         compile_graph(g, DEFAULT, batch=500, memory="onchip")
 
 

@@ -370,7 +370,7 @@ def test_liveness_reuses_words_after_the_last_reader():
                                            rf"writes its output\), fabric.act_depth = 64: allowed "
                                            rf"fabric.act_depth >= {need}"):
         compile_graph(g, _fabric(cfg, act_depth=64), batch=3, memory="liveness")
-    with pytest.raises(CompileError, match="allowed merge_images=True"):
+    with pytest.raises(CompileError, match=r"merge_images=True; without --per-image-passes"):
         compile_graph(g, cfg, memory="liveness", merge_images=False)
 
 

@@ -930,6 +930,11 @@ def test_size_error_on_a_part_the_compiler_added_names_the_users_layer(tmp_path)
     print(e.value)
     assert str(e.value).startswith(f"layer {concat!r} (its part 'sum_1', added by the compiler): one output row "
                                    f"band"), e.value
+    # any message that quotes such a part (a weight zero point's input copies here) names it so, once
+    msg = str(CompileError("layer 'Conv_3/copies': 3 input channels need macro rows >= lanes (8); tensor 'x'"))
+    assert msg == "layer 'Conv_3' (its part 'copies', added by the compiler): 3 input channels need macro rows >= " \
+                  "lanes (8); tensor 'x'", msg
+    assert str(CompileError(msg)) == msg
 
 
 def test_float_batchnorm_then_max_in_the_onnx_numerics(tmp_path, capsys):
