@@ -219,17 +219,41 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="exit 1 unless the layer-by-layer agreement meets the acceptance bounds")
 
 
-def _float_model(model: Path, given: Path | None) -> Path | None:
+def _float_model(model: Path, given: Path | None, graph) -> Path | None:
+    """The float model whose accuracy is printed beside the int8 ones: ``given`` (checked now: readable, and
+    taking the quantized model's float input, by name and per-sample shape), else ``<model>_float.onnx`` beside
+    the model when it exists and fits (a guess that does not fit is left out)."""
+    from .onnx_import import OnnxImportError, read_model
+
+    def misfit(path: Path) -> str | None:
+        proto = read_model(path)
+        inits = {i.name for i in proto.graph.initializer}
+        ins = {v.name: tuple(d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim)
+               for v in proto.graph.input if v.name not in inits}
+        want = {f: graph.tensors[q].shape for f, q in graph.float_inputs.items()}
+        if set(ins) != set(want) or any(len(ins[n]) != 1 + len(s) or any(
+                d is not None and d != e for d, e in zip(ins[n][1:], s)) for n, s in want.items()):
+            got = ", ".join(f"{n!r} {ins[n]}" for n in ins) or "no input"
+            allowed = ", ".join(f"{n!r} {('N', *s)}".replace("'N'", "N") for n, s in want.items()) or "(none)"
+            return f"takes {got}; allowed the quantized model's float input {allowed}"
+        return None
+
     if given is not None:
-        from .onnx_import import OnnxImportError, read_model
         path = existing_file("--float-model", given, (".onnx",))
         try:
-            read_model(path)
+            why = misfit(path)
         except OnnxImportError as e:
             raise UserError(f"--float-model {e}") from None
+        if why:
+            raise UserError(f"--float-model {str(path)!r} {why}")
         return path
     guess = model.with_name(re.sub(r"_(qop|qdq|int8|quant\w*)$", "", model.stem) + "_float.onnx")
-    return guess if guess != model and guess.is_file() else None
+    if guess == model or not guess.is_file():
+        return None
+    try:
+        return None if misfit(guess) else guess
+    except OnnxImportError:
+        return None
 
 
 def _data(args, graph) -> tuple[np.ndarray, np.ndarray | None]:
@@ -280,8 +304,8 @@ def run(args: argparse.Namespace) -> int:
 
     rounding = args.rounding or DEFAULT_ROUNDING
     named = resolve_model(args.model, numerics=args.numerics)
-    float_model = _float_model(named.path, args.float_model)  # a given one is checked now, used with labels
     graph = named.graph
+    float_model = _float_model(named.path, args.float_model, graph)  # a given one is checked now, used with labels
     print(graph.summary())
     x, labels = _data(args, graph)
     codes = to_codes(graph, x)

@@ -41,6 +41,15 @@ def test_golden_cli_errors(capsys, tmp_path):
             captured = capsys.readouterr()
             assert captured.err.count("\n") == 1 and "--float-model" in captured.err and why in captured.err
             assert "top-1" not in captured.out
+    # one that takes another input than the quantized model's float input: named with what is allowed
+    import onnx
+    other = onnx.load(str(MODELS_DIR / "digits_cnn_float.onnx"))
+    other.graph.input[0].type.tensor_type.shape.dim[2].dim_value = 9
+    onnx.save(other, tmp_path / "other.onnx")
+    assert main(["golden", model, "--float-model", str(tmp_path / "other.onnx")]) == 2
+    err = capsys.readouterr().err
+    print(err)
+    assert err.count("\n") == 1 and "--float-model" in err and "1, 9, 8)" in err and "allowed" in err, err
 
 
 def test_out_of_memory_is_one_line(capsys):
