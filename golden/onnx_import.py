@@ -760,6 +760,10 @@ class _Importer:
             scale = np.asarray(self.const(node, 1, "scale"))
             zp_v = self.optional(node, 2)
             zp = np.zeros(1, np.int64) if zp_v is None else np.asarray(self.const(node, 2, "zero point"))
+            if scale.size > 1 and node.domain in _ONNX_DOMAINS and self.opset < 13:
+                self.fail(node, f"per-channel scales ({scale.size}) need opset >= 13 (DequantizeLinear's axis), the "
+                                f"model imports opset {self.opset}, which onnxruntime refuses too: quantize at opset "
+                                f">= 13, or per tensor")
             axis = a.get("axis", 1) if scale.size > 1 else 0
             axis = axis + src.value.ndim if axis < 0 else axis
             self.values[node.output[0]] = _ConstDequant(src.value, scale, zp, axis)

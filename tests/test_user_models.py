@@ -673,6 +673,10 @@ def _bad_models(d: Path) -> dict[str, Path]:
         built[name] = _quantize(proto, shape, d / f"{name}.onnx", "qdq", True, "int8", "int8",
                                 np.uint8 if name == "cast_input" else np.float32)
     built["float"] = d / "softmax_mid_float.onnx"
+    # per-channel QDQ at opset 11, as quantize_static writes it (DequantizeLinear has no axis before opset 13)
+    n = _Net(SEED)
+    built["pc_opset11"] = _quantize(n.model((3, 6, 6), [n.op("Relu", [n.conv("x", 3, 8, 3)])], opset=11), (3, 6, 6),
+                                    d / "pc_opset11.onnx", "qdq", True, "int8", "int8")
     # a user's partial quantisation: the second convolution excluded, left in float between quantized layers
     n = _Net(SEED)
     proto = n.model((3, 6, 6), [n.conv(n.op("Relu", [n.conv("x", 3, 8, 3)]), 8, 8, 3)])
@@ -711,6 +715,7 @@ def test_unsupported_models_named(bad, cmd, tmp_path, capsys):
     _user_error(capsys, argv(bad["resize"]), "'Resize_", "mode 'linear'", "allowed 'nearest'")
     _user_error(capsys, argv(bad["cast_input"]), "'x'", "'Cast_", "DequantizeLinear")
     _user_error(capsys, argv(bad["channel_mean"]), "'ReduceMean_", "axes [1]", "allowed axes [2, 3]")
+    _user_error(capsys, argv(bad["pc_opset11"]), "DequantizeLinear", "need opset >= 13", "opset 11")
     _user_error(capsys, argv(bad["reverse"]), "'Slice_", "step -1 on axis 1", "allowed steps >= 1")
     _user_error(capsys, argv(bad["focus_input"]), "'Slice_", "float graph input 'x'", "preprocessing")
     _user_error(capsys, argv(bad["float"]), "float-only model", "quantize_static")
