@@ -1464,6 +1464,79 @@ class _Importer:
         shape, make = self.conv(node, x, w, ws, self.optional(node, 2), wz)
         self.values[node.output[0]] = _Pending(node.name or node.output[0], node.op_type, shape, make)
 
+    def op_ConvTranspose(self, node):
+        """A QDQ ``ConvTranspose`` (a decoder's or a U-Net's learned upsampling) as layers the fabric runs, each
+        exact on codes: a zero-point Pad of one row and column at the bottom and right (a real-zero source), a
+        :class:`~cimforge.golden.ir.Resize` gather that spreads the rows and columns ``stride`` apart with that
+        zero row / column between them and around them (the transposed padding, ``output_padding`` and any
+        crop), then a stride-1 convolution by the flipped, transposed kernel. With stride 1 and no crop the
+        convolution's own padding does it all. The convolution reads ``stride^2`` times the input's pixels, most
+        of them zeros: its utilisation bound is that of the equivalent convolution."""
+        a = self.attrs(node)
+        if isinstance(self.get(node, 1, "weight"), _Const):
+            self.fail(node, "a ConvTranspose with float weights (onnxruntime's QOperator form leaves it in float): "
+                            "allowed the QDQ form (quantize_static quant_format=QuantFormat.QDQ)")
+        x = self.dequant(node, 0)
+        groups = int(a.get("group", 1))
+        q, ws, wz = self.const_weights(node, 1, 1)  # (Cin, Cout/g, kh, kw), per channel along axis 1
+        if q.ndim != 4 or len(x.shape) != 3:
+            self.fail(node, f"only 2-D transposed convolutions of (C, H, W) inputs are supported (weight "
+                            f"{q.shape}, input {x.shape})")
+        cin, cog, kh, kw = q.shape
+        if cin != x.shape[0] or cin % groups:
+            self.fail(node, f"weight {q.shape} with group {groups} does not fit the input's {x.shape[0]} channels")
+        if tuple(a.get("kernel_shape", (kh, kw))) != (kh, kw):
+            self.fail(node, f"kernel_shape {list(a['kernel_shape'])} disagrees with the weight shape {q.shape}")
+        cig, cout = cin // groups, cog * groups
+        # per channel along axis 1 is one scale per output channel of a group, the same in every group
+        # the equivalent convolution's weight (Cout, Cin/g, kh, kw): transposed per group and flipped
+        w = q.reshape(groups, cig, cog, kh, kw).transpose(0, 2, 1, 3, 4).reshape(cout, cig, kh, kw)[:, :, ::-1, ::-1]
+        w = np.ascontiguousarray(w)
+        ws = np.tile(self.weight_scale(node, ws, cog), groups)
+        wz = np.tile(np.broadcast_to(np.asarray(wz, np.int64), (cog,)), groups)
+        (sh, sw), (dh, dw) = tuple(a.get("strides", (1, 1))), tuple(a.get("dilations", (1, 1)))
+        auto = a.get("auto_pad", b"NOTSET")
+        auto = auto.decode() if isinstance(auto, bytes) else auto
+        if auto not in ("NOTSET", "", "VALID") or "output_shape" in a:
+            self.fail(node, f"auto_pad {auto!r} / output_shape are not supported: allowed explicit pads")
+        pt, pl, pb, pr = tuple(a.get("pads", (0, 0, 0, 0))) if auto in ("NOTSET", "") else (0, 0, 0, 0)
+        oph, opw = tuple(a.get("output_padding", (0, 0)))
+        _, h, wd = x.shape
+        # the convolution input: the input spread `stride` apart, then (dilation * (k - 1) - pad) zero rows /
+        # columns before and after (plus output_padding after); negative is a crop
+        before = (dh * (kh - 1) - pt, dw * (kw - 1) - pl)
+        after = (dh * (kh - 1) - pb + oph, dw * (kw - 1) - pr + opw)
+        spread = ((h - 1) * sh + 1, (wd - 1) * sw + 1)
+        size = tuple(n + b + e for n, b, e in zip(spread, before, after))
+        if min(size[0] - dh * (kh - 1), size[1] - dw * (kw - 1)) < 1:
+            self.fail(node, f"pads {[pt, pl, pb, pr]} leave no output for the input {x.shape}")
+        bias = self.bias(node, self.optional(node, 2), x.scale, ws, cout)
+        name = self.layer_name(node)
+        if (sh, sw) == (1, 1) and min(*before, *after) >= 0:
+            src, padding = x, (before[0], before[1], after[0], after[1])
+        else:
+            _, make_pad = self.pad_conv(_FakeNode(f"{name}/zero_pad", "Pad", ""), x, (0, 0, 1, 1))
+            padded = x.renamed(f"{node.output[0]}/zero_pad", (cin, h + 1, wd + 1))
+            self.emit(self.build(node, make_pad, padded))
+
+            def source(j, n, stride, first):  # the padded input's row / column at the convolution input's j
+                u = j - first
+                return u // stride if 0 <= u < (n - 1) * stride + 1 and u % stride == 0 else n
+            rows = tuple(source(j, h, sh, before[0]) for j in range(size[0]))
+            cols = tuple(source(j, wd, sw, before[1]) for j in range(size[1]))
+            src = x.renamed(f"{node.output[0]}/spread", (cin, *size))
+            self.emit(self.build(node, Resize, name=f"{name}/spread", inputs=(padded,), output=src, rows=rows,
+                                 cols=cols))
+            padding = (0, 0, 0, 0)
+        out_hw = (size[0] - dh * (kh - 1), size[1] - dw * (kw - 1)) if padding == (0, 0, 0, 0) else \
+            tuple(n + p0 + p1 - d * (k - 1) for n, p0, p1, d, k in
+                  zip((h, wd), padding[:2], padding[2:], (dh, dw), (kh, kw)))
+
+        def make(out: TensorInfo) -> Layer:
+            return Conv2d(name=name, inputs=(src,), output=out, weight=w, bias=bias, weight_scale=ws,
+                          weight_zero_point=wz, padding=padding, dilation=(dh, dw), groups=groups)
+        self.values[node.output[0]] = _Pending(node.name or node.output[0], node.op_type, (cout, *out_hw), make)
+
     def gemm_scales(self, node, beta: bool) -> tuple[float, float]:
         """Gemm's ``alpha`` (and ``beta`` when the form has it): ``alpha A B + beta C`` is a dense layer whose
         weight scale carries ``alpha`` (a positive real factor: the codes stay) and whose bias carries ``beta``."""
@@ -2483,6 +2556,9 @@ IMPORTS_TO: dict[str, tuple[tuple[str, ...], str]] = {
     "Unsqueeze": (("reshape",), "on codes or QDQ, not of the batch axis; of a constant folded at import"),
     "Resize": (("resize",), "mode `nearest` (every coordinate transformation and nearest mode, `scales` or "
                             "`sizes` of the spatial axes), on codes or QDQ; `linear` and `cubic` refused"),
+    "ConvTranspose": (("conv2d", "resize"), "QDQ: a zero `Pad` (`conv2d`), a `resize` gather spreading the input "
+                                            "`stride` apart, and a stride-1 `conv2d` by the flipped kernel; explicit "
+                                            "pads, output_padding, dilation, group"),
     "Transpose": (("conv2d",), "only the channel shuffle (perm 0, 2, 1, 3, 4): a permutation 1x1 `conv2d`"),
     "Pad": (("conv2d",), "constant, by real zero, of H and W: a depthwise 1x1 `conv2d` of weight 1 with that "
                          "padding"),

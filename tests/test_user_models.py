@@ -316,6 +316,37 @@ def _shufflenet_v2(n: _Net):
     return n.model((3, 32, 32), [n.gemm(x, 64, 5)]), (3, 32, 32)
 
 
+def _conv_transpose(n: _Net):
+    """Transposed convolutions as decoders, GANs and U-Nets write them: DCGAN's kernel 4 stride 2 pads 1,
+    kernel 3 stride 2 pads 1 with output_padding 1, stride 1 (a convolution's padding), groups 2 with kernel 2
+    stride 2 and no bias, dilation 2, and pads beyond the kernel (a crop)."""
+    def convt(x, cin, cout, k, group=1, bias=True, **attrs):
+        ins = [x, n.c(n.w(cin, cout // group, k, k))]
+        if bias:
+            ins.append(n.c((n.rng.standard_normal(cout) * 0.1).astype(np.float32)))
+        return n.op("Relu", [n.op("ConvTranspose", ins, kernel_shape=[k, k], group=group, **attrs)])
+
+    x = n.op("Relu", [n.conv("x", 3, 8, 3, pads=[1, 1, 1, 1])])
+    x = convt(x, 8, 8, 4, strides=[2, 2], pads=[1, 1, 1, 1])                       # 5 -> 10
+    x = convt(x, 8, 6, 3, strides=[2, 2], pads=[1, 1, 1, 1], output_padding=[1, 1])  # 10 -> 20
+    x = convt(x, 6, 6, 3, pads=[1, 1, 1, 1])                                         # 20 -> 20
+    x = convt(x, 6, 4, 2, group=2, bias=False, strides=[2, 2])                       # 20 -> 40
+    x = n.conv(x, 4, 8, 3, strides=[4, 4])                                           # 40 -> 10
+    x = convt(x, 8, 4, 3, strides=[2, 2], pads=[2, 2, 2, 2], dilations=[2, 2])       # 10 -> 19
+    x = convt(x, 4, 4, 3, strides=[1, 1], pads=[3, 2, 3, 2])                         # 19 -> 15 x 17: a crop
+    return n.model((3, 5, 5), [n.gemm(n.op("Flatten", [n.op("GlobalAveragePool", [x])]), 4, 3)]), (3, 5, 5)
+
+
+def _unet_step(n: _Net):
+    """A U-Net step too big for the default preset's activation memory: a stride-2 encoder convolution, a
+    ConvTranspose back up (its gather in row bands), concatenated with the skip."""
+    skip = n.op("Relu", [n.conv("x", 3, 16, 3, pads=[1, 1, 1, 1])])
+    low = n.op("Relu", [n.conv(skip, 16, 32, 3, strides=[2, 2], pads=[1, 1, 1, 1])])
+    up = n.op("Relu", [n.op("ConvTranspose", [low, n.c(n.w(32, 16, 2, 2))], kernel_shape=[2, 2], strides=[2, 2])])
+    x = n.op("Relu", [n.conv(n.op("Concat", [up, skip], axis=1), 32, 8, 3, pads=[1, 1, 1, 1])])
+    return n.model((3, 48, 48), [n.gemm(n.op("Flatten", [n.op("GlobalAveragePool", [x])]), 8, 4)]), (3, 48, 48)
+
+
 MODELS = {"squeeze_gemm": _squeeze_gemm, "pools": _pools, "pads": _pads, "activations": _activations,
           "concat_odd": _concat_odd, "avg_ceil": _avg_ceil, "se_block": _se_block, "banded": _banded,
           "prelu": _prelu, "upsample": _upsample, "decoder": _decoder, "reduce": _reduce,
@@ -776,6 +807,40 @@ def test_bad_files_options_and_inputs(models, tmp_path, capsys):
         _user_error(capsys, [*cmd, "--input", str(tmp_path / "dtype.npy")], "--input", "complex64")
         line = _user_error(capsys, [*cmd, "--input", str(tmp_path / "keys.npz")], "['bar', 'foo']", "'input'")
         assert line.count("'x'") == 1, line  # each allowed name once
+
+
+@pytest.mark.parametrize("var", ["qdq_pc_s8s8", "qdq_pt_u8u8"])
+def test_conv_transpose(var, tmp_path, capsys):
+    """Transposed convolutions (QDQ) import as a zero pad, a spreading gather and a convolution: ``cimforge
+    golden --check`` meets the bound, compiled on the default preset the ISS equals the golden model on every
+    tensor (the gather's and the pad's included), and in the QDQ per-channel form the RTL too, cycles as
+    predicted. onnxruntime's QOperator form leaves ConvTranspose in float with float weights: refused by name."""
+    from cimforge.compiler.compile import compile_graph
+    from cimforge.compiler.lowering.host import split_host_tail
+    from cimforge.golden.onnx_import import load_onnx
+    from cimforge.presets import get_preset
+
+    print(f"weights and calibration seed {SEED}")
+    proto, shape = _conv_transpose(_Net(SEED))
+    path = _quantize(proto, shape, tmp_path / "convt.onnx", *VARIANTS[var])
+    _golden_met_and_iss_exact(path, capsys)
+    g = split_host_tail(load_onnx(path)).fabric
+    assert sum(layer.kind == "resize" for layer in g.layers) == 5  # the stride-1 ones need no gather
+    _iss_equals_golden(g, compile_graph(g, get_preset("default"), batch=2), 2)
+    if var == "qdq_pc_s8s8":
+        assert main(["sim", "--model", str(path), "--random", "2", "--seed", "0", "--report", str(tmp_path)]) == 0
+        rep = json.loads((tmp_path / "report.json").read_text())
+        assert rep["bit_exact"] and all(r["measured"] == r["predicted"] for r in rep["layers"])
+        qop = _quantize(_conv_transpose(_Net(SEED))[0], shape, tmp_path / "convt_qop.onnx", *VARIANTS["qop_pt_u8s8"])
+        capsys.readouterr()
+        _user_error(capsys, ["compile", str(qop), "--out", str(tmp_path / "out")], "'ConvTranspose_", "float weights",
+                    "QDQ form")
+        # in external-memory mode: the spreading gather runs in row bands
+        proto, shape = _unet_step(_Net(SEED))
+        g = split_host_tail(load_onnx(_quantize(proto, shape, tmp_path / "unet.onnx", *VARIANTS[var]))).fabric
+        prog = compile_graph(g, get_preset("default"), batch=1)
+        assert prog.external
+        _iss_equals_golden(g, prog, 1)
 
 
 # -- on the RTL ------------------------------------------------------------------------------------------------

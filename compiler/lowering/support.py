@@ -229,6 +229,15 @@ stride `s` (YOLOv5's Focus `x[..., ::2, ::2]` is a depthwise 2x2 stride 2); a ch
 convolution, whose cost is that of any 1x1 layer of its size. A Slice of the float graph input is refused: each
 part has its own QuantizeLinear, and the fabric's input one quantisation.
 
+**ConvTranspose** (QDQ form) is three layers, each exact on codes: a zero-point `Pad` of one row and column at the
+bottom and right (a depthwise 1x1 `conv2d`, giving the gather a real-zero source), a `resize` gather that spreads
+the rows and columns `stride` apart with that zero row / column between and around them (the transposed padding
+`dilation (k - 1) - pad` before and after, `output_padding`, and a crop where the pads exceed it), then a
+stride-1 `conv2d` by the kernel transposed per group and flipped. With stride 1 and no crop the convolution's own
+padding does it, with no gather. The convolution reads `stride^2` times the input's pixels, most of them zeros:
+the cost of the equivalent convolution. onnxruntime's QOperator form leaves ConvTranspose in float with float
+weights; it is refused by name (quantize in QDQ form).
+
 **Gemm `alpha` and `beta`.** `alpha A B + beta C` (`alpha > 0`) is a `dense` whose weight scale is `alpha`
 times the weights' (the codes stay), with `beta` in the bias (onnxruntime's quantizer already folds `beta`
 into C's scale and sets it to 1); `QGemm`'s `alpha` likewise. `transB` 0 or 1; `transA = 1` and `alpha <= 0`
