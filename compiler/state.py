@@ -21,7 +21,8 @@ __all__ = ["CompileState", "GroupPlan", "Band", "Step", "TensorLayouts", "stored
 def stored_shape(t: TensorInfo) -> tuple[int, int, int]:
     """How a tensor is stored: ``(C, H, W)`` as is, a vector ``(F,)`` as ``(F, 1, 1)``, and so is a vector of
     another rank (every axis but one of size 1, e.g. an Unsqueeze'd classifier output ``(F, 1)``): its row-major
-    bytes are the vector's.
+    bytes are the vector's. A ``(C, L)`` tensor (``x.view(b, c, -1)``) is ``(C, 1, L)``: channels first, as
+    ONNX's axis 1, and its pixels in the order of the plane it was reshaped from.
 
     Raises
     ------
@@ -32,8 +33,10 @@ def stored_shape(t: TensorInfo) -> tuple[int, int, int]:
         return tuple(t.shape)
     if len(t.shape) == 1 or sum(d > 1 for d in t.shape) <= 1:
         return (int(np.prod(t.shape)), 1, 1)
-    raise CompileError(f"tensor {t.name!r}: shape {t.shape}: allowed (C, H, W) or (F,) (or a vector of another "
-                       f"rank: one axis above 1)")
+    if len(t.shape) == 2:
+        return (t.shape[0], 1, t.shape[1])
+    raise CompileError(f"tensor {t.name!r}: shape {t.shape}: allowed (C, H, W), (C, L) or (F,) (or a vector of "
+                       f"another rank: one axis above 1)")
 
 
 class TensorLayouts:
@@ -54,9 +57,10 @@ class TensorLayouts:
         """Store ``t`` in words of its own."""
         self.phys[t.name], self.owner[t.name] = stored_shape(t), t.name
 
-    def alias(self, t: TensorInfo, src: TensorInfo) -> None:
-        """Store ``t`` in the words of ``src`` (same stored shape)."""
-        self.phys[t.name], self.owner[t.name] = self.phys[src.name], self.owner[src.name]
+    def alias(self, t: TensorInfo, src: TensorInfo, phys: tuple[int, int, int] | None = None) -> None:
+        """Store ``t`` in the words of ``src``: with ``src``'s stored shape, or ``phys`` (the same words as
+        another plane of the same channels)."""
+        self.phys[t.name], self.owner[t.name] = phys or self.phys[src.name], self.owner[src.name]
 
 
 @dataclass

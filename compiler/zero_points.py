@@ -59,11 +59,14 @@ def _dense_input(name: str, layer: Dense, m: int, producer: Layer | None) -> tup
     copy ``i``. A flatten of a (C, H, W) tensor is copied as that tensor (its stored words are the planes');
     another vector as ``(F, 1, 1)``."""
     x = layer.input
-    if isinstance(producer, Reshape) and len(producer.input.shape) == 3:
-        planes = producer.input
+    if isinstance(producer, Reshape) and len(producer.input.shape) in (2, 3):
+        planes, view = producer.input, []
+        if len(planes.shape) == 2:  # a (C, L) tensor (x.view(b, c, -1)) is stored as the (C, 1, L) plane
+            flat_planes = planes.renamed(f"{planes.name}/as_planes_{name}", (planes.shape[0], 1, planes.shape[1]))
+            view, planes = [Reshape(name=f"{name}/as_planes", inputs=(planes,), output=flat_planes)], flat_planes
         conv, copies = _copies(name, planes, m)
         flat = copies.renamed(f"{copies.name}/flat", (copies.size,))
-        return [conv, Reshape(name=f"{name}/copies_flat", inputs=(copies,), output=flat)], flat, \
+        return view + [conv, Reshape(name=f"{name}/copies_flat", inputs=(copies,), output=flat)], flat, \
             (planes.shape[0], planes.shape[1] * planes.shape[2])
     planes = x.renamed(f"{x.name}/as_planes_{name}", (x.shape[0], 1, 1))
     conv, copies = _copies(name, planes, m)

@@ -731,6 +731,39 @@ class _Importer:
         self.values[node.output[0]] = _Const(y)
         return True
 
+    def fold_reference(self, node) -> None:
+        """A node of constants only outside :data:`_FOLDABLE` (the shape arithmetic exporters write around a
+        ``Shape``: Gather, Concat, Cast, Slice, Mul, ...), evaluated by onnx's reference implementation at the
+        model's opsets."""
+        import onnx
+        from onnx import helper, numpy_helper
+        from onnx.reference import ReferenceEvaluator
+
+        names = [i for i in node.input if i]
+        inits = [numpy_helper.from_array(np.asarray(self.values[i].value), i) for i in dict.fromkeys(names)]
+        outs = [o for o in node.output if o]
+        graph = helper.make_graph([node], "fold", [], [helper.make_empty_tensor_value_info(o) for o in outs], inits)
+        model = helper.make_model(graph, opset_imports=list(self.proto.opset_import))
+        model.ir_version = min(model.ir_version, onnx.IR_VERSION)
+        for o, v in zip(outs, ReferenceEvaluator(model).run(None, {})):
+            self.values[o] = _Const(np.asarray(v))
+
+    def op_Shape(self, node):
+        """The shape of a tensor as a constant, its batch dimension 1 (a Reshape target resolves the batch as
+        one, :meth:`reshape_shape`): ``x.view(x.size(0), -1)`` exported as Shape -> Gather -> Unsqueeze ->
+        Concat -> Reshape folds to the target ``[1, -1]``. A Shape reads no data, so it does not count as a
+        consumer of its input."""
+        v = self.get(node, 0)
+        if isinstance(v, _Const):
+            shape = tuple(np.asarray(v.value).shape)
+        elif isinstance(v, (_FloatInput, _Pending)):
+            shape = (1, *v.shape)
+        else:
+            shape = (1, *self.expr_shape(node, 0))
+        a = self.attrs(node)
+        self.values[node.output[0]] = _Const(np.array(shape[a.get("start", 0):a.get("end", len(shape))], np.int64))
+        self.consumers[node.input[0]] -= 1
+
     def finish(self, node, p: _Pending, out: TensorInfo):
         """Build a pending QDQ layer with its QuantizeLinear's output, fusing a Relu/Clip clamp."""
         lo = out.qmin if p.lo == -math.inf else int(np.clip(np.rint(np.float32(p.lo) / np.float32(out.scale))
@@ -2280,6 +2313,14 @@ class _Importer:
             handler = getattr(self, f"op_{node.op_type}", None)
             folded = node.op_type in _FOLDABLE and isinstance(self.values.get(node.input[0] if node.input else ""),
                                                               _Const)
+            evaluated = node.op_type in _CONST_EVAL and node.domain in _ONNX_DOMAINS and any(node.input) and all(
+                isinstance(self.values.get(i), _Const) for i in node.input if i)
+            if evaluated and not folded:
+                try:
+                    self.fold_reference(node)
+                except Exception as e:  # noqa: BLE001 - a malformed constant computation, named
+                    self.fail(node, f"cannot fold this computation of constants ({type(e).__name__}: {e})")
+                continue
             if not folded and (handler is None or ((node.domain == _MS) != (node.op_type in _MS_OPS)
                                                    and node.op_type not in _BOTH_DOMAINS)):
                 self.fail(node, f"operator {node.op_type} (domain {node.domain or 'ai.onnx'!r}) is not supported; "
@@ -2489,6 +2530,11 @@ _QLINEAR_INPUTS = {
 }
 #: Shape operators folded when their data is a constant (:meth:`_Importer.fold`).
 _FOLDABLE = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose"}
+#: Operators evaluated at import when every input is a constant (shape arithmetic around ``Shape``, constant
+#: weights built by the graph), by onnx's reference implementation.
+_CONST_EVAL = {"Gather", "Concat", "Cast", "Slice", "Mul", "Add", "Sub", "Div", "Range", "ConstantOfShape",
+               "Equal", "Where", "Expand", "ReduceProd", "Neg", "Abs", "Floor", "Ceil", "Min", "Max", "Sqrt",
+               "Identity", "Split", "Tile", "Pow"}
 #: Element-wise operators of one data input imported as a table (:meth:`_Importer.elementwise_table`); their
 #: other inputs are parameters (Clip's bounds, PRelu's slope).
 _TABLE_UNARY = {"Sigmoid", "Tanh", "LeakyRelu", "HardSigmoid", "HardSwish", "Elu", "Selu", "Celu", "Softplus",
@@ -2556,6 +2602,8 @@ IMPORTS_TO: dict[str, tuple[tuple[str, ...], str]] = {
     "Unsqueeze": (("reshape",), "on codes or QDQ, not of the batch axis; of a constant folded at import"),
     "Resize": (("resize",), "mode `nearest` (every coordinate transformation and nearest mode, `scales` or "
                             "`sizes` of the spatial axes), on codes or QDQ; `linear` and `cubic` refused"),
+    "Shape": ((), "a constant, the batch dimension 1; the shape arithmetic after it (Gather, Concat, Cast, Slice, "
+                  "Mul, ...) folds at import, so `x.view(x.size(0), -1)` is a `reshape`"),
     "ConvTranspose": (("conv2d", "resize"), "QDQ: a zero `Pad` (`conv2d`), a `resize` gather spreading the input "
                                             "`stride` apart, and a stride-1 `conv2d` by the flipped kernel; explicit "
                                             "pads, output_padding, dilation, group"),

@@ -347,10 +347,29 @@ def _unet_step(n: _Net):
     return n.model((3, 48, 48), [n.gemm(n.op("Flatten", [n.op("GlobalAveragePool", [x])]), 8, 4)]), (3, 48, 48)
 
 
+def _dynamic_flatten(n: _Net):
+    """PyTorch's ``x.view(x.size(0), -1)`` with a dynamic batch: ``Shape -> Gather -> Unsqueeze -> Concat ->
+    Reshape``; ``x.view(b, c, 2, -1)`` from the shape's channel entry (``Slice`` of the shape, ``Mul``), a
+    convolution over that (8, 2, 8) plane, and ``x.view(b, c, -1)`` before the flatten."""
+    def c64(v):
+        return n.c(np.array(v, np.int64))
+    x = n.op("MaxPool", [n.op("Relu", [n.conv("x", 3, 8, 3, pads=[1, 1, 1, 1])])], kernel_shape=[2, 2],
+             strides=[2, 2])
+    sh = n.op("Shape", [x])
+    b = n.op("Unsqueeze", [n.op("Gather", [sh, n.c(np.array(0, np.int64))], axis=0), c64([0])])
+    c = n.op("Mul", [n.op("Slice", [sh, c64([1]), c64([2])]), c64([1])])
+    y = n.op("Reshape", [x, n.op("Concat", [b, c, c64([2, -1])], axis=0)])    # (N, 8, 2, 8)
+    y = n.op("Relu", [n.conv(y, 8, 8, 3, pads=[1, 1, 1, 1])])
+    y = n.op("Reshape", [y, n.op("Concat", [b, c, c64([-1])], axis=0)])       # (N, 8, 16)
+    y = n.op("Reshape", [y, n.op("Concat", [b, c64([-1])], axis=0)])          # (N, 128)
+    return n.model((3, 8, 8), [n.gemm(y, 8 * 16, 4)]), (3, 8, 8)
+
+
 MODELS = {"squeeze_gemm": _squeeze_gemm, "pools": _pools, "pads": _pads, "activations": _activations,
           "concat_odd": _concat_odd, "avg_ceil": _avg_ceil, "se_block": _se_block, "banded": _banded,
           "prelu": _prelu, "upsample": _upsample, "decoder": _decoder, "reduce": _reduce,
-          "slices": _slices, "split_equal": _split_equal, "shufflenet_v2": _shufflenet_v2}
+          "slices": _slices, "split_equal": _split_equal, "shufflenet_v2": _shufflenet_v2,
+          "dynamic_flatten": _dynamic_flatten}
 
 
 def _quantize(proto, shape, dst: Path, fmt: str, per_channel: bool, act: str, wt: str, dtype=np.float32,
@@ -657,8 +676,9 @@ def test_vector_of_any_rank_is_stored_as_a_vector():
 
     assert stored_shape(TensorInfo("t", (6, 1), "int8", 1.0, 0)) == (6, 1, 1)
     assert stored_shape(TensorInfo("t", (1, 6), "int8", 1.0, 0)) == (6, 1, 1)
-    with pytest.raises(CompileError, match=r"\(2, 3\)"):
-        stored_shape(TensorInfo("t", (2, 3), "int8", 1.0, 0))
+    assert stored_shape(TensorInfo("t", (2, 3), "int8", 1.0, 0)) == (2, 1, 3)  # (C, L): x.view(b, c, -1)
+    with pytest.raises(CompileError, match=r"\(2, 3, 4, 5\)"):
+        stored_shape(TensorInfo("t", (2, 3, 4, 5), "int8", 1.0, 0))
 
 
 # -- bad models and bad inputs: one line, exit 2, nothing written ---------------------------------------------
@@ -856,7 +876,7 @@ def test_conv_transpose(var, tmp_path, capsys):
                                       ("upsample", "qdq_pc_s8s8"), ("upsample", "qop_pt_u8s8"),
                                       ("banded", "qdq_pt_u8u8"), ("decoder", "qop_pt_u8s8"),
                                       ("slices", "qdq_pc_s8s8"), ("shufflenet_v2", "qdq_pc_s8s8"),
-                                      ("shufflenet_v2", "qop_pt_u8s8")])
+                                      ("shufflenet_v2", "qop_pt_u8s8"), ("dynamic_flatten", "qop_pt_u8s8")])
 def test_rtl_bit_exact(models, name, var, tmp_path, capsys):
     """``cimforge sim --random 2 --seed 0`` on the default fabric in Verilator: every tensor bit-exact and every
     layer's measured cycles as the cost model predicted."""
