@@ -23,7 +23,7 @@ import numpy as np
 from ..errors import UserError, existing_file, int_at_least, path_arg
 
 __all__ = ["add_arguments", "run", "load_model", "resolve_model", "NamedModel", "committed_models", "read_inputs",
-           "random_inputs", "to_codes", "onnx_feeds", "LABEL_KEYS"]
+           "random_inputs", "to_codes", "onnx_feeds", "n_samples", "take", "LABEL_KEYS"]
 
 #: Names an ``.npz`` input file may give its labels (integer class per image; optional).
 LABEL_KEYS = ("labels", "label", "y")
@@ -80,19 +80,62 @@ def resolve_model(name, option: str = "MODEL", numerics: str = "fabric") -> Name
 def _single_input(graph):
     if len(graph.inputs) != 1:
         raise UserError(f"model {graph.name!r} has {len(graph.inputs)} inputs "
-                        f"({', '.join(t.name for t in graph.inputs)}): allowed single-input models")
+                        f"({', '.join(t.name for t in graph.inputs)}): give one array per input")
     return graph.inputs[0]
 
 
-def read_inputs(path, graph, option: str = "--input") -> tuple[np.ndarray, np.ndarray | None]:
-    """(data, labels or None) from a ``.npy`` or ``.npz`` file for ``graph``'s one input.
+def _input_pairs(graph) -> list[tuple]:
+    """(quantized graph input, the float input its QuantizeLinear reads or None) for every graph input."""
+    inv = {q: f for f, q in graph.float_inputs.items()}
+    return [(t, inv.get(t.name)) for t in graph.inputs]
+
+
+def n_samples(data) -> int:
+    """Samples in ``data``: an array ``(N, ...)``, or a dict of them (one per input of a multi-input model)."""
+    return len(next(iter(data.values()))) if isinstance(data, dict) else len(data)
+
+
+def take(data, index):
+    """``data[index]`` along the samples, for an array or a dict of arrays."""
+    return {k: v[index] for k, v in data.items()} if isinstance(data, dict) else data[index]
+
+
+def _sample_shape(option: str, p, data: np.ndarray, t, what: str) -> np.ndarray:
+    """``data`` as ``(N, *t.shape)`` (one sample ``t.shape`` gets the batch axis), else a UserError."""
+    if tuple(data.shape) == tuple(t.shape):
+        data = data[None]
+    if data.ndim != len(t.shape) + 1 or tuple(data.shape[1:]) != tuple(t.shape) or not len(data):
+        raise UserError(f"{option} {str(p)!r}: {what} of shape {tuple(data.shape)}; allowed (N, "
+                        f"{', '.join(map(str, t.shape))}) with N >= 1, the model's input layout")
+    return data
+
+
+def _check_labels(option: str, p, labels, n: int, graph) -> np.ndarray:
+    labels = np.asarray(labels)
+    if labels.shape != (n,) or not np.issubdtype(labels.dtype, np.integer):
+        raise UserError(f"{option} {str(p)!r}: labels of shape {labels.shape} and dtype {labels.dtype}; "
+                        f"allowed ({n},) integers, one class per sample")
+    # accuracy is the argmax of the first output, flattened: a label past its size can never be right
+    classes = int(np.prod(graph.tensors[graph.outputs[0]].shape))
+    bad = (labels < 0) | (labels >= classes)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise UserError(f"{option} {str(p)!r}: label {int(labels[i])} of sample {i}; allowed 0..{classes - 1}, "
+                        f"the classes of output {graph.outputs[0]!r}")
+    return labels
+
+
+def read_inputs(path, graph, option: str = "--input") -> tuple:
+    """(data, labels or None) from a ``.npy`` or ``.npz`` file for ``graph``'s inputs.
 
     The data is in the ONNX model's input layout: ``(N, *shape)`` (channels first, as the model's input), or
     one sample ``shape``. Its dtype says what it holds: a float array holds real values (quantized with the
     model's input scale and zero point, as its ``QuantizeLinear`` does), an integer array holds the input's
     codes (int8 or uint8 range). An ``.npz`` holds the data under the model's input name (float or quantized
     name), ``x`` or ``input``, or as its only array, and may hold integer labels under one of
-    :data:`LABEL_KEYS` (accuracy is reported then).
+    :data:`LABEL_KEYS` (accuracy is reported then). A model of several inputs takes an ``.npz`` of one array
+    per input, each named by the input (float or quantized name); the data is then a dict by quantized input
+    name.
 
     Raises
     ------
@@ -100,19 +143,38 @@ def read_inputs(path, graph, option: str = "--input") -> tuple[np.ndarray, np.nd
         Missing or unreadable file, no or ambiguous data array, wrong shape, labels of the wrong length.
     """
     p = existing_file(option, path, (".npy", ".npz"))
-    q_in = _single_input(graph)
     try:
         loaded = np.load(p, allow_pickle=False)
     except (ValueError, OSError, EOFError) as e:
         raise UserError(f"{option} {str(p)!r}: not a readable numpy file ({e})") from None
     labels = None
+    pairs = _input_pairs(graph)
     if isinstance(loaded, np.ndarray):
-        data = loaded
+        if len(pairs) != 1:
+            raise UserError(f"{option} {str(p)!r}: one array for a model of {len(pairs)} inputs; allowed an .npz "
+                            f"of one array per input, named {', '.join(repr(f or t.name) for t, f in pairs)}")
+        return _sample_shape(option, p, loaded, pairs[0][0], "data"), None
+    with loaded:
+        arrays = {k: loaded[k] for k in loaded.files}
+    label_keys = [k for k in LABEL_KEYS if k in arrays]
+    labels = arrays.pop(label_keys[0]) if label_keys else None
+    if len(pairs) > 1:
+        data = {}
+        for t, f in pairs:
+            key = next((k for k in (f, t.name) if k and k in arrays), None)
+            if key is None:
+                raise UserError(f"{option} {str(p)!r}: arrays {sorted(arrays)}, none for input {f or t.name!r}; "
+                                f"allowed one array per input, named "
+                                f"{', '.join(repr(f or t.name) for t, f in pairs)} (labels under "
+                                f"{'/'.join(LABEL_KEYS)})")
+            data[t.name] = _sample_shape(option, p, arrays[key], t, f"array {key!r}")
+        counts = {k: len(v) for k, v in data.items()}
+        if len(set(counts.values())) > 1:
+            raise UserError(f"{option} {str(p)!r}: samples per input {counts}; allowed the same number for every "
+                            f"input")
+        n = n_samples(data)
     else:
-        with loaded:
-            arrays = {k: loaded[k] for k in loaded.files}
-        label_keys = [k for k in LABEL_KEYS if k in arrays]
-        labels = arrays.pop(label_keys[0]) if label_keys else None
+        q_in = pairs[0][0]
         names = list(dict.fromkeys([*graph.float_inputs, q_in.name, "x", "input"]))
         key = next((k for k in names if k in arrays), None)
         if key is None and len(arrays) == 1:
@@ -123,69 +185,72 @@ def read_inputs(path, graph, option: str = "--input") -> tuple[np.ndarray, np.nd
         if key is None:
             raise UserError(f"{option} {str(p)!r}: arrays {sorted(arrays)}; allowed one array, or one named "
                             f"{' or '.join(repr(n) for n in names)} (labels under {'/'.join(LABEL_KEYS)})")
-        data = arrays[key]
-    if tuple(data.shape) == tuple(q_in.shape):
-        data = data[None]
-    if data.ndim != len(q_in.shape) + 1 or tuple(data.shape[1:]) != tuple(q_in.shape) or not len(data):
-        raise UserError(f"{option} {str(p)!r}: data of shape {tuple(data.shape)}; allowed (N, "
-                        f"{', '.join(map(str, q_in.shape))}) with N >= 1, the model's input layout")
-    if labels is not None:
-        labels = np.asarray(labels)
-        if labels.shape != (len(data),) or not np.issubdtype(labels.dtype, np.integer):
-            raise UserError(f"{option} {str(p)!r}: labels of shape {labels.shape} and dtype {labels.dtype}; "
-                            f"allowed ({len(data)},) integers, one class per sample")
-        # accuracy is the argmax of the first output, flattened: a label past its size can never be right
-        classes = int(np.prod(graph.tensors[graph.outputs[0]].shape))
-        bad = (labels < 0) | (labels >= classes)
-        if bad.any():
-            i = int(np.argmax(bad))
-            raise UserError(f"{option} {str(p)!r}: label {int(labels[i])} of sample {i}; allowed 0..{classes - 1}, "
-                            f"the classes of output {graph.outputs[0]!r}")
-    return data, labels
+        data = _sample_shape(option, p, arrays[key], q_in, "data")
+        n = len(data)
+    return data, None if labels is None else _check_labels(option, p, labels, n, graph)
 
 
-def to_codes(graph, data, option: str = "--input") -> np.ndarray:
-    """The codes of ``graph``'s one input for ``data`` ``(N, *shape)``: a float array is quantized with the
-    input's scale and zero point, an integer array is taken as codes and checked against the input's range."""
+def _codes_of(t, data, option: str) -> np.ndarray:
+    """The codes of input ``t`` for ``data``: real values (float) quantized with its scale and zero point, or
+    codes (integer) checked against its range."""
     from .ops import quantize
 
-    q_in = _single_input(graph)
     data = np.asarray(data)
     if np.issubdtype(data.dtype, np.floating):
         if not np.isfinite(data).all():
             raise UserError(f"{option}: the float data holds NaN or infinite values; allowed finite reals")
-        return quantize(data, q_in)
+        return quantize(data, t)
     if not np.issubdtype(data.dtype, np.integer):
         raise UserError(f"{option}: data of dtype {data.dtype}; allowed float (real values) or integer (codes)")
-    if data.size and (data.min() < q_in.qmin or data.max() > q_in.qmax):
-        raise UserError(f"{option}: integer data is read as {q_in.dtype} codes of input {q_in.name!r}, but its "
-                        f"values span [{data.min()}, {data.max()}]; allowed [{q_in.qmin}, {q_in.qmax}] (give real "
+    if data.size and (data.min() < t.qmin or data.max() > t.qmax):
+        raise UserError(f"{option}: integer data is read as {t.dtype} codes of input {t.name!r}, but its "
+                        f"values span [{data.min()}, {data.max()}]; allowed [{t.qmin}, {t.qmax}] (give real "
                         f"values as a float array)")
-    return data.astype(q_in.np_dtype)
+    return data.astype(t.np_dtype)
 
 
-def random_inputs(graph, n: int, seed: int) -> np.ndarray:
-    """``n`` seeded random samples for ``graph``'s one input: real values uniform over the range the input's
-    codes represent when the model takes real values, else uniform codes."""
-    q_in = _single_input(graph)
+def to_codes(graph, data, option: str = "--input"):
+    """The codes of ``graph``'s input for ``data`` ``(N, *shape)`` (:func:`_codes_of`); for a model of several
+    inputs, ``data`` and the result are dicts by quantized input name."""
+    if isinstance(data, dict):
+        return {t.name: _codes_of(t, data[t.name], f"{option} (input {f or t.name!r})")
+                for t, f in _input_pairs(graph)}
+    return _codes_of(_single_input(graph), data, option)
+
+
+def random_inputs(graph, n: int, seed: int):
+    """``n`` seeded random samples for ``graph``'s input: real values uniform over the range the input's codes
+    represent when the model takes real values, else uniform codes; a dict by quantized input name for a model
+    of several inputs (drawn input after input from one generator)."""
     rng = np.random.default_rng(seed)
-    if graph.float_inputs:
-        lo, hi = (q_in.qmin - q_in.zero_point) * q_in.scale, (q_in.qmax - q_in.zero_point) * q_in.scale
-        return rng.uniform(lo, hi, size=(n, *q_in.shape)).astype(np.float32)
-    return rng.integers(q_in.qmin, q_in.qmax + 1, size=(n, *q_in.shape)).astype(q_in.np_dtype)
+
+    def draw(t, real: bool) -> np.ndarray:
+        if real:
+            lo, hi = (t.qmin - t.zero_point) * t.scale, (t.qmax - t.zero_point) * t.scale
+            return rng.uniform(lo, hi, size=(n, *t.shape)).astype(np.float32)
+        return rng.integers(t.qmin, t.qmax + 1, size=(n, *t.shape)).astype(t.np_dtype)
+    pairs = _input_pairs(graph)
+    if len(pairs) == 1:
+        return draw(pairs[0][0], bool(graph.float_inputs))
+    return {t.name: draw(t, f is not None) for t, f in pairs}
 
 
 def onnx_feeds(graph, data, codes) -> dict[str, np.ndarray]:
-    """onnxruntime's feeds for the same samples: the float input (real values; codes dequantized) or the
-    quantized input's codes."""
+    """onnxruntime's feeds for the same samples: each float input (real values; codes dequantized) or quantized
+    input (codes)."""
     from .ops import dequantize
 
-    q_in = _single_input(graph)
-    f_in = next(iter(graph.float_inputs), None)
-    if f_in is None:
-        return {q_in.name: codes}
-    data = np.asarray(data)
-    return {f_in: data.astype(np.float32) if np.issubdtype(data.dtype, np.floating) else dequantize(codes, q_in)}
+    pairs = _input_pairs(graph)
+    if not isinstance(data, dict):
+        data, codes = {pairs[0][0].name: data}, {pairs[0][0].name: codes}
+    feeds = {}
+    for t, f in pairs:
+        x = np.asarray(data[t.name])
+        if f is None:
+            feeds[t.name] = codes[t.name]
+        else:
+            feeds[f] = x.astype(np.float32) if np.issubdtype(x.dtype, np.floating) else dequantize(codes[t.name], t)
+    return feeds
 
 
 # -- the command --------------------------------------------------------------------------------------------
@@ -256,22 +321,22 @@ def _float_model(model: Path, given: Path | None, graph) -> Path | None:
         return None
 
 
-def _data(args, graph) -> tuple[np.ndarray, np.ndarray | None]:
+def _data(args, graph) -> tuple:
     from .datasets import load_dataset
 
-    q_in = _single_input(graph)
     if args.dataset:
         x, labels = load_dataset(args.dataset)
-        if x.shape[1:] != q_in.shape:
-            raise UserError(f"--dataset {args.dataset}: images are {x.shape[1:]}, the model takes {q_in.shape}")
+        if len(graph.inputs) != 1 or x.shape[1:] != graph.inputs[0].shape:
+            raise UserError(f"--dataset {args.dataset}: images are {x.shape[1:]}, the model takes "
+                            f"{', '.join(str(t.shape) for t in graph.inputs)} (give --input or --samples)")
     elif args.input:
         x, labels = read_inputs(args.input, graph)
     else:
         n = args.samples or 64
         x, labels = random_inputs(graph, n, args.seed), None
-        print(f"random inputs: {len(x)} samples, seed {args.seed}")
+        print(f"random inputs: {n_samples(x)} samples, seed {args.seed}")
     if args.limit:
-        x = x[:args.limit]
+        x = take(x, slice(None, args.limit))
         labels = None if labels is None else labels[:args.limit]
     return x, labels
 
@@ -316,13 +381,14 @@ def run(args: argparse.Namespace) -> int:
         source = f"{args.dataset} ({len(labels)} held-out images)" if args.dataset else \
             f"{args.input.name} ({len(labels)} samples)"
         print(f"top-1 accuracy on {source}:")
-        rows = [(f"golden int8 ({rounding} rounding)", np.mean(golden[out].reshape(len(x), -1).argmax(1) == labels)),
-                ("onnxruntime int8", np.mean(ref[out].reshape(len(x), -1).argmax(1) == labels))]
+        n = n_samples(x)
+        rows = [(f"golden int8 ({rounding} rounding)", np.mean(golden[out].reshape(n, -1).argmax(1) == labels)),
+                ("onnxruntime int8", np.mean(ref[out].reshape(n, -1).argmax(1) == labels))]
         if float_model is not None and graph.float_inputs:
             from .compare import run_onnx
 
             logits = run_onnx(float_model, onnx_feeds(graph, x, codes))[0]
-            rows.append((f"float ({float_model.name})", np.mean(logits.reshape(len(x), -1).argmax(1) == labels)))
+            rows.append((f"float ({float_model.name})", np.mean(logits.reshape(n, -1).argmax(1) == labels)))
         width = max(len(r[0]) for r in rows) + 1
         for label, acc in rows:
             print(f"  {label + ':':<{width}} {100 * acc:6.2f}%")

@@ -195,7 +195,7 @@ def _models(args) -> list[tuple[str, object, str | None]]:
 
 def _data(args, label: str, graph, default_dataset: str | None) -> tuple[np.ndarray, np.ndarray | None, str]:
     """(inputs, labels or None, description) for one model, ``--start``/``--images`` applied."""
-    from ..golden.cli import random_inputs, read_inputs, to_codes
+    from ..golden.cli import n_samples, random_inputs, read_inputs, take, to_codes
     from ..golden.datasets import load_dataset
 
     q_in = graph.inputs[0]
@@ -218,8 +218,10 @@ def _data(args, label: str, graph, default_dataset: str | None) -> tuple[np.ndar
         n = args.random or max(DEFAULT_RANDOM, start + (args.images or 0))
         seed = 0 if args.seed is None else args.seed
         x, y = random_inputs(graph, n, seed), None
+        if isinstance(x, dict):  # a model of several inputs: codes by input name, as simulate() takes them
+            x = to_codes(graph, x, "--random")
         what, default_n = f"random inputs (seed {seed}{'' if args.random else ', the default without data'})", None
-    total = len(x)
+    total = n_samples(x)
     if start >= total:
         raise UserError(f"--start {start}: the {what} hold {total} images; allowed --start 0..{total - 1}")
     n = args.images or min(default_n or total, total - start)
@@ -227,7 +229,7 @@ def _data(args, label: str, graph, default_dataset: str | None) -> tuple[np.ndar
         raise UserError(f"--start {start} --images {n}: the {what} hold {total} images; allowed "
                         f"--start + --images <= {total}")
     sl = slice(start, start + n)
-    return x[sl], None if y is None else y[sl], f"{what} {start}..{start + n - 1}"
+    return take(x, sl), None if y is None else y[sl], f"{what} {start}..{start + n - 1}"
 
 
 def _check_simulator(sim: str) -> None:
@@ -298,16 +300,19 @@ def _run_model(args, cfg, label: str, graph, data, report: Path, program) -> boo
     from .cosim import simulate
     from .tools import simulator_log
 
+    from ..golden.cli import n_samples
+
     x, y, what = data
+    n = n_samples(x)
     log = None if args.verbose else report / "sim.log"
     if log is not None and log.exists():
         log.unlink()  # one run per log
-    print(f"{label}: {len(x)} images ({what}) on '{cfg.name}'; simulator output: "
+    print(f"{label}: {n} images ({what}) on '{cfg.name}'; simulator output: "
           f"{log if log else 'shown (--verbose)'}", flush=True)
     with simulator_log(log, announce=tqdm.write):
         try:
             vpath = _generate_rtl(cfg, program.external)
-            with tqdm(total=len(x), unit="img", desc=label[:24], file=sys.stdout, dynamic_ncols=True) as bar:
+            with tqdm(total=n, unit="img", desc=label[:24], file=sys.stdout, dynamic_ncols=True) as bar:
                 res = simulate(graph, cfg, x, labels=y, sim=args.sim, batch=args.batch, batches_per_launch=1,
                                progress=bar, merge_images=not args.per_image_passes, program=program)
         except Exception as e:

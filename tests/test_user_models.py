@@ -863,6 +863,77 @@ def test_conv_transpose(var, tmp_path, capsys):
         _iss_equals_golden(g, prog, 1)
 
 
+def _two_input_model(tmp_path: Path, fmt: str) -> Path:
+    """An image and a side input (a depth map, a mask) through their own convolutions, concatenated: a model of
+    two graph inputs, quantized by onnxruntime on seeded calibration data for both."""
+    import onnx
+    from onnx import TensorProto, helper
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    n = _Net(SEED)
+    a = n.op("Relu", [n.conv("x", 3, 8, 3, pads=[1, 1, 1, 1])])
+    b = n.op("Relu", [n.conv("depth", 1, 4, 3, pads=[1, 1, 1, 1])])
+    y = n.op("Relu", [n.conv(n.op("Concat", [a, b], axis=1), 12, 8, 3, strides=[2, 2], pads=[1, 1, 1, 1])])
+    y = n.gemm(n.op("Flatten", [n.op("GlobalAveragePool", [y])]), 8, 5)
+    graph = helper.make_graph(n.nodes, "two", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8]),
+                                                helper.make_tensor_value_info("depth", TensorProto.FLOAT,
+                                                                              ["N", 1, 8, 8])],
+                              [helper.make_tensor_value_info(y, TensorProto.FLOAT, ["N", 5])], n.inits)
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    src, dst = tmp_path / "two_float.onnx", tmp_path / f"two_{fmt}.onnx"
+    onnx.save(m, str(src))
+    rng = np.random.default_rng(SEED)
+    feeds = iter([{"x": rng.standard_normal((1, 3, 8, 8)).astype(np.float32),
+                   "depth": rng.uniform(0, 4, (1, 1, 8, 8)).astype(np.float32)} for _ in range(8)])
+
+    class Reader(CalibrationDataReader):
+        def get_next(self):
+            return next(feeds, None)
+    root = logging.getLogger()
+    level, _ = root.level, root.setLevel(logging.ERROR)
+    try:
+        quantize_static(str(src), str(dst), Reader(), per_channel=fmt == "qdq", activation_type=QuantType.QInt8,
+                        weight_type=QuantType.QInt8,
+                        quant_format=QuantFormat.QDQ if fmt == "qdq" else QuantFormat.QOperator)
+    finally:
+        root.setLevel(level)
+    return dst
+
+
+@pytest.mark.parametrize("fmt", ["qdq", "qop"])
+def test_two_input_model(fmt, tmp_path, capsys):
+    """A model of two inputs as a user runs it: ``cimforge golden`` on random inputs (both drawn) and on an
+    ``.npz`` of one array per input with labels; ``cimforge sim`` on the RTL, bit-exact, cycles as predicted;
+    an ``.npy`` (one array) or an ``.npz`` missing an input is refused naming both inputs."""
+    print(f"weights and calibration seed {SEED}")
+    path = _two_input_model(tmp_path, fmt)
+    assert main(["golden", str(path), "--samples", "4", "--check"]) == 0
+    assert ": met" in capsys.readouterr().out
+    rng = np.random.default_rng(SEED)
+    x, depth = rng.standard_normal((3, 3, 8, 8)).astype(np.float32), rng.uniform(0, 4, (3, 1, 8, 8)).astype(np.float32)
+    np.savez(tmp_path / "in.npz", x=x, depth=depth, labels=np.array([0, 4, 2]))
+    assert main(["golden", str(path), "--input", str(tmp_path / "in.npz"), "--check"]) == 0
+    out = capsys.readouterr().out
+    assert "top-1 accuracy on in.npz (3 samples)" in out and ": met" in out
+    assert main(["sim", "--model", str(path), "--input", str(tmp_path / "in.npz"), "--report", str(tmp_path)]) == 0
+    rep = json.loads((tmp_path / "report.json").read_text())
+    assert rep["bit_exact"] and rep["images"] == 3 and all(r["measured"] == r["predicted"] for r in rep["layers"])
+    capsys.readouterr()
+    if fmt == "qdq":
+        assert main(["sim", "--model", str(path), "--random", "2", "--report", str(tmp_path)]) == 0
+        assert json.loads((tmp_path / "report.json").read_text())["bit_exact"]
+        capsys.readouterr()
+        np.save(tmp_path / "one.npy", x)
+        _user_error(capsys, ["golden", str(path), "--input", str(tmp_path / "one.npy")], "one array", "2 inputs",
+                    "'x'", "'depth'")
+        np.savez(tmp_path / "half.npz", x=x)
+        _user_error(capsys, ["sim", "--model", str(path), "--input", str(tmp_path / "half.npz")],
+                    "none for input 'depth'", "named 'depth', 'x'")
+        np.savez(tmp_path / "uneven.npz", x=x, depth=depth[:2])
+        _user_error(capsys, ["golden", str(path), "--input", str(tmp_path / "uneven.npz")], "samples per input")
+
+
 # -- on the RTL ------------------------------------------------------------------------------------------------
 
 @pytest.mark.slow
