@@ -159,6 +159,9 @@ class _Pending:
     #: onnxruntime computes in float: BatchNormalization, Sum, Add, Mul, pools), for ``numerics="onnx"``, where a
     #: reader that does not commute with quantisation extends it into a :class:`~cimforge.golden.ir.FloatChain`.
     expr: tuple | None = None
+    #: For a selection of a quantized tensor's values (a Slice or Split onnxruntime leaves in float): that
+    #: tensor, whose quantisation holds the result exactly when a non-commuting operator reads it.
+    codes_of: "TensorInfo | None" = None
 
 
 @dataclass
@@ -1051,6 +1054,11 @@ class _Importer:
             return self.lut_quantized(node, i)
         if not isinstance(v, _Pending):
             return self.dequant(node, i, what)
+        if v.codes_of is not None and (v.lo, v.hi) == (-math.inf, math.inf):  # a selection of codes: exact
+            info = v.codes_of.renamed(f"{node.input[i]}/quantized", v.shape)
+            self.finish(_FakeNode(v.node, v.op, info.name), v, info)
+            self.values[node.input[i]] = _Dequant(info)
+            return info
         rng = self.clamped_range(v)
         if rng is None:
             self.fail(node, f"{what} {node.input[i]!r} is the float output of node {v.node!r} ({v.op}) with no "
@@ -1788,7 +1796,8 @@ class _Importer:
             self.emit(self.build(fake, make, v.info, v.info.renamed(out_name, out_shape)))
             return
         x = self.quantized_input(node, 0)
-        self.values[out_name] = _Pending(label, node.op_type, out_shape, lambda out: make(x, out))
+        self.values[out_name] = _Pending(label, node.op_type, out_shape, lambda out: make(x, out), codes_of=x,
+                                         real_range=self.info_range(x))
 
     def data_shape(self, node) -> tuple[int, ...]:
         """Input 0's per-sample shape, for an operator that selects from it (C, H, W) or (F,)."""

@@ -264,6 +264,16 @@ def _slices(n: _Net):
     return n.model((3, 8, 10), [n.gemm(n.op("Flatten", [crop]), 5 * 2 * 5, 4)]), (3, 8, 10)
 
 
+def _ghost(n: _Net):
+    """GhostNet's module: a primary 1x1 convolution, a cheap depthwise one on it, both concatenated and sliced to
+    the output's channels (``out[:, :oup]``), read by a global pool: onnxruntime's QOperator form leaves the
+    Slice in float, so the pool reads it unquantized (the selection's codes are kept exactly)."""
+    p = n.op("Relu", [n.conv("x", 3, 6, 1)])
+    cheap = n.op("Relu", [n.conv(p, 6, 6, 3, group=6, pads=[1, 1, 1, 1])])
+    ghost = n.op("Slice", [n.op("Concat", [p, cheap], axis=1)] + [n.c(np.array([v], np.int64)) for v in (0, 10, 1)])
+    return n.model((3, 8, 8), [n.gemm(n.op("Flatten", [n.op("GlobalAveragePool", [ghost])]), 10, 4)]), (3, 8, 8)
+
+
 def _split_equal(n: _Net):
     """Opset 18's ``Split`` by ``num_outputs``: 8 channels into 3, 3 and 2 (the last part smaller), each through
     its own convolution, concatenated again."""
@@ -369,7 +379,7 @@ MODELS = {"squeeze_gemm": _squeeze_gemm, "pools": _pools, "pads": _pads, "activa
           "concat_odd": _concat_odd, "avg_ceil": _avg_ceil, "se_block": _se_block, "banded": _banded,
           "prelu": _prelu, "upsample": _upsample, "decoder": _decoder, "reduce": _reduce,
           "slices": _slices, "split_equal": _split_equal, "shufflenet_v2": _shufflenet_v2,
-          "dynamic_flatten": _dynamic_flatten}
+          "dynamic_flatten": _dynamic_flatten, "ghost": _ghost}
 
 
 def _quantize(proto, shape, dst: Path, fmt: str, per_channel: bool, act: str, wt: str, dtype=np.float32,
