@@ -1958,8 +1958,9 @@ class _Importer:
             v = self.get(node, i)
             if isinstance(v, (_Const, _ConstDequant)):
                 if i:  # attributes given as constant inputs (Clip's bounds, PRelu's slope): as they are
-                    operands.append(np.asarray(self.real_const(node, i, "constant") if isinstance(v, _ConstDequant)
-                                               else v.value))
+                    # a dequantized constant as its DequantizeLinear gives it to onnxruntime: float32
+                    operands.append(np.asarray(self.real_const(node, i, "constant"), np.float32)
+                                    if isinstance(v, _ConstDequant) else np.asarray(v.value))
                     if node.op_type not in ("Clip",) and operands[-1].size > 1:
                         varying.append(i)  # one value per channel (checked against the data's shape below)
                     continue

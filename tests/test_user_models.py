@@ -839,6 +839,23 @@ def test_bad_files_options_and_inputs(models, tmp_path, capsys):
         assert line.count("'x'") == 1, line  # each allowed name once
 
 
+@pytest.mark.parametrize("var", list(VARIANTS))
+def test_per_channel_constants_quantized_by_the_user(var, tmp_path, capsys):
+    """``(y - mean) / std`` by per-channel constants mid network, with Sub and Div among quantize_static's
+    op_types_to_quantize (their constants become DequantizeLinear of int8): a table per channel. The dequantized
+    constants go to onnxruntime's evaluation as float32, as its DequantizeLinear gives them (float64 was a type
+    error)."""
+    print(f"weights and calibration seed {SEED}")
+    n = _Net(SEED)
+    x = n.op("Relu", [n.conv("x", 3, 8, 3, pads=[1, 1, 1, 1])])
+    x = n.op("Div", [n.op("Sub", [x, n.c((0.1 * n.rng.random((1, 8, 1, 1))).astype(np.float32))]),
+                     n.c((0.5 + n.rng.random((1, 8, 1, 1))).astype(np.float32))])
+    proto = n.model((3, 6, 6), [n.gemm(n.op("Flatten", [n.op("Relu", [n.conv(x, 8, 4, 3)])]), 4 * 4 * 4, 3)])
+    path = _quantize(proto, (3, 6, 6), tmp_path / "norm.onnx", *VARIANTS[var],
+                     op_types_to_quantize=["Conv", "Gemm", "Relu", "Flatten", "Sub", "Div"])
+    _golden_met_and_iss_exact(path, capsys)
+
+
 @pytest.mark.parametrize("var", ["qdq_pc_s8s8", "qdq_pt_u8u8"])
 def test_conv_transpose(var, tmp_path, capsys):
     """Transposed convolutions (QDQ) import as a zero pad, a spreading gather and a convolution: ``cimforge
