@@ -23,6 +23,8 @@ golden model of the original graph leave out.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from ..golden.ir import Add, Concat, Conv2d, Dense, Graph, Layer
@@ -65,4 +67,4 @@ def place_unaligned_concats(graph: Graph, lanes: int) -> Graph:
     layers: list[Layer] = []
     for layer in graph.layers:
         layers.extend(_placements(layer) if unaligned(layer, lanes) else [layer])
-    return Graph(graph.name, graph.inputs, tuple(layers), graph.outputs, graph.float_inputs, graph.float_outputs)
+    return replace(graph, layers=tuple(layers))

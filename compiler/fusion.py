@@ -18,7 +18,7 @@ the original graph, and the fused pass's output equals its depthwise layer's bit
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import ClassVar
 
 from ..golden.ir import Conv2d, Graph, Layer, TensorInfo
@@ -104,7 +104,7 @@ def fuse_graph(graph: Graph) -> Graph:
         return graph
     layers = [FusedConv2d.of(layer, fused[layer.name]) if layer.name in fused else layer
               for layer in graph.layers if layer.name not in gone]
-    return Graph(graph.name, graph.inputs, tuple(layers), graph.outputs, graph.float_inputs, graph.float_outputs)
+    return replace(graph, layers=tuple(layers))
 
 
 def internal_tensors(graph: Graph) -> dict[str, str]:

@@ -108,7 +108,7 @@ def expand_weight_zero_points(graph: Graph) -> Graph:
             layers.extend(_expand(layer, producers.get(layer.input.name)))
         else:
             layers.append(layer)
-    return Graph(graph.name, graph.inputs, tuple(layers), graph.outputs, graph.float_inputs, graph.float_outputs)
+    return replace(graph, layers=tuple(layers))
 
 
 def copy_tensors(graph: Graph) -> set[str]:

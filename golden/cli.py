@@ -190,18 +190,23 @@ def read_inputs(path, graph, option: str = "--input") -> tuple:
     return data, None if labels is None else _check_labels(option, p, labels, n, graph)
 
 
-def _codes_of(t, data, option: str) -> np.ndarray:
-    """The codes of input ``t`` for ``data``: real values (float) quantized with its scale and zero point, or
-    codes (integer) checked against its range."""
-    from .ops import quantize
+def _codes_of(t, data, option: str, steps: tuple = ()) -> np.ndarray:
+    """The codes of input ``t`` for ``data``: real values (float) quantized with its scale and zero point, after
+    the model's own float ``steps`` on its input (``(x - mean) / std``), or codes (integer) checked against its
+    range (not for a model with steps: its float input is what a user has)."""
+    from .ops import input_real, quantize
 
     data = np.asarray(data)
     if np.issubdtype(data.dtype, np.floating):
         if not np.isfinite(data).all():
             raise UserError(f"{option}: the float data holds NaN or infinite values; allowed finite reals")
-        return quantize(data, t)
+        return quantize(input_real(data, steps), t)
     if not np.issubdtype(data.dtype, np.integer):
         raise UserError(f"{option}: data of dtype {data.dtype}; allowed float (real values) or integer (codes)")
+    if steps:
+        raise UserError(f"{option}: integer data (codes) for a model that computes on its float input first "
+                        f"({', '.join(op for op, _, _ in steps)} before the QuantizeLinear of {t.name!r}); allowed "
+                        f"real values, a float array")
     if data.size and (data.min() < t.qmin or data.max() > t.qmax):
         raise UserError(f"{option}: integer data is read as {t.dtype} codes of input {t.name!r}, but its "
                         f"values span [{data.min()}, {data.max()}]; allowed [{t.qmin}, {t.qmax}] (give real "
@@ -212,21 +217,27 @@ def _codes_of(t, data, option: str) -> np.ndarray:
 def to_codes(graph, data, option: str = "--input"):
     """The codes of ``graph``'s input for ``data`` ``(N, *shape)`` (:func:`_codes_of`); for a model of several
     inputs, ``data`` and the result are dicts by quantized input name."""
+    steps = graph.input_steps
     if isinstance(data, dict):
-        return {t.name: _codes_of(t, data[t.name], f"{option} (input {f or t.name!r})")
+        return {t.name: _codes_of(t, data[t.name], f"{option} (input {f or t.name!r})", steps.get(t.name, ()))
                 for t, f in _input_pairs(graph)}
-    return _codes_of(_single_input(graph), data, option)
+    t = _single_input(graph)
+    return _codes_of(t, data, option, steps.get(t.name, ()))
 
 
 def random_inputs(graph, n: int, seed: int):
     """``n`` seeded random samples for ``graph``'s input: real values uniform over the range the input's codes
-    represent when the model takes real values, else uniform codes; a dict by quantized input name for a model
-    of several inputs (drawn input after input from one generator)."""
+    represent when the model takes real values (before the model's own steps on its float input, where it has
+    them), else uniform codes; a dict by quantized input name for a model of several inputs (drawn input after
+    input from one generator)."""
+    from .ops import input_bounds
+
     rng = np.random.default_rng(seed)
 
     def draw(t, real: bool) -> np.ndarray:
         if real:
             lo, hi = (t.qmin - t.zero_point) * t.scale, (t.qmax - t.zero_point) * t.scale
+            lo, hi = input_bounds(lo, hi, graph.input_steps.get(t.name, ()), t.shape)
             return rng.uniform(lo, hi, size=(n, *t.shape)).astype(np.float32)
         return rng.integers(t.qmin, t.qmax + 1, size=(n, *t.shape)).astype(t.np_dtype)
     pairs = _input_pairs(graph)

@@ -57,7 +57,7 @@ from .requant import quantize_multipliers
 __all__ = [
     "IRError", "DTYPE_RANGES", "POOL_METHODS", "WEIGHT_BITS", "TensorInfo", "Requant", "GemmView",
     "Layer", "Conv2d", "Dense", "MaxPool", "AvgPool", "GlobalAvgPool", "Add", "Mul", "Concat", "Reshape", "Clamp",
-    "Softmax", "LRN", "Lut", "Resize", "FloatChain", "FLOAT_OPS", "MatMul", "ConvInteger", "MatMulInteger", "Graph", "conv_output_size", "LAYER_KINDS", "CLAMPABLE", "with_clamp",
+    "Softmax", "LRN", "Lut", "Resize", "FloatChain", "FLOAT_OPS", "INPUT_STEP_OPS", "MatMul", "ConvInteger", "MatMulInteger", "Graph", "conv_output_size", "LAYER_KINDS", "CLAMPABLE", "with_clamp",
     "LayerShape", "ShapeGraph", "SHAPE_ONLY_KINDS", "with_flattened_sources",
 ]
 
@@ -1095,6 +1095,10 @@ CLAMPABLE = (Conv2d, Dense, AvgPool, GlobalAvgPool, Add, Mul, Clamp, FloatChain)
 # Graph
 
 
+#: The arithmetic a model may apply to its float input before quantizing it (:attr:`Graph.input_steps`).
+INPUT_STEP_OPS = ("Add", "Sub", "Mul", "Div")
+
+
 @dataclass(frozen=True, eq=False)
 class Graph:
     """A quantized network: layers in topological order over named tensors.
@@ -1113,6 +1117,11 @@ class Graph:
         round half to even, saturate). Empty when the model takes codes.
     float_outputs : mapping of str to str
         Name of a float model output -> the graph output it dequantizes.
+    input_steps : mapping of str to tuple
+        Graph input -> the float32 arithmetic the model applies to its float input before the QuantizeLinear
+        (``(x - mean) / std`` at the start of the model, which onnxruntime leaves in float): steps ``(op,
+        constant, constant_first)`` with ``op`` one of :data:`INPUT_STEP_OPS`, applied on the host side with the
+        input's quantisation (:func:`cimforge.golden.ops.input_real`). Empty for most models.
 
     Members
     -------
@@ -1126,6 +1135,7 @@ class Graph:
     outputs: tuple[str, ...]
     float_inputs: Mapping[str, str] = field(default_factory=dict)
     float_outputs: Mapping[str, str] = field(default_factory=dict)
+    input_steps: Mapping[str, tuple] = field(default_factory=dict)
     tensors: dict[str, TensorInfo] = field(init=False, repr=False)
 
     def __post_init__(self):
@@ -1163,6 +1173,11 @@ class Graph:
         for fname, qname in self.float_outputs.items():
             if qname not in self.outputs:
                 _fail(owner, f"float_outputs[{fname!r}]", qname, "a graph output")
+        for qname, steps in self.input_steps.items():
+            if qname not in self.float_inputs.values():
+                _fail(owner, f"input_steps[{qname!r}]", qname, "a graph input quantized from a float input")
+            if any(op not in INPUT_STEP_OPS for op, _, _ in steps):
+                _fail(owner, f"input_steps[{qname!r}]", [op for op, _, _ in steps], f"ops of {INPUT_STEP_OPS}")
         object.__setattr__(self, "tensors", tensors)
 
     def __iter__(self) -> Iterator[Layer]:

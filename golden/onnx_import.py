@@ -39,7 +39,7 @@ import numpy as np
 
 from . import lut as _lut
 from .ir import (LRN, Lut, AvgPool, FloatChain, Clamp, CLAMPABLE, Concat, Conv2d, ConvInteger, Dense, GlobalAvgPool,
-                 Graph, IRError,
+                 Graph, IRError, INPUT_STEP_OPS,
                  Layer, MatMul, MatMulInteger, MaxPool, Mul, Reshape, Resize, Softmax, TensorInfo, Add, conv_output_size,
                  with_clamp)
 from .requant import NumericsError
@@ -121,9 +121,11 @@ class _Shuffle:
 
 @dataclass
 class _FloatInput:
-    """A float graph input, to be quantized by a ``QuantizeLinear``."""
+    """A float graph input, to be quantized by a ``QuantizeLinear``; ``steps``: the float arithmetic by constants
+    the model applies to it first (:attr:`~cimforge.golden.ir.Graph.input_steps`)."""
     name: str
     shape: tuple[int, ...]
+    steps: tuple = ()
 
 
 @dataclass
@@ -198,6 +200,8 @@ class _Importer:
     layers: list = field(default_factory=list)
     inputs: list = field(default_factory=list)
     float_inputs: dict = field(default_factory=dict)
+    #: Graph input -> the float steps its float input takes first (:meth:`input_step`).
+    input_steps: dict = field(default_factory=dict)
     consumers: dict = field(default_factory=dict)
     layer_names: set = field(default_factory=set)
     graph_outputs: set = field(default_factory=set)
@@ -648,18 +652,15 @@ class _Importer:
             info = self.build(node, TensorInfo, name, src.shape, dtype, scale, zp)
             if name in self.narrow_out:  # 4-bit input codes: quantized in the int8 range, then clamped
                 wide = info.renamed(name + "/unclamped")
-                self.inputs.append(wide)
-                self.float_inputs[src.name] = wide.name
+                self.add_float_input(node, src, wide)
                 self.emit(Clamp(name=f"{name}/clamp", inputs=(wide,), output=info, act_min=self.narrow_out[name][0],
                                 act_max=self.narrow_out[name][1]))
                 return
-            self.inputs.append(info)
-            self.float_inputs[src.name] = name
+            self.add_float_input(node, src, info)
             self.values[name] = _Codes(info)
         elif isinstance(src, _PaddedInput):  # the input quantized as the Pad's output, then padded by its zp
             raw = self.build(node, TensorInfo, f"{name}/unpadded", src.src.shape, dtype, scale, zp)
-            self.inputs.append(raw)
-            self.float_inputs[src.src.name] = raw.name
+            self.add_float_input(node, src.src, raw)
             shape, make = self.pad_conv(src.node, raw, src.padding)
             info = self.build(node, TensorInfo, name, shape, dtype, scale, zp)
             self.emit(self.build(src.node, make, info))
@@ -687,6 +688,41 @@ class _Importer:
             self.values[name] = _Codes(info)
         else:
             self.fail(node, f"input {node.input[0]!r} is already quantized")
+
+    def add_float_input(self, node, src: _FloatInput, info: TensorInfo) -> None:
+        """``info`` becomes the graph input the float input ``src`` is quantized into (with ``src``'s steps)."""
+        if src.name in self.float_inputs:
+            self.fail(node, f"the float input {src.name!r} is quantized a second time (already into "
+                            f"{self.float_inputs[src.name]!r}): allowed one QuantizeLinear of a float graph input")
+        self.inputs.append(info)
+        self.float_inputs[src.name] = info.name
+        if src.steps:
+            self.input_steps[info.name] = src.steps
+
+    def input_step(self, node) -> bool:
+        """``x op c`` or ``c op x`` (Add, Sub, Mul, Div) of the float graph input ``x`` (after any earlier such
+        step) and a float constant ``c`` that broadcasts over it without changing its shape: a step of the
+        input's preprocessing (``(x - mean) / std``), which onnxruntime leaves in float and the host applies
+        before quantizing the input. Returns whether ``node`` was one."""
+        if node.op_type not in INPUT_STEP_OPS or len(node.input) != 2:
+            return False
+        vs = [self.values.get(i) for i in node.input]
+        k = next((i for i in (0, 1) if isinstance(vs[i], _FloatInput)), None)
+        if k is None or not isinstance(vs[1 - k], _Const):
+            return False
+        x, c = vs[k], np.asarray(vs[1 - k].value)
+        if not np.issubdtype(c.dtype, np.floating):
+            return False
+        try:
+            fits = np.broadcast_shapes((1, *x.shape), c.shape) == (1, *x.shape)
+        except ValueError:
+            fits = False
+        if not fits:
+            self.fail(node, f"constant {node.input[1 - k]!r} of shape {c.shape} does not broadcast over the input "
+                            f"(N, {', '.join(map(str, x.shape))})")
+        self.values[node.output[0]] = _FloatInput(x.name, x.shape, (*x.steps, (node.op_type, c.astype(np.float32),
+                                                                                 k == 1)))
+        return True
 
     def quantize_const(self, node, x: np.ndarray) -> np.ndarray:
         """QuantizeLinear of a constant, folded: ``saturate(rint(x / scale) + zp)`` per tensor or along
@@ -2325,6 +2361,8 @@ class _Importer:
                                                               _Const)
             evaluated = node.op_type in _CONST_EVAL and node.domain in _ONNX_DOMAINS and any(node.input) and all(
                 isinstance(self.values.get(i), _Const) for i in node.input if i)
+            if self.input_step(node):
+                continue
             if evaluated and not folded:
                 try:
                     self.fold_reference(node)
@@ -2360,7 +2398,7 @@ class _Importer:
         self.prune_tables(set(outputs))
         try:
             return Graph(self.name, tuple(self.inputs), tuple(self.layers), tuple(dict.fromkeys(outputs)),
-                         dict(self.float_inputs), float_outputs)
+                         dict(self.float_inputs), float_outputs, dict(self.input_steps))
         except IRError as e:
             raise OnnxImportError(str(e), node=self.name) from None
 

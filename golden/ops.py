@@ -38,6 +38,33 @@ def quantize(x, info: TensorInfo) -> np.ndarray:
     return np.clip(q, info.qmin, info.qmax).astype(info.np_dtype)
 
 
+def input_real(x, steps) -> np.ndarray:
+    """A float input after the model's own arithmetic on it (:attr:`~cimforge.golden.ir.Graph.input_steps`,
+    e.g. ``(x - mean) / std``): each step in float32, as onnxruntime computes it (IEEE operations, so the same
+    values), ready for :func:`quantize`."""
+    y = np.asarray(x, np.float32)
+    ops = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide}
+    for op, c, first in steps:
+        c = np.asarray(c, np.float32)
+        y = ops[op](c, y) if first else ops[op](y, c)
+    return y.astype(np.float32)
+
+
+def input_bounds(lo: float, hi: float, steps, shape) -> tuple[np.ndarray, np.ndarray]:
+    """The raw float input values ``(N, *shape)``-broadcastable whose :func:`input_real` spans ``lo .. hi``: the
+    steps inverted (element-wise bounds; a step by a negative constant swaps them)."""
+    a = np.full((1, *shape), lo, np.float64)
+    b = np.full((1, *shape), hi, np.float64)
+    inverse = {"Add": lambda y, c, f: y - c, "Sub": lambda y, c, f: c - y if f else y + c,
+               "Mul": lambda y, c, f: y / c, "Div": lambda y, c, f: c / y if f else y * c}
+    for op, c, first in reversed(steps):
+        c = np.asarray(c, np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            a, b = inverse[op](a, c, first), inverse[op](b, c, first)
+        a, b = np.minimum(a, b), np.maximum(a, b)
+    return np.nan_to_num(a).astype(np.float32), np.nan_to_num(b).astype(np.float32)
+
+
 def dequantize(q, info: TensorInfo) -> np.ndarray:
     """ONNX ``DequantizeLinear``: ``(q - zp) * scale`` in float32."""
     return ((np.asarray(q, dtype=np.int32) - info.zero_point).astype(np.float32) * np.float32(info.scale))

@@ -840,6 +840,46 @@ def test_bad_files_options_and_inputs(models, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("var", list(VARIANTS))
+def test_input_normalisation_in_the_model(var, tmp_path, capsys):
+    """torchvision's transforms written into the model: ``((1 - x) - mean) / std`` by scalar and (1, 3, 1, 1)
+    constants on the float input; onnxruntime quantizes Add and Mul, not Sub and Div, which it leaves in float. The host applies the same float32 steps
+    before quantizing: the input codes equal onnxruntime's QuantizeLinear output exactly, golden meets the bound,
+    the ISS and the RTL are exact. Integer data (codes) is refused: the model's input is real values."""
+    import onnxruntime as ort
+
+    from cimforge.golden.cli import random_inputs, to_codes
+    from cimforge.golden.onnx_import import load_onnx
+
+    print(f"weights and calibration seed {SEED}")
+    n = _Net(SEED)
+    mean = n.c(np.array([0.485, 0.456, 0.406], np.float32).reshape(1, 3, 1, 1))
+    std = n.c(np.array([0.229, 0.224, 0.225], np.float32).reshape(1, 3, 1, 1))
+    x = n.op("Div", [n.op("Sub", [n.op("Sub", [n.c(np.float32(1.0)), "x"]), mean]), std])
+    y = n.op("Relu", [n.conv(x, 3, 8, 3, strides=[2, 2], pads=[1, 1, 1, 1])])
+    proto = n.model((3, 8, 8), [n.gemm(n.op("Flatten", [n.op("GlobalAveragePool", [y])]), 8, 4)])
+    path = _quantize(proto, (3, 8, 8), tmp_path / "norm.onnx", *VARIANTS[var])
+    g = load_onnx(path)
+    (q_name, steps), = g.input_steps.items()
+    assert [(op, first) for op, _, first in steps] == [("Sub", True), ("Sub", False), ("Div", False)]
+    data = random_inputs(g, 64, SEED)
+    t = g.tensors[q_name]
+    lo, hi = (t.qmin - t.zero_point) * t.scale, (t.qmax - t.zero_point) * t.scale
+    assert data.min() < 1 - (hi * 0.224 + 0.45) / 2 and data.max() > 1 - (lo * 0.224 + 0.45) / 2  # inverted range
+    import onnx
+    m = onnx.load(str(path))
+    m.graph.output.insert(0, onnx.helper.make_empty_tensor_value_info(q_name))
+    got = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run([q_name], {"x": data})[0]
+    np.testing.assert_array_equal(to_codes(g, data), got)
+    _golden_met_and_iss_exact(path, capsys)
+    np.save(tmp_path / "codes.npy", np.zeros((2, 3, 8, 8), np.int8))
+    _user_error(capsys, ["golden", str(path), "--input", str(tmp_path / "codes.npy")], "integer data",
+                "Sub, Sub, Div", "allowed real values")
+    if var == "qdq_pc_s8s8":
+        assert main(["sim", "--model", str(path), "--random", "2", "--report", str(tmp_path)]) == 0
+        assert json.loads((tmp_path / "report.json").read_text())["bit_exact"]
+
+
+@pytest.mark.parametrize("var", list(VARIANTS))
 def test_per_channel_constants_quantized_by_the_user(var, tmp_path, capsys):
     """``(y - mean) / std`` by per-channel constants mid network, with Sub and Div among quantize_static's
     op_types_to_quantize (their constants become DequantizeLinear of int8): a table per channel. The dequantized

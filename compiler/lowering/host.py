@@ -106,5 +106,5 @@ def split_host_tail(graph: Graph) -> HostSplit:
     needed = [t.name for layer in tail for t in layer.inputs if t.name not in produced]
     outputs = tuple(dict.fromkeys([o for o in graph.outputs if o not in produced] + needed))
     fabric = Graph(graph.name, graph.inputs, tuple(layers[:k]), outputs, dict(graph.float_inputs),
-                   {f: q for f, q in graph.float_outputs.items() if q in outputs})
+                   {f: q for f, q in graph.float_outputs.items() if q in outputs}, dict(graph.input_steps))
     return HostSplit(fabric, tail, graph.outputs)

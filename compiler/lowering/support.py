@@ -229,6 +229,12 @@ stride `s` (YOLOv5's Focus `x[..., ::2, ::2]` is a depthwise 2x2 stride 2); a ch
 convolution, whose cost is that of any 1x1 layer of its size. A Slice of the float graph input is refused: each
 part has its own QuantizeLinear, and the fabric's input one quantisation.
 
+**Input normalisation.** `Sub`, `Div`, `Add` or `Mul` of the float graph input by a constant (`(x - mean) / std`
+written into the model; onnxruntime leaves Sub and Div in float before the input's QuantizeLinear) are the
+input's preprocessing: the graph records them (`Graph.input_steps`) and the host applies them in float32, as
+onnxruntime does, before quantizing the input, so the fabric's input codes equal onnxruntime's. Such a model takes
+real values; integer data (codes) is refused.
+
 **ConvTranspose** (QDQ form) is three layers, each exact on codes: a zero-point `Pad` of one row and column at the
 bottom and right (a depthwise 1x1 `conv2d`, giving the gather a real-zero source), a `resize` gather that spreads
 the rows and columns `stride` apart with that zero row / column between and around them (the transposed padding
