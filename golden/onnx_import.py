@@ -1542,13 +1542,8 @@ class _Importer:
         self.values[node.output[0]] = _Pending(node.name or node.output[0], node.op_type, shape, make)
 
     def op_ConvTranspose(self, node):
-        """A QDQ ``ConvTranspose`` (a decoder's or a U-Net's learned upsampling) as layers the fabric runs, each
-        exact on codes: a zero-point Pad of one row and column at the bottom and right (a real-zero source), a
-        :class:`~cimforge.golden.ir.Resize` gather that spreads the rows and columns ``stride`` apart with that
-        zero row / column between them and around them (the transposed padding, ``output_padding`` and any
-        crop), then a stride-1 convolution by the flipped, transposed kernel. With stride 1 and no crop the
-        convolution's own padding does it all. The convolution reads ``stride^2`` times the input's pixels, most
-        of them zeros: its utilisation bound is that of the equivalent convolution."""
+        """A QDQ ``ConvTranspose`` (a decoder's or a U-Net's learned upsampling): :meth:`transposed_conv` of its
+        weights."""
         a = self.attrs(node)
         if isinstance(self.get(node, 1, "weight"), _Const):
             self.fail(node, "a ConvTranspose with float weights (onnxruntime's QOperator form leaves it in float): "
@@ -1559,25 +1554,41 @@ class _Importer:
         if q.ndim != 4 or len(x.shape) != 3:
             self.fail(node, f"only 2-D transposed convolutions of (C, H, W) inputs are supported (weight "
                             f"{q.shape}, input {x.shape})")
-        cin, cog, kh, kw = q.shape
-        if cin != x.shape[0] or cin % groups:
-            self.fail(node, f"weight {q.shape} with group {groups} does not fit the input's {x.shape[0]} channels")
-        if tuple(a.get("kernel_shape", (kh, kw))) != (kh, kw):
+        if tuple(a.get("kernel_shape", q.shape[2:])) != q.shape[2:]:
             self.fail(node, f"kernel_shape {list(a['kernel_shape'])} disagrees with the weight shape {q.shape}")
-        cig, cout = cin // groups, cog * groups
-        # per channel along axis 1 is one scale per output channel of a group, the same in every group
-        # the equivalent convolution's weight (Cout, Cin/g, kh, kw): transposed per group and flipped
-        w = q.reshape(groups, cig, cog, kh, kw).transpose(0, 2, 1, 3, 4).reshape(cout, cig, kh, kw)[:, :, ::-1, ::-1]
-        w = np.ascontiguousarray(w)
-        ws = np.tile(self.weight_scale(node, ws, cog), groups)
-        wz = np.tile(np.broadcast_to(np.asarray(wz, np.int64), (cog,)), groups)
-        (sh, sw), (dh, dw) = tuple(a.get("strides", (1, 1))), tuple(a.get("dilations", (1, 1)))
         auto = a.get("auto_pad", b"NOTSET")
         auto = auto.decode() if isinstance(auto, bytes) else auto
         if auto not in ("NOTSET", "", "VALID") or "output_shape" in a:
             self.fail(node, f"auto_pad {auto!r} / output_shape are not supported: allowed explicit pads")
-        pt, pl, pb, pr = tuple(a.get("pads", (0, 0, 0, 0))) if auto in ("NOTSET", "") else (0, 0, 0, 0)
-        oph, opw = tuple(a.get("output_padding", (0, 0)))
+        pads = tuple(a.get("pads", (0, 0, 0, 0))) if auto in ("NOTSET", "") else (0, 0, 0, 0)
+        # per channel along axis 1 is one scale per output channel of a group, the same in every group
+        cog = q.shape[1]
+        ws = np.tile(self.weight_scale(node, ws, cog), groups)
+        bias = self.bias(node, self.optional(node, 2), x.scale, ws, cog * groups)
+        shape, make = self.transposed_conv(node, x, q, ws, np.tile(np.broadcast_to(np.asarray(wz, np.int64), (cog,)),
+                                                                   groups), bias, groups,
+                                           tuple(a.get("strides", (1, 1))), tuple(a.get("dilations", (1, 1))), pads,
+                                           tuple(a.get("output_padding", (0, 0))))
+        self.values[node.output[0]] = _Pending(node.name or node.output[0], node.op_type, shape, make)
+
+    def transposed_conv(self, node, x: TensorInfo, q: np.ndarray, ws, wz, bias, groups: int, stride, dilation,
+                        pads, output_padding):
+        """(shape, make) of a transposed convolution of ``x`` by ``q`` ``(Cin, Cout/g, kh, kw)`` as layers the
+        fabric runs, each exact on codes: a zero-point Pad of one row and column at the bottom and right (a
+        real-zero source), a :class:`~cimforge.golden.ir.Resize` gather that spreads the rows and columns
+        ``stride`` apart with that zero row / column between them and around them (the transposed padding,
+        ``output_padding`` and any crop), both emitted now, then (``make``) a stride-1 convolution by the flipped
+        kernel transposed per group. With stride 1 and no crop the convolution's own padding does it all. The
+        convolution reads ``stride^2`` times the input's pixels, most of them zeros: its utilisation bound is
+        that of the equivalent convolution."""
+        cin, cog, kh, kw = q.shape
+        if cin != x.shape[0] or cin % groups:
+            self.fail(node, f"weight {q.shape} with group {groups} does not fit the input's {x.shape[0]} channels")
+        cig, cout = cin // groups, cog * groups
+        # the equivalent convolution's weight (Cout, Cin/g, kh, kw): transposed per group and flipped
+        w = q.reshape(groups, cig, cog, kh, kw).transpose(0, 2, 1, 3, 4).reshape(cout, cig, kh, kw)[:, :, ::-1, ::-1]
+        w = np.ascontiguousarray(w)
+        (sh, sw), (dh, dw), (pt, pl, pb, pr), (oph, opw) = stride, dilation, pads, output_padding
         _, h, wd = x.shape
         # the convolution input: the input spread `stride` apart, then (dilation * (k - 1) - pad) zero rows /
         # columns before and after (plus output_padding after); negative is a crop
@@ -1586,33 +1597,83 @@ class _Importer:
         spread = ((h - 1) * sh + 1, (wd - 1) * sw + 1)
         size = tuple(n + b + e for n, b, e in zip(spread, before, after))
         if min(size[0] - dh * (kh - 1), size[1] - dw * (kw - 1)) < 1:
-            self.fail(node, f"pads {[pt, pl, pb, pr]} leave no output for the input {x.shape}")
-        bias = self.bias(node, self.optional(node, 2), x.scale, ws, cout)
+            self.fail(node, f"pads {list(pads)} leave no output for the input {x.shape}")
         name = self.layer_name(node)
+        out_name = node.output[0]
         if (sh, sw) == (1, 1) and min(*before, *after) >= 0:
             src, padding = x, (before[0], before[1], after[0], after[1])
+            out_hw = tuple(n + p0 + p1 - d * (k - 1) for n, p0, p1, d, k in
+                           zip((h, wd), padding[:2], padding[2:], (dh, dw), (kh, kw)))
         else:
             _, make_pad = self.pad_conv(_FakeNode(f"{name}/zero_pad", "Pad", ""), x, (0, 0, 1, 1))
-            padded = x.renamed(f"{node.output[0]}/zero_pad", (cin, h + 1, wd + 1))
+            padded = x.renamed(f"{out_name}/zero_pad", (cin, h + 1, wd + 1))
             self.emit(self.build(node, make_pad, padded))
 
-            def source(j, n, stride, first):  # the padded input's row / column at the convolution input's j
+            def source(j, n, st, first):  # the padded input's row / column at the convolution input's j
                 u = j - first
-                return u // stride if 0 <= u < (n - 1) * stride + 1 and u % stride == 0 else n
+                return u // st if 0 <= u < (n - 1) * st + 1 and u % st == 0 else n
             rows = tuple(source(j, h, sh, before[0]) for j in range(size[0]))
             cols = tuple(source(j, wd, sw, before[1]) for j in range(size[1]))
-            src = x.renamed(f"{node.output[0]}/spread", (cin, *size))
+            src = x.renamed(f"{out_name}/spread", (cin, *size))
             self.emit(self.build(node, Resize, name=f"{name}/spread", inputs=(padded,), output=src, rows=rows,
                                  cols=cols))
             padding = (0, 0, 0, 0)
-        out_hw = (size[0] - dh * (kh - 1), size[1] - dw * (kw - 1)) if padding == (0, 0, 0, 0) else \
-            tuple(n + p0 + p1 - d * (k - 1) for n, p0, p1, d, k in
-                  zip((h, wd), padding[:2], padding[2:], (dh, dw), (kh, kw)))
+            out_hw = (size[0] - dh * (kh - 1), size[1] - dw * (kw - 1))
 
         def make(out: TensorInfo) -> Layer:
             return Conv2d(name=name, inputs=(src,), output=out, weight=w, bias=bias, weight_scale=ws,
                           weight_zero_point=wz, padding=padding, dilation=(dh, dw), groups=groups)
-        self.values[node.output[0]] = _Pending(node.name or node.output[0], node.op_type, (cout, *out_hw), make)
+        return (cout, *out_hw), make
+
+    def block_rearrange(self, node, to_depth: bool):
+        """``DepthToSpace`` (PixelShuffle, DCR or CRD) as a transposed convolution of kernel and stride
+        ``blocksize`` whose one-hot weights take each output pixel's channel; ``SpaceToDepth`` as a convolution
+        of kernel and stride ``blocksize`` whose one-hot weights gather each block's pixels into channels. Weight
+        scale 1: the codes are copied with the input's quantisation (a requantising copy's multiplier
+        otherwise). On codes, or up to the next QuantizeLinear."""
+        a = self.attrs(node)
+        r = int(a.get("blocksize", 0))
+        v = self.get(node, 0)
+        x = v.info if isinstance(v, _Codes) else self.quantized_input(node, 0)
+        if len(x.shape) != 3 or r < 1:
+            self.fail(node, f"blocksize {r} of a {x.shape} input: allowed blocksize >= 1 of a (C, H, W) input")
+        c, h, wd = x.shape
+        i, j = np.meshgrid(np.arange(r), np.arange(r), indexing="ij")
+        if to_depth:
+            if h % r or wd % r:
+                self.fail(node, f"blocksize {r} does not divide the input's {h} x {wd} plane")
+            w = np.zeros((c * r * r, c, r, r), np.int8)
+            for ch in range(c):  # output channel (i * r + j) * C + c takes pixel (i, j) of channel c's blocks
+                w[(i * r + j) * c + ch, ch, i, j] = 1
+            shape = (c * r * r, h // r, wd // r)
+            name = self.layer_name(node)
+
+            def make(out: TensorInfo) -> Layer:
+                return Conv2d(name=name, inputs=(x,), output=out, weight=w, weight_scale=1.0, stride=(r, r))
+        else:
+            mode = a.get("mode", b"DCR")
+            mode = mode.decode() if isinstance(mode, bytes) else mode
+            if c % (r * r) or mode not in ("DCR", "CRD"):
+                self.fail(node, f"mode {mode!r}, blocksize {r} of {c} channels: allowed mode 'DCR' or 'CRD' and "
+                                f"channels a multiple of blocksize^2")
+            co = c // (r * r)
+            q = np.zeros((c, co, r, r), np.int8)
+            for o in range(co):  # output channel o at block pixel (i, j) takes one input channel
+                src = (i * r + j) * co + o if mode == "DCR" else o * r * r + i * r + j
+                q[src, o, i, j] = 1
+            shape, make = self.transposed_conv(node, x, q, np.ones(co), np.zeros(co, np.int64), None, 1, (r, r),
+                                               (1, 1), (0, 0, 0, 0), (0, 0))
+        if isinstance(v, _Codes):
+            self.emit(self.build(node, make, x.renamed(node.output[0], shape)))
+        else:
+            self.values[node.output[0]] = _Pending(node.name or node.output[0], node.op_type, shape, make, codes_of=x,
+                                                   real_range=self.info_range(x))
+
+    def op_DepthToSpace(self, node):
+        self.block_rearrange(node, to_depth=False)
+
+    def op_SpaceToDepth(self, node):
+        self.block_rearrange(node, to_depth=True)
 
     def gemm_scales(self, node, beta: bool) -> tuple[float, float]:
         """Gemm's ``alpha`` (and ``beta`` when the form has it): ``alpha A B + beta C`` is a dense layer whose
@@ -2652,6 +2713,9 @@ IMPORTS_TO: dict[str, tuple[tuple[str, ...], str]] = {
                             "`sizes` of the spatial axes), on codes or QDQ; `linear` and `cubic` refused"),
     "Shape": ((), "a constant, the batch dimension 1; the shape arithmetic after it (Gather, Concat, Cast, Slice, "
                   "Mul, ...) folds at import, so `x.view(x.size(0), -1)` is a `reshape`"),
+    "DepthToSpace": (("conv2d", "resize"), "PixelShuffle (DCR, CRD): a transposed convolution of one-hot weights, "
+                                           "as `ConvTranspose`"),
+    "SpaceToDepth": (("conv2d",), "a convolution of kernel and stride blocksize by one-hot weights"),
     "ConvTranspose": (("conv2d", "resize"), "QDQ: a zero `Pad` (`conv2d`), a `resize` gather spreading the input "
                                             "`stride` apart, and a stride-1 `conv2d` by the flipped kernel; explicit "
                                             "pads, output_padding, dilation, group"),

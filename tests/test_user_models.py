@@ -274,6 +274,19 @@ def _ghost(n: _Net):
     return n.model((3, 8, 8), [n.gemm(n.op("Flatten", [n.op("GlobalAveragePool", [ghost])]), 10, 4)]), (3, 8, 8)
 
 
+def _pixel_shuffle(n: _Net):
+    """Super-resolution and space-to-depth stems: ``SpaceToDepth`` by 2 after a first convolution, then two
+    sub-pixel upsamplers (``DepthToSpace`` by 2 in CRD, PyTorch's PixelShuffle, and in DCR, TensorFlow's), each
+    followed by a ReLU and a convolution (EDSR / ESPCN)."""
+    x = n.op("Relu", [n.conv("x", 3, 4, 3, pads=[1, 1, 1, 1])])
+    x = n.op("Relu", [n.conv(n.op("SpaceToDepth", [x], blocksize=2), 16, 16, 3, pads=[1, 1, 1, 1])])  # 4x4
+    x = n.op("Relu", [n.op("DepthToSpace", [x], blocksize=2, mode="CRD")])                             # 4 @ 8x8
+    x = n.op("Relu", [n.conv(x, 4, 8, 3, pads=[1, 1, 1, 1])])
+    x = n.op("Relu", [n.op("DepthToSpace", [x], blocksize=2, mode="DCR")])                             # 2 @ 16x16
+    x = n.op("Relu", [n.conv(x, 2, 4, 3, strides=[2, 2], pads=[1, 1, 1, 1])])
+    return n.model((3, 8, 8), [n.gemm(n.op("Flatten", [n.op("GlobalAveragePool", [x])]), 4, 3)]), (3, 8, 8)
+
+
 def _split_equal(n: _Net):
     """Opset 18's ``Split`` by ``num_outputs``: 8 channels into 3, 3 and 2 (the last part smaller), each through
     its own convolution, concatenated again."""
@@ -379,7 +392,8 @@ MODELS = {"squeeze_gemm": _squeeze_gemm, "pools": _pools, "pads": _pads, "activa
           "concat_odd": _concat_odd, "avg_ceil": _avg_ceil, "se_block": _se_block, "banded": _banded,
           "prelu": _prelu, "upsample": _upsample, "decoder": _decoder, "reduce": _reduce,
           "slices": _slices, "split_equal": _split_equal, "shufflenet_v2": _shufflenet_v2,
-          "dynamic_flatten": _dynamic_flatten, "ghost": _ghost}
+          "dynamic_flatten": _dynamic_flatten, "ghost": _ghost,
+          "pixel_shuffle": _pixel_shuffle}
 
 
 def _quantize(proto, shape, dst: Path, fmt: str, per_channel: bool, act: str, wt: str, dtype=np.float32,
@@ -1014,7 +1028,8 @@ def test_two_input_model(fmt, tmp_path, capsys):
                                       ("upsample", "qdq_pc_s8s8"), ("upsample", "qop_pt_u8s8"),
                                       ("banded", "qdq_pt_u8u8"), ("decoder", "qop_pt_u8s8"),
                                       ("slices", "qdq_pc_s8s8"), ("shufflenet_v2", "qdq_pc_s8s8"),
-                                      ("shufflenet_v2", "qop_pt_u8s8"), ("dynamic_flatten", "qop_pt_u8s8")])
+                                      ("shufflenet_v2", "qop_pt_u8s8"), ("dynamic_flatten", "qop_pt_u8s8"),
+                                      ("pixel_shuffle", "qdq_pc_s8s8")])
 def test_rtl_bit_exact(models, name, var, tmp_path, capsys):
     """``cimforge sim --random 2 --seed 0`` on the default fabric in Verilator: every tensor bit-exact and every
     layer's measured cycles as the cost model predicted."""

@@ -229,6 +229,11 @@ stride `s` (YOLOv5's Focus `x[..., ::2, ::2]` is a depthwise 2x2 stride 2); a ch
 convolution, whose cost is that of any 1x1 layer of its size. A Slice of the float graph input is refused: each
 part has its own QuantizeLinear, and the fabric's input one quantisation.
 
+**DepthToSpace / SpaceToDepth** (PixelShuffle, space-to-depth stems) copy codes: DepthToSpace (DCR or CRD) is a
+transposed convolution of kernel and stride `blocksize` (as ConvTranspose: a zero pad, a spreading gather and a
+convolution) whose one-hot weights take each output pixel's channel; SpaceToDepth a convolution of kernel and
+stride `blocksize` whose one-hot weights gather each block into channels. Weight scale 1 keeps the codes.
+
 **Input normalisation.** `Sub`, `Div`, `Add` or `Mul` of the float graph input by a constant (`(x - mean) / std`
 written into the model; onnxruntime leaves Sub and Div in float before the input's QuantizeLinear) are the
 input's preprocessing: the graph records them (`Graph.input_steps`) and the host applies them in float32, as
