@@ -689,11 +689,14 @@ class Add(Layer):
         b' = MultiplyByQuantizedMultiplier((b - zp_b) << left_shift, M_b, shift_b)   # real s_b / twice_max
         out = clamp(zp_out + MultiplyByQuantizedMultiplier(a' + b', M_o, shift_o))   # twice_max / (2**20 s_out)
 
-    Both inputs have the output's shape (no broadcasting).
+    ``b`` has ``a``'s shape, or is ``(C, 1, 1)`` under a ``(C, H, W)`` ``a``: one value per channel added over
+    the plane (an attention block's ``x + f(GAP(x))``), as :class:`Mul`.
 
     Members
     -------
     requant_a, requant_b, requant_out : Requant
+    broadcast : bool
+        ``b`` is one value per channel.
     """
 
     act_min: int | None = None
@@ -709,13 +712,19 @@ class Add(Layer):
     def __post_init__(self):
         super().__post_init__()
         a, b = self.inputs
-        if not (a.shape == b.shape == self.output.shape):
-            self._fail("shapes", (a.shape, b.shape, self.output.shape), "three equal shapes (no broadcasting)")
+        per_channel = len(a.shape) == 3 and b.shape == (a.shape[0], 1, 1)
+        if a.shape != self.output.shape or not (b.shape == a.shape or per_channel):
+            self._fail("shapes", (a.shape, b.shape, self.output.shape),
+                       "a and the output of one shape, b of that shape or (C, 1, 1) under a (C, H, W) a")
         twice_max = 2.0 * max(a.scale, b.scale)
         object.__setattr__(self, "requant_a", Requant(a.scale / twice_max))
         object.__setattr__(self, "requant_b", Requant(b.scale / twice_max))
         object.__setattr__(self, "requant_out", Requant(twice_max / ((1 << self.left_shift) * self.output.scale)))
         self._check_clamp()
+
+    @property
+    def broadcast(self) -> bool:
+        return self.inputs[1].shape != self.inputs[0].shape
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)

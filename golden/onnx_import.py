@@ -970,14 +970,15 @@ class _Importer:
             xs.append(x)
         return xs
 
-    def product_operands(self, node, xs: list[TensorInfo]) -> tuple[TensorInfo, TensorInfo]:
-        """The inputs of a product of two computed tensors in the :class:`~cimforge.golden.ir.Mul` order: equal
-        shapes, or the one value per channel ``(C, 1, 1)`` second."""
+    def product_operands(self, node, xs: list[TensorInfo], what: str = "product") -> tuple[TensorInfo, TensorInfo]:
+        """The inputs of a product (or an add) of two computed tensors in the :class:`~cimforge.golden.ir.Mul`
+        order: equal shapes, or the one value per channel ``(C, 1, 1)`` second."""
         a, b = xs
         if len(b.shape) == 3 and a.shape == (b.shape[0], 1, 1) and b.shape != a.shape:
             a, b = b, a
         if b.shape != a.shape and not (len(a.shape) == 3 and b.shape == (a.shape[0], 1, 1)):
-            self.fail(node, f"broadcasting product {xs[0].shape} * {xs[1].shape}: allowed equal shapes, or one "
+            sign = "*" if what == "product" else "+"
+            self.fail(node, f"broadcasting {what} {xs[0].shape} {sign} {xs[1].shape}: allowed equal shapes, or one "
                             f"(C, H, W) and one value per channel (C, 1, 1)")
         return a, b
 
@@ -993,9 +994,7 @@ class _Importer:
         if any(isinstance(self.get(node, i), _Const) for i in (0, 3)):
             self.qlinear_affine(node, "add")
             return
-        xs = self.qlinear_operands(node)
-        if xs[0].shape != xs[1].shape:
-            self.fail(node, f"broadcasting add {xs[0].shape} + {xs[1].shape} is not supported")
+        xs = self.product_operands(node, self.qlinear_operands(node), "add")
         out = self.out_info(node, 6, 7, xs[0].shape)
         self.emit(self.build(node, Add, name=self.layer_name(node), inputs=tuple(xs), output=out))
 
@@ -1732,12 +1731,13 @@ class _Importer:
             self.values[node.output[0]] = self.affine(node, x, np.ones_like(shift), shift)
             return
         if self.chained(node, (0, 1)):
+            shapes = [self.expr_shape(node, i) for i in (0, 1)]
+            a, _ = self.product_operands(node, [TensorInfo(f"shape{i}", sh, "int8", 1.0, 0)
+                                                for i, sh in enumerate(shapes)], "add")
             self.values[node.output[0]] = self.chain(node, ("sum", (self.float_expr(node, 0), self.float_expr(node, 1))),
-                                                     self.expr_shape(node, 0))
+                                                     a.shape)
             return
-        xs = [self.quantized_input(node, i) for i in (0, 1)]
-        if xs[0].shape != xs[1].shape:
-            self.fail(node, f"broadcasting add {xs[0].shape} + {xs[1].shape} is not supported")
+        xs = self.product_operands(node, [self.quantized_input(node, i) for i in (0, 1)], "add")
         self.values[node.output[0]] = _Pending(
             node.name or node.output[0], node.op_type, xs[0].shape,
             lambda out: Add(name=self.layer_name(node), inputs=tuple(xs), output=out),

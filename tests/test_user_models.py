@@ -287,6 +287,18 @@ def _pixel_shuffle(n: _Net):
     return n.model((3, 8, 8), [n.gemm(n.op("Flatten", [n.op("GlobalAveragePool", [x])]), 4, 3)]), (3, 8, 8)
 
 
+def _gc_block(n: _Net):
+    """Global-context blocks (GCNet, attention heads): ``x + transform(GAP(x))``, a computed one value per
+    channel ``(N, C, 1, 1)`` added over the plane, in both operand orders, each before a ReLU."""
+    x = n.op("Relu", [n.conv("x", 3, 16, 3, pads=[1, 1, 1, 1])])
+    g = n.conv(n.op("Relu", [n.conv(n.op("GlobalAveragePool", [x]), 16, 4, 1)]), 4, 16, 1)
+    x = n.op("Relu", [n.op("Add", [x, g])])
+    x = n.op("Relu", [n.conv(x, 16, 8, 3, strides=[2, 2], pads=[1, 1, 1, 1])])
+    g = n.conv(n.op("GlobalAveragePool", [x]), 8, 8, 1)
+    x = n.op("Relu", [n.op("Add", [g, x])])
+    return n.model((3, 10, 10), [n.gemm(n.op("Flatten", [n.op("GlobalAveragePool", [x])]), 8, 4)]), (3, 10, 10)
+
+
 def _split_equal(n: _Net):
     """Opset 18's ``Split`` by ``num_outputs``: 8 channels into 3, 3 and 2 (the last part smaller), each through
     its own convolution, concatenated again."""
@@ -393,7 +405,7 @@ MODELS = {"squeeze_gemm": _squeeze_gemm, "pools": _pools, "pads": _pads, "activa
           "prelu": _prelu, "upsample": _upsample, "decoder": _decoder, "reduce": _reduce,
           "slices": _slices, "split_equal": _split_equal, "shufflenet_v2": _shufflenet_v2,
           "dynamic_flatten": _dynamic_flatten, "ghost": _ghost,
-          "pixel_shuffle": _pixel_shuffle}
+          "pixel_shuffle": _pixel_shuffle, "gc_block": _gc_block}
 
 
 def _quantize(proto, shape, dst: Path, fmt: str, per_channel: bool, act: str, wt: str, dtype=np.float32,
@@ -853,6 +865,28 @@ def test_bad_files_options_and_inputs(models, tmp_path, capsys):
         assert line.count("'x'") == 1, line  # each allowed name once
 
 
+def test_broadcast_add_in_row_bands(tmp_path):
+    """A global-context add of one value per channel over a 48x48 plane too big for the default preset's
+    activation memory: in row bands each band reads the whole (C, 1, 1) operand; the ISS equals the golden model
+    on every tensor, no DMA racing an engine."""
+    from cimforge.compiler.compile import compile_graph
+    from cimforge.compiler.lowering.host import split_host_tail
+    from cimforge.golden.onnx_import import load_onnx
+    from cimforge.presets import get_preset
+
+    print(f"weights and calibration seed {SEED}")
+    n = _Net(SEED)
+    x = n.op("Relu", [n.conv("x", 3, 16, 3, pads=[1, 1, 1, 1])])
+    g = n.conv(n.op("Relu", [n.conv(n.op("GlobalAveragePool", [x]), 16, 4, 1)]), 4, 16, 1)
+    x = n.op("Relu", [n.conv(n.op("Relu", [n.op("Add", [x, g])]), 16, 8, 3, strides=[2, 2], pads=[1, 1, 1, 1])])
+    proto = n.model((3, 48, 48), [n.gemm(n.op("Flatten", [n.op("GlobalAveragePool", [x])]), 8, 4)])
+    g = split_host_tail(load_onnx(_quantize(proto, (3, 48, 48), tmp_path / "gc.onnx", *VARIANTS["qdq_pc_s8s8"]))).fabric
+    assert any(layer.kind == "add" and layer.broadcast for layer in g.layers)
+    prog = compile_graph(g, get_preset("default"), batch=1)
+    assert prog.external
+    _iss_equals_golden(g, prog, 1)
+
+
 @pytest.mark.parametrize("var", list(VARIANTS))
 def test_input_normalisation_in_the_model(var, tmp_path, capsys):
     """torchvision's transforms written into the model: ``((1 - x) - mean) / std`` by scalar and (1, 3, 1, 1)
@@ -1029,7 +1063,8 @@ def test_two_input_model(fmt, tmp_path, capsys):
                                       ("banded", "qdq_pt_u8u8"), ("decoder", "qop_pt_u8s8"),
                                       ("slices", "qdq_pc_s8s8"), ("shufflenet_v2", "qdq_pc_s8s8"),
                                       ("shufflenet_v2", "qop_pt_u8s8"), ("dynamic_flatten", "qop_pt_u8s8"),
-                                      ("pixel_shuffle", "qdq_pc_s8s8")])
+                                      ("pixel_shuffle", "qdq_pc_s8s8"), ("gc_block", "qdq_pc_s8s8"),
+                                      ("gc_block", "qop_pt_u8s8")])
 def test_rtl_bit_exact(models, name, var, tmp_path, capsys):
     """``cimforge sim --random 2 --seed 0`` on the default fabric in Verilator: every tensor bit-exact and every
     layer's measured cycles as the cost model predicted."""

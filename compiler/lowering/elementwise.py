@@ -49,7 +49,8 @@ def emit(state: CompileState, step: Step) -> None:
                     zp_a=ta.zero_point, zp_b=tb.zero_point, mult_o=int(layer.requant.multiplier),
                     shift_o=int(layer.requant.shift))
     elif isinstance(layer, Add):
-        args.update(b_base=bt.base, b_stride=bt.cw, has_b=1, rq_in=1, rq_out=1, ls=layer.left_shift,
+        args.update(b_base=bt.base, b_stride=0 if layer.broadcast else bt.cw, has_b=1, rq_in=1, rq_out=1,
+                    ls=layer.left_shift,
                     zp_a=ta.zero_point, zp_b=tb.zero_point,
                     mult_a=int(layer.requant_a.multiplier), shift_a=int(layer.requant_a.shift),
                     mult_b=int(layer.requant_b.multiplier), shift_b=int(layer.requant_b.shift),

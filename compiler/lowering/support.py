@@ -100,6 +100,10 @@ float rounding meets a quantisation tie (the user models of tests/test_user_mode
 word per channel word for every pixel, `b_stride` 0), and in external-memory mode each row band loads the
 whole gate. Other broadcasts (one value per pixel, `(1, H, W)`) are refused by node name.
 
+**Adds of a per-channel tensor** (`add` with a `(C, 1, 1)` second operand: a global-context block's `x +
+transform(GAP(x))`, QDQ `Add` or `QLinearAdd`, either operand order) are the residual add's integer scheme with
+the per-channel operand read at pixel stride 0, as the gate of a product, whole in every row band.
+
 **Float chains.** onnxruntime leaves LRN and BatchNormalization in float, and the operators after them too
 until the next quantized one (AlexNet: `LRN -> MaxPool -> QuantizeLinear`; ShuffleNet in QOperator form:
 `BatchNormalization -> Relu -> Reshape -> Transpose -> Reshape -> QuantizeLinear`). A MaxPool, Reshape or
