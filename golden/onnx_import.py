@@ -977,7 +977,7 @@ class _Importer:
         if len(b.shape) == 3 and a.shape == (b.shape[0], 1, 1) and b.shape != a.shape:
             a, b = b, a
         if b.shape != a.shape and not (len(a.shape) == 3 and b.shape == (a.shape[0], 1, 1)):
-            sign = "*" if what == "product" else "+"
+            sign = {"product": "*", "add": "+"}.get(what, "-")
             self.fail(node, f"broadcasting {what} {xs[0].shape} {sign} {xs[1].shape}: allowed equal shapes, or one "
                             f"(C, H, W) and one value per channel (C, 1, 1)")
         return a, b
@@ -2087,7 +2087,39 @@ class _Importer:
     op_Sigmoid = op_Tanh = op_LeakyRelu = op_HardSigmoid = op_HardSwish = op_Elu = op_Selu = op_Celu = elementwise_table
     op_Softplus = op_Softsign = op_ThresholdedRelu = op_Mish = op_Gelu = op_Erf = op_Exp = op_Log = elementwise_table
     op_Sqrt = op_Reciprocal = op_Abs = op_Neg = op_Sin = op_Cos = op_Floor = op_Ceil = op_Round = elementwise_table
-    op_Sign = op_PRelu = op_Sub = op_Div = op_Pow = op_Max = op_Min = elementwise_table
+    op_Sign = op_PRelu = op_Div = op_Pow = op_Max = op_Min = elementwise_table
+
+    def op_Sub(self, node):
+        """``a - b`` of two computed tensors (a denoiser's ``x - noise``, which onnxruntime leaves in float) is
+        ``a + (-b)``: ``-b`` is a table of ``b``'s codes into the quantisation of scale ``s_b`` and zero point
+        ``qmin + qmax - zp_b``, exact (code ``qmin + qmax - q``), then the residual add; numerics "onnx": the
+        float32 ``a + (-1) b`` chain, which is ``a - b`` exactly. With a constant, or of functions of one tensor,
+        an element-wise table."""
+        consts = any(isinstance(self.optional(node, i), (_Const, _ConstDequant)) for i in (0, 1))
+        if len(node.input) != 2 or consts or self.table_operands(node) is not None:
+            self.elementwise_table(node)
+            return
+        if self.chained(node, (0, 1)):
+            shapes = [self.expr_shape(node, i) for i in (0, 1)]
+            a, _ = self.product_operands(node, [TensorInfo(f"shape{i}", sh, "int8", 1.0, 0)
+                                                for i, sh in enumerate(shapes)], "difference")
+            neg = ("affine", self.float_expr(node, 1), np.full(shapes[1][0], -1, np.float32),
+                   np.zeros(shapes[1][0], np.float32))
+            self.values[node.output[0]] = self.chain(node, ("sum", (self.float_expr(node, 0), neg)), a.shape)
+            return
+        a, b = (self.quantized_input(node, i) for i in (0, 1))
+        nb = self.build(node, TensorInfo, f"{node.output[0]}/negated", b.shape, b.dtype, b.scale,
+                        b.qmin + b.qmax - b.zero_point)
+        codes = _lut.code_bytes(b).astype(np.int64)
+        neg_node = _FakeNode(f"{node.name or node.output[0]}/negate", "Neg", nb.name)
+        self.emit(self.table_layer(neg_node, b, nb, b.qmin + b.qmax - codes))
+        xs = self.product_operands(node, [a, nb], "difference")
+        lo_a, hi_a = self.info_range(a)
+        lo_b, hi_b = self.info_range(b)
+        self.values[node.output[0]] = _Pending(
+            node.name or node.output[0], node.op_type, xs[0].shape,
+            lambda out: Add(name=self.layer_name(node), inputs=tuple(xs), output=out),
+            real_range=(lo_a - hi_b, hi_a - lo_b))
 
     def emit_lut(self, node, v: _Lut, out: TensorInfo) -> None:
         """The :class:`~cimforge.golden.ir.Lut` layer of ``v`` quantized into ``out`` (onnxruntime's
@@ -2683,6 +2715,10 @@ IMPORTS_TO: dict[str, tuple[tuple[str, ...], str]] = {
                                                      "per-channel constant a depthwise 1x1 `conv2d`; by a scalar or "
                                                      "of two functions of one tensor (`x * Sigmoid(x)`) a `lut`; "
                                                      "numerics \"onnx\": a `float_chain`"),
+    "Sub": (("lut", "add", "float_chain"), "with scalar or per-channel constants, or of functions of one tensor, "
+                                          "an element-wise table (as `Sigmoid`); of two computed tensors a "
+                                          "negating `lut` then an `add` (the second may be `(C, 1, 1)`); numerics "
+                                          "\"onnx\": a `float_chain`"),
     "Sum": (("add", "float_chain"), "n-ary float Sum: a chain of n - 1 adds; reading a float result (numerics "
                                     "\"onnx\") a `float_chain`"),
     "MaxPool": (("maxpool",), "on codes or QDQ; `ceil_mode` 1 as end padding"),
@@ -2738,7 +2774,7 @@ IMPORTS_TO: dict[str, tuple[tuple[str, ...], str]] = {
                                     "evaluation at the 256 codes; chains of them and `x * f(x)` are one table")
        for op in ("Sigmoid", "Tanh", "LeakyRelu", "HardSigmoid", "HardSwish", "Elu", "Selu", "Celu", "Softplus",
                   "Softsign", "ThresholdedRelu", "Mish", "Gelu", "Erf", "Exp", "Log", "Sqrt", "Reciprocal", "Abs",
-                  "Neg", "Sin", "Cos", "Floor", "Ceil", "Round", "Sign", "PRelu", "Sub", "Div", "Pow", "Max",
+                  "Neg", "Sin", "Cos", "Floor", "Ceil", "Round", "Sign", "PRelu", "Div", "Pow", "Max",
                   "Min")},
     "QuantizeLinear": ((), "graph-input quantisation, or the end of a QDQ layer"),
     "DequantizeLinear": ((), "the start of a QDQ layer, or weights and biases"),

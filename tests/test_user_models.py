@@ -299,6 +299,17 @@ def _gc_block(n: _Net):
     return n.model((3, 10, 10), [n.gemm(n.op("Flatten", [n.op("GlobalAveragePool", [x])]), 8, 4)]), (3, 10, 10)
 
 
+def _differences(n: _Net):
+    """Differences of two computed tensors: a denoiser's residual ``y - noise(y)`` (DnCNN), and a centring
+    ``x - GAP(x)`` (one value per channel subtracted over the plane), each read by a convolution."""
+    y = n.op("Relu", [n.conv("x", 3, 8, 3, pads=[1, 1, 1, 1])])
+    x = n.op("Sub", [y, n.conv(n.op("Relu", [n.conv(y, 8, 8, 3, pads=[1, 1, 1, 1])]), 8, 8, 3, pads=[1, 1, 1, 1])])
+    x = n.op("Relu", [n.conv(x, 8, 8, 3, pads=[1, 1, 1, 1])])
+    x = n.op("Relu", [n.conv(n.op("Sub", [x, n.op("GlobalAveragePool", [x])]), 8, 8, 3, strides=[2, 2],
+                             pads=[1, 1, 1, 1])])
+    return n.model((3, 8, 8), [n.gemm(n.op("Flatten", [x]), 8 * 4 * 4, 4)]), (3, 8, 8)
+
+
 def _split_equal(n: _Net):
     """Opset 18's ``Split`` by ``num_outputs``: 8 channels into 3, 3 and 2 (the last part smaller), each through
     its own convolution, concatenated again."""
@@ -405,7 +416,7 @@ MODELS = {"squeeze_gemm": _squeeze_gemm, "pools": _pools, "pads": _pads, "activa
           "prelu": _prelu, "upsample": _upsample, "decoder": _decoder, "reduce": _reduce,
           "slices": _slices, "split_equal": _split_equal, "shufflenet_v2": _shufflenet_v2,
           "dynamic_flatten": _dynamic_flatten, "ghost": _ghost,
-          "pixel_shuffle": _pixel_shuffle, "gc_block": _gc_block}
+          "pixel_shuffle": _pixel_shuffle, "gc_block": _gc_block, "differences": _differences}
 
 
 def _quantize(proto, shape, dst: Path, fmt: str, per_channel: bool, act: str, wt: str, dtype=np.float32,
@@ -1064,7 +1075,8 @@ def test_two_input_model(fmt, tmp_path, capsys):
                                       ("slices", "qdq_pc_s8s8"), ("shufflenet_v2", "qdq_pc_s8s8"),
                                       ("shufflenet_v2", "qop_pt_u8s8"), ("dynamic_flatten", "qop_pt_u8s8"),
                                       ("pixel_shuffle", "qdq_pc_s8s8"), ("gc_block", "qdq_pc_s8s8"),
-                                      ("gc_block", "qop_pt_u8s8")])
+                                      ("gc_block", "qop_pt_u8s8"), ("differences", "qdq_pc_s8s8"),
+                                      ("differences", "qop_pt_u8s8")])
 def test_rtl_bit_exact(models, name, var, tmp_path, capsys):
     """``cimforge sim --random 2 --seed 0`` on the default fabric in Verilator: every tensor bit-exact and every
     layer's measured cycles as the cost model predicted."""

@@ -104,6 +104,10 @@ whole gate. Other broadcasts (one value per pixel, `(1, H, W)`) are refused by n
 transform(GAP(x))`, QDQ `Add` or `QLinearAdd`, either operand order) are the residual add's integer scheme with
 the per-channel operand read at pixel stride 0, as the gate of a product, whole in every row band.
 
+**Differences of two tensors** (`Sub` of two computed tensors, left in float by onnxruntime: a denoiser's `y -
+noise`, a centring `x - GAP(x)`) are `a + (-b)`: `-b` is a `lut` of `b`'s codes into the quantisation of scale
+`s_b` and zero point `qmin + qmax - zp_b` (code `qmin + qmax - q`: exact), then the residual `add`.
+
 **Float chains.** onnxruntime leaves LRN and BatchNormalization in float, and the operators after them too
 until the next quantized one (AlexNet: `LRN -> MaxPool -> QuantizeLinear`; ShuffleNet in QOperator form:
 `BatchNormalization -> Relu -> Reshape -> Transpose -> Reshape -> QuantizeLinear`). A MaxPool, Reshape or
