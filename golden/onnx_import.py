@@ -2464,8 +2464,9 @@ class _Importer:
                 continue
             if not folded and (handler is None or ((node.domain == _MS) != (node.op_type in _MS_OPS)
                                                    and node.op_type not in _BOTH_DOMAINS)):
-                self.fail(node, f"operator {node.op_type} (domain {node.domain or 'ai.onnx'!r}) is not supported; "
-                                f"supported: {', '.join(SUPPORTED_OPS)}")
+                advice = _ADVICE.get(node.op_type)
+                self.fail(node, f"operator {node.op_type} (domain {node.domain or 'ai.onnx'!r}) is not supported"
+                                + (f": {advice}" if advice else f"; supported: {', '.join(SUPPORTED_OPS)}"))
             try:
                 self.fold(node) if folded else handler(node)
             except OnnxImportError:
@@ -2671,6 +2672,22 @@ _QLINEAR_INPUTS = {
 }
 #: Shape operators folded when their data is a constant (:meth:`_Importer.fold`).
 _FOLDABLE = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose"}
+#: What to do about an operator the importer does not take, where there is a better answer than the list.
+_ADVICE = {
+    "LogSoftmax": "onnxruntime leaves it in float as the graph output; end the model before it (its argmax is the "
+                  "logits' argmax) or end it with a Softmax, which the host side of a run computes",
+    "ArgMax": "end the model before it: every command reports the argmax of the first output (top-1)",
+    "ReduceL2": "an L2 normalisation is not an 8-bit operator; end the model before it (an embedding's direction "
+                "is that of the unnormalised vector)",
+    "LpNormalization": "an L2 normalisation is not an 8-bit operator; end the model before it",
+    "Cast": "casts of computed tensors are not supported; a uint8 image input is given as float real values "
+            "(divide by 255 in the data, not in the model)",
+    "LayerNormalization": "normalisations over the channels are not supported (allowed BatchNormalization)",
+    "InstanceNormalization": "normalisations of each image's planes are not supported (allowed BatchNormalization)",
+    "GroupNormalization": "normalisations of each image's channel groups are not supported (allowed "
+                          "BatchNormalization)",
+}
+
 #: Operators evaluated at import when every input is a constant (shape arithmetic around ``Shape``, constant
 #: weights built by the graph), by onnx's reference implementation.
 _CONST_EVAL = {"Gather", "Concat", "Cast", "Slice", "Mul", "Add", "Sub", "Div", "Range", "ConstantOfShape",

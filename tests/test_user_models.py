@@ -755,6 +755,10 @@ def _bad_models(d: Path) -> dict[str, Path]:
         x = n.op("ReduceMean", [n.conv("x", 3, 8, 3)], axes=[1], keepdims=1)
         return n.model((3, 6, 6), [n.op("Relu", [n.conv(x, 1, 4, 3)])]), (3, 6, 6)
 
+    def log_softmax(n):  # a classifier ending in LogSoftmax (left in float by onnxruntime)
+        return n.model((3, 6, 6), [n.op("LogSoftmax", [n.gemm(n.op("Flatten", [n.conv("x", 3, 2, 3)]), 32, 5)],
+                                        axis=1)]), (3, 6, 6)
+
     def reverse(n):  # x[:, ::-1]: a reversing slice
         x = n.op("Slice", [n.conv("x", 3, 8, 3)] + [n.c(np.array([v], np.int64)) for v in (-1, -2 ** 31, 1, -1)])
         return n.model((3, 6, 6), [n.op("Relu", [n.conv(x, 8, 4, 3)])]), (3, 6, 6)
@@ -765,7 +769,7 @@ def _bad_models(d: Path) -> dict[str, Path]:
         return n.model((3, 6, 6), [n.op("Relu", [n.conv(n.op("Concat", parts, axis=1), 12, 4, 3)])]), (3, 6, 6)
 
     for name, build in [("reflect", reflect), ("resize", resize), ("channel_mean", channel_mean),
-                        ("reverse", reverse), ("focus_input", focus_input),
+                        ("reverse", reverse), ("focus_input", focus_input), ("log_softmax", log_softmax),
                         ("cast_input", cast_input), ("softmax_mid", softmax_mid)]:
         proto, shape = build(_Net(SEED))
         built[name] = _quantize(proto, shape, d / f"{name}.onnx", "qdq", True, "int8", "int8",
@@ -814,6 +818,7 @@ def test_unsupported_models_named(bad, cmd, tmp_path, capsys):
     _user_error(capsys, argv(bad["cast_input"]), "'x'", "'Cast_", "DequantizeLinear")
     _user_error(capsys, argv(bad["channel_mean"]), "'ReduceMean_", "axes [1]", "allowed axes [2, 3]")
     _user_error(capsys, argv(bad["pc_opset11"]), "DequantizeLinear", "need opset >= 13", "opset 11")
+    _user_error(capsys, argv(bad["log_softmax"]), "'LogSoftmax_", "end the model before it", "argmax")
     _user_error(capsys, argv(bad["reverse"]), "'Slice_", "step -1 on axis 1", "allowed steps >= 1")
     _user_error(capsys, argv(bad["focus_input"]), "'Slice_", "float graph input 'x'", "preprocessing")
     _user_error(capsys, argv(bad["float"]), "float-only model", "quantize_static")
