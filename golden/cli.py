@@ -100,13 +100,21 @@ def take(data, index):
     return {k: v[index] for k, v in data.items()} if isinstance(data, dict) else data[index]
 
 
-def _sample_shape(option: str, p, data: np.ndarray, t, what: str) -> np.ndarray:
-    """``data`` as ``(N, *t.shape)`` (one sample ``t.shape`` gets the batch axis), else a UserError."""
-    if tuple(data.shape) == tuple(t.shape):
+def user_shape(graph, t) -> tuple[int, ...]:
+    """The per-sample shape of the data a user gives for graph input ``t``: the model's own input layout (an
+    NHWC input the model transposes first stays NHWC, :func:`cimforge.golden.ops.input_shape`)."""
+    from .ops import input_shape
+    return input_shape(t.shape, graph.input_steps.get(t.name, ()))
+
+
+def _sample_shape(option: str, p, data: np.ndarray, shape: tuple, what: str) -> np.ndarray:
+    """``data`` as ``(N, *shape)`` (one sample ``shape`` gets the batch axis), else a UserError."""
+    shape = tuple(shape)
+    if tuple(data.shape) == shape:
         data = data[None]
-    if data.ndim != len(t.shape) + 1 or tuple(data.shape[1:]) != tuple(t.shape) or not len(data):
+    if data.ndim != len(shape) + 1 or tuple(data.shape[1:]) != shape or not len(data):
         raise UserError(f"{option} {str(p)!r}: {what} of shape {tuple(data.shape)}; allowed (N, "
-                        f"{', '.join(map(str, t.shape))}) with N >= 1, the model's input layout")
+                        f"{', '.join(map(str, shape))}) with N >= 1, the model's input layout")
     return data
 
 
@@ -153,7 +161,7 @@ def read_inputs(path, graph, option: str = "--input") -> tuple:
         if len(pairs) != 1:
             raise UserError(f"{option} {str(p)!r}: one array for a model of {len(pairs)} inputs; allowed an .npz "
                             f"of one array per input, named {', '.join(repr(f or t.name) for t, f in pairs)}")
-        return _sample_shape(option, p, loaded, pairs[0][0], "data"), None
+        return _sample_shape(option, p, loaded, user_shape(graph, pairs[0][0]), "data"), None
     with loaded:
         arrays = {k: loaded[k] for k in loaded.files}
     label_keys = [k for k in LABEL_KEYS if k in arrays]
@@ -167,7 +175,7 @@ def read_inputs(path, graph, option: str = "--input") -> tuple:
                                 f"allowed one array per input, named "
                                 f"{', '.join(repr(f or t.name) for t, f in pairs)} (labels under "
                                 f"{'/'.join(LABEL_KEYS)})")
-            data[t.name] = _sample_shape(option, p, arrays[key], t, f"array {key!r}")
+            data[t.name] = _sample_shape(option, p, arrays[key], user_shape(graph, t), f"array {key!r}")
         counts = {k: len(v) for k, v in data.items()}
         if len(set(counts.values())) > 1:
             raise UserError(f"{option} {str(p)!r}: samples per input {counts}; allowed the same number for every "
@@ -185,7 +193,7 @@ def read_inputs(path, graph, option: str = "--input") -> tuple:
         if key is None:
             raise UserError(f"{option} {str(p)!r}: arrays {sorted(arrays)}; allowed one array, or one named "
                             f"{' or '.join(repr(n) for n in names)} (labels under {'/'.join(LABEL_KEYS)})")
-        data = _sample_shape(option, p, arrays[key], q_in, "data")
+        data = _sample_shape(option, p, arrays[key], user_shape(graph, q_in), "data")
         n = len(data)
     return data, None if labels is None else _check_labels(option, p, labels, n, graph)
 
@@ -238,7 +246,7 @@ def random_inputs(graph, n: int, seed: int):
         if real:
             lo, hi = (t.qmin - t.zero_point) * t.scale, (t.qmax - t.zero_point) * t.scale
             lo, hi = input_bounds(lo, hi, graph.input_steps.get(t.name, ()), t.shape)
-            return rng.uniform(lo, hi, size=(n, *t.shape)).astype(np.float32)
+            return rng.uniform(lo, hi, size=(n, *user_shape(graph, t))).astype(np.float32)
         return rng.integers(t.qmin, t.qmax + 1, size=(n, *t.shape)).astype(t.np_dtype)
     pairs = _input_pairs(graph)
     if len(pairs) == 1:
@@ -306,7 +314,7 @@ def _float_model(model: Path, given: Path | None, graph) -> Path | None:
         inits = {i.name for i in proto.graph.initializer}
         ins = {v.name: tuple(d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim)
                for v in proto.graph.input if v.name not in inits}
-        want = {f: graph.tensors[q].shape for f, q in graph.float_inputs.items()}
+        want = {f: user_shape(graph, graph.tensors[q]) for f, q in graph.float_inputs.items()}
         if set(ins) != set(want) or any(len(ins[n]) != 1 + len(s) or any(
                 d is not None and d != e for d, e in zip(ins[n][1:], s)) for n, s in want.items()):
             got = ", ".join(f"{n!r} {ins[n]}" for n in ins) or "no input"

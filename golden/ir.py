@@ -1104,8 +1104,9 @@ CLAMPABLE = (Conv2d, Dense, AvgPool, GlobalAvgPool, Add, Mul, Clamp, FloatChain)
 # Graph
 
 
-#: The arithmetic a model may apply to its float input before quantizing it (:attr:`Graph.input_steps`).
-INPUT_STEP_OPS = ("Add", "Sub", "Mul", "Div")
+#: The arithmetic a model may apply to its float input before quantizing it (:attr:`Graph.input_steps`), and
+#: the transposition of a channels-last input (a TensorFlow model converted by tf2onnx: NHWC -> NCHW).
+INPUT_STEP_OPS = ("Add", "Sub", "Mul", "Div", "Transpose")
 
 
 @dataclass(frozen=True, eq=False)
@@ -1130,7 +1131,9 @@ class Graph:
         Graph input -> the float32 arithmetic the model applies to its float input before the QuantizeLinear
         (``(x - mean) / std`` at the start of the model, which onnxruntime leaves in float): steps ``(op,
         constant, constant_first)`` with ``op`` one of :data:`INPUT_STEP_OPS`, applied on the host side with the
-        input's quantisation (:func:`cimforge.golden.ops.input_real`). Empty for most models.
+        input's quantisation (:func:`cimforge.golden.ops.input_real`); a ``Transpose`` step's constant is the
+        permutation of all axes, batch first (a channels-last input whose layout the user keeps:
+        :func:`cimforge.golden.ops.input_shape`). Empty for most models.
 
     Members
     -------

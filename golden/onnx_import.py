@@ -120,6 +120,25 @@ class _Shuffle:
 
 
 @dataclass
+class _Permuted:
+    """A ``Transpose`` of the IR tensor ``src`` that is not a channel shuffle: Keras' ``Flatten`` of a
+    channels-last tensor as tf2onnx writes it (``Transpose (0, 2, 3, 1) -> Reshape (N, -1) -> MatMul``).
+    ``index[j]`` is where element ``j`` of the transposed tensor, flattened, sits in ``src`` flattened;
+    ``shape`` is its current per-sample shape (reshapes may follow), ``dequant`` whether it is float (QDQ).
+    Only a ``Gemm`` / ``MatMul`` may read it, flat (:meth:`_Importer.flat_input`): the permutation is folded
+    into the order of the weights' input columns, so no data moves."""
+    src: TensorInfo
+    index: np.ndarray
+    shape: tuple[int, ...]
+    dequant: bool
+    node: str
+    perm: tuple[int, ...]
+    #: A single transposition of a graph input's codes that nothing else reads (onnxruntime quantizes the input,
+    #: then transposes it): the transposition moves to the host (:meth:`_Importer.transposed_input`).
+    of_input: bool = False
+
+
+@dataclass
 class _FloatInput:
     """A float graph input, to be quantized by a ``QuantizeLinear``; ``steps``: the float arithmetic by constants
     the model applies to it first (:attr:`~cimforge.golden.ir.Graph.input_steps`)."""
@@ -258,6 +277,8 @@ class _Importer:
         if isinstance(v, _Shuffle):
             self.fail(node, f"{what} {node.input[i]!r} is a channel shuffle's transposed tensor; only a Reshape "
                             f"back to (C, H, W) may read it")
+        if isinstance(v, _Permuted):
+            self.permuted_reader(node, i, v)
         if isinstance(v, (_Dequant, _FloatInput)) or isinstance(v, _Pending):
             self.fail(node, f"{what} {node.input[i]!r} is a float tensor; this operator needs int8/uint8 codes")
         self.fail(node, f"{what} {node.input[i]!r} is a constant; this operator needs a computed tensor")
@@ -269,6 +290,8 @@ class _Importer:
         if isinstance(v, _Shuffle):
             self.fail(node, f"{what} {node.input[i]!r} is a channel shuffle's transposed tensor; only a Reshape "
                             f"back to (C, H, W) may read it")
+        if isinstance(v, _Permuted):
+            self.permuted_reader(node, i, v)
         if isinstance(v, _Pending):
             self.fail(node, f"{what} {node.input[i]!r} is the float output of node {v.node!r} ({v.op}) with no "
                             f"QuantizeLinear in between: only quantized tensors may pass between layers")
@@ -282,6 +305,31 @@ class _Importer:
                             f"QuantizeLinear in between: only quantized tensors, or a max, pad, resize or reshape "
                             f"of this one, may follow it")
         self.fail(node, f"{what} {node.input[i]!r} is a constant; a computed (dequantized) tensor is needed")
+
+    def permuted_reader(self, node, i: int, v: _Permuted):
+        """Refuse a reader of a transposed tensor other than a flat matrix product (:class:`_Permuted`)."""
+        self.fail(node, f"input {node.input[i]!r} is node {v.node!r}'s Transpose (perm {list(v.perm)}) of "
+                        f"{v.src.name!r}, shape {v.shape}: allowed readers are a Reshape / Flatten and then a Gemm or "
+                        f"MatMul of the flattened tensor (Keras' Flatten of a channels-last tensor), or the channel "
+                        f"shuffle Reshape (N, g, C/g, H, W) -> Transpose perm (0, 2, 1, 3, 4) -> Reshape (N, C, H, W)")
+
+    def flat_input(self, node, i: int, float_: bool) -> tuple[TensorInfo, np.ndarray | None]:
+        """A matrix product's input ``i``: (the tensor, None), or for a flattened :class:`_Permuted` tensor the
+        flattening of its source (a :class:`~cimforge.golden.ir.Reshape`, emitted once) and the permutation
+        ``index`` the weights' input columns take (``W'[:, index] = W``: the same products)."""
+        v = self.get(node, i)
+        if not isinstance(v, _Permuted):
+            return (self.dequant(node, i) if float_ else self.codes(node, i)), None
+        if len(v.shape) != 1 or v.dequant != float_:
+            self.permuted_reader(node, i, v)
+        name = f"{v.src.name}/flattened"  # not the model's tensor: that one is in the transposed order
+        if name not in self.tensor_names():
+            self.emit(Reshape(name=f"{v.node}/flatten", inputs=(v.src,), output=v.src.renamed(
+                name, (int(v.index.size),))))
+        return next(l.output for l in self.layers if l.output.name == name), v.index
+
+    def tensor_names(self) -> set[str]:
+        return {l.output.name for l in self.layers} | {t.name for t in self.inputs}
 
     def qparams(self, node, i_scale: int, i_zp: int | None, what: str) -> tuple[float, int, str]:
         """A per-tensor (scale, zero point, dtype) from constant inputs."""
@@ -480,14 +528,19 @@ class _Importer:
                        dilation=geo["dilation"], groups=groups)
         return shape, make
 
-    def dense(self, node, x: TensorInfo, w: np.ndarray, w_scale, bias_v, w_zp=0, cls=None):
+    def dense(self, node, x: TensorInfo, w: np.ndarray, w_scale, bias_v, w_zp=0, cls=None, cols=None):
         """``w`` is ``(out_features, in_features)``. A matrix product (MatMul, QLinearMatMul) over an N-D input
-        ``(..., features)`` is a :class:`~cimforge.golden.ir.MatMul` (the same weights at every position)."""
+        ``(..., features)`` is a :class:`~cimforge.golden.ir.MatMul` (the same weights at every position).
+        ``cols``: the input's features in the order of ``x``'s (a transposed input, :meth:`flat_input`)."""
         positions = node.op_type in ("MatMul", "QLinearMatMul", "MatMulInteger")
         if len(x.shape) != 1 and not positions:
             self.fail(node, f"input must be (N, features); per-sample shape {x.shape}: flatten first")
         if w.ndim != 2 or w.shape[1] != x.shape[-1]:
             self.fail(node, f"weight shape {w.shape} does not match {x.shape[-1]} input features")
+        if cols is not None:
+            moved = np.empty_like(w)
+            moved[:, cols] = w
+            w = moved
         ws = self.weight_scale(node, w_scale, w.shape[0])
         bias = self.bias(node, bias_v, x.scale, ws, w.shape[0])
         cls = cls or (Dense if len(x.shape) == 1 else MatMul)
@@ -643,9 +696,10 @@ class _Importer:
             return
         scale, zp, dtype = self.qparams(node, 1, 2, "output")  # refuses per-axis scales of activations
         name = node.output[0]
-        if isinstance(src, _Shuffle):  # QDQ around the shuffle's Transpose: the same codes
+        if isinstance(src, (_Shuffle, _Permuted)):  # QDQ around a Transpose: the same codes
             self.check_quant(node, src.src, (scale, zp, dtype), "input")
-            self.values[name] = src
+            self.values[name] = (src if isinstance(src, _Shuffle) else self.transposed_input(src, name)
+                                 if src.of_input else replace(src, dequant=False))
             return
         self.note_narrow(node, 2, name)
         if isinstance(src, _FloatInput):
@@ -703,7 +757,20 @@ class _Importer:
         """``x op c`` or ``c op x`` (Add, Sub, Mul, Div) of the float graph input ``x`` (after any earlier such
         step) and a float constant ``c`` that broadcasts over it without changing its shape: a step of the
         input's preprocessing (``(x - mean) / std``), which onnxruntime leaves in float and the host applies
-        before quantizing the input. Returns whether ``node`` was one."""
+        before quantizing the input; or a ``Transpose`` of it that keeps the batch axis (tf2onnx's NHWC -> NCHW
+        at the start of a converted TensorFlow model), which the host applies to the user's channels-last data.
+        Returns whether ``node`` was one."""
+        if node.op_type == "Transpose" and isinstance(self.values.get(node.input[0]), _FloatInput):
+            x = self.values[node.input[0]]
+            perm = [int(p) for p in self.attrs(node).get("perm", range(len(x.shape), -1, -1))]
+            if sorted(perm) != list(range(len(x.shape) + 1)) or perm[0] != 0:
+                self.fail(node, f"perm {perm} of the float graph input {x.name!r} (N, "
+                                f"{', '.join(map(str, x.shape))}); allowed a permutation that keeps the batch axis 0 "
+                                f"first (an NHWC input to NCHW: [0, 3, 1, 2])")
+            shape = tuple(x.shape[p - 1] for p in perm[1:])
+            self.values[node.output[0]] = _FloatInput(x.name, shape, (*x.steps, ("Transpose", np.array(perm),
+                                                                                 False)))
+            return True
         if node.op_type not in INPUT_STEP_OPS or len(node.input) != 2:
             return False
         vs = [self.values.get(i) for i in node.input]
@@ -840,9 +907,9 @@ class _Importer:
             axis = axis + src.value.ndim if axis < 0 else axis
             self.values[node.output[0]] = _ConstDequant(src.value, scale, zp, axis)
             return
-        if isinstance(src, _Shuffle):
+        if isinstance(src, (_Shuffle, _Permuted)):
             self.check_quant(node, src.src, self.qparams(node, 1, 2, "input"), "input")
-            self.values[node.output[0]] = src
+            self.values[node.output[0]] = src if isinstance(src, _Shuffle) else replace(src, dequant=True)
             return
         info = self.codes(node, 0)
         self.check_quant(node, info, self.qparams(node, 1, 2, "input"), "input")
@@ -864,13 +931,13 @@ class _Importer:
         self.emit(self.build(node, make, self.out_info(node, 6, 7, shape)))
 
     def op_QLinearMatMul(self, node):
-        x = self.codes(node, 0)
+        x, cols = self.flat_input(node, 0, False)
         self.check_quant(node, x, self.qparams(node, 1, 2, "input"), "input")
         b = self.const(node, 3, "B")
         if b.ndim != 2:
             self.fail(node, f"B must be a 2-D constant (K, N), has shape {b.shape}")
         w, wz = self.weights(node, b, self.const(node, 5, "B zero point"), axis=1)
-        shape, make = self.dense(node, x, w.T, self.const(node, 4, "B scale"), None, wz)
+        shape, make = self.dense(node, x, w.T, self.const(node, 4, "B scale"), None, wz, cols=cols)
         self.emit(self.build(node, make, self.out_info(node, 6, 7, shape)))
 
     def op_QGemm(self, node):
@@ -878,14 +945,14 @@ class _Importer:
         alpha, _ = self.gemm_scales(node, beta=False)  # QGemm has no beta: its C is scaled already
         if len(node.input) < 9 or not node.input[7]:
             self.fail(node, "QGemm without output quantisation (float output) is not supported")
-        x = self.codes(node, 0)
+        x, cols = self.flat_input(node, 0, False)
         self.check_quant(node, x, self.qparams(node, 1, 2, "input"), "input")
         b = self.const(node, 3, "B")
         trans = a.get("transB", 0)
         w, wz = self.weights(node, b, self.const(node, 5, "B zero point"), axis=0 if trans else 1)
         w = w if trans else w.T
         ws = np.asarray(self.const(node, 4, "B scale"), np.float64) * alpha
-        shape, make = self.dense(node, x, w, ws, self.optional(node, 6), wz)
+        shape, make = self.dense(node, x, w, ws, self.optional(node, 6), wz, cols=cols)
         self.emit(self.build(node, make, self.out_info(node, 7, 8, shape)))
 
     def qlinear_const(self, node, i: int) -> np.ndarray | None:
@@ -1435,6 +1502,9 @@ class _Importer:
 
     def op_Reshape(self, node):
         v = self.get(node, 0)
+        if isinstance(v, _Permuted):
+            self.values[node.output[0]] = replace(v, shape=self.reshape_shape(node, replace(v.src, shape=v.shape)))
+            return
         if isinstance(v, _Shuffle):
             target = self.reshape_shape(node, replace(v.src, shape=v.shape))
             if target != v.src.shape:
@@ -1690,7 +1760,7 @@ class _Importer:
     def op_Gemm(self, node):
         a = self.attrs(node)
         alpha, beta = self.gemm_scales(node, beta=True)
-        x = self.dequant(node, 0)
+        x, cols = self.flat_input(node, 0, True)
         trans = a.get("transB", 0)
         w, ws, wz = self.const_weights(node, 1, 0 if trans else 1)
         bias = self.optional(node, 2)
@@ -1702,15 +1772,15 @@ class _Importer:
             else:
                 self.fail(node, f"beta={beta} with an integer bias C: allowed beta=1, or a float or dequantized C")
         ws = np.asarray(ws, np.float64) * alpha
-        shape, make = self.dense(node, x, w if trans else w.T, ws, bias, wz)
+        shape, make = self.dense(node, x, w if trans else w.T, ws, bias, wz, cols=cols)
         self.values[node.output[0]] = _Pending(node.name or node.output[0], node.op_type, shape, make)
 
     def op_MatMul(self, node):
-        x = self.dequant(node, 0)
+        x, cols = self.flat_input(node, 0, True)
         w, ws, wz = self.const_weights(node, 1, 1)
         if w.ndim != 2:
             self.fail(node, f"B must be 2-D (K, N), has shape {w.shape}")
-        shape, make = self.dense(node, x, w.T, ws, None, wz)
+        shape, make = self.dense(node, x, w.T, ws, None, wz, cols=cols)
         self.values[node.output[0]] = _Pending(node.name or node.output[0], node.op_type, shape, make)
 
     def op_Add(self, node):
@@ -2357,19 +2427,49 @@ class _Importer:
             self.values[node.output[0]] = _Shuffle(TensorInfo(node.input[0], src, "int8", 1.0, 0), g,
                                                    (cg, g, *v.shape[2:]), True, v.reshaped)
             return
+        if isinstance(v, _Permuted):
+            self.values[node.output[0]] = self.permuted(node, v.src, v.index.reshape(v.shape), perm, v.dequant)
+            return
         info = self.dequant(node, 0) if not isinstance(v, _Codes) else self.codes(node, 0)
         producer = next((i for i, l in enumerate(self.layers) if l.output.name == info.name), None)
         layer = None if producer is None else self.layers[producer]
         if (perm != [0, 2, 1, 3, 4] or not isinstance(layer, Reshape) or len(layer.input.shape) != 3
                 or len(info.shape) != 4 or info.shape[0] * info.shape[1] != layer.input.shape[0]
                 or info.shape[2:] != layer.input.shape[1:]):
-            self.fail(node, f"only the channel shuffle Reshape (N, g, C/g, H, W) -> Transpose perm (0, 2, 1, 3, 4) "
-                            f"-> Reshape (N, C, H, W) is supported (perm {perm}, input {info.shape})")
+            order = np.arange(int(np.prod(info.shape)), dtype=np.int64).reshape(info.shape)
+            pv = self.permuted(node, info, order, perm, not isinstance(v, _Codes))
+            inputs = {t.name for t in self.inputs} & set(self.float_inputs.values())
+            readers = {node.input[0], info.name}
+            if info.name in inputs and all(self.consumers.get(t, 0) == 1 and t not in self.graph_outputs
+                                           for t in readers):
+                pv = replace(pv, of_input=True)
+            self.values[node.output[0]] = (self.transposed_input(pv, node.output[0]) if pv.of_input and not
+                                           pv.dequant else pv)
+            return
         if self.consumers.get(info.name, 0) != 1 or info.name in self.graph_outputs:
             self.fail(node, f"the reshaped tensor {info.name!r} has other consumers: cannot fold the shuffle")
         del self.layers[producer]
         g, cg = info.shape[0], info.shape[1]
         self.values[node.output[0]] = _Shuffle(layer.input, g, (cg, g, *info.shape[2:]), not isinstance(v, _Codes))
+
+    def transposed_input(self, v: _Permuted, name: str) -> "_Codes":
+        """The graph input ``v.src`` replaced by its transposition ``name``: the host transposes the user's
+        data (an input step), so the fabric receives channels-first codes (quantisation commutes with it)."""
+        new = v.src.renamed(name, v.shape)
+        self.inputs[self.inputs.index(v.src)] = new
+        f = next(f for f, q in self.float_inputs.items() if q == v.src.name)
+        self.float_inputs[f] = name
+        steps = self.input_steps.pop(v.src.name, ())
+        self.input_steps[name] = (*steps, ("Transpose", np.array(v.perm), False))
+        return _Codes(new)
+
+    def permuted(self, node, src: TensorInfo, order: np.ndarray, perm: list, dequant: bool) -> _Permuted:
+        """``Transpose(perm)`` of a tensor whose elements sit at ``order`` in ``src`` (:class:`_Permuted`)."""
+        if sorted(perm) != list(range(order.ndim + 1)) or perm[0] != 0:
+            self.fail(node, f"perm {perm} of a tensor (N, {', '.join(map(str, order.shape))}); allowed a "
+                            f"permutation of its axes that keeps the batch axis 0 first")
+        moved = np.transpose(order, [p - 1 for p in perm[1:]])
+        return _Permuted(src, moved.ravel(), moved.shape, dequant, node.name or node.output[0], tuple(perm))
 
     def shuffle_conv(self, node, sh: _Shuffle):
         """The permutation ``out[b*g + a] = x[a*C/g + b]`` as a 1x1 convolution: weights 1 where an output
@@ -2481,6 +2581,11 @@ class _Importer:
             elif isinstance(v, _Dequant):
                 outputs.append(v.info.name)
                 float_outputs[o.name] = v.info.name
+            elif isinstance(v, _Permuted):
+                raise OnnxImportError(f"graph output is node {v.node!r}'s Transpose (perm {list(v.perm)}) of "
+                                      f"{v.src.name!r}: allowed graph outputs are tensors the fabric computes, in "
+                                      f"channels-first layout (end the model before the Transpose and transpose "
+                                      f"its output on the host)", node=o.name)
             elif isinstance(v, (_Pending, _Lut)):
                 raise OnnxImportError(f"graph output is the float result of node {v.node!r} ({v.op}), never "
                                       f"quantized: allowed graph outputs are quantized tensors (a QuantizeLinear "
@@ -2772,7 +2877,9 @@ IMPORTS_TO: dict[str, tuple[tuple[str, ...], str]] = {
     "ConvTranspose": (("conv2d", "resize"), "QDQ: a zero `Pad` (`conv2d`), a `resize` gather spreading the input "
                                             "`stride` apart, and a stride-1 `conv2d` by the flipped kernel; explicit "
                                             "pads, output_padding, dilation, group"),
-    "Transpose": (("conv2d",), "only the channel shuffle (perm 0, 2, 1, 3, 4): a permutation 1x1 `conv2d`"),
+    "Transpose": (("conv2d", "reshape"), "the channel shuffle (perm 0, 2, 1, 3, 4): a permutation 1x1 `conv2d`; "
+                  "channels-last (tf2onnx): of the float input a host-side step, before a Gemm / MatMul a "
+                  "`reshape` with the weights' columns permuted"),
     "Pad": (("conv2d",), "constant, by real zero, of H and W: a depthwise 1x1 `conv2d` of weight 1 with that "
                          "padding"),
     "Relu": (("clamp", "lut"), "fused into the producer's output clamp where exact, else a `clamp`; of a table's "

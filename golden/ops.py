@@ -25,7 +25,7 @@ __all__ = [
     "quantize", "dequantize", "im2col", "window_sum",
     "conv2d_acc", "conv2d", "dense_acc", "dense", "max_pool", "avg_pool", "global_avg_pool",
     "add", "mul", "concat", "reshape", "clamp", "requantize_layer", "softmax", "lrn", "lut", "conv_integer", "matmul_integer",
-    "softmax_table", "float_chain",
+    "softmax_table", "float_chain", "input_real", "input_shape", "input_bounds",
 ]
 
 
@@ -40,24 +40,41 @@ def quantize(x, info: TensorInfo) -> np.ndarray:
 
 def input_real(x, steps) -> np.ndarray:
     """A float input after the model's own arithmetic on it (:attr:`~cimforge.golden.ir.Graph.input_steps`,
-    e.g. ``(x - mean) / std``): each step in float32, as onnxruntime computes it (IEEE operations, so the same
-    values), ready for :func:`quantize`."""
+    e.g. ``(x - mean) / std``, or the ``Transpose`` of an NHWC input to NCHW): each step in float32, as
+    onnxruntime computes it (IEEE operations, so the same values), ready for :func:`quantize`."""
     y = np.asarray(x, np.float32)
     ops = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide}
     for op, c, first in steps:
+        if op == "Transpose":  # c: the permutation of every axis, the batch axis (0) first
+            y = np.transpose(y, c)
+            continue
         c = np.asarray(c, np.float32)
         y = ops[op](c, y) if first else ops[op](y, c)
-    return y.astype(np.float32)
+    return np.ascontiguousarray(y, np.float32)
+
+
+def input_shape(shape, steps) -> tuple[int, ...]:
+    """The per-sample shape of the float input a user gives (the model's own input layout) for a quantized
+    graph input of ``shape``: ``shape`` with the steps' transpositions undone."""
+    shape = (1, *shape)
+    for op, c, _ in reversed(steps):
+        if op == "Transpose":
+            shape = tuple(shape[i] for i in np.argsort(c))
+    return tuple(int(d) for d in shape[1:])
 
 
 def input_bounds(lo: float, hi: float, steps, shape) -> tuple[np.ndarray, np.ndarray]:
-    """The raw float input values ``(N, *shape)``-broadcastable whose :func:`input_real` spans ``lo .. hi``: the
-    steps inverted (element-wise bounds; a step by a negative constant swaps them)."""
+    """The raw float input values ``(N, *input_shape(shape, steps))``-broadcastable whose :func:`input_real`
+    spans ``lo .. hi`` on a quantized input of ``shape``: the steps inverted (element-wise bounds; a step by a
+    negative constant swaps them, a transposition is undone)."""
     a = np.full((1, *shape), lo, np.float64)
     b = np.full((1, *shape), hi, np.float64)
     inverse = {"Add": lambda y, c, f: y - c, "Sub": lambda y, c, f: c - y if f else y + c,
                "Mul": lambda y, c, f: y / c, "Div": lambda y, c, f: c / y if f else y * c}
     for op, c, first in reversed(steps):
+        if op == "Transpose":
+            a, b = np.transpose(a, np.argsort(c)), np.transpose(b, np.argsort(c))
+            continue
         c = np.asarray(c, np.float64)
         with np.errstate(divide="ignore", invalid="ignore"):
             a, b = inverse[op](a, c, first), inverse[op](b, c, first)
@@ -249,7 +266,6 @@ def _mlas_window_sums(real: np.ndarray, kernel, stride, padding, dilation, out_h
             acc = acc + flat[:, :, k]
         return acc.reshape(n, c, 1, 1)
     rows = [(max(oy * sh - pt, 0), min(oy * sh - pt + kh, h)) for oy in range(ho)]
-    cols = [(max(ox * sw - pl, 0), min(ox * sw - pl + kw, w)) for ox in range(wo)]
     out = np.zeros((n, c, ho, wo), f32)
     if sw <= 2 and kh <= 32 and kw <= 32 and dilation == (1, 1) and not generic:
         for oy, (y0, y1) in enumerate(rows):

@@ -166,7 +166,7 @@ def report_markdown(d: dict) -> str:
                      f"{_exact_word(r['bit_exact'])} |")
     acc = d["accuracy"]
     lines += ["", f"- bit-exact: {'yes, every tensor of every image' if d['bit_exact'] else 'NO: ' + d['divergence']}",
-              f"- top-1: " + (f"accuracy RTL {100 * acc['rtl']:.2f}%, golden {100 * acc['golden']:.2f}%" if acc else
+              "- top-1: " + (f"accuracy RTL {100 * acc['rtl']:.2f}%, golden {100 * acc['golden']:.2f}%" if acc else
                               f"RTL equals golden on {100 * d['top1_agreement']:.2f}% of images (no labels)"),
               f"- cycles per image: {d['cycles_per_image']} (network utilisation {_pct(d['network_utilisation'])}, "
               f"conv layers {_pct(d['conv_utilisation'])}); cost model worst error "
@@ -212,7 +212,8 @@ def _data(args, label: str, graph, default_dataset: str | None) -> tuple[np.ndar
         what, default_n = f"{dataset} test images", DEFAULT_IMAGES
     elif args.input is not None:
         x, y = read_inputs(args.input, graph)
-        x = to_codes(graph, x, "--input")  # checked now, before the first run
+        x = to_codes(graph, x, "--input")  # checked now, before the first run; codes by input name, as
+        x = x if isinstance(x, dict) else {q_in.name: x}  # simulate() takes them (the model's steps applied)
         what, default_n = f"{args.input.name}", None
     else:
         n = args.random or max(DEFAULT_RANDOM, start + (args.images or 0))

@@ -362,6 +362,17 @@ def _shufflenet_v2(n: _Net):
     return n.model((3, 32, 32), [n.gemm(x, 64, 5)]), (3, 32, 32)
 
 
+def _concat_spatial(n: _Net):
+    """Concatenations along a spatial axis: two branches of 4 and 2 rows stacked along the height (a copy of
+    each at its pixel offset), and a YOLO head's ``Concat`` of per-scale predictions reshaped to ``(N, C, H*W)``
+    along the anchors (``(C, L)`` tensors are stored as one row)."""
+    a = n.op("Relu", [n.conv("x", 3, 8, 3, strides=[2, 2], pads=[1, 1, 1, 1])])      # (8, 4, 4)
+    b = n.op("Relu", [n.conv("x", 3, 8, 3, strides=[4, 2], pads=[1, 1, 1, 1])])      # (8, 2, 4)
+    y = n.op("Relu", [n.conv(n.op("Concat", [a, b], axis=2), 8, 8, 3, pads=[1, 1, 1, 1])])   # (8, 6, 4)
+    heads = [n.op("Reshape", [n.conv(t, 8, 6, 1), n.c(np.array([0, 6, -1], np.int64))]) for t in (y, a)]
+    return n.model((3, 8, 8), [n.op("Concat", heads, axis=2)]), (3, 8, 8)               # (6, 24 + 16)
+
+
 def _conv_transpose(n: _Net):
     """Transposed convolutions as decoders, GANs and U-Nets write them: DCGAN's kernel 4 stride 2 pads 1,
     kernel 3 stride 2 pads 1 with output_padding 1, stride 1 (a convolution's padding), groups 2 with kernel 2
@@ -416,7 +427,8 @@ MODELS = {"squeeze_gemm": _squeeze_gemm, "pools": _pools, "pads": _pads, "activa
           "prelu": _prelu, "upsample": _upsample, "decoder": _decoder, "reduce": _reduce,
           "slices": _slices, "split_equal": _split_equal, "shufflenet_v2": _shufflenet_v2,
           "dynamic_flatten": _dynamic_flatten, "ghost": _ghost,
-          "pixel_shuffle": _pixel_shuffle, "gc_block": _gc_block, "differences": _differences}
+          "pixel_shuffle": _pixel_shuffle, "gc_block": _gc_block, "differences": _differences,
+          "concat_spatial": _concat_spatial}
 
 
 def _quantize(proto, shape, dst: Path, fmt: str, per_channel: bool, act: str, wt: str, dtype=np.float32,
@@ -768,7 +780,16 @@ def _bad_models(d: Path) -> dict[str, Path]:
                  for b in ([0, 0], [1, 0], [0, 1], [1, 1])]
         return n.model((3, 6, 6), [n.op("Relu", [n.conv(n.op("Concat", parts, axis=1), 12, 4, 3)])]), (3, 6, 6)
 
+    def nhwc_mid(n):  # a channels-last tensor read by a convolution: the fabric's tensors are channels first
+        y = n.op("Transpose", [n.op("Relu", [n.conv("x", 3, 8, 3)])], perm=[0, 2, 3, 1])
+        return n.model((3, 6, 6), [n.op("Relu", [n.conv(y, 4, 4, 1)])]), (3, 6, 6)
+
+    def nhwc_out(n):  # a channels-last graph output
+        return n.model((3, 6, 6), [n.op("Transpose", [n.op("Relu", [n.conv("x", 3, 8, 3)])], perm=[0, 2, 3, 1])]), \
+            (3, 6, 6)
+
     for name, build in [("reflect", reflect), ("resize", resize), ("channel_mean", channel_mean),
+                        ("nhwc_mid", nhwc_mid), ("nhwc_out", nhwc_out),
                         ("reverse", reverse), ("focus_input", focus_input), ("log_softmax", log_softmax),
                         ("cast_input", cast_input), ("softmax_mid", softmax_mid)]:
         proto, shape = build(_Net(SEED))
@@ -817,6 +838,9 @@ def test_unsupported_models_named(bad, cmd, tmp_path, capsys):
     _user_error(capsys, argv(bad["resize"]), "'Resize_", "mode 'linear'", "allowed 'nearest'")
     _user_error(capsys, argv(bad["cast_input"]), "'x'", "'Cast_", "DequantizeLinear")
     _user_error(capsys, argv(bad["channel_mean"]), "'ReduceMean_", "axes [1]", "allowed axes [2, 3]")
+    _user_error(capsys, argv(bad["nhwc_mid"]), "'Transpose_", "perm [0, 2, 3, 1]", "allowed readers",
+                "Gemm or MatMul")
+    _user_error(capsys, argv(bad["nhwc_out"]), "graph output", "'Transpose_", "end the model before")
     _user_error(capsys, argv(bad["pc_opset11"]), "DequantizeLinear", "need opset >= 13", "opset 11")
     _user_error(capsys, argv(bad["log_softmax"]), "'LogSoftmax_", "end the model before it", "argmax")
     _user_error(capsys, argv(bad["reverse"]), "'Slice_", "step -1 on axis 1", "allowed steps >= 1")
@@ -830,11 +854,14 @@ def test_unsupported_models_named(bad, cmd, tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("axis,name", [(2, "height"), (-1, "width")])
-def test_concat_along_a_spatial_axis_is_refused_in_onnx_terms(axis, name, tmp_path, capsys):
-    """A concatenation along the height or width runs on the golden model only; the compiler's refusal names
-    the axis as the model writes it (ONNX, the batch axis counted: it said 'axis 1: allowed 0 (channels)' for
-    the model's axis 2)."""
+@pytest.mark.parametrize("axis,memory,said", [
+    (2, "external", "ONNX axis 2 (height) in external-memory mode"),
+    (-1, "auto", "ONNX axis 3 (width) of 6-row tensors: allowed axis 1 (channels), axis 2 (height), or the width "
+                 "of one-row tensors")])
+def test_concat_the_fabric_cannot_copy_is_refused_in_onnx_terms(axis, memory, said, tmp_path, capsys):
+    """A concatenation along the width of multi-row tensors (no input is a run of the output's pixels), or along
+    the height in row bands, runs on the golden model only; the compiler's refusal names the axis as the model
+    writes it (ONNX, the batch axis counted: it said 'axis 1: allowed 0 (channels)' for the model's axis 2)."""
     n = _Net(SEED)
     x = n.op("Relu", [n.conv("x", 3, 8, 3, pads=[1, 1, 1, 1])])
     cat = n.op("Concat", [x, n.op("Relu", [n.conv(x, 8, 8, 3, pads=[1, 1, 1, 1])])], axis=axis)
@@ -843,8 +870,7 @@ def test_concat_along_a_spatial_axis_is_refused_in_onnx_terms(axis, name, tmp_pa
                      tmp_path / "cat.onnx", "qdq", True, "int8", "int8")
     assert main(["golden", str(path), "--samples", "2"]) == 0
     capsys.readouterr()
-    _user_error(capsys, ["compile", str(path), "--out", str(tmp_path / "out")], "'Concat_",
-                f"ONNX axis {axis % 4} ({name}): allowed axis 1 (channels)")
+    _user_error(capsys, ["compile", str(path), "--memory", memory, "--out", str(tmp_path / "out")], "'Concat_", said)
     assert not (tmp_path / "out").exists()
 
 
@@ -899,6 +925,29 @@ def test_broadcast_add_in_row_bands(tmp_path):
     g = split_host_tail(load_onnx(_quantize(proto, (3, 48, 48), tmp_path / "gc.onnx", *VARIANTS["qdq_pc_s8s8"]))).fabric
     assert any(layer.kind == "add" and layer.broadcast for layer in g.layers)
     prog = compile_graph(g, get_preset("default"), batch=1)
+    assert prog.external
+    _iss_equals_golden(g, prog, 1)
+
+
+@pytest.mark.parametrize("var", ["qdq_pc_s8s8", "qop_pt_u8s8"])
+def test_anchor_concat_in_row_bands(var, tmp_path):
+    """A YOLO head's concatenation of per-scale predictions ``(N, C, H*W)`` along the anchors, in the default
+    preset's external-memory mode (a 32x32 input): the one-row ``(C, L)`` tensors are a band each, every input a
+    copy at its pixel offset; the ISS equals the golden model on every tensor, no DMA racing an engine."""
+    from cimforge.compiler.compile import compile_graph
+    from cimforge.golden.onnx_import import load_onnx
+    from cimforge.presets import get_preset
+
+    print(f"weights and calibration seed {SEED}")
+    n = _Net(SEED)
+    p3 = n.op("Relu", [n.conv("x", 3, 16, 3, strides=[2, 2], pads=[1, 1, 1, 1])])      # (16, 16, 16)
+    p4 = n.op("Relu", [n.conv(p3, 16, 16, 3, strides=[2, 2], pads=[1, 1, 1, 1])])      # (16, 8, 8)
+    heads = [n.op("Reshape", [n.conv(t, 16, 12, 1), n.c(np.array([0, 12, -1], np.int64))]) for t in (p3, p4)]
+    proto = n.model((3, 32, 32), [n.op("Concat", heads, axis=2)])                        # (12, 256 + 64)
+    g = load_onnx(_quantize(proto, (3, 32, 32), tmp_path / "head.onnx", *VARIANTS[var]))
+    cat, = (layer for layer in g.layers if layer.kind == "concat")
+    assert cat.axis == 1 and cat.output.shape == (12, 320)
+    prog = compile_graph(g, get_preset("default"), batch=1, memory="external")
     assert prog.external
     _iss_equals_golden(g, prog, 1)
 
@@ -1065,6 +1114,62 @@ def test_two_input_model(fmt, tmp_path, capsys):
         _user_error(capsys, ["golden", str(path), "--input", str(tmp_path / "uneven.npz")], "samples per input")
 
 
+def _channels_last(n: _Net):
+    """A Keras model as tf2onnx converts it: an NHWC graph input transposed to NCHW (then a per-channel mean
+    subtracted, left in float by onnxruntime), convolutions, and Keras' ``Flatten`` of the channels-last tensor
+    (``Transpose (0, 2, 3, 1) -> Reshape (N, -1)``) into a ``MatMul`` and a bias ``Add``."""
+    x = n.op("Transpose", ["x"], perm=[0, 3, 1, 2])
+    x = n.op("Sub", [x, n.c(np.array([0.1, -0.2, 0.3], np.float32).reshape(1, 3, 1, 1))])
+    y = n.op("Relu", [n.conv(x, 3, 8, 3, pads=[1, 1, 1, 1])])
+    y = n.op("Relu", [n.conv(y, 8, 8, 3, strides=[2, 2], pads=[0, 0, 1, 1])])   # (8, 4, 4)
+    f = n.op("Reshape", [n.op("Transpose", [y], perm=[0, 2, 3, 1]), n.c(np.array([-1, 128], np.int64))])
+    h = n.op("Add", [n.op("MatMul", [f, n.c(n.w(10, 128).T.copy())]), n.c(np.full(10, 0.1, np.float32))])
+    return n.model((8, 8, 3), [n.op("Softmax", [h])]), (8, 8, 3)
+
+
+@pytest.mark.parametrize("var", list(VARIANTS))
+def test_channels_last_model(var, tmp_path, capsys):
+    """A channels-last (tf2onnx) model: the host transposes the user's NHWC data (an input step) and the input
+    codes equal onnxruntime's QuantizeLinear after its Transpose exactly; Keras' Flatten of the NHWC tensor is
+    the flattening of the fabric's channels-first tensor with the MatMul's input columns permuted (no data
+    moves); golden meets the bound, the ISS (and on one variant the RTL) is exact. ``--input`` takes NHWC data
+    and refuses NCHW data naming the allowed shape."""
+    import onnx
+    import onnxruntime as ort
+
+    from cimforge.golden.cli import random_inputs, to_codes, user_shape
+    from cimforge.golden.onnx_import import load_onnx
+
+    print(f"weights and calibration seed {SEED}")
+    proto, shape = _channels_last(_Net(SEED))
+    path = _quantize(proto, shape, tmp_path / "nhwc.onnx", *VARIANTS[var])
+    g = load_onnx(path)
+    (q_name, steps), = g.input_steps.items()
+    assert [op for op, _, _ in steps] == ["Transpose", "Sub"] and list(steps[0][1]) == [0, 3, 1, 2]
+    t = g.tensors[q_name]
+    assert t.shape == (3, 8, 8) and user_shape(g, t) == (8, 8, 3)
+    flat = [layer for layer in g.layers if layer.kind == "reshape"]
+    assert len(flat) == 1 and flat[0].input.shape == (8, 4, 4) and flat[0].output.shape == (128,)
+    data = random_inputs(g, 16, SEED)
+    assert data.shape == (16, 8, 8, 3)
+    m = onnx.load(str(path))
+    m.graph.output.insert(0, onnx.helper.make_empty_tensor_value_info(q_name))
+    got = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run([q_name], {"x": data})[0]
+    np.testing.assert_array_equal(to_codes(g, data), got)
+    _golden_met_and_iss_exact(path, capsys)
+    np.save(tmp_path / "nhwc.npy", data[:3])
+    assert main(["golden", str(path), "--input", str(tmp_path / "nhwc.npy"), "--check"]) == 0
+    assert ": met" in capsys.readouterr().out
+    np.save(tmp_path / "nchw.npy", data[:3].transpose(0, 3, 1, 2))
+    _user_error(capsys, ["golden", str(path), "--input", str(tmp_path / "nchw.npy")], "(3, 3, 8, 8)",
+                "allowed (N, 8, 8, 3)")
+    if var == "qdq_pc_s8s8":
+        assert main(["sim", "--model", str(path), "--input", str(tmp_path / "nhwc.npy"), "--report",
+                     str(tmp_path)]) == 0
+        rep = json.loads((tmp_path / "report.json").read_text())
+        assert rep["bit_exact"] and rep["images"] == 3 and all(r["measured"] == r["predicted"] for r in rep["layers"])
+
+
 # -- on the RTL ------------------------------------------------------------------------------------------------
 
 @pytest.mark.slow
@@ -1081,7 +1186,7 @@ def test_two_input_model(fmt, tmp_path, capsys):
                                       ("shufflenet_v2", "qop_pt_u8s8"), ("dynamic_flatten", "qop_pt_u8s8"),
                                       ("pixel_shuffle", "qdq_pc_s8s8"), ("gc_block", "qdq_pc_s8s8"),
                                       ("gc_block", "qop_pt_u8s8"), ("differences", "qdq_pc_s8s8"),
-                                      ("differences", "qop_pt_u8s8")])
+                                      ("differences", "qop_pt_u8s8"), ("concat_spatial", "qop_pt_u8s8")])
 def test_rtl_bit_exact(models, name, var, tmp_path, capsys):
     """``cimforge sim --random 2 --seed 0`` on the default fabric in Verilator: every tensor bit-exact and every
     layer's measured cycles as the cost model predicted."""

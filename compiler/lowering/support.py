@@ -196,6 +196,13 @@ exact because every operand has the output's quantisation (TFLite's addition the
 one summand of each channel are the zero point. Bit-exact (tests/test_compiler_concat_placement.py; on the RTL,
 tests/test_user_models.py), at one MAC pass per input and `n - 1` adds instead of `n` copies.
 
+**Concatenations along a spatial axis.** Pixels are stored row after row, so along the height each input is a
+run of the output's consecutive pixels: one `EW` copy per input at its pixel offset (requantising as a channel
+concatenation does). The same holds along the width of one-row tensors, which is how a YOLO head concatenates
+per-scale predictions reshaped to `(N, C, H*W)` (a `(C, L)` tensor is stored as one row), in row bands too. Along
+the width of multi-row tensors, or along the height in external-memory mode (bands map output rows to input
+rows one to one), the compiler refuses the layer by name.
+
 **Average pools with `ceil_mode` 1.** `ceil_mode` is end padding enough for the last partial window (a window
 that would start in it is dropped, as onnxruntime does). Its padded taps add nothing to the window sum; the
 divisor follows onnxruntime's kernels, measured on onnxruntime 1.32: with `count_include_pad` 0 the taps inside
@@ -247,6 +254,15 @@ written into the model; onnxruntime leaves Sub and Div in float before the input
 input's preprocessing: the graph records them (`Graph.input_steps`) and the host applies them in float32, as
 onnxruntime does, before quantizing the input, so the fabric's input codes equal onnxruntime's. Such a model takes
 real values; integer data (codes) is refused.
+
+**Channels-last models** (TensorFlow / Keras converted by tf2onnx). A `Transpose` of the float graph input that
+keeps the batch axis first (NHWC -> NCHW) is an input step too: the user gives data in the model's own NHWC
+layout and the host transposes it before quantizing (quantisation is element-wise, so the codes equal
+onnxruntime's). The same holds when onnxruntime quantizes the input first and transposes its codes. Keras'
+`Flatten` of a channels-last tensor (`Transpose (0, 2, 3, 1) -> Reshape (N, -1)` into a `Gemm` / `MatMul`) moves
+no data: the fabric flattens its channels-first tensor and the matrix product's input columns are permuted to
+match (`W'[:, index] = W`, the same products). Any other reader of a transposed tensor, or a transposed graph
+output, is refused by name.
 
 **ConvTranspose** (QDQ form) is three layers, each exact on codes: a zero-point `Pad` of one row and column at the
 bottom and right (a depthwise 1x1 `conv2d`, giving the gather a real-zero source), a `resize` gather that spreads
