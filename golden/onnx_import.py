@@ -196,6 +196,9 @@ class _Lut:
     op: str
 
 
+#: The Pad modes imported: by real zero (a depthwise 1x1 convolution), or copies of rows and columns (a gather).
+_PAD_MODES = ("constant", "reflect", "edge")
+
 #: The operators that only reshape a tensor.
 _RESHAPES = ("Reshape", "Flatten", "Squeeze", "Unsqueeze")
 
@@ -715,7 +718,7 @@ class _Importer:
         elif isinstance(src, _PaddedInput):  # the input quantized as the Pad's output, then padded by its zp
             raw = self.build(node, TensorInfo, f"{name}/unpadded", src.src.shape, dtype, scale, zp)
             self.add_float_input(node, src.src, raw)
-            shape, make = self.pad_conv(src.node, raw, src.padding)
+            shape, make = self.pad_conv(src.node, raw, src.padding, self.pad_mode(src.node))
             info = self.build(node, TensorInfo, name, shape, dtype, scale, zp)
             self.emit(self.build(src.node, make, info))
             self.values[name] = _Codes(info)
@@ -1286,14 +1289,19 @@ class _Importer:
             self.emit(self.build(node, make, x.renamed(node.output[0], shape)))
         self._float_or_codes(node, lambda x: self.pool(node, x, "max"), on_codes, monotonic=True)
 
-    def pad_amounts(self, node, rank: int, codes: TensorInfo | None) -> tuple[int, int, int, int]:
-        """(top, left, bottom, right) of a constant Pad of a ``(C, H, W)`` tensor by real zero: only the two
-        spatial axes, non-negative; the value is 0.0 on a float tensor, the zero point on ``codes``."""
-        a = self.attrs(node)
-        mode = a.get("mode", b"constant")
+    def pad_mode(self, node) -> str:
+        """A Pad's mode: ``constant`` (by real zero), ``reflect`` or ``edge`` (copies of codes)."""
+        mode = self.attrs(node).get("mode", b"constant")
         mode = mode.decode() if isinstance(mode, bytes) else mode
-        if mode != "constant":
-            self.fail(node, f"mode {mode!r} is not supported (allowed 'constant', by real zero)")
+        if mode not in _PAD_MODES:
+            self.fail(node, f"mode {mode!r} is not supported (allowed {', '.join(map(repr, _PAD_MODES))})")
+        return mode
+
+    def pad_amounts(self, node, rank: int, codes: TensorInfo | None) -> tuple[int, int, int, int]:
+        """(top, left, bottom, right) of a Pad of a ``(C, H, W)`` tensor: only the two spatial axes,
+        non-negative; a constant Pad's value is 0.0 on a float tensor, the zero point on ``codes``."""
+        a = self.attrs(node)
+        mode = self.pad_mode(node)
         if rank != 3:
             self.fail(node, f"only a Pad of an (N, C, H, W) tensor is supported, per-sample rank {rank}")
         pads = a.get("pads")
@@ -1309,6 +1317,8 @@ class _Importer:
         if len(pads) != 8 or any(pads[i] for i in (0, 1, 4, 5)) or min(pads) < 0:
             self.fail(node, f"pads {pads}: allowed non-negative padding of the two spatial axes only "
                             f"([0, 0, top, left, 0, 0, bottom, right])")
+        if mode != "constant":
+            return pads[2], pads[3], pads[6], pads[7]
         value = self.optional(node, 2) if len(node.input) > 2 else None
         value = a.get("value", 0.0) if value is None else value  # opset < 11: an attribute
         if isinstance(value, _Const):
@@ -1321,11 +1331,23 @@ class _Importer:
                             f"{', the input zero point' if codes is not None else ''})")
         return pads[2], pads[3], pads[6], pads[7]
 
-    def pad_conv(self, node, x: TensorInfo, padding: tuple[int, int, int, int]):
+    def pad_conv(self, node, x: TensorInfo, padding: tuple[int, int, int, int], mode: str = "constant"):
         """Shape and maker of a Pad by real zero as a depthwise 1x1 convolution of weight 1 and scale 1 with the
         Pad's padding: a padded tap reads the zero point, the others are copied (multiplier exactly 1.0 when the
-        quantisation stays, as the channel shuffle's, docs/operators.md; else a requantising copy)."""
+        quantisation stays, as the channel shuffle's, docs/operators.md; else a requantising copy). A
+        ``reflect`` or ``edge`` Pad is a gather of rows and columns instead (a
+        :class:`~cimforge.golden.ir.Resize` whose maps repeat the mirrored or the border rows and columns):
+        copies of codes, which commute with quantisation."""
         c, h, w = x.shape
+        if mode != "constant":
+            t, l, b, r = padding
+            if mode == "reflect" and (max(t, b) >= h or max(l, r) >= w):
+                self.fail(node, f"reflect pads {list(padding)} (top, left, bottom, right) of a {h}x{w} plane: "
+                                f"allowed pads smaller than the plane's side they mirror")
+            rows = tuple(int(v) for v in np.pad(np.arange(h), (t, b), mode=mode))
+            cols = tuple(int(v) for v in np.pad(np.arange(w), (l, r), mode=mode))
+            return (c, len(rows), len(cols)), lambda out: Resize(name=self.layer_name(node), inputs=(x,),
+                                                                 output=out, rows=rows, cols=cols)
         weight = np.ones((c, 1, 1, 1), np.int8)
         shape = (c, h + padding[0] + padding[2], w + padding[1] + padding[3])
         return shape, lambda out: Conv2d(name=self.layer_name(node), inputs=(x,), output=out, weight=weight,
@@ -1338,10 +1360,10 @@ class _Importer:
             return
 
         def make_float(x):
-            return self.pad_conv(node, x, self.pad_amounts(node, len(x.shape), None))
+            return self.pad_conv(node, x, self.pad_amounts(node, len(x.shape), None), self.pad_mode(node))
 
         def on_codes(x):
-            shape, make = self.pad_conv(node, x, self.pad_amounts(node, len(x.shape), x))
+            shape, make = self.pad_conv(node, x, self.pad_amounts(node, len(x.shape), x), self.pad_mode(node))
             self.emit(self.build(node, make, x.renamed(node.output[0], shape)))
         self._float_or_codes(node, make_float, on_codes, monotonic=True)
 
@@ -2880,8 +2902,8 @@ IMPORTS_TO: dict[str, tuple[tuple[str, ...], str]] = {
     "Transpose": (("conv2d", "reshape"), "the channel shuffle (perm 0, 2, 1, 3, 4): a permutation 1x1 `conv2d`; "
                   "channels-last (tf2onnx): of the float input a host-side step, before a Gemm / MatMul a "
                   "`reshape` with the weights' columns permuted"),
-    "Pad": (("conv2d",), "constant, by real zero, of H and W: a depthwise 1x1 `conv2d` of weight 1 with that "
-                         "padding"),
+    "Pad": (("conv2d", "resize"), "of H and W; constant, by real zero: a depthwise 1x1 `conv2d` of weight 1 with "
+                                  "that padding; reflect and edge: a `resize` gather of rows and columns"),
     "Relu": (("clamp", "lut"), "fused into the producer's output clamp where exact, else a `clamp`; of a table's "
                                "float value part of the `lut`"),
     "Clip": (("clamp", "lut"), "ReLU6 / Clip: fused into the producer's output clamp where exact, else a `clamp`; "

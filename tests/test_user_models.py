@@ -373,6 +373,18 @@ def _concat_spatial(n: _Net):
     return n.model((3, 8, 8), [n.op("Concat", heads, axis=2)]), (3, 8, 8)               # (6, 24 + 16)
 
 
+def _reflect_pads(n: _Net):
+    """Style-transfer / CycleGAN padding (PyTorch's ReflectionPad2d and ReplicationPad2d): a reflect Pad of the
+    float graph input before a 7x7 convolution, a reflect Pad mid network and an asymmetric edge Pad, each a
+    gather of rows and columns (codes copied)."""
+    x = n.op("Pad", ["x", n.c(np.array([0, 0, 3, 3, 0, 0, 3, 3], np.int64))], mode="reflect")
+    y = n.op("Relu", [n.conv(x, 3, 8, 7)])                                             # (8, 8, 8)
+    y = n.op("Pad", [y, n.c(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64))], mode="reflect")
+    y = n.op("Relu", [n.conv(y, 8, 8, 3, strides=[2, 2])])                              # (8, 4, 4)
+    y = n.op("Pad", [y, n.c(np.array([0, 0, 2, 0, 0, 0, 0, 1], np.int64))], mode="edge")  # (8, 6, 5)
+    return n.model((3, 8, 8), [n.op("Relu", [n.conv(y, 8, 8, 3)])]), (3, 8, 8)
+
+
 def _conv_transpose(n: _Net):
     """Transposed convolutions as decoders, GANs and U-Nets write them: DCGAN's kernel 4 stride 2 pads 1,
     kernel 3 stride 2 pads 1 with output_padding 1, stride 1 (a convolution's padding), groups 2 with kernel 2
@@ -428,7 +440,7 @@ MODELS = {"squeeze_gemm": _squeeze_gemm, "pools": _pools, "pads": _pads, "activa
           "slices": _slices, "split_equal": _split_equal, "shufflenet_v2": _shufflenet_v2,
           "dynamic_flatten": _dynamic_flatten, "ghost": _ghost,
           "pixel_shuffle": _pixel_shuffle, "gc_block": _gc_block, "differences": _differences,
-          "concat_spatial": _concat_spatial}
+          "concat_spatial": _concat_spatial, "reflect_pads": _reflect_pads}
 
 
 def _quantize(proto, shape, dst: Path, fmt: str, per_channel: bool, act: str, wt: str, dtype=np.float32,
@@ -747,9 +759,9 @@ def _bad_models(d: Path) -> dict[str, Path]:
 
     built = {}
 
-    def reflect(n):
-        x = n.op("Pad", ["x", n.c(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64))], mode="reflect")
-        return n.model((3, 6, 6), [n.op("Relu", [n.conv(x, 3, 8, 3)])]), (3, 6, 6)
+    def wrap(n):  # opset 19's circular padding
+        x = n.op("Pad", [n.conv("x", 3, 8, 3), n.c(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64))], mode="wrap")
+        return n.model((3, 6, 6), [n.op("Relu", [n.conv(x, 8, 8, 3)])], opset=19), (3, 6, 6)
 
     def resize(n):
         up = n.op("Resize", [n.conv("x", 3, 8, 3), "", n.c(np.array([1, 1, 2, 2], np.float32))], mode="linear")
@@ -788,7 +800,7 @@ def _bad_models(d: Path) -> dict[str, Path]:
         return n.model((3, 6, 6), [n.op("Transpose", [n.op("Relu", [n.conv("x", 3, 8, 3)])], perm=[0, 2, 3, 1])]), \
             (3, 6, 6)
 
-    for name, build in [("reflect", reflect), ("resize", resize), ("channel_mean", channel_mean),
+    for name, build in [("wrap", wrap), ("resize", resize), ("channel_mean", channel_mean),
                         ("nhwc_mid", nhwc_mid), ("nhwc_out", nhwc_out),
                         ("reverse", reverse), ("focus_input", focus_input), ("log_softmax", log_softmax),
                         ("cast_input", cast_input), ("softmax_mid", softmax_mid)]:
@@ -834,7 +846,7 @@ def test_unsupported_models_named(bad, cmd, tmp_path, capsys):
             return ["sim", "--model", str(model), "--random", "1"]
         return [cmd, str(model)] + (["--out", str(tmp_path / "out")] if cmd == "compile" else [])
 
-    _user_error(capsys, argv(bad["reflect"]), "'Pad_", "mode 'reflect'", "allowed 'constant'")
+    _user_error(capsys, argv(bad["wrap"]), "'Pad_", "mode 'wrap'", "allowed 'constant', 'reflect', 'edge'")
     _user_error(capsys, argv(bad["resize"]), "'Resize_", "mode 'linear'", "allowed 'nearest'")
     _user_error(capsys, argv(bad["cast_input"]), "'x'", "'Cast_", "DequantizeLinear")
     _user_error(capsys, argv(bad["channel_mean"]), "'ReduceMean_", "axes [1]", "allowed axes [2, 3]")
@@ -1186,7 +1198,8 @@ def test_channels_last_model(var, tmp_path, capsys):
                                       ("shufflenet_v2", "qop_pt_u8s8"), ("dynamic_flatten", "qop_pt_u8s8"),
                                       ("pixel_shuffle", "qdq_pc_s8s8"), ("gc_block", "qdq_pc_s8s8"),
                                       ("gc_block", "qop_pt_u8s8"), ("differences", "qdq_pc_s8s8"),
-                                      ("differences", "qop_pt_u8s8"), ("concat_spatial", "qop_pt_u8s8")])
+                                      ("differences", "qop_pt_u8s8"), ("concat_spatial", "qop_pt_u8s8"),
+                                      ("reflect_pads", "qdq_pc_s8s8")])
 def test_rtl_bit_exact(models, name, var, tmp_path, capsys):
     """``cimforge sim --random 2 --seed 0`` on the default fabric in Verilator: every tensor bit-exact and every
     layer's measured cycles as the cost model predicted."""
@@ -1355,10 +1368,11 @@ def test_float_batchnorm_then_max_in_the_onnx_numerics(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("name,act_depth", [("upsample", 128), ("upsample", 4096), ("decoder", 1024),
-                                            ("decoder", 4096)])
+                                            ("decoder", 4096), ("reflect_pads", 128)])
 def test_resize_in_row_bands(models, name, act_depth):
     """Nearest resizes in external-memory mode: each band of output rows stages the source rows it copies
-    (upsampling by 2, a 5x7 downsampling, a resize read by a concatenation); every tensor exact on the ISS
+    (upsampling by 2, a 5x7 downsampling, a resize read by a concatenation, reflect and edge pads' mirrored
+    rows); every tensor exact on the ISS
     (batch 2, seeded codes), no DMA racing an engine, and the resize runs in more than one band where the
     memory is small (it was refused in external-memory mode)."""
     from dataclasses import replace

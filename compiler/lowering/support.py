@@ -223,7 +223,10 @@ any rank with one axis above 1 is stored as the vector it is.
 non-negative) is a depthwise 1x1 `conv2d` of weight 1 and weight scale 1 with the Pad's padding: a padded tap
 reads the input's zero point and every other element is copied with the multiplier exactly 1.0 (as the channel
 shuffle's, below), so it is exact; a Pad of the float graph input (onnxruntime's QOperator form keeps it before
-the input's QuantizeLinear) pads the quantized input. Other modes (reflect, edge) are refused by name.
+the input's QuantizeLinear) pads the quantized input. Modes `reflect` and `edge` (PyTorch's ReflectionPad2d
+and ReplicationPad2d: style transfer, CycleGAN, super-resolution) copy codes: a `resize` gather whose row and
+column maps repeat the mirrored or the border rows and columns (`numpy.pad` of the indices), in row bands too.
+Mode `wrap` is refused by name.
 
 **GlobalMaxPool** is a `maxpool` whose window is the whole plane; onnxruntime does not quantize it, so in both
 forms it sits between a DequantizeLinear and the next QuantizeLinear (after a Flatten), whose quantisation
