@@ -707,6 +707,10 @@ class _Importer:
         self.note_narrow(node, 2, name)
         if isinstance(src, _FloatInput):
             info = self.build(node, TensorInfo, name, src.shape, dtype, scale, zp)
+            again = self.requantized_input(src, info)
+            if again is not None:  # DedicatedQDQPair: one QuantizeLinear of the input per reader, all alike
+                self.values[name] = _Codes(again)
+                return
             if name in self.narrow_out:  # 4-bit input codes: quantized in the int8 range, then clamped
                 wide = info.renamed(name + "/unclamped")
                 self.add_float_input(node, src, wide)
@@ -745,6 +749,17 @@ class _Importer:
             self.values[name] = _Codes(info)
         else:
             self.fail(node, f"input {node.input[0]!r} is already quantized")
+
+    def requantized_input(self, src: _FloatInput, info: TensorInfo) -> TensorInfo | None:
+        """The graph input the float input ``src`` was already quantized into when ``info`` quantizes it the
+        same way (same steps, shape and quantisation): the same codes. None otherwise."""
+        first = next((t for t in self.inputs if t.name == self.float_inputs.get(src.name)), None)
+        steps = self.input_steps.get(first.name, ()) if first is not None else ()
+        same_steps = len(steps) == len(src.steps) and all(
+            a[0] == b[0] and a[2] == b[2] and np.array_equal(a[1], b[1]) for a, b in zip(steps, src.steps))
+        if first is None or not same_steps or first.shape != info.shape or not first.same_quant(info):
+            return None
+        return first
 
     def add_float_input(self, node, src: _FloatInput, info: TensorInfo) -> None:
         """``info`` becomes the graph input the float input ``src`` is quantized into (with ``src``'s steps)."""
@@ -1099,6 +1114,11 @@ class _Importer:
         v = self.get(node, 0)
         if isinstance(v, _Codes):
             make_codes(v.info)
+        elif isinstance(v, _Pending) and monotonic and self.shared(node) and self.exact_codes(v):
+            # another reader quantizes this float result differently: read the codes that hold it exactly
+            x = self.quantized_input(node, 0)
+            shape, make = make_float(x)
+            self.values[node.output[0]] = _Pending(node.name or node.output[0], node.op_type, shape, make)
         elif isinstance(v, _Pending) and monotonic and (v.float_only or node.op_type in _RESHAPES):
             # a reshape is exact after any float result (a ReduceMean -> Flatten, which onnxruntime quantizes
             # after the Flatten); a max only after the operators onnxruntime leaves in float
@@ -1125,6 +1145,22 @@ class _Importer:
         this operator's output, then the operator runs on the codes, exact as in :meth:`after_float`."""
         return self.quantized_like_output(node, v.src.shape, lambda pre: self.emit_lut(node, v, pre), make_float,
                                           _table_range(v.src, v.vals))
+
+    def shared(self, node) -> bool:
+        """Whether ``node``'s first input has readers besides ``node`` (or is a graph output)."""
+        return self.consumers.get(node.input[0], 0) != 1 or node.input[0] in self.graph_outputs
+
+    def exact_codes(self, v: _Pending) -> bool:
+        """Whether the float result ``v`` is a selection of a quantized tensor's values, clamped (if at all) at
+        values its codes hold: that tensor's codes then hold ``v`` exactly (:meth:`quantized_input`)."""
+        return v.codes_of is not None and self.on_codes(v.lo, v.codes_of) and self.on_codes(v.hi, v.codes_of)
+
+    def exact_copy(self, name: str, v: _Pending) -> TensorInfo:
+        """The layer of :meth:`exact_codes` result ``v`` emitted into ``<name>/quantized``, in the quantisation
+        of the tensor it selects from."""
+        info = v.codes_of.renamed(f"{name}/quantized", v.shape)
+        self.finish(_FakeNode(v.node, v.op, info.name), v, info)
+        return info
 
     def quantized_like_output(self, node, shape_in, quantize, make_float, real_range, reshaped=None) -> _Pending:
         """The pending layer of a commuting operator whose float input (of per-sample shape ``shape_in``) is
@@ -1159,9 +1195,8 @@ class _Importer:
             return self.lut_quantized(node, i)
         if not isinstance(v, _Pending):
             return self.dequant(node, i, what)
-        if v.codes_of is not None and (v.lo, v.hi) == (-math.inf, math.inf):  # a selection of codes: exact
-            info = v.codes_of.renamed(f"{node.input[i]}/quantized", v.shape)
-            self.finish(_FakeNode(v.node, v.op, info.name), v, info)
+        if self.exact_codes(v):  # a selection of codes, clamped (if at all) at values the codes hold: exact
+            info = self.exact_copy(node.input[i], v)
             self.values[node.input[i]] = _Dequant(info)
             return info
         rng = self.clamped_range(v)
@@ -1173,6 +1208,15 @@ class _Importer:
         self.finish(_FakeNode(v.node, v.op, info.name), v, info)
         self.values[node.input[i]] = _Dequant(info)  # one quantized copy for every reader
         return info
+
+    @staticmethod
+    def on_codes(bound: float, x: TensorInfo) -> bool:
+        """Whether a clamp at real ``bound`` (infinite: none) is a clamp of ``x``'s codes with the same values:
+        ``bound`` is a whole number of ``x``'s steps from its zero point, in float32 as onnxruntime dequantizes."""
+        if math.isinf(bound):
+            return True
+        k = np.rint(np.float32(bound) / np.float32(x.scale))
+        return bool(np.float32(k) * np.float32(x.scale) == np.float32(bound)) and x.qmin <= k + x.zero_point <= x.qmax
 
     @property
     def activation_dtype(self) -> str:
@@ -1602,12 +1646,15 @@ class _Importer:
                 v, lo=max(v.lo, -math.inf if lo is None else float(lo)),
                 hi=min(v.hi, math.inf if hi is None else float(hi)))
         else:
+            # a clamp of dequantized codes: its values are x's (QOperator with symmetric activations leaves Relu
+            # in float, read by a float pool too), so a reader that needs codes gets x's clamped codes exactly
             x = self.dequant(node, 0)
             self.values[node.output[0]] = _Pending(
                 node.name or node.output[0], node.op_type, x.shape,
                 lambda out: Clamp(name=self.layer_name(node), inputs=(x,), output=out) if x.same_quant(out)
                 else self.requant_table(node, x, out),
-                -math.inf if lo is None else float(lo), math.inf if hi is None else float(hi))
+                -math.inf if lo is None else float(lo), math.inf if hi is None else float(hi),
+                float_only=True, real_range=self.info_range(x), expr=("dq", x), codes_of=x)
 
     op_Clip = op_Relu
 
@@ -2608,6 +2655,10 @@ class _Importer:
                                       f"{v.src.name!r}: allowed graph outputs are tensors the fabric computes, in "
                                       f"channels-first layout (end the model before the Transpose and transpose "
                                       f"its output on the host)", node=o.name)
+            elif isinstance(v, _Pending) and self.exact_codes(v):  # a float Relu of codes at the end: exact
+                info = self.exact_copy(o.name, v)
+                outputs.append(info.name)
+                float_outputs[o.name] = info.name
             elif isinstance(v, (_Pending, _Lut)):
                 raise OnnxImportError(f"graph output is the float result of node {v.node!r} ({v.op}), never "
                                       f"quantized: allowed graph outputs are quantized tensors (a QuantizeLinear "

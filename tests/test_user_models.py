@@ -941,6 +941,75 @@ def test_broadcast_add_in_row_bands(tmp_path):
     _iss_equals_golden(g, prog, 1)
 
 
+@pytest.mark.parametrize("name,act", [("se_block", "uint8"), ("pools", "int8"), ("activations", "int8"),
+                                      ("decoder", "uint8"), ("reflect_pads", "int8")])
+def test_symmetric_activations_in_qoperator_form(name, act, tmp_path, capsys):
+    """``quantize_static(extra_options={"ActivationSymmetric": True})`` in QOperator form leaves every Relu / Clip
+    in float between a DequantizeLinear and a QuantizeLinear, and a float pool (GlobalAveragePool, MaxPool)
+    reading it, beside its QuantizeLinear (decoder), or the graph output (reflect_pads): the clamp's values are
+    its input's codes, so the pool or the output reads those codes clamped (exact), the Relu's own
+    QuantizeLinear is a requantising table. Golden meets the bound, the ISS is exact."""
+    print(f"weights and calibration seed {SEED}")
+    proto, shape = MODELS[name](_Net(SEED))
+    path = _quantize(proto, shape, tmp_path / f"{name}_sym.onnx", "qop", False, act, "int8",
+                     extra_options={"ActivationSymmetric": True})
+    import onnx
+    m = onnx.load(str(path))
+    assert any(n.op_type in ("Relu", "Clip") for n in m.graph.node)  # left in float by onnxruntime
+    _golden_met_and_iss_exact(path, capsys)
+
+
+_OPTIONS = {"reduce_range": dict(reduce_range=True), "entropy": dict(calibrate_method="Entropy"),
+            "percentile": dict(calibrate_method="Percentile"),
+            "weights_asymmetric": dict(extra_options={"WeightSymmetric": False}),
+            "qdq_pair_to_weight": dict(extra_options={"AddQDQPairToWeight": True}),
+            "keep_removable": dict(extra_options={"QDQKeepRemovableActivations": True})}
+
+
+@pytest.mark.parametrize("fmt", ["qdq", "qop"])
+@pytest.mark.parametrize("option", list(_OPTIONS))
+def test_quantize_static_options(option, fmt, tmp_path, capsys):
+    """``quantize_static``'s other options a user may pass: golden meets the bound against onnxruntime and the
+    model compiles (int8 weights with zero points among them)."""
+    from onnxruntime.quantization import CalibrationMethod
+
+    print(f"weights and calibration seed {SEED}")
+    kw = dict(_OPTIONS[option])
+    if "calibrate_method" in kw:
+        kw["calibrate_method"] = getattr(CalibrationMethod, kw["calibrate_method"])
+    proto, shape = MODELS["se_block"](_Net(SEED))
+    path = _quantize(proto, shape, tmp_path / f"se_{option}.onnx", fmt, fmt == "qdq",
+                     "int8" if fmt == "qdq" else "uint8", "int8", **kw)
+    assert main(["golden", str(path), "--samples", "6", "--check"]) == 0
+    assert ": met" in capsys.readouterr().out
+    assert main(["compile", str(path), "--out", str(tmp_path / "out")]) == 0
+
+
+def test_sixteen_bit_activations_refused(tmp_path, capsys):
+    """A16W8 (``activation_type=QInt16``, QDQ): refused by name, the fabric's activations are 8-bit."""
+    proto, shape = MODELS["pools"](_Net(SEED))
+    path = _quantize(proto, shape, tmp_path / "a16.onnx", "qdq", True, "int16", "int8")
+    _user_error(capsys, ["golden", str(path)], "QuantizeLinear", "int16", "int8 or uint8")
+
+
+@pytest.mark.parametrize("name", ["concat_odd", "concat_spatial"])
+def test_dedicated_qdq_pairs(name, tmp_path, capsys):
+    """``extra_options={"DedicatedQDQPair": True}`` gives every reader of a tensor its own QuantizeLinear /
+    DequantizeLinear pair, the float graph input's included: alike QuantizeLinears of the input are the same
+    codes (one graph input). Golden meets the bound, the ISS is exact."""
+    from cimforge.golden.onnx_import import load_onnx
+
+    print(f"weights and calibration seed {SEED}")
+    proto, shape = MODELS[name](_Net(SEED))
+    path = _quantize(proto, shape, tmp_path / f"{name}_pairs.onnx", "qdq", True, "int8", "int8",
+                     extra_options={"DedicatedQDQPair": True})
+    import onnx
+    qs = [n for n in onnx.load(str(path)).graph.node if n.op_type == "QuantizeLinear" and n.input[0] == "x"]
+    assert len(qs) > 1
+    assert len(load_onnx(path).inputs) == 1
+    _golden_met_and_iss_exact(path, capsys)
+
+
 @pytest.mark.parametrize("var", ["qdq_pc_s8s8", "qop_pt_u8s8"])
 def test_anchor_concat_in_row_bands(var, tmp_path):
     """A YOLO head's concatenation of per-scale predictions ``(N, C, H*W)`` along the anchors, in the default

@@ -228,6 +228,11 @@ and ReplicationPad2d: style transfer, CycleGAN, super-resolution) copy codes: a 
 column maps repeat the mirrored or the border rows and columns (`numpy.pad` of the indices), in row bands too.
 Mode `wrap` is refused by name.
 
+**A Relu or Clip left in float** (QOperator form with `ActivationSymmetric`: `DequantizeLinear -> Relu ->
+QuantizeLinear`, the float result also read by a pool or as the graph output) clamps values its input's codes
+hold, so a reader that needs codes reads a `clamp` of those codes in the input's quantisation (exact, for a
+bound a whole number of steps from the zero point); its own QuantizeLinear is a requantising table.
+
 **GlobalMaxPool** is a `maxpool` whose window is the whole plane; onnxruntime does not quantize it, so in both
 forms it sits between a DequantizeLinear and the next QuantizeLinear (after a Flatten), whose quantisation
 differs: the max runs on the input's codes (exact) and a requantising copy (a one-input `concat`) follows.
