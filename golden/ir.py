@@ -617,6 +617,10 @@ class AvgPool(_Window):
     #: Exact ties of the requantisation round to even (``golden.requant`` "Ties to even"; the POOL engine's
     #: ``round_even``), as onnxruntime's float pool and ``QuantizeLinear`` do; else as the rounding form.
     round_even: bool = False
+    #: ``method="float"`` sums in the order of onnxruntime's generic pooling kernel (row-major over the window's
+    #: taps), not MLAS's: its ``AveragePool`` from opset 19 (which added dilations), and a ``ceil_mode`` pool
+    #: whose divisor counts explicit padding (measured, onnxruntime 1.32; :func:`cimforge.golden.ops.avg_pool`).
+    generic_order: bool = False
     divisors: np.ndarray = field(init=False, repr=False)
     requant: Requant = field(init=False, repr=False)
 
@@ -1062,8 +1066,9 @@ class FloatChain(Layer):
     256 values (indexed by the code's byte: an element-wise function onnxruntime evaluated,
     :class:`Lut`); ``("affine", e, mult, shift)`` ``e * mult[c] + shift[c]`` (float32
     arrays, one value per channel); ``("sum", (e1, e2, ...))`` added left to right; ``("clip", e, lo, hi)``;
-    ``("pool", e, kernel, stride, padding, dilation, divisors, out_hw)`` an average pool (MLAS's summation
-    order); ``("reshape", e, shape)`` a per-sample reshape.
+    ``("pool", e, kernel, stride, padding, dilation, divisors, out_hw, generic_order)`` an average pool (MLAS's
+    summation order, or the generic kernel's: :attr:`AvgPool.generic_order`); ``("reshape", e, shape)`` a
+    per-sample reshape.
     """
 
     expr: tuple

@@ -579,9 +579,11 @@ class _Importer:
             if a.get("storage_order", 0):
                 self.fail(node, "storage_order=1 is not supported")
             return shape, lambda out: self.max_pool(node, x, out, kw)
+        generic = counted is not None or (node.op_type == "AveragePool" and self.opset >= 19)
         return shape, lambda out: AvgPool(name=self.layer_name(node), inputs=(x,), output=out,
                                           count_include_pad=bool(a.get("count_include_pad", 0)),
-                                          counted_padding=counted, method=method, round_even=round_even, **kw)
+                                          counted_padding=counted, method=method, round_even=round_even,
+                                          generic_order=generic, **kw)
 
     def max_pool(self, node, x: TensorInfo, out: TensorInfo, kw: dict) -> Layer:
         """A max pool from ``x`` to ``out``; when a QDQ pool's QuantizeLinear changes the quantisation (a float
@@ -1935,7 +1937,8 @@ class _Importer:
             geo = ((h, w), (1, 1), (0, 0, 0, 0), (1, 1), np.full((1, 1), h * w, np.int64))
         else:
             geo = (pool.kernel, pool.stride, pool.padding, pool.dilation, pool.divisors)
-        return self.chain(node, ("pool", self.float_expr(node, 0), *geo, shape[1:]), shape)
+        generic = kind != "global" and pool.generic_order
+        return self.chain(node, ("pool", self.float_expr(node, 0), *geo, shape[1:], generic), shape)
 
     @staticmethod
     def partial_sum_info(out: TensorInfo, name: str, lo: float, hi: float) -> TensorInfo:

@@ -248,8 +248,9 @@ def _mlas_window_sums(real: np.ndarray, kernel, stride, padding, dilation, out_h
       elements after the last full vector one by one;
     * width stride <= 2 and kernels <= 32 (no dilation): the vector kernel, column sums over the window's rows
       (top to bottom), then those summed across the window's columns (left to right, padded columns adding 0);
-    * otherwise, and for ``generic`` (an average whose divisor counts the explicit padding of a ``ceil_mode``
-      pool: measured, onnxruntime 1.32), the generic kernel: row-major over the window's taps inside the input.
+    * otherwise, and for ``generic`` (an ``AveragePool`` from opset 19, and an average whose divisor counts the
+      explicit padding of a ``ceil_mode`` pool: measured, onnxruntime 1.32), the generic kernel: row-major over
+      the window's taps inside the input.
     """
     n, c, h, w = real.shape
     (kh, kw), (sh, sw), (ho, wo) = kernel, stride, out_hw
@@ -300,7 +301,7 @@ def avg_pool(layer: AvgPool, x, rounding: str | None = None) -> np.ndarray:
     x = _check_input(layer, x, layer.input)
     if layer.method == "float":
         return _float_pool(layer, x, layer.kernel, layer.stride, layer.padding, layer.dilation, layer.divisors,
-                           generic=layer.counted_padding is not None)
+                           generic=layer.generic_order)
     acc = window_sum(x, layer.input.zero_point, layer.kernel, layer.stride, layer.padding, layer.dilation,
                      layer.output.shape[1:])
     return requantize_layer(layer, acc, layer.requant, channel_axis=None, rounding=rounding, even=layer.round_even)
@@ -476,8 +477,9 @@ def float_chain(layer: FloatChain, *xs, rounding: str | None = None) -> np.ndarr
         if op == "clip":
             return np.clip(v, f32(e[2]), f32(e[3])).astype(f32)
         if op == "pool":
-            kernel, stride, padding, dilation, divisors, out_hw = e[2:]
-            return _mlas_window_sums(v, kernel, stride, padding, dilation, out_hw) / np.asarray(divisors, f32)
+            kernel, stride, padding, dilation, divisors, out_hw, generic = e[2:]
+            return _mlas_window_sums(v, kernel, stride, padding, dilation, out_hw, generic) / np.asarray(divisors,
+                                                                                                          f32)
         return v.reshape(v.shape[0], *e[2])  # reshape
     v = ev(layer.expr)
     out = layer.output

@@ -959,6 +959,42 @@ def test_symmetric_activations_in_qoperator_form(name, act, tmp_path, capsys):
     _golden_met_and_iss_exact(path, capsys)
 
 
+@pytest.mark.parametrize("opset", [18, 19, 21])
+def test_float_average_pool_order_follows_the_opset(opset, tmp_path, capsys):
+    """onnxruntime's float AveragePool sums in MLAS's order up to opset 18 and in its generic kernel's
+    (row-major) from opset 19, which added dilations: the golden model's float pool equals onnxruntime's bit
+    for bit on codes (padded, count_include_pad 0 and 1, stride 2; seed printed), and the pools user model
+    quantized at that opset meets the bound (99.5 % on the pool with the MLAS order at opset 19)."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    from cimforge.golden.ir import AvgPool, TensorInfo
+    from cimforge.golden.ops import avg_pool
+
+    print(f"seed {SEED}")
+    rng = np.random.default_rng(SEED)
+    codes = rng.integers(-128, 128, (4, 8, 9, 9)).astype(np.int8)
+    t_in, t_out = TensorInfo("x", (8, 9, 9), "int8", 0.0371, 0), TensorInfo("y", (8, 5, 5), "int8", 0.0123, 3)
+    for cip in (0, 1):
+        node = helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[3, 3], strides=[2, 2], pads=[1] * 4,
+                                count_include_pad=cip)
+        g = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 8, 9, 9])],
+                              [helper.make_empty_tensor_value_info("y")])
+        m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+        m.ir_version = 8
+        real = codes.astype(np.float32) * np.float32(t_in.scale)
+        ref = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": real})[0]
+        want = np.clip(np.rint(ref / np.float32(t_out.scale)) + t_out.zero_point, -128, 127).astype(np.int8)
+        layer = AvgPool(name="p", inputs=(t_in,), output=t_out, kernel=(3, 3), stride=(2, 2), padding=(1, 1, 1, 1),
+                        count_include_pad=bool(cip), method="float", round_even=True, generic_order=opset >= 19)
+        np.testing.assert_array_equal(avg_pool(layer, codes), want, err_msg=f"count_include_pad {cip}")
+    proto, shape = MODELS["pools"](_Net(SEED))
+    proto.opset_import[0].version = opset
+    path = _quantize(proto, shape, tmp_path / f"pools_{opset}.onnx", "qdq", True, "int8", "int8")
+    assert main(["golden", str(path), "--samples", "6", "--check"]) == 0
+    assert ": met" in capsys.readouterr().out
+
+
 _OPTIONS = {"reduce_range": dict(reduce_range=True), "entropy": dict(calibrate_method="Entropy"),
             "percentile": dict(calibrate_method="Percentile"),
             "weights_asymmetric": dict(extra_options={"WeightSymmetric": False}),

@@ -211,6 +211,12 @@ the explicit pads (`AvgPool.counted_padding`; its sums then come in the generic 
 QLinearAveragePool by the whole window. A divisor that varies by position runs as one `POOL` per part of equal
 divisor.
 
+**The float pool's summation order.** In numerics `onnx` the golden model sums a QDQ average pool's float32
+values in the order of the kernel onnxruntime runs, so that a sum landing on a quantisation tie rounds alike:
+MLAS's up to opset 18, the generic kernel's row-major order from opset 19 (the opset that added dilations to
+`AveragePool`; measured, onnxruntime 1.32: the MLAS order then differs on half the windows,
+`AvgPool.generic_order`).
+
 **Constant folding.** A Reshape, Flatten, Squeeze, Unsqueeze or Transpose of a constant, and a
 QuantizeLinear of one (Inception-v1 reshapes its classifier weights in the graph, and onnxruntime then
 quantizes them as an activation), are computed at import: exact.
