@@ -2029,10 +2029,15 @@ class _Importer:
         """Output ``out_name`` of a Slice / Split: the :meth:`selection` of input 0's codes (QOperator: the same
         quantisation), or of its dequantized value up to the next QuantizeLinear."""
         fake = _FakeNode(label, node.op_type, out_name)
-        out_shape, make = self.selection(fake, shape, begin, step, count)
+        self.emit_selection(node, out_name, label, *self.selection(fake, shape, begin, step, count))
+
+    def emit_selection(self, node, out_name: str, label: str, out_shape, make) -> None:
+        """A layer ``make(x, out)`` that copies some of input 0's codes into ``out_name``: on codes now, or on
+        the dequantized value up to the next QuantizeLinear (whose codes it holds exactly)."""
         v = self.get(node, 0)
         if isinstance(v, _Codes):
-            self.emit(self.build(fake, make, v.info, v.info.renamed(out_name, out_shape)))
+            self.emit(self.build(_FakeNode(label, node.op_type, out_name), make, v.info,
+                                 v.info.renamed(out_name, out_shape)))
             return
         x = self.quantized_input(node, 0)
         self.values[out_name] = _Pending(label, node.op_type, out_shape, lambda out: make(x, out), codes_of=x,
@@ -2048,6 +2053,40 @@ class _Importer:
         if len(shape) not in (1, 3):
             self.fail(node, f"input of per-sample shape {shape}; allowed (C, H, W) or (F,)")
         return shape
+
+    def op_Gather(self, node):
+        """A Gather of a computed tensor by constant indices (onnxruntime's optimizer writes YOLOv5's Focus as
+        SpaceToDepth and a Gather of the channels; ``x[:, idx]``): of the channels a one-hot 1x1 ``conv2d``
+        (``dense`` on a vector), of rows or columns a ``resize`` gather. Codes copied either way."""
+        shape = self.data_shape(node)
+        rank = 1 + len(shape)
+        axis = int(self.attrs(node).get("axis", 0))
+        if not -rank <= axis < rank or axis % rank == 0:
+            self.fail(node, f"axis {axis} of a rank-{rank} input; allowed axes 1..{rank - 1} (not the batch)")
+        k = axis % rank - 1
+        idx = np.asarray(self.const(node, 1, "indices"))
+        if not np.issubdtype(idx.dtype, np.integer) or idx.ndim != 1 or not idx.size:
+            self.fail(node, f"indices of shape {idx.shape} and dtype {idx.dtype}: allowed a non-empty 1-D integer "
+                            f"constant (a scalar index removes the axis: use a Slice of one)")
+        n = shape[k]
+        if idx.min() < -n or idx.max() >= n:
+            self.fail(node, f"indices {idx.tolist()[:8]} out of range for axis {axis} of size {n}")
+        idx = [int(i) % n for i in idx]
+        name, label = node.output[0], node.name or node.output[0]
+        if k == 0:  # channels: output channel i takes input channel idx[i]
+            w = np.zeros((len(idx), n) + (() if len(shape) == 1 else (1, 1)), np.int8)
+            w[np.arange(len(idx)), idx] = 1
+            cls = Dense if len(shape) == 1 else Conv2d
+            out_shape = (len(idx), *shape[1:])
+            make = lambda x, out: cls(name=self.layer_name(node), inputs=(x,), output=out, weight=w,  # noqa: E731
+                                      weight_scale=1.0)
+        else:
+            rows = tuple(idx) if k == 1 else tuple(range(shape[1]))
+            cols = tuple(idx) if k == 2 else tuple(range(shape[2]))
+            out_shape = (shape[0], len(rows), len(cols))
+            make = lambda x, out: Resize(name=self.layer_name(node), inputs=(x,), output=out,  # noqa: E731
+                                         rows=rows, cols=cols)
+        self.emit_selection(node, name, label, out_shape, make)
 
     def op_Slice(self, node):
         """A Slice of the channels, rows or columns (positive steps; the batch axis whole): a one-hot
@@ -2934,6 +2973,9 @@ IMPORTS_TO: dict[str, tuple[tuple[str, ...], str]] = {
                                                                 "(then a `reshape` with `keepdims` 0)"),
     "ReduceMax": (("maxpool", "reshape"), "over axes 2 and 3 only: a `GlobalMaxPool` (then a `reshape` with "
                                           "`keepdims` 0)"),
+    "Gather": (("conv2d", "dense", "resize"), "of a computed tensor by constant 1-D indices: of the channels a "
+                                              "one-hot 1x1 `conv2d` (`dense` on a vector), of rows or columns a "
+                                              "`resize` gather; of constants folded"),
     "Slice": (("conv2d", "dense"), "of channels, rows and columns (steps >= 1, not the batch axis): a one-hot "
                                    "`conv2d` (depthwise when every channel is kept; `dense` on a vector)"),
     "Split": (("conv2d", "dense"), "along channels, rows or columns: a one-hot `conv2d` per output, as `Slice`"),

@@ -385,6 +385,17 @@ def _reflect_pads(n: _Net):
     return n.model((3, 8, 8), [n.op("Relu", [n.conv(y, 8, 8, 3)])]), (3, 8, 8)
 
 
+def _gathers(n: _Net):
+    """Gathers of a computed tensor by constant indices (``x[:, idx]``, a channel reorder with repeats; rows and
+    columns picked, a negative index among them): one-hot 1x1 convolutions and row / column gathers."""
+    x = n.op("Relu", [n.conv("x", 3, 8, 3, pads=[1, 1, 1, 1])])                        # (8, 8, 8)
+    ch = n.op("Gather", [x, n.c(np.array([7, 0, 3, 3, 5, -2], np.int64))], axis=1)      # (6, 8, 8)
+    y = n.op("Relu", [n.conv(ch, 6, 8, 3, pads=[1, 1, 1, 1])])
+    rows = n.op("Gather", [y, n.c(np.array([0, 2, 4, 6, 7], np.int64))], axis=2)        # (8, 5, 8)
+    cols = n.op("Gather", [rows, n.c(np.array([1, -1, 3], np.int32))], axis=-1)         # (8, 5, 3)
+    return n.model((3, 8, 8), [n.gemm(n.op("Flatten", [cols]), 8 * 5 * 3, 4)]), (3, 8, 8)
+
+
 def _conv_transpose(n: _Net):
     """Transposed convolutions as decoders, GANs and U-Nets write them: DCGAN's kernel 4 stride 2 pads 1,
     kernel 3 stride 2 pads 1 with output_padding 1, stride 1 (a convolution's padding), groups 2 with kernel 2
@@ -440,7 +451,8 @@ MODELS = {"squeeze_gemm": _squeeze_gemm, "pools": _pools, "pads": _pads, "activa
           "slices": _slices, "split_equal": _split_equal, "shufflenet_v2": _shufflenet_v2,
           "dynamic_flatten": _dynamic_flatten, "ghost": _ghost,
           "pixel_shuffle": _pixel_shuffle, "gc_block": _gc_block, "differences": _differences,
-          "concat_spatial": _concat_spatial, "reflect_pads": _reflect_pads}
+          "concat_spatial": _concat_spatial, "reflect_pads": _reflect_pads,
+          "gathers": _gathers}
 
 
 def _quantize(proto, shape, dst: Path, fmt: str, per_channel: bool, act: str, wt: str, dtype=np.float32,
@@ -796,12 +808,16 @@ def _bad_models(d: Path) -> dict[str, Path]:
         y = n.op("Transpose", [n.op("Relu", [n.conv("x", 3, 8, 3)])], perm=[0, 2, 3, 1])
         return n.model((3, 6, 6), [n.op("Relu", [n.conv(y, 4, 4, 1)])]), (3, 6, 6)
 
+    def gather_scalar(n):  # x[:, 0]: a scalar index removes the channel axis
+        y = n.op("Gather", [n.op("Relu", [n.conv("x", 3, 8, 3)]), n.c(np.array(0, np.int64))], axis=1)
+        return n.model((3, 6, 6), [n.gemm(n.op("Flatten", [y]), 16, 4)]), (3, 6, 6)
+
     def nhwc_out(n):  # a channels-last graph output
         return n.model((3, 6, 6), [n.op("Transpose", [n.op("Relu", [n.conv("x", 3, 8, 3)])], perm=[0, 2, 3, 1])]), \
             (3, 6, 6)
 
     for name, build in [("wrap", wrap), ("resize", resize), ("channel_mean", channel_mean),
-                        ("nhwc_mid", nhwc_mid), ("nhwc_out", nhwc_out),
+                        ("nhwc_mid", nhwc_mid), ("nhwc_out", nhwc_out), ("gather_scalar", gather_scalar),
                         ("reverse", reverse), ("focus_input", focus_input), ("log_softmax", log_softmax),
                         ("cast_input", cast_input), ("softmax_mid", softmax_mid)]:
         proto, shape = build(_Net(SEED))
@@ -853,6 +869,7 @@ def test_unsupported_models_named(bad, cmd, tmp_path, capsys):
     _user_error(capsys, argv(bad["nhwc_mid"]), "'Transpose_", "perm [0, 2, 3, 1]", "allowed readers",
                 "Gemm or MatMul")
     _user_error(capsys, argv(bad["nhwc_out"]), "graph output", "'Transpose_", "end the model before")
+    _user_error(capsys, argv(bad["gather_scalar"]), "'Gather_", "indices of shape ()", "a Slice of one")
     _user_error(capsys, argv(bad["pc_opset11"]), "DequantizeLinear", "need opset >= 13", "opset 11")
     _user_error(capsys, argv(bad["log_softmax"]), "'LogSoftmax_", "end the model before it", "argmax")
     _user_error(capsys, argv(bad["reverse"]), "'Slice_", "step -1 on axis 1", "allowed steps >= 1")
@@ -993,6 +1010,25 @@ def test_float_average_pool_order_follows_the_opset(opset, tmp_path, capsys):
     path = _quantize(proto, shape, tmp_path / f"pools_{opset}.onnx", "qdq", True, "int8", "int8")
     assert main(["golden", str(path), "--samples", "6", "--check"]) == 0
     assert ": met" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", ["slices", "se_block", "shufflenet_v2"])
+def test_onnxruntime_preprocessing(name, tmp_path, capsys):
+    """onnxruntime's recommended ``quant_pre_process`` before ``quantize_static`` (its graph optimizer rewrites
+    YOLOv5's Focus as SpaceToDepth and a Gather of the channels, folds constants): golden meets the bound, the
+    ISS is exact."""
+    import onnx
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    print(f"weights and calibration seed {SEED}")
+    proto, shape = MODELS[name](_Net(SEED))
+    onnx.save(proto, str(tmp_path / "raw.onnx"))
+    quant_pre_process(str(tmp_path / "raw.onnx"), str(tmp_path / "pre.onnx"), skip_symbolic_shape=True)
+    pre = onnx.load(str(tmp_path / "pre.onnx"))
+    if name == "slices":
+        assert {"SpaceToDepth", "Gather"} <= {n.op_type for n in pre.graph.node}
+    path = _quantize(pre, shape, tmp_path / f"{name}_pre.onnx", "qdq", False, "int8", "int8")
+    _golden_met_and_iss_exact(path, capsys)
 
 
 _OPTIONS = {"reduce_range": dict(reduce_range=True), "entropy": dict(calibrate_method="Entropy"),
@@ -1304,7 +1340,7 @@ def test_channels_last_model(var, tmp_path, capsys):
                                       ("pixel_shuffle", "qdq_pc_s8s8"), ("gc_block", "qdq_pc_s8s8"),
                                       ("gc_block", "qop_pt_u8s8"), ("differences", "qdq_pc_s8s8"),
                                       ("differences", "qop_pt_u8s8"), ("concat_spatial", "qop_pt_u8s8"),
-                                      ("reflect_pads", "qdq_pc_s8s8")])
+                                      ("reflect_pads", "qdq_pc_s8s8"), ("gathers", "qop_pt_u8s8")])
 def test_rtl_bit_exact(models, name, var, tmp_path, capsys):
     """``cimforge sim --random 2 --seed 0`` on the default fabric in Verilator: every tensor bit-exact and every
     layer's measured cycles as the cost model predicted."""
