@@ -326,13 +326,11 @@ class _Importer:
         if len(v.shape) != 1 or v.dequant != float_:
             self.permuted_reader(node, i, v)
         name = f"{v.src.name}/flattened"  # not the model's tensor: that one is in the transposed order
-        if name not in self.tensor_names():
-            self.emit(Reshape(name=f"{v.node}/flatten", inputs=(v.src,), output=v.src.renamed(
-                name, (int(v.index.size),))))
-        return next(l.output for l in self.layers if l.output.name == name), v.index
-
-    def tensor_names(self) -> set[str]:
-        return {l.output.name for l in self.layers} | {t.name for t in self.inputs}
+        flat = next((l.output for l in self.layers if l.output.name == name), None)  # emitted for another reader
+        if flat is None:
+            flat = v.src.renamed(name, (int(v.index.size),))
+            self.emit(Reshape(name=f"{v.node}/flatten", inputs=(v.src,), output=flat))
+        return flat, v.index
 
     def qparams(self, node, i_scale: int, i_zp: int | None, what: str) -> tuple[float, int, str]:
         """A per-tensor (scale, zero point, dtype) from constant inputs."""
@@ -1168,7 +1166,7 @@ class _Importer:
         """The pending layer of a commuting operator whose float input (of per-sample shape ``shape_in``) is
         quantized like its output: ``quantize(pre)`` emits the layer that writes that input ``pre``, then
         ``make_float(pre)`` makes the operator's own layer on the codes."""
-        if self.consumers.get(node.input[0], 0) != 1 or node.input[0] in self.graph_outputs:
+        if self.shared(node):
             self.fail(node, f"the float tensor {node.input[0]!r} has other consumers: cannot quantize it for this one")
         shape, _ = make_float(TensorInfo(node.input[0], shape_in, "int8", 1.0, 0))  # the shape only
 
