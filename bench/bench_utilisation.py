@@ -12,6 +12,7 @@ convolutions' passes (the MAC engine's epilogue, compiler/fusion.py) unless ``--
 
     .venv/bin/python bench/bench_utilisation.py [--images N]
     .venv/bin/python bench/bench_utilisation.py --tiny [resnet8 ...] [--no-fuse]
+    .venv/bin/python bench/bench_utilisation.py --points
 """
 
 from __future__ import annotations
@@ -62,6 +63,45 @@ def tiny_table(name: str, fuse: bool = True) -> None:
               f"would take {best:.0f} cycles: {100 * ideal / best:.1f}% at most")
 
 
+#: (label, macro fields, fabric fields) over the default preset: the default preset and arrays of the same peak
+#: (4096 bit-cell products per cycle per macro) with 32-row columns, more pages or a larger weight memory.
+TINY_POINTS = [("4 x 64x64, 8 pages, wmem 1024 (default)", {}, {}),
+               ("4 x 64x64, 8 pages, wmem 4096", {}, {"weight_depth": 4096}),
+               ("8 x 32x64, 16 pages, wmem 4096", {"rows": 32, "pages": 16}, {"n_macros": 8, "weight_depth": 4096}),
+               ("4 x 32x128, 8 pages, wmem 1024", {"rows": 32, "cols": 128}, {}),
+               ("4 x 32x128, 16 pages, wmem 1024", {"rows": 32, "cols": 128, "pages": 16}, {}),
+               ("4 x 32x128, 16 pages, wmem 4096", {"rows": 32, "cols": 128, "pages": 16}, {"weight_depth": 4096}),
+               ("4 x 32x128, 16 pages, wmem 8192", {"rows": 32, "cols": 128, "pages": 16},
+                {"weight_depth": 8192})]
+
+
+def tiny_points() -> None:
+    """Cycles per image of the tiny set and the digits CNNs, and ResNet-8's conv-layer utilisation with its
+    ceiling, on each of :data:`TINY_POINTS` (the cycle model, exact against the RTL)."""
+    from cimforge.compiler.lowering.host import split_host_tail
+    from cimforge.golden import model_sets as ms
+    from cimforge.golden.onnx_import import load_onnx
+    graphs = {n: split_host_tail(load_onnx(str(ms.build(n, seed=0)))).fabric for n in ms.TINY_SET}
+    graphs.update({m: load_digits_model(m) for m in MODELS})
+    base = get_preset("default")
+    print(f"{'design point':<44} {'resnet8 conv (ceiling)':>22} " + " ".join(f"{n[:16]:>16}" for n in graphs))
+    for label, macro, fabric in TINY_POINTS:
+        cfg = replace(base, macro=replace(base.macro, **macro),
+                      fabric=replace(base.fabric, **fabric, desc_depth=256))
+        cells, conv = [], ""
+        for name, g in graphs.items():
+            prog = compile_graph(g, cfg)
+            stamps = program_timing(prog)
+            cells.append(f"{stamps[-1] + 1:>16}")
+            if name == "resnet8":
+                rows = [r for r in layer_rows(prog, [{"pc": pc, "cycle": c} for pc, c in enumerate(stamps)])
+                        if r.kind == "conv2d"]
+                ideal = sum(r.ideal for r in rows)
+                conv = (f"{100 * ideal / sum(r.measured for r in rows):.1f}% "
+                        f"({100 * ideal / sum(r.ideal / r.occupancy for r in rows):.1f}%)")
+        print(f"{label:<44} {conv:>22} " + " ".join(cells))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=None, help="images per run (default: what the memory holds)")
@@ -69,7 +109,12 @@ def main(argv=None) -> int:
                     help="the MLPerf Tiny models (default all) on the default preset, per layer")
     ap.add_argument("--no-fuse", action="store_true",
                     help="with --tiny: run the BatchNormalizations as passes of their own (compile_graph(fuse=False))")
+    ap.add_argument("--points", action="store_true",
+                    help="the tiny set and the digits CNNs on the default preset and arrays of the same peak")
     args = ap.parse_args(argv)
+    if args.points:
+        tiny_points()
+        return 0
     if args.tiny is not None:
         from cimforge.golden import model_sets as ms
         for name in args.tiny or ms.TINY_SET:
